@@ -1,0 +1,3 @@
+from nextscale.cli import main
+
+raise SystemExit(main())

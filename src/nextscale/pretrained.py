@@ -1,0 +1,153 @@
+"""Component folders: ``config.json`` + ``model.safetensors``, and atomic file writes.
+
+Every model component (tokenizer, transformer, ...) holds a frozen dataclass ``config`` and is rebuilt
+from it. A component folder stores that config beside the weights, so loading never guesses sizes.
+
+References: diffusers ``ModelMixin.save_pretrained`` / ``from_pretrained`` (folder layout).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+T = TypeVar("T")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` and move the result onto ``path`` in one rename.
+
+    A crash mid-write leaves the old file (or none), never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(config_cls: type[T], values: dict[str, Any]) -> T:
+    """Rebuild a frozen dataclass config from JSON values (lists become tuples where the field is a tuple)."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{config_cls.__name__} has no field(s) {unknown}; the config.json was written by another "
+                         "version or belongs to another component")
+    hints = typing.get_type_hints(config_cls)
+    kwargs = {name: _coerce(hints[name], value) for name, value in values.items()}
+    return config_cls(**kwargs)
+
+
+def _coerce(annotation: Any, value: Any) -> Any:
+    """JSON has no tuples; turn lists back into tuples where the annotation asks for one."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if arg is type(None) and value is None:
+                return None
+        for arg in typing.get_args(annotation):
+            if arg is not type(None):
+                return _coerce(arg, value)
+    if (origin is tuple or annotation is tuple) and isinstance(value, list):
+        args = typing.get_args(annotation)
+        inner = args[0] if args else Any
+        return tuple(_coerce(inner, v) for v in value)
+    if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
+        return config_from_dict(annotation, value)
+    return value
+
+
+def save_component(module: torch.nn.Module, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+    """Write ``module.config`` and its weights to ``directory`` (created if needed).
+
+    Args:
+        module: a component with a dataclass ``config`` attribute.
+        directory: the component folder.
+        dtype: optional storage dtype for floating tensors (e.g. torch.float16 to halve the size).
+    """
+    config = getattr(module, "config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        raise TypeError(f"{type(module).__name__} has no dataclass `config`; only components can be saved")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach().to("cpu")
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        state[name] = tensor.contiguous().clone()  # safetensors refuses shared storage
+    payload = {"class": type(module).__name__, "config": config_to_dict(config)}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
+
+
+def read_config(component_cls: type, directory: str | os.PathLike) -> Any:
+    directory = Path(directory)
+    config_path = directory / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: {directory} is not a component folder "
+                                f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})")
+    try:
+        payload = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config_path} is not valid JSON ({err}); the folder is corrupt") from err
+    expected = component_cls.__name__
+    if payload.get("class") != expected:
+        raise ValueError(f"{directory} holds a {payload.get('class')!r}, not a {expected!r}")
+    return config_from_dict(component_cls.config_class, payload["config"])
+
+
+def load_component(component_cls: type[T], directory: str | os.PathLike, device: str | torch.device = "cpu") -> T:
+    """Rebuild a component from its folder; weights must match the config exactly (strict)."""
+    directory = Path(directory)
+    config = read_config(component_cls, directory)
+    module = component_cls(config)
+    weights_path = directory / WEIGHTS_NAME
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{weights_path} not found; the component folder is incomplete")
+    try:
+        state = load_file(str(weights_path), device=str(device))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{weights_path} could not be read ({err}); the file is corrupt or truncated") from err
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"{weights_path} does not fit {component_cls.__name__}: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    for name, tensor in state.items():
+        if tensor.shape != own[name].shape:
+            raise ValueError(f"{weights_path}: {name} has shape {tuple(tensor.shape)}, "
+                             f"the config expects {tuple(own[name].shape)}")
+        state[name] = tensor.to(own[name].dtype)
+    module.load_state_dict(state, strict=True)
+    return module.to(device).eval()

@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from nextscale.scales import SIDES_256, ScaleSchedule
+
+
+def test_counts_and_offsets_of_the_256px_schedule():
+    schedule = ScaleSchedule(SIDES_256)
+    assert schedule.total_tokens == 680
+    assert schedule.offsets[9] == 424
+    assert schedule.scale_slice(2) == slice(5, 14)
+
+
+def test_level_ids_follow_scales():
+    levels = ScaleSchedule((1, 2, 3)).level_ids()
+    assert levels.tolist() == [0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2]
+
+
+def test_block_causal_mask_forbids_later_scales_and_allows_own_and_earlier():
+    schedule = ScaleSchedule((1, 2, 4))
+    mask = schedule.block_causal_mask()
+    levels = schedule.level_ids()
+    for q in range(schedule.total_tokens):
+        for k in range(schedule.total_tokens):
+            assert bool(mask[q, k]) == bool(levels[k] <= levels[q])
+    bias = schedule.attention_bias()
+    assert bias.shape == (1, 1, 21, 21)
+    assert torch.isinf(bias[0, 0, 0, 1:]).all() and bias[0, 0, 20].eq(0).all()
+
+
+@pytest.mark.parametrize("sides", [(), (2, 4), (1, 3, 3), (1, 4, 2)])
+def test_bad_schedules_are_refused(sides):
+    with pytest.raises(ValueError):
+        ScaleSchedule(sides)
+
+
+def test_split_and_concat_round_trip():
+    schedule = ScaleSchedule((1, 2, 4))
+    tokens = torch.arange(2 * 21).view(2, 21)
+    parts = schedule.split(tokens)
+    assert [p.shape[1] for p in parts] == [1, 4, 16]
+    assert torch.equal(schedule.concat(parts), tokens)
+    with pytest.raises(ValueError):
+        schedule.concat(parts[:2])
