@@ -1,0 +1,18 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+PARITY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "var_parity"
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> Path:
+    if not (PARITY_DIR / "var_parity_d2.pt").is_file():
+        pytest.skip(f"official parity fixtures not found at {PARITY_DIR} (../shared/reference/var_parity)")
+    return PARITY_DIR
+
+
+@pytest.fixture(scope="session")
+def parity(parity_dir) -> dict:
+    return torch.load(parity_dir / "var_parity_d2.pt", map_location="cpu", weights_only=True)
