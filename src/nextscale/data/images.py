@@ -1,0 +1,241 @@
+"""Image files in and out: the ImageNet-style folder dataset, single-image loading, PIL conversion, grids.
+
+Folder layout (as for ImageNet ``train/`` and ``val/``)::
+
+    root/
+      class_a/  001.png  002.jpg ...
+      class_b/  ...
+
+Classes are the sub-folder names in sorted order, so label ``i`` is ``classes[i]`` on every machine.
+
+References: VAR ``utils/data.py`` (ImageFolder + the VAR transform), torchvision ``make_grid`` (grid layout).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch.utils.data import Dataset
+
+from nextscale.data.transforms import MID_RESO, ImageTransform
+from nextscale.pretrained import atomic_write
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+
+# PIL signals unreadable or truncated files with OSError (incl. UnidentifiedImageError), ValueError or SyntaxError.
+_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode one image file, raising a ValueError that names the file if it is unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} does not exist")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, not later in a worker
+            return image.copy()
+    except _READ_ERRORS as err:
+        raise ValueError(
+            f"cannot read image {path}: {err}. The file is corrupt or not an image; replace or delete it"
+        ) from err
+
+
+def load_image(path: str | os.PathLike, size: int, channels: int = 3, mid_reso: float = 1.0) -> torch.Tensor:
+    """Load one image as the models see it: shorter side resized, center-cropped, in [-1, 1].
+
+    Args:
+        path: an image file readable by Pillow.
+        size: output side in pixels.
+        channels: 3 (RGB) or 1 (grayscale).
+        mid_reso: shorter side is resized to ``round(mid_reso * size)`` before the center crop; the default
+            1.0 keeps the whole shorter side (editing wants the full picture, not VAR's evaluation margin).
+
+    Returns:
+        float32 tensor (channels, size, size) in [-1, 1].
+    """
+    transform = ImageTransform(size, train=False, mid_reso=mid_reso, channels=channels)
+    return transform(open_image(path))
+
+
+class ImageFolderDataset(Dataset):
+    """``root/class_name/*.png|jpg|jpeg|webp`` as (image tensor in [-1, 1], label) pairs.
+
+    Args:
+        root: folder with one sub-folder per class (searched recursively for images).
+        size: output side in pixels.
+        train: VAR training transform (random crop, optional flip) or evaluation transform (center crop).
+        mid_reso: see ``ImageTransform`` (VAR default 1.125).
+        hflip: random horizontal flips in training.
+        channels: 3 (RGB) or 1 (grayscale).
+        skip_corrupt: if True, an unreadable file is reported once with a warning and the next readable
+            image is returned in its place; if False (default) it raises a ValueError naming the file.
+        seed: if given, the random crop and flip of sample ``index`` in epoch ``e`` come from
+            ``numpy.random.default_rng([seed, e, index])``, identical across workers, machines and resumes
+            (call ``set_epoch`` each epoch). If None, torch's global generator is used.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        size: int,
+        train: bool = True,
+        mid_reso: float = MID_RESO,
+        hflip: bool = False,
+        channels: int = 3,
+        skip_corrupt: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"image folder {self.root} does not exist (expected root/class_name/*.png)")
+        self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not self.classes:
+            raise ValueError(f"{self.root} has no class sub-folders; expected root/class_name/image.png")
+        self.class_to_idx = {name: idx for idx, name in enumerate(self.classes)}
+        self.samples: list[tuple[Path, int]] = []
+        for name in self.classes:
+            files = sorted(p for p in (self.root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                logger.warning("class folder %s holds no images", self.root / name)
+            self.samples.extend((path, self.class_to_idx[name]) for path in files)
+        if not self.samples:
+            raise ValueError(f"{self.root} holds no images with extensions {IMAGE_EXTENSIONS} in its class folders")
+        self.transform = ImageTransform(size, train=train, mid_reso=mid_reso, hflip=hflip, channels=channels)
+        self.skip_corrupt = skip_corrupt
+        self.seed = seed
+        self.epoch = 0
+        self._reported_corrupt: set[Path] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose crops ``seed`` reproduces."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        """Returns (image (C, size, size) float32 in [-1, 1], class index)."""
+        for offset in range(len(self.samples)):
+            current = (index + offset) % len(self.samples)
+            path, label = self.samples[current]
+            try:
+                image = open_image(path)
+            except ValueError as err:
+                if not self.skip_corrupt:
+                    raise
+                if path not in self._reported_corrupt:
+                    self._reported_corrupt.add(path)
+                    warnings.warn(f"skipping unreadable image: {err}", stacklevel=2)
+                continue
+            generator = None if self.seed is None else np.random.default_rng([self.seed, self.epoch, index])
+            return self.transform(image, generator), label
+        raise ValueError(f"no image under {self.root} could be read; every file is corrupt")
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """Turn images in [-1, 1] into PIL images (values are clamped, then rounded to 8 bits).
+
+    Args:
+        images: (B, C, H, W) or (C, H, W), C = 1 (grayscale "L") or 3 ("RGB").
+
+    Returns:
+        a list of B PIL images.
+    """
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected images of shape (B, 1|3, H, W) in [-1, 1], got {tuple(images.shape)}")
+    pixels = images.detach().float().cpu().clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
+    arrays = pixels.permute(0, 2, 3, 1).numpy()  # (B, C, H, W) -> (B, H, W, C)
+    if arrays.shape[-1] == 1:
+        return [Image.fromarray(array[:, :, 0], mode="L") for array in arrays]
+    return [Image.fromarray(array, mode="RGB") for array in arrays]
+
+
+def _label_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default()
+
+
+def make_grid(
+    images: torch.Tensor, nrow: int = 8, padding: int = 2, labels: Sequence[str | int] | None = None
+) -> Image.Image:
+    """Tile images into one RGB picture, optionally with a text label under each image.
+
+    Layout: ``ncol = min(nrow, B)`` columns and ``ceil(B / ncol)`` rows of cells separated and framed by
+    ``padding`` black pixels. A cell is ``H x W`` without labels. With labels, a strip of the default font's
+    line height plus 4 px is added below each image, and cells widen to the widest label plus 4 px if that
+    exceeds W (images are centred). So without labels the grid is
+    ``(ncol * W + (ncol + 1) * padding) x (nrows * H + (nrows + 1) * padding)`` (width x height).
+
+    Args:
+        images: (B, C, H, W) in [-1, 1], C = 1 or 3.
+        nrow: images per row.
+        padding: pixels between and around cells.
+        labels: one label per image (drawn with PIL's default font), or None.
+
+    Returns:
+        the grid as a PIL RGB image.
+    """
+    if nrow < 1:
+        raise ValueError(f"nrow must be at least 1, got {nrow}")
+    tiles = [tile.convert("RGB") for tile in to_pil(images)]
+    count = len(tiles)
+    if labels is not None and len(labels) != count:
+        raise ValueError(f"got {len(labels)} labels for {count} images; pass one label per image")
+    height, width = tiles[0].height, tiles[0].width
+    ncol = min(nrow, count)
+    nrows = math.ceil(count / ncol)
+    cell_width, label_height = width, 0
+    font = _label_font()
+    if labels is not None:
+        texts = [str(label) for label in labels]
+        top, bottom = font.getbbox("Ag")[1], font.getbbox("Ag")[3]
+        label_height = (bottom - top) + 4
+        widest = max(font.getbbox(text)[2] - font.getbbox(text)[0] for text in texts)
+        cell_width = max(width, widest + 4)
+    cell_height = height + label_height
+    grid = Image.new("RGB", (ncol * cell_width + (ncol + 1) * padding, nrows * cell_height + (nrows + 1) * padding))
+    draw = ImageDraw.Draw(grid)
+    for index, tile in enumerate(tiles):
+        row, col = divmod(index, ncol)
+        left = padding + col * (cell_width + padding)
+        top = padding + row * (cell_height + padding)
+        grid.paste(tile, (left + (cell_width - width) // 2, top))
+        if labels is not None:
+            text = texts[index]
+            text_width = font.getbbox(text)[2] - font.getbbox(text)[0]
+            draw.text((left + (cell_width - text_width) // 2, top + height + 2), text, fill="white", font=font)
+    return grid
+
+
+def save_grid(
+    images: torch.Tensor,
+    path: str | os.PathLike,
+    nrow: int = 8,
+    labels: Sequence[str | int] | None = None,
+    padding: int = 2,
+) -> Path:
+    """Write ``make_grid(images, nrow, padding, labels)`` as a PNG (atomically) and return its path.
+
+    Args:
+        images: (B, C, H, W) in [-1, 1], C = 1 or 3.
+        path: output file; parent folders are created.
+        nrow: images per row.
+        labels: optional text under each image.
+        padding: pixels between and around cells.
+    """
+    path = Path(path)
+    grid = make_grid(images, nrow=nrow, padding=padding, labels=labels)
+    atomic_write(path, lambda tmp: grid.save(tmp, format="PNG"))
+    return path

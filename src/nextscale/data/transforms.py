@@ -1,0 +1,149 @@
+"""The VAR image transform, written with Pillow and NumPy (no torchvision).
+
+Official recipe (VAR ``utils/data.py``): resize the shorter side to ``round(mid_reso * size)`` with LANCZOS,
+then a random crop (training) or a center crop (evaluation) to ``size x size``, an optional horizontal flip,
+and finally ``ToTensor`` followed by ``x * 2 - 1`` so pixels lie in [-1, 1].
+
+Randomness comes from an explicit generator (``numpy.random.Generator`` or ``torch.Generator``) so a crop can
+be replayed exactly; without one, torch's global generator is used (which DataLoader seeds per worker).
+
+References: VAR ``utils/data.py`` (``build_dataset``, ``normalize_01_into_pm1``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+MID_RESO = 1.125  # VAR's --mid_reso default: 288 px before a 256 px crop
+
+Generator = np.random.Generator | torch.Generator
+
+
+def _randint(high: int, generator: Generator | None) -> int:
+    """One integer in [0, high) from whichever generator the caller holds."""
+    if high <= 1:
+        return 0
+    if isinstance(generator, np.random.Generator):
+        return int(generator.integers(high))
+    return int(torch.randint(high, (1,), generator=generator).item())
+
+
+def resize_shorter_side(image: Image.Image, side: int) -> Image.Image:
+    """Resize so that the shorter side equals ``side``, keeping the aspect ratio (LANCZOS).
+
+    Example: a 400x300 image with side=288 becomes 384x288.
+    """
+    if side < 1:
+        raise ValueError(f"side must be at least 1, got {side}")
+    width, height = image.size
+    if min(width, height) == side:
+        return image
+    if width <= height:
+        new_size = (side, max(side, round(height * side / width)))
+    else:
+        new_size = (max(side, round(width * side / height)), side)
+    return image.resize(new_size, resample=Image.Resampling.LANCZOS)
+
+
+def center_crop(image: Image.Image, size: int) -> Image.Image:
+    """Crop the central ``size x size`` square (the image must be at least that large)."""
+    width, height = image.size
+    if width < size or height < size:
+        raise ValueError(f"cannot crop {size}x{size} from a {width}x{height} image; resize it first")
+    left = int(round((width - size) / 2.0))
+    top = int(round((height - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def random_crop(image: Image.Image, size: int, generator: Generator | None = None) -> Image.Image:
+    """Crop a ``size x size`` square at a random position drawn from ``generator`` (top first, then left)."""
+    width, height = image.size
+    if width < size or height < size:
+        raise ValueError(f"cannot crop {size}x{size} from a {width}x{height} image; resize it first")
+    top = _randint(height - size + 1, generator)
+    left = _randint(width - size + 1, generator)
+    return image.crop((left, top, left + size, top + size))
+
+
+def pil_to_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
+    """Convert a PIL image to a float tensor (C, H, W) in [-1, 1].
+
+    Args:
+        image: any PIL image; it is converted to RGB (channels=3) or grayscale (channels=1).
+        channels: 1 or 3.
+
+    Returns:
+        float32 tensor of shape (channels, H, W) with values ``pixel / 255 * 2 - 1``.
+    """
+    if channels == 3:
+        image = image.convert("RGB")
+    elif channels == 1:
+        image = image.convert("L")
+    else:
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]  # (H, W) -> (H, W, 1)
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
+    return tensor.float().div(127.5).sub(1.0)
+
+
+class ImageTransform:
+    """The VAR transform: shorter side to ``round(mid_reso * size)``, crop to ``size``, flip, to [-1, 1].
+
+    Args:
+        size: output side in pixels.
+        train: random crop (True) or center crop (False).
+        mid_reso: ratio between the resized shorter side and ``size`` (VAR default 1.125; 1.0 = no margin).
+        hflip: flip horizontally with probability 0.5 (training only; VAR's ``--hflip`` defaults to False).
+        channels: 3 for RGB output, 1 for grayscale.
+
+    Example:
+        >>> transform = ImageTransform(256, train=True)
+        >>> x = transform(Image.open("cat.jpg"), generator=np.random.default_rng(0))  # (3, 256, 256)
+    """
+
+    def __init__(
+        self, size: int, train: bool = True, mid_reso: float = MID_RESO, hflip: bool = False, channels: int = 3
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        if mid_reso < 1.0:
+            raise ValueError(f"mid_reso must be >= 1.0 (the resized image must cover the crop), got {mid_reso}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        self.size = size
+        self.train = train
+        self.mid_reso = mid_reso
+        self.hflip = hflip
+        self.channels = channels
+        self.resize_side = round(mid_reso * size)
+
+    def __call__(self, image: Image.Image, generator: Generator | None = None) -> torch.Tensor:
+        """Transform one image.
+
+        Args:
+            image: a PIL image of any mode and size.
+            generator: source of the crop position and flip (training only); None uses torch's global RNG.
+
+        Returns:
+            float32 tensor (channels, size, size) in [-1, 1].
+        """
+        # Convert before resizing so palette/alpha images are resampled as real colours.
+        image = image.convert("RGB" if self.channels == 3 else "L")
+        image = resize_shorter_side(image, self.resize_side)
+        if self.train:
+            image = random_crop(image, self.size, generator)
+            if self.hflip and _randint(2, generator) == 1:
+                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        else:
+            image = center_crop(image, self.size)
+        return pil_to_tensor(image, self.channels)
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageTransform(size={self.size}, train={self.train}, mid_reso={self.mid_reso}, "
+            f"hflip={self.hflip}, channels={self.channels})"
+        )

@@ -1,0 +1,85 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nextscale.data.images import ImageFolderDataset, load_image, make_grid, save_grid, to_pil
+
+FOLDER = Path(__file__).resolve().parents[1] / "assets" / "image_folder"
+
+
+def test_folder_dataset_classes_and_items():
+    dataset = ImageFolderDataset(FOLDER, size=32, train=False)
+    assert dataset.classes == ["bag", "sneaker"]
+    assert len(dataset) == 4
+    assert [label for _, label in dataset.samples] == [0, 0, 1, 1]
+    image, label = dataset[3]
+    assert image.shape == (3, 32, 32) and label == 1
+    assert -1 <= image.min() and image.max() <= 1
+
+
+def test_folder_dataset_seed_reproduces_crops():
+    first = ImageFolderDataset(FOLDER, size=24, train=True, hflip=True, seed=3)
+    second = ImageFolderDataset(FOLDER, size=24, train=True, hflip=True, seed=3)
+    assert all(torch.equal(first[i][0], second[i][0]) for i in range(len(first)))
+    second.set_epoch(1)
+    assert any(not torch.equal(first[i][0], second[i][0]) for i in range(len(first)))
+
+
+def test_corrupt_image_named_or_skipped(tmp_path):
+    shutil.copytree(FOLDER, tmp_path / "root")
+    broken = tmp_path / "root" / "bag" / "000.png"
+    broken.write_bytes(broken.read_bytes()[:60])
+    with pytest.raises(ValueError, match="000.png"):
+        ImageFolderDataset(tmp_path / "root", size=16)[0]
+    dataset = ImageFolderDataset(tmp_path / "root", size=16, skip_corrupt=True)
+    with pytest.warns(UserWarning, match="000.png"):
+        image, label = dataset[0]
+    assert image.shape == (3, 16, 16) and label == 0  # the next readable image, bag/001.jpg
+
+
+def test_empty_folders_raise(tmp_path):
+    with pytest.raises(ValueError, match="no class sub-folders"):
+        ImageFolderDataset(tmp_path, size=16)
+    (tmp_path / "cat").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        ImageFolderDataset(tmp_path, size=16)
+    with pytest.raises(FileNotFoundError):
+        ImageFolderDataset(tmp_path / "missing", size=16)
+
+
+def test_load_image_and_errors(tmp_path):
+    image = load_image(FOLDER / "sneaker" / "001.jpg", size=20, channels=1)
+    assert image.shape == (1, 20, 20)
+    (tmp_path / "note.png").write_text("not an image")
+    with pytest.raises(ValueError, match="note.png"):
+        load_image(tmp_path / "note.png", size=20)
+
+
+def test_to_pil_round_trip():
+    pixels = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
+    images = pixels.float() / 127.5 - 1
+    pils = to_pil(images)
+    assert [p.size for p in pils] == [(7, 5), (7, 5)] and pils[0].mode == "RGB"
+    assert torch.equal(torch.from_numpy(np.array(pils[1])).permute(2, 0, 1), pixels[1])
+    assert to_pil(images[:, :1])[0].mode == "L"
+
+
+def test_grid_size_without_labels(tmp_path):
+    path = save_grid(torch.zeros(5, 1, 8, 6), tmp_path / "out" / "grid.png", nrow=3, padding=2)
+    with Image.open(path) as grid:
+        assert grid.format == "PNG"
+        assert grid.size == (3 * 6 + 4 * 2, 2 * 8 + 3 * 2)
+
+
+def test_grid_with_labels_is_taller_and_draws_text():
+    images = -torch.ones(4, 3, 16, 16)
+    plain = make_grid(images, nrow=2)
+    labelled = make_grid(images, nrow=2, labels=["T-shirt/top", "Bag", 3, "Ankle boot"])
+    assert labelled.height > plain.height and labelled.width >= plain.width
+    assert labelled.getextrema() != plain.getextrema()  # white text on black
+    with pytest.raises(ValueError, match="one label per image"):
+        make_grid(images, labels=["a"])

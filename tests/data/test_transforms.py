@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nextscale.data.transforms import ImageTransform, center_crop, pil_to_tensor, resize_shorter_side
+
+
+def _image(width=50, height=40) -> Image.Image:
+    array = np.random.default_rng(0).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    return Image.fromarray(array, mode="RGB")
+
+
+def test_resize_shorter_side_keeps_aspect():
+    assert resize_shorter_side(_image(400, 300), 288).size == (384, 288)
+    assert resize_shorter_side(_image(300, 400), 288).size == (288, 384)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_output_shape_and_range(train, channels):
+    out = ImageTransform(16, train=train, hflip=True, channels=channels)(_image(), np.random.default_rng(0))
+    assert out.shape == (channels, 16, 16) and out.dtype == torch.float32
+    assert out.min() >= -1.0 and out.max() <= 1.0
+
+
+def test_pixel_mapping_is_exact():
+    image = Image.fromarray(np.array([[0, 255]], dtype=np.uint8), mode="L")
+    assert pil_to_tensor(image, channels=1).tolist() == [[[-1.0, 1.0]]]
+
+
+@pytest.mark.parametrize("make_generator", [np.random.default_rng, lambda s: torch.Generator().manual_seed(s)])
+def test_same_seed_same_crop(make_generator):
+    transform = ImageTransform(16, train=True, hflip=True)
+    first = [transform(_image(), make_generator(seed)) for seed in range(6)]
+    again = [transform(_image(), make_generator(seed)) for seed in range(6)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert any(not torch.equal(first[0], other) for other in first[1:])  # seeds move the crop
+
+
+def test_eval_is_center_crop_of_resized():
+    transform = ImageTransform(16, train=False, mid_reso=1.125)
+    image = _image()
+    expected = pil_to_tensor(center_crop(resize_shorter_side(image, 18), 16))
+    assert torch.equal(transform(image), expected)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="mid_reso"):
+        ImageTransform(16, mid_reso=0.9)
+    with pytest.raises(ValueError, match="channels"):
+        ImageTransform(16, channels=4)
