@@ -1,0 +1,137 @@
+"""Multi-head self-attention as in VAR, with optional L2-normalised queries/keys and a pluggable KV store.
+
+The work is split in three steps so variants can reuse them without a rewrite:
+``project_qkv`` (x -> per-head q, k, v), :func:`attend` (the one call into
+``F.scaled_dot_product_attention``; every attention kernel choice lives there) and the output projection.
+A rotary position embedding would act on (q, k) between the first two steps; a cross-attention layer
+would reuse :func:`attend` with keys/values projected from a context.
+
+References:
+    Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+    Tian et al., VAR (arXiv 2404.02905); official ``models/basic_var.py`` (``SelfAttention``): q/v biases with
+    a fixed zero k bias, cosine attention with a learned per-head temperature capped at 100.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Cap of the learned attention temperature (exp of the log-temperature), as in the official code.
+MAX_LOG_TEMPERATURE = math.log(100.0)
+INITIAL_LOG_TEMPERATURE = math.log(4.0)
+
+
+class KeyValueStore(Protocol):
+    """What an attention layer needs from an inference cache (see ``nextscale.transformer.kv_cache``)."""
+
+    def update(self, layer_idx: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this call's (B, H, l, Dh) key/value and return all keys/values so far, (B, H, L_seen, Dh)."""
+        ...
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_bias: torch.Tensor | None,
+    dropout_p: float,
+    scale: float,
+) -> torch.Tensor:
+    """Scaled dot-product attention.
+
+    Args:
+        q: (B, H, l, Dh) queries.
+        k, v: (B, H, L_kv, Dh) keys and values.
+        attn_bias: additive float bias broadcastable to (B, H, l, L_kv) (0 = allowed, -inf = blocked), or None.
+        dropout_p: dropout on the attention weights (pass 0 in evaluation).
+        scale: factor on q.k before the softmax.
+
+    Returns:
+        (B, H, l, Dh).
+    """
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=scale)
+
+
+class SelfAttention(nn.Module):
+    """VAR self-attention.
+
+    Args:
+        embed_dim: width C.
+        num_heads: H; head_dim = C / H.
+        layer_idx: this layer's index in a KV store.
+        l2_norm: unit-normalise q and k and multiply q by a learned per-head temperature (softmax scale 1);
+            otherwise the softmax scale is 0.25 / sqrt(head_dim) (the official non-normalised choice).
+        attn_dropout: dropout on the attention weights (training only).
+        proj_dropout: dropout after the output projection (training only).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        layer_idx: int,
+        l2_norm: bool = True,
+        attn_dropout: float = 0.0,
+        proj_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.layer_idx = layer_idx
+        self.l2_norm = l2_norm
+        self.attn_dropout, self.proj_dropout = attn_dropout, proj_dropout
+        # One matmul for q, k, v; the bias is assembled as [q_bias, 0, v_bias] because a k bias only adds a
+        # per-query constant to the attention logits, which the softmax cancels.
+        self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(embed_dim))
+        self.v_bias = nn.Parameter(torch.zeros(embed_dim))
+        self.register_buffer("k_bias", torch.zeros(embed_dim), persistent=False)
+        if l2_norm:
+            self.log_temperature = nn.Parameter(torch.full((1, num_heads, 1, 1), INITIAL_LOG_TEMPERATURE))
+            self.softmax_scale = 1.0
+        else:
+            self.softmax_scale = 0.25 / math.sqrt(self.head_dim)
+        self.proj = nn.Linear(embed_dim, embed_dim)
+
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, l, C) -> q, k, v, each (B, H, l, Dh); q and k normalised (and q scaled) when l2_norm."""
+        B, l, C = x.shape
+        bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
+        qkv = F.linear(x, self.qkv.weight, bias=bias).view(B, l, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, l, Dh)
+        if self.l2_norm:
+            temperature = self.log_temperature.clamp_max(MAX_LOG_TEMPERATURE).exp()  # (1, H, 1, 1)
+            q = F.normalize(q, dim=-1).mul(temperature)
+            k = F.normalize(k, dim=-1)
+        return q, k, v
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_bias: torch.Tensor | None = None,
+        kv_cache: KeyValueStore | None = None,
+    ) -> torch.Tensor:
+        """Attend over x (and, with a cache, over every earlier call's tokens).
+
+        Args:
+            x: (B, l, C) normalised input.
+            attn_bias: float additive mask (1, 1, l, l) for training; None with a cache.
+            kv_cache: inference store; this call's k, v are appended and queries see everything stored.
+
+        Returns:
+            (B, l, C).
+        """
+        B, l, C = x.shape
+        q, k, v = self.project_qkv(x)
+        if kv_cache is not None:
+            k, v = kv_cache.update(self.layer_idx, k, v)  # (B, H, L_seen, Dh)
+        dropout_p = self.attn_dropout if self.training else 0.0
+        out = attend(q, k, v, attn_bias, dropout_p, self.softmax_scale)  # (B, H, l, Dh)
+        out = out.transpose(1, 2).reshape(B, l, C)
+        return F.dropout(self.proj(out), self.proj_dropout, self.training)

@@ -1,0 +1,102 @@
+"""The VAR transformer block: AdaLN-modulated self-attention and FFN, each gated and drop-pathed.
+
+    x = x + DropPath(Attn(LN(x) * (1 + scale1) + shift1) * gamma1)
+    x = x + DropPath(FFN (LN(x) * (1 + scale2) + shift2) * gamma2)
+
+(gamma1, gamma2, scale1, scale2, shift1, shift2) come from the class condition: per block
+``Linear(SiLU(cond))`` or, with shared AdaLN (VAR d36), one model-level projection plus a learned
+per-block offset. The op order mirrors the official code so that outputs match it bit for bit.
+
+References:
+    Tian et al., VAR (arXiv 2404.02905); official ``models/basic_var.py`` (``FFN``, ``AdaLNSelfAttn``).
+    Peebles & Xie, DiT (AdaLN-Zero gating).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nextscale.layers.adaln import AdaLNModulation, modulate
+from nextscale.layers.attention import KeyValueStore, SelfAttention
+from nextscale.layers.drop_path import DropPath
+from nextscale.transformer.config import TransformerConfig
+
+# The six modulation vectors of a block, in the official order of the (B, 1, 6, C) tensor.
+NUM_MODULATIONS = 6
+
+
+class FeedForward(nn.Module):
+    """fc1 (C -> hidden) -> GELU (tanh approximation) -> fc2 (hidden -> C) -> dropout."""
+
+    def __init__(self, embed_dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, embed_dim)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, l, C) -> (B, l, C)."""
+        hidden = F.gelu(self.fc1(x), approximate="tanh")
+        return F.dropout(self.fc2(hidden), self.dropout, self.training)
+
+
+class TransformerBlock(nn.Module):
+    """One AdaLN self-attention block.
+
+    Args:
+        config: the transformer config (width, heads, MLP ratio, dropouts, shared AdaLN, norm eps).
+        layer_idx: block index (used to address the KV cache).
+        drop_path_rate: this block's stochastic-depth rate.
+    """
+
+    def __init__(self, config: TransformerConfig, layer_idx: int, drop_path_rate: float) -> None:
+        super().__init__()
+        embed_dim = config.embed_dim
+        self.embed_dim, self.norm_eps = embed_dim, config.norm_eps
+        self.shared_adaln = config.shared_adaln
+        self.attn = SelfAttention(
+            embed_dim,
+            config.num_heads,
+            layer_idx,
+            l2_norm=config.attn_l2_norm,
+            attn_dropout=config.attn_dropout,
+            proj_dropout=config.dropout,
+        )
+        self.ffn = FeedForward(embed_dim, round(embed_dim * config.mlp_ratio), config.dropout)
+        self.drop_path = DropPath(drop_path_rate)
+        if config.shared_adaln:
+            # Learned per-block offset added to the model-level shared modulation (values set by init_weights).
+            self.adaln_offset = nn.Parameter(torch.empty(1, 1, NUM_MODULATIONS, embed_dim))
+        else:
+            self.adaln = AdaLNModulation(embed_dim, embed_dim, NUM_MODULATIONS)
+
+    def norm(self, x: torch.Tensor) -> torch.Tensor:
+        # One parameter-free LayerNorm for both sub-layers: AdaLN supplies the affine part.
+        return F.layer_norm(x, (self.embed_dim,), eps=self.norm_eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        attn_bias: torch.Tensor | None = None,
+        kv_cache: KeyValueStore | None = None,
+    ) -> torch.Tensor:
+        """Run the block.
+
+        Args:
+            x: (B, l, C) token features.
+            cond: (B, C) class condition, or with shared AdaLN the shared modulation (B, 1, 6, C).
+            attn_bias: float additive mask (1, 1, l, l) in training; None with a cache.
+            kv_cache: inference key/value store (see ``KVCache``).
+
+        Returns:
+            (B, l, C).
+        """
+        modulation = self.adaln_offset + cond if self.shared_adaln else self.adaln(cond)  # (B, 1, 6, C)
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation.unbind(2)  # 6 x (B, 1, C)
+        attn_out = self.attn(modulate(self.norm(x), scale1, shift1), attn_bias, kv_cache)
+        x = x + self.drop_path(attn_out.mul_(gamma1))
+        ffn_out = self.ffn(modulate(self.norm(x), scale2, shift2))
+        return x + self.drop_path(ffn_out.mul(gamma2))

@@ -1,0 +1,280 @@
+"""The next-scale transformer (VAR stage 2): class label + coarser scales -> logits of every scale's tokens.
+
+Sequence layout (B batch, L all tokens, l tokens of one scale, C channels, V vocab):
+position 0 is the start token (class embedding + a learned start vector); positions of scale k >= 1 hold
+``word_embed`` of the teacher-forcing latent of scale k (the tokenizer's cumulative reconstruction up to
+scale k-1, resized to scale k). Every token also gets a level embedding (its scale index) and an absolute
+position embedding. In training all scales run at once under the block-causal mask; at inference one
+scale at a time with a :class:`KVCache` (``scale_input`` then ``forward_cached``).
+
+References:
+    Tian et al., "Visual Autoregressive Modeling: Scalable Image Generation via Next-Scale Prediction",
+    NeurIPS 2024 (arXiv 2404.02905); official ``models/var.py`` (``VAR.forward``, ``init_weights``).
+    nanoGPT ``model.py`` (structure), DiT ``models.py`` (``initialize_weights``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from nextscale.layers.adaln import AdaLNHeadNorm, AdaLNModulation
+from nextscale.layers.attention import INITIAL_LOG_TEMPERATURE
+from nextscale.transformer.blocks import NUM_MODULATIONS, TransformerBlock
+from nextscale.transformer.conditioning import ClassEmbedder
+from nextscale.transformer.config import TransformerConfig
+from nextscale.transformer.kv_cache import KVCache
+
+
+def _compute_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:
+    """The dtype the blocks compute in: the autocast dtype when autocast is on for ``device``."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return default
+
+
+class ScaleTransformer(nn.Module):
+    """VAR transformer.
+
+    Args:
+        config: a :class:`TransformerConfig` (build one with ``TransformerConfig.from_depth``).
+    """
+
+    config_class = TransformerConfig
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.schedule = config.schedule
+        embed_dim, total_tokens = config.embed_dim, self.schedule.total_tokens
+
+        self.class_embedder = ClassEmbedder(config.num_classes, embed_dim, config.cond_drop_rate)
+        self.start_pos = nn.Parameter(torch.empty(1, 1, embed_dim))
+        self.word_embed = nn.Linear(config.code_dim, embed_dim)
+        self.pos_embed = nn.Parameter(torch.empty(1, total_tokens, embed_dim))
+        self.level_embed = nn.Embedding(self.schedule.num_scales, embed_dim)
+
+        self.shared_adaln = AdaLNModulation(embed_dim, embed_dim, NUM_MODULATIONS) if config.shared_adaln else None
+        # Stochastic depth grows linearly from 0 (first block) to drop_path_rate (last block).
+        # (Computed on the CPU so the model can also be built under a meta/cuda default device.)
+        rates = torch.linspace(0, config.drop_path_rate, config.depth, device="cpu").tolist()
+        self.blocks = nn.ModuleList(TransformerBlock(config, i, rates[i]) for i in range(config.depth))
+
+        self.head_norm = AdaLNHeadNorm(embed_dim, embed_dim, config.norm_eps)
+        self.head = nn.Linear(embed_dim, config.vocab_size)
+
+        # Derived from the schedule, so not saved: the scale of every position and the block-causal mask.
+        device = self.pos_embed.device
+        level_ids = self.schedule.level_ids("cpu")[None].to(device)  # (1, L)
+        attn_bias = self.schedule.attention_bias(device="cpu").to(device)  # (1, 1, L, L)
+        self.register_buffer("level_ids", level_ids, persistent=False)
+        self.register_buffer("attn_bias", attn_bias, persistent=False)
+        self.init_weights()
+
+    # ------------------------------------------------------------------ inputs
+    def embed_condition(self, class_labels: torch.Tensor) -> torch.Tensor:
+        """(B,) labels in 0..num_classes (the last is the null class) -> (B, C) condition; no dropout."""
+        return self.class_embedder.embed(class_labels)
+
+    def _level_and_position(self, start: int, end: int) -> torch.Tensor:
+        """Level embedding + absolute position of positions [start, end): (1, end - start, C)."""
+        return self.level_embed(self.level_ids[:, start:end]) + self.pos_embed[:, start:end]
+
+    def scale_input(self, scale_idx: int, cond: torch.Tensor, next_latent: torch.Tensor | None) -> torch.Tensor:
+        """The transformer input of one scale at inference.
+
+        Args:
+            scale_idx: k in 0..K-1.
+            cond: (B, C) condition from :meth:`embed_condition`.
+            next_latent: None for k = 0; else (B, side_k^2, code_dim), the tokenizer's next-scale input
+                (cumulative reconstruction resized to side_k), row-major.
+
+        Returns:
+            (B, side_k^2, C).
+        """
+        if not 0 <= scale_idx < self.schedule.num_scales:
+            raise ValueError(f"scale_idx must be in 0..{self.schedule.num_scales - 1}, got {scale_idx}")
+        span = self.schedule.scale_slice(scale_idx)
+        if scale_idx == 0:
+            if next_latent is not None:
+                raise ValueError("scale 0 is the start token; pass next_latent=None")
+            return cond[:, None] + self.start_pos + self._level_and_position(0, 1)  # (B, 1, C)
+        count = self.schedule.token_counts[scale_idx]
+        if next_latent is None or next_latent.shape[1:] != (count, self.config.code_dim):
+            got = None if next_latent is None else tuple(next_latent.shape)
+            raise ValueError(
+                f"scale {scale_idx} needs next_latent of shape (B, {count}, {self.config.code_dim}), got {got}"
+            )
+        return self.word_embed(next_latent) + self._level_and_position(span.start, span.stop)  # (B, l, C)
+
+    # ------------------------------------------------------------------ outputs
+    def _logits(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """(B, l, C) features -> (B, l, V) float32 logits; the head norm sees float32 inputs as in VAR."""
+        return self.head(self.head_norm(x.float(), cond).float()).float()
+
+    def _block_condition(self, cond: torch.Tensor) -> torch.Tensor:
+        """What the blocks receive: the raw condition, or the shared AdaLN modulation (B, 1, 6, C)."""
+        return cond if self.shared_adaln is None else self.shared_adaln(cond)
+
+    def forward(
+        self,
+        class_labels: torch.Tensor,
+        teacher_input: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Teacher-forced logits of all tokens (training and evaluation).
+
+        Args:
+            class_labels: (B,) int64 in 0..num_classes; in training mode they are dropped to the null
+                class with probability ``config.cond_drop_rate``.
+            teacher_input: (B, L' - 1, code_dim) tokenizer teacher-forcing latents of scales 1..k-1, where
+                L' = schedule.offsets[k] (L' = L normally; a shorter prefix of whole scales for
+                progressive training).
+            generator: optional randomness for the condition dropout.
+
+        Returns:
+            (B, L', V) float32 logits.
+        """
+        prefix = self._check_teacher_input(class_labels, teacher_input)
+        device = teacher_input.device
+        # Embeddings in full precision (the official code disables autocast here).
+        with torch.autocast(device_type=device.type, enabled=False):
+            cond = self.class_embedder(class_labels, generator)  # (B, C)
+            start = cond[:, None] + self.start_pos  # (B, 1, C)
+            words = self.word_embed(teacher_input.to(self.word_embed.weight.dtype))  # (B, L' - 1, C)
+            x = torch.cat((start, words), dim=1)  # (B, L', C)
+            x += self._level_and_position(0, prefix)
+        # Like the official code, the residual stream runs in the autocast dtype during training.
+        dtype = _compute_dtype(device, x.dtype)
+        block_cond = self._block_condition(cond).to(dtype)
+        attn_bias = self.attn_bias[:, :, :prefix, :prefix].to(dtype)
+        x = x.to(dtype)
+        for block in self.blocks:
+            x = block(x, block_cond, attn_bias)
+        return self._logits(x, cond)
+
+    def _check_teacher_input(self, class_labels: torch.Tensor, teacher_input: torch.Tensor) -> int:
+        """Validate shapes; return L' (number of positions produced)."""
+        if teacher_input.ndim != 3 or teacher_input.shape[2] != self.config.code_dim:
+            raise ValueError(
+                f"teacher_input must be (B, L - 1, code_dim={self.config.code_dim}), got {tuple(teacher_input.shape)}"
+            )
+        if class_labels.ndim != 1 or class_labels.shape[0] != teacher_input.shape[0]:
+            raise ValueError(
+                f"class_labels must be (B,) with B = {teacher_input.shape[0]} (the teacher_input batch), "
+                f"got {tuple(class_labels.shape)}"
+            )
+        prefix = teacher_input.shape[1] + 1
+        valid = self.schedule.offsets[1:]
+        if prefix not in valid:
+            raise ValueError(
+                f"teacher_input has {teacher_input.shape[1]} positions; expected one less than a scale "
+                f"boundary {valid} (all scales: {self.schedule.total_tokens - 1})"
+            )
+        return prefix
+
+    @torch.no_grad()
+    def new_kv_cache(
+        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> KVCache:
+        """An empty cache for ``batch_size`` sequences (with CFG, the doubled batch); defaults follow the model."""
+        return KVCache(
+            num_layers=self.config.depth,
+            batch_size=batch_size,
+            num_heads=self.config.num_heads,
+            max_length=self.schedule.total_tokens,
+            head_dim=self.config.head_dim,
+            device=self.pos_embed.device if device is None else device,
+            dtype=self.pos_embed.dtype if dtype is None else dtype,
+        )
+
+    def forward_cached(self, x: torch.Tensor, cond: torch.Tensor, kv_cache: KVCache) -> torch.Tensor:
+        """Logits of one scale at inference; earlier scales come from ``kv_cache``.
+
+        Args:
+            x: (B, l, C) from :meth:`scale_input` for the scale that starts at ``kv_cache.length``.
+            cond: (B, C) condition from :meth:`embed_condition`.
+            kv_cache: cache from :meth:`new_kv_cache`; advanced by l on return.
+
+        Returns:
+            (B, l, V) float32 logits.
+        """
+        offsets = self.schedule.offsets
+        if kv_cache.length not in offsets[:-1]:
+            raise ValueError(f"kv_cache.length {kv_cache.length} is not a scale start {offsets[:-1]}")
+        scale_idx = offsets.index(kv_cache.length)
+        expected = (kv_cache.batch_size, self.schedule.token_counts[scale_idx], self.config.embed_dim)
+        if tuple(x.shape) != expected or tuple(cond.shape) != (expected[0], expected[2]):
+            raise ValueError(
+                f"scale {scale_idx} expects x {expected} and cond {(expected[0], expected[2])}, "
+                f"got {tuple(x.shape)} and {tuple(cond.shape)}"
+            )
+        # No mask: a scale may see all cached (coarser) tokens and all of its own, as in training.
+        block_cond = self._block_condition(cond)
+        for block in self.blocks:
+            x = block(x, block_cond, None, kv_cache)
+        kv_cache.advance(x.shape[1])
+        return self._logits(x, cond)
+
+    # ------------------------------------------------------------------ init
+    @torch.no_grad()
+    def init_weights(
+        self,
+        init_adaln: float = 0.5,
+        init_adaln_gamma: float = 1e-5,
+        init_head: float = 0.02,
+        init_std: float | None = None,
+    ) -> None:
+        """(Re)initialise every parameter, following the official VAR recipe.
+
+        Args:
+            init_adaln: factor on the AdaLN scale/shift projections.
+            init_adaln_gamma: factor on the AdaLN gate (gamma) projections; tiny values make every block
+                start close to the identity (VAR trains d16 with 1e-3, d30 with 1e-5).
+            init_head: factor on the logits head weight.
+            init_std: std of every Linear/Embedding weight; None means sqrt(1 / (3 C)).
+        """
+        embed_dim = self.config.embed_dim
+        # Small-width rule: std sqrt(1/(3C)) keeps the residual stream's variance O(1) at any width.
+        base_std = math.sqrt(1 / (3 * embed_dim))
+        init_std = base_std if init_std is None else init_std
+        # 1. Every Linear/Embedding: truncated normal weights, zero biases (VAR's uniform starting point).
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=init_std)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.Embedding):
+                nn.init.trunc_normal_(module.weight, std=init_std)
+        # 2. Start and position vectors always use the width rule, independent of init_std (as in VAR).
+        nn.init.trunc_normal_(self.start_pos, std=base_std)
+        nn.init.trunc_normal_(self.pos_embed, std=base_std)
+        # 3. A small head gives near-uniform initial logits (loss starts near log V).
+        self.head.weight.mul_(init_head)
+        self.head.bias.zero_()
+        # 4. The head's AdaLN starts as a mild modulation around the plain LayerNorm.
+        self.head_norm.adaln.linear.weight.mul_(init_adaln)
+        self.head_norm.adaln.linear.bias.zero_()
+        depth = self.config.depth
+        for block in self.blocks:
+            # 5. Residual projections scaled by 1/sqrt(2 depth): 2 depth branches add to the stream (GPT-2).
+            block.attn.proj.weight.div_(math.sqrt(2 * depth))
+            block.ffn.fc2.weight.div_(math.sqrt(2 * depth))
+            # 6. Attention starts with zero q/v biases and temperature 4 (cosine logits in [-4, 4]).
+            block.attn.q_bias.zero_()
+            block.attn.v_bias.zero_()
+            if block.attn.l2_norm:
+                block.attn.log_temperature.fill_(INITIAL_LOG_TEMPERATURE)
+            # 7. AdaLN(-Zero-like): gates (chunks 0, 1) near zero so each block starts as the identity;
+            #    scale/shift (chunks 2..5) moderate. Shared AdaLN puts this on the per-block offset instead.
+            if block.shared_adaln:
+                block.adaln_offset.copy_(torch.randn_like(block.adaln_offset) / math.sqrt(embed_dim))
+                block.adaln_offset[:, :, 2:].mul_(init_adaln)
+                block.adaln_offset[:, :, :2].mul_(init_adaln_gamma)
+            else:
+                weight = block.adaln.linear.weight  # (6C, C), rows ordered gamma1, gamma2, scale1, ...
+                weight[2 * embed_dim :].mul_(init_adaln)
+                weight[: 2 * embed_dim].mul_(init_adaln_gamma)
+                block.adaln.linear.bias.zero_()

@@ -1,0 +1,208 @@
+"""Import (and export) the official FoundationVision/VAR transformer state dicts.
+
+The released files (``var_d16.pth`` ... ``var_d36.pth``) are plain ``state_dict()`` pickles. Everything
+about the model is inferred from tensor shapes: depth (number of blocks), width, heads, classes,
+vocabulary, code width, shared AdaLN, L2-normalised attention and the scale schedule. Key names are
+translated by an explicit table; the three official buffers (level ids, the block-causal mask and the
+zero k bias) are checked against what this implementation derives, then dropped.
+
+References:
+    Official ``models/var.py`` / ``models/basic_var.py`` (module tree); VAR_REFERENCE.md sections 3 and 6.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+
+import torch
+
+from nextscale.scales import SIDES_256, SIDES_512, ScaleSchedule
+from nextscale.transformer.config import TransformerConfig
+from nextscale.transformer.model import ScaleTransformer
+
+# (official name, our name); "{i}" is a block index.
+KEY_TABLE: tuple[tuple[str, str], ...] = (
+    ("pos_start", "start_pos"),
+    ("pos_1LC", "pos_embed"),
+    ("word_embed.weight", "word_embed.weight"),
+    ("word_embed.bias", "word_embed.bias"),
+    ("class_emb.weight", "class_embedder.embedding.weight"),
+    ("lvl_embed.weight", "level_embed.weight"),
+    ("shared_ada_lin.1.weight", "shared_adaln.linear.weight"),
+    ("shared_ada_lin.1.bias", "shared_adaln.linear.bias"),
+    ("blocks.{i}.attn.scale_mul_1H11", "blocks.{i}.attn.log_temperature"),
+    ("blocks.{i}.attn.q_bias", "blocks.{i}.attn.q_bias"),
+    ("blocks.{i}.attn.v_bias", "blocks.{i}.attn.v_bias"),
+    ("blocks.{i}.attn.mat_qkv.weight", "blocks.{i}.attn.qkv.weight"),
+    ("blocks.{i}.attn.proj.weight", "blocks.{i}.attn.proj.weight"),
+    ("blocks.{i}.attn.proj.bias", "blocks.{i}.attn.proj.bias"),
+    ("blocks.{i}.ffn.fc1.weight", "blocks.{i}.ffn.fc1.weight"),
+    ("blocks.{i}.ffn.fc1.bias", "blocks.{i}.ffn.fc1.bias"),
+    ("blocks.{i}.ffn.fc2.weight", "blocks.{i}.ffn.fc2.weight"),
+    ("blocks.{i}.ffn.fc2.bias", "blocks.{i}.ffn.fc2.bias"),
+    ("blocks.{i}.ada_lin.1.weight", "blocks.{i}.adaln.linear.weight"),
+    ("blocks.{i}.ada_lin.1.bias", "blocks.{i}.adaln.linear.bias"),
+    ("blocks.{i}.ada_gss", "blocks.{i}.adaln_offset"),
+    ("head_nm.ada_lin.1.weight", "head_norm.adaln.linear.weight"),
+    ("head_nm.ada_lin.1.bias", "head_norm.adaln.linear.bias"),
+    ("head.weight", "head.weight"),
+    ("head.bias", "head.bias"),
+)
+LEVEL_IDS_KEY = "lvl_1L"
+MASK_KEY = "attn_bias_for_masking"
+ZERO_K_BIAS = re.compile(r"blocks\.(\d+)\.attn\.zero_k_bias")
+# Sequence length -> schedule, for files without the level-id buffer.
+KNOWN_SCHEDULES = {ScaleSchedule(SIDES_256).total_tokens: SIDES_256, ScaleSchedule(SIDES_512).total_tokens: SIDES_512}
+
+
+def _pattern(template: str) -> re.Pattern:
+    return re.compile(re.escape(template).replace(r"\{i\}", r"(\d+)"))
+
+
+_OFFICIAL_TO_OURS = [(_pattern(official), ours) for official, ours in KEY_TABLE]
+_OURS_TO_OFFICIAL = [(_pattern(ours), official) for official, ours in KEY_TABLE]
+
+
+def _translate(key: str, table: list[tuple[re.Pattern, str]], source: str) -> str:
+    for pattern, target in table:
+        match = pattern.fullmatch(key)
+        if match:
+            return target.replace("{i}", match.group(1)) if match.groups() else target
+    raise ValueError(f"unknown {source} key {key!r}; not a VAR transformer parameter")
+
+
+def official_key_to_ours(key: str) -> str:
+    """Official parameter name -> ours, e.g. ``blocks.3.ada_lin.1.weight`` -> ``blocks.3.adaln.linear.weight``."""
+    return _translate(key, _OFFICIAL_TO_OURS, "official")
+
+
+def ours_key_to_official(key: str) -> str:
+    """Inverse of :func:`official_key_to_ours`."""
+    return _translate(key, _OURS_TO_OFFICIAL, "nextscale")
+
+
+def _is_official_buffer(key: str) -> bool:
+    return key in (LEVEL_IDS_KEY, MASK_KEY) or ZERO_K_BIAS.fullmatch(key) is not None
+
+
+def _infer_sides(state: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
+    if LEVEL_IDS_KEY in state:
+        levels = state[LEVEL_IDS_KEY].reshape(-1).long()
+        if levels.numel() == 0 or (levels.diff() < 0).any() or levels[0] != 0:
+            raise ValueError(f"{LEVEL_IDS_KEY} must list scale indices 0, 0, 1, ... in order")
+        sides = []
+        for count in torch.bincount(levels).tolist():
+            side = math.isqrt(count)
+            if side * side != count:
+                raise ValueError(f"{LEVEL_IDS_KEY} has a scale of {count} tokens, which is not a square map")
+            sides.append(side)
+        return tuple(sides)
+    total = state["pos_1LC"].shape[1]
+    if total not in KNOWN_SCHEDULES:
+        raise ValueError(
+            f"cannot infer the scale schedule: no {LEVEL_IDS_KEY} buffer and L = {total} is none of the "
+            f"known lengths {sorted(KNOWN_SCHEDULES)}"
+        )
+    return KNOWN_SCHEDULES[total]
+
+
+def infer_official_config(state: Mapping[str, torch.Tensor]) -> TransformerConfig:
+    """Read the model shape off an official VAR state dict."""
+    required = (
+        "pos_start",
+        "pos_1LC",
+        "word_embed.weight",
+        "class_emb.weight",
+        "head.weight",
+        "blocks.0.ffn.fc1.weight",
+    )
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise ValueError(f"not an official VAR transformer state dict: missing {missing}")
+    depth = len({int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key))})
+    embed_dim = state["pos_start"].shape[-1]
+    temperature = state.get("blocks.0.attn.scale_mul_1H11")
+    return TransformerConfig.from_depth(
+        depth,
+        embed_dim=embed_dim,
+        num_heads=temperature.shape[1] if temperature is not None else embed_dim // 64,
+        mlp_ratio=state["blocks.0.ffn.fc1.weight"].shape[0] / embed_dim,
+        num_classes=state["class_emb.weight"].shape[0] - 1,
+        vocab_size=state["head.weight"].shape[0],
+        code_dim=state["word_embed.weight"].shape[1],
+        scale_sides=_infer_sides(state),
+        shared_adaln="shared_ada_lin.1.weight" in state,
+        attn_l2_norm=temperature is not None,
+    )
+
+
+def _load(path_or_state_dict: str | os.PathLike | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    if isinstance(path_or_state_dict, Mapping):
+        state = path_or_state_dict
+    else:
+        state = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
+    # Official training checkpoints nest the model under trainer/var_wo_ddp.
+    if "trainer" in state and isinstance(state["trainer"], Mapping) and "var_wo_ddp" in state["trainer"]:
+        state = state["trainer"]["var_wo_ddp"]
+    bad = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    if bad:
+        raise ValueError(f"expected a VAR state dict of tensors; entries {bad[:5]} are not tensors")
+    return state
+
+
+def _check_buffer(key: str, value: torch.Tensor, expected: torch.Tensor) -> None:
+    if value.shape != expected.shape or not torch.equal(value.to(expected.dtype), expected):
+        raise ValueError(
+            f"official buffer {key} {tuple(value.shape)} differs from the one derived from the inferred "
+            f"config {tuple(expected.shape)}; the file is inconsistent or not a VAR checkpoint"
+        )
+
+
+def load_official_var(path_or_state_dict: str | os.PathLike | Mapping[str, torch.Tensor]) -> ScaleTransformer:
+    """Build a :class:`ScaleTransformer` from an official VAR checkpoint.
+
+    Args:
+        path_or_state_dict: a ``var_d*.pth`` file (loaded with ``weights_only=True``) or its state dict.
+
+    Returns:
+        The model on CPU in eval mode, with float32 weights.
+    """
+    state = _load(path_or_state_dict)
+    model = ScaleTransformer(infer_official_config(state))
+    own = model.state_dict()
+    converted, problems = {}, []
+    for key, value in state.items():
+        if key == LEVEL_IDS_KEY:
+            _check_buffer(key, value, model.level_ids.cpu())
+        elif key == MASK_KEY:
+            _check_buffer(key, value, model.attn_bias.cpu())
+        elif ZERO_K_BIAS.fullmatch(key):
+            _check_buffer(key, value, torch.zeros(model.config.embed_dim))
+        else:
+            ours = official_key_to_ours(key)
+            if ours not in own:
+                problems.append(f"{key} has no counterpart in the inferred model")
+            elif value.shape != own[ours].shape:
+                problems.append(f"{key}: shape {tuple(value.shape)}, expected {tuple(own[ours].shape)}")
+            else:
+                converted[ours] = value.to(own[ours].dtype)
+    missing = sorted(ours_key_to_official(key) for key in set(own) - set(converted))
+    if missing:
+        problems.append(f"missing entries {missing[:8]}")
+    if problems:
+        raise ValueError("official VAR state dict does not fit the inferred config: " + "; ".join(problems[:8]))
+    model.load_state_dict(converted, strict=True)
+    return model.eval()
+
+
+def to_official_state_dict(model: ScaleTransformer) -> dict[str, torch.Tensor]:
+    """Our weights under official names, plus the official buffers, loadable by the official ``VAR`` strictly."""
+    state = {ours_key_to_official(key): value.detach().cpu().clone() for key, value in model.state_dict().items()}
+    state[LEVEL_IDS_KEY] = model.level_ids.detach().cpu().clone()
+    state[MASK_KEY] = model.attn_bias.detach().cpu().float().clone()
+    for block_idx in range(model.config.depth):
+        state[f"blocks.{block_idx}.attn.zero_k_bias"] = torch.zeros(model.config.embed_dim)
+    return state
