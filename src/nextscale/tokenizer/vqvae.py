@@ -76,16 +76,17 @@ class MultiScaleVQVAE(nn.Module):
             )
         height, width = images.shape[2], images.shape[3]
         size, factor = config.image_size, config.downsample_factor
-        detail = f"latent side {config.latent_side} x downsampling {factor}"
-        if height % factor or width % factor:
-            raise ValueError(
-                f"image sides must be multiples of the downsampling factor {factor}; got "
-                f"{height}x{width}. This tokenizer takes {size}x{size} ({detail}) — resize or crop first"
-            )
         if height != size or width != size:
+            # The encoder would silently accept other multiples of the factor and give a latent the
+            # quantizer's scale schedule does not fit; sides that are not multiples would be cropped.
+            not_multiple = (
+                ""
+                if height % factor == 0 and width % factor == 0
+                else (f" (not a multiple of the downsampling factor {factor})")
+            )
             raise ValueError(
-                f"images must be {size}x{size} for this tokenizer ({detail}); got {height}x{width} "
-                "— resize or crop first"
+                f"images must be {size}x{size} for this tokenizer (latent side {config.latent_side} x downsampling "
+                f"{factor}); got {height}x{width}{not_multiple} — resize or crop first"
             )
 
     def encode_features(self, images: torch.Tensor) -> torch.Tensor:
