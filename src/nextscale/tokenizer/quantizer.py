@@ -129,13 +129,14 @@ class MultiScaleQuantizer(nn.Module):
                 f"latent features must have shape (B, {self.code_dim}, {side}, {side}), got {tuple(f_BChw.shape)}"
             )
 
-    def _check_indices(self, indices: list[torch.Tensor], count: int | None = None) -> int:
-        """Check K index tensors (B, side_k^2); return B. ``count`` allows a prefix of the scales."""
-        count = len(self.sides) if count is None else count
+    def check_indices(self, indices: list[torch.Tensor]) -> int:
+        """Raise a ValueError/TypeError unless ``indices`` are K integer tensors (B, side_k^2); return B."""
+        count = len(self.sides)
         if not isinstance(indices, (list, tuple)) or len(indices) != count:
+            got = f"{len(indices)} tensors" if isinstance(indices, (list, tuple)) else type(indices).__name__
             raise ValueError(
-                f"expected a list of {count} index tensors (one per scale, sides {self.sides}), "
-                f"got {type(indices).__name__} of length {len(indices) if hasattr(indices, '__len__') else '?'}"
+                f"expected a list of {count} index tensors (one per scale, sides {self.sides}), got {got}; "
+                "split a (B, L) token tensor with ScaleSchedule.split"
             )
         batch = indices[0].shape[0]
         for k, idx in enumerate(indices):
@@ -184,7 +185,7 @@ class MultiScaleQuantizer(nn.Module):
 
     def indices_to_fhat(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """K index tensors (B, side_k^2) -> final f_hat (B, C, H, W), float32."""
-        B = self._check_indices(indices)
+        B = self.check_indices(indices)
         C, H = self.code_dim, self.sides[-1]
         f_hat = indices[0].new_zeros(B, C, H, H, dtype=torch.float32)
         for scale_idx, side in enumerate(self.sides):
@@ -205,7 +206,7 @@ class MultiScaleQuantizer(nn.Module):
         Returns:
             (B, L - 1, code_dim) float32 (L - 1 = total tokens minus the 1x1 start scale).
         """
-        B = self._check_indices(indices)
+        B = self.check_indices(indices)
         C, H = self.code_dim, self.sides[-1]
         f_hat = indices[0].new_zeros(B, C, H, H, dtype=torch.float32)
         next_scales = []

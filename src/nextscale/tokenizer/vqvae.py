@@ -106,7 +106,7 @@ class MultiScaleVQVAE(nn.Module):
 
     def decode(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """K index tensors (B, side_k^2) -> images (B, 3, H, W) clamped to [-1, 1]."""
-        self.quantizer._check_indices(indices)
+        self.quantizer.check_indices(indices)
         for k, idx in enumerate(indices):
             if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
                 raise ValueError(
@@ -116,7 +116,10 @@ class MultiScaleVQVAE(nn.Module):
         return self.decode_fhat(self.quantizer.indices_to_fhat(indices))
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        """Encode, quantize and decode: images (B, 3, H, W) -> reconstructions clamped to [-1, 1]."""
+        """Encode, quantize and decode: images (B, 3, H, W) -> reconstructions clamped to [-1, 1].
+
+        The quantization step carries no gradient; training uses :meth:`forward`.
+        """
         f_hat = self.quantizer.features_to_fhats(self.encode_features(images))[-1]
         return self.decode_fhat(f_hat)
 
