@@ -1,0 +1,32 @@
+"""Evaluation: Fréchet distance (FID), injected extractors, Inception, precision/recall, a Fashion classifier."""
+
+from nextscale.evaluation.classifier import (
+    FashionClassifier,
+    FashionClassifierConfig,
+    class_consistency,
+    load_bundled_classifier,
+)
+from nextscale.evaluation.features import FeatureExtractor, compute_features, compute_stats
+from nextscale.evaluation.fid import FeatureStats, StatsAccumulator, fid_from_features, fid_from_stats, frechet_distance
+from nextscale.evaluation.inception import InceptionExtractor, inception_score, load_inception
+from nextscale.evaluation.precision_recall import PrecisionRecall, precision_recall
+
+__all__ = [
+    "FashionClassifier",
+    "FashionClassifierConfig",
+    "FeatureExtractor",
+    "FeatureStats",
+    "InceptionExtractor",
+    "PrecisionRecall",
+    "StatsAccumulator",
+    "class_consistency",
+    "compute_features",
+    "compute_stats",
+    "fid_from_features",
+    "fid_from_stats",
+    "frechet_distance",
+    "inception_score",
+    "load_bundled_classifier",
+    "load_inception",
+    "precision_recall",
+]

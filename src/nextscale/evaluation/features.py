@@ -1,0 +1,89 @@
+"""Feature extraction with an injected extractor, for FID, precision/recall and friends.
+
+An extractor is any callable ``images (B, 3, H, W) in [-1, 1] -> features (B, D)``: the FID Inception network
+(``evaluation.inception.load_inception``), the Fashion-MNIST classifier's embedding, or a tiny random network in
+tests. Metrics never build their own network, so they stay testable without downloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nextscale.evaluation.fid import FeatureStats, StatsAccumulator
+
+FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _images_of(batch: torch.Tensor | tuple | list) -> torch.Tensor:
+    """Accept bare image batches or DataLoader items ``(images, labels, ...)``; gray images become RGB."""
+    images = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"expected image batches (B, 1|3, H, W) in [-1, 1], got {shape}")
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)  # extractors take RGB; gray -> three equal channels
+    return images
+
+
+def iter_features(
+    extractor: FeatureExtractor, image_batches: Iterable, progress: bool = True, max_images: int | None = None
+) -> Iterable[np.ndarray]:
+    """Yield ``extractor`` features (B, D) as float64 NumPy arrays, batch by batch.
+
+    Args:
+        extractor: images (B, 3, H, W) in [-1, 1] -> features (B, D).
+        image_batches: iterable of (B, C, H, W) tensors in [-1, 1], C = 1 or 3, or of (images, labels) pairs.
+        progress: show a tqdm bar (counts images).
+        max_images: stop after this many images (the last batch is cut); None = all.
+    """
+    seen = 0
+    with torch.inference_mode(), tqdm(total=max_images, unit="img", disable=not progress, desc="features") as bar:
+        for batch in image_batches:
+            images = _images_of(batch)
+            if max_images is not None:
+                images = images[: max_images - seen]
+            features = extractor(images)
+            if features.ndim != 2 or features.shape[0] != images.shape[0]:
+                raise ValueError(
+                    f"the extractor returned {tuple(features.shape)} for {images.shape[0]} images; "
+                    "it must return (B, D)"
+                )
+            seen += images.shape[0]
+            bar.update(images.shape[0])
+            yield features.detach().double().cpu().numpy()
+            if max_images is not None and seen >= max_images:
+                break
+
+
+def compute_features(
+    extractor: FeatureExtractor, image_batches: Iterable, progress: bool = True, max_images: int | None = None
+) -> np.ndarray:
+    """All features stacked: float64 (N, D). Arguments as in ``iter_features``."""
+    chunks = list(iter_features(extractor, image_batches, progress=progress, max_images=max_images))
+    if not chunks:
+        raise ValueError("no images were given to the feature extractor")
+    return np.concatenate(chunks)
+
+
+def compute_stats(
+    extractor: FeatureExtractor, image_batches: Iterable, progress: bool = True, max_images: int | None = None
+) -> FeatureStats:
+    """Mean and covariance of the features, accumulated batch by batch (memory O(D^2), not O(N D)).
+
+    Args:
+        extractor: images (B, 3, H, W) in [-1, 1] -> features (B, D).
+        image_batches: iterable of (B, C, H, W) tensors in [-1, 1] (C = 1 or 3), or of (images, labels) pairs.
+        progress: show a tqdm bar.
+        max_images: stop after this many images; None = all.
+
+    Returns:
+        ``FeatureStats`` ready for ``fid_from_stats`` or ``save``.
+    """
+    accumulator = StatsAccumulator()
+    for features in iter_features(extractor, image_batches, progress=progress, max_images=max_images):
+        accumulator.update(features)
+    return accumulator.finalize()
