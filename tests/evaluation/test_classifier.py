@@ -55,8 +55,7 @@ def test_class_consistency_counts_matches():
 
 
 def test_bundled_classifier_is_accurate_on_test_assets():
-    if not (bundled_classifier_dir() / "model.safetensors").is_file():
-        pytest.skip("no bundled classifier weights; run scripts/train_classifier.py")
+    assert (bundled_classifier_dir() / "model.safetensors").is_file(), "run scripts/train_classifier.py"
     classifier = load_bundled_classifier()
     images, labels = FashionMNIST(ASSET_DIR, split="test", size=32).tensors()
     assert class_consistency(classifier, images, labels) >= 0.8
