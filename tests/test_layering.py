@@ -34,7 +34,9 @@ def _imported_parts(tree: ast.AST, path: Path) -> set[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative import: resolve against the file's package
-                base = path.relative_to(PACKAGE).parent.parts[: len(path.relative_to(PACKAGE).parent.parts) - node.level + 1]
+                base = path.relative_to(PACKAGE).parent.parts[
+                    : len(path.relative_to(PACKAGE).parent.parts) - node.level + 1
+                ]
                 module = ".".join(("nextscale", *base, node.module or ""))
                 names = [module]
             else:

@@ -15,11 +15,22 @@ TINY_SIDES = (1, 2, 4)
 def tiny() -> tuple[TokenizerConfig, TransformerConfig]:
     """Seconds on a CPU: 16 px images, 4x downsampling, scales (1, 2, 4), 2 blocks of width 64."""
     tokenizer = TokenizerConfig(
-        vocab_size=64, code_dim=8, base_channels=32, channel_multipliers=(1, 1, 2), num_res_blocks=1,
-        num_phi=2, scale_sides=TINY_SIDES,
+        vocab_size=64,
+        code_dim=8,
+        base_channels=32,
+        channel_multipliers=(1, 1, 2),
+        num_res_blocks=1,
+        num_phi=2,
+        scale_sides=TINY_SIDES,
     )
     transformer = TransformerConfig.from_depth(
-        2, embed_dim=64, num_heads=2, num_classes=10, vocab_size=64, code_dim=8, scale_sides=TINY_SIDES,
+        2,
+        embed_dim=64,
+        num_heads=2,
+        num_classes=10,
+        vocab_size=64,
+        code_dim=8,
+        scale_sides=TINY_SIDES,
     )
     return tokenizer, transformer
 
@@ -28,7 +39,8 @@ def var(depth: int) -> tuple[TokenizerConfig, TransformerConfig]:
     """Official VAR shapes: d16/d20/d24/d30 at 256 px; d36 at 512 px with shared AdaLN."""
     if depth == 36:
         return TokenizerConfig(scale_sides=SIDES_512), TransformerConfig.from_depth(
-            36, scale_sides=SIDES_512, shared_adaln=True)
+            36, scale_sides=SIDES_512, shared_adaln=True
+        )
     if depth not in (16, 20, 24, 30):
         raise ValueError(f"official VAR depths are 16, 20, 24, 30 (256 px) and 36 (512 px), got {depth}")
     return TokenizerConfig(), TransformerConfig.from_depth(depth, scale_sides=SIDES_256)

@@ -41,6 +41,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -60,8 +61,10 @@ def config_from_dict(config_cls: type[T], values: dict[str, Any]) -> T:
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"{config_cls.__name__} has no field(s) {unknown}; the config.json was written by another "
-                         "version or belongs to another component")
+        raise ValueError(
+            f"{config_cls.__name__} has no field(s) {unknown}; the config.json was written by another "
+            "version or belongs to another component"
+        )
     hints = typing.get_type_hints(config_cls)
     kwargs = {name: _coerce(hints[name], value) for name, value in values.items()}
     return config_cls(**kwargs)
@@ -114,8 +117,10 @@ def read_config(component_cls: type, directory: str | os.PathLike) -> Any:
     directory = Path(directory)
     config_path = directory / CONFIG_NAME
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: {directory} is not a component folder "
-                                f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})")
+        raise FileNotFoundError(
+            f"{config_path} not found: {directory} is not a component folder "
+            f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})"
+        )
     try:
         payload = json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
@@ -142,12 +147,14 @@ def load_component(component_cls: type[T], directory: str | os.PathLike, device:
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        raise ValueError(f"{weights_path} does not fit {component_cls.__name__}: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"{weights_path} does not fit {component_cls.__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for name, tensor in state.items():
         if tensor.shape != own[name].shape:
-            raise ValueError(f"{weights_path}: {name} has shape {tuple(tensor.shape)}, "
-                             f"the config expects {tuple(own[name].shape)}")
+            raise ValueError(
+                f"{weights_path}: {name} has shape {tuple(tensor.shape)}, the config expects {tuple(own[name].shape)}"
+            )
         state[name] = tensor.to(own[name].dtype)
     module.load_state_dict(state, strict=True)
     return module.to(device).eval()

@@ -49,8 +49,15 @@ def test_top_p_keeps_the_smallest_nucleus_with_enough_mass():
 def test_none_means_off_and_bad_values_raise():
     logits = torch.randn(2, 3, 10)
     assert torch.equal(filter_logits(logits), logits)
-    for kwargs in [dict(top_k=0), dict(top_k=-1), dict(top_p=0.0), dict(top_p=1.5), dict(temperature=0.0),
-                   dict(cfg=-1.0), dict(top_k=2.5)]:
+    for kwargs in [
+        dict(top_k=0),
+        dict(top_k=-1),
+        dict(top_p=0.0),
+        dict(top_p=1.5),
+        dict(temperature=0.0),
+        dict(cfg=-1.0),
+        dict(top_k=2.5),
+    ]:
         with pytest.raises(ValueError):
             SamplingConfig(**kwargs)
 

@@ -15,6 +15,7 @@ import sys
 # command name -> (module under nextscale.cli, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("sample", "generate class-conditional images from a pretrained pipeline folder"),
+    "edit": ("edit", "inpaint, outpaint or class-edit a real image zero-shot"),
     "convert": ("convert", "convert official VAR checkpoints (vae_*.pth + var_d*.pth) into a pipeline folder"),
 }
 
@@ -34,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, summary) in COMMANDS.items():
         module = importlib.import_module(f"nextscale.cli.{module_name}")
         command_parser = sub.add_parser(
-            name, help=summary, description=(module.__doc__ or summary).strip(),
+            name,
+            help=summary,
+            description=(module.__doc__ or summary).strip(),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(command_parser)

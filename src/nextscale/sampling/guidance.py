@@ -66,7 +66,8 @@ class SamplingConfig:
             raise ValueError(f"cfg_schedule must be one of {CFG_SCHEDULES}, got {self.cfg_schedule!r}")
         for override in self.overrides:
             check_sampling_args(
-                override.top_k, override.top_p,
+                override.top_k,
+                override.top_p,
                 1.0 if override.temperature is None else override.temperature,
                 0.0 if override.cfg is None else override.cfg,
             )
@@ -80,8 +81,12 @@ class SamplingConfig:
                 top_k = top_k if override.top_k is None else override.top_k
                 top_p = top_p if override.top_p is None else override.top_p
                 temperature = temperature if override.temperature is None else override.temperature
-        return ScaleSettings(cfg_weight=cfg_weight(cfg, self.cfg_schedule, scale_idx, num_scales),
-                             top_k=top_k, top_p=top_p, temperature=temperature)
+        return ScaleSettings(
+            cfg_weight=cfg_weight(cfg, self.cfg_schedule, scale_idx, num_scales),
+            top_k=top_k,
+            top_p=top_p,
+            temperature=temperature,
+        )
 
     def uses_guidance(self, num_scales: int) -> bool:
         """Whether any scale has a non-zero guidance weight (otherwise the batch is not doubled)."""

@@ -61,8 +61,9 @@ def top_p_filter(logits: torch.Tensor, top_p: float | None) -> torch.Tensor:
     return logits.masked_fill(remove, float("-inf"))
 
 
-def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None,
-                  temperature: float = 1.0) -> torch.Tensor:
+def filter_logits(
+    logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None, temperature: float = 1.0
+) -> torch.Tensor:
     """Temperature, then top-k, then top-p (the official order of the two filters)."""
     return top_p_filter(top_k_filter(apply_temperature(logits, temperature), top_k), top_p)
 
@@ -90,8 +91,9 @@ def classifier_free_guidance(cond_logits: torch.Tensor, uncond_logits: torch.Ten
 
 def gumbel_softmax(logits: torch.Tensor, tau: float, generator: torch.Generator | None) -> torch.Tensor:
     """Soft Gumbel-softmax sample, softmax((logits + g) / tau), with g = -log(Exp(1)) from ``generator``."""
-    gumbels = -torch.empty_like(logits, memory_format=torch.legacy_contiguous_format).exponential_(
-        generator=generator).log()
+    gumbels = (
+        -torch.empty_like(logits, memory_format=torch.legacy_contiguous_format).exponential_(generator=generator).log()
+    )
     return ((logits + gumbels) / tau).softmax(dim=-1)
 
 

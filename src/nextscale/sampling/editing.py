@@ -1,0 +1,213 @@
+"""Zero-shot editing: inpainting, outpainting and class-conditional editing through the one sampler.
+
+An edit is plain next-scale sampling with a constraint: at every scale, the tokens of the region to
+keep are overwritten by the real image's own tokens of that scale (and their code vectors), so the
+transformer generates the rest conditioned on them. The region is a mask on the last-scale grid,
+resized to each scale as the official demo does (bilinear, ``align_corners=False``, kept where > 0.5;
+a scale with at most 3 tokens, i.e. the 1x1 first scale, is always taken from the image).
+
+Images of any size are brought to the model's resolution by a center square crop and a resize
+(LANCZOS); ``paste_back`` resizes the result to the crop and pastes it into the original picture.
+
+References: Tian et al. 2024, Sec. 6 and Fig. 8; VAR ``demo_zero_shot_edit.ipynb`` (the recipe only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from nextscale.data.images import open_image
+from nextscale.data.transforms import center_crop, pil_to_tensor, resize_shorter_side
+
+MODES = ("inpaint", "outpaint")
+
+
+# ------------------------------------------------------------------------------------------------ masks
+def box_mask(side: int, box: tuple[float, float, float, float], image_size: int | None = None) -> torch.Tensor:
+    """A (side, side) bool mask that is True inside ``box`` on the last-scale token grid.
+
+    Args:
+        side: the last scale's side.
+        box: (y0, x0, y1, x1), as fractions in [0, 1] of the image, or as pixels when ``image_size`` is given.
+            Rows ``round(y0 * side):round(y1 * side)`` are covered (the official rounding), columns likewise.
+        image_size: the image side in pixels when ``box`` is in pixels.
+    Example: side 16, box (0.1, 0.1, 0.8, 0.8) covers rows and columns 2..12 (round(1.6)=2, round(12.8)=13).
+    """
+    y0, x0, y1, x1 = (float(v) for v in box)
+    limit = 1.0 if image_size is None else float(image_size)
+    unit = "fractions in [0, 1]" if image_size is None else f"pixels in [0, {image_size}]"
+    if not (0 <= y0 < y1 <= limit and 0 <= x0 < x1 <= limit):
+        raise ValueError(f"box (y0, x0, y1, x1) = {box} must lie inside the image as {unit} with y0 < y1 and x0 < x1")
+    y0, x0, y1, x1 = (v / limit for v in (y0, x0, y1, x1))
+    mask = torch.zeros(side, side, dtype=torch.bool)
+    mask[round(y0 * side) : round(y1 * side), round(x0 * side) : round(x1 * side)] = True
+    if not mask.any():
+        raise ValueError(f"box {box} is smaller than one token cell ({side}x{side} grid); make it larger")
+    return mask
+
+
+def mask_from_array(mask: np.ndarray | torch.Tensor | Image.Image, side: int) -> torch.Tensor:
+    """Any 2-D mask (bool, 0/1, 0..255 image of any size) -> (side, side) bool on the last-scale grid.
+
+    Non-square or larger masks are area-averaged to the grid and thresholded at 0.5.
+    """
+    if isinstance(mask, Image.Image):
+        mask = np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
+    array = torch.as_tensor(np.asarray(mask), dtype=torch.float32)
+    if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise ValueError(f"a mask must be 2-D (H, W), got shape {tuple(array.shape)}")
+    if array.max() > 1.0:
+        array = array / 255.0
+    resized = F.interpolate(array[None, None], size=(side, side), mode="area")[0, 0]
+    return resized > 0.5
+
+
+def load_mask(path: str, side: int) -> torch.Tensor:
+    """A mask image file (white = region) -> (side, side) bool; unreadable files raise a clear error."""
+    return mask_from_array(open_image(path), side)
+
+
+def scale_keep_masks(keep_final: torch.Tensor, sides: tuple[int, ...]) -> list[torch.Tensor]:
+    """The official per-scale masks: bilinear resize of the last-scale mask, kept where > 0.5.
+
+    Args:
+        keep_final: (side_K, side_K) or (B, side_K, side_K) bool/float, True where the image is kept.
+        sides: the scale sides.
+    Returns:
+        K bool tensors (B, side_k ** 2), row-major.
+    """
+    keep = keep_final.float()
+    if keep.ndim == 2:
+        keep = keep[None]
+    masks = []
+    for side in sides:
+        if side * side <= 3:  # the coarsest map carries the global layout: always the image's own
+            masks.append(torch.ones(keep.shape[0], side * side, dtype=torch.bool, device=keep.device))
+            continue
+        resized = F.interpolate(keep[:, None], size=(side, side), mode="bilinear", align_corners=False)
+        masks.append((resized > 0.5).reshape(keep.shape[0], side * side))
+    return masks
+
+
+# ------------------------------------------------------------------------------------------- constraint
+class KeepTokensConstraint:
+    """The sampler hook of an edit: at scale k, positions in ``keep_masks[k]`` get the image's tokens."""
+
+    def __init__(self, image_indices: list[torch.Tensor], keep_masks: list[torch.Tensor], quantizer) -> None:
+        if len(image_indices) != len(keep_masks):
+            raise ValueError("one keep mask per scale is needed")
+        self.image_indices = image_indices
+        self.keep_masks = keep_masks
+        self.quantizer = quantizer
+
+    def __call__(
+        self, scale_idx: int, tokens_Bl: torch.Tensor, codes_BlC: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        keep = self.keep_masks[scale_idx].to(tokens_Bl.device).expand_as(tokens_Bl)
+        image_tokens = self.image_indices[scale_idx].to(tokens_Bl.device).expand_as(tokens_Bl)
+        tokens = torch.where(keep, image_tokens, tokens_Bl)
+        codes = torch.where(keep[..., None], self.quantizer.lookup(image_tokens).to(codes_BlC.dtype), codes_BlC)
+        return tokens, codes
+
+
+# ---------------------------------------------------------------------------------------------- images
+@dataclass
+class PreparedImage:
+    """The model-resolution view of an image and where it came from (for pasting back)."""
+
+    tensor: torch.Tensor  # (1, C, S, S) in [-1, 1]
+    original: Image.Image
+    crop_box: tuple[int, int, int, int]  # (left, top, right, bottom) of the square crop in the original
+
+
+def prepare_image(image: str | Image.Image | torch.Tensor, size: int, channels: int) -> PreparedImage:
+    """Center square crop, resize to ``size`` (LANCZOS), convert to ``channels``, map to [-1, 1]."""
+    if isinstance(image, torch.Tensor):
+        if image.ndim == 3:
+            image = image[None]
+        if image.ndim != 4 or image.shape[1] != channels or image.shape[-1] != size or image.shape[-2] != size:
+            raise ValueError(
+                f"an image tensor must be (1, {channels}, {size}, {size}) in [-1, 1]; got "
+                f"{tuple(image.shape)} (pass a PIL image or a path to have it resized)"
+            )
+        pil = Image.fromarray(
+            image[0].clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).squeeze(-1).cpu().numpy()
+        )
+        return PreparedImage(image.float(), pil, (0, 0, size, size))
+    original = open_image(image) if isinstance(image, str) else image
+    width, height = original.size
+    side = min(width, height)
+    left, top = round((width - side) / 2), round((height - side) / 2)
+    square = center_crop(original, side) if width != height else original
+    resized = resize_shorter_side(square, size)
+    return PreparedImage(pil_to_tensor(resized, channels)[None], original, (left, top, left + side, top + side))
+
+
+def paste_back(result: Image.Image, prepared: PreparedImage) -> Image.Image:
+    """Resize the model-resolution result to the crop and paste it into (a copy of) the original image."""
+    left, top, right, bottom = prepared.crop_box
+    out = prepared.original.convert(result.mode).copy()
+    out.paste(result.resize((right - left, bottom - top), Image.Resampling.LANCZOS), (left, top))
+    return out
+
+
+def extend_canvas(image: torch.Tensor, inner_fraction: float, fill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shrink an image into the centre of a same-size canvas, for outpainting beyond its borders.
+
+    Args:
+        image: (1, C, S, S) in [-1, 1].
+        inner_fraction: side of the placed image relative to the canvas, in (0, 1).
+        fill: canvas value outside the image (it is regenerated anyway).
+    Returns:
+        (canvas (1, C, S, S), placed (S, S) bool: True where the original image lies).
+    """
+    if not 0.0 < inner_fraction < 1.0:
+        raise ValueError(f"inner_fraction must be in (0, 1), got {inner_fraction}")
+    size = image.shape[-1]
+    inner = max(1, round(size * inner_fraction))
+    offset = (size - inner) // 2
+    canvas = torch.full_like(image, fill)
+    canvas[..., offset : offset + inner, offset : offset + inner] = F.interpolate(
+        image, size=(inner, inner), mode="bicubic", align_corners=False
+    ).clamp(-1, 1)
+    placed = torch.zeros(size, size, dtype=torch.bool)
+    placed[offset : offset + inner, offset : offset + inner] = True
+    return canvas, placed
+
+
+def keep_mask_for(mode: str, region: torch.Tensor) -> torch.Tensor:
+    """``region`` is the user's box/mask on the last-scale grid. Inpainting regenerates it (keeps the rest);
+    outpainting keeps it (regenerates the rest)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    keep = ~region if mode == "inpaint" else region.clone()
+    if keep.all():
+        raise ValueError("the mask leaves nothing to generate; use a non-empty region")
+    if not keep.any():
+        raise ValueError("the mask keeps nothing of the image; that is plain sampling (use `sample`)")
+    return keep
+
+
+def mask_overlay(
+    image: torch.Tensor, region: torch.Tensor, tint: tuple[float, float, float] = (1.0, -1.0, -1.0), alpha: float = 0.5
+) -> torch.Tensor:
+    """Tint the region of an image (for side-by-side pictures).
+
+    Args:
+        image: (1, C, S, S) in [-1, 1]; grayscale is turned into RGB.
+        region: (side, side) bool on the last-scale grid, True where content is generated.
+    Returns:
+        (1, 3, S, S) in [-1, 1].
+    """
+    rgb = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
+    size = rgb.shape[-1]
+    mask = F.interpolate(region.float()[None, None].to(rgb.device), size=(size, size), mode="nearest")
+    color = torch.tensor(tint, device=rgb.device).view(1, 3, 1, 1)
+    return rgb * (1 - alpha * mask) + color * alpha * mask

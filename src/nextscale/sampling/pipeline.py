@@ -1,0 +1,285 @@
+"""``Pipeline``: a tokenizer and a transformer that fit together, saved as one folder, called to sample.
+
+Folder layout (diffusers-like)::
+
+    pipeline.json          {"_class_name": "Pipeline", "tokenizer": "tokenizer", "transformer": "transformer"}
+    tokenizer/             config.json + model.safetensors
+    transformer/           config.json + model.safetensors
+
+References: diffusers ``DiffusionPipeline`` and ``pipelines/dit/pipeline_dit.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nextscale.data.images import to_pil
+from nextscale.pretrained import atomic_write_text, load_component, save_component
+from nextscale.sampling.editing import (
+    KeepTokensConstraint,
+    PreparedImage,
+    box_mask,
+    extend_canvas,
+    keep_mask_for,
+    mask_from_array,
+    paste_back,
+    prepare_image,
+    scale_keep_masks,
+)
+from nextscale.sampling.guidance import SamplingConfig, ScaleOverride
+from nextscale.sampling.sampler import ScaleSampler, TokenConstraint, check_components_fit
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.transformer.model import ScaleTransformer
+
+PIPELINE_FILE = "pipeline.json"
+OUTPUT_TYPES = ("pil", "pt", "np")
+
+
+@dataclass
+class PipelineOutput:
+    """images: list of PIL images, a (B, 3, H, W) tensor in [0, 1] ("pt") or a (B, H, W, 3) uint8 array ("np");
+    tokens: (B, L) int64, scales concatenated coarse to fine, row-major inside a scale;
+    class_labels: (B,) the labels used."""
+
+    images: list[Image.Image] | torch.Tensor | np.ndarray
+    tokens: torch.Tensor
+    class_labels: torch.Tensor
+
+
+@dataclass
+class EditOutput(PipelineOutput):
+    """An edit's result: ``images`` at the model's resolution, ``keep_mask`` (side, side) on the last-scale
+    grid (True = taken from the input), and ``prepared`` (the input as the model saw it, for ``pasted``)."""
+
+    keep_mask: torch.Tensor | None = None
+    prepared: PreparedImage | None = None
+
+    def pasted(self) -> list[Image.Image]:
+        """Each result resized back into the input picture at its original size."""
+        images = self.images if isinstance(self.images, list) else to_output_type(self.images, "pil")
+        return [paste_back(image, self.prepared) for image in images]
+
+
+def to_output_type(images_01: torch.Tensor, output_type: str) -> list[Image.Image] | torch.Tensor | np.ndarray:
+    """(B, C, H, W) float in [0, 1] -> the requested output form."""
+    if output_type == "pt":
+        return images_01
+    if output_type == "np":
+        return images_01.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return to_pil(images_01 * 2 - 1)
+
+
+class Pipeline:
+    """Class-conditional next-scale generation (VAR): ``pipe(class_labels=[207, 980], seed=0).images``."""
+
+    def __init__(self, tokenizer: MultiScaleVQVAE, transformer: ScaleTransformer) -> None:
+        check_components_fit(tokenizer, transformer)
+        self.tokenizer = tokenizer.eval()
+        self.transformer = transformer.eval()
+        self.sampler = ScaleSampler(self.tokenizer, self.transformer)
+
+    # ----------------------------------------------------------------------------------------- folders
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Pipeline:
+        """Load a pipeline folder (local paths only; nothing is downloaded)."""
+        path = Path(path)
+        index_path = path / PIPELINE_FILE
+        if not index_path.is_file():
+            raise FileNotFoundError(
+                f"{index_path} not found: {path} is not a pipeline folder (expected "
+                f"{PIPELINE_FILE}, tokenizer/ and transformer/; see `nextscale convert` and "
+                f"`nextscale export`)"
+            )
+        try:
+            index = json.loads(index_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{index_path} is not valid JSON ({err})") from err
+        tokenizer = load_component(MultiScaleVQVAE, path / index.get("tokenizer", "tokenizer"), device)
+        transformer = load_component(ScaleTransformer, path / index.get("transformer", "transformer"), device)
+        return cls(tokenizer, transformer)
+
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
+        """Write the folder; ``dtype=torch.float16`` halves the size (weights load back as float32)."""
+        path = Path(path)
+        save_component(self.tokenizer, path / "tokenizer", dtype=dtype)
+        save_component(self.transformer, path / "transformer", dtype=dtype)
+        index = {"_class_name": "Pipeline", "tokenizer": "tokenizer", "transformer": "transformer"}
+        atomic_write_text(path / PIPELINE_FILE, json.dumps(index, indent=2) + "\n")
+
+    def to(self, device: str | torch.device) -> Pipeline:
+        self.tokenizer.to(device)
+        self.transformer.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.sampler.device
+
+    @property
+    def num_classes(self) -> int:
+        return self.transformer.config.num_classes
+
+    @property
+    def image_size(self) -> int:
+        return self.tokenizer.config.image_size
+
+    # ---------------------------------------------------------------------------------------- sampling
+    def make_generator(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
+        if seed is not None and generator is not None:
+            raise ValueError("give either seed or generator, not both")
+        if seed is None:
+            return generator
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+    def __call__(
+        self,
+        class_labels: Sequence[int] | torch.Tensor | int | None = None,
+        prompt: str | list | None = None,
+        num_images_per_prompt: int = 1,
+        cfg: float = 1.5,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float = 1.0,
+        smooth: bool = False,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        cfg_schedule: str = "linear",
+        overrides: Sequence[ScaleOverride] = (),
+        constraint: TokenConstraint | None = None,
+    ) -> PipelineOutput:
+        """Sample images.
+
+        Args:
+            class_labels: labels (each repeated ``num_images_per_prompt`` times), or None to draw
+                ``num_images_per_prompt`` labels from the generator (the official sampler's first draw).
+            prompt: text prompts need a text-conditional (STAR) pipeline; a class pipeline refuses them.
+            cfg, top_k, top_p, temperature, smooth, cfg_schedule, overrides: see ``SamplingConfig``.
+            seed / generator: source of randomness; a seed makes a generator on the pipeline's device.
+            output_type: "pil", "pt" ((B, 3, H, W) in [0, 1]) or "np" ((B, H, W, 3) uint8).
+        Returns:
+            PipelineOutput with ``images``, ``tokens`` (B, L) and ``class_labels``.
+        """
+        if prompt is not None:
+            raise ValueError("this pipeline is class-conditional; pass class_labels (prompts need a text pipeline)")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if int(num_images_per_prompt) < 1:
+            raise ValueError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt}")
+        config = SamplingConfig(
+            cfg=cfg,
+            cfg_schedule=cfg_schedule,
+            top_k=top_k,
+            top_p=top_p,
+            temperature=temperature,
+            smooth=smooth,
+            overrides=tuple(overrides),
+        )
+        generator = self.make_generator(seed, generator)
+        labels = None
+        if class_labels is not None:
+            if isinstance(class_labels, int):
+                class_labels = [class_labels]
+            labels = self.sampler.check_labels(class_labels).repeat_interleave(int(num_images_per_prompt))
+        result = self.sampler.sample(
+            labels, batch_size=int(num_images_per_prompt), config=config, generator=generator, constraint=constraint
+        )
+        images = self.sampler.decode(result.f_hat)
+        return PipelineOutput(
+            images=to_output_type(images, output_type), tokens=result.tokens, class_labels=result.class_labels
+        )
+
+    @torch.no_grad()
+    def decode_tokens(
+        self, tokens: torch.Tensor, output_type: str = "pt"
+    ) -> list[Image.Image] | torch.Tensor | np.ndarray:
+        """(B, L) tokens -> images (e.g. to re-render saved tokens)."""
+        indices = self.tokenizer.indices_from_tokens(tokens.to(self.device))
+        images = self.tokenizer.decode(indices).add(1).div(2)
+        return to_output_type(images, output_type)
+
+    # ----------------------------------------------------------------------------------------- editing
+    def edit(
+        self,
+        image: str | Image.Image | torch.Tensor,
+        mode: str = "inpaint",
+        box: tuple[float, float, float, float] | None = None,
+        mask=None,
+        box_in_pixels: bool = False,
+        class_label: int | None = None,
+        num_images: int = 1,
+        **sampling,
+    ) -> EditOutput:
+        """Zero-shot inpainting / outpainting / class-conditional editing of a real image.
+
+        Args:
+            image: a path, a PIL image (any size: center-cropped and resized), or a (1, C, S, S) tensor in [-1, 1].
+            mode: "inpaint" regenerates the region and keeps the rest; "outpaint" keeps the region and
+                regenerates the rest.
+            box: the region as (y0, x0, y1, x1) fractions (or pixels of the model-size image with box_in_pixels).
+            mask: the region as a 2-D array / PIL image of any size (True / white = region).
+            class_label: target class of the generated part; None = unconditional (the null class).
+            num_images: results to draw.
+            **sampling: cfg, top_k, top_p, temperature, smooth, seed, generator, output_type (see ``__call__``).
+        Returns:
+            EditOutput; ``.pasted()`` gives the results at the input's original size.
+        """
+        if (box is None) == (mask is None):
+            raise ValueError("give exactly one of box=(y0, x0, y1, x1) or mask=<array or image>")
+        prepared = prepare_image(image, self.image_size, self.tokenizer.config.in_channels)
+        side = self.transformer.config.scale_sides[-1]
+        region = (
+            box_mask(side, box, self.image_size if box_in_pixels else None)
+            if box is not None
+            else mask_from_array(mask, side)
+        )
+        return self.edit_with_keep_mask(prepared, keep_mask_for(mode, region), class_label, num_images, **sampling)
+
+    def inpaint(self, image, box=None, mask=None, **kwargs) -> EditOutput:
+        """Regenerate the region (box or mask), keep everything else."""
+        return self.edit(image, mode="inpaint", box=box, mask=mask, **kwargs)
+
+    def outpaint(self, image, box=None, mask=None, inner_fraction: float | None = None, **kwargs) -> EditOutput:
+        """Keep the region and regenerate the rest; or, with ``inner_fraction``, shrink the whole image into
+        the centre of the canvas and generate a frame around it (extending the picture)."""
+        if inner_fraction is None:
+            return self.edit(image, mode="outpaint", box=box, mask=mask, **kwargs)
+        if box is not None or mask is not None:
+            raise ValueError("inner_fraction places the whole image; do not also give box or mask")
+        prepared = prepare_image(image, self.image_size, self.tokenizer.config.in_channels)
+        canvas, placed = extend_canvas(prepared.tensor, inner_fraction)
+        side = self.transformer.config.scale_sides[-1]
+        keep = keep_mask_for("outpaint", mask_from_array(placed, side))
+        framed = PreparedImage(canvas, prepared.original, prepared.crop_box)
+        return self.edit_with_keep_mask(
+            framed, keep, kwargs.pop("class_label", None), kwargs.pop("num_images", 1), **kwargs
+        )
+
+    @torch.no_grad()
+    def edit_with_keep_mask(
+        self,
+        prepared: PreparedImage,
+        keep_mask: torch.Tensor,
+        class_label: int | None = None,
+        num_images: int = 1,
+        **sampling,
+    ) -> EditOutput:
+        """Sample with the image's tokens forced wherever ``keep_mask`` (side, side) is True (per-scale masks
+        follow the official bilinear-resize recipe)."""
+        indices = self.tokenizer.encode(prepared.tensor.to(self.device))
+        sides = self.transformer.config.scale_sides
+        constraint = KeepTokensConstraint(
+            indices, scale_keep_masks(keep_mask.to(self.device), sides), self.tokenizer.quantizer
+        )
+        label = self.transformer.config.null_class_id if class_label is None else class_label
+        out = self(class_labels=[label], num_images_per_prompt=num_images, constraint=constraint, **sampling)
+        return EditOutput(
+            images=out.images, tokens=out.tokens, class_labels=out.class_labels, keep_mask=keep_mask, prepared=prepared
+        )

@@ -1,0 +1,166 @@
+"""The one next-scale sampling loop, shared by plain sampling and editing.
+
+For every scale k: run the transformer on scale k's input tokens (earlier scales come from the KV
+cache), guide the logits, filter and draw tokens, turn them into code vectors, let an optional
+constraint overwrite some of them (editing), and let the tokenizer's quantizer fold them into the
+running f-hat and produce scale k+1's input. The order of random draws matches the official VAR
+sampler (optional label draw, then one multinomial per scale, then the Gumbel draw in smooth mode), so
+the same seed and a CPU generator give the official tokens.
+
+References:
+    Tian et al. 2024, Algorithm 2 and Sec. 3.2; VAR ``models/var.py`` (autoregressive_infer_cfg).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from nextscale.sampling.guidance import SamplingConfig, scale_ratio
+from nextscale.sampling.logits import classifier_free_guidance, filter_logits, gumbel_softmax, sample_tokens, smooth_tau
+
+
+class TokenConstraint(Protocol):
+    """A per-scale hook that may overwrite sampled tokens and their code vectors (used by editing)."""
+
+    def __call__(
+        self, scale_idx: int, tokens_Bl: torch.Tensor, codes_BlC: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@dataclass
+class SampleOutput:
+    """tokens: (B, L) int64, scales concatenated coarse to fine; f_hat: (B, code_dim, h, w) final latent;
+    class_labels: (B,) the labels used (drawn ones included)."""
+
+    tokens: torch.Tensor
+    f_hat: torch.Tensor
+    class_labels: torch.Tensor
+
+
+def check_components_fit(tokenizer: nn.Module, transformer: nn.Module) -> None:
+    """One place that says whether a tokenizer and a transformer can work together."""
+    tok, tra = tokenizer.config, transformer.config
+    problems = []
+    if tuple(tok.scale_sides) != tuple(tra.scale_sides):
+        problems.append(
+            f"scale sides differ (tokenizer {tuple(tok.scale_sides)}, transformer {tuple(tra.scale_sides)})"
+        )
+    if tok.vocab_size != tra.vocab_size:
+        problems.append(f"vocab sizes differ (tokenizer {tok.vocab_size}, transformer {tra.vocab_size})")
+    if tok.code_dim != tra.code_dim:
+        problems.append(f"code dims differ (tokenizer {tok.code_dim}, transformer {tra.code_dim})")
+    if problems:
+        raise ValueError(
+            "the tokenizer and the transformer do not fit together: "
+            + "; ".join(problems)
+            + ". Use the tokenizer the transformer was trained with."
+        )
+
+
+class ScaleSampler:
+    """Samples token maps scale by scale with a transformer and folds them into images with a tokenizer."""
+
+    def __init__(self, tokenizer: nn.Module, transformer: nn.Module) -> None:
+        check_components_fit(tokenizer, transformer)
+        self.tokenizer = tokenizer
+        self.transformer = transformer
+        self.schedule = transformer.config.schedule
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    def draw_labels(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
+        """Uniform random class labels, drawn exactly like the official sampler (first draw of the seed)."""
+        num_classes = self.transformer.config.num_classes
+        uniform = torch.full((1, num_classes), 1.0 / num_classes, dtype=torch.float32, device=self.device)
+        return torch.multinomial(uniform, num_samples=batch_size, replacement=True, generator=generator).reshape(
+            batch_size
+        )
+
+    def check_labels(self, class_labels: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        labels = torch.as_tensor(class_labels, dtype=torch.long, device=self.device).reshape(-1)
+        null_id = self.transformer.config.null_class_id
+        if labels.numel() == 0:
+            raise ValueError("class_labels is empty; give at least one label (or None to draw them)")
+        bad = labels[(labels < 0) | (labels > null_id)]
+        if bad.numel():
+            raise ValueError(
+                f"class label {int(bad[0])} is out of range: this model has classes 0..{null_id - 1} "
+                f"(and {null_id} for unconditional samples)"
+            )
+        return labels
+
+    @torch.no_grad()
+    def sample(
+        self,
+        class_labels: torch.Tensor | Sequence[int] | None = None,
+        batch_size: int | None = None,
+        config: SamplingConfig | None = None,
+        generator: torch.Generator | None = None,
+        constraint: TokenConstraint | None = None,
+    ) -> SampleOutput:
+        """Sample B token sequences and the final latent f-hat.
+
+        Args:
+            class_labels: (B,) labels, or None to draw ``batch_size`` labels from ``generator``.
+            batch_size: number of samples when ``class_labels`` is None.
+            config: sampling knobs (default: official CFG ramp with cfg 1.5, no filters).
+            generator: source of every random draw (None: torch's global generator).
+            constraint: optional per-scale hook that overwrites tokens and code vectors.
+        Returns:
+            SampleOutput with tokens (B, L), f_hat (B, code_dim, h, w) and the labels.
+        """
+        config = config or SamplingConfig()
+        if class_labels is None:
+            if batch_size is None or batch_size < 1:
+                raise ValueError("give class_labels, or batch_size >= 1 to draw random labels")
+            labels = self.draw_labels(batch_size, generator)
+        else:
+            labels = self.check_labels(class_labels)
+        transformer, quantizer = self.transformer, self.tokenizer.quantizer
+        sides, num_scales = self.schedule.sides, self.schedule.num_scales
+        batch, code_dim = labels.shape[0], self.tokenizer.config.code_dim
+        guided = config.uses_guidance(num_scales)
+
+        # CFG doubles the batch: rows [0, B) are conditional, rows [B, 2B) use the null class.
+        rows = torch.cat((labels, torch.full_like(labels, transformer.config.null_class_id))) if guided else labels
+        cond = transformer.embed_condition(rows)  # (B or 2B, C)
+        kv_cache = transformer.new_kv_cache(rows.shape[0])
+        x = transformer.scale_input(0, cond, None)
+        codebook = quantizer.codebook.weight  # (V, code_dim)
+        f_hat = torch.zeros(batch, code_dim, sides[-1], sides[-1], device=self.device, dtype=codebook.dtype)
+        tokens = []
+        for scale_idx, side in enumerate(sides):
+            settings = config.settings(scale_idx, num_scales)
+            logits = transformer.forward_cached(x, cond, kv_cache)  # (B or 2B, l, V)
+            if guided:
+                logits = classifier_free_guidance(logits[:batch], logits[batch:], settings.cfg_weight)
+            logits = filter_logits(logits, settings.top_k, settings.top_p, settings.temperature)
+            tokens_Bl = sample_tokens(logits, generator)[:, :, 0]
+            if config.smooth:
+                ratio = scale_ratio(scale_idx, num_scales)
+                codes_BlC = gumbel_softmax(logits.mul(1 + ratio), smooth_tau(ratio), generator) @ codebook.unsqueeze(0)
+            else:
+                codes_BlC = quantizer.lookup(tokens_Bl)
+            if constraint is not None:
+                tokens_Bl, codes_BlC = constraint(scale_idx, tokens_Bl, codes_BlC)
+            tokens.append(tokens_Bl)
+            h_BChw = codes_BlC.transpose(1, 2).reshape(batch, code_dim, side, side)
+            f_hat, next_BChw = quantizer.next_input(scale_idx, f_hat, h_BChw)
+            if scale_idx + 1 < num_scales:
+                next_latent = next_BChw.view(batch, code_dim, -1).transpose(1, 2)  # (B, l_next, code_dim)
+                x = transformer.scale_input(scale_idx + 1, cond[:batch], next_latent)
+                if guided:
+                    x = x.repeat(2, 1, 1)  # both halves see the same sampled tokens
+        return SampleOutput(tokens=torch.cat(tokens, dim=1), f_hat=f_hat, class_labels=labels)
+
+    @torch.no_grad()
+    def decode(self, f_hat: torch.Tensor) -> torch.Tensor:
+        """Final latent -> images in [0, 1], (B, 3, H, W), like the official sampler's return value."""
+        return self.tokenizer.decode_fhat(f_hat).add(1).div(2)

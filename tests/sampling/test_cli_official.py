@@ -1,0 +1,96 @@
+"""`nextscale convert` + `nextscale sample` on the official fixtures reproduce the official tokens."""
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from nextscale.cli import main
+
+
+@pytest.fixture(scope="module")
+def converted(parity_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("converted") / "var-d2"
+    assert (
+        main(
+            [
+                "convert",
+                "--vae",
+                str(parity_dir / "vqvae.pth"),
+                "--var",
+                str(parity_dir / "var_d2.pth"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+def test_cli_sample_reproduces_the_official_tokens(converted, parity, tmp_path):
+    grid, tokens, folder = tmp_path / "grid.png", tmp_path / "tokens.safetensors", tmp_path / "each"
+    code = main(
+        [
+            "sample",
+            "--model",
+            str(converted),
+            "--class",
+            "207",
+            "980",
+            "--seed",
+            "42",
+            "--cfg",
+            "1.5",
+            "--top-k",
+            "900",
+            "--top-p",
+            "0.95",
+            "--out",
+            str(grid),
+            "--save-tokens",
+            str(tokens),
+            "--out-dir",
+            str(folder),
+        ]
+    )
+    assert code == 0
+    assert torch.equal(load_file(tokens)["tokens"], parity["sample_idx_all"])
+    assert Image.open(grid).size[1] > 256
+    assert sorted(p.name for p in folder.iterdir()) == ["0000_class207.png", "0001_class980.png"]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--class", "1000000"], "out of range"),
+        (["--cfg", "-1"], "cfg"),
+        (["--top-k", "0"], "top_k"),
+        (["--top-p", "1.5"], "top_p"),
+        (["--temperature", "0"], "temperature"),
+    ],
+)
+def test_cli_bad_sampling_flags_exit_with_one_line(converted, tmp_path, capsys, flags, message):
+    code = main(["sample", "--model", str(converted), "--out", str(tmp_path / "x.png"), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_convert_refuses_swapped_files(parity_dir, tmp_path, capsys):
+    code = main(
+        [
+            "convert",
+            "--vae",
+            str(parity_dir / "var_d2.pth"),
+            "--var",
+            str(parity_dir / "vqvae.pth"),
+            "--out",
+            str(tmp_path / "bad"),
+        ]
+    )
+    assert code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_missing_model_folder_is_one_line(tmp_path, capsys):
+    assert main(["sample", "--model", str(tmp_path / "nope")]) == 2
+    assert "not a pipeline folder" in capsys.readouterr().err
