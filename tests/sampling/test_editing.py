@@ -1,0 +1,179 @@
+"""Editing through the sampler's constraint hook: kept tokens stay, masks follow the official recipe."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nextscale.cli import main
+from nextscale.presets import tiny
+from nextscale.sampling.editing import (
+    KeepTokensConstraint,
+    box_mask,
+    keep_mask_for,
+    mask_from_array,
+    scale_keep_masks,
+)
+from nextscale.sampling.guidance import SamplingConfig
+from nextscale.sampling.pipeline import Pipeline
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.transformer.model import ScaleTransformer
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.manual_seed(0)
+    tokenizer_config, transformer_config = tiny()
+    transformer = ScaleTransformer(transformer_config)
+    transformer.init_weights(init_adaln_gamma=1.0, init_head=1.0)
+    return Pipeline(MultiScaleVQVAE(tokenizer_config), transformer)
+
+
+@pytest.fixture(scope="module")
+def image():
+    return torch.linspace(-1, 1, 3 * 16 * 16).reshape(1, 3, 16, 16).sin()
+
+
+def test_box_mask_uses_the_official_rounding():
+    mask = box_mask(16, (0.1, 0.1, 0.8, 0.8))  # rows round(1.6)=2 .. round(12.8)=13
+    rows = mask.any(1).nonzero().flatten()
+    assert rows.min() == 2 and rows.max() == 12 and mask.sum() == 11 * 11
+    assert torch.equal(box_mask(16, (32, 32, 128, 128), image_size=256), box_mask(16, (0.125, 0.125, 0.5, 0.5)))
+    for bad in [(0.5, 0.1, 0.4, 0.8), (-0.1, 0, 0.5, 0.5), (0, 0, 1.2, 1)]:
+        with pytest.raises(ValueError):
+            box_mask(16, bad)
+
+
+def test_per_scale_masks_match_the_official_bilinear_recipe_on_fixed_examples():
+    keep = torch.zeros(16, 16, dtype=torch.bool)
+    keep[:8] = True  # top half kept
+    masks = scale_keep_masks(keep, (1, 2, 3, 4, 8, 16))
+    assert masks[0].tolist() == [[True]]  # 1x1 always from the image
+    assert masks[1].view(2, 2).tolist() == [[True, True], [False, False]]
+    # 3x3: the middle row samples the boundary at exactly 0.5 -> not kept (> 0.5 is required)
+    assert masks[2].view(3, 3).tolist() == [[True] * 3, [False] * 3, [False] * 3]
+    assert torch.equal(masks[5].view(16, 16), keep)
+    assert torch.equal(masks[4].view(8, 8)[:4], torch.ones(4, 8, dtype=torch.bool))
+    assert not masks[4].view(8, 8)[4:].any()
+
+
+def test_every_kept_token_equals_the_image_token_at_every_scale(pipe, image):
+    keep = box_mask(4, (0.0, 0.0, 0.5, 1.0))
+    out = pipe.edit_with_keep_mask(_prepared(image), keep, class_label=3, seed=0, output_type="pt")
+    image_tokens = pipe.tokenizer.tokens_from_indices(pipe.tokenizer.encode(image))
+    masks = torch.cat(scale_keep_masks(keep, pipe.transformer.config.scale_sides), dim=1)
+    assert torch.equal(out.tokens[masks], image_tokens[masks])
+    assert not torch.equal(out.tokens, image_tokens)
+
+
+def test_full_keep_mask_reproduces_the_image_tokens(pipe, image):
+    indices = pipe.tokenizer.encode(image)
+    sides = pipe.transformer.config.scale_sides
+    constraint = KeepTokensConstraint(
+        indices, scale_keep_masks(torch.ones(4, 4, dtype=torch.bool), sides), pipe.tokenizer.quantizer
+    )
+    result = pipe.sampler.sample(
+        [1], config=SamplingConfig(), generator=torch.Generator().manual_seed(0), constraint=constraint
+    )
+    assert torch.equal(result.tokens, pipe.tokenizer.tokens_from_indices(indices))
+    assert torch.allclose(result.f_hat, pipe.tokenizer.quantizer.indices_to_fhat(indices), atol=1e-5)
+
+
+def test_empty_keep_mask_equals_plain_sampling_except_the_first_scale(pipe, image):
+    """With nothing kept, only the 1x1 scale comes from the image; forcing that same token in plain
+    sampling gives identical results, so the constraint adds nothing else."""
+    indices = pipe.tokenizer.encode(image)
+    sides = pipe.transformer.config.scale_sides
+    empty = scale_keep_masks(torch.zeros(4, 4, dtype=torch.bool), sides)
+    assert [m.any().item() for m in empty] == [True, False, False]
+    constraint = KeepTokensConstraint(indices, empty, pipe.tokenizer.quantizer)
+    edited = pipe.sampler.sample([1], generator=torch.Generator().manual_seed(0), constraint=constraint)
+
+    def first_scale_only(scale_idx, tokens, codes):
+        if scale_idx == 0:
+            tokens = indices[0]
+            codes = pipe.tokenizer.quantizer.lookup(tokens)
+        return tokens, codes
+
+    plain = pipe.sampler.sample([1], generator=torch.Generator().manual_seed(0), constraint=first_scale_only)
+    assert torch.equal(edited.tokens, plain.tokens)
+
+
+def test_inpaint_outpaint_and_extend_through_the_pipeline(pipe, tmp_path):
+    picture = Image.fromarray((np.random.default_rng(0).random((40, 60, 3)) * 255).astype(np.uint8))
+    inpainted = pipe.inpaint(picture, box=(0.25, 0.25, 0.75, 0.75), seed=0)
+    assert inpainted.pasted()[0].size == (60, 40)
+    outpainted = pipe.outpaint(picture, mask=np.pad(np.ones((20, 20)), 10), seed=0, class_label=2)
+    assert outpainted.keep_mask.sum() == 4
+    extended = pipe.outpaint(picture, inner_fraction=0.5, seed=0, output_type="pt")
+    assert extended.images.shape == (1, 3, 16, 16)
+
+
+def test_degenerate_masks_and_bad_inputs_raise(pipe, image, tmp_path):
+    with pytest.raises(ValueError, match="nothing to generate"):
+        keep_mask_for("outpaint", torch.ones(4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="keeps nothing"):
+        keep_mask_for("inpaint", torch.ones(4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="mode"):
+        keep_mask_for("erase", torch.ones(4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="2-D"):
+        mask_from_array(np.ones((2, 2, 2, 2)), 4)
+    with pytest.raises(ValueError, match="exactly one"):
+        pipe.edit(image, box=(0, 0, 0.5, 0.5), mask=np.ones((4, 4)))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot read image"):
+        pipe.inpaint(str(broken), box=(0, 0, 0.5, 0.5))
+
+
+def test_cli_edit_writes_result_and_side_by_side(pipe, tmp_path, capsys):
+    pipe.save_pretrained(tmp_path / "model")
+    Image.fromarray((np.random.default_rng(1).random((32, 32, 3)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    code = main(
+        [
+            "edit",
+            "--model",
+            str(tmp_path / "model"),
+            "--image",
+            str(tmp_path / "in.png"),
+            "--box",
+            "0.25",
+            "0.25",
+            "0.75",
+            "0.75",
+            "--class",
+            "3",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path / "out.png"),
+            "--side-by-side",
+            str(tmp_path / "cmp.png"),
+            "--paste-back",
+        ]
+    )
+    assert code == 0
+    assert Image.open(tmp_path / "out.png").size == (32, 32)
+    assert Image.open(tmp_path / "cmp.png").size[0] > 3 * 16
+    code = main(
+        [
+            "edit",
+            "--model",
+            str(tmp_path / "model"),
+            "--image",
+            str(tmp_path / "in.png"),
+            "--box",
+            "0.9",
+            "0.9",
+            "0.1",
+            "0.1",
+        ]
+    )
+    assert code == 2 and "box" in capsys.readouterr().err
+
+
+def _prepared(image):
+    from nextscale.sampling.editing import PreparedImage
+
+    pil = Image.new("RGB", (16, 16))
+    return PreparedImage(image, pil, (0, 0, 16, 16))
