@@ -1,0 +1,249 @@
+"""Process-group set-up, rank-0 logging and model wrapping: the only module that reads RANK/WORLD_SIZE.
+
+One process per device. ``torchrun`` (or any launcher) sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR`` and ``MASTER_PORT``; without them the process runs alone and nothing is initialised.
+Models never see any of this: :func:`wrap_model` applies DDP / FSDP2 / ``torch.compile`` after the model
+is built, and :func:`unwrap` gives back the plain module that checkpoints and exports save.
+
+References: nanochat ``nanochat/common.py`` (``compute_init``, ``print0``), DiT ``train.py``
+(``create_logger``), torchtitan ``models/llama3/parallelize.py`` (wrapping after construction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+STRATEGIES = ("ddp", "fsdp", "none")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: its global rank, the number of processes, its rank on the node, its device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as err:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer") from err
+
+
+def init_distributed(backend: str | None = None, device: str | torch.device | None = None) -> DistInfo:
+    """Join the process group described by the launcher's environment (or run alone).
+
+    Args:
+        backend: "nccl", "gloo" or None (nccl when CUDA is available, gloo on CPU).
+        device: force a device ("cpu", "cuda"); None picks ``cuda:LOCAL_RANK`` when CUDA is available.
+    Returns:
+        DistInfo of this process. Calling it again after initialisation returns the same information.
+    """
+    world_size = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", rank)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"RANK={rank} is outside [0, WORLD_SIZE={world_size})")
+    if device is None:
+        device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        backend = backend or ("nccl" if device.type == "cuda" else "gloo")
+        for name in ("MASTER_ADDR", "MASTER_PORT"):
+            if name not in os.environ:
+                raise ValueError(f"WORLD_SIZE={world_size} but {name} is not set; launch with torchrun")
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def teardown() -> None:
+    """Leave the process group (safe to call when none exists)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    """True on rank 0 (and in a single process)."""
+    return get_rank() == 0
+
+
+def barrier() -> None:
+    if get_world_size() > 1:
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of ``tensor`` over ranks (a new tensor; the input is untouched)."""
+    out = tensor.detach().clone()
+    if get_world_size() > 1:
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """Mean of ``tensor`` over ranks (a new float tensor)."""
+    return all_reduce_sum(tensor.float()) / get_world_size()
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` in a single process."""
+    if get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_tensor(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Overwrite ``tensor`` in place with rank ``src``'s values."""
+    if get_world_size() > 1:
+        dist.broadcast(tensor, src=src)
+    return tensor
+
+
+class _RankZeroLogger(logging.LoggerAdapter):
+    """Drops every record on ranks other than 0, so N processes print one log."""
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 (logging API name)
+        return is_main() and self.logger.isEnabledFor(level)
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            self.logger.log(level, msg, *args, **kwargs)
+
+
+def get_logger(name: str) -> logging.LoggerAdapter:
+    """A logger that emits on rank 0 only; handlers and levels are configured by the CLI's ``main``."""
+    return _RankZeroLogger(logging.getLogger(name), {})
+
+
+def wrap_model(
+    model: nn.Module, strategy: str = "ddp", compile: bool = False, device: torch.device | None = None
+) -> nn.Module:
+    """Apply data parallelism and compilation to a constructed model (never inside model code).
+
+    Args:
+        model: the plain module, already on its device.
+        strategy: "ddp" (DistributedDataParallel; a no-op in a single process), "fsdp" (FSDP2
+            ``fully_shard`` on every transformer block, then the root) or "none".
+        compile: wrap the result in ``torch.compile``.
+        device: the process's device (DDP's device_ids on CUDA).
+    Returns:
+        The wrapped module; :func:`unwrap` returns the original.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    trainable = any(p.requires_grad for p in model.parameters())
+    if get_world_size() > 1 and trainable:
+        if strategy == "ddp":
+            device_ids = [device.index] if device is not None and device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        elif strategy == "fsdp":
+            try:
+                from torch.distributed.fsdp import fully_shard
+            except ImportError as err:
+                raise ValueError("strategy 'fsdp' needs torch >= 2.6 (FSDP2 fully_shard); use 'ddp'") from err
+            for block in getattr(model, "blocks", []):
+                fully_shard(block)
+            fully_shard(model)
+    if compile:
+        model = torch.compile(model)
+    return model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under ``torch.compile`` and DDP wrappers (FSDP2 shards in place: same module)."""
+    while True:
+        if hasattr(model, "_orig_mod"):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The complete, unsharded CPU state dict of a (possibly wrapped or sharded) model, on every rank."""
+    plain = unwrap(model)
+    if _is_sharded(plain):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(plain, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {name: tensor.detach().cpu() for name, tensor in plain.state_dict().items()}
+
+
+def _is_sharded(model: nn.Module) -> bool:
+    return any(type(p).__name__ == "DTensor" for p in unwrap(model).parameters())
+
+
+def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a complete state dict (as written by :func:`full_state_dict`) into a plain or sharded model."""
+    plain = unwrap(model)
+    if _is_sharded(plain):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(plain, state, options=StateDictOptions(full_state_dict=True))
+    else:
+        plain.load_state_dict(state, strict=True)
+
+
+def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's complete state (gathered from shards under FSDP)."""
+    if _is_sharded(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_optimizer_state_dict(unwrap(model), optimizer, options=options)
+    return optimizer.state_dict()
+
+
+def load_optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    if _is_sharded(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=True)
+        set_optimizer_state_dict(unwrap(model), optimizer, state, options=options)
+    else:
+        optimizer.load_state_dict(state)
+
+
+def no_sync(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Context that skips DDP's gradient all-reduce (gradient accumulation micro-steps); a null context otherwise."""
+    plain = model._orig_mod if hasattr(model, "_orig_mod") else model
+    if isinstance(plain, nn.parallel.DistributedDataParallel):
+        return plain.no_sync()
+    return contextlib.nullcontext()

@@ -1,0 +1,587 @@
+"""The one training loop: subclasses define a step, the base owns everything around it.
+
+``Trainer`` runs optimizer steps made of ``grad_accum`` micro-batches (DDP gradient sync only on the
+last), under autocast (bf16, or fp16 with a GradScaler), with gradient clipping, the per-step LR and
+weight-decay schedule, an EMA of the weights, JSONL (and TensorBoard when installed) metrics, periodic
+held-out evaluation, preview images and checkpoints. A run lives in one directory::
+
+    run_dir/config.json          what made the run (a different config refuses to resume here)
+    run_dir/checkpoints/         step-XXXXXXXX.pt, the newest ``keep_checkpoints`` kept
+    run_dir/metrics.jsonl        one JSON object per logged step: {"step", "split", metrics...}
+    run_dir/previews/            PNG grids written by the subclass's ``preview``
+    run_dir/tensorboard/         event files, only if ``torch.utils.tensorboard`` imports
+
+Re-running with the same run_dir resumes model, EMA, optimizers, GradScaler, step, every rank's RNG
+state and the data position exactly: the next steps equal those of an uninterrupted run.
+
+Subclasses implement ``train_step(batch) -> {"loss": scalar tensor, other metrics...}`` and optionally
+``eval_step(batch)`` (per-sample metrics, averaged over the held-out set and all ranks) and
+``preview(step)``. Metric tensors of shape (K,) are logged per scale as ``name/scale{k}``.
+
+References: minGPT ``mingpt/trainer.py``, torchtitan ``trainer.py``, DiT ``train.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from nextscale import distributed
+from nextscale.data.samplers import ResumableDistributedSampler
+from nextscale.pretrained import atomic_write_text
+from nextscale.training import checkpoint as ckpt
+from nextscale.training.ema import EMA
+from nextscale.training.optim import apply_schedule, build_adamw
+from nextscale.training.schedules import peak_lr, warmup_steps_for
+
+log = distributed.get_logger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Fields that may change between a run and its resumption (cadence and machinery, not the maths).
+RESUMABLE_CHANGES = frozenset(
+    {
+        "log_every",
+        "eval_every",
+        "eval_samples",
+        "preview_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "num_workers",
+        "progress",
+        "compile",
+        "strategy",
+        "precision",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping of one run (the model configs live in their own dataclasses).
+
+    Attributes:
+        total_steps: optimizer steps of the whole run.
+        batch_size: global batch per optimizer step (all ranks and accumulation micro-steps together).
+        grad_accum: micro-batches per optimizer step.
+        base_lr: learning rate per 256 samples (VAR ``tblr``); peak = base_lr * batch_size / 256.
+        lr: explicit peak learning rate; None applies the base_lr rule.
+        lr_schedule: "lin0" (VAR default), "cos" or "constant".
+        warmup: warm-up steps (>= 1) or fraction of total_steps (< 1); VAR uses 2 %.
+        warmup_start: LR factor at step 0 (VAR ``wp0``).
+        end_lr_factor: LR factor at the last step (VAR ``wpe``).
+        weight_decay: start value (VAR ``twd``), applied by the decay rule of optim.py.
+        weight_decay_end: end value of the cosine (None: constant).
+        betas, eps: AdamW.
+        grad_clip: max global gradient norm; None turns clipping off.
+        precision: "fp32", "bf16", "fp16" (with GradScaler) or "auto" (bf16 on CUDA, fp32 on CPU).
+        ema_decay: EMA of the weights; None turns it off (export then writes the raw weights).
+        seed: seeds model init (before the trainer) and, offset by rank, every process's RNGs.
+        log_every / eval_every / preview_every / checkpoint_every: cadences in steps (None: off;
+            a checkpoint is always written at the end).
+        eval_samples: held-out samples per evaluation.
+        keep_checkpoints: newest checkpoints kept (0 keeps all).
+        num_workers: DataLoader worker processes (0: load in the training process).
+        strategy: "ddp", "fsdp" or "none"; compile: wrap in torch.compile.
+        progress: show a tqdm bar on rank 0.
+    """
+
+    total_steps: int = 1000
+    batch_size: int = 64
+    grad_accum: int = 1
+    base_lr: float = 1e-4
+    lr: float | None = None
+    lr_schedule: str = "lin0"
+    warmup: float = 0.02
+    warmup_start: float = 0.005
+    end_lr_factor: float = 0.01
+    weight_decay: float = 0.05
+    weight_decay_end: float | None = None
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float | None = 2.0
+    precision: str = "auto"
+    ema_decay: float | None = 0.9999
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int | None = None
+    eval_samples: int = 512
+    preview_every: int | None = None
+    checkpoint_every: int | None = 500
+    keep_checkpoints: int = 3
+    num_workers: int = 0
+    strategy: str = "ddp"
+    compile: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.total_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("total_steps, batch_size and grad_accum must be >= 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("log_every", "eval_every", "preview_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None (off), got {value}")
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else peak_lr(self.base_lr, self.batch_size)
+
+    @property
+    def warmup_steps(self) -> int:
+        return warmup_steps_for(self.total_steps, self.warmup)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, NumPy and Python (call with the same seed on every rank before building models)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _normalise(values: Any) -> Any:
+    return json.loads(json.dumps(values))  # tuples -> lists, keys -> str: compare what config.json holds
+
+
+class Trainer:
+    """Base trainer; see the module docstring.
+
+    Args:
+        modules: the trainable modules by name, "model" first (the one EMA'd and exported); plain,
+            already built and seeded identically on every rank.
+        config: optimisation and bookkeeping.
+        run_dir: the run directory (created; resumed from if it holds checkpoints).
+        train_dataset: map-style dataset of samples that ``default_collate`` batches.
+        eval_dataset: optional held-out dataset for ``eval_step``.
+        run_config: everything that defines the run (model configs, data, ...), stored as config.json and
+            compared on resume.
+        dist_info: this process's place (default: ``distributed.init_distributed()``).
+    """
+
+    def __init__(
+        self,
+        modules: dict[str, nn.Module],
+        config: TrainConfig,
+        run_dir: str | os.PathLike,
+        train_dataset: Dataset,
+        eval_dataset: Dataset | None = None,
+        run_config: dict[str, Any] | None = None,
+        dist_info: distributed.DistInfo | None = None,
+    ) -> None:
+        if "model" not in modules:
+            raise ValueError("modules must contain the main module under the name 'model'")
+        self.config = config
+        self.dist = dist_info or distributed.init_distributed()
+        self.device = self.dist.device
+        self.run_dir = Path(run_dir)
+        self.run_config = _normalise({"train": dataclasses.asdict(config), **(run_config or {})})
+        self._check_run_dir()
+        self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
+        ranks_and_steps = self.dist.world_size * config.grad_accum
+        if config.batch_size % ranks_and_steps:
+            raise ValueError(
+                f"batch_size {config.batch_size} must be divisible by world_size x grad_accum = {ranks_and_steps}"
+            )
+        self.micro_batch = config.batch_size // ranks_and_steps
+        self.precision = self._resolve_precision(config.precision)
+
+        self.modules = {name: module.to(self.device) for name, module in modules.items()}
+        self.ema = EMA(self.modules["model"], config.ema_decay) if config.ema_decay is not None else None
+        self.wrapped = {
+            name: distributed.wrap_model(module, config.strategy, config.compile, self.device)
+            for name, module in self.modules.items()
+        }
+        self.model, self.raw_model = self.wrapped["model"], self.modules["model"]
+        self.optimizers = self.build_optimizers()
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.precision == "fp16", init_scale=2.0**11, growth_interval=1000
+        )
+        self.sampler = ResumableDistributedSampler(
+            len(train_dataset), self.micro_batch, self.dist.rank, self.dist.world_size, shuffle=True, seed=config.seed
+        )
+        self.step = 0
+        seed_everything(config.seed * max(self.dist.world_size, 1) + self.dist.rank)
+        self._writer = self._tensorboard()
+        self._resume()
+
+    # ------------------------------------------------------------------------------ subclass hooks
+    def train_step(self, batch: Any) -> dict[str, Any]:
+        """One micro-batch forward: return {"loss": scalar tensor to backpropagate, other metrics...}."""
+        raise TypeError(f"{type(self).__name__} must override train_step(batch)")
+
+    def eval_step(self, batch: Any) -> dict[str, torch.Tensor] | None:
+        """Held-out metrics per sample: tensors (B,) or (B, K); None (default) means no evaluation."""
+        return None
+
+    def preview(self, step: int) -> None:
+        """Write preview images (rank 0 only, RNG-isolated); default: nothing."""
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One AdamW per trainable module (override for different settings per module)."""
+        cfg = self.config
+        return {
+            name: build_adamw(distributed.unwrap(module), cfg.peak_lr, cfg.betas, cfg.eps)
+            for name, module in self.wrapped.items()
+            if any(p.requires_grad for p in module.parameters())
+        }
+
+    def extra_state(self) -> dict[str, Any]:
+        """Additional plain state to checkpoint (tensors, numbers, strings, lists, dicts)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`extra_state`."""
+
+    # ----------------------------------------------------------------------------------- run set-up
+    def _resolve_precision(self, precision: str) -> str:
+        if precision == "auto":
+            return "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision 'fp16' needs CUDA; use 'bf16' or 'fp32' on the CPU")
+        return precision
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _check_run_dir(self) -> None:
+        path = self.run_dir / "config.json"
+        if path.is_file():
+            try:
+                saved = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} is not valid JSON ({err}); fix it or choose a new run directory") from err
+            differences = _differences(saved, self.run_config)
+            if differences:
+                raise ValueError(
+                    f"run directory {self.run_dir} was made by a different config ("
+                    + "; ".join(differences[:6])
+                    + "); use a new run directory, or the original "
+                    "settings to resume"
+                )
+        distributed.barrier()
+        if self.dist.is_main:
+            atomic_write_text(path, json.dumps(self.run_config, indent=2) + "\n")
+
+    def _tensorboard(self) -> Any:
+        if not self.dist.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    # ------------------------------------------------------------------------------------- data
+    def _batches(self):
+        """Endless per-rank micro-batches from the sampler's position, moved to the device."""
+        position = self.sampler.state_for_step(self.step * self.config.grad_accum)
+        self.sampler.load_state_dict(position)
+        loader = None
+        if self.config.num_workers > 0:
+            # A private generator: creating a DataLoader iterator must not draw from the global RNG,
+            # or a resumed run would diverge from an uninterrupted one.
+            loader = DataLoader(
+                self.train_dataset,
+                batch_sampler=self.sampler,
+                num_workers=self.config.num_workers,
+                generator=torch.Generator().manual_seed(self.config.seed),
+                pin_memory=self.device.type == "cuda",
+            )
+        while True:
+            if hasattr(self.train_dataset, "set_epoch"):
+                self.train_dataset.set_epoch(self.sampler.epoch)
+            source = (
+                loader
+                if loader is not None
+                else (default_collate([self.train_dataset[i] for i in indices]) for indices in self.sampler)
+            )
+            for batch in source:
+                yield _to_device(batch, self.device)
+
+    def eval_batches(self):
+        """This rank's share of the first ``eval_samples`` held-out samples, in micro-batches."""
+        if self.eval_dataset is None:
+            return
+        count = min(len(self.eval_dataset), self.config.eval_samples)
+        indices = list(range(self.dist.rank, count, self.dist.world_size))
+        for start in range(0, len(indices), self.micro_batch):
+            chunk = indices[start : start + self.micro_batch]
+            yield _to_device(default_collate([self.eval_dataset[i] for i in chunk]), self.device)
+
+    # ---------------------------------------------------------------------------------- the loop
+    def fit(self, max_steps: int | None = None) -> dict[str, float]:
+        """Train until ``config.total_steps`` (or until step ``max_steps`` in this call); returns the last metrics."""
+        cfg = self.config
+        stop = cfg.total_steps if max_steps is None else min(max_steps, cfg.total_steps)
+        batches = self._batches()
+        bar = None
+        if cfg.progress and self.dist.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=stop, initial=self.step, desc=type(self).__name__, dynamic_ncols=True)
+        window: dict[str, list[torch.Tensor]] = {}
+        last: dict[str, float] = {}
+        started, samples = time.perf_counter(), 0
+        while self.step < stop:
+            step_metrics = self._optimizer_step(batches)
+            self.step += 1
+            samples += cfg.batch_size
+            for name, value in step_metrics.items():
+                window.setdefault(name, []).append(value)
+            if bar is not None:
+                bar.update(1)
+            done = self.step == stop
+            if cfg.log_every and (self.step % cfg.log_every == 0 or done):
+                last = self._reduce_window(window)
+                last["samples_per_second"] = samples / max(time.perf_counter() - started, 1e-9)
+                self.log_metrics(last, "train")
+                if bar is not None:
+                    bar.set_postfix(loss=f"{last.get('loss', float('nan')):.4f}")
+                window, started, samples = {}, time.perf_counter(), 0
+            if cfg.eval_every and (self.step % cfg.eval_every == 0 or done):
+                self.run_evaluation()
+            if cfg.preview_every and (self.step % cfg.preview_every == 0 or done) and self.dist.is_main:
+                with self._isolated_rng():
+                    self.preview(self.step)
+            if done or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+                self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+        return last
+
+    def _optimizer_step(self, batches) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        lr = 0.0
+        for optimizer in self.optimizers.values():
+            lr, wd = apply_schedule(
+                optimizer,
+                self.step,
+                cfg.total_steps,
+                cfg.warmup_steps,
+                cfg.lr_schedule,
+                cfg.end_lr_factor,
+                cfg.weight_decay,
+                cfg.weight_decay_end,
+                cfg.warmup_start,
+            )
+        for module in self.wrapped.values():
+            module.train()
+        sums: dict[str, torch.Tensor] = {}
+        for micro in range(cfg.grad_accum):
+            batch = next(batches)
+            with contextlib.ExitStack() as stack:
+                if micro < cfg.grad_accum - 1:  # gradients are all-reduced once, on the last micro-step
+                    for module in self.wrapped.values():
+                        stack.enter_context(distributed.no_sync(module))
+                with self.autocast():
+                    out = self.train_step(batch)
+                if "loss" not in out:
+                    raise ValueError(f"{type(self).__name__}.train_step must return a dict with a 'loss' tensor")
+                self.scaler.scale(out["loss"] / cfg.grad_accum).backward()
+            for name, value in out.items():
+                value = torch.as_tensor(value.detach() if torch.is_tensor(value) else value, dtype=torch.float32)
+                sums[name] = sums.get(name, 0) + value.to(self.device, torch.float32) / cfg.grad_accum
+        for name, optimizer in self.optimizers.items():
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            if not params:
+                continue  # e.g. a discriminator before its start step: nothing to update
+            self.scaler.unscale_(optimizer)
+            if cfg.grad_clip is not None:
+                norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                sums[f"grad_norm/{name}" if name != "model" else "grad_norm"] = norm.detach().float()
+            self.scaler.step(optimizer)
+        self.scaler.update()
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.raw_model)
+        self.after_optimizer_step()
+        sums["lr"] = torch.tensor(lr, device=self.device)
+        return sums
+
+    def after_optimizer_step(self) -> None:
+        """Hook after every optimizer step (e.g. dead-code restarts); default: nothing."""
+
+    def _reduce_window(self, window: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+        """Mean over the logged steps and over ranks, flattened: (K,) tensors become name/scale{k}."""
+        names = sorted(window)
+        if not names:
+            return {}
+        means = [torch.stack(window[name]).mean(0).reshape(-1) for name in names]
+        flat = distributed.all_reduce_mean(torch.cat(means)).tolist()
+        out, offset = {}, 0
+        for name, mean in zip(names, means):
+            values = flat[offset : offset + mean.numel()]
+            offset += mean.numel()
+            if window[name][0].dim() == 0:
+                out[name] = values[0]
+            else:
+                out.update({f"{name}/scale{k}": v for k, v in enumerate(values)})
+        return out
+
+    @torch.no_grad()
+    def run_evaluation(self) -> dict[str, float]:
+        """Average ``eval_step`` over the held-out samples and ranks; logged as split "eval"."""
+        if self.eval_dataset is None:
+            return {}
+        for module in self.wrapped.values():
+            module.eval()
+        sums: dict[str, torch.Tensor] = {}
+        count = torch.zeros((), device=self.device)
+        with self._isolated_rng():
+            for batch in self.eval_batches():
+                with self.autocast():
+                    out = self.eval_step(batch)
+                if out is None:
+                    return {}
+                for name, value in out.items():
+                    value = value.detach().float()
+                    sums[name] = sums.get(name, 0) + value.sum(0)
+                count += next(iter(out.values())).shape[0]
+        if not sums:
+            return {}
+        names = sorted(sums)
+        shapes = [sums[name].reshape(-1).numel() for name in names]
+        total = distributed.all_reduce_sum(torch.cat([sums[n].reshape(-1) for n in names] + [count[None]]))
+        flat = (total[:-1] / total[-1].clamp_min(1)).tolist()
+        metrics, offset = {}, 0
+        for name, size in zip(names, shapes):
+            values = flat[offset : offset + size]
+            offset += size
+            if sums[name].dim() == 0:
+                metrics[name] = values[0]
+            else:
+                metrics.update({f"{name}/scale{k}": v for k, v in enumerate(values)})
+        self.log_metrics(metrics, "eval")
+        return metrics
+
+    @contextlib.contextmanager
+    def _isolated_rng(self):
+        """Evaluation and previews must not change the training RNG streams (exact resume)."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            yield
+
+    # ----------------------------------------------------------------------------------- logging
+    def log_metrics(self, metrics: dict[str, float], split: str) -> None:
+        if not self.dist.is_main:
+            return
+        record = {"step": self.step, "split": split, **{k: float(v) for k, v in metrics.items()}}
+        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self._writer is not None:
+            for name, value in metrics.items():
+                self._writer.add_scalar(f"{split}/{name}", value, self.step)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/scale" not in k)
+        log.info("step %d [%s] %s", self.step, split, shown)
+
+    # ------------------------------------------------------------------------------- checkpoints
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything resuming needs, as plain data (call on every rank: FSDP and RNG gathering are collective)."""
+        return {
+            "format": 1,
+            "step": self.step,
+            "configs": self.run_config,
+            "models": {name: distributed.full_state_dict(m) for name, m in self.wrapped.items()},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizers": {
+                name: distributed.optimizer_state_dict(self.wrapped[name], opt) for name, opt in self.optimizers.items()
+            },
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.sampler.state_for_step(self.step * self.config.grad_accum),
+            "rng": distributed.all_gather_objects(ckpt.capture_rng_state()),
+            "world_size": self.dist.world_size,
+            "extra": self.extra_state(),
+        }
+
+    def save_checkpoint(self) -> Path:
+        state = self.checkpoint_state()
+        path = ckpt.checkpoint_path(self.run_dir, self.step)
+        if self.dist.is_main:
+            ckpt.save_checkpoint(path, state)
+            ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
+        distributed.barrier()
+        return path
+
+    def _resume(self) -> None:
+        found = ckpt.load_latest(self.run_dir)
+        if found is None:
+            return
+        state, path = found
+        for name, module in self.wrapped.items():
+            if name not in state["models"]:
+                raise ValueError(f"checkpoint {path} has no weights for {name!r}; it belongs to another trainer")
+            distributed.load_full_state_dict(module, state["models"][name])
+        for name, optimizer in self.optimizers.items():
+            distributed.load_optimizer_state_dict(self.wrapped[name], optimizer, state["optimizers"][name])
+        if self.ema is not None:
+            if state["ema"] is None:
+                self.ema = EMA(self.raw_model, self.config.ema_decay)
+            else:
+                self.ema.load_state_dict(state["ema"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.step = int(state["step"])
+        self.load_extra_state(state.get("extra", {}))
+        if int(state["world_size"]) == self.dist.world_size:
+            ckpt.restore_rng_state(state["rng"][self.dist.rank])
+        else:
+            log.warning(
+                "checkpoint %s was written by %d processes, now %d: RNG streams restart from the seed",
+                path,
+                state["world_size"],
+                self.dist.world_size,
+            )
+        self._truncate_metrics()
+        log.info("resumed from %s at step %d", path, self.step)
+
+    def _truncate_metrics(self) -> None:
+        """Drop metric lines logged after the checkpoint we resume from (they will be logged again)."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self.dist.is_main or not path.is_file():
+            return
+        kept = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= self.step
+        ]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between two run configs, ignoring RESUMABLE_CHANGES."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        if key in RESUMABLE_CHANGES:
+            continue
+        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} in the run, {b!r} now")
+    return out
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(item, device) for item in batch)
+    if isinstance(batch, dict):
+        return {key: _to_device(value, device) for key, value in batch.items()}
+    return batch

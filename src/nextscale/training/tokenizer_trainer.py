@@ -1,0 +1,213 @@
+"""Training the multi-scale VQ-VAE tokenizer (VAR stage 1).
+
+Loss per micro-batch, with x the images and x' the reconstruction:
+
+    nll  = l1 |x - x'| + l2 (x - x')^2 + w_p * perceptual(x', x)
+    loss = nll + w_q * quantizer loss                       (commitment beta lives inside the quantizer)
+         + [after disc_start] w_d * lambda * hinge_G(D(x'))  (lambda: VQGAN adaptive weight)
+         + [after disc_start] hinge_D(D(x), D(x'.detach()))  (reaches only the discriminator's weights)
+
+The two adversarial terms are summed into one backward: the generator term is computed with the
+discriminator's weights frozen and the discriminator term with the reconstruction detached, so each
+optimizer sees exactly its own gradient. Code-hit counts are all-reduced over ranks before they update
+the usage EMA, so every rank holds the same statistics; usage per scale is logged.
+
+References: Esser et al., "Taming Transformers" (VQGAN), CVPR 2021; VAR ``models/quant.py`` (usage EMA).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from nextscale import distributed
+from nextscale.data.images import save_grid
+from nextscale.tokenizer.discriminator import DiscriminatorConfig, PatchDiscriminator
+from nextscale.tokenizer.losses import (
+    adaptive_adversarial_weight,
+    build_perceptual_loss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    reconstruction_loss,
+)
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.training.loop import TrainConfig, Trainer
+from nextscale.training.optim import build_adamw
+
+
+@dataclass(frozen=True)
+class TokenizerLossConfig:
+    """Loss weights and the adversarial set-up of tokenizer training.
+
+    Attributes:
+        l1_weight, l2_weight: pixel losses.
+        perceptual: "ssim" (default, no network), "lpips" (local files below) or "none".
+        perceptual_weight: weight of the perceptual term.
+        lpips_backbone, lpips_heads: local LPIPS files (see tokenizer.losses.LPIPS.from_files).
+        quant_weight: weight of the quantizer loss.
+        disc_start: step at which the adversarial loss starts; None trains without a discriminator.
+        disc_weight: factor on the adaptive adversarial weight (VQGAN: 0.8; 0.5 here).
+        disc_lr: discriminator peak lr; None uses the tokenizer's.
+        disc_channels, disc_layers, disc_norm: PatchGAN shape (see DiscriminatorConfig).
+        max_adaptive_weight: clamp of the adaptive weight.
+        dead_code_every: restart dead codes every N steps; None: never.
+        dead_code_min_hits: a code is dead when its usage EMA, summed over scales, is below this.
+    """
+
+    l1_weight: float = 1.0
+    l2_weight: float = 0.0
+    perceptual: str = "ssim"
+    perceptual_weight: float = 1.0
+    lpips_backbone: str | None = None
+    lpips_heads: str | None = None
+    quant_weight: float = 1.0
+    disc_start: int | None = None
+    disc_weight: float = 0.5
+    disc_lr: float | None = None
+    disc_channels: int = 64
+    disc_layers: int = 3
+    disc_norm: str = "group"
+    max_adaptive_weight: float = 1e4
+    dead_code_every: int | None = None
+    dead_code_min_hits: float = 0.01
+
+
+class TokenizerTrainer(Trainer):
+    """Trains a MultiScaleVQVAE (and a PatchGAN when ``losses.disc_start`` is set).
+
+    Args:
+        tokenizer: the model (fresh, or initialised from a pretrained/official tokenizer).
+        losses: loss configuration.
+        config, run_dir, train_dataset, eval_dataset, run_config, dist_info: see ``Trainer``.
+    """
+
+    def __init__(
+        self,
+        tokenizer: MultiScaleVQVAE,
+        losses: TokenizerLossConfig,
+        config: TrainConfig,
+        run_dir,
+        train_dataset: Dataset,
+        eval_dataset: Dataset | None = None,
+        run_config: dict[str, Any] | None = None,
+        dist_info: distributed.DistInfo | None = None,
+    ) -> None:
+        self.losses = losses
+        self.perceptual = build_perceptual_loss(losses.perceptual, losses.lpips_backbone, losses.lpips_heads)
+        modules: dict[str, nn.Module] = {"model": tokenizer}
+        if losses.disc_start is not None:
+            disc_config = DiscriminatorConfig(
+                tokenizer.config.in_channels, losses.disc_channels, losses.disc_layers, losses.disc_norm
+            )
+            modules["discriminator"] = PatchDiscriminator(disc_config)
+        run_config = {
+            "kind": "tokenizer",
+            "tokenizer": dataclasses.asdict(tokenizer.config),
+            "losses": dataclasses.asdict(losses),
+            **(run_config or {}),
+        }
+        self._last_images: torch.Tensor | None = None
+        super().__init__(modules, config, run_dir, train_dataset, eval_dataset, run_config, dist_info)
+        if self.perceptual is not None:
+            self.perceptual.to(self.device)
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        cfg = self.config
+        optimizers = {"model": build_adamw(self.modules["model"], cfg.peak_lr, cfg.betas, cfg.eps)}
+        if "discriminator" in self.modules:
+            lr = self.losses.disc_lr if self.losses.disc_lr is not None else cfg.peak_lr
+            optimizers["discriminator"] = build_adamw(self.modules["discriminator"], lr, cfg.betas, cfg.eps)
+        return optimizers
+
+    def _usage_threshold(self, batch_size: int) -> float:
+        """The official "used code" threshold: world * (B * h * w) / V * 0.08 EMA hits."""
+        config = self.raw_model.config
+        return self.dist.world_size * batch_size * config.latent_side**2 / config.vocab_size * 0.08
+
+    def adversarial_active(self) -> bool:
+        return self.losses.disc_start is not None and self.step >= self.losses.disc_start
+
+    def train_step(self, batch: Any) -> dict[str, Any]:
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        self._last_images = images
+        out = self.model(images, update_usage=False)
+        hits = distributed.all_reduce_sum(out.hits)  # (K, V): global statistics on every rank
+        quantizer = self.raw_model.quantizer
+        quantizer.update_usage(hits)
+        losses = self.losses
+        recon = out.reconstruction
+        rec = reconstruction_loss(recon, images, losses.l1_weight, losses.l2_weight)
+        nll = rec
+        metrics: dict[str, Any] = {"recon_loss": rec.detach(), "quant_loss": out.quant_loss.detach()}
+        if self.perceptual is not None:
+            perceptual = self.perceptual(recon, images)
+            nll = nll + losses.perceptual_weight * perceptual
+            metrics["perceptual_loss"] = perceptual.detach()
+        loss = nll + losses.quant_weight * out.quant_loss
+        if self.adversarial_active():
+            disc_plain, disc = self.modules["discriminator"], self.wrapped["discriminator"]
+            disc_plain.requires_grad_(False)  # the generator term must not train the discriminator
+            generator_loss = hinge_generator_loss(disc_plain(recon))
+            disc_plain.requires_grad_(True)
+            last_layer = self.raw_model.decoder.conv_out.weight
+            weight = adaptive_adversarial_weight(nll, generator_loss, last_layer, losses.max_adaptive_weight)
+            logits = disc(torch.cat((images, recon.detach())))  # one call: real and fake share the DDP hooks
+            logits_real, logits_fake = logits.chunk(2)
+            disc_loss = hinge_discriminator_loss(logits_real, logits_fake)
+            loss = loss + losses.disc_weight * weight * generator_loss + disc_loss
+            metrics.update(
+                generator_loss=generator_loss.detach(),
+                disc_loss=disc_loss.detach(),
+                adaptive_weight=weight,
+                logits_real=logits_real.detach().mean(),
+                logits_fake=logits_fake.detach().mean(),
+            )
+        metrics["code_usage"] = torch.tensor(quantizer.usage_percent(self._usage_threshold(images.shape[0])))
+        metrics["loss"] = loss
+        return metrics
+
+    def after_optimizer_step(self) -> None:
+        every = self.losses.dead_code_every
+        if not every or (self.step + 1) % every or self._last_images is None:
+            return
+        quantizer = self.raw_model.quantizer
+        if self.dist.is_main:
+            with torch.no_grad():
+                features = self.raw_model.encode_features(self._last_images)
+            quantizer.restart_dead_codes(features, self.losses.dead_code_min_hits)
+        # Every rank takes rank 0's codebook and statistics; stale Adam moments of the codebook are reset.
+        distributed.broadcast_tensor(quantizer.codebook.weight.data)
+        distributed.broadcast_tensor(quantizer.code_usage_ema)
+        state = self.optimizers["model"].state.get(quantizer.codebook.weight, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key].zero_()
+
+    def eval_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Per image and scale: MSE and PSNR of the reconstruction from the first k scales (B, K)."""
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        model = self.raw_model
+        f_hats = model.quantizer.features_to_fhats(model.encode_features(images))
+        mse = torch.stack(
+            [(model.decode_fhat(f_hat).float() - images.float()).square().flatten(1).mean(1) for f_hat in f_hats], dim=1
+        )  # (B, K)
+        psnr = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))  # images span [-1, 1]: peak-to-peak 2
+        return {"mse": mse, "psnr": psnr}
+
+    def preview(self, step: int) -> None:
+        """Originals (top row) and EMA reconstructions (bottom row) of the first 8 held-out images."""
+        source = self.eval_dataset if self.eval_dataset is not None else self.train_dataset
+        count = min(8, len(source))
+        items = [source[i] for i in range(count)]
+        images = torch.stack([item[0] if isinstance(item, (list, tuple)) else item for item in items]).to(self.device)
+        model = self.ema.module if self.ema is not None else self.raw_model
+        with torch.no_grad():
+            recon = model.reconstruct(images)
+        save_grid(
+            torch.cat((images, recon)).float().cpu(), self.run_dir / "previews" / f"step-{step:08d}.png", nrow=count
+        )

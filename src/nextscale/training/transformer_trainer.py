@@ -1,0 +1,225 @@
+"""Training the next-scale transformer (VAR stage 2) on a frozen tokenizer.
+
+Per micro-batch: the tokenizer turns images into K index maps (or token shards are read back), the
+targets are those indices concatenated coarse to fine (B, L) and the input is the teacher-forcing latent
+(B, L - 1, code_dim) that the quantizer builds from them. The loss is the per-token cross-entropy
+(optional label smoothing), averaged over tokens and then over the batch, with no per-scale weights,
+exactly as the official trainer. Loss and accuracy are logged per scale.
+
+Official defaults (``TrainConfig`` + this module): AdamW betas (0.9, 0.95), weight decay 0.05 by the
+rule of optim.py, peak lr = 1e-4 * batch / 256, ``lin0`` schedule with 2 % warm-up and end factor 0.01,
+gradient clipping 2.0, condition dropout 0.1 inside the model, init knobs of ``init_weights``.
+
+Progressive training (VAR ``pg``; off by default): during the first ``progressive`` fraction of training
+only a prefix of the scales is trained (``schedules.progressive_stage``); the newest scale's loss ramps in
+over ``progressive_stage_warmup`` steps. Unlike the official trainer, the loss is the mean over the active
+tokens (the official divides by the full L), so its scale does not jump at each stage change.
+
+References: VAR ``trainer.py`` (``train_step``), ``train.py``; VAR_REFERENCE.md section 5.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from nextscale import distributed
+from nextscale.data.images import save_grid
+from nextscale.sampling.guidance import SamplingConfig
+from nextscale.sampling.sampler import ScaleSampler, check_components_fit
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.training.loop import TrainConfig, Trainer
+from nextscale.training.schedules import progressive_newest_weight, progressive_stage
+from nextscale.transformer.config import TransformerConfig
+from nextscale.transformer.model import ScaleTransformer
+
+
+@dataclass(frozen=True)
+class TransformerObjective:
+    """Loss, progressive-training and initialisation settings of transformer training.
+
+    Attributes:
+        label_smoothing: cross-entropy label smoothing (VAR ``ls``, default 0).
+        progressive: fraction of training during which scales are added (VAR ``pg``; 0 = off).
+        progressive_first_stage: finest scale index trained first (VAR ``pg0`` = 4).
+        progressive_stage_warmup: steps over which a new scale's loss ramps in; 0 = total_steps / 300
+            (VAR ``pgwp`` = ep / 300 epochs).
+        init_adaln, init_adaln_gamma, init_head, init_std: ``ScaleTransformer.init_weights`` knobs for a
+            fresh model (VAR trains d16/d20 with gamma 1e-3, d24 1e-4, d30 1e-5).
+        preview_cfg: CFG strength of preview samples.
+        preview_seed: seed of preview samples (the same images at every preview).
+    """
+
+    label_smoothing: float = 0.0
+    progressive: float = 0.0
+    progressive_first_stage: int = 4
+    progressive_stage_warmup: float = 0.0
+    init_adaln: float = 0.5
+    init_adaln_gamma: float = 1e-3
+    init_head: float = 0.02
+    init_std: float | None = None
+    preview_cfg: float = 1.5
+    preview_seed: int = 0
+
+
+def build_transformer(config: TransformerConfig, objective: TransformerObjective) -> ScaleTransformer:
+    """A freshly initialised transformer with the objective's init knobs."""
+    model = ScaleTransformer(config)
+    model.init_weights(objective.init_adaln, objective.init_adaln_gamma, objective.init_head, objective.init_std)
+    return model
+
+
+class TransformerTrainer(Trainer):
+    """Trains a ScaleTransformer; batches are (images, labels) or token-shard (tokens, labels) pairs.
+
+    Args:
+        transformer: the model to train.
+        tokenizer: the frozen tokenizer that defines the tokens (its quantizer builds the inputs).
+        objective: loss / progressive / init settings.
+        config, run_dir, train_dataset, eval_dataset, run_config, dist_info: see ``Trainer``.
+    """
+
+    def __init__(
+        self,
+        transformer: ScaleTransformer,
+        tokenizer: MultiScaleVQVAE,
+        objective: TransformerObjective,
+        config: TrainConfig,
+        run_dir,
+        train_dataset: Dataset,
+        eval_dataset: Dataset | None = None,
+        run_config: dict[str, Any] | None = None,
+        dist_info: distributed.DistInfo | None = None,
+    ) -> None:
+        check_components_fit(tokenizer, transformer)
+        schedule = transformer.config.schedule
+        if objective.progressive and not 0 <= objective.progressive_first_stage < schedule.num_scales:
+            raise ValueError(
+                f"progressive_first_stage must be in [0, {schedule.num_scales - 1}], got "
+                f"{objective.progressive_first_stage}"
+            )
+        self.objective = objective
+        self.schedule = schedule
+        self.tokenizer = tokenizer.eval().requires_grad_(False)
+        run_config = {
+            "kind": "transformer",
+            "transformer": dataclasses.asdict(transformer.config),
+            "tokenizer": dataclasses.asdict(tokenizer.config),
+            "objective": dataclasses.asdict(objective),
+            **(run_config or {}),
+        }
+        super().__init__({"model": transformer}, config, run_dir, train_dataset, eval_dataset, run_config, dist_info)
+        self.tokenizer.to(self.device)
+
+    # ------------------------------------------------------------------------------ progressive
+    def stage(self, step: int) -> int:
+        """Finest scale index trained at ``step`` (the last scale when progressive training is off)."""
+        obj, cfg = self.objective, self.config
+        return progressive_stage(
+            step,
+            cfg.total_steps,
+            cfg.warmup_steps,
+            self.schedule.num_scales,
+            obj.progressive,
+            obj.progressive_first_stage,
+        )
+
+    def stage_start(self, step: int) -> int:
+        """First step of the stage ``step`` is in (stages never decrease: binary search)."""
+        target, lo, hi = self.stage(step), 0, step
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if self.stage(mid) < target else (lo, mid)
+        return lo
+
+    def newest_scale_weight(self, step: int) -> float:
+        obj = self.objective
+        if not obj.progressive:
+            return 1.0
+        ramp = obj.progressive_stage_warmup or self.config.total_steps / 300
+        stage = self.stage(step)
+        return progressive_newest_weight(step - self.stage_start(step), ramp, stage == obj.progressive_first_stage)
+
+    # ----------------------------------------------------------------------------------- batches
+    @torch.no_grad()
+    def prepare(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images or tokens, labels) -> targets (B, L) int64, labels (B,), teacher input (B, L - 1, code_dim)."""
+        data, labels = batch
+        labels = labels.long()
+        # The tokenizer runs in float32 (as the official trainer prepares inputs outside autocast).
+        with torch.autocast(self.device.type, enabled=False):
+            if data.is_floating_point():
+                indices = self.tokenizer.encode(data.float())
+                tokens = self.tokenizer.tokens_from_indices(indices)
+            else:
+                tokens = data.long()
+                indices = self.tokenizer.indices_from_tokens(tokens)
+            teacher = self.tokenizer.teacher_forcing_input(indices)
+        return tokens, labels, teacher
+
+    def per_token_loss(self, logits: torch.Tensor, tokens: torch.Tensor, smoothing: float) -> torch.Tensor:
+        """(B, l, V) logits, (B, l) targets -> (B, l) cross-entropy in float32."""
+        batch, length, vocab = logits.shape
+        return F.cross_entropy(
+            logits.float().reshape(-1, vocab), tokens.reshape(-1), label_smoothing=smoothing, reduction="none"
+        ).view(batch, length)
+
+    def per_scale(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, L) per-token values -> (B, K) per-scale means."""
+        return torch.stack(
+            [values[:, self.schedule.scale_slice(k)].mean(1) for k in range(self.schedule.num_scales)], dim=1
+        )
+
+    # ------------------------------------------------------------------------------------ steps
+    def train_step(self, batch: Any) -> dict[str, Any]:
+        tokens, labels, teacher = self.prepare(batch)
+        stage = self.stage(self.step)
+        length = self.schedule.offsets[stage + 1]
+        logits = self.model(labels, teacher[:, : length - 1])  # (B, L', V)
+        targets = tokens[:, :length]
+        ce = self.per_token_loss(logits, targets, self.objective.label_smoothing)  # (B, L')
+        weight = torch.ones(length, device=ce.device)
+        if self.objective.progressive:
+            weight[self.schedule.offsets[stage] : length] = self.newest_scale_weight(self.step)
+        loss = (ce * weight).sum(1).div(length).mean()  # mean over tokens, then over the batch
+        metrics: dict[str, Any] = {"loss": loss}
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == targets).float()
+            metrics["accuracy"] = correct.mean()
+            if stage == self.schedule.num_scales - 1:
+                metrics["scale_loss"] = self.per_scale(ce).mean(0)
+                metrics["scale_accuracy"] = self.per_scale(correct).mean(0)
+            if self.objective.progressive:
+                metrics["stage"] = float(stage)
+        return metrics
+
+    def eval_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Per sample: mean test loss (B,), and per scale the test loss and token error (B, K)."""
+        tokens, labels, teacher = self.prepare(batch)
+        logits = self.model(labels, teacher)
+        ce = self.per_token_loss(logits, tokens, 0.0)
+        wrong = (logits.argmax(-1) != tokens).float()
+        return {"loss": ce.mean(1), "scale_loss": self.per_scale(ce), "token_error": self.per_scale(wrong)}
+
+    def preview(self, step: int) -> None:
+        """Class-conditional samples of the EMA (or raw) weights: one per class, up to 16, fixed seed."""
+        transformer = self.ema.module if self.ema is not None else self.raw_model
+        num = min(16, transformer.config.num_classes)
+        generator = torch.Generator(self.device).manual_seed(self.objective.preview_seed)
+        sampler = ScaleSampler(self.tokenizer, transformer)
+        labels = torch.arange(num, device=self.device)
+        out = sampler.sample(
+            class_labels=labels, config=SamplingConfig(cfg=self.objective.preview_cfg), generator=generator
+        )
+        images = sampler.decode(out.f_hat).mul(2).sub(1)  # [0, 1] -> [-1, 1]
+        save_grid(
+            images.float().cpu(),
+            self.run_dir / "previews" / f"step-{step:08d}.png",
+            nrow=min(num, 8),
+            labels=labels.tolist(),
+        )
