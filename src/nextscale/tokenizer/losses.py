@@ -160,7 +160,9 @@ class LPIPS(nn.Module):
         scale: tuple[float, ...] = (0.458, 0.448, 0.450),
     ) -> None:
         super().__init__()
-        self.backbone = backbone.eval().requires_grad_(False)
+        self.backbone = backbone.eval()
+        for param in self.backbone.parameters():  # frozen (ScriptModules have no requires_grad_())
+            param.requires_grad_(False)
         self.register_buffer("shift", torch.tensor(shift).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(scale).view(1, -1, 1, 1), persistent=False)
         self.head_weights = None if head_weights is None else [w.reshape(-1).float() for w in head_weights]

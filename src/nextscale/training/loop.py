@@ -27,13 +27,10 @@ import contextlib
 import dataclasses
 import json
 import os
-import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
@@ -42,117 +39,11 @@ from nextscale import distributed
 from nextscale.data.samplers import ResumableDistributedSampler
 from nextscale.pretrained import atomic_write_text
 from nextscale.training import checkpoint as ckpt
+from nextscale.training.config import TrainConfig, config_differences, normalise_config, seed_everything
 from nextscale.training.ema import EMA
 from nextscale.training.optim import apply_schedule, build_adamw
-from nextscale.training.schedules import peak_lr, warmup_steps_for
 
 log = distributed.get_logger(__name__)
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# Fields that may change between a run and its resumption (cadence and machinery, not the maths).
-RESUMABLE_CHANGES = frozenset(
-    {
-        "log_every",
-        "eval_every",
-        "eval_samples",
-        "preview_every",
-        "checkpoint_every",
-        "keep_checkpoints",
-        "num_workers",
-        "progress",
-        "compile",
-        "strategy",
-        "precision",
-    }
-)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and bookkeeping of one run (the model configs live in their own dataclasses).
-
-    Attributes:
-        total_steps: optimizer steps of the whole run.
-        batch_size: global batch per optimizer step (all ranks and accumulation micro-steps together).
-        grad_accum: micro-batches per optimizer step.
-        base_lr: learning rate per 256 samples (VAR ``tblr``); peak = base_lr * batch_size / 256.
-        lr: explicit peak learning rate; None applies the base_lr rule.
-        lr_schedule: "lin0" (VAR default), "cos" or "constant".
-        warmup: warm-up steps (>= 1) or fraction of total_steps (< 1); VAR uses 2 %.
-        warmup_start: LR factor at step 0 (VAR ``wp0``).
-        end_lr_factor: LR factor at the last step (VAR ``wpe``).
-        weight_decay: start value (VAR ``twd``), applied by the decay rule of optim.py.
-        weight_decay_end: end value of the cosine (None: constant).
-        betas, eps: AdamW.
-        grad_clip: max global gradient norm; None turns clipping off.
-        precision: "fp32", "bf16", "fp16" (with GradScaler) or "auto" (bf16 on CUDA, fp32 on CPU).
-        ema_decay: EMA of the weights; None turns it off (export then writes the raw weights).
-        seed: seeds model init (before the trainer) and, offset by rank, every process's RNGs.
-        log_every / eval_every / preview_every / checkpoint_every: cadences in steps (None: off;
-            a checkpoint is always written at the end).
-        eval_samples: held-out samples per evaluation.
-        keep_checkpoints: newest checkpoints kept (0 keeps all).
-        num_workers: DataLoader worker processes (0: load in the training process).
-        strategy: "ddp", "fsdp" or "none"; compile: wrap in torch.compile.
-        progress: show a tqdm bar on rank 0.
-    """
-
-    total_steps: int = 1000
-    batch_size: int = 64
-    grad_accum: int = 1
-    base_lr: float = 1e-4
-    lr: float | None = None
-    lr_schedule: str = "lin0"
-    warmup: float = 0.02
-    warmup_start: float = 0.005
-    end_lr_factor: float = 0.01
-    weight_decay: float = 0.05
-    weight_decay_end: float | None = None
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    grad_clip: float | None = 2.0
-    precision: str = "auto"
-    ema_decay: float | None = 0.9999
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int | None = None
-    eval_samples: int = 512
-    preview_every: int | None = None
-    checkpoint_every: int | None = 500
-    keep_checkpoints: int = 3
-    num_workers: int = 0
-    strategy: str = "ddp"
-    compile: bool = False
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.total_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("total_steps, batch_size and grad_accum must be >= 1")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        for name in ("log_every", "eval_every", "preview_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or None (off), got {value}")
-
-    @property
-    def peak_lr(self) -> float:
-        return self.lr if self.lr is not None else peak_lr(self.base_lr, self.batch_size)
-
-    @property
-    def warmup_steps(self) -> int:
-        return warmup_steps_for(self.total_steps, self.warmup)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch, NumPy and Python (call with the same seed on every rank before building models)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _normalise(values: Any) -> Any:
-    return json.loads(json.dumps(values))  # tuples -> lists, keys -> str: compare what config.json holds
 
 
 class Trainer:
@@ -186,7 +77,7 @@ class Trainer:
         self.dist = dist_info or distributed.init_distributed()
         self.device = self.dist.device
         self.run_dir = Path(run_dir)
-        self.run_config = _normalise({"train": dataclasses.asdict(config), **(run_config or {})})
+        self.run_config = normalise_config({"train": dataclasses.asdict(config), **(run_config or {})})
         self._check_run_dir()
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         ranks_and_steps = self.dist.world_size * config.grad_accum
@@ -265,7 +156,7 @@ class Trainer:
                 saved = json.loads(path.read_text())
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path} is not valid JSON ({err}); fix it or choose a new run directory") from err
-            differences = _differences(saved, self.run_config)
+            differences = config_differences(saved, self.run_config)
             if differences:
                 raise ValueError(
                     f"run directory {self.run_dir} was made by a different config ("
@@ -487,8 +378,7 @@ class Trainer:
         if self._writer is not None:
             for name, value in metrics.items():
                 self._writer.add_scalar(f"{split}/{name}", value, self.step)
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/scale" not in k)
-        log.info("step %d [%s] %s", self.step, split, shown)
+        log.info("step %d [%s] %s", self.step, split, format_metrics(metrics))
 
     # ------------------------------------------------------------------------------- checkpoints
     def checkpoint_state(self) -> dict[str, Any]:
@@ -563,18 +453,18 @@ class Trainer:
         atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Human-readable differences between two run configs, ignoring RESUMABLE_CHANGES."""
-    out = []
-    for key in sorted(set(saved) | set(current)):
-        if key in RESUMABLE_CHANGES:
-            continue
-        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(_differences(a, b, f"{prefix}{key}."))
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} in the run, {b!r} now")
-    return out
+def format_metrics(metrics: dict[str, float]) -> str:
+    """One log line; per-scale values are grouped: ``scale_loss=[2.1 3.4 4.0]``."""
+    grouped: dict[str, list[float]] = {}
+    parts = []
+    for name, value in metrics.items():
+        base, _, scale = name.partition("/scale")
+        if scale.isdigit():
+            grouped.setdefault(base, []).append(value)
+        else:
+            parts.append(f"{name}={value:.4g}")
+    parts += [f"{name}=[{' '.join(f'{v:.3g}' for v in values)}]" for name, values in grouped.items()]
+    return ", ".join(parts)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

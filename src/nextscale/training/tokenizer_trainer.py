@@ -18,7 +18,6 @@ References: Esser et al., "Taming Transformers" (VQGAN), CVPR 2021; VAR ``models
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,45 +35,9 @@ from nextscale.tokenizer.losses import (
     reconstruction_loss,
 )
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
-from nextscale.training.loop import TrainConfig, Trainer
+from nextscale.training.config import TokenizerLossConfig, TrainConfig
+from nextscale.training.loop import Trainer
 from nextscale.training.optim import build_adamw
-
-
-@dataclass(frozen=True)
-class TokenizerLossConfig:
-    """Loss weights and the adversarial set-up of tokenizer training.
-
-    Attributes:
-        l1_weight, l2_weight: pixel losses.
-        perceptual: "ssim" (default, no network), "lpips" (local files below) or "none".
-        perceptual_weight: weight of the perceptual term.
-        lpips_backbone, lpips_heads: local LPIPS files (see tokenizer.losses.LPIPS.from_files).
-        quant_weight: weight of the quantizer loss.
-        disc_start: step at which the adversarial loss starts; None trains without a discriminator.
-        disc_weight: factor on the adaptive adversarial weight (VQGAN: 0.8; 0.5 here).
-        disc_lr: discriminator peak lr; None uses the tokenizer's.
-        disc_channels, disc_layers, disc_norm: PatchGAN shape (see DiscriminatorConfig).
-        max_adaptive_weight: clamp of the adaptive weight.
-        dead_code_every: restart dead codes every N steps; None: never.
-        dead_code_min_hits: a code is dead when its usage EMA, summed over scales, is below this.
-    """
-
-    l1_weight: float = 1.0
-    l2_weight: float = 0.0
-    perceptual: str = "ssim"
-    perceptual_weight: float = 1.0
-    lpips_backbone: str | None = None
-    lpips_heads: str | None = None
-    quant_weight: float = 1.0
-    disc_start: int | None = None
-    disc_weight: float = 0.5
-    disc_lr: float | None = None
-    disc_channels: int = 64
-    disc_layers: int = 3
-    disc_norm: str = "group"
-    max_adaptive_weight: float = 1e4
-    dead_code_every: int | None = None
-    dead_code_min_hits: float = 0.01
 
 
 class TokenizerTrainer(Trainer):

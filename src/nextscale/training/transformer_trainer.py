@@ -21,7 +21,6 @@ References: VAR ``trainer.py`` (``train_step``), ``train.py``; VAR_REFERENCE.md 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,41 +29,18 @@ from torch.utils.data import Dataset
 
 from nextscale import distributed
 from nextscale.data.images import save_grid
+from nextscale.data.token_shards import weights_hash
+from nextscale.pretrained import save_component
 from nextscale.sampling.guidance import SamplingConfig
 from nextscale.sampling.sampler import ScaleSampler, check_components_fit
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
-from nextscale.training.loop import TrainConfig, Trainer
+from nextscale.training.config import TrainConfig, TransformerObjective
+from nextscale.training.loop import Trainer
 from nextscale.training.schedules import progressive_newest_weight, progressive_stage
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.model import ScaleTransformer
 
-
-@dataclass(frozen=True)
-class TransformerObjective:
-    """Loss, progressive-training and initialisation settings of transformer training.
-
-    Attributes:
-        label_smoothing: cross-entropy label smoothing (VAR ``ls``, default 0).
-        progressive: fraction of training during which scales are added (VAR ``pg``; 0 = off).
-        progressive_first_stage: finest scale index trained first (VAR ``pg0`` = 4).
-        progressive_stage_warmup: steps over which a new scale's loss ramps in; 0 = total_steps / 300
-            (VAR ``pgwp`` = ep / 300 epochs).
-        init_adaln, init_adaln_gamma, init_head, init_std: ``ScaleTransformer.init_weights`` knobs for a
-            fresh model (VAR trains d16/d20 with gamma 1e-3, d24 1e-4, d30 1e-5).
-        preview_cfg: CFG strength of preview samples.
-        preview_seed: seed of preview samples (the same images at every preview).
-    """
-
-    label_smoothing: float = 0.0
-    progressive: float = 0.0
-    progressive_first_stage: int = 4
-    progressive_stage_warmup: float = 0.0
-    init_adaln: float = 0.5
-    init_adaln_gamma: float = 1e-3
-    init_head: float = 0.02
-    init_std: float | None = None
-    preview_cfg: float = 1.5
-    preview_seed: int = 0
+TOKENIZER_DIR = "tokenizer"  # inside a transformer run directory
 
 
 def build_transformer(config: TransformerConfig, objective: TransformerObjective) -> ScaleTransformer:
@@ -110,11 +86,16 @@ class TransformerTrainer(Trainer):
             "kind": "transformer",
             "transformer": dataclasses.asdict(transformer.config),
             "tokenizer": dataclasses.asdict(tokenizer.config),
+            "tokenizer_weights_hash": weights_hash(tokenizer),  # resuming with another tokenizer is refused
             "objective": dataclasses.asdict(objective),
             **(run_config or {}),
         }
         super().__init__({"model": transformer}, config, run_dir, train_dataset, eval_dataset, run_config, dist_info)
         self.tokenizer.to(self.device)
+        # The run keeps its own copy of the tokenizer, so `export` can write a complete pipeline.
+        if self.dist.is_main and not (self.run_dir / TOKENIZER_DIR / "model.safetensors").is_file():
+            save_component(self.tokenizer, self.run_dir / TOKENIZER_DIR)
+        distributed.barrier()
 
     # ------------------------------------------------------------------------------ progressive
     def stage(self, step: int) -> int:

@@ -1,0 +1,29 @@
+"""Export a training run's EMA (or raw) weights as a pretrained folder.
+
+Examples:
+    nextscale export --run runs/fm-var --out models/fashion-mnist       # pipeline folder (transformer run)
+    nextscale export --run runs/fm-tokenizer --out models/fm-tokenizer  # component folder (tokenizer run)
+    nextscale sample --model models/fashion-mnist --class 0 1 2 --out grid.png
+
+A transformer run becomes a pipeline folder (pipeline.json + tokenizer/ + transformer/, each with
+config.json and model.safetensors), loadable with Pipeline.from_pretrained; a tokenizer run becomes
+one component folder. Reads the newest readable checkpoint; takes seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="training run directory")
+    parser.add_argument("--out", required=True, help="output folder (pipeline or component folder)")
+    parser.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nextscale.training.export import export_run
+
+    out = export_run(args.run, args.out, raw=args.raw)
+    print(f"exported {'raw' if args.raw else 'EMA'} weights of {args.run} to {out}")
+    return 0

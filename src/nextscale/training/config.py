@@ -1,0 +1,204 @@
+"""Run configuration of the training loop: optimisation and bookkeeping settings, seeding, run identity.
+
+``TrainConfig`` holds what every trainer shares (steps, batch, LR schedule, AdamW, precision, cadences);
+model configs and loss settings live in their own dataclasses. ``config_differences`` decides whether a
+run directory may be resumed with the current settings: only the fields in ``RESUMABLE_CHANGES``
+(cadences and machinery, not the maths) may change.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from nextscale.training.schedules import peak_lr, warmup_steps_for
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Fields that may change between a run and its resumption (cadence and machinery, not the maths).
+RESUMABLE_CHANGES = frozenset(
+    {
+        "log_every",
+        "eval_every",
+        "eval_samples",
+        "preview_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "num_workers",
+        "progress",
+        "compile",
+        "strategy",
+        "precision",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping of one run (the model configs live in their own dataclasses).
+
+    Attributes:
+        total_steps: optimizer steps of the whole run.
+        batch_size: global batch per optimizer step (all ranks and accumulation micro-steps together).
+        grad_accum: micro-batches per optimizer step.
+        base_lr: learning rate per 256 samples (VAR ``tblr``); peak = base_lr * batch_size / 256.
+        lr: explicit peak learning rate; None applies the base_lr rule.
+        lr_schedule: "lin0" (VAR default), "cos" or "constant".
+        warmup: warm-up steps (>= 1) or fraction of total_steps (< 1); VAR uses 2 %.
+        warmup_start: LR factor at step 0 (VAR ``wp0``).
+        end_lr_factor: LR factor at the last step (VAR ``wpe``).
+        weight_decay: start value (VAR ``twd``), applied by the decay rule of optim.py.
+        weight_decay_end: end value of the cosine (None: constant).
+        betas, eps: AdamW.
+        grad_clip: max global gradient norm; None turns clipping off.
+        precision: "fp32", "bf16", "fp16" (with GradScaler) or "auto" (bf16 on CUDA, fp32 on CPU).
+        ema_decay: EMA of the weights; None turns it off (export then writes the raw weights).
+        seed: seeds model init (before the trainer) and, offset by rank, every process's RNGs.
+        log_every / eval_every / preview_every / checkpoint_every: cadences in steps (None: off;
+            a checkpoint is always written at the end).
+        eval_samples: held-out samples per evaluation.
+        keep_checkpoints: newest checkpoints kept (0 keeps all).
+        num_workers: DataLoader worker processes (0: load in the training process).
+        strategy: "ddp", "fsdp" or "none"; compile: wrap in torch.compile.
+        progress: show a tqdm bar on rank 0.
+    """
+
+    total_steps: int = 1000
+    batch_size: int = 64
+    grad_accum: int = 1
+    base_lr: float = 1e-4
+    lr: float | None = None
+    lr_schedule: str = "lin0"
+    warmup: float = 0.02
+    warmup_start: float = 0.005
+    end_lr_factor: float = 0.01
+    weight_decay: float = 0.05
+    weight_decay_end: float | None = None
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float | None = 2.0
+    precision: str = "auto"
+    ema_decay: float | None = 0.9999
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int | None = None
+    eval_samples: int = 512
+    preview_every: int | None = None
+    checkpoint_every: int | None = 500
+    keep_checkpoints: int = 3
+    num_workers: int = 0
+    strategy: str = "ddp"
+    compile: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.total_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("total_steps, batch_size and grad_accum must be >= 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("log_every", "eval_every", "preview_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None (off), got {value}")
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else peak_lr(self.base_lr, self.batch_size)
+
+    @property
+    def warmup_steps(self) -> int:
+        return warmup_steps_for(self.total_steps, self.warmup)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, NumPy and Python (call with the same seed on every rank before building models)."""
+    import numpy as np  # imported here: the CLI reads this module's defaults without loading torch
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def normalise_config(values: Any) -> Any:
+    return json.loads(json.dumps(values))  # tuples -> lists, keys -> str: compare what config.json holds
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between two run configs, ignoring RESUMABLE_CHANGES."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        if key in RESUMABLE_CHANGES:
+            continue
+        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(config_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} in the run, {b!r} now")
+    return out
+
+
+@dataclass(frozen=True)
+class TokenizerLossConfig:
+    """Loss weights and the adversarial set-up of tokenizer training.
+
+    Attributes:
+        l1_weight, l2_weight: pixel losses.
+        perceptual: "ssim" (default, no network), "lpips" (local files below) or "none".
+        perceptual_weight: weight of the perceptual term.
+        lpips_backbone, lpips_heads: local LPIPS files (see tokenizer.losses.LPIPS.from_files).
+        quant_weight: weight of the quantizer loss.
+        disc_start: step at which the adversarial loss starts; None trains without a discriminator.
+        disc_weight: factor on the adaptive adversarial weight (VQGAN: 0.8; 0.5 here).
+        disc_lr: discriminator peak lr; None uses the tokenizer's.
+        disc_channels, disc_layers, disc_norm: PatchGAN shape (see DiscriminatorConfig).
+        max_adaptive_weight: clamp of the adaptive weight.
+        dead_code_every: restart dead codes every N steps; None: never.
+        dead_code_min_hits: a code is dead when its usage EMA, summed over scales, is below this.
+    """
+
+    l1_weight: float = 1.0
+    l2_weight: float = 0.0
+    perceptual: str = "ssim"
+    perceptual_weight: float = 1.0
+    lpips_backbone: str | None = None
+    lpips_heads: str | None = None
+    quant_weight: float = 1.0
+    disc_start: int | None = None
+    disc_weight: float = 0.5
+    disc_lr: float | None = None
+    disc_channels: int = 64
+    disc_layers: int = 3
+    disc_norm: str = "group"
+    max_adaptive_weight: float = 1e4
+    dead_code_every: int | None = None
+    dead_code_min_hits: float = 0.01
+
+
+@dataclass(frozen=True)
+class TransformerObjective:
+    """Loss, progressive-training and initialisation settings of transformer training.
+
+    Attributes:
+        label_smoothing: cross-entropy label smoothing (VAR ``ls``, default 0).
+        progressive: fraction of training during which scales are added (VAR ``pg``; 0 = off).
+        progressive_first_stage: finest scale index trained first (VAR ``pg0`` = 4).
+        progressive_stage_warmup: steps over which a new scale's loss ramps in; 0 = total_steps / 300
+            (VAR ``pgwp`` = ep / 300 epochs).
+        init_adaln, init_adaln_gamma, init_head, init_std: ``ScaleTransformer.init_weights`` knobs for a
+            fresh model (VAR trains d16/d20 with gamma 1e-3, d24 1e-4, d30 1e-5).
+        preview_cfg: CFG strength of preview samples.
+        preview_seed: seed of preview samples (the same images at every preview).
+    """
+
+    label_smoothing: float = 0.0
+    progressive: float = 0.0
+    progressive_first_stage: int = 4
+    progressive_stage_warmup: float = 0.0
+    init_adaln: float = 0.5
+    init_adaln_gamma: float = 1e-3
+    init_head: float = 0.02
+    init_std: float | None = None
+    preview_cfg: float = 1.5
+    preview_seed: int = 0

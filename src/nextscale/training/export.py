@@ -1,0 +1,109 @@
+"""From training runs to pretrained folders, and loading a tokenizer from wherever it lives.
+
+``export_run`` writes a run's EMA (or raw) weights: a tokenizer run becomes one component folder
+(config.json + model.safetensors); a transformer run becomes a pipeline folder::
+
+    out/pipeline.json   {"_class_name": "Pipeline", "tokenizer": "tokenizer", "transformer": "transformer"}
+    out/tokenizer/      the frozen tokenizer the run trained with (copied into the run at its start)
+    out/transformer/    the trained transformer
+
+References: DiT ``download.py`` (``find_model``: EMA weights from a training checkpoint), diffusers folder layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from nextscale.pretrained import CONFIG_NAME, atomic_write_text, config_from_dict, load_component, save_component
+from nextscale.scales import SIDES_256
+from nextscale.tokenizer.config import TokenizerConfig
+from nextscale.tokenizer.official import load_official_vqvae
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.training import checkpoint as ckpt
+from nextscale.training.transformer_trainer import TOKENIZER_DIR
+from nextscale.transformer.config import TransformerConfig
+from nextscale.transformer.model import ScaleTransformer
+
+PIPELINE_FILE = "pipeline.json"
+_RUN_MODELS = {"tokenizer": (MultiScaleVQVAE, TokenizerConfig), "transformer": (ScaleTransformer, TransformerConfig)}
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a training run directory")
+    run_config = json.loads(path.read_text())
+    if run_config.get("kind") not in _RUN_MODELS:
+        raise ValueError(f"{path} is not a nextscale training run (kind {run_config.get('kind')!r})")
+    return run_config
+
+
+def load_run_model(run_dir: str | os.PathLike, raw: bool = False) -> nn.Module:
+    """The trained model of a run from its newest readable checkpoint: EMA weights, or raw with ``raw=True``."""
+    run_config = read_run_config(run_dir)
+    kind = run_config["kind"]
+    model_cls, config_cls = _RUN_MODELS[kind]
+    model = model_cls(config_from_dict(config_cls, run_config[kind]))
+    found = ckpt.load_latest(run_dir)
+    if found is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet; train first")
+    state, path = found
+    if raw or state.get("ema") is None:
+        weights = state["models"]["model"]
+    else:
+        weights = state["ema"]["module"]
+    model.load_state_dict(weights, strict=True)
+    return model.eval()
+
+
+def load_tokenizer(source: str | os.PathLike, scale_sides: tuple[int, ...] | None = None) -> MultiScaleVQVAE:
+    """A tokenizer from a component folder, a pipeline folder, a training run (tokenizer or transformer run:
+    EMA weights / the run's tokenizer copy) or an official ``vae_ch160v4096z32.pth`` file.
+
+    Args:
+        source: the path.
+        scale_sides: scale schedule for an official .pth file (default: the 256 px schedule).
+    """
+    path = Path(source)
+    if path.is_file():
+        return load_official_vqvae(path, scale_sides or SIDES_256)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"tokenizer {path} not found (expected a component folder, a pipeline folder, a "
+            "training run directory or an official .pth file)"
+        )
+    if (path / PIPELINE_FILE).is_file():
+        index = json.loads((path / PIPELINE_FILE).read_text())
+        return load_component(MultiScaleVQVAE, path / index.get("tokenizer", "tokenizer"))
+    config_path = path / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: {path} is not a tokenizer folder or training run")
+    payload = json.loads(config_path.read_text())
+    if payload.get("class") == MultiScaleVQVAE.__name__:
+        return load_component(MultiScaleVQVAE, path)
+    if payload.get("kind") == "tokenizer":
+        return load_run_model(path)
+    if payload.get("kind") == "transformer":
+        return load_component(MultiScaleVQVAE, path / TOKENIZER_DIR)
+    raise ValueError(f"{path} holds neither a tokenizer nor a training run ({config_path})")
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = False) -> Path:
+    """Write a run's EMA (or raw) weights as a component folder (tokenizer run) or pipeline folder (transformer run)."""
+    run_config = read_run_config(run_dir)
+    out = Path(out)
+    model = load_run_model(run_dir, raw)
+    if run_config["kind"] == "tokenizer":
+        save_component(model, out)
+        return out
+    tokenizer = load_component(MultiScaleVQVAE, Path(run_dir) / TOKENIZER_DIR)
+    save_component(tokenizer, out / "tokenizer")
+    save_component(model, out / "transformer")
+    index = {"_class_name": "Pipeline", "tokenizer": "tokenizer", "transformer": "transformer"}
+    atomic_write_text(out / PIPELINE_FILE, json.dumps(index, indent=2) + "\n")
+    return out

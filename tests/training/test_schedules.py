@@ -1,0 +1,76 @@
+"""Schedules against hand-computed values (VAR lin0 / cos, weight-decay cosine, progressive stages)."""
+
+import math
+
+import pytest
+
+from nextscale.training.schedules import (
+    lr_factor,
+    peak_lr,
+    progressive_newest_weight,
+    progressive_stage,
+    warmup_steps_for,
+    weight_decay_at,
+)
+
+
+def test_peak_lr_rule():
+    assert peak_lr(1e-4, 768) == pytest.approx(3e-4)  # VAR d16: bs 768 -> 3e-4
+    assert peak_lr(1e-4, 256, grad_accum=2) == pytest.approx(2e-4)
+    with pytest.raises(ValueError):
+        peak_lr(0.0, 256)
+
+
+def test_warmup_steps():
+    assert warmup_steps_for(1000, 0.02) == 20
+    assert warmup_steps_for(1000, 50) == 50
+    assert warmup_steps_for(1000, 0) == 0
+
+
+def test_lin0_hand_values():
+    # 1000 steps, 20 warm-up, end 0.01: span 979; flat while (step - 20) / 979 < 0.05, i.e. up to step 68.
+    f = lambda s: lr_factor(s, 1000, 20, "lin0", 0.005, 0.01)  # noqa: E731
+    assert f(0) == pytest.approx(0.005)
+    assert f(10) == pytest.approx(0.005 + 0.995 * 0.5)
+    assert f(20) == 1.0 and f(68) == 1.0
+    assert f(69) == pytest.approx(0.01 + 0.99 * (1 - 49 / 979) / 0.95)
+    assert f(509) == pytest.approx(0.01 + 0.99 * (1 - 489 / 979) / 0.95)
+    assert f(999) == pytest.approx(0.01)
+
+
+def test_cos_and_constant():
+    assert lr_factor(20, 1000, 20, "cos", end_factor=0.1) == pytest.approx(1.0)
+    mid = 20 + 979 / 2
+    assert lr_factor(int(mid), 1000, 20, "cos", end_factor=0.1) == pytest.approx(
+        0.1 + 0.9 * (0.5 + 0.5 * math.cos(math.pi * (int(mid) - 20) / 979))
+    )
+    assert lr_factor(999, 1000, 20, "cos", end_factor=0.1) == pytest.approx(0.1)
+    assert lr_factor(500, 1000, 20, "constant") == 1.0
+    assert lr_factor(0, 1000, 0, "constant") == 1.0
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor(0, 10, 1, "exp")
+
+
+def test_weight_decay_cosine():
+    assert weight_decay_at(0, 101, 0.05) == 0.05 and weight_decay_at(100, 101, 0.05) == 0.05
+    assert weight_decay_at(0, 101, 0.05, 0.08) == pytest.approx(0.05)
+    assert weight_decay_at(50, 101, 0.05, 0.08) == pytest.approx(0.065)
+    assert weight_decay_at(100, 101, 0.05, 0.08) == pytest.approx(0.08)
+
+
+def test_progressive_stage():
+    stage = lambda s: progressive_stage(s, 1000, 20, 10, 0.5, 4)  # noqa: E731
+    assert stage(0) == 4 and stage(19) == 4
+    assert stage(20) == 4  # progress 0
+    assert stage(260) == 6  # progress 0.5: 4 + round(2.5) = 6 (banker's rounding, as Python's round)
+    assert stage(499) == 9 and stage(500) == 9 and stage(999) == 9
+    steps = [stage(s) for s in range(1000)]
+    assert steps == sorted(steps)  # never goes back
+    assert progressive_stage(5, 1000, 20, 10, 0.0, 4) == 9  # off
+
+
+def test_progressive_newest_weight():
+    assert progressive_newest_weight(0, 100, is_first_stage=True) == 1.0
+    assert progressive_newest_weight(0, 100, is_first_stage=False) == 0.01
+    assert progressive_newest_weight(50, 100, is_first_stage=False) == 0.5
+    assert progressive_newest_weight(500, 100, is_first_stage=False) == 1.0
