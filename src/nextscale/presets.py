@@ -46,8 +46,25 @@ def var(depth: int) -> tuple[TokenizerConfig, TransformerConfig]:
     return TokenizerConfig(), TransformerConfig.from_depth(depth, scale_sides=SIDES_256)
 
 
+FASHION_SIDES = (1, 2, 3, 4, 6, 8)
+
+
+def fashion_mnist() -> tuple[TokenizerConfig, TransformerConfig]:
+    """The bundled demo model: 32x32 grayscale Fashion-MNIST, 4x downsampling to an 8x8 latent,
+    six scales (130 tokens), 512 codes of 16 channels, and a depth-4 transformer (width 256, 4 heads)."""
+    tokenizer = TokenizerConfig(
+        vocab_size=512, code_dim=16, base_channels=32, channel_multipliers=(1, 2, 2), num_res_blocks=1,
+        in_channels=1, scale_sides=FASHION_SIDES,
+    )
+    transformer = TransformerConfig.from_depth(
+        4, num_classes=10, vocab_size=512, code_dim=16, scale_sides=FASHION_SIDES,
+    )
+    return tokenizer, transformer
+
+
 PRESETS = {
     "tiny": tiny,
+    "fashion-mnist": fashion_mnist,
     "var-d16": lambda: var(16),
     "var-d20": lambda: var(20),
     "var-d24": lambda: var(24),

@@ -195,6 +195,7 @@ class MultiScaleQuantizer(nn.Module):
             f_hat.add_(self.phi(scale_idx)(h_BChw))
         return f_hat
 
+    @torch.no_grad()  # the tokenizer is frozen while the transformer trains; f_hat is updated in place
     def teacher_forcing_input(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """Transformer input for scales 1..K-1 given all K ground-truth index maps (official ``idxBl_to_var_input``).
 
