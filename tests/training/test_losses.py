@@ -17,7 +17,9 @@ from nextscale.tokenizer.losses import (
 )
 
 
-@pytest.mark.parametrize(("side", "layers", "norm", "grid"), [(32, 2, "group", 6), (16, 2, "none", 2), (64, 3, "group", 6)])
+@pytest.mark.parametrize(
+    ("side", "layers", "norm", "grid"), [(32, 2, "group", 6), (16, 2, "none", 2), (64, 3, "group", 6)]
+)
 def test_discriminator_shapes(side, layers, norm, grid):
     disc = PatchDiscriminator(DiscriminatorConfig(in_channels=1, base_channels=32, num_layers=layers, norm=norm))
     assert disc(torch.randn(3, 1, side, side)).shape == (3, 1, grid, grid)
@@ -60,7 +62,9 @@ def test_lpips_formulation_and_local_files(tmp_path):
     # By hand: unit-normalise channels, squared difference, head-weighted channel sum, spatial mean, layer sum.
     fx, fy = backbone((x - lpips.shift) / lpips.scale), backbone((y - lpips.shift) / lpips.scale)
     expected = sum(
-        ((a / (a.norm(dim=1, keepdim=True) + 1e-10) - b / (b.norm(dim=1, keepdim=True) + 1e-10)).square() * w).sum(1).mean()
+        ((a / (a.norm(dim=1, keepdim=True) + 1e-10) - b / (b.norm(dim=1, keepdim=True) + 1e-10)).square() * w)
+        .sum(1)
+        .mean()
         for a, b, w in zip(fx, fy, heads)
     )
     assert lpips(x, y) == pytest.approx(expected.item(), rel=1e-5)

@@ -13,13 +13,29 @@ from nextscale.transformer.model import ScaleTransformer
 from nextscale.transformer.official import ours_key_to_official
 
 # VAR utils/lr_control.py filter_params with train.py's nowd_keys (VAR_REFERENCE.md section 5).
-OFFICIAL_NO_DECAY_KEYS = ("cls_token", "start_token", "task_token", "cfg_uncond", "pos_embed", "pos_1LC", "pos_start",
-                          "start_pos", "lvl_embed", "gamma", "beta", "ada_gss", "moe_bias", "scale_mul")
+OFFICIAL_NO_DECAY_KEYS = (
+    "cls_token",
+    "start_token",
+    "task_token",
+    "cfg_uncond",
+    "pos_embed",
+    "pos_1LC",
+    "pos_start",
+    "start_pos",
+    "lvl_embed",
+    "gamma",
+    "beta",
+    "ada_gss",
+    "moe_bias",
+    "scale_mul",
+)
 # The decayed parameters the reference lists, as patterns over official names.
-OFFICIAL_DECAYED = re.compile(r"(word_embed\.weight|class_emb\.weight|blocks\.\d+\.attn\.mat_qkv\.weight|"
-                              r"blocks\.\d+\.attn\.proj\.weight|blocks\.\d+\.ffn\.fc[12]\.weight|"
-                              r"blocks\.\d+\.ada_lin\.1\.weight|shared_ada_lin\.1\.weight|head_nm\.ada_lin\.1\.weight|"
-                              r"head\.weight)\Z")
+OFFICIAL_DECAYED = re.compile(
+    r"(word_embed\.weight|class_emb\.weight|blocks\.\d+\.attn\.mat_qkv\.weight|"
+    r"blocks\.\d+\.attn\.proj\.weight|blocks\.\d+\.ffn\.fc[12]\.weight|"
+    r"blocks\.\d+\.ada_lin\.1\.weight|shared_ada_lin\.1\.weight|head_nm\.ada_lin\.1\.weight|"
+    r"head\.weight)\Z"
+)
 
 
 def official_decays(name: str, param: torch.Tensor) -> bool:

@@ -21,6 +21,7 @@ GAN" (hinge loss), 2017.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -253,7 +254,11 @@ def hinge_generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
 
 
 def adaptive_adversarial_weight(
-    nll_loss: torch.Tensor, generator_loss: torch.Tensor, last_layer: torch.Tensor, max_weight: float = 1e4
+    nll_loss: torch.Tensor,
+    generator_loss: torch.Tensor,
+    last_layer: torch.Tensor,
+    max_weight: float = 1e4,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """VQGAN's balance: ||grad_W L_rec|| / (||grad_W L_G|| + 1e-4) at the decoder's last weight W.
 
@@ -264,8 +269,13 @@ def adaptive_adversarial_weight(
         nll_loss: the reconstruction (+ perceptual) loss.
         generator_loss: the generator's adversarial loss.
         last_layer: the decoder's final conv weight (the same tensor the optimizer updates).
+        max_weight: upper clamp.
+        reduce: applied to both gradients before the norms; a data-parallel trainer passes a mean over
+            ranks so that the weight is the one of the global batch, identical on every rank.
     """
     grad_rec = torch.autograd.grad(nll_loss, last_layer, retain_graph=True)[0]
     grad_gan = torch.autograd.grad(generator_loss, last_layer, retain_graph=True)[0]
+    if reduce is not None:
+        grad_rec, grad_gan = reduce(grad_rec), reduce(grad_gan)
     weight = grad_rec.norm() / (grad_gan.norm() + 1e-4)
     return weight.clamp(0.0, max_weight).detach()

@@ -118,7 +118,9 @@ class TokenizerTrainer(Trainer):
             generator_loss = hinge_generator_loss(disc_plain(recon))
             disc_plain.requires_grad_(True)
             last_layer = self.raw_model.decoder.conv_out.weight
-            weight = adaptive_adversarial_weight(nll, generator_loss, last_layer, losses.max_adaptive_weight)
+            weight = adaptive_adversarial_weight(
+                nll, generator_loss, last_layer, losses.max_adaptive_weight, reduce=distributed.all_reduce_mean
+            )
             logits = disc(torch.cat((images, recon.detach())))  # one call: real and fake share the DDP hooks
             logits_real, logits_fake = logits.chunk(2)
             disc_loss = hinge_discriminator_loss(logits_real, logits_fake)

@@ -1,0 +1,117 @@
+"""Tiny tokenizer and transformer train on CPU: losses fall, metrics are logged, the exported pipeline samples."""
+
+import torch
+
+from conftest import read_metrics, tiny_configs, train_config
+from nextscale.data.token_shards import TokenShardDataset, write_manifest, write_token_shards
+from nextscale.sampling.pipeline import Pipeline
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.training.config import TokenizerLossConfig, TransformerObjective, seed_everything
+from nextscale.training.export import export_run, load_run_model, load_tokenizer
+from nextscale.training.tokenizer_trainer import TokenizerTrainer
+from nextscale.training.transformer_trainer import TransformerTrainer, build_transformer
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def test_tokenizer_loss_falls_with_gan_and_metrics(tmp_path, data):
+    seed_everything(0)
+    tokenizer = MultiScaleVQVAE(tiny_configs()[0])
+    losses = TokenizerLossConfig(disc_start=15, disc_channels=32, disc_layers=2, dead_code_every=10)
+    config = train_config(
+        total_steps=30,
+        batch_size=16,
+        betas=(0.5, 0.9),
+        weight_decay=0.0,
+        lr_schedule="constant",
+        eval_every=30,
+        preview_every=30,
+    )
+    trainer = TokenizerTrainer(tokenizer, losses, config, tmp_path, *data)
+    trainer.fit()
+    records = read_metrics(tmp_path)
+    recon = [r["recon_loss"] for r in records]
+    assert _mean(recon[-5:]) < 0.85 * _mean(recon[:5])
+    assert "code_usage/scale2" in records[-1] and "disc_loss" in records[-1] and "disc_loss" not in records[0]
+    evaluation = read_metrics(tmp_path, "eval")[-1]
+    assert {"mse/scale0", "psnr/scale2"} <= set(evaluation)
+    assert (tmp_path / "previews" / "step-00000030.png").is_file()
+    exported = export_run(tmp_path, tmp_path / "exported")
+    assert torch.equal(load_tokenizer(exported).quantizer.codebook.weight, trainer.ema.module.quantizer.codebook.weight)
+
+
+def test_transformer_loss_falls_and_pipeline_samples(tmp_path, data):
+    tokenizer_config, transformer_config = tiny_configs()
+    seed_everything(0)
+    tokenizer = MultiScaleVQVAE(tokenizer_config)
+    objective = TransformerObjective()
+    transformer = build_transformer(transformer_config, objective)
+    config = train_config(total_steps=30, batch_size=16, lr=3e-3, eval_every=30, preview_every=30, ema_decay=0.9)
+    trainer = TransformerTrainer(transformer, tokenizer, objective, config, tmp_path / "run", *data)
+    trainer.fit()
+    records = read_metrics(tmp_path / "run")
+    assert _mean([r["loss"] for r in records[-5:]]) < 0.7 * _mean([r["loss"] for r in records[:5]])
+    assert {"scale_loss/scale0", "scale_accuracy/scale2"} <= set(records[-1])
+    evaluation = read_metrics(tmp_path / "run", "eval")[-1]
+    assert {"loss", "scale_loss/scale1", "token_error/scale2"} <= set(evaluation)
+    assert (tmp_path / "run" / "previews" / "step-00000030.png").is_file()
+
+    pipe = Pipeline.from_pretrained(export_run(tmp_path / "run", tmp_path / "pipe"))
+    assert torch.equal(pipe.transformer.head.weight, trainer.ema.module.head.weight)
+    first = pipe(class_labels=[0, 3], seed=7, output_type="pt")
+    again = pipe(class_labels=[0, 3], seed=7, output_type="pt")
+    assert first.images.shape == (2, 1, 16, 16) and torch.equal(first.tokens, again.tokens)
+    raw = load_run_model(tmp_path / "run", raw=True)
+    assert torch.equal(raw.head.weight, trainer.raw_model.head.weight)
+
+
+def test_token_shards_train_exactly_like_images(tmp_path, data):
+    tokenizer_config, transformer_config = tiny_configs(deterministic=True)
+    seed_everything(0)
+    tokenizer = MultiScaleVQVAE(tokenizer_config).eval()
+    train_set, _ = data
+    write_token_shards(tokenizer, train_set, tmp_path / "tokens", batch_size=32, shard_size=64)
+    write_manifest(tokenizer, len(train_set), tmp_path / "tokens", shard_size=64, source="assets")
+    shards = TokenShardDataset(tmp_path / "tokens", tokenizer)
+    images = torch.stack([train_set[i][0] for i in (0, 65, 199)])
+    expected = tokenizer.tokens_from_indices(tokenizer.encode(images))
+    assert torch.equal(torch.stack([shards[i][0] for i in (0, 65, 199)]), expected)
+    assert [shards[i][1] for i in (0, 65, 199)] == [train_set[i][1] for i in (0, 65, 199)]
+
+    losses = {}
+    for name, dataset in (("images", train_set), ("tokens", shards)):
+        seed_everything(1)
+        transformer = build_transformer(transformer_config, TransformerObjective())
+        trainer = TransformerTrainer(
+            transformer, tokenizer, TransformerObjective(), train_config(total_steps=3), tmp_path / name, dataset
+        )
+        trainer.fit()
+        losses[name] = [r["loss"] for r in read_metrics(tmp_path / name)]
+    assert losses["images"] == losses["tokens"]
+
+    seed_everything(123)
+    other = MultiScaleVQVAE(tokenizer_config)
+    try:
+        TokenShardDataset(tmp_path / "tokens", other)
+    except ValueError as err:
+        assert "different tokenizer" in str(err)
+    else:
+        raise AssertionError("a different tokenizer must be refused")
+
+
+def test_progressive_training_grows_scales(tmp_path, data):
+    tokenizer_config, transformer_config = tiny_configs()
+    tokenizer = MultiScaleVQVAE(tokenizer_config)
+    objective = TransformerObjective(progressive=0.8, progressive_first_stage=0, progressive_stage_warmup=2)
+    transformer = build_transformer(transformer_config, objective)
+    trainer = TransformerTrainer(
+        transformer, tokenizer, objective, train_config(total_steps=10, warmup=2), tmp_path, data[0]
+    )
+    assert [trainer.stage(s) for s in range(10)] == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert trainer.stage_start(5) == 4 and trainer.newest_scale_weight(4) == 0.01
+    assert trainer.newest_scale_weight(5) == 0.5 and trainer.newest_scale_weight(1) == 1.0
+    trainer.fit()
+    stages = [r["stage"] for r in read_metrics(tmp_path)]
+    assert stages == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
