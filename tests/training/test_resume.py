@@ -17,7 +17,7 @@ def _transformer_trainer(run_dir, data, **overrides):
     tokenizer = MultiScaleVQVAE(tokenizer_config)
     objective = TransformerObjective()
     transformer = build_transformer(transformer_config, objective)
-    config = train_config(total_steps=6, grad_accum=2, ema_decay=0.5, **overrides)
+    config = train_config(**{"total_steps": 6, "grad_accum": 2, "ema_decay": 0.5, **overrides})
     return TransformerTrainer(transformer, tokenizer, objective, config, run_dir, *data)
 
 
@@ -65,3 +65,12 @@ def test_run_dir_of_another_config_is_refused(tmp_path, data):
         _transformer_trainer(tmp_path, data, lr=1e-3)
     # cadences may change between invocations
     assert _transformer_trainer(tmp_path, data, log_every=5, checkpoint_every=2).step == 1
+
+
+def test_worker_processes_give_the_same_batches(tmp_path, data):
+    losses = {}
+    for workers in (0, 1):
+        trainer = _transformer_trainer(tmp_path / f"workers{workers}", data, total_steps=3, num_workers=workers)
+        trainer.fit()
+        losses[workers] = [r["loss"] for r in read_metrics(tmp_path / f"workers{workers}")]
+    assert losses[0] == losses[1]

@@ -49,6 +49,9 @@ log = distributed.get_logger(__name__)
 class Trainer:
     """Base trainer; see the module docstring.
 
+    Construction seeds every RNG of the process with ``seed * world_size + rank`` (dropout and label
+    dropout differ per rank) and resumes from the run directory's newest readable checkpoint.
+
     Args:
         modules: the trainable modules by name, "model" first (the one EMA'd and exported); plain,
             already built and seeded identically on every rank.
@@ -403,6 +406,8 @@ class Trainer:
         state = self.checkpoint_state()
         path = ckpt.checkpoint_path(self.run_dir, self.step)
         if self.dist.is_main:
+            if self._writer is not None:
+                self._writer.flush()
             ckpt.save_checkpoint(path, state)
             ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
         distributed.barrier()
