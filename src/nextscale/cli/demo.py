@@ -1,0 +1,126 @@
+"""The main job: sample a labelled grid and an editing example from the bundled model, in seconds on a CPU.
+
+Examples:
+    nextscale demo                                  # every class x 4 seeds, plus an inpainting example
+    nextscale demo --class 0 9 --seeds 8 --cfg 4    # two classes, eight seeds each
+    nextscale demo --train                          # retrain the bundled model from Fashion-MNIST, then sample
+
+The bundled model is a VAR (multi-scale VQ-VAE + depth-4 next-scale transformer) trained by this project on
+32x32 Fashion-MNIST; see src/nextscale/assets/demo/MODEL_CARD.md for the recipe and its metrics.
+--train runs that recipe end to end (train-tokenizer -> tokenize -> train -> export) on the Debian
+package dataset-fashion-mnist (or --data DIR with the IDX files) into --run-dir, then samples from the
+new model. Re-running the same --train command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nextscale.cli.common import BUNDLED_MODEL, add_sampling_arguments
+
+EXAMPLES = BUNDLED_MODEL / "examples"
+EDIT_TARGET = 9  # the bundled example is a sneaker (class 7); the class-conditional edit turns it towards "Ankle boot"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=None, help="pipeline folder (default: the bundled model)")
+    parser.add_argument("--out-dir", type=Path, default=Path("demo-output"), help="where the PNGs go")
+    parser.add_argument(
+        "--class",
+        dest="classes",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="ID",
+        help="classes to show (default: all)",
+    )
+    parser.add_argument("--seeds", type=int, default=4, help="samples per class, one seed each (default: 4)")
+    add_sampling_arguments(parser, cfg=3.0)
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    training = parser.add_argument_group("retraining (--train)")
+    training.add_argument("--train", action="store_true", help="retrain the bundled model with the documented recipe")
+    training.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="folder with the Fashion-MNIST IDX files (default: /usr/share/datasets/fashion-mnist)",
+    )
+    training.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path("runs/demo"),
+        help="training runs, token shards and the exported model go here (default: runs/demo)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from nextscale.data.fashion_mnist import CLASS_NAMES
+    from nextscale.data.images import open_image, save_grid
+    from nextscale.sampling.pipeline import Pipeline
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    model = args.model
+    if args.train:
+        from nextscale.cli.demo_recipe import retrain
+
+        model = retrain(args.run_dir, args.data)
+    started = time.perf_counter()
+    pipe = Pipeline.from_pretrained(model or BUNDLED_MODEL, device=args.device)
+    names = CLASS_NAMES if pipe.num_classes == len(CLASS_NAMES) else [str(i) for i in range(pipe.num_classes)]
+    classes = args.classes if args.classes is not None else list(range(pipe.num_classes))
+    sampling = dict(cfg=args.cfg, top_k=args.top_k, top_p=args.top_p, temperature=args.temperature, smooth=args.smooth)
+    seed = 0 if args.seed is None else args.seed
+    # one call per seed with every class in the batch: column j of the grid is seed + j
+    columns = [
+        pipe(class_labels=classes, seed=seed + j, output_type="pt", **sampling).images for j in range(args.seeds)
+    ]
+    images = torch.stack(columns, dim=1).flatten(0, 1)  # (classes * seeds, C, H, W), class-major
+    labels = [names[c] for c in classes for _ in range(args.seeds)]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    grid = save_grid(images * 2 - 1, args.out_dir / "samples.png", nrow=args.seeds, labels=labels)
+    print(f"samples: {grid} ({len(classes)} classes x {args.seeds} seeds, cfg {args.cfg})")
+
+    example = EXAMPLES / "example.png"
+    if pipe.num_classes == len(CLASS_NAMES) and example.is_file():
+        path = edit_example(pipe, open_image(example), names, seed, sampling, args.out_dir / "inpaint.png")
+        print(
+            f"editing: {path} (top: the centre of a real test sneaker inpainted; bottom: the same region "
+            f"edited towards '{names[EDIT_TARGET]}')"
+        )
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def edit_example(pipe, source, names, seed: int, sampling: dict, path: Path) -> Path:
+    """Two rows: input + three inpaintings of its centre box; region overlay + three class-conditional edits."""
+    import torch
+
+    from nextscale.data.images import save_grid
+    from nextscale.sampling.editing import mask_overlay
+
+    region = (0.25, 0.25, 0.75, 0.75)
+    inpainted = pipe.inpaint(source, box=region, num_images=3, seed=seed, output_type="pt", **sampling)
+    edited = pipe.inpaint(
+        source, box=region, class_label=EDIT_TARGET, num_images=3, seed=seed, output_type="pt", **sampling
+    )
+    shown = inpainted.prepared.tensor.to(inpainted.images.device)
+
+    def rgb(images):
+        return images.expand(-1, 3, -1, -1)
+
+    panels = torch.cat(
+        [
+            rgb(shown),
+            rgb(inpainted.images * 2 - 1),
+            mask_overlay(shown, ~inpainted.keep_mask),
+            rgb(edited.images * 2 - 1),
+        ]
+    )
+    labels = ["input", "inpaint", "inpaint", "inpaint", "region", *[names[EDIT_TARGET]] * 3]
+    return save_grid(panels, path, nrow=4, labels=labels)
