@@ -94,3 +94,44 @@ def test_convert_refuses_swapped_files(parity_dir, tmp_path, capsys):
 def test_missing_model_folder_is_one_line(tmp_path, capsys):
     assert main(["sample", "--model", str(tmp_path / "nope")]) == 2
     assert "not a pipeline folder" in capsys.readouterr().err
+
+
+def test_cli_edit_on_converted_official_weights_keeps_the_image_tokens(converted, parity, tmp_path):
+    """Inpainting with the converted official model: outside the box the tokens are the image's own."""
+    from nextscale.data.images import to_pil
+    from nextscale.sampling.editing import box_mask, scale_keep_masks
+    from nextscale.sampling.pipeline import Pipeline
+
+    image_path = tmp_path / "in.png"
+    to_pil(parity["images"][:1])[0].save(image_path)
+    assert (
+        main(
+            [
+                "edit",
+                "--model",
+                str(converted),
+                "--image",
+                str(image_path),
+                "--box",
+                "0.25",
+                "0.25",
+                "0.75",
+                "0.75",
+                "--seed",
+                "0",
+                "--top-k",
+                "900",
+                "--top-p",
+                "0.95",
+                "--out",
+                str(tmp_path / "out.png"),
+            ]
+        )
+        == 0
+    )
+    assert Image.open(tmp_path / "out.png").size == (256, 256)
+    pipe = Pipeline.from_pretrained(converted)
+    out = pipe.inpaint(str(image_path), box=(0.25, 0.25, 0.75, 0.75), seed=0, output_type="pt")
+    keep = torch.cat(scale_keep_masks(~box_mask(16, (0.25, 0.25, 0.75, 0.75)), pipe.transformer.config.scale_sides), 1)
+    image_tokens = pipe.tokenizer.tokens_from_indices(pipe.tokenizer.encode(out.prepared.tensor))
+    assert torch.equal(out.tokens[keep], image_tokens[keep])
