@@ -46,6 +46,18 @@ def read_metrics(run_dir, split="train"):
     return [record for record in map(json.loads, lines) if record["split"] == split]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these models are tiny, and on a shared 2-core machine two spinning OpenMP threads
+    per process slow a step down 10-20x. Restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def data():
     return tiny_data()

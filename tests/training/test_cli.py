@@ -3,6 +3,7 @@
 import argparse
 import importlib
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -12,122 +13,43 @@ from conftest import read_metrics
 from nextscale.sampling.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parents[2]
+OFFICIAL_VQVAE = REPO.parent / "shared" / "reference" / "var_parity" / "vqvae.pth"
+TINY_DATA = "fashion-mnist:tests/assets/fashion_mnist"
 
 
-def run_command(name: str, *argv: str) -> int:
+def run_command(name: str, command_line: str) -> int:
+    """Parse ``command_line`` with the command's own parser and run it (what `nextscale NAME ...` does)."""
     module = importlib.import_module(f"nextscale.cli.{name}")
     parser = argparse.ArgumentParser()
     module.add_arguments(parser)
-    return module.run(parser.parse_args([str(a) for a in argv]))
+    return module.run(parser.parse_args(shlex.split(command_line)))
 
 
 def test_train_tokenize_train_export_chain(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)  # the run files name the bundled test assets relative to the repository
-    tok_run, var_run = tmp_path / "tok", tmp_path / "var"
-    assert (
-        run_command(
-            "train_tokenizer",
-            "--config",
-            "configs/tiny_tokenizer.json",
-            "--run-dir",
-            tok_run,
-            "--steps",
-            8,
-            "--disc-start",
-            4,
-            "--no-progress",
-        )
-        == 0
-    )
-    assert read_metrics(tok_run)[-1]["step"] == 8
-    assert (
-        run_command(
-            "tokenize",
-            "--tokenizer",
-            tok_run,
-            "--data",
-            "fashion-mnist:tests/assets/fashion_mnist",
-            "--out",
-            tmp_path / "tokens",
-            "--no-progress",
-        )
-        == 0
-    )
-    manifest = json.loads((tmp_path / "tokens" / "manifest.json").read_text())
+    tok, var, tokens = tmp_path / "tok", tmp_path / "var", tmp_path / "tokens"
+    tiny_tok = f"--config configs/tiny_tokenizer.json --run-dir {tok} --steps 8 --disc-start 4 --no-progress"
+    assert run_command("train_tokenizer", tiny_tok) == 0
+    assert read_metrics(tok)[-1]["step"] == 8
+    assert run_command("tokenize", f"--tokenizer {tok} --data {TINY_DATA} --out {tokens} --no-progress") == 0
+    manifest = json.loads((tokens / "manifest.json").read_text())
     assert manifest["count"] == 200 and manifest["total_tokens"] == 21 and manifest["dtype"] == "int16"
-    assert (
-        run_command(
-            "train",
-            "--config",
-            "configs/tiny_transformer.json",
-            "--tokenizer",
-            tok_run,
-            "--tokens",
-            tmp_path / "tokens",
-            "--run-dir",
-            var_run,
-            "--steps",
-            6,
-            "--max-steps",
-            4,
-            "--log-every",
-            1,
-            "--no-progress",
-        )
-        == 0
-    )
-    assert read_metrics(var_run)[-1]["step"] == 4
-    # the same command resumes and finishes
-    assert (
-        run_command(
-            "train",
-            "--config",
-            "configs/tiny_transformer.json",
-            "--tokenizer",
-            tok_run,
-            "--tokens",
-            tmp_path / "tokens",
-            "--run-dir",
-            var_run,
-            "--steps",
-            6,
-            "--log-every",
-            1,
-            "--no-progress",
-        )
-        == 0
-    )
-    assert [r["step"] for r in read_metrics(var_run)] == [1, 2, 3, 4, 5, 6]
-    assert run_command("export", "--run", var_run, "--out", tmp_path / "pipe") == 0
+    train = f"--config configs/tiny_transformer.json --tokenizer {tok} --tokens {tokens} --run-dir {var} --steps 6"
+    assert run_command("train", f"{train} --max-steps 4 --log-every 1 --no-progress") == 0
+    assert read_metrics(var)[-1]["step"] == 4
+    assert run_command("train", f"{train} --log-every 1 --no-progress") == 0  # the same command resumes
+    assert [r["step"] for r in read_metrics(var)] == [1, 2, 3, 4, 5, 6]
+    assert run_command("export", f"--run {var} --out {tmp_path / 'pipe'}") == 0
     out = Pipeline.from_pretrained(tmp_path / "pipe")(class_labels=[1, 2], seed=0, output_type="pt")
     assert out.images.shape == (2, 1, 16, 16) and out.tokens.dtype == torch.int64
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path):
+    common = f"--preset tiny --run-dir {tmp_path / 'run'} --steps 1"
     with pytest.raises(FileNotFoundError, match="data folder .*missing-images does not exist"):
-        run_command(
-            "train_tokenizer",
-            "--preset",
-            "tiny",
-            "--data",
-            tmp_path / "missing-images",
-            "--run-dir",
-            tmp_path / "run",
-            "--steps",
-            1,
-        )
+        run_command("train_tokenizer", f"{common} --data {tmp_path / 'missing-images'}")
     with pytest.raises(FileNotFoundError, match="Fashion-MNIST folder"):
-        run_command(
-            "train_tokenizer",
-            "--preset",
-            "tiny",
-            "--data",
-            f"fashion-mnist:{tmp_path / 'nothing'}",
-            "--run-dir",
-            tmp_path / "run",
-            "--steps",
-            1,
-        )
+        run_command("train_tokenizer", f"{common} --data fashion-mnist:{tmp_path / 'nothing'}")
 
 
 def test_run_file_errors_and_required_flags(tmp_path, monkeypatch):
@@ -135,18 +57,22 @@ def test_run_file_errors_and_required_flags(tmp_path, monkeypatch):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"args": {"learning-rate": 0.1}}))
     with pytest.raises(ValueError, match="unknown flag 'learning-rate'"):
-        run_command("train_tokenizer", "--config", bad, "--run-dir", tmp_path / "run")
+        run_command("train_tokenizer", f"--config {bad} --run-dir {tmp_path / 'run'}")
     with pytest.raises(ValueError, match="--steps N or --epochs E"):
-        run_command(
-            "train_tokenizer",
-            "--preset",
-            "tiny",
-            "--in-channels",
-            "1",
-            "--data",
-            "fashion-mnist:tests/assets/fashion_mnist",
-            "--run-dir",
-            tmp_path / "run",
-        )
+        run_command("train_tokenizer", f"--preset tiny --in-channels 1 --data {TINY_DATA} --run-dir {tmp_path / 'r'}")
     with pytest.raises(ValueError, match="--run-dir and --tokenizer are required"):
-        run_command("train", "--data", "fashion-mnist")
+        run_command("train", "--data fashion-mnist")
+
+
+@pytest.mark.slow  # 256 px images through a 4.6 M-parameter VQVAE: tens of seconds on a CPU
+@pytest.mark.skipif(not OFFICIAL_VQVAE.is_file(), reason="official-format VQVAE fixture not available")
+def test_fine_tune_from_official_tokenizer(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    run_dir = tmp_path / "finetune"
+    common = f"--init-from {OFFICIAL_VQVAE} --data tests/assets/image_folder --steps 1 --batch-size 2"
+    assert run_command("train_tokenizer", f"{common} --run-dir {run_dir} --preview-every none --no-progress") == 0
+    assert "code_usage/scale9" in read_metrics(run_dir)[-1]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["tokenizer"]["base_channels"] == 32 and config["tokenizer"]["vocab_size"] == 4096
+    with pytest.raises(ValueError, match="--init-from fixes the tokenizer's shape"):
+        run_command("train_tokenizer", f"{common} --vocab-size 64 --run-dir {tmp_path / 'other'}")

@@ -23,6 +23,7 @@ References: minGPT ``mingpt/trainer.py``, torchtitan ``trainer.py``, DiT ``train
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import json
@@ -46,7 +47,7 @@ from nextscale.training.optim import apply_schedule, build_adamw
 log = distributed.get_logger(__name__)
 
 
-class Trainer:
+class Trainer(abc.ABC):
     """Base trainer; see the module docstring.
 
     Construction seeds every RNG of the process with ``seed * world_size + rank`` (dropout and label
@@ -111,9 +112,9 @@ class Trainer:
         self._resume()
 
     # ------------------------------------------------------------------------------ subclass hooks
+    @abc.abstractmethod
     def train_step(self, batch: Any) -> dict[str, Any]:
         """One micro-batch forward: return {"loss": scalar tensor to backpropagate, other metrics...}."""
-        raise TypeError(f"{type(self).__name__} must override train_step(batch)")
 
     def eval_step(self, batch: Any) -> dict[str, torch.Tensor] | None:
         """Held-out metrics per sample: tensors (B,) or (B, K); None (default) means no evaluation."""
@@ -121,6 +122,7 @@ class Trainer:
 
     def preview(self, step: int) -> None:
         """Write preview images (rank 0 only, RNG-isolated); default: nothing."""
+        return None
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """One AdamW per trainable module (override for different settings per module)."""
@@ -137,6 +139,7 @@ class Trainer:
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`extra_state`."""
+        return None
 
     # ----------------------------------------------------------------------------------- run set-up
     def _resolve_precision(self, precision: str) -> str:
@@ -310,6 +313,7 @@ class Trainer:
 
     def after_optimizer_step(self) -> None:
         """Hook after every optimizer step (e.g. dead-code restarts); default: nothing."""
+        return None
 
     def _reduce_window(self, window: dict[str, list[torch.Tensor]]) -> dict[str, float]:
         """Mean over the logged steps and over ranks, flattened: (K,) tensors become name/scale{k}."""
