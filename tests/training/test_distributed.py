@@ -3,6 +3,7 @@
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -70,3 +71,40 @@ def test_two_processes_match_one(tmp_path):
                 assert abs(value - eval_ddp[-1][key]) <= 1e-4 * max(1.0, abs(value)), (part, key)
     usage_single = read_metrics(tmp_path / "single" / "tokenizer")[-1]["code_usage/scale2"]
     assert read_metrics(tmp_path / "ddp" / "tokenizer")[-1]["code_usage/scale2"] == usage_single
+
+
+def _train_transformer(root: str, strategy: str, max_steps: int | None = None) -> None:
+    dist_info = distributed.init_distributed()
+    tokenizer_config, transformer_config = tiny_configs(deterministic=True)
+    seed_everything(0)
+    tokenizer = MultiScaleVQVAE(tokenizer_config)
+    objective = TransformerObjective()
+    transformer = build_transformer(transformer_config, objective)
+    config = train_config(total_steps=4, strategy=strategy)
+    TransformerTrainer(transformer, tokenizer, objective, config, root, *tiny_data(), dist_info=dist_info).fit(
+        max_steps
+    )
+
+
+def _fsdp_worker(rank: int, world_size: int, port: int, root: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
+    )
+    torch.set_num_threads(1)
+    try:
+        _train_transformer(f"{root}/fsdp", "fsdp")
+        _train_transformer(f"{root}/fsdp-resumed", "fsdp", max_steps=2)  # interrupted ...
+        _train_transformer(f"{root}/fsdp-resumed", "fsdp")  # ... and resumed from gathered full checkpoints
+    finally:
+        distributed.teardown()
+
+
+@pytest.mark.slow  # about 12 s: FSDP2 set-up on gloo
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_fsdp_matches_one_process_and_resumes(tmp_path):
+    _train_transformer(str(tmp_path / "single"), "none")
+    mp.spawn(_fsdp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    single = [r["loss"] for r in read_metrics(tmp_path / "single")]
+    for name in ("fsdp", "fsdp-resumed"):
+        losses = [r["loss"] for r in read_metrics(tmp_path / name)]
+        assert len(losses) == 4 and max(abs(a - b) for a, b in zip(single, losses)) <= 1e-5

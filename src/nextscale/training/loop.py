@@ -300,6 +300,8 @@ class Trainer(abc.ABC):
             self.scaler.unscale_(optimizer)
             if cfg.grad_clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                if hasattr(norm, "full_tensor"):  # FSDP2: the norm is a replicated DTensor
+                    norm = norm.full_tensor()
                 sums[f"grad_norm/{name}" if name != "model" else "grad_norm"] = norm.detach().float()
             self.scaler.step(optimizer)
         self.scaler.update()
