@@ -115,3 +115,20 @@ def test_progressive_training_grows_scales(tmp_path, data):
     trainer.fit()
     stages = [r["stage"] for r in read_metrics(tmp_path)]
     assert stages == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+
+def test_dead_codes_restart_and_reset_their_adam_moments(tmp_path, data):
+    seed_everything(0)
+    tokenizer = MultiScaleVQVAE(tiny_configs()[0])
+    losses = TokenizerLossConfig(dead_code_every=2, dead_code_min_hits=0.5)
+    trainer = TokenizerTrainer(tokenizer, losses, train_config(total_steps=1), tmp_path, *data)
+    trainer.fit()  # one step: Adam moments exist, usage EMA holds one batch of hits
+    quantizer = trainer.raw_model.quantizer
+    dead = quantizer.code_usage_ema.sum(0) < 0.5
+    assert 0 < int(dead.sum()) < quantizer.vocab_size
+    before = quantizer.codebook.weight.detach().clone()
+    trainer.after_optimizer_step()  # step 1 -> restart due at step 2
+    after = quantizer.codebook.weight.detach()
+    assert not torch.equal(after[dead], before[dead]) and torch.equal(after[~dead], before[~dead])
+    moments = trainer.optimizers["model"].state[quantizer.codebook.weight]
+    assert moments["exp_avg"][dead].abs().sum() == 0 and moments["exp_avg_sq"][~dead].abs().sum() > 0

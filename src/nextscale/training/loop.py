@@ -42,6 +42,7 @@ from nextscale.pretrained import atomic_write_text
 from nextscale.training import checkpoint as ckpt
 from nextscale.training.config import TrainConfig, config_differences, normalise_config, seed_everything
 from nextscale.training.ema import EMA
+from nextscale.training.metrics import MetricsLog, format_metrics, reduce_over_ranks
 from nextscale.training.optim import apply_schedule, build_adamw
 
 log = distributed.get_logger(__name__)
@@ -90,6 +91,11 @@ class Trainer(abc.ABC):
                 f"batch_size {config.batch_size} must be divisible by world_size x grad_accum = {ranks_and_steps}"
             )
         self.micro_batch = config.batch_size // ranks_and_steps
+        if eval_dataset is not None and min(len(eval_dataset), config.eval_samples) < self.dist.world_size:
+            raise ValueError(
+                f"evaluation needs at least one held-out sample per process ({self.dist.world_size}); "
+                f"raise eval_samples or give a larger held-out set"
+            )
         self.precision = self._resolve_precision(config.precision)
 
         self.modules = {name: module.to(self.device) for name, module in modules.items()}
@@ -108,7 +114,7 @@ class Trainer(abc.ABC):
         )
         self.step = 0
         seed_everything(config.seed * max(self.dist.world_size, 1) + self.dist.rank)
-        self._writer = self._tensorboard()
+        self.metrics_log = MetricsLog(self.run_dir, self.dist.is_main)
         self._resume()
 
     # ------------------------------------------------------------------------------ subclass hooks
@@ -173,15 +179,6 @@ class Trainer(abc.ABC):
         distributed.barrier()
         if self.dist.is_main:
             atomic_write_text(path, json.dumps(self.run_config, indent=2) + "\n")
-
-    def _tensorboard(self) -> Any:
-        if not self.dist.is_main:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
-            return None
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
 
     # ------------------------------------------------------------------------------------- data
     def _batches(self):
@@ -318,21 +315,8 @@ class Trainer(abc.ABC):
         return None
 
     def _reduce_window(self, window: dict[str, list[torch.Tensor]]) -> dict[str, float]:
-        """Mean over the logged steps and over ranks, flattened: (K,) tensors become name/scale{k}."""
-        names = sorted(window)
-        if not names:
-            return {}
-        means = [torch.stack(window[name]).mean(0).reshape(-1) for name in names]
-        flat = distributed.all_reduce_mean(torch.cat(means)).tolist()
-        out, offset = {}, 0
-        for name, mean in zip(names, means):
-            values = flat[offset : offset + mean.numel()]
-            offset += mean.numel()
-            if window[name][0].dim() == 0:
-                out[name] = values[0]
-            else:
-                out.update({f"{name}/scale{k}": v for k, v in enumerate(values)})
-        return out
+        """Mean over the logged steps and over ranks; (K,) tensors become name/scale{k}."""
+        return reduce_over_ranks({name: torch.stack(values).mean(0) for name, values in window.items()})
 
     @torch.no_grad()
     def run_evaluation(self) -> dict[str, float]:
@@ -355,18 +339,7 @@ class Trainer(abc.ABC):
                 count += next(iter(out.values())).shape[0]
         if not sums:
             return {}
-        names = sorted(sums)
-        shapes = [sums[name].reshape(-1).numel() for name in names]
-        total = distributed.all_reduce_sum(torch.cat([sums[n].reshape(-1) for n in names] + [count[None]]))
-        flat = (total[:-1] / total[-1].clamp_min(1)).tolist()
-        metrics, offset = {}, 0
-        for name, size in zip(names, shapes):
-            values = flat[offset : offset + size]
-            offset += size
-            if sums[name].dim() == 0:
-                metrics[name] = values[0]
-            else:
-                metrics.update({f"{name}/scale{k}": v for k, v in enumerate(values)})
+        metrics = reduce_over_ranks(sums, mean_over=count)
         self.log_metrics(metrics, "eval")
         return metrics
 
@@ -379,14 +352,7 @@ class Trainer(abc.ABC):
 
     # ----------------------------------------------------------------------------------- logging
     def log_metrics(self, metrics: dict[str, float], split: str) -> None:
-        if not self.dist.is_main:
-            return
-        record = {"step": self.step, "split": split, **{k: float(v) for k, v in metrics.items()}}
-        with open(self.run_dir / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        if self._writer is not None:
-            for name, value in metrics.items():
-                self._writer.add_scalar(f"{split}/{name}", value, self.step)
+        self.metrics_log.write(self.step, split, metrics)
         log.info("step %d [%s] %s", self.step, split, format_metrics(metrics))
 
     # ------------------------------------------------------------------------------- checkpoints
@@ -412,8 +378,7 @@ class Trainer(abc.ABC):
         state = self.checkpoint_state()
         path = ckpt.checkpoint_path(self.run_dir, self.step)
         if self.dist.is_main:
-            if self._writer is not None:
-                self._writer.flush()
+            self.metrics_log.flush()
             ckpt.save_checkpoint(path, state)
             ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
         distributed.barrier()
@@ -448,34 +413,8 @@ class Trainer(abc.ABC):
                 state["world_size"],
                 self.dist.world_size,
             )
-        self._truncate_metrics()
+        self.metrics_log.truncate_after(self.step)
         log.info("resumed from %s at step %d", path, self.step)
-
-    def _truncate_metrics(self) -> None:
-        """Drop metric lines logged after the checkpoint we resume from (they will be logged again)."""
-        path = self.run_dir / "metrics.jsonl"
-        if not self.dist.is_main or not path.is_file():
-            return
-        kept = [
-            line
-            for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= self.step
-        ]
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
-
-
-def format_metrics(metrics: dict[str, float]) -> str:
-    """One log line; per-scale values are grouped: ``scale_loss=[2.1 3.4 4.0]``."""
-    grouped: dict[str, list[float]] = {}
-    parts = []
-    for name, value in metrics.items():
-        base, _, scale = name.partition("/scale")
-        if scale.isdigit():
-            grouped.setdefault(base, []).append(value)
-        else:
-            parts.append(f"{name}={value:.4g}")
-    parts += [f"{name}=[{' '.join(f'{v:.3g}' for v in values)}]" for name, values in grouped.items()]
-    return ", ".join(parts)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

@@ -39,6 +39,8 @@ from nextscale.training.config import TokenizerLossConfig, TrainConfig
 from nextscale.training.loop import Trainer
 from nextscale.training.optim import build_adamw
 
+log = distributed.get_logger(__name__)
+
 
 class TokenizerTrainer(Trainer):
     """Trains a MultiScaleVQVAE (and a PatchGAN when ``losses.disc_start`` is set).
@@ -60,6 +62,8 @@ class TokenizerTrainer(Trainer):
         run_config: dict[str, Any] | None = None,
         dist_info: distributed.DistInfo | None = None,
     ) -> None:
+        if losses.dead_code_every is not None and config.strategy == "fsdp":
+            raise ValueError("dead-code restarts need the whole codebook on every rank; use strategy 'ddp'")
         self.losses = losses
         self.perceptual = build_perceptual_loss(losses.perceptual, losses.lpips_backbone, losses.lpips_heads)
         modules: dict[str, nn.Module] = {"model": tokenizer}
@@ -137,21 +141,27 @@ class TokenizerTrainer(Trainer):
         return metrics
 
     def after_optimizer_step(self) -> None:
+        """Every ``dead_code_every`` steps, rank 0 re-seeds dead codes from encoder features; all ranks copy it."""
         every = self.losses.dead_code_every
         if not every or (self.step + 1) % every or self._last_images is None:
             return
         quantizer = self.raw_model.quantizer
+        codebook = quantizer.codebook.weight
+        before = codebook.detach().clone()
+        with torch.no_grad():
+            features = self.raw_model.encode_features(self._last_images)
         if self.dist.is_main:
-            with torch.no_grad():
-                features = self.raw_model.encode_features(self._last_images)
-            quantizer.restart_dead_codes(features, self.losses.dead_code_min_hits)
-        # Every rank takes rank 0's codebook and statistics; stale Adam moments of the codebook are reset.
-        distributed.broadcast_tensor(quantizer.codebook.weight.data)
+            restarted = quantizer.restart_dead_codes(features, self.losses.dead_code_min_hits)
+            if restarted:
+                log.info("step %d: restarted %d dead codes from encoder features", self.step + 1, restarted)
+        distributed.broadcast_tensor(codebook.data)
         distributed.broadcast_tensor(quantizer.code_usage_ema)
-        state = self.optimizers["model"].state.get(quantizer.codebook.weight, {})
+        # Adam moments of the restarted rows describe the old codes: start them afresh.
+        changed = (codebook.detach() != before).any(dim=1)
+        state = self.optimizers["model"].state.get(codebook, {})
         for key in ("exp_avg", "exp_avg_sq"):
             if key in state:
-                state[key].zero_()
+                state[key][changed] = 0.0
 
     def eval_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """Per image and scale: MSE and PSNR of the reconstruction from the first k scales (B, K)."""
