@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_helpers import read_metrics
 
-from conftest import read_metrics
 from nextscale.sampling.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from training_helpers import read_metrics, tiny_configs, tiny_data, train_config
 
-from conftest import read_metrics, tiny_configs, tiny_data, train_config
 from nextscale import distributed
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training.config import TokenizerLossConfig, TransformerObjective, seed_everything

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
+from training_helpers import read_metrics, tiny_configs, train_config
 
-from conftest import read_metrics, tiny_configs, train_config
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training.checkpoint import latest_checkpoint
 from nextscale.training.config import TokenizerLossConfig, TransformerObjective, seed_everything

@@ -1,8 +1,8 @@
 """Tiny tokenizer and transformer train on CPU: losses fall, metrics are logged, the exported pipeline samples."""
 
 import torch
+from training_helpers import read_metrics, tiny_configs, train_config
 
-from conftest import read_metrics, tiny_configs, train_config
 from nextscale.data.token_shards import TokenShardDataset, write_manifest, write_token_shards
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
