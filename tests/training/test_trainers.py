@@ -1,5 +1,6 @@
 """Tiny tokenizer and transformer train on CPU: losses fall, metrics are logged, the exported pipeline samples."""
 
+import pytest
 import torch
 from training_helpers import read_metrics, tiny_configs, train_config
 
@@ -132,3 +133,26 @@ def test_dead_codes_restart_and_reset_their_adam_moments(tmp_path, data):
     assert not torch.equal(after[dead], before[dead]) and torch.equal(after[~dead], before[~dead])
     moments = trainer.optimizers["model"].state[quantizer.codebook.weight]
     assert moments["exp_avg"][dead].abs().sum() == 0 and moments["exp_avg_sq"][~dead].abs().sum() > 0
+
+
+def test_bf16_autocast_runs_on_cpu(tmp_path, data):
+    tokenizer_config, transformer_config = tiny_configs()
+    tokenizer = MultiScaleVQVAE(tokenizer_config)
+    losses = TokenizerLossConfig(disc_start=1, disc_channels=32, disc_layers=2)
+    config = train_config(total_steps=2, precision="bf16", eval_every=2)
+    TokenizerTrainer(tokenizer, losses, config, tmp_path / "tok", *data).fit()
+    objective = TransformerObjective()
+    trainer = TransformerTrainer(
+        build_transformer(transformer_config, objective), tokenizer, objective, config, tmp_path / "var", *data
+    )
+    trainer.fit()
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in read_metrics(tmp_path / "var"))
+    with pytest.raises(ValueError, match="fp16"):
+        TransformerTrainer(
+            build_transformer(transformer_config, objective),
+            tokenizer,
+            objective,
+            train_config(precision="fp16"),
+            tmp_path / "fp16",
+            *data,
+        )

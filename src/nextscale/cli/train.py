@@ -2,7 +2,7 @@
 
 Examples:
     # the official VAR-d16 recipe (ImageNet 256 px, 8+ GPUs), see configs/var_d16_imagenet.json:
-    # 200 epochs, batch 768, tblr 1e-4 (peak 3e-4), lin0 schedule, wpe 0.1; paper FID 3.55 (cfg 1.5)
+    # 200 epochs, batch 768, tblr 1e-4 (peak 3e-4), lin0 schedule, wpe 0.1; official FID-50K 3.55 (cfg 1.5)
     torchrun --nproc_per_node=8 -m nextscale train --config configs/var_d16_imagenet.json \\
         --data /data/imagenet --tokenizer vae_ch160v4096z32.pth --run-dir runs/var-d16
 

@@ -167,7 +167,9 @@ class TokenizerTrainer(Trainer):
         """Per image and scale: MSE and PSNR of the reconstruction from the first k scales (B, K)."""
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
         model = self.raw_model
-        f_hats = model.quantizer.features_to_fhats(model.encode_features(images))
+        features = model.encode_features(images).float()
+        with torch.autocast(self.device.type, enabled=False):  # the code search runs in float32, as in training
+            f_hats = model.quantizer.features_to_fhats(features)
         mse = torch.stack(
             [(model.decode_fhat(f_hat).float() - images.float()).square().flatten(1).mean(1) for f_hat in f_hats], dim=1
         )  # (B, K)
