@@ -1,7 +1,7 @@
 """Tokenize a dataset once with a frozen tokenizer into safetensors shards for `nextscale train --tokens`.
 
 Examples:
-    # Fashion-MNIST train split with the demo tokenizer: 60000 images, about 1 minute on a 2-core CPU
+    # Fashion-MNIST train split with the demo tokenizer: 60000 images, about 2 minutes on one CPU core
     nextscale tokenize --tokenizer runs/fm-tokenizer --data fashion-mnist --out tokens/fm-train
     nextscale tokenize --tokenizer runs/fm-tokenizer --data fashion-mnist --split test --out tokens/fm-test
 

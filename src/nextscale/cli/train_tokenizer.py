@@ -1,10 +1,11 @@
 """Train a multi-scale VQ-VAE tokenizer (VAR stage 1); re-running the same command resumes.
 
 Examples:
-    # Fashion-MNIST demo tokenizer (32 px, 1 channel): 2-core CPU, see configs/fashion_mnist_tokenizer.json
+    # Fashion-MNIST demo tokenizer (32 px, 1 channel, 2-core CPU, about 0.55 s per step at batch 64):
+    # held-out PSNR of the full reconstruction 19.1 dB after 250 steps; see configs/fashion_mnist_tokenizer.json
     nextscale train-tokenizer --config configs/fashion_mnist_tokenizer.json --run-dir runs/fm-tokenizer
 
-    # tiny smoke run (16 px, seconds on a CPU): held-out PSNR of the full reconstruction rises past ~14 dB
+    # tiny smoke run (16 px, about 5 s on a CPU): recon_loss falls by more than 15 % in 30 steps
     nextscale train-tokenizer --config configs/tiny_tokenizer.json --run-dir runs/tiny-tok
 
     # fine-tune the released VAR tokenizer on your images (GPU; torchrun for several)
