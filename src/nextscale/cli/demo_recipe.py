@@ -21,6 +21,8 @@ TOKENIZER_ARGS: dict[str, object] = {
     "disc-start": 1250,
     "disc-channels": 32,
     "disc-layers": 2,
+    "dead-code-every": 100,
+    "dead-code-min-hits": 0.5,
     "eval-every": 500,
     "eval-samples": 1000,
     "preview-every": 500,
@@ -31,7 +33,7 @@ TOKENIZER_ARGS: dict[str, object] = {
 # Depth 4 (width 256, 4 heads), the official objective and optimiser with a small-model learning rate.
 TRANSFORMER_ARGS: dict[str, object] = {
     "preset": "fashion-mnist",
-    "steps": 3000,
+    "steps": 2000,
     "batch-size": 64,
     "lr": 6e-4,
     "lr-schedule": "lin0",
