@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         source = out.prepared.tensor.to(results.device)
         overlay = mask_overlay(source, ~out.keep_mask)
         save_grid(
-            torch.cat([source, overlay, results]),
+            torch.cat([panel.expand(-1, 3, -1, -1) for panel in (source, overlay, results)]),  # gray -> RGB
             args.side_by_side,
             nrow=2 + len(results),
             labels=["input", "region", *[f"result {i}" for i in range(len(results))]],

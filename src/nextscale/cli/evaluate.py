@@ -108,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     if args.reference.startswith("fashion-mnist") and pipe.num_classes == 10:
         from nextscale.evaluation.classifier import class_consistency, load_bundled_classifier
 
-        report["class_consistency"] = class_consistency(load_bundled_classifier(), images, labels)
+        judge = load_bundled_classifier()
+        if judge.config.image_size == size:  # the bundled classifier reads 32x32 Fashion-MNIST only
+            report["class_consistency"] = class_consistency(judge, images, labels)
     if args.save_samples is not None:
         from nextscale.evaluation.generate import save_samples
 
