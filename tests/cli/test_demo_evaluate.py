@@ -86,3 +86,15 @@ def test_evaluate_reports_fid_precision_recall_and_class_consistency(model_dir, 
 def test_demo_with_a_missing_model_is_one_line(tmp_path, capsys):
     assert main(["demo", "--model", str(tmp_path / "none"), "--out-dir", str(tmp_path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_demo_zoom_enlarges_the_pictures_and_rejects_nonsense(model_dir, tmp_path, capsys):
+    base = ["demo", "--model", str(model_dir), "--seeds", "1", "--class", "3", "--seed", "0"]
+    assert main([*base, "--zoom", "1", "--out-dir", str(tmp_path / "z1")]) == 0
+    assert main([*base, "--zoom", "3", "--out-dir", str(tmp_path / "z3")]) == 0
+    small, large = Image.open(tmp_path / "z1" / "samples.png"), Image.open(tmp_path / "z3" / "samples.png")
+    # one 32 px tile framed by 2 px padding, plus the label strip below it
+    assert large.height - small.height == 2 * 32
+    capsys.readouterr()
+    assert main([*base, "--zoom", "0", "--out-dir", str(tmp_path / "z0")]) == 2
+    assert "--zoom" in capsys.readouterr().err

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train the next-scale transformer (stage 2) on a frozen tokenizer; re-run to resume"),
     "evaluate": ("evaluate", "FID, precision/recall and class consistency of a model's samples"),
     "export": ("export", "write a training run's EMA (or raw) weights as a pretrained folder"),
+    "plot": ("plot", "draw a training run's loss / per-scale curves into a PNG"),
 }
 
 

@@ -21,6 +21,8 @@ from nextscale.cli.common import BUNDLED_MODEL, add_sampling_arguments
 
 EXAMPLES = BUNDLED_MODEL / "examples"
 EDIT_TARGET = 9  # the bundled example is a sneaker (class 7); the class-conditional edit turns it towards "Ankle boot"
+INPAINT_BOX = (0.25, 0.25, 0.75, 0.75)  # (y0, x0, y1, x1) fractions: regenerate the centre, keep the rest
+EDIT_BOX = (0.0, 0.0, 0.75, 1.0)  # the upper three quarters: room for a boot's shaft; the sole is kept
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="classes to show (default: all)",
     )
     parser.add_argument("--seeds", type=int, default=4, help="samples per class, one seed each (default: 4)")
+    parser.add_argument(
+        "--zoom",
+        type=int,
+        default=2,
+        help="enlarge every picture this many times (nearest neighbour) so small models are easy to see (default: 2)",
+    )
     add_sampling_arguments(parser, cfg=3.0)
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     training = parser.add_argument_group("retraining (--train)")
@@ -65,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if not 1 <= args.zoom <= 16:
+        raise ValueError(f"--zoom must be between 1 and 16, got {args.zoom}")
     model = args.model
     if args.train:
         from nextscale.cli.demo_recipe import retrain
@@ -83,31 +93,37 @@ def run(args: argparse.Namespace) -> int:
     images = torch.stack(columns, dim=1).flatten(0, 1)  # (classes * seeds, C, H, W), class-major
     labels = [names[c] for c in classes for _ in range(args.seeds)]
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    grid = save_grid(images * 2 - 1, args.out_dir / "samples.png", nrow=args.seeds, labels=labels)
+    grid = save_grid(enlarge(images * 2 - 1, args.zoom), args.out_dir / "samples.png", nrow=args.seeds, labels=labels)
     print(f"samples: {grid} ({len(classes)} classes x {args.seeds} seeds, cfg {args.cfg})")
 
     example = EXAMPLES / "example.png"
     if pipe.num_classes == len(CLASS_NAMES) and example.is_file():
-        path = edit_example(pipe, open_image(example), names, seed, sampling, args.out_dir / "inpaint.png")
+        path = edit_example(pipe, open_image(example), names, seed, sampling, args.zoom, args.out_dir / "inpaint.png")
         print(
-            f"editing: {path} (top: the centre of a real test sneaker inpainted; bottom: the same region "
-            f"edited towards '{names[EDIT_TARGET]}')"
+            f"editing: {path} (top: the centre of a real test sneaker inpainted; bottom: its upper part "
+            f"edited towards '{names[EDIT_TARGET]}'; the red overlay marks what is regenerated)"
         )
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
 
-def edit_example(pipe, source, names, seed: int, sampling: dict, path: Path) -> Path:
-    """Two rows: input + three inpaintings of its centre box; region overlay + three class-conditional edits."""
+def enlarge(images, zoom: int):
+    """Nearest-neighbour upscaling of (B, C, H, W) pictures for viewing; zoom 1 returns them unchanged."""
+    import torch.nn.functional as F
+
+    return images if zoom == 1 else F.interpolate(images, scale_factor=zoom, mode="nearest")
+
+
+def edit_example(pipe, source, names, seed: int, sampling: dict, zoom: int, path: Path) -> Path:
+    """Two rows: region overlay + three inpaintings of the centre; region overlay + three class-conditional edits."""
     import torch
 
     from nextscale.data.images import save_grid
     from nextscale.sampling.editing import mask_overlay
 
-    region = (0.25, 0.25, 0.75, 0.75)
-    inpainted = pipe.inpaint(source, box=region, num_images=3, seed=seed, output_type="pt", **sampling)
+    inpainted = pipe.inpaint(source, box=INPAINT_BOX, num_images=3, seed=seed, output_type="pt", **sampling)
     edited = pipe.inpaint(
-        source, box=region, class_label=EDIT_TARGET, num_images=3, seed=seed, output_type="pt", **sampling
+        source, box=EDIT_BOX, class_label=EDIT_TARGET, num_images=3, seed=seed, output_type="pt", **sampling
     )
     shown = inpainted.prepared.tensor.to(inpainted.images.device)
 
@@ -116,11 +132,11 @@ def edit_example(pipe, source, names, seed: int, sampling: dict, path: Path) -> 
 
     panels = torch.cat(
         [
-            rgb(shown),
-            rgb(inpainted.images * 2 - 1),
             mask_overlay(shown, ~inpainted.keep_mask),
+            rgb(inpainted.images * 2 - 1),
+            mask_overlay(shown, ~edited.keep_mask),
             rgb(edited.images * 2 - 1),
         ]
     )
-    labels = ["input", "inpaint", "inpaint", "inpaint", "region", *[names[EDIT_TARGET]] * 3]
-    return save_grid(panels, path, nrow=4, labels=labels)
+    labels = ["input + region", "inpaint", "inpaint", "inpaint", "input + region", *[names[EDIT_TARGET]] * 3]
+    return save_grid(enlarge(panels, zoom), path, nrow=4, labels=labels)

@@ -1,0 +1,100 @@
+"""Training curves from a run directory's ``metrics.jsonl``: read them, and draw them with matplotlib.
+
+The plot has one panel per metric family that a person looks at first: the training loss, the held-out
+loss (or reconstruction PSNR for a tokenizer) and one line per scale for the per-scale metrics, so
+that "the coarse scales learn first" or "scale 5 stopped improving" is visible at a glance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from nextscale.pretrained import atomic_write
+from nextscale.training.metrics import METRICS_FILE
+
+# (split, metric family) panels in the order they are drawn; families missing from a run are skipped
+PANELS = (
+    ("train", "loss"),
+    ("eval", "loss"),
+    ("eval", "scale_loss"),
+    ("eval", "token_error"),
+    ("train", "recon_loss"),
+    ("eval", "psnr"),
+    ("train", "code_usage"),
+)
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """``{split: {metric: [(step, value), ...]}}`` from ``run_dir/metrics.jsonl`` (steps ascending).
+
+    Raises:
+        FileNotFoundError: the run has no metrics file yet.
+        ValueError: a line is not JSON (the file is named with its line number).
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; pass a run directory of train or train-tokenizer")
+    series: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            step, split = int(record.pop("step")), str(record.pop("split"))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}:{number} is not a metrics record ({err})") from err
+        for name, value in record.items():
+            series[split][name].append((step, float(value)))
+    return {split: {name: sorted(points) for name, points in metrics.items()} for split, metrics in series.items()}
+
+
+def family(metrics: dict[str, list[tuple[int, float]]], name: str) -> dict[str, list[tuple[int, float]]]:
+    """The curves of one family: ``{"loss": ...}`` for a scalar, ``{"scale0": ..., "scale1": ...}`` per scale."""
+    if name in metrics:
+        return {name: metrics[name]}
+    prefix = f"{name}/scale"
+    per_scale = {key.removeprefix(f"{name}/"): points for key, points in metrics.items() if key.startswith(prefix)}
+    return dict(sorted(per_scale.items(), key=lambda item: int(item[0].removeprefix("scale"))))
+
+
+def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike, title: str | None = None) -> Path:
+    """Draw the run's curves into one PNG (written atomically) and return its path.
+
+    Raises:
+        ImportError: matplotlib is missing (``pip install 'nextscale[eval]'``).
+        ValueError: the run logged none of the plotted metrics.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display is needed or wanted
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError("plotting needs matplotlib: pip install 'nextscale[eval]'") from err
+    series = read_metrics(run_dir)
+    panels = [(split, name, curves) for split, name in PANELS if (curves := family(series.get(split, {}), name))]
+    if not panels:
+        raise ValueError(f"{run_dir} logged none of {sorted({name for _, name in PANELS})}; nothing to plot")
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for axis, (split, name, curves) in zip(axes.flat, panels):
+        for label, points in curves.items():
+            steps, values = zip(*points)
+            axis.plot(steps, values, label=label, marker="o" if len(points) < 12 else None, markersize=3)
+        axis.set_title(f"{split} {name}")
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+        if len(curves) > 1:
+            axis.legend(fontsize=7)
+    for axis in list(axes.flat)[len(panels) :]:
+        axis.axis("off")
+    figure.suptitle(title or str(run_dir))
+    figure.tight_layout()
+    path = Path(out)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    plt.close(figure)
+    return path

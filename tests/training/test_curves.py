@@ -1,0 +1,50 @@
+"""Training curves: metrics.jsonl is read back per split and metric, and drawn into a PNG."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from nextscale.cli import main
+from nextscale.training.curves import family, plot_run, read_metrics
+
+
+def write_metrics(run_dir, records):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+
+
+RECORDS = [
+    {"step": 10, "split": "train", "loss": 5.0},
+    {"step": 20, "split": "train", "loss": 4.0},
+    {"step": 20, "split": "eval", "loss": 4.5, "scale_loss/scale1": 3.0, "scale_loss/scale0": 2.0},
+    {"step": 40, "split": "eval", "loss": 4.2, "scale_loss/scale1": 2.5, "scale_loss/scale0": 1.5},
+    {"step": 30, "split": "train", "loss": 3.5},
+]
+
+
+def test_read_metrics_groups_by_split_and_sorts_by_step(tmp_path):
+    write_metrics(tmp_path, RECORDS)
+    series = read_metrics(tmp_path)
+    assert series["train"]["loss"] == [(10, 5.0), (20, 4.0), (30, 3.5)]
+    assert family(series["eval"], "scale_loss") == {"scale0": [(20, 2.0), (40, 1.5)], "scale1": [(20, 3.0), (40, 2.5)]}
+    assert list(family(series["eval"], "loss")) == ["loss"] and family(series["eval"], "psnr") == {}
+
+
+def test_plot_run_and_cli_write_a_png(tmp_path, capsys):
+    write_metrics(tmp_path / "run", RECORDS)
+    path = plot_run(tmp_path / "run", tmp_path / "curves.png")
+    assert Image.open(path).size[0] > 400
+    assert main(["plot", "--run", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "curves.png").is_file() and "curves.png" in capsys.readouterr().out
+
+
+def test_bad_metrics_are_named(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
+        read_metrics(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 1}\nnot json\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
+        read_metrics(tmp_path)
+    write_metrics(tmp_path / "other", [{"step": 1, "split": "train", "lr": 0.1}])
+    assert main(["plot", "--run", str(tmp_path / "other")]) == 2
+    assert "nothing to plot" in capsys.readouterr().err
