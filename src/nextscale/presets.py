@@ -53,11 +53,20 @@ def fashion_mnist() -> tuple[TokenizerConfig, TransformerConfig]:
     """The bundled demo model: 32x32 grayscale Fashion-MNIST, 4x downsampling to an 8x8 latent,
     six scales (130 tokens), 512 codes of 16 channels, and a depth-4 transformer (width 256, 4 heads)."""
     tokenizer = TokenizerConfig(
-        vocab_size=512, code_dim=16, base_channels=32, channel_multipliers=(1, 2, 2), num_res_blocks=1,
-        in_channels=1, scale_sides=FASHION_SIDES,
+        vocab_size=512,
+        code_dim=16,
+        base_channels=32,
+        channel_multipliers=(1, 2, 2),
+        num_res_blocks=1,
+        in_channels=1,
+        scale_sides=FASHION_SIDES,
     )
     transformer = TransformerConfig.from_depth(
-        4, num_classes=10, vocab_size=512, code_dim=16, scale_sides=FASHION_SIDES,
+        4,
+        num_classes=10,
+        vocab_size=512,
+        code_dim=16,
+        scale_sides=FASHION_SIDES,
     )
     return tokenizer, transformer
 

@@ -67,8 +67,18 @@ def retrain(run_dir: Path, data: Path | None) -> Path:
     stages = [
         ["train-tokenizer", "--data", dataset, "--run-dir", str(run_dir / "tokenizer"), *as_flags(TOKENIZER_ARGS)],
         ["tokenize", "--tokenizer", str(run_dir / "tokenizer"), "--data", dataset, "--out", str(run_dir / "tokens")],
-        ["train", "--tokenizer", str(run_dir / "tokenizer"), "--tokens", str(run_dir / "tokens"), "--data", dataset,
-         "--run-dir", str(run_dir / "transformer"), *as_flags(TRANSFORMER_ARGS)],
+        [
+            "train",
+            "--tokenizer",
+            str(run_dir / "tokenizer"),
+            "--tokens",
+            str(run_dir / "tokens"),
+            "--data",
+            dataset,
+            "--run-dir",
+            str(run_dir / "transformer"),
+            *as_flags(TRANSFORMER_ARGS),
+        ],
         ["export", "--run", str(run_dir / "transformer"), "--out", str(run_dir / "pipeline")],
     ]
     for stage in stages:

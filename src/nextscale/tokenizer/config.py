@@ -50,8 +50,10 @@ class TokenizerConfig:
 
     def __post_init__(self) -> None:
         if self.base_channels % 32 or any((self.base_channels * m) % 32 for m in self.channel_multipliers):
-            raise ValueError(f"every CNN width must be a multiple of 32 (GroupNorm with 32 groups); "
-                             f"base_channels={self.base_channels}, multipliers={self.channel_multipliers}")
+            raise ValueError(
+                f"every CNN width must be a multiple of 32 (GroupNorm with 32 groups); "
+                f"base_channels={self.base_channels}, multipliers={self.channel_multipliers}"
+            )
         if self.lookup not in ("l2", "cosine"):
             raise ValueError(f"lookup must be 'l2' or 'cosine', got {self.lookup!r}")
         if self.vocab_size < 2 or self.code_dim < 1:
