@@ -2,7 +2,8 @@
 
 Metrics are tensors: scalars, or (K,) vectors with one value per scale, logged as ``name/scale{k}``.
 ``MetricsLog`` appends one JSON object per logged step to ``run_dir/metrics.jsonl`` (rank 0 only) and
-mirrors it to TensorBoard when ``torch.utils.tensorboard`` imports (optional, skipped silently).
+mirrors it to TensorBoard when the optional ``tensorboard`` package is installed (``pip install "nextscale[train]"``;
+without it only the JSONL file is written).
 """
 
 from __future__ import annotations
