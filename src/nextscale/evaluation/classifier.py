@@ -80,11 +80,14 @@ class FashionClassifier(nn.Module):
         return self.head(self.dropout(self.features(images)))
 
     @torch.inference_mode()
+    def logits(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Class logits (B, num_classes) float32 on the CPU, computed in batches (call ``eval()`` first)."""
+        device = next(self.parameters()).device
+        return torch.cat([self(chunk.to(device)).float().cpu() for chunk in torch.split(images, batch_size)])
+
     def predict(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """Predicted class ids (B,) int64, computed in batches (call ``eval()`` first when training)."""
-        device = next(self.parameters()).device
-        chunks = [self(chunk.to(device)).argmax(dim=1).cpu() for chunk in torch.split(images, batch_size)]
-        return torch.cat(chunks)
+        return self.logits(images, batch_size).argmax(dim=1)
 
 
 def bundled_classifier_dir() -> Path:
