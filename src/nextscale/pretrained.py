@@ -113,18 +113,27 @@ def save_component(module: torch.nn.Module, directory: str | os.PathLike, dtype:
     atomic_write_text(directory / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
 
 
+def read_json_file(path: str | os.PathLike, missing: str) -> dict[str, Any]:
+    """Read a folder's JSON index; a missing file says ``missing`` (what the folder should hold), a broken one
+    is called corrupt. Both are one-line errors, never a JSON traceback."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {missing}")
+    try:
+        payload = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the folder is corrupt") from err
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path} holds a JSON {type(payload).__name__}, not an object; the folder is corrupt")
+    return payload
+
+
 def read_config(component_cls: type, directory: str | os.PathLike) -> Any:
     directory = Path(directory)
-    config_path = directory / CONFIG_NAME
-    if not config_path.is_file():
-        raise FileNotFoundError(
-            f"{config_path} not found: {directory} is not a component folder "
-            f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})"
-        )
-    try:
-        payload = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_path} is not valid JSON ({err}); the folder is corrupt") from err
+    payload = read_json_file(
+        directory / CONFIG_NAME,
+        f"{directory} is not a component folder (expected {CONFIG_NAME} and {WEIGHTS_NAME})",
+    )
     expected = component_cls.__name__
     if payload.get("class") != expected:
         raise ValueError(f"{directory} holds a {payload.get('class')!r}, not a {expected!r}")

@@ -19,6 +19,11 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
 
 
+def add_classes_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--class ID [ID ...]`` into ``args.classes`` (None when absent)."""
+    parser.add_argument("--class", dest="classes", type=int, nargs="+", default=None, metavar="ID", help=help)
+
+
 def add_sampling_arguments(parser: argparse.ArgumentParser, cfg: float = 1.5) -> None:
     group = parser.add_argument_group("sampling")
     group.add_argument("--seed", type=int, default=None, help="random seed; same seed, same images (default: random)")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nextscale.cli.common import BUNDLED_MODEL, add_sampling_arguments
+from nextscale.cli.common import BUNDLED_MODEL, add_classes_argument, add_sampling_arguments
 
 EXAMPLES = BUNDLED_MODEL / "examples"
 EDIT_TARGET = 9  # the bundled example is a sneaker (class 7); the class-conditional edit turns it towards "Ankle boot"
@@ -28,15 +28,7 @@ EDIT_BOX = (0.0, 0.0, 0.75, 1.0)  # the upper three quarters: room for a boot's 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="pipeline folder (default: the bundled model)")
     parser.add_argument("--out-dir", type=Path, default=Path("demo-output"), help="where the PNGs go")
-    parser.add_argument(
-        "--class",
-        dest="classes",
-        type=int,
-        nargs="+",
-        default=None,
-        metavar="ID",
-        help="classes to show (default: all)",
-    )
+    add_classes_argument(parser, help="classes to show (default: all)")
     parser.add_argument("--seeds", type=int, default=4, help="samples per class, one seed each (default: 4)")
     parser.add_argument(
         "--zoom",

@@ -13,20 +13,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nextscale.cli.common import add_model_argument, add_sampling_arguments, load_pipeline, sampling_kwargs
+from nextscale.cli.common import (
+    add_classes_argument,
+    add_model_argument,
+    add_sampling_arguments,
+    load_pipeline,
+    sampling_kwargs,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_argument(parser)
-    parser.add_argument(
-        "--class",
-        dest="classes",
-        type=int,
-        nargs="+",
-        default=None,
-        metavar="ID",
-        help="class ids to sample (default: drawn at random)",
-    )
+    add_classes_argument(parser, help="class ids to sample (default: drawn at random)")
     parser.add_argument(
         "--num", type=int, default=1, help="images per class (or the number of images without --class; default: 1)"
     )

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from nextscale.data.images import to_pil
-from nextscale.pretrained import atomic_write_text, load_component, save_component
+from nextscale.pretrained import atomic_write_text, load_component, read_json_file, save_component
 from nextscale.sampling.editing import (
     KeepTokensConstraint,
     PreparedImage,
@@ -90,17 +90,11 @@ class Pipeline:
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Pipeline:
         """Load a pipeline folder (local paths only; nothing is downloaded)."""
         path = Path(path)
-        index_path = path / PIPELINE_FILE
-        if not index_path.is_file():
-            raise FileNotFoundError(
-                f"{index_path} not found: {path} is not a pipeline folder (expected "
-                f"{PIPELINE_FILE}, tokenizer/ and transformer/; see `nextscale convert` and "
-                f"`nextscale export`)"
-            )
-        try:
-            index = json.loads(index_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{index_path} is not valid JSON ({err})") from err
+        index = read_json_file(
+            path / PIPELINE_FILE,
+            f"{path} is not a pipeline folder (expected {PIPELINE_FILE}, tokenizer/ and transformer/; "
+            "see `nextscale convert` and `nextscale export`)",
+        )
         tokenizer = load_component(MultiScaleVQVAE, path / index.get("tokenizer", "tokenizer"), device)
         transformer = load_component(ScaleTransformer, path / index.get("transformer", "transformer"), device)
         return cls(tokenizer, transformer)

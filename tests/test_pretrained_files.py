@@ -1,0 +1,27 @@
+"""Folder index files: a missing, corrupt or non-object JSON file is one clear error, not a traceback."""
+
+import pytest
+
+from nextscale.pretrained import read_json_file
+from nextscale.sampling.pipeline import Pipeline
+
+
+def test_read_json_file_names_each_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="expected the index"):
+        read_json_file(tmp_path / "index.json", "expected the index")
+    (tmp_path / "index.json").write_text("{broken")
+    with pytest.raises(ValueError, match="not valid JSON.*corrupt"):
+        read_json_file(tmp_path / "index.json", "")
+    (tmp_path / "index.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON list, not an object"):
+        read_json_file(tmp_path / "index.json", "")
+    (tmp_path / "index.json").write_text('{"a": 1}')
+    assert read_json_file(tmp_path / "index.json", "") == {"a": 1}
+
+
+def test_pipeline_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
+        Pipeline.from_pretrained(tmp_path)
+    (tmp_path / "pipeline.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match="corrupt"):
+        Pipeline.from_pretrained(tmp_path)
