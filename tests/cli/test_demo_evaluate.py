@@ -82,6 +82,7 @@ def test_evaluate_reports_fid_precision_recall_and_class_consistency(model_dir, 
     assert report["fid"] > report["fid_real_baseline"] >= 0  # random model vs real held-out images
     assert 0 <= report["precision"] <= 1 and 0 <= report["class_consistency"] <= 1
     assert 1.0 <= report["classifier_inception_score"] <= 10.0
+    assert len(report["class_consistency_per_class"]) == 10  # 20 class-balanced samples: 2 per class
 
 
 def test_demo_with_a_missing_model_is_one_line(tmp_path, capsys):

@@ -121,6 +121,11 @@ def run(args: argparse.Namespace) -> int:
             from nextscale.evaluation.inception import inception_score
 
             report["class_consistency"] = class_consistency(judge, images, labels)
+            report["class_consistency_per_class"] = [
+                round(class_consistency(judge, images[labels == c], labels[labels == c]), 4)
+                for c in range(pipe.num_classes)
+                if (labels == c).any()
+            ]
             # the FID Inception graph has no classification head, so the Inception Score is taken over
             # the classifier's 10 classes (its maximum is 10); comparable between models here, not with papers
             splits = 10 if len(images) >= 100 else 1
