@@ -100,3 +100,24 @@ def test_demo_zoom_enlarges_the_pictures_and_rejects_nonsense(model_dir, tmp_pat
     capsys.readouterr()
     assert main([*base, "--zoom", "0", "--out-dir", str(tmp_path / "z0")]) == 2
     assert "--zoom" in capsys.readouterr().err
+
+
+def test_demo_train_runs_the_recipe_end_to_end_and_samples_from_the_new_model(tmp_path, monkeypatch, capsys):
+    from nextscale.cli import demo_recipe
+
+    # the real recipe's stages and flags, shrunk to a few steps on the bundled 200-image subset
+    short = {"steps": 2, "batch-size": 4, "eval-every": 1000, "preview-every": 1000, "checkpoint-every": 1000}
+    for recipe in (demo_recipe.TOKENIZER_ARGS, demo_recipe.TRANSFORMER_ARGS):
+        for name, value in short.items():
+            monkeypatch.setitem(recipe, name, value)
+    monkeypatch.setitem(demo_recipe.TOKENIZER_ARGS, "disc-start", 1)
+    run_dir = tmp_path / "runs"
+    argv = ["demo", "--train", "--data", str(ASSETS), "--run-dir", str(run_dir), "--out-dir", str(tmp_path / "out")]
+    assert main([*argv, "--seeds", "1", "--class", "0"]) == 0
+    printed = capsys.readouterr().out
+    for stage in ("train-tokenizer", "tokenize", "train", "export"):
+        assert f"$ nextscale {stage} " in printed
+    assert (run_dir / "pipeline" / "pipeline.json").is_file() and (tmp_path / "out" / "samples.png").is_file()
+    # re-running resumes: finished stages are not trained again and the tokens are reused
+    assert main([*argv, "--seeds", "1", "--class", "0"]) == 0
+    assert "$ nextscale tokenize" not in capsys.readouterr().out
