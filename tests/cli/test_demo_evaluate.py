@@ -121,3 +121,43 @@ def test_demo_train_runs_the_recipe_end_to_end_and_samples_from_the_new_model(tm
     # re-running resumes: finished stages are not trained again and the tokens are reused
     assert main([*argv, "--seeds", "1", "--class", "0"]) == 0
     assert "$ nextscale tokenize" not in capsys.readouterr().out
+
+
+def test_evaluate_reconstructions_reuses_the_reference_cache(model_dir, tmp_path, monkeypatch):
+    from nextscale.evaluation import features
+
+    cache = tmp_path / "reference.npz"
+    base = ["evaluate", "--model", str(model_dir), "--reference", f"fashion-mnist:{ASSETS}", "--features", "classifier"]
+    base += ["--num", "20", "--reference-cache", str(cache)]
+    assert main([*base, "--out", str(tmp_path / "samples.json"), "--seed", "0"]) == 0
+    assert cache.is_file()
+    calls = []
+    real_compute = features.compute_features
+    monkeypatch.setattr(features, "compute_features", lambda *a, **k: calls.append(1) or real_compute(*a, **k))
+    assert main([*base, "--reconstructions", "--out", str(tmp_path / "recon.json")]) == 0
+    assert calls == [1]  # only the reconstructions were featurised: the reference came from the cache
+    samples, recon = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("samples", "recon"))
+    assert recon["measured"] == "tokenizer reconstructions" and "sampling" not in recon
+    assert samples["reference_count"] == recon["reference_count"] == 100
+    assert recon["fid"] >= 0 and 0 <= recon["class_consistency"] <= 1
+
+
+def test_reference_cache_of_another_setting_is_refused(tmp_path):
+    import numpy as np
+
+    from nextscale.evaluation.features import cached_features
+
+    def batches():
+        return [torch.zeros(4, 1, 8, 8)]
+
+    def extractor(images):
+        return images.flatten(1)[:, :3]
+
+    cache = tmp_path / "ref.npz"
+    first = cached_features(extractor, batches, cache, key={"size": 8})
+    np.testing.assert_array_equal(cached_features(extractor, lambda: [], cache, key={"size": 8}), first)
+    with pytest.raises(ValueError, match="pass another cache file"):
+        cached_features(extractor, batches, cache, key={"size": 16})
+    cache.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a feature cache"):
+        cached_features(extractor, batches, cache, key={"size": 8})

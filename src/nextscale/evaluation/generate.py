@@ -1,4 +1,4 @@
-"""Generate N class-balanced samples from a pipeline, batch by batch, for metrics or for disk.
+"""Generate N class-balanced samples from a pipeline (or N tokenizer reconstructions), batch by batch.
 
 Labels cycle through the classes (0, 1, ..., C-1, 0, 1, ...), so every class gets N / C samples
 (the official FID protocol: 50 per class for 50k ImageNet samples). Batch b uses the generator seeded
@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from nextscale.data.images import to_pil
 from nextscale.sampling.pipeline import Pipeline
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 
 
 def balanced_labels(num_samples: int, num_classes: int) -> torch.Tensor:
@@ -58,3 +60,23 @@ def save_samples(batches, folder: str | Path) -> int:
             image.save(folder / f"{count:06d}_class{label}.png")
             count += 1
     return count
+
+
+def reconstruct_batches(
+    tokenizer: MultiScaleVQVAE, dataset: Dataset, num_images: int, batch_size: int = 64, progress: bool = True
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (reconstructions (b, C, H, W) in [-1, 1], labels (b,)) of the first ``num_images`` of a dataset.
+
+    Each image goes through all K scales of the tokenizer (encode to token maps, decode the full f̂): the
+    FID of these against the real set is the reconstruction FID (rFID), the floor a transformer on this
+    tokenizer can reach.
+    """
+    if not 1 <= num_images <= len(dataset):
+        raise ValueError(f"can reconstruct 1 to {len(dataset)} images of this dataset, asked for {num_images}")
+    device = next(tokenizer.parameters()).device
+    loader = DataLoader(Subset(dataset, range(num_images)), batch_size=batch_size, shuffle=False)
+    tokenizer.eval()
+    with torch.inference_mode(), tqdm(total=num_images, unit="img", desc="reconstructing", disable=not progress) as bar:
+        for images, labels in loader:
+            bar.update(len(labels))
+            yield tokenizer.reconstruct(images.to(device)).float().cpu(), labels
