@@ -61,7 +61,10 @@ def test_two_processes_match_one(tmp_path):
         for a, b in zip(single, ddp):
             for key in keys:
                 if key in a:
-                    assert abs(a[key] - b[key]) <= 1e-5, (part, a["step"], key, a[key], b[key])
+                    # All-reduce sums in another order (1e-7 apart); the discriminator's first Adam step
+                    # (g / (|g| + eps)) turns that into ~1.5e-5 where a gradient is near zero. Other data
+                    # or a wrong shard would differ by 1e-2 or more.
+                    assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), (part, a["step"], key, a[key], b[key])
         eval_single, eval_ddp = (
             read_metrics(tmp_path / "single" / part, "eval"),
             read_metrics(tmp_path / "ddp" / part, "eval"),
