@@ -3,8 +3,8 @@
 The work is split in three steps so variants can reuse them without a rewrite:
 ``project_qkv`` (x -> per-head q, k, v), :func:`attend` (the one call into
 ``F.scaled_dot_product_attention``; every attention kernel choice lives there) and the output projection.
-A rotary position embedding would act on (q, k) between the first two steps; a cross-attention layer
-would reuse :func:`attend` with keys/values projected from a context.
+STAR's rotary position embedding acts on (q, k) between the first two steps; the cross-attention layer
+(``cross_attention.py``) reuses :func:`normalize_qk` and :func:`attend` with keys/values from the text.
 
 References:
     Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nextscale.layers.rope import apply_rope
+
 # Cap of the learned attention temperature (exp of the log-temperature), as in the official code.
 MAX_LOG_TEMPERATURE = math.log(100.0)
 INITIAL_LOG_TEMPERATURE = math.log(4.0)
@@ -32,6 +34,24 @@ class KeyValueStore(Protocol):
     def update(self, layer_idx: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this call's (B, H, l, Dh) key/value and return all keys/values so far, (B, H, L_seen, Dh)."""
         ...
+
+
+def cosine_queries(q: torch.Tensor, log_temperature: torch.Tensor) -> torch.Tensor:
+    """Unit-normalise q (L2 over Dh) and multiply by exp(min(log_temperature, ln 100)) per head.
+
+    Args:
+        q: (B, H, l, Dh).
+        log_temperature: (1, H, 1, 1) learned per-head log temperature.
+    """
+    temperature = log_temperature.clamp_max(MAX_LOG_TEMPERATURE).exp()  # (1, H, 1, 1)
+    return F.normalize(q, dim=-1).mul(temperature)
+
+
+def normalize_qk(
+    q: torch.Tensor, k: torch.Tensor, log_temperature: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine attention: scaled unit queries (:func:`cosine_queries`) and unit keys, each (B, H, l, Dh)."""
+    return cosine_queries(q, log_temperature), F.normalize(k, dim=-1)
 
 
 def attend(
@@ -100,22 +120,23 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(embed_dim, embed_dim)
 
     def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, l, C) -> q, k, v, each (B, H, l, Dh); q and k normalised (and q scaled) when l2_norm."""
+        """(B, l, C) -> raw q, k, v, each (B, H, l, Dh) (before any rotation or normalisation)."""
         B, l, C = x.shape
         bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
         qkv = F.linear(x, self.qkv.weight, bias=bias).view(B, l, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, l, Dh)
-        if self.l2_norm:
-            temperature = self.log_temperature.clamp_max(MAX_LOG_TEMPERATURE).exp()  # (1, H, 1, 1)
-            q = F.normalize(q, dim=-1).mul(temperature)
-            k = F.normalize(k, dim=-1)
         return q, k, v
+
+    def normalize_qk(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit-normalise q and k and scale q by the per-head temperature (identity without l2_norm)."""
+        return normalize_qk(q, k, self.log_temperature) if self.l2_norm else (q, k)
 
     def forward(
         self,
         x: torch.Tensor,
         attn_bias: torch.Tensor | None = None,
         kv_cache: KeyValueStore | None = None,
+        rope: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Attend over x (and, with a cache, over every earlier call's tokens).
 
@@ -123,12 +144,17 @@ class SelfAttention(nn.Module):
             x: (B, l, C) normalised input.
             attn_bias: float additive mask (1, 1, l, l) for training; None with a cache.
             kv_cache: inference store; this call's k, v are appended and queries see everything stored.
+            rope: optional (l, Dh / 2) complex rotations of these positions (STAR's 2-D RoPE), applied to
+                q and k after the bias and before the normalisation; cached keys keep their own rotation.
 
         Returns:
             (B, l, C).
         """
         B, l, C = x.shape
         q, k, v = self.project_qkv(x)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        q, k = self.normalize_qk(q, k)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)  # (B, H, L_seen, Dh)
         dropout_p = self.attn_dropout if self.training else 0.0

@@ -3,7 +3,9 @@
 For every scale k: run the transformer on scale k's input tokens (earlier scales come from the KV
 cache), guide the logits, filter and draw tokens, turn them into code vectors, let an optional
 constraint overwrite some of them (editing), and let the tokenizer's quantizer fold them into the
-running f-hat and produce scale k+1's input. The order of random draws matches the official VAR
+running f-hat and produce scale k+1's input. The condition (class labels or text features) owns its
+unconditional rows, and the transformer turns it into a per-call context, so class (VAR) and text (STAR)
+models share this loop. The order of random draws matches the official VAR
 sampler (optional label draw, then one multinomial per scale, then the Gumbel draw in smooth mode), so
 the same seed and a CPU generator give the official tokens.
 
@@ -22,6 +24,7 @@ from torch import nn
 
 from nextscale.sampling.guidance import SamplingConfig, scale_ratio
 from nextscale.sampling.logits import classifier_free_guidance, filter_logits, gumbel_softmax, sample_tokens, smooth_tau
+from nextscale.transformer.conditioning import ClassCondition, Condition, TextCondition
 
 
 class TokenConstraint(Protocol):
@@ -35,11 +38,11 @@ class TokenConstraint(Protocol):
 @dataclass
 class SampleOutput:
     """tokens: (B, L) int64, scales concatenated coarse to fine; f_hat: (B, code_dim, h, w) final latent;
-    class_labels: (B,) the labels used (drawn ones included)."""
+    class_labels: (B,) the labels used (drawn ones included); None for text models."""
 
     tokens: torch.Tensor
     f_hat: torch.Tensor
-    class_labels: torch.Tensor
+    class_labels: torch.Tensor | None
 
 
 def check_components_fit(tokenizer: nn.Module, transformer: nn.Module) -> None:
@@ -75,6 +78,10 @@ class ScaleSampler:
     def device(self) -> torch.device:
         return next(self.transformer.parameters()).device
 
+    @property
+    def is_text_conditional(self) -> bool:
+        return not hasattr(self.transformer.config, "num_classes")
+
     def draw_labels(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
         """Uniform random class labels, drawn exactly like the official sampler (first draw of the seed)."""
         num_classes = self.transformer.config.num_classes
@@ -84,22 +91,19 @@ class ScaleSampler:
         )
 
     def check_labels(self, class_labels: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """Class labels as a (B,) int64 tensor on the model's device; a clear error when out of range."""
+        if self.is_text_conditional:
+            raise ValueError("this model is text-conditional; pass prompts (or text features), not class labels")
         labels = torch.as_tensor(class_labels, dtype=torch.long, device=self.device).reshape(-1)
-        null_id = self.transformer.config.null_class_id
-        if labels.numel() == 0:
-            raise ValueError("class_labels is empty; give at least one label (or None to draw them)")
-        bad = labels[(labels < 0) | (labels > null_id)]
-        if bad.numel():
-            raise ValueError(
-                f"class label {int(bad[0])} is out of range: this model has classes 0..{null_id - 1} "
-                f"(and {null_id} for unconditional samples)"
-            )
-        return labels
+        return ClassCondition(labels, self.transformer.config.null_class_id).labels
+
+    def class_condition(self, class_labels: torch.Tensor | Sequence[int]) -> ClassCondition:
+        return ClassCondition(self.check_labels(class_labels), self.transformer.config.null_class_id)
 
     @torch.no_grad()
     def sample(
         self,
-        class_labels: torch.Tensor | Sequence[int] | None = None,
+        condition: Condition | torch.Tensor | Sequence[int] | None = None,
         batch_size: int | None = None,
         config: SamplingConfig | None = None,
         generator: torch.Generator | None = None,
@@ -108,37 +112,42 @@ class ScaleSampler:
         """Sample B token sequences and the final latent f-hat.
 
         Args:
-            class_labels: (B,) labels, or None to draw ``batch_size`` labels from ``generator``.
-            batch_size: number of samples when ``class_labels`` is None.
+            condition: a :class:`ClassCondition` or :class:`TextCondition` (B rows; with guidance a text
+                condition must carry its negative / null rows), class labels (B,), or None to draw
+                ``batch_size`` labels from ``generator`` (class models).
+            batch_size: number of samples when ``condition`` is None.
             config: sampling knobs (default: official CFG ramp with cfg 1.5, no filters).
             generator: source of every random draw (None: torch's global generator).
             constraint: optional per-scale hook that overwrites tokens and code vectors.
         Returns:
-            SampleOutput with tokens (B, L), f_hat (B, code_dim, h, w) and the labels.
+            SampleOutput with tokens (B, L), f_hat (B, code_dim, h, w) and, for class models, the labels.
         """
         config = config or SamplingConfig()
-        if class_labels is None:
+        if condition is None:
+            if self.is_text_conditional:
+                raise ValueError("this model is text-conditional; give a prompt (there are no labels to draw)")
             if batch_size is None or batch_size < 1:
                 raise ValueError("give class_labels, or batch_size >= 1 to draw random labels")
-            labels = self.draw_labels(batch_size, generator)
-        else:
-            labels = self.check_labels(class_labels)
+            condition = self.class_condition(self.draw_labels(batch_size, generator))
+        elif not isinstance(condition, (ClassCondition, TextCondition)):
+            condition = self.class_condition(condition)
+        condition = condition.to(self.device)
         transformer, quantizer = self.transformer, self.tokenizer.quantizer
         sides, num_scales = self.schedule.sides, self.schedule.num_scales
-        batch, code_dim = labels.shape[0], self.tokenizer.config.code_dim
+        batch, code_dim = len(condition), self.tokenizer.config.code_dim
         guided = config.uses_guidance(num_scales)
 
-        # CFG doubles the batch: rows [0, B) are conditional, rows [B, 2B) use the null class.
-        rows = torch.cat((labels, torch.full_like(labels, transformer.config.null_class_id))) if guided else labels
-        cond = transformer.embed_condition(rows)  # (B or 2B, C)
-        kv_cache = transformer.new_kv_cache(rows.shape[0])
-        x = transformer.scale_input(0, cond, None)
+        # CFG doubles the batch: rows [0, B) are conditional, rows [B, 2B) unconditional (null or negative).
+        rows = condition.with_unconditional() if guided else condition
+        context = transformer.condition_context(rows)
+        kv_cache = transformer.new_kv_cache(len(rows))
+        x = transformer.scale_input(0, context, None)
         codebook = quantizer.codebook.weight  # (V, code_dim)
         f_hat = torch.zeros(batch, code_dim, sides[-1], sides[-1], device=self.device, dtype=codebook.dtype)
         tokens = []
         for scale_idx, side in enumerate(sides):
             settings = config.settings(scale_idx, num_scales)
-            logits = transformer.forward_cached(x, cond, kv_cache)  # (B or 2B, l, V)
+            logits = transformer.forward_cached(x, context, kv_cache)  # (B or 2B, l, V)
             if guided:
                 logits = classifier_free_guidance(logits[:batch], logits[batch:], settings.cfg_weight)
             logits = filter_logits(logits, settings.top_k, settings.top_p, settings.temperature)
@@ -155,9 +164,10 @@ class ScaleSampler:
             f_hat, next_BChw = quantizer.next_input(scale_idx, f_hat, h_BChw)
             if scale_idx + 1 < num_scales:
                 next_latent = next_BChw.view(batch, code_dim, -1).transpose(1, 2)  # (B, l_next, code_dim)
-                x = transformer.scale_input(scale_idx + 1, cond[:batch], next_latent)
+                x = transformer.scale_input(scale_idx + 1, context, next_latent)
                 if guided:
                     x = x.repeat(2, 1, 1)  # both halves see the same sampled tokens
+        labels = condition.labels if isinstance(condition, ClassCondition) else None
         return SampleOutput(tokens=torch.cat(tokens, dim=1), f_hat=f_hat, class_labels=labels)
 
     @torch.no_grad()

@@ -21,25 +21,11 @@ from torch import nn
 from nextscale.layers.adaln import AdaLNModulation, modulate
 from nextscale.layers.attention import KeyValueStore, SelfAttention
 from nextscale.layers.drop_path import DropPath
+from nextscale.layers.feed_forward import FeedForward
 from nextscale.transformer.config import TransformerConfig
 
 # The six modulation vectors of a block, in the official order of the (B, 1, 6, C) tensor.
 NUM_MODULATIONS = 6
-
-
-class FeedForward(nn.Module):
-    """fc1 (C -> hidden) -> GELU (tanh approximation) -> fc2 (hidden -> C) -> dropout."""
-
-    def __init__(self, embed_dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(embed_dim, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, embed_dim)
-        self.dropout = dropout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, l, C) -> (B, l, C)."""
-        hidden = F.gelu(self.fc1(x), approximate="tanh")
-        return F.dropout(self.fc2(hidden), self.dropout, self.training)
 
 
 class TransformerBlock(nn.Module):

@@ -1,4 +1,4 @@
-"""Class conditioning with a reserved null class, which owns the condition dropout used by CFG.
+"""Conditioning: the class embedder with its null class, and the condition types the sampler passes around.
 
 Labels 0..num_classes-1 are real classes; id ``num_classes`` is the null class. During training a
 label is replaced by the null id with probability ``drop_rate``, so the same network also learns the
@@ -12,7 +12,10 @@ References:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -84,3 +87,140 @@ class ClassEmbedder(nn.Module):
         if self.training and self.drop_rate > 0:
             labels = self.drop_labels(labels, generator)
         return self.embedding(labels)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Condition types: what a transformer is conditioned on. Each one owns its unconditional (null or
+# negative) rows and the CFG doubling, so the one sampling loop serves class and text models alike.
+
+
+@dataclass(frozen=True)
+class ClassCondition:
+    """Class labels (B,) int64; ``null_id`` is the model's null class (the unconditional input)."""
+
+    labels: torch.Tensor
+    null_id: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.labels, torch.Tensor) or self.labels.ndim != 1 or self.labels.is_floating_point():
+            raise TypeError("ClassCondition.labels must be a (B,) integer tensor")
+        if self.labels.numel() == 0:
+            raise ValueError("class labels are empty; give at least one label")
+        low, high = int(self.labels.min()), int(self.labels.max())
+        if low < 0 or high > self.null_id:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"class label {bad} is out of range: this model has classes 0..{self.null_id - 1} "
+                f"(and {self.null_id} for unconditional samples)"
+            )
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def to(self, device: torch.device | str) -> ClassCondition:
+        return ClassCondition(self.labels.to(device), self.null_id)
+
+    def repeat_interleave(self, repeats: int) -> ClassCondition:
+        """Each row ``repeats`` times in a row (several images per label)."""
+        return ClassCondition(self.labels.repeat_interleave(repeats), self.null_id)
+
+    def with_unconditional(self) -> ClassCondition:
+        """The CFG batch: rows [0, B) conditional, rows [B, 2B) the null class."""
+        return ClassCondition(torch.cat((self.labels, torch.full_like(self.labels, self.null_id))), self.null_id)
+
+
+@dataclass(frozen=True)
+class TextCondition:
+    """Text-encoder features of B prompts, and the rows that guidance contrasts them with.
+
+    Attributes:
+        hidden: (B, T, D) per-token hidden states.
+        mask: (B, T) int64, 1 = real token, 0 = padding.
+        pooled: (B, D) pooled vector (the first token map is built from it).
+        negative: the unconditional input: one row (the empty prompt's encoding, shared by every sample)
+            or B rows (negative prompts). None when no guidance or dropout is needed.
+    """
+
+    hidden: torch.Tensor
+    mask: torch.Tensor
+    pooled: torch.Tensor
+    negative: TextCondition | None = None
+
+    def __post_init__(self) -> None:
+        hidden, mask, pooled = self.hidden, self.mask, self.pooled
+        if hidden.ndim != 3 or mask.shape != hidden.shape[:2] or pooled.shape != (hidden.shape[0], hidden.shape[2]):
+            raise ValueError(
+                "text features must be hidden (B, T, D), mask (B, T) and pooled (B, D); got "
+                f"{tuple(hidden.shape)}, {tuple(mask.shape)} and {tuple(pooled.shape)}"
+            )
+        if hidden.shape[0] == 0:
+            raise ValueError("no prompts given; pass at least one prompt")
+        negative = self.negative
+        if negative is not None:
+            if negative.width != self.width:
+                raise ValueError(f"negative text features have width {negative.width}, the prompts {self.width}")
+            if len(negative) not in (1, len(self)):
+                raise ValueError(f"give 1 or {len(self)} negative rows, got {len(negative)}")
+
+    def __len__(self) -> int:
+        return self.hidden.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.hidden.shape[2]
+
+    def to(self, device: torch.device | str) -> TextCondition:
+        negative = None if self.negative is None else self.negative.to(device)
+        return TextCondition(self.hidden.to(device), self.mask.to(device), self.pooled.to(device), negative)
+
+    def rows(self, index: torch.Tensor) -> TextCondition:
+        """The selected rows (a per-row negative is selected too; a single null row is kept)."""
+        negative = self.negative
+        if negative is not None and len(negative) == len(self) and len(self) > 1:
+            negative = negative.rows(index)
+        index = index.to(self.hidden.device)
+        return TextCondition(self.hidden[index], self.mask[index], self.pooled[index], negative)
+
+    def repeat_interleave(self, repeats: int) -> TextCondition:
+        """Each prompt ``repeats`` times in a row (several images per prompt)."""
+        return self.rows(torch.arange(len(self)).repeat_interleave(repeats))
+
+    def with_unconditional(self) -> TextCondition:
+        """The CFG batch: rows [0, B) the prompts, rows [B, 2B) the negative (or empty) prompt's features."""
+        return concat_text(self, self.negative_rows())
+
+    def negative_rows(self) -> TextCondition:
+        """The negative as B rows (a single null row repeated)."""
+        if self.negative is None:
+            raise ValueError(
+                "guidance needs unconditional text features: pass the empty prompt's encoding as the negative "
+                "(or use cfg=0)"
+            )
+        if len(self.negative) == len(self):
+            return self.negative
+        return self.negative.rows(torch.zeros(len(self), dtype=torch.long))
+
+    def drop(self, rate: float, generator: torch.Generator | None = None) -> TextCondition:
+        """Training-time CFG dropout: each row becomes the negative (null) row with probability ``rate``."""
+        if rate <= 0:
+            return self
+        device = generator.device if generator is not None else self.hidden.device
+        dropped = torch.rand(len(self), generator=generator, device=device) < rate
+        both = concat_text(self, self.negative_rows())  # 2B rows padded to one T
+        pick = torch.arange(len(self)) + len(self) * dropped.long().cpu()
+        kept = both.rows(pick)
+        return TextCondition(kept.hidden, kept.mask, kept.pooled, self.negative)
+
+
+def concat_text(*conditions: TextCondition) -> TextCondition:
+    """Stack text conditions along the batch, padding to the longest T (zeros, mask 0); negatives dropped."""
+    length = max(c.hidden.shape[1] for c in conditions)
+    hidden, mask = [], []
+    for c in conditions:
+        pad = length - c.hidden.shape[1]
+        hidden.append(F.pad(c.hidden, (0, 0, 0, pad)))
+        mask.append(F.pad(c.mask, (0, pad)))
+    return TextCondition(torch.cat(hidden), torch.cat(mask), torch.cat([c.pooled for c in conditions]))
+
+
+Condition = ClassCondition | TextCondition

@@ -23,7 +23,7 @@ from torch import nn
 from nextscale.layers.adaln import AdaLNHeadNorm, AdaLNModulation
 from nextscale.layers.attention import INITIAL_LOG_TEMPERATURE
 from nextscale.transformer.blocks import NUM_MODULATIONS, TransformerBlock
-from nextscale.transformer.conditioning import ClassEmbedder
+from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.kv_cache import KVCache
 
@@ -78,6 +78,14 @@ class ScaleTransformer(nn.Module):
         """(B,) labels in 0..num_classes (the last is the null class) -> (B, C) condition; no dropout."""
         return self.class_embedder.embed(class_labels)
 
+    def condition_context(self, condition: ClassCondition) -> torch.Tensor:
+        """What every scale of one sampling call needs: the (B, C) class condition vectors."""
+        if not isinstance(condition, ClassCondition):
+            raise TypeError(
+                f"this is a class-conditional (VAR) model; pass a ClassCondition, not {type(condition).__name__}"
+            )
+        return self.embed_condition(condition.labels)
+
     def _level_and_position(self, start: int, end: int) -> torch.Tensor:
         """Level embedding + absolute position of positions [start, end): (1, end - start, C)."""
         return self.level_embed(self.level_ids[:, start:end]) + self.pos_embed[:, start:end]
@@ -120,15 +128,15 @@ class ScaleTransformer(nn.Module):
 
     def forward(
         self,
-        class_labels: torch.Tensor,
+        class_labels: torch.Tensor | ClassCondition,
         teacher_input: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Teacher-forced logits of all tokens (training and evaluation).
 
         Args:
-            class_labels: (B,) int64 in 0..num_classes; in training mode they are dropped to the null
-                class with probability ``config.cond_drop_rate``.
+            class_labels: (B,) int64 in 0..num_classes (or a ClassCondition); in training mode they are
+                dropped to the null class with probability ``config.cond_drop_rate``.
             teacher_input: (B, L' - 1, code_dim) tokenizer teacher-forcing latents of scales 1..k-1, where
                 L' = schedule.offsets[k] (L' = L normally; a shorter prefix of whole scales for
                 progressive training).
@@ -137,6 +145,8 @@ class ScaleTransformer(nn.Module):
         Returns:
             (B, L', V) float32 logits.
         """
+        if isinstance(class_labels, ClassCondition):
+            class_labels = class_labels.labels
         prefix = self._check_teacher_input(class_labels, teacher_input)
         device = teacher_input.device
         # Embeddings in full precision (the official code disables autocast here).

@@ -1,0 +1,80 @@
+"""Configuration of the text-conditioned next-scale transformer (STAR)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nextscale.scales import SIDES_256, ScaleSchedule
+
+
+@dataclass(frozen=True)
+class TextTransformerConfig:
+    """Everything needed to rebuild a :class:`TextScaleTransformer`; saved as config.json beside its weights.
+
+    Build it with ``TextTransformerConfig.from_depth(d)``: width 64 d, d heads, drop-path 0.1 d / 24.
+
+    Attributes:
+        depth, embed_dim, num_heads, mlp_ratio, drop_path_rate: as in ``TransformerConfig``.
+        vocab_size: tokenizer codebook size V.
+        code_dim: tokenizer code channels.
+        scale_sides: the token-map sides; must equal the tokenizer's.
+        text_dim: width D of the text encoder's hidden states and pooled vector.
+        attn_l2_norm: cosine attention with a learned per-head temperature (self and cross).
+        norm_eps: LayerNorm epsilon.
+        logit_norm: a parameter-free LayerNorm before the head (all STAR releases).
+        rope_theta: RoPE base (10000 in the releases; one 256-px config used 100).
+        rope_norm: N, the common coordinate range of every scale (64 in the releases; 32 in that config).
+        official_batch0_cross_attention: reproduce the official code, which adds sample 0's cross-attention
+            output to every sample of the batch (STAR_REFERENCE.md section 8). The released weights were
+            trained that way; models trained here use the per-sample result (False).
+        cond_drop_rate: probability that training replaces a caption by the empty prompt (CFG).
+        dropout: dropout after the FFN and attention projections.
+        attn_dropout: dropout on attention weights.
+    """
+
+    depth: int = 16
+    embed_dim: int = 1024
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.1 * 16 / 24
+    vocab_size: int = 4096
+    code_dim: int = 32
+    scale_sides: tuple[int, ...] = SIDES_256
+    text_dim: int = 1024
+    attn_l2_norm: bool = True
+    norm_eps: float = 1e-6
+    logit_norm: bool = True
+    rope_theta: float = 10000.0
+    rope_norm: float = 64.0
+    official_batch0_cross_attention: bool = False
+    cond_drop_rate: float = 0.1
+    dropout: float = 0.0
+    attn_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.depth < 1 or self.num_heads < 1 or self.text_dim < 1:
+            raise ValueError("depth, num_heads and text_dim must be >= 1")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if (self.embed_dim // self.num_heads) % 4:
+            raise ValueError(f"2-D RoPE needs a head dim divisible by 4, got {self.embed_dim // self.num_heads}")
+        if not 0.0 <= self.cond_drop_rate < 1.0:
+            raise ValueError(f"cond_drop_rate must be in [0, 1), got {self.cond_drop_rate}")
+        if self.rope_theta <= 0 or self.rope_norm <= 0:
+            raise ValueError("rope_theta and rope_norm must be > 0")
+        ScaleSchedule(self.scale_sides)
+
+    @classmethod
+    def from_depth(cls, depth: int, **overrides) -> TextTransformerConfig:
+        """The shape rule: width 64 d, d heads, drop-path 0.1 d / 24 (overridable)."""
+        values = dict(depth=depth, embed_dim=64 * depth, num_heads=depth, drop_path_rate=0.1 * depth / 24)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def schedule(self) -> ScaleSchedule:
+        return ScaleSchedule(self.scale_sides)
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads

@@ -1,0 +1,267 @@
+"""The text-conditioned next-scale transformer (STAR): prompt features + coarser scales -> logits.
+
+Sequence layout as in VAR (B batch, L all tokens, l tokens of one scale, C channels, V vocab, T text
+tokens, D text width): position 0 is the start token, ``text_proj(pooled text vector)`` plus a learned
+start vector; positions of scale k >= 1 hold ``word_embed`` of the tokenizer's teacher-forcing latent.
+Every token gets a level embedding; there is no absolute position table: positions enter the
+self-attention through the cross-scale normalised 2-D RoPE (``layers/rope.py``). Every block also
+cross-attends to the text hidden states. The text keys/values are projected once per call
+(:meth:`TextScaleTransformer.condition_context`) and reused at every scale.
+
+References:
+    Ma et al., "STAR: Scale-wise Text-to-image generation via Auto-Regressive representations",
+    arXiv 2406.10797; official ``models/var_drop.py`` (``VAR``, ``init_weights``); STAR_REFERENCE.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nextscale.layers.attention import INITIAL_LOG_TEMPERATURE
+from nextscale.layers.cross_attention import ContextKeyValues, padding_bias
+from nextscale.layers.rope import normalized_rope_table
+from nextscale.transformer.conditioning import TextCondition
+from nextscale.transformer.kv_cache import KVCache
+from nextscale.transformer.text_blocks import TextBlock
+from nextscale.transformer.text_config import TextTransformerConfig
+
+
+@dataclass
+class TextContext:
+    """What every scale of one call needs from the text: start vectors (B, C), per-block text keys/values
+    and the (B, 1, 1, T) padding bias."""
+
+    start: torch.Tensor
+    text: list[ContextKeyValues]
+    text_bias: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.start.shape[0]
+
+
+class TextScaleTransformer(nn.Module):
+    """STAR transformer.
+
+    Args:
+        config: a :class:`TextTransformerConfig` (build one with ``TextTransformerConfig.from_depth``).
+    """
+
+    config_class = TextTransformerConfig
+
+    def __init__(self, config: TextTransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.schedule = config.schedule
+        embed_dim = config.embed_dim
+
+        self.text_proj = nn.Linear(config.text_dim, embed_dim)
+        self.start_pos = nn.Parameter(torch.empty(1, 1, embed_dim))
+        self.word_embed = nn.Linear(config.code_dim, embed_dim)
+        self.level_embed = nn.Embedding(self.schedule.num_scales, embed_dim)
+        rates = torch.linspace(0, config.drop_path_rate, config.depth, device="cpu").tolist()
+        self.blocks = nn.ModuleList(TextBlock(config, i, rates[i]) for i in range(config.depth))
+        self.head = nn.Linear(embed_dim, config.vocab_size)
+
+        # Derived from the schedule, so not saved: scale of every position, block-causal mask, RoPE table.
+        device = self.start_pos.device
+        rope = normalized_rope_table(self.schedule.sides, config.head_dim, config.rope_theta, config.rope_norm)
+        self.register_buffer("level_ids", self.schedule.level_ids("cpu")[None].to(device), persistent=False)
+        self.register_buffer("attn_bias", self.schedule.attention_bias(device="cpu").to(device), persistent=False)
+        # Stored as float32 (cos, sin) pairs so that .to(dtype) / .to(device) treat it like any buffer.
+        self.register_buffer("rope_table", torch.view_as_real(rope).to(device), persistent=False)  # (L, Dh/2, 2)
+        self.init_weights()
+
+    # ------------------------------------------------------------------ inputs
+    def condition_context(self, condition: TextCondition) -> TextContext:
+        """Project the text once: start vectors, every block's text keys/values, the padding bias."""
+        if not isinstance(condition, TextCondition):
+            raise TypeError(
+                f"this is a text-conditional (STAR) model; pass a TextCondition, not {type(condition).__name__}"
+            )
+        if condition.width != self.config.text_dim:
+            raise ValueError(
+                f"text features have width {condition.width}, but this model expects {self.config.text_dim}; "
+                "use the text encoder the model was trained with"
+            )
+        hidden = condition.hidden.to(self.text_proj.weight.dtype)
+        with torch.autocast(hidden.device.type, enabled=False):
+            start = self.text_proj(condition.pooled.to(hidden.dtype))  # (B, C)
+        text = [block.cross_attn.project_context(hidden) for block in self.blocks]
+        return TextContext(start=start, text=text, text_bias=padding_bias(condition.mask, hidden.dtype))
+
+    def _rope(self, start: int, end: int) -> torch.Tensor:
+        return torch.view_as_complex(self.rope_table[start:end].float().contiguous())  # (l, Dh/2)
+
+    def scale_input(self, scale_idx: int, context: TextContext, next_latent: torch.Tensor | None) -> torch.Tensor:
+        """The transformer input of one scale at inference.
+
+        Args:
+            scale_idx: k in 0..K-1.
+            context: from :meth:`condition_context` (only its start vectors are used, at k = 0).
+            next_latent: None for k = 0; else (B, side_k^2, code_dim), the tokenizer's next-scale input.
+
+        Returns:
+            (B, side_k^2, C).
+        """
+        if not 0 <= scale_idx < self.schedule.num_scales:
+            raise ValueError(f"scale_idx must be in 0..{self.schedule.num_scales - 1}, got {scale_idx}")
+        span = self.schedule.scale_slice(scale_idx)
+        level = self.level_embed(self.level_ids[:, span])  # (1, l, C)
+        if scale_idx == 0:
+            if next_latent is not None:
+                raise ValueError("scale 0 is the start token; pass next_latent=None")
+            return context.start[:, None] + self.start_pos + level  # (B, 1, C)
+        count = self.schedule.token_counts[scale_idx]
+        if next_latent is None or next_latent.shape[1:] != (count, self.config.code_dim):
+            got = None if next_latent is None else tuple(next_latent.shape)
+            raise ValueError(
+                f"scale {scale_idx} needs next_latent of shape (B, {count}, {self.config.code_dim}), got {got}"
+            )
+        return self.word_embed(next_latent) + level  # (B, l, C)
+
+    # ------------------------------------------------------------------ outputs
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, l, C) -> (B, l, V) float32 logits, through the parameter-free logit LayerNorm."""
+        x = x.float()
+        if self.config.logit_norm:
+            x = F.layer_norm(x, (self.config.embed_dim,), eps=self.config.norm_eps)
+        return self.head(x).float()
+
+    def forward(
+        self,
+        condition: TextCondition,
+        teacher_input: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Teacher-forced logits of all tokens (training and evaluation).
+
+        Args:
+            condition: B prompts' text features; in training mode each is replaced by its (single) null row
+                with probability ``config.cond_drop_rate`` when the condition carries one.
+            teacher_input: (B, L' - 1, code_dim) teacher-forcing latents (L' a scale boundary, normally L).
+            generator: optional randomness for the condition dropout.
+
+        Returns:
+            (B, L', V) float32 logits.
+        """
+        prefix = self._check_teacher_input(condition, teacher_input)
+        if self.training and self.config.cond_drop_rate > 0 and condition.negative is not None:
+            condition = condition.drop(self.config.cond_drop_rate, generator)
+        context = self.condition_context(condition)
+        device = teacher_input.device
+        with torch.autocast(device_type=device.type, enabled=False):
+            start = context.start[:, None] + self.start_pos  # (B, 1, C)
+            words = self.word_embed(teacher_input.to(self.word_embed.weight.dtype))  # (B, L' - 1, C)
+            x = torch.cat((start, words), dim=1)  # (B, L', C)
+            x += self.level_embed(self.level_ids[:, :prefix])
+        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else x.dtype
+        attn_bias = self.attn_bias[:, :, :prefix, :prefix].to(dtype)
+        rope = self._rope(0, prefix)
+        x = x.to(dtype)
+        for block, text in zip(self.blocks, context.text):
+            x = block(x, rope, text, context.text_bias, attn_bias)
+        return self._logits(x)
+
+    def _check_teacher_input(self, condition: TextCondition, teacher_input: torch.Tensor) -> int:
+        if not isinstance(condition, TextCondition):
+            raise TypeError(
+                f"this is a text-conditional (STAR) model; pass a TextCondition, not {type(condition).__name__}"
+            )
+        if teacher_input.ndim != 3 or teacher_input.shape[2] != self.config.code_dim:
+            raise ValueError(
+                f"teacher_input must be (B, L - 1, code_dim={self.config.code_dim}), got {tuple(teacher_input.shape)}"
+            )
+        if len(condition) != teacher_input.shape[0]:
+            raise ValueError(f"{len(condition)} text rows for a batch of {teacher_input.shape[0]} images")
+        prefix = teacher_input.shape[1] + 1
+        valid = self.schedule.offsets[1:]
+        if prefix not in valid:
+            raise ValueError(
+                f"teacher_input has {teacher_input.shape[1]} positions; expected one less than a scale "
+                f"boundary {valid} (all scales: {self.schedule.total_tokens - 1})"
+            )
+        return prefix
+
+    @torch.no_grad()
+    def new_kv_cache(
+        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> KVCache:
+        """An empty self-attention cache for ``batch_size`` sequences (with CFG, the doubled batch)."""
+        return KVCache(
+            num_layers=self.config.depth,
+            batch_size=batch_size,
+            num_heads=self.config.num_heads,
+            max_length=self.schedule.total_tokens,
+            head_dim=self.config.head_dim,
+            device=self.start_pos.device if device is None else device,
+            dtype=self.start_pos.dtype if dtype is None else dtype,
+        )
+
+    def forward_cached(self, x: torch.Tensor, context: TextContext, kv_cache: KVCache) -> torch.Tensor:
+        """Logits of one scale at inference; earlier scales come from ``kv_cache``.
+
+        Args:
+            x: (B, l, C) from :meth:`scale_input` for the scale that starts at ``kv_cache.length``.
+            context: from :meth:`condition_context`, with the same B rows.
+            kv_cache: from :meth:`new_kv_cache`; advanced by l on return.
+
+        Returns:
+            (B, l, V) float32 logits.
+        """
+        offsets = self.schedule.offsets
+        if kv_cache.length not in offsets[:-1]:
+            raise ValueError(f"kv_cache.length {kv_cache.length} is not a scale start {offsets[:-1]}")
+        scale_idx = offsets.index(kv_cache.length)
+        expected = (kv_cache.batch_size, self.schedule.token_counts[scale_idx], self.config.embed_dim)
+        if tuple(x.shape) != expected or len(context) != expected[0]:
+            raise ValueError(
+                f"scale {scale_idx} expects x {expected} and a context of {expected[0]} rows, "
+                f"got {tuple(x.shape)} and {len(context)}"
+            )
+        rope = self._rope(kv_cache.length, kv_cache.length + x.shape[1])
+        for block, text in zip(self.blocks, context.text):
+            x = block(x, rope, text, context.text_bias, None, kv_cache)
+        kv_cache.advance(x.shape[1])
+        return self._logits(x)
+
+    # ------------------------------------------------------------------ init
+    @torch.no_grad()
+    def init_weights(self, init_head: float = 0.02, init_std: float | None = None) -> None:
+        """(Re)initialise every parameter, following the official STAR ``init_weights``.
+
+        Args:
+            init_head: factor on the logits head weight.
+            init_std: std of every Linear/Embedding weight; None means sqrt(1 / (3 C)).
+        """
+        base_std = math.sqrt(1 / (3 * self.config.embed_dim))
+        init_std = base_std if init_std is None else init_std
+        # 1. Every Linear/Embedding: truncated normal weights, zero biases.
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=init_std)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.Embedding):
+                nn.init.trunc_normal_(module.weight, std=init_std)
+        # 2. The start vector uses the width rule, independent of init_std.
+        nn.init.trunc_normal_(self.start_pos, std=base_std)
+        # 3. A small head gives near-uniform initial logits (loss starts near log V).
+        self.head.weight.mul_(init_head)
+        self.head.bias.zero_()
+        depth = self.config.depth
+        for block in self.blocks:
+            # 4. Residual projections of self-attention and FFN scaled by 1/sqrt(2 depth) (GPT-2). The official
+            #    code leaves the cross-attention projection unscaled; so do we.
+            block.attn.proj.weight.div_(math.sqrt(2 * depth))
+            block.ffn.fc2.weight.div_(math.sqrt(2 * depth))
+            # 5. Zero q/v biases and temperature 4 in both attentions.
+            for attention in (block.attn, block.cross_attn):
+                attention.q_bias.zero_()
+                attention.v_bias.zero_()
+                if attention.l2_norm:
+                    attention.log_temperature.fill_(INITIAL_LOG_TEMPERATURE)

@@ -1,0 +1,203 @@
+"""Import the official STAR (Davinci-XLab/STAR-T2I) transformer checkpoints.
+
+Released files are trainer states: the model's state dict sits at ``["trainer"]["var_wo_ddp"]`` (plain
+state dicts are accepted too). The model shape is read off tensor shapes: depth, width, heads, MLP
+ratio, vocabulary, code width, text width and the number of scales. What the weights cannot tell —
+which 10-scale schedule (256 or 512 px) and the RoPE base / range — comes from the caller (defaults: the
+released 256-px settings, theta 10000, N 64). ``class_emb`` is stored by the official code but unused, and
+the ``zero_k_bias`` buffers must be zero; both are checked and dropped. Released weights were trained with
+the batch-0 cross-attention behaviour, so it is switched on unless the caller asks for per-sample.
+
+References: STAR_REFERENCE.md sections 2, 4 and 10; official ``models/var_drop.py``, ``models/basic_var.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+import torch
+
+from nextscale.scales import SIDES_256, SIDES_512, SIDES_1024
+from nextscale.transformer.text_config import TextTransformerConfig
+from nextscale.transformer.text_model import TextScaleTransformer
+
+# (official name, our name); "{i}" is a block index.
+KEY_TABLE: tuple[tuple[str, str], ...] = (
+    ("pos_start", "start_pos"),
+    ("word_embed.weight", "word_embed.weight"),
+    ("word_embed.bias", "word_embed.bias"),
+    ("lvl_embed.weight", "level_embed.weight"),
+    ("blocks.{i}.attn.scale_mul_1H11", "blocks.{i}.attn.log_temperature"),
+    ("blocks.{i}.attn.q_bias", "blocks.{i}.attn.q_bias"),
+    ("blocks.{i}.attn.v_bias", "blocks.{i}.attn.v_bias"),
+    ("blocks.{i}.attn.mat_qkv.weight", "blocks.{i}.attn.qkv.weight"),
+    ("blocks.{i}.attn.proj.weight", "blocks.{i}.attn.proj.weight"),
+    ("blocks.{i}.attn.proj.bias", "blocks.{i}.attn.proj.bias"),
+    ("blocks.{i}.cross_attn.scale_mul_1H11", "blocks.{i}.cross_attn.log_temperature"),
+    ("blocks.{i}.cross_attn.q_bias", "blocks.{i}.cross_attn.q_bias"),
+    ("blocks.{i}.cross_attn.v_bias", "blocks.{i}.cross_attn.v_bias"),
+    ("blocks.{i}.cross_attn.mat_kv.weight", "blocks.{i}.cross_attn.kv.weight"),
+    ("blocks.{i}.cross_attn.mat_q.weight", "blocks.{i}.cross_attn.q.weight"),
+    ("blocks.{i}.cross_attn.proj.weight", "blocks.{i}.cross_attn.proj.weight"),
+    ("blocks.{i}.cross_attn.proj.bias", "blocks.{i}.cross_attn.proj.bias"),
+    ("blocks.{i}.ffn.fc1.weight", "blocks.{i}.ffn.fc1.weight"),
+    ("blocks.{i}.ffn.fc1.bias", "blocks.{i}.ffn.fc1.bias"),
+    ("blocks.{i}.ffn.fc2.weight", "blocks.{i}.ffn.fc2.weight"),
+    ("blocks.{i}.ffn.fc2.bias", "blocks.{i}.ffn.fc2.bias"),
+    ("head_logits.weight", "head.weight"),
+    ("head_logits.bias", "head.bias"),
+    ("encoder_proj.weight", "text_proj.weight"),
+    ("encoder_proj.bias", "text_proj.bias"),
+)
+UNUSED_KEY = "class_emb.weight"
+ZERO_K_BIAS = re.compile(r"blocks\.(\d+)\.(attn|cross_attn)\.zero_k_bias")
+SAMPLER_KEYS = ("pos_start_last", "encoder_proj2.weight", "head_proj.weight")
+# The released schedules by number of scales; 10 scales is ambiguous (256 or 512 px), 256 px by default.
+SCHEDULES = {256: SIDES_256, 512: SIDES_512, 1024: SIDES_1024}
+
+
+def _pattern(template: str) -> re.Pattern:
+    return re.compile(re.escape(template).replace(r"\{i\}", r"(\d+)"))
+
+
+_OFFICIAL_TO_OURS = [(_pattern(official), ours) for official, ours in KEY_TABLE]
+_OURS_TO_OFFICIAL = [(_pattern(ours), official) for official, ours in KEY_TABLE]
+
+
+def _translate(key: str, table: list[tuple[re.Pattern, str]], source: str) -> str:
+    for pattern, target in table:
+        match = pattern.fullmatch(key)
+        if match:
+            return target.replace("{i}", match.group(1)) if match.groups() else target
+    raise ValueError(f"unknown {source} key {key!r}; not a STAR transformer parameter")
+
+
+def official_key_to_ours(key: str) -> str:
+    """Official name -> ours, e.g. ``blocks.1.cross_attn.mat_kv.weight`` -> ``blocks.1.cross_attn.kv.weight``."""
+    return _translate(key, _OFFICIAL_TO_OURS, "official STAR")
+
+
+def ours_key_to_official(key: str) -> str:
+    return _translate(key, _OURS_TO_OFFICIAL, "nextscale")
+
+
+def read_official_star(path_or_state_dict: str | os.PathLike | Mapping) -> Mapping[str, torch.Tensor]:
+    """The model state dict of an official STAR file (trainer state or plain state dict), loaded safely."""
+    if isinstance(path_or_state_dict, Mapping):
+        state = path_or_state_dict
+    else:
+        try:
+            state = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # unpickling refusals and corrupt files alike
+            raise ValueError(
+                f"{path_or_state_dict} could not be read as a checkpoint with weights_only=True ({err})"
+            ) from err
+    if not isinstance(state, Mapping):
+        raise ValueError(f"expected a STAR checkpoint (a dict), got {type(state).__name__}")
+    trainer = state.get("trainer")
+    if isinstance(trainer, Mapping) and "var_wo_ddp" in trainer:
+        state = trainer["var_wo_ddp"]
+    if any(key in state for key in SAMPLER_KEYS):
+        raise ValueError(
+            "this is the masked-sampler STAR checkpoint (star-1024-sampler); only the plain STAR checkpoints "
+            "(star-256, star-512, star-1024) are supported"
+        )
+    required = ("pos_start", "encoder_proj.weight", "blocks.0.cross_attn.mat_kv.weight", "head_logits.weight")
+    missing = [key for key in required if key not in state]
+    if missing:
+        hint = " (this looks like a VAR checkpoint: use --var)" if "head.weight" in state else ""
+        raise ValueError(f"not an official STAR transformer checkpoint: missing {missing}{hint}")
+    bad = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    if bad:
+        raise ValueError(f"expected a STAR state dict of tensors; entries {bad[:5]} are not tensors")
+    return state
+
+
+def infer_official_star_config(
+    state: Mapping[str, torch.Tensor],
+    image_size: int | None = None,
+    rope_theta: float = 10000.0,
+    rope_norm: float = 64.0,
+    batch0_cross_attention: bool = True,
+) -> TextTransformerConfig:
+    """Read the model shape off an official STAR state dict.
+
+    Args:
+        state: from :func:`read_official_star`.
+        image_size: 256, 512 or 1024 to pick the released schedule; None: 1024 for 14 scales, else 256.
+        rope_theta, rope_norm: RoPE settings (not stored in the weights).
+        batch0_cross_attention: reproduce the official batch-0 cross-attention (what the weights expect).
+    """
+    depth = len({int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key))})
+    embed_dim = state["pos_start"].shape[-1]
+    num_scales = state["lvl_embed.weight"].shape[0]
+    if image_size is None:
+        image_size = 1024 if num_scales == len(SIDES_1024) else 256
+    if image_size not in SCHEDULES:
+        raise ValueError(f"image size must be one of {sorted(SCHEDULES)} for official STAR models, got {image_size}")
+    sides = SCHEDULES[image_size]
+    if len(sides) != num_scales:
+        raise ValueError(
+            f"the checkpoint has {num_scales} scales, but the {image_size}-px schedule has {len(sides)}; "
+            "pass the image size the model was trained at"
+        )
+    temperature = state.get("blocks.0.attn.scale_mul_1H11")
+    return TextTransformerConfig.from_depth(
+        depth,
+        embed_dim=embed_dim,
+        num_heads=temperature.shape[1] if temperature is not None else embed_dim // 64,
+        mlp_ratio=state["blocks.0.ffn.fc1.weight"].shape[0] / embed_dim,
+        vocab_size=state["head_logits.weight"].shape[0],
+        code_dim=state["word_embed.weight"].shape[1],
+        scale_sides=sides,
+        text_dim=state["encoder_proj.weight"].shape[1],
+        attn_l2_norm=temperature is not None,
+        rope_theta=float(rope_theta),
+        rope_norm=float(rope_norm),
+        official_batch0_cross_attention=batch0_cross_attention,
+    )
+
+
+def load_official_star(
+    path_or_state_dict: str | os.PathLike | Mapping,
+    image_size: int | None = None,
+    rope_theta: float = 10000.0,
+    rope_norm: float = 64.0,
+    batch0_cross_attention: bool = True,
+) -> TextScaleTransformer:
+    """Build a :class:`TextScaleTransformer` from an official STAR checkpoint (CPU, eval mode, float32).
+
+    Args:
+        path_or_state_dict: a ``.pth`` trainer state or state dict, loaded with ``weights_only=True``.
+        image_size, rope_theta, rope_norm, batch0_cross_attention: see :func:`infer_official_star_config`.
+    """
+    state = read_official_star(path_or_state_dict)
+    config = infer_official_star_config(state, image_size, rope_theta, rope_norm, batch0_cross_attention)
+    model = TextScaleTransformer(config)
+    own = model.state_dict()
+    converted, problems = {}, []
+    for key, value in state.items():
+        if ZERO_K_BIAS.fullmatch(key):
+            if value.shape != (config.embed_dim,) or value.abs().max() != 0:
+                problems.append(f"{key} must be a zero vector of width {config.embed_dim}")
+        elif key == UNUSED_KEY:
+            continue  # the official model creates a class table it never uses
+        else:
+            ours = official_key_to_ours(key)
+            if ours not in own:
+                problems.append(f"{key} has no counterpart in the inferred model")
+            elif value.shape != own[ours].shape:
+                problems.append(f"{key}: shape {tuple(value.shape)}, expected {tuple(own[ours].shape)}")
+            else:
+                converted[ours] = value.to(own[ours].dtype)
+    missing = sorted(ours_key_to_official(key) for key in set(own) - set(converted))
+    if missing:
+        problems.append(f"missing entries {missing[:8]}")
+    if problems:
+        raise ValueError("official STAR state dict does not fit the inferred config: " + "; ".join(problems[:8]))
+    model.load_state_dict(converted, strict=True)
+    return model.eval()
