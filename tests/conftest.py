@@ -3,13 +3,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from reference_fixtures import require
+
 PARITY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "var_parity"
 
 
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:
-    if not (PARITY_DIR / "var_parity_d2.pt").is_file():
-        pytest.skip(f"official parity fixtures not found at {PARITY_DIR} (../shared/reference/var_parity)")
+    require(PARITY_DIR / "var_parity_d2.pt")
     return PARITY_DIR
 
 

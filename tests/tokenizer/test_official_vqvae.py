@@ -10,14 +10,14 @@ import torch
 from nextscale import presets
 from nextscale.tokenizer import MultiScaleVQVAE, TokenizerConfig, load_official_vqvae
 from nextscale.tokenizer.official import infer_config, official_to_ours, ours_to_official, to_official_state_dict
+from reference_fixtures import require
 
 KEYS_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "var_state_dict_keys.json"
 
 
 @pytest.fixture(scope="module")
 def release_shapes():
-    if not KEYS_FILE.is_file():
-        pytest.skip(f"reference key list not found at {KEYS_FILE} (the shared reference folder is absent)")
+    require(KEYS_FILE)
     return {key: tuple(shape) for key, shape in json.loads(KEYS_FILE.read_text())["vqvae_ch160_v4096_z32"].items()}
 
 

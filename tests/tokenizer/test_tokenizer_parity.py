@@ -11,17 +11,15 @@ import torch
 
 from nextscale.scales import SIDES_256
 from nextscale.tokenizer import load_official_vqvae
+from reference_fixtures import require
 
 PARITY = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "var_parity"
 
-pytestmark = pytest.mark.skipif(
-    not PARITY.is_dir(), reason=f"parity fixtures not found at {PARITY} (the shared reference folder is absent)"
-)
 
 
 @pytest.fixture(scope="module")
 def parity():
-    model = load_official_vqvae(PARITY / "vqvae.pth", SIDES_256)
+    model = load_official_vqvae(require(PARITY / "vqvae.pth"), SIDES_256)
     fixture = torch.load(PARITY / "var_parity_d2.pt", map_location="cpu", weights_only=True)
     quantizer = model.quantizer
     with torch.no_grad():

@@ -11,6 +11,7 @@ import torch
 from training_helpers import read_metrics
 
 from nextscale.sampling.pipeline import Pipeline
+from reference_fixtures import require
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICIAL_VQVAE = REPO.parent / "shared" / "reference" / "var_parity" / "vqvae.pth"
@@ -65,8 +66,8 @@ def test_run_file_errors_and_required_flags(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow  # 256 px images through a 4.6 M-parameter VQVAE: tens of seconds on a CPU
-@pytest.mark.skipif(not OFFICIAL_VQVAE.is_file(), reason="official-format VQVAE fixture not available")
 def test_fine_tune_from_official_tokenizer(tmp_path, monkeypatch):
+    require(OFFICIAL_VQVAE)
     monkeypatch.chdir(REPO)
     run_dir = tmp_path / "finetune"
     common = f"--init-from {OFFICIAL_VQVAE} --data tests/assets/image_folder --steps 1 --batch-size 2"

@@ -1,5 +1,6 @@
 """Parity with the official VAR code (fixtures in shared/reference/var_parity, made by the official repo)."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -15,10 +16,22 @@ from nextscale.transformer.official import (
     ours_key_to_official,
     to_official_state_dict,
 )
+from reference_fixtures import require
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 PARITY = REFERENCE / "var_parity"
-needs_fixtures = pytest.mark.skipif(not (PARITY / "var_d2.pth").is_file(), reason="VAR parity fixtures absent")
+
+
+def needs_fixtures(test):
+    """Fail (never skip) when the fixtures are missing."""
+
+    def checked(*args, **kwargs):
+        require(PARITY / "var_d2.pth")
+        return test(*args, **kwargs)
+
+    return functools.wraps(test)(checked)
+
+
 OFFICIAL_BUFFERS = ("lvl_1L", "attn_bias_for_masking", "zero_k_bias")
 
 
@@ -118,8 +131,7 @@ def test_cached_scale_by_scale_equals_full_forward_on_d2(model, fixture):
 
 def test_key_mapping_is_a_bijection_on_the_released_d16_keys():
     keys_file = REFERENCE / "var_state_dict_keys.json"
-    if not keys_file.is_file():
-        pytest.skip("reference key listing absent")
+    require(keys_file)
     official = json.loads(keys_file.read_text())["var_d16"]
     params = [k for k in official if not k.endswith(OFFICIAL_BUFFERS)]
     assert len(official) - len(params) == 2 + 16  # lvl_1L, attn_bias_for_masking, one zero_k_bias per block

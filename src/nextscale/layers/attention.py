@@ -47,9 +47,7 @@ def cosine_queries(q: torch.Tensor, log_temperature: torch.Tensor) -> torch.Tens
     return F.normalize(q, dim=-1).mul(temperature)
 
 
-def normalize_qk(
-    q: torch.Tensor, k: torch.Tensor, log_temperature: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def normalize_qk(q: torch.Tensor, k: torch.Tensor, log_temperature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine attention: scaled unit queries (:func:`cosine_queries`) and unit keys, each (B, H, l, Dh)."""
     return cosine_queries(q, log_temperature), F.normalize(k, dim=-1)
 

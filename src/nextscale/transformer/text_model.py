@@ -15,6 +15,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -265,3 +266,29 @@ class TextScaleTransformer(nn.Module):
                 attention.v_bias.zero_()
                 if attention.l2_norm:
                     attention.log_temperature.fill_(INITIAL_LOG_TEMPERATURE)
+
+
+@torch.no_grad()
+def transfer_to_schedule(model: TextScaleTransformer, scale_sides: tuple[int, ...]) -> TextScaleTransformer:
+    """The same model on another scale schedule (STAR's resolution transfer: train low, fine-tune high).
+
+    Every weight is kept; the level-embedding table grows to the new number of scales (old rows kept, new
+    rows freshly initialised) or shrinks to its first rows. RoPE needs nothing: positions of every scale
+    already span the same range.
+
+    Args:
+        model: a trained model.
+        scale_sides: the new schedule (usually longer, e.g. 64 px (1, 2, 3, 4, 6, 8) -> 128 px (..., 12, 16)).
+
+    Returns:
+        A new model (same device and dtype) with ``config.scale_sides == scale_sides``.
+    """
+    config = dataclasses.replace(model.config, scale_sides=tuple(scale_sides))
+    grown = TextScaleTransformer(config).to(device=model.start_pos.device, dtype=model.start_pos.dtype)
+    state = model.state_dict()
+    new_levels = grown.level_embed.weight.detach().clone()  # (K', C), initialised by init_weights
+    keep = min(new_levels.shape[0], state["level_embed.weight"].shape[0])
+    new_levels[:keep] = state["level_embed.weight"][:keep]
+    state["level_embed.weight"] = new_levels
+    grown.load_state_dict(state, strict=True)
+    return grown.train(model.training)
