@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from reference_fixtures import REFERENCE, STAR_PARITY, VAR_PARITY, require
 
 from nextscale.layers.rope import apply_rope, normalized_coordinates, normalized_rope_table, rope_frequencies
 from nextscale.sampling.guidance import SamplingConfig
@@ -14,12 +13,15 @@ from nextscale.sampling.sampler import ScaleSampler
 from nextscale.scales import SIDES_256
 from nextscale.tokenizer.official import load_official_vqvae
 from nextscale.transformer.conditioning import TextCondition
+from nextscale.transformer.text_model import TextScaleTransformer
 from nextscale.transformer.text_official import (
+    infer_official_star_config,
     load_official_star,
     official_key_to_ours,
     ours_key_to_official,
     read_official_star,
 )
+from reference_fixtures import REFERENCE, STAR_PARITY, VAR_PARITY, require
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +177,6 @@ def test_released_d16_shape_builds_with_the_official_parameter_count():
     releases = json.loads(require(REFERENCE / "star_state_dict_keys.json").read_text())
     release = releases["d16_256"]
     state = {key: torch.empty(shape, device="meta") for key, shape in release["keys"].items()}
-    from nextscale.transformer.text_official import infer_official_star_config
-    from nextscale.transformer.text_model import TextScaleTransformer
-
     config = infer_official_star_config(state)
     assert (config.depth, config.embed_dim, config.num_heads, config.text_dim) == (16, 1024, 16, 1024)
     with torch.device("meta"):
