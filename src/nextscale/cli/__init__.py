@@ -15,9 +15,10 @@ import sys
 # command name -> (module under nextscale.cli, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "the main job: a labelled sample grid and an editing example from the bundled model"),
-    "sample": ("sample", "generate class-conditional images from a pretrained pipeline folder"),
-    "edit": ("edit", "inpaint, outpaint or class-edit a real image zero-shot"),
-    "convert": ("convert", "convert official VAR checkpoints (vae_*.pth + var_d*.pth) into a pipeline folder"),
+    "sample": ("sample", "generate images from a pipeline folder: by class (VAR) or from prompts (STAR)"),
+    "edit": ("edit", "inpaint, outpaint, class- or text-edit a real image zero-shot"),
+    "convert": ("convert", "convert official VAR or STAR checkpoints into a pipeline folder"),
+    "make-scenes": ("make_scenes", "build a captioned Fashion-MNIST scenes folder (64x64, 1-4 items)"),
     "train-tokenizer": ("train_tokenizer", "train the multi-scale VQ-VAE tokenizer (stage 1); re-run to resume"),
     "tokenize": ("tokenize", "encode a dataset once into token shards for transformer training"),
     "train": ("train", "train the next-scale transformer (stage 2) on a frozen tokenizer; re-run to resume"),

@@ -1,20 +1,38 @@
-"""Data: image folders, Fashion-MNIST, the VAR image transform, grids and a resumable distributed sampler."""
+"""Data: image folders, captions, Fashion-MNIST and its scenes, the VAR transform, grids, a resumable sampler."""
 
+from nextscale.data.captions import (
+    CaptionDataset,
+    CaptionFolderDataset,
+    CaptionManifestDataset,
+    CaptionShardDataset,
+    open_caption_dataset,
+)
 from nextscale.data.fashion_mnist import CLASS_NAMES, FashionMNIST, load_fashion_mnist, read_idx, write_idx
 from nextscale.data.images import ImageFolderDataset, load_image, make_grid, open_image, save_grid, to_pil
 from nextscale.data.samplers import ResumableDistributedSampler
+from nextscale.data.scenes import SceneConfig, SceneDataset, build_scenes, caption_for, parse_caption
 from nextscale.data.transforms import ImageTransform
 
 __all__ = [
     "CLASS_NAMES",
+    "CaptionDataset",
+    "CaptionFolderDataset",
+    "CaptionManifestDataset",
+    "CaptionShardDataset",
     "FashionMNIST",
     "ImageFolderDataset",
     "ImageTransform",
     "ResumableDistributedSampler",
+    "SceneConfig",
+    "SceneDataset",
+    "build_scenes",
+    "caption_for",
     "load_fashion_mnist",
     "load_image",
     "make_grid",
+    "open_caption_dataset",
     "open_image",
+    "parse_caption",
     "read_idx",
     "save_grid",
     "to_pil",
