@@ -1,10 +1,11 @@
-"""Zero-shot editing of a real image: inpainting, outpainting, class-conditional editing.
+"""Zero-shot editing of a real image: inpainting, outpainting, class- or text-conditional editing.
 
 Examples:
     nextscale edit --image photo.png --box 0.25 0.25 0.75 0.75 --out edited.png          # inpaint a box
     nextscale edit --image photo.png --mask mask.png --mode outpaint --out wider.png       # keep the mask
     nextscale edit --image photo.png --extend 0.6 --out framed.png                         # grow the canvas
     nextscale edit --image photo.png --box 0.2 0.2 0.8 0.8 --class 3 --side-by-side cmp.png
+    nextscale edit --model star/ --image scene.png --box 0 0 0.5 0.5 --prompt "a bag in the top left"
 
 The image is center-cropped to a square and resized to the model's resolution; --paste-back writes the
 result at the input's original size. The region is a box (y0 x0 y1 x1 as fractions, or pixels of the
@@ -39,12 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="inpaint",
         help="inpaint: regenerate the region (default); outpaint: keep it, regenerate the rest",
     )
-    parser.add_argument(
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
         "--class",
         dest="class_label",
         type=int,
         default=None,
-        help="target class of the generated part (default: unconditional)",
+        help="target class of the generated part (class models; default: unconditional)",
+    )
+    target.add_argument(
+        "--prompt", default=None, help="what the generated part should show (text models; default: the empty prompt)"
     )
     parser.add_argument("--num", type=int, default=1, help="number of results (default: 1)")
     add_sampling_arguments(parser, cfg=3.0)
@@ -63,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     from nextscale.sampling.editing import mask_overlay
 
     pipe = load_pipeline(args)
-    kwargs = dict(class_label=args.class_label, num_images=args.num, output_type="pt", **sampling_kwargs(args))
+    kwargs = dict(
+        class_label=args.class_label, prompt=args.prompt, num_images=args.num, output_type="pt", **sampling_kwargs(args)
+    )
     image = str(args.image)
     if args.extend is not None:
         out = pipe.outpaint(image, inner_fraction=args.extend, **kwargs)

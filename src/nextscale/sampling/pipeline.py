@@ -5,6 +5,12 @@ Folder layout (diffusers-like)::
     pipeline.json          {"_class_name": "Pipeline", "tokenizer": "tokenizer", "transformer": "transformer"}
     tokenizer/             config.json + model.safetensors
     transformer/           config.json + model.safetensors
+    text_encoder/          text pipelines only (see ``text_pipeline.py``)
+
+``_class_name`` selects the pipeline class (``Pipeline`` for class-conditional VAR models, ``TextPipeline``
+for STAR), and each component's ``config.json`` names its class, so ``Pipeline.from_pretrained`` returns
+the right kind. The call takes either class labels or prompts; the pipeline turns them into a condition
+object (``ClassCondition`` / ``TextCondition``) that the one sampler loop understands.
 
 References: diffusers ``DiffusionPipeline`` and ``pipelines/dit/pipeline_dit.py``.
 """
@@ -36,21 +42,50 @@ from nextscale.sampling.editing import (
 from nextscale.sampling.guidance import SamplingConfig, ScaleOverride
 from nextscale.sampling.sampler import ScaleSampler, TokenConstraint, check_components_fit
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.transformer.conditioning import Condition
 from nextscale.transformer.model import ScaleTransformer
+from nextscale.transformer.text_model import TextScaleTransformer
 
 PIPELINE_FILE = "pipeline.json"
 OUTPUT_TYPES = ("pil", "pt", "np")
+COMPONENT_CLASSES = {cls.__name__: cls for cls in (MultiScaleVQVAE, ScaleTransformer, TextScaleTransformer)}
+# Pipeline classes by the name pipeline.json records; subclasses register themselves.
+PIPELINE_CLASSES: dict[str, type[Pipeline]] = {}
+# Keyword arguments of a text pipeline call (a class pipeline refuses them).
+TEXT_INPUTS = (
+    "prompt",
+    "negative_prompt",
+    "prompt_embeds",
+    "prompt_attention_mask",
+    "pooled_prompt_embeds",
+    "negative_prompt_embeds",
+    "negative_prompt_attention_mask",
+    "negative_pooled_prompt_embeds",
+)
+
+
+def load_named_component(directory: Path, device: str | torch.device) -> torch.nn.Module:
+    """Load a component folder whose config.json names its class."""
+    payload = read_json_file(
+        directory / "config.json", f"{directory} is not a component folder (expected config.json and model.safetensors)"
+    )
+    name = payload.get("class")
+    if name not in COMPONENT_CLASSES:
+        raise ValueError(f"{directory} holds an unknown component class {name!r}; known: {sorted(COMPONENT_CLASSES)}")
+    return load_component(COMPONENT_CLASSES[name], directory, device)
 
 
 @dataclass
 class PipelineOutput:
     """images: list of PIL images, a (B, 3, H, W) tensor in [0, 1] ("pt") or a (B, H, W, 3) uint8 array ("np");
     tokens: (B, L) int64, scales concatenated coarse to fine, row-major inside a scale;
-    class_labels: (B,) the labels used."""
+    class_labels: (B,) the labels used (class pipelines); prompts: one per image (text pipelines, when given
+    as strings)."""
 
     images: list[Image.Image] | torch.Tensor | np.ndarray
     tokens: torch.Tensor
-    class_labels: torch.Tensor
+    class_labels: torch.Tensor | None
+    prompts: list[str] | None = None
 
 
 @dataclass
@@ -77,35 +112,67 @@ def to_output_type(images_01: torch.Tensor, output_type: str) -> list[Image.Imag
 
 
 class Pipeline:
-    """Class-conditional next-scale generation (VAR): ``pipe(class_labels=[207, 980], seed=0).images``."""
+    """Class-conditional next-scale generation (VAR): ``pipe(class_labels=[207, 980], seed=0).images``.
+
+    ``Pipeline.from_pretrained(folder)`` returns the folder's kind (this class or ``TextPipeline``).
+    """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        PIPELINE_CLASSES[cls.__name__] = cls
 
     def __init__(self, tokenizer: MultiScaleVQVAE, transformer: ScaleTransformer) -> None:
+        self.check_transformer(transformer)
         check_components_fit(tokenizer, transformer)
         self.tokenizer = tokenizer.eval()
         self.transformer = transformer.eval()
         self.sampler = ScaleSampler(self.tokenizer, self.transformer)
 
+    @staticmethod
+    def check_transformer(transformer: torch.nn.Module) -> None:
+        if not isinstance(transformer, ScaleTransformer):
+            raise TypeError(
+                f"Pipeline needs a class-conditional ScaleTransformer, got {type(transformer).__name__}; "
+                "text models go in a TextPipeline"
+            )
+
     # ----------------------------------------------------------------------------------------- folders
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Pipeline:
-        """Load a pipeline folder (local paths only; nothing is downloaded)."""
+        """Load a pipeline folder (local paths only; nothing is downloaded); returns the kind it records."""
         path = Path(path)
         index = read_json_file(
             path / PIPELINE_FILE,
             f"{path} is not a pipeline folder (expected {PIPELINE_FILE}, tokenizer/ and transformer/; "
             "see `nextscale convert` and `nextscale export`)",
         )
-        tokenizer = load_component(MultiScaleVQVAE, path / index.get("tokenizer", "tokenizer"), device)
-        transformer = load_component(ScaleTransformer, path / index.get("transformer", "transformer"), device)
+        from nextscale.sampling import text_pipeline  # noqa: F401  (registers TextPipeline)
+
+        name = index.get("_class_name", "Pipeline")
+        if name not in PIPELINE_CLASSES:
+            raise ValueError(f"{path / PIPELINE_FILE} names an unknown pipeline class {name!r}")
+        pipeline_cls = PIPELINE_CLASSES[name]
+        if not issubclass(pipeline_cls, cls):
+            raise ValueError(f"{path} holds a {name}, not a {cls.__name__}; load it with Pipeline.from_pretrained")
+        return pipeline_cls.from_components(path, index, device)
+
+    @classmethod
+    def from_components(cls, path: Path, index: dict, device: str | torch.device) -> Pipeline:
+        """Build the pipeline from the component folders that ``index`` (pipeline.json) names."""
+        tokenizer = load_named_component(path / index.get("tokenizer", "tokenizer"), device)
+        transformer = load_named_component(path / index.get("transformer", "transformer"), device)
         return cls(tokenizer, transformer)
+
+    def index(self) -> dict:
+        """What pipeline.json records."""
+        return {"_class_name": type(self).__name__, "tokenizer": "tokenizer", "transformer": "transformer"}
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
         """Write the folder; ``dtype=torch.float16`` halves the size (weights load back as float32)."""
         path = Path(path)
         save_component(self.tokenizer, path / "tokenizer", dtype=dtype)
         save_component(self.transformer, path / "transformer", dtype=dtype)
-        index = {"_class_name": "Pipeline", "tokenizer": "tokenizer", "transformer": "transformer"}
-        atomic_write_text(path / PIPELINE_FILE, json.dumps(index, indent=2) + "\n")
+        atomic_write_text(path / PIPELINE_FILE, json.dumps(self.index(), indent=2) + "\n")
 
     def to(self, device: str | torch.device) -> Pipeline:
         self.tokenizer.to(device)
@@ -119,6 +186,10 @@ class Pipeline:
     @property
     def num_classes(self) -> int:
         return self.transformer.config.num_classes
+
+    @property
+    def is_text_conditional(self) -> bool:
+        return False
 
     @property
     def image_size(self) -> int:
@@ -135,7 +206,7 @@ class Pipeline:
     def __call__(
         self,
         class_labels: Sequence[int] | torch.Tensor | int | None = None,
-        prompt: str | list | None = None,
+        prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
         cfg: float = 1.5,
         top_k: int | None = None,
@@ -148,21 +219,27 @@ class Pipeline:
         cfg_schedule: str = "linear",
         overrides: Sequence[ScaleOverride] = (),
         constraint: TokenConstraint | None = None,
+        **text_inputs,
     ) -> PipelineOutput:
         """Sample images.
 
         Args:
             class_labels: labels (each repeated ``num_images_per_prompt`` times), or None to draw
                 ``num_images_per_prompt`` labels from the generator (the official sampler's first draw).
-            prompt: text prompts need a text-conditional (STAR) pipeline; a class pipeline refuses them.
+            prompt: prompts, for text pipelines (a class pipeline refuses them).
+            num_images_per_prompt: images per label or prompt.
             cfg, top_k, top_p, temperature, smooth, cfg_schedule, overrides: see ``SamplingConfig``.
             seed / generator: source of randomness; a seed makes a generator on the pipeline's device.
             output_type: "pil", "pt" ((B, 3, H, W) in [0, 1]) or "np" ((B, H, W, 3) uint8).
+            constraint: per-scale token hook (editing).
+            **text_inputs: ``negative_prompt``, ``prompt_embeds``, ``prompt_attention_mask``,
+                ``pooled_prompt_embeds`` and the three ``negative_*`` (text pipelines; see ``TextPipeline``).
         Returns:
-            PipelineOutput with ``images``, ``tokens`` (B, L) and ``class_labels``.
+            PipelineOutput with ``images``, ``tokens`` (B, L) and ``class_labels`` or ``prompts``.
         """
-        if prompt is not None:
-            raise ValueError("this pipeline is class-conditional; pass class_labels (prompts need a text pipeline)")
+        unknown = sorted(set(text_inputs) - set(TEXT_INPUTS))
+        if unknown:
+            raise TypeError(f"unexpected argument(s) {unknown}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if int(num_images_per_prompt) < 1:
@@ -177,18 +254,43 @@ class Pipeline:
             overrides=tuple(overrides),
         )
         generator = self.make_generator(seed, generator)
-        labels = None
-        if class_labels is not None:
-            if isinstance(class_labels, int):
-                class_labels = [class_labels]
-            labels = self.sampler.check_labels(class_labels).repeat_interleave(int(num_images_per_prompt))
+        guided = config.uses_guidance(self.transformer.config.schedule.num_scales)
+        condition = self.make_condition(class_labels, prompt, int(num_images_per_prompt), guided, text_inputs)
         result = self.sampler.sample(
-            labels, batch_size=int(num_images_per_prompt), config=config, generator=generator, constraint=constraint
+            condition, batch_size=int(num_images_per_prompt), config=config, generator=generator, constraint=constraint
         )
         images = self.sampler.decode(result.f_hat)
+        prompts = self.prompts_per_image(prompt, int(num_images_per_prompt))
         return PipelineOutput(
-            images=to_output_type(images, output_type), tokens=result.tokens, class_labels=result.class_labels
+            images=to_output_type(images, output_type),
+            tokens=result.tokens,
+            class_labels=result.class_labels,
+            prompts=prompts,
         )
+
+    def make_condition(
+        self,
+        class_labels: Sequence[int] | torch.Tensor | int | None,
+        prompt: str | list[str] | None,
+        num_images_per_prompt: int,
+        guided: bool,
+        text_inputs: dict,
+    ) -> Condition | None:
+        """Class labels -> a ClassCondition (None: the sampler draws labels)."""
+        if prompt is not None or any(value is not None for value in text_inputs.values()):
+            raise ValueError("this pipeline is class-conditional; pass class_labels (prompts need a text pipeline)")
+        if class_labels is None:
+            return None
+        if isinstance(class_labels, int):
+            class_labels = [class_labels]
+        return self.sampler.class_condition(class_labels).repeat_interleave(num_images_per_prompt)
+
+    @staticmethod
+    def prompts_per_image(prompt: str | list[str] | None, num_images_per_prompt: int) -> list[str] | None:
+        if prompt is None:
+            return None
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        return [text for text in prompts for _ in range(num_images_per_prompt)]
 
     @torch.no_grad()
     def decode_tokens(
@@ -209,9 +311,10 @@ class Pipeline:
         box_in_pixels: bool = False,
         class_label: int | None = None,
         num_images: int = 1,
+        prompt: str | None = None,
         **sampling,
     ) -> EditOutput:
-        """Zero-shot inpainting / outpainting / class-conditional editing of a real image.
+        """Zero-shot inpainting / outpainting / class- or text-conditional editing of a real image.
 
         Args:
             image: a path, a PIL image (any size: center-cropped and resized), or a (1, C, S, S) tensor in [-1, 1].
@@ -219,8 +322,9 @@ class Pipeline:
                 regenerates the rest.
             box: the region as (y0, x0, y1, x1) fractions (or pixels of the model-size image with box_in_pixels).
             mask: the region as a 2-D array / PIL image of any size (True / white = region).
-            class_label: target class of the generated part; None = unconditional (the null class).
+            class_label: target class of the generated part (class pipelines); None = unconditional.
             num_images: results to draw.
+            prompt: what the generated part should show (text pipelines); None = the empty prompt.
             **sampling: cfg, top_k, top_p, temperature, smooth, seed, generator, output_type (see ``__call__``).
         Returns:
             EditOutput; ``.pasted()`` gives the results at the input's original size.
@@ -234,7 +338,9 @@ class Pipeline:
             if box is not None
             else mask_from_array(mask, side)
         )
-        return self.edit_with_keep_mask(prepared, keep_mask_for(mode, region), class_label, num_images, **sampling)
+        return self.edit_with_keep_mask(
+            prepared, keep_mask_for(mode, region), class_label, num_images, prompt=prompt, **sampling
+        )
 
     def inpaint(self, image, box=None, mask=None, **kwargs) -> EditOutput:
         """Regenerate the region (box or mask), keep everything else."""
@@ -263,6 +369,7 @@ class Pipeline:
         keep_mask: torch.Tensor,
         class_label: int | None = None,
         num_images: int = 1,
+        prompt: str | None = None,
         **sampling,
     ) -> EditOutput:
         """Sample with the image's tokens forced wherever ``keep_mask`` (side, side) is True (per-scale masks
@@ -272,8 +379,26 @@ class Pipeline:
         constraint = KeepTokensConstraint(
             indices, scale_keep_masks(keep_mask.to(self.device), sides), self.tokenizer.quantizer
         )
-        label = self.transformer.config.null_class_id if class_label is None else class_label
-        out = self(class_labels=[label], num_images_per_prompt=num_images, constraint=constraint, **sampling)
-        return EditOutput(
-            images=out.images, tokens=out.tokens, class_labels=out.class_labels, keep_mask=keep_mask, prepared=prepared
+        out = self(
+            **self.edit_condition(class_label, prompt),
+            num_images_per_prompt=num_images,
+            constraint=constraint,
+            **sampling,
         )
+        return EditOutput(
+            images=out.images,
+            tokens=out.tokens,
+            class_labels=out.class_labels,
+            prompts=out.prompts,
+            keep_mask=keep_mask,
+            prepared=prepared,
+        )
+
+    def edit_condition(self, class_label: int | None, prompt: str | None) -> dict:
+        """What an edit conditions the regenerated part on: the class, or the null class."""
+        if prompt is not None:
+            raise ValueError("this pipeline is class-conditional; edit with class_label (prompts need a text pipeline)")
+        return {"class_labels": [self.transformer.config.null_class_id if class_label is None else class_label]}
+
+
+PIPELINE_CLASSES[Pipeline.__name__] = Pipeline

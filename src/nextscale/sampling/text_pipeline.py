@@ -1,0 +1,178 @@
+"""``TextPipeline``: text-to-image next-scale generation (STAR) from prompts or precomputed text features.
+
+Folder layout: a class pipeline's folder plus ``text_encoder/`` (a reference to a local encoder or its
+Hugging Face files, see ``nextscale.text.reference``); ``pipeline.json`` records
+``"text_encoder": "text_encoder"`` or ``null`` when the folder has none (then the pipeline samples from
+precomputed features only, as diffusers' ``prompt_embeds``).
+
+The unconditional input of classifier-free guidance is the empty prompt's encoding (as in the official
+STAR sampler); a negative prompt replaces it.
+
+References: diffusers ``StableDiffusionPipeline.__call__`` (``prompt_embeds`` / ``negative_prompt_embeds``);
+Ma et al., STAR (arXiv 2406.10797); STAR_REFERENCE.md section 7.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from nextscale.pretrained import load_component
+from nextscale.sampling.pipeline import Pipeline, load_named_component
+from nextscale.sampling.sampler import ScaleSampler, check_components_fit
+from nextscale.text import TextEncoder, load_text_encoder_folder, save_text_encoder_reference
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.transformer.conditioning import TextCondition
+from nextscale.transformer.text_model import TextScaleTransformer
+
+TEXT_ENCODER_DIR = "text_encoder"
+
+
+class TextPipeline(Pipeline):
+    """``pipe(prompt=["a red apple"], cfg=4.0, seed=0).images``.
+
+    Args:
+        tokenizer: the multi-scale VQ-VAE.
+        transformer: a :class:`TextScaleTransformer`.
+        text_encoder: the frozen encoder the transformer was trained with (its width must equal the
+            transformer's ``text_dim``), or None to sample from precomputed features only.
+    """
+
+    def __init__(
+        self,
+        tokenizer: MultiScaleVQVAE,
+        transformer: TextScaleTransformer,
+        text_encoder: TextEncoder | None = None,
+    ) -> None:
+        self.check_transformer(transformer)
+        check_components_fit(tokenizer, transformer)
+        if text_encoder is not None and text_encoder.width != transformer.config.text_dim:
+            raise ValueError(
+                f"the text encoder {text_encoder.name!r} has width {text_encoder.width}, but the transformer expects "
+                f"{transformer.config.text_dim}; use the encoder the model was trained with"
+            )
+        self.tokenizer = tokenizer.eval()
+        self.transformer = transformer.eval()
+        self.text_encoder = text_encoder
+        self.sampler = ScaleSampler(self.tokenizer, self.transformer)
+
+    @staticmethod
+    def check_transformer(transformer: torch.nn.Module) -> None:
+        if not isinstance(transformer, TextScaleTransformer):
+            raise TypeError(
+                f"TextPipeline needs a TextScaleTransformer, got {type(transformer).__name__}; "
+                "class-conditional models go in a Pipeline"
+            )
+
+    # ----------------------------------------------------------------------------------------- folders
+    @classmethod
+    def from_components(cls, path: Path, index: dict, device: str | torch.device) -> TextPipeline:
+        tokenizer = load_named_component(path / index.get("tokenizer", "tokenizer"), device)
+        transformer = load_component(TextScaleTransformer, path / index.get("transformer", "transformer"), device)
+        encoder_dir = index.get("text_encoder")
+        text_encoder = None if encoder_dir is None else load_text_encoder_folder(path / encoder_dir, device=device)
+        return cls(tokenizer, transformer, text_encoder)
+
+    def index(self) -> dict:
+        return {**super().index(), "text_encoder": None if self.text_encoder is None else TEXT_ENCODER_DIR}
+
+    def save_pretrained(
+        self, path: str | Path, dtype: torch.dtype | None = None, copy_text_encoder: bool = False
+    ) -> None:
+        """Write the folder; the text encoder is recorded by package or path (or copied with copy_text_encoder)."""
+        if self.text_encoder is not None:
+            save_text_encoder_reference(Path(path) / TEXT_ENCODER_DIR, self.text_encoder, copy_files=copy_text_encoder)
+        super().save_pretrained(path, dtype=dtype)
+
+    def to(self, device: str | torch.device) -> TextPipeline:
+        super().to(device)
+        if self.text_encoder is not None:
+            self.text_encoder.to(device)
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        raise AttributeError("a text pipeline has no classes")
+
+    @property
+    def is_text_conditional(self) -> bool:
+        return True
+
+    # ---------------------------------------------------------------------------------------- sampling
+    def encode_prompt(self, prompts: str | list[str]) -> TextCondition:
+        """Prompts -> text features with the pipeline's encoder."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts:
+            raise ValueError("the prompt list is empty; give at least one prompt")
+        if not all(isinstance(text, str) for text in prompts):
+            raise TypeError("prompts must be strings")
+        if self.text_encoder is None:
+            raise ValueError(
+                "this pipeline has no text encoder (it was converted without --text-encoder): pass prompt_embeds, "
+                "pooled_prompt_embeds (and negative_* for guidance), or convert again with --text-encoder DIR"
+            )
+        encoding = self.text_encoder.encode(prompts)
+        return TextCondition(encoding.hidden, encoding.mask.long(), encoding.pooled).to(self.device)
+
+    def features(
+        self, embeds: torch.Tensor | None, mask: torch.Tensor | None, pooled: torch.Tensor | None, name: str
+    ) -> TextCondition | None:
+        """Precomputed (B, T, D) hidden states, (B, T) mask (default: all real) and (B, D) pooled vectors."""
+        if embeds is None:
+            if mask is not None or pooled is not None:
+                raise ValueError(f"{name}_attention_mask / pooled_{name}_embeds need {name}_embeds too")
+            return None
+        if pooled is None:
+            raise ValueError(f"{name}_embeds needs pooled_{name}_embeds (B, D): the first token map is built from it")
+        embeds = torch.as_tensor(embeds, dtype=torch.float32)
+        if embeds.ndim != 3:
+            raise ValueError(f"{name}_embeds must be (B, T, D), got {tuple(embeds.shape)}")
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long) if mask is None else torch.as_tensor(mask).long()
+        return TextCondition(embeds, mask, torch.as_tensor(pooled, dtype=torch.float32)).to(self.device)
+
+    def make_condition(self, class_labels, prompt, num_images_per_prompt, guided, text_inputs) -> TextCondition:
+        """Prompts or precomputed features (plus the negative / empty prompt) -> a TextCondition."""
+        if class_labels is not None:
+            raise ValueError(
+                "this pipeline is text-conditional; pass prompt=[...] (class labels need a class pipeline)"
+            )
+        given = self.features(
+            text_inputs.get("prompt_embeds"),
+            text_inputs.get("prompt_attention_mask"),
+            text_inputs.get("pooled_prompt_embeds"),
+            "prompt",
+        )
+        if (prompt is None) == (given is None):
+            raise ValueError("give exactly one of prompt=[...] or prompt_embeds + pooled_prompt_embeds")
+        condition = self.encode_prompt(prompt) if prompt is not None else given
+        negative = self.features(
+            text_inputs.get("negative_prompt_embeds"),
+            text_inputs.get("negative_prompt_attention_mask"),
+            text_inputs.get("negative_pooled_prompt_embeds"),
+            "negative_prompt",
+        )
+        negative_prompt = text_inputs.get("negative_prompt")
+        if negative_prompt is not None:
+            if negative is not None:
+                raise ValueError("give negative_prompt or negative_prompt_embeds, not both")
+            negative = self.encode_prompt(negative_prompt)
+        elif negative is None and (guided or self.text_encoder is not None):
+            if self.text_encoder is None:
+                raise ValueError(
+                    "guidance needs the unconditional features: pass negative_prompt_embeds, "
+                    "negative_pooled_prompt_embeds (the empty prompt's encoding), use cfg=0, or a pipeline with "
+                    "a text encoder"
+                )
+            negative = self.encode_prompt([""])
+        if negative is not None and len(negative) not in (1, len(condition)):
+            raise ValueError(f"give 1 or {len(condition)} negative prompts, got {len(negative)}")
+        condition = TextCondition(condition.hidden, condition.mask, condition.pooled, negative)
+        return condition.repeat_interleave(num_images_per_prompt)
+
+    # ----------------------------------------------------------------------------------------- editing
+    def edit_condition(self, class_label: int | None, prompt: str | None) -> dict:
+        """What an edit conditions the regenerated part on: the prompt, or the empty prompt."""
+        if class_label is not None:
+            raise ValueError("this pipeline is text-conditional; edit with prompt=... (labels need a class pipeline)")
+        return {"prompt": ["" if prompt is None else prompt]}
