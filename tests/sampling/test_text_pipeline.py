@@ -1,0 +1,146 @@
+"""A tiny text pipeline with the default MiniLM encoder: prompts, negatives, folders, editing, the CLI."""
+
+import pytest
+import torch
+from PIL import Image
+
+from nextscale import Pipeline
+from nextscale.cli import main
+from nextscale.presets import tiny
+from nextscale.sampling.text_pipeline import TextPipeline
+from nextscale.text import load_default_text_encoder
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.transformer.text_config import TextTransformerConfig
+from nextscale.transformer.text_model import TextScaleTransformer
+
+
+def tiny_text_transformer(text_dim: int = 384) -> TextScaleTransformer:
+    _, class_config = tiny()
+    config = TextTransformerConfig.from_depth(
+        2,
+        embed_dim=64,
+        num_heads=2,
+        vocab_size=class_config.vocab_size,
+        code_dim=class_config.code_dim,
+        scale_sides=class_config.scale_sides,
+        text_dim=text_dim,
+    )
+    model = TextScaleTransformer(config)
+    model.init_weights(init_head=1.0)  # non-trivial logits
+    return model
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_default_text_encoder()
+
+
+@pytest.fixture(scope="module")
+def pipe(encoder):
+    torch.manual_seed(0)
+    return TextPipeline(MultiScaleVQVAE(tiny()[0]), tiny_text_transformer(), encoder)
+
+
+@pytest.fixture(scope="module")
+def folder(pipe, tmp_path_factory):
+    path = tmp_path_factory.mktemp("text-pipe") / "tiny-star"
+    pipe.save_pretrained(path)
+    return path
+
+
+def test_prompts_sample_deterministically_and_depend_on_the_prompt(pipe):
+    a = pipe(prompt=["a bag", "a sneaker"], num_images_per_prompt=2, seed=1, cfg=2.0, output_type="pt")
+    b = pipe(prompt=["a bag", "a sneaker"], num_images_per_prompt=2, seed=1, cfg=2.0, output_type="pt")
+    assert a.tokens.shape == (4, 21) and a.images.shape == (4, 3, 16, 16)
+    assert torch.equal(a.tokens, b.tokens)
+    assert a.prompts == ["a bag", "a bag", "a sneaker", "a sneaker"] and a.class_labels is None
+    c = pipe(prompt=["a dress", "a sneaker"], num_images_per_prompt=2, seed=1, cfg=2.0, output_type="pt")
+    assert not torch.equal(a.tokens[:2], c.tokens[:2])
+
+
+def test_precomputed_features_equal_prompts(pipe, encoder):
+    encoding, empty = encoder.encode(["a coat"]), encoder.encode([""])
+    by_text = pipe(prompt="a coat", seed=5, cfg=3.0, top_k=10)
+    by_features = pipe(
+        prompt_embeds=encoding.hidden,
+        prompt_attention_mask=encoding.mask,
+        pooled_prompt_embeds=encoding.pooled,
+        negative_prompt_embeds=empty.hidden,
+        negative_prompt_attention_mask=empty.mask,
+        negative_pooled_prompt_embeds=empty.pooled,
+        seed=5,
+        cfg=3.0,
+        top_k=10,
+    )
+    assert torch.equal(by_text.tokens, by_features.tokens)
+
+
+def test_negative_prompt_replaces_the_empty_prompt(pipe):
+    plain = pipe(prompt="a coat", seed=2, cfg=4.0)
+    negative = pipe(prompt="a coat", negative_prompt="a bag", seed=2, cfg=4.0)
+    assert not torch.equal(plain.tokens, negative.tokens)
+    unguided = pipe(prompt="a coat", negative_prompt="a bag", seed=2, cfg=0.0)
+    assert torch.equal(unguided.tokens, pipe(prompt="a coat", seed=2, cfg=0.0).tokens)
+
+
+def test_folder_round_trip_returns_a_text_pipeline(folder, pipe):
+    loaded = Pipeline.from_pretrained(folder)
+    assert isinstance(loaded, TextPipeline) and loaded.text_encoder is not None
+    assert loaded.text_encoder.width == 384
+    ours = pipe(prompt="a shirt", seed=3, cfg=1.5).tokens
+    assert torch.equal(loaded(prompt="a shirt", seed=3, cfg=1.5).tokens, ours)
+    with pytest.raises(ValueError, match="holds a TextPipeline"):
+        from nextscale.sampling.pipeline import Pipeline as ClassPipeline
+
+        class Narrow(ClassPipeline):  # a subclass that is not the folder's kind
+            pass
+
+        Narrow.from_pretrained(folder)
+
+
+def test_text_edit_keeps_the_tokens_outside_the_region(pipe):
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    out = pipe.inpaint(image, box=(0.0, 0.0, 0.5, 0.5), prompt="a bag", seed=0, output_type="pt")
+    keep = out.keep_mask  # (4, 4) on the last grid
+    original = pipe.tokenizer.encode(image)[-1].reshape(4, 4)
+    last = out.tokens[0, -16:].reshape(4, 4)
+    assert torch.equal(last[keep], original[keep]) and out.prompts == ["a bag"]
+    with pytest.raises(ValueError, match="text-conditional"):
+        pipe.inpaint(image, box=(0.0, 0.0, 0.5, 0.5), class_label=1)
+
+
+def test_bad_input_is_refused(pipe, encoder):
+    with pytest.raises(ValueError, match="empty"):
+        pipe(prompt=[])
+    with pytest.raises(ValueError, match="text-conditional"):
+        pipe(class_labels=[1])
+    with pytest.raises(ValueError, match="exactly one"):
+        pipe()
+    with pytest.raises(ValueError, match="1 or 2 negative"):
+        pipe(prompt=["a", "b"], negative_prompt=["x", "y", "z"])
+    with pytest.raises(ValueError, match="width 384, but the transformer expects 32"):
+        TextPipeline(MultiScaleVQVAE(tiny()[0]), tiny_text_transformer(text_dim=32), encoder)
+    with pytest.raises(TypeError, match="TextPipeline"):
+        Pipeline(MultiScaleVQVAE(tiny()[0]), tiny_text_transformer())
+
+
+def test_cli_sample_and_edit_with_prompts(folder, tmp_path, capsys):
+    out_dir = tmp_path / "each"
+    code = main(
+        ["sample", "--model", str(folder), "--prompt", "a bag in the top left", "a coat", "--num", "2"]
+        + ["--seed", "0", "--out", str(tmp_path / "grid.png"), "--out-dir", str(out_dir)]
+    )
+    assert code == 0
+    assert sorted(p.name for p in out_dir.glob("*.png")) == [f"{i:04d}.png" for i in range(4)]
+    assert (out_dir / "prompts.txt").read_text().splitlines() == ["a bag in the top left"] * 2 + ["a coat"] * 2
+    assert Image.open(out_dir / "0000.png").size == (16, 16)
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "in.png")
+    code = main(
+        ["edit", "--model", str(folder), "--image", str(tmp_path / "in.png"), "--box", "0", "0", "0.5", "0.5"]
+        + ["--prompt", "a bag", "--seed", "0", "--out", str(tmp_path / "edited.png")]
+    )
+    assert code == 0 and Image.open(tmp_path / "edited.png").size == (16, 16)
+    capsys.readouterr()
+    assert main(["sample", "--model", str(folder), "--class", "3", "--out", str(tmp_path / "x.png")]) == 2
+    assert "text-conditional" in capsys.readouterr().err
+    assert main(["sample", "--prompt", "a bag", "--model", "/nonexistent/model", "--out", str(tmp_path / "x.png")]) == 2
