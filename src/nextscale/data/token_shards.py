@@ -5,12 +5,16 @@ Layout of a token folder::
     manifest.json            {"format", "count", "total_tokens", "scale_sides", "vocab_size", "dtype",
                               "shards": [{"file", "count"}], "tokenizer": {"config", "config_hash",
                               "weights_hash"}, "source"}
-    shard-00000.safetensors  "tokens" (n, L) int16 (int32 when V > 32767), "labels" (n,) int64
+    shard-00000.safetensors  "tokens" (n, L) int16 (int32 when V > 32767), and either "labels" (n,) int64
+                             (class data) or, for captioned data, the captions as a JSON list in the
+                             file's metadata (key "captions"); the manifest's "condition" says which
 
 Tokens are the scales concatenated coarse to fine, row-major inside a scale (the pipeline's token layout).
 The transformer trainer rebuilds the teacher-forcing input from them with the tokenizer's quantizer,
 which costs a few small interpolations instead of a full encoder pass; the manifest's hashes make sure it
-is the same tokenizer.
+is the same tokenizer. Captions are stored as text, not as text-encoder features: the trainer encodes
+each distinct caption once (``nextscale.text.cache``), which is cheaper here than reading features back
+(measured in docs/runs/fashion_scenes.md) and keeps the folder small and encoder-independent.
 
 References: LlamaGen ``autoregressive/train/extract_codes_c2i.py`` (pre-extracted codes).
 """
@@ -103,20 +107,28 @@ def write_token_shards(
     written = []
     for shard_idx in mine:
         start, end = shard_idx * shard_size, min((shard_idx + 1) * shard_size, len(dataset))
-        tokens, labels = [], []
+        tokens, labels, captions = [], [], []
         for batch_start in range(start, end, batch_size):
-            images, batch_labels = default_collate(
+            images, batch_conditions = default_collate(
                 [dataset[i] for i in range(batch_start, min(batch_start + batch_size, end))]
             )
             indices = tokenizer.encode(images.to(device))
             # Values up to V - 1 fit int16 when V <= 32768 (stored as signed; read back with .long()).
             tokens.append(tokenizer.tokens_from_indices(indices).cpu().to(dtype))
-            labels.append(torch.as_tensor(batch_labels, dtype=torch.int64))
+            if isinstance(batch_conditions, (list, tuple)):  # captions (default_collate keeps strings)
+                captions.extend(str(text) for text in batch_conditions)
+            else:
+                labels.append(torch.as_tensor(batch_conditions, dtype=torch.int64))
             if bar is not None:
-                bar.update(len(batch_labels))
-        payload = {"tokens": torch.cat(tokens).contiguous(), "labels": torch.cat(labels).contiguous()}
+                bar.update(len(batch_conditions))
+        payload = {"tokens": torch.cat(tokens).contiguous()}
+        metadata = {"format": "pt"}
+        if captions:
+            metadata["captions"] = json.dumps(captions)
+        else:
+            payload["labels"] = torch.cat(labels).contiguous()
         path = out_dir / shard_name(shard_idx)
-        atomic_write(path, lambda tmp, payload=payload: save_file(payload, tmp))
+        atomic_write(path, lambda tmp, payload=payload, metadata=metadata: save_file(payload, tmp, metadata=metadata))
         written.append(path)
     if bar is not None:
         bar.close()
@@ -124,9 +136,16 @@ def write_token_shards(
 
 
 def write_manifest(
-    tokenizer: nn.Module, num_samples: int, out_dir: str | os.PathLike, shard_size: int, source: str = ""
+    tokenizer: nn.Module,
+    num_samples: int,
+    out_dir: str | os.PathLike,
+    shard_size: int,
+    source: str = "",
+    condition: str = "class",
 ) -> Path:
-    """Write manifest.json after every shard exists (checked)."""
+    """Write manifest.json after every shard exists (checked); ``condition`` is "class" or "text"."""
+    if condition not in ("class", "text"):
+        raise ValueError(f"condition must be 'class' or 'text', got {condition!r}")
     out_dir = Path(out_dir)
     schedule = tokenizer.config.schedule
     shards = []
@@ -146,6 +165,7 @@ def write_manifest(
         "shards": shards,
         "tokenizer": tokenizer_identity(tokenizer),
         "source": source,
+        "condition": condition,
     }
     path = out_dir / MANIFEST_NAME
     atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
@@ -166,7 +186,7 @@ def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
 
 
 class TokenShardDataset(Dataset):
-    """A token folder as (tokens int64 (L,), label) pairs, read lazily from the shards.
+    """A token folder as (tokens int64 (L,), label) or (tokens, caption) pairs, read lazily from the shards.
 
     Args:
         root: the token folder.
@@ -189,6 +209,7 @@ class TokenShardDataset(Dataset):
                 f"{self.root}: the shards hold {total} samples, the manifest says {self.manifest['count']}"
             )
         self._handles: dict[int, Any] = {}
+        self._captions: dict[int, list[str]] = {}
         if tokenizer is not None:
             self.check_tokenizer(tokenizer)
 
@@ -219,14 +240,29 @@ class TokenShardDataset(Dataset):
             self._handles[shard_idx] = safe_open(str(self.root / self.shards[shard_idx]["file"]), framework="pt")
         return self._handles[shard_idx]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    @property
+    def is_captioned(self) -> bool:
+        return self.manifest.get("condition", "class") == "text"
+
+    def _shard_captions(self, shard_idx: int) -> list[str]:
+        if shard_idx not in self._captions:
+            metadata = self._handle(shard_idx).metadata() or {}
+            if "captions" not in metadata:
+                raise ValueError(f"{self.root / self.shards[shard_idx]['file']} has no captions; re-run tokenize")
+            self._captions[shard_idx] = json.loads(metadata["captions"])
+        return self._captions[shard_idx]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int | str]:
         shard_idx, row = self._locate(index)
         handle = self._handle(shard_idx)
         tokens = handle.get_slice("tokens")[row : row + 1][0].long()
+        if self.is_captioned:
+            return tokens, self._shard_captions(shard_idx)[row]
         label = int(handle.get_slice("labels")[row : row + 1][0])
         return tokens, label
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_handles"] = {}  # memory maps do not pickle into worker processes
+        state["_captions"] = {}
         return state

@@ -190,6 +190,7 @@ class TransformerObjective:
             fresh model (VAR trains d16/d20 with gamma 1e-3, d24 1e-4, d30 1e-5).
         preview_cfg: CFG strength of preview samples.
         preview_seed: seed of preview samples (the same images at every preview).
+        preview_prompts: prompts of text-model previews (default: the first training captions).
     """
 
     label_smoothing: float = 0.0
@@ -202,3 +203,4 @@ class TransformerObjective:
     init_std: float | None = None
     preview_cfg: float = 1.5
     preview_seed: int = 0
+    preview_prompts: tuple[str, ...] = ()

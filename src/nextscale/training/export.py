@@ -6,12 +6,14 @@
     out/pipeline.json   {"_class_name": "Pipeline", "tokenizer": "tokenizer", "transformer": "transformer"}
     out/tokenizer/      the frozen tokenizer the run trained with (copied into the run at its start)
     out/transformer/    the trained transformer
+    out/text_encoder/   text runs: the reference to the frozen text encoder the run used
 
 References: DiT ``download.py`` (``find_model``: EMA weights from a training checkpoint), diffusers folder layout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -21,16 +23,23 @@ from torch import nn
 
 from nextscale.pretrained import CONFIG_NAME, atomic_write_text, config_from_dict, load_component, save_component
 from nextscale.scales import SIDES_256
+from nextscale.text.reference import REFERENCE_NAME
 from nextscale.tokenizer.config import TokenizerConfig
 from nextscale.tokenizer.official import load_official_vqvae
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training import checkpoint as ckpt
-from nextscale.training.transformer_trainer import TOKENIZER_DIR
+from nextscale.training.transformer_trainer import TEXT_ENCODER_DIR, TOKENIZER_DIR
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.model import ScaleTransformer
+from nextscale.transformer.text_config import TextTransformerConfig
+from nextscale.transformer.text_model import TextScaleTransformer
 
 PIPELINE_FILE = "pipeline.json"
 _RUN_MODELS = {"tokenizer": (MultiScaleVQVAE, TokenizerConfig), "transformer": (ScaleTransformer, TransformerConfig)}
+_TRANSFORMERS = {
+    ScaleTransformer.__name__: (ScaleTransformer, TransformerConfig),
+    TextScaleTransformer.__name__: (TextScaleTransformer, TextTransformerConfig),
+}
 
 
 def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -48,6 +57,8 @@ def load_run_model(run_dir: str | os.PathLike, raw: bool = False) -> nn.Module:
     run_config = read_run_config(run_dir)
     kind = run_config["kind"]
     model_cls, config_cls = _RUN_MODELS[kind]
+    if kind == "transformer":
+        model_cls, config_cls = _TRANSFORMERS[run_config.get("model_class", ScaleTransformer.__name__)]
     model = model_cls(config_from_dict(config_cls, run_config[kind]))
     found = ckpt.load_latest(run_dir)
     if found is None:
@@ -67,11 +78,30 @@ def load_tokenizer(source: str | os.PathLike, scale_sides: tuple[int, ...] | Non
 
     Args:
         source: the path.
-        scale_sides: scale schedule for an official .pth file (default: the 256 px schedule).
+        scale_sides: scale schedule to use (an official .pth file defaults to the 256 px one; others keep
+            their own). The weights do not depend on the schedule, so a tokenizer trained at one resolution
+            serves any multiple of its stride (e.g. the 32 px Fashion-MNIST tokenizer on 64 px scenes).
     """
     path = Path(source)
     if path.is_file():
         return load_official_vqvae(path, scale_sides or SIDES_256)
+    tokenizer = _load_tokenizer_folder(path)
+    if scale_sides is None or tuple(scale_sides) == tuple(tokenizer.config.scale_sides):
+        return tokenizer
+    return with_scale_sides(tokenizer, tuple(scale_sides))
+
+
+def with_scale_sides(tokenizer: MultiScaleVQVAE, scale_sides: tuple[int, ...]) -> MultiScaleVQVAE:
+    """The same tokenizer weights on another scale schedule (per-scale code-usage statistics start afresh)."""
+    config = dataclasses.replace(tokenizer.config, scale_sides=tuple(scale_sides))
+    rescheduled = MultiScaleVQVAE(config)
+    own = rescheduled.state_dict()
+    state = {key: value for key, value in tokenizer.state_dict().items() if own[key].shape == value.shape}
+    rescheduled.load_state_dict({**own, **state}, strict=True)
+    return rescheduled.eval()
+
+
+def _load_tokenizer_folder(path: Path) -> MultiScaleVQVAE:
     if not path.is_dir():
         raise FileNotFoundError(
             f"tokenizer {path} not found (expected a component folder, a pipeline folder, a "
@@ -105,5 +135,30 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = F
     save_component(tokenizer, out / "tokenizer")
     save_component(model, out / "transformer")
     index = {"_class_name": "Pipeline", "tokenizer": "tokenizer", "transformer": "transformer"}
+    if isinstance(model, TextScaleTransformer):
+        reference = Path(run_dir) / TEXT_ENCODER_DIR / REFERENCE_NAME
+        if not reference.is_file():
+            raise FileNotFoundError(f"{reference} not found: the text run lost its text-encoder reference")
+        (out / TEXT_ENCODER_DIR).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / TEXT_ENCODER_DIR / REFERENCE_NAME, reference.read_text())
+        index = {**index, "_class_name": "TextPipeline", "text_encoder": TEXT_ENCODER_DIR}
     atomic_write_text(out / PIPELINE_FILE, json.dumps(index, indent=2) + "\n")
     return out
+
+
+def load_transformer_weights(source: str | os.PathLike) -> nn.Module:
+    """A trained transformer to start from (``--init-from``): a transformer run (EMA weights), a pipeline folder
+    or a transformer component folder."""
+    path = Path(source)
+    if (path / PIPELINE_FILE).is_file():
+        index = json.loads((path / PIPELINE_FILE).read_text())
+        path = path / index.get("transformer", "transformer")
+    config_path = path / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{source} is not a transformer run, pipeline folder or transformer folder")
+    payload = json.loads(config_path.read_text())
+    if payload.get("kind") == "transformer":
+        return load_run_model(path)
+    if payload.get("class") in _TRANSFORMERS:
+        return load_component(_TRANSFORMERS[payload["class"]][0], path)
+    raise ValueError(f"{source} holds no transformer ({config_path})")

@@ -4,9 +4,11 @@ Every flag is kebab-case with a help string. ``--config FILE.json`` reads a run 
 its ``"args"`` (flag names without the dashes) replace the defaults, and flags given on the command line
 with a non-default value win over the file.
 
-Data specs: ``fashion-mnist`` (the system copy), ``fashion-mnist:DIR`` (IDX files in DIR), or an image
+Data specs: ``fashion-mnist`` (the system copy), ``fashion-mnist:DIR`` (IDX files in DIR), an image
 folder: ``DIR/train`` + ``DIR/val`` when both exist (ImageNet layout), else ``DIR`` itself with no
-held-out set.
+held-out set; or captioned images ``captions:PATH`` (a folder of images with same-name .txt captions, a
+folder with captions.jsonl/.csv, a .jsonl/.csv manifest, or .tar shards; see ``nextscale.data.captions``),
+which yields (image, caption) pairs for text models.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from nextscale.training.config import PRECISIONS, TrainConfig
 
 FASHION_PREFIX = "fashion-mnist"
+CAPTIONS_PREFIX = "captions:"
 
 
 def optional_float(text: str) -> float | None:
@@ -165,6 +168,11 @@ def build_datasets(spec: str, image_size: int, channels: int, seed: int = 0, spl
     from nextscale.data.fashion_mnist import FashionMNIST
     from nextscale.data.images import ImageFolderDataset
 
+    if spec.startswith(CAPTIONS_PREFIX):
+        from nextscale.data.captions import open_caption_dataset
+
+        # Center crops, no flips: captions name positions ("on the left"). Held-out data is a second spec.
+        return open_caption_dataset(spec[len(CAPTIONS_PREFIX) :], image_size, channels=channels, seed=seed), None
     if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
         root = spec.partition(":")[2] or None
         if root is not None and not Path(root).is_dir():

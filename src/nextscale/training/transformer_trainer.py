@@ -1,10 +1,12 @@
-"""Training the next-scale transformer (VAR stage 2) on a frozen tokenizer.
+"""Training the next-scale transformer (VAR stage 2, or STAR's text model) on a frozen tokenizer.
 
 Per micro-batch: the tokenizer turns images into K index maps (or token shards are read back), the
 targets are those indices concatenated coarse to fine (B, L) and the input is the teacher-forcing latent
-(B, L - 1, code_dim) that the quantizer builds from them. The loss is the per-token cross-entropy
-(optional label smoothing), averaged over tokens and then over the batch, with no per-scale weights,
-exactly as the official trainer. Loss and accuracy are logged per scale.
+(B, L - 1, code_dim) that the quantizer builds from them. The condition is the batch's class labels or,
+for a text model, its captions encoded by the frozen text encoder (each distinct caption once), with
+the empty prompt's encoding as the null row that the model swaps in at ``cond_drop_rate`` (CFG).
+The loss is the per-token cross-entropy (optional label smoothing), averaged over tokens and then over
+the batch, with no per-scale weights, exactly as the official trainer. Loss and accuracy are logged per scale.
 
 Official defaults (``TrainConfig`` + this module): AdamW betas (0.9, 0.95), weight decay 0.05 by the
 rule of optim.py, peak lr = 1e-4 * batch / 256, ``lin0`` schedule with 2 % warm-up and end factor 0.01,
@@ -33,36 +35,51 @@ from nextscale.data.token_shards import weights_hash
 from nextscale.pretrained import save_component
 from nextscale.sampling.guidance import SamplingConfig
 from nextscale.sampling.sampler import ScaleSampler, check_components_fit
+from nextscale.text import TextEncoder, save_text_encoder_reference
+from nextscale.text.cache import CachedTextEncoder
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training.config import TrainConfig, TransformerObjective
 from nextscale.training.loop import Trainer
 from nextscale.training.schedules import progressive_newest_weight, progressive_stage
+from nextscale.transformer.conditioning import ClassCondition, TextCondition
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.model import ScaleTransformer
+from nextscale.transformer.text_config import TextTransformerConfig
+from nextscale.transformer.text_model import TextScaleTransformer
 
 TOKENIZER_DIR = "tokenizer"  # inside a transformer run directory
+TEXT_ENCODER_DIR = "text_encoder"  # inside a text transformer run directory
+PREVIEW_PROMPTS = 8
 
 
-def build_transformer(config: TransformerConfig, objective: TransformerObjective) -> ScaleTransformer:
-    """A freshly initialised transformer with the objective's init knobs."""
+def build_transformer(
+    config: TransformerConfig | TextTransformerConfig, objective: TransformerObjective
+) -> ScaleTransformer | TextScaleTransformer:
+    """A freshly initialised transformer (VAR or STAR, by config type) with the objective's init knobs."""
+    if isinstance(config, TextTransformerConfig):
+        model = TextScaleTransformer(config)
+        model.init_weights(objective.init_head, objective.init_std)
+        return model
     model = ScaleTransformer(config)
     model.init_weights(objective.init_adaln, objective.init_adaln_gamma, objective.init_head, objective.init_std)
     return model
 
 
 class TransformerTrainer(Trainer):
-    """Trains a ScaleTransformer; batches are (images, labels) or token-shard (tokens, labels) pairs.
+    """Trains a ScaleTransformer or a TextScaleTransformer; batches are (images or token-shard tokens, labels)
+    for a class model and (images or tokens, captions) for a text model.
 
     Args:
         transformer: the model to train.
         tokenizer: the frozen tokenizer that defines the tokens (its quantizer builds the inputs).
         objective: loss / progressive / init settings.
         config, run_dir, train_dataset, eval_dataset, run_config, dist_info: see ``Trainer``.
+        text_encoder: the frozen text encoder (text models only; wrapped in a caption cache).
     """
 
     def __init__(
         self,
-        transformer: ScaleTransformer,
+        transformer: ScaleTransformer | TextScaleTransformer,
         tokenizer: MultiScaleVQVAE,
         objective: TransformerObjective,
         config: TrainConfig,
@@ -71,8 +88,18 @@ class TransformerTrainer(Trainer):
         eval_dataset: Dataset | None = None,
         run_config: dict[str, Any] | None = None,
         dist_info: distributed.DistInfo | None = None,
+        text_encoder: TextEncoder | None = None,
     ) -> None:
         check_components_fit(tokenizer, transformer)
+        self.is_text = isinstance(transformer, TextScaleTransformer)
+        if self.is_text != (text_encoder is not None):
+            raise ValueError("a text model trains with a text encoder, a class model without one")
+        if text_encoder is not None and text_encoder.width != transformer.config.text_dim:
+            raise ValueError(
+                f"the text encoder has width {text_encoder.width}, "
+                f"the transformer expects {transformer.config.text_dim}"
+            )
+        self.text_encoder = text_encoder
         schedule = transformer.config.schedule
         if objective.progressive and not 0 <= objective.progressive_first_stage < schedule.num_scales:
             raise ValueError(
@@ -84,6 +111,7 @@ class TransformerTrainer(Trainer):
         self.tokenizer = tokenizer.eval().requires_grad_(False)
         run_config = {
             "kind": "transformer",
+            "model_class": type(transformer).__name__,
             "transformer": dataclasses.asdict(transformer.config),
             "tokenizer": dataclasses.asdict(tokenizer.config),
             "tokenizer_weights_hash": weights_hash(tokenizer),  # resuming with another tokenizer is refused
@@ -92,9 +120,15 @@ class TransformerTrainer(Trainer):
         }
         super().__init__({"model": transformer}, config, run_dir, train_dataset, eval_dataset, run_config, dist_info)
         self.tokenizer.to(self.device)
-        # The run keeps its own copy of the tokenizer, so `export` can write a complete pipeline.
+        # The run keeps its own copy of the tokenizer (and a reference to the text encoder), so `export` can
+        # write a complete pipeline.
         if self.dist.is_main and not (self.run_dir / TOKENIZER_DIR / "model.safetensors").is_file():
             save_component(self.tokenizer, self.run_dir / TOKENIZER_DIR)
+        if text_encoder is not None:
+            if self.dist.is_main:
+                save_text_encoder_reference(self.run_dir / TEXT_ENCODER_DIR, text_encoder)
+            self.captions = CachedTextEncoder(text_encoder.to(self.device))
+            self.null_text = self.text_condition([""])
         distributed.barrier()
 
     # ------------------------------------------------------------------------------ progressive
@@ -127,11 +161,25 @@ class TransformerTrainer(Trainer):
         return progressive_newest_weight(step - self.stage_start(step), ramp, stage == obj.progressive_first_stage)
 
     # ----------------------------------------------------------------------------------- batches
+    def text_condition(self, captions: list[str]) -> TextCondition:
+        """Captions -> their encoder features on the training device (each distinct caption encoded once)."""
+        encoding = self.captions.encode(list(captions)).to(self.device)
+        return TextCondition(encoding.hidden, encoding.mask, encoding.pooled)
+
     @torch.no_grad()
-    def prepare(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(images or tokens, labels) -> targets (B, L) int64, labels (B,), teacher input (B, L - 1, code_dim)."""
-        data, labels = batch
-        labels = labels.long()
+    def prepare(self, batch: Any) -> tuple[torch.Tensor, ClassCondition | TextCondition, torch.Tensor]:
+        """(images or tokens, labels or captions) -> targets (B, L) int64, the condition, teacher input
+        (B, L - 1, code_dim). A text condition carries the empty prompt's encoding for CFG dropout."""
+        data, conditions = batch
+        if self.is_text:
+            if not isinstance(conditions, (list, tuple)):
+                raise ValueError("a text model needs captioned data (images or tokens with captions), got labels")
+            text = self.text_condition(conditions)
+            condition = TextCondition(text.hidden, text.mask, text.pooled, negative=self.null_text)
+        else:
+            if isinstance(conditions, (list, tuple)):
+                raise ValueError("a class model needs labelled data, got captions; train a text model instead")
+            condition = ClassCondition(conditions.long(), self.model_config.null_class_id)
         # The tokenizer runs in float32 (as the official trainer prepares inputs outside autocast).
         with torch.autocast(self.device.type, enabled=False):
             if data.is_floating_point():
@@ -141,7 +189,11 @@ class TransformerTrainer(Trainer):
                 tokens = data.long()
                 indices = self.tokenizer.indices_from_tokens(tokens)
             teacher = self.tokenizer.teacher_forcing_input(indices)
-        return tokens, labels, teacher
+        return tokens, condition, teacher
+
+    @property
+    def model_config(self) -> TransformerConfig | TextTransformerConfig:
+        return self.raw_model.config
 
     def per_token_loss(self, logits: torch.Tensor, tokens: torch.Tensor, smoothing: float) -> torch.Tensor:
         """(B, l, V) logits, (B, l) targets -> (B, l) cross-entropy in float32."""
@@ -158,10 +210,10 @@ class TransformerTrainer(Trainer):
 
     # ------------------------------------------------------------------------------------ steps
     def train_step(self, batch: Any) -> dict[str, Any]:
-        tokens, labels, teacher = self.prepare(batch)
+        tokens, condition, teacher = self.prepare(batch)
         stage = self.stage(self.step)
         length = self.schedule.offsets[stage + 1]
-        logits = self.model(labels, teacher[:, : length - 1])  # (B, L', V)
+        logits = self.model(condition, teacher[:, : length - 1])  # (B, L', V)
         targets = tokens[:, :length]
         ce = self.per_token_loss(logits, targets, self.objective.label_smoothing)  # (B, L')
         weight = torch.ones(length, device=ce.device)
@@ -181,26 +233,39 @@ class TransformerTrainer(Trainer):
 
     def eval_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """Per sample: mean test loss (B,), and per scale the test loss and token error (B, K)."""
-        tokens, labels, teacher = self.prepare(batch)
-        logits = self.model(labels, teacher)
+        tokens, condition, teacher = self.prepare(batch)
+        logits = self.model(condition, teacher)
         ce = self.per_token_loss(logits, tokens, 0.0)
         wrong = (logits.argmax(-1) != tokens).float()
         return {"loss": ce.mean(1), "scale_loss": self.per_scale(ce), "token_error": self.per_scale(wrong)}
 
+    def preview_prompts(self) -> list[str]:
+        """Prompts of text previews: the objective's, or the first training captions."""
+        if self.objective.preview_prompts:
+            return list(self.objective.preview_prompts)
+        count = min(PREVIEW_PROMPTS, len(self.train_dataset))
+        return [str(self.train_dataset[index][1]) for index in range(count)]
+
     def preview(self, step: int) -> None:
-        """Class-conditional samples of the EMA (or raw) weights: one per class, up to 16, fixed seed."""
+        """Samples of the EMA (or raw) weights with a fixed seed: one per class (up to 16), or one per preview
+        prompt (the grid is labelled with the prompts)."""
         transformer = self.ema.module if self.ema is not None else self.raw_model
-        num = min(16, transformer.config.num_classes)
         generator = torch.Generator(self.device).manual_seed(self.objective.preview_seed)
         sampler = ScaleSampler(self.tokenizer, transformer)
-        labels = torch.arange(num, device=self.device)
-        out = sampler.sample(
-            class_labels=labels, config=SamplingConfig(cfg=self.objective.preview_cfg), generator=generator
-        )
+        if self.is_text:
+            prompts = self.preview_prompts()
+            text = self.text_condition(prompts)
+            condition = TextCondition(text.hidden, text.mask, text.pooled, negative=self.null_text)
+            labels = prompts
+        else:
+            num = min(16, transformer.config.num_classes)
+            condition = ClassCondition(torch.arange(num, device=self.device), transformer.config.null_class_id)
+            labels = condition.labels.tolist()
+        out = sampler.sample(condition, config=SamplingConfig(cfg=self.objective.preview_cfg), generator=generator)
         images = sampler.decode(out.f_hat).mul(2).sub(1)  # [0, 1] -> [-1, 1]
         save_grid(
             images.float().cpu(),
             self.run_dir / "previews" / f"step-{step:08d}.png",
-            nrow=min(num, 8),
-            labels=labels.tolist(),
+            nrow=min(len(labels), 8 if not self.is_text else 4),
+            labels=labels,
         )
