@@ -23,7 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-tokenizer": ("train_tokenizer", "train the multi-scale VQ-VAE tokenizer (stage 1); re-run to resume"),
     "tokenize": ("tokenize", "encode a dataset once into token shards for transformer training"),
     "train": ("train", "train the next-scale transformer (stage 2) on a frozen tokenizer; re-run to resume"),
-    "evaluate": ("evaluate", "FID, precision/recall and class consistency of a model's samples"),
+    "evaluate": (
+        "evaluate",
+        "FID, precision/recall and class consistency of a model's samples; prompt adherence for text models",
+    ),
     "export": ("export", "write a training run's EMA (or raw) weights as a pretrained folder"),
     "plot": ("plot", "draw a training run's loss / per-scale curves into a PNG"),
 }

@@ -24,15 +24,18 @@ def add_classes_argument(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--class", dest="classes", type=int, nargs="+", default=None, metavar="ID", help=help)
 
 
-def add_sampling_arguments(parser: argparse.ArgumentParser, cfg: float = 1.5) -> None:
+def add_sampling_arguments(parser: argparse.ArgumentParser, cfg: float = 1.5, cfg_sweep: bool = False) -> None:
+    """The sampling flags; with ``cfg_sweep`` ``--cfg`` takes one or more values (``args.cfg`` is then a list)."""
     group = parser.add_argument_group("sampling")
     group.add_argument("--seed", type=int, default=None, help="random seed; same seed, same images (default: random)")
     group.add_argument(
         "--cfg",
         type=float,
-        default=cfg,
+        nargs="+" if cfg_sweep else None,
+        default=[cfg] if cfg_sweep else cfg,
         help=f"classifier-free guidance; ramps linearly from 0 at the first scale to this value at "
-        f"the last (official); 0 turns it off (default: {cfg})",
+        f"the last (official); 0 turns it off (default: {cfg})"
+        + ("; several values sweep it (text models: one result row per value)" if cfg_sweep else ""),
     )
     group.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (official FID: 900)")
     group.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1] (official FID: 0.96)")

@@ -1,5 +1,13 @@
-"""Evaluation: Fréchet distance (FID), injected extractors, Inception, precision/recall, a Fashion classifier."""
+"""Evaluation: Fréchet distance (FID), injected extractors, Inception, precision/recall, a Fashion classifier,
+prompt adherence of text-to-image scenes."""
 
+from nextscale.evaluation.adherence import (
+    AdherenceReport,
+    AdherenceScores,
+    evaluation_prompts,
+    score_adherence,
+    sweep_cfg,
+)
 from nextscale.evaluation.classifier import (
     FashionClassifier,
     FashionClassifierConfig,
@@ -12,6 +20,8 @@ from nextscale.evaluation.inception import InceptionExtractor, inception_score, 
 from nextscale.evaluation.precision_recall import PrecisionRecall, precision_recall
 
 __all__ = [
+    "AdherenceReport",
+    "AdherenceScores",
     "FashionClassifier",
     "FashionClassifierConfig",
     "FeatureExtractor",
@@ -22,6 +32,7 @@ __all__ = [
     "class_consistency",
     "compute_features",
     "compute_stats",
+    "evaluation_prompts",
     "fid_from_features",
     "fid_from_stats",
     "frechet_distance",
@@ -29,4 +40,6 @@ __all__ = [
     "load_bundled_classifier",
     "load_inception",
     "precision_recall",
+    "score_adherence",
+    "sweep_cfg",
 ]

@@ -1,8 +1,9 @@
-"""Generate N class-balanced samples from a pipeline (or N tokenizer reconstructions), batch by batch.
+"""Generate N class-balanced samples (or samples of given prompts, or N tokenizer reconstructions), batch by batch.
 
 Labels cycle through the classes (0, 1, ..., C-1, 0, 1, ...), so every class gets N / C samples
-(the official FID protocol: 50 per class for 50k ImageNet samples). Batch b uses the generator seeded
-with ``seed + b``: a run is reproducible, and any batch can be regenerated alone.
+(the official FID protocol: 50 per class for 50k ImageNet samples). Prompts are sampled in their order.
+Batch b uses the generator seeded with ``seed + b``: a run is reproducible, and any batch can be
+regenerated alone.
 """
 
 from __future__ import annotations
@@ -48,6 +49,38 @@ def generate_batches(
             out = pipeline(class_labels=batch_labels, seed=seed + index, output_type="pt", **sampling)
             bar.update(len(batch_labels))
             yield out.images.mul(2).sub(1).cpu(), batch_labels
+
+
+def generate_prompt_images(
+    pipeline: Pipeline,
+    prompts: list[str],
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+    **sampling,
+) -> torch.Tensor:
+    """One sample per prompt from a text pipeline, in prompt order: (N, C, H, W) in [0, 1] on the CPU.
+
+    Args:
+        pipeline: a text-conditional pipeline.
+        prompts: N prompts (repeat a prompt for several samples of it).
+        batch_size: prompts per sampling call.
+        seed: batch b is drawn with seed ``seed + b``.
+        progress: tqdm bar.
+        **sampling: cfg, top_k, top_p, temperature, smooth (see ``Pipeline.__call__``).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not prompts:
+        raise ValueError("no prompts to sample")
+    chunks = []
+    with tqdm(total=len(prompts), unit="img", desc="sampling", disable=not progress) as bar:
+        for index, start in enumerate(range(0, len(prompts), batch_size)):
+            batch = prompts[start : start + batch_size]
+            out = pipeline(prompt=batch, seed=seed + index, output_type="pt", **sampling)
+            chunks.append(out.images.float().cpu())
+            bar.update(len(batch))
+    return torch.cat(chunks)
 
 
 def save_samples(batches, folder: str | Path) -> int:
