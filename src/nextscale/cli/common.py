@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo"
+BUNDLED_TEXT_MODEL = BUNDLED_MODEL.parent / "scenes"
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -14,7 +15,7 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="pipeline folder (pipeline.json + tokenizer/ + transformer/); default: the bundled "
-        "Fashion-MNIST demo model",
+        "Fashion-MNIST demo model (with --prompt: the bundled text-to-image scene model)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
 
@@ -61,7 +62,8 @@ def sampling_kwargs(args: argparse.Namespace) -> dict:
 def load_pipeline(args: argparse.Namespace):
     from nextscale.sampling.pipeline import Pipeline
 
-    path = args.model if args.model is not None else BUNDLED_MODEL
+    text = getattr(args, "prompt", None) is not None or getattr(args, "text_features", None) is not None
+    path = args.model if args.model is not None else (BUNDLED_TEXT_MODEL if text else BUNDLED_MODEL)
     if args.model is None and not (path / "pipeline.json").is_file():
         raise FileNotFoundError(f"the bundled model is missing at {path}; pass --model DIR")
     return Pipeline.from_pretrained(path, device=args.device)

@@ -5,6 +5,9 @@ Examples:
     nextscale demo --class 0 9 --seeds 8 --cfg 4    # two classes, eight seeds each
     nextscale demo --train                          # retrain the bundled model from Fashion-MNIST, then sample
 
+It also writes a prompt grid and a text-conditioned edit from the bundled text-to-image model (STAR on
+64x64 Fashion-MNIST scenes, src/nextscale/assets/scenes/MODEL_CARD.md); --no-text skips them.
+
 The bundled model is a VAR (multi-scale VQ-VAE + depth-4 next-scale transformer) trained by this project on
 32x32 Fashion-MNIST; see src/nextscale/assets/demo/MODEL_CARD.md for the recipe and its metrics.
 --train runs that recipe end to end (train-tokenizer -> tokenize -> train -> export) on the Debian
@@ -18,6 +21,7 @@ import argparse
 from pathlib import Path
 
 from nextscale.cli.common import BUNDLED_MODEL, add_classes_argument, add_sampling_arguments
+from nextscale.cli.demo_text import BUNDLED_TEXT_MODEL, text_demo
 
 EXAMPLES = BUNDLED_MODEL / "examples"
 EDIT_TARGET = 9  # the bundled example is a sneaker (class 7); the class-conditional edit turns it towards "Ankle boot"
@@ -38,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_sampling_arguments(parser, cfg=3.0)
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--no-text", action="store_true", help="skip the text-to-image grid and edit")
+    parser.add_argument(
+        "--text-model", type=Path, default=None, help="text pipeline folder (default: the bundled scene model)"
+    )
     training = parser.add_argument_group("retraining (--train)")
     training.add_argument("--train", action="store_true", help="retrain the bundled model with the documented recipe")
     training.add_argument(
@@ -95,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
             f"editing: {path} (top: the centre of a real test sneaker inpainted; bottom: its upper part "
             f"edited towards '{names[EDIT_TARGET]}'; the red overlay marks what is regenerated)"
         )
+    text_model = args.text_model or BUNDLED_TEXT_MODEL
+    if not args.no_text and (text_model / "pipeline.json").is_file():
+        text_demo(text_model, args.out_dir, args.seeds, seed, sampling, args.zoom, args.device)
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
