@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nextscale.cli.common import BUNDLED_TEXT_MODEL
+
 EXAMPLE_SCENE = BUNDLED_TEXT_MODEL / "examples" / "scene.png"
 EXAMPLE_CAPTION = BUNDLED_TEXT_MODEL / "examples" / "scene.txt"
 DEMO_PROMPTS = (
