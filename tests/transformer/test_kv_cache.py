@@ -5,6 +5,7 @@ import torch
 
 from nextscale.presets import tiny
 from nextscale.transformer import KVCache, ScaleTransformer
+from nextscale.transformer.conditioning import ClassCondition
 
 
 class ConcatCache:
@@ -31,21 +32,21 @@ def test_static_cache_equals_concatenation_cache():
     torch.manual_seed(0)
     _, config = tiny()
     model = ScaleTransformer(config).eval()
-    cond = model.embed_condition(torch.tensor([1, 4, 10]))
+    context = model.condition_context(ClassCondition(torch.tensor([1, 4, 10]), config.null_class_id))
     latents = [None] + [torch.randn(3, n, config.code_dim) for n in model.schedule.token_counts[1:]]
     static = model.new_kv_cache(3)
     reference = ConcatCache(config.depth)
     reference.batch_size = 3
     with torch.no_grad():
         for k, latent in enumerate(latents):
-            x = model.scale_input(k, cond, latent)
-            ours = model.forward_cached(x, cond, static)
+            x = model.scale_input(k, context, latent)
+            ours = model.forward_cached(x, context, static)
             # Same blocks, driven by the reference cache.
-            h, block_cond = x, model._block_condition(cond)
-            for block in model.blocks:
-                h = block(h, block_cond, None, reference)
+            h = x
+            for block, modulation in zip(model.blocks, context.modulations):
+                h = block(h, modulation, None, reference)
             reference.advance(h.shape[1])
-            torch.testing.assert_close(ours, model._logits(h, cond), rtol=0, atol=0)
+            torch.testing.assert_close(ours, model._logits(h, context.cond), rtol=0, atol=0)
     for layer in range(config.depth):
         torch.testing.assert_close(static.keys[layer], reference.keys[layer], rtol=0, atol=0)
         torch.testing.assert_close(static.values[layer], reference.values[layer], rtol=0, atol=0)

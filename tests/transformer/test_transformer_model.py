@@ -9,6 +9,7 @@ import torch
 from nextscale.presets import tiny, var
 from nextscale.pretrained import load_component, save_component
 from nextscale.transformer import ScaleTransformer, TransformerConfig
+from nextscale.transformer.conditioning import ClassCondition
 
 
 def tiny_config(**overrides) -> TransformerConfig:
@@ -30,15 +31,21 @@ def inputs(config: TransformerConfig, batch: int = 3):
     return labels, teacher
 
 
-def run_cached(model: ScaleTransformer, labels: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Scale-by-scale inference fed with the teacher-forcing latents."""
+def run_cached(
+    model: ScaleTransformer, labels: torch.Tensor, teacher: torch.Tensor, plain: bool = False
+) -> torch.Tensor:
+    """Scale-by-scale inference fed with the teacher-forcing latents, as the sampler drives it (one context
+    per call) or, with ``plain``, from the (B, C) condition of ``embed_condition``."""
     offsets = model.schedule.offsets
-    cond = model.embed_condition(labels)
+    if plain:
+        context = model.embed_condition(labels)
+    else:
+        context = model.condition_context(ClassCondition(labels, model.config.null_class_id))
     cache = model.new_kv_cache(labels.shape[0])
     parts = []
     for k in range(model.schedule.num_scales):
         latent = None if k == 0 else teacher[:, offsets[k] - 1 : offsets[k + 1] - 1]
-        parts.append(model.forward_cached(model.scale_input(k, cond, latent), cond, cache))
+        parts.append(model.forward_cached(model.scale_input(k, context, latent), context, cache))
     return torch.cat(parts, dim=1)
 
 
@@ -86,6 +93,28 @@ def test_cached_inference_equals_masked_full_forward(variant):
         full = model(labels, teacher)
         cached = run_cached(model, labels, teacher)
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shared_adaln", [False, True])
+def test_block_modulations_and_condition_context(shared_adaln):
+    config = tiny_config(shared_adaln=shared_adaln)
+    model = lively_model(config)
+    labels, teacher = inputs(config)
+    with torch.no_grad():
+        cond = model.embed_condition(labels)
+        modulations = model.block_modulations(cond)
+        context = model.condition_context(ClassCondition(labels, config.null_class_id))
+        # Every block receives one (B, 1, 6, C) tensor, whatever the AdaLN variant.
+        assert [m.shape for m in modulations] == [(3, 1, 6, config.embed_dim)] * config.depth
+        for block, modulation in zip(model.blocks, modulations):
+            expected = block.adaln_offset + model.shared_adaln(cond) if shared_adaln else block.adaln(cond)
+            assert torch.equal(modulation, expected)
+        assert len(context) == 3 and torch.equal(context.cond, cond)
+        assert all(torch.equal(a, b) for a, b in zip(context.modulations, modulations))
+        # The precomputed context and the plain condition give the same logits, bit for bit.
+        torch.testing.assert_close(
+            run_cached(model, labels, teacher), run_cached(model, labels, teacher, plain=True), rtol=0, atol=0
+        )
 
 
 def test_logits_of_a_scale_ignore_later_scales():

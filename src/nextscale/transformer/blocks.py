@@ -3,9 +3,12 @@
     x = x + DropPath(Attn(LN(x) * (1 + scale1) + shift1) * gamma1)
     x = x + DropPath(FFN (LN(x) * (1 + scale2) + shift2) * gamma2)
 
-(gamma1, gamma2, scale1, scale2, shift1, shift2) come from the class condition: per block
-``Linear(SiLU(cond))`` or, with shared AdaLN (VAR d36), one model-level projection plus a learned
-per-block offset. The op order mirrors the official code so that outputs match it bit for bit.
+(gamma1, gamma2, scale1, scale2, shift1, shift2) come from the class condition. The block owns the
+parameters that produce them (per block ``adaln = Linear(SiLU(cond))``, or with shared AdaLN (VAR d36)
+a learned ``adaln_offset`` added to one model-level projection), but the model evaluates them
+(``ScaleTransformer.block_modulations``), once per training step or once per sampling call, and the block
+always receives the six vectors as one (B, 1, 6, C) tensor. The op order mirrors the official code so
+that outputs match it bit for bit.
 
 References:
     Tian et al., VAR (arXiv 2404.02905); official ``models/basic_var.py`` (``FFN``, ``AdaLNSelfAttn``).
@@ -41,7 +44,7 @@ class TransformerBlock(nn.Module):
         super().__init__()
         embed_dim = config.embed_dim
         self.embed_dim, self.norm_eps = embed_dim, config.norm_eps
-        self.shared_adaln = config.shared_adaln
+        self.shared_adaln = config.shared_adaln  # which modulation parameters exist (read by the model)
         self.attn = SelfAttention(
             embed_dim,
             config.num_heads,
@@ -52,6 +55,7 @@ class TransformerBlock(nn.Module):
         )
         self.ffn = FeedForward(embed_dim, round(embed_dim * config.mlp_ratio), config.dropout)
         self.drop_path = DropPath(drop_path_rate)
+        # This block's modulation parameters, evaluated by the model (see ``ScaleTransformer.block_modulations``).
         if config.shared_adaln:
             # Learned per-block offset added to the model-level shared modulation (values set by init_weights).
             self.adaln_offset = nn.Parameter(torch.empty(1, 1, NUM_MODULATIONS, embed_dim))
@@ -65,7 +69,7 @@ class TransformerBlock(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cond: torch.Tensor,
+        modulation: torch.Tensor,
         attn_bias: torch.Tensor | None = None,
         kv_cache: KeyValueStore | None = None,
     ) -> torch.Tensor:
@@ -73,14 +77,16 @@ class TransformerBlock(nn.Module):
 
         Args:
             x: (B, l, C) token features.
-            cond: (B, C) class condition, or with shared AdaLN the shared modulation (B, 1, 6, C).
+            modulation: (B, 1, 6, C) this block's AdaLN vectors (gamma1, gamma2, scale1, scale2, shift1,
+                shift2), whatever the AdaLN variant: ``adaln(cond)`` per block, or
+                ``adaln_offset + shared_adaln(cond)`` with shared AdaLN. The model computes them with
+                ``ScaleTransformer.block_modulations``.
             attn_bias: float additive mask (1, 1, l, l) in training; None with a cache.
             kv_cache: inference key/value store (see ``KVCache``).
 
         Returns:
             (B, l, C).
         """
-        modulation = self.adaln_offset + cond if self.shared_adaln else self.adaln(cond)  # (B, 1, 6, C)
         gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation.unbind(2)  # 6 x (B, 1, C)
         attn_out = self.attn(modulate(self.norm(x), scale1, shift1), attn_bias, kv_cache)
         x = x + self.drop_path(attn_out.mul_(gamma1))

@@ -5,7 +5,8 @@ position 0 is the start token (class embedding + a learned start vector); positi
 ``word_embed`` of the teacher-forcing latent of scale k (the tokenizer's cumulative reconstruction up to
 scale k-1, resized to scale k). Every token also gets a level embedding (its scale index) and an absolute
 position embedding. In training all scales run at once under the block-causal mask; at inference one
-scale at a time with a :class:`KVCache` (``scale_input`` then ``forward_cached``).
+scale at a time with a :class:`KVCache` (``scale_input`` then ``forward_cached``), with the class
+condition and every block's AdaLN modulation computed once per call (:meth:`ScaleTransformer.condition_context`).
 
 References:
     Tian et al., "Visual Autoregressive Modeling: Scalable Image Generation via Next-Scale Prediction",
@@ -16,6 +17,7 @@ References:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -33,6 +35,23 @@ def _compute_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:
     if torch.is_autocast_enabled(device.type):
         return torch.get_autocast_dtype(device.type)
     return default
+
+
+@dataclass
+class ClassContext:
+    """What every scale of one sampling call needs from the class condition, computed once: the (B, C)
+    condition vectors (start token and head AdaLN) and every block's (B, 1, 6, C) AdaLN modulation."""
+
+    cond: torch.Tensor
+    modulations: list[torch.Tensor]
+
+    def __len__(self) -> int:
+        return self.cond.shape[0]
+
+
+def _condition_vectors(context: ClassContext | torch.Tensor) -> torch.Tensor:
+    """The (B, C) condition of a context, or the condition itself."""
+    return context.cond if isinstance(context, ClassContext) else context
 
 
 class ScaleTransformer(nn.Module):
@@ -78,24 +97,52 @@ class ScaleTransformer(nn.Module):
         """(B,) labels in 0..num_classes (the last is the null class) -> (B, C) condition; no dropout."""
         return self.class_embedder.embed(class_labels)
 
-    def condition_context(self, condition: ClassCondition) -> torch.Tensor:
-        """What every scale of one sampling call needs: the (B, C) class condition vectors."""
+    def condition_context(self, condition: ClassCondition) -> ClassContext:
+        """Embed the labels and compute every block's modulation once, for all scales of one sampling call."""
         if not isinstance(condition, ClassCondition):
             raise TypeError(
                 f"this is a class-conditional (VAR) model; pass a ClassCondition, not {type(condition).__name__}"
             )
-        return self.embed_condition(condition.labels)
+        return self._as_context(self.embed_condition(condition.labels))
+
+    def _as_context(self, context: ClassContext | torch.Tensor) -> ClassContext:
+        """A ready context, or one built from a (B, C) condition of :meth:`embed_condition`."""
+        if isinstance(context, ClassContext):
+            return context
+        return ClassContext(cond=context, modulations=self.block_modulations(context))
+
+    def block_modulations(self, cond: torch.Tensor, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+        """Every block's AdaLN modulation: what ``TransformerBlock.forward`` receives.
+
+        Args:
+            cond: (B, C) condition.
+            dtype: the blocks' compute dtype in training (the official ``VAR.forward`` casts the condition,
+                or the shared modulation, to it); None keeps cond's dtype, as the official sampler does.
+
+        Returns:
+            depth x (B, 1, 6, C): ``block.adaln(cond)`` per block, or with shared AdaLN
+            ``block.adaln_offset + shared_adaln(cond)`` (one shared projection for all blocks).
+        """
+        if self.shared_adaln is None:
+            cond = cond if dtype is None else cond.to(dtype)
+            return [block.adaln(cond) for block in self.blocks]
+        shared = self.shared_adaln(cond)  # (B, 1, 6, C)
+        shared = shared if dtype is None else shared.to(dtype)
+        return [block.adaln_offset + shared for block in self.blocks]
 
     def _level_and_position(self, start: int, end: int) -> torch.Tensor:
         """Level embedding + absolute position of positions [start, end): (1, end - start, C)."""
         return self.level_embed(self.level_ids[:, start:end]) + self.pos_embed[:, start:end]
 
-    def scale_input(self, scale_idx: int, cond: torch.Tensor, next_latent: torch.Tensor | None) -> torch.Tensor:
+    def scale_input(
+        self, scale_idx: int, context: ClassContext | torch.Tensor, next_latent: torch.Tensor | None
+    ) -> torch.Tensor:
         """The transformer input of one scale at inference.
 
         Args:
             scale_idx: k in 0..K-1.
-            cond: (B, C) condition from :meth:`embed_condition`.
+            context: from :meth:`condition_context`, or a (B, C) condition from :meth:`embed_condition`
+                (only used at k = 0, for the start token).
             next_latent: None for k = 0; else (B, side_k^2, code_dim), the tokenizer's next-scale input
                 (cumulative reconstruction resized to side_k), row-major.
 
@@ -108,6 +155,7 @@ class ScaleTransformer(nn.Module):
         if scale_idx == 0:
             if next_latent is not None:
                 raise ValueError("scale 0 is the start token; pass next_latent=None")
+            cond = _condition_vectors(context)  # (B, C)
             return cond[:, None] + self.start_pos + self._level_and_position(0, 1)  # (B, 1, C)
         count = self.schedule.token_counts[scale_idx]
         if next_latent is None or next_latent.shape[1:] != (count, self.config.code_dim):
@@ -121,10 +169,6 @@ class ScaleTransformer(nn.Module):
     def _logits(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """(B, l, C) features -> (B, l, V) float32 logits; the head norm sees float32 inputs as in VAR."""
         return self.head(self.head_norm(x.float(), cond).float()).float()
-
-    def _block_condition(self, cond: torch.Tensor) -> torch.Tensor:
-        """What the blocks receive: the raw condition, or the shared AdaLN modulation (B, 1, 6, C)."""
-        return cond if self.shared_adaln is None else self.shared_adaln(cond)
 
     def forward(
         self,
@@ -158,11 +202,11 @@ class ScaleTransformer(nn.Module):
             x += self._level_and_position(0, prefix)
         # Like the official code, the residual stream runs in the autocast dtype during training.
         dtype = _compute_dtype(device, x.dtype)
-        block_cond = self._block_condition(cond).to(dtype)
+        modulations = self.block_modulations(cond, dtype)  # depth x (B, 1, 6, C)
         attn_bias = self.attn_bias[:, :, :prefix, :prefix].to(dtype)
         x = x.to(dtype)
-        for block in self.blocks:
-            x = block(x, block_cond, attn_bias)
+        for block, modulation in zip(self.blocks, modulations):
+            x = block(x, modulation, attn_bias)
         return self._logits(x, cond)
 
     def _check_teacher_input(self, class_labels: torch.Tensor, teacher_input: torch.Tensor) -> int:
@@ -200,12 +244,13 @@ class ScaleTransformer(nn.Module):
             dtype=self.pos_embed.dtype if dtype is None else dtype,
         )
 
-    def forward_cached(self, x: torch.Tensor, cond: torch.Tensor, kv_cache: KVCache) -> torch.Tensor:
+    def forward_cached(self, x: torch.Tensor, context: ClassContext | torch.Tensor, kv_cache: KVCache) -> torch.Tensor:
         """Logits of one scale at inference; earlier scales come from ``kv_cache``.
 
         Args:
             x: (B, l, C) from :meth:`scale_input` for the scale that starts at ``kv_cache.length``.
-            cond: (B, C) condition from :meth:`embed_condition`.
+            context: from :meth:`condition_context`, or a (B, C) condition from :meth:`embed_condition`
+                (whose block modulations are then recomputed on every call).
             kv_cache: cache from :meth:`new_kv_cache`; advanced by l on return.
 
         Returns:
@@ -216,15 +261,16 @@ class ScaleTransformer(nn.Module):
             raise ValueError(f"kv_cache.length {kv_cache.length} is not a scale start {offsets[:-1]}")
         scale_idx = offsets.index(kv_cache.length)
         expected = (kv_cache.batch_size, self.schedule.token_counts[scale_idx], self.config.embed_dim)
+        cond = _condition_vectors(context)
         if tuple(x.shape) != expected or tuple(cond.shape) != (expected[0], expected[2]):
             raise ValueError(
                 f"scale {scale_idx} expects x {expected} and cond {(expected[0], expected[2])}, "
                 f"got {tuple(x.shape)} and {tuple(cond.shape)}"
             )
+        context = self._as_context(context)
         # No mask: a scale may see all cached (coarser) tokens and all of its own, as in training.
-        block_cond = self._block_condition(cond)
-        for block in self.blocks:
-            x = block(x, block_cond, None, kv_cache)
+        for block, modulation in zip(self.blocks, context.modulations):
+            x = block(x, modulation, None, kv_cache)
         kv_cache.advance(x.shape[1])
         return self._logits(x, cond)
 
