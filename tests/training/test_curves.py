@@ -48,3 +48,14 @@ def test_bad_metrics_are_named(tmp_path, capsys):
     write_metrics(tmp_path / "other", [{"step": 1, "split": "train", "lr": 0.1}])
     assert main(["plot", "--run", str(tmp_path / "other")]) == 2
     assert "nothing to plot" in capsys.readouterr().err
+
+
+def test_several_runs_are_compared_in_one_png(tmp_path, capsys):
+    write_metrics(tmp_path / "a", RECORDS)
+    write_metrics(tmp_path / "b", [{**r, "loss": r["loss"] + 1} for r in RECORDS])
+    out = tmp_path / "both.png"
+    runs = ["--run", str(tmp_path / "a"), str(tmp_path / "b")]
+    assert main(["plot", *runs, "--labels", "tuned", "scratch", "--out", str(out)]) == 0
+    assert Image.open(out).size[0] > 600
+    assert main(["plot", *runs, "--labels", "one", "--out", str(out)]) == 2
+    assert "2 runs" in capsys.readouterr().err

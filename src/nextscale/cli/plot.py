@@ -3,6 +3,8 @@
 Examples:
     nextscale plot --run runs/fm-var                       # writes runs/fm-var/curves.png
     nextscale plot --run runs/fm-tokenizer --out tok.png   # loss, PSNR per scale, code usage per scale
+    nextscale plot --run runs/scenes-128-finetune runs/scenes-128-scratch --labels fine-tuned scratch \
+        --out transfer.png                                 # several runs: training and held-out loss together
 
 Panels: training loss, held-out loss, per-scale held-out loss and token error (transformer runs);
 reconstruction loss, held-out PSNR per scale and code usage per scale (tokenizer runs). Works while a
@@ -16,16 +18,29 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", type=Path, required=True, help="training run directory (holds metrics.jsonl)")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="training run directory (holds metrics.jsonl); several compare",
+    )
+    parser.add_argument(
+        "--labels", nargs="+", default=None, help="legend names of several runs (default: folder names)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="PNG to write (default: RUN/curves.png)")
     parser.add_argument("--title", default=None, help="figure title (default: the run directory)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from nextscale.training.curves import plot_run
+    from nextscale.training.curves import plot_comparison, plot_run
 
     try:
-        path = plot_run(args.run, args.out or args.run / "curves.png", title=args.title)
+        if len(args.run) > 1:
+            out = args.out or Path("comparison.png")
+            path = plot_comparison(args.run, out, labels=args.labels, title=args.title)
+        else:
+            path = plot_run(args.run[0], args.out or args.run[0] / "curves.png", title=args.title)
     except ImportError as err:
         raise ValueError(str(err)) from err
     print(f"curves: {path}")

@@ -98,3 +98,49 @@ def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike, title: str | No
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
     plt.close(figure)
     return path
+
+
+def plot_comparison(
+    run_dirs: list[str | os.PathLike],
+    out: str | os.PathLike,
+    labels: list[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Training and held-out loss of several runs in one PNG (e.g. fine-tuned vs from scratch).
+
+    Raises:
+        ImportError: matplotlib is missing (``pip install 'nextscale[eval]'``).
+        ValueError: labels do not match the runs, or no run logged a loss.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError("plotting needs matplotlib: pip install 'nextscale[eval]'") from err
+    labels = labels or [Path(run).name for run in run_dirs]
+    if len(labels) != len(run_dirs):
+        raise ValueError(f"got {len(labels)} labels for {len(run_dirs)} runs")
+    series = [read_metrics(run) for run in run_dirs]
+    figure, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), squeeze=False)
+    drawn = False
+    for axis, split in zip(axes.flat, ("train", "eval")):
+        for label, metrics in zip(labels, series):
+            points = metrics.get(split, {}).get("loss")
+            if points:
+                steps, values = zip(*points)
+                axis.plot(steps, values, label=label, marker="o" if len(points) < 12 else None, markersize=3)
+                drawn = True
+        axis.set_title(f"{'training' if split == 'train' else 'held-out'} loss")
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    if not drawn:
+        raise ValueError("none of the runs logged a loss; nothing to plot")
+    figure.suptitle(title or " vs ".join(labels))
+    figure.tight_layout()
+    path = Path(out)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    plt.close(figure)
+    return path
