@@ -143,7 +143,7 @@ def test_key_mapping_is_a_bijection_on_the_released_d16_keys():
     own = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     assert set(ours) == set(own)
     assert all(own[official_key_to_ours(k)] == tuple(shape) for k, shape in official.items() if k in params)
-    with pytest.raises(ValueError, match="unknown official key"):
+    with pytest.raises(ValueError, match="unknown official VAR key"):
         official_key_to_ours("blocks.0.attn.not_a_weight")
 
 

@@ -69,7 +69,7 @@ def test_forward_validates_inputs():
         model(labels, teacher[:, :7])
     with pytest.raises(ValueError, match="code_dim=8"):
         model(labels, teacher[..., :4])
-    with pytest.raises(ValueError, match="B = 3"):
+    with pytest.raises(ValueError, match="2 conditions for a teacher_input batch of 3"):
         model(labels[:2], teacher)
     with pytest.raises(ValueError, match=r"0\.\.9"):
         model(torch.tensor([0, 1, 11]), teacher)

@@ -28,6 +28,7 @@ from nextscale.transformer.blocks import NUM_MODULATIONS, TransformerBlock
 from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.kv_cache import KVCache
+from nextscale.transformer.sequence import cached_scale, new_kv_cache, teacher_prefix
 
 
 def _compute_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:
@@ -211,38 +212,17 @@ class ScaleTransformer(nn.Module):
 
     def _check_teacher_input(self, class_labels: torch.Tensor, teacher_input: torch.Tensor) -> int:
         """Validate shapes; return L' (number of positions produced)."""
-        if teacher_input.ndim != 3 or teacher_input.shape[2] != self.config.code_dim:
-            raise ValueError(
-                f"teacher_input must be (B, L - 1, code_dim={self.config.code_dim}), got {tuple(teacher_input.shape)}"
-            )
-        if class_labels.ndim != 1 or class_labels.shape[0] != teacher_input.shape[0]:
-            raise ValueError(
-                f"class_labels must be (B,) with B = {teacher_input.shape[0]} (the teacher_input batch), "
-                f"got {tuple(class_labels.shape)}"
-            )
-        prefix = teacher_input.shape[1] + 1
-        valid = self.schedule.offsets[1:]
-        if prefix not in valid:
-            raise ValueError(
-                f"teacher_input has {teacher_input.shape[1]} positions; expected one less than a scale "
-                f"boundary {valid} (all scales: {self.schedule.total_tokens - 1})"
-            )
-        return prefix
+        if class_labels.ndim != 1:
+            raise ValueError(f"class_labels must be (B,), got {tuple(class_labels.shape)}")
+        return teacher_prefix(self.schedule, teacher_input, self.config.code_dim, class_labels.shape[0])
 
     @torch.no_grad()
     def new_kv_cache(
         self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> KVCache:
         """An empty cache for ``batch_size`` sequences (with CFG, the doubled batch); defaults follow the model."""
-        return KVCache(
-            num_layers=self.config.depth,
-            batch_size=batch_size,
-            num_heads=self.config.num_heads,
-            max_length=self.schedule.total_tokens,
-            head_dim=self.config.head_dim,
-            device=self.pos_embed.device if device is None else device,
-            dtype=self.pos_embed.dtype if dtype is None else dtype,
-        )
+        device = self.pos_embed.device if device is None else device
+        return new_kv_cache(self.config, batch_size, device, self.pos_embed.dtype if dtype is None else dtype)
 
     def forward_cached(self, x: torch.Tensor, context: ClassContext | torch.Tensor, kv_cache: KVCache) -> torch.Tensor:
         """Logits of one scale at inference; earlier scales come from ``kv_cache``.
@@ -256,10 +236,7 @@ class ScaleTransformer(nn.Module):
         Returns:
             (B, l, V) float32 logits.
         """
-        offsets = self.schedule.offsets
-        if kv_cache.length not in offsets[:-1]:
-            raise ValueError(f"kv_cache.length {kv_cache.length} is not a scale start {offsets[:-1]}")
-        scale_idx = offsets.index(kv_cache.length)
+        scale_idx = cached_scale(self.schedule, kv_cache)
         expected = (kv_cache.batch_size, self.schedule.token_counts[scale_idx], self.config.embed_dim)
         cond = _condition_vectors(context)
         if tuple(x.shape) != expected or tuple(cond.shape) != (expected[0], expected[2]):

@@ -21,6 +21,7 @@ import torch
 
 from nextscale.scales import SIDES_256, SIDES_512, ScaleSchedule
 from nextscale.transformer.config import TransformerConfig
+from nextscale.transformer.key_table import KeyTable
 from nextscale.transformer.model import ScaleTransformer
 
 # (official name, our name); "{i}" is a block index.
@@ -58,30 +59,17 @@ ZERO_K_BIAS = re.compile(r"blocks\.(\d+)\.attn\.zero_k_bias")
 KNOWN_SCHEDULES = {ScaleSchedule(SIDES_256).total_tokens: SIDES_256, ScaleSchedule(SIDES_512).total_tokens: SIDES_512}
 
 
-def _pattern(template: str) -> re.Pattern:
-    return re.compile(re.escape(template).replace(r"\{i\}", r"(\d+)"))
-
-
-_OFFICIAL_TO_OURS = [(_pattern(official), ours) for official, ours in KEY_TABLE]
-_OURS_TO_OFFICIAL = [(_pattern(ours), official) for official, ours in KEY_TABLE]
-
-
-def _translate(key: str, table: list[tuple[re.Pattern, str]], source: str) -> str:
-    for pattern, target in table:
-        match = pattern.fullmatch(key)
-        if match:
-            return target.replace("{i}", match.group(1)) if match.groups() else target
-    raise ValueError(f"unknown {source} key {key!r}; not a VAR transformer parameter")
+_KEYS = KeyTable(KEY_TABLE, "VAR")
 
 
 def official_key_to_ours(key: str) -> str:
     """Official parameter name -> ours, e.g. ``blocks.3.ada_lin.1.weight`` -> ``blocks.3.adaln.linear.weight``."""
-    return _translate(key, _OFFICIAL_TO_OURS, "official")
+    return _KEYS.to_ours(key)
 
 
 def ours_key_to_official(key: str) -> str:
     """Inverse of :func:`official_key_to_ours`."""
-    return _translate(key, _OURS_TO_OFFICIAL, "nextscale")
+    return _KEYS.to_official(key)
 
 
 def _is_official_buffer(key: str) -> bool:

@@ -28,6 +28,7 @@ from nextscale.layers.cross_attention import ContextKeyValues, padding_bias
 from nextscale.layers.rope import normalized_rope_table
 from nextscale.transformer.conditioning import TextCondition
 from nextscale.transformer.kv_cache import KVCache
+from nextscale.transformer.sequence import cached_scale, new_kv_cache, teacher_prefix
 from nextscale.transformer.text_blocks import TextBlock
 from nextscale.transformer.text_config import TextTransformerConfig
 
@@ -173,35 +174,15 @@ class TextScaleTransformer(nn.Module):
             raise TypeError(
                 f"this is a text-conditional (STAR) model; pass a TextCondition, not {type(condition).__name__}"
             )
-        if teacher_input.ndim != 3 or teacher_input.shape[2] != self.config.code_dim:
-            raise ValueError(
-                f"teacher_input must be (B, L - 1, code_dim={self.config.code_dim}), got {tuple(teacher_input.shape)}"
-            )
-        if len(condition) != teacher_input.shape[0]:
-            raise ValueError(f"{len(condition)} text rows for a batch of {teacher_input.shape[0]} images")
-        prefix = teacher_input.shape[1] + 1
-        valid = self.schedule.offsets[1:]
-        if prefix not in valid:
-            raise ValueError(
-                f"teacher_input has {teacher_input.shape[1]} positions; expected one less than a scale "
-                f"boundary {valid} (all scales: {self.schedule.total_tokens - 1})"
-            )
-        return prefix
+        return teacher_prefix(self.schedule, teacher_input, self.config.code_dim, len(condition))
 
     @torch.no_grad()
     def new_kv_cache(
         self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> KVCache:
         """An empty self-attention cache for ``batch_size`` sequences (with CFG, the doubled batch)."""
-        return KVCache(
-            num_layers=self.config.depth,
-            batch_size=batch_size,
-            num_heads=self.config.num_heads,
-            max_length=self.schedule.total_tokens,
-            head_dim=self.config.head_dim,
-            device=self.start_pos.device if device is None else device,
-            dtype=self.start_pos.dtype if dtype is None else dtype,
-        )
+        device = self.start_pos.device if device is None else device
+        return new_kv_cache(self.config, batch_size, device, self.start_pos.dtype if dtype is None else dtype)
 
     def forward_cached(self, x: torch.Tensor, context: TextContext, kv_cache: KVCache) -> torch.Tensor:
         """Logits of one scale at inference; earlier scales come from ``kv_cache``.
@@ -214,10 +195,7 @@ class TextScaleTransformer(nn.Module):
         Returns:
             (B, l, V) float32 logits.
         """
-        offsets = self.schedule.offsets
-        if kv_cache.length not in offsets[:-1]:
-            raise ValueError(f"kv_cache.length {kv_cache.length} is not a scale start {offsets[:-1]}")
-        scale_idx = offsets.index(kv_cache.length)
+        scale_idx = cached_scale(self.schedule, kv_cache)
         expected = (kv_cache.batch_size, self.schedule.token_counts[scale_idx], self.config.embed_dim)
         if tuple(x.shape) != expected or len(context) != expected[0]:
             raise ValueError(

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import torch
 
 from nextscale.scales import SIDES_256, SIDES_512, SIDES_1024
+from nextscale.transformer.key_table import KeyTable
 from nextscale.transformer.text_config import TextTransformerConfig
 from nextscale.transformer.text_model import TextScaleTransformer
 
@@ -58,29 +59,16 @@ SAMPLER_KEYS = ("pos_start_last", "encoder_proj2.weight", "head_proj.weight")
 SCHEDULES = {256: SIDES_256, 512: SIDES_512, 1024: SIDES_1024}
 
 
-def _pattern(template: str) -> re.Pattern:
-    return re.compile(re.escape(template).replace(r"\{i\}", r"(\d+)"))
-
-
-_OFFICIAL_TO_OURS = [(_pattern(official), ours) for official, ours in KEY_TABLE]
-_OURS_TO_OFFICIAL = [(_pattern(ours), official) for official, ours in KEY_TABLE]
-
-
-def _translate(key: str, table: list[tuple[re.Pattern, str]], source: str) -> str:
-    for pattern, target in table:
-        match = pattern.fullmatch(key)
-        if match:
-            return target.replace("{i}", match.group(1)) if match.groups() else target
-    raise ValueError(f"unknown {source} key {key!r}; not a STAR transformer parameter")
+_KEYS = KeyTable(KEY_TABLE, "STAR")
 
 
 def official_key_to_ours(key: str) -> str:
     """Official name -> ours, e.g. ``blocks.1.cross_attn.mat_kv.weight`` -> ``blocks.1.cross_attn.kv.weight``."""
-    return _translate(key, _OFFICIAL_TO_OURS, "official STAR")
+    return _KEYS.to_ours(key)
 
 
 def ours_key_to_official(key: str) -> str:
-    return _translate(key, _OURS_TO_OFFICIAL, "nextscale")
+    return _KEYS.to_official(key)
 
 
 def read_official_star(path_or_state_dict: str | os.PathLike | Mapping) -> Mapping[str, torch.Tensor]:
