@@ -144,3 +144,26 @@ def test_cli_sample_and_edit_with_prompts(folder, tmp_path, capsys):
     assert main(["sample", "--model", str(folder), "--class", "3", "--out", str(tmp_path / "x.png")]) == 2
     assert "text-conditional" in capsys.readouterr().err
     assert main(["sample", "--prompt", "a bag", "--model", "/nonexistent/model", "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_recommended_sampling_is_saved_and_used_by_the_cli_for_flags_left_out(pipe, tmp_path):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "recommended"
+    pipe.recommend(cfg=4.0, top_k=5)
+    try:
+        pipe.save_pretrained(folder)
+    finally:
+        pipe.recommend()
+    loaded = Pipeline.from_pretrained(folder)
+    assert loaded.recommended_sampling == {"cfg": 4.0, "top_k": 5}
+    common = ["sample", "--model", str(folder), "--prompt", "a bag", "--seed", "3", "--out", str(tmp_path / "g.png")]
+    assert main([*common, "--save-tokens", str(tmp_path / "a.safetensors")]) == 0
+    assert main([*common, "--cfg", "4", "--top-k", "5", "--save-tokens", str(tmp_path / "b.safetensors")]) == 0
+    assert main([*common, "--top-k", "none", "--save-tokens", str(tmp_path / "c.safetensors")]) == 0
+    a, b, c = (load_file(str(tmp_path / f"{name}.safetensors"))["tokens"] for name in "abc")
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    expected = loaded(prompt="a bag", seed=3, **loaded.recommended_sampling).tokens
+    assert torch.equal(a, expected)
+    with pytest.raises(ValueError, match="unknown settings"):
+        pipe.recommend(guidance=3)

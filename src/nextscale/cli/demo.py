@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nextscale.cli.common import BUNDLED_MODEL, add_classes_argument, add_sampling_arguments
+from nextscale.cli.common import BUNDLED_MODEL, add_classes_argument, add_sampling_arguments, resolve_sampling
 from nextscale.cli.demo_text import BUNDLED_TEXT_MODEL, text_demo
 
 EXAMPLES = BUNDLED_MODEL / "examples"
@@ -63,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import copy
     import time
 
     import torch
@@ -82,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         model = retrain(args.run_dir, args.data)
     started = time.perf_counter()
     pipe = Pipeline.from_pretrained(model or BUNDLED_MODEL, device=args.device)
+    text_args = copy.copy(args)  # the text model resolves the flags left out with its own recommended settings
+    resolve_sampling(args, pipe)
     names = CLASS_NAMES if pipe.num_classes == len(CLASS_NAMES) else [str(i) for i in range(pipe.num_classes)]
     classes = args.classes if args.classes is not None else list(range(pipe.num_classes))
     sampling = dict(cfg=args.cfg, top_k=args.top_k, top_p=args.top_p, temperature=args.temperature, smooth=args.smooth)
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         )
     text_model = args.text_model or BUNDLED_TEXT_MODEL
     if not args.no_text and (text_model / "pipeline.json").is_file():
-        text_demo(text_model, args.out_dir, args.seeds, seed, sampling, args.zoom, args.device)
+        text_demo(text_model, text_args, seed)
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 

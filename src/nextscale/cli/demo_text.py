@@ -7,9 +7,10 @@ fourth from a prompt that names the new item there (and the kept items where the
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from nextscale.cli.common import BUNDLED_TEXT_MODEL
+from nextscale.cli.common import BUNDLED_TEXT_MODEL, SAMPLING_FLAGS, resolve_sampling
 
 EXAMPLE_SCENE = BUNDLED_TEXT_MODEL / "examples" / "scene.png"
 EXAMPLE_CAPTION = BUNDLED_TEXT_MODEL / "examples" / "scene.txt"
@@ -37,8 +38,8 @@ def short_label(prompt: str) -> str:
     return ", ".join(f"{SHORT_PLACES[p]} {ITEM_NAMES[item]}" for p, item in enumerate(layout) if item is not None)
 
 
-def text_demo(model: Path, out_dir: Path, seeds: int, seed: int, sampling: dict, zoom: int, device: str) -> None:
-    """Write ``prompts.png`` (one row per prompt, one column per seed) and ``text_edit.png``."""
+def text_demo(model: Path, args: argparse.Namespace, seed: int) -> None:
+    """Write ``prompts.png`` (one row per prompt, one column per seed) and ``text_edit.png`` into args.out_dir."""
     import torch
 
     from nextscale.cli.demo import enlarge
@@ -46,7 +47,10 @@ def text_demo(model: Path, out_dir: Path, seeds: int, seed: int, sampling: dict,
     from nextscale.pretrained import atomic_write_text
     from nextscale.sampling.pipeline import Pipeline
 
-    pipe = Pipeline.from_pretrained(model, device=device)
+    pipe = Pipeline.from_pretrained(model, device=args.device)
+    resolve_sampling(args, pipe)
+    sampling = {name: getattr(args, name) for name in (*SAMPLING_FLAGS, "smooth")}
+    out_dir, seeds, zoom = args.out_dir, args.seeds, args.zoom
     columns = [
         pipe(prompt=list(DEMO_PROMPTS), seed=seed + j, output_type="pt", **sampling).images for j in range(seeds)
     ]

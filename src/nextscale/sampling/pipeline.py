@@ -48,6 +48,9 @@ from nextscale.transformer.text_model import TextScaleTransformer
 
 PIPELINE_FILE = "pipeline.json"
 OUTPUT_TYPES = ("pil", "pt", "np")
+# Sampling settings a pipeline folder may recommend (pipeline.json "recommended_sampling"); the CLI uses them
+# for flags the user leaves out, and Python users can pass ``**pipe.recommended_sampling``.
+RECOMMENDABLE = ("cfg", "top_k", "top_p", "temperature")
 COMPONENT_CLASSES = {cls.__name__: cls for cls in (MultiScaleVQVAE, ScaleTransformer, TextScaleTransformer)}
 # Pipeline classes by the name pipeline.json records; subclasses register themselves.
 PIPELINE_CLASSES: dict[str, type[Pipeline]] = {}
@@ -127,6 +130,7 @@ class Pipeline:
         self.tokenizer = tokenizer.eval()
         self.transformer = transformer.eval()
         self.sampler = ScaleSampler(self.tokenizer, self.transformer)
+        self.recommended_sampling: dict = {}
 
     @staticmethod
     def check_transformer(transformer: torch.nn.Module) -> None:
@@ -161,11 +165,23 @@ class Pipeline:
         """Build the pipeline from the component folders that ``index`` (pipeline.json) names."""
         tokenizer = load_named_component(path / index.get("tokenizer", "tokenizer"), device)
         transformer = load_named_component(path / index.get("transformer", "transformer"), device)
-        return cls(tokenizer, transformer)
+        return cls(tokenizer, transformer).recommend(**index.get("recommended_sampling", {}))
+
+    def recommend(self, **settings) -> Pipeline:
+        """Record the sampling settings this model is meant to be used with (saved in pipeline.json)."""
+        unknown = sorted(set(settings) - set(RECOMMENDABLE))
+        if unknown:
+            raise ValueError(f"recommended_sampling has unknown settings {unknown}; known: {list(RECOMMENDABLE)}")
+        SamplingConfig(**settings)  # validates the values
+        self.recommended_sampling = dict(settings)
+        return self
 
     def index(self) -> dict:
         """What pipeline.json records."""
-        return {"_class_name": type(self).__name__, "tokenizer": "tokenizer", "transformer": "transformer"}
+        index = {"_class_name": type(self).__name__, "tokenizer": "tokenizer", "transformer": "transformer"}
+        if getattr(self, "recommended_sampling", None):
+            index["recommended_sampling"] = dict(self.recommended_sampling)
+        return index
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
         """Write the folder; ``dtype=torch.float16`` halves the size (weights load back as float32)."""

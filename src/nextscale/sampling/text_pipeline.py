@@ -56,6 +56,7 @@ class TextPipeline(Pipeline):
         self.transformer = transformer.eval()
         self.text_encoder = text_encoder
         self.sampler = ScaleSampler(self.tokenizer, self.transformer)
+        self.recommended_sampling: dict = {}
 
     @staticmethod
     def check_transformer(transformer: torch.nn.Module) -> None:
@@ -72,7 +73,7 @@ class TextPipeline(Pipeline):
         transformer = load_component(TextScaleTransformer, path / index.get("transformer", "transformer"), device)
         encoder_dir = index.get("text_encoder")
         text_encoder = None if encoder_dir is None else load_text_encoder_folder(path / encoder_dir, device=device)
-        return cls(tokenizer, transformer, text_encoder)
+        return cls(tokenizer, transformer, text_encoder).recommend(**index.get("recommended_sampling", {}))
 
     def index(self) -> dict:
         return {**super().index(), "text_encoder": None if self.text_encoder is None else TEXT_ENCODER_DIR}
