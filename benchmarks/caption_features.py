@@ -49,7 +49,7 @@ def main() -> None:
     stored = captions[: args.stored]
     batches = [[rng.randrange(len(stored)) for _ in range(args.batch)] for _ in range(args.batches)]
 
-    features = [encoder.encode(stored[i : i + 256]).pad_to(32) for i in range(0, len(stored), 256)]
+    features = [encoder.encode(stored[i : i + 256]).pad_to(48) for i in range(0, len(stored), 256)]
     payload = {
         "hidden": torch.cat([f.hidden for f in features]).half(),
         "mask": torch.cat([f.mask for f in features]).to(torch.int8),
@@ -86,7 +86,7 @@ def main() -> None:
     print(f"  (c) caption memo, warm        : {cached_s * 1e3:7.2f} ms  ({cached_s / stored_s:.2f}x (a))")
     total_mb = size_per_caption * len(captions) / 2**20
     print(
-        f"stored features: {size_per_caption / 1024:.1f} KiB per caption (T padded to 32): {total_mb:.0f} MiB for all"
+        f"stored features: {size_per_caption / 1024:.1f} KiB per caption (T padded to 48): {total_mb:.0f} MiB for all"
     )
 
 
