@@ -14,7 +14,7 @@ The transformer trainer rebuilds the teacher-forcing input from them with the to
 which costs a few small interpolations instead of a full encoder pass; the manifest's hashes make sure it
 is the same tokenizer. Captions are stored as text, not as text-encoder features: the trainer encodes
 each distinct caption once (``nextscale.text.cache``), which is cheaper here than reading features back
-(measured in docs/runs/fashion_scenes.md) and keeps the folder small and encoder-independent.
+(measured in docs/benchmarks/caption_features.md) and keeps the folder small and encoder-independent.
 
 References: LlamaGen ``autoregressive/train/extract_codes_c2i.py`` (pre-extracted codes).
 """
