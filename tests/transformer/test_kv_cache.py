@@ -43,8 +43,8 @@ def test_static_cache_equals_concatenation_cache():
             ours = model.forward_cached(x, context, static)
             # Same blocks, driven by the reference cache.
             h = x
-            for block, modulation in zip(model.blocks, context.modulations):
-                h = block(h, modulation, None, reference)
+            for block in model.blocks:
+                h = block(h, context.block_condition, None, reference)
             reference.advance(h.shape[1])
             torch.testing.assert_close(ours, model._logits(h, context.cond), rtol=0, atol=0)
     for layer in range(config.depth):

@@ -96,21 +96,22 @@ def test_cached_inference_equals_masked_full_forward(variant):
 
 
 @pytest.mark.parametrize("shared_adaln", [False, True])
-def test_block_modulations_and_condition_context(shared_adaln):
+def test_block_condition_and_condition_context(shared_adaln):
     config = tiny_config(shared_adaln=shared_adaln)
     model = lively_model(config)
     labels, teacher = inputs(config)
     with torch.no_grad():
         cond = model.embed_condition(labels)
-        modulations = model.block_modulations(cond)
+        block_condition = model.block_condition(cond)
         context = model.condition_context(ClassCondition(labels, config.null_class_id))
-        # Every block receives one (B, 1, 6, C) tensor, whatever the AdaLN variant.
-        assert [m.shape for m in modulations] == [(3, 1, 6, config.embed_dim)] * config.depth
-        for block, modulation in zip(model.blocks, modulations):
+        # Every block receives one BlockCondition and turns it into its (B, 1, 6, C) modulation.
+        assert (block_condition.shared is not None) == shared_adaln
+        for block in model.blocks:
+            modulation = block.modulation(block_condition)
             expected = block.adaln_offset + model.shared_adaln(cond) if shared_adaln else block.adaln(cond)
-            assert torch.equal(modulation, expected)
+            assert modulation.shape == (3, 1, 6, config.embed_dim) and torch.equal(modulation, expected)
         assert len(context) == 3 and torch.equal(context.cond, cond)
-        assert all(torch.equal(a, b) for a, b in zip(context.modulations, modulations))
+        assert torch.equal(context.block_condition.vector, cond)
         # The precomputed context and the plain condition give the same logits, bit for bit.
         torch.testing.assert_close(
             run_cached(model, labels, teacher), run_cached(model, labels, teacher, plain=True), rtol=0, atol=0

@@ -3,12 +3,12 @@
     x = x + DropPath(Attn(LN(x) * (1 + scale1) + shift1) * gamma1)
     x = x + DropPath(FFN (LN(x) * (1 + scale2) + shift2) * gamma2)
 
-(gamma1, gamma2, scale1, scale2, shift1, shift2) come from the class condition. The block owns the
-parameters that produce them (per block ``adaln = Linear(SiLU(cond))``, or with shared AdaLN (VAR d36)
-a learned ``adaln_offset`` added to one model-level projection), but the model evaluates them
-(``ScaleTransformer.block_modulations``), once per training step or once per sampling call, and the block
-always receives the six vectors as one (B, 1, 6, C) tensor. The op order mirrors the official code so
-that outputs match it bit for bit.
+(gamma1, gamma2, scale1, scale2, shift1, shift2) come from the class condition. Every block receives one
+conditioning type, a :class:`BlockCondition` (the (B, C) condition vector and, with shared AdaLN (VAR
+d36), the model-level shared modulation), and evaluates its own modulation from it inside its forward:
+per block ``adaln = Linear(SiLU(cond))``, or ``adaln_offset + shared``. (Evaluating it inside the block
+keeps FSDP2 per-block sharding correct: a block's parameters are gathered only during its forward.) The
+op order mirrors the official code so that outputs match it bit for bit.
 
 References:
     Tian et al., VAR (arXiv 2404.02905); official ``models/basic_var.py`` (``FFN``, ``AdaLNSelfAttn``).
@@ -16,6 +16,8 @@ References:
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +28,19 @@ from nextscale.layers.attention import KeyValueStore, SelfAttention
 from nextscale.layers.drop_path import DropPath
 from nextscale.layers.feed_forward import FeedForward
 from nextscale.transformer.config import TransformerConfig
+
+
+@dataclass(frozen=True)
+class BlockCondition:
+    """What every block is conditioned on: the (B, C) condition vector, and the model-level (B, 1, 6, C)
+    shared AdaLN modulation when the model has one (None otherwise)."""
+
+    vector: torch.Tensor
+    shared: torch.Tensor | None = None
+
+    def to(self, dtype: torch.dtype) -> BlockCondition:
+        return BlockCondition(self.vector.to(dtype), None if self.shared is None else self.shared.to(dtype))
+
 
 # The six modulation vectors of a block, in the official order of the (B, 1, 6, C) tensor.
 NUM_MODULATIONS = 6
@@ -55,7 +70,7 @@ class TransformerBlock(nn.Module):
         )
         self.ffn = FeedForward(embed_dim, round(embed_dim * config.mlp_ratio), config.dropout)
         self.drop_path = DropPath(drop_path_rate)
-        # This block's modulation parameters, evaluated by the model (see ``ScaleTransformer.block_modulations``).
+        # This block's modulation parameters (evaluated by ``modulation``).
         if config.shared_adaln:
             # Learned per-block offset added to the model-level shared modulation (values set by init_weights).
             self.adaln_offset = nn.Parameter(torch.empty(1, 1, NUM_MODULATIONS, embed_dim))
@@ -66,10 +81,16 @@ class TransformerBlock(nn.Module):
         # One parameter-free LayerNorm for both sub-layers: AdaLN supplies the affine part.
         return F.layer_norm(x, (self.embed_dim,), eps=self.norm_eps)
 
+    def modulation(self, condition: BlockCondition) -> torch.Tensor:
+        """This block's (B, 1, 6, C) AdaLN vectors (gamma1, gamma2, scale1, scale2, shift1, shift2)."""
+        if self.shared_adaln:
+            return self.adaln_offset + condition.shared
+        return self.adaln(condition.vector)
+
     def forward(
         self,
         x: torch.Tensor,
-        modulation: torch.Tensor,
+        condition: BlockCondition,
         attn_bias: torch.Tensor | None = None,
         kv_cache: KeyValueStore | None = None,
     ) -> torch.Tensor:
@@ -77,17 +98,14 @@ class TransformerBlock(nn.Module):
 
         Args:
             x: (B, l, C) token features.
-            modulation: (B, 1, 6, C) this block's AdaLN vectors (gamma1, gamma2, scale1, scale2, shift1,
-                shift2), whatever the AdaLN variant: ``adaln(cond)`` per block, or
-                ``adaln_offset + shared_adaln(cond)`` with shared AdaLN. The model computes them with
-                ``ScaleTransformer.block_modulations``.
+            condition: the class condition (and shared modulation), see :class:`BlockCondition`.
             attn_bias: float additive mask (1, 1, l, l) in training; None with a cache.
             kv_cache: inference key/value store (see ``KVCache``).
 
         Returns:
             (B, l, C).
         """
-        gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation.unbind(2)  # 6 x (B, 1, C)
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = self.modulation(condition).unbind(2)  # 6 x (B, 1, C)
         attn_out = self.attn(modulate(self.norm(x), scale1, shift1), attn_bias, kv_cache)
         x = x + self.drop_path(attn_out.mul_(gamma1))
         ffn_out = self.ffn(modulate(self.norm(x), scale2, shift2))

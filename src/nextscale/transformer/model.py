@@ -6,7 +6,7 @@ position 0 is the start token (class embedding + a learned start vector); positi
 scale k-1, resized to scale k). Every token also gets a level embedding (its scale index) and an absolute
 position embedding. In training all scales run at once under the block-causal mask; at inference one
 scale at a time with a :class:`KVCache` (``scale_input`` then ``forward_cached``), with the class
-condition and every block's AdaLN modulation computed once per call (:meth:`ScaleTransformer.condition_context`).
+condition (and the shared AdaLN projection) computed once per call (:meth:`ScaleTransformer.condition_context`).
 
 References:
     Tian et al., "Visual Autoregressive Modeling: Scalable Image Generation via Next-Scale Prediction",
@@ -24,7 +24,7 @@ from torch import nn
 
 from nextscale.layers.adaln import AdaLNHeadNorm, AdaLNModulation
 from nextscale.layers.attention import INITIAL_LOG_TEMPERATURE
-from nextscale.transformer.blocks import NUM_MODULATIONS, TransformerBlock
+from nextscale.transformer.blocks import NUM_MODULATIONS, BlockCondition, TransformerBlock
 from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.kv_cache import KVCache
@@ -41,10 +41,10 @@ def _compute_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:
 @dataclass
 class ClassContext:
     """What every scale of one sampling call needs from the class condition, computed once: the (B, C)
-    condition vectors (start token and head AdaLN) and every block's (B, 1, 6, C) AdaLN modulation."""
+    condition vectors (start token and head AdaLN) and the blocks' condition (with the shared modulation)."""
 
     cond: torch.Tensor
-    modulations: list[torch.Tensor]
+    block_condition: BlockCondition
 
     def __len__(self) -> int:
         return self.cond.shape[0]
@@ -99,7 +99,7 @@ class ScaleTransformer(nn.Module):
         return self.class_embedder.embed(class_labels)
 
     def condition_context(self, condition: ClassCondition) -> ClassContext:
-        """Embed the labels and compute every block's modulation once, for all scales of one sampling call."""
+        """Embed the labels (and the shared modulation) once, for all scales of one sampling call."""
         if not isinstance(condition, ClassCondition):
             raise TypeError(
                 f"this is a class-conditional (VAR) model; pass a ClassCondition, not {type(condition).__name__}"
@@ -110,26 +110,19 @@ class ScaleTransformer(nn.Module):
         """A ready context, or one built from a (B, C) condition of :meth:`embed_condition`."""
         if isinstance(context, ClassContext):
             return context
-        return ClassContext(cond=context, modulations=self.block_modulations(context))
+        return ClassContext(cond=context, block_condition=self.block_condition(context))
 
-    def block_modulations(self, cond: torch.Tensor, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
-        """Every block's AdaLN modulation: what ``TransformerBlock.forward`` receives.
+    def block_condition(self, cond: torch.Tensor, dtype: torch.dtype | None = None) -> BlockCondition:
+        """What every block receives: the condition and, with shared AdaLN, the one shared projection.
 
         Args:
             cond: (B, C) condition.
             dtype: the blocks' compute dtype in training (the official ``VAR.forward`` casts the condition,
                 or the shared modulation, to it); None keeps cond's dtype, as the official sampler does.
-
-        Returns:
-            depth x (B, 1, 6, C): ``block.adaln(cond)`` per block, or with shared AdaLN
-            ``block.adaln_offset + shared_adaln(cond)`` (one shared projection for all blocks).
         """
-        if self.shared_adaln is None:
-            cond = cond if dtype is None else cond.to(dtype)
-            return [block.adaln(cond) for block in self.blocks]
-        shared = self.shared_adaln(cond)  # (B, 1, 6, C)
-        shared = shared if dtype is None else shared.to(dtype)
-        return [block.adaln_offset + shared for block in self.blocks]
+        shared = None if self.shared_adaln is None else self.shared_adaln(cond)  # (B, 1, 6, C)
+        condition = BlockCondition(cond, shared)
+        return condition if dtype is None else condition.to(dtype)
 
     def _level_and_position(self, start: int, end: int) -> torch.Tensor:
         """Level embedding + absolute position of positions [start, end): (1, end - start, C)."""
@@ -203,11 +196,11 @@ class ScaleTransformer(nn.Module):
             x += self._level_and_position(0, prefix)
         # Like the official code, the residual stream runs in the autocast dtype during training.
         dtype = _compute_dtype(device, x.dtype)
-        modulations = self.block_modulations(cond, dtype)  # depth x (B, 1, 6, C)
+        block_condition = self.block_condition(cond, dtype)
         attn_bias = self.attn_bias[:, :, :prefix, :prefix].to(dtype)
         x = x.to(dtype)
-        for block, modulation in zip(self.blocks, modulations):
-            x = block(x, modulation, attn_bias)
+        for block in self.blocks:
+            x = block(x, block_condition, attn_bias)
         return self._logits(x, cond)
 
     def _check_teacher_input(self, class_labels: torch.Tensor, teacher_input: torch.Tensor) -> int:
@@ -230,7 +223,7 @@ class ScaleTransformer(nn.Module):
         Args:
             x: (B, l, C) from :meth:`scale_input` for the scale that starts at ``kv_cache.length``.
             context: from :meth:`condition_context`, or a (B, C) condition from :meth:`embed_condition`
-                (whose block modulations are then recomputed on every call).
+                (whose shared modulation is then recomputed on every call).
             kv_cache: cache from :meth:`new_kv_cache`; advanced by l on return.
 
         Returns:
@@ -246,8 +239,8 @@ class ScaleTransformer(nn.Module):
             )
         context = self._as_context(context)
         # No mask: a scale may see all cached (coarser) tokens and all of its own, as in training.
-        for block, modulation in zip(self.blocks, context.modulations):
-            x = block(x, modulation, None, kv_cache)
+        for block in self.blocks:
+            x = block(x, context.block_condition, None, kv_cache)
         kv_cache.advance(x.shape[1])
         return self._logits(x, cond)
 
