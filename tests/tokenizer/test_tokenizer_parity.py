@@ -16,7 +16,6 @@ from reference_fixtures import require
 PARITY = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "var_parity"
 
 
-
 @pytest.fixture(scope="module")
 def parity():
     model = load_official_vqvae(require(PARITY / "vqvae.pth"), SIDES_256)
