@@ -13,9 +13,9 @@ Examples:
     nextscale tokenize --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16 \
         --data captions:data/scenes-train --out tokens/scenes-train
 
-Writes shard-XXXXX.safetensors files (tokens (N, L) int16/int32, labels (N,) or the captions) and manifest.json with the
-count, the scale schedule and hashes of the tokenizer's config and weights (checked when training).
-Images are center-cropped (the evaluation transform): tokenizing once fixes the crops.
+Writes shard-XXXXX.safetensors files (tokens (N, L) int16/int32, and labels (N,) or the captions) and
+manifest.json with the count, the scale schedule and hashes of the tokenizer's config and weights (checked
+when training). Images are center-cropped (the evaluation transform): tokenizing once fixes the crops.
 """
 
 from __future__ import annotations

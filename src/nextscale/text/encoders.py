@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -73,7 +74,7 @@ def check_prompts(prompts: Sequence[str]) -> list[str]:
     return prompts
 
 
-class TextEncoder:
+class TextEncoder(ABC):
     """A frozen Hugging Face encoder and its tokenizer; subclasses choose the model class, padding and pooling.
 
     Args:
@@ -116,9 +117,9 @@ class TextEncoder:
         self.to(device)
 
     @classmethod
+    @abstractmethod
     def model_class(cls, transformers: ModuleType) -> type:
-        """The ``transformers`` class that loads this kind's weights."""
-        raise NotImplementedError
+        """The ``transformers`` class that loads this kind's weights (each kind names its own)."""
 
     @classmethod
     def from_folder(
