@@ -7,7 +7,10 @@ bijection on the released key lists (tests check it), so a key either translates
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
 
 
 def _pattern(template: str) -> re.Pattern:
@@ -39,3 +42,29 @@ class KeyTable:
 
     def to_official(self, key: str) -> str:
         return self._translate(key, self._to_official, "nextscale")
+
+    def load_into(self, model: nn.Module, params: Mapping[str, torch.Tensor]) -> nn.Module:
+        """Load official parameters (buffers already checked and removed) into ``model`` strictly.
+
+        Every entry must translate to one of the model's, with its shape, and every model entry must be given;
+        otherwise one ValueError lists the problems. Returns the model in eval mode.
+        """
+        own = model.state_dict()
+        converted, problems = {}, []
+        for key, value in params.items():
+            ours = self.to_ours(key)
+            if ours not in own:
+                problems.append(f"{key} has no counterpart in the inferred model")
+            elif value.shape != own[ours].shape:
+                problems.append(f"{key}: shape {tuple(value.shape)}, expected {tuple(own[ours].shape)}")
+            else:
+                converted[ours] = value.to(own[ours].dtype)
+        missing = sorted(self.to_official(key) for key in set(own) - set(converted))
+        if missing:
+            problems.append(f"missing entries {missing[:8]}")
+        if problems:
+            raise ValueError(
+                f"official {self.model} state dict does not fit the inferred config: " + "; ".join(problems[:8])
+            )
+        model.load_state_dict(converted, strict=True)
+        return model.eval()

@@ -72,10 +72,6 @@ def ours_key_to_official(key: str) -> str:
     return _KEYS.to_official(key)
 
 
-def _is_official_buffer(key: str) -> bool:
-    return key in (LEVEL_IDS_KEY, MASK_KEY) or ZERO_K_BIAS.fullmatch(key) is not None
-
-
 def _infer_sides(state: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
     if LEVEL_IDS_KEY in state:
         levels = state[LEVEL_IDS_KEY].reshape(-1).long()
@@ -160,8 +156,7 @@ def load_official_var(path_or_state_dict: str | os.PathLike | Mapping[str, torch
     """
     state = _load(path_or_state_dict)
     model = ScaleTransformer(infer_official_config(state))
-    own = model.state_dict()
-    converted, problems = {}, []
+    params = {}
     for key, value in state.items():
         if key == LEVEL_IDS_KEY:
             _check_buffer(key, value, model.level_ids.cpu())
@@ -170,20 +165,8 @@ def load_official_var(path_or_state_dict: str | os.PathLike | Mapping[str, torch
         elif ZERO_K_BIAS.fullmatch(key):
             _check_buffer(key, value, torch.zeros(model.config.embed_dim))
         else:
-            ours = official_key_to_ours(key)
-            if ours not in own:
-                problems.append(f"{key} has no counterpart in the inferred model")
-            elif value.shape != own[ours].shape:
-                problems.append(f"{key}: shape {tuple(value.shape)}, expected {tuple(own[ours].shape)}")
-            else:
-                converted[ours] = value.to(own[ours].dtype)
-    missing = sorted(ours_key_to_official(key) for key in set(own) - set(converted))
-    if missing:
-        problems.append(f"missing entries {missing[:8]}")
-    if problems:
-        raise ValueError("official VAR state dict does not fit the inferred config: " + "; ".join(problems[:8]))
-    model.load_state_dict(converted, strict=True)
-    return model.eval()
+            params[key] = value
+    return _KEYS.load_into(model, params)
 
 
 def to_official_state_dict(model: ScaleTransformer) -> dict[str, torch.Tensor]:

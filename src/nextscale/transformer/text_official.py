@@ -166,26 +166,11 @@ def load_official_star(
     state = read_official_star(path_or_state_dict)
     config = infer_official_star_config(state, image_size, rope_theta, rope_norm, batch0_cross_attention)
     model = TextScaleTransformer(config)
-    own = model.state_dict()
-    converted, problems = {}, []
+    params = {}
     for key, value in state.items():
         if ZERO_K_BIAS.fullmatch(key):
             if value.shape != (config.embed_dim,) or value.abs().max() != 0:
-                problems.append(f"{key} must be a zero vector of width {config.embed_dim}")
-        elif key == UNUSED_KEY:
-            continue  # the official model creates a class table it never uses
-        else:
-            ours = official_key_to_ours(key)
-            if ours not in own:
-                problems.append(f"{key} has no counterpart in the inferred model")
-            elif value.shape != own[ours].shape:
-                problems.append(f"{key}: shape {tuple(value.shape)}, expected {tuple(own[ours].shape)}")
-            else:
-                converted[ours] = value.to(own[ours].dtype)
-    missing = sorted(ours_key_to_official(key) for key in set(own) - set(converted))
-    if missing:
-        problems.append(f"missing entries {missing[:8]}")
-    if problems:
-        raise ValueError("official STAR state dict does not fit the inferred config: " + "; ".join(problems[:8]))
-    model.load_state_dict(converted, strict=True)
-    return model.eval()
+                raise ValueError(f"official buffer {key} must be a zero vector of width {config.embed_dim}")
+        elif key != UNUSED_KEY:  # the official model creates a class table it never uses
+            params[key] = value
+    return _KEYS.load_into(model, params)
