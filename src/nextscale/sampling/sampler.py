@@ -25,6 +25,7 @@ from torch import nn
 from nextscale.sampling.guidance import SamplingConfig, scale_ratio
 from nextscale.sampling.logits import classifier_free_guidance, filter_logits, gumbel_softmax, sample_tokens, smooth_tau
 from nextscale.transformer.conditioning import ClassCondition, Condition, TextCondition
+from nextscale.transformer.text_model import TextScaleTransformer
 
 
 class TokenConstraint(Protocol):
@@ -80,7 +81,7 @@ class ScaleSampler:
 
     @property
     def is_text_conditional(self) -> bool:
-        return not hasattr(self.transformer.config, "num_classes")
+        return isinstance(self.transformer, TextScaleTransformer)
 
     def draw_labels(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
         """Uniform random class labels, drawn exactly like the official sampler (first draw of the seed)."""
