@@ -2,6 +2,7 @@
 
 Usage:
     .venv/bin/python benchmarks/sampling_speed.py [--depth 16] [--batch 1 8] [--threads 2] [--decode]
+        [--device cuda] [--bf16]
 
 Prints, per batch size: seconds for the next-scale loop (transformer + sampler + f-hat updates), seconds
 for the tokenizer decode (with --decode, ch=160 at 256 px), tokens/s, the loop's achieved GFLOP/s
@@ -23,12 +24,20 @@ from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.model import ScaleTransformer
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    size = size * 4 if device.type == "cuda" else size  # a GPU needs a larger product to reach its peak
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     a @ b
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    synchronize(device)
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
@@ -52,27 +61,39 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--decode", action="store_true", help="also time the ch=160 tokenizer decode")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--bf16", action="store_true", help="run the loop under bf16 autocast (peak in bf16 too)")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tokenizer_config, transformer_config = var(args.depth)
-    tokenizer, transformer = MultiScaleVQVAE(tokenizer_config).eval(), ScaleTransformer(transformer_config).eval()
+    tokenizer = MultiScaleVQVAE(tokenizer_config).eval().to(device)
+    transformer = ScaleTransformer(transformer_config).eval().to(device)
     sampler = ScaleSampler(tokenizer, transformer)
     config = SamplingConfig(cfg=1.5, top_k=900, top_p=0.96)
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(device, dtype)
+    cpu_name = platform.processor() or platform.machine()
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name
     print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}; fp32 matmul peak {peak:.1f} GFLOP/s (2048^2)"
+        f"machine: {machine}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}; "
+        f"{str(dtype).removeprefix('torch.')} matmul peak {peak:.1f} GFLOP/s"
     )
     print(
         f"model: VAR d{args.depth}, {sum(p.numel() for p in transformer.parameters()) / 1e6:.1f}M params, "
         f"L={transformer_config.schedule.total_tokens} tokens per image"
     )
-    sampler.sample([0], config=config, generator=torch.Generator().manual_seed(0))  # warm-up
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    with autocast:
+        sampler.sample([0], config=config, generator=torch.Generator(device).manual_seed(0))  # warm-up
     for batch in args.batch:
         labels = list(range(batch))
+        synchronize(device)
         start = time.perf_counter()
-        result = sampler.sample(labels, config=config, generator=torch.Generator().manual_seed(0))
+        with autocast:
+            result = sampler.sample(labels, config=config, generator=torch.Generator(device).manual_seed(0))
+        synchronize(device)
         loop_s = time.perf_counter() - start
         flops = sampling_flops(transformer_config, batch, guided=True)
         tokens = batch * transformer_config.schedule.total_tokens
@@ -82,8 +103,12 @@ def main() -> None:
         )
         if args.decode:
             start = time.perf_counter()
-            sampler.decode(result.f_hat)
+            with autocast:
+                sampler.decode(result.f_hat)
+            synchronize(device)
             line += f", decode {time.perf_counter() - start:.2f} s"
+        if device.type == "cuda":
+            line += f", peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
         print(line)
 
 
