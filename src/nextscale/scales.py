@@ -36,11 +36,18 @@ class ScaleSchedule:
         sides = tuple(int(s) for s in self.sides)
         if len(sides) == 0:
             raise ValueError("a scale schedule needs at least one scale, e.g. (1, 2, 4)")
-        if sides[0] != 1:
-            raise ValueError(f"the first scale must be 1x1 (it holds the start token), got sides {sides}")
         if any(b <= a for a, b in zip(sides, sides[1:])):
             raise ValueError(f"scale sides must strictly increase, got {sides}")
         object.__setattr__(self, "sides", sides)
+
+    def require_start_scale(self) -> ScaleSchedule:
+        """Raise unless the first scale is 1x1: a next-scale transformer puts its start token there. (A
+        tokenizer accepts any increasing sides, e.g. one 8x8 map for the raster-scan baseline.)"""
+        if self.sides[0] != 1:
+            raise ValueError(
+                f"the first scale must be 1x1 (it holds the transformer's start token), got sides {self.sides}"
+            )
+        return self
 
     @property
     def num_scales(self) -> int:
@@ -103,3 +110,21 @@ class ScaleSchedule:
             if t.shape[1] != count:
                 raise ValueError(f"scale {k} should have {count} tokens (side {self.sides[k]}), got {t.shape[1]}")
         return torch.cat(per_scale, dim=1)
+
+
+def default_scale_sides(latent_side: int) -> tuple[int, ...]:
+    """The schedule used when only a resolution is given: sides double from 1 up to the latent side.
+
+    Rule: 1, 2, 4, ... while below ``latent_side``, then ``latent_side`` itself, so the last scale always
+    covers the whole latent grid. Examples: 8 -> (1, 2, 4, 8) (85 tokens; 32 px with 4x downsampling),
+    16 -> (1, 2, 4, 8, 16) (341 tokens), 6 -> (1, 2, 4, 6), 1 -> (1,). The official 256 px schedule
+    (``SIDES_256``) is denser; pass explicit sides for it.
+    """
+    if latent_side < 1:
+        raise ValueError(f"the latent side must be at least 1, got {latent_side}")
+    sides = [1]
+    while sides[-1] * 2 < latent_side:
+        sides.append(sides[-1] * 2)
+    if sides[-1] != latent_side:
+        sides.append(latent_side)
+    return tuple(sides)

@@ -28,6 +28,7 @@ from nextscale.layers.attention import KeyValueStore, SelfAttention
 from nextscale.layers.drop_path import DropPath
 from nextscale.layers.feed_forward import FeedForward
 from nextscale.transformer.config import TransformerConfig
+from nextscale.transformer.raster_config import RasterConfig
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,13 @@ class TransformerBlock(nn.Module):
     """One AdaLN self-attention block.
 
     Args:
-        config: the transformer config (width, heads, MLP ratio, dropouts, shared AdaLN, norm eps).
+        config: the model config (width, heads, MLP ratio, dropouts, shared AdaLN, norm eps); VAR's or the
+            raster baseline's.
         layer_idx: block index (used to address the KV cache).
         drop_path_rate: this block's stochastic-depth rate.
     """
 
-    def __init__(self, config: TransformerConfig, layer_idx: int, drop_path_rate: float) -> None:
+    def __init__(self, config: TransformerConfig | RasterConfig, layer_idx: int, drop_path_rate: float) -> None:
         super().__init__()
         embed_dim = config.embed_dim
         self.embed_dim, self.norm_eps = embed_dim, config.norm_eps

@@ -57,7 +57,7 @@ class TransformerConfig:
             raise ValueError("num_classes must be >= 1")
         if not 0.0 <= self.cond_drop_rate < 1.0:
             raise ValueError(f"cond_drop_rate must be in [0, 1), got {self.cond_drop_rate}")
-        ScaleSchedule(self.scale_sides)
+        ScaleSchedule(self.scale_sides).require_start_scale()
 
     @classmethod
     def from_depth(cls, depth: int, **overrides) -> TransformerConfig:

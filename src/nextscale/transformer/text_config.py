@@ -62,7 +62,7 @@ class TextTransformerConfig:
             raise ValueError(f"cond_drop_rate must be in [0, 1), got {self.cond_drop_rate}")
         if self.rope_theta <= 0 or self.rope_norm <= 0:
             raise ValueError("rope_theta and rope_norm must be > 0")
-        ScaleSchedule(self.scale_sides)
+        ScaleSchedule(self.scale_sides).require_start_scale()
 
     @classmethod
     def from_depth(cls, depth: int, **overrides) -> TextTransformerConfig:

@@ -1,0 +1,98 @@
+"""The raster-scan sampling loop: one token per step, with the same knobs and guidance as next-scale sampling.
+
+For every position j: run the transformer on position j's input (earlier positions come from the KV
+cache), guide the logits, filter and draw one token, and feed it back as position j + 1's input. The
+tokenizer quantizes a single ``side x side`` map (its schedule is ``(side,)``), so the final latent is
+``phi(codebook[tokens])``. The CFG weight follows ``SamplingConfig.settings`` with positions in place of
+scales: the "linear" ramp grows from 0 at the first token to ``cfg`` at the last, "constant" keeps ``cfg``.
+
+References: Esser et al., "Taming Transformers" (raster-scan sampling); Tian et al., VAR Table 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from nextscale.sampling.guidance import SamplingConfig
+from nextscale.sampling.logits import classifier_free_guidance, filter_logits, sample_tokens
+from nextscale.sampling.sampler import SampleOutput
+from nextscale.transformer.conditioning import ClassCondition
+
+
+def check_raster_fit(tokenizer: nn.Module, transformer: nn.Module) -> None:
+    """Raise unless the tokenizer quantizes exactly the one token map the raster transformer predicts."""
+    tok, tra = tokenizer.config, transformer.config
+    problems = []
+    if tuple(tok.scale_sides) != (tra.side,):
+        sides = tuple(tok.scale_sides)
+        problems.append(f"the tokenizer's scale sides are {sides}, the raster model needs ({tra.side},)")
+    if tok.vocab_size != tra.vocab_size:
+        problems.append(f"vocab sizes differ (tokenizer {tok.vocab_size}, transformer {tra.vocab_size})")
+    if problems:
+        raise ValueError(
+            "the tokenizer and the raster transformer do not fit together: "
+            + "; ".join(problems)
+            + f". Load the tokenizer with scale_sides=({tra.side},) (load_tokenizer(path, ({tra.side},)))."
+        )
+
+
+class RasterSampler:
+    """Samples token maps one token at a time and decodes them with a single-scale tokenizer."""
+
+    def __init__(self, tokenizer: nn.Module, transformer: nn.Module) -> None:
+        check_raster_fit(tokenizer, transformer)
+        self.tokenizer, self.transformer = tokenizer, transformer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    def class_condition(self, class_labels: torch.Tensor | Sequence[int]) -> ClassCondition:
+        labels = torch.as_tensor(class_labels, dtype=torch.long, device=self.device).reshape(-1)
+        config = self.transformer.config
+        if labels.numel() == 0 or int(labels.min()) < 0 or int(labels.max()) >= config.num_classes:
+            raise ValueError(f"class labels must lie in 0..{config.num_classes - 1}, got {labels.tolist()}")
+        return ClassCondition(labels, config.null_class_id)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        condition: ClassCondition | torch.Tensor | Sequence[int],
+        config: SamplingConfig | None = None,
+        generator: torch.Generator | None = None,
+    ) -> SampleOutput:
+        """Sample B token maps (B, side^2) in raster order and their latent f-hat (B, code_dim, side, side)."""
+        config = config or SamplingConfig()
+        if config.smooth:
+            raise ValueError("smooth sampling mixes code vectors per scale; the raster baseline has no such mode")
+        if not isinstance(condition, ClassCondition):
+            condition = self.class_condition(condition)
+        condition = condition.to(self.device)
+        transformer, length = self.transformer, self.transformer.config.sequence_length
+        batch, guided = len(condition), config.uses_guidance(length)
+        rows = condition.with_unconditional() if guided else condition
+        context = transformer.condition_context(rows)
+        kv_cache = transformer.new_kv_cache(len(rows))
+        x = transformer.input_at(0, context, None)
+        tokens = []
+        for position in range(length):
+            settings = config.settings(position, length)
+            logits = transformer.forward_cached(x, context, kv_cache)  # (B or 2B, 1, V)
+            if guided:
+                logits = classifier_free_guidance(logits[:batch], logits[batch:], settings.cfg_weight)
+            logits = filter_logits(logits, settings.top_k, settings.top_p, settings.temperature)
+            token = sample_tokens(logits, generator)[:, :, 0]  # (B, 1)
+            tokens.append(token)
+            if position + 1 < length:
+                x = transformer.input_at(position + 1, context, token.repeat(2, 1) if guided else token)
+        tokens_BL = torch.cat(tokens, dim=1)
+        f_hat = self.tokenizer.quantizer.indices_to_fhat([tokens_BL])
+        return SampleOutput(tokens=tokens_BL, f_hat=f_hat, class_labels=condition.labels)
+
+    @torch.no_grad()
+    def decode(self, f_hat: torch.Tensor) -> torch.Tensor:
+        """Final latent -> images in [0, 1]."""
+        return self.tokenizer.decode_fhat(f_hat).add(1).div(2)
