@@ -46,14 +46,33 @@ def test_sampled_tokens_are_consistent_with_the_latent(pipe):
     assert torch.allclose(pipe.tokenizer.quantizer.indices_to_fhat(indices), result.f_hat, atol=1e-5)
 
 
-def test_cfg_zero_skips_the_unconditional_half_with_identical_results(pipe):
-    """With cfg 0 the guided logits equal the conditional ones, so not doubling the batch changes nothing."""
+class _AlwaysDoubled(SamplingConfig):
+    """A config that makes the sampler double the batch even when every guidance weight is 0."""
+
+    def uses_guidance(self, num_scales: int) -> bool:
+        return True
+
+
+def test_cfg_zero_skips_the_unconditional_half_with_identical_results(pipe, monkeypatch):
+    """With cfg 0 the guided logits equal the conditional ones, so not doubling the batch changes nothing:
+    the fast path (B rows) gives the same tokens and latent as the doubled path (2B rows, weight 0)."""
+    rows_seen = []
+    forward_cached = pipe.transformer.forward_cached
+
+    def counting(x, *args, **kwargs):
+        rows_seen.append(x.shape[0])
+        return forward_cached(x, *args, **kwargs)
+
+    monkeypatch.setattr(pipe.transformer, "forward_cached", counting)
     config = SamplingConfig(cfg=0.0)
     assert not config.uses_guidance(3)
-    plain = pipe.sampler.sample([3, 7], config=config, generator=torch.Generator().manual_seed(5))
-    tiny_ramp = SamplingConfig(cfg=0.0, cfg_schedule="constant")
-    again = pipe.sampler.sample([3, 7], config=tiny_ramp, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(plain.tokens, again.tokens)
+    fast = pipe.sampler.sample([3, 7], config=config, generator=torch.Generator().manual_seed(5))
+    assert rows_seen == [2, 2, 2]
+    rows_seen.clear()
+    doubled = pipe.sampler.sample([3, 7], config=_AlwaysDoubled(cfg=0.0), generator=torch.Generator().manual_seed(5))
+    assert rows_seen == [4, 4, 4]  # the unconditional half really was computed
+    assert torch.equal(fast.tokens, doubled.tokens)
+    assert torch.allclose(fast.f_hat, doubled.f_hat, atol=1e-6)
 
 
 def test_smooth_mode_draws_tokens_then_gumbel_noise(pipe):

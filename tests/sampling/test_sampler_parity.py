@@ -4,7 +4,9 @@ top-p 0.95): same tokens, same kept counts, same generator state, same images.""
 import pytest
 import torch
 
+from nextscale.sampling import sampler as sampler_module
 from nextscale.sampling.guidance import SamplingConfig
+from nextscale.sampling.logits import filter_logits
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.sampling.sampler import ScaleSampler
 from nextscale.tokenizer.official import load_official_vqvae
@@ -18,22 +20,55 @@ def official_pipeline(parity_dir):
     return Pipeline(tokenizer, transformer)
 
 
-@pytest.fixture(scope="module")
-def official_run(official_pipeline, parity):
+def sample_like_the_official_run(pipeline: Pipeline, parity: dict):
+    """The official sampling run's call: its labels, seed 42, cfg 1.5, top-k 900, top-p 0.95."""
     generator = torch.Generator().manual_seed(42)
     config = SamplingConfig(cfg=1.5, top_k=900, top_p=0.95)
-    result = official_pipeline.sampler.sample(parity["labels"], config=config, generator=generator)
-    return result, generator
+    return pipeline.sampler.sample(parity["labels"], config=config, generator=generator), generator
 
 
-def test_sampled_tokens_equal_the_official_tokens(official_run, parity):
-    result, _ = official_run
-    assert torch.equal(result.tokens, parity["sample_idx_all"])
+def official_mismatches(result, generator: torch.Generator, parity: dict) -> list[str]:
+    """What differs from the official run: "tokens" and/or "generator state" (empty when it matches)."""
+    problems = []
+    if not torch.equal(result.tokens, parity["sample_idx_all"]):
+        problems.append("tokens")
+    if not torch.equal(generator.get_state(), parity["sample_rng_state_after"]):
+        problems.append("generator state")
+    return problems
 
 
-def test_generator_state_after_sampling_equals_the_official(official_run, parity):
-    _, generator = official_run
-    assert torch.equal(generator.get_state(), parity["sample_rng_state_after"])
+@pytest.fixture(scope="module")
+def official_run(official_pipeline, parity):
+    return sample_like_the_official_run(official_pipeline, parity)
+
+
+def test_sampled_tokens_and_generator_state_equal_the_official(official_run, parity):
+    assert official_mismatches(*official_run, parity) == []
+
+
+def _drop_unconditional_half(monkeypatch):
+    monkeypatch.setattr(sampler_module, "classifier_free_guidance", lambda cond, uncond, weight: cond)
+
+
+def _reverse_guidance_ramp(monkeypatch):
+    settings = SamplingConfig.settings
+    monkeypatch.setattr(SamplingConfig, "settings", lambda self, k, n: settings(self, n - 1 - k, n))
+
+
+def _ignore_top_p(monkeypatch):
+    monkeypatch.setattr(
+        sampler_module,
+        "filter_logits",
+        lambda logits, top_k, top_p, temperature=1.0: filter_logits(logits, top_k, None, temperature),
+    )
+
+
+@pytest.mark.parametrize("breakage", [_drop_unconditional_half, _reverse_guidance_ramp, _ignore_top_p])
+def test_parity_check_catches_a_broken_sampler(official_pipeline, parity, monkeypatch, breakage):
+    """The comparison above is not vacuous: a sampler that drops CFG's unconditional half, applies the
+    guidance ramp in the wrong scale order or loses the top-p filter gives other tokens."""
+    breakage(monkeypatch)
+    assert "tokens" in official_mismatches(*sample_like_the_official_run(official_pipeline, parity), parity)
 
 
 def test_final_latent_and_image_match(official_run, official_pipeline, parity):

@@ -19,7 +19,7 @@ PARITY = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "
 @pytest.fixture(scope="module")
 def parity():
     model = load_official_vqvae(require(PARITY / "vqvae.pth"), SIDES_256)
-    fixture = torch.load(PARITY / "var_parity_d2.pt", map_location="cpu", weights_only=True)
+    fixture = torch.load(require(PARITY / "var_parity_d2.pt"), map_location="cpu", weights_only=True)
     quantizer = model.quantizer
     with torch.no_grad():
         features = model.encode_features(fixture["images"])

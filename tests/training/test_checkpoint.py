@@ -1,5 +1,8 @@
-"""Training checkpoints: bit-exact round trip, newest-N pruning, corrupt files skipped with a clear error."""
+"""Training checkpoints: bit-exact round trip, newest-N pruning, checksums, damaged or diverged files skipped."""
 
+import hashlib
+import json
+import logging
 import random
 
 import numpy as np
@@ -96,3 +99,65 @@ def test_every_checkpoint_corrupt_is_an_error(tmp_path):
     path.write_bytes(b"\x00" * 10)
     with pytest.raises(ckpt.CheckpointError, match="no readable checkpoint"):
         ckpt.load_latest(tmp_path)
+
+
+def _two_checkpoints(tmp_path):
+    state = _trained_state()
+    older = ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path, 1), {**state, "step": 1})
+    newer = ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path, 2), state)
+    return older, newer
+
+
+def test_size_and_checksum_are_recorded_beside_each_checkpoint(tmp_path):
+    older, newer = _two_checkpoints(tmp_path)
+    record = json.loads(ckpt.record_path(newer).read_text())
+    assert record["size"] == newer.stat().st_size
+    assert record["sha256"] == hashlib.sha256(newer.read_bytes()).hexdigest()
+    assert ckpt.verify_checkpoint(newer) and ckpt.verify_checkpoint(older)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == [older.name, newer.name]  # records are not listed
+    ckpt.prune_checkpoints(tmp_path, keep=1)
+    assert not older.exists() and not ckpt.record_path(older).exists() and ckpt.record_path(newer).exists()
+
+
+def _flip_one_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # inside the stored tensors: torch.load alone would not notice
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size - 100])
+
+
+@pytest.mark.parametrize("damage", [_flip_one_byte, _truncate], ids=["one-byte", "truncated"])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp_path, caplog, damage):
+    older, newer = _two_checkpoints(tmp_path)
+    damage(newer)
+    with pytest.raises(ckpt.CheckpointError, match="step-00000002.pt is (corrupt|truncated)"):
+        ckpt.load_checkpoint(newer)
+    with caplog.at_level(logging.WARNING, logger=ckpt.__name__):
+        state, path = ckpt.load_latest(tmp_path)
+    assert path == older and state["step"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(newer) in warnings[0] and str(older) in warnings[0]
+
+
+def test_checkpoint_without_a_record_loads_unverified(tmp_path):
+    _, newer = _two_checkpoints(tmp_path)
+    ckpt.record_path(newer).unlink()  # as written by an older version
+    assert not ckpt.verify_checkpoint(newer)
+    assert ckpt.load_latest(tmp_path)[1] == newer
+
+
+def test_non_finite_weights_are_refused(tmp_path, caplog):
+    state = _trained_state()
+    good = ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path, 1), {**state, "step": 1})
+    name = next(iter(state["models"]["model"]))
+    state["models"]["model"][name] = state["models"]["model"][name].clone().fill_(float("nan"))
+    bad = ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path, 2), state)  # intact file, diverged weights
+    assert ckpt.verify_checkpoint(bad)
+    with pytest.raises(ckpt.CheckpointError, match=rf"non-finite weights \(NaN or inf in models\.model\.{name}\)"):
+        ckpt.load_checkpoint(bad)
+    with caplog.at_level(logging.WARNING, logger=ckpt.__name__):
+        assert ckpt.load_latest(tmp_path)[1] == good
+    assert "non-finite" in caplog.text

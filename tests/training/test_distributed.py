@@ -6,10 +6,11 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from training_helpers import read_metrics, tiny_configs, tiny_data, train_config
+from training_helpers import read_metrics, state_differences, tiny_configs, tiny_data, train_config
 
 from nextscale import distributed
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.training import checkpoint as ckpt
 from nextscale.training.config import TokenizerLossConfig, TransformerObjective, seed_everything
 from nextscale.training.tokenizer_trainer import TokenizerTrainer
 from nextscale.training.transformer_trainer import TransformerTrainer, build_transformer
@@ -58,6 +59,70 @@ def _close(single: float, ddp: float) -> bool:
     return abs(single - ddp) <= 1e-4 * max(1.0, abs(single))
 
 
+def _optimizer_states_in_order(state: dict) -> list[dict]:
+    """Per-parameter optimizer states in parameter order: a plain state dict keys them by index, FSDP's full
+    one by parameter name, both in the order of ``param_groups[i]["params"]``."""
+    return [state["state"][key] for group in state["param_groups"] for key in group["params"] if key in state["state"]]
+
+
+def _final_state_differences(single_dir, other_dir, atol: float, rtol: float) -> list[str]:
+    """Where the final checkpoints (read with the trainer's own loader) of two runs differ: step, data position and
+    GradScaler exactly; weights, EMA and optimizer moments within atol + rtol * |x|."""
+    single, _ = ckpt.load_latest(single_dir)
+    other, _ = ckpt.load_latest(other_dir)
+    problems = state_differences(
+        {key: single[key] for key in ("step", "sampler", "scaler")},
+        {key: other[key] for key in ("step", "sampler", "scaler")},
+    )
+    problems += state_differences(single["models"], other["models"], atol, rtol, "models")
+    problems += state_differences(single["ema"], other["ema"], atol, rtol, "ema")
+    for name in single["optimizers"]:
+        problems += state_differences(
+            _optimizer_states_in_order(single["optimizers"][name]),
+            _optimizer_states_in_order(other["optimizers"][name]),
+            atol,
+            rtol,
+            f"optimizers.{name}",
+        )
+    return problems
+
+
+def _flat_tensors(state: dict) -> dict[str, dict[str, torch.Tensor]]:
+    """A checkpoint's weights, EMA and optimizer moments as {group: {name: tensor}}."""
+    groups = {f"models.{name}": tensors for name, tensors in state["models"].items()}
+    groups["ema"] = state["ema"]["module"]
+    for name, optimizer in state["optimizers"].items():
+        groups[f"optimizers.{name}"] = {
+            f"{index}.{key}": value
+            for index, moments in enumerate(_optimizer_states_in_order(optimizer))
+            for key, value in moments.items()
+        }
+    return groups
+
+
+def _zero_gradient_noise(single_dir, other_dir, tight: float, loose: float, fraction: float) -> list[str]:
+    """Weights, EMA and optimizer moments agree within ``tight`` except at most ``fraction`` of each module's
+    elements, and within ``loose`` everywhere. Why the exception: a bias feeding a GroupNorm, or an attention key
+    bias, has an exactly zero true gradient; its float gradient is rounding noise (~1e-10, the size of Adam's eps),
+    whose sign the all-reduce order decides, and Adam turns it into an update of up to lr per step either way.
+    Those few hundred elements (of ~1 M) may differ by up to steps x lr; everything else follows the data."""
+    weights, others = (_flat_tensors(ckpt.load_latest(run_dir)[0]) for run_dir in (single_dir, other_dir))
+    problems = []
+    for group, tensors in weights.items():
+        floats = [(key, tensor) for key, tensor in tensors.items() if tensor.is_floating_point()]
+        gaps = torch.cat([(tensor - others[group][key]).abs().flatten() for key, tensor in floats])
+        if gaps.max() > loose:
+            problems.append(f"{group}: differs by {gaps.max():.3g} > {loose}")
+        if (gaps > tight).float().mean() > fraction:
+            problems.append(f"{group}: {(gaps > tight).float().mean():.3%} of elements differ by more than {tight}")
+        problems += state_differences(
+            {key: t for key, t in tensors.items() if not t.is_floating_point()},
+            {key: t for key, t in others[group].items() if not t.is_floating_point()},
+            prefix=group,
+        )
+    return problems
+
+
 def test_two_processes_match_one(tmp_path):
     _train_both(str(tmp_path / "single"))
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "ddp")), nprocs=2, join=True)
@@ -77,6 +142,13 @@ def test_two_processes_match_one(tmp_path):
                 assert _close(value, eval_ddp[-1][key]), (part, key)
     usage_single = read_metrics(tmp_path / "single" / "tokenizer")[-1]["code_usage/scale2"]
     assert read_metrics(tmp_path / "ddp" / "tokenizer")[-1]["code_usage/scale2"] == usage_single
+    # Final weights, EMA and optimizer moments after the 4 steps. CPU is otherwise deterministic; the only
+    # difference is gloo summing the two ranks' gradients in another order (float32 rounding, ~1e-8 here).
+    # A wrong shard, a missed all-reduce or a skipped micro-batch moves weights by ~lr = 2e-3.
+    single, ddp = tmp_path / "single" / "transformer", tmp_path / "ddp" / "transformer"
+    assert _final_state_differences(single, ddp, atol=1e-6, rtol=1e-5) == []
+    single, ddp = tmp_path / "single" / "tokenizer", tmp_path / "ddp" / "tokenizer"
+    assert _zero_gradient_noise(single, ddp, tight=1e-5, loose=4 * 2 * 2e-3, fraction=1e-3) == []
 
 
 def _train_transformer(root: str, strategy: str, max_steps: int | None = None) -> None:
@@ -114,3 +186,7 @@ def test_fsdp_matches_one_process_and_resumes(tmp_path):
     for name in ("fsdp", "fsdp-resumed"):
         losses = [r["loss"] for r in read_metrics(tmp_path / name)]
         assert len(losses) == 4 and max(abs(a - b) for a, b in zip(single, losses)) <= 1e-5
+        # The gathered full checkpoints hold the same final weights, EMA and Adam moments as one process, up to
+        # the float32 rounding of gloo's reduce-scatter (another summation order; ~1e-8 here, deterministic
+        # otherwise). A lost shard or a wrong gather differs by ~lr = 2e-3.
+        assert _final_state_differences(tmp_path / "single", tmp_path / name, atol=1e-6, rtol=1e-5) == []

@@ -42,3 +42,26 @@ def train_config(**overrides) -> TrainConfig:
 def read_metrics(run_dir, split="train"):
     lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
     return [record for record in map(json.loads, lines) if record["split"] == split]
+
+
+def state_differences(a, b, atol: float = 0.0, rtol: float = 0.0, prefix: str = "") -> list[str]:
+    """Where two checkpoint states differ: tensors beyond ``atol + rtol * |b|`` (both 0: bit-exact), other
+    values by ``==``. Returns readable "key: detail" lines, empty when the states agree."""
+    import torch
+
+    if torch.is_tensor(a):
+        if not torch.is_tensor(b) or a.dtype != b.dtype or a.shape != b.shape:
+            return [f"{prefix}: {getattr(a, 'shape', a)} vs {getattr(b, 'shape', b)}"]
+        if atol == 0.0 and rtol == 0.0 or not a.is_floating_point():
+            return [] if torch.equal(a, b) else [f"{prefix}: not bit-identical"]
+        excess = ((a - b).abs() - rtol * b.abs()).max().item() if a.numel() else 0.0
+        return [] if excess <= atol else [f"{prefix}: differs by {excess:.3g} beyond rtol {rtol}"]
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return [f"{prefix}: keys {sorted(map(str, set(a) ^ set(b)))} in only one"]
+        return [line for key in a for line in state_differences(a[key], b[key], atol, rtol, f"{prefix}.{key}")]
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+        return [
+            line for i, (x, y) in enumerate(zip(a, b)) for line in state_differences(x, y, atol, rtol, f"{prefix}[{i}]")
+        ]
+    return [] if a == b else [f"{prefix}: {a!r} vs {b!r}"]

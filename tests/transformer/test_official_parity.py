@@ -37,12 +37,12 @@ OFFICIAL_BUFFERS = ("lvl_1L", "attn_bias_for_masking", "zero_k_bias")
 
 @pytest.fixture(scope="module")
 def fixture():
-    return torch.load(PARITY / "var_parity_d2.pt", map_location="cpu", weights_only=True)
+    return torch.load(require(PARITY / "var_parity_d2.pt"), map_location="cpu", weights_only=True)
 
 
 @pytest.fixture(scope="module")
 def model():
-    return load_official_var(PARITY / "var_d2.pth")
+    return load_official_var(require(PARITY / "var_d2.pth"))
 
 
 def official_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Training checkpoints: one atomically written file per save, the newest N kept, corrupt ones skipped.
+"""Training checkpoints: one atomically written, checksummed file per save, the newest N kept, bad ones skipped.
 
 A checkpoint is ``run_dir/checkpoints/step-00001234.pt``: a ``torch.save`` of a dict that holds only
 tensors, numbers, strings, lists and dicts, read back with ``torch.load(weights_only=True)`` (so loading
@@ -7,12 +7,21 @@ optimizer and GradScaler states, the step, the configs as dicts, the data-sample
 rank's RNG states (torch, CUDA, NumPy, Python). Tensors are stored as they are, so a save/load round
 trip is bit-exact.
 
+Beside each file, ``step-00001234.pt.json`` records its size and SHA-256 (written atomically just before the
+checkpoint is renamed into place). Loading checks both, so a truncated or bit-flipped file is caught even where the zip
+reader would not notice, and refuses weights holding NaN or infinity. :func:`load_latest` then falls back
+to the newest good checkpoint, with a warning that names the skipped file and the one used. A checkpoint
+without a record (written by an older version) is loaded unverified.
+
 References: VAR ``utils/misc.py`` (``auto_resume``), DiT ``train.py`` (checkpoint contents).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import math
 import os
 import pickle
 import random
@@ -24,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nextscale.pretrained import atomic_write
+from nextscale.pretrained import atomic_write, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +47,14 @@ class CheckpointError(ValueError):
 
 def checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"step-{step:08d}.pt"
+
+
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """The step in a checkpoint's file name (``step-00001234.pt`` -> 1234)."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"{path} is not named like a checkpoint (step-XXXXXXXX.pt)")
+    return int(match.group(1))
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
@@ -55,16 +72,109 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write ``state`` atomically (a crash leaves the previous file set intact)."""
+def record_path(path: str | os.PathLike) -> Path:
+    """The size-and-checksum record beside a checkpoint: ``step-XXXXXXXX.pt.json``."""
     path = Path(path)
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return path.with_name(path.name + ".json")
+
+
+def file_digest(path: str | os.PathLike) -> tuple[int, str]:
+    """(size in bytes, SHA-256 hex digest) of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` and its size-and-checksum record atomically (a crash leaves the previous files intact).
+
+    The digest is taken from the temporary file, and the record written, before that file is renamed into
+    place: every checkpoint that ever appears under its final name already has its record.
+    """
+    path = Path(path)
+    record_path(path).unlink(missing_ok=True)  # a stale record of an earlier file of this name must not outlive it
+
+    def write(tmp: str) -> None:
+        torch.save(state, tmp)
+        size, sha256 = file_digest(tmp)
+        record = {"file": path.name, "size": size, "sha256": sha256}
+        atomic_write_text(record_path(path), json.dumps(record, indent=2) + "\n")
+
+    atomic_write(path, write)
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one checkpoint safely (``weights_only=True``); raises CheckpointError naming the file."""
+def verify_checkpoint(path: str | os.PathLike) -> bool:
+    """Check a checkpoint's size and SHA-256 against its record.
+
+    Returns:
+        True when verified, False when the checkpoint has no record (it cannot be checked).
+    Raises:
+        CheckpointError: the file differs from its record (truncated, corrupt) or the record is unreadable.
+    """
     path = Path(path)
+    record_file = record_path(path)
+    if not record_file.is_file():
+        return False
+    try:
+        record = json.loads(record_file.read_text())
+        size, sha256 = int(record["size"]), str(record["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"the checksum record {record_file} of checkpoint {path} is unreadable ({err}); "
+            "delete both files to resume from an older checkpoint"
+        ) from err
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is missing (its record {record_file.name} exists)")
+    actual_size = path.stat().st_size
+    if actual_size != size:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or overwritten: {actual_size} bytes, {size} recorded in {record_file.name}"
+        )
+    actual_size, actual_sha256 = file_digest(path)
+    if actual_sha256 != sha256:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: SHA-256 {actual_sha256[:16]}... differs from {sha256[:16]}... "
+            f"recorded in {record_file.name}"
+        )
+    return True
+
+
+def non_finite_weights(state: dict[str, Any]) -> list[str]:
+    """Names of the model and EMA weight tensors in a checkpoint state that hold NaN or infinity."""
+    tensors: dict[str, Any] = {f"models.{name}": weights for name, weights in (state.get("models") or {}).items()}
+    if isinstance(state.get("ema"), dict):
+        tensors["ema"] = state["ema"]
+    found = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if torch.is_tensor(value):
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                found.append(prefix)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}", item)
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append(prefix)
+
+    for prefix, value in tensors.items():
+        walk(prefix, value)
+    return found
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read one checkpoint safely: checked against its record, ``weights_only=True``, finite weights only.
+
+    Raises:
+        CheckpointError: naming the file, when it is truncated, corrupt, not a training checkpoint, or its
+            model or EMA weights hold NaN or infinity.
+    """
+    path = Path(path)
+    verified = verify_checkpoint(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
@@ -74,39 +184,63 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         ) from err
     if not isinstance(state, dict) or "step" not in state:
         raise CheckpointError(f"{path} is not a nextscale training checkpoint (no 'step' entry)")
+    bad = non_finite_weights(state)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(
+            f"checkpoint {path} holds non-finite weights (NaN or inf in {shown}); the run diverged before step "
+            f"{state['step']} — resume from an older checkpoint (delete this one) with a lower learning rate"
+        )
+    if not verified:
+        logger.info("checkpoint %s has no checksum record (%s); loaded unverified", path, record_path(path).name)
     return state
 
 
 def load_latest(run_dir: str | os.PathLike) -> tuple[dict[str, Any], Path] | None:
-    """The newest readable checkpoint of a run; unreadable newer files are skipped with a warning.
+    """The newest good checkpoint of a run; bad newer files are skipped with a warning naming both files.
 
     Returns:
         (state, path), or None when the run has no checkpoint.
     Raises:
-        CheckpointError: every checkpoint file is unreadable.
+        CheckpointError: every checkpoint file is bad.
     """
     found = list_checkpoints(run_dir)
-    errors = []
+    errors: list[tuple[Path, CheckpointError]] = []
     for path in reversed(found):
         try:
-            return load_checkpoint(path), path
+            state = load_checkpoint(path)
         except CheckpointError as err:
-            errors.append(str(err))
-            logger.warning("%s; falling back to the previous checkpoint", err)
+            errors.append((path, err))
+            continue
+        for bad, err in errors:
+            logger.warning("skipping checkpoint %s and using %s instead: %s", bad, path, err)
+        return state, path
     if errors:
         raise CheckpointError(
-            "no readable checkpoint in " + str(Path(run_dir) / CHECKPOINT_DIR) + ": " + "; ".join(errors)
+            "no readable checkpoint in "
+            + str(Path(run_dir) / CHECKPOINT_DIR)
+            + ": "
+            + "; ".join(str(err) for _, err in errors)
         )
     return None
 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` checkpoints (``keep`` < 1 keeps everything); returns the deleted."""
+    """Delete all but the newest ``keep`` checkpoints (``keep`` < 1 keeps everything) and the temporary files
+    of writes a crash interrupted; returns the deleted checkpoints. Call it only between saves (rank 0)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if folder.is_dir():
+        for stale in folder.glob(".step-*.tmp"):  # atomic_write's temporaries, orphaned by a SIGKILL
+            stale.unlink(missing_ok=True)
+        for record in folder.glob("step-*.pt.json"):  # a crash between a record and its checkpoint's rename
+            if not record.with_suffix("").exists():
+                record.unlink(missing_ok=True)
     if keep < 1:
         return []
     old = list_checkpoints(run_dir)[:-keep]
     for path in old:
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # the checkpoint first: every checkpoint keeps its record until it goes
+        record_path(path).unlink(missing_ok=True)
     return old
 
 
