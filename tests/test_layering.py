@@ -7,7 +7,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "nextscale"
 
 # Layer of each top-level part; a module may import only parts of a lower layer, its own part, or a side leaf.
 LAYERS = {
-    "cli": 6,
+    "cli": 7,
+    "scaling": 6,
     "training": 5,
     "evaluation": 4,
     "sampling": 3,

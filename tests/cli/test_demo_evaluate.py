@@ -132,10 +132,11 @@ def test_evaluate_reconstructions_reuses_the_reference_cache(model_dir, tmp_path
     assert main([*base, "--out", str(tmp_path / "samples.json"), "--seed", "0"]) == 0
     assert cache.is_file()
     calls = []
-    real_compute = features.compute_features
-    monkeypatch.setattr(features, "compute_features", lambda *a, **k: calls.append(1) or real_compute(*a, **k))
+    real_compute, real_stream = features.compute_features, features.stream_features
+    monkeypatch.setattr(features, "compute_features", lambda *a, **k: calls.append("ref") or real_compute(*a, **k))
+    monkeypatch.setattr(features, "stream_features", lambda *a, **k: calls.append("recon") or real_stream(*a, **k))
     assert main([*base, "--reconstructions", "--out", str(tmp_path / "recon.json")]) == 0
-    assert calls == [1]  # only the reconstructions were featurised: the reference came from the cache
+    assert calls == ["recon"]  # only the reconstructions were featurised: the reference came from the cache
     samples, recon = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("samples", "recon"))
     assert recon["measured"] == "tokenizer reconstructions" and "sampling" not in recon
     assert samples["reference_count"] == recon["reference_count"] == 100

@@ -251,7 +251,7 @@ def test_cli_evaluates_a_text_pipeline_with_a_cfg_sweep_and_fid(text_model_dir, 
     assert report["reference_adherence"]["overall"]["empty_accuracy"] == 1.0
     assert [row["cfg"] for row in report["results"]] == [1.0, 3.0]
     for row in report["results"]:
-        assert set(row) == {"cfg", "adherence", "fid", "precision", "recall"} and row["fid"] >= 0
+        assert set(row) == {"cfg", "adherence", "fid", "kid", "kid_std", "precision", "recall"} and row["fid"] >= 0
         assert set(row["adherence"]) == {"overall", "seen", "unseen"}
         overall = row["adherence"]["overall"]
         assert overall["scenes"] == 4 and overall["items"] + overall["empty"] == 16

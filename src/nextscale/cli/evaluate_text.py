@@ -6,9 +6,10 @@ cfg value::
 
     {"conditioning": "text", "prompts": "generated", "num_prompts": 200, "prompt_split": {"seen": 100,
      "unseen": 100}, ..., "results": [{"cfg": 1.5, "adherence": {"overall": {...}, "seen": {...},
-     "unseen": {...}}, "fid": ..., "precision": ..., "recall": ...}], "reference_adherence": {...}}
+     "unseen": {...}}, "fid": ..., "kid": ..., "kid_std": ..., "precision": ..., "recall": ...}],
+     "reference_adherence": {...}}
 
-``fid``, ``precision``, ``recall`` and ``reference_adherence`` (the judge's scores on the real reference
+``fid``, ``kid``, ``precision``, ``recall`` and ``reference_adherence`` (the judge's scores on the real reference
 scenes: the ceiling a model can reach by this measure) are there when --reference is given.
 """
 
@@ -129,11 +130,19 @@ def _reference_side(args: argparse.Namespace, pipe, judge):
 def _fid(extractor, images: torch.Tensor, real) -> dict:
     from nextscale.evaluation.features import compute_features
     from nextscale.evaluation.fid import fid_from_features
+    from nextscale.evaluation.kid import kernel_inception_distance
     from nextscale.evaluation.precision_recall import precision_recall
 
     fake = compute_features(extractor, torch.split(images.mul(2).sub(1), FEATURE_BATCH))  # [0, 1] -> [-1, 1]
     pr = precision_recall(real, fake)
-    return {"fid": fid_from_features(fake, real), "precision": pr.precision, "recall": pr.recall}
+    kid = kernel_inception_distance(real, fake)
+    return {
+        "fid": fid_from_features(fake, real),
+        "kid": kid.mean,
+        "kid_std": kid.std,
+        "precision": pr.precision,
+        "recall": pr.recall,
+    }
 
 
 def run_text(args: argparse.Namespace, pipe, started: float) -> int:

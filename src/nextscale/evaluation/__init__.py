@@ -1,5 +1,6 @@
 """Evaluation: Fréchet distance (FID), injected extractors, Inception, precision/recall, a Fashion classifier,
-prompt adherence of text-to-image scenes."""
+prompt adherence of text-to-image scenes,
+KID, held-out test loss and token error per scale."""
 
 from nextscale.evaluation.adherence import (
     AdherenceReport,
@@ -14,9 +15,11 @@ from nextscale.evaluation.classifier import (
     class_consistency,
     load_bundled_classifier,
 )
-from nextscale.evaluation.features import FeatureExtractor, compute_features, compute_stats
+from nextscale.evaluation.features import FeatureExtractor, compute_features, compute_stats, stream_features
 from nextscale.evaluation.fid import FeatureStats, StatsAccumulator, fid_from_features, fid_from_stats, frechet_distance
+from nextscale.evaluation.held_out import HeldOutReport, evaluate_held_out, held_out_metrics
 from nextscale.evaluation.inception import InceptionExtractor, inception_score, load_inception
+from nextscale.evaluation.kid import KernelDistance, kernel_inception_distance
 from nextscale.evaluation.precision_recall import PrecisionRecall, precision_recall
 
 __all__ = [
@@ -26,20 +29,26 @@ __all__ = [
     "FashionClassifierConfig",
     "FeatureExtractor",
     "FeatureStats",
+    "HeldOutReport",
     "InceptionExtractor",
+    "KernelDistance",
     "PrecisionRecall",
     "StatsAccumulator",
     "class_consistency",
     "compute_features",
     "compute_stats",
+    "evaluate_held_out",
     "evaluation_prompts",
     "fid_from_features",
     "fid_from_stats",
+    "held_out_metrics",
     "frechet_distance",
     "inception_score",
+    "kernel_inception_distance",
     "load_bundled_classifier",
     "load_inception",
     "precision_recall",
     "score_adherence",
+    "stream_features",
     "sweep_cfg",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,45 @@ def compute_features(
 ) -> np.ndarray:
     """All features stacked: float64 (N, D). Arguments as in ``iter_features``."""
     chunks = list(iter_features(extractor, image_batches, progress=progress, max_images=max_images))
+    if not chunks:
+        raise ValueError("no images were given to the feature extractor")
+    return np.concatenate(chunks)
+
+
+def stream_features(
+    extractor: FeatureExtractor,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    feature_batch: int = 50,
+    observers: Sequence[Callable[[torch.Tensor, torch.Tensor], None]] = (),
+    progress: bool = True,
+) -> np.ndarray:
+    """Features of generated batches, keeping only the features: float64 (N, D).
+
+    Each (images, labels) batch is shown to every observer (e.g. a PNG writer, a classifier tally), cut into
+    ``feature_batch`` chunks for the extractor, and dropped before the next batch is drawn. So memory holds
+    at most one generated batch of images, never the whole set (50,000 images of 256 px in float32 would be
+    39 GB; their 2048-d Inception features are 0.8 GB).
+
+    Args:
+        extractor: images (b, 3, H, W) in [-1, 1] -> features (b, D).
+        batches: iterable (usually a generator) of (images (B, C, H, W) in [-1, 1], labels (B,)).
+        feature_batch: images per extractor call.
+        observers: called as ``observer(images, labels)`` on every batch, before its features.
+        progress: tqdm bar over the features (counts images).
+
+    Returns:
+        float64 (N, D).
+    """
+    if feature_batch < 1:
+        raise ValueError(f"feature_batch must be >= 1, got {feature_batch}")
+    chunks: list[np.ndarray] = []
+    with tqdm(unit="img", disable=not progress, desc="features") as bar:
+        for images, labels in batches:
+            for observer in observers:
+                observer(images, labels)
+            chunks.extend(iter_features(extractor, torch.split(images, feature_batch), progress=False))
+            bar.update(images.shape[0])
+            del images, labels  # the generator makes the next batch while this loop holds nothing
     if not chunks:
         raise ValueError("no images were given to the feature extractor")
     return np.concatenate(chunks)

@@ -83,16 +83,28 @@ def generate_prompt_images(
     return torch.cat(chunks)
 
 
-def save_samples(batches, folder: str | Path) -> int:
-    """Write every image as ``{index:06d}_class{label}.png``; returns the count."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    count = 0
-    for images, labels in batches:
+class SampleWriter:
+    """Writes each batch it is called with as ``{index:06d}_class{label}.png``, numbering on across batches
+    (an observer of ``features.stream_features``: the images go to disk batch by batch, never all in memory)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """images (B, C, H, W) in [-1, 1], labels (B,)."""
         for image, label in zip(to_pil(images), labels.tolist()):
-            image.save(folder / f"{count:06d}_class{label}.png")
-            count += 1
-    return count
+            image.save(self.folder / f"{self.count:06d}_class{label}.png")
+            self.count += 1
+
+
+def save_samples(batches, folder: str | Path) -> int:
+    """Write every image of (images, labels) batches as ``{index:06d}_class{label}.png``; returns the count."""
+    writer = SampleWriter(folder)
+    for images, labels in batches:
+        writer(images, labels)
+    return writer.count
 
 
 def reconstruct_batches(

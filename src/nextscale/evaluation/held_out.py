@@ -1,0 +1,127 @@
+"""Held-out test loss and token error per scale, and the VAR paper's summaries of them (§5.2).
+
+The transformer trainer's ``eval_step`` and ``nextscale evaluate --loss`` both compute their numbers here:
+
+    loss        per-sample mean cross-entropy over all L tokens                     (B,)
+    scale_loss  per-sample mean cross-entropy over the tokens of each scale         (B, K)
+    token_error per-sample share of wrongly predicted (argmax) tokens of each scale  (B, K)
+
+and ``summarize`` turns the per-scale means into the paper's four numbers: L_last and Err_last (the last
+scale), L_avg and Err_avg (all tokens). The averages weight each scale by its number of tokens, so they
+equal the mean over all tokens. Worked example: scales (1, 2) have 1 + 4 = 5 tokens; per-scale losses
+(2.0, 1.0) give L_avg = (1 x 2.0 + 4 x 1.0) / 5 = 1.2, L_last = 1.0.
+
+References: Tian et al. 2024, "Visual Autoregressive Modeling" (arXiv:2404.02905), §5.2 and Fig. 5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from nextscale.scales import ScaleSchedule
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.transformer.conditioning import ClassCondition
+
+
+def per_scale_mean(values: torch.Tensor, schedule: ScaleSchedule) -> torch.Tensor:
+    """(B, L) per-token values -> (B, K) means over the tokens of each scale."""
+    return torch.stack([values[:, schedule.scale_slice(k)].mean(1) for k in range(schedule.num_scales)], dim=1)
+
+
+def held_out_metrics(logits: torch.Tensor, tokens: torch.Tensor, schedule: ScaleSchedule) -> dict[str, torch.Tensor]:
+    """Per-sample test metrics of teacher-forced logits.
+
+    Args:
+        logits: (B, L, V) logits of all L tokens.
+        tokens: (B, L) int64 targets.
+        schedule: the scale schedule of the tokens.
+
+    Returns:
+        {"loss": (B,), "scale_loss": (B, K), "token_error": (B, K)}, float32.
+    """
+    batch, length, vocab = logits.shape
+    ce = F.cross_entropy(logits.float().reshape(-1, vocab), tokens.reshape(-1), reduction="none").view(batch, length)
+    wrong = (logits.argmax(-1) != tokens).float()  # (B, L)
+    return {
+        "loss": ce.mean(1),  # (B,)
+        "scale_loss": per_scale_mean(ce, schedule),  # (B, K)
+        "token_error": per_scale_mean(wrong, schedule),  # (B, K)
+    }
+
+
+def summarize(scale_loss: list[float], token_error: list[float], schedule: ScaleSchedule) -> dict[str, float]:
+    """The paper's L_last, L_avg, Err_last, Err_avg from per-scale means (K,) (averages weighted by tokens)."""
+    if len(scale_loss) != schedule.num_scales or len(token_error) != schedule.num_scales:
+        raise ValueError(
+            f"need one loss and one error per scale ({schedule.num_scales}), "
+            f"got {len(scale_loss)} and {len(token_error)}"
+        )
+    weights = [count / schedule.total_tokens for count in schedule.token_counts]
+    return {
+        "L_last": float(scale_loss[-1]),
+        "L_avg": float(sum(w * value for w, value in zip(weights, scale_loss))),
+        "Err_last": float(token_error[-1]),
+        "Err_avg": float(sum(w * value for w, value in zip(weights, token_error))),
+    }
+
+
+@dataclass(frozen=True)
+class HeldOutReport:
+    """Mean test loss and token error per scale over a held-out set, with the paper's summaries."""
+
+    num_samples: int
+    scale_sides: tuple[int, ...]
+    scale_loss: list[float]
+    token_error: list[float]
+    L_last: float
+    L_avg: float
+    Err_last: float
+    Err_avg: float
+
+
+@torch.inference_mode()
+def evaluate_held_out(
+    transformer: torch.nn.Module,
+    tokenizer: MultiScaleVQVAE,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    progress: bool = True,
+) -> HeldOutReport:
+    """Teacher-forced test loss and token error of a class-conditional transformer on held-out tokens.
+
+    Args:
+        transformer: a ``ScaleTransformer`` (put in eval mode here: no label dropout, no drop-path).
+        tokenizer: the tokenizer that made the tokens (builds the teacher-forcing inputs).
+        batches: (tokens (B, L) int, labels (B,)) pairs, e.g. a DataLoader over a ``TokenShardDataset``.
+        progress: tqdm bar (counts samples).
+
+    Returns:
+        a ``HeldOutReport`` (means over every sample and token).
+    """
+    transformer.eval()
+    device = next(transformer.parameters()).device
+    schedule = transformer.config.schedule
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    with tqdm(unit="seq", desc="test loss", disable=not progress) as bar:
+        for tokens, labels in batches:
+            if isinstance(labels, (list, tuple)):
+                raise ValueError("these tokens are captioned; held-out loss is measured for class models only")
+            tokens = tokens.to(device).long()
+            teacher = tokenizer.teacher_forcing_input(tokenizer.indices_from_tokens(tokens))  # (B, L - 1, code_dim)
+            condition = ClassCondition(labels.to(device).long(), transformer.config.null_class_id)
+            metrics = held_out_metrics(transformer(condition, teacher), tokens, schedule)
+            for name, value in metrics.items():
+                sums[name] = sums.get(name, 0) + value.sum(0).double().cpu()
+            count += tokens.shape[0]
+            bar.update(tokens.shape[0])
+    if count == 0:
+        raise ValueError("no held-out samples to evaluate")
+    scale_loss = (sums["scale_loss"] / count).tolist()
+    token_error = (sums["token_error"] / count).tolist()
+    summary = summarize(scale_loss, token_error, schedule)
+    return HeldOutReport(count, tuple(schedule.sides), scale_loss, token_error, **summary)

@@ -1,0 +1,125 @@
+"""The scaling figure: log-log loss and token error vs parameters, and loss vs compute with its Pareto frontier.
+
+Panels (as the VAR paper's Fig. 5 and 6):
+    1. held-out loss vs N: L_avg and L_last of every run's last evaluation, each with its fitted power law
+       (formula in the legend);
+    2. token error vs N: Err_avg and Err_last the same way (when the table has them);
+    3. loss vs training compute C: every evaluation of every run (one curve per run), the Pareto frontier over
+       all of them (the least loss reached with at most that compute) and the power law fitted to the frontier.
+       From a bare table (no curves) the panel shows the final points and their frontier.
+
+Matplotlib is the optional ``eval`` extra; it is imported when a figure is drawn, through its object API (no
+pyplot state and no backend switch in the calling process).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nextscale.pretrained import atomic_write
+from nextscale.scaling.power_law import fit_power_law, pareto_frontier
+
+
+def _figure_class():
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError("scaling plots need matplotlib: pip install 'nextscale[eval]'") from err
+    return Figure
+
+
+def _fit_and_draw(axis, x: np.ndarray, y: np.ndarray, label: str, x_name: str, color: str, marker: str) -> None:
+    axis.scatter(x, y, color=color, marker=marker, zorder=3)
+    if len(x) >= 2 and np.ptp(np.log(x)) > 0 and np.ptp(np.log(y)) > 0:
+        fit = fit_power_law(x, y)
+        grid = np.geomspace(x.min(), x.max(), 50)
+        axis.plot(grid, fit(grid), color=color, label=f"{fit.formula(x_name, label)}, r = {fit.pearson_r:.3f}")
+    else:
+        axis.plot([], [], color=color, label=f"{label} (too few points to fit)")
+
+
+def plot_scaling(
+    rows: Sequence[dict[str, float]],
+    out: str | os.PathLike,
+    curves: dict[str, Sequence[tuple[float, float]]] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Draw the scaling figure into a PNG (written atomically) and return its path.
+
+    Args:
+        rows: one dict per run with at least "params", "compute" and "loss"; optional "loss_last", "error",
+            "error_last".
+        out: the PNG path.
+        curves: optional {run name: [(compute, loss), ...]} of every held-out evaluation, for the frontier.
+        title: figure title.
+
+    Raises:
+        ImportError: matplotlib is missing.
+        ValueError: no rows, or a row misses params / compute / loss.
+    """
+    Figure = _figure_class()
+    if not rows:
+        raise ValueError("nothing to plot: the sweep has no point with a held-out evaluation yet")
+    for name in ("params", "compute", "loss"):
+        if any(name not in row for row in rows):
+            raise ValueError(f"every point needs a {name!r} value to be plotted")
+
+    def values(name: str) -> np.ndarray | None:
+        if not all(name in row for row in rows):
+            return None
+        return np.array([float(row[name]) for row in rows])
+
+    params = values("params")
+    has_error = values("error") is not None
+    figure = Figure(figsize=(6.0 * (3 if has_error else 2), 4.8))
+    axes = figure.subplots(1, 3 if has_error else 2)
+    loss_axis, compute_axis = axes[0], axes[-1]
+    _fit_and_draw(loss_axis, params, values("loss"), "L_avg", "N", "tab:blue", "o")
+    if values("loss_last") is not None:
+        _fit_and_draw(loss_axis, params, values("loss_last"), "L_last", "N", "tab:orange", "s")
+    loss_axis.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="held-out loss", title="loss vs size")
+    if has_error:
+        error_axis = axes[1]
+        _fit_and_draw(error_axis, params, values("error"), "Err_avg", "N", "tab:green", "o")
+        if values("error_last") is not None:
+            _fit_and_draw(error_axis, params, values("error_last"), "Err_last", "N", "tab:red", "s")
+        error_axis.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="token error", title="error vs size")
+
+    if curves:
+        points = []
+        for name, curve in curves.items():
+            curve = [(c, l) for c, l in curve if c > 0 and l > 0]
+            if curve:
+                compute_axis.plot(*zip(*curve), marker=".", alpha=0.7, label=name)
+                points += curve
+    else:
+        points = list(zip(values("compute"), values("loss")))
+        compute_axis.scatter(*zip(*points), color="tab:gray", label="final points")
+    compute, loss = np.array([p[0] for p in points]), np.array([p[1] for p in points])
+    frontier = pareto_frontier(compute, loss)
+    compute_axis.plot(compute[frontier], loss[frontier], color="black", linewidth=2, label="Pareto frontier")
+    if len(frontier) >= 2:
+        fit = fit_power_law(compute[frontier], loss[frontier])
+        grid = np.geomspace(compute[frontier].min(), compute[frontier].max(), 50)
+        compute_axis.plot(grid, fit(grid), "k--", label=f"{fit.formula('C', 'L_avg')}, r = {fit.pearson_r:.3f}")
+    compute_axis.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training compute C = 6 N D (FLOPs)",
+        ylabel="held-out loss L_avg",
+        title="loss vs compute",
+    )
+    for axis in axes:
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    return path

@@ -1,0 +1,103 @@
+"""Power laws L = (β·X)^α fitted by least squares in log space, and the Pareto frontier of loss vs compute.
+
+Taking logs makes the law a line: log L = α log β + α log X. An ordinary least-squares fit of log L on log X
+gives the slope α and the intercept a = α log β, so β = exp(a / α). The Pearson correlation r of (log X, log L)
+says how straight the points lie (VAR reports r ≈ -0.99 for loss vs parameters).
+
+Worked example: L = (2·X)^-0.5 at X = 1, 8 gives L = 0.707, 0.25; the log-log slope is
+(log 0.25 - log 0.707) / log 8 = -0.5 = α and the intercept is -0.5 log 2, so β = exp(-0.5 log 2 / -0.5) = 2.
+
+References: Kaplan et al. 2020, "Scaling Laws for Neural Language Models" (arXiv:2001.08361); Tian et al. 2024,
+"Visual Autoregressive Modeling" (arXiv:2404.02905), §5.2, Fig. 5 and 6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """L = (beta · X)^alpha; ``pearson_r`` of (log X, log L) over ``num_points`` points."""
+
+    alpha: float
+    beta: float
+    pearson_r: float
+    num_points: int
+
+    def __call__(self, x: np.ndarray | float) -> np.ndarray:
+        """The fitted law at ``x``."""
+        return (self.beta * np.asarray(x, dtype=np.float64)) ** self.alpha
+
+    def formula(self, x_name: str = "X", y_name: str = "L") -> str:
+        """E.g. ``L = (2.0e-05·N)^-0.23``."""
+        return f"{y_name} = ({self.beta:.3g}·{x_name})^{self.alpha:.3g}"
+
+
+def _positive(values: Sequence[float], name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a list of numbers, got shape {array.shape}")
+    if not np.isfinite(array).all() or (array <= 0).any():
+        bad = array[~(np.isfinite(array) & (array > 0))]
+        raise ValueError(f"a power law needs positive, finite {name} values (logs are taken); got {bad.tolist()}")
+    return array
+
+
+def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLawFit:
+    """Fit y = (β·x)^α by least squares on (log x, log y).
+
+    Args:
+        x: the scaled quantity (parameters N, compute C, ...), positive, at least two distinct values.
+        y: the measured quantity (test loss, token error), positive, as many as ``x``.
+
+    Returns:
+        ``PowerLawFit(alpha, beta, pearson_r, num_points)``.
+
+    Raises:
+        ValueError: fewer than 2 points, different lengths, values <= 0, a single x value, or a flat fit (α = 0).
+    """
+    x, y = _positive(x, "x"), _positive(y, "y")
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
+    if x.shape[0] < 2:
+        raise ValueError(f"a power-law fit needs at least 2 points, got {x.shape[0]}")
+    log_x, log_y = np.log(x), np.log(y)
+    if np.ptp(log_x) == 0:
+        raise ValueError("all x values are equal; a fit needs at least two different x values")
+    alpha, intercept = np.polyfit(log_x, log_y, 1)
+    if np.ptp(log_y) == 0 or alpha == 0:
+        raise ValueError("the fitted slope is exactly 0 (y does not change with x): β of L = (β·X)^α is undefined")
+    pearson = float(np.corrcoef(log_x, log_y)[0, 1])
+    return PowerLawFit(float(alpha), float(np.exp(intercept / alpha)), pearson, int(x.shape[0]))
+
+
+def pareto_frontier(compute: Sequence[float], loss: Sequence[float]) -> np.ndarray:
+    """Indices of the points no other point beats with less or equal compute, in order of compute.
+
+    A point is on the frontier when its loss is strictly below the loss of every point with less compute
+    (and, among equal compute, it has the least loss). Worked example: compute (1, 2, 3, 4), loss
+    (5, 6, 4, 4) -> indices (0, 2): point 1 costs more than point 0 and is worse; point 3 costs more than
+    point 2 and is no better.
+
+    Args:
+        compute: (P,) training compute of each point (e.g. every held-out evaluation of every run).
+        loss: (P,) loss at that point.
+
+    Returns:
+        int64 indices into the inputs, sorted by compute.
+    """
+    compute = np.asarray(compute, dtype=np.float64)
+    loss = np.asarray(loss, dtype=np.float64)
+    if compute.shape != loss.shape or compute.ndim != 1:
+        raise ValueError(f"compute and loss must be two lists of one length, got {compute.shape} and {loss.shape}")
+    order = np.lexsort((loss, compute))  # by compute, ties by loss
+    frontier, best = [], np.inf
+    for index in order:
+        if loss[index] < best:
+            frontier.append(index)
+            best = loss[index]
+    return np.asarray(frontier, dtype=np.int64)

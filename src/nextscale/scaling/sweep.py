@@ -1,0 +1,267 @@
+"""Sweep bookkeeping: parameters and training compute of each run, its held-out losses, points.csv/json.
+
+A sweep is one folder::
+
+    sweeps/NAME/runs/d{depth}/   one ordinary transformer training run per depth (config.json, metrics.jsonl,
+                                 checkpoints/): re-running resumes it, a finished run is left alone
+    sweeps/NAME/sweep.json       the settings of `nextscale scaling run` (provenance)
+    sweeps/NAME/points.csv       one row per run: its size, its compute and its final held-out metrics
+    sweeps/NAME/points.json      the same rows, plus every held-out evaluation of every run (the curves)
+
+Accounting (stated once, used everywhere):
+    N  parameters: every parameter of the transformer, embeddings included, as the VAR paper counts them
+       (var-d16 = 310.3M); ``params_non_embedding`` leaves out the class, word, position and level embeddings
+       (Kaplan et al.'s N) for those who want it.
+    D  tokens seen after s optimizer steps: s x batch_size x L, with L the tokens of one image (all scales);
+       progressive training (VAR pg) would see fewer, and is not accounted for.
+    C  training compute: C = 6 N D FLOPs (2 for the forward and 4 for the backward multiply-add of every
+       parameter on every token; attention scores and the frozen tokenizer are left out).
+
+Held-out metrics come from the run's metrics.jsonl "eval" lines (written by the trainer's ``eval_step``):
+``loss`` is L_avg (mean cross-entropy over all tokens), ``loss_last`` L_last, ``error`` Err_avg and
+``error_last`` Err_last (``evaluation.held_out.summarize``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nextscale.evaluation.held_out import summarize
+from nextscale.pretrained import atomic_write_text, config_from_dict
+from nextscale.training.export import read_run_config
+from nextscale.training.metrics import METRICS_FILE
+from nextscale.transformer.config import TransformerConfig
+from nextscale.transformer.model import ScaleTransformer
+from nextscale.transformer.text_config import TextTransformerConfig
+from nextscale.transformer.text_model import TextScaleTransformer
+
+log = logging.getLogger(__name__)
+
+RUNS_DIR = "runs"
+POINTS_CSV = "points.csv"
+POINTS_JSON = "points.json"
+SWEEP_FILE = "sweep.json"
+FLOPS_PER_PARAMETER_TOKEN = 6  # forward 2 + backward 4 (Kaplan et al. 2020, section 2.1)
+# Columns of points.csv, in order.
+COLUMNS = (
+    "run",
+    "depth",
+    "embed_dim",
+    "num_heads",
+    "params",
+    "params_non_embedding",
+    "tokens_per_sample",
+    "batch_size",
+    "step",
+    "total_steps",
+    "tokens_seen",
+    "compute",
+    "loss",
+    "loss_last",
+    "error",
+    "error_last",
+)
+_MODELS = {
+    ScaleTransformer.__name__: (ScaleTransformer, TransformerConfig),
+    TextScaleTransformer.__name__: (TextScaleTransformer, TextTransformerConfig),
+}
+
+
+def run_name(depth: int) -> str:
+    return f"d{depth}"
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(all parameters, parameters outside the embeddings).
+
+    Embeddings are the top-level parameters and modules whose name holds "embed" or "pos" (class/text-free
+    condition table, word embedding, position table, level embedding, start position).
+    """
+    total = embedding = 0
+    for name, parameter in model.named_parameters():
+        total += parameter.numel()
+        top = name.split(".")[0]
+        if "embed" in top or "pos" in top:
+            embedding += parameter.numel()
+    return total, total - embedding
+
+
+def transformer_parameters(config: TransformerConfig | TextTransformerConfig) -> tuple[int, int]:
+    """``count_parameters`` of the model a config builds, built on the meta device (no memory, no init cost)."""
+    model_cls = TextScaleTransformer if isinstance(config, TextTransformerConfig) else ScaleTransformer
+    with torch.device("meta"):
+        model = model_cls(config)
+    return count_parameters(model)
+
+
+def training_compute(params: int, tokens: int) -> float:
+    """C = 6 N D FLOPs."""
+    return float(FLOPS_PER_PARAMETER_TOKEN) * params * tokens
+
+
+@dataclass(frozen=True)
+class EvalPoint:
+    """One held-out evaluation of a run: where it was taken and the paper's four numbers."""
+
+    step: int
+    tokens_seen: int
+    compute: float
+    loss: float
+    loss_last: float
+    error: float
+    error_last: float
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A training run of a sweep: its shape, size and every held-out evaluation, oldest first."""
+
+    run: str
+    depth: int
+    embed_dim: int
+    num_heads: int
+    params: int
+    params_non_embedding: int
+    tokens_per_sample: int
+    batch_size: int
+    total_steps: int
+    evals: tuple[EvalPoint, ...]
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.evals) and self.evals[-1].step >= self.total_steps
+
+    def row(self) -> dict[str, object]:
+        """The points.csv row: the run and its last evaluation (the run must have one)."""
+        if not self.evals:
+            raise ValueError(f"run {self.run} has no held-out evaluation yet")
+        final = asdict(self.evals[-1])
+        values = {**asdict(self), **final}
+        return {column: values[column] for column in COLUMNS}
+
+
+def read_run(run_dir: str | os.PathLike) -> RunSummary:
+    """Summarise a transformer training run from its config.json and metrics.jsonl."""
+    run_dir = Path(run_dir)
+    run_config = read_run_config(run_dir)
+    if run_config["kind"] != "transformer":
+        raise ValueError(f"{run_dir} is a {run_config['kind']} run; a scaling sweep measures transformer runs")
+    model_class = run_config.get("model_class", ScaleTransformer.__name__)
+    if model_class not in _MODELS:
+        raise ValueError(f"{run_dir} trains a {model_class}; a scaling sweep measures VAR or STAR transformers")
+    _, config_cls = _MODELS[model_class]
+    config = config_from_dict(config_cls, run_config["transformer"])
+    params, non_embedding = transformer_parameters(config)
+    batch_size, total_steps = int(run_config["train"]["batch_size"]), int(run_config["train"]["total_steps"])
+    schedule = config.schedule
+    per_step = batch_size * schedule.total_tokens
+    evals = []
+    metrics_path = run_dir / METRICS_FILE
+    lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
+    for line in lines:
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if record.get("split") != "eval" or "loss" not in record:
+            continue
+        scale_loss = [record[f"scale_loss/scale{k}"] for k in range(schedule.num_scales)]
+        token_error = [record[f"token_error/scale{k}"] for k in range(schedule.num_scales)]
+        paper = summarize(scale_loss, token_error, schedule)
+        step = int(record["step"])
+        evals.append(
+            EvalPoint(
+                step=step,
+                tokens_seen=step * per_step,
+                compute=training_compute(params, step * per_step),
+                loss=float(record["loss"]),
+                loss_last=paper["L_last"],
+                error=paper["Err_avg"],
+                error_last=paper["Err_last"],
+            )
+        )
+    return RunSummary(
+        run=run_dir.name,
+        depth=config.depth,
+        embed_dim=config.embed_dim,
+        num_heads=config.num_heads,
+        params=params,
+        params_non_embedding=non_embedding,
+        tokens_per_sample=schedule.total_tokens,
+        batch_size=batch_size,
+        total_steps=total_steps,
+        evals=tuple(sorted(evals, key=lambda point: point.step)),
+    )
+
+
+def collect_sweep(sweep_dir: str | os.PathLike) -> list[RunSummary]:
+    """Every run under ``sweep_dir/runs`` (folders holding a config.json), smallest model first."""
+    runs_dir = Path(sweep_dir) / RUNS_DIR
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(f"{runs_dir} does not exist: {sweep_dir} is not a sweep (run `nextscale scaling run`)")
+    runs = [read_run(path) for path in sorted(runs_dir.iterdir()) if (path / "config.json").is_file()]
+    return sorted(runs, key=lambda run: (run.params, run.run))
+
+
+def write_points(sweep_dir: str | os.PathLike, runs: list[RunSummary]) -> tuple[Path, Path]:
+    """points.csv (runs with an evaluation) and points.json (rows + every evaluation) in ``sweep_dir``."""
+    sweep_dir = Path(sweep_dir)
+    rows = []
+    for run in runs:
+        if run.evals:
+            rows.append(run.row())
+        else:
+            log.warning("run %s has no held-out evaluation yet; it is left out of %s", run.run, POINTS_CSV)
+    lines = [",".join(COLUMNS)]
+    lines += [",".join(_csv_value(row[column]) for column in COLUMNS) for row in rows]
+    csv_path, json_path = sweep_dir / POINTS_CSV, sweep_dir / POINTS_JSON
+    atomic_write_text(csv_path, "\n".join(lines) + "\n")
+    document = {
+        "accounting": {
+            "params": "all transformer parameters (VAR counts); params_non_embedding without the embeddings",
+            "tokens_seen": "steps x batch_size x tokens_per_sample",
+            "compute": "6 x params x tokens_seen FLOPs",
+            "loss": "L_avg, held-out cross-entropy over all tokens; loss_last: L_last (last scale)",
+            "error": "Err_avg, held-out token error over all tokens; error_last: Err_last (last scale)",
+        },
+        "points": rows,
+        "runs": [{**asdict(run), "finished": run.finished} for run in runs],
+    }
+    atomic_write_text(json_path, json.dumps(document, indent=2) + "\n")
+    return csv_path, json_path
+
+
+def _csv_value(value: object) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def read_table(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"table {path} does not exist")
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{path} has no data rows (a header line and one row per point are expected)")
+    return rows
+
+
+def column(rows: list[dict[str, str]], name: str, source: str = "the table") -> list[float]:
+    """A numeric column of ``read_table`` rows; a clear error when it is missing or not numeric."""
+    if name not in rows[0]:
+        raise ValueError(f"{source} has no column {name!r}; its columns are {list(rows[0])}")
+    values = []
+    for index, row in enumerate(rows):
+        try:
+            values.append(float(row[name]))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}, row {index + 1}: column {name!r} holds {row[name]!r}, not a number") from err
+    return values

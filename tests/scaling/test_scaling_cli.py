@@ -1,0 +1,165 @@
+"""`nextscale scaling run / fit / plot` end to end on tiny models, and the sweep's bookkeeping."""
+
+import csv
+import json
+
+import pytest
+
+from nextscale.cli import main
+from nextscale.scaling.sweep import collect_sweep, count_parameters, transformer_parameters
+from nextscale.transformer.config import TransformerConfig
+from nextscale.transformer.model import ScaleTransformer
+
+TRAIN_FLAGS = ["--preset", "tiny", "--lr", "3e-3", "--warmup", "1", "--eval-samples", "32", "--preview-every", "none"]
+TRAIN_FLAGS += ["--log-every", "1", "--no-progress", "--ema-decay", "none"]
+
+
+def _sweep(token_data, out, depths, steps=3):
+    tokenizer, tokens, eval_tokens = token_data
+    argv = ["scaling", "run", "--out", str(out), "--depths", *map(str, depths), "--tokens", str(tokens)]
+    argv += ["--eval-tokens", str(eval_tokens), "--tokenizer", str(tokenizer), "--width-base", "16"]
+    argv += ["--batch-size", "8", "--steps", str(steps), "--eval-every", "1", "--", *TRAIN_FLAGS]
+    return main(argv)
+
+
+def _points(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sweep_trains_records_resumes_and_extends(token_data, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert _sweep(token_data, out, [1, 2]) == 0
+    rows = _points(out / "points.csv")
+    assert [row["run"] for row in rows] == ["d1", "d2"]
+    for row, depth in zip(rows, (1, 2)):
+        config = TransformerConfig.from_depth(
+            depth, embed_dim=16 * depth, num_classes=10, vocab_size=64, code_dim=8, scale_sides=(1, 2, 4)
+        )
+        assert int(row["embed_dim"]) == 16 * depth and int(row["num_heads"]) == depth  # the shape rule
+        assert int(row["params"]) == sum(p.numel() for p in ScaleTransformer(config).parameters())
+        assert int(row["tokens_per_sample"]) == 21 and int(row["step"]) == 3
+        assert int(row["tokens_seen"]) == 3 * 8 * 21
+        assert float(row["compute"]) == pytest.approx(6 * int(row["params"]) * 3 * 8 * 21)
+        assert 0 < float(row["loss"]) and 0 <= float(row["error"]) <= 1
+    # the last eval line of the run is what the row holds; L_avg is the token-weighted mean of the scales
+    lines = [json.loads(x) for x in (out / "runs" / "d2" / "metrics.jsonl").read_text().splitlines()]
+    last_eval = [x for x in lines if x["split"] == "eval"][-1]
+    assert float(rows[1]["loss"]) == pytest.approx(last_eval["loss"])
+    assert float(rows[1]["loss_last"]) == pytest.approx(last_eval["scale_loss/scale2"])
+    weighted = sum(n * last_eval[f"scale_loss/scale{k}"] for k, n in enumerate((1, 4, 16))) / 21
+    assert weighted == pytest.approx(last_eval["loss"], rel=1e-5)
+    document = json.loads((out / "points.json").read_text())
+    assert [len(run["evals"]) for run in document["runs"]] == [3, 3]
+    assert "6 x params" in document["accounting"]["compute"]
+
+    # re-running with one more depth trains only the new one
+    capsys.readouterr()
+    assert _sweep(token_data, out, [1, 2, 3]) == 0
+    printed = capsys.readouterr().out
+    assert "d1: finished (3 steps), kept" in printed and "d2: finished" in printed
+    assert printed.count("$ nextscale train") == 1
+    assert [row["run"] for row in _points(out / "points.csv")] == ["d1", "d2", "d3"]
+    assert json.loads((out / "sweep.json").read_text())["depths"] == [1, 2, 3]
+
+    # fit and plot from the sweep folder
+    capsys.readouterr()
+    assert main(["scaling", "fit", "--sweep", str(out), "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"alpha", "beta", "pearson_r"}
+    pytest.importorskip("matplotlib")
+    assert main(["scaling", "plot", "--sweep", str(out)]) == 0
+    assert (out / "scaling.png").stat().st_size > 10_000
+
+
+def test_compute_budget_gives_smaller_models_more_steps(token_data, tmp_path, capsys):
+    import argparse
+
+    from nextscale.cli.scaling import add_arguments, plan_run
+    from nextscale.training.export import load_tokenizer
+
+    tokenizer_dir, tokens, eval_tokens = token_data
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        ["run", "--out", str(tmp_path), "--depths", "1", "2", "--tokens", str(tokens), "--eval-tokens",
+         str(eval_tokens), "--tokenizer", str(tokenizer_dir), "--width-base", "16", "--batch-size", "8",
+         "--compute-budget", "1e9"]
+    )  # fmt: skip
+    tokenizer = load_tokenizer(tokenizer_dir)
+    plans = {depth: plan_run(args, depth, ["--preset", "tiny"], tokenizer) for depth in (1, 2)}
+    for argv, steps, params in plans.values():
+        assert steps == round(1e9 / (6 * params * 8 * 21))
+        assert argv[argv.index("--steps") + 1] == str(steps)
+        assert argv[argv.index("--eval-every") + 1] == str(-(-steps // 10))
+    assert plans[1][1] > plans[2][1]
+
+
+def test_sweep_refuses_flags_it_owns(token_data, tmp_path, capsys):
+    tokenizer, tokens, eval_tokens = token_data
+    argv = ["scaling", "run", "--out", str(tmp_path), "--depths", "1", "--tokens", str(tokens), "--eval-tokens"]
+    argv += [str(eval_tokens), "--tokenizer", str(tokenizer), "--steps", "2", "--", "--embed-dim", "32"]
+    assert main(argv) == 2
+    assert "--embed-dim is set by the sweep" in capsys.readouterr().err
+
+
+def test_fit_reads_any_csv_and_prints_exactly_three_numbers(tmp_path, capsys):
+    table = tmp_path / "points.csv"
+    params = [1e5, 1e6, 1e7, 1e8]
+    lines = ["name,params,loss"] + [f"m{i},{n},{(2e-4 * n) ** -0.2}" for i, n in enumerate(params)]
+    table.write_text("\n".join(lines) + "\n")
+    assert main(["scaling", "fit", "--csv", str(table), "--x", "params", "--y", "loss", "--json"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(printed)
+    assert list(result) == ["alpha", "beta", "pearson_r"] and printed.count("\n") == 1
+    assert result["alpha"] == pytest.approx(-0.2) and result["beta"] == pytest.approx(2e-4)
+    assert result["pearson_r"] == pytest.approx(-1.0)
+    assert main(["scaling", "fit", "--csv", str(table)]) == 0  # defaults: --x params --y loss
+    assert "alpha = -0.2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "flags", "message"),
+    [
+        ("params,loss\n1e6,2.0\n", [], "at least 2 points"),
+        ("params,loss\n1e6,2.0\n1e7,0\n", [], "positive"),
+        ("params,loss\n1e6,2.0\n1e7,1.5\n", ["--y", "error"], "no column 'error'"),
+        ("params,loss\n1e6,2.0\n1e7,abc\n", [], "row 2: column 'loss' holds 'abc'"),
+        ("params,loss\n", [], "no data rows"),
+    ],
+)
+def test_fit_errors_are_one_line(tmp_path, capsys, content, flags, message):
+    table = tmp_path / "points.csv"
+    table.write_text(content)
+    assert main(["scaling", "fit", "--csv", str(table), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_plot_from_a_csv_table(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    table = tmp_path / "points.csv"
+    rows = ["run,params,compute,loss,loss_last"] + [
+        f"d{d},{n},{6 * n * 1e6},{(1e-3 * n) ** -0.1},{(1e-3 * n) ** -0.08}" for d, n in ((2, 1e5), (3, 3e5), (4, 1e6))
+    ]
+    table.write_text("\n".join(rows) + "\n")
+    assert main(["scaling", "plot", "--csv", str(table), "--out", str(tmp_path / "fig.png")]) == 0
+    assert (tmp_path / "fig.png").stat().st_size > 10_000
+    assert main(["scaling", "plot", "--csv", str(table)]) == 2  # --out is required with a table
+
+
+def test_parameters_count_everything_and_embeddings_apart():
+    config = TransformerConfig.from_depth(16)
+    total, non_embedding = transformer_parameters(config)
+    assert total == 310_283_520  # VAR-d16: "310M"
+    model = ScaleTransformer(TransformerConfig.from_depth(2, embed_dim=32, vocab_size=64, code_dim=8))
+    embedding = sum(
+        p.numel() for module in (model.class_embedder, model.word_embed, model.level_embed) for p in module.parameters()
+    )
+    embedding += model.pos_embed.numel() + model.start_pos.numel()
+    total = sum(p.numel() for p in model.parameters())
+    assert count_parameters(model) == (total, total - embedding)
+
+
+def test_collect_sweep_needs_a_sweep_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a sweep"):
+        collect_sweep(tmp_path)
