@@ -28,10 +28,20 @@ def test_block_causal_mask_forbids_later_scales_and_allows_own_and_earlier():
     assert torch.isinf(bias[0, 0, 0, 1:]).all() and bias[0, 0, 20].eq(0).all()
 
 
-@pytest.mark.parametrize("sides", [(), (2, 4), (1, 3, 3), (1, 4, 2)])
+@pytest.mark.parametrize("sides", [(), (1, 3, 3), (1, 4, 2)])
 def test_bad_schedules_are_refused(sides):
     with pytest.raises(ValueError):
         ScaleSchedule(sides)
+
+
+def test_only_transformers_need_a_1x1_first_scale():
+    from nextscale.transformer.config import TransformerConfig
+
+    assert ScaleSchedule((8,)).total_tokens == 64  # a one-map tokenizer schedule (the raster baseline)
+    with pytest.raises(ValueError, match="1x1"):
+        ScaleSchedule((2, 4)).require_start_scale()
+    with pytest.raises(ValueError, match="1x1"):
+        TransformerConfig.from_depth(2, scale_sides=(2, 4))
 
 
 def test_split_and_concat_round_trip():

@@ -12,6 +12,7 @@ References: nanochat ``nanochat/common.py`` (``compute_init``, ``print0``), DiT 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ import torch.distributed as dist
 from torch import nn
 
 STRATEGIES = ("ddp", "fsdp", "none")
+# How long a collective waits for the other processes before failing (PyTorch's own default is 30 minutes).
+# It must outlast the longest stretch in which one rank works alone: rank 0 writing a checkpoint or previews.
+DEFAULT_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,18 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from err
 
 
-def init_distributed(backend: str | None = None, device: str | torch.device | None = None) -> DistInfo:
+def init_distributed(
+    backend: str | None = None, device: str | torch.device | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> DistInfo:
     """Join the process group described by the launcher's environment (or run alone).
+
+    A process whose peer dies sees its next collective fail at once (the connection drops) and ``torchrun``
+    stops the others; a peer that hangs makes the collectives fail after ``timeout_s``, so no rank waits forever.
 
     Args:
         backend: "nccl", "gloo" or None (nccl when CUDA is available, gloo on CPU).
         device: force a device ("cpu", "cuda"); None picks ``cuda:LOCAL_RANK`` when CUDA is available.
+        timeout_s: seconds a collective waits for the other processes before it fails.
     Returns:
         DistInfo of this process. Calling it again after initialisation returns the same information.
     """
@@ -78,7 +88,10 @@ def init_distributed(backend: str | None = None, device: str | torch.device | No
         for name in ("MASTER_ADDR", "MASTER_PORT"):
             if name not in os.environ:
                 raise ValueError(f"WORLD_SIZE={world_size} but {name} is not set; launch with torchrun")
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        if timeout_s <= 0:
+            raise ValueError(f"the collective timeout must be positive, got {timeout_s} s")
+        timeout = datetime.timedelta(seconds=timeout_s)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, timeout=timeout)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 

@@ -35,10 +35,10 @@ def test_corrupt_image_named_or_skipped(tmp_path):
     broken.write_bytes(broken.read_bytes()[:60])
     with pytest.raises(ValueError, match="000.png"):
         ImageFolderDataset(tmp_path / "root", size=16)[0]
-    dataset = ImageFolderDataset(tmp_path / "root", size=16, skip_corrupt=True)
-    with pytest.warns(UserWarning, match="000.png"):
-        image, label = dataset[0]
+    dataset = ImageFolderDataset(tmp_path / "root", size=16, bad_images="skip")
+    image, label = dataset[0]
     assert image.shape == (3, 16, 16) and label == 0  # the next readable image, bag/001.jpg
+    assert dataset.skip_counts() == {"truncated": 1}
 
 
 def test_empty_folders_raise(tmp_path):

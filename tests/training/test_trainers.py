@@ -156,3 +156,40 @@ def test_bf16_autocast_runs_on_cpu(tmp_path, data):
             tmp_path / "fp16",
             *data,
         )
+
+
+def test_raster_baseline_trains_exports_and_samples_through_the_pipeline(tmp_path, data):
+    from nextscale.sampling.raster_pipeline import RasterPipeline
+    from nextscale.training.export import with_scale_sides
+    from nextscale.transformer.raster_config import RasterConfig
+
+    tokenizer_config, transformer_config = tiny_configs()
+    seed_everything(0)
+    side = tokenizer_config.scale_sides[-1]
+    tokenizer = with_scale_sides(MultiScaleVQVAE(tokenizer_config), (side,))  # one map: the raster tokens
+    objective = TransformerObjective()
+    config = RasterConfig.from_depth(
+        transformer_config.depth,
+        embed_dim=transformer_config.embed_dim,
+        num_heads=transformer_config.num_heads,
+        num_classes=transformer_config.num_classes,
+        vocab_size=transformer_config.vocab_size,
+        side=side,
+    )
+    transformer = build_transformer(config, objective)
+    train = train_config(total_steps=30, batch_size=16, lr=3e-3, eval_every=30, preview_every=30, ema_decay=0.9)
+    trainer = TransformerTrainer(transformer, tokenizer, objective, train, tmp_path / "run", *data)
+    trainer.fit()
+    records = read_metrics(tmp_path / "run")
+    assert _mean([r["loss"] for r in records[-5:]]) < 0.8 * _mean([r["loss"] for r in records[:5]])
+    evaluation = read_metrics(tmp_path / "run", "eval")[-1]
+    assert {"loss", "scale_loss/scale0", "token_error/scale0"} <= set(evaluation)
+    assert (tmp_path / "run" / "previews" / "step-00000030.png").is_file()
+
+    pipe = Pipeline.from_pretrained(export_run(tmp_path / "run", tmp_path / "pipe"))
+    assert isinstance(pipe, RasterPipeline)
+    out = pipe(class_labels=[0, 3], seed=7, cfg=2.0, top_k=20, output_type="pt")
+    assert out.images.shape == (2, 1, 16, 16) and out.tokens.shape == (2, side * side)
+    assert torch.equal(out.tokens, pipe(class_labels=[0, 3], seed=7, cfg=2.0, top_k=20, output_type="pt").tokens)
+    with pytest.raises(ValueError, match="raster"):
+        pipe.inpaint(out.images[:1], box=(0.0, 0.0, 0.5, 0.5))

@@ -36,8 +36,16 @@ from __future__ import annotations
 
 import argparse
 
+from nextscale.cli.data_report import add_resolution_argument
 from nextscale.training.config import TrainConfig, TransformerObjective
-from nextscale.training.options import add_run_arguments, int_tuple, optional_float
+from nextscale.training.options import (
+    PRECEDENCE_HELP,
+    add_bad_images_argument,
+    add_run_arguments,
+    int_tuple,
+    optional_float,
+    record_given_options,
+)
 
 # The official VAR recipe (VAR_REFERENCE.md section 5): AdamW (0.9, 0.95), wd 0.05 by rule, tblr 1e-4,
 # lin0 with 2 % warm-up, wpe 0.01, clip 2.0, batch 768.
@@ -59,17 +67,32 @@ OBJECTIVE = TransformerObjective()
 MODEL_FLAGS = ("num_classes", "embed_dim", "num_heads", "drop_path_rate", "cond_drop_rate", "shared_adaln")
 TEXT_MODEL_FLAGS = ("embed_dim", "num_heads", "drop_path_rate", "cond_drop_rate", "rope_theta", "rope_norm")
 DEFAULT_TEXT_PRESET = "fashion-scenes"
+# One data source: typing any of these drops the run file's values of all of them, and of DATA_DEPENDENT.
+DATA_FLAGS = ("data", "tokens", "eval_data", "eval_tokens")
+DATA_DEPENDENT = ("num_classes",)
+# A typed --resolution replaces the file's --scale-sides and the other way round: both set the schedule.
+RUN_FILE_SOURCES = (
+    (DATA_FLAGS, DATA_DEPENDENT),
+    (("resolution",), ("scale_sides",)),
+    (("scale_sides",), ("resolution",)),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    record_given_options(parser)
+    parser.epilog = PRECEDENCE_HELP.format(
+        data_flags="--data --tokens --eval-data --eval-tokens", data_dependent="--num-classes"
+    )
     parser.add_argument("--tokenizer", help="tokenizer: component/pipeline folder, tokenizer run dir, or official .pth")
     parser.add_argument("--data", help="fashion-mnist[:DIR] or an image folder (used for held-out eval with --tokens)")
     parser.add_argument("--tokens", help="token folder from `nextscale tokenize` (training reads it, not --data)")
     parser.add_argument("--eval-tokens", help="held-out token folder (default: the --data held-out split, if any)")
     parser.add_argument("--eval-data", help="held-out data spec (e.g. captions:DIR), when --data has no split")
+    add_bad_images_argument(parser)
     parser.add_argument(
         "--scale-sides", type=int_tuple, help="scale sides, e.g. 1,2,4,8,16 (default: the tokenizer's own)"
     )
+    add_resolution_argument(parser, "tokenizer")
     parser.add_argument(
         "--text-encoder",
         help="train a text (STAR) model with this frozen encoder: a local Hugging Face folder, or 'default' "
@@ -86,7 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset", default=None, help="named preset for the shape (default: var-d16, or fashion-scenes for text)"
     )
     group.add_argument("--depth", type=int, help="blocks; width 64 d, d heads, drop-path 0.1 d / 24")
-    group.add_argument("--num-classes", type=int, help="class count (default: the preset's)")
+    group.add_argument("--num-classes", type=int, help="class count (default: the training data's)")
     group.add_argument("--embed-dim", type=int, help="override the width")
     group.add_argument("--num-heads", type=int, help="override the head count")
     group.add_argument("--drop-path-rate", type=float, help="override the stochastic-depth rate")
@@ -190,73 +213,127 @@ def initial_transformer(args: argparse.Namespace, tokenizer_config, objective, t
 
 def run(args: argparse.Namespace) -> int:
     from nextscale import distributed
-    from nextscale.data.token_shards import TokenShardDataset
-    from nextscale.training.config import seed_everything
-    from nextscale.training.export import load_tokenizer
-    from nextscale.training.options import apply_run_file, build_datasets, train_config_from_args
-    from nextscale.training.transformer_trainer import TransformerTrainer
+    from nextscale.training.options import apply_run_file
+    from nextscale.training.run_lock import hold_run_dir
 
-    apply_run_file(args)
+    apply_run_file(args, RUN_FILE_SOURCES)
     if not args.run_dir or not args.tokenizer:
         raise ValueError("--run-dir and --tokenizer are required (or give them in the --config file)")
     if not args.tokens and not args.data:
         raise ValueError("give the training data: --tokens DIR (from `nextscale tokenize`) or --data SPEC")
-    dist_info = distributed.init_distributed(device=args.device)
+    dist_info = distributed.init_distributed(device=args.device, timeout_s=args.dist_timeout)
     try:
-        tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
-        config = tokenizer.config
-        text_encoder = load_text_encoder_option(args.text_encoder) if args.text_encoder else None
-        train_set = eval_set = None
-        if args.data:
-            train_set, eval_set = build_datasets(args.data, config.image_size, config.in_channels, seed=args.seed)
-        if args.eval_data:
-            eval_set, _ = build_datasets(args.eval_data, config.image_size, config.in_channels, split="test")
-        if args.tokens:
-            train_set = TokenShardDataset(args.tokens, tokenizer)
-        if args.eval_tokens:
-            eval_set = TokenShardDataset(args.eval_tokens, tokenizer)
-        objective = TransformerObjective(
-            label_smoothing=args.label_smoothing,
-            progressive=args.progressive,
-            progressive_first_stage=args.progressive_first_stage,
-            progressive_stage_warmup=args.progressive_stage_warmup,
-            init_adaln=args.init_adaln,
-            init_adaln_gamma=args.init_adaln_gamma,
-            init_head=args.init_head,
-            init_std=args.init_std,
-            preview_cfg=args.preview_cfg,
-            preview_prompts=tuple(args.preview_prompts or ()),
-        )
-        seed_everything(args.seed)  # identical initial weights on every rank
-        text_dim = None if text_encoder is None else text_encoder.width
-        transformer = initial_transformer(args, config, objective, text_dim)
-        train_config = train_config_from_args(args, len(train_set))
-        run_config = {
-            "data": args.data,
-            "tokens": args.tokens,
-            "tokenizer_source": str(args.tokenizer),
-            "init_from": args.init_from,
-            "text_encoder": args.text_encoder,
-        }
-        trainer = TransformerTrainer(
-            transformer,
-            tokenizer,
-            objective,
-            train_config,
-            args.run_dir,
-            train_set,
-            eval_set,
-            run_config=run_config,
-            dist_info=dist_info,
-            text_encoder=text_encoder,
-        )
-        metrics = trainer.fit(args.max_steps)
-        if dist_info.is_main:
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/scale" not in k)
-            print(f"transformer run {args.run_dir} at step {trainer.step}/{train_config.total_steps}: {shown}")
+        with hold_run_dir(args.run_dir, dist_info):
+            _train(args, dist_info)
     finally:
         distributed.teardown()
     return 0
+
+
+def _train(args: argparse.Namespace, dist_info) -> None:
+    from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
+    from nextscale.data.token_shards import TokenShardDataset
+    from nextscale.training.config import seed_everything
+    from nextscale.training.export import load_tokenizer, with_scale_sides
+    from nextscale.training.options import build_datasets, report_skipped_images, train_config_from_args
+    from nextscale.training.transformer_trainer import TransformerTrainer
+
+    tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
+    sides = scale_sides_for(args.resolution, args.scale_sides, tokenizer.config.downsample_factor)
+    if sides is not None and sides != tuple(tokenizer.config.scale_sides):
+        tokenizer = with_scale_sides(tokenizer, sides)
+    config = tokenizer.config
+    text_encoder = load_text_encoder_option(args.text_encoder) if args.text_encoder else None
+    train_set = eval_set = None
+    if args.data:
+        train_set, eval_set = build_datasets(
+            args.data, config.image_size, config.in_channels, seed=args.seed, bad_images=args.bad_images
+        )
+    if args.eval_data:
+        eval_set = eval_dataset(args.eval_data, config.image_size, config.in_channels, args.bad_images)
+    if args.tokens:
+        train_set = TokenShardDataset(args.tokens, tokenizer)
+    if args.eval_tokens:
+        eval_set = TokenShardDataset(args.eval_tokens, tokenizer)
+    source = schedule_source(args, f"the tokenizer {args.tokenizer}")
+    log_data_report(config, source, train_set, eval_set, args.data)
+    if text_encoder is None and not args.init_from:
+        args.num_classes = fit_num_classes(args.num_classes, train_set, args.tokens or args.data)
+    objective = TransformerObjective(
+        label_smoothing=args.label_smoothing,
+        progressive=args.progressive,
+        progressive_first_stage=args.progressive_first_stage,
+        progressive_stage_warmup=args.progressive_stage_warmup,
+        init_adaln=args.init_adaln,
+        init_adaln_gamma=args.init_adaln_gamma,
+        init_head=args.init_head,
+        init_std=args.init_std,
+        preview_cfg=args.preview_cfg,
+        preview_prompts=tuple(args.preview_prompts or ()),
+    )
+    seed_everything(args.seed)  # identical initial weights on every rank
+    text_dim = None if text_encoder is None else text_encoder.width
+    transformer = initial_transformer(args, config, objective, text_dim)
+    train_config = train_config_from_args(args, len(train_set))
+    run_config = {
+        "data": args.data,
+        "tokens": args.tokens,
+        "tokenizer_source": str(args.tokenizer),
+        "init_from": args.init_from,
+        "text_encoder": args.text_encoder,
+    }
+    trainer = TransformerTrainer(
+        transformer,
+        tokenizer,
+        objective,
+        train_config,
+        args.run_dir,
+        train_set,
+        eval_set,
+        run_config=run_config,
+        dist_info=dist_info,
+        text_encoder=text_encoder,
+    )
+    try:
+        metrics = trainer.fit(args.max_steps)
+    finally:
+        report_skipped_images((train_set, eval_set))
+    if dist_info.is_main:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/scale" not in k)
+        print(f"transformer run {args.run_dir} at step {trainer.step}/{train_config.total_steps}: {shown}")
+
+
+def eval_dataset(spec: str, image_size: int, channels: int, bad_images: str = "skip"):
+    """--eval-data: all of a plain image folder (it is the held-out set), else the spec's held-out split."""
+    from pathlib import Path
+
+    from nextscale.data.folders import folder_layout
+    from nextscale.data.images import ImageFolderDataset
+    from nextscale.training.options import build_datasets, check_bad_images
+
+    if Path(spec).is_dir() and folder_layout(spec).carved:
+        dataset = ImageFolderDataset(spec, image_size, train=False, channels=channels, bad_images=bad_images)
+        check_bad_images((dataset,), bad_images)
+        return dataset
+    return build_datasets(spec, image_size, channels, split="test", bad_images=bad_images)[0]
+
+
+def fit_num_classes(given: int | None, train_set, source: str) -> int | None:
+    """The class count: inferred from the training data unless given; a given count the data contradicts is an
+    error. A class list (Fashion-MNIST, folders) fixes the count; token shards only bound it by their labels."""
+    from nextscale.training.options import class_count
+
+    found = class_count(train_set)
+    if given is None or found is None:
+        return found if given is None else given
+    exact = hasattr(train_set, "classes")
+    if given != found if exact else given < found:
+        what = f"{found} classes" if exact else f"labels up to {found - 1}"
+        raise ValueError(
+            f"--num-classes {given} contradicts the training data: {source} has {what}; "
+            "drop --num-classes to infer it from the data, or train on the data it belongs to"
+        )
+    return given
 
 
 def load_text_encoder_option(value: str):

@@ -8,6 +8,9 @@ Examples:
     # tiny smoke run (16 px, about 5 s on a CPU): recon_loss falls by more than 15 % in 30 steps
     nextscale train-tokenizer --config configs/tiny_tokenizer.json --run-dir runs/tiny-tok
 
+    # your own folder of class sub-folders, RGB at 32 px (scales 1,2,4,8); README "Train on your own images"
+    nextscale train-tokenizer --config configs/own_images_tokenizer.json --data data/shapes --run-dir runs/shapes-tok
+
     # fine-tune the released VAR tokenizer on your images (GPU; torchrun for several)
     torchrun --nproc_per_node=8 -m nextscale train-tokenizer --init-from vae_ch160v4096z32.pth \\
         --data /data/my-images --run-dir runs/my-tok --steps 20000 --batch-size 64 --disc-start 0
@@ -15,6 +18,9 @@ Examples:
 Losses: L1 + perceptual (multi-scale SSIM by default; LPIPS from local files with --perceptual lpips)
 + the quantizer loss + a PatchGAN hinge loss from --disc-start on (off by default), with VQGAN's
 adaptive weight. Logs per-scale code usage; the held-out evaluation reports MSE/PSNR per scale.
+At start it logs the data (images, classes, file sizes, where the held-out images come from; a folder
+without val/ gives up 5 % of each class, at least one image, seed 0) and the image size and scale
+schedule trained (--resolution PX picks sides doubling from 1 to PX / downsampling, e.g. 32 -> 1,2,4,8).
 Export the EMA weights with `nextscale export --run RUN --out DIR`.
 """
 
@@ -22,8 +28,16 @@ from __future__ import annotations
 
 import argparse
 
+from nextscale.cli.data_report import add_resolution_argument
 from nextscale.training.config import TokenizerLossConfig, TrainConfig
-from nextscale.training.options import add_run_arguments, int_tuple, optional_int
+from nextscale.training.options import (
+    PRECEDENCE_HELP,
+    add_bad_images_argument,
+    add_run_arguments,
+    int_tuple,
+    optional_int,
+    record_given_options,
+)
 
 # Tokenizer defaults: VQGAN-style Adam (betas 0.5/0.9, no weight decay, constant lr after a short warm-up).
 DEFAULTS = TrainConfig(
@@ -51,11 +65,26 @@ SIZE_FLAGS = (
     "scale_sides",
     "lookup",
 )
+DATA_FLAGS = ("data",)
+DATA_DEPENDENT = ("in_channels",)  # typed --data drops the run file's channels; they follow from the data
+# A typed --init-from fixes the shape: the file's shape flags describe its fresh model, not this one.
+# A typed --resolution replaces the file's --scale-sides and the other way round: both set the schedule.
+RUN_FILE_SOURCES = (
+    (DATA_FLAGS, DATA_DEPENDENT),
+    (("init_from",), ("preset", "resolution", *SIZE_FLAGS)),
+    (("resolution",), ("scale_sides",)),
+    (("scale_sides",), ("resolution",)),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    record_given_options(parser)
+    parser.epilog = PRECEDENCE_HELP.format(data_flags="--data", data_dependent="--in-channels") + (
+        "\nA typed --init-from likewise drops the run file's --preset and shape options: its weights fix the shape."
+    )
     parser.add_argument("--data", help="fashion-mnist[:DIR] or an image folder (DIR/train + DIR/val, or DIR)")
     parser.add_argument("--init-from", help="start from a tokenizer folder, pipeline folder, run, or official .pth")
+    add_bad_images_argument(parser)
     group = parser.add_argument_group("tokenizer shape (default: the preset's)")
     group.add_argument("--preset", default="var-d16", help="named preset: tiny, var-d16, ... (default: var-d16)")
     group.add_argument("--vocab-size", type=int, help="codebook size V")
@@ -63,10 +92,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--base-channels", type=int, help="CNN width of the first level (multiple of 32)")
     group.add_argument("--channel-multipliers", type=int_tuple, help="per-level width factors, e.g. 1,2,2")
     group.add_argument("--num-res-blocks", type=int, help="ResNet blocks per encoder level")
-    group.add_argument("--in-channels", type=int, help="image channels (1 for Fashion-MNIST)")
+    group.add_argument(
+        "--in-channels", type=int, help="image channels (default: 1 for Fashion-MNIST, else the preset's)"
+    )
     group.add_argument("--beta", type=float, help="commitment weight")
     group.add_argument("--num-phi", type=int, help="shared Phi convs (0: one per scale)")
     group.add_argument("--scale-sides", type=int_tuple, help="token-map sides, e.g. 1,2,3,4,6,8")
+    add_resolution_argument(group, "preset")
     group.add_argument("--lookup", choices=("l2", "cosine"), help="codebook lookup")
     group = parser.add_argument_group("losses")
     group.add_argument("--l1-weight", type=float, default=LOSSES.l1_weight, help="L1 pixel loss weight")
@@ -111,9 +143,10 @@ def build_tokenizer(args: argparse.Namespace):
     """The tokenizer to train: --init-from weights, or a fresh one from the preset plus size flags."""
     import dataclasses
 
+    from nextscale.cli.data_report import scale_sides_for
     from nextscale.presets import get_preset
     from nextscale.tokenizer.vqvae import MultiScaleVQVAE
-    from nextscale.training.export import load_tokenizer
+    from nextscale.training.export import load_tokenizer, with_scale_sides
 
     overrides = {name: getattr(args, name) for name in SIZE_FLAGS if getattr(args, name) is not None}
     if args.init_from:
@@ -121,58 +154,83 @@ def build_tokenizer(args: argparse.Namespace):
         given = {k: v for k, v in overrides.items() if k != "scale_sides"}
         if given:
             raise ValueError(f"--init-from fixes the tokenizer's shape; drop {sorted(given)}")
+        sides = scale_sides_for(args.resolution, args.scale_sides, tokenizer.config.downsample_factor)
+        if sides is not None and sides != tuple(tokenizer.config.scale_sides):
+            tokenizer = with_scale_sides(tokenizer, sides)
         return tokenizer.train()
     config, _ = get_preset(args.preset)
-    return MultiScaleVQVAE(dataclasses.replace(config, **overrides))
+    config = dataclasses.replace(config, **overrides)
+    sides = scale_sides_for(args.resolution, args.scale_sides, config.downsample_factor)
+    if sides is not None:
+        config = dataclasses.replace(config, scale_sides=sides)
+    return MultiScaleVQVAE(config)
 
 
 def run(args: argparse.Namespace) -> int:
     from nextscale import distributed
-    from nextscale.training.config import seed_everything
-    from nextscale.training.options import apply_run_file, build_datasets, train_config_from_args
-    from nextscale.training.tokenizer_trainer import TokenizerTrainer
+    from nextscale.training.options import apply_run_file, data_channels
+    from nextscale.training.run_lock import hold_run_dir
 
-    apply_run_file(args)
+    apply_run_file(args, RUN_FILE_SOURCES)
     if not args.run_dir or not args.data:
         raise ValueError("--run-dir and --data are required (or give them in the --config file)")
-    dist_info = distributed.init_distributed(device=args.device)
+    if args.in_channels is None and not args.init_from:
+        args.in_channels = data_channels(args.data)
+    dist_info = distributed.init_distributed(device=args.device, timeout_s=args.dist_timeout)
     try:
-        seed_everything(args.seed)  # identical initial weights on every rank
-        tokenizer = build_tokenizer(args)
-        config = tokenizer.config
-        train_set, eval_set = build_datasets(args.data, config.image_size, config.in_channels, seed=args.seed)
-        losses = TokenizerLossConfig(
-            l1_weight=args.l1_weight,
-            l2_weight=args.l2_weight,
-            perceptual=args.perceptual,
-            perceptual_weight=args.perceptual_weight,
-            lpips_backbone=args.lpips_backbone,
-            lpips_heads=args.lpips_heads,
-            quant_weight=args.quant_weight,
-            disc_start=args.disc_start,
-            disc_weight=args.disc_weight,
-            disc_lr=args.disc_lr,
-            disc_channels=args.disc_channels,
-            disc_layers=args.disc_layers,
-            disc_norm=args.disc_norm,
-            dead_code_every=args.dead_code_every,
-            dead_code_min_hits=args.dead_code_min_hits,
-        )
-        train_config = train_config_from_args(args, len(train_set))
-        trainer = TokenizerTrainer(
-            tokenizer,
-            losses,
-            train_config,
-            args.run_dir,
-            train_set,
-            eval_set,
-            run_config={"data": args.data, "init_from": args.init_from},
-            dist_info=dist_info,
-        )
-        metrics = trainer.fit(args.max_steps)
-        if dist_info.is_main:
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/scale" not in k)
-            print(f"tokenizer run {args.run_dir} at step {trainer.step}/{train_config.total_steps}: {shown}")
+        with hold_run_dir(args.run_dir, dist_info):
+            _train(args, dist_info)
     finally:
         distributed.teardown()
     return 0
+
+
+def _train(args: argparse.Namespace, dist_info) -> None:
+    from nextscale.cli.data_report import log_data_report, schedule_source
+    from nextscale.training.config import seed_everything
+    from nextscale.training.options import build_datasets, report_skipped_images, train_config_from_args
+    from nextscale.training.tokenizer_trainer import TokenizerTrainer
+
+    seed_everything(args.seed)  # identical initial weights on every rank
+    tokenizer = build_tokenizer(args)
+    config = tokenizer.config
+    train_set, eval_set = build_datasets(
+        args.data, config.image_size, config.in_channels, seed=args.seed, bad_images=args.bad_images
+    )
+    default_source = f"the tokenizer {args.init_from}" if args.init_from else f"preset {args.preset}"
+    log_data_report(config, schedule_source(args, default_source), train_set, eval_set, args.data)
+    losses = TokenizerLossConfig(
+        l1_weight=args.l1_weight,
+        l2_weight=args.l2_weight,
+        perceptual=args.perceptual,
+        perceptual_weight=args.perceptual_weight,
+        lpips_backbone=args.lpips_backbone,
+        lpips_heads=args.lpips_heads,
+        quant_weight=args.quant_weight,
+        disc_start=args.disc_start,
+        disc_weight=args.disc_weight,
+        disc_lr=args.disc_lr,
+        disc_channels=args.disc_channels,
+        disc_layers=args.disc_layers,
+        disc_norm=args.disc_norm,
+        dead_code_every=args.dead_code_every,
+        dead_code_min_hits=args.dead_code_min_hits,
+    )
+    train_config = train_config_from_args(args, len(train_set))
+    trainer = TokenizerTrainer(
+        tokenizer,
+        losses,
+        train_config,
+        args.run_dir,
+        train_set,
+        eval_set,
+        run_config={"data": args.data, "init_from": args.init_from},
+        dist_info=dist_info,
+    )
+    try:
+        metrics = trainer.fit(args.max_steps)
+    finally:
+        report_skipped_images((train_set, eval_set))
+    if dist_info.is_main:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/scale" not in k)
+        print(f"tokenizer run {args.run_dir} at step {trainer.step}/{train_config.total_steps}: {shown}")

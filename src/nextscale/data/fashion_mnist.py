@@ -204,6 +204,7 @@ class FashionMNIST(Dataset):
         self.images, self.labels = load_fashion_mnist(root, split)
         self.split = split
         self.size = size
+        self.classes = list(CLASS_NAMES)  # label i is classes[i], as for an image folder
         self.channels = channels
 
     def __len__(self) -> int:

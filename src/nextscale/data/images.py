@@ -8,6 +8,16 @@ Folder layout (as for ImageNet ``train/`` and ``val/``)::
 
 Classes are the sub-folder names in sorted order, so label ``i`` is ``classes[i]`` on every machine.
 
+Bad files never stop a long run late. Each file is checked when it is read: unreadable (not an image, a
+corrupt header), truncated (fails to decode), tiny (shorter side under ``TINY_FRACTION`` of the training
+side; larger images smaller than the training side are upscaled), huge (more pixels than Pillow's
+decompression-bomb limit ``Image.MAX_IMAGE_PIXELS``) or of a mode Pillow cannot convert. Every mode is
+converted to the training channels (see ``transforms.convert_mode``: alpha on white, 16-bit scaled).
+With ``bad_images="skip"`` a bad file is counted, logged once and replaced by the next good file in the
+folder order (deterministic: the same on every rank, worker and resume); with ``"fail"`` it raises a
+ValueError naming the file. ``ImageFolderDataset.scan`` checks every header up front (fast: nothing is
+decoded), so most bad files are counted, or refused, before training starts.
+
 References: VAR ``utils/data.py`` (ImageFolder + the VAR transform), torchvision ``make_grid`` (grid layout).
 """
 
@@ -25,7 +35,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import Dataset
 
-from nextscale.data.transforms import MID_RESO, ImageTransform
+from nextscale.data.transforms import MID_RESO, ImageTransform, convert_mode
 from nextscale.pretrained import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -34,6 +44,71 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
 # PIL signals unreadable or truncated files with OSError (incl. UnidentifiedImageError), ValueError or SyntaxError.
 _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+BAD_IMAGE_POLICIES = ("skip", "fail")
+BAD_IMAGE_REASONS = ("unreadable", "truncated", "tiny", "huge", "unsupported mode")
+TINY_FRACTION = 0.25  # shorter side below a quarter of the training side: upscaling > 4x would train on blur
+SCAN_LIMIT = 50_000  # folders with more files are not scanned up front (about 1 ms a file); checked as read
+
+
+class BadImageError(ValueError):
+    """An image file training cannot use; ``reason`` is one of ``BAD_IMAGE_REASONS``."""
+
+    def __init__(self, path: Path, reason: str, detail: str) -> None:
+        super().__init__(
+            f"cannot use image {path} ({reason}: {detail}); replace or delete it, or pass --bad-images skip"
+        )
+        self.path, self.reason, self.detail = path, reason, detail
+
+
+def _check_size(path: Path, image: Image.Image, size: int) -> None:
+    width, height = image.size
+    if width * height > Image.MAX_IMAGE_PIXELS:
+        raise BadImageError(path, "huge", f"{width}x{height} pixels, over the {Image.MAX_IMAGE_PIXELS} limit")
+    if min(width, height) < TINY_FRACTION * size:
+        raise BadImageError(path, "tiny", f"{width}x{height}, under a quarter of the {size} px training side")
+
+
+def _open_header(path: Path) -> Image.Image:
+    try:
+        with warnings.catch_warnings():  # DecompressionBombWarning: huge images are judged by _check_size
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except Image.DecompressionBombError as err:  # Pillow refuses images over twice its limit when opening them
+        raise BadImageError(path, "huge", str(err)) from err
+    except _READ_ERRORS as err:
+        raise BadImageError(path, "unreadable", str(err) or type(err).__name__) from err
+
+
+def read_training_image(path: str | os.PathLike, size: int, channels: int) -> Image.Image:
+    """Open, check and fully decode one training image, converted to RGB (3 channels) or L (1).
+
+    Raises:
+        BadImageError: the file is unreadable, truncated, tiny, huge or of an unconvertible mode.
+    """
+    path = Path(path)
+    image = _open_header(path)
+    with image:
+        _check_size(path, image, size)
+        try:
+            image.load()  # decode now: a truncated file fails here, not in the middle of a batch
+        except _READ_ERRORS as err:
+            raise BadImageError(path, "truncated", str(err) or type(err).__name__) from err
+        try:
+            return convert_mode(image, channels)
+        except ValueError as err:
+            raise BadImageError(path, "unsupported mode", f"{image.mode}: {err}") from err
+
+
+def check_image_header(path: str | os.PathLike, size: int) -> tuple[int, int]:
+    """(width, height) from a file's header, without decoding it.
+
+    Raises:
+        BadImageError: unreadable, tiny or huge.
+    """
+    path = Path(path)
+    with _open_header(path) as image:
+        _check_size(path, image, size)
+        return image.size
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
@@ -77,9 +152,9 @@ class ImageFolderDataset(Dataset):
         train: VAR training transform (random crop, optional flip) or evaluation transform (center crop).
         mid_reso: see ``ImageTransform`` (VAR default 1.125).
         hflip: random horizontal flips in training.
-        channels: 3 (RGB) or 1 (grayscale).
-        skip_corrupt: if True, an unreadable file is reported once with a warning and the next readable
-            image is returned in its place; if False (default) it raises a ValueError naming the file.
+        channels: 3 (RGB) or 1 (grayscale); every image mode is converted (see the module docstring).
+        bad_images: "skip": a bad file is counted in ``skipped``, logged once, and the next good file in
+            folder order is returned in its place; "fail" (default): a ``BadImageError`` names the file.
         seed: if given, the random crop and flip of sample ``index`` in epoch ``e`` come from
             ``numpy.random.default_rng([seed, e, index])``, identical across workers, machines and resumes
             (call ``set_epoch`` each epoch). If None, torch's global generator is used.
@@ -93,29 +168,40 @@ class ImageFolderDataset(Dataset):
         mid_reso: float = MID_RESO,
         hflip: bool = False,
         channels: int = 3,
-        skip_corrupt: bool = False,
+        bad_images: str = "fail",
         seed: int | None = None,
     ) -> None:
+        if bad_images not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"image folder {self.root} does not exist (expected root/class_name/*.png)")
-        self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not self.classes:
-            raise ValueError(f"{self.root} has no class sub-folders; expected root/class_name/image.png")
+        self.classes, self.samples = self.list_samples(self.root)
         self.class_to_idx = {name: idx for idx, name in enumerate(self.classes)}
-        self.samples: list[tuple[Path, int]] = []
-        for name in self.classes:
-            files = sorted(p for p in (self.root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not files:
-                logger.warning("class folder %s holds no images", self.root / name)
-            self.samples.extend((path, self.class_to_idx[name]) for path in files)
-        if not self.samples:
-            raise ValueError(f"{self.root} holds no images with extensions {IMAGE_EXTENSIONS} in its class folders")
+        self.origin = str(self.root)  # where the images come from, for the data summary (see data.folders)
         self.transform = ImageTransform(size, train=train, mid_reso=mid_reso, hflip=hflip, channels=channels)
-        self.skip_corrupt = skip_corrupt
+        self.bad_images = bad_images
         self.seed = seed
         self.epoch = 0
-        self._reported_corrupt: set[Path] = set()
+        # file -> reason, for files found bad (by ``scan`` or when read in this process); shared by ``select``
+        # copies, so keyed by file, not by index.
+        self.skipped: dict[Path, str] = {}
+
+    @staticmethod
+    def list_samples(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+        """(sorted class names, [(file, label)] in sorted order) of ``root/class_name/**/image``."""
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder {root} does not exist (expected root/class_name/*.png)")
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not classes:
+            raise ValueError(f"{root} has no class sub-folders; expected root/class_name/image.png")
+        samples: list[tuple[Path, int]] = []
+        for label, name in enumerate(classes):
+            files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                logger.warning("class folder %s holds no images", root / name)
+            samples.extend((path, label) for path in files)
+        if not samples:
+            raise ValueError(f"{root} holds no images with extensions {IMAGE_EXTENSIONS} in its class folders")
+        return classes, samples
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose crops ``seed`` reproduces."""
@@ -124,23 +210,55 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def scan(self, limit: int = SCAN_LIMIT) -> dict[str, int] | None:
+        """Check every file's header (nothing is decoded) and remember the bad ones, so reads skip them at once.
+
+        Truncated files pass this check; they are caught when read. Returns the count of bad files per reason
+        (plus "upscaled": usable files smaller than the training side), or None when the folder has more than
+        ``limit`` files (checked only as they are read).
+        """
+        if len(self.samples) > limit:
+            return None
+        upscaled = 0
+        for path, _ in self.samples:
+            if path in self.skipped:
+                continue
+            try:
+                width, height = check_image_header(path, self.transform.size)
+            except BadImageError as err:
+                self.skipped[path] = err.reason
+                continue
+            upscaled += min(width, height) < self.transform.size
+        counts = self.skip_counts()
+        counts["upscaled"] = upscaled
+        return counts
+
+    def skip_counts(self) -> dict[str, int]:
+        """Bad files of this dataset found so far (by ``scan``, or when read in this process), per reason."""
+        mine = {path for path, _ in self.samples}
+        counts: dict[str, int] = {}
+        for path, reason in self.skipped.items():
+            if path in mine:
+                counts[reason] = counts.get(reason, 0) + 1
+        return counts
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """Returns (image (C, size, size) float32 in [-1, 1], class index)."""
         for offset in range(len(self.samples)):
-            current = (index + offset) % len(self.samples)
-            path, label = self.samples[current]
+            path, label = self.samples[(index + offset) % len(self.samples)]
+            if path in self.skipped and self.bad_images == "skip":
+                continue
             try:
-                image = open_image(path)
-            except ValueError as err:
-                if not self.skip_corrupt:
+                image = read_training_image(path, self.transform.size, self.transform.channels)
+            except BadImageError as err:
+                if self.bad_images == "fail":
                     raise
-                if path not in self._reported_corrupt:
-                    self._reported_corrupt.add(path)
-                    warnings.warn(f"skipping unreadable image: {err}", stacklevel=2)
+                self.skipped[path] = err.reason
+                logger.warning("skipping image %s (%s: %s)", path, err.reason, err.detail)
                 continue
             generator = None if self.seed is None else np.random.default_rng([self.seed, self.epoch, index])
             return self.transform(image, generator), label
-        raise ValueError(f"no image under {self.root} could be read; every file is corrupt")
+        raise ValueError(f"no image under {self.root} can be used; every file is bad (see the warnings)")
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:

@@ -4,7 +4,7 @@ Layout of a token folder::
 
     manifest.json            {"format", "count", "total_tokens", "scale_sides", "vocab_size", "dtype",
                               "shards": [{"file", "count"}], "tokenizer": {"config", "config_hash",
-                              "weights_hash"}, "source"}
+                              "weights_hash"}, "source", "class_names" (class data, when known)}
     shard-00000.safetensors  "tokens" (n, L) int16 (int32 when V > 32767), and either "labels" (n,) int64
                              (class data) or, for captioned data, the captions as a JSON list in the
                              file's metadata (key "captions"); the manifest's "condition" says which
@@ -142,8 +142,10 @@ def write_manifest(
     shard_size: int,
     source: str = "",
     condition: str = "class",
+    class_names: list[str] | None = None,
 ) -> Path:
-    """Write manifest.json after every shard exists (checked); ``condition`` is "class" or "text"."""
+    """Write manifest.json after every shard exists (checked); ``condition`` is "class" or "text";
+    ``class_names[i]`` names label i (an image folder's sub-folders, Fashion-MNIST's classes), when known."""
     if condition not in ("class", "text"):
         raise ValueError(f"condition must be 'class' or 'text', got {condition!r}")
     out_dir = Path(out_dir)
@@ -167,6 +169,8 @@ def write_manifest(
         "source": source,
         "condition": condition,
     }
+    if class_names is not None:
+        manifest["class_names"] = list(class_names)
     path = out_dir / MANIFEST_NAME
     atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
     return path
@@ -239,6 +243,11 @@ class TokenShardDataset(Dataset):
         if shard_idx not in self._handles:
             self._handles[shard_idx] = safe_open(str(self.root / self.shards[shard_idx]["file"]), framework="pt")
         return self._handles[shard_idx]
+
+    @property
+    def classes(self) -> list[str] | None:
+        """Names of the labels (``classes[i]`` is label i) when the tokenized data recorded them."""
+        return self.manifest.get("class_names")
 
     @property
     def is_captioned(self) -> bool:

@@ -4,6 +4,11 @@ Official recipe (VAR ``utils/data.py``): resize the shorter side to ``round(mid_
 then a random crop (training) or a center crop (evaluation) to ``size x size``, an optional horizontal flip,
 and finally ``ToTensor`` followed by ``x * 2 - 1`` so pixels lie in [-1, 1].
 
+Any Pillow mode becomes the training channels (``convert_mode``): RGB for 3 channels, L for 1. Transparent
+images (RGBA, LA, PA, palette images with a transparent colour) are composited on white, as image viewers
+and web pages show them; 16-bit grayscale (I;16, I) is scaled to 8 bits (x / 257), not clipped at 255;
+CMYK, YCbCr, bilevel and palette images are converted by Pillow.
+
 Randomness comes from an explicit generator (``numpy.random.Generator`` or ``torch.Generator``) so a crop can
 be replayed exactly; without one, torch's global generator is used (which DataLoader seeds per worker).
 
@@ -17,6 +22,9 @@ import torch
 from PIL import Image
 
 MID_RESO = 1.125  # VAR's --mid_reso default: 288 px before a 256 px crop
+ALPHA_BACKGROUND = 255  # transparent pixels are composited on white (0 would be black)
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit PNGs open as I;16 or I (32-bit ints)
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 
 Generator = np.random.Generator | torch.Generator
 
@@ -67,22 +75,45 @@ def random_crop(image: Image.Image, size: int, generator: Generator | None = Non
     return image.crop((left, top, left + size, top + size))
 
 
+def convert_mode(image: Image.Image, channels: int) -> Image.Image:
+    """Any Pillow image as RGB (``channels`` = 3) or L (1), as the module docstring describes.
+
+    Worked example: a 16-bit grayscale pixel 32896 becomes round(32896 / 257) = 128 (Pillow's own
+    ``convert("L")`` would clip it to 255); an RGBA pixel (200, 0, 0, 128) becomes about (227, 127, 127).
+
+    Raises:
+        ValueError: for a mode Pillow cannot convert to RGB.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    target = "RGB" if channels == 3 else "L"
+    if image.mode == target:
+        return image
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64) / 257.0  # 0..65535 -> 0..255
+        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8), mode="L")
+    elif image.mode == "P" and "transparency" in image.info or image.mode in ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (ALPHA_BACKGROUND,) * 3 + (255,))
+        image = Image.alpha_composite(background, rgba).convert("RGB")
+    elif image.mode not in ("RGB", "L", "1", "P", "CMYK", "YCbCr", "RGBX", "HSV"):
+        image = image.convert("RGB")  # e.g. LAB: Pillow converts it to RGB only, not to L
+    return image.convert(target)
+
+
 def pil_to_tensor(image: Image.Image, channels: int = 3) -> torch.Tensor:
     """Convert a PIL image to a float tensor (C, H, W) in [-1, 1].
 
     Args:
-        image: any PIL image; it is converted to RGB (channels=3) or grayscale (channels=1).
+        image: any PIL image; it is converted to RGB (channels=3) or grayscale (channels=1) by ``convert_mode``.
         channels: 1 or 3.
 
     Returns:
         float32 tensor of shape (channels, H, W) with values ``pixel / 255 * 2 - 1``.
     """
-    if channels == 3:
-        image = image.convert("RGB")
-    elif channels == 1:
-        image = image.convert("L")
-    else:
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    image = convert_mode(image, channels)
     array = np.asarray(image, dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]  # (H, W) -> (H, W, 1)
@@ -131,8 +162,8 @@ class ImageTransform:
         Returns:
             float32 tensor (channels, size, size) in [-1, 1].
         """
-        # Convert before resizing so palette/alpha images are resampled as real colours.
-        image = image.convert("RGB" if self.channels == 3 else "L")
+        # Convert before resizing so palette/alpha/16-bit images are resampled as real 8-bit colours.
+        image = convert_mode(image, self.channels)
         image = resize_shorter_side(image, self.resize_side)
         if self.train:
             image = random_crop(image, self.size, generator)

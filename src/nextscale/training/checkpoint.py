@@ -104,7 +104,11 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
         record = {"file": path.name, "size": size, "sha256": sha256}
         atomic_write_text(record_path(path), json.dumps(record, indent=2) + "\n")
 
-    atomic_write(path, write)
+    try:
+        atomic_write(path, write)  # removes its temporary file whatever fails
+    except BaseException:
+        record_path(path).unlink(missing_ok=True)  # a record without its checkpoint (disk full at the rename)
+        raise
     return path
 
 

@@ -30,6 +30,7 @@ RESUMABLE_CHANGES = frozenset(
         "compile",
         "strategy",
         "precision",
+        "class_names",  # names of the data's labels: recorded since runs export them; older runs lack them
     }
 )
 

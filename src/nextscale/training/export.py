@@ -31,6 +31,8 @@ from nextscale.training import checkpoint as ckpt
 from nextscale.training.transformer_trainer import TEXT_ENCODER_DIR, TOKENIZER_DIR
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.model import ScaleTransformer
+from nextscale.transformer.raster_config import RasterConfig
+from nextscale.transformer.raster_model import RasterTransformer
 from nextscale.transformer.text_config import TextTransformerConfig
 from nextscale.transformer.text_model import TextScaleTransformer
 
@@ -39,6 +41,7 @@ _RUN_MODELS = {"tokenizer": (MultiScaleVQVAE, TokenizerConfig), "transformer": (
 _TRANSFORMERS = {
     ScaleTransformer.__name__: (ScaleTransformer, TransformerConfig),
     TextScaleTransformer.__name__: (TextScaleTransformer, TextTransformerConfig),
+    RasterTransformer.__name__: (RasterTransformer, RasterConfig),
 }
 
 
@@ -134,7 +137,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = F
     tokenizer = load_component(MultiScaleVQVAE, Path(run_dir) / TOKENIZER_DIR)
     save_component(tokenizer, out / "tokenizer")
     save_component(model, out / "transformer")
-    index = {"_class_name": "Pipeline", "tokenizer": "tokenizer", "transformer": "transformer"}
+    pipeline_class = "RasterPipeline" if isinstance(model, RasterTransformer) else "Pipeline"
+    index = {"_class_name": pipeline_class, "tokenizer": "tokenizer", "transformer": "transformer"}
+    if run_config.get("class_names") and not isinstance(model, TextScaleTransformer):
+        index["class_names"] = list(run_config["class_names"])
     if isinstance(model, TextScaleTransformer):
         reference = Path(run_dir) / TEXT_ENCODER_DIR / REFERENCE_NAME
         if not reference.is_file():

@@ -5,14 +5,16 @@ last), under autocast (bf16, or fp16 with a GradScaler), with gradient clipping,
 weight-decay schedule, an EMA of the weights, JSONL (and TensorBoard when installed) metrics, periodic
 held-out evaluation, preview images and checkpoints. A run lives in one directory::
 
-    run_dir/config.json          what made the run (a different config refuses to resume here)
+    run_dir/config.json          what made the run, written when training starts (a different config
+                                 refuses to resume here once a checkpoint exists)
     run_dir/checkpoints/         step-XXXXXXXX.pt, the newest ``keep_checkpoints`` kept
     run_dir/metrics.jsonl        one JSON object per logged step: {"step", "split", metrics...}
     run_dir/previews/            PNG grids written by the subclass's ``preview``
     run_dir/tensorboard/         event files, only if ``torch.utils.tensorboard`` imports
 
 Re-running with the same run_dir resumes model, EMA, optimizers, GradScaler, step, every rank's RNG
-state and the data position exactly: the next steps equal those of an uninterrupted run.
+state and the data position exactly: the next steps equal those of an uninterrupted run. Ctrl-C (or SIGTERM)
+finishes the current step, checkpoints it and raises ``TrainingInterrupted``, so re-running resumes there.
 
 Subclasses implement ``train_step(batch) -> {"loss": scalar tensor, other metrics...}`` and optionally
 ``eval_step(batch)`` (per-sample metrics, averaged over the held-out set and all ranks) and
@@ -27,6 +29,7 @@ import abc
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -42,6 +45,14 @@ from nextscale.pretrained import atomic_write_text
 from nextscale.training import checkpoint as ckpt
 from nextscale.training.config import TrainConfig, config_differences, normalise_config, seed_everything
 from nextscale.training.ema import EMA
+from nextscale.training.failures import (
+    CheckpointWriteError,
+    NonFiniteLoss,
+    PeerLost,
+    RunWriteError,
+    is_collective_failure,
+)
+from nextscale.training.interrupt import StopRequest, TrainingInterrupted
 from nextscale.training.metrics import MetricsLog, format_metrics, reduce_over_ranks
 from nextscale.training.optim import apply_schedule, build_adamw
 
@@ -91,6 +102,12 @@ class Trainer(abc.ABC):
                 f"batch_size {config.batch_size} must be divisible by world_size x grad_accum = {ranks_and_steps}"
             )
         self.micro_batch = config.batch_size // ranks_and_steps
+        if len(train_dataset) < self.micro_batch * self.dist.world_size:
+            raise ValueError(
+                f"the training data has {len(train_dataset)} samples, fewer than one batch of "
+                f"{self.micro_batch * self.dist.world_size} (batch size {config.batch_size} over {config.grad_accum} "
+                f"accumulation step(s)); lower --batch-size to at most {len(train_dataset)}, or raise --grad-accum"
+            )
         if eval_dataset is not None and min(len(eval_dataset), config.eval_samples) < self.dist.world_size:
             raise ValueError(
                 f"evaluation needs at least one held-out sample per process ({self.dist.world_size}); "
@@ -113,6 +130,7 @@ class Trainer(abc.ABC):
             len(train_dataset), self.micro_batch, self.dist.rank, self.dist.world_size, shuffle=True, seed=config.seed
         )
         self.step = 0
+        self._saved_step: int | None = None  # step of the newest checkpoint this run holds
         seed_everything(config.seed * max(self.dist.world_size, 1) + self.dist.rank)
         self.metrics_log = MetricsLog(self.run_dir, self.dist.is_main)
         self._resume()
@@ -162,23 +180,45 @@ class Trainer(abc.ABC):
         return torch.autocast(self.device.type, dtype=dtype)
 
     def _check_run_dir(self) -> None:
+        """Refuse a run directory whose checkpoints were made by another config.
+
+        A config.json without any checkpoint is what a start that failed before training leaves behind: it
+        binds nothing, so the corrected command may start afresh (``fit`` rewrites it).
+        """
         path = self.run_dir / "config.json"
-        if path.is_file():
-            try:
-                saved = json.loads(path.read_text())
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} is not valid JSON ({err}); fix it or choose a new run directory") from err
-            differences = config_differences(saved, self.run_config)
-            if differences:
-                raise ValueError(
-                    f"run directory {self.run_dir} was made by a different config ("
-                    + "; ".join(differences[:6])
-                    + "); use a new run directory, or the original "
-                    "settings to resume"
-                )
+        checkpoints = ckpt.list_checkpoints(self.run_dir)
+        if not path.is_file() or not checkpoints:
+            return
+        try:
+            saved = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); fix it or choose a new run directory") from err
+        differences = config_differences(saved, self.run_config)
+        if not differences:
+            return
+        message = f"run directory {self.run_dir} was made by a different config (" + "; ".join(differences[:6]) + ")"
+        saved_total, total = saved.get("train", {}).get("total_steps"), self.config.total_steps
+        if saved_total is None or saved_total == total:
+            raise ValueError(message + "; use a new run directory, or the original settings to resume")
+        # The LR schedule (warm-up length, decay) is a function of the total, so another total is another run.
+        reached = ckpt.checkpoint_step(checkpoints[-1])
+        if reached >= saved_total:
+            raise ValueError(
+                f"{message}: the run finished its {saved_total}-step schedule, and its learning-rate schedule was "
+                f"built for that total, so it cannot run on to {total} steps here. To train further, start a new "
+                f"run from its weights (fresh optimizer and schedule): add --init-from {self.run_dir} and give a new "
+                "--run-dir"
+            )
+        raise ValueError(
+            f"{message}: the learning-rate schedule is built for the run's total, so resume it with --steps "
+            f"{saved_total} (or the original --epochs), or train {total} steps in a new --run-dir"
+        )
+
+    def _write_run_config(self) -> None:
+        """Record what made the run, once training starts (a failed start leaves nothing that binds)."""
         distributed.barrier()
         if self.dist.is_main:
-            atomic_write_text(path, json.dumps(self.run_config, indent=2) + "\n")
+            atomic_write_text(self.run_dir / "config.json", json.dumps(self.run_config, indent=2) + "\n")
 
     # ------------------------------------------------------------------------------------- data
     def _batches(self):
@@ -219,19 +259,48 @@ class Trainer(abc.ABC):
 
     # ---------------------------------------------------------------------------------- the loop
     def fit(self, max_steps: int | None = None) -> dict[str, float]:
-        """Train until ``config.total_steps`` (or until step ``max_steps`` in this call); returns the last metrics."""
+        """Train until ``config.total_steps`` (or until step ``max_steps`` in this call); returns the last metrics.
+
+        Raises:
+            TrainingInterrupted: on SIGINT/SIGTERM, after checkpointing the last finished step.
+            NonFiniteLoss: the loss or gradient norm became NaN/inf (nothing of that step applied or saved).
+            CheckpointWriteError: a checkpoint could not be written (the previous one is intact).
+            RunWriteError: another file of the run could not be written (disk full, permissions).
+            PeerLost: another process of a distributed run died or a collective timed out.
+        """
         cfg = self.config
         stop = cfg.total_steps if max_steps is None else min(max_steps, cfg.total_steps)
-        batches = self._batches()
         bar = None
         if cfg.progress and self.dist.is_main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=stop, initial=self.step, desc=type(self).__name__, dynamic_ncols=True)
+        try:
+            self._write_run_config()
+            batches = self._batches()
+            with StopRequest() as stop_request:
+                return self._fit_steps(stop, batches, bar, stop_request)
+        except CheckpointWriteError:
+            raise
+        except OSError as err:  # metrics or previews on a full disk, a vanished file: say what is safe to resume
+            raise RunWriteError(err, self.step + 1, self.run_dir, self._saved_step) from err
+        except RuntimeError as err:
+            if self.dist.is_distributed and is_collective_failure(err):
+                raise PeerLost(err, self.step + 1, self.run_dir, self._saved_step) from err
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _fit_steps(self, stop: int, batches, bar, stop_request: StopRequest) -> dict[str, float]:
+        cfg = self.config
         window: dict[str, list[torch.Tensor]] = {}
         last: dict[str, float] = {}
         started, samples = time.perf_counter(), 0
         while self.step < stop:
+            if self._stop_requested(stop_request):
+                path = None if self._saved_step == self.step else self.save_checkpoint()
+                raise TrainingInterrupted(self.step, path)
             step_metrics = self._optimizer_step(batches)
             self.step += 1
             samples += cfg.batch_size
@@ -254,9 +323,14 @@ class Trainer(abc.ABC):
                     self.preview(self.step)
             if done or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
                 self.save_checkpoint()
-        if bar is not None:
-            bar.close()
         return last
+
+    def _stop_requested(self, stop_request: StopRequest) -> bool:
+        """Whether any rank got a stop signal: all ranks must stop (and checkpoint) at the same step."""
+        if not self.dist.is_distributed:
+            return stop_request.requested
+        flag = torch.tensor(float(stop_request.requested), device=self.device)
+        return bool(distributed.all_reduce_sum(flag).item())
 
     def _optimizer_step(self, batches) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -290,16 +364,20 @@ class Trainer(abc.ABC):
             for name, value in out.items():
                 value = torch.as_tensor(value.detach() if torch.is_tensor(value) else value, dtype=torch.float32)
                 sums[name] = sums.get(name, 0) + value.to(self.device, torch.float32) / cfg.grad_accum
+        stepping = []
         for name, optimizer in self.optimizers.items():
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             if not params:
                 continue  # e.g. a discriminator before its start step: nothing to update
+            stepping.append(optimizer)
             self.scaler.unscale_(optimizer)
             if cfg.grad_clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 if hasattr(norm, "full_tensor"):  # FSDP2: the norm is a replicated DTensor
                     norm = norm.full_tensor()
                 sums[f"grad_norm/{name}" if name != "model" else "grad_norm"] = norm.detach().float()
+        self._check_finite(sums)  # before any optimizer step: a NaN never reaches the weights
+        for optimizer in stepping:
             self.scaler.step(optimizer)
         self.scaler.update()
         for optimizer in self.optimizers.values():
@@ -309,6 +387,25 @@ class Trainer(abc.ABC):
         self.after_optimizer_step()
         sums["lr"] = torch.tensor(lr, device=self.device)
         return sums
+
+    def _check_finite(self, sums: dict[str, torch.Tensor]) -> None:
+        """Stop (on every rank alike) when the loss, or a gradient norm outside fp16, is NaN or infinite.
+
+        Under fp16 an infinite gradient is the GradScaler's normal overflow signal (it skips that step), so only
+        the loss counts there. One small all-reduce per step in a distributed run, so all ranks stop together.
+        """
+        watched = {"loss": sums["loss"]}
+        if self.precision != "fp16":
+            watched.update({name: value for name, value in sums.items() if name.startswith("grad_norm")})
+        bad = torch.stack([(~torch.isfinite(value)).any().float() for value in watched.values()])
+        if self.dist.is_distributed:
+            bad = distributed.all_reduce_sum(bad)
+        if not bool(bad.any()):
+            return
+        name = next(name for name, flag in zip(watched, bad.tolist()) if flag)  # the loss first: it is the cause
+        value = float(watched[name].float().mean())
+        what = f"{name} is {value}" if not math.isfinite(value) else f"{name} is not finite on another rank"
+        raise NonFiniteLoss(what, self.step + 1, self.run_dir, self._saved_step)
 
     def after_optimizer_step(self) -> None:
         """Hook after every optimizer step (e.g. dead-code restarts); default: nothing."""
@@ -375,18 +472,35 @@ class Trainer(abc.ABC):
         }
 
     def save_checkpoint(self) -> Path:
+        """Write this step's checkpoint (rank 0) and prune old ones; every rank returns its path.
+
+        Raises:
+            CheckpointWriteError: on every rank, when rank 0 could not write it (disk full, permissions); the
+                previous checkpoint stays intact and no temporary file is left.
+        """
         state = self.checkpoint_state()
         path = ckpt.checkpoint_path(self.run_dir, self.step)
+        error: OSError | None = None
         if self.dist.is_main:
-            self.metrics_log.flush()
-            ckpt.save_checkpoint(path, state)
-            ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
-        distributed.barrier()
+            try:
+                self.metrics_log.flush()
+                ckpt.save_checkpoint(path, state)
+                ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
+            except OSError as err:
+                error = err
+        if self.dist.is_distributed:  # also the barrier: no rank runs ahead of a checkpoint being written
+            failed = distributed.all_reduce_sum(torch.tensor(float(error is not None), device=self.device))
+            if failed.item() and error is None:
+                error = OSError(None, "rank 0 could not write it")
+        if error is not None:
+            raise CheckpointWriteError(path, error, self.run_dir, self._saved_step) from error
+        self._saved_step = self.step
         return path
 
     def _resume(self) -> None:
         found = ckpt.load_latest(self.run_dir)
         if found is None:
+            self.metrics_log.truncate_after(0)  # lines of a start that crashed before its first checkpoint
             return
         state, path = found
         for name, module in self.wrapped.items():
@@ -402,7 +516,7 @@ class Trainer(abc.ABC):
                 self.ema.load_state_dict(state["ema"])
         self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
-        self.step = int(state["step"])
+        self.step = self._saved_step = int(state["step"])
         self.load_extra_state(state.get("extra", {}))
         if int(state["world_size"]) == self.dist.world_size:
             ckpt.restore_rng_state(state["rng"][self.dist.rank])

@@ -1,27 +1,79 @@
 """Command-line flags shared by the training commands, parsed into ``TrainConfig`` and datasets.
 
-Every flag is kebab-case with a help string. ``--config FILE.json`` reads a run file from ``configs/``:
-its ``"args"`` (flag names without the dashes) replace the defaults, and flags given on the command line
-with a non-default value win over the file.
+Every flag is kebab-case with a help string. ``--config FILE.json`` reads a run file from ``configs/``
+whose ``"args"`` hold flag names without the dashes. One precedence rule holds for every option (see
+``PRECEDENCE_HELP``): the command line, then the run file, then the default (for shape options, the
+preset's). "Typed on the command line" is recorded while parsing (``record_given_options``), never guessed
+by comparing a value with its default, so ``--lr-schedule lin0`` or ``--disc-start none`` win over the file
+even when they equal the default.
 
 Data specs: ``fashion-mnist`` (the system copy), ``fashion-mnist:DIR`` (IDX files in DIR), an image
-folder: ``DIR/train`` + ``DIR/val`` when both exist (ImageNet layout), else ``DIR`` itself with no
-held-out set; or captioned images ``captions:PATH`` (a folder of images with same-name .txt captions, a
+folder: ``DIR/train`` + ``DIR/val`` when both exist (ImageNet layout), else ``DIR`` itself with a small
+held-out split carved from it (5 %, at least one image per class, seed 0; see ``nextscale.data.folders``);
+or captioned images ``captions:PATH`` (a folder of images with same-name .txt captions, a
 folder with captions.jsonl/.csv, a .jsonl/.csv manifest, or .tar shards; see ``nextscale.data.captions``),
 which yields (image, caption) pairs for text models.
+
+Bad image files in a folder (``--bad-images skip|fail``, default skip; see ``nextscale.data.images``): at
+start every header is checked and one line counts the unusable files by reason (``fail`` refuses to start
+if there are any); a file that fails later to decode is skipped then (or stops the run), and a line at the
+end counts everything skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from nextscale.training.config import PRECISIONS, TrainConfig
 
+log = logging.getLogger(__name__)
+
 FASHION_PREFIX = "fashion-mnist"
 CAPTIONS_PREFIX = "captions:"
+
+
+GIVEN = "_given_on_command_line"  # namespace attribute: the dests typed on the command line
+PRECEDENCE_HELP = """\
+option precedence, the same for every option:
+  1. the command line: a flag you type always wins, also when its value equals the default or is 'none'
+  2. the --config run file's "args"
+  3. the default shown in --help (for shape options: the preset's)
+Typing any data flag ({data_flags}) replaces all of the run file's data flags, and
+what follows from the data ({data_dependent}) is then inferred from your data unless you type it;
+a typed value that contradicts the data is an error."""
+
+
+def record_given_options(parser: argparse.ArgumentParser) -> None:
+    """Make every argument added to ``parser`` from now on record its dest in ``args.<GIVEN>`` when typed.
+
+    Call it before adding arguments; argument groups share the parser's action registry.
+    """
+    for name in (None, "store", "store_true", "store_false", "store_const", "append"):
+        base = parser._registry_get("action", name, name)
+        if isinstance(base, type) and not getattr(base, "records_given", False):
+            parser.register("action", name, _recording(base))
+
+
+def _recording(base: type[argparse.Action]) -> type[argparse.Action]:
+    class Recording(base):
+        records_given = True
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            super().__call__(parser, namespace, values, option_string)
+            # A new frozenset each time: never mutate a set shared with another namespace.
+            setattr(namespace, GIVEN, frozenset(getattr(namespace, GIVEN, frozenset())) | {self.dest})
+
+    Recording.__name__ = f"Recording{base.__name__}"
+    return Recording
+
+
+def given_options(args: argparse.Namespace) -> frozenset[str]:
+    """The dests typed on the command line (needs ``record_given_options`` on the parser)."""
+    return frozenset(getattr(args, GIVEN, frozenset()))
 
 
 def optional_float(text: str) -> float | None:
@@ -95,13 +147,30 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
     group.add_argument("--device", default=None, help="cpu or cuda (default: cuda:LOCAL_RANK when available)")
     group.add_argument("--num-workers", type=int, default=d.num_workers, help="data-loading worker processes")
     group.add_argument("--strategy", choices=("ddp", "fsdp", "none"), default=d.strategy, help="data parallelism")
+    group.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=600.0,
+        help="seconds a process of a torchrun job waits for the others before stopping with an error (default 600)",
+    )
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(_parser=parser)
 
 
-def apply_run_file(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill flags left at their default from the ``--config`` file's "args"."""
+# A source of values: (dests that name it, dests that follow from it), e.g. the data and its class count.
+Source = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def apply_run_file(args: argparse.Namespace, sources: tuple[Source, ...] = ()) -> argparse.Namespace:
+    """Fill every option not typed on the command line from the ``--config`` file's "args" (see PRECEDENCE_HELP).
+
+    Args:
+        args: parsed flags of a parser prepared by ``record_given_options``.
+        sources: when a dest that names a source is typed, the file's values for all of that source's dests
+            and the dests that follow from it are dropped: they describe another source (the file's data,
+            the file's fresh model).
+    """
     if not getattr(args, "config", None):
         return args
     path = Path(args.config)
@@ -111,14 +180,33 @@ def apply_run_file(args: argparse.Namespace) -> argparse.Namespace:
         run_file = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err})") from err
-    parser: argparse.ArgumentParser = args._parser
+    given = given_options(args)
+    # The file's data flags describe one data source: typed data replaces them all, with what follows from them.
+    foreign = {dest for names, follow in sources if given & set(names) for dest in (*names, *follow)}
+    actions = {action.dest: action for action in args._parser._actions}
+    dropped = []
     for key, value in run_file.get("args", {}).items():
         dest = key.replace("-", "_")
-        if not hasattr(args, dest) or dest.startswith("_"):
+        if dest not in actions or dest.startswith("_") or dest == "config":
             raise ValueError(f"{path}: unknown flag {key!r} in 'args' (see --help for the flags of this command)")
-        if getattr(args, dest) == parser.get_default(dest):
-            setattr(args, dest, tuple(value) if isinstance(value, list) and dest != "betas" else value)
+        if dest in given:
+            continue
+        if dest in foreign:
+            dropped.append(key)
+            continue
+        setattr(args, dest, _file_value(actions[dest], value))
+    if dropped:
+        log.info("ignoring %s from %s: the command line names another source for them", ", ".join(dropped), path)
     return args
+
+
+def _file_value(action: argparse.Action, value: Any) -> Any:
+    """A run-file value as the flag would parse it: strings go through the flag's type ("none", "1,2,4")."""
+    if isinstance(value, str) and callable(action.type):
+        return action.type(value)
+    if isinstance(value, list) and action.nargs is None:
+        return tuple(value)  # comma-separated flags such as --scale-sides hold tuples
+    return value
 
 
 def train_config_from_args(args: argparse.Namespace, samples_per_epoch: int, **overrides: Any) -> TrainConfig:
@@ -160,13 +248,79 @@ def train_config_from_args(args: argparse.Namespace, samples_per_epoch: int, **o
     return TrainConfig(**values)
 
 
-def build_datasets(spec: str, image_size: int, channels: int, seed: int = 0, split: str | None = None):
+def add_bad_images_argument(parser: argparse.ArgumentParser) -> None:
+    """--bad-images skip|fail: what an image folder does with corrupt, truncated, tiny or huge files."""
+    parser.add_argument(
+        "--bad-images",
+        choices=("skip", "fail"),
+        default="skip",
+        help="image folders: skip corrupt, truncated, tiny (< 1/4 of the side) or huge files, counted in the log "
+        "(default), or fail on the first one, before training when its header shows it",
+    )
+
+
+def check_bad_images(datasets, policy: str) -> None:
+    """Scan the image-folder datasets' headers and log one line counting unusable files by reason (rank 0).
+
+    Raises:
+        ValueError: ``policy`` is "fail" and some file is unusable (the message names the first ones).
+    """
+    from nextscale import distributed
+    from nextscale.data.images import ImageFolderDataset
+
+    logger = distributed.get_logger("nextscale.data")
+    for dataset in datasets:
+        if not isinstance(dataset, ImageFolderDataset):
+            continue
+        counts = dataset.scan()
+        where = f"{len(dataset)} image files of {getattr(dataset, 'origin', dataset.root)}"
+        if counts is None:
+            logger.info("%s: too many to check before training; bad files are %s as they are read", where, policy)
+            continue
+        upscaled = counts.pop("upscaled")
+        small = f"; {upscaled} smaller than {dataset.transform.size} px are upscaled" if upscaled else ""
+        if not counts:
+            logger.info("checked %s: all usable%s", where, small)
+            continue
+        found = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
+        if policy == "fail":
+            mine = {path for path, _ in dataset.samples}
+            first = [f"{path} ({reason})" for path, reason in dataset.skipped.items() if path in mine][:3]
+            raise ValueError(
+                f"{sum(counts.values())} of {where} cannot be used ({found}), e.g. {', '.join(first)}; "
+                "fix or delete them, or pass --bad-images skip to train without them"
+            )
+        logger.warning("checked %s: skipping %d bad files (%s)%s", where, sum(counts.values()), found, small)
+
+
+def report_skipped_images(datasets) -> None:
+    """One line per image-folder dataset with skipped files, counting them by reason (rank 0; files that failed
+    in DataLoader worker processes are in those workers' own warnings)."""
+    from nextscale import distributed
+    from nextscale.data.images import ImageFolderDataset
+
+    logger = distributed.get_logger("nextscale.data")
+    for dataset in datasets:
+        if isinstance(dataset, ImageFolderDataset) and (counts := dataset.skip_counts()):
+            found = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
+            logger.warning(
+                "skipped %d of %d image files of %s: %s",
+                sum(counts.values()),
+                len(dataset),
+                getattr(dataset, "origin", dataset.root),
+                found,
+            )
+
+
+def build_datasets(
+    spec: str, image_size: int, channels: int, seed: int = 0, split: str | None = None, bad_images: str = "skip"
+):
     """(train, held-out or None) datasets of (image in [-1, 1], label) for a data spec (see module docstring).
 
-    With ``split`` ("train" or "test"/"val") only that split is returned, as the first element.
+    With ``split`` ("train" or "test"/"val") only that split is returned, as the first element. Image folders
+    are checked for bad files first (``check_bad_images``) under the ``bad_images`` policy.
     """
     from nextscale.data.fashion_mnist import FashionMNIST
-    from nextscale.data.images import ImageFolderDataset
 
     if spec.startswith(CAPTIONS_PREFIX):
         from nextscale.data.captions import open_caption_dataset
@@ -180,20 +334,35 @@ def build_datasets(spec: str, image_size: int, channels: int, seed: int = 0, spl
         if split is not None:
             return FashionMNIST(root, "test" if split in ("test", "val") else "train", image_size, channels), None
         return (FashionMNIST(root, "train", image_size, channels), FashionMNIST(root, "test", image_size, channels))
-    root = Path(spec)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"data folder {root} does not exist; pass --data fashion-mnist[:DIR] or a folder of "
-            "class sub-folders (ImageNet layout: DIR/train and DIR/val)"
-        )
-    train_dir, val_dir = root / "train", root / "val"
-    layout = train_dir.is_dir() and val_dir.is_dir()
-    if split is not None:
-        folder = (val_dir if split in ("test", "val") else train_dir) if layout else root
-        return ImageFolderDataset(folder, image_size, train=False, channels=channels), None
-    if layout:
-        return (
-            ImageFolderDataset(train_dir, image_size, train=True, channels=channels, seed=seed),
-            ImageFolderDataset(val_dir, image_size, train=False, channels=channels),
-        )
-    return ImageFolderDataset(root, image_size, train=True, channels=channels, seed=seed), None
+    from nextscale.data.folders import open_image_folder
+
+    # DIR/train + DIR/val, or a plain DIR with a fixed held-out split carved from it (see nextscale.data.folders).
+    datasets = open_image_folder(spec, image_size, channels, seed=seed, split=split, bad_images=bad_images)
+    check_bad_images(datasets, bad_images)
+    return datasets
+
+
+def data_channels(spec: str) -> int | None:
+    """Image channels a data spec implies: 1 for Fashion-MNIST, None (the preset's) for image folders."""
+    return 1 if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":") else None
+
+
+def class_count(dataset) -> int | None:
+    """Classes of a labelled training set: its class list, or for token shards the largest label + 1.
+
+    None for captioned data (text models have no classes).
+    """
+    from nextscale.data.token_shards import TokenShardDataset
+
+    classes = getattr(dataset, "classes", None)
+    if classes is not None:
+        return len(classes)
+    if isinstance(dataset, TokenShardDataset) and not dataset.is_captioned:
+        from safetensors import safe_open
+
+        largest = -1
+        for shard in dataset.shards:  # one small int64 vector per shard
+            with safe_open(str(dataset.root / shard["file"]), framework="pt") as handle:
+                largest = max(largest, int(handle.get_tensor("labels").max()))
+        return largest + 1
+    return None

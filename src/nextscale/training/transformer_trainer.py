@@ -1,4 +1,5 @@
-"""Training the next-scale transformer (VAR stage 2, or STAR's text model) on a frozen tokenizer.
+"""Training the next-scale transformer (VAR stage 2, or STAR's text model) on a frozen tokenizer; the raster-scan
+baseline (a RasterTransformer over a one-map tokenizer schedule) trains here too, on its tokens.
 
 Per micro-batch: the tokenizer turns images into K index maps (or token shards are read back), the
 targets are those indices concatenated coarse to fine (B, L) and the input is the teacher-forcing latent
@@ -32,8 +33,10 @@ from torch.utils.data import Dataset
 from nextscale import distributed
 from nextscale.data.images import save_grid
 from nextscale.data.token_shards import weights_hash
+from nextscale.evaluation.held_out import held_out_metrics, per_scale_mean
 from nextscale.pretrained import save_component
 from nextscale.sampling.guidance import SamplingConfig
+from nextscale.sampling.raster_sampler import RasterSampler, check_raster_fit
 from nextscale.sampling.sampler import ScaleSampler, check_components_fit
 from nextscale.text import TextEncoder, save_text_encoder_reference
 from nextscale.text.cache import CachedTextEncoder
@@ -44,6 +47,8 @@ from nextscale.training.schedules import progressive_newest_weight, progressive_
 from nextscale.transformer.conditioning import ClassCondition, TextCondition
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.model import ScaleTransformer
+from nextscale.transformer.raster_config import RasterConfig
+from nextscale.transformer.raster_model import RasterTransformer
 from nextscale.transformer.text_config import TextTransformerConfig
 from nextscale.transformer.text_model import TextScaleTransformer
 
@@ -53,9 +58,14 @@ PREVIEW_PROMPTS = 8
 
 
 def build_transformer(
-    config: TransformerConfig | TextTransformerConfig, objective: TransformerObjective
-) -> ScaleTransformer | TextScaleTransformer:
-    """A freshly initialised transformer (VAR or STAR, by config type) with the objective's init knobs."""
+    config: TransformerConfig | TextTransformerConfig | RasterConfig, objective: TransformerObjective
+) -> ScaleTransformer | TextScaleTransformer | RasterTransformer:
+    """A freshly initialised transformer (VAR, STAR or the raster baseline, by config type) with the objective's
+    init knobs."""
+    if isinstance(config, RasterConfig):
+        model = RasterTransformer(config)
+        model.init_weights(objective.init_adaln, objective.init_adaln_gamma, objective.init_head, objective.init_std)
+        return model
     if isinstance(config, TextTransformerConfig):
         model = TextScaleTransformer(config)
         model.init_weights(objective.init_head, objective.init_std)
@@ -90,7 +100,10 @@ class TransformerTrainer(Trainer):
         dist_info: distributed.DistInfo | None = None,
         text_encoder: TextEncoder | None = None,
     ) -> None:
-        check_components_fit(tokenizer, transformer)
+        self.is_raster = isinstance(transformer, RasterTransformer)
+        (check_raster_fit if self.is_raster else check_components_fit)(tokenizer, transformer)
+        if self.is_raster and objective.progressive:
+            raise ValueError("progressive training adds scales; the raster baseline has one map (use --progressive 0)")
         self.is_text = isinstance(transformer, TextScaleTransformer)
         if self.is_text != (text_encoder is not None):
             raise ValueError("a text model trains with a text encoder, a class model without one")
@@ -118,6 +131,11 @@ class TransformerTrainer(Trainer):
             "objective": dataclasses.asdict(objective),
             **(run_config or {}),
         }
+        # Label i of a class model means the data's classes[i] (image sub-folder or dataset class name); `export`
+        # writes them into pipeline.json so that samples can be asked for and labelled by name.
+        class_names = getattr(train_dataset, "classes", None)
+        if not self.is_text and class_names is not None and len(class_names) == transformer.config.num_classes:
+            run_config["class_names"] = list(class_names)
         super().__init__({"model": transformer}, config, run_dir, train_dataset, eval_dataset, run_config, dist_info)
         self.tokenizer.to(self.device)
         # The run keeps its own copy of the tokenizer (and a reference to the text encoder), so `export` can
@@ -169,7 +187,8 @@ class TransformerTrainer(Trainer):
     @torch.no_grad()
     def prepare(self, batch: Any) -> tuple[torch.Tensor, ClassCondition | TextCondition, torch.Tensor]:
         """(images or tokens, labels or captions) -> targets (B, L) int64, the condition, teacher input
-        (B, L - 1, code_dim). A text condition carries the empty prompt's encoding for CFG dropout."""
+        (B, L - 1, code_dim); for the raster baseline the model input is the token map itself (B, L).
+        A text condition carries the empty prompt's encoding for CFG dropout."""
         data, conditions = batch
         if self.is_text:
             if not isinstance(conditions, (list, tuple)):
@@ -188,7 +207,8 @@ class TransformerTrainer(Trainer):
             else:
                 tokens = data.long()
                 indices = self.tokenizer.indices_from_tokens(tokens)
-            teacher = self.tokenizer.teacher_forcing_input(indices)
+            # the raster model embeds the tokens themselves; a next-scale model reads the teacher latents
+            teacher = tokens if self.is_raster else self.tokenizer.teacher_forcing_input(indices)
         return tokens, condition, teacher
 
     @property
@@ -204,16 +224,14 @@ class TransformerTrainer(Trainer):
 
     def per_scale(self, values: torch.Tensor) -> torch.Tensor:
         """(B, L) per-token values -> (B, K) per-scale means."""
-        return torch.stack(
-            [values[:, self.schedule.scale_slice(k)].mean(1) for k in range(self.schedule.num_scales)], dim=1
-        )
+        return per_scale_mean(values, self.schedule)
 
     # ------------------------------------------------------------------------------------ steps
     def train_step(self, batch: Any) -> dict[str, Any]:
         tokens, condition, teacher = self.prepare(batch)
         stage = self.stage(self.step)
         length = self.schedule.offsets[stage + 1]
-        logits = self.model(condition, teacher[:, : length - 1])  # (B, L', V)
+        logits = self.model(condition, teacher if self.is_raster else teacher[:, : length - 1])  # (B, L', V)
         targets = tokens[:, :length]
         ce = self.per_token_loss(logits, targets, self.objective.label_smoothing)  # (B, L')
         weight = torch.ones(length, device=ce.device)
@@ -232,12 +250,10 @@ class TransformerTrainer(Trainer):
         return metrics
 
     def eval_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Per sample: mean test loss (B,), and per scale the test loss and token error (B, K)."""
+        """Per sample: mean test loss (B,), and per scale the test loss and token error (B, K)
+        (``evaluation.held_out``, shared with ``nextscale evaluate --loss``)."""
         tokens, condition, teacher = self.prepare(batch)
-        logits = self.model(condition, teacher)
-        ce = self.per_token_loss(logits, tokens, 0.0)
-        wrong = (logits.argmax(-1) != tokens).float()
-        return {"loss": ce.mean(1), "scale_loss": self.per_scale(ce), "token_error": self.per_scale(wrong)}
+        return held_out_metrics(self.model(condition, teacher), tokens, self.schedule)
 
     def preview_prompts(self) -> list[str]:
         """Prompts of text previews: the objective's, or the first training captions."""
@@ -251,7 +267,7 @@ class TransformerTrainer(Trainer):
         prompt (the grid is labelled with the prompts)."""
         transformer = self.ema.module if self.ema is not None else self.raw_model
         generator = torch.Generator(self.device).manual_seed(self.objective.preview_seed)
-        sampler = ScaleSampler(self.tokenizer, transformer)
+        sampler = (RasterSampler if self.is_raster else ScaleSampler)(self.tokenizer, transformer)
         if self.is_text:
             prompts = self.preview_prompts()
             text = self.text_condition(prompts)

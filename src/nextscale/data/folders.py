@@ -1,0 +1,174 @@
+"""Image-folder layouts and the held-out split carved from a folder that has none.
+
+Two layouts are understood::
+
+    DIR/train/class_a/*.png  DIR/val/class_a/*.png     ImageNet layout: val/ (or validation/, test/) is held out
+    DIR/class_a/*.png        DIR/class_b/*.png         plain folder: a small held-out split is carved from it
+
+A plain folder (and a ``DIR/train`` without a held-out sibling) gives up ``HELD_OUT_FRACTION`` of each class,
+rounded, and at least one image of every class that has two or more, so that evaluation sees every class
+and training keeps every class. The images are drawn from each class's sorted file list with
+``numpy.random.default_rng([HELD_OUT_SEED, class_index])``, so the split depends only on the file names:
+``train-tokenizer``, ``tokenize --split train|val`` and ``train`` agree on it on every machine, and adding
+images to one class leaves the other classes' splits alone.
+
+Worked example: 60 images in 3 classes of 20 -> round(0.05 * 20) = 1 per class, so 3 held out and 57 trained
+on; 6 classes of 10 -> round(0.5) = 0, raised to 1 per class, so 6 held out.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nextscale.data.images import ImageFolderDataset
+
+HELD_OUT_FRACTION = 0.05
+HELD_OUT_SEED = 0
+HELD_OUT_NAMES = ("val", "validation", "test")  # sub-folders of DIR that hold out DIR/train's classes
+TRAIN_SPLITS = ("train",)
+HELD_OUT_SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    """Where a data folder keeps its training images and its held-out images.
+
+    Attributes:
+        train_dir: the folder of class sub-folders to train on.
+        held_out_dir: its held-out sibling (``val/``), or None when a split is carved from ``train_dir``.
+    """
+
+    train_dir: Path
+    held_out_dir: Path | None
+
+    @property
+    def carved(self) -> bool:
+        return self.held_out_dir is None
+
+
+def folder_layout(root: str | os.PathLike) -> FolderLayout:
+    """The layout of ``root``: ``root/train`` + ``root/val`` (or validation/test), ``root/train`` alone, or
+    ``root`` itself as the class folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"data folder {root} does not exist; pass --data fashion-mnist[:DIR] or a folder of "
+            "class sub-folders (ImageNet layout: DIR/train and DIR/val)"
+        )
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        return FolderLayout(root, None)
+    held_out = next((root / name for name in HELD_OUT_NAMES if (root / name).is_dir()), None)
+    return FolderLayout(train_dir, held_out)
+
+
+def carve_held_out(labels: Sequence[int], fraction: float = HELD_OUT_FRACTION, seed: int = HELD_OUT_SEED) -> list[int]:
+    """Indices of the held-out samples (see the module docstring for the rule), in ascending order.
+
+    Args:
+        labels: the class of every sample, samples in the folder's sorted order.
+        fraction: share of each class to hold out (rounded; at least 1 for a class of 2 or more images).
+        seed: picks which images; the same seed and file list give the same split.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the held-out fraction must be in [0, 1), got {fraction}")
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(int(label), []).append(index)
+    held_out = []
+    for label, indices in sorted(by_class.items()):
+        if len(indices) < 2:
+            continue  # the only image of a class stays in training
+        count = min(len(indices) - 1, max(1, round(fraction * len(indices))))
+        order = np.random.default_rng([seed, label]).permutation(len(indices))
+        held_out.extend(indices[int(i)] for i in order[:count])
+    return sorted(held_out)
+
+
+def select(dataset: ImageFolderDataset, indices: Sequence[int], origin: str) -> ImageFolderDataset:
+    """A copy of ``dataset`` holding only ``samples[i]`` for ``i`` in ``indices`` (classes unchanged)."""
+    subset = copy.copy(dataset)
+    subset.samples = [dataset.samples[i] for i in indices]
+    subset.origin = origin
+    return subset
+
+
+def open_image_folder(
+    root: str | os.PathLike,
+    size: int,
+    channels: int,
+    seed: int = 0,
+    split: str | None = None,
+    bad_images: str = "fail",
+) -> tuple[ImageFolderDataset, ImageFolderDataset | None]:
+    """(train, held-out) datasets of an image folder in either layout; the held-out set uses center crops.
+
+    Args:
+        root: the data folder.
+        size: image side in pixels.
+        channels: 3 or 1.
+        seed: seed of the training crops (not of the held-out split, which is fixed).
+        split: None for both; "train" or "val"/"test" for that split alone (center crops), as the first element.
+        bad_images: "skip" or "fail", see ``ImageFolderDataset``.
+
+    Returns:
+        (train, held_out); ``held_out`` is None only for a folder too small to hold anything out. Each dataset's
+        ``origin`` says where its images come from.
+    """
+    layout = folder_layout(root)
+    options = {"size": size, "channels": channels, "bad_images": bad_images}
+    if split is not None and split not in TRAIN_SPLITS + HELD_OUT_SPLITS:
+        raise ValueError(f"split must be one of {TRAIN_SPLITS + HELD_OUT_SPLITS}, got {split!r}")
+    if not layout.carved:
+        if split in HELD_OUT_SPLITS:
+            return ImageFolderDataset(layout.held_out_dir, train=False, **options), None
+        train = ImageFolderDataset(layout.train_dir, train=split is None, seed=seed, **options)
+        if split is not None:
+            return train, None
+        held_out = ImageFolderDataset(layout.held_out_dir, train=False, **options)
+        if held_out.classes != train.classes:
+            raise ValueError(
+                f"{layout.held_out_dir} has classes {held_out.classes} but {layout.train_dir} has {train.classes}; "
+                "both need the same class sub-folders (labels are the sorted folder names)"
+            )
+        return train, held_out
+    train = ImageFolderDataset(layout.train_dir, train=split is None, seed=seed, **options)
+    held_indices = carve_held_out([label for _, label in train.samples])
+    kept = sorted(set(range(len(train.samples))) - set(held_indices))
+    carved_from = f"{layout.train_dir} (carved out, as there is no {HELD_OUT_NAMES[0]}/ folder)"
+    if split in HELD_OUT_SPLITS:
+        if not held_indices:
+            raise ValueError(
+                f"{layout.train_dir} has no {HELD_OUT_NAMES[0]}/ folder and too few images per class to hold "
+                "any out (a class needs 2 or more); add DIR/train and DIR/val folders"
+            )
+        evaluation = ImageFolderDataset(layout.train_dir, train=False, **options)
+        return select(evaluation, held_indices, carved_from), None
+    training = select(train, kept, f"{layout.train_dir} (without the {len(held_indices)} held-out images)")
+    if split is not None or not held_indices:
+        return training, None
+    evaluation = ImageFolderDataset(layout.train_dir, train=False, **options)
+    return training, select(evaluation, held_indices, carved_from)
+
+
+def held_out_note(root: str | os.PathLike) -> str | None:
+    """One sentence on the held-out split carved from a folder without ``val/``, e.g. ``no val/ folder: holding
+    out 3 of 60 images (5 %, at least 1 per class, seed 0) for evaluation``; None when the folder has ``val/``."""
+    layout = folder_layout(root)
+    if not layout.carved:
+        return None
+    labels = [label for _, label in ImageFolderDataset.list_samples(layout.train_dir)[1]]
+    count = len(carve_held_out(labels))
+    where = f"{layout.train_dir} has no {HELD_OUT_NAMES[0]}/ folder"
+    if count == 0:
+        return f"{where} and no class with 2 or more images: nothing held out for evaluation"
+    return (
+        f"{where}: holding out {count} of {len(labels)} images ({HELD_OUT_FRACTION * 100:g} %, at least 1 per "
+        f"class, seed {HELD_OUT_SEED}) for evaluation; training uses the other {len(labels) - count}"
+    )

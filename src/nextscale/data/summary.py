@@ -1,0 +1,201 @@
+"""What the training commands say about the data before they start: counts, classes, file sizes, held-out
+source, and the image size and scale schedule the model will see.
+
+A new user's first question is "is it using my images the way I think?"; these lines answer it in the log
+(INFO, printed by default). Example for a plain folder of 60 RGB pictures in 6 classes::
+
+    data: 54 training images from data/shapes (without the 6 held-out images), 6 classes (0: blue_circle, ...)
+    files: 32x32 RGB (all 54 checked)
+    held-out: 6 images from data/shapes (carved out, as there is no val/ folder)
+    data/shapes has no val/ folder: holding out 6 of 60 images (5 %, at least 1 per class, seed 0) for ...
+    images 32x32 RGB -> tokens: scales 1,2,4,8 (85 tokens), from --resolution 32
+
+File sizes are read from image headers only (no decoding), from at most ``SIZE_SAMPLE`` files spread evenly
+over the sorted list, so the summary costs well under a second even for ImageNet.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image
+
+from nextscale.data.captions import CaptionDataset, _image_stream
+from nextscale.data.fashion_mnist import FashionMNIST
+from nextscale.data.images import ImageFolderDataset
+from nextscale.data.token_shards import TokenShardDataset
+from nextscale.scales import ScaleSchedule
+
+SIZE_SAMPLE = 64  # image headers read for the size summary
+SHOWN_CLASSES = 12  # class names listed in full up to this many
+
+
+@dataclass(frozen=True)
+class FileSizes:
+    """Sizes and Pillow modes of a sample of a dataset's image files.
+
+    Attributes:
+        sizes: (width, height) -> files with that size, among the checked ones.
+        modes: Pillow mode ("RGB", "L", "RGBA", "P", ...) -> files.
+        checked: files whose header was read.
+        total: files in the dataset.
+    """
+
+    sizes: Counter
+    modes: Counter
+    checked: int
+    total: int
+
+    def describe(self) -> str:
+        """E.g. ``32x32 RGB (all 60 checked)`` or ``28x28 to 640x480, modes RGB, L (64 of 1000 checked)``."""
+        if len(self.sizes) == 1:
+            size = _size(next(iter(self.sizes)))
+        else:
+            by_area = sorted(self.sizes, key=lambda wh: (wh[0] * wh[1], wh))
+            size = f"{_size(by_area[0])} to {_size(by_area[-1])}"
+        modes = ", ".join(mode for mode, _ in self.modes.most_common())
+        checked = f"all {self.total}" if self.checked == self.total else f"{self.checked} of {self.total}"
+        return f"{size} {modes} ({checked} checked)"
+
+    @property
+    def single_size(self) -> tuple[int, int] | None:
+        return next(iter(self.sizes)) if len(self.sizes) == 1 else None
+
+
+def _size(wh: tuple[int, int]) -> str:
+    return f"{wh[0]}x{wh[1]}"
+
+
+def _files(dataset) -> list:
+    if isinstance(dataset, ImageFolderDataset):
+        return [path for path, _ in dataset.samples]
+    if isinstance(dataset, CaptionDataset):
+        return [sample.source for sample in dataset.samples]
+    return []
+
+
+def file_sizes(dataset, limit: int = SIZE_SAMPLE) -> FileSizes | None:
+    """Sizes and modes of up to ``limit`` image files of an image-folder or caption dataset (None for others)."""
+    files = _files(dataset)
+    if not files:
+        return None
+    step = max(1, len(files) // limit)
+    sizes, modes = Counter(), Counter()
+    checked = 0
+    for source in files[::step][:limit]:
+        try:
+            with Image.open(_image_stream(source)) as image:  # reads the header only
+                sizes[image.size] += 1
+                modes[image.mode] += 1
+                checked += 1
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue  # unreadable (or huge) files are reported by the dataset itself when read
+    return FileSizes(sizes, modes, checked, len(files)) if checked else None
+
+
+def _classes(names: Sequence[str] | None) -> str:
+    if not names:
+        return ""
+    shown = ", ".join(f"{index}: {name}" for index, name in enumerate(names[:SHOWN_CLASSES]))
+    more = f", ... ({len(names) - SHOWN_CLASSES} more)" if len(names) > SHOWN_CLASSES else ""
+    return f", {len(names)} classes ({shown}{more})"
+
+
+def _origin(dataset) -> str:
+    if isinstance(dataset, ImageFolderDataset):
+        return dataset.origin
+    if isinstance(dataset, FashionMNIST):
+        return f"Fashion-MNIST {dataset.split} split"
+    if isinstance(dataset, TokenShardDataset):
+        source = dataset.manifest.get("source")
+        return f"token folder {dataset.root}" + (f" (tokenized from {source})" if source else "")
+    for name in ("root", "manifest", "shards"):  # the caption datasets' sources
+        if hasattr(dataset, name) and not isinstance(getattr(dataset, name), (dict, list)):
+            return str(getattr(dataset, name))
+    return type(dataset).__name__
+
+
+def _kind(dataset) -> str:
+    if isinstance(dataset, TokenShardDataset):
+        return "token sequences"
+    if isinstance(dataset, CaptionDataset):
+        return "captioned images"
+    return "images"
+
+
+def describe_data(train_set, held_out_set=None, held_out_note: str | None = None, role: str = "training") -> list[str]:
+    """The data summary lines: count and classes, file sizes and modes, held-out source.
+
+    Args:
+        train_set: the dataset trained on (or tokenized).
+        held_out_set: the evaluation dataset, or None.
+        held_out_note: a sentence on how the held-out split was made (``data.folders.held_out_note``), or None.
+        role: what ``train_set`` is for, e.g. "training" or "val".
+    """
+    names = getattr(train_set, "classes", None)
+    lines = [f"data: {len(train_set)} {role} {_kind(train_set)} from {_origin(train_set)}{_classes(names)}"]
+    if isinstance(train_set, FashionMNIST):
+        lines.append(f"files: 28x28 grayscale IDX arrays, shown to the model at {train_set.size}x{train_set.size}")
+    sizes = file_sizes(train_set)
+    if sizes is not None:
+        lines.append(f"files: {sizes.describe()}")
+    if role == "training":
+        if held_out_set is None:
+            lines.append("held-out: none, so no held-out evaluation (add a val/ folder, --eval-data or --eval-tokens)")
+        else:
+            lines.append(f"held-out: {len(held_out_set)} {_kind(held_out_set)} from {_origin(held_out_set)}")
+    if held_out_note:
+        lines.append(held_out_note)
+    return lines
+
+
+CHANNEL_NAMES = {1: "grayscale", 3: "RGB"}
+
+
+def resolution_line(
+    image_size: int,
+    channels: int,
+    scale_sides: Sequence[int],
+    source: str,
+    sizes: FileSizes | None = None,
+    downsample: int = 1,
+) -> str:
+    """``images 32x32 RGB -> tokens: scales 1,2,4,8 (85 tokens), from preset tiny``, plus a warning when the
+    files are another size or colour mode than the model sees.
+
+    Args:
+        image_size: pixels per side the model sees.
+        channels: 1 or 3.
+        scale_sides: the token schedule.
+        source: where the schedule came from ("preset tiny", "--resolution 64", "--scale-sides", ...).
+        sizes: the data's file sizes (``file_sizes``), or None.
+        downsample: the tokenizer's downsampling factor (a suggested --resolution is a multiple of it).
+    """
+    schedule = ScaleSchedule(tuple(scale_sides))
+    colour = CHANNEL_NAMES.get(channels, f"{channels}-channel")
+    sides = ",".join(str(side) for side in schedule.sides)
+    line = (
+        f"images {image_size}x{image_size} {colour} -> tokens: scales {sides} ({schedule.total_tokens} tokens), "
+        f"from {source}"
+    )
+    if sizes is None:
+        return line
+    notes = []
+    single = sizes.single_size
+    if single is not None and single != (image_size, image_size):
+        keep = max(downsample, min(single) // downsample * downsample)
+        hint = f"pass --resolution {keep} to keep them" if keep != image_size else "they are resized and cropped"
+        notes.append(f"your images are {_size(single)}; training at {image_size}x{image_size} ({source}) - {hint}")
+    elif single is None:
+        notes.append(
+            f"your images vary in size ({sizes.describe()}); each is resized (shorter side) and center/random "
+            f"cropped to {image_size}x{image_size}"
+        )
+    gray = set(sizes.modes) <= {"L", "LA", "1", "I", "I;16", "F"}
+    if channels == 3 and gray:
+        notes.append("your images are grayscale; the model is RGB (pass --in-channels 1 to train on one channel)")
+    if channels == 1 and not gray:
+        notes.append("your images are in colour; the model is grayscale, so colours are lost (--in-channels 3)")
+    return "; ".join([line, *notes])

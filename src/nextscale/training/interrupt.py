@@ -1,0 +1,58 @@
+"""Stop training cleanly on Ctrl-C (SIGINT) or SIGTERM: finish the current step, checkpoint it, then stop.
+
+The first signal only sets a flag that the loop reads between optimizer steps. A KeyboardInterrupt raised
+in the middle of a step could land between two optimizers' updates or before the EMA update, and a
+checkpoint of that state would not resume exactly. A second Ctrl-C raises KeyboardInterrupt at once and
+saves nothing (for a step that hangs).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+from nextscale import distributed
+
+log = distributed.get_logger(__name__)
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on a signal after checkpointing; the message says where and how to resume.
+
+    A KeyboardInterrupt, so code that does not know it still stops as on a plain Ctrl-C.
+    """
+
+    def __init__(self, step: int, path: Path | None) -> None:
+        where = f"saved {path}" if path is not None else "nothing new to save"
+        super().__init__(f"interrupted at step {step} ({where}); re-run the same command to resume from step {step}")
+        self.step, self.path = step, path
+
+
+class StopRequest:
+    """While entered, SIGINT and SIGTERM set ``requested`` instead of stopping the process."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():  # Python sets handlers only there
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: quit now
+        self.requested = True
+        log.warning(
+            "%s: stopping after this step to save a checkpoint (Ctrl-C again quits without saving)",
+            signal.Signals(signum).name,
+        )
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

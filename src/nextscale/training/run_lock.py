@@ -1,0 +1,122 @@
+"""One training process per run directory: an advisory lock file, ``run_dir/.lock``.
+
+Two commands training into the same folder would interleave checkpoints and metrics, so the second one
+refuses with the PID of the first. The lock is ``fcntl.flock`` on the file: the kernel drops it when its
+holder exits, even by SIGKILL, so a lock left by a dead process is never "held" and is taken over (the PID
+it records is only reported). With torchrun only rank 0 takes the lock; the other ranks learn its result
+through one all-reduce, so every rank fails alike. A run directory that cannot be created or written to is
+refused here too, with one sentence, before any data or model is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from nextscale import distributed
+
+LOCK_NAME = ".lock"
+log = distributed.get_logger(__name__)
+
+
+class RunDirBusyError(ValueError):
+    """Another live process is training into the run directory (a user error: the CLI prints one line)."""
+
+
+class RunDirUnwritableError(OSError):
+    """The run directory cannot be created or written to (permissions, a read-only or full disk, a file there)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Create ``run_dir`` and write a scratch file in it, or raise ``RunDirUnwritableError`` saying why."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd, scratch = tempfile.mkstemp(prefix=".write-test-", dir=run_dir)
+        os.close(fd)
+        os.remove(scratch)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise RunDirUnwritableError(
+            err.errno,
+            f"cannot write to run directory {run_dir} ({reason}); nothing was trained. Choose a --run-dir you "
+            "can write to, or fix its permissions or free space",
+        ) from err
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _recorded_pid(handle) -> int | None:
+    handle.seek(0)
+    text = handle.read().strip()
+    return int(text) if text.isdigit() else None
+
+
+def acquire(run_dir: str | os.PathLike):
+    """Lock ``run_dir`` for this process; returns the open lock file (closing it releases the lock).
+
+    Raises:
+        RunDirBusyError: a live process holds the lock (the message names the folder and its PID).
+        RunDirUnwritableError: the folder cannot be created or written to.
+    """
+    run_dir = Path(run_dir)
+    check_writable(run_dir)
+    handle = open(run_dir / LOCK_NAME, "a+")  # noqa: SIM115 (held open for the whole run)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _recorded_pid(handle)
+        handle.close()
+        holder = f"process {pid}" if pid is not None else "another process"
+        raise RunDirBusyError(
+            f"run directory {run_dir} is in use by {holder}; wait for it to finish (or stop it), "
+            "or choose another --run-dir"
+        ) from None
+    previous = _recorded_pid(handle)
+    if previous is not None and previous != os.getpid() and not _alive(previous):
+        log.warning("run directory %s was locked by process %d, which is gone; taking it over", run_dir, previous)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+@contextlib.contextmanager
+def hold_run_dir(run_dir: str | os.PathLike, dist_info: distributed.DistInfo) -> Iterator[None]:
+    """Hold the lock of ``run_dir`` (rank 0 only) for the body; released on exit, also on errors."""
+    handle, error = None, None
+    if dist_info.is_main:
+        try:
+            handle = acquire(run_dir)
+        except (RunDirBusyError, OSError) as err:
+            error = err
+    if dist_info.is_distributed:  # every rank must stop if rank 0 could not lock
+        failed = distributed.all_reduce_sum(torch.tensor(float(error is not None), device=dist_info.device))
+        if failed.item() and error is None:
+            error = RunDirBusyError(f"rank 0 could not lock or write to run directory {run_dir}")
+    if error is not None:
+        raise error
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.seek(0)
+            handle.truncate()  # a released lock records no PID
+            handle.close()

@@ -1,0 +1,118 @@
+"""Image-folder layouts, the held-out split carved from a folder without val/, and the data summary."""
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from nextscale.data.folders import carve_held_out, folder_layout, held_out_note, open_image_folder
+from nextscale.data.summary import describe_data, file_sizes, resolution_line
+from nextscale.scales import ScaleSchedule, default_scale_sides
+
+REPO = Path(__file__).resolve().parents[2]
+FOLDER = REPO / "tests" / "assets" / "image_folder"  # bag/ and sneaker/, two images each
+
+
+def make_shapes(out: Path, per_class: int, size: int = 32) -> list[Path]:
+    spec = importlib.util.spec_from_file_location("make_shapes", REPO / "scripts" / "make_shapes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_shapes(out, per_class=per_class, size=size)
+
+
+def files(dataset) -> list[Path]:
+    return [path for path, _ in dataset.samples]
+
+
+def test_default_scale_sides_double_up_to_the_latent_side():
+    assert default_scale_sides(8) == (1, 2, 4, 8)
+    assert ScaleSchedule(default_scale_sides(8)).total_tokens == 85
+    assert default_scale_sides(16) == (1, 2, 4, 8, 16)
+    assert default_scale_sides(6) == (1, 2, 4, 6)
+    assert default_scale_sides(1) == (1,)
+    with pytest.raises(ValueError):
+        default_scale_sides(0)
+
+
+def test_carve_held_out_rule():
+    labels = [0] * 20 + [1] * 20 + [2] * 20
+    held = carve_held_out(labels)
+    assert len(held) == 3 and sorted({labels[i] for i in held}) == [0, 1, 2]  # 5 % of 20 = 1 per class
+    assert carve_held_out(labels) == held  # deterministic
+    assert len(carve_held_out([0] * 10 + [1] * 10)) == 2  # round(0.5) = 0, raised to one per class
+    assert len(carve_held_out([0] * 100)) == 5
+    assert carve_held_out([0, 1, 1]) == [carve_held_out([0, 1, 1])[0]] and 0 not in carve_held_out([0, 1, 1])
+    assert carve_held_out([0, 1, 2]) == []  # a class's only image stays in training
+    # Adding images to one class leaves the other classes' held-out images alone.
+    grown = carve_held_out([0] * 20 + [1] * 30)
+    assert [i for i in grown if i < 20] == [i for i in carve_held_out([0] * 20 + [1] * 20) if i < 20]
+
+
+def test_plain_folder_carves_a_disjoint_held_out_split(tmp_path):
+    all_files = make_shapes(tmp_path / "shapes", per_class=10)
+    train, held_out = open_image_folder(tmp_path / "shapes", 32, 3)
+    assert len(train) == 54 and len(held_out) == 6
+    assert set(files(train)).isdisjoint(files(held_out))
+    assert sorted(files(train) + files(held_out)) == all_files
+    assert sorted({label for _, label in held_out.samples}) == list(range(6))  # every class evaluated
+    assert train.classes == held_out.classes and len(train.classes) == 6
+    assert not held_out.transform.train and train.transform.train
+    # tokenize --split val / train see exactly the same two sides, with center crops.
+    val_only, none = open_image_folder(tmp_path / "shapes", 32, 3, split="val")
+    assert none is None and files(val_only) == files(held_out) and not val_only.transform.train
+    train_only, _ = open_image_folder(tmp_path / "shapes", 32, 3, split="train")
+    assert files(train_only) == files(train) and not train_only.transform.train
+    assert files(open_image_folder(tmp_path / "shapes", 32, 3, split="test")[0]) == files(held_out)
+    note = held_out_note(tmp_path / "shapes")
+    assert "no val/ folder: holding out 6 of 60 images (5 %, at least 1 per class, seed 0)" in note
+
+
+def test_folder_without_a_possible_held_out_split_refuses_val(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / "root" / name).mkdir(parents=True)
+        Image.new("RGB", (20, 20), (200, 10, 10)).save(tmp_path / "root" / name / "only.png")
+    train, held_out = open_image_folder(tmp_path / "root", 16, 3)
+    assert len(train) == 2 and held_out is None
+    with pytest.raises(ValueError, match="too few images per class to hold any out"):
+        open_image_folder(tmp_path / "root", 16, 3, split="val")
+    assert "nothing held out" in held_out_note(tmp_path / "root")
+
+
+def test_train_and_val_layout(tmp_path):
+    shutil.copytree(FOLDER, tmp_path / "root" / "train")
+    shutil.copytree(FOLDER, tmp_path / "root" / "val")
+    train, held_out = open_image_folder(tmp_path / "root", 16, 3)
+    assert folder_layout(tmp_path / "root").held_out_dir == tmp_path / "root" / "val"
+    assert len(train) == 4 and len(held_out) == 4 and train.classes == ["bag", "sneaker"]
+    assert held_out_note(tmp_path / "root") is None
+    assert files(open_image_folder(tmp_path / "root", 16, 3, split="val")[0]) == files(held_out)
+    shutil.rmtree(tmp_path / "root" / "val" / "sneaker")
+    with pytest.raises(ValueError, match="same class sub-folders"):
+        open_image_folder(tmp_path / "root", 16, 3)
+
+
+def test_train_folder_alone_is_not_a_class(tmp_path):
+    shutil.copytree(FOLDER, tmp_path / "root" / "train")
+    train, held_out = open_image_folder(tmp_path / "root", 16, 3)
+    assert train.classes == ["bag", "sneaker"]  # not ["train"]
+    assert len(train) == 2 and len(held_out) == 2  # one of the two images of each class held out
+
+
+def test_summary_lines(tmp_path):
+    make_shapes(tmp_path / "shapes", per_class=4, size=64)
+    train, held_out = open_image_folder(tmp_path / "shapes", 32, 3)
+    lines = describe_data(train, held_out, held_out_note(tmp_path / "shapes"))
+    assert lines[0].startswith("data: 18 training images from")
+    assert "6 classes (0: blue_circle, 1: blue_square, 2: green_circle" in lines[0]
+    assert lines[1] == "files: 64x64 RGB (all 18 checked)"
+    assert lines[2].startswith("held-out: 6 images from") and "no val/ folder" in lines[2]
+    line = resolution_line(32, 3, (1, 2, 4, 8), "preset tiny", file_sizes(train), downsample=4)
+    assert line.startswith("images 32x32 RGB -> tokens: scales 1,2,4,8 (85 tokens), from preset tiny")
+    assert "your images are 64x64; training at 32x32 (preset tiny) - pass --resolution 64 to keep them" in line
+    gray = resolution_line(32, 1, (1, 2, 4, 8), "preset tiny", file_sizes(train), downsample=4)
+    assert "the model is grayscale, so colours are lost" in gray
+    same = resolution_line(64, 3, (1, 2, 4, 8, 16), "--resolution 64", file_sizes(train), downsample=4)
+    assert "your images" not in same and "(341 tokens)" in same
+    assert "held-out: none" in describe_data(train)[-1]

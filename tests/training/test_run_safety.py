@@ -1,0 +1,111 @@
+"""A run folder stays safe: Ctrl-C checkpoints, one process per folder, failed starts and finished runs."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_cli import REPO, run_command
+from training_helpers import read_metrics
+
+from nextscale.cli import main as cli_main
+from nextscale.training.checkpoint import latest_checkpoint
+from nextscale.training.run_lock import LOCK_NAME, RunDirBusyError, acquire
+
+TINY = "--config configs/tiny_tokenizer.json --disc-start none --eval-every none --preview-every none --no-progress"
+
+
+def _wait_for_step(run_dir: Path, process: subprocess.Popen, step: int, timeout: float = 120.0) -> None:
+    """Poll the metrics file until ``step`` is logged (the child's own progress is the only clock here)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"training exited early: {process.communicate()[1]}")
+        path = run_dir / "metrics.jsonl"
+        if path.is_file() and any(r["step"] >= step for r in read_metrics(run_dir)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"step {step} was not logged within {timeout} s")
+
+
+def test_ctrl_c_checkpoints_and_the_same_command_resumes_there(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    run_dir = tmp_path / "run"
+    # No periodic checkpoints: a resumed step > 0 can only come from the interruption's checkpoint.
+    command = f"{TINY} --run-dir {run_dir} --steps 400 --log-every 1 --checkpoint-every none"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "nextscale", "train-tokenizer", *command.split()],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_step(run_dir, child, 2)
+        # A second command on the same folder refuses with one line naming the folder and the holder.
+        assert cli_main(["train-tokenizer", *command.split()]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and f"{run_dir} is in use by process {child.pid}" in error
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, stderr
+    found = re.search(r"interrupted at step (\d+) \(saved (\S+)\); re-run the same command to resume from step", stderr)
+    assert found, stderr
+    step = int(found.group(1))
+    assert 2 <= step < 400 and latest_checkpoint(run_dir) == Path(found.group(2))
+    # The same command (stopped one step later to keep the test short) resumes at the interrupted step.
+    assert run_command("train_tokenizer", f"{command} --max-steps {step + 1}") == 0
+    assert [r["step"] for r in read_metrics(run_dir)] == list(range(1, step + 2))
+    assert (run_dir / LOCK_NAME).read_text() == ""  # released
+
+
+def test_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path, caplog):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (tmp_path / LOCK_NAME).write_text(f"{gone.pid}\n")
+    handle = acquire(tmp_path)
+    assert f"locked by process {gone.pid}, which is gone; taking it over" in caplog.text
+    with pytest.raises(RunDirBusyError, match=f"{tmp_path} is in use by process {os.getpid()}"):
+        acquire(tmp_path)
+    handle.close()
+    acquire(tmp_path).close()  # closing released it
+
+
+def test_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    run_dir = tmp_path / "run"
+    common = f"{TINY} --run-dir {run_dir} --steps 2 --log-every 1"
+    with pytest.raises(ValueError, match="200 samples, fewer than one batch of 500.*lower --batch-size to at most 200"):
+        run_command("train_tokenizer", f"{common} --batch-size 500")
+    assert not (run_dir / "config.json").exists()
+    # A config.json left without any checkpoint (e.g. by an older version) binds nothing either.
+    (run_dir / "config.json").write_text(json.dumps({"train": {"batch_size": 500}}))
+    assert run_command("train_tokenizer", common) == 0
+    assert json.loads((run_dir / "config.json").read_text())["train"]["batch_size"] == 16
+
+
+def test_finished_run_asked_for_more_steps_explains_how_to_continue(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    run_dir = tmp_path / "run"
+    common = f"{TINY} --run-dir {run_dir} --log-every 1"
+    assert run_command("train_tokenizer", f"{common} --steps 2") == 0
+    advice = f"finished its 2-step schedule.*--init-from {run_dir} and give a new --run-dir"
+    with pytest.raises(ValueError, match=advice):
+        run_command("train_tokenizer", f"{common} --steps 4")
+    # the advice works: a new run from the finished one's weights
+    assert run_command("train_tokenizer", f"{TINY} --init-from {run_dir} --run-dir {tmp_path / 'more'} --steps 1") == 0
+    # an unfinished run with another total: resume with the original one
+    unfinished = f"{TINY} --run-dir {tmp_path / 'half'} --log-every 1"
+    assert run_command("train_tokenizer", f"{unfinished} --steps 4 --max-steps 1") == 0
+    with pytest.raises(ValueError, match="resume it with --steps 4"):
+        run_command("train_tokenizer", f"{unfinished} --steps 6")
