@@ -9,11 +9,14 @@ References: diffusers ``ModelMixin.save_pretrained`` / ``from_pretrained`` (fold
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import json
 import os
+import pickle
 import tempfile
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +27,9 @@ from safetensors.torch import load_file, save_file
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# ``bundled:NAME`` -> the folder under the installed package's ``assets/`` that holds that pipeline.
+BUNDLED_PREFIX = "bundled:"
+BUNDLED_MODELS = {"fashion-mnist": "demo", "scenes": "scenes"}
 
 T = TypeVar("T")
 
@@ -52,6 +58,54 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def bundled_model_path(name: str) -> Path:
+    """The folder of a model shipped inside the installed package (``bundled:fashion-mnist``, ``bundled:scenes``).
+
+    Found through ``importlib.resources``, so it works from any working directory and from a wheel install.
+    """
+    name = name.removeprefix(BUNDLED_PREFIX)
+    if name not in BUNDLED_MODELS:
+        available = ", ".join(BUNDLED_PREFIX + known for known in BUNDLED_MODELS)
+        raise FileNotFoundError(f"unknown bundled model {name!r}; available: {available}")
+    return Path(str(importlib.resources.files("nextscale").joinpath("assets", BUNDLED_MODELS[name])))
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A local folder as given, or the package folder that ``bundled:NAME`` names."""
+    text = os.fspath(path)
+    return bundled_model_path(text) if text.startswith(BUNDLED_PREFIX) else Path(text)
+
+
+def load_weights_only(path: str | os.PathLike) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors and no code from the file run.
+
+    A file that the weights-only unpickler refuses (pickled classes or functions: possibly code that would
+    run on load) is not loaded at all; the error says how to get a plain state dict instead.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        with warnings.catch_warnings():  # "Detected pickle protocol N" warnings would clutter the one-line error
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reasons = [line for line in lines[1:] if not line.startswith(("Please file", "Check the documentation"))]
+        reason = f" ({reasons[0].rstrip('.')})" if reasons else ""
+        raise ValueError(
+            f"{path} is not a plain state dict / weights-only checkpoint{reason} and will not be loaded, since "
+            "unpickling it could run code; save a state dict (torch.save(model.state_dict(), path)) or convert "
+            "from a trusted source"
+        ) from err
+    except Exception as err:  # zip, EOF, OS and key errors all mean the same here
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ValueError(
+            f"{path} could not be read as a PyTorch checkpoint ({type(err).__name__}: {first}); the file is "
+            "corrupt, truncated or not a checkpoint"
+        ) from err
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
@@ -67,7 +121,46 @@ def config_from_dict(config_cls: type[T], values: dict[str, Any]) -> T:
         )
     hints = typing.get_type_hints(config_cls)
     kwargs = {name: _coerce(hints[name], value) for name, value in values.items()}
+    for name, value in kwargs.items():
+        if not _fits(hints[name], value):
+            raise TypeError(
+                f"{config_cls.__name__}.{name} must be {_type_name(hints[name])}, got {value!r}; the config.json "
+                "is corrupt or was edited by hand"
+            )
     return config_cls(**kwargs)
+
+
+def _fits(annotation: Any, value: Any) -> bool:
+    """Whether a value read from JSON can be the annotated field type (ints are accepted for floats)."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(value is None if arg is type(None) else _fits(arg, value) for arg in typing.get_args(annotation))
+    if origin is tuple or annotation is tuple:
+        if not isinstance(value, tuple):
+            return False
+        args = typing.get_args(annotation)
+        if not args:
+            return True
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(args[0], item) for item in value)
+        return len(args) == len(value) and all(_fits(arg, item) for arg, item in zip(args, value))
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if dataclasses.is_dataclass(annotation):
+        return isinstance(value, annotation)
+    return True  # dicts, literals and other rare annotations are left to the config's own checks
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 def _coerce(annotation: Any, value: Any) -> Any:

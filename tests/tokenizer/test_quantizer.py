@@ -32,6 +32,7 @@ def test_phi_table_official_k10():
     assert phi_index_table(10, 4) == (0, 0, 1, 1, 1, 2, 2, 3, 3, 3)
     assert phi_index_table(10, 0) == tuple(range(10))
     assert phi_index_table(10, 1) == (0,) * 10
+    assert phi_index_table(1, 4) == (3,)  # a single map is the finest scale (the raster baseline)
     assert phi_index_table(3, 2) == (0, 0, 1)
 
 

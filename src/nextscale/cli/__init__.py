@@ -2,7 +2,8 @@
 
 Every command module defines ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported
 only when their command runs, so ``nextscale --help`` is instant. User errors (bad flags, unreadable
-files, components that do not fit) end the process with one readable line and exit status 2.
+files, components that do not fit, running out of memory) end the process with one readable line on stderr
+and exit status 2; ``-v`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train the next-scale transformer (stage 2) on a frozen tokenizer; re-run to resume"),
     "evaluate": (
         "evaluate",
-        "FID, precision/recall and class consistency of a model's samples; prompt adherence for text models",
+        "FID, KID, precision/recall and class consistency of a model's samples; held-out test loss per scale "
+        "(--loss); prompt adherence for text models",
     ),
     "export": ("export", "write a training run's EMA (or raw) weights as a pretrained folder"),
     "plot": ("plot", "draw a training run's loss / per-scale curves into a PNG"),
+    "scaling": ("scaling", "scaling laws: train a sweep of depths, fit L = (beta X)^alpha, plot loss vs size/compute"),
 }
 
 
@@ -36,8 +39,30 @@ class CommandError(Exception):
     """A user-facing failure: printed as one line, exit status 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): ``nextscale sample: error: ... (see --help)``."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
+def one_line(message: object) -> str:
+    """Any message folded onto one line (some library errors span several)."""
+    return " ".join(str(message).split())
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """torch.OutOfMemoryError (GPU), the CPU allocator's RuntimeError, or MemoryError."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(err, RuntimeError) and any(
+        text in str(err) for text in ("can't allocate memory", "out of memory", "not enough memory")
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="nextscale",
         description="Scale-wise autoregressive image generation (VAR / STAR): sample, edit, train, evaluate.",
         epilog="Run `nextscale COMMAND --help` for the options of one command.",
@@ -61,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    # Pillow logs every PNG chunk it reads at DEBUG ("STREAM b'IHDR' 16 13"); -v is for nextscale's messages.
+    logging.getLogger("PIL").setLevel(logging.WARNING)
     # Hugging Face's per-file "Loading weights" bars say nothing to a user of a local text encoder.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if args.command is None:
@@ -68,11 +95,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except (CommandError, ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
+    except (CommandError, ValueError, TypeError, OSError) as err:  # OSError: missing, unwritable, full disk, ...
         if args.verbose:
             raise
-        print(f"nextscale {args.command}: error: {err}", file=sys.stderr)
+        print(f"nextscale {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"nextscale {args.command}: interrupted", file=sys.stderr)
+    except (RuntimeError, MemoryError) as err:
+        if args.verbose or not is_out_of_memory(err):
+            raise
+        hint = "lower --batch-size" if hasattr(args, "batch_size") else "use a smaller model or input"
+        print(f"nextscale {args.command}: error: out of memory ({one_line(err)[:200]}); {hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # training's TrainingInterrupted says where it saved and how to resume
+        print(f"nextscale {args.command}: {err or 'interrupted'}", file=sys.stderr)
         return 130

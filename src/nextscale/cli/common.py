@@ -1,10 +1,12 @@
-"""Helpers shared by the command modules: the default model folder and sampling flags."""
+"""Helpers shared by the command modules: the default model folder, class and sampling flags, output checks."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
+# The package's own copies (``bundled:fashion-mnist`` / ``bundled:scenes``, see nextscale.pretrained.BUNDLED_MODELS).
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo"
 BUNDLED_TEXT_MODEL = BUNDLED_MODEL.parent / "scenes"
 
@@ -14,15 +16,51 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         default=None,
-        help="pipeline folder (pipeline.json + tokenizer/ + transformer/); default: the bundled "
-        "Fashion-MNIST demo model (with --prompt: the bundled text-to-image scene model)",
+        help="pipeline folder (pipeline.json + tokenizer/ + transformer/) or a bundled model: bundled:fashion-mnist, "
+        "bundled:scenes; default: bundled:fashion-mnist (with --prompt: bundled:scenes, the text-to-image model)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    add_dtype_argument(parser)
+
+
+def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dtype",
+        default="fp32",
+        choices=("fp32", "auto", "bf16", "fp16", "int8"),
+        help="sampling precision: fp32 (exact, the default), or faster: bf16 (GPUs, CPUs with native bf16), fp16 "
+        "(GPUs without bf16), int8 (CPUs), auto (the fastest this device supports; says which)",
+    )
+
+
+def class_spec(text: str) -> int | str:
+    """argparse type of ``--class``: an id (``3``) or a class name (``sneaker``, ``"ankle boot"``)."""
+    stripped = text.strip()
+    return int(stripped) if stripped.lstrip("-").isdigit() else stripped
 
 
 def add_classes_argument(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--class ID [ID ...]`` into ``args.classes`` (None when absent)."""
-    parser.add_argument("--class", dest="classes", type=int, nargs="+", default=None, metavar="ID", help=help)
+    """``--class ID|NAME [ID|NAME ...]`` into ``args.classes`` (None when absent); resolve with ``pipe.class_ids``."""
+    parser.add_argument(
+        "--class", dest="classes", type=class_spec, nargs="+", default=None, metavar="ID|NAME", help=help
+    )
+
+
+def check_output_dir(folder: Path, flag: str) -> None:
+    """Create ``folder`` now (so a bad path fails before any sampling) and check that it is writable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{flag}: cannot create the folder {folder} ({err.strerror or err})") from err
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{flag}: the folder {folder} is not writable")
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """An output file's folder must be creatable and writable, and the path must not be a folder."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{flag} {path} is a folder; give a file name, e.g. {path / 'out.png'}")
+    check_output_dir(path.parent, flag)
 
 
 class Default:
@@ -112,14 +150,32 @@ def sampling_kwargs(args: argparse.Namespace) -> dict:
     )
 
 
+def check_device(name: str):
+    """``--device`` as a torch.device, or a one-line error for a malformed or unavailable one."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    return device
+
+
 def load_pipeline(args: argparse.Namespace):
     from nextscale.sampling.pipeline import Pipeline
 
+    check_device(args.device)
+
     text = getattr(args, "prompt", None) is not None or getattr(args, "text_features", None) is not None
-    path = args.model if args.model is not None else (BUNDLED_TEXT_MODEL if text else BUNDLED_MODEL)
-    if args.model is None and not (path / "pipeline.json").is_file():
-        raise FileNotFoundError(f"the bundled model is missing at {path}; pass --model DIR")
-    pipe = Pipeline.from_pretrained(path, device=args.device)
+    default = BUNDLED_TEXT_MODEL if text else BUNDLED_MODEL
+    if args.model is None and not (default / "pipeline.json").is_file():
+        raise FileNotFoundError(f"the bundled model is missing at {default}; pass --model DIR")
+    path = args.model if args.model is not None else ("bundled:scenes" if text else "bundled:fashion-mnist")
+    pipe = Pipeline.from_pretrained(path, device=args.device, dtype=getattr(args, "dtype", "fp32"))
+    if pipe.precision.name != "fp32" or getattr(args, "dtype", "fp32") != "fp32":
+        print(f"sampling in {pipe.precision.name} ({pipe.precision.reason})", flush=True)
     if hasattr(args, "cfg"):
         resolve_sampling(args, pipe)
     return pipe

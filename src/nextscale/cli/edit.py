@@ -5,11 +5,13 @@ Examples:
     nextscale edit --image photo.png --mask mask.png --mode outpaint --out wider.png       # keep the mask
     nextscale edit --image photo.png --extend 0.6 --out framed.png                         # grow the canvas
     nextscale edit --image photo.png --box 0.2 0.2 0.8 0.8 --class 3 --side-by-side cmp.png
+    nextscale edit --image shoe.png --box 0 0 0.75 1 --class "ankle boot" --out boot.png     # a class name
     nextscale edit --model star/ --image scene.png --box 0 0 0.5 0.5 --prompt "a bag in the top left"
 
 The image is center-cropped to a square and resized to the model's resolution; --paste-back writes the
 result at the input's original size. The region is a box (y0 x0 y1 x1 as fractions, or pixels of the
-model-size image with --pixels) or a mask image (white = region). Inpainting regenerates the region;
+model-size image with --pixels; note the order: rows first, unlike PIL's (x0, y0, x1, y1)) or a mask image
+(white = region). Inpainting regenerates the region;
 outpainting keeps it and regenerates the rest.
 """
 
@@ -18,7 +20,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nextscale.cli.common import add_model_argument, add_sampling_arguments, load_pipeline, sampling_kwargs
+from nextscale.cli.common import (
+    add_model_argument,
+    add_sampling_arguments,
+    check_output_file,
+    class_spec,
+    load_pipeline,
+    sampling_kwargs,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--class",
         dest="class_label",
-        type=int,
+        type=class_spec,
         default=None,
-        help="target class of the generated part (class models; default: unconditional)",
+        metavar="ID|NAME",
+        help="target class (id or name) of the generated part (class models; default: unconditional)",
     )
     target.add_argument(
         "--prompt", default=None, help="what the generated part should show (text models; default: the empty prompt)"
@@ -67,6 +77,17 @@ def run(args: argparse.Namespace) -> int:
     from nextscale.pretrained import atomic_write
     from nextscale.sampling.editing import mask_overlay
 
+    if args.num < 1:
+        raise ValueError(f"--num must be >= 1, got {args.num}")
+    if args.prompt is not None and not args.prompt.strip():
+        raise ValueError("--prompt is empty; give some text, or omit --prompt for the empty prompt")
+    if not args.image.is_file():
+        raise FileNotFoundError(f"--image {args.image} does not exist")
+    if args.mask is not None and not args.mask.is_file():
+        raise FileNotFoundError(f"--mask {args.mask} does not exist")
+    for path, flag in ((args.out, "--out"), (args.side_by_side, "--side-by-side")):
+        if path is not None:
+            check_output_file(path, flag)
     pipe = load_pipeline(args)
     kwargs = dict(
         class_label=args.class_label, prompt=args.prompt, num_images=args.num, output_type="pt", **sampling_kwargs(args)

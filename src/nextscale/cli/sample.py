@@ -7,8 +7,16 @@ Examples (the official FID settings, on a converted VAR model; the official STAR
         --seed 1 --cfg 4.5 --top-k 600 --top-p 0.8 --out grid.png --out-dir samples/
     nextscale sample --model star-256/ --text-features feats.safetensors --cfg 4 --out grid.png
 
-Without --class, labels are drawn from the seeded generator (the official sampler's first draw) and
---num is the number of images. The same seed on a CPU gives the official sampler's tokens.
+    nextscale sample --class sneaker "ankle boot" --num 4 --out grid.png          # class names (bundled model)
+    nextscale sample --class 3 --num 100000 --batch-size 256 --out-dir dress/    # at scale; re-run resumes
+
+--class takes ids or the class names the model records (pipeline.json "class_names"); grids are labelled
+with the names. Without --class, labels are drawn from the seeded generator (the official sampler's first
+draw) and --num is the number of images. Images are made --batch-size at a time: batch 0 uses --seed
+itself (so the same seed on a CPU gives the official sampler's tokens), batch b a seed derived from
+(--seed, b). --out-dir streams one PNG per image as it is made and skips files that already exist, so
+re-running an interrupted command resumes it with the same images. A grid (--out) is made for at most
+1024 images; write larger runs with --out-dir.
 With --prompt, --num is the number of images per prompt and --out-dir writes {index:04d}.png plus
 prompts.txt (one prompt per image, in order). --text-features reads precomputed text-encoder outputs
 (tensors prompt_embeds (B, T, D), pooled_prompt_embeds (B, D), optional prompt_attention_mask (B, T) and
@@ -24,15 +32,20 @@ from nextscale.cli.common import (
     add_classes_argument,
     add_model_argument,
     add_sampling_arguments,
+    check_output_dir,
+    check_output_file,
     load_pipeline,
     sampling_kwargs,
 )
+
+DEFAULT_GRID = Path("samples.png")
+MAX_GRID_IMAGES = 1024  # one PNG of more tiles is unreadable and holds every image in memory at once
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_argument(parser)
     condition = parser.add_mutually_exclusive_group()
-    add_classes_argument(condition, help="class ids to sample (class models; default: drawn at random)")
+    add_classes_argument(condition, help="class ids or names to sample (class models; default: drawn at random)")
     condition.add_argument("--prompt", nargs="+", default=None, metavar="TEXT", help="prompts (text models)")
     condition.add_argument(
         "--text-features", type=Path, default=None, metavar="FILE", help="precomputed text features (safetensors)"
@@ -50,14 +63,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="images per class or prompt (or the number of images without --class; default: 1)",
     )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="images made per model call (default: 32; lower it if memory runs out)",
+    )
     add_sampling_arguments(parser)
-    parser.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG grid (default: samples.png)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"PNG grid, labelled with class names when the model has them (default: {DEFAULT_GRID} unless "
+        f"--out-dir is given; at most {MAX_GRID_IMAGES} images)",
+    )
     parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: --num or 8)")
     parser.add_argument(
         "--out-dir",
         type=Path,
         default=None,
-        help="also write one PNG per image: {index:04d}_class{label}.png, or {index:04d}.png + prompts.txt",
+        help="write one PNG per image as it is made: {index:04d}_class{label}.png, or {index:04d}.png + "
+        "prompts.txt; files already there are skipped, so re-running resumes",
     )
     parser.add_argument(
         "--save-tokens",
@@ -65,6 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="write the (B, L) tokens as a safetensors file with one tensor named 'tokens'",
     )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def read_text_features(path: Path) -> dict:
@@ -89,51 +116,170 @@ def read_text_features(path: Path) -> dict:
     return tensors
 
 
+def check_grid_size(count: int, grid: Path | None) -> None:
+    if grid is not None and count > MAX_GRID_IMAGES:
+        raise ValueError(
+            f"a grid of {count} images is too large for one PNG (at most {MAX_GRID_IMAGES}); write one PNG per "
+            "image with --out-dir DIR instead (without --out)"
+        )
+
+
+def batch_seed(seed: int | None, batch_idx: int) -> int | None:
+    """Batch 0 uses the seed itself (the official draws); batch b > 0 a seed derived from (seed, b), so that
+    each batch is reproducible on its own and a resumed run makes the same images."""
+    import numpy as np
+
+    if seed is None or batch_idx == 0:
+        return seed
+    return int(np.random.SeedSequence([seed % 2**64, batch_idx]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class Plan:
+    """Which condition each image gets: ``inputs(start, end)`` are the pipeline arguments of images
+    start..end-1, ``labels[i]`` the class of image i when known before sampling, ``prompts`` one per image."""
+
+    def __init__(self, args: argparse.Namespace, pipe, features: dict) -> None:
+        self.labels = self.prompts = self.features = self.negative = None
+        num = args.num
+        if args.classes is not None:
+            self.labels = [label for label in pipe.class_ids(args.classes) for _ in range(num)]
+            self.count = len(self.labels)
+        elif args.prompt is not None:
+            self.prompts = [text for text in args.prompt for _ in range(num)]
+            self.count = len(self.prompts)
+            negative = args.negative_prompt
+            if negative is not None and len(negative) not in (1, len(args.prompt)):
+                raise ValueError(f"give 1 or {len(args.prompt)} --negative-prompt values, got {len(negative)}")
+            if negative is not None and len(negative) > 1:
+                negative = [text for text in negative for _ in range(num)]
+            self.negative = negative
+        elif features:
+            # conditional rows repeat per image, like prompts; a single negative row serves every image
+            self.count = features["prompt_embeds"].shape[0] * num
+            self.features = {
+                key: value if key.startswith("negative") and value.shape[0] == 1 else value.repeat_interleave(num, 0)
+                for key, value in features.items()
+            }
+        else:
+            self.count = num
+
+    def inputs(self, start: int, end: int) -> dict:
+        if self.labels is not None:
+            return {"class_labels": self.labels[start:end]}
+        if self.prompts is not None:
+            negative = self.negative if self.negative is None or len(self.negative) == 1 else self.negative[start:end]
+            given = {} if negative is None else {"negative_prompt": negative}
+            return {"prompt": self.prompts[start:end], **given}
+        if self.features is not None:
+            return {
+                key: value if value.shape[0] != self.count else value[start:end] for key, value in self.features.items()
+            }
+        return {"class_labels": None, "num_images_per_prompt": end - start}  # labels drawn by the generator
+
+
+def image_name(index: int, label: int | None) -> str:
+    return f"{index:04d}.png" if label is None else f"{index:04d}_class{label}.png"
+
+
+def already_written(out_dir: Path, index: int, plan: Plan, text: bool) -> bool:
+    if text:
+        return (out_dir / image_name(index, None)).is_file()
+    if plan.labels is not None:
+        return (out_dir / image_name(index, plan.labels[index])).is_file()
+    return any(out_dir.glob(f"{index:04d}_class*.png"))  # drawn labels: the name is known only after sampling
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
     from safetensors.torch import save_file
+    from tqdm.auto import tqdm
 
     from nextscale.data.images import save_grid, to_pil
     from nextscale.pretrained import atomic_write, atomic_write_text
 
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
-    pipe = load_pipeline(args)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.nrow is not None and args.nrow < 1:
+        raise ValueError(f"--nrow must be >= 1, got {args.nrow}")
+    if args.prompt is not None and any(not text.strip() for text in args.prompt):
+        raise ValueError("--prompt got an empty prompt; give some text for every prompt")
     text = args.prompt is not None or args.text_features is not None
+    grid_path = args.out if args.out is not None else (None if args.out_dir is not None else DEFAULT_GRID)
+    if args.text_features is None:  # the image count is known before loading the model: refuse early
+        groups = len(args.classes or args.prompt or []) or 1
+        check_grid_size(groups * args.num, grid_path)
+    for path, flag in ((grid_path, "--out"), (args.save_tokens, "--save-tokens")):
+        if path is not None:
+            check_output_file(path, flag)
+    if args.out_dir is not None:
+        check_output_dir(args.out_dir, "--out-dir")
+    features = read_text_features(args.text_features) if args.text_features is not None else {}
+    pipe = load_pipeline(args)
     if text != pipe.is_text_conditional:
         raise ValueError(
             "this model is text-conditional: give --prompt"
             if pipe.is_text_conditional
             else "this model is class-conditional: give --class (or nothing), not --prompt / --text-features"
         )
-    if args.negative_prompt is not None and not text:
+    if args.negative_prompt is not None and args.prompt is None:
         raise ValueError("--negative-prompt goes with --prompt")
-    inputs = read_text_features(args.text_features) if args.text_features is not None else {}
-    if args.prompt is not None:
-        inputs["prompt"] = args.prompt
-    if args.negative_prompt is not None:
-        inputs["negative_prompt"] = args.negative_prompt
-    out = pipe(
-        class_labels=args.classes, num_images_per_prompt=args.num, output_type="pt", **inputs, **sampling_kwargs(args)
-    )
-    count = len(out.images)
-    per_group = args.num > 1 and (args.classes or text)
-    nrow = args.nrow or (args.num if per_group else min(8, count))
-    save_grid(out.images * 2 - 1, args.out, nrow=nrow)
-    described = (
-        f"classes {out.class_labels.tolist()}" if out.class_labels is not None else f"{count // args.num} prompts"
-    )
-    print(f"wrote {count} images to {args.out} ({described})")
+    plan = Plan(args, pipe, features)
+    check_grid_size(plan.count, grid_path)
+    sampling = sampling_kwargs(args)
+    seed = sampling.pop("seed")
+    if plan.prompts is not None and args.out_dir is not None:
+        atomic_write_text(args.out_dir / "prompts.txt", "".join(f"{p}\n" for p in plan.prompts))
+
+    keep_all = grid_path is not None or args.save_tokens is not None  # these need every image / token row
+    images, tokens, labels = [], [], []
+    skipped = written = 0
+    with tqdm(total=plan.count, desc="sample", unit="img", disable=True if args.no_progress else None) as bar:
+        for batch_idx, start in enumerate(range(0, plan.count, args.batch_size)):
+            end = min(start + args.batch_size, plan.count)
+            done = args.out_dir is not None and all(
+                already_written(args.out_dir, i, plan, text) for i in range(start, end)
+            )
+            if done and not keep_all:
+                skipped += end - start
+                bar.update(end - start)
+                continue
+            out = pipe(**plan.inputs(start, end), output_type="pt", seed=batch_seed(seed, batch_idx), **sampling)
+            batch_labels = out.class_labels.tolist() if out.class_labels is not None else [None] * (end - start)
+            if args.out_dir is not None:
+                for offset, picture in enumerate(to_pil(out.images * 2 - 1)):
+                    index = start + offset
+                    if already_written(args.out_dir, index, plan, text):
+                        skipped += 1
+                        continue
+                    path = args.out_dir / image_name(index, batch_labels[offset])
+                    atomic_write(path, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
+                    written += 1
+            if keep_all:
+                images.append(out.images.cpu())
+                tokens.append(out.tokens.cpu())
+                labels.extend(batch_labels)
+            bar.update(end - start)
+
+    if grid_path is not None:
+        per_group = args.num > 1 and (args.classes or text)
+        nrow = args.nrow or (args.num if per_group else min(8, plan.count))
+        names = None if pipe.class_names is None or text else [pipe.class_names[label] for label in labels]
+        save_grid(torch.cat(images) * 2 - 1, grid_path, nrow=nrow, labels=names)
+        if text:
+            described = f"{plan.count // args.num} prompts"
+        else:
+            shown = sorted(set(labels))
+            described = "classes " + ", ".join(
+                f"{label} {pipe.class_names[label]}" if pipe.class_names else str(label) for label in shown
+            )
+        print(f"wrote {plan.count} images to {grid_path} ({described})")
     if args.out_dir is not None:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        labels = out.class_labels.tolist() if out.class_labels is not None else None
-        for index, image in enumerate(to_pil(out.images * 2 - 1)):
-            name = f"{index:04d}.png" if labels is None else f"{index:04d}_class{labels[index]}.png"
-            image.save(args.out_dir / name)
-        if out.prompts is not None:
-            atomic_write_text(args.out_dir / "prompts.txt", "".join(f"{p}\n" for p in out.prompts))
-        print(f"wrote one PNG per image to {args.out_dir}/")
+        note = f"; skipped {skipped} already there" if skipped else ""
+        print(f"wrote {written} PNGs (one per image) to {args.out_dir}/{note}")
     if args.save_tokens is not None:
-        tokens = out.tokens.cpu().contiguous()
-        atomic_write(args.save_tokens, lambda tmp: save_file({"tokens": tokens}, tmp))
-        print(f"wrote tokens {tuple(tokens.shape)} to {args.save_tokens}")
+        all_tokens = torch.cat(tokens).contiguous()
+        atomic_write(args.save_tokens, lambda tmp: save_file({"tokens": all_tokens}, tmp))
+        print(f"wrote tokens {tuple(all_tokens.shape)} to {args.save_tokens}")
     return 0

@@ -12,19 +12,31 @@ References:
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 
 def check_sampling_args(top_k: int | None, top_p: float | None, temperature: float, cfg: float) -> None:
-    """Raise ValueError for values that would silently mean something else."""
-    if top_k is not None and (isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1):
-        raise ValueError(f"top_k must be an integer >= 1, or None to turn it off; got {top_k!r}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
+    """Raise ValueError (TypeError for non-numbers) for values that would silently mean something else or make
+    the multinomial draw fail (inf, nan, negative numbers), naming the valid range."""
+    if top_k is not None:
+        if not _is_real(top_k) or not math.isfinite(top_k) or int(top_k) != top_k or top_k < 1:
+            raise ValueError(f"top_k must be an integer >= 1, or None to turn it off; got {top_k!r}")
+    if top_p is not None and not (_is_real(top_p) and 0.0 < top_p <= 1.0):
         raise ValueError(f"top_p must be in (0, 1], or None to turn it off; got {top_p!r}")
-    if not temperature > 0.0:
-        raise ValueError(f"temperature must be > 0 (1.0 leaves the logits unchanged); got {temperature!r}")
-    if not cfg >= 0.0:
-        raise ValueError(f"cfg must be >= 0 (0 turns guidance off); got {cfg!r}")
+    if not (_is_real(temperature) and 0.0 < temperature < math.inf):
+        raise ValueError(
+            f"temperature must be a finite number > 0 (1.0 leaves the logits unchanged); got {temperature!r}"
+        )
+    if not (_is_real(cfg) and 0.0 <= cfg < math.inf):
+        raise ValueError(f"cfg must be a finite number >= 0 (0 turns guidance off); got {cfg!r}")
+
+
+def _is_real(value: object) -> bool:
+    """A real number (Python or NumPy; not a bool, not a string)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:

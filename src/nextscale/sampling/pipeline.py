@@ -2,7 +2,8 @@
 
 Folder layout (diffusers-like)::
 
-    pipeline.json          {"_class_name": "Pipeline", "tokenizer": "tokenizer", "transformer": "transformer"}
+    pipeline.json          {"_class_name": "Pipeline", "tokenizer": "tokenizer", "transformer": "transformer",
+                            optional "recommended_sampling": {...} and "class_names": ["T-shirt/top", ...]}
     tokenizer/             config.json + model.safetensors
     transformer/           config.json + model.safetensors
     text_encoder/          text pipelines only (see ``text_pipeline.py``)
@@ -18,6 +19,7 @@ References: diffusers ``DiffusionPipeline`` and ``pipelines/dit/pipeline_dit.py`
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,13 @@ import torch
 from PIL import Image
 
 from nextscale.data.images import to_pil
-from nextscale.pretrained import atomic_write_text, load_component, read_json_file, save_component
+from nextscale.pretrained import (
+    atomic_write_text,
+    load_component,
+    read_json_file,
+    resolve_model_path,
+    save_component,
+)
 from nextscale.sampling.editing import (
     KeepTokensConstraint,
     PreparedImage,
@@ -40,10 +48,12 @@ from nextscale.sampling.editing import (
     scale_keep_masks,
 )
 from nextscale.sampling.guidance import SamplingConfig, ScaleOverride
+from nextscale.sampling.precision import Precision, choose_precision, quantize_dynamic_int8
 from nextscale.sampling.sampler import ScaleSampler, TokenConstraint, check_components_fit
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.conditioning import Condition
 from nextscale.transformer.model import ScaleTransformer
+from nextscale.transformer.raster_model import RasterTransformer
 from nextscale.transformer.text_model import TextScaleTransformer
 
 PIPELINE_FILE = "pipeline.json"
@@ -51,7 +61,18 @@ OUTPUT_TYPES = ("pil", "pt", "np")
 # Sampling settings a pipeline folder may recommend (pipeline.json "recommended_sampling"); the CLI uses them
 # for flags the user leaves out, and Python users can pass ``**pipe.recommended_sampling``.
 RECOMMENDABLE = ("cfg", "top_k", "top_p", "temperature")
-COMPONENT_CLASSES = {cls.__name__: cls for cls in (MultiScaleVQVAE, ScaleTransformer, TextScaleTransformer)}
+# What pipeline.json may hold, and the JSON type of each entry.
+PIPELINE_KEYS = {
+    "_class_name": str,
+    "tokenizer": str,
+    "transformer": str,
+    "text_encoder": (str, type(None)),
+    "recommended_sampling": dict,
+    "class_names": list,
+}
+COMPONENT_CLASSES = {
+    cls.__name__: cls for cls in (MultiScaleVQVAE, ScaleTransformer, TextScaleTransformer, RasterTransformer)
+}
 # Pipeline classes by the name pipeline.json records; subclasses register themselves.
 PIPELINE_CLASSES: dict[str, type[Pipeline]] = {}
 # Keyword arguments of a text pipeline call (a class pipeline refuses them).
@@ -120,17 +141,41 @@ class Pipeline:
     ``Pipeline.from_pretrained(folder)`` returns the folder's kind (this class or ``TextPipeline``).
     """
 
+    # How the sampling loop computes (``use_precision``); float32 unless asked otherwise.
+    precision: Precision = Precision("fp32", "default")
+
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         PIPELINE_CLASSES[cls.__name__] = cls
 
-    def __init__(self, tokenizer: MultiScaleVQVAE, transformer: ScaleTransformer) -> None:
+    def __init__(
+        self, tokenizer: MultiScaleVQVAE, transformer: ScaleTransformer, class_names: Sequence[str] | None = None
+    ) -> None:
         self.check_transformer(transformer)
-        check_components_fit(tokenizer, transformer)
         self.tokenizer = tokenizer.eval()
         self.transformer = transformer.eval()
-        self.sampler = ScaleSampler(self.tokenizer, self.transformer)
+        self.sampler = self.make_sampler(self.tokenizer, self.transformer)
         self.recommended_sampling: dict = {}
+        self.class_names = self.check_class_names(class_names)
+
+    def check_class_names(self, class_names: Sequence[str] | None) -> tuple[str, ...] | None:
+        """One distinct, non-empty name per class id (``class_names[i]`` is class ``i``), or None."""
+        if class_names is None:
+            return None
+        names = tuple(class_names)
+        if not all(isinstance(name, str) and name.strip() for name in names):
+            raise TypeError(f"class_names must be non-empty strings, got {list(names)[:5]}")
+        if len(names) != self.num_classes:
+            raise ValueError(f"got {len(names)} class names for a model with {self.num_classes} classes")
+        if len({normalise_name(name) for name in names}) != len(names):
+            raise ValueError(f"class names must be distinct (ignoring case), got {list(names)}")
+        return names
+
+    @staticmethod
+    def make_sampler(tokenizer: MultiScaleVQVAE, transformer: torch.nn.Module) -> ScaleSampler:
+        """The sampling loop of this kind of pipeline (checks that the components fit)."""
+        check_components_fit(tokenizer, transformer)
+        return ScaleSampler(tokenizer, transformer)
 
     @staticmethod
     def check_transformer(transformer: torch.nn.Module) -> None:
@@ -142,15 +187,23 @@ class Pipeline:
 
     # ----------------------------------------------------------------------------------------- folders
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Pipeline:
-        """Load a pipeline folder (local paths only; nothing is downloaded); returns the kind it records."""
-        path = Path(path)
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", dtype: str = "fp32") -> Pipeline:
+        """Load a pipeline folder (local paths only; nothing is downloaded); returns the kind it records.
+
+        ``path`` may also name a model shipped with the package: ``"bundled:fashion-mnist"`` (class-conditional)
+        or ``"bundled:scenes"`` (text-to-image). ``dtype`` is the sampling precision: "fp32" (exact), "bf16",
+        "fp16", "int8" or "auto" (the fastest this device supports; see ``nextscale.sampling.precision``).
+        """
+        if dtype not in ("auto", "fp32", "bf16", "fp16", "int8"):
+            raise ValueError(f"dtype must be one of auto, fp32, bf16, fp16, int8; got {dtype!r}")
+        path = resolve_model_path(path)
         index = read_json_file(
             path / PIPELINE_FILE,
             f"{path} is not a pipeline folder (expected {PIPELINE_FILE}, tokenizer/ and transformer/; "
             "see `nextscale convert` and `nextscale export`)",
         )
-        from nextscale.sampling import text_pipeline  # noqa: F401  (registers TextPipeline)
+        check_index(index, path / PIPELINE_FILE)
+        from nextscale.sampling import raster_pipeline, text_pipeline  # noqa: F401  (register their classes)
 
         name = index.get("_class_name", "Pipeline")
         if name not in PIPELINE_CLASSES:
@@ -158,14 +211,27 @@ class Pipeline:
         pipeline_cls = PIPELINE_CLASSES[name]
         if not issubclass(pipeline_cls, cls):
             raise ValueError(f"{path} holds a {name}, not a {cls.__name__}; load it with Pipeline.from_pretrained")
-        return pipeline_cls.from_components(path, index, device)
+        return pipeline_cls.from_components(path, index, device).use_precision(dtype)
+
+    def use_precision(self, dtype: str) -> Pipeline:
+        """Sample in ``dtype`` from now on (see :meth:`from_pretrained`); ``self.precision.reason`` says why."""
+        precision = choose_precision(dtype, self.device)
+        if precision.name == "int8":
+            quantized = quantize_dynamic_int8(self.transformer)
+            if quantized is None:
+                raise ValueError("this PyTorch build has no quantised engine for int8; use dtype='bf16' or 'fp32'")
+            self.transformer = quantized.eval()
+            self.sampler = type(self.sampler)(self.tokenizer, self.transformer)
+        self.precision = precision
+        return self
 
     @classmethod
     def from_components(cls, path: Path, index: dict, device: str | torch.device) -> Pipeline:
         """Build the pipeline from the component folders that ``index`` (pipeline.json) names."""
         tokenizer = load_named_component(path / index.get("tokenizer", "tokenizer"), device)
         transformer = load_named_component(path / index.get("transformer", "transformer"), device)
-        return cls(tokenizer, transformer).recommend(**index.get("recommended_sampling", {}))
+        pipe = cls(tokenizer, transformer, class_names=index.get("class_names"))
+        return pipe.recommend(**index.get("recommended_sampling", {}))
 
     def recommend(self, **settings) -> Pipeline:
         """Record the sampling settings this model is meant to be used with (saved in pipeline.json)."""
@@ -181,6 +247,8 @@ class Pipeline:
         index = {"_class_name": type(self).__name__, "tokenizer": "tokenizer", "transformer": "transformer"}
         if getattr(self, "recommended_sampling", None):
             index["recommended_sampling"] = dict(self.recommended_sampling)
+        if getattr(self, "class_names", None):
+            index["class_names"] = list(self.class_names)
         return index
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
@@ -212,11 +280,51 @@ class Pipeline:
         return self.tokenizer.config.image_size
 
     # ---------------------------------------------------------------------------------------- sampling
+    def class_ids(self, labels: Sequence[int | str] | int | str) -> list[int]:
+        """Class ids or names (``"Sneaker"``, case-insensitive; a name with "/" also answers to each part, so
+        ``"t-shirt"`` finds ``"T-shirt/top"``) -> ids in [0, num_classes); a clear error for anything else."""
+        labels = [labels] if isinstance(labels, (int, str)) else list(labels)
+        ids = []
+        for label in labels:
+            if isinstance(label, str) and label.strip().lstrip("-").isdigit():
+                label = int(label)
+            if isinstance(label, str):
+                ids.append(self.class_id_of_name(label))
+            elif isinstance(label, numbers.Integral) and not isinstance(label, bool):
+                if not 0 <= int(label) < self.num_classes:
+                    raise ValueError(
+                        f"class {int(label)} is out of range: this model has classes 0..{self.num_classes - 1}"
+                        + (f" ({self.describe_classes()})" if self.class_names else "")
+                    )
+                ids.append(int(label))
+            else:
+                raise TypeError(f"a class label is an int id or a class name, got {label!r}")
+        return ids
+
+    def class_id_of_name(self, name: str) -> int:
+        wanted = normalise_name(name)
+        for index, known in enumerate(self.class_names or ()):
+            if wanted == normalise_name(known) or wanted in (normalise_name(part) for part in known.split("/")):
+                return index
+        if not self.class_names:
+            raise ValueError(
+                f"class {name!r}: this model records no class names; give an id in 0..{self.num_classes - 1}"
+            )
+        raise ValueError(f"unknown class name {name!r}; valid names: {self.describe_classes()}")
+
+    def describe_classes(self) -> str:
+        """ "0 T-shirt/top, 1 Trouser, ..." (or "0..C-1" without names)."""
+        if not self.class_names:
+            return f"0..{self.num_classes - 1}"
+        return ", ".join(f"{index} {name}" for index, name in enumerate(self.class_names))
+
     def make_generator(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
         if seed is not None and generator is not None:
             raise ValueError("give either seed or generator, not both")
         if seed is None:
             return generator
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int, got {seed!r}")
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
     def __call__(
@@ -258,7 +366,9 @@ class Pipeline:
             raise TypeError(f"unexpected argument(s) {unknown}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-        if int(num_images_per_prompt) < 1:
+        if not isinstance(num_images_per_prompt, numbers.Integral) or isinstance(num_images_per_prompt, bool):
+            raise TypeError(f"num_images_per_prompt must be an int, got {num_images_per_prompt!r}")
+        if num_images_per_prompt < 1:
             raise ValueError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt}")
         config = SamplingConfig(
             cfg=cfg,
@@ -272,9 +382,14 @@ class Pipeline:
         generator = self.make_generator(seed, generator)
         guided = config.uses_guidance(self.transformer.config.schedule.num_scales)
         condition = self.make_condition(class_labels, prompt, int(num_images_per_prompt), guided, text_inputs)
-        result = self.sampler.sample(
-            condition, batch_size=int(num_images_per_prompt), config=config, generator=generator, constraint=constraint
-        )
+        with self.precision.autocast(self.device):
+            result = self.sampler.sample(
+                condition,
+                batch_size=int(num_images_per_prompt),
+                config=config,
+                generator=generator,
+                constraint=constraint,
+            )
         images = self.sampler.decode(result.f_hat)
         prompts = self.prompts_per_image(prompt, int(num_images_per_prompt))
         return PipelineOutput(
@@ -297,8 +412,15 @@ class Pipeline:
             raise ValueError("this pipeline is class-conditional; pass class_labels (prompts need a text pipeline)")
         if class_labels is None:
             return None
-        if isinstance(class_labels, int):
+        if isinstance(class_labels, (int, str)):
             class_labels = [class_labels]
+        if not isinstance(class_labels, torch.Tensor):
+            class_labels = list(class_labels)
+            if not class_labels:
+                raise ValueError("class_labels is empty; give at least one label, or None to draw labels")
+            # names become ids; the null id (num_classes: unconditional) stays allowed here, as for tensors
+            null_id = self.transformer.config.null_class_id
+            class_labels = [label if label == null_id else self.class_ids([label])[0] for label in class_labels]
         return self.sampler.class_condition(class_labels).repeat_interleave(num_images_per_prompt)
 
     @staticmethod
@@ -414,7 +536,25 @@ class Pipeline:
         """What an edit conditions the regenerated part on: the class, or the null class."""
         if prompt is not None:
             raise ValueError("this pipeline is class-conditional; edit with class_label (prompts need a text pipeline)")
-        return {"class_labels": [self.transformer.config.null_class_id if class_label is None else class_label]}
+        if class_label is None:
+            return {"class_labels": [self.transformer.config.null_class_id]}
+        return {"class_labels": self.class_ids([class_label])}
+
+
+def normalise_name(name: str) -> str:
+    """Class names match ignoring case and the difference between spaces, '-' and '_' ("ankle_boot")."""
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
+def check_index(index: dict, path: Path) -> None:
+    """Refuse a pipeline.json with unknown entries or entries of the wrong JSON type (one clear line)."""
+    unknown = sorted(set(index) - set(PIPELINE_KEYS))
+    if unknown:
+        raise ValueError(f"{path} has unknown entries {unknown}; known: {sorted(PIPELINE_KEYS)}")
+    for key, kind in PIPELINE_KEYS.items():
+        if key in index and not isinstance(index[key], kind):
+            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise TypeError(f"{path}: {key!r} must be a JSON {expected}, got {index[key]!r}")
 
 
 PIPELINE_CLASSES[Pipeline.__name__] = Pipeline

@@ -50,6 +50,12 @@ class RasterSampler:
     def device(self) -> torch.device:
         return next(self.transformer.parameters()).device
 
+    def draw_labels(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
+        """``batch_size`` labels drawn uniformly from the classes (as the next-scale sampler does)."""
+        num_classes = self.transformer.config.num_classes
+        uniform = torch.full((1, num_classes), 1.0 / num_classes, dtype=torch.float32, device=self.device)
+        return torch.multinomial(uniform, num_samples=batch_size, replacement=True, generator=generator).reshape(-1)
+
     def class_condition(self, class_labels: torch.Tensor | Sequence[int]) -> ClassCondition:
         labels = torch.as_tensor(class_labels, dtype=torch.long, device=self.device).reshape(-1)
         config = self.transformer.config
@@ -60,14 +66,25 @@ class RasterSampler:
     @torch.no_grad()
     def sample(
         self,
-        condition: ClassCondition | torch.Tensor | Sequence[int],
+        condition: ClassCondition | torch.Tensor | Sequence[int] | None,
         config: SamplingConfig | None = None,
         generator: torch.Generator | None = None,
+        batch_size: int | None = None,
+        constraint: object | None = None,
     ) -> SampleOutput:
-        """Sample B token maps (B, side^2) in raster order and their latent f-hat (B, code_dim, side, side)."""
+        """Sample B token maps (B, side^2) in raster order and their latent f-hat (B, code_dim, side, side).
+
+        ``condition`` None draws ``batch_size`` labels from ``generator``; ``constraint`` (editing) is refused.
+        """
         config = config or SamplingConfig()
         if config.smooth:
             raise ValueError("smooth sampling mixes code vectors per scale; the raster baseline has no such mode")
+        if constraint is not None:
+            raise ValueError("editing teacher-forces known tokens scale by scale; the raster baseline does not edit")
+        if condition is None:
+            if batch_size is None or batch_size < 1:
+                raise ValueError("give class_labels, or batch_size >= 1 to draw random labels")
+            condition = self.draw_labels(batch_size, generator)
         if not isinstance(condition, ClassCondition):
             condition = self.class_condition(condition)
         condition = condition.to(self.device)

@@ -57,6 +57,7 @@ class TextPipeline(Pipeline):
         self.text_encoder = text_encoder
         self.sampler = ScaleSampler(self.tokenizer, self.transformer)
         self.recommended_sampling: dict = {}
+        self.class_names = None  # text models have prompts, not classes
 
     @staticmethod
     def check_transformer(transformer: torch.nn.Module) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from nextscale.pretrained import load_weights_only
 from nextscale.scales import SIDES_256
 from nextscale.tokenizer.config import TokenizerConfig
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
@@ -105,13 +106,7 @@ def _read_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> 
             raise FileNotFoundError(
                 f"{path} not found; pass the official VQVAE checkpoint (e.g. vae_ch160v4096z32.pth)"
             )
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch.load raises many types (zip, pickle, EOF, OS); all mean the same here
-            raise ValueError(
-                f"{path} could not be read as a PyTorch state dict ({type(err).__name__}: {err}); "
-                "the file is corrupt, truncated or not a checkpoint"
-            ) from err
+        state = load_weights_only(path)
         label = str(path)
         if not isinstance(state, Mapping):
             raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict (name -> tensor)")

@@ -49,8 +49,9 @@ def phi_index_table(num_scales: int, num_phi: int) -> tuple[int, ...]:
         ticks = np.linspace(1 / 3 / count, 1 - 1 / 3 / count, count)
     else:
         ticks = np.linspace(1 / 2 / count, 1 - 1 / 2 / count, count)
-    # The official code divides by K - 1; a one-scale schedule (never used there) gets t = 0.
-    positions = [k / (num_scales - 1) if num_scales > 1 else 0.0 for k in range(num_scales)]
+    # The official code divides by K - 1. A one-scale schedule (never used there; the raster baseline's) is the
+    # finest map, t = 1: with the Fashion-MNIST tokenizer the finest Phi reconstructs at 18.4 dB, the coarsest 15.2.
+    positions = [k / (num_scales - 1) if num_scales > 1 else 1.0 for k in range(num_scales)]
     return tuple(int(np.argmin(np.abs(ticks - t))) for t in positions)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import torch
 
+from nextscale.pretrained import load_weights_only
 from nextscale.scales import SIDES_256, SIDES_512, ScaleSchedule
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.key_table import KeyTable
@@ -127,7 +128,9 @@ def _load(path_or_state_dict: str | os.PathLike | Mapping[str, torch.Tensor]) ->
     if isinstance(path_or_state_dict, Mapping):
         state = path_or_state_dict
     else:
-        state = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
+        state = load_weights_only(path_or_state_dict)
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path_or_state_dict} holds a {type(state).__name__}, not a VAR state dict (name -> tensor)")
     # Official training checkpoints nest the model under trainer/var_wo_ddp.
     if "trainer" in state and isinstance(state["trainer"], Mapping) and "var_wo_ddp" in state["trainer"]:
         state = state["trainer"]["var_wo_ddp"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nextscale.scales import ScaleSchedule
+
 
 @dataclass(frozen=True)
 class RasterConfig:
@@ -57,6 +59,15 @@ class RasterConfig:
     @property
     def sequence_length(self) -> int:
         return self.side * self.side
+
+    @property
+    def scale_sides(self) -> tuple[int, ...]:
+        """The tokenizer schedule this model fits: one ``side x side`` map."""
+        return (self.side,)
+
+    @property
+    def schedule(self) -> ScaleSchedule:
+        return ScaleSchedule(self.scale_sides)
 
     @property
     def head_dim(self) -> int:

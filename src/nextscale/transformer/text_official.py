@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import torch
 
+from nextscale.pretrained import load_weights_only
 from nextscale.scales import SIDES_256, SIDES_512, SIDES_1024
 from nextscale.transformer.key_table import KeyTable
 from nextscale.transformer.text_config import TextTransformerConfig
@@ -76,14 +77,7 @@ def read_official_star(path_or_state_dict: str | os.PathLike | Mapping) -> Mappi
     if isinstance(path_or_state_dict, Mapping):
         state = path_or_state_dict
     else:
-        try:
-            state = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as err:  # unpickling refusals and corrupt files alike
-            raise ValueError(
-                f"{path_or_state_dict} could not be read as a checkpoint with weights_only=True ({err})"
-            ) from err
+        state = load_weights_only(path_or_state_dict)
     if not isinstance(state, Mapping):
         raise ValueError(f"expected a STAR checkpoint (a dict), got {type(state).__name__}")
     trainer = state.get("trainer")

@@ -1,0 +1,206 @@
+"""Bad inputs, table-driven: every CLI case exits non-zero with exactly one stderr line naming the problem (no
+traceback); every Python API case raises ValueError / TypeError / FileNotFoundError naming it."""
+
+import dataclasses
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nextscale.cli import main
+from nextscale.pretrained import save_component
+from nextscale.sampling.guidance import SamplingConfig
+from nextscale.sampling.pipeline import Pipeline
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+
+
+@pytest.fixture(scope="module")
+def paths(tiny_pipeline_dir, tmp_path_factory):
+    """Placeholders of the CLI cases: good and broken model folders, an image, a mask, a plain file."""
+    root = tmp_path_factory.mktemp("bad")
+    Image.new("L", (40, 24), 128).save(root / "image.png")
+    Image.new("L", (16, 16), 0).save(root / "black_mask.png")
+    (root / "notes.txt").write_text("not an image")
+    (root / "garbage.pth").write_bytes(b"\x80\x05not a checkpoint")
+    (root / "a_folder").mkdir()
+
+    def broken(name, change):
+        folder = root / name
+        shutil.copytree(tiny_pipeline_dir, folder)
+        change(folder)
+        return folder
+
+    def edit_json(file, update):
+        payload = json.loads(file.read_text())
+        update(payload)
+        file.write_text(json.dumps(payload))
+
+    def unfit_tokenizer(folder):  # a tokenizer with another vocabulary than the transformer's
+        config = Pipeline.from_pretrained(tiny_pipeline_dir).tokenizer.config
+        save_component(MultiScaleVQVAE(dataclasses.replace(config, vocab_size=32)), folder / "tokenizer")
+
+    return {
+        "model": tiny_pipeline_dir,
+        "tmp": root,
+        "image": root / "image.png",
+        "no_weights": broken("no_weights", lambda f: (f / "transformer" / "model.safetensors").unlink()),
+        "no_transformer": broken("no_transformer", lambda f: shutil.rmtree(f / "transformer")),
+        "pipeline_extra_key": broken(
+            "pipeline_extra_key", lambda f: edit_json(f / "pipeline.json", lambda p: p.update(colour="blue"))
+        ),
+        "pipeline_bad_names": broken(
+            "pipeline_bad_names", lambda f: edit_json(f / "pipeline.json", lambda p: p.update(class_names="bag"))
+        ),
+        "config_extra_key": broken(
+            "config_extra_key",
+            lambda f: edit_json(f / "transformer" / "config.json", lambda p: p["config"].update(width=3)),
+        ),
+        "config_bad_type": broken(
+            "config_bad_type",
+            lambda f: edit_json(f / "transformer" / "config.json", lambda p: p["config"].update(depth="four")),
+        ),
+        "unfit": broken("unfit", unfit_tokenizer),
+    }
+
+
+M = "--model {model}"
+EDIT = "edit --model {model} --image {image}"
+# (case id, command line with {placeholders}, words the one error line must contain)
+CLI_CASES = [
+    ("class-too-large", f"sample {M} --class 12", "class 12 is out of range"),
+    ("class-negative", f"sample {M} --class -1", "class -1 is out of range"),
+    ("class-unknown-name", f"sample {M} --class hat", "unknown class name 'hat'; valid names: 0 T-shirt/top"),
+    ("cfg-inf", f"sample {M} --cfg inf", "cfg must be a finite number >= 0"),
+    ("cfg-nan", f"sample {M} --cfg nan", "cfg must be a finite number >= 0"),
+    ("cfg-negative", f"sample {M} --cfg -1", "cfg must be a finite number >= 0"),
+    ("cfg-not-a-number", f"sample {M} --cfg strong", "argument --cfg: invalid float value"),
+    ("top-k-negative", f"sample {M} --top-k -5", "top_k must be an integer >= 1"),
+    ("top-k-zero", f"sample {M} --top-k 0", "top_k must be an integer >= 1"),
+    ("top-p-zero", f"sample {M} --top-p 0", "top_p must be in (0, 1]"),
+    ("top-p-above-one", f"sample {M} --top-p 1.5", "top_p must be in (0, 1]"),
+    ("temperature-zero", f"sample {M} --temperature 0", "temperature must be a finite number > 0"),
+    ("temperature-inf", f"sample {M} --temperature inf", "temperature must be a finite number > 0"),
+    ("seed-word", f"sample {M} --seed abc", "argument --seed: invalid int value: 'abc'"),
+    ("seed-float", f"sample {M} --seed 1.5", "argument --seed: invalid int value: '1.5'"),
+    ("batch-size-zero", f"sample {M} --batch-size 0", "--batch-size must be >= 1"),
+    ("batch-size-negative", f"sample {M} --batch-size -4", "--batch-size must be >= 1"),
+    ("num-zero", f"sample {M} --num 0", "--num must be >= 1"),
+    ("nrow-zero", f"sample {M} --nrow 0", "--nrow must be >= 1"),
+    ("absurd-num-grid", f"sample {M} --class 3 --num 100000", "write one PNG per image with --out-dir"),
+    ("absurd-num-explicit-grid", f"sample {M} --num 5000 --out {{tmp}}/g.png --out-dir {{tmp}}/d", "--out-dir"),
+    ("model-missing", "sample --model {tmp}/nowhere", "nowhere/pipeline.json not found"),
+    ("model-no-transformer", "sample --model {no_transformer}", "is not a component folder"),
+    ("model-no-weights", "sample --model {no_weights}", "model.safetensors not found"),
+    ("pipeline-unknown-key", "sample --model {pipeline_extra_key}", "unknown entries ['colour']"),
+    ("pipeline-wrong-type", "sample --model {pipeline_bad_names}", "'class_names' must be a JSON list"),
+    ("config-unknown-key", "sample --model {config_extra_key}", "has no field(s) ['width']"),
+    ("config-wrong-type", "sample --model {config_bad_type}", "TransformerConfig.depth must be int"),
+    ("components-unfit", "sample --model {unfit}", "vocab"),
+    ("bundled-unknown", "sample --model bundled:imagenet", "available: bundled:fashion-mnist, bundled:scenes"),
+    ("device-bogus", f"sample {M} --device toaster", "--device 'toaster' is not a torch device"),
+    ("prompt-on-class-model", f"sample {M} --prompt 'a bag'", "this model is class-conditional"),
+    ("prompt-empty", "sample --model bundled:scenes --prompt ''", "--prompt got an empty prompt"),
+    ("negative-without-prompt", f"sample {M} --negative-prompt blurry", "--negative-prompt goes with --prompt"),
+    ("text-features-missing", f"sample {M} --text-features {{tmp}}/none.safetensors", "none.safetensors not found"),
+    ("out-under-a-file", f"sample {M} --out {{tmp}}/notes.txt/g.png", "--out: cannot create the folder"),
+    ("out-is-a-folder", f"sample {M} --out {{tmp}}/a_folder", "is a folder; give a file name"),
+    ("out-dir-under-a-file", f"sample {M} --out-dir {{tmp}}/notes.txt/each", "--out-dir: cannot create the folder"),
+    ("tokens-under-a-file", f"sample {M} --save-tokens {{tmp}}/notes.txt/t.safetensors", "--save-tokens: cannot"),
+    ("edit-image-missing", "edit --model {model} --image {tmp}/none.png --box 0 0 1 1", "--image"),
+    ("edit-image-not-an-image", "edit --model {model} --image {tmp}/notes.txt --box 0 0 .5 .5", "cannot read image"),
+    ("edit-box-wrong-order", f"{EDIT} --box 0.8 0.2 0.2 0.8", "with y0 < y1 and x0 < x1"),
+    ("edit-box-outside", f"{EDIT} --box 0 0 1.5 1", "must lie inside the image as fractions in [0, 1]"),
+    ("edit-box-pixels-outside", f"{EDIT} --box 0 0 40 40 --pixels", "pixels in [0, 16]"),
+    ("edit-box-too-few-numbers", f"{EDIT} --box 0 0 1", "argument --box: expected 4 arguments"),
+    ("edit-mask-missing", f"{EDIT} --mask {{tmp}}/none.png", "--mask"),
+    ("edit-mask-empty", f"{EDIT} --mask {{tmp}}/black_mask.png", "the mask leaves nothing to generate"),
+    ("edit-extend-too-large", f"{EDIT} --extend 1.5", "inner_fraction must be in (0, 1)"),
+    ("edit-class-too-large", f"{EDIT} --box 0 0 .5 .5 --class 99", "class 99 is out of range"),
+    ("edit-class-unknown-name", f"{EDIT} --box 0 0 .5 .5 --class hat", "unknown class name 'hat'"),
+    ("edit-prompt-on-class-model", f"{EDIT} --box 0 0 .5 .5 --prompt boot", "this pipeline is class-conditional"),
+    ("edit-prompt-empty", f"{EDIT} --box 0 0 .5 .5 --prompt ' '", "--prompt is empty"),
+    ("edit-num-zero", f"{EDIT} --box 0 0 .5 .5 --num 0", "--num must be >= 1"),
+    ("edit-cfg-nan", f"{EDIT} --box 0 0 .5 .5 --cfg nan", "cfg must be a finite number >= 0"),
+    ("edit-out-under-a-file", f"{EDIT} --box 0 0 .5 .5 --out {{tmp}}/notes.txt/e.png", "--out: cannot create"),
+    ("convert-missing", "convert --vae {tmp}/none.pth --var {tmp}/none.pth --out {tmp}/c", "none.pth not found"),
+    ("convert-garbage", "convert --vae {tmp}/garbage.pth --var {tmp}/garbage.pth --out {tmp}/c", "garbage.pth is not"),
+    ("unknown-flag", f"sample {M} --colour blue", "unrecognized arguments: --colour blue"),
+]
+
+
+@pytest.mark.parametrize("command, expected", [case[1:] for case in CLI_CASES], ids=[case[0] for case in CLI_CASES])
+def test_cli_bad_input_is_one_line(command, expected, paths, capsys, monkeypatch):
+    import shlex
+
+    monkeypatch.chdir(paths["tmp"])  # a default samples.png would land here, never in the repository
+    argv = shlex.split(command.format(**paths))
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse errors exit directly
+        code = stop.code
+    err = capsys.readouterr().err.strip()
+    assert code not in (0, None), f"{command} succeeded"
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert expected in err, err
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_pipeline_dir):
+    return Pipeline.from_pretrained(tiny_pipeline_dir)
+
+
+def picture():
+    return Image.new("L", (20, 20), 100)
+
+
+BOX = (0.0, 0.0, 0.5, 0.5)
+# (case id, call on the tiny pipeline, exception type, words of the message)
+API_CASES = [
+    ("class-too-large", lambda p: p(class_labels=[11]), ValueError, "class 11 is out of range"),
+    ("class-negative", lambda p: p(class_labels=[-2]), ValueError, "class -2 is out of range"),
+    ("class-unknown-name", lambda p: p(class_labels=["hat"]), ValueError, "unknown class name 'hat'"),
+    ("class-float", lambda p: p(class_labels=[1.5]), TypeError, "a class label is an int id or a class name"),
+    ("class-empty", lambda p: p(class_labels=[]), ValueError, "class_labels is empty"),
+    ("cfg-inf", lambda p: p(class_labels=[1], cfg=math.inf), ValueError, "cfg must be a finite number >= 0"),
+    ("cfg-nan", lambda p: p(class_labels=[1], cfg=math.nan), ValueError, "cfg must be a finite number >= 0"),
+    ("cfg-negative", lambda p: p(class_labels=[1], cfg=-0.5), ValueError, "cfg must be a finite number >= 0"),
+    ("cfg-string", lambda p: p(class_labels=[1], cfg="3"), ValueError, "cfg must be a finite number >= 0"),
+    ("top-k-negative", lambda p: p(class_labels=[1], top_k=-1), ValueError, "top_k must be an integer >= 1"),
+    ("top-k-fraction", lambda p: p(class_labels=[1], top_k=2.5), ValueError, "top_k must be an integer >= 1"),
+    ("top-p-zero", lambda p: p(class_labels=[1], top_p=0.0), ValueError, "top_p must be in (0, 1]"),
+    ("top-p-nan", lambda p: p(class_labels=[1], top_p=math.nan), ValueError, "top_p must be in (0, 1]"),
+    ("temperature-zero", lambda p: p(class_labels=[1], temperature=0), ValueError, "temperature must be"),
+    ("temperature-negative", lambda p: p(class_labels=[1], temperature=-1.0), ValueError, "temperature must be"),
+    ("seed-string", lambda p: p(class_labels=[1], seed="abc"), TypeError, "seed must be an int"),
+    ("seed-float", lambda p: p(class_labels=[1], seed=1.5), TypeError, "seed must be an int"),
+    ("num-zero", lambda p: p(class_labels=[1], num_images_per_prompt=0), ValueError, "num_images_per_prompt must"),
+    ("num-string", lambda p: p(class_labels=[1], num_images_per_prompt="2"), TypeError, "num_images_per_prompt"),
+    ("prompt-on-class-model", lambda p: p(prompt=["a bag"]), ValueError, "this pipeline is class-conditional"),
+    ("output-type", lambda p: p(class_labels=[1], output_type="jpg"), ValueError, "output_type must be one of"),
+    ("unknown-argument", lambda p: p(class_labels=[1], guidance=2), TypeError, "unexpected argument(s)"),
+    ("edit-tensor-shape", lambda p: p.edit(torch.zeros(1, 3, 8, 8), box=BOX), ValueError, "image tensor must be"),
+    ("edit-missing-file", lambda p: p.edit("/nonexistent/x.png", box=BOX), FileNotFoundError, "does not exist"),
+    ("edit-box-order", lambda p: p.edit(picture(), box=(0.6, 0, 0.2, 1)), ValueError, "y0 < y1"),
+    ("edit-box-outside", lambda p: p.edit(picture(), box=(0, 0, 1, 2)), ValueError, "must lie inside the image"),
+    ("edit-mask-shape", lambda p: p.edit(picture(), mask=np.ones((2, 2, 2, 2))), ValueError, "a mask must be 2-D"),
+    ("edit-box-and-mask", lambda p: p.edit(picture(), box=BOX, mask=np.ones((4, 4))), ValueError, "exactly one"),
+    ("edit-class-name", lambda p: p.edit(picture(), box=BOX, class_label="hat"), ValueError, "unknown class name"),
+    ("edit-extend", lambda p: p.outpaint(picture(), inner_fraction=0), ValueError, "inner_fraction must be"),
+    ("sampling-config", lambda p: SamplingConfig(top_p=2.0), ValueError, "top_p must be in (0, 1]"),
+    ("missing-folder", lambda p: Pipeline.from_pretrained("/nonexistent/m"), FileNotFoundError, "not found"),
+    ("bundled-unknown", lambda p: Pipeline.from_pretrained("bundled:x"), FileNotFoundError, "bundled:fashion-mnist"),
+    ("class-names-count", lambda p: Pipeline(p.tokenizer, p.transformer, ["a"]), ValueError, "got 1 class names"),
+    ("class-names-type", lambda p: Pipeline(p.tokenizer, p.transformer, [1] * 10), TypeError, "non-empty strings"),
+]
+
+
+@pytest.mark.parametrize("call, error, expected", [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES])
+def test_api_bad_input_raises_a_clear_error(call, error, expected, pipe):
+    with pytest.raises(error) as raised:
+        call(pipe)
+    assert expected in str(raised.value)
+    assert "\n" not in str(raised.value)

@@ -1,0 +1,105 @@
+"""`nextscale sample` at scale: batches, streamed PNGs that resume, grid limits, class names on grids."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nextscale.cli import main
+from nextscale.sampling.pipeline import Pipeline
+
+
+def sample(model, *flags) -> int:
+    return main(["sample", "--model", str(model), "--no-progress", *map(str, flags)])
+
+
+def test_out_dir_streams_one_png_per_image_and_a_rerun_resumes(tiny_pipeline_dir, tmp_path, capsys):
+    folder = tmp_path / "each"
+    args = ["--class", "1", "Sneaker", "--num", "3", "--batch-size", "2", "--seed", "5", "--out-dir", folder]
+    assert sample(tiny_pipeline_dir, *args) == 0
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [f"{i:04d}_class{c}.png" for i, c in enumerate([1, 1, 1, 7, 7, 7])]
+    assert not (tmp_path / "samples.png").exists()  # --out-dir alone writes no grid
+    first = {name: (folder / name).read_bytes() for name in names}
+    (folder / names[2]).unlink()
+    (folder / names[5]).unlink()
+    capsys.readouterr()
+    assert sample(tiny_pipeline_dir, *args) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 2 PNGs" in printed and "skipped 4 already there" in printed
+    # each batch has its own seed, so a resumed run makes the very same images
+    assert {name: (folder / name).read_bytes() for name in names} == first
+
+
+def test_rerun_reports_skipped_files(tiny_pipeline_dir, tmp_path, capsys):
+    args = ["--num", "3", "--batch-size", "2", "--seed", "1", "--out-dir", tmp_path / "drawn"]
+    assert sample(tiny_pipeline_dir, *args) == 0  # labels drawn from the seed: names known after sampling
+    capsys.readouterr()
+    assert sample(tiny_pipeline_dir, *args) == 0
+    assert "skipped 3 already there" in capsys.readouterr().out
+    assert len(list((tmp_path / "drawn").glob("000[0-2]_class*.png"))) == 3
+
+
+def test_batch_zero_is_the_single_call_and_later_batches_have_their_own_seed(tiny_pipeline_dir, tmp_path, monkeypatch):
+    from nextscale.cli.sample import batch_seed
+
+    monkeypatch.chdir(tmp_path)  # the default grid samples.png lands here
+    pipe = Pipeline.from_pretrained(tiny_pipeline_dir)
+    expected = pipe(class_labels=[2, 4], num_images_per_prompt=2, seed=3, cfg=1.5).tokens
+    tokens = tmp_path / "tokens.safetensors"
+    assert sample(tiny_pipeline_dir, "--class", 2, 4, "--num", 2, "--seed", 3, "--save-tokens", tokens) == 0
+    assert torch.equal(load_file(tokens)["tokens"], expected)  # one batch: the official single call
+    assert (tmp_path / "samples.png").is_file()
+    batched = tmp_path / "batched.safetensors"
+    assert (
+        sample(tiny_pipeline_dir, "--class", 2, 4, "--num", 2, "--seed", 3, "--batch-size", 3, "--save-tokens", batched)
+        == 0
+    )
+    first = pipe(class_labels=[2, 2, 4], seed=3).tokens
+    second = pipe(class_labels=[4], seed=batch_seed(3, 1)).tokens
+    assert torch.equal(load_file(batched)["tokens"], torch.cat([first, second]))
+    assert batch_seed(3, 1) not in (3, 4) and batch_seed(3, 2) != batch_seed(3, 1)
+
+
+def test_grid_tiles_are_labelled_with_class_names(tiny_pipeline_dir, tmp_path, monkeypatch):
+    import nextscale.data.images as images
+
+    drawn = {}
+    real_save_grid = images.save_grid
+
+    def spy(batch, path, nrow=8, labels=None, padding=2):
+        drawn["labels"], drawn["nrow"] = labels, nrow
+        return real_save_grid(batch, path, nrow=nrow, labels=labels, padding=padding)
+
+    monkeypatch.setattr(images, "save_grid", spy)
+    assert (
+        sample(tiny_pipeline_dir, "--class", "ankle boot", 0, "--num", 2, "--seed", 0, "--out", tmp_path / "g.png") == 0
+    )
+    assert drawn["labels"] == ["Ankle boot", "Ankle boot", "T-shirt/top", "T-shirt/top"] and drawn["nrow"] == 2
+    assert (tmp_path / "g.png").is_file()
+
+
+def test_a_huge_grid_is_refused_before_sampling_and_names_out_dir(tiny_pipeline_dir, tmp_path, capsys):
+    assert sample(tiny_pipeline_dir, "--class", 3, "--num", 100000, "--out", tmp_path / "g.png") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--out-dir" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["bundled:fashion-mnist", "bundled:scenes"])
+def test_bundled_names_resolve_to_the_package_assets(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the repository root
+    pipe = Pipeline.from_pretrained(name)
+    assert pipe.is_text_conditional == (name == "bundled:scenes")
+    if name == "bundled:fashion-mnist":
+        assert (
+            pipe.class_names[0] == "T-shirt/top" and pipe.class_names[9] == "Ankle boot" and len(pipe.class_names) == 10
+        )
+
+
+def test_unknown_bundled_name_lists_the_available_ones():
+    with pytest.raises(FileNotFoundError, match="bundled:fashion-mnist, bundled:scenes"):
+        Pipeline.from_pretrained("bundled:imagenet")
+
+
+def test_cli_model_flag_takes_a_bundled_name(tmp_path):
+    assert sample("bundled:fashion-mnist", "--class", "bag", "--seed", 0, "--out", tmp_path / "bag.png") == 0
+    assert (tmp_path / "bag.png").is_file()
