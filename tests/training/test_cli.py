@@ -77,3 +77,22 @@ def test_fine_tune_from_official_tokenizer(tmp_path, monkeypatch):
     assert config["tokenizer"]["base_channels"] == 32 and config["tokenizer"]["vocab_size"] == 4096
     with pytest.raises(ValueError, match="--init-from fixes the tokenizer's shape"):
         run_command("train_tokenizer", f"{common} --vocab-size 64 --run-dir {tmp_path / 'other'}")
+
+
+def test_raster_baseline_through_the_cli(tmp_path, monkeypatch):
+    # tokenize on the one-map schedule, train --raster with the tiny preset's blocks, export, sample
+    monkeypatch.chdir(REPO)
+    tok, run, tokens = tmp_path / "tok", tmp_path / "raster", tmp_path / "tokens"
+    tiny_tok = f"--config configs/tiny_tokenizer.json --run-dir {tok} --steps 2 --no-progress"
+    assert run_command("train_tokenizer", tiny_tok) == 0
+    tokenize = f"--tokenizer {tok} --data {TINY_DATA} --scale-sides 4 --out {tokens} --no-progress"
+    assert run_command("tokenize", tokenize) == 0
+    assert json.loads((tokens / "manifest.json").read_text())["total_tokens"] == 16
+    train = f"--config configs/tiny_transformer.json --raster --tokenizer {tok} --tokens {tokens} --run-dir {run}"
+    assert run_command("train", f"{train} --steps 4 --no-progress") == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["model_class"] == "RasterTransformer" and config["transformer"]["side"] == 4
+    assert run_command("export", f"--run {run} --out {tmp_path / 'pipe'}") == 0
+    pipe = Pipeline.from_pretrained(tmp_path / "pipe")
+    assert type(pipe).__name__ == "RasterPipeline"
+    assert pipe(class_labels=[1], seed=0, output_type="pt").images.shape == (1, 1, 16, 16)

@@ -77,3 +77,19 @@ def test_class_count_follows_the_data():
     assert fit_num_classes(10, train_set, "fashion-mnist") == 10
     with pytest.raises(ValueError, match="--num-classes 7 contradicts the training data: fashion-mnist has 10"):
         fit_num_classes(7, train_set, "fashion-mnist")
+
+
+def test_image_folder_channels_are_inferred_from_the_files(tmp_path):
+    from PIL import Image
+
+    from nextscale.training.options import data_channels
+
+    for mode, folder in (("L", "gray"), ("RGB", "colour")):
+        for name in ("a", "b"):
+            (tmp_path / folder / name).mkdir(parents=True)
+            Image.new(mode, (8, 8)).save(tmp_path / folder / name / "0.png")
+    Image.new("L", (8, 8)).save(tmp_path / "colour" / "a" / "1.png")  # one colour image makes the folder RGB
+    assert data_channels(str(tmp_path / "gray")) == 1
+    assert data_channels(str(tmp_path / "colour")) == 3
+    assert data_channels("fashion-mnist") == 1
+    assert data_channels(f"captions:{tmp_path / 'gray'}") is None  # not a folder spec: the preset decides

@@ -117,6 +117,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--shared-adaln", action="store_true", default=None, help="shared AdaLN (VAR d36)")
     group.add_argument("--rope-theta", type=float, help="text models: RoPE base (default 10000)")
     group.add_argument("--rope-norm", type=float, help="text models: RoPE coordinate range N (default 64)")
+    group.add_argument(
+        "--raster",
+        action="store_true",
+        default=None,
+        help="train the raster-scan AR baseline (the VAR paper's Table 3) with the same blocks and shape: "
+        "next-token prediction over the tokenizer's last map, the tokenizer used on that one map (tokens from "
+        "`nextscale tokenize --scale-sides SIDE`)",
+    )
     group = parser.add_argument_group("objective")
     group.add_argument("--label-smoothing", type=float, default=OBJECTIVE.label_smoothing, help="CE label smoothing")
     group.add_argument(
@@ -163,6 +171,10 @@ def build_transformer_config(args: argparse.Namespace, tokenizer_config, text_di
     from nextscale.transformer.text_config import TextTransformerConfig
 
     text = text_dim is not None
+    if getattr(args, "raster", None):
+        if text:
+            raise ValueError("the raster baseline is class-conditional; train it without --text-encoder")
+        return raster_config(args, tokenizer_config)
     name = args.preset or (DEFAULT_TEXT_PRESET if text else "var-d16")
     _, preset = get_preset(name)
     if isinstance(preset, TextTransformerConfig) != text:
@@ -185,17 +197,40 @@ def build_transformer_config(args: argparse.Namespace, tokenizer_config, text_di
     return dataclasses.replace(preset, **fit, **overrides)
 
 
+def raster_config(args: argparse.Namespace, tokenizer_config):
+    """The raster baseline with the next-scale preset's (or --depth's) blocks, on the tokenizer's last map."""
+    from nextscale.presets import get_preset
+    from nextscale.transformer.config import TransformerConfig
+    from nextscale.transformer.raster_config import RasterConfig
+
+    _, preset = get_preset(args.preset or "var-d16")
+    if not isinstance(preset, TransformerConfig):
+        raise ValueError(f"preset {args.preset!r} is a text model; the raster baseline takes a var-* or class preset")
+    if args.depth is not None:
+        preset = TransformerConfig.from_depth(args.depth, num_classes=preset.num_classes)
+    shared = ("depth", "embed_dim", "num_heads", "mlp_ratio", "drop_path_rate", "num_classes", "attn_l2_norm")
+    shared += ("norm_eps", "cond_drop_rate", "dropout", "attn_dropout")
+    fields = {name: getattr(preset, name) for name in shared}
+    fields.update({name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name, None) is not None})
+    if fields.pop("shared_adaln", None):
+        raise ValueError("the raster baseline has no shared-AdaLN variant; drop --shared-adaln")
+    return RasterConfig(**fields, vocab_size=tokenizer_config.vocab_size, side=tokenizer_config.scale_sides[-1])
+
+
 def initial_transformer(args: argparse.Namespace, tokenizer_config, objective, text_dim: int | None):
     """A fresh transformer, or with --init-from a trained one moved onto the tokenizer's schedule."""
     from nextscale.training.export import load_transformer_weights
     from nextscale.training.transformer_trainer import build_transformer
+    from nextscale.transformer.raster_model import RasterTransformer
     from nextscale.transformer.text_model import TextScaleTransformer, transfer_to_schedule
 
     if not args.init_from:
         return build_transformer(build_transformer_config(args, tokenizer_config, text_dim), objective)
     model = load_transformer_weights(args.init_from).train()
     sides = tuple(tokenizer_config.scale_sides)
-    if isinstance(model, TextScaleTransformer) != (text_dim is not None):
+    if isinstance(model, TextScaleTransformer) != (text_dim is not None) or (
+        isinstance(model, RasterTransformer) != bool(args.raster)
+    ):
         raise ValueError(f"--init-from {args.init_from} is a {type(model).__name__}; it does not fit this run")
     if text_dim is not None and model.config.text_dim != text_dim:
         raise ValueError(f"--init-from model has text width {model.config.text_dim}, the encoder {text_dim}")
@@ -206,7 +241,8 @@ def initial_transformer(args: argparse.Namespace, tokenizer_config, objective, t
                 f"schedule {model.config.scale_sides}"
             )
         model = transfer_to_schedule(model, sides)
-    if (model.config.vocab_size, model.config.code_dim) != (tokenizer_config.vocab_size, tokenizer_config.code_dim):
+    code_dim = getattr(model.config, "code_dim", tokenizer_config.code_dim)  # the raster model embeds token ids
+    if (model.config.vocab_size, code_dim) != (tokenizer_config.vocab_size, tokenizer_config.code_dim):
         raise ValueError("--init-from model was trained with another tokenizer (vocabulary or code width differ)")
     return model
 
@@ -240,6 +276,8 @@ def _train(args: argparse.Namespace, dist_info) -> None:
 
     tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
     sides = scale_sides_for(args.resolution, args.scale_sides, tokenizer.config.downsample_factor)
+    if args.raster:  # the raster baseline models one map: the tokenizer's last
+        sides = ((sides or tokenizer.config.scale_sides)[-1],)
     if sides is not None and sides != tuple(tokenizer.config.scale_sides):
         tokenizer = with_scale_sides(tokenizer, sides)
     config = tokenizer.config

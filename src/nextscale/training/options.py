@@ -342,9 +342,33 @@ def build_datasets(
     return datasets
 
 
-def data_channels(spec: str) -> int | None:
-    """Image channels a data spec implies: 1 for Fashion-MNIST, None (the preset's) for image folders."""
-    return 1 if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":") else None
+# Pillow modes that hold one channel of intensity (no colour).
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+
+
+def data_channels(spec: str, sample: int = 64) -> int | None:
+    """Image channels a data spec implies: 1 for Fashion-MNIST; for an image folder 1 when the first ``sample``
+    files (sorted) are all grayscale, else 3; None (the preset's) for anything else."""
+    if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
+        return 1
+    folder = Path(spec)
+    if not folder.is_dir():
+        return None
+    from PIL import Image
+
+    from nextscale.data.images import IMAGE_EXTENSIONS
+
+    files = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS)[:sample]
+    modes = set()
+    for path in files:
+        try:
+            with Image.open(path) as image:  # reads the header only
+                modes.add(image.mode)
+        except (OSError, Image.DecompressionBombError):
+            continue  # bad files are counted and reported by the dataset
+    if not modes:
+        return None
+    return 1 if modes <= GRAY_MODES else 3
 
 
 def class_count(dataset) -> int | None:
