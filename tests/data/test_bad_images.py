@@ -31,7 +31,7 @@ def _bad_folder(root):
     Image.fromarray(np.full((20, 20), 32896, dtype=np.uint16)).save(a / "05-16bit.png")  # mid-gray in 16 bits
     Image.new("CMYK", (20, 20), (0, 255, 255, 0)).save(a / "06-cmyk.jpg")
     Image.new("RGB", (20, 20), (0, 0, 255)).convert("P").save(a / "07-palette.png")
-    Image.new("RGB", (3, 40), (9, 9, 9)).save(a / "08-tiny.png")  # shorter side 3 < 16 / 4
+    Image.new("RGB", (3, 40), (9, 9, 9)).save(a / "08-tiny.png")  # shorter side 3 < max(4 px, 16 / 8)
     Image.new("RGB", (10, 10), (5, 5, 5)).save(a / "09-small.png")  # upscaled, not skipped
     Image.new("RGB", (300, 300), (7, 7, 7)).save(a / "10-huge.png")  # over the limit the test sets
     return root

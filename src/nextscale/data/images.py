@@ -9,8 +9,8 @@ Folder layout (as for ImageNet ``train/`` and ``val/``)::
 Classes are the sub-folder names in sorted order, so label ``i`` is ``classes[i]`` on every machine.
 
 Bad files never stop a long run late. Each file is checked when it is read: unreadable (not an image, a
-corrupt header), truncated (fails to decode), tiny (shorter side under ``TINY_FRACTION`` of the training
-side; larger images smaller than the training side are upscaled), huge (more pixels than Pillow's
+corrupt header), truncated (fails to decode), tiny (shorter side under ``max(TINY_PIXELS, TINY_FRACTION`` x the
+training side); larger images smaller than the training side are upscaled), huge (more pixels than Pillow's
 decompression-bomb limit ``Image.MAX_IMAGE_PIXELS``) or of a mode Pillow cannot convert. Every mode is
 converted to the training channels (see ``transforms.convert_mode``: alpha on white, 16-bit scaled).
 With ``bad_images="skip"`` a bad file is counted, logged once and replaced by the next good file in the
@@ -46,7 +46,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 BAD_IMAGE_POLICIES = ("skip", "fail")
 BAD_IMAGE_REASONS = ("unreadable", "truncated", "tiny", "huge", "unsupported mode")
-TINY_FRACTION = 0.25  # shorter side below a quarter of the training side: upscaling > 4x would train on blur
+# A shorter side below max(TINY_PIXELS, TINY_FRACTION x the training side) is skipped: upscaling more than 8x
+# trains on blur, and a map a few pixels wide holds no image. (48x40 photos still train at 256 px, upscaled.)
+TINY_FRACTION = 0.125
+TINY_PIXELS = 4
 SCAN_LIMIT = 50_000  # folders with more files are not scanned up front (about 1 ms a file); checked as read
 
 
@@ -64,8 +67,9 @@ def _check_size(path: Path, image: Image.Image, size: int) -> None:
     width, height = image.size
     if width * height > Image.MAX_IMAGE_PIXELS:
         raise BadImageError(path, "huge", f"{width}x{height} pixels, over the {Image.MAX_IMAGE_PIXELS} limit")
-    if min(width, height) < TINY_FRACTION * size:
-        raise BadImageError(path, "tiny", f"{width}x{height}, under a quarter of the {size} px training side")
+    smallest = max(TINY_PIXELS, TINY_FRACTION * size)
+    if min(width, height) < smallest:
+        raise BadImageError(path, "tiny", f"{width}x{height}, shorter side under {smallest:g} px ({size} px training)")
 
 
 def _open_header(path: Path) -> Image.Image:
