@@ -271,7 +271,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.data.token_shards import TokenShardDataset
     from nextscale.training.config import seed_everything
     from nextscale.training.export import load_tokenizer, with_scale_sides
-    from nextscale.training.options import build_datasets, report_skipped_images, train_config_from_args
+    from nextscale.training.options import build_datasets, fit_and_report, train_config_from_args
     from nextscale.training.transformer_trainer import TransformerTrainer
 
     tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
@@ -332,13 +332,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         dist_info=dist_info,
         text_encoder=text_encoder,
     )
-    try:
-        metrics = trainer.fit(args.max_steps)
-    finally:
-        report_skipped_images((train_set, eval_set))
-    if dist_info.is_main:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/scale" not in k)
-        print(f"transformer run {args.run_dir} at step {trainer.step}/{train_config.total_steps}: {shown}")
+    fit_and_report(trainer, args.max_steps, (train_set, eval_set), "transformer")
 
 
 def eval_dataset(spec: str, image_size: int, channels: int, bad_images: str = "skip"):

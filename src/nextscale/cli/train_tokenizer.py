@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.data_report import log_data_report, schedule_source
     from nextscale.training.config import seed_everything
-    from nextscale.training.options import build_datasets, report_skipped_images, train_config_from_args
+    from nextscale.training.options import build_datasets, fit_and_report, train_config_from_args
     from nextscale.training.tokenizer_trainer import TokenizerTrainer
 
     seed_everything(args.seed)  # identical initial weights on every rank
@@ -227,10 +227,4 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         run_config={"data": args.data, "init_from": args.init_from},
         dist_info=dist_info,
     )
-    try:
-        metrics = trainer.fit(args.max_steps)
-    finally:
-        report_skipped_images((train_set, eval_set))
-    if dist_info.is_main:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/scale" not in k)
-        print(f"tokenizer run {args.run_dir} at step {trainer.step}/{train_config.total_steps}: {shown}")
+    fit_and_report(trainer, args.max_steps, (train_set, eval_set), "tokenizer")

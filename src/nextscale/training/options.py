@@ -390,3 +390,16 @@ def class_count(dataset) -> int | None:
                 largest = max(largest, int(handle.get_tensor("labels").max()))
         return largest + 1
     return None
+
+
+def fit_and_report(trainer, max_steps: int | None, datasets, kind: str) -> dict:
+    """Run ``trainer.fit``, report skipped image files (also when training stops early) and print the run's
+    summary line on the main process: ``{kind} run DIR at step S/T: loss=…``."""
+    try:
+        metrics = trainer.fit(max_steps)
+    finally:
+        report_skipped_images(datasets)
+    if trainer.dist.is_main:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/scale" not in k)
+        print(f"{kind} run {trainer.run_dir} at step {trainer.step}/{trainer.config.total_steps}: {shown}")
+    return metrics

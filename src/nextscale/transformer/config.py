@@ -7,6 +7,21 @@ from dataclasses import dataclass
 from nextscale.scales import SIDES_256, ScaleSchedule
 
 
+def shape_rule(depth: int) -> dict:
+    """The VAR shape rule, depth as the single dial: width 64 d, d heads, drop-path 0.1 d / 24."""
+    return dict(depth=depth, embed_dim=64 * depth, num_heads=depth, drop_path_rate=0.1 * depth / 24)
+
+
+def check_shape(config) -> None:
+    """Checks every transformer config shares: depth, heads, width divisible by heads, the CFG drop rate."""
+    if config.depth < 1 or config.num_heads < 1:
+        raise ValueError("depth and num_heads must be >= 1")
+    if config.embed_dim % config.num_heads:
+        raise ValueError(f"embed_dim {config.embed_dim} is not divisible by num_heads {config.num_heads}")
+    if not 0.0 <= config.cond_drop_rate < 1.0:
+        raise ValueError(f"cond_drop_rate must be in [0, 1), got {config.cond_drop_rate}")
+
+
 @dataclass(frozen=True)
 class TransformerConfig:
     """Everything needed to rebuild a transformer; saved as config.json beside its weights.
@@ -49,22 +64,15 @@ class TransformerConfig:
     attn_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.depth < 1 or self.num_heads < 1:
-            raise ValueError("depth and num_heads must be >= 1")
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        check_shape(self)
         if self.num_classes < 1:
             raise ValueError("num_classes must be >= 1")
-        if not 0.0 <= self.cond_drop_rate < 1.0:
-            raise ValueError(f"cond_drop_rate must be in [0, 1), got {self.cond_drop_rate}")
         ScaleSchedule(self.scale_sides).require_start_scale()
 
     @classmethod
     def from_depth(cls, depth: int, **overrides) -> TransformerConfig:
         """The VAR shape rule: width 64 d, d heads, drop-path 0.1 d / 24 (overridable)."""
-        values = dict(depth=depth, embed_dim=64 * depth, num_heads=depth, drop_path_rate=0.1 * depth / 24)
-        values.update(overrides)
-        return cls(**values)
+        return cls(**{**shape_rule(depth), **overrides})
 
     @property
     def schedule(self) -> ScaleSchedule:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nextscale.scales import ScaleSchedule
+from nextscale.transformer.config import check_shape, shape_rule
 
 
 @dataclass(frozen=True)
@@ -38,23 +39,16 @@ class RasterConfig:
     attn_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.depth < 1 or self.num_heads < 1:
-            raise ValueError("depth and num_heads must be >= 1")
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        check_shape(self)
         if self.num_classes < 1 or self.vocab_size < 2 or self.side < 1:
             raise ValueError("num_classes >= 1, vocab_size >= 2 and side >= 1 are required")
         if self.shared_adaln:
             raise ValueError("the raster baseline has no shared-AdaLN variant (a VAR d36 feature)")
-        if not 0.0 <= self.cond_drop_rate < 1.0:
-            raise ValueError(f"cond_drop_rate must be in [0, 1), got {self.cond_drop_rate}")
 
     @classmethod
     def from_depth(cls, depth: int, **overrides) -> RasterConfig:
         """The VAR shape rule: width 64 d, d heads, drop-path 0.1 d / 24 (overridable)."""
-        values = dict(depth=depth, embed_dim=64 * depth, num_heads=depth, drop_path_rate=0.1 * depth / 24)
-        values.update(overrides)
-        return cls(**values)
+        return cls(**{**shape_rule(depth), **overrides})
 
     @property
     def sequence_length(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nextscale.scales import SIDES_256, ScaleSchedule
+from nextscale.transformer.config import check_shape, shape_rule
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,11 @@ class TextTransformerConfig:
     attn_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.depth < 1 or self.num_heads < 1 or self.text_dim < 1:
-            raise ValueError("depth, num_heads and text_dim must be >= 1")
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        check_shape(self)
+        if self.text_dim < 1:
+            raise ValueError("text_dim must be >= 1")
         if (self.embed_dim // self.num_heads) % 4:
             raise ValueError(f"2-D RoPE needs a head dim divisible by 4, got {self.embed_dim // self.num_heads}")
-        if not 0.0 <= self.cond_drop_rate < 1.0:
-            raise ValueError(f"cond_drop_rate must be in [0, 1), got {self.cond_drop_rate}")
         if self.rope_theta <= 0 or self.rope_norm <= 0:
             raise ValueError("rope_theta and rope_norm must be > 0")
         ScaleSchedule(self.scale_sides).require_start_scale()
@@ -67,9 +65,7 @@ class TextTransformerConfig:
     @classmethod
     def from_depth(cls, depth: int, **overrides) -> TextTransformerConfig:
         """The shape rule: width 64 d, d heads, drop-path 0.1 d / 24 (overridable)."""
-        values = dict(depth=depth, embed_dim=64 * depth, num_heads=depth, drop_path_rate=0.1 * depth / 24)
-        values.update(overrides)
-        return cls(**values)
+        return cls(**{**shape_rule(depth), **overrides})
 
     @property
     def schedule(self) -> ScaleSchedule:
