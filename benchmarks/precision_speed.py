@@ -13,10 +13,10 @@ The "auto" choice for this machine is printed first. Quality: ``nextscale evalua
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
+from machine import machine_name
 
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.sampling.precision import choose_precision
@@ -53,9 +53,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     names = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16", "int8"]
-    machine = (
-        torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    )
+    machine = machine_name(device)
     print(f"machine: {machine}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}")
     print(f"auto here: {choose_precision('auto', device)}")
     for model in ("bundled:fashion-mnist", "bundled:scenes"):

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import time
 
 import torch
+from machine import machine_name, synchronize
 
 from nextscale.presets import var
 from nextscale.sampling.guidance import SamplingConfig
@@ -27,11 +27,6 @@ from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.model import ScaleTransformer
 from nextscale.transformer.raster_config import RasterConfig
 from nextscale.transformer.raster_model import RasterTransformer
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def layer_flops(tokens: int, context: int, width: int, hidden: int) -> float:
@@ -87,9 +82,7 @@ def main() -> None:
     var_sampler = ScaleSampler(var_tokenizer, ScaleTransformer(var_config).eval().to(device))
     raster_sampler = RasterSampler(raster_tokenizer, RasterTransformer(raster_config).eval().to(device))
     config = SamplingConfig(cfg=1.5, top_k=900, top_p=0.96)
-    machine = (
-        torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    )
+    machine = machine_name(device)
     print(f"machine: {machine}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}, float32")
     print(
         f"d{args.depth}: VAR {sum(p.numel() for p in var_sampler.transformer.parameters()) / 1e6:.1f}M params, "

@@ -12,33 +12,16 @@ for the tokenizer decode (with --decode, ch=160 at 256 px), tokens/s, the loop's
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
+from machine import machine_name, matmul_peak_flops, synchronize
 
 from nextscale.presets import var
 from nextscale.sampling.guidance import SamplingConfig
 from nextscale.sampling.sampler import ScaleSampler
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.model import ScaleTransformer
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    size = size * 4 if device.type == "cuda" else size  # a GPU needs a larger product to reach its peak
-    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    a @ b
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def sampling_flops(config, batch: int, guided: bool) -> float:
@@ -73,9 +56,8 @@ def main() -> None:
     transformer = ScaleTransformer(transformer_config).eval().to(device)
     sampler = ScaleSampler(tokenizer, transformer)
     config = SamplingConfig(cfg=1.5, top_k=900, top_p=0.96)
-    peak = matmul_peak_gflops(device, dtype)
-    cpu_name = platform.processor() or platform.machine()
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name
+    peak = matmul_peak_flops(device, dtype) / 1e9
+    machine = machine_name(device)
     print(
         f"machine: {machine}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}; "
         f"{str(dtype).removeprefix('torch.')} matmul peak {peak:.1f} GFLOP/s"

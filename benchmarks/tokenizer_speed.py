@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import resource
 import time
 from collections.abc import Callable
@@ -32,17 +31,13 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from machine import machine_name, synchronize
 
 from nextscale.presets import var
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training.export import load_tokenizer
 
 DEMO = Path(__file__).resolve().parent.parent / "src" / "nextscale" / "assets" / "demo"
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def reset_cpu_peak() -> bool:
@@ -139,9 +134,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    machine = (
-        torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    )
+    machine = machine_name(device)
     print(f"machine: {machine}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}, float32")
     demo = load_tokenizer(DEMO).eval().to(device)
     run("bundled 32 px tokenizer", demo, args.batch_32, device, args.repeats)

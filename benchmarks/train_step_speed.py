@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from machine import machine_name, matmul_peak_flops, synchronize
 from torch import nn
 
 from nextscale.presets import FASHION_SIDES
@@ -39,24 +39,6 @@ from nextscale.transformer.model import ScaleTransformer
 
 # Dense (no sparsity) datasheet peaks in TFLOP/s: (fp32 without TF32, bf16 tensor cores), SXM parts.
 DATASHEET_TFLOPS = {"H100": (67.0, 989.4), "H200": (67.0, 989.4), "A100": (19.5, 312.0)}
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_peak_flops(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
-    """FLOP/s of a large square matmul in ``dtype``: the reachable peak of this machine."""
-    size = 8192 if device.type == "cuda" else 2048
-    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    a @ b
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
 def per_token_params(model: nn.Module) -> int:
@@ -116,9 +98,7 @@ def main() -> None:
     n_token = per_token_params(reference)
     step_flops = 6 * n_token * tokens
     attention_flops = 3 * 4 * length * length * config.embed_dim * config.depth * args.batch  # fwd + 2x bwd
-    machine = (
-        torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    )
+    machine = machine_name(device)
     print(f"machine: {machine}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}")
     total_params = sum(p.numel() for p in reference.parameters())
     print(
