@@ -48,7 +48,7 @@ from nextscale.sampling.editing import (
     scale_keep_masks,
 )
 from nextscale.sampling.guidance import SamplingConfig, ScaleOverride
-from nextscale.sampling.precision import Precision, choose_precision, quantize_dynamic_int8
+from nextscale.sampling.precision import PRECISIONS, Precision, choose_precision, quantize_dynamic_int8
 from nextscale.sampling.sampler import ScaleSampler, TokenConstraint, check_components_fit
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.conditioning import Condition
@@ -194,8 +194,8 @@ class Pipeline:
         or ``"bundled:scenes"`` (text-to-image). ``dtype`` is the sampling precision: "fp32" (exact), "bf16",
         "fp16", "int8" or "auto" (the fastest this device supports; see ``nextscale.sampling.precision``).
         """
-        if dtype not in ("auto", "fp32", "bf16", "fp16", "int8"):
-            raise ValueError(f"dtype must be one of auto, fp32, bf16, fp16, int8; got {dtype!r}")
+        if dtype not in PRECISIONS:  # before loading anything
+            raise ValueError(f"dtype must be one of {PRECISIONS}, got {dtype!r}")
         path = resolve_model_path(path)
         index = read_json_file(
             path / PIPELINE_FILE,

@@ -90,21 +90,18 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def quantize_dynamic_int8(model: nn.Module, suffixes: tuple[str, ...] | None = INT8_SUFFIXES) -> nn.Module | None:
-    """A copy of ``model`` with its linear layers (those whose names end with one of ``suffixes``; None: all)
-    dynamically quantised to int8, or None where this PyTorch build has no quantised engine."""
+def quantize_dynamic_int8(model: nn.Module) -> nn.Module | None:
+    """A copy of ``model`` with its module-called linear layers (``INT8_SUFFIXES``) dynamically quantised to int8,
+    or None where this PyTorch build has no quantised engine."""
     from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
-    if "none" == torch.backends.quantized.engine and not torch.backends.quantized.supported_engines:
+    if set(torch.backends.quantized.supported_engines) <= {"none"}:
         return None
-    if suffixes is None:
-        spec: set | dict = {nn.Linear}
-    else:
-        spec = {
-            name: default_dynamic_qconfig
-            for name, module in model.named_modules()
-            if isinstance(module, nn.Linear) and name.endswith(suffixes)
-        }
+    spec = {
+        name: default_dynamic_qconfig
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and name.endswith(INT8_SUFFIXES)
+    }
     with warnings.catch_warnings():
         # PyTorch points eager-mode quantisation users to torchao; the eager API is what runs without extras.
         warnings.simplefilter("ignore")

@@ -16,6 +16,18 @@ from nextscale.layers.attention import INITIAL_LOG_TEMPERATURE
 
 
 @torch.no_grad()
+def init_linear_and_embedding(model: nn.Module, std: float) -> None:
+    """Every Linear and Embedding of ``model``: truncated-normal weights of ``std``, zero biases (VAR and STAR)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.Embedding):
+            nn.init.trunc_normal_(module.weight, std=std)
+
+
+@torch.no_grad()
 def init_var_weights(
     model: nn.Module,
     init_adaln: float = 0.5,
@@ -37,13 +49,7 @@ def init_var_weights(
     base_std = math.sqrt(1 / (3 * embed_dim))
     init_std = base_std if init_std is None else init_std
     # 1. Every Linear/Embedding: truncated normal weights, zero biases (VAR's uniform starting point).
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=init_std)
-            if module.bias is not None:
-                module.bias.zero_()
-        elif isinstance(module, nn.Embedding):
-            nn.init.trunc_normal_(module.weight, std=init_std)
+    init_linear_and_embedding(model, init_std)
     # 2. Start and position vectors always use the width rule, independent of init_std (as in VAR).
     nn.init.trunc_normal_(model.start_pos, std=base_std)
     nn.init.trunc_normal_(model.pos_embed, std=base_std)

@@ -27,6 +27,7 @@ from nextscale.layers.attention import INITIAL_LOG_TEMPERATURE
 from nextscale.layers.cross_attention import ContextKeyValues, padding_bias
 from nextscale.layers.rope import normalized_rope_table
 from nextscale.transformer.conditioning import TextCondition
+from nextscale.transformer.init import init_linear_and_embedding
 from nextscale.transformer.kv_cache import KVCache
 from nextscale.transformer.sequence import cached_scale, new_kv_cache, teacher_prefix
 from nextscale.transformer.text_blocks import TextBlock
@@ -220,13 +221,7 @@ class TextScaleTransformer(nn.Module):
         base_std = math.sqrt(1 / (3 * self.config.embed_dim))
         init_std = base_std if init_std is None else init_std
         # 1. Every Linear/Embedding: truncated normal weights, zero biases.
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=init_std)
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, nn.Embedding):
-                nn.init.trunc_normal_(module.weight, std=init_std)
+        init_linear_and_embedding(self, init_std)
         # 2. The start vector uses the width rule, independent of init_std.
         nn.init.trunc_normal_(self.start_pos, std=base_std)
         # 3. A small head gives near-uniform initial logits (loss starts near log V).
