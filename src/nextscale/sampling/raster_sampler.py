@@ -19,6 +19,7 @@ from torch import nn
 from nextscale.sampling.guidance import SamplingConfig
 from nextscale.sampling.logits import classifier_free_guidance, filter_logits, sample_tokens
 from nextscale.sampling.sampler import SampleOutput
+from nextscale.sampling.steps import TransformerSteps
 from nextscale.transformer.conditioning import ClassCondition
 
 
@@ -45,6 +46,7 @@ class RasterSampler:
     def __init__(self, tokenizer: nn.Module, transformer: nn.Module) -> None:
         check_raster_fit(tokenizer, transformer)
         self.tokenizer, self.transformer = tokenizer, transformer
+        self.steps = TransformerSteps(transformer)
 
     @property
     def device(self) -> torch.device:
@@ -91,13 +93,12 @@ class RasterSampler:
         transformer, length = self.transformer, self.transformer.config.sequence_length
         batch, guided = len(condition), config.uses_guidance(length)
         rows = condition.with_unconditional() if guided else condition
-        context = transformer.condition_context(rows)
-        kv_cache = transformer.new_kv_cache(len(rows))
+        context, kv_cache = self.steps.begin(rows, self.device)
         x = transformer.input_at(0, context, None)
         tokens = []
         for position in range(length):
             settings = config.settings(position, length)
-            logits = transformer.forward_cached(x, context, kv_cache)  # (B or 2B, 1, V)
+            logits = self.steps.logits(x, context, kv_cache)  # (B or 2B, 1, V)
             if guided:
                 logits = classifier_free_guidance(logits[:batch], logits[batch:], settings.cfg_weight)
             logits = filter_logits(logits, settings.top_k, settings.top_p, settings.temperature)

@@ -24,6 +24,7 @@ from torch import nn
 
 from nextscale.sampling.guidance import SamplingConfig, scale_ratio
 from nextscale.sampling.logits import classifier_free_guidance, filter_logits, gumbel_softmax, sample_tokens, smooth_tau
+from nextscale.sampling.steps import TransformerSteps
 from nextscale.transformer.conditioning import ClassCondition, Condition, TextCondition
 from nextscale.transformer.text_model import TextScaleTransformer
 
@@ -74,6 +75,7 @@ class ScaleSampler:
         self.tokenizer = tokenizer
         self.transformer = transformer
         self.schedule = transformer.config.schedule
+        self.steps = TransformerSteps(transformer)
 
     @property
     def device(self) -> torch.device:
@@ -140,15 +142,14 @@ class ScaleSampler:
 
         # CFG doubles the batch: rows [0, B) are conditional, rows [B, 2B) unconditional (null or negative).
         rows = condition.with_unconditional() if guided else condition
-        context = transformer.condition_context(rows)
-        kv_cache = transformer.new_kv_cache(len(rows))
+        context, kv_cache = self.steps.begin(rows, self.device)
         x = transformer.scale_input(0, context, None)
         codebook = quantizer.codebook.weight  # (V, code_dim)
         f_hat = torch.zeros(batch, code_dim, sides[-1], sides[-1], device=self.device, dtype=codebook.dtype)
         tokens = []
         for scale_idx, side in enumerate(sides):
             settings = config.settings(scale_idx, num_scales)
-            logits = transformer.forward_cached(x, context, kv_cache)  # (B or 2B, l, V)
+            logits = self.steps.logits(x, context, kv_cache)  # (B or 2B, l, V)
             if guided:
                 logits = classifier_free_guidance(logits[:batch], logits[batch:], settings.cfg_weight)
             logits = filter_logits(logits, settings.top_k, settings.top_p, settings.temperature)

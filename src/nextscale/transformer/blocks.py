@@ -34,13 +34,26 @@ from nextscale.transformer.raster_config import RasterConfig
 @dataclass(frozen=True)
 class BlockCondition:
     """What every block is conditioned on: the (B, C) condition vector, and the model-level (B, 1, 6, C)
-    shared AdaLN modulation when the model has one (None otherwise)."""
+    shared AdaLN modulation when the model has one (None otherwise).
+
+    ``modulations`` is an optional per-call memo (block index -> that block's (B, 1, 6, C) modulation). A
+    sampling call passes an empty dict: every block fills its entry at the first scale and reuses it at the
+    others, so the AdaLN projections (a third of a d16 model's weights) run once per call instead of once per
+    scale, with the same values. The entry is computed inside the block's forward, so FSDP2 still sees the
+    block's parameters only there. Training leaves it None (the modulation must stay in the autograd graph).
+    """
 
     vector: torch.Tensor
     shared: torch.Tensor | None = None
+    modulations: dict[int, torch.Tensor] | None = None
 
     def to(self, dtype: torch.dtype) -> BlockCondition:
+        """A copy in ``dtype`` (without the memo, whose entries would be in the old dtype)."""
         return BlockCondition(self.vector.to(dtype), None if self.shared is None else self.shared.to(dtype))
+
+    def with_memo(self) -> BlockCondition:
+        """The same condition with an empty per-call modulation memo."""
+        return BlockCondition(self.vector, self.shared, modulations={})
 
 
 # The six modulation vectors of a block, in the official order of the (B, 1, 6, C) tensor.
@@ -62,6 +75,7 @@ class TransformerBlock(nn.Module):
         embed_dim = config.embed_dim
         self.embed_dim, self.norm_eps = embed_dim, config.norm_eps
         self.shared_adaln = config.shared_adaln  # which modulation parameters exist (read by the model)
+        self.layer_idx = layer_idx
         self.attn = SelfAttention(
             embed_dim,
             config.num_heads,
@@ -84,10 +98,18 @@ class TransformerBlock(nn.Module):
         return F.layer_norm(x, (self.embed_dim,), eps=self.norm_eps)
 
     def modulation(self, condition: BlockCondition) -> torch.Tensor:
-        """This block's (B, 1, 6, C) AdaLN vectors (gamma1, gamma2, scale1, scale2, shift1, shift2)."""
+        """This block's (B, 1, 6, C) AdaLN vectors (gamma1, gamma2, scale1, scale2, shift1, shift2), taken from
+        the condition's memo when an earlier scale of the same call has computed them."""
+        memo = condition.modulations
+        if memo is not None and self.layer_idx in memo:
+            return memo[self.layer_idx]
         if self.shared_adaln:
-            return self.adaln_offset + condition.shared
-        return self.adaln(condition.vector)
+            modulation = self.adaln_offset + condition.shared
+        else:
+            modulation = self.adaln(condition.vector)
+        if memo is not None:
+            memo[self.layer_idx] = modulation
+        return modulation
 
     def forward(
         self,

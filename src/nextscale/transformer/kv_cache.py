@@ -44,8 +44,9 @@ class KVCache:
         if min(num_layers, batch_size, num_heads, max_length, head_dim) < 1:
             raise ValueError("every KV cache dimension must be >= 1")
         shape = (num_layers, batch_size, num_heads, max_length, head_dim)
-        self.keys = torch.zeros(shape, device=device, dtype=dtype)
-        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        # Uninitialised: ``update`` writes every slot before ``[0, length + l)`` is returned for reading.
+        self.keys = torch.empty(shape, device=device, dtype=dtype)
+        self.values = torch.empty(shape, device=device, dtype=dtype)
         self.length = 0
 
     @property

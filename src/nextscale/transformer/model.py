@@ -109,7 +109,7 @@ class ScaleTransformer(nn.Module):
         """A ready context, or one built from a (B, C) condition of :meth:`embed_condition`."""
         if isinstance(context, ClassContext):
             return context
-        return ClassContext(cond=context, block_condition=self.block_condition(context))
+        return ClassContext(cond=context, block_condition=self.block_condition(context).with_memo())
 
     def block_condition(self, cond: torch.Tensor, dtype: torch.dtype | None = None) -> BlockCondition:
         """What every block receives: the condition and, with shared AdaLN, the one shared projection.

@@ -74,7 +74,7 @@ class RasterTransformer(nn.Module):
         if not isinstance(condition, ClassCondition):
             raise TypeError(f"the raster baseline is class-conditional; pass a ClassCondition, not {condition!r}")
         cond = self.class_embedder.embed(condition.labels)
-        return ClassContext(cond=cond, block_condition=BlockCondition(cond))
+        return ClassContext(cond=cond, block_condition=BlockCondition(cond).with_memo())
 
     # ------------------------------------------------------------------ training
     def forward(
