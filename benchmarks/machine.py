@@ -4,7 +4,9 @@ measured in the same run, and the machine's name. (The scripts import it as a si
 from __future__ import annotations
 
 import platform
+import resource
 import time
+from pathlib import Path
 
 import torch
 
@@ -31,3 +33,21 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype, repeats: int = 5
 def machine_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's architecture string."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+
+
+def reset_cpu_peak() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where that is not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def cpu_peak_gib(was_reset: bool) -> str:
+    """The process's peak resident set since :func:`reset_cpu_peak` (or over its whole life where that failed)."""
+    if was_reset:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return f"{int(line.split()[1]) / 2**20:.2f} GiB RSS"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS (process max)"

@@ -40,23 +40,6 @@ from nextscale.training.export import load_tokenizer
 DEMO = Path(__file__).resolve().parent.parent / "src" / "nextscale" / "assets" / "demo"
 
 
-def reset_cpu_peak() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where that is not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def cpu_peak_gib(was_reset: bool) -> str:
-    if was_reset:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return f"{int(line.split()[1]) / 2**20:.2f} GiB RSS"
-    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS (process max)"
-
-
 def measure(
     fn: Callable[[], torch.Tensor | list[torch.Tensor]], device: torch.device, repeats: int, warmup: bool = True
 ):

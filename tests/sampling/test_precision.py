@@ -64,3 +64,34 @@ def test_text_pipeline_samples_in_bf16():
     pipe = Pipeline.from_pretrained("bundled:scenes", dtype="bf16")
     out = pipe(prompt="a bag in the top left", seed=0, output_type="pt")
     assert out.images.shape == (1, 1, 64, 64) and pipe.precision.name == "bf16"
+
+
+def test_casting_linear_weights_once_equals_autocast_of_float32_weights():
+    pipe = Pipeline.from_pretrained("bundled:fashion-mnist")
+    with Precision("bf16").autocast("cpu"):
+        autocast_out = pipe.sampler.sample([0, 7], generator=torch.Generator().manual_seed(3))
+    cast = Pipeline.from_pretrained("bundled:fashion-mnist", dtype="bf16")
+    linear = cast.transformer.blocks[0].ffn.fc1
+    assert linear.weight.dtype == torch.bfloat16 and cast.transformer.pos_embed.dtype == torch.float32
+    with cast.precision.autocast("cpu"):
+        cast_out = cast.sampler.sample([0, 7], generator=torch.Generator().manual_seed(3))
+    assert torch.equal(cast_out.tokens, autocast_out.tokens)
+    assert torch.allclose(cast_out.f_hat, autocast_out.f_hat, atol=1e-6)
+
+
+def test_fast_path_decodes_in_reduced_precision_and_returns_float32_images():
+    pipe = Pipeline.from_pretrained("bundled:fashion-mnist", dtype="bf16")
+    assert pipe.tokenizer.channels_last_decoder
+    out = pipe(class_labels=[2], seed=0, output_type="pt")
+    assert out.images.dtype == torch.float32 and 0 <= out.images.min() and out.images.max() <= 1
+    exact = Pipeline.from_pretrained("bundled:fashion-mnist")
+    assert not exact.tokenizer.channels_last_decoder  # fp32 keeps the bit-exact NCHW decoder
+    reference = exact.sampler.decode(exact.sampler.sample([2], generator=torch.Generator().manual_seed(0)).f_hat)
+    assert (out.images - reference).abs().mean() < 0.05  # same picture (tokens may differ in a few draws)
+
+
+def test_a_converted_pipeline_refuses_another_precision():
+    pipe = Pipeline.from_pretrained("bundled:fashion-mnist", dtype="bf16")
+    assert pipe.use_precision("bf16") is pipe  # the same precision again is fine
+    with pytest.raises(ValueError, match="already holds bf16 weights; load the folder again"):
+        pipe.use_precision("fp32")

@@ -31,6 +31,12 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
         help="sampling precision: fp32 (exact, the default), or faster: bf16 (GPUs, CPUs with native bf16), fp16 "
         "(GPUs without bf16), int8 (CPUs), auto (the fastest this device supports; says which)",
     )
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="replay each scale's transformer step as a CUDA graph (GPUs; the first batch of each size captures, "
+        "later ones replay; same tokens as without in fp32)",
+    )
 
 
 def class_spec(text: str) -> int | str:
@@ -173,7 +179,12 @@ def load_pipeline(args: argparse.Namespace):
     if args.model is None and not (default / "pipeline.json").is_file():
         raise FileNotFoundError(f"the bundled model is missing at {default}; pass --model DIR")
     path = args.model if args.model is not None else ("bundled:scenes" if text else "bundled:fashion-mnist")
-    pipe = Pipeline.from_pretrained(path, device=args.device, dtype=getattr(args, "dtype", "fp32"))
+    pipe = Pipeline.from_pretrained(
+        path,
+        device=args.device,
+        dtype=getattr(args, "dtype", "fp32"),
+        cuda_graphs=getattr(args, "cuda_graphs", False),
+    )
     if pipe.precision.name != "fp32" or getattr(args, "dtype", "fp32") != "fp32":
         print(f"sampling in {pipe.precision.name} ({pipe.precision.reason})", flush=True)
     if hasattr(args, "cfg"):

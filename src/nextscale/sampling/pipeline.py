@@ -48,7 +48,13 @@ from nextscale.sampling.editing import (
     scale_keep_masks,
 )
 from nextscale.sampling.guidance import SamplingConfig, ScaleOverride
-from nextscale.sampling.precision import PRECISIONS, Precision, choose_precision, quantize_dynamic_int8
+from nextscale.sampling.precision import (
+    PRECISIONS,
+    Precision,
+    cast_linear_weights,
+    choose_precision,
+    quantize_dynamic_int8,
+)
 from nextscale.sampling.sampler import ScaleSampler, TokenConstraint, check_components_fit
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.conditioning import Condition
@@ -187,12 +193,15 @@ class Pipeline:
 
     # ----------------------------------------------------------------------------------------- folders
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", dtype: str = "fp32") -> Pipeline:
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device = "cpu", dtype: str = "fp32", cuda_graphs: bool = False
+    ) -> Pipeline:
         """Load a pipeline folder (local paths only; nothing is downloaded); returns the kind it records.
 
         ``path`` may also name a model shipped with the package: ``"bundled:fashion-mnist"`` (class-conditional)
         or ``"bundled:scenes"`` (text-to-image). ``dtype`` is the sampling precision: "fp32" (exact), "bf16",
         "fp16", "int8" or "auto" (the fastest this device supports; see ``nextscale.sampling.precision``).
+        ``cuda_graphs`` replays each scale's transformer step as a CUDA graph (see :meth:`use_cuda_graphs`).
         """
         if dtype not in PRECISIONS:  # before loading anything
             raise ValueError(f"dtype must be one of {PRECISIONS}, got {dtype!r}")
@@ -211,17 +220,42 @@ class Pipeline:
         pipeline_cls = PIPELINE_CLASSES[name]
         if not issubclass(pipeline_cls, cls):
             raise ValueError(f"{path} holds a {name}, not a {cls.__name__}; load it with Pipeline.from_pretrained")
-        return pipeline_cls.from_components(path, index, device).use_precision(dtype)
+        pipeline = pipeline_cls.from_components(path, index, device).use_precision(dtype)
+        return pipeline.use_cuda_graphs() if cuda_graphs else pipeline
+
+    def use_cuda_graphs(self) -> Pipeline:
+        """Replay each scale's transformer step as a captured CUDA graph from now on (next-scale pipelines on a
+        CUDA device; see ``nextscale.sampling.cuda_graphs``): the first call per batch size captures, later calls
+        replay. Tokens equal the eager loop's in float32."""
+        if self.device.type != "cuda":
+            raise ValueError(
+                f"CUDA graphs need a CUDA device; this pipeline is on {self.device.type} (load it with device='cuda')"
+            )
+        if not isinstance(self.sampler, ScaleSampler):
+            raise ValueError(f"CUDA graphs are built for next-scale sampling, not {type(self.sampler).__name__}")
+        self.sampler = ScaleSampler(self.tokenizer, self.transformer, cuda_graphs=True)
+        return self
 
     def use_precision(self, dtype: str) -> Pipeline:
         """Sample in ``dtype`` from now on (see :meth:`from_pretrained`); ``self.precision.reason`` says why."""
         precision = choose_precision(dtype, self.device)
-        if precision.name == "int8":
-            quantized = quantize_dynamic_int8(self.transformer)
-            if quantized is None:
-                raise ValueError("this PyTorch build has no quantised engine for int8; use dtype='bf16' or 'fp32'")
-            self.transformer = quantized.eval()
-            self.sampler = type(self.sampler)(self.tokenizer, self.transformer)
+        if self.precision.name != "fp32" and precision.name != self.precision.name:
+            raise ValueError(
+                f"this pipeline's transformer already holds {self.precision.name} weights; load the folder again "
+                f"with Pipeline.from_pretrained(path, dtype={precision.name!r})"
+            )
+        if precision.name != self.precision.name:
+            if precision.name == "int8":
+                quantized = quantize_dynamic_int8(self.transformer)
+                if quantized is None:
+                    raise ValueError("this PyTorch build has no quantised engine for int8; use dtype='bf16' or 'fp32'")
+                self.transformer = quantized.eval()
+                self.sampler = type(self.sampler)(self.tokenizer, self.transformer)
+            elif precision.autocast_dtype is not None:
+                cast_linear_weights(self.transformer, precision.autocast_dtype)
+        if self.device.type == "cpu" and precision.name != "fp32":
+            # Faster here but not bit-identical images (within 3e-5), so only on the fast paths.
+            self.tokenizer.use_channels_last_decoder()
         self.precision = precision
         return self
 
@@ -390,7 +424,7 @@ class Pipeline:
                 generator=generator,
                 constraint=constraint,
             )
-        images = self.sampler.decode(result.f_hat)
+            images = self.sampler.decode(result.f_hat)
         prompts = self.prompts_per_image(prompt, int(num_images_per_prompt))
         return PipelineOutput(
             images=to_output_type(images, output_type),

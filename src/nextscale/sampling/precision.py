@@ -1,18 +1,18 @@
 """The compute precision of a pipeline's sampling loop: exact float32, or a faster opt-in format.
 
 - ``fp32``: the exact path (the official tokens for the same seed).
-- ``bf16`` / ``fp16``: the transformer runs under ``torch.autocast`` (the KV cache follows the autocast dtype);
-  logits, sampling and the tokenizer stay in float32. bf16 pays on GPUs and on CPUs with native bf16 matrix
-  instructions (AVX-512 BF16 / AMX); on other CPUs it is far slower than float32. fp16 is for GPUs without bf16.
+- ``bf16`` / ``fp16``: every linear layer of the transformer holds its weights in that dtype (cast once, at load:
+  the very values autocast would produce on every call, without the per-call casts and with half the weight
+  traffic) and the transformer and the tokenizer's decoder run under ``torch.autocast`` (the KV cache in the
+  autocast dtype). Logits, sampling, the quantizer's f-hat and the images stay float32. bf16 pays on GPUs and on
+  CPUs with native bf16 matrix instructions (AVX-512 BF16 / AMX); on other CPUs it is far slower than float32.
+  fp16 is for GPUs without bf16.
 - ``int8``: dynamic int8 quantisation of the transformer's module-called linear layers (FFN, attention output,
   AdaLN, head; weights int8 per tensor, activations quantised per call): CPU only, pays where VNNI exists.
 - ``auto``: on a GPU bf16 (fp16 without bf16 support); on a CPU, by the processor's instructions: bf16 where
-  it has native bf16 matrix instructions (AVX-512 BF16 or AMX), else int8 where it has VNNI, else fp32. On
-  the project's AVX-512 BF16 + VNNI CPU the bundled class model samples 100 images in 12.7 s (fp32), 7.5 s
-  (bf16) and 11.5 s (int8): a linear layer alone runs 3-7x faster in int8 there, but int8 leaves the
-  attention in float32 and quantises activations on every call, so bf16 wins whole-model sampling
-  (benchmarks/precision_speed.py measures it on any machine). The choice and its reason are kept in
-  ``Precision.reason``.
+  it has native bf16 matrix instructions (AVX-512 BF16 or AMX), else int8 where it has VNNI, else fp32.
+  ``benchmarks/sampling_paths.py`` measures the paths side by side on any machine (on the project's AVX-512 BF16
+  CPU, see ``benchmarks/RESULTS.md``). The choice and its reason are kept in ``Precision.reason``.
 
 Reduced precision changes the sampled tokens (not their distribution's intent): the model cards report the
 quality cost.
@@ -46,7 +46,7 @@ class Precision:
         return AUTOCAST_DTYPES.get(self.name)
 
     def autocast(self, device: torch.device | str):
-        """The context the transformer runs in (a no-op for fp32 and int8)."""
+        """The context the transformer and the decoder run in (a no-op for fp32 and int8)."""
         dtype = self.autocast_dtype
         if dtype is None:
             return contextlib.nullcontext()
@@ -88,6 +88,19 @@ def cpu_flags() -> set[str]:
         if line.startswith("flags"):
             return set(line.split(":", 1)[1].split())
     return set()
+
+
+def cast_linear_weights(model: nn.Module, dtype: torch.dtype) -> int:
+    """Store every ``nn.Linear`` weight and bias of ``model`` in ``dtype``, in place; returns how many layers.
+
+    Under autocast a linear layer rounds its float32 weight to the autocast dtype on every call; casting once
+    gives the same rounded values (the same outputs) without re-reading the float32 weights at every call. The
+    model must then run under autocast of ``dtype`` (its other parameters stay float32).
+    """
+    layers = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    for layer in layers:
+        layer.to(dtype)
+    return len(layers)
 
 
 def quantize_dynamic_int8(model: nn.Module) -> nn.Module | None:

@@ -113,4 +113,4 @@ class RasterSampler:
     @torch.no_grad()
     def decode(self, f_hat: torch.Tensor) -> torch.Tensor:
         """Final latent -> images in [0, 1]."""
-        return self.tokenizer.decode_fhat(f_hat).add(1).div(2)
+        return self.tokenizer.decode_fhat(f_hat).float().add(1).div(2)

@@ -22,6 +22,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from nextscale.sampling.cuda_graphs import CudaGraphSteps
 from nextscale.sampling.guidance import SamplingConfig, scale_ratio
 from nextscale.sampling.logits import classifier_free_guidance, filter_logits, gumbel_softmax, sample_tokens, smooth_tau
 from nextscale.sampling.steps import TransformerSteps
@@ -68,14 +69,18 @@ def check_components_fit(tokenizer: nn.Module, transformer: nn.Module) -> None:
 
 
 class ScaleSampler:
-    """Samples token maps scale by scale with a transformer and folds them into images with a tokenizer."""
+    """Samples token maps scale by scale with a transformer and folds them into images with a tokenizer.
 
-    def __init__(self, tokenizer: nn.Module, transformer: nn.Module) -> None:
+    With ``cuda_graphs=True`` (GPU only) the transformer's steps replay as captured CUDA graphs, one per scale
+    (:class:`CudaGraphSteps`); the default runs them eagerly.
+    """
+
+    def __init__(self, tokenizer: nn.Module, transformer: nn.Module, *, cuda_graphs: bool = False) -> None:
         check_components_fit(tokenizer, transformer)
         self.tokenizer = tokenizer
         self.transformer = transformer
         self.schedule = transformer.config.schedule
-        self.steps = TransformerSteps(transformer)
+        self.steps = CudaGraphSteps(transformer) if cuda_graphs else TransformerSteps(transformer)
 
     @property
     def device(self) -> torch.device:
@@ -175,4 +180,4 @@ class ScaleSampler:
     @torch.no_grad()
     def decode(self, f_hat: torch.Tensor) -> torch.Tensor:
         """Final latent -> images in [0, 1], (B, 3, H, W), like the official sampler's return value."""
-        return self.tokenizer.decode_fhat(f_hat).add(1).div(2)
+        return self.tokenizer.decode_fhat(f_hat).float().add(1).div(2)

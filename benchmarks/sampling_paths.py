@@ -1,0 +1,165 @@
+"""Side by side in one run: the official sampler's steps (reference), the exact float32 path and the fast path.
+
+Usage:
+    .venv/bin/python benchmarks/sampling_paths.py [--depth 16] [--batch 1 8] [--repeats 2] [--threads 2]
+        [--paths reference exact auto] [--device cpu]
+
+One d16-shaped model with random weights (VAR's 256 px tokenizer, ch160, and transformer), the same labels and
+seed for every path, cfg 1.5, top-k 900, top-p 0.96, each call from labels to images **including the VQ-VAE
+decode**. Paths:
+
+- ``reference``: ``reference_sampler.reference_sample``, what the official sampler does (eager float32, AdaLN
+  re-evaluated at every scale, a KV cache grown by concatenation, NCHW decode).
+- ``exact``: ``Pipeline`` in float32 (AdaLN memoised per call, one preallocated KV cache reused across calls).
+  It must draw the same tokens and produce bit-identical images; the script checks and prints it.
+- ``auto`` (or ``bf16``, ``int8``): ``Pipeline.use_precision(NAME)`` on copies of the same weights; ``auto``
+  names what it picked and why. Its tokens differ from float32 in some draws; the share of equal tokens is
+  printed (quality: ``nextscale evaluate --dtype``).
+
+Calls alternate path by path (rotating which goes first) after one warm-up call per path, so a busy machine
+slows every path alike. Printed per path and batch: best and mean seconds, images/s, speed-up of the best over
+the reference's best, matmul + convolution work in GFLOP and the achieved rate against the matmul peak
+measured in this run (float32; bf16 as well where the path uses it), peak memory, and the identity checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+from machine import cpu_peak_gib, machine_name, matmul_peak_flops, reset_cpu_peak, synchronize
+from reference_sampler import reference_sample
+from sampling_speed import sampling_flops
+
+from nextscale.presets import var
+from nextscale.sampling.guidance import SamplingConfig
+from nextscale.sampling.pipeline import Pipeline
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.transformer.model import ScaleTransformer
+
+KNOBS = dict(cfg=1.5, top_k=900, top_p=0.96)
+
+
+def decoder_flops(tokenizer: MultiScaleVQVAE, batch: int, device: torch.device) -> float:
+    """Multiply-add FLOPs of the decoder's convolutions and attention products for one batch, counted by hooks."""
+    total = 0.0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            total += 2 * output.numel() * module.in_channels * k / module.groups
+
+    handles = [m.register_forward_hook(count) for m in tokenizer.modules() if isinstance(m, torch.nn.Conv2d)]
+    side = tokenizer.config.scale_sides[-1]
+    with torch.no_grad():
+        tokenizer.decode_fhat(torch.zeros(batch, tokenizer.config.code_dim, side, side, device=device))
+    for handle in handles:
+        handle.remove()
+    return total
+
+
+def build_paths(names: list[str], tokenizer, transformer) -> dict:
+    """name -> (callable(labels, seed) -> (tokens, images), precision name, reason)."""
+    paths = {}
+    for name in names:
+        if name == "reference":
+            config = SamplingConfig(**KNOBS)
+
+            def run(labels, seed):
+                generator = torch.Generator(transformer.pos_embed.device).manual_seed(seed)
+                return reference_sample(tokenizer, transformer, labels, config, generator)
+
+            paths[name] = (run, "fp32", "the official sampler's steps")
+            continue
+        if name == "exact":
+            pipe = Pipeline(tokenizer, transformer).use_precision("fp32")
+        else:  # a fast path gets its own copies: casting or quantising changes the weights it holds
+            pipe = Pipeline(copy.deepcopy(tokenizer), copy.deepcopy(transformer)).use_precision(name)
+
+        def run(labels, seed, pipe=pipe):
+            out = pipe(class_labels=labels, seed=seed, output_type="pt", **KNOBS)
+            return out.tokens, out.images
+
+        paths[name] = (run, pipe.precision.name, pipe.precision.reason)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--depth", type=int, default=16)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls per path and batch (after a warm-up)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--paths", nargs="+", default=["reference", "exact", "auto"])
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.paths[0] != "reference":
+        parser.error("--paths must start with reference (every ratio is taken against it)")
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    tokenizer_config, transformer_config = var(args.depth)
+    tokenizer = MultiScaleVQVAE(tokenizer_config).eval().to(device)
+    transformer = ScaleTransformer(transformer_config).eval().to(device)
+    paths = build_paths(args.paths, tokenizer, transformer)
+    peaks = {"fp32": matmul_peak_flops(device, torch.float32) / 1e9}
+    if any(precision in ("bf16", "fp16") for _, precision, _ in paths.values()):
+        peaks["bf16"] = matmul_peak_flops(device, torch.bfloat16) / 1e9
+    print(
+        f"machine: {machine_name(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}; matmul "
+        + ", ".join(f"{dtype} peak {value:.1f} GFLOP/s" for dtype, value in peaks.items())
+    )
+    print(
+        f"model: VAR d{args.depth} ({sum(p.numel() for p in transformer.parameters()) / 1e6:.1f}M params, random "
+        f"weights), tokenizer {sum(p.numel() for p in tokenizer.parameters()) / 1e6:.1f}M params, "
+        f"{tokenizer_config.image_size} px, cfg 1.5, top-k 900, top-p 0.96, decode included"
+    )
+    for name, (_, precision, reason) in paths.items():
+        print(f"path {name}: {precision} ({reason})")
+    for run, _, _ in paths.values():  # warm-up: first-call allocations and kernel choices
+        run([0], 0)
+    for batch in args.batch:
+        labels = [i % transformer_config.num_classes for i in range(batch)]
+        gflop = (sampling_flops(transformer_config, batch, guided=True) + decoder_flops(tokenizer, batch, device)) / 1e9
+        times = {name: [] for name in paths}
+        outputs, memory = {}, {}
+        names = list(paths)
+        for repeat in range(args.repeats):
+            for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+                was_reset = reset_cpu_peak() if device.type == "cpu" else torch.cuda.reset_peak_memory_stats(device)
+                synchronize(device)
+                start = time.perf_counter()
+                outputs[name] = paths[name][0](labels, 0)
+                synchronize(device)
+                times[name].append(time.perf_counter() - start)
+                memory[name] = (
+                    cpu_peak_gib(was_reset)
+                    if device.type == "cpu"
+                    else f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+                )
+        ref_best = min(times["reference"])
+        ref_tokens, ref_images = outputs["reference"]
+        print(f"\nB={batch}: {gflop:.0f} GFLOP per call (transformer matmuls + decoder convolutions)")
+        for name, (_, precision, _) in paths.items():
+            best, mean = min(times[name]), sum(times[name]) / len(times[name])
+            tokens, images = outputs[name]
+            rate = gflop / best
+            shares = ", ".join(f"{rate / peak:.0%} of the {dtype} peak" for dtype, peak in peaks.items())
+            same_tokens = tokens.eq(ref_tokens).float().mean().item()
+            image_check = (
+                "images bit-identical"
+                if torch.equal(images, ref_images)
+                else f"images max |diff| {(images.float() - ref_images).abs().max().item():.2g}"
+            )
+            print(
+                f"  {name:<9} best {best:7.2f} s  mean {mean:7.2f} s  {batch / best:6.2f} img/s  "
+                f"x{ref_best / best:.2f} vs reference  {rate:6.1f} GFLOP/s ({shares})  peak {memory[name]}  "
+                f"tokens equal to reference {same_tokens:.1%}, {image_check}"
+            )
+
+
+if __name__ == "__main__":
+    main()
