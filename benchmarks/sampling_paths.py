@@ -68,7 +68,7 @@ def build_paths(names: list[str], tokenizer, transformer) -> dict:
         if name == "reference":
             config = SamplingConfig(**KNOBS)
 
-            def run(labels, seed):
+            def run(labels, seed, config=config):
                 generator = torch.Generator(transformer.pos_embed.device).manual_seed(seed)
                 return reference_sample(tokenizer, transformer, labels, config, generator)
 
@@ -143,7 +143,7 @@ def main() -> None:
         ref_best = min(times["reference"])
         ref_tokens, ref_images = outputs["reference"]
         print(f"\nB={batch}: {gflop:.0f} GFLOP per call (transformer matmuls + decoder convolutions)")
-        for name, (_, precision, _) in paths.items():
+        for name in paths:
             best, mean = min(times[name]), sum(times[name]) / len(times[name])
             tokens, images = outputs[name]
             rate = gflop / best

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import resource
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import torch
-from machine import machine_name, synchronize
+from machine import cpu_peak_gib, machine_name, reset_cpu_peak, synchronize
 
 from nextscale.presets import var
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
