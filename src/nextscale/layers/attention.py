@@ -1,8 +1,8 @@
 """Multi-head self-attention as in VAR, with optional L2-normalised queries/keys and a pluggable KV store.
 
 The work is split in three steps so variants can reuse them without a rewrite:
-``project_qkv`` (x -> per-head q, k, v), :func:`attend` (the one call into
-``F.scaled_dot_product_attention``; every attention kernel choice lives there) and the output projection.
+``project_qkv`` (x -> per-head q, k, v), :func:`attend` (the one call into the attention kernel: SDPA for a
+dense bias, FlexAttention for a ``BlockMask``; every kernel choice lives there) and the output projection.
 STAR's rotary position embedding acts on (q, k) between the first two steps; the cross-attention layer
 (``cross_attention.py``) reuses :func:`normalize_qk` and :func:`attend` with keys/values from the text.
 
@@ -10,16 +10,19 @@ References:
     Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
     Tian et al., VAR (arXiv 2404.02905); official ``models/basic_var.py`` (``SelfAttention``): q/v biases with
     a fixed zero k bias, cosine attention with a learned per-head temperature capped at 100.
+    Dong et al., "Flex Attention" (arXiv 2412.05496); PyTorch ``torch.nn.attention.flex_attention``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from nextscale.layers.rope import apply_rope
 
@@ -52,27 +55,55 @@ def normalize_qk(q: torch.Tensor, k: torch.Tensor, log_temperature: torch.Tensor
     return cosine_queries(q, log_temperature), F.normalize(k, dim=-1)
 
 
+@functools.cache
+def _compiled_flex_attention():
+    """``torch.compile(flex_attention)``, created on the first CUDA call (never at import). Compiled, flex
+    generates one fused kernel that skips blocked tiles; eager, it materialises the full score matrix."""
+    return torch.compile(flex_attention)
+
+
 def attend(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    attn_bias: torch.Tensor | None,
+    attn_bias: torch.Tensor | BlockMask | None,
     dropout_p: float,
     scale: float,
 ) -> torch.Tensor:
-    """Scaled dot-product attention.
+    """Scaled dot-product attention under a dense bias (SDPA) or a block-sparse mask (FlexAttention).
 
     Args:
         q: (B, H, l, Dh) queries.
         k, v: (B, H, L_kv, Dh) keys and values.
-        attn_bias: additive float bias broadcastable to (B, H, l, L_kv) (0 = allowed, -inf = blocked), or None.
-        dropout_p: dropout on the attention weights (pass 0 in evaluation).
+        attn_bias: additive float bias broadcastable to (B, H, l, L_kv) (0 = allowed, -inf = blocked), None, or
+            a FlexAttention ``BlockMask`` of shape (1, 1, l, L_kv) (``transformer/block_mask.py``).
+        dropout_p: dropout on the attention weights (pass 0 in evaluation; must be 0 with a BlockMask).
         scale: factor on q.k before the softmax.
 
     Returns:
         (B, H, l, Dh).
     """
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=scale)
+    if not isinstance(attn_bias, BlockMask):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=scale)
+    if dropout_p > 0:
+        raise ValueError(
+            f"FlexAttention has no dropout on attention weights (got dropout_p={dropout_p}); "
+            "train with attn_dropout=0, or with the dense mask"
+        )
+    device_type = q.device.type
+    if torch.is_autocast_enabled(device_type):
+        # Autocast casts SDPA's inputs to its dtype but does not know flex_attention, whose q, k, v must share one
+        # dtype (cosine attention leaves q, k in float32 and v in bf16): cast as autocast would for SDPA.
+        dtype = torch.get_autocast_dtype(device_type)
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+    # Compiled on CUDA. On CPU the eager one: correct but forward only (PyTorch 2.13 has no flex backward on CPU),
+    # while compiled CPU flex (2.13) fails to build at some lengths and miscomputes when fused after F.normalize.
+    # Inside a compiled model the plain function is traced into that model's graph.
+    if device_type == "cuda" and not torch.compiler.is_compiling():
+        kernel = _compiled_flex_attention()
+    else:
+        kernel = flex_attention
+    return kernel(q, k, v, block_mask=attn_bias, scale=scale)
 
 
 class SelfAttention(nn.Module):

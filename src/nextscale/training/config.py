@@ -16,6 +16,9 @@ from typing import Any
 from nextscale.training.schedules import peak_lr, warmup_steps_for
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Forms of the transformer's training mask (``transformer.block_mask.ATTENTION_MASKS``, repeated here so that
+# the CLI can read this module without loading torch).
+ATTENTION_MASKS = ("dense", "flex")
 # Fields that may change between a run and its resumption (cadence and machinery, not the maths).
 RESUMABLE_CHANGES = frozenset(
     {
@@ -30,6 +33,7 @@ RESUMABLE_CHANGES = frozenset(
         "compile",
         "strategy",
         "precision",
+        "attention",  # the kernel of the same mask: the same maths
         "class_names",  # names of the data's labels: recorded since runs export them; older runs lack them
     }
 )
@@ -54,6 +58,8 @@ class TrainConfig:
         betas, eps: AdamW.
         grad_clip: max global gradient norm; None turns clipping off.
         precision: "fp32", "bf16", "fp16" (with GradScaler) or "auto" (bf16 on CUDA, fp32 on CPU).
+        attention: form of the transformer's block-causal training mask: "dense" (an L x L bias for SDPA) or
+            "flex" (a FlexAttention block mask, compiled on CUDA; no attention dropout, no CPU training).
         ema_decay: EMA of the weights; None turns it off (export then writes the raw weights).
         seed: seeds model init (before the trainer) and, offset by rank, every process's RNGs.
         log_every / eval_every / preview_every / checkpoint_every: cadences in steps (None: off;
@@ -80,6 +86,7 @@ class TrainConfig:
     eps: float = 1e-8
     grad_clip: float | None = 2.0
     precision: str = "auto"
+    attention: str = "dense"
     ema_decay: float | None = 0.9999
     seed: int = 0
     log_every: int = 10
@@ -98,6 +105,8 @@ class TrainConfig:
             raise ValueError("total_steps, batch_size and grad_accum must be >= 1")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.attention not in ATTENTION_MASKS:
+            raise ValueError(f"attention must be one of {ATTENTION_MASKS}, got {self.attention!r}")
         for name in ("log_every", "eval_every", "preview_every", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and value < 1:

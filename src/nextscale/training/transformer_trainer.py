@@ -136,7 +136,15 @@ class TransformerTrainer(Trainer):
         class_names = getattr(train_dataset, "classes", None)
         if not self.is_text and class_names is not None and len(class_names) == transformer.config.num_classes:
             run_config["class_names"] = list(class_names)
+        # The mask's form is set before the trainer copies (EMA) and wraps (DDP, compile) the model.
+        transformer.use_attention_mask(config.attention)
         super().__init__({"model": transformer}, config, run_dir, train_dataset, eval_dataset, run_config, dist_info)
+        if config.attention == "flex" and self.device.type in ("cpu", "mps"):
+            # PyTorch's FlexAttention has a forward but no backward pass on these devices (compiled or not).
+            raise ValueError(
+                f"attention 'flex' trains on GPUs only: FlexAttention has no backward pass on {self.device.type}; "
+                "use --attention dense here"
+            )
         self.tokenizer.to(self.device)
         # The run keeps its own copy of the tokenizer (and a reference to the text encoder), so `export` can
         # write a complete pipeline.

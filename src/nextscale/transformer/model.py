@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from nextscale.layers.adaln import AdaLNHeadNorm, AdaLNModulation
+from nextscale.transformer.block_mask import BlockCausalTraining
 from nextscale.transformer.blocks import NUM_MODULATIONS, BlockCondition, TransformerBlock
 from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
 from nextscale.transformer.config import TransformerConfig
@@ -54,7 +55,7 @@ def _condition_vectors(context: ClassContext | torch.Tensor) -> torch.Tensor:
     return context.cond if isinstance(context, ClassContext) else context
 
 
-class ScaleTransformer(nn.Module):
+class ScaleTransformer(BlockCausalTraining, nn.Module):
     """VAR transformer.
 
     Args:
@@ -84,12 +85,12 @@ class ScaleTransformer(nn.Module):
         self.head_norm = AdaLNHeadNorm(embed_dim, embed_dim, config.norm_eps)
         self.head = nn.Linear(embed_dim, config.vocab_size)
 
-        # Derived from the schedule, so not saved: the scale of every position and the block-causal mask.
+        # Derived from the schedule, so not saved: the scale of every position and the block-causal mask (dense
+        # or flex, built when first needed: see block_mask.py).
         device = self.pos_embed.device
         level_ids = self.schedule.level_ids("cpu")[None].to(device)  # (1, L)
-        attn_bias = self.schedule.attention_bias(device="cpu").to(device)  # (1, 1, L, L)
         self.register_buffer("level_ids", level_ids, persistent=False)
-        self.register_buffer("attn_bias", attn_bias, persistent=False)
+        self.init_training_mask(self.schedule.level_ids("cpu"))
         self.init_weights()
 
     # ------------------------------------------------------------------ inputs
@@ -196,10 +197,10 @@ class ScaleTransformer(nn.Module):
         # Like the official code, the residual stream runs in the autocast dtype during training.
         dtype = _compute_dtype(device, x.dtype)
         block_condition = self.block_condition(cond, dtype)
-        attn_bias = self.attn_bias[:, :, :prefix, :prefix].to(dtype)
+        attn_mask = self.training_mask(prefix, device, dtype)  # (1, 1, L', L') bias or a flex BlockMask
         x = x.to(dtype)
         for block in self.blocks:
-            x = block(x, block_condition, attn_bias)
+            x = block(x, block_condition, attn_mask)
         return self._logits(x, cond)
 
     def _check_teacher_input(self, class_labels: torch.Tensor, teacher_input: torch.Tensor) -> int:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from nextscale.layers.adaln import AdaLNHeadNorm
+from nextscale.transformer.block_mask import BlockCausalTraining
 from nextscale.transformer.blocks import BlockCondition, TransformerBlock
 from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
 from nextscale.transformer.init import init_var_weights
@@ -34,7 +35,7 @@ def causal_bias(queries: int, keys: int, device: torch.device | str | None = Non
     return torch.zeros(queries, keys, device=device).masked_fill_(~allowed, float("-inf"))[None, None]
 
 
-class RasterTransformer(nn.Module):
+class RasterTransformer(BlockCausalTraining, nn.Module):
     """Class-conditional raster-scan transformer.
 
     Args:
@@ -55,7 +56,8 @@ class RasterTransformer(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(config, i, rates[i]) for i in range(config.depth))
         self.head_norm = AdaLNHeadNorm(embed_dim, embed_dim, config.norm_eps)
         self.head = nn.Linear(embed_dim, config.vocab_size)
-        self.register_buffer("attn_bias", causal_bias(length, length, "cpu"), persistent=False)
+        # Plain causal = the level rule with every position its own level (mask built when first needed).
+        self.init_training_mask(torch.arange(length, device="cpu"))
         self.init_weights()
 
     def init_weights(
@@ -108,9 +110,10 @@ class RasterTransformer(nn.Module):
             start = cond[:, None] + self.start_pos
             x = torch.cat((start, self.token_embed(tokens[:, :-1])), dim=1) + self.pos_embed  # (B, L, C)
         dtype = _compute_dtype(device, x.dtype)
-        condition, attn_bias, x = BlockCondition(cond).to(dtype), self.attn_bias.to(dtype), x.to(dtype)
+        condition, x = BlockCondition(cond).to(dtype), x.to(dtype)
+        attn_mask = self.training_mask(length, device, dtype)  # (1, 1, L, L) bias or a flex BlockMask
         for block in self.blocks:
-            x = block(x, condition, attn_bias)
+            x = block(x, condition, attn_mask)
         return self._logits(x, cond)
 
     def _logits(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

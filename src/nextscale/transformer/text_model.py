@@ -26,6 +26,7 @@ from torch import nn
 from nextscale.layers.attention import INITIAL_LOG_TEMPERATURE
 from nextscale.layers.cross_attention import ContextKeyValues, padding_bias
 from nextscale.layers.rope import normalized_rope_table
+from nextscale.transformer.block_mask import BlockCausalTraining
 from nextscale.transformer.conditioning import TextCondition
 from nextscale.transformer.init import init_linear_and_embedding
 from nextscale.transformer.kv_cache import KVCache
@@ -47,7 +48,7 @@ class TextContext:
         return self.start.shape[0]
 
 
-class TextScaleTransformer(nn.Module):
+class TextScaleTransformer(BlockCausalTraining, nn.Module):
     """STAR transformer.
 
     Args:
@@ -70,11 +71,12 @@ class TextScaleTransformer(nn.Module):
         self.blocks = nn.ModuleList(TextBlock(config, i, rates[i]) for i in range(config.depth))
         self.head = nn.Linear(embed_dim, config.vocab_size)
 
-        # Derived from the schedule, so not saved: scale of every position, block-causal mask, RoPE table.
+        # Derived from the schedule, so not saved: scale of every position, block-causal mask (dense or flex, built
+        # when first needed: see block_mask.py), RoPE table.
         device = self.start_pos.device
         rope = normalized_rope_table(self.schedule.sides, config.head_dim, config.rope_theta, config.rope_norm)
         self.register_buffer("level_ids", self.schedule.level_ids("cpu")[None].to(device), persistent=False)
-        self.register_buffer("attn_bias", self.schedule.attention_bias(device="cpu").to(device), persistent=False)
+        self.init_training_mask(self.schedule.level_ids("cpu"))
         # Stored as float32 (cos, sin) pairs so that .to(dtype) / .to(device) treat it like any buffer.
         self.register_buffer("rope_table", torch.view_as_real(rope).to(device), persistent=False)  # (L, Dh/2, 2)
         self.init_weights()
@@ -163,11 +165,11 @@ class TextScaleTransformer(nn.Module):
             x = torch.cat((start, words), dim=1)  # (B, L', C)
             x += self.level_embed(self.level_ids[:, :prefix])
         dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else x.dtype
-        attn_bias = self.attn_bias[:, :, :prefix, :prefix].to(dtype)
+        attn_mask = self.training_mask(prefix, device, dtype)  # (1, 1, L', L') bias or a flex BlockMask
         rope = self._rope(0, prefix)
         x = x.to(dtype)
         for block, text in zip(self.blocks, context.text):
-            x = block(x, rope, text, context.text_bias, attn_bias)
+            x = block(x, rope, text, context.text_bias, attn_mask)
         return self._logits(x)
 
     def _check_teacher_input(self, condition: TextCondition, teacher_input: torch.Tensor) -> int:
