@@ -9,7 +9,11 @@ seed for every path, cfg 1.5, top-k 900, top-p 0.96, each call from labels to im
 decode**. Paths:
 
 - ``reference``: ``reference_sampler.reference_sample``, what the official sampler does (eager float32, AdaLN
-  re-evaluated at every scale, a KV cache grown by concatenation, NCHW decode).
+  re-evaluated at every scale, a KV cache grown by concatenation, NCHW decode). It runs in a worker process of
+  its own, started fresh with the same seed (so the same weights: the identity checks below prove it), so that
+  it allocates memory with the C library's default behaviour, as the official code would; the pipelines in this
+  process keep freed memory during a call (``nextscale.sampling.cpu_memory``). Its calls still alternate with
+  the others' on the same cores; its time is measured inside the worker.
 - ``exact``: ``Pipeline`` in float32 (AdaLN memoised per call, one preallocated KV cache reused across calls).
   It must draw the same tokens and produce bit-identical images; the script checks and prints it.
 - ``auto`` (or ``bf16``, ``int8``): ``Pipeline.use_precision(NAME)`` on copies of the same weights; ``auto``
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import multiprocessing
 import time
 
 import torch
@@ -61,19 +66,60 @@ def decoder_flops(tokenizer: MultiScaleVQVAE, batch: int, device: torch.device) 
     return total
 
 
+def build_models(depth: int, device: torch.device) -> tuple[MultiScaleVQVAE, ScaleTransformer]:
+    """The random-weight tokenizer and transformer (seeded: the worker builds the very same weights)."""
+    torch.manual_seed(0)
+    tokenizer_config, transformer_config = var(depth)
+    tokenizer = MultiScaleVQVAE(tokenizer_config).eval().to(device)
+    return tokenizer, ScaleTransformer(transformer_config).eval().to(device)
+
+
+def reference_worker(connection, depth: int, threads: int, device: str) -> None:
+    """Serve reference calls: receive (labels, seed), send (seconds, tokens, images, peak memory); None stops."""
+    torch.set_num_threads(threads)
+    device = torch.device(device)
+    tokenizer, transformer = build_models(depth, device)
+    config = SamplingConfig(**KNOBS)
+    while (request := connection.recv()) is not None:
+        labels, seed = request
+        was_reset = reset_cpu_peak() if device.type == "cpu" else torch.cuda.reset_peak_memory_stats(device)
+        synchronize(device)
+        start = time.perf_counter()
+        tokens, images = reference_sample(
+            tokenizer, transformer, labels, config, torch.Generator(device).manual_seed(seed)
+        )
+        synchronize(device)
+        seconds = time.perf_counter() - start
+        memory = (
+            cpu_peak_gib(was_reset)
+            if device.type == "cpu"
+            else f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+        )
+        connection.send((seconds, tokens.cpu(), images.cpu(), memory))
+
+
+class ReferenceProcess:
+    """The reference path in a spawned worker process (see the module docstring)."""
+
+    def __init__(self, depth: int, threads: int, device: torch.device) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=reference_worker, args=(child, depth, threads, str(device)))
+        self.process.start()
+
+    def __call__(self, labels: list[int], seed: int) -> tuple[float, torch.Tensor, torch.Tensor, str]:
+        self.connection.send((labels, seed))
+        return self.connection.recv()
+
+    def close(self) -> None:
+        self.connection.send(None)
+        self.process.join()
+
+
 def build_paths(names: list[str], tokenizer, transformer) -> dict:
-    """name -> (callable(labels, seed) -> (tokens, images), precision name, reason)."""
+    """name -> (callable(labels, seed) -> (tokens, images), precision name, reason) for the in-process paths."""
     paths = {}
     for name in names:
-        if name == "reference":
-            config = SamplingConfig(**KNOBS)
-
-            def run(labels, seed, config=config):
-                generator = torch.Generator(transformer.pos_embed.device).manual_seed(seed)
-                return reference_sample(tokenizer, transformer, labels, config, generator)
-
-            paths[name] = (run, "fp32", "the official sampler's steps")
-            continue
         if name == "exact":
             pipe = Pipeline(tokenizer, transformer).use_precision("fp32")
         else:  # a fast path gets its own copies: casting or quantising changes the weights it holds
@@ -100,11 +146,11 @@ def main() -> None:
         parser.error("--paths must start with reference (every ratio is taken against it)")
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    tokenizer_config, transformer_config = var(args.depth)
-    tokenizer = MultiScaleVQVAE(tokenizer_config).eval().to(device)
-    transformer = ScaleTransformer(transformer_config).eval().to(device)
-    paths = build_paths(args.paths, tokenizer, transformer)
+    reference = ReferenceProcess(args.depth, args.threads, device)
+    tokenizer, transformer = build_models(args.depth, device)
+    tokenizer_config, transformer_config = tokenizer.config, transformer.config
+    paths = {"reference": (None, "fp32", "the official sampler's steps, in a worker process")}
+    paths.update(build_paths(args.paths[1:], tokenizer, transformer))
     peaks = {"fp32": matmul_peak_flops(device, torch.float32) / 1e9}
     if any(precision in ("bf16", "fp16") for _, precision, _ in paths.values()):
         peaks["bf16"] = matmul_peak_flops(device, torch.bfloat16) / 1e9
@@ -119,8 +165,9 @@ def main() -> None:
     )
     for name, (_, precision, reason) in paths.items():
         print(f"path {name}: {precision} ({reason})")
-    for run, _, _ in paths.values():  # warm-up: first-call allocations and kernel choices
-        run([0], 0)
+    reference([0], 0)  # warm-up: first-call allocations and kernel choices
+    for name in args.paths[1:]:
+        paths[name][0]([0], 0)
     for batch in args.batch:
         labels = [i % transformer_config.num_classes for i in range(batch)]
         gflop = (sampling_flops(transformer_config, batch, guided=True) + decoder_flops(tokenizer, batch, device)) / 1e9
@@ -129,6 +176,11 @@ def main() -> None:
         names = list(paths)
         for repeat in range(args.repeats):
             for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+                if name == "reference":
+                    seconds, tokens, images, memory[name] = reference(labels, 0)
+                    outputs[name] = (tokens.to(device), images.to(device))
+                    times[name].append(seconds)
+                    continue
                 was_reset = reset_cpu_peak() if device.type == "cpu" else torch.cuda.reset_peak_memory_stats(device)
                 synchronize(device)
                 start = time.perf_counter()
@@ -159,6 +211,7 @@ def main() -> None:
                 f"x{ref_best / best:.2f} vs reference  {rate:6.1f} GFLOP/s ({shares})  peak {memory[name]}  "
                 f"tokens equal to reference {same_tokens:.1%}, {image_check}"
             )
+    reference.close()
 
 
 if __name__ == "__main__":

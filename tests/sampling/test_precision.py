@@ -9,13 +9,19 @@ from nextscale.sampling.precision import Precision, choose_precision
 
 
 @pytest.mark.parametrize(
-    "flags, expected",
-    [({"avx512_bf16", "avx512_vnni"}, "bf16"), ({"amx_bf16"}, "bf16"), ({"avx_vnni"}, "int8"), ({"avx2"}, "fp32")],
+    "flags, expected, decoder",
+    [
+        ({"avx512_bf16", "avx512_vnni"}, "int8", torch.bfloat16),  # the project's CPU: measured fastest
+        ({"amx_bf16"}, "bf16", torch.bfloat16),
+        ({"avx_vnni"}, "int8", None),  # no native bf16: the decoder stays float32
+        ({"avx2"}, "fp32", None),
+    ],
 )
-def test_auto_follows_the_processor(monkeypatch, flags, expected):
+def test_auto_follows_the_processor(monkeypatch, flags, expected, decoder):
     monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
     chosen = choose_precision("auto", "cpu")
     assert chosen.name == expected and chosen.reason.startswith("auto:")
+    assert chosen.decoder_dtype == decoder
 
 
 @pytest.mark.parametrize(
@@ -56,8 +62,7 @@ def test_fast_precisions_sample_valid_images(dtype, fp32_tokens):
         quantized = [
             name for name, module in pipe.transformer.named_modules() if "quantized.dynamic" in type(module).__module__
         ]
-        assert "blocks.0.ffn.fc1" in quantized and "head" in quantized
-        assert not any(name.endswith("attn.qkv") for name in quantized)  # read as raw weights: stays float32
+        assert {"blocks.0.ffn.fc1", "blocks.0.attn.qkv", "head"} <= set(quantized)
 
 
 def test_text_pipeline_samples_in_bf16():

@@ -152,7 +152,11 @@ class SelfAttention(nn.Module):
         """(B, l, C) -> raw q, k, v, each (B, H, l, Dh) (before any rotation or normalisation)."""
         B, l, C = x.shape
         bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
-        qkv = F.linear(x, self.qkv.weight, bias=bias).view(B, l, 3, self.num_heads, self.head_dim)
+        if isinstance(self.qkv, nn.Linear):  # the official fused op (float weights)
+            qkv = F.linear(x, self.qkv.weight, bias=bias)
+        else:  # a replacement layer, e.g. int8 dynamic quantisation (nextscale.sampling.precision)
+            qkv = self.qkv(x) + bias
+        qkv = qkv.view(B, l, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, l, Dh)
         return q, k, v
 

@@ -18,6 +18,7 @@ References: diffusers ``DiffusionPipeline`` and ``pipelines/dit/pipeline_dit.py`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import numbers
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from nextscale.pretrained import (
     resolve_model_path,
     save_component,
 )
+from nextscale.sampling.cpu_memory import retained_cpu_memory
 from nextscale.sampling.editing import (
     KeepTokensConstraint,
     PreparedImage,
@@ -222,6 +224,11 @@ class Pipeline:
             raise ValueError(f"{path} holds a {name}, not a {cls.__name__}; load it with Pipeline.from_pretrained")
         pipeline = pipeline_cls.from_components(path, index, device).use_precision(dtype)
         return pipeline.use_cuda_graphs() if cuda_graphs else pipeline
+
+    def memory(self):
+        """The allocator context of a call: on a CPU, freed activations are kept for reuse during the call
+        (``nextscale.sampling.cpu_memory``: fewer page faults, same numbers); elsewhere nothing."""
+        return retained_cpu_memory() if self.device.type == "cpu" else contextlib.nullcontext()
 
     def use_cuda_graphs(self) -> Pipeline:
         """Replay each scale's transformer step as a captured CUDA graph from now on (next-scale pipelines on a
@@ -416,15 +423,17 @@ class Pipeline:
         generator = self.make_generator(seed, generator)
         guided = config.uses_guidance(self.transformer.config.schedule.num_scales)
         condition = self.make_condition(class_labels, prompt, int(num_images_per_prompt), guided, text_inputs)
-        with self.precision.autocast(self.device):
-            result = self.sampler.sample(
-                condition,
-                batch_size=int(num_images_per_prompt),
-                config=config,
-                generator=generator,
-                constraint=constraint,
-            )
-            images = self.sampler.decode(result.f_hat)
+        with self.memory():  # one allocator context for the loop and the decode
+            with self.precision.autocast(self.device):
+                result = self.sampler.sample(
+                    condition,
+                    batch_size=int(num_images_per_prompt),
+                    config=config,
+                    generator=generator,
+                    constraint=constraint,
+                )
+            with self.precision.decoder_autocast(self.device):
+                images = self.sampler.decode(result.f_hat)
         prompts = self.prompts_per_image(prompt, int(num_images_per_prompt))
         return PipelineOutput(
             images=to_output_type(images, output_type),

@@ -29,28 +29,47 @@ from torch import nn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# Linear layers the modules call as modules (attention q/k/v projections are read as raw weights, so they stay
-# float32 under int8): the FFN, the attention and cross-attention outputs, every AdaLN projection and the head.
-INT8_SUFFIXES = ("ffn.fc1", "ffn.fc2", "attn.proj", "cross_attn.proj", "adaln.linear", "head")
+# The linear layers int8 quantises: the FFN, the self-attention q/k/v projection (``SelfAttention.project_qkv``
+# calls a replaced layer as a module and adds the q/v bias), the attention and cross-attention outputs, every
+# AdaLN projection and the head. (Cross-attention's text projections run once per call and stay float32.)
+INT8_SUFFIXES = ("ffn.fc1", "ffn.fc2", "attn.qkv", "attn.proj", "cross_attn.proj", "adaln.linear", "head")
 
 
 @dataclass(frozen=True)
 class Precision:
-    """A resolved precision: ``name`` in fp32 / bf16 / fp16 / int8 and why it was chosen."""
+    """A resolved precision: ``name`` in fp32 / bf16 / fp16 / int8 (the transformer's), why it was chosen, and
+    ``decoder``, the tokenizer decoder's (fp32, bf16 or fp16; by default the same float format as ``name``)."""
 
     name: str
     reason: str = "requested"
+    decoder: str | None = None
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         return AUTOCAST_DTYPES.get(self.name)
 
+    @property
+    def decoder_dtype(self) -> torch.dtype | None:
+        return AUTOCAST_DTYPES.get(self.decoder if self.decoder is not None else self.name)
+
     def autocast(self, device: torch.device | str):
-        """The context the transformer and the decoder run in (a no-op for fp32 and int8)."""
-        dtype = self.autocast_dtype
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(torch.device(device).type, dtype=dtype)
+        """The context the transformer runs in (a no-op for fp32 and int8)."""
+        return _autocast(device, self.autocast_dtype)
+
+    def decoder_autocast(self, device: torch.device | str):
+        """The context the tokenizer's decoder runs in (a no-op for a float32 decoder)."""
+        return _autocast(device, self.decoder_dtype)
+
+
+def _autocast(device: torch.device | str, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def native_bf16(flags: set[str]) -> bool:
+    """Whether a CPU with these instruction-set flags has native bf16 matrix instructions."""
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def choose_precision(requested: str, device: torch.device | str) -> Precision:
@@ -62,6 +81,8 @@ def choose_precision(requested: str, device: torch.device | str) -> Precision:
         raise ValueError("fp16 is a GPU format (CPUs compute it slowly or not at all); on a CPU use bf16 or int8")
     if requested == "int8" and device.type != "cpu":
         raise ValueError("int8 dynamic quantisation runs on CPUs only; on a GPU use bf16 (or fp16)")
+    if requested == "int8":
+        return int8_precision(cpu_flags(), "requested")
     if requested != "auto":
         return Precision(requested)
     if device.type == "cuda":
@@ -71,11 +92,18 @@ def choose_precision(requested: str, device: torch.device | str) -> Precision:
     if device.type != "cpu":
         return Precision("fp32", f"auto: no faster format is known for {device.type}")
     flags = cpu_flags()
-    if flags & {"avx512_bf16", "amx_bf16"}:
-        return Precision("bf16", "auto: this CPU has native bf16 matrix instructions (AVX-512 BF16 / AMX)")
     if flags & {"avx512_vnni", "avx_vnni"}:
-        return Precision("int8", "auto: this CPU has int8 dot-product instructions (VNNI) but no native bf16")
+        return int8_precision(flags, "auto: this CPU has int8 dot-product instructions (VNNI)")
+    if native_bf16(flags):
+        return Precision("bf16", "auto: this CPU has native bf16 matrix instructions (AVX-512 BF16 / AMX)")
     return Precision("fp32", "auto: this CPU has neither native bf16 nor VNNI instructions")
+
+
+def int8_precision(flags: set[str], reason: str) -> Precision:
+    """int8 linear layers, with the decoder in bf16 where the CPU computes bf16 natively (else float32)."""
+    if native_bf16(flags):
+        return Precision("int8", f"{reason}; decoder in bf16 (native bf16 matrix instructions)", decoder="bf16")
+    return Precision("int8", f"{reason}; decoder in fp32 (no native bf16)", decoder="fp32")
 
 
 def cpu_flags() -> set[str]:

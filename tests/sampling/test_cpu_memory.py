@@ -1,0 +1,40 @@
+"""The allocator context keeps freed memory for reuse (no fresh page faults) and restores the defaults."""
+
+import resource
+
+import pytest
+import torch
+
+from nextscale.sampling import cpu_memory
+
+pytestmark = pytest.mark.skipif(not cpu_memory.supported(), reason="needs glibc (Linux)")
+
+MIB = 2**20
+
+
+def faults_of_second_allocation(size_bytes: int) -> int:
+    """Minor page faults taken by allocating and touching a buffer right after an equal one was freed."""
+    torch.empty(size_bytes // 4).fill_(1.0)  # allocate, touch, free
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.empty(size_bytes // 4).fill_(2.0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def test_freed_activations_are_reused_without_page_faults_inside_the_context():
+    pages = 64 * MIB // 4096
+    outside = faults_of_second_allocation(64 * MIB)  # > 32 MB: glibc maps fresh pages every time
+    with cpu_memory.retained_cpu_memory():
+        for _ in range(3):  # the heap grows until an aligned 64 MB block fits in its freed space
+            faults_of_second_allocation(64 * MIB)
+        inside = faults_of_second_allocation(64 * MIB)
+    assert outside > pages // 2  # every page of the new buffer faulted in again
+    assert inside < pages // 20  # the freed buffer's warm pages were reused
+
+
+def test_contexts_nest_and_restore_the_defaults():
+    with cpu_memory.retained_cpu_memory():
+        with cpu_memory.retained_cpu_memory():
+            assert cpu_memory._depth == 2
+        assert cpu_memory._depth == 1
+    assert cpu_memory._depth == 0
+    assert faults_of_second_allocation(64 * MIB) > 64 * MIB // 4096 // 2  # back to fresh pages
