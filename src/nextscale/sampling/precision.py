@@ -7,12 +7,15 @@
   autocast dtype). Logits, sampling, the quantizer's f-hat and the images stay float32. bf16 pays on GPUs and on
   CPUs with native bf16 matrix instructions (AVX-512 BF16 / AMX); on other CPUs it is far slower than float32.
   fp16 is for GPUs without bf16.
-- ``int8``: dynamic int8 quantisation of the transformer's module-called linear layers (FFN, attention output,
-  AdaLN, head; weights int8 per tensor, activations quantised per call): CPU only, pays where VNNI exists.
-- ``auto``: on a GPU bf16 (fp16 without bf16 support); on a CPU, by the processor's instructions: bf16 where
-  it has native bf16 matrix instructions (AVX-512 BF16 or AMX), else int8 where it has VNNI, else fp32.
-  ``benchmarks/sampling_paths.py`` measures the paths side by side on any machine (on the project's AVX-512 BF16
-  CPU, see ``benchmarks/RESULTS.md``). The choice and its reason are kept in ``Precision.reason``.
+- ``int8``: dynamic int8 quantisation of the transformer's linear layers (FFN, q/k/v, attention outputs, AdaLN,
+  head; weights int8 per tensor, activations quantised per call), with the decoder under bf16 autocast where the
+  CPU has native bf16 (else float32): CPU only, pays where VNNI exists.
+- ``auto``: on a GPU bf16 (fp16 without bf16 support); on a CPU, by the processor's instructions: int8 where it
+  has VNNI, else bf16 where it has native bf16 matrix instructions (AVX-512 BF16 or AMX), else fp32. On the
+  project's CPU (both) int8 measured fastest for every model and batch size: d16 2.79x / 2.58x over the official
+  sampler's steps at B = 1 / 8 against bf16's 2.15x / 2.23x, the bundled models 1.23-1.50x against 1.15-1.44x
+  (``benchmarks/sampling_paths.py``, ``benchmarks/precision_speed.py``, figures in ``benchmarks/RESULTS.md``).
+  The choice and its reason are kept in ``Precision.reason``.
 
 Reduced precision changes the sampled tokens (not their distribution's intent): the model cards report the
 quality cost.
