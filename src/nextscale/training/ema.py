@@ -56,7 +56,8 @@ class EMA:
                 target.copy_(value)
         own_buffers = dict(self.module.named_buffers())
         for name, buffer in model.named_buffers():
-            own_buffers[name].copy_(buffer)
+            if name in own_buffers:  # a derived buffer built on first use (the dense mask) may exist on one side only
+                own_buffers[name].copy_(buffer)
         self.num_updates += 1
 
     def state_dict(self) -> dict[str, Any]:
