@@ -103,6 +103,7 @@ CLI_CASES = [
     ("bundled-unknown", "sample --model bundled:imagenet", "available: bundled:fashion-mnist, bundled:scenes"),
     ("device-bogus", f"sample {M} --device toaster", "--device 'toaster' is not a torch device"),
     ("cuda-graphs-on-cpu", f"sample {M} --cuda-graphs", "CUDA graphs need a CUDA device"),
+    ("demo-cuda-graphs-on-cpu", "demo --cuda-graphs", "CUDA graphs need a CUDA device"),
     ("prompt-on-class-model", f"sample {M} --prompt 'a bag'", "this model is class-conditional"),
     ("prompt-empty", "sample --model bundled:scenes --prompt ''", "--prompt got an empty prompt"),
     ("negative-without-prompt", f"sample {M} --negative-prompt blurry", "--negative-prompt goes with --prompt"),

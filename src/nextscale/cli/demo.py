@@ -103,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
 
         text_model = retrain_text(args.run_dir or Path("runs/demo-text"), args.data, BUNDLED_TEXT_MODEL / "tokenizer")
     started = time.perf_counter()
-    pipe = Pipeline.from_pretrained(model or BUNDLED_MODEL, device=args.device, dtype=args.dtype)
+    pipe = Pipeline.from_pretrained(
+        model or BUNDLED_MODEL, device=args.device, dtype=args.dtype, cuda_graphs=args.cuda_graphs
+    )
     if args.dtype != "fp32":
         print(f"sampling in {pipe.precision.name} ({pipe.precision.reason})")
     text_args = copy.copy(args)  # the text model resolves the flags left out with its own recommended settings

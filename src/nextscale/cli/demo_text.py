@@ -48,7 +48,12 @@ def text_demo(model: Path, args: argparse.Namespace, seed: int) -> None:
     from nextscale.pretrained import atomic_write_text
     from nextscale.sampling.pipeline import Pipeline
 
-    pipe = Pipeline.from_pretrained(model, device=args.device, dtype=getattr(args, "dtype", "fp32"))
+    pipe = Pipeline.from_pretrained(
+        model,
+        device=args.device,
+        dtype=getattr(args, "dtype", "fp32"),
+        cuda_graphs=getattr(args, "cuda_graphs", False),
+    )
     resolve_sampling(args, pipe)
     sampling = {name: getattr(args, name) for name in (*SAMPLING_FLAGS, "smooth")}
     # Two seeds per prompt keep the text half to a few seconds (341 tokens per 64 px scene).
