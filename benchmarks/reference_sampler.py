@@ -16,7 +16,6 @@ import torch
 
 from nextscale.sampling.guidance import SamplingConfig
 from nextscale.sampling.logits import classifier_free_guidance, filter_logits, sample_tokens
-from nextscale.transformer.blocks import BlockCondition
 from nextscale.transformer.conditioning import ClassCondition
 
 
@@ -58,10 +57,9 @@ def reference_sample(
     for scale_idx, side in enumerate(sides):
         settings = config.settings(scale_idx, num_scales)
         # Official: cond_BD_or_gss = shared_ada_lin(cond_BD) and every block's ada_lin, at every scale.
-        block_condition = transformer.block_condition(cond)
-        assert block_condition.modulations is None
+        block_condition = transformer.block_condition(cond)  # no memo: every block projects anew
         for block in transformer.blocks:
-            x = block(x, BlockCondition(block_condition.vector, block_condition.shared), None, cache)
+            x = block(x, block_condition, None, cache)
         cache.advance(x.shape[1])
         logits = transformer._logits(x, cond)
         logits = classifier_free_guidance(logits[:batch], logits[batch:], settings.cfg_weight)

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from nextscale.layers.cross_attention import ContextKeyValues
-from nextscale.sampling.steps import TransformerSteps, compute_dtype
+from nextscale.sampling.steps import TransformerSteps, cache_dtype
 from nextscale.transformer.conditioning import Condition
 from nextscale.transformer.kv_cache import KVCache
 from nextscale.transformer.model import ClassContext, ScaleTransformer
@@ -205,7 +205,7 @@ class CudaGraphSteps(TransformerSteps):
         tensors = context_tensors(context)
         # Same strides as the eager tensors, so that attention picks the same kernels as the eager steps.
         buffers = [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device).copy_(t) for t in tensors]
-        kv_cache = model.new_kv_cache(len(context), device=device, dtype=compute_dtype(model, device))
+        kv_cache = model.new_kv_cache(len(context), device=device, dtype=cache_dtype(model, device))
         inputs = self._static_inputs(context, device)
         autocast = torch.autocast(
             device.type,

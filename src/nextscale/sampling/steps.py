@@ -22,13 +22,12 @@ from torch import nn
 
 from nextscale.transformer.conditioning import Condition
 from nextscale.transformer.kv_cache import KVCache
+from nextscale.transformer.sequence import compute_dtype
 
 
-def compute_dtype(transformer: nn.Module, device: torch.device) -> torch.dtype:
+def cache_dtype(transformer: nn.Module, device: torch.device) -> torch.dtype:
     """The dtype keys and values come out in: the autocast dtype when autocast is on, else the model's."""
-    if torch.is_autocast_enabled(device.type):
-        return torch.get_autocast_dtype(device.type)
-    return next(p for p in transformer.parameters() if p.is_floating_point()).dtype
+    return compute_dtype(device, next(p for p in transformer.parameters() if p.is_floating_point()).dtype)
 
 
 class TransformerSteps:
@@ -51,10 +50,10 @@ class TransformerSteps:
     def kv_cache(self, batch_size: int, device: torch.device) -> KVCache:
         """The kept cache, reset, when it fits ``batch_size`` rows in this call's compute dtype; else a new one
         (which is then kept instead)."""
-        dtype = compute_dtype(self.transformer, device)
+        dtype = cache_dtype(self.transformer, device)
         cache = self._kv_cache
         if cache is None or cache.batch_size != batch_size or cache.keys.dtype != dtype or cache.keys.device != device:
-            cache = self._kv_cache = None  # free the old buffers before allocating the new ones
+            self._kv_cache = None  # free the old buffers before allocating the new ones
             cache = self._kv_cache = self.transformer.new_kv_cache(batch_size, device=device, dtype=dtype)
         cache.reset()
         return cache

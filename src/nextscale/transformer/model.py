@@ -28,14 +28,7 @@ from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.init import init_var_weights
 from nextscale.transformer.kv_cache import KVCache
-from nextscale.transformer.sequence import cached_scale, new_kv_cache, teacher_prefix
-
-
-def _compute_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:
-    """The dtype the blocks compute in: the autocast dtype when autocast is on for ``device``."""
-    if torch.is_autocast_enabled(device.type):
-        return torch.get_autocast_dtype(device.type)
-    return default
+from nextscale.transformer.sequence import cached_scale, compute_dtype, new_kv_cache, teacher_prefix
 
 
 @dataclass
@@ -195,7 +188,7 @@ class ScaleTransformer(BlockCausalTraining, nn.Module):
             x = torch.cat((start, words), dim=1)  # (B, L', C)
             x += self._level_and_position(0, prefix)
         # Like the official code, the residual stream runs in the autocast dtype during training.
-        dtype = _compute_dtype(device, x.dtype)
+        dtype = compute_dtype(device, x.dtype)
         block_condition = self.block_condition(cond, dtype)
         attn_mask = self.training_mask(prefix, device, dtype)  # (1, 1, L', L') bias or a flex BlockMask
         x = x.to(dtype)

@@ -24,8 +24,9 @@ from nextscale.transformer.blocks import BlockCondition, TransformerBlock
 from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
 from nextscale.transformer.init import init_var_weights
 from nextscale.transformer.kv_cache import KVCache
-from nextscale.transformer.model import ClassContext, _compute_dtype
+from nextscale.transformer.model import ClassContext
 from nextscale.transformer.raster_config import RasterConfig
+from nextscale.transformer.sequence import compute_dtype
 
 
 def causal_bias(queries: int, keys: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -109,7 +110,7 @@ class RasterTransformer(BlockCausalTraining, nn.Module):
             cond = self.class_embedder(class_labels, generator)  # (B, C)
             start = cond[:, None] + self.start_pos
             x = torch.cat((start, self.token_embed(tokens[:, :-1])), dim=1) + self.pos_embed  # (B, L, C)
-        dtype = _compute_dtype(device, x.dtype)
+        dtype = compute_dtype(device, x.dtype)
         condition, x = BlockCondition(cond).to(dtype), x.to(dtype)
         attn_mask = self.training_mask(length, device, dtype)  # (1, 1, L, L) bias or a flex BlockMask
         for block in self.blocks:

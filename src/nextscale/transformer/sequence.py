@@ -1,5 +1,5 @@
-"""Checks and caches shared by the VAR and STAR transformers: the teacher-forcing prefix, the scale at a
-cache position, and the inference KV cache of a model's shape."""
+"""Checks and caches shared by the VAR, STAR and raster transformers: the teacher-forcing prefix, the compute
+dtype, the scale at a cache position, and the inference KV cache of a model's shape."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ def teacher_prefix(schedule: ScaleSchedule, teacher_input: torch.Tensor, code_di
             f"boundary {valid} (all scales: {schedule.total_tokens - 1})"
         )
     return prefix
+
+
+def compute_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:
+    """The dtype the blocks compute in (and keys/values come out in): the autocast dtype when autocast is on for
+    ``device``, else ``default``."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return default
 
 
 def cached_scale(schedule: ScaleSchedule, kv_cache: KVCache) -> int:

@@ -30,7 +30,7 @@ from nextscale.transformer.block_mask import BlockCausalTraining
 from nextscale.transformer.conditioning import TextCondition
 from nextscale.transformer.init import init_linear_and_embedding
 from nextscale.transformer.kv_cache import KVCache
-from nextscale.transformer.sequence import cached_scale, new_kv_cache, teacher_prefix
+from nextscale.transformer.sequence import cached_scale, compute_dtype, new_kv_cache, teacher_prefix
 from nextscale.transformer.text_blocks import TextBlock
 from nextscale.transformer.text_config import TextTransformerConfig
 
@@ -164,7 +164,7 @@ class TextScaleTransformer(BlockCausalTraining, nn.Module):
             words = self.word_embed(teacher_input.to(self.word_embed.weight.dtype))  # (B, L' - 1, C)
             x = torch.cat((start, words), dim=1)  # (B, L', C)
             x += self.level_embed(self.level_ids[:, :prefix])
-        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else x.dtype
+        dtype = compute_dtype(device, x.dtype)
         attn_mask = self.training_mask(prefix, device, dtype)  # (1, 1, L', L') bias or a flex BlockMask
         rope = self._rope(0, prefix)
         x = x.to(dtype)
