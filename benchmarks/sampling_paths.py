@@ -12,7 +12,7 @@ decode**. Paths:
   re-evaluated at every scale, a KV cache grown by concatenation, NCHW decode). It runs in a worker process of
   its own, started fresh with the same seed (so the same weights: the identity checks below prove it), so that
   it allocates memory with the C library's default behaviour, as the official code would; the pipelines in this
-  process keep freed memory during a call (``nextscale.sampling.cpu_memory``). Its calls still alternate with
+  process keep freed memory between calls (``nextscale.sampling.cpu_memory``). Its calls still alternate with
   the others' on the same cores; its time is measured inside the worker.
 - ``exact``: ``Pipeline`` in float32 (AdaLN memoised per call, one preallocated KV cache reused across calls).
   It must draw the same tokens and produce bit-identical images; the script checks and prints it.

@@ -1,5 +1,6 @@
 """The allocator context keeps freed memory for reuse (no fresh page faults) and restores the defaults."""
 
+import gc
 import resource
 
 import pytest
@@ -10,6 +11,13 @@ from nextscale.sampling import cpu_memory
 pytestmark = pytest.mark.skipif(not cpu_memory.supported(), reason="needs glibc (Linux)")
 
 MIB = 2**20
+
+
+@pytest.fixture(autouse=True)
+def no_pipeline_holds_memory():
+    """Pipelines of earlier tests keep memory until collected; these tests need glibc's defaults at the start."""
+    gc.collect()
+    assert cpu_memory._depth == 0, "a pipeline of an earlier test is still alive and keeps freed memory"
 
 
 def faults_of_second_allocation(size_bytes: int) -> int:
@@ -38,3 +46,29 @@ def test_contexts_nest_and_restore_the_defaults():
         assert cpu_memory._depth == 1
     assert cpu_memory._depth == 0
     assert faults_of_second_allocation(64 * MIB) > 64 * MIB // 4096 // 2  # back to fresh pages
+
+
+class Owner:
+    """Anything a hold can belong to (a pipeline in practice)."""
+
+
+def test_a_hold_keeps_memory_across_calls_until_released():
+    owner = Owner()
+    hold = cpu_memory.MemoryHold(owner)
+    hold.acquire()
+    hold.acquire()  # a second call keeps the one hold
+    assert hold.held and cpu_memory._depth == 1
+    for _ in range(3):
+        faults_of_second_allocation(64 * MIB)
+    assert faults_of_second_allocation(64 * MIB) < 64 * MIB // 4096 // 20  # between "calls": still warm
+    hold.release()
+    assert not hold.held and cpu_memory._depth == 0
+    assert faults_of_second_allocation(64 * MIB) > 64 * MIB // 4096 // 2  # given back: fresh pages again
+
+
+def test_a_hold_is_released_when_its_owner_is_collected():
+    owner = Owner()
+    cpu_memory.MemoryHold(owner).acquire()
+    assert cpu_memory._depth == 1
+    del owner  # the finalizer closes the context (CPython frees the owner at once)
+    assert cpu_memory._depth == 0

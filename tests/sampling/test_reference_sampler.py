@@ -66,3 +66,16 @@ def test_kv_cache_is_kept_and_reused_across_calls(pipe):
     assert pipe.sampler.steps._kv_cache is not cache and pipe.sampler.steps._kv_cache.batch_size == 4
     again = pipe(class_labels=[4], seed=1, output_type="pt")  # stale contents of a reused cache never leak
     assert torch.equal(first.tokens, again.tokens) and torch.equal(first.images, again.images)
+
+
+def test_freed_memory_is_kept_between_calls_until_released(pipe):
+    from nextscale.sampling import cpu_memory
+
+    pipe(class_labels=[1], seed=0, output_type="pt")
+    assert pipe.memory_hold.held == cpu_memory.supported()  # glibc: kept after the call returned
+    pipe.release_memory()
+    assert not pipe.memory_hold.held and pipe.sampler.steps._kv_cache is None
+    assert cpu_memory._depth == 0  # glibc's defaults are back
+    again = pipe(class_labels=[1], seed=0, output_type="pt")  # and the next call takes them again
+    assert pipe.memory_hold.held == cpu_memory.supported()
+    assert again.tokens.shape[0] == 1

@@ -1,4 +1,4 @@
-"""Keep freed memory inside the process during a CPU sampling call, so big activations reuse warm pages.
+"""Keep freed memory inside the process during CPU sampling calls, so big activations reuse warm pages.
 
 glibc serves every allocation above its mmap threshold (at most 32 MB) with fresh pages from the kernel and
 returns freed memory at the top of the heap to the kernel. A sampling call allocates its large activations
@@ -9,6 +9,12 @@ existing buffer. Inside :func:`retained_cpu_memory` glibc takes every allocation
 never trims it, so freed activations are reused without new page faults; on exit the usual settings return
 and the heap is trimmed, so the memory goes back to the kernel. Numbers are untouched (only where memory
 comes from changes); measured on a d16 call at B = 4: 25.4 s -> 22.9 s in float32 (``benchmarks/RESULTS.md``).
+
+A :class:`MemoryHold` keeps the context open **across calls** (what a pipeline does, like PyTorch's CUDA
+caching allocator keeps freed blocks until ``empty_cache()``): trimming at the end of every call would hand
+the working set back to the kernel only to fault it in again at the next call (a d16 B = 1 call: 69,000
+page faults per call when trimmed at its end, about 1,000 from the second call on when held). ``release()``
+(or the owner's garbage collection) gives the memory back.
 
 Linux with glibc only (``mallopt`` / ``malloc_trim``); elsewhere the context does nothing. The setting is
 process-wide while a context is open (other threads allocate the same way meanwhile); contexts nest.
@@ -22,6 +28,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import threading
+import weakref
 
 # mallopt parameters (malloc.h) and glibc's defaults.
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
@@ -78,3 +85,34 @@ def retained_cpu_memory():
                 _LIBC.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
                 _LIBC.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
                 _LIBC.malloc_trim(0)
+
+
+class MemoryHold:
+    """:func:`retained_cpu_memory` held open from :meth:`acquire` until :meth:`release` or until ``owner`` is
+    garbage-collected. While held, the setting is process-wide: every allocation of the process comes from the
+    heap and freed memory stays with the process (its resident size stays at its peak)."""
+
+    def __init__(self, owner: object) -> None:
+        self._stack: contextlib.ExitStack | None = None
+        self._owner = weakref.ref(owner)
+
+    @property
+    def held(self) -> bool:
+        return self._stack is not None
+
+    def acquire(self) -> None:
+        """Open the context (no-op when already held)."""
+        if self._stack is None:
+            stack = contextlib.ExitStack()
+            stack.enter_context(retained_cpu_memory())
+            self._stack = stack
+            owner = self._owner()
+            if owner is not None:
+                self._finalizer = weakref.finalize(owner, stack.close)
+
+    def release(self) -> None:
+        """Close the context: glibc's defaults return and the freed heap goes back to the kernel."""
+        if self._stack is not None:
+            self._finalizer.detach()
+            stack, self._stack = self._stack, None
+            stack.close()

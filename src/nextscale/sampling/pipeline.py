@@ -18,7 +18,6 @@ References: diffusers ``DiffusionPipeline`` and ``pipelines/dit/pipeline_dit.py`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import numbers
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from nextscale.pretrained import (
     resolve_model_path,
     save_component,
 )
-from nextscale.sampling.cpu_memory import retained_cpu_memory
+from nextscale.sampling.cpu_memory import MemoryHold
 from nextscale.sampling.editing import (
     KeepTokensConstraint,
     PreparedImage,
@@ -165,6 +164,7 @@ class Pipeline:
         self.sampler = self.make_sampler(self.tokenizer, self.transformer)
         self.recommended_sampling: dict = {}
         self.class_names = self.check_class_names(class_names)
+        self.memory_hold = MemoryHold(owner=self)
 
     def check_class_names(self, class_names: Sequence[str] | None) -> tuple[str, ...] | None:
         """One distinct, non-empty name per class id (``class_names[i]`` is class ``i``), or None."""
@@ -225,10 +225,16 @@ class Pipeline:
         pipeline = pipeline_cls.from_components(path, index, device).use_precision(dtype)
         return pipeline.use_cuda_graphs() if cuda_graphs else pipeline
 
-    def memory(self):
-        """The allocator context of a call: on a CPU, freed activations are kept for reuse during the call
-        (``nextscale.sampling.cpu_memory``: fewer page faults, same numbers); elsewhere nothing."""
-        return retained_cpu_memory() if self.device.type == "cpu" else contextlib.nullcontext()
+    def keep_memory(self) -> None:
+        """On a CPU, keep freed activations for reuse from this call on (``nextscale.sampling.cpu_memory``: no
+        fresh page faults from the second call on, same numbers); :meth:`release_memory` gives them back."""
+        if self.device.type == "cpu":
+            self.memory_hold.acquire()
+
+    def release_memory(self) -> None:
+        """Give back what the pipeline keeps between calls: the kept freed CPU memory and the KV cache."""
+        self.sampler.steps.release()
+        self.memory_hold.release()
 
     def use_cuda_graphs(self) -> Pipeline:
         """Replay each scale's transformer step as a captured CUDA graph from now on (next-scale pipelines on a
@@ -300,6 +306,7 @@ class Pipeline:
         atomic_write_text(path / PIPELINE_FILE, json.dumps(self.index(), indent=2) + "\n")
 
     def to(self, device: str | torch.device) -> Pipeline:
+        self.release_memory()
         self.tokenizer.to(device)
         self.transformer.to(device)
         return self
@@ -423,17 +430,17 @@ class Pipeline:
         generator = self.make_generator(seed, generator)
         guided = config.uses_guidance(self.transformer.config.schedule.num_scales)
         condition = self.make_condition(class_labels, prompt, int(num_images_per_prompt), guided, text_inputs)
-        with self.memory():  # one allocator context for the loop and the decode
-            with self.precision.autocast(self.device):
-                result = self.sampler.sample(
-                    condition,
-                    batch_size=int(num_images_per_prompt),
-                    config=config,
-                    generator=generator,
-                    constraint=constraint,
-                )
-            with self.precision.decoder_autocast(self.device):
-                images = self.sampler.decode(result.f_hat)
+        self.keep_memory()
+        with self.precision.autocast(self.device):
+            result = self.sampler.sample(
+                condition,
+                batch_size=int(num_images_per_prompt),
+                config=config,
+                generator=generator,
+                constraint=constraint,
+            )
+        with self.precision.decoder_autocast(self.device):
+            images = self.sampler.decode(result.f_hat)
         prompts = self.prompts_per_image(prompt, int(num_images_per_prompt))
         return PipelineOutput(
             images=to_output_type(images, output_type),

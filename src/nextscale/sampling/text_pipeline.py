@@ -20,7 +20,6 @@ import torch
 
 from nextscale.pretrained import load_component
 from nextscale.sampling.pipeline import Pipeline, load_named_component
-from nextscale.sampling.sampler import ScaleSampler, check_components_fit
 from nextscale.text import TextEncoder, load_text_encoder_folder, save_text_encoder_reference
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.conditioning import TextCondition
@@ -45,19 +44,13 @@ class TextPipeline(Pipeline):
         transformer: TextScaleTransformer,
         text_encoder: TextEncoder | None = None,
     ) -> None:
-        self.check_transformer(transformer)
-        check_components_fit(tokenizer, transformer)
+        super().__init__(tokenizer, transformer)  # checks the transformer and that the components fit
         if text_encoder is not None and text_encoder.width != transformer.config.text_dim:
             raise ValueError(
                 f"the text encoder {text_encoder.name!r} has width {text_encoder.width}, but the transformer expects "
                 f"{transformer.config.text_dim}; use the encoder the model was trained with"
             )
-        self.tokenizer = tokenizer.eval()
-        self.transformer = transformer.eval()
         self.text_encoder = text_encoder
-        self.sampler = ScaleSampler(self.tokenizer, self.transformer)
-        self.recommended_sampling: dict = {}
-        self.class_names = None  # text models have prompts, not classes
 
     @staticmethod
     def check_transformer(transformer: torch.nn.Module) -> None:
