@@ -95,6 +95,8 @@ class MemoryHold:
     def __init__(self, owner: object) -> None:
         self._stack: contextlib.ExitStack | None = None
         self._owner = weakref.ref(owner)
+        self._lock = threading.Lock()
+        self._finalizer: weakref.finalize | None = None
 
     @property
     def held(self) -> bool:
@@ -102,17 +104,20 @@ class MemoryHold:
 
     def acquire(self) -> None:
         """Open the context (no-op when already held)."""
-        if self._stack is None:
-            stack = contextlib.ExitStack()
-            stack.enter_context(retained_cpu_memory())
-            self._stack = stack
-            owner = self._owner()
-            if owner is not None:
-                self._finalizer = weakref.finalize(owner, stack.close)
+        with self._lock:  # two threads must not both open one (the second would never be closed)
+            if self._stack is None:
+                stack = contextlib.ExitStack()
+                stack.enter_context(retained_cpu_memory())
+                self._stack = stack
+                owner = self._owner()
+                if owner is not None:
+                    self._finalizer = weakref.finalize(owner, stack.close)
 
     def release(self) -> None:
         """Close the context: glibc's defaults return and the freed heap goes back to the kernel."""
-        if self._stack is not None:
-            self._finalizer.detach()
-            stack, self._stack = self._stack, None
-            stack.close()
+        with self._lock:
+            if self._stack is not None:
+                if self._finalizer is not None:
+                    self._finalizer.detach()
+                stack, self._stack = self._stack, None
+                stack.close()
