@@ -206,3 +206,14 @@ def test_api_bad_input_raises_a_clear_error(call, error, expected, pipe):
         call(pipe)
     assert expected in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+def test_ctrl_c_ends_with_one_line_that_says_interrupted(monkeypatch, capsys):
+    from nextscale.cli import sample
+
+    def interrupted(args):
+        raise KeyboardInterrupt  # what Ctrl-C raises: no message of its own
+
+    monkeypatch.setattr(sample, "run", interrupted)
+    assert main(["sample", "--class", "1"]) == 130
+    assert capsys.readouterr().err.strip() == "nextscale sample: interrupted"

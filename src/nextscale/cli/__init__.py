@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "write a training run's EMA (or raw) weights as a pretrained folder"),
     "plot": ("plot", "draw a training run's loss / per-scale curves into a PNG"),
     "scaling": ("scaling", "scaling laws: train a sweep of depths, fit L = (beta X)^alpha, plot loss vs size/compute"),
+    "serve": ("serve", "web demo in the browser: class and text to image, and editing (needs nextscale[demo])"),
 }
 
 
@@ -107,5 +108,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nextscale {args.command}: error: out of memory ({one_line(err)[:200]}); {hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # training's TrainingInterrupted says where it saved and how to resume
-        print(f"nextscale {args.command}: {err or 'interrupted'}", file=sys.stderr)
+        print(f"nextscale {args.command}: {str(err) or 'interrupted'}", file=sys.stderr)
         return 130

@@ -71,11 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from nextscale.data.images import save_grid
     from nextscale.pretrained import atomic_write
-    from nextscale.sampling.editing import mask_overlay
 
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
@@ -113,13 +110,7 @@ def run(args: argparse.Namespace) -> int:
         save_grid(results, args.out, nrow=len(results), padding=0 if len(results) == 1 else 2)
     print(f"wrote {args.out}")
     if args.side_by_side is not None:
-        source = out.prepared.tensor.to(results.device)
-        overlay = mask_overlay(source, ~out.keep_mask)
-        save_grid(
-            torch.cat([panel.expand(-1, 3, -1, -1) for panel in (source, overlay, results)]),  # gray -> RGB
-            args.side_by_side,
-            nrow=2 + len(results),
-            labels=["input", "region", *[f"result {i}" for i in range(len(results))]],
-        )
+        pictures, labels = out.side_by_side()
+        save_grid(pictures, args.side_by_side, nrow=len(labels), labels=labels)
         print(f"wrote {args.side_by_side}")
     return 0

@@ -44,6 +44,7 @@ from nextscale.sampling.editing import (
     extend_canvas,
     keep_mask_for,
     mask_from_array,
+    mask_overlay,
     paste_back,
     prepare_image,
     scale_keep_masks,
@@ -131,6 +132,17 @@ class EditOutput(PipelineOutput):
         """Each result resized back into the input picture at its original size."""
         images = self.images if isinstance(self.images, list) else to_output_type(self.images, "pil")
         return [paste_back(image, self.prepared) for image in images]
+
+    def side_by_side(self) -> tuple[torch.Tensor, list[str]]:
+        """The input, the input with the regenerated region tinted red, and each result: one (2 + N, 3, S, S)
+        batch in [-1, 1] with a label per picture, for a grid (needs ``output_type="pt"``)."""
+        if not isinstance(self.images, torch.Tensor):
+            raise ValueError('side_by_side needs the results as tensors: edit with output_type="pt"')
+        results = self.images * 2 - 1
+        source = self.prepared.tensor.to(results.device)
+        panels = (source, mask_overlay(source, ~self.keep_mask), results)
+        rgb = torch.cat([panel.expand(-1, 3, -1, -1) for panel in panels])  # gray -> RGB, to join the red tint
+        return rgb, ["input", "region", *[f"result {index + 1}" for index in range(len(results))]]
 
 
 def to_output_type(images_01: torch.Tensor, output_type: str) -> list[Image.Image] | torch.Tensor | np.ndarray:

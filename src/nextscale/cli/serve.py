@@ -1,0 +1,108 @@
+"""Serve a web demo in the browser: class -> image, text -> image and zero-shot editing tabs (gradio).
+
+Examples:
+    nextscale serve                                    # the bundled models at http://127.0.0.1:7860
+    nextscale serve --model var-d16/ --no-text         # a converted VAR model; no text tab
+    nextscale serve --text-model star-256/ --device cuda --dtype auto --max-images 16
+    nextscale serve --host 0.0.0.0 --port 8080         # reachable from other machines (no login: mind who can)
+
+Needs the demo extra: pip install 'nextscale[demo]'. The page has three tabs:
+  Class -> image   pick classes by name; a labelled grid, one row per class, one column per image.
+  Text -> image    one prompt per line (and a negative prompt); a grid, one row per prompt.
+  Edit             upload an image (the bundled model starts with a real test sneaker), set a box with the
+                   y0 x0 y1 x1 sliders (fractions, as `nextscale edit --box`), inpaint or outpaint it towards
+                   a class; shows the input, the region and the results side by side.
+Every tab has the sampling knobs of `nextscale sample` (seed, cfg, top-k, top-p, temperature, smooth), starting
+at the model's recommended settings; the status line says how long it took and in which precision. Requests
+run one at a time and ask for at most --max-images images. The server runs offline (no analytics, no share
+link); Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from nextscale.cli.common import add_dtype_argument, load_pipeline
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="class-conditional pipeline folder, or bundled:fashion-mnist (the default)",
+    )
+    text = parser.add_mutually_exclusive_group()
+    text.add_argument(
+        "--text-model",
+        type=Path,
+        default=None,
+        help="text-to-image pipeline folder for the text tab, or bundled:scenes (the default)",
+    )
+    text.add_argument("--no-text", action="store_true", help="no text tab (and no text model in memory)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
+    parser.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
+    parser.add_argument(
+        "--max-images", type=int, default=64, help="the most images one request may ask for (default: 64)"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    add_dtype_argument(parser)
+
+
+def require_gradio() -> None:
+    """Fail with one line, before any model is loaded, when the optional gradio is missing."""
+    from nextscale.cli import CommandError
+
+    try:
+        import gradio  # noqa: F401
+    except ImportError as err:
+        raise CommandError(
+            f"the web demo needs gradio, which is not installed ({err}); install it with: pip install 'nextscale[demo]'"
+        ) from err
+
+
+def load_served_pipeline(args: argparse.Namespace, model: Path | None, text: bool):
+    """The class (``text=False``) or text model through the CLI's one loader (device check, dtype, bundled default)."""
+    chosen = argparse.Namespace(
+        model=model,
+        device=args.device,
+        dtype=args.dtype,
+        cuda_graphs=args.cuda_graphs,
+        prompt=[] if text else None,  # load_pipeline picks the bundled text model when a prompt is expected
+    )
+    pipe = load_pipeline(chosen)
+    if pipe.is_text_conditional != text:
+        flag, kind = ("--text-model", "text-to-image") if text else ("--model", "class-conditional")
+        raise ValueError(f"{flag} {model or 'bundled'} is not a {kind} model; give a {kind} pipeline folder")
+    return pipe
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_images < 1:
+        raise ValueError(f"--max-images must be at least 1, got {args.max_images}")
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+    # gradio reads this when imported: no usage reports or version checks from a local demo
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # gradio polls its own server with httpx at start-up; those requests say nothing to the user
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    require_gradio()
+    class_pipeline = load_served_pipeline(args, args.model, text=False)
+    text_pipeline = None if args.no_text else load_served_pipeline(args, args.text_model, text=True)
+
+    from nextscale.cli.web_app import build_app
+
+    app = build_app(class_pipeline, text_pipeline, args.max_images)
+    print(f"starting the web demo at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    try:
+        app.launch(server_name=args.host, server_port=args.port, share=False, quiet=True)  # blocks until Ctrl-C
+    except KeyboardInterrupt:  # Ctrl-C before gradio's own wait (which handles it) began
+        app.close()
+    except OSError as err:  # gradio's message names its own launch() arguments, not the flags
+        reason = str(err).split(". ")[0]
+        raise OSError(f"cannot serve at {args.host}:{args.port} ({reason}); choose another --port or --host") from err
+    print("web demo stopped", flush=True)
+    return 0

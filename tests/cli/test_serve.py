@@ -1,0 +1,283 @@
+"""`nextscale serve`: the web demo's handlers on tiny and bundled pipelines, its tabs, the CLI, one real launch."""
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import gradio as gr
+import numpy as np
+import pytest
+from gradio_client import Client
+from PIL import Image
+
+from nextscale.cli import main
+from nextscale.cli.demo import enlarge
+from nextscale.cli.web_app import (
+    UNCONDITIONAL,
+    ServedModels,
+    build_app,
+    edit_image,
+    example_image,
+    sample_classes,
+    sample_prompts,
+)
+from nextscale.data.images import make_grid
+from nextscale.sampling.pipeline import Pipeline
+
+SCENE_PROMPTS = "a bag in the top left\n\n  a dress in the bottom right  \n"  # blank lines and spaces are dropped
+BOX = (0.25, 0.25, 0.75, 0.75)  # y0 x0 y1 x1: the centre
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe(tiny_pipeline_dir):
+    return Pipeline.from_pretrained(tiny_pipeline_dir)
+
+
+@pytest.fixture(scope="module")
+def text_pipe():
+    return Pipeline.from_pretrained("bundled:scenes")  # 64 px STAR with MiniLM; a few tenths of a second a grid
+
+
+@pytest.fixture(scope="module")
+def fashion_pipe():
+    return Pipeline.from_pretrained("bundled:fashion-mnist")  # a trained tokenizer: its reconstructions are faithful
+
+
+@pytest.fixture
+def models(tiny_pipe, text_pipe):
+    return ServedModels(tiny_pipe, text_pipe, max_images=8)
+
+
+def tiles_of(grid: Image.Image, count: int, side: int) -> list[np.ndarray]:
+    """The ``count`` tiles of a one-row grid of ``side``-pixel cells (padding 2), as floats in [0, 1]."""
+    assert grid.size[0] == count * side + (count + 1) * 2, "cells wider than the tiles: a label is too long"
+    pixels = np.asarray(grid.convert("RGB"), dtype=np.float64) / 255
+    return [pixels[2 : 2 + side, 2 + i * (side + 2) : 2 + i * (side + 2) + side] for i in range(count)]
+
+
+# ------------------------------------------------------------------------------------------------ class tab
+def test_class_grid_is_the_pipeline_call_with_the_knobs_and_labels(models, tiny_pipe):
+    knobs = dict(seed=3, cfg=2.0, top_k=5, top_p=0.9, temperature=0.8, smooth=False)
+    grid, status = sample_classes(models, ["Sneaker", "Bag"], 3, **knobs)
+    direct = tiny_pipe(class_labels=[7, 8], num_images_per_prompt=3, output_type="pt", **knobs).images
+    labels = ["Sneaker"] * 3 + ["Bag"] * 3
+    expected = make_grid(enlarge(direct * 2 - 1, 128 // tiny_pipe.image_size), nrow=3, labels=labels)
+    assert grid.size == expected.size  # two rows of three labelled 128 px cells
+    assert np.array_equal(np.asarray(grid), np.asarray(expected))
+    assert status.startswith("6 images in ") and "(fp32, seed 3)" in status
+
+
+def test_class_grid_same_seed_same_image_other_seed_other_image(models):
+    first, _ = sample_classes(models, ["Dress"], 2, seed=11)
+    again, _ = sample_classes(models, ["Dress"], 2, seed=11)
+    other, _ = sample_classes(models, ["Dress"], 2, seed=12)
+    assert np.array_equal(np.asarray(first), np.asarray(again))
+    assert not np.array_equal(np.asarray(first), np.asarray(other))
+
+
+def test_empty_seed_draws_one_and_reports_it(models):
+    grid, status = sample_classes(models, ["Coat"], 1, seed=None)
+    seed = int(status.rsplit("seed ", 1)[1].rstrip(")"))
+    again, _ = sample_classes(models, ["Coat"], 1, seed=seed)
+    assert np.array_equal(np.asarray(grid), np.asarray(again))
+
+
+@pytest.mark.parametrize(
+    "classes, per_class, knobs, message",
+    [
+        ([], 1, {}, "no class chosen: pick at least one class"),
+        (None, 1, {}, "no class chosen"),
+        (["Sneaker", "Bag", "Coat"], 3, {}, "9 images asked for, but this server makes at most 8 per request"),
+        (["Spaceship"], 1, {}, "unknown class 'Spaceship': pick one from the list"),
+        (["Bag"], 0, {}, "images per class must be at least 1"),
+        (["Bag"], 1, {"top_p": 1.5}, "top_p"),  # the pipeline's ValueError, shown as it is
+    ],
+)
+def test_class_tab_bad_inputs_are_one_line_errors(models, classes, per_class, knobs, message):
+    with pytest.raises(gr.Error, match=message) as caught:
+        sample_classes(models, classes, per_class, **knobs)
+    assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
+
+
+# ------------------------------------------------------------------------------------------------- text tab
+def test_text_grid_has_one_row_per_prompt_and_the_negative_prompt_counts(models, text_pipe):
+    grid, status = sample_prompts(models, SCENE_PROMPTS, "", 2, seed=0, cfg=3.0)
+    direct = text_pipe(
+        prompt=["a bag in the top left", "a dress in the bottom right"],
+        num_images_per_prompt=2,
+        seed=0,
+        cfg=3.0,
+        output_type="pt",
+    ).images
+    labels = ["a bag in the top left"] * 2 + ["a dress in the bottom..."] * 2
+    expected = make_grid(enlarge(direct * 2 - 1, 2), nrow=2, labels=labels)
+    assert np.array_equal(np.asarray(grid), np.asarray(expected))
+    assert status.startswith("4 images in ") and "seed 0" in status
+    negative, _ = sample_prompts(models, SCENE_PROMPTS, "a sneaker", 2, seed=0, cfg=3.0)
+    assert not np.array_equal(np.asarray(grid), np.asarray(negative))
+
+
+@pytest.mark.parametrize(
+    "prompts, per_prompt, message",
+    [
+        ("", 1, "the prompt is empty: write at least one prompt"),
+        (" \n\n  ", 1, "the prompt is empty"),
+        ("a bag\na coat\na dress", 3, "9 images asked for"),
+    ],
+)
+def test_text_tab_bad_inputs_are_one_line_errors(models, prompts, per_prompt, message):
+    with pytest.raises(gr.Error, match=message):
+        sample_prompts(models, prompts, "", per_prompt)
+
+
+def test_text_tab_without_a_text_model_says_how_to_get_one(tiny_pipe):
+    with pytest.raises(gr.Error, match="no text model: start it with --text-model"):
+        sample_prompts(ServedModels(tiny_pipe), "a bag", "", 1)
+
+
+# ------------------------------------------------------------------------------------------------- edit tab
+def test_inpainting_keeps_the_outside_and_regenerates_the_box(fashion_pipe):
+    served = ServedModels(fashion_pipe, max_images=8)
+    grid, status = edit_image(served, example_image(fashion_pipe), *BOX, "inpaint", "Ankle boot", 2, seed=0)
+    source, region, *results = tiles_of(grid, 4, 128)  # 32 px enlarged 4x: input | overlay | 2 results
+    inside = np.zeros((128, 128), dtype=bool)
+    inside[32:96, 32:96] = True
+    assert np.abs(region - source)[inside].mean() > 0.1 and np.allclose(region[~inside], source[~inside])
+    for result in results:
+        difference = np.abs(result - source).mean(axis=-1)
+        assert difference[~inside].mean() < 0.06  # kept tokens: the input, up to the tokenizer's reconstruction
+        assert difference[inside].mean() > 2 * difference[~inside].mean()  # regenerated towards a boot
+    assert status.startswith("2 images in ")
+
+
+def test_outpainting_tints_the_outside_of_the_box(tiny_pipe):
+    grid, _ = edit_image(ServedModels(tiny_pipe), example_image(tiny_pipe), *BOX, "outpaint", UNCONDITIONAL, 1)
+    source, region, _ = tiles_of(grid, 3, 128)
+    inside = np.zeros((128, 128), dtype=bool)
+    inside[32:96, 32:96] = True
+    assert np.allclose(region[inside], source[inside]) and np.abs(region - source)[~inside].mean() > 0.1
+
+
+def test_edit_bad_inputs_are_one_line_errors(tiny_pipe, tmp_path):
+    served = ServedModels(tiny_pipe, max_images=2)
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not a picture")
+    example = example_image(tiny_pipe)
+    cases = [
+        ((None, *BOX), {}, "no image: upload one"),
+        ((str(not_an_image), *BOX), {}, "cannot read image .*notes.png"),
+        ((str(tmp_path / "gone.png"), *BOX), {}, "does not exist"),
+        ((example, 0.6, 0.2, 0.4, 0.8), {}, "move the sliders so that y0 < y1 and x0 < x1"),
+        ((example, *BOX), {"num_results": 3}, "3 images asked for, but this server makes at most 2"),
+        ((example, *BOX), {"target": "Spaceship"}, "unknown class 'Spaceship'"),
+        ((example, 0.0, 0.0, 1.0, 1.0), {}, "nothing of the image"),  # the pipeline's ValueError
+    ]
+    for arguments, options, message in cases:
+        with pytest.raises(gr.Error, match=message):
+            edit_image(served, *arguments, **options)
+
+
+# ------------------------------------------------------------------------------------------------------ app
+def tab_labels(app: gr.Blocks) -> list[str]:
+    return [block.label for block in app.blocks.values() if isinstance(block, gr.Tab)]
+
+
+def test_build_app_has_the_tabs_of_the_models_given(tiny_pipe, text_pipe):
+    with_text = build_app(tiny_pipe, text_pipe, max_images=8)
+    assert isinstance(with_text, gr.Blocks)
+    assert tab_labels(with_text) == ["Class → image", "Text → image", "Edit"]
+    assert tab_labels(build_app(tiny_pipe, None)) == ["Class → image", "Edit"]
+    with pytest.raises(ValueError, match="max_images must be at least 1"):
+        build_app(tiny_pipe, None, max_images=0)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing")  # gradio's own pandas calls
+def test_launched_app_serves_the_page_and_the_class_endpoint(tiny_pipe):
+    app = build_app(tiny_pipe, None, max_images=8)
+    port = free_port()
+    _, url, _ = app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        assert url.startswith(f"http://127.0.0.1:{port}")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.status == 200 and b"<!doctype html>" in response.read().lower()
+        with urllib.request.urlopen(url.rstrip("/") + "/config", timeout=30) as response:
+            config = json.load(response)
+        assert config["title"] == "nextscale" and config["analytics_enabled"] is False
+        tabs = [item["props"]["label"] for item in config["components"] if item["type"] == "tabitem"]
+        assert tabs == ["Class → image", "Edit"]
+        client = Client(url, verbose=False)
+        path, status = client.predict(["Trouser"], 2, 5, 1.5, None, None, 1.0, False, api_name="/sample_classes")
+        local, _ = sample_classes(ServedModels(tiny_pipe), ["Trouser"], 2, 5, 1.5, None, None, 1.0, False)
+        assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(local))  # PNG: lossless
+        assert status.startswith("2 images in ")
+        with pytest.raises(Exception, match="no class chosen"):  # the page's message, over HTTP
+            client.predict([], 2, 5, 1.5, None, None, 1.0, False, api_name="/sample_classes")
+    finally:
+        app.close()
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def test_serve_without_gradio_exits_with_the_install_hint(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now raises ImportError
+    # a missing model folder: the gradio check must come first, before any model is loaded
+    assert main(["serve", "--model", str(tmp_path / "missing"), "--no-text"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nextscale serve: error: the web demo needs gradio")
+    assert "pip install 'nextscale[demo]'" in err[0]
+
+
+def test_serve_launches_the_app_with_the_flags(monkeypatch, capsys, tiny_pipeline_dir):
+    launched = {}
+
+    def fake_launch(app, **options):  # records instead of blocking
+        launched.update(options, tabs=tab_labels(app))
+
+    monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
+    argv = ["serve", "--model", str(tiny_pipeline_dir), "--no-text", "--port", "7999", "--max-images", "4"]
+    assert main(argv) == 0
+    assert launched["server_name"] == "127.0.0.1" and launched["server_port"] == 7999
+    assert launched["tabs"] == ["Class → image", "Edit"]
+    assert "http://127.0.0.1:7999" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--text-model", "{tiny}"], "--text-model .* is not a text-to-image model"),
+        (["--no-text", "--max-images", "0"], "--max-images must be at least 1"),
+        (["--no-text", "--port", "70000"], "--port must be between 1 and 65535"),
+    ],
+)
+def test_serve_refuses_bad_flags_in_one_line(monkeypatch, capsys, tiny_pipeline_dir, extra, message):
+    monkeypatch.setattr(gr.Blocks, "launch", lambda app, **options: pytest.fail("launched despite a bad flag"))
+    argv = ["serve", "--model", str(tiny_pipeline_dir), *[part.format(tiny=tiny_pipeline_dir) for part in extra]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nextscale serve: error:")
+    assert re.search(message, err[0])
+
+
+def test_serve_on_a_busy_port_names_the_flag_to_change(capsys, tiny_pipeline_dir):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--model", str(tiny_pipeline_dir), "--no-text", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot serve at 127.0.0.1:{port}" in err[0] and "choose another --port" in err[0]
+
+
+def test_gradio_is_imported_only_by_serve():
+    # a fresh interpreter: this test module itself imports gradio
+    code = "import sys, nextscale, nextscale.cli; nextscale.cli.build_parser(); print('gradio' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
