@@ -20,6 +20,7 @@ from nextscale.cli.web_app import (
     ServedModels,
     build_app,
     edit_image,
+    edit_image_with_text,
     example_image,
     sample_classes,
     sample_prompts,
@@ -180,6 +181,26 @@ def test_edit_bad_inputs_are_one_line_errors(tiny_pipe, tmp_path):
             edit_image(served, *arguments, **options)
 
 
+def test_text_edit_regenerates_a_quadrant_towards_the_prompt_and_keeps_the_rest(tiny_pipe, text_pipe):
+    from nextscale.cli.demo_text import EXAMPLE_SCENE, edit_example_prompt
+
+    served = ServedModels(tiny_pipe, text_pipe, max_images=4)
+    top_left = (0.0, 0.0, 0.5, 0.5)
+    grid, status = edit_image_with_text(
+        served, str(EXAMPLE_SCENE), *top_left, "inpaint", edit_example_prompt(), 2, seed=0
+    )
+    source, region, *results = tiles_of(grid, 4, 128)  # 64 px enlarged 2x: input | overlay | 2 results
+    inside = np.zeros((128, 128), dtype=bool)
+    inside[:64, :64] = True
+    assert np.abs(region - source)[inside].mean() > 0.1 and np.allclose(region[~inside], source[~inside])
+    for result in results:
+        difference = np.abs(result - source).mean(axis=-1)
+        assert difference[inside].mean() > 2 * difference[~inside].mean()  # a bag drawn where the prompt says
+    assert status.startswith("2 images in ")
+    with pytest.raises(gr.Error, match="no text model"):
+        edit_image_with_text(ServedModels(tiny_pipe), str(EXAMPLE_SCENE), *top_left, "inpaint", "a bag", 1)
+
+
 # ------------------------------------------------------------------------------------------------------ app
 def tab_labels(app: gr.Blocks) -> list[str]:
     return [block.label for block in app.blocks.values() if isinstance(block, gr.Tab)]
@@ -188,7 +209,7 @@ def tab_labels(app: gr.Blocks) -> list[str]:
 def test_build_app_has_the_tabs_of_the_models_given(tiny_pipe, text_pipe):
     with_text = build_app(tiny_pipe, text_pipe, max_images=8)
     assert isinstance(with_text, gr.Blocks)
-    assert tab_labels(with_text) == ["Class → image", "Text → image", "Edit"]
+    assert tab_labels(with_text) == ["Class → image", "Text → image", "Edit", "Edit with text"]
     assert tab_labels(build_app(tiny_pipe, None)) == ["Class → image", "Edit"]
     with pytest.raises(ValueError, match="max_images must be at least 1"):
         build_app(tiny_pipe, None, max_images=0)

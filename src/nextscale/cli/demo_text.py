@@ -71,18 +71,24 @@ def text_demo(model: Path, args: argparse.Namespace, seed: int) -> None:
         print(f"text editing: {path} (the top-left quadrant of a real held-out scene regenerated for '{prompt}')")
 
 
+def edit_example_prompt() -> str:
+    """The example scene's caption with a bag in the top-left quadrant (what the edit example asks for)."""
+    from nextscale.data.scenes import caption_for, parse_caption
+
+    layout = list(parse_caption(EXAMPLE_CAPTION.read_text().strip()))
+    layout[EDIT_PLACE] = EDIT_ITEM
+    return caption_for(layout)
+
+
 def text_edit(pipe, seed: int, sampling: dict, zoom: int, path: Path) -> tuple[Path, str]:
     """Input with the region marked, then three results of the prompt that adds a bag in the top left."""
     import torch
 
     from nextscale.cli.demo import enlarge
     from nextscale.data.images import open_image, save_grid
-    from nextscale.data.scenes import caption_for, parse_caption
     from nextscale.sampling.editing import mask_overlay
 
-    layout = list(parse_caption(EXAMPLE_CAPTION.read_text().strip()))
-    layout[EDIT_PLACE] = EDIT_ITEM
-    prompt = caption_for(layout)
+    prompt = edit_example_prompt()
     out = pipe.inpaint(
         open_image(EXAMPLE_SCENE),
         box=QUADRANT_BOXES[EDIT_PLACE],

@@ -6,12 +6,14 @@ Examples:
     nextscale serve --text-model star-256/ --device cuda --dtype auto --max-images 16
     nextscale serve --host 0.0.0.0 --port 8080         # reachable from other machines (no login: mind who can)
 
-Needs the demo extra: pip install 'nextscale[demo]'. The page has three tabs:
+Needs the demo extra: pip install 'nextscale[demo]'. The page has four tabs (the text ones with a text model):
   Class -> image   pick classes by name; a labelled grid, one row per class, one column per image.
   Text -> image    one prompt per line (and a negative prompt); a grid, one row per prompt.
   Edit             upload an image (the bundled model starts with a real test sneaker), set a box with the
                    y0 x0 y1 x1 sliders (fractions, as `nextscale edit --box`), inpaint or outpaint it towards
                    a class; shows the input, the region and the results side by side.
+  Edit with text   the same with the text model, towards a prompt (the whole edited picture's caption; the
+                   bundled scene model starts with a real held-out scene and a bag asked for in its top left).
 Every tab has the sampling knobs of `nextscale sample` (seed, cfg, top-k, top-p, temperature, smooth), starting
 at the model's recommended settings; the status line says how long it took and in which precision. Requests
 run one at a time and ask for at most --max-images images. The server runs offline (no analytics, no share

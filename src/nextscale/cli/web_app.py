@@ -1,6 +1,7 @@
 """The gradio app behind ``nextscale serve``: class -> image, text -> image and editing tabs in a browser.
 
-Each tab's button calls a plain handler (``sample_classes``, ``sample_prompts``, ``edit_image``) that takes the
+Each tab's button calls a plain handler (``sample_classes``, ``sample_prompts``, ``edit_image``,
+``edit_image_with_text``) that takes the
 served models first and the widget values after, so tests call them directly. All model calls go through the
 public ``Pipeline`` API (``pipe(...)`` and ``pipe.edit(...)``), grids come from ``data.images.make_grid``, and
 every user error (no class chosen, an empty prompt, too many images, an unreadable image, a bad box, a
@@ -219,15 +220,59 @@ def edit_image(
     temperature: float = 1.0,
     smooth: bool = False,
 ) -> tuple[Image.Image, str]:
-    """Edit tab: inpaint or outpaint the box (y0 x0 y1 x1 fractions, as ``nextscale edit --box``) of an image,
-    towards ``target`` (a class name, or unconditional).
+    """Edit tab: inpaint or outpaint the box (y0 x0 y1 x1 fractions, as ``nextscale edit --box``) of an image
+    with the class model, towards ``target`` (a class name, or unconditional).
 
     Returns:
         (input | input with the regenerated region tinted red | results, side by side; a status line).
     """
+    pipe = models.class_pipeline
+    class_label = None if target in (None, UNCONDITIONAL) else class_id(pipe, target)
+    settings = sampling_settings(seed, cfg, top_k, top_p, temperature, smooth)
+    return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, settings, class_label=class_label)
+
+
+def edit_image_with_text(
+    models: ServedModels,
+    image_path: str | None,
+    y0: float,
+    x0: float,
+    y1: float,
+    x1: float,
+    mode: str = "inpaint",
+    prompt: str = "",
+    num_results: int = 1,
+    seed: int | None = 0,
+    cfg: float = DEFAULT_SAMPLING["cfg"],
+    top_k: int | None = None,
+    top_p: float | None = None,
+    temperature: float = 1.0,
+    smooth: bool = False,
+) -> tuple[Image.Image, str]:
+    """Text edit tab: as :func:`edit_image` with the text model, towards ``prompt`` (the whole picture's
+    caption, as the model was trained on; empty: the empty prompt)."""
+    pipe = models.text_pipeline
+    if pipe is None:
+        raise UserError("this server has no text model: start it with --text-model DIR")
+    settings = sampling_settings(seed, cfg, top_k, top_p, temperature, smooth)
+    text = " ".join((prompt or "").split()) or None
+    return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, settings, prompt=text)
+
+
+def run_edit(
+    models: ServedModels,
+    pipe: Pipeline,
+    image_path: str | None,
+    box: tuple[float, float, float, float],
+    mode: str,
+    num_results: int,
+    settings: dict,
+    **target,
+) -> tuple[Image.Image, str]:
+    """Check the request, edit under the lock and lay out input | region | results (both edit tabs)."""
     from nextscale.data.images import make_grid, open_image
 
-    pipe = models.class_pipeline
+    y0, x0, y1, x1 = box
     if not image_path:
         raise UserError("no image: upload one (PNG, JPEG or WebP)")
     if not y0 < y1 or not x0 < x1:
@@ -238,21 +283,11 @@ def edit_image(
     if count < 1:
         raise UserError(f"number of results must be at least 1, got {count}")
     check_image_count(count, models.max_images, "ask for fewer results")
-    class_label = None if target in (None, UNCONDITIONAL) else class_id(pipe, target)
-    settings = sampling_settings(seed, cfg, top_k, top_p, temperature, smooth)
     started = time.perf_counter()
     with shown_in_the_page():
         image = open_image(image_path)  # a ValueError that names the file when it is not an image
         with models.lock:
-            out = pipe.edit(
-                image,
-                mode=mode,
-                box=(y0, x0, y1, x1),
-                class_label=class_label,
-                num_images=count,
-                output_type="pt",
-                **settings,
-            )
+            out = pipe.edit(image, mode=mode, box=box, num_images=count, output_type="pt", **target, **settings)
     pictures, labels = out.side_by_side()
     grid = make_grid(enlarge(pictures, display_zoom(pipe)), nrow=len(labels), labels=labels)
     return grid, status_line(count, started, pipe, settings["seed"])
@@ -343,33 +378,62 @@ def example_image(pipe: Pipeline) -> str | None:
     return str(path) if pipe.num_classes == len(CLASS_NAMES) and path.is_file() else None
 
 
+def region_widgets(box: tuple[float, float, float, float]) -> list:
+    """The y0 x0 y1 x1 sliders (fractions, as ``nextscale edit --box``) and the inpaint / outpaint choice."""
+    sliders = [
+        gr.Slider(0.0, 1.0, value=value, step=0.05, label=f"{name} (fraction)")
+        for name, value in zip(("y0", "x0", "y1", "x1"), box)
+    ]
+    mode = gr.Radio(
+        ["inpaint", "outpaint"],
+        value="inpaint",
+        label="mode",
+        info="inpaint regenerates the box; outpaint keeps it and regenerates the rest",
+    )
+    return [*sliders, mode]
+
+
 def edit_tab(models: ServedModels) -> None:
     pipe = models.class_pipeline
     with gr.Tab("Edit", id="edit"):
         with gr.Row():
             image = gr.Image(value=example_image(pipe), type="filepath", label="image (any size: center-cropped)")
             with gr.Column():
-                box = [
-                    gr.Slider(0.0, 1.0, value=value, step=0.05, label=f"{name} (fraction)")
-                    for name, value in zip(("y0", "x0", "y1", "x1"), INPAINT_BOX)
-                ]
-                mode = gr.Radio(
-                    ["inpaint", "outpaint"],
-                    value="inpaint",
-                    label="mode",
-                    info="inpaint regenerates the box; outpaint keeps it and regenerates the rest",
-                )
+                region = region_widgets(INPAINT_BOX)
                 target = gr.Dropdown([UNCONDITIONAL, *class_choices(pipe)], value=UNCONDITIONAL, label="target class")
                 num_results = slider_up_to(8, 3, models.max_images, "results")
         knobs = sampling_widgets(pipe)
         button = gr.Button("Edit", variant="primary")
         outputs = result_widgets()
-    inputs = [image, *box, mode, target, num_results, *knobs]
+    inputs = [image, *region, target, num_results, *knobs]
     button.click(bind(edit_image, models), inputs, outputs, api_name="edit_image")
 
 
+def text_edit_tab(models: ServedModels) -> None:
+    from nextscale.cli.demo_text import EDIT_PLACE, EXAMPLE_SCENE, QUADRANT_BOXES, edit_example_prompt
+
+    pipe = models.text_pipeline
+    example = EXAMPLE_SCENE if EXAMPLE_SCENE.is_file() else None
+    with gr.Tab("Edit with text", id="text-edit"):
+        with gr.Row():
+            image = gr.Image(value=example, type="filepath", label="image (any size: center-cropped)")
+            with gr.Column():
+                region = region_widgets(QUADRANT_BOXES[EDIT_PLACE])
+                prompt = gr.Textbox(
+                    value=edit_example_prompt() if example else "",
+                    label="prompt: the whole edited picture's caption (empty: the empty prompt)",
+                )
+                num_results = slider_up_to(8, 3, models.max_images, "results")
+        knobs = sampling_widgets(pipe)
+        button = gr.Button("Edit", variant="primary")
+        outputs = result_widgets()
+    inputs = [image, *region, prompt, num_results, *knobs]
+    button.click(bind(edit_image_with_text, models), inputs, outputs, api_name="edit_image_with_text")
+
+
 def build_app(class_pipeline: Pipeline, text_pipeline: TextPipeline | None = None, max_images: int = 64) -> gr.Blocks:
-    """The web demo: tabs "Class → image", "Text → image" (only with a text pipeline) and "Edit".
+    """The web demo: tabs "Class → image", "Text → image", "Edit" and "Edit with text" (the text tabs only with a
+    text pipeline).
 
     Args:
         class_pipeline: a class-conditional ``Pipeline``.
@@ -388,4 +452,6 @@ def build_app(class_pipeline: Pipeline, text_pipeline: TextPipeline | None = Non
             if text_pipeline is not None:
                 text_tab(models)
             edit_tab(models)
+            if text_pipeline is not None:
+                text_edit_tab(models)
     return app
