@@ -151,7 +151,10 @@ def main() -> None:
     tokenizer_config, transformer_config = tokenizer.config, transformer.config
     paths = {"reference": (None, "fp32", "the official sampler's steps, in a worker process")}
     paths.update(build_paths(args.paths[1:], tokenizer, transformer))
-    peaks = {"fp32": matmul_peak_flops(device, torch.float32) / 1e9}
+    reference([0], 0)  # warm-up (first-call allocations and kernel choices); returns once the worker is built
+    for name in args.paths[1:]:
+        paths[name][0]([0], 0)
+    peaks = {"fp32": matmul_peak_flops(device, torch.float32) / 1e9}  # measured with the worker idle
     if any(precision in ("bf16", "fp16") for _, precision, _ in paths.values()):
         peaks["bf16"] = matmul_peak_flops(device, torch.bfloat16) / 1e9
     print(
@@ -165,9 +168,6 @@ def main() -> None:
     )
     for name, (_, precision, reason) in paths.items():
         print(f"path {name}: {precision} ({reason})")
-    reference([0], 0)  # warm-up: first-call allocations and kernel choices
-    for name in args.paths[1:]:
-        paths[name][0]([0], 0)
     for batch in args.batch:
         labels = [i % transformer_config.num_classes for i in range(batch)]
         gflop = (sampling_flops(transformer_config, batch, guided=True) + decoder_flops(tokenizer, batch, device)) / 1e9
