@@ -17,6 +17,7 @@ from nextscale.cli import main
 from nextscale.cli.demo import enlarge
 from nextscale.cli.web_app import (
     UNCONDITIONAL,
+    Knobs,
     ServedModels,
     build_app,
     edit_image,
@@ -62,7 +63,7 @@ def tiles_of(grid: Image.Image, count: int, side: int) -> list[np.ndarray]:
 # ------------------------------------------------------------------------------------------------ class tab
 def test_class_grid_is_the_pipeline_call_with_the_knobs_and_labels(models, tiny_pipe):
     knobs = dict(seed=3, cfg=2.0, top_k=5, top_p=0.9, temperature=0.8, smooth=False)
-    grid, status = sample_classes(models, ["Sneaker", "Bag"], 3, **knobs)
+    grid, status = sample_classes(models, ["Sneaker", "Bag"], 3, Knobs(**knobs))
     direct = tiny_pipe(class_labels=[7, 8], num_images_per_prompt=3, output_type="pt", **knobs).images
     labels = ["Sneaker"] * 3 + ["Bag"] * 3
     expected = make_grid(enlarge(direct * 2 - 1, 128 // tiny_pipe.image_size), nrow=3, labels=labels)
@@ -72,17 +73,17 @@ def test_class_grid_is_the_pipeline_call_with_the_knobs_and_labels(models, tiny_
 
 
 def test_class_grid_same_seed_same_image_other_seed_other_image(models):
-    first, _ = sample_classes(models, ["Dress"], 2, seed=11)
-    again, _ = sample_classes(models, ["Dress"], 2, seed=11)
-    other, _ = sample_classes(models, ["Dress"], 2, seed=12)
+    first, _ = sample_classes(models, ["Dress"], 2, Knobs(seed=11))
+    again, _ = sample_classes(models, ["Dress"], 2, Knobs(seed=11))
+    other, _ = sample_classes(models, ["Dress"], 2, Knobs(seed=12))
     assert np.array_equal(np.asarray(first), np.asarray(again))
     assert not np.array_equal(np.asarray(first), np.asarray(other))
 
 
 def test_empty_seed_draws_one_and_reports_it(models):
-    grid, status = sample_classes(models, ["Coat"], 1, seed=None)
+    grid, status = sample_classes(models, ["Coat"], 1, Knobs(seed=None))
     seed = int(status.rsplit("seed ", 1)[1].rstrip(")"))
-    again, _ = sample_classes(models, ["Coat"], 1, seed=seed)
+    again, _ = sample_classes(models, ["Coat"], 1, Knobs(seed=seed))
     assert np.array_equal(np.asarray(grid), np.asarray(again))
 
 
@@ -99,13 +100,13 @@ def test_empty_seed_draws_one_and_reports_it(models):
 )
 def test_class_tab_bad_inputs_are_one_line_errors(models, classes, per_class, knobs, message):
     with pytest.raises(gr.Error, match=message) as caught:
-        sample_classes(models, classes, per_class, **knobs)
+        sample_classes(models, classes, per_class, Knobs(**knobs))
     assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
 
 
 # ------------------------------------------------------------------------------------------------- text tab
 def test_text_grid_has_one_row_per_prompt_and_the_negative_prompt_counts(models, text_pipe):
-    grid, status = sample_prompts(models, SCENE_PROMPTS, "", 2, seed=0, cfg=3.0)
+    grid, status = sample_prompts(models, SCENE_PROMPTS, "", 2, Knobs(seed=0, cfg=3.0))
     direct = text_pipe(
         prompt=["a bag in the top left", "a dress in the bottom right"],
         num_images_per_prompt=2,
@@ -117,7 +118,7 @@ def test_text_grid_has_one_row_per_prompt_and_the_negative_prompt_counts(models,
     expected = make_grid(enlarge(direct * 2 - 1, 2), nrow=2, labels=labels)
     assert np.array_equal(np.asarray(grid), np.asarray(expected))
     assert status.startswith("4 images in ") and "seed 0" in status
-    negative, _ = sample_prompts(models, SCENE_PROMPTS, "a sneaker", 2, seed=0, cfg=3.0)
+    negative, _ = sample_prompts(models, SCENE_PROMPTS, "a sneaker", 2, Knobs(seed=0, cfg=3.0))
     assert not np.array_equal(np.asarray(grid), np.asarray(negative))
 
 
@@ -142,7 +143,7 @@ def test_text_tab_without_a_text_model_says_how_to_get_one(tiny_pipe):
 # ------------------------------------------------------------------------------------------------- edit tab
 def test_inpainting_keeps_the_outside_and_regenerates_the_box(fashion_pipe):
     served = ServedModels(fashion_pipe, max_images=8)
-    grid, status = edit_image(served, example_image(fashion_pipe), *BOX, "inpaint", "Ankle boot", 2, seed=0)
+    grid, status = edit_image(served, example_image(fashion_pipe), *BOX, "inpaint", "Ankle boot", 2, Knobs(seed=0))
     source, region, *results = tiles_of(grid, 4, 128)  # 32 px enlarged 4x: input | overlay | 2 results
     inside = np.zeros((128, 128), dtype=bool)
     inside[32:96, 32:96] = True
@@ -187,7 +188,7 @@ def test_text_edit_regenerates_a_quadrant_towards_the_prompt_and_keeps_the_rest(
     served = ServedModels(tiny_pipe, text_pipe, max_images=4)
     top_left = (0.0, 0.0, 0.5, 0.5)
     grid, status = edit_image_with_text(
-        served, str(EXAMPLE_SCENE), *top_left, "inpaint", edit_example_prompt(), 2, seed=0
+        served, str(EXAMPLE_SCENE), *top_left, "inpaint", edit_example_prompt(), 2, Knobs(seed=0)
     )
     source, region, *results = tiles_of(grid, 4, 128)  # 64 px enlarged 2x: input | overlay | 2 results
     inside = np.zeros((128, 128), dtype=bool)
@@ -237,7 +238,7 @@ def test_launched_app_serves_the_page_and_the_class_endpoint(tiny_pipe):
         assert tabs == ["Class → image", "Edit"]
         client = Client(url, verbose=False)
         path, status = client.predict(["Trouser"], 2, 5, 1.5, None, None, 1.0, False, api_name="/sample_classes")
-        local, _ = sample_classes(ServedModels(tiny_pipe), ["Trouser"], 2, 5, 1.5, None, None, 1.0, False)
+        local, _ = sample_classes(ServedModels(tiny_pipe), ["Trouser"], 2, Knobs(5, 1.5, None, None, 1.0, False))
         assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(local))  # PNG: lossless
         assert status.startswith("2 images in ")
         with pytest.raises(Exception, match="no class chosen"):  # the page's message, over HTTP

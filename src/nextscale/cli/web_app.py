@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 import gradio as gr
@@ -82,19 +82,31 @@ def check_image_count(count: int, max_images: int, fix: str) -> None:
         raise UserError(f"{count} images asked for, but this server makes at most {max_images} per request: {fix}")
 
 
-def sampling_settings(seed, cfg, top_k, top_p, temperature, smooth) -> dict:
-    """The knob widgets' values as pipeline keyword arguments: an empty top-k / top-p is off, an empty seed a
-    random one (reported in the status line so that the result can be made again)."""
-    if seed is None:
-        seed = secrets.randbelow(2**31)
-    return dict(
-        seed=int(seed),
-        cfg=float(cfg),
-        top_k=None if top_k is None else int(top_k),
-        top_p=None if top_p is None else float(top_p),
-        temperature=float(temperature),
-        smooth=bool(smooth),
-    )
+@dataclass(frozen=True)
+class Knobs:
+    """The sampling widgets' values, in the order every tab lays them out (its last six inputs)."""
+
+    seed: int | None = 0
+    cfg: float = DEFAULT_SAMPLING["cfg"]
+    top_k: int | None = None
+    top_p: float | None = None
+    temperature: float = 1.0
+    smooth: bool = False
+
+    def settings(self) -> dict:
+        """Pipeline keyword arguments: an empty top-k / top-p is off, an empty seed a random one (reported in the
+        status line so that the result can be made again)."""
+        return dict(
+            seed=secrets.randbelow(2**31) if self.seed is None else int(self.seed),
+            cfg=float(self.cfg),
+            top_k=None if self.top_k is None else int(self.top_k),
+            top_p=None if self.top_p is None else float(self.top_p),
+            temperature=float(self.temperature),
+            smooth=bool(self.smooth),
+        )
+
+
+KNOB_COUNT = len(fields(Knobs))
 
 
 def class_choices(pipe: Pipeline) -> list[str]:
@@ -128,12 +140,7 @@ def sample_classes(
     models: ServedModels,
     classes: list[str] | None,
     images_per_class: int,
-    seed: int | None = 0,
-    cfg: float = DEFAULT_SAMPLING["cfg"],
-    top_k: int | None = None,
-    top_p: float | None = None,
-    temperature: float = 1.0,
-    smooth: bool = False,
+    knobs: Knobs = Knobs(),
 ) -> tuple[Image.Image, str]:
     """Class tab: one row per chosen class, ``images_per_class`` columns, labelled with the class names.
 
@@ -150,7 +157,7 @@ def sample_classes(
         raise UserError(f"images per class must be at least 1, got {per_class}")
     check_image_count(len(classes) * per_class, models.max_images, "choose fewer classes or images per class")
     labels = [class_id(pipe, choice) for choice in classes]
-    settings = sampling_settings(seed, cfg, top_k, top_p, temperature, smooth)
+    settings = knobs.settings()
     started = time.perf_counter()
     with shown_in_the_page(), models.lock:
         out = pipe(class_labels=labels, num_images_per_prompt=per_class, output_type="pt", **settings)
@@ -164,12 +171,7 @@ def sample_prompts(
     prompts: str,
     negative_prompt: str,
     images_per_prompt: int,
-    seed: int | None = 0,
-    cfg: float = DEFAULT_SAMPLING["cfg"],
-    top_k: int | None = None,
-    top_p: float | None = None,
-    temperature: float = 1.0,
-    smooth: bool = False,
+    knobs: Knobs = Knobs(),
 ) -> tuple[Image.Image, str]:
     """Text tab: one row per prompt (one prompt per line of ``prompts``), ``images_per_prompt`` columns.
 
@@ -188,7 +190,7 @@ def sample_prompts(
         raise UserError(f"images per prompt must be at least 1, got {per_prompt}")
     check_image_count(len(lines) * per_prompt, models.max_images, "write fewer prompts or ask for fewer images each")
     negative = (negative_prompt or "").strip()
-    settings = sampling_settings(seed, cfg, top_k, top_p, temperature, smooth)
+    settings = knobs.settings()
     started = time.perf_counter()
     with shown_in_the_page(), models.lock:
         out = pipe(
@@ -213,12 +215,7 @@ def edit_image(
     mode: str = "inpaint",
     target: str = UNCONDITIONAL,
     num_results: int = 1,
-    seed: int | None = 0,
-    cfg: float = DEFAULT_SAMPLING["cfg"],
-    top_k: int | None = None,
-    top_p: float | None = None,
-    temperature: float = 1.0,
-    smooth: bool = False,
+    knobs: Knobs = Knobs(),
 ) -> tuple[Image.Image, str]:
     """Edit tab: inpaint or outpaint the box (y0 x0 y1 x1 fractions, as ``nextscale edit --box``) of an image
     with the class model, towards ``target`` (a class name, or unconditional).
@@ -228,7 +225,7 @@ def edit_image(
     """
     pipe = models.class_pipeline
     class_label = None if target in (None, UNCONDITIONAL) else class_id(pipe, target)
-    settings = sampling_settings(seed, cfg, top_k, top_p, temperature, smooth)
+    settings = knobs.settings()
     return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, settings, class_label=class_label)
 
 
@@ -242,19 +239,14 @@ def edit_image_with_text(
     mode: str = "inpaint",
     prompt: str = "",
     num_results: int = 1,
-    seed: int | None = 0,
-    cfg: float = DEFAULT_SAMPLING["cfg"],
-    top_k: int | None = None,
-    top_p: float | None = None,
-    temperature: float = 1.0,
-    smooth: bool = False,
+    knobs: Knobs = Knobs(),
 ) -> tuple[Image.Image, str]:
     """Text edit tab: as :func:`edit_image` with the text model, towards ``prompt`` (the whole picture's
     caption, as the model was trained on; empty: the empty prompt)."""
     pipe = models.text_pipeline
     if pipe is None:
         raise UserError("this server has no text model: start it with --text-model DIR")
-    settings = sampling_settings(seed, cfg, top_k, top_p, temperature, smooth)
+    settings = knobs.settings()
     text = " ".join((prompt or "").split()) or None
     return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, settings, prompt=text)
 
@@ -300,7 +292,7 @@ def recommended(pipe: Pipeline) -> dict:
 
 
 def sampling_widgets(pipe: Pipeline) -> list:
-    """seed, cfg, top-k, top-p, temperature and smooth widgets, in the handlers' argument order."""
+    """seed, cfg, top-k, top-p, temperature and smooth widgets, in the order of the fields of :class:`Knobs`."""
     start = recommended(pipe)
     with gr.Accordion("sampling", open=False):
         with gr.Row():
@@ -327,10 +319,11 @@ def slider_up_to(maximum: int, value: int, max_images: int, label: str):
 
 
 def bind(handler, models: ServedModels):
-    """``handler`` with the served models filled in, under the handler's own name (gradio's API names)."""
+    """``handler`` with the served models filled in and the last six widget values (the sampling knobs) folded
+    into :class:`Knobs`, under the handler's own name (gradio's API names)."""
 
     def bound(*values):
-        return handler(models, *values)
+        return handler(models, *values[:-KNOB_COUNT], Knobs(*values[-KNOB_COUNT:]))
 
     bound.__name__ = bound.__qualname__ = handler.__name__
     bound.__doc__ = handler.__doc__
