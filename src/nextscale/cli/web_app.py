@@ -225,8 +225,7 @@ def edit_image(
     """
     pipe = models.class_pipeline
     class_label = None if target in (None, UNCONDITIONAL) else class_id(pipe, target)
-    settings = knobs.settings()
-    return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, settings, class_label=class_label)
+    return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, knobs, class_label=class_label)
 
 
 def edit_image_with_text(
@@ -246,9 +245,8 @@ def edit_image_with_text(
     pipe = models.text_pipeline
     if pipe is None:
         raise UserError("this server has no text model: start it with --text-model DIR")
-    settings = knobs.settings()
     text = " ".join((prompt or "").split()) or None
-    return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, settings, prompt=text)
+    return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, knobs, prompt=text)
 
 
 def run_edit(
@@ -258,7 +256,7 @@ def run_edit(
     box: tuple[float, float, float, float],
     mode: str,
     num_results: int,
-    settings: dict,
+    knobs: Knobs,
     **target,
 ) -> tuple[Image.Image, str]:
     """Check the request, edit under the lock and lay out input | region | results (both edit tabs)."""
@@ -275,6 +273,7 @@ def run_edit(
     if count < 1:
         raise UserError(f"number of results must be at least 1, got {count}")
     check_image_count(count, models.max_images, "ask for fewer results")
+    settings = knobs.settings()
     started = time.perf_counter()
     with shown_in_the_page():
         image = open_image(image_path)  # a ValueError that names the file when it is not an image
