@@ -15,6 +15,8 @@ import contextlib
 import datetime
 import logging
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,10 +97,35 @@ def init_distributed(
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
-def teardown() -> None:
-    """Leave the process group (safe to call when none exists)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(*, wait_for_peers: bool = False) -> None:
+    """Leave the process group (safe to call when none exists).
+
+    Args:
+        wait_for_peers: first wait until every rank gets here (call it so after work that finished on every
+            rank). All collectives are then complete before this process starts to exit; a failed rank
+            makes the wait fail, which is logged, not raised (that rank reports its own error).
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait_for_peers:
+        try:
+            dist.barrier()
+        except RuntimeError as err:  # gloo and NCCL failures (DistError) included
+            get_logger(__name__).warning("another process did not finish cleanly (%s)", err)
+    dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(device: str | torch.device | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[DistInfo]:
+    """:func:`init_distributed` for the body, then :func:`teardown` (waiting for the peers when the body
+    finished without an error)."""
+    info = init_distributed(device=device, timeout_s=timeout_s)
+    finished = False
+    try:
+        yield info
+        finished = True
+    finally:
+        teardown(wait_for_peers=finished)
 
 
 def get_rank() -> int:
@@ -119,11 +146,31 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _wait_until_released(tensor: torch.Tensor, references: int, timeout_s: float = 5.0) -> None:
+    """Return once gloo's worker thread has dropped its reference to ``tensor`` (which held ``references``
+    before the collective).
+
+    The worker drops a collective's tensors just after the caller learns that it finished (in about one call
+    in five on two CPU ranks). Dropping a tensor that Python has seen takes the GIL, and if the interpreter
+    is already shutting down the thread is killed inside a C++ destructor and the process aborts
+    ("terminate called without an active exception"): a run that finished would exit with SIGABRT. DDP
+    keeps the group's worker threads alive past ``destroy_process_group`` (PyTorch 2.13), so the release
+    must happen here, while Python runs. It takes microseconds; NCCL work holds its tensors differently.
+    """
+    if tensor.device.type != "cpu" or dist.get_backend() != "gloo":
+        return
+    deadline = time.monotonic() + timeout_s
+    while tensor._use_count() > references and time.monotonic() < deadline:
+        time.sleep(1e-4)
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum of ``tensor`` over ranks (a new tensor; the input is untouched)."""
     out = tensor.detach().clone()
     if get_world_size() > 1:
+        references = out._use_count()
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        _wait_until_released(out, references)
     return out
 
 
@@ -144,7 +191,9 @@ def all_gather_objects(obj: Any) -> list[Any]:
 def broadcast_tensor(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     """Overwrite ``tensor`` in place with rank ``src``'s values."""
     if get_world_size() > 1:
+        references = tensor._use_count()
         dist.broadcast(tensor, src=src)
+        _wait_until_released(tensor, references)
     return tensor
 
 

@@ -41,10 +41,8 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
     )
     torch.set_num_threads(1)
-    try:
+    with distributed.process_group():
         _train_both(root)
-    finally:
-        distributed.teardown()
 
 
 def _free_port() -> int:
@@ -169,12 +167,10 @@ def _fsdp_worker(rank: int, world_size: int, port: int, root: str) -> None:
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
     )
     torch.set_num_threads(1)
-    try:
+    with distributed.process_group():
         _train_transformer(f"{root}/fsdp", "fsdp")
         _train_transformer(f"{root}/fsdp-resumed", "fsdp", max_steps=2)  # interrupted ...
         _train_transformer(f"{root}/fsdp-resumed", "fsdp")  # ... and resumed from gathered full checkpoints
-    finally:
-        distributed.teardown()
 
 
 @pytest.mark.slow  # about 12 s: FSDP2 set-up on gloo

@@ -43,3 +43,46 @@ def test_wrap_and_unwrap():
         distributed.wrap_model(model, "zero3")
     state = distributed.full_state_dict(model)
     assert set(state) == {"weight", "bias"} and state["weight"].device.type == "cpu"
+
+
+def _collectives_worker(rank: int, port: int, queue) -> None:
+    """Many small collectives through the helpers, then the tensors' C++ reference counts."""
+    import os
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank)
+    )
+    torch.set_num_threads(1)
+    counts = []
+    with distributed.process_group(device="cpu"):
+        kept = torch.zeros(4)
+        for step in range(200):
+            counts.append(distributed.all_reduce_sum(torch.full((4,), float(step)))._use_count())
+            counts.append(distributed.broadcast_tensor(kept)._use_count())
+        total = distributed.all_reduce_sum(torch.tensor([float(rank)])).item()
+    queue.put((rank, counts, total))
+
+
+@pytest.mark.slow  # about 5 s: two gloo processes
+def test_collective_helpers_return_after_gloo_has_released_their_tensors():
+    """gloo's worker thread drops a collective's tensors just after the caller returns (about one call in five
+    without the wait). A tensor Python has seen takes the GIL to drop: during interpreter shutdown that aborts
+    the process, so the helpers return only once the worker holds nothing: a reference count of one."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_collectives_worker, args=(rank, port, queue)) for rank in range(2)]
+    for worker in workers:
+        worker.start()
+    results = [queue.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert all(worker.exitcode == 0 for worker in workers)
+    for _, counts, total in results:
+        assert total == 1.0 and len(counts) == 400 and set(counts) == {1}

@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
             f"--split {args.split}: captioned data has no splits, so this would tokenize the training captions; "
             "tokenize the held-out captions as their own set, e.g. --data captions:data/scenes-test"
         )
-    dist_info = distributed.init_distributed(device=args.device)
-    try:
+    with distributed.process_group(device=args.device) as dist_info:
         tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
         sides = scale_sides_for(args.resolution, args.scale_sides, tokenizer.config.downsample_factor)
         if sides is not None and sides != tuple(tokenizer.config.scale_sides):
@@ -105,6 +104,4 @@ def run(args: argparse.Namespace) -> int:
                 class_names=names,
             )
             print(f"wrote {len(dataset)} token sequences of {config.schedule.total_tokens} tokens to {args.out}")
-    finally:
-        distributed.teardown()
     return 0

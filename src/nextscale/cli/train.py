@@ -266,12 +266,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--run-dir and --tokenizer are required (or give them in the --config file)")
     if not args.tokens and not args.data:
         raise ValueError("give the training data: --tokens DIR (from `nextscale tokenize`) or --data SPEC")
-    dist_info = distributed.init_distributed(device=args.device, timeout_s=args.dist_timeout)
-    try:
+    with distributed.process_group(device=args.device, timeout_s=args.dist_timeout) as dist_info:
         with hold_run_dir(args.run_dir, dist_info):
             _train(args, dist_info)
-    finally:
-        distributed.teardown()
     return 0
 
 

@@ -176,12 +176,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--run-dir and --data are required (or give them in the --config file)")
     if args.in_channels is None and not args.init_from:
         args.in_channels = data_channels(args.data)
-    dist_info = distributed.init_distributed(device=args.device, timeout_s=args.dist_timeout)
-    try:
+    with distributed.process_group(device=args.device, timeout_s=args.dist_timeout) as dist_info:
         with hold_run_dir(args.run_dir, dist_info):
             _train(args, dist_info)
-    finally:
-        distributed.teardown()
     return 0
 
 
