@@ -1,10 +1,12 @@
 """The allocator context keeps freed memory for reuse (no fresh page faults) and restores the defaults."""
 
 import gc
-import resource
+import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
-import torch
 
 from nextscale.sampling import cpu_memory
 
@@ -23,60 +25,95 @@ def no_pipeline_holds_memory():
     assert cpu_memory._depth == 0
 
 
-def faults_of_second_allocation(size_bytes: int) -> int:
-    """Minor page faults taken by allocating and touching a buffer right after an equal one was freed."""
-    torch.empty(size_bytes // 4).fill_(1.0)  # allocate, touch, free
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.empty(size_bytes // 4).fill_(2.0)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+# The page-fault measurements run in a fresh interpreter: in a long test session the heap can hold a large
+# free chunk below live objects (left by an earlier test's pipeline), and glibc then serves a 64 MB request
+# from that chunk's already-touched pages even with its defaults, which would hide what the defaults do.
+FAULT_SCENARIOS = textwrap.dedent(
+    """
+    import json, resource
+    import torch
+    from nextscale.sampling import cpu_memory
+
+    MIB = 2**20
+    SIZE = 64 * MIB  # > 32 MB: with glibc's defaults every such buffer is mapped afresh
 
 
-def warm_up(size_bytes: int) -> None:
-    """Allocate and free until the heap has grown enough that an aligned block of this size fits in its freed
-    space twice in a row: an aligned request is a little larger than the block freed before it, so the heap
-    grows for a few rounds (three to five for 64 MB here, depending on what it held before) until freed blocks
-    have coalesced."""
-    warm_rounds = 0
-    for _ in range(16):
-        warm_rounds = warm_rounds + 1 if faults_of_second_allocation(size_bytes) < size_bytes // 4096 // 20 else 0
-        if warm_rounds == 2:
-            return
+    def faults_of_second_allocation():
+        # minor page faults taken by allocating and touching a buffer right after an equal one was freed
+        torch.empty(SIZE // 4).fill_(1.0)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.empty(SIZE // 4).fill_(2.0)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
-def test_freed_activations_are_reused_without_page_faults_inside_the_context():
-    pages = 64 * MIB // 4096
-    outside = faults_of_second_allocation(64 * MIB)  # > 32 MB: glibc maps fresh pages every time
+    def warm_up():
+        # an aligned request is a little larger than the block freed before it, so the heap grows for a few
+        # rounds (three to five for 64 MB) until freed blocks have coalesced: wait for two warm rounds in a row
+        warm_rounds = 0
+        for _ in range(16):
+            warm_rounds = warm_rounds + 1 if faults_of_second_allocation() < SIZE // 4096 // 20 else 0
+            if warm_rounds == 2:
+                return
+
+
+    class Owner:
+        pass
+
+
+    faults = {"defaults": faults_of_second_allocation()}
     with cpu_memory.retained_cpu_memory():
-        warm_up(64 * MIB)
-        inside = faults_of_second_allocation(64 * MIB)
-    assert outside > pages // 2  # every page of the new buffer faulted in again
-    assert inside < pages // 20  # the freed buffer's warm pages were reused
+        warm_up()
+        faults["inside"] = faults_of_second_allocation()
+    faults["after_context"] = faults_of_second_allocation()
+    owner = Owner()
+    hold = cpu_memory.MemoryHold(owner)
+    hold.acquire()
+    warm_up()
+    faults["held_between_calls"] = faults_of_second_allocation()
+    hold.release()
+    faults["after_release"] = faults_of_second_allocation()
+    print(json.dumps(faults))
+    """
+)
+PAGES = 64 * MIB // 4096
 
 
-def test_contexts_nest_and_restore_the_defaults():
+@pytest.fixture(scope="module")
+def faults() -> dict[str, int]:
+    """Minor page faults of a second 64 MB allocation in each situation, measured in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", FAULT_SCENARIOS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_freed_activations_are_reused_without_page_faults_inside_the_context(faults):
+    assert faults["defaults"] > PAGES // 2  # every page of the new buffer faulted in again
+    assert faults["inside"] < PAGES // 20  # the freed buffer's warm pages were reused
+
+
+def test_contexts_nest_and_restore_the_defaults(faults):
     with cpu_memory.retained_cpu_memory():
         with cpu_memory.retained_cpu_memory():
             assert cpu_memory._depth == 2
         assert cpu_memory._depth == 1
     assert cpu_memory._depth == 0
-    assert faults_of_second_allocation(64 * MIB) > 64 * MIB // 4096 // 2  # back to fresh pages
+    assert faults["after_context"] > PAGES // 2  # back to fresh pages
 
 
 class Owner:
     """Anything a hold can belong to (a pipeline in practice)."""
 
 
-def test_a_hold_keeps_memory_across_calls_until_released():
+def test_a_hold_keeps_memory_across_calls_until_released(faults):
     owner = Owner()
     hold = cpu_memory.MemoryHold(owner)
     hold.acquire()
     hold.acquire()  # a second call keeps the one hold
     assert hold.held and cpu_memory._depth == 1
-    warm_up(64 * MIB)
-    assert faults_of_second_allocation(64 * MIB) < 64 * MIB // 4096 // 20  # between "calls": still warm
     hold.release()
     assert not hold.held and cpu_memory._depth == 0
-    assert faults_of_second_allocation(64 * MIB) > 64 * MIB // 4096 // 2  # given back: fresh pages again
+    assert faults["held_between_calls"] < PAGES // 20  # between "calls": still warm
+    assert faults["after_release"] > PAGES // 2  # given back: fresh pages again
 
 
 def test_a_hold_is_released_when_its_owner_is_collected():
