@@ -21,14 +21,12 @@ from __future__ import annotations
 import json
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from nextscale.data.images import to_pil
 from nextscale.pretrained import (
     atomic_write_text,
     load_component,
@@ -44,12 +42,11 @@ from nextscale.sampling.editing import (
     extend_canvas,
     keep_mask_for,
     mask_from_array,
-    mask_overlay,
-    paste_back,
     prepare_image,
     scale_keep_masks,
 )
 from nextscale.sampling.guidance import SamplingConfig, ScaleOverride
+from nextscale.sampling.outputs import OUTPUT_TYPES, EditOutput, PipelineOutput, to_output_type
 from nextscale.sampling.precision import (
     PRECISIONS,
     Precision,
@@ -65,7 +62,6 @@ from nextscale.transformer.raster_model import RasterTransformer
 from nextscale.transformer.text_model import TextScaleTransformer
 
 PIPELINE_FILE = "pipeline.json"
-OUTPUT_TYPES = ("pil", "pt", "np")
 # Sampling settings a pipeline folder may recommend (pipeline.json "recommended_sampling"); the CLI uses them
 # for flags the user leaves out, and Python users can pass ``**pipe.recommended_sampling``.
 RECOMMENDABLE = ("cfg", "top_k", "top_p", "temperature")
@@ -105,53 +101,6 @@ def load_named_component(directory: Path, device: str | torch.device) -> torch.n
     if name not in COMPONENT_CLASSES:
         raise ValueError(f"{directory} holds an unknown component class {name!r}; known: {sorted(COMPONENT_CLASSES)}")
     return load_component(COMPONENT_CLASSES[name], directory, device)
-
-
-@dataclass
-class PipelineOutput:
-    """images: list of PIL images, a (B, 3, H, W) tensor in [0, 1] ("pt") or a (B, H, W, 3) uint8 array ("np");
-    tokens: (B, L) int64, scales concatenated coarse to fine, row-major inside a scale;
-    class_labels: (B,) the labels used (class pipelines); prompts: one per image (text pipelines, when given
-    as strings)."""
-
-    images: list[Image.Image] | torch.Tensor | np.ndarray
-    tokens: torch.Tensor
-    class_labels: torch.Tensor | None
-    prompts: list[str] | None = None
-
-
-@dataclass
-class EditOutput(PipelineOutput):
-    """An edit's result: ``images`` at the model's resolution, ``keep_mask`` (side, side) on the last-scale
-    grid (True = taken from the input), and ``prepared`` (the input as the model saw it, for ``pasted``)."""
-
-    keep_mask: torch.Tensor | None = None
-    prepared: PreparedImage | None = None
-
-    def pasted(self) -> list[Image.Image]:
-        """Each result resized back into the input picture at its original size."""
-        images = self.images if isinstance(self.images, list) else to_output_type(self.images, "pil")
-        return [paste_back(image, self.prepared) for image in images]
-
-    def side_by_side(self) -> tuple[torch.Tensor, list[str]]:
-        """The input, the input with the regenerated region tinted red, and each result: one (2 + N, 3, S, S)
-        batch in [-1, 1] with a label per picture, for a grid (needs ``output_type="pt"``)."""
-        if not isinstance(self.images, torch.Tensor):
-            raise ValueError('side_by_side needs the results as tensors: edit with output_type="pt"')
-        results = self.images * 2 - 1
-        source = self.prepared.tensor.to(results.device)
-        panels = (source, mask_overlay(source, ~self.keep_mask), results)
-        rgb = torch.cat([panel.expand(-1, 3, -1, -1) for panel in panels])  # gray -> RGB, to join the red tint
-        return rgb, ["input", "region", *[f"result {index + 1}" for index in range(len(results))]]
-
-
-def to_output_type(images_01: torch.Tensor, output_type: str) -> list[Image.Image] | torch.Tensor | np.ndarray:
-    """(B, C, H, W) float in [0, 1] -> the requested output form."""
-    if output_type == "pt":
-        return images_01
-    if output_type == "np":
-        return images_01.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return to_pil(images_01 * 2 - 1)
 
 
 class Pipeline:
