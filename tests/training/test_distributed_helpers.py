@@ -1,9 +1,13 @@
-"""distributed.py in a single process: rank-0 logging, wrapping and unwrapping, reductions."""
+"""distributed.py: rank-0 logging, wrapping and unwrapping, reductions (one process), and the collective helpers
+in two gloo processes."""
 
 import logging
+import os
+import socket
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 from torch import nn
 
 from nextscale import distributed
@@ -47,8 +51,6 @@ def test_wrap_and_unwrap():
 
 def _collectives_worker(rank: int, port: int, queue) -> None:
     """Many small collectives through the helpers, then the tensors' C++ reference counts."""
-    import os
-
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank)
     )
@@ -68,10 +70,6 @@ def test_collective_helpers_return_after_gloo_has_released_their_tensors():
     """gloo's worker thread drops a collective's tensors just after the caller returns (about one call in five
     without the wait). A tensor Python has seen takes the GIL to drop: during interpreter shutdown that aborts
     the process, so the helpers return only once the worker holds nothing: a reference count of one."""
-    import socket
-
-    import torch.multiprocessing as mp
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
