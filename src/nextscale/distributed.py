@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import logging
 import os
+import pickle
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,11 +182,29 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
 
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` in a single process."""
-    if get_world_size() == 1:
+    world_size = get_world_size()
+    if world_size == 1:
         return [obj]
-    out: list[Any] = [None] * get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
+    if dist.get_backend() != "gloo":
+        out: list[Any] = [None] * world_size
+        dist.all_gather_object(out, obj)  # places its tensors on the backend's device
+        return out
+    # On gloo, with tensors of our own, so that every one is released before this returns (_wait_until_released).
+    payload = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8).clone()  # storage owned by torch
+    sizes = [torch.zeros(1, dtype=torch.long) for _ in range(world_size)]
+    _all_gather(sizes, torch.tensor([payload.numel()]))
+    longest = int(max(size.item() for size in sizes))
+    padded = torch.cat([payload, payload.new_zeros(longest - payload.numel())])
+    gathered = [torch.empty(longest, dtype=torch.uint8) for _ in range(world_size)]
+    _all_gather(gathered, padded)
+    return [pickle.loads(data[: int(size.item())].numpy().tobytes()) for data, size in zip(gathered, sizes)]
+
+
+def _all_gather(outputs: list[torch.Tensor], tensor: torch.Tensor) -> None:
+    references = [t._use_count() for t in (tensor, *outputs)]
+    dist.all_gather(outputs, tensor)
+    for t, count in zip((tensor, *outputs), references):
+        _wait_until_released(t, count)
 
 
 def broadcast_tensor(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:

@@ -62,7 +62,8 @@ def _collectives_worker(rank: int, port: int, queue) -> None:
             counts.append(distributed.all_reduce_sum(torch.full((4,), float(step)))._use_count())
             counts.append(distributed.broadcast_tensor(kept)._use_count())
         total = distributed.all_reduce_sum(torch.tensor([float(rank)])).item()
-    queue.put((rank, counts, total))
+        gathered = distributed.all_gather_objects({"rank": rank, "payload": "x" * (10 + 1000 * rank)})
+    queue.put((rank, counts, total, gathered))
 
 
 @pytest.mark.slow  # about 5 s: two gloo processes
@@ -82,5 +83,7 @@ def test_collective_helpers_return_after_gloo_has_released_their_tensors():
     for worker in workers:
         worker.join(timeout=60)
     assert all(worker.exitcode == 0 for worker in workers)
-    for _, counts, total in results:
+    expected = [{"rank": rank, "payload": "x" * (10 + 1000 * rank)} for rank in range(2)]
+    for _, counts, total, gathered in results:
         assert total == 1.0 and len(counts) == 400 and set(counts) == {1}
+        assert gathered == expected  # objects of different sizes, in rank order
