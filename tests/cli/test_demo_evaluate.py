@@ -1,5 +1,6 @@
 """`nextscale demo` and `nextscale evaluate` end to end on a small random 32 px, 10-class model."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -162,3 +163,40 @@ def test_reference_cache_of_another_setting_is_refused(tmp_path):
     cache.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a feature cache"):
         cached_features(extractor, batches, cache, key={"size": 8})
+
+
+@pytest.fixture(scope="module")
+def own_model_dir(tmp_path_factory):
+    """A random 3-class RGB model: what `nextscale export` gives a user who trained on their own folder."""
+    torch.manual_seed(0)
+    sides = (1, 2, 4, 8)
+    config = TokenizerConfig(
+        vocab_size=32, code_dim=4, base_channels=32, channel_multipliers=(1, 1, 1), num_res_blocks=1, num_phi=2
+    )
+    tokenizer = MultiScaleVQVAE(dataclasses.replace(config, in_channels=3, scale_sides=sides))
+    transformer = ScaleTransformer(
+        TransformerConfig.from_depth(
+            1, embed_dim=32, num_heads=1, num_classes=3, vocab_size=32, code_dim=4, scale_sides=sides
+        )
+    )
+    path = tmp_path_factory.mktemp("own-model") / "pipe"
+    Pipeline(tokenizer, transformer).save_pretrained(path)
+    return path
+
+
+def test_evaluate_of_an_own_images_model_asks_for_its_reference_and_skips_a_corrupt_one(
+    own_model_dir, tmp_path, capsys
+):
+    base = ["evaluate", "--model", str(own_model_dir), "--num", "6", "--features", "classifier", "--seed", "0"]
+    assert main(base) == 2  # not silently against Fashion-MNIST's 10,000 grayscale test images
+    assert "was not trained on Fashion-MNIST, the default reference; pass --reference DIR" in capsys.readouterr().err
+    for label, name in enumerate(("cars", "faces", "fruit")):
+        (tmp_path / "real" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (40, 40), (80 * label, 60 * i, 20)).save(tmp_path / "real" / name / f"{i}.png")
+    (tmp_path / "real" / "fruit" / "broken.png").write_bytes(b"not an image at all")
+    report_path = tmp_path / "report.json"
+    assert main([*base, "--reference", str(tmp_path / "real"), "--out", str(report_path)]) == 0
+    assert json.loads(report_path.read_text())["reference_count"] == 6  # the corrupt file left out, not doubled
+    assert main([*base, "--reference", str(tmp_path / "real"), "--bad-images", "fail"]) == 2
+    assert "broken.png (unreadable)" in capsys.readouterr().err

@@ -85,7 +85,7 @@ def test_tokenize_refuses_a_val_split_that_does_not_exist(tmp_path, tokenizer_ru
         )
     argv = f"tokenize --tokenizer {run_dir} --data {root} --split val --out {tmp_path / 'v'} --no-progress"
     assert main(argv.split()) == 2
-    assert "too few images per class to hold any out" in capsys.readouterr().err
+    assert "too few usable images per class to hold any out" in capsys.readouterr().err
     argv = f"tokenize --tokenizer {run_dir} --data captions:{root} --split val --out {tmp_path / 'c'}"
     assert main(argv.split()) == 2
     assert "captioned data has no splits" in capsys.readouterr().err

@@ -90,3 +90,41 @@ def test_cli_trains_past_bad_files_and_counts_them_at_start_and_end(tmp_path, mo
     start = [line for line in lines if line.startswith("checked") and "skipping 3 bad files" in line]
     assert len(start) == 1 and "(1 huge, 1 tiny, 1 unreadable)" in start[0] and "1 smaller than 16 px" in start[0]
     assert any(line.startswith("skipped ") and "1 unreadable" in line for line in lines)  # the end count
+
+
+def test_a_corrupt_file_never_takes_a_classs_held_out_place(tmp_path):
+    """The carved held-out split comes from usable files: every class keeps one real held-out image, no repeats."""
+    root = tmp_path / "images"
+    for label, name in enumerate(("cars", "faces")):
+        (root / name).mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (20, 20), (50 * i, 100 * label, 0)).save(root / name / f"{i}.png")
+    labels = [0] * 5 + [1] * 5
+    from nextscale.data.folders import carve_held_out
+
+    held = carve_held_out(labels)  # which file each class would give up with no bad file
+    victim = sorted((root / "cars").iterdir())[held[0]]
+    victim.write_bytes(b"\x89PNG random bytes, not an image")
+    train, held_out = build_datasets(str(root), SIZE, 3, bad_images="skip")
+    assert victim not in [path for path, _ in held_out.samples]
+    assert sorted(label for _, label in held_out.samples) == [0, 1]  # cars still has a held-out image
+    assert len({path for path, _ in held_out.samples}) == len(held_out) == 2
+    assert "holding out 2 of 9 images (not counting 1 bad file)" in train.split_note
+    assert victim in [path for path, _ in train.samples]  # counted (and skipped) on the training side
+    val, _ = build_datasets(str(root), SIZE, 3, split="val", bad_images="skip")
+    assert [path for path, _ in val.samples] == [path for path, _ in held_out.samples]  # tokenize --split val agrees
+
+
+def test_a_pass_over_every_image_leaves_bad_files_out_and_names_them(tmp_path, caplog, monkeypatch):
+    """Tokenizing or evaluating a folder sees each good image once (no stand-in copies) and the log names the bad."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200 * 200)
+    root = _bad_folder(tmp_path / "images")
+    with caplog.at_level(logging.WARNING, logger="nextscale"):
+        train, _ = build_datasets(str(root), SIZE, 3, split="train", bad_images="skip")
+    paths = [path for path, _ in train.samples]
+    assert len(paths) == len(set(paths)) and not {"01-corrupt.png", "08-tiny.png", "10-huge.png"} & {
+        path.name for path in paths
+    }
+    assert train.skip_counts() == {"unreadable": 1, "tiny": 1, "huge": 1}  # still counted for the end report
+    line = next(r.getMessage() for r in caplog.records if "skipping 3 bad files" in r.getMessage())
+    assert "01-corrupt.png (unreadable)" in line and "08-tiny.png (tiny)" in line and "10-huge.png (huge)" in line

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nextscale.data.folders import carve_held_out, folder_layout, held_out_note, open_image_folder
+from nextscale.data.folders import carve_held_out, folder_layout, open_image_folder
 from nextscale.data.summary import describe_data, file_sizes, resolution_line
 from nextscale.scales import ScaleSchedule, default_scale_sides
 
@@ -65,8 +65,8 @@ def test_plain_folder_carves_a_disjoint_held_out_split(tmp_path):
     train_only, _ = open_image_folder(tmp_path / "shapes", 32, 3, split="train")
     assert files(train_only) == files(train) and not train_only.transform.train
     assert files(open_image_folder(tmp_path / "shapes", 32, 3, split="test")[0]) == files(held_out)
-    note = held_out_note(tmp_path / "shapes")
-    assert "no val/ folder: holding out 6 of 60 images (5 %, at least 1 per class, seed 0)" in note
+    assert train.split_note == held_out.split_note == val_only.split_note
+    assert "no val/ folder: holding out 6 of 60 images (5 %, at least 1 per class, seed 0)" in train.split_note
 
 
 def test_folder_without_a_possible_held_out_split_refuses_val(tmp_path):
@@ -75,9 +75,9 @@ def test_folder_without_a_possible_held_out_split_refuses_val(tmp_path):
         Image.new("RGB", (20, 20), (200, 10, 10)).save(tmp_path / "root" / name / "only.png")
     train, held_out = open_image_folder(tmp_path / "root", 16, 3)
     assert len(train) == 2 and held_out is None
-    with pytest.raises(ValueError, match="too few images per class to hold any out"):
+    with pytest.raises(ValueError, match="too few usable images per class to hold any out"):
         open_image_folder(tmp_path / "root", 16, 3, split="val")
-    assert "nothing held out" in held_out_note(tmp_path / "root")
+    assert "nothing held out" in train.split_note
 
 
 def test_train_and_val_layout(tmp_path):
@@ -86,7 +86,7 @@ def test_train_and_val_layout(tmp_path):
     train, held_out = open_image_folder(tmp_path / "root", 16, 3)
     assert folder_layout(tmp_path / "root").held_out_dir == tmp_path / "root" / "val"
     assert len(train) == 4 and len(held_out) == 4 and train.classes == ["bag", "sneaker"]
-    assert held_out_note(tmp_path / "root") is None
+    assert train.split_note is None and held_out.split_note is None
     assert files(open_image_folder(tmp_path / "root", 16, 3, split="val")[0]) == files(held_out)
     shutil.rmtree(tmp_path / "root" / "val" / "sneaker")
     with pytest.raises(ValueError, match="same class sub-folders"):
@@ -103,7 +103,7 @@ def test_train_folder_alone_is_not_a_class(tmp_path):
 def test_summary_lines(tmp_path):
     make_shapes(tmp_path / "shapes", per_class=4, size=64)
     train, held_out = open_image_folder(tmp_path / "shapes", 32, 3)
-    lines = describe_data(train, held_out, held_out_note(tmp_path / "shapes"))
+    lines = describe_data(train, held_out, train.split_note)
     assert lines[0].startswith("data: 18 training images from")
     assert "6 classes (0: blue_circle, 1: blue_square, 2: green_circle" in lines[0]
     assert lines[1] == "files: 64x64 RGB (all 18 checked)"

@@ -8,7 +8,6 @@ explicit ``--scale-sides`` sets it exactly. The report's lines are described in 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 RESOLUTION_HELP = (
     "image side in pixels; picks the scale schedule: sides doubling from 1 to PX / downsampling, e.g. 32 -> "
@@ -79,7 +78,6 @@ def log_data_report(
         role: what ``train_set`` is for ("training", or the tokenized split).
     """
     from nextscale import distributed
-    from nextscale.data.folders import held_out_note
     from nextscale.data.images import ImageFolderDataset
     from nextscale.data.summary import describe_data, file_sizes, resolution_line
 
@@ -87,7 +85,7 @@ def log_data_report(
         return
     log = distributed.get_logger("nextscale.data")
     images = next((d for d in (train_set, held_out_set) if isinstance(d, ImageFolderDataset)), None)
-    note = held_out_note(data_spec) if images is not None and data_spec and Path(data_spec).is_dir() else None
+    note = images.split_note if images is not None else None
     for line in describe_data(train_set, held_out_set, note, role=role):
         log.info(line)
     sizes = file_sizes(images if images is not None else train_set)

@@ -53,6 +53,7 @@ import time
 from pathlib import Path
 
 from nextscale.cli.common import add_model_argument, add_sampling_arguments
+from nextscale.training.options import add_bad_images_argument
 
 # Images per feature-network call. The CPU Inception-v3 is fastest at small batches (this 2-core machine:
 # 10.3 img/s at 25, 9.1 at 100, 7.5 at 200), and 50 keeps memory flat for any --num.
@@ -70,10 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference",
         default=None,
-        help="real images. Class models: 'fashion-mnist[:DIR]' (its test split; the default) or an image folder. "
+        help="real images. Class models: 'fashion-mnist[:DIR]' (its test split; the default for Fashion-MNIST "
+        "models) or a folder of class sub-folders (every image in it: pass DIR/val for a held-out split). "
         "Text models: a scenes folder from `nextscale make-scenes --split test` (its captions.jsonl), for FID and "
         "the judge's score on real scenes (default: none, adherence only)",
     )
+    add_bad_images_argument(parser)
     parser.add_argument(
         "--features",
         choices=("inception", "classifier"),
@@ -158,14 +161,32 @@ def refuse_flags(args: argparse.Namespace, flags: tuple[tuple[str, str], ...], r
             raise ValueError(f"{flag} {reason}")
 
 
-def _reference(spec: str, size: int, channels: int, split: str):
+def _reference(spec: str, size: int, channels: int, split: str, bad_images: str):
     from nextscale.data.fashion_mnist import FashionMNIST
     from nextscale.data.images import ImageFolderDataset
+    from nextscale.training.options import check_bad_images
 
     if spec.startswith("fashion-mnist"):
         root = spec.split(":", 1)[1] if ":" in spec else None
         return FashionMNIST(root=root, split=split, size=size, channels=channels)
-    return ImageFolderDataset(spec, size=size, train=False, channels=channels)
+    folder = ImageFolderDataset(spec, size=size, train=False, channels=channels, bad_images=bad_images)
+    check_bad_images([folder], bad_images)  # bad files named in the log and left out (or a one-line error)
+    return folder
+
+
+def _default_reference(pipe) -> str:
+    """Fashion-MNIST, for a model that could have been trained on it; anything else must name its real images."""
+    from nextscale.data.fashion_mnist import CLASS_NAMES
+
+    names = tuple(getattr(pipe, "class_names", None) or ())
+    channels = pipe.tokenizer.config.in_channels
+    if pipe.num_classes == 10 and channels == 1 and (not names or names == tuple(CLASS_NAMES)):
+        return "fashion-mnist"
+    kind = f"{pipe.num_classes} classes, {'grayscale' if channels == 1 else 'RGB'}"
+    raise ValueError(
+        f"this model ({kind}) was not trained on Fashion-MNIST, the default reference; pass --reference DIR, "
+        "a folder of real images like its training data (class sub-folders), to compare against"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -189,11 +210,15 @@ def run(args: argparse.Namespace) -> int:
         return run_loss(args, pipe, started)
     if len(args.cfg) != 1:
         raise ValueError("a --cfg sweep (several values) is for text-conditional models; give one value")
-    num, spec, cfg = DEFAULT_NUM if args.num is None else args.num, args.reference or "fashion-mnist", args.cfg[0]
+    num, spec, cfg = (
+        DEFAULT_NUM if args.num is None else args.num,
+        args.reference or _default_reference(pipe),
+        args.cfg[0],
+    )
     if num < 2:
         raise ValueError("--num must be at least 2 (FID needs a covariance)")
     size, channels = pipe.image_size, pipe.tokenizer.config.in_channels
-    reference = _reference(spec, size, channels, "test")
+    reference = _reference(spec, size, channels, "test", args.bad_images)
     if args.features == "inception":
         from nextscale.evaluation.inception import find_inception, load_inception
 
@@ -221,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
     observers = [observer for observer in (tally,) if observer is not None]
     if args.save_samples is not None:
         observers.append(SampleWriter(args.save_samples))
-    fake = stream_features(extractor, batches, FEATURE_BATCH, observers)
+    fake = stream_features(extractor, batches, FEATURE_BATCH, observers, total=num)
     kid = kernel_inception_distance(real, fake)
     report = {
         "model": str(args.model or "bundled"),
@@ -238,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
     pr = precision_recall(real, fake)
     report.update(precision=pr.precision, recall=pr.recall)
     if args.baseline:
-        held_out = _reference(spec, size, channels, "train")
+        held_out = _reference(spec, size, channels, "train", args.bad_images)
         subset = torch.utils.data.Subset(held_out, range(min(num, len(held_out))))
         held = compute_features(extractor, torch.utils.data.DataLoader(subset, batch_size=FEATURE_BATCH))
         baseline_pr = precision_recall(real, held)

@@ -8,7 +8,8 @@ Two layouts are understood::
 A plain folder (and a ``DIR/train`` without a held-out sibling) gives up ``HELD_OUT_FRACTION`` of each class,
 rounded, and at least one image of every class that has two or more, so that evaluation sees every class
 and training keeps every class. The images are drawn from each class's sorted file list with
-``numpy.random.default_rng([HELD_OUT_SEED, class_index])``, so the split depends only on the file names:
+``numpy.random.default_rng([HELD_OUT_SEED, class_index])`` among the files whose headers are usable (a corrupt
+file is never held out in a good one's place), so the split depends only on the file names and which are bad:
 ``train-tokenizer``, ``tokenize --split train|val`` and ``train`` agree on it on every machine, and adding
 images to one class leaves the other classes' splits alone.
 
@@ -139,36 +140,42 @@ def open_image_folder(
             )
         return train, held_out
     train = ImageFolderDataset(layout.train_dir, train=split is None, seed=seed, **options)
-    held_indices = carve_held_out([label for _, label in train.samples])
-    kept = sorted(set(range(len(train.samples))) - set(held_indices))
+    # Carved from the files whose headers are usable: a corrupt file must not take a class's held-out place.
+    usable = train.usable_indices()
+    held_indices = [usable[i] for i in carve_held_out([train.samples[i][1] for i in usable])]
+    kept = sorted(set(range(len(train.samples))) - set(held_indices))  # bad files stay: skipped and counted there
+    note = held_out_note(layout.train_dir, len(held_indices), len(usable), len(train.samples) - len(usable))
     carved_from = f"{layout.train_dir} (carved out, as there is no {HELD_OUT_NAMES[0]}/ folder)"
+    evaluation = ImageFolderDataset(layout.train_dir, train=False, **options)
+    evaluation.skipped, evaluation.headers = train.skipped, train.headers  # checked once
     if split in HELD_OUT_SPLITS:
         if not held_indices:
             raise ValueError(
-                f"{layout.train_dir} has no {HELD_OUT_NAMES[0]}/ folder and too few images per class to hold "
-                "any out (a class needs 2 or more); add DIR/train and DIR/val folders"
+                f"{layout.train_dir} has no {HELD_OUT_NAMES[0]}/ folder and too few usable images per class to "
+                "hold any out (a class needs 2 or more); add DIR/train and DIR/val folders"
             )
-        evaluation = ImageFolderDataset(layout.train_dir, train=False, **options)
-        return select(evaluation, held_indices, carved_from), None
-    training = select(train, kept, f"{layout.train_dir} (without the {len(held_indices)} held-out images)")
+        return _noted(select(evaluation, held_indices, carved_from), note), None
+    without = f"{layout.train_dir} (without the {len(held_indices)} held-out images)"
+    training = _noted(select(train, kept, without), note)
     if split is not None or not held_indices:
         return training, None
-    evaluation = ImageFolderDataset(layout.train_dir, train=False, **options)
-    return training, select(evaluation, held_indices, carved_from)
+    return training, _noted(select(evaluation, held_indices, carved_from), note)
 
 
-def held_out_note(root: str | os.PathLike) -> str | None:
-    """One sentence on the held-out split carved from a folder without ``val/``, e.g. ``no val/ folder: holding
-    out 3 of 60 images (5 %, at least 1 per class, seed 0) for evaluation``; None when the folder has ``val/``."""
-    layout = folder_layout(root)
-    if not layout.carved:
-        return None
-    labels = [label for _, label in ImageFolderDataset.list_samples(layout.train_dir)[1]]
-    count = len(carve_held_out(labels))
-    where = f"{layout.train_dir} has no {HELD_OUT_NAMES[0]}/ folder"
-    if count == 0:
-        return f"{where} and no class with 2 or more images: nothing held out for evaluation"
+def _noted(dataset: ImageFolderDataset, note: str) -> ImageFolderDataset:
+    dataset.split_note = note
+    return dataset
+
+
+def held_out_note(train_dir: Path, held_out: int, usable: int, bad: int) -> str:
+    """One sentence on the held-out split carved from a folder without ``val/``, e.g. ``... has no val/ folder:
+    holding out 3 of 60 images (5 %, at least 1 per class, seed 0) for evaluation; training uses the other 57``.
+    Datasets from ``open_image_folder`` carry it as ``split_note``."""
+    where = f"{train_dir} has no {HELD_OUT_NAMES[0]}/ folder"
+    unusable = f" (not counting {bad} bad {'file' if bad == 1 else 'files'})" if bad else ""
+    if held_out == 0:
+        return f"{where} and no class with 2 or more usable images: nothing held out for evaluation"
     return (
-        f"{where}: holding out {count} of {len(labels)} images ({HELD_OUT_FRACTION * 100:g} %, at least 1 per "
-        f"class, seed {HELD_OUT_SEED}) for evaluation; training uses the other {len(labels) - count}"
+        f"{where}: holding out {held_out} of {usable} images{unusable} ({HELD_OUT_FRACTION * 100:g} %, at least 1 "
+        f"per class, seed {HELD_OUT_SEED}) for evaluation; training uses the other {usable - held_out}"
     )

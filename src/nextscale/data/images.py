@@ -188,6 +188,9 @@ class ImageFolderDataset(Dataset):
         # file -> reason, for files found bad (by ``scan`` or when read in this process); shared by ``select``
         # copies, so keyed by file, not by index.
         self.skipped: dict[Path, str] = {}
+        self.headers: dict[Path, tuple[int, int]] = {}  # file -> (width, height) of usable headers, shared likewise
+        self.left_out: list[Path] = []  # bad files taken out of ``samples`` by ``leave_out_bad`` (still counted)
+        self.split_note: str | None = None  # how a held-out split was carved from this folder (data.folders)
 
     @staticmethod
     def list_samples(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -227,19 +230,40 @@ class ImageFolderDataset(Dataset):
         for path, _ in self.samples:
             if path in self.skipped:
                 continue
-            try:
-                width, height = check_image_header(path, self.transform.size)
-            except BadImageError as err:
-                self.skipped[path] = err.reason
-                continue
-            upscaled += min(width, height) < self.transform.size
+            if path not in self.headers:
+                try:
+                    self.headers[path] = check_image_header(path, self.transform.size)
+                except BadImageError as err:
+                    self.skipped[path] = err.reason
+                    continue
+            upscaled += min(self.headers[path]) < self.transform.size
         counts = self.skip_counts()
         counts["upscaled"] = upscaled
         return counts
 
+    def usable_indices(self) -> list[int]:
+        """Indices of the samples whose headers pass the checks (``scan`` first; every index when the folder is
+        too big to scan)."""
+        self.scan()
+        return [index for index, (path, _) in enumerate(self.samples) if path not in self.skipped]
+
+    def leave_out_bad(self) -> None:
+        """Take the files found bad so far out of ``samples`` (``skip_counts`` still counts them).
+
+        For passes that must see every image once (tokenizing, evaluation): there, standing in the next good
+        file for a bad one would count that image twice.
+        """
+        self.left_out = self.left_out + [path for path, _ in self.samples if path in self.skipped]
+        self.samples = [(path, label) for path, label in self.samples if path not in self.skipped]
+
+    def bad_files(self) -> list[tuple[Path, str]]:
+        """(file, reason) of this dataset's bad files found so far, in folder order."""
+        mine = [path for path, _ in self.samples] + self.left_out
+        return sorted((path, self.skipped[path]) for path in set(mine) if path in self.skipped)
+
     def skip_counts(self) -> dict[str, int]:
         """Bad files of this dataset found so far (by ``scan``, or when read in this process), per reason."""
-        mine = {path for path, _ in self.samples}
+        mine = {path for path, _ in self.samples} | set(self.left_out)
         counts: dict[str, int] = {}
         for path, reason in self.skipped.items():
             if path in mine:

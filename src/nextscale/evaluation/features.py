@@ -45,7 +45,10 @@ def iter_features(
         max_images: stop after this many images (the last batch is cut); None = all.
     """
     seen = 0
-    with torch.inference_mode(), tqdm(total=max_images, unit="img", disable=not progress, desc="features") as bar:
+    total = max_images
+    if total is None and isinstance(image_batches, torch.utils.data.DataLoader):
+        total = len(image_batches.dataset)  # a bar with a total shows the time left
+    with torch.inference_mode(), tqdm(total=total, unit="img", disable=not progress, desc="features") as bar:
         for batch in image_batches:
             images = _images_of(batch)
             if max_images is not None:
@@ -79,6 +82,7 @@ def stream_features(
     feature_batch: int = 50,
     observers: Sequence[Callable[[torch.Tensor, torch.Tensor], None]] = (),
     progress: bool = True,
+    total: int | None = None,
 ) -> np.ndarray:
     """Features of generated batches, keeping only the features: float64 (N, D).
 
@@ -93,6 +97,7 @@ def stream_features(
         feature_batch: images per extractor call.
         observers: called as ``observer(images, labels)`` on every batch, before its features.
         progress: tqdm bar over the features (counts images).
+        total: the number of images the batches will hold, for the bar's time left (None: unknown).
 
     Returns:
         float64 (N, D).
@@ -100,7 +105,7 @@ def stream_features(
     if feature_batch < 1:
         raise ValueError(f"feature_batch must be >= 1, got {feature_batch}")
     chunks: list[np.ndarray] = []
-    with tqdm(unit="img", disable=not progress, desc="features") as bar:
+    with tqdm(total=total, unit="img", disable=not progress, desc="features") as bar:
         for images, labels in batches:
             for observer in observers:
                 observer(images, labels)

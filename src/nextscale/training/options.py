@@ -254,9 +254,12 @@ def add_bad_images_argument(parser: argparse.ArgumentParser) -> None:
         "--bad-images",
         choices=("skip", "fail"),
         default="skip",
-        help="image folders: skip corrupt, truncated, tiny (< 1/4 of the side) or huge files, counted in the log "
-        "(default), or fail on the first one, before training when its header shows it",
+        help="image folders: skip corrupt, truncated, tiny (< 1/8 of the side) or huge files, named and counted "
+        "in the log (default), or stop at the first one, before any work when its header shows it",
     )
+
+
+SHOWN_BAD_FILES = 3  # bad files named in the log line; the rest are counted
 
 
 def check_bad_images(datasets, policy: str) -> None:
@@ -283,14 +286,18 @@ def check_bad_images(datasets, policy: str) -> None:
             logger.info("checked %s: all usable%s", where, small)
             continue
         found = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
+        bad = dataset.bad_files()
+        named = ", ".join(f"{path} ({reason})" for path, reason in bad[:SHOWN_BAD_FILES])
+        named += f" and {len(bad) - SHOWN_BAD_FILES} more" if len(bad) > SHOWN_BAD_FILES else ""
         if policy == "fail":
-            mine = {path for path, _ in dataset.samples}
-            first = [f"{path} ({reason})" for path, reason in dataset.skipped.items() if path in mine][:3]
             raise ValueError(
-                f"{sum(counts.values())} of {where} cannot be used ({found}), e.g. {', '.join(first)}; "
-                "fix or delete them, or pass --bad-images skip to train without them"
+                f"{len(bad)} of {where} cannot be used ({found}): {named}; "
+                "fix or delete them, or pass --bad-images skip to go on without them"
             )
-        logger.warning("checked %s: skipping %d bad files (%s)%s", where, sum(counts.values()), found, small)
+        files = "file" if len(bad) == 1 else "files"
+        logger.warning("checked %s: skipping %d bad %s (%s): %s%s", where, len(bad), files, found, named, small)
+        if not dataset.transform.train:  # tokenizing or evaluating: each image once, no stand-ins
+            dataset.leave_out_bad()
 
 
 def report_skipped_images(datasets) -> None:
