@@ -130,7 +130,16 @@ CLI_CASES = [
     ("edit-out-under-a-file", f"{EDIT} --box 0 0 .5 .5 --out {{tmp}}/notes.txt/e.png", "--out: cannot create"),
     ("convert-missing", "convert --vae {tmp}/none.pth --var {tmp}/none.pth --out {tmp}/c", "none.pth not found"),
     ("convert-garbage", "convert --vae {tmp}/garbage.pth --var {tmp}/garbage.pth --out {tmp}/c", "garbage.pth is not"),
-    ("unknown-flag", f"sample {M} --colour blue", "unrecognized arguments: --colour blue"),
+    (
+        "unknown-flag",
+        f"sample {M} --colour blue",
+        "unrecognized arguments: --colour blue (see `nextscale sample --help`)",
+    ),
+    (
+        "train-tokens-not-a-token-folder",
+        "train --tokenizer {tmp}/tok --tokens {tmp}/a_folder --run-dir {tmp}/never-made",
+        "a_folder is not a token folder (no manifest.json); pass --tokens DIR naming the folder",
+    ),
 ]
 
 
@@ -217,3 +226,20 @@ def test_ctrl_c_ends_with_one_line_that_says_interrupted(monkeypatch, capsys):
     monkeypatch.setattr(sample, "run", interrupted)
     assert main(["sample", "--class", "1"]) == 130
     assert capsys.readouterr().err.strip() == "nextscale sample: interrupted"
+
+
+def test_help_examples_keep_their_line_breaks():
+    """A command split over lines with a backslash reads as one when its line break is kept: a lone backslash
+    at a line's end inside a (non-raw) docstring would join the lines with a run of spaces instead."""
+    import importlib
+    import re
+
+    from nextscale.cli import COMMANDS
+
+    continued = 0
+    for name, (module_name, _) in COMMANDS.items():
+        text = importlib.import_module(f"nextscale.cli.{module_name}").__doc__ or ""
+        joined = [line for line in text.splitlines() if re.search(r"\S {4,}--", line)]
+        assert not joined, f"`nextscale {name} --help` joins example lines: {joined}"
+        continued += sum(line.endswith(" \\") for line in text.splitlines())
+    assert continued >= 5  # the multi-line examples of sample, tokenize, train and plot are there

@@ -116,3 +116,10 @@ def test_summary_lines(tmp_path):
     same = resolution_line(64, 3, (1, 2, 4, 8, 16), "--resolution 64", file_sizes(train), downsample=4)
     assert "your images" not in same and "(341 tokens)" in same
     assert "held-out: none" in describe_data(train)[-1]
+    Image.new("RGB", (90, 70), (9, 9, 9)).save(train.samples[0][0])  # sizes now vary
+    varied = file_sizes(train)
+    assert "randomly cropped (center-cropped for evaluation) to 32x32" in resolution_line(
+        32, 3, (1, 2, 4, 8), "preset tiny", varied, downsample=4
+    )
+    tokenizing = resolution_line(32, 3, (1, 2, 4, 8), "preset tiny", varied, downsample=4, training=False)
+    assert "each is resized (shorter side) and center-cropped to 32x32" in tokenizing

@@ -85,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would send these to the top-level parser, whose --help does not list them
+        command = f"nextscale {args.command}" if args.command else "nextscale"
+        print(
+            f"{command}: error: unrecognized arguments: {' '.join(unknown)} (see `{command} --help`)", file=sys.stderr
+        )
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     # Pillow logs every PNG chunk it reads at DEBUG ("STREAM b'IHDR' 16 13"); -v is for nextscale's messages.
     logging.getLogger("PIL").setLevel(logging.WARNING)

@@ -92,6 +92,12 @@ def log_data_report(
     config = tokenizer_config
     log.info(
         resolution_line(
-            config.image_size, config.in_channels, config.scale_sides, source, sizes, config.downsample_factor
+            config.image_size,
+            config.in_channels,
+            config.scale_sides,
+            source,
+            sizes,
+            config.downsample_factor,
+            training=role == "training",
         )
     )

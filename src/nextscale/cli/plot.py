@@ -3,7 +3,7 @@
 Examples:
     nextscale plot --run runs/fm-var                       # writes runs/fm-var/curves.png
     nextscale plot --run runs/fm-tokenizer --out tok.png   # loss, PSNR per scale, code usage per scale
-    nextscale plot --run runs/scenes-128-finetune runs/scenes-128-scratch --labels fine-tuned scratch \
+    nextscale plot --run runs/scenes-128-finetune runs/scenes-128-scratch --labels fine-tuned scratch \\
         --out transfer.png                                 # several runs: training and held-out loss together
 
 Panels: training loss, held-out loss, per-scale held-out loss and token error (transformer runs);

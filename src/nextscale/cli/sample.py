@@ -1,9 +1,9 @@
 """Sample images from a pipeline folder: class-conditional (VAR) or from prompts (STAR).
 
 Examples (the official FID settings, on a converted VAR model; the official STAR demo settings):
-    nextscale sample --model var-d16/ --class 207 980 --num 4 --seed 42 --cfg 1.5 --top-k 900 --top-p 0.96 \
+    nextscale sample --model var-d16/ --class 207 980 --num 4 --seed 42 --cfg 1.5 --top-k 900 --top-p 0.96 \\
         --out grid.png --out-dir samples/ --save-tokens tokens.safetensors
-    nextscale sample --model star-256/ --prompt "a red apple" "a blue car" --negative-prompt "blurry" \
+    nextscale sample --model star-256/ --prompt "a red apple" "a blue car" --negative-prompt "blurry" \\
         --seed 1 --cfg 4.5 --top-k 600 --top-p 0.8 --out grid.png --out-dir samples/
     nextscale sample --model star-256/ --text-features feats.safetensors --cfg 4 --out grid.png
 

@@ -10,7 +10,7 @@ Examples:
         --data /data/imagenet --out tokens/imagenet-train
 
     # captioned 64 px scenes with the 32 px demo tokenizer on a 64 px schedule (captions stored as text)
-    nextscale tokenize --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16 \
+    nextscale tokenize --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16 \\
         --data captions:data/scenes-train --out tokens/scenes-train
 
 Writes shard-XXXXX.safetensors files (tokens (N, L) int16/int32, and labels (N,) or the captions) and

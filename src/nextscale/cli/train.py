@@ -14,13 +14,13 @@ Examples:
 
     # STAR text-to-image on captioned Fashion-MNIST scenes (configs/fashion_scenes_transformer.json)
     nextscale make-scenes --split train --count 60000 --out data/scenes-train
-    nextscale tokenize --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16 \
+    nextscale tokenize --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16 \\
         --data captions:data/scenes-train --out tokens/scenes-train
-    nextscale train --config configs/fashion_scenes_transformer.json --tokenizer src/nextscale/assets/demo \
+    nextscale train --config configs/fashion_scenes_transformer.json --tokenizer src/nextscale/assets/demo \\
         --text-encoder default --tokens tokens/scenes-train --run-dir runs/scenes
 
     # STAR resolution transfer: continue a 64 px text model on a longer (128 px) schedule
-    nextscale train --init-from runs/scenes --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16,24,32 \
+    nextscale train --init-from runs/scenes --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16,24,32 \\
         --text-encoder default --tokens tokens/scenes-128 --run-dir runs/scenes-128 --steps 500
 
 Inputs: --data images (encoded on the fly) or --tokens shards from `nextscale tokenize` (cheaper);
@@ -35,6 +35,7 @@ per-scale held-out loss and token error evaluated. Export with `nextscale export
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from nextscale.cli.data_report import add_resolution_argument
 from nextscale.training.config import ATTENTION_MASKS, TrainConfig, TransformerObjective
@@ -266,10 +267,24 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--run-dir and --tokenizer are required (or give them in the --config file)")
     if not args.tokens and not args.data:
         raise ValueError("give the training data: --tokens DIR (from `nextscale tokenize`) or --data SPEC")
+    check_token_folders(args)  # before the run directory is made: a typo leaves nothing behind
     with distributed.process_group(device=args.device, timeout_s=args.dist_timeout) as dist_info:
         with hold_run_dir(args.run_dir, dist_info):
             _train(args, dist_info)
     return 0
+
+
+def check_token_folders(args: argparse.Namespace) -> None:
+    """Refuse a --tokens / --eval-tokens path that is not a token folder, saying how to name the right one."""
+    from nextscale.data.token_shards import MANIFEST_NAME
+
+    for flag, path in (("--tokens", args.tokens), ("--eval-tokens", args.eval_tokens)):
+        if path and not (Path(path) / MANIFEST_NAME).is_file():
+            source = f" (from {args.config})" if getattr(args, "config", None) else ""
+            raise FileNotFoundError(
+                f"{flag} {path}{source} is not a token folder (no {MANIFEST_NAME}); pass {flag} DIR naming the "
+                "folder `nextscale tokenize --out DIR` wrote, or make it with `nextscale tokenize`"
+            )
 
 
 def _train(args: argparse.Namespace, dist_info) -> None:

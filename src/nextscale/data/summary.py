@@ -161,6 +161,7 @@ def resolution_line(
     source: str,
     sizes: FileSizes | None = None,
     downsample: int = 1,
+    training: bool = True,
 ) -> str:
     """``images 32x32 RGB -> tokens: scales 1,2,4,8 (85 tokens), from preset tiny``, plus a warning when the
     files are another size or colour mode than the model sees.
@@ -172,6 +173,7 @@ def resolution_line(
         source: where the schedule came from ("preset tiny", "--resolution 64", "--scale-sides", ...).
         sizes: the data's file sizes (``file_sizes``), or None.
         downsample: the tokenizer's downsampling factor (a suggested --resolution is a multiple of it).
+        training: the images are trained on (random crops) rather than tokenized (center crops).
     """
     schedule = ScaleSchedule(tuple(scale_sides))
     colour = CHANNEL_NAMES.get(channels, f"{channels}-channel")
@@ -187,11 +189,13 @@ def resolution_line(
     if single is not None and single != (image_size, image_size):
         keep = max(downsample, min(single) // downsample * downsample)
         hint = f"pass --resolution {keep} to keep them" if keep != image_size else "they are resized and cropped"
-        notes.append(f"your images are {_size(single)}; training at {image_size}x{image_size} ({source}) - {hint}")
+        verb = "training" if training else "tokenizing"
+        notes.append(f"your images are {_size(single)}; {verb} at {image_size}x{image_size} ({source}) - {hint}")
     elif single is None:
+        crop = "randomly cropped (center-cropped for evaluation)" if training else "center-cropped"
         notes.append(
-            f"your images vary in size ({sizes.describe()}); each is resized (shorter side) and center/random "
-            f"cropped to {image_size}x{image_size}"
+            f"your images vary in size ({sizes.describe()}); each is resized (shorter side) and {crop} to "
+            f"{image_size}x{image_size}"
         )
     gray = set(sizes.modes) <= {"L", "LA", "1", "I", "I;16", "F"}
     if channels == 3 and gray:
