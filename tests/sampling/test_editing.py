@@ -174,3 +174,24 @@ def _prepared(image):
 
     pil = Image.new("RGB", (16, 16))
     return PreparedImage(image, pil, (0, 0, 16, 16))
+
+
+def test_a_mask_of_a_non_square_image_is_cropped_like_the_image():
+    """The image is centre-cropped to a square; a mask of the image's size must mark the same pixels, not be
+    squeezed into the square (which would move its region)."""
+    from nextscale.sampling.editing import mask_for_image, prepare_image
+
+    wide = Image.new("RGB", (64, 32), (90, 90, 90))  # its model view is the centre square x in [16, 48)
+    prepared = prepare_image(wide, 16, 3)
+    mask = np.zeros((32, 64), dtype=np.uint8)
+    mask[:, 16:32] = 255  # the left half of the centre square
+    region = mask_for_image(Image.fromarray(mask), prepared, 8)
+    assert region[:, :4].all() and not region[:, 4:].any()
+    outside = np.zeros((32, 64), dtype=np.uint8)
+    outside[:, 52:] = 255  # only outside the square: nothing of the model's view is marked
+    assert not mask_for_image(outside, prepared, 8).any()
+    square = np.zeros((10, 10), dtype=bool)
+    square[5:] = True  # a square mask is the model's view itself: its lower half
+    assert mask_for_image(square, prepared, 8)[4:].all() and not mask_for_image(square, prepared, 8)[:4].any()
+    with pytest.raises(ValueError, match="the mask is 40x30 but the image is 64x32"):
+        mask_for_image(np.zeros((30, 40)), prepared, 8)

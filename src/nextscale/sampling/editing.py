@@ -51,11 +51,8 @@ def box_mask(side: int, box: tuple[float, float, float, float], image_size: int 
     return mask
 
 
-def mask_from_array(mask: np.ndarray | torch.Tensor | Image.Image, side: int) -> torch.Tensor:
-    """Any 2-D mask (bool, 0/1, 0..255 image of any size) -> (side, side) bool on the last-scale grid.
-
-    Non-square or larger masks are area-averaged to the grid and thresholded at 0.5.
-    """
+def _mask_values(mask: np.ndarray | torch.Tensor | Image.Image) -> torch.Tensor:
+    """Any 2-D mask (bool, 0/1, 0..255 image) -> (H, W) float32 in [0, 1]."""
     if isinstance(mask, Image.Image):
         mask = np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
     array = torch.as_tensor(np.asarray(mask), dtype=torch.float32)
@@ -63,10 +60,37 @@ def mask_from_array(mask: np.ndarray | torch.Tensor | Image.Image, side: int) ->
         array = array[..., 0]
     if array.ndim != 2:
         raise ValueError(f"a mask must be 2-D (H, W), got shape {tuple(array.shape)}")
-    if array.max() > 1.0:
-        array = array / 255.0
-    resized = F.interpolate(array[None, None], size=(side, side), mode="area")[0, 0]
+    return array / 255.0 if array.max() > 1.0 else array
+
+
+def mask_from_array(mask: np.ndarray | torch.Tensor | Image.Image, side: int) -> torch.Tensor:
+    """Any 2-D mask (bool, 0/1, 0..255 image of any size) -> (side, side) bool on the last-scale grid.
+
+    Larger masks are area-averaged to the grid and thresholded at 0.5. The mask covers the model's square view
+    of the image; ``mask_for_image`` also takes masks of a non-square original.
+    """
+    resized = F.interpolate(_mask_values(mask)[None, None], size=(side, side), mode="area")[0, 0]
     return resized > 0.5
+
+
+def mask_for_image(mask: np.ndarray | torch.Tensor | Image.Image, prepared: PreparedImage, side: int) -> torch.Tensor:
+    """A mask drawn on the image a user gave -> (side, side) bool on the last-scale grid.
+
+    A mask of the original's size is cropped exactly like the image (its centre square), so it marks the same
+    pixels; a square mask is the model's square view already. Any other shape cannot be placed: refused.
+    """
+    values = _mask_values(mask)
+    height, width = values.shape
+    original_width, original_height = prepared.original.size
+    if (width, height) == (original_width, original_height) and width != height:
+        left, top, right, bottom = prepared.crop_box
+        values = values[top:bottom, left:right]
+    elif width != height:
+        raise ValueError(
+            f"the mask is {width}x{height} but the image is {original_width}x{original_height}; give a mask of "
+            "the image's size (it is cropped like the image) or a square one for the model's centre crop"
+        )
+    return mask_from_array(values, side)
 
 
 def load_mask(path: str, side: int) -> torch.Tensor:

@@ -41,6 +41,7 @@ from nextscale.sampling.editing import (
     box_mask,
     extend_canvas,
     keep_mask_for,
+    mask_for_image,
     mask_from_array,
     prepare_image,
     scale_keep_masks,
@@ -485,7 +486,7 @@ class Pipeline:
         region = (
             box_mask(side, box, self.image_size if box_in_pixels else None)
             if box is not None
-            else mask_from_array(mask, side)
+            else mask_for_image(mask, prepared, side)
         )
         return self.edit_with_keep_mask(
             prepared, keep_mask_for(mode, region), class_label, num_images, prompt=prompt, **sampling
