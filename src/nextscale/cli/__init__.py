@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "device", None) is not None:  # every command: a missing GPU is one line, not a traceback
+            from nextscale.cli.common import check_device
+
+            check_device(args.device)
         return int(args._run(args) or 0)
     except (CommandError, ValueError, TypeError, OSError) as err:  # OSError: missing, unwritable, full disk, ...
         if args.verbose:
