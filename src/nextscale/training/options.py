@@ -1,7 +1,9 @@
 """Command-line flags shared by the training commands, parsed into ``TrainConfig`` and datasets.
 
 Every flag is kebab-case with a help string. ``--config FILE.json`` reads a run file from ``configs/``
-whose ``"args"`` hold flag names without the dashes. One precedence rule holds for every option (see
+whose ``"args"`` hold flag names without the dashes; each value is read as its flag reads what you type (a
+JSON string or number is that text, so 4.5 is no integer), and a file that breaks this is refused in one line
+naming it, the key and what the flag takes. One precedence rule holds for every option (see
 ``PRECEDENCE_HELP``): the command line, then the run file, then the default (for shape options, the
 preset's). "Typed on the command line" is recorded while parsing (``record_given_options``), never guessed
 by comparing a value with its default, so ``--lr-schedule lin0`` or ``--disc-start none`` win over the file
@@ -23,8 +25,10 @@ end counts everything skipped.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +107,17 @@ def int_tuple(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,2,4, got {text!r}") from err
 
 
+# What a flag's type accepts, in words, for run-file errors; COMMA_TYPES also take a JSON list.
+TYPE_WORDS = {
+    int: "an integer",
+    float: "a number",
+    optional_int: 'an integer or "none"',
+    optional_float: 'a number or "none"',
+    int_tuple: 'integers like [1, 2, 4] or "1,2,4"',
+}
+COMMA_TYPES = (int_tuple,)
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     """--config, --run-dir, the data spec, and every TrainConfig field as a flag (defaults from ``defaults``)."""
     d = defaults
@@ -165,48 +180,190 @@ Source = tuple[tuple[str, ...], tuple[str, ...]]
 def apply_run_file(args: argparse.Namespace, sources: tuple[Source, ...] = ()) -> argparse.Namespace:
     """Fill every option not typed on the command line from the ``--config`` file's "args" (see PRECEDENCE_HELP).
 
+    The whole file is checked first, also the values the command line overrides: a broken file is refused.
+
     Args:
         args: parsed flags of a parser prepared by ``record_given_options``.
         sources: when a dest that names a source is typed, the file's values for all of that source's dests
             and the dests that follow from it are dropped: they describe another source (the file's data,
             the file's fresh model).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not JSON, not a run file, names an unknown flag or gives a value the flag refuses.
     """
     if not getattr(args, "config", None):
         return args
     path = Path(args.config)
-    if not path.is_file():
-        raise FileNotFoundError(f"run file {path} not found")
-    try:
-        run_file = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from err
+    values = read_run_file(path, args._parser)
     given = given_options(args)
     # The file's data flags describe one data source: typed data replaces them all, with what follows from them.
     foreign = {dest for names, follow in sources if given & set(names) for dest in (*names, *follow)}
-    actions = {action.dest: action for action in args._parser._actions}
     dropped = []
-    for key, value in run_file.get("args", {}).items():
+    for key, value in values.items():
         dest = key.replace("-", "_")
-        if dest not in actions or dest.startswith("_") or dest == "config":
-            raise ValueError(f"{path}: unknown flag {key!r} in 'args' (see --help for the flags of this command)")
         if dest in given:
             continue
         if dest in foreign:
             dropped.append(key)
             continue
-        setattr(args, dest, _file_value(actions[dest], value))
+        setattr(args, dest, value)
     if dropped:
         log.info("ignoring %s from %s: the command line names another source for them", ", ".join(dropped), path)
     return args
 
 
+def read_run_file(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """The run file's "args" as ``parser``'s flags would parse them: {flag name without dashes: value}.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: anything else wrong with it, in one line naming the file, the key and the fix.
+    """
+    run_file = _load_json(path)
+    if not isinstance(run_file, dict):
+        raise ValueError(
+            f'{path}: a run file is a JSON object like {{"args": {{"steps": 2}}}}, got a {_kind(run_file)}'
+        )
+    actions = _file_flags(parser)
+    if "args" not in run_file:
+        found = ", ".join(json.dumps(key) for key in run_file) or "none"
+        raise ValueError(
+            f'{path}: a run file holds its flags under "args", like {{"args": {{"steps": 2}}}}, '
+            f'but it has no "args" (top-level keys: {found})'
+        )
+    if on_top := [json.dumps(key) for key in run_file if key.replace("-", "_") in actions]:
+        raise ValueError(f'{path}: move {", ".join(on_top)} into "args"; the top level of a run file is not read')
+    file_args = run_file["args"]
+    if not isinstance(file_args, dict):
+        raise ValueError(f'{path}: "args" must be an object of flag names and values, got a {_kind(file_args)}')
+    values = {}
+    for key, value in file_args.items():
+        action = actions.get(key.replace("-", "_"))
+        if action is None:
+            raise ValueError(_unknown_flag(path, key, run_file, parser.prog, actions))
+        try:
+            values[key] = _file_value(action, value)
+        except _Refused:
+            flag = max(action.option_strings, key=len)
+            raise ValueError(
+                f"{path}: {json.dumps(key)} must be {_takes(action)} (as {flag} takes), got {json.dumps(value)}"
+            ) from None
+    return values
+
+
+def _load_json(path: Path) -> Any:
+    if not path.exists():
+        raise FileNotFoundError(f"run file {path} not found")
+    if not path.is_file():
+        raise ValueError(
+            f"run file {path} is not a file; --config takes a JSON file such as configs/tiny_tokenizer.json"
+        )
+    try:
+        return json.loads(path.read_bytes())
+    except ValueError as err:  # JSONDecodeError, or bytes that are no text (UnicodeDecodeError)
+        raise ValueError(f"{path} is not valid JSON ({err})") from err
+
+
+def _kind(value: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", type(None): "null value"}.get(type(value), "number")
+
+
+def _file_flags(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """The flags a run file may set, by dest: all of ``parser``'s but --help, --config and hidden dests."""
+    return {
+        action.dest: action
+        for action in parser._actions
+        if action.option_strings and action.dest not in ("help", "config") and not action.dest.startswith("_")
+    }
+
+
+def _unknown_flag(path: Path, key: str, run_file: dict, prog: str, actions: dict[str, argparse.Action]) -> str:
+    """The error for a key of "args" that is no flag of ``prog``: a near spelling, or the command the file is for."""
+    message = f"{path}: unknown flag {key!r} in 'args' (see `{prog} --help` for the flags it takes)"
+    names = [dest.replace("_", "-") for dest in actions]
+    if close := difflib.get_close_matches(key.replace("_", "-"), names, n=1):
+        return f"{message}; did you mean {close[0]!r}?"
+    # configs/*.json say how they are run: "nextscale train --config configs/x.json ..."
+    command = run_file.get("command")
+    meant = re.findall(r"nextscale ([a-z][a-z-]*)[^&;|]*--config", command) if isinstance(command, str) else []
+    if meant and prog.split()[-1] not in meant:
+        return f"{message}; the file's 'command' runs it with `nextscale {meant[0]}`"
+    return message
+
+
+class _Refused(Exception):
+    """A run-file value that its flag does not take (``read_run_file`` says what the flag takes)."""
+
+
 def _file_value(action: argparse.Action, value: Any) -> Any:
-    """A run-file value as the flag would parse it: strings go through the flag's type ("none", "1,2,4")."""
-    if isinstance(value, str) and callable(action.type):
-        return action.type(value)
-    if isinstance(value, list) and action.nargs is None:
-        return tuple(value)  # comma-separated flags such as --scale-sides hold tuples
-    return value
+    """A run-file value as the flag would parse it: a JSON string or number is the text typed after the flag
+    (so "none" and "1,2,4" work, and 4.5 is no integer), true/false sets a switch, a list gives a flag's values.
+
+    Worked example for --batch-size (type int): 64 -> 64, "64" -> 64, 4.5 / 4.0 / "four" / true -> _Refused.
+    """
+    if action.nargs == 0:  # a switch: --compile
+        if not isinstance(value, bool):
+            raise _Refused
+        return value
+    if value is None and _takes_none(action):
+        return None
+    if action.nargs in (None, "?"):
+        if isinstance(value, list) and action.type in COMMA_TYPES:
+            value = ",".join(_text(item) for item in value)  # [1, 2, 4] is "1,2,4"
+        return _parse(action, value)
+    items = value if isinstance(value, list) else [value]  # a lone value is one value typed after the flag
+    if not _count_fits(action.nargs, len(items)):
+        raise _Refused
+    return [_parse(action, item) for item in items]
+
+
+def _text(value: Any) -> str:
+    """The command-line text a JSON scalar stands for (repr keeps floats exact: 0.0001, 1e-05)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _Refused
+    return value if isinstance(value, str) else repr(value)
+
+
+def _parse(action: argparse.Action, value: Any) -> Any:
+    text = _text(value)
+    try:
+        parsed = action.type(text) if callable(action.type) else text
+    except (argparse.ArgumentTypeError, TypeError, ValueError):
+        raise _Refused from None
+    if action.choices is not None and parsed not in action.choices:
+        raise _Refused
+    return parsed
+
+
+def _takes_none(action: argparse.Action) -> bool:
+    """Whether null fits a flag: its default is None, or its type reads "none" as None (--lr none)."""
+    if action.default is None:
+        return True
+    try:
+        return callable(action.type) and action.type("none") is None
+    except (argparse.ArgumentTypeError, TypeError, ValueError):
+        return False
+
+
+def _count_fits(nargs: int | str, count: int) -> bool:
+    if isinstance(nargs, int):
+        return count == nargs
+    return count >= 1 if nargs == "+" else True
+
+
+def _takes(action: argparse.Action) -> str:
+    """What a flag takes, in words: 'an integer', 'one of "lin0", "cos"', 'a list of 2 values, each a number'."""
+    if action.nargs == 0:
+        return "true or false"
+    if action.choices is not None:
+        one = "one of " + ", ".join(json.dumps(choice) for choice in action.choices)
+    else:
+        one = TYPE_WORDS.get(action.type, "a string" if action.type is None else "a value")
+    if action.nargs in (None, "?"):
+        return one
+    count = {"+": "one or more", "*": "any number of"}.get(action.nargs, action.nargs)
+    return f"a list of {count} values, each {one}"
 
 
 def train_config_from_args(args: argparse.Namespace, samples_per_epoch: int, **overrides: Any) -> TrainConfig:
