@@ -13,6 +13,8 @@ import importlib.resources
 import json
 import os
 import pickle
+import pickletools
+import re
 import tempfile
 import types
 import typing
@@ -30,6 +32,7 @@ WEIGHTS_NAME = "model.safetensors"
 # ``bundled:NAME`` -> the folder under the installed package's ``assets/`` that holds that pipeline.
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_MODELS = {"fashion-mnist": "demo", "scenes": "scenes"}
+PICKLE_OPCODES = frozenset(ord(opcode.code) for opcode in pickletools.opcodes)
 
 T = TypeVar("T")
 
@@ -76,33 +79,58 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     return bundled_model_path(text) if text.startswith(BUNDLED_PREFIX) else Path(text)
 
 
+def looks_like_torch_save(path: str | os.PathLike) -> bool:
+    """Whether a file starts like ``torch.save`` output: a zip archive, or a pickle (the legacy format).
+
+    Only the first bytes are read, so a text file, an image or an empty file is told apart from a checkpoint
+    whose contents the weights-only unpickler refuses (those start like a real one).
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    # zip: local file header "PK\x03\x04"; pickle protocol 2+: the PROTO opcode 0x80 and the protocol number
+    return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
 def load_weights_only(path: str | os.PathLike) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors and no code from the file run.
 
     A file that the weights-only unpickler refuses (pickled classes or functions: possibly code that would
-    run on load) is not loaded at all; the error says how to get a plain state dict instead.
+    run on load) is not loaded at all; the error says how to get a plain state dict instead. A file that is
+    not ``torch.save`` output at all (text, an image, an empty file) is named as such, not blamed on pickling.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give the checkpoint file itself (a .pth or .pt file)")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
+    not_a_checkpoint = (
+        f"{path} is not a PyTorch checkpoint (corrupt, truncated, or another kind of file); check the path, "
+        "or fetch the file again"
+    )
+    if not looks_like_torch_save(path):
+        raise ValueError(not_a_checkpoint)
     try:
         with warnings.catch_warnings():  # "Detected pickle protocol N" warnings would clutter the one-line error
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        reasons = [line for line in lines[1:] if not line.startswith(("Please file", "Check the documentation"))]
-        reason = f" ({reasons[0].rstrip('.')})" if reasons else ""
+        # torch's message: advice on weights_only=False (not taken here), then "WeightsUnpickler error: REASON"
+        _, _, after = str(err).partition("WeightsUnpickler error:")
+        reasons = [line.strip() for line in after.splitlines() if line.strip()]
+        operand = re.fullmatch(r"Unsupported operand (\d+)", reasons[0]) if reasons else None
+        if operand and int(operand.group(1)) not in PICKLE_OPCODES:  # a byte no pickler writes: damaged data
+            raise ValueError(not_a_checkpoint) from err
+        reason = f" ({reasons[0].split('. Please')[0].rstrip('.')})" if reasons else ""
         raise ValueError(
             f"{path} is not a plain state dict / weights-only checkpoint{reason} and will not be loaded, since "
             "unpickling it could run code; save a state dict (torch.save(model.state_dict(), path)) or convert "
             "from a trusted source"
         ) from err
     except Exception as err:  # zip, EOF, OS and key errors all mean the same here
-        first = (str(err).strip().splitlines() or [""])[0]
+        first = (str(err).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")
         raise ValueError(
             f"{path} could not be read as a PyTorch checkpoint ({type(err).__name__}: {first}); the file is "
-            "corrupt, truncated or not a checkpoint"
+            "corrupt or truncated: check the path, or fetch the file again"
         ) from err
 
 

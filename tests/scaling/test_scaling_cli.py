@@ -53,7 +53,9 @@ def test_sweep_trains_records_resumes_and_extends(token_data, tmp_path, capsys):
     assert [len(run["evals"]) for run in document["runs"]] == [3, 3]
     assert "6 x params" in document["accounting"]["compute"]
 
-    # re-running with one more depth trains only the new one
+    # re-running with one more depth trains only the new one (a metrics line cut short is no obstacle)
+    with open(out / "runs" / "d2" / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 4, "split": "ev')
     capsys.readouterr()
     assert _sweep(token_data, out, [1, 2, 3]) == 0
     printed = capsys.readouterr().out

@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     from nextscale.tokenizer.official import load_official_vqvae
 
+    for flag, path in (("--vae", args.vae), ("--var", args.var), ("--star", args.star)):
+        check_checkpoint_file(flag, path)
     dtype = torch.float16 if args.half else None
     if args.star is None:
         from nextscale.sampling.pipeline import Pipeline
@@ -98,3 +100,13 @@ def run(args: argparse.Namespace) -> int:
         f"{encoder}"
     )
     return 0
+
+
+def check_checkpoint_file(flag: str, path: Path | None) -> None:
+    """Before anything is loaded: a checkpoint flag must name an existing file, not a folder."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise IsADirectoryError(f"{flag} {path} is a folder; give the checkpoint file itself (a .pth file)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag} {path} not found; give the path of the official checkpoint file")

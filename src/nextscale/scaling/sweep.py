@@ -37,7 +37,7 @@ from torch import nn
 from nextscale.evaluation.held_out import summarize
 from nextscale.pretrained import atomic_write_text, config_from_dict
 from nextscale.training.export import read_run_config
-from nextscale.training.metrics import METRICS_FILE
+from nextscale.training.metrics import METRICS_FILE, read_metrics_records
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.model import ScaleTransformer
 from nextscale.transformer.text_config import TextTransformerConfig
@@ -165,11 +165,8 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
     per_step = batch_size * schedule.total_tokens
     evals = []
     metrics_path = run_dir / METRICS_FILE
-    lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
-    for line in lines:
-        if not line.strip():
-            continue
-        record = json.loads(line)
+    records = read_metrics_records(metrics_path) if metrics_path.is_file() else []  # a run may still be writing
+    for _, record in records:
         if record.get("split") != "eval" or "loss" not in record:
             continue
         scale_loss = [record[f"scale_loss/scale{k}"] for k in range(schedule.num_scales)]

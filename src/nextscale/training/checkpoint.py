@@ -170,6 +170,11 @@ def non_finite_weights(state: dict[str, Any]) -> list[str]:
     return found
 
 
+def first_sentence(err: BaseException) -> str:
+    """The first line and sentence of an exception's message (torch's zip errors run to a paragraph)."""
+    return (str(err).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read one checkpoint safely: checked against its record, ``weights_only=True``, finite weights only.
 
@@ -183,8 +188,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
         raise CheckpointError(
-            f"checkpoint {path} could not be read ({type(err).__name__}: {err}); "
-            "the file is truncated or corrupt — delete it to resume from an older one"
+            f"checkpoint {path} could not be read ({type(err).__name__}: {first_sentence(err)}); "
+            "the file is truncated or corrupt"
         ) from err
     if not isinstance(state, dict) or "step" not in state:
         raise CheckpointError(f"{path} is not a nextscale training checkpoint (no 'step' entry)")
@@ -220,11 +225,15 @@ def load_latest(run_dir: str | os.PathLike) -> tuple[dict[str, Any], Path] | Non
             logger.warning("skipping checkpoint %s and using %s instead: %s", bad, path, err)
         return state, path
     if errors:
+        # Every file is bad, so there is no older one to fall back to: the fix is to start over.
+        damaged = ", ".join(
+            file.name for path, _ in reversed(errors) for file in (path, record_path(path)) if file.exists()
+        )
         raise CheckpointError(
-            "no readable checkpoint in "
-            + str(Path(run_dir) / CHECKPOINT_DIR)
-            + ": "
+            f"no readable checkpoint in {Path(run_dir) / CHECKPOINT_DIR}: "
             + "; ".join(str(err) for _, err in errors)
+            + f". None can be resumed or exported: delete {damaged} there to train this run again from step 0, "
+            "or train into another --run-dir"
         )
     return None
 

@@ -7,13 +7,12 @@ that "the coarse scales learn first" or "scale 5 stopped improving" is visible a
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from pathlib import Path
 
 from nextscale.pretrained import atomic_write
-from nextscale.training.metrics import METRICS_FILE
+from nextscale.training.metrics import METRICS_FILE, read_metrics_records
 
 # (split, metric family) panels in the order they are drawn; families missing from a run are skipped
 PANELS = (
@@ -30,24 +29,25 @@ PANELS = (
 def read_metrics(run_dir: str | os.PathLike) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """``{split: {metric: [(step, value), ...]}}`` from ``run_dir/metrics.jsonl`` (steps ascending).
 
+    A half-written last line (the run is still writing, or was killed mid-write) is skipped.
+
     Raises:
         FileNotFoundError: the run has no metrics file yet.
-        ValueError: a line is not JSON (the file is named with its line number).
+        ValueError: an earlier line is not a metrics record (the file is named with its line number).
     """
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; pass a run directory of train or train-tokenizer")
     series: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, record in read_metrics_records(path):
         try:
-            record = json.loads(line)
             step, split = int(record.pop("step")), str(record.pop("split"))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path}:{number} is not a metrics record ({err})") from err
-        for name, value in record.items():
-            series[split][name].append((step, float(value)))
+            values = {name: float(value) for name, value in record.items()}
+        except (KeyError, TypeError, ValueError) as err:
+            reason = f"no {err.args[0]!r} entry" if isinstance(err, KeyError) else str(err)
+            raise ValueError(f"{path}:{number} is not a metrics record ({reason}); delete or repair that line") from err
+        for name, value in values.items():
+            series[split][name].append((step, value))
     return {split: {name: sorted(points) for name, points in metrics.items()} for split, metrics in series.items()}
 
 

@@ -21,6 +21,38 @@ from nextscale.pretrained import atomic_write_text
 METRICS_FILE = "metrics.jsonl"
 
 
+def read_metrics_records(path: str | os.PathLike) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` for every record of a ``metrics.jsonl``, in file order; blank lines are skipped.
+
+    Each record is written as one line that ends in a newline, so an unparsable last line without its newline
+    is a write cut short (the run is still writing, or was killed mid-write): it is skipped, never a finished
+    record. Any other line that is not a JSON object is reported.
+
+    Raises:
+        ValueError: a finished line is not a JSON object (named as ``path:line``).
+    """
+    path = Path(path)
+    text = path.read_text()
+    lines = text.splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        except ValueError as err:  # json.JSONDecodeError is a ValueError
+            if number == len(lines) and not text.endswith("\n"):
+                break
+            raise ValueError(
+                f"{path}:{number} is not a metrics record ({err}); delete or repair that line (every line is one "
+                "JSON object)"
+            ) from err
+        records.append((number, record))
+    return records
+
+
 def reduce_over_ranks(values: dict[str, torch.Tensor], mean_over: torch.Tensor | None = None) -> dict[str, float]:
     """One all-reduce for every metric, then flatten (K,) vectors into ``name/scale{k}`` entries.
 
@@ -95,9 +127,8 @@ class MetricsLog:
             self.writer.flush()
 
     def truncate_after(self, step: int) -> None:
-        """Drop lines logged after ``step`` (a resumed run logs those steps again)."""
+        """Drop lines logged after ``step`` (a resumed run logs those steps again) and a half-written last line."""
         if not self.enabled or not self.path.is_file():
             return
-        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
-        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        kept = [record for _, record in read_metrics_records(self.path) if record.get("step", 0) <= step]
+        atomic_write_text(self.path, "".join(json.dumps(record) + "\n" for record in kept))
