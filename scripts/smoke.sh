@@ -8,7 +8,7 @@ ns="${NEXTSCALE:-$repo/.venv/bin/nextscale}"
 data="fashion-mnist:$repo/tests/assets/fashion_mnist"
 cd "$work"
 "$ns" train-tokenizer --config "$repo/configs/tiny_tokenizer.json" --data "$data" --run-dir tok --no-progress
-"$ns" tokenize --tokenizer tok --data "$data" --out tokens --no-progress
+"$ns" tokenize --tokenizer tok --data "$data" --out tokens --overwrite --no-progress
 "$ns" train --config "$repo/configs/tiny_transformer.json" --tokenizer tok --tokens tokens --data "$data" \
     --run-dir var --no-progress
 "$ns" export --run var --out model

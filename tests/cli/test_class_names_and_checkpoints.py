@@ -42,11 +42,16 @@ def test_folder_names_survive_training_export_and_label_the_sampled_grid(tmp_pat
 
     import nextscale.data.images as images
 
-    drawn = {}
-    monkeypatch.setattr(images, "save_grid", lambda batch, path, nrow=8, labels=None: drawn.setdefault("l", labels))
+    drawn, real_make_grid = {}, images.make_grid
+
+    def spy(batch, nrow=8, padding=2, labels=None):
+        drawn["l"] = labels
+        return real_make_grid(batch, nrow=nrow, padding=padding, labels=labels)
+
+    monkeypatch.setattr(images, "make_grid", spy)
     grid = tmp_path / "grid.png"
     assert main(["sample", "--model", str(tmp_path / "pipe"), "--class", "sneaker", "bag", "--out", str(grid)]) == 0
-    assert drawn["l"] == ["sneaker", "bag"]
+    assert drawn["l"] == ["sneaker", "bag"] and grid.is_file()
 
 
 def test_token_folders_record_the_class_names(tmp_path):

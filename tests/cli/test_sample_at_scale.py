@@ -16,8 +16,9 @@ def test_out_dir_streams_one_png_per_image_and_a_rerun_resumes(tiny_pipeline_dir
     folder = tmp_path / "each"
     args = ["--class", "1", "Sneaker", "--num", "3", "--batch-size", "2", "--seed", "5", "--out-dir", folder]
     assert sample(tiny_pipeline_dir, *args) == 0
-    names = sorted(p.name for p in folder.iterdir())
+    names = sorted(p.name for p in folder.glob("*.png"))
     assert names == [f"{i:04d}_class{c}.png" for i, c in enumerate([1, 1, 1, 7, 7, 7])]
+    assert sorted(p.name for p in folder.iterdir()) == [*names, "sample-settings.json"]
     assert not (tmp_path / "samples.png").exists()  # --out-dir alone writes no grid
     first = {name: (folder / name).read_bytes() for name in names}
     (folder / names[2]).unlink()
@@ -64,13 +65,13 @@ def test_grid_tiles_are_labelled_with_class_names(tiny_pipeline_dir, tmp_path, m
     import nextscale.data.images as images
 
     drawn = {}
-    real_save_grid = images.save_grid
+    real_make_grid = images.make_grid
 
-    def spy(batch, path, nrow=8, labels=None, padding=2):
+    def spy(batch, nrow=8, padding=2, labels=None):
         drawn["labels"], drawn["nrow"] = labels, nrow
-        return real_save_grid(batch, path, nrow=nrow, labels=labels, padding=padding)
+        return real_make_grid(batch, nrow=nrow, padding=padding, labels=labels)
 
-    monkeypatch.setattr(images, "save_grid", spy)
+    monkeypatch.setattr(images, "make_grid", spy)
     assert (
         sample(tiny_pipeline_dir, "--class", "ankle boot", 0, "--num", 2, "--seed", 0, "--out", tmp_path / "g.png") == 0
     )

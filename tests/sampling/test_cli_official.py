@@ -57,7 +57,7 @@ def test_cli_sample_reproduces_the_official_tokens(converted, parity, tmp_path):
     assert code == 0
     assert torch.equal(load_file(tokens)["tokens"], parity["sample_idx_all"])
     assert Image.open(grid).size[1] > 256
-    assert sorted(p.name for p in folder.iterdir()) == ["0000_class207.png", "0001_class980.png"]
+    assert sorted(p.name for p in folder.glob("*.png")) == ["0000_class207.png", "0001_class980.png"]
 
 
 @pytest.mark.parametrize(
@@ -65,8 +65,8 @@ def test_cli_sample_reproduces_the_official_tokens(converted, parity, tmp_path):
     [
         (["--class", "1000000"], "out of range"),
         (["--cfg", "-1"], "cfg"),
-        (["--top-k", "0"], "top_k"),
-        (["--top-p", "1.5"], "top_p"),
+        (["--top-k", "0"], "--top-k"),
+        (["--top-p", "1.5"], "--top-p"),
         (["--temperature", "0"], "temperature"),
     ],
 )

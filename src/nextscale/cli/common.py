@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import tempfile
 from pathlib import Path
 
 # The package's own copies (``bundled:fashion-mnist`` / ``bundled:scenes``, see nextscale.pretrained.BUNDLED_MODELS).
@@ -52,21 +54,88 @@ def add_classes_argument(parser: argparse.ArgumentParser, help: str) -> None:
     )
 
 
+# The probe file _check_writable_folder writes and removes (another process may see it for a moment).
+WRITE_PROBE_PREFIX = ".nextscale-write-check."
+
+
 def check_output_dir(folder: Path, flag: str) -> None:
-    """Create ``folder`` now (so a bad path fails before any sampling) and check that it is writable."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"{flag}: cannot create the folder {folder} ({err.strerror or err})") from err
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"{flag}: the folder {folder} is not writable")
+    """``folder`` can take a command's output: a writable folder, or a path where one can be created.
+
+    Checked before any work and without creating anything, so that a refused command leaves nothing behind.
+    Raises one-line errors that name the flag, the path and the fix.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{flag} {folder} is a file, not a folder; give a folder (new or existing) instead")
+    _check_writable_folder(folder, flag, folder)
 
 
-def check_output_file(path: Path, flag: str) -> None:
-    """An output file's folder must be creatable and writable, and the path must not be a folder."""
+def check_output_file(path: Path, flag: str, example: str = "out.png") -> None:
+    """An output file's folder must exist or be creatable, and be writable; the path must not be a folder.
+
+    An existing file at ``path`` is fine (it is replaced in one rename when the command writes it).
+    ``example`` is the file name suggested when ``path`` is a folder.
+    """
+    path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"{flag} {path} is a folder; give a file name, e.g. {path / 'out.png'}")
-    check_output_dir(path.parent, flag)
+        raise IsADirectoryError(f"{flag} {path} is a folder; give a file name, e.g. {path / example}")
+    _check_writable_folder(path.parent, flag, path)
+
+
+def _check_writable_folder(folder: Path, flag: str, given: Path) -> None:
+    """``folder`` (where ``flag``'s path ``given`` goes) exists and takes a new file, or its nearest existing
+    ancestor is a folder that does.
+
+    Writing a probe file is the only reliable test: ``os.access`` says yes to root on an immutable folder or
+    a read-only file system such as /sys.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = (
+            f"{folder} is a file, not a folder"
+            if existing == folder
+            else f"cannot create the folder {folder} ({existing} is a file)"
+        )
+        raise NotADirectoryError(f"{flag} {given}: {problem}; choose another path")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=WRITE_PROBE_PREFIX, dir=existing)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        problem = (
+            f"cannot write in the folder {folder} ({reason})"
+            if existing == folder
+            else f"cannot create the folder {folder} in {existing} ({reason})"
+        )
+        raise PermissionError(f"{flag} {given}: {problem}; choose a folder you can write to") from err
+    os.close(handle)
+    os.remove(probe)
+
+
+# Image files the CLI writes, by extension, as Pillow format names.
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def check_image_output(path: Path, flag: str) -> None:
+    """:func:`check_output_file` for an image: its extension must name a format :func:`save_image` writes."""
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_FORMATS and not path.is_dir():
+        kind = f"ends in {path.suffix!r}, a format not written here" if path.suffix else "has no image extension"
+        raise ValueError(
+            f"{flag} {path} {kind}; end the name with .png, .jpg, .jpeg or .webp (e.g. {path.with_suffix('.png')})"
+        )
+    check_output_file(path, flag)
+
+
+def save_image(picture, path: Path) -> None:
+    """Write a PIL image atomically in the format its extension names (PNG, JPEG or WebP; see IMAGE_FORMATS)."""
+    from nextscale.pretrained import atomic_write
+
+    path = Path(path)
+    image_format = IMAGE_FORMATS[path.suffix.lower()]
+    options = {} if image_format == "PNG" else {"quality": 95}  # Pillow's default lossy quality (75) blurs labels
+    atomic_write(path, lambda tmp: picture.save(tmp, format=image_format, **options))
 
 
 class Default:
@@ -129,6 +198,31 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, cfg: float = 1.5, cf
     )
 
 
+def check_sampling_flags(args: argparse.Namespace) -> None:
+    """Refuse bad sampling flags before any model loads, naming the flag (values taken from a model's
+    recommended settings are checked by the sampler itself)."""
+
+    def given(name: str):
+        value = getattr(args, name, None)
+        return None if isinstance(value, Default) else value
+
+    cfg = given("cfg")
+    for value in cfg if isinstance(cfg, list) else [] if cfg is None else [cfg]:
+        if not (0.0 <= value < math.inf):
+            raise ValueError(f"--cfg must be a finite number >= 0 (0 turns guidance off), got {value}")
+    top_k = given("top_k")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"--top-k must be an integer >= 1 (or none to turn it off), got {top_k}")
+    top_p = given("top_p")
+    if top_p is not None and not (0.0 < top_p <= 1.0):
+        raise ValueError(f"--top-p must be in (0, 1] (or none to turn it off), got {top_p}")
+    temperature = given("temperature")
+    if temperature is not None and not (0.0 < temperature < math.inf):
+        raise ValueError(
+            f"--temperature must be a finite number > 0 (1.0 leaves the logits unchanged), got {temperature}"
+        )
+
+
 def resolve_sampling(args: argparse.Namespace, pipe) -> argparse.Namespace:
     """Replace every sampling flag left out by the pipeline's recommended value (or the command's default)."""
     recommended = getattr(pipe, "recommended_sampling", {}) or {}
@@ -173,6 +267,7 @@ def load_pipeline(args: argparse.Namespace):
     from nextscale.sampling.pipeline import Pipeline
 
     check_device(args.device)
+    check_sampling_flags(args)
 
     text = getattr(args, "prompt", None) is not None or getattr(args, "text_features", None) is not None
     default = BUNDLED_TEXT_MODEL if text else BUNDLED_MODEL

@@ -28,6 +28,7 @@ from nextscale.cli.common import (
     add_classes_argument,
     add_dtype_argument,
     add_sampling_arguments,
+    check_output_dir,
     resolve_sampling,
 )
 from nextscale.cli.demo_text import BUNDLED_TEXT_MODEL, text_demo
@@ -39,7 +40,12 @@ EDIT_BOX = (0.0, 0.0, 0.75, 1.0)  # the upper three quarters: room for a boot's 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, default=None, help="pipeline folder (default: the bundled model)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="class-conditional pipeline folder, or bundled:fashion-mnist (the default)",
+    )
     parser.add_argument("--out-dir", type=Path, default=Path("demo-output"), help="where the PNGs go")
     add_classes_argument(parser, help="classes to show (default: all)")
     parser.add_argument("--seeds", type=int, default=4, help="samples per class, one seed each (default: 4)")
@@ -54,7 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dtype_argument(parser)
     parser.add_argument("--no-text", action="store_true", help="skip the text-to-image grid and edit")
     parser.add_argument(
-        "--text-model", type=Path, default=None, help="text pipeline folder (default: the bundled scene model)"
+        "--text-model",
+        type=Path,
+        default=None,
+        help="text-to-image pipeline folder, or bundled:scenes (the default: the bundled scene model)",
     )
     training = parser.add_argument_group("retraining (--train)")
     training.add_argument(
@@ -87,25 +96,32 @@ def run(args: argparse.Namespace) -> int:
 
     from nextscale.data.fashion_mnist import CLASS_NAMES
     from nextscale.data.images import open_image, save_grid
-    from nextscale.sampling.pipeline import Pipeline
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if not 1 <= args.zoom <= 16:
         raise ValueError(f"--zoom must be between 1 and 16, got {args.zoom}")
-    model, text_model = args.model, args.text_model or BUNDLED_TEXT_MODEL
+    if args.no_text and args.text_model is not None:
+        raise ValueError("--no-text skips the text half that --text-model is for; give one of them, not both")
+    if args.train == "class" and args.model is not None:
+        raise ValueError("--train retrains the class model that --model would name; give one of them, not both")
+    if args.train == "text" and args.text_model is not None:
+        raise ValueError("--train text retrains the text model that --text-model would name; give one of them")
+    check_out_dir(args.out_dir)
+    # Load (and so check) every model that exists already before any training or sampling starts.
+    pipe = None if args.train == "class" else load_demo_pipeline(args.model, args, text=False)
+    want_text = not args.no_text
+    text_pipe = load_demo_pipeline(args.text_model, args, text=True) if want_text and args.train != "text" else None
     if args.train == "class":
         from nextscale.cli.demo_recipe import retrain
 
-        model = retrain(args.run_dir or Path("runs/demo"), args.data)
+        pipe = load_demo_pipeline(retrain(args.run_dir or Path("runs/demo"), args.data), args, text=False)
     elif args.train == "text":
         from nextscale.cli.demo_recipe import retrain_text
 
-        text_model = retrain_text(args.run_dir or Path("runs/demo-text"), args.data, BUNDLED_TEXT_MODEL / "tokenizer")
+        retrained = retrain_text(args.run_dir or Path("runs/demo-text"), args.data, BUNDLED_TEXT_MODEL / "tokenizer")
+        text_pipe = load_demo_pipeline(retrained, args, text=True) if want_text else None
     started = time.perf_counter()
-    pipe = Pipeline.from_pretrained(
-        model or BUNDLED_MODEL, device=args.device, dtype=args.dtype, cuda_graphs=args.cuda_graphs
-    )
     if args.dtype != "fp32":
         print(f"sampling in {pipe.precision.name} ({pipe.precision.reason})")
     text_args = copy.copy(args)  # the text model resolves the flags left out with its own recommended settings
@@ -122,7 +138,6 @@ def run(args: argparse.Namespace) -> int:
     ]
     images = torch.stack(columns, dim=1).flatten(0, 1)  # (classes * seeds, C, H, W), class-major
     labels = [names[c] for c in classes for _ in range(args.seeds)]
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     grid = save_grid(enlarge(images * 2 - 1, args.zoom), args.out_dir / "samples.png", nrow=args.seeds, labels=labels)
     print(f"samples: {grid} ({len(classes)} classes x {args.seeds} seeds, cfg {args.cfg})")
 
@@ -133,10 +148,74 @@ def run(args: argparse.Namespace) -> int:
             f"editing: {path} (top: the centre of a real test sneaker inpainted; bottom: its upper part "
             f"edited towards '{names[EDIT_TARGET]}'; the red overlay marks what is regenerated)"
         )
-    if not args.no_text and (text_model / "pipeline.json").is_file():
-        text_demo(text_model, text_args, seed)
+    if text_pipe is not None:
+        text_demo(text_pipe, text_args, seed)
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def check_out_dir(folder: Path) -> None:
+    """``--out-dir`` must be a folder (made now if missing) that takes new files: checked before any work."""
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            f"--out-dir {folder} is a file, not a folder; give a folder for the PNGs (made if missing), "
+            "e.g. --out-dir demo-output"
+        )
+    check_output_dir(folder, "--out-dir")
+
+
+def load_demo_pipeline(name: str | Path | None, args: argparse.Namespace, text: bool):
+    """The class (``--model``) or text (``--text-model``) pipeline: a folder or ``bundled:NAME``, of the right kind.
+
+    ``None`` is the bundled model of that kind. Raises a one-line error naming the flag for a missing path,
+    an unknown bundled name, or a model of the other kind.
+    """
+    from nextscale.pretrained import resolve_model_path
+    from nextscale.sampling.pipeline import Pipeline
+
+    flag, other = ("--text-model", "--model") if text else ("--model", "--text-model")
+    kind, other_kind = ("text-to-image", "class-conditional") if text else ("class-conditional", "text-to-image")
+    default = "bundled:scenes" if text else "bundled:fashion-mnist"
+    shown = default if name is None else name
+    try:
+        path = resolve_model_path(default if name is None else name)
+    except FileNotFoundError as err:  # an unknown bundled:NAME; the error lists the known ones
+        raise FileNotFoundError(f"{flag}: {err}") from err
+    if not path.exists():
+        if name is None:
+            skip = ", or --no-text to skip the text half" if text else ""
+            raise FileNotFoundError(f"the bundled model {default} is missing at {path}; pass {flag} DIR{skip}")
+        raise FileNotFoundError(f"{flag} {name} not found; give a {kind} pipeline folder or {default}")
+    if not (path / "pipeline.json").is_file():
+        raise FileNotFoundError(
+            f"{flag} {shown} is not a pipeline folder (no pipeline.json); give a {kind} "
+            f"pipeline folder (see `nextscale export`, `nextscale convert`) or {default}"
+        )
+    wrong_kind = ValueError(
+        f"{flag} {shown} is a {other_kind} model, but {flag} takes a {kind} one (default {default}); "
+        f"give it as {other} {shown} instead"
+    )
+    if recorded_as_text(path) not in (None, text):  # refused before its weights (and a text encoder) load
+        raise wrong_kind
+    pipe = Pipeline.from_pretrained(path, device=args.device, dtype=args.dtype, cuda_graphs=args.cuda_graphs)
+    if pipe.is_text_conditional != text:
+        raise wrong_kind
+    return pipe
+
+
+def recorded_as_text(path: Path) -> bool | None:
+    """Whether a pipeline folder's pipeline.json names a text-to-image pipeline class; None when it cannot tell
+    (``Pipeline.from_pretrained`` then names what is wrong with the folder)."""
+    import json
+
+    from nextscale.sampling.pipeline import PIPELINE_CLASSES
+    from nextscale.sampling.text_pipeline import TextPipeline
+
+    try:
+        name = json.loads((path / "pipeline.json").read_text()).get("_class_name", "Pipeline")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return issubclass(PIPELINE_CLASSES[name], TextPipeline) if name in PIPELINE_CLASSES else None
 
 
 def enlarge(images, zoom: int):

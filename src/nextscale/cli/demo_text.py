@@ -39,21 +39,17 @@ def short_label(prompt: str) -> str:
     return ", ".join(f"{SHORT_PLACES[p]} {ITEM_NAMES[item]}" for p, item in enumerate(layout) if item is not None)
 
 
-def text_demo(model: Path, args: argparse.Namespace, seed: int) -> None:
-    """Write ``prompts.png`` (one row per prompt, one column per seed) and ``text_edit.png`` into args.out_dir."""
+def text_demo(pipe, args: argparse.Namespace, seed: int) -> None:
+    """Write ``prompts.png`` (one row per prompt, one column per seed) and ``text_edit.png`` into args.out_dir.
+
+    ``pipe`` is the loaded text-to-image pipeline (``demo`` loads and checks it before any sampling).
+    """
     import torch
 
     from nextscale.cli.demo import enlarge
     from nextscale.data.images import save_grid
     from nextscale.pretrained import atomic_write_text
-    from nextscale.sampling.pipeline import Pipeline
 
-    pipe = Pipeline.from_pretrained(
-        model,
-        device=args.device,
-        dtype=getattr(args, "dtype", "fp32"),
-        cuda_graphs=getattr(args, "cuda_graphs", False),
-    )
     resolve_sampling(args, pipe)
     sampling = {name: getattr(args, name) for name in (*SAMPLING_FLAGS, "smooth")}
     # Two seeds per prompt keep the text half to a few seconds (341 tokens per 64 px scene).

@@ -23,10 +23,12 @@ from pathlib import Path
 from nextscale.cli.common import (
     add_model_argument,
     add_sampling_arguments,
-    check_output_file,
+    check_image_output,
+    check_sampling_flags,
     class_spec,
     load_pipeline,
     sampling_kwargs,
+    save_image,
 )
 
 
@@ -63,19 +65,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num", type=int, default=1, help="number of results (default: 1)")
     add_sampling_arguments(parser, cfg=3.0)
-    parser.add_argument("--out", type=Path, default=Path("edited.png"), help="result PNG (grid if --num > 1)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("edited.png"),
+        help="result image, .png, .jpg or .webp (a grid if --num > 1; with --paste-back, OUT_0, OUT_1, ...)",
+    )
     parser.add_argument("--paste-back", action="store_true", help="write the result at the input's original size")
     parser.add_argument(
-        "--side-by-side", type=Path, default=None, help="also write input | mask overlay | result(s) as one PNG"
+        "--side-by-side", type=Path, default=None, help="also write input | mask overlay | result(s) as one image"
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from nextscale.data.images import save_grid
-    from nextscale.pretrained import atomic_write
+def pasted_paths(out: Path, count: int) -> list[Path]:
+    """Where --paste-back writes ``count`` results: OUT itself for one, OUT_0, OUT_1, ... for several."""
+    return [out] if count == 1 else [out.with_name(f"{out.stem}_{index}{out.suffix}") for index in range(count)]
 
+
+def run(args: argparse.Namespace) -> int:
+    from nextscale.data.images import make_grid
+
+    check_sampling_flags(args)
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
+    if args.extend is not None and not 0.0 < args.extend < 1.0:
+        raise ValueError(
+            f"--extend must be in (0, 1), got {args.extend}: the fraction of the new canvas the image keeps, e.g. 0.6"
+        )
     if args.prompt is not None and not args.prompt.strip():
         raise ValueError("--prompt is empty; give some text, or omit --prompt for the empty prompt")
     if not args.image.is_file():
@@ -84,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--mask {args.mask} does not exist")
     for path, flag in ((args.out, "--out"), (args.side_by_side, "--side-by-side")):
         if path is not None:
-            check_output_file(path, flag)
+            check_image_output(path, flag)
     pipe = load_pipeline(args)
     kwargs = dict(
         class_label=args.class_label, prompt=args.prompt, num_images=args.num, output_type="pt", **sampling_kwargs(args)
@@ -101,16 +117,15 @@ def run(args: argparse.Namespace) -> int:
     results = out.images * 2 - 1  # (N, C, S, S) in [-1, 1]
     if args.paste_back:
         pasted = out.pasted()
-        if len(pasted) == 1:
-            atomic_write(args.out, lambda tmp: pasted[0].save(tmp, format="PNG"))
-        else:
-            for index, picture in enumerate(pasted):
-                picture.save(args.out.with_name(f"{args.out.stem}_{index}{args.out.suffix}"))
+        written = pasted_paths(args.out, len(pasted))
+        for picture, path in zip(pasted, written):
+            save_image(picture, path)
     else:
-        save_grid(results, args.out, nrow=len(results), padding=0 if len(results) == 1 else 2)
-    print(f"wrote {args.out}")
+        save_image(make_grid(results, nrow=len(results), padding=0 if len(results) == 1 else 2), args.out)
+        written = [args.out]
+    print(f"wrote {', '.join(map(str, written))}")
     if args.side_by_side is not None:
         pictures, labels = out.side_by_side()
-        save_grid(pictures, args.side_by_side, nrow=len(labels), labels=labels)
+        save_image(make_grid(pictures, nrow=len(labels), labels=labels), args.side_by_side)
         print(f"wrote {args.side_by_side}")
     return 0

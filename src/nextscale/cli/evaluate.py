@@ -52,7 +52,13 @@ import json
 import time
 from pathlib import Path
 
-from nextscale.cli.common import add_model_argument, add_sampling_arguments
+from nextscale.cli.common import (
+    add_model_argument,
+    add_sampling_arguments,
+    check_output_dir,
+    check_output_file,
+    check_sampling_flags,
+)
 from nextscale.training.options import add_bad_images_argument
 
 # Images per feature-network call. The CPU Inception-v3 is fastest at small batches (this 2-core machine:
@@ -161,6 +167,19 @@ def refuse_flags(args: argparse.Namespace, flags: tuple[tuple[str, str], ...], r
             raise ValueError(f"{flag} {reason}")
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """The checks that need no model: value flags and every output path, before any expensive work."""
+    check_sampling_flags(args)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.out is not None:
+        check_output_file(args.out, "--out", example="report.json")
+    if args.reference_cache is not None and not args.reference_cache.is_file():  # an existing cache is only read
+        check_output_file(args.reference_cache, "--reference-cache", example="reference.npz")
+    if args.save_samples is not None:
+        check_output_dir(args.save_samples, "--save-samples")
+
+
 def _reference(spec: str, size: int, channels: int, split: str, bad_images: str):
     from nextscale.data.fashion_mnist import FashionMNIST
     from nextscale.data.images import ImageFolderDataset
@@ -200,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
     from nextscale.evaluation.precision_recall import precision_recall
 
     started = time.perf_counter()
+    check_flags(args)
     pipe = load_pipeline(args)
     if pipe.is_text_conditional:
         from nextscale.cli.evaluate_text import run_text

@@ -13,6 +13,9 @@ one component folder. Reads the newest readable checkpoint; takes seconds on a C
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from nextscale.cli.common import check_output_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nextscale.training.export import export_run
 
+    check_output_dir(Path(args.out), "--out")
     out = export_run(args.run, args.out, raw=args.raw)
     print(f"exported {'raw' if args.raw else 'EMA'} weights of {args.run} to {out}")
     return 0

@@ -21,6 +21,9 @@ nextscale.data.scenes.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from nextscale.cli.common import check_output_dir
 
 
 def _weights(text: str) -> tuple[float, ...]:
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise ValueError(f"--count must be at least 1, got {args.count}")
+    check_output_dir(Path(args.out), "--out")
     config = SceneConfig(
         item_count_weights=args.item_count_weights,
         canonical_probability=args.canonical_probability,

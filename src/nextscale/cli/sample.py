@@ -15,8 +15,10 @@ with the names. Without --class, labels are drawn from the seeded generator (the
 draw) and --num is the number of images. Images are made --batch-size at a time: batch 0 uses --seed
 itself (so the same seed on a CPU gives the official sampler's tokens), batch b a seed derived from
 (--seed, b). --out-dir streams one PNG per image as it is made and skips files that already exist, so
-re-running an interrupted command resumes it with the same images. A grid (--out) is made for at most
-1024 images; write larger runs with --out-dir.
+re-running an interrupted command resumes it with the same images; the settings that decide the images
+(model, classes or prompts, --num, --batch-size, seed, sampling flags, --dtype, device) are kept in its
+sample-settings.json, and a re-run with other settings is refused rather than mixed in. A grid (--out: .png,
+.jpg or .webp) is made for at most 1024 images; write larger runs with --out-dir.
 With --prompt, --num is the number of images per prompt and --out-dir writes {index:04d}.png plus
 prompts.txt (one prompt per image, in order). --text-features reads precomputed text-encoder outputs
 (tensors prompt_embeds (B, T, D), pooled_prompt_embeds (B, D), optional prompt_attention_mask (B, T) and
@@ -26,19 +28,27 @@ the same three negative_*), for folders converted without a text encoder.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import re
 from pathlib import Path
 
 from nextscale.cli.common import (
     add_classes_argument,
     add_model_argument,
     add_sampling_arguments,
+    check_image_output,
     check_output_dir,
     check_output_file,
+    check_sampling_flags,
     load_pipeline,
     sampling_kwargs,
+    save_image,
 )
 
 DEFAULT_GRID = Path("samples.png")
+SETTINGS_FILE = "sample-settings.json"  # in --out-dir: what made its images, so a re-run resumes only the same run
+SAMPLE_IMAGE = re.compile(r"\d{4,}(_class\d+)?\.png")  # the names image_name gives
 MAX_GRID_IMAGES = 1024  # one PNG of more tiles is unreadable and holds every image in memory at once
 
 
@@ -74,8 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=None,
-        help=f"PNG grid, labelled with class names when the model has them (default: {DEFAULT_GRID} unless "
-        f"--out-dir is given; at most {MAX_GRID_IMAGES} images)",
+        help=f"image grid (.png, .jpg, .jpeg or .webp), labelled with class names when the model has them "
+        f"(default: {DEFAULT_GRID} unless --out-dir is given; at most {MAX_GRID_IMAGES} images)",
     )
     parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: --num or 8)")
     parser.add_argument(
@@ -83,7 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="write one PNG per image as it is made: {index:04d}_class{label}.png, or {index:04d}.png + "
-        "prompts.txt; files already there are skipped, so re-running resumes",
+        f"prompts.txt, and the settings in {SETTINGS_FILE}; files already there are skipped, so re-running the "
+        "same command resumes (other settings are refused)",
     )
     parser.add_argument(
         "--save-tokens",
@@ -189,14 +200,82 @@ def already_written(out_dir: Path, index: int, plan: Plan, text: bool) -> bool:
     return any(out_dir.glob(f"{index:04d}_class*.png"))  # drawn labels: the name is known only after sampling
 
 
+def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | None) -> dict:
+    """The settings that decide an --out-dir run's images, by flag (a re-run must match them to resume)."""
+    import torch
+
+    model = args.model if args.model is not None else ("bundled:scenes" if pipe.is_text_conditional else None)
+    model = str(model or "bundled:fashion-mnist")
+    features = None
+    if args.text_features is not None:
+        features = f"{args.text_features.name} (sha256 {hashlib.sha256(args.text_features.read_bytes()).hexdigest()})"
+    return {
+        "--model": model if model.startswith("bundled:") else str(Path(model).resolve()),
+        "--class": None if args.classes is None else pipe.class_ids(args.classes),
+        "--prompt": args.prompt,
+        "--negative-prompt": args.negative_prompt,
+        "--text-features": features,
+        "--num": args.num,
+        "--batch-size": args.batch_size,  # batch b's seed is derived from (seed, b)
+        "--seed": seed,
+        **{f"--{name.replace('_', '-')}": value for name, value in sampling.items()},
+        "--dtype": pipe.precision.name,
+        "--device": torch.device(args.device).type,  # CPU and CUDA generators draw different numbers
+    }
+
+
+def _shown(value) -> str:
+    """A recorded setting as it is typed on the command line (shortened)."""
+    if value is None or isinstance(value, bool):
+        text = "none" if value is None else "on" if value else "off"
+    else:
+        text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text if len(text) <= 100 else f"{text[:48]}...{text[-48:]}"  # a path's end tells most
+
+
+def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
+    """Record ``settings`` in --out-dir; refuse a folder whose images were made with other settings.
+
+    Resuming skips the images already there, so a run with another seed, cfg or model would keep the old
+    images under the new run's names: a silent mix. A folder of sample images without a record (from an older
+    version) is refused too, since what made them is unknown.
+    """
+    from nextscale.pretrained import atomic_write_text
+
+    record = out_dir / SETTINGS_FILE
+    if out_dir.is_dir() and any(SAMPLE_IMAGE.fullmatch(path.name) for path in out_dir.iterdir()):
+        if not record.is_file():
+            raise ValueError(
+                f"--out-dir {out_dir} holds sample images but no {SETTINGS_FILE} saying how they were made, so "
+                "new ones could not be told apart; choose another --out-dir, or delete those images"
+            )
+        try:
+            recorded = json.loads(record.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{record} is not valid JSON ({err}); delete it, or choose another --out-dir") from err
+        changed = [
+            f"{flag} {_shown(recorded.get(flag))}, now {_shown(value)}"
+            for flag, value in settings.items()
+            if recorded.get(flag) != value
+        ]
+        if changed:
+            raise ValueError(
+                f"--out-dir {out_dir} holds images made with other settings ({'; '.join(changed)}); re-run with "
+                "those settings to resume, or choose another --out-dir"
+            )
+        return
+    atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from nextscale.data.images import save_grid, to_pil
+    from nextscale.data.images import make_grid, to_pil
     from nextscale.pretrained import atomic_write, atomic_write_text
 
+    check_sampling_flags(args)
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
     if args.batch_size < 1:
@@ -210,9 +289,10 @@ def run(args: argparse.Namespace) -> int:
     if args.text_features is None:  # the image count is known before loading the model: refuse early
         groups = len(args.classes or args.prompt or []) or 1
         check_grid_size(groups * args.num, grid_path)
-    for path, flag in ((grid_path, "--out"), (args.save_tokens, "--save-tokens")):
-        if path is not None:
-            check_output_file(path, flag)
+    if grid_path is not None:
+        check_image_output(grid_path, "--out")
+    if args.save_tokens is not None:
+        check_output_file(args.save_tokens, "--save-tokens", example="tokens.safetensors")
     if args.out_dir is not None:
         check_output_dir(args.out_dir, "--out-dir")
     features = read_text_features(args.text_features) if args.text_features is not None else {}
@@ -229,6 +309,8 @@ def run(args: argparse.Namespace) -> int:
     check_grid_size(plan.count, grid_path)
     sampling = sampling_kwargs(args)
     seed = sampling.pop("seed")
+    if args.out_dir is not None:
+        check_out_dir_settings(args.out_dir, image_settings(args, pipe, sampling, seed))
     if plan.prompts is not None and args.out_dir is not None:
         atomic_write_text(args.out_dir / "prompts.txt", "".join(f"{p}\n" for p in plan.prompts))
 
@@ -266,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
         per_group = args.num > 1 and (args.classes or text)
         nrow = args.nrow or (args.num if per_group else min(8, plan.count))
         names = None if pipe.class_names is None or text else [pipe.class_names[label] for label in labels]
-        save_grid(torch.cat(images) * 2 - 1, grid_path, nrow=nrow, labels=names)
+        save_image(make_grid(torch.cat(images) * 2 - 1, nrow=nrow, labels=names), grid_path)
         if text:
             described = f"{plan.count // args.num} prompts"
         else:

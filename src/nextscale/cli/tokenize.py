@@ -16,12 +16,16 @@ Examples:
 Writes shard-XXXXX.safetensors files (tokens (N, L) int16/int32, and labels (N,) or the captions) and
 manifest.json with the count, the scale schedule and hashes of the tokenizer's config and weights (checked
 when training). Images are center-cropped (the evaluation transform): tokenizing once fixes the crops.
+--out must be a new or empty folder; --overwrite replaces the token files of an existing one (its shards and
+manifest.json are removed first, once the tokenizer and data have loaded, so no stale shard stays behind).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from nextscale.cli.common import WRITE_PROBE_PREFIX, check_output_dir
 from nextscale.cli.data_report import add_resolution_argument
 from nextscale.training.options import add_bad_images_argument, int_tuple
 
@@ -40,7 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="which split (default train); for a folder without val/ the training side or the held-out split "
         "carved from it, the same images `train-tokenizer` and `train` use (see nextscale.data.folders)",
     )
-    parser.add_argument("--out", required=True, help="output token folder")
+    parser.add_argument("--out", required=True, help="output token folder (new or empty, unless --overwrite)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the token files (shard-*.safetensors, manifest.json) already in --out",
+    )
     add_bad_images_argument(parser)
     parser.add_argument(
         "--scale-sides", type=int_tuple, help="scale sides, e.g. 1,2,4,8,16 (default: the tokenizer's own)"
@@ -50,6 +59,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=int, default=50_000, help="samples per shard file (default 50000)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda:LOCAL_RANK when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# What write_token_shards and write_manifest write (the only files --overwrite removes).
+SHARD_PATTERN = "shard-*.safetensors"
+MANIFEST = "manifest.json"
+
+
+def check_out_folder(out: Path, overwrite: bool) -> None:
+    """--out can be written, and is new or empty unless --overwrite: tokenizing starts from scratch every
+    time, so an existing token folder would be replaced silently (and a larger old run's extra shards kept)."""
+    check_output_dir(out, "--out")
+    if overwrite or not out.is_dir():
+        return
+    # other ranks' write probes may come and go while this rank looks
+    names = sorted(path.name for path in out.iterdir() if not path.name.startswith(WRITE_PROBE_PREFIX))
+    if not names:
+        return
+    shards = len(list(out.glob(SHARD_PATTERN)))
+    if (out / MANIFEST).is_file():
+        held = f"already holds a token folder ({shards} shards and {MANIFEST})"
+    elif shards:
+        held = f"holds {shards} shards of an unfinished tokenization (no {MANIFEST})"
+    else:
+        others = f"{names[0]}{' and more' if len(names) > 1 else ''}"
+        raise ValueError(f"--out {out} is not empty (it holds {others}); give a new or empty folder for the tokens")
+    raise ValueError(
+        f"--out {out} {held}; choose another --out, delete the folder, or pass --overwrite to replace its token files"
+    )
+
+
+def remove_token_files(out: Path) -> None:
+    """Delete an old run's manifest (first: the folder stops being a token folder), then its shards; nothing else."""
+    (out / MANIFEST).unlink(missing_ok=True)
+    for shard in out.glob(SHARD_PATTERN):
+        shard.unlink()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
             f"--split {args.split}: captioned data has no splits, so this would tokenize the training captions; "
             "tokenize the held-out captions as their own set, e.g. --data captions:data/scenes-test"
         )
+    out = Path(args.out)
+    check_out_folder(out, args.overwrite)  # every rank, before any of them writes
     with distributed.process_group(device=args.device) as dist_info:
         tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
         sides = scale_sides_for(args.resolution, args.scale_sides, tokenizer.config.downsample_factor)
@@ -78,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
         )
         source = schedule_source(args, f"the tokenizer {args.tokenizer}")
         log_data_report(config, source, dataset, data_spec=args.data, role=args.split)
+        if args.overwrite and dist_info.is_main and out.is_dir():
+            remove_token_files(out)
+        distributed.barrier()  # no rank writes a shard before the old ones are gone
         write_token_shards(
             tokenizer,
             dataset,

@@ -1,0 +1,78 @@
+"""demo --model / --text-model / --out-dir, plot --out, convert inputs: the right model, or one clear line."""
+
+import pytest
+import torch
+
+from nextscale.cli import main
+from nextscale.pretrained import load_weights_only
+
+
+def one_line_error(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_demo_text_model_takes_a_bundled_name(tiny_pipeline_dir, tmp_path, capsys):
+    argv = ["demo", "--model", str(tiny_pipeline_dir), "--text-model", "bundled:scenes", "--seeds", "1"]
+    assert main([*argv, "--class", "0", "--out-dir", str(tmp_path)]) == 0
+    assert "prompts:" in capsys.readouterr().out
+    assert (tmp_path / "prompts.png").is_file() and (tmp_path / "text_edit.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--text-model", "{tmp}/nope"], "--text-model {tmp}/nope not found"),
+        (["--text-model", "{tmp}"], "--text-model {tmp} is not a pipeline folder"),
+        (["--text-model", "bundled:nope"], "--text-model: unknown bundled model 'nope'"),
+        (["--text-model", "{model}"], "is a class-conditional model, but --text-model takes a text-to-image one"),
+        (["--model", "bundled:scenes", "--no-text"], "give it as --text-model bundled:scenes instead"),
+        (["--out-dir", "{tmp}/file.pth"], "--out-dir {tmp}/file.pth is a file, not a folder"),
+        (["--no-text", "--text-model", "bundled:scenes"], "give one of them, not both"),
+    ],
+)
+def test_demo_refuses_wrong_models_and_outputs_before_any_work(flags, expected, tiny_pipeline_dir, tmp_path, capsys):
+    (tmp_path / "file.pth").write_text("not a folder")
+    names = {"tmp": tmp_path, "model": tiny_pipeline_dir}
+    argv = ["demo", *[flag.format(**names) for flag in flags]]
+    if "--out-dir" not in flags:
+        argv += ["--out-dir", str(tmp_path / "out")]
+    assert expected.format(**names) in one_line_error(argv, capsys)
+    assert not (tmp_path / "out" / "samples.png").exists()
+
+
+def test_plot_out_must_be_a_writable_png_path(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("a file")
+    run = ["plot", "--run", str(tmp_path / "run")]
+    err = one_line_error([*run, "--out", str(tmp_path)], capsys)
+    assert f"--out {tmp_path} is a folder; give a PNG file name" in err
+    err = one_line_error([*run, "--out", str(tmp_path / "notes.txt" / "c.png")], capsys)
+    assert "notes.txt is a file, not a folder" in err
+
+
+def test_convert_tells_a_non_checkpoint_from_an_unsafe_one(tmp_path, capsys):
+    text_file = tmp_path / "garbage.pth"
+    text_file.write_text("garbage\n")
+    junk_pickle = tmp_path / "junk.pth"
+    junk_pickle.write_bytes(b"\x80\x05not a checkpoint")  # a pickle header, then bytes no pickler writes
+    for path in (text_file, junk_pickle):
+        with pytest.raises(ValueError, match=r"is not a PyTorch checkpoint \(corrupt, truncated, or another kind"):
+            load_weights_only(path)
+    err = one_line_error(
+        ["convert", "--vae", str(text_file), "--var", str(text_file), "--out", str(tmp_path / "o")], capsys
+    )
+    assert "garbage.pth is not a PyTorch checkpoint" in err and "could run code" not in err
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"weight": torch.zeros(1), "extra": ValueError("an object, not a tensor")}, unsafe)
+    with pytest.raises(ValueError, match="not a plain state dict / weights-only checkpoint .* could run code"):
+        load_weights_only(unsafe)
+
+
+def test_convert_names_a_folder_given_for_a_file(tmp_path, capsys):
+    argv = ["convert", "--vae", str(tmp_path), "--var", str(tmp_path / "var.pth"), "--out", str(tmp_path / "o")]
+    err = one_line_error(argv, capsys)
+    assert f"--vae {tmp_path} is a folder; give the checkpoint file itself" in err
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        load_weights_only(tmp_path)
