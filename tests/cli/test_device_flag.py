@@ -29,3 +29,15 @@ def test_a_device_that_is_no_device_is_one_line(command, tmp_path, capsys, monke
     monkeypatch.chdir(tmp_path)
     assert main([*command.split(), "--device", "gpu"]) == 2
     assert "--device 'gpu' is not a torch device (e.g. cpu, cuda, cuda:1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [("mps", "Apple's MPS is not available on this machine"), ("meta", "nextscale runs on cpu, cuda or mps")],
+)
+def test_other_unusable_devices_are_one_line(device, message, tmp_path, capsys, monkeypatch):
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    monkeypatch.chdir(tmp_path)
+    assert main(["tokenize", "--tokenizer", "t", "--data", "d", "--out", "o", "--device", device]) == 2
+    assert message in capsys.readouterr().err
