@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--train retrains the class model that --model would name; give one of them, not both")
     if args.train == "text" and args.text_model is not None:
         raise ValueError("--train text retrains the text model that --text-model would name; give one of them")
-    check_out_dir(args.out_dir)
+    check_output_dir(args.out_dir, "--out-dir")  # before any work
     # Load (and so check) every model that exists already before any training or sampling starts.
     pipe = None if args.train == "class" else load_demo_pipeline(args.model, args, text=False)
     want_text = not args.no_text
@@ -152,16 +152,6 @@ def run(args: argparse.Namespace) -> int:
         text_demo(text_pipe, text_args, seed)
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
-
-
-def check_out_dir(folder: Path) -> None:
-    """``--out-dir`` must be a folder (made now if missing) that takes new files: checked before any work."""
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(
-            f"--out-dir {folder} is a file, not a folder; give a folder for the PNGs (made if missing), "
-            "e.g. --out-dir demo-output"
-        )
-    check_output_dir(folder, "--out-dir")
 
 
 def load_demo_pipeline(name: str | Path | None, args: argparse.Namespace, text: bool):
