@@ -77,10 +77,11 @@ def check_out_folder(out: Path, overwrite: bool) -> None:
     if not names:
         return
     shards = len(list(out.glob(SHARD_PATTERN)))
+    noun = "shard" if shards == 1 else "shards"
     if (out / MANIFEST).is_file():
-        held = f"already holds a token folder ({shards} shards and {MANIFEST})"
+        held = f"already holds a token folder ({shards} {noun} and {MANIFEST})"
     elif shards:
-        held = f"holds {shards} shards of an unfinished tokenization (no {MANIFEST})"
+        held = f"holds {shards} {noun} of an unfinished tokenization (no {MANIFEST})"
     else:
         others = f"{names[0]}{' and more' if len(names) > 1 else ''}"
         raise ValueError(f"--out {out} is not empty (it holds {others}); give a new or empty folder for the tokens")

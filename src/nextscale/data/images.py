@@ -16,7 +16,8 @@ converted to the training channels (see ``transforms.convert_mode``: alpha on wh
 With ``bad_images="skip"`` a bad file is counted, logged once and replaced by the next good file in the
 folder order (deterministic: the same on every rank, worker and resume); with ``"fail"`` it raises a
 ValueError naming the file. ``ImageFolderDataset.scan`` checks every header up front (fast: nothing is
-decoded), so most bad files are counted, or refused, before training starts.
+decoded), so most bad files are counted, or refused, before training starts; the commands then take them out
+of the dataset (``leave_out_bad``), so only a file found bad when read (truncated) has a stand-in.
 
 References: VAR ``utils/data.py`` (ImageFolder + the VAR transform), torchvision ``make_grid`` (grid layout).
 """

@@ -453,8 +453,7 @@ def check_bad_images(datasets, policy: str) -> None:
             )
         files = "file" if len(bad) == 1 else "files"
         logger.warning("checked %s: skipping %d bad %s (%s): %s%s", where, len(bad), files, found, named, small)
-        if not dataset.transform.train:  # tokenizing or evaluating: each image once, no stand-ins
-            dataset.leave_out_bad()
+        dataset.leave_out_bad()  # no stand-ins: tokenizing and evaluation see each image once, counts stay true
 
 
 def report_skipped_images(datasets) -> None:
@@ -470,7 +469,7 @@ def report_skipped_images(datasets) -> None:
             logger.warning(
                 "skipped %d of %d image files of %s: %s",
                 sum(counts.values()),
-                len(dataset),
+                len(dataset) + len(dataset.left_out),
                 getattr(dataset, "origin", dataset.root),
                 found,
             )
