@@ -18,30 +18,26 @@ from nextscale.transformer.model import ScaleTransformer
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "fashion_mnist"
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def save_random_model(path, in_channels: int, num_classes: int):
+    """A random 32 px pipeline folder (scales 1, 2, 4, 8) of the given image channels and classes."""
     torch.manual_seed(0)
     sides = (1, 2, 4, 8)
-    tokenizer = MultiScaleVQVAE(
-        TokenizerConfig(
-            vocab_size=32,
-            code_dim=4,
-            base_channels=32,
-            channel_multipliers=(1, 1, 1),
-            num_res_blocks=1,
-            in_channels=1,
-            num_phi=2,
-            scale_sides=sides,
-        )
+    config = TokenizerConfig(
+        vocab_size=32, code_dim=4, base_channels=32, channel_multipliers=(1, 1, 1), num_res_blocks=1, num_phi=2
     )
+    tokenizer = MultiScaleVQVAE(dataclasses.replace(config, in_channels=in_channels, scale_sides=sides))
     transformer = ScaleTransformer(
         TransformerConfig.from_depth(
-            1, embed_dim=32, num_heads=1, num_classes=10, vocab_size=32, code_dim=4, scale_sides=sides
+            1, embed_dim=32, num_heads=1, num_classes=num_classes, vocab_size=32, code_dim=4, scale_sides=sides
         )
     )
-    path = tmp_path_factory.mktemp("model") / "pipe"
     Pipeline(tokenizer, transformer).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_random_model(tmp_path_factory.mktemp("model") / "pipe", in_channels=1, num_classes=10)
 
 
 def test_demo_writes_a_labelled_grid_and_an_edit_example(model_dir, tmp_path, capsys):
@@ -168,20 +164,7 @@ def test_reference_cache_of_another_setting_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def own_model_dir(tmp_path_factory):
     """A random 3-class RGB model: what `nextscale export` gives a user who trained on their own folder."""
-    torch.manual_seed(0)
-    sides = (1, 2, 4, 8)
-    config = TokenizerConfig(
-        vocab_size=32, code_dim=4, base_channels=32, channel_multipliers=(1, 1, 1), num_res_blocks=1, num_phi=2
-    )
-    tokenizer = MultiScaleVQVAE(dataclasses.replace(config, in_channels=3, scale_sides=sides))
-    transformer = ScaleTransformer(
-        TransformerConfig.from_depth(
-            1, embed_dim=32, num_heads=1, num_classes=3, vocab_size=32, code_dim=4, scale_sides=sides
-        )
-    )
-    path = tmp_path_factory.mktemp("own-model") / "pipe"
-    Pipeline(tokenizer, transformer).save_pretrained(path)
-    return path
+    return save_random_model(tmp_path_factory.mktemp("own-model") / "pipe", in_channels=3, num_classes=3)
 
 
 def test_evaluate_of_an_own_images_model_asks_for_its_reference_and_skips_a_corrupt_one(
