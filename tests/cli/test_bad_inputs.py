@@ -165,7 +165,7 @@ CLI_CASES = [
     ("demo-text-model-is-class", "demo --text-model bundled:fashion-mnist --out-dir {tmp}/d", "class-conditional"),
     ("demo-model-is-text", "demo --model bundled:scenes --no-text --out-dir {tmp}/d", "as --text-model bundled:scenes"),
     ("demo-out-dir-is-a-file", "demo --out-dir {tmp}/garbage.pth", "garbage.pth is a file, not a folder"),
-    ("plot-out-is-a-folder", "plot --run {tmp} --out {tmp}/a_folder", "a_folder is a folder; give a PNG file name"),
+    ("plot-out-is-a-folder", "plot --run {tmp} --out {tmp}/a_folder", "a_folder is a folder; give a file name, e.g."),
     ("convert-vae-is-a-folder", "convert --vae {tmp}/a_folder --var {tmp}/garbage.pth --out {tmp}/c", "is a folder"),
     ("convert-text-file", "convert --vae {tmp}/notes.txt --var {tmp}/notes.txt --out {tmp}/c", "not a PyTorch"),
 ]

@@ -47,7 +47,7 @@ def test_plot_out_must_be_a_writable_png_path(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("a file")
     run = ["plot", "--run", str(tmp_path / "run")]
     err = one_line_error([*run, "--out", str(tmp_path)], capsys)
-    assert f"--out {tmp_path} is a folder; give a PNG file name" in err
+    assert f"--out {tmp_path} is a folder; give a file name, e.g. {tmp_path / 'curves.png'}" in err
     err = one_line_error([*run, "--out", str(tmp_path / "notes.txt" / "c.png")], capsys)
     assert "notes.txt is a file, not a folder" in err
 

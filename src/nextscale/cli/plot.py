@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nextscale.cli.common import check_output_file
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.out or (Path("comparison.png") if len(args.run) > 1 else args.run[0] / "curves.png")
     if args.out is not None:  # before any reading or drawing; the default lies in a run folder that exists
-        check_out(args.out)
+        check_output_file(args.out, "--out", example="curves.png")
     try:
         if len(args.run) > 1:
             path = plot_comparison(args.run, out, labels=args.labels, title=args.title)
@@ -47,24 +49,3 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(str(err)) from err
     print(f"curves: {path}")
     return 0
-
-
-def check_out(path: Path) -> None:
-    """``--out`` must name a PNG file in a folder that exists (or can be made) and takes new files."""
-    import tempfile
-
-    if path.is_dir():
-        raise IsADirectoryError(f"--out {path} is a folder; give a PNG file name, e.g. --out {path / 'curves.png'}")
-    folder = path.parent
-    blocking = next((parent for parent in (folder, *folder.parents) if parent.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise NotADirectoryError(f"--out {path}: {blocking} is a file, not a folder; give a PNG path in a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):  # the PNG is written beside its final name, then renamed
-            pass
-    except OSError as err:
-        raise ValueError(
-            f"--out {path}: cannot write into the folder {folder} ({err.strerror or err}); give a PNG path in a "
-            "writable folder"
-        ) from err
