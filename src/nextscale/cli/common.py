@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -198,29 +197,26 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, cfg: float = 1.5, cf
     )
 
 
+SAMPLING_FLAGS = {"top_k": "--top-k", "top_p": "--top-p", "temperature": "--temperature", "cfg": "--cfg"}
+
+
 def check_sampling_flags(args: argparse.Namespace) -> None:
-    """Refuse bad sampling flags before any model loads, naming the flag (values taken from a model's
-    recommended settings are checked by the sampler itself)."""
+    """Refuse bad sampling flags before any model loads: the sampler's own rules (``check_sampling_args``), its
+    message naming the flag as typed (values taken from a model's recommended settings are checked later)."""
+    from nextscale.sampling.logits import check_sampling_args
 
-    def given(name: str):
+    def given(name: str, neutral):
         value = getattr(args, name, None)
-        return None if isinstance(value, Default) else value
+        return neutral if value is None or isinstance(value, Default) else value
 
-    cfg = given("cfg")
-    for value in cfg if isinstance(cfg, list) else [] if cfg is None else [cfg]:
-        if not (0.0 <= value < math.inf):
-            raise ValueError(f"--cfg must be a finite number >= 0 (0 turns guidance off), got {value}")
-    top_k = given("top_k")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"--top-k must be an integer >= 1 (or none to turn it off), got {top_k}")
-    top_p = given("top_p")
-    if top_p is not None and not (0.0 < top_p <= 1.0):
-        raise ValueError(f"--top-p must be in (0, 1] (or none to turn it off), got {top_p}")
-    temperature = given("temperature")
-    if temperature is not None and not (0.0 < temperature < math.inf):
-        raise ValueError(
-            f"--temperature must be a finite number > 0 (1.0 leaves the logits unchanged), got {temperature}"
-        )
+    cfg = given("cfg", 0.0)
+    for value in cfg if isinstance(cfg, list) else [cfg]:
+        try:
+            check_sampling_args(given("top_k", None), given("top_p", None), given("temperature", 1.0), value)
+        except ValueError as err:
+            name, _, rest = str(err).partition(" ")
+            rest = rest.replace(", or None to turn it off", " (or none to turn it off)").replace("; got ", ", got ")
+            raise ValueError(f"{SAMPLING_FLAGS[name]} {rest}") from None
 
 
 def resolve_sampling(args: argparse.Namespace, pipe) -> argparse.Namespace:

@@ -61,14 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-# What write_token_shards and write_manifest write (the only files --overwrite removes).
-SHARD_PATTERN = "shard-*.safetensors"
-MANIFEST = "manifest.json"
-
-
 def check_out_folder(out: Path, overwrite: bool) -> None:
     """--out can be written, and is new or empty unless --overwrite: tokenizing starts from scratch every
     time, so an existing token folder would be replaced silently (and a larger old run's extra shards kept)."""
+    from nextscale.data.token_shards import MANIFEST_NAME, SHARD_GLOB
+
     check_output_dir(out, "--out")
     if overwrite or not out.is_dir():
         return
@@ -76,12 +73,12 @@ def check_out_folder(out: Path, overwrite: bool) -> None:
     names = sorted(path.name for path in out.iterdir() if not path.name.startswith(WRITE_PROBE_PREFIX))
     if not names:
         return
-    shards = len(list(out.glob(SHARD_PATTERN)))
+    shards = len(list(out.glob(SHARD_GLOB)))
     noun = "shard" if shards == 1 else "shards"
-    if (out / MANIFEST).is_file():
-        held = f"already holds a token folder ({shards} {noun} and {MANIFEST})"
+    if (out / MANIFEST_NAME).is_file():
+        held = f"already holds a token folder ({shards} {noun} and {MANIFEST_NAME})"
     elif shards:
-        held = f"holds {shards} {noun} of an unfinished tokenization (no {MANIFEST})"
+        held = f"holds {shards} {noun} of an unfinished tokenization (no {MANIFEST_NAME})"
     else:
         others = f"{names[0]}{' and more' if len(names) > 1 else ''}"
         raise ValueError(f"--out {out} is not empty (it holds {others}); give a new or empty folder for the tokens")
@@ -92,8 +89,10 @@ def check_out_folder(out: Path, overwrite: bool) -> None:
 
 def remove_token_files(out: Path) -> None:
     """Delete an old run's manifest (first: the folder stops being a token folder), then its shards; nothing else."""
-    (out / MANIFEST).unlink(missing_ok=True)
-    for shard in out.glob(SHARD_PATTERN):
+    from nextscale.data.token_shards import MANIFEST_NAME, SHARD_GLOB
+
+    (out / MANIFEST_NAME).unlink(missing_ok=True)
+    for shard in out.glob(SHARD_GLOB):
         shard.unlink()
 
 

@@ -64,6 +64,9 @@ def tokenizer_identity(tokenizer: nn.Module) -> dict[str, Any]:
     }
 
 
+SHARD_GLOB = "shard-*.safetensors"  # every name shard_name gives
+
+
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.safetensors"
 
