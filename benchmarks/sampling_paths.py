@@ -16,6 +16,8 @@ decode**. Paths:
   the others' on the same cores; its time is measured inside the worker.
 - ``exact``: ``Pipeline`` in float32 (AdaLN memoised per call, one preallocated KV cache reused across calls).
   It must draw the same tokens and produce bit-identical images; the script checks and prints it.
+- ``fp32-onednn``: the exact path with its linear products in oneDNN instead of the BLAS library
+  (``nextscale.sampling.linear_kernels``): float32 numerics in another summation order, so not bit-exact.
 - ``auto`` (or ``bf16``, ``int8``): ``Pipeline.use_precision(NAME)`` on copies of the same weights; ``auto``
   names what it picked and why. Its tokens differ from float32 in some draws; the share of equal tokens is
   printed (quality: ``nextscale evaluate --dtype``).
@@ -122,6 +124,8 @@ def build_paths(names: list[str], tokenizer, transformer) -> dict:
     for name in names:
         if name == "exact":
             pipe = Pipeline(tokenizer, transformer).use_precision("fp32")
+        elif name == "fp32-onednn":  # float32 weights untouched: no copies needed
+            pipe = Pipeline(tokenizer, transformer).use_precision("fp32", linear_kernel="onednn")
         else:  # a fast path gets its own copies: casting or quantising changes the weights it holds
             pipe = Pipeline(copy.deepcopy(tokenizer), copy.deepcopy(transformer)).use_precision(name)
 
@@ -207,7 +211,7 @@ def main() -> None:
                 else f"images max |diff| {(images.float() - ref_images).abs().max().item():.2g}"
             )
             print(
-                f"  {name:<9} best {best:7.2f} s  mean {mean:7.2f} s  {batch / best:6.2f} img/s  "
+                f"  {name:<11} best {best:7.2f} s  mean {mean:7.2f} s  {batch / best:6.2f} img/s  "
                 f"x{ref_best / best:.2f} vs reference  {rate:6.1f} GFLOP/s ({shares})  peak {memory[name]}  "
                 f"tokens equal to reference {same_tokens:.1%}, {image_check}"
             )

@@ -18,6 +18,7 @@ References: diffusers ``DiffusionPipeline`` and ``pipelines/dit/pipeline_dit.py`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import numbers
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ from nextscale.sampling.editing import (
     scale_keep_masks,
 )
 from nextscale.sampling.guidance import SamplingConfig, ScaleOverride
+from nextscale.sampling.linear_kernels import choose_linear_kernel
 from nextscale.sampling.outputs import OUTPUT_TYPES, EditOutput, PipelineOutput, to_output_type
 from nextscale.sampling.precision import (
     PRECISIONS,
@@ -211,9 +213,21 @@ class Pipeline:
         self.sampler = ScaleSampler(self.tokenizer, self.transformer, cuda_graphs=True)
         return self
 
-    def use_precision(self, dtype: str) -> Pipeline:
-        """Sample in ``dtype`` from now on (see :meth:`from_pretrained`); ``self.precision.reason`` says why."""
+    def use_precision(self, dtype: str, linear_kernel: str | None = None) -> Pipeline:
+        """Sample in ``dtype`` from now on (see :meth:`from_pretrained`); ``self.precision.reason`` says why.
+
+        ``linear_kernel`` (with "fp32" on a CPU): what computes the transformer's linear products: "blas"
+        (PyTorch's own, the exact path's), "onednn" (faster for wide models, not bit-exact), or "auto" (the faster
+        of the two at this model's width, timed at the first call); see ``nextscale.sampling.linear_kernels``.
+        """
         precision = choose_precision(dtype, self.device)
+        if linear_kernel is not None:
+            if precision.name != "fp32":
+                raise ValueError(f"linear_kernel applies to fp32 sampling, not {precision.name}")
+            if linear_kernel != "auto":  # checked now; "auto" is timed at the first call
+                width = self.transformer.config.embed_dim
+                linear_kernel, _ = choose_linear_kernel(linear_kernel, width, self.device)
+            precision = dataclasses.replace(precision, linear_kernel=linear_kernel)
         if self.precision.name != "fp32" and precision.name != self.precision.name:
             raise ValueError(
                 f"this pipeline's transformer already holds {self.precision.name} weights; load the folder again "
@@ -233,6 +247,14 @@ class Pipeline:
             self.tokenizer.use_channels_last_decoder()
         self.precision = precision
         return self
+
+    def settle_linear_kernel(self) -> None:
+        """At the first float32 call, time the two linear kernels at this model's width and keep the faster."""
+        if self.precision.name != "fp32" or self.precision.linear_kernel != "auto":
+            return
+        kernel, why = choose_linear_kernel("auto", self.transformer.config.embed_dim, self.device)
+        reason = f"{self.precision.reason}; linear products in {kernel} ({why})"
+        self.precision = dataclasses.replace(self.precision, linear_kernel=kernel, reason=reason)
 
     @classmethod
     def from_components(cls, path: Path, index: dict, device: str | torch.device) -> Pipeline:
@@ -393,7 +415,8 @@ class Pipeline:
         guided = config.uses_guidance(self.transformer.config.schedule.num_scales)
         condition = self.make_condition(class_labels, prompt, int(num_images_per_prompt), guided, text_inputs)
         self.keep_memory()
-        with self.precision.autocast(self.device):
+        self.settle_linear_kernel()
+        with self.precision.autocast(self.device), self.precision.linear_products():
             result = self.sampler.sample(
                 condition,
                 batch_size=int(num_images_per_prompt),

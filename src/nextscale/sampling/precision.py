@@ -1,6 +1,6 @@
 """The compute precision of a pipeline's sampling loop: exact float32, or a faster opt-in format.
 
-- ``fp32``: the exact path (the official tokens for the same seed).
+- ``fp32``: the exact path (the official tokens for the same seed), with PyTorch's own linear kernels.
 - ``bf16`` / ``fp16``: every linear layer of the transformer holds its weights in that dtype (cast once, at load:
   the very values autocast would produce on every call, without the per-call casts and with half the weight
   traffic) and the transformer and the tokenizer's decoder run under ``torch.autocast`` (the KV cache in the
@@ -11,7 +11,9 @@
   head; weights int8 per tensor, activations quantised per call), with the decoder under bf16 autocast where the
   CPU has native bf16 (else float32): CPU only, pays where VNNI exists.
 - ``auto``: on a GPU bf16 (fp16 without bf16 support); on a CPU, by the processor's instructions: int8 where it
-  has VNNI, else bf16 where it has native bf16 matrix instructions (AVX-512 BF16 or AMX), else fp32. On the
+  has VNNI, else bf16 where it has native bf16 matrix instructions (AVX-512 BF16 or AMX), else fp32 with its
+  linear products in oneDNN where that is timed faster at the model's width at the first call (not the exact
+  path: ``nextscale.sampling.linear_kernels``). On the
   project's CPU (both) int8 measured fastest for every model and batch size: d16 2.79x / 2.58x over the official
   sampler's steps at B = 1 / 8 against bf16's 2.15x / 2.23x, the bundled models 1.23-1.50x against 1.15-1.44x
   (``benchmarks/sampling_paths.py``, ``benchmarks/precision_speed.py``, figures in ``benchmarks/RESULTS.md``).
@@ -30,6 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nextscale.sampling.linear_kernels import OneDNNLinears
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # The linear layers int8 quantises: the FFN, the self-attention q/k/v projection (``SelfAttention.project_qkv``
@@ -40,12 +44,15 @@ INT8_SUFFIXES = ("ffn.fc1", "ffn.fc2", "attn.qkv", "attn.proj", "cross_attn.proj
 
 @dataclass(frozen=True)
 class Precision:
-    """A resolved precision: ``name`` in fp32 / bf16 / fp16 / int8 (the transformer's), why it was chosen, and
-    ``decoder``, the tokenizer decoder's (fp32, bf16 or fp16; by default the same float format as ``name``)."""
+    """A resolved precision: ``name`` in fp32 / bf16 / fp16 / int8 (the transformer's), why it was chosen,
+    ``decoder``, the tokenizer decoder's (fp32, bf16 or fp16; by default the same float format as ``name``), and
+    ``linear_kernel``, what computes its float32 linear products ("blas": PyTorch's own; "onednn"; "auto" until
+    the pipeline has timed the two, see ``nextscale.sampling.linear_kernels``)."""
 
     name: str
     reason: str = "requested"
     decoder: str | None = None
+    linear_kernel: str = "blas"
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -58,6 +65,10 @@ class Precision:
     def autocast(self, device: torch.device | str):
         """The context the transformer runs in (a no-op for fp32 and int8)."""
         return _autocast(device, self.autocast_dtype)
+
+    def linear_products(self):
+        """The context the transformer's float32 linear products run in (oneDNN's kernels once chosen)."""
+        return OneDNNLinears() if self.name == "fp32" and self.linear_kernel == "onednn" else contextlib.nullcontext()
 
     def decoder_autocast(self, device: torch.device | str):
         """The context the tokenizer's decoder runs in (a no-op for a float32 decoder)."""
@@ -99,7 +110,7 @@ def choose_precision(requested: str, device: torch.device | str) -> Precision:
         return int8_precision(flags, "auto: this CPU has int8 dot-product instructions (VNNI)")
     if native_bf16(flags):
         return Precision("bf16", "auto: this CPU has native bf16 matrix instructions (AVX-512 BF16 / AMX)")
-    return Precision("fp32", "auto: this CPU has neither native bf16 nor VNNI instructions")
+    return Precision("fp32", "auto: this CPU has neither native bf16 nor VNNI instructions", linear_kernel="auto")
 
 
 def int8_precision(flags: set[str], reason: str) -> Precision:
