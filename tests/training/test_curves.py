@@ -59,3 +59,13 @@ def test_several_runs_are_compared_in_one_png(tmp_path, capsys):
     assert Image.open(out).size[0] > 600
     assert main(["plot", *runs, "--labels", "one", "--out", str(out)]) == 2
     assert "2 runs" in capsys.readouterr().err
+
+
+def test_a_tokenizer_run_and_a_transformer_run_are_not_drawn_on_one_axis(tmp_path, capsys):
+    write_metrics(tmp_path / "var", RECORDS)
+    write_metrics(tmp_path / "tok", [{"step": 10, "split": "train", "loss": 0.9, "recon_loss": 0.5}])
+    out = tmp_path / "mixed.png"
+    assert main(["plot", "--run", str(tmp_path / "var"), str(tmp_path / "tok"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "compare runs of one kind" in err and "(tokenizer)" in err and "(transformer)" in err
+    assert not out.exists() and err.count("\n") == 1

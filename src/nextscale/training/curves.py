@@ -60,6 +60,16 @@ def family(metrics: dict[str, list[tuple[int, float]]], name: str) -> dict[str, 
     return dict(sorted(per_scale.items(), key=lambda item: int(item[0].removeprefix("scale"))))
 
 
+def run_kind(metrics: dict[str, dict[str, list[tuple[int, float]]]]) -> str | None:
+    """"tokenizer" or "transformer" by the metrics a run logged (None when it logged neither kind's)."""
+    names = {name.split("/")[0] for split in metrics.values() for name in split}
+    if names & {"recon_loss", "psnr", "code_usage"}:
+        return "tokenizer"
+    if names & {"scale_loss", "token_error"}:
+        return "transformer"
+    return None
+
+
 def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike, title: str | None = None) -> Path:
     """Draw the run's curves into one PNG (written atomically) and return its path.
 
@@ -110,7 +120,8 @@ def plot_comparison(
 
     Raises:
         ImportError: matplotlib is missing (``pip install 'nextscale[eval]'``).
-        ValueError: labels do not match the runs, or no run logged a loss.
+        ValueError: labels do not match the runs, the runs mix tokenizer and transformer training, or no run
+            logged a loss.
     """
     try:
         import matplotlib
@@ -123,6 +134,10 @@ def plot_comparison(
     if len(labels) != len(run_dirs):
         raise ValueError(f"got {len(labels)} labels for {len(run_dirs)} runs")
     series = [read_metrics(run) for run in run_dirs]
+    kinds = {run_kind(metrics) for metrics in series} - {None}
+    if len(kinds) > 1:  # a tokenizer's loss (reconstruction + perceptual + GAN) and a cross-entropy share no axis
+        listed = ", ".join(f"{run} ({run_kind(metrics) or 'unknown'})" for run, metrics in zip(run_dirs, series))
+        raise ValueError(f"compare runs of one kind: {listed}; plot a tokenizer run on its own (--run DIR)")
     figure, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), squeeze=False)
     drawn = False
     for axis, split in zip(axes.flat, ("train", "eval")):
