@@ -61,7 +61,7 @@ def family(metrics: dict[str, list[tuple[int, float]]], name: str) -> dict[str, 
 
 
 def run_kind(metrics: dict[str, dict[str, list[tuple[int, float]]]]) -> str | None:
-    """"tokenizer" or "transformer" by the metrics a run logged (None when it logged neither kind's)."""
+    """ "tokenizer" or "transformer" by the metrics a run logged (None when it logged neither kind's)."""
     names = {name.split("/")[0] for split in metrics.values() for name in split}
     if names & {"recon_loss", "psnr", "code_usage"}:
         return "tokenizer"
