@@ -88,7 +88,7 @@ def test_tokenize_refuses_a_val_split_that_does_not_exist(tmp_path, tokenizer_ru
     assert "too few usable images per class to hold any out" in capsys.readouterr().err
     argv = f"tokenize --tokenizer {run_dir} --data captions:{root} --split val --out {tmp_path / 'c'}"
     assert main(argv.split()) == 2
-    assert "captioned data has no splits" in capsys.readouterr().err
+    assert "has no held-out split (a train/ and a val/ sub-folder)" in capsys.readouterr().err
     assert not (tmp_path / "v").exists() and not (tmp_path / "c").exists()
 
 
@@ -156,3 +156,22 @@ def test_eval_data_folder_is_held_out_as_a_whole(shapes):
     from nextscale.cli.train import eval_dataset
 
     assert len(eval_dataset(str(shapes), 32, 3)) == 24  # all of it, not the 5 % carved for training runs
+
+
+def test_captioned_shapes_tokenize_both_splits_with_every_caption(tokenizer_run, tmp_path):
+    from nextscale.data.token_shards import TokenShardDataset
+
+    spec = importlib.util.spec_from_file_location("make_shapes", REPO / "scripts" / "make_shapes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = tmp_path / "shapes-captions"
+    module.write_captioned_shapes(root, per_class=3, size=32)
+    run_dir, _ = tokenizer_run
+    for split, count in (("train", 12), ("val", 6)):
+        out = tmp_path / f"tokens-{split}"
+        argv = f"tokenize --tokenizer {run_dir} --data captions:{root} --split {split} --out {out} --no-progress"
+        assert main(argv.split()) == 0
+        tokens = TokenShardDataset(out)
+        assert len(tokens) == count
+        captions = tokens.captions_of(0)
+        assert len(captions) == 2 and captions[0].startswith("a blue circle in the ")

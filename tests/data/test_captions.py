@@ -172,9 +172,8 @@ def test_manifest_skips_and_counts_bad_records(tmp_path):
     (tmp_path / "captions.jsonl").write_text("\n".join(lines) + "\n")
     dataset = CaptionManifestDataset(tmp_path / "captions.jsonl", SIZE)
     assert len(dataset) == 1
-    assert dataset.skipped == {
+    assert dataset.skipped == dict.fromkeys(SKIP_REASONS, 0) | {
         "missing_image": 1,
-        "corrupt_image": 0,
         "missing_caption": 1,
         "empty_caption": 1,
         "bad_record": 2,

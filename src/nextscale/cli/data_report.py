@@ -66,6 +66,7 @@ def log_data_report(
     held_out_set=None,
     data_spec: str | None = None,
     role: str = "training",
+    held_out_flags: str = "--eval-data or --eval-tokens",
 ) -> None:
     """Log (INFO, rank 0) the data summary and the ``images AxA -> tokens: scales ...`` line.
 
@@ -76,6 +77,7 @@ def log_data_report(
         held_out_set: the evaluation dataset, or None.
         data_spec: --data, to explain a held-out split carved from a folder.
         role: what ``train_set`` is for ("training", or the tokenized split).
+        held_out_flags: the command's flags that name held-out data (for the hint when there is none).
     """
     from nextscale import distributed
     from nextscale.data.images import ImageFolderDataset
@@ -86,7 +88,7 @@ def log_data_report(
     log = distributed.get_logger("nextscale.data")
     images = next((d for d in (train_set, held_out_set) if isinstance(d, ImageFolderDataset)), None)
     note = images.split_note if images is not None else None
-    for line in describe_data(train_set, held_out_set, note, role=role):
+    for line in describe_data(train_set, held_out_set, note, role=role, held_out_flags=held_out_flags):
         log.info(line)
     sizes = file_sizes(images if images is not None else train_set)
     config = tokenizer_config

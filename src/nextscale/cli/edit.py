@@ -102,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             check_image_output(path, flag)
     pipe = load_pipeline(args)
+    if pipe.is_text_conditional and args.class_label is not None:
+        raise ValueError("this model is text-conditional: edit with --prompt TEXT (--class needs a class model)")
+    if not pipe.is_text_conditional and args.prompt is not None:
+        raise ValueError("this model is class-conditional: edit with --class (--prompt needs a text model)")
     kwargs = dict(
         class_label=args.class_label, prompt=args.prompt, num_images=args.num, output_type="pt", **sampling_kwargs(args)
     )

@@ -13,9 +13,12 @@ Examples:
     nextscale tokenize --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16 \\
         --data captions:data/scenes-train --out tokens/scenes-train
 
-Writes shard-XXXXX.safetensors files (tokens (N, L) int16/int32, and labels (N,) or the captions) and
-manifest.json with the count, the scale schedule and hashes of the tokenizer's config and weights (checked
-when training). Images are center-cropped (the evaluation transform): tokenizing once fixes the crops.
+Writes shard-XXXXX.safetensors files (tokens (N, L) int16/int32, and labels (N,) or every caption of each
+image; training draws one per epoch) and manifest.json with the count, the scale schedule and hashes of the
+tokenizer's config and weights (checked when training). Images are center-cropped (the evaluation transform):
+tokenizing once fixes the crops. Each image is encoded once: one that fails to decode (a truncated file) is
+left out, never replaced by another image, and named at the end and in manifest.json's "left_out" (an image
+folder under --bad-images fail stops at it instead).
 --out must be a new or empty folder; --overwrite replaces the token files of an existing one (its shards and
 manifest.json are removed first, once the tokenizer and data have loaded, so no stale shard stays behind).
 """
@@ -23,6 +26,7 @@ manifest.json are removed first, once the tokenizer and data have loaded, so no 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from nextscale.cli.common import WRITE_PROBE_PREFIX, check_output_dir
@@ -42,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("train", "test", "val"),
         default="train",
         help="which split (default train); for a folder without val/ the training side or the held-out split "
-        "carved from it, the same images `train-tokenizer` and `train` use (see nextscale.data.folders)",
+        "carved from it, the same images `train-tokenizer` and `train` use (see nextscale.data.folders); "
+        "captions:DIR splits only as DIR/train + DIR/val",
     )
     parser.add_argument("--out", required=True, help="output token folder (new or empty, unless --overwrite)")
     parser.add_argument(
@@ -99,17 +104,13 @@ def remove_token_files(out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from nextscale import distributed
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
-    from nextscale.data.token_shards import write_manifest, write_token_shards
+    from nextscale.data.token_shards import read_manifest, write_manifest, write_token_shards
     from nextscale.training.export import load_tokenizer, with_scale_sides
-    from nextscale.training.options import CAPTIONS_PREFIX, build_datasets, report_skipped_images
+    from nextscale.training.options import CAPTIONS_PREFIX, build_datasets
 
     if args.batch_size < 1 or args.shard_size < 1:
         raise ValueError("--batch-size and --shard-size must be >= 1")
-    if args.data.startswith(CAPTIONS_PREFIX) and args.split != "train":
-        raise ValueError(
-            f"--split {args.split}: captioned data has no splits, so this would tokenize the training captions; "
-            "tokenize the held-out captions as their own set, e.g. --data captions:data/scenes-test"
-        )
+    captioned = args.data.startswith(CAPTIONS_PREFIX)
     out = Path(args.out)
     check_out_folder(out, args.overwrite)  # every rank, before any of them writes
     with distributed.process_group(device=args.device) as dist_info:
@@ -136,12 +137,13 @@ def run(args: argparse.Namespace) -> int:
             dist_info.rank,
             dist_info.world_size,
             progress=dist_info.is_main and not args.no_progress,
+            # Caption data always skips bad samples; --bad-images fail stops an image folder at one.
+            skip_unreadable=args.bad_images == "skip",
         )
-        report_skipped_images((dataset,))
         distributed.barrier()
         if dist_info.is_main:
-            condition = "text" if args.data.startswith(CAPTIONS_PREFIX) else "class"
-            source = args.data if condition == "text" else f"{args.data}:{args.split}"
+            condition = "text" if captioned else "class"
+            source = args.data if captioned and args.split == "train" else f"{args.data}:{args.split}"
             names = getattr(dataset, "classes", None) if condition == "class" else None
             write_manifest(
                 tokenizer,
@@ -152,5 +154,21 @@ def run(args: argparse.Namespace) -> int:
                 condition=condition,
                 class_names=names,
             )
-            print(f"wrote {len(dataset)} token sequences of {config.schedule.total_tokens} tokens to {args.out}")
+            manifest = read_manifest(args.out)  # every rank's shards: the true count and left-out images
+            log_left_out(manifest["left_out"], distributed.get_logger("nextscale.data"))
+            count = manifest["count"]
+            print(f"wrote {count} token sequences of {config.schedule.total_tokens} tokens to {args.out}")
     return 0
+
+
+def log_left_out(names: list[str], logger: logging.Logger | logging.LoggerAdapter) -> None:
+    """One warning naming the images tokenizing left out (the first few; manifest.json lists them all)."""
+    from nextscale.training.options import SHOWN_BAD_FILES
+
+    if not names:
+        return
+    shown = ", ".join(names[:SHOWN_BAD_FILES])
+    hidden = len(names) - SHOWN_BAD_FILES
+    more = f" and {hidden} more (all in manifest.json's left_out)" if hidden > 0 else ""
+    images = "image that" if len(names) == 1 else "images that"
+    logger.warning("left out %d %s could not be decoded: %s%s", len(names), images, shown, more)

@@ -311,7 +311,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     if args.eval_data:
         eval_set = eval_dataset(args.eval_data, config.image_size, config.in_channels, args.bad_images)
     if args.tokens:
-        train_set = TokenShardDataset(args.tokens, tokenizer)
+        train_set = TokenShardDataset(args.tokens, tokenizer, seed=args.seed)  # the seed of the caption draws
     if args.eval_tokens:
         eval_set = TokenShardDataset(args.eval_tokens, tokenizer)
     source = schedule_source(args, f"the tokenizer {args.tokenizer}")
@@ -357,17 +357,23 @@ def _train(args: argparse.Namespace, dist_info) -> None:
 
 
 def eval_dataset(spec: str, image_size: int, channels: int, bad_images: str = "skip"):
-    """--eval-data: all of a plain image folder (it is the held-out set), else the spec's held-out split."""
+    """--eval-data: all of a plain image folder or caption source (it is the held-out set), else the spec's
+    held-out split."""
     from pathlib import Path
 
+    from nextscale.data.captions import open_caption_dataset
     from nextscale.data.folders import folder_layout
     from nextscale.data.images import ImageFolderDataset
-    from nextscale.training.options import build_datasets, check_bad_images
+    from nextscale.training.options import CAPTIONS_PREFIX, build_datasets, check_bad_images
 
     if Path(spec).is_dir() and folder_layout(spec).carved:
         dataset = ImageFolderDataset(spec, image_size, train=False, channels=channels, bad_images=bad_images)
         check_bad_images((dataset,), bad_images)
         return dataset
+    captions = spec.removeprefix(CAPTIONS_PREFIX)
+    if spec.startswith(CAPTIONS_PREFIX) and not (Path(captions) / "train").is_dir():  # all of it is held out
+        options = {"channels": channels, "train": False, "bad_images": bad_images}
+        return open_caption_dataset(captions, image_size, **options)
     return build_datasets(spec, image_size, channels, split="test", bad_images=bad_images)[0]
 
 

@@ -195,7 +195,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         args.data, config.image_size, config.in_channels, seed=args.seed, bad_images=args.bad_images
     )
     default_source = f"the tokenizer {args.init_from}" if args.init_from else f"preset {args.preset}"
-    log_data_report(config, schedule_source(args, default_source), train_set, eval_set, args.data)
+    log_data_report(config, schedule_source(args, default_source), train_set, eval_set, args.data, held_out_flags="")
     losses = TokenizerLossConfig(
         l1_weight=args.l1_weight,
         l2_weight=args.l2_weight,

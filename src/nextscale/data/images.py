@@ -17,7 +17,8 @@ With ``bad_images="skip"`` a bad file is counted, logged once and replaced by th
 folder order (deterministic: the same on every rank, worker and resume); with ``"fail"`` it raises a
 ValueError naming the file. ``ImageFolderDataset.scan`` checks every header up front (fast: nothing is
 decoded), so most bad files are counted, or refused, before training starts; the commands then take them out
-of the dataset (``leave_out_bad``), so only a file found bad when read (truncated) has a stand-in.
+of the dataset (``leave_out_bad``), so only a file found bad when read (truncated) has a stand-in. A pass that
+must see every image once (tokenizing) reads with ``ImageFolderDataset.read``, which has no stand-in: it raises.
 
 References: VAR ``utils/data.py`` (ImageFolder + the VAR transform), torchvision ``make_grid`` (grid layout).
 """
@@ -30,6 +31,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -41,7 +43,7 @@ from nextscale.pretrained import atomic_write
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 # PIL signals unreadable or truncated files with OSError (incl. UnidentifiedImageError), ValueError or SyntaxError.
 _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -73,15 +75,16 @@ def _check_size(path: Path, image: Image.Image, size: int) -> None:
         raise BadImageError(path, "tiny", f"{width}x{height}, shorter side under {smallest:g} px ({size} px training)")
 
 
-def _open_header(path: Path) -> Image.Image:
+def _open_header(source: Path | BinaryIO, shown: Path | None = None) -> Image.Image:
+    shown = shown or source
     try:
         with warnings.catch_warnings():  # DecompressionBombWarning: huge images are judged by _check_size
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(path)
+            return Image.open(source)
     except Image.DecompressionBombError as err:  # Pillow refuses images over twice its limit when opening them
-        raise BadImageError(path, "huge", str(err)) from err
+        raise BadImageError(shown, "huge", str(err)) from err
     except _READ_ERRORS as err:
-        raise BadImageError(path, "unreadable", str(err) or type(err).__name__) from err
+        raise BadImageError(shown, "unreadable", str(err) or type(err).__name__) from err
 
 
 def read_training_image(path: str | os.PathLike, size: int, channels: int) -> Image.Image:
@@ -104,14 +107,19 @@ def read_training_image(path: str | os.PathLike, size: int, channels: int) -> Im
             raise BadImageError(path, "unsupported mode", f"{image.mode}: {err}") from err
 
 
-def check_image_header(path: str | os.PathLike, size: int) -> tuple[int, int]:
+def check_image_header(path: str | os.PathLike, size: int, stream: BinaryIO | None = None) -> tuple[int, int]:
     """(width, height) from a file's header, without decoding it.
+
+    Args:
+        path: the file, or the name shown in messages when ``stream`` holds the bytes (an image inside a shard).
+        size: the training side the image is judged against (tiny below 1/8 of it).
+        stream: the image's bytes, when they do not lie in a file of their own.
 
     Raises:
         BadImageError: unreadable, tiny or huge.
     """
     path = Path(path)
-    with _open_header(path) as image:
+    with _open_header(path if stream is None else stream, shown=path) as image:
         _check_size(path, image, size)
         return image.size
 
@@ -271,6 +279,28 @@ class ImageFolderDataset(Dataset):
                 counts[reason] = counts.get(reason, 0) + 1
         return counts
 
+    def _load(self, path: Path, index: int) -> torch.Tensor:
+        """The file at ``path`` as sample ``index`` of this epoch; raises BadImageError."""
+        image = read_training_image(path, self.transform.size, self.transform.channels)
+        generator = None if self.seed is None else np.random.default_rng([self.seed, self.epoch, index])
+        return self.transform(image, generator)
+
+    def read(self, index: int) -> tuple[torch.Tensor, int]:
+        """Sample ``index`` exactly, for passes that must see every image once (tokenizing): no stand-in.
+
+        Returns:
+            (image (C, size, size) float32 in [-1, 1], class index).
+        Raises:
+            BadImageError: the file cannot be used, whatever ``bad_images`` says (it is recorded in ``skipped``;
+                the caller leaves it out or stops).
+        """
+        path, label = self.samples[index]
+        try:
+            return self._load(path, index), label
+        except BadImageError as err:
+            self.skipped[path] = err.reason
+            raise
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """Returns (image (C, size, size) float32 in [-1, 1], class index)."""
         for offset in range(len(self.samples)):
@@ -278,15 +308,12 @@ class ImageFolderDataset(Dataset):
             if path in self.skipped and self.bad_images == "skip":
                 continue
             try:
-                image = read_training_image(path, self.transform.size, self.transform.channels)
+                return self._load(path, index), label
             except BadImageError as err:
                 if self.bad_images == "fail":
                     raise
                 self.skipped[path] = err.reason
                 logger.warning("skipping image %s (%s: %s)", path, err.reason, err.detail)
-                continue
-            generator = None if self.seed is None else np.random.default_rng([self.seed, self.epoch, index])
-            return self.transform(image, generator), label
         raise ValueError(f"no image under {self.root} can be used; every file is bad (see the warnings)")
 
 

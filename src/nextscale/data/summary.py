@@ -111,10 +111,7 @@ def _origin(dataset) -> str:
     if isinstance(dataset, TokenShardDataset):
         source = dataset.manifest.get("source")
         return f"token folder {dataset.root}" + (f" (tokenized from {source})" if source else "")
-    for name in ("root", "manifest", "shards"):  # the caption datasets' sources
-        if hasattr(dataset, name) and not isinstance(getattr(dataset, name), (dict, list)):
-            return str(getattr(dataset, name))
-    return type(dataset).__name__
+    return getattr(dataset, "origin", "") or type(dataset).__name__  # the caption datasets name their source
 
 
 def _kind(dataset) -> str:
@@ -125,7 +122,13 @@ def _kind(dataset) -> str:
     return "images"
 
 
-def describe_data(train_set, held_out_set=None, held_out_note: str | None = None, role: str = "training") -> list[str]:
+def describe_data(
+    train_set,
+    held_out_set=None,
+    held_out_note: str | None = None,
+    role: str = "training",
+    held_out_flags: str = "--eval-data or --eval-tokens",
+) -> list[str]:
     """The data summary lines: count and classes, file sizes and modes, held-out source.
 
     Args:
@@ -133,6 +136,8 @@ def describe_data(train_set, held_out_set=None, held_out_note: str | None = None
         held_out_set: the evaluation dataset, or None.
         held_out_note: a sentence on how the held-out split was made (``data.folders.held_out_note``), or None.
         role: what ``train_set`` is for, e.g. "training" or "val".
+        held_out_flags: the command's flags that name held-out data, for the hint when there is none ("" if it
+            has none).
     """
     names = getattr(train_set, "classes", None)
     lines = [f"data: {len(train_set)} {role} {_kind(train_set)} from {_origin(train_set)}{_classes(names)}"]
@@ -143,7 +148,10 @@ def describe_data(train_set, held_out_set=None, held_out_note: str | None = None
         lines.append(f"files: {sizes.describe()}")
     if role == "training":
         if held_out_set is None:
-            lines.append("held-out: none, so no held-out evaluation (add a val/ folder, --eval-data or --eval-tokens)")
+            where = "split the data into DIR/train and DIR/val sub-folders" + (
+                f", or pass {held_out_flags}" if held_out_flags else ""
+            )
+            lines.append(f"held-out: none, so no held-out evaluation ({where})")
         else:
             lines.append(f"held-out: {len(held_out_set)} {_kind(held_out_set)} from {_origin(held_out_set)}")
     if held_out_note:

@@ -4,10 +4,23 @@ Layout of a token folder::
 
     manifest.json            {"format", "count", "total_tokens", "scale_sides", "vocab_size", "dtype",
                               "shards": [{"file", "count"}], "tokenizer": {"config", "config_hash",
-                              "weights_hash"}, "source", "class_names" (class data, when known)}
+                              "weights_hash"}, "source", "condition", "left_out", "class_names" (class data,
+                              when known)}
     shard-00000.safetensors  "tokens" (n, L) int16 (int32 when V > 32767), and either "labels" (n,) int64
-                             (class data) or, for captioned data, the captions as a JSON list in the
-                             file's metadata (key "captions"); the manifest's "condition" says which
+                             (class data) or, for captioned data, every caption of each row in the file's
+                             metadata (key "captions": a JSON list of n lists of strings); the manifest's
+                             "condition" says which. Metadata "left_out" names the images of the shard's
+                             range that could not be decoded.
+
+Shard ``i`` covers dataset indices ``[i * shard_size, (i + 1) * shard_size)``; each image is read exactly once
+(``read(index)`` where the dataset has it), so an image that fails to decode is left out, never replaced by
+another image: a shard may hold fewer rows than its range, the manifest's counts are the rows really written,
+and its "left_out" lists the images left out (a shard whose every image was left out is not listed). Older
+shards whose "captions" are a list of strings (one caption per row) still load.
+
+A row with several captions gives one per access, drawn from ``numpy.random.default_rng([seed, epoch,
+index])`` as ``CaptionDataset`` draws it, so sample ``index`` of epoch ``e`` has the same caption on every
+worker, machine and resume (the training loop calls ``set_epoch``), and every caption is seen over the epochs.
 
 Tokens are the scales concatenated coarse to fine, row-major inside a scale (the pipeline's token layout).
 The transformer trainer rebuilds the teacher-forcing input from them with the tokenizer's quantizer,
@@ -28,11 +41,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
 from nextscale.pretrained import atomic_write, atomic_write_text
 
@@ -71,6 +85,65 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.safetensors"
 
 
+Condition = int | tuple[str, ...]  # a class label, or every caption of one image
+
+
+def _condition(value: Any) -> Condition:
+    """A sample's label as an int, or its caption(s) as a tuple (a plain dataset gives one caption str)."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (tuple, list)):
+        return tuple(str(text) for text in value)
+    return int(value)
+
+
+def _image_name(dataset: Dataset, index: int) -> str:
+    """How the log names sample ``index``: a caption sample's name, an image folder's file path."""
+    samples = getattr(dataset, "samples", None)
+    if samples is None:
+        return f"sample {index}"
+    sample = samples[index]
+    return str(sample.name if hasattr(sample, "name") else sample[0])
+
+
+def _encode_range(
+    tokenizer: nn.Module,
+    dataset: Dataset,
+    indices: range,
+    batch_size: int,
+    dtype: torch.dtype,
+    skip_unreadable: bool,
+    bar: Any,
+) -> tuple[torch.Tensor, list[Condition], list[str]]:
+    """Tokens (n, L) of ``dtype``, conditions and left-out image names of the samples in ``indices``, each read once."""
+    device = next(tokenizer.parameters()).device
+    # ``read`` (caption datasets, image folders) returns the sample itself or raises: never a stand-in.
+    exact = hasattr(dataset, "read")
+    read = dataset.read if exact else dataset.__getitem__
+    tokens, conditions, left_out = [], [], []
+    for batch_start in range(indices.start, indices.stop, batch_size):
+        batch = range(batch_start, min(batch_start + batch_size, indices.stop))
+        images = []
+        for index in batch:
+            try:
+                image, condition = read(index)
+            except ValueError:
+                if not (exact and skip_unreadable):  # a plain dataset's error is a bug, not a bad file
+                    raise
+                left_out.append(_image_name(dataset, index))
+                continue
+            images.append(image)
+            conditions.append(_condition(condition))
+        if images:
+            indices_per_scale = tokenizer.encode(torch.stack(images).to(device))
+            # Values up to V - 1 fit int16 when V <= 32768 (stored as signed; read back with .long()).
+            tokens.append(tokenizer.tokens_from_indices(indices_per_scale).cpu().to(dtype))
+        if bar is not None:
+            bar.update(len(batch))
+    total = tokenizer.config.schedule.total_tokens
+    return (torch.cat(tokens) if tokens else torch.empty(0, total, dtype=dtype)), conditions, left_out
+
+
 @torch.no_grad()
 def write_token_shards(
     tokenizer: nn.Module,
@@ -81,23 +154,29 @@ def write_token_shards(
     rank: int = 0,
     world_size: int = 1,
     progress: bool = False,
+    skip_unreadable: bool = True,
 ) -> list[Path]:
-    """Encode ``dataset`` (image, label) pairs into shards; rank r writes shards r, r + world, ...
+    """Encode ``dataset`` into shards; rank r writes shards r, r + world, ... (see the module docstring).
+
+    A dataset with a ``read(index)`` method (``CaptionDataset``, ``ImageFolderDataset``) is read through it,
+    so each row stores all of its image's captions, and an image ``read`` cannot decode (ValueError) is left
+    out and named in the shard's metadata; any other dataset is read with ``dataset[index]``.
 
     Args:
         tokenizer: a MultiScaleVQVAE in eval mode on its device.
-        dataset: map-style dataset of (image (C, H, W) in [-1, 1], label) in a fixed order.
+        dataset: map-style dataset of (image (C, H, W) in [-1, 1], label or caption(s)) in a fixed order.
         out_dir: the token folder (created).
         batch_size: images per encoder call.
-        shard_size: samples per shard file.
+        shard_size: samples per shard range (a shard holds fewer rows when images are left out).
         rank, world_size: this process's share of the shards.
         progress: show a tqdm bar.
+        skip_unreadable: leave out an image that cannot be decoded (True), or let the error stop the run (False,
+            for ``--bad-images fail``).
     Returns:
         The shard files this rank wrote. Call :func:`write_manifest` once all ranks are done.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = next(tokenizer.parameters()).device
     vocab = tokenizer.config.vocab_size
     dtype = torch.int16 if vocab <= torch.iinfo(torch.int16).max + 1 else torch.int32
     num_shards = -(-len(dataset) // shard_size)
@@ -109,33 +188,33 @@ def write_token_shards(
         bar = tqdm(total=sum(min(shard_size, len(dataset) - i * shard_size) for i in mine), desc="tokenize")
     written = []
     for shard_idx in mine:
-        start, end = shard_idx * shard_size, min((shard_idx + 1) * shard_size, len(dataset))
-        tokens, labels, captions = [], [], []
-        for batch_start in range(start, end, batch_size):
-            images, batch_conditions = default_collate(
-                [dataset[i] for i in range(batch_start, min(batch_start + batch_size, end))]
-            )
-            indices = tokenizer.encode(images.to(device))
-            # Values up to V - 1 fit int16 when V <= 32768 (stored as signed; read back with .long()).
-            tokens.append(tokenizer.tokens_from_indices(indices).cpu().to(dtype))
-            if isinstance(batch_conditions, (list, tuple)):  # captions (default_collate keeps strings)
-                captions.extend(str(text) for text in batch_conditions)
-            else:
-                labels.append(torch.as_tensor(batch_conditions, dtype=torch.int64))
-            if bar is not None:
-                bar.update(len(batch_conditions))
-        payload = {"tokens": torch.cat(tokens).contiguous()}
-        metadata = {"format": "pt"}
-        if captions:
+        indices = range(shard_idx * shard_size, min((shard_idx + 1) * shard_size, len(dataset)))
+        tokens, conditions, left_out = _encode_range(
+            tokenizer, dataset, indices, batch_size, dtype, skip_unreadable, bar
+        )
+        payload = {"tokens": tokens.contiguous()}
+        metadata = {"format": "pt", "left_out": json.dumps(left_out)}
+        captions = [list(condition) for condition in conditions if isinstance(condition, tuple)]
+        if captions and len(captions) != len(conditions):
+            raise ValueError("the dataset gives captions for some samples and labels for others; give one kind")
+        if captions or not conditions:  # a shard with no rows carries both, empty: it fits either kind
             metadata["captions"] = json.dumps(captions)
-        else:
-            payload["labels"] = torch.cat(labels).contiguous()
+        if not captions:
+            payload["labels"] = torch.tensor(conditions, dtype=torch.int64)
         path = out_dir / shard_name(shard_idx)
         atomic_write(path, lambda tmp, payload=payload, metadata=metadata: save_file(payload, tmp, metadata=metadata))
         written.append(path)
     if bar is not None:
         bar.close()
     return written
+
+
+def _shard_contents(path: Path) -> tuple[int, list[str]]:
+    """(rows, names of the images left out) of one shard file, from its header alone."""
+    with safe_open(str(path), framework="pt") as handle:
+        rows = handle.get_slice("tokens").get_shape()[0]
+        left_out = json.loads((handle.metadata() or {}).get("left_out", "[]"))
+    return rows, left_out
 
 
 def write_manifest(
@@ -147,22 +226,50 @@ def write_manifest(
     condition: str = "class",
     class_names: list[str] | None = None,
 ) -> Path:
-    """Write manifest.json after every shard exists (checked); ``condition`` is "class" or "text";
-    ``class_names[i]`` names label i (an image folder's sub-folders, Fashion-MNIST's classes), when known."""
+    """Write manifest.json after every shard exists (checked), counting the rows the shards really hold.
+
+    Args:
+        tokenizer: the tokenizer that made the tokens (its config and hashes are recorded).
+        num_samples: ``len(dataset)`` of the tokenized data: with ``shard_size`` it fixes the shard ranges.
+        out_dir: the token folder.
+        shard_size: the ``write_token_shards`` shard size.
+        source: where the data came from (shown in data reports).
+        condition: "class" or "text".
+        class_names: ``class_names[i]`` names label i (an image folder's sub-folders, Fashion-MNIST's classes),
+            when known.
+    Returns:
+        The manifest's path. Its "count" leaves out the images that could not be decoded ("left_out").
+    """
     if condition not in ("class", "text"):
         raise ValueError(f"condition must be 'class' or 'text', got {condition!r}")
     out_dir = Path(out_dir)
     schedule = tokenizer.config.schedule
-    shards = []
+    shards, left_out = [], []
     for shard_idx in range(-(-num_samples // shard_size)):
         path = out_dir / shard_name(shard_idx)
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing; a tokenization rank did not finish")
-        shards.append({"file": path.name, "count": min(shard_size, num_samples - shard_idx * shard_size)})
+        rows, names = _shard_contents(path)
+        expected = min(shard_size, num_samples - shard_idx * shard_size)
+        if rows + len(names) != expected:
+            raise ValueError(
+                f"{path} holds {rows} rows and {len(names)} left-out images, but its share of the data is "
+                f"{expected} images: it is from another run; tokenize again into an empty folder (or --overwrite)"
+            )
+        left_out.extend(names)
+        if rows:  # a shard whose every image was left out is never read
+            shards.append({"file": path.name, "count": rows})
+    count = sum(shard["count"] for shard in shards)
+    if count == 0:
+        example = f" (e.g. {left_out[0]})" if left_out else ""
+        raise ValueError(
+            f"no token sequences in {out_dir}: none of the {num_samples} images could be decoded{example}; "
+            "replace the broken files or tokenize other data"
+        )
     vocab = tokenizer.config.vocab_size
     manifest = {
         "format": FORMAT_VERSION,
-        "count": num_samples,
+        "count": count,
         "total_tokens": schedule.total_tokens,
         "scale_sides": list(schedule.sides),
         "vocab_size": vocab,
@@ -171,6 +278,7 @@ def write_manifest(
         "tokenizer": tokenizer_identity(tokenizer),
         "source": source,
         "condition": condition,
+        "left_out": left_out,
     }
     if class_names is not None:
         manifest["class_names"] = list(class_names)
@@ -198,12 +306,16 @@ class TokenShardDataset(Dataset):
     Args:
         root: the token folder.
         tokenizer: if given, its config and weights must be those the tokens were made with.
+        seed: a row with several captions gives the one ``numpy.random.default_rng([seed, epoch, index])``
+            draws (``CaptionDataset``'s draw; call ``set_epoch`` each epoch).
     """
 
-    def __init__(self, root: str | os.PathLike, tokenizer: nn.Module | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, tokenizer: nn.Module | None = None, seed: int = 0) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
         self.shards = self.manifest["shards"]
+        self.seed = seed
+        self.epoch = 0
         self.starts = []
         total = 0
         for shard in self.shards:
@@ -216,7 +328,7 @@ class TokenShardDataset(Dataset):
                 f"{self.root}: the shards hold {total} samples, the manifest says {self.manifest['count']}"
             )
         self._handles: dict[int, Any] = {}
-        self._captions: dict[int, list[str]] = {}
+        self._captions: dict[int, list[tuple[str, ...]]] = {}
         if tokenizer is not None:
             self.check_tokenizer(tokenizer)
 
@@ -228,6 +340,10 @@ class TokenShardDataset(Dataset):
                 f"the tokens in {self.root} were made by a different tokenizer (config or weights "
                 "differ); re-run `nextscale tokenize` with this tokenizer or pass the matching one"
             )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose caption draws ``seed`` reproduces."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return int(self.manifest["count"])
@@ -256,20 +372,41 @@ class TokenShardDataset(Dataset):
     def is_captioned(self) -> bool:
         return self.manifest.get("condition", "class") == "text"
 
-    def _shard_captions(self, shard_idx: int) -> list[str]:
+    def _shard_captions(self, shard_idx: int) -> list[tuple[str, ...]]:
+        """Every row's captions; a row of an older shard (a list of strings) has one."""
         if shard_idx not in self._captions:
+            path = self.root / self.shards[shard_idx]["file"]
             metadata = self._handle(shard_idx).metadata() or {}
             if "captions" not in metadata:
-                raise ValueError(f"{self.root / self.shards[shard_idx]['file']} has no captions; re-run tokenize")
-            self._captions[shard_idx] = json.loads(metadata["captions"])
+                raise ValueError(f"{path} has no captions; re-run tokenize")
+            rows = [(entry,) if isinstance(entry, str) else tuple(entry) for entry in json.loads(metadata["captions"])]
+            if len(rows) != int(self.shards[shard_idx]["count"]) or not all(
+                row and all(isinstance(text, str) for text in row) for row in rows
+            ):
+                raise ValueError(
+                    f"{path}: its captions are not one non-empty list of strings per row; re-run `nextscale tokenize`"
+                )
+            self._captions[shard_idx] = rows
         return self._captions[shard_idx]
 
+    def captions_of(self, index: int) -> tuple[str, ...]:
+        """Every caption stored for sample ``index`` (a captioned folder's)."""
+        if not self.is_captioned:
+            raise ValueError(f"{self.root} holds class labels, not captions")
+        shard_idx, row = self._locate(index)
+        return self._shard_captions(shard_idx)[row]
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int | str]:
+        """Returns (tokens int64 (L,), the class label or one of the row's captions)."""
         shard_idx, row = self._locate(index)
         handle = self._handle(shard_idx)
         tokens = handle.get_slice("tokens")[row : row + 1][0].long()
         if self.is_captioned:
-            return tokens, self._shard_captions(shard_idx)[row]
+            captions = self._shard_captions(shard_idx)[row]
+            # CaptionDataset's draw for the same (seed, epoch, index): with no image left out, training from
+            # tokens sees the captions training from the images would.
+            generator = np.random.default_rng([self.seed, self.epoch, index])
+            return tokens, captions[int(generator.integers(len(captions)))]
         label = int(handle.get_slice("labels")[row : row + 1][0])
         return tokens, label
 

@@ -460,10 +460,21 @@ def report_skipped_images(datasets) -> None:
     """One line per image-folder dataset with skipped files, counting them by reason (rank 0; files that failed
     in DataLoader worker processes are in those workers' own warnings)."""
     from nextscale import distributed
+    from nextscale.data.captions import CaptionDataset
     from nextscale.data.images import ImageFolderDataset
 
     logger = distributed.get_logger("nextscale.data")
     for dataset in datasets:
+        if isinstance(dataset, CaptionDataset) and dataset.decode_failures:
+            failures = dataset.decode_failures
+            logger.warning(
+                "skipped %d of %d captioned images of %s that could not be decoded (truncated?): %s",
+                len(failures),
+                len(dataset),
+                dataset.origin,
+                ", ".join(failures[:SHOWN_BAD_FILES])
+                + (f" and {len(failures) - SHOWN_BAD_FILES} more" if len(failures) > SHOWN_BAD_FILES else ""),
+            )
         if isinstance(dataset, ImageFolderDataset) and (counts := dataset.skip_counts()):
             found = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
             logger.warning(
@@ -486,10 +497,15 @@ def build_datasets(
     from nextscale.data.fashion_mnist import FashionMNIST
 
     if spec.startswith(CAPTIONS_PREFIX):
-        from nextscale.data.captions import open_caption_dataset
+        from nextscale.data.captions import open_caption_splits
 
-        # Center crops, no flips: captions name positions ("on the left"). Held-out data is a second spec.
-        return open_caption_dataset(spec[len(CAPTIONS_PREFIX) :], image_size, channels=channels, seed=seed), None
+        # No flips, no crop margin: captions name positions ("on the left"). DIR/train + DIR/val hold both
+        # splits; other caption data is training data, with held-out data as a second spec (--eval-data).
+        path = spec[len(CAPTIONS_PREFIX) :]
+        options = {"channels": channels, "seed": seed, "bad_images": bad_images}
+        if split is not None:
+            options["train"] = False  # a pass over one split (tokenizing): center crops, as for image folders
+        return open_caption_splits(path, image_size, split=split, **options)
     if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
         root = spec.partition(":")[2] or None
         if root is not None and not Path(root).is_dir():
@@ -497,12 +513,48 @@ def build_datasets(
         if split is not None:
             return FashionMNIST(root, "test" if split in ("test", "val") else "train", image_size, channels), None
         return (FashionMNIST(root, "train", image_size, channels), FashionMNIST(root, "test", image_size, channels))
-    from nextscale.data.folders import open_image_folder
+    from nextscale.data.folders import folder_layout, open_image_folder
 
+    note_unused_files(folder_layout(spec).train_dir, spec)
     # DIR/train + DIR/val, or a plain DIR with a fixed held-out split carved from it (see nextscale.data.folders).
     datasets = open_image_folder(spec, image_size, channels, seed=seed, split=split, bad_images=bad_images)
     check_bad_images(datasets, bad_images)
     return datasets
+
+
+LOOKED_AT_FILES = 5_000  # files looked at for captions beside the images (a hint, not a scan)
+
+
+def note_unused_files(class_root: Path, spec: str) -> None:
+    """Warn (rank 0) about files a class-folder dataset leaves unused that suggest the user meant something else:
+    images lying directly in the folder (class images go in its sub-folders), and ``.txt`` captions beside the
+    images (a text model reads those through ``captions:DIR``)."""
+    from itertools import islice
+
+    from nextscale import distributed
+    from nextscale.data.images import IMAGE_EXTENSIONS
+
+    if not distributed.is_main():
+        return
+    logger = distributed.get_logger("nextscale.data")
+    loose = [path for path in class_root.iterdir() if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS]
+    if loose:
+        logger.warning(
+            "%d images lie directly in %s and are not used: a class model reads DIR/CLASS_NAME/ sub-folders, one "
+            "per class (e.g. %s)",
+            len(loose),
+            class_root,
+            loose[0].name,
+        )
+    files = list(islice(class_root.rglob("*"), LOOKED_AT_FILES))
+    names = {path.with_suffix("") for path in files if path.suffix.lower() in IMAGE_EXTENSIONS}
+    if any(path.suffix == ".txt" and path.with_suffix("") in names for path in files):
+        logger.warning(
+            "%s holds .txt captions beside its images, which a class model ignores; to train a text model on them "
+            "pass --data captions:%s (with --text-encoder)",
+            class_root,
+            spec,
+        )
 
 
 # Pillow modes that hold one channel of intensity (no colour).
@@ -564,5 +616,7 @@ def fit_and_report(trainer, max_steps: int | None, datasets, kind: str) -> dict:
         report_skipped_images(datasets)
     if trainer.dist.is_main:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/scale" not in k)
-        print(f"{kind} run {trainer.run_dir} at step {trainer.step}/{trainer.config.total_steps}: {shown}")
+        where = f"{kind} run {trainer.run_dir} at step {trainer.step}/{trainer.config.total_steps}"
+        # A re-run of a finished run trains nothing: say so instead of printing no metrics.
+        print(f"{where}: {shown}" if shown else f"{where}: already finished, nothing to train (see its metrics.jsonl)")
     return metrics

@@ -205,7 +205,10 @@ class TransformerTrainer(Trainer):
             condition = TextCondition(text.hidden, text.mask, text.pooled, negative=self.null_text)
         else:
             if isinstance(conditions, (list, tuple)):
-                raise ValueError("a class model needs labelled data, got captions; train a text model instead")
+                raise ValueError(
+                    "a class model needs labelled data, got captions; to train a text model on them pass "
+                    "--text-encoder default (the bundled all-MiniLM-L6-v2) or a local encoder folder"
+                )
             condition = ClassCondition(conditions.long(), self.model_config.null_class_id)
         # The tokenizer runs in float32 (as the official trainer prepares inputs outside autocast).
         with torch.autocast(self.device.type, enabled=False):
