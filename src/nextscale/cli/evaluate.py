@@ -1,4 +1,5 @@
-"""Evaluate a pipeline: FID, precision/recall and class consistency of its samples (or of its tokenizer).
+"""Evaluate a pipeline: FID, KID and precision/recall of its samples (with class consistency for class models, prompt
+adherence for text models on Fashion-MNIST scenes), its tokenizer's rFID, or its held-out test loss per scale.
 
 Examples (the bundled Fashion-MNIST model against the 10k test images, standard FID Inception-v3):
     nextscale evaluate --num 2000 --baseline --cfg 1.5 --seed 0 --reference-cache fm-test.npz --out report.json
@@ -32,27 +33,44 @@ Measured on this 2-core CPU: the Inception-v3 runs at about 9-10 images/s, so th
 about 28 min (14,000 images) and about 10 min once the cache holds the 10,000 reference features;
 --features classifier --num 500 takes about 17 s.
 
-Text-to-image models (STAR, on Fashion-MNIST scenes) are measured by prompt adherence instead: each prompt
-names items by quadrant, and the bundled classifier judges every 32x32 quadrant of the 64x64 samples
-(nextscale.evaluation.adherence): item, empty-quadrant and whole-scene accuracy, overall and for prompts with
-seen and with held-out (unseen) pairings. FID against real scenes is added with --reference:
+Text-to-image models (STAR) you trained yourself are measured against your own captioned images: the first caption
+of each of the first --num reference images (default: all, up to 2000) is sampled once, and FID, KID and
+precision/recall compare those samples with the reference images (resized and center-cropped to the model's size,
+as tokenize did; any source `train --data captions:PATH` reads). Held-out loss works as for class models, on
+captioned token shards (`nextscale tokenize --data captions:HELD_OUT --tokenizer MODEL`):
+    nextscale evaluate --model runs/my-star-pipeline --reference captions:data/my-captions-test --num 500 --cfg 3
+    nextscale evaluate --model runs/my-star-pipeline --loss --tokens tokens/my-captions-test --out loss.json
+Measured on this shared 2-core CPU: a tiny 16 px text model against 16 captioned images, --cfg 1 3, took 83 s, nearly
+all of it the Inception-v3 on 48 images (3.5 images/s under load); its --loss on 32 captioned sequences: 3.4 s,
+most of it loading the text encoder.
+
+Prompt adherence is measured only where its judge applies: the project's 64x64 Fashion-MNIST scenes. Each prompt
+names items by quadrant, and the bundled classifier judges every 32x32 quadrant of the samples
+(nextscale.evaluation.adherence): item, empty-quadrant and whole-scene accuracy, overall and for prompts with seen
+and with held-out (unseen) pairings. For any other model or captions it is left out, with one line saying why.
     nextscale evaluate --model star-scenes/ --num-prompts 200 --cfg 1 2 4 --seed 0 --out adherence.json
     nextscale evaluate --model star-scenes/ --prompts prompts.txt --images-per-prompt 4 --cfg 3
-    nextscale evaluate --model star-scenes/ --cfg 3 --reference scenes-test/ --features classifier
-The generated prompts are one fixed list (1 to --max-items items, alternately seen and unseen pairings);
-several --cfg values sample the same prompts with the same seeds, one table row per value. The judge is
-imperfect: on real scenes it recognises about 92% of the items and gets about 80% of whole scenes right
-(reported beside the model's scores as "real" when --reference is given).
+    nextscale evaluate --model star-scenes/ --cfg 3 --reference captions:scenes-test/ --num 1000 --features classifier
+The generated prompts are one fixed list (1 to --max-items items, alternately seen and unseen pairings); with
+--prompts or --num-prompts and --reference, those prompts are sampled and compared with the whole reference.
+Several --cfg values sample the same prompts with the same seeds, one table row per value. The judge is imperfect:
+on real scenes it recognises about 92% of the items and gets about 80% of whole scenes right (reported beside the
+model's scores as "real" when --reference holds scenes).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nextscale.cli.common import (
+    Default,
     add_model_argument,
     add_sampling_arguments,
     check_output_dir,
@@ -60,6 +78,9 @@ from nextscale.cli.common import (
     check_sampling_flags,
 )
 from nextscale.training.options import add_bad_images_argument
+
+if TYPE_CHECKING:
+    from nextscale.tokenizer.config import TokenizerConfig
 
 # Images per feature-network call. The CPU Inception-v3 is fastest at small batches (this 2-core machine:
 # 10.3 img/s at 25, 9.1 at 100, 7.5 at 200), and 50 keeps memory flat for any --num.
@@ -72,15 +93,21 @@ DEFAULT_MAX_ITEMS = 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_argument(parser)
     parser.add_argument(
-        "--num", type=int, default=None, help=f"generated images (class models; default: {DEFAULT_NUM})"
+        "--num",
+        type=int,
+        default=None,
+        help=f"generated images (class models; default: {DEFAULT_NUM}); text models with --reference: the first N "
+        f"reference images, one sample of each one's caption (default: all, up to {DEFAULT_NUM}); --loss: the "
+        "first N sequences (default: all)",
     )
     parser.add_argument(
         "--reference",
         default=None,
         help="real images. Class models: 'fashion-mnist[:DIR]' (its test split; the default for Fashion-MNIST "
         "models) or a folder of class sub-folders (every image in it: pass DIR/val for a held-out split). "
-        "Text models: a scenes folder from `nextscale make-scenes --split test` (its captions.jsonl), for FID and "
-        "the judge's score on real scenes (default: none, adherence only)",
+        "Text models: 'captions:PATH' (or PATH), captioned images as `train --data captions:PATH` reads them "
+        "(a folder with .txt captions, captions.jsonl/.csv, .tar shards): each image's first caption is sampled "
+        "and FID compares the samples with the images (default: none, prompt adherence only)",
     )
     add_bad_images_argument(parser)
     parser.add_argument(
@@ -88,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("inception", "classifier"),
         default="inception",
         help="feature network for FID and precision/recall (default: inception); classifier: the bundled "
-        "Fashion-MNIST classifier's embedding (of each quadrant, concatenated, for 64x64 scenes)",
+        "Fashion-MNIST classifier's embedding, for 32x32 models (of each quadrant, concatenated, for 64x64 ones)",
     )
     parser.add_argument("--inception", type=Path, default=None, help="FID Inception TorchScript file")
     parser.add_argument("--baseline", action="store_true", help="also report FID of N held-out real images")
@@ -118,15 +145,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--loss",
         action="store_true",
         help="measure held-out test loss and token error per scale (L_last, L_avg, Err_last, Err_avg) on --tokens "
-        "instead of sampling",
+        "instead of sampling (class and text models)",
     )
     parser.add_argument(
         "--tokens",
         type=Path,
         default=None,
-        help="with --loss: a held-out token folder from `nextscale tokenize` made with the model's tokenizer",
+        help="with --loss: a held-out token folder from `nextscale tokenize` made with the model's tokenizer "
+        "(labelled for a class model, captioned for a text model)",
     )
-    text = parser.add_argument_group("text models (prompt adherence on Fashion-MNIST scenes)")
+    text = parser.add_argument_group("text models: prompt adherence (64x64 Fashion-MNIST scenes only)")
     text.add_argument("--prompts", type=Path, default=None, help="a file of scene captions, one prompt per line")
     text.add_argument(
         "--num-prompts",
@@ -151,13 +179,15 @@ TEXT_ONLY = (
     ("max_items", "--max-items"),
     ("images_per_prompt", "--images-per-prompt"),
 )
-CLASS_ONLY = (
-    ("num", "--num"),
-    ("baseline", "--baseline"),
-    ("reconstructions", "--reconstructions"),
-    ("loss", "--loss"),
-    ("tokens", "--tokens"),
+CLASS_ONLY = (("baseline", "--baseline"), ("reconstructions", "--reconstructions"))
+# Flags of sample evaluation that --loss (which samples nothing) refuses.
+NOT_FOR_LOSS = (
+    *CLASS_ONLY,
+    ("save_samples", "--save-samples"),
+    ("reference", "--reference"),
+    ("reference_cache", "--reference-cache"),
 )
+CAPTIONS_PREFIX = "captions:"
 
 
 def refuse_flags(args: argparse.Namespace, flags: tuple[tuple[str, str], ...], reason: str) -> None:
@@ -178,6 +208,85 @@ def check_flags(args: argparse.Namespace) -> None:
         check_output_file(args.reference_cache, "--reference-cache", example="reference.npz")
     if args.save_samples is not None:
         check_output_dir(args.save_samples, "--save-samples")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFacts:
+    """What a pipeline folder's JSON files say about the model, read without loading weights or a text encoder,
+    so that every refusal that needs no model comes before the seconds that loading takes."""
+
+    text: bool
+    image_size: int
+    channels: int
+    tokenizer_config: TokenizerConfig  # its hash identifies the tokens it made
+    has_text_encoder: bool
+
+    @classmethod
+    def of(cls, pipe) -> ModelFacts:
+        """The same facts of a loaded pipeline."""
+        text = pipe.is_text_conditional
+        config = pipe.tokenizer.config
+        encoder = getattr(pipe, "text_encoder", None) is not None
+        return cls(text, pipe.image_size, config.in_channels, config, encoder)
+
+
+def model_facts(model: Path | None) -> ModelFacts | None:
+    """The facts of ``--model`` (default: the bundled class model), or None when its files cannot be read this
+    way; loading the pipeline then says what is wrong with it."""
+    from nextscale.pretrained import read_config, read_json_file, resolve_model_path
+    from nextscale.sampling.pipeline import PIPELINE_FILE
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+
+    try:
+        path = resolve_model_path(model if model is not None else "bundled:fashion-mnist")
+        index = read_json_file(path / PIPELINE_FILE, "")
+        config = read_config(MultiScaleVQVAE, path / index.get("tokenizer", "tokenizer"))
+        transformer = read_json_file(path / index.get("transformer", "transformer") / "config.json", "")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    text = transformer.get("class") == "TextScaleTransformer"
+    return ModelFacts(text, config.image_size, config.in_channels, config, index.get("text_encoder") is not None)
+
+
+def check_features(features: str, image_size: int, inception: Path | None) -> None:
+    """Refuse a feature network that cannot read this model's images, or that is not installed (no loading)."""
+    if features == "inception":
+        from nextscale.evaluation.inception import find_inception
+
+        find_inception(inception)  # a missing file is one line now, not after sampling
+        return
+    from nextscale.evaluation.classifier import FashionClassifier, bundled_classifier_dir
+    from nextscale.pretrained import read_config
+
+    side = read_config(FashionClassifier, bundled_classifier_dir()).image_size
+    if image_size not in (side, 2 * side):
+        raise ValueError(
+            f"--features classifier reads {side}x{side} images (or {2 * side}x{2 * side} ones by quadrant); this "
+            f"model makes {image_size}x{image_size} images: use --features inception"
+        )
+
+
+def load_feature_extractor(features: str, image_size: int, inception: Path | None, device: str):
+    """The feature network of --features for images of ``image_size``: (extractor, name for the report).
+
+    An extractor maps (B, 3, H, W) in [-1, 1] on the CPU to (B, D) features (``evaluation.features``); tests
+    replace this function to inject a tiny one.
+    """
+    if features == "inception":
+        from nextscale.evaluation.inception import find_inception, load_inception
+
+        return load_inception(inception, device=device), find_inception(inception).name
+    from nextscale.evaluation.adherence import quadrant_features
+    from nextscale.evaluation.classifier import load_bundled_classifier
+
+    classifier = load_bundled_classifier(device)
+
+    def embed(images):  # the batches arrive on the CPU
+        return classifier.features(images.to(device))
+
+    if image_size == classifier.config.image_size:
+        return embed, "bundled-fashion-classifier"
+    return quadrant_features(embed), "bundled-fashion-classifier-quadrants"
 
 
 def _reference(spec: str, size: int, channels: int, split: str, bad_images: str):
@@ -209,46 +318,62 @@ def _default_reference(pipe) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nextscale.cli.common import check_device, load_pipeline
+
+    started = time.perf_counter()
+    check_flags(args)
+    check_device(args.device)
+    facts = model_facts(args.model)
+    evaluation = None if facts is None else prepare(args, facts)  # every check that needs no weights
+    pipe = load_pipeline(args)
+    if evaluation is None:
+        evaluation = prepare(args, ModelFacts.of(pipe))
+    return evaluation(pipe, started)
+
+
+def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, float], int]:
+    """Check the flags against the model (its JSON files only) and open the data; returns the evaluation to run,
+    called with the loaded pipeline and the start time."""
+    if facts.text:
+        from nextscale.cli.evaluate_text import prepare_text
+
+        return prepare_text(args, facts)
+    refuse_flags(args, TEXT_ONLY, "is for text-conditional models; this model is class-conditional")
+    if args.loss or args.tokens is not None:
+        return functools.partial(run_loss, args, open_tokens(args, facts))
+    if not isinstance(args.cfg, Default) and len(args.cfg) != 1:
+        raise ValueError("a --cfg sweep (several values) is for text-conditional models; give one value")
+    if args.num is not None and args.num < 2:
+        raise ValueError("--num must be at least 2 (FID needs a covariance)")
+    if args.reference is not None and args.reference.startswith(CAPTIONS_PREFIX):
+        raise ValueError(
+            f"--reference {args.reference}: captioned images are the reference of text models; this model is "
+            "class-conditional: give a folder of class sub-folders (or fashion-mnist)"
+        )
+    check_features(args.features, facts.image_size, args.inception)
+    return functools.partial(run_class, args)
+
+
+def run_class(args: argparse.Namespace, pipe, started: float) -> int:
+    """FID, KID, precision/recall (and class consistency on Fashion-MNIST) of a class model's samples."""
     import torch
 
-    from nextscale.cli.common import load_pipeline
     from nextscale.evaluation.features import cached_features, compute_features, stream_features
     from nextscale.evaluation.fid import fid_from_features
     from nextscale.evaluation.generate import SampleWriter, generate_batches, reconstruct_batches
     from nextscale.evaluation.kid import kernel_inception_distance
     from nextscale.evaluation.precision_recall import precision_recall
 
-    started = time.perf_counter()
-    check_flags(args)
-    pipe = load_pipeline(args)
-    if pipe.is_text_conditional:
-        from nextscale.cli.evaluate_text import run_text
-
-        return run_text(args, pipe, started)
-    refuse_flags(args, TEXT_ONLY, "is for text-conditional models; this model is class-conditional")
-    if args.loss or args.tokens is not None:
-        return run_loss(args, pipe, started)
-    if len(args.cfg) != 1:
+    if len(args.cfg) != 1:  # a sweep recommended by the model's pipeline.json
         raise ValueError("a --cfg sweep (several values) is for text-conditional models; give one value")
     num, spec, cfg = (
         DEFAULT_NUM if args.num is None else args.num,
         args.reference or _default_reference(pipe),
         args.cfg[0],
     )
-    if num < 2:
-        raise ValueError("--num must be at least 2 (FID needs a covariance)")
     size, channels = pipe.image_size, pipe.tokenizer.config.in_channels
     reference = _reference(spec, size, channels, "test", args.bad_images)
-    if args.features == "inception":
-        from nextscale.evaluation.inception import find_inception, load_inception
-
-        extractor = load_inception(args.inception, device=args.device)
-        network = find_inception(args.inception).name
-    else:
-        from nextscale.evaluation.classifier import load_bundled_classifier
-
-        extractor = load_bundled_classifier(args.device).features
-        network = "bundled-fashion-classifier"
+    extractor, network = load_feature_extractor(args.features, size, args.inception, args.device)
     key = dict(reference=spec, split="test", count=len(reference), size=size, channels=channels)
     real = cached_features(
         extractor,
@@ -295,41 +420,61 @@ def run(args: argparse.Namespace) -> int:
         )
     if tally is not None:
         report.update(tally.metrics(pipe.num_classes))
-    return _finish(args, report, started)
+    return finish(args, report, started)
 
 
-def run_loss(args: argparse.Namespace, pipe, started: float) -> int:
-    """``--loss``: held-out test loss and token error per scale on a token folder."""
-    import dataclasses
-
-    import torch
-
-    from nextscale.data.token_shards import TokenShardDataset
-    from nextscale.evaluation.held_out import evaluate_held_out
+def open_tokens(args: argparse.Namespace, facts: ModelFacts):
+    """``--loss``: the held-out token folder, checked against the model's kind and tokenizer config (no weights)."""
+    from nextscale.data.token_shards import TokenShardDataset, config_hash
 
     if not (args.loss and args.tokens is not None):
         raise ValueError("--loss measures held-out tokens: give both --loss and --tokens DIR")
-    refuse_flags(
-        args,
-        (("baseline", "--baseline"), ("reconstructions", "--reconstructions"), ("save_samples", "--save-samples")),
-        "is for sample evaluation, not for --loss",
-    )
-    dataset = TokenShardDataset(args.tokens, pipe.tokenizer)
-    count = len(dataset) if args.num is None else min(args.num, len(dataset))
-    if count < 1:
+    refuse_flags(args, NOT_FOR_LOSS, "is for sample evaluation, not for --loss")
+    if args.num is not None and args.num < 1:
         raise ValueError("--num must be at least 1")
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(count)), batch_size=args.batch_size)
-    held_out = evaluate_held_out(pipe.transformer, pipe.tokenizer, loader)
+    dataset = TokenShardDataset(args.tokens)  # the manifest and every shard it lists exist
+    if dataset.is_captioned != facts.text:
+        made, model = ("captioned", "class") if dataset.is_captioned else ("labelled", "text")
+        raise ValueError(
+            f"--tokens {args.tokens} holds {made} tokens but the model is {model}-conditional; tokenize held-out "
+            f"{'labelled images' if model == 'class' else 'captioned images (--data captions:PATH)'} instead"
+        )
+    if dataset.manifest["tokenizer"]["config_hash"] != config_hash(facts.tokenizer_config):
+        raise ValueError(
+            f"the tokens in {args.tokens} were made by a different tokenizer (its config differs from this model's); "
+            "re-run `nextscale tokenize --tokenizer MODEL_DIR` with this model's folder"
+        )
+    if facts.text and not facts.has_text_encoder:
+        raise ValueError(
+            "this text pipeline has no text encoder, and the held-out loss encodes each caption: convert it again "
+            "with --text-encoder DIR"
+        )
+    return dataset
+
+
+def run_loss(args: argparse.Namespace, dataset, pipe, started: float) -> int:
+    """``--loss``: held-out test loss and token error per scale on a token folder (class or captioned tokens)."""
+    import torch
+
+    from nextscale.evaluation.held_out import collate_held_out, evaluate_held_out
+
+    dataset.check_tokenizer(pipe.tokenizer)  # the weights, now that they are loaded
+    count = len(dataset) if args.num is None else min(args.num, len(dataset))
+    subset = torch.utils.data.Subset(dataset, range(count))
+    loader = torch.utils.data.DataLoader(subset, batch_size=args.batch_size, collate_fn=collate_held_out)
+    text_encoder = pipe.text_encoder if pipe.is_text_conditional else None
+    held_out = evaluate_held_out(pipe.transformer, pipe.tokenizer, loader, text_encoder=text_encoder)
     report = {
         "model": str(args.model or "bundled"),
         "measured": "held-out test loss",
+        "conditioning": "text" if pipe.is_text_conditional else "class",
         "tokens": str(args.tokens),
         **dataclasses.asdict(held_out),
     }
-    return _finish(args, report, started)
+    return finish(args, report, started)
 
 
-def _finish(args: argparse.Namespace, report: dict, started: float) -> int:
+def finish(args: argparse.Namespace, report: dict, started: float) -> int:
     """Add the wall time, print the report, write it to --out."""
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     text = json.dumps(report, indent=2)

@@ -1,49 +1,163 @@
-"""``nextscale evaluate`` for text pipelines: prompt adherence on Fashion-MNIST scenes, per cfg, plus FID.
+"""``nextscale evaluate`` for text pipelines: FID against captioned images, held-out loss, and prompt adherence on
+Fashion-MNIST scenes, per cfg.
 
-Called by ``nextscale.cli.evaluate.run`` when the model is text-conditional (the flags and examples are in
-that module's docstring). The report (``--out``) holds the settings, the prompt split and one result per
-cfg value::
+Called by ``nextscale.cli.evaluate`` when the model is text-conditional (the flags and examples are in that
+module's docstring). ``prepare_text`` makes every check that needs no weights (flags, files, the reference images,
+whether the adherence judge applies) before the pipeline and its text encoder load; the evaluation it returns runs
+once they have. What is sampled:
 
-    {"conditioning": "text", "prompts": "generated", "num_prompts": 200, "prompt_split": {"seen": 100,
-     "unseen": 100}, ..., "results": [{"cfg": 1.5, "adherence": {"overall": {...}, "seen": {...},
-     "unseen": {...}}, "fid": ..., "kid": ..., "kid_std": ..., "precision": ..., "recall": ...}],
-     "reference_adherence": {...}}
+- ``--prompts FILE`` or ``--num-prompts N``: those prompts (``--images-per-prompt`` each);
+- else, with ``--reference``: the first caption of each of the first ``--num`` reference images, once each;
+- else: the fixed Fashion-MNIST scene evaluation prompts.
 
-``fid``, ``kid``, ``precision``, ``recall`` and ``reference_adherence`` (the judge's scores on the real reference
-scenes: the ceiling a model can reach by this measure) are there when --reference is given.
+The report (``--out``) holds the settings and one result per cfg value::
+
+    {"conditioning": "text", "prompts": "reference captions (the first of each image)", "num_prompts": 500, ...,
+     "reference_count": 500, "features": "inception", "adherence_skipped": "prompt adherence judges 64x64 ...",
+     "results": [{"cfg": 3.0, "fid": ..., "kid": ..., "kid_std": ..., "precision": ..., "recall": ...}]}
+
+Where the judge applies (64x64 scenes, prompts it can parse) each result also holds ``adherence`` ({"overall",
+"seen", "unseen"}), the report the ``prompt_split`` and, with scene references, ``reference_adherence`` (the judge's
+scores on the real scenes: the ceiling a model can reach by this measure); elsewhere ``adherence_skipped`` says why.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from nextscale.cli import evaluate
 from nextscale.cli.evaluate import (
+    CAPTIONS_PREFIX,
     CLASS_ONLY,
     DEFAULT_MAX_ITEMS,
+    DEFAULT_NUM,
     DEFAULT_NUM_PROMPTS,
     FEATURE_BATCH,
+    TEXT_ONLY,
+    ModelFacts,
+    check_features,
+    open_tokens,
     refuse_flags,
+    run_loss,
 )
-from nextscale.data.scenes import CANVAS_SIZE, held_out_pairings
+from nextscale.data.scenes import held_out_pairings
 from nextscale.evaluation.adherence import (
     EMPTY_THRESHOLD,
     AdherenceReport,
+    AdherenceTally,
+    adherence_problem,
     evaluation_prompts,
     prompt_layouts,
-    quadrant_features,
     read_prompt_file,
     score_adherence,
-    sweep_cfg,
 )
+
+# FID needs a covariance and precision/recall three nearest neighbours: at least 4 images on each side.
+MIN_FID_IMAGES = 4
+REFERENCE_PROMPTS = "reference captions (the first of each image)"
+
+
+@dataclasses.dataclass
+class TextPlan:
+    """What a text evaluation samples and compares, settled before the model loads.
+
+    Attributes:
+        prompts: the distinct prompts, in order.
+        source: where they come from (for the report).
+        per_prompt: samples of each prompt.
+        layouts: each prompt's scene layout when the adherence judge applies, else None.
+        skipped: why adherence is not measured (None when it is).
+        reference: the reference images compared with the samples (a caption dataset or a subset of one), or None.
+        reference_layouts: the reference scenes' layouts, for the judge's score on real scenes (None: not scenes).
+    """
+
+    prompts: list[str]
+    source: str
+    per_prompt: int = 1
+    layouts: list | None = None
+    skipped: str | None = None
+    reference: torch.utils.data.Dataset | None = None
+    reference_layouts: list | None = None
+
+    @property
+    def samples(self) -> list[str]:
+        """The prompt of every sample: each prompt ``per_prompt`` times in a row."""
+        return [prompt for prompt in self.prompts for _ in range(self.per_prompt)]
+
+
+# ------------------------------------------------------------------------------------------------ checks
+def prepare_text(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, float], int]:
+    """Every check of a text evaluation that needs no weights, in one place; returns the evaluation to run."""
+    refuse_flags(
+        args, CLASS_ONLY, "is for class-conditional models; this model is text-conditional (see --reference, --loss)"
+    )
+    if args.loss or args.tokens is not None:
+        refuse_flags(args, TEXT_ONLY, "is for sample evaluation, not for --loss")
+        return functools.partial(run_loss, args, open_tokens(args, facts))
+    per_prompt = 1 if args.images_per_prompt is None else args.images_per_prompt
+    if per_prompt < 1:
+        raise ValueError(f"--images-per-prompt must be at least 1, got {per_prompt}")
+    if args.num is not None and args.num < MIN_FID_IMAGES:
+        raise ValueError(f"--num must be at least {MIN_FID_IMAGES} (FID and precision/recall), got {args.num}")
+    reference = None
+    if args.reference is not None:
+        check_features(args.features, facts.image_size, args.inception)
+        reference = open_reference(args.reference, facts, args.bad_images)
+    elif args.reference_cache is not None:
+        raise ValueError("--reference-cache keeps the reference images' features; give --reference captions:PATH too")
+    explicit = any(getattr(args, name) is not None for name in ("prompts", "num_prompts", "max_items"))
+    if explicit:
+        if args.num is not None:
+            raise ValueError(
+                "--num sets how many reference images are captioned and sampled; with --prompts or --num-prompts "
+                "the prompts set the samples: leave --num out"
+            )
+        plan = TextPlan(*_prompts(args), per_prompt=per_prompt, reference=reference)
+    elif reference is not None:
+        if args.images_per_prompt is not None:
+            raise ValueError(
+                "--images-per-prompt is for --prompts and --num-prompts; with --reference each reference image's "
+                "caption is sampled once (--num sets how many images)"
+            )
+        count = min(len(reference), DEFAULT_NUM if args.num is None else args.num)
+        reference = torch.utils.data.Subset(reference, range(count))
+        plan = TextPlan(reference_captions(reference), REFERENCE_PROMPTS, reference=reference)
+    else:
+        if args.num is not None:
+            raise ValueError(
+                "--num is for class-conditional models, and for text models with --reference captions:PATH (how "
+                "many reference images to caption and sample); give --reference too"
+            )
+        plan = TextPlan(*_prompts(args), per_prompt=per_prompt)
+    if reference is not None and min(len(plan.samples), len(plan.reference)) < MIN_FID_IMAGES:
+        raise ValueError(
+            f"FID and precision/recall need at least {MIN_FID_IMAGES} samples and {MIN_FID_IMAGES} reference images, "
+            f"got {len(plan.samples)} and {len(plan.reference)}; add prompts or reference images"
+        )
+    plan.skipped = adherence_problem(facts.image_size, plan.prompts)
+    if plan.skipped is None:
+        plan.layouts = prompt_layouts(plan.prompts)
+        captions = [] if reference is None else reference_captions(plan.reference)
+        if captions and adherence_problem(facts.image_size, captions) is None:  # else not scenes: no "real" row
+            plan.reference_layouts = prompt_layouts(captions)
+    elif reference is None:
+        raise ValueError(
+            f"{plan.skipped}, and without --reference there is nothing else to measure: give --reference "
+            "captions:PATH (FID against your own captioned images) or --loss --tokens DIR (held-out loss)"
+        )
+    return functools.partial(run_text, args, plan)
 
 
 def _prompts(args: argparse.Namespace) -> tuple[list[str], str]:
-    """The prompts and a description of where they come from."""
+    """The prompts of --prompts or of the generated scene list, and a description of where they come from."""
     if args.prompts is not None:
         if args.num_prompts is not None or args.max_items is not None:
             raise ValueError("--num-prompts and --max-items shape the generated prompts; leave them out with --prompts")
@@ -57,36 +171,155 @@ def _prompts(args: argparse.Namespace) -> tuple[list[str], str]:
     return evaluation_prompts(count, max_items), f"generated (1-{max_items} items)"
 
 
-def _reference_scenes(args: argparse.Namespace, size: int, channels: int):
+def open_reference(spec: str, facts: ModelFacts, bad_images: str):
+    """``--reference [captions:]PATH`` as a caption dataset at the model's size and channels: the shorter side
+    resized (LANCZOS) to the model's, then center-cropped with no margin, as ``tokenize`` prepares captioned data."""
     from nextscale.data.captions import open_caption_dataset
 
-    dataset = open_caption_dataset(args.reference, size, channels=channels, train=False)
-    return dataset, torch.utils.data.DataLoader(dataset, batch_size=FEATURE_BATCH, shuffle=False)
+    if spec.startswith("fashion-mnist"):
+        raise ValueError(
+            f"--reference {spec} is for class-conditional models; a text model is compared with captioned images: "
+            "--reference captions:PATH"
+        )
+    path = Path(spec.removeprefix(CAPTIONS_PREFIX))
+    dataset = open_caption_dataset(path, facts.image_size, channels=facts.channels, train=False)
+    skipped = {reason: count for reason, count in dataset.skipped.items() if count}
+    if bad_images == "fail" and skipped:
+        found = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in skipped.items())
+        raise ValueError(
+            f"--reference {spec}: {found} (--bad-images fail); fix them, or leave out --bad-images fail to skip them"
+        )
+    return dataset
 
 
-def _reference_adherence(loader, judge) -> AdherenceReport:
+def reference_captions(reference) -> list[str]:
+    """The first caption of every reference image, read from the caption index (no image is decoded).
+
+    ``reference`` is a caption dataset or a ``Subset`` of one (its first N images).
+    """
+    dataset, indices = reference, range(len(reference))
+    if isinstance(reference, torch.utils.data.Subset):
+        dataset, indices = reference.dataset, reference.indices
+    return [dataset.samples[index].captions[0] for index in indices]
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> int:
+    """Sample the plan's prompts at every --cfg; FID and friends against the reference, adherence where it applies."""
+    from nextscale.evaluation.classifier import load_bundled_classifier
+    from nextscale.evaluation.features import cached_features, stream_features
+    from nextscale.evaluation.generate import PromptSampleWriter, generate_prompt_batches
+
+    samples = plan.samples
+    sampling = dict(top_k=args.top_k, top_p=args.top_p, temperature=args.temperature, smooth=args.smooth)
+    report: dict = {
+        "model": str(args.model or "bundled"),
+        "measured": "samples",
+        "conditioning": "text",
+        "prompts": plan.source,
+        "num_prompts": len(plan.prompts),
+        "images_per_prompt": plan.per_prompt,
+        "num_samples": len(samples),
+        "sampling": {**sampling, "seed": args.seed or 0},
+        "reference": args.reference,
+    }
+    judge = None
+    if plan.layouts is not None:
+        unseen = sum(bool(held_out_pairings(layout)) for layout in plan.layouts)
+        report["prompt_split"] = {"seen": len(plan.prompts) - unseen, "unseen": unseen}
+        report.update(judge="bundled Fashion-MNIST classifier on each 32x32 quadrant", empty_threshold=EMPTY_THRESHOLD)
+        judge = load_bundled_classifier(args.device)
+    else:
+        report["adherence_skipped"] = plan.skipped
+
+    real = extractor = reference_adherence = None
+    if plan.reference is not None:
+        extractor, network = evaluate.load_feature_extractor(
+            args.features, pipe.image_size, args.inception, args.device
+        )
+        channels = pipe.tokenizer.config.in_channels
+        key = dict(reference=str(args.reference), split="captions", count=len(plan.reference), size=pipe.image_size)
+        real = cached_features(
+            extractor,
+            lambda: _reference_loader(plan.reference),
+            args.reference_cache,
+            key={**key, "channels": channels, "features": network},
+        )
+        report.update(reference_count=len(real), features=args.features, feature_network=network)
+        if judge is not None and plan.reference_layouts is not None:
+            reference_adherence = _reference_adherence(plan.reference, plan.reference_layouts, judge.logits)
+            report["reference_adherence"] = reference_adherence.as_dict()
+
+    results = []
+    sample_layouts = (
+        None if plan.layouts is None else [layout for layout in plan.layouts for _ in range(plan.per_prompt)]
+    )
+    for cfg in args.cfg:
+        # Each batch goes to the observers (and the feature network) and is dropped: only features are kept.
+        tally = None if judge is None else AdherenceTally(sample_layouts, judge.logits)
+        observers: list = [tally] if tally is not None else []
+        if args.save_samples is not None:
+            folder = args.save_samples if len(args.cfg) == 1 else args.save_samples / f"cfg-{cfg:g}"
+            observers.append(PromptSampleWriter(folder, samples))
+        batches = generate_prompt_batches(pipe, samples, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling)
+        row: dict = {"cfg": float(cfg)}
+        if real is not None:
+            row.update(
+                _distances(real, stream_features(extractor, batches, FEATURE_BATCH, observers, total=len(samples)))
+            )
+        else:
+            for images, indices in batches:
+                for observer in observers:
+                    observer(images, indices)
+        if tally is not None:
+            row["adherence"] = tally.report
+        results.append(row)
+    report["results"] = [
+        {**row, "adherence": row["adherence"].as_dict()} if "adherence" in row else row for row in results
+    ]
+    report["wall_time_s"] = round(time.perf_counter() - started, 1)
+    _print_summary(plan, report, results, reference_adherence)
+    if args.out is not None:
+        from nextscale.pretrained import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _reference_loader(reference) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(reference, batch_size=FEATURE_BATCH, shuffle=False)
+
+
+def _reference_adherence(reference, layouts: list, judge) -> AdherenceReport:
     """The judge's scores on the real scenes: what a perfect model would get."""
-    report = None
-    for images, captions in loader:
-        try:
-            layouts = prompt_layouts(captions)
-        except ValueError as err:
-            raise ValueError(f"--reference must be a scenes folder (nextscale make-scenes): {err}") from err
-        scores = score_adherence(images.add(1).div(2), layouts, judge)  # [-1, 1] -> [0, 1]
+    report, start = None, 0
+    for images, _ in _reference_loader(reference):
+        batch_layouts = layouts[start : start + len(images)]
+        scores = score_adherence(images.add(1).div(2), batch_layouts, judge)  # [-1, 1] -> [0, 1]
         report = scores if report is None else report + scores
+        start += len(images)
     return report
 
 
-def _save_samples(images: torch.Tensor, prompts: list[str], folder: Path) -> None:
-    from nextscale.data.images import to_pil
-    from nextscale.pretrained import atomic_write_text
+def _distances(real, fake) -> dict:
+    """FID, KID (mean, std) and precision/recall of generated against reference features."""
+    from nextscale.evaluation.fid import fid_from_features
+    from nextscale.evaluation.kid import kernel_inception_distance
+    from nextscale.evaluation.precision_recall import precision_recall
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for index, image in enumerate(to_pil(images.mul(2).sub(1))):
-        image.save(folder / f"{index:06d}.png")
-    atomic_write_text(folder / "prompts.txt", "".join(f"{prompt}\n" for prompt in prompts))
+    pr = precision_recall(real, fake)
+    kid = kernel_inception_distance(real, fake)
+    return {
+        "fid": fid_from_features(fake, real),
+        "kid": kid.mean,
+        "kid_std": kid.std,
+        "precision": pr.precision,
+        "recall": pr.recall,
+    }
 
 
+# ------------------------------------------------------------------------------------------------ printing
 def _cell(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -108,112 +341,38 @@ def format_table(rows: list[tuple[str, AdherenceReport, float | None]]) -> str:
     return "\n".join(lines)
 
 
-def _reference_side(args: argparse.Namespace, pipe, judge):
-    """Reference features (cached with --reference-cache), the extractor, its name and the judge's real scores."""
-    from nextscale.evaluation.features import cached_features
-
-    size, channels = pipe.image_size, pipe.tokenizer.config.in_channels
-    dataset, loader = _reference_scenes(args, size, channels)
-    if args.features == "inception":
-        from nextscale.evaluation.inception import find_inception, load_inception
-
-        extractor, network = load_inception(args.inception, device=args.device), find_inception(args.inception).name
-    else:
-        device = next(judge.parameters()).device  # features come in on the CPU
-        extractor = quadrant_features(lambda quadrants: judge.features(quadrants.to(device)))
-        network = "bundled-fashion-classifier-quadrants"
-    key = dict(reference=str(args.reference), split="scenes", count=len(dataset), size=size, channels=channels)
-    real = cached_features(extractor, lambda: loader, args.reference_cache, key={**key, "features": network})
-    return real, extractor, network, _reference_adherence(loader, judge.logits)
-
-
-def _fid(extractor, images: torch.Tensor, real) -> dict:
-    from nextscale.evaluation.features import compute_features
-    from nextscale.evaluation.fid import fid_from_features
-    from nextscale.evaluation.kid import kernel_inception_distance
-    from nextscale.evaluation.precision_recall import precision_recall
-
-    fake = compute_features(extractor, torch.split(images.mul(2).sub(1), FEATURE_BATCH))  # [0, 1] -> [-1, 1]
-    pr = precision_recall(real, fake)
-    kid = kernel_inception_distance(real, fake)
-    return {
-        "fid": fid_from_features(fake, real),
-        "kid": kid.mean,
-        "kid_std": kid.std,
-        "precision": pr.precision,
-        "recall": pr.recall,
-    }
-
-
-def run_text(args: argparse.Namespace, pipe, started: float) -> int:
-    from nextscale.evaluation.classifier import load_bundled_classifier
-
-    refuse_flags(
-        args, CLASS_ONLY, "is for class-conditional models; this model is text-conditional (see --num-prompts)"
-    )
-    if pipe.image_size != CANVAS_SIZE:
-        raise ValueError(
-            f"prompt adherence judges {CANVAS_SIZE}x{CANVAS_SIZE} Fashion-MNIST scenes; this model makes "
-            f"{pipe.image_size}x{pipe.image_size} images"
+def format_distance_table(results: list[dict]) -> str:
+    """One line per cfg: FID, KID (its scale follows the features: about 1e-2 for Inception's), precision, recall."""
+    lines = [f"{'cfg':>6}  {'FID':>8}  {'KID':>10}  {'precision':>9}  {'recall':>7}"]
+    for row in results:
+        lines.append(
+            f"{row['cfg']:>6g}  {_cell(row['fid'], 2):>8}  {row['kid']:>10.4g}  "
+            f"{_cell(row['precision']):>9}  {_cell(row['recall']):>7}"
         )
-    per_prompt = 1 if args.images_per_prompt is None else args.images_per_prompt
-    if per_prompt < 1:
-        raise ValueError(f"--images-per-prompt must be at least 1, got {per_prompt}")
-    prompts, source = _prompts(args)
-    unseen = sum(bool(held_out_pairings(layout)) for layout in prompt_layouts(prompts))
-    samples = [prompt for prompt in prompts for _ in range(per_prompt)]
-    judge = load_bundled_classifier(args.device)
-    sampling = dict(top_k=args.top_k, top_p=args.top_p, temperature=args.temperature, smooth=args.smooth)
-    report: dict = {
-        "model": str(args.model or "bundled"),
-        "measured": "samples",
-        "conditioning": "text",
-        "prompts": source,
-        "num_prompts": len(prompts),
-        "prompt_split": {"seen": len(prompts) - unseen, "unseen": unseen},
-        "images_per_prompt": per_prompt,
-        "num_samples": len(samples),
-        "sampling": {**sampling, "seed": args.seed or 0},
-        "judge": "bundled Fashion-MNIST classifier on each 32x32 quadrant",
-        "empty_threshold": EMPTY_THRESHOLD,
-        "reference": args.reference,
-    }
+    return "\n".join(lines)
 
-    real = extractor = None
-    if args.reference is not None:
-        if len(samples) < 4:
-            raise ValueError(f"FID and precision/recall need at least 4 samples, got {len(samples)}; add prompts")
-        real, extractor, network, reference_adherence = _reference_side(args, pipe, judge)
-        report.update(reference_count=len(real), features=args.features, feature_network=network)
-        report["reference_adherence"] = reference_adherence.as_dict()
 
-    results, rows = [], []
-    sweep = sweep_cfg(pipe, samples, args.cfg, judge.logits, args.batch_size, seed=args.seed or 0, **sampling)
-    for result in sweep:
-        row: dict = {"cfg": result.cfg, "adherence": result.adherence.as_dict()}
-        if real is not None:
-            row.update(_fid(extractor, result.images, real))
-        if args.save_samples is not None:
-            folder = args.save_samples if len(args.cfg) == 1 else args.save_samples / f"cfg-{result.cfg:g}"
-            _save_samples(result.images, samples, folder)
-        results.append(row)
-        rows.append((f"{result.cfg:g}", result.adherence, row.get("fid")))
-    report["results"] = results
-    report["wall_time_s"] = round(time.perf_counter() - started, 1)
-
-    if real is not None:
-        rows.append(("real", reference_adherence, None))
-    print(
-        f"prompt adherence: {len(prompts)} prompts, {source}: {len(prompts) - unseen} with seen and {unseen} with "
-        f"unseen pairings; {per_prompt} sample(s) each, seed {args.seed or 0}"
-    )
-    print(f"judge: {report['judge']}; a quadrant is empty below a mean of {EMPTY_THRESHOLD * 255:g}/255")
-    print(format_table(rows))
-    if real is not None:
-        print("real: the judge on the reference scenes (the best a model can score here)")
-    if args.out is not None:
-        from nextscale.pretrained import atomic_write_text
-
-        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.out}")
-    return 0
+def _print_summary(plan: TextPlan, report: dict, results: list[dict], reference_adherence) -> None:
+    seed = report["sampling"]["seed"]
+    if plan.layouts is not None:
+        split = report["prompt_split"]
+        print(
+            f"prompt adherence: {len(plan.prompts)} prompts, {plan.source}: {split['seen']} with seen and "
+            f"{split['unseen']} with unseen pairings; {plan.per_prompt} sample(s) each, seed {seed}"
+        )
+        print(f"judge: {report['judge']}; a quadrant is empty below a mean of {EMPTY_THRESHOLD * 255:g}/255")
+        rows = [(f"{row['cfg']:g}", row["adherence"], row.get("fid")) for row in results]
+        if reference_adherence is not None:
+            rows.append(("real", reference_adherence, None))
+        print(format_table(rows))
+        if reference_adherence is not None:
+            print("real: the judge on the reference scenes (the best a model can score here)")
+    else:
+        print(f"prompt adherence: not measured ({plan.skipped})")
+    if plan.reference is not None:
+        what = "one per reference image, of its first caption" if plan.source == REFERENCE_PROMPTS else plan.source
+        print(
+            f"FID: {report['num_samples']} samples ({what}; seed {seed}) against {report['reference_count']} "
+            f"reference images of {report['reference']}; features: {report['feature_network']}"
+        )
+        print(format_distance_table(results))

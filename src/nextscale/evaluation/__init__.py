@@ -1,10 +1,11 @@
 """Evaluation: Fréchet distance (FID), injected extractors, Inception, precision/recall, a Fashion classifier,
-prompt adherence of text-to-image scenes,
-KID, held-out test loss and token error per scale."""
+prompt adherence of text-to-image scenes, KID, held-out test loss and token error per scale (class and text models)."""
 
 from nextscale.evaluation.adherence import (
     AdherenceReport,
     AdherenceScores,
+    AdherenceTally,
+    adherence_problem,
     evaluation_prompts,
     score_adherence,
     sweep_cfg,
@@ -17,7 +18,7 @@ from nextscale.evaluation.classifier import (
 )
 from nextscale.evaluation.features import FeatureExtractor, compute_features, compute_stats, stream_features
 from nextscale.evaluation.fid import FeatureStats, StatsAccumulator, fid_from_features, fid_from_stats, frechet_distance
-from nextscale.evaluation.held_out import HeldOutReport, evaluate_held_out, held_out_metrics
+from nextscale.evaluation.held_out import HeldOutReport, collate_held_out, evaluate_held_out, held_out_metrics
 from nextscale.evaluation.inception import InceptionExtractor, inception_score, load_inception
 from nextscale.evaluation.kid import KernelDistance, kernel_inception_distance
 from nextscale.evaluation.precision_recall import PrecisionRecall, precision_recall
@@ -25,6 +26,7 @@ from nextscale.evaluation.precision_recall import PrecisionRecall, precision_rec
 __all__ = [
     "AdherenceReport",
     "AdherenceScores",
+    "AdherenceTally",
     "FashionClassifier",
     "FashionClassifierConfig",
     "FeatureExtractor",
@@ -34,7 +36,9 @@ __all__ = [
     "KernelDistance",
     "PrecisionRecall",
     "StatsAccumulator",
+    "adherence_problem",
     "class_consistency",
+    "collate_held_out",
     "compute_features",
     "compute_stats",
     "evaluate_held_out",

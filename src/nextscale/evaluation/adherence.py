@@ -346,6 +346,51 @@ def prompt_layouts(prompts: Sequence[str]) -> list[Layout]:
     return layouts
 
 
+def adherence_problem(image_size: int, prompts: Sequence[str]) -> str | None:
+    """Why this judge cannot score samples of ``prompts`` from a model making ``image_size`` px images; None if it can.
+
+    The judge knows only the project's Fashion-MNIST scenes: 64x64 canvases whose captions ``parse_caption`` reads.
+    Anyone else's text model (another size, other captions) gets a reason instead, and is measured by FID.
+    """
+    if image_size != CANVAS_SIZE:
+        return (
+            f"prompt adherence judges {CANVAS_SIZE}x{CANVAS_SIZE} Fashion-MNIST scenes; this model makes "
+            f"{image_size}x{image_size} images"
+        )
+    try:
+        prompt_layouts(prompts)
+    except ValueError as err:
+        return f"prompt adherence judges Fashion-MNIST scene captions; {err}"
+    return None
+
+
+class AdherenceTally:
+    """Observer of generated batches (``features.stream_features``): adds up the adherence of each batch, so the
+    images need not stay in memory.
+
+    Args:
+        layouts: the layout of every prompt; a batch names its prompts by index.
+        classifier, empty_threshold: see ``score_adherence``.
+    """
+
+    def __init__(
+        self,
+        layouts: Sequence[Layout],
+        classifier: QuadrantClassifier | None = None,
+        empty_threshold: float = EMPTY_THRESHOLD,
+    ) -> None:
+        self.layouts = list(layouts)
+        self.classifier = classifier
+        self.empty_threshold = empty_threshold
+        self.report: AdherenceReport | None = None
+
+    def __call__(self, images: torch.Tensor, indices: torch.Tensor) -> None:
+        """images (B, C, 64, 64) in [-1, 1], indices (B,) of their prompts."""
+        layouts = [self.layouts[index] for index in indices.tolist()]
+        scores = score_adherence(images.add(1).div(2), layouts, self.classifier, self.empty_threshold)
+        self.report = scores if self.report is None else self.report + scores
+
+
 # ------------------------------------------------------------------------------------------------ sampling
 @dataclasses.dataclass(frozen=True)
 class CfgResult:

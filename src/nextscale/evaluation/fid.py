@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -144,10 +145,14 @@ def frechet_distance(
     except ImportError as err:
         raise ImportError("FID needs SciPy: pip install 'nextscale[eval]' (or pip install scipy)") from err
     diff = mu1 - mu2
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    with warnings.catch_warnings():
+        # With fewer samples than dimensions the product is singular: SciPy warns, and the offset below is the
+        # remedy, so its warning would only alarm (a stack line in the middle of an evaluation's output).
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(sigma1.shape[0]) * eps
+            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         # Rounding can leave tiny imaginary parts; large ones mean the statistics are broken.
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from nextscale.data.images import to_pil
+from nextscale.pretrained import atomic_write_text
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 
@@ -51,6 +52,22 @@ def generate_batches(
             yield out.images.mul(2).sub(1).cpu(), batch_labels
 
 
+def _prompt_batches(
+    pipeline: Pipeline, prompts: list[str], batch_size: int, seed: int, progress: bool, **sampling
+) -> Iterator[torch.Tensor]:
+    """The one prompt-sampling loop: yields (b, C, H, W) in [0, 1] on the CPU, batch b drawn with ``seed + b``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not prompts:
+        raise ValueError("no prompts to sample")
+    with tqdm(total=len(prompts), unit="img", desc="sampling", disable=not progress) as bar:
+        for index, start in enumerate(range(0, len(prompts), batch_size)):
+            batch = prompts[start : start + batch_size]
+            out = pipeline(prompt=batch, seed=seed + index, output_type="pt", **sampling)
+            bar.update(len(batch))
+            yield out.images.float().cpu()
+
+
 def generate_prompt_images(
     pipeline: Pipeline,
     prompts: list[str],
@@ -69,18 +86,26 @@ def generate_prompt_images(
         progress: tqdm bar.
         **sampling: cfg, top_k, top_p, temperature, smooth (see ``Pipeline.__call__``).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not prompts:
-        raise ValueError("no prompts to sample")
-    chunks = []
-    with tqdm(total=len(prompts), unit="img", desc="sampling", disable=not progress) as bar:
-        for index, start in enumerate(range(0, len(prompts), batch_size)):
-            batch = prompts[start : start + batch_size]
-            out = pipeline(prompt=batch, seed=seed + index, output_type="pt", **sampling)
-            chunks.append(out.images.float().cpu())
-            bar.update(len(batch))
-    return torch.cat(chunks)
+    return torch.cat(list(_prompt_batches(pipeline, list(prompts), batch_size, seed, progress, **sampling)))
+
+
+def generate_prompt_batches(
+    pipeline: Pipeline,
+    prompts: list[str],
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+    **sampling,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (images (b, C, H, W) in [-1, 1], prompt indices (b,) int64): one sample per prompt, batch by batch.
+
+    The same samples as ``generate_prompt_images`` (same seeds), streamed for ``features.stream_features``:
+    the indices tell observers which prompts a batch holds. Arguments as in ``generate_prompt_images``.
+    """
+    start = 0
+    for images in _prompt_batches(pipeline, list(prompts), batch_size, seed, progress, **sampling):
+        yield images.mul(2).sub(1), torch.arange(start, start + len(images))
+        start += len(images)
 
 
 class SampleWriter:
@@ -97,6 +122,21 @@ class SampleWriter:
         for image, label in zip(to_pil(images), labels.tolist()):
             image.save(self.folder / f"{self.count:06d}_class{label}.png")
             self.count += 1
+
+
+class PromptSampleWriter:
+    """Writes each batch of prompt samples as ``{index:06d}.png`` (index = the prompt's position) and the prompts,
+    one per line, to ``prompts.txt`` (an observer of ``features.stream_features``, like ``SampleWriter``)."""
+
+    def __init__(self, folder: str | Path, prompts: list[str]) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.folder / "prompts.txt", "".join(f"{prompt}\n" for prompt in prompts))
+
+    def __call__(self, images: torch.Tensor, indices: torch.Tensor) -> None:
+        """images (B, C, H, W) in [-1, 1], indices (B,) of their prompts."""
+        for image, index in zip(to_pil(images), indices.tolist()):
+            image.save(self.folder / f"{index:06d}.png")
 
 
 def save_samples(batches, folder: str | Path) -> int:

@@ -1,6 +1,8 @@
 """Held-out test loss and token error per scale, and the VAR paper's summaries of them (§5.2).
 
-The transformer trainer's ``eval_step`` and ``nextscale evaluate --loss`` both compute their numbers here:
+The transformer trainer's ``eval_step`` and ``nextscale evaluate --loss`` both compute their numbers here, for class
+models (labelled tokens) and text models (captioned tokens, conditioned on the frozen text encoder's features of
+each caption, encoded once through ``nextscale.text.cache`` as the trainer does):
 
     loss        per-sample mean cross-entropy over all L tokens                     (B,)
     scale_loss  per-sample mean cross-entropy over the tokens of each scale         (B, K)
@@ -16,16 +18,20 @@ References: Tian et al. 2024, "Visual Autoregressive Modeling" (arXiv:2404.02905
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from nextscale.scales import ScaleSchedule
+from nextscale.text.cache import CachedTextEncoder
+from nextscale.text.encoders import TextEncoder
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
-from nextscale.transformer.conditioning import ClassCondition
+from nextscale.transformer.conditioning import ClassCondition, TextCondition
+from nextscale.transformer.text_model import TextScaleTransformer
 
 
 def per_scale_mean(values: torch.Tensor, schedule: ScaleSchedule) -> torch.Tensor:
@@ -84,36 +90,73 @@ class HeldOutReport:
     Err_avg: float
 
 
+def collate_held_out(items: Sequence[tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, torch.Tensor | list[str]]:
+    """DataLoader ``collate_fn`` for token-shard items: (tokens (B, L), labels (B,) int64 or B captions).
+
+    A row may carry one caption or a list of them (a token folder that keeps every caption of an image); the
+    first is taken, so a held-out number never depends on a random choice.
+    """
+    tokens = torch.stack([row[0] for row in items])  # (B, L)
+    conditions = [row[1] for row in items]
+    if all(isinstance(condition, str) for condition in conditions):
+        return tokens, conditions
+    if all(isinstance(condition, (list, tuple)) and condition for condition in conditions):
+        return tokens, [str(condition[0]) for condition in conditions]
+    return tokens, torch.as_tensor(conditions, dtype=torch.int64)
+
+
+def text_condition(encoder: CachedTextEncoder, captions: Sequence[str], device: torch.device) -> TextCondition:
+    """Captions -> their encoder features on ``device``, as the trainer's ``text_condition`` builds them (no
+    negative rows: a model in eval mode drops no condition)."""
+    encoding = encoder.encode(list(captions)).to(device)
+    return TextCondition(encoding.hidden, encoding.mask, encoding.pooled)
+
+
 @torch.inference_mode()
 def evaluate_held_out(
     transformer: torch.nn.Module,
     tokenizer: MultiScaleVQVAE,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor | Sequence[str]]],
     progress: bool = True,
+    text_encoder: TextEncoder | CachedTextEncoder | None = None,
 ) -> HeldOutReport:
-    """Teacher-forced test loss and token error of a class-conditional transformer on held-out tokens.
+    """Teacher-forced test loss and token error of a next-scale transformer on held-out tokens.
 
     Args:
-        transformer: a ``ScaleTransformer`` (put in eval mode here: no label dropout, no drop-path).
+        transformer: a ``ScaleTransformer`` or ``TextScaleTransformer`` (put in eval mode here: no condition
+            dropout, no drop-path).
         tokenizer: the tokenizer that made the tokens (builds the teacher-forcing inputs).
-        batches: (tokens (B, L) int, labels (B,)) pairs, e.g. a DataLoader over a ``TokenShardDataset``.
+        batches: (tokens (B, L) int, labels (B,)) pairs for a class model, (tokens, B captions) for a text model,
+            e.g. a DataLoader over a ``TokenShardDataset`` with ``collate_fn=collate_held_out``.
         progress: tqdm bar (counts samples).
+        text_encoder: the frozen encoder a text model was trained with (required for captions; each distinct
+            caption is encoded once).
 
     Returns:
         a ``HeldOutReport`` (means over every sample and token).
     """
+    is_text = isinstance(transformer, TextScaleTransformer)
+    if is_text and text_encoder is None:
+        raise ValueError("a text model's held-out loss needs its text encoder to encode the captions")
+    captions = text_encoder
+    if text_encoder is not None and not isinstance(text_encoder, CachedTextEncoder):
+        captions = CachedTextEncoder(text_encoder)
     transformer.eval()
     device = next(transformer.parameters()).device
     schedule = transformer.config.schedule
     sums: dict[str, torch.Tensor] = {}
     count = 0
     with tqdm(unit="seq", desc="test loss", disable=not progress) as bar:
-        for tokens, labels in batches:
-            if isinstance(labels, (list, tuple)):
-                raise ValueError("these tokens are captioned; held-out loss is measured for class models only")
+        for tokens, conditions in batches:
             tokens = tokens.to(device).long()
             teacher = tokenizer.teacher_forcing_input(tokenizer.indices_from_tokens(tokens))  # (B, L - 1, code_dim)
-            condition = ClassCondition(labels.to(device).long(), transformer.config.null_class_id)
+            if isinstance(conditions, (list, tuple)) != is_text:
+                data, model = ("labelled", "text") if is_text else ("captioned", "class")
+                raise ValueError(f"these tokens are {data}, the model is {model}-conditional; tokenize matching data")
+            if is_text:
+                condition = text_condition(captions, conditions, device)
+            else:
+                condition = ClassCondition(conditions.to(device).long(), transformer.config.null_class_id)
             metrics = held_out_metrics(transformer(condition, teacher), tokens, schedule)
             for name, value in metrics.items():
                 sums[name] = sums.get(name, 0) + value.sum(0).double().cpu()

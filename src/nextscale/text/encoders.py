@@ -25,6 +25,7 @@ sentence-transformers ``models/Transformer.py`` and ``models/Pooling.py``; Huggi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -47,6 +48,19 @@ logger = logging.getLogger(__name__)
 
 # Tokenizers without a configured limit report model_max_length = int(1e30); anything this big means "unset".
 UNSET_MODEL_MAX_LENGTH = 1_000_000
+
+
+@contextlib.contextmanager
+def quiet_weight_loading(transformers: ModuleType):
+    """No "Loading weights" progress bar while a local encoder of a few MB loads in a second (it would be the
+    only such bar in a command's output); the library's setting is restored afterwards."""
+    was_on = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers.utils.logging.enable_progress_bar()
 
 
 def import_transformers() -> ModuleType:
@@ -135,7 +149,8 @@ class TextEncoder(ABC):
         transformers = import_transformers()
         tokenizer_path = path if tokenizer_path is None else tokenizer_path
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
-        model = cls.model_class(transformers).from_pretrained(str(path), local_files_only=True)
+        with quiet_weight_loading(transformers):
+            model = cls.model_class(transformers).from_pretrained(str(path), local_files_only=True)
         return cls(
             model,
             tokenizer,
