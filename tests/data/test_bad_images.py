@@ -9,7 +9,7 @@ from PIL import Image
 
 from nextscale.cli import main as cli_main
 from nextscale.data.images import BadImageError, ImageFolderDataset
-from nextscale.training.options import build_datasets
+from nextscale.training.data_specs import build_datasets
 
 SIZE = 16
 

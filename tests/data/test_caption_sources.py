@@ -17,7 +17,7 @@ from nextscale.data.captions import (
     open_caption_splits,
 )
 from nextscale.data.summary import describe_data
-from nextscale.training.options import build_datasets
+from nextscale.training.data_specs import build_datasets
 
 SIZE = 16
 

@@ -82,7 +82,7 @@ def test_class_count_follows_the_data():
 def test_image_folder_channels_are_inferred_from_the_files(tmp_path):
     from PIL import Image
 
-    from nextscale.training.options import data_channels
+    from nextscale.training.data_specs import data_channels
 
     for mode, folder in (("L", "gray"), ("RGB", "colour")):
         for name in ("a", "b"):

@@ -77,7 +77,7 @@ from nextscale.cli.common import (
     check_output_file,
     check_sampling_flags,
 )
-from nextscale.training.options import add_bad_images_argument
+from nextscale.training.data_specs import add_bad_images_argument
 
 if TYPE_CHECKING:
     from nextscale.tokenizer.config import TokenizerConfig
@@ -292,7 +292,7 @@ def load_feature_extractor(features: str, image_size: int, inception: Path | Non
 def _reference(spec: str, size: int, channels: int, split: str, bad_images: str):
     from nextscale.data.fashion_mnist import FashionMNIST
     from nextscale.data.images import ImageFolderDataset
-    from nextscale.training.options import check_bad_images
+    from nextscale.training.data_specs import check_bad_images
 
     if spec.startswith("fashion-mnist"):
         root = spec.split(":", 1)[1] if ":" in spec else None

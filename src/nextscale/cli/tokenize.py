@@ -31,7 +31,8 @@ from pathlib import Path
 
 from nextscale.cli.common import WRITE_PROBE_PREFIX, check_output_dir
 from nextscale.cli.data_report import add_resolution_argument
-from nextscale.training.options import add_bad_images_argument, int_tuple
+from nextscale.training.data_specs import add_bad_images_argument
+from nextscale.training.options import int_tuple
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from nextscale import distributed
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
     from nextscale.data.token_shards import read_manifest, write_manifest, write_token_shards
+    from nextscale.training.data_specs import CAPTIONS_PREFIX, build_datasets
     from nextscale.training.export import load_tokenizer, with_scale_sides
-    from nextscale.training.options import CAPTIONS_PREFIX, build_datasets
 
     if args.batch_size < 1 or args.shard_size < 1:
         raise ValueError("--batch-size and --shard-size must be >= 1")
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
 def log_left_out(names: list[str], logger: logging.Logger | logging.LoggerAdapter) -> None:
     """One warning naming the images tokenizing left out (the first few; manifest.json lists them all)."""
-    from nextscale.training.options import SHOWN_BAD_FILES
+    from nextscale.training.data_specs import SHOWN_BAD_FILES
 
     if not names:
         return

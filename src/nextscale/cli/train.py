@@ -39,9 +39,9 @@ from pathlib import Path
 
 from nextscale.cli.data_report import add_resolution_argument
 from nextscale.training.config import ATTENTION_MASKS, TrainConfig, TransformerObjective
+from nextscale.training.data_specs import add_bad_images_argument
 from nextscale.training.options import (
     PRECEDENCE_HELP,
-    add_bad_images_argument,
     add_run_arguments,
     int_tuple,
     optional_float,
@@ -291,8 +291,9 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
     from nextscale.data.token_shards import TokenShardDataset
     from nextscale.training.config import seed_everything
+    from nextscale.training.data_specs import build_datasets
     from nextscale.training.export import load_tokenizer, with_scale_sides
-    from nextscale.training.options import build_datasets, fit_and_report, train_config_from_args
+    from nextscale.training.options import fit_and_report, train_config_from_args
     from nextscale.training.transformer_trainer import TransformerTrainer
 
     tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
@@ -364,7 +365,7 @@ def eval_dataset(spec: str, image_size: int, channels: int, bad_images: str = "s
     from nextscale.data.captions import open_caption_dataset
     from nextscale.data.folders import folder_layout
     from nextscale.data.images import ImageFolderDataset
-    from nextscale.training.options import CAPTIONS_PREFIX, build_datasets, check_bad_images
+    from nextscale.training.data_specs import CAPTIONS_PREFIX, build_datasets, check_bad_images
 
     if Path(spec).is_dir() and folder_layout(spec).carved:
         dataset = ImageFolderDataset(spec, image_size, train=False, channels=channels, bad_images=bad_images)
@@ -380,7 +381,7 @@ def eval_dataset(spec: str, image_size: int, channels: int, bad_images: str = "s
 def fit_num_classes(given: int | None, train_set, source: str) -> int | None:
     """The class count: inferred from the training data unless given; a given count the data contradicts is an
     error. A class list (Fashion-MNIST, folders) fixes the count; token shards only bound it by their labels."""
-    from nextscale.training.options import class_count
+    from nextscale.training.data_specs import class_count
 
     found = class_count(train_set)
     if given is None or found is None:

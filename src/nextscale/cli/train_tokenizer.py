@@ -30,9 +30,9 @@ import argparse
 
 from nextscale.cli.data_report import add_resolution_argument
 from nextscale.training.config import TokenizerLossConfig, TrainConfig
+from nextscale.training.data_specs import add_bad_images_argument
 from nextscale.training.options import (
     PRECEDENCE_HELP,
-    add_bad_images_argument,
     add_run_arguments,
     int_tuple,
     optional_int,
@@ -168,7 +168,8 @@ def build_tokenizer(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from nextscale import distributed
-    from nextscale.training.options import apply_run_file, data_channels
+    from nextscale.training.data_specs import data_channels
+    from nextscale.training.options import apply_run_file
     from nextscale.training.run_lock import hold_run_dir
 
     apply_run_file(args, RUN_FILE_SOURCES)
@@ -185,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.data_report import log_data_report, schedule_source
     from nextscale.training.config import seed_everything
-    from nextscale.training.options import build_datasets, fit_and_report, train_config_from_args
+    from nextscale.training.data_specs import build_datasets
+    from nextscale.training.options import fit_and_report, train_config_from_args
     from nextscale.training.tokenizer_trainer import TokenizerTrainer
 
     seed_everything(args.seed)  # identical initial weights on every rank

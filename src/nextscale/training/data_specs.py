@@ -1,0 +1,224 @@
+"""The data flags of the training commands: what a data spec names, its datasets, and bad files in them.
+
+Data specs: ``fashion-mnist`` (the system copy), ``fashion-mnist:DIR`` (IDX files in DIR), an image
+folder: ``DIR/train`` + ``DIR/val`` when both exist (ImageNet layout), else ``DIR`` itself with a small
+held-out split carved from it (5 %, at least one image per class, seed 0; see ``nextscale.data.folders``);
+or captioned images ``captions:PATH`` (a folder of images with same-name .txt captions, a
+folder with captions.jsonl/.csv, a .jsonl/.csv manifest, or .tar shards, each also as ``PATH/train`` +
+``PATH/val``; see ``nextscale.data.captions``), which yields (image, caption) pairs for text models.
+
+Bad image files (``--bad-images skip|fail``, default skip; see ``nextscale.data.images``): at start every
+header is checked and one line counts the unusable files by reason (``fail`` refuses to start if there are
+any); a file that fails later to decode is skipped then (or stops the run), and a line at the end counts
+everything skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+FASHION_PREFIX = "fashion-mnist"
+CAPTIONS_PREFIX = "captions:"
+
+
+def add_bad_images_argument(parser: argparse.ArgumentParser) -> None:
+    """--bad-images skip|fail: what an image folder does with corrupt, truncated, tiny or huge files."""
+    parser.add_argument(
+        "--bad-images",
+        choices=("skip", "fail"),
+        default="skip",
+        help="image folders: skip corrupt, truncated, tiny (< 1/8 of the side) or huge files, named and counted "
+        "in the log (default), or stop at the first one, before any work when its header shows it",
+    )
+
+
+SHOWN_BAD_FILES = 3  # bad files named in the log line; the rest are counted
+
+
+def check_bad_images(datasets, policy: str) -> None:
+    """Scan the image-folder datasets' headers and log one line counting unusable files by reason (rank 0).
+
+    Raises:
+        ValueError: ``policy`` is "fail" and some file is unusable (the message names the first ones).
+    """
+    from nextscale import distributed
+    from nextscale.data.images import ImageFolderDataset
+
+    logger = distributed.get_logger("nextscale.data")
+    for dataset in datasets:
+        if not isinstance(dataset, ImageFolderDataset):
+            continue
+        counts = dataset.scan()
+        where = f"{len(dataset)} image files of {getattr(dataset, 'origin', dataset.root)}"
+        if counts is None:
+            logger.info("%s: too many to check before training; bad files are %s as they are read", where, policy)
+            continue
+        upscaled = counts.pop("upscaled")
+        small = f"; {upscaled} smaller than {dataset.transform.size} px are upscaled" if upscaled else ""
+        if not counts:
+            logger.info("checked %s: all usable%s", where, small)
+            continue
+        found = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
+        bad = dataset.bad_files()
+        named = ", ".join(f"{path} ({reason})" for path, reason in bad[:SHOWN_BAD_FILES])
+        named += f" and {len(bad) - SHOWN_BAD_FILES} more" if len(bad) > SHOWN_BAD_FILES else ""
+        if policy == "fail":
+            raise ValueError(
+                f"{len(bad)} of {where} cannot be used ({found}): {named}; "
+                "fix or delete them, or pass --bad-images skip to go on without them"
+            )
+        files = "file" if len(bad) == 1 else "files"
+        logger.warning("checked %s: skipping %d bad %s (%s): %s%s", where, len(bad), files, found, named, small)
+        dataset.leave_out_bad()  # no stand-ins: tokenizing and evaluation see each image once, counts stay true
+
+
+def report_skipped_images(datasets) -> None:
+    """One line per image-folder dataset with skipped files, counting them by reason (rank 0; files that failed
+    in DataLoader worker processes are in those workers' own warnings)."""
+    from nextscale import distributed
+    from nextscale.data.captions import CaptionDataset
+    from nextscale.data.images import ImageFolderDataset
+
+    logger = distributed.get_logger("nextscale.data")
+    for dataset in datasets:
+        if isinstance(dataset, CaptionDataset) and dataset.decode_failures:
+            failures = dataset.decode_failures
+            logger.warning(
+                "skipped %d of %d captioned images of %s that could not be decoded (truncated?): %s",
+                len(failures),
+                len(dataset),
+                dataset.origin,
+                ", ".join(failures[:SHOWN_BAD_FILES])
+                + (f" and {len(failures) - SHOWN_BAD_FILES} more" if len(failures) > SHOWN_BAD_FILES else ""),
+            )
+        if isinstance(dataset, ImageFolderDataset) and (counts := dataset.skip_counts()):
+            found = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
+            logger.warning(
+                "skipped %d of %d image files of %s: %s",
+                sum(counts.values()),
+                len(dataset) + len(dataset.left_out),
+                getattr(dataset, "origin", dataset.root),
+                found,
+            )
+
+
+def build_datasets(
+    spec: str, image_size: int, channels: int, seed: int = 0, split: str | None = None, bad_images: str = "skip"
+):
+    """(train, held-out or None) datasets of (image in [-1, 1], label) for a data spec (see module docstring).
+
+    With ``split`` ("train" or "test"/"val") only that split is returned, as the first element. Image folders
+    are checked for bad files first (``check_bad_images``) under the ``bad_images`` policy.
+    """
+    from nextscale.data.fashion_mnist import FashionMNIST
+
+    if spec.startswith(CAPTIONS_PREFIX):
+        from nextscale.data.captions import open_caption_splits
+
+        # No flips, no crop margin: captions name positions ("on the left"). DIR/train + DIR/val hold both
+        # splits; other caption data is training data, with held-out data as a second spec (--eval-data).
+        path = spec[len(CAPTIONS_PREFIX) :]
+        options = {"channels": channels, "seed": seed, "bad_images": bad_images}
+        if split is not None:
+            options["train"] = False  # a pass over one split (tokenizing): center crops, as for image folders
+        return open_caption_splits(path, image_size, split=split, **options)
+    if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
+        root = spec.partition(":")[2] or None
+        if root is not None and not Path(root).is_dir():
+            raise FileNotFoundError(f"Fashion-MNIST folder {root} does not exist (from --data {spec})")
+        if split is not None:
+            return FashionMNIST(root, "test" if split in ("test", "val") else "train", image_size, channels), None
+        return (FashionMNIST(root, "train", image_size, channels), FashionMNIST(root, "test", image_size, channels))
+    from nextscale.data.folders import folder_layout, open_image_folder
+
+    note_unused_files(folder_layout(spec).train_dir, spec)
+    # DIR/train + DIR/val, or a plain DIR with a fixed held-out split carved from it (see nextscale.data.folders).
+    datasets = open_image_folder(spec, image_size, channels, seed=seed, split=split, bad_images=bad_images)
+    check_bad_images(datasets, bad_images)
+    return datasets
+
+
+LOOKED_AT_FILES = 5_000  # files looked at for captions beside the images (a hint, not a scan)
+
+
+def note_unused_files(class_root: Path, spec: str) -> None:
+    """Warn (rank 0) about files a class-folder dataset leaves unused that suggest the user meant something else:
+    images lying directly in the folder (class images go in its sub-folders), and ``.txt`` captions beside the
+    images (a text model reads those through ``captions:DIR``)."""
+    from itertools import islice
+
+    from nextscale import distributed
+    from nextscale.data.images import IMAGE_EXTENSIONS
+
+    if not distributed.is_main():
+        return
+    logger = distributed.get_logger("nextscale.data")
+    loose = [path for path in class_root.iterdir() if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS]
+    if loose:
+        logger.warning(
+            "%d images lie directly in %s and are not used: a class model reads DIR/CLASS_NAME/ sub-folders, one "
+            "per class (e.g. %s)",
+            len(loose),
+            class_root,
+            loose[0].name,
+        )
+    files = list(islice(class_root.rglob("*"), LOOKED_AT_FILES))
+    names = {path.with_suffix("") for path in files if path.suffix.lower() in IMAGE_EXTENSIONS}
+    if any(path.suffix == ".txt" and path.with_suffix("") in names for path in files):
+        logger.warning(
+            "%s holds .txt captions beside its images, which a class model ignores; to train a text model on them "
+            "pass --data captions:%s (with --text-encoder)",
+            class_root,
+            spec,
+        )
+
+
+# Pillow modes that hold one channel of intensity (no colour).
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+
+
+def data_channels(spec: str, sample: int = 64) -> int | None:
+    """Image channels a data spec implies: 1 for Fashion-MNIST; for an image folder 1 when the first ``sample``
+    files (sorted) are all grayscale, else 3; None (the preset's) for anything else."""
+    if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
+        return 1
+    folder = Path(spec)
+    if not folder.is_dir():
+        return None
+    from PIL import Image
+
+    from nextscale.data.images import IMAGE_EXTENSIONS
+
+    files = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS)[:sample]
+    modes = set()
+    for path in files:
+        try:
+            with Image.open(path) as image:  # reads the header only
+                modes.add(image.mode)
+        except (OSError, Image.DecompressionBombError):
+            continue  # bad files are counted and reported by the dataset
+    if not modes:
+        return None
+    return 1 if modes <= GRAY_MODES else 3
+
+
+def class_count(dataset) -> int | None:
+    """Classes of a labelled training set: its class list, or for token shards the largest label + 1.
+
+    None for captioned data (text models have no classes).
+    """
+    from nextscale.data.token_shards import TokenShardDataset
+
+    classes = getattr(dataset, "classes", None)
+    if classes is not None:
+        return len(classes)
+    if isinstance(dataset, TokenShardDataset) and not dataset.is_captioned:
+        from safetensors import safe_open
+
+        largest = -1
+        for shard in dataset.shards:  # one small int64 vector per shard
+            with safe_open(str(dataset.root / shard["file"]), framework="pt") as handle:
+                largest = max(largest, int(handle.get_tensor("labels").max()))
+        return largest + 1
+    return None
