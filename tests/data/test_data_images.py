@@ -83,3 +83,19 @@ def test_grid_with_labels_is_taller_and_draws_text():
     assert labelled.getextrema() != plain.getextrema()  # white text on black
     with pytest.raises(ValueError, match="one label per image"):
         make_grid(images, labels=["a"])
+
+
+def test_grid_labels_draw_accented_letters_where_the_system_has_dejavu():
+    from PIL import ImageFont
+
+    from nextscale.data.images import LABEL_FONT, _label_font
+
+    try:
+        ImageFont.truetype(*LABEL_FONT)
+    except OSError:
+        pytest.skip("DejaVu Sans is not installed: labels fall back to Pillow's ASCII-only font")
+    font = _label_font()
+    missing = font.getmask("\u0378")  # an unassigned code point: the font's "no glyph" box
+    for letter in "éÄßж":
+        glyph = font.getmask(letter)
+        assert glyph.getbbox() != missing.getbbox() or bytes(glyph) != bytes(missing), letter

@@ -25,6 +25,7 @@ References: VAR ``utils/data.py`` (ImageFolder + the VAR transform), torchvision
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -337,8 +338,17 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(array, mode="RGB") for array in arrays]
 
 
+LABEL_FONT = ("DejaVuSans.ttf", 10)  # found by name in the system's font folders where installed
+
+
+@functools.cache
 def _label_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default()
+    """DejaVu Sans where the system has it (accented Latin, Greek, Cyrillic: captions and class names are any
+    language), else Pillow's bundled font, which draws only ASCII."""
+    try:
+        return ImageFont.truetype(*LABEL_FONT)
+    except OSError:
+        return ImageFont.load_default()
 
 
 def make_grid(

@@ -65,6 +65,7 @@ from nextscale.transformer.raster_model import RasterTransformer
 from nextscale.transformer.text_model import TextScaleTransformer
 
 PIPELINE_FILE = "pipeline.json"
+SEED_RANGE = (-(2**63), 2**64)
 # Sampling settings a pipeline folder may recommend (pipeline.json "recommended_sampling"); the CLI uses them
 # for flags the user leaves out, and Python users can pass ``**pipe.recommended_sampling``.
 RECOMMENDABLE = ("cfg", "top_k", "top_p", "temperature")
@@ -357,6 +358,8 @@ class Pipeline:
             return generator
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {seed!r}")
+        if not SEED_RANGE[0] <= seed < SEED_RANGE[1]:  # what torch.Generator.manual_seed can take
+            raise ValueError(f"seed must be an integer in [-2**63, 2**64), got {seed}")
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
     def __call__(
