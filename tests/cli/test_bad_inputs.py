@@ -210,7 +210,7 @@ API_CASES = [
     ("class-unknown-name", lambda p: p(class_labels=["hat"]), ValueError, "unknown class name 'hat'"),
     ("class-float", lambda p: p(class_labels=[1.5]), TypeError, "a class label is an int id or a class name"),
     ("class-empty", lambda p: p(class_labels=[]), ValueError, "class_labels is empty"),
-    ("seed-too-large", lambda p: p(class_labels=[1], seed=2**70), ValueError, "seed must be an integer in [-2**63, 2**64)"),
+    ("seed-too-large", lambda p: p(class_labels=[1], seed=2**70), ValueError, "an integer in [-2**63, 2**64)"),
     ("cfg-inf", lambda p: p(class_labels=[1], cfg=math.inf), ValueError, "cfg must be a finite number >= 0"),
     ("cfg-nan", lambda p: p(class_labels=[1], cfg=math.nan), ValueError, "cfg must be a finite number >= 0"),
     ("cfg-negative", lambda p: p(class_labels=[1], cfg=-0.5), ValueError, "cfg must be a finite number >= 0"),

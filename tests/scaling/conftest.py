@@ -10,12 +10,8 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "fashion_mnist"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models on a shared 2-core machine run fastest that way. Restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_thread(one_thread):
+    """Every scaling test runs on one intra-op thread (see the root conftest's ``one_thread``)."""
 
 
 @pytest.fixture(scope="session")

@@ -5,15 +5,8 @@ from training_helpers import tiny_data
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a shared 2-core machine two spinning OpenMP threads
-    per process slow a step down 10-20x. Restored afterwards."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_thread(one_thread):
+    """Every training test runs on one intra-op thread (see the root conftest's ``one_thread``)."""
 
 
 @pytest.fixture
