@@ -5,12 +5,14 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from PIL import Image
 
 from nextscale.cli import main
@@ -23,6 +25,7 @@ from nextscale.cli.web_app import (
     edit_image,
     edit_image_with_text,
     example_image,
+    image_upload,
     sample_classes,
     sample_prompts,
 )
@@ -95,13 +98,64 @@ def test_empty_seed_draws_one_and_reports_it(models):
         (["Sneaker", "Bag", "Coat"], 3, {}, "9 images asked for, but this server makes at most 8 per request"),
         (["Spaceship"], 1, {}, "unknown class 'Spaceship': pick one from the list"),
         (["Bag"], 0, {}, "images per class must be at least 1"),
-        (["Bag"], 1, {"top_p": 1.5}, "top_p"),  # the pipeline's ValueError, shown as it is
+        (["Bag"], 1, {"top_p": 1.5}, r"top-p must be in \(0, 1\], or 0 or empty for off; got 1.5"),
+        (["Bag"], 1, {"top_k": -1}, "top-k must be at least 1, or 0 or empty for off; got -1"),
+        (["Bag"], 2.5, {}, "images per class must be a whole number, got 2.5"),  # not rounded down to 2
+        (["Bag"], float("nan"), {}, "images per class must be a whole number, got nan"),
+        (["Bag"], None, {}, "images per class must be a whole number, got None"),
+        (["Bag"], 1, {"seed": float("nan")}, "seed must be a whole number, got nan"),
+        (["Bag"], 1, {"seed": float("inf")}, "seed must be a whole number, got inf"),
+        (["Bag"], 1, {"seed": 2.5}, "seed must be a whole number, got 2.5"),
+        (
+            ["Bag"],
+            1,
+            {"seed": 1e24},
+            r"seed must be between -2\*\*63 and 2\*\*64 - 1, got 1e\+24: choose one in that range",
+        ),
+        (["Bag"], 1, {"seed": 2**70}, r"seed must be between .* got 1180591620717411303424: choose one in that range"),
+        (["Bag"], 1, {"seed": -(2**63) - 1}, "seed must be between"),
+        (["Bag"], 1, {"top_k": float("nan")}, "top-k must be a whole number, got nan"),
+        (["Bag"], 1, {"top_k": float("-inf")}, "top-k must be a whole number, got -inf"),
+        (["Bag"], 1, {"top_p": float("nan")}, "top-p must be a number, got nan"),
+        (["Bag"], 1, {"cfg": float("nan")}, "cfg must be a number, got nan"),
     ],
 )
 def test_class_tab_bad_inputs_are_one_line_errors(models, classes, per_class, knobs, message):
     with pytest.raises(gr.Error, match=message) as caught:
         sample_classes(models, classes, per_class, Knobs(**knobs))
     assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
+
+
+def test_seeds_at_the_ends_of_the_generator_range_are_taken(models):
+    for seed in (-(2**63), 2**64 - 1, 2.0**63):  # a float seed that is a whole number is that integer
+        assert f"seed {int(seed)})" in sample_classes(models, ["Bag"], 1, Knobs(seed=seed))[1]
+
+
+def test_browser_zeros_for_top_k_and_top_p_mean_off(models, tiny_pipe, text_pipe):
+    # once the sampling accordion is opened, the page shows the empty top-k / top-p boxes as 0 and sends 0 and 0.0
+    browser = Knobs(seed=4, cfg=3.0, top_k=0, top_p=0.0, temperature=1.0, smooth=False)
+    assert browser.settings()["top_k"] is None and browser.settings()["top_p"] is None
+    off = Knobs(seed=4, cfg=3.0, top_k=None, top_p=None, temperature=1.0, smooth=False)
+    grid, _ = sample_classes(models, ["Bag"], 2, browser)
+    assert np.array_equal(np.asarray(grid), np.asarray(sample_classes(models, ["Bag"], 2, off)[0]))
+    sample_prompts(models, "a bag in the top left", "", 1, browser)
+    edit_image(models, example_image(tiny_pipe), *BOX, "inpaint", "Bag", 1, browser)
+    labels = {block.label for block in build_app(tiny_pipe, text_pipe).blocks.values() if isinstance(block, gr.Number)}
+    assert {"top-k (0 or empty: off)", "top-p in (0, 1] (0 or empty: off)"} <= labels
+
+
+def test_status_time_leaves_out_the_wait_for_other_requests(tiny_pipe):
+    served = ServedModels(tiny_pipe)
+    _, alone = sample_classes(served, ["Bag"], 1, Knobs(seed=0))
+    assert "waiting" not in alone
+    served.lock.acquire()  # another user's request holds the models for a second
+    other_request = threading.Timer(1.0, served.lock.release)
+    other_request.start()
+    _, status = sample_classes(served, ["Bag"], 1, Knobs(seed=0))
+    other_request.join()
+    seconds = float(re.match(r"1 image in ([\d.]+) s", status).group(1))
+    waited = float(re.search(r", after ([\d.]+) s waiting for other requests \(fp32, seed 0\)$", status).group(1))
+    assert waited >= 0.9 and seconds < waited
 
 
 # ------------------------------------------------------------------------------------------------- text tab
@@ -175,7 +229,12 @@ def test_edit_bad_inputs_are_one_line_errors(tiny_pipe, tmp_path):
         ((example, 0.6, 0.2, 0.4, 0.8), {}, "move the sliders so that y0 < y1 and x0 < x1"),
         ((example, *BOX), {"num_results": 3}, "3 images asked for, but this server makes at most 2"),
         ((example, *BOX), {"target": "Spaceship"}, "unknown class 'Spaceship'"),
-        ((example, 0.0, 0.0, 1.0, 1.0), {}, "nothing of the image"),  # the pipeline's ValueError
+        ((example, *BOX), {"num_results": 1.5}, "number of results must be a whole number, got 1.5"),
+        (
+            (example, 0.0, 0.0, 1.0, 1.0),
+            {},
+            "keep nothing of the image, which is plain sampling: use the Class → image",
+        ),
     ]
     for arguments, options, message in cases:
         with pytest.raises(gr.Error, match=message):
@@ -200,11 +259,75 @@ def test_text_edit_regenerates_a_quadrant_towards_the_prompt_and_keeps_the_rest(
     assert status.startswith("2 images in ")
     with pytest.raises(gr.Error, match="no text model"):
         edit_image_with_text(ServedModels(tiny_pipe), str(EXAMPLE_SCENE), *top_left, "inpaint", "a bag", 1)
+    with pytest.raises(gr.Error, match="keep nothing of the image, which is plain sampling: use the Text → image tab"):
+        edit_image_with_text(served, str(EXAMPLE_SCENE), 0.0, 0.0, 1.0, 1.0, "inpaint", "a bag", 1)
+
+
+def bad_uploads(folder) -> dict:
+    """Files a user may upload that Pillow cannot decode, by name."""
+    text = folder / "fake.png"
+    text.write_text("not a picture")
+    picture = folder / "full.png"
+    Image.new("RGBA", (64, 64), (200, 30, 30, 255)).save(picture)  # RGBA: gradio converts it to RGB, decoding it
+    truncated = folder / "truncated.png"
+    truncated.write_bytes(picture.read_bytes()[:60])
+    huge = folder / "huge.png"
+    Image.new("L", (128, 128)).save(huge)  # over Pillow's pixel limit once the test lowers it
+    return {"fake.png": text, "truncated.png": truncated, "huge.png": huge}
+
+
+def test_unreadable_uploads_are_one_line_errors_before_the_handler(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # 128 x 128 is over twice this: a decompression bomb
+    upload = image_upload(None)
+    for name, path in bad_uploads(tmp_path).items():
+        with pytest.raises(gr.Error, match=f"cannot read the uploaded image {name} \\(.+\\); it is corrupt or not an"):
+            upload.preprocess(gr.FileData(path=str(path), orig_name=name))
+    assert upload.preprocess(None) is None
+
+
+def test_every_image_input_reports_unreadable_uploads(tiny_pipe, text_pipe, tmp_path):
+    images = [block for block in build_app(tiny_pipe, text_pipe).blocks.values() if isinstance(block, gr.Image)]
+    inputs = [image for image in images if image.label != "result"]
+    fake = bad_uploads(tmp_path)["fake.png"]
+    assert len(inputs) == 2
+    for image in inputs:
+        with pytest.raises(gr.Error, match="cannot read the uploaded image fake.png"):
+            image.preprocess(gr.FileData(path=str(fake), orig_name="fake.png"))
+
+
+def test_importing_the_app_writes_nothing_next_to_it():
+    # gradio writes a .pyi stub beside any module that subclasses one of its widgets
+    from nextscale.cli import web_app
+
+    assert not Path(web_app.__file__).with_suffix(".pyi").exists()
 
 
 # ------------------------------------------------------------------------------------------------------ app
 def tab_labels(app: gr.Blocks) -> list[str]:
     return [block.label for block in app.blocks.values() if isinstance(block, gr.Tab)]
+
+
+def widget_value(app: gr.Blocks, label: str):
+    (value,) = [block.value for block in app.blocks.values() if getattr(block, "label", None) == label]
+    return value
+
+
+@pytest.mark.parametrize("max_images", [1, 3, 8, 64])
+def test_starting_values_fit_the_per_request_cap(tiny_pipe, text_pipe, max_images):
+    served = ServedModels(tiny_pipe, text_pipe, max_images=max_images)
+    app = build_app(tiny_pipe, text_pipe, max_images=max_images)
+    classes, per_class = widget_value(app, "classes"), widget_value(app, "images per class")
+    assert len(classes) * per_class == min(16, max_images)  # as many as fit, up to 4 x 4
+    sample_classes(served, classes, per_class)  # the first click, as the page starts
+    prompts, per_prompt = widget_value(app, "prompts (one per line)"), widget_value(app, "images per prompt")
+    assert len(prompts.splitlines()) * per_prompt <= max_images
+    sample_prompts(served, prompts, "", per_prompt)
+
+
+def test_edit_tab_says_cfg_does_nothing_without_a_target(tiny_pipe, text_pipe):
+    app = build_app(tiny_pipe, text_pipe)
+    notes = [block.info for block in app.blocks.values() if getattr(block, "label", None) == "cfg (0: off)"]
+    assert notes == [None, None, "no effect when the target class is (none: unconditional)", None]  # tab order
 
 
 def test_build_app_has_the_tabs_of_the_models_given(tiny_pipe, text_pipe):
@@ -222,8 +345,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def raw_call(url: str, api_name: str, data: list) -> tuple[str, str | None]:
+    """One call through gradio's HTTP API, as curl would send it (json.dumps writes NaN and Infinity): the last
+    event and, for an error, its message."""
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/gradio_api/call/{api_name}",
+        data=json.dumps({"data": data}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        event_id = json.load(response)["event_id"]
+    with urllib.request.urlopen(f"{url.rstrip('/')}/gradio_api/call/{api_name}/{event_id}", timeout=60) as response:
+        lines = response.read().decode().split("\n")
+    event = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")][-1]
+    payload = json.loads([line.removeprefix("data: ") for line in lines if line.startswith("data: ")][-1])
+    return event, payload.get("error") if isinstance(payload, dict) else None
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing")  # gradio's own pandas calls
-def test_launched_app_serves_the_page_and_the_class_endpoint(tiny_pipe):
+def test_launched_app_serves_the_page_and_the_class_endpoint(tiny_pipe, tmp_path):
     app = build_app(tiny_pipe, None, max_images=8)
     port = free_port()
     _, url, _ = app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
@@ -236,6 +376,8 @@ def test_launched_app_serves_the_page_and_the_class_endpoint(tiny_pipe):
         assert config["title"] == "nextscale" and config["analytics_enabled"] is False
         tabs = [item["props"]["label"] for item in config["components"] if item["type"] == "tabitem"]
         assert tabs == ["Class → image", "Edit"]
+        shown = {(item["type"], item["props"].get("label")) for item in config["components"]}
+        assert {("number", "top-k (0 or empty: off)"), ("image", "image (any size: center-cropped)")} <= shown
         client = Client(url, verbose=False)
         path, status = client.predict(["Trouser"], 2, 5, 1.5, None, None, 1.0, False, api_name="/sample_classes")
         local, _ = sample_classes(ServedModels(tiny_pipe), ["Trouser"], 2, Knobs(5, 1.5, None, None, 1.0, False))
@@ -243,6 +385,29 @@ def test_launched_app_serves_the_page_and_the_class_endpoint(tiny_pipe):
         assert status.startswith("2 images in ")
         with pytest.raises(Exception, match="no class chosen"):  # the page's message, over HTTP
             client.predict([], 2, 5, 1.5, None, None, 1.0, False, api_name="/sample_classes")
+        # what the page sends for top-k and top-p once the sampling accordion has been opened: off
+        browser, _ = client.predict(["Trouser"], 2, 5, 1.5, 0, 0.0, 1.0, False, api_name="/sample_classes")
+        assert np.array_equal(np.asarray(Image.open(browser).convert("RGB")), np.asarray(local))
+        for knobs, message in [
+            ((2.5, 1.5, None, None, 1.0, False), "seed must be a whole number, got 2.5"),  # not rounded by gradio
+            ((2**70, 1.5, None, None, 1.0, False), "seed must be between -2\\*\\*63 and 2\\*\\*64 - 1"),
+        ]:
+            with pytest.raises(Exception, match=message):
+                client.predict(["Trouser"], 1, *knobs, api_name="/sample_classes")
+        # NaN and inf, which gradio_client refuses to send but the HTTP API takes
+        for values, message in [
+            ((float("nan"), 5, 1.5, None, None), "images per class must be a whole number, got nan"),
+            ((1, float("nan"), 1.5, None, None), "seed must be a whole number, got nan"),
+            ((1, 5, 1.5, float("inf"), None), "top-k must be a whole number, got inf"),
+        ]:
+            assert raw_call(url, "sample_classes", [["Trouser"], *values, 1.0, False]) == ("error", message)
+        upload = handle_file(str(bad_uploads(tmp_path)["fake.png"]))
+        with pytest.raises(
+            Exception, match="cannot read the uploaded image .*fake.png.*; it is corrupt or not an image"
+        ):
+            client.predict(
+                upload, *BOX, "inpaint", UNCONDITIONAL, 1, 0, 3.0, 0, 0.0, 1.0, False, api_name="/edit_image"
+            )
     finally:
         app.close()
 
@@ -264,11 +429,12 @@ def test_serve_launches_the_app_with_the_flags(monkeypatch, capsys, tiny_pipelin
         launched.update(options, tabs=tab_labels(app))
 
     monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
-    argv = ["serve", "--model", str(tiny_pipeline_dir), "--no-text", "--port", "7999", "--max-images", "4"]
+    port = free_port()  # checked for real before the models load
+    argv = ["serve", "--model", str(tiny_pipeline_dir), "--no-text", "--port", str(port), "--max-images", "4"]
     assert main(argv) == 0
-    assert launched["server_name"] == "127.0.0.1" and launched["server_port"] == 7999
+    assert launched["server_name"] == "127.0.0.1" and launched["server_port"] == port
     assert launched["tabs"] == ["Class → image", "Edit"]
-    assert "http://127.0.0.1:7999" in capsys.readouterr().out
+    assert f"http://127.0.0.1:{port}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -288,14 +454,31 @@ def test_serve_refuses_bad_flags_in_one_line(monkeypatch, capsys, tiny_pipeline_
     assert re.search(message, err[0])
 
 
-def test_serve_on_a_busy_port_names_the_flag_to_change(capsys, tiny_pipeline_dir):
+def test_serve_on_a_busy_port_names_the_cause_and_flag_before_loading(monkeypatch, capsys, tiny_pipeline_dir):
+    monkeypatch.setattr("nextscale.cli.serve.load_served_pipeline", lambda *_, **__: pytest.fail("models loaded"))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         assert main(["serve", "--model", str(tiny_pipeline_dir), "--no-text", "--port", str(port)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"cannot serve at 127.0.0.1:{port}" in err[0] and "choose another --port" in err[0]
+    out, err = capsys.readouterr()
+    assert "starting" not in out  # no URL printed for a server that never starts
+    assert (
+        err.strip()
+        == f"nextscale serve: error: cannot serve at 127.0.0.1:{port} (address already in use); choose another --port"
+    )
+
+
+def test_serve_on_an_address_of_another_machine_blames_the_host(monkeypatch, capsys, tiny_pipeline_dir):
+    monkeypatch.setattr("nextscale.cli.serve.load_served_pipeline", lambda *_, **__: pytest.fail("models loaded"))
+    port = free_port()
+    # 192.0.2.1 is reserved for documentation (TEST-NET-1): no machine has it
+    assert main(["serve", "--host", "192.0.2.1", "--port", str(port), "--no-text"]) == 2
+    out, err = capsys.readouterr()
+    assert "starting" not in out
+    err = err.strip().splitlines()
+    assert len(err) == 1 and f"cannot serve at 192.0.2.1:{port} (cannot assign requested address)" in err[0]
+    assert "give a --host that is an address of this machine" in err[0] and "port" not in err[0].split(")", 1)[1]
 
 
 def test_gradio_is_imported_only_by_serve():

@@ -23,8 +23,10 @@ link); Ctrl-C stops it.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 from pathlib import Path
 
 from nextscale.cli.common import add_dtype_argument, load_pipeline
@@ -66,6 +68,50 @@ def require_gradio() -> None:
         ) from err
 
 
+def check_address(host: str, port: int) -> None:
+    """Bind (host, port) for a moment, as the server will (asyncio's create_server: every address the host resolves
+    to, with SO_REUSEADDR), so that a busy port or an address of another machine fails in one line that names the
+    cause, before the models load; gradio would print the URL first and then blame the port for both."""
+    from nextscale.cli import CommandError
+
+    def refuse(err: OSError) -> CommandError:
+        if err.errno == errno.EADDRINUSE:
+            fix = "choose another --port"
+        elif err.errno in (errno.EADDRNOTAVAIL, socket.EAI_NONAME):
+            fix = "give a --host that is an address of this machine (127.0.0.1 for this machine only, 0.0.0.0 for all)"
+        elif err.errno == errno.EACCES:
+            fix = "choose a --port above 1023"
+        else:
+            fix = "choose another --port, or a --host that is an address of this machine"
+        return CommandError(f"cannot serve at {host}:{port} ({(err.strerror or str(err)).lower()}); {fix}")
+
+    bare_host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1], as in a URL
+    try:
+        addresses = socket.getaddrinfo(bare_host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:  # a name that does not resolve
+        raise refuse(err) from err
+    bound, unavailable = False, None
+    for family, kind, protocol, _, address in addresses:
+        try:
+            probe = socket.socket(family, kind, protocol)
+        except OSError:  # a family this machine lacks (no IPv6): asyncio skips it too
+            continue
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio: the IPv6 socket does not also claim the IPv4 port
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as err:
+                if err.errno != errno.EADDRNOTAVAIL:
+                    raise refuse(err) from err
+                unavailable = err  # asyncio skips such an address as long as another one binds
+            else:
+                bound = True
+    if not bound:
+        raise refuse(unavailable or OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL)))
+
+
 def load_served_pipeline(args: argparse.Namespace, model: Path | None, text: bool):
     """The class (``text=False``) or text model through the CLI's one loader (device check, dtype, bundled default)."""
     chosen = argparse.Namespace(
@@ -92,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     # gradio polls its own server with httpx at start-up; those requests say nothing to the user
     logging.getLogger("httpx").setLevel(logging.WARNING)
     require_gradio()
+    check_address(args.host, args.port)  # before the models load: a busy port should not cost a minute's wait
     class_pipeline = load_served_pipeline(args, args.model, text=False)
     text_pipeline = None if args.no_text else load_served_pipeline(args, args.text_model, text=True)
 
@@ -103,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         app.launch(server_name=args.host, server_port=args.port, share=False, quiet=True)  # blocks until Ctrl-C
     except KeyboardInterrupt:  # Ctrl-C before gradio's own wait (which handles it) began
         app.close()
-    except OSError as err:  # gradio's message names its own launch() arguments, not the flags
+    except OSError as err:  # taken since check_address; gradio's message names its launch() arguments, not flags
         reason = str(err).split(". ")[0]
         raise OSError(f"cannot serve at {args.host}:{args.port} ({reason}); choose another --port or --host") from err
     print("web demo stopped", flush=True)

@@ -8,12 +8,16 @@ every user error (no class chosen, an empty prompt, too many images, an unreadab
 ``ValueError`` from the pipeline) becomes a ``gradio.Error`` (``UserError``) with one line, which the page shows
 instead of a traceback.
 
+The form's values follow the page, not the library: gradio shows an empty number box as 0 once its accordion is
+opened and then sends 0, so 0 (or empty) turns top-k and top-p off here, where the library wants None.
+
 This module imports gradio at the top: only ``nextscale serve`` imports it, after checking that gradio is
 installed (it is the optional ``demo`` extra).
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
@@ -27,8 +31,11 @@ from PIL import Image
 
 from nextscale.cli import is_out_of_memory, one_line
 from nextscale.cli.demo import EXAMPLES, INPAINT_BOX, enlarge
+from nextscale.sampling.pipeline import SEED_RANGE
 
 if TYPE_CHECKING:
+    from gradio.data_classes import ImageData
+
     from nextscale.sampling.pipeline import Pipeline
     from nextscale.sampling.text_pipeline import TextPipeline
 
@@ -37,6 +44,11 @@ UNCONDITIONAL = "(none: unconditional)"
 # The demo's settings when a model records no recommended ones (``nextscale demo`` uses cfg 3 too).
 DEFAULT_SAMPLING = {"cfg": 3.0, "top_k": None, "top_p": None, "temperature": 1.0}
 LABEL_CHARACTERS = 24  # prompt labels under grid tiles are cut to this length so that cells stay narrow
+WAIT_WORTH_SAYING = 0.5  # seconds queued behind other requests from which the status line mentions the wait
+# Pillow signals an unreadable, truncated or oversized image with one of these.
+IMAGE_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+# The editing library's error when the box and mode keep no token: plain sampling, which another tab does.
+KEEPS_NOTHING = "keeps nothing of the image"
 
 
 @dataclass
@@ -82,6 +94,28 @@ def check_image_count(count: int, max_images: int, fix: str) -> None:
         raise UserError(f"{count} images asked for, but this server makes at most {max_images} per request: {fix}")
 
 
+def whole_number(value: float | None, name: str) -> int:
+    """``value`` as an int, refusing what ``int()`` would round without a word (2.5) or fail on (NaN, inf, empty)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, float) or not math.isfinite(value) or value != round(value):
+        raise UserError(f"{name} must be a whole number, got {value}")
+    return int(value)
+
+
+def image_count(value: float | None, name: str) -> int:
+    count = whole_number(value, name)
+    if count < 1:
+        raise UserError(f"{name} must be at least 1, got {count}")
+    return count
+
+
+def finite_number(value: float | None, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError(f"{name} must be a number, got {value}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Knobs:
     """The sampling widgets' values, in the order every tab lays them out (its last six inputs)."""
@@ -94,14 +128,27 @@ class Knobs:
     smooth: bool = False
 
     def settings(self) -> dict:
-        """Pipeline keyword arguments: an empty top-k / top-p is off, an empty seed a random one (reported in the
-        status line so that the result can be made again)."""
+        """Pipeline keyword arguments, checked in the form's terms: top-k / top-p of 0 or empty are off (None to
+        the library, for which 0 is an error), an empty seed is a random one (reported in the status line so that
+        the result can be made again)."""
+        if self.seed is None:
+            seed = secrets.randbelow(2**31)
+        else:
+            seed = whole_number(self.seed, "seed")
+            if not SEED_RANGE[0] <= seed < SEED_RANGE[1]:  # what torch.Generator.manual_seed takes
+                raise UserError(f"seed must be between -2**63 and 2**64 - 1, got {self.seed}: choose one in that range")
+        top_k = None if self.top_k in (None, 0) else whole_number(self.top_k, "top-k")
+        if top_k is not None and top_k < 0:
+            raise UserError(f"top-k must be at least 1, or 0 or empty for off; got {top_k}")
+        top_p = None if self.top_p in (None, 0) else finite_number(self.top_p, "top-p")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise UserError(f"top-p must be in (0, 1], or 0 or empty for off; got {top_p:g}")
         return dict(
-            seed=secrets.randbelow(2**31) if self.seed is None else int(self.seed),
-            cfg=float(self.cfg),
-            top_k=None if self.top_k is None else int(self.top_k),
-            top_p=None if self.top_p is None else float(self.top_p),
-            temperature=float(self.temperature),
+            seed=seed,
+            cfg=finite_number(self.cfg, "cfg"),
+            top_k=top_k,
+            top_p=top_p,
+            temperature=finite_number(self.temperature, "temperature"),
             smooth=bool(self.smooth),
         )
 
@@ -125,9 +172,31 @@ def display_zoom(pipe: Pipeline) -> int:
     return max(1, DISPLAY_SIDE // pipe.image_size)
 
 
-def status_line(count: int, started: float, pipe: Pipeline, seed: int) -> str:
-    seconds = time.perf_counter() - started
-    return f"{count} image{'s' if count != 1 else ''} in {seconds:.1f} s ({pipe.precision.name}, seed {seed})"
+@dataclass
+class Timing:
+    """When a request's own work began, and how long it queued for the model lock before that."""
+
+    started: float = 0.0
+    waited: float = 0.0
+
+
+@contextmanager
+def turn(models: ServedModels) -> Iterator[Timing]:
+    """Hold the model lock for one request; the clock starts once it is held, so that the status line's time is
+    this request's work and not another user's."""
+    queued = time.perf_counter()
+    with models.lock:
+        timing = Timing(started=time.perf_counter())
+        timing.waited = timing.started - queued
+        yield timing
+
+
+def status_line(count: int, timing: Timing, pipe: Pipeline, seed: int) -> str:
+    seconds = time.perf_counter() - timing.started
+    line = f"{count} image{'s' if count != 1 else ''} in {seconds:.1f} s"
+    if timing.waited >= WAIT_WORTH_SAYING:
+        line += f", after {timing.waited:.1f} s waiting for other requests"
+    return f"{line} ({pipe.precision.name}, seed {seed})"
 
 
 def short_label(text: str) -> str:
@@ -152,18 +221,15 @@ def sample_classes(
     pipe = models.class_pipeline
     if not classes:
         raise UserError("no class chosen: pick at least one class from the list")
-    per_class = int(images_per_class)
-    if per_class < 1:
-        raise UserError(f"images per class must be at least 1, got {per_class}")
+    per_class = image_count(images_per_class, "images per class")
     check_image_count(len(classes) * per_class, models.max_images, "choose fewer classes or images per class")
     labels = [class_id(pipe, choice) for choice in classes]
     settings = knobs.settings()
-    started = time.perf_counter()
-    with shown_in_the_page(), models.lock:
+    with shown_in_the_page(), turn(models) as timing:
         out = pipe(class_labels=labels, num_images_per_prompt=per_class, output_type="pt", **settings)
     names = [choice for choice in classes for _ in range(per_class)]  # class-major, as the pipeline repeats them
     grid = make_grid(enlarge(out.images * 2 - 1, display_zoom(pipe)), nrow=per_class, labels=names)
-    return grid, status_line(len(names), started, pipe, settings["seed"])
+    return grid, status_line(len(names), timing, pipe, settings["seed"])
 
 
 def sample_prompts(
@@ -185,14 +251,11 @@ def sample_prompts(
     lines = [line.strip() for line in (prompts or "").splitlines() if line.strip()]
     if not lines:
         raise UserError("the prompt is empty: write at least one prompt, one per line")
-    per_prompt = int(images_per_prompt)
-    if per_prompt < 1:
-        raise UserError(f"images per prompt must be at least 1, got {per_prompt}")
+    per_prompt = image_count(images_per_prompt, "images per prompt")
     check_image_count(len(lines) * per_prompt, models.max_images, "write fewer prompts or ask for fewer images each")
     negative = (negative_prompt or "").strip()
     settings = knobs.settings()
-    started = time.perf_counter()
-    with shown_in_the_page(), models.lock:
+    with shown_in_the_page(), turn(models) as timing:
         out = pipe(
             prompt=lines,
             negative_prompt=[negative] if negative else None,
@@ -202,7 +265,7 @@ def sample_prompts(
         )
     labels = [short_label(line) for line in lines for _ in range(per_prompt)]
     grid = make_grid(enlarge(out.images * 2 - 1, display_zoom(pipe)), nrow=per_prompt, labels=labels)
-    return grid, status_line(len(labels), started, pipe, settings["seed"])
+    return grid, status_line(len(labels), timing, pipe, settings["seed"])
 
 
 def edit_image(
@@ -225,7 +288,8 @@ def edit_image(
     """
     pipe = models.class_pipeline
     class_label = None if target in (None, UNCONDITIONAL) else class_id(pipe, target)
-    return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, knobs, class_label=class_label)
+    box = (y0, x0, y1, x1)
+    return run_edit(models, pipe, image_path, box, mode, num_results, knobs, "Class → image", class_label=class_label)
 
 
 def edit_image_with_text(
@@ -246,7 +310,7 @@ def edit_image_with_text(
     if pipe is None:
         raise UserError("this server has no text model: start it with --text-model DIR")
     text = " ".join((prompt or "").split()) or None
-    return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, knobs, prompt=text)
+    return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, knobs, "Text → image", prompt=text)
 
 
 def run_edit(
@@ -257,9 +321,11 @@ def run_edit(
     mode: str,
     num_results: int,
     knobs: Knobs,
+    sampling_tab: str,
     **target,
 ) -> tuple[Image.Image, str]:
-    """Check the request, edit under the lock and lay out input | region | results (both edit tabs)."""
+    """Check the request, edit under the lock and lay out input | region | results (both edit tabs).
+    ``sampling_tab`` names the tab that samples with the same model, for a box that keeps nothing."""
     from nextscale.data.images import make_grid, open_image
 
     y0, x0, y1, x1 = box
@@ -269,19 +335,49 @@ def run_edit(
         raise UserError(
             f"empty box (y0 {y0:g}, x0 {x0:g}, y1 {y1:g}, x1 {x1:g}): move the sliders so that y0 < y1 and x0 < x1"
         )
-    count = int(num_results)
-    if count < 1:
-        raise UserError(f"number of results must be at least 1, got {count}")
+    count = image_count(num_results, "number of results")
     check_image_count(count, models.max_images, "ask for fewer results")
     settings = knobs.settings()
-    started = time.perf_counter()
     with shown_in_the_page():
         image = open_image(image_path)  # a ValueError that names the file when it is not an image
-        with models.lock:
-            out = pipe.edit(image, mode=mode, box=box, num_images=count, output_type="pt", **target, **settings)
+        with turn(models) as timing:
+            try:
+                out = pipe.edit(image, mode=mode, box=box, num_images=count, output_type="pt", **target, **settings)
+            except ValueError as err:  # the library's wording points to the `sample` command, not to a tab
+                if KEEPS_NOTHING not in str(err):
+                    raise
+                resize = "shrink" if mode == "inpaint" else "enlarge"
+                raise UserError(
+                    f"this box and mode keep nothing of the image, which is plain sampling: use the {sampling_tab} "
+                    f"tab, or {resize} the box"
+                ) from err
     pictures, labels = out.side_by_side()
     grid = make_grid(enlarge(pictures, display_zoom(pipe)), nrow=len(labels), labels=labels)
-    return grid, status_line(count, started, pipe, settings["seed"])
+    return grid, status_line(count, timing, pipe, settings["seed"])
+
+
+# ----------------------------------------------------------------------------------------------- widgets
+def image_upload(value: str | None) -> gr.Image:
+    """The edit tabs' image input, whose unreadable uploads are one line in the page. gradio opens (and may
+    convert) the file in the widget's own preprocessing, before any handler runs, and Pillow's errors there would
+    show only a bare "Error" and log a traceback. The widget's preprocess is wrapped on the instance because
+    subclassing a gradio widget makes gradio write a .pyi stub next to this module at import."""
+    image = gr.Image(value=value, type="filepath", label="image (any size: center-cropped)")
+    decode = image.preprocess
+
+    def preprocess(payload: ImageData | None) -> str | None:
+        try:
+            return decode(payload)
+        except gr.Error:
+            raise
+        except IMAGE_READ_ERRORS as err:
+            name, reason = payload.orig_name or "", one_line(err)
+            if payload.path and name:  # the upload's name, not gradio's cache path
+                reason = reason.replace(str(payload.path), name)
+            raise UserError(f"cannot read the uploaded image {name} ({reason}); it is corrupt or not an image") from err
+
+    image.preprocess = preprocess
+    return image
 
 
 # --------------------------------------------------------------------------------------------------- app
@@ -290,17 +386,21 @@ def recommended(pipe: Pipeline) -> dict:
     return {**DEFAULT_SAMPLING, **(getattr(pipe, "recommended_sampling", None) or {})}
 
 
-def sampling_widgets(pipe: Pipeline) -> list:
-    """seed, cfg, top-k, top-p, temperature and smooth widgets, in the order of the fields of :class:`Knobs`."""
+def sampling_widgets(pipe: Pipeline, cfg_info: str | None = None) -> list:
+    """seed, cfg, top-k, top-p, temperature and smooth widgets, in the order of the fields of :class:`Knobs`.
+    ``cfg_info`` is a note under the cfg slider."""
     start = recommended(pipe)
     with gr.Accordion("sampling", open=False):
         with gr.Row():
-            seed = gr.Number(value=0, precision=0, label="seed (empty: random)")
-            cfg = gr.Slider(0.0, 10.0, value=start["cfg"], step=0.1, label="cfg (0: off)")
+            # no precision=0 on the whole-number boxes: gradio would round 2.5 to 2 without a word and fail on
+            # NaN with a bare "Error"; Knobs.settings refuses both in one line
+            seed = gr.Number(value=0, label="seed (empty: random)")
+            cfg = gr.Slider(0.0, 10.0, value=start["cfg"], step=0.1, label="cfg (0: off)", info=cfg_info)
             temperature = gr.Slider(0.1, 3.0, value=start["temperature"], step=0.05, label="temperature")
         with gr.Row():
-            top_k = gr.Number(value=start["top_k"], precision=0, label="top-k (empty: off)")
-            top_p = gr.Number(value=start["top_p"], label="top-p in (0, 1] (empty: off)")
+            # the page shows an empty box as 0 and sends 0: both mean off (Knobs.settings)
+            top_k = gr.Number(value=start["top_k"], label="top-k (0 or empty: off)")
+            top_p = gr.Number(value=start["top_p"], label="top-p in (0, 1] (0 or empty: off)")
             smooth = gr.Checkbox(value=False, label="smooth (Gumbel mixture of codes)")
     return [seed, cfg, top_k, top_p, temperature, smooth]
 
@@ -311,9 +411,12 @@ def result_widgets() -> list:
     return [image, status]
 
 
-def slider_up_to(maximum: int, value: int, max_images: int, label: str):
-    """An image-count slider from 1 to ``maximum``, never past the server's per-request cap."""
+def slider_up_to(maximum: int, value: int, max_images: int, label: str) -> gr.Slider | gr.Number:
+    """An image-count slider from 1 to ``maximum``, never past the server's per-request cap (a fixed 1 under
+    ``--max-images 1``, as gradio refuses a slider from 1 to 1)."""
     top = min(maximum, max_images)
+    if top == 1:
+        return gr.Number(value=1, interactive=False, label=label)
     return gr.Slider(1, top, value=min(value, top), step=1, label=label)
 
 
@@ -329,12 +432,19 @@ def bind(handler, models: ServedModels):
     return bound
 
 
+def starting_grid(rows: int, columns: int, max_images: int) -> tuple[int, int]:
+    """At most ``rows`` x ``columns``, cut to fit the per-request cap, so that the first click works as it is."""
+    rows = max(1, min(rows, max_images))
+    return rows, max(1, min(columns, max_images // rows))
+
+
 def class_tab(models: ServedModels) -> None:
     pipe = models.class_pipeline
     with gr.Tab("Class → image", id="class"):
         choices = class_choices(pipe)
-        classes = gr.Dropdown(choices, value=choices[: min(4, len(choices))], multiselect=True, label="classes")
-        per_class = slider_up_to(16, 4, models.max_images, "images per class")
+        rows, columns = starting_grid(min(4, len(choices)), 4, models.max_images)
+        classes = gr.Dropdown(choices, value=choices[:rows], multiselect=True, label="classes")
+        per_class = slider_up_to(16, columns, models.max_images, "images per class")
         knobs = sampling_widgets(pipe)
         button = gr.Button("Generate", variant="primary")
         outputs = result_widgets()
@@ -344,9 +454,10 @@ def class_tab(models: ServedModels) -> None:
 def text_tab(models: ServedModels) -> None:
     pipe = models.text_pipeline
     with gr.Tab("Text → image", id="text"):
-        prompts = gr.Textbox(lines=4, label="prompts (one per line)", value=example_prompts())
+        rows, columns = starting_grid(2, 2, models.max_images)
+        prompts = gr.Textbox(lines=4, label="prompts (one per line)", value=example_prompts(rows))
         negative = gr.Textbox(label="negative prompt (empty: the empty prompt)")
-        per_prompt = slider_up_to(16, 2, models.max_images, "images per prompt")
+        per_prompt = slider_up_to(16, columns, models.max_images, "images per prompt")
         knobs = sampling_widgets(pipe)
         button = gr.Button("Generate", variant="primary")
         outputs = result_widgets()
@@ -355,11 +466,11 @@ def text_tab(models: ServedModels) -> None:
     )
 
 
-def example_prompts() -> str:
-    """The bundled scene model's demo prompts (captions of the kind it was trained on)."""
+def example_prompts(count: int) -> str:
+    """The first ``count`` of the bundled scene model's demo prompts (captions of the kind it was trained on)."""
     from nextscale.cli.demo_text import DEMO_PROMPTS
 
-    return "\n".join(DEMO_PROMPTS[:2])
+    return "\n".join(DEMO_PROMPTS[:count])
 
 
 def example_image(pipe: Pipeline) -> str | None:
@@ -389,12 +500,12 @@ def edit_tab(models: ServedModels) -> None:
     pipe = models.class_pipeline
     with gr.Tab("Edit", id="edit"):
         with gr.Row():
-            image = gr.Image(value=example_image(pipe), type="filepath", label="image (any size: center-cropped)")
+            image = image_upload(example_image(pipe))
             with gr.Column():
                 region = region_widgets(INPAINT_BOX)
                 target = gr.Dropdown([UNCONDITIONAL, *class_choices(pipe)], value=UNCONDITIONAL, label="target class")
                 num_results = slider_up_to(8, 3, models.max_images, "results")
-        knobs = sampling_widgets(pipe)
+        knobs = sampling_widgets(pipe, cfg_info=f"no effect when the target class is {UNCONDITIONAL}")
         button = gr.Button("Edit", variant="primary")
         outputs = result_widgets()
     inputs = [image, *region, target, num_results, *knobs]
@@ -408,7 +519,7 @@ def text_edit_tab(models: ServedModels) -> None:
     example = EXAMPLE_SCENE if EXAMPLE_SCENE.is_file() else None
     with gr.Tab("Edit with text", id="text-edit"):
         with gr.Row():
-            image = gr.Image(value=example, type="filepath", label="image (any size: center-cropped)")
+            image = image_upload(example)
             with gr.Column():
                 region = region_widgets(QUADRANT_BOXES[EDIT_PLACE])
                 prompt = gr.Textbox(
