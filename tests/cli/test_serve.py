@@ -222,9 +222,13 @@ def test_edit_bad_inputs_are_one_line_errors(tiny_pipe, tmp_path):
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("not a picture")
     example = example_image(tiny_pipe)
+    truncated = tmp_path / "cut.png"
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:60])  # the header passes the widget; decoding fails
     cases = [
         ((None, *BOX), {}, "no image: upload one"),
-        ((str(not_an_image), *BOX), {}, "cannot read image .*notes.png"),
+        ((str(not_an_image), *BOX), {}, "cannot read the uploaded image .*notes.png.*it is corrupt or not an image"),
+        ((str(truncated), *BOX), {}, "cannot read the uploaded image .*truncated.*it is corrupt or not an image"),
         ((str(tmp_path / "gone.png"), *BOX), {}, "does not exist"),
         ((example, 0.6, 0.2, 0.4, 0.8), {}, "move the sliders so that y0 < y1 and x0 < x1"),
         ((example, *BOX), {"num_results": 3}, "3 images asked for, but this server makes at most 2"),

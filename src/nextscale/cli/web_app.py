@@ -339,7 +339,11 @@ def run_edit(
     check_image_count(count, models.max_images, "ask for fewer results")
     settings = knobs.settings()
     with shown_in_the_page():
-        image = open_image(image_path)  # a ValueError that names the file when it is not an image
+        try:  # a truncated file passes the widget's check (it reads the header) and fails here, on decoding
+            image = open_image(image_path)
+        except ValueError as err:
+            reason = str(err.__cause__ or err)
+            raise UserError(f"cannot read the uploaded image ({reason}); it is corrupt or not an image") from err
         with turn(models) as timing:
             try:
                 out = pipe.edit(image, mode=mode, box=box, num_images=count, output_type="pt", **target, **settings)

@@ -167,8 +167,8 @@ def note_unused_files(class_root: Path, spec: str) -> None:
     names = {path.with_suffix("") for path in files if path.suffix.lower() in IMAGE_EXTENSIONS}
     if any(path.suffix == ".txt" and path.with_suffix("") in names for path in files):
         logger.warning(
-            "%s holds .txt captions beside its images, which a class model ignores; to train a text model on them "
-            "pass --data captions:%s (with --text-encoder)",
+            "%s holds .txt captions beside its images, which are ignored here (class sub-folders are read); to use "
+            "them, pass --data captions:%s (and train a text model with --text-encoder)",
             class_root,
             spec,
         )
