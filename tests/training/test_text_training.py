@@ -34,6 +34,9 @@ def test_captioned_tokens_train_resume_and_export(tiny_tokenizer, tmp_path, monk
     first_tokens, first_caption = shards[0]
     captions = [json.loads(line)["caption"] for line in (REPO / "tests/assets/scenes/train/captions.jsonl").open()]
     assert first_caption == captions[0] and first_tokens.shape == (21,)
+    with pytest.raises(ValueError, match="holds captioned tokens, which train a text model: pass --text-encoder"):
+        run_command("train", f"--tokenizer {tiny_tokenizer} --tokens {tokens} --run-dir {tmp_path / 'class'}")
+    assert not (tmp_path / "class").exists()  # refused before the run folder is made
 
     train = (
         f"--config configs/tiny_text_transformer.json --tokenizer {tiny_tokenizer} --tokens {tokens} --run-dir {run}"

@@ -275,8 +275,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_token_folders(args: argparse.Namespace) -> None:
-    """Refuse a --tokens / --eval-tokens path that is not a token folder, saying how to name the right one."""
-    from nextscale.data.token_shards import MANIFEST_NAME
+    """Refuse a --tokens / --eval-tokens path that is not a token folder, saying how to name the right one, and
+    captioned tokens without a text encoder (a class model cannot train on them)."""
+    from nextscale.data.token_shards import MANIFEST_NAME, read_manifest
 
     for flag, path in (("--tokens", args.tokens), ("--eval-tokens", args.eval_tokens)):
         if path and not (Path(path) / MANIFEST_NAME).is_file():
@@ -285,6 +286,15 @@ def check_token_folders(args: argparse.Namespace) -> None:
                 f"{flag} {path}{source} is not a token folder (no {MANIFEST_NAME}); pass {flag} DIR naming the "
                 "folder `nextscale tokenize --out DIR` wrote, or make it with `nextscale tokenize`"
             )
+    if (
+        args.tokens
+        and not (args.text_encoder or args.init_from)
+        and read_manifest(args.tokens).get("condition") == "text"
+    ):
+        raise ValueError(
+            f"--tokens {args.tokens} holds captioned tokens, which train a text model: pass --text-encoder default "
+            "(the bundled all-MiniLM-L6-v2) or a local encoder folder"
+        )
 
 
 def _train(args: argparse.Namespace, dist_info) -> None:
