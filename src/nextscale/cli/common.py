@@ -160,6 +160,19 @@ def optional_number(kind: type):
 SAMPLING_FLAGS = ("cfg", "top_k", "top_p", "temperature")
 
 
+def seed(text: str) -> int:
+    """--seed: an integer torch's generators can take, refused while parsing (before any model loads)."""
+    from nextscale.sampling.pipeline import SEED_RANGE
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not SEED_RANGE[0] <= value < SEED_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"must be an integer in [-2**63, 2**64), got {text}")
+    return value
+
+
 def add_sampling_arguments(parser: argparse.ArgumentParser, cfg: float = 1.5, cfg_sweep: bool = False) -> None:
     """The sampling flags; with ``cfg_sweep`` ``--cfg`` takes one or more values (``args.cfg`` is then a list).
 
@@ -167,7 +180,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, cfg: float = 1.5, cf
     the defaults shown; call :func:`resolve_sampling` once the pipeline is loaded.
     """
     group = parser.add_argument_group("sampling (defaults: the model's recommended settings, else as shown)")
-    group.add_argument("--seed", type=int, default=None, help="random seed; same seed, same images (default: random)")
+    group.add_argument("--seed", type=seed, default=None, help="random seed; same seed, same images (default: random)")
     group.add_argument(
         "--cfg",
         type=float,
