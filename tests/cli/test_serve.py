@@ -271,13 +271,9 @@ def bad_uploads(folder) -> dict:
     """Files a user may upload that Pillow cannot decode, by name."""
     text = folder / "fake.png"
     text.write_text("not a picture")
-    picture = folder / "full.png"
-    Image.new("RGBA", (64, 64), (200, 30, 30, 255)).save(picture)  # RGBA: gradio converts it to RGB, decoding it
-    truncated = folder / "truncated.png"
-    truncated.write_bytes(picture.read_bytes()[:60])
     huge = folder / "huge.png"
     Image.new("L", (128, 128)).save(huge)  # over Pillow's pixel limit once the test lowers it
-    return {"fake.png": text, "truncated.png": truncated, "huge.png": huge}
+    return {"fake.png": text, "huge.png": huge}  # a truncated file passes the widget: run_edit refuses it
 
 
 def test_unreadable_uploads_are_one_line_errors_before_the_handler(tmp_path, monkeypatch):
@@ -297,6 +293,18 @@ def test_every_image_input_reports_unreadable_uploads(tiny_pipe, text_pipe, tmp_
     for image in inputs:
         with pytest.raises(gr.Error, match="cannot read the uploaded image fake.png"):
             image.preprocess(gr.FileData(path=str(fake), orig_name="fake.png"))
+
+
+def test_a_16_bit_upload_reaches_the_pipeline_as_the_file_itself(tiny_pipe, tmp_path):
+    gray = tmp_path / "gray16.png"
+    Image.fromarray(np.full((32, 32), 32896, dtype=np.uint16)).save(gray)  # mid-gray in 16 bits
+    images = [block for block in build_app(tiny_pipe).blocks.values() if isinstance(block, gr.Image)]
+    upload = next(image for image in images if image.label != "result")
+    handed = upload.preprocess(gr.FileData(path=str(gray), orig_name="gray16.png"))
+    assert handed == str(gray)  # not gradio's 8-bit RGB copy, which clipped 16-bit levels to white
+    grid, _ = edit_image(ServedModels(tiny_pipe), handed, *BOX, "inpaint", UNCONDITIONAL, 1)
+    source = tiles_of(grid, 3, 128)[0]  # the input as the pipeline read it
+    assert abs(source.mean() - 128 / 255) < 0.02
 
 
 def test_importing_the_app_writes_nothing_next_to_it():

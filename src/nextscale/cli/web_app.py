@@ -366,7 +366,9 @@ def image_upload(value: str | None) -> gr.Image:
     convert) the file in the widget's own preprocessing, before any handler runs, and Pillow's errors there would
     show only a bare "Error" and log a traceback. The widget's preprocess is wrapped on the instance because
     subclassing a gradio widget makes gradio write a .pyi stub next to this module at import."""
-    image = gr.Image(value=value, type="filepath", label="image (any size: center-cropped)")
+    # image_mode=None: gradio hands over the uploaded file itself instead of an 8-bit RGB copy, so 16-bit, alpha
+    # and palette images reach the pipeline's own reader (which keeps 16-bit gray levels; RGB clipped them).
+    image = gr.Image(value=value, type="filepath", image_mode=None, label="image (any size: center-cropped)")
     decode = image.preprocess
 
     def preprocess(payload: ImageData | None) -> str | None:
