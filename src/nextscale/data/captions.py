@@ -255,6 +255,14 @@ class CaptionDataset(Dataset):
         except _READ_ERRORS as err:
             raise ValueError(f"cannot read image {sample.name}: {err}") from err
 
+    def _count_corrupt(self, name: str) -> bool:
+        """Count an image that failed to decode, once per file; True the first time (to log it once)."""
+        if name in self._reported_corrupt:
+            return False
+        self._reported_corrupt.add(name)
+        self.skipped["corrupt_image"] += 1
+        return True
+
     def read(self, index: int) -> tuple[torch.Tensor, tuple[str, ...]]:
         """Sample ``index`` exactly, for passes that must see every sample once (tokenizing): (image (channels,
         size, size) float32 in [-1, 1], all its captions). No stand-in: an image that cannot be decoded raises
@@ -263,9 +271,7 @@ class CaptionDataset(Dataset):
         try:
             image = self._decode(sample)
         except ValueError:
-            if sample.name not in self._reported_corrupt:
-                self._reported_corrupt.add(sample.name)
-                self.skipped["corrupt_image"] += 1
+            self._count_corrupt(sample.name)
             raise
         return self.transform(image, np.random.default_rng([self.seed, self.epoch, index])), sample.captions
 
@@ -278,9 +284,7 @@ class CaptionDataset(Dataset):
             except ValueError as err:
                 if self.bad_images == "fail":
                     raise ValueError(f"{err}; replace or delete it, or pass --bad-images skip") from err
-                if sample.name not in self._reported_corrupt:
-                    self._reported_corrupt.add(sample.name)
-                    self.skipped["corrupt_image"] += 1
+                if self._count_corrupt(sample.name):
                     logger.warning("skipping unreadable image (using the next sample instead): %s", err)
                 continue
             generator = np.random.default_rng([self.seed, self.epoch, index])
