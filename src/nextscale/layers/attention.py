@@ -3,8 +3,8 @@
 The work is split in three steps so variants can reuse them without a rewrite:
 ``project_qkv`` (x -> per-head q, k, v), :func:`attend` (the one call into the attention kernel: SDPA for a
 dense bias, FlexAttention for a ``BlockMask``; every kernel choice lives there) and the output projection.
-STAR's rotary position embedding acts on (q, k) between the first two steps; the cross-attention layer
-(``cross_attention.py``) reuses :func:`normalize_qk` and :func:`attend` with keys/values from the text.
+STAR's rotary position embedding acts on (q, k) between the first two steps. :class:`MultiHeadAttention` holds
+what the self-attention here and the cross-attention (``cross_attention.py``, keys/values from the text) share.
 
 References:
     Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
@@ -106,17 +106,60 @@ def attend(
     return kernel(q, k, v, block_mask=attn_bias, scale=scale)
 
 
-class SelfAttention(nn.Module):
+class MultiHeadAttention(nn.Module):
+    """What VAR's self-attention and STAR's cross-attention share: the head split, the zero k bias, the
+    softmax scale (cosine attention with a learned per-head temperature, or a fixed scale) and the output
+    projection. Subclasses create their input projections and call :meth:`add_scores_and_output` after them,
+    so parameters keep the registration order that seeded initialisation and optimizer state rely on.
+
+    Args:
+        embed_dim: width C.
+        num_heads: H; head_dim = C / H.
+        l2_norm: unit-normalise q and k and multiply q by a learned per-head temperature (softmax scale 1);
+            otherwise the softmax scale is 0.25 / sqrt(head_dim) (the official non-normalised choice).
+        attn_dropout: dropout on the attention weights (training only).
+        proj_dropout: dropout after the output projection (training only).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, l2_norm: bool, attn_dropout: float, proj_dropout: float) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.l2_norm = l2_norm
+        self.attn_dropout, self.proj_dropout = attn_dropout, proj_dropout
+        # A k bias only adds a per-query constant to the attention logits, which the softmax cancels; this zero
+        # vector stands in its place in the fused [q, k, v] bias (the official ``zero_k_bias``).
+        self.register_buffer("k_bias", torch.zeros(embed_dim), persistent=False)
+
+    def add_scores_and_output(self) -> None:
+        """Create the per-head temperature (with l2_norm) and the output projection; call after the inputs'."""
+        if self.l2_norm:
+            self.log_temperature = nn.Parameter(torch.full((1, self.num_heads, 1, 1), INITIAL_LOG_TEMPERATURE))
+            self.softmax_scale = 1.0
+        else:
+            self.softmax_scale = 0.25 / math.sqrt(self.head_dim)
+        self.proj = nn.Linear(self.embed_dim, self.embed_dim)
+
+    def attend_and_project(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_bias: torch.Tensor | BlockMask | None
+    ) -> torch.Tensor:
+        """(B, H, l, Dh) queries against (B, H, L_kv, Dh) keys/values (see :func:`attend`) -> (B, l, C)."""
+        B, _, l, _ = q.shape
+        dropout_p = self.attn_dropout if self.training else 0.0
+        out = attend(q, k, v, attn_bias, dropout_p, self.softmax_scale)  # (B, H, l, Dh)
+        out = out.transpose(1, 2).reshape(B, l, self.embed_dim)  # (B, l, C)
+        return F.dropout(self.proj(out), self.proj_dropout, self.training)
+
+
+class SelfAttention(MultiHeadAttention):
     """VAR self-attention.
 
     Args:
         embed_dim: width C.
         num_heads: H; head_dim = C / H.
         layer_idx: this layer's index in a KV store.
-        l2_norm: unit-normalise q and k and multiply q by a learned per-head temperature (softmax scale 1);
-            otherwise the softmax scale is 0.25 / sqrt(head_dim) (the official non-normalised choice).
-        attn_dropout: dropout on the attention weights (training only).
-        proj_dropout: dropout after the output projection (training only).
+        l2_norm, attn_dropout, proj_dropout: see :class:`MultiHeadAttention`.
     """
 
     def __init__(
@@ -128,25 +171,13 @@ class SelfAttention(nn.Module):
         attn_dropout: float = 0.0,
         proj_dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
-        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        super().__init__(embed_dim, num_heads, l2_norm, attn_dropout, proj_dropout)
         self.layer_idx = layer_idx
-        self.l2_norm = l2_norm
-        self.attn_dropout, self.proj_dropout = attn_dropout, proj_dropout
-        # One matmul for q, k, v; the bias is assembled as [q_bias, 0, v_bias] because a k bias only adds a
-        # per-query constant to the attention logits, which the softmax cancels.
+        # One matmul for q, k, v; the bias is assembled as [q_bias, k_bias (zero), v_bias].
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=False)
         self.q_bias = nn.Parameter(torch.zeros(embed_dim))
         self.v_bias = nn.Parameter(torch.zeros(embed_dim))
-        self.register_buffer("k_bias", torch.zeros(embed_dim), persistent=False)
-        if l2_norm:
-            self.log_temperature = nn.Parameter(torch.full((1, num_heads, 1, 1), INITIAL_LOG_TEMPERATURE))
-            self.softmax_scale = 1.0
-        else:
-            self.softmax_scale = 0.25 / math.sqrt(self.head_dim)
-        self.proj = nn.Linear(embed_dim, embed_dim)
+        self.add_scores_and_output()
 
     def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, l, C) -> raw q, k, v, each (B, H, l, Dh) (before any rotation or normalisation)."""
@@ -183,14 +214,10 @@ class SelfAttention(nn.Module):
         Returns:
             (B, l, C).
         """
-        B, l, C = x.shape
         q, k, v = self.project_qkv(x)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
         q, k = self.normalize_qk(q, k)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)  # (B, H, L_seen, Dh)
-        dropout_p = self.attn_dropout if self.training else 0.0
-        out = attend(q, k, v, attn_bias, dropout_p, self.softmax_scale)  # (B, H, l, Dh)
-        out = out.transpose(1, 2).reshape(B, l, C)
-        return F.dropout(self.proj(out), self.proj_dropout, self.training)
+        return self.attend_and_project(q, k, v, attn_bias)

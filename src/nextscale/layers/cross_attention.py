@@ -13,14 +13,13 @@ References:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nextscale.layers.attention import INITIAL_LOG_TEMPERATURE, attend, cosine_queries
+from nextscale.layers.attention import MultiHeadAttention, cosine_queries
 
 
 def padding_bias(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -46,7 +45,7 @@ class ContextKeyValues:
     values: torch.Tensor
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(MultiHeadAttention):
     """Multi-head cross-attention with unit-normalised q/k and a learned per-head temperature.
 
     Args:
@@ -54,8 +53,7 @@ class CrossAttention(nn.Module):
         context_dim: width D of the text hidden states.
         num_heads: H; head_dim = C / H.
         l2_norm: cosine attention (all STAR releases); otherwise softmax scale 0.25 / sqrt(Dh).
-        attn_dropout: dropout on the attention weights (training only).
-        proj_dropout: dropout after the output projection (training only).
+        attn_dropout, proj_dropout: see :class:`MultiHeadAttention`.
     """
 
     def __init__(
@@ -67,24 +65,13 @@ class CrossAttention(nn.Module):
         attn_dropout: float = 0.0,
         proj_dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
-        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
-        self.l2_norm = l2_norm
-        self.attn_dropout, self.proj_dropout = attn_dropout, proj_dropout
+        super().__init__(embed_dim, num_heads, l2_norm, attn_dropout, proj_dropout)
         self.q = nn.Linear(embed_dim, embed_dim, bias=False)
         self.q_bias = nn.Parameter(torch.zeros(embed_dim))
-        # Keys and values in one matmul; no k bias (it would only shift each query's logits by a constant).
+        # Keys and values in one matmul; the bias is assembled as [k_bias (zero), v_bias].
         self.kv = nn.Linear(context_dim, 2 * embed_dim, bias=False)
         self.v_bias = nn.Parameter(torch.zeros(embed_dim))
-        self.register_buffer("k_bias", torch.zeros(embed_dim), persistent=False)
-        if l2_norm:
-            self.log_temperature = nn.Parameter(torch.full((1, num_heads, 1, 1), INITIAL_LOG_TEMPERATURE))
-            self.softmax_scale = 1.0
-        else:
-            self.softmax_scale = 0.25 / math.sqrt(self.head_dim)
-        self.proj = nn.Linear(embed_dim, embed_dim)
+        self.add_scores_and_output()
 
     def project_context(self, context: torch.Tensor) -> ContextKeyValues:
         """(B, T, D) text hidden states -> keys (normalised when l2_norm) and values, each (B, H, T, Dh)."""
@@ -107,11 +94,8 @@ class CrossAttention(nn.Module):
         Returns:
             (B, l, C).
         """
-        B, l, C = x.shape
+        B, l, _ = x.shape
         q = F.linear(x, self.q.weight, bias=self.q_bias).view(B, l, self.num_heads, self.head_dim).transpose(1, 2)
         if self.l2_norm:
             q = cosine_queries(q, self.log_temperature)  # keys were normalised in project_context
-        dropout_p = self.attn_dropout if self.training else 0.0
-        out = attend(q, context.keys, context.values, context_bias.to(q.dtype), dropout_p, self.softmax_scale)
-        out = out.transpose(1, 2).reshape(B, l, C)  # (B, l, C)
-        return F.dropout(self.proj(out), self.proj_dropout, self.training)
+        return self.attend_and_project(q, context.keys, context.values, context_bias.to(q.dtype))

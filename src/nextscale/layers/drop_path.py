@@ -30,6 +30,14 @@ def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     return x * mask.div_(keep)
 
 
+def linear_drop_path_rates(max_rate: float, depth: int) -> list[float]:
+    """Per-block rates growing linearly from 0 (first block) to ``max_rate`` (last block), as in VAR and STAR.
+
+    Computed on the CPU, so that a model can also be built under a meta or CUDA default device.
+    """
+    return torch.linspace(0, max_rate, depth, device="cpu").tolist()
+
+
 class DropPath(nn.Module):
     """Module form of :func:`drop_path`; active only in training mode."""
 

@@ -145,7 +145,11 @@ class TextEncoder(ABC):
         max_length: int | None = None,
         device: str | torch.device = "cpu",
     ) -> TextEncoder:
-        """Load model and tokenizer from local folders; nothing is ever downloaded (``local_files_only``)."""
+        """Load model and tokenizer from local folders; nothing is ever downloaded (``local_files_only``).
+
+        ``None`` options are first offered to :meth:`folder_options` (a kind may read them from the folder).
+        """
+        pooling, max_length = cls.folder_options(Path(path), pooling, max_length)
         transformers = import_transformers()
         tokenizer_path = path if tokenizer_path is None else tokenizer_path
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
@@ -160,6 +164,12 @@ class TextEncoder(ABC):
             max_length=max_length,
             device=device,
         )
+
+    @classmethod
+    def folder_options(cls, path: Path, pooling: str | None, max_length: int | None) -> tuple[str | None, int | None]:
+        """The (pooling, max_length) to load ``path`` with; here the caller's, ``None`` meaning the defaults of
+        ``__init__`` (the kind's first pooling, the tokenizer's limit)."""
+        return pooling, max_length
 
     def _resolve_max_length(self, requested: int | None) -> int:
         position_limit = getattr(self.model.config, "max_position_embeddings", None)  # T5 has none (relative)
@@ -290,22 +300,13 @@ class SentenceTextEncoder(TextEncoder):
         return transformers.AutoModel
 
     @classmethod
-    def from_folder(
-        cls,
-        path: str | os.PathLike,
-        tokenizer_path: str | os.PathLike | None = None,
-        *,
-        pooling: str | None = None,
-        max_length: int | None = None,
-        device: str | torch.device = "cpu",
-    ) -> TextEncoder:
-        """As ``TextEncoder.from_folder``; ``None`` options are read from the sentence-transformers files."""
-        path = Path(path)
+    def folder_options(cls, path: Path, pooling: str | None, max_length: int | None) -> tuple[str | None, int | None]:
+        """``None`` options are read from the sentence-transformers files."""
         if max_length is None:
             max_length = sentence_max_length(path)
         if pooling is None:
             pooling = sentence_pooling(path)
-        return super().from_folder(path, tokenizer_path, pooling=pooling, max_length=max_length, device=device)
+        return pooling, max_length
 
 
 def sentence_max_length(path: Path) -> int | None:

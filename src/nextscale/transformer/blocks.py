@@ -27,7 +27,7 @@ from nextscale.layers.adaln import AdaLNModulation, modulate
 from nextscale.layers.attention import KeyValueStore, SelfAttention
 from nextscale.layers.drop_path import DropPath
 from nextscale.layers.feed_forward import FeedForward
-from nextscale.transformer.config import TransformerConfig
+from nextscale.transformer.config import DepthRuleConfig, TransformerConfig
 from nextscale.transformer.raster_config import RasterConfig
 
 
@@ -60,6 +60,23 @@ class BlockCondition:
 NUM_MODULATIONS = 6
 
 
+def block_self_attention(config: DepthRuleConfig, layer_idx: int) -> SelfAttention:
+    """A block's self-attention as its transformer config (VAR, raster or STAR) sets it."""
+    return SelfAttention(
+        config.embed_dim,
+        config.num_heads,
+        layer_idx,
+        l2_norm=config.attn_l2_norm,
+        attn_dropout=config.attn_dropout,
+        proj_dropout=config.dropout,
+    )
+
+
+def block_feed_forward(config: DepthRuleConfig) -> FeedForward:
+    """A block's FFN (hidden width ``mlp_ratio`` C), from any transformer config."""
+    return FeedForward(config.embed_dim, round(config.embed_dim * config.mlp_ratio), config.dropout)
+
+
 class TransformerBlock(nn.Module):
     """One AdaLN self-attention block.
 
@@ -76,15 +93,8 @@ class TransformerBlock(nn.Module):
         self.embed_dim, self.norm_eps = embed_dim, config.norm_eps
         self.shared_adaln = config.shared_adaln  # which modulation parameters exist (read by the model)
         self.layer_idx = layer_idx
-        self.attn = SelfAttention(
-            embed_dim,
-            config.num_heads,
-            layer_idx,
-            l2_norm=config.attn_l2_norm,
-            attn_dropout=config.attn_dropout,
-            proj_dropout=config.dropout,
-        )
-        self.ffn = FeedForward(embed_dim, round(embed_dim * config.mlp_ratio), config.dropout)
+        self.attn = block_self_attention(config, layer_idx)
+        self.ffn = block_feed_forward(config)
         self.drop_path = DropPath(drop_path_rate)
         # This block's modulation parameters (evaluated by ``modulation``).
         if config.shared_adaln:

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from nextscale.scales import SIDES_256, ScaleSchedule
 
+ConfigT = TypeVar("ConfigT", bound="DepthRuleConfig")
 
-def shape_rule(depth: int) -> dict:
-    """The VAR shape rule, depth as the single dial: width 64 d, d heads, drop-path 0.1 d / 24."""
-    return dict(depth=depth, embed_dim=64 * depth, num_heads=depth, drop_path_rate=0.1 * depth / 24)
+
+class DepthRuleConfig:
+    """What every transformer config (VAR, STAR, raster) derives the same way from its fields: the depth rule
+    constructor, the scale schedule and the head dim. A plain base, not a dataclass, so each config still lists
+    all its fields itself (and its config.json is exactly those fields)."""
+
+    @classmethod
+    def from_depth(cls: type[ConfigT], depth: int, **overrides) -> ConfigT:
+        """The VAR shape rule, depth as the single dial: width 64 d, d heads, drop-path 0.1 d / 24 (overridable)."""
+        shape = dict(depth=depth, embed_dim=64 * depth, num_heads=depth, drop_path_rate=0.1 * depth / 24)
+        return cls(**{**shape, **overrides})
+
+    @property
+    def schedule(self) -> ScaleSchedule:
+        return ScaleSchedule(self.scale_sides)
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
 
 
 def check_shape(config) -> None:
@@ -23,7 +41,7 @@ def check_shape(config) -> None:
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(DepthRuleConfig):
     """Everything needed to rebuild a transformer; saved as config.json beside its weights.
 
     Build it with ``TransformerConfig.from_depth(d)``: depth is the single dial (width 64 d, d heads,
@@ -67,20 +85,7 @@ class TransformerConfig:
         check_shape(self)
         if self.num_classes < 1:
             raise ValueError("num_classes must be >= 1")
-        ScaleSchedule(self.scale_sides).require_start_scale()
-
-    @classmethod
-    def from_depth(cls, depth: int, **overrides) -> TransformerConfig:
-        """The VAR shape rule: width 64 d, d heads, drop-path 0.1 d / 24 (overridable)."""
-        return cls(**{**shape_rule(depth), **overrides})
-
-    @property
-    def schedule(self) -> ScaleSchedule:
-        return ScaleSchedule(self.scale_sides)
-
-    @property
-    def head_dim(self) -> int:
-        return self.embed_dim // self.num_heads
+        self.schedule.require_start_scale()
 
     @property
     def null_class_id(self) -> int:

@@ -1,4 +1,5 @@
-"""Translating official checkpoint key names into ours and back, by an explicit table.
+"""Translating official checkpoint key names into ours and back, by an explicit table, and the few facts that
+official VAR and STAR state dicts store the same way (trainer nesting, block keys, attention heads).
 
 Each row pairs an official name with ours; ``{i}`` stands for a block index. The table must be a
 bijection on the released key lists (tests check it), so a key either translates or is refused by name.
@@ -15,6 +16,28 @@ from torch import nn
 
 def _pattern(template: str) -> re.Pattern:
     return re.compile(re.escape(template).replace(r"\{i\}", r"(\d+)"))
+
+
+def unwrap_trainer_state(state: Mapping) -> Mapping:
+    """The model state dict: official training checkpoints nest it under ``["trainer"]["var_wo_ddp"]``."""
+    trainer = state.get("trainer")
+    if isinstance(trainer, Mapping) and "var_wo_ddp" in trainer:
+        return trainer["var_wo_ddp"]
+    return state
+
+
+def count_blocks(state: Mapping[str, torch.Tensor]) -> int:
+    """The number of distinct ``blocks.{i}.`` indices among the keys (the model depth)."""
+    return len({int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key))})
+
+
+def attention_heads(state: Mapping[str, torch.Tensor], embed_dim: int) -> tuple[int, bool]:
+    """(num_heads, L2-normalised attention): cosine attention stores a (1, H, 1, 1) per-head temperature
+    ``blocks.0.attn.scale_mul_1H11``; a model without one is taken to have heads of width 64."""
+    temperature = state.get("blocks.0.attn.scale_mul_1H11")
+    if temperature is None:
+        return embed_dim // 64, False
+    return temperature.shape[1], True
 
 
 class KeyTable:
@@ -42,6 +65,12 @@ class KeyTable:
 
     def to_official(self, key: str) -> str:
         return self._translate(key, self._to_official, "nextscale")
+
+    def require_tensors(self, state: Mapping) -> None:
+        """Refuse a state dict with entries that are not tensors."""
+        bad = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
+        if bad:
+            raise ValueError(f"expected a {self.model} state dict of tensors; entries {bad[:5]} are not tensors")
 
     def load_into(self, model: nn.Module, params: Mapping[str, torch.Tensor]) -> nn.Module:
         """Load official parameters (buffers already checked and removed) into ``model`` strictly.

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from nextscale.layers.adaln import AdaLNHeadNorm, AdaLNModulation
+from nextscale.layers.drop_path import linear_drop_path_rates
 from nextscale.transformer.block_mask import BlockCausalTraining
 from nextscale.transformer.blocks import NUM_MODULATIONS, BlockCondition, TransformerBlock
 from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
@@ -48,7 +49,35 @@ def _condition_vectors(context: ClassContext | torch.Tensor) -> torch.Tensor:
     return context.cond if isinstance(context, ClassContext) else context
 
 
-class ScaleTransformer(BlockCausalTraining, nn.Module):
+class VARBlocksModel:
+    """What every class-conditional model built from VAR blocks shares (this one and the raster baseline,
+    ``raster_model.py``): the AdaLN logit head, the official VAR initialisation and a KV cache of its shape.
+    A subclass has ``config``, ``blocks``, ``start_pos``, ``pos_embed``, ``head_norm`` and ``head``."""
+
+    def _logits(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """(B, l, C) features -> (B, l, V) float32 logits; the head norm sees float32 inputs as in VAR."""
+        return self.head(self.head_norm(x.float(), cond).float()).float()
+
+    @torch.no_grad()
+    def new_kv_cache(
+        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> KVCache:
+        """An empty cache for ``batch_size`` sequences (with CFG, the doubled batch); defaults follow the model."""
+        device = self.pos_embed.device if device is None else device
+        return new_kv_cache(self.config, batch_size, device, self.pos_embed.dtype if dtype is None else dtype)
+
+    def init_weights(
+        self,
+        init_adaln: float = 0.5,
+        init_adaln_gamma: float = 1e-5,
+        init_head: float = 0.02,
+        init_std: float | None = None,
+    ) -> None:
+        """(Re)initialise every parameter with the official VAR recipe (see :func:`init_var_weights`)."""
+        init_var_weights(self, init_adaln, init_adaln_gamma, init_head, init_std)
+
+
+class ScaleTransformer(VARBlocksModel, BlockCausalTraining, nn.Module):
     """VAR transformer.
 
     Args:
@@ -70,9 +99,7 @@ class ScaleTransformer(BlockCausalTraining, nn.Module):
         self.level_embed = nn.Embedding(self.schedule.num_scales, embed_dim)
 
         self.shared_adaln = AdaLNModulation(embed_dim, embed_dim, NUM_MODULATIONS) if config.shared_adaln else None
-        # Stochastic depth grows linearly from 0 (first block) to drop_path_rate (last block).
-        # (Computed on the CPU so the model can also be built under a meta/cuda default device.)
-        rates = torch.linspace(0, config.drop_path_rate, config.depth, device="cpu").tolist()
+        rates = linear_drop_path_rates(config.drop_path_rate, config.depth)
         self.blocks = nn.ModuleList(TransformerBlock(config, i, rates[i]) for i in range(config.depth))
 
         self.head_norm = AdaLNHeadNorm(embed_dim, embed_dim, config.norm_eps)
@@ -153,10 +180,6 @@ class ScaleTransformer(BlockCausalTraining, nn.Module):
         return self.word_embed(next_latent) + self._level_and_position(span.start, span.stop)  # (B, l, C)
 
     # ------------------------------------------------------------------ outputs
-    def _logits(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """(B, l, C) features -> (B, l, V) float32 logits; the head norm sees float32 inputs as in VAR."""
-        return self.head(self.head_norm(x.float(), cond).float()).float()
-
     def forward(
         self,
         class_labels: torch.Tensor | ClassCondition,
@@ -202,14 +225,6 @@ class ScaleTransformer(BlockCausalTraining, nn.Module):
             raise ValueError(f"class_labels must be (B,), got {tuple(class_labels.shape)}")
         return teacher_prefix(self.schedule, teacher_input, self.config.code_dim, class_labels.shape[0])
 
-    @torch.no_grad()
-    def new_kv_cache(
-        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> KVCache:
-        """An empty cache for ``batch_size`` sequences (with CFG, the doubled batch); defaults follow the model."""
-        device = self.pos_embed.device if device is None else device
-        return new_kv_cache(self.config, batch_size, device, self.pos_embed.dtype if dtype is None else dtype)
-
     def forward_cached(self, x: torch.Tensor, context: ClassContext | torch.Tensor, kv_cache: KVCache) -> torch.Tensor:
         """Logits of one scale at inference; earlier scales come from ``kv_cache``.
 
@@ -236,14 +251,3 @@ class ScaleTransformer(BlockCausalTraining, nn.Module):
             x = block(x, context.block_condition, None, kv_cache)
         kv_cache.advance(x.shape[1])
         return self._logits(x, cond)
-
-    # ------------------------------------------------------------------ init
-    def init_weights(
-        self,
-        init_adaln: float = 0.5,
-        init_adaln_gamma: float = 1e-5,
-        init_head: float = 0.02,
-        init_std: float | None = None,
-    ) -> None:
-        """(Re)initialise every parameter with the official VAR recipe (see :func:`init_var_weights`)."""
-        init_var_weights(self, init_adaln, init_adaln_gamma, init_head, init_std)

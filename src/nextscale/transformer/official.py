@@ -22,7 +22,7 @@ import torch
 from nextscale.pretrained import load_weights_only
 from nextscale.scales import SIDES_256, SIDES_512, ScaleSchedule
 from nextscale.transformer.config import TransformerConfig
-from nextscale.transformer.key_table import KeyTable
+from nextscale.transformer.key_table import KeyTable, attention_heads, count_blocks, unwrap_trainer_state
 from nextscale.transformer.model import ScaleTransformer
 
 # (official name, our name); "{i}" is a block index.
@@ -107,20 +107,19 @@ def infer_official_config(state: Mapping[str, torch.Tensor]) -> TransformerConfi
     missing = [key for key in required if key not in state]
     if missing:
         raise ValueError(f"not an official VAR transformer state dict: missing {missing}")
-    depth = len({int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key))})
     embed_dim = state["pos_start"].shape[-1]
-    temperature = state.get("blocks.0.attn.scale_mul_1H11")
+    num_heads, l2_norm = attention_heads(state, embed_dim)
     return TransformerConfig.from_depth(
-        depth,
+        count_blocks(state),
         embed_dim=embed_dim,
-        num_heads=temperature.shape[1] if temperature is not None else embed_dim // 64,
+        num_heads=num_heads,
         mlp_ratio=state["blocks.0.ffn.fc1.weight"].shape[0] / embed_dim,
         num_classes=state["class_emb.weight"].shape[0] - 1,
         vocab_size=state["head.weight"].shape[0],
         code_dim=state["word_embed.weight"].shape[1],
         scale_sides=_infer_sides(state),
         shared_adaln="shared_ada_lin.1.weight" in state,
-        attn_l2_norm=temperature is not None,
+        attn_l2_norm=l2_norm,
     )
 
 
@@ -131,12 +130,8 @@ def _load(path_or_state_dict: str | os.PathLike | Mapping[str, torch.Tensor]) ->
         state = load_weights_only(path_or_state_dict)
     if not isinstance(state, Mapping):
         raise ValueError(f"{path_or_state_dict} holds a {type(state).__name__}, not a VAR state dict (name -> tensor)")
-    # Official training checkpoints nest the model under trainer/var_wo_ddp.
-    if "trainer" in state and isinstance(state["trainer"], Mapping) and "var_wo_ddp" in state["trainer"]:
-        state = state["trainer"]["var_wo_ddp"]
-    bad = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
-    if bad:
-        raise ValueError(f"expected a VAR state dict of tensors; entries {bad[:5]} are not tensors")
+    state = unwrap_trainer_state(state)
+    _KEYS.require_tensors(state)
     return state
 
 

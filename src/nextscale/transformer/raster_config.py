@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nextscale.scales import ScaleSchedule
-from nextscale.transformer.config import check_shape, shape_rule
+from nextscale.transformer.config import DepthRuleConfig, check_shape
 
 
 @dataclass(frozen=True)
-class RasterConfig:
+class RasterConfig(DepthRuleConfig):
     """Everything needed to rebuild a raster-scan transformer; saved as config.json beside its weights.
 
     The model predicts the ``side x side`` token map of a single-scale tokenization one token at a time in
@@ -45,11 +44,6 @@ class RasterConfig:
         if self.shared_adaln:
             raise ValueError("the raster baseline has no shared-AdaLN variant (a VAR d36 feature)")
 
-    @classmethod
-    def from_depth(cls, depth: int, **overrides) -> RasterConfig:
-        """The VAR shape rule: width 64 d, d heads, drop-path 0.1 d / 24 (overridable)."""
-        return cls(**{**shape_rule(depth), **overrides})
-
     @property
     def sequence_length(self) -> int:
         return self.side * self.side
@@ -58,14 +52,6 @@ class RasterConfig:
     def scale_sides(self) -> tuple[int, ...]:
         """The tokenizer schedule this model fits: one ``side x side`` map."""
         return (self.side,)
-
-    @property
-    def schedule(self) -> ScaleSchedule:
-        return ScaleSchedule(self.scale_sides)
-
-    @property
-    def head_dim(self) -> int:
-        return self.embed_dim // self.num_heads
 
     @property
     def null_class_id(self) -> int:

@@ -19,12 +19,12 @@ import torch
 from torch import nn
 
 from nextscale.layers.adaln import AdaLNHeadNorm
+from nextscale.layers.drop_path import linear_drop_path_rates
 from nextscale.transformer.block_mask import BlockCausalTraining
 from nextscale.transformer.blocks import BlockCondition, TransformerBlock
 from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
-from nextscale.transformer.init import init_var_weights
 from nextscale.transformer.kv_cache import KVCache
-from nextscale.transformer.model import ClassContext
+from nextscale.transformer.model import ClassContext, VARBlocksModel
 from nextscale.transformer.raster_config import RasterConfig
 from nextscale.transformer.sequence import compute_dtype
 
@@ -36,7 +36,7 @@ def causal_bias(queries: int, keys: int, device: torch.device | str | None = Non
     return torch.zeros(queries, keys, device=device).masked_fill_(~allowed, float("-inf"))[None, None]
 
 
-class RasterTransformer(BlockCausalTraining, nn.Module):
+class RasterTransformer(VARBlocksModel, BlockCausalTraining, nn.Module):
     """Class-conditional raster-scan transformer.
 
     Args:
@@ -53,23 +53,13 @@ class RasterTransformer(BlockCausalTraining, nn.Module):
         self.start_pos = nn.Parameter(torch.empty(1, 1, embed_dim))
         self.token_embed = nn.Embedding(config.vocab_size, embed_dim)
         self.pos_embed = nn.Parameter(torch.empty(1, length, embed_dim))
-        rates = torch.linspace(0, config.drop_path_rate, config.depth, device="cpu").tolist()
+        rates = linear_drop_path_rates(config.drop_path_rate, config.depth)
         self.blocks = nn.ModuleList(TransformerBlock(config, i, rates[i]) for i in range(config.depth))
         self.head_norm = AdaLNHeadNorm(embed_dim, embed_dim, config.norm_eps)
         self.head = nn.Linear(embed_dim, config.vocab_size)
         # Plain causal = the level rule with every position its own level (mask built when first needed).
         self.init_training_mask(torch.arange(length, device="cpu"))
         self.init_weights()
-
-    def init_weights(
-        self,
-        init_adaln: float = 0.5,
-        init_adaln_gamma: float = 1e-5,
-        init_head: float = 0.02,
-        init_std: float | None = None,
-    ) -> None:
-        """The official VAR initialisation (see :func:`init_var_weights`)."""
-        init_var_weights(self, init_adaln, init_adaln_gamma, init_head, init_std)
 
     # ------------------------------------------------------------------ conditioning
     def condition_context(self, condition: ClassCondition) -> ClassContext:
@@ -117,26 +107,7 @@ class RasterTransformer(BlockCausalTraining, nn.Module):
             x = block(x, condition, attn_mask)
         return self._logits(x, cond)
 
-    def _logits(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.head(self.head_norm(x.float(), cond).float()).float()
-
     # ------------------------------------------------------------------ inference
-    @torch.no_grad()
-    def new_kv_cache(
-        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> KVCache:
-        """An empty cache for ``batch_size`` sequences (with CFG, the doubled batch)."""
-        config = self.config
-        return KVCache(
-            num_layers=config.depth,
-            batch_size=batch_size,
-            num_heads=config.num_heads,
-            max_length=config.sequence_length,
-            head_dim=config.head_dim,
-            device=self.pos_embed.device if device is None else device,
-            dtype=self.pos_embed.dtype if dtype is None else dtype,
-        )
-
     def input_at(self, position: int, context: ClassContext, previous: torch.Tensor | None) -> torch.Tensor:
         """Inputs of positions ``[position, position + l)``.
 

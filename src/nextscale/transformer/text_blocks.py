@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nextscale.layers.attention import KeyValueStore, SelfAttention
+from nextscale.layers.attention import KeyValueStore
 from nextscale.layers.cross_attention import ContextKeyValues, CrossAttention
 from nextscale.layers.drop_path import DropPath
-from nextscale.layers.feed_forward import FeedForward
+from nextscale.transformer.blocks import block_feed_forward, block_self_attention
 from nextscale.transformer.text_config import TextTransformerConfig
 
 
@@ -39,14 +39,7 @@ class TextBlock(nn.Module):
         embed_dim = config.embed_dim
         self.embed_dim, self.norm_eps = embed_dim, config.norm_eps
         self.batch0_cross_attention = config.official_batch0_cross_attention
-        self.attn = SelfAttention(
-            embed_dim,
-            config.num_heads,
-            layer_idx,
-            l2_norm=config.attn_l2_norm,
-            attn_dropout=config.attn_dropout,
-            proj_dropout=config.dropout,
-        )
+        self.attn = block_self_attention(config, layer_idx)
         self.cross_attn = CrossAttention(
             embed_dim,
             config.text_dim,
@@ -55,7 +48,7 @@ class TextBlock(nn.Module):
             attn_dropout=config.attn_dropout,
             proj_dropout=config.dropout,
         )
-        self.ffn = FeedForward(embed_dim, round(embed_dim * config.mlp_ratio), config.dropout)
+        self.ffn = block_feed_forward(config)
         self.drop_path = DropPath(drop_path_rate)
 
     def norm(self, x: torch.Tensor) -> torch.Tensor:

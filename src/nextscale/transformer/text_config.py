@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nextscale.scales import SIDES_256, ScaleSchedule
-from nextscale.transformer.config import check_shape, shape_rule
+from nextscale.scales import SIDES_256
+from nextscale.transformer.config import DepthRuleConfig, check_shape
 
 
 @dataclass(frozen=True)
-class TextTransformerConfig:
+class TextTransformerConfig(DepthRuleConfig):
     """Everything needed to rebuild a :class:`TextScaleTransformer`; saved as config.json beside its weights.
 
     Build it with ``TextTransformerConfig.from_depth(d)``: width 64 d, d heads, drop-path 0.1 d / 24.
@@ -56,21 +56,8 @@ class TextTransformerConfig:
         check_shape(self)
         if self.text_dim < 1:
             raise ValueError("text_dim must be >= 1")
-        if (self.embed_dim // self.num_heads) % 4:
-            raise ValueError(f"2-D RoPE needs a head dim divisible by 4, got {self.embed_dim // self.num_heads}")
+        if self.head_dim % 4:
+            raise ValueError(f"2-D RoPE needs a head dim divisible by 4, got {self.head_dim}")
         if self.rope_theta <= 0 or self.rope_norm <= 0:
             raise ValueError("rope_theta and rope_norm must be > 0")
-        ScaleSchedule(self.scale_sides).require_start_scale()
-
-    @classmethod
-    def from_depth(cls, depth: int, **overrides) -> TextTransformerConfig:
-        """The shape rule: width 64 d, d heads, drop-path 0.1 d / 24 (overridable)."""
-        return cls(**{**shape_rule(depth), **overrides})
-
-    @property
-    def schedule(self) -> ScaleSchedule:
-        return ScaleSchedule(self.scale_sides)
-
-    @property
-    def head_dim(self) -> int:
-        return self.embed_dim // self.num_heads
+        self.schedule.require_start_scale()

@@ -25,6 +25,7 @@ from torch import nn
 
 from nextscale.layers.attention import INITIAL_LOG_TEMPERATURE
 from nextscale.layers.cross_attention import ContextKeyValues, padding_bias
+from nextscale.layers.drop_path import linear_drop_path_rates
 from nextscale.layers.rope import normalized_rope_table
 from nextscale.transformer.block_mask import BlockCausalTraining
 from nextscale.transformer.conditioning import TextCondition
@@ -67,7 +68,7 @@ class TextScaleTransformer(BlockCausalTraining, nn.Module):
         self.start_pos = nn.Parameter(torch.empty(1, 1, embed_dim))
         self.word_embed = nn.Linear(config.code_dim, embed_dim)
         self.level_embed = nn.Embedding(self.schedule.num_scales, embed_dim)
-        rates = torch.linspace(0, config.drop_path_rate, config.depth, device="cpu").tolist()
+        rates = linear_drop_path_rates(config.drop_path_rate, config.depth)
         self.blocks = nn.ModuleList(TextBlock(config, i, rates[i]) for i in range(config.depth))
         self.head = nn.Linear(embed_dim, config.vocab_size)
 

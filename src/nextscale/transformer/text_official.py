@@ -21,7 +21,7 @@ import torch
 
 from nextscale.pretrained import load_weights_only
 from nextscale.scales import SIDES_256, SIDES_512, SIDES_1024
-from nextscale.transformer.key_table import KeyTable
+from nextscale.transformer.key_table import KeyTable, attention_heads, count_blocks, unwrap_trainer_state
 from nextscale.transformer.text_config import TextTransformerConfig
 from nextscale.transformer.text_model import TextScaleTransformer
 
@@ -80,9 +80,7 @@ def read_official_star(path_or_state_dict: str | os.PathLike | Mapping) -> Mappi
         state = load_weights_only(path_or_state_dict)
     if not isinstance(state, Mapping):
         raise ValueError(f"expected a STAR checkpoint (a dict), got {type(state).__name__}")
-    trainer = state.get("trainer")
-    if isinstance(trainer, Mapping) and "var_wo_ddp" in trainer:
-        state = trainer["var_wo_ddp"]
+    state = unwrap_trainer_state(state)
     if any(key in state for key in SAMPLER_KEYS):
         raise ValueError(
             "this is the masked-sampler STAR checkpoint (star-1024-sampler); only the plain STAR checkpoints "
@@ -93,9 +91,7 @@ def read_official_star(path_or_state_dict: str | os.PathLike | Mapping) -> Mappi
     if missing:
         hint = " (this looks like a VAR checkpoint: use --var)" if "head.weight" in state else ""
         raise ValueError(f"not an official STAR transformer checkpoint: missing {missing}{hint}")
-    bad = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
-    if bad:
-        raise ValueError(f"expected a STAR state dict of tensors; entries {bad[:5]} are not tensors")
+    _KEYS.require_tensors(state)
     return state
 
 
@@ -114,7 +110,6 @@ def infer_official_star_config(
         rope_theta, rope_norm: RoPE settings (not stored in the weights).
         batch0_cross_attention: reproduce the official batch-0 cross-attention (what the weights expect).
     """
-    depth = len({int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key))})
     embed_dim = state["pos_start"].shape[-1]
     num_scales = state["lvl_embed.weight"].shape[0]
     if image_size is None:
@@ -127,17 +122,17 @@ def infer_official_star_config(
             f"the checkpoint has {num_scales} scales, but the {image_size}-px schedule has {len(sides)}; "
             "pass the image size the model was trained at"
         )
-    temperature = state.get("blocks.0.attn.scale_mul_1H11")
+    num_heads, l2_norm = attention_heads(state, embed_dim)
     return TextTransformerConfig.from_depth(
-        depth,
+        count_blocks(state),
         embed_dim=embed_dim,
-        num_heads=temperature.shape[1] if temperature is not None else embed_dim // 64,
+        num_heads=num_heads,
         mlp_ratio=state["blocks.0.ffn.fc1.weight"].shape[0] / embed_dim,
         vocab_size=state["head_logits.weight"].shape[0],
         code_dim=state["word_embed.weight"].shape[1],
         scale_sides=sides,
         text_dim=state["encoder_proj.weight"].shape[1],
-        attn_l2_norm=temperature is not None,
+        attn_l2_norm=l2_norm,
         rope_theta=float(rope_theta),
         rope_norm=float(rope_norm),
         official_batch0_cross_attention=batch0_cross_attention,
