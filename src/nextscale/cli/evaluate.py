@@ -17,6 +17,11 @@ Class consistency (overall and per class) and an Inception Score over the classi
 bundled Fashion-MNIST classifier when the model has 10 classes and --reference is fashion-mnist (the
 FID Inception graph has no classification head).
 
+Images made elsewhere or earlier are measured without a model: a `sample --out-dir` folder or an .npz in OpenAI's
+evaluation format (`sample --npz`; arr_0 uint8 (N, H, W, 3), optional arr_1 labels), resized reference alike:
+    nextscale evaluate --samples fid50k.npz --reference imagenet/val --reference-cache imagenet-val.npz
+    nextscale evaluate --samples samples/ --reference fashion-mnist --features classifier
+
 KID (the unbiased MMD² of the features under the cubic polynomial kernel, mean and std over 100 random subsets
 of up to 1000 images, nextscale.evaluation.kid) is reported beside FID. Samples are generated batch by batch and
 each batch goes straight to the feature network (and to --save-samples): only features stay in memory.
@@ -92,6 +97,14 @@ DEFAULT_MAX_ITEMS = 2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_argument(parser)
+    parser.add_argument(
+        "--samples",
+        type=Path,
+        default=None,
+        help="measure images already made instead of a model: a folder (`sample --out-dir`, or any square images "
+        "of one size) or an .npz with arr_0 uint8 (N, H, W, 3) (`sample --npz`, OpenAI's evaluation format); "
+        "needs --reference",
+    )
     parser.add_argument(
         "--num",
         type=int,
@@ -289,7 +302,8 @@ def load_feature_extractor(features: str, image_size: int, inception: Path | Non
     return quadrant_features(embed), "bundled-fashion-classifier-quadrants"
 
 
-def _reference(spec: str, size: int, channels: int, split: str, bad_images: str):
+def open_class_reference(spec: str, size: int, channels: int, split: str, bad_images: str):
+    """``--reference`` of a class model: Fashion-MNIST's ``split``, or every image of a folder of class sub-folders."""
     from nextscale.data.fashion_mnist import FashionMNIST
     from nextscale.data.images import ImageFolderDataset
     from nextscale.training.data_specs import check_bad_images
@@ -323,6 +337,10 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     check_flags(args)
     check_device(args.device)
+    if args.samples is not None:  # images already made: no model
+        from nextscale.cli.evaluate_samples import prepare_samples
+
+        return prepare_samples(args)(started)
     facts = model_facts(args.model)
     evaluation = None if facts is None else prepare(args, facts)  # every check that needs no weights
     pipe = load_pipeline(args)
@@ -359,10 +377,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     import torch
 
     from nextscale.evaluation.features import cached_features, compute_features, stream_features
-    from nextscale.evaluation.fid import fid_from_features
     from nextscale.evaluation.generate import SampleWriter, generate_batches, reconstruct_batches
-    from nextscale.evaluation.kid import kernel_inception_distance
-    from nextscale.evaluation.precision_recall import precision_recall
 
     if len(args.cfg) != 1:  # a sweep recommended by the model's pipeline.json
         raise ValueError("a --cfg sweep (several values) is for text-conditional models; give one value")
@@ -372,7 +387,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         args.cfg[0],
     )
     size, channels = pipe.image_size, pipe.tokenizer.config.in_channels
-    reference = _reference(spec, size, channels, "test", args.bad_images)
+    reference = open_class_reference(spec, size, channels, "test", args.bad_images)
     extractor, network = load_feature_extractor(args.features, size, args.inception, args.device)
     key = dict(reference=spec, split="test", count=len(reference), size=size, channels=channels)
     real = cached_features(
@@ -392,7 +407,6 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     if args.save_samples is not None:
         observers.append(SampleWriter(args.save_samples))
     fake = stream_features(extractor, batches, FEATURE_BATCH, observers, total=num)
-    kid = kernel_inception_distance(real, fake)
     report = {
         "model": str(args.model or "bundled"),
         "measured": "tokenizer reconstructions" if args.reconstructions else "samples",
@@ -401,26 +415,34 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         "reference_count": len(real),
         "features": args.features,
         **({} if args.reconstructions else {"sampling": sampling}),
-        "fid": fid_from_features(fake, real),
-        "kid": kid.mean,
-        "kid_std": kid.std,
+        **distances(real, fake),
     }
-    pr = precision_recall(real, fake)
-    report.update(precision=pr.precision, recall=pr.recall)
     if args.baseline:
-        held_out = _reference(spec, size, channels, "train", args.bad_images)
+        held_out = open_class_reference(spec, size, channels, "train", args.bad_images)
         subset = torch.utils.data.Subset(held_out, range(min(num, len(held_out))))
         held = compute_features(extractor, torch.utils.data.DataLoader(subset, batch_size=FEATURE_BATCH))
-        baseline_pr = precision_recall(real, held)
-        report.update(
-            fid_real_baseline=fid_from_features(held, real),
-            kid_real_baseline=kernel_inception_distance(real, held).mean,
-            precision_real_baseline=baseline_pr.precision,
-            recall_real_baseline=baseline_pr.recall,
-        )
+        baseline = distances(real, held)
+        report.update({f"{name}_real_baseline": baseline[name] for name in ("fid", "kid", "precision", "recall")})
     if tally is not None:
         report.update(tally.metrics(pipe.num_classes))
     return finish(args, report, started)
+
+
+def distances(real, fake) -> dict:
+    """FID, KID (mean, std) and precision/recall of generated against reference features."""
+    from nextscale.evaluation.fid import fid_from_features
+    from nextscale.evaluation.kid import kernel_inception_distance
+    from nextscale.evaluation.precision_recall import precision_recall
+
+    pr = precision_recall(real, fake)
+    kid = kernel_inception_distance(real, fake)
+    return {
+        "fid": fid_from_features(fake, real),
+        "kid": kid.mean,
+        "kid_std": kid.std,
+        "precision": pr.precision,
+        "recall": pr.recall,
+    }
 
 
 def open_tokens(args: argparse.Namespace, facts: ModelFacts):

@@ -110,7 +110,7 @@ def prepare_text(args: argparse.Namespace, facts: ModelFacts) -> Callable[[objec
     reference = None
     if args.reference is not None:
         check_features(args.features, facts.image_size, args.inception)
-        reference = open_reference(args.reference, facts, args.bad_images)
+        reference = open_reference(args.reference, facts.image_size, facts.channels, args.bad_images)
     elif args.reference_cache is not None:
         raise ValueError("--reference-cache keeps the reference images' features; give --reference captions:PATH too")
     explicit = any(getattr(args, name) is not None for name in ("prompts", "num_prompts", "max_items"))
@@ -171,9 +171,9 @@ def _prompts(args: argparse.Namespace) -> tuple[list[str], str]:
     return evaluation_prompts(count, max_items), f"generated (1-{max_items} items)"
 
 
-def open_reference(spec: str, facts: ModelFacts, bad_images: str):
-    """``--reference [captions:]PATH`` as a caption dataset at the model's size and channels: the shorter side
-    resized (LANCZOS) to the model's, then center-cropped with no margin, as ``tokenize`` prepares captioned data."""
+def open_reference(spec: str, size: int, channels: int, bad_images: str):
+    """``--reference [captions:]PATH`` as a caption dataset of ``size`` px images (the model's): the shorter side
+    resized (LANCZOS) to ``size``, then center-cropped with no margin, as ``tokenize`` prepares captioned data."""
     from nextscale.data.captions import open_caption_dataset
 
     if spec.startswith("fashion-mnist"):
@@ -182,7 +182,7 @@ def open_reference(spec: str, facts: ModelFacts, bad_images: str):
             "--reference captions:PATH"
         )
     path = Path(spec.removeprefix(CAPTIONS_PREFIX))
-    dataset = open_caption_dataset(path, facts.image_size, channels=facts.channels, train=False)
+    dataset = open_caption_dataset(path, size, channels=channels, train=False)
     skipped = {reason: count for reason, count in dataset.skipped.items() if count}
     if bad_images == "fail" and skipped:
         found = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in skipped.items())
@@ -265,7 +265,9 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         row: dict = {"cfg": float(cfg)}
         if real is not None:
             row.update(
-                _distances(real, stream_features(extractor, batches, FEATURE_BATCH, observers, total=len(samples)))
+                evaluate.distances(
+                    real, stream_features(extractor, batches, FEATURE_BATCH, observers, total=len(samples))
+                )
             )
         else:
             for images, indices in batches:
@@ -300,23 +302,6 @@ def _reference_adherence(reference, layouts: list, judge) -> AdherenceReport:
         report = scores if report is None else report + scores
         start += len(images)
     return report
-
-
-def _distances(real, fake) -> dict:
-    """FID, KID (mean, std) and precision/recall of generated against reference features."""
-    from nextscale.evaluation.fid import fid_from_features
-    from nextscale.evaluation.kid import kernel_inception_distance
-    from nextscale.evaluation.precision_recall import precision_recall
-
-    pr = precision_recall(real, fake)
-    kid = kernel_inception_distance(real, fake)
-    return {
-        "fid": fid_from_features(fake, real),
-        "kid": kid.mean,
-        "kid_std": kid.std,
-        "precision": pr.precision,
-        "recall": pr.recall,
-    }
 
 
 # ------------------------------------------------------------------------------------------------ printing

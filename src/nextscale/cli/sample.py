@@ -10,6 +10,11 @@ Examples (the official FID settings, on a converted VAR model; the official STAR
     nextscale sample --class sneaker "ankle boot" --num 4 --out grid.png          # class names (bundled model)
     nextscale sample --class 3 --num 100000 --batch-size 256 --out-dir dress/    # at scale; re-run resumes
 
+The VAR paper's FID-50k set (50 per ImageNet class), on 8 GPUs, packed for OpenAI's evaluation suite (or
+`nextscale evaluate --samples fid50k.npz --reference DIR`):
+    torchrun --nproc-per-node 8 -m nextscale sample --model var-d16/ --class all --num 50 --batch-size 64 \\
+        --seed 0 --cfg 1.5 --top-k 900 --top-p 0.96 --device cuda --out-dir fid50k/ --npz fid50k.npz
+
 --class takes ids or the class names the model records (pipeline.json "class_names"); grids are labelled
 with the names. Without --class, labels are drawn from the seeded generator (the official sampler's first
 draw) and --num is the number of images. Images are made --batch-size at a time: batch 0 uses --seed
@@ -18,7 +23,11 @@ itself (so the same seed on a CPU gives the official sampler's tokens), batch b 
 re-running an interrupted command resumes it with the same images; the settings that decide the images
 (model, classes or prompts, --num, --batch-size, seed, sampling flags, --dtype, device) are kept in its
 sample-settings.json, and a re-run with other settings is refused rather than mixed in. A grid (--out: .png,
-.jpg or .webp) is made for at most 1024 images; write larger runs with --out-dir.
+.jpg or .webp) is made for at most 1024 images; write larger runs with --out-dir. --class all samples every class.
+--npz packs the run's images in order into one .npz as guided-diffusion's evaluation suite reads them (arr_0
+uint8 (N, H, W, 3) RGB, arr_1 the class labels), streamed: with --out-dir from the PNGs, so a resumed run packs
+every image. Under torchrun each process makes every WORLD_SIZE-th batch (device cuda:LOCAL_RANK) into the
+shared --out-dir; the images are the same as one process makes, since batch b's seed depends only on (seed, b).
 With --prompt, --num is the number of images per prompt and --out-dir writes {index:04d}.png plus
 prompts.txt (one prompt per image, in order). --text-features reads precomputed text-encoder outputs
 (tensors prompt_embeds (B, T, D), pooled_prompt_embeds (B, D), optional prompt_attention_mask (B, T) and
@@ -28,6 +37,7 @@ the same three negative_*), for folders converted without a text encoder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import re
@@ -49,13 +59,16 @@ from nextscale.cli.common import (
 DEFAULT_GRID = Path("samples.png")
 SETTINGS_FILE = "sample-settings.json"  # in --out-dir: what made its images, so a re-run resumes only the same run
 SAMPLE_IMAGE = re.compile(r"\d{4,}(_class\d+)?\.png")  # the names image_name gives
+IMAGE_LABEL = re.compile(r"_class(\d+)\.png$")
 MAX_GRID_IMAGES = 1024  # one PNG of more tiles is unreadable and holds every image in memory at once
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_argument(parser)
     condition = parser.add_mutually_exclusive_group()
-    add_classes_argument(condition, help="class ids or names to sample (class models; default: drawn at random)")
+    add_classes_argument(
+        condition, help="class ids or names to sample, or 'all' (class models; default: drawn at random)"
+    )
     condition.add_argument("--prompt", nargs="+", default=None, metavar="TEXT", help="prompts (text models)")
     condition.add_argument(
         "--text-features", type=Path, default=None, metavar="FILE", help="precomputed text features (safetensors)"
@@ -85,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help=f"image grid (.png, .jpg, .jpeg or .webp), labelled with class names when the model has them "
-        f"(default: {DEFAULT_GRID} unless --out-dir is given; at most {MAX_GRID_IMAGES} images)",
+        f"(default: {DEFAULT_GRID} unless --out-dir or --npz is given; at most {MAX_GRID_IMAGES} images)",
     )
     parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: --num or 8)")
     parser.add_argument(
@@ -101,6 +114,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="write the (B, L) tokens as a safetensors file with one tensor named 'tokens'",
+    )
+    parser.add_argument(
+        "--npz",
+        type=Path,
+        default=None,
+        help="also pack the images into one .npz for OpenAI's evaluation suite: arr_0 uint8 (N, H, W, 3) RGB, "
+        "arr_1 the labels (class models)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -153,7 +173,7 @@ class Plan:
         self.labels = self.prompts = self.features = self.negative = None
         num = args.num
         if args.classes is not None:
-            self.labels = [label for label in pipe.class_ids(args.classes) for _ in range(num)]
+            self.labels = [label for label in resolve_classes(pipe, args.classes) for _ in range(num)]
             self.count = len(self.labels)
         elif args.prompt is not None:
             self.prompts = [text for text in args.prompt for _ in range(num)]
@@ -188,16 +208,29 @@ class Plan:
         return {"class_labels": None, "num_images_per_prompt": end - start}  # labels drawn by the generator
 
 
+def resolve_classes(pipe, classes: list) -> list[int]:
+    """--class values as ids; ``all`` is every class in order (the FID sets: N images of each class)."""
+    if any(str(value).lower() == "all" for value in classes):
+        if len(classes) > 1:
+            raise ValueError("--class all already names every class; give it alone")
+        return list(range(pipe.num_classes))
+    return pipe.class_ids(classes)
+
+
 def image_name(index: int, label: int | None) -> str:
     return f"{index:04d}.png" if label is None else f"{index:04d}_class{label}.png"
 
 
+def written_image(out_dir: Path, index: int, plan: Plan, text: bool) -> Path | None:
+    """The PNG of image ``index`` in --out-dir, or None when it is not there yet."""
+    if text or plan.labels is not None:
+        path = out_dir / image_name(index, None if text else plan.labels[index])
+        return path if path.is_file() else None
+    return next(iter(out_dir.glob(f"{index:04d}_class*.png")), None)  # drawn labels: named only after sampling
+
+
 def already_written(out_dir: Path, index: int, plan: Plan, text: bool) -> bool:
-    if text:
-        return (out_dir / image_name(index, None)).is_file()
-    if plan.labels is not None:
-        return (out_dir / image_name(index, plan.labels[index])).is_file()
-    return any(out_dir.glob(f"{index:04d}_class*.png"))  # drawn labels: the name is known only after sampling
+    return written_image(out_dir, index, plan, text) is not None
 
 
 def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | None) -> dict:
@@ -211,7 +244,7 @@ def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | N
         features = f"{args.text_features.name} (sha256 {hashlib.sha256(args.text_features.read_bytes()).hexdigest()})"
     return {
         "--model": model if model.startswith("bundled:") else str(Path(model).resolve()),
-        "--class": None if args.classes is None else pipe.class_ids(args.classes),
+        "--class": None if args.classes is None else resolve_classes(pipe, args.classes),
         "--prompt": args.prompt,
         "--negative-prompt": args.negative_prompt,
         "--text-features": features,
@@ -267,15 +300,64 @@ def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
     atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
 
 
+def pack_npz(out_dir: Path, plan: Plan, text: bool, path: Path, side: int, progress: bool) -> None:
+    """Stream the run's PNGs from --out-dir, in index order, into ``path`` (see ``data.sample_sets``)."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from nextscale.data.sample_sets import NpzImageWriter, open_sample_image
+
+    def image_path(index: int) -> Path:
+        found = written_image(out_dir, index, plan, text)
+        if found is None:
+            raise FileNotFoundError(f"image {index} is missing from {out_dir}; re-run the same command to make it")
+        return found
+
+    chunk = 64
+    with (
+        NpzImageWriter(path, plan.count, side) as archive,
+        tqdm(total=plan.count, desc="npz", unit="img", disable=not progress) as bar,
+    ):
+        for start in range(0, plan.count, chunk):
+            paths = [image_path(index) for index in range(start, min(start + chunk, plan.count))]
+            pixels = np.stack([np.asarray(open_sample_image(found, side)) for found in paths])
+            labels = None if text else [int(IMAGE_LABEL.search(found.name).group(1)) for found in paths]
+            archive.add_pixels(pixels, labels)
+            bar.update(len(paths))
+
+
 def run(args: argparse.Namespace) -> int:
+    from nextscale import distributed
+    from nextscale.cli.common import check_device
+
+    check_sampling_flags(args)
+    check_device(args.device)
+    with distributed.process_group(device=args.device) as dist_info:
+        if dist_info.is_distributed:
+            if args.out_dir is None:
+                raise ValueError(
+                    "under torchrun every process writes its images to one --out-dir: give --out-dir DIR "
+                    "(and --npz FILE for one archive)"
+                )
+            if args.out is not None or args.save_tokens is not None:
+                raise ValueError(
+                    "--out and --save-tokens need every image in one process; under torchrun write --out-dir "
+                    "(and --npz), or run them without torchrun"
+                )
+            args.device = str(dist_info.device)  # cuda:LOCAL_RANK on a GPU node
+        return sample(args, dist_info)
+
+
+def sample(args: argparse.Namespace, dist_info) -> int:
     import torch
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
+    from nextscale import distributed
     from nextscale.data.images import make_grid, to_pil
+    from nextscale.data.sample_sets import NpzImageWriter
     from nextscale.pretrained import atomic_write, atomic_write_text
 
-    check_sampling_flags(args)
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
     if args.batch_size < 1:
@@ -285,14 +367,20 @@ def run(args: argparse.Namespace) -> int:
     if args.prompt is not None and any(not text.strip() for text in args.prompt):
         raise ValueError("--prompt got an empty prompt; give some text for every prompt")
     text = args.prompt is not None or args.text_features is not None
-    grid_path = args.out if args.out is not None else (None if args.out_dir is not None else DEFAULT_GRID)
-    if args.text_features is None:  # the image count is known before loading the model: refuse early
+    files = args.out_dir is not None or args.npz is not None  # a run written as files needs no default grid
+    grid_path = args.out if args.out is not None else (None if files else DEFAULT_GRID)
+    every_class = args.classes is not None and any(str(value).lower() == "all" for value in args.classes)
+    if args.text_features is None and not every_class:  # the count is known before loading: refuse early
         groups = len(args.classes or args.prompt or []) or 1
         check_grid_size(groups * args.num, grid_path)
     if grid_path is not None:
         check_image_output(grid_path, "--out")
     if args.save_tokens is not None:
         check_output_file(args.save_tokens, "--save-tokens", example="tokens.safetensors")
+    if args.npz is not None:
+        check_output_file(args.npz, "--npz", example="samples.npz")
+        if args.npz.suffix.lower() != ".npz":
+            raise ValueError(f"--npz {args.npz}: give a file name ending in .npz, e.g. samples.npz")
     if args.out_dir is not None:
         check_output_dir(args.out_dir, "--out-dir")
     features = read_text_features(args.text_features) if args.text_features is not None else {}
@@ -311,14 +399,27 @@ def run(args: argparse.Namespace) -> int:
     seed = sampling.pop("seed")
     if args.out_dir is not None:
         check_out_dir_settings(args.out_dir, image_settings(args, pipe, sampling, seed))
-    if plan.prompts is not None and args.out_dir is not None:
+        distributed.barrier()  # every process has checked the folder before any writes into it
+    if plan.prompts is not None and args.out_dir is not None and dist_info.is_main:
         atomic_write_text(args.out_dir / "prompts.txt", "".join(f"{p}\n" for p in plan.prompts))
 
+    # Batch b is made by process b mod WORLD_SIZE; its seed depends only on (seed, b), so the images do not
+    # depend on how many processes share the run.
+    starts = list(range(0, plan.count, args.batch_size))
+    mine = [
+        (batch_idx, start)
+        for batch_idx, start in enumerate(starts)
+        if batch_idx % dist_info.world_size == dist_info.rank
+    ]
     keep_all = grid_path is not None or args.save_tokens is not None  # these need every image / token row
+    stream_npz = args.npz is not None and args.out_dir is None  # with --out-dir the PNGs are packed at the end
     images, tokens, labels = [], [], []
     skipped = written = 0
-    with tqdm(total=plan.count, desc="sample", unit="img", disable=True if args.no_progress else None) as bar:
-        for batch_idx, start in enumerate(range(0, plan.count, args.batch_size)):
+    progress = not args.no_progress and dist_info.is_main
+    my_count = sum(min(start + args.batch_size, plan.count) - start for _, start in mine)
+    archive = NpzImageWriter(args.npz, plan.count, pipe.image_size) if stream_npz else contextlib.nullcontext()
+    with archive, tqdm(total=my_count, desc="sample", unit="img", disable=None if progress else True) as bar:
+        for batch_idx, start in mine:
             end = min(start + args.batch_size, plan.count)
             done = args.out_dir is not None and all(
                 already_written(args.out_dir, i, plan, text) for i in range(start, end)
@@ -338,11 +439,17 @@ def run(args: argparse.Namespace) -> int:
                     path = args.out_dir / image_name(index, batch_labels[offset])
                     atomic_write(path, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
                     written += 1
+            if stream_npz:
+                archive.add(out.images * 2 - 1, None if text else batch_labels)
             if keep_all:
                 images.append(out.images.cpu())
                 tokens.append(out.tokens.cpu())
                 labels.extend(batch_labels)
             bar.update(end - start)
+    distributed.barrier()  # every process's images are on disk
+    written, skipped = (int(n) for n in distributed.all_reduce_sum(torch.tensor([written, skipped])))
+    if not dist_info.is_main:
+        return 0
 
     if grid_path is not None:
         per_group = args.num > 1 and (args.classes or text)
@@ -359,7 +466,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {plan.count} images to {grid_path} ({described})")
     if args.out_dir is not None:
         note = f"; skipped {skipped} already there" if skipped else ""
-        print(f"wrote {written} PNGs (one per image) to {args.out_dir}/{note}")
+        by = f" by {dist_info.world_size} processes" if dist_info.is_distributed else ""
+        print(f"wrote {written} PNGs (one per image) to {args.out_dir}/{by}{note}")
+        if args.npz is not None:
+            pack_npz(args.out_dir, plan, text, args.npz, pipe.image_size, progress)
+    if args.npz is not None:
+        print(f"wrote {plan.count} images ({pipe.image_size}x{pipe.image_size} RGB uint8) to {args.npz}")
     if args.save_tokens is not None:
         all_tokens = torch.cat(tokens).contiguous()
         atomic_write(args.save_tokens, lambda tmp: save_file({"tokens": all_tokens}, tmp))

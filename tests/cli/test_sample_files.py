@@ -1,0 +1,177 @@
+"""Sample sets as files: `sample --class all --npz`, the same images from two processes (torchrun, gloo), and
+`evaluate --samples` on a folder or an .npz (no model)."""
+
+import json
+import os
+import re
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from nextscale.cli import evaluate, main
+from nextscale.data.fashion_mnist import FashionMNIST
+
+FASHION_ASSETS = Path(__file__).resolve().parents[1] / "assets" / "fashion_mnist"
+
+
+def sample(model, *flags) -> int:
+    return main(["sample", "--model", str(model), "--no-progress", *map(str, flags)])
+
+
+def pixels_of(folder: Path) -> np.ndarray:
+    from PIL import Image
+
+    files = sorted(folder.glob("*.png"))
+    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in files])
+
+
+def test_class_all_packs_an_npz_that_matches_the_pngs_and_survives_a_resume(
+    tiny_pipeline_dir, tmp_path, capsys, monkeypatch
+):
+    folder, packed, streamed = tmp_path / "pngs", tmp_path / "packed.npz", tmp_path / "streamed.npz"
+    args = ["--class", "all", "--num", 2, "--batch-size", 8, "--seed", 4]
+    assert sample(tiny_pipeline_dir, *args, "--out-dir", folder, "--npz", packed) == 0
+    assert len(list(folder.glob("*.png"))) == 20  # 10 classes x 2
+    archive = np.load(packed)
+    assert archive["arr_0"].shape == (20, 16, 16, 3) and archive["arr_0"].dtype == np.uint8
+    assert archive["arr_1"].tolist() == [label for label in range(10) for _ in range(2)]
+    np.testing.assert_array_equal(archive["arr_0"], pixels_of(folder))
+
+    for name in ("0003_class1.png", "0017_class8.png"):  # an interrupted run: two images missing
+        (folder / name).unlink()
+    capsys.readouterr()
+    assert sample(tiny_pipeline_dir, *args, "--out-dir", folder, "--npz", packed) == 0
+    assert "wrote 2 PNGs" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.load(packed)["arr_0"], archive["arr_0"])
+
+    monkey_cwd = tmp_path / "cwd"
+    monkey_cwd.mkdir()
+    monkeypatch.chdir(monkey_cwd)
+    assert sample(tiny_pipeline_dir, *args, "--npz", streamed) == 0  # no --out-dir: written as the images come
+    assert not (monkey_cwd / "samples.png").exists()  # --npz alone writes no default grid
+    streamed_archive = np.load(streamed)
+    np.testing.assert_array_equal(streamed_archive["arr_0"], archive["arr_0"])
+    assert streamed_archive["arr_1"].tolist() == archive["arr_1"].tolist()
+
+
+def test_class_all_goes_alone_and_npz_names_an_npz(tiny_pipeline_dir, tmp_path, capsys):
+    assert sample(tiny_pipeline_dir, "--class", "all", 3, "--out-dir", tmp_path / "a") == 2
+    assert "--class all already names every class; give it alone" in capsys.readouterr().err
+    assert sample(tiny_pipeline_dir, "--npz", tmp_path / "samples.zip") == 2
+    assert "give a file name ending in .npz" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _sample_worker(rank: int, world_size: int, port: int, model: str, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
+    )
+    torch.set_num_threads(1)
+    refused = main(["sample", "--model", model, "--no-progress", "--num", "3", "--out", f"{out}/grid.png"])
+    assert refused == 2  # a grid needs every image in one process
+    args = ["--class", "all", "--num", "1", "--batch-size", "3", "--seed", "9", "--no-progress"]
+    assert main(["sample", "--model", model, *args, "--out-dir", f"{out}/pngs", "--npz", f"{out}/all.npz"]) == 0
+
+
+def test_two_processes_write_the_images_one_process_writes(tiny_pipeline_dir, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = ["--class", "all", "--num", 1, "--batch-size", 3, "--seed", 9]
+    assert sample(tiny_pipeline_dir, *args, "--out-dir", one / "pngs", "--npz", one / "all.npz") == 0
+    mp.spawn(_sample_worker, args=(2, _free_port(), str(tiny_pipeline_dir), str(two)), nprocs=2, join=True)
+    names = sorted(path.name for path in (one / "pngs").glob("*.png"))
+    assert sorted(path.name for path in (two / "pngs").glob("*.png")) == names and len(names) == 10
+    for name in names:  # batches 0 and 2 from rank 0, 1 and 3 from rank 1: the same seeds, the same bytes
+        assert (two / "pngs" / name).read_bytes() == (one / "pngs" / name).read_bytes()
+    assert (two / "all.npz").read_bytes() == (one / "all.npz").read_bytes()
+    assert not (two / "grid.png").exists()
+
+
+class ChannelMeans:
+    """A tiny injected feature network: the mean of each channel (3-d features)."""
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return images.mean(dim=(2, 3))
+
+
+@pytest.fixture
+def channel_means(monkeypatch):
+    monkeypatch.setattr(evaluate, "load_feature_extractor", lambda *args, **kwargs: (ChannelMeans(), "channel-means"))
+
+
+@pytest.mark.filterwarnings("ignore:Matrix is singular")
+def test_evaluate_samples_scores_files_as_the_model_run_scored_them(tiny_pipeline_dir, tmp_path, channel_means, capsys):
+    folder = tmp_path / "saved"
+    common = ["--reference", f"fashion-mnist:{FASHION_ASSETS}", "--batch-size", "16"]
+    argv = ["evaluate", "--model", str(tiny_pipeline_dir), "--num", "40", "--seed", "0", "--save-samples", str(folder)]
+    assert main([*argv, *common, "--out", str(tmp_path / "model.json")]) == 0
+    assert main(["evaluate", "--samples", str(folder), *common, "--out", str(tmp_path / "folder.json")]) == 0
+    from_model, from_folder = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("model", "folder"))
+    assert from_folder["measured"] == "sample files" and from_folder["num_samples"] == 40
+    assert from_folder["reference_count"] == from_model["reference_count"] == 100
+    # the same images, rounded to 8 bits in the files: the distances barely move
+    assert from_folder["fid"] == pytest.approx(from_model["fid"], rel=0.02, abs=1e-3)
+    assert from_folder["precision"] == from_model["precision"] and from_folder["recall"] == from_model["recall"]
+    assert "class_consistency" not in from_folder  # 16 px samples: the 32 px classifier does not apply
+
+    packed = tmp_path / "saved.npz"
+    from nextscale.data.sample_sets import NpzImageWriter, SampleSet
+
+    samples = SampleSet(folder)
+    with NpzImageWriter(packed, samples.count, samples.side) as archive:
+        for images, labels in samples.batches(16):
+            archive.add(images, labels.tolist())
+    assert main(["evaluate", "--samples", str(packed), *common, "--out", str(tmp_path / "npz.json")]) == 0
+    from_npz = json.loads((tmp_path / "npz.json").read_text())
+    assert from_npz["fid"] == from_folder["fid"] and from_npz["kid"] == from_folder["kid"]
+
+
+def test_evaluate_samples_judges_labelled_fashion_images_with_the_classifier(tmp_path, capsys):
+    from nextscale.data.sample_sets import NpzImageWriter
+
+    real = FashionMNIST(root=FASHION_ASSETS, split="test", size=32, channels=1)
+    images = torch.stack([real[i][0] for i in range(60)])
+    labels = [int(real[i][1]) for i in range(60)]
+    shuffled = labels[1:] + labels[:1]  # every label moved one image on: mostly wrong
+    for name, given in (("true.npz", labels), ("shifted.npz", shuffled)):
+        with NpzImageWriter(tmp_path / name, 60, 32) as archive:
+            archive.add(images, given)
+    scores = {}
+    for name in ("true.npz", "shifted.npz"):
+        argv = ["evaluate", "--samples", str(tmp_path / name), "--reference", f"fashion-mnist:{FASHION_ASSETS}"]
+        assert main([*argv, "--features", "classifier", "--out", str(tmp_path / f"{name}.json")]) == 0
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert scores["true.npz"]["class_consistency"] >= 0.8  # the bundled classifier on real test images
+    assert scores["shifted.npz"]["class_consistency"] <= 0.4
+    # the samples are the reference's first 60 images: the closest any set can be
+    assert scores["true.npz"]["fid"] == scores["shifted.npz"]["fid"] < 15
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--reference", "fashion-mnist", "--model", "x"], "--model is for evaluating a model; --samples measures"),
+        (["--reference", "fashion-mnist", "--cfg", "2"], "--cfg is a sampling setting"),
+        (["--reference", "fashion-mnist", "--dtype", "bf16"], "--dtype is a sampling setting"),
+        (["--reference", "fashion-mnist", "--loss"], "--loss is for evaluating a model"),
+        ([], "--samples needs --reference"),
+        (["--reference", "fashion-mnist", "--num", "99"], r"--num must be 2 to 3 \(the images in"),
+    ],
+)
+def test_evaluate_samples_refusals_are_one_line(tmp_path, capsys, flags, message):
+    from nextscale.data.sample_sets import NpzImageWriter
+
+    with NpzImageWriter(tmp_path / "three.npz", 3, 32) as archive:
+        archive.add(torch.zeros(3, 1, 32, 32))
+    assert main(["evaluate", "--samples", str(tmp_path / "three.npz"), "--features", "classifier", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nextscale evaluate: error:")
+    assert re.search(message, err)
