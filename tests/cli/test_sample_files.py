@@ -175,3 +175,17 @@ def test_evaluate_samples_refusals_are_one_line(tmp_path, capsys, flags, message
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("nextscale evaluate: error:")
     assert re.search(message, err)
+
+
+def test_inception_score_of_files_in_class_order_is_not_split_by_class(tmp_path):
+    """`sample --class all` writes images class by class; consecutive splits would each hold one class."""
+    from nextscale.data.sample_sets import NpzImageWriter
+
+    real = FashionMNIST(root=FASHION_ASSETS, split="test", size=32, channels=1)
+    order = sorted(range(100), key=lambda i: int(real[i][1]))
+    with NpzImageWriter(tmp_path / "sorted.npz", 100, 32) as archive:
+        archive.add(torch.stack([real[i][0] for i in order]), [int(real[i][1]) for i in order])
+    argv = ["evaluate", "--samples", str(tmp_path / "sorted.npz"), "--reference", f"fashion-mnist:{FASHION_ASSETS}"]
+    assert main([*argv, "--features", "classifier", "--out", str(tmp_path / "report.json")]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["classifier_inception_score"] > 4  # in file order, ten one-class splits would score about 1

@@ -531,13 +531,21 @@ class ClassifierTally:
         self.logits.append(self.judge.logits(images))
         self.labels.append(labels.cpu().long())
 
-    def metrics(self, num_classes: int) -> dict:
-        """Class consistency (overall, per class) and a classifier Inception Score."""
+    def metrics(self, num_classes: int, shuffle: bool = False) -> dict:
+        """Class consistency (overall, per class) and a classifier Inception Score.
+
+        The score averages over consecutive splits, so images in class order (``sample --class all``) would give
+        each split one class and a score near 1; ``shuffle`` takes the splits from a fixed permutation instead.
+        Generated batches cycle through the classes, so model runs keep their order.
+        """
         import torch
 
         from nextscale.evaluation.inception import inception_score
 
         logits, labels = torch.cat(self.logits), torch.cat(self.labels)
+        if shuffle:
+            order = torch.randperm(len(logits), generator=torch.Generator().manual_seed(0))
+            logits, labels = logits[order], labels[order]
         correct = (logits.argmax(dim=1) == labels).double()
         per_class = [round(float(correct[labels == c].mean()), 4) for c in range(num_classes) if (labels == c).any()]
         # the FID Inception graph has no classification head, so the Inception Score is taken over the
