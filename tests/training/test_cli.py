@@ -89,10 +89,33 @@ def test_raster_baseline_through_the_cli(tmp_path, monkeypatch):
     assert run_command("tokenize", tokenize) == 0
     assert json.loads((tokens / "manifest.json").read_text())["total_tokens"] == 16
     train = f"--config configs/tiny_transformer.json --raster --tokenizer {tok} --tokens {tokens} --run-dir {run}"
-    assert run_command("train", f"{train} --steps 4 --no-progress") == 0
+    held_out = f"--eval-tokens {tokens} --eval-every 4 --eval-samples 100"
+    assert run_command("train", f"{train} {held_out} --steps 4 --no-progress") == 0
     config = json.loads((run / "config.json").read_text())
     assert config["model_class"] == "RasterTransformer" and config["transformer"]["side"] == 4
     assert run_command("export", f"--run {run} --out {tmp_path / 'pipe'}") == 0
     pipe = Pipeline.from_pretrained(tmp_path / "pipe")
     assert type(pipe).__name__ == "RasterPipeline"
     assert pipe(class_labels=[1], seed=0, output_type="pt").images.shape == (1, 1, 16, 16)
+
+    # held-out next-token loss of the exported raw weights = the trainer's last eval line
+    assert run_command("export", f"--run {run} --raw --out {tmp_path / 'raw'}") == 0
+    report = tmp_path / "loss.json"
+    assert run_command("evaluate", f"--model {tmp_path / 'raw'} --loss --tokens {tokens} --num 100 --out {report}") == 0
+    measured = json.loads(report.read_text())
+    logged = read_metrics(run, split="eval")[-1]
+    assert measured["scale_sides"] == [4] and measured["L_avg"] == measured["L_last"]
+    assert measured["L_avg"] == pytest.approx(logged["loss"], rel=1e-5)
+    assert measured["token_error"] == pytest.approx([logged["token_error/scale0"]], rel=1e-5)
+
+    # next-scale tokens of the same tokenizer: the schedule is named, not "a different tokenizer"
+    var_tokens = tmp_path / "var-tokens"
+    assert run_command("tokenize", f"--tokenizer {tok} --data {TINY_DATA} --out {var_tokens} --no-progress") == 0
+    with pytest.raises(
+        ValueError,
+        match=r"have scales \(1, 2, 4\) \(21 tokens\), but this model reads scales "
+        r"\(4,\) \(16 tokens\); tokenize again with `nextscale tokenize --scale-sides 4`",
+    ):
+        run_command("evaluate", f"--model {tmp_path / 'raw'} --loss --tokens {var_tokens}")
+    with pytest.raises(ValueError, match=r"but this tokenizer reads scales \(4,\)"):
+        run_command("train", f"{train.replace(str(tokens), str(var_tokens))} --steps 1 --run-dir {tmp_path / 'x'}")

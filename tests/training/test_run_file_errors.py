@@ -27,11 +27,17 @@ BAD_FILES = [
     ("top-level-list", [1, 2], 'a run file is a JSON object like {"args": {"steps": 2}}, got a list'),
     ("args-list", {"args": [1]}, '"args" must be an object of flag names and values, got a list'),
     ("float-type-word", {"args": {"lr": "fast"}}, '"lr" must be a number or "none" (as --lr takes), got "fast"'),
-    ("int-word", {"args": {"steps": "three"}}, '"steps" must be an integer (as --steps takes), got "three"'),
-    ("int-fraction", {"args": {"batch-size": 4.5}}, '"batch-size" must be an integer (as --batch-size takes), got 4.5'),
-    ("int-as-float", {"args": {"steps": 4.0}}, '"steps" must be an integer (as --steps takes), got 4.0'),
+    ("int-word", {"args": {"steps": "three"}}, '"steps" must be a whole number >= 1 (as --steps takes), got "three"'),
+    ("int-zero", {"args": {"steps": 0}}, '"steps" must be a whole number >= 1 (as --steps takes), got 0'),
+    ("interval", {"args": {"eval-every": -2}}, '"eval-every" must be a whole number >= 1 or "none"'),
+    (
+        "int-fraction",
+        {"args": {"batch-size": 4.5}},
+        '"batch-size" must be a whole number >= 1 (as --batch-size takes), got 4.5',
+    ),
+    ("int-as-float", {"args": {"steps": 4.0}}, '"steps" must be a whole number >= 1 (as --steps takes), got 4.0'),
     ("int-bool", {"args": {"seed": True}}, '"seed" must be an integer (as --seed takes), got true'),
-    ("int-null", {"args": {"batch-size": None}}, '"batch-size" must be an integer (as --batch-size takes), got null'),
+    ("int-null", {"args": {"batch-size": None}}, '"batch-size" must be a whole number >= 1 (as --batch-size takes)'),
     ("choice", {"args": {"lr-schedule": "fast"}}, '"lr-schedule" must be one of "lin0", "cos", "constant"'),
     ("switch", {"args": {"compile": "yes"}}, '"compile" must be true or false (as --compile takes), got "yes"'),
     ("nargs-count", {"args": {"betas": [0.9]}}, '"betas" must be a list of 2 values, each a number'),
@@ -59,7 +65,7 @@ def test_bad_run_file_is_refused_naming_file_key_and_fix(tmp_path, content, expe
 
 
 def test_bad_value_is_refused_also_when_the_command_line_overrides_it(tmp_path):
-    with pytest.raises(ValueError, match='"steps" must be an integer'):
+    with pytest.raises(ValueError, match='"steps" must be a whole number >= 1'):
         apply(run_file(tmp_path, {"args": {"steps": "three"}}), typed=("--steps", "1"))
 
 
@@ -100,3 +106,22 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys, content):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"nextscale train-tokenizer: error: {path}")
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "expected"),
+    [
+        ("train", ["--steps", "-5"], "argument --steps: must be >= 1, got -5"),
+        ("train", ["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+        ("train-tokenizer", ["--eval-every", "0"], "argument --eval-every: must be >= 1, got 0"),
+        ("train-tokenizer", ["--max-steps", "two"], "argument --max-steps: expected a whole number >= 1, got 'two'"),
+    ],
+)
+def test_counts_below_one_are_refused_while_parsing(tmp_path, capsys, command, flags, expected):
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:  # argparse's own exit, before the command runs
+        main([command, *flags, "--run-dir", str(run_dir)])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1
+    assert not run_dir.exists()  # refused before the run folder (or its lock) is made

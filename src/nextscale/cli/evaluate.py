@@ -414,7 +414,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         "reference": spec,
         "reference_count": len(real),
         "features": args.features,
-        **({} if args.reconstructions else {"sampling": sampling}),
+        **({} if args.reconstructions else {"sampling": {**sampling, "seed": args.seed or 0}}),
         **distances(real, fake),
     }
     if args.baseline:
@@ -461,6 +461,7 @@ def open_tokens(args: argparse.Namespace, facts: ModelFacts):
             f"--tokens {args.tokens} holds {made} tokens but the model is {model}-conditional; tokenize held-out "
             f"{'labelled images' if model == 'class' else 'captioned images (--data captions:PATH)'} instead"
         )
+    dataset.check_scale_sides(facts.tokenizer_config.scale_sides, "this model")
     if dataset.manifest["tokenizer"]["config_hash"] != config_hash(facts.tokenizer_config):
         raise ValueError(
             f"the tokens in {args.tokens} were made by a different tokenizer (its config differs from this model's); "

@@ -8,6 +8,9 @@ Examples:
 A transformer run becomes a pipeline folder (pipeline.json + tokenizer/ + transformer/, each with
 config.json and model.safetensors), loadable with Pipeline.from_pretrained; a tokenizer run becomes
 one component folder. Reads the newest readable checkpoint; takes seconds on a CPU.
+The held-out evaluations a run logs (metrics.jsonl, and the points of `nextscale scaling`) measure its raw
+weights; export --raw to measure those same weights with `nextscale evaluate --loss` (the EMA weights score
+differently, usually better once training is long).
 """
 
 from __future__ import annotations

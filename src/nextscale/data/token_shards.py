@@ -38,6 +38,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -332,8 +333,21 @@ class TokenShardDataset(Dataset):
         if tokenizer is not None:
             self.check_tokenizer(tokenizer)
 
+    def check_scale_sides(self, sides: Sequence[int], user: str) -> None:
+        """Raise ValueError naming both schedules unless these tokens have the scales ``sides`` that ``user``
+        (e.g. "this model") reads: VAR tokens hold every scale, a raster baseline's only the last map."""
+        made = tuple(self.manifest["scale_sides"])
+        if made != tuple(sides):
+            wanted = ",".join(map(str, sides))
+            raise ValueError(
+                f"the tokens in {self.root} have scales {made} ({sum(s * s for s in made)} tokens), but {user} reads "
+                f"scales {tuple(sides)} ({sum(s * s for s in sides)} tokens); tokenize again with "
+                f"`nextscale tokenize --scale-sides {wanted}` and the same tokenizer"
+            )
+
     def check_tokenizer(self, tokenizer: nn.Module) -> None:
         """Raise ValueError unless ``tokenizer`` is the one that made these tokens."""
+        self.check_scale_sides(tokenizer.config.scale_sides, "this tokenizer")
         saved = self.manifest["tokenizer"]
         if saved["config_hash"] != config_hash(tokenizer.config) or saved["weights_hash"] != weights_hash(tokenizer):
             raise ValueError(

@@ -31,6 +31,7 @@ from nextscale.text.cache import CachedTextEncoder
 from nextscale.text.encoders import TextEncoder
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.conditioning import ClassCondition, TextCondition
+from nextscale.transformer.raster_model import RasterTransformer
 from nextscale.transformer.text_model import TextScaleTransformer
 
 
@@ -120,11 +121,13 @@ def evaluate_held_out(
     progress: bool = True,
     text_encoder: TextEncoder | CachedTextEncoder | None = None,
 ) -> HeldOutReport:
-    """Teacher-forced test loss and token error of a next-scale transformer on held-out tokens.
+    """Teacher-forced test loss and token error of a next-scale transformer (or the raster baseline) on held-out
+    tokens.
 
     Args:
-        transformer: a ``ScaleTransformer`` or ``TextScaleTransformer`` (put in eval mode here: no condition
-            dropout, no drop-path).
+        transformer: a ``ScaleTransformer``, ``TextScaleTransformer`` or ``RasterTransformer`` (put in eval mode
+            here: no condition dropout, no drop-path). The raster baseline reads the token map itself, token by
+            token, so its one "scale" is the whole map and its loss is next-token, not next-scale.
         tokenizer: the tokenizer that made the tokens (builds the teacher-forcing inputs).
         batches: (tokens (B, L) int, labels (B,)) pairs for a class model, (tokens, B captions) for a text model,
             e.g. a DataLoader over a ``TokenShardDataset`` with ``collate_fn=collate_held_out``.
@@ -149,7 +152,10 @@ def evaluate_held_out(
     with tqdm(unit="seq", desc="test loss", disable=not progress) as bar:
         for tokens, conditions in batches:
             tokens = tokens.to(device).long()
-            teacher = tokenizer.teacher_forcing_input(tokenizer.indices_from_tokens(tokens))  # (B, L - 1, code_dim)
+            if isinstance(transformer, RasterTransformer):
+                teacher = tokens  # the model embeds the tokens themselves (as the trainer feeds it)
+            else:
+                teacher = tokenizer.teacher_forcing_input(tokenizer.indices_from_tokens(tokens))  # (B, L - 1, code_dim)
             if isinstance(conditions, (list, tuple)) != is_text:
                 data, model = ("labelled", "text") if is_text else ("captioned", "class")
                 raise ValueError(f"these tokens are {data}, the model is {model}-conditional; tokenize matching data")

@@ -86,6 +86,22 @@ def optional_int(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from err
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (steps, batch sizes, intervals), refused while parsing, before any work."""
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from err
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def optional_positive_int(text: str) -> int | None:
+    """argparse type: a whole number >= 1, or "none" for off."""
+    return None if text.lower() == "none" else positive_int(text)
+
+
 def int_tuple(text: str) -> tuple[int, ...]:
     """argparse type: "1,2,4" -> (1, 2, 4)."""
     try:
@@ -99,6 +115,8 @@ TYPE_WORDS = {
     int: "an integer",
     float: "a number",
     optional_int: 'an integer or "none"',
+    positive_int: "a whole number >= 1",
+    optional_positive_int: 'a whole number >= 1 or "none"',
     optional_float: 'a number or "none"',
     int_tuple: 'integers like [1, 2, 4] or "1,2,4"',
 }
@@ -111,10 +129,14 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
     parser.add_argument("--config", help="JSON run file from configs/ whose 'args' set the defaults of these flags")
     parser.add_argument("--run-dir", help="run directory (created; re-running the same command resumes from it)")
     group = parser.add_argument_group("optimisation")
-    group.add_argument("--steps", type=int, default=None, help="optimizer steps of the whole run (overrides --epochs)")
+    group.add_argument(
+        "--steps", type=positive_int, default=None, help="optimizer steps of the whole run (overrides --epochs)"
+    )
     group.add_argument("--epochs", type=float, default=None, help="length of the run in passes over the data")
-    group.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (all GPUs, all micro-steps)")
-    group.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per optimizer step")
+    group.add_argument(
+        "--batch-size", type=positive_int, default=d.batch_size, help="global batch (all GPUs, all micro-steps)"
+    )
+    group.add_argument("--grad-accum", type=positive_int, default=d.grad_accum, help="micro-batches per optimizer step")
     group.add_argument("--base-lr", type=float, default=d.base_lr, help="lr per 256 samples; peak = base * batch / 256")
     group.add_argument("--lr", type=optional_float, default=d.lr, help="explicit peak lr (overrides --base-lr)")
     group.add_argument("--lr-schedule", choices=("lin0", "cos", "constant"), default=d.lr_schedule, help="lr shape")
@@ -133,18 +155,28 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
     group.add_argument("--ema-decay", type=optional_float, default=d.ema_decay, help="EMA decay ('none': off)")
     group.add_argument("--seed", type=int, default=d.seed, help="seed of init, data order and dropout")
     group = parser.add_argument_group("bookkeeping")
-    group.add_argument("--log-every", type=int, default=d.log_every, help="steps between metric lines")
-    group.add_argument("--eval-every", type=optional_int, default=d.eval_every, help="steps between held-out evals")
-    group.add_argument("--eval-samples", type=int, default=d.eval_samples, help="held-out samples per evaluation")
-    group.add_argument("--preview-every", type=optional_int, default=d.preview_every, help="steps between previews")
+    group.add_argument("--log-every", type=positive_int, default=d.log_every, help="steps between metric lines")
+    group.add_argument(
+        "--eval-every", type=optional_positive_int, default=d.eval_every, help="steps between held-out evals"
+    )
+    group.add_argument(
+        "--eval-samples", type=positive_int, default=d.eval_samples, help="held-out samples per evaluation"
+    )
+    group.add_argument(
+        "--preview-every", type=optional_positive_int, default=d.preview_every, help="steps between previews"
+    )
     group.add_argument(
         "--checkpoint-every",
-        type=optional_int,
+        type=optional_positive_int,
         default=d.checkpoint_every,
         help="steps between checkpoints (one is always written at the end)",
     )
-    group.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, help="newest checkpoints kept")
-    group.add_argument("--max-steps", type=int, default=None, help="stop this invocation at this step (resume later)")
+    group.add_argument(
+        "--keep-checkpoints", type=positive_int, default=d.keep_checkpoints, help="newest checkpoints kept"
+    )
+    group.add_argument(
+        "--max-steps", type=positive_int, default=None, help="stop this invocation at this step (resume later)"
+    )
     group = parser.add_argument_group("hardware")
     group.add_argument("--device", default=None, help="cpu or cuda (default: cuda:LOCAL_RANK when available)")
     group.add_argument("--num-workers", type=int, default=d.num_workers, help="data-loading worker processes")
