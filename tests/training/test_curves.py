@@ -69,3 +69,34 @@ def test_a_tokenizer_run_and_a_transformer_run_are_not_drawn_on_one_axis(tmp_pat
     err = capsys.readouterr().err
     assert "compare runs of one kind" in err and "(tokenizer)" in err and "(transformer)" in err
     assert not out.exists() and err.count("\n") == 1
+
+
+def write_config(run_dir, model_class, batch_size, **transformer):
+    kind = "tokenizer" if model_class is None else "transformer"
+    config = {"kind": kind, "model_class": model_class, "train": {"batch_size": batch_size}, "transformer": transformer}
+    (run_dir / "config.json").write_text(json.dumps(config))
+
+
+def test_runs_compare_at_equal_samples_or_tokens_seen(tmp_path, capsys):
+    from nextscale.training.curves import steps_to_x
+
+    var, raster, tokenizer = tmp_path / "var", tmp_path / "raster", tmp_path / "tok"
+    for run in (var, raster, tokenizer):
+        write_metrics(run, RECORDS)
+    write_config(var, "ScaleTransformer", 32, scale_sides=[1, 2, 3, 4, 6, 8])
+    write_config(raster, "RasterTransformer", 16, side=8)
+    write_config(tokenizer, None, 8)
+    assert steps_to_x(var, "step") == (1.0, "step")
+    assert steps_to_x(var, "samples") == (32.0, "samples seen")
+    assert steps_to_x(var, "tokens") == (32.0 * 130, "tokens seen")  # every scale: 1 + 4 + 9 + 16 + 36 + 64
+    assert steps_to_x(raster, "tokens") == (16.0 * 64, "tokens seen")  # the one 8x8 map
+    with pytest.raises(ValueError, match="not a transformer run"):
+        steps_to_x(tokenizer, "tokens")
+    with pytest.raises(ValueError, match="needs the run's batch size"):
+        steps_to_x(tmp_path / "nowhere", "samples")
+
+    out = tmp_path / "equal-data.png"
+    assert main(["plot", "--run", str(var), str(raster), "--x", "tokens", "--out", str(out)]) == 0
+    assert Image.open(out).size[0] > 600
+    assert main(["plot", "--run", str(tokenizer), "--x", "tokens"]) == 2
+    assert "not a transformer run" in capsys.readouterr().err

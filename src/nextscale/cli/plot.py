@@ -5,6 +5,7 @@ Examples:
     nextscale plot --run runs/fm-tokenizer --out tok.png   # loss, PSNR per scale, code usage per scale
     nextscale plot --run runs/scenes-128-finetune runs/scenes-128-scratch --labels fine-tuned scratch \\
         --out transfer.png                                 # several runs: training and held-out loss together
+    nextscale plot --run runs/var-d4 runs/raster-d4 --x tokens --out var_vs_raster.png   # at equal data seen
 
 Panels: training loss, held-out loss, per-scale held-out loss and token error (transformer runs);
 reconstruction loss, held-out PSNR per scale and code usage per scale (tokenizer runs). Works while a
@@ -32,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="PNG to write (default: RUN/curves.png)")
     parser.add_argument("--title", default=None, help="figure title (default: the run directory)")
+    parser.add_argument(
+        "--x",
+        choices=("step", "samples", "tokens"),
+        default="step",
+        help="x axis: optimizer steps (default), samples seen (steps x global batch) or target tokens seen "
+        "(samples x tokens per sample: every scale for VAR, the one map for the raster baseline)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.out, "--out", example="curves.png")
     try:
         if len(args.run) > 1:
-            path = plot_comparison(args.run, out, labels=args.labels, title=args.title)
+            path = plot_comparison(args.run, out, labels=args.labels, title=args.title, x=args.x)
         else:
-            path = plot_run(args.run[0], out, title=args.title)
+            path = plot_run(args.run[0], out, title=args.title, x=args.x)
     except ImportError as err:
         raise ValueError(str(err)) from err
     print(f"curves: {path}")

@@ -7,6 +7,7 @@ that "the coarse scales learn first" or "scale 5 stopped improving" is visible a
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +25,37 @@ PANELS = (
     ("eval", "psnr"),
     ("train", "code_usage"),
 )
+
+
+X_AXES = ("step", "samples", "tokens")  # what the x axis counts: optimizer steps, or what they have seen
+
+
+def steps_to_x(run_dir: str | os.PathLike, x: str) -> tuple[float, str]:
+    """(factor from optimizer steps to the ``x`` axis, axis label), from the run's config.json.
+
+    A step sees ``batch_size`` samples (the global batch) and each sample ``tokens`` targets: every scale of a
+    next-scale model (130 for scales 1-2-3-4-6-8), the one map of the raster baseline (64 for 8x8). Runs of
+    different kinds compare at equal data only on these axes, not by step.
+    """
+    if x not in X_AXES:
+        raise ValueError(f"x axis must be one of {X_AXES}, got {x!r}")
+    if x == "step":
+        return 1.0, "step"
+    path = Path(run_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+        batch = int(config["train"]["batch_size"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"--x {x} needs the run's batch size from {path}, which cannot be read ({err})") from err
+    if x == "samples":
+        return float(batch), "samples seen"
+    if config.get("kind") != "transformer":
+        raise ValueError(f"--x tokens counts a transformer's target tokens; {run_dir} is not a transformer run")
+    if config.get("model_class") == "RasterTransformer":
+        per_sample = int(config["transformer"]["side"]) ** 2
+    else:
+        per_sample = sum(int(side) ** 2 for side in config["transformer"]["scale_sides"])
+    return float(batch * per_sample), "tokens seen"
 
 
 def read_metrics(run_dir: str | os.PathLike) -> dict[str, dict[str, list[tuple[int, float]]]]:
@@ -70,7 +102,7 @@ def run_kind(metrics: dict[str, dict[str, list[tuple[int, float]]]]) -> str | No
     return None
 
 
-def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike, title: str | None = None) -> Path:
+def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike, title: str | None = None, x: str = "step") -> Path:
     """Draw the run's curves into one PNG (written atomically) and return its path.
 
     Raises:
@@ -85,6 +117,7 @@ def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike, title: str | No
     except ImportError as err:
         raise ImportError("plotting needs matplotlib: pip install 'nextscale[eval]'") from err
     series = read_metrics(run_dir)
+    factor, x_label = steps_to_x(run_dir, x)
     panels = [(split, name, curves) for split, name in PANELS if (curves := family(series.get(split, {}), name))]
     if not panels:
         raise ValueError(f"{run_dir} logged none of {sorted({name for _, name in PANELS})}; nothing to plot")
@@ -94,9 +127,10 @@ def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike, title: str | No
     for axis, (split, name, curves) in zip(axes.flat, panels):
         for label, points in curves.items():
             steps, values = zip(*points)
-            axis.plot(steps, values, label=label, marker="o" if len(points) < 12 else None, markersize=3)
+            seen = [step * factor for step in steps]
+            axis.plot(seen, values, label=label, marker="o" if len(points) < 12 else None, markersize=3)
         axis.set_title(f"{split} {name}")
-        axis.set_xlabel("step")
+        axis.set_xlabel(x_label)
         axis.grid(alpha=0.3)
         if len(curves) > 1:
             axis.legend(fontsize=7)
@@ -115,8 +149,10 @@ def plot_comparison(
     out: str | os.PathLike,
     labels: list[str] | None = None,
     title: str | None = None,
+    x: str = "step",
 ) -> Path:
-    """Training and held-out loss of several runs in one PNG (e.g. fine-tuned vs from scratch).
+    """Training and held-out loss of several runs in one PNG (e.g. fine-tuned vs from scratch), against steps or
+    against the samples or tokens each run has seen (``x``, see :func:`steps_to_x`).
 
     Raises:
         ImportError: matplotlib is missing (``pip install 'nextscale[eval]'``).
@@ -138,24 +174,43 @@ def plot_comparison(
     if len(kinds) > 1:  # a tokenizer's loss (reconstruction + perceptual + GAN) and a cross-entropy share no axis
         listed = ", ".join(f"{run} ({run_kind(metrics) or 'unknown'})" for run, metrics in zip(run_dirs, series))
         raise ValueError(f"compare runs of one kind: {listed}; plot a tokenizer run on its own (--run DIR)")
+    axes_x = [steps_to_x(run, x) for run in run_dirs]
     figure, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), squeeze=False)
     drawn = False
     for axis, split in zip(axes.flat, ("train", "eval")):
-        for label, metrics in zip(labels, series):
+        for label, metrics, (factor, _) in zip(labels, series, axes_x):
             points = metrics.get(split, {}).get("loss")
             if points:
                 steps, values = zip(*points)
-                axis.plot(steps, values, label=label, marker="o" if len(points) < 12 else None, markersize=3)
+                seen = [step * factor for step in steps]
+                axis.plot(seen, values, label=label, marker="o" if len(points) < 12 else None, markersize=3)
                 drawn = True
         axis.set_title(f"{'training' if split == 'train' else 'held-out'} loss")
-        axis.set_xlabel("step")
+        axis.set_xlabel(axes_x[0][1])
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     if not drawn:
         raise ValueError("none of the runs logged a loss; nothing to plot")
     figure.suptitle(title or " vs ".join(labels))
-    figure.tight_layout()
+    if len({model_class(run) for run in run_dirs}) > 1:  # e.g. VAR against the raster baseline
+        figure.text(
+            0.5,
+            0.01,
+            "next-scale and next-token losses predict different targets: compare their trends, not values",
+            ha="center",
+            fontsize=8,
+            style="italic",
+        )
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
     path = Path(out)
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
     plt.close(figure)
     return path
+
+
+def model_class(run_dir: str | os.PathLike) -> str | None:
+    """The run's model class from its config.json (None when unknown)."""
+    try:
+        return json.loads((Path(run_dir) / "config.json").read_text()).get("model_class")
+    except (OSError, ValueError, AttributeError):
+        return None
