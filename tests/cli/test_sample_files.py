@@ -189,3 +189,29 @@ def test_inception_score_of_files_in_class_order_is_not_split_by_class(tmp_path)
     assert main([*argv, "--features", "classifier", "--out", str(tmp_path / "report.json")]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["classifier_inception_score"] > 4  # in file order, ten one-class splits would score about 1
+
+
+def test_show_scales_draws_one_row_per_image_and_one_column_per_scale(tiny_pipeline_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from nextscale.cli.sample import MAX_GRID_IMAGES
+
+    grid, tokens = tmp_path / "scales.png", tmp_path / "tokens.safetensors"
+    args = ["--class", 1, 3, "--num", 2, "--seed", 0, "--show-scales", grid, "--save-tokens", tokens]
+    assert sample(tiny_pipeline_dir, *args) == 0
+    assert not (tmp_path / "samples.png").exists()
+    picture = np.asarray(Image.open(grid).convert("RGB"))
+    # tiny model: 16 px images, scales 1-2-4 -> 3 columns; 4 images -> 4 rows; 2 px padding around cells
+    cell_width, cell_height = (picture.shape[1] - 4 * 2) / 3, (picture.shape[0] - 5 * 2) / 4
+    assert cell_width == int(cell_width) >= 16 and cell_height == int(cell_height) > 16  # a label under each tile
+    left = 2 + 2 * (int(cell_width) + 2) + (int(cell_width) - 16) // 2  # first row, last column, centred
+    last_column = picture[2:18, left : left + 16]
+    from nextscale.sampling.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(tiny_pipeline_dir)
+    sampled = pipe(class_labels=[1, 1, 3, 3], seed=0, output_type="np").images[0]  # (H, W, C) uint8
+    np.testing.assert_array_equal(last_column, np.repeat(sampled, 3, axis=-1) if sampled.shape[-1] == 1 else sampled)
+
+    too_many = MAX_GRID_IMAGES // 3 + 1
+    assert sample(tiny_pipeline_dir, "--num", too_many, "--show-scales", grid) == 2
+    assert "--show-scales draws 3 tiles per image" in capsys.readouterr().err

@@ -53,6 +53,12 @@ def test_quantize_dequantize_reproduces_fhat(quantizer, config):
     fhats = quantizer.features_to_fhats(f)
     assert len(fhats) == len(config.scale_sides)
     torch.testing.assert_close(quantizer.indices_to_fhat(indices), fhats[-1], atol=1e-5, rtol=0)
+    # every partial sum too: what the first k scales decode to, as the encoder accumulated it
+    partial = quantizer.indices_to_fhats(indices)
+    assert len(partial) == len(fhats) and torch.equal(partial[-1], quantizer.indices_to_fhat(indices))
+    for decoded, encoded in zip(partial, fhats):
+        torch.testing.assert_close(decoded, encoded, atol=1e-5, rtol=0)
+    assert not torch.equal(partial[0], partial[1])  # each scale adds detail (not one tensor listed K times)
 
 
 def test_l2_lookup_is_nearest_code(quantizer, config):

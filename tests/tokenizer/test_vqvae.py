@@ -52,6 +52,17 @@ def test_tokens_round_trip(model):
     assert teacher.shape == (2, model.config.schedule.total_tokens - 1, model.config.code_dim)
 
 
+def test_decode_scales_ends_with_the_decode(model):
+    indices = model.encode(_images(model.config))
+    with torch.no_grad():
+        views = model.decode_scales(indices)
+        assert len(views) == len(model.config.scale_sides)
+        assert torch.equal(views[-1], model.decode(indices))
+        assert all(view.shape == views[-1].shape and view.abs().max() <= 1 for view in views)
+        with pytest.raises(ValueError, match="must lie in"):
+            model.decode_scales([indices[0] + model.config.vocab_size, *indices[1:]])
+
+
 def test_training_forward_reaches_encoder(model):
     model.train()
     out = model(_images(model.config))

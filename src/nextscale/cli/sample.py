@@ -98,7 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help=f"image grid (.png, .jpg, .jpeg or .webp), labelled with class names when the model has them "
-        f"(default: {DEFAULT_GRID} unless --out-dir or --npz is given; at most {MAX_GRID_IMAGES} images)",
+        f"(default: {DEFAULT_GRID} unless --out-dir, --npz or --show-scales is given; at most {MAX_GRID_IMAGES} "
+        "images)",
     )
     parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: --num or 8)")
     parser.add_argument(
@@ -114,6 +115,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="write the (B, L) tokens as a safetensors file with one tensor named 'tokens'",
+    )
+    parser.add_argument(
+        "--show-scales",
+        type=Path,
+        default=None,
+        metavar="GRID",
+        help="also write a coarse-to-fine grid: one row per image, one column per scale, each tile the image "
+        "the tokens of the first k scales decode to (the last column is the sample); .png, .jpg or .webp",
     )
     parser.add_argument(
         "--npz",
@@ -300,6 +309,24 @@ def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
     atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
 
 
+def scale_grid(pipe, tokens):
+    """A grid of one row per image and one column per scale: the image the first k scales decode to."""
+    import torch
+
+    from nextscale.data.images import make_grid
+
+    tokenizer = pipe.tokenizer
+    sides = tokenizer.config.scale_sides
+    rows = []
+    with torch.inference_mode():
+        for chunk in torch.split(tokens, 16):  # K decoder passes per image: a few at a time
+            indices = tokenizer.indices_from_tokens(chunk.to(next(tokenizer.parameters()).device))
+            steps = torch.stack([images.float().cpu() for images in tokenizer.decode_scales(indices)], dim=1)
+            rows.append(steps.flatten(0, 1))  # (b, K, C, H, W) -> (b * K, C, H, W), image-major
+    labels = [f"{side}x{side}" for side in sides] * len(tokens)
+    return make_grid(torch.cat(rows), nrow=len(sides), labels=labels)
+
+
 def pack_npz(out_dir: Path, plan: Plan, text: bool, path: Path, side: int, progress: bool) -> None:
     """Stream the run's PNGs from --out-dir, in index order, into ``path`` (see ``data.sample_sets``)."""
     import numpy as np
@@ -339,10 +366,10 @@ def run(args: argparse.Namespace) -> int:
                     "under torchrun every process writes its images to one --out-dir: give --out-dir DIR "
                     "(and --npz FILE for one archive)"
                 )
-            if args.out is not None or args.save_tokens is not None:
+            if args.out is not None or args.save_tokens is not None or args.show_scales is not None:
                 raise ValueError(
-                    "--out and --save-tokens need every image in one process; under torchrun write --out-dir "
-                    "(and --npz), or run them without torchrun"
+                    "--out, --save-tokens and --show-scales need every image in one process; under torchrun write "
+                    "--out-dir (and --npz), or run them without torchrun"
                 )
             args.device = str(dist_info.device)  # cuda:LOCAL_RANK on a GPU node
         return sample(args, dist_info)
@@ -367,7 +394,8 @@ def sample(args: argparse.Namespace, dist_info) -> int:
     if args.prompt is not None and any(not text.strip() for text in args.prompt):
         raise ValueError("--prompt got an empty prompt; give some text for every prompt")
     text = args.prompt is not None or args.text_features is not None
-    files = args.out_dir is not None or args.npz is not None  # a run written as files needs no default grid
+    # a run written as files (or shown scale by scale) needs no default grid
+    files = args.out_dir is not None or args.npz is not None or args.show_scales is not None
     grid_path = args.out if args.out is not None else (None if files else DEFAULT_GRID)
     every_class = args.classes is not None and any(str(value).lower() == "all" for value in args.classes)
     if args.text_features is None and not every_class:  # the count is known before loading: refuse early
@@ -377,6 +405,8 @@ def sample(args: argparse.Namespace, dist_info) -> int:
         check_image_output(grid_path, "--out")
     if args.save_tokens is not None:
         check_output_file(args.save_tokens, "--save-tokens", example="tokens.safetensors")
+    if args.show_scales is not None:
+        check_image_output(args.show_scales, "--show-scales")
     if args.npz is not None:
         check_output_file(args.npz, "--npz", example="samples.npz")
         if args.npz.suffix.lower() != ".npz":
@@ -395,6 +425,12 @@ def sample(args: argparse.Namespace, dist_info) -> int:
         raise ValueError("--negative-prompt goes with --prompt")
     plan = Plan(args, pipe, features)
     check_grid_size(plan.count, grid_path)
+    scales = len(pipe.tokenizer.config.scale_sides)
+    if args.show_scales is not None and plan.count * scales > MAX_GRID_IMAGES:
+        raise ValueError(
+            f"--show-scales draws {scales} tiles per image: at most {MAX_GRID_IMAGES // scales} images, got "
+            f"{plan.count}; lower --num or the number of classes"
+        )
     sampling = sampling_kwargs(args)
     seed = sampling.pop("seed")
     if args.out_dir is not None:
@@ -411,7 +447,7 @@ def sample(args: argparse.Namespace, dist_info) -> int:
         for batch_idx, start in enumerate(starts)
         if batch_idx % dist_info.world_size == dist_info.rank
     ]
-    keep_all = grid_path is not None or args.save_tokens is not None  # these need every image / token row
+    keep_all = grid_path is not None or args.save_tokens is not None or args.show_scales is not None
     stream_npz = args.npz is not None and args.out_dir is None  # with --out-dir the PNGs are packed at the end
     images, tokens, labels = [], [], []
     skipped = written = 0
@@ -472,6 +508,9 @@ def sample(args: argparse.Namespace, dist_info) -> int:
             pack_npz(args.out_dir, plan, text, args.npz, pipe.image_size, progress)
     if args.npz is not None:
         print(f"wrote {plan.count} images ({pipe.image_size}x{pipe.image_size} RGB uint8) to {args.npz}")
+    if args.show_scales is not None:
+        save_image(scale_grid(pipe, torch.cat(tokens)), args.show_scales)
+        print(f"wrote the coarse-to-fine view of {plan.count} images to {args.show_scales}")
     if args.save_tokens is not None:
         all_tokens = torch.cat(tokens).contiguous()
         atomic_write(args.save_tokens, lambda tmp: save_file({"tokens": all_tokens}, tmp))

@@ -184,8 +184,8 @@ class MultiScaleQuantizer(nn.Module):
         """Code vectors of token indices: (B, l) int64 -> (B, l, code_dim)."""
         return self.codebook(indices_Bl)
 
-    def indices_to_fhat(self, indices: list[torch.Tensor]) -> torch.Tensor:
-        """K index tensors (B, side_k^2) -> final f_hat (B, C, H, W), float32."""
+    def _decode_steps(self, indices: list[torch.Tensor]):
+        """Yield the cumulative f_hat (B, C, H, W) after each of the K scales (one tensor, updated in place)."""
         B = self.check_indices(indices)
         C, H = self.code_dim, self.sides[-1]
         f_hat = indices[0].new_zeros(B, C, H, H, dtype=torch.float32)
@@ -194,7 +194,17 @@ class MultiScaleQuantizer(nn.Module):
             if scale_idx != len(self.sides) - 1:
                 h_BChw = F.interpolate(h_BChw, size=(H, H), mode="bicubic")
             f_hat.add_(self.phi(scale_idx)(h_BChw))
+            yield f_hat
+
+    def indices_to_fhat(self, indices: list[torch.Tensor]) -> torch.Tensor:
+        """K index tensors (B, side_k^2) -> final f_hat (B, C, H, W), float32."""
+        *_, f_hat = self._decode_steps(indices)  # the generator's last value: all K scales added
         return f_hat
+
+    def indices_to_fhats(self, indices: list[torch.Tensor]) -> list[torch.Tensor]:
+        """K index tensors -> the K cumulative f_hat_k (B, C, H, W), coarse to fine: what the first k scales
+        say about the image (the official ``idxBl_to_img(..., last_one=False)``); the last is ``indices_to_fhat``."""
+        return [f_hat.clone() for f_hat in self._decode_steps(indices)]
 
     @torch.no_grad()  # the tokenizer is frozen while the transformer trains; f_hat is updated in place
     def teacher_forcing_input(self, indices: list[torch.Tensor]) -> torch.Tensor:

@@ -116,8 +116,7 @@ class MultiScaleVQVAE(nn.Module):
             f_hat = f_hat.contiguous(memory_format=torch.channels_last)
         return self.decoder(self.post_quant_conv(f_hat)).clamp_(-1, 1)
 
-    def decode(self, indices: list[torch.Tensor]) -> torch.Tensor:
-        """K index tensors (B, side_k^2) -> images (B, 3, H, W) clamped to [-1, 1]."""
+    def _check_index_values(self, indices: list[torch.Tensor]) -> None:
         self.quantizer.check_indices(indices)
         for k, idx in enumerate(indices):
             if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
@@ -125,7 +124,17 @@ class MultiScaleVQVAE(nn.Module):
                     f"indices of scale {k} must lie in [0, {self.config.vocab_size}), "
                     f"got values in [{int(idx.min())}, {int(idx.max())}]"
                 )
+
+    def decode(self, indices: list[torch.Tensor]) -> torch.Tensor:
+        """K index tensors (B, side_k^2) -> images (B, 3, H, W) clamped to [-1, 1]."""
+        self._check_index_values(indices)
         return self.decode_fhat(self.quantizer.indices_to_fhat(indices))
+
+    def decode_scales(self, indices: list[torch.Tensor]) -> list[torch.Tensor]:
+        """K index tensors -> K image batches (B, 3, H, W) in [-1, 1]: the image after the first k scales, coarse
+        to fine (the last equals :meth:`decode`). Costs K decoder passes; for looking at, not for sampling."""
+        self._check_index_values(indices)
+        return [self.decode_fhat(f_hat) for f_hat in self.quantizer.indices_to_fhats(indices)]
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """Encode, quantize and decode: images (B, 3, H, W) -> reconstructions clamped to [-1, 1].
