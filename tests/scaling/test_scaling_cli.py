@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -10,26 +11,15 @@ from nextscale.scaling.sweep import collect_sweep, count_parameters, transformer
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.model import ScaleTransformer
 
-TRAIN_FLAGS = ["--preset", "tiny", "--lr", "3e-3", "--warmup", "1", "--eval-samples", "32", "--preview-every", "none"]
-TRAIN_FLAGS += ["--log-every", "1", "--no-progress", "--ema-decay", "none"]
-
-
-def _sweep(token_data, out, depths, steps=3):
-    tokenizer, tokens, eval_tokens = token_data
-    argv = ["scaling", "run", "--out", str(out), "--depths", *map(str, depths), "--tokens", str(tokens)]
-    argv += ["--eval-tokens", str(eval_tokens), "--tokenizer", str(tokenizer), "--width-base", "16"]
-    argv += ["--batch-size", "8", "--steps", str(steps), "--eval-every", "1", "--", *TRAIN_FLAGS]
-    return main(argv)
-
 
 def _points(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-def test_sweep_trains_records_resumes_and_extends(token_data, tmp_path, capsys):
+def test_sweep_trains_records_resumes_and_extends(finished_sweep, sweep_argv, tmp_path, capsys):
     out = tmp_path / "sweep"
-    assert _sweep(token_data, out, [1, 2]) == 0
+    shutil.copytree(finished_sweep, out)  # `scaling run --depths 1 2` with sweep_argv's settings
     rows = _points(out / "points.csv")
     assert [row["run"] for row in rows] == ["d1", "d2"]
     for row, depth in zip(rows, (1, 2)):
@@ -42,6 +32,7 @@ def test_sweep_trains_records_resumes_and_extends(token_data, tmp_path, capsys):
         assert int(row["tokens_seen"]) == 3 * 8 * 21
         assert float(row["compute"]) == pytest.approx(6 * int(row["params"]) * 3 * 8 * 21)
         assert 0 < float(row["loss"]) and 0 <= float(row["error"]) <= 1
+        assert row["finished"] == "True"
     # the last eval line of the run is what the row holds; L_avg is the token-weighted mean of the scales
     lines = [json.loads(x) for x in (out / "runs" / "d2" / "metrics.jsonl").read_text().splitlines()]
     last_eval = [x for x in lines if x["split"] == "eval"][-1]
@@ -57,7 +48,7 @@ def test_sweep_trains_records_resumes_and_extends(token_data, tmp_path, capsys):
     with open(out / "runs" / "d2" / "metrics.jsonl", "a") as handle:
         handle.write('{"step": 4, "split": "ev')
     capsys.readouterr()
-    assert _sweep(token_data, out, [1, 2, 3]) == 0
+    assert main(sweep_argv(out, [1, 2, 3])) == 0
     printed = capsys.readouterr().out
     assert "d1: finished (3 steps), kept" in printed and "d2: finished" in printed
     assert printed.count("$ nextscale train") == 1
@@ -76,8 +67,7 @@ def test_sweep_trains_records_resumes_and_extends(token_data, tmp_path, capsys):
 def test_compute_budget_gives_smaller_models_more_steps(token_data, tmp_path, capsys):
     import argparse
 
-    from nextscale.cli.scaling import add_arguments, plan_run
-    from nextscale.training.export import load_tokenizer
+    from nextscale.cli.scaling import add_arguments, model_inputs, parse_train_flags, plan_run
 
     tokenizer_dir, tokens, eval_tokens = token_data
     parser = argparse.ArgumentParser()
@@ -87,8 +77,8 @@ def test_compute_budget_gives_smaller_models_more_steps(token_data, tmp_path, ca
          str(eval_tokens), "--tokenizer", str(tokenizer_dir), "--width-base", "16", "--batch-size", "8",
          "--compute-budget", "1e9"]
     )  # fmt: skip
-    tokenizer = load_tokenizer(tokenizer_dir)
-    plans = {depth: plan_run(args, depth, ["--preset", "tiny"], tokenizer) for depth in (1, 2)}
+    inputs = model_inputs(parse_train_flags(args, 1, ["--preset", "tiny"])[1])
+    plans = {depth: plan_run(args, depth, ["--preset", "tiny"], inputs) for depth in (1, 2)}
     for argv, steps, params in plans.values():
         assert steps == round(1e9 / (6 * params * 8 * 21))
         assert argv[argv.index("--steps") + 1] == str(steps)

@@ -6,24 +6,34 @@ Examples (Fashion-MNIST tokens of the demo tokenizer; `nextscale tokenize ... --
     nextscale scaling run --out sweeps/fm ... --depths 7          # extends the sweep; finished runs are kept
     nextscale scaling fit --sweep sweeps/fm                       # L_avg vs parameters
     nextscale scaling fit --csv sweeps/fm/points.csv --x compute --y loss_last --json
+    nextscale scaling fit --sweep sweeps/fm --frontier            # L_avg on the compute Pareto frontier
     nextscale scaling plot --sweep sweeps/fm --out sweeps/fm/scaling.png
 
 `run` trains one ordinary `nextscale train` run per depth in OUT/runs/d{depth} (in this process; re-running
-resumes unfinished runs and leaves finished ones alone) with the shape rule of TransformerConfig.from_depth:
-width = WIDTH_BASE x d (64 d in VAR), d heads, drop-path 0.1 d / 24. The length of every run is --steps, or
-follows from a budget: --token-budget T gives T / (batch x L) steps (L tokens per image), --compute-budget C
-gives C / (6 N batch L) steps (iso-FLOP: smaller models see more tokens). Flags after `--` go to `nextscale
-train` unchanged (optimiser, preset for the class count, --config run file, ...); the sweep sets --run-dir,
---depth, --embed-dim, --steps, --batch-size and the data itself.
+resumes unfinished runs and leaves finished ones alone; Ctrl-C stops it, and the same command resumes) with the
+shape rule of TransformerConfig.from_depth: width = WIDTH_BASE x d (64 d in VAR), d heads, drop-path 0.1 d / 24.
+The length of every run is --steps, or follows from a budget: --token-budget T gives T / (batch x L) steps (L
+tokens per image), --compute-budget C gives C / (6 N batch L) steps (iso-FLOP: smaller models see more tokens;
+N is that of the model training builds, with the data's class count). Flags after `--` go to `nextscale train`
+unchanged (optimiser, preset, --config run file, ...); the sweep sets --run-dir, --depth, --embed-dim,
+--num-heads, --drop-path-rate, the run length, --batch-size, --eval-every and the data itself, and refuses them
+after `--`. OUT/sweep.json records the settings; re-running or extending the sweep with other settings (width
+base, batch, budget, --eval-every, data, flags after `--`) is refused, and nothing is written before every check
+has passed.
 
 After every run OUT/points.csv and points.json are rewritten, one row per run: depth, width, parameters N (all
 of them, as VAR counts; also without embeddings), tokens seen D = steps x batch x L, compute C = 6 N D FLOPs,
-and the last held-out evaluation: loss (L_avg), loss_last (L_last), error (Err_avg), error_last (Err_last).
+the last held-out evaluation: loss (L_avg), loss_last (L_last), error (Err_avg), error_last (Err_last), and
+whether the run finished (reached its planned steps and checkpointed them).
 
-`fit` takes logs (log L = α log β + α log X), fits a line by least squares and reports α, β and the Pearson r
-of (log X, log L); with --json it prints exactly {"alpha": ..., "beta": ..., "pearson_r": ...}. `plot` needs
-matplotlib (the eval extra). The test's sweep (tests/scaling/test_scaling_cli.py: depths 1-3 at width 16, 3 steps of
-batch 8 on tokens of the 200 test-asset images, then fit and plot) takes about 6 s on this 2-core CPU.
+`fit` and `plot` count finished runs only (from --sweep, or the rows of a table whose "finished" column says so)
+and name each run they leave out on stderr. `fit` takes logs (log L = α log β + α log X), fits a line by least
+squares and reports α, β and the Pearson r of (log X, log L); with --json it prints exactly {"alpha": ...,
+"beta": ..., "pearson_r": ...}. A fit so flat that β leaves floating-point range is refused. --frontier fits the
+compute Pareto frontier instead, over every held-out evaluation of every finished run (the figure's dashed
+line). `plot` needs matplotlib (the eval extra) and at least 2 points. The test's sweep
+(tests/scaling/test_scaling_cli.py: depths 1-3 at width 16, 3 steps of batch 8 on tokens of the 200 test-asset
+images, then fit and plot) takes about 6 s on this 2-core CPU.
 """
 
 from __future__ import annotations
@@ -31,25 +41,57 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-# `nextscale train` flags the sweep sets itself (a value after `--` would contradict it).
-SWEEP_OWNED = (
-    "--run-dir",
-    "--depth",
-    "--embed-dim",
-    "--num-heads",
-    "--drop-path-rate",
-    "--steps",
-    "--epochs",
-    "--max-steps",
-    "--batch-size",
-    "--tokens",
-    "--tokenizer",
-    "--eval-tokens",
-    "--data",
+# `nextscale train` flags the sweep sets itself (a value after `--` would contradict it): dest -> what to do instead.
+_RUN_LENGTH = "use `scaling run --steps`, --token-budget or --compute-budget (every run trains its planned steps)"
+SWEEP_OWNED = {
+    "run_dir": "each run lives in OUT/runs/dDEPTH: choose OUT with `scaling run --out`",
+    "depth": "use `scaling run --depths`",
+    "embed_dim": "width = WIDTH_BASE x depth: use `scaling run --width-base`",
+    "num_heads": "the depth rule gives depth heads; it cannot be set",
+    "drop_path_rate": "the depth rule gives 0.1 depth / 24; it cannot be set",
+    "steps": _RUN_LENGTH,
+    "epochs": _RUN_LENGTH,
+    "max_steps": _RUN_LENGTH,
+    "batch_size": "use `scaling run --batch-size`",
+    "eval_every": "use `scaling run --eval-every` (before the --)",
+    "tokens": "use `scaling run --tokens`",
+    "eval_tokens": "use `scaling run --eval-tokens`",
+    "tokenizer": "use `scaling run --tokenizer`",
+    "data": "a sweep trains on token folders: use `scaling run --tokens`",
+    "eval_data": "the held-out set is `scaling run --eval-tokens`",
+    "init_from": "every depth starts from fresh weights; it cannot be set",
+    "raster": "a sweep measures next-scale transformers; it cannot be set",
+}
+# The owned flags the sweep types on every run's command line (see plan_run).
+SWEEP_TYPED = (
+    "tokenizer",
+    "tokens",
+    "eval_tokens",
+    "run_dir",
+    "depth",
+    "embed_dim",
+    "batch_size",
+    "steps",
+    "eval_every",
 )
 EVALS_PER_RUN = 10
+INTERRUPTED = 130  # exit status of a command stopped by Ctrl-C (128 + SIGINT), as `nextscale` returns it
+# sweep.json keys that must match for a re-run to resume or extend the sweep, and the flag of each plain value.
+SWEEP_SETTINGS = {
+    "tokens": "--tokens",
+    "eval_tokens": "--eval-tokens",
+    "tokenizer": "--tokenizer",
+    "width_base": "--width-base",
+    "batch_size": "--batch-size",
+    "budget": None,  # --steps, --token-budget or --compute-budget
+    "eval_every": "--eval-every",
+    "train_args": None,  # the flags after --
+}
+BUDGET_FLAGS = {"steps": "--steps", "tokens": "--token-budget", "flops": "--compute-budget"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,8 +118,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     fit = sub.add_parser("fit", help="fit L = (beta X)^alpha to a sweep or a CSV table")
     _add_source_arguments(fit)
-    fit.add_argument("--x", default="params", help="column of X (default: params; also compute, tokens_seen)")
+    fit.add_argument(
+        "--x", default=None, help="column of X (default: params, or compute with --frontier; also tokens_seen)"
+    )
     fit.add_argument("--y", default="loss", help="column of L (default: loss = L_avg; also loss_last, error, ...)")
+    fit.add_argument(
+        "--frontier",
+        action="store_true",
+        help="fit L = (beta C)^alpha to the compute Pareto frontier (the plot's dashed line): with --sweep over "
+        "every held-out evaluation of every finished run, with --csv over the table's rows",
+    )
     fit.add_argument("--json", action="store_true", help='print only {"alpha": ..., "beta": ..., "pearson_r": ...}')
 
     plot = sub.add_parser("plot", help="log-log loss/error vs N and loss vs compute with its Pareto frontier")
@@ -114,22 +164,39 @@ def steps_for_budget(args: argparse.Namespace, params: int, tokens_per_step: int
     return max(1, round(budget / per_step))
 
 
+class _TrainFlagsParser(argparse.ArgumentParser):
+    """The `nextscale train` parser for the flags after `--`: a bad flag is a ValueError (one line), not an exit."""
+
+    def error(self, message: str):
+        raise ValueError(f"the `nextscale train` flags after --: {message}")
+
+
 def _train_parser() -> argparse.ArgumentParser:
     from nextscale.cli import train
 
-    parser = argparse.ArgumentParser(prog="nextscale train")
+    parser = _TrainFlagsParser(prog="nextscale train")
     train.add_arguments(parser)
     return parser
 
 
-def plan_run(args: argparse.Namespace, depth: int, extra: list[str], tokenizer) -> tuple[list[str], int, int]:
-    """The `nextscale train` argv of one depth, with its step count and parameter count."""
-    from nextscale.cli.train import build_transformer_config
-    from nextscale.scaling.sweep import RUNS_DIR, run_name, transformer_parameters
+def check_train_flags(extra: list[str]) -> None:
+    """Refuse flags after `--` that the sweep sets itself, naming what to use instead."""
+    from nextscale.training.options import given_options
+
+    owned = [dest for dest in SWEEP_OWNED if dest in given_options(_train_parser().parse_args(extra))]
+    if owned:
+        raise ValueError(
+            "; ".join(f"--{dest.replace('_', '-')} is set by the sweep itself: {SWEEP_OWNED[dest]}" for dest in owned)
+        )
+
+
+def parse_train_flags(args: argparse.Namespace, depth: int, extra: list[str]) -> tuple[list[str], argparse.Namespace]:
+    """The argv the sweep gives `nextscale train` for one depth (less the run length), and what it parses to
+    after the --config run file (as `nextscale train` reads it)."""
+    from nextscale.cli.train import RUN_FILE_SOURCES
+    from nextscale.scaling.sweep import RUNS_DIR, run_name
     from nextscale.training.options import apply_run_file
 
-    if depth < 1:
-        raise ValueError(f"depths must be >= 1, got {depth}")
     common = [
         "--tokenizer", str(args.tokenizer),
         "--tokens", str(args.tokens),
@@ -139,47 +206,155 @@ def plan_run(args: argparse.Namespace, depth: int, extra: list[str], tokenizer) 
         "--embed-dim", str(args.width_base * depth),
         "--batch-size", str(args.batch_size),
     ]  # fmt: skip
-    planned = apply_run_file(_train_parser().parse_args([*common, *extra]))
-    config = build_transformer_config(planned, tokenizer.config)
+    parser = _train_parser()
+    planned = apply_run_file(parser.parse_args([*common, *extra]), RUN_FILE_SOURCES)
+    # The typed flags win over a --config file; the owned flags the sweep does not type must keep their defaults.
+    from_file = [dest for dest in SWEEP_OWNED if dest not in SWEEP_TYPED]
+    from_file = [dest for dest in from_file if getattr(planned, dest, None) != parser.get_default(dest)]
+    if from_file:
+        names = ", ".join(dest.replace("_", "-") for dest in from_file)
+        raise ValueError(
+            f"--config {planned.config} sets {names}, which the sweep sets itself; remove it from the file"
+        )
+    return common, planned
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What `nextscale train` fits a transformer to besides its flags: the tokenizer's schedule, the class count
+    of the training data and the text encoder's width (None for a class model)."""
+
+    tokenizer_config: object
+    num_classes: int | None
+    text_dim: int | None
+
+
+def model_inputs(planned: argparse.Namespace) -> ModelInputs:
+    """The tokenizer schedule, class count and text width `nextscale train` will use for these flags.
+
+    This follows `nextscale train`'s own steps (cli/train.py ``_train``): --scale-sides / --resolution reshape the
+    tokenizer, the class count comes from the training tokens unless --num-classes is given, a text model takes
+    its encoder's width. A plan from the preset's class count would count the wrong N (1000 classes of var-d16
+    instead of the data's 10: 990 x width parameters too many) and give the runs unequal compute.
+    """
+    from nextscale.cli.data_report import scale_sides_for
+    from nextscale.cli.train import fit_num_classes, load_text_encoder_option
+    from nextscale.data.token_shards import TokenShardDataset
+    from nextscale.training.export import load_tokenizer, with_scale_sides
+
+    tokenizer = load_tokenizer(planned.tokenizer, planned.scale_sides)
+    sides = scale_sides_for(planned.resolution, planned.scale_sides, tokenizer.config.downsample_factor)
+    if sides is not None and sides != tuple(tokenizer.config.scale_sides):
+        tokenizer = with_scale_sides(tokenizer, sides)
+    if planned.text_encoder:
+        return ModelInputs(tokenizer.config, None, load_text_encoder_option(planned.text_encoder).width)
+    train_set = TokenShardDataset(planned.tokens, tokenizer, seed=planned.seed)
+    return ModelInputs(tokenizer.config, fit_num_classes(planned.num_classes, train_set, planned.tokens), None)
+
+
+def plan_run(args: argparse.Namespace, depth: int, extra: list[str], inputs: ModelInputs) -> tuple[list[str], int, int]:
+    """The `nextscale train` argv of one depth, with its step count and parameter count (of the model that
+    training will build: same flags, class count and schedule)."""
+    from nextscale.cli.train import build_transformer_config
+    from nextscale.scaling.sweep import transformer_parameters
+
+    if depth < 1:
+        raise ValueError(f"depths must be >= 1, got {depth}")
+    common, planned = parse_train_flags(args, depth, extra)
+    if inputs.text_dim is None:
+        planned.num_classes = inputs.num_classes
+    config = build_transformer_config(planned, inputs.tokenizer_config, inputs.text_dim)
     params, _ = transformer_parameters(config)
     steps = steps_for_budget(args, params, planned.batch_size * config.schedule.total_tokens)
     eval_every = args.eval_every or max(1, math.ceil(steps / EVALS_PER_RUN))
     return [*common, "--steps", str(steps), "--eval-every", str(eval_every), *extra], steps, params
 
 
-def run_sweep(args: argparse.Namespace) -> int:
-    from nextscale.cli import CommandError, main
-    from nextscale.pretrained import atomic_write_text
-    from nextscale.scaling.sweep import RUNS_DIR, SWEEP_FILE, collect_sweep, read_run, run_name, write_points
-    from nextscale.training.export import load_tokenizer
-
-    extra = list(args.train_args)
-    if extra and extra[0] == "--":
-        extra = extra[1:]
-    owned = [flag for flag in extra if flag.split("=")[0] in SWEEP_OWNED]
-    if owned:
-        raise ValueError(f"{', '.join(owned)} is set by the sweep itself; use the `scaling run` flags instead")
-    if args.width_base < 1 or args.batch_size < 1:
-        raise ValueError("--width-base and --batch-size must be >= 1")
-    planned_scale_sides = _train_parser().parse_args(extra).scale_sides
-    tokenizer = load_tokenizer(args.tokenizer, planned_scale_sides)
-    args.out.mkdir(parents=True, exist_ok=True)
-    settings_path = args.out / SWEEP_FILE
-    previous = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
-    depths = sorted(set(args.depths))
-    settings = {
-        "depths": sorted(set(previous.get("depths", [])) | set(depths)),
+def sweep_settings(args: argparse.Namespace, extra: list[str]) -> dict[str, object]:
+    """The sweep.json settings every run of the sweep shares (depths apart)."""
+    if args.steps is not None:
+        budget = {"steps": args.steps}
+    elif args.token_budget is not None:
+        budget = {"tokens": args.token_budget}
+    else:
+        budget = {"flops": args.compute_budget}
+    return {
         "tokens": str(args.tokens),
         "eval_tokens": str(args.eval_tokens),
         "tokenizer": str(args.tokenizer),
         "width_base": args.width_base,
         "batch_size": args.batch_size,
-        "budget": _budget(args),
+        "budget": budget,
+        "eval_every": args.eval_every,
         "train_args": extra,
     }
-    atomic_write_text(settings_path, json.dumps(settings, indent=2) + "\n")
-    for depth in depths:
-        argv, steps, params = plan_run(args, depth, extra, tokenizer)
+
+
+def setting_differences(recorded: dict, settings: dict) -> list[str]:
+    """'FLAG NOW (recorded: THEN)' for every setting that differs from the sweep's record; keys an older
+    sweep.json lacks are not compared."""
+    return [
+        f"{_setting_text(key, settings[key])} (recorded: {_setting_text(key, recorded[key])})"
+        for key in SWEEP_SETTINGS
+        if key in recorded and not _same_setting(key, recorded[key], settings[key])
+    ]
+
+
+def _same_setting(key: str, recorded: object, now: object) -> bool:
+    if recorded == now:
+        return True
+    if key in ("tokens", "eval_tokens", "tokenizer"):  # one folder named two ways (relative, absolute)
+        return Path(str(recorded)).resolve() == Path(str(now)).resolve()
+    return False
+
+
+def _setting_text(key: str, value) -> str:
+    """A setting as the flags that give it: '--width-base 16', '--steps 60', '-- --lr 2e-3'."""
+    if key == "budget":
+        kind, amount = next(iter(value.items()))
+        return f"{BUDGET_FLAGS.get(kind, kind)} {amount:g}"
+    if key == "train_args":
+        return f"-- {' '.join(value)}" if value else "no flags after --"
+    if value is None:
+        return f"no {SWEEP_SETTINGS[key]}"
+    return f"{SWEEP_SETTINGS[key]} {value}"
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from nextscale.cli import CommandError, main
+    from nextscale.pretrained import atomic_write_text
+    from nextscale.scaling.sweep import RUNS_DIR, SWEEP_FILE, collect_sweep, read_run, run_name, write_points
+
+    extra = list(args.train_args)
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    # Everything is checked before the first file is written: a refused call leaves the sweep as it was.
+    check_train_flags(extra)
+    if args.width_base < 1 or args.batch_size < 1:
+        raise ValueError("--width-base and --batch-size must be >= 1")
+    if args.eval_every is not None and args.eval_every < 1:
+        raise ValueError(f"--eval-every must be >= 1, got {args.eval_every}")
+    depths = sorted(set(args.depths))
+    if depths[0] < 1:
+        raise ValueError(f"depths must be >= 1, got {depths[0]}")
+    inputs = model_inputs(parse_train_flags(args, depths[0], extra)[1])
+    plans = {depth: plan_run(args, depth, extra, inputs) for depth in depths}
+    settings_path = args.out / SWEEP_FILE
+    recorded = _recorded_settings(settings_path)
+    settings = sweep_settings(args, extra)
+    differences = setting_differences(recorded, settings)
+    if differences:
+        raise ValueError(
+            f"{args.out} is a sweep made with other settings, and its runs must share them: "
+            + "; ".join(differences)
+            + f". Re-run with the recorded settings (see {settings_path}) to resume or extend it, or use a new --out"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    # The depths that have a run (an older sweep.json may list refused ones) and those about to train.
+    trained = {depth for depth in recorded.get("depths", []) if (args.out / RUNS_DIR / run_name(depth)).is_dir()}
+    all_depths = sorted(trained | set(depths))
+    atomic_write_text(settings_path, json.dumps({"depths": all_depths, **settings}, indent=2) + "\n")
+    for depth, (argv, steps, params) in plans.items():
         run_dir = args.out / RUNS_DIR / run_name(depth)
         if (run_dir / "config.json").is_file():
             done = read_run(run_dir)
@@ -188,7 +363,13 @@ def run_sweep(args: argparse.Namespace) -> int:
                 continue
         print(f"d{depth}: N = {params:,} parameters, {steps} steps", flush=True)
         print("$ nextscale train " + " ".join(argv), flush=True)
-        if main(["train", *argv]) != 0:
+        status = main(["train", *argv])
+        if status == INTERRUPTED:  # `nextscale train` has said where it saved
+            raise KeyboardInterrupt(
+                f"the sweep was interrupted in the run of depth {depth}; re-run the same `nextscale scaling run` "
+                "command to resume it (finished runs are kept)"
+            )
+        if status != 0:
             raise CommandError(f"the run of depth {depth} failed; fix the problem above and re-run to resume")
         write_points(args.out, collect_sweep(args.out))
     runs = collect_sweep(args.out)
@@ -198,12 +379,16 @@ def run_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _budget(args: argparse.Namespace) -> dict[str, float]:
-    if args.steps is not None:
-        return {"steps": args.steps}
-    if args.token_budget is not None:
-        return {"tokens": args.token_budget}
-    return {"flops": args.compute_budget}
+def _recorded_settings(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        recorded = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); restore it or use a new --out") from err
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{path} is not a sweep's settings (a JSON object); restore it or use a new --out")
+    return recorded
 
 
 def _print_table(runs) -> None:
@@ -218,38 +403,72 @@ def _print_table(runs) -> None:
 
 
 # ------------------------------------------------------------------------------------------- fit, plot
-def _rows(args: argparse.Namespace) -> tuple[list[dict], str]:
-    """Rows of the table (--csv) or of the sweep's runs (--sweep), and a name for messages."""
-    from nextscale.scaling.sweep import collect_sweep, read_table
+def _finished_runs(sweep: Path) -> list:
+    """The runs of a sweep that reached their planned steps; a line on stderr for each run left out."""
+    from nextscale.scaling.sweep import collect_sweep, finished_runs
 
+    runs, notes = finished_runs(collect_sweep(sweep))
+    for note in notes:
+        print(note, file=sys.stderr)
+    if not runs:
+        raise ValueError(
+            f"no run of {sweep} has finished yet; re-run `nextscale scaling run` with the sweep's settings to finish"
+        )
+    return runs
+
+
+def _table_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV table, less those a sweep's points.csv marks unfinished (a line on stderr each)."""
+    from nextscale.scaling.sweep import finished_rows, read_table
+
+    rows, notes = finished_rows(read_table(path), str(path))
+    for note in notes:
+        print(note, file=sys.stderr)
+    return rows
+
+
+def _rows(args: argparse.Namespace) -> tuple[list[dict], str]:
+    """Rows of the table (--csv) or of the sweep's finished runs (--sweep), and a name for messages."""
     if args.csv is not None:
-        return read_table(args.csv), str(args.csv)
-    rows = [run.row() for run in collect_sweep(args.sweep) if run.evals]
-    if not rows:
-        raise ValueError(f"no run of {args.sweep} has a held-out evaluation yet")
-    return rows, str(args.sweep)
+        return _table_rows(args.csv), str(args.csv)
+    return [run.row() for run in _finished_runs(args.sweep)], str(args.sweep)
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from nextscale.scaling.power_law import fit_power_law
-    from nextscale.scaling.sweep import column
+    from nextscale.scaling.power_law import fit_pareto_frontier, fit_power_law
+    from nextscale.scaling.sweep import column, loss_curves
 
-    rows, source = _rows(args)
-    fit = fit_power_law(column(rows, args.x, source), column(rows, args.y, source))
-    if args.json:
-        print(json.dumps({"alpha": fit.alpha, "beta": fit.beta, "pearson_r": fit.pearson_r}))
+    x_name = args.x or ("compute" if args.frontier else "params")
+    if args.frontier and x_name != "compute":
+        raise ValueError(f"--frontier fits loss vs training compute; drop --x {args.x} (or give --x compute)")
+    if args.frontier and args.sweep is not None:  # every evaluation, as the figure's loss-vs-compute panel
+        curves = loss_curves(_finished_runs(args.sweep), args.y)
+        points = [point for curve in curves.values() for point in curve]
+        source = f"{len(points)} evaluations of {len(curves)} runs of {args.sweep}"
+        fit = fit_pareto_frontier([compute for compute, _ in points], [value for _, value in points])
     else:
-        print(f"{fit.formula(args.x, args.y)}  (alpha = {fit.alpha:.6g}, beta = {fit.beta:.6g}, ", end="")
-        print(f"Pearson r of logs = {fit.pearson_r:.4f}, {fit.num_points} points from {source})")
+        rows, source = _rows(args)
+        x, y = column(rows, x_name, source), column(rows, args.y, source)
+        fit = fit_pareto_frontier(x, y) if args.frontier else fit_power_law(x, y)
+    # allow_nan=False: Infinity / NaN are not JSON; fit_power_law refuses such fits, this keeps it so.
+    result = json.dumps({"alpha": fit.alpha, "beta": fit.beta, "pearson_r": fit.pearson_r}, allow_nan=False)
+    if args.json:
+        print(result)
+        return 0
+    where = "on the compute Pareto frontier of" if args.frontier else "from"
+    print(f"{fit.formula(x_name, args.y)}  (alpha = {fit.alpha:.6g}, beta = {fit.beta:.6g}, ", end="")
+    print(f"Pearson r of logs = {fit.pearson_r:.4f}, {fit.num_points} points {where} {source})")
     return 0
 
 
 def run_plot(args: argparse.Namespace) -> int:
     from nextscale.scaling.plot import plot_scaling
-    from nextscale.scaling.sweep import collect_sweep, column, read_table
+    from nextscale.scaling.sweep import column, loss_curves
 
     if args.csv is not None:
-        table = read_table(args.csv)
+        if args.out is None:
+            raise ValueError("--out is required with --csv")
+        table = _table_rows(args.csv)
         names = [name for name in table[0] if name != "run"]
         numeric = {}
         for name in names:
@@ -259,12 +478,9 @@ def run_plot(args: argparse.Namespace) -> int:
                 continue  # text columns are not drawn
         rows = [{name: values[index] for name, values in numeric.items()} for index in range(len(table))]
         curves, out = None, args.out
-        if out is None:
-            raise ValueError("--out is required with --csv")
     else:
-        runs = [run for run in collect_sweep(args.sweep) if run.evals]
-        rows = [run.row() for run in runs]
-        curves = {run.run: [(point.compute, point.loss) for point in run.evals] for run in runs}
+        runs = _finished_runs(args.sweep)
+        rows, curves = [run.row() for run in runs], loss_curves(runs)
         out = args.out or args.sweep / "scaling.png"
     try:
         path = plot_scaling(rows, out, curves=curves, title=args.title)

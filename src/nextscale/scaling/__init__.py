@@ -5,12 +5,14 @@
 scale. See ``sweep`` for the accounting of N, D and C.
 """
 
-from nextscale.scaling.power_law import PowerLawFit, fit_power_law, pareto_frontier
+from nextscale.scaling.power_law import PowerLawFit, fit_pareto_frontier, fit_power_law, pareto_frontier
 from nextscale.scaling.sweep import (
     EvalPoint,
     RunSummary,
     collect_sweep,
     count_parameters,
+    finished_runs,
+    loss_curves,
     read_run,
     training_compute,
     transformer_parameters,
@@ -23,7 +25,10 @@ __all__ = [
     "RunSummary",
     "collect_sweep",
     "count_parameters",
+    "finished_runs",
+    "fit_pareto_frontier",
     "fit_power_law",
+    "loss_curves",
     "pareto_frontier",
     "read_run",
     "training_compute",

@@ -8,20 +8,30 @@ Panels (as the VAR paper's Fig. 5 and 6):
        all of them (the least loss reached with at most that compute) and the power law fitted to the frontier.
        From a bare table (no curves) the panel shows the final points and their frontier.
 
+A log axis spanning less than a decade labels only 1, 2 and 5 x 10^k (matplotlib's default labels 2, 3, 4 and 6
+x 10^k there, which run into each other on a narrow panel).
+
 Matplotlib is the optional ``eval`` extra; it is imported when a figure is drawn, through its object API (no
 pyplot state and no backend switch in the calling process).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nextscale.pretrained import atomic_write
-from nextscale.scaling.power_law import fit_power_law, pareto_frontier
+from nextscale.scaling.power_law import fit_pareto_frontier, fit_power_law, pareto_frontier
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+MIN_POINTS = 2  # a figure of one run has no law to show
 
 
 def _figure_class():
@@ -34,12 +44,34 @@ def _figure_class():
 
 def _fit_and_draw(axis, x: np.ndarray, y: np.ndarray, label: str, x_name: str, color: str, marker: str) -> None:
     axis.scatter(x, y, color=color, marker=marker, zorder=3)
-    if len(x) >= 2 and np.ptp(np.log(x)) > 0 and np.ptp(np.log(y)) > 0:
+    try:
         fit = fit_power_law(x, y)
-        grid = np.geomspace(x.min(), x.max(), 50)
-        axis.plot(grid, fit(grid), color=color, label=f"{fit.formula(x_name, label)}, r = {fit.pearson_r:.3f}")
-    else:
-        axis.plot([], [], color=color, label=f"{label} (too few points to fit)")
+    except ValueError:  # equal sizes, a flat or degenerate fit: the points are still worth seeing
+        axis.plot([], [], color=color, label=f"{label} (no power law fits these points)")
+        return
+    grid = np.geomspace(x.min(), x.max(), 50)
+    axis.plot(grid, fit(grid), color=color, label=f"{fit.formula(x_name, label)}, r = {fit.pearson_r:.3f}")
+
+
+def _label_few_ticks(axis) -> None:
+    """On log axes spanning less than a decade, label only the ticks at 1, 2 and 5 x 10^k (every integer
+    multiple when that leaves fewer than two); wider axes keep matplotlib's labels at the decades."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
+
+    for scale_axis, limits in ((axis.xaxis, axis.get_xlim()), (axis.yaxis, axis.get_ylim())):
+        low, high = sorted(limits)
+        if scale_axis.get_scale() != "log" or low <= 0 or high / low >= 10:
+            continue
+        for mantissas in ((1, 2, 5), tuple(range(1, 10))):
+            decades = range(math.floor(math.log10(low)), math.floor(math.log10(high)) + 1)
+            if sum(low <= m * 10.0**k <= high for k in decades for m in mantissas) >= 2:
+                break
+        else:  # no two such ticks on the axis: matplotlib's own linear ticks read better
+            continue
+        scale_axis.set_major_locator(LogLocator(subs=[float(m) for m in mantissas]))
+        # infinite minor_thresholds: label every tick the locator gives (the default thins them by span)
+        scale_axis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(math.inf,) * 2))
+        scale_axis.set_minor_formatter(NullFormatter())
 
 
 def plot_scaling(
@@ -59,11 +91,27 @@ def plot_scaling(
 
     Raises:
         ImportError: matplotlib is missing.
-        ValueError: no rows, or a row misses params / compute / loss.
+        ValueError: fewer than 2 rows, or a row misses params / compute / loss.
     """
-    Figure = _figure_class()
-    if not rows:
-        raise ValueError("nothing to plot: the sweep has no point with a held-out evaluation yet")
+    figure = draw_scaling(rows, curves, title)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    return path
+
+
+def draw_scaling(
+    rows: Sequence[dict[str, float]],
+    curves: dict[str, Sequence[tuple[float, float]]] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The matplotlib Figure of ``plot_scaling`` (same arguments, no file)."""
+    figure_class = _figure_class()
+    if len(rows) < MIN_POINTS:
+        raise ValueError(
+            f"a scaling figure needs at least {MIN_POINTS} points (finished runs), got {len(rows)}: "
+            "train more depths with `nextscale scaling run`"
+        )
     for name in ("params", "compute", "loss"):
         if any(name not in row for row in rows):
             raise ValueError(f"every point needs a {name!r} value to be plotted")
@@ -75,7 +123,7 @@ def plot_scaling(
 
     params = values("params")
     has_error = values("error") is not None
-    figure = Figure(figsize=(6.0 * (3 if has_error else 2), 4.8))
+    figure = figure_class(figsize=(6.0 * (3 if has_error else 2), 4.8))
     axes = figure.subplots(1, 3 if has_error else 2)
     loss_axis, compute_axis = axes[0], axes[-1]
     _fit_and_draw(loss_axis, params, values("loss"), "L_avg", "N", "tab:blue", "o")
@@ -102,8 +150,11 @@ def plot_scaling(
     compute, loss = np.array([p[0] for p in points]), np.array([p[1] for p in points])
     frontier = pareto_frontier(compute, loss)
     compute_axis.plot(compute[frontier], loss[frontier], color="black", linewidth=2, label="Pareto frontier")
-    if len(frontier) >= 2:
-        fit = fit_power_law(compute[frontier], loss[frontier])
+    try:
+        fit = fit_pareto_frontier(compute, loss)
+    except ValueError:
+        compute_axis.plot([], [], "k--", label="no power law fits the frontier")
+    else:
         grid = np.geomspace(compute[frontier].min(), compute[frontier].max(), 50)
         compute_axis.plot(grid, fit(grid), "k--", label=f"{fit.formula('C', 'L_avg')}, r = {fit.pearson_r:.3f}")
     compute_axis.set(
@@ -116,10 +167,8 @@ def plot_scaling(
     for axis in axes:
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=7)
+        _label_few_ticks(axis)
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
-    return path
+    return figure

@@ -13,6 +13,7 @@ References: Kaplan et al. 2020, "Scaling Laws for Neural Language Models" (arXiv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,7 +31,8 @@ class PowerLawFit:
 
     def __call__(self, x: np.ndarray | float) -> np.ndarray:
         """The fitted law at ``x``."""
-        return (self.beta * np.asarray(x, dtype=np.float64)) ** self.alpha
+        with np.errstate(over="ignore", under="ignore"):  # far outside the fitted range inf / 0 is the answer
+            return (self.beta * np.asarray(x, dtype=np.float64)) ** self.alpha
 
     def formula(self, x_name: str = "X", y_name: str = "L") -> str:
         """E.g. ``L = (2.0e-05·N)^-0.23``."""
@@ -58,7 +60,8 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLawFit:
         ``PowerLawFit(alpha, beta, pearson_r, num_points)``.
 
     Raises:
-        ValueError: fewer than 2 points, different lengths, values <= 0, a single x value, or a flat fit (α = 0).
+        ValueError: fewer than 2 points, different lengths, values <= 0, a single x value, a flat fit (α = 0) or
+            one so nearly flat that β is out of floating-point range.
     """
     x, y = _positive(x, "x"), _positive(y, "y")
     if x.shape != y.shape:
@@ -71,8 +74,41 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLawFit:
     alpha, intercept = np.polyfit(log_x, log_y, 1)
     if np.ptp(log_y) == 0 or alpha == 0:
         raise ValueError("the fitted slope is exactly 0 (y does not change with x): β of L = (β·X)^α is undefined")
-    pearson = float(np.corrcoef(log_x, log_y)[0, 1])
-    return PowerLawFit(float(alpha), float(np.exp(intercept / alpha)), pearson, int(x.shape[0]))
+    # A slope near 0 puts β = exp(a / α) beyond float range; say so instead of numpy's overflow warning.
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        beta = float(np.exp(intercept / alpha))
+        pearson = float(np.corrcoef(log_x, log_y)[0, 1])
+    if not (math.isfinite(beta) and beta > 0 and math.isfinite(pearson)):
+        raise ValueError(
+            f"the fit is degenerate: y hardly changes with x (slope α = {alpha:.3g}), so β = exp(intercept / α) of "
+            "L = (β·X)^α is out of floating-point range; fit points whose y clearly falls (or rises) with x "
+            "(more distinct sizes, finished runs)"
+        )
+    return PowerLawFit(float(alpha), beta, pearson, int(x.shape[0]))
+
+
+def fit_pareto_frontier(compute: Sequence[float], loss: Sequence[float]) -> PowerLawFit:
+    """Fit L = (β·C)^α to the Pareto frontier of (compute, loss) points: the VAR paper's Fig. 6 law.
+
+    Args:
+        compute: (P,) training compute of each point, positive (every held-out evaluation of every run, or one
+            final point per run).
+        loss: (P,) held-out loss at that point, positive.
+
+    Returns:
+        The fit over the frontier points only (``num_points`` says how many were on it).
+
+    Raises:
+        ValueError: bad values (as ``fit_power_law``), or fewer than 2 points on the frontier.
+    """
+    compute, loss = _positive(compute, "compute"), _positive(loss, "loss")
+    frontier = pareto_frontier(compute, loss)
+    if len(frontier) < 2:
+        raise ValueError(
+            f"the compute Pareto frontier has {len(frontier)} point, and a fit needs 2: more compute never gave a "
+            "lower loss here (evaluate more often, or train more runs)"
+        )
+    return fit_power_law(compute[frontier], loss[frontier])
 
 
 def pareto_frontier(compute: Sequence[float], loss: Sequence[float]) -> np.ndarray:

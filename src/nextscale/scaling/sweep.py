@@ -5,7 +5,8 @@ A sweep is one folder::
     sweeps/NAME/runs/d{depth}/   one ordinary transformer training run per depth (config.json, metrics.jsonl,
                                  checkpoints/): re-running resumes it, a finished run is left alone
     sweeps/NAME/sweep.json       the settings of `nextscale scaling run` (provenance)
-    sweeps/NAME/points.csv       one row per run: its size, its compute and its final held-out metrics
+    sweeps/NAME/points.csv       one row per run: its size, its compute, its last held-out metrics and whether it
+                                 finished (reached its planned steps); fits and plots count finished runs only
     sweeps/NAME/points.json      the same rows, plus every held-out evaluation of every run (the curves)
 
 Accounting (stated once, used everywhere):
@@ -36,6 +37,7 @@ from torch import nn
 
 from nextscale.evaluation.held_out import summarize
 from nextscale.pretrained import atomic_write_text, config_from_dict
+from nextscale.training.checkpoint import checkpoint_step, latest_checkpoint
 from nextscale.training.export import read_run_config
 from nextscale.training.metrics import METRICS_FILE, read_metrics_records
 from nextscale.transformer.config import TransformerConfig
@@ -49,6 +51,7 @@ RUNS_DIR = "runs"
 POINTS_CSV = "points.csv"
 POINTS_JSON = "points.json"
 SWEEP_FILE = "sweep.json"
+FRONTIER_METRICS = ("loss", "loss_last", "error", "error_last")  # EvalPoint fields measured on held-out data
 FLOPS_PER_PARAMETER_TOKEN = 6  # forward 2 + backward 4 (Kaplan et al. 2020, section 2.1)
 # Columns of points.csv, in order.
 COLUMNS = (
@@ -68,6 +71,7 @@ COLUMNS = (
     "loss_last",
     "error",
     "error_last",
+    "finished",
 )
 _MODELS = {
     ScaleTransformer.__name__: (ScaleTransformer, TransformerConfig),
@@ -133,19 +137,72 @@ class RunSummary:
     tokens_per_sample: int
     batch_size: int
     total_steps: int
+    saved_step: int
     evals: tuple[EvalPoint, ...]
 
     @property
     def finished(self) -> bool:
-        return bool(self.evals) and self.evals[-1].step >= self.total_steps
+        """Trained to its planned steps, checkpointed there and evaluated there.
+
+        The checkpoint matters: a run killed after an evaluation but before its checkpoint resumes from the
+        older checkpoint and drops the later metrics lines, so they do not count yet.
+        """
+        return self.saved_step >= self.total_steps and bool(self.evals) and self.evals[-1].step >= self.total_steps
 
     def row(self) -> dict[str, object]:
         """The points.csv row: the run and its last evaluation (the run must have one)."""
         if not self.evals:
             raise ValueError(f"run {self.run} has no held-out evaluation yet")
         final = asdict(self.evals[-1])
-        values = {**asdict(self), **final}
+        values = {**asdict(self), **final, "finished": self.finished}
         return {column: values[column] for column in COLUMNS}
+
+    def left_out_note(self) -> str:
+        """Why an unfinished run is not a point of a fit or plot, and how to finish it (one line)."""
+        if self.saved_step >= self.total_steps:
+            why = f"no held-out evaluation at its last step {self.total_steps}"
+        else:
+            why = f"unfinished ({self.saved_step} of {self.total_steps} steps)"
+        return f"left out {self.run}: {why}; re-run `nextscale scaling run` with the sweep's settings to finish it"
+
+
+def finished_runs(runs: list[RunSummary]) -> tuple[list[RunSummary], list[str]]:
+    """The runs that reached their planned steps, and a ``left_out_note`` for every other run."""
+    return [run for run in runs if run.finished], [run.left_out_note() for run in runs if not run.finished]
+
+
+def finished_rows(rows: list[dict[str, str]], source: str) -> tuple[list[dict[str, str]], list[str]]:
+    """The rows of a table (``read_table``) that a points.csv "finished" column does not mark unfinished, and
+    a note for each row left out. A table without the column keeps every row."""
+    if "finished" not in rows[0]:
+        return rows, []
+    kept, notes = [], []
+    for index, row in enumerate(rows):
+        if row["finished"].strip().lower() in ("true", "1", "yes"):
+            kept.append(row)
+            continue
+        progress = (
+            f" ({row['step']} of {row['total_steps']} steps)" if row.get("step") and row.get("total_steps") else ""
+        )
+        name = row.get("run") or f"row {index + 1}"
+        notes.append(
+            f"left out {name}: unfinished{progress}, as {source} records; finish it with `nextscale scaling run`"
+        )
+    if not kept:
+        raise ValueError(f"every row of {source} is an unfinished run; finish them with `nextscale scaling run`")
+    return kept, notes
+
+
+def loss_curves(runs: list[RunSummary], metric: str = "loss") -> dict[str, list[tuple[float, float]]]:
+    """{run: [(compute, metric), ...]} of every held-out evaluation with compute and metric > 0 (logs are
+    taken): the points of the compute Pareto frontier, in the figure and in ``scaling fit --frontier`` alike."""
+    if metric not in FRONTIER_METRICS:
+        raise ValueError(f"the frontier is of a held-out metric ({', '.join(FRONTIER_METRICS)}), not {metric!r}")
+    curves = {}
+    for run in runs:
+        pairs = [(point.compute, getattr(point, metric)) for point in run.evals]
+        curves[run.run] = [(compute, value) for compute, value in pairs if compute > 0 and value > 0]
+    return curves
 
 
 def read_run(run_dir: str | os.PathLike) -> RunSummary:
@@ -166,6 +223,7 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
     evals = []
     metrics_path = run_dir / METRICS_FILE
     records = read_metrics_records(metrics_path) if metrics_path.is_file() else []  # a run may still be writing
+    newest = latest_checkpoint(run_dir)
     for _, record in records:
         if record.get("split") != "eval" or "loss" not in record:
             continue
@@ -194,6 +252,7 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
         tokens_per_sample=schedule.total_tokens,
         batch_size=batch_size,
         total_steps=total_steps,
+        saved_step=0 if newest is None else checkpoint_step(newest),
         evals=tuple(sorted(evals, key=lambda point: point.step)),
     )
 
