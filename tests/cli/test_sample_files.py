@@ -215,3 +215,23 @@ def test_show_scales_draws_one_row_per_image_and_one_column_per_scale(tiny_pipel
     too_many = MAX_GRID_IMAGES // 3 + 1
     assert sample(tiny_pipeline_dir, "--num", too_many, "--show-scales", grid) == 2
     assert "--show-scales draws 3 tiles per image" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:Matrix is singular")
+def test_a_cfg_sweep_of_a_class_model_gives_the_rows_of_single_runs(tiny_pipeline_dir, tmp_path, channel_means):
+    common = ["evaluate", "--model", str(tiny_pipeline_dir), "--reference", f"fashion-mnist:{FASHION_ASSETS}"]
+    common += ["--num", "12", "--batch-size", "5", "--seed", "3"]
+    sweep = tmp_path / "sweep.json"
+    assert main([*common, "--cfg", "1", "2.5", "--save-samples", str(tmp_path / "s"), "--out", str(sweep)]) == 0
+    swept = json.loads(sweep.read_text())
+    assert [row["cfg"] for row in swept["results"]] == [1.0, 2.5]
+    assert swept["sampling"]["seed"] == 3 and "cfg" not in swept["sampling"]
+    for index, cfg in enumerate(("1", "2.5")):  # each row is what a run at that one value reports
+        assert main([*common, "--cfg", cfg, "--out", str(tmp_path / "single.json")]) == 0
+        alone = json.loads((tmp_path / "single.json").read_text())
+        assert alone["sampling"]["cfg"] == float(cfg) and alone["sampling"]["seed"] == 3
+        assert {name: swept["results"][index][name] for name in ("fid", "kid", "precision", "recall")} == {
+            name: alone[name] for name in ("fid", "kid", "precision", "recall")
+        }
+    assert sorted(path.name for path in (tmp_path / "s").iterdir()) == ["cfg-1", "cfg-2.5"]
+    assert len(list((tmp_path / "s" / "cfg-2.5").glob("*_class*.png"))) == 12

@@ -188,7 +188,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, cfg: float = 1.5, cf
         default=Default([cfg] if cfg_sweep else cfg),
         help=f"classifier-free guidance; ramps linearly from 0 at the first scale to this value at "
         f"the last (official); 0 turns it off (default: {cfg})"
-        + ("; several values sweep it (text models: one result row per value)" if cfg_sweep else ""),
+        + ("; several values sweep it (one result row per value, the same seeds)" if cfg_sweep else ""),
     )
     group.add_argument(
         "--top-k",

