@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
@@ -73,6 +74,21 @@ def test_class_grid_is_the_pipeline_call_with_the_knobs_and_labels(models, tiny_
     assert grid.size == expected.size  # two rows of three labelled 128 px cells
     assert np.array_equal(np.asarray(grid), np.asarray(expected))
     assert status.startswith("6 images in ") and "(fp32, seed 3)" in status
+
+
+def test_coarse_to_fine_view_ends_each_row_with_the_sample(models, tiny_pipe):
+    knobs = Knobs(seed=5, cfg=1.5)
+    plain, _ = sample_classes(models, ["Sneaker"], 2, knobs)
+    view, status = sample_classes(models, ["Sneaker"], 2, knobs, coarse_to_fine=True)
+    sides = tiny_pipe.tokenizer.config.scale_sides  # 1-2-4: three columns, one row per image
+    zoom = 128 // tiny_pipe.image_size
+    direct = tiny_pipe(class_labels=[7], num_images_per_prompt=2, output_type="pt", **knobs.settings())
+    views = torch.stack(tiny_pipe.tokenizer.decode_scales(tiny_pipe.tokenizer.indices_from_tokens(direct.tokens)), 1)
+    labels = [name for _ in range(2) for name in ("Sneaker", *(f"{side}x{side}" for side in sides[1:]))]
+    expected = make_grid(enlarge(views.flatten(0, 1), zoom), nrow=len(sides), labels=labels)
+    assert np.array_equal(np.asarray(view), np.asarray(expected))
+    assert status.startswith("2 images in ")
+    assert view.size != plain.size
 
 
 def test_class_grid_same_seed_same_image_other_seed_other_image(models):
@@ -391,28 +407,28 @@ def test_launched_app_serves_the_page_and_the_class_endpoint(tiny_pipe, tmp_path
         shown = {(item["type"], item["props"].get("label")) for item in config["components"]}
         assert {("number", "top-k (0 or empty: off)"), ("image", "image (any size: center-cropped)")} <= shown
         client = Client(url, verbose=False)
-        path, status = client.predict(["Trouser"], 2, 5, 1.5, None, None, 1.0, False, api_name="/sample_classes")
+        path, status = client.predict(["Trouser"], 2, 5, 1.5, None, None, 1.0, False, False, api_name="/sample_classes")
         local, _ = sample_classes(ServedModels(tiny_pipe), ["Trouser"], 2, Knobs(5, 1.5, None, None, 1.0, False))
         assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(local))  # PNG: lossless
         assert status.startswith("2 images in ")
         with pytest.raises(Exception, match="no class chosen"):  # the page's message, over HTTP
-            client.predict([], 2, 5, 1.5, None, None, 1.0, False, api_name="/sample_classes")
+            client.predict([], 2, 5, 1.5, None, None, 1.0, False, False, api_name="/sample_classes")
         # what the page sends for top-k and top-p once the sampling accordion has been opened: off
-        browser, _ = client.predict(["Trouser"], 2, 5, 1.5, 0, 0.0, 1.0, False, api_name="/sample_classes")
+        browser, _ = client.predict(["Trouser"], 2, 5, 1.5, 0, 0.0, 1.0, False, False, api_name="/sample_classes")
         assert np.array_equal(np.asarray(Image.open(browser).convert("RGB")), np.asarray(local))
         for knobs, message in [
             ((2.5, 1.5, None, None, 1.0, False), "seed must be a whole number, got 2.5"),  # not rounded by gradio
             ((2**70, 1.5, None, None, 1.0, False), "seed must be between -2\\*\\*63 and 2\\*\\*64 - 1"),
         ]:
             with pytest.raises(Exception, match=message):
-                client.predict(["Trouser"], 1, *knobs, api_name="/sample_classes")
+                client.predict(["Trouser"], 1, *knobs, False, api_name="/sample_classes")  # last: coarse to fine
         # NaN and inf, which gradio_client refuses to send but the HTTP API takes
         for values, message in [
             ((float("nan"), 5, 1.5, None, None), "images per class must be a whole number, got nan"),
             ((1, float("nan"), 1.5, None, None), "seed must be a whole number, got nan"),
             ((1, 5, 1.5, float("inf"), None), "top-k must be a whole number, got inf"),
         ]:
-            assert raw_call(url, "sample_classes", [["Trouser"], *values, 1.0, False]) == ("error", message)
+            assert raw_call(url, "sample_classes", [["Trouser"], *values, 1.0, False, False]) == ("error", message)
         upload = handle_file(str(bad_uploads(tmp_path)["fake.png"]))
         with pytest.raises(
             Exception, match="cannot read the uploaded image .*fake.png.*; it is corrupt or not an image"

@@ -309,22 +309,27 @@ def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
     atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
 
 
-def scale_grid(pipe, tokens):
-    """A grid of one row per image and one column per scale: the image the first k scales decode to."""
+def scale_views(pipe, tokens):
+    """(N, L) tokens -> (N * K, C, H, W) images in [-1, 1], image-major: what the first k scales of each decode to."""
     import torch
 
-    from nextscale.data.images import make_grid
-
     tokenizer = pipe.tokenizer
-    sides = tokenizer.config.scale_sides
+    device = next(tokenizer.parameters()).device
     rows = []
     with torch.inference_mode():
-        for chunk in torch.split(tokens, 16):  # K decoder passes per image: a few at a time
-            indices = tokenizer.indices_from_tokens(chunk.to(next(tokenizer.parameters()).device))
-            steps = torch.stack([images.float().cpu() for images in tokenizer.decode_scales(indices)], dim=1)
-            rows.append(steps.flatten(0, 1))  # (b, K, C, H, W) -> (b * K, C, H, W), image-major
+        for chunk in torch.split(tokens, 16):  # K decoder passes per image: a few images at a time
+            views = tokenizer.decode_scales(tokenizer.indices_from_tokens(chunk.to(device)))
+            rows.append(torch.stack([images.float().cpu() for images in views], dim=1).flatten(0, 1))
+    return torch.cat(rows)
+
+
+def scale_grid(pipe, tokens):
+    """A grid of one row per image and one column per scale: the image the first k scales decode to."""
+    from nextscale.data.images import make_grid
+
+    sides = pipe.tokenizer.config.scale_sides
     labels = [f"{side}x{side}" for side in sides] * len(tokens)
-    return make_grid(torch.cat(rows), nrow=len(sides), labels=labels)
+    return make_grid(scale_views(pipe, tokens), nrow=len(sides), labels=labels)
 
 
 def pack_npz(out_dir: Path, plan: Plan, text: bool, path: Path, side: int, progress: bool) -> None:

@@ -210,8 +210,10 @@ def sample_classes(
     classes: list[str] | None,
     images_per_class: int,
     knobs: Knobs = Knobs(),
+    coarse_to_fine: bool = False,
 ) -> tuple[Image.Image, str]:
-    """Class tab: one row per chosen class, ``images_per_class`` columns, labelled with the class names.
+    """Class tab: one row per chosen class, ``images_per_class`` columns, labelled with the class names (with
+    ``coarse_to_fine``: one row per image, one column per scale, see :func:`scale_view`).
 
     Returns:
         (the grid as a PIL image, a status line: count, seconds, precision and seed).
@@ -228,6 +230,8 @@ def sample_classes(
     with shown_in_the_page(), turn(models) as timing:
         out = pipe(class_labels=labels, num_images_per_prompt=per_class, output_type="pt", **settings)
     names = [choice for choice in classes for _ in range(per_class)]  # class-major, as the pipeline repeats them
+    if coarse_to_fine:
+        return scale_view(pipe, out.tokens, names), status_line(len(names), timing, pipe, settings["seed"])
     grid = make_grid(enlarge(out.images * 2 - 1, display_zoom(pipe)), nrow=per_class, labels=names)
     return grid, status_line(len(names), timing, pipe, settings["seed"])
 
@@ -238,8 +242,10 @@ def sample_prompts(
     negative_prompt: str,
     images_per_prompt: int,
     knobs: Knobs = Knobs(),
+    coarse_to_fine: bool = False,
 ) -> tuple[Image.Image, str]:
-    """Text tab: one row per prompt (one prompt per line of ``prompts``), ``images_per_prompt`` columns.
+    """Text tab: one row per prompt (one prompt per line of ``prompts``), ``images_per_prompt`` columns (with
+    ``coarse_to_fine``: one row per image, one column per scale).
 
     An empty ``negative_prompt`` means the empty prompt (the model's unconditional input).
     """
@@ -264,8 +270,22 @@ def sample_prompts(
             **settings,
         )
     labels = [short_label(line) for line in lines for _ in range(per_prompt)]
+    if coarse_to_fine:
+        return scale_view(pipe, out.tokens, labels), status_line(len(labels), timing, pipe, settings["seed"])
     grid = make_grid(enlarge(out.images * 2 - 1, display_zoom(pipe)), nrow=per_prompt, labels=labels)
     return grid, status_line(len(labels), timing, pipe, settings["seed"])
+
+
+def scale_view(pipe: Pipeline, tokens, names: list[str]) -> Image.Image:
+    """One row per image, one column per scale: what the first k scales decode to (the last is the sample); the
+    first tile of each row carries the image's label, the others their scale."""
+    from nextscale.cli.sample import scale_views
+    from nextscale.data.images import make_grid
+
+    sides = pipe.tokenizer.config.scale_sides
+    labels = [name if k == 0 else f"{side}x{side}" for name in names for k, side in enumerate(sides)]
+    views = enlarge(scale_views(pipe, tokens), display_zoom(pipe))
+    return make_grid(views, nrow=len(sides), labels=labels)
 
 
 def edit_image(
@@ -426,12 +446,13 @@ def slider_up_to(maximum: int, value: int, max_images: int, label: str) -> gr.Sl
     return gr.Slider(1, top, value=min(value, top), step=1, label=label)
 
 
-def bind(handler, models: ServedModels):
-    """``handler`` with the served models filled in and the last six widget values (the sampling knobs) folded
-    into :class:`Knobs`, under the handler's own name (gradio's API names)."""
+def bind(handler, models: ServedModels, after_knobs: int = 0):
+    """``handler`` with the served models filled in and the six widget values of the sampling knobs (the last ones
+    but ``after_knobs``) folded into :class:`Knobs`, under the handler's own name (gradio's API names)."""
 
     def bound(*values):
-        return handler(models, *values[:-KNOB_COUNT], Knobs(*values[-KNOB_COUNT:]))
+        end = len(values) - after_knobs
+        return handler(models, *values[: end - KNOB_COUNT], Knobs(*values[end - KNOB_COUNT : end]), *values[end:])
 
     bound.__name__ = bound.__qualname__ = handler.__name__
     bound.__doc__ = handler.__doc__
@@ -452,9 +473,11 @@ def class_tab(models: ServedModels) -> None:
         classes = gr.Dropdown(choices, value=choices[:rows], multiselect=True, label="classes")
         per_class = slider_up_to(16, columns, models.max_images, "images per class")
         knobs = sampling_widgets(pipe)
+        view = coarse_to_fine_widget()
         button = gr.Button("Generate", variant="primary")
         outputs = result_widgets()
-    button.click(bind(sample_classes, models), [classes, per_class, *knobs], outputs, api_name="sample_classes")
+    inputs = [classes, per_class, *knobs, view]
+    button.click(bind(sample_classes, models, after_knobs=1), inputs, outputs, api_name="sample_classes")
 
 
 def text_tab(models: ServedModels) -> None:
@@ -465,11 +488,15 @@ def text_tab(models: ServedModels) -> None:
         negative = gr.Textbox(label="negative prompt (empty: the empty prompt)")
         per_prompt = slider_up_to(16, columns, models.max_images, "images per prompt")
         knobs = sampling_widgets(pipe)
+        view = coarse_to_fine_widget()
         button = gr.Button("Generate", variant="primary")
         outputs = result_widgets()
-    button.click(
-        bind(sample_prompts, models), [prompts, negative, per_prompt, *knobs], outputs, api_name="sample_prompts"
-    )
+    inputs = [prompts, negative, per_prompt, *knobs, view]
+    button.click(bind(sample_prompts, models, after_knobs=1), inputs, outputs, api_name="sample_prompts")
+
+
+def coarse_to_fine_widget() -> gr.Checkbox:
+    return gr.Checkbox(value=False, label="coarse to fine: each image after every scale (one row per image)")
 
 
 def example_prompts(count: int) -> str:
