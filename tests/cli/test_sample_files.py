@@ -164,6 +164,7 @@ def test_evaluate_samples_judges_labelled_fashion_images_with_the_classifier(tmp
         (["--reference", "fashion-mnist", "--loss"], "--loss is for evaluating a model"),
         ([], "--samples needs --reference"),
         (["--reference", "fashion-mnist", "--num", "99"], r"--num must be 2 to 3 \(the images in"),
+        (["--reference", "fashion-mnist", "--cfg", "1", "1.0"], "--cfg 1 1 repeats a value"),
     ],
 )
 def test_evaluate_samples_refusals_are_one_line(tmp_path, capsys, flags, message):
@@ -235,3 +236,20 @@ def test_a_cfg_sweep_of_a_class_model_gives_the_rows_of_single_runs(tiny_pipelin
         }
     assert sorted(path.name for path in (tmp_path / "s").iterdir()) == ["cfg-1", "cfg-2.5"]
     assert len(list((tmp_path / "s" / "cfg-2.5").glob("*_class*.png"))) == 12
+
+
+def test_negative_labels_are_no_labels_for_the_judge(tmp_path):
+    from nextscale.data.sample_sets import NpzImageWriter
+
+    real = FashionMNIST(root=FASHION_ASSETS, split="test", size=32, channels=1)
+    with NpzImageWriter(tmp_path / "unlabelled.npz", 20, 32) as archive:
+        archive.add(torch.stack([real[i][0] for i in range(20)]), [-1] * 20)
+    argv = ["evaluate", "--samples", str(tmp_path / "unlabelled.npz"), "--reference", f"fashion-mnist:{FASHION_ASSETS}"]
+    assert main([*argv, "--features", "classifier", "--out", str(tmp_path / "report.json")]) == 0
+    assert "class_consistency" not in json.loads((tmp_path / "report.json").read_text())
+
+
+def test_a_reconstruction_run_takes_no_cfg_sweep(tiny_pipeline_dir, capsys):
+    argv = ["evaluate", "--model", str(tiny_pipeline_dir), "--reconstructions", "--cfg", "1", "2"]
+    assert main([*argv, "--features", "classifier"]) == 2
+    assert "leave out the --cfg sweep" in capsys.readouterr().err

@@ -142,3 +142,15 @@ def test_a_truncated_archive_is_reported(tmp_path):
         target.writestr("arr_0.npy", data[: len(data) - 60])  # the header still says 4 images
     with pytest.raises(ValueError, match="is truncated: arr_0 holds 2 complete images, its header says 4"):
         list(SampleSet(path).batches(2))
+
+
+def test_a_failed_finish_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    archive = NpzImageWriter(tmp_path / "x.npz", count=2, side=4)
+    archive.add(torch.zeros(2, 3, 4, 4), [0, 1])
+    monkeypatch.setattr(np.lib.format, "write_array", full_disk)  # the labels are written by close()
+    with pytest.raises(OSError, match="No space left"):
+        archive.close()
+    assert list(tmp_path.iterdir()) == []

@@ -87,6 +87,7 @@ GOOD_VALUES = [
     ("train-tokenizer", {"precision": "bf16"}, "precision", "bf16"),
     ("train", {"preview-prompts": "a bag"}, "preview_prompts", ["a bag"]),
     ("train", {"raster": False}, "raster", False),
+    ("train", {"keep-checkpoints": 0}, "keep_checkpoints", 0),  # 0 keeps every checkpoint
 ]
 
 

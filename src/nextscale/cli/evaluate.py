@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nextscale.cli.common import (
+    Default,
     add_model_argument,
     add_sampling_arguments,
     check_output_dir,
@@ -215,6 +216,8 @@ def check_flags(args: argparse.Namespace) -> None:
     check_sampling_flags(args)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not isinstance(args.cfg, Default) and len(set(args.cfg)) != len(args.cfg):
+        raise ValueError(f"--cfg {' '.join(f'{cfg:g}' for cfg in args.cfg)} repeats a value; give each value once")
     if args.out is not None:
         check_output_file(args.out, "--out", example="report.json")
     if args.reference_cache is not None and not args.reference_cache.is_file():  # an existing cache is only read
@@ -366,6 +369,8 @@ def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, fl
             f"--reference {args.reference}: captioned images are the reference of text models; this model is "
             "class-conditional: give a folder of class sub-folders (or fashion-mnist)"
         )
+    if args.reconstructions and not isinstance(args.cfg, Default) and len(args.cfg) > 1:
+        raise ValueError("--reconstructions measures the tokenizer and samples nothing; leave out the --cfg sweep")
     check_features(args.features, facts.image_size, args.inception)
     return functools.partial(run_class, args)
 

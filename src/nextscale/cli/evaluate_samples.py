@@ -77,7 +77,7 @@ def run_samples(args: argparse.Namespace, samples, num: int, reference, started:
         args.reference_cache,
         key={**key, "features": network},
     )
-    labelled = samples.labels is not None and max(samples.labels[:num]) < 10
+    labelled = samples.labels is not None and 0 <= min(samples.labels[:num]) <= max(samples.labels[:num]) < 10
     judged = labelled and args.reference.startswith("fashion-mnist")
     tally = evaluate.ClassifierTally.for_images(side) if judged else None
     observers = [tally] if tally is not None else []

@@ -41,7 +41,9 @@ import contextlib
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nextscale.cli.common import (
     add_classes_argument,
@@ -56,10 +58,16 @@ from nextscale.cli.common import (
     save_image,
 )
 
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from nextscale.distributed import DistInfo
+    from nextscale.sampling.pipeline import Pipeline
+
 DEFAULT_GRID = Path("samples.png")
 SETTINGS_FILE = "sample-settings.json"  # in --out-dir: what made its images, so a re-run resumes only the same run
 SAMPLE_IMAGE = re.compile(r"\d{4,}(_class\d+)?\.png")  # the names image_name gives
-IMAGE_LABEL = re.compile(r"_class(\d+)\.png$")
 MAX_GRID_IMAGES = 1024  # one PNG of more tiles is unreadable and holds every image in memory at once
 
 
@@ -217,9 +225,14 @@ class Plan:
         return {"class_labels": None, "num_images_per_prompt": end - start}  # labels drawn by the generator
 
 
-def resolve_classes(pipe, classes: list) -> list[int]:
+def names_every_class(classes: list | None) -> bool:
+    """Whether --class says ``all``."""
+    return classes is not None and any(str(value).lower() == "all" for value in classes)
+
+
+def resolve_classes(pipe: Pipeline, classes: list) -> list[int]:
     """--class values as ids; ``all`` is every class in order (the FID sets: N images of each class)."""
-    if any(str(value).lower() == "all" for value in classes):
+    if names_every_class(classes):
         if len(classes) > 1:
             raise ValueError("--class all already names every class; give it alone")
         return list(range(pipe.num_classes))
@@ -309,27 +322,32 @@ def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
     atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
 
 
-def scale_views(pipe, tokens):
-    """(N, L) tokens -> (N * K, C, H, W) images in [-1, 1], image-major: what the first k scales of each decode to."""
+def scale_views(pipe: Pipeline, tokens: torch.Tensor) -> torch.Tensor:
+    """(B, L) tokens -> (B * scales, C, H, W) images in [-1, 1], image-major: what the first k scales of each
+    image decode to, for k = 1 .. the number of scales."""
     import torch
 
     tokenizer = pipe.tokenizer
     device = next(tokenizer.parameters()).device
     rows = []
     with torch.inference_mode():
-        for chunk in torch.split(tokens, 16):  # K decoder passes per image: a few images at a time
+        for chunk in torch.split(tokens, 16):  # one decoder pass per scale and image: a few images at a time
             views = tokenizer.decode_scales(tokenizer.indices_from_tokens(chunk.to(device)))
             rows.append(torch.stack([images.float().cpu() for images in views], dim=1).flatten(0, 1))
     return torch.cat(rows)
 
 
-def scale_grid(pipe, tokens):
-    """A grid of one row per image and one column per scale: the image the first k scales decode to."""
+def scale_grid(pipe: Pipeline, tokens: torch.Tensor, names: list[str] | None = None, zoom: int = 1) -> Image.Image:
+    """One row per image, one column per scale (see :func:`scale_views`), each tile labelled with its scale, or
+    the first of a row with the image's name when ``names`` are given; tiles enlarged ``zoom`` times."""
+    from nextscale.cli.demo import enlarge
     from nextscale.data.images import make_grid
 
     sides = pipe.tokenizer.config.scale_sides
-    labels = [f"{side}x{side}" for side in sides] * len(tokens)
-    return make_grid(scale_views(pipe, tokens), nrow=len(sides), labels=labels)
+    rows = names if names is not None else [None] * len(tokens)
+    labels = [name if k == 0 and name else f"{side}x{side}" for name in rows for k, side in enumerate(sides)]
+    views = scale_views(pipe, tokens)
+    return make_grid(enlarge(views, zoom) if zoom > 1 else views, nrow=len(sides), labels=labels)
 
 
 def pack_npz(out_dir: Path, plan: Plan, text: bool, path: Path, side: int, progress: bool) -> None:
@@ -337,7 +355,7 @@ def pack_npz(out_dir: Path, plan: Plan, text: bool, path: Path, side: int, progr
     import numpy as np
     from tqdm.auto import tqdm
 
-    from nextscale.data.sample_sets import NpzImageWriter, open_sample_image
+    from nextscale.data.sample_sets import NpzImageWriter, open_sample_image, sample_label
 
     def image_path(index: int) -> Path:
         found = written_image(out_dir, index, plan, text)
@@ -353,7 +371,7 @@ def pack_npz(out_dir: Path, plan: Plan, text: bool, path: Path, side: int, progr
         for start in range(0, plan.count, chunk):
             paths = [image_path(index) for index in range(start, min(start + chunk, plan.count))]
             pixels = np.stack([np.asarray(open_sample_image(found, side)) for found in paths])
-            labels = None if text else [int(IMAGE_LABEL.search(found.name).group(1)) for found in paths]
+            labels = None if text else [sample_label(found.name) for found in paths]
             archive.add_pixels(pixels, labels)
             bar.update(len(paths))
 
@@ -377,10 +395,15 @@ def run(args: argparse.Namespace) -> int:
                     "--out-dir (and --npz), or run them without torchrun"
                 )
             args.device = str(dist_info.device)  # cuda:LOCAL_RANK on a GPU node
-        return sample(args, dist_info)
+        pack = sample(args, dist_info)
+    if pack is not None:  # rank 0 alone, after the group is gone: no peer waits on it (and times out)
+        pack()
+    return 0
 
 
-def sample(args: argparse.Namespace, dist_info) -> int:
+def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] | None:
+    """Make this process's batches and write what was asked for; returns the packing of --out-dir into --npz
+    (rank 0, to run once every process has left the group), or None."""
     import torch
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
@@ -402,8 +425,9 @@ def sample(args: argparse.Namespace, dist_info) -> int:
     # a run written as files (or shown scale by scale) needs no default grid
     files = args.out_dir is not None or args.npz is not None or args.show_scales is not None
     grid_path = args.out if args.out is not None else (None if files else DEFAULT_GRID)
-    every_class = args.classes is not None and any(str(value).lower() == "all" for value in args.classes)
-    if args.text_features is None and not every_class:  # the count is known before loading: refuse early
+    if args.text_features is None and not names_every_class(
+        args.classes
+    ):  # the count is known before loading: refuse early
         groups = len(args.classes or args.prompt or []) or 1
         check_grid_size(groups * args.num, grid_path)
     if grid_path is not None:
@@ -488,9 +512,10 @@ def sample(args: argparse.Namespace, dist_info) -> int:
                 labels.extend(batch_labels)
             bar.update(end - start)
     distributed.barrier()  # every process's images are on disk
-    written, skipped = (int(n) for n in distributed.all_reduce_sum(torch.tensor([written, skipped])))
+    counts = torch.tensor([written, skipped], device=dist_info.device)  # NCCL reduces only GPU tensors
+    written, skipped = (int(n) for n in distributed.all_reduce_sum(counts))
     if not dist_info.is_main:
-        return 0
+        return None
 
     if grid_path is not None:
         per_group = args.num > 1 and (args.classes or text)
@@ -509,10 +534,9 @@ def sample(args: argparse.Namespace, dist_info) -> int:
         note = f"; skipped {skipped} already there" if skipped else ""
         by = f" by {dist_info.world_size} processes" if dist_info.is_distributed else ""
         print(f"wrote {written} PNGs (one per image) to {args.out_dir}/{by}{note}")
-        if args.npz is not None:
-            pack_npz(args.out_dir, plan, text, args.npz, pipe.image_size, progress)
-    if args.npz is not None:
-        print(f"wrote {plan.count} images ({pipe.image_size}x{pipe.image_size} RGB uint8) to {args.npz}")
+    packed = f"wrote {plan.count} images ({pipe.image_size}x{pipe.image_size} RGB uint8) to {args.npz}"
+    if args.npz is not None and args.out_dir is None:
+        print(packed)
     if args.show_scales is not None:
         save_image(scale_grid(pipe, torch.cat(tokens)), args.show_scales)
         print(f"wrote the coarse-to-fine view of {plan.count} images to {args.show_scales}")
@@ -520,4 +544,11 @@ def sample(args: argparse.Namespace, dist_info) -> int:
         all_tokens = torch.cat(tokens).contiguous()
         atomic_write(args.save_tokens, lambda tmp: save_file({"tokens": all_tokens}, tmp))
         print(f"wrote tokens {tuple(all_tokens.shape)} to {args.save_tokens}")
-    return 0
+    if args.npz is None or args.out_dir is None:
+        return None
+
+    def pack() -> None:
+        pack_npz(args.out_dir, plan, text, args.npz, pipe.image_size, progress)
+        print(packed)
+
+    return pack

@@ -31,6 +31,7 @@ from PIL import Image
 
 from nextscale.cli import is_out_of_memory, one_line
 from nextscale.cli.demo import EXAMPLES, INPAINT_BOX, enlarge
+from nextscale.cli.sample import scale_grid
 from nextscale.sampling.pipeline import SEED_RANGE
 
 if TYPE_CHECKING:
@@ -213,7 +214,7 @@ def sample_classes(
     coarse_to_fine: bool = False,
 ) -> tuple[Image.Image, str]:
     """Class tab: one row per chosen class, ``images_per_class`` columns, labelled with the class names (with
-    ``coarse_to_fine``: one row per image, one column per scale, see :func:`scale_view`).
+    ``coarse_to_fine``: one row per image, one column per scale, see ``cli.sample.scale_grid``).
 
     Returns:
         (the grid as a PIL image, a status line: count, seconds, precision and seed).
@@ -227,12 +228,13 @@ def sample_classes(
     check_image_count(len(classes) * per_class, models.max_images, "choose fewer classes or images per class")
     labels = [class_id(pipe, choice) for choice in classes]
     settings = knobs.settings()
+    names = [choice for choice in classes for _ in range(per_class)]  # class-major, as the pipeline repeats them
     with shown_in_the_page(), turn(models) as timing:
         out = pipe(class_labels=labels, num_images_per_prompt=per_class, output_type="pt", **settings)
-    names = [choice for choice in classes for _ in range(per_class)]  # class-major, as the pipeline repeats them
-    if coarse_to_fine:
-        return scale_view(pipe, out.tokens, names), status_line(len(names), timing, pipe, settings["seed"])
-    grid = make_grid(enlarge(out.images * 2 - 1, display_zoom(pipe)), nrow=per_class, labels=names)
+        # its decoder passes are model work too: under the lock
+        grid = scale_grid(pipe, out.tokens, names, display_zoom(pipe)) if coarse_to_fine else None
+    if grid is None:
+        grid = make_grid(enlarge(out.images * 2 - 1, display_zoom(pipe)), nrow=per_class, labels=names)
     return grid, status_line(len(names), timing, pipe, settings["seed"])
 
 
@@ -261,6 +263,7 @@ def sample_prompts(
     check_image_count(len(lines) * per_prompt, models.max_images, "write fewer prompts or ask for fewer images each")
     negative = (negative_prompt or "").strip()
     settings = knobs.settings()
+    labels = [short_label(line) for line in lines for _ in range(per_prompt)]
     with shown_in_the_page(), turn(models) as timing:
         out = pipe(
             prompt=lines,
@@ -269,23 +272,11 @@ def sample_prompts(
             output_type="pt",
             **settings,
         )
-    labels = [short_label(line) for line in lines for _ in range(per_prompt)]
-    if coarse_to_fine:
-        return scale_view(pipe, out.tokens, labels), status_line(len(labels), timing, pipe, settings["seed"])
-    grid = make_grid(enlarge(out.images * 2 - 1, display_zoom(pipe)), nrow=per_prompt, labels=labels)
+        # its decoder passes are model work too: under the lock
+        grid = scale_grid(pipe, out.tokens, labels, display_zoom(pipe)) if coarse_to_fine else None
+    if grid is None:
+        grid = make_grid(enlarge(out.images * 2 - 1, display_zoom(pipe)), nrow=per_prompt, labels=labels)
     return grid, status_line(len(labels), timing, pipe, settings["seed"])
-
-
-def scale_view(pipe: Pipeline, tokens, names: list[str]) -> Image.Image:
-    """One row per image, one column per scale: what the first k scales decode to (the last is the sample); the
-    first tile of each row carries the image's label, the others their scale."""
-    from nextscale.cli.sample import scale_views
-    from nextscale.data.images import make_grid
-
-    sides = pipe.tokenizer.config.scale_sides
-    labels = [name if k == 0 else f"{side}x{side}" for name in names for k, side in enumerate(sides)]
-    views = enlarge(scale_views(pipe, tokens), display_zoom(pipe))
-    return make_grid(views, nrow=len(sides), labels=labels)
 
 
 def edit_image(

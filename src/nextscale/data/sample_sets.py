@@ -78,20 +78,28 @@ class NpzImageWriter:
 
     def close(self) -> None:
         """Finish the archive and move it into place; refuses (and removes it) when images are missing."""
-        self._entry.close()
         if self.written != self.shape[0]:
             self.abort()
             raise ValueError(f"the archive was to hold {self.shape[0]} images, but {self.written} were written")
-        if self.labels:
-            with self._zip.open(LABELS_ENTRY, "w") as entry:
-                np.lib.format.write_array(entry, np.asarray(self.labels, dtype=np.int64))
-        self._zip.close()
-        os.replace(self._tmp, self.path)
+        try:
+            self._entry.close()
+            if self.labels:
+                with self._zip.open(LABELS_ENTRY, "w") as entry:
+                    np.lib.format.write_array(entry, np.asarray(self.labels, dtype=np.int64))
+            self._zip.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:  # a full disk, an interrupt: no temporary file is left behind
+            self.abort()
+            raise
 
     def abort(self) -> None:
-        if not self._entry.closed:
-            self._entry.close()
-        self._zip.close()
+        """Drop the unfinished archive (safe after a failed write or a close that raised)."""
+        try:
+            if not self._entry.closed:
+                self._entry.close()
+            self._zip.close()
+        except (OSError, ValueError):
+            pass  # the file is removed below either way
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> NpzImageWriter:
@@ -102,6 +110,12 @@ class NpzImageWriter:
             self.close()
         else:
             self.abort()
+
+
+def sample_label(name: str) -> int | None:
+    """The class label in a sample file's name (``0042_class7.png`` -> 7), or None."""
+    found = LABELLED_NAME.fullmatch(name)
+    return int(found.group(1)) if found else None
 
 
 class SampleSet:
@@ -120,8 +134,8 @@ class SampleSet:
             self.files = sorted(files, key=_index_order)
             if not self.files:
                 raise ValueError(f"{self.path} holds no images ({', '.join(IMAGE_SUFFIXES)}); give the sample folder")
-            found = [LABELLED_NAME.fullmatch(p.name) for p in self.files]
-            self.labels = [int(m.group(1)) for m in found] if all(found) else None
+            labels = [sample_label(path.name) for path in self.files]
+            self.labels = labels if None not in labels else None
             self.count, self.side = len(self.files), open_sample_image(self.files[0]).size[0]
         else:
             self.files = None

@@ -172,7 +172,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
         help="steps between checkpoints (one is always written at the end)",
     )
     group.add_argument(
-        "--keep-checkpoints", type=positive_int, default=d.keep_checkpoints, help="newest checkpoints kept"
+        "--keep-checkpoints", type=int, default=d.keep_checkpoints, help="newest checkpoints kept (0 keeps all)"
     )
     group.add_argument(
         "--max-steps", type=positive_int, default=None, help="stop this invocation at this step (resume later)"
