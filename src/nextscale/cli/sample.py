@@ -26,8 +26,9 @@ sample-settings.json, and a re-run with other settings is refused rather than mi
 .jpg or .webp) is made for at most 1024 images; write larger runs with --out-dir. --class all samples every class.
 --npz packs the run's images in order into one .npz as guided-diffusion's evaluation suite reads them (arr_0
 uint8 (N, H, W, 3) RGB, arr_1 the class labels), streamed: with --out-dir from the PNGs, so a resumed run packs
-every image. Under torchrun each process makes every WORLD_SIZE-th batch (device cuda:LOCAL_RANK) into the
-shared --out-dir; the images are the same as one process makes, since batch b's seed depends only on (seed, b).
+every image. Under torchrun each process makes every WORLD_SIZE-th batch (with --device cuda on
+cuda:LOCAL_RANK) into the shared --out-dir; the images are the same as one process makes, since batch b's seed
+depends only on (seed, b).
 With --prompt, --num is the number of images per prompt and --out-dir writes {index:04d}.png plus
 prompts.txt (one prompt per image, in order). --text-features reads precomputed text-encoder outputs
 (tensors prompt_embeds (B, T, D), pooled_prompt_embeds (B, D), optional prompt_attention_mask (B, T) and
