@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from nextscale.scaling.power_law import fit_power_law, pareto_frontier
+from nextscale.scaling.power_law import (
+    fit_power_law,
+    fit_saturating_power_law,
+    pareto_frontier,
+    rms_log_residual,
+)
 
 
 def test_exact_power_law_is_recovered():
@@ -62,3 +67,36 @@ def test_pareto_frontier_of_a_hand_made_example():
     assert pareto_frontier([1, 2, 3, 4], [5, 6, 4, 4]).tolist() == [0, 2]  # the docstring's example
     with pytest.raises(ValueError, match="one length"):
         pareto_frontier([1, 2], [1])
+
+
+def test_a_law_that_levels_off_is_recovered_with_its_floor():
+    x = np.array([1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7])
+    y = 1.5 + (2e-3 * x) ** -0.3
+    fit = fit_saturating_power_law(x, y)
+    assert fit.irreducible == pytest.approx(1.5, abs=1e-5)
+    assert fit.alpha == pytest.approx(-0.3, abs=1e-4) and fit.beta == pytest.approx(2e-3, rel=1e-3)
+    assert fit.rms_log_residual < 1e-6 and fit.num_points == 8
+    np.testing.assert_allclose(fit(x), y, rtol=1e-6)
+    plain = fit_power_law(x, y)
+    assert rms_log_residual(plain, x, y) > 100 * fit.rms_log_residual  # a straight line in logs misses the bend
+    assert fit.formula("N", "L") == "L = 1.5 + (0.002·N)^-0.3"
+
+
+def test_a_straight_power_law_has_no_floor():
+    x = np.array([1e3, 1e4, 1e5, 1e6])
+    fit = fit_saturating_power_law(x, (2.0 * x) ** -0.1)
+    assert fit.irreducible == pytest.approx(0.0, abs=1e-3) and fit.alpha == pytest.approx(-0.1, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        ([1, 2], [3, 2], "needs 3 distinct x values"),
+        ([1, 1, 2], [3, 2, 1], "needs 3 distinct x values"),
+        ([1, 2, 4], [1, 2, 3], "y does not fall with x"),
+        ([1, 2, 4], [3, 0, 1], "positive, finite y values"),
+    ],
+)
+def test_saturating_fit_refuses_what_it_cannot_fit(x, y, message):
+    with pytest.raises(ValueError, match=message):
+        fit_saturating_power_law(x, y)

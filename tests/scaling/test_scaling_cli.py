@@ -109,6 +109,22 @@ def test_fit_reads_any_csv_and_prints_exactly_three_numbers(tmp_path, capsys):
     assert "alpha = -0.2" in capsys.readouterr().out
 
 
+def test_fit_irreducible_finds_the_floor_of_a_table(tmp_path, capsys):
+    table = tmp_path / "points.csv"
+    params = [1e5, 3e5, 1e6, 3e6, 1e7, 3e7]
+    lines = ["name,params,loss"] + [f"m{i},{n},{2.0 + (1e-5 * n) ** -0.3}" for i, n in enumerate(params)]
+    table.write_text("\n".join(lines) + "\n")
+    assert main(["scaling", "fit", "--csv", str(table), "--irreducible", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert list(result) == ["alpha", "beta", "irreducible", "rms_log_residual"]
+    assert result["irreducible"] == pytest.approx(2.0, abs=1e-4) and result["alpha"] == pytest.approx(-0.3, abs=1e-3)
+    assert main(["scaling", "fit", "--csv", str(table), "--irreducible"]) == 0
+    printed = capsys.readouterr().out
+    assert "L_inf = 2" in printed and "as a plain power law" in printed
+    assert main(["scaling", "fit", "--csv", str(table), "--irreducible", "--frontier"]) == 2
+    assert "leave out --frontier" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("content", "flags", "message"),
     [

@@ -7,6 +7,7 @@ Examples (Fashion-MNIST tokens of the demo tokenizer; `nextscale tokenize ... --
     nextscale scaling fit --sweep sweeps/fm                       # L_avg vs parameters
     nextscale scaling fit --csv sweeps/fm/points.csv --x compute --y loss_last --json
     nextscale scaling fit --sweep sweeps/fm --frontier            # L_avg on the compute Pareto frontier
+    nextscale scaling fit --sweep sweeps/fm --irreducible         # L_avg = L_inf + (beta N)^alpha
     nextscale scaling plot --sweep sweeps/fm --out sweeps/fm/scaling.png
 
 `run` trains one ordinary `nextscale train` run per depth in OUT/runs/d{depth} (in this process; re-running
@@ -128,7 +129,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fit L = (beta C)^alpha to the compute Pareto frontier (the plot's dashed line): with --sweep over "
         "every held-out evaluation of every finished run, with --csv over the table's rows",
     )
-    fit.add_argument("--json", action="store_true", help='print only {"alpha": ..., "beta": ..., "pearson_r": ...}')
+    fit.add_argument(
+        "--irreducible",
+        action="store_true",
+        help="fit L = L_inf + (beta X)^alpha instead: a law that levels off (at the data's entropy, or where too "
+        "little training leaves the largest models); reports L_inf and how far the points lie from both laws",
+    )
+    fit.add_argument(
+        "--json",
+        action="store_true",
+        help='print only {"alpha": ..., "beta": ..., "pearson_r": ...} (with --irreducible: alpha, beta, '
+        "irreducible, rms_log_residual)",
+    )
 
     plot = sub.add_parser("plot", help="log-log loss/error vs N and loss vs compute with its Pareto frontier")
     _add_source_arguments(plot)
@@ -439,6 +451,8 @@ def run_fit(args: argparse.Namespace) -> int:
     from nextscale.scaling.sweep import column, loss_curves
 
     x_name = args.x or ("compute" if args.frontier else "params")
+    if args.irreducible and args.frontier:
+        raise ValueError("--irreducible fits the final points of the runs; leave out --frontier")
     if args.frontier and x_name != "compute":
         raise ValueError(f"--frontier fits loss vs training compute; drop --x {args.x} (or give --x compute)")
     if args.frontier and args.sweep is not None:  # every evaluation, as the figure's loss-vs-compute panel
@@ -449,6 +463,8 @@ def run_fit(args: argparse.Namespace) -> int:
     else:
         rows, source = _rows(args)
         x, y = column(rows, x_name, source), column(rows, args.y, source)
+        if args.irreducible:
+            return report_saturating_fit(args, x_name, x, y, source)
         fit = fit_pareto_frontier(x, y) if args.frontier else fit_power_law(x, y)
     # allow_nan=False: Infinity / NaN are not JSON; fit_power_law refuses such fits, this keeps it so.
     result = json.dumps({"alpha": fit.alpha, "beta": fit.beta, "pearson_r": fit.pearson_r}, allow_nan=False)
@@ -458,6 +474,22 @@ def run_fit(args: argparse.Namespace) -> int:
     where = "on the compute Pareto frontier of" if args.frontier else "from"
     print(f"{fit.formula(x_name, args.y)}  (alpha = {fit.alpha:.6g}, beta = {fit.beta:.6g}, ", end="")
     print(f"Pearson r of logs = {fit.pearson_r:.4f}, {fit.num_points} points {where} {source})")
+    return 0
+
+
+def report_saturating_fit(args: argparse.Namespace, x_name: str, x: list, y: list, source: str) -> int:
+    """``fit --irreducible``: L = L_inf + (beta X)^alpha, beside the plain power law's residual."""
+    from nextscale.scaling.power_law import fit_power_law, fit_saturating_power_law, rms_log_residual
+
+    fit = fit_saturating_power_law(x, y)
+    values = {"alpha": fit.alpha, "beta": fit.beta, "irreducible": fit.irreducible}
+    if args.json:
+        print(json.dumps({**values, "rms_log_residual": fit.rms_log_residual}, allow_nan=False))
+        return 0
+    plain = rms_log_residual(fit_power_law(x, y), x, y)
+    print(f"{fit.formula(x_name, args.y)}  (alpha = {fit.alpha:.6g}, beta = {fit.beta:.6g}, ", end="")
+    print(f"L_inf = {fit.irreducible:.6g}, {fit.num_points} points from {source})")
+    print(f"rms residual of log {args.y}: {fit.rms_log_residual:.4g} with L_inf, {plain:.4g} as a plain power law")
     return 0
 
 

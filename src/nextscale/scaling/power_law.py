@@ -1,4 +1,5 @@
-"""Power laws L = (β·X)^α fitted by least squares in log space, and the Pareto frontier of loss vs compute.
+"""Power laws L = (β·X)^α fitted by least squares in log space, the same law above an irreducible loss
+(L = L_inf + (β·X)^α), and the Pareto frontier of loss vs compute.
 
 Taking logs makes the law a line: log L = α log β + α log X. An ordinary least-squares fit of log L on log X
 gives the slope α and the intercept a = α log β, so β = exp(a / α). The Pearson correlation r of (log X, log L)
@@ -7,7 +8,13 @@ says how straight the points lie (VAR reports r ≈ -0.99 for loss vs parameters
 Worked example: L = (2·X)^-0.5 at X = 1, 8 gives L = 0.707, 0.25; the log-log slope is
 (log 0.25 - log 0.707) / log 8 = -0.5 = α and the intercept is -0.5 log 2, so β = exp(-0.5 log 2 / -0.5) = 2.
 
-References: Kaplan et al. 2020, "Scaling Laws for Neural Language Models" (arXiv:2001.08361); Tian et al. 2024,
+The irreducible term: a model family trained on finite data levels off at the entropy of the data (and below
+convergence, at what that much training allows), so log L against log X bends; Henighan et al. 2020 fit
+L = L_inf + (β·X)^α. Given L_inf the rest is again a line in logs (of L - L_inf), so the fit searches L_inf in
+[0, min L) and keeps the value whose law best matches log L.
+
+References: Henighan et al. 2020, "Scaling Laws for Autoregressive Generative Modeling" (arXiv:2010.14701);
+Kaplan et al. 2020, "Scaling Laws for Neural Language Models" (arXiv:2001.08361); Tian et al. 2024,
 "Visual Autoregressive Modeling" (arXiv:2404.02905), §5.2, Fig. 5 and 6.
 """
 
@@ -85,6 +92,76 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLawFit:
             "(more distinct sizes, finished runs)"
         )
     return PowerLawFit(float(alpha), beta, pearson, int(x.shape[0]))
+
+
+@dataclass(frozen=True)
+class SaturatingFit:
+    """L = irreducible + (beta · X)^alpha; ``rms_log_residual`` of log L over ``num_points`` points."""
+
+    alpha: float
+    beta: float
+    irreducible: float
+    rms_log_residual: float
+    num_points: int
+
+    def __call__(self, x: np.ndarray | float) -> np.ndarray:
+        with np.errstate(over="ignore", under="ignore"):
+            return self.irreducible + (self.beta * np.asarray(x, dtype=np.float64)) ** self.alpha
+
+    def formula(self, x_name: str = "X", y_name: str = "L") -> str:
+        """E.g. ``L = 1.9 + (2.0e-05·N)^-0.23``."""
+        return f"{y_name} = {self.irreducible:.4g} + ({self.beta:.3g}·{x_name})^{self.alpha:.3g}"
+
+
+def rms_log_residual(fit, x: Sequence[float], y: Sequence[float]) -> float:
+    """Root-mean-square of log y - log fit(x): how far the points lie from a fitted law, in log units."""
+    y = np.asarray(y, dtype=np.float64)
+    return float(np.sqrt(np.mean((np.log(y) - np.log(fit(np.asarray(x, dtype=np.float64)))) ** 2)))
+
+
+def fit_saturating_power_law(x: Sequence[float], y: Sequence[float], grid: int = 4000) -> SaturatingFit:
+    """Fit y = L_inf + (β·x)^α: for each L_inf on a grid over [0, min y) the log-log line through (x, y - L_inf),
+    then the L_inf whose law has the least squared error in log y, refined on a finer grid around it.
+
+    Args:
+        x: the scaled quantity, positive, at least three distinct values (three parameters).
+        y: the measured quantity, positive, falling with x (a rising y has no floor to level off at).
+        grid: candidate values of L_inf per search pass.
+
+    Raises:
+        ValueError: fewer than 3 points, bad values (as ``fit_power_law``), or y not falling with x.
+    """
+    x, y = _positive(x, "x"), _positive(y, "y")
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
+    if np.unique(x).shape[0] < 3:
+        raise ValueError(
+            f"a fit with an irreducible term has 3 parameters and needs 3 distinct x values, got {x.shape[0]}"
+        )
+    log_x, log_y = np.log(x), np.log(y)
+    if np.polyfit(log_x, log_y, 1)[0] >= 0:
+        raise ValueError(
+            "y does not fall with x, so there is no floor for it to level off at; fit without --irreducible"
+        )
+
+    def error(floor: float) -> tuple[float, float, float]:
+        alpha, intercept = np.polyfit(log_x, np.log(y - floor), 1)
+        with np.errstate(over="ignore", under="ignore"):
+            predicted = floor + np.exp(intercept + alpha * log_x)
+        return float(np.sum((log_y - np.log(predicted)) ** 2)), float(alpha), float(intercept)
+
+    low, high = 0.0, float(y.min())
+    for _ in range(2):  # a coarse pass over [0, min y), then a fine one around its best value
+        candidates = np.linspace(low, high, grid, endpoint=False)
+        errors = [error(floor)[0] for floor in candidates]
+        best = int(np.argmin(errors))
+        step = candidates[1] - candidates[0]
+        low, high = max(0.0, candidates[best] - step), min(float(y.min()) * (1 - 1e-9), candidates[best] + step)
+    floor = float(candidates[best])
+    _, alpha, intercept = error(floor)
+    beta = float(np.exp(intercept / alpha))
+    fit = SaturatingFit(alpha, beta, floor, 0.0, int(x.shape[0]))
+    return SaturatingFit(alpha, beta, floor, rms_log_residual(fit, x, y), int(x.shape[0]))
 
 
 def fit_pareto_frontier(compute: Sequence[float], loss: Sequence[float]) -> PowerLawFit:
