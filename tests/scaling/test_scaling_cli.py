@@ -4,6 +4,7 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from nextscale.cli import main
@@ -171,3 +172,24 @@ def test_parameters_count_everything_and_embeddings_apart():
 def test_collect_sweep_needs_a_sweep_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a sweep"):
         collect_sweep(tmp_path)
+
+
+def test_plot_irreducible_draws_the_law_above_a_floor(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from nextscale.scaling.plot import draw_scaling
+
+    sizes = (1e5, 3e5, 1e6, 3e6, 1e7)
+    rows = [{"params": n, "compute": 6e6 * n, "loss": 2.0 + (1e-5 * n) ** -0.3} for n in sizes]
+    plain = draw_scaling(rows).axes[0]
+    both = draw_scaling(rows, irreducible=True).axes[0]
+    assert len(both.get_lines()) == len(plain.get_lines()) + 1
+    dotted = [line for line in both.get_lines() if line.get_linestyle() == ":"]
+    assert len(dotted) == 1 and dotted[0].get_label().startswith("L_avg = 2 + (1e-05·N)^-0.3")
+    x, y = dotted[0].get_data()
+    np.testing.assert_allclose(y, 2.0 + (1e-5 * np.asarray(x)) ** -0.3, rtol=1e-4)  # through the law's points
+    table = tmp_path / "points.csv"
+    table.write_text(
+        "run,params,compute,loss\n"
+        + "".join(f"r{i},{r['params']},{r['compute']},{r['loss']}\n" for i, r in enumerate(rows))
+    )
+    assert main(["scaling", "plot", "--csv", str(table), "--irreducible", "--out", str(tmp_path / "f.png")]) == 0

@@ -146,6 +146,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_source_arguments(plot)
     plot.add_argument("--out", type=Path, default=None, help="PNG to write (default: SWEEP/scaling.png)")
     plot.add_argument("--title", default=None, help="figure title")
+    plot.add_argument(
+        "--irreducible",
+        action="store_true",
+        help="also draw the losses' laws above a floor, L = L_inf + (beta N)^alpha (dotted; see fit --irreducible)",
+    )
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -515,7 +520,7 @@ def run_plot(args: argparse.Namespace) -> int:
         rows, curves = [run.row() for run in runs], loss_curves(runs)
         out = args.out or args.sweep / "scaling.png"
     try:
-        path = plot_scaling(rows, out, curves=curves, title=args.title)
+        path = plot_scaling(rows, out, curves=curves, title=args.title, irreducible=args.irreducible)
     except ImportError as err:
         raise ValueError(str(err)) from err
     print(f"figure: {path}")

@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nextscale.pretrained import atomic_write
-from nextscale.scaling.power_law import fit_pareto_frontier, fit_power_law, pareto_frontier
+from nextscale.scaling.power_law import (
+    fit_pareto_frontier,
+    fit_power_law,
+    fit_saturating_power_law,
+    pareto_frontier,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -42,15 +47,25 @@ def _figure_class():
     return Figure
 
 
-def _fit_and_draw(axis, x: np.ndarray, y: np.ndarray, label: str, x_name: str, color: str, marker: str) -> None:
+def _fit_and_draw(
+    axis, x: np.ndarray, y: np.ndarray, label: str, x_name: str, color: str, marker: str, irreducible: bool = False
+) -> None:
+    """The points, their power law (solid) and, with ``irreducible``, the law above a floor (dotted)."""
     axis.scatter(x, y, color=color, marker=marker, zorder=3)
+    grid = np.geomspace(x.min(), x.max(), 50)
     try:
         fit = fit_power_law(x, y)
     except ValueError:  # equal sizes, a flat or degenerate fit: the points are still worth seeing
         axis.plot([], [], color=color, label=f"{label} (no power law fits these points)")
         return
-    grid = np.geomspace(x.min(), x.max(), 50)
     axis.plot(grid, fit(grid), color=color, label=f"{fit.formula(x_name, label)}, r = {fit.pearson_r:.3f}")
+    if irreducible:
+        try:
+            floor = fit_saturating_power_law(x, y)
+        except ValueError:  # fewer than 3 sizes, or a loss that does not fall: the straight law stands alone
+            return
+        text = f"{floor.formula(x_name, label)}, rms log residual {floor.rms_log_residual:.3g}"
+        axis.plot(grid, floor(grid), color=color, linestyle=":", label=text)
 
 
 def _label_few_ticks(axis) -> None:
@@ -79,6 +94,7 @@ def plot_scaling(
     out: str | os.PathLike,
     curves: dict[str, Sequence[tuple[float, float]]] | None = None,
     title: str | None = None,
+    irreducible: bool = False,
 ) -> Path:
     """Draw the scaling figure into a PNG (written atomically) and return its path.
 
@@ -88,12 +104,13 @@ def plot_scaling(
         out: the PNG path.
         curves: optional {run name: [(compute, loss), ...]} of every held-out evaluation, for the frontier.
         title: figure title.
+        irreducible: also draw the losses' laws above a floor, L = L_inf + (beta N)^alpha (dotted).
 
     Raises:
         ImportError: matplotlib is missing.
         ValueError: fewer than 2 rows, or a row misses params / compute / loss.
     """
-    figure = draw_scaling(rows, curves, title)
+    figure = draw_scaling(rows, curves, title, irreducible)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
@@ -104,6 +121,7 @@ def draw_scaling(
     rows: Sequence[dict[str, float]],
     curves: dict[str, Sequence[tuple[float, float]]] | None = None,
     title: str | None = None,
+    irreducible: bool = False,
 ) -> Figure:
     """The matplotlib Figure of ``plot_scaling`` (same arguments, no file)."""
     figure_class = _figure_class()
@@ -126,9 +144,9 @@ def draw_scaling(
     figure = figure_class(figsize=(6.0 * (3 if has_error else 2), 4.8))
     axes = figure.subplots(1, 3 if has_error else 2)
     loss_axis, compute_axis = axes[0], axes[-1]
-    _fit_and_draw(loss_axis, params, values("loss"), "L_avg", "N", "tab:blue", "o")
+    _fit_and_draw(loss_axis, params, values("loss"), "L_avg", "N", "tab:blue", "o", irreducible)
     if values("loss_last") is not None:
-        _fit_and_draw(loss_axis, params, values("loss_last"), "L_last", "N", "tab:orange", "s")
+        _fit_and_draw(loss_axis, params, values("loss_last"), "L_last", "N", "tab:orange", "s", irreducible)
     loss_axis.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="held-out loss", title="loss vs size")
     if has_error:
         error_axis = axes[1]
