@@ -13,6 +13,7 @@ import argparse
 
 from nextscale.cli import evaluate
 from nextscale.cli.common import SAMPLING_FLAGS, Default
+from nextscale.cli.evaluate_class import ClassifierTally, open_class_reference
 
 # What --samples cannot take: it samples nothing, so model and sampling flags would be silently ignored.
 NOT_FOR_SAMPLES = (
@@ -60,7 +61,7 @@ def open_reference(spec: str, side: int, bad_images: str):
 
     if spec.startswith(evaluate.CAPTIONS_PREFIX):
         return open_captioned(spec, side, 3, bad_images)
-    return evaluate.open_class_reference(spec, side, 3, "test", bad_images)
+    return open_class_reference(spec, side, 3, "test", bad_images)
 
 
 def run_samples(args: argparse.Namespace, samples, num: int, reference, started: float) -> int:
@@ -79,7 +80,7 @@ def run_samples(args: argparse.Namespace, samples, num: int, reference, started:
     )
     labelled = samples.labels is not None and 0 <= min(samples.labels[:num]) <= max(samples.labels[:num]) < 10
     judged = labelled and args.reference.startswith("fashion-mnist")
-    tally = evaluate.ClassifierTally.for_images(side) if judged else None
+    tally = ClassifierTally.for_images(side) if judged else None
     observers = [tally] if tally is not None else []
     batches = samples.batches(args.batch_size, limit=num)
     fake = stream_features(extractor, batches, evaluate.FEATURE_BATCH, observers, total=num)

@@ -1,0 +1,168 @@
+"""``nextscale evaluate`` of a class-conditional model: FID, KID and precision/recall of its samples (or of its
+tokenizer's reconstructions) against real images, with class consistency and a classifier Inception Score where the
+bundled Fashion-MNIST classifier applies, at one cfg or a sweep of them. The command's flags, checks and the other
+evaluations are in ``cli/evaluate.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from nextscale.cli import evaluate
+
+
+def open_class_reference(spec: str, size: int, channels: int, split: str, bad_images: str):
+    """``--reference`` of a class model: Fashion-MNIST's ``split``, or every image of a folder of class sub-folders."""
+    from nextscale.data.fashion_mnist import FashionMNIST
+    from nextscale.data.images import ImageFolderDataset
+    from nextscale.training.data_specs import check_bad_images
+
+    if spec.startswith("fashion-mnist"):
+        root = spec.split(":", 1)[1] if ":" in spec else None
+        return FashionMNIST(root=root, split=split, size=size, channels=channels)
+    folder = ImageFolderDataset(spec, size=size, train=False, channels=channels, bad_images=bad_images)
+    check_bad_images([folder], bad_images)  # bad files named in the log and left out (or a one-line error)
+    return folder
+
+
+def _default_reference(pipe) -> str:
+    """Fashion-MNIST, for a model that could have been trained on it; anything else must name its real images."""
+    from nextscale.data.fashion_mnist import CLASS_NAMES
+
+    names = tuple(getattr(pipe, "class_names", None) or ())
+    channels = pipe.tokenizer.config.in_channels
+    if pipe.num_classes == 10 and channels == 1 and (not names or names == tuple(CLASS_NAMES)):
+        return "fashion-mnist"
+    kind = f"{pipe.num_classes} classes, {'grayscale' if channels == 1 else 'RGB'}"
+    raise ValueError(
+        f"this model ({kind}) was not trained on Fashion-MNIST, the default reference; pass --reference DIR, "
+        "a folder of real images like its training data (class sub-folders), to compare against"
+    )
+
+
+def run_class(args: argparse.Namespace, pipe, started: float) -> int:
+    """FID, KID, precision/recall (and class consistency on Fashion-MNIST) of a class model's samples, at one cfg
+    or at each of several (the same labels and seeds at every value: the FID-vs-cfg curve)."""
+    import torch
+
+    from nextscale.evaluation.features import cached_features, compute_features, stream_features
+    from nextscale.evaluation.generate import SampleWriter, generate_batches, reconstruct_batches
+
+    num, spec = evaluate.DEFAULT_NUM if args.num is None else args.num, args.reference or _default_reference(pipe)
+    size, channels = pipe.image_size, pipe.tokenizer.config.in_channels
+    reference = open_class_reference(spec, size, channels, "test", args.bad_images)
+    extractor, network = evaluate.load_feature_extractor(args.features, size, args.inception, args.device)
+    key = dict(reference=spec, split="test", count=len(reference), size=size, channels=channels)
+    real = cached_features(
+        extractor,
+        lambda: torch.utils.data.DataLoader(reference, batch_size=evaluate.FEATURE_BATCH, shuffle=False),
+        args.reference_cache,
+        key={**key, "features": network},
+    )
+    sampling = dict(top_k=args.top_k, top_p=args.top_p, temperature=args.temperature, smooth=args.smooth)
+    judged = spec.startswith("fashion-mnist") and pipe.num_classes == 10
+    sweep = len(args.cfg) > 1 and not args.reconstructions
+    rows = []
+    for cfg in [None] if args.reconstructions else args.cfg:
+        if cfg is None:
+            batches = reconstruct_batches(pipe.tokenizer, reference, num, args.batch_size)
+        else:
+            batches = generate_batches(pipe, num, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling)
+        # Every batch goes to the observers and the feature network, then is dropped: only features are kept.
+        tally = ClassifierTally.for_images(size) if judged else None
+        observers: list = [tally] if tally is not None else []
+        if args.save_samples is not None:
+            observers.append(SampleWriter(args.save_samples / f"cfg-{cfg:g}" if sweep else args.save_samples))
+        fake = stream_features(extractor, batches, evaluate.FEATURE_BATCH, observers, total=num)
+        row = {} if cfg is None else {"cfg": float(cfg)}
+        row.update(evaluate.distances(real, fake))
+        if tally is not None:
+            row.update(tally.metrics(pipe.num_classes))
+        rows.append(row)
+    report = {
+        "model": str(args.model or "bundled"),
+        "measured": "tokenizer reconstructions" if args.reconstructions else "samples",
+        "num_samples": num,
+        "reference": spec,
+        "reference_count": len(real),
+        "features": args.features,
+    }
+    if sweep:
+        report.update(sampling={**sampling, "seed": args.seed or 0}, results=rows)
+        print(format_class_sweep(rows))
+    else:
+        row = rows[0]
+        if not args.reconstructions:
+            report["sampling"] = {"cfg": row.pop("cfg"), **sampling, "seed": args.seed or 0}
+        report.update(row)
+    if args.baseline:
+        held_out = open_class_reference(spec, size, channels, "train", args.bad_images)
+        subset = torch.utils.data.Subset(held_out, range(min(num, len(held_out))))
+        held = compute_features(extractor, torch.utils.data.DataLoader(subset, batch_size=evaluate.FEATURE_BATCH))
+        baseline = evaluate.distances(real, held)
+        report.update({f"{name}_real_baseline": baseline[name] for name in ("fid", "kid", "precision", "recall")})
+    return evaluate.finish(args, report, started)
+
+
+def format_class_sweep(rows: list[dict]) -> str:
+    """One line per cfg: FID, KID, precision, recall, and the classifier's consistency and IS where judged."""
+    judged = "class_consistency" in rows[0]
+    extra = f"  {'consistency':>11}  {'IS':>6}" if judged else ""
+    lines = [f"{'cfg':>6}  {'FID':>8}  {'KID':>10}  {'precision':>9}  {'recall':>7}{extra}"]
+    for row in rows:
+        line = f"{row['cfg']:>6g}  {row['fid']:>8.2f}  {row['kid']:>10.4g}  "
+        line += f"{row['precision']:>9.3f}  {row['recall']:>7.3f}"
+        if judged:
+            line += f"  {row['class_consistency']:>11.3f}  {row['classifier_inception_score']:>6.2f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+class ClassifierTally:
+    """Observer of generated batches: the bundled classifier's logits of every sample, and its label.
+
+    Keeps (N, 10) logits, not the images, for class consistency and a classifier Inception Score.
+    """
+
+    def __init__(self, judge) -> None:
+        self.judge = judge.eval()
+        self.logits: list = []
+        self.labels: list = []
+
+    @classmethod
+    def for_images(cls, size: int) -> ClassifierTally | None:
+        """A tally when the bundled classifier can read images of this size (32x32 Fashion-MNIST), else None."""
+        from nextscale.evaluation.classifier import load_bundled_classifier
+
+        judge = load_bundled_classifier()
+        return cls(judge) if judge.config.image_size == size else None
+
+    def __call__(self, images, labels) -> None:
+        self.logits.append(self.judge.logits(images))
+        self.labels.append(labels.cpu().long())
+
+    def metrics(self, num_classes: int, shuffle: bool = False) -> dict:
+        """Class consistency (overall, per class) and a classifier Inception Score.
+
+        The score averages over consecutive splits, so images in class order (``sample --class all``) would give
+        each split one class and a score near 1; ``shuffle`` takes the splits from a fixed permutation instead.
+        Generated batches cycle through the classes, so model runs keep their order.
+        """
+        import torch
+
+        from nextscale.evaluation.inception import inception_score
+
+        logits, labels = torch.cat(self.logits), torch.cat(self.labels)
+        if shuffle:
+            order = torch.randperm(len(logits), generator=torch.Generator().manual_seed(0))
+            logits, labels = logits[order], labels[order]
+        correct = (logits.argmax(dim=1) == labels).double()
+        per_class = [round(float(correct[labels == c].mean()), 4) for c in range(num_classes) if (labels == c).any()]
+        # the FID Inception graph has no classification head, so the Inception Score is taken over the
+        # classifier's 10 classes (its maximum is 10): comparable between models here, not with papers
+        splits = 10 if len(logits) >= 100 else 1
+        return {
+            "class_consistency": float(correct.mean()),
+            "class_consistency_per_class": per_class,
+            "classifier_inception_score": inception_score(logits, splits=splits)[0],
+        }
