@@ -253,3 +253,17 @@ def test_a_reconstruction_run_takes_no_cfg_sweep(tiny_pipeline_dir, capsys):
     argv = ["evaluate", "--model", str(tiny_pipeline_dir), "--reconstructions", "--cfg", "1", "2"]
     assert main([*argv, "--features", "classifier"]) == 2
     assert "leave out the --cfg sweep" in capsys.readouterr().err
+
+
+def test_a_reference_of_one_image_is_refused_in_words(tmp_path, capsys):
+    from PIL import Image
+
+    from nextscale.data.sample_sets import NpzImageWriter
+
+    (tmp_path / "real" / "bag").mkdir(parents=True)
+    Image.new("L", (32, 32), color=90).save(tmp_path / "real" / "bag" / "only.png")
+    with NpzImageWriter(tmp_path / "s.npz", 3, 32) as archive:
+        archive.add(torch.zeros(3, 1, 32, 32))
+    argv = ["evaluate", "--samples", str(tmp_path / "s.npz"), "--reference", str(tmp_path / "real")]
+    assert main([*argv, "--features", "classifier"]) == 2
+    assert "holds 1 usable image; give a folder of at least 2 real images" in capsys.readouterr().err

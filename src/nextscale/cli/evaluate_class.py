@@ -22,6 +22,10 @@ def open_class_reference(spec: str, size: int, channels: int, split: str, bad_im
         return FashionMNIST(root=root, split=split, size=size, channels=channels)
     folder = ImageFolderDataset(spec, size=size, train=False, channels=channels, bad_images=bad_images)
     check_bad_images([folder], bad_images)  # bad files named in the log and left out (or a one-line error)
+    if len(folder) < 2:  # FID and precision/recall compare two sets: one image has no covariance
+        raise ValueError(
+            f"--reference {spec} holds {len(folder)} usable image; give a folder of at least 2 real images"
+        )
     return folder
 
 
