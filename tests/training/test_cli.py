@@ -43,6 +43,14 @@ def test_train_tokenize_train_export_chain(tmp_path, monkeypatch):
     assert run_command("export", f"--run {var} --out {tmp_path / 'pipe'}") == 0
     out = Pipeline.from_pretrained(tmp_path / "pipe")(class_labels=[1, 2], seed=0, output_type="pt")
     assert out.images.shape == (2, 1, 16, 16) and out.tokens.dtype == torch.int64
+    # `--model RUN_DIR` samples the run's EMA weights without exporting: the exported folder's tokens exactly
+    for model in (var, tmp_path / "pipe"):
+        argv = f"--model {model} --class 1 2 --seed 3 --top-k 5 --save-tokens {tmp_path / model.name}.safetensors"
+        assert run_command("sample", f"{argv} --out {tmp_path / model.name}.png") == 0
+    from safetensors.torch import load_file
+
+    tokens_of = {name: load_file(tmp_path / f"{name}.safetensors")["tokens"] for name in ("var", "pipe")}
+    assert torch.equal(tokens_of["var"], tokens_of["pipe"])
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path):

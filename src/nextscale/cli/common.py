@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,8 +18,9 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         default=None,
-        help="pipeline folder (pipeline.json + tokenizer/ + transformer/) or a bundled model: bundled:fashion-mnist, "
-        "bundled:scenes; default: bundled:fashion-mnist (with --prompt: bundled:scenes, the text-to-image model)",
+        help="pipeline folder (pipeline.json + tokenizer/ + transformer/), a `nextscale train` run directory (the "
+        "EMA weights of its newest checkpoint) or a bundled model: bundled:fashion-mnist, bundled:scenes; default: "
+        "bundled:fashion-mnist (with --prompt: bundled:scenes, the text-to-image model)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     add_dtype_argument(parser)
@@ -279,6 +281,19 @@ def check_device(name: str):
     return device
 
 
+def is_transformer_run(path) -> bool:
+    """Whether ``path`` is a `nextscale train` run directory (its config.json says ``"kind": "transformer"``)."""
+    import json
+
+    config = Path(path) / "config.json"
+    if not config.is_file() or (Path(path) / "pipeline.json").is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("kind") == "transformer"
+    except (ValueError, AttributeError, OSError):
+        return False
+
+
 def load_pipeline(args: argparse.Namespace):
     from nextscale.sampling.pipeline import Pipeline
 
@@ -290,12 +305,18 @@ def load_pipeline(args: argparse.Namespace):
     if args.model is None and not (default / "pipeline.json").is_file():
         raise FileNotFoundError(f"the bundled model is missing at {default}; pass --model DIR")
     path = args.model if args.model is not None else ("bundled:scenes" if text else "bundled:fashion-mnist")
-    pipe = Pipeline.from_pretrained(
-        path,
-        device=args.device,
-        dtype=getattr(args, "dtype", "fp32"),
-        cuda_graphs=getattr(args, "cuda_graphs", False),
-    )
+    dtype, cuda_graphs = getattr(args, "dtype", "fp32"), getattr(args, "cuda_graphs", False)
+    if is_transformer_run(path):
+        from nextscale.training.export import load_run_pipeline
+
+        pipe = load_run_pipeline(path, device=args.device).use_precision(dtype)
+        pipe = pipe.use_cuda_graphs() if cuda_graphs else pipe
+        print(
+            f"using the EMA weights of the newest checkpoint of run {path} (`nextscale export` makes a folder)",
+            file=sys.stderr,
+        )
+    else:
+        pipe = Pipeline.from_pretrained(path, device=args.device, dtype=dtype, cuda_graphs=cuda_graphs)
     if pipe.precision.name != "fp32" or getattr(args, "dtype", "fp32") != "fp32":
         print(f"sampling in {pipe.precision.name} ({pipe.precision.reason})", flush=True)
     if hasattr(args, "cfg"):

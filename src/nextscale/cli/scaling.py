@@ -9,6 +9,7 @@ Examples (Fashion-MNIST tokens of the demo tokenizer; `nextscale tokenize ... --
     nextscale scaling fit --sweep sweeps/fm --frontier            # L_avg on the compute Pareto frontier
     nextscale scaling fit --sweep sweeps/fm --irreducible         # L_avg = L_inf + (beta N)^alpha
     nextscale scaling plot --sweep sweeps/fm --out sweeps/fm/scaling.png
+    nextscale scaling samples --sweep sweeps/fm --class 0 5 7 9 --seed 0  # same seeds, one row per model (Fig. 7)
 
 `run` trains one ordinary `nextscale train` run per depth in OUT/runs/d{depth} (in this process; re-running
 resumes unfinished runs and leaves finished ones alone; Ctrl-C stops it, and the same command resumes) with the
@@ -45,6 +46,8 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from nextscale.cli.scaling_samples import add_samples_parser
 
 # `nextscale train` flags the sweep sets itself (a value after `--` would contradict it): dest -> what to do instead.
 _RUN_LENGTH = "use `scaling run --steps`, --token-budget or --compute-budget (every run trains its planned steps)"
@@ -151,6 +154,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also draw the losses' laws above a floor, L = L_inf + (beta N)^alpha (dotted; see fit --irreducible)",
     )
+    add_samples_parser(sub)
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,7 +164,10 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"run": run_sweep, "fit": run_fit, "plot": run_plot}[args.scaling_command](args)
+    from nextscale.cli.scaling_samples import run_samples
+
+    actions = {"run": run_sweep, "fit": run_fit, "plot": run_plot, "samples": run_samples}
+    return actions[args.scaling_command](args)
 
 
 # ------------------------------------------------------------------------------------------------ run

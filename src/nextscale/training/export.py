@@ -19,11 +19,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from nextscale.pretrained import CONFIG_NAME, atomic_write_text, config_from_dict, load_component, save_component
+from nextscale.sampling.pipeline import Pipeline
+from nextscale.sampling.raster_pipeline import RasterPipeline
+from nextscale.sampling.text_pipeline import TextPipeline
 from nextscale.scales import SIDES_256
-from nextscale.text.reference import REFERENCE_NAME
+from nextscale.text.reference import REFERENCE_NAME, load_text_encoder_folder
 from nextscale.tokenizer.config import TokenizerConfig
 from nextscale.tokenizer.official import load_official_vqvae
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
@@ -55,18 +59,24 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     return run_config
 
 
-def load_run_model(run_dir: str | os.PathLike, raw: bool = False) -> nn.Module:
-    """The trained model of a run from its newest readable checkpoint: EMA weights, or raw with ``raw=True``."""
+def load_run_model(
+    run_dir: str | os.PathLike, raw: bool = False, checkpoint: str | os.PathLike | None = None
+) -> nn.Module:
+    """The trained model of a run: EMA weights, or raw with ``raw=True``, from ``checkpoint`` (one of the run's
+    checkpoint files) or else the newest readable one."""
     run_config = read_run_config(run_dir)
     kind = run_config["kind"]
     model_cls, config_cls = _RUN_MODELS[kind]
     if kind == "transformer":
         model_cls, config_cls = _TRANSFORMERS[run_config.get("model_class", ScaleTransformer.__name__)]
     model = model_cls(config_from_dict(config_cls, run_config[kind]))
-    found = ckpt.load_latest(run_dir)
-    if found is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint yet; train first")
-    state, path = found
+    if checkpoint is not None:
+        state = ckpt.load_checkpoint(checkpoint)
+    else:
+        found = ckpt.load_latest(run_dir)
+        if found is None:
+            raise FileNotFoundError(f"{run_dir} has no checkpoint yet; train first")
+        state, _ = found
     if raw or state.get("ema") is None:
         weights = state["models"]["model"]
     else:
@@ -150,6 +160,27 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = F
         index = {**index, "_class_name": "TextPipeline", "text_encoder": TEXT_ENCODER_DIR}
     atomic_write_text(out / PIPELINE_FILE, json.dumps(index, indent=2) + "\n")
     return out
+
+
+def load_run_pipeline(
+    run_dir: str | os.PathLike,
+    raw: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+):
+    """A transformer run as a pipeline, without exporting it: the run's tokenizer copy and its trained weights (EMA,
+    or raw with ``raw=True``; from ``checkpoint`` or the newest readable one), of the kind :func:`export_run` writes
+    (``Pipeline``, ``RasterPipeline`` or ``TextPipeline``)."""
+    run_config = read_run_config(run_dir)
+    if run_config["kind"] != "transformer":
+        raise ValueError(f"{run_dir} is a tokenizer run; images come from a transformer run (`nextscale train`)")
+    model = load_run_model(run_dir, raw, checkpoint)
+    tokenizer = load_component(MultiScaleVQVAE, Path(run_dir) / TOKENIZER_DIR)
+    if isinstance(model, TextScaleTransformer):
+        text_encoder = load_text_encoder_folder(Path(run_dir) / TEXT_ENCODER_DIR, device=device)
+        return TextPipeline(tokenizer, model, text_encoder).to(device)
+    pipeline_cls = RasterPipeline if isinstance(model, RasterTransformer) else Pipeline
+    return pipeline_cls(tokenizer, model, run_config.get("class_names") or None).to(device)
 
 
 def load_transformer_weights(source: str | os.PathLike) -> nn.Module:
