@@ -312,7 +312,8 @@ def load_pipeline(args: argparse.Namespace):
         pipe = load_run_pipeline(path, device=args.device).use_precision(dtype)
         pipe = pipe.use_cuda_graphs() if cuda_graphs else pipe
         print(
-            f"using the EMA weights of the newest checkpoint of run {path} (`nextscale export` makes a folder)",
+            f"using the newest checkpoint of run {path} (its EMA weights when the run keeps them; `nextscale "
+            "export` makes a pipeline folder)",
             file=sys.stderr,
         )
     else:
