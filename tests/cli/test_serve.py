@@ -18,18 +18,16 @@ from PIL import Image
 
 from nextscale.cli import main
 from nextscale.cli.demo import enlarge
-from nextscale.cli.web_app import (
+from nextscale.cli.web_app import build_app, example_image, image_upload
+from nextscale.cli.web_handlers import (
     UNCONDITIONAL,
-    Knobs,
     ServedModels,
-    build_app,
     edit_image,
     edit_image_with_text,
-    example_image,
-    image_upload,
     sample_classes,
     sample_prompts,
 )
+from nextscale.cli.web_inputs import Knobs
 from nextscale.data.images import make_grid
 from nextscale.sampling.pipeline import Pipeline
 

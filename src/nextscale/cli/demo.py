@@ -198,7 +198,7 @@ def recorded_as_text(path: Path) -> bool | None:
     (``Pipeline.from_pretrained`` then names what is wrong with the folder)."""
     import json
 
-    from nextscale.sampling.pipeline import PIPELINE_CLASSES
+    from nextscale.sampling.pipeline_folder import PIPELINE_CLASSES
     from nextscale.sampling.text_pipeline import TextPipeline
 
     try:

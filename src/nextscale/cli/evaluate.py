@@ -250,7 +250,7 @@ def model_facts(model: Path | None) -> ModelFacts | None:
     """The facts of ``--model`` (default: the bundled class model), or None when its files cannot be read this
     way; loading the pipeline then says what is wrong with it."""
     from nextscale.pretrained import read_config, read_json_file, resolve_model_path
-    from nextscale.sampling.pipeline import PIPELINE_FILE
+    from nextscale.sampling.pipeline_folder import PIPELINE_FILE
     from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 
     try:

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from nextscale.pretrained import load_component
-from nextscale.sampling.pipeline import Pipeline, load_named_component
+from nextscale.sampling.pipeline import Pipeline
+from nextscale.sampling.pipeline_folder import load_named_component
 from nextscale.text import TextEncoder, load_text_encoder_folder, save_text_encoder_reference
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.conditioning import TextCondition

@@ -1,0 +1,72 @@
+"""A class pipeline's class names: checking the names a folder records, and turning names or ids into ids.
+
+``class_names[i]`` names class ``i`` (pipeline.json "class_names"); a label may be an id or a name, and names
+match ignoring case, spaces, '-' and '_' ("ankle_boot" finds "Ankle boot"). ``ClassNamesMixin`` gives
+``Pipeline`` these methods.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+
+def normalise_name(name: str) -> str:
+    """Class names match ignoring case and the difference between spaces, '-' and '_' ("ankle_boot")."""
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
+class ClassNamesMixin:
+    """``check_class_names``, ``class_ids``, ``class_id_of_name`` and ``describe_classes`` of ``Pipeline``
+    (which provides ``class_names`` and ``num_classes``)."""
+
+    def check_class_names(self, class_names: Sequence[str] | None) -> tuple[str, ...] | None:
+        """One distinct, non-empty name per class id (``class_names[i]`` is class ``i``), or None."""
+        if class_names is None:
+            return None
+        names = tuple(class_names)
+        if not all(isinstance(name, str) and name.strip() for name in names):
+            raise TypeError(f"class_names must be non-empty strings, got {list(names)[:5]}")
+        if len(names) != self.num_classes:
+            raise ValueError(f"got {len(names)} class names for a model with {self.num_classes} classes")
+        if len({normalise_name(name) for name in names}) != len(names):
+            raise ValueError(f"class names must be distinct (ignoring case), got {list(names)}")
+        return names
+
+    def class_ids(self, labels: Sequence[int | str] | int | str) -> list[int]:
+        """Class ids or names (``"Sneaker"``, case-insensitive; a name with "/" also answers to each part, so
+        ``"t-shirt"`` finds ``"T-shirt/top"``) -> ids in [0, num_classes); a clear error for anything else."""
+        labels = [labels] if isinstance(labels, (int, str)) else list(labels)
+        ids = []
+        for label in labels:
+            if isinstance(label, str) and label.strip().lstrip("-").isdigit():
+                label = int(label)
+            if isinstance(label, str):
+                ids.append(self.class_id_of_name(label))
+            elif isinstance(label, numbers.Integral) and not isinstance(label, bool):
+                if not 0 <= int(label) < self.num_classes:
+                    raise ValueError(
+                        f"class {int(label)} is out of range: this model has classes 0..{self.num_classes - 1}"
+                        + (f" ({self.describe_classes()})" if self.class_names else "")
+                    )
+                ids.append(int(label))
+            else:
+                raise TypeError(f"a class label is an int id or a class name, got {label!r}")
+        return ids
+
+    def class_id_of_name(self, name: str) -> int:
+        wanted = normalise_name(name)
+        for index, known in enumerate(self.class_names or ()):
+            if wanted == normalise_name(known) or wanted in (normalise_name(part) for part in known.split("/")):
+                return index
+        if not self.class_names:
+            raise ValueError(
+                f"class {name!r}: this model records no class names; give an id in 0..{self.num_classes - 1}"
+            )
+        raise ValueError(f"unknown class name {name!r}; valid names: {self.describe_classes()}")
+
+    def describe_classes(self) -> str:
+        """ "0 T-shirt/top, 1 Trouser, ..." (or "0..C-1" without names)."""
+        if not self.class_names:
+            return f"0..{self.num_classes - 1}"
+        return ", ".join(f"{index} {name}" for index, name in enumerate(self.class_names))

@@ -1,0 +1,130 @@
+"""A pipeline's editing methods: ``edit``, ``inpaint`` and ``outpaint`` of a real image.
+
+Each one prepares the image, builds the keep mask and samples through the pipeline's own call with a
+``KeepTokensConstraint`` (see ``editing.py`` for the recipe); no sampling loop is copied here.
+``EditingMixin`` gives ``Pipeline`` these methods; a text pipeline overrides only ``edit_condition`` (the prompt
+instead of the class), and a raster pipeline refuses ``edit``.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from nextscale.sampling.editing import (
+    KeepTokensConstraint,
+    PreparedImage,
+    box_mask,
+    extend_canvas,
+    keep_mask_for,
+    mask_for_image,
+    mask_from_array,
+    prepare_image,
+    scale_keep_masks,
+)
+from nextscale.sampling.outputs import EditOutput
+
+
+class EditingMixin:
+    """``edit``, ``inpaint``, ``outpaint``, ``edit_with_keep_mask`` and ``edit_condition`` of ``Pipeline`` (which
+    provides ``tokenizer``, ``transformer``, ``device``, ``image_size``, ``class_ids`` and the call)."""
+
+    def edit(
+        self,
+        image: str | Image.Image | torch.Tensor,
+        mode: str = "inpaint",
+        box: tuple[float, float, float, float] | None = None,
+        mask=None,
+        box_in_pixels: bool = False,
+        class_label: int | None = None,
+        num_images: int = 1,
+        prompt: str | None = None,
+        **sampling,
+    ) -> EditOutput:
+        """Zero-shot inpainting / outpainting / class- or text-conditional editing of a real image.
+
+        Args:
+            image: a path, a PIL image (any size: center-cropped and resized), or a (1, C, S, S) tensor in [-1, 1].
+            mode: "inpaint" regenerates the region and keeps the rest; "outpaint" keeps the region and
+                regenerates the rest.
+            box: the region as (y0, x0, y1, x1) fractions (or pixels of the model-size image with box_in_pixels).
+            mask: the region as a 2-D array / PIL image of any size (True / white = region).
+            class_label: target class of the generated part (class pipelines); None = unconditional.
+            num_images: results to draw.
+            prompt: what the generated part should show (text pipelines); None = the empty prompt.
+            **sampling: cfg, top_k, top_p, temperature, smooth, seed, generator, output_type (see ``__call__``).
+        Returns:
+            EditOutput; ``.pasted()`` gives the results at the input's original size.
+        """
+        if (box is None) == (mask is None):
+            raise ValueError("give exactly one of box=(y0, x0, y1, x1) or mask=<array or image>")
+        prepared = prepare_image(image, self.image_size, self.tokenizer.config.in_channels)
+        side = self.transformer.config.scale_sides[-1]
+        region = (
+            box_mask(side, box, self.image_size if box_in_pixels else None)
+            if box is not None
+            else mask_for_image(mask, prepared, side)
+        )
+        return self.edit_with_keep_mask(
+            prepared, keep_mask_for(mode, region), class_label, num_images, prompt=prompt, **sampling
+        )
+
+    def inpaint(self, image, box=None, mask=None, **kwargs) -> EditOutput:
+        """Regenerate the region (box or mask), keep everything else."""
+        return self.edit(image, mode="inpaint", box=box, mask=mask, **kwargs)
+
+    def outpaint(self, image, box=None, mask=None, inner_fraction: float | None = None, **kwargs) -> EditOutput:
+        """Keep the region and regenerate the rest; or, with ``inner_fraction``, shrink the whole image into
+        the centre of the canvas and generate a frame around it (extending the picture)."""
+        if inner_fraction is None:
+            return self.edit(image, mode="outpaint", box=box, mask=mask, **kwargs)
+        if box is not None or mask is not None:
+            raise ValueError("inner_fraction places the whole image; do not also give box or mask")
+        prepared = prepare_image(image, self.image_size, self.tokenizer.config.in_channels)
+        canvas, placed = extend_canvas(prepared.tensor, inner_fraction)
+        side = self.transformer.config.scale_sides[-1]
+        keep = keep_mask_for("outpaint", mask_from_array(placed, side))
+        framed = PreparedImage(canvas, prepared.original, prepared.crop_box)
+        return self.edit_with_keep_mask(
+            framed, keep, kwargs.pop("class_label", None), kwargs.pop("num_images", 1), **kwargs
+        )
+
+    @torch.no_grad()
+    def edit_with_keep_mask(
+        self,
+        prepared: PreparedImage,
+        keep_mask: torch.Tensor,
+        class_label: int | None = None,
+        num_images: int = 1,
+        prompt: str | None = None,
+        **sampling,
+    ) -> EditOutput:
+        """Sample with the image's tokens forced wherever ``keep_mask`` (side, side) is True (per-scale masks
+        follow the official bilinear-resize recipe)."""
+        indices = self.tokenizer.encode(prepared.tensor.to(self.device))
+        sides = self.transformer.config.scale_sides
+        constraint = KeepTokensConstraint(
+            indices, scale_keep_masks(keep_mask.to(self.device), sides), self.tokenizer.quantizer
+        )
+        out = self(
+            **self.edit_condition(class_label, prompt),
+            num_images_per_prompt=num_images,
+            constraint=constraint,
+            **sampling,
+        )
+        return EditOutput(
+            images=out.images,
+            tokens=out.tokens,
+            class_labels=out.class_labels,
+            prompts=out.prompts,
+            keep_mask=keep_mask,
+            prepared=prepared,
+        )
+
+    def edit_condition(self, class_label: int | None, prompt: str | None) -> dict:
+        """What an edit conditions the regenerated part on: the class, or the null class."""
+        if prompt is not None:
+            raise ValueError("this pipeline is class-conditional; edit with class_label (prompts need a text pipeline)")
+        if class_label is None:
+            return {"class_labels": [self.transformer.config.null_class_id]}
+        return {"class_labels": self.class_ids([class_label])}

@@ -1,0 +1,156 @@
+"""A pipeline's folder: what ``pipeline.json`` may hold, loading a folder as the pipeline class it names, saving.
+
+Folder layout (diffusers-like)::
+
+    pipeline.json          {"_class_name": "Pipeline", "tokenizer": "tokenizer", "transformer": "transformer",
+                            optional "recommended_sampling": {...} and "class_names": ["T-shirt/top", ...]}
+    tokenizer/             config.json + model.safetensors
+    transformer/           config.json + model.safetensors
+    text_encoder/          text pipelines only (see ``text_pipeline.py``)
+
+``_class_name`` selects the pipeline class (``Pipeline`` for class-conditional VAR models, ``TextPipeline``
+for STAR), and each component's ``config.json`` names its class, so ``Pipeline.from_pretrained`` returns
+the right kind. ``PipelineFolderMixin`` gives ``Pipeline`` its folder methods; every class that inherits it
+registers itself under its name, which is how ``_class_name`` finds it.
+
+References: diffusers ``DiffusionPipeline.from_pretrained`` / ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from nextscale.pretrained import (
+    atomic_write_text,
+    load_component,
+    read_json_file,
+    resolve_model_path,
+    save_component,
+)
+from nextscale.sampling.guidance import SamplingConfig
+from nextscale.sampling.precision import PRECISIONS
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.transformer.model import ScaleTransformer
+from nextscale.transformer.raster_model import RasterTransformer
+from nextscale.transformer.text_model import TextScaleTransformer
+
+if TYPE_CHECKING:
+    from nextscale.sampling.pipeline import Pipeline
+
+PIPELINE_FILE = "pipeline.json"
+# Sampling settings a pipeline folder may recommend (pipeline.json "recommended_sampling"); the CLI uses them
+# for flags the user leaves out, and Python users can pass ``**pipe.recommended_sampling``.
+RECOMMENDABLE = ("cfg", "top_k", "top_p", "temperature")
+# What pipeline.json may hold, and the JSON type of each entry.
+PIPELINE_KEYS = {
+    "_class_name": str,
+    "tokenizer": str,
+    "transformer": str,
+    "text_encoder": (str, type(None)),
+    "recommended_sampling": dict,
+    "class_names": list,
+}
+COMPONENT_CLASSES = {
+    cls.__name__: cls for cls in (MultiScaleVQVAE, ScaleTransformer, TextScaleTransformer, RasterTransformer)
+}
+# Pipeline classes by the name pipeline.json records; subclasses register themselves.
+PIPELINE_CLASSES: dict[str, type[Pipeline]] = {}
+
+
+def load_named_component(directory: Path, device: str | torch.device) -> torch.nn.Module:
+    """Load a component folder whose config.json names its class."""
+    payload = read_json_file(
+        directory / "config.json", f"{directory} is not a component folder (expected config.json and model.safetensors)"
+    )
+    name = payload.get("class")
+    if name not in COMPONENT_CLASSES:
+        raise ValueError(f"{directory} holds an unknown component class {name!r}; known: {sorted(COMPONENT_CLASSES)}")
+    return load_component(COMPONENT_CLASSES[name], directory, device)
+
+
+def check_index(index: dict, path: Path) -> None:
+    """Refuse a pipeline.json with unknown entries or entries of the wrong JSON type (one clear line)."""
+    unknown = sorted(set(index) - set(PIPELINE_KEYS))
+    if unknown:
+        raise ValueError(f"{path} has unknown entries {unknown}; known: {sorted(PIPELINE_KEYS)}")
+    for key, kind in PIPELINE_KEYS.items():
+        if key in index and not isinstance(index[key], kind):
+            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise TypeError(f"{path}: {key!r} must be a JSON {expected}, got {index[key]!r}")
+
+
+class PipelineFolderMixin:
+    """``from_pretrained``, ``from_components``, ``recommend``, ``index`` and ``save_pretrained`` of ``Pipeline``
+    (which provides the constructor, ``tokenizer``, ``transformer`` and the speed switches they use)."""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        PIPELINE_CLASSES[cls.__name__] = cls
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device = "cpu", dtype: str = "fp32", cuda_graphs: bool = False
+    ) -> Pipeline:
+        """Load a pipeline folder (local paths only; nothing is downloaded); returns the kind it records.
+
+        ``path`` may also name a model shipped with the package: ``"bundled:fashion-mnist"`` (class-conditional)
+        or ``"bundled:scenes"`` (text-to-image). ``dtype`` is the sampling precision: "fp32" (exact), "bf16",
+        "fp16", "int8" or "auto" (the fastest this device supports; see ``nextscale.sampling.precision``).
+        ``cuda_graphs`` replays each scale's transformer step as a CUDA graph (see :meth:`use_cuda_graphs`).
+        """
+        if dtype not in PRECISIONS:  # before loading anything
+            raise ValueError(f"dtype must be one of {PRECISIONS}, got {dtype!r}")
+        path = resolve_model_path(path)
+        index = read_json_file(
+            path / PIPELINE_FILE,
+            f"{path} is not a pipeline folder (expected {PIPELINE_FILE}, tokenizer/ and transformer/; "
+            "see `nextscale convert` and `nextscale export`)",
+        )
+        check_index(index, path / PIPELINE_FILE)
+        from nextscale.sampling import raster_pipeline, text_pipeline  # noqa: F401  (register their classes)
+
+        name = index.get("_class_name", "Pipeline")
+        if name not in PIPELINE_CLASSES:
+            raise ValueError(f"{path / PIPELINE_FILE} names an unknown pipeline class {name!r}")
+        pipeline_cls = PIPELINE_CLASSES[name]
+        if not issubclass(pipeline_cls, cls):
+            raise ValueError(f"{path} holds a {name}, not a {cls.__name__}; load it with Pipeline.from_pretrained")
+        pipeline = pipeline_cls.from_components(path, index, device).use_precision(dtype)
+        return pipeline.use_cuda_graphs() if cuda_graphs else pipeline
+
+    @classmethod
+    def from_components(cls, path: Path, index: dict, device: str | torch.device) -> Pipeline:
+        """Build the pipeline from the component folders that ``index`` (pipeline.json) names."""
+        tokenizer = load_named_component(path / index.get("tokenizer", "tokenizer"), device)
+        transformer = load_named_component(path / index.get("transformer", "transformer"), device)
+        pipe = cls(tokenizer, transformer, class_names=index.get("class_names"))
+        return pipe.recommend(**index.get("recommended_sampling", {}))
+
+    def recommend(self, **settings) -> Pipeline:
+        """Record the sampling settings this model is meant to be used with (saved in pipeline.json)."""
+        unknown = sorted(set(settings) - set(RECOMMENDABLE))
+        if unknown:
+            raise ValueError(f"recommended_sampling has unknown settings {unknown}; known: {list(RECOMMENDABLE)}")
+        SamplingConfig(**settings)  # validates the values
+        self.recommended_sampling = dict(settings)
+        return self
+
+    def index(self) -> dict:
+        """What pipeline.json records."""
+        index = {"_class_name": type(self).__name__, "tokenizer": "tokenizer", "transformer": "transformer"}
+        if getattr(self, "recommended_sampling", None):
+            index["recommended_sampling"] = dict(self.recommended_sampling)
+        if getattr(self, "class_names", None):
+            index["class_names"] = list(self.class_names)
+        return index
+
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
+        """Write the folder; ``dtype=torch.float16`` halves the size (weights load back as float32)."""
+        path = Path(path)
+        save_component(self.tokenizer, path / "tokenizer", dtype=dtype)
+        save_component(self.transformer, path / "transformer", dtype=dtype)
+        atomic_write_text(path / PIPELINE_FILE, json.dumps(self.index(), indent=2) + "\n")

@@ -1,0 +1,93 @@
+"""A pipeline's speed switches: kept CPU memory, CUDA graphs, the sampling precision and the fp32 linear kernel.
+
+Each switch is opt-in; those that change the numbers (a reduced precision, the oneDNN kernel) say so. The
+mechanisms live in ``cpu_memory``, ``cuda_graphs``, ``precision`` and ``linear_kernels``; ``SpeedSwitchesMixin``
+gives ``Pipeline`` the methods that turn them on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from nextscale.sampling.linear_kernels import choose_linear_kernel
+from nextscale.sampling.precision import Precision, cast_linear_weights, choose_precision, quantize_dynamic_int8
+from nextscale.sampling.sampler import ScaleSampler
+
+if TYPE_CHECKING:
+    from nextscale.sampling.pipeline import Pipeline
+
+
+class SpeedSwitchesMixin:
+    """``keep_memory``, ``release_memory``, ``use_cuda_graphs``, ``use_precision`` and ``settle_linear_kernel`` of
+    ``Pipeline`` (which provides ``tokenizer``, ``transformer``, ``sampler``, ``device`` and ``memory_hold``)."""
+
+    # How the sampling loop computes (``use_precision``); float32 unless asked otherwise.
+    precision: Precision = Precision("fp32", "default")
+
+    def keep_memory(self) -> None:
+        """On a CPU, keep freed activations for reuse from this call on (``nextscale.sampling.cpu_memory``: no
+        fresh page faults from the second call on, same numbers); :meth:`release_memory` gives them back."""
+        if self.device.type == "cpu":
+            self.memory_hold.acquire()
+
+    def release_memory(self) -> None:
+        """Give back what the pipeline keeps between calls: the kept freed CPU memory and the KV cache."""
+        self.sampler.steps.release()
+        self.memory_hold.release()
+
+    def use_cuda_graphs(self) -> Pipeline:
+        """Replay each scale's transformer step as a captured CUDA graph from now on (next-scale pipelines on a
+        CUDA device; see ``nextscale.sampling.cuda_graphs``): the first call per batch size captures, later calls
+        replay. Tokens equal the eager loop's in float32."""
+        if self.device.type != "cuda":
+            raise ValueError(
+                f"CUDA graphs need a CUDA device; this pipeline is on {self.device.type} (load it with device='cuda')"
+            )
+        if not isinstance(self.sampler, ScaleSampler):
+            raise ValueError(f"CUDA graphs are built for next-scale sampling, not {type(self.sampler).__name__}")
+        self.sampler = ScaleSampler(self.tokenizer, self.transformer, cuda_graphs=True)
+        return self
+
+    def use_precision(self, dtype: str, linear_kernel: str | None = None) -> Pipeline:
+        """Sample in ``dtype`` from now on (see :meth:`from_pretrained`); ``self.precision.reason`` says why.
+
+        ``linear_kernel`` (with "fp32" on a CPU): what computes the transformer's linear products: "blas"
+        (PyTorch's own, the exact path's), "onednn" (faster for wide models, not bit-exact), or "auto" (the faster
+        of the two at this model's width, timed at the first call); see ``nextscale.sampling.linear_kernels``.
+        """
+        precision = choose_precision(dtype, self.device)
+        if linear_kernel is not None:
+            if precision.name != "fp32":
+                raise ValueError(f"linear_kernel applies to fp32 sampling, not {precision.name}")
+            if linear_kernel != "auto":  # checked now; "auto" is timed at the first call
+                width = self.transformer.config.embed_dim
+                linear_kernel, _ = choose_linear_kernel(linear_kernel, width, self.device)
+            precision = dataclasses.replace(precision, linear_kernel=linear_kernel)
+        if self.precision.name != "fp32" and precision.name != self.precision.name:
+            raise ValueError(
+                f"this pipeline's transformer already holds {self.precision.name} weights; load the folder again "
+                f"with Pipeline.from_pretrained(path, dtype={precision.name!r})"
+            )
+        if precision.name != self.precision.name:
+            if precision.name == "int8":
+                quantized = quantize_dynamic_int8(self.transformer)
+                if quantized is None:
+                    raise ValueError("this PyTorch build has no quantised engine for int8; use dtype='bf16' or 'fp32'")
+                self.transformer = quantized.eval()
+                self.sampler = type(self.sampler)(self.tokenizer, self.transformer)
+            elif precision.autocast_dtype is not None:
+                cast_linear_weights(self.transformer, precision.autocast_dtype)
+        if self.device.type == "cpu" and precision.name != "fp32":
+            # Faster here but not bit-identical images (within 3e-5), so only on the fast paths.
+            self.tokenizer.use_channels_last_decoder()
+        self.precision = precision
+        return self
+
+    def settle_linear_kernel(self) -> None:
+        """At the first float32 call, time the two linear kernels at this model's width and keep the faster."""
+        if self.precision.name != "fp32" or self.precision.linear_kernel != "auto":
+            return
+        kernel, why = choose_linear_kernel("auto", self.transformer.config.embed_dim, self.device)
+        reason = f"{self.precision.reason}; linear products in {kernel} ({why})"
+        self.precision = dataclasses.replace(self.precision, linear_kernel=kernel, reason=reason)
