@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nextscale.data.captions import (
-    CaptionFolderDataset,
-    CaptionManifestDataset,
-    CaptionShardDataset,
-    open_caption_splits,
-)
+from nextscale.data.caption_folders import CaptionFolderDataset
+from nextscale.data.caption_manifests import CaptionManifestDataset
+from nextscale.data.caption_shards import CaptionShardDataset
+from nextscale.data.captions import open_caption_splits
 from nextscale.data.summary import describe_data
 from nextscale.training.data_specs import build_datasets
 

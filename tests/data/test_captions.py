@@ -10,13 +10,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from nextscale.data.captions import (
-    SKIP_REASONS,
-    CaptionFolderDataset,
-    CaptionManifestDataset,
-    CaptionShardDataset,
-    open_caption_dataset,
-)
+from nextscale.data.caption_base import SKIP_REASONS
+from nextscale.data.caption_folders import CaptionFolderDataset
+from nextscale.data.caption_manifests import CaptionManifestDataset
+from nextscale.data.caption_shards import CaptionShardDataset
+from nextscale.data.captions import open_caption_dataset
 from nextscale.data.transforms import pil_to_tensor
 
 SIZE = 16

@@ -8,7 +8,8 @@ import torch
 
 from nextscale.cli import COMMANDS, main
 from nextscale.data import scenes as scenes_module
-from nextscale.data.captions import CaptionManifestDataset, open_caption_dataset
+from nextscale.data.caption_manifests import CaptionManifestDataset
+from nextscale.data.captions import open_caption_dataset
 from nextscale.data.fashion_mnist import load_fashion_mnist, prepare_images
 from nextscale.data.scenes import (
     HELD_OUT_PAIRINGS,

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from nextscale.cli import main
-from nextscale.data.captions import CaptionManifestDataset
+from nextscale.data.caption_manifests import CaptionManifestDataset
 from nextscale.data.images import BadImageError, ImageFolderDataset
 from nextscale.data.token_shards import (
     MANIFEST_NAME,

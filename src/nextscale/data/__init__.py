@@ -1,12 +1,10 @@
 """Data: image folders, captions, Fashion-MNIST and its scenes, the VAR transform, grids, a resumable sampler."""
 
-from nextscale.data.captions import (
-    CaptionDataset,
-    CaptionFolderDataset,
-    CaptionManifestDataset,
-    CaptionShardDataset,
-    open_caption_dataset,
-)
+from nextscale.data.caption_base import CaptionDataset
+from nextscale.data.caption_folders import CaptionFolderDataset
+from nextscale.data.caption_manifests import CaptionManifestDataset
+from nextscale.data.caption_shards import CaptionShardDataset
+from nextscale.data.captions import open_caption_dataset
 from nextscale.data.fashion_mnist import CLASS_NAMES, FashionMNIST, load_fashion_mnist, read_idx, write_idx
 from nextscale.data.images import ImageFolderDataset, load_image, make_grid, open_image, save_grid, to_pil
 from nextscale.data.samplers import ResumableDistributedSampler

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from nextscale.data.captions import CaptionDataset, _image_stream
+from nextscale.data.caption_base import CaptionDataset, _image_stream
 from nextscale.data.fashion_mnist import FashionMNIST
 from nextscale.data.images import ImageFolderDataset
 from nextscale.data.token_shards import TokenShardDataset

@@ -77,7 +77,7 @@ def report_skipped_images(datasets) -> None:
     """One line per image-folder dataset with skipped files, counting them by reason (rank 0; files that failed
     in DataLoader worker processes are in those workers' own warnings)."""
     from nextscale import distributed
-    from nextscale.data.captions import CaptionDataset
+    from nextscale.data.caption_base import CaptionDataset
     from nextscale.data.images import ImageFolderDataset
 
     logger = distributed.get_logger("nextscale.data")

@@ -1,0 +1,251 @@
+"""The base of the caption datasets: ``CaptionDataset`` and what every source shares.
+
+``CaptionDataset`` checks and counts the candidate samples a source finds (``_accept``), draws one caption per
+access, and decodes and transforms the image. Beside it: the skip reasons, the sample records (``CaptionedImage``,
+``TarMember``, ``_Candidate``) and ``_image_stream``, which opens an image file or a shard member. The sources are
+in ``caption_folders``, ``caption_manifests`` and ``caption_shards``; the behaviour they share is described in
+the ``nextscale.data.captions`` docstring.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from nextscale.data.images import BAD_IMAGE_POLICIES, BadImageError, check_image_header
+from nextscale.data.transforms import ImageTransform
+
+# Named after the front door, so one name (nextscale.data.captions) filters every caption source's warnings.
+logger = logging.getLogger("nextscale.data.captions")
+
+# Reasons a sample is skipped; ``dataset.skipped`` has one count per reason (zero included).
+SKIP_REASONS = (
+    "missing_image",
+    "corrupt_image",
+    "tiny_image",
+    "huge_image",
+    "missing_caption",
+    "empty_caption",
+    "caption_not_utf8",
+    "dotted_name",
+    "bad_record",
+)
+# The reasons that are about an image file (``bad_images="fail"`` stops on these), by the image check's reason.
+IMAGE_PROBLEMS = {"unreadable": "corrupt_image", "tiny": "tiny_image", "huge": "huge_image"}
+SHOWN_EXAMPLES = 3
+CAPTION_SUFFIX = ".txt"
+
+# Pillow signals unreadable files with OSError (incl. UnidentifiedImageError), ValueError or SyntaxError.
+_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+@dataclass(frozen=True)
+class TarMember:
+    """Where one image's bytes lie inside an uncompressed tar shard."""
+
+    shard: Path
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class CaptionedImage:
+    """One usable sample: a display name (path or ``shard.tar:key``), its captions and where its image is."""
+
+    name: str
+    captions: tuple[str, ...]
+    source: Path | TarMember
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A sample found while indexing; ``problem`` (a SKIP_REASONS entry) marks it as skipped."""
+
+    name: str
+    captions: tuple[str, ...] = ()
+    source: Path | TarMember | None = None
+    problem: str | None = None
+
+
+def _clean(captions: Iterable[str]) -> tuple[str, ...]:
+    return tuple(text.strip() for text in captions if text.strip())
+
+
+def _image_stream(source: Path | TarMember) -> Path | BinaryIO:
+    if isinstance(source, Path):
+        return source
+    with open(source.shard, "rb") as handle:
+        handle.seek(source.offset)
+        return io.BytesIO(handle.read(source.size))
+
+
+class CaptionDataset(Dataset):
+    """Base of the caption datasets: indexing checks, skip counts, caption choice and the image transform.
+
+    Subclasses find candidate samples and call ``_accept``. Each item is ``(image (channels, size, size)
+    float32 in [-1, 1], caption str)``; a DataLoader batches the captions into a list of strings.
+
+    Args:
+        size: output side in pixels.
+        train: random crop (True) or center crop (False) after resizing the shorter side.
+        mid_reso: shorter side resized to ``round(mid_reso * size)`` before the crop (1.0 = no margin).
+        hflip: random horizontal flips; off by default because captions may say "left" or "right".
+        channels: 3 (RGB) or 1 (grayscale).
+        seed: caption choice and crop of sample ``index`` in epoch ``e`` come from ``default_rng([seed, e,
+            index])``.
+        check_images: open every image header at construction, so unreadable, tiny or huge files are skipped
+            and counted up front (a few seconds per 100k local files; shards are read once).
+        bad_images: "skip" (count and name bad images) or "fail" (raise ValueError naming them).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        train: bool = True,
+        mid_reso: float = 1.0,
+        hflip: bool = False,
+        channels: int = 3,
+        seed: int = 0,
+        check_images: bool = True,
+        bad_images: str = "skip",
+    ) -> None:
+        if bad_images not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
+        self.transform = ImageTransform(size, train=train, mid_reso=mid_reso, hflip=hflip, channels=channels)
+        self.bad_images = bad_images
+        self.origin = ""  # where the samples come from, for logs (set by each source)
+        self.seed = seed
+        self.epoch = 0
+        self.check_images = check_images
+        self.samples: list[CaptionedImage] = []
+        self.skipped: dict[str, int] = dict.fromkeys(SKIP_REASONS, 0)
+        self.bad_files: list[tuple[str, str]] = []  # (image, reason) of the images left out, in order found
+        self._reported_corrupt: set[str] = set()
+
+    def _accept(self, candidates: Iterable[_Candidate], where: str | os.PathLike) -> None:
+        """Keep the good candidates, count the rest, and log one summary line."""
+        self.origin = str(where)
+        examples: dict[str, str] = {}
+        for candidate in candidates:
+            problem = candidate.problem
+            if problem is None and not candidate.captions:
+                problem = "empty_caption"
+            if problem is None and self.check_images:
+                problem = self._image_problem(candidate)
+            if problem is None:
+                self.samples.append(CaptionedImage(candidate.name, candidate.captions, candidate.source))
+                continue
+            self.skipped[problem] += 1
+            examples.setdefault(problem, candidate.name)
+            if problem in IMAGE_PROBLEMS.values():
+                self.bad_files.append((candidate.name, problem.removesuffix("_image")))
+        if self.bad_files and self.bad_images == "fail":
+            raise ValueError(
+                f"{len(self.bad_files)} images of {where} cannot be used: {self.named_bad_files()}; fix or delete "
+                "them, or pass --bad-images skip to go on without them"
+            )
+        total_skipped = sum(self.skipped.values())
+        summary = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in self.skipped.items() if count)
+        if not self.samples:
+            raise ValueError(
+                f"{where} holds no usable image-caption pairs ({summary or 'nothing found'}); see the "
+                "nextscale.data.captions docstring for the expected layout"
+            )
+        if total_skipped:
+            example = "; ".join(f"{reason.replace('_', ' ')}: {name}" for reason, name in examples.items())
+            logger.warning(
+                "%s: skipped %d of %d samples (%s), e.g. %s",
+                where,
+                total_skipped,
+                total_skipped + len(self.samples),
+                summary,
+                example,
+            )
+
+    @property
+    def decode_failures(self) -> list[str]:
+        """Images whose header passed but which failed to decode when read in this process (truncated files)."""
+        return sorted(self._reported_corrupt)
+
+    def named_bad_files(self) -> str:
+        """The first bad images with their reasons, and how many more (for one log or error line)."""
+        named = ", ".join(f"{name} ({reason})" for name, reason in self.bad_files[:SHOWN_EXAMPLES])
+        more = len(self.bad_files) - SHOWN_EXAMPLES
+        return named + (f" and {more} more" if more > 0 else "")
+
+    def _image_problem(self, candidate: _Candidate) -> str | None:
+        """None when the image's header is usable at this size, else the skip reason (header only: pixels are
+        decoded at access)."""
+        source = candidate.source
+        if source is None:
+            return "missing_image"
+        try:
+            if isinstance(source, Path):
+                check_image_header(source, self.transform.size)
+            else:
+                check_image_header(candidate.name, self.transform.size, stream=_image_stream(source))
+        except BadImageError as err:
+            return IMAGE_PROBLEMS.get(err.reason, "corrupt_image")
+        return None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose caption choices and crops ``seed`` reproduces."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _decode(self, sample: CaptionedImage) -> Image.Image:
+        try:
+            with Image.open(_image_stream(sample.source)) as image:
+                image.load()  # decode now: a truncated file fails here, not later in the transform
+                return image.copy()
+        except _READ_ERRORS as err:
+            raise ValueError(f"cannot read image {sample.name}: {err}") from err
+
+    def _count_corrupt(self, name: str) -> bool:
+        """Count an image that failed to decode, once per file; True the first time (to log it once)."""
+        if name in self._reported_corrupt:
+            return False
+        self._reported_corrupt.add(name)
+        self.skipped["corrupt_image"] += 1
+        return True
+
+    def read(self, index: int) -> tuple[torch.Tensor, tuple[str, ...]]:
+        """Sample ``index`` exactly, for passes that must see every sample once (tokenizing): (image (channels,
+        size, size) float32 in [-1, 1], all its captions). No stand-in: an image that cannot be decoded raises
+        ValueError (and is counted in ``skipped["corrupt_image"]``)."""
+        sample = self.samples[index]
+        try:
+            image = self._decode(sample)
+        except ValueError:
+            self._count_corrupt(sample.name)
+            raise
+        return self.transform(image, np.random.default_rng([self.seed, self.epoch, index])), sample.captions
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        """Returns (image (channels, size, size) float32 in [-1, 1], one of the sample's captions)."""
+        for offset in range(len(self.samples)):
+            sample = self.samples[(index + offset) % len(self.samples)]
+            try:
+                image = self._decode(sample)
+            except ValueError as err:
+                if self.bad_images == "fail":
+                    raise ValueError(f"{err}; replace or delete it, or pass --bad-images skip") from err
+                if self._count_corrupt(sample.name):
+                    logger.warning("skipping unreadable image (using the next sample instead): %s", err)
+                continue
+            generator = np.random.default_rng([self.seed, self.epoch, index])
+            caption = sample.captions[int(generator.integers(len(sample.captions)))]
+            return self.transform(image, generator), caption
+        raise ValueError("no image of this dataset could be decoded; every file is corrupt")
