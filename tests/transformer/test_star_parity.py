@@ -163,6 +163,27 @@ def test_sampled_image_matches_official(official_sampling, fixture):
     close(sampler.decode(result.f_hat), fixture["sample_img"], 1e-4)
 
 
+def test_smooth_sampling_follows_the_official_star_path(official_sampling, models, fixture):
+    """STAR's more_smooth (STAR_REFERENCE §7): per scale one exponential_ of shape (B, l, V) and nothing else (no
+    multinomial), on the unfiltered guided logits (top-k / top-p unused); unlike VAR's smooth mode."""
+    sampler, _, _ = official_sampling
+    condition = prompts(fixture, slice(0, 2))
+    runs = {}
+    for filters in ((900, 0.95), (None, None)):
+        generator = torch.Generator().manual_seed(42)
+        config = SamplingConfig(cfg=4.0, top_k=filters[0], top_p=filters[1], smooth=True)
+        runs[filters] = (sampler.sample(condition, config=config, generator=generator), generator)
+    (filtered, generator), (unfiltered, _) = runs[(900, 0.95)], runs[(None, None)]
+    assert torch.equal(filtered.tokens, unfiltered.tokens) and torch.equal(filtered.f_hat, unfiltered.f_hat)
+    official = torch.Generator().manual_seed(42)
+    noise = [torch.empty(2, side * side, 4096).exponential_(generator=official) for side in SIDES_256]
+    assert torch.equal(generator.get_state(), official.get_state())
+    # scale 0 has no guidance (ratio 0): its token is the argmax of the conditional logits plus the Gumbel noise
+    with torch.no_grad():
+        first = models["quirk"](condition, fixture["x_BLCv_wo_first_l"][:2])[:, 0]  # (2, V)
+    assert torch.equal(filtered.tokens[:, 0], (first - noise[0][:, 0].log()).argmax(-1))
+
+
 def test_key_mapping_is_a_bijection_on_the_released_keys():
     releases = json.loads(require(REFERENCE / "star_state_dict_keys.json").read_text())
     for name in ("d2_256_in384", "d16_256", "d30_256", "d30_1024"):

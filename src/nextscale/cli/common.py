@@ -208,7 +208,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, cfg: float = 1.5, cf
     group.add_argument(
         "--smooth",
         action="store_true",
-        help="official 'more smooth' mode: Gumbel-softmax mixture of codes (nicer pictures)",
+        help="official 'more smooth' mode: Gumbel-softmax mixture of codes (nicer pictures); text models mix "
+        "the unfiltered logits, as STAR does (--top-k and --top-p unused)",
     )
 
 

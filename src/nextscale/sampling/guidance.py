@@ -48,7 +48,9 @@ class SamplingConfig:
         top_p: nucleus mass in (0, 1], or None.
         temperature: logits are divided by it (1.0: unchanged, the official behaviour).
         smooth: the official "more smooth" mode, a Gumbel-softmax mixture of code vectors instead of
-            the sampled code (the sampled tokens are still drawn and returned).
+            the sampled code. Class models (VAR) still filter and draw the tokens, which are returned; text
+            models (STAR) mix the unfiltered logits (top_k and top_p unused) and draw no tokens, so the
+            returned token is each mixture's heaviest code (a Gumbel-max draw from the scaled logits).
         overrides: per-scale replacements of cfg / top_k / top_p / temperature.
     """
 

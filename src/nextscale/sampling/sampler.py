@@ -157,13 +157,22 @@ class ScaleSampler:
             logits = self.steps.logits(x, context, kv_cache)  # (B or 2B, l, V)
             if guided:
                 logits = classifier_free_guidance(logits[:batch], logits[batch:], settings.cfg_weight)
-            logits = filter_logits(logits, settings.top_k, settings.top_p, settings.temperature)
-            tokens_Bl = sample_tokens(logits, generator)[:, :, 0]
-            if config.smooth:
+            if config.smooth and self.is_text_conditional:
+                # STAR's smooth mode: the Gumbel mixture of the unfiltered logits, no top-k/top-p and no
+                # multinomial draw (one exponential_ per scale); the token is the mixture's heaviest code.
+                logits = filter_logits(logits, None, None, settings.temperature)
                 ratio = scale_ratio(scale_idx, num_scales)
-                codes_BlC = gumbel_softmax(logits.mul(1 + ratio), smooth_tau(ratio), generator) @ codebook.unsqueeze(0)
+                weights_BlV = gumbel_softmax(logits.mul(1 + ratio), smooth_tau(ratio), generator)
+                tokens_Bl, codes_BlC = weights_BlV.argmax(dim=-1), weights_BlV @ codebook.unsqueeze(0)
             else:
-                codes_BlC = quantizer.lookup(tokens_Bl)
+                logits = filter_logits(logits, settings.top_k, settings.top_p, settings.temperature)
+                tokens_Bl = sample_tokens(logits, generator)[:, :, 0]
+                if config.smooth:  # VAR's smooth mode: the multinomial draw, then the mixture of the filtered logits
+                    ratio = scale_ratio(scale_idx, num_scales)
+                    weights_BlV = gumbel_softmax(logits.mul(1 + ratio), smooth_tau(ratio), generator)
+                    codes_BlC = weights_BlV @ codebook.unsqueeze(0)
+                else:
+                    codes_BlC = quantizer.lookup(tokens_Bl)
             if constraint is not None:
                 tokens_Bl, codes_BlC = constraint(scale_idx, tokens_Bl, codes_BlC)
             tokens.append(tokens_Bl)
