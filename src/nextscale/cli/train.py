@@ -254,7 +254,59 @@ def initial_transformer(args: argparse.Namespace, tokenizer_config, objective, t
     code_dim = getattr(model.config, "code_dim", tokenizer_config.code_dim)  # the raster model embeds token ids
     if (model.config.vocab_size, code_dim) != (tokenizer_config.vocab_size, tokenizer_config.code_dim):
         raise ValueError("--init-from model was trained with another tokenizer (vocabulary or code width differ)")
-    return model
+    return adapted_for_fine_tuning(model, args)
+
+
+# Flags that would change the shape of an --init-from model (its weights fix them).
+SHAPE_FLAGS = {
+    "depth": "--depth",
+    "embed_dim": "--embed-dim",
+    "num_heads": "--num-heads",
+    "shared_adaln": "--shared-adaln",
+}
+
+
+def adapted_for_fine_tuning(model, args: argparse.Namespace):
+    """An --init-from model as this run trains it: the data's class count, the given regularisation, and
+    per-sample cross-attention; a line for each change. Shape flags are refused (the weights fix the shape)."""
+    import dataclasses
+
+    from nextscale.transformer.text_model import TextScaleTransformer
+
+    given = [flag for name, flag in SHAPE_FLAGS.items() if getattr(args, name, None) not in (None, False)]
+    if given:
+        raise ValueError(f"--init-from fixes the model's shape; drop {', '.join(given)}")
+    changes = {
+        name: getattr(args, name)
+        for name in ("drop_path_rate", "cond_drop_rate")
+        if getattr(args, name, None) is not None and getattr(args, name) != getattr(model.config, name)
+    }
+    notes = [f"{name} {getattr(model.config, name)} -> {value}" for name, value in changes.items()]
+    if getattr(model.config, "official_batch0_cross_attention", False):
+        # A converted STAR checkpoint reproduces the official batch-0 cross-attention at sampling time; trained
+        # that way, only the first caption of every batch would reach the cross-attention. The weights fit both.
+        changes["official_batch0_cross_attention"] = False
+        notes.append("cross-attention per sample (the converted model's official batch-0 behaviour is not trained)")
+    table = None
+    if not isinstance(model, TextScaleTransformer) and args.num_classes not in (None, model.config.num_classes):
+        # Another class list means other classes: every class row starts as the trained null (unconditional)
+        # row, so the fine-tuned model begins as the pretrained unconditional model for each of its classes.
+        null_row = model.class_embedder.embedding.weight.detach()[-1:]
+        table = null_row.repeat(args.num_classes + 1, 1)
+        changes["num_classes"] = args.num_classes
+        notes.append(
+            f"{model.config.num_classes} -> {args.num_classes} classes (the data's); each starts as the "
+            "pretrained null class"
+        )
+    if not changes:
+        return model
+    print(f"--init-from {args.init_from}: " + "; ".join(notes), flush=True)
+    adapted = type(model)(dataclasses.replace(model.config, **changes))
+    state = model.state_dict()
+    if table is not None:
+        state["class_embedder.embedding.weight"] = table
+    adapted.load_state_dict(state, strict=True)
+    return adapted.train(model.training)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -327,7 +379,8 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         eval_set = TokenShardDataset(args.eval_tokens, tokenizer)
     source = schedule_source(args, f"the tokenizer {args.tokenizer}")
     log_data_report(config, source, train_set, eval_set, args.data)
-    if text_encoder is None and not args.init_from:
+    if text_encoder is None and (not args.init_from or args.num_classes is not None or has_class_list(train_set)):
+        # with --init-from the model's class count stands unless the data's class list or --num-classes differ
         args.num_classes = fit_num_classes(args.num_classes, train_set, args.tokens or args.data)
     objective = TransformerObjective(
         label_smoothing=args.label_smoothing,
@@ -386,6 +439,11 @@ def eval_dataset(spec: str, image_size: int, channels: int, bad_images: str = "s
         options = {"channels": channels, "train": False, "bad_images": bad_images}
         return open_caption_dataset(captions, image_size, **options)
     return build_datasets(spec, image_size, channels, split="test", bad_images=bad_images)[0]
+
+
+def has_class_list(train_set) -> bool:
+    """Whether the data names its classes (a folder per class, Fashion-MNIST), not only labels (token shards)."""
+    return getattr(train_set, "classes", None) is not None
 
 
 def fit_num_classes(given: int | None, train_set, source: str) -> int | None:
