@@ -149,6 +149,39 @@ def test_checkpoint_without_a_record_loads_unverified(tmp_path):
     assert ckpt.load_latest(tmp_path)[1] == newer
 
 
+def test_checkpoint_without_a_record_is_still_checked_against_its_zip_crcs(tmp_path, caplog):
+    older, newer = _two_checkpoints(tmp_path)
+    ckpt.record_path(newer).unlink()
+    _flip_one_byte(newer)  # a bit flipped inside a stored tensor: torch.load reads it as a wrong weight
+    with pytest.raises(ckpt.CheckpointError, match="step-00000002.pt is corrupt: its member .* CRC-32"):
+        ckpt.load_checkpoint(newer)
+    with caplog.at_level(logging.WARNING, logger=ckpt.__name__):
+        assert ckpt.load_latest(tmp_path)[1] == older
+
+
+def test_pruning_never_gives_up_good_checkpoints_for_a_later_unreadable_one(tmp_path):
+    for step in (10, 20, 30):
+        ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path, step), {"step": step})
+    damaged = ckpt.checkpoint_path(tmp_path, 35)
+    damaged.write_bytes(ckpt.checkpoint_path(tmp_path, 30).read_bytes()[:50])  # skipped at resume
+    assert ckpt.load_latest(tmp_path)[0]["step"] == 30
+    ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path, 33), {"step": 33})  # resumed at 30, saved 33
+    ckpt.prune_checkpoints(tmp_path, keep=1, saved_step=33)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-00000033.pt", "step-00000035.pt"]
+    assert ckpt.load_latest(tmp_path)[0]["step"] == 33
+
+
+def test_a_failed_torch_save_is_a_write_error_and_leaves_nothing(tmp_path, monkeypatch):
+    def full_disk(state, file):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1408256 vs 1408144")
+
+    monkeypatch.setattr(ckpt.torch, "save", full_disk)
+    path = ckpt.checkpoint_path(tmp_path, 1)
+    with pytest.raises(OSError, match="writing step-00000001.pt failed .*is the disk full"):
+        ckpt.save_checkpoint(path, {"step": 1})
+    assert sorted(p.name for p in path.parent.iterdir()) == []
+
+
 def test_non_finite_weights_are_refused(tmp_path, caplog):
     state = _trained_state()
     good = ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path, 1), {**state, "step": 1})

@@ -18,6 +18,7 @@ References: VAR ``utils/misc.py`` (``auto_resume``), DiT ``train.py`` (checkpoin
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -99,7 +100,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     record_path(path).unlink(missing_ok=True)  # a stale record of an earlier file of this name must not outlive it
 
     def write(tmp: str) -> None:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as err:  # torch's zip writer reports a failed write (a full disk) this way
+            raise OSError(errno.EIO, f"writing {path.name} failed ({first_sentence(err)}); is the disk full?") from err
         size, sha256 = file_digest(tmp)
         record = {"file": path.name, "size": size, "sha256": sha256}
         atomic_write_text(record_path(path), json.dumps(record, indent=2) + "\n")
@@ -110,6 +114,18 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
         record_path(path).unlink(missing_ok=True)  # a record without its checkpoint (disk full at the rename)
         raise
     return path
+
+
+def check_zip_members(path: Path) -> None:
+    """Raise CheckpointError when a torch.save archive fails its members' CRC-32 checks (torch's reader skips
+    them, so a flipped bit would load as wrong weights); a file that is not a zip archive is left to the loader."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError):
+        return
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path} is corrupt: its member {bad} fails its CRC-32 check")
 
 
 def verify_checkpoint(path: str | os.PathLike) -> bool:
@@ -123,6 +139,7 @@ def verify_checkpoint(path: str | os.PathLike) -> bool:
     path = Path(path)
     record_file = record_path(path)
     if not record_file.is_file():
+        check_zip_members(path)  # no record to compare with: at least the CRC-32 torch.save stores per member
         return False
     try:
         record = json.loads(record_file.read_text())
@@ -238,9 +255,13 @@ def load_latest(run_dir: str | os.PathLike) -> tuple[dict[str, Any], Path] | Non
     return None
 
 
-def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
+def prune_checkpoints(run_dir: str | os.PathLike, keep: int, saved_step: int | None = None) -> list[Path]:
     """Delete all but the newest ``keep`` checkpoints (``keep`` < 1 keeps everything) and the temporary files
-    of writes a crash interrupted; returns the deleted checkpoints. Call it only between saves (rank 0)."""
+    of writes a crash interrupted; returns the deleted checkpoints. Call it only between saves (rank 0).
+
+    ``saved_step``: the step just saved. Checkpoints of later steps are ones this run skipped as unreadable when
+    it resumed (else it would have resumed from them): they are neither counted nor deleted, so a damaged file
+    never pushes out the good checkpoints (the save of its step replaces it)."""
     folder = Path(run_dir) / CHECKPOINT_DIR
     if folder.is_dir():
         for stale in folder.glob(".step-*.tmp"):  # atomic_write's temporaries, orphaned by a SIGKILL
@@ -250,7 +271,10 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
                 record.unlink(missing_ok=True)
     if keep < 1:
         return []
-    old = list_checkpoints(run_dir)[:-keep]
+    found = list_checkpoints(run_dir)
+    if saved_step is not None:
+        found = [path for path in found if checkpoint_step(path) <= saved_step]
+    old = found[:-keep]
     for path in old:
         path.unlink(missing_ok=True)  # the checkpoint first: every checkpoint keeps its record until it goes
         record_path(path).unlink(missing_ok=True)

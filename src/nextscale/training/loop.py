@@ -521,7 +521,7 @@ class Trainer(abc.ABC):
             try:
                 self.metrics_log.flush()
                 ckpt.save_checkpoint(path, state)
-                ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
+                ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints, saved_step=self.step)
             except OSError as err:
                 error = err
         if self.dist.is_distributed:  # also the barrier: no rank runs ahead of a checkpoint being written
