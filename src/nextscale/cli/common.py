@@ -284,15 +284,9 @@ def check_device(name: str):
 
 def is_transformer_run(path) -> bool:
     """Whether ``path`` is a `nextscale train` run directory (its config.json says ``"kind": "transformer"``)."""
-    import json
+    from nextscale.training.export import run_kind
 
-    config = Path(path) / "config.json"
-    if not config.is_file() or (Path(path) / "pipeline.json").is_file():
-        return False
-    try:
-        return json.loads(config.read_text()).get("kind") == "transformer"
-    except (ValueError, AttributeError, OSError):
-        return False
+    return not (Path(path) / "pipeline.json").is_file() and run_kind(path) == "transformer"
 
 
 def load_pipeline(args: argparse.Namespace):

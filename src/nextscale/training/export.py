@@ -22,7 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from nextscale.pretrained import CONFIG_NAME, atomic_write_text, config_from_dict, load_component, save_component
+from nextscale.pretrained import (
+    CONFIG_NAME,
+    atomic_write_text,
+    config_from_dict,
+    load_component,
+    resolve_model_path,
+    save_component,
+)
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.sampling.raster_pipeline import RasterPipeline
 from nextscale.sampling.text_pipeline import TextPipeline
@@ -53,10 +60,22 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not a training run directory")
-    run_config = json.loads(path.read_text())
-    if run_config.get("kind") not in _RUN_MODELS:
-        raise ValueError(f"{path} is not a nextscale training run (kind {run_config.get('kind')!r})")
+    try:
+        run_config = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); restore the run's config.json from a copy") from None
+    kind = run_config.get("kind") if isinstance(run_config, dict) else None
+    if kind not in _RUN_MODELS:
+        raise ValueError(f"{path} is not a nextscale training run (kind {kind!r})")
     return run_config
+
+
+def run_kind(folder: str | os.PathLike) -> str | None:
+    """ "tokenizer" or "transformer" when ``folder`` is a training run directory, else None (never raises)."""
+    try:
+        return read_run_config(folder)["kind"] if (Path(folder) / CONFIG_NAME).is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def load_run_model(
@@ -95,7 +114,7 @@ def load_tokenizer(source: str | os.PathLike, scale_sides: tuple[int, ...] | Non
             their own). The weights do not depend on the schedule, so a tokenizer trained at one resolution
             serves any multiple of its stride (e.g. the 32 px Fashion-MNIST tokenizer on 64 px scenes).
     """
-    path = Path(source)
+    path = resolve_model_path(source)
     if path.is_file():
         return load_official_vqvae(path, scale_sides or SIDES_256)
     tokenizer = _load_tokenizer_folder(path)
@@ -140,6 +159,11 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = F
     """Write a run's EMA (or raw) weights as a component folder (tokenizer run) or pipeline folder (transformer run)."""
     run_config = read_run_config(run_dir)
     out = Path(out)
+    if out.resolve() == Path(run_dir).resolve() or Path(run_dir).resolve() in out.resolve().parents:
+        # the run's own config.json (and tokenizer copy) would be overwritten: it could not resume or export again
+        raise ValueError(f"--out {out} is inside the run {run_dir}; export to a folder outside it, e.g. models/NAME")
+    if run_kind(out) is not None:
+        raise ValueError(f"--out {out} is a training run directory; export to another folder, e.g. models/NAME")
     model = load_run_model(run_dir, raw)
     if run_config["kind"] == "tokenizer":
         save_component(model, out)
@@ -185,8 +209,8 @@ def load_run_pipeline(
 
 def load_transformer_weights(source: str | os.PathLike) -> nn.Module:
     """A trained transformer to start from (``--init-from``): a transformer run (EMA weights), a pipeline folder
-    or a transformer component folder."""
-    path = Path(source)
+    or a transformer component folder (or a bundled model: ``bundled:fashion-mnist``)."""
+    path = resolve_model_path(source)
     if (path / PIPELINE_FILE).is_file():
         index = json.loads((path / PIPELINE_FILE).read_text())
         path = path / index.get("transformer", "transformer")

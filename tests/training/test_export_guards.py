@@ -1,0 +1,45 @@
+"""`export` and the run loaders refuse what would damage a run, and read `bundled:` names."""
+
+import pytest
+from test_cli import REPO, run_command
+
+from nextscale.training.export import export_run, load_tokenizer, load_transformer_weights, read_run_config
+
+
+@pytest.fixture(scope="module")
+def tokenizer_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("export-guards") / "tok"
+    command = (
+        f"--config {REPO / 'configs/tiny_tokenizer.json'} --data fashion-mnist:{REPO / 'tests/assets/fashion_mnist'}"
+    )
+    assert (
+        run_command("train_tokenizer", f"{command} --run-dir {run} --steps 1 --no-progress --preview-every none") == 0
+    )
+    return run
+
+
+@pytest.mark.parametrize("inside", ["", "exported"])
+def test_export_into_the_run_itself_is_refused_and_leaves_it_intact(tokenizer_run, inside):
+    before = (tokenizer_run / "config.json").read_text()
+    with pytest.raises(ValueError, match="is inside the run .*export to a folder outside it"):
+        export_run(tokenizer_run, tokenizer_run / inside)
+    assert (tokenizer_run / "config.json").read_text() == before and read_run_config(tokenizer_run)["kind"]
+
+
+def test_export_over_another_run_is_refused(tokenizer_run, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text((tokenizer_run / "config.json").read_text())
+    with pytest.raises(ValueError, match="is a training run directory; export to another folder"):
+        export_run(tokenizer_run, other)
+
+
+def test_an_unreadable_run_config_is_named(tmp_path):
+    (tmp_path / "config.json").write_text("")
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'config.json'} is not valid JSON"):
+        read_run_config(tmp_path)
+
+
+def test_bundled_names_serve_as_tokenizer_and_starting_weights():
+    assert load_tokenizer("bundled:fashion-mnist").config.vocab_size == 512
+    assert load_transformer_weights("bundled:fashion-mnist").config.num_classes == 10
