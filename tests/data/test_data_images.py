@@ -99,3 +99,19 @@ def test_grid_labels_draw_accented_letters_where_the_system_has_dejavu():
     for letter in "éÄßж":
         glyph = font.getmask(letter)
         assert glyph.getbbox() != missing.getbbox() or bytes(glyph) != bytes(missing), letter
+
+
+def test_images_are_turned_as_their_exif_orientation_says(tmp_path):
+    """A phone photo stores its pixels sideways with an Orientation tag (6: turn 90 degrees clockwise); editing
+    boxes, training crops and captions must see it as every viewer shows it."""
+    from nextscale.data.images import open_image, read_training_image
+
+    stored = np.zeros((32, 64, 3), np.uint8)  # 64 wide, 32 high as stored
+    stored[:, :8] = 255  # a white band at the stored left edge: the top edge once turned clockwise
+    picture = Image.fromarray(stored)
+    exif = picture.getexif()
+    exif[0x0112] = 6
+    picture.save(tmp_path / "phone.png", exif=exif)
+    for opened in (open_image(tmp_path / "phone.png"), read_training_image(tmp_path / "phone.png", 16, 3)):
+        shown = np.asarray(opened)
+        assert opened.size == (32, 64) and shown[:8].min() == 255 and shown[8:].max() == 0

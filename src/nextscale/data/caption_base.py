@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from nextscale.data.images import BAD_IMAGE_POLICIES, BadImageError, check_image_header
+from nextscale.data.images import BAD_IMAGE_POLICIES, BadImageError, check_image_header, upright
 from nextscale.data.transforms import ImageTransform
 
 # Named after the front door, so one name (nextscale.data.captions) filters every caption source's warnings.
@@ -209,7 +209,7 @@ class CaptionDataset(Dataset):
         try:
             with Image.open(_image_stream(sample.source)) as image:
                 image.load()  # decode now: a truncated file fails here, not later in the transform
-                return image.copy()
+                return upright(image)
         except _READ_ERRORS as err:
             raise ValueError(f"cannot read image {sample.name}: {err}") from err
 

@@ -36,7 +36,7 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from torch.utils.data import Dataset
 
 from nextscale.data.transforms import MID_RESO, ImageTransform, convert_mode
@@ -88,6 +88,12 @@ def _open_header(source: Path | BinaryIO, shown: Path | None = None) -> Image.Im
         raise BadImageError(shown, "unreadable", str(err) or type(err).__name__) from err
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """A decoded copy of ``image`` turned as its EXIF orientation tag says (phone photos store their pixels
+    sideways and record the turn): what every viewer shows, so that boxes and masks mean what the user sees."""
+    return ImageOps.exif_transpose(image) or image.copy()
+
+
 def read_training_image(path: str | os.PathLike, size: int, channels: int) -> Image.Image:
     """Open, check and fully decode one training image, converted to RGB (3 channels) or L (1).
 
@@ -103,7 +109,7 @@ def read_training_image(path: str | os.PathLike, size: int, channels: int) -> Im
         except _READ_ERRORS as err:
             raise BadImageError(path, "truncated", str(err) or type(err).__name__) from err
         try:
-            return convert_mode(image, channels)
+            return convert_mode(upright(image), channels)
         except ValueError as err:
             raise BadImageError(path, "unsupported mode", f"{image.mode}: {err}") from err
 
@@ -133,7 +139,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()  # decode now: a truncated file fails here, not later in a worker
-            return image.copy()
+            return upright(image)
     except _READ_ERRORS as err:
         raise ValueError(
             f"cannot read image {path}: {err}. The file is corrupt or not an image; replace or delete it"
