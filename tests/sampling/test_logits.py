@@ -96,3 +96,9 @@ def test_draws_follow_the_generator():
     soft = gumbel_softmax(logits, 0.5, torch.Generator().manual_seed(0))
     assert torch.allclose(soft.sum(-1), torch.ones(2, 5))
     assert torch.equal(soft, gumbel_softmax(logits, 0.5, torch.Generator().manual_seed(0)))
+
+
+def test_overflowed_logits_are_a_clear_error_not_a_multinomial_failure():
+    logits = torch.tensor([[[1e38, -1e38, 0.0]]]) * 10  # an extreme cfg: inf - inf in the softmax
+    with pytest.raises(ValueError, match="the logits overflowed to infinity or NaN .*cfg of a few units"):
+        sample_tokens(logits, torch.Generator().manual_seed(0))

@@ -92,7 +92,15 @@ def sample_tokens(logits_BlV: torch.Tensor, generator: torch.Generator | None, n
     """
     batch, length, vocab = logits_BlV.shape
     probs = logits_BlV.softmax(dim=-1).view(-1, vocab)
-    draws = torch.multinomial(probs, num_samples=num_samples, replacement=True, generator=generator)
+    try:
+        draws = torch.multinomial(probs, num_samples=num_samples, replacement=True, generator=generator)
+    except RuntimeError as err:  # found by the draw itself: checking every scale first would cost a device sync
+        if "probability tensor contains" not in str(err):
+            raise
+        raise ValueError(
+            "the logits overflowed to infinity or NaN (an extreme cfg or a tiny temperature, or non-finite model "
+            "weights); use a cfg of a few units and a temperature near 1"
+        ) from None
     return draws.view(batch, length, num_samples)
 
 
