@@ -43,9 +43,11 @@ def test_class_all_packs_an_npz_that_matches_the_pngs_and_survives_a_resume(
 
     for name in ("0003_class1.png", "0017_class8.png"):  # an interrupted run: two images missing
         (folder / name).unlink()
+    damaged = folder / "0009_class4.png"
+    damaged.write_bytes(damaged.read_bytes()[:-20])  # and one cut short later (a bad copy): it is made again
     capsys.readouterr()
     assert sample(tiny_pipeline_dir, *args, "--out-dir", folder, "--npz", packed) == 0
-    assert "wrote 2 PNGs" in capsys.readouterr().out
+    assert "wrote 3 PNGs" in capsys.readouterr().out
     np.testing.assert_array_equal(np.load(packed)["arr_0"], archive["arr_0"])
 
     monkey_cwd = tmp_path / "cwd"

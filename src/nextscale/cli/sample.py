@@ -245,11 +245,25 @@ def image_name(index: int, label: int | None) -> str:
 
 
 def written_image(out_dir: Path, index: int, plan: Plan, text: bool) -> Path | None:
-    """The PNG of image ``index`` in --out-dir, or None when it is not there yet."""
+    """The PNG of image ``index`` in --out-dir, or None when it is not there yet or is damaged (it is made again)."""
     if text or plan.labels is not None:
         path = out_dir / image_name(index, None if text else plan.labels[index])
-        return path if path.is_file() else None
-    return next(iter(out_dir.glob(f"{index:04d}_class*.png")), None)  # drawn labels: named only after sampling
+        return path if path.is_file() and intact_png(path) else None
+    found = next(iter(out_dir.glob(f"{index:04d}_class*.png")), None)  # drawn labels: named only after sampling
+    return found if found is not None and intact_png(found) else None
+
+
+def intact_png(path: Path) -> bool:
+    """Whether a PNG reads back whole (its chunks' CRCs check out): images are written atomically, so a damaged
+    one was damaged later (a bad copy, a full disk elsewhere) and is drawn again rather than counted as done."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except (OSError, SyntaxError, ValueError):
+        return False
 
 
 def already_written(out_dir: Path, index: int, plan: Plan, text: bool) -> bool:
