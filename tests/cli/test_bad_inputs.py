@@ -2,8 +2,10 @@
 traceback); every Python API case raises ValueError / TypeError / FileNotFoundError naming it."""
 
 import dataclasses
+import errno
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -278,3 +280,13 @@ def test_help_examples_keep_their_line_breaks():
         assert not joined, f"`nextscale {name} --help` joins example lines: {joined}"
         continued += sum(line.endswith(" \\") for line in text.splitlines())
     assert continued >= 5  # the multi-line examples of sample, tokenize, train and plot are there
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"), [(errno.ENOSPC, "free some space"), (errno.ENAMETOOLONG, "choose a shorter file name")]
+)
+def test_bare_system_errors_name_the_file_and_the_fix(code, fix):
+    from nextscale.cli import error_text
+
+    text = error_text(OSError(code, os.strerror(code), "/data/out/0001.png"))
+    assert text.startswith(f"{os.strerror(code)}: /data/out/0001.png; {fix}") and "[Errno" not in text

@@ -9,9 +9,11 @@ and exit status 2; ``-v`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
+import re
 import sys
 
 # command name -> (module under nextscale.cli, one-line summary)
@@ -51,6 +53,32 @@ class OneLineParser(argparse.ArgumentParser):
 def one_line(message: object) -> str:
     """Any message folded onto one line (some library errors span several)."""
     return " ".join(str(message).split())
+
+
+def error_text(err: BaseException) -> str:
+    """The error's own message on one line. An error re-raised from a DataLoader worker carries the worker's
+    whole traceback ("Caught ValueError in DataLoader worker process 0. Original Traceback ...: message"):
+    it gives just the message, the traceback's last entry."""
+    text = str(err)
+    if text.startswith("Caught ") and "\nOriginal Traceback" in text:
+        # The traceback ends with "ValueError: message" (a module-qualified name for other classes).
+        found = list(re.finditer(rf"^(?:[\w.]+\.)?{re.escape(type(err).__name__)}: ", text, re.MULTILINE))
+        if found:
+            text = text[found[-1].end() :]
+    if isinstance(err, OSError) and err.errno in OS_ERROR_FIXES and err.strerror and text.startswith("[Errno"):
+        # Python's own "[Errno 28] No space left on device" names neither the file nor what to do
+        where = f": {err.filename}" if err.filename else ""
+        text = f"{err.strerror}{where}; {OS_ERROR_FIXES[err.errno]}"
+    return one_line(text)
+
+
+# The bare system errors a command meets while writing, with what the user can do about each.
+OS_ERROR_FIXES = {
+    errno.ENOSPC: "free some space or write to another disk, then run the same command again",
+    errno.ENAMETOOLONG: "choose a shorter file name",
+    errno.EDQUOT: "free some space under your quota, then run the same command again",
+    errno.EROFS: "the file system is read-only: write somewhere else",
+}
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -109,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, ValueError, TypeError, OSError) as err:  # OSError: missing, unwritable, full disk, ...
         if args.verbose:
             raise
-        print(f"nextscale {args.command}: error: {one_line(err)}", file=sys.stderr)
+        print(f"nextscale {args.command}: error: {error_text(err)}", file=sys.stderr)
         return 2
     except (RuntimeError, MemoryError) as err:
         if args.verbose or not is_out_of_memory(err):
