@@ -43,3 +43,14 @@ def test_an_unreadable_run_config_is_named(tmp_path):
 def test_bundled_names_serve_as_tokenizer_and_starting_weights():
     assert load_tokenizer("bundled:fashion-mnist").config.vocab_size == 512
     assert load_transformer_weights("bundled:fashion-mnist").config.num_classes == 10
+
+
+def test_a_damaged_tokenizer_copy_is_written_again_when_the_run_resumes(tokenizer_run, tmp_path, capsys):
+    run = tmp_path / "var"
+    train = f"--preset tiny --tokenizer {tokenizer_run} --data fashion-mnist:{REPO / 'tests/assets/fashion_mnist'}"
+    train += f" --run-dir {run} --batch-size 4 --no-progress --preview-every none --eval-every 100"
+    assert run_command("train", f"{train} --steps 2 --max-steps 1") == 0
+    (run / "tokenizer" / "model.safetensors").write_bytes(b"")  # a bad copy, a full disk: the file is damaged
+    assert run_command("train", f"{train} --steps 2") == 0
+    exported = export_run(run, tmp_path / "pipe")
+    assert load_tokenizer(exported).state_dict().keys() == load_tokenizer(tokenizer_run).state_dict().keys()

@@ -24,6 +24,7 @@ References: VAR ``trainer.py`` (``train_step``), ``train.py``; VAR_REFERENCE.md 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import torch
@@ -34,7 +35,7 @@ from nextscale import distributed
 from nextscale.data.images import save_grid
 from nextscale.data.token_shards import weights_hash
 from nextscale.evaluation.held_out import held_out_metrics, per_scale_mean
-from nextscale.pretrained import save_component
+from nextscale.pretrained import load_component, save_component
 from nextscale.sampling.guidance import SamplingConfig
 from nextscale.sampling.raster_sampler import RasterSampler, check_raster_fit
 from nextscale.sampling.sampler import ScaleSampler, check_components_fit
@@ -53,6 +54,7 @@ from nextscale.transformer.text_config import TextTransformerConfig
 from nextscale.transformer.text_model import TextScaleTransformer
 
 TOKENIZER_DIR = "tokenizer"  # inside a transformer run directory
+logger = logging.getLogger(__name__)
 TEXT_ENCODER_DIR = "text_encoder"  # inside a text transformer run directory
 PREVIEW_PROMPTS = 8
 
@@ -148,14 +150,26 @@ class TransformerTrainer(Trainer):
         self.tokenizer.to(self.device)
         # The run keeps its own copy of the tokenizer (and a reference to the text encoder), so `export` can
         # write a complete pipeline.
-        if self.dist.is_main and not (self.run_dir / TOKENIZER_DIR / "model.safetensors").is_file():
-            save_component(self.tokenizer, self.run_dir / TOKENIZER_DIR)
+        if self.dist.is_main:
+            self.keep_tokenizer_copy()
         if text_encoder is not None:
             if self.dist.is_main:
                 save_text_encoder_reference(self.run_dir / TEXT_ENCODER_DIR, text_encoder)
             self.captions = CachedTextEncoder(text_encoder.to(self.device))
             self.null_text = self.text_condition([""])
         distributed.barrier()
+
+    def keep_tokenizer_copy(self) -> None:
+        """Write the run's tokenizer copy, at the start and again whenever it is missing or not this tokenizer's
+        weights (a damaged file would otherwise pass every resume and fail only at `export`)."""
+        folder = self.run_dir / TOKENIZER_DIR
+        if (folder / "model.safetensors").is_file():
+            try:
+                if weights_hash(load_component(MultiScaleVQVAE, folder)) == weights_hash(self.tokenizer):
+                    return
+            except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
+                logger.warning("the run's tokenizer copy in %s is unreadable (%s); writing it again", folder, err)
+        save_component(self.tokenizer, folder)
 
     # ------------------------------------------------------------------------------ progressive
     def stage(self, step: int) -> int:
