@@ -195,3 +195,12 @@ def test_a_mask_of_a_non_square_image_is_cropped_like_the_image():
     assert mask_for_image(square, prepared, 8)[4:].all() and not mask_for_image(square, prepared, 8)[:4].any()
     with pytest.raises(ValueError, match="the mask is 40x30 but the image is 64x32"):
         mask_for_image(np.zeros((30, 40)), prepared, 8)
+
+
+def test_the_null_class_id_edits_unconditionally_as_in_the_official_demo(pipe, image):
+    null_id = pipe.transformer.config.null_class_id  # the official edit notebook passes 1000 for ImageNet
+    plain = pipe.inpaint(image, box=(0.25, 0.25, 0.75, 0.75), seed=3, output_type="pt")
+    with_null = pipe.inpaint(image, box=(0.25, 0.25, 0.75, 0.75), seed=3, class_label=null_id, output_type="pt")
+    assert torch.equal(plain.tokens, with_null.tokens)
+    with pytest.raises(ValueError, match="out of range"):
+        pipe.inpaint(image, box=(0.25, 0.25, 0.75, 0.75), seed=3, class_label=null_id + 1)

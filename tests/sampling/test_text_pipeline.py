@@ -167,3 +167,18 @@ def test_recommended_sampling_is_saved_and_used_by_the_cli_for_flags_left_out(pi
     assert torch.equal(a, expected)
     with pytest.raises(ValueError, match="unknown settings"):
         pipe.recommend(guidance=3)
+
+
+def test_a_batch0_model_warns_once_about_a_batch_of_different_prompts(encoder, caplog):
+    import dataclasses
+    import logging
+
+    official = tiny_text_transformer()
+    official = TextScaleTransformer(dataclasses.replace(official.config, official_batch0_cross_attention=True))
+    pipe = TextPipeline(MultiScaleVQVAE(tiny()[0]), official, encoder)
+    with caplog.at_level(logging.WARNING, logger="nextscale.sampling.text_pipeline"):
+        pipe(prompt=["a bag"], num_images_per_prompt=3, seed=0, output_type="pt")  # one prompt: harmless
+        assert not caplog.records
+        for _ in range(2):
+            pipe(prompt=["a bag", "a boot"], seed=0, output_type="pt")
+    assert len(caplog.records) == 1 and "batch-0 cross-attention" in caplog.records[0].getMessage()

@@ -125,6 +125,7 @@ class EditingMixin:
         """What an edit conditions the regenerated part on: the class, or the null class."""
         if prompt is not None:
             raise ValueError("this pipeline is class-conditional; edit with class_label (prompts need a text pipeline)")
-        if class_label is None:
-            return {"class_labels": [self.transformer.config.null_class_id]}
+        null_id = self.transformer.config.null_class_id
+        if class_label is None or (isinstance(class_label, int) and class_label == null_id):
+            return {"class_labels": [null_id]}  # the official edit demo passes the null id for a plain in/outpaint
         return {"class_labels": self.class_ids([class_label])}

@@ -14,6 +14,7 @@ Ma et al., STAR (arXiv 2406.10797); STAR_REFERENCE.md section 7.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -25,6 +26,8 @@ from nextscale.text import TextEncoder, load_text_encoder_folder, save_text_enco
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.conditioning import TextCondition
 from nextscale.transformer.text_model import TextScaleTransformer
+
+logger = logging.getLogger(__name__)
 
 TEXT_ENCODER_DIR = "text_encoder"
 
@@ -52,6 +55,7 @@ class TextPipeline(Pipeline):
                 f"{transformer.config.text_dim}; use the encoder the model was trained with"
             )
         self.text_encoder = text_encoder
+        self.warned_batch0 = False  # see warn_about_batch0_cross_attention
 
     @staticmethod
     def check_transformer(transformer: torch.nn.Module) -> None:
@@ -105,8 +109,9 @@ class TextPipeline(Pipeline):
             raise TypeError("prompts must be strings")
         if self.text_encoder is None:
             raise ValueError(
-                "this pipeline has no text encoder (it was converted without --text-encoder): pass prompt_embeds, "
-                "pooled_prompt_embeds (and negative_* for guidance), or convert again with --text-encoder DIR"
+                "this pipeline has no text encoder (it was converted without --text-encoder): give precomputed "
+                "features (`sample --text-features FILE`; in Python prompt_embeds and pooled_prompt_embeds, with "
+                "negative_* for guidance), or convert again with --text-encoder DIR"
             )
         encoding = self.text_encoder.encode(prompts)
         return TextCondition(encoding.hidden, encoding.mask.long(), encoding.pooled).to(self.device)
@@ -156,15 +161,31 @@ class TextPipeline(Pipeline):
         elif negative is None and (guided or self.text_encoder is not None):
             if self.text_encoder is None:
                 raise ValueError(
-                    "guidance needs the unconditional features: pass negative_prompt_embeds, "
-                    "negative_pooled_prompt_embeds (the empty prompt's encoding), use cfg=0, or a pipeline with "
-                    "a text encoder"
+                    "guidance needs the unconditional features: add negative_prompt_embeds and "
+                    "negative_pooled_prompt_embeds (the empty prompt's encoding) to the features, use cfg 0, or a "
+                    "pipeline with a text encoder"
                 )
             negative = self.encode_prompt([""])
         if negative is not None and len(negative) not in (1, len(condition)):
             raise ValueError(f"give 1 or {len(condition)} negative prompts, got {len(negative)}")
         condition = TextCondition(condition.hidden, condition.mask, condition.pooled, negative)
+        self.warn_about_batch0_cross_attention(condition)
         return condition.repeat_interleave(num_images_per_prompt)
+
+    def warn_about_batch0_cross_attention(self, condition: TextCondition) -> None:
+        """A converted STAR model reproduces the official batch-0 cross-attention: every row of a batch attends
+        to the first row's text. The official sampler draws one prompt per batch, where that is harmless; a
+        batch of different prompts gives every image the first prompt's text, so say so (once per pipeline)."""
+        if not getattr(self.transformer.config, "official_batch0_cross_attention", False) or self.warned_batch0:
+            return
+        if len(condition) > 1 and not torch.equal(condition.hidden, condition.hidden[:1].expand_as(condition.hidden)):
+            self.warned_batch0 = True
+            logger.warning(
+                "this model reproduces the official STAR batch-0 cross-attention: in a batch of different prompts "
+                "every image attends to the first prompt's text. Sample one prompt per batch (on the command line "
+                "--batch-size equal to --num; in Python one prompt per call), or convert with "
+                "--per-sample-cross-attention"
+            )
 
     # ----------------------------------------------------------------------------------------- editing
     def edit_condition(self, class_label: int | None, prompt: str | None) -> dict:
