@@ -187,3 +187,19 @@ def test_edit_paste_back_prints_the_files_it_wrote(tiny_pipeline_dir, tmp_path, 
     written = [tmp_path / "pb_0.jpg", tmp_path / "pb_1.jpg"]
     assert code == 0 and printed.strip() == f"wrote {written[0]}, {written[1]}"
     assert sorted(tmp_path.iterdir()) == written and Image.open(written[0]).format == "JPEG"
+
+
+def test_one_image_without_class_names_is_written_as_itself(tmp_path, capsys):
+    from nextscale.pretrained import bundled_model_path
+
+    unnamed = tmp_path / "unnamed"  # as a converted official model: no class names
+    shutil.copytree(bundled_model_path("bundled:fashion-mnist"), unnamed)
+    index = json.loads((unnamed / "pipeline.json").read_text())
+    index.pop("class_names")
+    (unnamed / "pipeline.json").write_text(json.dumps(index))
+    assert (
+        main(["sample", "--model", str(unnamed), "--class", "3", "--seed", "0", "--out", str(tmp_path / "one.png")])
+        == 0
+    )
+    assert "wrote 1 image to" in capsys.readouterr().out
+    assert Image.open(tmp_path / "one.png").size == (32, 32)  # no frame around it

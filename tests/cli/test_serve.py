@@ -512,3 +512,19 @@ def test_gradio_is_imported_only_by_serve():
     code = "import sys, nextscale, nextscale.cli; nextscale.cli.build_parser(); print('gradio' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_serve_refuses_a_text_model_without_its_encoder_before_serving(
+    monkeypatch, capsys, tiny_pipeline_dir, tmp_path
+):
+    from nextscale.presets import star_tiny
+    from nextscale.sampling.text_pipeline import TextPipeline
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+    from nextscale.transformer.text_model import TextScaleTransformer
+
+    tokenizer_config, text_config = star_tiny()
+    TextPipeline(MultiScaleVQVAE(tokenizer_config), TextScaleTransformer(text_config)).save_pretrained(tmp_path / "t")
+    monkeypatch.setattr(gr.Blocks, "launch", lambda app, **options: pytest.fail("served a model that cannot encode"))
+    assert main(["serve", "--model", str(tiny_pipeline_dir), "--text-model", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has no text encoder" in err and "--no-text" in err and len(err.splitlines()) == 1

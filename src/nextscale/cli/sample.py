@@ -536,15 +536,18 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
         per_group = args.num > 1 and (args.classes or text)
         nrow = args.nrow or (args.num if per_group else min(8, plan.count))
         names = None if pipe.class_names is None or text else [pipe.class_names[label] for label in labels]
-        save_image(make_grid(torch.cat(images) * 2 - 1, nrow=nrow, labels=names), grid_path)
+        pictures = torch.cat(images) * 2 - 1
+        # one unlabelled image is written as itself (a grid of one would only add a frame)
+        lone = plan.count == 1 and names is None
+        save_image(to_pil(pictures)[0] if lone else make_grid(pictures, nrow=nrow, labels=names), grid_path)
         if text:
-            described = f"{plan.count // args.num} prompts"
+            described = f"{plan.count // args.num} prompt{'s' * (plan.count // args.num != 1)}"
         else:
             shown = sorted(set(labels))
             described = "classes " + ", ".join(
                 f"{label} {pipe.class_names[label]}" if pipe.class_names else str(label) for label in shown
             )
-        print(f"wrote {plan.count} images to {grid_path} ({described})")
+        print(f"wrote {plan.count} image{'s' * (plan.count != 1)} to {grid_path} ({described})")
     if args.out_dir is not None:
         note = f"; skipped {skipped} already there" if skipped else ""
         by = f" by {dist_info.world_size} processes" if dist_info.is_distributed else ""

@@ -125,6 +125,11 @@ def load_served_pipeline(args: argparse.Namespace, model: Path | None, text: boo
     if pipe.is_text_conditional != text:
         flag, kind = ("--text-model", "text-to-image") if text else ("--model", "class-conditional")
         raise ValueError(f"{flag} {model or 'bundled'} is not a {kind} model; give a {kind} pipeline folder")
+    if text and pipe.text_encoder is None:  # every typed prompt would fail: say so before serving
+        raise ValueError(
+            f"--text-model {model} has no text encoder, and the web demo encodes typed prompts: convert it again "
+            "with --text-encoder DIR, or serve without it (--no-text)"
+        )
     return pipe
 
 
