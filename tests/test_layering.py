@@ -18,6 +18,7 @@ LAYERS = {
     "scales": 1,
     "layers": 1,
     "pretrained": 1,
+    "official_files": 1,
 }
 SIDE_LEAVES = {"data", "distributed", "presets"}
 MAY_IMPORT_DISTRIBUTED = {"training", "evaluation", "cli"}

@@ -91,21 +91,41 @@ def looks_like_torch_save(path: str | os.PathLike) -> bool:
     return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
+def looks_like_safetensors(path: str | os.PathLike) -> bool:
+    """Whether a file starts like a safetensors file: an 8-byte little-endian header length, then a JSON object."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if len(head) < 9:
+        return False
+    header_length = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and header_length <= path.stat().st_size - 8
+
+
 def load_weights_only(path: str | os.PathLike) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors and no code from the file run.
 
-    A file that the weights-only unpickler refuses (pickled classes or functions: possibly code that would
-    run on load) is not loaded at all; the error says how to get a plain state dict instead. A file that is
-    not ``torch.save`` output at all (text, an image, an empty file) is named as such, not blamed on pickling.
+    A ``.safetensors`` file (told by its header, whatever its name) is read with safetensors instead and gives
+    its name -> tensor dict. A file that the weights-only unpickler refuses (pickled classes or functions:
+    possibly code that would run on load) is not loaded at all; the error says how to get a plain state dict
+    instead. A file that is neither (text, an image, an empty file) is named as such, not blamed on pickling.
     """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give the checkpoint file itself (a .pth or .pt file)")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
+    if looks_like_safetensors(path):
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as err:
+            raise ValueError(
+                f"{path} could not be read as a safetensors file ({err}); the file is corrupt or truncated: "
+                "check the path, or fetch the file again"
+            ) from err
+    kind = "safetensors file" if path.suffix == ".safetensors" else "PyTorch checkpoint"
     not_a_checkpoint = (
-        f"{path} is not a PyTorch checkpoint (corrupt, truncated, or another kind of file); check the path, "
-        "or fetch the file again"
+        f"{path} is not a {kind} (corrupt, truncated, or another kind of file); check the path, or fetch the file again"
     )
     if not looks_like_torch_save(path):
         raise ValueError(not_a_checkpoint)

@@ -88,7 +88,15 @@ def test_convert_refuses_swapped_files(parity_dir, tmp_path, capsys):
             str(tmp_path / "bad"),
         ]
     )
-    assert code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "vqvae.pth is not an official VAR transformer checkpoint" in err and "(use --vae for it)" in err
+
+
+def test_converted_folder_recommends_the_official_fid_settings(converted):
+    from nextscale.sampling.pipeline import Pipeline
+
+    assert Pipeline.from_pretrained(converted).recommended_sampling == {"cfg": 1.5, "top_k": 900, "top_p": 0.96}
 
 
 def test_missing_model_folder_is_one_line(tmp_path, capsys):

@@ -39,6 +39,7 @@ def test_pipeline_call_reproduces_the_official_sampling_run(converted, fixture):
     pipe = Pipeline.from_pretrained(converted)
     assert isinstance(pipe, TextPipeline) and pipe.text_encoder is None
     assert pipe.transformer.config.official_batch0_cross_attention
+    assert pipe.recommended_sampling == {"cfg": 4.5, "top_k": 600, "top_p": 0.8}  # the official sample.py settings
     generator = torch.Generator().manual_seed(42)
     out = pipe(cfg=4.0, top_k=900, top_p=0.95, generator=generator, output_type="pt", **official_features(fixture))
     assert torch.equal(out.tokens, fixture["sample_idx_all"])
@@ -77,7 +78,8 @@ def test_per_sample_switch_gives_the_fixed_logits(tmp_path, fixture):
 def test_refusals_are_one_line_errors(converted, fixture, tmp_path, capsys):
     var_file = require(VAR_PARITY / "var_d2.pth")
     assert main(["convert", "--vae", str(VAR_PARITY / "vqvae.pth"), "--star", str(var_file), "--out", "x"]) == 2
-    assert "not an official STAR transformer checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not an official STAR transformer checkpoint" in err and "(use --var for it)" in err
     # a prompt string to a folder without a text encoder names the fix
     assert main(["sample", "--model", str(converted), "--prompt", "a red apple", "--out", str(tmp_path / "g.png")]) == 2
     err = capsys.readouterr().err

@@ -2,44 +2,77 @@
 
 Examples:
     nextscale convert --vae vae_ch160v4096z32.pth --var var_d16.pth --out var-d16/
-    nextscale sample --model var-d16/ --class 207 --seed 0 --cfg 4 --top-k 900 --top-p 0.95 --out d16.png
+    nextscale sample --model var-d16/ --class 207 --seed 0 --out d16.png
     nextscale convert --vae vae_ch160v4096z32.pth --star star-256-d16.pth --text-encoder clip-sd21/ --out star/
-    nextscale sample --model star/ --prompt "a red apple" --seed 1 --cfg 4.5 --top-k 600 --top-p 0.8
+    nextscale sample --model star/ --prompt "a red apple" --seed 1
 
 Depth, width, heads, shared AdaLN, the scale schedule, the text width and the tokenizer width are read
-from the state dicts (loaded with torch.load(weights_only=True): no code in the files is run); STAR
-trainer states are read at ["trainer"]["var_wo_ddp"]. What STAR weights cannot tell comes from flags:
---image-size (10 scales are 256 px unless 512 is given; 14 scales are 1024 px) and the RoPE settings
-(released: theta 10000, N 64). The released STAR weights were trained with the official code's batch-0
-cross-attention (sample 0's text reaches every row), so the converted model reproduces it; pass
+from the state dicts (loaded with torch.load(weights_only=True), or safetensors: no code in the files is
+run). Each flag takes a plain state dict, an official trainer state (the transformer at
+["trainer"]["var_wo_ddp"], the VQVAE at ["trainer"]["vae_local"], so one trainer file may serve --vae and
+--var/--star), a {"model" | "state_dict" | "ema": state dict} wrapper, or a .safetensors file; "module." and
+"_orig_mod." key prefixes (DDP, torch.compile) are stripped. The summary line says what was undone.
+
+What STAR weights cannot tell comes from the trainer state's recorded schedule (trainer.config.patch_nums)
+or flags: --image-size (10 scales are 256 px unless 512 is given, and a line says so; 14 scales are
+1024 px) and the RoPE settings (released: theta 10000, N 64). VAR's schedule is read from its weights, so
+--image-size there is only checked. The released STAR weights were trained with the official code's
+batch-0 cross-attention (sample 0's text reaches every row), so the converted model reproduces it; pass
 --per-sample-cross-attention for the corrected behaviour. Without --text-encoder the folder samples from
-precomputed text features only (--text-features). The converted pipelines reproduce the official logits
-and, with the same seed on a CPU, the official sampled tokens.
+precomputed text features only (--text-features). The folder records the official sampling settings as
+its recommended ones (VAR: the FID settings cfg 1.5, top-k 900, top-p 0.96; STAR: sample.py's cfg 4.5,
+top-k 600, top-p 0.8), used by `sample` and `edit` for flags left out. The converted pipelines reproduce
+the official logits and, with the same seed on a CPU, the official sampled tokens.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+from nextscale.cli.convert_output import check_out, write_pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--vae", type=Path, required=True, help="official tokenizer state dict (vae_ch160v4096z32.pth)")
+    parser.add_argument(
+        "--vae",
+        type=Path,
+        required=True,
+        help="official tokenizer checkpoint (vae_ch160v4096z32.pth, or a trainer state holding it)",
+    )
     model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--var", type=Path, help="official VAR transformer state dict (var_d16.pth, ...)")
+    model.add_argument("--var", type=Path, help="official VAR transformer checkpoint (var_d16.pth, ar-ckpt-last.pth)")
     model.add_argument("--star", type=Path, help="official STAR checkpoint (trainer state or state dict)")
-    parser.add_argument("--out", type=Path, required=True, help="output pipeline folder")
+    parser.add_argument("--out", type=Path, required=True, help="output pipeline folder (new or empty)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the pipeline in a non-empty --out (pipeline.json, tokenizer/, transformer/, text_encoder/; "
+        "other files stay)",
+    )
     parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        choices=(256, 512, 1024),
+        default=None,
+        help="training resolution. STAR: picks the 10-scale schedule (default 256) unless the trainer state "
+        "records it; VAR: the schedule comes from the weights and a different value is refused",
+    )
     star = parser.add_argument_group("STAR")
     star.add_argument(
         "--text-encoder",
-        type=Path,
         default=None,
         metavar="DIR",
-        help="local Hugging Face folder of the text encoder (CLIP text tower of width 1024 for the releases); "
-        "its path is recorded in the pipeline folder",
+        help="local Hugging Face folder of the text encoder (CLIP text tower of width 1024 for the releases), or "
+        "'default' for the bundled MiniLM; its path (or package) is recorded in the pipeline folder",
     )
-    star.add_argument("--image-size", type=int, choices=(256, 512, 1024), default=None, help="training resolution")
+    star.add_argument(
+        "--copy-text-encoder",
+        action="store_true",
+        help="copy the text encoder's files into the pipeline folder instead of recording their path",
+    )
     star.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base (default: 10000)")
     star.add_argument("--rope-norm", type=float, default=64.0, help="RoPE coordinate range N (default: 64)")
     star.add_argument(
@@ -52,54 +85,114 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from nextscale.tokenizer.official import load_official_vqvae
-
     for flag, path in (("--vae", args.vae), ("--var", args.var), ("--star", args.star)):
         check_checkpoint_file(flag, path)
+    if args.star is None and args.text_encoder is not None:
+        raise ValueError("--text-encoder goes with --star (VAR models are class-conditional)")
+    if args.copy_text_encoder and args.text_encoder is None:
+        raise ValueError("--copy-text-encoder needs --text-encoder DIR (the encoder whose files to copy)")
+    check_out(args.out, args.overwrite)
     dtype = torch.float16 if args.half else None
-    if args.star is None:
-        from nextscale.sampling.pipeline import Pipeline
-        from nextscale.transformer.official import load_official_var
+    pipe, summary = convert_var(args) if args.star is None else convert_star(args)
+    write_pipeline(args.out, lambda folder: save(pipe, folder, dtype, args.copy_text_encoder))
+    print(f"wrote {args.out}: {summary}")
+    return 0
 
-        if args.text_encoder is not None:
-            raise ValueError("--text-encoder goes with --star (VAR models are class-conditional)")
-        transformer = load_official_var(args.var)
-        tokenizer = load_official_vqvae(args.vae, scale_sides=transformer.config.scale_sides)
-        pipe = Pipeline(tokenizer, transformer)
-        pipe.save_pretrained(args.out, dtype=dtype)
-        config = transformer.config
-        print(
-            f"wrote {args.out}: VAR depth {config.depth} (width {config.embed_dim}, {config.num_heads} heads, "
-            f"shared AdaLN {config.shared_adaln}), scales {config.scale_sides}, image size {pipe.image_size}px"
+
+def convert_var(args: argparse.Namespace):
+    from nextscale.sampling.pipeline import Pipeline
+    from nextscale.tokenizer.official import load_official_vqvae, read_official_vqvae
+    from nextscale.transformer.official import OFFICIAL_SAMPLING, load_official_var, read_official_var
+
+    checkpoint = read_official_var(args.var)
+    transformer = load_official_var(checkpoint)
+    vae = read_official_vqvae(args.vae)
+    tokenizer = load_official_vqvae(vae, scale_sides=transformer.config.scale_sides)
+    pipe = Pipeline(tokenizer, transformer).recommend(**OFFICIAL_SAMPLING)
+    config = transformer.config
+    if args.image_size is not None and args.image_size != pipe.image_size:
+        raise ValueError(
+            f"--image-size {args.image_size} contradicts the VAR weights: their scale schedule {config.scale_sides} "
+            f"gives {pipe.image_size} px; leave --image-size out (VAR's schedule is read from the weights)"
         )
-        return 0
+    summary = (
+        f"VAR depth {config.depth} (width {config.embed_dim}, {config.num_heads} heads, shared AdaLN "
+        f"{config.shared_adaln}), scales {config.scale_sides}, image size {pipe.image_size}px, "
+        f"{recommended(pipe, 'official FID settings')}"
+    )
+    return pipe, summary + source_notes({"--var": checkpoint, "--vae": vae})
 
+
+def convert_star(args: argparse.Namespace):
     from nextscale.sampling.text_pipeline import TextPipeline
-    from nextscale.text import load_text_encoder
-    from nextscale.transformer.text_official import load_official_star
+    from nextscale.tokenizer.official import load_official_vqvae, read_official_vqvae
+    from nextscale.transformer.text_official import (
+        OFFICIAL_SAMPLING,
+        assumed_image_size,
+        load_official_star,
+        read_official_star,
+    )
 
+    checkpoint = read_official_star(args.star)
     transformer = load_official_star(
-        args.star,
+        checkpoint,
         image_size=args.image_size,
         rope_theta=args.rope_theta,
         rope_norm=args.rope_norm,
         batch0_cross_attention=not args.per_sample_cross_attention,
     )
-    tokenizer = load_official_vqvae(args.vae, scale_sides=transformer.config.scale_sides)
-    text_encoder = None if args.text_encoder is None else load_text_encoder(args.text_encoder)
-    pipe = TextPipeline(tokenizer, transformer, text_encoder)
-    pipe.save_pretrained(args.out, dtype=dtype)
+    vae = read_official_vqvae(args.vae)
+    tokenizer = load_official_vqvae(vae, scale_sides=transformer.config.scale_sides)
+    text_encoder = None if args.text_encoder is None else load_text_encoder_option(args.text_encoder)
+    pipe = TextPipeline(tokenizer, transformer, text_encoder).recommend(**OFFICIAL_SAMPLING)
+    assumed = assumed_image_size(checkpoint, args.image_size)
+    if assumed is not None:  # once everything else has loaded, so that it does not precede an error
+        print(
+            f"note: {args.star} does not record its scale schedule and 10 scales fit 256 or 512 px; assumed "
+            f"{assumed} px (pass --image-size 512 for a model trained at 512 px)",
+            file=sys.stderr,
+        )
     config = transformer.config
-    encoder = (
-        "no text encoder (sample with --text-features)" if text_encoder is None else f"text encoder {args.text_encoder}"
-    )
+    if text_encoder is None:
+        encoder = "no text encoder (sample with --text-features)"
+    else:
+        how = "files copied into the folder" if args.copy_text_encoder else "its location recorded"
+        encoder = f"text encoder {args.text_encoder} ({how})"
     mode = "official batch-0" if config.official_batch0_cross_attention else "per-sample"
-    print(
-        f"wrote {args.out}: STAR depth {config.depth} (width {config.embed_dim}, {config.num_heads} heads, text width "
+    summary = (
+        f"STAR depth {config.depth} (width {config.embed_dim}, {config.num_heads} heads, text width "
         f"{config.text_dim}), scales {config.scale_sides}, image size {pipe.image_size}px, {mode} cross-attention, "
-        f"{encoder}"
+        f"{encoder}, {recommended(pipe, 'official sample.py settings')}"
     )
-    return 0
+    return pipe, summary + source_notes({"--star": checkpoint, "--vae": vae})
+
+
+def load_text_encoder_option(value: str):
+    """--text-encoder: 'default' (the bundled MiniLM, as for `nextscale train`) or a local folder."""
+    from nextscale.text import load_default_text_encoder, load_text_encoder
+
+    return load_default_text_encoder() if value == "default" else load_text_encoder(value)
+
+
+def save(pipe, folder: Path, dtype, copy_text_encoder: bool) -> None:
+    if copy_text_encoder:
+        pipe.save_pretrained(folder, dtype=dtype, copy_text_encoder=True)
+    else:
+        pipe.save_pretrained(folder, dtype=dtype)
+
+
+def recommended(pipe, origin: str) -> str:
+    """``recommended sampling cfg 1.5, top-k 900, top-p 0.96 (official FID settings)``."""
+    settings = ", ".join(f"{name.replace('_', '-')} {value}" for name, value in pipe.recommended_sampling.items())
+    return f"recommended sampling {settings} ({origin})"
+
+
+def source_notes(checkpoints: dict) -> str:
+    """``; --var: read ['model'], stripped key prefix 'module.'`` for each file that needed unwrapping."""
+    notes = [
+        f"{flag}: {', '.join(checkpoint.notes())}" for flag, checkpoint in checkpoints.items() if checkpoint.notes()
+    ]
+    return "".join(f"; {note}" for note in notes)
 
 
 def check_checkpoint_file(flag: str, path: Path | None) -> None:

@@ -4,7 +4,9 @@ The official state dict names follow ``models/basic_vae.py`` / ``models/quant.py
 FoundationVision/VAR (``encoder.down.{i}.block.{j}``, ``quantize.quant_resi.qresi_ls.{n}``, ...). Every
 name is translated EXPLICITLY by the table below, in both directions; nothing is loaded by position.
 Sizes (widths, levels, blocks, codebook, Phi sharing, conv kernel) are inferred from the tensors; the
-scale schedule, the Phi ratio and the lookup are not stored in the file and are arguments.
+scale schedule, the Phi ratio and the lookup are not stored in the file and are arguments. Besides the plain
+state dict, official trainer states (the VQVAE at ``["trainer"]["vae_local"]``), wrapped or prefixed state
+dicts and ``.safetensors`` files are read (see ``nextscale.official_files``).
 
 References:
     FoundationVision/VAR ``models/vqvae.py`` (``VQVAE``, ``load_state_dict`` override for ``ema_vocab_hit_SV``).
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from nextscale.official_files import OfficialState, check_kind, unwrap_official
 from nextscale.pretrained import load_weights_only
 from nextscale.scales import SIDES_256
 from nextscale.tokenizer.config import TokenizerConfig
@@ -97,24 +100,25 @@ def ours_to_official(key: str, num_phi: int) -> str | None:
     return _translate(key, [*_NAME_PAIRS, _PHI_PAIRS[mode]], reverse=True)
 
 
-def _read_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> tuple[dict, str]:
+def read_official_vqvae(source: str | os.PathLike | Mapping | OfficialState) -> OfficialState:
+    """The VQVAE state dict of an official file (plain, trainer state, wrapped or prefixed; .pth or .safetensors),
+    loaded safely. A transformer file is refused with the flag it belongs to."""
+    if isinstance(source, OfficialState):
+        return source
     if isinstance(source, Mapping):
-        state, label = dict(source), "the given state dict"
+        checkpoint = unwrap_official(source, "the given state dict", "vqvae")
     else:
         path = Path(source)
-        if not path.is_file():
+        if not path.is_file() and not path.is_dir():
             raise FileNotFoundError(
                 f"{path} not found; pass the official VQVAE checkpoint (e.g. vae_ch160v4096z32.pth)"
             )
-        state = load_weights_only(path)
-        label = str(path)
-        if not isinstance(state, Mapping):
-            raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict (name -> tensor)")
-        state = dict(state)
-    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+        checkpoint = unwrap_official(load_weights_only(path), str(path), "vqvae")
+    check_kind(checkpoint, "VQVAE", "VAR VQVAE checkpoint")
+    bad = [k for k, v in checkpoint.state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise ValueError(f"{label} is not a plain state dict: entries {bad[:3]} are not name -> tensor")
-    return state, label
+        raise ValueError(f"{checkpoint.source} is not a plain state dict: entries {bad[:3]} are not name -> tensor")
+    return checkpoint
 
 
 def _indices(state: Mapping[str, torch.Tensor], pattern: str) -> list[int]:
@@ -194,7 +198,7 @@ def infer_config(
 
 
 def load_official_vqvae(
-    path_or_state_dict: str | os.PathLike | Mapping[str, torch.Tensor],
+    source: str | os.PathLike | Mapping | OfficialState,
     scale_sides: tuple[int, ...] = SIDES_256,
     *,
     phi_ratio: float = 0.5,
@@ -207,14 +211,16 @@ def load_official_vqvae(
     (the model keeps its own zero statistics).
 
     Args:
-        path_or_state_dict: a ``vae_ch160v4096z32.pth``-style file, or its loaded state dict.
+        source: a ``vae_ch160v4096z32.pth``-style file (or a trainer state holding one), its loaded state dict,
+            or what :func:`read_official_vqvae` returned.
         scale_sides: token-map sides; SIDES_256 for 256 px, SIDES_512 for 512 px.
         phi_ratio: Phi mix ratio (0.5 in the release).
         lookup: "l2" (release) or "cosine".
     Returns:
         The model in eval mode, on the CPU.
     """
-    state, label = _read_state_dict(path_or_state_dict)
+    checkpoint = read_official_vqvae(source)
+    state, label = checkpoint.state, checkpoint.source
     config = infer_config(state, scale_sides, phi_ratio, lookup, label)
     model = MultiScaleVQVAE(config)
     own = model.state_dict()

@@ -1,5 +1,6 @@
 """Translating official checkpoint key names into ours and back, by an explicit table, and the few facts that
-official VAR and STAR state dicts store the same way (trainer nesting, block keys, attention heads).
+official VAR and STAR state dicts store the same way (block keys, attention heads). Finding the state dict in a
+file (trainer states, wrappers, key prefixes) is ``nextscale.official_files``.
 
 Each row pairs an official name with ours; ``{i}`` stands for a block index. The table must be a
 bijection on the released key lists (tests check it), so a key either translates or is refused by name.
@@ -16,14 +17,6 @@ from torch import nn
 
 def _pattern(template: str) -> re.Pattern:
     return re.compile(re.escape(template).replace(r"\{i\}", r"(\d+)"))
-
-
-def unwrap_trainer_state(state: Mapping) -> Mapping:
-    """The model state dict: official training checkpoints nest it under ``["trainer"]["var_wo_ddp"]``."""
-    trainer = state.get("trainer")
-    if isinstance(trainer, Mapping) and "var_wo_ddp" in trainer:
-        return trainer["var_wo_ddp"]
-    return state
 
 
 def count_blocks(state: Mapping[str, torch.Tensor]) -> int:

@@ -1,13 +1,14 @@
 """Import (and export) the official FoundationVision/VAR transformer state dicts.
 
-The released files (``var_d16.pth`` ... ``var_d36.pth``) are plain ``state_dict()`` pickles. Everything
-about the model is inferred from tensor shapes: depth (number of blocks), width, heads, classes,
-vocabulary, code width, shared AdaLN, L2-normalised attention and the scale schedule. Key names are
-translated by an explicit table; the three official buffers (level ids, the block-causal mask and the
-zero k bias) are checked against what this implementation derives, then dropped.
+The released files (``var_d16.pth`` ... ``var_d36.pth``) are plain ``state_dict()`` pickles; training
+checkpoints (``ar-ckpt-*.pth``), wrapped or prefixed state dicts and ``.safetensors`` files are read too (see
+``nextscale.official_files``). Everything about the model is inferred from tensor shapes: depth (number of
+blocks), width, heads, classes, vocabulary, code width, shared AdaLN, L2-normalised attention and the scale
+schedule. Key names are translated by an explicit table; the three official buffers (level ids, the
+block-causal mask and the zero k bias) are checked against what this implementation derives, then dropped.
 
 References:
-    Official ``models/var.py`` / ``models/basic_var.py`` (module tree); VAR_REFERENCE.md sections 3 and 6.
+    Official ``models/var.py`` / ``models/basic_var.py`` (module tree); VAR_REFERENCE.md sections 3, 5 and 6.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from collections.abc import Mapping
 
 import torch
 
+from nextscale.official_files import OfficialState, check_kind, unwrap_official
 from nextscale.pretrained import load_weights_only
 from nextscale.scales import SIDES_256, SIDES_512, ScaleSchedule
 from nextscale.transformer.config import TransformerConfig
-from nextscale.transformer.key_table import KeyTable, attention_heads, count_blocks, unwrap_trainer_state
+from nextscale.transformer.key_table import KeyTable, attention_heads, count_blocks
 from nextscale.transformer.model import ScaleTransformer
 
 # (official name, our name); "{i}" is a block index.
@@ -58,6 +60,9 @@ MASK_KEY = "attn_bias_for_masking"
 ZERO_K_BIAS = re.compile(r"blocks\.(\d+)\.attn\.zero_k_bias")
 # Sequence length -> schedule, for files without the level-id buffer.
 KNOWN_SCHEDULES = {ScaleSchedule(SIDES_256).total_tokens: SIDES_256, ScaleSchedule(SIDES_512).total_tokens: SIDES_512}
+# The official FID settings (VAR README; VAR_REFERENCE.md section 7), recorded as a converted folder's
+# recommended sampling. The demo's cfg 4 / top-p 0.95 gives nicer single pictures.
+OFFICIAL_SAMPLING = {"cfg": 1.5, "top_k": 900, "top_p": 0.96}
 
 
 _KEYS = KeyTable(KEY_TABLE, "VAR")
@@ -73,7 +78,17 @@ def ours_key_to_official(key: str) -> str:
     return _KEYS.to_official(key)
 
 
-def _infer_sides(state: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
+def _infer_sides(state: Mapping[str, torch.Tensor], patch_nums: tuple[int, ...] | None) -> tuple[int, ...]:
+    sides = _sides_from_weights(state, patch_nums)
+    if patch_nums is not None and tuple(patch_nums) != sides:
+        raise ValueError(
+            f"the trainer state records patch_nums {tuple(patch_nums)} but its weights are for the schedule "
+            f"{sides}; the checkpoint is inconsistent"
+        )
+    return sides
+
+
+def _sides_from_weights(state: Mapping[str, torch.Tensor], patch_nums: tuple[int, ...] | None) -> tuple[int, ...]:
     if LEVEL_IDS_KEY in state:
         levels = state[LEVEL_IDS_KEY].reshape(-1).long()
         if levels.numel() == 0 or (levels.diff() < 0).any() or levels[0] != 0:
@@ -86,6 +101,8 @@ def _infer_sides(state: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
             sides.append(side)
         return tuple(sides)
     total = state["pos_1LC"].shape[1]
+    if patch_nums is not None and sum(side * side for side in patch_nums) == total:
+        return tuple(patch_nums)
     if total not in KNOWN_SCHEDULES:
         raise ValueError(
             f"cannot infer the scale schedule: no {LEVEL_IDS_KEY} buffer and L = {total} is none of the "
@@ -94,8 +111,16 @@ def _infer_sides(state: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
     return KNOWN_SCHEDULES[total]
 
 
-def infer_official_config(state: Mapping[str, torch.Tensor]) -> TransformerConfig:
-    """Read the model shape off an official VAR state dict."""
+def infer_official_config(
+    state: Mapping[str, torch.Tensor], patch_nums: tuple[int, ...] | None = None
+) -> TransformerConfig:
+    """Read the model shape off an official VAR state dict.
+
+    Args:
+        state: official names -> tensors.
+        patch_nums: the schedule a trainer state records, if any; it must agree with the weights (and names the
+            schedule of a file without the level-id buffer).
+    """
     required = (
         "pos_start",
         "pos_1LC",
@@ -117,43 +142,52 @@ def infer_official_config(state: Mapping[str, torch.Tensor]) -> TransformerConfi
         num_classes=state["class_emb.weight"].shape[0] - 1,
         vocab_size=state["head.weight"].shape[0],
         code_dim=state["word_embed.weight"].shape[1],
-        scale_sides=_infer_sides(state),
+        scale_sides=_infer_sides(state, patch_nums),
         shared_adaln="shared_ada_lin.1.weight" in state,
         attn_l2_norm=l2_norm,
     )
 
 
-def _load(path_or_state_dict: str | os.PathLike | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-    if isinstance(path_or_state_dict, Mapping):
-        state = path_or_state_dict
+def read_official_var(source: str | os.PathLike | Mapping | OfficialState) -> OfficialState:
+    """The VAR state dict of an official file (plain, trainer state, wrapped or prefixed; .pth or .safetensors),
+    loaded safely, with what the file records beside it. Another model's file is refused by name."""
+    if isinstance(source, OfficialState):
+        return source
+    if isinstance(source, Mapping):
+        checkpoint = unwrap_official(source, "the given state dict", "transformer")
     else:
-        state = load_weights_only(path_or_state_dict)
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path_or_state_dict} holds a {type(state).__name__}, not a VAR state dict (name -> tensor)")
-    state = unwrap_trainer_state(state)
-    _KEYS.require_tensors(state)
-    return state
+        checkpoint = unwrap_official(load_weights_only(source), str(source), "transformer")
+    check_kind(checkpoint, "VAR", "VAR transformer checkpoint")
+    _KEYS.require_tensors(checkpoint.state)
+    return checkpoint
 
 
 def _check_buffer(key: str, value: torch.Tensor, expected: torch.Tensor) -> None:
-    if value.shape != expected.shape or not torch.equal(value.to(expected.dtype), expected):
-        raise ValueError(
-            f"official buffer {key} {tuple(value.shape)} differs from the one derived from the inferred "
-            f"config {tuple(expected.shape)}; the file is inconsistent or not a VAR checkpoint"
-        )
+    if value.shape != expected.shape:
+        difference = f"shape {tuple(value.shape)}, expected {tuple(expected.shape)}"
+    elif not torch.equal(value.to(expected.dtype), expected):
+        difference = f"same shape {tuple(value.shape)}, different values"
+    else:
+        return
+    raise ValueError(
+        f"official buffer {key} differs from the one derived from the inferred config ({difference}); the file is "
+        "inconsistent or not a VAR checkpoint"
+    )
 
 
-def load_official_var(path_or_state_dict: str | os.PathLike | Mapping[str, torch.Tensor]) -> ScaleTransformer:
+def load_official_var(source: str | os.PathLike | Mapping | OfficialState) -> ScaleTransformer:
     """Build a :class:`ScaleTransformer` from an official VAR checkpoint.
 
     Args:
-        path_or_state_dict: a ``var_d*.pth`` file (loaded with ``weights_only=True``) or its state dict.
+        source: a ``var_d*.pth`` file (loaded with ``weights_only=True``) or trainer state, its state dict, or
+            what :func:`read_official_var` returned.
 
     Returns:
         The model on CPU in eval mode, with float32 weights.
     """
-    state = _load(path_or_state_dict)
-    model = ScaleTransformer(infer_official_config(state))
+    checkpoint = read_official_var(source)
+    state = checkpoint.state
+    model = ScaleTransformer(infer_official_config(state, checkpoint.patch_nums))
     params = {}
     for key, value in state.items():
         if key == LEVEL_IDS_KEY:

