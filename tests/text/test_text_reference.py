@@ -43,6 +43,14 @@ def test_local_encoder_is_recorded_by_absolute_path(clip_folder, tmp_path):
     assert_same_encoder(load_text_encoder_folder(tmp_path), encoder)
 
 
+def test_a_moved_encoder_is_named_with_the_file_that_records_it(clip_folder, tmp_path):
+    reference_path = save_text_encoder_reference(tmp_path, load_text_encoder(clip_folder / "text_encoder"))
+    payload = json.loads(reference_path.read_text())
+    reference_path.write_text(json.dumps({**payload, "path": str(tmp_path / "moved-away")}))
+    with pytest.raises(FileNotFoundError, match=rf"moved-away recorded in {reference_path} does not exist"):
+        load_text_encoder_folder(tmp_path)
+
+
 def test_copied_files_keep_non_default_options(t5_folder, tmp_path):
     encoder = load_text_encoder(t5_folder, pooling="mean_all", max_length=8)
     save_text_encoder_reference(tmp_path, encoder, copy_files=True)

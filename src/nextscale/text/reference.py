@@ -128,6 +128,11 @@ def load_text_encoder_folder(directory: str | os.PathLike, device: str | torch.d
         path = Path(payload["path"])
         path = path if path.is_absolute() else directory / path
     tokenizer_path = payload.get("tokenizer_path")
+    if "path" in payload and not path.exists():
+        raise FileNotFoundError(
+            f"the text encoder folder {path} recorded in {reference_path} does not exist (moved or deleted): point "
+            "'path' there at the encoder, or convert again with --copy-text-encoder to keep a copy in the folder"
+        )
     encoder = load_text_encoder(
         path,
         device=device,
