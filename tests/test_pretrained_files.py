@@ -25,3 +25,20 @@ def test_pipeline_folder_errors(tmp_path):
     (tmp_path / "pipeline.json").write_bytes(b"\xff\xfe")
     with pytest.raises(ValueError, match="corrupt"):
         Pipeline.from_pretrained(tmp_path)
+
+
+def test_non_finite_weights_in_a_component_folder_are_named_at_load(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from nextscale.pretrained import bundled_model_path, load_component
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+
+    folder = tmp_path / "tokenizer"
+    shutil.copytree(bundled_model_path("bundled:fashion-mnist") / "tokenizer", folder)
+    weights = load_file(folder / "model.safetensors")
+    weights["decoder.conv_in.weight"][0, 0, 0, 0] = float("nan")
+    save_file(weights, folder / "model.safetensors")
+    with pytest.raises(ValueError, match=r"non-finite weights \(NaN or inf in decoder\.conv_in\.weight\)"):
+        load_component(MultiScaleVQVAE, folder)

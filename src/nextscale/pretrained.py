@@ -306,5 +306,14 @@ def load_component(component_cls: type[T], directory: str | os.PathLike, device:
                 f"{weights_path}: {name} has shape {tuple(tensor.shape)}, the config expects {tuple(own[name].shape)}"
             )
         state[name] = tensor.to(own[name].dtype)
+    # NaN or infinity in the weights (a diverged export, a damaged file) makes black images or a crash deep in
+    # sampling; one pass over the weights finds them at load time instead
+    bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ValueError(
+            f"{weights_path} holds non-finite weights (NaN or inf in {shown}): the model it was exported from had "
+            "diverged, or the file is damaged; export or fetch it again"
+        )
     module.load_state_dict(state, strict=True)
     return module.to(device).eval()
