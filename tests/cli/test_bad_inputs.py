@@ -132,6 +132,17 @@ CLI_CASES = [
     ("edit-box-pixels-outside", f"{EDIT} --box 0 0 40 40 --pixels", "pixels in [0, 16]"),
     ("edit-box-too-few-numbers", f"{EDIT} --box 0 0 1", "argument --box: expected 4 arguments"),
     ("edit-mask-missing", f"{EDIT} --mask {{tmp}}/none.png", "--mask"),
+    (
+        "edit-image-is-a-folder",
+        "edit --model {model} --image {tmp}/a_folder --box 0 0 1 1",
+        "a_folder is a folder; give",
+    ),
+    ("edit-mask-is-a-folder", f"{EDIT} --mask {{tmp}}/a_folder", "a_folder is a folder; give one image file"),
+    (
+        "train-tokenizer-scale-side-zero",
+        "train-tokenizer --preset tiny --data {tmp}/a_folder --scale-sides 0,1 --run-dir {tmp}/never-made",
+        "argument --scale-sides: every value must be a whole number >= 1 (like 1,2,4), got '0,1'",
+    ),
     ("edit-mask-empty", f"{EDIT} --mask {{tmp}}/black_mask.png", "the mask leaves nothing to generate"),
     ("edit-extend-too-large", f"{EDIT} --extend 1.5", "--extend must be in (0, 1), got 1.5"),
     ("edit-extend-zero", f"{EDIT} --extend 0", "--extend must be in (0, 1), got 0.0"),

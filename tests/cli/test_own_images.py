@@ -105,6 +105,14 @@ def test_resolution_errors_name_the_fix(shapes, tokenizer_run, tmp_path, capsys)
     )
 
 
+def test_images_all_too_small_for_the_resolution_are_named_as_such(shapes, tmp_path, capsys):
+    argv = f"train-tokenizer --preset tiny --data {shapes} --resolution 1024 --steps 2 --batch-size 4 --no-progress"
+    assert main([*argv.split(), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"none of the 24 image files of --data {shapes} can be used (24 tiny): each has a shorter side under" in err
+    assert "128 px, too small for 1024 px training; lower --resolution" in err and "0 samples" not in err
+
+
 def test_train_reports_resolution_from_the_tokenizer_or_the_flag(shapes, tokenizer_run, tmp_path, caplog):
     run_dir, _ = tokenizer_run
     caplog.set_level(logging.INFO)

@@ -180,6 +180,16 @@ def test_evaluate_samples_refusals_are_one_line(tmp_path, capsys, flags, message
     assert re.search(message, err)
 
 
+def test_a_single_image_is_refused_as_too_few_for_fid(tmp_path, capsys):
+    from nextscale.data.sample_sets import NpzImageWriter
+
+    with NpzImageWriter(tmp_path / "one.npz", 1, 32) as archive:
+        archive.add(torch.zeros(1, 1, 32, 32))
+    argv = ["evaluate", "--samples", str(tmp_path / "one.npz"), "--reference", "fashion-mnist"]
+    assert main([*argv, "--features", "classifier"]) == 2
+    assert "one.npz holds 1 image, and FID needs at least 2" in capsys.readouterr().err
+
+
 def test_inception_score_of_files_in_class_order_is_not_split_by_class(tmp_path):
     """`sample --class all` writes images class by class; consecutive splits would each hold one class."""
     from nextscale.data.sample_sets import NpzImageWriter

@@ -1,5 +1,6 @@
 """Sample sets on disk: the streamed .npz (OpenAI's evaluation format) and sample folders, read back batch by batch."""
 
+import re
 import zipfile
 
 import numpy as np
@@ -142,6 +143,18 @@ def test_a_truncated_archive_is_reported(tmp_path):
         target.writestr("arr_0.npy", data[: len(data) - 60])  # the header still says 4 images
     with pytest.raises(ValueError, match="is truncated: arr_0 holds 2 complete images, its header says 4"):
         list(SampleSet(path).batches(2))
+
+
+@pytest.mark.parametrize("count", [4, 64])  # 768 bytes are read with the header; 12 kB only batch by batch
+def test_a_member_with_a_bad_crc_is_named_on_one_line(tmp_path, count):
+    path = tmp_path / "flipped.npz"
+    np.savez(path, arr_0=np.zeros((count, 8, 8, 3), np.uint8))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside arr_0's pixels: only the CRC-32 notices
+    path.write_bytes(bytes(data))
+    message = rf"^{re.escape(str(path))} is damaged \(Bad CRC-32 for file 'arr_0.npy'\); write the archive again"
+    with pytest.raises(ValueError, match=message):
+        list(SampleSet(path).batches(2))  # a small member is checked when its header is read, a large one at its end
 
 
 def test_a_failed_finish_leaves_no_temporary_file(tmp_path, monkeypatch):

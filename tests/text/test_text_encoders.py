@@ -225,3 +225,19 @@ def test_unsupported_model_type_kind_pooling_and_length(tmp_path, t5_folder, cli
         load_text_encoder(clip_folder, pooling="mean")
     with pytest.raises(ValueError, match="16 position embeddings"):
         load_text_encoder(clip_folder, max_length=77)
+
+
+def test_pickled_weights_that_do_not_load_safely_are_one_error(sentence_folder, tmp_path):
+    from fractions import Fraction
+
+    from safetensors.torch import load_file
+
+    folder = shutil.copytree(sentence_folder, tmp_path / "pickled")
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")  # plain tensors: loads with weights_only
+    assert load_text_encoder(folder).width == load_text_encoder(sentence_folder).width
+    torch.save({**state, "extra": Fraction(1, 2)}, folder / "pytorch_model.bin")  # a global weights_only refuses
+    message = r"has no safetensors weights \(model.safetensors\), and it holds pickled weights that do not load safely"
+    with pytest.raises(ValueError, match=message + r".*put the model's model.safetensors into the folder"):
+        load_text_encoder(folder)

@@ -18,10 +18,10 @@ def tokenizer_run(tmp_path_factory):
     return run
 
 
-@pytest.mark.parametrize("inside", ["", "exported"])
+@pytest.mark.parametrize("inside", ["", "checkpoints"])
 def test_export_into_the_run_itself_is_refused_and_leaves_it_intact(tokenizer_run, inside):
     before = (tokenizer_run / "config.json").read_text()
-    with pytest.raises(ValueError, match="is inside the run .*export to a folder outside it"):
+    with pytest.raises(ValueError, match="is the run .* or one of its folders; export elsewhere"):
         export_run(tokenizer_run, tokenizer_run / inside)
     assert (tokenizer_run / "config.json").read_text() == before and read_run_config(tokenizer_run)["kind"]
 

@@ -41,7 +41,11 @@ BAD_FILES = [
     ("choice", {"args": {"lr-schedule": "fast"}}, '"lr-schedule" must be one of "lin0", "cos", "constant"'),
     ("switch", {"args": {"compile": "yes"}}, '"compile" must be true or false (as --compile takes), got "yes"'),
     ("nargs-count", {"args": {"betas": [0.9]}}, '"betas" must be a list of 2 values, each a number'),
-    ("comma-list", {"args": {"scale-sides": [1, 2.5]}}, '"scale-sides" must be integers like [1, 2, 4] or "1,2,4"'),
+    (
+        "comma-list",
+        {"args": {"scale-sides": [1, 2.5]}},
+        '"scale-sides" must be whole numbers >= 1 like [1, 2, 4] or "1,2,4"',
+    ),
     ("unknown", {"args": {"foo": 1}}, "unknown flag 'foo' in 'args' (see `nextscale train-tokenizer --help`"),
     ("typo", {"args": {"batch_sise": 4}}, "unknown flag 'batch_sise'", "did you mean 'batch-size'?"),
     (

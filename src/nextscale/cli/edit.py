@@ -94,10 +94,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.prompt is not None and not args.prompt.strip():
         raise ValueError("--prompt is empty; give some text, or omit --prompt for the empty prompt")
-    if not args.image.is_file():
-        raise FileNotFoundError(f"--image {args.image} does not exist")
-    if args.mask is not None and not args.mask.is_file():
-        raise FileNotFoundError(f"--mask {args.mask} does not exist")
+    for path, flag in ((args.image, "--image"), (args.mask, "--mask")):
+        if path is not None and path.is_dir():
+            raise ValueError(f"{flag} {path} is a folder; give one image file (e.g. {path / 'photo.png'})")
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"{flag} {path} does not exist")
     for path, flag in ((args.out, "--out"), (args.side_by_side, "--side-by-side")):
         if path is not None:
             check_image_output(path, flag)

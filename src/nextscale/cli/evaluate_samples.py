@@ -46,6 +46,11 @@ def prepare_samples(args: argparse.Namespace):
             "sub-folders, or captions:PATH"
         )
     samples = SampleSet(args.samples)
+    if samples.count < 2:
+        raise ValueError(
+            f"{args.samples} holds 1 image, and FID needs at least 2 (a covariance); give more samples "
+            "(thousands for a meaningful score)"
+        )
     num = samples.count if args.num is None else args.num
     if not 2 <= num <= samples.count:
         raise ValueError(f"--num must be 2 to {samples.count} (the images in {args.samples}), got {num}")

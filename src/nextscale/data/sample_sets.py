@@ -14,9 +14,11 @@ slices. Reading ``np.load(path)["arr_0"]`` gives the same array.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -196,13 +198,25 @@ def _open_entry(archive: zipfile.ZipFile, name: str, path: Path):
     return stream, shape, dtype
 
 
+@contextlib.contextmanager
+def _damaged_archive_errors(path: Path) -> Iterator[None]:
+    """Turn zipfile's and zlib's errors about a damaged member (a bad CRC-32, a broken local header, corrupt
+    compressed data) into one ValueError naming the archive."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise ValueError(
+            f"{path} is damaged ({err}); write the archive again (e.g. `nextscale sample --npz`) or copy it anew"
+        ) from err
+
+
 def _npz_facts(path: Path) -> tuple[int, int, list[int] | None]:
     """(count, side, labels or None) of an image archive, reading only headers and the labels."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as err:
         raise ValueError(f"{path} is not an .npz archive ({err}); give a sample folder or an .npz") from err
-    with archive:
+    with archive, _damaged_archive_errors(path):
         if IMAGES_ENTRY not in archive.namelist():
             raise ValueError(f"{path} has no arr_0; the images must be arr_0, uint8 (N, H, W, 3)")
         stream, shape, dtype = _open_entry(archive, IMAGES_ENTRY, path)
@@ -226,12 +240,14 @@ def _npz_facts(path: Path) -> tuple[int, int, list[int] | None]:
 
 def _npz_pixels(path: Path, count: int, batch_size: int) -> Iterator[np.ndarray]:
     with zipfile.ZipFile(path) as archive:
-        stream, shape, _ = _open_entry(archive, IMAGES_ENTRY, path)
+        with _damaged_archive_errors(path):
+            stream, shape, _ = _open_entry(archive, IMAGES_ENTRY, path)
         with stream:
             per_image = int(np.prod(shape[1:]))
             for start in range(0, count, batch_size):
                 number = min(batch_size, count - start)
-                data = stream.read(number * per_image)
+                with _damaged_archive_errors(path):  # the CRC-32 is checked when the last bytes are read
+                    data = stream.read(number * per_image)
                 if len(data) != number * per_image:
                     complete = start + len(data) // per_image
                     raise ValueError(

@@ -20,6 +20,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -148,6 +150,19 @@ def resolve_folders(path: str | os.PathLike, tokenizer_path: str | os.PathLike |
     )
 
 
+def unsafe_pickle_error(path: Path, err: Exception) -> ValueError:
+    """The error for a folder whose weights are a pickle (``pytorch_model.bin``) that transformers refused to
+    load with ``weights_only`` (it holds more than tensors): none of its code ran."""
+    has_safetensors = any((path / name).is_file() for name in WEIGHT_FILES if "safetensors" in name)
+    reason = str(err).split(".")[0]  # "Weights only load failed"; the rest suggests weights_only=False
+    where = "" if has_safetensors else "has no safetensors weights (model.safetensors), and it "
+    return ValueError(
+        f"{path} {where}holds pickled weights that do not load safely ({reason}; nothing in them was run): put "
+        f"the model's model.safetensors into the folder (e.g. `huggingface-cli download ORG/MODEL model.safetensors "
+        f"--local-dir {path}`), or use another copy of the model"
+    )
+
+
 def detect_kind(path: str | os.PathLike) -> str:
     """The encoder kind (``"clip"``, ``"t5"`` or ``"sentence"``) of a model folder, from ``config.json``."""
     config_path = Path(path) / "config.json"
@@ -190,13 +205,18 @@ def load_text_encoder(
         kind = detect_kind(model_folder)
     elif kind not in ENCODERS:
         raise ValueError(f"unknown text encoder kind {kind!r}; use one of {sorted(ENCODERS)}")
-    encoder = ENCODERS[kind].from_folder(
-        model_folder,
-        tokenizer_folder if tokenizer_folder != model_folder else None,
-        pooling=pooling,
-        max_length=max_length,
-        device=device,
-    )
+    try:
+        with warnings.catch_warnings():  # a pickle refused below also draws torch's warning about its protocol
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            encoder = ENCODERS[kind].from_folder(
+                model_folder,
+                tokenizer_folder if tokenizer_folder != model_folder else None,
+                pooling=pooling,
+                max_length=max_length,
+                device=device,
+            )
+    except pickle.UnpicklingError as err:
+        raise unsafe_pickle_error(model_folder, err) from err
     encoder.name = package_of(model_folder) or model_folder.name
     logger.info(
         "loaded %s text encoder %s from %s (width %d, max_length %d, pooling %s)",

@@ -141,6 +141,16 @@ class VGG16Features(nn.Module):
         return out
 
 
+def _read_safetensors(path: Path, what: str, expected: str) -> dict[str, torch.Tensor]:
+    """Every tensor of a local .safetensors file; a missing or unreadable file is one error naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} not found; pass {expected}")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # SafetensorError (a pickle, a truncated file) is no OSError or ValueError
+        raise ValueError(f"{what} {path} is not a readable .safetensors file ({err}); pass {expected}") from err
+
+
 class LPIPS(nn.Module):
     """Learned perceptual distance with a frozen backbone and per-layer linear heads.
 
@@ -181,15 +191,23 @@ class LPIPS(nn.Module):
             )
         if backbone_path.suffix == ".safetensors":
             backbone = VGG16Features()
-            state = {k: v for k, v in load_file(str(backbone_path)).items() if k.startswith("features.")}
+            tensors = _read_safetensors(backbone_path, "LPIPS backbone", "a torchvision VGG-16 .safetensors")
+            state = {k: v for k, v in tensors.items() if k.startswith("features.")}
             if not state:
                 raise ValueError(f"{backbone_path} holds no 'features.*' tensors (torchvision VGG-16 names expected)")
             backbone.load_state_dict(state, strict=True)
         else:
-            backbone = torch.jit.load(str(backbone_path), map_location="cpu")
+            try:  # as evaluate --inception loads its network: a file that is no TorchScript archive is one line
+                backbone = torch.jit.load(str(backbone_path), map_location="cpu")
+            except RuntimeError as err:
+                reason = str(err).split(". ")[0]  # torch adds a paragraph about corrupted checkpoints
+                raise ValueError(
+                    f"LPIPS backbone {backbone_path} is not a TorchScript feature extractor ({reason}); pass a "
+                    "VGG-16 .safetensors (torchvision names) or a file written by torch.jit.save"
+                ) from err
         heads = None
         if heads_path is not None:
-            tensors = load_file(str(heads_path))
+            tensors = _read_safetensors(Path(heads_path), "LPIPS heads", "a .safetensors of lin{l}.weight tensors")
             heads = []
             for layer_idx in range(len(tensors)):
                 key = next(

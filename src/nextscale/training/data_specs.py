@@ -136,7 +136,28 @@ def build_datasets(
     # DIR/train + DIR/val, or a plain DIR with a fixed held-out split carved from it (see nextscale.data.folders).
     datasets = open_image_folder(spec, image_size, channels, seed=seed, split=split, bad_images=bad_images)
     check_bad_images(datasets, bad_images)
+    refuse_all_bad(datasets[0], spec)
     return datasets
+
+
+def refuse_all_bad(dataset, spec: str) -> None:
+    """Raise ValueError when ``check_bad_images`` left none of an image folder's files, saying why (before the
+    trainer's batch check reports 0 samples); when every file was too small, name the training side."""
+    from nextscale.data.images import TINY_FRACTION, TINY_PIXELS, ImageFolderDataset
+
+    if not isinstance(dataset, ImageFolderDataset) or len(dataset) or not (counts := dataset.skip_counts()):
+        return
+    found = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
+    problem = f"none of the {sum(counts.values())} image files of --data {spec} can be used ({found})"
+    if "tiny" not in counts:
+        raise ValueError(f"{problem}: fix or replace the files named above")
+    size = dataset.transform.size
+    smallest = max(TINY_PIXELS, TINY_FRACTION * size)
+    raise ValueError(
+        f"{problem}: {'each has' if len(counts) == 1 else 'the tiny ones have'} a shorter side under {smallest:g} "
+        f"px, too small for {size} px training; lower --resolution (or the preset's image size) toward the images' "
+        "size, or use larger images"
+    )
 
 
 LOOKED_AT_FILES = 5_000  # files looked at for captions beside the images (a hint, not a scan)

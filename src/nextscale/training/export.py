@@ -159,9 +159,11 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = F
     """Write a run's EMA (or raw) weights as a component folder (tokenizer run) or pipeline folder (transformer run)."""
     run_config = read_run_config(run_dir)
     out = Path(out)
-    if out.resolve() == Path(run_dir).resolve() or Path(run_dir).resolve() in out.resolve().parents:
-        # the run's own config.json (and tokenizer copy) would be overwritten: it could not resume or export again
-        raise ValueError(f"--out {out} is inside the run {run_dir}; export to a folder outside it, e.g. models/NAME")
+    own = {Path(run_dir).resolve() / name for name in ("", ckpt.CHECKPOINT_DIR, TOKENIZER_DIR, TEXT_ENCODER_DIR)}
+    if out.resolve() in own:
+        # the run's own config.json, checkpoints or tokenizer copy would be overwritten: it could not resume or
+        # export again
+        raise ValueError(f"--out {out} is the run {run_dir} or one of its folders; export elsewhere, e.g. models/NAME")
     if run_kind(out) is not None:
         raise ValueError(f"--out {out} is a training run directory; export to another folder, e.g. models/NAME")
     model = load_run_model(run_dir, raw)

@@ -103,11 +103,14 @@ def optional_positive_int(text: str) -> int | None:
 
 
 def int_tuple(text: str) -> tuple[int, ...]:
-    """argparse type: "1,2,4" -> (1, 2, 4)."""
+    """argparse type: "1,2,4" -> (1, 2, 4); every value a whole number >= 1 (scale sides, channel multipliers)."""
     try:
-        return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+        values = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,2,4, got {text!r}") from err
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError(f"every value must be a whole number >= 1 (like 1,2,4), got {text!r}")
+    return values
 
 
 # What a flag's type accepts, in words, for run-file errors; COMMA_TYPES also take a JSON list.
@@ -118,7 +121,7 @@ TYPE_WORDS = {
     positive_int: "a whole number >= 1",
     optional_positive_int: 'a whole number >= 1 or "none"',
     optional_float: 'a number or "none"',
-    int_tuple: 'integers like [1, 2, 4] or "1,2,4"',
+    int_tuple: 'whole numbers >= 1 like [1, 2, 4] or "1,2,4"',
 }
 COMMA_TYPES = (int_tuple,)
 
