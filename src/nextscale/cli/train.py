@@ -23,6 +23,10 @@ Examples:
     nextscale train --init-from runs/scenes --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16,24,32 \\
         --text-encoder default --tokens tokens/scenes-128 --run-dir runs/scenes-128 --steps 500
 
+    # fine-tune a converted official VAR on your own class folders (the class table becomes your classes,
+    # each starting as the pretrained null class; their names are recorded)
+    nextscale train --init-from var-d16/ --tokenizer var-d16/ --data photos/ --run-dir runs/mine --steps 2000
+
 Inputs: --data images (encoded on the fly) or --tokens shards from `nextscale tokenize` (cheaper);
 captioned data (--data captions:PATH, or captioned token shards) trains a text model, which needs
 --text-encoder (a local Hugging Face folder, or "default" for the bundled MiniLM) and a text preset
@@ -30,6 +34,9 @@ captioned data (--data captions:PATH, or captioned token shards) trains a text m
 the tokenizer comes from --tokenizer (component or pipeline folder, tokenizer run, or official .pth).
 Loss: per-token cross-entropy averaged over tokens and the batch; per-scale loss and accuracy logged,
 per-scale held-out loss and token error evaluated. Export with `nextscale export --run RUN --out DIR`.
+--init-from keeps the starting model's shape (--depth and the width flags are refused) and adapts the rest to the
+run, saying so: another class list, --drop-path-rate / --cond-drop-rate, and per-sample cross-attention for a
+converted STAR model (the official batch-0 behaviour would train only the first caption of every batch).
 """
 
 from __future__ import annotations

@@ -165,7 +165,10 @@ class TransformerTrainer(Trainer):
         folder = self.run_dir / TOKENIZER_DIR
         if (folder / "model.safetensors").is_file():
             try:
-                if weights_hash(load_component(MultiScaleVQVAE, folder)) == weights_hash(self.tokenizer):
+                # building the module draws initial weights: the resumed run's random state must stay untouched
+                with torch.random.fork_rng(devices=[]):
+                    copy = load_component(MultiScaleVQVAE, folder)
+                if weights_hash(copy) == weights_hash(self.tokenizer):
                     return
             except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
                 logger.warning("the run's tokenizer copy in %s is unreadable (%s); writing it again", folder, err)
