@@ -11,7 +11,9 @@ import torch
 from nextscale.cli import main
 from nextscale.data.fashion_mnist import CLASS_NAMES
 from nextscale.data.images import ImageFolderDataset
-from nextscale.data.token_shards import TokenShardDataset, write_manifest, write_token_shards
+from nextscale.data.token_dataset import TokenShardDataset
+from nextscale.data.token_manifest import write_manifest
+from nextscale.data.token_shards import write_token_shards
 from nextscale.presets import tiny
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE

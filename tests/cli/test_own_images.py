@@ -167,7 +167,7 @@ def test_eval_data_folder_is_held_out_as_a_whole(shapes):
 
 
 def test_captioned_shapes_tokenize_both_splits_with_every_caption(tokenizer_run, tmp_path):
-    from nextscale.data.token_shards import TokenShardDataset
+    from nextscale.data.token_dataset import TokenShardDataset
 
     spec = importlib.util.spec_from_file_location("make_shapes", REPO / "scripts" / "make_shapes.py")
     module = importlib.util.module_from_spec(spec)

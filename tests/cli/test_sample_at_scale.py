@@ -41,7 +41,7 @@ def test_rerun_reports_skipped_files(tiny_pipeline_dir, tmp_path, capsys):
 
 
 def test_batch_zero_is_the_single_call_and_later_batches_have_their_own_seed(tiny_pipeline_dir, tmp_path, monkeypatch):
-    from nextscale.cli.sample import batch_seed
+    from nextscale.cli.sample_plan import batch_seed
 
     monkeypatch.chdir(tmp_path)  # the default grid samples.png lands here
     pipe = Pipeline.from_pretrained(tiny_pipeline_dir)

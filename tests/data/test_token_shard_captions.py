@@ -14,13 +14,9 @@ from safetensors.torch import save_file
 from nextscale.cli import main
 from nextscale.data.caption_manifests import CaptionManifestDataset
 from nextscale.data.images import BadImageError, ImageFolderDataset
-from nextscale.data.token_shards import (
-    MANIFEST_NAME,
-    TokenShardDataset,
-    shard_name,
-    write_manifest,
-    write_token_shards,
-)
+from nextscale.data.token_dataset import TokenShardDataset
+from nextscale.data.token_manifest import MANIFEST_NAME, shard_name, write_manifest
+from nextscale.data.token_shards import write_token_shards
 from nextscale.presets import tiny
 from nextscale.pretrained import save_component
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE

@@ -10,7 +10,9 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
 from nextscale.cli import error_text, main
-from nextscale.data.token_shards import MANIFEST_NAME, TokenShardDataset, shard_name, write_manifest, write_token_shards
+from nextscale.data.token_dataset import TokenShardDataset
+from nextscale.data.token_manifest import MANIFEST_NAME, shard_name, write_manifest
+from nextscale.data.token_shards import write_token_shards
 from nextscale.presets import tiny
 from nextscale.pretrained import save_component
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE

@@ -19,7 +19,8 @@ def _one_thread(one_thread):
 def token_data(tmp_path_factory):
     """(tokenizer folder, train tokens, held-out tokens): 200 and 100 sequences of 21 tokens, scales (1, 2, 4)."""
     from nextscale.data.fashion_mnist import FashionMNIST
-    from nextscale.data.token_shards import write_manifest, write_token_shards
+    from nextscale.data.token_manifest import write_manifest
+    from nextscale.data.token_shards import write_token_shards
     from nextscale.presets import tiny
     from nextscale.pretrained import save_component
     from nextscale.tokenizer.vqvae import MultiScaleVQVAE

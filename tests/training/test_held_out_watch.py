@@ -1,6 +1,6 @@
 """The held-out watch warns once when the held-out loss rises well above its lowest (memorising)."""
 
-from nextscale.training.loop import HeldOutWatch
+from nextscale.training.held_out_watch import HeldOutWatch
 
 
 def test_warns_once_when_the_held_out_loss_rises_above_its_lowest():

@@ -10,7 +10,7 @@ from test_cli import REPO, run_command
 from training_helpers import read_metrics
 
 from nextscale import Pipeline
-from nextscale.data.token_shards import TokenShardDataset
+from nextscale.data.token_dataset import TokenShardDataset
 from nextscale.sampling.text_pipeline import TextPipeline
 from nextscale.training.export import load_run_model, load_tokenizer
 

@@ -4,7 +4,9 @@ import pytest
 import torch
 from training_helpers import read_metrics, tiny_configs, train_config
 
-from nextscale.data.token_shards import TokenShardDataset, write_manifest, write_token_shards
+from nextscale.data.token_dataset import TokenShardDataset
+from nextscale.data.token_manifest import write_manifest
+from nextscale.data.token_shards import write_token_shards
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training.config import TokenizerLossConfig, TransformerObjective, seed_everything

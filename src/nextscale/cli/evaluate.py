@@ -367,7 +367,8 @@ def distances(real, fake) -> dict:
 
 def open_tokens(args: argparse.Namespace, facts: ModelFacts):
     """``--loss``: the held-out token folder, checked against the model's kind and tokenizer config (no weights)."""
-    from nextscale.data.token_shards import TokenShardDataset, config_hash
+    from nextscale.data.token_dataset import TokenShardDataset
+    from nextscale.data.token_manifest import config_hash
 
     if not (args.loss and args.tokens is not None):
         raise ValueError("--loss measures held-out tokens: give both --loss and --tokens DIR")

@@ -39,9 +39,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,17 +55,21 @@ from nextscale.cli.common import (
     sampling_kwargs,
     save_image,
 )
+from nextscale.cli.sample_files import (
+    SETTINGS_FILE,
+    already_written,
+    check_out_dir_settings,
+    image_name,
+    image_settings,
+    pack_npz,
+)
+from nextscale.cli.sample_plan import Plan, batch_seed, names_every_class, read_text_features
+from nextscale.cli.sample_scales import scale_grid
 
 if TYPE_CHECKING:
-    import torch
-    from PIL import Image
-
     from nextscale.distributed import DistInfo
-    from nextscale.sampling.pipeline import Pipeline
 
 DEFAULT_GRID = Path("samples.png")
-SETTINGS_FILE = "sample-settings.json"  # in --out-dir: what made its images, so a re-run resumes only the same run
-SAMPLE_IMAGE = re.compile(r"\d{4,}(_class\d+)?\.png")  # the names image_name gives
 MAX_GRID_IMAGES = 1024  # one PNG of more tiles is unreadable and holds every image in memory at once
 
 
@@ -143,252 +144,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def read_text_features(path: Path) -> dict:
-    """The pipeline call's precomputed-feature arguments from a safetensors file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from nextscale.sampling.pipeline import TEXT_INPUTS
-
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (--text-features expects a safetensors file)")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"{path} is not a readable safetensors file ({err})") from err
-    unknown = sorted(set(tensors) - set(TEXT_INPUTS))
-    if unknown or "prompt_embeds" not in tensors:
-        raise ValueError(
-            f"{path} must hold prompt_embeds and pooled_prompt_embeds (optionally prompt_attention_mask and the "
-            f"negative_* three); unexpected {unknown}"
-        )
-    return tensors
-
-
 def check_grid_size(count: int, grid: Path | None) -> None:
     if grid is not None and count > MAX_GRID_IMAGES:
         raise ValueError(
             f"a grid of {count} images is too large for one PNG (at most {MAX_GRID_IMAGES}); write one PNG per "
             "image with --out-dir DIR instead (without --out)"
         )
-
-
-def batch_seed(seed: int | None, batch_idx: int) -> int | None:
-    """Batch 0 uses the seed itself (the official draws); batch b > 0 a seed derived from (seed, b), so that
-    each batch is reproducible on its own and a resumed run makes the same images."""
-    import numpy as np
-
-    if seed is None or batch_idx == 0:
-        return seed
-    return int(np.random.SeedSequence([seed % 2**64, batch_idx]).generate_state(1, np.uint64)[0] >> 1)
-
-
-class Plan:
-    """Which condition each image gets: ``inputs(start, end)`` are the pipeline arguments of images
-    start..end-1, ``labels[i]`` the class of image i when known before sampling, ``prompts`` one per image."""
-
-    def __init__(self, args: argparse.Namespace, pipe, features: dict) -> None:
-        self.labels = self.prompts = self.features = self.negative = None
-        num = args.num
-        if args.classes is not None:
-            self.labels = [label for label in resolve_classes(pipe, args.classes) for _ in range(num)]
-            self.count = len(self.labels)
-        elif args.prompt is not None:
-            self.prompts = [text for text in args.prompt for _ in range(num)]
-            self.count = len(self.prompts)
-            negative = args.negative_prompt
-            if negative is not None and len(negative) not in (1, len(args.prompt)):
-                raise ValueError(f"give 1 or {len(args.prompt)} --negative-prompt values, got {len(negative)}")
-            if negative is not None and len(negative) > 1:
-                negative = [text for text in negative for _ in range(num)]
-            self.negative = negative
-        elif features:
-            # conditional rows repeat per image, like prompts; a single negative row serves every image
-            self.count = features["prompt_embeds"].shape[0] * num
-            self.features = {
-                key: value if key.startswith("negative") and value.shape[0] == 1 else value.repeat_interleave(num, 0)
-                for key, value in features.items()
-            }
-        else:
-            self.count = num
-
-    def inputs(self, start: int, end: int) -> dict:
-        if self.labels is not None:
-            return {"class_labels": self.labels[start:end]}
-        if self.prompts is not None:
-            negative = self.negative if self.negative is None or len(self.negative) == 1 else self.negative[start:end]
-            given = {} if negative is None else {"negative_prompt": negative}
-            return {"prompt": self.prompts[start:end], **given}
-        if self.features is not None:
-            return {
-                key: value if value.shape[0] != self.count else value[start:end] for key, value in self.features.items()
-            }
-        return {"class_labels": None, "num_images_per_prompt": end - start}  # labels drawn by the generator
-
-
-def names_every_class(classes: list | None) -> bool:
-    """Whether --class says ``all``."""
-    return classes is not None and any(str(value).lower() == "all" for value in classes)
-
-
-def resolve_classes(pipe: Pipeline, classes: list) -> list[int]:
-    """--class values as ids; ``all`` is every class in order (the FID sets: N images of each class)."""
-    if names_every_class(classes):
-        if len(classes) > 1:
-            raise ValueError("--class all already names every class; give it alone")
-        return list(range(pipe.num_classes))
-    return pipe.class_ids(classes)
-
-
-def image_name(index: int, label: int | None) -> str:
-    return f"{index:04d}.png" if label is None else f"{index:04d}_class{label}.png"
-
-
-def written_image(out_dir: Path, index: int, plan: Plan, text: bool) -> Path | None:
-    """The PNG of image ``index`` in --out-dir, or None when it is not there yet or is damaged (it is made again)."""
-    if text or plan.labels is not None:
-        path = out_dir / image_name(index, None if text else plan.labels[index])
-        return path if path.is_file() and intact_png(path) else None
-    found = next(iter(out_dir.glob(f"{index:04d}_class*.png")), None)  # drawn labels: named only after sampling
-    return found if found is not None and intact_png(found) else None
-
-
-def intact_png(path: Path) -> bool:
-    """Whether a PNG reads back whole (its chunks' CRCs check out): images are written atomically, so a damaged
-    one was damaged later (a bad copy, a full disk elsewhere) and is drawn again rather than counted as done."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.verify()
-        return True
-    except (OSError, SyntaxError, ValueError):
-        return False
-
-
-def already_written(out_dir: Path, index: int, plan: Plan, text: bool) -> bool:
-    return written_image(out_dir, index, plan, text) is not None
-
-
-def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | None) -> dict:
-    """The settings that decide an --out-dir run's images, by flag (a re-run must match them to resume)."""
-    import torch
-
-    model = args.model if args.model is not None else ("bundled:scenes" if pipe.is_text_conditional else None)
-    model = str(model or "bundled:fashion-mnist")
-    features = None
-    if args.text_features is not None:
-        features = f"{args.text_features.name} (sha256 {hashlib.sha256(args.text_features.read_bytes()).hexdigest()})"
-    return {
-        "--model": model if model.startswith("bundled:") else str(Path(model).resolve()),
-        "--class": None if args.classes is None else resolve_classes(pipe, args.classes),
-        "--prompt": args.prompt,
-        "--negative-prompt": args.negative_prompt,
-        "--text-features": features,
-        "--num": args.num,
-        "--batch-size": args.batch_size,  # batch b's seed is derived from (seed, b)
-        "--seed": seed,
-        **{f"--{name.replace('_', '-')}": value for name, value in sampling.items()},
-        "--dtype": pipe.precision.name,
-        "--device": torch.device(args.device).type,  # CPU and CUDA generators draw different numbers
-    }
-
-
-def _shown(value) -> str:
-    """A recorded setting as it is typed on the command line (shortened)."""
-    if value is None or isinstance(value, bool):
-        text = "none" if value is None else "on" if value else "off"
-    else:
-        text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
-    return text if len(text) <= 100 else f"{text[:48]}...{text[-48:]}"  # a path's end tells most
-
-
-def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
-    """Record ``settings`` in --out-dir; refuse a folder whose images were made with other settings.
-
-    Resuming skips the images already there, so a run with another seed, cfg or model would keep the old
-    images under the new run's names: a silent mix. A folder of sample images without a record (from an older
-    version) is refused too, since what made them is unknown.
-    """
-    from nextscale.pretrained import atomic_write_text
-
-    record = out_dir / SETTINGS_FILE
-    if out_dir.is_dir() and any(SAMPLE_IMAGE.fullmatch(path.name) for path in out_dir.iterdir()):
-        if not record.is_file():
-            raise ValueError(
-                f"--out-dir {out_dir} holds sample images but no {SETTINGS_FILE} saying how they were made, so "
-                "new ones could not be told apart; choose another --out-dir, or delete those images"
-            )
-        try:
-            recorded = json.loads(record.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{record} is not valid JSON ({err}); delete it, or choose another --out-dir") from err
-        changed = [
-            f"{flag} {_shown(recorded.get(flag))}, now {_shown(value)}"
-            for flag, value in settings.items()
-            if recorded.get(flag) != value
-        ]
-        if changed:
-            raise ValueError(
-                f"--out-dir {out_dir} holds images made with other settings ({'; '.join(changed)}); re-run with "
-                "those settings to resume, or choose another --out-dir"
-            )
-        return
-    atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
-
-
-def scale_views(pipe: Pipeline, tokens: torch.Tensor) -> torch.Tensor:
-    """(B, L) tokens -> (B * scales, C, H, W) images in [-1, 1], image-major: what the first k scales of each
-    image decode to, for k = 1 .. the number of scales."""
-    import torch
-
-    tokenizer = pipe.tokenizer
-    device = next(tokenizer.parameters()).device
-    rows = []
-    with torch.inference_mode():
-        for chunk in torch.split(tokens, 16):  # one decoder pass per scale and image: a few images at a time
-            views = tokenizer.decode_scales(tokenizer.indices_from_tokens(chunk.to(device)))
-            rows.append(torch.stack([images.float().cpu() for images in views], dim=1).flatten(0, 1))
-    return torch.cat(rows)
-
-
-def scale_grid(pipe: Pipeline, tokens: torch.Tensor, names: list[str] | None = None, zoom: int = 1) -> Image.Image:
-    """One row per image, one column per scale (see :func:`scale_views`), each tile labelled with its scale, or
-    the first of a row with the image's name when ``names`` are given; tiles enlarged ``zoom`` times."""
-    from nextscale.cli.demo import enlarge
-    from nextscale.data.images import make_grid
-
-    sides = pipe.tokenizer.config.scale_sides
-    rows = names if names is not None else [None] * len(tokens)
-    labels = [name if k == 0 and name else f"{side}x{side}" for name in rows for k, side in enumerate(sides)]
-    views = scale_views(pipe, tokens)
-    return make_grid(enlarge(views, zoom) if zoom > 1 else views, nrow=len(sides), labels=labels)
-
-
-def pack_npz(out_dir: Path, plan: Plan, text: bool, path: Path, side: int, progress: bool) -> None:
-    """Stream the run's PNGs from --out-dir, in index order, into ``path`` (see ``data.sample_sets``)."""
-    import numpy as np
-    from tqdm.auto import tqdm
-
-    from nextscale.data.sample_sets import NpzImageWriter, open_sample_image, sample_label
-
-    def image_path(index: int) -> Path:
-        found = written_image(out_dir, index, plan, text)
-        if found is None:
-            raise FileNotFoundError(f"image {index} is missing from {out_dir}; re-run the same command to make it")
-        return found
-
-    chunk = 64
-    with (
-        NpzImageWriter(path, plan.count, side) as archive,
-        tqdm(total=plan.count, desc="npz", unit="img", disable=not progress) as bar,
-    ):
-        for start in range(0, plan.count, chunk):
-            paths = [image_path(index) for index in range(start, min(start + chunk, plan.count))]
-            pixels = np.stack([np.asarray(open_sample_image(found, side)) for found in paths])
-            labels = None if text else [sample_label(found.name) for found in paths]
-            archive.add_pixels(pixels, labels)
-            bar.update(len(paths))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -263,7 +263,7 @@ def model_inputs(planned: argparse.Namespace) -> ModelInputs:
     """
     from nextscale.cli.data_report import scale_sides_for
     from nextscale.cli.train import fit_num_classes, load_text_encoder_option
-    from nextscale.data.token_shards import TokenShardDataset
+    from nextscale.data.token_dataset import TokenShardDataset
     from nextscale.training.export import load_tokenizer, with_scale_sides
 
     tokenizer = load_tokenizer(planned.tokenizer, planned.scale_sides)

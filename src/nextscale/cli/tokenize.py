@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check_out_folder(out: Path, overwrite: bool) -> None:
     """--out can be written, and is new or empty unless --overwrite: tokenizing starts from scratch every
     time, so an existing token folder would be replaced silently (and a larger old run's extra shards kept)."""
-    from nextscale.data.token_shards import MANIFEST_NAME, SHARD_GLOB
+    from nextscale.data.token_manifest import MANIFEST_NAME, SHARD_GLOB
 
     check_output_dir(out, "--out")
     if overwrite or not out.is_dir():
@@ -95,7 +95,7 @@ def check_out_folder(out: Path, overwrite: bool) -> None:
 
 def remove_token_files(out: Path) -> None:
     """Delete an old run's manifest (first: the folder stops being a token folder), then its shards; nothing else."""
-    from nextscale.data.token_shards import MANIFEST_NAME, SHARD_GLOB
+    from nextscale.data.token_manifest import MANIFEST_NAME, SHARD_GLOB
 
     (out / MANIFEST_NAME).unlink(missing_ok=True)
     for shard in out.glob(SHARD_GLOB):
@@ -105,7 +105,8 @@ def remove_token_files(out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from nextscale import distributed
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
-    from nextscale.data.token_shards import read_manifest, write_manifest, write_token_shards
+    from nextscale.data.token_manifest import read_manifest, write_manifest
+    from nextscale.data.token_shards import write_token_shards
     from nextscale.training.data_specs import CAPTIONS_PREFIX, build_datasets
     from nextscale.training.export import load_tokenizer, with_scale_sides
 

@@ -336,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
 def check_token_folders(args: argparse.Namespace) -> None:
     """Refuse a --tokens / --eval-tokens path that is not a token folder, saying how to name the right one, and
     captioned tokens without a text encoder (a class model cannot train on them)."""
-    from nextscale.data.token_shards import MANIFEST_NAME, read_manifest
+    from nextscale.data.token_manifest import MANIFEST_NAME, read_manifest
 
     for flag, path in (("--tokens", args.tokens), ("--eval-tokens", args.eval_tokens)):
         if path and not (Path(path) / MANIFEST_NAME).is_file():
@@ -358,7 +358,7 @@ def check_token_folders(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
-    from nextscale.data.token_shards import TokenShardDataset
+    from nextscale.data.token_dataset import TokenShardDataset
     from nextscale.training.config import seed_everything
     from nextscale.training.data_specs import build_datasets
     from nextscale.training.export import load_tokenizer, with_scale_sides

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from nextscale.cli.demo import enlarge
-from nextscale.cli.sample import scale_grid
+from nextscale.cli.sample_scales import scale_grid
 from nextscale.cli.web_inputs import (
     DEFAULT_KNOBS,
     Knobs,
@@ -116,7 +116,7 @@ def sample_classes(
     coarse_to_fine: bool = False,
 ) -> tuple[Image.Image, str]:
     """Class tab: one row per chosen class, ``images_per_class`` columns, labelled with the class names (with
-    ``coarse_to_fine``: one row per image, one column per scale, see ``cli.sample.scale_grid``).
+    ``coarse_to_fine``: one row per image, one column per scale, see ``cli.sample_scales.scale_grid``).
 
     Returns:
         (the grid as a PIL image, a status line: count, seconds, precision and seed).

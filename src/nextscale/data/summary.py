@@ -25,7 +25,7 @@ from PIL import Image
 from nextscale.data.caption_base import CaptionDataset, _image_stream
 from nextscale.data.fashion_mnist import FashionMNIST
 from nextscale.data.images import ImageFolderDataset
-from nextscale.data.token_shards import TokenShardDataset
+from nextscale.data.token_dataset import TokenShardDataset
 from nextscale.scales import ScaleSchedule
 
 SIZE_SAMPLE = 64  # image headers read for the size summary

@@ -229,7 +229,7 @@ def class_count(dataset) -> int | None:
 
     None for captioned data (text models have no classes).
     """
-    from nextscale.data.token_shards import TokenShardDataset
+    from nextscale.data.token_dataset import TokenShardDataset
 
     classes = getattr(dataset, "classes", None)
     if classes is not None:

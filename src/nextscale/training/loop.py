@@ -20,6 +20,9 @@ Subclasses implement ``train_step(batch) -> {"loss": scalar tensor, other metric
 ``eval_step(batch)`` (per-sample metrics, averaged over the held-out set and all ranks) and
 ``preview(step)``. Metric tensors of shape (K,) are logged per scale as ``name/scale{k}``.
 
+The pieces around the loop live beside it: ``batches`` (the data streams), ``precision`` (autocast, GradScaler,
+the non-finite check), ``run_dir`` (config.json), ``held_out_watch``, ``checkpoint`` and ``metrics``.
+
 References: minGPT ``mingpt/trainer.py``, torchtitan ``trainer.py``, DiT ``train.py``.
 """
 
@@ -28,8 +31,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-import json
-import math
 import os
 import time
 from pathlib import Path
@@ -37,13 +38,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import Dataset
 
 from nextscale import distributed
 from nextscale.data.samplers import ResumableDistributedSampler
-from nextscale.pretrained import atomic_write_text
 from nextscale.training import checkpoint as ckpt
-from nextscale.training.config import TrainConfig, config_differences, normalise_config, seed_everything
+from nextscale.training.batches import eval_batches, micro_batch_size, train_batches
+from nextscale.training.config import TrainConfig, normalise_config, seed_everything
 from nextscale.training.ema import EMA
 from nextscale.training.failures import (
     CheckpointWriteError,
@@ -52,42 +53,14 @@ from nextscale.training.failures import (
     RunWriteError,
     is_collective_failure,
 )
+from nextscale.training.held_out_watch import HeldOutWatch
 from nextscale.training.interrupt import StopRequest, TrainingInterrupted
 from nextscale.training.metrics import MetricsLog, format_metrics, reduce_over_ranks
 from nextscale.training.optim import apply_schedule, build_adamw
+from nextscale.training.precision import autocast_context, grad_scaler, non_finite, resolve_precision
+from nextscale.training.run_dir import check_run_dir, write_run_config
 
 log = distributed.get_logger(__name__)
-
-
-class HeldOutWatch:
-    """Watches the held-out loss for the sign of memorising: a rise well above its lowest value so far.
-
-    Small data sets (a user's first folder of a few dozen images) overfit within minutes, and the training loss
-    keeps falling while it happens, so one warning says so the first time the held-out loss has risen by
-    ``rise`` (a fraction) over its lowest.
-    """
-
-    def __init__(self, rise: float = 0.1) -> None:
-        self.rise = rise
-        self.lowest: tuple[int, float] | None = None  # (step, loss)
-        self.warned = False
-
-    def update(self, step: int, loss: float) -> str | None:
-        """Record the held-out loss of ``step``; returns the warning the first time it has risen too far."""
-        if not math.isfinite(loss):
-            return None
-        if self.lowest is None or loss < self.lowest[1]:
-            self.lowest = (step, loss)
-            return None
-        lowest_step, lowest = self.lowest
-        if self.warned or loss <= lowest * (1 + self.rise):
-            return None
-        self.warned = True
-        return (
-            f"held-out loss {loss:.3f} at step {step} is {100 * (loss / lowest - 1):.0f} % above its lowest, "
-            f"{lowest:.3f} at step {lowest_step}: the model is memorising its training data rather than learning "
-            "what generalises (more images, fewer --steps or more regularisation help)"
-        )
 
 
 class Trainer(abc.ABC):
@@ -125,26 +98,11 @@ class Trainer(abc.ABC):
         self.device = self.dist.device
         self.run_dir = Path(run_dir)
         self.run_config = normalise_config({"train": dataclasses.asdict(config), **(run_config or {})})
-        self._check_run_dir()
+        check_run_dir(self.run_dir, self.run_config, config.total_steps)
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
-        ranks_and_steps = self.dist.world_size * config.grad_accum
-        if config.batch_size % ranks_and_steps:
-            raise ValueError(
-                f"batch_size {config.batch_size} must be divisible by world_size x grad_accum = {ranks_and_steps}"
-            )
-        self.micro_batch = config.batch_size // ranks_and_steps
-        if len(train_dataset) < self.micro_batch * self.dist.world_size:
-            raise ValueError(
-                f"the training data has {len(train_dataset)} samples, fewer than one batch of "
-                f"{self.micro_batch * self.dist.world_size} (batch size {config.batch_size} over {config.grad_accum} "
-                f"accumulation step(s)); lower --batch-size to at most {len(train_dataset)}, or raise --grad-accum"
-            )
-        if eval_dataset is not None and min(len(eval_dataset), config.eval_samples) < self.dist.world_size:
-            raise ValueError(
-                f"evaluation needs at least one held-out sample per process ({self.dist.world_size}); "
-                f"raise eval_samples or give a larger held-out set"
-            )
-        self.precision = self._resolve_precision(config.precision)
+        eval_size = len(eval_dataset) if eval_dataset is not None else None
+        self.micro_batch = micro_batch_size(config, self.dist.world_size, len(train_dataset), eval_size)
+        self.precision = resolve_precision(config.precision, self.device)
 
         self.modules = {name: module.to(self.device) for name, module in modules.items()}
         self.ema = EMA(self.modules["model"], config.ema_decay) if config.ema_decay is not None else None
@@ -154,9 +112,7 @@ class Trainer(abc.ABC):
         }
         self.model, self.raw_model = self.wrapped["model"], self.modules["model"]
         self.optimizers = self.build_optimizers()
-        self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.precision == "fp16", init_scale=2.0**11, growth_interval=1000
-        )
+        self.scaler = grad_scaler(self.precision, self.device)
         self.sampler = ResumableDistributedSampler(
             len(train_dataset), self.micro_batch, self.dist.rank, self.dist.world_size, shuffle=True, seed=config.seed
         )
@@ -198,96 +154,9 @@ class Trainer(abc.ABC):
         return None
 
     # ----------------------------------------------------------------------------------- run set-up
-    def _resolve_precision(self, precision: str) -> str:
-        if precision == "auto":
-            return "bf16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-        if precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("precision 'fp16' needs CUDA; use 'bf16' or 'fp32' on the CPU")
-        return precision
-
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
-
-    def _check_run_dir(self) -> None:
-        """Refuse a run directory whose checkpoints were made by another config.
-
-        A config.json without any checkpoint is what a start that failed before training leaves behind: it
-        binds nothing, so the corrected command may start afresh (``fit`` rewrites it).
-        """
-        path = self.run_dir / "config.json"
-        checkpoints = ckpt.list_checkpoints(self.run_dir)
-        if not path.is_file() or not checkpoints:
-            return
-        try:
-            saved = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}); fix it or choose a new run directory") from err
-        differences = config_differences(saved, self.run_config)
-        if not differences:
-            return
-        message = f"run directory {self.run_dir} was made by a different config (" + "; ".join(differences[:6]) + ")"
-        saved_total, total = saved.get("train", {}).get("total_steps"), self.config.total_steps
-        if saved_total is None or saved_total == total:
-            raise ValueError(message + "; use a new run directory, or the original settings to resume")
-        # The LR schedule (warm-up length, decay) is a function of the total, so another total is another run.
-        reached = ckpt.checkpoint_step(checkpoints[-1])
-        if reached >= saved_total:
-            raise ValueError(
-                f"{message}: the run finished its {saved_total}-step schedule, and its learning-rate schedule was "
-                f"built for that total, so it cannot run on to {total} steps here. To train further, start a new "
-                f"run from its weights (fresh optimizer and schedule): add --init-from {self.run_dir} and give a new "
-                "--run-dir"
-            )
-        raise ValueError(
-            f"{message}: the learning-rate schedule is built for the run's total, so resume it with --steps "
-            f"{saved_total} (or the original --epochs), or train {total} steps in a new --run-dir"
-        )
-
-    def _write_run_config(self) -> None:
-        """Record what made the run, once training starts (a failed start leaves nothing that binds)."""
-        distributed.barrier()
-        if self.dist.is_main:
-            atomic_write_text(self.run_dir / "config.json", json.dumps(self.run_config, indent=2) + "\n")
-
-    # ------------------------------------------------------------------------------------- data
-    def _batches(self):
-        """Endless per-rank micro-batches from the sampler's position, moved to the device."""
-        position = self.sampler.state_for_step(self.step * self.config.grad_accum)
-        self.sampler.load_state_dict(position)
-        loader = None
-        if self.config.num_workers > 0:
-            # A private generator: creating a DataLoader iterator must not draw from the global RNG,
-            # or a resumed run would diverge from an uninterrupted one.
-            loader = DataLoader(
-                self.train_dataset,
-                batch_sampler=self.sampler,
-                num_workers=self.config.num_workers,
-                generator=torch.Generator().manual_seed(self.config.seed),
-                pin_memory=self.device.type == "cuda",
-            )
-        while True:
-            if hasattr(self.train_dataset, "set_epoch"):
-                self.train_dataset.set_epoch(self.sampler.epoch)
-            source = (
-                loader
-                if loader is not None
-                else (default_collate([self.train_dataset[i] for i in indices]) for indices in self.sampler)
-            )
-            for batch in source:
-                yield _to_device(batch, self.device)
-
-    def eval_batches(self):
-        """This rank's share of the first ``eval_samples`` held-out samples, in micro-batches."""
-        if self.eval_dataset is None:
-            return
-        count = min(len(self.eval_dataset), self.config.eval_samples)
-        indices = list(range(self.dist.rank, count, self.dist.world_size))
-        for start in range(0, len(indices), self.micro_batch):
-            chunk = indices[start : start + self.micro_batch]
-            yield _to_device(default_collate([self.eval_dataset[i] for i in chunk]), self.device)
+        """The autocast of the run's precision, for ``train_step`` and ``eval_step`` (none under fp32)."""
+        return autocast_context(self.precision, self.device)
 
     # ---------------------------------------------------------------------------------- the loop
     def fit(self, max_steps: int | None = None) -> dict[str, float]:
@@ -308,8 +177,8 @@ class Trainer(abc.ABC):
 
             bar = tqdm(total=stop, initial=self.step, desc=type(self).__name__, dynamic_ncols=True)
         try:
-            self._write_run_config()
-            batches = self._batches()
+            write_run_config(self.run_dir, self.run_config, self.dist.is_main)
+            batches = train_batches(self.train_dataset, self.sampler, self.step * cfg.grad_accum, cfg, self.device)
             with StopRequest() as stop_request:
                 return self._fit_steps(stop, batches, bar, stop_request)
         except CheckpointWriteError:
@@ -342,7 +211,8 @@ class Trainer(abc.ABC):
                 bar.update(1)
             done = self.step == stop
             if cfg.log_every and (self.step % cfg.log_every == 0 or done):
-                last = self._reduce_window(window)
+                # the mean over the logged steps and over ranks; (K,) tensors become name/scale{k}
+                last = reduce_over_ranks({name: torch.stack(values).mean(0) for name, values in window.items()})
                 last["samples_per_second"] = samples / max(time.perf_counter() - started, 1e-9)
                 self.log_metrics(last, "train")
                 if bar is not None:
@@ -408,7 +278,9 @@ class Trainer(abc.ABC):
                 if hasattr(norm, "full_tensor"):  # FSDP2: the norm is a replicated DTensor
                     norm = norm.full_tensor()
                 sums[f"grad_norm/{name}" if name != "model" else "grad_norm"] = norm.detach().float()
-        self._check_finite(sums)  # before any optimizer step: a NaN never reaches the weights
+        # Checked before any optimizer step (on every rank alike): a NaN never reaches the weights.
+        if (what := non_finite(sums, self.precision, self.dist.is_distributed)) is not None:
+            raise NonFiniteLoss(what, self.step + 1, self.run_dir, self._saved_step)
         for optimizer in stepping:
             self.scaler.step(optimizer)
         self.scaler.update()
@@ -420,32 +292,9 @@ class Trainer(abc.ABC):
         sums["lr"] = torch.tensor(lr, device=self.device)
         return sums
 
-    def _check_finite(self, sums: dict[str, torch.Tensor]) -> None:
-        """Stop (on every rank alike) when the loss, or a gradient norm outside fp16, is NaN or infinite.
-
-        Under fp16 an infinite gradient is the GradScaler's normal overflow signal (it skips that step), so only
-        the loss counts there. One small all-reduce per step in a distributed run, so all ranks stop together.
-        """
-        watched = {"loss": sums["loss"]}
-        if self.precision != "fp16":
-            watched.update({name: value for name, value in sums.items() if name.startswith("grad_norm")})
-        bad = torch.stack([(~torch.isfinite(value)).any().float() for value in watched.values()])
-        if self.dist.is_distributed:
-            bad = distributed.all_reduce_sum(bad)
-        if not bool(bad.any()):
-            return
-        name = next(name for name, flag in zip(watched, bad.tolist()) if flag)  # the loss first: it is the cause
-        value = float(watched[name].float().mean())
-        what = f"{name} is {value}" if not math.isfinite(value) else f"{name} is not finite on another rank"
-        raise NonFiniteLoss(what, self.step + 1, self.run_dir, self._saved_step)
-
     def after_optimizer_step(self) -> None:
         """Hook after every optimizer step (e.g. dead-code restarts); default: nothing."""
         return None
-
-    def _reduce_window(self, window: dict[str, list[torch.Tensor]]) -> dict[str, float]:
-        """Mean over the logged steps and over ranks; (K,) tensors become name/scale{k}."""
-        return reduce_over_ranks({name: torch.stack(values).mean(0) for name, values in window.items()})
 
     @torch.no_grad()
     def run_evaluation(self) -> dict[str, float]:
@@ -457,7 +306,8 @@ class Trainer(abc.ABC):
         sums: dict[str, torch.Tensor] = {}
         count = torch.zeros((), device=self.device)
         with self._isolated_rng():
-            for batch in self.eval_batches():
+            batches = eval_batches(self.eval_dataset, self.config.eval_samples, self.micro_batch, self.dist)
+            for batch in batches:
                 with self.autocast():
                     out = self.eval_step(batch)
                 if out is None:
@@ -565,13 +415,3 @@ class Trainer(abc.ABC):
             )
         self.metrics_log.truncate_after(self.step)
         log.info("resumed from %s at step %d", path, self.step)
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if torch.is_tensor(batch):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(item, device) for item in batch)
-    if isinstance(batch, dict):
-        return {key: _to_device(value, device) for key, value in batch.items()}
-    return batch

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from nextscale import distributed
 from nextscale.data.images import save_grid
-from nextscale.data.token_shards import weights_hash
+from nextscale.data.token_manifest import weights_hash
 from nextscale.evaluation.held_out import held_out_metrics, per_scale_mean
 from nextscale.pretrained import load_component, save_component
 from nextscale.sampling.guidance import SamplingConfig

@@ -1,0 +1,138 @@
+"""What ``sample`` writes into --out-dir and --npz: image names, resuming (which images are already there,
+intact), the settings record that refuses a mixed run, and packing the PNGs into one .npz."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from nextscale.cli.sample_plan import Plan, resolve_classes
+
+SETTINGS_FILE = "sample-settings.json"  # in --out-dir: what made its images, so a re-run resumes only the same run
+SAMPLE_IMAGE = re.compile(r"\d{4,}(_class\d+)?\.png")  # the names image_name gives
+
+
+def image_name(index: int, label: int | None) -> str:
+    return f"{index:04d}.png" if label is None else f"{index:04d}_class{label}.png"
+
+
+def written_image(out_dir: Path, index: int, plan: Plan, text: bool) -> Path | None:
+    """The PNG of image ``index`` in --out-dir, or None when it is not there yet or is damaged (it is made again)."""
+    if text or plan.labels is not None:
+        path = out_dir / image_name(index, None if text else plan.labels[index])
+        return path if path.is_file() and intact_png(path) else None
+    found = next(iter(out_dir.glob(f"{index:04d}_class*.png")), None)  # drawn labels: named only after sampling
+    return found if found is not None and intact_png(found) else None
+
+
+def intact_png(path: Path) -> bool:
+    """Whether a PNG reads back whole (its chunks' CRCs check out): images are written atomically, so a damaged
+    one was damaged later (a bad copy, a full disk elsewhere) and is drawn again rather than counted as done."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
+def already_written(out_dir: Path, index: int, plan: Plan, text: bool) -> bool:
+    return written_image(out_dir, index, plan, text) is not None
+
+
+def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | None) -> dict:
+    """The settings that decide an --out-dir run's images, by flag (a re-run must match them to resume)."""
+    import torch
+
+    model = args.model if args.model is not None else ("bundled:scenes" if pipe.is_text_conditional else None)
+    model = str(model or "bundled:fashion-mnist")
+    features = None
+    if args.text_features is not None:
+        features = f"{args.text_features.name} (sha256 {hashlib.sha256(args.text_features.read_bytes()).hexdigest()})"
+    return {
+        "--model": model if model.startswith("bundled:") else str(Path(model).resolve()),
+        "--class": None if args.classes is None else resolve_classes(pipe, args.classes),
+        "--prompt": args.prompt,
+        "--negative-prompt": args.negative_prompt,
+        "--text-features": features,
+        "--num": args.num,
+        "--batch-size": args.batch_size,  # batch b's seed is derived from (seed, b)
+        "--seed": seed,
+        **{f"--{name.replace('_', '-')}": value for name, value in sampling.items()},
+        "--dtype": pipe.precision.name,
+        "--device": torch.device(args.device).type,  # CPU and CUDA generators draw different numbers
+    }
+
+
+def _shown(value) -> str:
+    """A recorded setting as it is typed on the command line (shortened)."""
+    if value is None or isinstance(value, bool):
+        text = "none" if value is None else "on" if value else "off"
+    else:
+        text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text if len(text) <= 100 else f"{text[:48]}...{text[-48:]}"  # a path's end tells most
+
+
+def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
+    """Record ``settings`` in --out-dir; refuse a folder whose images were made with other settings.
+
+    Resuming skips the images already there, so a run with another seed, cfg or model would keep the old
+    images under the new run's names: a silent mix. A folder of sample images without a record (from an older
+    version) is refused too, since what made them is unknown.
+    """
+    from nextscale.pretrained import atomic_write_text
+
+    record = out_dir / SETTINGS_FILE
+    if out_dir.is_dir() and any(SAMPLE_IMAGE.fullmatch(path.name) for path in out_dir.iterdir()):
+        if not record.is_file():
+            raise ValueError(
+                f"--out-dir {out_dir} holds sample images but no {SETTINGS_FILE} saying how they were made, so "
+                "new ones could not be told apart; choose another --out-dir, or delete those images"
+            )
+        try:
+            recorded = json.loads(record.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{record} is not valid JSON ({err}); delete it, or choose another --out-dir") from err
+        changed = [
+            f"{flag} {_shown(recorded.get(flag))}, now {_shown(value)}"
+            for flag, value in settings.items()
+            if recorded.get(flag) != value
+        ]
+        if changed:
+            raise ValueError(
+                f"--out-dir {out_dir} holds images made with other settings ({'; '.join(changed)}); re-run with "
+                "those settings to resume, or choose another --out-dir"
+            )
+        return
+    atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
+
+
+def pack_npz(out_dir: Path, plan: Plan, text: bool, path: Path, side: int, progress: bool) -> None:
+    """Stream the run's PNGs from --out-dir, in index order, into ``path`` (see ``data.sample_sets``)."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from nextscale.data.sample_sets import NpzImageWriter, open_sample_image, sample_label
+
+    def image_path(index: int) -> Path:
+        found = written_image(out_dir, index, plan, text)
+        if found is None:
+            raise FileNotFoundError(f"image {index} is missing from {out_dir}; re-run the same command to make it")
+        return found
+
+    chunk = 64
+    with (
+        NpzImageWriter(path, plan.count, side) as archive,
+        tqdm(total=plan.count, desc="npz", unit="img", disable=not progress) as bar,
+    ):
+        for start in range(0, plan.count, chunk):
+            paths = [image_path(index) for index in range(start, min(start + chunk, plan.count))]
+            pixels = np.stack([np.asarray(open_sample_image(found, side)) for found in paths])
+            labels = None if text else [sample_label(found.name) for found in paths]
+            archive.add_pixels(pixels, labels)
+            bar.update(len(paths))

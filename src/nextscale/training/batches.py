@@ -1,0 +1,93 @@
+"""The loop's batches: the micro-batch size, each rank's endless training stream, its share of the held-out set.
+
+The training stream starts at the sampler's position for the step being resumed, so a resumed run reads the
+same samples, in the same order, as an uninterrupted one. Every batch is moved to the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from nextscale.data.samplers import ResumableDistributedSampler
+from nextscale.distributed import DistInfo
+from nextscale.training.config import TrainConfig
+
+
+def micro_batch_size(config: TrainConfig, world_size: int, train_size: int, eval_size: int | None) -> int:
+    """The samples one rank feeds one micro-step; raises ValueError when the data sets cannot fill the batches.
+
+    Args:
+        config: the batch size, accumulation steps and held-out samples.
+        world_size: the number of processes.
+        train_size: ``len`` of the training set.
+        eval_size: ``len`` of the held-out set, None without one.
+    """
+    ranks_and_steps = world_size * config.grad_accum
+    if config.batch_size % ranks_and_steps:
+        raise ValueError(
+            f"batch_size {config.batch_size} must be divisible by world_size x grad_accum = {ranks_and_steps}"
+        )
+    micro_batch = config.batch_size // ranks_and_steps
+    if train_size < micro_batch * world_size:
+        raise ValueError(
+            f"the training data has {train_size} samples, fewer than one batch of "
+            f"{micro_batch * world_size} (batch size {config.batch_size} over {config.grad_accum} "
+            f"accumulation step(s)); lower --batch-size to at most {train_size}, or raise --grad-accum"
+        )
+    if eval_size is not None and min(eval_size, config.eval_samples) < world_size:
+        raise ValueError(
+            f"evaluation needs at least one held-out sample per process ({world_size}); "
+            f"raise eval_samples or give a larger held-out set"
+        )
+    return micro_batch
+
+
+def train_batches(
+    dataset: Dataset, sampler: ResumableDistributedSampler, micro_step: int, config: TrainConfig, device: torch.device
+) -> Iterator[Any]:
+    """Endless per-rank micro-batches from the sampler's position at ``micro_step``, moved to the device."""
+    position = sampler.state_for_step(micro_step)
+    sampler.load_state_dict(position)
+    loader = None
+    if config.num_workers > 0:
+        # A private generator: creating a DataLoader iterator must not draw from the global RNG,
+        # or a resumed run would diverge from an uninterrupted one.
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=config.num_workers,
+            generator=torch.Generator().manual_seed(config.seed),
+            pin_memory=device.type == "cuda",
+        )
+    while True:
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(sampler.epoch)
+        source = (
+            loader if loader is not None else (default_collate([dataset[i] for i in indices]) for indices in sampler)
+        )
+        for batch in source:
+            yield to_device(batch, device)
+
+
+def eval_batches(dataset: Dataset, samples: int, micro_batch: int, dist: DistInfo) -> Iterator[Any]:
+    """This rank's share of the first ``samples`` held-out samples, in micro-batches on its device."""
+    count = min(len(dataset), samples)
+    indices = list(range(dist.rank, count, dist.world_size))
+    for start in range(0, len(indices), micro_batch):
+        chunk = indices[start : start + micro_batch]
+        yield to_device(default_collate([dataset[i] for i in chunk]), dist.device)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """``batch`` (a tensor, or lists, tuples and dicts of them) on ``device``; other values as they are."""
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(item, device) for item in batch)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    return batch

@@ -1,0 +1,36 @@
+"""The held-out loss watch: one warning when a run starts memorising its training data instead of learning."""
+
+from __future__ import annotations
+
+import math
+
+
+class HeldOutWatch:
+    """Watches the held-out loss for the sign of memorising: a rise well above its lowest value so far.
+
+    Small data sets (a user's first folder of a few dozen images) overfit within minutes, and the training loss
+    keeps falling while it happens, so one warning says so the first time the held-out loss has risen by
+    ``rise`` (a fraction) over its lowest.
+    """
+
+    def __init__(self, rise: float = 0.1) -> None:
+        self.rise = rise
+        self.lowest: tuple[int, float] | None = None  # (step, loss)
+        self.warned = False
+
+    def update(self, step: int, loss: float) -> str | None:
+        """Record the held-out loss of ``step``; returns the warning the first time it has risen too far."""
+        if not math.isfinite(loss):
+            return None
+        if self.lowest is None or loss < self.lowest[1]:
+            self.lowest = (step, loss)
+            return None
+        lowest_step, lowest = self.lowest
+        if self.warned or loss <= lowest * (1 + self.rise):
+            return None
+        self.warned = True
+        return (
+            f"held-out loss {loss:.3f} at step {step} is {100 * (loss / lowest - 1):.0f} % above its lowest, "
+            f"{lowest:.3f} at step {lowest_step}: the model is memorising its training data rather than learning "
+            "what generalises (more images, fewer --steps or more regularisation help)"
+        )

@@ -1,0 +1,67 @@
+"""A run directory's config.json: checked before a run (it resumes only under the config its checkpoints were
+made with) and written when training starts.
+
+A refusal says what to do instead: the original settings, a new run directory, or (for another number of
+steps, which changes the learning-rate schedule) a new run that starts from this one's weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nextscale import distributed
+from nextscale.pretrained import atomic_write_text
+from nextscale.training import checkpoint as ckpt
+from nextscale.training.config import config_differences
+
+
+def check_run_dir(run_dir: Path, run_config: dict[str, Any], total_steps: int) -> None:
+    """Refuse a run directory whose checkpoints were made by another config.
+
+    A config.json without any checkpoint is what a start that failed before training leaves behind: it
+    binds nothing, so the corrected command may start afresh (``Trainer.fit`` rewrites it).
+
+    Args:
+        run_dir: the run directory.
+        run_config: this run's normalised config (what ``Trainer`` writes as config.json).
+        total_steps: this run's ``TrainConfig.total_steps``.
+    Raises:
+        ValueError: config.json is not JSON, or differs from ``run_config`` while checkpoints exist.
+    """
+    path = run_dir / "config.json"
+    checkpoints = ckpt.list_checkpoints(run_dir)
+    if not path.is_file() or not checkpoints:
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); fix it or choose a new run directory") from err
+    differences = config_differences(saved, run_config)
+    if not differences:
+        return
+    message = f"run directory {run_dir} was made by a different config (" + "; ".join(differences[:6]) + ")"
+    saved_total, total = saved.get("train", {}).get("total_steps"), total_steps
+    if saved_total is None or saved_total == total:
+        raise ValueError(message + "; use a new run directory, or the original settings to resume")
+    # The LR schedule (warm-up length, decay) is a function of the total, so another total is another run.
+    reached = ckpt.checkpoint_step(checkpoints[-1])
+    if reached >= saved_total:
+        raise ValueError(
+            f"{message}: the run finished its {saved_total}-step schedule, and its learning-rate schedule was "
+            f"built for that total, so it cannot run on to {total} steps here. To train further, start a new "
+            f"run from its weights (fresh optimizer and schedule): add --init-from {run_dir} and give a new "
+            "--run-dir"
+        )
+    raise ValueError(
+        f"{message}: the learning-rate schedule is built for the run's total, so resume it with --steps "
+        f"{saved_total} (or the original --epochs), or train {total} steps in a new --run-dir"
+    )
+
+
+def write_run_config(run_dir: Path, run_config: dict[str, Any], is_main: bool) -> None:
+    """Record what made the run, once training starts (a failed start leaves nothing that binds)."""
+    distributed.barrier()
+    if is_main:
+        atomic_write_text(run_dir / "config.json", json.dumps(run_config, indent=2) + "\n")
