@@ -255,10 +255,16 @@ def wrap_model(
             model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         elif strategy == "fsdp":
             try:
-                from torch.distributed.fsdp import fully_shard
+                from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
             except ImportError as err:
                 raise ValueError("strategy 'fsdp' needs torch >= 2.6 (FSDP2 fully_shard); use 'ddp'") from err
             for block in getattr(model, "blocks", []):
+                # parts a model calls outside forward (STAR's text projections) are units of their own, whose
+                # named methods gather their weights as forward does
+                for part in [part for part in block.modules() if getattr(part, "FSDP_FORWARD_METHODS", ())]:
+                    fully_shard(part)
+                    for method in part.FSDP_FORWARD_METHODS:
+                        register_fsdp_forward_method(part, method)
                 fully_shard(block)
             fully_shard(model)
     if compile:

@@ -186,3 +186,49 @@ def test_fsdp_matches_one_process_and_resumes(tmp_path):
         # the float32 rounding of gloo's reduce-scatter (another summation order; ~1e-8 here, deterministic
         # otherwise). A lost shard or a wrong gather differs by ~lr = 2e-3.
         assert _final_state_differences(tmp_path / "single", tmp_path / name, atol=1e-6, rtol=1e-5) == []
+
+
+def _text_fsdp_worker(rank: int, world_size: int, port: int, root: str) -> None:
+    """The same batch through a STAR model sharded with FSDP2 on every rank: its projections of the text run
+    outside the blocks' forward (once per step), so they must gather their weights too."""
+    from nextscale.presets import star_tiny
+    from nextscale.transformer.conditioning import TextCondition
+    from nextscale.transformer.text_model import TextScaleTransformer
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
+    )
+    torch.set_num_threads(1)
+    with distributed.process_group():
+        torch.manual_seed(0)
+        model = TextScaleTransformer(star_tiny()[1])
+        model.init_weights(init_head=1.0)
+        generator = torch.Generator().manual_seed(1)
+        condition = TextCondition(torch.randn(2, 5, 384, generator=generator), torch.ones(2, 5, dtype=torch.long),
+                                  torch.randn(2, 384, generator=generator))  # fmt: skip
+        tokens = torch.randn(2, model.config.schedule.total_tokens - 1, model.config.code_dim, generator=generator)
+        plain = {name: p.detach().clone() for name, p in model.named_parameters()}
+        sharded = distributed.wrap_model(model.eval(), "fsdp")  # eval: no drop-path draws to match
+        loss = sharded(condition, tokens).float().pow(2).mean()
+        loss.backward()
+        if rank == 0:
+            torch.save({"loss": loss.detach(), "plain": plain}, f"{root}/fsdp_text.pt")
+
+
+@pytest.mark.slow  # FSDP2 set-up on gloo: a few seconds
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_fsdp_shards_a_text_model_and_matches_its_unsharded_forward(tmp_path):
+    from nextscale.presets import star_tiny
+    from nextscale.transformer.conditioning import TextCondition
+    from nextscale.transformer.text_model import TextScaleTransformer
+
+    mp.spawn(_text_fsdp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    saved = torch.load(tmp_path / "fsdp_text.pt", weights_only=True)
+    model = TextScaleTransformer(star_tiny()[1]).eval()
+    model.load_state_dict({**model.state_dict(), **saved["plain"]})
+    generator = torch.Generator().manual_seed(1)
+    condition = TextCondition(torch.randn(2, 5, 384, generator=generator), torch.ones(2, 5, dtype=torch.long),
+                              torch.randn(2, 384, generator=generator))  # fmt: skip
+    tokens = torch.randn(2, model.config.schedule.total_tokens - 1, model.config.code_dim, generator=generator)
+    expected = model(condition, tokens).float().pow(2).mean()
+    assert torch.allclose(saved["loss"], expected, rtol=1e-5, atol=1e-6)

@@ -56,6 +56,10 @@ class CrossAttention(MultiHeadAttention):
         attn_dropout, proj_dropout: see :class:`MultiHeadAttention`.
     """
 
+    # Called outside forward (once per sampling call or training step, for every block): a sharding wrapper
+    # (FSDP2) must gather the weights for this method too, see nextscale.distributed.wrap_model.
+    FSDP_FORWARD_METHODS = ("project_context",)
+
     def __init__(
         self,
         embed_dim: int,
