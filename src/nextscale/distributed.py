@@ -323,6 +323,12 @@ def load_optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
         options = StateDictOptions(full_state_dict=True)
+        if any(isinstance(key, int) for key in state.get("state", {})):
+            # DDP and single-process checkpoints key the moments by position, FSDP's loader reads them by name
+            raise ValueError(
+                "this run's checkpoints were written without FSDP (--strategy ddp or one process); resume it with "
+                "--strategy ddp, or start a new run from its weights with --init-from (fresh optimizer)"
+            )
         set_optimizer_state_dict(unwrap(model), optimizer, state, options=options)
     else:
         optimizer.load_state_dict(state)

@@ -171,6 +171,13 @@ def _fsdp_worker(rank: int, world_size: int, port: int, root: str) -> None:
         _train_transformer(f"{root}/fsdp", "fsdp")
         _train_transformer(f"{root}/fsdp-resumed", "fsdp", max_steps=2)  # interrupted ...
         _train_transformer(f"{root}/fsdp-resumed", "fsdp")  # ... and resumed from gathered full checkpoints
+        _train_transformer(f"{root}/ddp-first", "ddp", max_steps=2)
+        try:  # DDP checkpoints key Adam's moments by position: resuming under FSDP is refused in words
+            _train_transformer(f"{root}/ddp-first", "fsdp")
+        except ValueError as err:
+            assert "written without FSDP" in str(err) and "--strategy ddp" in str(err)
+        else:
+            raise AssertionError("a DDP run resumed under FSDP")
 
 
 @pytest.mark.slow  # about 12 s: FSDP2 set-up on gloo

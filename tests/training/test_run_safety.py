@@ -109,3 +109,11 @@ def test_finished_run_asked_for_more_steps_explains_how_to_continue(tmp_path, mo
     assert run_command("train_tokenizer", f"{unfinished} --steps 4 --max-steps 1") == 0
     with pytest.raises(ValueError, match="resume it with --steps 4"):
         run_command("train_tokenizer", f"{unfinished} --steps 6")
+
+
+def test_the_tokenizer_refuses_fsdp_before_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    command = f"--config configs/tiny_tokenizer.json --run-dir {tmp_path / 'tok'} --steps 2 --strategy fsdp"
+    with pytest.raises(ValueError, match="the tokenizer trains with --strategy ddp"):
+        run_command("train_tokenizer", command)
+    assert not (tmp_path / "tok" / "checkpoints").exists()

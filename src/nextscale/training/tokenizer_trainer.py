@@ -62,8 +62,12 @@ class TokenizerTrainer(Trainer):
         run_config: dict[str, Any] | None = None,
         dist_info: distributed.DistInfo | None = None,
     ) -> None:
-        if losses.dead_code_every is not None and config.strategy == "fsdp":
-            raise ValueError("dead-code restarts need the whole codebook on every rank; use strategy 'ddp'")
+        if config.strategy == "fsdp":
+            # FSDP would shard the VQ-VAE as one unit, and the held-out evaluation (and dead-code restarts) call
+            # the encoder, quantizer and decoder outside forward, on sharded weights; a VQ-VAE fits every GPU.
+            raise ValueError(
+                "the tokenizer trains with --strategy ddp (it fits on every GPU); fsdp is for the transformer"
+            )
         self.losses = losses
         self.perceptual = build_perceptual_loss(losses.perceptual, losses.lpips_backbone, losses.lpips_heads)
         modules: dict[str, nn.Module] = {"model": tokenizer}
