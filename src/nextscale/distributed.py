@@ -129,6 +129,11 @@ def process_group(device: str | torch.device | None = None, timeout_s: float = D
         teardown(wait_for_peers=finished)
 
 
+def launched_processes() -> int:
+    """How many processes the launcher started (WORLD_SIZE; 1 without torchrun), before any group exists."""
+    return _env_int("WORLD_SIZE", 1)
+
+
 def get_rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 

@@ -301,3 +301,10 @@ def test_bare_system_errors_name_the_file_and_the_fix(code, fix):
 
     text = error_text(OSError(code, os.strerror(code), "/data/out/0001.png"))
     assert text.startswith(f"{os.strerror(code)}: /data/out/0001.png; {fix}") and "[Errno" not in text
+
+
+def test_evaluate_under_torchrun_is_refused_in_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it: each process would run the whole evaluation
+    assert main(["evaluate", "--num", "4", "--features", "classifier"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "evaluate runs in one process" in err and "evaluate --samples" in err and len(err.splitlines()) == 1

@@ -279,3 +279,27 @@ def test_a_reference_of_one_image_is_refused_in_words(tmp_path, capsys):
     argv = ["evaluate", "--samples", str(tmp_path / "s.npz"), "--reference", str(tmp_path / "real")]
     assert main([*argv, "--features", "classifier"]) == 2
     assert "holds 1 usable image; give a folder of at least 2 real images" in capsys.readouterr().err
+
+
+def test_the_documented_torchrun_commands_get_through_torchrun_to_nextscale():
+    """torchrun parses the whole command line first: a flag it can read as an abbreviation of its own (--num for
+    --numa-binding) stops the command before nextscale starts. Every documented torchrun line must get through."""
+    import shlex
+
+    from torch.distributed.run import get_args_parser
+
+    from nextscale.cli import build_parser
+    from nextscale.cli import sample as sample_command
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    text = (readme + sample_command.__doc__).replace("\\\n", " ")
+    lines = [line.strip().strip("`") for line in re.findall(r"torchrun --nproc[^\n|]*", text)]
+    lines = [line.split("`")[0] for line in lines if " -m nextscale " in line]
+    assert len(lines) >= 3
+    for line in lines:
+        launched = get_args_parser().parse_args(shlex.split(line)[1:])  # exits on an ambiguous flag
+        assert launched.training_script == "nextscale"
+        args = build_parser().parse_args(launched.training_script_args)
+        assert args.command in ("sample", "train")
+        if args.command == "sample":
+            assert args.num == 50

@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--prompt", default=None, help="what the generated part should show (text models; default: the empty prompt)"
     )
-    parser.add_argument("--num", type=int, default=1, help="number of results (default: 1)")
+    parser.add_argument("--num", "--num-images", type=int, default=1, help="number of results (default: 1)")
     add_sampling_arguments(parser, cfg=3.0)
     parser.add_argument(
         "--out",

@@ -108,6 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--num",
+        "--num-images",
         type=int,
         default=None,
         help=f"generated images (class models; default: {DEFAULT_NUM}); text models with --reference: the first N "
@@ -307,8 +308,14 @@ def load_feature_extractor(features: str, image_size: int, inception: Path | Non
 
 def run(args: argparse.Namespace) -> int:
     from nextscale.cli.common import check_device, load_pipeline
+    from nextscale.distributed import launched_processes
 
     started = time.perf_counter()
+    if launched_processes() > 1:  # every process would run the whole evaluation and write the same report
+        raise ValueError(
+            "evaluate runs in one process; for FID at scale make the images under torchrun (`sample --out-dir DIR "
+            "--npz FILE`), then score them in one process with `evaluate --samples FILE`"
+        )
     check_flags(args)
     check_device(args.device)
     if args.samples is not None:  # images already made: no model

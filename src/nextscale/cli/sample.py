@@ -12,7 +12,7 @@ Examples (the official FID settings, on a converted VAR model; the official STAR
 
 The VAR paper's FID-50k set (50 per ImageNet class), on 8 GPUs, packed for OpenAI's evaluation suite (or
 `nextscale evaluate --samples fid50k.npz --reference DIR`):
-    torchrun --nproc-per-node 8 -m nextscale sample --model var-d16/ --class all --num 50 --batch-size 64 \\
+    torchrun --nproc-per-node 8 -m nextscale sample --model var-d16/ --class all --num-images 50 --batch-size 64 \\
         --seed 0 --cfg 1.5 --top-k 900 --top-p 0.96 --device cuda --out-dir fid50k/ --npz fid50k.npz
 
 --class takes ids or the class names the model records (pipeline.json "class_names"); grids are labelled
@@ -92,9 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--num",
+        "--num-images",
         type=int,
         default=1,
-        help="images per class or prompt (or the number of images without --class; default: 1)",
+        help="images per class or prompt (or the number of images without --class; default: 1); under torchrun "
+        "spell it --num-images (torchrun takes --num for its own --numa-binding)",
     )
     parser.add_argument(
         "--batch-size",
