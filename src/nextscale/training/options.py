@@ -139,7 +139,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
     group.add_argument(
         "--batch-size", type=positive_int, default=d.batch_size, help="global batch (all GPUs, all micro-steps)"
     )
-    group.add_argument("--grad-accum", type=positive_int, default=d.grad_accum, help="micro-batches per optimizer step")
+    group.add_argument(
+        "--grad-accum",
+        type=positive_int,
+        default=d.grad_accum,
+        help="micro-batches per optimizer step (the same samples in the same order as without it, except at epoch "
+        "ends: an epoch drops its last partial micro-batch, so a step may span two epochs)",
+    )
     group.add_argument("--base-lr", type=float, default=d.base_lr, help="lr per 256 samples; peak = base * batch / 256")
     group.add_argument("--lr", type=optional_float, default=d.lr, help="explicit peak lr (overrides --base-lr)")
     group.add_argument("--lr-schedule", choices=("lin0", "cos", "constant"), default=d.lr_schedule, help="lr shape")
