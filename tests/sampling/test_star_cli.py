@@ -59,6 +59,7 @@ def test_cli_sample_with_text_features_reproduces_the_official_tokens(converted,
     assert code == 0
     assert torch.equal(load_file(tokens)["tokens"], fixture["sample_idx_all"])
     assert sorted(p.name for p in folder.glob("*.png")) == ["0000.png", "0001.png"]
+    assert (folder / "prompts.txt").read_text() == f"(row 0 of {features})\n(row 1 of {features})\n"
 
 
 def test_per_sample_switch_gives_the_fixed_logits(tmp_path, fixture):

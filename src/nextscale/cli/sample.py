@@ -30,9 +30,9 @@ every image. Under torchrun each process makes every WORLD_SIZE-th batch (with -
 cuda:LOCAL_RANK) into the shared --out-dir; the images are the same as one process makes, since batch b's seed
 depends only on (seed, b).
 With --prompt, --num is the number of images per prompt and --out-dir writes {index:04d}.png plus
-prompts.txt (one prompt per image, in order). --text-features reads precomputed text-encoder outputs
-(tensors prompt_embeds (B, T, D), pooled_prompt_embeds (B, D), optional prompt_attention_mask (B, T) and
-the same three negative_*), for folders converted without a text encoder.
+prompts.txt (one prompt per image, in order; with --text-features, the features row of each). --text-features
+reads precomputed text-encoder outputs (tensors prompt_embeds (B, T, D), pooled_prompt_embeds (B, D), optional
+prompt_attention_mask (B, T) and the same three negative_*), for folders converted without a text encoder.
 """
 
 from __future__ import annotations
@@ -243,8 +243,12 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
     if args.out_dir is not None:
         check_out_dir_settings(args.out_dir, image_settings(args, pipe, sampling, seed))
         distributed.barrier()  # every process has checked the folder before any writes into it
-    if plan.prompts is not None and args.out_dir is not None and dist_info.is_main:
-        atomic_write_text(args.out_dir / "prompts.txt", "".join(f"{p}\n" for p in plan.prompts))
+    conditions = plan.prompts
+    if conditions is None and plan.features is not None:  # no text to write: say which features row each used
+        rows = plan.count // args.num
+        conditions = [f"(row {row} of {args.text_features})" for row in range(rows) for _ in range(args.num)]
+    if conditions is not None and args.out_dir is not None and dist_info.is_main:
+        atomic_write_text(args.out_dir / "prompts.txt", "".join(f"{line}\n" for line in conditions))
 
     # Batch b is made by process b mod WORLD_SIZE; its seed depends only on (seed, b), so the images do not
     # depend on how many processes share the run.
