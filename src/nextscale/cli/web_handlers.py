@@ -121,7 +121,6 @@ def sample_classes(
     Returns:
         (the grid as a PIL image, a status line: count, seconds, precision and seed).
     """
-    from nextscale.data.images import make_grid
 
     pipe = models.class_pipeline
     if not classes:
@@ -133,11 +132,18 @@ def sample_classes(
     names = [choice for choice in classes for _ in range(per_class)]  # class-major, as the pipeline repeats them
     with shown_in_the_page(), turn(models) as timing:
         out = pipe(class_labels=labels, num_images_per_prompt=per_class, output_type="pt", **settings)
-        # its decoder passes are model work too: under the lock
-        grid = scale_grid(pipe, out.tokens, names, display_zoom(pipe)) if coarse_to_fine else None
-    if grid is None:
-        grid = make_grid(enlarge(out.images * 2 - 1, display_zoom(pipe)), nrow=per_class, labels=names)
+        grid = result_grid(pipe, out, names, per_class, coarse_to_fine)
     return grid, status_line(len(names), timing, pipe, settings["seed"])
+
+
+def result_grid(pipe, out, labels: list[str], per_row: int, coarse_to_fine: bool) -> Image.Image:
+    """The images of a sampling call, ``per_row`` to a row, or (``coarse_to_fine``) one row per image and one column
+    per scale. Called under the model lock: the coarse-to-fine decoder passes are model work too."""
+    from nextscale.data.images import make_grid
+
+    if coarse_to_fine:
+        return scale_grid(pipe, out.tokens, labels, display_zoom(pipe))
+    return make_grid(enlarge(out.images * 2 - 1, display_zoom(pipe)), nrow=per_row, labels=labels)
 
 
 def sample_prompts(
@@ -153,7 +159,6 @@ def sample_prompts(
 
     An empty ``negative_prompt`` means the empty prompt (the model's unconditional input).
     """
-    from nextscale.data.images import make_grid
 
     pipe = models.text_pipeline
     if pipe is None:
@@ -174,10 +179,7 @@ def sample_prompts(
             output_type="pt",
             **settings,
         )
-        # its decoder passes are model work too: under the lock
-        grid = scale_grid(pipe, out.tokens, labels, display_zoom(pipe)) if coarse_to_fine else None
-    if grid is None:
-        grid = make_grid(enlarge(out.images * 2 - 1, display_zoom(pipe)), nrow=per_prompt, labels=labels)
+        grid = result_grid(pipe, out, labels, per_prompt, coarse_to_fine)
     return grid, status_line(len(labels), timing, pipe, settings["seed"])
 
 
