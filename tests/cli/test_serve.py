@@ -16,7 +16,7 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from nextscale.cli import main
+from nextscale.cli import main, serve
 from nextscale.cli.demo import enlarge
 from nextscale.cli.web_app import build_app, example_image, image_upload
 from nextscale.cli.web_handlers import (
@@ -528,3 +528,23 @@ def test_serve_refuses_a_text_model_without_its_encoder_before_serving(
     assert main(["serve", "--model", str(tiny_pipeline_dir), "--text-model", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err.strip()
     assert "has no text encoder" in err and "--no-text" in err and len(err.splitlines()) == 1
+
+
+def test_no_class_serves_a_text_model_alone(monkeypatch, capsys, text_pipe):
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda app, **options: launched.update(tabs=tab_labels(app)))
+    loaded = []
+    real_load = serve.load_served_pipeline
+
+    def recording_load(args, model, text):  # the class model must not even be loaded
+        loaded.append("text" if text else "class")
+        return real_load(args, model, text)
+
+    monkeypatch.setattr(serve, "load_served_pipeline", recording_load)
+    assert main(["serve", "--no-class", "--port", str(free_port())]) == 0
+    assert loaded == ["text"] and launched["tabs"] == ["Text → image", "Edit with text"]
+    with pytest.raises(gr.Error, match="no class model: start it without --no-class"):
+        sample_classes(ServedModels(None, text_pipe), ["0"], 1)
+    for extra in (["--no-text"], ["--model", "bundled:fashion-mnist"]):
+        assert main(["serve", "--no-class", *extra]) == 2
+        assert "leaves nothing to serve" in capsys.readouterr().err

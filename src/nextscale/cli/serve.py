@@ -3,10 +3,12 @@
 Examples:
     nextscale serve                                    # the bundled models at http://127.0.0.1:7860
     nextscale serve --model var-d16/ --no-text         # a converted VAR model; no text tab
+    nextscale serve --text-model star-256/ --no-class  # a text model alone
     nextscale serve --text-model star-256/ --device cuda --dtype auto --max-images 16
     nextscale serve --host 0.0.0.0 --port 8080         # reachable from other machines (no login: mind who can)
 
-Needs the demo extra: pip install 'nextscale[demo]'. The page has four tabs (the text ones with a text model):
+Needs the demo extra: pip install 'nextscale[demo]'. The page has four tabs (the text ones with a text model, the
+class ones unless --no-class):
   Class -> image   pick classes by name; a labelled grid, one row per class, one column per image.
   Text -> image    one prompt per line (and a negative prompt); a grid, one row per prompt.
   Edit             upload an image (the bundled model starts with a real test sneaker), set a box with the
@@ -47,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="text-to-image pipeline folder for the text tab, or bundled:scenes (the default)",
     )
     text.add_argument("--no-text", action="store_true", help="no text tab (and no text model in memory)")
+    parser.add_argument(
+        "--no-class",
+        action="store_true",
+        help="no class or edit tab (and no class model in memory): a text model alone",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
     parser.add_argument(
@@ -138,13 +145,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-images must be at least 1, got {args.max_images}")
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.no_class and (args.no_text or args.model is not None):
+        other = "--no-text" if args.no_text else "--model"
+        raise ValueError(f"--no-class with {other} leaves nothing to serve; drop one of them")
     # gradio reads this when imported: no usage reports or version checks from a local demo
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     # gradio polls its own server with httpx at start-up; those requests say nothing to the user
     logging.getLogger("httpx").setLevel(logging.WARNING)
     require_gradio()
     check_address(args.host, args.port)  # before the models load: a busy port should not cost a minute's wait
-    class_pipeline = load_served_pipeline(args, args.model, text=False)
+    class_pipeline = None if args.no_class else load_served_pipeline(args, args.model, text=False)
     text_pipeline = None if args.no_text else load_served_pipeline(args, args.text_model, text=True)
 
     from nextscale.cli.web_app import build_app

@@ -224,27 +224,33 @@ def text_edit_tab(models: ServedModels) -> None:
     button.click(bind(edit_image_with_text, models), inputs, outputs, api_name="edit_image_with_text")
 
 
-def build_app(class_pipeline: Pipeline, text_pipeline: TextPipeline | None = None, max_images: int = 64) -> gr.Blocks:
-    """The web demo: tabs "Class → image", "Text → image", "Edit" and "Edit with text" (the text tabs only with a
-    text pipeline).
+def build_app(
+    class_pipeline: Pipeline | None, text_pipeline: TextPipeline | None = None, max_images: int = 64
+) -> gr.Blocks:
+    """The web demo: tabs "Class → image", "Text → image", "Edit" and "Edit with text" (the class tabs only with a
+    class pipeline, the text tabs only with a text pipeline).
 
     Args:
-        class_pipeline: a class-conditional ``Pipeline``.
-        text_pipeline: a ``TextPipeline``, or None for no text tab.
+        class_pipeline: a class-conditional ``Pipeline``, or None for no class tabs.
+        text_pipeline: a ``TextPipeline``, or None for no text tabs.
         max_images: the most images one request may ask for.
     Returns:
         the unlaunched ``gradio.Blocks``; ``app.launch(...)`` serves it.
     """
     if max_images < 1:
         raise ValueError(f"max_images must be at least 1, got {max_images}")
+    if class_pipeline is None and text_pipeline is None:
+        raise ValueError("the web demo needs a class pipeline, a text pipeline or both")
     models = ServedModels(class_pipeline, text_pipeline, max_images)
     with gr.Blocks(title="nextscale", analytics_enabled=False) as app:
         gr.Markdown("# nextscale: next-scale image generation (VAR / STAR)")
         with gr.Tabs():
-            class_tab(models)
+            if class_pipeline is not None:
+                class_tab(models)
             if text_pipeline is not None:
                 text_tab(models)
-            edit_tab(models)
+            if class_pipeline is not None:
+                edit_tab(models)
             if text_pipeline is not None:
                 text_edit_tab(models)
     return app

@@ -52,13 +52,19 @@ class ServedModels:
     two calls on it at once are not safe, and two calls on different pipelines would only share the same cores.
     """
 
-    class_pipeline: Pipeline
+    class_pipeline: Pipeline | None
     text_pipeline: TextPipeline | None = None
     max_images: int = 64
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 # ----------------------------------------------------------------------------------------- request steps
+def require_class_model(models: ServedModels) -> Pipeline:
+    if models.class_pipeline is None:
+        raise UserError("this server has no class model: start it without --no-class")
+    return models.class_pipeline
+
+
 def class_choices(pipe: Pipeline) -> list[str]:
     """The names the class dropdowns offer: the model's class names, else the ids as text."""
     return list(pipe.class_names) if pipe.class_names else [str(index) for index in range(pipe.num_classes)]
@@ -121,8 +127,7 @@ def sample_classes(
     Returns:
         (the grid as a PIL image, a status line: count, seconds, precision and seed).
     """
-
-    pipe = models.class_pipeline
+    pipe = require_class_model(models)
     if not classes:
         raise UserError("no class chosen: pick at least one class from the list")
     per_class = image_count(images_per_class, "images per class")
@@ -201,7 +206,7 @@ def edit_image(
     Returns:
         (input | input with the regenerated region tinted red | results, side by side; a status line).
     """
-    pipe = models.class_pipeline
+    pipe = require_class_model(models)
     class_label = None if target in (None, UNCONDITIONAL) else class_id(pipe, target)
     box = (y0, x0, y1, x1)
     return run_edit(models, pipe, image_path, box, mode, num_results, knobs, "Class → image", class_label=class_label)
