@@ -27,6 +27,7 @@ from nextscale.pretrained import (
     atomic_write_text,
     config_from_dict,
     load_component,
+    read_json_file,
     resolve_model_path,
     save_component,
 )
@@ -58,13 +59,8 @@ _TRANSFORMERS = {
 
 def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not a training run directory")
-    try:
-        run_config = json.loads(path.read_text())
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); restore the run's config.json from a copy") from None
-    kind = run_config.get("kind") if isinstance(run_config, dict) else None
+    run_config = read_json_file(path, f"{run_dir} is not a training run directory")
+    kind = run_config.get("kind")
     if kind not in _RUN_MODELS:
         raise ValueError(f"{path} is not a nextscale training run (kind {kind!r})")
     return run_config
