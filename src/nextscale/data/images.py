@@ -67,11 +67,16 @@ class BadImageError(ValueError):
         self.path, self.reason, self.detail = path, reason, detail
 
 
+def smallest_side(size: int) -> float:
+    """The shortest image side usable for ``size`` px training; shorter images are skipped as "tiny"."""
+    return max(TINY_PIXELS, TINY_FRACTION * size)
+
+
 def _check_size(path: Path, image: Image.Image, size: int) -> None:
     width, height = image.size
     if width * height > Image.MAX_IMAGE_PIXELS:
         raise BadImageError(path, "huge", f"{width}x{height} pixels, over the {Image.MAX_IMAGE_PIXELS} limit")
-    smallest = max(TINY_PIXELS, TINY_FRACTION * size)
+    smallest = smallest_side(size)
     if min(width, height) < smallest:
         raise BadImageError(path, "tiny", f"{width}x{height}, shorter side under {smallest:g} px ({size} px training)")
 

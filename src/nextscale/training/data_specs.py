@@ -143,7 +143,7 @@ def build_datasets(
 def refuse_all_bad(dataset, spec: str) -> None:
     """Raise ValueError when ``check_bad_images`` left none of an image folder's files, saying why (before the
     trainer's batch check reports 0 samples); when every file was too small, name the training side."""
-    from nextscale.data.images import TINY_FRACTION, TINY_PIXELS, ImageFolderDataset
+    from nextscale.data.images import ImageFolderDataset, smallest_side
 
     if not isinstance(dataset, ImageFolderDataset) or len(dataset) or not (counts := dataset.skip_counts()):
         return
@@ -152,7 +152,7 @@ def refuse_all_bad(dataset, spec: str) -> None:
     if "tiny" not in counts:
         raise ValueError(f"{problem}: fix or replace the files named above")
     size = dataset.transform.size
-    smallest = max(TINY_PIXELS, TINY_FRACTION * size)
+    smallest = smallest_side(size)
     raise ValueError(
         f"{problem}: {'each has' if len(counts) == 1 else 'the tiny ones have'} a shorter side under {smallest:g} "
         f"px, too small for {size} px training; lower --resolution (or the preset's image size) toward the images' "
