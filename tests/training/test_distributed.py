@@ -197,7 +197,8 @@ def test_fsdp_matches_one_process_and_resumes(tmp_path):
 
 def _text_fsdp_worker(rank: int, world_size: int, port: int, root: str) -> None:
     """The same batch through a STAR model sharded with FSDP2 on every rank: its projections of the text run
-    outside the blocks' forward (once per step), so they must gather their weights too."""
+    outside the blocks' forward (once per step), so they must gather their weights too; then once more with its
+    blocks recomputed in the backward pass (activation checkpointing), which must give the same gradients."""
     from nextscale.presets import star_tiny
     from nextscale.transformer.conditioning import TextCondition
     from nextscale.transformer.text_model import TextScaleTransformer
@@ -218,6 +219,13 @@ def _text_fsdp_worker(rank: int, world_size: int, port: int, root: str) -> None:
         sharded = distributed.wrap_model(model.eval(), "fsdp")  # eval: no drop-path draws to match
         loss = sharded(condition, tokens).float().pow(2).mean()
         loss.backward()
+        # Recomputing the sharded blocks in the backward pass (they gather their weights again) changes no gradient.
+        grads = {name: p.grad.to_local().clone() for name, p in sharded.named_parameters()}
+        sharded.zero_grad(set_to_none=True)
+        sharded.use_activation_checkpointing()
+        sharded(condition, tokens).float().pow(2).mean().backward()
+        for name, p in sharded.named_parameters():
+            assert torch.equal(p.grad.to_local(), grads[name]), name
         if rank == 0:
             torch.save({"loss": loss.detach(), "plain": plain}, f"{root}/fsdp_text.pt")
 

@@ -52,6 +52,25 @@ def test_transformer_resume_matches_uninterrupted_run(tmp_path, data):
     )
 
 
+def test_activation_checkpointing_switched_on_at_resume_changes_no_number(tmp_path, data):
+    straight = _transformer_trainer(tmp_path / "straight", data)
+    straight.fit()
+    _transformer_trainer(tmp_path / "resumed", data).fit(max_steps=3)
+    resumed = _transformer_trainer(tmp_path / "resumed", data, activation_checkpointing=True)
+    assert resumed.raw_model.recompute_blocks
+    resumed.fit()
+    assert [r["loss"] for r in read_metrics(tmp_path / "resumed")] == [
+        r["loss"] for r in read_metrics(tmp_path / "straight")
+    ]
+    straight_state, resumed_state = (
+        ckpt.load_latest(tmp_path / "straight")[0],
+        ckpt.load_latest(tmp_path / "resumed")[0],
+    )
+    assert state_differences(straight_state, resumed_state) == [
+        ".configs.train.activation_checkpointing: False vs True"  # recorded as run; weights, moments, RNG equal
+    ]
+
+
 def test_tokenizer_resume_with_discriminator(tmp_path, data):
     def make(run_dir):
         seed_everything(0)

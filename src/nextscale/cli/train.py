@@ -176,6 +176,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(hundreds of MB at 1024 px); fastest on GPUs (compiled); trains on CUDA only (no CPU backward) and "
         "without attention dropout",
     )
+    parser.add_argument(
+        "--activation-checkpointing",
+        action="store_true",
+        help="recompute each block's activations in the backward pass instead of keeping them: a fraction of the "
+        "activation memory (bigger batches or models per GPU) for about a third more compute; the same losses "
+        "and gradients. May be switched on or off when resuming",
+    )
 
 
 def build_transformer_config(args: argparse.Namespace, tokenizer_config, text_dim: int | None = None):
@@ -404,7 +411,9 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     seed_everything(args.seed)  # identical initial weights on every rank
     text_dim = None if text_encoder is None else text_encoder.width
     transformer = initial_transformer(args, config, objective, text_dim)
-    train_config = train_config_from_args(args, len(train_set), attention=args.attention)
+    train_config = train_config_from_args(
+        args, len(train_set), attention=args.attention, activation_checkpointing=args.activation_checkpointing
+    )
     run_config = {
         "data": args.data,
         "tokens": args.tokens,

@@ -34,6 +34,7 @@ RESUMABLE_CHANGES = frozenset(
         "strategy",
         "precision",
         "attention",  # the kernel of the same mask: the same maths
+        "activation_checkpointing",  # recomputed activations: the same numbers, less memory
         "class_names",  # names of the data's labels: recorded since runs export them; older runs lack them
     }
 )
@@ -60,6 +61,8 @@ class TrainConfig:
         precision: "fp32", "bf16", "fp16" (with GradScaler) or "auto" (bf16 on CUDA, fp32 on CPU).
         attention: form of the transformer's block-causal training mask: "dense" (an L x L bias for SDPA) or
             "flex" (a FlexAttention block mask, compiled on CUDA; no attention dropout, no CPU training).
+        activation_checkpointing: recompute each transformer block's activations in the backward pass instead
+            of keeping them (about a third more compute, a fraction of the activation memory, the same numbers).
         ema_decay: EMA of the weights; None turns it off (export then writes the raw weights).
         seed: seeds model init (before the trainer) and, offset by rank, every process's RNGs.
         log_every / eval_every / preview_every / checkpoint_every: cadences in steps (None: off;
@@ -87,6 +90,7 @@ class TrainConfig:
     grad_clip: float | None = 2.0
     precision: str = "auto"
     attention: str = "dense"
+    activation_checkpointing: bool = False
     ema_decay: float | None = 0.9999
     seed: int = 0
     log_every: int = 10

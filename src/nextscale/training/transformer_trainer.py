@@ -138,8 +138,8 @@ class TransformerTrainer(Trainer):
         class_names = getattr(train_dataset, "classes", None)
         if not self.is_text and class_names is not None and len(class_names) == transformer.config.num_classes:
             run_config["class_names"] = list(class_names)
-        # The mask's form is set before the trainer copies (EMA) and wraps (DDP, compile) the model.
-        transformer.use_attention_mask(config.attention)
+        # The mask's form and recomputation are set before the trainer copies (EMA) and wraps (DDP, compile) it.
+        transformer.use_attention_mask(config.attention).use_activation_checkpointing(config.activation_checkpointing)
         super().__init__({"model": transformer}, config, run_dir, train_dataset, eval_dataset, run_config, dist_info)
         if config.attention == "flex" and self.device.type in ("cpu", "mps"):
             # PyTorch's FlexAttention has a forward but no backward pass on these devices (compiled or not).

@@ -29,6 +29,7 @@ from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.init import init_var_weights
 from nextscale.transformer.kv_cache import KVCache
+from nextscale.transformer.recompute import RecomputedBlocks
 from nextscale.transformer.sequence import cached_scale, compute_dtype, new_kv_cache, teacher_prefix
 
 
@@ -77,7 +78,7 @@ class VARBlocksModel:
         init_var_weights(self, init_adaln, init_adaln_gamma, init_head, init_std)
 
 
-class ScaleTransformer(VARBlocksModel, BlockCausalTraining, nn.Module):
+class ScaleTransformer(VARBlocksModel, BlockCausalTraining, RecomputedBlocks, nn.Module):
     """VAR transformer.
 
     Args:
@@ -216,7 +217,7 @@ class ScaleTransformer(VARBlocksModel, BlockCausalTraining, nn.Module):
         attn_mask = self.training_mask(prefix, device, dtype)  # (1, 1, L', L') bias or a flex BlockMask
         x = x.to(dtype)
         for block in self.blocks:
-            x = block(x, block_condition, attn_mask)
+            x = self.run_block(block, x, block_condition, attn_mask)
         return self._logits(x, cond)
 
     def _check_teacher_input(self, class_labels: torch.Tensor, teacher_input: torch.Tensor) -> int:

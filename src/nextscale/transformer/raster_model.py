@@ -26,6 +26,7 @@ from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
 from nextscale.transformer.kv_cache import KVCache
 from nextscale.transformer.model import ClassContext, VARBlocksModel
 from nextscale.transformer.raster_config import RasterConfig
+from nextscale.transformer.recompute import RecomputedBlocks
 from nextscale.transformer.sequence import compute_dtype
 
 
@@ -36,7 +37,7 @@ def causal_bias(queries: int, keys: int, device: torch.device | str | None = Non
     return torch.zeros(queries, keys, device=device).masked_fill_(~allowed, float("-inf"))[None, None]
 
 
-class RasterTransformer(VARBlocksModel, BlockCausalTraining, nn.Module):
+class RasterTransformer(VARBlocksModel, BlockCausalTraining, RecomputedBlocks, nn.Module):
     """Class-conditional raster-scan transformer.
 
     Args:
@@ -104,7 +105,7 @@ class RasterTransformer(VARBlocksModel, BlockCausalTraining, nn.Module):
         condition, x = BlockCondition(cond).to(dtype), x.to(dtype)
         attn_mask = self.training_mask(length, device, dtype)  # (1, 1, L, L) bias or a flex BlockMask
         for block in self.blocks:
-            x = block(x, condition, attn_mask)
+            x = self.run_block(block, x, condition, attn_mask)
         return self._logits(x, cond)
 
     # ------------------------------------------------------------------ inference

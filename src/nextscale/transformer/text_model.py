@@ -31,6 +31,7 @@ from nextscale.transformer.block_mask import BlockCausalTraining
 from nextscale.transformer.conditioning import TextCondition
 from nextscale.transformer.init import init_linear_and_embedding
 from nextscale.transformer.kv_cache import KVCache
+from nextscale.transformer.recompute import RecomputedBlocks
 from nextscale.transformer.sequence import cached_scale, compute_dtype, new_kv_cache, teacher_prefix
 from nextscale.transformer.text_blocks import TextBlock
 from nextscale.transformer.text_config import TextTransformerConfig
@@ -49,7 +50,7 @@ class TextContext:
         return self.start.shape[0]
 
 
-class TextScaleTransformer(BlockCausalTraining, nn.Module):
+class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
     """STAR transformer.
 
     Args:
@@ -170,7 +171,7 @@ class TextScaleTransformer(BlockCausalTraining, nn.Module):
         rope = self._rope(0, prefix)
         x = x.to(dtype)
         for block, text in zip(self.blocks, context.text):
-            x = block(x, rope, text, context.text_bias, attn_mask)
+            x = self.run_block(block, x, rope, text, context.text_bias, attn_mask)
         return self._logits(x)
 
     def _check_teacher_input(self, condition: TextCondition, teacher_input: torch.Tensor) -> int:
