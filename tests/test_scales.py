@@ -28,7 +28,7 @@ def test_block_causal_mask_forbids_later_scales_and_allows_own_and_earlier():
     assert torch.isinf(bias[0, 0, 0, 1:]).all() and bias[0, 0, 20].eq(0).all()
 
 
-@pytest.mark.parametrize("sides", [(), (1, 3, 3), (1, 4, 2)])
+@pytest.mark.parametrize("sides", [(), (1, 3, 3), (1, 4, 2), (0, 1, 2), (-1, 2)])
 def test_bad_schedules_are_refused(sides):
     with pytest.raises(ValueError):
         ScaleSchedule(sides)

@@ -36,6 +36,8 @@ class ScaleSchedule:
         sides = tuple(int(s) for s in self.sides)
         if len(sides) == 0:
             raise ValueError("a scale schedule needs at least one scale, e.g. (1, 2, 4)")
+        if sides[0] < 1:
+            raise ValueError(f"scale sides are token-map sides of at least 1, got {sides}")
         if any(b <= a for a, b in zip(sides, sides[1:])):
             raise ValueError(f"scale sides must strictly increase, got {sides}")
         object.__setattr__(self, "sides", sides)
