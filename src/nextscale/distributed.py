@@ -205,6 +205,18 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return [pickle.loads(data[: int(size.item())].numpy().tobytes()) for data, size in zip(gathered, sizes)]
 
 
+def gather_global_batch(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's (b, ...) part of a global batch, in the global batch's order: the sampler (``data.samplers``)
+    gives rank r positions r, r + W, ... of each global batch, so row i of rank r goes to row i * W + r. All
+    ranks hold equal parts; one process returns ``tensor`` itself."""
+    world_size = get_world_size()
+    if world_size == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(world_size)]
+    _all_gather(parts, tensor.contiguous())
+    return torch.stack(parts, dim=1).flatten(0, 1)  # (b, W, ...) -> (b * W, ...)
+
+
 def _all_gather(outputs: list[torch.Tensor], tensor: torch.Tensor) -> None:
     references = [t._use_count() for t in (tensor, *outputs)]
     dist.all_gather(outputs, tensor)

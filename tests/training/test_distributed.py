@@ -17,13 +17,16 @@ from nextscale.training.transformer_trainer import TransformerTrainer, build_tra
 
 
 def _train_both(root: str) -> None:
-    """A tokenizer (with its GAN from step 2) and a transformer, 4 steps each, global batch 8."""
+    """A tokenizer (with its GAN from step 2 and dead-code restarts) and a transformer, 4 steps each, global batch 8."""
     dist_info = distributed.init_distributed()
     tokenizer_config, transformer_config = tiny_configs(deterministic=True)
     data = tiny_data()
     seed_everything(0)
     tokenizer = MultiScaleVQVAE(tokenizer_config)
-    losses = TokenizerLossConfig(disc_start=2, disc_channels=32, disc_layers=2)
+    # Dead codes restarted at steps 2 and 4 from the whole global batch's features, as one process picks them.
+    losses = TokenizerLossConfig(
+        disc_start=2, disc_channels=32, disc_layers=2, dead_code_every=2, dead_code_min_hits=1.0
+    )
     config = train_config(total_steps=4, betas=(0.5, 0.9), eval_every=4)
     TokenizerTrainer(tokenizer, losses, config, f"{root}/tokenizer", *data, dist_info=dist_info).fit()
     seed_everything(0)

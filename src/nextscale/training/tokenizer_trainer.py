@@ -145,7 +145,8 @@ class TokenizerTrainer(Trainer):
         return metrics
 
     def after_optimizer_step(self) -> None:
-        """Every ``dead_code_every`` steps, rank 0 re-seeds dead codes from encoder features; all ranks copy it."""
+        """Every ``dead_code_every`` steps, rank 0 re-seeds dead codes from the encoder features of the last global
+        micro-batch (every rank's part, in the order one process would see them); all ranks copy the result."""
         every = self.losses.dead_code_every
         if not every or (self.step + 1) % every or self._last_images is None:
             return
@@ -153,7 +154,7 @@ class TokenizerTrainer(Trainer):
         codebook = quantizer.codebook.weight
         before = codebook.detach().clone()
         with torch.no_grad():
-            features = self.raw_model.encode_features(self._last_images)
+            features = distributed.gather_global_batch(self.raw_model.encode_features(self._last_images))
         if self.dist.is_main:
             restarted = quantizer.restart_dead_codes(features, self.losses.dead_code_min_hits)
             if restarted:
