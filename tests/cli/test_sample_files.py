@@ -165,16 +165,16 @@ def test_evaluate_samples_judges_labelled_fashion_images_with_the_classifier(tmp
         (["--reference", "fashion-mnist", "--dtype", "bf16"], "--dtype is a sampling setting"),
         (["--reference", "fashion-mnist", "--loss"], "--loss is for evaluating a model"),
         ([], "--samples needs --reference"),
-        (["--reference", "fashion-mnist", "--num", "99"], r"--num must be 2 to 3 \(the images in"),
+        (["--reference", "fashion-mnist", "--num", "99"], r"--num must be 4 to 5 \(the images in"),
         (["--reference", "fashion-mnist", "--cfg", "1", "1.0"], "--cfg 1 1 repeats a value"),
     ],
 )
 def test_evaluate_samples_refusals_are_one_line(tmp_path, capsys, flags, message):
     from nextscale.data.sample_sets import NpzImageWriter
 
-    with NpzImageWriter(tmp_path / "three.npz", 3, 32) as archive:
-        archive.add(torch.zeros(3, 1, 32, 32))
-    assert main(["evaluate", "--samples", str(tmp_path / "three.npz"), "--features", "classifier", *flags]) == 2
+    with NpzImageWriter(tmp_path / "five.npz", 5, 32) as archive:
+        archive.add(torch.zeros(5, 1, 32, 32))
+    assert main(["evaluate", "--samples", str(tmp_path / "five.npz"), "--features", "classifier", *flags]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("nextscale evaluate: error:")
     assert re.search(message, err)
@@ -187,7 +187,7 @@ def test_a_single_image_is_refused_as_too_few_for_fid(tmp_path, capsys):
         archive.add(torch.zeros(1, 1, 32, 32))
     argv = ["evaluate", "--samples", str(tmp_path / "one.npz"), "--reference", "fashion-mnist"]
     assert main([*argv, "--features", "classifier"]) == 2
-    assert "one.npz holds 1 image, and FID needs at least 2" in capsys.readouterr().err
+    assert "one.npz holds 1 image(s), and FID and precision/recall need at least 4" in capsys.readouterr().err
 
 
 def test_inception_score_of_files_in_class_order_is_not_split_by_class(tmp_path):
@@ -274,11 +274,11 @@ def test_a_reference_of_one_image_is_refused_in_words(tmp_path, capsys):
 
     (tmp_path / "real" / "bag").mkdir(parents=True)
     Image.new("L", (32, 32), color=90).save(tmp_path / "real" / "bag" / "only.png")
-    with NpzImageWriter(tmp_path / "s.npz", 3, 32) as archive:
-        archive.add(torch.zeros(3, 1, 32, 32))
+    with NpzImageWriter(tmp_path / "s.npz", 4, 32) as archive:
+        archive.add(torch.zeros(4, 1, 32, 32))
     argv = ["evaluate", "--samples", str(tmp_path / "s.npz"), "--reference", str(tmp_path / "real")]
     assert main([*argv, "--features", "classifier"]) == 2
-    assert "holds 1 usable image; give a folder of at least 2 real images" in capsys.readouterr().err
+    assert "holds 1 usable image(s); give a folder of at least 4 real images" in capsys.readouterr().err
 
 
 def test_the_documented_torchrun_commands_get_through_torchrun_to_nextscale():

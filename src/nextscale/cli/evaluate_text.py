@@ -41,6 +41,7 @@ from nextscale.cli.evaluate import (
     DEFAULT_NUM,
     DEFAULT_NUM_PROMPTS,
     FEATURE_BATCH,
+    MIN_SET_SIZE,
     TEXT_ONLY,
     ModelFacts,
     check_features,
@@ -60,8 +61,6 @@ from nextscale.evaluation.adherence import (
     score_adherence,
 )
 
-# FID needs a covariance and precision/recall three nearest neighbours: at least 4 images on each side.
-MIN_FID_IMAGES = 4
 REFERENCE_PROMPTS = "reference captions (the first of each image)"
 
 
@@ -105,8 +104,8 @@ def prepare_text(args: argparse.Namespace, facts: ModelFacts) -> Callable[[objec
     per_prompt = 1 if args.images_per_prompt is None else args.images_per_prompt
     if per_prompt < 1:
         raise ValueError(f"--images-per-prompt must be at least 1, got {per_prompt}")
-    if args.num is not None and args.num < MIN_FID_IMAGES:
-        raise ValueError(f"--num must be at least {MIN_FID_IMAGES} (FID and precision/recall), got {args.num}")
+    if args.num is not None and args.num < MIN_SET_SIZE:
+        raise ValueError(f"--num must be at least {MIN_SET_SIZE} (FID and precision/recall), got {args.num}")
     reference = None
     if args.reference is not None:
         check_features(args.features, facts.image_size, args.inception)
@@ -137,9 +136,9 @@ def prepare_text(args: argparse.Namespace, facts: ModelFacts) -> Callable[[objec
                 "many reference images to caption and sample); give --reference too"
             )
         plan = TextPlan(*_prompts(args), per_prompt=per_prompt)
-    if reference is not None and min(len(plan.samples), len(plan.reference)) < MIN_FID_IMAGES:
+    if reference is not None and min(len(plan.samples), len(plan.reference)) < MIN_SET_SIZE:
         raise ValueError(
-            f"FID and precision/recall need at least {MIN_FID_IMAGES} samples and {MIN_FID_IMAGES} reference images, "
+            f"FID and precision/recall need at least {MIN_SET_SIZE} samples and {MIN_SET_SIZE} reference images, "
             f"got {len(plan.samples)} and {len(plan.reference)}; add prompts or reference images"
         )
     plan.skipped = adherence_problem(facts.image_size, plan.prompts)
@@ -220,7 +219,7 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         "num_prompts": len(plan.prompts),
         "images_per_prompt": plan.per_prompt,
         "num_samples": len(samples),
-        "sampling": {**sampling, "seed": args.seed or 0},
+        "sampling": {**sampling, "seed": args.seed or 0, "batch_size": args.batch_size, "dtype": args.dtype},
         "reference": args.reference,
     }
     judge = None
@@ -238,14 +237,20 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
             args.features, pipe.image_size, args.inception, args.device
         )
         channels = pipe.tokenizer.config.in_channels
-        key = dict(reference=str(args.reference), split="captions", count=len(plan.reference), size=pipe.image_size)
+        location = evaluate.reference_location(_captions_spec(args.reference))
+        key = dict(reference=location, split="captions", count=len(plan.reference), size=pipe.image_size)
         real = cached_features(
             extractor,
             lambda: _reference_loader(plan.reference),
             args.reference_cache,
             key={**key, "channels": channels, "features": network},
         )
-        report.update(reference_count=len(real), features=args.features, feature_network=network)
+        report.update(
+            reference_location=location, reference_count=len(real), features=args.features, feature_network=network
+        )
+        report["warnings"] = evaluate.sample_size_warnings(len(samples), len(real), real.shape[1])
+        if args.num is not None and args.num > len(samples):  # --num is capped at the reference's size
+            report["warnings"].append(f"--num {args.num} is more images than the reference holds: {len(samples)}")
         if judge is not None and plan.reference_layouts is not None:
             reference_adherence = _reference_adherence(plan.reference, plan.reference_layouts, judge.logits)
             report["reference_adherence"] = reference_adherence.as_dict()
@@ -281,12 +286,18 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
     ]
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     _print_summary(plan, report, results, reference_adherence)
+    evaluate.print_warnings(report)
     if args.out is not None:
         from nextscale.pretrained import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
+
+
+def _captions_spec(spec: str) -> str:
+    """``--reference PATH`` of a text model means ``captions:PATH``: one spelling for the cache key."""
+    return spec if spec.startswith(CAPTIONS_PREFIX) else f"{CAPTIONS_PREFIX}{spec}"
 
 
 def _reference_loader(reference) -> torch.utils.data.DataLoader:

@@ -150,16 +150,21 @@ def save_samples(batches, folder: str | Path) -> int:
 def reconstruct_batches(
     tokenizer: MultiScaleVQVAE, dataset: Dataset, num_images: int, batch_size: int = 64, progress: bool = True
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (reconstructions (b, C, H, W) in [-1, 1], labels (b,)) of the first ``num_images`` of a dataset.
+    """Yield (reconstructions (b, C, H, W) in [-1, 1], labels (b,)) of ``num_images`` images spread evenly
+    through a dataset.
 
     Each image goes through all K scales of the tokenizer (encode to token maps, decode the full f̂): the
     FID of these against the real set is the reconstruction FID (rFID), the floor a transformer on this
-    tokenizer can reach.
+    tokenizer can reach. The images are ``dataset[i * len(dataset) // num_images]`` for i < num_images (all of
+    them when the counts are equal), not the first ``num_images``: a folder of class sub-folders is listed
+    class by class, and its first 2000 of 10,000 images would hold two classes of ten, so the FID against
+    the whole set would measure the missing classes rather than the tokenizer.
     """
     if not 1 <= num_images <= len(dataset):
         raise ValueError(f"can reconstruct 1 to {len(dataset)} images of this dataset, asked for {num_images}")
     device = next(tokenizer.parameters()).device
-    loader = DataLoader(Subset(dataset, range(num_images)), batch_size=batch_size, shuffle=False)
+    spread = [index * len(dataset) // num_images for index in range(num_images)]
+    loader = DataLoader(Subset(dataset, spread), batch_size=batch_size, shuffle=False)
     tokenizer.eval()
     with torch.inference_mode(), tqdm(total=num_images, unit="img", desc="reconstructing", disable=not progress) as bar:
         for images, labels in loader:
