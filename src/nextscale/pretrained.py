@@ -8,6 +8,7 @@ References: diffusers ``ModelMixin.save_pretrained`` / ``from_pretrained`` (fold
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.resources
 import json
@@ -241,6 +242,8 @@ def save_component(module: torch.nn.Module, directory: str | os.PathLike, dtype:
     config = getattr(module, "config", None)
     if config is None or not dataclasses.is_dataclass(config):
         raise TypeError(f"{type(module).__name__} has no dataclass `config`; only components can be saved")
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype such as torch.float16 (or None), got {dtype!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {}
@@ -281,11 +284,43 @@ def read_config(component_cls: type, directory: str | os.PathLike) -> Any:
     return config_from_dict(component_cls.config_class, payload["config"])
 
 
+def usable_device(device: str | torch.device, flag: str = "device") -> torch.device:
+    """``device`` as a torch.device nextscale can run on here, or a one-line ValueError naming ``flag`` (the
+    argument or command-line flag it came from) and the fix."""
+    cpu = f"{flag} cpu" if flag.startswith("--") else f"{flag}='cpu'"
+    try:
+        checked = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ValueError(f"{flag} {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from err
+    if checked.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{flag} {device}: CUDA is not available on this machine (use {cpu})")
+    if checked.type == "cuda" and checked.index is not None and checked.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(f"{flag} {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    if checked.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{flag} {device}: Apple's MPS is not available on this machine (use {cpu})")
+    if checked.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{flag} {device}: nextscale runs on cpu, cuda or mps")
+    return checked
+
+
+@contextlib.contextmanager
+def float32_default_dtype():
+    """torch's default dtype set to float32 inside (components are float32 modules), the caller's restored after."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def load_component(component_cls: type[T], directory: str | os.PathLike, device: str | torch.device = "cpu") -> T:
     """Rebuild a component from its folder; weights must match the config exactly (strict)."""
     directory = Path(directory)
     config = read_config(component_cls, directory)
-    module = component_cls(config)
+    with float32_default_dtype():  # built as under the usual default, whatever the caller set (float64 in a notebook)
+        module = component_cls(config)
     weights_path = directory / WEIGHTS_NAME
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path} not found; the component folder is incomplete")

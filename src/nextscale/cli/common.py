@@ -264,22 +264,9 @@ def sampling_kwargs(args: argparse.Namespace) -> dict:
 
 def check_device(name: str):
     """``--device`` as a torch.device, or a one-line error for a malformed or unavailable one."""
-    import torch
+    from nextscale.pretrained import usable_device
 
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as err:
-        raise ValueError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        count = torch.cuda.device_count()
-        raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {name}: Apple's MPS is not available on this machine (use --device cpu)")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {name}: nextscale runs on cpu, cuda or mps")
-    return device
+    return usable_device(name, "--device")
 
 
 def is_transformer_run(path) -> bool:

@@ -14,6 +14,7 @@ References: Tian et al. 2024, Sec. 6 and Fig. 8; VAR ``demo_zero_shot_edit.ipynb
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,8 @@ from nextscale.data.images import open_image
 from nextscale.data.transforms import center_crop, pil_to_tensor, resize_shorter_side
 
 MODES = ("inpaint", "outpaint")
+# Image tensors are refused beyond [-1.5, 1.5]: well past a resampling overshoot, well short of 0..255 pixels.
+IMAGE_RANGE_SLACK = 1.5
 
 
 # ------------------------------------------------------------------------------------------------ masks
@@ -38,7 +41,13 @@ def box_mask(side: int, box: tuple[float, float, float, float], image_size: int 
         image_size: the image side in pixels when ``box`` is in pixels.
     Example: side 16, box (0.1, 0.1, 0.8, 0.8) covers rows and columns 2..12 (round(1.6)=2, round(12.8)=13).
     """
-    y0, x0, y1, x1 = (float(v) for v in box)
+    try:
+        values = [float(v) for v in box] if not isinstance(box, (str, bytes)) else []
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 4:
+        raise ValueError(f"box must be four numbers (y0, x0, y1, x1), rows first; got {box!r}")
+    y0, x0, y1, x1 = values
     limit = 1.0 if image_size is None else float(image_size)
     unit = "fractions in [0, 1]" if image_size is None else f"pixels in [0, {image_size}]"
     if not (0 <= y0 < y1 <= limit and 0 <= x0 < x1 <= limit):
@@ -51,8 +60,10 @@ def box_mask(side: int, box: tuple[float, float, float, float], image_size: int 
     return mask
 
 
-def _mask_values(mask: np.ndarray | torch.Tensor | Image.Image) -> torch.Tensor:
-    """Any 2-D mask (bool, 0/1, 0..255 image) -> (H, W) float32 in [0, 1]."""
+def _mask_values(mask: np.ndarray | torch.Tensor | Image.Image | str | os.PathLike) -> torch.Tensor:
+    """Any 2-D mask (bool, 0/1, 0..255 image, or an image file) -> (H, W) float32 in [0, 1]."""
+    if isinstance(mask, (str, os.PathLike)):
+        mask = open_image(mask)
     if isinstance(mask, Image.Image):
         mask = np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
     array = torch.as_tensor(np.asarray(mask), dtype=torch.float32)
@@ -151,21 +162,62 @@ class PreparedImage:
     crop_box: tuple[int, int, int, int]  # (left, top, right, bottom) of the square crop in the original
 
 
-def prepare_image(image: str | Image.Image | torch.Tensor, size: int, channels: int) -> PreparedImage:
-    """Center square crop, resize to ``size`` (LANCZOS), convert to ``channels``, map to [-1, 1]."""
+def prepare_image(
+    image: str | os.PathLike | Image.Image | np.ndarray | torch.Tensor, size: int, channels: int
+) -> PreparedImage:
+    """Center square crop, resize to ``size`` (LANCZOS), convert to ``channels``, map to [-1, 1].
+
+    ``image``: a path, a PIL image or a uint8 / uint16 array (H, W) or (H, W, C), of any size and mode; or a
+    float tensor (1, C, S, S) or (C, S, S) in [-1, 1] already at the model's size and channels.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3):
+            raise TypeError(
+                f"an image array must be uint8 (or uint16) of shape (H, W) or (H, W, C), got {image.dtype} "
+                f"{image.shape}; convert it (e.g. (x * 255).round().astype(np.uint8) for values in [0, 1])"
+            )
+        try:
+            image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"an image array of shape {image.shape} and dtype {image.dtype} is no picture Pillow knows; give "
+                "(H, W), (H, W, 3) or (H, W, 4) uint8"
+            ) from err
     if isinstance(image, torch.Tensor):
         if image.ndim == 3:
             image = image[None]
-        if image.ndim != 4 or image.shape[1] != channels or image.shape[-1] != size or image.shape[-2] != size:
+        if (
+            image.ndim != 4
+            or image.shape[0] != 1
+            or image.shape[1] != channels
+            or image.shape[-1] != size
+            or image.shape[-2] != size
+        ):
             raise ValueError(
-                f"an image tensor must be (1, {channels}, {size}, {size}) in [-1, 1]; got "
-                f"{tuple(image.shape)} (pass a PIL image or a path to have it resized)"
+                f"an image tensor must be one image (1, {channels}, {size}, {size}) in [-1, 1]; got "
+                f"{tuple(image.shape)} (pass a PIL image or a path to have it resized; edit one image per call)"
+            )
+        if not image.is_floating_point():
+            raise TypeError(
+                f"an image tensor must be float in [-1, 1], got {image.dtype}; use x.float() / 127.5 - 1 for "
+                "0..255 pixels, or pass a PIL image"
+            )
+        low, high = float(image.min()), float(image.max())
+        if not (-IMAGE_RANGE_SLACK <= low and high <= IMAGE_RANGE_SLACK):  # also refuses NaN
+            raise ValueError(
+                f"an image tensor must hold values in [-1, 1], got values in [{low:.3g}, {high:.3g}]; use x * 2 - 1 "
+                "for 0..1 images and x / 127.5 - 1 for 0..255 ones"
             )
         pil = Image.fromarray(
             image[0].clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).squeeze(-1).cpu().numpy()
         )
         return PreparedImage(image.float(), pil, (0, 0, size, size))
-    original = open_image(image) if isinstance(image, str) else image
+    original = open_image(image) if isinstance(image, (str, os.PathLike)) else image
+    if not isinstance(original, Image.Image):
+        raise TypeError(
+            "image must be a path, a PIL image, a uint8 array or a (1, C, S, S) tensor in [-1, 1]; got "
+            f"{type(image).__name__}"
+        )
     width, height = original.size
     side = min(width, height)
     left, top = round((width - side) / 2), round((height - side) / 2)

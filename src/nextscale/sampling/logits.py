@@ -52,7 +52,8 @@ def top_k_filter(logits: torch.Tensor, top_k: int | None) -> torch.Tensor:
     """
     if top_k is None or top_k >= logits.shape[-1]:
         return logits
-    kth_largest = logits.topk(top_k, largest=True, sorted=False, dim=-1)[0].amin(dim=-1, keepdim=True)
+    # int(): a whole float (2.0, np.float64(900)) passes check_sampling_args; topk takes ints only
+    kth_largest = logits.topk(int(top_k), largest=True, sorted=False, dim=-1)[0].amin(dim=-1, keepdim=True)
     return logits.masked_fill(logits < kth_largest, float("-inf"))
 
 

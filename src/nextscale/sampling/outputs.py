@@ -19,7 +19,8 @@ OUTPUT_TYPES = ("pil", "pt", "np")
 
 @dataclass
 class PipelineOutput:
-    """images: list of PIL images, a (B, 3, H, W) tensor in [0, 1] ("pt") or a (B, H, W, 3) uint8 array ("np");
+    """images: list of B PIL images ("pil"), a (B, C, H, W) float32 tensor in [0, 1] ("pt") or a (B, H, W, C) uint8
+    array ("np"), with C = 1 for grayscale models and 3 for RGB ones;
     tokens: (B, L) int64, scales concatenated coarse to fine, row-major inside a scale;
     class_labels: (B,) the labels used (class pipelines); prompts: one per image (text pipelines, when given
     as strings)."""
@@ -39,9 +40,8 @@ class EditOutput(PipelineOutput):
     prepared: PreparedImage | None = None
 
     def pasted(self) -> list[Image.Image]:
-        """Each result resized back into the input picture at its original size."""
-        images = self.images if isinstance(self.images, list) else to_output_type(self.images, "pil")
-        return [paste_back(image, self.prepared) for image in images]
+        """Each result resized back into the input picture at its original size (whatever the output_type)."""
+        return [paste_back(image, self.prepared) for image in as_pil(self.images)]
 
     def side_by_side(self) -> tuple[torch.Tensor, list[str]]:
         """The input, the input with the regenerated region tinted red, and each result: one (2 + N, 3, S, S)
@@ -53,6 +53,15 @@ class EditOutput(PipelineOutput):
         panels = (source, mask_overlay(source, ~self.keep_mask), results)
         rgb = torch.cat([panel.expand(-1, 3, -1, -1) for panel in panels])  # gray -> RGB, to join the red tint
         return rgb, ["input", "region", *[f"result {index + 1}" for index in range(len(results))]]
+
+
+def as_pil(images: list[Image.Image] | torch.Tensor | np.ndarray) -> list[Image.Image]:
+    """A call's images in any output form ("pil", "pt" in [0, 1], "np" uint8) as PIL images."""
+    if isinstance(images, list):
+        return images
+    if isinstance(images, np.ndarray):
+        return [Image.fromarray(array[:, :, 0] if array.shape[-1] == 1 else array) for array in images]
+    return to_output_type(images, "pil")
 
 
 def to_output_type(images_01: torch.Tensor, output_type: str) -> list[Image.Image] | torch.Tensor | np.ndarray:

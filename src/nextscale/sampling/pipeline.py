@@ -14,12 +14,14 @@ References: diffusers ``DiffusionPipeline`` and ``pipelines/dit/pipeline_dit.py`
 from __future__ import annotations
 
 import numbers
+import threading
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from nextscale.pretrained import usable_device
 from nextscale.sampling.cpu_memory import MemoryHold
 from nextscale.sampling.guidance import SamplingConfig, ScaleOverride
 from nextscale.sampling.outputs import OUTPUT_TYPES, PipelineOutput, to_output_type
@@ -49,7 +51,16 @@ TEXT_INPUTS = (
 class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, EditingMixin):
     """Class-conditional next-scale generation (VAR): ``pipe(class_labels=[207, 980], seed=0).images``.
 
-    ``Pipeline.from_pretrained(folder)`` returns the folder's kind (this class or ``TextPipeline``).
+    ``Pipeline.from_pretrained(folder)`` returns the folder's kind (this class, ``TextPipeline`` or
+    ``RasterPipeline``); ``save_pretrained(folder)`` writes one. Editing: :meth:`inpaint`, :meth:`outpaint`,
+    :meth:`edit`; re-rendering tokens: :meth:`decode_tokens`; speed: :meth:`use_precision`, :meth:`release_memory`.
+
+    Args:
+        tokenizer: the multi-scale VQ-VAE.
+        transformer: a :class:`ScaleTransformer` trained on the tokenizer's tokens (checked: scales, vocabulary
+            and code width must agree).
+        class_names: optional name of each class id (``class_names[i]`` names class ``i``); labels may then be
+            given by name.
     """
 
     def __init__(
@@ -62,6 +73,7 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         self.recommended_sampling: dict = {}
         self.class_names = self.check_class_names(class_names)
         self.memory_hold = MemoryHold(owner=self)
+        self.call_lock = threading.Lock()  # calls from several threads take turns (they share the KV cache)
 
     @staticmethod
     def make_sampler(tokenizer: MultiScaleVQVAE, transformer: torch.nn.Module) -> ScaleSampler:
@@ -77,7 +89,44 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
                 "text models go in a TextPipeline"
             )
 
+    def __repr__(self) -> str:
+        """One line that says what this pipeline samples, where, and how fast it was asked to go."""
+        sides = tuple(self.tokenizer.config.scale_sides)
+        params = sum(p.numel() for p in self.transformer.parameters()) / 1e6
+        size = "" if self.precision.name == "int8" else f"({params:.1f}M params)"  # int8 packs its linear weights
+        parts = [
+            f"device={str(self.device)!r}",
+            f"precision={self.precision.name!r}",
+            f"image_size={self.image_size}",
+            f"channels={self.tokenizer.config.in_channels}",
+            f"scale_sides={sides}",
+            f"tokens={sum(side * side for side in sides)}",
+            f"transformer={type(self.transformer).__name__}{size}",
+            *self.describe_conditioning(),
+        ]
+        if self.recommended_sampling:
+            parts.append(f"recommended_sampling={self.recommended_sampling}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def describe_conditioning(self) -> list[str]:
+        """The ``__repr__`` entries about what the pipeline is conditioned on (classes here)."""
+        if self.class_names:
+            return [f"classes={list(self.class_names)}"]
+        return [f"num_classes={self.num_classes}"]
+
     def to(self, device: str | torch.device) -> Pipeline:
+        """Move the pipeline to ``device`` ("cpu", "cuda", "cuda:1", a ``torch.device``); returns ``self``.
+
+        Only devices: the sampling precision is chosen with ``Pipeline.from_pretrained(path, dtype=...)`` or
+        :meth:`use_precision` (a dtype here would leave the components disagreeing about their dtypes). Moving
+        drops what the pipeline keeps between calls (see :meth:`release_memory`).
+        """
+        if isinstance(device, torch.dtype):
+            raise TypeError(
+                f"Pipeline.to takes a device, not the dtype {device}; pick the sampling precision with "
+                "Pipeline.from_pretrained(path, dtype='bf16' | 'fp16' | 'int8') or pipe.use_precision(...)"
+            )
+        device = usable_device(device)
         self.release_memory()
         self.tokenizer.to(device)
         self.transformer.to(device)
@@ -85,25 +134,43 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
 
     @property
     def device(self) -> torch.device:
+        """Where the components live (and where ``seed`` makes its generator)."""
         return self.sampler.device
 
     @property
     def num_classes(self) -> int:
+        """The number of classes (labels 0..num_classes-1; ``num_classes`` itself is the null class)."""
         return self.transformer.config.num_classes
 
     @property
     def is_text_conditional(self) -> bool:
+        """Whether the pipeline takes prompts (``TextPipeline``) rather than class labels."""
         return False
 
     @property
     def image_size(self) -> int:
+        """The side in pixels of the (square) images the pipeline makes."""
         return self.tokenizer.config.image_size
 
     # ---------------------------------------------------------------------------------------- sampling
     def make_generator(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
+        """The generator of a call: a new one seeded with ``seed`` on the pipeline's device, the caller's own
+        ``generator`` (checked: a ``torch.Generator`` on the pipeline's device), or None (torch's global one)."""
         if seed is not None and generator is not None:
             raise ValueError("give either seed or generator, not both")
         if seed is None:
+            if generator is None:
+                return None
+            if not isinstance(generator, torch.Generator):
+                raise TypeError(
+                    f"generator must be a torch.Generator, got {type(generator).__name__}; "
+                    "pass seed=<int> to have the pipeline make one"
+                )
+            if generator.device.type != self.device.type:
+                raise ValueError(
+                    f"the generator is on {generator.device.type} but the pipeline samples on {self.device}; make it "
+                    "with torch.Generator(device=pipe.device).manual_seed(...), or pass seed=<int>"
+                )
             return generator
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {seed!r}")
@@ -125,7 +192,7 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         generator: torch.Generator | None = None,
         output_type: str = "pil",
         cfg_schedule: str = "linear",
-        overrides: Sequence[ScaleOverride] = (),
+        overrides: ScaleOverride | Sequence[ScaleOverride] = (),
         constraint: TokenConstraint | None = None,
         **text_inputs,
     ) -> PipelineOutput:
@@ -137,8 +204,12 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
             prompt: prompts, for text pipelines (a class pipeline refuses them).
             num_images_per_prompt: images per label or prompt.
             cfg, top_k, top_p, temperature, smooth, cfg_schedule, overrides: see ``SamplingConfig``.
-            seed / generator: source of randomness; a seed makes a generator on the pipeline's device.
-            output_type: "pil", "pt" ((B, 3, H, W) in [0, 1]) or "np" ((B, H, W, 3) uint8).
+            seed / generator: source of randomness. A seed makes a new generator on the pipeline's device (the
+                same seed gives the same images at every call); a generator (on the pipeline's device) is advanced
+                by the call; either leaves torch's global generator alone. With neither, the draws come from (and
+                advance) torch's global generator.
+            output_type: "pil" (a list of B images, mode "L" or "RGB"), "pt" ((B, C, H, W) float32 in [0, 1], on
+                the pipeline's device) or "np" ((B, H, W, C) uint8); C is 1 for grayscale models, else 3.
             constraint: per-scale token hook (editing).
             **text_inputs: ``negative_prompt``, ``prompt_embeds``, ``prompt_attention_mask``,
                 ``pooled_prompt_embeds`` and the three ``negative_*`` (text pipelines; see ``TextPipeline``).
@@ -154,30 +225,34 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
             raise TypeError(f"num_images_per_prompt must be an int, got {num_images_per_prompt!r}")
         if num_images_per_prompt < 1:
             raise ValueError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt}")
+        if not isinstance(smooth, (bool, np.bool_)):  # smooth="no" would switch smoothing on
+            raise TypeError(f"smooth must be True or False, got {smooth!r}")
+        overrides = self.check_overrides(overrides)
         config = SamplingConfig(
             cfg=cfg,
             cfg_schedule=cfg_schedule,
             top_k=top_k,
             top_p=top_p,
             temperature=temperature,
-            smooth=smooth,
-            overrides=tuple(overrides),
+            smooth=bool(smooth),
+            overrides=overrides,
         )
         generator = self.make_generator(seed, generator)
         guided = config.uses_guidance(self.transformer.config.schedule.num_scales)
         condition = self.make_condition(class_labels, prompt, int(num_images_per_prompt), guided, text_inputs)
-        self.keep_memory()
-        self.settle_linear_kernel()
-        with self.precision.autocast(self.device), self.precision.linear_products():
-            result = self.sampler.sample(
-                condition,
-                batch_size=int(num_images_per_prompt),
-                config=config,
-                generator=generator,
-                constraint=constraint,
-            )
-        with self.precision.decoder_autocast(self.device):
-            images = self.sampler.decode(result.f_hat)
+        with self.call_lock:  # one call at a time: the calls share the kept KV cache
+            self.keep_memory()
+            self.settle_linear_kernel()
+            with self.precision.autocast(self.device), self.precision.linear_products():
+                result = self.sampler.sample(
+                    condition,
+                    batch_size=int(num_images_per_prompt),
+                    config=config,
+                    generator=generator,
+                    constraint=constraint,
+                )
+            with self.precision.decoder_autocast(self.device):
+                images = self.sampler.decode(result.f_hat)
         prompts = self.prompts_per_image(prompt, int(num_images_per_prompt))
         return PipelineOutput(
             images=to_output_type(images, output_type),
@@ -185,6 +260,25 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
             class_labels=result.class_labels,
             prompts=prompts,
         )
+
+    @property
+    def num_sampling_steps(self) -> int:
+        """The steps of a call, which ``ScaleOverride.scale_idx`` counts: one per scale."""
+        return self.transformer.config.schedule.num_scales
+
+    def check_overrides(self, overrides: ScaleOverride | Sequence[ScaleOverride]) -> tuple[ScaleOverride, ...]:
+        """Per-scale overrides as a tuple; anything but a ``ScaleOverride`` of an existing step is refused (an
+        override of a step that does not exist would be ignored without a word)."""
+        overrides = (overrides,) if isinstance(overrides, ScaleOverride) else tuple(overrides)
+        steps = self.num_sampling_steps
+        for override in overrides:
+            if not isinstance(override, ScaleOverride):
+                raise TypeError(
+                    f"overrides must be ScaleOverride objects (ScaleOverride(scale_idx=0, top_k=5)), got {override!r}"
+                )
+            if not 0 <= override.scale_idx < steps:
+                raise ValueError(f"ScaleOverride.scale_idx must be in 0..{steps - 1}, got {override.scale_idx}")
+        return overrides
 
     def make_condition(
         self,
@@ -199,7 +293,17 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
             raise ValueError("this pipeline is class-conditional; pass class_labels (prompts need a text pipeline)")
         if class_labels is None:
             return None
-        if isinstance(class_labels, (int, str)):
+        if isinstance(class_labels, np.ndarray):
+            class_labels = torch.from_numpy(class_labels) if class_labels.dtype.kind in "iu" else class_labels.tolist()
+        if isinstance(class_labels, torch.Tensor) and (
+            class_labels.is_floating_point() or class_labels.is_complex() or class_labels.dtype == torch.bool
+        ):
+            raise TypeError(
+                f"class_labels must be integer ids, got a {class_labels.dtype} tensor; use e.g. torch.tensor([3, 7])"
+            )
+        if isinstance(class_labels, (set, frozenset, dict)):
+            raise TypeError("class_labels must be ordered (a list, tuple or tensor): images come out in label order")
+        if isinstance(class_labels, (numbers.Integral, str)):
             class_labels = [class_labels]
         if not isinstance(class_labels, torch.Tensor):
             class_labels = list(class_labels)
@@ -219,9 +323,22 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
 
     @torch.no_grad()
     def decode_tokens(
-        self, tokens: torch.Tensor, output_type: str = "pt"
+        self, tokens: torch.Tensor | np.ndarray | Sequence[Sequence[int]], output_type: str = "pt"
     ) -> list[Image.Image] | torch.Tensor | np.ndarray:
-        """(B, L) tokens -> images (e.g. to re-render saved tokens)."""
+        """Tokens -> images, e.g. to re-render saved ``out.tokens``.
+
+        Args:
+            tokens: (B, L) integer token ids (a tensor, array or nested list), scales concatenated coarse to fine,
+                row-major inside a scale, as in ``PipelineOutput.tokens``.
+            output_type: "pt" ((B, C, H, W) in [0, 1]), "np" ((B, H, W, C) uint8) or "pil".
+        Returns:
+            the images in the requested form.
+        """
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        tokens = torch.as_tensor(tokens)
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be (B, L) (one row per image), got shape {tuple(tokens.shape)}")
         indices = self.tokenizer.indices_from_tokens(tokens.to(self.device))
         images = self.tokenizer.decode(indices).add(1).div(2)
         return to_output_type(images, output_type)

@@ -10,10 +10,20 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
+import torch
+
 
 def normalise_name(name: str) -> str:
     """Class names match ignoring case and the difference between spaces, '-' and '_' ("ankle_boot")."""
     return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
+def is_integer_scalar_array(value: object) -> bool:
+    """A 0-d integer tensor or array (``torch.tensor(3)``, ``np.array(3)``), which stands for one class id."""
+    if isinstance(value, torch.Tensor):
+        return value.ndim == 0 and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+    return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu"
 
 
 class ClassNamesMixin:
@@ -39,6 +49,8 @@ class ClassNamesMixin:
         labels = [labels] if isinstance(labels, (int, str)) else list(labels)
         ids = []
         for label in labels:
+            if is_integer_scalar_array(label):
+                label = label.item()  # list(torch.tensor([1, 2])) holds 0-d tensors
             if isinstance(label, str) and label.strip().lstrip("-").isdigit():
                 label = int(label)
             if isinstance(label, str):

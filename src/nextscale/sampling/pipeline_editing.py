@@ -8,6 +8,10 @@ instead of the class), and a raster pipeline refuses ``edit``.
 
 from __future__ import annotations
 
+import numbers
+import os
+
+import numpy as np
 import torch
 from PIL import Image
 
@@ -23,6 +27,12 @@ from nextscale.sampling.editing import (
     scale_keep_masks,
 )
 from nextscale.sampling.outputs import EditOutput
+from nextscale.sampling.pipeline_class_names import is_integer_scalar_array
+
+# What an edit takes as the image, the box and the mask (see ``EditingMixin.edit``).
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+Box = tuple[float, float, float, float]
+MaskInput = np.ndarray | torch.Tensor | Image.Image | str | os.PathLike
 
 
 class EditingMixin:
@@ -31,12 +41,12 @@ class EditingMixin:
 
     def edit(
         self,
-        image: str | Image.Image | torch.Tensor,
+        image: ImageInput,
         mode: str = "inpaint",
-        box: tuple[float, float, float, float] | None = None,
-        mask=None,
+        box: Box | None = None,
+        mask: MaskInput | None = None,
         box_in_pixels: bool = False,
-        class_label: int | None = None,
+        class_label: int | str | None = None,
         num_images: int = 1,
         prompt: str | None = None,
         **sampling,
@@ -44,15 +54,20 @@ class EditingMixin:
         """Zero-shot inpainting / outpainting / class- or text-conditional editing of a real image.
 
         Args:
-            image: a path, a PIL image (any size: center-cropped and resized), or a (1, C, S, S) tensor in [-1, 1].
+            image: a path, a PIL image or a uint8 array (H, W) / (H, W, C) of any size and mode (center-cropped
+                to a square and resized to the model's size), or a float tensor (1, C, S, S) in [-1, 1] already at
+                the model's size S and channels C.
             mode: "inpaint" regenerates the region and keeps the rest; "outpaint" keeps the region and
                 regenerates the rest.
-            box: the region as (y0, x0, y1, x1) fractions (or pixels of the model-size image with box_in_pixels).
-            mask: the region as a 2-D array / PIL image of any size (True / white = region).
-            class_label: target class of the generated part (class pipelines); None = unconditional.
-            num_images: results to draw.
+            box: the region as (y0, x0, y1, x1), rows first, in fractions of the centre square the model sees (the
+                whole image when it is square), or in pixels of the model-size image with ``box_in_pixels``.
+            mask: the region as a 2-D array / tensor / PIL image / image file (True / white = region), square or
+                of the original image's size (then cropped like the image).
+            class_label: target class (id or name) of the generated part (class pipelines); None = unconditional.
+            num_images: results to draw (all with the same class or prompt).
             prompt: what the generated part should show (text pipelines); None = the empty prompt.
-            **sampling: cfg, top_k, top_p, temperature, smooth, seed, generator, output_type (see ``__call__``).
+            **sampling: cfg, top_k, top_p, temperature, smooth, seed, generator, output_type, and for text
+                pipelines negative_prompt (see ``__call__``).
         Returns:
             EditOutput; ``.pasted()`` gives the results at the input's original size.
         """
@@ -69,13 +84,26 @@ class EditingMixin:
             prepared, keep_mask_for(mode, region), class_label, num_images, prompt=prompt, **sampling
         )
 
-    def inpaint(self, image, box=None, mask=None, **kwargs) -> EditOutput:
-        """Regenerate the region (box or mask), keep everything else."""
+    def inpaint(self, image: ImageInput, box: Box | None = None, mask: MaskInput | None = None, **kwargs) -> EditOutput:
+        """Regenerate the region (box or mask), keep everything else: ``edit(image, mode="inpaint", ...)``.
+
+        ``kwargs``: class_label or prompt, num_images, box_in_pixels and the sampling knobs, as for :meth:`edit`.
+        """
         return self.edit(image, mode="inpaint", box=box, mask=mask, **kwargs)
 
-    def outpaint(self, image, box=None, mask=None, inner_fraction: float | None = None, **kwargs) -> EditOutput:
-        """Keep the region and regenerate the rest; or, with ``inner_fraction``, shrink the whole image into
-        the centre of the canvas and generate a frame around it (extending the picture)."""
+    def outpaint(
+        self,
+        image: ImageInput,
+        box: Box | None = None,
+        mask: MaskInput | None = None,
+        inner_fraction: float | None = None,
+        **kwargs,
+    ) -> EditOutput:
+        """Keep the region and regenerate the rest; or, with ``inner_fraction`` (in (0, 1)), shrink the whole
+        image into the centre of the canvas and generate a frame around it (extending the picture).
+
+        ``kwargs``: class_label or prompt, num_images, box_in_pixels and the sampling knobs, as for :meth:`edit`.
+        """
         if inner_fraction is None:
             return self.edit(image, mode="outpaint", box=box, mask=mask, **kwargs)
         if box is not None or mask is not None:
@@ -101,6 +129,14 @@ class EditingMixin:
     ) -> EditOutput:
         """Sample with the image's tokens forced wherever ``keep_mask`` (side, side) is True (per-scale masks
         follow the official bilinear-resize recipe)."""
+        misnamed = {"class_labels": "class_label", "num_images_per_prompt": "num_images"}
+        for name in sorted(set(sampling) & {*misnamed, "constraint"}):
+            fix = f"use {misnamed[name]}=..." if name in misnamed else "the edit makes its own constraint"
+            raise TypeError(f"edits do not take {name}: {fix}")
+        if not isinstance(num_images, numbers.Integral) or isinstance(num_images, bool):
+            raise TypeError(f"num_images must be an int, got {num_images!r}")
+        if num_images < 1:
+            raise ValueError(f"num_images must be >= 1, got {num_images}")
         indices = self.tokenizer.encode(prepared.tensor.to(self.device))
         sides = self.transformer.config.scale_sides
         constraint = KeepTokensConstraint(
@@ -126,6 +162,10 @@ class EditingMixin:
         if prompt is not None:
             raise ValueError("this pipeline is class-conditional; edit with class_label (prompts need a text pipeline)")
         null_id = self.transformer.config.null_class_id
-        if class_label is None or (isinstance(class_label, int) and class_label == null_id):
+        if is_integer_scalar_array(class_label):
+            class_label = class_label.item()
+        if class_label is None or (
+            isinstance(class_label, numbers.Integral) and not isinstance(class_label, bool) and class_label == null_id
+        ):
             return {"class_labels": [null_id]}  # the official edit demo passes the null id for a plain in/outpaint
         return {"class_labels": self.class_ids([class_label])}

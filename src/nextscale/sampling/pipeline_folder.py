@@ -18,6 +18,7 @@ References: diffusers ``DiffusionPipeline.from_pretrained`` / ``save_pretrained`
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,11 +26,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from nextscale.pretrained import (
+    BUNDLED_PREFIX,
     atomic_write_text,
     load_component,
     read_json_file,
     resolve_model_path,
     save_component,
+    usable_device,
 )
 from nextscale.sampling.guidance import SamplingConfig
 from nextscale.sampling.precision import PRECISIONS
@@ -83,6 +86,17 @@ def check_index(index: dict, path: Path) -> None:
             raise TypeError(f"{path}: {key!r} must be a JSON {expected}, got {index[key]!r}")
 
 
+@contextlib.contextmanager
+def pipeline_json_errors(path: Path):
+    """Name the pipeline.json whose class names or recommended settings are refused."""
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        if type(err) not in (ValueError, TypeError):
+            raise
+        raise type(err)(f"{path / PIPELINE_FILE}: {err}") from err
+
+
 class PipelineFolderMixin:
     """``from_pretrained``, ``from_components``, ``recommend``, ``index`` and ``save_pretrained`` of ``Pipeline``
     (which provides the constructor, ``tokenizer``, ``transformer`` and the speed switches they use)."""
@@ -104,6 +118,7 @@ class PipelineFolderMixin:
         """
         if dtype not in PRECISIONS:  # before loading anything
             raise ValueError(f"dtype must be one of {PRECISIONS}, got {dtype!r}")
+        device = usable_device(device)
         path = resolve_model_path(path)
         index = read_json_file(
             path / PIPELINE_FILE,
@@ -127,8 +142,9 @@ class PipelineFolderMixin:
         """Build the pipeline from the component folders that ``index`` (pipeline.json) names."""
         tokenizer = load_named_component(path / index.get("tokenizer", "tokenizer"), device)
         transformer = load_named_component(path / index.get("transformer", "transformer"), device)
-        pipe = cls(tokenizer, transformer, class_names=index.get("class_names"))
-        return pipe.recommend(**index.get("recommended_sampling", {}))
+        with pipeline_json_errors(path):
+            pipe = cls(tokenizer, transformer, class_names=index.get("class_names"))
+            return pipe.recommend(**index.get("recommended_sampling", {}))
 
     def recommend(self, **settings) -> Pipeline:
         """Record the sampling settings this model is meant to be used with (saved in pipeline.json)."""
@@ -149,8 +165,31 @@ class PipelineFolderMixin:
         return index
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
-        """Write the folder; ``dtype=torch.float16`` halves the size (weights load back as float32)."""
-        path = Path(path)
+        """Write the pipeline folder (created if needed; the files of an existing one are replaced).
+
+        Args:
+            path: a local folder.
+            dtype: storage dtype of the weights, e.g. ``torch.float16`` to halve the size (they load back as
+                float32); None keeps float32.
+        """
+        path = self.check_save_target(path, dtype)
         save_component(self.tokenizer, path / "tokenizer", dtype=dtype)
         save_component(self.transformer, path / "transformer", dtype=dtype)
         atomic_write_text(path / PIPELINE_FILE, json.dumps(self.index(), indent=2) + "\n")
+
+    def check_save_target(self, path: str | Path, dtype: torch.dtype | None) -> Path:
+        """Refuse, before writing anything, what would make a broken or surprising folder."""
+        if isinstance(path, str) and path.startswith(BUNDLED_PREFIX):
+            raise ValueError(f"{path!r} names a model shipped with the package; save to a folder path instead")
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"{path} is a file; save_pretrained writes a folder, give a folder path")
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating torch.dtype such as torch.float16 (or None), got {dtype!r}")
+        if self.precision.name != "fp32":
+            raise ValueError(
+                f"this pipeline samples in {self.precision.name}: its transformer's linear weights were cast or "
+                "quantised, so saving it would not store the model's float32 weights; save a float32 pipeline "
+                "(Pipeline.from_pretrained(folder).save_pretrained(path), with dtype=torch.float16 to halve the size)"
+            )
+        return path

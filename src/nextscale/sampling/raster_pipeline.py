@@ -11,6 +11,8 @@ next-scale feature and is refused.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import torch
 
 from nextscale.sampling.pipeline import Pipeline
@@ -29,10 +31,21 @@ class RasterPipeline(Pipeline):
 
     @staticmethod
     def check_transformer(transformer: torch.nn.Module) -> None:
+        """Refuse anything but a RasterTransformer (one clear line)."""
         if not isinstance(transformer, RasterTransformer):
             raise TypeError(f"RasterPipeline needs a RasterTransformer, got {type(transformer).__name__}")
 
-    def edit(self, *args, **kwargs):
+    @property
+    def num_sampling_steps(self) -> int:
+        """The steps of a call, which ``ScaleOverride.scale_idx`` counts: one per token position."""
+        return self.transformer.config.sequence_length
+
+    def edit(self, *args, **kwargs) -> NoReturn:
+        """Refused: see :meth:`edit_with_keep_mask`."""
+        self.edit_with_keep_mask()
+
+    def edit_with_keep_mask(self, *args, **kwargs) -> NoReturn:
+        """Refused (also for ``inpaint`` and ``outpaint``, which come here): a raster model cannot edit."""
         raise ValueError(
             "editing teacher-forces the known tokens scale by scale, which a raster-scan model cannot do "
             "(its tokens after an edited one depend on it); edit with a next-scale (VAR) pipeline"

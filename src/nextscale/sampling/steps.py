@@ -52,7 +52,15 @@ class TransformerSteps:
         (which is then kept instead)."""
         dtype = cache_dtype(self.transformer, device)
         cache = self._kv_cache
-        if cache is None or cache.batch_size != batch_size or cache.keys.dtype != dtype or cache.keys.device != device:
+        # A cache made under torch.inference_mode cannot be written outside it (and one made outside would hand
+        # an inference-mode caller tensors that track versions): a switch of the mode takes a new one.
+        if (
+            cache is None
+            or cache.batch_size != batch_size
+            or cache.keys.dtype != dtype
+            or cache.keys.device != device
+            or cache.keys.is_inference() != torch.is_inference_mode_enabled()
+        ):
             self._kv_cache = None  # free the old buffers before allocating the new ones
             cache = self._kv_cache = self.transformer.new_kv_cache(batch_size, device=device, dtype=dtype)
         cache.reset()

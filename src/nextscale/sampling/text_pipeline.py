@@ -15,13 +15,14 @@ Ma et al., STAR (arXiv 2406.10797); STAR_REFERENCE.md section 7.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
 from nextscale.pretrained import load_component
 from nextscale.sampling.pipeline import Pipeline
-from nextscale.sampling.pipeline_folder import load_named_component
+from nextscale.sampling.pipeline_folder import load_named_component, pipeline_json_errors
 from nextscale.text import TextEncoder, load_text_encoder_folder, save_text_encoder_reference
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.conditioning import TextCondition
@@ -59,6 +60,7 @@ class TextPipeline(Pipeline):
 
     @staticmethod
     def check_transformer(transformer: torch.nn.Module) -> None:
+        """Refuse anything but a TextScaleTransformer (one clear line)."""
         if not isinstance(transformer, TextScaleTransformer):
             raise TypeError(
                 f"TextPipeline needs a TextScaleTransformer, got {type(transformer).__name__}; "
@@ -72,7 +74,8 @@ class TextPipeline(Pipeline):
         transformer = load_component(TextScaleTransformer, path / index.get("transformer", "transformer"), device)
         encoder_dir = index.get("text_encoder")
         text_encoder = None if encoder_dir is None else load_text_encoder_folder(path / encoder_dir, device=device)
-        return cls(tokenizer, transformer, text_encoder).recommend(**index.get("recommended_sampling", {}))
+        with pipeline_json_errors(path):
+            return cls(tokenizer, transformer, text_encoder).recommend(**index.get("recommended_sampling", {}))
 
     def index(self) -> dict:
         return {**super().index(), "text_encoder": None if self.text_encoder is None else TEXT_ENCODER_DIR}
@@ -80,12 +83,15 @@ class TextPipeline(Pipeline):
     def save_pretrained(
         self, path: str | Path, dtype: torch.dtype | None = None, copy_text_encoder: bool = False
     ) -> None:
-        """Write the folder; the text encoder is recorded by package or path (or copied with copy_text_encoder)."""
+        """Write the folder; the text encoder is recorded by package or path (or copied with copy_text_encoder).
+        ``dtype`` as for :meth:`Pipeline.save_pretrained`."""
+        self.check_save_target(path, dtype)  # before the text encoder's files are written
         if self.text_encoder is not None:
             save_text_encoder_reference(Path(path) / TEXT_ENCODER_DIR, self.text_encoder, copy_files=copy_text_encoder)
         super().save_pretrained(path, dtype=dtype)
 
     def to(self, device: str | torch.device) -> TextPipeline:
+        """Move the pipeline, its text encoder included, to ``device``; returns ``self`` (see ``Pipeline.to``)."""
         super().to(device)
         if self.text_encoder is not None:
             self.text_encoder.to(device)
@@ -93,20 +99,30 @@ class TextPipeline(Pipeline):
 
     @property
     def num_classes(self) -> int:
+        """Refused: a text pipeline is conditioned on prompts, not classes."""
         raise AttributeError("a text pipeline has no classes")
 
     @property
     def is_text_conditional(self) -> bool:
+        """True: the pipeline takes prompts."""
         return True
+
+    def describe_conditioning(self) -> list[str]:
+        """The ``__repr__`` entries about the text conditioning: the encoder (or none) and its width."""
+        encoder = "None (precomputed features only)" if self.text_encoder is None else repr(self.text_encoder.name)
+        return [f"text_encoder={encoder}", f"text_dim={self.transformer.config.text_dim}"]
 
     # ---------------------------------------------------------------------------------------- sampling
     def encode_prompt(self, prompts: str | list[str]) -> TextCondition:
         """Prompts -> text features with the pipeline's encoder."""
+        if not isinstance(prompts, Iterable) or isinstance(prompts, (bytes, dict)):
+            raise TypeError(f"prompt must be a string or a list of strings, got {type(prompts).__name__}")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ValueError("the prompt list is empty; give at least one prompt")
-        if not all(isinstance(text, str) for text in prompts):
-            raise TypeError("prompts must be strings")
+        bad = [text for text in prompts if not isinstance(text, str)]
+        if bad:
+            raise TypeError(f"prompts must be strings, got {bad[0]!r}")
         if self.text_encoder is None:
             raise ValueError(
                 "this pipeline has no text encoder (it was converted without --text-encoder): give precomputed "
@@ -119,16 +135,29 @@ class TextPipeline(Pipeline):
     def features(
         self, embeds: torch.Tensor | None, mask: torch.Tensor | None, pooled: torch.Tensor | None, name: str
     ) -> TextCondition | None:
-        """Precomputed (B, T, D) hidden states, (B, T) mask (default: all real) and (B, D) pooled vectors."""
+        """Precomputed (B, T, D) hidden states, (B, T) mask (default: all real) and (B, D) pooled vectors.
+
+        ``name`` is "prompt" or "negative_prompt": the arguments are ``{name}_embeds``, ``{name}_attention_mask`` and
+        ``pooled_prompt_embeds`` / ``negative_pooled_prompt_embeds``.
+        """
+        pooled_name = name.replace("prompt", "pooled_prompt") + "_embeds"  # negative_pooled_prompt_embeds
         if embeds is None:
             if mask is not None or pooled is not None:
-                raise ValueError(f"{name}_attention_mask / pooled_{name}_embeds need {name}_embeds too")
+                raise ValueError(f"{name}_attention_mask / {pooled_name} need {name}_embeds too")
             return None
         if pooled is None:
-            raise ValueError(f"{name}_embeds needs pooled_{name}_embeds (B, D): the first token map is built from it")
+            raise ValueError(f"{name}_embeds needs {pooled_name} (B, D): the first token map is built from it")
         embeds = torch.as_tensor(embeds, dtype=torch.float32)
         if embeds.ndim != 3:
             raise ValueError(f"{name}_embeds must be (B, T, D), got {tuple(embeds.shape)}")
+        width = self.transformer.config.text_dim
+        pooled_width = torch.as_tensor(pooled).shape[-1:]
+        if embeds.shape[-1] != width or tuple(pooled_width) != (width,):
+            raise ValueError(
+                f"{name}_embeds and {pooled_name} must have width D = {width} (the transformer's text_dim), "
+                f"got {embeds.shape[-1]} and {tuple(pooled_width)[0] if pooled_width else None}; encode with the "
+                "encoder the model was trained with"
+            )
         mask = torch.ones(embeds.shape[:2], dtype=torch.long) if mask is None else torch.as_tensor(mask).long()
         return TextCondition(embeds, mask, torch.as_tensor(pooled, dtype=torch.float32)).to(self.device)
 
@@ -192,4 +221,9 @@ class TextPipeline(Pipeline):
         """What an edit conditions the regenerated part on: the prompt, or the empty prompt."""
         if class_label is not None:
             raise ValueError("this pipeline is text-conditional; edit with prompt=... (labels need a class pipeline)")
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError(
+                f"an edit takes one prompt (a string), got {type(prompt).__name__}; edit once per prompt, with "
+                "num_images=N for several results"
+            )
         return {"prompt": ["" if prompt is None else prompt]}

@@ -1,0 +1,161 @@
+"""Editing from Python with the inputs a researcher has at hand (paths, arrays, tensors, mask files) and the
+mistakes one makes (misnamed arguments, wrong ranges, odd shapes): each works or says what to do."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nextscale.presets import tiny
+from nextscale.sampling.pipeline import Pipeline
+from nextscale.sampling.raster_pipeline import RasterPipeline
+from nextscale.sampling.text_pipeline import TextPipeline
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.transformer.model import ScaleTransformer
+from nextscale.transformer.raster_config import RasterConfig
+from nextscale.transformer.raster_model import RasterTransformer
+from nextscale.transformer.text_config import TextTransformerConfig
+from nextscale.transformer.text_model import TextScaleTransformer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+BOX = (0.25, 0.25, 0.75, 0.75)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.manual_seed(0)
+    tokenizer_config, transformer_config = tiny()
+    transformer = ScaleTransformer(transformer_config)
+    transformer.init_weights(init_adaln_gamma=1.0, init_head=1.0)
+    return Pipeline(MultiScaleVQVAE(tokenizer_config), transformer)
+
+
+@pytest.fixture(scope="module")
+def picture():
+    """A 20x16 RGB picture (not square: it is centre-cropped)."""
+    rows = np.linspace(0, 255, 16, dtype=np.uint8)[:, None, None]
+    return np.broadcast_to(rows, (16, 20, 3)).copy()
+
+
+def edit_tokens(pipe, image, **kwargs):
+    return pipe.inpaint(image, **{"box": BOX, "seed": 0, "output_type": "pt", **kwargs}).tokens
+
+
+def test_paths_arrays_and_pil_images_give_the_same_edit(pipe, picture, tmp_path):
+    Image.fromarray(picture).save(tmp_path / "in.png")
+    expected = edit_tokens(pipe, Image.fromarray(picture))
+    assert torch.equal(edit_tokens(pipe, tmp_path / "in.png"), expected)  # a pathlib.Path
+    assert torch.equal(edit_tokens(pipe, str(tmp_path / "in.png")), expected)
+    assert torch.equal(edit_tokens(pipe, picture), expected)  # a uint8 (H, W, 3) array
+
+
+@pytest.mark.parametrize(
+    ("image", "error", "match"),
+    [
+        (np.zeros((16, 16, 3), dtype=np.float32), TypeError, "uint8"),
+        (b"\x89PNG", TypeError, "image must be a path"),
+        (torch.zeros(2, 3, 16, 16), ValueError, "one image"),
+        (torch.zeros(1, 3, 16, 16, dtype=torch.uint8), TypeError, "float in"),
+        (torch.full((1, 3, 16, 16), 200.0), ValueError, r"values in \[-1, 1\]"),
+    ],
+    ids=["float-array", "bytes", "batch-of-two", "uint8-tensor", "0-255-tensor"],
+)
+def test_images_the_model_cannot_take_are_refused_with_the_fix(pipe, image, error, match):
+    with pytest.raises(error, match=match):
+        pipe.inpaint(image, box=BOX)
+
+
+def test_a_mask_file_works_like_the_mask_itself(pipe, picture, tmp_path):
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[4:12, 4:12] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    image = Image.fromarray(picture)
+    by_array = pipe.inpaint(image, mask=mask, seed=0, output_type="pt")
+    by_file = pipe.inpaint(image, mask=tmp_path / "mask.png", seed=0, output_type="pt")
+    assert torch.equal(by_file.tokens, by_array.tokens) and torch.equal(by_file.keep_mask, by_array.keep_mask)
+
+
+@pytest.mark.parametrize("box", [(0.1, 0.1, 0.5), "0 0 1 1", (0.1, "a", 0.5, 0.5)])
+def test_a_box_that_is_not_four_numbers_is_refused(pipe, picture, box):
+    with pytest.raises(ValueError, match="four numbers"):
+        pipe.inpaint(picture, box=box)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"class_labels": [3]}, TypeError, "class_label="),
+        ({"num_images_per_prompt": 2}, TypeError, "num_images="),
+        ({"num_images": 0}, ValueError, "num_images must be >= 1"),
+        ({"num_images": 2.0}, TypeError, "num_images must be an int"),
+    ],
+)
+def test_call_argument_names_in_an_edit_are_pointed_to_the_edit_names(pipe, picture, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        pipe.inpaint(picture, box=BOX, **kwargs)
+
+
+def test_class_labels_of_numpy_and_torch_types_edit_like_ints(pipe, picture):
+    null_id = pipe.transformer.config.null_class_id
+    assert pipe.inpaint(picture, box=BOX, class_label=np.int64(null_id), seed=0).class_labels.tolist() == [null_id]
+    assert pipe.inpaint(picture, box=BOX, class_label=torch.tensor(2), seed=0).class_labels.tolist() == [2]
+
+
+@pytest.mark.parametrize("output_type", ["np", "pt"])
+def test_pasted_works_for_every_output_type(pipe, picture, output_type):
+    image = Image.fromarray(picture)
+    expected = pipe.inpaint(image, box=BOX, seed=0, num_images=2).pasted()
+    pasted = pipe.inpaint(image, box=BOX, seed=0, num_images=2, output_type=output_type).pasted()
+    assert [image.size for image in pasted] == [(20, 16), (20, 16)]
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(pasted, expected))
+
+
+def test_a_raster_pipeline_refuses_every_edit_with_the_reason():
+    tokenizer_config, transformer_config = tiny()
+    side = tokenizer_config.scale_sides[-1]
+    tokenizer = MultiScaleVQVAE(dataclasses.replace(tokenizer_config, scale_sides=(side,)))
+    transformer = RasterTransformer(
+        RasterConfig.from_depth(2, embed_dim=32, num_heads=2, num_classes=10, vocab_size=64, side=side)
+    )
+    raster = RasterPipeline(tokenizer, transformer)
+    image = torch.zeros(1, 3, 16, 16)
+    for edit in (lambda: raster.inpaint(image, box=BOX), lambda: raster.outpaint(image, inner_fraction=0.5)):
+        with pytest.raises(ValueError, match="raster-scan model cannot"):
+            edit()
+
+
+@pytest.fixture(scope="module")
+def text_pipe():
+    """A tiny text pipeline without an encoder: precomputed features only."""
+    torch.manual_seed(0)
+    tokenizer_config, class_config = tiny()
+    config = TextTransformerConfig.from_depth(
+        2,
+        embed_dim=64,
+        num_heads=2,
+        vocab_size=class_config.vocab_size,
+        code_dim=class_config.code_dim,
+        scale_sides=class_config.scale_sides,
+        text_dim=8,
+    )
+    return TextPipeline(MultiScaleVQVAE(tokenizer_config), TextScaleTransformer(config))
+
+
+def test_text_features_of_another_width_are_refused_naming_text_dim(text_pipe):
+    with pytest.raises(ValueError, match="text_dim"):
+        text_pipe(prompt_embeds=torch.zeros(1, 3, 5), pooled_prompt_embeds=torch.zeros(1, 5), cfg=0)
+    with pytest.raises(ValueError, match="negative_pooled_prompt_embeds"):
+        text_pipe(
+            prompt_embeds=torch.zeros(1, 3, 8),
+            pooled_prompt_embeds=torch.zeros(1, 8),
+            negative_prompt_embeds=torch.zeros(1, 3, 8),
+        )
+
+
+def test_prompts_of_the_wrong_type_are_refused(text_pipe):
+    with pytest.raises(TypeError, match="prompt must be a string or a list of strings"):
+        text_pipe(prompt=3)
+    with pytest.raises(TypeError, match="one prompt"):
+        text_pipe.inpaint(torch.zeros(1, 3, 16, 16), box=BOX, prompt=["a bag", "a coat"])
