@@ -50,3 +50,11 @@ def test_bad_arguments():
         ImageTransform(16, mid_reso=0.9)
     with pytest.raises(ValueError, match="channels"):
         ImageTransform(16, channels=4)
+
+
+def test_float_pictures_in_0_1_and_in_0_255_give_the_same_pixels():
+    levels = np.array([[0.0, 0.25], [0.5, 1.0]], dtype=np.float32)
+    unit = pil_to_tensor(Image.fromarray(levels, mode="F"), channels=1)
+    bytes_ = pil_to_tensor(Image.fromarray(levels * 255, mode="F"), channels=1)
+    expected = pil_to_tensor(Image.fromarray(np.rint(levels * 255).astype(np.uint8), mode="L"), channels=1)
+    assert torch.equal(unit, expected) and torch.equal(bytes_, expected)

@@ -71,6 +71,15 @@ def test_samples_decode_to_images_and_follow_the_seed():
     assert images.shape == (2, 1, 4 * SIDE, 4 * SIDE) and 0 <= images.min() and images.max() <= 1
 
 
+def test_the_null_class_draws_unconditional_samples_as_in_the_scale_sampler():
+    tokenizer, transformer = components()
+    null = transformer.config.null_class_id
+    out = RasterSampler(tokenizer, transformer).sample([null], SamplingConfig(cfg=0.0, top_k=1))
+    assert torch.equal(out.tokens, greedy_by_full_forward(transformer, torch.tensor([null]), 0.0))
+    with pytest.raises(ValueError, match="class"):
+        RasterSampler(tokenizer, transformer).sample([null + 1], SamplingConfig(cfg=0.0))
+
+
 def test_a_multi_scale_tokenizer_is_refused_with_the_fix():
     tokenizer, transformer = components(sides=(1, 2, SIDE))
     with pytest.raises(ValueError, match=r"scale_sides=\(4,\)"):

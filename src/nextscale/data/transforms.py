@@ -93,7 +93,10 @@ def convert_mode(image: Image.Image, channels: int) -> Image.Image:
         values = np.asarray(image, dtype=np.float64) / 257.0  # 0..65535 -> 0..255
         image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
     elif image.mode == "F":
-        image = Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8), mode="L")
+        values = np.asarray(image, dtype=np.float64)
+        if values.size and np.nanmax(values) <= 1.0:  # a float picture in [0, 1] (scientific TIFFs), not 0..255
+            values = values * 255.0
+        image = Image.fromarray(np.clip(np.rint(np.nan_to_num(values)), 0, 255).astype(np.uint8), mode="L")
     elif image.mode == "P" and "transparency" in image.info or image.mode in ALPHA_MODES:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (ALPHA_BACKGROUND,) * 3 + (255,))

@@ -59,11 +59,9 @@ class RasterSampler:
         return torch.multinomial(uniform, num_samples=batch_size, replacement=True, generator=generator).reshape(-1)
 
     def class_condition(self, class_labels: torch.Tensor | Sequence[int]) -> ClassCondition:
+        # ClassCondition checks the range: 0..num_classes, the last being the null class (unconditional samples)
         labels = torch.as_tensor(class_labels, dtype=torch.long, device=self.device).reshape(-1)
-        config = self.transformer.config
-        if labels.numel() == 0 or int(labels.min()) < 0 or int(labels.max()) >= config.num_classes:
-            raise ValueError(f"class labels must lie in 0..{config.num_classes - 1}, got {labels.tolist()}")
-        return ClassCondition(labels, config.null_class_id)
+        return ClassCondition(labels, self.transformer.config.null_class_id)
 
     @torch.no_grad()
     def sample(
