@@ -331,7 +331,8 @@ def describe_tokens(folder: Path) -> dict[str, Any]:
     sides = manifest["scale_sides"]
     report: dict[str, Any] = {
         "what": f"{folder}: a token folder",
-        "sequences": f"{manifest['count']} in {len(manifest['shards'])} shards ({manifest['dtype']})",
+        "sequences": f"{manifest['count']} in {len(manifest['shards'])} shards ({manifest['dtype']})"
+        + (f", {manifest['views']} views (random crops) each" if manifest.get("views", 1) > 1 else ""),
         "scales": f"{len(sides)} ({', '.join(map(str, sides))}), {manifest['total_tokens']} tokens",
         "vocabulary": manifest["vocab_size"],
         "condition": manifest.get("condition", "class"),

@@ -9,6 +9,10 @@ Examples:
     torchrun --nproc_per_node=8 -m nextscale tokenize --tokenizer vae_ch160v4096z32.pth \\
         --data /data/imagenet --out tokens/imagenet-train
 
+    # ... with VAR's augmentation kept: 10 random crops per image, those of training epochs 0-9 (10x the time)
+    torchrun --nproc_per_node=8 -m nextscale tokenize --tokenizer vae_ch160v4096z32.pth \\
+        --data /data/imagenet --views 10 --seed 0 --out tokens/imagenet-train-10views
+
     # captioned 64 px scenes with the 32 px demo tokenizer on a 64 px schedule (captions stored as text)
     nextscale tokenize --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16 \\
         --data captions:data/scenes-train --out tokens/scenes-train
@@ -16,7 +20,10 @@ Examples:
 Writes shard-XXXXX.safetensors files (tokens (N, L) int16/int32, and labels (N,) or every caption of each
 image; training draws one per epoch) and manifest.json with the count, the scale schedule and hashes of the
 tokenizer's config and weights (checked when training). Images are center-cropped (the evaluation transform):
-tokenizing once fixes the crops. Each image is encoded once: one that fails to decode (a truncated file) is
+tokenizing once fixes the crops. --views N keeps the augmentation instead: view v of each image is the random
+crop that training from the images (`train --data`, same --seed) makes in epoch v, and training from the tokens
+reads view epoch % N, so its first N epochs see exactly those crops (shards hold (n, N, L) tokens; N times the
+encoding time and disk). Each image is decoded once per view: one that fails to decode (a truncated file) is
 left out, never replaced by another image, and named at the end and in manifest.json's "left_out" (an image
 folder under --bad-images fail stops at it instead).
 --out must be a new or empty folder; --overwrite replaces the token files of an existing one (its shards and
@@ -61,6 +68,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scale-sides", type=int_tuple, help="scale sides, e.g. 1,2,4,8,16 (default: the tokenizer's own)"
     )
     add_resolution_argument(parser, "tokenizer")
+    parser.add_argument(
+        "--views",
+        type=int,
+        default=1,
+        help="encodings per training image (default 1: the center crop); N > 1: the random crops training from "
+        "the images makes in epochs 0..N-1, read back as view epoch %% N (image folders and captioned data)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="with --views: seed of the crops (the `train --seed` they match)"
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="images per encoder call (default 256)")
     parser.add_argument("--shard-size", type=int, default=50_000, help="samples per shard file (default 50000)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda:LOCAL_RANK when available)")
@@ -110,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
     from nextscale.training.data_specs import CAPTIONS_PREFIX, build_datasets
     from nextscale.training.export import load_tokenizer, with_scale_sides
 
-    if args.batch_size < 1 or args.shard_size < 1:
-        raise ValueError("--batch-size and --shard-size must be >= 1")
+    if args.batch_size < 1 or args.shard_size < 1 or args.views < 1:
+        raise ValueError("--batch-size, --shard-size and --views must be >= 1")
+    check_views(args)
     captioned = args.data.startswith(CAPTIONS_PREFIX)
     out = Path(args.out)
     check_out_folder(out, args.overwrite)  # every rank, before any of them writes
@@ -123,7 +141,13 @@ def run(args: argparse.Namespace) -> int:
         tokenizer = tokenizer.to(dist_info.device).eval()
         config = tokenizer.config
         dataset, _ = build_datasets(
-            args.data, config.image_size, config.in_channels, split=args.split, bad_images=args.bad_images
+            args.data,
+            config.image_size,
+            config.in_channels,
+            seed=args.seed,
+            split=args.split,
+            bad_images=args.bad_images,
+            random_crops=args.views > 1,
         )
         source = schedule_source(args, f"the tokenizer {args.tokenizer}")
         log_data_report(config, source, dataset, data_spec=args.data, role=args.split)
@@ -141,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             progress=dist_info.is_main and not args.no_progress,
             # Caption data always skips bad samples; --bad-images fail stops an image folder at one.
             skip_unreadable=args.bad_images == "skip",
+            views=args.views,
         )
         distributed.barrier()
         if dist_info.is_main:
@@ -155,12 +180,32 @@ def run(args: argparse.Namespace) -> int:
                 source=source,
                 condition=condition,
                 class_names=names,
+                views=args.views,
             )
             manifest = read_manifest(args.out)  # every rank's shards: the true count and left-out images
             log_left_out(manifest["left_out"], distributed.get_logger("nextscale.data"))
             count = manifest["count"]
-            print(f"wrote {count} token sequences of {config.schedule.total_tokens} tokens to {args.out}")
+            views = "" if args.views == 1 else f" ({args.views} views each)"
+            print(f"wrote {count} token sequences{views} of {config.schedule.total_tokens} tokens to {args.out}")
     return 0
+
+
+def check_views(args: argparse.Namespace) -> None:
+    """--views N > 1 needs training crops to differ: refused for held-out splits and for Fashion-MNIST."""
+    from nextscale.training.data_specs import FASHION_PREFIX
+
+    if args.views == 1:
+        return
+    if args.split != "train":
+        raise ValueError(
+            f"--views {args.views} keeps the training crops; held-out tokens ({args.split}) are center crops: leave "
+            "out --views"
+        )
+    if args.data == FASHION_PREFIX or args.data.startswith(FASHION_PREFIX + ":"):
+        raise ValueError(
+            f"--views {args.views}: Fashion-MNIST images are resized whole, without random crops, so every view "
+            "would be the same; leave out --views (it is for image folders and captioned images)"
+        )
 
 
 def log_left_out(names: list[str], logger: logging.Logger | logging.LoggerAdapter) -> None:

@@ -107,6 +107,7 @@ def open_image_folder(
     seed: int = 0,
     split: str | None = None,
     bad_images: str = "fail",
+    random_crops: bool = False,
 ) -> tuple[ImageFolderDataset, ImageFolderDataset | None]:
     """(train, held-out) datasets of an image folder in either layout; the held-out set uses center crops.
 
@@ -117,6 +118,8 @@ def open_image_folder(
         seed: seed of the training crops (not of the held-out split, which is fixed).
         split: None for both; "train" or "val"/"test" for that split alone (center crops), as the first element.
         bad_images: "skip" or "fail", see ``ImageFolderDataset``.
+        random_crops: with ``split`` "train": the training transform (random crops drawn from ``seed`` and the
+            epoch, as training makes them) instead of center crops; tokenizing several views uses it.
 
     Returns:
         (train, held_out); ``held_out`` is None only for a folder too small to hold anything out. Each dataset's
@@ -129,7 +132,7 @@ def open_image_folder(
     if not layout.carved:
         if split in HELD_OUT_SPLITS:
             return ImageFolderDataset(layout.held_out_dir, train=False, **options), None
-        train = ImageFolderDataset(layout.train_dir, train=split is None, seed=seed, **options)
+        train = ImageFolderDataset(layout.train_dir, train=split is None or random_crops, seed=seed, **options)
         if split is not None:
             return train, None
         held_out = ImageFolderDataset(layout.held_out_dir, train=False, **options)
@@ -139,7 +142,7 @@ def open_image_folder(
                 "both need the same class sub-folders (labels are the sorted folder names)"
             )
         return train, held_out
-    train = ImageFolderDataset(layout.train_dir, train=split is None, seed=seed, **options)
+    train = ImageFolderDataset(layout.train_dir, train=split is None or random_crops, seed=seed, **options)
     # Carved from the files whose headers are usable: a corrupt file must not take a class's held-out place.
     usable = train.usable_indices()
     held_indices = [usable[i] for i in carve_held_out([train.samples[i][1] for i in usable])]

@@ -5,6 +5,10 @@ dtypes, labels) and that every token id and class label is in range, so a damage
 run stops before training starts, with what to do; given a tokenizer, it also checks that it made the tokens.
 The layout is described in :mod:`nextscale.data.token_shards`.
 
+A folder of several views per image (``tokenize --views N``, shards of (n, N, L) tokens) gives view
+``epoch % N`` of each image: the crop that training from the images makes in that epoch (see
+:mod:`nextscale.data.token_shards`).
+
 A row with several captions gives one per access, drawn from ``numpy.random.default_rng([seed, epoch,
 index])`` as ``CaptionDataset`` draws it, so sample ``index`` of epoch ``e`` has the same caption on every
 worker, machine and resume (the training loop calls ``set_epoch``), and every caption is seen over the epochs.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -84,11 +89,13 @@ class TokenShardDataset(Dataset):
             shape, dtype = tuple(tokens.get_shape()), tokens.get_dtype()
             if dtype not in ("I16", "I32", "I64"):
                 raise self._refuse(path, f"its tokens are {dtype}, not integers")
-            if len(shape) != 2 or shape[1] != length:
+            expected = [length] if self.views == 1 else [self.views, length]
+            if list(shape[1:]) != expected:
+                views = "" if self.views == 1 else f" of {self.views} views per image"
                 raise self._refuse(
                     path,
                     f"its tokens have shape {list(shape)}, but the manifest's scales {self.manifest['scale_sides']} "
-                    f"make rows of {length} tokens",
+                    f"make rows{views} of {length} tokens",
                 )
             if shape[0] != count:
                 raise self._refuse(path, f"it holds {shape[0]} rows, but {MANIFEST_NAME} says {count}")
@@ -109,17 +116,19 @@ class TokenShardDataset(Dataset):
         classes = self.classes
         with safe_open(str(path), framework="pt") as handle:
             tokens = handle.get_slice("tokens")
-            rows, length = tokens.get_shape()
-            step = max(1, (1 << 24) // max(length, 1))  # about 16 M tokens at a time bounds the memory
+            rows, *row_shape = tokens.get_shape()
+            per_row = max(1, math.prod(row_shape))
+            step = max(1, (1 << 24) // per_row)  # about 16 M tokens at a time bounds the memory
             for start in range(0, rows, step):
                 chunk = tokens[start : start + step]
                 low, high = torch.aminmax(chunk)
                 if low < 0 or high >= vocab:
-                    row, column = ((chunk < 0) | (chunk >= vocab)).nonzero()[0].tolist()
+                    where = ((chunk < 0) | (chunk >= vocab)).nonzero()[0].tolist()  # row, [view,] position
+                    view = f", view {where[1]}" if len(where) == 3 else ""
                     raise self._refuse(
                         path,
-                        f"row {start + row} holds token id {int(chunk[row, column])} (position {column}), but the "
-                        f"tokenizer's vocabulary is 0..{vocab - 1}",
+                        f"row {start + where[0]}{view} holds token id {int(chunk[tuple(where)])} (position "
+                        f"{where[-1]}), but the tokenizer's vocabulary is 0..{vocab - 1}",
                     )
             if self.is_captioned:
                 return
@@ -158,8 +167,13 @@ class TokenShardDataset(Dataset):
             )
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose caption draws ``seed`` reproduces."""
+        """Select the epoch whose caption draws ``seed`` reproduces (and, with several views, its view)."""
         self.epoch = epoch
+
+    @property
+    def views(self) -> int:
+        """Token rows per image: 1, or N for ``tokenize --views N`` (read: view ``epoch % N``)."""
+        return int(self.manifest.get("views", 1))
 
     def __len__(self) -> int:
         return int(self.manifest["count"])
@@ -216,7 +230,9 @@ class TokenShardDataset(Dataset):
         """Returns (tokens int64 (L,), the class label or one of the row's captions)."""
         shard_idx, row = self._locate(index)
         handle = self._handle(shard_idx)
-        tokens = handle.get_slice("tokens")[row : row + 1][0].long()
+        tokens = handle.get_slice("tokens")[row : row + 1][0].long()  # (L,), or (views, L)
+        if self.views > 1:
+            tokens = tokens[self.epoch % self.views]
         if self.is_captioned:
             captions = self._shard_captions(shard_idx)[row]
             # CaptionDataset's draw for the same (seed, epoch, index): with no image left out, training from

@@ -69,6 +69,7 @@ def write_manifest(
     source: str = "",
     condition: str = "class",
     class_names: list[str] | None = None,
+    views: int = 1,
 ) -> Path:
     """Write manifest.json after every shard exists (checked), counting the rows the shards really hold.
 
@@ -81,6 +82,7 @@ def write_manifest(
         condition: "class" or "text".
         class_names: ``class_names[i]`` names label i (an image folder's sub-folders, Fashion-MNIST's classes),
             when known.
+        views: token rows per image (``write_token_shards``' views); recorded when more than one.
     Returns:
         The manifest's path. Its "count" leaves out the images that could not be decoded ("left_out").
     """
@@ -126,6 +128,8 @@ def write_manifest(
     }
     if class_names is not None:
         manifest["class_names"] = list(class_names)
+    if views > 1:
+        manifest["views"] = views
     path = out_dir / MANIFEST_NAME
     atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
     return path

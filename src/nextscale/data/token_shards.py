@@ -9,7 +9,8 @@ Layout of a token folder::
                               "shards": [{"file", "count"}], "tokenizer": {"config", "config_hash",
                               "weights_hash"}, "source", "condition", "left_out", "class_names" (class data,
                               when known)}
-    shard-00000.safetensors  "tokens" (n, L) int16 (int32 when V > 32767), and either "labels" (n,) int64
+    shard-00000.safetensors  "tokens" (n, L) int16 (int32 when V > 32767), or (n, views, L) for a folder of
+                             several views per image (manifest "views"), and either "labels" (n,) int64
                              (class data) or, for captioned data, every caption of each row in the file's
                              metadata (key "captions": a JSON list of n lists of strings); the manifest's
                              "condition" says which. Metadata "left_out" names the images of the shard's
@@ -20,6 +21,13 @@ Shard ``i`` covers dataset indices ``[i * shard_size, (i + 1) * shard_size)``; e
 another image: a shard may hold fewer rows than its range, the manifest's counts are the rows really written,
 and its "left_out" lists the images left out (a shard whose every image was left out is not listed). Older
 shards whose "captions" are a list of strings (one caption per row) still load.
+
+Several views per image (``tokenize --views N``): a folder tokenized once fixes each image's crop, while training
+from the images draws a new random crop every epoch (VAR's augmentation). With N views, view v of image i is the
+crop training from the images makes in epoch v (the dataset's training transform with ``set_epoch(v)``, from the
+same seed), and training from the tokens reads view ``epoch % N`` (``TokenShardDataset``): the first N epochs see
+exactly the crops training from the images would, and later epochs cycle through them. LlamaGen's ten-crop code
+extraction is the same idea with fixed crops.
 
 Tokens are the scales concatenated coarse to fine, row-major inside a scale (the pipeline's token layout).
 The transformer trainer rebuilds the teacher-forcing input from them with the tokenizer's quantizer,
@@ -116,6 +124,7 @@ def write_token_shards(
     world_size: int = 1,
     progress: bool = False,
     skip_unreadable: bool = True,
+    views: int = 1,
 ) -> list[Path]:
     """Encode ``dataset`` into shards; rank r writes shards r, r + world, ... (see the module docstring).
 
@@ -133,9 +142,13 @@ def write_token_shards(
         progress: show a tqdm bar.
         skip_unreadable: leave out an image that cannot be decoded (True), or let the error stop the run (False,
             for ``--bad-images fail``).
+        views: encodings per image; view v is read after ``dataset.set_epoch(v)`` (a dataset with random crops
+            gives the crop of epoch v), and the shard's tokens are then (n, views, L).
     Returns:
         The shard files this rank wrote. Call :func:`write_manifest` once all ranks are done.
     """
+    if views < 1 or (views > 1 and not hasattr(dataset, "set_epoch")):
+        raise ValueError(f"views must be 1, or more for a dataset with set_epoch (random crops); got {views}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     vocab = tokenizer.config.vocab_size
@@ -146,13 +159,19 @@ def write_token_shards(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(min(shard_size, len(dataset) - i * shard_size) for i in mine), desc="tokenize")
+        images = sum(min(shard_size, len(dataset) - i * shard_size) for i in mine)
+        bar = tqdm(total=images * views, desc="tokenize")
     written = []
     for shard_idx in mine:
         indices = range(shard_idx * shard_size, min((shard_idx + 1) * shard_size, len(dataset)))
-        tokens, conditions, left_out = _encode_range(
-            tokenizer, dataset, indices, batch_size, dtype, skip_unreadable, bar
-        )
+        encoded = []
+        for view in range(views):
+            if views > 1:
+                dataset.set_epoch(view)  # the crops of epoch `view`; decoding (and so what is left out) is the same
+            encoded.append(_encode_range(tokenizer, dataset, indices, batch_size, dtype, skip_unreadable, bar))
+        tokens, conditions, left_out = encoded[0]
+        if views > 1:
+            tokens = torch.stack([view_tokens for view_tokens, _, _ in encoded], dim=1)  # (n, views, L)
         payload = {"tokens": tokens.contiguous()}
         metadata = {"format": "pt", "left_out": json.dumps(left_out)}
         captions = [list(condition) for condition in conditions if isinstance(condition, tuple)]

@@ -104,12 +104,20 @@ def report_skipped_images(datasets) -> None:
 
 
 def build_datasets(
-    spec: str, image_size: int, channels: int, seed: int = 0, split: str | None = None, bad_images: str = "skip"
+    spec: str,
+    image_size: int,
+    channels: int,
+    seed: int = 0,
+    split: str | None = None,
+    bad_images: str = "skip",
+    random_crops: bool = False,
 ):
     """(train, held-out or None) datasets of (image in [-1, 1], label) for a data spec (see module docstring).
 
-    With ``split`` ("train" or "test"/"val") only that split is returned, as the first element. Image folders
-    are checked for bad files first (``check_bad_images``) under the ``bad_images`` policy.
+    With ``split`` ("train" or "test"/"val") only that split is returned, as the first element, center-cropped;
+    with ``random_crops`` too, a "train" split keeps the training transform (the crops training from the images
+    makes in each epoch, drawn from ``seed``). Image folders are checked for bad files first
+    (``check_bad_images``) under the ``bad_images`` policy.
     """
     from nextscale.data.fashion_mnist import FashionMNIST
 
@@ -120,7 +128,7 @@ def build_datasets(
         # splits; other caption data is training data, with held-out data as a second spec (--eval-data).
         path = spec[len(CAPTIONS_PREFIX) :]
         options = {"channels": channels, "seed": seed, "bad_images": bad_images}
-        if split is not None:
+        if split is not None and not (random_crops and split == "train"):
             options["train"] = False  # a pass over one split (tokenizing): center crops, as for image folders
         return open_caption_splits(path, image_size, split=split, **options)
     if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
@@ -134,7 +142,9 @@ def build_datasets(
 
     note_unused_files(folder_layout(spec).train_dir, spec)
     # DIR/train + DIR/val, or a plain DIR with a fixed held-out split carved from it (see nextscale.data.folders).
-    datasets = open_image_folder(spec, image_size, channels, seed=seed, split=split, bad_images=bad_images)
+    datasets = open_image_folder(
+        spec, image_size, channels, seed=seed, split=split, bad_images=bad_images, random_crops=random_crops
+    )
     check_bad_images(datasets, bad_images)
     refuse_all_bad(datasets[0], spec)
     return datasets
