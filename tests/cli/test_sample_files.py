@@ -303,3 +303,39 @@ def test_the_documented_torchrun_commands_get_through_torchrun_to_nextscale():
         assert args.command in ("sample", "train")
         if args.command == "sample":
             assert args.num == 50
+
+
+def _archive(path, pixels):
+    from nextscale.data.sample_sets import NpzImageWriter
+
+    with NpzImageWriter(path, len(pixels), pixels.shape[1]) as archive:
+        archive.add_pixels(pixels)
+    return path
+
+
+def test_an_npz_of_real_images_is_a_reference_for_inception_fid(tmp_path, capsys, channel_means):
+    """OpenAI's reference batches (arr_0 uint8 N x H x W x 3) are read as they are: samples equal to the reference
+    score FID 0 (the feature network is the injected channel means); another size or the classifier features are
+    refused in one line."""
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    reference = _archive(tmp_path / "reference.npz", real)
+    same = _archive(tmp_path / "same.npz", real)
+    darker = _archive(tmp_path / "darker.npz", real // 4)
+    scores = {}
+    for samples in (same, darker):
+        out = tmp_path / f"{samples.stem}.json"
+        argv = ["evaluate", "--samples", str(samples), "--reference", str(reference), "--out", str(out)]
+        assert main(argv) == 0
+        scores[samples.stem] = json.loads(out.read_text())
+    assert abs(scores["same"]["fid"]) < 1e-6 and scores["darker"]["fid"] > 0.1
+    assert scores["same"]["reference_count"] == 6 and scores["same"]["reference_location"] == str(reference)
+    capsys.readouterr()
+    small = _archive(tmp_path / "small.npz", real[:, :16, :16])
+    for argv, message in (
+        (["--samples", str(same), "--reference", str(small)], "holds 16 px images, the samples are 32 px"),
+        (["--samples", str(same), "--reference", str(reference), "--features", "classifier"], "drop --features"),
+    ):
+        assert main(["evaluate", *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1

@@ -26,6 +26,9 @@ Images made elsewhere or earlier are measured without a model: a `sample --out-d
 evaluation format (`sample --npz`; arr_0 uint8 (N, H, W, 3), optional arr_1 labels), resized reference alike:
     nextscale evaluate --samples fid50k.npz --reference imagenet/val --reference-cache imagenet-val.npz
     nextscale evaluate --samples samples/ --reference fashion-mnist --features classifier
+The reference may be such an .npz too, read as it is (same size, Inception features): OpenAI's ImageNet reference
+batch, which the published VAR FIDs are measured against, gives numbers comparable with them:
+    nextscale evaluate --samples fid50k.npz --reference VIRTUAL_imagenet256_labeled.npz
 
 KID (the unbiased MMD² of the features under the cubic polynomial kernel, mean and std over 100 random subsets
 of up to 1000 images, nextscale.evaluation.kid) is reported beside FID. Samples are generated batch by batch and
@@ -129,7 +132,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference",
         default=None,
         help="real images. Class models: 'fashion-mnist[:DIR]' (its test split; the default for Fashion-MNIST "
-        "models) or a folder of class sub-folders (every image in it: pass DIR/val for a held-out split). "
+        "models), a folder of class sub-folders (every image in it: pass DIR/val for a held-out split) or an "
+        ".npz of real images in OpenAI's format (arr_0 uint8 N x H x W x 3 at the samples' size, e.g. "
+        "VIRTUAL_imagenet256_labeled.npz; Inception features). "
         "Text models: 'captions:PATH' (or PATH), captioned images as `train --data captions:PATH` reads them "
         "(a folder with .txt captions, captions.jsonl/.csv, .tar shards): each image's first caption is sampled "
         "and FID compares the samples with the images (default: none, prompt adherence only)",
@@ -503,6 +508,38 @@ def finish(args: argparse.Namespace, report: dict, started: float) -> int:
 
         atomic_write_text(args.out, text + "\n")
     return 0
+
+
+def open_npz_reference(spec: str, size: int, features: str):
+    """``--reference IMAGES.npz``: real images in OpenAI's evaluation format (arr_0 uint8 (N, H, W, 3), e.g. the
+    ADM reference batch VIRTUAL_imagenet256_labeled.npz that published ImageNet FIDs are measured against), read
+    as they are: at the samples' size, for the standard Inception features."""
+    from nextscale.data.sample_sets import SampleSet
+
+    if features != "inception":
+        raise ValueError(
+            f"--reference {spec}: an .npz reference is for the standard Inception features; drop --features {features}"
+        )
+    reference = SampleSet(spec)
+    if reference.side != size:
+        raise ValueError(
+            f"--reference {spec} holds {reference.side} px images, the samples are {size} px: give a reference of "
+            "the samples' size (an .npz is read as it is, not resized)"
+        )
+    if len(reference) < MIN_SET_SIZE:
+        raise ValueError(f"--reference {spec} holds {len(reference)} image(s); give at least {MIN_SET_SIZE}")
+    return reference
+
+
+def reference_batches(reference):
+    """The (images, labels) batches of a reference: an .npz (``SampleSet``) streams its own, a dataset loads."""
+    import torch
+
+    from nextscale.data.sample_sets import SampleSet
+
+    if isinstance(reference, SampleSet):
+        return reference.batches(FEATURE_BATCH)
+    return torch.utils.data.DataLoader(reference, batch_size=FEATURE_BATCH, shuffle=False)
 
 
 def print_warnings(report: dict) -> None:

@@ -12,8 +12,9 @@ from nextscale.cli import evaluate
 from nextscale.cli.evaluate import MIN_SET_SIZE
 
 
-def open_class_reference(spec: str, size: int, channels: int, split: str, bad_images: str):
-    """``--reference`` of a class model: Fashion-MNIST's ``split``, or every image of a folder of class sub-folders."""
+def open_class_reference(spec: str, size: int, channels: int, split: str, bad_images: str, features: str = "inception"):
+    """``--reference`` of a class model: Fashion-MNIST's ``split``, every image of a folder of class sub-folders,
+    or an .npz of real images in OpenAI's evaluation format (``evaluate.open_npz_reference``)."""
     from nextscale.data.fashion_mnist import FashionMNIST
     from nextscale.data.images import ImageFolderDataset
     from nextscale.training.data_specs import check_bad_images
@@ -21,6 +22,8 @@ def open_class_reference(spec: str, size: int, channels: int, split: str, bad_im
     if spec.startswith("fashion-mnist"):
         root = spec.split(":", 1)[1] if ":" in spec else None
         return FashionMNIST(root=root, split=split, size=size, channels=channels)
+    if spec.lower().endswith(".npz"):
+        return evaluate.open_npz_reference(spec, size, features)
     folder = ImageFolderDataset(spec, size=size, train=False, channels=channels, bad_images=bad_images)
     check_bad_images([folder], bad_images)  # bad files named in the log and left out (or a one-line error)
     if len(folder) < MIN_SET_SIZE:  # precision/recall needs 3 neighbours per image (FID a covariance)
@@ -56,13 +59,15 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
 
     num, spec = evaluate.DEFAULT_NUM if args.num is None else args.num, args.reference or _default_reference(pipe)
     size, channels = pipe.image_size, pipe.tokenizer.config.in_channels
-    reference = open_class_reference(spec, size, channels, "test", args.bad_images)
+    reference = open_class_reference(spec, size, channels, "test", args.bad_images, args.features)
+    if args.reconstructions and not hasattr(reference, "__getitem__"):
+        raise ValueError(f"--reconstructions encodes reference images one by one: give a folder, not {spec}")
     extractor, network = evaluate.load_feature_extractor(args.features, size, args.inception, args.device)
     location = evaluate.reference_location(spec)
     key = dict(reference=location, split="test", count=len(reference), size=size, channels=channels)
     real = cached_features(
         extractor,
-        lambda: torch.utils.data.DataLoader(reference, batch_size=evaluate.FEATURE_BATCH, shuffle=False),
+        lambda: evaluate.reference_batches(reference),
         args.reference_cache,
         key={**key, "features": network},
     )

@@ -56,22 +56,22 @@ def prepare_samples(args: argparse.Namespace):
     if not MIN_SET_SIZE <= num <= samples.count:
         raise ValueError(f"--num must be {MIN_SET_SIZE} to {samples.count} (the images in {args.samples}), got {num}")
     evaluate.check_features(args.features, samples.side, args.inception)
-    reference = open_reference(args.reference, samples.side, args.bad_images)
+    reference = open_reference(args.reference, samples.side, args.bad_images, args.features)
     return lambda started: run_samples(args, samples, num, reference, started)
 
 
-def open_reference(spec: str, side: int, bad_images: str):
+def open_reference(spec: str, side: int, bad_images: str, features: str = "inception"):
     """The real images at the samples' size, as RGB: the test split of Fashion-MNIST, a folder of class
-    sub-folders, or captioned images (resized and center-cropped as ``tokenize`` prepares them)."""
+    sub-folders, captioned images (resized and center-cropped as ``tokenize`` prepares them), or an .npz of
+    real images at that size."""
     from nextscale.cli.evaluate_text import open_reference as open_captioned
 
     if spec.startswith(evaluate.CAPTIONS_PREFIX):
         return open_captioned(spec, side, 3, bad_images)
-    return open_class_reference(spec, side, 3, "test", bad_images)
+    return open_class_reference(spec, side, 3, "test", bad_images, features)
 
 
 def run_samples(args: argparse.Namespace, samples, num: int, reference, started: float) -> int:
-    import torch
 
     from nextscale.evaluation.features import cached_features, stream_features
 
@@ -81,7 +81,7 @@ def run_samples(args: argparse.Namespace, samples, num: int, reference, started:
     key = dict(reference=location, split="test", count=len(reference), size=side, channels=3)
     real = cached_features(
         extractor,
-        lambda: torch.utils.data.DataLoader(reference, batch_size=evaluate.FEATURE_BATCH, shuffle=False),
+        lambda: evaluate.reference_batches(reference),
         args.reference_cache,
         key={**key, "features": network},
     )

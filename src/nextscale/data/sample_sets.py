@@ -143,6 +143,9 @@ class SampleSet:
             self.files = None
             self.count, self.side, self.labels = _npz_facts(self.path)
 
+    def __len__(self) -> int:
+        return self.count
+
     def batches(self, batch_size: int, limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The first ``limit`` images (default: all), ``batch_size`` at a time."""
         count = self.count if limit is None else min(limit, self.count)
