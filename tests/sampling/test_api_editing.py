@@ -7,17 +7,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_pipelines import tiny_class_pipeline, tiny_text_transformer
 
 from nextscale.presets import tiny
-from nextscale.sampling.pipeline import Pipeline
 from nextscale.sampling.raster_pipeline import RasterPipeline
 from nextscale.sampling.text_pipeline import TextPipeline
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
-from nextscale.transformer.model import ScaleTransformer
 from nextscale.transformer.raster_config import RasterConfig
 from nextscale.transformer.raster_model import RasterTransformer
-from nextscale.transformer.text_config import TextTransformerConfig
-from nextscale.transformer.text_model import TextScaleTransformer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 BOX = (0.25, 0.25, 0.75, 0.75)
@@ -25,11 +22,7 @@ BOX = (0.25, 0.25, 0.75, 0.75)
 
 @pytest.fixture(scope="module")
 def pipe():
-    torch.manual_seed(0)
-    tokenizer_config, transformer_config = tiny()
-    transformer = ScaleTransformer(transformer_config)
-    transformer.init_weights(init_adaln_gamma=1.0, init_head=1.0)
-    return Pipeline(MultiScaleVQVAE(tokenizer_config), transformer)
+    return tiny_class_pipeline()
 
 
 @pytest.fixture(scope="module")
@@ -130,17 +123,7 @@ def test_a_raster_pipeline_refuses_every_edit_with_the_reason():
 def text_pipe():
     """A tiny text pipeline without an encoder: precomputed features only."""
     torch.manual_seed(0)
-    tokenizer_config, class_config = tiny()
-    config = TextTransformerConfig.from_depth(
-        2,
-        embed_dim=64,
-        num_heads=2,
-        vocab_size=class_config.vocab_size,
-        code_dim=class_config.code_dim,
-        scale_sides=class_config.scale_sides,
-        text_dim=8,
-    )
-    return TextPipeline(MultiScaleVQVAE(tokenizer_config), TextScaleTransformer(config))
+    return TextPipeline(MultiScaleVQVAE(tiny()[0]), tiny_text_transformer(text_dim=8))
 
 
 def test_text_features_of_another_width_are_refused_naming_text_dim(text_pipe):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_pipelines import tiny_class_pipeline
 
 from nextscale.cli import main
-from nextscale.presets import tiny
 from nextscale.sampling.editing import (
     KeepTokensConstraint,
     box_mask,
@@ -15,18 +15,11 @@ from nextscale.sampling.editing import (
     scale_keep_masks,
 )
 from nextscale.sampling.guidance import SamplingConfig
-from nextscale.sampling.pipeline import Pipeline
-from nextscale.tokenizer.vqvae import MultiScaleVQVAE
-from nextscale.transformer.model import ScaleTransformer
 
 
 @pytest.fixture(scope="module")
 def pipe():
-    torch.manual_seed(0)
-    tokenizer_config, transformer_config = tiny()
-    transformer = ScaleTransformer(transformer_config)
-    transformer.init_weights(init_adaln_gamma=1.0, init_head=1.0)
-    return Pipeline(MultiScaleVQVAE(tokenizer_config), transformer)
+    return tiny_class_pipeline()
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from PIL import Image
+from tiny_pipelines import tiny_text_transformer
 
 from nextscale import Pipeline
 from nextscale.cli import main
@@ -10,24 +11,7 @@ from nextscale.presets import tiny
 from nextscale.sampling.text_pipeline import TextPipeline
 from nextscale.text import load_default_text_encoder
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
-from nextscale.transformer.text_config import TextTransformerConfig
 from nextscale.transformer.text_model import TextScaleTransformer
-
-
-def tiny_text_transformer(text_dim: int = 384) -> TextScaleTransformer:
-    _, class_config = tiny()
-    config = TextTransformerConfig.from_depth(
-        2,
-        embed_dim=64,
-        num_heads=2,
-        vocab_size=class_config.vocab_size,
-        code_dim=class_config.code_dim,
-        scale_sides=class_config.scale_sides,
-        text_dim=text_dim,
-    )
-    model = TextScaleTransformer(config)
-    model.init_weights(init_head=1.0)  # non-trivial logits
-    return model
 
 
 @pytest.fixture(scope="module")
