@@ -1,5 +1,11 @@
 """A run's numeric precision: what "auto" resolves to, the autocast and GradScaler it needs, and the check that
 stops a run whose loss or gradients are no longer finite (under fp16 an infinite gradient is left to the scaler).
+
+The fp16 loss scaler is the official VAR one (``utils/amp_sc.py`` ``AmpOptimizer``): initial scale 2**11, doubled
+after 1000 overflow-free steps, halved on an overflow, and reset to 2**15 after any step that ran with a larger
+scale (fp16 overflows at 65504, so multiplying by more is risky).
+
+References: VAR ``utils/amp_sc.py``; VAR_REFERENCE.md section 5.
 """
 
 from __future__ import annotations
@@ -33,9 +39,27 @@ def autocast_context(precision: str, device: torch.device) -> contextlib.Abstrac
     return torch.autocast(device.type, dtype=dtype)
 
 
-def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+MAX_LOSS_SCALE = 2.0**15  # VAR's cap on the fp16 loss scale
+
+
+class CappedGradScaler(torch.amp.GradScaler):
+    """A GradScaler whose scale is brought back to ``MAX_LOSS_SCALE`` after any step that used a larger one.
+
+    As in the official trainer the cap looks at the scale this step ran with (before ``update``), so a growth to
+    2**16 is used for one step and then undone; the growth tracker is left as it is (``update(new_scale=...)``).
+    Worked example: scale 2**15 and 999 clean steps -> this step's update doubles it to 2**16; the next step runs
+    at 2**16 and its update sets 2**15 again.
+    """
+
+    def update(self, new_scale: float | torch.Tensor | None = None) -> None:
+        if new_scale is None and self.is_enabled() and self.get_scale() > MAX_LOSS_SCALE:
+            new_scale = MAX_LOSS_SCALE
+        super().update(new_scale)
+
+
+def grad_scaler(precision: str, device: torch.device) -> CappedGradScaler:
     """The loss scaler: active under fp16 only (a disabled one passes every call through)."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16", init_scale=2.0**11, growth_interval=1000)
+    return CappedGradScaler(device.type, enabled=precision == "fp16", init_scale=2.0**11, growth_interval=1000)
 
 
 def non_finite(sums: dict[str, torch.Tensor], precision: str, is_distributed: bool) -> str | None:

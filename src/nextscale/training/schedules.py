@@ -6,6 +6,9 @@ progressive-stage logic of ``train.py``), with steps counted from 0 and ``total_
 Worked example (``lin0``, 1000 steps, 20 warm-up steps, end factor 0.01): step 0 -> 0.005, step 10 ->
 0.5025, steps 20..68 -> 1.0 (the first 5 % after warm-up stay flat), step 999 -> 0.01, linear in between.
 
+Steps are optimizer steps. The official trainer counts micro-batches (``g_it``) instead, so with gradient
+accumulation its schedule advances ``accum`` times per optimizer step; without accumulation the two are the same.
+
 References: VAR ``utils/lr_control.py``, ``train.py`` (``pg``, ``pg0``, ``pgwp``); VAR_REFERENCE.md section 5.
 """
 
@@ -13,16 +16,20 @@ from __future__ import annotations
 
 import math
 
-LR_SCHEDULES = ("lin0", "cos", "constant")
+LR_SCHEDULES = ("lin0", "cos", "constant")  # and "lin<T>", 0 < T < 1 (e.g. "lin0.5"), see lr_factor
 
 
 def peak_lr(base_lr: float, global_batch: int, grad_accum: int = 1) -> float:
     """The official LR rule: ``base_lr`` is the rate per 256 images, ``peak = accum * base_lr * batch / 256``.
 
+    As in VAR ``utils/arg_util.py``, ``global_batch`` is one micro-batch over all ranks and ``grad_accum``
+    multiplies it back, so the rule depends only on the samples per optimizer step: pass either
+    (micro-batch x ranks, accum) or (samples per optimizer step, 1), never the latter with accum > 1.
+
     Args:
         base_lr: learning rate per 256 samples (VAR ``tblr``, 1e-4).
-        global_batch: samples per optimizer step over all ranks, including accumulation.
-        grad_accum: gradient-accumulation steps (VAR multiplies by ``ac`` too).
+        global_batch: samples of one forward pass over all ranks (VAR ``glb_batch_size``).
+        grad_accum: gradient-accumulation steps (VAR ``ac``).
     """
     if base_lr <= 0 or global_batch < 1 or grad_accum < 1:
         raise ValueError(
@@ -54,18 +61,22 @@ def lr_factor(
     Warm-up rises linearly from ``warmup_start`` (VAR ``wp0``) to 1 over ``warmup_steps``. Afterwards,
     with progress p = (step - warmup) / (total - 1 - warmup) in [0, 1]:
     ``lin0`` stays at 1 while p < 0.05, then falls linearly to ``end_factor`` (VAR ``wpe``) at p = 1;
-    ``cos`` is a half cosine from 1 to ``end_factor``; ``constant`` stays at 1.
+    ``cos`` is a half cosine from 1 to ``end_factor``; ``constant`` stays at 1;
+    ``lin<T>`` (VAR's schedule under progressive training, T = ``pg``) falls linearly from 1 to a midpoint
+    m = (1 + e + (1 - e)(1 - T)) / 2 while p < T, then linearly from m to e = ``end_factor`` at p = 1.
+    Example: "lin0.5", e = 0.01 -> m = 0.7525; p = 0.25 -> 0.87625.
 
     Args:
         step: 0-based optimizer step.
         total_steps: number of optimizer steps of the run.
         warmup_steps: length of the warm-up.
-        schedule: "lin0", "cos" or "constant".
+        schedule: "lin0", "cos", "constant" or "lin<T>" with 0 < T < 1.
         warmup_start: factor at step 0.
         end_factor: factor at the last step.
     """
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(f"schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+    ramp = _ramp_fraction(schedule)
+    if schedule not in LR_SCHEDULES and ramp is None:
+        raise ValueError(f"schedule must be one of {LR_SCHEDULES} or 'lin<T>' with 0 < T < 1, got {schedule!r}")
     if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
         raise ValueError(
             f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got {total_steps}, {warmup_steps}"
@@ -78,10 +89,26 @@ def lr_factor(
     progress = min(max((step - warmup_steps) / span, 0.0), 1.0) if span > 0 else 1.0
     if schedule == "cos":
         return end_factor + (1 - end_factor) * (0.5 + 0.5 * math.cos(math.pi * progress))
+    if ramp is not None:
+        middle = (1 + end_factor + (1 - end_factor) * (1 - ramp)) / 2
+        if progress < ramp:
+            return 1 + (middle - 1) * progress / ramp
+        return end_factor + (middle - end_factor) * (1 - progress) / (1 - ramp)
     flat = 0.05  # lin0 keeps the peak for the first 5 % of the post-warm-up steps
     if progress < flat:
         return 1.0
     return end_factor + (1 - end_factor) * (1 - progress) / (1 - flat)
+
+
+def _ramp_fraction(schedule: str) -> float | None:
+    """T of a "lin<T>" schedule name (0 < T < 1), else None ("lin0" is its own schedule, as in VAR)."""
+    if schedule in LR_SCHEDULES or not schedule.startswith("lin"):
+        return None
+    try:
+        fraction = float(schedule[3:])
+    except ValueError:
+        return None
+    return fraction if 0 < fraction < 1 else None
 
 
 def weight_decay_at(step: int, total_steps: int, start: float, end: float | None = None) -> float:
