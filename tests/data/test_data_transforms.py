@@ -58,3 +58,8 @@ def test_float_pictures_in_0_1_and_in_0_255_give_the_same_pixels():
     bytes_ = pil_to_tensor(Image.fromarray(levels * 255, mode="F"), channels=1)
     expected = pil_to_tensor(Image.fromarray(np.rint(levels * 255).astype(np.uint8), mode="L"), channels=1)
     assert torch.equal(unit, expected) and torch.equal(bytes_, expected)
+
+
+def test_the_longer_side_is_truncated_as_torchvision_resize_does():
+    for (width, height), expected in (((400, 300), (384, 288)), ((401, 300), (384, 288)), ((300, 401), (288, 384))):
+        assert resize_shorter_side(Image.new("RGB", (width, height)), 288).size == expected

@@ -38,7 +38,8 @@ BAD_FILES = [
     ("int-as-float", {"args": {"steps": 4.0}}, '"steps" must be a whole number >= 1 (as --steps takes), got 4.0'),
     ("int-bool", {"args": {"seed": True}}, '"seed" must be an integer (as --seed takes), got true'),
     ("int-null", {"args": {"batch-size": None}}, '"batch-size" must be a whole number >= 1 (as --batch-size takes)'),
-    ("choice", {"args": {"lr-schedule": "fast"}}, '"lr-schedule" must be one of "lin0", "cos", "constant"'),
+    ("schedule", {"args": {"lr-schedule": "fast"}}, '"lr-schedule" must be one of "lin0", "cos", "constant" or'),
+    ("choice", {"args": {"precision": "fp8"}}, '"precision" must be one of "auto", "fp32", "bf16", "fp16"'),
     ("switch", {"args": {"compile": "yes"}}, '"compile" must be true or false (as --compile takes), got "yes"'),
     ("nargs-count", {"args": {"betas": [0.9]}}, '"betas" must be a list of 2 values, each a number'),
     (

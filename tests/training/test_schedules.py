@@ -74,3 +74,17 @@ def test_progressive_newest_weight():
     assert progressive_newest_weight(0, 100, is_first_stage=False) == 0.01
     assert progressive_newest_weight(50, 100, is_first_stage=False) == 0.5
     assert progressive_newest_weight(500, 100, is_first_stage=False) == 1.0
+
+
+def test_the_progressive_lr_schedule_is_accepted_where_schedules_are_named():
+    import argparse
+
+    from nextscale.training.config import TrainConfig
+    from nextscale.training.options import lr_schedule_name
+
+    assert lr_schedule_name("lin0.8") == "lin0.8" and TrainConfig(lr_schedule="lin0.8").lr_schedule == "lin0.8"
+    for bad in ("lin1", "lin-0.5", "linear", "lin"):
+        with pytest.raises(argparse.ArgumentTypeError, match="lin<T>"):
+            lr_schedule_name(bad)
+        with pytest.raises(ValueError, match="lin<T>"):
+            TrainConfig(lr_schedule=bad)

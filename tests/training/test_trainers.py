@@ -113,8 +113,11 @@ def test_progressive_training_grows_scales(tmp_path, data):
         transformer, tokenizer, objective, train_config(total_steps=10, warmup=2), tmp_path, data[0]
     )
     assert [trainer.stage(s) for s in range(10)] == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
-    assert trainer.stage_start(5) == 4 and trainer.newest_scale_weight(4) == 0.01
-    assert trainer.newest_scale_weight(5) == 0.5 and trainer.newest_scale_weight(1) == 1.0
+    # VAR's prog_it counts from 1 in a stage: 1/2 on the first step of stage 1, then 1; the first and the last
+    # (full) stage ramp nothing in
+    assert trainer.stage_start(5) == 4 and trainer.newest_scale_weight(4) == 0.5
+    assert trainer.newest_scale_weight(5) == 1.0 and trainer.newest_scale_weight(1) == 1.0
+    assert trainer.stage_start(7) == 7 and trainer.newest_scale_weight(7) == 1.0
     trainer.fit()
     stages = [r["stage"] for r in read_metrics(tmp_path)]
     assert stages == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]

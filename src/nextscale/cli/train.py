@@ -139,7 +139,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--progressive",
         type=float,
         default=OBJECTIVE.progressive,
-        help="fraction of training that adds scales progressively (VAR pg; 0 = off)",
+        help="fraction of training that adds scales progressively (VAR pg; 0 = off); VAR pairs it with "
+        "--lr-schedule lin<pg>, e.g. --progressive 0.8 --lr-schedule lin0.8",
     )
     group.add_argument(
         "--progressive-first-stage",

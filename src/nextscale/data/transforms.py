@@ -41,7 +41,9 @@ def _randint(high: int, generator: Generator | None) -> int:
 def resize_shorter_side(image: Image.Image, side: int) -> Image.Image:
     """Resize so that the shorter side equals ``side``, keeping the aspect ratio (LANCZOS).
 
-    Example: a 400x300 image with side=288 becomes 384x288.
+    The longer side is truncated, not rounded, as torchvision's ``Resize(int)`` (which the official transform
+    uses) computes it. Example: a 400x300 image with side=288 becomes 384x288; 500x333 becomes 432x288
+    (288 * 500 / 333 = 432.4), and 401x300 becomes 384x288 (384.96, where rounding would give 385).
     """
     if side < 1:
         raise ValueError(f"side must be at least 1, got {side}")
@@ -49,9 +51,9 @@ def resize_shorter_side(image: Image.Image, side: int) -> Image.Image:
     if min(width, height) == side:
         return image
     if width <= height:
-        new_size = (side, max(side, round(height * side / width)))
+        new_size = (side, max(side, int(height * side / width)))
     else:
-        new_size = (max(side, round(width * side / height)), side)
+        new_size = (max(side, int(width * side / height)), side)
     return image.resize(new_size, resample=Image.Resampling.LANCZOS)
 
 

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from nextscale.training.schedules import peak_lr, warmup_steps_for
+from nextscale.training.schedules import check_lr_schedule, peak_lr, warmup_steps_for
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Forms of the transformer's training mask (``transformer.block_mask.ATTENTION_MASKS``, repeated here so that
@@ -50,7 +50,7 @@ class TrainConfig:
         grad_accum: micro-batches per optimizer step.
         base_lr: learning rate per 256 samples (VAR ``tblr``); peak = base_lr * batch_size / 256.
         lr: explicit peak learning rate; None applies the base_lr rule.
-        lr_schedule: "lin0" (VAR default), "cos" or "constant".
+        lr_schedule: "lin0" (VAR default), "cos", "constant" or "lin<T>" (``schedules.lr_factor``).
         warmup: warm-up steps (>= 1) or fraction of total_steps (< 1); VAR uses 2 %.
         warmup_start: LR factor at step 0 (VAR ``wp0``).
         end_lr_factor: LR factor at the last step (VAR ``wpe``).
@@ -107,6 +107,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.total_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("total_steps, batch_size and grad_accum must be >= 1")
+        check_lr_schedule(self.lr_schedule)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.attention not in ATTENTION_MASKS:

@@ -86,6 +86,16 @@ def optional_int(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from err
 
 
+def lr_schedule_name(text: str) -> str:
+    """argparse type: lin0, cos, constant or lin<T> (0 < T < 1, VAR's schedule under progressive training)."""
+    from nextscale.training.schedules import check_lr_schedule
+
+    try:
+        return check_lr_schedule(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1 (steps, batch sizes, intervals), refused while parsing, before any work."""
     try:
@@ -122,6 +132,7 @@ TYPE_WORDS = {
     optional_positive_int: 'a whole number >= 1 or "none"',
     optional_float: 'a number or "none"',
     int_tuple: 'whole numbers >= 1 like [1, 2, 4] or "1,2,4"',
+    lr_schedule_name: 'one of "lin0", "cos", "constant" or "lin<T>" with 0 < T < 1 (e.g. "lin0.8")',
 }
 COMMA_TYPES = (int_tuple,)
 
@@ -148,7 +159,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
     )
     group.add_argument("--base-lr", type=float, default=d.base_lr, help="lr per 256 samples; peak = base * batch / 256")
     group.add_argument("--lr", type=optional_float, default=d.lr, help="explicit peak lr (overrides --base-lr)")
-    group.add_argument("--lr-schedule", choices=("lin0", "cos", "constant"), default=d.lr_schedule, help="lr shape")
+    group.add_argument(
+        "--lr-schedule",
+        type=lr_schedule_name,
+        default=d.lr_schedule,
+        help="lr shape: lin0 (VAR), cos, constant, or lin<T> (e.g. lin0.8: VAR's with --progressive 0.8)",
+    )
     group.add_argument("--warmup", type=float, default=d.warmup, help="warm-up steps (>= 1) or fraction (< 1)")
     group.add_argument("--end-lr-factor", type=float, default=d.end_lr_factor, help="lr factor at the end (VAR wpe)")
     group.add_argument("--weight-decay", type=float, default=d.weight_decay, help="weight decay (tensor rule)")

@@ -74,9 +74,7 @@ def lr_factor(
         warmup_start: factor at step 0.
         end_factor: factor at the last step.
     """
-    ramp = _ramp_fraction(schedule)
-    if schedule not in LR_SCHEDULES and ramp is None:
-        raise ValueError(f"schedule must be one of {LR_SCHEDULES} or 'lin<T>' with 0 < T < 1, got {schedule!r}")
+    ramp = _ramp_fraction(check_lr_schedule(schedule))
     if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
         raise ValueError(
             f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got {total_steps}, {warmup_steps}"
@@ -98,6 +96,13 @@ def lr_factor(
     if progress < flat:
         return 1.0
     return end_factor + (1 - end_factor) * (1 - progress) / (1 - flat)
+
+
+def check_lr_schedule(schedule: str) -> str:
+    """``schedule`` if it names a schedule of :func:`lr_factor`, else a ValueError listing them."""
+    if schedule not in LR_SCHEDULES and _ramp_fraction(schedule) is None:
+        raise ValueError(f"lr schedule must be one of {LR_SCHEDULES} or 'lin<T>' with 0 < T < 1, got {schedule!r}")
+    return schedule
 
 
 def _ramp_fraction(schedule: str) -> float | None:
@@ -145,9 +150,10 @@ def progressive_stage(
 
 
 def progressive_newest_weight(steps_in_stage: int, stage_warmup_steps: int, is_first_stage: bool) -> float:
-    """Loss weight of the newest scale after a stage change: ramps from 0.01 to 1 (VAR ``pgwp``).
+    """Loss weight of the newest scale after a stage change: ``steps_in_stage / stage_warmup_steps`` clamped to
+    [0.01, 1] (VAR ``prog_it / pgwp``; ``steps_in_stage`` is 1 on the stage's first step, as ``prog_it``).
 
-    The first stage has nothing new to ramp in (weight 1), as in the official trainer.
+    ``is_first_stage``: a stage that ramps nothing in (weight 1): the official trainer's first stage, and its last.
     """
     if is_first_stage or stage_warmup_steps <= 0:
         return 1.0

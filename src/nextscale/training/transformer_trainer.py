@@ -201,7 +201,10 @@ class TransformerTrainer(Trainer):
             return 1.0
         ramp = obj.progressive_stage_warmup or self.config.total_steps / 300
         stage = self.stage(step)
-        return progressive_newest_weight(step - self.stage_start(step), ramp, stage == obj.progressive_first_stage)
+        # As VAR's trainer: the step counts from 1 in its stage (prog_it), and neither the first stage (the LR
+        # warm-up covers it) nor the last, full one ramps its newest scale in.
+        settled = stage in (obj.progressive_first_stage, self.schedule.num_scales - 1)
+        return progressive_newest_weight(step - self.stage_start(step) + 1, ramp, settled)
 
     # ----------------------------------------------------------------------------------- batches
     def text_condition(self, captions: list[str]) -> TextCondition:
