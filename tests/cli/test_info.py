@@ -95,6 +95,8 @@ def test_a_run_its_checkpoint_and_a_token_folder(tmp_path, capsys):
     assert run["progress"].startswith("step 2 of 3") and "re-run" in run["progress"]
     assert run["checkpoints"] == ["step-00000002.pt"]
     assert run["last_train"]["step"] == "2" and run["model"]["depth"] == transformer_config.depth
+    speed = float(run["last_train"]["samples_per_second"])
+    assert run["time_left"].endswith(f"({speed:.4g} samples/s)")  # one step of 8 samples left
     (checkpoint,) = facts(capsys, str(run_dir / "checkpoints" / "step-00000002.pt"))
     assert checkpoint["intact"].startswith("yes") and checkpoint["run"] == str(run_dir)
 

@@ -294,6 +294,10 @@ def describe_run(folder: Path) -> dict[str, Any]:
         report["last_train"] = train_line
     if eval_line:
         report["last_eval"] = eval_line
+    speed = float(train_line.get("samples_per_second", 0) or 0)
+    if isinstance(total, int) and step < total and speed > 0 and train.get("batch_size"):
+        seconds = (total - step) * train["batch_size"] / speed
+        report["time_left"] = f"about {_duration(seconds)} at the last logged speed ({speed:.4g} samples/s)"
     if config["kind"] == "transformer" and checkpoints:
         report["next"] = f"nextscale export --run {folder} --out DIR  (or sample --model {folder})"
     return report
@@ -406,6 +410,13 @@ def describe_official_file(path: Path) -> dict[str, Any]:
     else:
         report["convert"] = f"nextscale convert --var VAR.pth --vae {path} --out DIR (the VQ-VAE of a pipeline)"
     return report
+
+
+def _duration(seconds: float) -> str:
+    """3725 -> "1.0 h", 95 -> "1.6 min", 40 -> "40 s"."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def _product(shape: list[int]) -> int:
