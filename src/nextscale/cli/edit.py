@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=Path("edited.png"),
-        help="result image, .png, .jpg or .webp (a grid if --num > 1; with --paste-back, OUT_0, OUT_1, ...)",
+        help="result image, .png, .jpg or .webp (default: edited.png; a grid if --num > 1; with --paste-back, OUT_0, "
+        "OUT_1, ...)",
     )
     parser.add_argument("--paste-back", action="store_true", help="write the result at the input's original size")
     parser.add_argument(

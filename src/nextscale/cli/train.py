@@ -9,15 +9,15 @@ Examples:
 
     # Fashion-MNIST demo model on a 2-core CPU, see configs/fashion_mnist_transformer.json
     nextscale tokenize --tokenizer runs/fm-tokenizer --data fashion-mnist --out tokens/fm-train
-    nextscale train --config configs/fashion_mnist_transformer.json --tokenizer runs/fm-tokenizer \\
-        --tokens tokens/fm-train --run-dir runs/fm-var
+    nextscale tokenize --tokenizer runs/fm-tokenizer --data fashion-mnist --split test --out tokens/fm-test
+    nextscale train --config configs/fashion_mnist_transformer.json --tokenizer runs/fm-tokenizer --run-dir runs/fm-var
 
     # STAR text-to-image on captioned Fashion-MNIST scenes (configs/fashion_scenes_transformer.json)
     nextscale make-scenes --split train --count 60000 --out data/scenes-train
     nextscale tokenize --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16 \\
         --data captions:data/scenes-train --out tokens/scenes-train
     nextscale train --config configs/fashion_scenes_transformer.json --tokenizer src/nextscale/assets/demo \\
-        --text-encoder default --tokens tokens/scenes-train --run-dir runs/scenes
+        --scale-sides 1,2,4,8,16 --text-encoder default --tokens tokens/scenes-train --run-dir runs/scenes
 
     # STAR resolution transfer: continue a 64 px text model on a longer (128 px) schedule
     nextscale train --init-from runs/scenes --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16,24,32 \\
