@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from machine import machine_name, matmul_peak_flops, reset_cpu_peak, synchronize
+from machine import benchmark_device, machine_name, matmul_peak_flops, reset_cpu_peak, synchronize
 
 from nextscale.scales import SIDES_256, SIDES_512, SIDES_1024
 from nextscale.training.optim import build_adamw
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (the GPU recipe)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = benchmark_device(args.device)
     torch.manual_seed(0)
     config = TransformerConfig.from_depth(args.depth, scale_sides=SIDES[args.image_size])
     reference = ScaleTransformer(config).to(device)

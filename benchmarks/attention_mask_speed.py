@@ -26,7 +26,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from machine import machine_name, synchronize
+from machine import benchmark_device, machine_name, synchronize
 
 from nextscale.presets import var
 from nextscale.scales import SIDES_256, SIDES_512, SIDES_1024
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = benchmark_device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = dataclasses.replace(var(args.depth)[1], scale_sides=SIDES[args.image_size])

@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+
+def benchmark_device(name: str) -> torch.device:
+    """``--device`` as a torch.device; a device this machine lacks ends the script with one line, not a traceback."""
+    from nextscale.pretrained import usable_device
+
+    try:
+        return usable_device(name, "--device")
+    except ValueError as err:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: {err}") from None
 
 
 def synchronize(device: torch.device) -> None:

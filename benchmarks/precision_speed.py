@@ -16,7 +16,7 @@ import argparse
 import time
 
 import torch
-from machine import machine_name
+from machine import benchmark_device, machine_name
 
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.sampling.precision import choose_precision
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = benchmark_device(args.device)
     names = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16", "int8"]
     machine = machine_name(device)
     print(f"machine: {machine}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}")

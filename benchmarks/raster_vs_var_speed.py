@@ -17,7 +17,7 @@ import dataclasses
 import time
 
 import torch
-from machine import machine_name, synchronize
+from machine import benchmark_device, machine_name, synchronize
 
 from nextscale.presets import var
 from nextscale.sampling.guidance import SamplingConfig
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = benchmark_device(args.device)
     torch.manual_seed(0)
     tokenizer_config, var_config = var(args.depth)
     side = tokenizer_config.scale_sides[-1]

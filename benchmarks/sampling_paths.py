@@ -36,7 +36,7 @@ import multiprocessing
 import time
 
 import torch
-from machine import cpu_peak_gib, machine_name, matmul_peak_flops, reset_cpu_peak, synchronize
+from machine import benchmark_device, cpu_peak_gib, machine_name, matmul_peak_flops, reset_cpu_peak, synchronize
 from reference_sampler import reference_sample
 from sampling_speed import sampling_flops
 
@@ -148,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.paths[0] != "reference":
         parser.error("--paths must start with reference (every ratio is taken against it)")
-    device = torch.device(args.device)
+    device = benchmark_device(args.device)
     torch.set_num_threads(args.threads)
     reference = ReferenceProcess(args.depth, args.threads, device)
     tokenizer, transformer = build_models(args.depth, device)

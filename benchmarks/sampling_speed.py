@@ -15,7 +15,7 @@ import argparse
 import time
 
 import torch
-from machine import machine_name, matmul_peak_flops, synchronize
+from machine import benchmark_device, machine_name, matmul_peak_flops, synchronize
 
 from nextscale.presets import var
 from nextscale.sampling.guidance import SamplingConfig
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--bf16", action="store_true", help="run the loop under bf16 autocast (peak in bf16 too)")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = benchmark_device(args.device)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from machine import cpu_peak_gib, machine_name, reset_cpu_peak, synchronize
+from machine import benchmark_device, cpu_peak_gib, machine_name, reset_cpu_peak, synchronize
 
 from nextscale.presets import var
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--skip-256", action="store_true", help="only the bundled 32 px tokenizer")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = benchmark_device(args.device)
     torch.manual_seed(0)
     machine = machine_name(device)
     print(f"machine: {machine}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}, float32")

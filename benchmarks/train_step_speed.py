@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from machine import machine_name, matmul_peak_flops, synchronize
+from machine import benchmark_device, machine_name, matmul_peak_flops, synchronize
 from torch import nn
 
 from nextscale.presets import FASHION_SIDES
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, help="bf16 peak for MFU on CUDA (default: datasheet)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = benchmark_device(args.device)
     torch.manual_seed(0)
     config = TransformerConfig.from_depth(
         args.depth, num_classes=10, vocab_size=512, code_dim=16, scale_sides=FASHION_SIDES

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import read_metrics
+from training_helpers import read_metrics, tiny_configs
 
 from nextscale.sampling.pipeline import Pipeline
 from reference_fixtures import require
@@ -127,3 +127,21 @@ def test_raster_baseline_through_the_cli(tmp_path, monkeypatch):
         run_command("evaluate", f"--model {tmp_path / 'raw'} --loss --tokens {var_tokens}")
     with pytest.raises(ValueError, match=r"but this tokenizer reads scales \(4,\)"):
         run_command("train", f"{train.replace(str(tokens), str(var_tokens))} --steps 1 --run-dir {tmp_path / 'x'}")
+
+
+def test_train_takes_the_schedule_of_tokens_made_with_scale_sides(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(REPO)
+    from nextscale.pretrained import save_component
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+
+    torch.manual_seed(0)
+    save_component(MultiScaleVQVAE(tiny_configs()[0]), tmp_path / "tok")  # its own scales: 1, 2, 4
+    tokens = tmp_path / "tokens"
+    flags = f"--tokenizer {tmp_path / 'tok'} --data {TINY_DATA} --scale-sides 1,4 --out {tokens} --no-progress"
+    assert run_command("tokenize", flags) == 0
+    run = tmp_path / "run"
+    train = f"--tokenizer {tmp_path / 'tok'} --tokens {tokens} --preset tiny --steps 1 --batch-size 8 --run-dir {run} --no-progress"
+    with caplog.at_level("INFO"):
+        assert run_command("train", train) == 0
+    assert json.loads((run / "config.json").read_text())["transformer"]["scale_sides"] == [1, 4]
+    assert f"scales 1,4 (17 tokens), from the token folder {tokens}" in caplog.text

@@ -377,6 +377,15 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     sides = scale_sides_for(args.resolution, args.scale_sides, tokenizer.config.downsample_factor)
     if args.raster:  # the raster baseline models one map: the tokenizer's last
         sides = ((sides or tokenizer.config.scale_sides)[-1],)
+    default_source = f"the tokenizer {args.tokenizer}"
+    if sides is None and args.tokens and not args.raster:
+        # Tokens made with `tokenize --scale-sides` hold that schedule: train on it (the manifest's tokenizer hashes
+        # still have to match), rather than refuse the folder and ask to tokenize again.
+        from nextscale.data.token_manifest import read_manifest
+
+        made = tuple(read_manifest(args.tokens)["scale_sides"])
+        if made != tuple(tokenizer.config.scale_sides):
+            sides, default_source = made, f"the token folder {args.tokens}"
     if sides is not None and sides != tuple(tokenizer.config.scale_sides):
         tokenizer = with_scale_sides(tokenizer, sides)
     config = tokenizer.config
@@ -392,7 +401,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         train_set = TokenShardDataset(args.tokens, tokenizer, seed=args.seed)  # the seed of the caption draws
     if args.eval_tokens:
         eval_set = TokenShardDataset(args.eval_tokens, tokenizer)
-    source = schedule_source(args, f"the tokenizer {args.tokenizer}")
+    source = schedule_source(args, default_source)
     log_data_report(config, source, train_set, eval_set, args.data)
     if text_encoder is None and (not args.init_from or args.num_classes is not None or has_class_list(train_set)):
         # with --init-from the model's class count stands unless the data's class list or --num-classes differ
