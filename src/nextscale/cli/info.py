@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import platform
 import sys
 from importlib import metadata
@@ -181,19 +182,15 @@ def component_facts(folder: Path) -> dict[str, Any]:
         for key in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
             piece = weights.get_slice(key)
             shape = piece.get_shape()
-            count += int(_product(shape))
+            count += math.prod(shape)
             dtypes.add(piece.get_dtype())
     facts = {
         "class": saved.get("class", "?"),
         "parameters": _millions(count),
         "weights": "/".join(sorted(dtypes)),
     }
-    for key in ("depth", "embed_dim", "num_heads", "num_classes", "vocab_size", "code_dim", "text_dim"):
-        if key in config:
-            facts[key] = config[key]
-    if "scale_sides" in config:
-        facts["scale_sides"] = config["scale_sides"]
-    return facts
+    shape = ("depth", "embed_dim", "num_heads", "num_classes", "vocab_size", "code_dim", "text_dim", "scale_sides")
+    return facts | {key: config[key] for key in shape if key in config}
 
 
 def describe_pipeline(folder: Path) -> dict[str, Any]:
@@ -417,13 +414,6 @@ def _duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
-def _product(shape: list[int]) -> int:
-    total = 1
-    for size in shape:
-        total *= size
-    return total
 
 
 def _millions(count: int) -> str:
