@@ -140,8 +140,27 @@ def test_train_takes_the_schedule_of_tokens_made_with_scale_sides(tmp_path, monk
     flags = f"--tokenizer {tmp_path / 'tok'} --data {TINY_DATA} --scale-sides 1,4 --out {tokens} --no-progress"
     assert run_command("tokenize", flags) == 0
     run = tmp_path / "run"
-    train = f"--tokenizer {tmp_path / 'tok'} --tokens {tokens} --preset tiny --steps 1 --batch-size 8 --run-dir {run} --no-progress"
+    train = f"--tokenizer {tmp_path / 'tok'} --tokens {tokens} --preset tiny --steps 1 --batch-size 8 --run-dir {run}"
     with caplog.at_level("INFO"):
-        assert run_command("train", train) == 0
+        assert run_command("train", f"{train} --no-progress") == 0
     assert json.loads((run / "config.json").read_text())["transformer"]["scale_sides"] == [1, 4]
     assert f"scales 1,4 (17 tokens), from the token folder {tokens}" in caplog.text
+
+
+def test_progressive_training_takes_vars_lr_schedule_unless_one_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    from nextscale.pretrained import save_component
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+
+    torch.manual_seed(0)
+    save_component(MultiScaleVQVAE(tiny_configs()[0]), tmp_path / "tok")
+    (tmp_path / "run.json").write_text(json.dumps({"args": {"lr-schedule": "cos"}}))
+    base = f"--tokenizer {tmp_path / 'tok'} --data {TINY_DATA} --preset tiny --steps 1 --batch-size 8 --no-progress"
+    for name, flags, expected in (
+        ("default", "--progressive 0.5 --progressive-first-stage 1", "lin0.5"),
+        ("typed", "--progressive 0.5 --progressive-first-stage 1 --lr-schedule lin0", "lin0"),
+        ("file", f"--progressive 0.5 --progressive-first-stage 1 --config {tmp_path / 'run.json'}", "cos"),
+        ("off", "", "lin0"),
+    ):
+        assert run_command("train", f"{base} {flags} --run-dir {tmp_path / name}") == 0
+        assert json.loads((tmp_path / name / "config.json").read_text())["train"]["lr_schedule"] == expected, name

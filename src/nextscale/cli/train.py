@@ -139,8 +139,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--progressive",
         type=float,
         default=OBJECTIVE.progressive,
-        help="fraction of training that adds scales progressively (VAR pg; 0 = off); VAR pairs it with "
-        "--lr-schedule lin<pg>, e.g. --progressive 0.8 --lr-schedule lin0.8",
+        help="fraction of training that adds scales progressively (VAR pg; 0 = off); the lr schedule then "
+        "becomes lin<pg> (e.g. lin0.8), as in VAR, unless --lr-schedule or the run file names one",
     )
     group.add_argument(
         "--progressive-first-stage",
@@ -341,6 +341,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def progressive_lr_schedule(args: argparse.Namespace) -> None:
+    """Under --progressive pg (0 < pg < 1) VAR's trainer switches its LR schedule to lin<pg>; so does this one
+    unless the command line or the run file names a schedule."""
+    from nextscale import distributed
+    from nextscale.training.options import chosen_options
+
+    if 0 < args.progressive < 1 and "lr_schedule" not in chosen_options(args):
+        args.lr_schedule = f"lin{args.progressive:g}"
+        distributed.get_logger("nextscale.train").info(
+            "--progressive %g: lr schedule %s, as in VAR's trainer (--lr-schedule names another)",
+            args.progressive,
+            args.lr_schedule,
+        )
+
+
 def check_token_folders(args: argparse.Namespace) -> None:
     """Refuse a --tokens / --eval-tokens path that is not a token folder, saying how to name the right one, and
     captioned tokens without a text encoder (a class model cannot train on them)."""
@@ -373,6 +388,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.training.options import fit_and_report, train_config_from_args
     from nextscale.training.transformer_trainer import TransformerTrainer
 
+    progressive_lr_schedule(args)
     tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
     sides = scale_sides_for(args.resolution, args.scale_sides, tokenizer.config.downsample_factor)
     if args.raster:  # the raster baseline models one map: the tokenizer's last

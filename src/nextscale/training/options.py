@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 GIVEN = "_given_on_command_line"  # namespace attribute: the dests typed on the command line
+FROM_FILE = "_given_in_run_file"  # namespace attribute: the dests the --config run file set
 PRECEDENCE_HELP = """\
 option precedence, the same for every option:
   1. the command line: a flag you type always wins, also when its value equals the default or is 'none'
@@ -65,6 +66,11 @@ def _recording(base: type[argparse.Action]) -> type[argparse.Action]:
 def given_options(args: argparse.Namespace) -> frozenset[str]:
     """The dests typed on the command line (needs ``record_given_options`` on the parser)."""
     return frozenset(getattr(args, GIVEN, frozenset()))
+
+
+def chosen_options(args: argparse.Namespace) -> frozenset[str]:
+    """The dests the user set: typed on the command line or given by the --config run file (not defaults)."""
+    return given_options(args) | frozenset(getattr(args, FROM_FILE, frozenset()))
 
 
 def optional_float(text: str) -> float | None:
@@ -252,6 +258,7 @@ def apply_run_file(args: argparse.Namespace, sources: tuple[Source, ...] = ()) -
             dropped.append(key)
             continue
         setattr(args, dest, value)
+        setattr(args, FROM_FILE, frozenset(getattr(args, FROM_FILE, frozenset())) | {dest})
     if dropped:
         log.info("ignoring %s from %s: the command line names another source for them", ", ".join(dropped), path)
     return args
