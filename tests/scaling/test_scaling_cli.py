@@ -193,3 +193,14 @@ def test_plot_irreducible_draws_the_law_above_a_floor(tmp_path, capsys):
         + "".join(f"r{i},{r['params']},{r['compute']},{r['loss']}\n" for i, r in enumerate(rows))
     )
     assert main(["scaling", "plot", "--csv", str(table), "--irreducible", "--out", str(tmp_path / "f.png")]) == 0
+
+
+def test_info_describes_a_sweep_run_by_run(finished_sweep):
+    from nextscale.cli.info import describe
+    from nextscale.scaling.sweep import collect_sweep
+
+    report = describe(str(finished_sweep))
+    runs = collect_sweep(finished_sweep)
+    assert report["what"].endswith(f"a scaling sweep of {len(runs)} runs ({len(runs)} finished)")
+    for run in runs:
+        assert report[run.run].startswith("N = ") and f"L_avg {run.evals[-1].loss:.4g}" in report[run.run]

@@ -5,6 +5,7 @@ Examples:
     nextscale info bundled:fashion-mnist # a pipeline folder: components, sizes, schedule, classes, settings
     nextscale info runs/fm-var           # a training run: kind, progress, last metrics, checkpoints
     nextscale info tokens/fm-train       # a token folder: sequences, schedule, condition, tokenizer
+    nextscale info sweeps/fm1200         # a scaling sweep: its runs, their size, compute and last held-out loss
     nextscale info var_d16.pth           # an official VAR / STAR / VQ-VAE checkpoint: its shape and how to convert it
     nextscale info --json runs/fm-var    # the same facts as JSON
 
@@ -152,11 +153,13 @@ def describe(text: str) -> dict[str, Any]:
             return describe_run(path)
         if (path / "manifest.json").is_file():
             return describe_tokens(path)
+        if (path / "sweep.json").is_file():
+            return describe_sweep(path)
         if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
             return {"what": f"{path}: a model component folder", **component_facts(path)}
         raise ValueError(
             f"{path} is not a nextscale folder: a pipeline holds pipeline.json, a training run config.json with "
-            "its kind, a token folder manifest.json"
+            "its kind, a token folder manifest.json, a scaling sweep sweep.json"
         )
     if path.name == "model.safetensors" and (path.parent / "config.json").is_file():
         return describe(str(path.parent))
@@ -343,6 +346,22 @@ def describe_tokens(folder: Path) -> dict[str, Any]:
         report["classes"] = len(manifest["class_names"])
     if manifest.get("left_out"):
         report["left_out"] = f"{len(manifest['left_out'])} undecodable images"
+    return report
+
+
+def describe_sweep(folder: Path) -> dict[str, Any]:
+    """A `nextscale scaling run` folder: one line per run (size, compute, progress, last held-out loss)."""
+    from nextscale.scaling.sweep import collect_sweep
+
+    runs = collect_sweep(folder)
+    finished = sum(run.finished for run in runs)
+    report: dict[str, Any] = {"what": f"{folder}: a scaling sweep of {len(runs)} runs ({finished} finished)"}
+    for run in runs:
+        last = run.evals[-1] if run.evals else None
+        held_out = f"L_avg {last.loss:.4g} at step {last.step}, C = {last.compute:.3g} FLOPs" if last else "no eval yet"
+        status = "finished" if run.finished else f"step {run.saved_step} of {run.total_steps}"
+        report[run.run] = f"N = {_millions(run.params)}, {status}; {held_out}"
+    report["next"] = f"nextscale scaling fit --sweep {folder}  (and plot, samples)"
     return report
 
 
