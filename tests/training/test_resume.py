@@ -1,6 +1,7 @@
 """Resume: a run interrupted and re-run continues at the same step and data position with the same losses."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +51,23 @@ def test_transformer_resume_matches_uninterrupted_run(tmp_path, data):
     assert (
         state_differences(ckpt.load_latest(tmp_path / "straight")[0], ckpt.load_latest(tmp_path / "resumed")[0]) == []
     )
+
+
+def test_resume_between_metrics_lines_logs_what_an_uninterrupted_run_logs(tmp_path, data):
+    settings = dict(log_every=2, checkpoint_every=3, keep_checkpoints=0)
+    _transformer_trainer(tmp_path / "straight", data, **settings).fit()
+    shutil.copytree(tmp_path / "straight", tmp_path / "crashed")
+    for path in (tmp_path / "crashed" / "checkpoints").glob("step-00000006.pt*"):
+        path.unlink()  # a crash before step 6's checkpoint: the run resumes at step 3, between two metrics lines
+    resumed = _transformer_trainer(tmp_path / "crashed", data, **settings)
+    assert resumed.step == 3 and set(resumed.metrics_window)  # step 3's metrics, waiting for the line at step 4
+    resumed.fit()
+
+    def lines(run):
+        return [{k: v for k, v in r.items() if k != "samples_per_second"} for r in read_metrics(tmp_path / run)]
+
+    assert [r["step"] for r in lines("straight")] == [2, 4, 6]
+    assert lines("crashed") == lines("straight")  # the line at step 4 averages steps 3 and 4 in both
 
 
 def test_activation_checkpointing_switched_on_at_resume_changes_no_number(tmp_path, data):

@@ -117,6 +117,9 @@ class Trainer(abc.ABC):
             len(train_dataset), self.micro_batch, self.dist.rank, self.dist.world_size, shuffle=True, seed=config.seed
         )
         self.step = 0
+        # this rank's step metrics since the last metrics line; checkpointed, so that the first line after a resume
+        # averages the same steps as in an uninterrupted run
+        self.metrics_window: dict[str, list[torch.Tensor]] = {}
         self.held_out_watch = HeldOutWatch()
         self._saved_step: int | None = None  # step of the newest checkpoint this run holds
         seed_everything(config.seed * max(self.dist.world_size, 1) + self.dist.rank)
@@ -195,7 +198,7 @@ class Trainer(abc.ABC):
 
     def _fit_steps(self, stop: int, batches, bar, stop_request: StopRequest) -> dict[str, float]:
         cfg = self.config
-        window: dict[str, list[torch.Tensor]] = {}
+        window = self.metrics_window
         last: dict[str, float] = {}
         started, samples = time.perf_counter(), 0
         while self.step < stop:
@@ -217,7 +220,8 @@ class Trainer(abc.ABC):
                 self.log_metrics(last, "train")
                 if bar is not None:
                     bar.set_postfix(loss=f"{last.get('loss', float('nan')):.4f}")
-                window, started, samples = {}, time.perf_counter(), 0
+                window = self.metrics_window = {}
+                started, samples = time.perf_counter(), 0
             if cfg.eval_every and (self.step % cfg.eval_every == 0 or done):
                 self.run_evaluation()
             if cfg.preview_every and (self.step % cfg.preview_every == 0 or done) and self.dist.is_main:
@@ -353,6 +357,9 @@ class Trainer(abc.ABC):
             "scaler": self.scaler.state_dict(),
             "sampler": self.sampler.state_for_step(self.step * self.config.grad_accum),
             "rng": distributed.all_gather_objects(ckpt.capture_rng_state()),
+            "metrics_window": distributed.all_gather_objects(
+                {name: torch.stack(values).cpu() for name, values in self.metrics_window.items()}
+            ),
             "world_size": self.dist.world_size,
             "extra": self.extra_state(),
         }
@@ -406,6 +413,8 @@ class Trainer(abc.ABC):
         self.load_extra_state(state.get("extra", {}))
         if int(state["world_size"]) == self.dist.world_size:
             ckpt.restore_rng_state(state["rng"][self.dist.rank])
+            window = state.get("metrics_window", [{}] * self.dist.world_size)[self.dist.rank]  # older checkpoints: none
+            self.metrics_window = {name: list(values.to(self.device).unbind(0)) for name, values in window.items()}
         else:
             log.warning(
                 "checkpoint %s was written by %d processes, now %d: RNG streams restart from the seed",
