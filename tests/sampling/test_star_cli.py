@@ -100,3 +100,37 @@ def test_refusals_are_one_line_errors(converted, fixture, tmp_path, capsys):
     args = ["convert", "--vae", str(VAR_PARITY / "vqvae.pth"), "--star", str(STAR_PARITY / "star_d2.pth")]
     assert main([*args, "--out", str(tmp_path / "o"), "--text-encoder", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_a_sampler_checkpoint_converts_and_samples_masked(fixture, tmp_path):
+    """The d2 fixture plus a masked-sampler head in the official names (shapes as in star-1024-sampler) through
+    `convert`: the folder recommends the demo's settings with masked sampling, and a masked call on the released
+    256-px schedule (scale 9, the 16 x 16 map, from the head) keeps the official tokens of scales 0-8."""
+    state = dict(
+        torch.load(STAR_PARITY / "star_d2.pth", map_location="cpu", weights_only=True)["trainer"]["var_wo_ddp"]
+    )
+    width, gen = state["pos_start"].shape[-1], torch.Generator().manual_seed(0)
+    head = {"pos_start_last": (1, 1, width), "word_embed_head.weight": (width, 32), "word_embed_head.bias": (width,)}
+    head |= {"lvl_embed_2.weight": (10, width), "encoder_proj2.weight": (width, 384), "encoder_proj2.bias": (width,)}
+    head |= {"head_proj.weight": (width, 2 * width), "head_proj.bias": (width,), "head_logits2.weight": (4096, width)}
+    head |= {"head_logits2.bias": (4096,)}
+    for i in range(3):
+        block = {f"feat_extract_blocks.{i}.{key[len('blocks.0.') :]}": value for key, value in state.items()}
+        head |= {key: tuple(value.shape) for key, value in block.items() if ".attn." in key or ".ffn." in key}
+        head = {key: shape for key, shape in head.items() if "cross_attn" not in key}
+    for key, shape in head.items():
+        state[key] = torch.zeros(shape) if key.endswith("zero_k_bias") else torch.randn(shape, generator=gen) * 0.02
+    checkpoint = tmp_path / "star-sampler.pth"
+    torch.save({"trainer": {"var_wo_ddp": state}}, checkpoint)
+    out = tmp_path / "star-sampler"
+    assert main(["convert", "--vae", str(VAR_PARITY / "vqvae.pth"), "--star", str(checkpoint), "--out", str(out)]) == 0
+    pipe = Pipeline.from_pretrained(out)
+    assert pipe.transformer.config.sampler_head and pipe.transformer.config.sampler_from_scale == 9
+    assert pipe.recommended_sampling == {"cfg": 4.0, "top_k": 600, "top_p": 0.8, "masked_sampling": True}
+    settings = dict(cfg=4.0, top_k=900, top_p=0.95, output_type="pt", **official_features(fixture))
+    masked = pipe(generator=torch.Generator().manual_seed(42), masked_sampling=True, **settings)
+    start = pipe.transformer.schedule.scale_slice(9).start
+    assert torch.equal(masked.tokens[:, :start], fixture["sample_idx_all"][:, :start])
+    assert not torch.equal(masked.tokens[:, start:], fixture["sample_idx_all"][:, start:])
+    plain = pipe(generator=torch.Generator().manual_seed(42), **settings)
+    assert torch.equal(plain.tokens, fixture["sample_idx_all"])  # the head is inert without masked sampling

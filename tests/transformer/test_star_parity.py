@@ -215,6 +215,6 @@ def test_non_star_files_are_refused_with_a_clear_error(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"is not a PyTorch checkpoint \(corrupt, truncated, or another kind"):
         read_official_star(junk)
-    sampler_state = {"pos_start_last": torch.zeros(1)}
-    with pytest.raises(ValueError, match="masked-sampler"):
-        read_official_star(sampler_state)
+    head_only = {"pos_start_last": torch.zeros(1)}  # a sampler head without its model
+    with pytest.raises(ValueError, match="not an official STAR transformer checkpoint: missing"):
+        read_official_star(head_only)

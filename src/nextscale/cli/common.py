@@ -159,9 +159,6 @@ def optional_number(kind: type):
     return parse
 
 
-SAMPLING_FLAGS = ("cfg", "top_k", "top_p", "temperature")
-
-
 def seed(text: str) -> int:
     """--seed: an integer torch's generators can take, refused while parsing (before any model loads)."""
     from nextscale.sampling.pipeline import SEED_RANGE
@@ -211,9 +208,23 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, cfg: float = 1.5, cf
         help="official 'more smooth' mode: Gumbel-softmax mixture of codes (nicer pictures); text models mix "
         "the unfiltered logits, as STAR does (--top-k and --top-p unused)",
     )
+    group.add_argument(
+        "--masked-sampling",
+        action=argparse.BooleanOptionalAction,
+        default=Default(False),
+        help="STAR's masked sampling of the finest scales (official w_mask: tokens decided in 8-15 steps, from "
+        "the main model and then the masked-sampler head); only models with that head (the official "
+        "star-1024-sampler checkpoint), which recommend it on (default: the model's recommendation, else off)",
+    )
 
 
-SAMPLING_FLAGS = {"top_k": "--top-k", "top_p": "--top-p", "temperature": "--temperature", "cfg": "--cfg"}
+SAMPLING_FLAGS = {
+    "top_k": "--top-k",
+    "top_p": "--top-p",
+    "temperature": "--temperature",
+    "cfg": "--cfg",
+    "masked_sampling": "--masked-sampling",
+}
 
 
 def check_sampling_flags(args: argparse.Namespace) -> None:
@@ -258,6 +269,7 @@ def sampling_kwargs(args: argparse.Namespace) -> dict:
         top_p=args.top_p,
         temperature=args.temperature,
         smooth=args.smooth,
+        masked_sampling=args.masked_sampling,
         seed=args.seed,
     )
 

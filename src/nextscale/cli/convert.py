@@ -127,6 +127,7 @@ def convert_star(args: argparse.Namespace):
     from nextscale.sampling.text_pipeline import TextPipeline
     from nextscale.tokenizer.official import load_official_vqvae, read_official_vqvae
     from nextscale.transformer.text_official import (
+        OFFICIAL_SAMPLER_SAMPLING,
         OFFICIAL_SAMPLING,
         assumed_image_size,
         load_official_star,
@@ -144,7 +145,9 @@ def convert_star(args: argparse.Namespace):
     vae = read_official_vqvae(args.vae)
     tokenizer = load_official_vqvae(vae, scale_sides=transformer.config.scale_sides)
     text_encoder = None if args.text_encoder is None else load_text_encoder_option(args.text_encoder)
-    pipe = TextPipeline(tokenizer, transformer, text_encoder).recommend(**OFFICIAL_SAMPLING)
+    sampler = transformer.config.sampler_head
+    settings = OFFICIAL_SAMPLER_SAMPLING if sampler else OFFICIAL_SAMPLING
+    pipe = TextPipeline(tokenizer, transformer, text_encoder).recommend(**settings)
     assumed = assumed_image_size(checkpoint, args.image_size)
     if assumed is not None:  # once everything else has loaded, so that it does not precede an error
         print(
@@ -159,10 +162,12 @@ def convert_star(args: argparse.Namespace):
         how = "files copied into the folder" if args.copy_text_encoder else "its location recorded"
         encoder = f"text encoder {args.text_encoder} ({how})"
     mode = "official batch-0" if config.official_batch0_cross_attention else "per-sample"
+    head = f", masked-sampler head from scale {config.sampler_from_scale}" if sampler else ""
+    origin = "the official demo's and MJHQ evaluation's settings" if sampler else "official sample.py settings"
     summary = (
         f"STAR depth {config.depth} (width {config.embed_dim}, {config.num_heads} heads, text width "
-        f"{config.text_dim}), scales {config.scale_sides}, image size {pipe.image_size}px, {mode} cross-attention, "
-        f"{encoder}, {recommended(pipe, 'official sample.py settings')}"
+        f"{config.text_dim}), scales {config.scale_sides}, image size {pipe.image_size}px, {mode} cross-attention"
+        f"{head}, {encoder}, {recommended(pipe, origin)}"
     )
     return pipe, summary + source_notes({"--star": checkpoint, "--vae": vae})
 

@@ -415,7 +415,11 @@ def describe_official_file(path: Path) -> dict[str, Any]:
 
         config = infer_official_star_config(checkpoint.state, patch_nums=checkpoint.patch_nums, resos=checkpoint.resos)
         recorded = checkpoint.patch_nums is not None or checkpoint.resos is not None
-        report["shape"] = f"depth {config.depth}, width {config.embed_dim}, text width {config.text_dim}"
+        report["shape"] = f"depth {config.depth}, width {config.embed_dim}, text width {config.text_dim}" + (
+            f", masked-sampler head ({config.sampler_depth} blocks; sample with --masked-sampling)"
+            if config.sampler_head
+            else ""
+        )
         report["scales"] = ", ".join(map(str, config.scale_sides)) + (
             ""
             if recorded

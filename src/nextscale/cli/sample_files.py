@@ -63,7 +63,12 @@ def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | N
         "--num": args.num,
         "--batch-size": args.batch_size,  # batch b's seed is derived from (seed, b)
         "--seed": seed,
-        **{f"--{name.replace('_', '-')}": value for name, value in sampling.items()},
+        # masked sampling recorded only when on, so that folders written before it existed still resume
+        **{
+            f"--{name.replace('_', '-')}": value
+            for name, value in sampling.items()
+            if not (name == "masked_sampling" and not value)
+        },
         "--dtype": pipe.precision.name,
         "--device": torch.device(args.device).type,  # CPU and CUDA generators draw different numbers
     }

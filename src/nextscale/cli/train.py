@@ -34,6 +34,9 @@ captioned data (--data captions:PATH, or captioned token shards) trains a text m
 the tokenizer comes from --tokenizer (component or pipeline folder, tokenizer run, or official .pth).
 Loss: per-token cross-entropy averaged over tokens and the batch; per-scale loss and accuracy logged,
 per-scale held-out loss and token error evaluated. Export with `nextscale export --run RUN --out DIR`.
+STAR's training options for text models: --keep-tokens 8800 drops tokens of the last scale as its 1024 px
+stage does (training steps only), and --caption-drop-min-chars 21 lets condition dropout replace only
+captions longer than 20 characters, as its data loader.
 --init-from keeps the starting model's shape (--depth and the width flags are refused) and adapts the rest to the
 run, saying so: another class list, --drop-path-rate / --cond-drop-rate, and per-sample cross-attention for a
 converted STAR model (the official batch-0 behaviour would train only the first caption of every batch).
@@ -52,6 +55,7 @@ from nextscale.training.options import (
     add_run_arguments,
     int_tuple,
     optional_float,
+    optional_positive_int,
     record_given_options,
 )
 
@@ -166,6 +170,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--preview-cfg", type=float, default=OBJECTIVE.preview_cfg, help="CFG of preview samples")
     group.add_argument(
         "--preview-prompts", nargs="+", default=None, help="text models: preview prompts (default: first captions)"
+    )
+    group.add_argument(
+        "--keep-tokens",
+        type=optional_positive_int,
+        default=OBJECTIVE.keep_tokens,
+        help="text models: train on N tokens per sequence, dropping a random set of the positions from "
+        "--drop-tokens-from-scale on at every micro-batch, and average the loss over the kept tokens (STAR's "
+        "drop_scale_length: its 1024 px stage keeps 8800 of 9451); held-out evaluation stays on full sequences "
+        "(default: none, full sequences)",
+    )
+    group.add_argument(
+        "--drop-tokens-from-scale",
+        type=int,
+        default=OBJECTIVE.drop_tokens_from_scale,
+        help="text models with --keep-tokens: the first scale index whose tokens may be dropped; every token "
+        "before it is kept (default: the last scale, as STAR's 1024 px stage)",
+    )
+    group.add_argument(
+        "--caption-drop-min-chars",
+        type=int,
+        default=OBJECTIVE.caption_drop_min_chars,
+        help="text models: condition dropout (--cond-drop-rate) replaces only captions of at least this many "
+        "characters by the empty prompt (default 0: any caption; the official STAR loader drops only captions "
+        "longer than 20 characters: 21)",
     )
     add_run_arguments(parser, DEFAULTS)
     parser.add_argument(
@@ -433,6 +461,9 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         init_std=args.init_std,
         preview_cfg=args.preview_cfg,
         preview_prompts=tuple(args.preview_prompts or ()),
+        keep_tokens=args.keep_tokens,
+        drop_tokens_from_scale=args.drop_tokens_from_scale,
+        caption_drop_min_chars=args.caption_drop_min_chars,
     )
     seed_everything(args.seed)  # identical initial weights on every rank
     text_dim = None if text_encoder is None else text_encoder.width

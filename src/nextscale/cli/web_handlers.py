@@ -182,6 +182,8 @@ def sample_prompts(
             negative_prompt=[negative] if negative else None,
             num_images_per_prompt=per_prompt,
             output_type="pt",
+            # a model with the masked-sampler head recommends masked sampling (the official demo's setting)
+            masked_sampling=bool((pipe.recommended_sampling or {}).get("masked_sampling", False)),
             **settings,
         )
         grid = result_grid(pipe, out, labels, per_prompt, coarse_to_fine)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from nextscale.sampling.logits import check_sampling_args
 
 CFG_SCHEDULES = ("linear", "constant")
+# Step plans of STAR's masked sampling (official ``sample_version``), see ``masked_sampling.py``.
+MASKED_PLANS = ("1024", "head-only")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,12 @@ class SamplingConfig:
             models (STAR) mix the unfiltered logits (top_k and top_p unused) and draw no tokens, so the
             returned token is each mixture's heaviest code (a Gumbel-max draw from the scaled logits).
         overrides: per-scale replacements of cfg / top_k / top_p / temperature.
+        masked_sampling: STAR's masked sampling at the scales from ``sampler_from_scale`` on (official ``w_mask``;
+            needs a model with the masked-sampler head, the star-1024-sampler checkpoint). Those scales ignore
+            ``smooth``, as the official sampler does.
+        masked_plan: "1024" (official ``sample_version='1024'``: 8 steps per scale, 15 at scales above 12; the
+            first 5 steps of scales below 13 draw from the main model's logits) or "head-only" (any other
+            official version: 8 steps, all from the head).
     """
 
     cfg: float = 1.5
@@ -61,11 +69,15 @@ class SamplingConfig:
     temperature: float = 1.0
     smooth: bool = False
     overrides: tuple[ScaleOverride, ...] = field(default_factory=tuple)
+    masked_sampling: bool = False
+    masked_plan: str = "1024"
 
     def __post_init__(self) -> None:
         check_sampling_args(self.top_k, self.top_p, self.temperature, self.cfg)
         if self.cfg_schedule not in CFG_SCHEDULES:
             raise ValueError(f"cfg_schedule must be one of {CFG_SCHEDULES}, got {self.cfg_schedule!r}")
+        if self.masked_plan not in MASKED_PLANS:
+            raise ValueError(f"masked_plan must be one of {MASKED_PLANS}, got {self.masked_plan!r}")
         for override in self.overrides:
             check_sampling_args(
                 override.top_k,
@@ -89,6 +101,15 @@ class SamplingConfig:
             top_p=top_p,
             temperature=temperature,
         )
+
+    def full_cfg(self, scale_idx: int) -> float:
+        """The guidance strength at ``scale_idx`` before any ramp (the override's cfg, else ``cfg``): the masked
+        sampler's head guides with it at every step (official ``t=cfg``)."""
+        cfg = self.cfg
+        for override in self.overrides:
+            if override.scale_idx == scale_idx and override.cfg is not None:
+                cfg = override.cfg
+        return cfg
 
     def uses_guidance(self, num_scales: int) -> bool:
         """Whether any scale has a non-zero guidance weight (otherwise the batch is not doubled)."""

@@ -91,10 +91,30 @@ def sample_tokens(logits_BlV: torch.Tensor, generator: torch.Generator | None, n
     Returns:
         (B, l, num_samples) int64 token ids.
     """
-    batch, length, vocab = logits_BlV.shape
-    probs = logits_BlV.softmax(dim=-1).view(-1, vocab)
+    return _draw(logits_BlV.softmax(dim=-1), generator, num_samples)
+
+
+def sample_tokens_with_probability(
+    logits_BlV: torch.Tensor, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sample_tokens` (one draw per position) that also returns each drawn token's probability under the
+    filtered distribution (STAR's ``sample_with_top_k_top_p_(..., return_conf=True)``, the masked sampler's
+    confidence).
+
+    Returns:
+        (B, l) int64 tokens and their (B, l) float32 probabilities.
+    """
+    probs = logits_BlV.softmax(dim=-1)
+    tokens = _draw(probs, generator, 1)  # (B, l, 1)
+    return tokens[..., 0], probs.gather(-1, tokens)[..., 0]
+
+
+def _draw(probs_BlV: torch.Tensor, generator: torch.Generator | None, num_samples: int) -> torch.Tensor:
+    batch, length, vocab = probs_BlV.shape
     try:
-        draws = torch.multinomial(probs, num_samples=num_samples, replacement=True, generator=generator)
+        draws = torch.multinomial(
+            probs_BlV.view(-1, vocab), num_samples=num_samples, replacement=True, generator=generator
+        )
     except RuntimeError as err:  # found by the draw itself: checking every scale first would cost a device sync
         if "probability tensor contains" not in str(err):
             raise

@@ -194,6 +194,8 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         cfg_schedule: str = "linear",
         overrides: ScaleOverride | Sequence[ScaleOverride] = (),
         constraint: TokenConstraint | None = None,
+        masked_sampling: bool = False,
+        masked_plan: str = "1024",
         **text_inputs,
     ) -> PipelineOutput:
         """Sample images.
@@ -211,6 +213,9 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
             output_type: "pil" (a list of B images, mode "L" or "RGB"), "pt" ((B, C, H, W) float32 in [0, 1], on
                 the pipeline's device) or "np" ((B, H, W, C) uint8); C is 1 for grayscale models, else 3.
             constraint: per-scale token hook (editing).
+            masked_sampling, masked_plan: STAR's masked sampling of the finest scales (models with the
+                masked-sampler head; see ``SamplingConfig``). With a seed its order noise comes from a CPU generator
+                seeded alike, as the official code takes it from torch's (seeded) global generator.
             **text_inputs: ``negative_prompt``, ``prompt_embeds``, ``prompt_attention_mask``,
                 ``pooled_prompt_embeds`` and the three ``negative_*`` (text pipelines; see ``TextPipeline``).
         Returns:
@@ -225,8 +230,9 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
             raise TypeError(f"num_images_per_prompt must be an int, got {num_images_per_prompt!r}")
         if num_images_per_prompt < 1:
             raise ValueError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt}")
-        if not isinstance(smooth, (bool, np.bool_)):  # smooth="no" would switch smoothing on
-            raise TypeError(f"smooth must be True or False, got {smooth!r}")
+        for name, value in (("smooth", smooth), ("masked_sampling", masked_sampling)):
+            if not isinstance(value, (bool, np.bool_)):  # smooth="no" would switch smoothing on
+                raise TypeError(f"{name} must be True or False, got {value!r}")
         overrides = self.check_overrides(overrides)
         config = SamplingConfig(
             cfg=cfg,
@@ -236,8 +242,11 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
             temperature=temperature,
             smooth=bool(smooth),
             overrides=overrides,
+            masked_sampling=bool(masked_sampling),
+            masked_plan=masked_plan,
         )
         generator = self.make_generator(seed, generator)
+        mask_generator = None if seed is None or not masked_sampling else torch.Generator().manual_seed(int(seed))
         guided = config.uses_guidance(self.transformer.config.schedule.num_scales)
         condition = self.make_condition(class_labels, prompt, int(num_images_per_prompt), guided, text_inputs)
         with self.call_lock:  # one call at a time: the calls share the kept KV cache
@@ -250,6 +259,7 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
                     config=config,
                     generator=generator,
                     constraint=constraint,
+                    mask_generator=mask_generator,
                 )
             with self.precision.decoder_autocast(self.device):
                 images = self.sampler.decode(result.f_hat)

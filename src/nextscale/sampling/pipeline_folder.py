@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 PIPELINE_FILE = "pipeline.json"
 # Sampling settings a pipeline folder may recommend (pipeline.json "recommended_sampling"); the CLI uses them
 # for flags the user leaves out, and Python users can pass ``**pipe.recommended_sampling``.
-RECOMMENDABLE = ("cfg", "top_k", "top_p", "temperature")
+RECOMMENDABLE = ("cfg", "top_k", "top_p", "temperature", "masked_sampling")
 # What pipeline.json may hold, and the JSON type of each entry.
 PIPELINE_KEYS = {
     "_class_name": str,

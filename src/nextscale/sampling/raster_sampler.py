@@ -71,14 +71,18 @@ class RasterSampler:
         generator: torch.Generator | None = None,
         batch_size: int | None = None,
         constraint: object | None = None,
+        mask_generator: torch.Generator | None = None,
     ) -> SampleOutput:
         """Sample B token maps (B, side^2) in raster order and their latent f-hat (B, code_dim, side, side).
 
-        ``condition`` None draws ``batch_size`` labels from ``generator``; ``constraint`` (editing) is refused.
+        ``condition`` None draws ``batch_size`` labels from ``generator``; ``constraint`` (editing) and masked
+        sampling (``mask_generator`` is its argument) are refused.
         """
         config = config or SamplingConfig()
         if config.smooth:
             raise ValueError("smooth sampling mixes code vectors per scale; the raster baseline has no such mode")
+        if config.masked_sampling:
+            raise ValueError("masked sampling is STAR's way of drawing a scale; the raster baseline has no scales")
         if constraint is not None:
             raise ValueError("editing teacher-forces known tokens scale by scale; the raster baseline does not edit")
         if condition is None:

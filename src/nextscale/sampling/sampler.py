@@ -15,6 +15,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,8 +24,9 @@ import torch
 from torch import nn
 
 from nextscale.sampling.cuda_graphs import CudaGraphSteps
-from nextscale.sampling.guidance import SamplingConfig, scale_ratio
+from nextscale.sampling.guidance import SamplingConfig, ScaleSettings, scale_ratio
 from nextscale.sampling.logits import classifier_free_guidance, filter_logits, gumbel_softmax, sample_tokens, smooth_tau
+from nextscale.sampling.masked_sampling import sample_masked_scale
 from nextscale.sampling.steps import TransformerSteps
 from nextscale.transformer.conditioning import ClassCondition, Condition, TextCondition
 from nextscale.transformer.text_model import TextScaleTransformer
@@ -116,6 +118,7 @@ class ScaleSampler:
         config: SamplingConfig | None = None,
         generator: torch.Generator | None = None,
         constraint: TokenConstraint | None = None,
+        mask_generator: torch.Generator | None = None,
     ) -> SampleOutput:
         """Sample B token sequences and the final latent f-hat.
 
@@ -127,6 +130,8 @@ class ScaleSampler:
             config: sampling knobs (default: official CFG ramp with cfg 1.5, no filters).
             generator: source of every random draw (None: torch's global generator).
             constraint: optional per-scale hook that overwrites tokens and code vectors.
+            mask_generator: with ``config.masked_sampling``, the source of the masked steps' order noise (None:
+                ``generator``; see ``masked_sampling.py``).
         Returns:
             SampleOutput with tokens (B, L), f_hat (B, code_dim, h, w) and, for class models, the labels.
         """
@@ -144,6 +149,7 @@ class ScaleSampler:
         sides, num_scales = self.schedule.sides, self.schedule.num_scales
         batch, code_dim = len(condition), self.tokenizer.config.code_dim
         guided = config.uses_guidance(num_scales)
+        masked_from = self.masked_sampling_start(config)
 
         # CFG doubles the batch: rows [0, B) are conditional, rows [B, 2B) unconditional (null or negative).
         rows = condition.with_unconditional() if guided else condition
@@ -154,25 +160,25 @@ class ScaleSampler:
         tokens = []
         for scale_idx, side in enumerate(sides):
             settings = config.settings(scale_idx, num_scales)
-            logits = self.steps.logits(x, context, kv_cache)  # (B or 2B, l, V)
-            if guided:
-                logits = classifier_free_guidance(logits[:batch], logits[batch:], settings.cfg_weight)
-            if config.smooth and self.is_text_conditional:
-                # STAR's smooth mode: the Gumbel mixture of the unfiltered logits, no top-k/top-p and no
-                # multinomial draw (one exponential_ per scale); the token is the mixture's heaviest code.
-                logits = filter_logits(logits, None, None, settings.temperature)
-                ratio = scale_ratio(scale_idx, num_scales)
-                weights_BlV = gumbel_softmax(logits.mul(1 + ratio), smooth_tau(ratio), generator)
-                tokens_Bl, codes_BlC = weights_BlV.argmax(dim=-1), weights_BlV @ codebook.unsqueeze(0)
+            if scale_idx >= masked_from:
+                tokens_Bl, codes_BlC = sample_masked_scale(
+                    transformer,
+                    self.steps.hidden(x, context, kv_cache),
+                    context,
+                    scale_idx,
+                    batch,
+                    settings,
+                    config.full_cfg(scale_idx),
+                    config.masked_plan,
+                    codebook,
+                    generator,
+                    mask_generator,
+                )
             else:
-                logits = filter_logits(logits, settings.top_k, settings.top_p, settings.temperature)
-                tokens_Bl = sample_tokens(logits, generator)[:, :, 0]
-                if config.smooth:  # VAR's smooth mode: the multinomial draw, then the mixture of the filtered logits
-                    ratio = scale_ratio(scale_idx, num_scales)
-                    weights_BlV = gumbel_softmax(logits.mul(1 + ratio), smooth_tau(ratio), generator)
-                    codes_BlC = weights_BlV @ codebook.unsqueeze(0)
-                else:
-                    codes_BlC = quantizer.lookup(tokens_Bl)
+                logits = self.steps.logits(x, context, kv_cache)  # (B or 2B, l, V)
+                if guided:
+                    logits = classifier_free_guidance(logits[:batch], logits[batch:], settings.cfg_weight)
+                tokens_Bl, codes_BlC = self.draw(logits, scale_idx, settings, config, codebook, generator)
             if constraint is not None:
                 tokens_Bl, codes_BlC = constraint(scale_idx, tokens_Bl, codes_BlC)
             tokens.append(tokens_Bl)
@@ -185,6 +191,47 @@ class ScaleSampler:
                     x = x.repeat(2, 1, 1)  # both halves see the same sampled tokens
         labels = condition.labels if isinstance(condition, ClassCondition) else None
         return SampleOutput(tokens=torch.cat(tokens, dim=1), f_hat=f_hat, class_labels=labels)
+
+    def draw(
+        self,
+        logits: torch.Tensor,
+        scale_idx: int,
+        settings: ScaleSettings,
+        config: SamplingConfig,
+        codebook: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One scale's (B, l) tokens and (B, l, code_dim) code vectors from its guided (B, l, V) logits."""
+        num_scales = self.schedule.num_scales
+        if config.smooth and self.is_text_conditional:
+            # STAR's smooth mode: the Gumbel mixture of the unfiltered logits, no top-k/top-p and no
+            # multinomial draw (one exponential_ per scale); the token is the mixture's heaviest code.
+            logits = filter_logits(logits, None, None, settings.temperature)
+            ratio = scale_ratio(scale_idx, num_scales)
+            weights_BlV = gumbel_softmax(logits.mul(1 + ratio), smooth_tau(ratio), generator)
+            return weights_BlV.argmax(dim=-1), weights_BlV @ codebook.unsqueeze(0)
+        logits = filter_logits(logits, settings.top_k, settings.top_p, settings.temperature)
+        tokens_Bl = sample_tokens(logits, generator)[:, :, 0]
+        if config.smooth:  # VAR's smooth mode: the multinomial draw, then the mixture of the filtered logits
+            ratio = scale_ratio(scale_idx, num_scales)
+            weights_BlV = gumbel_softmax(logits.mul(1 + ratio), smooth_tau(ratio), generator)
+            return tokens_Bl, weights_BlV @ codebook.unsqueeze(0)
+        return tokens_Bl, self.tokenizer.quantizer.lookup(tokens_Bl)
+
+    def masked_sampling_start(self, config: SamplingConfig) -> int | float:
+        """The first scale sampled by masked sampling (infinity when it is off); refuses it for models without the
+        masked-sampler head and for steps that cannot return hidden states (CUDA graphs)."""
+        if not config.masked_sampling:
+            return math.inf
+        transformer_config = self.transformer.config
+        if not getattr(transformer_config, "sampler_head", False):
+            raise ValueError(
+                "masked sampling needs a STAR model with the masked-sampler head (the official star-1024-sampler "
+                "checkpoint); sample this model without it"
+            )
+        if not hasattr(self.steps, "hidden"):
+            raise ValueError("masked sampling runs eagerly; sample without CUDA graphs")
+        return transformer_config.sampler_from_scale
 
     @torch.no_grad()
     def decode(self, f_hat: torch.Tensor) -> torch.Tensor:

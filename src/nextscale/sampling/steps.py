@@ -73,3 +73,7 @@ class TransformerSteps:
     def logits(self, x: torch.Tensor, context: object, kv_cache: KVCache) -> torch.Tensor:
         """One cached forward: (B, l, C) inputs of the step at ``kv_cache.length`` -> (B, l, V) float32 logits."""
         return self.transformer.forward_cached(x, context, kv_cache)
+
+    def hidden(self, x: torch.Tensor, context: object, kv_cache: KVCache) -> torch.Tensor:
+        """The same forward without the head: (B, l, C) final hidden states (STAR's masked sampling)."""
+        return self.transformer.hidden_cached(x, context, kv_cache)

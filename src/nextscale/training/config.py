@@ -38,6 +38,16 @@ RESUMABLE_CHANGES = frozenset(
         "class_names",  # names of the data's labels: recorded since runs export them; older runs lack them
     }
 )
+# Fields added after runs were made, with the value every older run (whose config.json lacks them) trained with:
+# resuming such a run under that value is the same run.
+ADDED_FIELDS = {
+    "keep_tokens": None,
+    "drop_tokens_from_scale": None,
+    "caption_drop_min_chars": 0,
+    "sampler_head": False,  # STAR's masked-sampler head (TextTransformerConfig)
+    "sampler_from_scale": 9,
+    "sampler_depth": 3,
+}
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,7 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: s
     for key in sorted(set(saved) | set(current)):
         if key in RESUMABLE_CHANGES:
             continue
-        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        a, b = saved.get(key, ADDED_FIELDS.get(key, "<absent>")), current.get(key, "<absent>")
         if isinstance(a, dict) and isinstance(b, dict):
             out.extend(config_differences(a, b, f"{prefix}{key}."))
         elif a != b:
@@ -206,6 +216,15 @@ class TransformerObjective:
         preview_cfg: CFG strength of preview samples.
         preview_seed: seed of preview samples (the same images at every preview).
         preview_prompts: prompts of text-model previews (default: the first training captions).
+        keep_tokens: text models: train on this many tokens per sequence, the rest of the positions from
+            ``drop_tokens_from_scale`` on dropped at random each micro-batch (official ``drop_scale_length``,
+            8800 of 9451 at 1024 px; ``token_dropping.py``); None trains on full sequences. Held-out evaluation
+            always uses full sequences.
+        drop_tokens_from_scale: the first scale whose tokens may be dropped; None means the last scale (the
+            official 1024 px stage's 64 x 64 map).
+        caption_drop_min_chars: text models: only captions of at least this many characters may be replaced by
+            the empty prompt in condition dropout; 0 means any caption (the official STAR loader: 21, i.e.
+            longer than 20). The dropout draw is the same either way.
     """
 
     label_smoothing: float = 0.0
@@ -219,3 +238,19 @@ class TransformerObjective:
     preview_cfg: float = 1.5
     preview_seed: int = 0
     preview_prompts: tuple[str, ...] = ()
+    keep_tokens: int | None = None
+    drop_tokens_from_scale: int | None = None
+    caption_drop_min_chars: int = 0
+
+    def __post_init__(self) -> None:
+        if self.keep_tokens is not None and self.keep_tokens < 1:
+            raise ValueError(f"--keep-tokens must be >= 1 (or left out: full sequences), got {self.keep_tokens}")
+        if self.drop_tokens_from_scale is not None and self.keep_tokens is None:
+            raise ValueError("--drop-tokens-from-scale says where token dropping starts; give --keep-tokens N too")
+        if self.keep_tokens is not None and self.progressive:
+            raise ValueError(
+                "token dropping (--keep-tokens) trains full sequences minus dropped tokens; it does not combine "
+                "with progressive training: use --progressive 0"
+            )
+        if self.caption_drop_min_chars < 0:
+            raise ValueError(f"--caption-drop-min-chars must be >= 0, got {self.caption_drop_min_chars}")

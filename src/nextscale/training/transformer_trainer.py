@@ -18,6 +18,11 @@ only a prefix of the scales is trained (``schedules.progressive_stage``); the ne
 over ``progressive_stage_warmup`` steps. Unlike the official trainer, the loss is the mean over the active
 tokens (the official divides by the full L), so its scale does not jump at each stage change.
 
+Text models only (both off by default): token dropping (STAR ``drop_scale_length``, ``keep_tokens``) trains each
+micro-batch on N of the L positions, a random set of the finest ones removed (``token_dropping.py``), with the
+loss the mean over the kept tokens; held-out evaluation stays on full sequences. ``caption_drop_min_chars``
+lets condition dropout replace only captions that long (the official loader: longer than 20 characters).
+
 References: VAR ``trainer.py`` (``train_step``), ``train.py``; VAR_REFERENCE.md section 5.
 """
 
@@ -45,6 +50,7 @@ from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training.config import TrainConfig, TransformerObjective
 from nextscale.training.loop import Trainer
 from nextscale.training.schedules import progressive_newest_weight, progressive_stage
+from nextscale.training.token_dropping import kept_positions, per_scale_mean_of_kept, token_drop_start
 from nextscale.transformer.conditioning import ClassCondition, TextCondition
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.model import ScaleTransformer
@@ -121,6 +127,23 @@ class TransformerTrainer(Trainer):
                 f"progressive_first_stage must be in [0, {schedule.num_scales - 1}], got "
                 f"{objective.progressive_first_stage}"
             )
+        text_only = [
+            flag
+            for flag, given in (
+                ("--keep-tokens", objective.keep_tokens is not None),
+                ("--caption-drop-min-chars", objective.caption_drop_min_chars > 0),
+            )
+            if given
+        ]
+        if text_only and not self.is_text:
+            raise ValueError(
+                f"{' and '.join(text_only)} only apply to text (STAR) models; this run trains a class-conditional "
+                f"{type(transformer).__name__}: leave {'it' if len(text_only) == 1 else 'them'} out"
+            )
+        # First position token dropping may drop (None: no dropping); checked before the run directory is used.
+        self.drop_start = None
+        if objective.keep_tokens is not None:
+            self.drop_start = token_drop_start(schedule, objective.keep_tokens, objective.drop_tokens_from_scale)
         self.objective = objective
         self.schedule = schedule
         self.tokenizer = tokenizer.eval().requires_grad_(False)
@@ -222,7 +245,11 @@ class TransformerTrainer(Trainer):
             if not isinstance(conditions, (list, tuple)):
                 raise ValueError("a text model needs captioned data (images or tokens with captions), got labels")
             text = self.text_condition(conditions)
-            condition = TextCondition(text.hidden, text.mask, text.pooled, negative=self.null_text)
+            droppable = None
+            if self.objective.caption_drop_min_chars:  # the official loader: only captions over 20 characters
+                lengths = torch.tensor([len(caption) for caption in conditions], device=self.device)
+                droppable = lengths >= self.objective.caption_drop_min_chars
+            condition = TextCondition(text.hidden, text.mask, text.pooled, self.null_text, droppable)
         else:
             if isinstance(conditions, (list, tuple)):
                 raise ValueError(
@@ -260,6 +287,8 @@ class TransformerTrainer(Trainer):
     # ------------------------------------------------------------------------------------ steps
     def train_step(self, batch: Any) -> dict[str, Any]:
         tokens, condition, teacher = self.prepare(batch)
+        if self.drop_start is not None:
+            return self.train_step_dropping_tokens(tokens, condition, teacher)
         stage = self.stage(self.step)
         length = self.schedule.offsets[stage + 1]
         logits = self.model(condition, teacher if self.is_raster else teacher[:, : length - 1])  # (B, L', V)
@@ -280,9 +309,32 @@ class TransformerTrainer(Trainer):
                 metrics["stage"] = float(stage)
         return metrics
 
+    def train_step_dropping_tokens(
+        self, tokens: torch.Tensor, condition: TextCondition, teacher: torch.Tensor
+    ) -> dict[str, Any]:
+        """A text-model step on ``keep_tokens`` positions of every sequence (``token_dropping.py``): the loss is
+        the mean cross-entropy over the kept tokens (official: per-token loss times 1 / kept), then over the batch.
+        Per-scale metrics are means over each scale's kept tokens."""
+        length = self.schedule.total_tokens
+        # One draw per micro-batch from the process's CPU RNG (checkpointed; the official code's global RNG).
+        keep = kept_positions(length, self.drop_start, self.objective.keep_tokens)  # (N,) on the CPU
+        logits = self.model(condition, teacher, keep=keep)  # (B, N, V)
+        keep = keep.to(tokens.device)
+        targets = tokens[:, keep]  # (B, N)
+        ce = self.per_token_loss(logits, targets, self.objective.label_smoothing)  # (B, N)
+        metrics: dict[str, Any] = {"loss": ce.mean(1).mean()}
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == targets).float()
+            levels = self.schedule.level_ids(keep.device)[keep]  # (N,)
+            metrics["accuracy"] = correct.mean()
+            metrics["scale_loss"] = per_scale_mean_of_kept(ce, levels, self.schedule.num_scales).mean(0)
+            metrics["scale_accuracy"] = per_scale_mean_of_kept(correct, levels, self.schedule.num_scales).mean(0)
+        return metrics
+
     def eval_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """Per sample: mean test loss (B,), and per scale the test loss and token error (B, K)
-        (``evaluation.held_out``, shared with ``nextscale evaluate --loss``)."""
+        (``evaluation.held_out``, shared with ``nextscale evaluate --loss``); always on full sequences, also
+        when training drops tokens."""
         tokens, condition, teacher = self.prepare(batch)
         return held_out_metrics(self.model(condition, teacher), tokens, self.schedule)
 

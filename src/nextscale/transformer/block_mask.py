@@ -152,3 +152,9 @@ class BlockCausalTraining:
         if key not in self.block_masks:
             self.block_masks[key] = block_causal_mask(self.mask_levels[:prefix].to(device))
         return self.block_masks[key]
+
+    def kept_training_mask(self, positions: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The mask among a subset of positions (token dropping): the dense (1, 1, n, n) bias of their levels, in
+        ``dtype`` on their device, equal to the full mask's rows and columns at ``positions`` (n,). Dense in either
+        form: the kept set changes every step, and this bias is at most (L - dropped)^2."""
+        return dense_bias(self.mask_levels.to(positions.device)[positions]).to(dtype)

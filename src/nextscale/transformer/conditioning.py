@@ -139,12 +139,15 @@ class TextCondition:
         pooled: (B, D) pooled vector (the first token map is built from it).
         negative: the unconditional input: one row (the empty prompt's encoding, shared by every sample)
             or B rows (negative prompts). None when no guidance or dropout is needed.
+        droppable: (B,) bool, which rows training-time dropout may replace (the official STAR loader drops
+            only captions longer than 20 characters); None means every row.
     """
 
     hidden: torch.Tensor
     mask: torch.Tensor
     pooled: torch.Tensor
     negative: TextCondition | None = None
+    droppable: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         hidden, mask, pooled = self.hidden, self.mask, self.pooled
@@ -161,6 +164,11 @@ class TextCondition:
                 raise ValueError(f"negative text features have width {negative.width}, the prompts {self.width}")
             if len(negative) not in (1, len(self)):
                 raise ValueError(f"give 1 or {len(self)} negative rows, got {len(negative)}")
+        droppable = self.droppable
+        if droppable is not None and (droppable.dtype != torch.bool or droppable.shape != (len(self),)):
+            raise ValueError(
+                f"droppable must be a ({len(self)},) bool tensor, got {droppable.dtype} {tuple(droppable.shape)}"
+            )
 
     def __len__(self) -> int:
         return self.hidden.shape[0]
@@ -171,7 +179,8 @@ class TextCondition:
 
     def to(self, device: torch.device | str) -> TextCondition:
         negative = None if self.negative is None else self.negative.to(device)
-        return TextCondition(self.hidden.to(device), self.mask.to(device), self.pooled.to(device), negative)
+        droppable = None if self.droppable is None else self.droppable.to(device)
+        return TextCondition(self.hidden.to(device), self.mask.to(device), self.pooled.to(device), negative, droppable)
 
     def rows(self, index: torch.Tensor) -> TextCondition:
         """The selected rows (a per-row negative is selected too; a single null row is kept)."""
@@ -179,7 +188,8 @@ class TextCondition:
         if negative is not None and len(negative) == len(self) and len(self) > 1:
             negative = negative.rows(index)
         index = index.to(self.hidden.device)
-        return TextCondition(self.hidden[index], self.mask[index], self.pooled[index], negative)
+        droppable = None if self.droppable is None else self.droppable[index.to(self.droppable.device)]
+        return TextCondition(self.hidden[index], self.mask[index], self.pooled[index], negative, droppable)
 
     def repeat_interleave(self, repeats: int) -> TextCondition:
         """Each prompt ``repeats`` times in a row (several images per prompt)."""
@@ -201,11 +211,15 @@ class TextCondition:
         return self.negative.rows(torch.zeros(len(self), dtype=torch.long))
 
     def drop(self, rate: float, generator: torch.Generator | None = None) -> TextCondition:
-        """Training-time CFG dropout: each row becomes the negative (null) row with probability ``rate``."""
+        """Training-time CFG dropout: each row becomes the negative (null) row with probability ``rate``; rows
+        that are not ``droppable`` stay. One ``torch.rand(B)`` draw whichever rows are droppable, so the random
+        stream does not depend on them."""
         if rate <= 0:
             return self
         device = generator.device if generator is not None else self.hidden.device
         dropped = torch.rand(len(self), generator=generator, device=device) < rate
+        if self.droppable is not None:
+            dropped &= self.droppable.to(dropped.device)
         both = concat_text(self, self.negative_rows())  # 2B rows padded to one T
         pick = torch.arange(len(self)) + len(self) * dropped.long().cpu()
         kept = both.rows(pick)

@@ -31,6 +31,10 @@ class TextTransformerConfig(DepthRuleConfig):
         cond_drop_rate: probability that training replaces a caption by the empty prompt (CFG).
         dropout: dropout after the FFN and attention projections.
         attn_dropout: dropout on attention weights.
+        sampler_head: the masked-sampler head of the official star-1024-sampler checkpoint ("Causal-Driven
+            Stable Sampling", ``transformer/text_sampler_head.py``), used by masked sampling at the finest scales.
+        sampler_from_scale: the first scale masked sampling handles (official ``sample_from_idx``: 9).
+        sampler_depth: the head's self-attention blocks (official: 3).
     """
 
     depth: int = 16
@@ -51,6 +55,9 @@ class TextTransformerConfig(DepthRuleConfig):
     cond_drop_rate: float = 0.1
     dropout: float = 0.0
     attn_dropout: float = 0.0
+    sampler_head: bool = False
+    sampler_from_scale: int = 9
+    sampler_depth: int = 3
 
     def __post_init__(self) -> None:
         check_shape(self)
@@ -61,3 +68,11 @@ class TextTransformerConfig(DepthRuleConfig):
         if self.rope_theta <= 0 or self.rope_norm <= 0:
             raise ValueError("rope_theta and rope_norm must be > 0")
         self.schedule.require_start_scale()
+        if self.sampler_head:
+            if not 0 < self.sampler_from_scale < len(self.scale_sides):
+                raise ValueError(
+                    f"sampler_from_scale must be in 1..{len(self.scale_sides) - 1} (a scale after the first), "
+                    f"got {self.sampler_from_scale}"
+                )
+            if self.sampler_depth < 1:
+                raise ValueError(f"sampler_depth must be >= 1, got {self.sampler_depth}")

@@ -35,16 +35,18 @@ from nextscale.transformer.recompute import RecomputedBlocks
 from nextscale.transformer.sequence import cached_scale, compute_dtype, new_kv_cache, teacher_prefix
 from nextscale.transformer.text_blocks import TextBlock
 from nextscale.transformer.text_config import TextTransformerConfig
+from nextscale.transformer.text_sampler_head import MaskedSamplerHead
 
 
 @dataclass
 class TextContext:
-    """What every scale of one call needs from the text: start vectors (B, C), per-block text keys/values
-    and the (B, 1, 1, T) padding bias."""
+    """What every scale of one call needs from the text: start vectors (B, C), per-block text keys/values,
+    the (B, 1, 1, T) padding bias, and the masked-sampler head's start vectors (B, C) when the model has one."""
 
     start: torch.Tensor
     text: list[ContextKeyValues]
     text_bias: torch.Tensor
+    sampler_start: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.start.shape[0]
@@ -72,6 +74,7 @@ class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
         rates = linear_drop_path_rates(config.drop_path_rate, config.depth)
         self.blocks = nn.ModuleList(TextBlock(config, i, rates[i]) for i in range(config.depth))
         self.head = nn.Linear(embed_dim, config.vocab_size)
+        self.sampler_head = MaskedSamplerHead(config) if config.sampler_head else None
 
         # Derived from the schedule, so not saved: scale of every position, block-causal mask (dense or flex, built
         # when first needed: see block_mask.py), RoPE table.
@@ -98,8 +101,15 @@ class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
         hidden = condition.hidden.to(self.text_proj.weight.dtype)
         with torch.autocast(hidden.device.type, enabled=False):
             start = self.text_proj(condition.pooled.to(hidden.dtype))  # (B, C)
+            sampler_start = (
+                None if self.sampler_head is None else self.sampler_head.start(condition.pooled.to(hidden.dtype))
+            )
         text = [block.cross_attn.project_context(hidden) for block in self.blocks]
-        return TextContext(start=start, text=text, text_bias=padding_bias(condition.mask, hidden.dtype))
+        return TextContext(start, text, padding_bias(condition.mask, hidden.dtype), sampler_start)
+
+    def rope_rows(self, start: int, end: int) -> torch.Tensor:
+        """(end - start, Dh/2) complex RoPE rotations of positions [start, end)."""
+        return self._rope(start, end)
 
     def _rope(self, start: int, end: int) -> torch.Tensor:
         return torch.view_as_complex(self.rope_table[start:end].float().contiguous())  # (l, Dh/2)
@@ -144,17 +154,22 @@ class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
         condition: TextCondition,
         teacher_input: torch.Tensor,
         generator: torch.Generator | None = None,
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Teacher-forced logits of all tokens (training and evaluation).
+        """Teacher-forced logits of all tokens (training and evaluation), or of the kept ones (token dropping).
 
         Args:
             condition: B prompts' text features; in training mode each is replaced by its (single) null row
                 with probability ``config.cond_drop_rate`` when the condition carries one.
             teacher_input: (B, L' - 1, code_dim) teacher-forcing latents (L' a scale boundary, normally L).
             generator: optional randomness for the condition dropout.
+            keep: None, or (n,) int64 positions in increasing order (any device): the blocks then run on these
+                positions only, each keeping its embedding, level and RoPE rotation, under the block-causal mask
+                restricted to them (official ``drop_scale``, ``training/token_dropping.py``). Embedding and head
+                are per position, so the result equals the full forward with the dropped keys masked out.
 
         Returns:
-            (B, L', V) float32 logits.
+            (B, L', V) float32 logits; with ``keep``, (B, n, V) of the kept positions.
         """
         prefix = self._check_teacher_input(condition, teacher_input)
         if self.training and self.config.cond_drop_rate > 0 and condition.negative is not None:
@@ -167,12 +182,28 @@ class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
             x = torch.cat((start, words), dim=1)  # (B, L', C)
             x += self.level_embed(self.level_ids[:, :prefix])
         dtype = compute_dtype(device, x.dtype)
-        attn_mask = self.training_mask(prefix, device, dtype)  # (1, 1, L', L') bias or a flex BlockMask
-        rope = self._rope(0, prefix)
         x = x.to(dtype)
+        rope = self._rope(0, prefix)
+        if keep is None:
+            attn_mask = self.training_mask(prefix, device, dtype)  # (1, 1, L', L') bias or a flex BlockMask
+        else:
+            keep = self._checked_keep(keep, prefix).to(device)
+            x, rope = x[:, keep], rope[keep]  # (B, n, C), (n, Dh/2)
+            attn_mask = self.kept_training_mask(keep, dtype)  # (1, 1, n, n) dense, in either mask form
         for block, text in zip(self.blocks, context.text):
             x = self.run_block(block, x, rope, text, context.text_bias, attn_mask)
         return self._logits(x)
+
+    @staticmethod
+    def _checked_keep(keep: torch.Tensor, prefix: int) -> torch.Tensor:
+        if not isinstance(keep, torch.Tensor) or keep.ndim != 1 or keep.dtype != torch.int64 or keep.numel() == 0:
+            raise TypeError("keep must be a non-empty (n,) int64 tensor of positions")
+        # The value checks read the positions back (free on the CPU, where the trainer draws them); skipped while
+        # torch.compile traces.
+        if not torch.compiler.is_compiling():
+            if bool((keep[0] < 0) | (keep[-1] >= prefix) | (keep.diff() <= 0).any()):
+                raise ValueError(f"keep must hold increasing positions in 0..{prefix - 1}")
+        return keep
 
     def _check_teacher_input(self, condition: TextCondition, teacher_input: torch.Tensor) -> int:
         if not isinstance(condition, TextCondition):
@@ -200,6 +231,15 @@ class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
         Returns:
             (B, l, V) float32 logits.
         """
+        return self.head_logits(self.hidden_cached(x, context, kv_cache))
+
+    def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, l, C) final hidden states -> (B, l, V) float32 logits (logit LayerNorm, then the head)."""
+        return self._logits(hidden)
+
+    def hidden_cached(self, x: torch.Tensor, context: TextContext, kv_cache: KVCache) -> torch.Tensor:
+        """:meth:`forward_cached` without the head: the (B, l, C) final hidden states (the masked sampler needs
+        them as well as the logits)."""
         scale_idx = cached_scale(self.schedule, kv_cache)
         expected = (kv_cache.batch_size, self.schedule.token_counts[scale_idx], self.config.embed_dim)
         if tuple(x.shape) != expected or len(context) != expected[0]:
@@ -211,7 +251,7 @@ class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
         for block, text in zip(self.blocks, context.text):
             x = block(x, rope, text, context.text_bias, None, kv_cache)
         kv_cache.advance(x.shape[1])
-        return self._logits(x)
+        return x
 
     # ------------------------------------------------------------------ init
     @torch.no_grad()
@@ -243,6 +283,8 @@ class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
                 attention.v_bias.zero_()
                 if attention.l2_norm:
                     attention.log_temperature.fill_(INITIAL_LOG_TEMPERATURE)
+        if self.sampler_head is not None:
+            self.sampler_head.init_weights(init_std)
 
 
 @torch.no_grad()
@@ -263,9 +305,13 @@ def transfer_to_schedule(model: TextScaleTransformer, scale_sides: tuple[int, ..
     config = dataclasses.replace(model.config, scale_sides=tuple(scale_sides))
     grown = TextScaleTransformer(config).to(device=model.start_pos.device, dtype=model.start_pos.dtype)
     state = model.state_dict()
-    new_levels = grown.level_embed.weight.detach().clone()  # (K', C), initialised by init_weights
-    keep = min(new_levels.shape[0], state["level_embed.weight"].shape[0])
-    new_levels[:keep] = state["level_embed.weight"][:keep]
-    state["level_embed.weight"] = new_levels
+    grown_state = grown.state_dict()
+    for key in ("level_embed.weight", "sampler_head.level_embed.weight"):
+        if key not in state:
+            continue
+        new_levels = grown_state[key].detach().clone()  # (K', C), initialised by init_weights
+        keep = min(new_levels.shape[0], state[key].shape[0])
+        new_levels[:keep] = state[key][:keep]
+        state[key] = new_levels
     grown.load_state_dict(state, strict=True)
     return grown.train(model.training)

@@ -8,7 +8,8 @@ when it records one; otherwise 14 scales are 1024 px and 10 scales are 256 px un
 (the weights cannot tell the two apart). The RoPE base / range come from the caller (released: theta 10000,
 N 64). ``class_emb`` is stored by the official code but unused, and
 the ``zero_k_bias`` buffers must be zero; both are checked and dropped. Released weights were trained with
-the batch-0 cross-attention behaviour, so it is switched on unless the caller asks for per-sample.
+the batch-0 cross-attention behaviour, so it is switched on unless the caller asks for per-sample. The
+star-1024-sampler file adds the masked-sampler head (``transformer/text_sampler_head.py``), read when present.
 
 References: STAR_REFERENCE.md sections 2, 4 and 10; official ``models/var_drop.py``, ``models/basic_var.py``.
 """
@@ -55,15 +56,41 @@ KEY_TABLE: tuple[tuple[str, str], ...] = (
     ("head_logits.bias", "head.bias"),
     ("encoder_proj.weight", "text_proj.weight"),
     ("encoder_proj.bias", "text_proj.bias"),
+    # The masked-sampler head (star-1024-sampler only).
+    ("pos_start_last", "sampler_head.start_pos"),
+    ("word_embed_head.weight", "sampler_head.word_embed.weight"),
+    ("word_embed_head.bias", "sampler_head.word_embed.bias"),
+    ("lvl_embed_2.weight", "sampler_head.level_embed.weight"),
+    ("encoder_proj2.weight", "sampler_head.text_proj.weight"),
+    ("encoder_proj2.bias", "sampler_head.text_proj.bias"),
+    ("head_proj.weight", "sampler_head.fuse.weight"),
+    ("head_proj.bias", "sampler_head.fuse.bias"),
+    ("feat_extract_blocks.{i}.attn.scale_mul_1H11", "sampler_head.blocks.{i}.attn.log_temperature"),
+    ("feat_extract_blocks.{i}.attn.q_bias", "sampler_head.blocks.{i}.attn.q_bias"),
+    ("feat_extract_blocks.{i}.attn.v_bias", "sampler_head.blocks.{i}.attn.v_bias"),
+    ("feat_extract_blocks.{i}.attn.mat_qkv.weight", "sampler_head.blocks.{i}.attn.qkv.weight"),
+    ("feat_extract_blocks.{i}.attn.proj.weight", "sampler_head.blocks.{i}.attn.proj.weight"),
+    ("feat_extract_blocks.{i}.attn.proj.bias", "sampler_head.blocks.{i}.attn.proj.bias"),
+    ("feat_extract_blocks.{i}.ffn.fc1.weight", "sampler_head.blocks.{i}.ffn.fc1.weight"),
+    ("feat_extract_blocks.{i}.ffn.fc1.bias", "sampler_head.blocks.{i}.ffn.fc1.bias"),
+    ("feat_extract_blocks.{i}.ffn.fc2.weight", "sampler_head.blocks.{i}.ffn.fc2.weight"),
+    ("feat_extract_blocks.{i}.ffn.fc2.bias", "sampler_head.blocks.{i}.ffn.fc2.bias"),
+    ("head_logits2.weight", "sampler_head.head.weight"),
+    ("head_logits2.bias", "sampler_head.head.bias"),
 )
 UNUSED_KEY = "class_emb.weight"
-ZERO_K_BIAS = re.compile(r"blocks\.(\d+)\.(attn|cross_attn)\.zero_k_bias")
-SAMPLER_KEYS = ("pos_start_last", "encoder_proj2.weight", "head_proj.weight")
+ZERO_K_BIAS = re.compile(r"(?:feat_extract_)?blocks\.(\d+)\.(attn|cross_attn)\.zero_k_bias")
+SAMPLER_KEY = "pos_start_last"  # present only in the star-1024-sampler file
+SAMPLER_BLOCK = re.compile(r"feat_extract_blocks\.(\d+)\.")
+# The first scale of masked sampling: the official sample_from_idx, 9 in every script and config (not stored).
+OFFICIAL_SAMPLER_FROM_SCALE = 9
 # The released schedules by number of scales; 10 scales is ambiguous (256 or 512 px), 256 px by default.
 SCHEDULES = {256: SIDES_256, 512: SIDES_512, 1024: SIDES_1024}
 # The official sample.py settings (STAR_REFERENCE.md section 7), recorded as a converted folder's
 # recommended sampling.
 OFFICIAL_SAMPLING = {"cfg": 4.5, "top_k": 600, "top_p": 0.8}
+# The sampler checkpoint's settings in the official gradio demo and MJHQ evaluation: cfg 4.0, masked sampling on.
+OFFICIAL_SAMPLER_SAMPLING = {"cfg": 4.0, "top_k": 600, "top_p": 0.8, "masked_sampling": True}
 
 
 _KEYS = KeyTable(KEY_TABLE, "STAR")
@@ -88,11 +115,6 @@ def read_official_star(source: str | os.PathLike | Mapping | OfficialState) -> O
     else:
         checkpoint = unwrap_official(load_weights_only(source), str(source), "transformer")
     state = checkpoint.state
-    if any(key in state for key in SAMPLER_KEYS):
-        raise ValueError(
-            "this is the masked-sampler STAR checkpoint (star-1024-sampler); only the plain STAR checkpoints "
-            "(star-256, star-512, star-1024) are supported"
-        )
     check_kind(checkpoint, "STAR", "STAR transformer checkpoint")
     required = ("pos_start", "encoder_proj.weight", "blocks.0.cross_attn.mat_kv.weight", "head_logits.weight")
     missing = [key for key in required if key not in state]
@@ -120,6 +142,7 @@ def infer_official_star_config(
     batch0_cross_attention: bool = True,
     patch_nums: tuple[int, ...] | None = None,
     resos: tuple[int, ...] | None = None,
+    sampler_from_scale: int = OFFICIAL_SAMPLER_FROM_SCALE,
 ) -> TextTransformerConfig:
     """Read the model shape off an official STAR state dict.
 
@@ -130,11 +153,16 @@ def infer_official_star_config(
         rope_theta, rope_norm: RoPE settings (not stored in the weights).
         batch0_cross_attention: reproduce the official batch-0 cross-attention (what the weights expect).
         patch_nums, resos: the scale sides and image sides the trainer state records, if any.
+        sampler_from_scale: the first scale of masked sampling, for the star-1024-sampler file (not stored).
     """
     embed_dim = state["pos_start"].shape[-1]
     num_scales = state["lvl_embed.weight"].shape[0]
     sides = _schedule(num_scales, image_size, patch_nums, resos)
     num_heads, l2_norm = attention_heads(state, embed_dim)
+    sampler = {}
+    if SAMPLER_KEY in state:
+        depth = len({int(m.group(1)) for key in state if (m := SAMPLER_BLOCK.match(key))})
+        sampler = dict(sampler_head=True, sampler_from_scale=sampler_from_scale, sampler_depth=depth)
     return TextTransformerConfig.from_depth(
         count_blocks(state),
         embed_dim=embed_dim,
@@ -148,6 +176,7 @@ def infer_official_star_config(
         rope_theta=float(rope_theta),
         rope_norm=float(rope_norm),
         official_batch0_cross_attention=batch0_cross_attention,
+        **sampler,
     )
 
 
@@ -200,13 +229,15 @@ def load_official_star(
     rope_theta: float = 10000.0,
     rope_norm: float = 64.0,
     batch0_cross_attention: bool = True,
+    sampler_from_scale: int = OFFICIAL_SAMPLER_FROM_SCALE,
 ) -> TextScaleTransformer:
     """Build a :class:`TextScaleTransformer` from an official STAR checkpoint (CPU, eval mode, float32).
 
     Args:
         source: a ``.pth`` trainer state or state dict (loaded with ``weights_only=True``), a loaded state dict,
             or what :func:`read_official_star` returned.
-        image_size, rope_theta, rope_norm, batch0_cross_attention: see :func:`infer_official_star_config`.
+        image_size, rope_theta, rope_norm, batch0_cross_attention, sampler_from_scale: see
+            :func:`infer_official_star_config`.
     """
     checkpoint = read_official_star(source)
     config = infer_official_star_config(
@@ -217,6 +248,7 @@ def load_official_star(
         batch0_cross_attention,
         patch_nums=checkpoint.patch_nums,
         resos=checkpoint.resos,
+        sampler_from_scale=sampler_from_scale,
     )
     model = TextScaleTransformer(config)
     params = {}
