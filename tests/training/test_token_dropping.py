@@ -229,11 +229,7 @@ def text_trainer(run_dir, data, encoder, deterministic=False, objective=None, **
     transformer = build_transformer(transformer_config, objective)
     config = train_config(**{"total_steps": 6, "grad_accum": 2, "ema_decay": 0.5, **overrides})
     train, test = (Captioned(part) for part in data)
-    trainer = TransformerTrainer(transformer, tokenizer, objective, config, run_dir, train, test, text_encoder=encoder)
-    # Every caption encoded once, in one batch: the encoder's output moves by ~1e-6 with the batch a caption is
-    # encoded in, and a resumed run's caption cache starts empty, so it would otherwise encode them differently.
-    trainer.captions.encode(sorted({caption for part in (train, test) for _, caption in part}))
-    return trainer
+    return TransformerTrainer(transformer, tokenizer, objective, config, run_dir, train, test, text_encoder=encoder)
 
 
 def first_batch(trainer):

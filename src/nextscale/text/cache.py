@@ -5,6 +5,13 @@ so each distinct caption is encoded once, stored trimmed to its real tokens, and
 by padding (``TextEncoding.cat``). The encoder's outputs at real tokens do not depend on the padding
 of the batch they were computed in (attention masks), so a cached batch equals a fresh one up to
 floating-point rounding.
+
+That rounding depends on the shape of the batch a caption is encoded in (a longer padding or another row count
+runs other matrix-product blockings: up to ~2e-6 on MiniLM), and so did a caption's memo entry on the batch it
+first met, which a resumed run (empty memo) meets differently. New captions are therefore encoded in canonical
+chunks: captions of one token count together, exactly ``CHUNK_ROWS`` rows per call (the last chunk filled with
+repeats). A row's result then depends on nothing but the caption, bit for bit, whatever its companions, so text
+training resumes exactly.
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ import torch
 
 from nextscale.text.encoders import TextEncoder
 from nextscale.text.encoding import TextEncoding
+
+# Rows of every encoder call for new captions: a fixed shape per token count (see the module docstring).
+CHUNK_ROWS = 8
 
 
 class CachedTextEncoder:
@@ -42,9 +52,9 @@ class CachedTextEncoder:
         new = sorted({text for text in prompts if text not in self._memo})
         self.misses += len(new)
         self.hits += len(prompts) - len(new)
-        if new:
-            fresh = self.encoder.encode(new)
-            for row, text in enumerate(new):
+        for chunk in canonical_chunks(new, self.encoder):
+            fresh = self.encoder.encode(chunk)
+            for row, text in enumerate(chunk):
                 real = int(fresh.mask[row].sum())  # masks are prefix masks: real tokens first
                 self._memo[text] = TextEncoding(
                     fresh.hidden[row : row + 1, :real].clone(),
@@ -62,3 +72,24 @@ class CachedTextEncoder:
         self.encoder.to(device)
         self._memo.clear()
         return self
+
+
+def canonical_chunks(captions: list[str], encoder: TextEncoder) -> list[list[str]]:
+    """``captions`` as encoder calls of one shape per token count: grouped by their token count (one group when the
+    encoder pads to ``max_length`` anyway), in chunks of exactly ``CHUNK_ROWS`` (the last one repeats its last
+    caption)."""
+    if not captions:
+        return []
+    if encoder.padding == "longest":
+        counts = encoder.token_counts(captions)
+    else:
+        counts = [encoder.max_length] * len(captions)
+    groups: dict[int, list[str]] = {}
+    for text, count in zip(captions, counts):
+        groups.setdefault(count, []).append(text)
+    chunks = []
+    for group in groups.values():
+        for start in range(0, len(group), CHUNK_ROWS):
+            chunk = group[start : start + CHUNK_ROWS]
+            chunks.append(chunk + [chunk[-1]] * (CHUNK_ROWS - len(chunk)))
+    return chunks

@@ -231,6 +231,11 @@ class TextEncoder(ABC):
         pooled = self.pool(hidden, mask, outputs).float()  # (B, D)
         return TextEncoding(hidden, mask, pooled)
 
+    def token_counts(self, prompts: Sequence[str]) -> list[int]:
+        """Each prompt's token count as :meth:`encode` sees it (special tokens included, truncated at max_length)."""
+        ids = self.tokenizer(list(prompts), truncation=True, max_length=self.max_length, verbose=False)["input_ids"]
+        return [len(row) for row in ids]
+
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor, outputs: Any) -> torch.Tensor:
         """(B, T, D) hidden states and (B, T) mask -> (B, D); ``outputs`` is the model's full output."""
         pool_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = POOLINGS[self.pooling]

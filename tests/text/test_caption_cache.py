@@ -1,0 +1,51 @@
+"""The caption memo encodes every caption the same, bit for bit, whichever batch first meets it (so a resumed
+text run, which starts with an empty memo, sees the encodings of an uninterrupted one)."""
+
+import random
+
+import pytest
+import torch
+
+from nextscale.text import load_default_text_encoder
+from nextscale.text.cache import CHUNK_ROWS, CachedTextEncoder, canonical_chunks
+
+WORDS = (
+    "a red blue small large shirt dress coat bag sneaker boot trouser on the left right of next to and floor".split()
+)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_default_text_encoder()
+
+
+def captions(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choices(WORDS, k=rng.randint(2, 14))) for _ in range(count)]
+
+
+def test_a_caption_encodes_identically_whatever_batch_first_meets_it(encoder):
+    target = "a small red bag next to a coat"
+    alone = CachedTextEncoder(encoder).encode([target])
+    for seed, count in ((1, 5), (2, 40), (3, 120)):
+        batch = captions(count, seed) + [target]
+        random.Random(seed).shuffle(batch)
+        row = batch.index(target)
+        crowded = CachedTextEncoder(encoder).encode(batch)
+        length = int(alone.mask.sum())
+        assert torch.equal(crowded.hidden[row, :length], alone.hidden[0]), count
+        assert torch.equal(crowded.pooled[row], alone.pooled[0]), count
+    # the plain encoder is not like that: in a batch of long captions the same row moves in its last bits, which is
+    # why the memo encodes in canonical chunks (if this ever holds exactly, the chunks are merely harmless)
+    plain = encoder.encode([target] + captions(120, 3))
+    assert not torch.equal(plain.pooled[0], alone.pooled[0])
+
+
+def test_chunks_group_captions_by_token_count_in_fixed_row_counts(encoder):
+    texts = captions(30, 4)
+    chunks = canonical_chunks(texts, encoder)
+    assert all(len(chunk) == CHUNK_ROWS for chunk in chunks)
+    assert all(len(set(encoder.token_counts(chunk))) == 1 for chunk in chunks)
+    assert {text for chunk in chunks for text in chunk} == set(texts)
+    assert sum(len(set(chunk)) for chunk in chunks) == len(texts)  # each caption once, fillers repeat within a chunk
+    assert canonical_chunks([], encoder) == []
