@@ -142,7 +142,8 @@ def transcribed_masked_scale(model, hidden, context, scale_idx, batch, settings,
             h += codebook[idx] * (mask[..., None] - mask_0[..., None])
             tokens = torch.where((mask - mask_0).bool(), idx, tokens)
         else:
-            logits = model.sampler_head(context.sampler_start, hidden, h * mask[..., None], scale_idx, rope)
+            levels = model.level_ids[0, span]  # lvl_1L[:, cur_L - pn * pn : cur_L]
+            logits = model.sampler_head(context.sampler_start, hidden, h * mask[..., None], levels, rope)
             idx, conf = logit2emb(logits, cfg)
         conf = torch.rand(conf.shape, generator=mask_gen) if step < 5 else conf
         conf = conf * (1 - mask[..., None])

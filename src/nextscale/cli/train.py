@@ -195,6 +195,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "characters by the empty prompt (default 0: any caption; the official STAR loader drops only captions "
         "longer than 20 characters: 21)",
     )
+    group.add_argument(
+        "--train-sampler-head",
+        action="store_true",
+        help="text models, with --init-from a trained one: train only a masked-sampler head (STAR's sampler stage; "
+        "the model frozen, a fresh head added unless it has one) for `sample --masked-sampling`; the loss is the "
+        "head's cross-entropy on the tokens it is not shown",
+    )
+    group.add_argument(
+        "--sampler-from-scale",
+        type=int,
+        default=None,
+        help="with --train-sampler-head: the first scale index the head samples (default: 9 as STAR, or the last "
+        "scale of a schedule with fewer than 10 scales)",
+    )
     add_run_arguments(parser, DEFAULTS)
     parser.add_argument(
         "--attention",
@@ -325,6 +339,13 @@ def adapted_for_fine_tuning(model, args: argparse.Namespace):
         if getattr(args, name, None) is not None and getattr(args, name) != getattr(model.config, name)
     }
     notes = [f"{name} {getattr(model.config, name)} -> {value}" for name, value in changes.items()]
+    if getattr(args, "train_sampler_head", False) and not getattr(model.config, "sampler_head", False):
+        # STAR's official head starts at scale 9; shorter schedules get a head for their last scale.
+        num_scales = len(model.config.scale_sides)
+        first = args.sampler_from_scale
+        first = first if first is not None else (9 if num_scales > 9 else num_scales - 1)
+        changes.update(sampler_head=True, sampler_from_scale=first)
+        notes.append(f"a fresh masked-sampler head for scales {first}..{num_scales - 1} (the model frozen)")
     if getattr(model.config, "official_batch0_cross_attention", False):
         # A converted STAR checkpoint reproduces the official batch-0 cross-attention at sampling time; trained
         # that way, only the first caption of every batch would reach the cross-attention. The weights fit both.
@@ -348,6 +369,11 @@ def adapted_for_fine_tuning(model, args: argparse.Namespace):
     state = model.state_dict()
     if table is not None:
         state["class_embedder.embedding.weight"] = table
+    new_head = getattr(adapted, "sampler_head", None) is not None and not any(
+        k.startswith("sampler_head.") for k in state
+    )
+    if new_head:  # the fresh head keeps its initial weights; every other entry must fit
+        state.update({f"sampler_head.{k}": v for k, v in adapted.sampler_head.state_dict().items()})
     adapted.load_state_dict(state, strict=True)
     return adapted.train(model.training)
 
@@ -363,6 +389,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.tokens and not args.data:
         raise ValueError("give the training data: --tokens DIR (from `nextscale tokenize`) or --data SPEC")
     check_token_folders(args)  # before the run directory is made: a typo leaves nothing behind
+    if args.train_sampler_head and not args.init_from:
+        raise ValueError(
+            "--train-sampler-head trains a head on a trained text model: give it with --init-from RUN_OR_FOLDER"
+        )
+    if args.sampler_from_scale is not None and not args.train_sampler_head:
+        raise ValueError("--sampler-from-scale goes with --train-sampler-head")
     with distributed.process_group(device=args.device, timeout_s=args.dist_timeout) as dist_info:
         with hold_run_dir(args.run_dir, dist_info):
             _train(args, dist_info)
@@ -464,6 +496,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         keep_tokens=args.keep_tokens,
         drop_tokens_from_scale=args.drop_tokens_from_scale,
         caption_drop_min_chars=args.caption_drop_min_chars,
+        train_sampler_head=args.train_sampler_head,
     )
     seed_everything(args.seed)  # identical initial weights on every rank
     text_dim = None if text_encoder is None else text_encoder.width

@@ -113,6 +113,7 @@ def sample_masked_scale(
     head = transformer.sampler_head
     span = transformer.schedule.scale_slice(scale_idx)
     rope = torch.cat((transformer.rope_rows(0, 1), transformer.rope_rows(span.start, span.stop)))
+    levels = torch.full((length,), scale_idx, dtype=torch.long, device=hidden.device)
     noise_generator = generator if mask_generator is None else mask_generator
     device = hidden.device
     tokens = torch.zeros(batch, length, dtype=torch.long, device=device)
@@ -129,7 +130,7 @@ def sample_masked_scale(
             drawn, confidence = step_settings.draw(main_logits, settings.cfg_weight, generator)
             _decide(decided, confidence, count, drawn, tokens, codes, codebook)
         else:
-            logits = head(context.sampler_start, hidden, codes * decided[..., None], scale_idx, rope)
+            logits = head(context.sampler_start, hidden, codes * decided[..., None], levels, rope)
             drawn, confidence = step_settings.draw(logits, full_cfg, generator)
         if step < NOISE_STEPS:
             confidence = _uniform(confidence.shape, noise_generator, device)

@@ -44,6 +44,7 @@ ADDED_FIELDS = {
     "keep_tokens": None,
     "drop_tokens_from_scale": None,
     "caption_drop_min_chars": 0,
+    "train_sampler_head": False,
     "sampler_head": False,  # STAR's masked-sampler head (TextTransformerConfig)
     "sampler_from_scale": 9,
     "sampler_depth": 3,
@@ -225,6 +226,8 @@ class TransformerObjective:
         caption_drop_min_chars: text models: only captions of at least this many characters may be replaced by
             the empty prompt in condition dropout; 0 means any caption (the official STAR loader: 21, i.e.
             longer than 20). The dropout draw is the same either way.
+        train_sampler_head: text models with a masked-sampler head: train only the head (the main model frozen,
+            its features taken without drop-path), the STAR sampler stage (``training/sampler_head.py``).
     """
 
     label_smoothing: float = 0.0
@@ -241,6 +244,7 @@ class TransformerObjective:
     keep_tokens: int | None = None
     drop_tokens_from_scale: int | None = None
     caption_drop_min_chars: int = 0
+    train_sampler_head: bool = False
 
     def __post_init__(self) -> None:
         if self.keep_tokens is not None and self.keep_tokens < 1:
@@ -251,6 +255,11 @@ class TransformerObjective:
             raise ValueError(
                 "token dropping (--keep-tokens) trains full sequences minus dropped tokens; it does not combine "
                 "with progressive training: use --progressive 0"
+            )
+        if self.train_sampler_head and (self.keep_tokens is not None or self.progressive):
+            raise ValueError(
+                "--train-sampler-head trains the head on the frozen model's full sequences: leave out --keep-tokens "
+                "and --progressive"
             )
         if self.caption_drop_min_chars < 0:
             raise ValueError(f"--caption-drop-min-chars must be >= 0, got {self.caption_drop_min_chars}")

@@ -49,6 +49,7 @@ from nextscale.text.cache import CachedTextEncoder
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training.config import TrainConfig, TransformerObjective
 from nextscale.training.loop import Trainer
+from nextscale.training.sampler_head import draw_known, hidden_position_mean
 from nextscale.training.schedules import progressive_newest_weight, progressive_stage
 from nextscale.training.token_dropping import kept_positions, per_scale_mean_of_kept, token_drop_start
 from nextscale.transformer.conditioning import ClassCondition, TextCondition
@@ -140,6 +141,15 @@ class TransformerTrainer(Trainer):
                 f"{' and '.join(text_only)} only apply to text (STAR) models; this run trains a class-conditional "
                 f"{type(transformer).__name__}: leave {'it' if len(text_only) == 1 else 'them'} out"
             )
+        if objective.train_sampler_head:
+            if not getattr(transformer.config, "sampler_head", False):
+                raise ValueError(
+                    "--train-sampler-head trains a STAR model's masked-sampler head: start from a trained text model "
+                    "(--init-from RUN_OR_FOLDER), which then gets a fresh head"
+                )
+            # The sampler stage: the main model frozen, only the head learns (its optimizer holds the head alone).
+            transformer.requires_grad_(False)
+            transformer.sampler_head.requires_grad_(True)
         # First position token dropping may drop (None: no dropping); checked before the run directory is used.
         self.drop_start = None
         if objective.keep_tokens is not None:
@@ -287,6 +297,8 @@ class TransformerTrainer(Trainer):
     # ------------------------------------------------------------------------------------ steps
     def train_step(self, batch: Any) -> dict[str, Any]:
         tokens, condition, teacher = self.prepare(batch)
+        if self.objective.train_sampler_head:
+            return self.sampler_head_step(tokens, condition, teacher)
         if self.drop_start is not None:
             return self.train_step_dropping_tokens(tokens, condition, teacher)
         stage = self.stage(self.step)
@@ -331,11 +343,38 @@ class TransformerTrainer(Trainer):
             metrics["scale_accuracy"] = per_scale_mean_of_kept(correct, levels, self.schedule.num_scales).mean(0)
         return metrics
 
+    def sampler_head_step(
+        self, tokens: torch.Tensor, condition: TextCondition, teacher: torch.Tensor, generator=None
+    ) -> dict[str, Any]:
+        """A step of the masked-sampler head (``sampler_head.py``): the frozen model's blocks run as at sampling
+        (no drop-path; condition dropout stays, as the head also guides with the empty prompt), known positions
+        drawn per sample, the loss the mean cross-entropy over the positions that are not known."""
+        self.raw_model.blocks.eval()
+        start = self.schedule.offsets[self.model_config.sampler_from_scale]
+        targets = tokens[:, start:]  # (B, n)
+        # The draw comes from the process's CPU RNG (checkpointed) unless a generator is given (evaluation).
+        known = draw_known(*targets.shape, generator=generator).to(targets.device)
+        codes = self.tokenizer.quantizer.lookup(targets) * known[..., None]
+        logits = self.model(condition, teacher, sampler_codes=codes)  # (B, n, V)
+        ce = self.per_token_loss(logits, targets, self.objective.label_smoothing)
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == targets).float()
+        return {
+            "loss": hidden_position_mean(ce, known),
+            "accuracy": hidden_position_mean(correct, known).detach(),
+            "known": known.float().mean(),
+        }
+
     def eval_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """Per sample: mean test loss (B,), and per scale the test loss and token error (B, K)
         (``evaluation.held_out``, shared with ``nextscale evaluate --loss``); always on full sequences, also
-        when training drops tokens."""
+        when training drops tokens. Training the masked-sampler head: its loss and accuracy on the positions not
+        known, with the known ones drawn alike at every evaluation."""
         tokens, condition, teacher = self.prepare(batch)
+        if self.objective.train_sampler_head:
+            metrics = self.sampler_head_step(tokens, condition, teacher, torch.Generator().manual_seed(0))
+            batch_size = tokens.shape[0]
+            return {name: value.detach().expand(batch_size) for name, value in metrics.items()}
         return held_out_metrics(self.model(condition, teacher), tokens, self.schedule)
 
     def preview_prompts(self) -> list[str]:
@@ -360,7 +399,8 @@ class TransformerTrainer(Trainer):
             num = min(16, transformer.config.num_classes)
             condition = ClassCondition(torch.arange(num, device=self.device), transformer.config.null_class_id)
             labels = condition.labels.tolist()
-        out = sampler.sample(condition, config=SamplingConfig(cfg=self.objective.preview_cfg), generator=generator)
+        config = SamplingConfig(cfg=self.objective.preview_cfg, masked_sampling=self.objective.train_sampler_head)
+        out = sampler.sample(condition, config=config, generator=generator)
         images = sampler.decode(out.f_hat).mul(2).sub(1)  # [0, 1] -> [-1, 1]
         save_grid(
             images.float().cpu(),

@@ -35,7 +35,7 @@ from nextscale.transformer.recompute import RecomputedBlocks
 from nextscale.transformer.sequence import cached_scale, compute_dtype, new_kv_cache, teacher_prefix
 from nextscale.transformer.text_blocks import TextBlock
 from nextscale.transformer.text_config import TextTransformerConfig
-from nextscale.transformer.text_sampler_head import MaskedSamplerHead
+from nextscale.transformer.text_sampler_head import MaskedSamplerHead, same_scale_bias
 
 
 @dataclass
@@ -155,8 +155,10 @@ class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
         teacher_input: torch.Tensor,
         generator: torch.Generator | None = None,
         keep: torch.Tensor | None = None,
+        sampler_codes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Teacher-forced logits of all tokens (training and evaluation), or of the kept ones (token dropping).
+        """Teacher-forced logits of all tokens (training and evaluation), or of the kept ones (token dropping), or
+        the masked-sampler head's logits (training the head).
 
         Args:
             condition: B prompts' text features; in training mode each is replaced by its (single) null row
@@ -167,9 +169,13 @@ class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
                 positions only, each keeping its embedding, level and RoPE rotation, under the block-causal mask
                 restricted to them (official ``drop_scale``, ``training/token_dropping.py``). Embedding and head
                 are per position, so the result equals the full forward with the dropped keys masked out.
+            sampler_codes: None, or (B, n, code_dim) the known code vectors (zero elsewhere) of the n positions from
+                ``config.sampler_from_scale`` on (full sequences): the head's logits of those positions are
+                returned, every scale at once under its same-scale mask (``training/sampler_head.py``).
 
         Returns:
-            (B, L', V) float32 logits; with ``keep``, (B, n, V) of the kept positions.
+            (B, L', V) float32 logits; with ``keep``, (B, n, V) of the kept positions; with ``sampler_codes``,
+            (B, n, V) the head's.
         """
         prefix = self._check_teacher_input(condition, teacher_input)
         if self.training and self.config.cond_drop_rate > 0 and condition.negative is not None:
@@ -192,7 +198,29 @@ class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
             attn_mask = self.kept_training_mask(keep, dtype)  # (1, 1, n, n) dense, in either mask form
         for block, text in zip(self.blocks, context.text):
             x = self.run_block(block, x, rope, text, context.text_bias, attn_mask)
+        if sampler_codes is not None:
+            return self._sampler_head_logits(x, context, rope, sampler_codes, keep)
         return self._logits(x)
+
+    def _sampler_head_logits(
+        self, hidden: torch.Tensor, context: TextContext, rope: torch.Tensor, codes: torch.Tensor, keep
+    ) -> torch.Tensor:
+        if self.sampler_head is None or keep is not None:
+            raise ValueError("sampler_codes train the masked-sampler head: a model with one, on full sequences")
+        start = self.schedule.offsets[self.config.sampler_from_scale]
+        if hidden.shape[1] != self.schedule.total_tokens or codes.shape != (
+            *hidden.shape[:1],
+            hidden.shape[1] - start,
+            self.config.code_dim,
+        ):
+            raise ValueError(
+                f"sampler_codes must be (B, {self.schedule.total_tokens - start}, {self.config.code_dim}) for full "
+                f"sequences, got {tuple(codes.shape)}"
+            )
+        levels = self.level_ids[0, start:]  # (n,)
+        head_rope = torch.cat((rope[:1], rope[start:]))
+        bias = same_scale_bias(levels, hidden.dtype)
+        return self.sampler_head(context.sampler_start, hidden[:, start:], codes, levels, head_rope, bias)
 
     @staticmethod
     def _checked_keep(keep: torch.Tensor, prefix: int) -> torch.Tensor:

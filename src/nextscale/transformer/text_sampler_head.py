@@ -48,9 +48,10 @@ class SelfAttentionBlock(nn.Module):
     def norm(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, (self.embed_dim,), eps=self.norm_eps)
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
-        """(B, n, C) -> (B, n, C); every token attends to every other (no mask), rotated by ``rope`` (n, Dh/2)."""
-        x = x + self.drop_path(self.attn(self.norm(x), None, None, rope))
+    def forward(self, x: torch.Tensor, rope: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n, C) -> (B, n, C), rotated by ``rope`` (n, Dh/2); every token attends to every other unless
+        ``attn_bias`` (1, 1, n, n) masks some pairs."""
+        x = x + self.drop_path(self.attn(self.norm(x), attn_bias, None, rope))
         return x + self.drop_path(self.ffn(self.norm(x)))
 
 
@@ -87,31 +88,34 @@ class MaskedSamplerHead(nn.Module):
         start: torch.Tensor,
         hidden: torch.Tensor,
         codes: torch.Tensor,
-        scale_idx: int,
+        levels: torch.Tensor,
         rope: torch.Tensor,
+        attn_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits of one scale's positions.
+        """Logits of the positions of one scale (sampling) or of several (training, with a same-scale mask).
 
         Args:
             start: (R, C) from :meth:`start` (R rows: B, or 2B with guidance).
-            hidden: (R, l, C) the main transformer's final hidden states of this scale.
-            codes: (B, l, code_dim) the code vectors decided so far, zero where undecided; both halves of a guided
-                batch see the same ones (R = 2B).
-            scale_idx: the scale (indexes ``level_embed``).
-            rope: (1 + l, Dh/2) RoPE rows: the start token's, then the scale's.
+            hidden: (R, n, C) the main transformer's final hidden states of these positions.
+            codes: (B, n, code_dim) the code vectors known so far, zero elsewhere; both halves of a guided batch
+                see the same ones (R = 2B).
+            levels: (n,) the scale of every position (indexes ``level_embed``).
+            rope: (1 + n, Dh/2) RoPE rows: the start token's, then the positions'.
+            attn_bias: None (one scale: full attention) or the (1, 1, 1 + n, 1 + n) additive mask of
+                :func:`same_scale_bias`.
 
         Returns:
-            (R, l, V) float32 logits.
+            (R, n, V) float32 logits.
         """
         dtype = hidden.dtype
         rows = hidden.shape[0]
         first = (start[:, None] + self.start_pos).to(dtype)  # (R, 1, C)
-        words = self.word_embed(codes.to(dtype)).repeat(rows // codes.shape[0], 1, 1)  # (R, l, C)
-        known = torch.cat((first, words + self.level_embed.weight[scale_idx].to(dtype)), dim=1)  # (R, 1 + l, C)
-        seen = torch.cat((first, hidden), dim=1)  # (R, 1 + l, C)
+        words = self.word_embed(codes.to(dtype)).repeat(rows // codes.shape[0], 1, 1)  # (R, n, C)
+        known = torch.cat((first, words + self.level_embed(levels).to(dtype)), dim=1)  # (R, 1 + n, C)
+        seen = torch.cat((first, hidden), dim=1)  # (R, 1 + n, C)
         x = self.fuse(torch.cat((known, seen), dim=-1))
         for block in self.blocks:
-            x = block(x, rope)
+            x = block(x, rope, attn_bias)
         x = F.layer_norm(x.float(), (self.embed_dim,), eps=self.norm_eps)
         return self.head(x).float()[:, 1:]
 
@@ -131,3 +135,19 @@ class MaskedSamplerHead(nn.Module):
             block.attn.v_bias.zero_()
             if block.attn.l2_norm:
                 block.attn.log_temperature.fill_(INITIAL_LOG_TEMPERATURE)
+
+
+def same_scale_bias(levels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The head's training mask over [start token, positions]: a position attends to the positions of its own scale,
+    and the start token and every position attend to each other (official ``attn_mask`` of ``forward_sampler``).
+
+    Args:
+        levels: (n,) the scale of every position.
+
+    Returns:
+        (1, 1, 1 + n, 1 + n) additive bias: 0 where attention is allowed, -inf elsewhere.
+    """
+    allowed = levels[:, None] == levels[None, :]
+    allowed = torch.nn.functional.pad(allowed, (1, 0, 1, 0), value=True)  # the start token row and column
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=levels.device).masked_fill_(~allowed, float("-inf"))
+    return bias[None, None]
