@@ -83,6 +83,7 @@ def test_head_training_freezes_the_model_and_samples_masked(star_run, tmp_path, 
 
     assert run_command("export", f"--run {head} --out {tmp_path / 'pipe'}") == 0
     pipe = Pipeline.from_pretrained(tmp_path / "pipe")
+    assert pipe.recommended_sampling == {"masked_sampling": True}
     masked = pipe(prompt=["a bag in the top left"], seed=0, cfg=2.0, masked_sampling=True, output_type="pt")
     plain = pipe(prompt=["a bag in the top left"], seed=0, cfg=2.0, output_type="pt")
     start = pipe.transformer.schedule.scale_slice(2).start

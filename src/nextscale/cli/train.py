@@ -36,7 +36,8 @@ Loss: per-token cross-entropy averaged over tokens and the batch; per-scale loss
 per-scale held-out loss and token error evaluated. Export with `nextscale export --run RUN --out DIR`.
 STAR's training options for text models: --keep-tokens 8800 drops tokens of the last scale as its 1024 px
 stage does (training steps only), and --caption-drop-min-chars 21 lets condition dropout replace only
-captions longer than 20 characters, as its data loader.
+captions longer than 20 characters, as its data loader. --init-from MODEL --train-sampler-head trains STAR's
+sampler stage: a masked-sampler head on the frozen model, for `sample --masked-sampling`.
 --init-from keeps the starting model's shape (--depth and the width flags are refused) and adapts the rest to the
 run, saying so: another class list, --drop-path-rate / --cond-drop-rate, and per-sample cross-attention for a
 converted STAR model (the official batch-0 behaviour would train only the first caption of every batch).

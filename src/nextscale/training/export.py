@@ -180,8 +180,15 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = F
         (out / TEXT_ENCODER_DIR).mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / TEXT_ENCODER_DIR / REFERENCE_NAME, reference.read_text())
         index = {**index, "_class_name": "TextPipeline", "text_encoder": TEXT_ENCODER_DIR}
+    if trained_sampler_head(run_config):
+        index["recommended_sampling"] = {"masked_sampling": True}
     atomic_write_text(out / PIPELINE_FILE, json.dumps(index, indent=2) + "\n")
     return out
+
+
+def trained_sampler_head(run_config: dict) -> bool:
+    """Whether the run trained a masked-sampler head (its pipeline then recommends masked sampling)."""
+    return bool(run_config.get("objective", {}).get("train_sampler_head", False))
 
 
 def load_run_pipeline(
@@ -200,7 +207,8 @@ def load_run_pipeline(
     tokenizer = load_component(MultiScaleVQVAE, Path(run_dir) / TOKENIZER_DIR)
     if isinstance(model, TextScaleTransformer):
         text_encoder = load_text_encoder_folder(Path(run_dir) / TEXT_ENCODER_DIR, device=device)
-        return TextPipeline(tokenizer, model, text_encoder).to(device)
+        pipe = TextPipeline(tokenizer, model, text_encoder).to(device)
+        return pipe.recommend(masked_sampling=True) if trained_sampler_head(run_config) else pipe
     pipeline_cls = RasterPipeline if isinstance(model, RasterTransformer) else Pipeline
     return pipeline_cls(tokenizer, model, run_config.get("class_names") or None).to(device)
 
