@@ -131,28 +131,26 @@ def transcribed_masked_scale(model, hidden, context, scale_idx, batch, settings,
         idx = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, replacement=True, generator=gen).view(batch, -1)
         return idx, probs.gather(-1, idx[..., None])  # conf (B, l, 1)
 
+    def update(mask, h, tokens, conf, t_maskratio, idx):
+        _, indices = torch.topk(conf.view(batch, -1), k=t_maskratio, dim=-1)
+        mask_0 = mask.clone()
+        for i, ind in enumerate(indices):
+            mask[i, ind] = 1
+        h = h + codebook[idx] * (mask[..., None] - mask_0[..., None])
+        return h, torch.where((mask - mask_0).bool(), idx, tokens)
+
     for step, t_maskratio in enumerate(official_counts(steps, length)):
         torch.rand((rows, length), generator=mask_gen)  # Scheduler.get_mask's discarded draw
         if step < step_thresh and scale_idx < si_thresh:
             idx, conf = logit2emb(model.head_logits(hidden), settings.cfg_weight)
-            _, indices = torch.topk(conf.view(batch, -1), k=t_maskratio, dim=-1)
-            mask_0 = mask.clone()
-            for i, ind in enumerate(indices):
-                mask[i, ind] = 1
-            h += codebook[idx] * (mask[..., None] - mask_0[..., None])
-            tokens = torch.where((mask - mask_0).bool(), idx, tokens)
+            h, tokens = update(mask, h, tokens, conf, t_maskratio, idx)
         else:
             levels = model.level_ids[0, span]  # lvl_1L[:, cur_L - pn * pn : cur_L]
             logits = model.sampler_head(context.sampler_start, hidden, h * mask[..., None], levels, rope)
             idx, conf = logit2emb(logits, cfg)
         conf = torch.rand(conf.shape, generator=mask_gen) if step < 5 else conf
         conf = conf * (1 - mask[..., None])
-        _, indices = torch.topk(conf.view(batch, -1), k=t_maskratio, dim=-1)
-        mask_0 = mask.clone()
-        for i, ind in enumerate(indices):
-            mask[i, ind] = 1
-        h += codebook[idx] * (mask[..., None] - mask_0[..., None])
-        tokens = torch.where((mask - mask_0).bool(), idx, tokens)
+        h, tokens = update(mask, h, tokens, conf, t_maskratio, idx)
     assert bool(mask.all())
     return tokens, h
 

@@ -224,6 +224,12 @@ NOT_FOR_LOSS = (
 CAPTIONS_PREFIX = "captions:"
 
 
+def sampling_settings(args: argparse.Namespace) -> dict:
+    """The pipeline-call settings every evaluated sample shares (cfg and seed vary per row and batch)."""
+    names = ("top_k", "top_p", "temperature", "smooth", "masked_sampling")
+    return {name: getattr(args, name) for name in names}
+
+
 def refuse_flags(args: argparse.Namespace, flags: tuple[tuple[str, str], ...], reason: str) -> None:
     """One-line ValueError naming the first of ``flags`` that was given."""
     for name, flag in flags:

@@ -71,13 +71,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         args.reference_cache,
         key={**key, "features": network},
     )
-    sampling = dict(
-        top_k=args.top_k,
-        top_p=args.top_p,
-        temperature=args.temperature,
-        smooth=args.smooth,
-        masked_sampling=args.masked_sampling,
-    )
+    sampling = evaluate.sampling_settings(args)
     # batch b is drawn with seed + b, so the batch size and dtype belong with the seed in the report
     drawn = dict(seed=args.seed or 0, batch_size=args.batch_size, dtype=args.dtype)
     judged = spec.startswith("fashion-mnist") and pipe.num_classes == 10

@@ -210,13 +210,7 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
     from nextscale.evaluation.generate import PromptSampleWriter, generate_prompt_batches
 
     samples = plan.samples
-    sampling = dict(
-        top_k=args.top_k,
-        top_p=args.top_p,
-        temperature=args.temperature,
-        smooth=args.smooth,
-        masked_sampling=args.masked_sampling,
-    )
+    sampling = evaluate.sampling_settings(args)
     report: dict = {
         "model": str(args.model or "bundled"),
         "measured": "samples",
