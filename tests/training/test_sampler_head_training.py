@@ -134,4 +134,30 @@ def test_head_training_is_refused_without_a_trained_text_model(star_run, tmp_pat
         run_command("train", f"{common} --run-dir {tmp_path / 'a'} --train-sampler-head")
     with pytest.raises(ValueError, match="goes with --train-sampler-head"):
         run_command("train", f"{common} --run-dir {tmp_path / 'b'} --sampler-from-scale 2")
+    with pytest.raises(ValueError, match="--sampler-head-init goes with --train-sampler-head"):
+        run_command("train", f"{common} --run-dir {tmp_path / 'b'} --sampler-head-init official")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_warm_head_starts_as_the_models_own_predictor(star_run):
+    """Warm start: the head's logits equal the frozen model's at every position it samples, whatever codes it is
+    shown; training then only adds what the known codes tell."""
+    from nextscale.transformer.conditioning import TextCondition
+
+    _, star = star_run
+    base = load_run_model(star)
+    model = type(base)(dataclasses.replace(base.config, sampler_head=True, sampler_from_scale=2)).eval()
+    model.load_state_dict(
+        base.state_dict() | {f"sampler_head.{k}": v for k, v in model.sampler_head.state_dict().items()}
+    )
+    model.sampler_head.warm_start(model.head)
+    gen = torch.Generator().manual_seed(1)
+    condition = TextCondition(torch.randn(3, 4, 384, generator=gen), torch.ones(3, 4, dtype=torch.long),
+                              torch.randn(3, 384, generator=gen))  # fmt: skip
+    teacher = torch.randn(3, model.schedule.total_tokens - 1, base.config.code_dim, generator=gen)
+    start = model.schedule.offsets[2]
+    with torch.no_grad():
+        main = model(condition, teacher)[:, start:]
+        for scale in (0.0, 1.0):
+            codes = scale * torch.randn(3, model.schedule.total_tokens - start, base.config.code_dim, generator=gen)
+            assert torch.equal(model(condition, teacher, sampler_codes=codes), main)

@@ -204,6 +204,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "head's cross-entropy on the tokens it is not shown",
     )
     group.add_argument(
+        "--sampler-head-init",
+        choices=("warm", "official"),
+        default="warm",
+        help="with --train-sampler-head, how a fresh head starts: 'warm' (default) as the model's own predictor "
+        "(it passes the model's hidden state to a copy of its output layer, so training starts from the model's "
+        "logits), or 'official' (STAR's random init_weights)",
+    )
+    group.add_argument(
         "--sampler-from-scale",
         type=int,
         default=None,
@@ -376,6 +384,8 @@ def adapted_for_fine_tuning(model, args: argparse.Namespace):
     if new_head:  # the fresh head keeps its initial weights; every other entry must fit
         state.update({f"sampler_head.{k}": v for k, v in adapted.sampler_head.state_dict().items()})
     adapted.load_state_dict(state, strict=True)
+    if new_head and args.sampler_head_init == "warm":
+        adapted.sampler_head.warm_start(adapted.head)
     return adapted.train(model.training)
 
 
@@ -396,6 +406,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.sampler_from_scale is not None and not args.train_sampler_head:
         raise ValueError("--sampler-from-scale goes with --train-sampler-head")
+    if args.sampler_head_init != "warm" and not args.train_sampler_head:
+        raise ValueError("--sampler-head-init goes with --train-sampler-head")
     with distributed.process_group(device=args.device, timeout_s=args.dist_timeout) as dist_info:
         with hold_run_dir(args.run_dir, dist_info):
             _train(args, dist_info)
@@ -511,6 +523,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         "tokenizer_source": str(args.tokenizer),
         "init_from": args.init_from,
         "text_encoder": args.text_encoder,
+        **({"sampler_head_init": args.sampler_head_init} if args.train_sampler_head else {}),
     }
     trainer = TransformerTrainer(
         transformer,

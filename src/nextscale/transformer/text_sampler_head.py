@@ -120,6 +120,23 @@ class MaskedSamplerHead(nn.Module):
         return self.head(x).float()[:, 1:]
 
     @torch.no_grad()
+    def warm_start(self, head: nn.Linear) -> None:
+        """Start as the main model's own predictor: ``fuse`` passes the main hidden state through (identity on that
+        half, zero on the known codes), every block's residual branches end in zero projections (identity
+        blocks), and ``head`` copies the main model's. With the main model's logit LayerNorm the head's logits then
+        equal the main model's exactly, and training can only add what the known codes tell (a choice of ours: the
+        official head starts from ``init_weights``)."""
+        width = self.embed_dim
+        self.fuse.weight.zero_()
+        self.fuse.weight[:, width:].copy_(torch.eye(width))
+        self.fuse.bias.zero_()
+        for block in self.blocks:
+            for projection in (block.attn.proj, block.ffn.fc2):
+                projection.weight.zero_()
+                projection.bias.zero_()
+        self.head.load_state_dict(head.state_dict())
+
+    @torch.no_grad()
     def init_weights(self, init_std: float) -> None:
         """The official ``init_weights`` as it reaches the head: truncated-normal Linear/Embedding weights and start
         vector, zero biases, q/v biases zero and temperature 4; unlike the main model, no head or residual
