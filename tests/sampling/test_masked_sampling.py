@@ -296,3 +296,13 @@ def test_cli_takes_the_recommendation_and_can_switch_it_off(model, tokenizer, tm
         )
         expected = pipe(seed=11, cfg=2.0, top_k=20, masked_sampling=masked, output_type="pt", **features(1)).tokens
         assert torch.equal(load_file(out)["tokens"], expected), flags
+
+
+def test_the_cli_offers_the_plans_the_sampler_knows():
+    from nextscale.cli.common import add_sampling_arguments
+    from nextscale.sampling.guidance import MASKED_PLANS
+
+    parser = __import__("argparse").ArgumentParser()
+    add_sampling_arguments(parser)
+    action = next(a for a in parser._actions if a.dest == "masked_plan")
+    assert tuple(action.choices) == MASKED_PLANS

@@ -216,6 +216,14 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, cfg: float = 1.5, cf
         "the main model and then the masked-sampler head); only models with that head (the official "
         "star-1024-sampler checkpoint), which recommend it on (default: the model's recommendation, else off)",
     )
+    group.add_argument(
+        "--masked-plan",
+        choices=("1024", "head-only"),  # sampling.guidance.MASKED_PLANS (not imported: the CLI starts without torch)
+        default="1024",
+        help="with --masked-sampling: '1024' (official: the first 5 of a scale's 8 steps, 15 at scales above 12, "
+        "draw from the model itself in a random order, the head decides the rest) or 'head-only' (8 steps, all "
+        "from the head) (default: 1024)",
+    )
 
 
 SAMPLING_FLAGS = {
@@ -270,6 +278,7 @@ def sampling_kwargs(args: argparse.Namespace) -> dict:
         temperature=args.temperature,
         smooth=args.smooth,
         masked_sampling=args.masked_sampling,
+        masked_plan=args.masked_plan,
         seed=args.seed,
     )
 

@@ -226,7 +226,7 @@ CAPTIONS_PREFIX = "captions:"
 
 def sampling_settings(args: argparse.Namespace) -> dict:
     """The pipeline-call settings every evaluated sample shares (cfg and seed vary per row and batch)."""
-    names = ("top_k", "top_p", "temperature", "smooth", "masked_sampling")
+    names = ("top_k", "top_p", "temperature", "smooth", "masked_sampling", "masked_plan")
     return {name: getattr(args, name) for name in names}
 
 

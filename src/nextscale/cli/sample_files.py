@@ -67,7 +67,7 @@ def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | N
         **{
             f"--{name.replace('_', '-')}": value
             for name, value in sampling.items()
-            if not (name == "masked_sampling" and not value)
+            if sampling.get("masked_sampling") or name not in ("masked_sampling", "masked_plan")
         },
         "--dtype": pipe.precision.name,
         "--device": torch.device(args.device).type,  # CPU and CUDA generators draw different numbers
