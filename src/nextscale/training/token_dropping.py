@@ -8,9 +8,9 @@ targets; the loss becomes the mean over the N kept tokens. One draw per micro-ba
 Held-out evaluation always runs on full sequences: dropping is a training-time augmentation.
 
 Worked example (sides (1, 2, 4), L = 21, dropping from scale 2, which starts at position 5, keeping N = 17):
-positions 5..20 (16 of them) may be dropped; ``randperm(16)`` = [3, 11, 0, 7, ...] drops its first
-L - N = 4 entries shifted by the start, 8, 16, 5 and 12; the model runs on positions 0-4, 6, 7, 9, 10, 11,
-13, 14, 15, 17, ..., 20.
+positions 5..20 (16 of them) may be dropped; if ``randperm(16)`` begins [3, 11, 0, 7, ...], its first
+L - N = 4 entries shifted by the start (8, 16, 5 and 12) are dropped, and the model runs on positions 0-4, 6, 7, 9,
+10, 11, 13, 14, 15, 17, ..., 20.
 
 The draw is ``torch.randperm`` on the generator given. The trainer gives none, so it draws from the process's
 CPU RNG: the official code's source too (its global RNG), and the stream every checkpoint saves, so a resumed
