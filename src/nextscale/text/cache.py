@@ -80,10 +80,12 @@ def canonical_chunks(captions: list[str], encoder: TextEncoder) -> list[list[str
     caption)."""
     if not captions:
         return []
-    if encoder.padding == "longest":
+    if getattr(encoder, "padding", None) == "max_length":
+        counts = [0] * len(captions)  # every call pads to max_length: one shape already
+    elif hasattr(encoder, "token_counts"):
         counts = encoder.token_counts(captions)
-    else:
-        counts = [encoder.max_length] * len(captions)
+    else:  # an encoder-like object without token counts: fixed row counts only
+        counts = [0] * len(captions)
     groups: dict[int, list[str]] = {}
     for text, count in zip(captions, counts):
         groups.setdefault(count, []).append(text)
