@@ -270,7 +270,7 @@ def test_resolution_transfer_grows_the_heads_level_table_too(model):
 
 
 # ------------------------------------------------------------------------------------------- CLI
-def test_cli_takes_the_recommendation_and_can_switch_it_off(model, tokenizer, tmp_path):
+def test_cli_takes_the_recommendation_and_can_switch_it_off(model, tokenizer, tmp_path, capsys):
     folder = tmp_path / "sampler-star"
     TextPipeline(tokenizer, model).recommend(cfg=2.0, top_k=20, masked_sampling=True).save_pretrained(folder)
     feats = tmp_path / "features.safetensors"
@@ -296,6 +296,9 @@ def test_cli_takes_the_recommendation_and_can_switch_it_off(model, tokenizer, tm
         )
         expected = pipe(seed=11, cfg=2.0, top_k=20, masked_sampling=masked, output_type="pt", **features(1)).tokens
         assert torch.equal(load_file(out)["tokens"], expected), flags
+    capsys.readouterr()
+    assert main(["info", str(folder)]) == 0
+    assert "masked-sampler head from scale 2 (sample with --masked-sampling)" in capsys.readouterr().out
 
 
 def test_the_cli_offers_the_plans_the_sampler_knows():

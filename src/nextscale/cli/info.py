@@ -193,6 +193,7 @@ def component_facts(folder: Path) -> dict[str, Any]:
         "weights": "/".join(sorted(dtypes)),
     }
     shape = ("depth", "embed_dim", "num_heads", "num_classes", "vocab_size", "code_dim", "text_dim", "scale_sides")
+    shape += ("sampler_head", "sampler_from_scale")
     return facts | {key: config[key] for key in shape if key in config}
 
 
@@ -238,7 +239,16 @@ def _component_line(facts: dict[str, Any]) -> str:
         for key in ("depth", "embed_dim", "num_heads", "vocab_size", "code_dim")
         if key in facts
     )
-    return f"{facts['class']}, {facts['parameters']} parameters ({facts['weights']})" + (f"; {shape}" if shape else "")
+    head = (
+        f"; masked-sampler head from scale {facts.get('sampler_from_scale')} (sample with --masked-sampling)"
+        if facts.get("sampler_head")
+        else ""
+    )
+    return (
+        f"{facts['class']}, {facts['parameters']} parameters ({facts['weights']})"
+        + (f"; {shape}" if shape else "")
+        + head
+    )
 
 
 def _text_encoder_line(folder: Path) -> str:
