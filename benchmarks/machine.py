@@ -22,6 +22,18 @@ def benchmark_device(name: str) -> torch.device:
         raise SystemExit(f"{Path(sys.argv[0]).name}: {err}") from None
 
 
+def add_machine_arguments(parser, threads: int = 2) -> None:
+    """``--threads`` and ``--device``, the two flags every benchmark takes."""
+    parser.add_argument("--threads", type=int, default=threads, help=f"CPU threads (default: {threads})")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+
+
+def machine_from_arguments(args) -> torch.device:
+    """Apply ``--threads`` and return the ``--device`` (see :func:`add_machine_arguments`)."""
+    torch.set_num_threads(args.threads)
+    return benchmark_device(args.device)
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so that wall-clock timers measure it."""
     if device.type == "cuda":

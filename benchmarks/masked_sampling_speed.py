@@ -18,7 +18,7 @@ import argparse
 import time
 
 import torch
-from machine import benchmark_device, machine_name, synchronize
+from machine import add_machine_arguments, machine_from_arguments, machine_name, synchronize
 
 from nextscale.presets import var
 from nextscale.sampling.guidance import SamplingConfig
@@ -51,11 +51,9 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=16)
     parser.add_argument("--batch", type=int, nargs="+", default=[1])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
+    add_machine_arguments(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = benchmark_device(args.device)
+    device = machine_from_arguments(args)
     torch.manual_seed(0)
     config = TextTransformerConfig.from_depth(args.depth, scale_sides=SIDES_256, sampler_head=True)
     model = TextScaleTransformer(config).eval().to(device)

@@ -16,7 +16,7 @@ import argparse
 import time
 
 import torch
-from machine import benchmark_device, machine_name
+from machine import add_machine_arguments, machine_from_arguments, machine_name
 
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.sampling.precision import choose_precision
@@ -46,12 +46,10 @@ def best_seconds(pipe: Pipeline, batch: int, repeats: int) -> tuple[float, torch
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 64])
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
+    add_machine_arguments(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = benchmark_device(args.device)
+    device = machine_from_arguments(args)
     names = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16", "int8"]
     machine = machine_name(device)
     print(f"machine: {machine}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}")

@@ -17,7 +17,7 @@ import dataclasses
 import time
 
 import torch
-from machine import benchmark_device, machine_name, synchronize
+from machine import add_machine_arguments, machine_from_arguments, machine_name, synchronize
 
 from nextscale.presets import var
 from nextscale.sampling.guidance import SamplingConfig
@@ -66,11 +66,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depth", type=int, default=16)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
+    add_machine_arguments(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = benchmark_device(args.device)
+    device = machine_from_arguments(args)
     torch.manual_seed(0)
     tokenizer_config, var_config = var(args.depth)
     side = tokenizer_config.scale_sides[-1]
