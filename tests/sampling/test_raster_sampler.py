@@ -84,3 +84,9 @@ def test_a_multi_scale_tokenizer_is_refused_with_the_fix():
     tokenizer, transformer = components(sides=(1, 2, SIDE))
     with pytest.raises(ValueError, match=r"scale_sides=\(4,\)"):
         RasterSampler(tokenizer, transformer)
+
+
+def test_masked_sampling_is_refused_in_words():
+    tokenizer, transformer = components()
+    with pytest.raises(ValueError, match="masked sampling is STAR's way of drawing a scale"):
+        RasterSampler(tokenizer, transformer).sample([1], SamplingConfig(masked_sampling=True))
