@@ -19,8 +19,12 @@ The report records N on both sides, the feature network (with a hash of its weig
 and dtype (batch b is drawn with seed + b, so the batch size changes the samples), and warns when a side has
 fewer images than the features have dimensions.
 Class consistency (overall and per class) and an Inception Score over the classifier's classes use the
-bundled Fashion-MNIST classifier when the model has 10 classes and --reference is fashion-mnist (the
-FID Inception graph has no classification head).
+bundled Fashion-MNIST classifier when the model has 10 classes and --reference is fashion-mnist. The FID
+Inception graph stops at its pool features; --inception-classifier FILE adds its 1008-class output layer from a
+local file (pytorch-fid's pt_inception-2015-12-05-6726825d.pth and the like) and reports the Inception Score as
+papers do (bias-free logits, 10 chunks; nextscale.evaluation.inception_classifier):
+    nextscale evaluate --samples fid50k.npz --reference VIRTUAL_imagenet256_labeled.npz \
+        --inception-classifier pt_inception-2015-12-05-6726825d.pth
 
 Images made elsewhere or earlier are measured without a model: a `sample --out-dir` folder or an .npz in OpenAI's
 evaluation format (`sample --npz`; arr_0 uint8 (N, H, W, 3), optional arr_1 labels), resized reference alike:
@@ -149,6 +153,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--inception", type=Path, default=None, help="FID Inception TorchScript file")
     parser.add_argument(
+        "--inception-classifier",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also report the Inception Score (IS) as papers do, from the Inception's 1008-class output layer in "
+        "a local file: pytorch-fid's pt_inception-2015-12-05-6726825d.pth, torch-fidelity's weights file, "
+        "NVIDIA's inception-2015-12-05.pt, or an .npz/.safetensors of the (1008, 2048) matrix",
+    )
+    parser.add_argument(
         "--baseline",
         action="store_true",
         help="also report FID of N held-out real images (Fashion-MNIST's train split against its test split)",
@@ -250,6 +263,13 @@ def check_flags(args: argparse.Namespace) -> None:
         check_output_file(args.reference_cache, "--reference-cache", example="reference.npz")
     if args.save_samples is not None:
         check_output_dir(args.save_samples, "--save-samples")
+    if args.inception_classifier is not None:
+        if args.features != "inception" or args.loss:
+            what = "--loss" if args.loss else f"--features {args.features}"
+            raise ValueError(f"--inception-classifier scores Inception features; it does not apply to {what}")
+        from nextscale.evaluation.inception_classifier import load_inception_classifier
+
+        load_inception_classifier(args.inception_classifier)  # a wrong file is one line now, not after sampling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -433,9 +453,24 @@ def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, fl
     return functools.partial(run_class, args)
 
 
-def distances(real, fake) -> dict:
-    """FID, KID (mean, std) and precision/recall of generated against reference features."""
+def inception_head(args: argparse.Namespace, extractor):
+    """The Inception output layer of --inception-classifier, checked against the feature network (None: no IS)."""
+    if args.inception_classifier is None:
+        return None
+    from nextscale.evaluation.inception_classifier import load_inception_classifier
+
+    head = load_inception_classifier(args.inception_classifier)
+    network = getattr(extractor, "network", None)
+    if network is not None:  # tests inject bare feature functions
+        head.check_network(network)
+    return head
+
+
+def distances(real, fake, inception_head=None) -> dict:
+    """FID, KID (mean, std) and precision/recall of generated against reference features, and the Inception
+    Score of the generated ones when ``inception_head`` (the Inception's output layer) is given."""
     from nextscale.evaluation.fid import fid_from_features
+    from nextscale.evaluation.inception_classifier import inception_score_of
     from nextscale.evaluation.kid import kernel_inception_distance
     from nextscale.evaluation.precision_recall import precision_recall
 
@@ -447,6 +482,7 @@ def distances(real, fake) -> dict:
         "kid_std": kid.std,
         "precision": pr.precision,
         "recall": pr.recall,
+        **inception_score_of(inception_head, fake),
     }
 
 

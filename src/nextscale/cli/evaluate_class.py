@@ -63,6 +63,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     if args.reconstructions and not hasattr(reference, "__getitem__"):
         raise ValueError(f"--reconstructions encodes reference images one by one: give a folder, not {spec}")
     extractor, network = evaluate.load_feature_extractor(args.features, size, args.inception, args.device)
+    inception_head = evaluate.inception_head(args, extractor)
     location = evaluate.reference_location(spec)
     key = dict(reference=location, split="test", count=len(reference), size=size, channels=channels)
     real = cached_features(
@@ -89,7 +90,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
             observers.append(SampleWriter(args.save_samples / f"cfg-{cfg:g}" if sweep else args.save_samples))
         fake = stream_features(extractor, batches, evaluate.FEATURE_BATCH, observers, total=num)
         row = {} if cfg is None else {"cfg": float(cfg)}
-        row.update(evaluate.distances(real, fake))
+        row.update(evaluate.distances(real, fake, inception_head))
         if tally is not None:
             row.update(tally.metrics(pipe.num_classes))
         rows.append(row)
@@ -116,8 +117,9 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         held_out = open_class_reference(spec, size, channels, "train", args.bad_images)
         subset = torch.utils.data.Subset(held_out, range(min(num, len(held_out))))
         held = compute_features(extractor, torch.utils.data.DataLoader(subset, batch_size=evaluate.FEATURE_BATCH))
-        baseline = evaluate.distances(real, held)
-        report.update({f"{name}_real_baseline": baseline[name] for name in ("fid", "kid", "precision", "recall")})
+        baseline = evaluate.distances(real, held, inception_head)
+        names = ("fid", "kid", "precision", "recall", "inception_score")
+        report.update({f"{name}_real_baseline": baseline[name] for name in names if name in baseline})
         report["baseline_count"] = len(held)
         if len(held) != num:  # a baseline of fewer images has a larger FID bias than the samples: not a fair floor
             warnings.append(f"the baseline holds {len(held)} real images, the samples {num}: their FIDs differ in bias")
@@ -126,13 +128,17 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
 
 
 def format_class_sweep(rows: list[dict]) -> str:
-    """One line per cfg: FID, KID, precision, recall, and the classifier's consistency and IS where judged."""
-    judged = "class_consistency" in rows[0]
-    extra = f"  {'consistency':>11}  {'IS':>6}" if judged else ""
+    """One line per cfg: FID, KID, precision, recall, the Inception Score when measured, and the classifier's
+    consistency and IS where judged."""
+    judged, scored = "class_consistency" in rows[0], "inception_score" in rows[0]
+    extra = f"  {'Inception IS':>12}" if scored else ""
+    extra += f"  {'consistency':>11}  {'IS':>6}" if judged else ""
     lines = [f"{'cfg':>6}  {'FID':>8}  {'KID':>10}  {'precision':>9}  {'recall':>7}{extra}"]
     for row in rows:
         line = f"{row['cfg']:>6g}  {row['fid']:>8.2f}  {row['kid']:>10.4g}  "
         line += f"{row['precision']:>9.3f}  {row['recall']:>7.3f}"
+        if scored:
+            line += f"  {row['inception_score']:>12.2f}"
         if judged:
             line += f"  {row['class_consistency']:>11.3f}  {row['classifier_inception_score']:>6.2f}"
         lines.append(line)

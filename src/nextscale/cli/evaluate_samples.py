@@ -77,6 +77,7 @@ def run_samples(args: argparse.Namespace, samples, num: int, reference, started:
 
     side = samples.side
     extractor, network = evaluate.load_feature_extractor(args.features, side, args.inception, args.device)
+    inception_head = evaluate.inception_head(args, extractor)
     location = evaluate.reference_location(args.reference)
     key = dict(reference=location, split="test", count=len(reference), size=side, channels=3)
     real = cached_features(
@@ -100,7 +101,7 @@ def run_samples(args: argparse.Namespace, samples, num: int, reference, started:
         "reference_count": len(real),
         "features": args.features,
         "feature_network": network,
-        **evaluate.distances(real, fake),
+        **evaluate.distances(real, fake, inception_head),
         "warnings": evaluate.sample_size_warnings(num, len(real), real.shape[1]),
     }
     if tally is not None:

@@ -110,8 +110,9 @@ def prepare_text(args: argparse.Namespace, facts: ModelFacts) -> Callable[[objec
     if args.reference is not None:
         check_features(args.features, facts.image_size, args.inception)
         reference = open_reference(args.reference, facts.image_size, facts.channels, args.bad_images)
-    elif args.reference_cache is not None:
-        raise ValueError("--reference-cache keeps the reference images' features; give --reference captions:PATH too")
+    elif args.reference_cache is not None or args.inception_classifier is not None:
+        flag = "--reference-cache" if args.reference_cache is not None else "--inception-classifier"
+        raise ValueError(f"{flag} belongs to FID and friends, which need --reference captions:PATH; give it too")
     explicit = any(getattr(args, name) is not None for name in ("prompts", "num_prompts", "max_items"))
     if explicit:
         if args.num is not None:
@@ -231,11 +232,12 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
     else:
         report["adherence_skipped"] = plan.skipped
 
-    real = extractor = reference_adherence = None
+    real = extractor = reference_adherence = inception_head = None
     if plan.reference is not None:
         extractor, network = evaluate.load_feature_extractor(
             args.features, pipe.image_size, args.inception, args.device
         )
+        inception_head = evaluate.inception_head(args, extractor)
         channels = pipe.tokenizer.config.in_channels
         location = evaluate.reference_location(_captions_spec(args.reference))
         key = dict(reference=location, split="captions", count=len(plan.reference), size=pipe.image_size)
@@ -271,7 +273,9 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         if real is not None:
             row.update(
                 evaluate.distances(
-                    real, stream_features(extractor, batches, FEATURE_BATCH, observers, total=len(samples))
+                    real,
+                    stream_features(extractor, batches, FEATURE_BATCH, observers, total=len(samples)),
+                    inception_head,
                 )
             )
         else:
@@ -338,12 +342,15 @@ def format_table(rows: list[tuple[str, AdherenceReport, float | None]]) -> str:
 
 
 def format_distance_table(results: list[dict]) -> str:
-    """One line per cfg: FID, KID (its scale follows the features: about 1e-2 for Inception's), precision, recall."""
-    lines = [f"{'cfg':>6}  {'FID':>8}  {'KID':>10}  {'precision':>9}  {'recall':>7}"]
+    """One line per cfg: FID, KID (its scale follows the features: about 1e-2 for Inception's), precision, recall,
+    and the Inception Score when measured."""
+    scored = "inception_score" in results[0]
+    lines = [f"{'cfg':>6}  {'FID':>8}  {'KID':>10}  {'precision':>9}  {'recall':>7}" + ("      IS" if scored else "")]
     for row in results:
         lines.append(
             f"{row['cfg']:>6g}  {_cell(row['fid'], 2):>8}  {row['kid']:>10.4g}  "
             f"{_cell(row['precision']):>9}  {_cell(row['recall']):>7}"
+            + (f"  {row['inception_score']:>6.2f}" if scored else "")
         )
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ from nextscale.evaluation.features import FeatureExtractor, compute_features, co
 from nextscale.evaluation.fid import FeatureStats, StatsAccumulator, fid_from_features, fid_from_stats, frechet_distance
 from nextscale.evaluation.held_out import HeldOutReport, collate_held_out, evaluate_held_out, held_out_metrics
 from nextscale.evaluation.inception import InceptionExtractor, inception_score, load_inception
+from nextscale.evaluation.inception_classifier import InceptionClassifier, load_inception_classifier
 from nextscale.evaluation.kid import KernelDistance, kernel_inception_distance
 from nextscale.evaluation.precision_recall import PrecisionRecall, precision_recall
 
@@ -32,6 +33,7 @@ __all__ = [
     "FeatureExtractor",
     "FeatureStats",
     "HeldOutReport",
+    "InceptionClassifier",
     "InceptionExtractor",
     "KernelDistance",
     "PrecisionRecall",
@@ -51,6 +53,7 @@ __all__ = [
     "kernel_inception_distance",
     "load_bundled_classifier",
     "load_inception",
+    "load_inception_classifier",
     "precision_recall",
     "score_adherence",
     "stream_features",
