@@ -127,6 +127,20 @@ def is_held_out(item_a: int, place_a: int, item_b: int, place_b: int) -> bool:
     return ((item_a, place_a), (item_b, place_b)) in HELD_OUT_PAIRINGS
 
 
+def random_seen_layout(num_items: int, generator: np.random.Generator) -> list[int | None]:
+    """``num_items`` items at random places, each drawn from the items that form no held-out pairing with those
+    placed before it (places in order), so the layout is seen by construction."""
+    layout: list[int | None] = [None] * len(PLACES)
+    for place in np.sort(generator.choice(len(PLACES), size=num_items, replace=False)).tolist():
+        allowed = [
+            item
+            for item in range(len(ITEM_NAMES))
+            if not any(other is not None and is_held_out(other, p, item, place) for p, other in enumerate(layout))
+        ]
+        layout[place] = allowed[int(generator.integers(len(allowed)))]
+    return layout
+
+
 def held_out_pairings(layout: Sequence[int | None]) -> list[Pairing]:
     """The held-out pairings ``((item a, place p), (item b, place q))`` a layout contains (empty: seen)."""
     layout = check_layout(layout)
@@ -317,16 +331,7 @@ class SceneDataset(Dataset):
         return self.count
 
     def _seen_layout(self, generator: np.random.Generator) -> list[int | None]:
-        num_items = 1 + int(generator.choice(len(PLACES), p=self._count_probs))
-        layout: list[int | None] = [None] * len(PLACES)
-        for place in np.sort(generator.choice(len(PLACES), size=num_items, replace=False)).tolist():
-            allowed = [
-                item
-                for item in range(len(ITEM_NAMES))
-                if not any(other is not None and is_held_out(other, p, item, place) for p, other in enumerate(layout))
-            ]
-            layout[place] = allowed[int(generator.integers(len(allowed)))]
-        return layout
+        return random_seen_layout(1 + int(generator.choice(len(PLACES), p=self._count_probs)), generator)
 
     def _unseen_layout(self, generator: np.random.Generator) -> list[int | None]:
         p, q = PLACE_PAIRS[int(generator.integers(len(PLACE_PAIRS)))]

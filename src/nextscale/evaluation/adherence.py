@@ -53,8 +53,8 @@ from nextscale.data.scenes import (
     caption_for,
     check_layout,
     held_out_pairings,
-    is_held_out,
     parse_caption,
+    random_seen_layout,
 )
 
 if TYPE_CHECKING:  # the metrics need no model code; only ``sweep_cfg`` samples
@@ -269,16 +269,7 @@ def quadrant_features(extractor: Callable[[torch.Tensor], torch.Tensor]) -> Call
 
 # ------------------------------------------------------------------------------------------------- prompts
 def _seen_layout(max_items: int, generator: np.random.Generator) -> Layout:
-    num_items = int(generator.integers(1, max_items + 1))
-    layout: list[int | None] = [None] * len(PLACES)
-    for place in np.sort(generator.choice(len(PLACES), size=num_items, replace=False)).tolist():
-        allowed = [
-            item
-            for item in range(len(ITEM_NAMES))
-            if not any(other is not None and is_held_out(other, p, item, place) for p, other in enumerate(layout))
-        ]
-        layout[place] = allowed[int(generator.integers(len(allowed)))]
-    return tuple(layout)
+    return tuple(random_seen_layout(int(generator.integers(1, max_items + 1)), generator))
 
 
 def _unseen_layout(max_items: int, generator: np.random.Generator) -> Layout:
