@@ -6,6 +6,7 @@ and bad settings are refused in one line."""
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from nextscale.pretrained import save_component
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training import checkpoint as ckpt
 from nextscale.training.config import TransformerObjective, config_differences, seed_everything
+from nextscale.training.metrics import format_metrics, metric_mean, reduce_over_ranks
 from nextscale.training.token_dropping import kept_positions, per_scale_mean_of_kept, token_drop_start
 from nextscale.training.transformer_trainer import TransformerTrainer, build_transformer
 from nextscale.transformer.conditioning import TextCondition
@@ -134,6 +136,44 @@ def test_per_scale_means_of_kept_tokens():
     levels = torch.tensor([0, 1, 1, 2])
     assert per_scale_mean_of_kept(values, levels, 4).tolist()[0][:3] == [1.0, 3.0, 6.0]
     assert per_scale_mean_of_kept(values, levels, 4)[0, 3].isnan()  # no token of scale 3 kept
+
+
+def test_a_scale_without_a_value_is_averaged_over_the_values_present_and_otherwise_left_out():
+    nan = float("nan")
+    steps = [torch.tensor([1.0, nan, nan]), torch.tensor([3.0, 4.0, nan])]
+    mean = metric_mean(steps)  # micro-batches, or the steps of one metrics line
+    assert mean[:2].tolist() == [2.0, 4.0] and mean[2].isnan()
+    assert metric_mean([torch.tensor(nan), torch.tensor(1.0)]).isnan()  # a NaN loss is never hidden
+    reduced = reduce_over_ranks({"loss": torch.tensor(2.0), "scale_loss": mean})
+    assert reduced == {"loss": 2.0, "scale_loss/scale0": 2.0, "scale_loss/scale1": 4.0}  # no scale2 entry
+    assert format_metrics({"loss": 2.0, "acc/scale0": 0.5, "acc/scale2": 0.25}) == "loss=2, acc=[0.5 - 0.25]"
+
+
+def _reduce_on_two_ranks(rank: int, port: int, out: str) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK="0")
+    from nextscale import distributed
+
+    nan = float("nan")
+    mine = [torch.tensor([0.5, nan, nan]), torch.tensor([0.7, 0.2, nan])][rank]
+    with distributed.process_group(device="cpu"):
+        reduced = reduce_over_ranks({"loss": torch.tensor(1.0 + rank), "scale_loss": mine})
+    if rank == 0:
+        Path(out).write_text(json.dumps(reduced))
+
+
+def test_ranks_average_the_scale_values_they_have(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_reduce_on_two_ranks, args=(port, str(tmp_path / "out.json")), nprocs=2, join=True)
+    reduced = json.loads((tmp_path / "out.json").read_text())
+    assert reduced == {"loss": 1.5, "scale_loss/scale0": pytest.approx(0.6), "scale_loss/scale1": pytest.approx(0.2)}
 
 
 # ---------------------------------------------------------------------------------------- settings and errors
@@ -283,6 +323,55 @@ def test_training_with_dropping_resumes_like_an_uninterrupted_run(tmp_path, data
     # the option is in effect: the first step differs from full-sequence training
     text_trainer(tmp_path / "full", data, encoder).fit(max_steps=1)
     assert read_metrics(tmp_path / "full")[0]["loss"] != losses[0]
+
+
+def finite_records(run_dir) -> list[dict]:
+    """The run's metrics.jsonl lines; fails on a NaN or infinity anywhere (json reads them as constants)."""
+
+    def refuse(constant: str):
+        raise AssertionError(f"{run_dir}/metrics.jsonl holds {constant}")
+
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line, parse_constant=refuse) for line in lines]
+
+
+def test_a_scale_with_no_kept_token_is_left_out_of_the_metrics_never_nan(tmp_path, data, encoder):
+    # --keep-tokens 1 --drop-tokens-from-scale 1: only the start token stays, every token of scales 1 and 2 goes
+    objective = TransformerObjective(keep_tokens=1, drop_tokens_from_scale=1)
+    text_trainer(tmp_path / "run", data, encoder, objective=objective, total_steps=4, eval_every=2).fit()
+    records = finite_records(tmp_path / "run")
+    train = [record for record in records if record["split"] == "train"]
+    assert [record["step"] for record in train] == [1, 2, 3, 4]
+    for record in train:
+        per_scale = sorted(name for name in record if name.startswith("scale_"))
+        assert per_scale == ["scale_accuracy/scale0", "scale_loss/scale0"]
+    # held-out evaluation runs on full sequences: every scale has its value
+    assert all(f"scale_loss/scale{k}" in record for record in records if record["split"] == "eval" for k in range(3))
+    assert run_command("plot", f"--run {tmp_path / 'run'}") == 0
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 0
+
+
+def test_scales_kept_in_some_micro_batches_only_average_what_was_kept_and_resume(tmp_path, data, encoder):
+    import shutil
+
+    # one of the 20 positions after the start token is kept per micro-batch: one of scale 1's 4, or of scale 2's 16
+    objective = TransformerObjective(keep_tokens=2, drop_tokens_from_scale=1)
+    options = dict(objective=objective, log_every=2, checkpoint_every=3, keep_checkpoints=0)
+    text_trainer(tmp_path / "straight", data, encoder, **options).fit()
+    shutil.copytree(tmp_path / "straight", tmp_path / "crashed")
+    for path in (tmp_path / "crashed" / "checkpoints").glob("step-00000006.pt*"):
+        path.unlink()  # resumes at step 3, whose metrics (a NaN for a scale it did not keep) wait for step 4's line
+    resumed = text_trainer(tmp_path / "crashed", data, encoder, **options)
+    assert resumed.step == 3 and resumed.metrics_window["scale_loss"][0].isnan().any()
+    resumed.fit()
+
+    def lines(run):
+        return [{k: v for k, v in r.items() if k != "samples_per_second"} for r in finite_records(tmp_path / run)]
+
+    assert [r["step"] for r in lines("straight")] == [2, 4, 6]
+    assert lines("crashed") == lines("straight")
+    assert all("scale_loss/scale0" in record for record in lines("straight"))
+    assert run_command("plot", f"--run {tmp_path / 'crashed'}") == 0
 
 
 # ------------------------------------------------------------------------------------- caption dropout rule

@@ -18,7 +18,8 @@ finishes the current step, checkpoints it and raises ``TrainingInterrupted``, so
 
 Subclasses implement ``train_step(batch) -> {"loss": scalar tensor, other metrics...}`` and optionally
 ``eval_step(batch)`` (per-sample metrics, averaged over the held-out set and all ranks) and
-``preview(step)``. Metric tensors of shape (K,) are logged per scale as ``name/scale{k}``.
+``preview(step)``. Metric tensors of shape (K,) are logged per scale as ``name/scale{k}``; a NaN entry means the
+step has no value for that scale (``metrics.metric_mean``).
 
 The pieces around the loop live beside it: ``batches`` (the data streams), ``precision`` (autocast, GradScaler,
 the non-finite check), ``run_dir`` (config.json), ``held_out_watch``, ``checkpoint`` and ``metrics``.
@@ -55,7 +56,7 @@ from nextscale.training.failures import (
 )
 from nextscale.training.held_out_watch import HeldOutWatch
 from nextscale.training.interrupt import StopRequest, TrainingInterrupted
-from nextscale.training.metrics import MetricsLog, format_metrics, reduce_over_ranks
+from nextscale.training.metrics import MetricsLog, format_metrics, metric_mean, reduce_over_ranks
 from nextscale.training.optim import apply_schedule, build_adamw
 from nextscale.training.precision import autocast_context, grad_scaler, non_finite, resolve_precision
 from nextscale.training.run_dir import check_run_dir, write_run_config
@@ -215,7 +216,7 @@ class Trainer(abc.ABC):
             done = self.step == stop
             if cfg.log_every and (self.step % cfg.log_every == 0 or done):
                 # the mean over the logged steps and over ranks; (K,) tensors become name/scale{k}
-                last = reduce_over_ranks({name: torch.stack(values).mean(0) for name, values in window.items()})
+                last = reduce_over_ranks({name: metric_mean(values) for name, values in window.items()})
                 last["samples_per_second"] = samples / max(time.perf_counter() - started, 1e-9)
                 self.log_metrics(last, "train")
                 if bar is not None:
@@ -255,7 +256,7 @@ class Trainer(abc.ABC):
             )
         for module in self.wrapped.values():
             module.train()
-        sums: dict[str, torch.Tensor] = {}
+        micro_values: dict[str, list[torch.Tensor]] = {}
         for micro in range(cfg.grad_accum):
             batch = next(batches)
             with contextlib.ExitStack() as stack:
@@ -269,7 +270,9 @@ class Trainer(abc.ABC):
                 self.scaler.scale(out["loss"] / cfg.grad_accum).backward()
             for name, value in out.items():
                 value = torch.as_tensor(value.detach() if torch.is_tensor(value) else value, dtype=torch.float32)
-                sums[name] = sums.get(name, 0) + value.to(self.device, torch.float32) / cfg.grad_accum
+                micro_values.setdefault(name, []).append(value.to(self.device, torch.float32))
+        # the step's metrics: means over its micro-batches (a per-scale NaN, no value, is left out of the mean)
+        sums = {name: metric_mean(values) for name, values in micro_values.items()}
         stepping = []
         for name, optimizer in self.optimizers.items():
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]

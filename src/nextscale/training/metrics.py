@@ -1,6 +1,10 @@
 """Metric bookkeeping of the training loop: cross-rank reduction, per-scale naming, JSONL/TensorBoard output.
 
 Metrics are tensors: scalars, or (K,) vectors with one value per scale, logged as ``name/scale{k}``.
+A training step may have no value for a scale (token dropping kept none of its tokens): its entry in the (K,)
+vector is NaN, averages over micro-batches, logged steps and ranks use the values present (``metric_mean``,
+``reduce_over_ranks``), and a scale with no value at all is left out of the record, so metrics.jsonl never
+holds a NaN for it (readers take a missing ``name/scale{k}`` as "no point at this step").
 ``MetricsLog`` appends one JSON object per logged step to ``run_dir/metrics.jsonl`` (rank 0 only) and
 mirrors it to TensorBoard when the optional ``tensorboard`` package is installed (``pip install "nextscale[train]"``;
 without it only the JSONL file is written).
@@ -53,13 +57,28 @@ def read_metrics_records(path: str | os.PathLike) -> list[tuple[int, dict[str, A
     return records
 
 
+def metric_mean(values: list[torch.Tensor]) -> torch.Tensor:
+    """The mean of one metric's values from several micro-batches or logged steps.
+
+    Args:
+        values: scalars, or (K,) per-scale vectors whose NaN entries mean "no value for this scale here".
+
+    Returns:
+        The mean; per scale over the values present (NaN only where none is). A NaN scalar stays NaN: a NaN loss
+        is an error the loop must see, never a missing value.
+    """
+    stacked = torch.stack(values)
+    return stacked.mean(0) if stacked.dim() == 1 else stacked.nanmean(0)
+
+
 def reduce_over_ranks(values: dict[str, torch.Tensor], mean_over: torch.Tensor | None = None) -> dict[str, float]:
     """One all-reduce for every metric, then flatten (K,) vectors into ``name/scale{k}`` entries.
 
     Args:
         values: scalar or (K,) tensors on this rank.
-        mean_over: None averages over ranks; otherwise ``values`` are sums and this is the count to divide
-            their cross-rank sums by (the cross-rank sum of ``mean_over``).
+        mean_over: None averages over ranks, a per-scale entry over the ranks that have a value for it (NaN
+            marks none; an entry no rank has is left out of the result); otherwise ``values`` are sums and this
+            is the count to divide their cross-rank sums by (the cross-rank sum of ``mean_over``).
     Returns:
         Plain floats, keys sorted.
     """
@@ -67,33 +86,45 @@ def reduce_over_ranks(values: dict[str, torch.Tensor], mean_over: torch.Tensor |
     if not names:
         return {}
     pieces = [values[name].detach().float().reshape(-1) for name in names]
+    flat = torch.cat(pieces)
     if mean_over is None:
-        flat = distributed.all_reduce_mean(torch.cat(pieces)).tolist()
+        # Worked example, 2 ranks, scale_loss (0.5, NaN) and (0.7, NaN): scale0 = 1.2 / 2, scale1 has no value.
+        absent = torch.cat(
+            [
+                piece.isnan() if values[name].dim() else torch.zeros_like(piece, dtype=torch.bool)
+                for name, piece in zip(names, pieces)
+            ]
+        )
+        total = distributed.all_reduce_sum(torch.cat([flat.masked_fill(absent, 0.0), (~absent).float()]))
+        sums, counts = total.split(flat.numel())
+        reduced, present = (sums / counts).tolist(), (counts > 0).tolist()
     else:
-        total = distributed.all_reduce_sum(torch.cat([*pieces, mean_over.float().reshape(1)]))
-        flat = (total[:-1] / total[-1].clamp_min(1)).tolist()
+        total = distributed.all_reduce_sum(torch.cat([flat, mean_over.float().reshape(1)]))
+        reduced, present = (total[:-1] / total[-1].clamp_min(1)).tolist(), [True] * flat.numel()
     out, offset = {}, 0
     for name, piece in zip(names, pieces):
-        chunk = flat[offset : offset + piece.numel()]
+        chunk = range(offset, offset + piece.numel())
         offset += piece.numel()
         if values[name].dim() == 0:
-            out[name] = chunk[0]
+            out[name] = reduced[chunk[0]]
         else:
-            out.update({f"{name}/scale{k}": value for k, value in enumerate(chunk)})
+            out.update({f"{name}/scale{k}": reduced[i] for k, i in enumerate(chunk) if present[i]})
     return out
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-    """One log line; per-scale values are grouped: ``scale_loss=[2.1 3.4 4.0]``."""
-    grouped: dict[str, list[float]] = {}
+    """One log line; per-scale values are grouped, a scale without a value shown as "-": ``scale_loss=[2.1 - 4.0]``."""
+    grouped: dict[str, dict[int, float]] = {}
     parts = []
     for name, value in metrics.items():
         base, _, scale = name.partition("/scale")
         if scale.isdigit():
-            grouped.setdefault(base, []).append(value)
+            grouped.setdefault(base, {})[int(scale)] = value
         else:
             parts.append(f"{name}={value:.4g}")
-    parts += [f"{name}=[{' '.join(f'{v:.3g}' for v in values)}]" for name, values in grouped.items()]
+    for name, by_scale in grouped.items():
+        shown = (f"{by_scale[k]:.3g}" if k in by_scale else "-" for k in range(max(by_scale) + 1))
+        parts.append(f"{name}=[{' '.join(shown)}]")
     return ", ".join(parts)
 
 

@@ -92,7 +92,9 @@ def per_scale_mean_of_kept(values: torch.Tensor, levels: torch.Tensor, num_scale
         num_scales: K.
 
     Returns:
-        (B, K) float32 means; NaN for a scale with no kept token in this draw (nothing of it was trained).
+        (B, K) float32 means; NaN for a scale with no kept token in this draw: nothing of it was trained, so the
+        step has no value for it (the loop averages per-scale metrics over the values present and leaves a scale
+        with none out of metrics.jsonl, ``training/metrics.py``).
     """
     # Sums by index (not a matmul, which autocast would run in half precision).
     sums = values.new_zeros(values.shape[0], num_scales, dtype=torch.float32).index_add_(1, levels, values.float())

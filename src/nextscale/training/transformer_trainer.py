@@ -326,7 +326,7 @@ class TransformerTrainer(Trainer):
     ) -> dict[str, Any]:
         """A text-model step on ``keep_tokens`` positions of every sequence (``token_dropping.py``): the loss is
         the mean cross-entropy over the kept tokens (official: per-token loss times 1 / kept), then over the batch.
-        Per-scale metrics are means over each scale's kept tokens."""
+        Per-scale metrics are means over each scale's kept tokens (NaN, no value, for a scale with none kept)."""
         length = self.schedule.total_tokens
         # One draw per micro-batch from the process's CPU RNG (checkpointed; the official code's global RNG).
         keep = kept_positions(length, self.drop_start, self.objective.keep_tokens)  # (N,) on the CPU
