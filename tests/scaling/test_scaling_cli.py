@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from nextscale.cli import main
+from nextscale.cli.scaling_fit import FIT_JSON_KEYS
 from nextscale.scaling.sweep import collect_sweep, count_parameters, transformer_parameters
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.model import ScaleTransformer
@@ -33,7 +34,7 @@ def test_sweep_trains_records_resumes_and_extends(finished_sweep, sweep_argv, tm
         assert int(row["tokens_seen"]) == 3 * 8 * 21
         assert float(row["compute"]) == pytest.approx(6 * int(row["params"]) * 3 * 8 * 21)
         assert 0 < float(row["loss"]) and 0 <= float(row["error"]) <= 1
-        assert row["finished"] == "True"
+        assert row["finished"] == "True" and row["seed"] == "0"  # train's default seed: no --seeds, no --seed
     # the last eval line of the run is what the row holds; L_avg is the token-weighted mean of the scales
     lines = [json.loads(x) for x in (out / "runs" / "d2" / "metrics.jsonl").read_text().splitlines()]
     last_eval = [x for x in lines if x["split"] == "eval"][-1]
@@ -59,7 +60,7 @@ def test_sweep_trains_records_resumes_and_extends(finished_sweep, sweep_argv, tm
     # fit and plot from the sweep folder
     capsys.readouterr()
     assert main(["scaling", "fit", "--sweep", str(out), "--json"]) == 0
-    assert set(json.loads(capsys.readouterr().out)) == {"alpha", "beta", "pearson_r"}
+    assert tuple(json.loads(capsys.readouterr().out)) == FIT_JSON_KEYS
     pytest.importorskip("matplotlib")
     assert main(["scaling", "plot", "--sweep", str(out)]) == 0
     assert (out / "scaling.png").stat().st_size > 10_000
@@ -95,7 +96,7 @@ def test_sweep_refuses_flags_it_owns(token_data, tmp_path, capsys):
     assert "--embed-dim is set by the sweep" in capsys.readouterr().err
 
 
-def test_fit_reads_any_csv_and_prints_exactly_three_numbers(tmp_path, capsys):
+def test_fit_reads_any_csv_and_prints_one_json_object(tmp_path, capsys):
     table = tmp_path / "points.csv"
     params = [1e5, 1e6, 1e7, 1e8]
     lines = ["name,params,loss"] + [f"m{i},{n},{(2e-4 * n) ** -0.2}" for i, n in enumerate(params)]
@@ -103,11 +104,19 @@ def test_fit_reads_any_csv_and_prints_exactly_three_numbers(tmp_path, capsys):
     assert main(["scaling", "fit", "--csv", str(table), "--x", "params", "--y", "loss", "--json"]) == 0
     printed = capsys.readouterr().out
     result = json.loads(printed)
-    assert list(result) == ["alpha", "beta", "pearson_r"] and printed.count("\n") == 1
+    assert tuple(result) == FIT_JSON_KEYS and printed.count("\n") == 1
     assert result["alpha"] == pytest.approx(-0.2) and result["beta"] == pytest.approx(2e-4)
     assert result["pearson_r"] == pytest.approx(-1.0)
+    # an exact law: no error; no seed or depth column (a table of any origin): rows are grouped by X
+    assert result["alpha_stderr"] == pytest.approx(0, abs=1e-12)
+    assert result["alpha_ci95"] == [pytest.approx(-0.2), pytest.approx(-0.2)]
+    assert result["num_points"] == 4 and result["num_seeds"] is None
+    assert [group["x"] for group in result["per_depth"]] == params
+    assert all(group["depth"] is None and group["std"] is None for group in result["per_depth"])
     assert main(["scaling", "fit", "--csv", str(table)]) == 0  # defaults: --x params --y loss
-    assert "alpha = -0.2" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "alpha = -0.2" in printed and "95 % confidence interval" in printed and "2 degrees of freedom" in printed
+    assert "runs:" not in printed  # one run per size: no spread to report
 
 
 def test_fit_irreducible_finds_the_floor_of_a_table(tmp_path, capsys):

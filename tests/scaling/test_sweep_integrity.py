@@ -44,11 +44,14 @@ def test_fit_and_plot_leave_out_unfinished_runs(finished_sweep, token_data, tmp_
     for source in (["--sweep", str(out)], ["--csv", str(out / "points.csv")]):
         assert main(["scaling", "fit", *source, "--json"]) == 0
         captured = capsys.readouterr()
-        assert json.loads(captured.out) == {
+        result = json.loads(captured.out)
+        assert {key: result[key] for key in ("alpha", "beta", "pearson_r", "num_points")} == {
             "alpha": pytest.approx(expected.alpha),
             "beta": pytest.approx(expected.beta),
             "pearson_r": pytest.approx(expected.pearson_r),
+            "num_points": 2,
         }
+        assert result["alpha_stderr"] is None and result["alpha_ci95"] is None  # 2 points: no degrees of freedom
         assert "left out d3: unfinished (1 of 3 steps)" in captured.err
 
     # a run that logged its last evaluation but was killed before its checkpoint does not count either
@@ -171,7 +174,9 @@ def test_fit_frontier_reproduces_the_figure_legend(finished_sweep, capsys):
     expected = fit_pareto_frontier(*zip(*points))
     assert main(["scaling", "fit", "--sweep", str(finished_sweep), "--frontier", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result == {"alpha": expected.alpha, "beta": expected.beta, "pearson_r": expected.pearson_r}
+    assert result["alpha"] == expected.alpha and result["beta"] == expected.beta
+    assert result["pearson_r"] == expected.pearson_r and result["alpha_stderr"] == expected.alpha_stderr
+    assert result["num_points"] == expected.num_points and result["alpha_ci95"] == list(expected.alpha_interval())
     assert main(["scaling", "fit", "--sweep", str(finished_sweep), "--frontier"]) == 0
     assert "on the compute Pareto frontier of 6 evaluations of 2 runs" in capsys.readouterr().out
 
@@ -180,7 +185,8 @@ def test_fit_frontier_reproduces_the_figure_legend(finished_sweep, capsys):
 
     figure = draw_scaling([run.row() for run in runs], curves=loss_curves(runs))
     legend = [text.get_text() for text in figure.axes[-1].get_legend().get_texts()]
-    assert f"{expected.formula('C', 'L_avg')}, r = {expected.pearson_r:.3f}" in legend
+    assert f"{expected.formula('C', 'L_avg')}, {expected.alpha_text()}, r = {expected.pearson_r:.3f}" in legend
+    assert " ± " in expected.alpha_text()
 
     assert main(["scaling", "fit", "--sweep", str(finished_sweep), "--frontier", "--x", "params"]) == 2
     assert "--frontier fits loss vs training compute" in _one_line_error(capsys)

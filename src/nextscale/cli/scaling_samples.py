@@ -1,9 +1,11 @@
 """`nextscale scaling samples`: the same classes and seeds drawn by every model of a sweep (the VAR paper's Fig. 7).
 
-One row per run, smallest model first, or with --every-checkpoint one row per kept checkpoint of each run (oldest
-first: quality against training compute); one column per class (or prompt, for a text sweep) and image. Every row
-samples with the same seed and settings, so the rows differ only in the model that drew them. A black first tile
-names the row's run, its parameter count and the checkpoint's step; the images are labelled with their class.
+One row per depth, smallest model first, or with --every-checkpoint one row per kept checkpoint of each (oldest
+first: quality against training compute); one column per class (or prompt, for a text sweep) and image. A sweep
+with several seeds gives each depth one row, drawn by the run of its base seed (OUT/runs/d{depth}), else by the
+run of its lowest seed; the other seeds' runs are not drawn. Every row samples with the same seed and settings, so
+the rows differ only in the model that drew them. A black first tile names the row's run, its parameter count and
+the checkpoint's step; the images are labelled with their class.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ EXAMPLES = """Examples:
 def add_samples_parser(sub) -> None:
     samples = sub.add_parser(
         "samples",
-        help="the same classes and seeds from every run of a sweep, one row per model (the paper's Fig. 7)",
+        help="the same classes and seeds from every model of a sweep, one row per depth (the paper's Fig. 7; "
+        "the base seed's run of each depth)",
         description=__doc__.split("\n\n", 1)[1] + "\n" + EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -65,12 +68,13 @@ def add_samples_parser(sub) -> None:
 
 
 def sweep_rows(sweep: Path, every_checkpoint: bool) -> list[tuple[str, Path, Path]]:
-    """(label, run folder, checkpoint) per row: the runs smallest first, each with its newest (or every) checkpoint."""
-    from nextscale.scaling.sweep import RUNS_DIR, collect_sweep
+    """(label, run folder, checkpoint) per row: one run per depth (``one_run_per_depth``), smallest first, each
+    with its newest (or every) checkpoint."""
+    from nextscale.scaling.sweep import RUNS_DIR, collect_sweep, one_run_per_depth
     from nextscale.training.checkpoint import checkpoint_step, list_checkpoints
 
     rows = []
-    for run in collect_sweep(sweep):
+    for run in one_run_per_depth(collect_sweep(sweep)):
         run_dir = sweep / RUNS_DIR / run.run
         checkpoints = list_checkpoints(run_dir)
         if not checkpoints:

@@ -2,7 +2,9 @@
 
 Panels (as the VAR paper's Fig. 5 and 6):
     1. held-out loss vs N: L_avg and L_last of every run's last evaluation, each with its fitted power law
-       (formula in the legend);
+       (formula, alpha ± its standard error and Pearson r in the legend). With several runs per depth (seeds),
+       every run is a faint point, each depth's mean is a marker with an error bar of the standard deviation
+       across its seeds, and the law is fitted to every run's point (as `scaling fit`);
     2. token error vs N: Err_avg and Err_last the same way (when the table has them);
     3. loss vs training compute C: every evaluation of every run (one curve per run), the Pareto frontier over
        all of them (the least loss reached with at most that compute) and the power law fitted to the frontier.
@@ -27,16 +29,19 @@ import numpy as np
 
 from nextscale.pretrained import atomic_write
 from nextscale.scaling.power_law import (
+    PowerLawFit,
     fit_pareto_frontier,
     fit_power_law,
     fit_saturating_power_law,
     pareto_frontier,
 )
+from nextscale.scaling.uncertainty import spread_by_group
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MIN_POINTS = 2  # a figure of one run has no law to show
+SEED_POINT_ALPHA = 0.3  # each seed's own point, drawn faintly under its depth's mean
 
 
 def _figure_class():
@@ -47,18 +52,51 @@ def _figure_class():
     return Figure
 
 
-def _fit_and_draw(
-    axis, x: np.ndarray, y: np.ndarray, label: str, x_name: str, color: str, marker: str, irreducible: bool = False
+def _draw_points(
+    axis, x: np.ndarray, y: np.ndarray, depths: np.ndarray | None, label: str, color: str, marker: str
 ) -> None:
-    """The points, their power law (solid) and, with ``irreducible``, the law above a floor (dotted)."""
-    axis.scatter(x, y, color=color, marker=marker, zorder=3)
+    """One marker per run; with several runs of a depth (seeds) each run faintly and the depth's mean with an
+    error bar of the standard deviation across its runs."""
+    groups = spread_by_group(depths, x, y) if depths is not None else []
+    if not any(group.num_points > 1 for group in groups):
+        axis.scatter(x, y, color=color, marker=marker, zorder=3)
+        return
+    axis.scatter(x, y, color=color, marker=marker, alpha=SEED_POINT_ALPHA, zorder=2)
+    spread = [0.0 if group.std is None else group.std for group in groups]
+    axis.errorbar(
+        [group.x for group in groups],
+        [group.mean for group in groups],
+        yerr=spread,
+        color=color,
+        marker=marker,
+        linestyle="none",
+        capsize=3,
+        zorder=3,
+        label=f"{label}: mean ± std over seeds",
+    )
+
+
+def _fit_and_draw(
+    axis,
+    x: np.ndarray,
+    y: np.ndarray,
+    depths: np.ndarray | None,
+    label: str,
+    x_name: str,
+    color: str,
+    marker: str,
+    irreducible: bool = False,
+) -> None:
+    """The points (``_draw_points``), their power law (solid) and, with ``irreducible``, the law above a floor
+    (dotted)."""
+    _draw_points(axis, x, y, depths, label, color, marker)
     grid = np.geomspace(x.min(), x.max(), 50)
     try:
         fit = fit_power_law(x, y)
     except ValueError:  # equal sizes, a flat or degenerate fit: the points are still worth seeing
         axis.plot([], [], color=color, label=f"{label} (no power law fits these points)")
         return
-    axis.plot(grid, fit(grid), color=color, label=f"{fit.formula(x_name, label)}, r = {fit.pearson_r:.3f}")
+    axis.plot(grid, fit(grid), color=color, label=fit_label(fit, x_name, label))
     if irreducible:
         try:
             floor = fit_saturating_power_law(x, y)
@@ -66,6 +104,11 @@ def _fit_and_draw(
             return
         text = f"{floor.formula(x_name, label)}, rms log residual {floor.rms_log_residual:.3g}"
         axis.plot(grid, floor(grid), color=color, linestyle=":", label=text)
+
+
+def fit_label(fit: PowerLawFit, x_name: str, y_name: str) -> str:
+    """The legend of a fitted law: e.g. ``L_avg = (2e-05·N)^-0.23, alpha = -0.23 ± 0.012, r = -0.998``."""
+    return f"{fit.formula(x_name, y_name)}, {fit.alpha_text()}, r = {fit.pearson_r:.3f}"
 
 
 def _label_few_ticks(axis) -> None:
@@ -100,7 +143,8 @@ def plot_scaling(
 
     Args:
         rows: one dict per run with at least "params", "compute" and "loss"; optional "loss_last", "error",
-            "error_last".
+            "error_last", and "depth" (several rows of one depth, the runs of its seeds, are drawn as their mean
+            ± std over faint points).
         out: the PNG path.
         curves: optional {run name: [(compute, loss), ...]} of every held-out evaluation, for the frontier.
         title: figure title.
@@ -139,20 +183,20 @@ def draw_scaling(
             return None
         return np.array([float(row[name]) for row in rows])
 
-    params = values("params")
+    params, depths = values("params"), values("depth")
     has_error = values("error") is not None
     figure = figure_class(figsize=(6.0 * (3 if has_error else 2), 4.8))
     axes = figure.subplots(1, 3 if has_error else 2)
     loss_axis, compute_axis = axes[0], axes[-1]
-    _fit_and_draw(loss_axis, params, values("loss"), "L_avg", "N", "tab:blue", "o", irreducible)
+    _fit_and_draw(loss_axis, params, values("loss"), depths, "L_avg", "N", "tab:blue", "o", irreducible)
     if values("loss_last") is not None:
-        _fit_and_draw(loss_axis, params, values("loss_last"), "L_last", "N", "tab:orange", "s", irreducible)
+        _fit_and_draw(loss_axis, params, values("loss_last"), depths, "L_last", "N", "tab:orange", "s", irreducible)
     loss_axis.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="held-out loss", title="loss vs size")
     if has_error:
         error_axis = axes[1]
-        _fit_and_draw(error_axis, params, values("error"), "Err_avg", "N", "tab:green", "o")
+        _fit_and_draw(error_axis, params, values("error"), depths, "Err_avg", "N", "tab:green", "o")
         if values("error_last") is not None:
-            _fit_and_draw(error_axis, params, values("error_last"), "Err_last", "N", "tab:red", "s")
+            _fit_and_draw(error_axis, params, values("error_last"), depths, "Err_last", "N", "tab:red", "s")
         error_axis.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="token error", title="error vs size")
 
     if curves:
@@ -174,7 +218,7 @@ def draw_scaling(
         compute_axis.plot([], [], "k--", label="no power law fits the frontier")
     else:
         grid = np.geomspace(compute[frontier].min(), compute[frontier].max(), 50)
-        compute_axis.plot(grid, fit(grid), "k--", label=f"{fit.formula('C', 'L_avg')}, r = {fit.pearson_r:.3f}")
+        compute_axis.plot(grid, fit(grid), "k--", label=fit_label(fit, "C", "L_avg"))
     compute_axis.set(
         xscale="log",
         yscale="log",

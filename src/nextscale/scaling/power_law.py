@@ -8,6 +8,11 @@ says how straight the points lie (VAR reports r ≈ -0.99 for loss vs parameters
 Worked example: L = (2·X)^-0.5 at X = 1, 8 gives L = 0.707, 0.25; the log-log slope is
 (log 0.25 - log 0.707) / log 8 = -0.5 = α and the intercept is -0.5 log 2, so β = exp(-0.5 log 2 / -0.5) = 2.
 
+The fit also gives the standard error of α and its 95 % confidence interval (Student's t with n - 2 degrees of
+freedom; see ``uncertainty``, with a worked example and what the interval assumes). Two points give none: the line
+passes through both. The frontier fit is the same OLS on the frontier points (its interval is conditional on
+which points are on the frontier); the law with an irreducible term has no interval (its L_inf is searched for).
+
 The irreducible term: a model family trained on finite data levels off at the entropy of the data (and below
 convergence, at what that much training allows), so log L against log X bends; Henighan et al. 2020 fit
 L = L_inf + (β·X)^α. Given L_inf the rest is again a line in logs (of L - L_inf), so the fit searches L_inf in
@@ -26,15 +31,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nextscale.scaling.uncertainty import CONFIDENCE, confidence_interval, slope_standard_error
+
 
 @dataclass(frozen=True)
 class PowerLawFit:
-    """L = (beta · X)^alpha; ``pearson_r`` of (log X, log L) over ``num_points`` points."""
+    """L = (beta · X)^alpha; ``pearson_r`` of (log X, log L) over ``num_points`` points; ``alpha_stderr`` the
+    OLS standard error of alpha in log space (None for 2 points, which leave no degrees of freedom)."""
 
     alpha: float
     beta: float
     pearson_r: float
     num_points: int
+    alpha_stderr: float | None
+
+    @property
+    def degrees_of_freedom(self) -> int:
+        """n - 2: the points less the two parameters of the line."""
+        return self.num_points - 2
+
+    def alpha_interval(self, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+        """The ``confidence`` interval of alpha (t distribution, n - 2 degrees of freedom); None for 2 points."""
+        if self.alpha_stderr is None:
+            return None
+        return confidence_interval(self.alpha, self.alpha_stderr, self.degrees_of_freedom, confidence)
+
+    def alpha_text(self) -> str:
+        """E.g. ``alpha = -0.23 ± 0.012``, for legends; with 2 points ``alpha = -0.23 (no error from 2 points)``."""
+        if self.alpha_stderr is None:
+            return f"alpha = {self.alpha:.3g} (no error from {self.num_points} points)"
+        return f"alpha = {self.alpha:.3g} ± {self.alpha_stderr:.2g}"
 
     def __call__(self, x: np.ndarray | float) -> np.ndarray:
         """The fitted law at ``x``."""
@@ -64,7 +90,8 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLawFit:
         y: the measured quantity (test loss, token error), positive, as many as ``x``.
 
     Returns:
-        ``PowerLawFit(alpha, beta, pearson_r, num_points)``.
+        ``PowerLawFit(alpha, beta, pearson_r, num_points, alpha_stderr)``; ``alpha_interval()`` gives the 95 %
+        confidence interval of alpha.
 
     Raises:
         ValueError: fewer than 2 points, different lengths, values <= 0, a single x value, a flat fit (α = 0) or
@@ -91,7 +118,8 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLawFit:
             "L = (β·X)^α is out of floating-point range; fit points whose y clearly falls (or rises) with x "
             "(more distinct sizes, finished runs)"
         )
-    return PowerLawFit(float(alpha), beta, pearson, int(x.shape[0]))
+    stderr = slope_standard_error(log_x, log_y, float(alpha), float(intercept))
+    return PowerLawFit(float(alpha), beta, pearson, int(x.shape[0]), stderr)
 
 
 @dataclass(frozen=True)
@@ -122,6 +150,9 @@ def rms_log_residual(fit, x: Sequence[float], y: Sequence[float]) -> float:
 def fit_saturating_power_law(x: Sequence[float], y: Sequence[float], grid: int = 4000) -> SaturatingFit:
     """Fit y = L_inf + (β·x)^α: for each L_inf on a grid over [0, min y) the log-log line through (x, y - L_inf),
     then the L_inf whose law has the least squared error in log y, refined on a finer grid around it.
+
+    No standard error is given: L_inf is chosen by the search before the line is fitted, and the OLS error of
+    that line, which takes L_inf as known, would understate how uncertain alpha is.
 
     Args:
         x: the scaled quantity, positive, at least three distinct values (three parameters).
@@ -173,7 +204,9 @@ def fit_pareto_frontier(compute: Sequence[float], loss: Sequence[float]) -> Powe
         loss: (P,) held-out loss at that point, positive.
 
     Returns:
-        The fit over the frontier points only (``num_points`` says how many were on it).
+        The fit over the frontier points only (``num_points`` says how many were on it). Its ``alpha_stderr`` is
+        the OLS one of those points, conditional on their selection: frontier points are the lowest losses and
+        several come from one run's curve, so read it as a lower bound on the uncertainty.
 
     Raises:
         ValueError: bad values (as ``fit_power_law``), or fewer than 2 points on the frontier.

@@ -4,9 +4,13 @@ A sweep is one folder::
 
     sweeps/NAME/runs/d{depth}/   one ordinary transformer training run per depth (config.json, metrics.jsonl,
                                  checkpoints/): re-running resumes it, a finished run is left alone
-    sweeps/NAME/sweep.json       the settings of `nextscale scaling run` (provenance)
-    sweeps/NAME/points.csv       one row per run: its size, its compute, its last held-out metrics and whether it
-                                 finished (reached its planned steps); fits and plots count finished runs only
+    sweeps/NAME/runs/d{depth}-seed{S}/  the run of that depth with another seed S (``scaling run --seeds``);
+                                 runs/d{depth} is the run of the sweep's base seed, the one the `nextscale train`
+                                 flags give (0 unless they set --seed), as in sweeps made before seeds
+    sweeps/NAME/sweep.json       the settings of `nextscale scaling run` (provenance), its depths and seeds
+    sweeps/NAME/points.csv       one row per run: its depth and seed, its size, its compute, its last held-out
+                                 metrics and whether it finished (reached its planned steps); fits and plots
+                                 count finished runs only
     sweeps/NAME/points.json      the same rows, plus every held-out evaluation of every run (the curves)
 
 Accounting (stated once, used everywhere):
@@ -57,6 +61,7 @@ FLOPS_PER_PARAMETER_TOKEN = 6  # forward 2 + backward 4 (Kaplan et al. 2020, sec
 COLUMNS = (
     "run",
     "depth",
+    "seed",
     "embed_dim",
     "num_heads",
     "params",
@@ -79,8 +84,9 @@ _MODELS = {
 }
 
 
-def run_name(depth: int) -> str:
-    return f"d{depth}"
+def run_name(depth: int, seed: int, base_seed: int) -> str:
+    """The run folder of one depth and seed: d{depth} for the sweep's base seed, d{depth}-seed{seed} otherwise."""
+    return f"d{depth}" if seed == base_seed else f"d{depth}-seed{seed}"
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -130,6 +136,7 @@ class RunSummary:
 
     run: str
     depth: int
+    seed: int
     embed_dim: int
     num_heads: int
     params: int
@@ -169,6 +176,14 @@ class RunSummary:
 def finished_runs(runs: list[RunSummary]) -> tuple[list[RunSummary], list[str]]:
     """The runs that reached their planned steps, and a ``left_out_note`` for every other run."""
     return [run for run in runs if run.finished], [run.left_out_note() for run in runs if not run.finished]
+
+
+def one_run_per_depth(runs: list[RunSummary]) -> list[RunSummary]:
+    """Per depth the run of the sweep's base seed (folder d{depth}), else the one of its lowest seed."""
+    chosen: dict[int, RunSummary] = {}
+    for run in sorted(runs, key=lambda run: (run.run != f"d{run.depth}", run.seed)):
+        chosen.setdefault(run.depth, run)
+    return sorted(chosen.values(), key=lambda run: (run.params, run.run))
 
 
 def finished_rows(rows: list[dict[str, str]], source: str) -> tuple[list[dict[str, str]], list[str]]:
@@ -245,6 +260,7 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
     return RunSummary(
         run=run_dir.name,
         depth=config.depth,
+        seed=int(run_config["train"]["seed"]),
         embed_dim=config.embed_dim,
         num_heads=config.num_heads,
         params=params,

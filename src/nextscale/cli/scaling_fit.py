@@ -1,0 +1,241 @@
+"""`nextscale scaling fit` and `nextscale scaling plot`: the power law of a sweep (or any CSV table) with the
+uncertainty of its exponent, and the VAR paper's Fig. 5/6 at small scale.
+
+Both count finished runs only (from --sweep, or the rows of a table whose "finished" column says so) and name each
+run they leave out on stderr. `fit` reports alpha with its standard error and 95 % confidence interval: ordinary
+least squares in log-log space, Student's t with n - 2 degrees of freedom (none from 2 points; none for
+--irreducible, whose L_inf is searched for first; for --frontier conditional on which points are on it). With
+several seeds per depth every seed's run is one point of the fit, and the output also gives the mean ± std of the
+metric across the seeds of each depth (grouped by a table's "depth" column, else by equal X). Tables without a
+"seed" column (points.csv of sweeps made before seeds) are read as before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DESCRIPTION = __doc__.split("\n\n", 1)[1]
+# `fit --json` keys of the plain power law (and of --frontier), in order.
+FIT_JSON_KEYS = ("alpha", "beta", "pearson_r", "alpha_stderr", "alpha_ci95", "num_points", "num_seeds", "per_depth")
+
+
+def add_fit_and_plot_parsers(sub) -> None:
+    fit = sub.add_parser(
+        "fit",
+        help="fit L = (beta X)^alpha to a sweep or a CSV table, with the standard error and 95 %% interval of alpha",
+        description=DESCRIPTION,
+    )
+    _add_source_arguments(fit)
+    fit.add_argument(
+        "--x", default=None, help="column of X (default: params, or compute with --frontier; also tokens_seen)"
+    )
+    fit.add_argument("--y", default="loss", help="column of L (default: loss = L_avg; also loss_last, error, ...)")
+    fit.add_argument(
+        "--frontier",
+        action="store_true",
+        help="fit L = (beta C)^alpha to the compute Pareto frontier (the plot's dashed line): with --sweep over "
+        "every held-out evaluation of every finished run, with --csv over the table's rows",
+    )
+    fit.add_argument(
+        "--irreducible",
+        action="store_true",
+        help="fit L = L_inf + (beta X)^alpha instead: a law that levels off (at the data's entropy, or where too "
+        "little training leaves the largest models); reports L_inf and how far the points lie from both laws "
+        "(no standard error: L_inf is searched for first, and the line's OLS error would ignore that)",
+    )
+    fit.add_argument(
+        "--json",
+        action="store_true",
+        help="print only one JSON object: alpha, beta, pearson_r, alpha_stderr and alpha_ci95 ([low, high]; null "
+        "for 2 points), num_points, num_seeds (null without a seed column) and per_depth ([{depth, x, "
+        "num_points, mean, std}] of the Y metric across seeds); with --irreducible: alpha, beta, irreducible, "
+        "rms_log_residual",
+    )
+
+    plot = sub.add_parser(
+        "plot",
+        help="log-log loss/error vs N and loss vs compute with its Pareto frontier; several seeds per depth: "
+        "every run faint, the per-depth mean ± std, and alpha ± its standard error in the legend",
+        description=DESCRIPTION,
+    )
+    _add_source_arguments(plot)
+    plot.add_argument("--out", type=Path, default=None, help="PNG to write (default: SWEEP/scaling.png)")
+    plot.add_argument("--title", default=None, help="figure title")
+    plot.add_argument(
+        "--irreducible",
+        action="store_true",
+        help="also draw the losses' laws above a floor, L = L_inf + (beta N)^alpha (dotted; see fit --irreducible)",
+    )
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sweep", type=Path, help="a sweep folder of `nextscale scaling run` (reads its runs)")
+    source.add_argument("--csv", type=Path, help="any CSV table with a header line (e.g. a sweep's points.csv)")
+
+
+def _finished_runs(sweep: Path) -> list:
+    """The runs of a sweep that reached their planned steps; a line on stderr for each run left out."""
+    from nextscale.scaling.sweep import collect_sweep, finished_runs
+
+    runs, notes = finished_runs(collect_sweep(sweep))
+    for note in notes:
+        print(note, file=sys.stderr)
+    if not runs:
+        raise ValueError(
+            f"no run of {sweep} has finished yet; re-run `nextscale scaling run` with the sweep's settings to finish"
+        )
+    return runs
+
+
+def _table_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV table, less those a sweep's points.csv marks unfinished (a line on stderr each)."""
+    from nextscale.scaling.sweep import finished_rows, read_table
+
+    rows, notes = finished_rows(read_table(path), str(path))
+    for note in notes:
+        print(note, file=sys.stderr)
+    return rows
+
+
+def _rows(args: argparse.Namespace) -> tuple[list[dict], str]:
+    """Rows of the table (--csv) or of the sweep's finished runs (--sweep), and a name for messages."""
+    if args.csv is not None:
+        return _table_rows(args.csv), str(args.csv)
+    return [run.row() for run in _finished_runs(args.sweep)], str(args.sweep)
+
+
+def seed_report(rows: list[dict], x_name: str, y_name: str, source: str) -> dict[str, object]:
+    """num_seeds (None when the rows have no seed column) and per_depth: the mean ± std of ``y_name`` over the
+    rows of each depth (of each X value when there is no depth column), as `fit --json` prints them."""
+    from nextscale.scaling.sweep import column
+    from nextscale.scaling.uncertainty import spread_by_group
+
+    x, y = column(rows, x_name, source), column(rows, y_name, source)
+    by_depth = "depth" in rows[0]
+    groups = spread_by_group(column(rows, "depth", source) if by_depth else x, x, y)
+    per_depth = [
+        {
+            "depth": int(group.key) if by_depth else None,
+            "x": group.x,
+            "num_points": group.num_points,
+            "mean": group.mean,
+            "std": group.std,
+        }
+        for group in groups
+    ]
+    num_seeds = len(set(column(rows, "seed", source))) if "seed" in rows[0] else None
+    return {"num_seeds": num_seeds, "per_depth": per_depth}
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from nextscale.scaling.power_law import fit_pareto_frontier, fit_power_law
+    from nextscale.scaling.sweep import column, loss_curves
+
+    x_name = args.x or ("compute" if args.frontier else "params")
+    if args.irreducible and args.frontier:
+        raise ValueError("--irreducible fits the final points of the runs; leave out --frontier")
+    if args.frontier and x_name != "compute":
+        raise ValueError(f"--frontier fits loss vs training compute; drop --x {args.x} (or give --x compute)")
+    if args.frontier and args.sweep is not None:  # every evaluation, as the figure's loss-vs-compute panel
+        runs = _finished_runs(args.sweep)
+        curves = loss_curves(runs, args.y)
+        points = [point for curve in curves.values() for point in curve]
+        source = f"{len(points)} evaluations of {len(curves)} runs of {args.sweep}"
+        fit = fit_pareto_frontier([compute for compute, _ in points], [value for _, value in points])
+        rows = [run.row() for run in runs]
+    else:
+        rows, source = _rows(args)
+        x, y = column(rows, x_name, source), column(rows, args.y, source)
+        if args.irreducible:
+            return report_saturating_fit(args, x_name, x, y, source)
+        fit = fit_pareto_frontier(x, y) if args.frontier else fit_power_law(x, y)
+    seeds = seed_report(rows, x_name, args.y, source)
+    interval = fit.alpha_interval()
+    result = {
+        "alpha": fit.alpha,
+        "beta": fit.beta,
+        "pearson_r": fit.pearson_r,
+        "alpha_stderr": fit.alpha_stderr,
+        "alpha_ci95": None if interval is None else list(interval),
+        "num_points": fit.num_points,
+        **seeds,
+    }
+    if args.json:
+        # allow_nan=False: Infinity / NaN are not JSON; fit_power_law refuses such fits, this keeps it so.
+        print(json.dumps({key: result[key] for key in FIT_JSON_KEYS}, allow_nan=False))
+        return 0
+    where = "on the compute Pareto frontier of" if args.frontier else "from"
+    print(f"{fit.formula(x_name, args.y)}  (alpha = {fit.alpha:.6g}, beta = {fit.beta:.6g}, ", end="")
+    print(f"Pearson r of logs = {fit.pearson_r:.4f}, {fit.num_points} points {where} {source})")
+    if interval is None:
+        print(f"alpha has no standard error: {fit.num_points} points leave no degrees of freedom (fit 3 or more)")
+    else:
+        print(
+            f"alpha = {fit.alpha:.4g} ± {fit.alpha_stderr:.2g} (standard error); 95 % confidence interval "
+            f"[{interval[0]:.4g}, {interval[1]:.4g}] (t distribution, {fit.degrees_of_freedom} degrees of freedom)"
+        )
+    print_seed_spread(rows, seeds, args.y)
+    return 0
+
+
+def print_seed_spread(rows: list[dict], seeds: dict, y_name: str) -> None:
+    """With several runs per depth: how many runs, depths and seeds, and the mean ± std of Y at each depth."""
+    per_depth = seeds["per_depth"]
+    if all(group["num_points"] == 1 for group in per_depth):
+        return
+    each = "depth" if per_depth[0]["depth"] is not None else "size"
+    counted = f", {seeds['num_seeds']} seeds" if seeds["num_seeds"] is not None else ""
+    print(f"{len(rows)} runs: {len(per_depth)} {each}s{counted}; {y_name} per {each} across its runs (mean ± std):")
+    for group in per_depth:
+        name = f"d{group['depth']}" if group["depth"] is not None else f"x = {group['x']:.4g}"
+        spread = f" ± {group['std']:.3g}" if group["std"] is not None else ""
+        print(f"  {name}: {group['mean']:.4g}{spread} ({group['num_points']} runs)")
+
+
+def report_saturating_fit(args: argparse.Namespace, x_name: str, x: list, y: list, source: str) -> int:
+    """``fit --irreducible``: L = L_inf + (beta X)^alpha, beside the plain power law's residual."""
+    from nextscale.scaling.power_law import fit_power_law, fit_saturating_power_law, rms_log_residual
+
+    fit = fit_saturating_power_law(x, y)
+    values = {"alpha": fit.alpha, "beta": fit.beta, "irreducible": fit.irreducible}
+    if args.json:
+        print(json.dumps({**values, "rms_log_residual": fit.rms_log_residual}, allow_nan=False))
+        return 0
+    plain = rms_log_residual(fit_power_law(x, y), x, y)
+    print(f"{fit.formula(x_name, args.y)}  (alpha = {fit.alpha:.6g}, beta = {fit.beta:.6g}, ", end="")
+    print(f"L_inf = {fit.irreducible:.6g}, {fit.num_points} points from {source})")
+    print(f"rms residual of log {args.y}: {fit.rms_log_residual:.4g} with L_inf, {plain:.4g} as a plain power law")
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from nextscale.scaling.plot import plot_scaling
+    from nextscale.scaling.sweep import column, loss_curves
+
+    if args.csv is not None:
+        if args.out is None:
+            raise ValueError("--out is required with --csv")
+        table = _table_rows(args.csv)
+        names = [name for name in table[0] if name != "run"]
+        numeric = {}
+        for name in names:
+            try:
+                numeric[name] = column(table, name, str(args.csv))
+            except ValueError:
+                continue  # text columns are not drawn
+        rows = [{name: values[index] for name, values in numeric.items()} for index in range(len(table))]
+        curves, out = None, args.out
+    else:
+        runs = _finished_runs(args.sweep)
+        rows, curves = [run.row() for run in runs], loss_curves(runs)
+        out = args.out or args.sweep / "scaling.png"
+    try:
+        path = plot_scaling(rows, out, curves=curves, title=args.title, irreducible=args.irreducible)
+    except ImportError as err:
+        raise ValueError(str(err)) from err
+    print(f"figure: {path}")
+    return 0
