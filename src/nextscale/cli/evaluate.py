@@ -26,6 +26,11 @@ papers do (bias-free logits, 10 chunks; nextscale.evaluation.inception_classifie
     nextscale evaluate --samples fid50k.npz --reference VIRTUAL_imagenet256_labeled.npz \
         --inception-classifier pt_inception-2015-12-05-6726825d.pth
 
+Zero-shot editing is measured too (class models; nextscale.cli.evaluate_edit): --edit inpaint|outpaint edits N
+real images of the reference (--box, --edit-target own|next|none) and scores them beside the inputs themselves and
+their tokenizer reconstructions:
+    nextscale evaluate --edit inpaint --edit-target next --num 1000 --features classifier --cfg 3 --top-k 10
+
 Images made elsewhere or earlier are measured without a model: a `sample --out-dir` folder or an .npz in OpenAI's
 evaluation format (`sample --npz`; arr_0 uint8 (N, H, W, 3), optional arr_1 labels), resized reference alike:
     nextscale evaluate --samples fid50k.npz --reference imagenet/val --reference-cache imagenet-val.npz
@@ -96,6 +101,8 @@ from nextscale.cli.common import (
     check_output_file,
     check_sampling_flags,
 )
+from nextscale.cli.evaluate_edit import EDIT_FLAGS, check_edit_flags
+from nextscale.cli.evaluate_edit import add_arguments as add_edit_arguments
 from nextscale.training.data_specs import add_bad_images_argument
 
 # The smallest sample or reference set measured: precision/recall's k = 3 nearest neighbours besides the image
@@ -216,6 +223,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"without --prompts: most items per evaluation prompt, 1-4 (default: {DEFAULT_MAX_ITEMS})",
     )
     text.add_argument("--images-per-prompt", type=int, default=None, help="samples of each prompt (default: 1)")
+    add_edit_arguments(parser)
     add_sampling_arguments(parser, cfg=1.5, cfg_sweep=True)
 
 
@@ -226,7 +234,7 @@ TEXT_ONLY = (
     ("max_items", "--max-items"),
     ("images_per_prompt", "--images-per-prompt"),
 )
-CLASS_ONLY = (("baseline", "--baseline"), ("reconstructions", "--reconstructions"))
+CLASS_ONLY = (("baseline", "--baseline"), ("reconstructions", "--reconstructions"), *EDIT_FLAGS)
 # Flags of sample evaluation that --loss (which samples nothing) refuses.
 NOT_FOR_LOSS = (
     *CLASS_ONLY,
@@ -253,6 +261,7 @@ def refuse_flags(args: argparse.Namespace, flags: tuple[tuple[str, str], ...], r
 def check_flags(args: argparse.Namespace) -> None:
     """The checks that need no model: value flags and every output path, before any expensive work."""
     check_sampling_flags(args)
+    check_edit_flags(args)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not isinstance(args.cfg, Default) and len(set(args.cfg)) != len(args.cfg):
@@ -448,6 +457,10 @@ def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, fl
     if args.reconstructions and not isinstance(args.cfg, Default) and len(args.cfg) > 1:
         raise ValueError("--reconstructions measures the tokenizer and samples nothing; leave out the --cfg sweep")
     check_features(args.features, facts.image_size, args.inception)
+    if args.edit is not None:  # a box outside the image, or one that keeps all or nothing: before any loading
+        from nextscale.cli.evaluate_edit import edit_settings
+
+        edit_settings(args, facts.tokenizer_config.scale_sides[-1])
     from nextscale.cli.evaluate_class import run_class
 
     return functools.partial(run_class, args)

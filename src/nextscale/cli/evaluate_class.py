@@ -54,14 +54,22 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     or at each of several (the same labels and seeds at every value: the FID-vs-cfg curve)."""
     import torch
 
+    from nextscale.cli.evaluate_edit import edit_settings
     from nextscale.evaluation.features import cached_features, compute_features, stream_features
-    from nextscale.evaluation.generate import SampleWriter, generate_batches, reconstruct_batches
+    from nextscale.evaluation.generate import (
+        SampleWriter,
+        edit_batches,
+        generate_batches,
+        real_batches,
+        reconstruct_batches,
+    )
 
     num, spec = evaluate.DEFAULT_NUM if args.num is None else args.num, args.reference or _default_reference(pipe)
     size, channels = pipe.image_size, pipe.tokenizer.config.in_channels
     reference = open_class_reference(spec, size, channels, "test", args.bad_images, args.features)
-    if args.reconstructions and not hasattr(reference, "__getitem__"):
-        raise ValueError(f"--reconstructions encodes reference images one by one: give a folder, not {spec}")
+    for flag, given in (("--reconstructions", args.reconstructions), ("--edit", args.edit)):
+        if given and not hasattr(reference, "__getitem__"):
+            raise ValueError(f"{flag} encodes reference images one by one: give a folder, not {spec}")
     extractor, network = evaluate.load_feature_extractor(args.features, size, args.inception, args.device)
     inception_head = evaluate.inception_head(args, extractor)
     location = evaluate.reference_location(spec)
@@ -77,26 +85,43 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     drawn = dict(seed=args.seed or 0, batch_size=args.batch_size, dtype=args.dtype)
     judged = spec.startswith("fashion-mnist") and pipe.num_classes == 10
     sweep = len(args.cfg) > 1 and not args.reconstructions
+
+    def measure(batches, writer_folder=None, edited: bool = False) -> dict:
+        """Distances (and the classifier's judgement) of one stream of images, keeping only their features."""
+        tally = ClassifierTally.for_images(size) if judged else None
+        observers: list = [tally] if tally is not None else []
+        if writer_folder is not None:
+            observers.append(SampleWriter(writer_folder))
+        fake = stream_features(extractor, batches, evaluate.FEATURE_BATCH, observers, total=num)
+        row = evaluate.distances(real, fake, inception_head)
+        if tally is not None:
+            row.update(tally.metrics(pipe.num_classes))
+            if edited and edit.target == "next":  # how often the edit left the image's own class in place
+                row["original_class_rate"] = tally.agreement(lambda targets: (targets - 1) % pipe.num_classes)
+        return row
+
+    edit = edit_settings(args, pipe.transformer.config.scale_sides[-1]) if args.edit else None
     rows = []
     for cfg in [None] if args.reconstructions else args.cfg:
         if cfg is None:
             batches = reconstruct_batches(pipe.tokenizer, reference, num, args.batch_size)
+        elif edit is not None:
+            batches = edit_batches(
+                pipe, reference, num, edit.keep_mask, edit.target, args.batch_size, args.seed or 0, cfg=cfg, **sampling
+            )
         else:
             batches = generate_batches(pipe, num, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling)
         # Every batch goes to the observers and the feature network, then is dropped: only features are kept.
-        tally = ClassifierTally.for_images(size) if judged else None
-        observers: list = [tally] if tally is not None else []
-        if args.save_samples is not None:
-            observers.append(SampleWriter(args.save_samples / f"cfg-{cfg:g}" if sweep else args.save_samples))
-        fake = stream_features(extractor, batches, evaluate.FEATURE_BATCH, observers, total=num)
+        folder = args.save_samples
+        if folder is not None and sweep:
+            folder = folder / f"cfg-{cfg:g}"
         row = {} if cfg is None else {"cfg": float(cfg)}
-        row.update(evaluate.distances(real, fake, inception_head))
-        if tally is not None:
-            row.update(tally.metrics(pipe.num_classes))
+        row.update(measure(batches, folder, edited=edit is not None))
         rows.append(row)
+    measured = "tokenizer reconstructions" if args.reconstructions else "samples"
     report = {
         "model": str(args.model or "bundled"),
-        "measured": "tokenizer reconstructions" if args.reconstructions else "samples",
+        "measured": measured if edit is None else f"{edit.mode} edits of real images",
         "num_samples": num,
         "reference": spec,
         "reference_location": location,
@@ -112,6 +137,12 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         if not args.reconstructions:
             report["sampling"] = {"cfg": row.pop("cfg"), **sampling, **drawn}
         report.update(row)
+    if edit is not None:  # what an edit that changed nothing would score: the inputs, and their reconstructions
+        report["edit"] = edit.describe()
+        report["edit_baselines"] = {
+            "inputs": measure(real_batches(reference, num, args.batch_size)),
+            "reconstructions": measure(reconstruct_batches(pipe.tokenizer, reference, num, args.batch_size)),
+        }
     warnings = evaluate.sample_size_warnings(num, len(real), real.shape[1])
     if args.baseline:
         held_out = open_class_reference(spec, size, channels, "train", args.bad_images)
@@ -167,6 +198,14 @@ class ClassifierTally:
     def __call__(self, images, labels) -> None:
         self.logits.append(self.judge.logits(images))
         self.labels.append(labels.cpu().long())
+
+    def agreement(self, expected_of_labels) -> float:
+        """The share of images the classifier assigns to ``expected_of_labels(labels)`` (another class than the
+        one each image was judged against, e.g. an edited image's original class)."""
+        import torch
+
+        logits, labels = torch.cat(self.logits), torch.cat(self.labels)
+        return float((logits.argmax(dim=1) == expected_of_labels(labels)).double().mean())
 
     def metrics(self, num_classes: int, shuffle: bool = False) -> dict:
         """Class consistency (overall, per class) and a classifier Inception Score.

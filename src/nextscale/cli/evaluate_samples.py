@@ -28,6 +28,7 @@ NOT_FOR_SAMPLES = (
     ("seed", "--seed"),
     ("smooth", "--smooth"),
     *evaluate.TEXT_ONLY,
+    *evaluate.EDIT_FLAGS,
 )
 
 

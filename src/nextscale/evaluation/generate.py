@@ -1,4 +1,5 @@
-"""Generate N class-balanced samples (or samples of given prompts, or N tokenizer reconstructions), batch by batch.
+"""Generate N class-balanced samples (or samples of given prompts, N tokenizer reconstructions or N edits of real
+images), batch by batch.
 
 Labels cycle through the classes (0, 1, ..., C-1, 0, 1, ...), so every class gets N / C samples
 (the official FID protocol: 50 per class for 50k ImageNet samples). Prompts are sampled in their order.
@@ -147,6 +148,59 @@ def save_samples(batches, folder: str | Path) -> int:
     return writer.count
 
 
+def spread_indices(dataset_size: int, num_images: int) -> list[int]:
+    """``num_images`` indices spread evenly through a dataset: ``i * size // num_images``, not the first N (a folder
+    of class sub-folders is listed class by class, and its first 2000 of 10,000 images would hold two classes)."""
+    if not 1 <= num_images <= dataset_size:
+        raise ValueError(f"can take 1 to {dataset_size} images of this dataset, asked for {num_images}")
+    return [index * dataset_size // num_images for index in range(num_images)]
+
+
+def real_batches(
+    dataset: Dataset, num_images: int, batch_size: int = 64
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (images (b, C, H, W) in [-1, 1], labels (b,)) of ``num_images`` images spread through a dataset."""
+    yield from DataLoader(Subset(dataset, spread_indices(len(dataset), num_images)), batch_size=batch_size)
+
+
+# What an evaluated edit regenerates its region towards: the image's own class, the next class (label + 1 mod C),
+# or nothing (the null class). Samples are judged against the target, "none" against the image's own class.
+EDIT_TARGETS = ("own", "next", "none")
+
+
+def edit_targets(labels: torch.Tensor, target: str, num_classes: int) -> torch.Tensor:
+    """The class each image's edit aims at (``none``: its own class, the one it is judged against)."""
+    if target not in EDIT_TARGETS:
+        raise ValueError(f"target must be one of {EDIT_TARGETS}, got {target!r}")
+    return (labels + 1) % num_classes if target == "next" else labels
+
+
+def edit_batches(
+    pipeline: Pipeline,
+    dataset: Dataset,
+    num_images: int,
+    keep_mask: torch.Tensor,
+    target: str = "own",
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+    **sampling,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (edited images (b, C, H, W) in [-1, 1], target labels (b,)) of ``num_images`` real images spread
+    through a dataset, each keeping its tokens where ``keep_mask`` (side, side) is True and regenerating the rest
+    towards its ``target`` class (``EDIT_TARGETS``). Batch b is drawn with seed ``seed + b``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    with tqdm(total=num_images, unit="img", desc="editing", disable=not progress) as bar:
+        for index, (images, labels) in enumerate(real_batches(dataset, num_images, batch_size)):
+            targets = edit_targets(labels.long(), target, pipeline.num_classes)
+            aims = None if target == "none" else targets.tolist()
+            out = pipeline.edit_images(images, keep_mask, aims, seed=seed + index, output_type="pt", **sampling)
+            bar.update(len(labels))
+            yield out.images.mul(2).sub(1).cpu(), targets
+
+
 def reconstruct_batches(
     tokenizer: MultiScaleVQVAE, dataset: Dataset, num_images: int, batch_size: int = 64, progress: bool = True
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -160,13 +214,9 @@ def reconstruct_batches(
     class by class, and its first 2000 of 10,000 images would hold two classes of ten, so the FID against
     the whole set would measure the missing classes rather than the tokenizer.
     """
-    if not 1 <= num_images <= len(dataset):
-        raise ValueError(f"can reconstruct 1 to {len(dataset)} images of this dataset, asked for {num_images}")
     device = next(tokenizer.parameters()).device
-    spread = [index * len(dataset) // num_images for index in range(num_images)]
-    loader = DataLoader(Subset(dataset, spread), batch_size=batch_size, shuffle=False)
     tokenizer.eval()
     with torch.inference_mode(), tqdm(total=num_images, unit="img", desc="reconstructing", disable=not progress) as bar:
-        for images, labels in loader:
+        for images, labels in real_batches(dataset, num_images, batch_size):
             bar.update(len(labels))
             yield tokenizer.reconstruct(images.to(device)).float().cpu(), labels

@@ -26,7 +26,7 @@ from nextscale.sampling.editing import (
     prepare_image,
     scale_keep_masks,
 )
-from nextscale.sampling.outputs import EditOutput
+from nextscale.sampling.outputs import EditOutput, PipelineOutput
 from nextscale.sampling.pipeline_class_names import is_integer_scalar_array
 
 # What an edit takes as the image, the box and the mask (see ``EditingMixin.edit``).
@@ -156,6 +156,46 @@ class EditingMixin:
             keep_mask=keep_mask,
             prepared=prepared,
         )
+
+    @torch.no_grad()
+    def edit_images(
+        self,
+        images: torch.Tensor,
+        keep_mask: torch.Tensor,
+        class_labels: list[int | str | None] | None = None,
+        **sampling,
+    ) -> PipelineOutput:
+        """Edit a batch of different images in one sampling call (evaluation, data generation).
+
+        Row b keeps the tokens of ``images[b]`` wherever ``keep_mask`` is True and regenerates the rest towards
+        ``class_labels[b]``, exactly as ``edit_with_keep_mask`` does for one image.
+
+        Args:
+            images: (B, C, S, S) in [-1, 1], already at the model's size and channels.
+            keep_mask: (side, side) bool on the last-scale grid, shared by every row, or (B, side, side).
+            class_labels: one target per row (id, name, or None for the null class); None: all unconditional.
+            **sampling: the knobs of the call (cfg, top_k, top_p, temperature, smooth, seed, generator, output_type).
+        Returns:
+            the call's ``PipelineOutput`` (B images, tokens (B, L)).
+        """
+        if self.is_text_conditional:
+            raise ValueError(
+                "edit_images edits towards classes; edit each image of a text pipeline with edit(prompt=...)"
+            )
+        channels, size = self.tokenizer.config.in_channels, self.image_size
+        if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
+            raise ValueError(f"images must be (B, {channels}, {size}, {size}) in [-1, 1], got {tuple(images.shape)}")
+        if "constraint" in sampling or "class_labels" in sampling or "num_images_per_prompt" in sampling:
+            raise TypeError("edit_images makes its own constraint and takes one class label per image")
+        null_id = self.transformer.config.null_class_id
+        labels = [None] * len(images) if class_labels is None else list(class_labels)
+        if len(labels) != len(images):
+            raise ValueError(f"give one class label per image: {len(images)} images, {len(labels)} labels")
+        ids = [null_id if label is None else self.class_ids([label])[0] for label in labels]
+        indices = self.tokenizer.encode(images.to(self.device))  # K tensors (B, side_k ** 2)
+        masks = scale_keep_masks(keep_mask.to(self.device), self.transformer.config.scale_sides)
+        constraint = KeepTokensConstraint(indices, masks, self.tokenizer.quantizer)
+        return self(class_labels=ids, constraint=constraint, **sampling)
 
     def edit_condition(self, class_label: int | None, prompt: str | None) -> dict:
         """What an edit conditions the regenerated part on: the class, or the null class."""

@@ -44,6 +44,10 @@ class RasterPipeline(Pipeline):
         """Refused: see :meth:`edit_with_keep_mask`."""
         self.edit_with_keep_mask()
 
+    def edit_images(self, *args, **kwargs) -> NoReturn:
+        """Refused: see :meth:`edit_with_keep_mask`."""
+        self.edit_with_keep_mask()
+
     def edit_with_keep_mask(self, *args, **kwargs) -> NoReturn:
         """Refused (also for ``inpaint`` and ``outpaint``, which come here): a raster model cannot edit."""
         raise ValueError(
