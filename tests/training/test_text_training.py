@@ -66,10 +66,12 @@ def test_resolution_transfer_grows_the_level_embeddings(tiny_tokenizer, tmp_path
     common = f"--config configs/tiny_text_transformer.json --tokenizer {tiny_tokenizer} --no-progress"
     assert run_command("train", f"{common} --run-dir {low} --steps 2") == 0
     trained = load_run_model(low)
-    transfer = f"{common} --run-dir {high} --steps 1 --init-from {low} --scale-sides 1,2,4,8"
+    rope_norm = 2 * trained.config.rope_norm  # RoPE settings are no shape: a fine-tuning may change them
+    transfer = f"{common} --run-dir {high} --steps 1 --init-from {low} --scale-sides 1,2,4,8 --rope-norm {rope_norm}"
     assert run_command("train", transfer) == 0
     grown = load_run_model(high, raw=True)
     assert grown.config.scale_sides == (1, 2, 4, 8) and grown.level_embed.weight.shape[0] == 4
+    assert grown.config.rope_norm == rope_norm and grown.config.rope_theta == trained.config.rope_theta
     config = json.loads((high / "config.json").read_text())
     assert config["init_from"] == str(low) and config["transformer"]["scale_sides"] == [1, 2, 4, 8]
     # one optimizer step moved the weights, but the grown model started from the trained one

@@ -159,14 +159,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=OBJECTIVE.progressive_stage_warmup,
         help="steps over which a new scale's loss ramps in (0: total / 300)",
     )
-    group.add_argument("--init-adaln", type=float, default=OBJECTIVE.init_adaln, help="AdaLN scale/shift init")
-    group.add_argument("--init-adaln-gamma", type=float, default=OBJECTIVE.init_adaln_gamma, help="AdaLN gate init")
-    group.add_argument("--init-head", type=float, default=OBJECTIVE.init_head, help="head weight init factor")
+    group.add_argument(
+        "--init-adaln", type=float, default=OBJECTIVE.init_adaln, help="AdaLN scale/shift init (fresh models)"
+    )
+    group.add_argument(
+        "--init-adaln-gamma", type=float, default=OBJECTIVE.init_adaln_gamma, help="AdaLN gate init (fresh models)"
+    )
+    group.add_argument(
+        "--init-head", type=float, default=OBJECTIVE.init_head, help="head weight init factor (fresh models)"
+    )
     group.add_argument(
         "--init-std",
         type=optional_float,
         default=OBJECTIVE.init_std,
-        help="Linear/Embedding init std ('none': sqrt(1 / (3 width)))",
+        help="Linear/Embedding init std ('none': sqrt(1 / (3 width))); the init flags shape fresh models only, "
+        "--init-from brings its weights",
     )
     group.add_argument("--preview-cfg", type=float, default=OBJECTIVE.preview_cfg, help="CFG of preview samples")
     group.add_argument(
@@ -342,10 +349,13 @@ def adapted_for_fine_tuning(model, args: argparse.Namespace):
     given = [flag for name, flag in SHAPE_FLAGS.items() if getattr(args, name, None) not in (None, False)]
     if given:
         raise ValueError(f"--init-from fixes the model's shape; drop {', '.join(given)}")
+    # regularisation and a text model's RoPE settings are not shape: given, they change for the fine-tuning
     changes = {
         name: getattr(args, name)
-        for name in ("drop_path_rate", "cond_drop_rate")
-        if getattr(args, name, None) is not None and getattr(args, name) != getattr(model.config, name)
+        for name in ("drop_path_rate", "cond_drop_rate", "rope_theta", "rope_norm")
+        if getattr(args, name, None) is not None
+        and hasattr(model.config, name)
+        and getattr(args, name) != getattr(model.config, name)
     }
     notes = [f"{name} {getattr(model.config, name)} -> {value}" for name, value in changes.items()]
     if getattr(args, "train_sampler_head", False) and not getattr(model.config, "sampler_head", False):
