@@ -144,3 +144,13 @@ def _write(path: Path, text: str) -> Path:
 def _save(path: Path, obj) -> Path:
     torch.save(obj, path)
     return path
+
+
+def test_per_scale_metrics_keep_their_places_when_a_scale_has_no_value():
+    from nextscale.cli.info import _metrics_summary
+
+    record = {"split": "train", "loss": 3.25, "scale_loss/scale0": 1.0, "scale_loss/scale2": 3.0}
+    record.update({f"scale_loss/scale{k}": float(k) for k in (10, 3)})  # written in name order: 10 before 3
+    summary = _metrics_summary(record)
+    assert summary["loss"] == "3.25"
+    assert summary["scale_loss"] == "[1 - 3 3 - - - - - - 10]"  # scale 1 missing, 10 after 3

@@ -328,14 +328,22 @@ def _last_metrics(path: Path) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _metrics_summary(record: dict[str, Any]) -> dict[str, str]:
-    """One record as name -> value (4 significant digits); per-scale entries ("psnr/scale0", ...) as one list."""
-    summary: dict[str, list[str]] = {}
+    """One record as name -> value (4 significant digits); per-scale entries ("psnr/scale0", ...) as one list in
+    scale order, "-" for a scale the record has no value for (a step that kept none of its tokens)."""
+    summary: dict[str, str] = {}
+    per_scale: dict[str, dict[int, str]] = {}
     for key, value in record.items():
         if key == "split":
             continue
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-        summary.setdefault(key.split("/")[0], []).append(shown)
-    return {key: values[0] if len(values) == 1 else "[" + " ".join(values) + "]" for key, values in summary.items()}
+        name, _, scale = key.partition("/scale")
+        if scale.isdigit():
+            per_scale.setdefault(name, {})[int(scale)] = shown
+        else:
+            summary[key] = shown
+    for name, by_scale in per_scale.items():
+        summary[name] = "[" + " ".join(by_scale.get(k, "-") for k in range(max(by_scale) + 1)) + "]"
+    return summary
 
 
 def describe_tokens(folder: Path) -> dict[str, Any]:
