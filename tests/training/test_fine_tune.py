@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from test_cli import REPO, TINY_DATA, run_command
 
-from nextscale.cli.train import adapted_for_fine_tuning
+from nextscale.cli.train_model import adapted_for_fine_tuning
 from nextscale.presets import star_tiny, tiny
 from nextscale.transformer.model import ScaleTransformer
 from nextscale.transformer.text_model import TextScaleTransformer

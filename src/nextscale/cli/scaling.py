@@ -271,7 +271,7 @@ def plan_run(
     """The `nextscale train` argv of one depth and seed (None: the base seed), with its step count and parameter
     count (of the model that training will build: same flags, class count and schedule; the seed changes
     neither)."""
-    from nextscale.cli.train import build_transformer_config
+    from nextscale.cli.train_model import build_transformer_config
     from nextscale.scaling.sweep import transformer_parameters
 
     if depth < 1:
