@@ -98,4 +98,7 @@ def test_a_text_model_without_a_reference_refuses_the_layer(tmp_path, capsys):
     torch.save({"fc.weight": torch.zeros(NUM_CLASSES, FEATURE_DIM)}, tmp_path / "layer.pth")
     argv = ["evaluate", "--model", "bundled:scenes", "--inception-classifier", str(tmp_path / "layer.pth")]
     assert main(argv) == 2
-    assert "--inception-classifier belongs to FID and friends, which need --reference" in capsys.readouterr().err
+    assert (
+        "--inception-classifier scores samples beside FID; give --reference captions:PATH too"
+        in capsys.readouterr().err
+    )

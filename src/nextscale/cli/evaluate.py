@@ -393,19 +393,6 @@ def reference_location(spec: str) -> str:
     return str(Path(spec).resolve())
 
 
-# FID is biased upward at any finite N (its expectation falls roughly like 1/N: Chong & Forsyth 2020, "Effectively
-# Unbiased FID and Inception Score and where to find them"); with fewer images than feature dimensions the
-# covariance is also singular (rank N - 1 < D) and the bias is large, though the number still comes out finite.
-def sample_size_warnings(num_samples: int, reference_count: int, feature_dim: int) -> list[str]:
-    """One line for each side of the comparison with fewer images than the features have dimensions."""
-    return [
-        f"{count} {side} images < {feature_dim} feature dimensions: the covariance is singular and FID is biased "
-        "upward; compare FIDs only at equal N and feature network (published FIDs use 50,000 samples)"
-        for side, count in (("sample", num_samples), ("reference", reference_count))
-        if count < feature_dim
-    ]
-
-
 def run(args: argparse.Namespace) -> int:
     from nextscale.cli.common import check_device, load_pipeline
     from nextscale.distributed import launched_processes
@@ -464,39 +451,6 @@ def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, fl
     from nextscale.cli.evaluate_class import run_class
 
     return functools.partial(run_class, args)
-
-
-def inception_head(args: argparse.Namespace, extractor):
-    """The Inception output layer of --inception-classifier, checked against the feature network (None: no IS)."""
-    if args.inception_classifier is None:
-        return None
-    from nextscale.evaluation.inception_classifier import load_inception_classifier
-
-    head = load_inception_classifier(args.inception_classifier)
-    network = getattr(extractor, "network", None)
-    if network is not None:  # tests inject bare feature functions
-        head.check_network(network)
-    return head
-
-
-def distances(real, fake, inception_head=None) -> dict:
-    """FID, KID (mean, std) and precision/recall of generated against reference features, and the Inception
-    Score of the generated ones when ``inception_head`` (the Inception's output layer) is given."""
-    from nextscale.evaluation.fid import fid_from_features
-    from nextscale.evaluation.inception_classifier import inception_score_of
-    from nextscale.evaluation.kid import kernel_inception_distance
-    from nextscale.evaluation.precision_recall import precision_recall
-
-    pr = precision_recall(real, fake)
-    kid = kernel_inception_distance(real, fake)
-    return {
-        "fid": fid_from_features(fake, real),
-        "kid": kid.mean,
-        "kid_std": kid.std,
-        "precision": pr.precision,
-        "recall": pr.recall,
-        **inception_score_of(inception_head, fake),
-    }
 
 
 def open_tokens(args: argparse.Namespace, facts: ModelFacts):

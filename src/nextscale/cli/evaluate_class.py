@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from nextscale.cli import evaluate
+from nextscale.cli import evaluate, evaluate_scores
 from nextscale.cli.evaluate import MIN_SET_SIZE
 
 
@@ -71,7 +71,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         if given and not hasattr(reference, "__getitem__"):
             raise ValueError(f"{flag} encodes reference images one by one: give a folder, not {spec}")
     extractor, network = evaluate.load_feature_extractor(args.features, size, args.inception, args.device)
-    inception_head = evaluate.inception_head(args, extractor)
+    inception_head = evaluate_scores.inception_head(args, extractor)
     location = evaluate.reference_location(spec)
     key = dict(reference=location, split="test", count=len(reference), size=size, channels=channels)
     real = cached_features(
@@ -93,7 +93,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         if writer_folder is not None:
             observers.append(SampleWriter(writer_folder))
         fake = stream_features(extractor, batches, evaluate.FEATURE_BATCH, observers, total=num)
-        row = evaluate.distances(real, fake, inception_head)
+        row = evaluate_scores.distances(real, fake, inception_head)
         if tally is not None:
             row.update(tally.metrics(pipe.num_classes))
             if edited and edit.target == "next":  # how often the edit left the image's own class in place
@@ -143,12 +143,12 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
             "inputs": measure(real_batches(reference, num, args.batch_size)),
             "reconstructions": measure(reconstruct_batches(pipe.tokenizer, reference, num, args.batch_size)),
         }
-    warnings = evaluate.sample_size_warnings(num, len(real), real.shape[1])
+    warnings = evaluate_scores.sample_size_warnings(num, len(real), real.shape[1])
     if args.baseline:
         held_out = open_class_reference(spec, size, channels, "train", args.bad_images)
         subset = torch.utils.data.Subset(held_out, range(min(num, len(held_out))))
         held = compute_features(extractor, torch.utils.data.DataLoader(subset, batch_size=evaluate.FEATURE_BATCH))
-        baseline = evaluate.distances(real, held, inception_head)
+        baseline = evaluate_scores.distances(real, held, inception_head)
         names = ("fid", "kid", "precision", "recall", "inception_score")
         report.update({f"{name}_real_baseline": baseline[name] for name in names if name in baseline})
         report["baseline_count"] = len(held)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from nextscale.cli import evaluate
+from nextscale.cli import evaluate, evaluate_scores
 from nextscale.cli.common import SAMPLING_FLAGS, Default
 from nextscale.cli.evaluate import MIN_SET_SIZE
 from nextscale.cli.evaluate_class import ClassifierTally, open_class_reference
@@ -78,7 +78,7 @@ def run_samples(args: argparse.Namespace, samples, num: int, reference, started:
 
     side = samples.side
     extractor, network = evaluate.load_feature_extractor(args.features, side, args.inception, args.device)
-    inception_head = evaluate.inception_head(args, extractor)
+    inception_head = evaluate_scores.inception_head(args, extractor)
     location = evaluate.reference_location(args.reference)
     key = dict(reference=location, split="test", count=len(reference), size=side, channels=3)
     real = cached_features(
@@ -102,8 +102,8 @@ def run_samples(args: argparse.Namespace, samples, num: int, reference, started:
         "reference_count": len(real),
         "features": args.features,
         "feature_network": network,
-        **evaluate.distances(real, fake, inception_head),
-        "warnings": evaluate.sample_size_warnings(num, len(real), real.shape[1]),
+        **evaluate_scores.distances(real, fake, inception_head),
+        "warnings": evaluate_scores.sample_size_warnings(num, len(real), real.shape[1]),
     }
     if tally is not None:
         report.update(tally.metrics(num_classes=10, shuffle=True))  # files are often in class order

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from nextscale.cli import evaluate
+from nextscale.cli import evaluate, evaluate_scores
 from nextscale.cli.evaluate import (
     CAPTIONS_PREFIX,
     CLASS_ONLY,
@@ -110,9 +110,10 @@ def prepare_text(args: argparse.Namespace, facts: ModelFacts) -> Callable[[objec
     if args.reference is not None:
         check_features(args.features, facts.image_size, args.inception)
         reference = open_reference(args.reference, facts.image_size, facts.channels, args.bad_images)
-    elif args.reference_cache is not None or args.inception_classifier is not None:
-        flag = "--reference-cache" if args.reference_cache is not None else "--inception-classifier"
-        raise ValueError(f"{flag} belongs to FID and friends, which need --reference captions:PATH; give it too")
+    elif args.reference_cache is not None:
+        raise ValueError("--reference-cache keeps the reference images' features; give --reference captions:PATH too")
+    elif args.inception_classifier is not None:
+        raise ValueError("--inception-classifier scores samples beside FID; give --reference captions:PATH too")
     explicit = any(getattr(args, name) is not None for name in ("prompts", "num_prompts", "max_items"))
     if explicit:
         if args.num is not None:
@@ -237,7 +238,7 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         extractor, network = evaluate.load_feature_extractor(
             args.features, pipe.image_size, args.inception, args.device
         )
-        inception_head = evaluate.inception_head(args, extractor)
+        inception_head = evaluate_scores.inception_head(args, extractor)
         channels = pipe.tokenizer.config.in_channels
         location = evaluate.reference_location(_captions_spec(args.reference))
         key = dict(reference=location, split="captions", count=len(plan.reference), size=pipe.image_size)
@@ -250,7 +251,7 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         report.update(
             reference_location=location, reference_count=len(real), features=args.features, feature_network=network
         )
-        report["warnings"] = evaluate.sample_size_warnings(len(samples), len(real), real.shape[1])
+        report["warnings"] = evaluate_scores.sample_size_warnings(len(samples), len(real), real.shape[1])
         if args.num is not None and args.num > len(samples):  # --num is capped at the reference's size
             report["warnings"].append(f"--num {args.num} is more images than the reference holds: {len(samples)}")
         if judge is not None and plan.reference_layouts is not None:
@@ -272,7 +273,7 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         row: dict = {"cfg": float(cfg)}
         if real is not None:
             row.update(
-                evaluate.distances(
+                evaluate_scores.distances(
                     real,
                     stream_features(extractor, batches, FEATURE_BATCH, observers, total=len(samples)),
                     inception_head,
