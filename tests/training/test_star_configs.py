@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nextscale.cli import build_parser
+from nextscale.cli import build_parser, train_model
 from nextscale.cli import train as train_command
 from nextscale.scales import SIDES_256, SIDES_512, SIDES_1024, ScaleSchedule
 from nextscale.tokenizer.config import TokenizerConfig
@@ -97,7 +97,7 @@ def test_fresh_runs_build_the_released_shape(name):
     args = train_args(name)
     _, sides = STAR[name]
     depth = int(name.split("_")[1].removeprefix("d"))
-    config = train_command.build_transformer_config(args, TokenizerConfig(scale_sides=sides), text_dim=CLIP_WIDTH)
+    config = train_model.build_transformer_config(args, TokenizerConfig(scale_sides=sides), text_dim=CLIP_WIDTH)
     assert (config.depth, config.embed_dim, config.num_heads) == (depth, 64 * depth, depth)
     assert config.drop_path_rate == pytest.approx(0.1 * depth / 24)
     assert (config.rope_theta, config.rope_norm) == (10000.0, 64.0)  # section 2, the released configs
