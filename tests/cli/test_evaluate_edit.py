@@ -74,3 +74,37 @@ def test_the_cli_names_the_edit_targets_the_generator_knows():
     from nextscale.evaluation.generate import EDIT_TARGETS
 
     assert CLI_TARGETS == EDIT_TARGETS
+
+
+def test_wrong_edits_are_refused_before_the_reference_goes_through_the_features(tmp_path, capsys):
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    from nextscale.presets import tiny
+    from nextscale.sampling.raster_pipeline import RasterPipeline
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+    from nextscale.transformer.raster_config import RasterConfig
+    from nextscale.transformer.raster_model import RasterTransformer
+
+    tokenizer_config, _ = tiny()
+    side = tokenizer_config.scale_sides[-1]
+    tokenizer = MultiScaleVQVAE(dataclasses.replace(tokenizer_config, scale_sides=(side,)))
+    config = RasterConfig.from_depth(1, embed_dim=32, num_heads=1, num_classes=10, vocab_size=64, side=side)
+    RasterPipeline(tokenizer, RasterTransformer(config)).save_pretrained(tmp_path / "raster")
+    argv = ["evaluate", "--model", str(tmp_path / "raster"), *REFERENCE, "--edit", "inpaint"]
+    assert main(argv) == 2
+    assert "the raster-scan baseline cannot do" in capsys.readouterr().err
+
+    assert main(["evaluate", *REFERENCE, "--edit", "inpaint", "--num", "200"]) == 2  # the assets hold 100
+    assert "--num 200: --edit takes real images of --reference" in capsys.readouterr().err
+
+    for index in range(11):  # eleven classes for a ten-class model
+        (tmp_path / "eleven" / f"class{index:02d}").mkdir(parents=True)
+        Image.fromarray(np.full((32, 32), 20 * index, np.uint8)).save(
+            tmp_path / "eleven" / f"class{index:02d}" / "a.png"
+        )
+    flags = ["--reference", str(tmp_path / "eleven"), "--features", "classifier", "--edit", "inpaint", "--num", "11"]
+    assert main(["evaluate", *flags]) == 2
+    assert "has 11 classes and the model 10" in capsys.readouterr().err

@@ -154,3 +154,5 @@ def test_per_scale_metrics_keep_their_places_when_a_scale_has_no_value():
     summary = _metrics_summary(record)
     assert summary["loss"] == "3.25"
     assert summary["scale_loss"] == "[1 - 3 3 - - - - - - 10]"  # scale 1 missing, 10 after 3
+    # the last scales missing too: the count comes from the run's eval records, which carry every scale
+    assert _metrics_summary({"scale_loss/scale0": 1.0}, num_scales=3)["scale_loss"] == "[1 - -]"

@@ -45,11 +45,27 @@ def test_score_is_the_unbiased_logits_of_the_pool_features(tmp_path):
     logits = layer.logits(features.numpy())
     torch.testing.assert_close(logits, features.double() @ weight.double().T)  # the bias is left out
     scores = layer.score(features, splits=4)
-    assert scores["inception_score"] == pytest.approx(inception_score(logits, splits=4)[0], rel=1e-12)
+    shuffled = logits[torch.from_numpy(np.random.RandomState(2020).permutation(40))]  # torch-fidelity's order
+    assert scores["inception_score"] == pytest.approx(inception_score(shuffled, splits=4)[0], rel=1e-12)
     assert scores["inception_score_splits"] == 4
     # with the bias the score would differ: the test above pins the published, bias-free convention
-    biased = inception_score(logits + torch.randn(NUM_CLASSES).double() * 3, splits=4)[0]
+    biased = inception_score(shuffled + torch.randn(NUM_CLASSES).double() * 3, splits=4)[0]
     assert biased != pytest.approx(scores["inception_score"], rel=1e-3)
+
+
+def test_images_in_class_order_score_as_if_mixed():
+    """Files written class by class (sample --class all) must not put few classes in each chunk."""
+    from nextscale.evaluation.inception_classifier import InceptionClassifier
+
+    classes, per_class = 100, 10
+    weight = torch.zeros(NUM_CLASSES, FEATURE_DIM, dtype=torch.float64)
+    weight[torch.arange(classes), torch.arange(classes)] = 20.0  # feature c votes for class c, sharply
+    features = torch.zeros(classes * per_class, FEATURE_DIM, dtype=torch.float64)
+    features[torch.arange(classes * per_class), torch.arange(classes).repeat_interleave(per_class)] = 1.0
+    layer = InceptionClassifier(weight, None, "test")
+    in_order = inception_score(layer.logits(features), splits=10)[0]  # each chunk: 10 classes
+    assert in_order == pytest.approx(10.0, rel=0.01)
+    assert layer.score(features, splits=10)["inception_score"] > 50  # about 63 of 100 classes per chunk
 
 
 def test_tensorflow_layout_and_matrix_only_files_give_the_same_layer(tmp_path):
@@ -116,7 +132,14 @@ def test_no_layer_no_score_and_small_sets_use_fewer_chunks():
     from nextscale.evaluation.inception_classifier import InceptionClassifier
 
     layer = InceptionClassifier(random_layer().double(), None, "test")
-    assert inception_score_of(layer, np.random.default_rng(0).random((6, FEATURE_DIM)))["inception_score_splits"] == 6
+    small = inception_score_of(layer, np.random.default_rng(0).random((6, FEATURE_DIM)))
+    assert small["inception_score_splits"] == 1 and small["inception_score"] > 1.0  # one chunk: not the 1.0 of six
+    assert (
+        inception_score_of(layer, np.random.default_rng(0).random((100, FEATURE_DIM)))["inception_score_splits"] == 10
+    )
+    from nextscale.evaluation.inception_classifier import inception_score_warning
+
+    assert inception_score_warning(50_000) == [] and "biased low" in inception_score_warning(2_000)[0]
     with pytest.raises(ValueError, match=r"pool features \(N, 2048\).*--features inception"):
         layer.logits(np.zeros((3, 64)))
 

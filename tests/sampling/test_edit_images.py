@@ -60,3 +60,22 @@ def test_mismatched_inputs_are_refused_in_words(pipe):
         pipe.edit_images(torch.zeros(2, 3, 8, 8), keep)
     with pytest.raises(TypeError, match="makes its own constraint"):
         pipe.edit_images(images(pipe, 1), keep, constraint=None)
+
+
+def test_the_null_id_is_the_unconditional_edit_and_bad_inputs_are_named(pipe):
+    batch, keep = images(pipe, 2), inpaint_mask(pipe)
+    null_id = pipe.transformer.config.null_class_id
+    by_id = pipe.edit_images(batch, keep, [null_id, 2], seed=1, output_type="pt")
+    by_none = pipe.edit_images(batch, keep, [None, 2], seed=1, output_type="pt")
+    assert torch.equal(by_id.tokens, by_none.tokens)
+    with pytest.raises(TypeError, match="float tensor"):
+        pipe.edit_images(((batch + 1) * 127.5).to(torch.uint8), keep)
+    with pytest.raises(ValueError, match=r"must lie in \[-1, 1\]"):
+        pipe.edit_images(batch * 3, keep)
+    side = pipe.transformer.config.scale_sides[-1]
+    with pytest.raises(ValueError, match=rf"keep_mask must be \({side}, {side}\)"):
+        pipe.edit_images(batch, keep[:-1])
+    with pytest.raises(ValueError, match="one per image"):
+        pipe.edit_images(batch, keep.expand(3, -1, -1))
+    per_image = pipe.edit_images(batch, keep.expand(2, -1, -1), seed=1, output_type="pt")  # one mask per image
+    assert torch.equal(per_image.tokens, pipe.edit_images(batch, keep, seed=1, output_type="pt").tokens)

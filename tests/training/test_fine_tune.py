@@ -65,6 +65,17 @@ def test_shape_flags_are_refused(flag):
         )
 
 
+def test_rope_flags_are_refused_for_class_models_fresh_or_fine_tuned():
+    from nextscale.cli.train_model import build_transformer_config
+    from nextscale.tokenizer.config import TokenizerConfig
+
+    with pytest.raises(ValueError, match="--rope-theta set a text model's RoPE; a class-conditional model"):
+        adapted_for_fine_tuning(ScaleTransformer(tiny()[1]), fine_tune_args(rope_theta=100.0))
+    fresh = argparse.Namespace(raster=None, preset=None, depth=2, rope_theta=None, rope_norm=32.0)
+    with pytest.raises(ValueError, match="--rope-norm set a text model's RoPE"):
+        build_transformer_config(fresh, TokenizerConfig())
+
+
 def test_fine_tuning_on_a_folder_of_other_classes_records_their_names(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     tok, base, tuned = tmp_path / "tok", tmp_path / "base", tmp_path / "tuned"

@@ -243,6 +243,7 @@ NOT_FOR_LOSS = (
     ("reference_cache", "--reference-cache"),
 )
 CAPTIONS_PREFIX = "captions:"
+RASTER_CLASS = "RasterTransformer"  # the class name a raster pipeline's transformer/config.json records
 
 
 def sampling_settings(args: argparse.Namespace) -> dict:
@@ -291,6 +292,7 @@ class ModelFacts:
     channels: int
     tokenizer_config: TokenizerConfig  # its hash identifies the tokens it made
     has_text_encoder: bool
+    raster: bool = False  # the raster-scan baseline (it samples, but cannot edit)
 
     @classmethod
     def of(cls, pipe) -> ModelFacts:
@@ -298,7 +300,8 @@ class ModelFacts:
         text = pipe.is_text_conditional
         config = pipe.tokenizer.config
         encoder = getattr(pipe, "text_encoder", None) is not None
-        return cls(text, pipe.image_size, config.in_channels, config, encoder)
+        raster = type(pipe.transformer).__name__ == RASTER_CLASS
+        return cls(text, pipe.image_size, config.in_channels, config, encoder, raster)
 
 
 def model_facts(model: Path | None) -> ModelFacts | None:
@@ -315,8 +318,9 @@ def model_facts(model: Path | None) -> ModelFacts | None:
         transformer = read_json_file(path / index.get("transformer", "transformer") / "config.json", "")
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
-    text = transformer.get("class") == "TextScaleTransformer"
-    return ModelFacts(text, config.image_size, config.in_channels, config, index.get("text_encoder") is not None)
+    text, raster = transformer.get("class") == "TextScaleTransformer", transformer.get("class") == RASTER_CLASS
+    encoder = index.get("text_encoder") is not None
+    return ModelFacts(text, config.image_size, config.in_channels, config, encoder, raster)
 
 
 def check_features(features: str, image_size: int, inception: Path | None) -> None:
@@ -443,11 +447,17 @@ def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, fl
         )
     if args.reconstructions and not isinstance(args.cfg, Default) and len(args.cfg) > 1:
         raise ValueError("--reconstructions measures the tokenizer and samples nothing; leave out the --cfg sweep")
-    check_features(args.features, facts.image_size, args.inception)
     if args.edit is not None:  # a box outside the image, or one that keeps all or nothing: before any loading
         from nextscale.cli.evaluate_edit import edit_settings
 
+        if facts.raster:
+            raise ValueError(
+                "--edit teacher-forces the kept tokens scale by scale, which the raster-scan baseline cannot do; "
+                "measure the editing of a next-scale (VAR) model"
+            )
+
         edit_settings(args, facts.tokenizer_config.scale_sides[-1])
+    check_features(args.features, facts.image_size, args.inception)
     from nextscale.cli.evaluate_class import run_class
 
     return functools.partial(run_class, args)

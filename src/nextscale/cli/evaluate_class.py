@@ -70,6 +70,16 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     for flag, given in (("--reconstructions", args.reconstructions), ("--edit", args.edit)):
         if given and not hasattr(reference, "__getitem__"):
             raise ValueError(f"{flag} encodes reference images one by one: give a folder, not {spec}")
+        if given and num > len(reference):
+            raise ValueError(
+                f"--num {num}: {flag} takes real images of --reference {spec}, which holds {len(reference)}"
+            )
+    classes = getattr(reference, "classes", None)
+    if args.edit and args.edit_target != "none" and classes is not None and len(classes) > pipe.num_classes:
+        raise ValueError(
+            f"--reference {spec} has {len(classes)} classes and the model {pipe.num_classes}: an edit towards an "
+            "image's class needs the model's classes; give --edit-target none, or a reference of the model's classes"
+        )
     extractor, network = evaluate.load_feature_extractor(args.features, size, args.inception, args.device)
     inception_head = evaluate_scores.inception_head(args, extractor)
     location = evaluate.reference_location(spec)
@@ -143,7 +153,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
             "inputs": measure(real_batches(reference, num, args.batch_size)),
             "reconstructions": measure(reconstruct_batches(pipe.tokenizer, reference, num, args.batch_size)),
         }
-    warnings = evaluate_scores.sample_size_warnings(num, len(real), real.shape[1])
+    warnings = evaluate_scores.sample_size_warnings(num, len(real), real.shape[1], inception_head is not None)
     if args.baseline:
         held_out = open_class_reference(spec, size, channels, "train", args.bad_images)
         subset = torch.utils.data.Subset(held_out, range(min(num, len(held_out))))

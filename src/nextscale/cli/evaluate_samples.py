@@ -103,7 +103,7 @@ def run_samples(args: argparse.Namespace, samples, num: int, reference, started:
         "features": args.features,
         "feature_network": network,
         **evaluate_scores.distances(real, fake, inception_head),
-        "warnings": evaluate_scores.sample_size_warnings(num, len(real), real.shape[1]),
+        "warnings": evaluate_scores.sample_size_warnings(num, len(real), real.shape[1], inception_head is not None),
     }
     if tally is not None:
         report.update(tally.metrics(num_classes=10, shuffle=True))  # files are often in class order

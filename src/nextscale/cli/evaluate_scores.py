@@ -4,9 +4,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from nextscale.evaluation.features import FeatureExtractor
+    from nextscale.evaluation.inception_classifier import InceptionClassifier
 
 
-def inception_head(args: argparse.Namespace, extractor):
+def inception_head(args: argparse.Namespace, extractor: FeatureExtractor) -> InceptionClassifier | None:
     """The Inception output layer of --inception-classifier, checked against the feature network (None: no IS)."""
     if args.inception_classifier is None:
         return None
@@ -19,7 +26,7 @@ def inception_head(args: argparse.Namespace, extractor):
     return head
 
 
-def distances(real, fake, inception_head=None) -> dict:
+def distances(real: np.ndarray, fake: np.ndarray, inception_head: InceptionClassifier | None = None) -> dict:
     """FID, KID (mean, std) and precision/recall of generated against reference features, and the Inception
     Score of the generated ones when ``inception_head`` (the Inception's output layer) is given."""
     from nextscale.evaluation.fid import fid_from_features
@@ -42,11 +49,17 @@ def distances(real, fake, inception_head=None) -> dict:
 # FID is biased upward at any finite N (its expectation falls roughly like 1/N: Chong & Forsyth 2020, "Effectively
 # Unbiased FID and Inception Score and where to find them"); with fewer images than feature dimensions the
 # covariance is also singular (rank N - 1 < D) and the bias is large, though the number still comes out finite.
-def sample_size_warnings(num_samples: int, reference_count: int, feature_dim: int) -> list[str]:
-    """One line for each side of the comparison with fewer images than the features have dimensions."""
-    return [
+def sample_size_warnings(
+    num_samples: int, reference_count: int, feature_dim: int, inception_scored: bool = False
+) -> list[str]:
+    """One line for each side of the comparison with fewer images than the features have dimensions, and one when
+    an Inception Score (``inception_scored``) comes from fewer images than published ones."""
+    from nextscale.evaluation.inception_classifier import inception_score_warning
+
+    lines = [
         f"{count} {side} images < {feature_dim} feature dimensions: the covariance is singular and FID is biased "
         "upward; compare FIDs only at equal N and feature network (published FIDs use 50,000 samples)"
         for side, count in (("sample", num_samples), ("reference", reference_count))
         if count < feature_dim
     ]
+    return lines + (inception_score_warning(num_samples) if inception_scored else [])

@@ -251,7 +251,9 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         report.update(
             reference_location=location, reference_count=len(real), features=args.features, feature_network=network
         )
-        report["warnings"] = evaluate_scores.sample_size_warnings(len(samples), len(real), real.shape[1])
+        report["warnings"] = evaluate_scores.sample_size_warnings(
+            len(samples), len(real), real.shape[1], inception_head is not None
+        )
         if args.num is not None and args.num > len(samples):  # --num is capped at the reference's size
             report["warnings"].append(f"--num {args.num} is more images than the reference holds: {len(samples)}")
         if judge is not None and plan.reference_layouts is not None:

@@ -324,12 +324,16 @@ def _last_metrics(path: Path) -> tuple[dict[str, str], dict[str, str]]:
                 continue  # a line cut short by a kill: the records before it still count
             if isinstance(record, dict) and record.get("split") in ("train", "eval"):
                 last[record["split"]] = record
-    return tuple(_metrics_summary(last.get(split, {})) for split in ("train", "eval"))
+    # eval records carry every scale: their count also pads a train record whose last scales had no value
+    scales = [key.partition("/scale")[2] for record in last.values() for key in record]
+    num_scales = 1 + max((int(scale) for scale in scales if scale.isdigit()), default=-1)
+    return tuple(_metrics_summary(last.get(split, {}), num_scales) for split in ("train", "eval"))
 
 
-def _metrics_summary(record: dict[str, Any]) -> dict[str, str]:
-    """One record as name -> value (4 significant digits); per-scale entries ("psnr/scale0", ...) as one list in
-    scale order, "-" for a scale the record has no value for (a step that kept none of its tokens)."""
+def _metrics_summary(record: dict[str, Any], num_scales: int = 0) -> dict[str, str]:
+    """One record as name -> value (4 significant digits); per-scale entries ("psnr/scale0", ...) as one list of
+    at least ``num_scales`` entries in scale order, "-" for a scale the record has no value for (a step that kept
+    none of its tokens)."""
     summary: dict[str, str] = {}
     per_scale: dict[str, dict[int, str]] = {}
     for key, value in record.items():
@@ -342,7 +346,8 @@ def _metrics_summary(record: dict[str, Any]) -> dict[str, str]:
         else:
             summary[key] = shown
     for name, by_scale in per_scale.items():
-        summary[name] = "[" + " ".join(by_scale.get(k, "-") for k in range(max(by_scale) + 1)) + "]"
+        count = max(num_scales, max(by_scale) + 1)
+        summary[name] = "[" + " ".join(by_scale.get(k, "-") for k in range(count)) + "]"
     return summary
 
 

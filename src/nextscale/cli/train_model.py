@@ -9,6 +9,7 @@ import argparse
 MODEL_FLAGS = ("num_classes", "embed_dim", "num_heads", "drop_path_rate", "cond_drop_rate", "shared_adaln")
 TEXT_MODEL_FLAGS = ("embed_dim", "num_heads", "drop_path_rate", "cond_drop_rate", "rope_theta", "rope_norm")
 DEFAULT_TEXT_PRESET = "fashion-scenes"
+ROPE_FLAGS = {"rope_theta": "--rope-theta", "rope_norm": "--rope-norm"}
 
 
 def build_transformer_config(args: argparse.Namespace, tokenizer_config, text_dim: int | None = None):
@@ -21,6 +22,8 @@ def build_transformer_config(args: argparse.Namespace, tokenizer_config, text_di
     from nextscale.transformer.text_config import TextTransformerConfig
 
     text = text_dim is not None
+    if not text:
+        refuse_rope_flags(args)
     if getattr(args, "raster", None):
         if text:
             raise ValueError("the raster baseline is class-conditional; train it without --text-encoder")
@@ -45,6 +48,16 @@ def build_transformer_config(args: argparse.Namespace, tokenizer_config, text_di
         keep = {"num_classes": preset.num_classes, "shared_adaln": preset.shared_adaln}
         return TransformerConfig.from_depth(args.depth, **{**keep, **fit, **overrides})
     return dataclasses.replace(preset, **fit, **overrides)
+
+
+def refuse_rope_flags(args: argparse.Namespace) -> None:
+    """--rope-theta / --rope-norm shape STAR's RoPE; a class model has learned positions and no RoPE."""
+    given = [flag for name, flag in ROPE_FLAGS.items() if getattr(args, name, None) is not None]
+    if given:
+        raise ValueError(
+            f"{' and '.join(given)} set a text model's RoPE; a class-conditional model has learned positions: drop "
+            f"{'them' if len(given) > 1 else 'it'}"
+        )
 
 
 def raster_config(args: argparse.Namespace, tokenizer_config):
@@ -116,6 +129,8 @@ def adapted_for_fine_tuning(model, args: argparse.Namespace):
     given = [flag for name, flag in SHAPE_FLAGS.items() if getattr(args, name, None) not in (None, False)]
     if given:
         raise ValueError(f"--init-from fixes the model's shape; drop {', '.join(given)}")
+    if not hasattr(model.config, "rope_theta"):
+        refuse_rope_flags(args)
     # regularisation and a text model's RoPE settings are not shape: given, they change for the fine-tuning
     changes = {
         name: getattr(args, name)

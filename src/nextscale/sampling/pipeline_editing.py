@@ -183,29 +183,49 @@ class EditingMixin:
                 "edit_images edits towards classes; edit each image of a text pipeline with edit(prompt=...)"
             )
         channels, size = self.tokenizer.config.in_channels, self.image_size
+        if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+            raise TypeError("images must be a float tensor (B, C, S, S) in [-1, 1], e.g. uint8 pixels / 127.5 - 1")
         if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
             raise ValueError(f"images must be (B, {channels}, {size}, {size}) in [-1, 1], got {tuple(images.shape)}")
+        if images.numel() and (images.min() < -1.001 or images.max() > 1.001):
+            raise ValueError(
+                f"images must lie in [-1, 1], got values in [{float(images.min()):.3g}, {float(images.max()):.3g}]"
+            )
+        side = self.transformer.config.scale_sides[-1]
+        if (
+            keep_mask.shape[-2:] != (side, side)
+            or keep_mask.ndim not in (2, 3)
+            or (keep_mask.ndim == 3 and keep_mask.shape[0] != len(images))
+        ):
+            raise ValueError(
+                f"keep_mask must be ({side}, {side}) on the last-scale grid, or ({len(images)}, {side}, {side}) "
+                f"with one per image; got {tuple(keep_mask.shape)} (see sampling.editing.box_mask)"
+            )
         if "constraint" in sampling or "class_labels" in sampling or "num_images_per_prompt" in sampling:
             raise TypeError("edit_images makes its own constraint and takes one class label per image")
         null_id = self.transformer.config.null_class_id
         labels = [None] * len(images) if class_labels is None else list(class_labels)
         if len(labels) != len(images):
             raise ValueError(f"give one class label per image: {len(images)} images, {len(labels)} labels")
-        ids = [null_id if label is None else self.class_ids([label])[0] for label in labels]
+        ids = [null_id if self._is_null(label) else self.class_ids([label])[0] for label in labels]
         indices = self.tokenizer.encode(images.to(self.device))  # K tensors (B, side_k ** 2)
         masks = scale_keep_masks(keep_mask.to(self.device), self.transformer.config.scale_sides)
         constraint = KeepTokensConstraint(indices, masks, self.tokenizer.quantizer)
         return self(class_labels=ids, constraint=constraint, **sampling)
 
+    def _is_null(self, class_label) -> bool:
+        """None or the null class id: the unconditional edit (the official edit demo passes the null id)."""
+        if is_integer_scalar_array(class_label):
+            class_label = class_label.item()
+        null_id = self.transformer.config.null_class_id
+        return class_label is None or (
+            isinstance(class_label, numbers.Integral) and not isinstance(class_label, bool) and class_label == null_id
+        )
+
     def edit_condition(self, class_label: int | None, prompt: str | None) -> dict:
         """What an edit conditions the regenerated part on: the class, or the null class."""
         if prompt is not None:
             raise ValueError("this pipeline is class-conditional; edit with class_label (prompts need a text pipeline)")
-        null_id = self.transformer.config.null_class_id
-        if is_integer_scalar_array(class_label):
-            class_label = class_label.item()
-        if class_label is None or (
-            isinstance(class_label, numbers.Integral) and not isinstance(class_label, bool) and class_label == null_id
-        ):
-            return {"class_labels": [null_id]}  # the official edit demo passes the null id for a plain in/outpaint
+        if self._is_null(class_label):
+            return {"class_labels": [self.transformer.config.null_class_id]}
         return {"class_labels": self.class_ids([class_label])}
