@@ -65,7 +65,8 @@ def metric_mean(values: list[torch.Tensor]) -> torch.Tensor:
 
     Returns:
         The mean; per scale over the values present (NaN only where none is). A NaN scalar stays NaN: a NaN loss
-        is an error the loop must see, never a missing value.
+        is an error the loop must see, never a missing value. Each value counts once, not by the tokens behind it
+        (every micro-batch of a step shares one token-dropping draw, so their counts are alike).
     """
     stacked = torch.stack(values)
     return stacked.mean(0) if stacked.dim() == 1 else stacked.nanmean(0)
