@@ -42,6 +42,20 @@ from nextscale.training.optim import build_adamw
 log = distributed.get_logger(__name__)
 
 
+def freeze_unused_phis(tokenizer: MultiScaleVQVAE) -> list[int]:
+    """Freeze the Phi convolutions no scale of this schedule uses; returns their indices.
+
+    Example: 4 Phis (the official tokenizer) on 3 scales use Phis 0, 1 and 3 (``phi_index_table``), so Phi 2
+    never gets a gradient, and DDP, which waits for every trainable parameter's gradient, stops at the second
+    step. Frozen, it stays in the weights (the state dict and the official checkpoints keep their shape).
+    """
+    quantizer = tokenizer.quantizer
+    unused = sorted(set(range(len(quantizer.phis))) - set(quantizer.phi_index))
+    for index in unused:
+        quantizer.phis[index].requires_grad_(False)
+    return unused
+
+
 class TokenizerTrainer(Trainer):
     """Trains a MultiScaleVQVAE (and a PatchGAN when ``losses.disc_start`` is set).
 
@@ -68,6 +82,7 @@ class TokenizerTrainer(Trainer):
             raise ValueError(
                 "the tokenizer trains with --strategy ddp (it fits on every GPU); fsdp is for the transformer"
             )
+        freeze_unused_phis(tokenizer)
         self.losses = losses
         self.perceptual = build_perceptual_loss(losses.perceptual, losses.lpips_backbone, losses.lpips_heads)
         modules: dict[str, nn.Module] = {"model": tokenizer}
