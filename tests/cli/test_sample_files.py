@@ -339,3 +339,21 @@ def test_an_npz_of_real_images_is_a_reference_for_inception_fid(tmp_path, capsys
         assert main(["evaluate", *argv]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_drawn_labels_resume_lists_the_folder_once_not_once_per_image(tiny_pipeline_dir, tmp_path, monkeypatch):
+    from nextscale.cli import sample_files
+
+    folder, packed = tmp_path / "drawn", tmp_path / "drawn.npz"
+    args = ["--num", 12, "--batch-size", 4, "--seed", 3, "--out-dir", folder, "--npz", packed]
+    assert sample(tiny_pipeline_dir, *args) == 0  # no --class: labels drawn, each name known after sampling
+    first = {path.name: path.read_bytes() for path in folder.glob("*.png")}
+    for path in sorted(folder.glob("*.png"))[::5]:
+        path.unlink()  # three images lost
+    listings = []
+    real_scandir = sample_files.os.scandir
+    monkeypatch.setattr(sample_files.os, "scandir", lambda path: listings.append(path) or real_scandir(path))
+    assert sample(tiny_pipeline_dir, *args) == 0
+    assert {path.name: path.read_bytes() for path in folder.glob("*.png")} == first  # remade exactly
+    assert len(listings) <= 3  # a few listings per run (resume, pack the .npz), not one search per image (12)
+    assert sample_files.drawn_label_images(folder).keys() == set(range(12))

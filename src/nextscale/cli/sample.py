@@ -59,6 +59,7 @@ from nextscale.cli.sample_files import (
     SETTINGS_FILE,
     already_written,
     check_out_dir_settings,
+    drawn_label_images,
     image_name,
     image_settings,
     pack_npz,
@@ -265,11 +266,14 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
     progress = not args.no_progress and dist_info.is_main
     my_count = sum(min(start + args.batch_size, plan.count) - start for _, start in mine)
     archive = NpzImageWriter(args.npz, plan.count, pipe.image_size) if stream_npz else contextlib.nullcontext()
+    # drawn labels name an image only once it is made: list the folder once, not once per image
+    drawn = args.out_dir is not None and not text and plan.labels is None
+    listing = drawn_label_images(args.out_dir) if drawn else None
     with archive, tqdm(total=my_count, desc="sample", unit="img", disable=None if progress else True) as bar:
         for batch_idx, start in mine:
             end = min(start + args.batch_size, plan.count)
             done = args.out_dir is not None and all(
-                already_written(args.out_dir, i, plan, text) for i in range(start, end)
+                already_written(args.out_dir, i, plan, text, listing) for i in range(start, end)
             )
             if done and not keep_all:
                 skipped += end - start
@@ -280,7 +284,7 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
             if args.out_dir is not None:
                 for offset, picture in enumerate(to_pil(out.images * 2 - 1)):
                     index = start + offset
-                    if already_written(args.out_dir, index, plan, text):
+                    if already_written(args.out_dir, index, plan, text, listing):
                         skipped += 1
                         continue
                     path = args.out_dir / image_name(index, batch_labels[offset])
