@@ -53,9 +53,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
+        _fsync_folder(path.parent)  # the rename itself survives a power loss only once the folder is synced
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries to disk (POSIX); file systems that cannot (some network or Windows ones) are left."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # EINVAL on file systems without directory fsync: the rename stands, only its durability is weaker
+    finally:
+        os.close(descriptor)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

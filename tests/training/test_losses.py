@@ -68,6 +68,9 @@ def test_lpips_formulation_and_local_files(tmp_path):
         for a, b, w in zip(fx, fy, heads)
     )
     assert lpips(x, y) == pytest.approx(expected.item(), rel=1e-5)
+    # without heads: the paper's baseline, every channel weighted 1 (a channel sum, not a mean)
+    ones = [torch.ones(1, 4, 1, 1), torch.ones(1, 6, 1, 1)]
+    assert LPIPS(backbone)(x, y) == pytest.approx(LPIPS(backbone, ones)(x, y).item(), rel=1e-6)
     torch.jit.script(backbone).save(str(tmp_path / "backbone.pt"))
     save_file({"lin0.weight": heads[0], "lin1.model.1.weight": heads[1]}, str(tmp_path / "heads.safetensors"))
     loaded = build_perceptual_loss("lpips", tmp_path / "backbone.pt", tmp_path / "heads.safetensors")

@@ -158,8 +158,8 @@ class LPIPS(nn.Module):
 
     Args:
         backbone: module mapping (B, 3, H, W) normalised images to a list of feature maps.
-        head_weights: one non-negative (C_l,) tensor per feature map; None gives uniform weights 1 / C_l
-            (the "baseline" distance of the LPIPS paper).
+        head_weights: one non-negative (C_l,) tensor per feature map; None gives every channel weight 1, the
+            "baseline" distance of the LPIPS paper (its reference code's ``lpips=False``: a plain channel sum).
         shift, scale: per-channel input normalisation applied to [-1, 1] images (LPIPS's ImageNet values).
     """
 
@@ -235,7 +235,7 @@ class LPIPS(nn.Module):
             fy = fy / (fy.square().sum(1, keepdim=True).sqrt() + 1e-10)
             diff = (fx - fy).square()  # (B, C_l, h, w)
             if self.head_weights is None:
-                weighted = diff.mean(1)
+                weighted = diff.sum(1)  # the paper's baseline: w_l = 1 for every channel
             else:
                 weighted = torch.einsum("bchw,c->bhw", diff, self.head_weights[layer_idx].to(diff))
             total = total + weighted.mean()
