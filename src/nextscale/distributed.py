@@ -301,7 +301,12 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The complete, unsharded CPU state dict of a (possibly wrapped or sharded) model, on every rank."""
+    """The complete, unsharded CPU state dict of a (possibly wrapped or sharded) model.
+
+    Call it on every rank (under FSDP it gathers the shards, a collective), but use the result on rank 0 only:
+    a sharded model's complete tensors arrive on rank 0, and the other ranks get an empty dict (torch's
+    ``get_model_state_dict`` with ``cpu_offload=True``). An unsharded model gives its full state on every rank.
+    """
     plain = unwrap(model)
     if _is_sharded(plain):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -326,7 +331,8 @@ def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> No
 
 
 def optimizer_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimizer's complete state (gathered from shards under FSDP)."""
+    """The optimizer's complete state; like :func:`full_state_dict`, call it on every rank and use it on rank 0
+    only (under FSDP the gathered state arrives on rank 0, the other ranks get an empty dict)."""
     if _is_sharded(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 

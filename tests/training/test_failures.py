@@ -14,7 +14,7 @@ from nextscale.cli import main as cli_main
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training import checkpoint as ckpt
 from nextscale.training.config import TokenizerLossConfig, seed_everything
-from nextscale.training.failures import CheckpointWriteError, NonFiniteLoss
+from nextscale.training.failures import CheckpointWriteError, NonFiniteLoss, PeerLost
 from nextscale.training.tokenizer_trainer import TokenizerTrainer
 
 TINY = "--config configs/tiny_tokenizer.json --disc-start none --eval-every none --preview-every none --no-progress"
@@ -131,3 +131,14 @@ def test_cli_prints_one_line_for_nan_full_disk_and_unwritable_run_dir(tmp_path, 
     error = capsys.readouterr().err.strip()
     assert "cannot write to run directory" in error and "(Permission denied); nothing was trained" in error
     assert not (tmp_path / "denied" / "config.json").exists()
+
+
+def test_peer_lost_names_the_timeout_flag(tmp_path):
+    """Ranks waiting while rank 0 writes a large checkpoint alone time out just like ranks whose peer hangs; the same
+    command would stop at the same checkpoint again, so the message must say which flag gives them longer."""
+    timeout = RuntimeError("[../gloo/transport/tcp/pair.cc:534] Timed out waiting 600000ms for recv operation")
+    message = str(PeerLost(timeout, 7, tmp_path / "run", 6))
+    assert message.count("\n") == 0
+    assert "step 7" in message and "Timed out waiting 600000ms" in message
+    assert str(ckpt.checkpoint_path(tmp_path / "run", 6)) in message and "re-running the same command" in message
+    assert "longer than --dist-timeout" in message and "add a larger --dist-timeout (seconds, default 600)" in message

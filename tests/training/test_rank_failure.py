@@ -87,6 +87,7 @@ def test_killed_rank_stops_the_job_and_the_same_command_resumes(tmp_path):
     survivor = [line for line in output.splitlines() if "nextscale train-tokenizer: error:" in line]
     assert len(survivor) == 1 and "another process of this distributed run died" in survivor[0], output[-3000:]
     assert "re-running the same command resumes from it" in survivor[0]
+    assert "add a larger --dist-timeout" in survivor[0]  # in case no process died, but one worked alone too long
     reached = _logged_step(run_dir)
     assert 5 <= reached < STEPS
 

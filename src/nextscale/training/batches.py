@@ -73,13 +73,25 @@ def train_batches(
             yield to_device(batch, device)
 
 
-def eval_batches(dataset: Dataset, samples: int, micro_batch: int, dist: DistInfo) -> Iterator[Any]:
-    """This rank's share of the first ``samples`` held-out samples, in micro-batches on its device."""
+def eval_batches(dataset: Dataset, samples: int, micro_batch: int, dist: DistInfo) -> Iterator[tuple[Any, bool]]:
+    """This rank's share of the first ``samples`` held-out samples, in micro-batches on its device.
+
+    Every rank yields the same number of micro-batches, because under FSDP each forward gathers the weights from
+    all ranks: a rank that ran one forward fewer would wait in the next collective while the others gather.
+    Rank r holds samples r, r + W, ..., so shares differ by at most one sample, and that can cost a micro-batch
+    (9 samples, W = 2, micro-batch 4: rank 0 has 5 samples in 2 micro-batches, rank 1 has 4 in 1). A rank
+    whose share ends early repeats its first sample, flagged as not counted.
+
+    Yields:
+        (batch, counted): counted is False for a repeat, whose metrics must be left out.
+    """
     count = min(len(dataset), samples)
-    indices = list(range(dist.rank, count, dist.world_size))
-    for start in range(0, len(indices), micro_batch):
+    indices = list(range(dist.rank, count, dist.world_size))  # at least one (``micro_batch_size`` checks)
+    largest_share = -(-count // dist.world_size)  # rank 0's
+    for start in range(0, largest_share, micro_batch):
         chunk = indices[start : start + micro_batch]
-        yield to_device(default_collate([dataset[i] for i in chunk]), dist.device)
+        batch = default_collate([dataset[i] for i in chunk or indices[:1]])
+        yield to_device(batch, dist.device), bool(chunk)
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

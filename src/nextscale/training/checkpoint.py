@@ -165,6 +165,14 @@ def verify_checkpoint(path: str | os.PathLike) -> bool:
     return True
 
 
+def recorded_sha256(path: str | os.PathLike) -> str | None:
+    """The SHA-256 recorded beside a checkpoint; None when it has no readable record."""
+    try:
+        return str(json.loads(record_path(path).read_text())["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def non_finite_weights(state: dict[str, Any]) -> list[str]:
     """Names of the model and EMA weight tensors in a checkpoint state that hold NaN or infinity."""
     tensors: dict[str, Any] = {f"models.{name}": weights for name, weights in (state.get("models") or {}).items()}
@@ -192,15 +200,19 @@ def first_sentence(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, verify: bool = True) -> dict[str, Any]:
     """Read one checkpoint safely: checked against its record, ``weights_only=True``, finite weights only.
 
+    Args:
+        path: the checkpoint file.
+        verify: compare its size and SHA-256 with its record; False skips that full read of the file, for a
+            caller that knows the file was verified already (ranks > 0 loading the file rank 0 checked).
     Raises:
         CheckpointError: naming the file, when it is truncated, corrupt, not a training checkpoint, or its
             model or EMA weights hold NaN or infinity.
     """
     path = Path(path)
-    verified = verify_checkpoint(path)
+    verified = verify_checkpoint(path) if verify else True
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:

@@ -10,7 +10,9 @@ Three failures end a run without writing anything that a resume could pick up:
 - ``RunWriteError``: any other file operation of the run failed (metrics, previews, a data file): the
   checkpoints are untouched.
 - ``PeerLost``: another process of a ``torchrun`` job died or stopped answering (a collective failed or
-  timed out, see ``distributed.init_distributed``'s timeout).
+  timed out, see ``distributed.init_distributed``'s timeout). A rank that works alone for longer than
+  ``--dist-timeout`` looks the same to the others (rank 0 writing and hashing a large checkpoint on a slow disk),
+  and a plain re-run would fail at the same place: the message names the flag.
 
 All are ``ValueError``/``OSError`` subclasses, so the CLI prints them as one line and exits with status 2.
 """
@@ -21,6 +23,7 @@ import errno
 import os
 from pathlib import Path
 
+from nextscale.distributed import DEFAULT_TIMEOUT_S
 from nextscale.training import checkpoint as ckpt
 
 
@@ -93,7 +96,9 @@ class PeerLost(ValueError):
         super().__init__(
             f"training stopped at step {step}: another process of this distributed run died or stopped answering "
             f"({type(err).__name__}: {detail}); {last_good_checkpoint(run_dir, saved_step)} "
-            "(the same torchrun command)"
+            "(the same torchrun command). If no process died, one worked alone for longer than --dist-timeout "
+            f"(rank 0 writing a large checkpoint to a slow disk, say): add a larger --dist-timeout (seconds, default "
+            f"{DEFAULT_TIMEOUT_S:.0f}) to that command, or a re-run stops the same way"
         )
         self.saved_step = saved_step
 

@@ -68,7 +68,8 @@ class Trainer(abc.ABC):
     """Base trainer; see the module docstring.
 
     Construction seeds every RNG of the process with ``seed * world_size + rank`` (dropout and label
-    dropout differ per rank) and resumes from the run directory's newest readable checkpoint.
+    dropout differ per rank) and resumes from the run directory's newest readable checkpoint (rank 0 picks it,
+    every rank loads that file).
 
     Args:
         modules: the trainable modules by name, "model" first (the one EMA'd and exported); plain,
@@ -96,6 +97,7 @@ class Trainer(abc.ABC):
             raise ValueError("modules must contain the main module under the name 'model'")
         self.config = config
         self.dist = dist_info or distributed.init_distributed()
+        check_parallelism(config, self.dist.world_size)
         self.device = self.dist.device
         self.run_dir = Path(run_dir)
         self.run_config = normalise_config({"train": dataclasses.asdict(config), **(run_config or {})})
@@ -314,11 +316,13 @@ class Trainer(abc.ABC):
         count = torch.zeros((), device=self.device)
         with self._isolated_rng():
             batches = eval_batches(self.eval_dataset, self.config.eval_samples, self.micro_batch, self.dist)
-            for batch in batches:
+            for batch, counted in batches:
                 with self.autocast():
                     out = self.eval_step(batch)
                 if out is None:
                     return {}
+                if not counted:  # a repeat that keeps this rank's forwards (FSDP collectives) in step with the others
+                    continue
                 for name, value in out.items():
                     value = value.detach().float()
                     sums[name] = sums.get(name, 0) + value.sum(0)
@@ -394,7 +398,7 @@ class Trainer(abc.ABC):
         return path
 
     def _resume(self) -> None:
-        found = ckpt.load_latest(self.run_dir)
+        found = self._load_agreed_checkpoint()
         if found is None:
             self.metrics_log.truncate_after(0)  # lines of a start that crashed before its first checkpoint
             return
@@ -427,3 +431,68 @@ class Trainer(abc.ABC):
             )
         self.metrics_log.truncate_after(self.step)
         log.info("resumed from %s at step %d", path, self.step)
+
+    def _load_agreed_checkpoint(self) -> tuple[dict[str, Any], Path] | None:
+        """The checkpoint to resume from, the same on every rank: rank 0 picks its newest good one, the others load
+        that file. Ranks that picked on their own could see different files (a node-local --run-dir, a network file
+        system that lags after a crash) and resume at different steps, after DDP already broadcast the weights.
+
+        Rank 0 alone reads the whole file for its SHA-256 (the others wait less long than while it writes a
+        checkpoint, which hashes the file too); the others compare the checksum recorded beside their copy with
+        rank 0's. Any rank's failure is raised on every rank with the same message.
+        """
+        if not self.dist.is_distributed:
+            return ckpt.load_latest(self.run_dir)
+        found, failure = None, None
+        if self.dist.is_main:
+            try:
+                found = ckpt.load_latest(self.run_dir)
+            except (ckpt.CheckpointError, OSError) as err:  # told to the others, who would wait for a choice
+                failure = err
+        # (file name, step, recorded SHA-256) of rank 0's choice, None without one; only rank 0's entry is used
+        choice = None if found is None else (found[1].name, int(found[0]["step"]), ckpt.recorded_sha256(found[1]))
+        error, choice = distributed.all_gather_objects((None if failure is None else str(failure), choice))[0]
+        if failure is not None:
+            raise failure
+        if error is not None:
+            raise ckpt.CheckpointError(error)
+        problem = None
+        if choice is not None and not self.dist.is_main:
+            name, step, sha256 = choice
+            path = self.run_dir / ckpt.CHECKPOINT_DIR / name
+            try:
+                if not path.is_file():
+                    raise ckpt.CheckpointError(f"{path} does not exist here")
+                if ckpt.recorded_sha256(path) != sha256:
+                    raise ckpt.CheckpointError(f"{path} here is another file: its recorded SHA-256 differs")
+                state = ckpt.load_checkpoint(path, verify=False)  # the file rank 0 verified
+                if int(state["step"]) != step:
+                    raise ckpt.CheckpointError(f"{path} here holds step {state['step']}, rank 0's step {step}")
+                found = state, path
+            except (ckpt.CheckpointError, OSError) as err:
+                problem = f"rank {self.dist.rank} cannot resume from {name}, rank 0's newest checkpoint: {err}"
+        problems = [problem for problem in distributed.all_gather_objects(problem) if problem is not None]
+        if problems:
+            raise ValueError(
+                f"{problems[0]}: every process must see the same --run-dir {self.run_dir}; put it on a file "
+                "system that all nodes share (a folder local to each node gives each its own checkpoints)"
+            )
+        return found
+
+
+def check_parallelism(config: TrainConfig, world_size: int) -> None:
+    """Refuse, before any work, the strategies that would go wrong with ``world_size`` processes."""
+    if world_size > 1 and config.strategy == "none":
+        # Nothing would sync the gradients: W unrelated models, each trained on its 1/W of the data, and rank 0
+        # saves its own one, while the logged loss (averaged over ranks) looks normal.
+        raise ValueError(
+            f"--strategy none is for one process, and this run has {world_size}: use --strategy ddp (or fsdp) "
+            "under torchrun, or start a single process"
+        )
+    if world_size > 1 and config.strategy == "fsdp" and config.ema_decay is None and config.preview_every:
+        # Rank 0 samples previews alone, from the EMA's copy (never sharded) or else from the raw weights, which
+        # FSDP shards in place: sampling would fail at the first preview, mixing its shards with whole tensors.
+        raise ValueError(
+            "--strategy fsdp keeps the raw weights sharded, so rank 0 cannot sample previews from them: keep an "
+            "EMA (--ema-decay, e.g. 0.9999) or turn previews off with --preview-every none"
+        )

@@ -211,7 +211,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
     group = parser.add_argument_group("hardware")
     group.add_argument("--device", default=None, help="cpu or cuda (default: cuda:LOCAL_RANK when available)")
     group.add_argument("--num-workers", type=int, default=d.num_workers, help="data-loading worker processes")
-    group.add_argument("--strategy", choices=("ddp", "fsdp", "none"), default=d.strategy, help="data parallelism")
+    group.add_argument(
+        "--strategy",
+        choices=("ddp", "fsdp", "none"),
+        default=d.strategy,
+        help="data parallelism under torchrun: ddp (a replica per process), fsdp (sharded weights; previews need "
+        "--ema-decay), none (one process only: refused with more, whose models would never sync)",
+    )
     group.add_argument(
         "--dist-timeout",
         type=float,
