@@ -243,9 +243,9 @@ class Trainer(abc.ABC):
 
     def _optimizer_step(self, batches) -> dict[str, torch.Tensor]:
         cfg = self.config
-        lr = 0.0
-        for optimizer in self.optimizers.values():
-            lr, wd = apply_schedule(
+        scheduled = {}
+        for name, optimizer in self.optimizers.items():
+            scheduled[name] = apply_schedule(
                 optimizer,
                 self.step,
                 cfg.total_steps,
@@ -298,7 +298,8 @@ class Trainer(abc.ABC):
         if self.ema is not None:
             self.ema.update(self.raw_model)
         self.after_optimizer_step()
-        sums["lr"] = torch.tensor(lr, device=self.device)
+        # the logged lr is the model's ("model" comes first); a tokenizer's discriminator may have its own --disc-lr
+        sums["lr"] = torch.tensor(scheduled["model"][0], device=self.device)
         return sums
 
     def after_optimizer_step(self) -> None:
