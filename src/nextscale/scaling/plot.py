@@ -201,10 +201,18 @@ def draw_scaling(
 
     if curves:
         points = []
+        # one colour and one legend entry per depth: a run "d4-seed1" joins "d4" (its seeds drawn alike)
+        groups = {name: name.split("-seed")[0] for name in curves}
+        colors = {group: f"C{index % 10}" for index, group in enumerate(dict.fromkeys(groups.values()))}
+        sizes = {group: list(groups.values()).count(group) for group in colors}
+        labelled: set[str] = set()
         for name, curve in curves.items():
             curve = [(c, l) for c, l in curve if c > 0 and l > 0]
             if curve:
-                compute_axis.plot(*zip(*curve), marker=".", alpha=0.7, label=name)
+                group = groups[name]
+                label = None if group in labelled else group + (f" ({sizes[group]} seeds)" if sizes[group] > 1 else "")
+                labelled.add(group)
+                compute_axis.plot(*zip(*curve), marker=".", alpha=0.7, color=colors[group], label=label)
                 points += curve
     else:
         points = list(zip(values("compute"), values("loss")))
