@@ -23,7 +23,7 @@ bundled Fashion-MNIST classifier when the model has 10 classes and --reference i
 Inception graph stops at its pool features; --inception-classifier FILE adds its 1008-class output layer from a
 local file (pytorch-fid's pt_inception-2015-12-05-6726825d.pth and the like) and reports the Inception Score as
 papers do (bias-free logits, 10 chunks; nextscale.evaluation.inception_classifier):
-    nextscale evaluate --samples fid50k.npz --reference ref.npz --inception-classifier pt_inception-6726825d.pth
+    nextscale evaluate --samples s.npz --reference ref.npz --inception-classifier pt_inception-2015-12-05-6726825d.pth
 
 Zero-shot editing is measured too (class models; nextscale.cli.evaluate_edit): --edit inpaint|outpaint edits N
 real images of the reference (--box, --edit-target own|next|none) and scores them beside the inputs themselves and
