@@ -51,7 +51,7 @@ def test_outpainting_keeps_the_box_and_a_sweep_gives_one_row_per_cfg(tmp_path, c
         (["--box", "0", "0", "1", "1"], "--box belongs to --edit inpaint|outpaint"),
         (["--edit-target", "next"], "--edit-target belongs to --edit"),
         (["--edit", "inpaint", "--reconstructions"], "--edit reports the inputs and their reconstructions itself"),
-        (["--edit", "inpaint", "--model", "bundled:scenes"], "--edit is for class-conditional models"),
+        (["--edit", "inpaint", "--model", "bundled:scenes"], "a text model is compared with captioned images"),
         (["--edit", "inpaint", "--loss", "--tokens", "x"], "--edit is for sample evaluation, not for --loss"),
         (["--edit", "inpaint", "--box", "0.5", "0.5", "0.5", "0.9"], "box"),
     ],

@@ -25,10 +25,12 @@ local file (pytorch-fid's pt_inception-2015-12-05-6726825d.pth and the like) and
 papers do (bias-free logits, 10 chunks; nextscale.evaluation.inception_classifier):
     nextscale evaluate --samples s.npz --reference ref.npz --inception-classifier pt_inception-2015-12-05-6726825d.pth
 
-Zero-shot editing is measured too (class models; nextscale.cli.evaluate_edit): --edit inpaint|outpaint edits N
-real images of the reference (--box, --edit-target own|next|none) and scores them beside the inputs themselves and
-their tokenizer reconstructions:
+Zero-shot editing is measured too (nextscale.cli.evaluate_edit): --edit inpaint|outpaint edits N real images of
+the reference (--box, --edit-target own|next|none) and scores them beside the inputs themselves and their tokenizer
+reconstructions; a text model edits its captioned reference, judged for adherence on Fashion-MNIST scenes:
     nextscale evaluate --edit inpaint --edit-target next --num 1000 --features classifier --cfg 3 --top-k 10
+    nextscale evaluate --model bundled:scenes --edit inpaint --box 0 0 0.5 0.5 --edit-target next \\
+        --reference captions:scenes-test --num 500 --features classifier
 
 Images made elsewhere or earlier are measured without a model: a `sample --out-dir` folder or an .npz in OpenAI's
 evaluation format (`sample --npz`; arr_0 uint8 (N, H, W, 3), optional arr_1 labels), resized reference alike:
@@ -233,10 +235,11 @@ TEXT_ONLY = (
     ("max_items", "--max-items"),
     ("images_per_prompt", "--images-per-prompt"),
 )
-CLASS_ONLY = (("baseline", "--baseline"), ("reconstructions", "--reconstructions"), *EDIT_FLAGS)
+CLASS_ONLY = (("baseline", "--baseline"), ("reconstructions", "--reconstructions"))
 # Flags of sample evaluation that --loss (which samples nothing) refuses.
 NOT_FOR_LOSS = (
     *CLASS_ONLY,
+    *EDIT_FLAGS,
     ("save_samples", "--save-samples"),
     ("reference", "--reference"),
     ("reference_cache", "--reference-cache"),

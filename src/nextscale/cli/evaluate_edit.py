@@ -10,6 +10,10 @@ reconstructions (an edit decodes the kept tokens too, so the reconstructions are
 The inputs are the reference's own images, so every FID here is lower than a sampling FID at equal N; compare the
 edits with their baselines, not with sampling.
 
+A text model edits the first N images of its --reference captions:PATH towards their own captions (see
+``cli/evaluate_text_edit.py``; on Fashion-MNIST scenes --edit-target next changes the boxed quadrants' items and the
+adherence judge scores the result).
+
 Example (the bundled model, the centre quarter regenerated as the next class, 1,000 test images):
     nextscale evaluate --edit inpaint --box 0.25 0.25 0.75 0.75 --edit-target next --num 1000 \\
         --features classifier --cfg 3 --top-k 10
@@ -31,7 +35,7 @@ EDIT_FLAGS = (("edit", "--edit"), ("box", "--box"), ("edit_target", "--edit-targ
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("zero-shot editing, measured (class models)")
+    group = parser.add_argument_group("zero-shot editing, measured (class models; text models on their --reference)")
     group.add_argument(
         "--edit",
         choices=("inpaint", "outpaint"),
@@ -52,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--edit-target",
         choices=EDIT_TARGETS,
         default=None,
-        help="with --edit: what the regenerated part aims at: own (the image's class, default), next (class "
-        "label + 1 mod C: a class edit), none (the null class)",
+        help="with --edit: what the regenerated part aims at: own (the image's class or first caption, default), "
+        "next (class label + 1 mod C: a class edit; on Fashion-MNIST scenes, each boxed quadrant's item moved on), "
+        "none (the null class or the empty prompt)",
     )
 
 

@@ -49,6 +49,7 @@ from nextscale.cli.evaluate import (
     refuse_flags,
     run_loss,
 )
+from nextscale.cli.evaluate_text_edit import TextEdit, text_edit
 from nextscale.data.scenes import held_out_pairings
 from nextscale.evaluation.adherence import (
     EMPTY_THRESHOLD,
@@ -76,6 +77,7 @@ class TextPlan:
         skipped: why adherence is not measured (None when it is).
         reference: the reference images compared with the samples (a caption dataset or a subset of one), or None.
         reference_layouts: the reference scenes' layouts, for the judge's score on real scenes (None: not scenes).
+        edit: with --edit, what the edits of the reference images aim at (``evaluate_text_edit.TextEdit``).
     """
 
     prompts: list[str]
@@ -85,6 +87,7 @@ class TextPlan:
     skipped: str | None = None
     reference: torch.utils.data.Dataset | None = None
     reference_layouts: list | None = None
+    edit: TextEdit | None = None  # --edit: the reference images are edited towards ``prompts`` instead
 
     @property
     def samples(self) -> list[str]:
@@ -114,6 +117,8 @@ def prepare_text(args: argparse.Namespace, facts: ModelFacts) -> Callable[[objec
         raise ValueError("--reference-cache keeps the reference images' features; give --reference captions:PATH too")
     elif args.inception_classifier is not None:
         raise ValueError("--inception-classifier scores samples beside FID; give --reference captions:PATH too")
+    if args.edit is not None:
+        return functools.partial(run_text, args, _edit_plan(args, facts, reference))
     explicit = any(getattr(args, name) is not None for name in ("prompts", "num_prompts", "max_items"))
     if explicit:
         if args.num is not None:
@@ -155,6 +160,26 @@ def prepare_text(args: argparse.Namespace, facts: ModelFacts) -> Callable[[objec
             "captions:PATH (FID against your own captioned images) or --loss --tokens DIR (held-out loss)"
         )
     return functools.partial(run_text, args, plan)
+
+
+def _edit_plan(args: argparse.Namespace, facts: ModelFacts, reference) -> TextPlan:
+    """--edit: the first --num reference images, each edited towards a prompt made from its caption."""
+    refuse_flags(args, TEXT_ONLY, "chooses prompts to sample; --edit edits the reference images (--edit-target)")
+    if reference is None:
+        raise ValueError("--edit edits real images: give them as --reference captions:PATH")
+    count = min(len(reference), DEFAULT_NUM if args.num is None else args.num)
+    if count < MIN_SET_SIZE:
+        raise ValueError(f"--edit needs at least {MIN_SET_SIZE} reference images (FID, precision/recall), got {count}")
+    reference = torch.utils.data.Subset(reference, range(count))
+    captions = reference_captions(reference)
+    skipped = adherence_problem(facts.image_size, captions)
+    layouts = None if skipped is not None else prompt_layouts(captions)
+    edit = text_edit(args, facts.tokenizer_config.scale_sides[-1], captions, layouts)
+    source = f"edits of the reference images towards {edit.settings.target} prompts"
+    plan = TextPlan(edit.prompts, source, reference=reference, reference_layouts=layouts, edit=edit)
+    plan.layouts = edit.layouts
+    plan.skipped = None if edit.layouts is not None else (skipped or "the empty prompt names no layout to judge")
+    return plan
 
 
 def _prompts(args: argparse.Namespace) -> tuple[list[str], str]:
@@ -209,13 +234,13 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
     """Sample the plan's prompts at every --cfg; FID and friends against the reference, adherence where it applies."""
     from nextscale.evaluation.classifier import load_bundled_classifier
     from nextscale.evaluation.features import cached_features, stream_features
-    from nextscale.evaluation.generate import PromptSampleWriter, generate_prompt_batches
+    from nextscale.evaluation.generate import PromptSampleWriter, edit_prompt_batches, generate_prompt_batches
 
     samples = plan.samples
     sampling = evaluate.sampling_settings(args)
     report: dict = {
         "model": str(args.model or "bundled"),
-        "measured": "samples",
+        "measured": "samples" if plan.edit is None else f"{plan.edit.settings.mode} edits of reference images",
         "conditioning": "text",
         "prompts": plan.source,
         "num_prompts": len(plan.prompts),
@@ -271,7 +296,16 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         if args.save_samples is not None:
             folder = args.save_samples if len(args.cfg) == 1 else args.save_samples / f"cfg-{cfg:g}"
             observers.append(PromptSampleWriter(folder, samples))
-        batches = generate_prompt_batches(pipe, samples, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling)
+        if plan.edit is None:
+            batches = generate_prompt_batches(pipe, samples, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling)
+        else:
+            keep = plan.edit.settings.keep_mask
+            batches = edit_prompt_batches(
+                pipe, plan.reference, samples, keep, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling
+            )
+            if judge is not None and plan.edit.original_layouts is not None:  # how often the old item survives
+                original = AdherenceTally(plan.edit.original_layouts, judge.logits)
+                observers.append(original)
         row: dict = {"cfg": float(cfg)}
         if real is not None:
             row.update(
@@ -287,10 +321,15 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
                     observer(images, indices)
         if tally is not None:
             row["adherence"] = tally.report
+            if plan.edit is not None and plan.edit.original_layouts is not None:
+                row["original_adherence"] = original.report.as_dict()
         results.append(row)
     report["results"] = [
         {**row, "adherence": row["adherence"].as_dict()} if "adherence" in row else row for row in results
     ]
+    if plan.edit is not None:
+        report["edit"] = plan.edit.settings.describe()
+        report["edit_baselines"] = _edit_baselines(args, plan, pipe, real, extractor, judge)
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     _print_summary(plan, report, results, reference_adherence)
     evaluate.print_warnings(report)
@@ -305,6 +344,35 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
 def _captions_spec(spec: str) -> str:
     """``--reference PATH`` of a text model means ``captions:PATH``: one spelling for the cache key."""
     return spec if spec.startswith(CAPTIONS_PREFIX) else f"{CAPTIONS_PREFIX}{spec}"
+
+
+def _edit_baselines(args: argparse.Namespace, plan: TextPlan, pipe, real, extractor, judge) -> dict:
+    """What an edit that changed nothing scores: the inputs and their reconstructions, judged by their own captions."""
+    from nextscale.evaluation.features import stream_features
+
+    def inputs():
+        loader = torch.utils.data.DataLoader(plan.reference, batch_size=args.batch_size, shuffle=False)
+        for start, (images, _) in zip(range(0, len(plan.reference), args.batch_size), loader):
+            yield images, torch.arange(start, start + len(images))
+
+    def reconstructions():
+        with torch.inference_mode():
+            for images, indices in inputs():
+                yield pipe.tokenizer.reconstruct(images.to(pipe.device)).float().cpu(), indices
+
+    judged = judge is not None and plan.reference_layouts is not None
+    baselines = {}
+    for name, batches in (("inputs", inputs()), ("reconstructions", reconstructions())):
+        tally = AdherenceTally(plan.reference_layouts, judge.logits) if judged else None
+        observers = [tally] if tally is not None else []
+        row: dict = {}
+        if real is not None:
+            fake = stream_features(extractor, batches, FEATURE_BATCH, observers, total=len(plan.reference))
+            row.update(evaluate_scores.distances(real, fake))
+        if tally is not None:
+            row["adherence"] = tally.report.as_dict()
+        baselines[name] = row
+    return baselines
 
 
 def _reference_loader(reference) -> torch.utils.data.DataLoader:

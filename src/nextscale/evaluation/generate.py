@@ -201,6 +201,33 @@ def edit_batches(
             yield out.images.mul(2).sub(1).cpu(), targets
 
 
+def edit_prompt_batches(
+    pipeline,
+    dataset: Dataset,
+    prompts: list[str],
+    keep_mask: torch.Tensor,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+    **sampling,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (edited images (b, C, H, W) in [-1, 1], indices (b,)) of a text pipeline's edits of ``dataset``'s
+    first ``len(prompts)`` images, image i towards ``prompts[i]``, keeping its tokens where ``keep_mask`` is True.
+    Batch b is drawn with seed ``seed + b``; the indices tell observers which prompts a batch holds."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    loader = DataLoader(Subset(dataset, range(len(prompts))), batch_size=batch_size)
+    with tqdm(total=len(prompts), unit="img", desc="editing", disable=not progress) as bar:
+        for index, (images, _) in enumerate(loader):
+            start = index * batch_size
+            batch = prompts[start : start + len(images)]
+            out = pipeline.edit_images(
+                images, keep_mask, prompts=batch, seed=seed + index, output_type="pt", **sampling
+            )
+            bar.update(len(images))
+            yield out.images.mul(2).sub(1).float().cpu(), torch.arange(start, start + len(images))
+
+
 def reconstruct_batches(
     tokenizer: MultiScaleVQVAE, dataset: Dataset, num_images: int, batch_size: int = 64, progress: bool = True
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -163,25 +163,28 @@ class EditingMixin:
         images: torch.Tensor,
         keep_mask: torch.Tensor,
         class_labels: list[int | str | None] | None = None,
+        prompts: list[str] | None = None,
         **sampling,
     ) -> PipelineOutput:
         """Edit a batch of different images in one sampling call (evaluation, data generation).
 
         Row b keeps the tokens of ``images[b]`` wherever ``keep_mask`` is True and regenerates the rest towards
-        ``class_labels[b]``, exactly as ``edit_with_keep_mask`` does for one image.
+        ``class_labels[b]`` (class pipelines) or ``prompts[b]`` (text pipelines), exactly as ``edit_with_keep_mask``
+        does for one image.
 
         Args:
             images: (B, C, S, S) in [-1, 1], already at the model's size and channels.
             keep_mask: (side, side) bool on the last-scale grid, shared by every row, or (B, side, side).
             class_labels: one target per row (id, name, or None for the null class); None: all unconditional.
-            **sampling: the knobs of the call (cfg, top_k, top_p, temperature, smooth, seed, generator, output_type).
+            prompts: text pipelines: one prompt per row; None: the empty prompt for every row.
+            **sampling: the knobs of the call (cfg, top_k, top_p, temperature, smooth, seed, generator, output_type;
+                negative_prompt for text pipelines).
         Returns:
             the call's ``PipelineOutput`` (B images, tokens (B, L)).
         """
-        if self.is_text_conditional:
-            raise ValueError(
-                "edit_images edits towards classes; edit each image of a text pipeline with edit(prompt=...)"
-            )
+        if (class_labels if self.is_text_conditional else prompts) is not None:
+            given, wanted = ("class_labels", "prompts") if self.is_text_conditional else ("prompts", "class_labels")
+            raise ValueError(f"this pipeline edits towards {wanted}, not {given}")
         channels, size = self.tokenizer.config.in_channels, self.image_size
         if not isinstance(images, torch.Tensor) or not images.is_floating_point():
             raise TypeError("images must be a float tensor (B, C, S, S) in [-1, 1], e.g. uint8 pixels / 127.5 - 1")
@@ -201,17 +204,22 @@ class EditingMixin:
                 f"keep_mask must be ({side}, {side}) on the last-scale grid, or ({len(images)}, {side}, {side}) "
                 f"with one per image; got {tuple(keep_mask.shape)} (see sampling.editing.box_mask)"
             )
-        if "constraint" in sampling or "class_labels" in sampling or "num_images_per_prompt" in sampling:
-            raise TypeError("edit_images makes its own constraint and takes one class label per image")
-        null_id = self.transformer.config.null_class_id
-        labels = [None] * len(images) if class_labels is None else list(class_labels)
-        if len(labels) != len(images):
-            raise ValueError(f"give one class label per image: {len(images)} images, {len(labels)} labels")
-        ids = [null_id if self._is_null(label) else self.class_ids([label])[0] for label in labels]
+        if {"constraint", "class_labels", "prompt", "num_images_per_prompt"} & set(sampling):
+            raise TypeError("edit_images makes its own constraint and takes one class label or prompt per image")
+        given = prompts if self.is_text_conditional else class_labels
+        targets = [None] * len(images) if given is None else list(given)
+        if len(targets) != len(images):
+            what = "prompt" if self.is_text_conditional else "class label"
+            raise ValueError(f"give one {what} per image: {len(images)} images, {len(targets)} {what}s")
+        if self.is_text_conditional:
+            condition = {"prompt": ["" if prompt is None else prompt for prompt in targets]}
+        else:
+            null_id = self.transformer.config.null_class_id
+            condition = {"class_labels": [null_id if self._is_null(t) else self.class_ids([t])[0] for t in targets]}
         indices = self.tokenizer.encode(images.to(self.device))  # K tensors (B, side_k ** 2)
         masks = scale_keep_masks(keep_mask.to(self.device), self.transformer.config.scale_sides)
         constraint = KeepTokensConstraint(indices, masks, self.tokenizer.quantizer)
-        return self(class_labels=ids, constraint=constraint, **sampling)
+        return self(**condition, constraint=constraint, **sampling)
 
     def _is_null(self, class_label) -> bool:
         """None or the null class id: the unconditional edit (the official edit demo passes the null id)."""
