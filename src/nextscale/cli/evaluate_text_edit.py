@@ -9,7 +9,8 @@ The first N reference images are edited, each towards a prompt made from its own
 
 The edits are scored like samples (FID and friends against the reference; on scenes, prompt adherence judged
 against the target layouts, and for ``next`` also against the original ones), beside the inputs and their
-tokenizer reconstructions judged against their own captions.
+tokenizer reconstructions judged against their own captions. The FID reference is those same N images, so the
+inputs' FID is 0 by construction and the reconstructions are the baseline that says something.
 """
 
 from __future__ import annotations
