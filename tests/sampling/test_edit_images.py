@@ -54,7 +54,7 @@ def test_each_row_keeps_its_own_image_and_aims_at_its_own_class(pipe):
 
 def test_mismatched_inputs_are_refused_in_words(pipe):
     keep = inpaint_mask(pipe)
-    with pytest.raises(ValueError, match="one class label per image: 2 images, 1 labels"):
+    with pytest.raises(ValueError, match="one class label per image: 2 images, 1 class labels"):
         pipe.edit_images(images(pipe, 2), keep, [1])
     with pytest.raises(ValueError, match=r"images must be \(B, "):
         pipe.edit_images(torch.zeros(2, 3, 8, 8), keep)
