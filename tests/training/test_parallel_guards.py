@@ -150,3 +150,16 @@ def test_ranks_that_see_different_checkpoints_stop_with_one_clear_error(tmp_path
     weights[name] = weights[name] + 1.0
     ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path / "other-file", 2), state)
     mp.spawn(_resume_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+
+
+@pytest.mark.parametrize("command", ["train", "train-tokenizer"])
+def test_the_cli_refuses_strategy_none_under_torchrun_before_reading_data(tmp_path, monkeypatch, capsys, command):
+    from nextscale.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; the refusal comes before any process group
+    data = ["--data", str(tmp_path / "no-such-data")]  # never read: the refusal comes first
+    extra = ["--tokenizer", str(tmp_path / "no-tokenizer")] if command == "train" else []
+    argv = [command, *data, *extra, "--run-dir", str(tmp_path / "run"), "--strategy", "none"]
+    assert main(argv) == 2
+    assert "--strategy none is for one process, and this run has 2" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

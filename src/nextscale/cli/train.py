@@ -261,6 +261,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--sampler-from-scale goes with --train-sampler-head")
     if args.sampler_head_init != "warm" and not args.train_sampler_head:
         raise ValueError("--sampler-head-init goes with --train-sampler-head")
+    from nextscale.training.loop import check_parallelism
+
+    check_parallelism(args, distributed.launched_processes())  # before any data is read
     with distributed.process_group(device=args.device, timeout_s=args.dist_timeout) as dist_info:
         with hold_run_dir(args.run_dir, dist_info):
             _train(args, dist_info)

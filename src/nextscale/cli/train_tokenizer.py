@@ -177,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--run-dir and --data are required (or give them in the --config file)")
     if args.in_channels is None and not args.init_from:
         args.in_channels = data_channels(args.data)
+    from nextscale.training.loop import check_parallelism
+
+    check_parallelism(args, distributed.launched_processes())  # before any data is read
     with distributed.process_group(device=args.device, timeout_s=args.dist_timeout) as dist_info:
         with hold_run_dir(args.run_dir, dist_info):
             _train(args, dist_info)

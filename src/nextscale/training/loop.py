@@ -30,6 +30,7 @@ References: minGPT ``mingpt/trainer.py``, torchtitan ``trainer.py``, DiT ``train
 from __future__ import annotations
 
 import abc
+import argparse
 import contextlib
 import dataclasses
 import os
@@ -481,8 +482,11 @@ class Trainer(abc.ABC):
         return found
 
 
-def check_parallelism(config: TrainConfig, world_size: int) -> None:
-    """Refuse, before any work, the strategies that would go wrong with ``world_size`` processes."""
+def check_parallelism(config: TrainConfig | argparse.Namespace, world_size: int) -> None:
+    """Refuse, before any work, the strategies that would go wrong with ``world_size`` processes.
+
+    ``config`` is a ``TrainConfig`` or the command's parsed flags (the CLI checks before it reads any data): only
+    ``strategy``, ``ema_decay`` and ``preview_every`` are read."""
     if world_size > 1 and config.strategy == "none":
         # Nothing would sync the gradients: W unrelated models, each trained on its 1/W of the data, and rank 0
         # saves its own one, while the logged loss (averaged over ranks) looks normal.
