@@ -67,6 +67,7 @@ def test_the_bundled_scene_model_edits_a_quadrant_towards_the_next_item(tmp_path
     assert main([*argv, "--cfg", "3", "--top-k", "10", "--seed", "0", "--out", str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["measured"] == "inpaint edits of reference images" and report["num_samples"] == 12
+    assert report["reference_count"] == 32  # FID against the whole reference; the first 12 images are edited
     assert report["edit"]["target"] == "next" and report["edit"]["kept_fraction"] == 0.75
     row = report["results"][0]
     assert 0 <= row["adherence"]["overall"]["item_accuracy"] <= 1

@@ -170,12 +170,14 @@ def _edit_plan(args: argparse.Namespace, facts: ModelFacts, reference) -> TextPl
     count = min(len(reference), DEFAULT_NUM if args.num is None else args.num)
     if count < MIN_SET_SIZE:
         raise ValueError(f"--edit needs at least {MIN_SET_SIZE} reference images (FID, precision/recall), got {count}")
-    reference = torch.utils.data.Subset(reference, range(count))
-    captions = reference_captions(reference)
+    captions = reference_captions(reference)  # of every reference image: the judge's "real" row reads them all
     skipped = adherence_problem(facts.image_size, captions)
     layouts = None if skipped is not None else prompt_layouts(captions)
-    edit = text_edit(args, facts.tokenizer_config.scale_sides[-1], captions, layouts)
-    source = f"edits of the reference images towards {edit.settings.target} prompts"
+    edit = text_edit(
+        args, facts.tokenizer_config.scale_sides[-1], captions[:count], None if layouts is None else layouts[:count]
+    )
+    edit = dataclasses.replace(edit, inputs=torch.utils.data.Subset(reference, range(count)))
+    source = f"edits of the first {count} reference images towards {edit.settings.target} prompts"
     plan = TextPlan(edit.prompts, source, reference=reference, reference_layouts=layouts, edit=edit)
     plan.layouts = edit.layouts
     plan.skipped = None if edit.layouts is not None else (skipped or "the empty prompt names no layout to judge")
@@ -301,7 +303,7 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         else:
             keep = plan.edit.settings.keep_mask
             batches = edit_prompt_batches(
-                pipe, plan.reference, samples, keep, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling
+                pipe, plan.edit.inputs, samples, keep, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling
             )
             if judge is not None and plan.edit.original_layouts is not None:  # how often the old item survives
                 original = AdherenceTally(plan.edit.original_layouts, judge.logits)
@@ -350,9 +352,11 @@ def _edit_baselines(args: argparse.Namespace, plan: TextPlan, pipe, real, extrac
     """What an edit that changed nothing scores: the inputs and their reconstructions, judged by their own captions."""
     from nextscale.evaluation.features import stream_features
 
+    edited = plan.edit.inputs
+
     def inputs():
-        loader = torch.utils.data.DataLoader(plan.reference, batch_size=args.batch_size, shuffle=False)
-        for start, (images, _) in zip(range(0, len(plan.reference), args.batch_size), loader):
+        loader = torch.utils.data.DataLoader(edited, batch_size=args.batch_size, shuffle=False)
+        for start, (images, _) in zip(range(0, len(edited), args.batch_size), loader):
             yield images, torch.arange(start, start + len(images))
 
     def reconstructions():
@@ -367,7 +371,7 @@ def _edit_baselines(args: argparse.Namespace, plan: TextPlan, pipe, real, extrac
         observers = [tally] if tally is not None else []
         row: dict = {}
         if real is not None:
-            fake = stream_features(extractor, batches, FEATURE_BATCH, observers, total=len(plan.reference))
+            fake = stream_features(extractor, batches, FEATURE_BATCH, observers, total=len(edited))
             row.update(evaluate_scores.distances(real, fake))
         if tally is not None:
             row["adherence"] = tally.report.as_dict()

@@ -9,14 +9,16 @@ The first N reference images are edited, each towards a prompt made from its own
 
 The edits are scored like samples (FID and friends against the reference; on scenes, prompt adherence judged
 against the target layouts, and for ``next`` also against the original ones), beside the inputs and their
-tokenizer reconstructions judged against their own captions. The FID reference is those same N images, so the
-inputs' FID is 0 by construction and the reconstructions are the baseline that says something.
+tokenizer reconstructions judged against their own captions. FID compares with the whole reference, of which the
+inputs are the first N.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+
+import torch
 
 from nextscale.cli.evaluate_edit import EditSettings, edit_settings
 from nextscale.data.scenes import ITEM_NAMES, caption_for, check_layout
@@ -35,12 +37,14 @@ class TextEdit:
         prompts: the target prompt of each edited image.
         layouts: the target scene layout of each image (None: not scenes, or the empty prompt).
         original_layouts: the images' own layouts, for a ``next`` edit (how often the old item survives).
+        inputs: the images edited (the reference's first ``len(prompts)``; the whole reference is FID's).
     """
 
     settings: EditSettings
     prompts: list[str]
     layouts: list | None
     original_layouts: list | None
+    inputs: torch.utils.data.Dataset | None = None  # the edited images: the reference's first len(prompts)
 
 
 def next_item(item: int | None) -> int:
