@@ -115,3 +115,25 @@ def test_images_are_turned_as_their_exif_orientation_says(tmp_path):
     for opened in (open_image(tmp_path / "phone.png"), read_training_image(tmp_path / "phone.png", 16, 3)):
         shown = np.asarray(opened)
         assert opened.size == (32, 64) and shown[:8].min() == 255 and shown[8:].max() == 0
+
+
+def test_folder_dataset_leaves_out_hidden_files_and_folders_named_like_images(tmp_path):
+    """macOS ``._x.jpg`` resource forks, ``.ipynb_checkpoints/`` copies and a folder called ``x.png`` are not
+    images of the class: neither samples nor bad files. Upper-case and other extensions are found."""
+    cat = tmp_path / "cat"
+    (cat / ".ipynb_checkpoints").mkdir(parents=True)
+    (cat / "nested.png").mkdir()
+    for name in ("a.JPG", "b.jpeg", "c.webp", ".ipynb_checkpoints/a-checkpoint.png", "sub/é.png"):
+        (cat / name).parent.mkdir(exist_ok=True)
+        Image.new("RGB", (20, 20), (9, 9, 9)).save(cat / name, format="PNG" if name.endswith("png") else None)
+    (cat / "._a.JPG").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    (cat / "broken.png").symlink_to(tmp_path / "missing.png")  # a dangling link stays visible, as unreadable
+    dataset = ImageFolderDataset(tmp_path, size=16, train=False, bad_images="skip")
+    assert [path.relative_to(cat).as_posix() for path, _ in dataset.samples] == [
+        "a.JPG",
+        "b.jpeg",
+        "broken.png",
+        "c.webp",
+        "sub/é.png",
+    ]
+    assert dataset.scan() == {"unreadable": 1, "upscaled": 0}

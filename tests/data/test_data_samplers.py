@@ -69,3 +69,5 @@ def test_bad_arguments():
         ResumableDistributedSampler(10, 2, rank=2, world_size=2)
     with pytest.raises(ValueError, match="fewer than one global batch"):
         ResumableDistributedSampler(3, 4)
+    with pytest.raises(ValueError, match="seed must be 0 or more"):  # not numpy's error at the first batch
+        ResumableDistributedSampler(10, 2, seed=-1)

@@ -97,6 +97,7 @@ def test_folder_order_follows_the_index_and_labels_come_from_names(tmp_path):
     for index, label in ((9999, 3), (10000, 1), (2, 7)):
         Image.new("L", (4, 4), color=index % 256).save(tmp_path / f"{index:04d}_class{label}.png")
     (tmp_path / "sample-settings.json").write_text("{}")  # not an image: ignored
+    (tmp_path / "._0002_class7.png").write_bytes(b"\x00\x05\x16\x07")  # a macOS resource fork: ignored
     samples = SampleSet(tmp_path)
     assert [p.name for p in samples.files] == ["0002_class7.png", "9999_class3.png", "10000_class1.png"]
     assert samples.labels == [7, 3, 1] and samples.side == 4

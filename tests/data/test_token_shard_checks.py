@@ -1,6 +1,7 @@
 """A damaged token folder is refused when it opens, naming the shard, the problem and the fix, before any training."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,47 @@ def test_a_label_outside_the_classes_is_named_with_its_shard(tokens):
     _resave(tokens / shard_name(0), labels=torch.tensor([0, 1, 57, 2]))
     message = r"shard-00000.safetensors: row 2 has class label 57, but labels must be 0..2 \(the 3 classes"
     with pytest.raises(ValueError, match=message):
+        TokenShardDataset(tokens)
+
+
+@pytest.mark.parametrize(
+    ("captions", "message"),
+    [
+        ('[["a"', "its captions are not valid JSON"),
+        ('[["a"], ["b"]]', "its captions are not one non-empty list of strings for each of its 4 rows"),
+        ('[["a"], [], ["c"], ["d"]]', "its captions are not one non-empty list of strings"),
+    ],
+)
+def test_broken_captions_are_refused_when_the_folder_opens(tokenizer, tmp_path, captions, message):
+    """Not on the first read of that shard, deep in a DataLoader worker, as a bare JSONDecodeError."""
+    images = torch.rand(6, 3, 16, 16) * 2 - 1
+    out = tmp_path / "tokens"
+    write_token_shards(tokenizer, [(images[i], (f"caption {i}",)) for i in range(6)], out, batch_size=4, shard_size=4)
+    write_manifest(tokenizer, 6, out, 4, condition="text")
+    path = out / shard_name(0)
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        metadata = {**handle.metadata(), "captions": captions}
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(ValueError, match=rf"shard-00000.safetensors: {re.escape(message)}.*--overwrite"):
+        TokenShardDataset(out)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda manifest: manifest.pop("total_tokens"), "lacks total_tokens"),
+        (lambda manifest: manifest["shards"][0].pop("count"), 'lacks "file" and "count" of every "shards" entry'),
+    ],
+)
+def test_a_manifest_without_what_readers_need_is_one_clear_error(tokens, edit, message):
+    manifest = json.loads((tokens / MANIFEST_NAME).read_text())
+    edit(manifest)
+    (tokens / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=rf"manifest.json {re.escape(message)}.*re-run `nextscale tokenize`"):
+        TokenShardDataset(tokens)
+    (tokens / MANIFEST_NAME).write_text("[]")
+    with pytest.raises(ValueError, match="holds a JSON list, not a token manifest"):
         TokenShardDataset(tokens)
 
 

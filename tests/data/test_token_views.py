@@ -91,3 +91,45 @@ def test_a_shard_without_its_views_is_refused(setup, tmp_path):
     (out / "manifest.json").write_text(manifest.replace('"count"', '"views": 2,\n  "count"', 1))
     with pytest.raises(ValueError, match="rows of 2 views per image"):
         TokenShardDataset(out, tokenizer)
+
+
+def test_views_of_images_with_several_captions_are_the_training_crops(setup, tmp_path):
+    """Training from captioned images draws the caption first and the crop after it from one generator; the
+    views must be those crops too (they once skipped the caption draw, so a 2-caption image got other crops)."""
+    root, tokenizer = setup
+    data = tmp_path / "captioned"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(data / f"{index}.png")
+        (data / f"{index}.txt").write_text("a noisy picture\nsome noise\n")
+    out = tmp_path / "tokens"
+    argv = ["tokenize", "--tokenizer", str(root / "tokenizer"), "--data", f"captions:{data}", "--out", str(out)]
+    assert main([*argv, "--views", "2", "--seed", "3", "--no-progress"]) == 0
+    tokens = TokenShardDataset(out, tokenizer, seed=3)
+    size, channels = tokenizer.config.image_size, tokenizer.config.in_channels
+    images = build_datasets(f"captions:{data}", size, channels, seed=3)[0]  # what `train --data captions:` reads
+    for epoch in range(2):
+        tokens.set_epoch(epoch)
+        images.set_epoch(epoch)
+        for index in range(len(images)):
+            row, caption = tokens[index]
+            image, image_caption = images[index]
+            with torch.no_grad():
+                expected = tokenizer.tokens_from_indices(tokenizer.encode(image[None]))[0]
+            assert caption == image_caption and torch.equal(row, expected), (epoch, index)
+
+
+def test_a_negative_seed_is_refused_not_taken_for_broken_images(setup, tmp_path, capsys):
+    """numpy refuses negative seeds: every crop failed and tokenize reported each image as undecodable."""
+    root, _ = setup
+    argv = ["tokenize", "--tokenizer", str(root / "tokenizer"), "--data", str(root / "data"), "--out", str(tmp_path)]
+    assert main([*argv, "--views", "2", "--seed", "-1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "seed must be 0 or more" in err and "decoded" not in err
+    captioned = tmp_path / "captioned"
+    captioned.mkdir()
+    Image.new("RGB", (24, 24)).save(captioned / "0.png")
+    (captioned / "0.txt").write_text("black\n")
+    with pytest.raises(ValueError, match="seed must be 0 or more"):
+        build_datasets(f"captions:{captioned}", 16, 3, seed=-1)

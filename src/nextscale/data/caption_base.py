@@ -121,6 +121,8 @@ class CaptionDataset(Dataset):
     ) -> None:
         if bad_images not in BAD_IMAGE_POLICIES:
             raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
+        if seed < 0:  # else every read would fail, and tokenizing would call the images bad
+            raise ValueError(f"seed must be 0 or more (it seeds numpy.random.default_rng), got {seed}")
         self.transform = ImageTransform(size, train=train, mid_reso=mid_reso, hflip=hflip, channels=channels)
         self.bad_images = bad_images
         self.origin = ""  # where the samples come from, for logs (set by each source)
@@ -231,7 +233,17 @@ class CaptionDataset(Dataset):
         except ValueError:
             self._count_corrupt(sample.name)
             raise
-        return self.transform(image, np.random.default_rng([self.seed, self.epoch, index])), sample.captions
+        _, generator = self._draw_caption(sample, index)  # the crop ``__getitem__`` makes (tokenize --views)
+        return self.transform(image, generator), sample.captions
+
+    def _draw_caption(self, sample: CaptionedImage, index: int) -> tuple[str, np.random.Generator]:
+        """(the caption of sample ``index`` this epoch, the generator that then draws its crop).
+
+        The caption is drawn first, so the crop depends on it having been drawn: ``read`` draws it too, and its
+        crop is the one ``__getitem__`` makes (a sample with one caption draws nothing for it).
+        """
+        generator = np.random.default_rng([self.seed, self.epoch, index])
+        return sample.captions[int(generator.integers(len(sample.captions)))], generator
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
         """Returns (image (channels, size, size) float32 in [-1, 1], one of the sample's captions)."""
@@ -245,7 +257,6 @@ class CaptionDataset(Dataset):
                 if self._count_corrupt(sample.name):
                     logger.warning("skipping unreadable image (using the next sample instead): %s", err)
                 continue
-            generator = np.random.default_rng([self.seed, self.epoch, index])
-            caption = sample.captions[int(generator.integers(len(sample.captions)))]
+            caption, generator = self._draw_caption(sample, index)
             return self.transform(image, generator), caption
         raise ValueError("no image of this dataset could be decoded; every file is corrupt")

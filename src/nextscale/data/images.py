@@ -198,6 +198,8 @@ class ImageFolderDataset(Dataset):
     ) -> None:
         if bad_images not in BAD_IMAGE_POLICIES:
             raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
+        if seed is not None and seed < 0:  # else every read would fail, and tokenizing would call the images bad
+            raise ValueError(f"seed must be 0 or more (it seeds numpy.random.default_rng), got {seed}")
         self.root = Path(root)
         self.classes, self.samples = self.list_samples(self.root)
         self.class_to_idx = {name: idx for idx, name in enumerate(self.classes)}
@@ -215,7 +217,8 @@ class ImageFolderDataset(Dataset):
 
     @staticmethod
     def list_samples(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-        """(sorted class names, [(file, label)] in sorted order) of ``root/class_name/**/image``."""
+        """(sorted class names, [(file, label)] in sorted order) of ``root/class_name/**/image``, hidden files and
+        folders (names starting with a dot) left out."""
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist (expected root/class_name/*.png)")
         classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -223,7 +226,16 @@ class ImageFolderDataset(Dataset):
             raise ValueError(f"{root} has no class sub-folders; expected root/class_name/image.png")
         samples: list[tuple[Path, int]] = []
         for label, name in enumerate(classes):
-            files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            folder = root / name
+            # Hidden files and folders are not images of the class: macOS's ``._photo.jpg`` resource forks would
+            # count as corrupt files, and ``.ipynb_checkpoints/`` copies as duplicates (as caption folders skip them).
+            files = sorted(
+                path
+                for path in folder.rglob("*")
+                if path.suffix.lower() in IMAGE_EXTENSIONS
+                and not path.is_dir()  # a folder named x.jpg is no image; a broken link is reported as unreadable
+                and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+            )
             if not files:
                 logger.warning("class folder %s holds no images", root / name)
             samples.extend((path, label) for path in files)

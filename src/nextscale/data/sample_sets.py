@@ -132,7 +132,11 @@ class SampleSet:
                 "or an .npz with arr_0 (N, H, W, 3) uint8"
             )
         if self.path.is_dir():
-            files = [path for path in self.path.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES]
+            files = [
+                path
+                for path in self.path.iterdir()
+                if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")  # macOS ._0000.png forks
+            ]
             self.files = sorted(files, key=_index_order)
             if not self.files:
                 raise ValueError(f"{self.path} holds no images ({', '.join(IMAGE_SUFFIXES)}); give the sample folder")

@@ -62,6 +62,8 @@ class ResumableDistributedSampler:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if dataset_len < 1:
             raise ValueError(f"dataset_len must be at least 1, got {dataset_len}; the dataset is empty")
+        if seed < 0:
+            raise ValueError(f"seed must be 0 or more (it seeds numpy.random.default_rng), got {seed}")
         self.dataset_len = dataset_len
         self.batch_size = batch_size
         self.rank = rank

@@ -302,6 +302,8 @@ class SceneDataset(Dataset):
         missing = [ITEM_NAMES[item] for item, pool in enumerate(self.class_indices) if len(pool) == 0]
         if missing:
             raise ValueError(f"the {split} images hold no {', '.join(missing)}; scenes need every class")
+        if seed < 0:
+            raise ValueError(f"seed must be 0 or more (it seeds numpy.random.default_rng), got {seed}")
         self.images = images
         self.labels = labels
         self.split = split

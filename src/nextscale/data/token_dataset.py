@@ -99,7 +99,9 @@ class TokenShardDataset(Dataset):
                 )
             if shape[0] != count:
                 raise self._refuse(path, f"it holds {shape[0]} rows, but {MANIFEST_NAME} says {count}")
-            if not self.is_captioned:
+            if self.is_captioned:  # metadata is part of the header: a broken caption list stops here, not in a worker
+                self._parse_captions(path, handle.metadata() or {}, count)
+            else:
                 labels = handle.get_slice("labels").get_shape() if "labels" in keys else None
                 if labels != [count]:
                     found = "no 'labels' tensor" if labels is None else f"labels of shape {labels}"
@@ -202,21 +204,27 @@ class TokenShardDataset(Dataset):
     def is_captioned(self) -> bool:
         return self.manifest.get("condition", "class") == "text"
 
+    def _parse_captions(self, path: Path, metadata: dict[str, str], count: int) -> list[tuple[str, ...]]:
+        """Every row's captions from a shard's metadata; a row of an older shard (a list of strings) has one."""
+        if "captions" not in metadata:
+            raise self._refuse(path, "it holds no captions, but the manifest says the data is captioned")
+        try:
+            entries = json.loads(metadata["captions"])
+        except json.JSONDecodeError as err:
+            raise self._refuse(path, f"its captions are not valid JSON ({err})") from err
+        rows = [(entry,) if isinstance(entry, str) else entry for entry in entries] if isinstance(entries, list) else []
+        if len(rows) != count or not all(
+            isinstance(row, list | tuple) and row and all(isinstance(text, str) for text in row) for row in rows
+        ):
+            raise self._refuse(path, f"its captions are not one non-empty list of strings for each of its {count} rows")
+        return [tuple(row) for row in rows]
+
     def _shard_captions(self, shard_idx: int) -> list[tuple[str, ...]]:
-        """Every row's captions; a row of an older shard (a list of strings) has one."""
+        """Every row's captions (checked when the folder opened)."""
         if shard_idx not in self._captions:
             path = self.root / self.shards[shard_idx]["file"]
             metadata = self._handle(shard_idx).metadata() or {}
-            if "captions" not in metadata:
-                raise ValueError(f"{path} has no captions; re-run tokenize")
-            rows = [(entry,) if isinstance(entry, str) else tuple(entry) for entry in json.loads(metadata["captions"])]
-            if len(rows) != int(self.shards[shard_idx]["count"]) or not all(
-                row and all(isinstance(text, str) for text in row) for row in rows
-            ):
-                raise ValueError(
-                    f"{path}: its captions are not one non-empty list of strings per row; re-run `nextscale tokenize`"
-                )
-            self._captions[shard_idx] = rows
+            self._captions[shard_idx] = self._parse_captions(path, metadata, int(self.shards[shard_idx]["count"]))
         return self._captions[shard_idx]
 
     def captions_of(self, index: int) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from nextscale.pretrained import atomic_write_text
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
+REQUIRED_KEYS = ("count", "total_tokens", "scale_sides", "vocab_size", "shards", "tokenizer")  # what readers use
 
 
 def config_hash(config: Any) -> str:
@@ -143,6 +144,21 @@ def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); re-run `nextscale tokenize`") from err
+    if not isinstance(manifest, dict):
+        raise ValueError(
+            f"{path} holds a JSON {type(manifest).__name__}, not a token manifest; re-run `nextscale tokenize`"
+        )
     if manifest.get("format") != FORMAT_VERSION:
         raise ValueError(f"{path} has format {manifest.get('format')!r}; this version reads {FORMAT_VERSION}")
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    shards = manifest.get("shards")
+    if not missing and not (
+        isinstance(shards, list)
+        and all(isinstance(shard, dict) and {"file", "count"} <= set(shard) for shard in shards)
+    ):
+        missing = ['"file" and "count" of every "shards" entry']
+    if missing:
+        raise ValueError(
+            f"{path} lacks {', '.join(missing)}; it is damaged or was edited by hand: re-run `nextscale tokenize`"
+        )
     return manifest
