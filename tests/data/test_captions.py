@@ -241,3 +241,26 @@ def test_grayscale_resize_and_batching(tmp_path):
     images, captions = next(iter(DataLoader(dataset, batch_size=3)))
     assert images.shape == (3, 1, 8, 8) and images.min() >= -1 and images.max() <= 1
     assert len(captions) == 3 and all(isinstance(text, str) for text in captions)  # default_collate: a tuple
+
+
+def test_folder_pairs_upper_case_caption_files_and_follows_linked_folders(tmp_path):
+    """``photo.TXT`` captions ``photo.JPG`` (cameras and Windows tools write upper-case suffixes); a linked
+    sub-folder is read; ``name.txt`` wins over ``name.TXT`` when both exist."""
+    root = tmp_path / "data"
+    root.mkdir()
+    _image("red").save(root / "a.PNG")
+    (root / "a.TXT").write_text("upper case caption\n")
+    _image("green").save(root / "b.png")
+    (root / "b.txt").write_text("lower\n")
+    (root / "b.TXT").write_text("ignored\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _image("blue").save(elsewhere / "c.png")
+    (elsewhere / "c.txt").write_text("linked\n")
+    (root / "more").symlink_to(elsewhere, target_is_directory=True)
+    dataset = CaptionFolderDataset(root, size=8, train=False)
+    assert [dataset.read(index)[1] for index in range(len(dataset))] == [
+        ("upper case caption",),
+        ("lower",),
+        ("linked",),
+    ]

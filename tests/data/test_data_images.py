@@ -137,3 +137,18 @@ def test_folder_dataset_leaves_out_hidden_files_and_folders_named_like_images(tm
         "sub/é.png",
     ]
     assert dataset.scan() == {"unreadable": 1, "upscaled": 0}
+
+
+def test_folder_dataset_follows_linked_folders_once(tmp_path):
+    """A class folder assembled from links to folders elsewhere is read whole (``Path.rglob`` skips them), and a
+    link back up the tree adds nothing twice."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.new("RGB", (20, 20)).save(elsewhere / "far.png")
+    cat = tmp_path / "data" / "cat"
+    cat.mkdir(parents=True)
+    Image.new("RGB", (20, 20)).save(cat / "near.png")
+    (cat / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (cat / "loop").symlink_to(cat, target_is_directory=True)
+    dataset = ImageFolderDataset(tmp_path / "data", size=16, train=False)
+    assert [path.relative_to(cat).as_posix() for path, _ in dataset.samples] == ["linked/far.png", "near.png"]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nextscale.data.caption_base import CAPTION_SUFFIX, CaptionDataset, _Candidate, _clean
-from nextscale.data.images import IMAGE_EXTENSIONS
+from nextscale.data.images import IMAGE_EXTENSIONS, visible_files
 
 
 class CaptionFolderDataset(CaptionDataset):
@@ -26,23 +26,20 @@ class CaptionFolderDataset(CaptionDataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"caption folder {self.root} does not exist (expected root/name.png + name.txt)")
-        visible = sorted(
-            path
-            for path in self.root.rglob("*")
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(self.root).parts)
-        )
+        visible = visible_files(self.root)
         images = [path for path in visible if path.suffix.lower() in IMAGE_EXTENSIONS]
         stems = {path.with_suffix("") for path in images}
+        # name.txt or name.TXT (cameras and Windows tools write upper-case suffixes); name.txt wins if both exist.
+        captions = {path.with_suffix(""): path for path in visible if path.suffix.lower() == CAPTION_SUFFIX}
         # A caption whose image is missing is counted too: a renamed or deleted image should not vanish unseen.
-        orphans = [path for path in visible if path.suffix == CAPTION_SUFFIX and path.with_suffix("") not in stems]
-        candidates = [self._candidate(path) for path in images]
+        orphans = [path for stem, path in sorted(captions.items()) if stem not in stems]
+        candidates = [self._candidate(path, captions.get(path.with_suffix(""))) for path in images]
         candidates += [_Candidate(str(path), problem="missing_image") for path in orphans]
         self._accept(candidates, self.root)
 
     @staticmethod
-    def _candidate(path: Path) -> _Candidate:
-        caption_path = path.with_suffix(CAPTION_SUFFIX)
-        if not caption_path.is_file():
+    def _candidate(path: Path, caption_path: Path | None) -> _Candidate:
+        if caption_path is None:
             return _Candidate(str(path), problem="missing_caption")
         try:
             text = caption_path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not caption text

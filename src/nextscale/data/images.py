@@ -57,6 +57,25 @@ TINY_PIXELS = 4
 SCAN_LIMIT = 50_000  # folders with more files are not scanned up front (about 1 ms a file); checked as read
 
 
+def visible_files(root: Path) -> list[Path]:
+    """Every file under ``root`` in sorted order, hidden files and folders (names starting with a dot) left out.
+
+    Linked folders are followed, each real folder once (a link back up the tree is not a loop), so a class
+    folder assembled from symbolic links to other disks is read whole; ``Path.rglob`` would skip them.
+    """
+    files: list[Path] = []
+    seen_folders: set[str] = set()
+    for folder, folder_names, file_names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen_folders:
+            folder_names[:] = []
+            continue
+        seen_folders.add(real)
+        folder_names[:] = [name for name in folder_names if not name.startswith(".")]
+        files.extend(Path(folder) / name for name in file_names if not name.startswith("."))
+    return sorted(files)
+
+
 class BadImageError(ValueError):
     """An image file training cannot use; ``reason`` is one of ``BAD_IMAGE_REASONS``."""
 
@@ -226,16 +245,10 @@ class ImageFolderDataset(Dataset):
             raise ValueError(f"{root} has no class sub-folders; expected root/class_name/image.png")
         samples: list[tuple[Path, int]] = []
         for label, name in enumerate(classes):
-            folder = root / name
             # Hidden files and folders are not images of the class: macOS's ``._photo.jpg`` resource forks would
             # count as corrupt files, and ``.ipynb_checkpoints/`` copies as duplicates (as caption folders skip them).
-            files = sorted(
-                path
-                for path in folder.rglob("*")
-                if path.suffix.lower() in IMAGE_EXTENSIONS
-                and not path.is_dir()  # a folder named x.jpg is no image; a broken link is reported as unreadable
-                and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-            )
+            # A folder named x.jpg is no image (``visible_files`` lists files); a broken link is reported as unreadable.
+            files = [path for path in visible_files(root / name) if path.suffix.lower() in IMAGE_EXTENSIONS]
             if not files:
                 logger.warning("class folder %s holds no images", root / name)
             samples.extend((path, label) for path in files)
