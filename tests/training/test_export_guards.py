@@ -54,3 +54,25 @@ def test_a_damaged_tokenizer_copy_is_written_again_when_the_run_resumes(tokenize
     assert run_command("train", f"{train} --steps 2") == 0
     exported = export_run(run, tmp_path / "pipe")
     assert load_tokenizer(exported).state_dict().keys() == load_tokenizer(tokenizer_run).state_dict().keys()
+
+
+def test_export_of_a_run_without_ema_says_it_wrote_the_raw_weights(tmp_path, capsys):
+    run = tmp_path / "tok"
+    data = REPO / "tests/assets/fashion_mnist"
+    command = f"--config {REPO / 'configs/tiny_tokenizer.json'} --data fashion-mnist:{data}"
+    options = "--steps 1 --no-progress --preview-every none --eval-every none --disc-start none --ema-decay none"
+    assert run_command("train_tokenizer", f"{command} --run-dir {run} {options}") == 0
+    capsys.readouterr()
+    assert run_command("export", f"--run {run} --out {tmp_path / 'out'}") == 0
+    assert "exported raw (the run keeps no EMA: --ema-decay none) weights" in capsys.readouterr().out
+
+
+def test_a_tokenizer_export_over_a_pipeline_folder_is_refused(tokenizer_run, tmp_path):
+    """The folder's pipeline.json would win over the exported component: `load_tokenizer(out)` would silently
+    return the old pipeline's tokenizer."""
+    out = tmp_path / "pipe"
+    out.mkdir()
+    (out / "pipeline.json").write_text('{"_class_name": "Pipeline", "tokenizer": "tokenizer"}')
+    with pytest.raises(ValueError, match="holds a pipeline \\(pipeline.json\\); export the tokenizer to another"):
+        export_run(tokenizer_run, out)
+    assert sorted(path.name for path in out.iterdir()) == ["pipeline.json"]

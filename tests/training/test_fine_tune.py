@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 from test_cli import REPO, TINY_DATA, run_command
+from training_helpers import read_metrics
 
 from nextscale.cli.train_model import adapted_for_fine_tuning
 from nextscale.presets import star_tiny, tiny
@@ -96,3 +97,22 @@ def test_fine_tuning_on_a_folder_of_other_classes_records_their_names(tmp_path, 
         run_command("sample", shlex.join(["--model", str(tuned), "--class", "light", "--out", str(tmp_path / "l.png")]))
         == 0
     )
+
+
+def test_a_fine_tuning_run_resumes_after_its_starting_model_is_gone(tmp_path, monkeypatch):
+    """--init-from is ignored once the run has a checkpoint: a resume neither needs nor reads the starting model,
+    and continues exactly as the uninterrupted run; a changed regularisation flag is still another config."""
+    monkeypatch.chdir(REPO)
+    tok, base = tmp_path / "tok", tmp_path / "base"
+    assert run_command("train_tokenizer", f"--config configs/tiny_tokenizer.json --run-dir {tok} --steps 1") == 0
+    common = f"--tokenizer {tok} --data {TINY_DATA} --batch-size 4 --no-progress --preview-every none --log-every 1"
+    assert run_command("train", f"--preset tiny --run-dir {base} --steps 1 {common}") == 0
+    tune = f"--init-from {base} --steps 4 {common}"
+    assert run_command("train", f"{tune} --run-dir {tmp_path / 'straight'}") == 0
+    assert run_command("train", f"{tune} --run-dir {tmp_path / 'resumed'} --max-steps 2") == 0
+    base.rename(tmp_path / "moved")
+    with pytest.raises(ValueError, match="different config .*drop_path_rate"):
+        run_command("train", f"{tune} --run-dir {tmp_path / 'resumed'} --drop-path-rate 0.3")
+    assert run_command("train", f"{tune} --run-dir {tmp_path / 'resumed'}") == 0
+    losses = [[r["loss"] for r in read_metrics(tmp_path / run)] for run in ("straight", "resumed")]
+    assert len(losses[0]) == 4 and losses[0] == losses[1]

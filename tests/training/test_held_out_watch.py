@@ -17,3 +17,29 @@ def test_a_falling_or_noisy_loss_and_non_finite_values_stay_quiet():
     for step, loss in enumerate((5.0, 4.0, 4.3, 3.9, 4.2, float("nan"), float("inf"), 3.5)):
         assert watch.update(step, loss) is None
     assert watch.lowest == (7, 3.5)
+
+
+def test_a_resumed_run_remembers_the_lowest_held_out_loss(tmp_path, data):
+    """The watch is checkpointed: after a resume it still compares with the lowest loss seen before it (and a
+    warning already given is not given again)."""
+    from training_helpers import tiny_configs, train_config
+
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+    from nextscale.training.config import TransformerObjective, seed_everything
+    from nextscale.training.transformer_trainer import TransformerTrainer, build_transformer
+
+    def trainer():
+        tokenizer_config, transformer_config = tiny_configs()
+        seed_everything(0)
+        objective = TransformerObjective()
+        transformer = build_transformer(transformer_config, objective)
+        config = train_config(total_steps=4, eval_every=1)
+        return TransformerTrainer(transformer, MultiScaleVQVAE(tokenizer_config), objective, config, tmp_path, *data)
+
+    first = trainer()
+    first.fit(max_steps=2)
+    first.held_out_watch.warned = True
+    first.save_checkpoint()
+    resumed = trainer()
+    assert resumed.held_out_watch.lowest == first.held_out_watch.lowest and resumed.held_out_watch.lowest[0] >= 1
+    assert resumed.held_out_watch.warned

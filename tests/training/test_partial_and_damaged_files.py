@@ -47,6 +47,19 @@ def test_resume_drops_a_half_written_last_line(tmp_path):
     assert steps == [1, 2, 3]
 
 
+def test_bytes_that_are_no_utf8_are_a_damaged_line_not_an_unnamed_decode_error(tmp_path):
+    """Garbage a crash left at the end (no newline) is skipped like any half-written line, so resuming works;
+    before the last line it is reported with the file and line, like any other broken line."""
+    garbage = b'{"step": 3, "split": "tr\xff\xfe\x80'
+    (tmp_path / "metrics.jsonl").write_bytes(("\n".join(LINES) + "\n").encode() + garbage)
+    log = MetricsLog(tmp_path, enabled=True)
+    log.truncate_after(2)
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    (tmp_path / "metrics.jsonl").write_bytes(garbage + b"\n" + LINES[1].encode() + b"\n")
+    with pytest.raises(ValueError, match=r"metrics\.jsonl:1 is not a metrics record"):
+        read_metrics(tmp_path)
+
+
 def test_no_readable_checkpoint_says_how_to_start_over(tmp_path):
     path = ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path, 10), {"step": 10})
     path.write_bytes(path.read_bytes()[:20])  # truncated after its record was written

@@ -252,3 +252,14 @@ def test_sigkilled_runs_resume_bit_identical_to_an_uninterrupted_one(tmp_path, c
     assert [r["step"] for r in read_metrics(crashed)] == list(range(1, 9))
     assert not list((crashed / "checkpoints").glob("*.tmp"))  # stale temporaries are cleaned up
     assert all(ckpt.verify_checkpoint(path) for path in ckpt.list_checkpoints(crashed))
+
+
+def test_a_run_resumed_under_fp16_starts_its_loss_scaler_afresh(tmp_path, data, monkeypatch):
+    """--precision may change at a resume: checkpoints of a run without fp16 hold no loss-scaler state, and an fp16
+    resume (on CUDA; its resolution emulated here) starts the scaler at the official 2**11 instead of failing."""
+    _transformer_trainer(tmp_path, data, total_steps=4).fit(max_steps=2)
+    from nextscale.training import loop
+
+    monkeypatch.setattr(loop, "resolve_precision", lambda precision, device: precision)
+    resumed = _transformer_trainer(tmp_path, data, total_steps=4, precision="fp16")
+    assert resumed.step == 2 and resumed.scaler.is_enabled() and resumed.scaler.get_scale() == 2.0**11

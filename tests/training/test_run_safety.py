@@ -117,3 +117,14 @@ def test_the_tokenizer_refuses_fsdp_before_training(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="the tokenizer trains with --strategy ddp"):
         run_command("train_tokenizer", command)
     assert not (tmp_path / "tok" / "checkpoints").exists()
+
+
+def test_max_steps_below_the_runs_step_is_not_called_finished(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    command = f"{TINY} --run-dir {tmp_path} --steps 3"
+    assert run_command("train_tokenizer", f"{command} --max-steps 2") == 0
+    capsys.readouterr()
+    assert run_command("train_tokenizer", f"{command} --max-steps 1") == 0
+    out = capsys.readouterr().out
+    assert "at step 2/3: nothing to train, --max-steps 1 is not past the run's step" in out
+    assert "finished" not in out

@@ -88,3 +88,37 @@ def test_the_progressive_lr_schedule_is_accepted_where_schedules_are_named():
             lr_schedule_name(bad)
         with pytest.raises(ValueError, match="lin<T>"):
             TrainConfig(lr_schedule=bad)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"total_steps": 4, "warmup": 50}, r"--warmup 50 is 50 warm-up steps, more than the run's 4"),
+        ({"grad_clip": 0.0}, r"--grad-clip must be > 0 \(or 'none'"),
+    ],
+)
+def test_train_config_refuses_a_warmup_longer_than_the_run_and_a_zero_clip(settings, message):
+    """Refused when the config is made, before any work (the warm-up used to fail at the first step with the
+    schedule's own message; a clip of 0 zeroed every gradient and trained nothing, silently)."""
+    from nextscale.training.config import TrainConfig
+
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+    assert TrainConfig(total_steps=4, warmup=4, grad_clip=None).warmup_steps == 4
+
+
+@pytest.mark.parametrize("epochs", [0.0, -2.0])
+def test_epochs_that_are_no_length_are_refused(epochs):
+    """--epochs 0 (or negative) used to become a one-step run without a word."""
+    import argparse
+
+    from nextscale.cli import train
+    from nextscale.training.options import train_config_from_args
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(["--epochs", str(epochs)])
+    with pytest.raises(ValueError, match=r"--epochs must be > 0"):
+        train_config_from_args(args, samples_per_epoch=200)
+    args.epochs = 0.5
+    assert train_config_from_args(args, samples_per_epoch=200 * 768).total_steps == 100

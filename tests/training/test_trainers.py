@@ -198,3 +198,19 @@ def test_raster_baseline_trains_exports_and_samples_through_the_pipeline(tmp_pat
     assert torch.equal(out.tokens, pipe(class_labels=[0, 3], seed=7, cfg=2.0, top_k=20, output_type="pt").tokens)
     with pytest.raises(ValueError, match="raster"):
         pipe.inpaint(out.images[:1], box=(0.0, 0.0, 0.5, 0.5))
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"label_smoothing": 1.5}, r"--label-smoothing must be in \[0, 1\]"),
+        ({"label_smoothing": -0.1}, r"--label-smoothing must be in \[0, 1\]"),
+        ({"progressive": 1.5}, r"--progressive is the fraction of training .* in \[0, 1\]"),
+    ],
+)
+def test_objective_refuses_out_of_range_smoothing_and_progressive(settings, message):
+    """Refused in one line before any work (smoothing used to fail at the first step deep in F.cross_entropy, and
+    a progressive fraction above 1 silently never trained the last scales)."""
+    with pytest.raises(ValueError, match=message):
+        TransformerObjective(**settings)
+    TransformerObjective(label_smoothing=0.1, progressive=1.0)  # the ends of the ranges are fine

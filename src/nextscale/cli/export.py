@@ -28,9 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nextscale.training.export import export_run
+    from nextscale.training.export import export_run, read_run_config
 
     check_output_dir(Path(args.out), "--out")
     out = export_run(args.run, args.out, raw=args.raw)
-    print(f"exported {'raw' if args.raw else 'EMA'} weights of {args.run} to {out}")
+    kept_ema = read_run_config(args.run).get("train", {}).get("ema_decay") is not None
+    which = "raw" if args.raw else "EMA" if kept_ema else "raw (the run keeps no EMA: --ema-decay none)"
+    print(f"exported {which} weights of {args.run} to {out}")
     return 0

@@ -89,6 +89,9 @@ def initial_transformer(args: argparse.Namespace, tokenizer_config, objective, t
 
     if not args.init_from:
         return build_transformer(build_transformer_config(args, tokenizer_config, text_dim), objective)
+    resumed = resumed_transformer(args.run_dir)
+    if resumed is not None:  # --init-from is ignored once the run has a checkpoint: its starting model may be gone
+        return adapted_for_fine_tuning(resumed.train(), args)
     model = load_transformer_weights(args.init_from).train()
     sides = tuple(tokenizer_config.scale_sides)
     if isinstance(model, TextScaleTransformer) != (text_dim is not None) or (
@@ -108,6 +111,17 @@ def initial_transformer(args: argparse.Namespace, tokenizer_config, objective, t
     if (model.config.vocab_size, code_dim) != (tokenizer_config.vocab_size, tokenizer_config.code_dim):
         raise ValueError("--init-from model was trained with another tokenizer (vocabulary or code width differ)")
     return adapted_for_fine_tuning(model, args)
+
+
+def resumed_transformer(run_dir):
+    """The transformer of a run that has a checkpoint, as its config.json records it (already adapted to the run;
+    the weights come from the checkpoint), or None for a run that starts now."""
+    from nextscale.training import checkpoint as ckpt
+    from nextscale.training.export import build_run_model, read_run_config, run_kind
+
+    if not run_dir or not ckpt.list_checkpoints(run_dir) or run_kind(run_dir) != "transformer":
+        return None
+    return build_run_model(read_run_config(run_dir))
 
 
 # Flags that would change the shape of an --init-from model (its weights fix them).

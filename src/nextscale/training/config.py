@@ -123,6 +123,13 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.attention not in ATTENTION_MASKS:
             raise ValueError(f"attention must be one of {ATTENTION_MASKS}, got {self.attention!r}")
+        if self.warmup_steps > self.total_steps:  # checked here: the schedule would refuse it at the first step
+            raise ValueError(
+                f"--warmup {self.warmup:g} is {self.warmup_steps} warm-up steps, more than the run's "
+                f"{self.total_steps}; give fewer steps, or a fraction of the run below 1 (VAR: 0.02)"
+            )
+        if self.grad_clip is not None and self.grad_clip <= 0:  # clipping to 0 would zero every gradient
+            raise ValueError(f"--grad-clip must be > 0 (or 'none': no clipping), got {self.grad_clip:g}")
         for name in ("log_every", "eval_every", "preview_every", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -247,6 +254,13 @@ class TransformerObjective:
     train_sampler_head: bool = False
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.label_smoothing <= 1.0:  # else the first step fails deep in F.cross_entropy
+            raise ValueError(f"--label-smoothing must be in [0, 1] (VAR: 0), got {self.label_smoothing}")
+        if not 0.0 <= self.progressive <= 1.0:  # above 1 the last scales would never be trained
+            raise ValueError(
+                f"--progressive is the fraction of training that adds scales, in [0, 1] (0: off), got "
+                f"{self.progressive}"
+            )
         if self.keep_tokens is not None and self.keep_tokens < 1:
             raise ValueError(f"--keep-tokens must be >= 1 (or left out: full sequences), got {self.keep_tokens}")
         if self.drop_tokens_from_scale is not None and self.keep_tokens is None:

@@ -79,12 +79,7 @@ def load_run_model(
 ) -> nn.Module:
     """The trained model of a run: EMA weights, or raw with ``raw=True``, from ``checkpoint`` (one of the run's
     checkpoint files) or else the newest readable one."""
-    run_config = read_run_config(run_dir)
-    kind = run_config["kind"]
-    model_cls, config_cls = _RUN_MODELS[kind]
-    if kind == "transformer":
-        model_cls, config_cls = _TRANSFORMERS[run_config.get("model_class", ScaleTransformer.__name__)]
-    model = model_cls(config_from_dict(config_cls, run_config[kind]))
+    model = build_run_model(read_run_config(run_dir))
     if checkpoint is not None:
         state = ckpt.load_checkpoint(checkpoint)
     else:
@@ -98,6 +93,15 @@ def load_run_model(
         weights = state["ema"]["module"]
     model.load_state_dict(weights, strict=True)
     return model.eval()
+
+
+def build_run_model(run_config: dict[str, Any]) -> nn.Module:
+    """The model a run's config.json describes, freshly initialised (its trained weights are in the checkpoints)."""
+    kind = run_config["kind"]
+    model_cls, config_cls = _RUN_MODELS[kind]
+    if kind == "transformer":
+        model_cls, config_cls = _TRANSFORMERS[run_config.get("model_class", ScaleTransformer.__name__)]
+    return model_cls(config_from_dict(config_cls, run_config[kind]))
 
 
 def load_tokenizer(source: str | os.PathLike, scale_sides: tuple[int, ...] | None = None) -> MultiScaleVQVAE:
@@ -162,6 +166,9 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = F
         raise ValueError(f"--out {out} is the run {run_dir} or one of its folders; export elsewhere, e.g. models/NAME")
     if run_kind(out) is not None:
         raise ValueError(f"--out {out} is a training run directory; export to another folder, e.g. models/NAME")
+    if run_config["kind"] == "tokenizer" and (out / PIPELINE_FILE).is_file():
+        # a component folder with a stale pipeline.json beside it would load as that pipeline's tokenizer
+        raise ValueError(f"--out {out} holds a pipeline ({PIPELINE_FILE}); export the tokenizer to another folder")
     model = load_run_model(run_dir, raw)
     if run_config["kind"] == "tokenizer":
         save_component(model, out)

@@ -34,3 +34,12 @@ class HeldOutWatch:
             f"{lowest:.3f} at step {lowest_step}: the model is memorising its training data rather than learning "
             "what generalises (more images, fewer --steps or more regularisation help)"
         )
+
+    def state_dict(self) -> dict:
+        """The watch's memory as plain data, checkpointed so that a resumed run warns as an uninterrupted one."""
+        return {"lowest": None if self.lowest is None else list(self.lowest), "warned": self.warned}
+
+    def load_state_dict(self, state: dict) -> None:
+        lowest = state.get("lowest")
+        self.lowest = None if lowest is None else (int(lowest[0]), float(lowest[1]))
+        self.warned = bool(state.get("warned", False))

@@ -370,6 +370,7 @@ class Trainer(abc.ABC):
                 {name: torch.stack(values).cpu() for name, values in self.metrics_window.items()}
             ),
             "world_size": self.dist.world_size,
+            "held_out_watch": self.held_out_watch.state_dict(),
             "extra": self.extra_state(),
         }
 
@@ -416,10 +417,12 @@ class Trainer(abc.ABC):
                 self.ema = EMA(self.raw_model, self.config.ema_decay)
             else:
                 self.ema.load_state_dict(state["ema"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when the run so far had no fp16 (precision may change at a resume): start afresh
+            self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
         self.step = self._saved_step = int(state["step"])
         self.load_extra_state(state.get("extra", {}))
+        self.held_out_watch.load_state_dict(state.get("held_out_watch", {}))  # older checkpoints: none
         if int(state["world_size"]) == self.dist.world_size:
             ckpt.restore_rng_state(state["rng"][self.dist.rank])
             window = state.get("metrics_window", [{}] * self.dist.world_size)[self.dist.rank]  # older checkpoints: none

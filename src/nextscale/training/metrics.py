@@ -36,7 +36,8 @@ def read_metrics_records(path: str | os.PathLike) -> list[tuple[int, dict[str, A
         ValueError: a finished line is not a JSON object (named as ``path:line``).
     """
     path = Path(path)
-    text = path.read_text()
+    # bytes that are no UTF-8 (garbage a crash left) make their line unparsable, named below, rather than the file
+    text = path.read_bytes().decode("utf-8", errors="replace")
     lines = text.splitlines()
     records = []
     for number, line in enumerate(lines, start=1):

@@ -428,6 +428,8 @@ def train_config_from_args(args: argparse.Namespace, samples_per_epoch: int, **o
     if args.steps is not None:
         total_steps = args.steps
     elif args.epochs is not None:
+        if not args.epochs > 0:  # else a run of one step, silently
+            raise ValueError(f"--epochs must be > 0 (passes over the data, e.g. 0.5 or 200), got {args.epochs:g}")
         total_steps = max(1, round(args.epochs * samples_per_epoch / args.batch_size))
     else:
         raise ValueError("give the length of the run: --steps N or --epochs E")
@@ -474,6 +476,11 @@ def fit_and_report(trainer, max_steps: int | None, datasets, kind: str) -> dict:
     if trainer.dist.is_main:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/scale" not in k)
         where = f"{kind} run {trainer.run_dir} at step {trainer.step}/{trainer.config.total_steps}"
-        # A re-run of a finished run trains nothing: say so instead of printing no metrics.
-        print(f"{where}: {shown}" if shown else f"{where}: already finished, nothing to train (see its metrics.jsonl)")
+        # A re-run that trains nothing (the run finished, or --max-steps is not past its step) says so.
+        if shown:
+            print(f"{where}: {shown}")
+        elif trainer.step < trainer.config.total_steps:
+            print(f"{where}: nothing to train, --max-steps {max_steps} is not past the run's step (raise it to go on)")
+        else:
+            print(f"{where}: already finished, nothing to train (see its metrics.jsonl)")
     return metrics
