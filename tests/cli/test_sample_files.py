@@ -84,6 +84,7 @@ def _sample_worker(rank: int, world_size: int, port: int, model: str, out: str) 
     assert main(["sample", "--model", model, *args, "--out-dir", f"{out}/pngs", "--npz", f"{out}/all.npz"]) == 0
 
 
+@pytest.mark.usefixtures("one_thread")  # as the workers (and torchrun): other thread counts round differently
 def test_two_processes_write_the_images_one_process_writes(tiny_pipeline_dir, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     args = ["--class", "all", "--num", 1, "--batch-size", 3, "--seed", 9]
@@ -357,3 +358,28 @@ def test_drawn_labels_resume_lists_the_folder_once_not_once_per_image(tiny_pipel
     assert {path.name: path.read_bytes() for path in folder.glob("*.png")} == first  # remade exactly
     assert len(listings) <= 3  # a few listings per run (resume, pack the .npz), not one search per image (12)
     assert sample_files.drawn_label_images(folder).keys() == set(range(12))
+
+
+def test_an_out_dir_of_a_run_directory_refuses_the_images_of_a_newer_checkpoint(tmp_path, monkeypatch):
+    """Training on writes newer checkpoints under the same --model path: resuming must not mix their images in."""
+    from nextscale.cli import common
+    from nextscale.cli.sample_files import SETTINGS_FILE, check_out_dir_settings, run_checkpoint
+
+    run, out = tmp_path / "run", tmp_path / "out"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "step-00000002.pt").touch()
+    monkeypatch.setattr(common, "is_transformer_run", lambda path: Path(path) == run)
+
+    def settings() -> dict:
+        return {"--model": str(run), **run_checkpoint(run)}
+
+    check_out_dir_settings(out, settings())  # a new folder: recorded
+    assert json.loads((out / SETTINGS_FILE).read_text())["--checkpoint"] == "step-00000002.pt"
+    (out / "0000_class1.png").touch()
+    check_out_dir_settings(out, settings())  # the same checkpoint resumes
+    (run / "checkpoints" / "step-00000004.pt").touch()
+    with pytest.raises(ValueError, match=r"--checkpoint step-00000002\.pt, now step-00000004\.pt.*trained on since"):
+        check_out_dir_settings(out, settings())
+    (out / SETTINGS_FILE).write_text(json.dumps({"--model": str(run)}))  # recorded before checkpoints were
+    check_out_dir_settings(out, settings())
+    assert run_checkpoint(tmp_path / "pipe") == {}  # a pipeline folder records no checkpoint

@@ -105,6 +105,47 @@ def test_pasted_works_for_every_output_type(pipe, picture, output_type):
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(pasted, expected))
 
 
+def test_palette_and_bilevel_pictures_edit_like_their_rgb_conversion(pipe):
+    """They are converted before the resize (as in training), not resized by nearest neighbour as "P" and "1" are."""
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8))
+    for picture in (rgb.convert("P"), rgb.convert("1")):
+        converted = picture.convert("RGB")
+        assert torch.equal(edit_tokens(pipe, picture), edit_tokens(pipe, converted)), picture.mode
+
+
+def test_pasted_shows_the_picture_as_the_model_saw_it_outside_the_crop(pipe):
+    """Transparency is on white and 16-bit values are scaled to 8 bits, not clipped to 255 or shown as hidden RGB."""
+    rgba = np.zeros((16, 24, 4), dtype=np.uint8)
+    rgba[..., :3] = 40  # colour under fully transparent pixels: never shown
+    sixteen_bit = np.full((16, 24), 32896, dtype=np.uint16)  # 32896 / 257 = 128
+    for image, expected in ((Image.fromarray(rgba), 255), (sixteen_bit, 128), (np.dstack([sixteen_bit] * 3), 128)):
+        pasted = np.asarray(pipe.inpaint(image, box=BOX, seed=0).pasted()[0])
+        assert pasted.shape == (16, 24, 3)
+        assert (pasted[:, :4] == expected).all() and (pasted[:, -4:] == expected).all()  # outside the centre crop
+
+
+def test_edit_images_takes_a_numpy_mask_and_refuses_an_empty_batch(pipe):
+    keep = np.zeros((4, 4), dtype=bool)
+    keep[:2] = True
+    images = torch.zeros(2, 3, 16, 16)
+    expected = pipe.edit_images(images, torch.from_numpy(keep), seed=0).tokens
+    assert torch.equal(pipe.edit_images(images, keep, seed=0).tokens, expected)
+    with pytest.raises(ValueError, match="B >= 1"):
+        pipe.edit_images(images[:0], keep, seed=0)
+
+
+@pytest.mark.parametrize(("fraction", "match"), [(0.01, "smaller than one cell"), (0.99, "no frame to generate")])
+def test_an_extend_fraction_the_token_grid_cannot_show_says_so(pipe, picture, fraction, match):
+    with pytest.raises(ValueError, match=match):
+        pipe.outpaint(picture, inner_fraction=fraction)
+
+
+def test_an_empty_mask_is_refused_in_one_line(pipe, picture):
+    with pytest.raises(ValueError, match="not empty"):
+        pipe.inpaint(picture, mask=np.zeros((0, 0)))
+
+
 def test_a_raster_pipeline_refuses_every_edit_with_the_reason():
     tokenizer_config, transformer_config = tiny()
     side = tokenizer_config.scale_sides[-1]

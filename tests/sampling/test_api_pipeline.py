@@ -174,6 +174,8 @@ def test_overrides_must_name_an_existing_scale(pipe):
         sample(pipe, class_labels=[1], overrides=[{"scale_idx": 1, "top_k": 3}])
     with pytest.raises(ValueError, match=r"scale_idx must be in 0\.\.2, got 3"):
         sample(pipe, class_labels=[1], overrides=[ScaleOverride(scale_idx=3, top_k=1)])  # would be ignored
+    with pytest.raises(TypeError, match="scale_idx must be an int"):
+        sample(pipe, class_labels=[1], overrides=[ScaleOverride(scale_idx=1.5, top_k=1)])  # would match no step
     single = sample(pipe, class_labels=[1], overrides=ScaleOverride(scale_idx=2, top_k=1))
     assert torch.equal(single.tokens, sample(pipe, class_labels=[1], overrides=[ScaleOverride(2, top_k=1)]).tokens)
 

@@ -97,6 +97,9 @@ def test_inpaint_outpaint_and_extend_through_the_pipeline(pipe, tmp_path):
     assert outpainted.keep_mask.sum() == 4
     extended = pipe.outpaint(picture, inner_fraction=0.5, seed=0, output_type="pt")
     assert extended.images.shape == (1, 3, 16, 16)
+    # pasted back: the framed picture at the input's resolution (the 40x40 centre square, extended to 80x80), not
+    # the shrunk canvas squeezed into the centre square between the input's own uncropped sides
+    assert extended.pasted()[0].size == (80, 80)
 
 
 def test_degenerate_masks_and_bad_inputs_raise(pipe, image, tmp_path):

@@ -40,6 +40,8 @@ def test_prompts_sample_deterministically_and_depend_on_the_prompt(pipe):
     assert a.prompts == ["a bag", "a bag", "a sneaker", "a sneaker"] and a.class_labels is None
     c = pipe(prompt=["a dress", "a sneaker"], num_images_per_prompt=2, seed=1, cfg=2.0, output_type="pt")
     assert not torch.equal(a.tokens[:2], c.tokens[:2])
+    generated = pipe(prompt=(text for text in ["a bag", "a sneaker"]), num_images_per_prompt=2, seed=1, cfg=2.0)
+    assert generated.prompts == a.prompts and torch.equal(generated.tokens, a.tokens)  # a generator is read once
 
 
 def test_precomputed_features_equal_prompts(pipe, encoder):

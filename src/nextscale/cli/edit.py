@@ -72,7 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="result image, .png, .jpg or .webp (default: edited.png; a grid if --num > 1; with --paste-back, OUT_0, "
         "OUT_1, ...)",
     )
-    parser.add_argument("--paste-back", action="store_true", help="write the result at the input's original size")
+    parser.add_argument(
+        "--paste-back",
+        action="store_true",
+        help="write the result at the input's original size (with --extend: the extended picture at the input's "
+        "resolution, its centre square 1 / FRACTION times larger)",
+    )
     parser.add_argument(
         "--side-by-side", type=Path, default=None, help="also write input | mask overlay | result(s) as one image"
     )

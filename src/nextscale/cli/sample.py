@@ -28,7 +28,7 @@ sample-settings.json, and a re-run with other settings is refused rather than mi
 uint8 (N, H, W, 3) RGB, arr_1 the class labels), streamed: with --out-dir from the PNGs, so a resumed run packs
 every image. Under torchrun each process makes every WORLD_SIZE-th batch (with --device cuda on
 cuda:LOCAL_RANK) into the shared --out-dir; the images are the same as one process makes, since batch b's seed
-depends only on (seed, b).
+depends only on (seed, b) (bit for bit at the same CPU thread count: torchrun sets OMP_NUM_THREADS=1).
 With --prompt, --num is the number of images per prompt and --out-dir writes {index:04d}.png plus
 prompts.txt (one prompt per image, in order; with --text-features, the features row of each). --text-features
 reads precomputed text-encoder outputs (tensors prompt_embeds (B, T, D), pooled_prompt_embeds (B, D), optional

@@ -13,6 +13,8 @@ from pathlib import Path
 from nextscale.cli.sample_plan import Plan, resolve_classes
 
 SETTINGS_FILE = "sample-settings.json"  # in --out-dir: what made its images, so a re-run resumes only the same run
+# Settings recorded since a later version: a record written before lacks them, and its folder still resumes.
+ADDED_LATER = ("--checkpoint",)
 SAMPLE_IMAGE = re.compile(r"\d{4,}(_class\d+)?\.png")  # the names image_name gives
 LABELLED_IMAGE = re.compile(r"(\d{4,})_class\d+\.png")
 
@@ -80,6 +82,7 @@ def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | N
         features = f"{args.text_features.name} (sha256 {hashlib.sha256(args.text_features.read_bytes()).hexdigest()})"
     return {
         "--model": model if model.startswith("bundled:") else str(Path(model).resolve()),
+        **run_checkpoint(args.model),
         "--class": None if args.classes is None else resolve_classes(pipe, args.classes),
         "--prompt": args.prompt,
         "--negative-prompt": args.negative_prompt,
@@ -96,6 +99,19 @@ def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | N
         "--dtype": pipe.precision.name,
         "--device": torch.device(args.device).type,  # CPU and CUDA generators draw different numbers
     }
+
+
+def run_checkpoint(model: Path | None) -> dict:
+    """For a `nextscale train` run directory, the checkpoint it samples (its newest): training on writes newer
+    ones under the same --model path, and a resume must not mix their images with the older checkpoint's."""
+    from nextscale.cli.common import is_transformer_run
+
+    if model is None or not is_transformer_run(model):
+        return {}
+    from nextscale.training.checkpoint import latest_checkpoint
+
+    newest = latest_checkpoint(model)
+    return {"--checkpoint": None if newest is None else newest.name}
 
 
 def _shown(value) -> str:
@@ -127,15 +143,20 @@ def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
             recorded = json.loads(record.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{record} is not valid JSON ({err}); delete it, or choose another --out-dir") from err
-        changed = [
-            f"{flag} {_shown(recorded.get(flag))}, now {_shown(value)}"
+        changed = {
+            flag: f"{flag} {_shown(recorded.get(flag))}, now {_shown(value)}"
             for flag, value in settings.items()
-            if recorded.get(flag) != value
-        ]
+            if recorded.get(flag) != value and (flag in recorded or flag not in ADDED_LATER)
+        }
         if changed:
+            fix = "re-run with those settings to resume, or choose another --out-dir"
+            if "--checkpoint" in changed:  # no flag picks an older checkpoint
+                fix = (
+                    "the run has trained on since: choose another --out-dir, or sample an exported folder "
+                    "(`nextscale export`) to pin the weights"
+                )
             raise ValueError(
-                f"--out-dir {out_dir} holds images made with other settings ({'; '.join(changed)}); re-run with "
-                "those settings to resume, or choose another --out-dir"
+                f"--out-dir {out_dir} holds images made with other settings ({'; '.join(changed.values())}); {fix}"
             )
         return
     atomic_write_text(record, json.dumps(settings, indent=2) + "\n")

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from nextscale.data.images import open_image
-from nextscale.data.transforms import center_crop, pil_to_tensor, resize_shorter_side
+from nextscale.data.transforms import center_crop, convert_mode, pil_to_tensor, resize_shorter_side
 
 MODES = ("inpaint", "outpaint")
 # Image tensors are refused beyond [-1.5, 1.5]: well past a resampling overshoot, well short of 0..255 pixels.
@@ -69,8 +69,8 @@ def _mask_values(mask: np.ndarray | torch.Tensor | Image.Image | str | os.PathLi
     array = torch.as_tensor(np.asarray(mask), dtype=torch.float32)
     if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
         array = array[..., 0]
-    if array.ndim != 2:
-        raise ValueError(f"a mask must be 2-D (H, W), got shape {tuple(array.shape)}")
+    if array.ndim != 2 or not array.numel():
+        raise ValueError(f"a mask must be 2-D (H, W) and not empty, got shape {tuple(array.shape)}")
     return array / 255.0 if array.max() > 1.0 else array
 
 
@@ -165,7 +165,7 @@ class PreparedImage:
 def prepare_image(
     image: str | os.PathLike | Image.Image | np.ndarray | torch.Tensor, size: int, channels: int
 ) -> PreparedImage:
-    """Center square crop, resize to ``size`` (LANCZOS), convert to ``channels``, map to [-1, 1].
+    """Convert to ``channels`` (``convert_mode``), center square crop, resize to ``size`` (LANCZOS), map to [-1, 1].
 
     ``image``: a path, a PIL image or a uint8 / uint16 array (H, W) or (H, W, C), of any size and mode; or a
     float tensor (1, C, S, S) or (C, S, S) in [-1, 1] already at the model's size and channels.
@@ -176,8 +176,12 @@ def prepare_image(
                 f"an image array must be uint8 (or uint16) of shape (H, W) or (H, W, C), got {image.dtype} "
                 f"{image.shape}; convert it (e.g. (x * 255).round().astype(np.uint8) for values in [0, 1])"
             )
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        if image.dtype == np.uint16 and image.ndim == 3:  # Pillow has no 16-bit colour mode: scale to 8 bits
+            image = np.rint(image / 257.0).astype(np.uint8)  # as convert_mode does for 16-bit grayscale
         try:
-            image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image)
+            image = Image.fromarray(image)
         except (TypeError, ValueError) as err:
             raise TypeError(
                 f"an image array of shape {image.shape} and dtype {image.dtype} is no picture Pillow knows; give "
@@ -221,15 +225,19 @@ def prepare_image(
     width, height = original.size
     side = min(width, height)
     left, top = round((width - side) / 2), round((height - side) / 2)
-    square = center_crop(original, side) if width != height else original
+    # Convert first (as the training transform does): palette and bilevel images would otherwise be resized by
+    # nearest neighbour, and alpha, 16-bit and float pictures are brought to 8-bit colours the way training sees them.
+    picture = convert_mode(original, channels)
+    square = center_crop(picture, side) if width != height else picture
     resized = resize_shorter_side(square, size)
     return PreparedImage(pil_to_tensor(resized, channels)[None], original, (left, top, left + side, top + side))
 
 
 def paste_back(result: Image.Image, prepared: PreparedImage) -> Image.Image:
-    """Resize the model-resolution result to the crop and paste it into (a copy of) the original image."""
+    """Resize the model-resolution result to the crop and paste it into (a copy of) the original image, seen as
+    the model saw it (``convert_mode``: transparency on white, 16-bit scaled to 8 bits, not clipped)."""
     left, top, right, bottom = prepared.crop_box
-    out = prepared.original.convert(result.mode).copy()
+    out = convert_mode(prepared.original, 1 if result.mode == "L" else 3).copy()
     out.paste(result.resize((right - left, bottom - top), Image.Resampling.LANCZOS), (left, top))
     return out
 
@@ -256,6 +264,27 @@ def extend_canvas(image: torch.Tensor, inner_fraction: float, fill: float = 0.0)
     placed = torch.zeros(size, size, dtype=torch.bool)
     placed[offset : offset + inner, offset : offset + inner] = True
     return canvas, placed
+
+
+def extended_image(prepared: PreparedImage, canvas: torch.Tensor, placed: torch.Tensor) -> PreparedImage:
+    """The prepared view of an :func:`extend_canvas` edit, for pasting back: the input's centre square at its own
+    pixel size in the middle of the larger square the frame extends it to (the rest blank, to be generated), so that
+    ``paste_back`` gives the extended picture at the input's resolution rather than the shrunk canvas squeezed into
+    the input's crop between its uncropped sides.
+
+    Args:
+        prepared: the input as the model sees it (before extending).
+        canvas: (1, C, S, S) the extended canvas; placed: (S, S) bool, True where the input lies on it.
+    """
+    left, top, right, bottom = prepared.crop_box
+    rows = placed.any(dim=1).nonzero()[:, 0]
+    offset, inner, size = int(rows[0]), len(rows), canvas.shape[-1]
+    scale = (right - left) / inner  # input pixels per canvas pixel
+    side = max(right - left, round(size * scale))
+    square = convert_mode(prepared.original, canvas.shape[1]).crop(prepared.crop_box)
+    extended = Image.new(square.mode, (side, side))  # the blank frame (the pasted result covers it)
+    extended.paste(square, (round(offset * scale),) * 2)
+    return PreparedImage(canvas, extended, (0, 0, side, side))
 
 
 def keep_mask_for(mode: str, region: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numbers
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -233,6 +233,8 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         for name, value in (("smooth", smooth), ("masked_sampling", masked_sampling)):
             if not isinstance(value, (bool, np.bool_)):  # smooth="no" would switch smoothing on
                 raise TypeError(f"{name} must be True or False, got {value!r}")
+        if isinstance(prompt, Iterator):  # encoding would use a generator up, leaving no prompts for the output
+            prompt = list(prompt)
         overrides = self.check_overrides(overrides)
         config = SamplingConfig(
             cfg=cfg,
@@ -286,7 +288,10 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
                 raise TypeError(
                     f"overrides must be ScaleOverride objects (ScaleOverride(scale_idx=0, top_k=5)), got {override!r}"
                 )
-            if not 0 <= override.scale_idx < steps:
+            index = override.scale_idx
+            if not isinstance(index, numbers.Integral) or isinstance(index, bool):  # 1.5 would match no step
+                raise TypeError(f"ScaleOverride.scale_idx must be an int step index, got {index!r}")
+            if not 0 <= index < steps:
                 raise ValueError(f"ScaleOverride.scale_idx must be in 0..{steps - 1}, got {override.scale_idx}")
         return overrides
 

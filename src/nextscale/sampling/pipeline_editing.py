@@ -20,6 +20,7 @@ from nextscale.sampling.editing import (
     PreparedImage,
     box_mask,
     extend_canvas,
+    extended_image,
     keep_mask_for,
     mask_for_image,
     mask_from_array,
@@ -100,7 +101,8 @@ class EditingMixin:
         **kwargs,
     ) -> EditOutput:
         """Keep the region and regenerate the rest; or, with ``inner_fraction`` (in (0, 1)), shrink the whole
-        image into the centre of the canvas and generate a frame around it (extending the picture).
+        image into the centre of the canvas and generate a frame around it (extending the picture; ``.pasted()``
+        gives it at the input's resolution, the input's centre square ``1 / inner_fraction`` times larger).
 
         ``kwargs``: class_label or prompt, num_images, box_in_pixels and the sampling knobs, as for :meth:`edit`.
         """
@@ -109,10 +111,21 @@ class EditingMixin:
         if box is not None or mask is not None:
             raise ValueError("inner_fraction places the whole image; do not also give box or mask")
         prepared = prepare_image(image, self.image_size, self.tokenizer.config.in_channels)
-        canvas, placed = extend_canvas(prepared.tensor, inner_fraction)
+        canvas, placed_pixels = extend_canvas(prepared.tensor, inner_fraction)
         side = self.transformer.config.scale_sides[-1]
-        keep = keep_mask_for("outpaint", mask_from_array(placed, side))
-        framed = PreparedImage(canvas, prepared.original, prepared.crop_box)
+        placed = mask_from_array(placed_pixels, side)
+        if placed.all():
+            raise ValueError(
+                f"inner_fraction {inner_fraction} places the image over the whole {side}x{side} token grid, leaving "
+                "no frame to generate; choose a smaller fraction"
+            )
+        if not placed.any():
+            raise ValueError(
+                f"inner_fraction {inner_fraction} makes the image smaller than one cell of the {side}x{side} token "
+                "grid, so nothing of it is kept; choose a larger fraction"
+            )
+        keep = keep_mask_for("outpaint", placed)
+        framed = extended_image(prepared, canvas, placed_pixels)
         return self.edit_with_keep_mask(
             framed, keep, kwargs.pop("class_label", None), kwargs.pop("num_images", 1), **kwargs
         )
@@ -188,13 +201,16 @@ class EditingMixin:
         channels, size = self.tokenizer.config.in_channels, self.image_size
         if not isinstance(images, torch.Tensor) or not images.is_floating_point():
             raise TypeError("images must be a float tensor (B, C, S, S) in [-1, 1], e.g. uint8 pixels / 127.5 - 1")
-        if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size):
-            raise ValueError(f"images must be (B, {channels}, {size}, {size}) in [-1, 1], got {tuple(images.shape)}")
+        if images.ndim != 4 or tuple(images.shape[1:]) != (channels, size, size) or not len(images):
+            raise ValueError(
+                f"images must be (B, {channels}, {size}, {size}) in [-1, 1] with B >= 1, got {tuple(images.shape)}"
+            )
         if images.numel() and (images.min() < -1.001 or images.max() > 1.001):
             raise ValueError(
                 f"images must lie in [-1, 1], got values in [{float(images.min()):.3g}, {float(images.max()):.3g}]"
             )
         side = self.transformer.config.scale_sides[-1]
+        keep_mask = torch.as_tensor(keep_mask)  # a NumPy mask too
         if (
             keep_mask.shape[-2:] != (side, side)
             or keep_mask.ndim not in (2, 3)
