@@ -383,3 +383,21 @@ def test_an_out_dir_of_a_run_directory_refuses_the_images_of_a_newer_checkpoint(
     (out / SETTINGS_FILE).write_text(json.dumps({"--model": str(run)}))  # recorded before checkpoints were
     check_out_dir_settings(out, settings())
     assert run_checkpoint(tmp_path / "pipe") == {}  # a pipeline folder records no checkpoint
+
+
+def test_an_out_dir_records_which_float32_kernel_made_its_images(tiny_pipeline_dir):
+    """`--dtype auto` may settle on oneDNN's float32 linear kernel (not the exact one): the record says so, so a
+    resume under plain fp32 (or an `auto` that timed the other way) is refused instead of mixing kernels."""
+    import argparse
+
+    from nextscale import Pipeline
+    from nextscale.cli.sample_files import image_settings
+
+    args = argparse.Namespace(
+        model=tiny_pipeline_dir, classes=None, prompt=None, negative_prompt=None, text_features=None, num=2,
+        batch_size=2, device="cpu",
+    )  # fmt: skip
+    exact = Pipeline.from_pretrained(tiny_pipeline_dir)
+    onednn = Pipeline.from_pretrained(tiny_pipeline_dir).use_precision("fp32", linear_kernel="onednn")
+    assert image_settings(args, exact, {}, 0)["--dtype"] == "fp32"  # as folders written before this recorded it
+    assert image_settings(args, onednn, {}, 0)["--dtype"] == "fp32 (onednn linear kernel)"

@@ -78,6 +78,10 @@ def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | N
     model = args.model if args.model is not None else ("bundled:scenes" if pipe.is_text_conditional else None)
     model = str(model or "bundled:fashion-mnist")
     features = None
+    pipe.settle_linear_kernel()  # `--dtype auto` may pick oneDNN's float32 kernel, which is not the exact one
+    precision = pipe.precision.name
+    if precision == "fp32" and pipe.precision.linear_kernel == "onednn":  # plain "fp32" stays as older folders hold it
+        precision = "fp32 (onednn linear kernel)"
     if args.text_features is not None:
         features = f"{args.text_features.name} (sha256 {hashlib.sha256(args.text_features.read_bytes()).hexdigest()})"
     return {
@@ -96,7 +100,7 @@ def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | N
             for name, value in sampling.items()
             if sampling.get("masked_sampling") or name not in ("masked_sampling", "masked_plan")
         },
-        "--dtype": pipe.precision.name,
+        "--dtype": precision,
         "--device": torch.device(args.device).type,  # CPU and CUDA generators draw different numbers
     }
 
