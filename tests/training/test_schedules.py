@@ -95,6 +95,11 @@ def test_the_progressive_lr_schedule_is_accepted_where_schedules_are_named():
     [
         ({"total_steps": 4, "warmup": 50}, r"--warmup 50 is 50 warm-up steps, more than the run's 4"),
         ({"grad_clip": 0.0}, r"--grad-clip must be > 0 \(or 'none'"),
+        ({"lr": 0.0}, r"peak learning rate must be > 0 \(--lr, or --base-lr"),
+        ({"base_lr": -1e-4}, r"need base_lr > 0"),
+        ({"end_lr_factor": -0.1}, r"--end-lr-factor must be >= 0"),
+        ({"weight_decay": -0.05}, r"--weight-decay must be >= 0"),
+        ({"weight_decay_end": -1.0}, r"--weight-decay-end must be >= 0"),
     ],
 )
 def test_train_config_refuses_a_warmup_longer_than_the_run_and_a_zero_clip(settings, message):

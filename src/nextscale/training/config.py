@@ -128,6 +128,15 @@ class TrainConfig:
                 f"--warmup {self.warmup:g} is {self.warmup_steps} warm-up steps, more than the run's "
                 f"{self.total_steps}; give fewer steps, or a fraction of the run below 1 (VAR: 0.02)"
             )
+        if not self.peak_lr > 0:  # a zero or negative rate trains nothing, or climbs the loss
+            raise ValueError(
+                f"the peak learning rate must be > 0 (--lr, or --base-lr per 256 samples), got {self.peak_lr:g}"
+            )
+        for flag, value in (("--end-lr-factor", self.end_lr_factor), ("--weight-decay", self.weight_decay)):
+            if value < 0:  # a negative factor flips the step's sign; a negative decay inflates the weights
+                raise ValueError(f"{flag} must be >= 0, got {value:g}")
+        if self.weight_decay_end is not None and self.weight_decay_end < 0:
+            raise ValueError(f"--weight-decay-end must be >= 0, got {self.weight_decay_end:g}")
         if self.grad_clip is not None and self.grad_clip <= 0:  # clipping to 0 would zero every gradient
             raise ValueError(f"--grad-clip must be > 0 (or 'none': no clipping), got {self.grad_clip:g}")
         for name in ("log_every", "eval_every", "preview_every", "checkpoint_every"):
