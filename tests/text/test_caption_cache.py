@@ -49,3 +49,22 @@ def test_chunks_group_captions_by_token_count_in_fixed_row_counts(encoder):
     assert {text for chunk in chunks for text in chunk} == set(texts)
     assert sum(len(set(chunk)) for chunk in chunks) == len(texts)  # each caption once, fillers repeat within a chunk
     assert canonical_chunks([], encoder) == []
+
+
+def test_the_truncation_warning_counts_the_long_captions_not_the_chunk_filling(encoder, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="nextscale.text"):
+        CachedTextEncoder(encoder).encode(["cat " * 400, "a cat", "a red bag"])
+    message = " ".join(record.getMessage() for record in caplog.records)
+    assert "1 of 1 prompts exceed" in message, message  # not "8 of 8": the chunk repeats the long caption
+
+
+def test_a_bare_string_or_an_empty_list_is_refused_like_the_encoder_does(encoder):
+    cache = CachedTextEncoder(encoder)
+    with pytest.raises(TypeError, match=r"\['a cat'\]"):
+        cache.encode("a cat")  # was 5 rows, one per character
+    with pytest.raises(ValueError, match="at least one prompt"):
+        cache.encode([])
+    with pytest.raises(TypeError, match="strings"):
+        cache.encode(["a cat", None])

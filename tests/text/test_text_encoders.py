@@ -227,6 +227,17 @@ def test_unsupported_model_type_kind_pooling_and_length(tmp_path, t5_folder, cli
         load_text_encoder(clip_folder, max_length=77)
 
 
+def test_a_kind_that_does_not_match_the_folder_is_refused_not_loaded_at_random(sentence_folder, t5_folder):
+    # transformers would build the named kind's model from the other config and initialise every weight at random
+    with pytest.raises(ValueError, match="holds a sentence text encoder.*not a clip one"):
+        load_text_encoder(sentence_folder, kind="clip")
+    with pytest.raises(ValueError, match="holds a t5 text encoder.*not a sentence one"):
+        load_text_encoder(t5_folder, kind="sentence")
+    # past the model-type check (a type we do not know, whose kind the caller names): the weights must all be there
+    with pytest.raises(ValueError, match="weights of the clip text encoder are missing from the folder"):
+        CLIPTextEncoder.from_folder(sentence_folder)
+
+
 def test_pickled_weights_that_do_not_load_safely_are_one_error(sentence_folder, tmp_path):
     from fractions import Fraction
 

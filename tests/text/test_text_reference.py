@@ -61,6 +61,16 @@ def test_copied_files_keep_non_default_options(t5_folder, tmp_path):
     assert_same_encoder(load_text_encoder_folder(tmp_path), encoder)
 
 
+def test_a_copied_encoder_saved_again_in_place_keeps_its_folder_movable(t5_folder, tmp_path):
+    encoder = load_text_encoder(t5_folder, pooling="mean_all", max_length=8)
+    save_text_encoder_reference(tmp_path / "pipe" / "text_encoder", encoder, copy_files=True)
+    reloaded = load_text_encoder_folder(tmp_path / "pipe" / "text_encoder")
+    save_text_encoder_reference(tmp_path / "pipe" / "text_encoder", reloaded)  # save_pretrained over its own folder
+    assert json.loads((tmp_path / "pipe" / "text_encoder" / "text_encoder.json").read_text())["path"] == "."
+    (tmp_path / "pipe").rename(tmp_path / "moved")
+    assert_same_encoder(load_text_encoder_folder(tmp_path / "moved" / "text_encoder"), encoder)
+
+
 def test_copied_files_gather_a_separate_tokenizer_and_the_pooling_config(clip_folder, sentence_folder, tmp_path):
     clip = load_text_encoder(clip_folder)
     save_text_encoder_reference(tmp_path / "clip", clip, copy_files=True)

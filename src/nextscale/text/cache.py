@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
-from nextscale.text.encoders import TextEncoder
+from nextscale.text.encoders import TextEncoder, check_prompts
 from nextscale.text.encoding import TextEncoding
 
 # Rows of every encoder call for new captions: a fixed shape per token count (see the module docstring).
@@ -48,7 +48,7 @@ class CachedTextEncoder:
 
     def encode(self, prompts: Sequence[str]) -> TextEncoding:
         """(B,) captions -> a TextEncoding padded to the longest caption of this batch."""
-        prompts = list(prompts)
+        prompts = check_prompts(prompts)  # a bare string would be read as one caption per character
         new = sorted({text for text in prompts if text not in self._memo})
         self.misses += len(new)
         self.hits += len(prompts) - len(new)

@@ -154,7 +154,18 @@ class TextEncoder(ABC):
         tokenizer_path = path if tokenizer_path is None else tokenizer_path
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
         with quiet_weight_loading(transformers):
-            model = cls.model_class(transformers).from_pretrained(str(path), local_files_only=True)
+            model, loading = cls.model_class(transformers).from_pretrained(
+                str(path), local_files_only=True, output_loading_info=True
+            )
+        # transformers initialises weights the folder lacks at random (with a report on stderr, no error): a folder
+        # of another model type, or incomplete weights, would give a random encoder. The pooler is never used.
+        missing = sorted(key for key in loading.get("missing_keys", ()) if not key.startswith("pooler."))
+        if missing:
+            raise ValueError(
+                f"{path}: {len(missing)} weights of the {cls.kind} text encoder are missing from the folder (e.g. "
+                f"{missing[0]}): it holds another kind of model or incomplete weights; load it with its own kind, or "
+                "use a complete copy of the model"
+            )
         return cls(
             model,
             tokenizer,
@@ -242,13 +253,15 @@ class TextEncoder(ABC):
         return pool_fn(hidden, mask)
 
     def _warn_if_truncated(self, prompts: list[str]) -> None:
-        lengths = [len(ids) for ids in self.tokenizer(prompts, truncation=False, verbose=False)["input_ids"]]
+        # Distinct prompts are counted: the caption cache fills its fixed-size calls with repeats of one caption.
+        distinct = list(dict.fromkeys(prompts))
+        lengths = [len(ids) for ids in self.tokenizer(distinct, truncation=False, verbose=False)["input_ids"]]
         too_long = [length for length in lengths if length > self.max_length]
         if too_long:
             logger.warning(
                 "%d of %d prompts exceed the %s text encoder's limit of %d tokens (longest: %d) and are truncated",
                 len(too_long),
-                len(prompts),
+                len(distinct),
                 self.name,
                 self.max_length,
                 max(too_long),

@@ -205,6 +205,15 @@ def load_text_encoder(
         kind = detect_kind(model_folder)
     elif kind not in ENCODERS:
         raise ValueError(f"unknown text encoder kind {kind!r}; use one of {sorted(ENCODERS)}")
+    else:
+        model_type = read_json_file(model_folder / "config.json", "expected a Hugging Face model config").get(
+            "model_type"
+        )
+        if MODEL_TYPE_KINDS.get(model_type, kind) != kind:  # an unknown model type is the caller's to name
+            raise ValueError(
+                f"{model_folder} holds a {MODEL_TYPE_KINDS[model_type]} text encoder (model_type {model_type!r}), "
+                f"not a {kind} one: leave kind out to detect it, or point at a {kind} model"
+            )
     try:
         with warnings.catch_warnings():  # a pickle refused below also draws torch's warning about its protocol
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)

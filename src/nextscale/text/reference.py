@@ -71,7 +71,10 @@ def save_text_encoder_reference(
     elif (package := package_of(encoder.path)) is not None and not separate_tokenizer:
         payload["package"] = package
     else:
-        payload["path"] = str(encoder.path.resolve())
+        # An encoder whose files already sit in ``directory`` (a copied one, saved again in place) stays relative,
+        # so the folder can still be moved.
+        in_place = encoder.path.resolve() == directory.resolve()
+        payload["path"] = "." if in_place else str(encoder.path.resolve())
         if separate_tokenizer:
             payload["tokenizer_path"] = str(encoder.tokenizer_path.resolve())
     payload.update(max_length=encoder.max_length, pooling=encoder.pooling, width=encoder.width)
