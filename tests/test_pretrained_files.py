@@ -42,3 +42,19 @@ def test_non_finite_weights_in_a_component_folder_are_named_at_load(tmp_path):
     save_file(weights, folder / "model.safetensors")
     with pytest.raises(ValueError, match=r"non-finite weights \(NaN or inf in decoder\.conv_in\.weight\)"):
         load_component(MultiScaleVQVAE, folder)
+
+
+@pytest.mark.parametrize("config", [None, [1], "abc"])
+def test_a_component_config_without_its_config_object_is_one_clear_error(tmp_path, config):
+    import json
+    import shutil
+
+    from nextscale.pretrained import bundled_model_path, load_component
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+
+    folder = tmp_path / "tokenizer"
+    shutil.copytree(bundled_model_path("bundled:fashion-mnist") / "tokenizer", folder)
+    payload = {"class": "MultiScaleVQVAE"} | ({} if config is None else {"config": config})
+    (folder / "config.json").write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match=r'config\.json has no "config" object.*corrupt'):
+        load_component(MultiScaleVQVAE, folder)

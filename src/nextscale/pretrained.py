@@ -296,6 +296,11 @@ def read_config(component_cls: type, directory: str | os.PathLike) -> Any:
     expected = component_cls.__name__
     if payload.get("class") != expected:
         raise ValueError(f"{directory} holds a {payload.get('class')!r}, not a {expected!r}")
+    if not isinstance(payload.get("config"), dict):  # a KeyError, or a list read as field names, said nothing useful
+        raise ValueError(
+            f'{directory / CONFIG_NAME} has no "config" object (got {payload.get("config")!r}); the component '
+            "folder is corrupt: export or fetch it again"
+        )
     return config_from_dict(component_cls.config_class, payload["config"])
 
 

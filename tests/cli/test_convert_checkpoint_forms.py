@@ -196,3 +196,21 @@ def test_a_buffer_with_other_values_says_same_shape(official):
     state["attn_bias_for_masking"] = torch.zeros(1, 1, 4, 4)
     with pytest.raises(ValueError, match=r"shape \(1, 1, 4, 4\), expected \(1, 1, 680, 680\)"):
         load_official_var(state)
+
+
+@pytest.mark.parametrize("component", ["var", "vae"])
+def test_non_finite_weights_are_refused_before_anything_is_written(official, tmp_path, capsys, component):
+    """Such a folder would convert but never load (loading refuses NaN weights): say so at conversion, naming the
+    flag whose file holds them."""
+    files = {}
+    for name in ("var", "vae"):
+        state = dict(official[name])
+        if name == component:
+            key = next(key for key, value in state.items() if value.is_floating_point())
+            state[key] = state[key].clone().fill_(float("nan"))
+        files[name] = tmp_path / f"{name}.pth"
+        torch.save(state, files[name])
+    out = tmp_path / "out"
+    err = one_line_error(["convert", "--vae", str(files["vae"]), "--var", str(files["var"]), "--out", str(out)], capsys)
+    assert f"--{component} {files[component]} holds non-finite weights (NaN or inf in" in err
+    assert set(tmp_path.iterdir()) == set(files.values())  # no --out, no staging folder left behind

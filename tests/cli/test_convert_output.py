@@ -109,3 +109,15 @@ def test_an_empty_existing_out_is_used(tmp_path):
     assert main([*var_args(), "--out", str(tmp_path / "empty"), "--half"]) == 0
     pipe = Pipeline.from_pretrained(tmp_path / "empty")
     assert pipe.transformer.config.depth == 2 and next(pipe.transformer.parameters()).dtype == torch.float32
+
+
+def test_an_out_that_links_to_an_empty_folder_gets_the_pipeline(tmp_path):
+    """A rename cannot put the staged folder in the link's place; the pipeline goes into the linked folder."""
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "var").symlink_to(tmp_path / "disk")
+    assert main([*var_args(), "--out", str(tmp_path / "models" / "var")]) == 0
+    assert (tmp_path / "models" / "var").is_symlink()
+    assert sorted(path.name for path in (tmp_path / "disk").iterdir()) == ["pipeline.json", "tokenizer", "transformer"]
+    assert [path.name for path in (tmp_path / "models").iterdir()] == ["var"]  # no staging folder left
+    Pipeline.from_pretrained(tmp_path / "models" / "var")

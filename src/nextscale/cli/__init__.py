@@ -2,8 +2,8 @@
 
 Every command module defines ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported
 only when their command runs, so ``nextscale --help`` is instant. User errors (bad flags, unreadable
-files, components that do not fit, running out of memory) end the process with one readable line on stderr
-and exit status 2; ``-v`` shows the traceback instead.
+files, components that do not fit, an optional extra not installed, running out of memory) end the process with
+one readable line on stderr and exit status 2; ``-v`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
             check_device(args.device)
         return int(args._run(args) or 0)
-    except (CommandError, ValueError, TypeError, OSError) as err:  # OSError: missing, unwritable, full disk, ...
+    # OSError: missing, unwritable, full disk, ...; ImportError: an optional extra that is not installed
+    except (CommandError, ValueError, TypeError, OSError, ImportError) as err:
         if args.verbose:
             raise
         print(f"nextscale {args.command}: error: {error_text(err)}", file=sys.stderr)

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     check_out(args.out, args.overwrite)
     dtype = torch.float16 if args.half else None
     pipe, summary = convert_var(args) if args.star is None else convert_star(args)
+    check_finite(pipe, args)
     write_pipeline(args.out, lambda folder: save(pipe, folder, dtype, args.copy_text_encoder))
     print(f"wrote {args.out}: {summary}")
     return 0
@@ -198,6 +199,27 @@ def source_notes(checkpoints: dict) -> str:
         f"{flag}: {', '.join(checkpoint.notes())}" for flag, checkpoint in checkpoints.items() if checkpoint.notes()
     ]
     return "".join(f"; {note}" for note in notes)
+
+
+def check_finite(pipe, args: argparse.Namespace) -> None:
+    """Refuse weights with NaN or infinity before writing: the folder would convert but never load (loading refuses
+    them), and sampling from them gives black images."""
+    flag = "--var" if args.star is None else "--star"
+    for component, source in (
+        (pipe.transformer, f"{flag} {args.var or args.star}"),
+        (pipe.tokenizer, f"--vae {args.vae}"),
+    ):
+        bad = [
+            name
+            for name, tensor in component.state_dict().items()
+            if tensor.is_floating_point() and not tensor.isfinite().all()
+        ]
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise ValueError(
+                f"{source} holds non-finite weights (NaN or inf in {shown}): the training it comes from had diverged, "
+                "or the file is damaged; convert another checkpoint, or fetch the file again"
+            )
 
 
 def check_checkpoint_file(flag: str, path: Path | None) -> None:

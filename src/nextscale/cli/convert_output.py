@@ -39,6 +39,9 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 def write_pipeline(out: Path, save: Callable[[Path], None]) -> None:
     """Call ``save(folder)`` on a staging folder beside ``out``, then put its contents in ``out``."""
+    # A symbolic link to a folder: stage beside the folder itself (the link's folder may be on another file system,
+    # and a rename cannot replace a link by a folder); the link stays and names the new pipeline.
+    out = out.resolve() if out.is_symlink() else out
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=out.parent))
     try:

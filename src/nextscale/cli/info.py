@@ -174,19 +174,24 @@ def describe(text: str) -> dict[str, Any]:
 
 def component_facts(folder: Path) -> dict[str, Any]:
     """A component folder's class, parameter count and weight format (from the safetensors header), and shape."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     from nextscale.pretrained import read_json_file
 
     saved = read_json_file(folder / "config.json", f"{folder} is not a component folder")
     config = saved.get("config", {}) if isinstance(saved.get("config"), dict) else {}
     count, dtypes = 0, set()
-    with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
-        for key in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
-            piece = weights.get_slice(key)
-            shape = piece.get_shape()
-            count += math.prod(shape)
-            dtypes.add(piece.get_dtype())
+    try:
+        with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
+            for key in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                piece = weights.get_slice(key)
+                shape = piece.get_shape()
+                count += math.prod(shape)
+                dtypes.add(piece.get_dtype())
+    except SafetensorError as err:  # not an OSError or ValueError: it would end `info` in a traceback
+        raise ValueError(
+            f"{folder / 'model.safetensors'} could not be read ({err}); the file is corrupt or truncated"
+        ) from err
     facts = {
         "class": saved.get("class", "?"),
         "parameters": _millions(count),
@@ -199,9 +204,11 @@ def component_facts(folder: Path) -> dict[str, Any]:
 
 def describe_pipeline(folder: Path) -> dict[str, Any]:
     from nextscale.pretrained import read_json_file
+    from nextscale.sampling.pipeline_folder import check_index
     from nextscale.tokenizer.config import TokenizerConfig
 
     spec = read_json_file(folder / "pipeline.json", f"{folder} is not a pipeline folder")
+    check_index(spec, folder / "pipeline.json")  # what loading refuses: e.g. a component named by a number
     kind = spec.get("_class_name", "?")
     report: dict[str, Any] = {"what": f"{folder}: a {kind} folder"}
     transformer = component_facts(folder / spec.get("transformer", "transformer"))
@@ -283,11 +290,15 @@ def describe_run(folder: Path) -> dict[str, Any]:
     from nextscale.training.export import read_run_config
 
     config = read_run_config(folder)
-    train = config.get("train", {})
+    train, model = config.get("train", {}), config.get(config["kind"], {})
+    if not isinstance(train, dict) or not isinstance(model, dict):  # else an AttributeError traceback
+        raise ValueError(
+            f"{folder / 'config.json'} is damaged: its 'train' and {config['kind']!r} entries must be JSON objects; "
+            "re-create the run, or restore the file"
+        )
     total = train.get("total_steps")
     checkpoints = list_checkpoints(folder)
     step = checkpoint_step(checkpoints[-1]) if checkpoints else 0
-    model = config.get(config["kind"], {})
     model_class = f" ({config['model_class']})" if "model_class" in config else ""
     report: dict[str, Any] = {"what": f"{folder}: a {config['kind']} training run{model_class}"}
     report["progress"] = f"step {step} of {total}" + (

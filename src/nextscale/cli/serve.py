@@ -7,8 +7,9 @@ Examples:
     nextscale serve --text-model star-256/ --device cuda --dtype auto --max-images 16
     nextscale serve --host 0.0.0.0 --port 8080         # reachable from other machines (no login: mind who can)
 
-Needs the demo extra: pip install 'nextscale[demo]'. The page has four tabs (the text ones with a text model, the
-class ones unless --no-class):
+Needs the demo extra: pip install 'nextscale[demo]'; the bundled text model also needs the text extra (pip install
+'nextscale[text]'), without which the text tabs are left out with a note. The page has four tabs (the text ones with
+a text model, the class ones unless --no-class):
   Class -> image   pick classes by name; a labelled grid, one row per class, one column per image.
   Text -> image    one prompt per line (and a negative prompt); a grid, one row per prompt.
   Edit             upload an image (the bundled model starts with a real test sneaker), set a box with the
@@ -18,7 +19,8 @@ class ones unless --no-class):
                    bundled scene model starts with a real held-out scene and a bag asked for in its top left).
 Every tab has the sampling knobs of `nextscale sample` (seed, cfg, top-k, top-p, temperature, smooth), starting
 at the model's recommended settings; the status line says how long it took and in which precision. Requests
-run one at a time and ask for at most --max-images images. The server runs offline (no analytics, no share
+run one at a time and ask for at most --max-images images; uploads may be up to 100 MB, and uploads and results
+are deleted from gradio's cache a day after they were made. The server runs offline (no analytics, no share
 link); Ctrl-C stops it.
 """
 
@@ -29,9 +31,14 @@ import errno
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 
 from nextscale.cli.common import add_dtype_argument, load_pipeline
+
+# The largest upload the server takes (gradio's default is none: anyone who reaches the port could fill the disk,
+# since gradio keeps every upload in its cache). Far above a photo, or a 16-bit PNG at Pillow's pixel limit.
+MAX_UPLOAD = "100mb"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,6 +147,27 @@ def load_served_pipeline(args: argparse.Namespace, model: Path | None, text: boo
     return pipe
 
 
+def load_default_text_pipeline(args: argparse.Namespace, has_class_tabs: bool):
+    """The text model; the bundled one (no --text-model) is left out, with a note, when the text extra is not installed
+    and the class tabs have something to serve: the demo extra alone serves those."""
+    if args.text_model is not None or not has_class_tabs:
+        return load_served_pipeline(args, args.text_model, text=True)
+    from nextscale.text.loading import default_text_encoder_path
+
+    try:
+        default_text_encoder_path()  # the bundled text model's encoder: a package of the text extra
+    except FileNotFoundError as err:
+        return without_text_tabs(err)
+    try:
+        return load_served_pipeline(args, None, text=True)
+    except ImportError as err:  # transformers, the text extra's other package
+        return without_text_tabs(err)
+
+
+def without_text_tabs(reason: Exception) -> None:
+    print(f"note: no text tabs ({reason}); --no-text leaves them out without this note", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.max_images < 1:
         raise ValueError(f"--max-images must be at least 1, got {args.max_images}")
@@ -155,14 +183,15 @@ def run(args: argparse.Namespace) -> int:
     require_gradio()
     check_address(args.host, args.port)  # before the models load: a busy port should not cost a minute's wait
     class_pipeline = None if args.no_class else load_served_pipeline(args, args.model, text=False)
-    text_pipeline = None if args.no_text else load_served_pipeline(args, args.text_model, text=True)
+    text_pipeline = None if args.no_text else load_default_text_pipeline(args, class_pipeline is not None)
 
     from nextscale.cli.web_app import build_app
 
     app = build_app(class_pipeline, text_pipeline, args.max_images)
     print(f"starting the web demo at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
     try:
-        app.launch(server_name=args.host, server_port=args.port, share=False, quiet=True)  # blocks until Ctrl-C
+        # blocks until Ctrl-C
+        app.launch(server_name=args.host, server_port=args.port, share=False, quiet=True, max_file_size=MAX_UPLOAD)
     except KeyboardInterrupt:  # Ctrl-C before gradio's own wait (which handles it) began
         app.close()
     except OSError as err:  # taken since check_address; gradio's message names its launch() arguments, not flags

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 # Pillow signals an unreadable, truncated or oversized image with one of these.
 IMAGE_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+# gradio keeps every upload and every result image in its cache, by default until the disk is full: every hour,
+# delete those older than a day (a page left open that long shows its images, but cannot download them again).
+CACHE_CLEANUP = (3600, 86400)  # (every N seconds, files older than M seconds)
 
 
 # ----------------------------------------------------------------------------------------------- widgets
@@ -242,7 +245,7 @@ def build_app(
     if class_pipeline is None and text_pipeline is None:
         raise ValueError("the web demo needs a class pipeline, a text pipeline or both")
     models = ServedModels(class_pipeline, text_pipeline, max_images)
-    with gr.Blocks(title="nextscale", analytics_enabled=False) as app:
+    with gr.Blocks(title="nextscale", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as app:
         gr.Markdown("# nextscale: next-scale image generation (VAR / STAR)")
         with gr.Tabs():
             if class_pipeline is not None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from nextscale.cli.demo import enlarge
+from nextscale.cli.sample_plan import batch_seed
 from nextscale.cli.sample_scales import scale_grid
 from nextscale.cli.web_inputs import (
     DEFAULT_KNOBS,
@@ -33,6 +34,7 @@ from nextscale.cli.web_inputs import (
 )
 
 if TYPE_CHECKING:
+    from nextscale.sampling.outputs import PipelineOutput
     from nextscale.sampling.pipeline import Pipeline
     from nextscale.sampling.text_pipeline import TextPipeline
 
@@ -151,6 +153,21 @@ def result_grid(pipe, out, labels: list[str], per_row: int, coarse_to_fine: bool
     return make_grid(enlarge(out.images * 2 - 1, display_zoom(pipe)), nrow=per_row, labels=labels)
 
 
+def joined(outs: list[PipelineOutput]) -> PipelineOutput:
+    """Several calls' outputs (``output_type="pt"``) as one, in order."""
+    import torch
+
+    from nextscale.sampling.outputs import PipelineOutput
+
+    prompts = [prompt for out in outs for prompt in (out.prompts or [])]
+    return PipelineOutput(
+        images=torch.cat([out.images for out in outs]),
+        tokens=torch.cat([out.tokens for out in outs]),
+        class_labels=None,
+        prompts=prompts or None,
+    )
+
+
 def sample_prompts(
     models: ServedModels,
     prompts: str,
@@ -176,18 +193,29 @@ def sample_prompts(
     negative = (negative_prompt or "").strip()
     settings = knobs.settings()
     labels = [short_label(line) for line in lines for _ in range(per_prompt)]
+    seed = settings.pop("seed")
+    # A converted official STAR model keeps the official batch-0 cross-attention: in a batch, every row attends to
+    # the first prompt's text. One prompt per call then, with the seeds `nextscale sample --batch-size N` gives
+    # each batch, so that every row shows its own prompt (the library only logs a warning, unseen in the page).
+    batch0 = getattr(pipe.transformer.config, "official_batch0_cross_attention", False) and len(set(lines)) > 1
+    batches = [[line] for line in lines] if batch0 else [lines]
     with shown_in_the_page(), turn(models) as timing:
-        out = pipe(
-            prompt=lines,
-            negative_prompt=[negative] if negative else None,
-            num_images_per_prompt=per_prompt,
-            output_type="pt",
-            # a model with the masked-sampler head recommends masked sampling (the official demo's setting)
-            masked_sampling=bool((pipe.recommended_sampling or {}).get("masked_sampling", False)),
-            **settings,
-        )
+        outs = [
+            pipe(
+                prompt=batch,
+                negative_prompt=[negative] if negative else None,
+                num_images_per_prompt=per_prompt,
+                output_type="pt",
+                # a model with the masked-sampler head recommends masked sampling (the official demo's setting)
+                masked_sampling=bool((pipe.recommended_sampling or {}).get("masked_sampling", False)),
+                seed=batch_seed(seed, index),
+                **settings,
+            )
+            for index, batch in enumerate(batches)
+        ]
+        out = joined(outs)
         grid = result_grid(pipe, out, labels, per_prompt, coarse_to_fine)
-    return grid, status_line(len(labels), timing, pipe, settings["seed"])
+    return grid, status_line(len(labels), timing, pipe, seed)
 
 
 def edit_image(

@@ -60,7 +60,7 @@ def whole_number(value: float | None, name: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if not isinstance(value, float) or not math.isfinite(value) or value != round(value):
-        raise UserError(f"{name} must be a whole number, got {value}")
+        raise UserError(f"{name} must be a whole number, got {value!r}")
     return int(value)
 
 
@@ -73,7 +73,7 @@ def image_count(value: float | None, name: str) -> int:
 
 def finite_number(value: float | None, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UserError(f"{name} must be a number, got {value}")
+        raise UserError(f"{name} must be a number, got {value!r}")
     return float(value)
 
 
