@@ -1,6 +1,7 @@
 """The pipeline's text_encoder/ component: reference JSON (package, path, copied files) round trips."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -69,6 +70,17 @@ def test_a_copied_encoder_saved_again_in_place_keeps_its_folder_movable(t5_folde
     assert json.loads((tmp_path / "pipe" / "text_encoder" / "text_encoder.json").read_text())["path"] == "."
     (tmp_path / "pipe").rename(tmp_path / "moved")
     assert_same_encoder(load_text_encoder_folder(tmp_path / "moved" / "text_encoder"), encoder)
+
+
+def test_an_encoder_inside_another_pipeline_is_copied_so_that_pipeline_may_go(t5_folder, tmp_path):
+    """Saving a loaded pipeline elsewhere must not tie the new folder to the old one's text_encoder/."""
+    encoder = load_text_encoder(t5_folder, pooling="mean_all", max_length=8)
+    save_text_encoder_reference(tmp_path / "a" / "text_encoder", encoder, copy_files=True)
+    from_a = load_text_encoder_folder(tmp_path / "a" / "text_encoder")
+    save_text_encoder_reference(tmp_path / "b" / "text_encoder", from_a)  # no copy_files asked for
+    assert json.loads((tmp_path / "b" / "text_encoder" / "text_encoder.json").read_text())["path"] == "."
+    shutil.rmtree(tmp_path / "a")
+    assert_same_encoder(load_text_encoder_folder(tmp_path / "b" / "text_encoder"), encoder)
 
 
 def test_copied_files_gather_a_separate_tokenizer_and_the_pooling_config(clip_folder, sentence_folder, tmp_path):

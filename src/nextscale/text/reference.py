@@ -54,7 +54,8 @@ def save_text_encoder_reference(
         encoder: a loaded encoder, or a folder loaded with its defaults (pass a loaded encoder to keep a
             non-default ``pooling`` or ``max_length``).
         copy_files: copy the encoder's Hugging Face files into ``directory`` and record ``"path": "."``;
-            otherwise record the encoder's package name or absolute path.
+            otherwise record the encoder's package name or absolute path. An encoder whose files sit in another
+            pipeline's ``text_encoder/`` folder is always copied: that pipeline may be deleted or moved.
 
     Returns:
         The path of the written ``text_encoder.json``.
@@ -65,7 +66,9 @@ def save_text_encoder_reference(
     directory.mkdir(parents=True, exist_ok=True)
     payload: dict[str, object] = {"kind": encoder.kind}
     separate_tokenizer = encoder.tokenizer_path.resolve() != encoder.path.resolve()
-    if copy_files:
+    in_place = encoder.path.resolve() == directory.resolve()
+    inside_another_pipeline = (encoder.path / REFERENCE_NAME).is_file() and not in_place
+    if copy_files or inside_another_pipeline:
         copy_encoder_files(encoder, directory)
         payload["path"] = "."
     elif (package := package_of(encoder.path)) is not None and not separate_tokenizer:
@@ -73,7 +76,6 @@ def save_text_encoder_reference(
     else:
         # An encoder whose files already sit in ``directory`` (a copied one, saved again in place) stays relative,
         # so the folder can still be moved.
-        in_place = encoder.path.resolve() == directory.resolve()
         payload["path"] = "." if in_place else str(encoder.path.resolve())
         if separate_tokenizer:
             payload["tokenizer_path"] = str(encoder.tokenizer_path.resolve())
