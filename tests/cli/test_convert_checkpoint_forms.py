@@ -214,3 +214,16 @@ def test_non_finite_weights_are_refused_before_anything_is_written(official, tmp
     err = one_line_error(["convert", "--vae", str(files["vae"]), "--var", str(files["var"]), "--out", str(out)], capsys)
     assert f"--{component} {files[component]} holds non-finite weights (NaN or inf in" in err
     assert set(tmp_path.iterdir()) == set(files.values())  # no --out, no staging folder left behind
+
+
+def test_weights_beyond_float16_are_refused_with_half(official, tmp_path, capsys):
+    """--half would turn them into inf, and the written folder would never load."""
+    state = dict(official["var"])
+    key = next(key for key, value in state.items() if value.is_floating_point())
+    state[key] = state[key].clone().fill_(1e6)
+    torch.save(state, tmp_path / "var.pth")
+    torch.save(official["vae"], tmp_path / "vae.pth")
+    flags = ["convert", "--vae", str(tmp_path / "vae.pth"), "--var", str(tmp_path / "var.pth"), "--out"]
+    err = one_line_error([*flags, str(tmp_path / "half"), "--half"], capsys)
+    assert "holds weights beyond float16's range (|w| > 65504 in " in err and err.endswith("convert without --half")
+    assert main([*flags, str(tmp_path / "full")]) == 0  # float32 holds them

@@ -203,7 +203,9 @@ def source_notes(checkpoints: dict) -> str:
 
 def check_finite(pipe, args: argparse.Namespace) -> None:
     """Refuse weights with NaN or infinity before writing: the folder would convert but never load (loading refuses
-    them), and sampling from them gives black images."""
+    them), and sampling from them gives black images; with --half, also weights that float16 cannot hold."""
+    import torch
+
     flag = "--var" if args.star is None else "--star"
     for component, source in (
         (pipe.transformer, f"{flag} {args.var or args.star}"),
@@ -219,6 +221,17 @@ def check_finite(pipe, args: argparse.Namespace) -> None:
             raise ValueError(
                 f"{source} holds non-finite weights (NaN or inf in {shown}): the training it comes from had diverged, "
                 "or the file is damaged; convert another checkpoint, or fetch the file again"
+            )
+        half_max = torch.finfo(torch.float16).max
+        too_large = [
+            name
+            for name, tensor in component.state_dict().items()
+            if args.half and tensor.is_floating_point() and tensor.abs().max() > half_max
+        ]
+        if too_large:  # they would become inf in the float16 file, which then never loads
+            raise ValueError(
+                f"{source} holds weights beyond float16's range (|w| > {half_max:g} in {too_large[0]}); convert "
+                "without --half"
             )
 
 
