@@ -183,3 +183,118 @@ def test_evaluate_of_an_own_images_model_asks_for_its_reference_and_skips_a_corr
     assert json.loads(report_path.read_text())["reference_count"] == 6  # the corrupt file left out, not doubled
     assert main([*base, "--reference", str(tmp_path / "real"), "--bad-images", "fail"]) == 2
     assert "broken.png (unreadable)" in capsys.readouterr().err
+
+
+def test_evaluate_loss_runs_in_the_requested_dtype_and_refuses_sampling_flags(model_dir, tmp_path, capsys):
+    tokens = tmp_path / "tokens"
+    argv = ["tokenize", "--tokenizer", str(model_dir), "--data", f"fashion-mnist:{ASSETS}", "--split", "test"]
+    assert main([*argv, "--out", str(tokens), "--no-progress"]) == 0
+    base = ["evaluate", "--loss", "--model", str(model_dir), "--tokens", str(tokens), "--num", "20"]
+    reports = {}
+    for dtype in ("fp32", "bf16"):  # bf16 casts the transformer's linear weights: it crashed outside autocast
+        out = tmp_path / f"{dtype}.json"
+        assert main([*base, "--dtype", dtype, "--out", str(out)]) == 0
+        reports[dtype] = json.loads(out.read_text())
+    assert reports["fp32"]["dtype"] == "fp32" and reports["bf16"]["dtype"] == "bf16"
+    assert reports["bf16"]["L_avg"] == pytest.approx(reports["fp32"]["L_avg"], rel=0.05)
+    capsys.readouterr()
+    for flag in (["--cfg", "3"], ["--seed", "1"], ["--top-k", "5"], ["--smooth"]):  # teacher forcing samples nothing
+        assert main([*base, *flag]) == 2
+        assert f"error: {flag[0]} " in capsys.readouterr().err
+
+
+def test_a_model_scores_as_the_sample_files_it_writes(model_dir, tmp_path):
+    """--features classifier and the class judge read 8-bit values, as the Inception does: the same numbers for the
+    tensors and for their PNGs (the classifier read unrounded tensors: FID 420.77 against 420.85 for the files)."""
+    reference = ["--reference", f"fashion-mnist:{ASSETS}", "--features", "classifier"]
+    model_run = ["evaluate", "--model", str(model_dir), "--num", "40", "--batch-size", "8", "--seed", "0", *reference]
+    assert main([*model_run, "--save-samples", str(tmp_path / "s"), "--out", str(tmp_path / "model.json")]) == 0
+    assert main(["evaluate", "--samples", str(tmp_path / "s"), *reference, "--out", str(tmp_path / "files.json")]) == 0
+    model, files = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("model", "files"))
+    for name in ("fid", "kid", "precision", "recall", "class_consistency", "classifier_inception_score"):
+        assert model[name] == pytest.approx(files[name], rel=1e-6, abs=1e-9), name
+
+
+@pytest.mark.parametrize("form", ["folder", "npz"])
+def test_evaluate_samples_num_takes_images_spread_through_a_class_ordered_set(tmp_path, form):
+    """`sample --class all --out-dir` writes class by class: --num 10 of 30 must keep all ten classes, not the
+    first ten images (classes 0-3)."""
+    from nextscale.data.sample_sets import NpzImageWriter
+
+    labels = [index // 3 for index in range(30)]  # 0, 0, 0, 1, 1, 1, ...
+    images = torch.rand(30, 1, 32, 32) * 2 - 1
+    if form == "folder":
+        (tmp_path / "s").mkdir()
+        for index, (picture, label) in enumerate(zip(images, labels)):
+            Image.fromarray(((picture[0] + 1) * 127.5).round().byte().numpy()).save(
+                tmp_path / "s" / f"{index:04d}_class{label}.png"
+            )
+        samples = tmp_path / "s"
+    else:
+        samples = tmp_path / "s.npz"
+        with NpzImageWriter(samples, 30, 32) as writer:
+            writer.add(images[:16], labels[:16])
+            writer.add(images[16:], labels[16:])
+    argv = ["evaluate", "--samples", str(samples), "--reference", f"fashion-mnist:{ASSETS}", "--features", "classifier"]
+    assert main([*argv, "--num", "10", "--batch-size", "4", "--out", str(tmp_path / "report.json")]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["num_samples"] == 10 and None not in report["class_consistency_per_class"]
+
+
+def test_save_samples_refuses_a_folder_of_an_earlier_run(model_dir, tmp_path, capsys):
+    """A run writes images 0..N-1 over an earlier run's and leaves the rest: `--samples` would then mix two runs."""
+    argv = ["evaluate", "--model", str(model_dir), "--num", "8", "--features", "classifier"]
+    for name in ("000039_class9.png", "000003.png", "cfg-1.5"):
+        folder = tmp_path / name.replace(".", "-")
+        folder.mkdir()
+        (folder / name).mkdir() if name.startswith("cfg-") else (folder / name).write_bytes(b"")
+        assert main([*argv, "--save-samples", str(folder)]) == 2
+        assert f"already holds samples ({name}); this run would mix" in capsys.readouterr().err
+
+
+def test_reference_cache_of_a_folder_whose_images_changed_is_refused(model_dir, tmp_path, capsys):
+    """Same folder, same count, other images: the cached features are not theirs."""
+
+    def write_reference(seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        for name in ("a", "b"):
+            (tmp_path / "ref" / name).mkdir(parents=True, exist_ok=True)
+            for index in range(3):
+                pixels = torch.randint(0, 256, (32 + 4 * seed, 32 + 4 * seed), generator=generator, dtype=torch.uint8)
+                Image.fromarray(pixels.numpy()).save(tmp_path / "ref" / name / f"{index}.png")
+
+    write_reference(0)
+    argv = ["evaluate", "--model", str(model_dir), "--num", "6", "--features", "classifier", "--reference"]
+    argv += [str(tmp_path / "ref"), "--reference-cache", str(tmp_path / "ref.npz")]
+    assert main(argv) == 0
+    assert main(argv) == 0  # unchanged: read from the cache
+    write_reference(1)
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "pass another cache file or delete it" in capsys.readouterr().err
+
+
+def test_evaluate_samples_refuses_a_stray_file_before_any_features(tmp_path, monkeypatch, capsys):
+    """A file of another size (or no image) at the end of the folder failed only after the reference's features and
+    every sample's before it (hours of Inception on a CPU for 50,000 samples)."""
+    from nextscale.cli import evaluate
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the feature network was loaded before the sample files were checked")
+
+    monkeypatch.setattr(evaluate, "load_feature_extractor", no_network)
+    (tmp_path / "s").mkdir()
+    for index in range(6):
+        Image.new("L", (32, 32), 40 * index).save(tmp_path / "s" / f"{index:04d}_class{index}.png")
+    argv = ["evaluate", "--samples", str(tmp_path / "s"), "--reference", f"fashion-mnist:{ASSETS}"]
+    for name, fault, expected in (
+        ("0006_class6.png", "size", "is 40x40; the samples must be square, all one size"),
+        ("0007_class7.png", "junk", "cannot be read"),
+    ):
+        if fault == "size":
+            Image.new("L", (40, 40)).save(tmp_path / "s" / name)
+        else:
+            (tmp_path / "s" / "0006_class6.png").unlink()
+            (tmp_path / "s" / name).write_bytes(b"not an image")
+        assert main([*argv, "--features", "classifier"]) == 2
+        assert f"{name} {expected}" in capsys.readouterr().err

@@ -83,3 +83,16 @@ def test_fid_separates_shifted_images():
         return fid_from_features(*(compute_features(extractor, [x], progress=False) for x in (real, b)))
 
     assert fid(near) < fid(far)
+
+
+def test_non_finite_features_are_one_clear_error():
+    """NaN features (images that overflowed) made SciPy's sqrtm fail with "Internal error ... -102"."""
+    from nextscale.cli.evaluate_scores import distances
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(10, 4)), rng.normal(size=(10, 4))
+    fake[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite values"):
+        fid_from_features(real, fake)
+    with pytest.raises(ValueError, match="1 of the 10 sample images have NaN or infinite features"):
+        distances(real, fake)

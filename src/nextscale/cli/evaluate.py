@@ -48,7 +48,8 @@ Held-out test loss and token error per scale (the VAR paper's L_last, L_avg, Err
 token shards of held-out images (`nextscale tokenize --split test`) made with the model's tokenizer:
     nextscale evaluate --loss --model runs/fm-pipeline --tokens tokens/fm-test --out loss.json
 Teacher-forced, with the trainer's own evaluation code (nextscale.evaluation.held_out); --num caps the number
-of sequences (default: all). The bundled model on the 100 test-asset sequences (tokenize --data
+of sequences (default: all); --dtype runs the transformer as it samples in that precision (sampling flags, which
+would change nothing, are refused). The bundled model on the 100 test-asset sequences (tokenize --data
 fashion-mnist:tests/assets/fashion_mnist --split test): L_avg 2.197, L_last 2.662, Err_avg 0.595, Err_last 0.664,
 in 5 s (17.7 sequences/s on this 2-core CPU while other jobs loaded it to ~8).
 
@@ -84,10 +85,12 @@ model's scores as "real" when --reference holds scenes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -95,6 +98,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nextscale.cli.common import (
+    SAMPLING_FLAGS,
     Default,
     add_model_argument,
     add_sampling_arguments,
@@ -137,8 +141,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help=f"generated images (class models; default: {DEFAULT_NUM}); text models with --reference: the first N "
-        f"reference images, one sample of each one's caption (default: all, up to {DEFAULT_NUM}); --loss: the "
-        "first N sequences (default: all)",
+        f"reference images, one sample of each one's caption (default: all, up to {DEFAULT_NUM}); --samples: N of "
+        "the images, spread evenly through them (default: all); --loss: the first N sequences (default: all)",
     )
     parser.add_argument(
         "--reference",
@@ -192,8 +196,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--save-samples",
         type=Path,
         default=None,
-        help="also write the samples as PNGs here ({index:06d}_class{label}.png; text models: {index:06d}.png + "
-        "prompts.txt), in a cfg-VALUE/ folder per value when --cfg sweeps",
+        help="also write the samples as PNGs into this new or empty folder ({index:06d}_class{label}.png; text "
+        "models: {index:06d}.png + prompts.txt), in a cfg-VALUE/ folder per value when --cfg sweeps",
     )
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON")
     parser.add_argument(
@@ -243,8 +247,13 @@ NOT_FOR_LOSS = (
     ("save_samples", "--save-samples"),
     ("reference", "--reference"),
     ("reference_cache", "--reference-cache"),
+    ("inception", "--inception"),
+    ("seed", "--seed"),
+    ("smooth", "--smooth"),
+    ("cuda_graphs", "--cuda-graphs"),
 )
 CAPTIONS_PREFIX = "captions:"
+SAVED_SAMPLE = re.compile(r"\d+(_class\d+)?\.png")  # the names --save-samples gives (text models: no class)
 RASTER_CLASS = "RasterTransformer"  # the class name a raster pipeline's transformer/config.json records
 
 
@@ -275,6 +284,7 @@ def check_flags(args: argparse.Namespace) -> None:
         check_output_file(args.reference_cache, "--reference-cache", example="reference.npz")
     if args.save_samples is not None:
         check_output_dir(args.save_samples, "--save-samples")
+        check_no_saved_samples(args.save_samples)
     if args.inception_classifier is not None:
         if args.features != "inception" or args.loss:
             what = "--loss" if args.loss else f"--features {args.features}"
@@ -282,6 +292,19 @@ def check_flags(args: argparse.Namespace) -> None:
         from nextscale.evaluation.inception_classifier import load_inception_classifier
 
         load_inception_classifier(args.inception_classifier)  # a wrong file is one line now, not after sampling
+
+
+def check_no_saved_samples(folder: Path) -> None:
+    """Refuse a --save-samples folder that already holds samples: a run writes images 0..N-1 over them and leaves
+    any further ones in place, so ``evaluate --samples`` of the folder would score two runs mixed."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if SAVED_SAMPLE.fullmatch(entry.name) or (entry.is_dir() and entry.name.startswith("cfg-")):
+            raise ValueError(
+                f"--save-samples {folder} already holds samples ({entry.name}); this run would mix its images with "
+                "them: give a new or empty folder"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,12 +379,13 @@ def load_feature_extractor(features: str, image_size: int, inception: Path | Non
         return load_inception(file, device=device), network_name(file.name, file)
     from nextscale.evaluation.adherence import quadrant_features
     from nextscale.evaluation.classifier import bundled_classifier_dir, load_bundled_classifier
+    from nextscale.evaluation.features import quantize_8bit
 
     classifier = load_bundled_classifier(device)
     weights = bundled_classifier_dir() / "model.safetensors"
 
-    def embed(images):  # the batches arrive on the CPU
-        return classifier.features(images.to(device))
+    def embed(images):  # the batches arrive on the CPU; 8-bit values, as the Inception reads them (PNG pixels)
+        return classifier.features(quantize_8bit(images).to(device))
 
     if image_size == classifier.config.image_size:
         return embed, network_name("bundled-fashion-classifier", weights)
@@ -397,6 +421,28 @@ def reference_location(spec: str) -> str:
     if spec.startswith(CAPTIONS_PREFIX):
         return f"{CAPTIONS_PREFIX}{Path(spec.removeprefix(CAPTIONS_PREFIX)).resolve()}"
     return str(Path(spec).resolve())
+
+
+def reference_key(spec: str, reference, size: int, channels: int, network: str) -> dict:
+    """What the reference cache's features are of: the place, count, image size and channels, the feature
+    network and, for a folder or an .npz, a digest of its files' names, sizes and modification times (a folder
+    whose images were replaced by as many others must not reuse the old features; Fashion-MNIST's are fixed)."""
+    from nextscale.data.images import ImageFolderDataset
+    from nextscale.data.sample_sets import SampleSet
+
+    key = dict(reference=reference_location(spec), split="test", count=len(reference), size=size, channels=channels)
+    files = []
+    if isinstance(reference, SampleSet):
+        files = [reference.path] if reference.files is None else reference.files
+    elif isinstance(reference, ImageFolderDataset):
+        files = [path for path, _ in reference.samples]
+    if files:
+        digest = hashlib.sha256()
+        for path in files:
+            stat = Path(path).stat()
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        key["files"] = digest.hexdigest()[:16]
+    return {**key, "features": network}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -473,6 +519,10 @@ def open_tokens(args: argparse.Namespace, facts: ModelFacts):
     if not (args.loss and args.tokens is not None):
         raise ValueError("--loss measures held-out tokens: give both --loss and --tokens DIR")
     refuse_flags(args, NOT_FOR_LOSS, "is for sample evaluation, not for --loss")
+    given = [name for name in SAMPLING_FLAGS if not isinstance(getattr(args, name), Default)]
+    if given:  # teacher forcing draws nothing: a sampling setting would be silently ignored
+        flag = f"--{given[0].replace('_', '-')}"
+        raise ValueError(f"{flag} is a sampling setting; --loss teacher-forces held-out tokens and samples nothing")
     if args.num is not None and args.num < 1:
         raise ValueError("--num must be at least 1")
     dataset = TokenShardDataset(args.tokens)  # the manifest and every shard it lists exist
@@ -507,12 +557,21 @@ def run_loss(args: argparse.Namespace, dataset, pipe, started: float) -> int:
     subset = torch.utils.data.Subset(dataset, range(count))
     loader = torch.utils.data.DataLoader(subset, batch_size=args.batch_size, collate_fn=collate_held_out)
     text_encoder = pipe.text_encoder if pipe.is_text_conditional else None
-    held_out = evaluate_held_out(pipe.transformer, pipe.tokenizer, loader, text_encoder=text_encoder)
+
+    @contextlib.contextmanager
+    def precision():  # the transformer runs as it samples: --dtype bf16 casts its linear weights
+        with pipe.precision.autocast(pipe.device), pipe.precision.linear_products():
+            yield
+
+    held_out = evaluate_held_out(
+        pipe.transformer, pipe.tokenizer, loader, text_encoder=text_encoder, transformer_context=precision
+    )
     report = {
         "model": str(args.model or "bundled"),
         "measured": "held-out test loss",
         "conditioning": "text" if pipe.is_text_conditional else "class",
         "tokens": str(args.tokens),
+        "dtype": pipe.precision.name,
         **dataclasses.asdict(held_out),
     }
     return finish(args, report, started)

@@ -83,12 +83,11 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     extractor, network = evaluate.load_feature_extractor(args.features, size, args.inception, args.device)
     inception_head = evaluate_scores.inception_head(args, extractor)
     location = evaluate.reference_location(spec)
-    key = dict(reference=location, split="test", count=len(reference), size=size, channels=channels)
     real = cached_features(
         extractor,
         lambda: evaluate.reference_batches(reference),
         args.reference_cache,
-        key={**key, "features": network},
+        key=evaluate.reference_key(spec, reference, size, channels, network),
     )
     sampling = evaluate.sampling_settings(args)
     # batch b is drawn with seed + b, so the batch size and dtype belong with the seed in the report
@@ -206,7 +205,9 @@ class ClassifierTally:
         return cls(judge) if judge.config.image_size == size else None
 
     def __call__(self, images, labels) -> None:
-        self.logits.append(self.judge.logits(images))
+        from nextscale.evaluation.features import quantize_8bit
+
+        self.logits.append(self.judge.logits(quantize_8bit(images)))  # judged as the PNG files they become
         self.labels.append(labels.cpu().long())
 
     def agreement(self, expected_of_labels) -> float:

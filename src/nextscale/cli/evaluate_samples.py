@@ -3,7 +3,8 @@
 For samples made elsewhere or earlier: a folder written by ``nextscale sample --out-dir`` (or any folder of
 square images of one size), or an ``.npz`` in the format of OpenAI's evaluation suite (``sample --npz``, or the
 official VAR code's ``arr_0``). Nothing is sampled and no model is loaded; the images are read a batch at a time
-and only their features are kept. Class consistency is added when the bundled Fashion-MNIST classifier applies:
+and only their features are kept. ``--num N`` takes N of them spread evenly through the set (files written class
+by class keep every class). Class consistency is added when the bundled Fashion-MNIST classifier applies:
 labelled samples (``_class{label}`` in the names, or ``arr_1``) of 32x32 against ``--reference fashion-mnist``.
 """
 
@@ -36,6 +37,7 @@ def prepare_samples(args: argparse.Namespace):
     """Check the flags and open the samples and the reference (no network loads): returns the evaluation to run,
     called with the start time."""
     from nextscale.data.sample_sets import SampleSet
+    from nextscale.evaluation.generate import spread_indices
 
     evaluate.refuse_flags(args, NOT_FOR_SAMPLES, "is for evaluating a model; --samples measures images on disk")
     given = [name for name in SAMPLING_FLAGS if not isinstance(getattr(args, name), Default)]
@@ -57,8 +59,31 @@ def prepare_samples(args: argparse.Namespace):
     if not MIN_SET_SIZE <= num <= samples.count:
         raise ValueError(f"--num must be {MIN_SET_SIZE} to {samples.count} (the images in {args.samples}), got {num}")
     evaluate.check_features(args.features, samples.side, args.inception)
+    chosen = spread_indices(samples.count, num)
+    check_sample_files(samples, chosen)
     reference = open_reference(args.reference, samples.side, args.bad_images, args.features)
-    return lambda started: run_samples(args, samples, num, reference, started)
+    return lambda started: run_samples(args, samples, chosen, reference, started)
+
+
+def check_sample_files(samples, chosen: list[int]) -> None:
+    """Every chosen file of a sample folder opens as an image of the first one's size (headers only, about 0.1 ms
+    a file): a stray file fails now, not after the features of the reference and of every sample before it."""
+    from PIL import Image, UnidentifiedImageError
+
+    if samples.files is None:  # an .npz: its header already gave one shape for all
+        return
+    for index in chosen:
+        path = samples.files[index]
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise ValueError(f"sample image {path} cannot be read ({err}); remove or replace it") from err
+        if width != samples.side or height != samples.side:
+            raise ValueError(
+                f"sample image {path} is {width}x{height}; the samples must be square, all one size (the first is "
+                f"{samples.side}x{samples.side})"
+            )
 
 
 def open_reference(spec: str, side: int, bad_images: str, features: str = "inception"):
@@ -72,26 +97,46 @@ def open_reference(spec: str, side: int, bad_images: str, features: str = "incep
     return open_class_reference(spec, side, 3, "test", bad_images, features)
 
 
-def run_samples(args: argparse.Namespace, samples, num: int, reference, started: float) -> int:
+def spread_batches(samples, chosen: list[int], batch_size: int):
+    """The (images, labels) batches of ``samples`` at the indices ``chosen`` (ascending), read in file order.
 
+    ``--num`` N takes images spread evenly through the files (``generate.spread_indices``), not the first N:
+    ``sample --class all --out-dir`` writes its images class by class, and the first 100 of 1,000 would hold
+    one class of ten. The set is read once from start to end (an .npz streams), and only the chosen rows go on.
+    """
+    import torch
+
+    wanted = torch.tensor(chosen)
+    start = 0
+    for images, labels in samples.batches(batch_size):
+        rows = wanted[(wanted >= start) & (wanted < start + len(images))] - start
+        if len(rows):
+            yield images[rows], labels[rows]
+        start += len(images)
+        if start > chosen[-1]:
+            break
+
+
+def run_samples(args: argparse.Namespace, samples, chosen: list[int], reference, started: float) -> int:
     from nextscale.evaluation.features import cached_features, stream_features
 
     side = samples.side
     extractor, network = evaluate.load_feature_extractor(args.features, side, args.inception, args.device)
     inception_head = evaluate_scores.inception_head(args, extractor)
     location = evaluate.reference_location(args.reference)
-    key = dict(reference=location, split="test", count=len(reference), size=side, channels=3)
     real = cached_features(
         extractor,
         lambda: evaluate.reference_batches(reference),
         args.reference_cache,
-        key={**key, "features": network},
+        key=evaluate.reference_key(args.reference, reference, side, 3, network),
     )
-    labelled = samples.labels is not None and 0 <= min(samples.labels[:num]) <= max(samples.labels[:num]) < 10
+    num = len(chosen)
+    labels = None if samples.labels is None else [samples.labels[index] for index in chosen]
+    labelled = labels is not None and 0 <= min(labels) <= max(labels) < 10
     judged = labelled and args.reference.startswith("fashion-mnist")
     tally = ClassifierTally.for_images(side) if judged else None
     observers = [tally] if tally is not None else []
-    batches = samples.batches(args.batch_size, limit=num)
+    batches = spread_batches(samples, chosen, args.batch_size)
     fake = stream_features(extractor, batches, evaluate.FEATURE_BATCH, observers, total=num)
     report = {
         "measured": "sample files",

@@ -34,6 +34,13 @@ def distances(real: np.ndarray, fake: np.ndarray, inception_head: InceptionClass
     from nextscale.evaluation.kid import kernel_inception_distance
     from nextscale.evaluation.precision_recall import precision_recall
 
+    for side, features in (("reference", real), ("sample", fake)):
+        if not np.isfinite(features).all():  # scipy's sqrtm would fail with "Internal error ... -102"
+            bad = int((~np.isfinite(features)).any(axis=1).sum())
+            raise ValueError(
+                f"{bad} of the {len(features)} {side} images have NaN or infinite features: the images hold NaN "
+                "or infinite values (a diverged model, or --dtype fp16 overflowing)"
+            )
     pr = precision_recall(real, fake)
     kid = kernel_inception_distance(real, fake)
     return {

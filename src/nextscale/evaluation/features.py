@@ -22,6 +22,15 @@ from nextscale.pretrained import atomic_write
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
 
 
+def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] rounded to the 256 values an 8-bit PNG holds, still in [-1, 1] (same shape).
+
+    Generated images are measured as the files they become (``--save-samples``, ``sample --out-dir``), so a score
+    of the tensors equals the score of those files. Example: 0.003 -> pixel round(127.88) = 128 -> 0.00392.
+    """
+    return images.float().clamp(-1.0, 1.0).add(1.0).mul(127.5).round().div(127.5).sub(1.0)
+
+
 def _images_of(batch: torch.Tensor | tuple | list) -> torch.Tensor:
     """Accept bare image batches or DataLoader items ``(images, labels, ...)``; gray images become RGB."""
     images = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -140,6 +140,8 @@ def frechet_distance(
             f"mismatched statistics: means {mu1.shape} / {mu2.shape}, covariances {sigma1.shape} / {sigma2.shape}; "
             "both sets must come from the same feature extractor"
         )
+    if not all(np.isfinite(array).all() for array in (mu1, sigma1, mu2, sigma2)):
+        raise ValueError("the statistics hold NaN or infinite values: the features (or the images) are not finite")
     try:
         import scipy.linalg  # the `eval` extra; imported here so the rest of nextscale works without it
     except ImportError as err:

@@ -18,7 +18,8 @@ References: Tian et al. 2024, "Visual Autoregressive Modeling" (arXiv:2404.02905
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +121,7 @@ def evaluate_held_out(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor | Sequence[str]]],
     progress: bool = True,
     text_encoder: TextEncoder | CachedTextEncoder | None = None,
+    transformer_context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> HeldOutReport:
     """Teacher-forced test loss and token error of a next-scale transformer (or the raster baseline) on held-out
     tokens.
@@ -134,6 +136,9 @@ def evaluate_held_out(
         progress: tqdm bar (counts samples).
         text_encoder: the frozen encoder a text model was trained with (required for captions; each distinct
             caption is encoded once).
+        transformer_context: makes the context each transformer call runs in, e.g. a pipeline's
+            ``precision.autocast`` (a bf16 pipeline's linear weights are bf16 and need it); the tokenizer and the
+            text encoder stay outside it, as when the pipeline samples.
 
     Returns:
         a ``HeldOutReport`` (means over every sample and token).
@@ -163,7 +168,9 @@ def evaluate_held_out(
                 condition = text_condition(captions, conditions, device)
             else:
                 condition = ClassCondition(conditions.to(device).long(), transformer.config.null_class_id)
-            metrics = held_out_metrics(transformer(condition, teacher), tokens, schedule)
+            with transformer_context():
+                logits = transformer(condition, teacher)  # (B, L, V)
+            metrics = held_out_metrics(logits, tokens, schedule)
             for name, value in metrics.items():
                 sums[name] = sums.get(name, 0) + value.sum(0).double().cpu()
             count += tokens.shape[0]
