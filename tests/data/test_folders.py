@@ -80,6 +80,18 @@ def test_folder_without_a_possible_held_out_split_refuses_val(tmp_path):
     assert "nothing held out" in train.split_note
 
 
+def test_a_train_folder_given_as_data_holds_out_its_val_sibling(tmp_path):
+    """`--data photos/train` means photos: its val/ sibling is the held-out set, not a 5 % carved from train/."""
+    shutil.copytree(FOLDER, tmp_path / "root" / "train")
+    shutil.copytree(FOLDER, tmp_path / "root" / "val")
+    layout = folder_layout(tmp_path / "root" / "train")
+    assert (layout.train_dir, layout.held_out_dir) == (tmp_path / "root" / "train", tmp_path / "root" / "val")
+    train, held_out = open_image_folder(tmp_path / "root" / "train", 16, 3)
+    assert len(train) == 4 and len(held_out) == 4
+    shutil.rmtree(tmp_path / "root" / "val")  # no sibling: carved from train/ as before
+    assert folder_layout(tmp_path / "root" / "train").carved
+
+
 def test_train_and_val_layout(tmp_path):
     shutil.copytree(FOLDER, tmp_path / "root" / "train")
     shutil.copytree(FOLDER, tmp_path / "root" / "val")

@@ -5,6 +5,8 @@ Two layouts are understood::
     DIR/train/class_a/*.png  DIR/val/class_a/*.png     ImageNet layout: val/ (or validation/, test/) is held out
     DIR/class_a/*.png        DIR/class_b/*.png         plain folder: a small held-out split is carved from it
 
+``DIR/train`` itself, given where ``DIR`` was meant, reads as ``DIR``: its ``val/`` sibling is the held-out set.
+
 A plain folder (and a ``DIR/train`` without a held-out sibling) gives up ``HELD_OUT_FRACTION`` of each class,
 rounded, and at least one image of every class that has two or more, so that evaluation sees every class
 and training keeps every class. The images are drawn from each class's sorted file list with
@@ -55,7 +57,7 @@ class FolderLayout:
 
 def folder_layout(root: str | os.PathLike) -> FolderLayout:
     """The layout of ``root``: ``root/train`` + ``root/val`` (or validation/test), ``root/train`` alone, or
-    ``root`` itself as the class folders."""
+    ``root`` itself as the class folders (with ``root/../val`` held out when ``root`` is a ``train/`` folder)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(
@@ -64,6 +66,8 @@ def folder_layout(root: str | os.PathLike) -> FolderLayout:
         )
     train_dir = root / "train"
     if not train_dir.is_dir():
+        if root.resolve().name in TRAIN_SPLITS:  # --data photos/train: its val/ sibling is what the user holds out
+            return folder_layout(root.resolve().parent)
         return FolderLayout(root, None)
     held_out = next((root / name for name in HELD_OUT_NAMES if (root / name).is_dir()), None)
     return FolderLayout(train_dir, held_out)
