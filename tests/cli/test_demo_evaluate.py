@@ -181,6 +181,8 @@ def test_evaluate_of_an_own_images_model_asks_for_its_reference_and_skips_a_corr
     report_path = tmp_path / "report.json"
     assert main([*base, "--reference", str(tmp_path / "real"), "--out", str(report_path)]) == 0
     assert json.loads(report_path.read_text())["reference_count"] == 6  # the corrupt file left out, not doubled
+    # the Fashion-MNIST classifier sees colour images in grayscale: said, so a colour-blind FID is not taken as one
+    assert "which sees these colour images in grayscale: colour is not measured" in capsys.readouterr().err
     assert main([*base, "--reference", str(tmp_path / "real"), "--bad-images", "fail"]) == 2
     assert "broken.png (unreadable)" in capsys.readouterr().err
 

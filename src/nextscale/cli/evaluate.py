@@ -348,8 +348,9 @@ def model_facts(model: Path | None) -> ModelFacts | None:
     return ModelFacts(text, config.image_size, config.in_channels, config, encoder, raster)
 
 
-def check_features(features: str, image_size: int, inception: Path | None) -> None:
-    """Refuse a feature network that cannot read this model's images, or that is not installed (no loading)."""
+def check_features(features: str, image_size: int, inception: Path | None, channels: int = 1) -> None:
+    """Refuse a feature network that cannot read this model's images, or that is not installed (no loading); warn
+    when the bundled classifier would score colour images (``channels`` 3), which it sees in grayscale."""
     if features == "inception":
         from nextscale.evaluation.inception import find_inception
 
@@ -363,6 +364,12 @@ def check_features(features: str, image_size: int, inception: Path | None) -> No
         raise ValueError(
             f"--features classifier reads {side}x{side} images (or {2 * side}x{2 * side} ones by quadrant); this "
             f"model makes {image_size}x{image_size} images: use --features inception"
+        )
+    if channels == 3:
+        print(
+            "warning: --features classifier is the bundled Fashion-MNIST classifier, which sees these colour images "
+            "in grayscale: colour is not measured (--features inception measures it)",
+            file=sys.stderr,
         )
 
 
@@ -505,7 +512,7 @@ def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, fl
             )
 
         edit_settings(args, facts.tokenizer_config.scale_sides[-1])
-    check_features(args.features, facts.image_size, args.inception)
+    check_features(args.features, facts.image_size, args.inception, facts.tokenizer_config.in_channels)
     from nextscale.cli.evaluate_class import run_class
 
     return functools.partial(run_class, args)

@@ -111,7 +111,7 @@ def prepare_text(args: argparse.Namespace, facts: ModelFacts) -> Callable[[objec
         raise ValueError(f"--num must be at least {MIN_SET_SIZE} (FID and precision/recall), got {args.num}")
     reference = None
     if args.reference is not None:
-        check_features(args.features, facts.image_size, args.inception)
+        check_features(args.features, facts.image_size, args.inception, facts.tokenizer_config.in_channels)
         reference = open_reference(args.reference, facts.image_size, facts.channels, args.bad_images)
     elif args.reference_cache is not None:
         raise ValueError("--reference-cache keeps the reference images' features; give --reference captions:PATH too")
