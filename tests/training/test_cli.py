@@ -40,9 +40,19 @@ def test_train_tokenize_train_export_chain(tmp_path, monkeypatch):
     assert read_metrics(var)[-1]["step"] == 4
     assert run_command("train", f"{train} --log-every 1 --no-progress") == 0  # the same command resumes
     assert [r["step"] for r in read_metrics(var)] == [1, 2, 3, 4, 5, 6]
+    (tmp_path / "pipe" / "text_encoder").mkdir(parents=True)  # an older text pipeline's component, and a note
+    (tmp_path / "pipe" / "NOTES.md").write_text("mine")
     assert run_command("export", f"--run {var} --out {tmp_path / 'pipe'}") == 0
     out = Pipeline.from_pretrained(tmp_path / "pipe")(class_labels=[1, 2], seed=0, output_type="pt")
     assert out.images.shape == (2, 1, 16, 16) and out.tokens.dtype == torch.int64
+    # the export replaced the pipeline whole: no old component beside it, the user's file kept, no staging left
+    assert sorted(path.name for path in (tmp_path / "pipe").iterdir()) == [
+        "NOTES.md",
+        "pipeline.json",
+        "tokenizer",
+        "transformer",
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
     # `--model RUN_DIR` samples the run's EMA weights without exporting: the exported folder's tokens exactly
     for model in (var, tmp_path / "pipe"):
         argv = f"--model {model} --class 1 2 --seed 3 --top-k 5 --save-tokens {tmp_path / model.name}.safetensors"

@@ -7,7 +7,9 @@ Examples:
 
 A transformer run becomes a pipeline folder (pipeline.json + tokenizer/ + transformer/, each with
 config.json and model.safetensors), loadable with Pipeline.from_pretrained; a tokenizer run becomes
-one component folder. Reads the newest readable checkpoint; takes seconds on a CPU.
+one component folder. Reads the newest readable checkpoint; takes seconds on a CPU. An export over an existing
+pipeline folder replaces that pipeline whole (written beside it, then swapped in: none of its old components stay,
+and an interrupted export leaves the old pipeline loadable); other files in the folder stay.
 The held-out evaluations a run logs (metrics.jsonl, and the points of `nextscale scaling`) measure its raw
 weights; export --raw to measure those same weights with `nextscale evaluate --loss` (the EMA weights score
 differently, usually better once training is long).
@@ -28,10 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nextscale.training.export import export_run, read_run_config
+    from nextscale.cli.convert_output import write_pipeline
+    from nextscale.training.export import check_export_out, export_run, read_run_config, run_kind
 
-    check_output_dir(Path(args.out), "--out")
-    out = export_run(args.run, args.out, raw=args.raw)
+    out = Path(args.out)
+    check_output_dir(out, "--out")
+    check_export_out(args.run, out)
+    if run_kind(args.run) == "transformer":
+        write_pipeline(out, lambda staging: export_run(args.run, staging, raw=args.raw))
+    else:
+        export_run(args.run, out, raw=args.raw)
     kept_ema = read_run_config(args.run).get("train", {}).get("ema_decay") is not None
     which = "raw" if args.raw else "EMA" if kept_ema else "raw (the run keeps no EMA: --ema-decay none)"
     print(f"exported {which} weights of {args.run} to {out}")

@@ -155,8 +155,8 @@ def _load_tokenizer_folder(path: Path) -> MultiScaleVQVAE:
     raise ValueError(f"{path} holds neither a tokenizer nor a training run ({config_path})")
 
 
-def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = False) -> Path:
-    """Write a run's EMA (or raw) weights as a component folder (tokenizer run) or pipeline folder (transformer run)."""
+def check_export_out(run_dir: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Refuse an export target that would damage the run or another run, or shadow a pipeline (nothing written)."""
     run_config = read_run_config(run_dir)
     out = Path(out)
     own = {Path(run_dir).resolve() / name for name in ("", ckpt.CHECKPOINT_DIR, TOKENIZER_DIR, TEXT_ENCODER_DIR)}
@@ -169,6 +169,16 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = F
     if run_config["kind"] == "tokenizer" and (out / PIPELINE_FILE).is_file():
         # a component folder with a stale pipeline.json beside it would load as that pipeline's tokenizer
         raise ValueError(f"--out {out} holds a pipeline ({PIPELINE_FILE}); export the tokenizer to another folder")
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = False) -> Path:
+    """Write a run's EMA (or raw) weights as a component folder (tokenizer run) or pipeline folder (transformer run).
+
+    Written in place, file by file; ``nextscale export`` writes a pipeline into a staging folder and swaps it in, so
+    that an export over an older pipeline leaves none of its components (an old ``text_encoder/``) behind."""
+    check_export_out(run_dir, out)
+    run_config = read_run_config(run_dir)
+    out = Path(out)
     model = load_run_model(run_dir, raw)
     if run_config["kind"] == "tokenizer":
         save_component(model, out)
