@@ -308,3 +308,19 @@ def test_evaluate_under_torchrun_is_refused_in_one_line(monkeypatch, capsys):
     assert main(["evaluate", "--num", "4", "--features", "classifier"]) == 2
     err = capsys.readouterr().err.strip()
     assert "evaluate runs in one process" in err and "evaluate --samples" in err and len(err.splitlines()) == 1
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path):
+    """`nextscale info ... | head`: the closed pipe ends the command quietly (status 141, as a shell reports
+    SIGPIPE), not with "error: [Errno 32] Broken pipe"."""
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line
+    try:
+        command = [sys.executable, "-m", "nextscale", "info", "bundled:fashion-mnist"]
+        done = subprocess.run(command, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")

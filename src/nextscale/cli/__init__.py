@@ -112,6 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stdout_closed() -> bool:
+    """Whether standard output's reader has gone (a pipe's other end closed). If so, standard output is pointed at
+    the null device, so that Python's flush at exit does not report the broken pipe once more."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()  # the write end of a pipe without readers reports POLLERR
+        poller.register(fd, select.POLLERR)
+        closed = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows) or no real stdout (captured in tests)
+        return False
+    if closed:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return closed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -137,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     # OSError: missing, unwritable, full disk, ...; ImportError: an optional extra that is not installed
     except (CommandError, ValueError, TypeError, OSError, ImportError) as err:
+        if isinstance(err, BrokenPipeError) and stdout_closed():
+            return 141  # the reader stopped early (`nextscale info ... | head`): as a shell reports SIGPIPE
         if args.verbose:
             raise
         print(f"nextscale {args.command}: error: {error_text(err)}", file=sys.stderr)
