@@ -1,3 +1,4 @@
+import logging
 import shutil
 from pathlib import Path
 
@@ -152,3 +153,20 @@ def test_folder_dataset_follows_linked_folders_once(tmp_path):
     (cat / "loop").symlink_to(cat, target_is_directory=True)
     dataset = ImageFolderDataset(tmp_path / "data", size=16, train=False)
     assert [path.relative_to(cat).as_posix() for path, _ in dataset.samples] == ["linked/far.png", "near.png"]
+
+
+def test_gif_and_tiff_are_read_and_other_files_are_named_once(tmp_path, caplog):
+    """Pillow reads GIF (its first frame) and TIFF, so they count; an .heic is named in one warning, not skipped
+    in silence; captions and annotations beside the images are no news."""
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    Image.new("P", (20, 20)).save(cat / "a.gif")
+    Image.new("RGB", (20, 20)).save(cat / "b.tif")
+    (cat / "c.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (cat / "b.txt").write_text("a caption")
+    with caplog.at_level(logging.WARNING, logger="nextscale.data.images"):
+        dataset = ImageFolderDataset(tmp_path, size=16, train=False)
+    assert [path.name for path, _ in dataset.samples] == ["a.gif", "b.tif"]
+    assert dataset[0][0].shape == (3, 16, 16)
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1 and "ignoring 1 file(s) of .heic" in warnings[0] and "c.heic" in warnings[0]

@@ -44,7 +44,9 @@ from nextscale.pretrained import atomic_write
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")  # a GIF gives its first frame
+# Files beside the images that are not meant as images (captions, annotations): ignored without a word.
+COMPANION_EXTENSIONS = (".txt", ".json", ".jsonl", ".csv", ".xml", ".md")
 
 # PIL signals unreadable or truncated files with OSError (incl. UnidentifiedImageError), ValueError or SyntaxError.
 _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -244,14 +246,30 @@ class ImageFolderDataset(Dataset):
         if not classes:
             raise ValueError(f"{root} has no class sub-folders; expected root/class_name/image.png")
         samples: list[tuple[Path, int]] = []
+        ignored: list[Path] = []  # files of a kind this reader does not take (.heic, .avif, .svg, ...)
         for label, name in enumerate(classes):
             # Hidden files and folders are not images of the class: macOS's ``._photo.jpg`` resource forks would
             # count as corrupt files, and ``.ipynb_checkpoints/`` copies as duplicates (as caption folders skip them).
             # A folder named x.jpg is no image (``visible_files`` lists files); a broken link is reported as unreadable.
-            files = [path for path in visible_files(root / name) if path.suffix.lower() in IMAGE_EXTENSIONS]
+            visible = visible_files(root / name)
+            files = [path for path in visible if path.suffix.lower() in IMAGE_EXTENSIONS]
+            ignored.extend(
+                path for path in visible if path.suffix.lower() not in IMAGE_EXTENSIONS + COMPANION_EXTENSIONS
+            )
             if not files:
                 logger.warning("class folder %s holds no images", root / name)
             samples.extend((path, label) for path in files)
+        if ignored:
+            kinds = sorted({path.suffix.lower() or "(no ending)" for path in ignored})
+            logger.warning(
+                "ignoring %d file(s) of %s in %s's class folders (e.g. %s): images are read from %s; convert them to "
+                "use them",
+                len(ignored),
+                ", ".join(kinds),
+                root,
+                ignored[0],
+                ", ".join(IMAGE_EXTENSIONS),
+            )
         if not samples:
             raise ValueError(f"{root} holds no images with extensions {IMAGE_EXTENSIONS} in its class folders")
         return classes, samples
