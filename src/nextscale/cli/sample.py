@@ -52,6 +52,7 @@ from nextscale.cli.common import (
     check_output_file,
     check_sampling_flags,
     load_pipeline,
+    prompt_label,
     sampling_kwargs,
     save_image,
 )
@@ -306,7 +307,10 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
     if grid_path is not None:
         per_group = args.num > 1 and (args.classes or text)
         nrow = args.nrow or (args.num if per_group else min(8, plan.count))
-        names = None if pipe.class_names is None or text else [pipe.class_names[label] for label in labels]
+        if text:  # prompts under their images (none for rows of --text-features)
+            names = None if plan.prompts is None else [prompt_label(prompt) for prompt in plan.prompts]
+        else:
+            names = None if pipe.class_names is None else [pipe.class_names[label] for label in labels]
         pictures = torch.cat(images) * 2 - 1
         # one unlabelled image is written as itself (a grid of one would only add a frame)
         lone = plan.count == 1 and names is None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from nextscale.cli.common import prompt_label
 from nextscale.cli.demo import enlarge
 from nextscale.cli.sample_plan import batch_seed
 from nextscale.cli.sample_scales import scale_grid
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 DISPLAY_SIDE = 128  # tiles are enlarged (nearest neighbour) to at least this many pixels, so 32 px models are visible
 UNCONDITIONAL = "(none: unconditional)"
-LABEL_CHARACTERS = 24  # prompt labels under grid tiles are cut to this length so that cells stay narrow
 WAIT_WORTH_SAYING = 0.5  # seconds queued behind other requests from which the status line mentions the wait
 # The editing library's error when the box and mode keep no token: plain sampling, which another tab does.
 KEEPS_NOTHING = "keeps nothing of the image"
@@ -108,11 +108,6 @@ def status_line(count: int, timing: Timing, pipe: Pipeline, seed: int) -> str:
     if timing.waited >= WAIT_WORTH_SAYING:
         line += f", after {timing.waited:.1f} s waiting for other requests"
     return f"{line} ({pipe.precision.name}, seed {seed})"
-
-
-def short_label(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= LABEL_CHARACTERS else text[: LABEL_CHARACTERS - 3] + "..."
 
 
 # ---------------------------------------------------------------------------------------------- handlers
@@ -192,7 +187,7 @@ def sample_prompts(
     check_image_count(len(lines) * per_prompt, models.max_images, "write fewer prompts or ask for fewer images each")
     negative = (negative_prompt or "").strip()
     settings = knobs.settings()
-    labels = [short_label(line) for line in lines for _ in range(per_prompt)]
+    labels = [prompt_label(line) for line in lines for _ in range(per_prompt)]
     seed = settings.pop("seed")
     # A converted official STAR model keeps the official batch-0 cross-attention: in a batch, every row attends to
     # the first prompt's text. One prompt per call then, with the seeds `nextscale sample --batch-size N` gives
