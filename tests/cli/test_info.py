@@ -1,5 +1,5 @@
-"""`nextscale info`: the machine, and what a pipeline folder, training run, token folder, checkpoint or official
-file holds, checked against the objects themselves; bad paths are one line."""
+"""`nextscale info`: the machine, and what a pipeline folder, training run, token folder, checkpoint, official
+file or training data holds, checked against the objects themselves; bad paths are one line each."""
 
 import argparse
 import dataclasses
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from nextscale import Pipeline
 from nextscale.cli import info, main
@@ -173,3 +174,69 @@ def test_per_scale_metrics_keep_their_places_when_a_scale_has_no_value():
     assert summary["scale_loss"] == "[1 - 3 3 - - - - - - 10]"  # scale 1 missing, 10 after 3
     # the last scales missing too: the count comes from the run's eval records, which carry every scale
     assert _metrics_summary({"scale_loss/scale0": 1.0}, num_scales=3)["scale_loss"] == "[1 - -]"
+
+
+IMAGES = ASSETS.parent / "image_folder"  # bag/ and sneaker/, two images each (a .png and a .jpg)
+
+
+def test_valid_paths_are_described_before_the_errors_of_the_others(tmp_path, capsys):
+    """One bad path no longer hides the others: each good one is printed, then one error line per bad one."""
+    missing, empty = tmp_path / "missing", tmp_path / "empty"
+    empty.mkdir()
+    assert main(["info", str(missing), "bundled:fashion-mnist", str(empty)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{_bundled('fashion-mnist')}: a Pipeline folder")
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("nextscale info: error: ") for line in errors)
+    assert f"{missing} does not exist" in errors[0] and f"{empty} is not a nextscale folder" in errors[1]
+
+
+def test_training_data_gets_the_summary_train_tokenizer_logs(tmp_path, capsys):
+    from nextscale.cli.data_report import data_lines
+    from nextscale.training.data_specs import build_datasets
+
+    (report,) = facts(capsys, str(IMAGES))
+    assert report["what"] == f"{IMAGES}: training data, an image folder (class sub-folders)"
+    assert report["data"].startswith("2 training images from") and "2 classes (0: bag, 1: sneaker)" in report["data"]
+    assert report["held-out"].startswith(f"2 of the 4 images of {IMAGES} (5 %, at least 1 per class, seed 0)")
+    assert "train-tokenizer's default (preset var-d16)" in report["read_at"]
+    side = int(report["read_at"].split("x")[0])
+    logged = data_lines(*build_datasets(str(IMAGES), side, 3), held_out_flags="")  # what train-tokenizer logs
+    assert [f"{key}: {report[key]}" for key in ("data", "files", "held-out")] == logged
+
+    (fashion,) = facts(capsys, f"fashion-mnist:{ASSETS}")
+    assert fashion["what"].endswith("training data, Fashion-MNIST")
+    train, test = (len(FashionMNIST(ASSETS, split)) for split in ("train", "test"))
+    assert fashion["data"].startswith(f"{train} training images from Fashion-MNIST train split, 10 classes")
+    assert fashion["files"].startswith("28x28 grayscale IDX arrays")
+    assert fashion["held-out"] == f"{test} images from Fashion-MNIST test split"
+    assert "grayscale" in fashion["read_at"]
+
+    captions = tmp_path / "captioned"
+    captions.mkdir()
+    for index, colour in enumerate(("red", "blue")):
+        picture = Image.new("RGBA", (40, 40), (255 * (colour == "red"), 0, 255 * (colour == "blue"), 128))
+        picture.save(captions / f"{index}.png")
+        (captions / f"{index}.txt").write_text(f"a {colour} square")
+    (report,) = facts(capsys, f"captions:{captions}")
+    assert report["what"].endswith("training data, captioned images")
+    assert report["data"] == f"2 training captioned images from {captions}"
+    assert report["files"] == "40x40 RGBA, transparent pixels composited on white (sizes read from all 2 files)"
+    assert report["held-out"].startswith("none, so no held-out evaluation")
+    assert main(["info", str(captions)]) == 2  # a flat folder is no class data: the error names the captions: form
+    assert f"`nextscale info captions:{captions}`" in capsys.readouterr().err
+
+
+def test_a_tokenizer_run_names_its_next_command(tmp_path, capsys):
+    run_dir = tmp_path / "tok"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    config = {"kind": "tokenizer", "data": "data/shapes", "train": {"total_steps": 4, "batch_size": 2}}
+    (run_dir / "config.json").write_text(json.dumps(config | {"tokenizer": {"vocab_size": 16}}))
+    (run_dir / "checkpoints" / "step-00000004.pt").write_bytes(b"")
+    (run,) = facts(capsys, str(run_dir))
+    assert run["next"] == (
+        f"nextscale tokenize --tokenizer {run_dir} --data data/shapes --out DIR  "
+        f"(then train --tokenizer {run_dir} --tokens DIR)"
+    )
+    shutil.rmtree(run_dir / "checkpoints")
+    assert "next" not in facts(capsys, str(run_dir))[0]  # nothing to tokenize with yet

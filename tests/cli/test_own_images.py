@@ -46,13 +46,18 @@ def tokenizer_run(shapes, tmp_path_factory) -> tuple[Path, list[str]]:
     return run_dir, records
 
 
-def test_train_tokenizer_reports_the_data_and_the_schedule(tokenizer_run):
+def test_train_tokenizer_reports_the_data_and_the_schedule(shapes, tokenizer_run):
     run_dir, lines = tokenizer_run
     text = "\n".join(lines)
     assert "data: 18 training images from" in text
     assert "6 classes (0: blue_circle, 1: blue_square, 2: green_circle, 3: green_square, 4: red_circle" in text
-    assert "files: 64x64 RGB (all 18 checked)" in text
-    assert "no val/ folder: holding out 6 of 24 images (5 %, at least 1 per class, seed 0) for evaluation" in text
+    assert f"checked 24 image files of {shapes}: all usable" in text  # the folder once, held-out split included
+    assert "files: 64x64 RGB (sizes read from all 18 files)" in text
+    held_out = [line for line in lines if line.startswith("held-out: ") or "no val/ folder" in line]
+    assert held_out == [
+        f"held-out: 6 of the 24 images of {shapes} (5 %, at least 1 per class, seed 0), carved out as it has no val/ "
+        "folder"
+    ]
     assert (
         "images 32x32 RGB -> tokens: scales 1,2,4,8 (85 tokens), from --resolution 32; your images are 64x64; "
         "training at 32x32 (--resolution 32) - pass --resolution 64 to keep them"
@@ -66,7 +71,7 @@ def test_tokenize_val_writes_the_carved_held_out_images(shapes, tokenizer_run, t
     caplog.set_level(logging.INFO)
     base = f"tokenize --tokenizer {run_dir} --data {shapes} --no-progress"
     assert main(f"{base} --split val --out {tmp_path / 'val'}".split()) == 0
-    assert "data: 6 val images from" in caplog.text and "holding out 6 of 24 images" in caplog.text
+    assert "data: 6 val images from" in caplog.text and "held-out: 6 of the 24 images" in caplog.text
     assert main(f"{base} --out {tmp_path / 'train'}".split()) == 0
     val = json.loads((tmp_path / "val" / "manifest.json").read_text())
     train = json.loads((tmp_path / "train" / "manifest.json").read_text())
@@ -120,7 +125,7 @@ def test_train_reports_resolution_from_the_tokenizer_or_the_flag(shapes, tokeniz
     argv += f" --run-dir {tmp_path / 'var'} --no-progress --eval-every none --preview-every none"
     assert main(argv.split()) == 0
     assert "images 64x64 RGB -> tokens: scales 1,2,4,8,16 (341 tokens), from --resolution 64" in caplog.text
-    assert "your images are" not in caplog.text and "held-out: 6 images" in caplog.text
+    assert "your images are" not in caplog.text and "held-out: 6 of the 24 images" in caplog.text
     config = json.loads((tmp_path / "var" / "config.json").read_text())
     assert config["transformer"]["scale_sides"] == [1, 2, 4, 8, 16] and config["transformer"]["num_classes"] == 6
 

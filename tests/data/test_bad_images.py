@@ -88,13 +88,20 @@ def test_cli_trains_past_bad_files_and_counts_them_at_start_and_end(tmp_path, mo
         torch.set_num_threads(threads)
     lines = [record.getMessage() for record in caplog.records if record.name == "nextscale.data"]
     start = [line for line in lines if line.startswith("checked") and "skipping 3 bad files" in line]
-    assert len(start) == 1 and "(1 huge, 1 tiny, 1 unreadable)" in start[0] and "1 smaller than 16 px" in start[0]
+    assert len(start) == 1 and "(1 huge, 1 tiny, 1 unreadable)" in start[0]
+    assert "; 1 file smaller than 16 px is upscaled" in start[0]
+    # one line for the folder, held-out split included (it shares the training files' check)
+    assert (
+        start[0].startswith(f"checked 15 image files of {root}: ")
+        and len([line for line in lines if line.startswith("checked")]) == 1
+    )
     end = [line for line in lines if line.startswith("skipped ")]
-    assert len(end) == 1 and "1 unreadable" in end[0]  # the end count, of every file the start line checked
-    checked = start[0].split(" image files")[0].removeprefix("checked ")
-    assert f" of {checked} image files" in end[0]
+    assert len(end) == 1 and "1 unreadable" in end[0]  # the end count, of every training file the start line checked
     data = next(line for line in lines if line.startswith("data: "))
-    assert data.startswith(f"data: {int(checked) - 3} training images")  # the three bad headers left out
+    held_out = next(line for line in lines if line.startswith("held-out: "))
+    assert held_out.startswith("held-out: 2 of the 12 usable images") and "3 bad files not counted" in held_out
+    assert data.startswith("data: 10 training images")  # 15 files: 3 bad headers left out, 2 held out
+    assert " of 13 image files" in end[0]  # the 10 trained on and the 3 left out
 
 
 def test_a_corrupt_file_never_takes_a_classs_held_out_place(tmp_path):
@@ -114,7 +121,7 @@ def test_a_corrupt_file_never_takes_a_classs_held_out_place(tmp_path):
     assert victim not in [path for path, _ in held_out.samples]
     assert sorted(label for _, label in held_out.samples) == [0, 1]  # cars still has a held-out image
     assert len({path for path, _ in held_out.samples}) == len(held_out) == 2
-    assert "holding out 2 of 9 images (not counting 1 bad file)" in train.split_note
+    assert "held-out: 2 of the 9 usable images" in train.split_note and "1 bad file not counted" in train.split_note
     assert victim in train.left_out and train.skip_counts() == {"unreadable": 1}  # counted on the training side
     val, _ = build_datasets(str(root), SIZE, 3, split="val", bad_images="skip")
     assert [path for path, _ in val.samples] == [path for path, _ in held_out.samples]  # tokenize --split val agrees

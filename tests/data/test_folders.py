@@ -66,7 +66,10 @@ def test_plain_folder_carves_a_disjoint_held_out_split(tmp_path):
     assert files(train_only) == files(train) and not train_only.transform.train
     assert files(open_image_folder(tmp_path / "shapes", 32, 3, split="test")[0]) == files(held_out)
     assert train.split_note == held_out.split_note == val_only.split_note
-    assert "no val/ folder: holding out 6 of 60 images (5 %, at least 1 per class, seed 0)" in train.split_note
+    assert train.split_note == (
+        f"held-out: 6 of the 60 images of {tmp_path / 'shapes'} (5 %, at least 1 per class, seed 0), carved out as "
+        "it has no val/ folder"
+    )
 
 
 def test_folder_without_a_possible_held_out_split_refuses_val(tmp_path):
@@ -77,7 +80,8 @@ def test_folder_without_a_possible_held_out_split_refuses_val(tmp_path):
     assert len(train) == 2 and held_out is None
     with pytest.raises(ValueError, match="too few usable images per class to hold any out"):
         open_image_folder(tmp_path / "root", 16, 3, split="val")
-    assert "nothing held out" in train.split_note
+    assert train.split_note.startswith("held-out: none, so no held-out evaluation: ")
+    assert "no class with 2 or more usable images" in train.split_note
 
 
 def test_a_train_folder_given_as_data_holds_out_its_val_sibling(tmp_path):
@@ -118,8 +122,9 @@ def test_summary_lines(tmp_path):
     lines = describe_data(train, held_out, train.split_note)
     assert lines[0].startswith("data: 18 training images from")
     assert "6 classes (0: blue_circle, 1: blue_square, 2: green_circle" in lines[0]
-    assert lines[1] == "files: 64x64 RGB (all 18 checked)"
-    assert lines[2].startswith("held-out: 6 images from") and "no val/ folder" in lines[2]
+    assert lines[1] == "files: 64x64 RGB (sizes read from all 18 files)"
+    assert lines[2] == train.split_note and lines[2].startswith("held-out: 6 of the 24 images of")
+    assert len(lines) == 3  # one held-out line: the carved split says where it comes from
     line = resolution_line(32, 3, (1, 2, 4, 8), "preset tiny", file_sizes(train), downsample=4)
     assert line.startswith("images 32x32 RGB -> tokens: scales 1,2,4,8 (85 tokens), from preset tiny")
     assert "your images are 64x64; training at 32x32 (preset tiny) - pass --resolution 64 to keep them" in line
@@ -127,6 +132,17 @@ def test_summary_lines(tmp_path):
     assert "the model is grayscale, so colours are lost" in gray
     same = resolution_line(64, 3, (1, 2, 4, 8, 16), "--resolution 64", file_sizes(train), downsample=4)
     assert "your images" not in same and "(341 tokens)" in same
+    # tokenize / train with a tokenizer trained at 32 px: keeping 64 px works, but a 64 px tokenizer does it better
+    hint = resolution_line(32, 3, (1, 2, 4, 8), "the tokenizer t", file_sizes(train), downsample=4, trained_side=32)
+    assert hint.endswith(
+        "pass --resolution 64 to keep them (a tokenizer trained at 64 px (train-tokenizer --resolution 64) "
+        "reconstructs them better than this one, trained at 32 px)"
+    )
+    kept = resolution_line(64, 3, (1, 2, 4, 8, 16), "--resolution 64", file_sizes(train), downsample=4, trained_side=32)
+    assert "the tokenizer was trained at 32x32, not 64x64: a tokenizer trained at 64 px" in kept
+    assert "the tokenizer was trained" not in resolution_line(
+        64, 3, (1, 2, 4, 8, 16), "the tokenizer t", file_sizes(train), downsample=4, trained_side=64
+    )
     assert "held-out: none" in describe_data(train)[-1]
     Image.new("RGB", (90, 70), (9, 9, 9)).save(train.samples[0][0])  # sizes now vary
     varied = file_sizes(train)
@@ -135,3 +151,25 @@ def test_summary_lines(tmp_path):
     )
     tokenizing = resolution_line(32, 3, (1, 2, 4, 8), "preset tiny", varied, downsample=4, training=False)
     assert "each is resized (shorter side) and center-cropped to 32x32" in tokenizing
+
+
+def test_files_line_says_how_many_sizes_were_read_and_what_transparency_becomes(tmp_path):
+    """The files line counts the headers it read (not a check of every file), and says when transparent pixels
+    are composited on white, as reading them does; a size range is given without the modes in the size note."""
+    make_shapes(tmp_path / "shapes", per_class=4, size=64)
+    train, _ = open_image_folder(tmp_path / "shapes", 32, 3)
+    assert file_sizes(train, limit=6).describe() == "64x64 RGB (sizes read from 6 of 18 files)"
+    path = train.samples[0][0]
+    Image.new("RGBA", (90, 70), (9, 9, 9, 0)).save(path)
+    sizes = file_sizes(train)
+    assert sizes.transparent == 1
+    assert sizes.describe() == (
+        "64x64 to 90x70 RGB, RGBA, transparent pixels composited on white (sizes read from all 18 files)"
+    )
+    line = resolution_line(32, 3, (1, 2, 4, 8), "preset tiny", sizes, downsample=4)
+    assert "your images vary in size (64x64 to 90x70); each is resized" in line
+    palette = Image.new("RGB", (64, 64), (9, 9, 9)).convert("P")
+    palette.save(path, transparency=0)  # a palette colour marked transparent (tRNS)
+    assert file_sizes(train).transparent == 1
+    palette.save(path)  # the same palette image, opaque: nothing is composited
+    assert file_sizes(train).transparent == 0 and "transparent" not in file_sizes(train).describe()

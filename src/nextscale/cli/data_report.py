@@ -1,4 +1,5 @@
-"""``--resolution`` and the data report that train-tokenizer, tokenize and train log before they start.
+"""``--resolution`` and the data report that train-tokenizer, tokenize and train log before they start (its data
+lines are also what ``nextscale info DATA`` prints).
 
 The schedule a resolution implies is ``nextscale.scales.default_scale_sides`` of ``resolution / downsampling``
 (sides doubling from 1 to the latent side: 32 px with the 4x tokenizers here -> 1,2,4,8, 85 tokens); an
@@ -67,6 +68,7 @@ def log_data_report(
     data_spec: str | None = None,
     role: str = "training",
     held_out_flags: str = "--eval-data or --eval-tokens",
+    trained_side: int | None = None,
 ) -> None:
     """Log (INFO, rank 0) the data summary and the ``images AxA -> tokens: scales ...`` line.
 
@@ -78,18 +80,18 @@ def log_data_report(
         data_spec: --data, to explain a held-out split carved from a folder.
         role: what ``train_set`` is for ("training", or the tokenized split).
         held_out_flags: the command's flags that name held-out data (for the hint when there is none).
+        trained_side: the image side the (already trained) tokenizer was trained at; None in train-tokenizer.
     """
     from nextscale import distributed
     from nextscale.data.images import ImageFolderDataset
-    from nextscale.data.summary import describe_data, file_sizes, resolution_line
+    from nextscale.data.summary import file_sizes, resolution_line
 
     if not distributed.is_main():
         return
     log = distributed.get_logger("nextscale.data")
-    images = next((d for d in (train_set, held_out_set) if isinstance(d, ImageFolderDataset)), None)
-    note = images.split_note if images is not None else None
-    for line in describe_data(train_set, held_out_set, note, role=role, held_out_flags=held_out_flags):
+    for line in data_lines(train_set, held_out_set, role=role, held_out_flags=held_out_flags):
         log.info(line)
+    images = next((d for d in (train_set, held_out_set) if isinstance(d, ImageFolderDataset)), None)
     sizes = file_sizes(images if images is not None else train_set)
     config = tokenizer_config
     log.info(
@@ -101,5 +103,35 @@ def log_data_report(
             sizes,
             config.downsample_factor,
             training=role == "training",
+            trained_side=trained_side,
         )
     )
+
+
+def data_lines(
+    train_set, held_out_set=None, role: str = "training", held_out_flags: str = "--eval-data or --eval-tokens"
+) -> list[str]:
+    """The ``data:``, ``files:`` and ``held-out:`` lines of the report (``nextscale.data.summary.describe_data``),
+    with the held-out split an image folder carved (its ``split_note``)."""
+    from nextscale.data.images import ImageFolderDataset
+    from nextscale.data.summary import describe_data
+
+    images = next((d for d in (train_set, held_out_set) if isinstance(d, ImageFolderDataset)), None)
+    note = images.split_note if images is not None else None
+    return describe_data(train_set, held_out_set, note, role=role, held_out_flags=held_out_flags)
+
+
+def data_summary(spec: str, image_size: int, channels: int) -> list[str]:
+    """The lines of :func:`data_lines` for ``--data SPEC`` read at ``image_size`` px, as train-tokenizer builds
+    its datasets (its bad-file check logs its own line; nothing is decoded): what ``nextscale info DATA`` shows.
+
+    Args:
+        spec: a data spec (``nextscale.training.data_specs``): an image folder, ``fashion-mnist[:DIR]`` or
+            ``captions:PATH``.
+        image_size: the side the images would be trained at (it decides which files are too small to use).
+        channels: 1 or 3.
+    """
+    from nextscale.training.data_specs import build_datasets
+
+    train_set, held_out_set = build_datasets(spec, image_size, channels)
+    return data_lines(train_set, held_out_set, held_out_flags="")

@@ -6,12 +6,18 @@ Examples:
     nextscale info runs/fm-var           # a training run: kind, progress, last metrics, checkpoints
     nextscale info tokens/fm-train       # a token folder: sequences, schedule, condition, tokenizer
     nextscale info sweeps/fm1200         # a scaling sweep: its runs, their size, compute and last held-out loss
+    nextscale info data/shapes           # training data (class sub-folders, fashion-mnist, captions:PATH): the
+                                         #   summary train-tokenizer logs: classes, counts, sizes, held-out split
     nextscale info var_d16.pth           # an official VAR / STAR / VQ-VAE checkpoint: its shape and how to convert it
     nextscale info --json runs/fm-var    # the same facts as JSON
 
 Nothing is loaded that the answer does not need: pipeline folders are read from their config files and the
 safetensors headers (no weights), runs from their config, metrics and checkpoint names; only an official
-checkpoint is read whole (safely, with torch.load(weights_only=True)), since its shape is in its tensors.
+checkpoint is read whole (safely, with torch.load(weights_only=True)), since its shape is in its tensors. Data
+is read as train-tokenizer reads it by default (every image header is checked, nothing is decoded).
+
+Each path gets its answer; a path that cannot be described gets one error line at the end (on stderr), and
+the exit status is then 2.
 """
 
 from __future__ import annotations
@@ -44,16 +50,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "paths",
         nargs="*",
         metavar="PATH",
-        help="pipeline folders (or bundled:NAME), training runs, token folders or checkpoint files; none: this machine",
+        help="pipeline folders (or bundled:NAME), training runs, token folders, checkpoint files or training data "
+        "(an image folder, fashion-mnist[:DIR], captions:PATH); none: this machine",
     )
     parser.add_argument("--json", action="store_true", help="print the facts as one JSON object per path")
 
 
 def run(args: argparse.Namespace) -> int:
-    reports = [describe(path) for path in args.paths] if args.paths else [environment()]
-    for report in reports:
-        print(json.dumps(report, indent=2) if args.json else as_text(report))
-    return 0
+    from nextscale.cli import error_text
+
+    if not args.paths:
+        print(_shown(environment(), args.json))
+        return 0
+    failed: list[tuple[str, Exception]] = []
+    for path in args.paths:
+        try:
+            report = describe(path)
+        except (ValueError, TypeError, OSError, ImportError) as err:  # what `nextscale` itself turns into one line
+            failed.append((path, err))
+            continue
+        print(_shown(report, args.json), flush=True)  # before the next path's data check logs its line
+    if failed and getattr(args, "verbose", False):
+        raise failed[0][1]  # -v: the first error's traceback
+    for path, err in failed:
+        message = error_text(err)
+        named = path in message or (path.partition(":")[2] or path) in message  # captions:DIR, bundled:NAME: DIR, NAME
+        print(f"nextscale info: error: {message if named else f'{path}: {message}'}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def _shown(report: dict[str, Any], as_json: bool) -> str:
+    return json.dumps(report, indent=2) if as_json else as_text(report)
 
 
 def as_text(report: dict[str, Any]) -> str:
@@ -141,8 +168,11 @@ def describe(text: str) -> dict[str, Any]:
     """The facts about one path (a pipeline folder, training run, token folder, component folder or checkpoint
     file); a ValueError naming what each kind would hold when it is none of them."""
     from nextscale.pretrained import resolve_model_path
+    from nextscale.training.data_specs import CAPTIONS_PREFIX, FASHION_PREFIX
     from nextscale.training.export import run_kind
 
+    if text == FASHION_PREFIX or text.startswith((FASHION_PREFIX + ":", CAPTIONS_PREFIX)):
+        return describe_data(text)
     path = resolve_model_path(text)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
@@ -157,9 +187,15 @@ def describe(text: str) -> dict[str, Any]:
             return describe_sweep(path)
         if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
             return {"what": f"{path}: a model component folder", **component_facts(path)}
+        if _holds_class_folders(path):
+            return describe_data(text)
+        from nextscale.data.images import IMAGE_EXTENSIONS
+
+        loose = any(child.suffix.lower() in IMAGE_EXTENSIONS for child in path.iterdir() if child.is_file())
         raise ValueError(
             f"{path} is not a nextscale folder: a pipeline holds pipeline.json, a training run config.json with "
-            "its kind, a token folder manifest.json, a scaling sweep sweep.json"
+            "its kind, a token folder manifest.json, a scaling sweep sweep.json, image data class sub-folders"
+            + (f"; for its captioned images: `nextscale info captions:{text}`" if loose else "")
         )
     if path.name == "model.safetensors" and (path.parent / "config.json").is_file():
         return describe(str(path.parent))
@@ -321,6 +357,12 @@ def describe_run(folder: Path) -> dict[str, Any]:
         report["time_left"] = f"about {_duration(seconds)} at the last logged speed ({speed:.4g} samples/s)"
     if config["kind"] == "transformer" and checkpoints:
         report["next"] = f"nextscale export --run {folder} --out DIR  (or sample --model {folder})"
+    elif config["kind"] == "tokenizer" and checkpoints:
+        data = config.get("data") or "DATA"
+        report["next"] = (
+            f"nextscale tokenize --tokenizer {folder} --data {data} --out DIR  (then train --tokenizer {folder} "
+            "--tokens DIR)"
+        )
     return report
 
 
@@ -381,6 +423,61 @@ def describe_tokens(folder: Path) -> dict[str, Any]:
     if manifest.get("left_out"):
         report["left_out"] = f"{len(manifest['left_out'])} undecodable images"
     return report
+
+
+def describe_data(spec: str) -> dict[str, Any]:
+    """Training data (``--data SPEC``): the ``data``, ``files`` and ``held-out`` lines train-tokenizer logs at
+    start-up (``cli.data_report.data_summary``), read at the image size and channels it picks by default."""
+    from nextscale.cli.data_report import data_summary
+    from nextscale.presets import get_preset
+    from nextscale.training.data_specs import CAPTIONS_PREFIX, FASHION_PREFIX, data_channels
+
+    preset = _train_tokenizer_default("preset")
+    config, _ = get_preset(preset)
+    channels = data_channels(spec) or config.in_channels  # as train-tokenizer picks them
+    if spec.startswith(CAPTIONS_PREFIX):
+        kind = "captioned images"
+    elif spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
+        kind = "Fashion-MNIST"
+    else:
+        kind = "an image folder (class sub-folders)"
+    report: dict[str, Any] = {"what": f"{spec}: training data, {kind}"}
+    for line in data_summary(spec, config.image_size, channels):
+        key, _, value = line.partition(": ")
+        report[key] = f"{report[key]}; {value}" if key in report else value
+    side = config.image_size
+    report["read_at"] = (
+        f"{side}x{side} px, {'grayscale' if channels == 1 else 'RGB'}: train-tokenizer's default (preset {preset}); "
+        "--resolution changes which files are too small to use"
+    )
+    return report
+
+
+def _train_tokenizer_default(option: str) -> Any:
+    """The default of one train-tokenizer option, read from its parser (so the two never disagree)."""
+    from nextscale.cli import train_tokenizer
+
+    parser = argparse.ArgumentParser()
+    train_tokenizer.add_arguments(parser)
+    return parser.get_default(option)
+
+
+def _holds_class_folders(folder: Path, looked_at: int = 1000) -> bool:
+    """Whether ``folder`` reads as image training data: a sub-folder (of ``folder``, or of ``folder/train``) holds
+    image files, and none is a nextscale folder (a folder of runs is no data, although runs hold preview PNGs)."""
+    from itertools import islice
+
+    from nextscale.data.folders import folder_layout
+    from nextscale.data.images import IMAGE_EXTENSIONS
+
+    subfolders = [sub for sub in folder_layout(folder).train_dir.iterdir() if sub.is_dir()]
+    subfolders = [sub for sub in subfolders if not sub.name.startswith(".")]
+    markers = ("pipeline.json", "config.json", "manifest.json", "sweep.json")
+    if any((sub / name).is_file() for sub in subfolders for name in markers):
+        return False
+    return any(
+        path.suffix.lower() in IMAGE_EXTENSIONS for sub in subfolders for path in islice(sub.rglob("*"), looked_at)
+    )
 
 
 def describe_sweep(folder: Path) -> dict[str, Any]:

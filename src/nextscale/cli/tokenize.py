@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     check_out_folder(out, args.overwrite)  # every rank, before any of them writes
     with distributed.process_group(device=args.device) as dist_info:
         tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
+        trained_side = tokenizer.config.image_size
         sides = scale_sides_for(args.resolution, args.scale_sides, tokenizer.config.downsample_factor)
         if sides is not None and sides != tuple(tokenizer.config.scale_sides):
             tokenizer = with_scale_sides(tokenizer, sides)
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             random_crops=args.views > 1,
         )
         source = schedule_source(args, f"the tokenizer {args.tokenizer}")
-        log_data_report(config, source, dataset, data_spec=args.data, role=args.split)
+        log_data_report(config, source, dataset, data_spec=args.data, role=args.split, trained_side=trained_side)
         if args.overwrite and dist_info.is_main and out.is_dir():
             remove_token_files(out)
         distributed.barrier()  # no rank writes a shard before the old ones are gone

@@ -319,6 +319,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
 
     progressive_lr_schedule(args)
     tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
+    trained_side = tokenizer.config.image_size
     sides = scale_sides_for(args.resolution, args.scale_sides, tokenizer.config.downsample_factor)
     if args.raster:  # the raster baseline models one map: the tokenizer's last
         sides = ((sides or tokenizer.config.scale_sides)[-1],)
@@ -347,7 +348,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     if args.eval_tokens:
         eval_set = TokenShardDataset(args.eval_tokens, tokenizer)
     source = schedule_source(args, default_source)
-    log_data_report(config, source, train_set, eval_set, args.data)
+    log_data_report(config, source, train_set, eval_set, args.data, trained_side=trained_side)
     if text_encoder is None and (not args.init_from or args.num_classes is not None or has_class_list(train_set)):
         # with --init-from the model's class count stands unless the data's class list or --num-classes differ
         args.num_classes = fit_num_classes(args.num_classes, train_set, args.tokens or args.data)

@@ -175,14 +175,18 @@ def _noted(dataset: ImageFolderDataset, note: str) -> ImageFolderDataset:
 
 
 def held_out_note(train_dir: Path, held_out: int, usable: int, bad: int) -> str:
-    """One sentence on the held-out split carved from a folder without ``val/``, e.g. ``... has no val/ folder:
-    holding out 3 of 60 images (5 %, at least 1 per class, seed 0) for evaluation; training uses the other 57``.
-    Datasets from ``open_image_folder`` carry it as ``split_note``."""
+    """The data summary's held-out line for a split carved from a folder without ``val/``, e.g. ``held-out: 3 of
+    the 60 images of DIR (5 %, at least 1 per class, seed 0), carved out as it has no val/ folder``. Datasets from
+    ``open_image_folder`` carry it as ``split_note``."""
     where = f"{train_dir} has no {HELD_OUT_NAMES[0]}/ folder"
-    unusable = f" (not counting {bad} bad {'file' if bad == 1 else 'files'})" if bad else ""
     if held_out == 0:
-        return f"{where} and no class with 2 or more usable images: nothing held out for evaluation"
+        return (
+            f"held-out: none, so no held-out evaluation: {where} and no class with 2 or more usable images to hold "
+            f"one out (add DIR/train and DIR/{HELD_OUT_NAMES[0]} sub-folders)"
+        )
+    usable_images = f"{usable} usable images" if bad else f"{usable} images"
+    not_counted = f"; {bad} bad {'file' if bad == 1 else 'files'} not counted" if bad else ""
     return (
-        f"{where}: holding out {held_out} of {usable} images{unusable} ({HELD_OUT_FRACTION * 100:g} %, at least 1 "
-        f"per class, seed {HELD_OUT_SEED}) for evaluation; training uses the other {usable - held_out}"
+        f"held-out: {held_out} of the {usable_images} of {train_dir} ({HELD_OUT_FRACTION * 100:g} %, at least 1 per "
+        f"class, seed {HELD_OUT_SEED}{not_counted}), carved out as it has no {HELD_OUT_NAMES[0]}/ folder"
     )

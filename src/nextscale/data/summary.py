@@ -5,13 +5,15 @@ A new user's first question is "is it using my images the way I think?"; these l
 (INFO, printed by default). Example for a plain folder of 60 RGB pictures in 6 classes::
 
     data: 54 training images from data/shapes (without the 6 held-out images), 6 classes (0: blue_circle, ...)
-    files: 32x32 RGB (all 54 checked)
-    held-out: 6 images from data/shapes (carved out, as there is no val/ folder)
-    data/shapes has no val/ folder: holding out 6 of 60 images (5 %, at least 1 per class, seed 0) for ...
+    files: 32x32 RGB (sizes read from all 54 files)
+    held-out: 6 of the 60 images of data/shapes (5 %, at least 1 per class, seed 0), carved out as it has no ...
     images 32x32 RGB -> tokens: scales 1,2,4,8 (85 tokens), from --resolution 32
 
-File sizes are read from image headers only (no decoding), from at most ``SIZE_SAMPLE`` files spread evenly
-over the sorted list, so the summary costs well under a second even for ImageNet.
+File sizes and modes are read from image headers only (no decoding), from at most ``SIZE_SAMPLE`` files spread
+evenly over the sorted list, so the summary costs well under a second even for ImageNet. (Whether every file is
+usable is a separate check, logged before the summary: ``training.data_specs.check_bad_images``.) Files with
+transparent pixels (RGBA, LA, PA, palette images with a transparent colour) add "transparent pixels composited
+on white", as ``data.transforms.convert_mode`` does to them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from nextscale.data.caption_base import CaptionDataset, _image_stream
 from nextscale.data.fashion_mnist import FashionMNIST
 from nextscale.data.images import ImageFolderDataset
 from nextscale.data.token_dataset import TokenShardDataset
+from nextscale.data.transforms import ALPHA_BACKGROUND, ALPHA_MODES
 from nextscale.scales import ScaleSchedule
 
 SIZE_SAMPLE = 64  # image headers read for the size summary
@@ -41,27 +44,41 @@ class FileSizes:
         modes: Pillow mode ("RGB", "L", "RGBA", "P", ...) -> files.
         checked: files whose header was read.
         total: files in the dataset.
+        transparent: files among the checked ones with transparent pixels (composited on white when read).
     """
 
     sizes: Counter
     modes: Counter
     checked: int
     total: int
+    transparent: int = 0
 
     def describe(self) -> str:
-        """E.g. ``32x32 RGB (all 60 checked)`` or ``28x28 to 640x480, modes RGB, L (64 of 1000 checked)``."""
-        if len(self.sizes) == 1:
-            size = _size(next(iter(self.sizes)))
-        else:
-            by_area = sorted(self.sizes, key=lambda wh: (wh[0] * wh[1], wh))
-            size = f"{_size(by_area[0])} to {_size(by_area[-1])}"
+        """E.g. ``32x32 RGB (sizes read from all 60 files)``, or ``28x28 to 640x480 RGBA, L, transparent pixels
+        composited on white (sizes read from 64 of 1000 files)``."""
         modes = ", ".join(mode for mode, _ in self.modes.most_common())
-        checked = f"all {self.total}" if self.checked == self.total else f"{self.checked} of {self.total}"
-        return f"{size} {modes} ({checked} checked)"
+        alpha = f", transparent pixels composited on {BACKGROUND}" if self.transparent else ""
+        read = f"all {self.total}" if self.checked == self.total else f"{self.checked} of {self.total}"
+        return f"{self.span()} {modes}{alpha} (sizes read from {read} files)"
+
+    def span(self) -> str:
+        """The size, or the smallest to the largest: ``32x32`` or ``28x28 to 640x480``."""
+        if len(self.sizes) == 1:
+            return _size(next(iter(self.sizes)))
+        by_area = sorted(self.sizes, key=lambda wh: (wh[0] * wh[1], wh))
+        return f"{_size(by_area[0])} to {_size(by_area[-1])}"
 
     @property
     def single_size(self) -> tuple[int, int] | None:
         return next(iter(self.sizes)) if len(self.sizes) == 1 else None
+
+
+BACKGROUND = {255: "white", 0: "black"}.get(ALPHA_BACKGROUND, f"gray {ALPHA_BACKGROUND}")
+
+
+def has_transparency(image: Image.Image) -> bool:
+    """Whether reading ``image`` composites it on the background (``data.transforms.convert_mode``'s test)."""
+    return image.mode in ALPHA_MODES or (image.mode == "P" and "transparency" in image.info)
 
 
 def _size(wh: tuple[int, int]) -> str:
@@ -83,16 +100,17 @@ def file_sizes(dataset, limit: int = SIZE_SAMPLE) -> FileSizes | None:
         return None
     step = max(1, len(files) // limit)
     sizes, modes = Counter(), Counter()
-    checked = 0
+    checked = transparent = 0
     for source in files[::step][:limit]:
         try:
-            with Image.open(_image_stream(source)) as image:  # reads the header only
+            with Image.open(_image_stream(source)) as image:  # reads the header only (a PNG's tRNS chunk too)
                 sizes[image.size] += 1
                 modes[image.mode] += 1
+                transparent += has_transparency(image)
                 checked += 1
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             continue  # unreadable (or huge) files are reported by the dataset itself when read
-    return FileSizes(sizes, modes, checked, len(files)) if checked else None
+    return FileSizes(sizes, modes, checked, len(files), transparent) if checked else None
 
 
 def _classes(names: Sequence[str] | None) -> str:
@@ -129,12 +147,13 @@ def describe_data(
     role: str = "training",
     held_out_flags: str = "--eval-data or --eval-tokens",
 ) -> list[str]:
-    """The data summary lines: count and classes, file sizes and modes, held-out source.
+    """The data summary lines: count and classes, file sizes and modes, held-out source (one line).
 
     Args:
         train_set: the dataset trained on (or tokenized).
         held_out_set: the evaluation dataset, or None.
-        held_out_note: a sentence on how the held-out split was made (``data.folders.held_out_note``), or None.
+        held_out_note: the "held-out: ..." line of a split carved from a folder (``data.folders.held_out_note``),
+            or None. It stands for the held-out line when ``held_out_set`` is that split (or None).
         role: what ``train_set`` is for, e.g. "training" or "val".
         held_out_flags: the command's flags that name held-out data, for the hint when there is none ("" if it
             has none).
@@ -146,16 +165,17 @@ def describe_data(
     sizes = file_sizes(train_set)
     if sizes is not None:
         lines.append(f"files: {sizes.describe()}")
-    if role == "training":
-        if held_out_set is None:
-            where = "split the data into DIR/train and DIR/val sub-folders" + (
-                f", or pass {held_out_flags}" if held_out_flags else ""
-            )
-            lines.append(f"held-out: none, so no held-out evaluation ({where})")
-        else:
-            lines.append(f"held-out: {len(held_out_set)} {_kind(held_out_set)} from {_origin(held_out_set)}")
-    if held_out_note:
+    # The carved split's line says it all; held-out data from elsewhere (--eval-data) replaces that split.
+    carved = held_out_set is None or getattr(held_out_set, "split_note", None) == held_out_note
+    if held_out_note is not None and (carved or role != "training"):
         lines.append(held_out_note)
+    elif role == "training" and held_out_set is None:
+        where = "split the data into DIR/train and DIR/val sub-folders" + (
+            f", or pass {held_out_flags}" if held_out_flags else ""
+        )
+        lines.append(f"held-out: none, so no held-out evaluation ({where})")
+    elif role == "training":
+        lines.append(f"held-out: {len(held_out_set)} {_kind(held_out_set)} from {_origin(held_out_set)}")
     return lines
 
 
@@ -170,9 +190,11 @@ def resolution_line(
     sizes: FileSizes | None = None,
     downsample: int = 1,
     training: bool = True,
+    trained_side: int | None = None,
 ) -> str:
     """``images 32x32 RGB -> tokens: scales 1,2,4,8 (85 tokens), from preset tiny``, plus a warning when the
-    files are another size or colour mode than the model sees.
+    files are another size or colour mode than the model sees, or the tokenizer works at another size than it was
+    trained at.
 
     Args:
         image_size: pixels per side the model sees.
@@ -182,6 +204,8 @@ def resolution_line(
         sizes: the data's file sizes (``file_sizes``), or None.
         downsample: the tokenizer's downsampling factor (a suggested --resolution is a multiple of it).
         training: the images are trained on (random crops) rather than tokenized (center crops).
+        trained_side: the side a trained tokenizer was trained at (``tokenize``, ``train``); None while training
+            the tokenizer itself.
     """
     schedule = ScaleSchedule(tuple(scale_sides))
     colour = CHANNEL_NAMES.get(channels, f"{channels}-channel")
@@ -190,19 +214,28 @@ def resolution_line(
         f"images {image_size}x{image_size} {colour} -> tokens: scales {sides} ({schedule.total_tokens} tokens), "
         f"from {source}"
     )
-    if sizes is None:
-        return line
+    # A tokenizer is convolutional, so it runs at any size, but reconstructs best at the size it was trained at.
+    retrain = "a tokenizer trained at {side} px (train-tokenizer --resolution {side}) reconstructs them better"
     notes = []
+    if trained_side is not None and trained_side != image_size:
+        notes.append(
+            f"the tokenizer was trained at {trained_side}x{trained_side}, not {image_size}x{image_size}: "
+            + retrain.format(side=image_size)
+        )
+    if sizes is None:
+        return "; ".join([line, *notes])
     single = sizes.single_size
     if single is not None and single != (image_size, image_size):
         keep = max(downsample, min(single) // downsample * downsample)
         hint = f"pass --resolution {keep} to keep them" if keep != image_size else "they are resized and cropped"
+        if keep != image_size and trained_side is not None and keep != trained_side:
+            hint += f" ({retrain.format(side=keep)} than this one, trained at {trained_side} px)"
         verb = "training" if training else "tokenizing"
         notes.append(f"your images are {_size(single)}; {verb} at {image_size}x{image_size} ({source}) - {hint}")
     elif single is None:
         crop = "randomly cropped (center-cropped for evaluation)" if training else "center-cropped"
         notes.append(
-            f"your images vary in size ({sizes.describe()}); each is resized (shorter side) and {crop} to "
+            f"your images vary in size ({sizes.span()}); each is resized (shorter side) and {crop} to "
             f"{image_size}x{image_size}"
         )
     gray = set(sizes.modes) <= {"L", "LA", "1", "I", "I;16", "F"}

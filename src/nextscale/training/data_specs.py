@@ -16,6 +16,7 @@ everything skipped.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 FASHION_PREFIX = "fashion-mnist"
@@ -37,7 +38,9 @@ SHOWN_BAD_FILES = 3  # bad files named in the log line; the rest are counted
 
 
 def check_bad_images(datasets, policy: str) -> None:
-    """Scan the image-folder datasets' headers and log one line counting unusable files by reason (rank 0).
+    """Scan the image-folder datasets' headers and log one line per folder counting unusable files by reason
+    (rank 0). A training set and the held-out split carved from the same folder share one scan, so one line
+    counts the folder's files: ``checked 180 image files of DIR: all usable``.
 
     Raises:
         ValueError: ``policy`` is "fail" and some file is unusable (the message names the first ones).
@@ -46,21 +49,27 @@ def check_bad_images(datasets, policy: str) -> None:
     from nextscale.data.images import ImageFolderDataset
 
     logger = distributed.get_logger("nextscale.data")
+    folders: dict[int, list] = {}  # the splits of one folder share ``skipped`` (see data.folders.select)
     for dataset in datasets:
-        if not isinstance(dataset, ImageFolderDataset):
-            continue
-        counts = dataset.scan()
-        where = f"{len(dataset)} image files of {getattr(dataset, 'origin', dataset.root)}"
-        if counts is None:
+        if isinstance(dataset, ImageFolderDataset):
+            folders.setdefault(id(dataset.skipped), []).append(dataset)
+    for splits in folders.values():
+        scans = [dataset.scan() for dataset in splits]
+        origin = str(splits[0].root) if len(splits) > 1 else getattr(splits[0], "origin", splits[0].root)
+        where = f"{sum(len(dataset) for dataset in splits)} image files of {origin}"
+        if any(counts is None for counts in scans):
             logger.info("%s: too many to check before training; bad files are %s as they are read", where, policy)
             continue
-        upscaled = counts.pop("upscaled")
-        small = f"; {upscaled} smaller than {dataset.transform.size} px are upscaled" if upscaled else ""
-        if not counts:
+        upscaled = sum(counts.pop("upscaled") for counts in scans)
+        small = ""
+        if upscaled:
+            small = f"; {upscaled} {'file' if upscaled == 1 else 'files'} smaller than {splits[0].transform.size} px "
+            small += "is upscaled" if upscaled == 1 else "are upscaled"
+        bad = sorted({item for dataset in splits for item in dataset.bad_files()})
+        if not bad:
             logger.info("checked %s: all usable%s", where, small)
             continue
-        found = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
-        bad = dataset.bad_files()
+        found = ", ".join(f"{count} {reason}" for reason, count in sorted(Counter(r for _, r in bad).items()))
         named = ", ".join(f"{path} ({reason})" for path, reason in bad[:SHOWN_BAD_FILES])
         named += f" and {len(bad) - SHOWN_BAD_FILES} more" if len(bad) > SHOWN_BAD_FILES else ""
         if policy == "fail":
@@ -70,7 +79,8 @@ def check_bad_images(datasets, policy: str) -> None:
             )
         files = "file" if len(bad) == 1 else "files"
         logger.warning("checked %s: skipping %d bad %s (%s): %s%s", where, len(bad), files, found, named, small)
-        dataset.leave_out_bad()  # no stand-ins: tokenizing and evaluation see each image once, counts stay true
+        for dataset in splits:
+            dataset.leave_out_bad()  # no stand-ins: tokenizing and evaluation see each image once, counts stay true
 
 
 def report_skipped_images(datasets) -> None:
