@@ -168,3 +168,17 @@ def test_a_failed_finish_leaves_no_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         archive.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_files_are_read_as_references_are(tmp_path):
+    """A 16-bit PNG is scaled to 8 bits (not clipped to white) and transparency goes on white, as the reference
+    images are read, so the same picture scores the same on both sides."""
+    from nextscale.data.sample_sets import open_sample_image
+
+    ramp = np.linspace(0, 65535, 16 * 16).reshape(16, 16).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    deep = np.asarray(open_sample_image(tmp_path / "deep.png"))
+    assert deep.shape == (16, 16, 3) and deep[..., 0].mean() == pytest.approx(127.5, abs=1.0)
+    clear = Image.new("RGBA", (16, 16), (255, 0, 0, 0))  # fully transparent red
+    clear.save(tmp_path / "clear.png")
+    assert (np.asarray(open_sample_image(tmp_path / "clear.png")) == 255).all()  # white, as a viewer shows it

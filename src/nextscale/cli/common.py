@@ -181,14 +181,19 @@ def seed(text: str) -> int:
     return value
 
 
-def add_sampling_arguments(parser: argparse.ArgumentParser, cfg: float = 1.5, cfg_sweep: bool = False) -> None:
+def add_sampling_arguments(
+    parser: argparse.ArgumentParser, cfg: float = 1.5, cfg_sweep: bool = False, unseeded: str = "random"
+) -> None:
     """The sampling flags; with ``cfg_sweep`` ``--cfg`` takes one or more values (``args.cfg`` is then a list).
+    ``unseeded`` says in ``--seed``'s help what the command does without one ("random", or "0" where it is fixed).
 
     Flags left out take the model's recommended settings (``recommended_sampling`` in its pipeline.json), else
     the defaults shown; call :func:`resolve_sampling` once the pipeline is loaded.
     """
     group = parser.add_argument_group("sampling (defaults: the model's recommended settings, else as shown)")
-    group.add_argument("--seed", type=seed, default=None, help="random seed; same seed, same images (default: random)")
+    group.add_argument(
+        "--seed", type=seed, default=None, help=f"random seed; same seed, same images (default: {unseeded})"
+    )
     group.add_argument(
         "--cfg",
         type=float,

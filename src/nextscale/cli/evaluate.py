@@ -229,7 +229,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     text.add_argument("--images-per-prompt", type=int, default=None, help="samples of each prompt (default: 1)")
     add_edit_arguments(parser)
-    add_sampling_arguments(parser, cfg=1.5, cfg_sweep=True)
+    add_sampling_arguments(parser, cfg=1.5, cfg_sweep=True, unseeded="0: evaluations are repeatable")
 
 
 # Flags only one kind of model takes, as (attribute, flag); each defaults to None or False when not given.

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from nextscale.data.transforms import convert_mode
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LABELLED_NAME = re.compile(r"\d+_class(\d+)\.\w+")  # the names `sample --out-dir` and `evaluate --save-samples` give
 IMAGES_ENTRY, LABELS_ENTRY = "arr_0.npy", "arr_1.npy"
@@ -180,11 +182,12 @@ def _index_order(path: Path) -> tuple[int, str]:
 
 
 def open_sample_image(path: Path, side: int | None = None) -> Image.Image:
-    """One sample image as RGB; it must be square (and ``side`` px, the first image's size, when given)."""
+    """One sample image as RGB (``convert_mode``); it must be square (and ``side`` px, the first image's size, when
+    given)."""
     try:
         with Image.open(path) as image:
             image.load()
-            picture = image.convert("RGB")
+            picture = convert_mode(image, 3)  # as references are read: 16-bit scaled, transparency on white
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ValueError(f"sample image {path} cannot be read ({err}); remove or replace it") from err
     width, height = picture.size
