@@ -4,6 +4,7 @@ broken images under both bad-image policies, and train/val splits."""
 import io
 import json
 import logging
+import shutil
 import tarfile
 
 import numpy as np
@@ -132,6 +133,11 @@ def test_a_caption_folder_with_train_and_val_holds_both_splits(tmp_path):
     train, held_out = build_datasets(f"captions:{tmp_path}", SIZE, channels=3)
     assert (len(train), len(held_out)) == (3, 1)
     assert "held-out: 1 " in describe_data(train, held_out)[-1]
+    # captions:DIR/train means DIR, as for image folders: its val/ sibling is the held-out split
+    train, held_out = open_caption_splits(tmp_path / "train", SIZE)
+    assert (len(train), len(held_out)) == (3, 1)
+    assert len(open_caption_splits(tmp_path / "train", SIZE, split="val")[0]) == 1
+    shutil.move(tmp_path / "val", tmp_path / "elsewhere")
     plain, none = open_caption_splits(tmp_path / "train", SIZE)
     assert len(plain) == 3 and none is None
     with pytest.raises(ValueError, match="no held-out split"):

@@ -94,7 +94,8 @@ def open_caption_splits(
     """(training, held-out) caption datasets of ``path``; the held-out one uses center crops.
 
     A folder with a ``train/`` sub-folder and a ``val/`` (or ``validation/``, ``test/``) one holds both splits,
-    each in any format ``open_caption_dataset`` reads; any other path is training data alone (held-out None).
+    each in any format ``open_caption_dataset`` reads (given as ``DIR/train`` too); any other path is training data
+    alone (held-out None).
 
     Args:
         path: the caption data.
@@ -103,6 +104,9 @@ def open_caption_splits(
         options: passed on to ``CaptionDataset`` (``seed``, ``channels``, ``bad_images``, ...).
     """
     root = Path(path)
+    parent = root.resolve().parent
+    if root.resolve().name == "train" and any((parent / name).is_dir() for name in HELD_OUT_NAMES):
+        root = parent  # captions:photos/train means photos: its val/ sibling is the held-out split, as for images
     train_dir = root / "train"
     held_out_dir = next((root / name for name in HELD_OUT_NAMES if (root / name).is_dir()), None)
     if split is not None and split not in ("train", "val", "test"):
