@@ -128,3 +128,25 @@ def test_max_steps_below_the_runs_step_is_not_called_finished(tmp_path, monkeypa
     out = capsys.readouterr().out
     assert "at step 2/3: nothing to train, --max-steps 1 is not past the run's step" in out
     assert "finished" not in out
+
+
+def test_a_resume_on_other_held_out_data_trains_on_and_says_where_the_curve_changes(tmp_path, caplog):
+    """Held-out data may change at a resume (a val/ folder added later): training is the same run, but the
+    held-out curve then joins two measurements, so the step where they meet is named."""
+    import logging
+
+    from nextscale.training.run_dir import check_run_dir
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "step-00000040.pt").touch()
+    config = {"data": "d", "held_out": "--eval-tokens /a", "train": {"total_steps": 100}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with caplog.at_level(logging.WARNING):
+        check_run_dir(tmp_path, config, 100)  # the same held-out data: nothing to say
+        assert not caplog.records
+        check_run_dir(tmp_path, {**config, "held_out": "--eval-tokens /b"}, 100)  # not refused
+    assert "held-out metrics after step 40 measure other data than those before it" in caplog.text
+    caplog.clear()
+    (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "held_out"}))
+    check_run_dir(tmp_path, {**config, "held_out": "--eval-tokens /b"}, 100)  # a run from before: silent
+    assert not caplog.records

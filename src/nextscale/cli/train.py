@@ -380,6 +380,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         "tokenizer_source": str(args.tokenizer),
         "init_from": args.init_from,
         "text_encoder": args.text_encoder,
+        "held_out": held_out_source(args, eval_set),
         **({"sampler_head_init": args.sampler_head_init} if args.train_sampler_head else {}),
     }
     trainer = TransformerTrainer(
@@ -395,6 +396,17 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         text_encoder=text_encoder,
     )
     fit_and_report(trainer, args.max_steps, (train_set, eval_set), "transformer")
+
+
+def held_out_source(args: argparse.Namespace, eval_set) -> str:
+    """What the run's held-out metrics measure, as recorded in its config.json (a resume warns when it changes)."""
+    if eval_set is None:
+        return "none"
+    if args.eval_tokens:
+        return f"--eval-tokens {Path(args.eval_tokens).resolve()}"
+    if args.eval_data:
+        return f"--eval-data {args.eval_data}"
+    return f"held out from --data {args.data}"
 
 
 def eval_dataset(spec: str, image_size: int, channels: int, bad_images: str = "skip"):

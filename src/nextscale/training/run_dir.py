@@ -38,6 +38,7 @@ def check_run_dir(run_dir: Path, run_config: dict[str, Any], total_steps: int) -
         saved = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); fix it or choose a new run directory") from err
+    warn_if_held_out_changed(run_dir, saved.get("held_out"), run_config.get("held_out"))
     differences = config_differences(saved, run_config)
     if not differences:
         return
@@ -57,6 +58,22 @@ def check_run_dir(run_dir: Path, run_config: dict[str, Any], total_steps: int) -
     raise ValueError(
         f"{message}: the learning-rate schedule is built for the run's total, so resume it with --steps "
         f"{saved_total} (or the original --epochs), or train {total} steps in a new --run-dir"
+    )
+
+
+def warn_if_held_out_changed(run_dir: Path, saved: Any, current: Any) -> None:
+    """A resume may evaluate on other held-out data (a val/ folder added later), but its curve then joins two
+    measurements: say so, with the step where they meet (runs made before the held-out data was recorded: silent)."""
+    if saved is None or current is None or saved == current:
+        return
+    checkpoints = ckpt.list_checkpoints(run_dir)
+    step = ckpt.checkpoint_step(checkpoints[-1]) if checkpoints else 0
+    distributed.get_logger("nextscale.training").warning(
+        "the held-out data changed since the run's last start (%s, now %s): held-out metrics after step %d measure "
+        "other data than those before it",
+        saved,
+        current,
+        step,
     )
 
 
