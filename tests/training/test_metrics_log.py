@@ -32,3 +32,7 @@ def test_disabled_log_on_other_ranks_writes_nothing(tmp_path):
     MetricsLog(tmp_path, enabled=False).write(1, "train", {"loss": 1.0})
     assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "tensorboard").exists()
     assert format_metrics({"loss": 2.0, "acc/scale0": 0.5, "acc/scale1": 0.25}) == "loss=2, acc=[0.5 0.25]"
+    shown = format_metrics({"psnr/scale0": 18.0, "psnr/scale1": 21.4, "code_usage/scale0": 3.0})
+    assert shown == (
+        "psnr=[18 21.4] (dB, reconstructed from the first 1..K scales), code_usage=[3] (% of the codebook, per scale)"
+    )

@@ -114,8 +114,17 @@ def reduce_over_ranks(values: dict[str, torch.Tensor], mean_over: torch.Tensor |
     return out
 
 
+# What a per-scale list of a metric means, said once in its log line (metrics.jsonl keeps the plain names).
+PER_SCALE_NOTES = {
+    "psnr": "dB, reconstructed from the first 1..K scales",
+    "mse": "reconstructed from the first 1..K scales",
+    "code_usage": "% of the codebook, per scale",
+}
+
+
 def format_metrics(metrics: dict[str, float]) -> str:
-    """One log line; per-scale values are grouped, a scale without a value shown as "-": ``scale_loss=[2.1 - 4.0]``."""
+    """One log line; per-scale values are grouped, a scale without a value shown as "-": ``scale_loss=[2.1 - 4.0]``,
+    ``psnr=[18 19.3 21.4] (dB, reconstructed from the first 1..K scales)``."""
     grouped: dict[str, dict[int, float]] = {}
     parts = []
     for name, value in metrics.items():
@@ -126,7 +135,8 @@ def format_metrics(metrics: dict[str, float]) -> str:
             parts.append(f"{name}={value:.4g}")
     for name, by_scale in grouped.items():
         shown = (f"{by_scale[k]:.3g}" if k in by_scale else "-" for k in range(max(by_scale) + 1))
-        parts.append(f"{name}=[{' '.join(shown)}]")
+        note = f" ({PER_SCALE_NOTES[name]})" if name in PER_SCALE_NOTES else ""
+        parts.append(f"{name}=[{' '.join(shown)}]{note}")
     return ", ".join(parts)
 
 
