@@ -90,6 +90,12 @@ def test_runs_compare_at_equal_samples_or_tokens_seen(tmp_path, capsys):
     assert steps_to_x(var, "samples") == (32.0, "samples seen")
     assert steps_to_x(var, "tokens") == (32.0 * 130, "tokens seen")  # every scale: 1 + 4 + 9 + 16 + 36 + 64
     assert steps_to_x(raster, "tokens") == (16.0 * 64, "tokens seen")  # the one 8x8 map
+    config = json.loads((var / "config.json").read_text())
+    (var / "config.json").write_text(json.dumps({**config, "objective": {"keep_tokens": 100}}))
+    assert steps_to_x(var, "tokens") == (32.0 * 100, "tokens seen")  # token dropping: the kept tokens are the targets
+    (var / "config.json").write_text(json.dumps({**config, "objective": {"progressive": 0.5}}))
+    assert steps_to_x(var, "tokens")[1].startswith("tokens seen (at most: progressive training")
+    (var / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="not a transformer run"):
         steps_to_x(tokenizer, "tokens")
     with pytest.raises(ValueError, match="needs the run's batch size"):

@@ -34,8 +34,9 @@ def steps_to_x(run_dir: str | os.PathLike, x: str) -> tuple[float, str]:
     """(factor from optimizer steps to the ``x`` axis, axis label), from the run's config.json.
 
     A step sees ``batch_size`` samples (the global batch) and each sample ``tokens`` targets: every scale of a
-    next-scale model (130 for scales 1-2-3-4-6-8), the one map of the raster baseline (64 for 8x8). Runs of
-    different kinds compare at equal data only on these axes, not by step.
+    next-scale model (130 for scales 1-2-3-4-6-8), or the ``keep_tokens`` a run with token dropping keeps, the one map
+    of the raster baseline (64 for 8x8). Runs of different kinds compare at equal data only on these axes, not by
+    step.
     """
     if x not in X_AXES:
         raise ValueError(f"x axis must be one of {X_AXES}, got {x!r}")
@@ -55,6 +56,11 @@ def steps_to_x(run_dir: str | os.PathLike, x: str) -> tuple[float, str]:
         per_sample = int(config["transformer"]["side"]) ** 2
     else:
         per_sample = sum(int(side) ** 2 for side in config["transformer"]["scale_sides"])
+        objective = config.get("objective") or {}
+        if objective.get("keep_tokens") is not None:  # token dropping: the loss sees the kept tokens only
+            per_sample = min(per_sample, int(objective["keep_tokens"]))
+        if objective.get("progressive"):  # scales join over the run: a full sequence is the most a step sees
+            return float(batch * per_sample), "tokens seen (at most: progressive training saw fewer scales early)"
     return float(batch * per_sample), "tokens seen"
 
 
