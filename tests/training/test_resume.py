@@ -121,6 +121,11 @@ def test_run_dir_of_another_config_is_refused(tmp_path, data):
         _transformer_trainer(tmp_path, data, lr=1e-3)
     # cadences may change between invocations
     assert _transformer_trainer(tmp_path, data, log_every=5, checkpoint_every=2).step == 1
+    # checkpoints copied without their config.json still say what made them
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(ValueError, match=r"different config \(train.lr: 0.002 in the run, 0.001 now"):
+        _transformer_trainer(tmp_path, data, lr=1e-3)
+    assert _transformer_trainer(tmp_path, data).step == 1
 
 
 def test_worker_processes_give_the_same_batches(tmp_path, data):

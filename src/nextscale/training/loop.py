@@ -60,7 +60,7 @@ from nextscale.training.interrupt import StopRequest, TrainingInterrupted
 from nextscale.training.metrics import MetricsLog, format_metrics, metric_mean, reduce_over_ranks
 from nextscale.training.optim import apply_schedule, build_adamw
 from nextscale.training.precision import autocast_context, grad_scaler, non_finite, resolve_precision
-from nextscale.training.run_dir import check_run_dir, write_run_config
+from nextscale.training.run_dir import check_run_dir, refuse_another_config, write_run_config
 
 log = distributed.get_logger(__name__)
 
@@ -406,6 +406,9 @@ class Trainer(abc.ABC):
             self.metrics_log.truncate_after(0)  # lines of a start that crashed before its first checkpoint
             return
         state, path = found
+        if not (self.run_dir / "config.json").is_file() and state.get("configs"):
+            # checkpoints without their config.json (copied to fork a run): they still say what made them
+            refuse_another_config(self.run_dir, state["configs"], self.run_config, self.config.total_steps)
         for name, module in self.wrapped.items():
             if name not in state["models"]:
                 raise ValueError(f"checkpoint {path} has no weights for {name!r}; it belongs to another trainer")

@@ -39,6 +39,13 @@ def check_run_dir(run_dir: Path, run_config: dict[str, Any], total_steps: int) -
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); fix it or choose a new run directory") from err
     warn_if_held_out_changed(run_dir, saved.get("held_out"), run_config.get("held_out"))
+    refuse_another_config(run_dir, saved, run_config, total_steps)
+
+
+def refuse_another_config(run_dir: Path, saved: dict[str, Any], run_config: dict[str, Any], total_steps: int) -> None:
+    """Raise when ``run_config`` differs from ``saved`` (config.json, or the config a checkpoint recorded) in a way
+    that makes it another run; the message says how to resume or where to start instead."""
+    checkpoints = ckpt.list_checkpoints(run_dir)
     differences = config_differences(saved, run_config)
     if not differences:
         return
