@@ -324,3 +324,12 @@ def test_a_reader_that_stops_early_is_no_error(tmp_path):
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_an_official_checkpoint_given_as_model_says_to_convert_it(tmp_path, capsys):
+    checkpoint = tmp_path / "var_d16.pth"
+    checkpoint.write_bytes(b"weights")
+    assert main(["sample", "--model", str(checkpoint), "--class", "0", "--out", str(tmp_path / "g.png")]) == 2
+    err = capsys.readouterr().err
+    assert "var_d16.pth is a file, not a pipeline folder: convert official VAR/STAR checkpoints first" in err
+    assert "nextscale convert --vae VAE.pth --var var_d16.pth --out DIR" in err

@@ -120,6 +120,11 @@ class PipelineFolderMixin:
             raise ValueError(f"dtype must be one of {PRECISIONS}, got {dtype!r}")
         device = usable_device(device)
         path = resolve_model_path(path)
+        if path.is_file():  # an official .pth, or a file of weights, given where a folder goes
+            raise ValueError(
+                f"{path} is a file, not a pipeline folder: convert official VAR/STAR checkpoints first (`nextscale "
+                f"convert --vae VAE.pth --var {path.name} --out DIR`), or export a training run (`nextscale export`)"
+            )
         index = read_json_file(
             path / PIPELINE_FILE,
             f"{path} is not a pipeline folder (expected {PIPELINE_FILE}, tokenizer/ and transformer/; "
