@@ -44,6 +44,28 @@ def test_paths_arrays_and_pil_images_give_the_same_edit(pipe, picture, tmp_path)
     assert torch.equal(edit_tokens(pipe, picture), expected)  # a uint8 (H, W, 3) array
 
 
+def test_a_pil_image_with_an_exif_orientation_edits_like_its_file(pipe, picture, tmp_path):
+    """Phone photos store their pixels sideways plus a turn; opened with PIL or given as a path, the edit is made
+    on the upright picture a viewer shows (and a mask of that picture's size fits)."""
+    stored = Image.fromarray(picture)  # 20 wide, 16 high as stored
+    exif = stored.getexif()
+    exif[0x0112] = 6  # EXIF Orientation: turn 90 degrees clockwise to view
+    stored.save(tmp_path / "photo.png", exif=exif)
+    mask = np.zeros((20, 16), dtype=bool)  # (H, W) of the upright picture
+    mask[:10] = True
+    from_path = pipe.inpaint(tmp_path / "photo.png", mask=mask, seed=0, output_type="pt")
+    with Image.open(tmp_path / "photo.png") as opened:
+        from_pil = pipe.inpaint(opened, mask=mask, seed=0, output_type="pt")
+    assert torch.equal(from_pil.tokens, from_path.tokens)
+    assert from_pil.pasted()[0].size == from_path.pasted()[0].size == (16, 20)
+    # a mask made with PIL from the stored photo carries the same tag, and is turned the same way
+    stored_mask = Image.fromarray(mask.astype(np.uint8) * 255).transpose(Image.Transpose.ROTATE_90)
+    stored_mask.info["exif"] = exif.tobytes()
+    assert stored_mask.size == stored.size
+    with_tag = pipe.inpaint(tmp_path / "photo.png", mask=stored_mask, seed=0, output_type="pt")
+    assert torch.equal(with_tag.keep_mask, from_path.keep_mask)
+
+
 @pytest.mark.parametrize(
     ("image", "error", "match"),
     [

@@ -193,6 +193,34 @@ def test_a_mask_of_a_non_square_image_is_cropped_like_the_image():
         mask_for_image(np.zeros((30, 40)), prepared, 8)
 
 
+def test_transparent_mask_pixels_are_not_region_whatever_colour_they_store(tmp_path):
+    """A mask painted white on a transparent layer: the transparent pixels often store white too."""
+    from nextscale.sampling.editing import load_mask
+
+    rgba = np.full((16, 16, 4), 255, dtype=np.uint8)
+    rgba[:, 8:, 3] = 0  # the right half is transparent white
+    left = torch.zeros(4, 4, dtype=torch.bool)
+    left[:, :2] = True
+    Image.fromarray(rgba).save(tmp_path / "mask.png")
+    masks = {
+        "RGBA image": mask_from_array(Image.fromarray(rgba), 4),
+        "LA image": mask_from_array(Image.fromarray(rgba).convert("LA"), 4),
+        "RGBA file": load_mask(str(tmp_path / "mask.png"), 4),
+        "uint8 array": mask_from_array(rgba, 4),
+        "0..1 array": mask_from_array(rgba / 255.0, 4),
+    }
+    for name, mask in masks.items():
+        assert torch.equal(mask, left), name
+    half = rgba.copy()
+    half[:, :8, 3] = 100  # less than half opaque white: under the 0.5 threshold
+    assert not mask_from_array(Image.fromarray(half), 4)[:, :2].any()
+    # opaque masks are read as before: luminance of an image, first channel of an array
+    opaque = rgba.copy()
+    opaque[..., 3], opaque[:, 8:, :3] = 255, 0
+    assert torch.equal(mask_from_array(Image.fromarray(opaque), 4), left)
+    assert torch.equal(mask_from_array(opaque, 4), left)
+
+
 def test_the_null_class_id_edits_unconditionally_as_in_the_official_demo(pipe, image):
     null_id = pipe.transformer.config.null_class_id  # the official edit notebook passes 1000 for ImageNet
     plain = pipe.inpaint(image, box=(0.25, 0.25, 0.75, 0.75), seed=3, output_type="pt")

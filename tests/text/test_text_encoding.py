@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -54,6 +55,17 @@ def test_rows_and_device():
     assert torch.equal(encoding[-1].mask, encoding.mask[2:])
     moved = encoding.to("cpu")
     assert moved.device == torch.device("cpu") and torch.equal(moved.hidden, encoding.hidden)
+
+
+@pytest.mark.parametrize("index", [np.int64(1), np.int32(-2), torch.tensor(1)], ids=["np.int64", "np.int32", "0-d"])
+def test_numpy_and_tensor_integers_keep_the_batch_dimension_like_a_python_int(index):
+    encoding = make_encoding([3, 2, 1], total=3)
+    row = encoding[index]
+    assert len(row) == 1 and torch.equal(row.hidden, encoding[1].hidden) and torch.equal(row.mask, encoding[1].mask)
+    with pytest.raises(IndexError, match="out of range"):
+        encoding[np.int64(3)]
+    with pytest.raises(IndexError, match="out of range"):
+        encoding[-4]
 
 
 def test_masked_pooling_ignores_padding_values_and_mean_all_does_not():

@@ -121,6 +121,18 @@ def test_init_follows_the_official_recipe():
     assert model.head.weight.std().item() == pytest.approx(0.02 * std, rel=0.2)
 
 
+@pytest.mark.parametrize("cast", ["bf16", "half"])
+def test_dtype_casts_keep_the_rope_table_in_float32(cast):
+    # the official code keeps RoPE in float32; a bf16 table turns rotations by up to ~1e-2
+    model = tiny_model()
+    exact = model.rope_rows(0, 21).clone()
+    model = model.to(torch.bfloat16) if cast == "bf16" else model.half()
+    assert model.head.weight.dtype != torch.float32  # the weights are cast...
+    assert model.rope_table.dtype == torch.float32  # ...the positions are not
+    assert torch.equal(model.rope_rows(0, 21), exact)
+    assert torch.equal(model.float().rope_rows(0, 21), exact)
+
+
 def test_resolution_transfer_keeps_weights_and_grows_levels():
     model = tiny_model()
     grown = transfer_to_schedule(model, (1, 2, 4, 8))

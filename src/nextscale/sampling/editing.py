@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nextscale.data.images import open_image
-from nextscale.data.transforms import center_crop, convert_mode, pil_to_tensor, resize_shorter_side
+from nextscale.data.images import open_image, upright
+from nextscale.data.transforms import ALPHA_MODES, center_crop, convert_mode, pil_to_tensor, resize_shorter_side
 
 MODES = ("inpaint", "outpaint")
 # Image tensors are refused beyond [-1.5, 1.5]: well past a resampling overshoot, well short of 0..255 pixels.
@@ -60,18 +60,38 @@ def box_mask(side: int, box: tuple[float, float, float, float], image_size: int 
     return mask
 
 
+def _unit_range(values: torch.Tensor) -> torch.Tensor:
+    """0..255 values (any above 1) -> [0, 1]; values already in [0, 1] (bool, 0/1, fractions) stay as they are."""
+    return values / 255.0 if values.max() > 1.0 else values
+
+
 def _mask_values(mask: np.ndarray | torch.Tensor | Image.Image | str | os.PathLike) -> torch.Tensor:
-    """Any 2-D mask (bool, 0/1, 0..255 image, or an image file) -> (H, W) float32 in [0, 1]."""
+    """Any 2-D mask (bool, 0/1, 0..255 image, or an image file) -> (H, W) float32 in [0, 1].
+
+    A mask with transparency (an RGBA / LA image or file, an (H, W, 4) array) is seen on black: a mask painted
+    white on a transparent layer marks the painted pixels only, whatever colour the transparent ones store
+    (image editors often keep white there), and a half-transparent white edge pixel counts 0.5. Example: RGBA
+    (255, 255, 255, 0) -> 0, (255, 255, 255, 128) -> about 0.5, (255, 255, 255, 255) -> 1, as the opaque white pixel.
+    """
     if isinstance(mask, (str, os.PathLike)):
-        mask = open_image(mask)
+        mask = open_image(mask)  # decoded and turned upright
+    elif isinstance(mask, Image.Image):
+        mask = upright(mask)  # like its file and like the image (a mask made from the photo with PIL keeps its tag)
     if isinstance(mask, Image.Image):
-        mask = np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
+        if mask.mode in ALPHA_MODES or (mask.mode == "P" and "transparency" in mask.info):
+            rgba = mask.convert("RGBA")
+            opacity = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+            mask = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0 * opacity
+        else:
+            mask = np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
     array = torch.as_tensor(np.asarray(mask), dtype=torch.float32)
-    if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
-        array = array[..., 0]
+    if array.ndim == 3 and array.shape[-1] in (1, 3, 4) and array.numel():
+        # the first channel is the value (white = region); a fourth is the opacity, 0..255 or 0..1
+        value = _unit_range(array[..., 0])
+        array = value * _unit_range(array[..., 3]) if array.shape[-1] == 4 else value
     if array.ndim != 2 or not array.numel():
         raise ValueError(f"a mask must be 2-D (H, W) and not empty, got shape {tuple(array.shape)}")
-    return array / 255.0 if array.max() > 1.0 else array
+    return _unit_range(array)
 
 
 def mask_from_array(mask: np.ndarray | torch.Tensor | Image.Image, side: int) -> torch.Tensor:
@@ -168,7 +188,10 @@ def prepare_image(
     """Convert to ``channels`` (``convert_mode``), center square crop, resize to ``size`` (LANCZOS), map to [-1, 1].
 
     ``image``: a path, a PIL image or a uint8 / uint16 array (H, W) or (H, W, C), of any size and mode; or a
-    float tensor (1, C, S, S) or (C, S, S) in [-1, 1] already at the model's size and channels.
+    float tensor (1, C, S, S) or (C, S, S) in [-1, 1] already at the model's size and channels. A path or PIL image
+    with an EXIF orientation tag is turned upright first (``ImageOps.exif_transpose``), as image viewers show it;
+    ``PreparedImage.original`` is that upright picture. To edit the stored pixels as they are, pass an array
+    (Pillow's ``transpose`` keeps the tag: turn an image by hand with ``ImageOps.exif_transpose``, which drops it).
     """
     if isinstance(image, np.ndarray):
         if image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3):
@@ -216,8 +239,13 @@ def prepare_image(
             image[0].clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).squeeze(-1).cpu().numpy()
         )
         return PreparedImage(image.float(), pil, (0, 0, size, size))
-    original = open_image(image) if isinstance(image, (str, os.PathLike)) else image
-    if not isinstance(original, Image.Image):
+    if isinstance(image, (str, os.PathLike)):
+        original = open_image(image)  # decoded and turned upright
+    elif isinstance(image, Image.Image):
+        # A PIL image is taken like its file: turned as its EXIF orientation says, as viewers show it, so that a
+        # photo opened with Image.open gives the same edit, box, mask and pasted result as its path does.
+        original = upright(image)
+    else:
         raise TypeError(
             "image must be a path, a PIL image, a uint8 array or a (1, C, S, S) tensor in [-1, 1]; got "
             f"{type(image).__name__}"

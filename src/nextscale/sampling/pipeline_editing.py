@@ -57,13 +57,16 @@ class EditingMixin:
         Args:
             image: a path, a PIL image or a uint8 array (H, W) / (H, W, C) of any size and mode (center-cropped
                 to a square and resized to the model's size), or a float tensor (1, C, S, S) in [-1, 1] already at
-                the model's size S and channels C.
+                the model's size S and channels C. A path or PIL image with an EXIF orientation tag (phone photos)
+                is turned upright first, as viewers show it, so a PIL image edits like its file; box, mask and
+                ``.pasted()`` refer to the upright picture. Pass an array to use the stored pixels as they are.
             mode: "inpaint" regenerates the region and keeps the rest; "outpaint" keeps the region and
                 regenerates the rest.
             box: the region as (y0, x0, y1, x1), rows first, in fractions of the centre square the model sees (the
                 whole image when it is square), or in pixels of the model-size image with ``box_in_pixels``.
             mask: the region as a 2-D array / tensor / PIL image / image file (True / white = region), square or
-                of the original image's size (then cropped like the image).
+                of the original image's size (then cropped like the image). Transparent pixels of an RGBA / LA mask
+                (or an (H, W, 4) array) are not region, whatever colour they store.
             class_label: target class (id or name) of the generated part (class pipelines); None = unconditional.
             num_images: results to draw (all with the same class or prompt).
             prompt: what the generated part should show (text pipelines); None = the empty prompt.

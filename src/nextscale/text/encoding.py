@@ -11,6 +11,7 @@ output); diffusers ``StableDiffusionPipeline.encode_prompt`` (conditional and nu
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,8 +53,18 @@ class TextEncoding:
         return self.hidden.shape[0]
 
     def __getitem__(self, index: int | slice | torch.Tensor | Sequence[int]) -> TextEncoding:
-        """Select rows; an integer keeps the batch dimension (a batch of one)."""
-        if isinstance(index, int):
+        """Select rows; an integer (Python, NumPy or a 0-d integer tensor) keeps the batch dimension (a batch of
+        one) and must be in range, as for a list."""
+        if (
+            isinstance(index, torch.Tensor)
+            and index.dim() == 0
+            and not (index.is_floating_point() or index.dtype == torch.bool)
+        ):
+            index = index.item()
+        if isinstance(index, numbers.Integral):
+            index = int(index)  # np.int64 and friends would index the tensors as a scalar and drop the batch axis
+            if not -len(self) <= index < len(self):
+                raise IndexError(f"row {index} is out of range for {len(self)} prompts")
             index = slice(index, index + 1 if index != -1 else None)
         return TextEncoding(self.hidden[index], self.mask[index], self.pooled[index])
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -79,12 +80,26 @@ class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
         # Derived from the schedule, so not saved: scale of every position, block-causal mask (dense or flex, built
         # when first needed: see block_mask.py), RoPE table.
         device = self.start_pos.device
-        rope = normalized_rope_table(self.schedule.sides, config.head_dim, config.rope_theta, config.rope_norm)
         self.register_buffer("level_ids", self.schedule.level_ids("cpu")[None].to(device), persistent=False)
         self.init_training_mask(self.schedule.level_ids("cpu"))
-        # Stored as float32 (cos, sin) pairs so that .to(dtype) / .to(device) treat it like any buffer.
-        self.register_buffer("rope_table", torch.view_as_real(rope).to(device), persistent=False)  # (L, Dh/2, 2)
+        # Stored as float32 (cos, sin) pairs so that .to(device) moves it like any buffer; _apply keeps it float32.
+        self.register_buffer("rope_table", self._float32_rope_table(device), persistent=False)  # (L, Dh/2, 2)
         self.init_weights()
+
+    def _float32_rope_table(self, device: torch.device) -> torch.Tensor:
+        """(L, Dh/2, 2) float32 (cos, sin) of every position, computed on the CPU (as the official code does)."""
+        config = self.config
+        rope = normalized_rope_table(self.schedule.sides, config.head_dim, config.rope_theta, config.rope_norm)
+        return torch.view_as_real(rope).to(device)
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> TextScaleTransformer:
+        # Module casts (.to(torch.bfloat16), .half()) reach every floating buffer. Rounded to bf16 the table's cos and
+        # sin are off by up to 2e-3 at every position; the official code keeps RoPE in float32 and so do we: a table
+        # the cast took out of float32 is rebuilt, bit for bit, on the device it went to.
+        super()._apply(fn, recurse)
+        if self.rope_table.dtype != torch.float32:
+            self.rope_table = self._float32_rope_table(self.rope_table.device)
+        return self
 
     # ------------------------------------------------------------------ inputs
     def condition_context(self, condition: TextCondition) -> TextContext:
