@@ -32,6 +32,19 @@ def setup(tmp_path_factory):
     return root, tokenizer
 
 
+def stored_and_trained(tokens, images, tokenizer, epochs: int):
+    """Per epoch and index: ((stored token row, its label or caption), (the tokens of the crop training from the
+    images makes then, its label or caption))."""
+    for epoch in range(epochs):
+        tokens.set_epoch(epoch)
+        images.set_epoch(epoch)
+        for index in range(len(images)):
+            image, condition = images[index]
+            with torch.no_grad():
+                expected = tokenizer.tokens_from_indices(tokenizer.encode(image[None]))[0]
+            yield epoch, index, tokens[index], (expected, condition)
+
+
 def test_views_are_the_training_crops_of_their_epochs(setup, tmp_path):
     root, tokenizer = setup
     out = tmp_path / "tokens"
@@ -43,21 +56,14 @@ def test_views_are_the_training_crops_of_their_epochs(setup, tmp_path):
     images = build_datasets(str(root / "data"), size, channels, seed=5)[0]  # what `train --data` reads
     assert len(tokens) == len(images) == 4  # one held-out image per class carved away, as for training
     seen = []
-    for epoch in range(VIEWS + 1):
-        tokens.set_epoch(epoch)
-        images.set_epoch(epoch)
-        for index in range(len(images)):
-            row, label = tokens[index]
-            image, image_label = images[index]
-            with torch.no_grad():
-                expected = tokenizer.tokens_from_indices(tokenizer.encode(image[None]))[0]
-            assert label == image_label
-            if epoch < VIEWS:  # the crops training from the images makes in this epoch
-                assert torch.equal(row, expected), (epoch, index)
-            else:  # later epochs cycle through the views
-                assert torch.equal(row, seen[index])
-            if epoch == 0:
-                seen.append(row)
+    for epoch, index, (row, label), (expected, image_label) in stored_and_trained(tokens, images, tokenizer, VIEWS + 1):
+        assert label == image_label
+        if epoch < VIEWS:  # the crops training from the images makes in this epoch
+            assert torch.equal(row, expected), (epoch, index)
+        else:  # later epochs cycle through the views
+            assert torch.equal(row, seen[index])
+        if epoch == 0:
+            seen.append(row)
     from nextscale.cli.info import describe
 
     assert describe(str(out))["sequences"].endswith(f"{VIEWS} views (random crops) each")
@@ -109,15 +115,8 @@ def test_views_of_images_with_several_captions_are_the_training_crops(setup, tmp
     tokens = TokenShardDataset(out, tokenizer, seed=3)
     size, channels = tokenizer.config.image_size, tokenizer.config.in_channels
     images = build_datasets(f"captions:{data}", size, channels, seed=3)[0]  # what `train --data captions:` reads
-    for epoch in range(2):
-        tokens.set_epoch(epoch)
-        images.set_epoch(epoch)
-        for index in range(len(images)):
-            row, caption = tokens[index]
-            image, image_caption = images[index]
-            with torch.no_grad():
-                expected = tokenizer.tokens_from_indices(tokenizer.encode(image[None]))[0]
-            assert caption == image_caption and torch.equal(row, expected), (epoch, index)
+    for epoch, index, (row, caption), (expected, image_caption) in stored_and_trained(tokens, images, tokenizer, 2):
+        assert caption == image_caption and torch.equal(row, expected), (epoch, index)
 
 
 def test_a_negative_seed_is_refused_not_taken_for_broken_images(setup, tmp_path, capsys):
