@@ -217,6 +217,48 @@ def test_a_model_scores_as_the_sample_files_it_writes(model_dir, tmp_path):
         assert model[name] == pytest.approx(files[name], rel=1e-6, abs=1e-9), name
 
 
+def test_a_fashion_mnist_reference_cache_of_a_model_run_serves_a_samples_run(model_dir, tmp_path, monkeypatch):
+    """A gray model reads Fashion-MNIST as gray, --samples as RGB (the gray channel three times): the same features,
+    as the networks see gray as RGB anyway. The keys said channels 1 and 3, and the --samples run refused the cache
+    (an 18-minute Inception recompute on a CPU)."""
+    from nextscale.evaluation import features
+
+    cache = tmp_path / "fm.npz"
+    reference = ["--reference", f"fashion-mnist:{ASSETS}", "--features", "classifier", "--reference-cache", str(cache)]
+    model_run = ["evaluate", "--model", str(model_dir), "--num", "20", "--batch-size", "10", "--seed", "0", *reference]
+    assert main([*model_run, "--save-samples", str(tmp_path / "s"), "--out", str(tmp_path / "model.json")]) == 0
+    assert cache.is_file()
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("the reference features were computed again instead of read from the cache")
+
+    monkeypatch.setattr(features, "compute_features", no_recompute)
+    assert main(["evaluate", "--samples", str(tmp_path / "s"), *reference, "--out", str(tmp_path / "files.json")]) == 0
+    model, files = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("model", "files"))
+    assert files["fid"] == pytest.approx(model["fid"], rel=1e-6)
+
+
+def test_reference_cache_keys_agree_exactly_when_the_images_read_are_the_same(tmp_path):
+    """Fashion-MNIST read as gray or as RGB: one key. A folder read as gray or as RGB may hold colour: two keys."""
+    from nextscale.cli.evaluate import reference_key
+    from nextscale.data.fashion_mnist import FashionMNIST
+    from nextscale.data.images import ImageFolderDataset
+
+    spec = f"fashion-mnist:{ASSETS}"
+    gray, rgb = (FashionMNIST(root=ASSETS, split="test", size=32, channels=channels) for channels in (1, 3))
+    assert torch.equal(gray[0][0].expand(3, -1, -1), rgb[0][0])
+    assert reference_key(spec, gray, 32, 1, "net") == reference_key(spec, rgb, 32, 3, "net")
+    assert reference_key(spec, gray, 32, 1, "net") != reference_key(spec, gray, 28, 1, "net")
+    assert reference_key(spec, gray, 32, 1, "net") != reference_key(spec, gray, 32, 1, "other net")
+    for name in ("a", "b"):
+        (tmp_path / "ref" / name).mkdir(parents=True)
+        for index in range(2):
+            Image.new("RGB", (32, 32), (200, 40 * index, 10)).save(tmp_path / "ref" / name / f"{index}.png")
+    folder = str(tmp_path / "ref")
+    as_gray, as_rgb = (ImageFolderDataset(folder, size=32, train=False, channels=channels) for channels in (1, 3))
+    assert reference_key(folder, as_gray, 32, 1, "net") != reference_key(folder, as_rgb, 32, 3, "net")
+
+
 @pytest.mark.parametrize("form", ["folder", "npz"])
 def test_evaluate_samples_num_takes_images_spread_through_a_class_ordered_set(tmp_path, form):
     """`sample --class all --out-dir` writes class by class: --num 10 of 30 must keep all ten classes, not the

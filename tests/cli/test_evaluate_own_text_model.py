@@ -141,6 +141,37 @@ def test_fid_against_own_captioned_images(pipe, model_dir, reference, extractor,
 
 
 @pytest.mark.filterwarnings("ignore:Matrix is singular")
+def test_reference_cache_of_captioned_images_that_changed_is_refused(model_dir, reference, extractor, tmp_path, capsys):
+    """Same caption folder, same count, another image: the cached features are not its (the key had no digest of the
+    files, and the stale features were reused). An RGB model's cache serves a --samples run of its files too."""
+    import shutil
+
+    folder = tmp_path / "captions"
+    shutil.copytree(reference, folder)
+    cache, samples = tmp_path / "ref.npz", tmp_path / "samples"
+    argv = ["evaluate", "--model", str(model_dir), "--reference", f"captions:{folder}", "--reference-cache", str(cache)]
+    argv += ["--seed", "0", "--batch-size", "8"]
+    assert main([*argv, "--save-samples", str(samples)]) == 0
+    assert main(argv) == 0  # unchanged: read from the cache
+    assert sum(shape[0] for shape in extractor.shapes) == 3 * len(CAPTIONS)  # the reference once, samples twice
+    files = [
+        "evaluate",
+        "--samples",
+        str(samples),
+        "--reference",
+        f"captions:{folder}",
+        "--reference-cache",
+        str(cache),
+    ]
+    assert main(files) == 0
+    assert sum(shape[0] for shape in extractor.shapes) == 4 * len(CAPTIONS)  # the samples alone: the cache served
+    Image.new("RGB", (30, 30), (0, 0, 0)).save(folder / "03.png")  # another image under the same name
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "pass another cache file or delete it" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:Matrix is singular")
 def test_a_64px_model_with_other_captions_skips_adherence_instead_of_failing(encoder, reference, extractor, tmp_path):
     torch.manual_seed(1)
     config = TokenizerConfig(

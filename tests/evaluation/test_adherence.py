@@ -300,3 +300,35 @@ def test_cli_refusals_are_one_line(text_model_dir, tmp_path, capsys):
         # one line from nextscale (transformers may print a progress bar while loading the text encoder)
         last = err.strip().splitlines()[-1]
         assert last.startswith("nextscale evaluate: error: ") and message in last and err.count("error") == 1, err
+
+
+def test_adherence_of_a_model_run_equals_that_of_the_files_it_saves(text_model_dir, tmp_path, monkeypatch):
+    """The judge reads 8-bit values, as the PNGs of --save-samples hold them: the same verdicts for the tensors and for
+    their files. The stand-in judge names the prompts' item exactly when every pixel is an 8-bit value, so a judge
+    that read the unrounded tensors (as it did) scores 0 where the files score 1."""
+    from nextscale.data.sample_sets import SampleSet
+    from nextscale.evaluation import classifier
+    from nextscale.evaluation.adherence import AdherenceTally
+
+    def on_the_8bit_grid(batch: torch.Tensor) -> torch.Tensor:  # (b, C, 32, 32) in [-1, 1] -> logits (b, 10)
+        pixels = batch.double().add(1).mul(127.5)
+        exact = (pixels - pixels.round()).abs().flatten(1).amax(dim=1) < 1e-3  # (b,)
+        return torch.nn.functional.one_hot(torch.where(exact, 0, 1), 10).float()
+
+    class Judge:  # what load_bundled_classifier gives the CLI: its ``logits`` judges
+        logits = staticmethod(on_the_8bit_grid)
+
+    monkeypatch.setattr(classifier, "load_bundled_classifier", lambda *args, **kwargs: Judge())
+    prompts = tmp_path / "prompts.txt"
+    layouts = [(0, None, None, 0), (0, 0, None, None), (None, None, 0, None), (None, 0, 0, 0)]  # t-shirts
+    prompts.write_text("".join(caption_for(layout) + "\n" for layout in layouts))
+    samples, report_path = tmp_path / "samples", tmp_path / "report.json"
+    argv = ["evaluate", "--model", str(text_model_dir), "--prompts", str(prompts), "--seed", "0", "--batch-size", "3"]
+    assert main([*argv, "--save-samples", str(samples), "--out", str(report_path)]) == 0
+    [row] = json.loads(report_path.read_text())["results"]
+
+    files = AdherenceTally(layouts, on_the_8bit_grid)
+    for start, (images, _) in zip(range(0, 4, 3), SampleSet(samples).batches(3)):  # the PNGs, in [-1, 1]
+        files(images, torch.arange(start, start + len(images)))
+    assert row["adherence"] == files.report.as_dict()
+    assert row["adherence"]["overall"]["item_accuracy"] == 1.0  # every quadrant judged, as 8-bit values

@@ -432,17 +432,23 @@ def reference_location(spec: str) -> str:
 
 def reference_key(spec: str, reference, size: int, channels: int, network: str) -> dict:
     """What the reference cache's features are of: the place, count, image size and channels, the feature
-    network and, for a folder or an .npz, a digest of its files' names, sizes and modification times (a folder
-    whose images were replaced by as many others must not reuse the old features; Fashion-MNIST's are fixed)."""
-    from nextscale.data.images import ImageFolderDataset
+    network and, for a folder, captioned images or an .npz, a digest of its files' names, sizes and modification
+    times (a folder whose images were replaced by as many others must not reuse the old features; Fashion-MNIST's
+    are fixed). ``reference`` may be a ``Subset`` (a text model's first --num captioned images).
+
+    ``channels`` is how the reference is read (the model's; 3 for ``--samples``), recorded where that can change
+    the images: a folder of colour images read as gray. Fashion-MNIST is gray (read as RGB, the gray channel three
+    times, as the feature networks see gray anyway) and an .npz is RGB: model and ``--samples`` runs share its cache.
+    """
+    from nextscale.data.fashion_mnist import FashionMNIST
     from nextscale.data.sample_sets import SampleSet
 
+    if isinstance(reference, FashionMNIST):
+        channels = 1
+    elif isinstance(reference, SampleSet):
+        channels = 3
     key = dict(reference=reference_location(spec), split="test", count=len(reference), size=size, channels=channels)
-    files = []
-    if isinstance(reference, SampleSet):
-        files = [reference.path] if reference.files is None else reference.files
-    elif isinstance(reference, ImageFolderDataset):
-        files = [path for path, _ in reference.samples]
+    files = reference_files(reference)
     if files:
         digest = hashlib.sha256()
         for path in files:
@@ -450,6 +456,32 @@ def reference_key(spec: str, reference, size: int, channels: int, network: str) 
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         key["files"] = digest.hexdigest()[:16]
     return {**key, "features": network}
+
+
+def reference_files(reference) -> list[Path]:
+    """The files a reference's images are read from, in order: an .npz (or a sample folder's images), a folder's
+    images, a caption source's images (each ``.tar`` shard once); none for Fashion-MNIST, whose files are fixed."""
+    import torch
+
+    from nextscale.data.caption_base import CaptionDataset
+    from nextscale.data.images import ImageFolderDataset
+    from nextscale.data.sample_sets import SampleSet
+
+    indices = None
+    if isinstance(reference, torch.utils.data.Subset):
+        reference, indices = reference.dataset, reference.indices
+    if isinstance(reference, SampleSet):
+        return [reference.path] if reference.files is None else reference.files
+    if isinstance(reference, ImageFolderDataset):
+        paths = [path for path, _ in reference.samples]
+    elif isinstance(reference, CaptionDataset):
+        sources = (sample.source for sample in reference.samples)
+        paths = [source if isinstance(source, Path) else source.shard for source in sources]  # TarMember: its shard
+    else:
+        return []
+    if indices is not None:
+        paths = [paths[index] for index in indices]
+    return list(dict.fromkeys(paths))  # a shard holds many images; its size and time cover all of them
 
 
 def run(args: argparse.Namespace) -> int:

@@ -267,13 +267,13 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         )
         inception_head = evaluate_scores.inception_head(args, extractor)
         channels = pipe.tokenizer.config.in_channels
-        location = evaluate.reference_location(_captions_spec(args.reference))
-        key = dict(reference=location, split="captions", count=len(plan.reference), size=pipe.image_size)
+        spec = _captions_spec(args.reference)
+        location = evaluate.reference_location(spec)
         real = cached_features(
             extractor,
             lambda: _reference_loader(plan.reference),
             args.reference_cache,
-            key={**key, "channels": channels, "features": network},
+            key=evaluate.reference_key(spec, plan.reference, pipe.image_size, channels, network),
         )
         report.update(
             reference_location=location, reference_count=len(real), features=args.features, feature_network=network

@@ -117,6 +117,10 @@ def judge_quadrants(
 ) -> QuadrantVerdicts:
     """Judge every quadrant of generated scenes against the layouts their prompts name.
 
+    The images are judged as the 8-bit PNG files they become (``--save-samples``, ``sample --out-dir``): rounded to
+    the 256 pixel values first, as ``features.quantize_8bit`` rounds them for the feature networks, so the verdicts
+    on a model's tensors equal those on its saved files. Example: 0.5 -> pixel round(127.5) = 128 -> 0.50196.
+
     Args:
         images: (B, 1|3, 64, 64) in [0, 1] (the pipeline's ``output_type="pt"``).
         layouts: B layouts (``parse_caption`` of each prompt): class id or None per place.
@@ -126,7 +130,9 @@ def judge_quadrants(
     Returns:
         ``QuadrantVerdicts`` on the CPU.
     """
-    quadrants = split_quadrants(images).detach().float().cpu()  # (B, 4, C, 32, 32)
+    # (B, 4, C, 32, 32). quantize_8bit's rounding on the [0, 1] scale: for x in [-1, 1], (x + 1) / 2 * 255 is the
+    # (x + 1) * 127.5 that ``data.images.to_pil`` rounds, bit for bit (halving is exact; a trip back to [-1, 1] is not)
+    quadrants = split_quadrants(images).detach().float().cpu().clamp(0.0, 1.0).mul(255).round().div(255)
     if len(layouts) != quadrants.shape[0]:
         raise ValueError(f"need one layout per image: {quadrants.shape[0]} images, {len(layouts)} layouts")
     if not 0 < empty_threshold < 1:
