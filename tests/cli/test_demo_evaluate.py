@@ -240,7 +240,7 @@ def test_a_fashion_mnist_reference_cache_of_a_model_run_serves_a_samples_run(mod
 
 def test_reference_cache_keys_agree_exactly_when_the_images_read_are_the_same(tmp_path):
     """Fashion-MNIST read as gray or as RGB: one key. A folder read as gray or as RGB may hold colour: two keys."""
-    from nextscale.cli.evaluate import reference_key
+    from nextscale.cli.evaluate_reference import reference_key
     from nextscale.data.fashion_mnist import FashionMNIST
     from nextscale.data.images import ImageFolderDataset
 

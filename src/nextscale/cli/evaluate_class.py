@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from nextscale.cli import evaluate, evaluate_scores
+from nextscale.cli import evaluate, evaluate_reference, evaluate_scores
 from nextscale.cli.evaluate import MIN_SET_SIZE
 
 
 def open_class_reference(spec: str, size: int, channels: int, split: str, bad_images: str, features: str = "inception"):
     """``--reference`` of a class model: Fashion-MNIST's ``split``, every image of a folder of class sub-folders,
-    or an .npz of real images in OpenAI's evaluation format (``evaluate.open_npz_reference``)."""
+    or an .npz of real images in OpenAI's evaluation format (``evaluate_reference.open_npz_reference``)."""
     from nextscale.data.fashion_mnist import FashionMNIST
     from nextscale.data.images import ImageFolderDataset
     from nextscale.training.data_specs import check_bad_images
@@ -23,7 +23,7 @@ def open_class_reference(spec: str, size: int, channels: int, split: str, bad_im
         root = spec.split(":", 1)[1] if ":" in spec else None
         return FashionMNIST(root=root, split=split, size=size, channels=channels)
     if spec.lower().endswith(".npz"):
-        return evaluate.open_npz_reference(spec, size, features)
+        return evaluate_reference.open_npz_reference(spec, size, features)
     folder = ImageFolderDataset(spec, size=size, train=False, channels=channels, bad_images=bad_images)
     check_bad_images([folder], bad_images)  # bad files named in the log and left out (or a one-line error)
     if len(folder) < MIN_SET_SIZE:  # precision/recall needs 3 neighbours per image (FID a covariance)
@@ -82,12 +82,12 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         )
     extractor, network = evaluate.load_feature_extractor(args.features, size, args.inception, args.device)
     inception_head = evaluate_scores.inception_head(args, extractor)
-    location = evaluate.reference_location(spec)
+    location = evaluate_reference.reference_location(spec)
     real = cached_features(
         extractor,
-        lambda: evaluate.reference_batches(reference),
+        lambda: evaluate_reference.reference_batches(reference),
         args.reference_cache,
-        key=evaluate.reference_key(spec, reference, size, channels, network),
+        key=evaluate_reference.reference_key(spec, reference, size, channels, network),
     )
     sampling = evaluate.sampling_settings(args)
     # batch b is drawn with seed + b, so the batch size and dtype belong with the seed in the report

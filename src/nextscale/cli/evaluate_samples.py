@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from nextscale.cli import evaluate, evaluate_scores
+from nextscale.cli import evaluate, evaluate_reference, evaluate_scores
 from nextscale.cli.common import SAMPLING_FLAGS, Default
 from nextscale.cli.evaluate import MIN_SET_SIZE
 from nextscale.cli.evaluate_class import ClassifierTally, open_class_reference
@@ -123,12 +123,12 @@ def run_samples(args: argparse.Namespace, samples, chosen: list[int], reference,
     side = samples.side
     extractor, network = evaluate.load_feature_extractor(args.features, side, args.inception, args.device)
     inception_head = evaluate_scores.inception_head(args, extractor)
-    location = evaluate.reference_location(args.reference)
+    location = evaluate_reference.reference_location(args.reference)
     real = cached_features(
         extractor,
-        lambda: evaluate.reference_batches(reference),
+        lambda: evaluate_reference.reference_batches(reference),
         args.reference_cache,
-        key=evaluate.reference_key(args.reference, reference, side, 3, network),
+        key=evaluate_reference.reference_key(args.reference, reference, side, 3, network),
     )
     num = len(chosen)
     labels = None if samples.labels is None else [samples.labels[index] for index in chosen]

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from nextscale.cli import evaluate, evaluate_scores
+from nextscale.cli import evaluate, evaluate_reference, evaluate_scores
 from nextscale.cli.evaluate import (
     CAPTIONS_PREFIX,
     CLASS_ONLY,
@@ -268,12 +268,12 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         inception_head = evaluate_scores.inception_head(args, extractor)
         channels = pipe.tokenizer.config.in_channels
         spec = _captions_spec(args.reference)
-        location = evaluate.reference_location(spec)
+        location = evaluate_reference.reference_location(spec)
         real = cached_features(
             extractor,
             lambda: _reference_loader(plan.reference),
             args.reference_cache,
-            key=evaluate.reference_key(spec, plan.reference, pipe.image_size, channels, network),
+            key=evaluate_reference.reference_key(spec, plan.reference, pipe.image_size, channels, network),
         )
         report.update(
             reference_location=location, reference_count=len(real), features=args.features, feature_network=network
