@@ -93,6 +93,7 @@ def test_a_straight_power_law_has_no_floor():
     [
         ([1, 2], [3, 2], "needs 3 distinct x values"),
         ([1, 1, 2], [3, 2, 1], "needs 3 distinct x values"),
+        ([1, 1, 2, 2], [3, 2.9, 2, 1.9], r"needs 3 distinct x values, got 2 \(of 4 points\)"),
         ([1, 2, 4], [1, 2, 3], "y does not fall with x"),
         ([1, 2, 4], [3, 0, 1], "positive, finite y values"),
     ],

@@ -204,6 +204,23 @@ def test_plot_irreducible_draws_the_law_above_a_floor(tmp_path, capsys):
     assert main(["scaling", "plot", "--csv", str(table), "--irreducible", "--out", str(tmp_path / "f.png")]) == 0
 
 
+def test_a_table_row_shorter_than_its_header_is_left_out_in_words(tmp_path, capsys):
+    table = tmp_path / "points.csv"
+    table.write_text("params,loss,finished\n10,3.0,True\n100,2.5\n1000,2.1,True\n")  # row 2 lacks "finished"
+    assert main(["scaling", "fit", "--csv", str(table), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "left out row 2: unfinished" in captured.err and json.loads(captured.out)["num_points"] == 2
+
+
+def test_plot_refuses_non_positive_sizes_in_one_line(tmp_path):
+    pytest.importorskip("matplotlib")
+    from nextscale.scaling.plot import draw_scaling
+
+    rows = [{"params": n, "compute": 1e6 * (n + 1), "loss": 3.0 - n / 1e3} for n in (0, 100, 1000)]
+    with pytest.raises(ValueError, match="positive, finite 'params'"):
+        draw_scaling(rows)
+
+
 def test_info_describes_a_sweep_run_by_run(finished_sweep):
     from nextscale.cli.info import describe
     from nextscale.scaling.sweep import collect_sweep

@@ -184,6 +184,8 @@ def draw_scaling(
         return np.array([float(row[name]) for row in rows])
 
     params, depths = values("params"), values("depth")
+    if not (np.isfinite(params).all() and (params > 0).all()):  # a log axis (and its fitted law's grid)
+        raise ValueError(f"every point needs a positive, finite 'params' value (a log axis), got {params.tolist()}")
     has_error = values("error") is not None
     figure = figure_class(figsize=(6.0 * (3 if has_error else 2), 4.8))
     axes = figure.subplots(1, 3 if has_error else 2)

@@ -167,7 +167,8 @@ def fit_saturating_power_law(x: Sequence[float], y: Sequence[float], grid: int =
         raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
     if np.unique(x).shape[0] < 3:
         raise ValueError(
-            f"a fit with an irreducible term has 3 parameters and needs 3 distinct x values, got {x.shape[0]}"
+            "a fit with an irreducible term has 3 parameters and needs 3 distinct x values, got "
+            f"{np.unique(x).shape[0]} (of {x.shape[0]} points)"
         )
     log_x, log_y = np.log(x), np.log(y)
     if np.polyfit(log_x, log_y, 1)[0] >= 0:

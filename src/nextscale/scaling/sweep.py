@@ -193,7 +193,7 @@ def finished_rows(rows: list[dict[str, str]], source: str) -> tuple[list[dict[st
         return rows, []
     kept, notes = [], []
     for index, row in enumerate(rows):
-        if row["finished"].strip().lower() in ("true", "1", "yes"):
+        if (row["finished"] or "").strip().lower() in ("true", "1", "yes"):  # None: a row shorter than the header
             kept.append(row)
             continue
         progress = (
