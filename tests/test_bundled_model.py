@@ -32,7 +32,7 @@ def test_bundled_pipeline_is_the_documented_model(pipe):
 
 
 def test_bundled_samples_are_recognised_as_their_class(pipe):
-    # cfg 3 is the demo's default; the model card reports 97 % consistency at 500 samples, so 2 per class
+    # cfg 3 is the demo's default; the model card reports 98 % consistency there (2,000 samples), so 2 per class
     # with at most 4 misses out of 20 leaves room for platform noise without hiding a broken model
     labels = [label for label in range(10) for _ in range(2)]
     images = pipe(class_labels=labels, seed=0, cfg=3.0, output_type="pt").images

@@ -201,11 +201,24 @@ def test_scene_config_validation():
         SceneConfig(item_count_weights=(0, 0, 0, 0))
     with pytest.raises(ValueError, match="canonical_probability"):
         SceneConfig(canonical_probability=1.5)
-    with pytest.raises(ValueError, match="unseen scenes need 2 or more items"):
-        SceneConfig(item_count_weights=(1, 0, 0, 0))
+    with pytest.raises(ValueError, match="unseen test scenes need 2 or more items"):
+        SceneDataset.from_fashion_mnist(
+            FASHION_DIR, "test", count=20, config=SceneConfig(item_count_weights=(1, 0, 0, 0))
+        )
     only_single = SceneConfig(item_count_weights=(1, 0, 0, 0), unseen_fraction=0.0)
     dataset = SceneDataset.from_fashion_mnist(FASHION_DIR, "test", count=20, config=only_single)
     assert all(sum(item is not None for item in dataset.scene(i).layout) == 1 for i in range(20))
+
+
+def test_single_item_train_scenes_need_no_unseen_fraction(tmp_path, capsys):
+    # --unseen-fraction is unused for --split train (its help says so), so its default must not refuse 1-item scenes
+    from nextscale.cli import main
+
+    dataset = SceneDataset.from_fashion_mnist(FASHION_DIR, "train", count=20, config=SceneConfig((1, 0, 0, 0)))
+    assert all(sum(item is not None for item in dataset.scene(i).layout) == 1 for i in range(20))
+    args = ["make-scenes", "--data", str(FASHION_DIR), "--split", "train", "--count", "4", "--no-progress"]
+    assert main([*args, "--item-count-weights", "1,0,0,0", "--out", str(tmp_path / "single")]) == 0
+    assert "wrote 4 train scenes" in capsys.readouterr().out
 
 
 def test_build_writes_a_caption_manifest_that_round_trips(tmp_path):

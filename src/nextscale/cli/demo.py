@@ -28,7 +28,9 @@ from nextscale.cli.common import (
     add_classes_argument,
     add_dtype_argument,
     add_sampling_arguments,
+    check_device,
     check_output_dir,
+    check_sampling_flags,
     resolve_sampling,
 )
 from nextscale.cli.demo_text import BUNDLED_TEXT_MODEL, text_demo
@@ -37,6 +39,10 @@ EXAMPLES = BUNDLED_MODEL / "examples"
 EDIT_TARGET = 9  # the bundled example is a sneaker (class 7); the class-conditional edit turns it towards "Ankle boot"
 INPAINT_BOX = (0.25, 0.25, 0.75, 0.75)  # (y0, x0, y1, x1) fractions: regenerate the centre, keep the rest
 EDIT_BOX = (0.0, 0.0, 0.75, 1.0)  # the upper three quarters: room for a boot's shaft; the sole is kept
+MASKED_SAMPLING_HELP = (
+    "is for the text half with a --text-model that has STAR's masked-sampler head (the official star-1024-sampler "
+    "checkpoint); the bundled and retrained models have none, and class models never do"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data",
         type=Path,
         default=None,
-        help="folder with the Fashion-MNIST IDX files (default: /usr/share/datasets/fashion-mnist)",
+        help="folder with the Fashion-MNIST IDX files (default: $NEXTSCALE_FASHION_MNIST or "
+        "/usr/share/datasets/fashion-mnist)",
     )
     training.add_argument(
         "--run-dir",
@@ -107,11 +114,23 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--train retrains the class model that --model would name; give one of them, not both")
     if args.train == "text" and args.text_model is not None:
         raise ValueError("--train text retrains the text model that --text-model would name; give one of them")
+    if args.train is None and (args.data is not None or args.run_dir is not None):
+        raise ValueError("--data and --run-dir are for --train; without it the demo samples a trained model")
     check_output_dir(args.out_dir, "--out-dir")  # before any work
-    # Load (and so check) every model that exists already before any training or sampling starts.
-    pipe = None if args.train == "class" else load_demo_pipeline(args.model, args, text=False)
+    check_device(args.device)
+    check_sampling_flags(args)  # named by flag, and before a --train run that the bad value would waste
     want_text = not args.no_text
+    # Given on the command line (left out, it is a Default): only the text half can use it, with a head.
+    masked = args.masked_sampling is True
+    if masked and (not want_text or args.train == "text"):
+        raise ValueError(f"--masked-sampling {MASKED_SAMPLING_HELP}")
+    # Load (and so check) every model that exists already before any training or sampling starts.
+    if args.train == "class" and args.classes is not None:
+        load_demo_pipeline(None, args, text=False).class_ids(args.classes)  # the retrained model's classes
+    pipe = None if args.train == "class" else load_demo_pipeline(args.model, args, text=False)
     text_pipe = load_demo_pipeline(args.text_model, args, text=True) if want_text and args.train != "text" else None
+    if masked and not getattr(text_pipe.transformer.config, "sampler_head", False):
+        raise ValueError(f"--masked-sampling {MASKED_SAMPLING_HELP}")
     if args.train == "class":
         from nextscale.cli.demo_recipe import retrain
 

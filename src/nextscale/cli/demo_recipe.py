@@ -8,6 +8,7 @@ them equal). Every stage is an ordinary CLI command with its own run directory, 
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 # 32x32 grayscale, 4x downsampling to an 8x8 latent, scales (1, 2, 3, 4, 6, 8), 512 codes of 16 channels.
@@ -86,6 +87,10 @@ TEXT_TRANSFORMER_ARGS: dict[str, object] = {
 # Scenes built for --train text: (split, count, seed), as in the recorded run.
 TEXT_SCENES = (("train", 40000, 0), ("test", 2000, 1))
 
+# The sampling settings the bundled scene folder recommends (its MODEL_CARD: ``.recommend(cfg=3.0, top_k=10)``);
+# the retrained export records them too, so `demo` and `sample` use them for the flags left out.
+TEXT_RECOMMENDED_SAMPLING: dict[str, object] = {"cfg": 3.0, "top_k": 10}
+
 
 def as_flags(args: dict[str, object]) -> list[str]:
     flags = []
@@ -155,7 +160,20 @@ def retrain_text(run_dir: Path, data: Path | None, tokenizer: Path) -> Path:
         ["export", "--run", str(run_dir / "transformer"), "--out", str(run_dir / "pipeline")],
     ]
     _run_stages(stages)
+    _recommend(run_dir / "pipeline", TEXT_RECOMMENDED_SAMPLING)
     return run_dir / "pipeline"
+
+
+def _recommend(folder: Path, settings: dict[str, object]) -> None:
+    """Record ``settings`` in the pipeline.json of ``folder``, as ``Pipeline.recommend`` + ``save_pretrained`` would,
+    without loading the weights and the text encoder again."""
+    import json
+
+    from nextscale.pretrained import atomic_write_text
+
+    index = json.loads((folder / "pipeline.json").read_text())
+    index["recommended_sampling"] = {**index.get("recommended_sampling", {}), **settings}
+    atomic_write_text(folder / "pipeline.json", json.dumps(index, indent=2) + "\n")
 
 
 def _run_stages(stages: list[list[str]]) -> None:
@@ -165,6 +183,6 @@ def _run_stages(stages: list[list[str]]) -> None:
         out = Path(stage[stage.index("--out") + 1]) if "--out" in stage else None
         if stage[0] == "tokenize" and out is not None and (out / "manifest.json").is_file():
             continue  # tokenizing is deterministic; a finished token folder is reused on resume
-        print("$ nextscale " + " ".join(stage), flush=True)
+        print("$ " + shlex.join(["nextscale", *stage]), flush=True)  # quoted: the line can be pasted into a shell
         if main(stage) != 0:
             raise CommandError(f"stage `{stage[0]}` failed; fix the problem above and re-run to resume")

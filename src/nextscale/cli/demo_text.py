@@ -51,7 +51,7 @@ def text_demo(pipe, args: argparse.Namespace, seed: int) -> None:
     from nextscale.pretrained import atomic_write_text
 
     resolve_sampling(args, pipe)
-    sampling = {name: getattr(args, name) for name in (*SAMPLING_FLAGS, "smooth")}
+    sampling = {name: getattr(args, name) for name in (*SAMPLING_FLAGS, "smooth", "masked_plan")}
     # Two seeds per prompt keep the text half to a few seconds (341 tokens per 64 px scene).
     out_dir, seeds, zoom = args.out_dir, min(args.seeds, TEXT_SEEDS), args.zoom
     columns = [

@@ -238,8 +238,6 @@ class SceneConfig:
             raise ValueError(f"canonical_probability must be in [0, 1], got {self.canonical_probability}")
         if not 0.0 <= self.unseen_fraction <= 1.0:
             raise ValueError(f"unseen_fraction must be in [0, 1], got {self.unseen_fraction}")
-        if self.unseen_fraction > 0 and sum(weights[1:]) <= 0:
-            raise ValueError("unseen scenes need 2 or more items: give 2..4 items some weight or set unseen_fraction 0")
 
 
 @dataclass(frozen=True)
@@ -295,6 +293,11 @@ class SceneDataset(Dataset):
             raise ValueError(f"count must be at least 1, got {count}")
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
+        if split == "test" and config.unseen_fraction > 0 and sum(config.item_count_weights[1:]) <= 0:
+            # train scenes never use unseen_fraction, so only held-out builds need room for a held-out pairing
+            raise ValueError(
+                "unseen test scenes need 2 or more items: give 2..4 items some weight or set unseen_fraction 0"
+            )
         if images.ndim != 3 or images.shape[1:] != (NATIVE_SIZE, NATIVE_SIZE) or images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 (N, 28, 28), got {images.dtype} {images.shape}")
         labels = np.asarray(labels, dtype=np.int64)
