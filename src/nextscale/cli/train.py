@@ -12,16 +12,16 @@ Examples:
     nextscale tokenize --tokenizer runs/fm-tokenizer --data fashion-mnist --split test --out tokens/fm-test
     nextscale train --config configs/fashion_mnist_transformer.json --tokenizer runs/fm-tokenizer --run-dir runs/fm-var
 
-    # STAR text-to-image on captioned Fashion-MNIST scenes (configs/fashion_scenes_transformer.json)
-    nextscale make-scenes --split train --count 60000 --out data/scenes-train
-    nextscale tokenize --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16 \\
-        --data captions:data/scenes-train --out tokens/scenes-train
-    nextscale train --config configs/fashion_scenes_transformer.json --tokenizer src/nextscale/assets/demo \\
-        --scale-sides 1,2,4,8,16 --text-encoder default --tokens tokens/scenes-train --run-dir runs/scenes
+    # STAR text-to-image on captioned Fashion-MNIST scenes (configs/fashion_scenes_*.json, docs/runs/fashion_scenes.md;
+    # models/scenes-tokenizer is the demo tokenizer fine-tuned on scenes, exported)
+    nextscale make-scenes --split train --count 40000 --seed 0 --out data/scenes-train
+    nextscale tokenize --tokenizer models/scenes-tokenizer --data captions:data/scenes-train --out tokens/scenes-train
+    nextscale train --config configs/fashion_scenes_transformer.json --tokenizer models/scenes-tokenizer \\
+        --run-dir runs/scenes
 
     # STAR resolution transfer: continue a 64 px text model on a longer (128 px) schedule
-    nextscale train --init-from runs/scenes --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16,24,32 \\
-        --text-encoder default --tokens tokens/scenes-128 --run-dir runs/scenes-128 --steps 500
+    nextscale train --init-from runs/scenes --tokenizer models/scenes-tokenizer --scale-sides 1,2,4,8,16,32 \\
+        --text-encoder default --tokens tokens/scenes128-train --run-dir runs/scenes128 --steps 150
 
     # fine-tune a converted official VAR on your own class folders (the class table becomes your classes,
     # each starting as the pretrained null class; their names are recorded)
