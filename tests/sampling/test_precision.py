@@ -2,10 +2,12 @@
 
 import pytest
 import torch
+from tiny_pipelines import tiny_class_pipeline, tiny_text_transformer
 
 from nextscale.sampling import precision
 from nextscale.sampling.pipeline import Pipeline
-from nextscale.sampling.precision import Precision, choose_precision
+from nextscale.sampling.precision import Precision, cast_linear_weights, choose_precision
+from nextscale.transformer.conditioning import TextCondition
 
 
 @pytest.mark.parametrize(
@@ -22,6 +24,28 @@ def test_auto_follows_the_processor(monkeypatch, flags, expected, decoder):
     chosen = choose_precision("auto", "cpu")
     assert chosen.name == expected and chosen.reason.startswith("auto:")
     assert chosen.decoder_dtype == decoder
+
+
+def test_auto_skips_int8_where_this_pytorch_has_no_quantised_engine(monkeypatch):
+    # dtype="auto" must not pick a format that use_precision then refuses ("no quantised engine for int8")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512_vnni", "avx512_bf16"})
+    monkeypatch.setattr(precision, "int8_engine_available", lambda: False)
+    assert choose_precision("auto", "cpu").name == "bf16"
+
+
+@pytest.mark.parametrize(
+    "capability, expected", [((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 5), "fp16"), ((7, 0), "fp16"), ((6, 1), "fp16")]
+)
+def test_auto_on_a_gpu_takes_bf16_only_where_it_is_native(monkeypatch, capability, expected):
+    # torch.cuda.is_bf16_supported() also says yes for a T4 or V100 (sm 7.x), which only emulate bf16: far slower
+    # than their fp16. And the pipeline's device is asked, not the current one.
+    asked = []
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: asked.append(device) or capability)
+    chosen = choose_precision("auto", "cuda:1")
+    assert chosen.name == expected and chosen.reason.startswith("auto:")
+    assert asked == [torch.device("cuda:1")]
 
 
 @pytest.mark.parametrize(
@@ -82,6 +106,29 @@ def test_casting_linear_weights_once_equals_autocast_of_float32_weights():
         cast_out = cast.sampler.sample([0, 7], generator=torch.Generator().manual_seed(3))
     assert torch.equal(cast_out.tokens, autocast_out.tokens)
     assert torch.allclose(cast_out.f_hat, autocast_out.f_hat, atol=1e-6)
+
+
+def test_cast_weights_compute_what_autocast_computes_where_the_models_turn_autocast_off():
+    # STAR's start vectors (pooled text projections) and the teacher-forced word embedding run with autocast off,
+    # in float32 as the official code does: cast to bf16 they came out bf16-rounded (0.005 off on this model).
+    torch.manual_seed(0)
+    text_model = tiny_text_transformer(text_dim=8).eval()
+    generator = torch.Generator().manual_seed(3)
+    condition = TextCondition(
+        hidden=torch.randn(2, 5, 8, generator=generator) * 3,
+        pooled=torch.randn(2, 8, generator=generator) * 3,
+        mask=torch.ones(2, 5, dtype=torch.long),
+    )
+    class_model = tiny_class_pipeline().transformer
+    labels = torch.tensor([1, 2])
+    teacher = torch.randn(2, class_model.schedule.total_tokens - 1, class_model.config.code_dim, generator=generator)
+    with torch.no_grad(), Precision("bf16").autocast("cpu"):
+        start, logits = text_model.condition_context(condition).start, class_model(labels, teacher)
+        assert cast_linear_weights(text_model, torch.bfloat16) > 0 and cast_linear_weights(class_model, torch.bfloat16)
+        assert torch.equal(text_model.condition_context(condition).start, start)
+        assert torch.equal(class_model(labels, teacher), logits)
+    assert text_model.blocks[0].ffn.fc1.weight.dtype == torch.bfloat16
+    assert text_model.text_proj.weight.dtype == class_model.word_embed.weight.dtype == torch.float32
 
 
 def test_fast_path_decodes_in_reduced_precision_and_returns_float32_images():

@@ -58,3 +58,17 @@ def test_a_resumed_larger_scale_is_brought_back_to_the_cap():
     ours = grad_scaler("fp16", torch.device("cpu"))
     ours.load_state_dict({"scale": 2.0**20, **STATE, "_growth_tracker": 5})
     assert run_steps(ours, lambda s: s.update(), [True]) == [(32768.0, 5)]
+
+
+def test_auto_precision_is_native_bf16_on_ampere_fp16_before_and_fp32_on_cpu(monkeypatch):
+    from nextscale.training.precision import resolve_precision
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)  # emulated bf16 says yes
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # V100
+    assert resolve_precision("auto", cuda) == "fp16"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # A100
+    assert resolve_precision("auto", cuda) == "bf16"
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", cuda) == "bf16"

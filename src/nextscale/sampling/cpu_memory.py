@@ -6,8 +6,12 @@ anew at every layer and scale (a d16 call at B = 8 allocates about 14 GB of shor
 page-faulted in from scratch: on the project's CPU a fresh 178 MB GELU output costs 57 ms to allocate and
 touch against 4 ms to refill a kept one, and GELU itself takes 94 ms out of place against 38 ms into an
 existing buffer. Inside :func:`retained_cpu_memory` glibc takes every allocation from the heap (no mmap) and
-never trims it, so freed activations are reused without new page faults; on exit the usual settings return
-and the heap is trimmed, so the memory goes back to the kernel. Numbers are untouched (only where memory
+never trims it, so freed activations are reused without new page faults; on exit large allocations are
+mapped again and the heap is trimmed, so the memory goes back to the kernel. (glibc's own defaults cannot come
+back: any ``mallopt`` of these settings switches off for good its rise of the mmap threshold, from 128 KiB up to
+32 MiB as large blocks are freed, after which every allocation of 128 KiB to 32 MiB would be mapped afresh, with
+its page faults, for the rest of the process. So the exit sets that rise's end point: heap allocations up to
+32 MiB, a 64 MiB trim threshold.) Numbers are untouched (only where memory
 comes from changes); measured on a d16 call at B = 4: 25.4 s -> 22.9 s in float32 (``benchmarks/RESULTS.md``).
 
 A :class:`MemoryHold` keeps the context open **across calls** (what a pipeline does, like PyTorch's CUDA
@@ -19,7 +23,7 @@ page faults per call when trimmed at its end, about 1,000 from the second call o
 Linux with glibc only (``mallopt`` / ``malloc_trim``); elsewhere the context does nothing. The setting is
 process-wide while a context is open (other threads allocate the same way meanwhile); contexts nest.
 
-References: ``mallopt(3)`` (M_MMAP_MAX, M_TRIM_THRESHOLD), ``malloc_trim(3)``.
+References: ``mallopt(3)`` (M_MMAP_MAX, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), ``malloc_trim(3)``.
 """
 
 from __future__ import annotations
@@ -27,20 +31,28 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import threading
 import weakref
 
-# mallopt parameters (malloc.h) and glibc's defaults.
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
+# mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
+# The settings on exit: glibc's default M_MMAP_MAX, and the end point of its dynamic thresholds (the mmap threshold's
+# ceiling DEFAULT_MMAP_THRESHOLD_MAX, 32 MiB on 64-bit systems, and a trim threshold of twice it), which a process
+# that frees large blocks reaches and which no mallopt call can switch back on (see the module doc).
+DEFAULT_MMAP_MAX = 65536
+EXIT_MMAP_THRESHOLD = 4 * 2**20 * ctypes.sizeof(ctypes.c_long)
+EXIT_TRIM_THRESHOLD = 2 * EXIT_MMAP_THRESHOLD
 LARGEST_TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: keep up to 2 GiB of free heap top
 
 _lock = threading.Lock()
 _depth = 0
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc (has mallopt and malloc_trim), else None."""
+    """The C library when it is glibc (has mallopt and malloc_trim), else None; looked up at the first use, not at
+    import (``find_library`` runs ``ldconfig``)."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
@@ -56,35 +68,34 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
-_LIBC = _glibc()
-
-
 def supported() -> bool:
     """Whether this process's C library lets :func:`retained_cpu_memory` act (glibc)."""
-    return _LIBC is not None
+    return _glibc() is not None
 
 
 @contextlib.contextmanager
 def retained_cpu_memory():
     """While open, the C library keeps freed memory for reuse instead of returning it (see the module doc)."""
     global _depth
-    if _LIBC is None:
+    libc = _glibc()
+    if libc is None:
         yield
         return
     with _lock:
         _depth += 1
         if _depth == 1:
-            _LIBC.mallopt(M_MMAP_MAX, 0)
-            _LIBC.mallopt(M_TRIM_THRESHOLD, LARGEST_TRIM_THRESHOLD)
+            libc.mallopt(M_MMAP_MAX, 0)
+            libc.mallopt(M_TRIM_THRESHOLD, LARGEST_TRIM_THRESHOLD)
     try:
         yield
     finally:
         with _lock:
             _depth -= 1
             if _depth == 0:
-                _LIBC.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
-                _LIBC.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
-                _LIBC.malloc_trim(0)
+                libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
+                libc.mallopt(M_MMAP_THRESHOLD, EXIT_MMAP_THRESHOLD)
+                libc.mallopt(M_TRIM_THRESHOLD, EXIT_TRIM_THRESHOLD)
+                libc.malloc_trim(0)
 
 
 class MemoryHold:
@@ -114,7 +125,7 @@ class MemoryHold:
                     self._finalizer = weakref.finalize(owner, stack.close)
 
     def release(self) -> None:
-        """Close the context: glibc's defaults return and the freed heap goes back to the kernel."""
+        """Close the context: large allocations are mapped again and the freed heap goes back to the kernel."""
         with self._lock:
             if self._stack is not None:
                 if self._finalizer is not None:

@@ -22,7 +22,8 @@ addresses, so :class:`CudaGraphSteps` keeps:
 
 The graphs share one memory pool, which is safe because they always replay in capture order, one at a time.
 A capture is keyed by everything it baked in: the condition tensors' shapes, strides and dtypes (rows, and the
-text length T), the autocast state, train/eval mode, and the address and dtype of every parameter and buffer
+text length T), the autocast state, train/eval mode, inference mode (the static memory of a capture made under
+``torch.inference_mode`` cannot be written outside it), and the address and dtype of every parameter and buffer
 (``model.to(...)`` moves them; the graphs read them by address). When the key changes, the graphs are
 captured anew and the old ones dropped. Text encoders that pad to the longest prompt change T, and so
 re-capture, with the prompts' length.
@@ -107,7 +108,8 @@ class CudaGraphSteps(TransformerSteps):
     Args:
         transformer: a VAR (:class:`ScaleTransformer`) or STAR (:class:`TextScaleTransformer`) model on a GPU.
 
-    ``num_captures`` counts the captures made so far (a new row count, T, dtype or autocast state re-captures).
+    ``num_captures`` counts the captures made so far (a new row count, T, dtype, autocast state or inference mode
+    re-captures).
     """
 
     def __init__(self, transformer: nn.Module) -> None:
@@ -165,6 +167,13 @@ class CudaGraphSteps(TransformerSteps):
         kv_cache.advance(x.shape[1])
         return captured.logits[scale_idx]
 
+    @property
+    def hidden(self):
+        """Not here: the graphs replay logits only, and the static context lacks the masked-sampler head's start
+        vectors. Raising AttributeError hides the eager steps' ``hidden``, so ``hasattr(steps, "hidden")`` is False
+        and the sampler refuses masked sampling with CUDA graphs before it samples anything."""
+        raise AttributeError("CUDA graph steps replay logits only; masked sampling runs eagerly (without CUDA graphs)")
+
     def release(self) -> None:
         """Drop the graphs, their memory pool and the KV cache (the next call captures again)."""
         super().release()
@@ -178,6 +187,7 @@ class CudaGraphSteps(TransformerSteps):
             torch.is_autocast_enabled(device.type),
             torch.get_autocast_dtype(device.type),
             model.training,
+            torch.is_inference_mode_enabled(),
             tuple((t.shape, t.stride(), t.dtype) for t in tensors),
             tuple((t.data_ptr(), t.dtype) for t in chain(model.parameters(), model.buffers())),
         )

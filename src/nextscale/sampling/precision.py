@@ -1,23 +1,23 @@
 """The compute precision of a pipeline's sampling loop: exact float32, or a faster opt-in format.
 
 - ``fp32``: the exact path (the official tokens for the same seed), with PyTorch's own linear kernels.
-- ``bf16`` / ``fp16``: every linear layer of the transformer holds its weights in that dtype (cast once, at load:
-  the very values autocast would produce on every call, without the per-call casts and with half the weight
-  traffic) and the transformer and the tokenizer's decoder run under ``torch.autocast`` (the KV cache in the
-  autocast dtype). Logits, sampling, the quantizer's f-hat and the images stay float32. bf16 pays on GPUs and on
-  CPUs with native bf16 matrix instructions (AVX-512 BF16 / AMX); on other CPUs it is far slower than float32.
-  fp16 is for GPUs without bf16.
+- ``bf16`` / ``fp16``: every linear layer the transformer runs under autocast holds its weights in that dtype (cast
+  once, at load: the very values autocast would produce on every call, without the per-call casts and with half the
+  weight traffic; the embeddings the models compute with autocast off stay float32) and the transformer and the
+  tokenizer's decoder run under ``torch.autocast`` (the KV cache in the autocast dtype). Logits, sampling, the
+  quantizer's f-hat and the images stay float32. bf16 pays on GPUs and on CPUs with native bf16 matrix
+  instructions (AVX-512 BF16 / AMX); on other CPUs it is far slower than float32. fp16 is for GPUs without bf16.
 - ``int8``: dynamic int8 quantisation of the transformer's linear layers (FFN, q/k/v, attention outputs, AdaLN,
   head; weights int8 per tensor, activations quantised per call), with the decoder under bf16 autocast where the
   CPU has native bf16 (else float32): CPU only, pays where VNNI exists.
-- ``auto``: on a GPU bf16 (fp16 without bf16 support); on a CPU, by the processor's instructions: int8 where it
-  has VNNI, else bf16 where it has native bf16 matrix instructions (AVX-512 BF16 or AMX), else fp32 with its
-  linear products in oneDNN where that is timed faster at the model's width at the first call (not the exact
-  path: ``nextscale.sampling.linear_kernels``). On the
-  project's CPU (both) int8 measured fastest for every model and batch size: d16 2.79x / 2.58x over the official
-  sampler's steps at B = 1 / 8 against bf16's 2.15x / 2.23x, the bundled models 1.23-1.50x against 1.15-1.44x
-  (``benchmarks/sampling_paths.py``, ``benchmarks/precision_speed.py``, figures in ``benchmarks/RESULTS.md``).
-  The choice and its reason are kept in ``Precision.reason``.
+- ``auto``: on a GPU bf16 (fp16 on GPUs without native bf16, before Ampere); on a CPU, by the processor's instructions:
+  int8 where it has VNNI (and PyTorch a quantised engine), else bf16 where it has native bf16 matrix instructions
+  (AVX-512 BF16 or AMX), else fp32 with its linear products in oneDNN where that is timed faster at the model's width
+  at the first call (not the exact path: ``nextscale.sampling.linear_kernels``). On the project's CPU (both) int8
+  measured fastest for every model and batch size: d16 2.79x / 2.58x over the official sampler's steps at B = 1 / 8
+  against bf16's 2.15x / 2.23x, the bundled models 1.23-1.50x against 1.15-1.44x (``benchmarks/sampling_paths.py``,
+  ``benchmarks/precision_speed.py``, figures in ``benchmarks/RESULTS.md``). The choice and its reason are kept in
+  ``Precision.reason``.
 
 Reduced precision changes the sampled tokens (not their distribution's intent): the model cards report the
 quality cost.
@@ -40,6 +40,9 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # calls a replaced layer as a module and adds the q/v bias), the attention and cross-attention outputs, every
 # AdaLN projection and the head. (Cross-attention's text projections run once per call and stay float32.)
 INT8_SUFFIXES = ("ffn.fc1", "ffn.fc2", "attn.qkv", "attn.proj", "cross_attn.proj", "adaln.linear", "head")
+# The linear layers the models run with autocast off, in float32 as the official code does (STAR's text projections
+# of the pooled text, and the teacher-forced word embedding): bf16 / fp16 leave them float32, as autocast would.
+FLOAT32_LINEARS = ("text_proj", "word_embed")
 
 
 @dataclass(frozen=True)
@@ -100,17 +103,28 @@ def choose_precision(requested: str, device: torch.device | str) -> Precision:
     if requested != "auto":
         return Precision(requested)
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
+        if cuda_native_bf16(device):
             return Precision("bf16", "auto: a GPU with bf16 support")
-        return Precision("fp16", "auto: a GPU without bf16 support")
+        return Precision("fp16", "auto: a GPU without native bf16 (before Ampere)")
     if device.type != "cpu":
         return Precision("fp32", f"auto: no faster format is known for {device.type}")
     flags = cpu_flags()
-    if flags & {"avx512_vnni", "avx_vnni"}:
+    if flags & {"avx512_vnni", "avx_vnni"} and int8_engine_available():
         return int8_precision(flags, "auto: this CPU has int8 dot-product instructions (VNNI)")
     if native_bf16(flags):
         return Precision("bf16", "auto: this CPU has native bf16 matrix instructions (AVX-512 BF16 / AMX)")
     return Precision("fp32", "auto: this CPU has neither native bf16 nor VNNI instructions", linear_kernel="auto")
+
+
+def cuda_native_bf16(device: torch.device) -> bool:
+    """Whether the GPU ``device`` computes bf16 natively (NVIDIA compute capability 8.0 or later, or ROCm).
+
+    Not ``torch.cuda.is_bf16_supported()``: by default it also says yes for older GPUs that only emulate bf16
+    (far slower than their fp16), and it asks about the current device rather than ``device``.
+    """
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def int8_precision(flags: set[str], reason: str) -> Precision:
@@ -133,16 +147,27 @@ def cpu_flags() -> set[str]:
 
 
 def cast_linear_weights(model: nn.Module, dtype: torch.dtype) -> int:
-    """Store every ``nn.Linear`` weight and bias of ``model`` in ``dtype``, in place; returns how many layers.
+    """Store the ``nn.Linear`` weights and biases of ``model`` in ``dtype``, in place; returns how many layers.
 
     Under autocast a linear layer rounds its float32 weight to the autocast dtype on every call; casting once
     gives the same rounded values (the same outputs) without re-reading the float32 weights at every call. The
-    model must then run under autocast of ``dtype`` (its other parameters stay float32).
+    model must then run under autocast of ``dtype`` (its other parameters stay float32). The layers that the model
+    runs with autocast off (``FLOAT32_LINEARS``) stay float32, so that they too compute what they compute under
+    autocast.
     """
-    layers = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    layers = [
+        module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and not name.endswith(FLOAT32_LINEARS)
+    ]
     for layer in layers:
         layer.to(dtype)
     return len(layers)
+
+
+def int8_engine_available() -> bool:
+    """Whether this PyTorch build has a quantised engine (what int8 dynamic quantisation runs on)."""
+    return not set(torch.backends.quantized.supported_engines) <= {"none"}
 
 
 def quantize_dynamic_int8(model: nn.Module) -> nn.Module | None:
@@ -150,7 +175,7 @@ def quantize_dynamic_int8(model: nn.Module) -> nn.Module | None:
     or None where this PyTorch build has no quantised engine."""
     from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
-    if set(torch.backends.quantized.supported_engines) <= {"none"}:
+    if not int8_engine_available():
         return None
     spec = {
         name: default_dynamic_qconfig

@@ -70,7 +70,8 @@ class TrainConfig:
         weight_decay_end: end value of the cosine (None: constant).
         betas, eps: AdamW.
         grad_clip: max global gradient norm; None turns clipping off.
-        precision: "fp32", "bf16", "fp16" (with GradScaler) or "auto" (bf16 on CUDA, fp32 on CPU).
+        precision: "fp32", "bf16", "fp16" (with GradScaler) or "auto" (bf16 on Ampere or later GPUs, fp16 on
+            older ones, fp32 on a CPU).
         attention: form of the transformer's block-causal training mask: "dense" (an L x L bias for SDPA) or
             "flex" (a FlexAttention block mask, compiled on CUDA; no attention dropout, no CPU training).
         activation_checkpointing: recompute each transformer block's activations in the backward pass instead

@@ -182,7 +182,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
     )
     group.add_argument("--betas", type=float, nargs=2, default=list(d.betas), help="AdamW betas")
     group.add_argument("--grad-clip", type=optional_float, default=d.grad_clip, help="max grad norm ('none': off)")
-    group.add_argument("--precision", choices=PRECISIONS, default=d.precision, help="autocast precision")
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=d.precision,
+        help="autocast precision (auto: bf16 on Ampere or later GPUs, fp16 on older ones, fp32 on a CPU)",
+    )
     group.add_argument("--ema-decay", type=optional_float, default=d.ema_decay, help="EMA decay ('none': off)")
     group.add_argument("--seed", type=int, default=d.seed, help="seed of init, data order and dropout")
     group = parser.add_argument_group("bookkeeping")

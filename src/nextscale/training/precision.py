@@ -16,16 +16,20 @@ import math
 import torch
 
 from nextscale import distributed
+from nextscale.sampling.precision import cuda_native_bf16
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``TrainConfig.precision`` for ``device``: "auto" is bf16 on a CUDA device that supports it, else fp32.
+    """``TrainConfig.precision`` for ``device``: "auto" is bf16 on a GPU that computes it natively (Ampere or
+    later), fp16 with loss scaling on older GPUs (they only emulate bf16, far slower than their fp16), else fp32.
 
     Raises:
         ValueError: fp16 off CUDA.
     """
     if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if cuda_native_bf16(device) else "fp16"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision 'fp16' needs CUDA; use 'bf16' or 'fp32' on the CPU")
     return precision
