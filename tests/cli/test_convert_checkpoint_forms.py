@@ -188,6 +188,17 @@ def test_var_refuses_an_image_size_that_contradicts_its_weights(official, tmp_pa
         load_official_var(recorded)
 
 
+@pytest.mark.parametrize(
+    "flags", [["--rope-theta", "100"], ["--rope-norm", "32"], ["--per-sample-cross-attention"], ["--text-encoder", "x"]]
+)
+def test_star_only_flags_are_refused_with_var(tmp_path, capsys, flags):
+    """They were silently ignored with --var (a VAR model has no RoPE and no text)."""
+    argv = ["convert", "--vae", str(VAR_PARITY / "vqvae.pth"), "--var", str(require(VAR_PARITY / "var_d2.pth"))]
+    err = one_line_error([*argv, "--out", str(tmp_path / "o"), *flags], capsys)
+    assert f"{flags[0]} go with --star" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_buffer_with_other_values_says_same_shape(official):
     state = dict(official["var"])
     state["attn_bias_for_masking"] = torch.zeros_like(state["attn_bias_for_masking"])

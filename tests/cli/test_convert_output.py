@@ -2,6 +2,7 @@
 folder's recommended ones, and the text encoder (`default` as for `train`, recorded or copied)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -121,3 +122,34 @@ def test_an_out_that_links_to_an_empty_folder_gets_the_pipeline(tmp_path):
     assert sorted(path.name for path in (tmp_path / "disk").iterdir()) == ["pipeline.json", "tokenizer", "transformer"]
     assert [path.name for path in (tmp_path / "models").iterdir()] == ["var"]  # no staging folder left
     Pipeline.from_pretrained(tmp_path / "models" / "var")
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_out_that_is_a_mount_point_gets_the_pipeline(tmp_path, monkeypatch, overwrite):
+    """A container volume: renames into or out of --out fail (EBUSY / EXDEV), as they did when staging beside it."""
+    import errno
+    import os
+
+    from nextscale.cli import convert_output
+
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    if overwrite:
+        assert main([*star_args(), "--out", str(volume)]) == 0
+        (volume / "notes.txt").write_text("mine")
+    real_replace = os.replace
+
+    def replace_within_file_systems(source, target):
+        inside = [
+            Path(path).resolve().is_relative_to(volume) and Path(path).resolve() != volume for path in (source, target)
+        ]
+        if Path(target).resolve() == volume or inside[0] != inside[1]:
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(source))
+        real_replace(source, target)
+
+    monkeypatch.setattr(convert_output.os, "replace", replace_within_file_systems)
+    assert main([*var_args(), "--out", str(volume), *(["--overwrite"] if overwrite else [])]) == 0
+    names = sorted(path.name for path in volume.iterdir())
+    assert names == sorted(["pipeline.json", "tokenizer", "transformer", *(["notes.txt"] if overwrite else [])])
+    assert [path.name for path in tmp_path.iterdir()] == ["volume"]
+    assert type(Pipeline.from_pretrained(volume)) is Pipeline

@@ -218,3 +218,14 @@ def test_non_star_files_are_refused_with_a_clear_error(tmp_path):
     head_only = {"pos_start_last": torch.zeros(1)}  # a sampler head without its model
     with pytest.raises(ValueError, match="not an official STAR transformer checkpoint: missing"):
         read_official_star(head_only)
+
+
+@pytest.mark.parametrize("key", ["lvl_embed.weight", "word_embed.weight", "blocks.0.ffn.fc1.weight"])
+def test_a_truncated_star_state_dict_names_the_missing_entry(key):
+    """Entries the model shape is read from were once looked up unchecked: a KeyError and a traceback."""
+    state = torch.load(require(STAR_PARITY / "star_d2.pth"), map_location="cpu", weights_only=True)
+    state = {name: value for name, value in state["trainer"]["var_wo_ddp"].items() if name != key}
+    with pytest.raises(ValueError, match=rf"not an official STAR transformer checkpoint: missing \['{key}'\]"):
+        load_official_star(state)
+    with pytest.raises(ValueError, match="missing"):  # what `nextscale info` calls
+        infer_official_star_config(state)

@@ -21,7 +21,8 @@ batch-0 cross-attention (sample 0's text reaches every row), so the converted mo
 --per-sample-cross-attention for the corrected behaviour. Without --text-encoder the folder samples from
 precomputed text features only (--text-features). The folder records the official sampling settings as
 its recommended ones (VAR: the FID settings cfg 1.5, top-k 900, top-p 0.96; STAR: sample.py's cfg 4.5,
-top-k 600, top-p 0.8), used by `sample` and `edit` for flags left out. The converted pipelines reproduce
+top-k 600, top-p 0.8; the star-1024-sampler file: the gradio demo's cfg 4.0, top-k 600, top-p 0.8 with masked
+sampling), used by `sample` and `edit` for flags left out. The converted pipelines reproduce
 the official logits and, with the same seed on a CPU, the official sampled tokens.
 """
 
@@ -73,8 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="copy the text encoder's files into the pipeline folder instead of recording their path",
     )
-    star.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base (default: 10000)")
-    star.add_argument("--rope-norm", type=float, default=64.0, help="RoPE coordinate range N (default: 64)")
+    star.add_argument("--rope-theta", type=float, default=None, help="RoPE base (default: 10000)")
+    star.add_argument("--rope-norm", type=float, default=None, help="RoPE coordinate range N (default: 64)")
     star.add_argument(
         "--per-sample-cross-attention",
         action="store_true",
@@ -87,8 +88,16 @@ def run(args: argparse.Namespace) -> int:
 
     for flag, path in (("--vae", args.vae), ("--var", args.var), ("--star", args.star)):
         check_checkpoint_file(flag, path)
-    if args.star is None and args.text_encoder is not None:
-        raise ValueError("--text-encoder goes with --star (VAR models are class-conditional)")
+    if args.star is None:
+        star_only = {
+            "--text-encoder": args.text_encoder is not None,
+            "--rope-theta": args.rope_theta is not None,
+            "--rope-norm": args.rope_norm is not None,
+            "--per-sample-cross-attention": args.per_sample_cross_attention,
+        }
+        given = [flag for flag, is_given in star_only.items() if is_given]
+        if given:  # VAR has no text and no RoPE: ignoring them would hide a mix-up of files or flags
+            raise ValueError(f"{' and '.join(given)} go with --star (VAR models are class-conditional, without RoPE)")
     if args.copy_text_encoder and args.text_encoder is None:
         raise ValueError("--copy-text-encoder needs --text-encoder DIR (the encoder whose files to copy)")
     check_out(args.out, args.overwrite)
@@ -136,12 +145,12 @@ def convert_star(args: argparse.Namespace):
     )
 
     checkpoint = read_official_star(args.star)
+    rope = {name: value for name in ("rope_theta", "rope_norm") if (value := getattr(args, name)) is not None}
     transformer = load_official_star(
         checkpoint,
         image_size=args.image_size,
-        rope_theta=args.rope_theta,
-        rope_norm=args.rope_norm,
         batch0_cross_attention=not args.per_sample_cross_attention,
+        **rope,
     )
     vae = read_official_vqvae(args.vae)
     tokenizer = load_official_vqvae(vae, scale_sides=transformer.config.scale_sides)
@@ -164,7 +173,7 @@ def convert_star(args: argparse.Namespace):
         encoder = f"text encoder {args.text_encoder} ({how})"
     mode = "official batch-0" if config.official_batch0_cross_attention else "per-sample"
     head = f", masked-sampler head from scale {config.sampler_from_scale}" if sampler else ""
-    origin = "the official demo's and MJHQ evaluation's settings" if sampler else "official sample.py settings"
+    origin = "the official gradio demo's settings" if sampler else "official sample.py settings"
     summary = (
         f"STAR depth {config.depth} (width {config.embed_dim}, {config.num_heads} heads, text width "
         f"{config.text_dim}), scales {config.scale_sides}, image size {pipe.image_size}px, {mode} cross-attention"

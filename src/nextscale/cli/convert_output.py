@@ -1,10 +1,11 @@
 """Where `nextscale convert` writes: checking --out before anything is loaded, and replacing a folder's pipeline
 so that no component of an earlier pipeline survives beside the new one.
 
-The new pipeline is written into a staging folder beside --out, then moved in. Into a new or empty --out it
-moves in one rename. With --overwrite, the old pipeline entries (pipeline.json first, so a crash in between
-leaves no loadable mix) are moved aside, the new ones moved in, and the old ones deleted; files that are not
-part of a pipeline stay.
+The new pipeline is written into a staging folder, then moved in. A new --out is the staging folder beside it,
+moved in one rename. Into an existing --out (empty, or with --overwrite), the staging folder is made inside it
+(renames never cross file systems or mount points: --out may be a mounted volume), the old pipeline entries
+(pipeline.json first, so a crash in between leaves no loadable mix) are moved aside, the new ones moved in
+(pipeline.json last), and the old ones deleted; files that are not part of a pipeline stay.
 """
 
 from __future__ import annotations
@@ -43,12 +44,15 @@ def write_pipeline(out: Path, save: Callable[[Path], None]) -> None:
     # and a rename cannot replace a link by a folder); the link stays and names the new pipeline.
     out = out.resolve() if out.is_symlink() else out
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=out.parent))
+    # An existing --out may be a mount point (a container volume): a rename from beside it would cross into
+    # another file system (EXDEV) or replace a mount point (EBUSY), so stage inside it.
+    home = out if out.is_dir() else out.parent
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".converting", dir=home))
     try:
         save(staging)
-        os.chmod(staging, 0o755)  # mkdtemp creates 0700; the folder is meant to be shared
-        if not out.exists() or not any(out.iterdir()):
-            os.replace(staging, out)  # rename(2) replaces an empty folder too
+        if home != out:
+            os.chmod(staging, 0o755)  # mkdtemp creates 0700; the folder is meant to be shared
+            os.replace(staging, out)
             return
         _swap_entries(staging, out)
     finally:
@@ -57,7 +61,7 @@ def write_pipeline(out: Path, save: Callable[[Path], None]) -> None:
 
 
 def _swap_entries(staging: Path, out: Path) -> None:
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".replaced", dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".replaced", dir=out))
     try:
         for name in PIPELINE_ENTRIES:
             if (out / name).exists() or (out / name).is_symlink():

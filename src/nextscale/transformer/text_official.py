@@ -78,6 +78,16 @@ KEY_TABLE: tuple[tuple[str, str], ...] = (
     ("head_logits2.weight", "sampler_head.head.weight"),
     ("head_logits2.bias", "sampler_head.head.bias"),
 )
+# The entries the model shape is read from: a file without one of them cannot be converted.
+REQUIRED = (
+    "pos_start",
+    "word_embed.weight",
+    "lvl_embed.weight",
+    "encoder_proj.weight",
+    "blocks.0.cross_attn.mat_kv.weight",
+    "blocks.0.ffn.fc1.weight",
+    "head_logits.weight",
+)
 UNUSED_KEY = "class_emb.weight"
 ZERO_K_BIAS = re.compile(r"(?:feat_extract_)?blocks\.(\d+)\.(attn|cross_attn)\.zero_k_bias")
 SAMPLER_KEY = "pos_start_last"  # present only in the star-1024-sampler file
@@ -89,7 +99,8 @@ SCHEDULES = {256: SIDES_256, 512: SIDES_512, 1024: SIDES_1024}
 # The official sample.py settings (STAR_REFERENCE.md section 7), recorded as a converted folder's
 # recommended sampling.
 OFFICIAL_SAMPLING = {"cfg": 4.5, "top_k": 600, "top_p": 0.8}
-# The sampler checkpoint's settings in the official gradio demo and MJHQ evaluation: cfg 4.0, masked sampling on.
+# The sampler checkpoint's settings in the official gradio demo: cfg 4.0, top-k 600, top-p 0.8, masked sampling on
+# (the README's MJHQ evaluation differs only in top-k 4096, i.e. no top-k filter).
 OFFICIAL_SAMPLER_SAMPLING = {"cfg": 4.0, "top_k": 600, "top_p": 0.8, "masked_sampling": True}
 
 
@@ -114,14 +125,17 @@ def read_official_star(source: str | os.PathLike | Mapping | OfficialState) -> O
         checkpoint = unwrap_official(source, "the given state dict", "transformer")
     else:
         checkpoint = unwrap_official(load_weights_only(source), str(source), "transformer")
-    state = checkpoint.state
     check_kind(checkpoint, "STAR", "STAR transformer checkpoint")
-    required = ("pos_start", "encoder_proj.weight", "blocks.0.cross_attn.mat_kv.weight", "head_logits.weight")
-    missing = [key for key in required if key not in state]
-    if missing:
-        raise ValueError(f"{checkpoint.source} is not an official STAR transformer checkpoint: missing {missing}")
-    _KEYS.require_tensors(state)
+    _check_required(checkpoint.state, checkpoint.source)
+    _KEYS.require_tensors(checkpoint.state)
     return checkpoint
+
+
+def _check_required(state: Mapping, source: str) -> None:
+    """Refuse a state dict without the entries the model shape is read from (a damaged or truncated file)."""
+    missing = [key for key in REQUIRED if key not in state]
+    if missing:
+        raise ValueError(f"{source} is not an official STAR transformer checkpoint: missing {missing}")
 
 
 def assumed_image_size(checkpoint: OfficialState, image_size: int | None) -> int | None:
@@ -155,6 +169,7 @@ def infer_official_star_config(
         patch_nums, resos: the scale sides and image sides the trainer state records, if any.
         sampler_from_scale: the first scale of masked sampling, for the star-1024-sampler file (not stored).
     """
+    _check_required(state, "the state dict")
     embed_dim = state["pos_start"].shape[-1]
     num_scales = state["lvl_embed.weight"].shape[0]
     sides = _schedule(num_scales, image_size, patch_nums, resos)
