@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from nextscale.tokenizer.discriminator import DiscriminatorConfig, PatchDiscriminator
+from nextscale.tokenizer.discriminator import DiscriminatorConfig, PatchDiscriminator, logits_side
 from nextscale.tokenizer.losses import (
     LPIPS,
     MultiScaleSSIMLoss,
@@ -26,6 +26,19 @@ def test_discriminator_shapes(side, layers, norm, grid):
     assert disc(torch.randn(1, 1, side, side)).shape == (1, 1, grid, grid)  # one sample works (no BatchNorm)
 
 
+@pytest.mark.parametrize(("side", "layers", "fits"), [(16, 3, 2), (20, 3, 2), (8, 2, 1), (4, 1, None), (24, 3, 3)])
+def test_discriminator_too_deep_for_the_images_is_refused_up_front(side, layers, fits):
+    config = DiscriminatorConfig(in_channels=1, base_channels=32, num_layers=layers)
+    if fits == layers:
+        assert logits_side(config, side) == PatchDiscriminator(config)(torch.zeros(1, 1, side, side)).shape[-1]
+        return
+    with pytest.raises((RuntimeError, ValueError)):  # what the forward would do at the discriminator's start step
+        PatchDiscriminator(config).train()(torch.zeros(1, 1, side, side))
+    advice = f"--disc-layers {fits}" if fits else "without a discriminator"
+    with pytest.raises(ValueError, match=f"{side} px images are too small .*{advice}"):
+        logits_side(config, side)
+
+
 def test_discriminator_config_errors():
     with pytest.raises(ValueError, match="norm"):
         DiscriminatorConfig(norm="batch")
@@ -40,6 +53,18 @@ def test_pixel_and_ssim_losses():
     assert ssim_loss(torch.rand_like(x), x) > 0.5
     with pytest.raises(ValueError, match="window"):
         ssim_loss(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4))
+
+
+def test_ssim_is_float32_under_bf16_autocast():
+    # bright, low-contrast images: the variances E[x^2] - E[x]^2 are lost in bf16 convolutions (1 - SSIM 0.87)
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32) * 0.1 + 0.85
+    y = x + 0.02 * torch.randn_like(x)
+    loss = MultiScaleSSIMLoss()
+    expected = loss(y, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = loss(y, x)
+    assert got.dtype == torch.float32 and got.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 class TinyBackbone(nn.Module):
@@ -86,6 +111,27 @@ def test_hinge_losses():
     # relu(1 - real) = [0, 0.5] -> 0.25; relu(1 + fake) = [0, 1] -> 0.5; total 0.5 * 0.75
     assert hinge_discriminator_loss(real, fake) == pytest.approx(0.375)
     assert hinge_generator_loss(fake) == pytest.approx(1.0)
+
+
+def test_adaptive_weight_under_fp16_uses_the_loss_scale():
+    # Gradients at the output of about one fp16 subnormal step (as L1's 1 / numel at 256 px, batch 64): unscaled,
+    # they round to a multiple of 6e-8 and the weight is far off; scaled by the GradScaler's scale it is exact.
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 3, 1)
+    disc = nn.Sequential(nn.AvgPool2d(8), nn.Conv2d(3, 1, 1)).requires_grad_(False)
+    features, target = torch.randn(4, 8, 32, 32), torch.rand(4, 3, 32, 32) * 2 - 1
+
+    def weight(fp16: bool, loss_scale: float = 1.0) -> float:
+        with torch.autocast("cpu", dtype=torch.float16, enabled=fp16):
+            recon = conv(features)
+            nll = 1e-3 * reconstruction_loss(recon, target)  # gradient 1e-3 / 12288 = 8e-8 per output value
+            gan = 1e-3 * hinge_generator_loss(disc(recon))
+            return adaptive_adversarial_weight(nll, gan, conv.weight, loss_scale=loss_scale).item()
+
+    expected = weight(fp16=False)
+    assert weight(fp16=False, loss_scale=2.0**11) == pytest.approx(expected, rel=1e-6)
+    assert weight(fp16=True) != pytest.approx(expected, rel=0.05)  # the underflow this guards against
+    assert weight(fp16=True, loss_scale=2.0**11) == pytest.approx(expected, rel=0.01)
 
 
 def test_adaptive_weight_is_gradient_norm_ratio():

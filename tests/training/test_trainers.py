@@ -140,6 +140,33 @@ def test_dead_codes_restart_and_reset_their_adam_moments(tmp_path, data):
     assert moments["exp_avg"][dead].abs().sum() == 0 and moments["exp_avg_sq"][~dead].abs().sum() > 0
 
 
+def test_discriminator_too_deep_for_the_images_is_refused_before_training(tmp_path, data):
+    # 16 px images and the default three layers: the PatchGAN forward would fail at the disc_start step
+    losses = TokenizerLossConfig(disc_start=2, disc_channels=32, disc_layers=3)
+    with pytest.raises(ValueError, match="16 px images are too small .*--disc-layers 2"):
+        TokenizerTrainer(MultiScaleVQVAE(tiny_configs()[0]), losses, train_config(total_steps=4), tmp_path, *data)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"perceptual_weight": -1.0}, "--perceptual-weight must be >= 0"),
+        ({"l1_weight": float("nan")}, "--l1-weight must be >= 0"),
+        ({"disc_start": -5}, "--disc-start must be a step >= 0"),
+        ({"dead_code_every": 0}, "--dead-code-every must be >= 1"),
+        ({"dead_code_every": -3}, "--dead-code-every must be >= 1"),  # would restart every 3 steps (Python's %)
+        ({"disc_start": 0, "disc_lr": -1e-4}, "--disc-lr must be > 0"),
+        ({"lpips_backbone": "vgg16.safetensors"}, "used only with --perceptual lpips, not 'ssim'"),  # else ignored
+        ({"l1_weight": 0.0, "perceptual": "none", "disc_start": 0}, "no reconstruction term"),
+    ],
+)
+def test_loss_settings_that_would_train_silently_wrong_are_refused(tmp_path, data, change, message):
+    losses = TokenizerLossConfig(disc_channels=32, disc_layers=2, **change)
+    with pytest.raises(ValueError, match=message):
+        TokenizerTrainer(MultiScaleVQVAE(tiny_configs()[0]), losses, train_config(total_steps=2), tmp_path, *data)
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_bf16_autocast_runs_on_cpu(tmp_path, data):
     tokenizer_config, transformer_config = tiny_configs()
     tokenizer = MultiScaleVQVAE(tokenizer_config)

@@ -17,6 +17,7 @@ CVPR 2017; Esser et al., "Taming Transformers" (VQGAN ``NLayerDiscriminator``), 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -48,11 +49,54 @@ class DiscriminatorConfig:
             raise ValueError("num_layers, base_channels and in_channels must be >= 1")
 
 
+def _groups(channels: int) -> int:
+    return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "none":
         return nn.Identity()
-    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
-    return nn.GroupNorm(groups, channels)
+    return nn.GroupNorm(_groups(channels), channels)
+
+
+def _logits_side(config: DiscriminatorConfig, image_side: int) -> int | None:
+    """The logit grid's side for ``image_side`` px images, or None when the images are too small (see logits_side)."""
+    side = image_side
+    for layer_idx in range(config.num_layers + 2):  # the first conv, the num_layers normed ones, the output conv
+        if side + 2 < 4:  # a 4x4 kernel must fit in the padded input
+            return None
+        stride = 2 if layer_idx < config.num_layers else 1
+        side = (side - 2) // stride + 1
+        out = config.base_channels * min(2**layer_idx, 8)
+        if 0 < layer_idx <= config.num_layers and config.norm == "group" and out // _groups(out) * side**2 < 2:
+            return None  # GroupNorm needs more than one value per group in training
+    return side
+
+
+def logits_side(config: DiscriminatorConfig, image_side: int) -> int:
+    """Side of the logit grid a PatchGAN of ``config`` gives for square ``image_side`` px images.
+
+    Each 4x4 conv (padding 1) maps a side s to (s - 2) // stride + 1 and needs s >= 2. Worked example, 16 px and
+    three layers: 16 -> 8 -> 4 -> 2 (stride 2), -> 1 (stride 1), and the output conv would need a side of 2.
+    Checked before training, so that a run does not die at its discriminator's start step.
+
+    Raises:
+        ValueError: the images are too small for ``config.num_layers`` stride-2 layers (the message names the most
+            that fit).
+    """
+    side = _logits_side(config, image_side)
+    if side is not None:
+        return side
+    fitting = [
+        n
+        for n in range(config.num_layers - 1, 0, -1)
+        if _logits_side(dataclasses.replace(config, num_layers=n), image_side)
+    ]
+    advice = f"use at most {fitting[0]} (--disc-layers {fitting[0]})" if fitting else "train without a discriminator"
+    raise ValueError(
+        f"{image_side} px images are too small for a PatchGAN discriminator with {config.num_layers} stride-2 "
+        f"layers; {advice}"
+    )
 
 
 class PatchDiscriminator(nn.Module):

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from nextscale import distributed
 from nextscale.data.images import save_grid
-from nextscale.tokenizer.discriminator import DiscriminatorConfig, PatchDiscriminator
+from nextscale.tokenizer.discriminator import DiscriminatorConfig, PatchDiscriminator, logits_side
 from nextscale.tokenizer.losses import (
     adaptive_adversarial_weight,
     build_perceptual_loss,
@@ -56,6 +56,43 @@ def freeze_unused_phis(tokenizer: MultiScaleVQVAE) -> list[int]:
     return unused
 
 
+def check_losses(losses: TokenizerLossConfig) -> None:
+    """Refuse loss settings that would train silently wrong; the messages name the command's flags.
+
+    A negative weight maximises its loss, a negative ``--dead-code-every`` restarts every |N| steps (Python's
+    modulo), 0 would mean "never" (that is 'none'), LPIPS files next to ``--perceptual ssim`` are ignored, and
+    without a pixel or perceptual term the decoder learns nothing.
+    """
+    weights = {
+        "--l1-weight": losses.l1_weight,
+        "--l2-weight": losses.l2_weight,
+        "--perceptual-weight": losses.perceptual_weight,
+        "--quant-weight": losses.quant_weight,
+        "--disc-weight": losses.disc_weight,
+        "--dead-code-min-hits": losses.dead_code_min_hits,
+    }
+    for flag, value in weights.items():
+        if not value >= 0:  # also NaN
+            raise ValueError(f"{flag} must be >= 0, got {value}")
+    perceptual_weight = losses.perceptual_weight if losses.perceptual != "none" else 0.0
+    if not (losses.l1_weight or losses.l2_weight or perceptual_weight):
+        # the decoder would learn nothing (and the adaptive weight divides the gradient of a constant)
+        raise ValueError("no reconstruction term: give --l1-weight, --l2-weight or --perceptual-weight a value > 0")
+    if losses.disc_start is not None and losses.disc_start < 0:
+        raise ValueError(f"--disc-start must be a step >= 0 ('none': no discriminator), got {losses.disc_start}")
+    if losses.disc_lr is not None and not losses.disc_lr > 0:
+        raise ValueError(f"--disc-lr must be > 0 (default: the tokenizer's lr), got {losses.disc_lr}")
+    if not losses.max_adaptive_weight > 0:
+        raise ValueError(f"max_adaptive_weight must be > 0, got {losses.max_adaptive_weight}")
+    if losses.dead_code_every is not None and losses.dead_code_every < 1:
+        raise ValueError(f"--dead-code-every must be >= 1 ('none': never restart), got {losses.dead_code_every}")
+    if losses.perceptual != "lpips" and (losses.lpips_backbone or losses.lpips_heads):
+        raise ValueError(
+            f"--lpips-backbone and --lpips-heads are used only with --perceptual lpips, not {losses.perceptual!r}: "
+            "add --perceptual lpips or drop them"
+        )
+
+
 class TokenizerTrainer(Trainer):
     """Trains a MultiScaleVQVAE (and a PatchGAN when ``losses.disc_start`` is set).
 
@@ -82,6 +119,7 @@ class TokenizerTrainer(Trainer):
             raise ValueError(
                 "the tokenizer trains with --strategy ddp (it fits on every GPU); fsdp is for the transformer"
             )
+        check_losses(losses)
         freeze_unused_phis(tokenizer)
         self.losses = losses
         self.perceptual = build_perceptual_loss(losses.perceptual, losses.lpips_backbone, losses.lpips_heads)
@@ -90,6 +128,7 @@ class TokenizerTrainer(Trainer):
             disc_config = DiscriminatorConfig(
                 tokenizer.config.in_channels, losses.disc_channels, losses.disc_layers, losses.disc_norm
             )
+            logits_side(disc_config, tokenizer.config.image_size)  # refused now, not at the disc_start step
             modules["discriminator"] = PatchDiscriminator(disc_config)
         run_config = {
             "kind": "tokenizer",
@@ -142,7 +181,12 @@ class TokenizerTrainer(Trainer):
             disc_plain.requires_grad_(True)
             last_layer = self.raw_model.decoder.conv_out.weight
             weight = adaptive_adversarial_weight(
-                nll, generator_loss, last_layer, losses.max_adaptive_weight, reduce=distributed.all_reduce_mean
+                nll,
+                generator_loss,
+                last_layer,
+                losses.max_adaptive_weight,
+                reduce=distributed.all_reduce_mean,
+                loss_scale=self.scaler.get_scale(),  # 1.0 unless fp16: there, gradients that do not underflow
             )
             logits = disc(torch.cat((images, recon.detach())))  # one call: real and fake share the DDP hooks
             logits_real, logits_fake = logits.chunk(2)
