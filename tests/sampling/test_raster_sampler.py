@@ -90,3 +90,12 @@ def test_masked_sampling_is_refused_in_words():
     tokenizer, transformer = components()
     with pytest.raises(ValueError, match="masked sampling is STAR's way of drawing a scale"):
         RasterSampler(tokenizer, transformer).sample([1], SamplingConfig(masked_sampling=True))
+
+
+def test_a_text_condition_is_refused_in_words():
+    from nextscale.transformer.conditioning import TextCondition
+
+    tokenizer, transformer = components()
+    text = TextCondition(torch.zeros(1, 3, 8), torch.ones(1, 3, dtype=torch.bool), torch.zeros(1, 8))
+    with pytest.raises(TypeError, match="the raster baseline is class-conditional; pass class labels"):
+        RasterSampler(tokenizer, transformer).sample(text, SamplingConfig(cfg=0.0))

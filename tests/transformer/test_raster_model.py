@@ -67,3 +67,26 @@ def test_bad_inputs_name_the_expected_shape():
         model.input_at(9, context, torch.zeros(1, 1, dtype=torch.long))
     with pytest.raises(ValueError, match="shared-AdaLN"):
         RasterConfig.from_depth(2, shared_adaln=True)
+
+
+def test_bad_tokens_and_labels_are_refused_in_one_line():
+    # the embedding would raise deep inside (IndexError on a CPU, a device assert that ends the process on a GPU)
+    model = tiny_model()
+    labels = torch.tensor([0])
+    with pytest.raises(ValueError, match=r"token ids must lie in 0\.\.10 \(the vocabulary\), got values in \[0, 11\]"):
+        model(labels, torch.tensor([[0] * 8 + [11]]))
+    with pytest.raises(ValueError, match=r"token ids must lie in 0\.\.10"):
+        model(labels, torch.full((1, 9), -1))
+    with pytest.raises(TypeError, match="tokens must be integer token ids, got a torch.float32 tensor"):
+        model(labels, torch.zeros(1, 9))
+    with pytest.raises(ValueError, match=r"class_labels must be a \(B,\) tensor, got \(\)"):
+        model(torch.tensor(0), torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_a_text_condition_is_refused_by_its_type_name():
+    from nextscale.transformer.conditioning import TextCondition
+
+    text = TextCondition(torch.zeros(1, 3, 8), torch.ones(1, 3, dtype=torch.bool), torch.zeros(1, 8))
+    with pytest.raises(TypeError) as error:
+        tiny_model().condition_context(text)
+    assert str(error.value).endswith("pass a ClassCondition, not TextCondition")  # not the tensors' repr

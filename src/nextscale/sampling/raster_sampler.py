@@ -20,7 +20,7 @@ from nextscale.sampling.guidance import SamplingConfig
 from nextscale.sampling.logits import classifier_free_guidance, filter_logits, sample_tokens
 from nextscale.sampling.sampler import SampleOutput
 from nextscale.sampling.steps import TransformerSteps
-from nextscale.transformer.conditioning import ClassCondition
+from nextscale.transformer.conditioning import ClassCondition, TextCondition
 
 
 def check_raster_fit(tokenizer: nn.Module, transformer: nn.Module) -> None:
@@ -89,6 +89,8 @@ class RasterSampler:
             if batch_size is None or batch_size < 1:
                 raise ValueError("give class_labels, or batch_size >= 1 to draw random labels")
             condition = self.draw_labels(batch_size, generator)
+        if isinstance(condition, TextCondition):
+            raise TypeError("the raster baseline is class-conditional; pass class labels, not a TextCondition")
         if not isinstance(condition, ClassCondition):
             condition = self.class_condition(condition)
         condition = condition.to(self.device)

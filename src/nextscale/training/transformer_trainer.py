@@ -261,6 +261,11 @@ class TransformerTrainer(Trainer):
                 droppable = lengths >= self.objective.caption_drop_min_chars
             condition = TextCondition(text.hidden, text.mask, text.pooled, self.null_text, droppable)
         else:
+            if isinstance(conditions, (list, tuple)) and self.is_raster:  # it has no text variant to point to
+                raise ValueError(
+                    "the raster baseline is class-conditional and needs labelled data (class sub-folders, a labelled "
+                    "dataset or labelled tokens), got captions"
+                )
             if isinstance(conditions, (list, tuple)):
                 raise ValueError(
                     "a class model needs labelled data, got captions; to train a text model on them pass "

@@ -66,7 +66,9 @@ class RasterTransformer(VARBlocksModel, BlockCausalTraining, RecomputedBlocks, n
     def condition_context(self, condition: ClassCondition) -> ClassContext:
         """Embed the labels once for every step of one sampling call."""
         if not isinstance(condition, ClassCondition):
-            raise TypeError(f"the raster baseline is class-conditional; pass a ClassCondition, not {condition!r}")
+            raise TypeError(
+                f"the raster baseline is class-conditional; pass a ClassCondition, not {type(condition).__name__}"
+            )
         cond = self.class_embedder.embed(condition.labels)
         return ClassContext(cond=cond, block_condition=BlockCondition(cond).with_memo())
 
@@ -90,12 +92,10 @@ class RasterTransformer(VARBlocksModel, BlockCausalTraining, RecomputedBlocks, n
         """
         if isinstance(class_labels, ClassCondition):
             class_labels = class_labels.labels
-        length = self.config.sequence_length
-        if tokens.ndim != 2 or tokens.shape[1] != length or tokens.shape[0] != class_labels.shape[0]:
-            raise ValueError(
-                f"tokens must be (B, {length}) for a {self.config.side}x{self.config.side} map with B = "
-                f"{class_labels.shape[0]} labels, got {tuple(tokens.shape)}"
-            )
+        if not isinstance(class_labels, torch.Tensor) or class_labels.ndim != 1:
+            got = tuple(class_labels.shape) if isinstance(class_labels, torch.Tensor) else type(class_labels).__name__
+            raise ValueError(f"class_labels must be a (B,) tensor, got {got}")
+        self._check_tokens(tokens, class_labels.shape[0])
         device = tokens.device
         with torch.autocast(device_type=device.type, enabled=False):
             cond = self.class_embedder(class_labels, generator)  # (B, C)
@@ -103,10 +103,30 @@ class RasterTransformer(VARBlocksModel, BlockCausalTraining, RecomputedBlocks, n
             x = torch.cat((start, self.token_embed(tokens[:, :-1])), dim=1) + self.pos_embed  # (B, L, C)
         dtype = compute_dtype(device, x.dtype)
         condition, x = BlockCondition(cond).to(dtype), x.to(dtype)
+        length = self.config.sequence_length
         attn_mask = self.training_mask(length, device, dtype)  # (1, 1, L, L) bias or a flex BlockMask
         for block in self.blocks:
             x = self.run_block(block, x, condition, attn_mask)
         return self._logits(x, cond)
+
+    def _check_tokens(self, tokens: torch.Tensor, batch_size: int) -> None:
+        """One clear line for a token map the embedding would reject deep inside (or, on a GPU, with a device
+        assert that ends the process): the shape, an integer dtype and ids in 0..V-1."""
+        length, vocab = self.config.sequence_length, self.config.vocab_size
+        if tokens.ndim != 2 or tuple(tokens.shape) != (batch_size, length):
+            raise ValueError(
+                f"tokens must be (B, {length}) for a {self.config.side}x{self.config.side} map with B = "
+                f"{batch_size} labels, got {tuple(tokens.shape)}"
+            )
+        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+            raise TypeError(f"tokens must be integer token ids, got a {tokens.dtype} tensor")
+        # The range check reads values back from the device; skip it while torch.compile traces.
+        if tokens.numel() and not torch.compiler.is_compiling():
+            low, high = (int(value) for value in torch.aminmax(tokens))
+            if low < 0 or high >= vocab:
+                raise ValueError(
+                    f"token ids must lie in 0..{vocab - 1} (the vocabulary), got values in [{low}, {high}]"
+                )
 
     # ------------------------------------------------------------------ inference
     def input_at(self, position: int, context: ClassContext, previous: torch.Tensor | None) -> torch.Tensor:

@@ -1,0 +1,39 @@
+"""The raster-scan baseline in the transformer trainer: what it refuses, and how its previews sample."""
+
+import pytest
+import torch
+from training_helpers import tiny_configs, tiny_data, train_config
+
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+from nextscale.training.config import TransformerObjective
+from nextscale.training.export import with_scale_sides
+from nextscale.training.transformer_trainer import TransformerTrainer, build_transformer
+from nextscale.transformer.raster_config import RasterConfig
+
+
+def raster_trainer(tmp_path, **overrides) -> TransformerTrainer:
+    tokenizer_config, transformer_config = tiny_configs()
+    side = tokenizer_config.scale_sides[-1]
+    tokenizer = with_scale_sides(MultiScaleVQVAE(tokenizer_config), (side,))  # one map: the raster tokens
+    config = RasterConfig.from_depth(
+        transformer_config.depth,
+        embed_dim=transformer_config.embed_dim,
+        num_heads=transformer_config.num_heads,
+        num_classes=transformer_config.num_classes,
+        vocab_size=transformer_config.vocab_size,
+        side=side,
+    )
+    objective = TransformerObjective()
+    train, _ = tiny_data()
+    return TransformerTrainer(
+        build_transformer(config, objective), tokenizer, objective, train_config(**overrides), tmp_path, train
+    )
+
+
+def test_captions_are_refused_without_pointing_to_a_text_encoder(tmp_path):
+    # the class-model message says "pass --text-encoder", which `train --raster` then refuses: advice in a circle
+    trainer = raster_trainer(tmp_path)
+    images = torch.zeros(2, 1, 16, 16)
+    with pytest.raises(ValueError, match="the raster baseline is class-conditional and needs labelled data") as error:
+        trainer.prepare((images, ["a shirt", "a shoe"]))
+    assert "--text-encoder" not in str(error.value)
