@@ -124,11 +124,27 @@ def load_tokenizer(source: str | os.PathLike, scale_sides: tuple[int, ...] | Non
 
 
 def with_scale_sides(tokenizer: MultiScaleVQVAE, scale_sides: tuple[int, ...]) -> MultiScaleVQVAE:
-    """The same tokenizer weights on another scale schedule (per-scale code-usage statistics start afresh)."""
+    """The same tokenizer weights on another scale schedule (per-scale code-usage statistics start afresh).
+
+    A tokenizer with one Phi per scale (``num_phi=0``) has as many Phis as scales; on a schedule of another length
+    each new scale takes the trained Phi of the old scale nearest its position t = k / (K - 1) (a one-scale
+    schedule is the finest map, t = 1), as shared Phis (``num_phi >= 1``) are picked by position anyway.
+    Worked example: (1, 2, 4) -> (4,) takes the Phi of scale 2; (1, 2, 4) -> (1, 2, 3, 4) takes Phis 0, 1, 1, 2.
+    """
     config = dataclasses.replace(tokenizer.config, scale_sides=tuple(scale_sides))
     rescheduled = MultiScaleVQVAE(config)
     own = rescheduled.state_dict()
-    state = {key: value for key, value in tokenizer.state_dict().items() if own[key].shape == value.shape}
+    state = {
+        key: value for key, value in tokenizer.state_dict().items() if key in own and own[key].shape == value.shape
+    }
+    if config.num_phi == 0 and len(config.scale_sides) != len(tokenizer.config.scale_sides):
+        state = {key: value for key, value in state.items() if not key.startswith("quantizer.phis.")}
+        old_count, new_count = len(tokenizer.config.scale_sides), len(config.scale_sides)
+        for new_idx in range(new_count):
+            position = new_idx / (new_count - 1) if new_count > 1 else 1.0
+            old_idx = round(position * (old_count - 1))
+            for key, value in tokenizer.quantizer.phis[old_idx].state_dict().items():
+                state[f"quantizer.phis.{rescheduled.quantizer.phi_index[new_idx]}.{key}"] = value
     rescheduled.load_state_dict({**own, **state}, strict=True)
     return rescheduled.eval()
 
