@@ -37,3 +37,21 @@ def test_captions_are_refused_without_pointing_to_a_text_encoder(tmp_path):
     with pytest.raises(ValueError, match="the raster baseline is class-conditional and needs labelled data") as error:
         trainer.prepare((images, ["a shirt", "a shoe"]))
     assert "--text-encoder" not in str(error.value)
+
+
+def test_previews_of_the_raw_weights_sample_in_eval_mode(tmp_path, monkeypatch):
+    """Without EMA and without held-out data nothing else puts the model in eval mode before a preview."""
+    import nextscale.training.transformer_trainer as transformer_trainer
+
+    modes = []
+    original = transformer_trainer.RasterSampler.sample
+
+    def spy(self, *args, **kwargs):
+        modes.append(self.transformer.training)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformer_trainer.RasterSampler, "sample", spy)
+    trainer = raster_trainer(tmp_path, total_steps=2, ema_decay=None, preview_every=2)
+    trainer.fit()
+    assert modes == [False]
+    assert trainer.raw_model.training  # given back in the mode training left it in

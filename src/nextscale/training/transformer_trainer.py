@@ -405,7 +405,12 @@ class TransformerTrainer(Trainer):
             condition = ClassCondition(torch.arange(num, device=self.device), transformer.config.null_class_id)
             labels = condition.labels.tolist()
         config = SamplingConfig(cfg=self.objective.preview_cfg, masked_sampling=self.objective.train_sampler_head)
-        out = sampler.sample(condition, config=config, generator=generator)
+        was_training = transformer.training
+        transformer.eval()  # the raw weights (no EMA) are in train mode here: no drop-path while sampling
+        try:
+            out = sampler.sample(condition, config=config, generator=generator)
+        finally:
+            transformer.train(was_training)
         images = sampler.decode(out.f_hat).mul(2).sub(1)  # [0, 1] -> [-1, 1]
         save_grid(
             images.float().cpu(),
