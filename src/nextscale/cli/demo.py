@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="class-conditional pipeline folder, or bundled:fashion-mnist (the default)",
     )
-    parser.add_argument("--out-dir", type=Path, default=Path("demo-output"), help="where the PNGs go")
+    parser.add_argument(
+        "--out-dir", type=Path, default=Path("demo-output"), help="where the PNGs go (default: demo-output)"
+    )
     add_classes_argument(parser, help="classes to show (default: all)")
     parser.add_argument("--seeds", type=int, default=4, help="samples per class, one seed each (default: 4)")
     parser.add_argument(
@@ -61,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=2,
         help="enlarge every picture this many times (nearest neighbour) so small models are easy to see (default: 2)",
     )
-    add_sampling_arguments(parser, cfg=3.0)
+    add_sampling_arguments(parser, cfg=3.0, unseeded="0: column j of a grid is drawn with seed + j")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     add_dtype_argument(parser)
     parser.add_argument("--no-text", action="store_true", help="skip the text-to-image grid and edit")

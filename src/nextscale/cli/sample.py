@@ -20,15 +20,16 @@ with the names. Without --class, labels are drawn from the seeded generator (the
 draw) and --num is the number of images. Images are made --batch-size at a time: batch 0 uses --seed
 itself (so the same seed on a CPU gives the official sampler's tokens), batch b a seed derived from
 (--seed, b). --out-dir streams one PNG per image as it is made and skips files that already exist, so
-re-running an interrupted command resumes it with the same images; the settings that decide the images
+re-running an interrupted command resumes it (with --seed, with the same images: without one, each run draws
+the missing images afresh); the settings that decide the images
 (model, classes or prompts, --num, --batch-size, seed, sampling flags, --dtype, device) are kept in its
 sample-settings.json, and a re-run with other settings is refused rather than mixed in. A grid (--out: .png,
 .jpg or .webp) is made for at most 1024 images; write larger runs with --out-dir. --class all samples every class.
 --npz packs the run's images in order into one .npz as guided-diffusion's evaluation suite reads them (arr_0
 uint8 (N, H, W, 3) RGB, arr_1 the class labels), streamed: with --out-dir from the PNGs, so a resumed run packs
 every image. Under torchrun each process makes every WORLD_SIZE-th batch (with --device cuda on
-cuda:LOCAL_RANK) into the shared --out-dir; the images are the same as one process makes, since batch b's seed
-depends only on (seed, b) (bit for bit at the same CPU thread count: torchrun sets OMP_NUM_THREADS=1).
+cuda:LOCAL_RANK) into the shared --out-dir; with --seed the images are the same as one process makes, since batch
+b's seed depends only on (seed, b) (bit for bit at the same CPU thread count: torchrun sets OMP_NUM_THREADS=1).
 With --prompt, --num is the number of images per prompt and --out-dir writes {index:04d}.png plus
 prompts.txt (one prompt per image, in order; with --text-features, the features row of each). --text-features
 reads precomputed text-encoder outputs (tensors prompt_embeds (B, T, D), pooled_prompt_embeds (B, D), optional

@@ -46,14 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         default=None,
-        help="class-conditional pipeline folder, or bundled:fashion-mnist (the default)",
+        help="class-conditional pipeline folder, a `nextscale train` run directory (the EMA weights of its newest "
+        "checkpoint), or bundled:fashion-mnist (the default)",
     )
     text = parser.add_mutually_exclusive_group()
     text.add_argument(
         "--text-model",
         type=Path,
         default=None,
-        help="text-to-image pipeline folder for the text tab, or bundled:scenes (the default)",
+        help="text-to-image pipeline folder for the text tab, a `nextscale train` run directory of a text model, or "
+        "bundled:scenes (the default)",
     )
     text.add_argument("--no-text", action="store_true", help="no text tab (and no text model in memory)")
     parser.add_argument(
