@@ -219,6 +219,10 @@ def test_held_out_loss_of_a_text_model_equals_the_trainers_eval_line(model_dir, 
     assert report["token_error"] == pytest.approx([logged[f"token_error/scale{k}"] for k in range(3)], rel=1e-5)
     assert report["L_last"] == report["scale_loss"][-1] and report["Err_last"] == report["token_error"][-1]
 
+    run_report = tmp_path / "run_loss.json"  # the run directory itself (no sampling flag typed: none refused)
+    assert main(["evaluate", "--model", str(run), *argv[3:], "--out", str(run_report)]) == 0
+    assert json.loads(run_report.read_text())["L_avg"] == report["L_avg"]
+
     assert main([*argv, "--num", "5", "--out", str(report_path)]) == 0  # --num caps the sequences
     assert json.loads(report_path.read_text())["num_samples"] == 5
 

@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -431,9 +432,10 @@ def run(args: argparse.Namespace) -> int:
         return prepare_samples(args)(started)
     facts = model_facts(args.model)
     evaluation = None if facts is None else prepare(args, facts)  # every check that needs no weights
+    typed = copy.copy(args)  # load_pipeline fills in the sampling flags' defaults: --loss checks what was typed
     pipe = load_pipeline(args)
-    if evaluation is None:
-        evaluation = prepare(args, ModelFacts.of(pipe))
+    if evaluation is None:  # e.g. a training run directory
+        evaluation = prepare(typed if args.loss or args.tokens is not None else args, ModelFacts.of(pipe))
     return evaluation(pipe, started)
 
 
