@@ -13,7 +13,7 @@ from test_cli import REPO, run_command
 from training_helpers import read_metrics
 
 from nextscale import Pipeline
-from nextscale.training.export import load_run_model
+from nextscale.training.export import load_run_model, load_run_pipeline
 from nextscale.training.sampler_head import draw_known, hidden_position_mean
 from nextscale.transformer.text_sampler_head import same_scale_bias
 
@@ -88,6 +88,27 @@ def test_head_training_freezes_the_model_and_samples_masked(star_run, tmp_path, 
     plain = pipe(prompt=["a bag in the top left"], seed=0, cfg=2.0, output_type="pt")
     start = pipe.transformer.schedule.scale_slice(2).start
     assert torch.equal(masked.tokens[:, :start], plain.tokens[:, :start])
+
+
+def test_a_head_keeps_the_sampling_its_starting_model_recommends(star_run, tmp_path, monkeypatch):
+    """The head changes how the finest scales are drawn, not the cfg and top-k its model was tuned for: the export
+    recommends both, also when the starting model is gone before a resume."""
+    monkeypatch.chdir(REPO)
+    tok, star = star_run
+    start = tmp_path / "start"
+    assert run_command("export", f"--run {star} --out {start}") == 0
+    index = json.loads((start / "pipeline.json").read_text())
+    (start / "pipeline.json").write_text(json.dumps({**index, "recommended_sampling": {"cfg": 3.0, "top_k": 10}}))
+    head = tmp_path / "head"
+    common = f"--config configs/tiny_text_transformer.json --tokenizer {tok} --no-progress --init-from {start}"
+    args = f"{common} --run-dir {head} --train-sampler-head --steps 2 --log-every 1 --eval-every 2"
+    assert run_command("train", f"{args} --max-steps 1") == 0
+    start.rename(tmp_path / "gone")
+    assert run_command("train", args) == 0  # resumed without its starting model
+    assert run_command("export", f"--run {head} --out {tmp_path / 'pipe'}") == 0
+    expected = {"cfg": 3.0, "top_k": 10, "masked_sampling": True}
+    assert Pipeline.from_pretrained(tmp_path / "pipe").recommended_sampling == expected
+    assert load_run_pipeline(head).recommended_sampling == expected
 
 
 def test_the_step_is_the_heads_cross_entropy_on_hidden_positions(star_run):

@@ -49,7 +49,7 @@ import argparse
 from pathlib import Path
 
 from nextscale.cli.data_report import add_resolution_argument
-from nextscale.cli.train_model import initial_transformer
+from nextscale.cli.train_model import initial_transformer, starting_sampling
 from nextscale.training.config import ATTENTION_MASKS, TrainConfig, TransformerObjective
 from nextscale.training.data_specs import add_bad_images_argument
 from nextscale.training.options import (
@@ -381,7 +381,11 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         "init_from": args.init_from,
         "text_encoder": args.text_encoder,
         "held_out": held_out_source(args, eval_set),
-        **({"sampler_head_init": args.sampler_head_init} if args.train_sampler_head else {}),
+        **(
+            {"sampler_head_init": args.sampler_head_init, "init_sampling": starting_sampling(args)}
+            if args.train_sampler_head
+            else {}
+        ),
     }
     trainer = TransformerTrainer(
         transformer,

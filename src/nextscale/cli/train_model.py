@@ -193,3 +193,26 @@ def adapted_for_fine_tuning(model, args: argparse.Namespace):
     if new_head and args.sampler_head_init == "warm":
         adapted.sampler_head.warm_start(adapted.head)
     return adapted.train(model.training)
+
+
+def starting_sampling(args: argparse.Namespace) -> dict:
+    """The sampling settings the --init-from model recommends (its pipeline.json), recorded by a masked-sampler-head
+    run so that its export keeps them: the head changes how the finest scales are drawn, not the cfg or top-k the
+    model was tuned for. On a resume whose starting model is gone, the settings the run recorded at its start."""
+    import json
+    from pathlib import Path
+
+    from nextscale.pretrained import read_json_file, resolve_model_path
+    from nextscale.sampling.pipeline_folder import PIPELINE_FILE
+
+    try:
+        index = read_json_file(resolve_model_path(args.init_from) / PIPELINE_FILE, "")
+        settings = index.get("recommended_sampling", {})
+    except (OSError, ValueError, TypeError, AttributeError):  # a run directory, or a model that is gone
+        try:
+            settings = json.loads((Path(args.run_dir) / "config.json").read_text()).get("init_sampling", {})
+        except (OSError, ValueError, AttributeError):
+            settings = {}
+    if not isinstance(settings, dict):
+        return {}
+    return {name: value for name, value in settings.items() if name != "masked_sampling"}

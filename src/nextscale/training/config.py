@@ -37,6 +37,7 @@ RESUMABLE_CHANGES = frozenset(
         "activation_checkpointing",  # recomputed activations: the same numbers, less memory
         "class_names",  # names of the data's labels: recorded since runs export them; older runs lack them
         "held_out",  # the held-out data: it changes what the held-out curve measures, not training (a warning says so)
+        "init_sampling",  # the starting model's recommended sampling (a sampler-head run's export keeps it)
     }
 )
 # Fields added after runs were made, with the value every older run (whose config.json lacks them) trained with:

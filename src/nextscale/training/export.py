@@ -214,7 +214,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = F
         atomic_write_text(out / TEXT_ENCODER_DIR / REFERENCE_NAME, reference.read_text())
         index = {**index, "_class_name": "TextPipeline", "text_encoder": TEXT_ENCODER_DIR}
     if trained_sampler_head(run_config):
-        index["recommended_sampling"] = {"masked_sampling": True}
+        index["recommended_sampling"] = sampler_head_sampling(run_config)
     atomic_write_text(out / PIPELINE_FILE, json.dumps(index, indent=2) + "\n")
     return out
 
@@ -222,6 +222,11 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = F
 def trained_sampler_head(run_config: dict) -> bool:
     """Whether the run trained a masked-sampler head (its pipeline then recommends masked sampling)."""
     return bool(run_config.get("objective", {}).get("train_sampler_head", False))
+
+
+def sampler_head_sampling(run_config: dict) -> dict:
+    """What a masked-sampler-head run's pipeline recommends: its starting model's settings, with masked sampling."""
+    return {**run_config.get("init_sampling", {}), "masked_sampling": True}
 
 
 def load_run_pipeline(
@@ -241,7 +246,7 @@ def load_run_pipeline(
     if isinstance(model, TextScaleTransformer):
         text_encoder = load_text_encoder_folder(Path(run_dir) / TEXT_ENCODER_DIR, device=device)
         pipe = TextPipeline(tokenizer, model, text_encoder).to(device)
-        return pipe.recommend(masked_sampling=True) if trained_sampler_head(run_config) else pipe
+        return pipe.recommend(**sampler_head_sampling(run_config)) if trained_sampler_head(run_config) else pipe
     pipeline_cls = RasterPipeline if isinstance(model, RasterTransformer) else Pipeline
     return pipeline_cls(tokenizer, model, run_config.get("class_names") or None).to(device)
 
