@@ -170,3 +170,23 @@ def test_gif_and_tiff_are_read_and_other_files_are_named_once(tmp_path, caplog):
     assert dataset[0][0].shape == (3, 16, 16)
     warnings = [record.getMessage() for record in caplog.records]
     assert len(warnings) == 1 and "ignoring 1 file(s) of .heic" in warnings[0] and "c.heic" in warnings[0]
+
+
+def test_a_folder_without_val_warns_once_and_reads_its_held_out_part_center_cropped(tmp_path, caplog):
+    from nextscale.data.folders import open_image_folder
+
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        for idx in range(4):
+            Image.new("RGB", (24, 20), (60 * idx, 0, 0)).save(tmp_path / name / f"{idx}.png")
+    (tmp_path / "cat" / "c.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with caplog.at_level(logging.WARNING, logger="nextscale.data.images"):
+        train, held_out = open_image_folder(tmp_path, size=16, channels=3)
+    warnings = [record.getMessage() for record in caplog.records if "ignoring" in record.getMessage()]
+    assert len(warnings) == 1  # the folder is listed once, not once more for its held-out part
+    assert train.transform.train and not held_out.transform.train
+    assert len(train) + len(held_out) == 8
+    reference = ImageFolderDataset(tmp_path, size=16, train=False)
+    path = held_out.samples[0][0]
+    index = [p for p, _ in reference.samples].index(path)
+    assert torch.equal(held_out[0][0], reference[index][0])

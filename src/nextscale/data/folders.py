@@ -153,8 +153,7 @@ def open_image_folder(
     kept = sorted(set(range(len(train.samples))) - set(held_indices))  # bad files stay: skipped and counted there
     note = held_out_note(layout.train_dir, len(held_indices), len(usable), len(train.samples) - len(usable))
     carved_from = f"{layout.train_dir} (carved out, as there is no {HELD_OUT_NAMES[0]}/ folder)"
-    evaluation = ImageFolderDataset(layout.train_dir, train=False, **options)
-    evaluation.skipped, evaluation.headers = train.skipped, train.headers  # checked once
+    evaluation = train.center_cropped()  # the same listing: its files are checked (and warned about) once
     if split in HELD_OUT_SPLITS:
         if not held_indices:
             raise ValueError(

@@ -25,6 +25,7 @@ References: VAR ``utils/data.py`` (ImageFolder + the VAR transform), torchvision
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -235,6 +236,15 @@ class ImageFolderDataset(Dataset):
         self.headers: dict[Path, tuple[int, int]] = {}  # file -> (width, height) of usable headers, shared likewise
         self.left_out: list[Path] = []  # bad files taken out of ``samples`` by ``leave_out_bad`` (still counted)
         self.split_note: str | None = None  # how a held-out split was carved from this folder (data.folders)
+
+    def center_cropped(self) -> ImageFolderDataset:
+        """The same files read as held-out images are (center crops, no flips), without listing the folder again
+        (which would repeat its warnings); file checks are shared, as with ``select``."""
+        view = copy.copy(self)
+        t = self.transform
+        view.transform = ImageTransform(t.size, train=False, mid_reso=t.mid_reso, hflip=False, channels=t.channels)
+        view.left_out = list(self.left_out)
+        return view
 
     @staticmethod
     def list_samples(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
