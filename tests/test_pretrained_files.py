@@ -1,6 +1,8 @@
-"""Folder index files: a missing, corrupt or non-object JSON file is one clear error, not a traceback."""
+"""Folder index and component files: a missing, corrupt or non-object JSON file, a tensor of the wrong dtype kind or
+shape is one clear error, not a traceback; odd folder paths and storage dtypes round trip."""
 
 import pytest
+import torch
 
 from nextscale.pretrained import read_json_file
 from nextscale.sampling.pipeline import Pipeline
@@ -58,3 +60,63 @@ def test_a_component_config_without_its_config_object_is_one_clear_error(tmp_pat
     (folder / "config.json").write_text(json.dumps(payload))
     with pytest.raises(ValueError, match=r'config\.json has no "config" object.*corrupt'):
         load_component(MultiScaleVQVAE, folder)
+
+
+def _tiny_component_folders(tmp_path):
+    from nextscale.presets import tiny
+    from nextscale.pretrained import save_component
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+    from nextscale.transformer import ScaleTransformer
+
+    tokenizer_config, transformer_config = tiny()
+    torch.manual_seed(0)
+    save_component(MultiScaleVQVAE(tokenizer_config), tmp_path / "tokenizer")
+    save_component(ScaleTransformer(transformer_config), tmp_path / "transformer")
+    return tmp_path / "tokenizer", tmp_path / "transformer"
+
+
+@pytest.mark.parametrize("stored", [torch.float32, torch.int8])
+def test_a_tensor_stored_with_another_kind_of_dtype_is_named_at_load(tmp_path, stored):
+    # An integer buffer stored as floats (or float weights stored as integers) used to be converted silently.
+    from safetensors.torch import load_file, save_file
+
+    from nextscale.pretrained import load_component
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+
+    folder, _ = _tiny_component_folders(tmp_path)
+    weights = load_file(folder / "model.safetensors")
+    name = "quantizer.usage_updates" if stored.is_floating_point else "quantizer.codebook.weight"
+    weights[name] = (weights[name] * 100 + 0.7).to(stored)
+    save_file(weights, folder / "model.safetensors")
+    with pytest.raises(ValueError, match=rf"{name} is stored as torch\.{str(stored)[6:]}, but the model holds"):
+        load_component(MultiScaleVQVAE, folder)
+
+
+def test_storage_dtype_and_odd_paths_round_trip(tmp_path):
+    """float16 storage loads back as float32; a non-ASCII folder and a symlinked folder load the same weights."""
+    from nextscale.pretrained import load_component, save_component
+    from nextscale.transformer import ScaleTransformer
+
+    _, folder = _tiny_component_folders(tmp_path / "ünïcødé models")
+    model = load_component(ScaleTransformer, folder)
+    save_component(model, tmp_path / "half", dtype=torch.float16)
+    half = load_component(ScaleTransformer, tmp_path / "half")
+    assert all(tensor.dtype == torch.float32 for tensor in half.state_dict().values())
+    torch.testing.assert_close(half.pos_embed, model.pos_embed.half().float(), rtol=0, atol=0)
+    (tmp_path / "link").symlink_to(folder, target_is_directory=True)
+    linked = load_component(ScaleTransformer, tmp_path / "link")
+    assert all(torch.equal(value, linked.state_dict()[key]) for key, value in model.state_dict().items())
+
+
+def test_a_weights_mismatch_names_the_config_fields_that_were_defaulted(tmp_path):
+    import json
+
+    from nextscale.pretrained import load_component
+    from nextscale.transformer import ScaleTransformer
+
+    _, folder = _tiny_component_folders(tmp_path)
+    payload = json.loads((folder / "config.json").read_text())
+    del payload["config"]["embed_dim"]  # an old or hand-written config.json: the default width 1024 is used
+    (folder / "config.json").write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match=r"has shape .*config\.json has no embed_dim: their defaults were used"):
+        load_component(ScaleTransformer, folder)

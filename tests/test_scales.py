@@ -34,6 +34,14 @@ def test_bad_schedules_are_refused(sides):
         ScaleSchedule(sides)
 
 
+@pytest.mark.parametrize("sides", [(1, 2.5, 4), ("1", "2"), (True, 2)])
+def test_sides_that_are_not_whole_numbers_are_refused_not_truncated(sides):
+    # int() used to turn (1, 2.5, 4) into (1, 2, 4): a model built that way saved a config.json it could not load.
+    with pytest.raises(ValueError, match="whole numbers"):
+        ScaleSchedule(sides)
+    assert ScaleSchedule((1, 2.0, 4)).sides == (1, 2, 4)  # integral floats (and NumPy ints) are fine
+
+
 def test_only_transformers_need_a_1x1_first_scale():
     from nextscale.transformer.config import TransformerConfig
 

@@ -335,6 +335,20 @@ def float32_default_dtype():
         torch.set_default_dtype(previous)
 
 
+def _dtype_kind(tensor: torch.Tensor) -> str:
+    """Floating, complex, bool or integer: the storage dtype may differ within a kind (float16 for float32)."""
+    if tensor.dtype == torch.bool:
+        return "bool"
+    return "float" if tensor.is_floating_point() else "complex" if tensor.is_complex() else "integer"
+
+
+def _defaulted_fields_note(component_cls: type, directory: Path) -> str:
+    """For a weights mismatch: the config fields that config.json lacks (their defaults were used), if any."""
+    payload = read_json_file(directory / CONFIG_NAME, "")
+    absent = sorted({f.name for f in dataclasses.fields(component_cls.config_class)} - set(payload["config"]))
+    return f" (config.json has no {', '.join(absent)}: their defaults were used)" if absent else ""
+
+
 def load_component(component_cls: type[T], directory: str | os.PathLike, device: str | torch.device = "cpu") -> T:
     """Rebuild a component from its folder; weights must match the config exactly (strict)."""
     directory = Path(directory)
@@ -354,11 +368,19 @@ def load_component(component_cls: type[T], directory: str | os.PathLike, device:
     if missing or unexpected:
         raise ValueError(
             f"{weights_path} does not fit {component_cls.__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            + _defaulted_fields_note(component_cls, directory)
         )
     for name, tensor in state.items():
         if tensor.shape != own[name].shape:
             raise ValueError(
                 f"{weights_path}: {name} has shape {tuple(tensor.shape)}, the config expects {tuple(own[name].shape)}"
+                + _defaulted_fields_note(component_cls, directory)
+            )
+        if _dtype_kind(tensor) != _dtype_kind(own[name]):
+            # A float stored for an integer buffer (or the reverse) would be rounded or reinterpreted silently.
+            raise ValueError(
+                f"{weights_path}: {name} is stored as {tensor.dtype}, but the model holds {own[name].dtype}; the file "
+                "was not written by save_component for this component: export or fetch it again"
             )
         state[name] = tensor.to(own[name].dtype)
     # NaN or infinity in the weights (a diverged export, a damaged file) makes black images or a crash deep in

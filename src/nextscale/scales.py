@@ -34,6 +34,9 @@ class ScaleSchedule:
 
     def __post_init__(self) -> None:
         sides = tuple(int(s) for s in self.sides)
+        if any(isinstance(s, (bool, str)) or s != side for s, side in zip(self.sides, sides)):
+            # int() would truncate 2.5 to 2 (and read "4" or True), silently giving another schedule
+            raise ValueError(f"scale sides must be whole numbers, got {tuple(self.sides)}")
         if len(sides) == 0:
             raise ValueError("a scale schedule needs at least one scale, e.g. (1, 2, 4)")
         if sides[0] < 1:

@@ -193,6 +193,48 @@ def test_init_weights_recipe_and_no_global_patches():
     assert (weight[: 2 * C].std() / weight[2 * C :].std()).item() == pytest.approx(2e-5, rel=0.1)
 
 
+@pytest.mark.parametrize("init_std", [-1.0, 0.0])
+def test_init_std_must_be_positive(init_std):
+    # The official init_std=-1 means "auto" (None here); it used to give weights of std ~0.9 without a word.
+    model = ScaleTransformer(tiny_config())
+    with pytest.raises(ValueError, match="init_std must be a positive number"):
+        model.init_weights(init_std=init_std)
+    model.init_weights(init_std=0.01)
+    assert model.word_embed.weight.std().item() == pytest.approx(0.01, rel=0.3)
+
+
+def test_init_stds_per_parameter_group_by_hand():
+    """The official recipe, parameter group by group, on a model wide enough for the stds to be measurable."""
+    config = TransformerConfig.from_depth(
+        4, embed_dim=256, num_heads=4, vocab_size=512, num_classes=10, code_dim=8, scale_sides=(1, 2, 4)
+    )
+    torch.manual_seed(0)
+    model = ScaleTransformer(config)
+    model.init_weights(init_adaln=0.5, init_adaln_gamma=1e-3, init_head=0.02)
+    std = math.sqrt(1 / (3 * 256))
+    for weight in (model.word_embed.weight, model.class_embedder.embedding.weight, model.pos_embed, model.start_pos):
+        assert weight.std().item() == pytest.approx(std, rel=0.1)
+    assert model.head.weight.std().item() == pytest.approx(0.02 * std, rel=0.1)
+    assert model.head_norm.adaln.linear.weight.std().item() == pytest.approx(0.5 * std, rel=0.1)
+    for block in model.blocks:
+        assert block.attn.qkv.weight.std().item() == pytest.approx(std, rel=0.1)
+        for residual in (block.attn.proj.weight, block.ffn.fc2.weight):  # / sqrt(2 depth)
+            assert residual.std().item() == pytest.approx(std / math.sqrt(8), rel=0.1)
+        adaln = block.adaln.linear.weight
+        assert adaln[:512].std().item() == pytest.approx(1e-3 * std, rel=0.1)
+        assert adaln[512:].std().item() == pytest.approx(0.5 * std, rel=0.1)
+        for bias in (block.adaln.linear.bias, block.attn.q_bias, block.attn.v_bias, block.ffn.fc1.bias):
+            assert not bias.any()
+        assert torch.equal(block.attn.log_temperature, torch.full((1, 4, 1, 1), math.log(4.0)))
+    assert [block.drop_path.rate for block in model.blocks] == pytest.approx([0, 0.1 / 18, 0.2 / 18, 0.3 / 18])
+
+
+def test_scale_sides_are_stored_as_a_tuple():
+    # A list used to stay a list: the frozen config was unhashable and unequal to its own reloaded copy.
+    config = tiny_config(scale_sides=[1, 2, 4])
+    assert config.scale_sides == (1, 2, 4) and hash(config) == hash(tiny_config())
+
+
 def test_parameter_counts_of_the_official_sizes():
     """Counts equal the official VAR models; block matrices follow the paper's 73728 d^3 rule.
 

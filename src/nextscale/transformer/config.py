@@ -85,7 +85,9 @@ class TransformerConfig(DepthRuleConfig):
         check_shape(self)
         if self.num_classes < 1:
             raise ValueError("num_classes must be >= 1")
-        self.schedule.require_start_scale()
+        # Stored as the schedule's tuple of ints: a list (e.g. from a caller's own parsing) would make the frozen
+        # config unhashable and unequal to the one its saved config.json gives back.
+        object.__setattr__(self, "scale_sides", self.schedule.require_start_scale().sides)
 
     @property
     def null_class_id(self) -> int:

@@ -18,6 +18,10 @@ from nextscale.layers.attention import INITIAL_LOG_TEMPERATURE
 @torch.no_grad()
 def init_linear_and_embedding(model: nn.Module, std: float) -> None:
     """Every Linear and Embedding of ``model``: truncated-normal weights of ``std``, zero biases (VAR and STAR)."""
+    if not (isinstance(std, (int, float)) and 0 < std < math.inf):
+        # The official code's init_std=-1 means "auto"; here that is None. A std <= 0 would give a wrong-width
+        # normal (trunc_normal_ with a negative std) or a division by zero deep inside torch.
+        raise ValueError(f"init_std must be a positive number, or None for sqrt(1 / (3 width)); got {std!r}")
     for module in model.modules():
         if isinstance(module, nn.Linear):
             nn.init.trunc_normal_(module.weight, std=std)
