@@ -233,6 +233,8 @@ def test_raster_baseline_trains_exports_and_samples_through_the_pipeline(tmp_pat
         ({"label_smoothing": 1.5}, r"--label-smoothing must be in \[0, 1\]"),
         ({"label_smoothing": -0.1}, r"--label-smoothing must be in \[0, 1\]"),
         ({"progressive": 1.5}, r"--progressive is the fraction of training .* in \[0, 1\]"),
+        ({"init_std": -1.0}, r"--init-std must be > 0"),  # the official code's "auto"; here that is left out
+        ({"init_std": 0.0}, r"--init-std must be > 0"),
     ],
 )
 def test_objective_refuses_out_of_range_smoothing_and_progressive(settings, message):

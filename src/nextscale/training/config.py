@@ -273,6 +273,8 @@ class TransformerObjective:
                 f"--progressive is the fraction of training that adds scales, in [0, 1] (0: off), got "
                 f"{self.progressive}"
             )
+        if self.init_std is not None and not 0.0 < self.init_std < float("inf"):  # VAR's -1 "auto" is None here
+            raise ValueError(f"--init-std must be > 0 (or left out: sqrt(1 / (3 width)) as VAR), got {self.init_std}")
         if self.keep_tokens is not None and self.keep_tokens < 1:
             raise ValueError(f"--keep-tokens must be >= 1 (or left out: full sequences), got {self.keep_tokens}")
         if self.drop_tokens_from_scale is not None and self.keep_tokens is None:
