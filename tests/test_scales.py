@@ -60,3 +60,15 @@ def test_split_and_concat_round_trip():
     assert torch.equal(schedule.concat(parts), tokens)
     with pytest.raises(ValueError):
         schedule.concat(parts[:2])
+
+
+def test_every_config_keeps_scale_sides_as_a_tuple_of_ints():
+    """A list (a caller's own parsing) made a frozen config unhashable and unequal to its reloaded copy."""
+    import dataclasses
+
+    from nextscale.presets import star_tiny, tiny
+
+    for config in (*tiny(), star_tiny()[1]):
+        listed = dataclasses.replace(config, scale_sides=list(config.scale_sides))
+        assert listed.scale_sides == tuple(config.scale_sides) and listed == config
+        assert hash(listed) == hash(config)

@@ -60,7 +60,8 @@ class TokenizerConfig:
             raise ValueError("vocab_size must be >= 2 and code_dim >= 1")
         if self.num_phi < 0:
             raise ValueError("num_phi must be >= 0 (0 means one Phi per scale)")
-        ScaleSchedule(self.scale_sides)  # validates the sides
+        # Validates the sides and stores them as a tuple of ints (a list would make the frozen config unhashable).
+        object.__setattr__(self, "scale_sides", ScaleSchedule(self.scale_sides).sides)
 
     @property
     def schedule(self) -> ScaleSchedule:

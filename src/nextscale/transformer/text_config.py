@@ -67,7 +67,7 @@ class TextTransformerConfig(DepthRuleConfig):
             raise ValueError(f"2-D RoPE needs a head dim divisible by 4, got {self.head_dim}")
         if self.rope_theta <= 0 or self.rope_norm <= 0:
             raise ValueError("rope_theta and rope_norm must be > 0")
-        self.schedule.require_start_scale()
+        object.__setattr__(self, "scale_sides", self.schedule.require_start_scale().sides)  # a tuple of ints
         if self.sampler_head:
             if not 0 < self.sampler_from_scale < len(self.scale_sides):
                 raise ValueError(
