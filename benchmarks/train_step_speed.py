@@ -2,10 +2,11 @@
 
 Usage:
     .venv/bin/python benchmarks/train_step_speed.py [--device cpu] [--depth 4] [--batch 16] [--steps 5]
-        [--threads 2] [--peak-tflops X]
+        [--threads 2] [--peak-tflops X] [--shapes fashion|imagenet256] [--compile]
 
 The model is ``ScaleTransformer(TransformerConfig.from_depth(depth, ...))`` on the bundled Fashion-MNIST
-shapes (32 px, scales 1, 2, 3, 4, 6, 8 = 130 tokens, vocab 512, code_dim 16, 10 classes) with random
+shapes (32 px, scales 1, 2, 3, 4, 6, 8 = 130 tokens, vocab 512, code_dim 16, 10 classes; ``--shapes imagenet256``:
+VAR's 256 px shapes, 680 tokens, vocab 4096, code_dim 32, 1000 classes) with random
 weights and random teacher-forcing inputs (B, L - 1, code_dim) and targets (B, L); the step is the one of
 ``TransformerTrainer.train_step`` without progressive training or label smoothing: cross-entropy over all
 L tokens, backward, AdamW (``build_adamw``, fused on CUDA), zero_grad. fp32 eager is the reference path;
@@ -33,6 +34,7 @@ from machine import benchmark_device, machine_name, matmul_peak_flops, synchroni
 from torch import nn
 
 from nextscale.presets import FASHION_SIDES
+from nextscale.scales import SIDES_256
 from nextscale.training.optim import build_adamw
 from nextscale.transformer.config import TransformerConfig
 from nextscale.transformer.model import ScaleTransformer
@@ -51,8 +53,11 @@ def per_token_params(model: nn.Module) -> int:
     )
 
 
-def make_step(model: ScaleTransformer, batch: int, bf16: bool, device: torch.device) -> Callable[[], float]:
-    """A function that runs one training step on fixed random inputs and returns its seconds."""
+def make_step(
+    model: ScaleTransformer, batch: int, bf16: bool, device: torch.device, compiled: bool = False
+) -> Callable[[], float]:
+    """A function that runs one training step on fixed random inputs and returns its seconds (``compiled``: the
+    forward through ``torch.compile``; the optimizer holds the same parameters)."""
     config = model.config
     length = config.schedule.total_tokens
     generator = torch.Generator(device).manual_seed(0)
@@ -61,12 +66,13 @@ def make_step(model: ScaleTransformer, batch: int, bf16: bool, device: torch.dev
     targets = torch.randint(0, config.vocab_size, (batch, length), generator=generator, device=device)  # (B, L)
     optimizer = build_adamw(model, lr=1e-4)
     model.train()
+    forward = torch.compile(model) if compiled else model
 
     def step() -> float:
         synchronize(device)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(labels, teacher)  # (B, L, V) float32
+            logits = forward(labels, teacher)  # (B, L, V) float32
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         loss.backward()
         optimizer.step()
@@ -85,13 +91,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per precision (after 2 warm-up steps)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--peak-tflops", type=float, help="bf16 peak for MFU on CUDA (default: datasheet)")
+    parser.add_argument(
+        "--shapes",
+        choices=("fashion", "imagenet256"),
+        default="fashion",
+        help="fashion: the bundled model's 32 px shapes (L = 130, V = 512); imagenet256: VAR's 256 px ImageNet "
+        "shapes (L = 680, V = 4096, 1000 classes), what an MFU on a GPU should be read at",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models (as train --compile)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = benchmark_device(args.device)
     torch.manual_seed(0)
-    config = TransformerConfig.from_depth(
-        args.depth, num_classes=10, vocab_size=512, code_dim=16, scale_sides=FASHION_SIDES
-    )
+    if args.shapes == "imagenet256":
+        config = TransformerConfig.from_depth(args.depth, scale_sides=SIDES_256)
+    else:
+        config = TransformerConfig.from_depth(
+            args.depth, num_classes=10, vocab_size=512, code_dim=16, scale_sides=FASHION_SIDES
+        )
     reference = ScaleTransformer(config).to(device)
     length = config.schedule.total_tokens
     tokens = args.batch * length
@@ -111,7 +128,11 @@ def main() -> None:
     peaks = {
         name: matmul_peak_flops(device, torch.bfloat16 if bf16 else torch.float32) for name, bf16 in precisions.items()
     }
-    steps = {name: make_step(copy.deepcopy(reference), args.batch, bf16, device) for name, bf16 in precisions.items()}
+    models = {name: copy.deepcopy(reference) for name in precisions}
+    steps = {
+        name: make_step(models[name], args.batch, bf16, device, compiled=args.compile)
+        for name, bf16 in precisions.items()
+    }
     times: dict[str, list[float]] = {name: [] for name in precisions}
     for index in range(args.steps + 2):  # two warm-up steps; the precisions alternate step by step
         for name, step in steps.items():
