@@ -11,13 +11,14 @@
   head; weights int8 per tensor, activations quantised per call), with the decoder under bf16 autocast where the
   CPU has native bf16 (else float32): CPU only, pays where VNNI exists.
 - ``auto``: on a GPU bf16 (fp16 on GPUs without native bf16, before Ampere); on a CPU, by the processor's instructions:
-  int8 where it has VNNI (and PyTorch a quantised engine), else bf16 where it has native bf16 matrix instructions
-  (AVX-512 BF16 or AMX), else fp32 with its linear products in oneDNN where that is timed faster at the model's width
-  at the first call (not the exact path: ``nextscale.sampling.linear_kernels``). On the project's CPU (both) int8
-  measured fastest for every model and batch size: d16 2.79x / 2.58x over the official sampler's steps at B = 1 / 8
-  against bf16's 2.15x / 2.23x, the bundled models 1.23-1.50x against 1.15-1.44x (``benchmarks/sampling_paths.py``,
-  ``benchmarks/precision_speed.py``, figures in ``benchmarks/RESULTS.md``). The choice and its reason are kept in
-  ``Precision.reason``.
+  int8 where it has VNNI or AVX2 (fbgemm's int8 kernels; PyTorch needs a quantised engine), else bf16 where it has
+  native bf16 matrix instructions (AVX-512 BF16 or AMX), else fp32 with its linear products in oneDNN where that is
+  timed faster at the model's width at the first call (not the exact path: ``nextscale.sampling.linear_kernels``).
+  Measured side by side: on a CPU with VNNI and AVX-512 BF16 int8 was fastest for every model and batch size (d16
+  2.79x / 2.58x over the official sampler's steps at B = 1 / 8 against bf16's 2.15x / 2.23x, the bundled models
+  1.23-1.50x against 1.15-1.44x); on an AVX2-only CPU int8 1.66x at B = 1 where bf16 runs hundreds of times slower
+  than float32 (``benchmarks/sampling_paths.py``, ``benchmarks/precision_speed.py``, figures in
+  ``benchmarks/RESULTS.md``). The choice and its reason are kept in ``Precision.reason``.
 
 Reduced precision changes the sampled tokens (not their distribution's intent): the model cards report the
 quality cost.
@@ -109,11 +110,16 @@ def choose_precision(requested: str, device: torch.device | str) -> Precision:
     if device.type != "cpu":
         return Precision("fp32", f"auto: no faster format is known for {device.type}")
     flags = cpu_flags()
-    if flags & {"avx512_vnni", "avx_vnni"} and int8_engine_available():
-        return int8_precision(flags, "auto: this CPU has int8 dot-product instructions (VNNI)")
+    if int8_engine_available():
+        if flags & {"avx512_vnni", "avx_vnni"}:
+            return int8_precision(flags, "auto: this CPU has int8 dot-product instructions (VNNI)")
+        if "avx2" in flags:  # fbgemm's AVX2 int8 kernels: measured 1.66x over the official steps (d16, B = 1)
+            return int8_precision(flags, "auto: this CPU runs int8 products with AVX2")
     if native_bf16(flags):
         return Precision("bf16", "auto: this CPU has native bf16 matrix instructions (AVX-512 BF16 / AMX)")
-    return Precision("fp32", "auto: this CPU has neither native bf16 nor VNNI instructions", linear_kernel="auto")
+    return Precision(
+        "fp32", "auto: this CPU has no int8 (AVX2 / VNNI) or native bf16 instructions", linear_kernel="auto"
+    )
 
 
 def cuda_native_bf16(device: torch.device) -> bool:
