@@ -76,3 +76,44 @@ def test_convert_names_a_folder_given_for_a_file(tmp_path, capsys):
     assert f"--vae {tmp_path} is a folder; give the checkpoint file itself" in err
     with pytest.raises(IsADirectoryError, match="is a folder"):
         load_weights_only(tmp_path)
+
+
+def test_demo_of_a_raster_baseline_samples_and_skips_the_edit(tmp_path, capsys):
+    """The raster-scan baseline cannot edit: the demo used to write the grid, then exit 1 at the editing example."""
+    from nextscale.presets import tiny
+    from nextscale.sampling.raster_pipeline import RasterPipeline
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+    from nextscale.training.export import with_scale_sides
+    from nextscale.transformer.raster_config import RasterConfig
+    from nextscale.transformer.raster_model import RasterTransformer
+
+    torch.manual_seed(0)
+    tokenizer_config, transformer_config = tiny()
+    side = tokenizer_config.scale_sides[-1]
+    config = RasterConfig.from_depth(
+        transformer_config.depth,
+        embed_dim=transformer_config.embed_dim,
+        num_heads=transformer_config.num_heads,
+        num_classes=10,
+        vocab_size=transformer_config.vocab_size,
+        side=side,
+    )
+    model = tmp_path / "raster"
+    RasterPipeline(
+        with_scale_sides(MultiScaleVQVAE(tokenizer_config), (side,)), RasterTransformer(config)
+    ).save_pretrained(model)
+    argv = [
+        "demo",
+        "--model",
+        str(model),
+        "--no-text",
+        "--seeds",
+        "1",
+        "--class",
+        "0",
+        "--out-dir",
+        str(tmp_path / "d"),
+    ]
+    assert main(argv) == 0
+    assert "editing: skipped (the raster-scan baseline cannot edit" in capsys.readouterr().out
+    assert (tmp_path / "d" / "samples.png").is_file()

@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nextscale.data.fashion_mnist import CLASS_NAMES
     from nextscale.data.images import open_image, save_grid
+    from nextscale.sampling.raster_pipeline import RasterPipeline
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
@@ -163,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"samples: {grid} ({len(classes)} classes x {args.seeds} seeds, cfg {args.cfg})")
 
     example = EXAMPLES / "example.png"
-    if pipe.num_classes == len(CLASS_NAMES) and example.is_file():
+    if isinstance(pipe, RasterPipeline):
+        print("editing: skipped (the raster-scan baseline cannot edit: it has no coarser scales to fix)")
+    elif pipe.num_classes == len(CLASS_NAMES) and example.is_file():
         path = edit_example(pipe, open_image(example), names, seed, sampling, args.zoom, args.out_dir / "inpaint.png")
         print(
             f"editing: {path} (top: the centre of a real test sneaker inpainted; bottom: its upper part "

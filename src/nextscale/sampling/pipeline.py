@@ -86,7 +86,7 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         if not isinstance(transformer, ScaleTransformer):
             raise TypeError(
                 f"Pipeline needs a class-conditional ScaleTransformer, got {type(transformer).__name__}; "
-                "text models go in a TextPipeline"
+                "text models go in a TextPipeline, the raster-scan baseline (RasterTransformer) in a RasterPipeline"
             )
 
     def __repr__(self) -> str:
