@@ -137,6 +137,18 @@ def test_raster_baseline_through_the_cli(tmp_path, monkeypatch):
         run_command("evaluate", f"--model {tmp_path / 'raw'} --loss --tokens {var_tokens}")
     with pytest.raises(ValueError, match=r"but this tokenizer reads scales \(4,\)"):
         run_command("train", f"{train.replace(str(tokens), str(var_tokens))} --steps 1 --run-dir {tmp_path / 'x'}")
+    # one-map tokens without --raster: the flag is named (it said "the first scale must be 1x1")
+    with pytest.raises(ValueError, match=r"holds one 4x4 token map per image .*: add --raster"):
+        run_command("train", f"{train.replace(' --raster', '')} --steps 1 --run-dir {tmp_path / 'y'}")
+    # one map of another side (8 px images): the raster baseline adopts it, as next-scale runs adopt a schedule
+    small = tmp_path / "tokens-2"
+    assert (
+        run_command("tokenize", f"--tokenizer {tok} --data {TINY_DATA} --scale-sides 2 --out {small} --no-progress")
+        == 0
+    )
+    two = f"{train.replace(str(tokens), str(small))} --steps 1 --run-dir {tmp_path / 'two'}"
+    assert run_command("train", f"{two} --no-progress") == 0
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["transformer"]["side"] == 2
 
 
 def test_train_takes_the_schedule_of_tokens_made_with_scale_sides(tmp_path, monkeypatch, caplog):

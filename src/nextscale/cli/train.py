@@ -321,17 +321,23 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
     trained_side = tokenizer.config.image_size
     sides = scale_sides_for(args.resolution, args.scale_sides, tokenizer.config.downsample_factor)
-    if args.raster:  # the raster baseline models one map: the tokenizer's last
-        sides = ((sides or tokenizer.config.scale_sides)[-1],)
     default_source = f"the tokenizer {args.tokenizer}"
-    if sides is None and args.tokens and not args.raster:
+    if sides is None and args.tokens:
         # Tokens made with `tokenize --scale-sides` hold that schedule: train on it (the manifest's tokenizer hashes
-        # still have to match), rather than refuse the folder and ask to tokenize again.
+        # still have to match), rather than refuse the folder and ask to tokenize again. The raster baseline takes
+        # a folder of one map; a next-scale model cannot.
         from nextscale.data.token_manifest import read_manifest
 
         made = tuple(read_manifest(args.tokens)["scale_sides"])
-        if made != tuple(tokenizer.config.scale_sides):
+        if len(made) == 1 and not args.raster:
+            raise ValueError(
+                f"{args.tokens} holds one {made[0]}x{made[0]} token map per image (the raster baseline's input, from "
+                f"`tokenize --scale-sides {made[0]}`): add --raster, or tokenize every scale for a next-scale model"
+            )
+        if made != tuple(tokenizer.config.scale_sides) and (len(made) == 1 or not args.raster):
             sides, default_source = made, f"the token folder {args.tokens}"
+    if args.raster:  # the raster baseline models one map: the tokenizer's last (or the token folder's)
+        sides = ((sides or tokenizer.config.scale_sides)[-1],)
     if sides is not None and sides != tuple(tokenizer.config.scale_sides):
         tokenizer = with_scale_sides(tokenizer, sides)
     config = tokenizer.config
