@@ -127,7 +127,7 @@ def test_dead_codes_restart_and_reset_their_adam_moments(tmp_path, data):
     seed_everything(0)
     tokenizer = MultiScaleVQVAE(tiny_configs()[0])
     losses = TokenizerLossConfig(dead_code_every=2, dead_code_min_hits=0.5)
-    trainer = TokenizerTrainer(tokenizer, losses, train_config(total_steps=1), tmp_path, *data)
+    trainer = TokenizerTrainer(tokenizer, losses, train_config(total_steps=1, ema_decay=0.999), tmp_path, *data)
     trainer.fit()  # one step: Adam moments exist, usage EMA holds one batch of hits
     quantizer = trainer.raw_model.quantizer
     dead = quantizer.code_usage_ema.sum(0) < 0.5
@@ -138,6 +138,9 @@ def test_dead_codes_restart_and_reset_their_adam_moments(tmp_path, data):
     assert not torch.equal(after[dead], before[dead]) and torch.equal(after[~dead], before[~dead])
     moments = trainer.optimizers["model"].state[quantizer.codebook.weight]
     assert moments["exp_avg"][dead].abs().sum() == 0 and moments["exp_avg_sq"][~dead].abs().sum() > 0
+    # the EMA weights (what export writes) take the new codes at once, not over about 1 / (1 - decay) steps
+    ema_codebook = trainer.ema.module.quantizer.codebook.weight
+    assert torch.equal(ema_codebook[dead], after[dead]) and not torch.equal(ema_codebook[~dead], after[~dead])
 
 
 def test_discriminator_too_deep_for_the_images_is_refused_before_training(tmp_path, data):

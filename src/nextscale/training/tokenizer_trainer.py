@@ -222,6 +222,9 @@ class TokenizerTrainer(Trainer):
         distributed.broadcast_tensor(quantizer.code_usage_ema)
         # Adam moments of the restarted rows describe the old codes: start them afresh.
         changed = (codebook.detach() != before).any(dim=1)
+        if self.ema is not None:  # else the exported EMA keeps each dead row for about 1 / (1 - decay) more steps
+            ema_codebook = self.ema.module.quantizer.codebook.weight
+            ema_codebook.data[changed] = codebook.detach()[changed].to(ema_codebook.dtype)
         state = self.optimizers["model"].state.get(codebook, {})
         for key in ("exp_avg", "exp_avg_sq"):
             if key in state:
