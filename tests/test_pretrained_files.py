@@ -120,3 +120,72 @@ def test_a_weights_mismatch_names_the_config_fields_that_were_defaulted(tmp_path
     (folder / "config.json").write_text(json.dumps(payload))
     with pytest.raises(ValueError, match=r"has shape .*config\.json has no embed_dim: their defaults were used"):
         load_component(ScaleTransformer, folder)
+
+
+def _tiny_pipeline(seed):
+    from nextscale import presets
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+    from nextscale.transformer.model import ScaleTransformer
+
+    torch.manual_seed(seed)
+    tokenizer_config, transformer_config = presets.tiny()
+    return Pipeline(MultiScaleVQVAE(tokenizer_config), ScaleTransformer(transformer_config))
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_a_save_over_a_pipeline_interrupted_midway_leaves_the_old_pipeline_whole(tmp_path, monkeypatch):
+    import nextscale.pretrained as pretrained
+
+    folder = tmp_path / "model"
+    old, new = _tiny_pipeline(0), _tiny_pipeline(1)
+    old.save_pretrained(folder)
+    real_save_file, calls = pretrained.save_file, []
+
+    def killed_at_the_transformer(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the tokenizer's weights are written, the transformer's are not
+            raise KeyboardInterrupt
+        return real_save_file(*args, **kwargs)
+
+    monkeypatch.setattr(pretrained, "save_file", killed_at_the_transformer)
+    with pytest.raises(KeyboardInterrupt):
+        new.save_pretrained(folder)
+    monkeypatch.undo()
+    loaded = Pipeline.from_pretrained(folder)  # not the new tokenizer with the old transformer
+    assert _same_weights(loaded.tokenizer, old.tokenizer) and _same_weights(loaded.transformer, old.transformer)
+    assert sorted(path.name for path in folder.iterdir()) == ["pipeline.json", "tokenizer", "transformer"]
+    new.save_pretrained(folder)
+    loaded = Pipeline.from_pretrained(folder)
+    assert _same_weights(loaded.tokenizer, new.tokenizer) and _same_weights(loaded.transformer, new.transformer)
+    assert sorted(path.name for path in folder.iterdir()) == ["pipeline.json", "tokenizer", "transformer"]
+
+
+def test_a_full_disk_while_saving_over_a_component_replaces_neither_file(tmp_path, monkeypatch):
+    import dataclasses
+    import errno
+    import pathlib
+
+    from nextscale import presets
+    from nextscale.pretrained import load_component, save_component
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+
+    config, _ = presets.tiny()
+    old = MultiScaleVQVAE(config)
+    save_component(old, tmp_path)
+    new = MultiScaleVQVAE(dataclasses.replace(config, vocab_size=2 * config.vocab_size))  # a retrained tokenizer
+    write_text = pathlib.Path.write_text
+
+    def full_disk_at_the_config(self, *args, **kwargs):
+        if "config.json" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full_disk_at_the_config)
+    with pytest.raises(OSError, match="No space left"):
+        save_component(new, tmp_path)
+    monkeypatch.undo()
+    assert _same_weights(load_component(MultiScaleVQVAE, tmp_path), old)  # not new weights under the old config
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json", "model.safetensors"]

@@ -268,8 +268,14 @@ def save_component(module: torch.nn.Module, directory: str | os.PathLike, dtype:
             tensor = tensor.to(dtype)
         state[name] = tensor.contiguous().clone()  # safetensors refuses shared storage
     payload = {"class": type(module).__name__, "config": config_to_dict(config)}
-    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    atomic_write_text(directory / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
+
+    def write_pair(config_tmp: str) -> None:
+        # Both files are written before either is renamed into place: a failed write (a full disk) replaces neither,
+        # so a folder written over never pairs the new weights with the old config.json.
+        Path(config_tmp).write_text(json.dumps(payload, indent=2) + "\n")
+        atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+
+    atomic_write(directory / CONFIG_NAME, write_pair)
 
 
 def read_json_file(path: str | os.PathLike, missing: str) -> dict[str, Any]:

@@ -4,6 +4,8 @@ import hashlib
 import json
 import logging
 import random
+import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -182,6 +184,24 @@ def test_a_failed_torch_save_is_a_write_error_and_leaves_nothing(tmp_path, monke
     assert sorted(p.name for p in path.parent.iterdir()) == []
 
 
+def test_a_torch_save_that_filled_the_disk_says_so(tmp_path, monkeypatch):
+    # torch's zip writer fails on a full disk with a RuntimeError and no errno ("[enforce fail at
+    # inline_container.cc:672] ."); the free space left tells it, so the run's message says to free disk space
+    from nextscale.training.failures import CheckpointWriteError
+
+    def full_disk(state, file):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] .")
+
+    monkeypatch.setattr(ckpt.torch, "save", full_disk)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=1 << 30, used=1 << 30, free=4096))
+    path = ckpt.checkpoint_path(tmp_path, 2)
+    with pytest.raises(OSError, match="writing step-00000002.pt failed: no space left on device") as caught:
+        ckpt.save_checkpoint(path, {"step": 2})
+    message = str(CheckpointWriteError(path, caught.value, tmp_path, 1))
+    assert "no space left on device (ENOSPC)" in message and message.endswith("once you free some disk space")
+    assert "enforce fail" not in message and sorted(p.name for p in path.parent.iterdir()) == []
+
+
 def test_non_finite_weights_are_refused(tmp_path, caplog):
     state = _trained_state()
     good = ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path, 1), {**state, "step": 1})
@@ -194,3 +214,29 @@ def test_non_finite_weights_are_refused(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger=ckpt.__name__):
         assert ckpt.load_latest(tmp_path)[1] == good
     assert "non-finite" in caplog.text
+
+
+def _training_prunes_when(monkeypatch, run_dir, hook):
+    """When ``ckpt.<hook>`` is called, a training run writes step 300 and prunes to one checkpoint (step 200 goes)."""
+    real = getattr(ckpt, hook)
+
+    def run_saves_then(*args, **kwargs):
+        monkeypatch.setattr(ckpt, hook, real)
+        if hook == "list_checkpoints":
+            listed = real(*args, **kwargs)  # the reader lists step 200 only...
+        ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, 300), {"step": 300})  # ...then the run saves and prunes
+        ckpt.prune_checkpoints(run_dir, keep=1, saved_step=300)
+        return listed if hook == "list_checkpoints" else real(*args, **kwargs)
+
+    monkeypatch.setattr(ckpt, hook, run_saves_then)
+
+
+@pytest.mark.parametrize("hook", ["list_checkpoints", "handle_digest"])
+def test_a_checkpoint_pruned_by_the_training_run_while_it_is_read_is_no_error(tmp_path, monkeypatch, hook):
+    # export or sample --model RUN while the run trains with --keep-checkpoints 1: the file being read is deleted
+    ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path, 200), {"step": 200})
+    _training_prunes_when(monkeypatch, tmp_path, hook)
+    state, path = ckpt.load_latest(tmp_path)
+    # pruned before it was opened: the newer one; pruned while open: the file verified and read as it was
+    expected = 300 if hook == "list_checkpoints" else 200
+    assert state["step"] == expected and path == ckpt.checkpoint_path(tmp_path, expected)

@@ -81,6 +81,34 @@ def test_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path, caplog):
     acquire(tmp_path).close()  # closing released it
 
 
+def test_a_lock_held_by_the_workers_of_a_killed_run_says_so_not_that_the_dead_process_runs(tmp_path):
+    # DataLoader workers are forked and share the lock; killed, their parent is gone while they still exit
+    code = (
+        "import os, sys, time\nfrom nextscale.training.run_lock import acquire\n"
+        f"handle = acquire({str(tmp_path)!r})\n"
+        "if os.fork() == 0:\n    sys.stdin.read()\n    os._exit(0)\n"  # the worker: until the test closes stdin
+        "print('locked', flush=True)\ntime.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline() == "locked\n"
+        parent.kill()
+        parent.wait()
+        with pytest.raises(RunDirBusyError, match=f"process {parent.pid}, which locked it, is not running.*retry"):
+            acquire(tmp_path)
+    finally:
+        parent.kill()
+        parent.stdin.close()  # the worker exits, and the lock with it
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            acquire(tmp_path).close()
+            break
+        except RunDirBusyError:
+            assert time.monotonic() < deadline, "the worker kept the lock"
+            time.sleep(0.05)
+
+
 def test_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     run_dir = tmp_path / "run"

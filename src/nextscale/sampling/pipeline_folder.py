@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +48,9 @@ if TYPE_CHECKING:
     from nextscale.sampling.pipeline import Pipeline
 
 PIPELINE_FILE = "pipeline.json"
+# What save_pretrained writes, in the order it moves them into an existing folder (pipeline.json last: the folder is
+# loadable only once both components are in place).
+SAVED_ENTRIES = ("tokenizer", "transformer", PIPELINE_FILE)
 # Sampling settings a pipeline folder may recommend (pipeline.json "recommended_sampling"); the CLI uses them
 # for flags the user leaves out, and Python users can pass ``**pipe.recommended_sampling``.
 RECOMMENDABLE = ("cfg", "top_k", "top_p", "temperature", "masked_sampling")
@@ -170,7 +176,11 @@ class PipelineFolderMixin:
         return index
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
-        """Write the pipeline folder (created if needed; the files of an existing one are replaced).
+        """Write the pipeline folder (created if needed; the pipeline of an existing one is replaced).
+
+        Over an existing pipeline the new files are written into a staging folder inside ``path`` first, then
+        moved in: a save interrupted while writing (a crash, a kill, a full disk) leaves the old pipeline whole,
+        never a folder that loads the new tokenizer with the old transformer.
 
         Args:
             path: a local folder.
@@ -178,9 +188,29 @@ class PipelineFolderMixin:
                 float32); None keeps float32.
         """
         path = self.check_save_target(path, dtype)
-        save_component(self.tokenizer, path / "tokenizer", dtype=dtype)
-        save_component(self.transformer, path / "transformer", dtype=dtype)
-        atomic_write_text(path / PIPELINE_FILE, json.dumps(self.index(), indent=2) + "\n")
+        if not any((path / name).exists() or (path / name).is_symlink() for name in SAVED_ENTRIES):
+            self.write_entries(path, dtype)
+            return
+        staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=path))
+        try:
+            self.write_entries(staging, dtype)
+            replaced = Path(tempfile.mkdtemp(prefix=".replaced-", dir=path))
+            # pipeline.json out first and in last: a crash between the renames leaves a folder that says it is
+            # not a pipeline (the old files are in .replaced-*), never a loadable mix
+            for name in [PIPELINE_FILE, *SAVED_ENTRIES[:-1]]:
+                if (path / name).exists() or (path / name).is_symlink():
+                    os.replace(path / name, replaced / name)
+            for name in SAVED_ENTRIES:
+                os.replace(staging / name, path / name)
+            shutil.rmtree(replaced)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def write_entries(self, folder: Path, dtype: torch.dtype | None) -> None:
+        """Write the components and pipeline.json into ``folder`` (pipeline.json last)."""
+        save_component(self.tokenizer, folder / "tokenizer", dtype=dtype)
+        save_component(self.transformer, folder / "transformer", dtype=dtype)
+        atomic_write_text(folder / PIPELINE_FILE, json.dumps(self.index(), indent=2) + "\n")
 
     def check_save_target(self, path: str | Path, dtype: torch.dtype | None) -> Path:
         """Refuse, before writing anything, what would make a broken or surprising folder."""

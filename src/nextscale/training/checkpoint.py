@@ -27,9 +27,10 @@ import os
 import pickle
 import random
 import re
+import shutil
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -40,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"step-(\d+)\.pt\Z")
+# Free space under which a failed torch.save is taken for a full disk (its error carries no errno); torch writes a
+# tensor's storage in one call, which fills the disk to its last block before it fails.
+FULL_DISK_BYTES = 1 << 20
 
 
 class CheckpointError(ValueError):
@@ -81,12 +85,18 @@ def record_path(path: str | os.PathLike) -> Path:
 
 def file_digest(path: str | os.PathLike) -> tuple[int, str]:
     """(size in bytes, SHA-256 hex digest) of a file, read in 1 MiB chunks."""
+    with open(path, "rb") as handle:
+        return handle_digest(handle)
+
+
+def handle_digest(handle: BinaryIO) -> tuple[int, str]:
+    """(size in bytes, SHA-256 hex digest) of an open file, read from its start in 1 MiB chunks."""
+    handle.seek(0)
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+        size += len(chunk)
     return size, digest.hexdigest()
 
 
@@ -102,7 +112,9 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     def write(tmp: str) -> None:
         try:
             torch.save(state, tmp)
-        except RuntimeError as err:  # torch's zip writer reports a failed write (a full disk) this way
+        except RuntimeError as err:  # torch's zip writer reports a failed write (a full disk) this way, without errno
+            if disk_full(tmp):  # the partial file still holds what was written
+                raise OSError(errno.ENOSPC, f"writing {path.name} failed: no space left on device") from err
             raise OSError(errno.EIO, f"writing {path.name} failed ({first_sentence(err)}); is the disk full?") from err
         size, sha256 = file_digest(tmp)
         record = {"file": path.name, "size": size, "sha256": sha256}
@@ -116,11 +128,20 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return path
 
 
-def check_zip_members(path: Path) -> None:
-    """Raise CheckpointError when a torch.save archive fails its members' CRC-32 checks (torch's reader skips
-    them, so a flipped bit would load as wrong weights); a file that is not a zip archive is left to the loader."""
+def disk_full(path: str | os.PathLike) -> bool:
+    """Whether the disk holding ``path`` has less than ``FULL_DISK_BYTES`` free (False when that cannot be told)."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        return shutil.disk_usage(path).free < FULL_DISK_BYTES
+    except OSError:
+        return False
+
+
+def check_zip_members(path: Path, handle: BinaryIO | None = None) -> None:
+    """Raise CheckpointError when a torch.save archive fails its members' CRC-32 checks (torch's reader skips
+    them, so a flipped bit would load as wrong weights); a file that is not a zip archive is left to the loader.
+    ``handle``: the file, already open (read from it instead of opening ``path``)."""
+    try:
+        with zipfile.ZipFile(path if handle is None else handle) as archive:
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError):
         return
@@ -128,9 +149,13 @@ def check_zip_members(path: Path) -> None:
         raise CheckpointError(f"checkpoint {path} is corrupt: its member {bad} fails its CRC-32 check")
 
 
-def verify_checkpoint(path: str | os.PathLike) -> bool:
+def verify_checkpoint(path: str | os.PathLike, handle: BinaryIO | None = None) -> bool:
     """Check a checkpoint's size and SHA-256 against its record.
 
+    Args:
+        path: the checkpoint file.
+        handle: the file, already open: what is checked is what the caller goes on to read from it, even if a
+            training run prunes ``path`` meanwhile.
     Returns:
         True when verified, False when the checkpoint has no record (it cannot be checked).
     Raises:
@@ -139,7 +164,7 @@ def verify_checkpoint(path: str | os.PathLike) -> bool:
     path = Path(path)
     record_file = record_path(path)
     if not record_file.is_file():
-        check_zip_members(path)  # no record to compare with: at least the CRC-32 torch.save stores per member
+        check_zip_members(path, handle)  # no record to compare with: at least the CRC-32 torch.save stores per member
         return False
     try:
         record = json.loads(record_file.read_text())
@@ -149,14 +174,14 @@ def verify_checkpoint(path: str | os.PathLike) -> bool:
             f"the checksum record {record_file} of checkpoint {path} is unreadable ({err}); "
             "delete both files to resume from an older checkpoint"
         ) from err
-    if not path.is_file():
+    if handle is None and not path.is_file():
         raise CheckpointError(f"checkpoint {path} is missing (its record {record_file.name} exists)")
-    actual_size = path.stat().st_size
+    actual_size = path.stat().st_size if handle is None else os.fstat(handle.fileno()).st_size
     if actual_size != size:
         raise CheckpointError(
             f"checkpoint {path} is truncated or overwritten: {actual_size} bytes, {size} recorded in {record_file.name}"
         )
-    actual_size, actual_sha256 = file_digest(path)
+    actual_size, actual_sha256 = file_digest(path) if handle is None else handle_digest(handle)
     if actual_sha256 != sha256:
         raise CheckpointError(
             f"checkpoint {path} is corrupt: SHA-256 {actual_sha256[:16]}... differs from {sha256[:16]}... "
@@ -212,10 +237,18 @@ def load_checkpoint(path: str | os.PathLike, verify: bool = True) -> dict[str, A
             model or EMA weights hold NaN or infinity.
     """
     path = Path(path)
-    verified = verify_checkpoint(path) if verify else True
+    # One open file for the check and the load: a training run that prunes this checkpoint meanwhile (its newer
+    # saves with --keep-checkpoints) removes only the name, and what was verified is what is loaded.
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as handle:
+            verified = verify_checkpoint(path, handle) if verify else True
+            handle.seek(0)
+            state = torch.load(handle, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise CheckpointError(f"checkpoint {path} is missing") from err
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        if isinstance(err, CheckpointError):
+            raise
         raise CheckpointError(
             f"checkpoint {path} could not be read ({type(err).__name__}: {first_sentence(err)}); "
             "the file is truncated or corrupt"
@@ -244,10 +277,18 @@ def load_latest(run_dir: str | os.PathLike) -> tuple[dict[str, Any], Path] | Non
     """
     found = list_checkpoints(run_dir)
     errors: list[tuple[Path, CheckpointError]] = []
-    for path in reversed(found):
+    tried: set[Path] = set()
+    while found:
+        path = found.pop()
+        if path in tried:
+            continue
+        tried.add(path)
         try:
             state = load_checkpoint(path)
         except CheckpointError as err:
+            if not path.exists():  # pruned by the run training meanwhile: it saved a newer one, look again
+                found = list_checkpoints(run_dir)
+                continue
             errors.append((path, err))
             continue
         for bad, err in errors:

@@ -60,7 +60,12 @@ class CheckpointWriteError(OSError):
     """A checkpoint could not be written; the previous one is intact and its temporary file was removed."""
 
     def __init__(self, path: Path, err: OSError, run_dir: str | os.PathLike, saved_step: int | None) -> None:
-        hint = "free some disk space" if err.errno == errno.ENOSPC else "make the run directory writable"
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = "free some disk space"
+        elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            hint = "make the run directory writable"
+        else:
+            hint = "fix the cause (a full disk, a failing drive or network file system)"
         super().__init__(
             err.errno,
             f"training stopped: could not write checkpoint {path}: {_os_reason(err)}; "

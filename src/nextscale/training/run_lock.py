@@ -3,9 +3,10 @@
 Two commands training into the same folder would interleave checkpoints and metrics, so the second one
 refuses with the PID of the first. The lock is ``fcntl.flock`` on the file: the kernel drops it when its
 holder exits, even by SIGKILL, so a lock left by a dead process is never "held" and is taken over (the PID
-it records is only reported). With torchrun only rank 0 takes the lock; the other ranks learn its result
-through one all-reduce, so every rank fails alike. A run directory that cannot be created or written to is
-refused here too, with one sentence, before any data or model is loaded.
+it records is only reported); forked children (DataLoader workers) hold it with their parent until they
+exit. With torchrun only rank 0 takes the lock; the other ranks learn its result through one all-reduce, so
+every rank fails alike. A run directory that cannot be created or written to is refused here too, with one
+sentence, before any data or model is loaded.
 """
 
 from __future__ import annotations
@@ -83,6 +84,14 @@ def acquire(run_dir: str | os.PathLike):
     except BlockingIOError:
         pid = _recorded_pid(handle)
         handle.close()
+        if pid is not None and not _alive(pid):
+            # forked children (DataLoader workers) share the lock; after their parent was killed they exit within
+            # seconds, and until then the PID on record names no running process here
+            raise RunDirBusyError(
+                f"run directory {run_dir} is locked, but process {pid}, which locked it, is not running on this "
+                "machine: processes it started (data-loading workers) hold the lock until they exit, within "
+                "seconds, or it runs on another machine; retry shortly, or choose another --run-dir"
+            ) from None
         holder = f"process {pid}" if pid is not None else "another process"
         raise RunDirBusyError(
             f"run directory {run_dir} is in use by {holder}; wait for it to finish (or stop it), "
