@@ -2,27 +2,14 @@
 
 import pytest
 import torch
-from training_helpers import tiny_configs, tiny_data, train_config
+from training_helpers import tiny_data, tiny_raster_parts, train_config
 
-from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training.config import TransformerObjective
-from nextscale.training.export import with_scale_sides
 from nextscale.training.transformer_trainer import TransformerTrainer, build_transformer
-from nextscale.transformer.raster_config import RasterConfig
 
 
 def raster_trainer(tmp_path, **overrides) -> TransformerTrainer:
-    tokenizer_config, transformer_config = tiny_configs()
-    side = tokenizer_config.scale_sides[-1]
-    tokenizer = with_scale_sides(MultiScaleVQVAE(tokenizer_config), (side,))  # one map: the raster tokens
-    config = RasterConfig.from_depth(
-        transformer_config.depth,
-        embed_dim=transformer_config.embed_dim,
-        num_heads=transformer_config.num_heads,
-        num_classes=transformer_config.num_classes,
-        vocab_size=transformer_config.vocab_size,
-        side=side,
-    )
+    tokenizer, config = tiny_raster_parts()
     objective = TransformerObjective()
     train, _ = tiny_data()
     return TransformerTrainer(

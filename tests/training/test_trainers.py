@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from training_helpers import read_metrics, tiny_configs, train_config
+from training_helpers import read_metrics, tiny_configs, tiny_raster_parts, train_config
 
 from nextscale.data.token_dataset import TokenShardDataset
 from nextscale.data.token_manifest import write_manifest
@@ -195,22 +195,10 @@ def test_bf16_autocast_runs_on_cpu(tmp_path, data):
 
 def test_raster_baseline_trains_exports_and_samples_through_the_pipeline(tmp_path, data):
     from nextscale.sampling.raster_pipeline import RasterPipeline
-    from nextscale.training.export import with_scale_sides
-    from nextscale.transformer.raster_config import RasterConfig
 
-    tokenizer_config, transformer_config = tiny_configs()
     seed_everything(0)
-    side = tokenizer_config.scale_sides[-1]
-    tokenizer = with_scale_sides(MultiScaleVQVAE(tokenizer_config), (side,))  # one map: the raster tokens
+    tokenizer, config = tiny_raster_parts()
     objective = TransformerObjective()
-    config = RasterConfig.from_depth(
-        transformer_config.depth,
-        embed_dim=transformer_config.embed_dim,
-        num_heads=transformer_config.num_heads,
-        num_classes=transformer_config.num_classes,
-        vocab_size=transformer_config.vocab_size,
-        side=side,
-    )
     transformer = build_transformer(config, objective)
     train = train_config(total_steps=30, batch_size=16, lr=3e-3, eval_every=30, preview_every=30, ema_decay=0.9)
     trainer = TransformerTrainer(transformer, tokenizer, objective, train, tmp_path / "run", *data)
@@ -224,7 +212,7 @@ def test_raster_baseline_trains_exports_and_samples_through_the_pipeline(tmp_pat
     pipe = Pipeline.from_pretrained(export_run(tmp_path / "run", tmp_path / "pipe"))
     assert isinstance(pipe, RasterPipeline)
     out = pipe(class_labels=[0, 3], seed=7, cfg=2.0, top_k=20, output_type="pt")
-    assert out.images.shape == (2, 1, 16, 16) and out.tokens.shape == (2, side * side)
+    assert out.images.shape == (2, 1, 16, 16) and out.tokens.shape == (2, config.side * config.side)
     assert torch.equal(out.tokens, pipe(class_labels=[0, 3], seed=7, cfg=2.0, top_k=20, output_type="pt").tokens)
     with pytest.raises(ValueError, match="raster"):
         pipe.inpaint(out.images[:1], box=(0.0, 0.0, 0.5, 0.5))

@@ -20,6 +20,26 @@ def tiny_configs(deterministic: bool = False):
     return tokenizer, transformer
 
 
+def tiny_raster_parts():
+    """A tiny tokenizer moved to its finest map alone, and the raster baseline's config on the tiny blocks."""
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+    from nextscale.training.export import with_scale_sides
+    from nextscale.transformer.raster_config import RasterConfig
+
+    tokenizer_config, transformer_config = tiny_configs()
+    side = tokenizer_config.scale_sides[-1]
+    tokenizer = with_scale_sides(MultiScaleVQVAE(tokenizer_config), (side,))  # one map: the raster tokens
+    config = RasterConfig.from_depth(
+        transformer_config.depth,
+        embed_dim=transformer_config.embed_dim,
+        num_heads=transformer_config.num_heads,
+        num_classes=transformer_config.num_classes,
+        vocab_size=transformer_config.vocab_size,
+        side=side,
+    )
+    return tokenizer, config
+
+
 def tiny_data():
     return FashionMNIST(ASSETS, "train", 16, 1), FashionMNIST(ASSETS, "test", 16, 1)
 
