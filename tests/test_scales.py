@@ -72,3 +72,11 @@ def test_every_config_keeps_scale_sides_as_a_tuple_of_ints():
         listed = dataclasses.replace(config, scale_sides=list(config.scale_sides))
         assert listed.scale_sides == tuple(config.scale_sides) and listed == config
         assert hash(listed) == hash(config)
+
+
+def test_scale_slice_counts_negative_indices_from_the_last_scale():
+    schedule = ScaleSchedule((1, 2, 4))
+    assert schedule.scale_slice(-1) == schedule.scale_slice(2) == slice(5, 21)
+    assert schedule.scale_slice(-3) == slice(0, 1)
+    with pytest.raises(IndexError):
+        schedule.scale_slice(3)

@@ -79,6 +79,10 @@ class ScaleSchedule:
         return self.offsets[-1]
 
     def scale_slice(self, scale_idx: int) -> slice:
+        """The positions of scale ``scale_idx`` in the flat sequence; negative indices count from the last scale."""
+        if not -self.num_scales <= scale_idx < self.num_scales:
+            raise IndexError(f"scale {scale_idx} out of range for {self.num_scales} scales")
+        scale_idx %= self.num_scales  # -1 is the last scale (offsets[-1 + 1] would be offsets[0]: an empty slice)
         return slice(self.offsets[scale_idx], self.offsets[scale_idx + 1])
 
     def level_ids(self, device: torch.device | str | None = None) -> torch.Tensor:

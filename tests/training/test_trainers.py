@@ -234,3 +234,21 @@ def test_objective_refuses_out_of_range_smoothing_and_progressive(settings, mess
     with pytest.raises(ValueError, match=message):
         TransformerObjective(**settings)
     TransformerObjective(label_smoothing=0.1, progressive=1.0)  # the ends of the ranges are fine
+
+
+class _TwoMaps(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [x, x[:, :, ::2, ::2]]
+
+
+def test_lpips_files_that_cannot_score_the_images_are_refused_before_training(tmp_path, data):
+    """Three heads for a two-map backbone used to fail at the first step, after the run had started."""
+    from safetensors.torch import save_file
+
+    backbone, heads = tmp_path / "backbone.pt", tmp_path / "heads.safetensors"
+    torch.jit.save(torch.jit.script(_TwoMaps()), str(backbone))
+    save_file({f"lin{idx}.weight": torch.ones(1, 3, 1, 1) for idx in range(3)}, str(heads))
+    losses = TokenizerLossConfig(perceptual="lpips", lpips_backbone=str(backbone), lpips_heads=str(heads))
+    with pytest.raises(ValueError, match=r"LPIPS files .* cannot score 16 px images: 3 LPIPS heads for 2 backbone"):
+        TokenizerTrainer(MultiScaleVQVAE(tiny_configs()[0]), losses, train_config(total_steps=1), tmp_path, *data)
+    assert not (tmp_path / "checkpoints").exists()

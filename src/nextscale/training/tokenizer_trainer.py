@@ -93,6 +93,21 @@ def check_losses(losses: TokenizerLossConfig) -> None:
         )
 
 
+def check_lpips_fits(perceptual: nn.Module, config) -> None:
+    """Score one blank pair of training-size images, so that LPIPS files that cannot score them (heads of another
+    backbone, images too small for its pooling) are refused in one line before training, not at its first step."""
+    side = config.image_size
+    blank = torch.zeros(1, config.in_channels, side, side)
+    try:
+        with torch.no_grad():
+            perceptual(blank, blank)
+    except (RuntimeError, ValueError, IndexError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"the LPIPS files (--lpips-backbone, --lpips-heads) cannot score {side} px images: {reason}"
+        ) from err
+
+
 class TokenizerTrainer(Trainer):
     """Trains a MultiScaleVQVAE (and a PatchGAN when ``losses.disc_start`` is set).
 
@@ -123,6 +138,8 @@ class TokenizerTrainer(Trainer):
         freeze_unused_phis(tokenizer)
         self.losses = losses
         self.perceptual = build_perceptual_loss(losses.perceptual, losses.lpips_backbone, losses.lpips_heads)
+        if losses.perceptual == "lpips":
+            check_lpips_fits(self.perceptual, tokenizer.config)  # refused now, not at the first step
         modules: dict[str, nn.Module] = {"model": tokenizer}
         if losses.disc_start is not None:
             disc_config = DiscriminatorConfig(
