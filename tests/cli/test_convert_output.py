@@ -153,3 +153,33 @@ def test_an_out_that_is_a_mount_point_gets_the_pipeline(tmp_path, monkeypatch, o
     assert names == sorted(["pipeline.json", "tokenizer", "transformer", *(["notes.txt"] if overwrite else [])])
     assert [path.name for path in tmp_path.iterdir()] == ["volume"]
     assert type(Pipeline.from_pretrained(volume)) is Pipeline
+
+
+def test_a_swap_stopped_halfway_puts_the_old_pipeline_back(tmp_path, monkeypatch):
+    from nextscale.cli import convert_output
+
+    out = tmp_path / "out"
+    for name, text in (("pipeline.json", "old index"), ("tokenizer/w", "old tok"), ("transformer/w", "old tf")):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+
+    def save(folder: Path) -> None:
+        for name in ("pipeline.json", "tokenizer/w", "transformer/w"):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text("new")
+
+    real_replace, moved_in = convert_output.os.replace, []
+
+    def failing_replace(source, target):
+        if Path(target).parent == out and ".replaced" not in str(target) and ".converting" in str(source):
+            moved_in.append(target)
+            if len(moved_in) == 2:  # the tokenizer is in, the transformer move fails
+                raise KeyboardInterrupt
+        return real_replace(source, target)
+
+    monkeypatch.setattr(convert_output.os, "replace", failing_replace)
+    with pytest.raises(KeyboardInterrupt):
+        convert_output.write_pipeline(out, save)
+    assert (out / "pipeline.json").read_text() == "old index"
+    assert (out / "tokenizer" / "w").read_text() == "old tok" and (out / "transformer" / "w").read_text() == "old tf"
+    assert sorted(path.name for path in out.iterdir()) == ["pipeline.json", "tokenizer", "transformer"]

@@ -70,5 +70,19 @@ def _swap_entries(staging: Path, out: Path) -> None:
         for name in [*PIPELINE_ENTRIES[1:], PIPELINE_ENTRIES[0]]:
             if (staging / name).exists():
                 os.replace(staging / name, out / name)
+    except BaseException:
+        _put_back(old, out)  # a swap stopped halfway (an interrupt, an I/O error): the old pipeline, whole again
+        raise
     finally:
-        shutil.rmtree(old)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _put_back(old: Path, out: Path) -> None:
+    """Move the entries set aside in ``old`` back into ``out``, over the new ones that had already moved in."""
+    for entry in old.iterdir():
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.replace(entry, target)
