@@ -16,11 +16,12 @@ import os
 import pickle
 import pickletools
 import re
+import shutil
 import tempfile
 import types
 import typing
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,6 +76,35 @@ def _fsync_folder(folder: Path) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def swap_entries(staging: Path, target: Path, entries: Sequence[str]) -> None:
+    """Replace the ``entries`` of the folder ``target`` by those of ``staging`` (on the same file system).
+
+    ``entries[0]`` is the file that makes the folder loadable (``pipeline.json``): it moves out first and in last,
+    so a crash in between leaves a folder that says it is not a pipeline, never a loadable mix of old and new
+    components. A swap stopped halfway (an interrupt, an I/O error) puts the old entries back; entries of
+    ``target`` that are not in ``entries`` stay.
+    """
+    old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=target))
+    try:
+        for name in entries:
+            if (target / name).exists() or (target / name).is_symlink():
+                os.replace(target / name, old / name)
+        for name in [*entries[1:], entries[0]]:
+            if (staging / name).exists():
+                os.replace(staging / name, target / name)
+    except BaseException:
+        for entry in old.iterdir():  # the old pipeline, whole again, over the new entries already moved in
+            moved_in = target / entry.name
+            if moved_in.is_dir() and not moved_in.is_symlink():
+                shutil.rmtree(moved_in)
+            elif moved_in.exists() or moved_in.is_symlink():
+                moved_in.unlink()
+            os.replace(entry, moved_in)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def bundled_model_path(name: str) -> Path:

@@ -5,7 +5,8 @@ The new pipeline is written into a staging folder, then moved in. A new --out is
 moved in one rename. Into an existing --out (empty, or with --overwrite), the staging folder is made inside it
 (renames never cross file systems or mount points: --out may be a mounted volume), the old pipeline entries
 (pipeline.json first, so a crash in between leaves no loadable mix) are moved aside, the new ones moved in
-(pipeline.json last), and the old ones deleted; files that are not part of a pipeline stay.
+(pipeline.json last), and the old ones deleted (a swap stopped halfway puts them back:
+``nextscale.pretrained.swap_entries``); files that are not part of a pipeline stay.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from nextscale.pretrained import swap_entries
 
 # What a pipeline folder consists of (pipeline.json first: without it the folder is not loadable).
 PIPELINE_ENTRIES = ("pipeline.json", "tokenizer", "transformer", "text_encoder")
@@ -54,35 +57,7 @@ def write_pipeline(out: Path, save: Callable[[Path], None]) -> None:
             os.chmod(staging, 0o755)  # mkdtemp creates 0700; the folder is meant to be shared
             os.replace(staging, out)
             return
-        _swap_entries(staging, out)
+        swap_entries(staging, out, PIPELINE_ENTRIES)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-
-
-def _swap_entries(staging: Path, out: Path) -> None:
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".replaced", dir=out))
-    try:
-        for name in PIPELINE_ENTRIES:
-            if (out / name).exists() or (out / name).is_symlink():
-                os.replace(out / name, old / name)
-        # the components first, pipeline.json last: the folder is loadable only once everything is in place
-        for name in [*PIPELINE_ENTRIES[1:], PIPELINE_ENTRIES[0]]:
-            if (staging / name).exists():
-                os.replace(staging / name, out / name)
-    except BaseException:
-        _put_back(old, out)  # a swap stopped halfway (an interrupt, an I/O error): the old pipeline, whole again
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _put_back(old: Path, out: Path) -> None:
-    """Move the entries set aside in ``old`` back into ``out``, over the new ones that had already moved in."""
-    for entry in old.iterdir():
-        target = out / entry.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        os.replace(entry, target)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,6 +34,7 @@ from nextscale.pretrained import (
     read_json_file,
     resolve_model_path,
     save_component,
+    swap_entries,
     usable_device,
 )
 from nextscale.sampling.guidance import SamplingConfig
@@ -48,9 +48,8 @@ if TYPE_CHECKING:
     from nextscale.sampling.pipeline import Pipeline
 
 PIPELINE_FILE = "pipeline.json"
-# What save_pretrained writes, in the order it moves them into an existing folder (pipeline.json last: the folder is
-# loadable only once both components are in place).
-SAVED_ENTRIES = ("tokenizer", "transformer", PIPELINE_FILE)
+# What save_pretrained writes; pipeline.json first, the entry that makes the folder loadable (see swap_entries).
+SAVED_ENTRIES = (PIPELINE_FILE, "tokenizer", "transformer")
 # Sampling settings a pipeline folder may recommend (pipeline.json "recommended_sampling"); the CLI uses them
 # for flags the user leaves out, and Python users can pass ``**pipe.recommended_sampling``.
 RECOMMENDABLE = ("cfg", "top_k", "top_p", "temperature", "masked_sampling")
@@ -194,15 +193,7 @@ class PipelineFolderMixin:
         staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=path))
         try:
             self.write_entries(staging, dtype)
-            replaced = Path(tempfile.mkdtemp(prefix=".replaced-", dir=path))
-            # pipeline.json out first and in last: a crash between the renames leaves a folder that says it is
-            # not a pipeline (the old files are in .replaced-*), never a loadable mix
-            for name in [PIPELINE_FILE, *SAVED_ENTRIES[:-1]]:
-                if (path / name).exists() or (path / name).is_symlink():
-                    os.replace(path / name, replaced / name)
-            for name in SAVED_ENTRIES:
-                os.replace(staging / name, path / name)
-            shutil.rmtree(replaced)
+            swap_entries(staging, path, SAVED_ENTRIES)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
