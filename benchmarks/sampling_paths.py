@@ -21,6 +21,8 @@ decode**. Paths:
 - ``auto`` (or ``bf16``, ``int8``): ``Pipeline.use_precision(NAME)`` on copies of the same weights; ``auto``
   names what it picked and why. Its tokens differ from float32 in some draws; the share of equal tokens is
   printed (quality: ``nextscale evaluate --dtype``).
+- ``NAME+fused`` (``exact+fused``, ``int8+fused``, ...): path NAME on copies of the weights with the fused
+  elementwise kernels (``Pipeline.use_fused_kernels``, ``nextscale.layers.fused``); compiled in the warm-up call.
 
 Calls alternate path by path (rotating which goes first) after one warm-up call per path, so a busy machine
 slows every path alike. Printed per path and batch: best and mean seconds, images/s, speed-up of the best over
@@ -122,12 +124,18 @@ def build_paths(names: list[str], tokenizer, transformer) -> dict:
     """name -> (callable(labels, seed) -> (tokens, images), precision name, reason) for the in-process paths."""
     paths = {}
     for name in names:
-        if name == "exact":
-            pipe = Pipeline(tokenizer, transformer).use_precision("fp32")
-        elif name == "fp32-onednn":  # float32 weights untouched: no copies needed
-            pipe = Pipeline(tokenizer, transformer).use_precision("fp32", linear_kernel="onednn")
-        else:  # a fast path gets its own copies: casting or quantising changes the weights it holds
-            pipe = Pipeline(copy.deepcopy(tokenizer), copy.deepcopy(transformer)).use_precision(name)
+        base, fused = name.removesuffix("+fused"), name.endswith("+fused")  # "+fused": with fused kernels
+        # Float32 paths without fused kernels leave the weights and the switch untouched, so they share the
+        # models; the others get copies (casting or quantising changes the weights, the switch is per model).
+        shared = base in ("exact", "fp32-onednn") and not fused
+        models = (tokenizer, transformer) if shared else (copy.deepcopy(tokenizer), copy.deepcopy(transformer))
+        if base == "exact":
+            pipe = Pipeline(*models).use_precision("fp32")
+        elif base == "fp32-onednn":
+            pipe = Pipeline(*models).use_precision("fp32", linear_kernel="onednn")
+        else:
+            pipe = Pipeline(*models).use_precision(base)
+        pipe.use_fused_kernels(fused)
 
         def run(labels, seed, pipe=pipe):
             out = pipe(class_labels=labels, seed=seed, output_type="pt", **KNOBS)

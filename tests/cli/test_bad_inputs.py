@@ -159,6 +159,7 @@ CLI_CASES = [
     ("evaluate-batch-size-zero", f"evaluate {M} --batch-size 0", "--batch-size must be >= 1, got 0"),
     ("evaluate-cfg-negative", f"evaluate {M} --cfg 1 -1", "--cfg must be a finite number >= 0"),
     ("evaluate-top-p-zero", f"evaluate {M} --top-p 0", "--top-p must be in (0, 1]"),
+    ("evaluate-loss-fused", f"evaluate {M} --loss --tokens {{tmp}} --fused-kernels", "--fused-kernels"),
     ("evaluate-out-is-a-folder", f"evaluate {M} --out {{tmp}}/a_folder", "a_folder/report.json"),
     ("evaluate-out-under-a-file", f"evaluate {M} --out {{tmp}}/notes.txt/r.json", "is a file, not a folder"),
     ("evaluate-cache-is-a-folder", f"evaluate {M} --reference-cache {{tmp}}/a_folder", "a_folder/reference.npz"),

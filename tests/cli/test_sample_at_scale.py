@@ -104,3 +104,18 @@ def test_unknown_bundled_name_lists_the_available_ones():
 def test_cli_model_flag_takes_a_bundled_name(tmp_path):
     assert sample("bundled:fashion-mnist", "--class", "bag", "--seed", 0, "--out", tmp_path / "bag.png") == 0
     assert (tmp_path / "bag.png").is_file()
+
+
+def test_fused_kernels_flag_draws_the_exact_paths_images(tiny_pipeline_dir, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    drawn = {}
+    for name, flags in (("exact", []), ("fused", ["--fused-kernels"])):
+        folder = tmp_path / name
+        assert sample(tiny_pipeline_dir, "--class", "1", "7", "--seed", "3", "--out-dir", folder, *flags) == 0
+        drawn[name] = [np.asarray(Image.open(path)) for path in sorted(folder.glob("*.png"))]
+    assert len(drawn["fused"]) == len(drawn["exact"]) == 2
+    for fused, exact in zip(drawn["fused"], drawn["exact"]):  # float32 rounding apart: at most a level here or there
+        assert np.mean(np.abs(fused.astype(int) - exact.astype(int)) <= 1) >= 0.99
+    assert Pipeline.from_pretrained(tiny_pipeline_dir, fused_kernels=True).transformer.fused_kernels

@@ -40,6 +40,12 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
         help="replay each scale's transformer step as a CUDA graph (GPUs; the first batch of each size captures, "
         "later ones replay; same tokens as without in fp32)",
     )
+    parser.add_argument(
+        "--fused-kernels",
+        action="store_true",
+        help="run the transformer blocks' norms, modulations, residuals and q/k normalisation as fused compiled "
+        "kernels (compiled at the first call; pays most with --cuda-graphs on a GPU; not bit-exact in fp32)",
+    )
 
 
 def class_spec(text: str) -> int | str:
@@ -323,18 +329,22 @@ def load_pipeline(args: argparse.Namespace):
         raise FileNotFoundError(f"the bundled model is missing at {default}; pass --model DIR")
     path = args.model if args.model is not None else ("bundled:scenes" if text else "bundled:fashion-mnist")
     dtype, cuda_graphs = getattr(args, "dtype", "fp32"), getattr(args, "cuda_graphs", False)
+    fused_kernels = getattr(args, "fused_kernels", False)
     if is_transformer_run(path):
         from nextscale.training.export import load_run_pipeline
 
         pipe = load_run_pipeline(path, device=args.device).use_precision(dtype)
         pipe = pipe.use_cuda_graphs() if cuda_graphs else pipe
+        pipe = pipe.use_fused_kernels(fused_kernels)
         print(
             f"using the newest checkpoint of run {path} (its EMA weights when the run keeps them; `nextscale "
             "export` makes a pipeline folder)",
             file=sys.stderr,
         )
     else:
-        pipe = Pipeline.from_pretrained(path, device=args.device, dtype=dtype, cuda_graphs=cuda_graphs)
+        pipe = Pipeline.from_pretrained(
+            path, device=args.device, dtype=dtype, cuda_graphs=cuda_graphs, fused_kernels=fused_kernels
+        )
     if pipe.precision.name != "fp32" or getattr(args, "dtype", "fp32") != "fp32":
         print(f"sampling in {pipe.precision.name} ({pipe.precision.reason})", flush=True)
     if hasattr(args, "cfg"):

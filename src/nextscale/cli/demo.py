@@ -211,7 +211,9 @@ def load_demo_pipeline(name: str | Path | None, args: argparse.Namespace, text: 
     )
     if recorded_as_text(path) not in (None, text):  # refused before its weights (and a text encoder) load
         raise wrong_kind
-    pipe = Pipeline.from_pretrained(path, device=args.device, dtype=args.dtype, cuda_graphs=args.cuda_graphs)
+    pipe = Pipeline.from_pretrained(
+        path, device=args.device, dtype=args.dtype, cuda_graphs=args.cuda_graphs, fused_kernels=args.fused_kernels
+    )
     if pipe.is_text_conditional != text:
         raise wrong_kind
     return pipe

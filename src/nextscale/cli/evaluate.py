@@ -252,6 +252,7 @@ NOT_FOR_LOSS = (
     ("seed", "--seed"),
     ("smooth", "--smooth"),
     ("cuda_graphs", "--cuda-graphs"),
+    ("fused_kernels", "--fused-kernels"),
 )
 CAPTIONS_PREFIX = "captions:"
 SAVED_SAMPLE = re.compile(r"\d+(_class\d+)?\.png")  # the names --save-samples gives (text models: no class)

@@ -26,6 +26,7 @@ NOT_FOR_SAMPLES = (
     ("baseline", "--baseline"),
     ("save_samples", "--save-samples"),
     ("cuda_graphs", "--cuda-graphs"),
+    ("fused_kernels", "--fused-kernels"),
     ("seed", "--seed"),
     ("smooth", "--smooth"),
     *evaluate.TEXT_ONLY,

@@ -135,6 +135,7 @@ def load_served_pipeline(args: argparse.Namespace, model: Path | None, text: boo
         device=args.device,
         dtype=args.dtype,
         cuda_graphs=args.cuda_graphs,
+        fused_kernels=args.fused_kernels,
         prompt=[] if text else None,  # load_pipeline picks the bundled text model when a prompt is expected
     )
     pipe = load_pipeline(chosen)

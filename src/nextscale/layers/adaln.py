@@ -11,9 +11,14 @@ References:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from nextscale.layers.fused import FusedRegions
 
 
 def modulate(normed: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -57,6 +62,9 @@ class AdaLNHeadNorm(nn.Module):
         eps: LayerNorm epsilon.
     """
 
+    # The compiled norm-and-modulate used at inference (set by ``FusedKernels.use_fused_kernels``), or None.
+    fused: FusedRegions | None = None
+
     def __init__(self, embed_dim: int, cond_dim: int, eps: float) -> None:
         super().__init__()
         self.embed_dim, self.eps = embed_dim, eps
@@ -65,4 +73,6 @@ class AdaLNHeadNorm(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """x (B, l, C), cond (B, cond_dim) -> (B, l, C)."""
         scale, shift = self.adaln(cond).unbind(2)  # 2 x (B, 1, C)
+        if self.fused is not None and not self.training:  # one fused kernel (the head casts its input anyway)
+            return self.fused.norm_modulate(x, scale, shift, self.eps, None)
         return modulate(F.layer_norm(x, (self.embed_dim,), eps=self.eps), scale, shift)

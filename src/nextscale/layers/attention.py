@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,9 @@ from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from nextscale.layers.rope import apply_rope
+
+if TYPE_CHECKING:
+    from nextscale.layers.fused import FusedRegions
 
 # Cap of the learned attention temperature (exp of the log-temperature), as in the official code.
 MAX_LOG_TEMPERATURE = math.log(100.0)
@@ -162,6 +165,9 @@ class SelfAttention(MultiHeadAttention):
         l2_norm, attn_dropout, proj_dropout: see :class:`MultiHeadAttention`.
     """
 
+    # The compiled q/k normalisation used at inference (set by ``FusedKernels.use_fused_kernels``), or None.
+    fused: FusedRegions | None = None
+
     def __init__(
         self,
         embed_dim: int,
@@ -193,7 +199,13 @@ class SelfAttention(MultiHeadAttention):
 
     def normalize_qk(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit-normalise q and k and scale q by the per-head temperature (identity without l2_norm)."""
-        return normalize_qk(q, k, self.log_temperature) if self.l2_norm else (q, k)
+        if not self.l2_norm:
+            return q, k
+        if self.fused is not None and not self.training:  # one fused kernel, in the attention's dtype
+            device_type = q.device.type
+            dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+            return self.fused.normalize_qk(q, k, self.log_temperature, dtype)
+        return normalize_qk(q, k, self.log_temperature)
 
     def forward(
         self,

@@ -22,10 +22,11 @@ addresses, so :class:`CudaGraphSteps` keeps:
 
 The graphs share one memory pool, which is safe because they always replay in capture order, one at a time.
 A capture is keyed by everything it baked in: the condition tensors' shapes, strides and dtypes (rows, and the
-text length T), the autocast state, train/eval mode, inference mode (the static memory of a capture made under
-``torch.inference_mode`` cannot be written outside it), and the address and dtype of every parameter and buffer
-(``model.to(...)`` moves them; the graphs read them by address). When the key changes, the graphs are
-captured anew and the old ones dropped. Text encoders that pad to the longest prompt change T, and so
+text length T), the autocast state, train/eval mode, the fused-kernel switch (``use_fused_kernels``: its
+compiled regions compile during the warm-up passes, before any capture), inference mode (the static memory of a
+capture made under ``torch.inference_mode`` cannot be written outside it), and the address and dtype of every
+parameter and buffer (``model.to(...)`` moves them; the graphs read them by address). When the key changes, the
+graphs are captured anew and the old ones dropped. Text encoders that pad to the longest prompt change T, and so
 re-capture, with the prompts' length.
 
 Autocast: the capture runs under the autocast state active at the call that captures (bf16 on GPUs), with
@@ -187,6 +188,7 @@ class CudaGraphSteps(TransformerSteps):
             torch.is_autocast_enabled(device.type),
             torch.get_autocast_dtype(device.type),
             model.training,
+            model.fused_kernels,  # the graphs replay whichever kernels (fused or exact) the capture ran
             torch.is_inference_mode_enabled(),
             tuple((t.shape, t.stride(), t.dtype) for t in tensors),
             tuple((t.data_ptr(), t.dtype) for t in chain(model.parameters(), model.buffers())),

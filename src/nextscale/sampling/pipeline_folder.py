@@ -112,14 +112,20 @@ class PipelineFolderMixin:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, device: str | torch.device = "cpu", dtype: str = "fp32", cuda_graphs: bool = False
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: str = "fp32",
+        cuda_graphs: bool = False,
+        fused_kernels: bool = False,
     ) -> Pipeline:
         """Load a pipeline folder (local paths only; nothing is downloaded); returns the kind it records.
 
         ``path`` may also name a model shipped with the package: ``"bundled:fashion-mnist"`` (class-conditional)
         or ``"bundled:scenes"`` (text-to-image). ``dtype`` is the sampling precision: "fp32" (exact), "bf16",
         "fp16", "int8" or "auto" (the fastest this device supports; see ``nextscale.sampling.precision``).
-        ``cuda_graphs`` replays each scale's transformer step as a CUDA graph (see :meth:`use_cuda_graphs`).
+        ``cuda_graphs`` replays each scale's transformer step as a CUDA graph (see :meth:`use_cuda_graphs`);
+        ``fused_kernels`` runs the blocks' elementwise regions as fused compiled kernels (:meth:`use_fused_kernels`).
         """
         if dtype not in PRECISIONS:  # before loading anything
             raise ValueError(f"dtype must be one of {PRECISIONS}, got {dtype!r}")
@@ -145,7 +151,8 @@ class PipelineFolderMixin:
         if not issubclass(pipeline_cls, cls):
             raise ValueError(f"{path} holds a {name}, not a {cls.__name__}; load it with Pipeline.from_pretrained")
         pipeline = pipeline_cls.from_components(path, index, device).use_precision(dtype)
-        return pipeline.use_cuda_graphs() if cuda_graphs else pipeline
+        pipeline = pipeline.use_cuda_graphs() if cuda_graphs else pipeline
+        return pipeline.use_fused_kernels(fused_kernels)
 
     @classmethod
     def from_components(cls, path: Path, index: dict, device: str | torch.device) -> Pipeline:

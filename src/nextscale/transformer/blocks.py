@@ -27,6 +27,7 @@ from nextscale.layers.adaln import AdaLNModulation, modulate
 from nextscale.layers.attention import KeyValueStore, SelfAttention
 from nextscale.layers.drop_path import DropPath
 from nextscale.layers.feed_forward import FeedForward
+from nextscale.layers.fused import FusedRegions, region_dtype
 from nextscale.transformer.config import DepthRuleConfig, TransformerConfig
 from nextscale.transformer.raster_config import RasterConfig
 
@@ -87,6 +88,9 @@ class TransformerBlock(nn.Module):
         drop_path_rate: this block's stochastic-depth rate.
     """
 
+    # The compiled elementwise regions used at inference (``FusedKernels.use_fused_kernels``), or None: exact ops.
+    fused: FusedRegions | None = None
+
     def __init__(self, config: TransformerConfig | RasterConfig, layer_idx: int, drop_path_rate: float) -> None:
         super().__init__()
         embed_dim = config.embed_dim
@@ -140,6 +144,13 @@ class TransformerBlock(nn.Module):
             (B, l, C).
         """
         gamma1, gamma2, scale1, scale2, shift1, shift2 = self.modulation(condition).unbind(2)  # 6 x (B, 1, C)
+        if self.fused is not None and not self.training:
+            # Three fused kernels for the norms, modulations and residuals (no drop-path at inference).
+            dtype = region_dtype(x)
+            h = self.fused.norm_modulate(x, scale1, shift1, self.norm_eps, dtype)
+            attn_out = self.attn(h, attn_bias, kv_cache)
+            x, h = self.fused.gated_add_norm_modulate(x, attn_out, gamma1, scale2, shift2, self.norm_eps, dtype)
+            return self.fused.gated_add(x, self.ffn(h), gamma2)
         attn_out = self.attn(modulate(self.norm(x), scale1, shift1), attn_bias, kv_cache)
         x = x + self.drop_path(attn_out.mul_(gamma1))
         ffn_out = self.ffn(modulate(self.norm(x), scale2, shift2))

@@ -27,6 +27,7 @@ from nextscale.transformer.block_mask import BlockCausalTraining
 from nextscale.transformer.blocks import NUM_MODULATIONS, BlockCondition, TransformerBlock
 from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
 from nextscale.transformer.config import TransformerConfig
+from nextscale.transformer.fused_kernels import FusedKernels
 from nextscale.transformer.init import init_var_weights
 from nextscale.transformer.kv_cache import KVCache
 from nextscale.transformer.recompute import RecomputedBlocks
@@ -78,7 +79,7 @@ class VARBlocksModel:
         init_var_weights(self, init_adaln, init_adaln_gamma, init_head, init_std)
 
 
-class ScaleTransformer(VARBlocksModel, BlockCausalTraining, RecomputedBlocks, nn.Module):
+class ScaleTransformer(VARBlocksModel, BlockCausalTraining, RecomputedBlocks, FusedKernels, nn.Module):
     """VAR transformer.
 
     Args:

@@ -23,6 +23,7 @@ from nextscale.layers.drop_path import linear_drop_path_rates
 from nextscale.transformer.block_mask import BlockCausalTraining
 from nextscale.transformer.blocks import BlockCondition, TransformerBlock
 from nextscale.transformer.conditioning import ClassCondition, ClassEmbedder
+from nextscale.transformer.fused_kernels import FusedKernels
 from nextscale.transformer.kv_cache import KVCache
 from nextscale.transformer.model import ClassContext, VARBlocksModel
 from nextscale.transformer.raster_config import RasterConfig
@@ -37,7 +38,7 @@ def causal_bias(queries: int, keys: int, device: torch.device | str | None = Non
     return torch.zeros(queries, keys, device=device).masked_fill_(~allowed, float("-inf"))[None, None]
 
 
-class RasterTransformer(VARBlocksModel, BlockCausalTraining, RecomputedBlocks, nn.Module):
+class RasterTransformer(VARBlocksModel, BlockCausalTraining, RecomputedBlocks, FusedKernels, nn.Module):
     """Class-conditional raster-scan transformer.
 
     Args:

@@ -21,6 +21,7 @@ from torch import nn
 from nextscale.layers.attention import KeyValueStore
 from nextscale.layers.cross_attention import ContextKeyValues, CrossAttention
 from nextscale.layers.drop_path import DropPath
+from nextscale.layers.fused import FusedRegions, region_dtype
 from nextscale.transformer.blocks import block_feed_forward, block_self_attention
 from nextscale.transformer.text_config import TextTransformerConfig
 
@@ -33,6 +34,9 @@ class TextBlock(nn.Module):
         layer_idx: block index (addresses the KV cache).
         drop_path_rate: this block's stochastic-depth rate.
     """
+
+    # The compiled elementwise regions used at inference (``FusedKernels.use_fused_kernels``), or None: exact ops.
+    fused: FusedRegions | None = None
 
     def __init__(self, config: TextTransformerConfig, layer_idx: int, drop_path_rate: float) -> None:
         super().__init__()
@@ -76,10 +80,31 @@ class TextBlock(nn.Module):
         Returns:
             (B, l, C).
         """
+        if self.fused is not None and not self.training:
+            return self._fused_forward(x, rope, text, text_bias, attn_bias, kv_cache)
         x = x + self.drop_path(self.attn(self.norm(x), attn_bias, kv_cache, rope))
-        cross = self.cross_attn(self.norm(x), text, text_bias)  # (B, l, C)
+        x = x + self._cross(self.norm(x), text, text_bias)
+        return x + self.drop_path(self.ffn(self.norm(x)))
+
+    def _cross(self, normed: torch.Tensor, text: ContextKeyValues, text_bias: torch.Tensor) -> torch.Tensor:
+        cross = self.cross_attn(normed, text, text_bias)  # (B, l, C)
         if self.batch0_cross_attention:
             # The official AttnBlock indexes the result with [0]: sample 0's output reaches every row.
             cross = cross[0]
-        x = x + cross
-        return x + self.drop_path(self.ffn(self.norm(x)))
+        return cross
+
+    def _fused_forward(
+        self,
+        x: torch.Tensor,
+        rope: torch.Tensor,
+        text: ContextKeyValues,
+        text_bias: torch.Tensor,
+        attn_bias: torch.Tensor | None,
+        kv_cache: KeyValueStore | None,
+    ) -> torch.Tensor:
+        """The inference forward with fused norms and residuals (no drop-path at inference)."""
+        dtype = region_dtype(x)
+        h = self.fused.norm(x, self.norm_eps, dtype)
+        x, h = self.fused.add_norm(x, self.attn(h, attn_bias, kv_cache, rope), self.norm_eps, dtype)
+        x, h = self.fused.add_norm(x, self._cross(h, text, text_bias), self.norm_eps, dtype)
+        return x + self.ffn(h)

@@ -30,6 +30,7 @@ from nextscale.layers.drop_path import linear_drop_path_rates
 from nextscale.layers.rope import normalized_rope_table
 from nextscale.transformer.block_mask import BlockCausalTraining
 from nextscale.transformer.conditioning import TextCondition
+from nextscale.transformer.fused_kernels import FusedKernels
 from nextscale.transformer.init import init_linear_and_embedding
 from nextscale.transformer.kv_cache import KVCache
 from nextscale.transformer.recompute import RecomputedBlocks
@@ -53,7 +54,7 @@ class TextContext:
         return self.start.shape[0]
 
 
-class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, nn.Module):
+class TextScaleTransformer(BlockCausalTraining, RecomputedBlocks, FusedKernels, nn.Module):
     """STAR transformer.
 
     Args:
