@@ -189,3 +189,73 @@ def test_a_full_disk_while_saving_over_a_component_replaces_neither_file(tmp_pat
     monkeypatch.undo()
     assert _same_weights(load_component(MultiScaleVQVAE, tmp_path), old)  # not new weights under the old config
     assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def _pid_of_an_exited_process() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def test_the_next_save_removes_the_staging_folders_of_killed_saves_and_keeps_those_of_live_ones(tmp_path, caplog):
+    import fcntl
+    import logging
+    import os
+
+    folder = tmp_path / "model"
+    _tiny_pipeline(0).save_pretrained(folder)
+    gone = _pid_of_an_exited_process()
+    killed = [folder / f".saving-{gone}-k1lled00", folder / f".replaced-{gone}-k1lled01"]  # what a SIGKILL leaves
+    for leftover in killed:
+        (leftover / "tokenizer").mkdir(parents=True)
+        (leftover / "tokenizer" / "model.safetensors").write_bytes(bytes(64))
+    locked = folder / f".saving-{gone}-l0cked00"  # its writer runs where its PID is not seen (another container)
+    running = folder / f".saving-{os.getpid()}-runn1ng0"  # its writer (this process) runs
+    legacy = folder / ".saving-abcd1234"  # named without a PID: cannot be told from a live writer's
+    for kept in (locked, running, legacy):
+        kept.mkdir()
+    Pipeline.from_pretrained(folder)  # loading ignores them
+    descriptor = os.open(locked, os.O_RDONLY)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    try:
+        with caplog.at_level(logging.WARNING, logger="nextscale.pretrained"):
+            _tiny_pipeline(1).save_pretrained(folder)
+    finally:
+        os.close(descriptor)
+    names = sorted(path.name for path in folder.iterdir())
+    assert names == sorted([locked.name, running.name, legacy.name, "pipeline.json", "tokenizer", "transformer"])
+    [record] = caplog.records
+    assert "removed 2 staging folders" in record.getMessage() and all(p.name in record.getMessage() for p in killed)
+    assert _same_weights(Pipeline.from_pretrained(folder).transformer, _tiny_pipeline(1).transformer)
+
+
+def test_a_staging_folder_is_stale_once_its_writer_is_killed_not_while_it_runs(tmp_path):
+    import subprocess
+    import sys
+
+    from nextscale.pretrained import remove_stale_staging
+
+    writer = (
+        "import os, signal, sys\nfrom pathlib import Path\nfrom nextscale.pretrained import staging_folder\n"
+        "with staging_folder(Path(sys.argv[1]), '.saving-*') as folder:\n"
+        "    (folder / 'weights').write_bytes(bytes(64))\n"
+        "    print(folder.name, flush=True)\n"
+        "    sys.stdin.read() if sys.argv[2] == 'wait' else os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    running = subprocess.Popen(
+        [sys.executable, "-c", writer, str(tmp_path), "wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        running_folder = tmp_path / running.stdout.readline().strip()
+        killed = subprocess.run([sys.executable, "-c", writer, str(tmp_path), "kill"], capture_output=True, text=True)
+        assert killed.returncode == -9
+        killed_folder = tmp_path / killed.stdout.strip()
+        assert killed_folder.is_dir() and running_folder.is_dir()
+        remove_stale_staging(tmp_path, [".saving-*"])
+        assert not killed_folder.exists() and (running_folder / "weights").is_file()
+    finally:
+        running.communicate("")
+    assert running.returncode == 0 and list(tmp_path.iterdir()) == []  # the writer removed its own folder

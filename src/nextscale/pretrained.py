@@ -1,4 +1,4 @@
-"""Component folders: ``config.json`` + ``model.safetensors``, and atomic file writes.
+"""Component folders: ``config.json`` + ``model.safetensors``, atomic file writes, and staging folders for swaps.
 
 Every model component (tokenizer, transformer, ...) holds a frozen dataclass ``config`` and is rebuilt
 from it. A component folder stores that config beside the weights, so loading never guesses sizes.
@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import importlib.resources
 import json
+import logging
 import os
 import pickle
 import pickletools
@@ -21,9 +22,14 @@ import tempfile
 import types
 import typing
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows: staging folders are not locked, and no leftover is ever taken for stale
+    fcntl = None
 
 import torch
 from safetensors import SafetensorError
@@ -37,6 +43,9 @@ BUNDLED_MODELS = {"fashion-mnist": "demo", "scenes": "scenes"}
 PICKLE_OPCODES = frozenset(ord(opcode.code) for opcode in pickletools.opcodes)
 
 T = TypeVar("T")
+# The staging folder where swap_entries keeps the entries it replaces (see staging_folder).
+REPLACED_STAGING = ".replaced-*"
+log = logging.getLogger(__name__)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -84,27 +93,109 @@ def swap_entries(staging: Path, target: Path, entries: Sequence[str]) -> None:
     ``entries[0]`` is the file that makes the folder loadable (``pipeline.json``): it moves out first and in last,
     so a crash in between leaves a folder that says it is not a pipeline, never a loadable mix of old and new
     components. A swap stopped halfway (an interrupt, an I/O error) puts the old entries back; entries of
-    ``target`` that are not in ``entries`` stay.
+    ``target`` that are not in ``entries`` stay. The old entries wait in a ``.replaced-*`` staging folder, which
+    a killed swap leaves for the next write into ``target`` to remove (:func:`remove_stale_staging`).
     """
-    old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=target))
+    with staging_folder(target, REPLACED_STAGING) as old:
+        try:
+            for name in entries:
+                if (target / name).exists() or (target / name).is_symlink():
+                    os.replace(target / name, old / name)
+            for name in [*entries[1:], entries[0]]:
+                if (staging / name).exists():
+                    os.replace(staging / name, target / name)
+        except BaseException:
+            for entry in old.iterdir():  # the old pipeline, whole again, over the new entries already moved in
+                moved_in = target / entry.name
+                if moved_in.is_dir() and not moved_in.is_symlink():
+                    shutil.rmtree(moved_in)
+                elif moved_in.exists() or moved_in.is_symlink():
+                    moved_in.unlink()
+                os.replace(entry, moved_in)
+            raise
+
+
+@contextlib.contextmanager
+def staging_folder(home: Path, pattern: str) -> Iterator[Path]:
+    """A new hidden folder in ``home`` to write into, locked while the body runs and removed after it.
+
+    ``pattern`` names it, with ``*`` standing for this process's id and a random part: ``".saving-*"`` gives
+    ``.saving-4242-k3j9x1ab``. The folder is held with ``flock`` (the kernel drops the lock when its holder exits,
+    even by SIGKILL), so that :func:`remove_stale_staging` can tell a folder whose writer was killed from one that
+    a live process still writes. A body that moves the folder away (renames it into place) keeps it.
+    """
+    prefix, suffix = pattern.split("*")
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", suffix=suffix, dir=home))
+    descriptor = os.open(folder, os.O_RDONLY) if fcntl is not None else None
     try:
-        for name in entries:
-            if (target / name).exists() or (target / name).is_symlink():
-                os.replace(target / name, old / name)
-        for name in [*entries[1:], entries[0]]:
-            if (staging / name).exists():
-                os.replace(staging / name, target / name)
-    except BaseException:
-        for entry in old.iterdir():  # the old pipeline, whole again, over the new entries already moved in
-            moved_in = target / entry.name
-            if moved_in.is_dir() and not moved_in.is_symlink():
-                shutil.rmtree(moved_in)
-            elif moved_in.exists() or moved_in.is_symlink():
-                moved_in.unlink()
-            os.replace(entry, moved_in)
-        raise
+        if descriptor is not None:
+            with contextlib.suppress(OSError):  # a file system without locks: the folder is never taken for stale
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield folder
     finally:
-        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        if descriptor is not None:
+            os.close(descriptor)  # releases the lock, once the folder is gone
+
+
+def stale_staging(home: Path, patterns: Sequence[str]) -> list[Path]:
+    """The folders in ``home`` that :func:`staging_folder` made with one of ``patterns`` and whose writer is gone.
+
+    A folder counts as stale only when both tests say so: the process id in its name runs no process here, and
+    its lock can be taken (no live process holds it, whatever machine or PID namespace it runs in). Where either
+    cannot be told (no ``flock``, a file system that refuses it), the folder is left alone.
+    """
+    if fcntl is None or not home.is_dir():
+        return []
+    names = [
+        re.compile(re.escape(prefix) + r"(\d+)-\w+" + re.escape(suffix))
+        for prefix, suffix in (pattern.split("*") for pattern in patterns)
+    ]
+    stale = []
+    for entry in sorted(home.iterdir()):
+        found = next((match for name in names if (match := name.fullmatch(entry.name))), None)
+        if found is None or entry.is_symlink() or not entry.is_dir() or _process_alive(int(found.group(1))):
+            continue
+        try:
+            descriptor = os.open(entry, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            stale.append(entry)
+        except OSError:  # held by a live writer, or locks unsupported here
+            pass
+        finally:
+            os.close(descriptor)
+    return stale
+
+
+def remove_stale_staging(home: Path, patterns: Sequence[str]) -> None:
+    """Delete the :func:`stale_staging` folders in ``home`` (left by killed writes: each may hold a whole model's
+    weights), saying so in one logged line."""
+    stale = stale_staging(home, patterns)
+    for entry in stale:
+        shutil.rmtree(entry, ignore_errors=True)
+    removed = [entry for entry in stale if not entry.exists()]
+    if removed:
+        log.warning(
+            "removed %s left in %s by earlier writes that were killed: %s",
+            "a staging folder" if len(removed) == 1 else f"{len(removed)} staging folders",
+            home,
+            ", ".join(entry.name for entry in removed),
+        )
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether ``pid`` names a running process here (one of another user counts; signal 0 checks, sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def bundled_model_path(name: str) -> Path:

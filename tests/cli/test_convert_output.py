@@ -183,3 +183,28 @@ def test_a_swap_stopped_halfway_puts_the_old_pipeline_back(tmp_path, monkeypatch
     assert (out / "pipeline.json").read_text() == "old index"
     assert (out / "tokenizer" / "w").read_text() == "old tok" and (out / "transformer" / "w").read_text() == "old tf"
     assert sorted(path.name for path in out.iterdir()) == ["pipeline.json", "tokenizer", "transformer"]
+
+
+def test_staging_folders_of_a_killed_convert_are_removed_by_the_next_and_do_not_count_as_files(tmp_path):
+    import subprocess
+    import sys
+
+    from nextscale.cli.convert_output import check_out, write_pipeline
+
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()  # a convert killed with SIGKILL leaves its staging folder, named with its (now unused) PID
+
+    def save(folder: Path) -> None:
+        for name in ("pipeline.json", "tokenizer/w", "transformer/w"):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text("new")
+
+    (tmp_path / f".new.{child.pid}-k1lled00.converting" / "tokenizer").mkdir(parents=True)  # beside a new --out
+    write_pipeline(tmp_path / "new", save)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["new"]
+    empty = tmp_path / "empty"
+    (empty / f".empty.{child.pid}-k1lled01.converting" / "tokenizer").mkdir(parents=True)  # inside an existing one
+    (empty / f".replaced-{child.pid}-k1lled02" / "transformer").mkdir(parents=True)
+    check_out(empty, overwrite=False)  # still an empty folder: no --overwrite needed
+    write_pipeline(empty, save)
+    assert sorted(path.name for path in empty.iterdir()) == ["pipeline.json", "tokenizer", "transformer"]

@@ -199,6 +199,28 @@ def test_calls_from_several_threads_take_turns(pipe):
     assert all(torch.equal(results[seed], expected[seed]) for seed in expected)
 
 
+def test_a_deep_copy_is_an_independent_pipeline_with_its_own_locks_and_no_kept_state(pipe):
+    import copy
+
+    from tiny_pipelines import tiny_text_transformer
+
+    from nextscale.sampling.text_pipeline import TextPipeline
+
+    expected = sample(pipe, class_labels=[1, 2]).tokens  # the original now keeps a KV cache (and CPU memory)
+    twin = copy.deepcopy(pipe)
+    assert twin.call_lock is not pipe.call_lock and not twin.call_lock.locked()
+    assert twin.memory_hold is not pipe.memory_hold and not twin.memory_hold.held
+    assert twin.sampler.steps is not pipe.sampler.steps and twin.sampler.steps._kv_cache is None
+    assert twin.sampler.transformer is twin.transformer and twin.sampler.steps.transformer is twin.transformer
+    assert torch.equal(sample(twin, class_labels=[1, 2]).tokens, expected)
+    with torch.no_grad():
+        next(twin.transformer.parameters()).add_(1.0)  # the copy's weights are its own
+    assert torch.equal(sample(pipe, class_labels=[1, 2]).tokens, expected)
+    assert pipe.sampler.steps._kv_cache is not twin.sampler.steps._kv_cache
+    text_pipe = TextPipeline(MultiScaleVQVAE(tiny()[0]), tiny_text_transformer())
+    assert type(copy.deepcopy(text_pipe)) is TextPipeline
+
+
 def test_labels_listed_from_a_tensor_or_array_work(pipe):
     expected = sample(pipe, class_labels=[1, 2])
     assert torch.equal(sample(pipe, class_labels=list(torch.tensor([1, 2]))).tokens, expected.tokens)

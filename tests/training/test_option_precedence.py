@@ -93,3 +93,29 @@ def test_image_folder_channels_are_inferred_from_the_files(tmp_path):
     assert data_channels(str(tmp_path / "colour")) == 3
     assert data_channels("fashion-mnist") == 1
     assert data_channels(f"captions:{tmp_path / 'gray'}") is None  # not a folder spec: the preset decides
+
+
+@pytest.mark.parametrize(
+    ("file_args", "typed", "refused"),
+    [
+        ({}, "--perceptual none --perceptual-weight 0.5", True),  # the weight would be ignored
+        ({}, "--perceptual none --perceptual-weight 1.0", True),  # typed, also when it equals the default
+        ({"perceptual-weight": 0.5}, "", False),  # with the default --perceptual ssim
+        ({"perceptual": "none", "perceptual-weight": 0.5}, "", True),  # the run file contradicts itself
+        ({"perceptual": "none"}, "--perceptual-weight 0.5", True),
+        ({"perceptual-weight": 0.5}, "--perceptual none", False),  # the command line overrides the file's term
+        ({}, "--perceptual none", False),
+    ],
+)
+def test_a_perceptual_weight_that_perceptual_none_would_ignore_is_refused(tmp_path, capsys, file_args, typed, refused):
+    from nextscale.cli import main
+
+    run_file = tmp_path / "run.json"
+    run_file.write_text(json.dumps({"args": {"data": "fashion-mnist:missing", **file_args}}))
+    run_dir = tmp_path / "run"
+    argv = ["train-tokenizer", "--config", str(run_file), "--run-dir", str(run_dir), *shlex.split(typed)]
+    assert main(argv) == 2  # refused before any data is read; otherwise the missing data is the error
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert ("--perceptual-weight" in err and "--perceptual none" in err) is refused, err
+    assert run_dir.exists() is not refused  # a refused command creates no run directory

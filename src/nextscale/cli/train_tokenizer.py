@@ -34,6 +34,8 @@ from nextscale.training.data_specs import add_bad_images_argument
 from nextscale.training.options import (
     PRECEDENCE_HELP,
     add_run_arguments,
+    chosen_options,
+    given_options,
     int_tuple,
     optional_int,
     record_given_options,
@@ -109,7 +111,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=LOSSES.perceptual,
         help="perceptual term: multi-scale SSIM (default, no network), LPIPS (local files) or none",
     )
-    group.add_argument("--perceptual-weight", type=float, default=LOSSES.perceptual_weight, help="its weight")
+    group.add_argument(
+        "--perceptual-weight",
+        type=float,
+        default=LOSSES.perceptual_weight,
+        help="its weight (not with --perceptual none)",
+    )
     group.add_argument("--lpips-backbone", help="local VGG-16 .safetensors or TorchScript feature extractor")
     group.add_argument("--lpips-heads", help="local LPIPS heads .safetensors (lin0..lin4)")
     group.add_argument("--quant-weight", type=float, default=LOSSES.quant_weight, help="quantizer loss weight")
@@ -175,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
     apply_run_file(args, RUN_FILE_SOURCES)
     if not args.run_dir or not args.data:
         raise ValueError("--run-dir and --data are required (or give them in the --config file)")
+    check_perceptual_weight(args)
     if args.in_channels is None and not args.init_from:
         args.in_channels = data_channels(args.data)
     from nextscale.training.loop import check_parallelism
@@ -184,6 +192,19 @@ def run(args: argparse.Namespace) -> int:
         with hold_run_dir(args.run_dir, dist_info):
             _train(args, dist_info)
     return 0
+
+
+def check_perceptual_weight(args: argparse.Namespace) -> None:
+    """Refuse a --perceptual-weight that --perceptual none would ignore (the loss config cannot tell a chosen weight
+    from the default, the parser can). A typed --perceptual none overrides the run file's weight, as the command line
+    overrides the file."""
+    given, chosen = given_options(args), chosen_options(args)
+    overridden = "perceptual" in given and "perceptual_weight" not in given
+    if args.perceptual == "none" and "perceptual_weight" in chosen and not overridden:
+        raise ValueError(
+            "--perceptual-weight weighs the perceptual term, which --perceptual none turns off: drop "
+            "--perceptual-weight, or choose --perceptual ssim or lpips"
+        )
 
 
 def _train(args: argparse.Namespace, dist_info) -> None:

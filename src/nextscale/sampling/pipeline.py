@@ -13,6 +13,7 @@ References: diffusers ``DiffusionPipeline`` and ``pipelines/dit/pipeline_dit.py`
 
 from __future__ import annotations
 
+import copy
 import numbers
 import threading
 from collections.abc import Iterator, Sequence
@@ -74,6 +75,19 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         self.class_names = self.check_class_names(class_names)
         self.memory_hold = MemoryHold(owner=self)
         self.call_lock = threading.Lock()  # calls from several threads take turns (they share the KV cache)
+
+    def __deepcopy__(self, memo: dict) -> Pipeline:
+        """``copy.deepcopy(pipe)``: an independent pipeline, as if just loaded: its own components and locks, and
+        nothing kept from this one's calls (KV cache, CUDA graphs, held CPU memory)."""
+        twin = type(self).__new__(type(self))
+        memo[id(self)] = twin
+        steps = self.sampler.steps  # replaced by new steps of the same kind, which keep nothing yet
+        memo[id(steps)] = type(steps)(copy.deepcopy(steps.transformer, memo))
+        unshared = ("call_lock", "memory_hold")
+        twin.__dict__.update(copy.deepcopy({k: v for k, v in vars(self).items() if k not in unshared}, memo))
+        twin.memory_hold = MemoryHold(owner=twin)
+        twin.call_lock = threading.Lock()
+        return twin
 
     @staticmethod
     def make_sampler(tokenizer: MultiScaleVQVAE, transformer: torch.nn.Module) -> ScaleSampler:

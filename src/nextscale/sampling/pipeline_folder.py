@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,11 +27,14 @@ import torch
 
 from nextscale.pretrained import (
     BUNDLED_PREFIX,
+    REPLACED_STAGING,
     atomic_write_text,
     load_component,
     read_json_file,
+    remove_stale_staging,
     resolve_model_path,
     save_component,
+    staging_folder,
     swap_entries,
     usable_device,
 )
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 PIPELINE_FILE = "pipeline.json"
 # What save_pretrained writes; pipeline.json first, the entry that makes the folder loadable (see swap_entries).
 SAVED_ENTRIES = (PIPELINE_FILE, "tokenizer", "transformer")
+# The staging folder, inside the target, that save_pretrained writes a pipeline into before swapping it in.
+SAVING_STAGING = ".saving-*"
 # Sampling settings a pipeline folder may recommend (pipeline.json "recommended_sampling"); the CLI uses them
 # for flags the user leaves out, and Python users can pass ``**pipe.recommended_sampling``.
 RECOMMENDABLE = ("cfg", "top_k", "top_p", "temperature", "masked_sampling")
@@ -186,7 +189,8 @@ class PipelineFolderMixin:
 
         Over an existing pipeline the new files are written into a staging folder inside ``path`` first, then
         moved in: a save interrupted while writing (a crash, a kill, a full disk) leaves the old pipeline whole,
-        never a folder that loads the new tokenizer with the old transformer.
+        never a folder that loads the new tokenizer with the old transformer. The staging folders that a killed save
+        left (``.saving-*``, ``.replaced-*``) are removed by the next save into ``path``, with one logged line.
 
         Args:
             path: a local folder.
@@ -194,15 +198,13 @@ class PipelineFolderMixin:
                 float32); None keeps float32.
         """
         path = self.check_save_target(path, dtype)
+        remove_stale_staging(path, [SAVING_STAGING, REPLACED_STAGING])
         if not any((path / name).exists() or (path / name).is_symlink() for name in SAVED_ENTRIES):
             self.write_entries(path, dtype)
             return
-        staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=path))
-        try:
+        with staging_folder(path, SAVING_STAGING) as staging:
             self.write_entries(staging, dtype)
             swap_entries(staging, path, SAVED_ENTRIES)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
     def write_entries(self, folder: Path, dtype: torch.dtype | None) -> None:
         """Write the components and pipeline.json into ``folder`` (pipeline.json last)."""
