@@ -86,6 +86,16 @@ def test_compiled_regions_match_the_exact_ops_within_float32_rounding(regions, t
         assert got.shape == want.shape == (2, 4, tokens, 8)
 
 
+def test_a_region_compiles_past_torchs_recompile_limit(regions):
+    # A session that samples one image and then several, with and without guidance, needs more variants of
+    # norm_modulate than torch's default limit of 8, at which a fullgraph function fails the call.
+    with torch._dynamo.config.patch(cache_size_limit=1):
+        for batch, tokens in ((1, 1), (2, 1), (1, 3), (2, 3)):  # float64: variants no other test compiles
+            x = torch.randn(batch, tokens, 8, dtype=torch.float64)
+            gamma = torch.randn(batch, 1, 8, dtype=torch.float64)
+            torch.testing.assert_close(regions.gated_add(x, x, gamma), x + x * gamma)
+
+
 def test_the_switch_reaches_every_block_and_attention_and_turns_off_again():
     _, transformer = var_models()
     assert not transformer.fused_kernels
@@ -198,3 +208,17 @@ def test_a_device_where_the_kernels_do_not_compile_gets_one_clear_error(monkeypa
     finally:
         fused.fused_regions.cache_clear()
         fused._compile_failure.cache_clear()
+
+
+def test_a_variant_that_fails_to_compile_after_the_check_gets_one_clear_error(regions):
+    # The check compiles one float32 region; a later dtype or region may still fail (a GPU whose triton lacks bf16).
+    import torch._functorch.config
+    import torch._inductor.config
+
+    x = torch.randn(1, 2, 3, 4, dtype=torch.float64)  # rank 4: a variant no other test compiles
+    with (
+        torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False}),
+        torch._functorch.config.patch(enable_autograd_cache=False),
+        pytest.raises(ValueError, match=r"^fused kernels do not compile gated_add for float64 inputs \(.*C\+\+"),
+    ):
+        regions.gated_add(x, x, x)

@@ -19,9 +19,10 @@ The same ``norm_modulate`` serves the AdaLN in front of the logits head.
 Compiled kernels reduce in another order than the eager ones, so their float32 outputs differ from the exact
 path in the last bits (about 1e-6 relative); they are an opt-in fast path for inference (``use_fused_kernels``
 of the transformers), never used in training, where drop-path sits inside the residuals. Compiling takes a few
-seconds per region and shape class on the first call (dynamic shapes: one compile serves every scale of every
-block). Inside a CUDA graph the compiled kernels are captured like any other, which is where they pay: eager,
-each compiled call adds its Python guard checks to the launch overhead that the graphs remove.
+seconds per region and shape class on the first call (dynamic shapes: one compile serves every block and every
+scale after the first; the first scale's single token, batch 1 and each dtype are classes of their own, see
+``RECOMPILE_LIMIT``). Inside a CUDA graph the compiled kernels are captured like any other, which is where they
+pay: eager, each compiled call adds its Python guard checks to the launch overhead that the graphs remove.
 
 References:
     Ansel et al., "PyTorch 2: Faster Machine Learning Through Dynamic Python Bytecode Transformation and
@@ -104,20 +105,58 @@ class FusedRegions:
     add_norm: Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
+# How many compiled variants each region may hold. Dynamic shapes still compile one variant per combination of
+# batch 1 or more, tokens 1 or more (the first scale), a modulation view at offset 0 or not (the head's or a
+# block's), the output dtype (None, bf16, fp16), grad mode and device: sampling one image without guidance and then
+# with it already needs 9 of ``norm_modulate`` (with the one of ``require_fused_regions``' check). At torch's default
+# limit of 8 per function the next call fails (``fullgraph``), so a region that reaches it compiles on under this
+# limit instead.
+RECOMPILE_LIMIT = 64
+
+
+def _compiled(function: Callable) -> Callable:
+    """``function`` compiled with dynamic shapes, allowed :data:`RECOMPILE_LIMIT` variants; a variant that fails to
+    compile (after :func:`require_fused_regions` found the compiler working) raises a one-line ValueError."""
+    import torch._dynamo
+
+    region = torch.compile(function, dynamic=True, fullgraph=True)
+    # What a fullgraph function raises at the limit, before compiling (older torch runs it eagerly instead).
+    limit_hit = getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", ())
+
+    @functools.wraps(function)
+    def call(*args):
+        try:
+            try:
+                return region(*args)
+            except limit_hit:
+                with torch._dynamo.config.patch(cache_size_limit=RECOMPILE_LIMIT):
+                    return region(*args)
+        except torch._dynamo.exc.BackendCompilerFailed as error:  # e.g. a dtype this GPU's triton lacks
+            names = dict.fromkeys(str(arg.dtype).removeprefix("torch.") for arg in args if torch.is_tensor(arg))
+            dtypes = "/".join(names)  # "float32", "float32/bfloat16"
+            raise ValueError(
+                f"fused kernels do not compile {function.__name__} for {dtypes} inputs ({_summary(error)}). Sample "
+                "without them (drop --fused-kernels)"
+            ) from error
+
+    return call
+
+
+def _summary(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
 @functools.cache
 def fused_regions() -> FusedRegions:
     """The regions compiled with dynamic shapes (created once per process; each compiles at its first call)."""
-
-    def compiled(function: Callable) -> Callable:
-        return torch.compile(function, dynamic=True, fullgraph=True)
-
     return FusedRegions(
-        norm_modulate=compiled(norm_modulate),
-        gated_add=compiled(gated_add),
-        gated_add_norm_modulate=compiled(gated_add_norm_modulate),
-        normalize_qk=compiled(normalize_qk),
-        norm=compiled(norm),
-        add_norm=compiled(add_norm),
+        norm_modulate=_compiled(norm_modulate),
+        gated_add=_compiled(gated_add),
+        gated_add_norm_modulate=_compiled(gated_add_norm_modulate),
+        normalize_qk=_compiled(normalize_qk),
+        norm=_compiled(norm),
+        add_norm=_compiled(add_norm),
     )
 
 
@@ -127,10 +166,10 @@ def _compile_failure(device: str) -> str | None:
     triton for its GPU code, ...), or None when they can: one small region, compiled and run once per device."""
     try:
         x = torch.ones(1, 2, 8, device=device)
-        fused_regions().norm_modulate(x, x[:, :1], x[:, :1], 1e-6, None)
+        with torch.no_grad():  # as inference calls it, so that sampling reuses this variant
+            fused_regions().norm_modulate(x, x[:, :1], x[:, :1], 1e-6, None)
     except Exception as error:  # any compiler failure: reported in one line by require_fused_regions
-        lines = str(error).strip().splitlines()
-        return f"{type(error).__name__}: {lines[0] if lines else ''}"
+        return _summary(error)
     return None
 
 

@@ -54,7 +54,8 @@ class SpeedSwitchesMixin:
     def use_fused_kernels(self, enabled: bool = True) -> Pipeline:
         """Run the transformer blocks' norms, AdaLN modulations, gated residuals and q/k normalisation as fused
         compiled kernels from now on (``enabled``), or as the exact ops (see ``nextscale.layers.fused``). They are
-        compiled at the first call (seconds, once per process), and pay most inside CUDA graphs at small batches.
+        compiled at the first call (seconds, once per process; again, once, at the first call with one image after
+        several or the other way round, and with another dtype), and pay most inside CUDA graphs at small batches.
         Not bit-identical to the exact path in float32 (about 1e-6 relative; a token whose top candidates tie that
         closely may differ)."""
         self.transformer.use_fused_kernels(enabled)
