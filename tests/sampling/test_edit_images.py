@@ -1,5 +1,6 @@
 """``Pipeline.edit_images``: a batch of different images edited in one call, each keeping its own tokens."""
 
+import numpy as np
 import pytest
 import torch
 from tiny_pipelines import tiny_class_pipeline
@@ -79,3 +80,31 @@ def test_the_null_id_is_the_unconditional_edit_and_bad_inputs_are_named(pipe):
         pipe.edit_images(batch, keep.expand(3, -1, -1))
     per_image = pipe.edit_images(batch, keep.expand(2, -1, -1), seed=1, output_type="pt")  # one mask per image
     assert torch.equal(per_image.tokens, pipe.edit_images(batch, keep, seed=1, output_type="pt").tokens)
+
+
+def test_keep_masks_that_would_keep_another_region_or_crash_deep_are_refused_in_words(pipe):
+    """A 0/255 mask kept more at the coarse scales (bilinear values like 63.75 pass > 0.5), NaN images were taken,
+    and edit_with_keep_mask crashed on a NumPy mask and resized a mask of the wrong size silently."""
+    batch, keep = images(pipe, 2), inpaint_mask(pipe)
+    side = pipe.transformer.config.scale_sides[-1]
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        pipe.edit_images(batch, keep.to(torch.uint8) * 255)
+    as_ints = pipe.edit_images(batch, keep.to(torch.uint8), seed=1, output_type="pt")  # 0/1 is fine
+    assert torch.equal(as_ints.tokens, pipe.edit_images(batch, keep, seed=1, output_type="pt").tokens)
+    with pytest.raises(ValueError, match=r"must lie in \[-1, 1\]"):
+        pipe.edit_images(torch.full_like(batch, float("nan")), keep)
+    prepared = PreparedImage(batch[:1], None, (0, 0, 0, 0))
+    from_numpy = pipe.edit_with_keep_mask(prepared, keep.numpy(), 3, seed=5, output_type="pt")
+    assert torch.equal(from_numpy.tokens, pipe.edit_with_keep_mask(prepared, keep, 3, seed=5, output_type="pt").tokens)
+    assert from_numpy.keep_mask.dtype == torch.bool
+    with pytest.raises(ValueError, match=rf"keep_mask must be \({side}, {side}\)"):
+        pipe.edit_with_keep_mask(prepared, torch.ones(4 * side, 4 * side, dtype=torch.bool))
+    with pytest.raises(ValueError, match=rf"keep_mask must be \({side}, {side}\)"):
+        pipe.edit_with_keep_mask(prepared, keep.expand(3, -1, -1), num_images=3)
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        pipe.edit_with_keep_mask(prepared, keep.float() * 0.7)
+
+
+def test_an_empty_image_is_refused_in_words(pipe):
+    with pytest.raises(ValueError, match="the image is empty"):
+        pipe.edit(np.zeros((0, 16, 3), np.uint8), box=(0, 0, 0.5, 0.5))

@@ -228,3 +228,48 @@ def test_the_null_class_id_edits_unconditionally_as_in_the_official_demo(pipe, i
     assert torch.equal(plain.tokens, with_null.tokens)
     with pytest.raises(ValueError, match="out of range"):
         pipe.inpaint(image, box=(0.25, 0.25, 0.75, 0.75), seed=3, class_label=null_id + 1)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--extend", "0.5", "--mode", "inpaint"], "leave out --mode"),
+        (["--extend", "0.5", "--pixels"], "--pixels says how --box is given"),
+        (["--mask", "MASK", "--pixels"], "--pixels says how --box is given"),
+    ],
+)
+def test_cli_edit_refuses_flags_it_would_ignore(pipe, tmp_path, capsys, flags, message):
+    """--mode beside --extend (which always keeps the image) and --pixels without --box were silently ignored."""
+    pipe.save_pretrained(tmp_path / "model")
+    Image.new("RGB", (16, 16), (90, 90, 90)).save(tmp_path / "in.png")
+    Image.new("L", (16, 16), 255).save(tmp_path / "mask.png")
+    flags = [str(tmp_path / "mask.png") if flag == "MASK" else flag for flag in flags]
+    base = ["edit", "--model", str(tmp_path / "model"), "--image", str(tmp_path / "in.png")]
+    assert main([*base, *flags, "--out", str(tmp_path / "out.png")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out.png").exists()
+
+
+def test_sixteen_bit_and_float_masks_are_read_at_their_own_scale(tmp_path):
+    """Pillow's convert("L") clips 16-bit values at 255 and keeps float values as they are: a 30 % grey 16-bit mask
+    (19661 of 65535) became full white, and a float 0..1 mask became empty."""
+    from nextscale.sampling.editing import load_mask
+
+    top = torch.zeros(4, 4, dtype=torch.bool)
+    top[:2] = True
+    for value, expected in ((19661, torch.zeros_like(top)), (45875, top), (65535, top), (255, top)):
+        values = np.zeros((8, 8), dtype=np.uint16)
+        values[:4] = value
+        Image.fromarray(values).save(tmp_path / "mask16.png")  # a 16-bit grayscale PNG
+        assert torch.equal(load_mask(str(tmp_path / "mask16.png"), 4), expected), value
+        assert torch.equal(mask_from_array(values, 4), expected), value
+    fractions = np.zeros((8, 8), dtype=np.float32)
+    fractions[:4] = 1.0
+    assert torch.equal(mask_from_array(Image.fromarray(fractions), 4), top)  # mode "F"
+
+
+def test_a_box_in_pixels_without_the_pixel_flag_gets_a_hint():
+    with pytest.raises(ValueError, match="look like pixels.*--pixels"):
+        box_mask(16, (32, 32, 96, 96))
+    with pytest.raises(ValueError, match="y0 < y1") as caught:
+        box_mask(16, (0.5, 0.1, 0.4, 0.8))  # fractions in the wrong order: no pixel hint
+    assert "pixels" not in str(caught.value)

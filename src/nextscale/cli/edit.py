@@ -48,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
         choices=("inpaint", "outpaint"),
-        default="inpaint",
-        help="inpaint: regenerate the region (default); outpaint: keep it, regenerate the rest",
+        default=None,
+        help="with --box or --mask: inpaint regenerates the region (default); outpaint keeps it, regenerates the rest",
     )
     target = parser.add_mutually_exclusive_group()
     target.add_argument(
@@ -98,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--extend must be in (0, 1), got {args.extend}: the fraction of the new canvas the image keeps, e.g. 0.6"
         )
+    if args.extend is not None and args.mode is not None:
+        raise ValueError("--extend always keeps the image and generates a frame around it; leave out --mode")
+    if args.pixels and args.box is None:
+        raise ValueError("--pixels says how --box is given; it needs --box (a mask or --extend has no pixel values)")
     if args.prompt is not None and not args.prompt.strip():
         raise ValueError("--prompt is empty; give some text, or omit --prompt for the empty prompt")
     for path, flag in ((args.image, "--image"), (args.mask, "--mask")):
@@ -120,11 +124,11 @@ def run(args: argparse.Namespace) -> int:
     if args.extend is not None:
         out = pipe.outpaint(image, inner_fraction=args.extend, **kwargs)
     elif args.box is not None:
-        out = pipe.edit(image, mode=args.mode, box=tuple(args.box), box_in_pixels=args.pixels, **kwargs)
+        out = pipe.edit(image, mode=args.mode or "inpaint", box=tuple(args.box), box_in_pixels=args.pixels, **kwargs)
     else:
         from nextscale.data.images import open_image
 
-        out = pipe.edit(image, mode=args.mode, mask=open_image(args.mask), **kwargs)
+        out = pipe.edit(image, mode=args.mode or "inpaint", mask=open_image(args.mask), **kwargs)
     results = out.images * 2 - 1  # (N, C, S, S) in [-1, 1]
     if args.paste_back:
         pasted = out.pasted()

@@ -14,6 +14,7 @@ References: Tian et al. 2024, Sec. 6 and Fig. 8; VAR ``demo_zero_shot_edit.ipynb
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -23,7 +24,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from nextscale.data.images import open_image, upright
-from nextscale.data.transforms import ALPHA_MODES, center_crop, convert_mode, pil_to_tensor, resize_shorter_side
+from nextscale.data.transforms import (
+    ALPHA_MODES,
+    SIXTEEN_BIT_MODES,
+    center_crop,
+    convert_mode,
+    pil_to_tensor,
+    resize_shorter_side,
+)
 
 MODES = ("inpaint", "outpaint")
 # Image tensors are refused beyond [-1.5, 1.5]: well past a resampling overshoot, well short of 0..255 pixels.
@@ -51,7 +59,15 @@ def box_mask(side: int, box: tuple[float, float, float, float], image_size: int 
     limit = 1.0 if image_size is None else float(image_size)
     unit = "fractions in [0, 1]" if image_size is None else f"pixels in [0, {image_size}]"
     if not (0 <= y0 < y1 <= limit and 0 <= x0 < x1 <= limit):
-        raise ValueError(f"box (y0, x0, y1, x1) = {box} must lie inside the image as {unit} with y0 < y1 and x0 < x1")
+        hint = ""
+        if image_size is None and all(0 <= v < math.inf for v in values) and max(values) > 1:
+            hint = (
+                " (these look like pixels: give fractions, or pixels of the model-size image with `nextscale edit "
+                "--pixels` / box_in_pixels=True)"
+            )
+        raise ValueError(
+            f"box (y0, x0, y1, x1) = {box} must lie inside the image as {unit} with y0 < y1 and x0 < x1{hint}"
+        )
     y0, x0, y1, x1 = (v / limit for v in (y0, x0, y1, x1))
     mask = torch.zeros(side, side, dtype=torch.bool)
     mask[round(y0 * side) : round(y1 * side), round(x0 * side) : round(x1 * side)] = True
@@ -61,12 +77,14 @@ def box_mask(side: int, box: tuple[float, float, float, float], image_size: int 
 
 
 def _unit_range(values: torch.Tensor) -> torch.Tensor:
-    """0..255 values (any above 1) -> [0, 1]; values already in [0, 1] (bool, 0/1, fractions) stay as they are."""
-    return values / 255.0 if values.max() > 1.0 else values
+    """0..65535 values (any above 255) or 0..255 values (any above 1) -> [0, 1]; values already in [0, 1] (bool,
+    0/1, fractions) stay as they are."""
+    peak = values.max()
+    return values / 65535.0 if peak > 255.0 else values / 255.0 if peak > 1.0 else values
 
 
 def _mask_values(mask: np.ndarray | torch.Tensor | Image.Image | str | os.PathLike) -> torch.Tensor:
-    """Any 2-D mask (bool, 0/1, 0..255 image, or an image file) -> (H, W) float32 in [0, 1].
+    """Any 2-D mask (bool, 0/1, 0..255 or 16-bit 0..65535 image, or an image file) -> (H, W) float32 in [0, 1].
 
     A mask with transparency (an RGBA / LA image or file, an (H, W, 4) array) is seen on black: a mask painted
     white on a transparent layer marks the painted pixels only, whatever colour the transparent ones store
@@ -82,6 +100,8 @@ def _mask_values(mask: np.ndarray | torch.Tensor | Image.Image | str | os.PathLi
             rgba = mask.convert("RGBA")
             opacity = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
             mask = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0 * opacity
+        elif mask.mode in SIXTEEN_BIT_MODES or mask.mode == "F":  # their values as stored: convert("L") clips them
+            mask = np.array(mask, dtype=np.float32)  # a writable copy (torch warns on Pillow's read-only view)
         else:
             mask = np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
     array = torch.as_tensor(np.asarray(mask), dtype=torch.float32)
@@ -252,6 +272,8 @@ def prepare_image(
         )
     width, height = original.size
     side = min(width, height)
+    if side == 0:
+        raise ValueError(f"the image is empty ({width}x{height} pixels); give a picture")
     left, top = round((width - side) / 2), round((height - side) / 2)
     # Convert first (as the training transform does): palette and bilevel images would otherwise be resized by
     # nearest neighbour, and alpha, 16-bit and float pictures are brought to 8-bit colours the way training sees them.

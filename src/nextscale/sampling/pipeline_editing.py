@@ -36,6 +36,32 @@ Box = tuple[float, float, float, float]
 MaskInput = np.ndarray | torch.Tensor | Image.Image | str | os.PathLike
 
 
+def checked_keep_mask(keep_mask: torch.Tensor | np.ndarray, side: int, rows: int | None = None) -> torch.Tensor:
+    """A keep mask as a bool tensor: (side, side) on the last-scale grid, or, when ``rows`` is given, also
+    (rows, side, side) with one per image. Bool or 0/1 values (a tensor, an array or nested lists); anything else
+    is refused, since the per-scale resize would keep a different region (0/255 keeps more at coarse scales)."""
+    try:
+        mask = keep_mask if isinstance(keep_mask, torch.Tensor) else torch.as_tensor(np.asarray(keep_mask))
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"keep_mask must be a bool tensor or array, got {type(keep_mask).__name__}") from err
+    shapes = f"({side}, {side})" + ("" if rows is None else f" or ({rows}, {side}, {side}) with one per image")
+    if (
+        mask.ndim not in ((2,) if rows is None else (2, 3))
+        or tuple(mask.shape[-2:]) != (side, side)
+        or (mask.ndim == 3 and mask.shape[0] != rows)
+    ):
+        raise ValueError(
+            f"keep_mask must be {shapes} on the last-scale grid, got {tuple(mask.shape)} (see "
+            "sampling.editing.box_mask, and mask_from_array for masks of another size)"
+        )
+    if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
+        raise ValueError(
+            "keep_mask must be bool or hold only 0 and 1 (True = kept from the image); threshold it first, e.g. "
+            "mask > 127 for 0..255 values"
+        )
+    return mask.bool()
+
+
 class EditingMixin:
     """``edit``, ``inpaint``, ``outpaint``, ``edit_with_keep_mask`` and ``edit_condition`` of ``Pipeline`` (which
     provides ``tokenizer``, ``transformer``, ``device``, ``image_size``, ``class_ids`` and the call)."""
@@ -144,7 +170,7 @@ class EditingMixin:
         **sampling,
     ) -> EditOutput:
         """Sample with the image's tokens forced wherever ``keep_mask`` (side, side) is True (per-scale masks
-        follow the official bilinear-resize recipe)."""
+        follow the official bilinear-resize recipe); the mask is bool or 0/1 on the last-scale grid."""
         misnamed = {"class_labels": "class_label", "num_images_per_prompt": "num_images"}
         for name in sorted(set(sampling) & {*misnamed, "constraint"}):
             fix = f"use {misnamed[name]}=..." if name in misnamed else "the edit makes its own constraint"
@@ -153,6 +179,7 @@ class EditingMixin:
             raise TypeError(f"num_images must be an int, got {num_images!r}")
         if num_images < 1:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
+        keep_mask = checked_keep_mask(keep_mask, self.transformer.config.scale_sides[-1])
         indices = self.tokenizer.encode(prepared.tensor.to(self.device))
         sides = self.transformer.config.scale_sides
         constraint = KeepTokensConstraint(
@@ -208,21 +235,11 @@ class EditingMixin:
             raise ValueError(
                 f"images must be (B, {channels}, {size}, {size}) in [-1, 1] with B >= 1, got {tuple(images.shape)}"
             )
-        if images.numel() and (images.min() < -1.001 or images.max() > 1.001):
+        if not (images.min() >= -1.001 and images.max() <= 1.001):  # also refuses NaN
             raise ValueError(
                 f"images must lie in [-1, 1], got values in [{float(images.min()):.3g}, {float(images.max()):.3g}]"
             )
-        side = self.transformer.config.scale_sides[-1]
-        keep_mask = torch.as_tensor(keep_mask)  # a NumPy mask too
-        if (
-            keep_mask.shape[-2:] != (side, side)
-            or keep_mask.ndim not in (2, 3)
-            or (keep_mask.ndim == 3 and keep_mask.shape[0] != len(images))
-        ):
-            raise ValueError(
-                f"keep_mask must be ({side}, {side}) on the last-scale grid, or ({len(images)}, {side}, {side}) "
-                f"with one per image; got {tuple(keep_mask.shape)} (see sampling.editing.box_mask)"
-            )
+        keep_mask = checked_keep_mask(keep_mask, self.transformer.config.scale_sides[-1], len(images))
         if {"constraint", "class_labels", "prompt", "num_images_per_prompt"} & set(sampling):
             raise TypeError("edit_images makes its own constraint and takes one class label or prompt per image")
         given = prompts if self.is_text_conditional else class_labels
