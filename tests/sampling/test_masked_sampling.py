@@ -309,3 +309,30 @@ def test_the_cli_offers_the_plans_the_sampler_knows():
     add_sampling_arguments(parser)
     action = next(a for a in parser._actions if a.dest == "masked_plan")
     assert tuple(action.choices) == MASKED_PLANS
+
+
+def test_an_edit_with_masked_sampling_shows_the_head_the_kept_tokens_from_its_first_step(model, tokenizer):
+    from nextscale.sampling.editing import KeepTokensConstraint, box_mask, scale_keep_masks
+
+    pipe = TextPipeline(tokenizer, model)
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    image_tokens = tokenizer.encode(image)
+    keep = ~box_mask(4, (0.25, 0.25, 0.75, 0.75))  # inpaint the centre of the last (4 x 4) scale
+    constraint = KeepTokensConstraint(image_tokens, scale_keep_masks(keep, (1, 2, 4)), tokenizer.quantizer)
+    seen = []
+    forward = model.sampler_head.forward
+
+    def recording(start, hidden, codes, levels, rope):
+        seen.append(codes[0].clone())
+        return forward(start, hidden, codes, levels, rope)
+
+    model.sampler_head.forward = recording
+    try:
+        out = pipe(seed=0, masked_sampling=True, constraint=constraint, output_type="pt", **features(1))
+    finally:
+        del model.sampler_head.forward
+    kept, image_codes = keep.reshape(-1), tokenizer.quantizer.lookup(image_tokens[-1])[0]
+    last_scale = [codes for codes in seen if codes.shape[0] == 16]
+    assert last_scale and all(torch.equal(codes[kept], image_codes[kept]) for codes in last_scale)
+    assert torch.equal(out.tokens[0, -16:][kept], image_tokens[-1][0][kept])
+    assert not torch.equal(out.tokens[0, -16:][~kept], image_tokens[-1][0][~kept])  # the centre was sampled

@@ -182,6 +182,11 @@ class KeepTokensConstraint:
         self.keep_masks = keep_masks
         self.quantizer = quantizer
 
+    def known(self, scale_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image's tokens and the keep mask of scale ``scale_idx``, each (B or 1, l): what masked sampling
+        (``masked_sampling.py``) takes as decided before its steps, so that its head sees them."""
+        return self.image_indices[scale_idx], self.keep_masks[scale_idx]
+
     def __call__(
         self, scale_idx: int, tokens_Bl: torch.Tensor, codes_BlC: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

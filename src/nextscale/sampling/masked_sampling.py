@@ -90,6 +90,7 @@ def sample_masked_scale(
     codebook: torch.Tensor,
     generator: torch.Generator | None,
     mask_generator: torch.Generator | None,
+    known: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokens and code vectors of one scale by masked sampling.
 
@@ -105,6 +106,9 @@ def sample_masked_scale(
         codebook: (V, code_dim) the tokenizer's code vectors.
         generator: source of the multinomial draws (None: torch's global generator).
         mask_generator: source of the order noise and the discarded draws (None: ``generator``).
+        known: an edit's (B, l) tokens and (B, l) bool keep mask of this scale (``KeepTokensConstraint.known``):
+            the kept positions start decided with the image's tokens, so every step's head sees them (not draws
+            that the edit would replace afterwards), and only the other positions are sampled.
 
     Returns:
         (B, l) int64 tokens and their (B, l, code_dim) code vectors.
@@ -119,6 +123,11 @@ def sample_masked_scale(
     tokens = torch.zeros(batch, length, dtype=torch.long, device=device)
     codes = torch.zeros(batch, length, codebook.shape[1], dtype=codebook.dtype, device=device)
     decided = torch.zeros(batch, length, device=device)  # 1.0 where decided (the official float mask)
+    if known is not None:  # never re-decided: _decide takes only positions that were undecided
+        known_tokens, keep = (tensor.to(device).expand(batch, length) for tensor in known)
+        tokens = torch.where(keep, known_tokens, tokens)
+        codes = torch.where(keep[..., None], codebook[known_tokens], codes)
+        decided.masked_fill_(keep, 1.0)
     step_settings = _Guide(settings, rows, batch)
     main_logits = None
     schedule = step_plan(plan, scale_idx)

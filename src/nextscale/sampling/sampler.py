@@ -129,7 +129,9 @@ class ScaleSampler:
             batch_size: number of samples when ``condition`` is None.
             config: sampling knobs (default: official CFG ramp with cfg 1.5, no filters).
             generator: source of every random draw (None: torch's global generator).
-            constraint: optional per-scale hook that overwrites tokens and code vectors.
+            constraint: optional per-scale hook that overwrites tokens and code vectors; one with a
+                ``known(scale_idx)`` method (an edit's ``KeepTokensConstraint``) also gives masked sampling the
+                tokens it keeps, decided before its steps.
             mask_generator: with ``config.masked_sampling``, the source of the masked steps' order noise (None:
                 ``generator``; see ``masked_sampling.py``).
         Returns:
@@ -173,6 +175,7 @@ class ScaleSampler:
                     codebook,
                     generator,
                     mask_generator,
+                    known=constraint.known(scale_idx) if hasattr(constraint, "known") else None,
                 )
             else:
                 logits = self.steps.logits(x, context, kv_cache)  # (B or 2B, l, V)
