@@ -142,6 +142,13 @@ def test_class_tab_bad_inputs_are_one_line_errors(models, classes, per_class, kn
     assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
 
 
+def test_one_class_name_sent_as_a_string_is_one_class_not_one_per_letter(models):
+    # the HTTP API takes "Bag" where the page sends ["Bag"]; it was read as the classes 'B', 'a', 'g'
+    grid, status = sample_classes(models, "Bag", 1)
+    again, _ = sample_classes(models, ["Bag"], 1)
+    assert status.startswith("1 image in ") and np.array_equal(np.asarray(grid), np.asarray(again))
+
+
 def test_seeds_at_the_ends_of_the_generator_range_are_taken(models):
     for seed in (-(2**63), 2**64 - 1, 2.0**63):  # a float seed that is a whole number is that integer
         assert f"seed {int(seed)})" in sample_classes(models, ["Bag"], 1, Knobs(seed=seed))[1]
@@ -472,6 +479,31 @@ def test_serve_without_gradio_exits_with_the_install_hint(monkeypatch, capsys, t
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("nextscale serve: error: the web demo needs gradio")
     assert "pip install 'nextscale[demo]'" in err[0]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing")
+def test_serve_on_a_bare_ipv6_address_serves_the_page(monkeypatch, capsys, tiny_pipeline_dir):
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+            port = probe.getsockname()[1]
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    launch, served = gr.Blocks.launch, {}
+
+    def launch_and_fetch(app, **options):  # the real launch, then one request, instead of blocking
+        _, url, _ = launch(app, **options, prevent_thread_lock=True)
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                served.update(url=url, status=response.status)
+        finally:
+            app.close()
+
+    monkeypatch.setattr(gr.Blocks, "launch", launch_and_fetch)
+    # gradio failed on "::1" with a deep httpx InvalidURL ("Invalid port: ':1:PORT'") after the models loaded
+    assert main(["serve", "--model", str(tiny_pipeline_dir), "--no-text", "--host", "::1", "--port", str(port)]) == 0
+    assert served == {"url": f"http://[::1]:{port}/", "status": 200}
+    assert f"starting the web demo at http://[::1]:{port} " in capsys.readouterr().out
 
 
 def test_serve_launches_the_app_with_the_flags(monkeypatch, capsys, tiny_pipeline_dir):

@@ -88,6 +88,36 @@ def test_compute_budget_gives_smaller_models_more_steps(token_data, tmp_path, ca
     assert plans[1][1] > plans[2][1]
 
 
+def test_token_dropping_counts_the_kept_tokens_in_budgets_and_points(token_data, finished_sweep, tmp_path):
+    import argparse
+
+    from nextscale.cli.scaling import add_arguments, model_inputs, parse_train_flags, plan_run
+    from nextscale.scaling.sweep import read_run
+
+    tokenizer_dir, tokens, eval_tokens = token_data
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        ["run", "--out", str(tmp_path), "--depths", "1", "--tokens", str(tokens), "--eval-tokens",
+         str(eval_tokens), "--tokenizer", str(tokenizer_dir), "--width-base", "16", "--batch-size", "8",
+         "--token-budget", "1680"]
+    )  # fmt: skip
+    inputs = model_inputs(parse_train_flags(args, 1, ["--preset", "tiny"])[1])
+    assert plan_run(args, 1, ["--preset", "tiny"], inputs)[1] == 1680 // (8 * 21)  # 21 tokens a map: 10 steps
+    # training on 10 of the 21 tokens of each map sees 80 tokens a step: the budget lasts 21 steps, not 10
+    assert plan_run(args, 1, ["--preset", "tiny", "--keep-tokens", "10"], inputs)[1] == 1680 // (8 * 10)
+    run = tmp_path / "d1"
+    shutil.copytree(finished_sweep / "runs" / "d1", run)
+    full = read_run(run)
+    config = json.loads((run / "config.json").read_text())
+    config["objective"]["keep_tokens"] = 10  # as `nextscale train --keep-tokens 10` records it
+    (run / "config.json").write_text(json.dumps(config))
+    dropped = read_run(run)
+    assert (full.tokens_per_sample, dropped.tokens_per_sample) == (21, 10)
+    assert dropped.evals[-1].tokens_seen == full.evals[-1].tokens_seen * 10 // 21 == 3 * 8 * 10
+    assert dropped.evals[-1].compute == 6 * dropped.params * 3 * 8 * 10
+
+
 def test_sweep_refuses_flags_it_owns(token_data, tmp_path, capsys):
     tokenizer, tokens, eval_tokens = token_data
     argv = ["scaling", "run", "--out", str(tmp_path), "--depths", "1", "--tokens", str(tokens), "--eval-tokens"]
@@ -163,6 +193,34 @@ def test_plot_from_a_csv_table(tmp_path, capsys):
     assert main(["scaling", "plot", "--csv", str(table), "--out", str(tmp_path / "fig.png")]) == 0
     assert (tmp_path / "fig.png").stat().st_size > 10_000
     assert main(["scaling", "plot", "--csv", str(table)]) == 2  # --out is required with a table
+
+
+def test_a_table_saved_with_a_byte_order_mark_reads_its_first_column(tmp_path, capsys):
+    table = tmp_path / "points.csv"  # Excel's "CSV UTF-8" starts the file with U+FEFF
+    table.write_text("\ufeffparams,loss\n1e6,2.0\n1e7,1.5\n1e8,1.2\n", encoding="utf-8")
+    assert main(["scaling", "fit", "--csv", str(table), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_points"] == 3
+
+
+@pytest.mark.parametrize("command", [["scaling", "plot", "--csv", "TABLE"], ["plot", "--run", "RUN"]])
+def test_plot_out_must_be_a_png_file_checked_before_drawing(tmp_path, capsys, command):
+    pytest.importorskip("matplotlib")
+    table = tmp_path / "points.csv"
+    table.write_text("run,params,compute,loss\nd1,1e5,1e12,3.0\nd2,1e6,1e13,2.5\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 3.0}\n')
+    argv = [{"TABLE": str(table), "RUN": str(run)}.get(word, word) for word in command]
+    for out, message in [
+        (tmp_path / "fig.jpg", "the figure is a PNG; end the name with .png (e.g. "),  # PNG bytes under .jpg before
+        (tmp_path / "fig", "the figure is a PNG"),
+        (run, "is a folder; give a file name"),  # named a temporary file, after drawing
+    ]:
+        assert main([*argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and ".tmp" not in err
+    assert not (tmp_path / "fig.jpg").exists() and not (tmp_path / "fig").exists()
+    assert main([*argv, "--out", str(tmp_path / "fig.PNG")]) == 0
 
 
 def test_parameters_count_everything_and_embeddings_apart():

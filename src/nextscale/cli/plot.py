@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.out or (Path("comparison.png") if len(args.run) > 1 else args.run[0] / "curves.png")
     if args.out is not None:  # before any reading or drawing; the default lies in a run folder that exists
+        if args.out.suffix.lower() != ".png" and not args.out.is_dir():  # PNG bytes under a .jpg or .pdf name
+            raise ValueError(
+                f"--out {args.out}: the figure is a PNG; end the name with .png (e.g. {args.out.with_suffix('.png')})"
+            )
         check_output_file(args.out, "--out", example="curves.png")
     try:
         if len(args.run) > 1:

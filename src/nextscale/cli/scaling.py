@@ -17,13 +17,13 @@ Examples (Fashion-MNIST tokens of the demo tokenizer; `nextscale tokenize ... --
 resumes unfinished runs and leaves finished ones alone; Ctrl-C stops it, and the same command resumes) with the
 shape rule of TransformerConfig.from_depth: width = WIDTH_BASE x d (64 d in VAR), d heads, drop-path 0.1 d / 24.
 The length of every run is --steps, or follows from a budget: --token-budget T gives T / (batch x L) steps (L
-tokens per image), --compute-budget C gives C / (6 N batch L) steps (iso-FLOP: smaller models see more tokens;
-N is that of the model training builds, with the data's class count). Flags after `--` go to `nextscale train`
-unchanged (optimiser, preset, --config run file, ...); the sweep sets --run-dir, --depth, --embed-dim,
---num-heads, --drop-path-rate, the run length, --batch-size, --eval-every and the data itself, and refuses them
-after `--`. OUT/sweep.json records the settings; re-running or extending the sweep with other settings (width
-base, batch, budget, --eval-every, data, flags after `--`) is refused, and nothing is written before every check
-has passed.
+tokens per image, or the --keep-tokens of token dropping), --compute-budget C gives C / (6 N batch L) steps
+(iso-FLOP: smaller models see more tokens; N is that of the model training builds, with the data's class count).
+Flags after `--` go to `nextscale train` unchanged (optimiser, preset, --config run file, ...); the sweep sets
+--run-dir, --depth, --embed-dim, --num-heads, --drop-path-rate, the run length, --batch-size, --eval-every and the
+data itself, and refuses them after `--`. OUT/sweep.json records the settings; re-running or extending the sweep
+with other settings (width base, batch, budget, --eval-every, data, flags after `--`) is refused, and nothing is
+written before every check has passed.
 
 Seeds: --seeds S ... trains every given depth once per seed. The base seed, the one the flags after `--` give
 (their --seed, else train's default 0), runs in OUT/runs/d{depth} as before; another seed S in
@@ -272,7 +272,7 @@ def plan_run(
     count (of the model that training will build: same flags, class count and schedule; the seed changes
     neither)."""
     from nextscale.cli.train_model import build_transformer_config
-    from nextscale.scaling.sweep import transformer_parameters
+    from nextscale.scaling.sweep import tokens_per_sample, transformer_parameters
 
     if depth < 1:
         raise ValueError(f"depths must be >= 1, got {depth}")
@@ -281,7 +281,8 @@ def plan_run(
         planned.num_classes = inputs.num_classes
     config = build_transformer_config(planned, inputs.tokenizer_config, inputs.text_dim)
     params, _ = transformer_parameters(config)
-    steps = steps_for_budget(args, params, planned.batch_size * config.schedule.total_tokens)
+    per_sample = tokens_per_sample(config.schedule.total_tokens, planned.keep_tokens)
+    steps = steps_for_budget(args, params, planned.batch_size * per_sample)
     eval_every = args.eval_every or max(1, math.ceil(steps / EVALS_PER_RUN))
     run_length = ["--steps", str(steps), "--eval-every", str(eval_every)]
     return [*common, *run_length, *extra, "--seed", str(planned.seed)], steps, params

@@ -219,6 +219,7 @@ def run_plot(args: argparse.Namespace) -> int:
     if args.csv is not None:
         if args.out is None:
             raise ValueError("--out is required with --csv")
+        check_png_output(args.out)
         table = _table_rows(args.csv)
         names = [name for name in table[0] if name != "run"]
         numeric = {}
@@ -230,12 +231,23 @@ def run_plot(args: argparse.Namespace) -> int:
         rows = [{name: values[index] for name, values in numeric.items()} for index in range(len(table))]
         curves, out = None, args.out
     else:
+        out = args.out or args.sweep / "scaling.png"
+        check_png_output(out)
         runs = _finished_runs(args.sweep)
         rows, curves = [run.row() for run in runs], loss_curves(runs)
-        out = args.out or args.sweep / "scaling.png"
     try:
         path = plot_scaling(rows, out, curves=curves, title=args.title, irreducible=args.irreducible)
     except ImportError as err:
         raise ValueError(str(err)) from err
     print(f"figure: {path}")
     return 0
+
+
+def check_png_output(path: Path) -> None:
+    """--out, before anything is read or drawn: a PNG file name (the figure is always a PNG, whatever the name
+    says) in a folder that can take it, not a folder."""
+    from nextscale.cli.common import check_output_file
+
+    if path.suffix.lower() != ".png" and not path.is_dir():
+        raise ValueError(f"--out {path}: the figure is a PNG; end the name with .png (e.g. {path.with_suffix('.png')})")
+    check_output_file(path, "--out", example="scaling.png")

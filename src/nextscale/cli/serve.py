@@ -191,10 +191,12 @@ def run(args: argparse.Namespace) -> int:
     from nextscale.cli.web_app import build_app
 
     app = build_app(class_pipeline, text_pipeline, args.max_images)
-    print(f"starting the web demo at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    # an IPv6 literal goes in brackets, as in a URL: gradio builds its own URL from it and fails on a bare "::1"
+    host = f"[{args.host}]" if ":" in args.host and not args.host.startswith("[") else args.host
+    print(f"starting the web demo at http://{host}:{args.port} (Ctrl-C stops it)", flush=True)
     try:
         # blocks until Ctrl-C
-        app.launch(server_name=args.host, server_port=args.port, share=False, quiet=True, max_file_size=MAX_UPLOAD)
+        app.launch(server_name=host, server_port=args.port, share=False, quiet=True, max_file_size=MAX_UPLOAD)
     except KeyboardInterrupt:  # Ctrl-C before gradio's own wait (which handles it) began
         app.close()
     except OSError as err:  # taken since check_address; gradio's message names its launch() arguments, not flags

@@ -125,6 +125,8 @@ def sample_classes(
         (the grid as a PIL image, a status line: count, seconds, precision and seed).
     """
     pipe = require_class_model(models)
+    if isinstance(classes, str):  # one name through the HTTP API, not a list: one class, not one per character
+        classes = [classes]
     if not classes:
         raise UserError("no class chosen: pick at least one class from the list")
     per_class = image_count(images_per_class, "images per class")

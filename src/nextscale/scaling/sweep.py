@@ -17,8 +17,9 @@ Accounting (stated once, used everywhere):
     N  parameters: every parameter of the transformer, embeddings included, as the VAR paper counts them
        (var-d16 = 310.3M); ``params_non_embedding`` leaves out the class, word, position and level embeddings
        (Kaplan et al.'s N) for those who want it.
-    D  tokens seen after s optimizer steps: s x batch_size x L, with L the tokens of one image (all scales);
-       progressive training (VAR pg) would see fewer, and is not accounted for.
+    D  tokens seen after s optimizer steps: s x batch_size x L, with L the tokens of one image (all scales), or
+       the --keep-tokens a text run with token dropping trains on; progressive training (VAR pg) would see fewer,
+       and is not accounted for.
     C  training compute: C = 6 N D FLOPs (2 for the forward and 4 for the backward multiply-add of every
        parameter on every token; attention scores and the frozen tokenizer are left out).
 
@@ -110,6 +111,12 @@ def transformer_parameters(config: TransformerConfig | TextTransformerConfig) ->
     with torch.device("meta"):
         model = model_cls(config)
     return count_parameters(model)
+
+
+def tokens_per_sample(total_tokens: int, keep_tokens: int | None) -> int:
+    """L of D = s x batch x L: the tokens of one image (all scales), or the ``keep_tokens`` of a run with token
+    dropping (`nextscale train --keep-tokens`), whose forward and backward passes see only those."""
+    return total_tokens if keep_tokens is None else min(total_tokens, int(keep_tokens))
 
 
 def training_compute(params: int, tokens: int) -> float:
@@ -234,7 +241,8 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
     params, non_embedding = transformer_parameters(config)
     batch_size, total_steps = int(run_config["train"]["batch_size"]), int(run_config["train"]["total_steps"])
     schedule = config.schedule
-    per_step = batch_size * schedule.total_tokens
+    per_sample = tokens_per_sample(schedule.total_tokens, (run_config.get("objective") or {}).get("keep_tokens"))
+    per_step = batch_size * per_sample
     evals = []
     metrics_path = run_dir / METRICS_FILE
     records = read_metrics_records(metrics_path) if metrics_path.is_file() else []  # a run may still be writing
@@ -265,7 +273,7 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
         num_heads=config.num_heads,
         params=params,
         params_non_embedding=non_embedding,
-        tokens_per_sample=schedule.total_tokens,
+        tokens_per_sample=per_sample,
         batch_size=batch_size,
         total_steps=total_steps,
         saved_step=0 if newest is None else checkpoint_step(newest),
@@ -319,7 +327,7 @@ def read_table(path: str | os.PathLike) -> list[dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"table {path} does not exist")
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: the byte-order mark of Excel's "CSV UTF-8"
         rows = list(csv.DictReader(handle))
     if not rows:
         raise ValueError(f"{path} has no data rows (a header line and one row per point are expected)")
