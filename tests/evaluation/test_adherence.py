@@ -187,6 +187,17 @@ def test_prompt_files_and_unparsable_prompts(tmp_path):
         prompt_layouts(["a bag in the top left", "a red apple"])
 
 
+def test_a_prompt_file_saved_with_a_byte_order_mark_and_crlf_reads_as_its_prompts(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_bytes("\ufeffa bag in the top left\r\na dress in the top right\r\n".encode())  # Windows Notepad
+    prompts = read_prompt_file(path)
+    assert prompts == ["a bag in the top left", "a dress in the top right"]
+    assert prompt_layouts(prompts) == [(8, None, None, None), (None, 3, None, None)]
+    (tmp_path / "latin1.txt").write_bytes("a bag in the top left, très chic\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt is not UTF-8 text .* save it as UTF-8"):
+        read_prompt_file(tmp_path / "latin1.txt")
+
+
 # ----------------------------------------------------------------------------------- sampling and the CLI
 @pytest.fixture(scope="module")
 def text_pipe():

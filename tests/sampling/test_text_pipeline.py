@@ -110,6 +110,18 @@ def test_bad_input_is_refused(pipe, encoder):
         Pipeline(MultiScaleVQVAE(tiny()[0]), tiny_text_transformer())
 
 
+def test_precomputed_features_with_nan_or_a_mask_not_of_0_and_1_are_named_as_the_cause(pipe, encoder):
+    """Not "the logits overflowed (an extreme cfg ...)" nor "a text row has no real token (mask all 0)"."""
+    encoding = encoder.encode(["a cat", "a dog"])
+    features = dict(prompt_embeds=encoding.hidden, pooled_prompt_embeds=encoding.pooled, cfg=0, seed=0)
+    with pytest.raises(ValueError, match="prompt_embeds or pooled_prompt_embeds hold NaN"):
+        pipe(**{**features, "prompt_embeds": encoding.hidden * float("nan")})
+    with pytest.raises(ValueError, match="prompt_attention_mask must hold 1 .* and 0 .* only"):
+        pipe(**features, prompt_attention_mask=encoding.mask * 2)
+    bool_mask = pipe(**features, prompt_attention_mask=encoding.mask.bool()).tokens
+    assert torch.equal(bool_mask, pipe(**features, prompt_attention_mask=encoding.mask).tokens)
+
+
 def test_cli_sample_and_edit_with_prompts(folder, tmp_path, capsys):
     out_dir = tmp_path / "each"
     code = main(
@@ -168,3 +180,40 @@ def test_a_batch0_model_warns_once_about_a_batch_of_different_prompts(encoder, c
         for _ in range(2):
             pipe(prompt=["a bag", "a boot"], seed=0, output_type="pt")
     assert len(caplog.records) == 1 and "batch-0 cross-attention" in caplog.records[0].getMessage()
+
+
+def test_an_interrupted_save_over_a_text_pipeline_leaves_the_old_one_whole(pipe, encoder, tmp_path, monkeypatch):
+    """text_encoder/ is staged and swapped with the other entries: no old transformer beside a new encoder reference."""
+    import shutil
+
+    from nextscale.sampling import pipeline_folder
+    from nextscale.text import default_text_encoder_path, load_text_encoder
+
+    folder = tmp_path / "pipe"
+    pipe.save_pretrained(folder)
+    reference = (folder / "text_encoder" / "text_encoder.json").read_text()
+    other = TextPipeline(pipe.tokenizer, pipe.transformer, load_text_encoder(default_text_encoder_path(), max_length=9))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline_folder, "save_component", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            other.save_pretrained(folder)
+    assert (folder / "text_encoder" / "text_encoder.json").read_text() == reference
+    assert TextPipeline.from_pretrained(folder).text_encoder.max_length == encoder.max_length
+
+    # The encoder's files are the folder's own text_encoder/ (copied, or a model folder put there): saved again in
+    # place, the staged folder gets a copy, since the swap replaces the folder they are in.
+    pipe.save_pretrained(folder, copy_text_encoder=True)
+    TextPipeline.from_pretrained(folder).save_pretrained(folder)
+    (folder / "text_encoder" / "text_encoder.json").unlink()  # now a plain Hugging Face model folder
+    TextPipeline.from_pretrained(folder).save_pretrained(folder)
+    shutil.move(folder, tmp_path / "moved")
+    moved = TextPipeline.from_pretrained(tmp_path / "moved")
+    assert torch.equal(moved(prompt="a shirt", seed=3).tokens, pipe(prompt="a shirt", seed=3).tokens)
+    # A pipeline without an encoder saved over one with: the folder says so, and loads.
+    TextPipeline(pipe.tokenizer, pipe.transformer).save_pretrained(tmp_path / "moved")
+    assert not (tmp_path / "moved" / "text_encoder").exists()
+    assert TextPipeline.from_pretrained(tmp_path / "moved").text_encoder is None

@@ -60,6 +60,17 @@ def test_the_truncation_warning_counts_the_long_captions_not_the_chunk_filling(e
     assert "1 of 1 prompts exceed" in message, message  # not "8 of 8": the chunk repeats the long caption
 
 
+def test_training_on_long_captions_warns_of_truncation_once_not_at_every_step(caplog):
+    import logging
+
+    cache = CachedTextEncoder(load_default_text_encoder())  # its own encoder: the warning is given once per encoder
+    with caplog.at_level(logging.WARNING, logger="nextscale.text"):
+        for step in range(3):  # three training steps, each with 16 new long captions (two chunks)
+            cache.encode([f"caption {step} {index} " + "cat " * 300 for index in range(16)])
+    warnings = [record.getMessage() for record in caplog.records if "exceed" in record.getMessage()]
+    assert len(warnings) == 1 and "8 of 8 prompts exceed" in warnings[0], warnings  # was 6 lines
+
+
 def test_a_bare_string_or_an_empty_list_is_refused_like_the_encoder_does(encoder):
     cache = CachedTextEncoder(encoder)
     with pytest.raises(TypeError, match=r"\['a cat'\]"):
@@ -68,3 +79,15 @@ def test_a_bare_string_or_an_empty_list_is_refused_like_the_encoder_does(encoder
         cache.encode([])
     with pytest.raises(TypeError, match="strings"):
         cache.encode(["a cat", None])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_memo_of_a_gpu_encoder_stays_in_cpu_memory():
+    """200,000 memo entries would take GBs of the GPU from training; batches still come back on the GPU."""
+    cache = CachedTextEncoder(load_default_text_encoder(device="cuda"))
+    texts = captions(20, 7)
+    encoding = cache.encode(texts)
+    assert encoding.device.type == "cuda"
+    assert all(entry.hidden.device.type == "cpu" for entry in cache._memo.values())
+    assert torch.equal(cache.encode(texts).hidden, encoding.hidden)  # from the memo: the same values

@@ -125,3 +125,15 @@ def test_unknown_package_is_refused(tmp_path):
     (tmp_path / "text_encoder.json").write_text(json.dumps(payload))
     with pytest.raises(ValueError, match="unknown text encoder package"):
         load_text_encoder_folder(tmp_path)
+
+
+def test_an_encoder_whose_files_are_gone_is_not_recorded_as_a_broken_reference(t5_folder, tmp_path):
+    """A pipeline loaded from a folder that was deleted since (a temporary one) must not save a reference to it."""
+    encoder = load_text_encoder(t5_folder)
+    save_text_encoder_reference(tmp_path / "a" / "text_encoder", encoder, copy_files=True)
+    from_a = load_text_encoder_folder(tmp_path / "a" / "text_encoder")
+    shutil.rmtree(tmp_path / "a")
+    for copy_files in (False, True):
+        with pytest.raises(FileNotFoundError, match="text encoder's files at .* are gone"):
+            save_text_encoder_reference(tmp_path / "b" / "text_encoder", from_a, copy_files=copy_files)
+    assert not (tmp_path / "b").exists()  # nothing written

@@ -322,11 +322,17 @@ def evaluation_prompts(count: int, max_items: int = 2, seed: int = PROMPT_SEED) 
 
 
 def read_prompt_file(path: str | os.PathLike) -> list[str]:
-    """Prompts from a text file, one per line; blank lines are skipped."""
+    """Prompts from a UTF-8 text file, one per line; blank lines are skipped (a byte-order mark is not prompt text)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prompt file {path} does not exist")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: Windows editors start UTF-8 files with a BOM
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"prompt file {path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8"
+        ) from err
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
         raise ValueError(f"prompt file {path} holds no prompts; write one prompt per line")
     return prompts

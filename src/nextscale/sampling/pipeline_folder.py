@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -198,13 +199,19 @@ class PipelineFolderMixin:
                 float32); None keeps float32.
         """
         path = self.check_save_target(path, dtype)
+        self.save_entries(path, SAVED_ENTRIES, lambda folder: self.write_entries(folder, dtype))
+
+    @staticmethod
+    def save_entries(path: Path, entries: Sequence[str], write: Callable[[Path], None]) -> None:
+        """``write(folder)`` the pipeline's ``entries`` (``pipeline.json`` first) into ``path``: directly into a new
+        folder, or into a staging folder swapped in over an existing pipeline (see :meth:`save_pretrained`)."""
         remove_stale_staging(path, [SAVING_STAGING, REPLACED_STAGING])
-        if not any((path / name).exists() or (path / name).is_symlink() for name in SAVED_ENTRIES):
-            self.write_entries(path, dtype)
+        if not any((path / name).exists() or (path / name).is_symlink() for name in entries):
+            write(path)
             return
         with staging_folder(path, SAVING_STAGING) as staging:
-            self.write_entries(staging, dtype)
-            swap_entries(staging, path, SAVED_ENTRIES)
+            write(staging)
+            swap_entries(staging, path, entries)
 
     def write_entries(self, folder: Path, dtype: torch.dtype | None) -> None:
         """Write the components and pipeline.json into ``folder`` (pipeline.json last)."""

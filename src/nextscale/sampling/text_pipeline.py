@@ -22,7 +22,7 @@ import torch
 
 from nextscale.pretrained import load_component
 from nextscale.sampling.pipeline import Pipeline
-from nextscale.sampling.pipeline_folder import load_named_component, pipeline_json_errors
+from nextscale.sampling.pipeline_folder import SAVED_ENTRIES, load_named_component, pipeline_json_errors
 from nextscale.text import TextEncoder, load_text_encoder_folder, save_text_encoder_reference
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.conditioning import TextCondition
@@ -84,11 +84,27 @@ class TextPipeline(Pipeline):
         self, path: str | Path, dtype: torch.dtype | None = None, copy_text_encoder: bool = False
     ) -> None:
         """Write the folder; the text encoder is recorded by package or path (or copied with copy_text_encoder).
-        ``dtype`` as for :meth:`Pipeline.save_pretrained`."""
-        self.check_save_target(path, dtype)  # before the text encoder's files are written
+        ``dtype`` as for :meth:`Pipeline.save_pretrained`.
+
+        Over an existing pipeline, ``text_encoder/`` is staged and swapped in with the other entries (as
+        :meth:`Pipeline.save_pretrained` does for them): an interrupted save leaves the old pipeline whole, never
+        its transformer with the new encoder reference (another encoder, pooling or max_length loads silently).
+        """
+        path = self.check_save_target(path, dtype)
+        # An encoder whose files are the folder's own text_encoder/ (a copy, or a model folder put there) is copied
+        # into the staged one: the swap replaces the folder its reference would point at.
+        encoder = self.text_encoder
+        own = encoder is not None and encoder.path.resolve().is_relative_to((path / TEXT_ENCODER_DIR).resolve())
+        entries = (*SAVED_ENTRIES, TEXT_ENCODER_DIR)
+        self.save_entries(
+            path, entries, lambda folder: self.write_text_entries(folder, dtype, copy_text_encoder or own)
+        )
+
+    def write_text_entries(self, folder: Path, dtype: torch.dtype | None, copy_text_encoder: bool) -> None:
+        """Write ``text_encoder/`` (if any), the components and pipeline.json into ``folder`` (pipeline.json last)."""
         if self.text_encoder is not None:
-            save_text_encoder_reference(Path(path) / TEXT_ENCODER_DIR, self.text_encoder, copy_files=copy_text_encoder)
-        super().save_pretrained(path, dtype=dtype)
+            save_text_encoder_reference(folder / TEXT_ENCODER_DIR, self.text_encoder, copy_files=copy_text_encoder)
+        self.write_entries(folder, dtype)
 
     def to(self, device: str | torch.device) -> TextPipeline:
         """Move the pipeline, its text encoder included, to ``device``; returns ``self`` (see ``Pipeline.to``)."""
@@ -158,8 +174,15 @@ class TextPipeline(Pipeline):
                 f"got {embeds.shape[-1]} and {tuple(pooled_width)[0] if pooled_width else None}; encode with the "
                 "encoder the model was trained with"
             )
-        mask = torch.ones(embeds.shape[:2], dtype=torch.long) if mask is None else torch.as_tensor(mask).long()
-        return TextCondition(embeds, mask, torch.as_tensor(pooled, dtype=torch.float32)).to(self.device)
+        pooled = torch.as_tensor(pooled, dtype=torch.float32)
+        if not (torch.isfinite(embeds).all() and torch.isfinite(pooled).all()):
+            raise ValueError(f"{name}_embeds or {pooled_name} hold NaN or infinite values; encode the prompts again")
+        if mask is not None:
+            mask = torch.as_tensor(mask)
+            if not ((mask == 0) | (mask == 1)).all():  # the cross-attention keeps exactly the 1s (STAR's convention)
+                raise ValueError(f"{name}_attention_mask must hold 1 (real token) and 0 (padding) only")
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long) if mask is None else mask.long()
+        return TextCondition(embeds, mask, pooled).to(self.device)
 
     def make_condition(self, class_labels, prompt, num_images_per_prompt, guided, text_inputs) -> TextCondition:
         """Prompts or precomputed features (plus the negative / empty prompt) -> a TextCondition."""

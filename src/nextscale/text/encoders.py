@@ -128,6 +128,7 @@ class TextEncoder(ABC):
         self.model = model.float().eval().requires_grad_(False)
         self.max_length = self._resolve_max_length(max_length)
         self.device = torch.device("cpu")
+        self.warned_truncation = False  # the truncation warning is given once (training meets it every step)
         self.to(device)
 
     @classmethod
@@ -254,12 +255,17 @@ class TextEncoder(ABC):
 
     def _warn_if_truncated(self, prompts: list[str]) -> None:
         # Distinct prompts are counted: the caption cache fills its fixed-size calls with repeats of one caption.
+        # Once per encoder, as transformers warns of over-long inputs: training encodes its new captions in chunks of
+        # 8 at every step, and a data set of long captions (CLIP's 77 tokens) would log a line per chunk.
         distinct = list(dict.fromkeys(prompts))
         lengths = [len(ids) for ids in self.tokenizer(distinct, truncation=False, verbose=False)["input_ids"]]
         too_long = [length for length in lengths if length > self.max_length]
         if too_long:
-            logger.warning(
-                "%d of %d prompts exceed the %s text encoder's limit of %d tokens (longest: %d) and are truncated",
+            log = logger.debug if self.warned_truncation else logger.warning
+            self.warned_truncation = True
+            log(
+                "%d of %d prompts exceed the %s text encoder's limit of %d tokens (longest: %d) and are truncated "
+                "(said once per encoder; later truncations are logged at debug level)",
                 len(too_long),
                 len(distinct),
                 self.name,

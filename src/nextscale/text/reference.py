@@ -62,6 +62,13 @@ def save_text_encoder_reference(
     """
     if not isinstance(encoder, TextEncoder):
         encoder = load_text_encoder(encoder)
+    gone = [folder for folder in dict.fromkeys([encoder.path, encoder.tokenizer_path]) if not folder.is_dir()]
+    if gone:  # else the reference (or the copy, without weights) would name files that are not there
+        raise FileNotFoundError(
+            f"the text encoder's files at {gone[0]} are gone (moved or deleted since it was loaded), so the saved "
+            "folder could not load it; load the encoder again from where it is now "
+            "(pipe.text_encoder = load_text_encoder(DIR))"
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     payload: dict[str, object] = {"kind": encoder.kind}
