@@ -28,7 +28,7 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND for at most SECONDS, log t
 # (target >= 5x at B=1); B=64 throughput. The fused paths' first calls compile their kernels.
 step cuda_graphs 230 python3 benchmarks/cuda_graph_speed.py --batch 1 64 --fast --decode
 # The gpu-marked tests: CUDA-graph and fused-kernel tokens against the eager loop, the FlexAttention mask.
-step pytest_gpu 110 python3 -m pytest -q -m gpu -p no:cacheprovider tests/layers/test_fused.py \
+step pytest_gpu 110 python3 -m pytest -q -m gpu -p no:cacheprovider tests/layers/test_fused.py tests/text/test_caption_cache.py \
   tests/sampling/test_cuda_graphs.py tests/transformer/test_flex_attention.py tests/sampling/test_speed_paths.py
 # One d16 training step at VAR's 256 px shapes, compiled: tokens/s and MFU against the datasheet peaks.
 step train_step 120 python3 benchmarks/train_step_speed.py --device cuda --depth 16 --batch 64 --shapes imagenet256 \
