@@ -70,6 +70,15 @@ def test_resume_between_metrics_lines_logs_what_an_uninterrupted_run_logs(tmp_pa
     assert lines("crashed") == lines("straight")  # the line at step 4 averages steps 3 and 4 in both
 
 
+def test_a_run_that_logs_no_metrics_lines_keeps_no_window_of_step_metrics(tmp_path, data):
+    # log_every=None turns metrics lines off: the window of every step's metrics tensors grew for the whole run
+    # (memory, on the GPU, and a copy in every checkpoint)
+    trainer = _transformer_trainer(tmp_path / "run", data, log_every=None)
+    trainer.fit(max_steps=3)
+    assert trainer.metrics_window == {}
+    assert ckpt.load_latest(tmp_path / "run")[0]["metrics_window"] == [{}]
+
+
 def test_activation_checkpointing_switched_on_at_resume_changes_no_number(tmp_path, data):
     straight = _transformer_trainer(tmp_path / "straight", data)
     straight.fit()

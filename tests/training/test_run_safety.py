@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from test_cli import REPO, run_command
-from training_helpers import read_metrics
+from training_helpers import read_metrics, train_config
 
 from nextscale.cli import main as cli_main
 from nextscale.training.checkpoint import latest_checkpoint
@@ -178,3 +178,84 @@ def test_a_resume_on_other_held_out_data_trains_on_and_says_where_the_curve_chan
     (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "held_out"}))
     check_run_dir(tmp_path, {**config, "held_out": "--eval-tokens /b"}, 100)  # a run from before: silent
     assert not caplog.records
+
+
+def test_a_ctrl_c_reaching_a_forked_data_worker_is_announced_by_the_training_process_alone(monkeypatch, caplog):
+    """A terminal's Ctrl-C goes to the whole process group: DataLoader workers inherit the handler and each said
+    "stopping after this step" too (the same line three times with --num-workers 2)."""
+    from nextscale.training import interrupt
+
+    with interrupt.StopRequest() as stop:
+        monkeypatch.setattr(interrupt.os, "getpid", lambda: os.getppid())  # as in a forked worker: another pid
+        stop._handle(signal.SIGINT, None)
+        assert stop.requested and "stopping after this step" not in caplog.text
+        monkeypatch.undo()
+        stop.requested = False
+        stop._handle(signal.SIGINT, None)  # the training process itself
+    assert stop.requested and caplog.text.count("SIGINT: stopping after this step") == 1
+
+
+def test_a_resume_with_changed_settings_says_which_changed(tmp_path, caplog):
+    """Cadences, precision, strategy... may change at a resume; config.json is then rewritten with the new values,
+    so the log line is the only trace that the run's first steps were made otherwise (it said nothing)."""
+    import logging
+
+    from nextscale.training.run_dir import check_run_dir
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "step-00000040.pt").touch()
+    config = {"data": "d", "train": {"total_steps": 100, "precision": "fp32", "log_every": 10, "progress": True}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with caplog.at_level(logging.INFO):
+        check_run_dir(tmp_path, config, 100)
+        assert "changed settings" not in caplog.text
+        changed = {**config, "train": {**config["train"], "precision": "bf16", "log_every": 5}}
+        check_run_dir(tmp_path, changed, 100)
+    assert "changed settings: train.log_every: 10 -> 5; train.precision: 'fp32' -> 'bf16'" in caplog.text
+
+
+@pytest.mark.parametrize("code", ["ENOSYS", "ENOLCK"])
+def test_a_file_system_without_locks_trains_unguarded_with_a_warning(tmp_path, monkeypatch, caplog, code):
+    """Lustre mounted without -o flock answers flock with ENOSYS, NFS without a lock daemon with ENOLCK: training
+    stopped there with a bare "[Errno 38] Function not implemented", naming neither the lock nor the folder."""
+    import errno
+    import fcntl
+
+    from nextscale.training import run_lock
+
+    def no_locks(*args):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    handle = acquire(tmp_path)
+    assert f"run directory {tmp_path} cannot be locked on its file system" in caplog.text
+    assert (tmp_path / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    handle.close()
+    monkeypatch.setattr(fcntl, "flock", lambda *args: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(run_lock.RunDirUnwritableError, match=f"cannot lock run directory {tmp_path} \\(I/O error\\)"):
+        acquire(tmp_path)
+
+
+def test_data_workers_leave_ctrl_c_to_the_training_process(data):
+    """Ctrl-C reaches the workers too. A worker that did not inherit the trainer's handler (spawn or forkserver: macOS,
+    Python 3.14 on Linux; here a worker with Python's default handler) died of it, and the step being finished before
+    the checkpoint failed on "worker exited unexpectedly" (or an ENOENT from its shared memory): no checkpoint."""
+    import multiprocessing
+
+    import torch
+
+    from nextscale.data.samplers import ResumableDistributedSampler
+    from nextscale.training.batches import train_batches
+
+    train_set, _ = data
+    sampler = ResumableDistributedSampler(len(train_set), 2, seed=0)
+    batches = train_batches(train_set, sampler, 0, train_config(num_workers=1, batch_size=2), torch.device("cpu"))
+    next(batches)
+    workers = multiprocessing.active_children()
+    assert workers
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGINT)
+    for _ in range(8):  # more than the two batches the loader fetched ahead
+        next(batches)
+    assert all(worker.is_alive() for worker in workers)
+    batches.close()

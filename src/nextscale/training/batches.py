@@ -6,6 +6,7 @@ same samples, in the same order, as an uninterrupted one. Every batch is moved t
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from nextscale.data.samplers import ResumableDistributedSampler
 from nextscale.distributed import DistInfo
 from nextscale.training.config import TrainConfig
+from nextscale.training.interrupt import SIGNALS
 
 
 def micro_batch_size(config: TrainConfig, world_size: int, train_size: int, eval_size: int | None) -> int:
@@ -62,6 +64,7 @@ def train_batches(
             num_workers=config.num_workers,
             generator=torch.Generator().manual_seed(config.seed),
             pin_memory=device.type == "cuda",
+            worker_init_fn=leave_stop_signals_to_the_trainer,
         )
     while True:
         if hasattr(dataset, "set_epoch"):
@@ -71,6 +74,16 @@ def train_batches(
         )
         for batch in source:
             yield to_device(batch, device)
+
+
+def leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """A DataLoader worker ignores Ctrl-C and SIGTERM, which reach a terminal's (or a Slurm job's) whole process
+    group: the training process finishes its step and checkpoints (``interrupt.StopRequest``), and that step may
+    still need batches. A worker started by spawn or forkserver (macOS, Python 3.14's Linux default) would die of
+    the signal, and the step would fail before its checkpoint ("worker exited unexpectedly"); the DataLoader ends
+    its workers itself when training stops."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def eval_batches(dataset: Dataset, samples: int, micro_batch: int, dist: DistInfo) -> Iterator[tuple[Any, bool]]:

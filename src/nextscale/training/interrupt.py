@@ -8,6 +8,7 @@ saves nothing (for a step that hangs).
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -36,8 +37,10 @@ class StopRequest:
     def __init__(self) -> None:
         self.requested = False
         self._previous: dict[int, object] = {}
+        self._pid = os.getpid()
 
     def __enter__(self) -> StopRequest:
+        self._pid = os.getpid()
         if threading.current_thread() is threading.main_thread():  # Python sets handlers only there
             for sig in SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -47,6 +50,10 @@ class StopRequest:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: quit now
         self.requested = True
+        if os.getpid() != self._pid:
+            # a forked DataLoader worker inherits the handler, and a Ctrl-C reaches the terminal's whole process
+            # group: the worker carries on serving batches, and only the training process says what happens
+            return
         log.warning(
             "%s: stopping after this step to save a checkpoint (Ctrl-C again quits without saving)",
             signal.Signals(signum).name,

@@ -212,7 +212,7 @@ class Trainer(abc.ABC):
             step_metrics = self._optimizer_step(batches)
             self.step += 1
             samples += cfg.batch_size
-            for name, value in step_metrics.items():
+            for name, value in step_metrics.items() if cfg.log_every else ():  # no lines: nothing to average
                 window.setdefault(name, []).append(value)
             if bar is not None:
                 bar.update(1)

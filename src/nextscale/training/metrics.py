@@ -141,19 +141,25 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 
 class MetricsLog:
-    """``run_dir/metrics.jsonl`` plus optional TensorBoard events; a no-op on ranks other than 0."""
+    """``run_dir/metrics.jsonl`` plus optional TensorBoard events; a no-op on ranks other than 0.
+
+    The TensorBoard writer opens at the first record, after :meth:`truncate_after`: its ``purge_step`` makes
+    TensorBoard drop the points an earlier start logged after the resumed step, as the JSONL file drops them."""
 
     def __init__(self, run_dir: str | os.PathLike, enabled: bool) -> None:
         self.path = Path(run_dir) / METRICS_FILE
+        self.tensorboard_dir = Path(run_dir) / "tensorboard"
         self.enabled = enabled
         self.writer: Any = None
+        self.purge_step: int | None = None  # the first step this start logs again (set by truncate_after)
+        self._summary_writer: Any = None
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional
-                self.writer = None
+                pass
             else:
-                self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+                self._summary_writer = SummaryWriter
 
     def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
         if not self.enabled:
@@ -161,6 +167,8 @@ class MetricsLog:
         record = {"step": step, "split": split, **{name: float(value) for name, value in metrics.items()}}
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        if self._summary_writer is not None and self.writer is None:
+            self.writer = self._summary_writer(str(self.tensorboard_dir), purge_step=self.purge_step)
         if self.writer is not None:
             for name, value in metrics.items():
                 self.writer.add_scalar(f"{split}/{name}", value, step)
@@ -170,8 +178,15 @@ class MetricsLog:
             self.writer.flush()
 
     def truncate_after(self, step: int) -> None:
-        """Drop lines logged after ``step`` (a resumed run logs those steps again) and a half-written last line."""
-        if not self.enabled or not self.path.is_file():
+        """Drop lines logged after ``step`` (a resumed run logs those steps again) and a half-written last line;
+        TensorBoard drops those steps' points when this log writes its first record."""
+        if not self.enabled:
+            return
+        self.purge_step = step + 1
+        if self.writer is not None:  # opened without the purge: the next record reopens it with it
+            self.writer.close()
+            self.writer = None
+        if not self.path.is_file():
             return
         kept = [record for _, record in read_metrics_records(self.path) if record.get("step", 0) <= step]
         atomic_write_text(self.path, "".join(json.dumps(record) + "\n" for record in kept))

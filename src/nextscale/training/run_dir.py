@@ -14,11 +14,11 @@ from typing import Any
 from nextscale import distributed
 from nextscale.pretrained import atomic_write_text
 from nextscale.training import checkpoint as ckpt
-from nextscale.training.config import config_differences
+from nextscale.training.config import RESUMABLE_CHANGES, config_differences
 
 
 def check_run_dir(run_dir: Path, run_config: dict[str, Any], total_steps: int) -> None:
-    """Refuse a run directory whose checkpoints were made by another config.
+    """Refuse a run directory whose checkpoints were made by another config; log the settings a resume changes.
 
     A config.json without any checkpoint is what a start that failed before training leaves behind: it
     binds nothing, so the corrected command may start afresh (``Trainer.fit`` rewrites it).
@@ -40,6 +40,27 @@ def check_run_dir(run_dir: Path, run_config: dict[str, Any], total_steps: int) -
         raise ValueError(f"{path} is not valid JSON ({err}); fix it or choose a new run directory") from err
     warn_if_held_out_changed(run_dir, saved.get("held_out"), run_config.get("held_out"))
     refuse_another_config(run_dir, saved, run_config, total_steps)
+    if changes := resumable_changes(saved, run_config):
+        # config.json is rewritten with the new values: this line is the only trace of the old ones
+        distributed.get_logger("nextscale.training").info(
+            "resuming %s with changed settings: %s (config.json records the new values from here on)",
+            run_dir,
+            "; ".join(changes),
+        )
+
+
+def resumable_changes(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """The settings that may change at a resume (``RESUMABLE_CHANGES``) and did, as "name: old -> new"; fields the
+    saved config lacks (runs made before they were recorded) and the held-out data (warned about) are left out."""
+    out = []
+    for key in sorted(set(saved) & set(current)):
+        old, new = saved[key], current[key]
+        if isinstance(old, dict) and isinstance(new, dict):
+            out.extend(resumable_changes(old, new, f"{prefix}{key}."))
+        elif key in RESUMABLE_CHANGES and key != "held_out" and old != new:
+            shown = [text if len(text) <= 60 else text[:57] + "..." for text in (repr(old), repr(new))]
+            out.append(f"{prefix}{key}: {shown[0]} -> {shown[1]}")
+    return out
 
 
 def refuse_another_config(run_dir: Path, saved: dict[str, Any], run_config: dict[str, Any], total_steps: int) -> None:

@@ -6,12 +6,14 @@ holder exits, even by SIGKILL, so a lock left by a dead process is never "held" 
 it records is only reported); forked children (DataLoader workers) hold it with their parent until they
 exit. With torchrun only rank 0 takes the lock; the other ranks learn its result through one all-reduce, so
 every rank fails alike. A run directory that cannot be created or written to is refused here too, with one
-sentence, before any data or model is loaded.
+sentence, before any data or model is loaded. On a file system that has no locks (Lustre without ``-o flock``,
+NFS without a lock daemon) the run goes on unguarded, with a warning that says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
@@ -23,6 +25,9 @@ import torch
 from nextscale import distributed
 
 LOCK_NAME = ".lock"
+# flock's errors on file systems that do not lock (Lustre mounted without -o flock: ENOSYS; NFS without a lock
+# daemon: ENOLCK; some FUSE and SMB mounts: EOPNOTSUPP or EINVAL): the run goes on unguarded, with a warning
+UNSUPPORTED_LOCK_ERRORS = frozenset({errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL})
 log = distributed.get_logger(__name__)
 
 
@@ -74,7 +79,8 @@ def acquire(run_dir: str | os.PathLike):
 
     Raises:
         RunDirBusyError: a live process holds the lock (the message names the folder and its PID).
-        RunDirUnwritableError: the folder cannot be created or written to.
+        RunDirUnwritableError: the folder cannot be created or written to, or locking it failed (a file system
+            without locks only logs a warning).
     """
     run_dir = Path(run_dir)
     check_writable(run_dir)
@@ -97,6 +103,19 @@ def acquire(run_dir: str | os.PathLike):
             f"run directory {run_dir} is in use by {holder}; wait for it to finish (or stop it), "
             "or choose another --run-dir"
         ) from None
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if err.errno not in UNSUPPORTED_LOCK_ERRORS:
+            handle.close()
+            raise RunDirUnwritableError(
+                err.errno, f"cannot lock run directory {run_dir} ({reason}); nothing was trained"
+            ) from err
+        log.warning(
+            "run directory %s cannot be locked on its file system (%s): nothing stops a second command from "
+            "training into it at the same time",
+            run_dir,
+            reason,
+        )
     previous = _recorded_pid(handle)
     if previous is not None and previous != os.getpid() and not _alive(previous):
         log.warning("run directory %s was locked by process %d, which is gone; taking it over", run_dir, previous)
