@@ -9,6 +9,7 @@ run directory may be resumed with the current settings: only the fields in ``RES
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -35,11 +36,13 @@ RESUMABLE_CHANGES = frozenset(
         "precision",
         "attention",  # the kernel of the same mask: the same maths
         "activation_checkpointing",  # recomputed activations: the same numbers, less memory
-        "class_names",  # names of the data's labels: recorded since runs export them; older runs lack them
         "held_out",  # the held-out data: it changes what the held-out curve measures, not training (a warning says so)
         "init_sampling",  # the starting model's recommended sampling (a sampler-head run's export keeps it)
     }
 )
+# Run-config fields that name files or folders: two spellings of one place (relative or absolute, a trailing "/",
+# another working directory) are the same setting, so the same command resumes from anywhere.
+PATH_FIELDS = frozenset({"data", "tokens", "tokenizer_source", "init_from", "text_encoder", "held_out"})
 # Fields added after runs were made, with the value every older run (whose config.json lacks them) trained with:
 # resuming such a run under that value is the same run.
 ADDED_FIELDS = {
@@ -177,11 +180,36 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: s
         if key in RESUMABLE_CHANGES:
             continue
         a, b = saved.get(key, ADDED_FIELDS.get(key, "<absent>")), current.get(key, "<absent>")
+        if key == "class_names" and (a in (None, "<absent>") or b in (None, "<absent>")):
+            continue  # recorded since runs export them: older runs lack them, and folders without names give none
         if isinstance(a, dict) and isinstance(b, dict):
             out.extend(config_differences(a, b, f"{prefix}{key}."))
-        elif a != b:
+        elif a != b and not (key in PATH_FIELDS and same_place(a, b)):
             out.append(f"{prefix}{key}: {a!r} in the run, {b!r} now")
     return out
+
+
+def same_place(saved: object, current: object) -> bool:
+    """Whether two values of a path field name one existing file or folder: ``tok``, ``./tok/`` and ``/work/tok``
+    from /work, or ``captions:data`` and ``captions:/work/data`` (the same ``kind:`` prefix). Values that name nothing
+    on disk (a dataset name such as ``fashion-mnist``) are only equal as strings."""
+    if not (isinstance(saved, str) and isinstance(current, str)):
+        return False
+    (saved_kind, saved_path), (current_kind, current_path) = _split_source(saved), _split_source(current)
+    if saved_kind != current_kind:
+        return False
+    try:
+        return os.path.samefile(saved_path, current_path)
+    except (OSError, ValueError):  # one of them is no existing path
+        return False
+
+
+def _split_source(value: str) -> tuple[str, str]:
+    """``"captions:DIR"`` -> ("captions:", "DIR"); a plain path -> ("", path)."""
+    kind, separator, rest = value.partition(":")
+    if separator and kind.replace("-", "").replace("_", "").isalnum() and rest:
+        return kind + separator, rest
+    return "", value
 
 
 @dataclass(frozen=True)
