@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nextscale.data.images import ImageFolderDataset, load_image, make_grid, save_grid, to_pil
+from nextscale.data.images import ImageFolderDataset, load_image, make_grid, open_image, save_grid, to_pil
 
 FOLDER = Path(__file__).resolve().parents[1] / "assets" / "image_folder"
 
@@ -60,6 +60,22 @@ def test_load_image_and_errors(tmp_path):
         load_image(tmp_path / "note.png", size=20)
 
 
+def test_a_very_large_photo_to_edit_is_called_too_large_not_corrupt(tmp_path, monkeypatch):
+    """Over Pillow's limit a photo opens quietly; over twice it (a 200-megapixel phone photo) the error says
+    what is wrong, not "corrupt or not an image"."""
+    import warnings
+
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1600 pixels: over the limit, under twice it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert open_image(tmp_path / "big.png").size == (40, 40)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    with pytest.raises(ValueError, match="big.png is too large to open") as error:
+        open_image(tmp_path / "big.png")
+    assert "corrupt" not in str(error.value)
+
+
 def test_to_pil_round_trip():
     pixels = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
     images = pixels.float() / 127.5 - 1
@@ -74,6 +90,11 @@ def test_grid_size_without_labels(tmp_path):
     with Image.open(path) as grid:
         assert grid.format == "PNG"
         assert grid.size == (3 * 6 + 4 * 2, 2 * 8 + 3 * 2)
+
+
+def test_grid_of_no_images_is_refused_clearly():
+    with pytest.raises(ValueError, match="no images"):
+        make_grid(torch.empty(0, 3, 8, 8))
 
 
 def test_grid_with_labels_is_taller_and_draws_text():
@@ -140,6 +161,22 @@ def test_folder_dataset_leaves_out_hidden_files_and_folders_named_like_images(tm
     assert dataset.scan() == {"unreadable": 1, "upscaled": 0}
 
 
+def test_a_macos_zip_folder_is_not_a_class(tmp_path):
+    """Unzipping a macOS archive puts __MACOSX/ (resource forks only) beside the class folders: it must not become
+    class 0 and shift every label."""
+    for name in ("cat", "dog", "__MACOSX/cat", "dog/__MACOSX"):
+        (tmp_path / name).mkdir(parents=True, exist_ok=True)
+    for name in ("cat/a.png", "dog/b.png", "dog/__MACOSX/c.png"):
+        Image.new("RGB", (20, 20), (9, 9, 9)).save(tmp_path / name)
+    (tmp_path / "__MACOSX" / "cat" / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    dataset = ImageFolderDataset(tmp_path, size=16, train=False)
+    assert dataset.classes == ["cat", "dog"]
+    assert [(path.relative_to(tmp_path).as_posix(), label) for path, label in dataset.samples] == [
+        ("cat/a.png", 0),
+        ("dog/b.png", 1),
+    ]
+
+
 def test_folder_dataset_follows_linked_folders_once(tmp_path):
     """A class folder assembled from links to folders elsewhere is read whole (``Path.rglob`` skips them), and a
     link back up the tree adds nothing twice."""
@@ -190,3 +227,12 @@ def test_a_folder_without_val_warns_once_and_reads_its_held_out_part_center_crop
     path = held_out.samples[0][0]
     index = [p for p, _ in reference.samples].index(path)
     assert torch.equal(held_out[0][0], reference[index][0])
+
+
+def test_pillows_bomb_check_turned_off_reads_every_size(tmp_path, monkeypatch):
+    """``Image.MAX_IMAGE_PIXELS = None`` is Pillow's documented way to allow any size: no TypeError in the check."""
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(tmp_path / "a" / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    dataset = ImageFolderDataset(tmp_path, 16, train=False)
+    assert dataset.scan() == {"upscaled": 0} and dataset[0][0].shape == (3, 16, 16)

@@ -3,7 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nextscale.data.transforms import ImageTransform, center_crop, pil_to_tensor, resize_shorter_side
+from nextscale.data.images import ImageFolderDataset
+from nextscale.data.summary import file_sizes
+from nextscale.data.transforms import ImageTransform, center_crop, convert_mode, pil_to_tensor, resize_shorter_side
 
 
 def _image(width=50, height=40) -> Image.Image:
@@ -63,3 +65,20 @@ def test_float_pictures_in_0_1_and_in_0_255_give_the_same_pixels():
 def test_the_longer_side_is_truncated_as_torchvision_resize_does():
     for (width, height), expected in (((400, 300), (384, 288)), ((401, 300), (384, 288)), ((300, 401), (288, 384))):
         assert resize_shorter_side(Image.new("RGB", (width, height)), 288).size == expected
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_transparent_colour_of_an_rgb_or_gray_png_goes_on_white_as_palette_ones_do(tmp_path, mode):
+    """A PNG tRNS chunk marks one colour transparent in RGB and L files too, not only in palette files."""
+    colour = (30, 60, 90) if mode == "RGB" else 30
+    image = Image.new(mode, (8, 8), colour)
+    image.putpixel((0, 0), (200, 100, 0) if mode == "RGB" else 200)
+    path = tmp_path / "c" / "trns.png"
+    path.parent.mkdir()
+    image.save(path, transparency=colour)
+    with Image.open(path) as opened:
+        for channels in (3, 1):
+            pixels = np.asarray(convert_mode(opened, channels))
+            assert (pixels[1:, 1:] == 255).all()  # the transparent colour, as viewers show it
+            assert pixels.reshape(-1, channels)[0].tolist() != [255] * channels  # the opaque pixel is kept
+    assert file_sizes(ImageFolderDataset(tmp_path, 8)).transparent == 1

@@ -51,8 +51,9 @@ def test_idx_rejects_truncated_gzip(tmp_path):
 
 
 def test_missing_files_name_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist") as error:
         load_fashion_mnist(tmp_path, "train")
+    assert "--data fashion-mnist:DIR" in str(error.value)  # --data DIR alone would be read as an image folder
 
 
 def test_env_var_sets_default_root(monkeypatch):

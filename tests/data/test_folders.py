@@ -4,10 +4,12 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from nextscale.data.folders import carve_held_out, folder_layout, open_image_folder
+from nextscale.data.folders import FolderLayout, carve_held_out, folder_layout, open_image_folder
+from nextscale.data.images import ImageFolderDataset
 from nextscale.data.summary import describe_data, file_sizes, resolution_line
 from nextscale.scales import ScaleSchedule, default_scale_sides
 
@@ -78,6 +80,7 @@ def test_folder_without_a_possible_held_out_split_refuses_val(tmp_path):
         Image.new("RGB", (20, 20), (200, 10, 10)).save(tmp_path / "root" / name / "only.png")
     train, held_out = open_image_folder(tmp_path / "root", 16, 3)
     assert len(train) == 2 and held_out is None
+    assert train.origin == str(tmp_path / "root")  # not "(without the 0 held-out images)"
     with pytest.raises(ValueError, match="too few usable images per class to hold any out"):
         open_image_folder(tmp_path / "root", 16, 3, split="val")
     assert train.split_note.startswith("held-out: none, so no held-out evaluation: ")
@@ -107,6 +110,42 @@ def test_train_and_val_layout(tmp_path):
     shutil.rmtree(tmp_path / "root" / "val" / "sneaker")
     with pytest.raises(ValueError, match="same class sub-folders"):
         open_image_folder(tmp_path / "root", 16, 3)
+
+
+def test_a_flat_val_folder_says_how_to_go_on(tmp_path):
+    """ImageNet's val/ comes as one flat folder of images: no labels, so the error says what to do with it."""
+    shutil.copytree(FOLDER, tmp_path / "root" / "train")
+    (tmp_path / "root" / "val").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / "root" / "val" / "ILSVRC2012_val_00000001.JPEG")
+    for split in (None, "val"):
+        with pytest.raises(ValueError, match="holds no class sub-folders.*sort them into the class folders"):
+            open_image_folder(tmp_path / "root", 16, 3, split=split)
+    assert len(open_image_folder(tmp_path / "root", 16, 3, split="train")[0]) == 4  # train/ alone needs no val/
+
+
+def test_val_split_alone_keeps_the_training_labels(tmp_path):
+    """tokenize --split val reads val/ alone: a class missing there must not shift the labels after it."""
+    for split in ("train", "val"):
+        for name in ("a", "b", "c"):
+            (tmp_path / "root" / split / name).mkdir(parents=True)
+            Image.new("RGB", (16, 16), (10, 200, 10)).save(tmp_path / "root" / split / name / "x.png")
+    val, _ = open_image_folder(tmp_path / "root", 16, 3, split="val")
+    assert val.classes == ["a", "b", "c"] and [label for _, label in val.samples] == [0, 1, 2]
+    shutil.rmtree(tmp_path / "root" / "val" / "b")  # c would become label 1 in val/ but is 2 in train/
+    with pytest.raises(ValueError, match="same class sub-folders"):
+        open_image_folder(tmp_path / "root", 16, 3, split="val")
+
+
+def test_a_class_named_train_beside_other_classes_is_a_class(tmp_path):
+    """CIFAR-100 exported as class folders has a class "train": images, no sub-folders, beside other classes."""
+    for name in ("apple", "bus", "train"):
+        (tmp_path / "root" / name).mkdir(parents=True)
+        for index in range(2):
+            Image.new("RGB", (16, 16), (index * 90, 10, 10)).save(tmp_path / "root" / name / f"{index}.png")
+    assert folder_layout(tmp_path / "root") == FolderLayout(tmp_path / "root", None)
+    train, held_out = open_image_folder(tmp_path / "root", 16, 3)
+    assert train.classes == ["apple", "bus", "train"] and len(train) == 3 and len(held_out) == 3
+    assert folder_layout(tmp_path / "root" / "train").train_dir == tmp_path / "root" / "train"  # not its parent
 
 
 def test_train_folder_alone_is_not_a_class(tmp_path):
@@ -173,3 +212,48 @@ def test_files_line_says_how_many_sizes_were_read_and_what_transparency_becomes(
     assert file_sizes(train).transparent == 1
     palette.save(path)  # the same palette image, opaque: nothing is composited
     assert file_sizes(train).transparent == 0 and "transparent" not in file_sizes(train).describe()
+
+
+def test_sixteen_bit_big_endian_tiffs_count_as_grayscale(tmp_path):
+    """A 16-bit TIFF opens as I;16B: grayscale for the report's colour note and for the channels a folder implies."""
+    from nextscale.training.data_specs import data_channels
+
+    (tmp_path / "a").mkdir()
+    pixels = (np.arange(256, dtype=np.uint32).reshape(16, 16) * 250).astype(">u2")
+    Image.frombuffer("I;16B", (16, 16), pixels.tobytes(), "raw", "I;16B", 0, 1).save(tmp_path / "a" / "x.tif")
+    assert Image.open(tmp_path / "a" / "x.tif").mode == "I;16B"
+    sizes = file_sizes(ImageFolderDataset(tmp_path, 16))
+    assert "in colour" not in resolution_line(16, 1, (1, 2, 4), "preset tiny", sizes, 4)
+    assert "your images are grayscale" in resolution_line(16, 3, (1, 2, 4), "preset tiny", sizes, 4)
+    assert data_channels(str(tmp_path)) == 1
+
+
+def test_channels_of_a_folder_are_judged_over_all_classes_not_the_first_files(tmp_path):
+    """train-tokenizer's default --in-channels: a first class of gray sketches must not make a colour set gray."""
+    from nextscale.training.data_specs import data_channels
+
+    for name, mode in (("a_sketch", "L"), ("b_photo", "RGB")):
+        (tmp_path / name).mkdir()
+        for index in range(70):
+            Image.new(mode, (8, 8), index if mode == "L" else (index, 200, 0)).save(tmp_path / name / f"{index:03}.png")
+    assert data_channels(str(tmp_path)) == 3
+    shutil.rmtree(tmp_path / "b_photo")
+    assert data_channels(str(tmp_path)) == 1
+
+
+def test_header_reads_for_the_report_do_not_print_pillows_bomb_warning(tmp_path, monkeypatch):
+    """A huge file is reported once, as "huge", by the bad-file check: the channel guess and the files line read its
+    header without Pillow's DecompressionBombWarning (a raw Python warning with a library path)."""
+    import warnings
+
+    from PIL import Image as PILImage
+
+    from nextscale.training.data_specs import data_channels
+
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (40, 40)).save(tmp_path / "a" / "big.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)  # 1600 pixels: over the limit, under twice it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert data_channels(str(tmp_path)) == 3
+        assert file_sizes(ImageFolderDataset(tmp_path, 16)).checked == 1

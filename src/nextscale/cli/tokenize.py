@@ -27,7 +27,8 @@ encoding time and disk). Each image is decoded once per view: one that fails to 
 left out, never replaced by another image, and named at the end and in manifest.json's "left_out" (an image
 folder under --bad-images fail stops at it instead).
 --out must be a new or empty folder; --overwrite replaces the token files of an existing one (its shards and
-manifest.json are removed first, once the tokenizer and data have loaded, so no stale shard stays behind).
+manifest.json, and the partly written files of a killed run, are removed first, once the tokenizer and data have
+loaded, so no stale shard stays behind).
 """
 
 from __future__ import annotations
@@ -84,6 +85,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def partial_files(out: Path) -> list[Path]:
+    """Temporary files a killed run left in a token folder: a shard or manifest it was writing (``atomic_write``
+    writes ``.NAME.XXXX.tmp`` and renames it into place)."""
+    from nextscale.data.token_manifest import MANIFEST_NAME, SHARD_GLOB
+
+    return sorted([*out.glob(f".{SHARD_GLOB}.*.tmp"), *out.glob(f".{MANIFEST_NAME}.*.tmp")])
+
+
 def check_out_folder(out: Path, overwrite: bool) -> None:
     """--out can be written, and is new or empty unless --overwrite: tokenizing starts from scratch every
     time, so an existing token folder would be replaced silently (and a larger old run's extra shards kept)."""
@@ -97,9 +106,12 @@ def check_out_folder(out: Path, overwrite: bool) -> None:
     if not names:
         return
     shards = len(list(out.glob(SHARD_GLOB)))
+    partial = len(partial_files(out))
     noun = "shard" if shards == 1 else "shards"
     if (out / MANIFEST_NAME).is_file():
         held = f"already holds a token folder ({shards} {noun} and {MANIFEST_NAME})"
+    elif partial:
+        held = f"holds an unfinished tokenization ({shards} {noun}, {partial} partly written, no {MANIFEST_NAME})"
     elif shards:
         held = f"holds {shards} {noun} of an unfinished tokenization (no {MANIFEST_NAME})"
     else:
@@ -111,12 +123,13 @@ def check_out_folder(out: Path, overwrite: bool) -> None:
 
 
 def remove_token_files(out: Path) -> None:
-    """Delete an old run's manifest (first: the folder stops being a token folder), then its shards; nothing else."""
+    """Delete an old run's manifest (first: the folder stops being a token folder), then its shards and the partly
+    written files of a killed run; nothing else."""
     from nextscale.data.token_manifest import MANIFEST_NAME, SHARD_GLOB
 
     (out / MANIFEST_NAME).unlink(missing_ok=True)
-    for shard in out.glob(SHARD_GLOB):
-        shard.unlink()
+    for shard in [*out.glob(SHARD_GLOB), *partial_files(out)]:
+        shard.unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:

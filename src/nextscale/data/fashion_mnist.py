@@ -116,8 +116,8 @@ def _find(root: Path, stem: str) -> Path:
             return root / name
     raise FileNotFoundError(
         f"Fashion-MNIST file {stem}[.gz] not found in {root}. Install the data with "
-        f"`apt-get install dataset-fashion-mnist` (files land in {SYSTEM_ROOT}), or pass --data DIR / set "
-        f"{ENV_VAR}=DIR to a folder holding the four IDX files"
+        f"`apt-get install dataset-fashion-mnist` (files land in {SYSTEM_ROOT}), or pass --data fashion-mnist:DIR / "
+        f"set {ENV_VAR}=DIR for a folder DIR holding the four IDX files"
     )
 
 

@@ -6,6 +6,8 @@ Two layouts are understood::
     DIR/class_a/*.png        DIR/class_b/*.png         plain folder: a small held-out split is carved from it
 
 ``DIR/train`` itself, given where ``DIR`` was meant, reads as ``DIR``: its ``val/`` sibling is the held-out set.
+A ``train/`` that holds images but no sub-folders, beside other class folders, is a class of a plain folder
+(CIFAR-100 has a class named "train"), not the training split.
 
 A plain folder (and a ``DIR/train`` without a held-out sibling) gives up ``HELD_OUT_FRACTION`` of each class,
 rounded, and at least one image of every class that has two or more, so that evaluation sees every class
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nextscale.data.images import ImageFolderDataset
+from nextscale.data.images import ImageFolderDataset, is_hidden
 
 HELD_OUT_FRACTION = 0.05
 HELD_OUT_SEED = 0
@@ -65,12 +67,24 @@ def folder_layout(root: str | os.PathLike) -> FolderLayout:
             "class sub-folders (ImageNet layout: DIR/train and DIR/val)"
         )
     train_dir = root / "train"
-    if not train_dir.is_dir():
-        if root.resolve().name in TRAIN_SPLITS:  # --data photos/train: its val/ sibling is what the user holds out
+    if not train_dir.is_dir() or _is_a_class(train_dir):
+        # --data photos/train: its val/ sibling is what the user holds out (unless train/ is a class folder)
+        if root.resolve().name in TRAIN_SPLITS and not _is_a_class(root.resolve()):
             return folder_layout(root.resolve().parent)
         return FolderLayout(root, None)
     held_out = next((root / name for name in HELD_OUT_NAMES if (root / name).is_dir()), None)
     return FolderLayout(train_dir, held_out)
+
+
+def _is_a_class(train_dir: Path) -> bool:
+    """Whether ``DIR/train`` is a class folder (images, no sub-folders) beside other class folders."""
+    if any(path.is_dir() and not is_hidden(path.name) for path in train_dir.iterdir()):
+        return False
+    split_names = TRAIN_SPLITS + HELD_OUT_NAMES
+    return any(
+        path.is_dir() and not is_hidden(path.name) and path.name not in split_names
+        for path in train_dir.parent.iterdir()
+    )
 
 
 def carve_held_out(labels: Sequence[int], fraction: float = HELD_OUT_FRACTION, seed: int = HELD_OUT_SEED) -> list[int]:
@@ -134,17 +148,19 @@ def open_image_folder(
     if split is not None and split not in TRAIN_SPLITS + HELD_OUT_SPLITS:
         raise ValueError(f"split must be one of {TRAIN_SPLITS + HELD_OUT_SPLITS}, got {split!r}")
     if not layout.carved:
+        if split != "train":
+            _check_held_out_has_classes(layout)
         if split in HELD_OUT_SPLITS:
-            return ImageFolderDataset(layout.held_out_dir, train=False, **options), None
+            held_out = ImageFolderDataset(layout.held_out_dir, train=False, **options)
+            # Labels are positions in the sorted class list: val/ alone must list train/'s classes, or a class
+            # missing from val/ would shift the labels of the classes after it (tokenize --split val).
+            _check_same_classes(layout, ImageFolderDataset.class_names(layout.train_dir), held_out.classes)
+            return held_out, None
         train = ImageFolderDataset(layout.train_dir, train=split is None or random_crops, seed=seed, **options)
         if split is not None:
             return train, None
         held_out = ImageFolderDataset(layout.held_out_dir, train=False, **options)
-        if held_out.classes != train.classes:
-            raise ValueError(
-                f"{layout.held_out_dir} has classes {held_out.classes} but {layout.train_dir} has {train.classes}; "
-                "both need the same class sub-folders (labels are the sorted folder names)"
-            )
+        _check_same_classes(layout, train.classes, held_out.classes)
         return train, held_out
     train = ImageFolderDataset(layout.train_dir, train=split is None or random_crops, seed=seed, **options)
     # Carved from the files whose headers are usable: a corrupt file must not take a class's held-out place.
@@ -161,11 +177,32 @@ def open_image_folder(
                 "hold any out (a class needs 2 or more); add DIR/train and DIR/val folders"
             )
         return _noted(select(evaluation, held_indices, carved_from), note), None
-    without = f"{layout.train_dir} (without the {len(held_indices)} held-out images)"
+    held = f" (without the {len(held_indices)} held-out images)" if held_indices else ""  # none: the folder itself
+    without = f"{layout.train_dir}{held}"
     training = _noted(select(train, kept, without), note)
     if split is not None or not held_indices:
         return training, None
     return training, _noted(select(evaluation, held_indices, carved_from), note)
+
+
+def _check_held_out_has_classes(layout: FolderLayout) -> None:
+    """A held-out folder of loose images (ImageNet's val/ comes so) has no labels: say how to go on."""
+    held_out = layout.held_out_dir
+    if any(path.is_dir() and not is_hidden(path.name) for path in held_out.iterdir()):
+        return
+    raise ValueError(
+        f"{held_out} holds no class sub-folders, so its images have no labels (ImageNet's validation images come "
+        f"in one flat folder): sort them into the class folders of {layout.train_dir}, or move {held_out} away to "
+        f"hold out {HELD_OUT_FRACTION * 100:g} % of {layout.train_dir} instead"
+    )
+
+
+def _check_same_classes(layout: FolderLayout, train_classes: list[str], held_out_classes: list[str]) -> None:
+    if held_out_classes != train_classes:
+        raise ValueError(
+            f"{layout.held_out_dir} has classes {held_out_classes} but {layout.train_dir} has {train_classes}; "
+            "both need the same class sub-folders (labels are the sorted folder names)"
+        )
 
 
 def _noted(dataset: ImageFolderDataset, note: str) -> ImageFolderDataset:

@@ -58,10 +58,18 @@ BAD_IMAGE_REASONS = ("unreadable", "truncated", "tiny", "huge", "unsupported mod
 TINY_FRACTION = 0.125
 TINY_PIXELS = 4
 SCAN_LIMIT = 50_000  # folders with more files are not scanned up front (about 1 ms a file); checked as read
+# Folders no user put images in: macOS's zip tool stores resource forks in __MACOSX/, which unzips beside the
+# class folders and would otherwise become class 0 (shifting every label) with no usable image.
+SYSTEM_FOLDERS = ("__MACOSX",)
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is left out of image folders: hidden (a leading dot) or a system folder."""
+    return name.startswith(".") or name in SYSTEM_FOLDERS
 
 
 def visible_files(root: Path) -> list[Path]:
-    """Every file under ``root`` in sorted order, hidden files and folders (names starting with a dot) left out.
+    """Every file under ``root`` in sorted order, hidden files and folders (``is_hidden``) left out.
 
     Linked folders are followed, each real folder once (a link back up the tree is not a loop), so a class
     folder assembled from symbolic links to other disks is read whole; ``Path.rglob`` would skip them.
@@ -74,7 +82,7 @@ def visible_files(root: Path) -> list[Path]:
             folder_names[:] = []
             continue
         seen_folders.add(real)
-        folder_names[:] = [name for name in folder_names if not name.startswith(".")]
+        folder_names[:] = [name for name in folder_names if not is_hidden(name)]
         files.extend(Path(folder) / name for name in file_names if not name.startswith("."))
     return sorted(files)
 
@@ -96,8 +104,9 @@ def smallest_side(size: int) -> float:
 
 def _check_size(path: Path, image: Image.Image, size: int) -> None:
     width, height = image.size
-    if width * height > Image.MAX_IMAGE_PIXELS:
-        raise BadImageError(path, "huge", f"{width}x{height} pixels, over the {Image.MAX_IMAGE_PIXELS} limit")
+    limit = Image.MAX_IMAGE_PIXELS  # None: the user turned Pillow's check off (as its documentation says to)
+    if limit is not None and width * height > limit:
+        raise BadImageError(path, "huge", f"{width}x{height} pixels, over the {limit} limit")
     smallest = smallest_side(size)
     if min(width, height) < smallest:
         raise BadImageError(path, "tiny", f"{width}x{height}, shorter side under {smallest:g} px ({size} px training)")
@@ -164,9 +173,16 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # one photo the user chose: up to twice Pillow's limit is decoded quietly
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             image.load()  # decode now: a truncated file fails here, not later in a worker
             return upright(image)
+    except Image.DecompressionBombError as err:  # over twice the limit (a 200-megapixel phone photo): not corrupt
+        raise ValueError(
+            f"image {path} is too large to open ({err}); save a smaller copy (a few thousand pixels a side is plenty)"
+        ) from err
     except _READ_ERRORS as err:
         raise ValueError(
             f"cannot read image {path}: {err}. The file is corrupt or not an image; replace or delete it"
@@ -247,14 +263,21 @@ class ImageFolderDataset(Dataset):
         return view
 
     @staticmethod
-    def list_samples(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-        """(sorted class names, [(file, label)] in sorted order) of ``root/class_name/**/image``, hidden files and
-        folders (names starting with a dot) left out."""
+    def class_names(root: Path) -> list[str]:
+        """The sorted class sub-folder names of ``root`` (hidden and system folders such as macOS's ``__MACOSX``
+        left out, see ``is_hidden``): label ``i`` is ``names[i]``."""
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist (expected root/class_name/*.png)")
-        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
         if not classes:
             raise ValueError(f"{root} has no class sub-folders; expected root/class_name/image.png")
+        return classes
+
+    @staticmethod
+    def list_samples(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+        """(sorted class names, [(file, label)] in sorted order) of ``root/class_name/**/image``, hidden files and
+        folders (``is_hidden``: names starting with a dot, ``__MACOSX``) left out."""
+        classes = ImageFolderDataset.class_names(root)
         samples: list[tuple[Path, int]] = []
         ignored: list[Path] = []  # files of a kind this reader does not take (.heic, .avif, .svg, ...)
         for label, name in enumerate(classes):
@@ -439,6 +462,8 @@ def make_grid(
         raise ValueError(f"nrow must be at least 1, got {nrow}")
     tiles = [tile.convert("RGB") for tile in to_pil(images)]
     count = len(tiles)
+    if not count:
+        raise ValueError("make_grid got no images (a batch of 0); pass at least one")
     if labels is not None and len(labels) != count:
         raise ValueError(f"got {len(labels)} labels for {count} images; pass one label per image")
     height, width = tiles[0].height, tiles[0].width

@@ -12,12 +12,13 @@ A new user's first question is "is it using my images the way I think?"; these l
 File sizes and modes are read from image headers only (no decoding), from at most ``SIZE_SAMPLE`` files spread
 evenly over the sorted list, so the summary costs well under a second even for ImageNet. (Whether every file is
 usable is a separate check, logged before the summary: ``training.data_specs.check_bad_images``.) Files with
-transparent pixels (RGBA, LA, PA, palette images with a transparent colour) add "transparent pixels composited
-on white", as ``data.transforms.convert_mode`` does to them.
+transparent pixels (``data.transforms.has_transparency``: RGBA, LA, PA, and palette, RGB or gray PNGs with a
+transparent colour) add "transparent pixels composited on white", as ``data.transforms.convert_mode`` does to them.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from nextscale.data.caption_base import CaptionDataset, _image_stream
 from nextscale.data.fashion_mnist import FashionMNIST
 from nextscale.data.images import ImageFolderDataset
 from nextscale.data.token_dataset import TokenShardDataset
-from nextscale.data.transforms import ALPHA_BACKGROUND, ALPHA_MODES
+from nextscale.data.transforms import ALPHA_BACKGROUND, GRAY_MODES, has_transparency
 from nextscale.scales import ScaleSchedule
 
 SIZE_SAMPLE = 64  # image headers read for the size summary
@@ -76,11 +77,6 @@ class FileSizes:
 BACKGROUND = {255: "white", 0: "black"}.get(ALPHA_BACKGROUND, f"gray {ALPHA_BACKGROUND}")
 
 
-def has_transparency(image: Image.Image) -> bool:
-    """Whether reading ``image`` composites it on the background (``data.transforms.convert_mode``'s test)."""
-    return image.mode in ALPHA_MODES or (image.mode == "P" and "transparency" in image.info)
-
-
 def _size(wh: tuple[int, int]) -> str:
     return f"{wh[0]}x{wh[1]}"
 
@@ -103,7 +99,10 @@ def file_sizes(dataset, limit: int = SIZE_SAMPLE) -> FileSizes | None:
     checked = transparent = 0
     for source in files[::step][:limit]:
         try:
-            with Image.open(_image_stream(source)) as image:  # reads the header only (a PNG's tRNS chunk too)
+            with warnings.catch_warnings():  # a huge file is reported once, as "huge", by the dataset's check
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(_image_stream(source))  # reads the header only (a PNG's tRNS chunk too)
+            with image:
                 sizes[image.size] += 1
                 modes[image.mode] += 1
                 transparent += has_transparency(image)
@@ -238,7 +237,7 @@ def resolution_line(
             f"your images vary in size ({sizes.span()}); each is resized (shorter side) and {crop} to "
             f"{image_size}x{image_size}"
         )
-    gray = set(sizes.modes) <= {"L", "LA", "1", "I", "I;16", "F"}
+    gray = set(sizes.modes) <= GRAY_MODES
     if channels == 3 and gray:
         notes.append("your images are grayscale; the model is RGB (pass --in-channels 1 to train on one channel)")
     if channels == 1 and not gray:

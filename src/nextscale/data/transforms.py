@@ -5,8 +5,8 @@ then a random crop (training) or a center crop (evaluation) to ``size x size``, 
 and finally ``ToTensor`` followed by ``x * 2 - 1`` so pixels lie in [-1, 1].
 
 Any Pillow mode becomes the training channels (``convert_mode``): RGB for 3 channels, L for 1. Transparent
-images (RGBA, LA, PA, palette images with a transparent colour) are composited on white, as image viewers
-and web pages show them; 16-bit grayscale (I;16, I) is scaled to 8 bits (x / 257), not clipped at 255;
+images (RGBA, LA, PA, and palette, RGB or grayscale PNGs with a transparent colour) are composited on white, as
+image viewers and web pages show them; 16-bit grayscale (I;16, I) is scaled to 8 bits (x / 257), not clipped at 255;
 CMYK, YCbCr, bilevel and palette images are converted by Pillow.
 
 Randomness comes from an explicit generator (``numpy.random.Generator`` or ``torch.Generator``) so a crop can
@@ -25,6 +25,8 @@ MID_RESO = 1.125  # VAR's --mid_reso default: 288 px before a 256 px crop
 ALPHA_BACKGROUND = 255  # transparent pixels are composited on white (0 would be black)
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit PNGs open as I;16 or I (32-bit ints)
 ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "F", *SIXTEEN_BIT_MODES})  # one channel of intensity (no colour)
+TRANSPARENT_COLOUR_MODES = ("P", "L", "RGB")  # a PNG tRNS chunk (info["transparency"]) makes one colour transparent
 
 Generator = np.random.Generator | torch.Generator
 
@@ -77,6 +79,12 @@ def random_crop(image: Image.Image, size: int, generator: Generator | None = Non
     return image.crop((left, top, left + size, top + size))
 
 
+def has_transparency(image: Image.Image) -> bool:
+    """Whether ``image`` has transparent pixels to composite on the background: an alpha channel, or a transparent
+    colour (a palette entry, or one RGB or gray value, as PNG's tRNS chunk gives)."""
+    return image.mode in ALPHA_MODES or (image.mode in TRANSPARENT_COLOUR_MODES and "transparency" in image.info)
+
+
 def convert_mode(image: Image.Image, channels: int) -> Image.Image:
     """Any Pillow image as RGB (``channels`` = 3) or L (1), as the module docstring describes.
 
@@ -89,9 +97,13 @@ def convert_mode(image: Image.Image, channels: int) -> Image.Image:
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     target = "RGB" if channels == 3 else "L"
-    if image.mode == target:
+    if has_transparency(image):  # before the same-mode shortcut: an RGB or L PNG can have a transparent colour
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (ALPHA_BACKGROUND,) * 3 + (255,))
+        image = Image.alpha_composite(background, rgba).convert("RGB")
+    elif image.mode == target:
         return image
-    if image.mode in SIXTEEN_BIT_MODES:
+    elif image.mode in SIXTEEN_BIT_MODES:
         values = np.asarray(image, dtype=np.float64) / 257.0  # 0..65535 -> 0..255
         image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
     elif image.mode == "F":
@@ -99,10 +111,6 @@ def convert_mode(image: Image.Image, channels: int) -> Image.Image:
         if values.size and np.nanmax(values) <= 1.0:  # a float picture in [0, 1] (scientific TIFFs), not 0..255
             values = values * 255.0
         image = Image.fromarray(np.clip(np.rint(np.nan_to_num(values)), 0, 255).astype(np.uint8), mode="L")
-    elif image.mode == "P" and "transparency" in image.info or image.mode in ALPHA_MODES:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (ALPHA_BACKGROUND,) * 3 + (255,))
-        image = Image.alpha_composite(background, rgba).convert("RGB")
     elif image.mode not in ("RGB", "L", "1", "P", "CMYK", "YCbCr", "RGBX", "HSV"):
         image = image.convert("RGB")  # e.g. LAB: Pillow converts it to RGB only, not to L
     return image.convert(target)

@@ -16,6 +16,7 @@ everything skipped.
 from __future__ import annotations
 
 import argparse
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -215,13 +216,10 @@ def note_unused_files(class_root: Path, spec: str) -> None:
         )
 
 
-# Pillow modes that hold one channel of intensity (no colour).
-GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
-
-
 def data_channels(spec: str, sample: int = 64) -> int | None:
-    """Image channels a data spec implies: 1 for Fashion-MNIST; for an image folder 1 when the first ``sample``
-    files (sorted) are all grayscale, else 3; None (the preset's) for anything else."""
+    """Image channels a data spec implies: 1 for Fashion-MNIST; for an image folder 1 when ``sample`` files spread
+    evenly over the sorted list (as the data summary reads them) are all grayscale, else 3 (the first files alone
+    would be one class's); None (the preset's) for anything else."""
     if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
         return 1
     folder = Path(spec)
@@ -229,15 +227,19 @@ def data_channels(spec: str, sample: int = 64) -> int | None:
         return None
     from PIL import Image
 
-    from nextscale.data.images import IMAGE_EXTENSIONS
+    from nextscale.data.images import IMAGE_EXTENSIONS, visible_files
+    from nextscale.data.transforms import GRAY_MODES
 
-    files = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS)[:sample]
+    files = [path for path in visible_files(folder) if path.suffix.lower() in IMAGE_EXTENSIONS]
+    files = files[:: max(1, len(files) // sample)][:sample]
     modes = set()
     for path in files:
         try:
-            with Image.open(path) as image:  # reads the header only
-                modes.add(image.mode)
-        except (OSError, Image.DecompressionBombError):
+            with warnings.catch_warnings():  # a huge file is reported once, as "huge", by the dataset's check
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as image:  # reads the header only
+                    modes.add(image.mode)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             continue  # bad files are counted and reported by the dataset
     if not modes:
         return None
