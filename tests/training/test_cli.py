@@ -186,3 +186,18 @@ def test_progressive_training_takes_vars_lr_schedule_unless_one_is_named(tmp_pat
     ):
         assert run_command("train", f"{base} {flags} --run-dir {tmp_path / name}") == 0
         assert json.loads((tmp_path / name / "config.json").read_text())["train"]["lr_schedule"] == expected, name
+
+
+def test_held_out_data_with_another_class_list_is_refused():
+    from types import SimpleNamespace
+
+    from nextscale.cli.train import check_same_classes
+
+    train = SimpleNamespace(classes=["a", "b", "c"])
+    check_same_classes(train, SimpleNamespace(classes=["a", "b", "c"]))
+    check_same_classes(train, SimpleNamespace(classes=None))  # nothing recorded: nothing to compare
+    check_same_classes(train, None)
+    with pytest.raises(ValueError, match=r"classes only in one of them: \['b'\]"):
+        check_same_classes(train, SimpleNamespace(classes=["a", "c"]))
+    with pytest.raises(ValueError, match="the same classes in another order"):
+        check_same_classes(train, SimpleNamespace(classes=["c", "b", "a"]))

@@ -353,6 +353,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         train_set = TokenShardDataset(args.tokens, tokenizer, seed=args.seed)  # the seed of the caption draws
     if args.eval_tokens:
         eval_set = TokenShardDataset(args.eval_tokens, tokenizer)
+    check_same_classes(train_set, eval_set)
     source = schedule_source(args, default_source)
     log_data_report(config, source, train_set, eval_set, args.data, trained_side=trained_side)
     if text_encoder is None and (not args.init_from or args.num_classes is not None or has_class_list(train_set)):
@@ -406,6 +407,20 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         text_encoder=text_encoder,
     )
     fit_and_report(trainer, args.max_steps, (train_set, eval_set), "transformer")
+
+
+def check_same_classes(train_set, eval_set) -> None:
+    """Refuse held-out data whose recorded class list differs from the training data's: its label ids would mean
+    other classes, and the held-out loss would be measured against the wrong labels."""
+    train_classes, eval_classes = getattr(train_set, "classes", None), getattr(eval_set, "classes", None)
+    if train_classes is not None and eval_classes is not None and list(train_classes) != list(eval_classes):
+        missing = sorted(set(train_classes) ^ set(eval_classes))
+        why = f"classes only in one of them: {missing[:5]}" if missing else "the same classes in another order"
+        raise ValueError(
+            f"the held-out data numbers its labels differently from the training data ({why}): label ids would mean "
+            "other classes. Make both from folders with the same class sub-folders (or tokenize both with one "
+            "command: `nextscale tokenize --split val`)"
+        )
 
 
 def held_out_source(args: argparse.Namespace, eval_set) -> str:
