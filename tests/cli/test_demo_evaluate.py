@@ -342,3 +342,15 @@ def test_evaluate_samples_refuses_a_stray_file_before_any_features(tmp_path, mon
             (tmp_path / "s" / name).write_bytes(b"not an image")
         assert main([*argv, "--features", "classifier"]) == 2
         assert f"{name} {expected}" in capsys.readouterr().err
+
+
+def test_demo_edits_the_fashion_mnist_example_only_with_a_fashion_mnist_model(tmp_path, capsys):
+    # A 10-class model of other classes (CIFAR-10 names) had the sneaker example "edited towards 'truck'".
+    path = save_random_model(tmp_path / "cifar", in_channels=3, num_classes=10)
+    index = json.loads((path / "pipeline.json").read_text())
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (path / "pipeline.json").write_text(json.dumps({**index, "class_names": names}))
+    argv = ["demo", "--model", str(path), "--no-text", "--seeds", "1", "--class", "0", "--out-dir", str(tmp_path / "o")]
+    assert main(argv) == 0
+    assert "editing: skipped (the example is a Fashion-MNIST sneaker" in capsys.readouterr().out
+    assert (tmp_path / "o" / "samples.png").is_file() and not (tmp_path / "o" / "inpaint.png").exists()

@@ -114,3 +114,31 @@ def test_demo_refuses_bad_flags_before_any_training(flags, expected, tmp_path, m
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
     assert calls == [] and not (tmp_path / "out" / "samples.png").exists()
+
+
+def test_demo_train_text_with_no_text_is_refused_before_any_training(tmp_path, monkeypatch, capsys):
+    # --train text retrains the text model (hours on a CPU) that --no-text would then never sample from.
+    from nextscale.cli import demo_recipe, main
+
+    calls = []
+    monkeypatch.setattr(demo_recipe, "retrain_text", lambda *args: calls.append(args))
+    assert main(["demo", "--train", "text", "--no-text", "--out-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--no-text skips the text half that --train text retrains" in err, err
+    assert calls == [] and not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_tokenize_stage_is_redone_when_the_recipe_resumes(tmp_path, capsys):
+    # tokenize refuses a folder of unfinished shards without --overwrite: a --train interrupted while tokenizing
+    # failed at every re-run ("fix the problem above and re-run to resume") instead of resuming.
+    from nextscale.cli.demo_recipe import _run_stages
+    from nextscale.data.token_dataset import TokenShardDataset
+
+    assets = Path(__file__).resolve().parents[1] / "assets" / "fashion_mnist"
+    out = tmp_path / "tokens"
+    stage = ["tokenize", "--tokenizer", "bundled:fashion-mnist", "--data", f"fashion-mnist:{assets}", "--out", str(out)]
+    _run_stages([[*stage, "--split", "test", "--no-progress"]])
+    (out / "manifest.json").unlink()  # killed before the manifest: the shards stay, unfinished
+    _run_stages([[*stage, "--split", "test", "--no-progress"]])
+    assert "--overwrite" in capsys.readouterr().out
+    assert len(TokenShardDataset(out)) > 0

@@ -297,3 +297,16 @@ def test_make_scenes_command(tmp_path, monkeypatch, capsys):
     assert main([*args, "--seed", "1", "--no-progress"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("nextscale make-scenes: error:") and "other settings" in error and "\n" not in error
+
+
+@pytest.mark.parametrize("weights", ["nan,1,1,1", "inf,1,1,1"])
+def test_non_finite_item_count_weights_are_refused_before_anything_is_written(weights, tmp_path, capsys):
+    # They turned every probability into nan: the build failed after writing its settings, with NaN among them, so
+    # that even the same command could not resume it (NaN != NaN: "built with other settings").
+    from nextscale.cli import main
+
+    out = tmp_path / "scenes"
+    args = ["make-scenes", "--data", str(FASHION_DIR), "--count", "2", "--no-progress", "--out", str(out)]
+    assert main([*args, "--item-count-weights", weights]) == 2
+    assert "item_count_weights are 4 finite non-negative weights" in capsys.readouterr().err
+    assert not out.exists()

@@ -76,3 +76,37 @@ def test_a_tokenizer_export_over_a_pipeline_folder_is_refused(tokenizer_run, tmp
     with pytest.raises(ValueError, match="holds a pipeline \\(pipeline.json\\); export the tokenizer to another"):
         export_run(tokenizer_run, out)
     assert sorted(path.name for path in out.iterdir()) == ["pipeline.json"]
+
+
+@pytest.mark.parametrize("layout", ["demo-train", "run-inside-entry"])
+def test_a_pipeline_export_over_the_folder_of_training_runs_is_refused_and_deletes_nothing(
+    tokenizer_run, tmp_path, layout
+):
+    """A pipeline export replaces out/tokenizer and out/transformer whole: `export --run runs/demo/transformer
+    --out runs/demo` (the layout of `demo --train`) deleted both training runs, checkpoints and all."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    run = runs / "transformer" if layout == "demo-train" else runs / "transformer" / "var"
+    shutil.copytree(tokenizer_run, runs / "tokenizer")
+    run.mkdir(parents=True)
+    (run / "config.json").write_text('{"kind": "transformer"}')  # all the guard reads of the run
+    if layout == "run-inside-entry":
+        shutil.rmtree(runs / "tokenizer")
+    before = sorted(path.relative_to(runs) for path in runs.rglob("*"))
+    with pytest.raises(ValueError, match="holds the training run .*, which the pipeline's .* folder would replace"):
+        run_command("export", f"--run {run} --out {runs}")
+    assert sorted(path.relative_to(runs) for path in runs.rglob("*")) == before
+
+
+@pytest.mark.parametrize("inside", ["tokenizer", "checkpoints/old"])
+def test_an_export_into_the_folders_of_another_run_is_refused(tokenizer_run, tmp_path, inside):
+    """An export over another transformer run's tokenizer copy replaced it silently: that run then exported and
+    sampled with a tokenizer it was not trained with."""
+    other = tmp_path / "var"
+    other.mkdir()
+    (other / "config.json").write_text('{"kind": "transformer"}')
+    (other / inside).mkdir(parents=True)
+    with pytest.raises(ValueError, match=f"is in the {inside.split('/')[0]}/ folder of the run .*; export elsewhere"):
+        export_run(tokenizer_run, other / inside)
+    assert not any((other / inside).iterdir())

@@ -104,3 +104,25 @@ def test_text_and_class_data_do_not_mix(tiny_tokenizer, tmp_path, monkeypatch):
             f"{class_model} --data fashion-mnist:tests/assets/fashion_mnist --run-dir {tmp_path / 'd'} "
             f"--init-from {low} --scale-sides 1,2,4,8",
         )
+
+
+def test_a_run_on_an_encoder_copied_from_another_pipeline_exports_a_loadable_pipeline(
+    tiny_tokenizer, tmp_path, monkeypatch
+):
+    # An encoder given from another pipeline's text_encoder/ folder (files copied in, e.g. a converted STAR with
+    # --copy-text-encoder) is copied into the run ("path": "."); export copied only text_encoder.json, so the
+    # exported pipeline could not load its encoder.
+    from nextscale.text import load_default_text_encoder, save_text_encoder_reference
+
+    monkeypatch.chdir(REPO)
+    other = tmp_path / "other" / "text_encoder"
+    save_text_encoder_reference(other, load_default_text_encoder(), copy_files=True)
+    tokens, run = tmp_path / "tokens", tmp_path / "star"
+    data = "captions:tests/assets/scenes/train"
+    assert run_command("tokenize", f"--tokenizer {tiny_tokenizer} --data {data} --out {tokens} --no-progress") == 0
+    train = f"--config configs/tiny_text_transformer.json --tokenizer {tiny_tokenizer} --tokens {tokens}"
+    assert run_command("train", f"{train} --text-encoder {other} --run-dir {run} --steps 1 --no-progress") == 0
+    assert json.loads((run / "text_encoder" / "text_encoder.json").read_text())["path"] == "."
+    assert run_command("export", f"--run {run} --out {tmp_path / 'pipe'}") == 0
+    pipe = Pipeline.from_pretrained(tmp_path / "pipe")
+    assert pipe(prompt=["a bag in the top left"], seed=0, output_type="pt").images.shape == (1, 1, 16, 16)

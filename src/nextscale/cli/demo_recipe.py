@@ -183,6 +183,8 @@ def _run_stages(stages: list[list[str]]) -> None:
         out = Path(stage[stage.index("--out") + 1]) if "--out" in stage else None
         if stage[0] == "tokenize" and out is not None and (out / "manifest.json").is_file():
             continue  # tokenizing is deterministic; a finished token folder is reused on resume
+        if stage[0] == "tokenize" and out is not None and out.is_dir() and any(out.iterdir()):
+            stage = [*stage, "--overwrite"]  # an interrupted tokenization starts again (tokenize cannot resume one)
         print("$ " + shlex.join(["nextscale", *stage]), flush=True)  # quoted: the line can be pasted into a shell
         if main(stage) != 0:
             raise CommandError(f"stage `{stage[0]}` failed; fix the problem above and re-run to resume")

@@ -9,7 +9,9 @@ A transformer run becomes a pipeline folder (pipeline.json + tokenizer/ + transf
 config.json and model.safetensors), loadable with Pipeline.from_pretrained; a tokenizer run becomes
 one component folder. Reads the newest readable checkpoint; takes seconds on a CPU. An export over an existing
 pipeline folder replaces that pipeline whole (written beside it, then swapped in: none of its old components stay,
-and an interrupted export leaves the old pipeline loadable); other files in the folder stay.
+and an interrupted export leaves the old pipeline loadable); other files in the folder stay. An --out that is a
+training run, lies in a run's checkpoints/ or tokenizer/ folder, or whose tokenizer/ or transformer/ is a training
+run (runs/demo of `demo --train`) is refused.
 The held-out evaluations a run logs (metrics.jsonl, and the points of `nextscale scaling`) measure its raw
 weights; export --raw to measure those same weights with `nextscale evaluate --loss` (the EMA weights score
 differently, usually better once training is long).

@@ -232,8 +232,11 @@ class SceneConfig:
     def __post_init__(self) -> None:
         weights = tuple(float(weight) for weight in self.item_count_weights)
         object.__setattr__(self, "item_count_weights", weights)
-        if len(weights) != len(PLACES) or min(weights) < 0 or sum(weights) <= 0:
-            raise ValueError(f"item_count_weights are 4 non-negative weights (1..4 items), not all 0; got {weights}")
+        finite = all(np.isfinite(weight) for weight in weights)  # inf or nan would turn every probability into nan
+        if len(weights) != len(PLACES) or not finite or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(
+                f"item_count_weights are 4 finite non-negative weights (1..4 items), not all 0; got {weights}"
+            )
         if not 0.0 <= self.canonical_probability <= 1.0:
             raise ValueError(f"canonical_probability must be in [0, 1], got {self.canonical_probability}")
         if not 0.0 <= self.unseen_fraction <= 1.0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +183,25 @@ def check_export_out(run_dir: str | os.PathLike, out: str | os.PathLike) -> None
         raise ValueError(f"--out {out} is the run {run_dir} or one of its folders; export elsewhere, e.g. models/NAME")
     if run_kind(out) is not None:
         raise ValueError(f"--out {out} is a training run directory; export to another folder, e.g. models/NAME")
+    # another run's checkpoints or tokenizer copy: that run would export and sample the weights written there
+    for parent in out.resolve().parents:
+        for name in (ckpt.CHECKPOINT_DIR, TOKENIZER_DIR, TEXT_ENCODER_DIR):
+            if out.resolve().is_relative_to(parent / name) and run_kind(parent) is not None:
+                raise ValueError(f"--out {out} is in the {name}/ folder of the run {parent}; export elsewhere")
     if run_config["kind"] == "tokenizer" and (out / PIPELINE_FILE).is_file():
         # a component folder with a stale pipeline.json beside it would load as that pipeline's tokenizer
         raise ValueError(f"--out {out} holds a pipeline ({PIPELINE_FILE}); export the tokenizer to another folder")
+    if run_config["kind"] == "transformer":
+        # A pipeline export replaces out/tokenizer, out/transformer and out/text_encoder whole: in the layout of
+        # `demo --train` (runs/demo/tokenizer, runs/demo/transformer) an export to runs/demo would delete both runs.
+        run = Path(run_dir).resolve()
+        for name in ("tokenizer", "transformer", TEXT_ENCODER_DIR):
+            entry = out / name
+            if run_kind(entry) is not None or run.is_relative_to(entry.resolve()):
+                raise ValueError(
+                    f"--out {out} holds the training run {entry}, which the pipeline's {name}/ folder would "
+                    "replace; export elsewhere, e.g. models/NAME"
+                )
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = False) -> Path:
@@ -207,10 +224,20 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = F
     if run_config.get("class_names") and not isinstance(model, TextScaleTransformer):
         index["class_names"] = list(run_config["class_names"])
     if isinstance(model, TextScaleTransformer):
-        reference = Path(run_dir) / TEXT_ENCODER_DIR / REFERENCE_NAME
+        source = Path(run_dir) / TEXT_ENCODER_DIR
+        reference = source / REFERENCE_NAME
         if not reference.is_file():
             raise FileNotFoundError(f"{reference} not found: the text run lost its text-encoder reference")
         (out / TEXT_ENCODER_DIR).mkdir(parents=True, exist_ok=True)
+        # An encoder that sat in another pipeline's text_encoder/ was copied into the run (recorded as "path": "."):
+        # its files travel with the reference, which names them relative to the folder.
+        for entry in sorted(source.iterdir()):
+            if entry.name == REFERENCE_NAME or entry.name.startswith("."):  # hidden: temporary files of atomic writes
+                continue
+            if entry.is_dir():
+                shutil.copytree(entry, out / TEXT_ENCODER_DIR / entry.name, dirs_exist_ok=True)
+            else:
+                shutil.copy2(entry, out / TEXT_ENCODER_DIR / entry.name)
         atomic_write_text(out / TEXT_ENCODER_DIR / REFERENCE_NAME, reference.read_text())
         index = {**index, "_class_name": "TextPipeline", "text_encoder": TEXT_ENCODER_DIR}
     if trained_sampler_head(run_config):
