@@ -72,6 +72,17 @@ def test_class_names_round_trip_through_save_pretrained(tiny_pipeline_dir, tmp_p
         Pipeline(pipe.tokenizer, pipe.transformer, class_names=["a", "b", "c"])
 
 
+def test_a_whole_class_name_wins_over_a_part_and_a_shared_part_is_refused():
+    torch.manual_seed(0)
+    tokenizer_config, transformer_config = tiny()
+    transformer_config = dataclasses.replace(transformer_config, num_classes=4)
+    names = ("dog/cat", "cat", "tabby/kitten", "siamese/kitten")
+    pipe = Pipeline(MultiScaleVQVAE(tokenizer_config), ScaleTransformer(transformer_config), class_names=names)
+    assert pipe.class_ids(["cat", "dog", "Tabby", "siamese/kitten"]) == [1, 0, 2, 3]  # "cat" was class 0
+    with pytest.raises(ValueError, match=r"'kitten' is part of several names \(2 tabby/kitten, 3 siamese/kitten\)"):
+        pipe.class_ids(["kitten"])  # was silently class 2
+
+
 def test_the_bundled_fashion_mnist_pipeline_carries_the_ten_names():
     assert tuple(json.loads((BUNDLED / "pipeline.json").read_text())["class_names"]) == CLASS_NAMES
     pipe = Pipeline.from_pretrained(BUNDLED)

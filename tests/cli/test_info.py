@@ -240,3 +240,20 @@ def test_a_tokenizer_run_names_its_next_command(tmp_path, capsys):
     )
     shutil.rmtree(run_dir / "checkpoints")
     assert "next" not in facts(capsys, str(run_dir))[0]  # nothing to tokenize with yet
+
+
+def test_a_sample_folder_and_the_files_that_mark_folders(tiny_pipeline_dir, tmp_path, capsys):
+    folder = tmp_path / "each"
+    flags = ["--class", "1", "sneaker", "--num", "2", "--seed", "0", "--no-progress", "--out-dir", str(folder)]
+    assert main(["sample", "--model", str(tiny_pipeline_dir), *flags]) == 0
+    capsys.readouterr()
+    (report,) = facts(capsys, str(folder))  # was "not a nextscale folder ... try captions:" (wrong advice)
+    assert report["what"].endswith("images of `nextscale sample --out-dir`") and report["images"] == "4 of 4"
+    assert report["settings"]["--class"] == [1, 7] and report["settings"]["--seed"] == 0
+    assert report["next"].startswith(f"nextscale evaluate --samples {folder}")
+    (folder / "0003_class7.png").unlink()
+    (report,) = facts(capsys, str(folder))
+    assert report["images"] == "3 of 4" and "re-run the same" in report["next"]
+    # the file that makes a folder what it is stands for the folder (was "not a PyTorch checkpoint")
+    marked = facts(capsys, str(tiny_pipeline_dir / "pipeline.json"), str(folder / "sample-settings.json"))
+    assert marked[0]["what"] == f"{tiny_pipeline_dir}: a Pipeline folder" and marked[1]["images"] == "3 of 4"

@@ -128,6 +128,45 @@ def test_out_dir_without_a_record_but_with_images_is_refused(tiny_pipeline_dir, 
     assert "holds sample images but no sample-settings.json" in err
 
 
+def test_out_dir_refuses_a_model_folder_written_again_with_other_weights(tiny_pipeline_dir, tmp_path, capsys):
+    import torch
+
+    model, folder = tmp_path / "model", tmp_path / "each"
+    shutil.copytree(tiny_pipeline_dir, model)
+    assert run(sample_into(folder, model, "--seed", 0), capsys)[0] == 0
+    images = {p.name: p.read_bytes() for p in folder.glob("*.png")}
+    (folder / "0001_class3.png").unlink()
+    pipe = Pipeline.from_pretrained(model)
+    with torch.no_grad():
+        pipe.transformer.head.weight.add_(1.0)  # more training, exported into the same folder
+    pipe.save_pretrained(model)
+    err = one_line_error(*run(sample_into(folder, model, "--seed", 0), capsys)[::2])  # was resumed: a silent mix
+    assert "--model-weights" in err and "the model folder holds other weights since" in err
+    assert sorted(p.name for p in folder.glob("*.png")) == ["0000_class3.png"]
+    record = json.loads((folder / "sample-settings.json").read_text())
+    del record["--model-weights"]  # a record from before the fingerprint: still resumes
+    (folder / "sample-settings.json").write_text(json.dumps(record))
+    assert run(sample_into(folder, model, "--seed", 0), capsys)[0] == 0
+    assert (folder / "0000_class3.png").read_bytes() == images["0000_class3.png"]
+
+
+def test_out_dir_refuses_turning_off_a_setting_recorded_only_when_on(tmp_path):
+    from nextscale.cli.sample_files import check_out_dir_settings
+
+    # masked sampling is recorded only when on (older folders lack it): a re-run with it off is another run
+    plain = {"--model": "m", "--seed": 0, "--cfg": 4.5}
+    check_out_dir_settings(tmp_path, {**plain, "--masked-sampling": True, "--masked-plan": "1024"})
+    Image.new("RGB", (16, 16)).save(tmp_path / "0000.png")
+    with pytest.raises(ValueError, match=r"other settings \(--masked-sampling on, now off\)"):
+        check_out_dir_settings(tmp_path, plain)
+    check_out_dir_settings(tmp_path, {**plain, "--masked-sampling": True, "--masked-plan": "1024"})  # resumes
+    with pytest.raises(ValueError, match=r"--masked-plan 1024, now head-only"):
+        check_out_dir_settings(tmp_path, {**plain, "--masked-sampling": True, "--masked-plan": "head-only"})
+    (tmp_path / "sample-settings.json").write_text("[1]")  # was an AttributeError traceback
+    with pytest.raises(ValueError, match=r"sample-settings.json is damaged \(not a JSON object\)"):
+        check_out_dir_settings(tmp_path, plain)
+
+
 def test_out_dir_with_a_record_but_no_images_takes_new_settings(tiny_pipeline_dir, tmp_path, capsys):
     folder = tmp_path / "failed"  # a first run that stopped before its first image
     folder.mkdir()

@@ -119,3 +119,42 @@ def test_fused_kernels_flag_draws_the_exact_paths_images(tiny_pipeline_dir, tmp_
     for fused, exact in zip(drawn["fused"], drawn["exact"]):  # float32 rounding apart: at most a level here or there
         assert np.mean(np.abs(fused.astype(int) - exact.astype(int)) <= 1) >= 0.99
     assert Pipeline.from_pretrained(tiny_pipeline_dir, fused_kernels=True).transformer.fused_kernels
+
+
+def test_a_grid_larger_than_its_format_holds_is_refused_before_sampling(
+    tiny_pipeline_dir, tmp_path, capsys, monkeypatch
+):
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before refusing the grid")
+
+    monkeypatch.setattr(Pipeline, "__call__", no_sampling)
+    # WebP holds 16383 px a side: 911 tiles of 16 + 2 px in one row (--nrow defaults to --num) do not fit
+    grid = tmp_path / "g.webp"
+    assert sample(tiny_pipeline_dir, "--class", 0, "--num", 911, "--seed", 0, "--out", grid) == 2
+    err = capsys.readouterr().err
+    assert "more than WEBP holds (16383 px a side); give --nrow so that rows and columns hold 910" in err, err
+    assert sample(tiny_pipeline_dir, "--class", 0, "--num", 911, "--nrow", 1, "--out", grid) == 2  # too tall
+    assert not grid.exists()
+
+
+def test_two_outputs_naming_one_file_are_refused_before_sampling(tiny_pipeline_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # the scale view used to replace the grid silently, both reported as written
+    assert sample(tiny_pipeline_dir, "--class", 1, "--out", "same.png", "--show-scales", tmp_path / "same.png") == 2
+    assert "--out and --show-scales name the same file" in capsys.readouterr().err
+    assert sample(tiny_pipeline_dir, "--save-tokens", "samples.png") == 2  # the default grid is samples.png
+    assert "the default --out and --save-tokens name the same file" in capsys.readouterr().err
+    assert not (tmp_path / "same.png").exists() and not (tmp_path / "samples.png").exists()
+
+
+def test_a_seedless_resume_refuses_outputs_that_would_not_show_the_folders_images(tiny_pipeline_dir, tmp_path, capsys):
+    folder, grid = tmp_path / "each", tmp_path / "grid.png"
+    assert sample(tiny_pipeline_dir, "--class", 1, "--out-dir", folder) == 0
+    # the resume skips image 0; without a seed the grid would show a new draw, not the file (it did, silently)
+    assert sample(tiny_pipeline_dir, "--class", 1, "--out-dir", folder, "--out", grid) == 2
+    assert "already holds images of a run without --seed" in capsys.readouterr().err and not grid.exists()
+    assert sample(tiny_pipeline_dir, "--class", 1, "--out-dir", folder) == 0  # a plain resume still runs
+    seeded = tmp_path / "seeded"
+    assert sample(tiny_pipeline_dir, "--class", 1, "--seed", 0, "--out-dir", seeded) == 0
+    assert sample(tiny_pipeline_dir, "--class", 1, "--seed", 0, "--out-dir", seeded, "--out", grid) == 0
+    assert grid.is_file()  # with a seed the resume redraws the very images of the folder

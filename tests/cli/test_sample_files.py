@@ -401,3 +401,11 @@ def test_an_out_dir_records_which_float32_kernel_made_its_images(tiny_pipeline_d
     onednn = Pipeline.from_pretrained(tiny_pipeline_dir).use_precision("fp32", linear_kernel="onednn")
     assert image_settings(args, exact, {}, 0)["--dtype"] == "fp32"  # as folders written before this recorded it
     assert image_settings(args, onednn, {}, 0)["--dtype"] == "fp32 (onednn linear kernel)"
+
+
+def test_show_scales_with_smooth_says_its_tiles_are_the_drawn_tokens(tiny_pipeline_dir, tmp_path, capsys):
+    # --smooth's samples mix codes; the tokens (and so the tiles) are the multinomial draws, whose image differs
+    assert sample(tiny_pipeline_dir, "--class", 1, "--seed", 0, "--smooth", "--show-scales", tmp_path / "s.png") == 0
+    assert "(of the drawn tokens: the smoothed samples differ)" in capsys.readouterr().out
+    assert sample(tiny_pipeline_dir, "--class", 1, "--seed", 0, "--show-scales", tmp_path / "s.png") == 0
+    assert "differ" not in capsys.readouterr().out

@@ -6,6 +6,7 @@ Examples:
     nextscale info runs/fm-var           # a training run: kind, progress, last metrics, checkpoints
     nextscale info tokens/fm-train       # a token folder: sequences, schedule, condition, tokenizer
     nextscale info sweeps/fm1200         # a scaling sweep: its runs, their size, compute and last held-out loss
+    nextscale info samples/              # a `sample --out-dir` folder: images made (of how many), their settings
     nextscale info data/shapes           # training data (class sub-folders, fashion-mnist, captions:PATH): the
                                          #   summary train-tokenizer logs: classes, counts, sizes, held-out split
     nextscale info var_d16.pth           # an official VAR / STAR / VQ-VAE checkpoint: its shape and how to convert it
@@ -41,6 +42,8 @@ OPTIONAL_PARTS = {
     "gradio": ("the web demo (serve)", "pip install 'nextscale[demo]'"),
     "webdataset": ("webdataset shards as training data", "pip install 'nextscale[data]'"),
 }
+# Files that say what their folder is (`info FOLDER/pipeline.json` describes FOLDER).
+FOLDER_MARKERS = ("pipeline.json", "config.json", "manifest.json", "sweep.json", "sample-settings.json")
 # CPU instruction-set flags that decide the fast sampling paths.
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16")
 
@@ -50,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "paths",
         nargs="*",
         metavar="PATH",
-        help="pipeline folders (or bundled:NAME), training runs, token folders, checkpoint files or training data "
-        "(an image folder, fashion-mnist[:DIR], captions:PATH); none: this machine",
+        help="pipeline folders (or bundled:NAME), training runs, token folders, sample folders, checkpoint files or "
+        "training data (an image folder, fashion-mnist[:DIR], captions:PATH); none: this machine",
     )
     parser.add_argument("--json", action="store_true", help="print the facts as one JSON object per path")
 
@@ -165,8 +168,8 @@ def _found(locate) -> str:
 
 # ---------------------------------------------------------------------------------------------- a path
 def describe(text: str) -> dict[str, Any]:
-    """The facts about one path (a pipeline folder, training run, token folder, component folder or checkpoint
-    file); a ValueError naming what each kind would hold when it is none of them."""
+    """The facts about one path (a pipeline folder, training run, token folder, sample folder, component folder or
+    checkpoint file); a ValueError naming what each kind would hold when it is none of them."""
     from nextscale.pretrained import resolve_model_path
     from nextscale.training.data_specs import CAPTIONS_PREFIX, FASHION_PREFIX
     from nextscale.training.export import run_kind
@@ -187,6 +190,8 @@ def describe(text: str) -> dict[str, Any]:
             return describe_sweep(path)
         if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
             return {"what": f"{path}: a model component folder", **component_facts(path)}
+        if (path / "sample-settings.json").is_file():  # sample_files.SETTINGS_FILE
+            return describe_samples(path)
         if _holds_class_folders(path):
             return describe_data(text)
         from nextscale.data.images import IMAGE_EXTENSIONS
@@ -194,10 +199,13 @@ def describe(text: str) -> dict[str, Any]:
         loose = any(child.suffix.lower() in IMAGE_EXTENSIONS for child in path.iterdir() if child.is_file())
         raise ValueError(
             f"{path} is not a nextscale folder: a pipeline holds pipeline.json, a training run config.json with "
-            "its kind, a token folder manifest.json, a scaling sweep sweep.json, image data class sub-folders"
+            "its kind, a token folder manifest.json, a scaling sweep sweep.json, a `sample --out-dir` folder "
+            "sample-settings.json, image data class sub-folders"
             + (f"; for its captioned images: `nextscale info captions:{text}`" if loose else "")
         )
     if path.name == "model.safetensors" and (path.parent / "config.json").is_file():
+        return describe(str(path.parent))
+    if path.name in FOLDER_MARKERS:  # the file that makes its folder a pipeline, run, ...: the folder is meant
         return describe(str(path.parent))
     from nextscale.training.checkpoint import checkpoint_step
 
@@ -402,6 +410,36 @@ def _metrics_summary(record: dict[str, Any], num_scales: int = 0) -> dict[str, s
         count = max(num_scales, max(by_scale) + 1)
         summary[name] = "[" + " ".join(by_scale.get(k, "-") for k in range(count)) + "]"
     return summary
+
+
+def describe_samples(folder: Path) -> dict[str, Any]:
+    """A `nextscale sample --out-dir` folder: how many of its images are there, and the settings that made them."""
+    from nextscale.cli.sample_files import SAMPLE_IMAGE, SETTINGS_FILE
+
+    try:
+        settings = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{folder / SETTINGS_FILE} is damaged ({err}); delete it, or choose another --out-dir"
+        ) from err
+    if not isinstance(settings, dict):
+        raise ValueError(f"{folder / SETTINGS_FILE} is damaged (not a JSON object); delete it")
+    count = sum(1 for path in folder.iterdir() if SAMPLE_IMAGE.fullmatch(path.name))
+    num, groups = settings.get("--num"), settings.get("--class") or settings.get("--prompt")
+    expected = num * len(groups) if isinstance(num, int) and isinstance(groups, list) else num
+    if settings.get("--text-features"):
+        expected = None  # rows of the features file times --num: the file is not read here
+    report: dict[str, Any] = {"what": f"{folder}: images of `nextscale sample --out-dir`"}
+    report["images"] = f"{count}" + (f" of {expected}" if isinstance(expected, int) else "")
+    report["settings"] = {flag: value for flag, value in settings.items() if value is not None}
+    evaluate = f"nextscale evaluate --samples {folder} --reference DIR"
+    if not isinstance(expected, int):
+        report["next"] = f"{evaluate} (once the sampling command has finished: re-running it resumes)"
+    elif count < expected:
+        report["next"] = "re-run the same `nextscale sample` command to make the missing images"
+    else:
+        report["next"] = evaluate
+    return report
 
 
 def describe_tokens(folder: Path) -> dict[str, Any]:

@@ -62,6 +62,7 @@ from nextscale.cli.sample_files import (
     already_written,
     check_out_dir_settings,
     drawn_label_images,
+    holds_sample_images,
     image_name,
     image_settings,
     pack_npz,
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 
 DEFAULT_GRID = Path("samples.png")
 MAX_GRID_IMAGES = 1024  # one PNG of more tiles is unreadable and holds every image in memory at once
+GRID_FORMAT_LIMITS = {"JPEG": 65535, "WEBP": 16383}  # the most pixels a side these formats hold (PNG: no limit)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +139,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="GRID",
         help="also write a coarse-to-fine grid: one row per image, one column per scale, each tile the image "
-        "the tokens of the first k scales decode to (the last column is the sample); .png, .jpg or .webp",
+        "the tokens of the first k scales decode to (the last column is the sample; with --smooth, the image of "
+        "the drawn tokens, before smoothing mixes codes); .png, .jpg or .webp",
     )
     parser.add_argument(
         "--npz",
@@ -154,6 +157,28 @@ def check_grid_size(count: int, grid: Path | None) -> None:
         raise ValueError(
             f"a grid of {count} images is too large for one PNG (at most {MAX_GRID_IMAGES}); write one PNG per "
             "image with --out-dir DIR instead (without --out)"
+        )
+
+
+def check_grid_pixels(grid: Path | None, flag: str, count: int, nrow: int, side: int) -> None:
+    """Refuse, before sampling, a grid wider or taller than its format holds (JPEG 65535 px a side, WebP 16383:
+    64 tiles of 256 px in a row are too wide for WebP). Tiles only: labels can widen cells, never narrow them."""
+    from nextscale.cli.common import IMAGE_FORMATS
+
+    image_format = IMAGE_FORMATS.get(grid.suffix.lower()) if grid is not None else None
+    limit = GRID_FORMAT_LIMITS.get(image_format)
+    if limit is None:
+        return
+    columns = min(nrow, count)
+    rows = -(-count // columns)
+    width, height = (cells * (side + 2) + 2 for cells in (columns, rows))  # make_grid's 2-px padding
+    if max(width, height) > limit:
+        fits = (limit - 2) // (side + 2)
+        fix = f"give --nrow so that rows and columns hold {fits} images at most"
+        fix = f"sample at most {fits} images" if flag == "--show-scales" else fix  # one row per image
+        raise ValueError(
+            f"{flag} {grid}: {count} {side}-px images in rows of {columns} make a {width}x{height} px grid, more "
+            f"than {image_format} holds ({limit} px a side); {fix}, or write a .png"
         )
 
 
@@ -211,6 +236,12 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
     ):  # the count is known before loading: refuse early
         groups = len(args.classes or args.prompt or []) or 1
         check_grid_size(groups * args.num, grid_path)
+    outputs = {"--out" if args.out is not None else "the default --out": grid_path, "--npz": args.npz}
+    outputs |= {"--show-scales": args.show_scales, "--save-tokens": args.save_tokens}
+    first_flag: dict[Path, str] = {}
+    for flag, path in outputs.items():  # else the later write replaces the earlier one, and both are reported
+        if path is not None and first_flag.setdefault(path.resolve(), flag) != flag:
+            raise ValueError(f"{first_flag[path.resolve()]} and {flag} name the same file {path}; give each its own")
     if grid_path is not None:
         check_image_output(grid_path, "--out")
     if args.save_tokens is not None:
@@ -241,10 +272,22 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
             f"--show-scales draws {scales} tiles per image: at most {MAX_GRID_IMAGES // scales} images, got "
             f"{plan.count}; lower --num or the number of classes"
         )
+    per_group = args.num > 1 and (args.classes or text)
+    nrow = args.nrow or (args.num if per_group else min(8, plan.count))
+    check_grid_pixels(grid_path, "--out", plan.count, nrow, pipe.image_size)
+    check_grid_pixels(args.show_scales, "--show-scales", plan.count * scales, scales, pipe.image_size)
     sampling = sampling_kwargs(args)
     seed = sampling.pop("seed")
+    keep_all = grid_path is not None or args.save_tokens is not None or args.show_scales is not None
     if args.out_dir is not None:
         check_out_dir_settings(args.out_dir, image_settings(args, pipe, sampling, seed))
+        if seed is None and keep_all and holds_sample_images(args.out_dir):
+            # a resume makes only the missing images, and without a seed the others come out differently
+            raise ValueError(
+                f"--out-dir {args.out_dir} already holds images of a run without --seed: a re-run would put other "
+                "images in --out, --save-tokens or --show-scales than those files; resume without those flags, or "
+                "give --seed (and a new --out-dir)"
+            )
         distributed.barrier()  # every process has checked the folder before any writes into it
     conditions = plan.prompts
     if conditions is None and plan.features is not None:  # no text to write: say which features row each used
@@ -261,7 +304,6 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
         for batch_idx, start in enumerate(starts)
         if batch_idx % dist_info.world_size == dist_info.rank
     ]
-    keep_all = grid_path is not None or args.save_tokens is not None or args.show_scales is not None
     stream_npz = args.npz is not None and args.out_dir is None  # with --out-dir the PNGs are packed at the end
     images, tokens, labels = [], [], []
     skipped = written = 0
@@ -306,8 +348,6 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
         return None
 
     if grid_path is not None:
-        per_group = args.num > 1 and (args.classes or text)
-        nrow = args.nrow or (args.num if per_group else min(8, plan.count))
         if text:  # prompts under their images (none for rows of --text-features)
             names = None if plan.prompts is None else [prompt_label(prompt) for prompt in plan.prompts]
         else:
@@ -333,7 +373,9 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
         print(packed)
     if args.show_scales is not None:
         save_image(scale_grid(pipe, torch.cat(tokens)), args.show_scales)
-        print(f"wrote the coarse-to-fine view of {plan.count} images to {args.show_scales}")
+        # --smooth's images mix codes; its tokens are the multinomial draws, which is what these tiles decode
+        drawn = " (of the drawn tokens: the smoothed samples differ)" if args.smooth else ""
+        print(f"wrote the coarse-to-fine view of {plan.count} images to {args.show_scales}{drawn}")
     if args.save_tokens is not None:
         all_tokens = torch.cat(tokens).contiguous()
         atomic_write(args.save_tokens, lambda tmp: save_file({"tokens": all_tokens}, tmp))

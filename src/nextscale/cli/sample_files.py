@@ -14,7 +14,9 @@ from nextscale.cli.sample_plan import Plan, resolve_classes
 
 SETTINGS_FILE = "sample-settings.json"  # in --out-dir: what made its images, so a re-run resumes only the same run
 # Settings recorded since a later version: a record written before lacks them, and its folder still resumes.
-ADDED_LATER = ("--checkpoint",)
+ADDED_LATER = ("--checkpoint", "--model-weights")
+# Settings recorded only when on (so that folders written before they existed still resume): their value when absent.
+RECORDED_WHEN_ON = {"--masked-sampling": False}  # and --masked-plan, which matters only when it is on
 SAMPLE_IMAGE = re.compile(r"\d{4,}(_class\d+)?\.png")  # the names image_name gives
 LABELLED_IMAGE = re.compile(r"(\d{4,})_class\d+\.png")
 
@@ -87,6 +89,7 @@ def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | N
     return {
         "--model": model if model.startswith("bundled:") else str(Path(model).resolve()),
         **run_checkpoint(args.model),
+        **model_weights(model),
         "--class": None if args.classes is None else resolve_classes(pipe, args.classes),
         "--prompt": args.prompt,
         "--negative-prompt": args.negative_prompt,
@@ -118,6 +121,30 @@ def run_checkpoint(model: Path | None) -> dict:
     return {"--checkpoint": None if newest is None else newest.name}
 
 
+def model_weights(model: str) -> dict:
+    """For a pipeline folder, a fingerprint of its weight files (sizes and three 1 MiB pieces of each: training
+    changes nearly every weight): exporting again into the same folder must not resume a run made with the older
+    weights. A run directory is told by its checkpoint instead (:func:`run_checkpoint`)."""
+    from nextscale.cli.common import is_transformer_run
+    from nextscale.pretrained import resolve_model_path
+
+    if is_transformer_run(model):
+        return {}
+    piece = 2**20
+    digest = hashlib.sha256()
+    folder = resolve_model_path(model)
+    for path in sorted(child / "model.safetensors" for child in folder.iterdir() if child.is_dir()):
+        if not path.is_file():
+            continue
+        size = path.stat().st_size
+        digest.update(f"{path.parent.name} {size}\n".encode())
+        with open(path, "rb") as handle:
+            for offset in sorted({0, size // 2, max(size - piece, 0)}):
+                handle.seek(offset)
+                digest.update(handle.read(piece))
+    return {"--model-weights": digest.hexdigest()[:16]}
+
+
 def _shown(value) -> str:
     """A recorded setting as it is typed on the command line (shortened)."""
     if value is None or isinstance(value, bool):
@@ -125,6 +152,10 @@ def _shown(value) -> str:
     else:
         text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
     return text if len(text) <= 100 else f"{text[:48]}...{text[-48:]}"  # a path's end tells most
+
+
+def holds_sample_images(out_dir: Path) -> bool:
+    return out_dir.is_dir() and any(SAMPLE_IMAGE.fullmatch(path.name) for path in out_dir.iterdir())
 
 
 def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
@@ -137,7 +168,7 @@ def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
     from nextscale.pretrained import atomic_write_text
 
     record = out_dir / SETTINGS_FILE
-    if out_dir.is_dir() and any(SAMPLE_IMAGE.fullmatch(path.name) for path in out_dir.iterdir()):
+    if holds_sample_images(out_dir):
         if not record.is_file():
             raise ValueError(
                 f"--out-dir {out_dir} holds sample images but no {SETTINGS_FILE} saying how they were made, so "
@@ -147,13 +178,20 @@ def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
             recorded = json.loads(record.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{record} is not valid JSON ({err}); delete it, or choose another --out-dir") from err
-        changed = {
-            flag: f"{flag} {_shown(recorded.get(flag))}, now {_shown(value)}"
-            for flag, value in settings.items()
-            if recorded.get(flag) != value and (flag in recorded or flag not in ADDED_LATER)
-        }
+        if not isinstance(recorded, dict):  # else an AttributeError traceback below
+            raise ValueError(f"{record} is damaged (not a JSON object); delete it, or choose another --out-dir")
+        # every flag of either side: one recorded only when on (--masked-sampling) is missing from the side where off
+        flags = [*settings, *(flag for flag in recorded if flag in RECORDED_WHEN_ON and flag not in settings)]
+        changed = {}
+        for flag in flags:
+            before = recorded.get(flag, RECORDED_WHEN_ON.get(flag))
+            now = settings.get(flag, RECORDED_WHEN_ON.get(flag))
+            if before != now and (flag in recorded or flag not in ADDED_LATER):
+                changed[flag] = f"{flag} {_shown(before)}, now {_shown(now)}"
         if changed:
             fix = "re-run with those settings to resume, or choose another --out-dir"
+            if "--model-weights" in changed and "--model" not in changed:  # the same folder, written again
+                fix = "the model folder holds other weights since (exported again?): choose another --out-dir"
             if "--checkpoint" in changed:  # no flag picks an older checkpoint
                 fix = (
                     "the run has trained on since: choose another --out-dir, or sample an exported folder "

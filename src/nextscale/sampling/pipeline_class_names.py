@@ -67,10 +67,21 @@ class ClassNamesMixin:
         return ids
 
     def class_id_of_name(self, name: str) -> int:
+        """A whole name wins over a part of another ("cat" is class "cat", not "dog/cat"); a part that several
+        names share is refused rather than read as the first of them."""
         wanted = normalise_name(name)
-        for index, known in enumerate(self.class_names or ()):
-            if wanted == normalise_name(known) or wanted in (normalise_name(part) for part in known.split("/")):
+        names = self.class_names or ()
+        for index, known in enumerate(names):
+            if wanted == normalise_name(known):
                 return index
+        by_part = [index for index, known in enumerate(names) if wanted in map(normalise_name, known.split("/"))]
+        if len(by_part) > 1:
+            raise ValueError(
+                f"class {name!r} is part of several names ({', '.join(f'{i} {names[i]}' for i in by_part)}); "
+                "give the whole name or the id"
+            )
+        if by_part:
+            return by_part[0]
         if not self.class_names:
             raise ValueError(
                 f"class {name!r}: this model records no class names; give an id in 0..{self.num_classes - 1}"
