@@ -259,3 +259,16 @@ def test_a_staging_folder_is_stale_once_its_writer_is_killed_not_while_it_runs(t
     finally:
         running.communicate("")
     assert running.returncode == 0 and list(tmp_path.iterdir()) == []  # the writer removed its own folder
+
+
+def test_atomic_text_writes_are_utf8_whatever_the_locale(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "prompts.txt"
+    text = "from nextscale.pretrained import atomic_write_text; atomic_write_text({!r}, 'caf\\u00e9 \\u2615\\n')"
+    code = text.format(str(target))  # ASCII on the command line: the child's C locale cannot decode more
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    assert target.read_text(encoding="utf-8") == "café ☕\n"

@@ -84,7 +84,7 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def swap_entries(staging: Path, target: Path, entries: Sequence[str]) -> None:
