@@ -58,6 +58,13 @@ def normalize_qk(q: torch.Tensor, k: torch.Tensor, log_temperature: torch.Tensor
     return cosine_queries(q, log_temperature), F.normalize(k, dim=-1)
 
 
+def region_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype the matrix products after a fused region (``nextscale.layers.fused``) run in: autocast's when it is
+    on for x's device (the region casts into it, sparing the separate cast kernel), else None (x's own)."""
+    device_type = x.device.type
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+
+
 @functools.cache
 def _compiled_flex_attention():
     """``torch.compile(flex_attention)``, created on the first CUDA call (never at import). Compiled, flex
@@ -202,9 +209,7 @@ class SelfAttention(MultiHeadAttention):
         if not self.l2_norm:
             return q, k
         if self.fused is not None and not self.training:  # one fused kernel, in the attention's dtype
-            device_type = q.device.type
-            dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
-            return self.fused.normalize_qk(q, k, self.log_temperature, dtype)
+            return self.fused.normalize_qk(q, k, self.log_temperature, region_dtype(q))
         return normalize_qk(q, k, self.log_temperature)
 
     def forward(

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from nextscale.layers.adaln import modulate
 from nextscale.layers.attention import normalize_qk as exact_normalize_qk
+from nextscale.layers.attention import region_dtype as region_dtype  # re-exported for the blocks
 
 
 def _cast(x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
@@ -182,10 +183,3 @@ def require_fused_regions(device: torch.device | str) -> FusedRegions:
             "compiler on CPUs or triton on GPUs. Sample without them (drop --fused-kernels)"
         )
     return fused_regions()
-
-
-def region_dtype(x: torch.Tensor) -> torch.dtype | None:
-    """The dtype the matrix products after a region run in: autocast's when it is on (the region casts into it,
-    sparing the separate cast kernel), else None (x's own)."""
-    device_type = x.device.type
-    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
