@@ -165,7 +165,7 @@ def _save(path: Path, obj) -> Path:
 
 
 def test_per_scale_metrics_keep_their_places_when_a_scale_has_no_value():
-    from nextscale.cli.info import _metrics_summary
+    from nextscale.cli.info_paths import _metrics_summary
 
     record = {"split": "train", "loss": 3.25, "scale_loss/scale0": 1.0, "scale_loss/scale2": 3.0}
     record.update({f"scale_loss/scale{k}": float(k) for k in (10, 3)})  # written in name order: 10 before 3

@@ -1,0 +1,460 @@
+"""What a path holds, for `nextscale info PATH`: a pipeline, training run, token folder, sample folder, sweep,
+component folder, training data or official checkpoint, described from its config files, metrics and safetensors
+headers (no weights are loaded, except an official checkpoint's, safely)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+# Files that say what their folder is (`info FOLDER/pipeline.json` describes FOLDER).
+FOLDER_MARKERS = ("pipeline.json", "config.json", "manifest.json", "sweep.json", "sample-settings.json")
+
+
+# ---------------------------------------------------------------------------------------------- a path
+def describe(text: str) -> dict[str, Any]:
+    """The facts about one path (a pipeline folder, training run, token folder, sample folder, component folder or
+    checkpoint file); a ValueError naming what each kind would hold when it is none of them."""
+    from nextscale.pretrained import resolve_model_path
+    from nextscale.training.data_specs import CAPTIONS_PREFIX, FASHION_PREFIX
+    from nextscale.training.export import run_kind
+
+    if text == FASHION_PREFIX or text.startswith((FASHION_PREFIX + ":", CAPTIONS_PREFIX)):
+        return describe_data(text)
+    path = resolve_model_path(text)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        if (path / "pipeline.json").is_file():
+            return describe_pipeline(path)
+        if run_kind(path) is not None:
+            return describe_run(path)
+        if (path / "manifest.json").is_file():
+            return describe_tokens(path)
+        if (path / "sweep.json").is_file():
+            return describe_sweep(path)
+        if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+            return {"what": f"{path}: a model component folder", **component_facts(path)}
+        if (path / "sample-settings.json").is_file():  # sample_files.SETTINGS_FILE
+            return describe_samples(path)
+        if _holds_class_folders(path):
+            return describe_data(text)
+        from nextscale.data.images import IMAGE_EXTENSIONS
+
+        loose = any(child.suffix.lower() in IMAGE_EXTENSIONS for child in path.iterdir() if child.is_file())
+        raise ValueError(
+            f"{path} is not a nextscale folder: a pipeline holds pipeline.json, a training run config.json with "
+            "its kind, a token folder manifest.json, a scaling sweep sweep.json, a `sample --out-dir` folder "
+            "sample-settings.json, image data class sub-folders"
+            + (f"; for its captioned images: `nextscale info captions:{text}`" if loose else "")
+        )
+    if path.name == "model.safetensors" and (path.parent / "config.json").is_file():
+        return describe(str(path.parent))
+    if path.name in FOLDER_MARKERS:  # the file that makes its folder a pipeline, run, ...: the folder is meant
+        return describe(str(path.parent))
+    from nextscale.training.checkpoint import checkpoint_step
+
+    try:
+        step = checkpoint_step(path)
+    except ValueError:
+        return describe_official_file(path)
+    return describe_checkpoint(path, step)
+
+
+def component_facts(folder: Path) -> dict[str, Any]:
+    """A component folder's class, parameter count and weight format (from the safetensors header), and shape."""
+    from safetensors import SafetensorError, safe_open
+
+    from nextscale.pretrained import read_json_file
+
+    saved = read_json_file(folder / "config.json", f"{folder} is not a component folder")
+    config = saved.get("config", {}) if isinstance(saved.get("config"), dict) else {}
+    count, dtypes = 0, set()
+    try:
+        with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
+            for key in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                piece = weights.get_slice(key)
+                shape = piece.get_shape()
+                count += math.prod(shape)
+                dtypes.add(piece.get_dtype())
+    except SafetensorError as err:  # not an OSError or ValueError: it would end `info` in a traceback
+        raise ValueError(
+            f"{folder / 'model.safetensors'} could not be read ({err}); the file is corrupt or truncated"
+        ) from err
+    facts = {
+        "class": saved.get("class", "?"),
+        "parameters": _millions(count),
+        "weights": "/".join(sorted(dtypes)),
+    }
+    shape = ("depth", "embed_dim", "num_heads", "num_classes", "vocab_size", "code_dim", "text_dim", "scale_sides")
+    shape += ("sampler_head", "sampler_from_scale")
+    return facts | {key: config[key] for key in shape if key in config}
+
+
+def describe_pipeline(folder: Path) -> dict[str, Any]:
+    from nextscale.pretrained import read_json_file
+    from nextscale.sampling.pipeline_folder import check_index
+    from nextscale.tokenizer.config import TokenizerConfig
+
+    spec = read_json_file(folder / "pipeline.json", f"{folder} is not a pipeline folder")
+    check_index(spec, folder / "pipeline.json")  # what loading refuses: e.g. a component named by a number
+    kind = spec.get("_class_name", "?")
+    report: dict[str, Any] = {"what": f"{folder}: a {kind} folder"}
+    transformer = component_facts(folder / spec.get("transformer", "transformer"))
+    tokenizer = component_facts(folder / spec.get("tokenizer", "tokenizer"))
+    tokenizer_config = read_json_file(folder / spec.get("tokenizer", "tokenizer") / "config.json", "").get("config", {})
+    factor = 2 ** (len(tokenizer_config.get("channel_multipliers", TokenizerConfig.channel_multipliers)) - 1)
+    sides = transformer.get("scale_sides") or tokenizer.get("scale_sides") or []
+    if sides:
+        side = sides[-1] * factor
+        report["images"] = f"{side}x{side} px, {tokenizer_config.get('in_channels', 3)} channel(s)"
+        report["scales"] = f"{len(sides)} ({', '.join(map(str, sides))}), {sum(s * s for s in sides)} tokens"
+    report["transformer"] = _component_line(transformer)
+    report["tokenizer"] = _component_line(tokenizer)
+    names = spec.get("class_names")
+    if names:
+        shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+        report["classes"] = shown
+    elif "num_classes" in transformer:
+        report["classes"] = f"{transformer['num_classes']} (by id; no names recorded)"
+    if spec.get("text_encoder"):
+        report["text_encoder"] = _text_encoder_line(folder / spec["text_encoder"])
+    if spec.get("recommended_sampling"):
+        report["recommended_sampling"] = spec["recommended_sampling"]
+    report["try"] = (
+        f"nextscale sample --model {folder} --prompt 'a photo' --out grid.png"
+        if spec.get("text_encoder") or "text_dim" in transformer
+        else f"nextscale sample --model {folder} --class all --out grid.png"
+    )
+    return report
+
+
+def _component_line(facts: dict[str, Any]) -> str:
+    shape = ", ".join(
+        f"{key.replace('_', ' ')} {facts[key]}"
+        for key in ("depth", "embed_dim", "num_heads", "vocab_size", "code_dim")
+        if key in facts
+    )
+    head = (
+        f"; masked-sampler head from scale {facts.get('sampler_from_scale')} (sample with --masked-sampling)"
+        if facts.get("sampler_head")
+        else ""
+    )
+    return (
+        f"{facts['class']}, {facts['parameters']} parameters ({facts['weights']})"
+        + (f"; {shape}" if shape else "")
+        + head
+    )
+
+
+def _text_encoder_line(folder: Path) -> str:
+    """What a pipeline's text_encoder/ folder points at, read from its reference file (the encoder is not loaded)."""
+    from nextscale.pretrained import read_json_file
+    from nextscale.text.loading import package_model_path
+    from nextscale.text.reference import REFERENCE_NAME
+
+    if not (folder / REFERENCE_NAME).is_file():
+        return f"a copy in {folder}" if (folder / "config.json").is_file() else f"missing: {folder} is empty"
+    reference = read_json_file(folder / REFERENCE_NAME, "")
+    width = f"width {reference.get('width')}, {reference.get('kind')} encoder"
+    if "package" in reference:
+        where = f"the PyPI package {reference['package']}" + _found_note(package_model_path, reference["package"])
+    else:
+        path = Path(reference.get("path", ""))
+        path = path if path.is_absolute() else folder / path
+        where = f"{path}" + ("" if path.exists() else " (NOT found: moved or deleted)")
+    return f"{where}, {width}"
+
+
+def _found_note(locate, *args) -> str:
+    try:
+        locate(*args)
+    except (OSError, ValueError) as err:
+        return f" (NOT usable: {err})"
+    return ""
+
+
+def describe_run(folder: Path) -> dict[str, Any]:
+    from nextscale.training.checkpoint import checkpoint_step, list_checkpoints
+    from nextscale.training.export import read_run_config
+
+    config = read_run_config(folder)
+    train, model = config.get("train", {}), config.get(config["kind"], {})
+    if not isinstance(train, dict) or not isinstance(model, dict):  # else an AttributeError traceback
+        raise ValueError(
+            f"{folder / 'config.json'} is damaged: its 'train' and {config['kind']!r} entries must be JSON objects; "
+            "re-create the run, or restore the file"
+        )
+    total = train.get("total_steps")
+    checkpoints = list_checkpoints(folder)
+    step = checkpoint_step(checkpoints[-1]) if checkpoints else 0
+    model_class = f" ({config['model_class']})" if "model_class" in config else ""
+    report: dict[str, Any] = {"what": f"{folder}: a {config['kind']} training run{model_class}"}
+    report["progress"] = f"step {step} of {total}" + (
+        " (finished)" if step == total else " (re-run its command to continue)"
+    )
+    report["data"] = config.get("data") or config.get("tokens") or "?"
+    shape = {key: model[key] for key in ("depth", "embed_dim", "vocab_size", "scale_sides") if key in model}
+    if shape:
+        report["model"] = shape
+    report["batch"] = f"{train.get('batch_size')} per step, precision {train.get('precision')}"
+    report["checkpoints"] = [path.name for path in checkpoints] or "none yet"
+    train_line, eval_line = _last_metrics(folder / "metrics.jsonl")
+    if train_line:
+        report["last_train"] = train_line
+    if eval_line:
+        report["last_eval"] = eval_line
+    speed = float(train_line.get("samples_per_second", 0) or 0)
+    if isinstance(total, int) and step < total and speed > 0 and train.get("batch_size"):
+        seconds = (total - step) * train["batch_size"] / speed
+        report["time_left"] = f"about {_duration(seconds)} at the last logged speed ({speed:.4g} samples/s)"
+    if config["kind"] == "transformer" and checkpoints:
+        report["next"] = f"nextscale export --run {folder} --out DIR  (or sample --model {folder})"
+    elif config["kind"] == "tokenizer" and checkpoints:
+        data = config.get("data") or "DATA"
+        report["next"] = (
+            f"nextscale tokenize --tokenizer {folder} --data {data} --out DIR  (then train --tokenizer {folder} "
+            "--tokens DIR)"
+        )
+    return report
+
+
+def _last_metrics(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The last train and eval records of a metrics log, summarised by :func:`_metrics_summary`."""
+    last: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill: the records before it still count
+            if isinstance(record, dict) and record.get("split") in ("train", "eval"):
+                last[record["split"]] = record
+    # eval records carry every scale: their count also pads a train record whose last scales had no value
+    scales = [key.partition("/scale")[2] for record in last.values() for key in record]
+    num_scales = 1 + max((int(scale) for scale in scales if scale.isdigit()), default=-1)
+    return tuple(_metrics_summary(last.get(split, {}), num_scales) for split in ("train", "eval"))
+
+
+def _metrics_summary(record: dict[str, Any], num_scales: int = 0) -> dict[str, str]:
+    """One record as name -> value (4 significant digits); per-scale entries ("psnr/scale0", ...) as one list of
+    at least ``num_scales`` entries in scale order, "-" for a scale the record has no value for (a step that kept
+    none of its tokens)."""
+    summary: dict[str, str] = {}
+    per_scale: dict[str, dict[int, str]] = {}
+    for key, value in record.items():
+        if key == "split":
+            continue
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        name, _, scale = key.partition("/scale")
+        if scale.isdigit():
+            per_scale.setdefault(name, {})[int(scale)] = shown
+        else:
+            summary[key] = shown
+    for name, by_scale in per_scale.items():
+        count = max(num_scales, max(by_scale) + 1)
+        summary[name] = "[" + " ".join(by_scale.get(k, "-") for k in range(count)) + "]"
+    return summary
+
+
+def describe_samples(folder: Path) -> dict[str, Any]:
+    """A `nextscale sample --out-dir` folder: how many of its images are there, and the settings that made them."""
+    from nextscale.cli.sample_files import SAMPLE_IMAGE, SETTINGS_FILE
+
+    try:
+        settings = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{folder / SETTINGS_FILE} is damaged ({err}); delete it, or choose another --out-dir"
+        ) from err
+    if not isinstance(settings, dict):
+        raise ValueError(f"{folder / SETTINGS_FILE} is damaged (not a JSON object); delete it")
+    count = sum(1 for path in folder.iterdir() if SAMPLE_IMAGE.fullmatch(path.name))
+    num, groups = settings.get("--num"), settings.get("--class") or settings.get("--prompt")
+    expected = num * len(groups) if isinstance(num, int) and isinstance(groups, list) else num
+    if settings.get("--text-features"):
+        expected = None  # rows of the features file times --num: the file is not read here
+    report: dict[str, Any] = {"what": f"{folder}: images of `nextscale sample --out-dir`"}
+    report["images"] = f"{count}" + (f" of {expected}" if isinstance(expected, int) else "")
+    report["settings"] = {flag: value for flag, value in settings.items() if value is not None}
+    evaluate = f"nextscale evaluate --samples {folder} --reference DIR"
+    if not isinstance(expected, int):
+        report["next"] = f"{evaluate} (once the sampling command has finished: re-running it resumes)"
+    elif count < expected:
+        report["next"] = "re-run the same `nextscale sample` command to make the missing images"
+    else:
+        report["next"] = evaluate
+    return report
+
+
+def describe_tokens(folder: Path) -> dict[str, Any]:
+    from nextscale.data.token_manifest import read_manifest
+
+    manifest = read_manifest(folder)
+    sides = manifest["scale_sides"]
+    report: dict[str, Any] = {
+        "what": f"{folder}: a token folder",
+        "sequences": f"{manifest['count']} in {len(manifest['shards'])} shards ({manifest['dtype']})"
+        + (f", {manifest['views']} views (random crops) each" if manifest.get("views", 1) > 1 else ""),
+        "scales": f"{len(sides)} ({', '.join(map(str, sides))}), {manifest['total_tokens']} tokens",
+        "vocabulary": manifest["vocab_size"],
+        "condition": manifest.get("condition", "class"),
+        "source": manifest.get("source") or "?",
+    }
+    if manifest.get("class_names"):
+        report["classes"] = len(manifest["class_names"])
+    if manifest.get("left_out"):
+        report["left_out"] = f"{len(manifest['left_out'])} undecodable images"
+    return report
+
+
+def describe_data(spec: str) -> dict[str, Any]:
+    """Training data (``--data SPEC``): the ``data``, ``files`` and ``held-out`` lines train-tokenizer logs at
+    start-up (``cli.data_report.data_summary``), read at the image size and channels it picks by default."""
+    from nextscale.cli.data_report import data_summary
+    from nextscale.presets import get_preset
+    from nextscale.training.data_specs import CAPTIONS_PREFIX, FASHION_PREFIX, data_channels
+
+    preset = _train_tokenizer_default("preset")
+    config, _ = get_preset(preset)
+    channels = data_channels(spec) or config.in_channels  # as train-tokenizer picks them
+    if spec.startswith(CAPTIONS_PREFIX):
+        kind = "captioned images"
+    elif spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
+        kind = "Fashion-MNIST"
+    else:
+        kind = "an image folder (class sub-folders)"
+    report: dict[str, Any] = {"what": f"{spec}: training data, {kind}"}
+    for line in data_summary(spec, config.image_size, channels):
+        key, _, value = line.partition(": ")
+        report[key] = f"{report[key]}; {value}" if key in report else value
+    side = config.image_size
+    report["read_at"] = (
+        f"{side}x{side} px, {'grayscale' if channels == 1 else 'RGB'}: train-tokenizer's default (preset {preset}); "
+        "--resolution changes which files are too small to use"
+    )
+    return report
+
+
+def _train_tokenizer_default(option: str) -> Any:
+    """The default of one train-tokenizer option, read from its parser (so the two never disagree)."""
+    from nextscale.cli import train_tokenizer
+
+    parser = argparse.ArgumentParser()
+    train_tokenizer.add_arguments(parser)
+    return parser.get_default(option)
+
+
+def _holds_class_folders(folder: Path, looked_at: int = 1000) -> bool:
+    """Whether ``folder`` reads as image training data: a sub-folder (of ``folder``, or of ``folder/train``) holds
+    image files, and none is a nextscale folder (a folder of runs is no data, although runs hold preview PNGs)."""
+    from itertools import islice
+
+    from nextscale.data.folders import folder_layout
+    from nextscale.data.images import IMAGE_EXTENSIONS
+
+    subfolders = [sub for sub in folder_layout(folder).train_dir.iterdir() if sub.is_dir()]
+    subfolders = [sub for sub in subfolders if not sub.name.startswith(".")]
+    markers = ("pipeline.json", "config.json", "manifest.json", "sweep.json")
+    if any((sub / name).is_file() for sub in subfolders for name in markers):
+        return False
+    return any(
+        path.suffix.lower() in IMAGE_EXTENSIONS for sub in subfolders for path in islice(sub.rglob("*"), looked_at)
+    )
+
+
+def describe_sweep(folder: Path) -> dict[str, Any]:
+    """A `nextscale scaling run` folder: one line per run (size, compute, progress, last held-out loss)."""
+    from nextscale.scaling.sweep import collect_sweep
+
+    runs = collect_sweep(folder)
+    finished = sum(run.finished for run in runs)
+    report: dict[str, Any] = {"what": f"{folder}: a scaling sweep of {len(runs)} runs ({finished} finished)"}
+    for run in runs:
+        last = run.evals[-1] if run.evals else None
+        held_out = f"L_avg {last.loss:.4g} at step {last.step}, C = {last.compute:.3g} FLOPs" if last else "no eval yet"
+        status = "finished" if run.finished else f"step {run.saved_step} of {run.total_steps}"
+        report[run.run] = f"N = {_millions(run.params)}, {status}; {held_out}"
+    report["next"] = f"nextscale scaling fit --sweep {folder}  (and plot, samples)"
+    return report
+
+
+def describe_checkpoint(path: Path, step: int) -> dict[str, Any]:
+    from nextscale.training.checkpoint import verify_checkpoint
+
+    intact = verify_checkpoint(path)
+    return {
+        "what": f"{path}: a nextscale training checkpoint (step {step})",
+        "run": str(path.parent.parent),
+        "intact": "yes (checksum or zip CRCs verified)" if intact else "NO: damaged; resuming skips it",
+        "next": f"nextscale info {path.parent.parent}",
+    }
+
+
+def describe_official_file(path: Path) -> dict[str, Any]:
+    """An official VAR / STAR transformer or VQ-VAE state dict (plain, wrapped or a trainer state)."""
+    from nextscale.official_files import guess_kind, unwrap_official
+    from nextscale.pretrained import load_weights_only
+
+    loaded = load_weights_only(path)
+    for component in ("transformer", "vqvae"):
+        try:
+            checkpoint = unwrap_official(loaded, str(path), component)
+        except ValueError:
+            continue
+        kind = guess_kind(checkpoint.state)
+        if kind is not None:
+            break
+    else:
+        raise ValueError(
+            f"{path} is neither a nextscale checkpoint nor an official VAR, STAR or VQ-VAE state dict; "
+            "`nextscale info` reads pipeline folders, runs, token folders and those files"
+        )
+    count = sum(value.numel() for value in checkpoint.state.values() if hasattr(value, "numel"))
+    report: dict[str, Any] = {
+        "what": f"{path}: an official {kind} checkpoint",
+        "parameters": _millions(count),
+    }
+    if checkpoint.location or checkpoint.prefix:
+        report["found"] = "; ".join(checkpoint.notes())
+    if kind == "VAR":
+        from nextscale.transformer.official import infer_official_config
+
+        config = infer_official_config(checkpoint.state, checkpoint.patch_nums)
+        report["shape"] = f"depth {config.depth}, width {config.embed_dim}, {config.num_classes} classes"
+        report["scales"] = ", ".join(map(str, config.scale_sides))
+        report["convert"] = f"nextscale convert --var {path} --vae VAE.pth --out DIR"
+    elif kind == "STAR":
+        from nextscale.transformer.text_official import infer_official_star_config
+
+        config = infer_official_star_config(checkpoint.state, patch_nums=checkpoint.patch_nums, resos=checkpoint.resos)
+        recorded = checkpoint.patch_nums is not None or checkpoint.resos is not None
+        report["shape"] = f"depth {config.depth}, width {config.embed_dim}, text width {config.text_dim}" + (
+            f", masked-sampler head ({config.sampler_depth} blocks; sample with --masked-sampling)"
+            if config.sampler_head
+            else ""
+        )
+        report["scales"] = ", ".join(map(str, config.scale_sides)) + (
+            ""
+            if recorded
+            else " (not recorded in the file: the released schedule of this many scales; "
+            "convert --image-size picks another)"
+        )
+        report["convert"] = f"nextscale convert --star {path} --vae VAE.pth --text-encoder DIR --out DIR"
+    else:
+        report["convert"] = f"nextscale convert --var VAR.pth --vae {path} --out DIR (the VQ-VAE of a pipeline)"
+    return report
+
+
+def _duration(seconds: float) -> str:
+    """3725 -> "1.0 h", 95 -> "1.6 min", 40 -> "40 s"."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:.2f}M" if count >= 1e5 else f"{count / 1e3:.1f}k"
