@@ -117,3 +117,25 @@ def test_demo_of_a_raster_baseline_samples_and_skips_the_edit(tmp_path, capsys):
     assert main(argv) == 0
     assert "editing: skipped (the raster-scan baseline cannot edit" in capsys.readouterr().out
     assert (tmp_path / "d" / "samples.png").is_file()
+
+
+def test_demo_samples_a_training_run_as_sample_does(tmp_path, capsys, monkeypatch):
+    # `sample --model RUN` samples a run's newest checkpoint; demo refused the same folder ("not a pipeline
+    # folder"), so trying a fresh run in the demo needed an export first.
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+    data = "fashion-mnist:tests/assets/fashion_mnist"
+    tokenizer, run = tmp_path / "tok", tmp_path / "var"
+    tiny_tokenizer = f"--config configs/tiny_tokenizer.json --data {data} --steps 2 --disc-start 100 --no-progress"
+    assert main(["train-tokenizer", *tiny_tokenizer.split(), "--run-dir", str(tokenizer)]) == 0
+    tiny_transformer = f"--config configs/tiny_transformer.json --data {data} --steps 1 --no-progress"
+    assert main(["train", *tiny_transformer.split(), "--tokenizer", str(tokenizer), "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(run), "--no-text", "--seeds", "1", "--class", "0", "--out-dir", str(out)]) == 0
+    assert f"newest checkpoint of run {run}" in capsys.readouterr().err
+    assert (out / "samples.png").is_file()
+    wrong = one_line_error(["demo", "--text-model", str(run), "--out-dir", str(out)], capsys)
+    assert "is a class-conditional model, but --text-model takes a text-to-image one" in wrong

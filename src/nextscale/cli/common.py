@@ -317,9 +317,28 @@ def is_transformer_run(path) -> bool:
     return not (Path(path) / "pipeline.json").is_file() and run_kind(path) == "transformer"
 
 
-def load_pipeline(args: argparse.Namespace):
+def open_pipeline(path, device: str, dtype: str, cuda_graphs: bool, fused_kernels: bool):
+    """A pipeline folder (or ``bundled:NAME``), or the newest checkpoint of a `nextscale train` run, with the
+    sampling paths asked for."""
     from nextscale.sampling.pipeline import Pipeline
 
+    if not is_transformer_run(path):
+        return Pipeline.from_pretrained(
+            path, device=device, dtype=dtype, cuda_graphs=cuda_graphs, fused_kernels=fused_kernels
+        )
+    from nextscale.training.export import load_run_pipeline
+
+    pipe = load_run_pipeline(path, device=device).use_precision(dtype)
+    pipe = pipe.use_cuda_graphs() if cuda_graphs else pipe
+    print(
+        f"using the newest checkpoint of run {path} (its EMA weights when the run keeps them; `nextscale "
+        "export` makes a pipeline folder)",
+        file=sys.stderr,
+    )
+    return pipe.use_fused_kernels(fused_kernels)
+
+
+def load_pipeline(args: argparse.Namespace):
     check_device(args.device)
     check_sampling_flags(args)
 
@@ -329,22 +348,7 @@ def load_pipeline(args: argparse.Namespace):
         raise FileNotFoundError(f"the bundled model is missing at {default}; pass --model DIR")
     path = args.model if args.model is not None else ("bundled:scenes" if text else "bundled:fashion-mnist")
     dtype, cuda_graphs = getattr(args, "dtype", "fp32"), getattr(args, "cuda_graphs", False)
-    fused_kernels = getattr(args, "fused_kernels", False)
-    if is_transformer_run(path):
-        from nextscale.training.export import load_run_pipeline
-
-        pipe = load_run_pipeline(path, device=args.device).use_precision(dtype)
-        pipe = pipe.use_cuda_graphs() if cuda_graphs else pipe
-        pipe = pipe.use_fused_kernels(fused_kernels)
-        print(
-            f"using the newest checkpoint of run {path} (its EMA weights when the run keeps them; `nextscale "
-            "export` makes a pipeline folder)",
-            file=sys.stderr,
-        )
-    else:
-        pipe = Pipeline.from_pretrained(
-            path, device=args.device, dtype=dtype, cuda_graphs=cuda_graphs, fused_kernels=fused_kernels
-        )
+    pipe = open_pipeline(path, args.device, dtype, cuda_graphs, getattr(args, "fused_kernels", False))
     if pipe.precision.name != "fp32" or getattr(args, "dtype", "fp32") != "fp32":
         print(f"sampling in {pipe.precision.name} ({pipe.precision.reason})", flush=True)
     if hasattr(args, "cfg"):

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         type=Path,
         default=None,
-        help="class-conditional pipeline folder, or bundled:fashion-mnist (the default)",
+        help="class-conditional pipeline folder, `nextscale train` run (its newest checkpoint), or "
+        "bundled:fashion-mnist (the default)",
     )
     parser.add_argument(
         "--out-dir", type=Path, default=Path("demo-output"), help="where the PNGs go (default: demo-output)"
@@ -71,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--text-model",
         type=Path,
         default=None,
-        help="text-to-image pipeline folder, or bundled:scenes (the default: the bundled scene model)",
+        help="text-to-image pipeline folder, `nextscale train` run, or bundled:scenes (the default: the bundled "
+        "scene model)",
     )
     training = parser.add_argument_group("retraining (--train)")
     training.add_argument(
@@ -183,13 +185,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_demo_pipeline(name: str | Path | None, args: argparse.Namespace, text: bool):
-    """The class (``--model``) or text (``--text-model``) pipeline: a folder or ``bundled:NAME``, of the right kind.
+    """The class (``--model``) or text (``--text-model``) pipeline: a folder, a `nextscale train` run or
+    ``bundled:NAME``, of the right kind.
 
     ``None`` is the bundled model of that kind. Raises a one-line error naming the flag for a missing path,
     an unknown bundled name, or a model of the other kind.
     """
+    from nextscale.cli.common import is_transformer_run, open_pipeline
     from nextscale.pretrained import resolve_model_path
-    from nextscale.sampling.pipeline import Pipeline
 
     flag, other = ("--text-model", "--model") if text else ("--model", "--text-model")
     kind, other_kind = ("text-to-image", "class-conditional") if text else ("class-conditional", "text-to-image")
@@ -204,10 +207,11 @@ def load_demo_pipeline(name: str | Path | None, args: argparse.Namespace, text: 
             skip = ", or --no-text to skip the text half" if text else ""
             raise FileNotFoundError(f"the bundled model {default} is missing at {path}; pass {flag} DIR{skip}")
         raise FileNotFoundError(f"{flag} {name} not found; give a {kind} pipeline folder or {default}")
-    if not (path / "pipeline.json").is_file():
+    run = is_transformer_run(path)  # sampled from its newest checkpoint, as `sample --model RUN` does
+    if not run and not (path / "pipeline.json").is_file():
         raise FileNotFoundError(
-            f"{flag} {shown} is not a pipeline folder (no pipeline.json); give a {kind} "
-            f"pipeline folder (see `nextscale export`, `nextscale convert`) or {default}"
+            f"{flag} {shown} is not a pipeline folder (no pipeline.json) or `nextscale train` run; give a {kind} "
+            f"pipeline folder (see `nextscale export`, `nextscale convert`), a training run or {default}"
         )
     wrong_kind = ValueError(
         f"{flag} {shown} is a {other_kind} model, but {flag} takes a {kind} one (default {default}); "
@@ -215,23 +219,23 @@ def load_demo_pipeline(name: str | Path | None, args: argparse.Namespace, text: 
     )
     if recorded_as_text(path) not in (None, text):  # refused before its weights (and a text encoder) load
         raise wrong_kind
-    pipe = Pipeline.from_pretrained(
-        path, device=args.device, dtype=args.dtype, cuda_graphs=args.cuda_graphs, fused_kernels=args.fused_kernels
-    )
+    pipe = open_pipeline(path, args.device, args.dtype, args.cuda_graphs, args.fused_kernels)
     if pipe.is_text_conditional != text:
         raise wrong_kind
     return pipe
 
 
 def recorded_as_text(path: Path) -> bool | None:
-    """Whether a pipeline folder's pipeline.json names a text-to-image pipeline class; None when it cannot tell
-    (``Pipeline.from_pretrained`` then names what is wrong with the folder)."""
+    """Whether a pipeline folder's pipeline.json (or a training run's config.json) names a text-to-image model
+    class; None when it cannot tell (loading it then names what is wrong with the folder)."""
     import json
 
     from nextscale.sampling.pipeline_folder import PIPELINE_CLASSES
     from nextscale.sampling.text_pipeline import TextPipeline
 
     try:
+        if not (path / "pipeline.json").is_file():  # a `nextscale train` run
+            return json.loads((path / "config.json").read_text()).get("model_class") == "TextScaleTransformer"
         name = json.loads((path / "pipeline.json").read_text()).get("_class_name", "Pipeline")
     except (OSError, ValueError, AttributeError):
         return None
