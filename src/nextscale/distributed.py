@@ -300,18 +300,26 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+def full_state_dict(model: nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:
     """The complete, unsharded CPU state dict of a (possibly wrapped or sharded) model.
 
     Call it on every rank (under FSDP it gathers the shards, a collective), but use the result on rank 0 only:
     a sharded model's complete tensors arrive on rank 0, and the other ranks get an empty dict (torch's
     ``get_model_state_dict`` with ``cpu_offload=True``). An unsharded model gives its full state on every rank.
+
+    Args:
+        model: the plain, DDP-wrapped, compiled or FSDP-sharded module.
+        keep: False on a rank that discards the result: an unsharded model (DDP, one process) then returns an
+            empty dict at once instead of copying every weight to the CPU; a sharded model still takes part in
+            the gather, which needs every rank.
     """
     plain = unwrap(model)
     if _is_sharded(plain):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         return get_model_state_dict(plain, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not keep:
+        return {}
     return {name: tensor.detach().cpu() for name, tensor in plain.state_dict().items()}
 
 

@@ -33,6 +33,7 @@ RESUMABLE_CHANGES = frozenset(
         "progress",
         "compile",
         "strategy",
+        "grad_accum",  # the same batch cut into other micro-steps: the trainer checks it trains on the same samples
         "precision",
         "attention",  # the kernel of the same mask: the same maths
         "activation_checkpointing",  # recomputed activations: the same numbers, less memory

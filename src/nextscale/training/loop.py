@@ -84,6 +84,11 @@ class Trainer(abc.ABC):
         dist_info: this process's place (default: ``distributed.init_distributed()``).
     """
 
+    # Whether an optimizer step depends only on which samples it trains on, not on how they are cut into
+    # micro-batches (per-micro-batch statistics, such as a tokenizer's codebook usage, make it depend): then a
+    # resume may change --grad-accum at the same batch size, e.g. to go on with fewer processes.
+    regroups_micro_batches: bool = False
+
     def __init__(
         self,
         modules: dict[str, nn.Module],
@@ -353,13 +358,17 @@ class Trainer(abc.ABC):
 
     # ------------------------------------------------------------------------------- checkpoints
     def checkpoint_state(self) -> dict[str, Any]:
-        """Everything resuming needs, as plain data (call on every rank: FSDP and RNG gathering are collective)."""
+        """Everything resuming needs, as plain data (call on every rank: FSDP and RNG gathering are collective).
+
+        Only rank 0's state is written, and only rank 0's holds the weights: the other ranks take part in the
+        collectives but copy no weights to the CPU (their "models" entries are empty, their "ema" is None)."""
+        keep = self.dist.is_main
         return {
             "format": 1,
             "step": self.step,
             "configs": self.run_config,
-            "models": {name: distributed.full_state_dict(m) for name, m in self.wrapped.items()},
-            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "models": {name: distributed.full_state_dict(m, keep=keep) for name, m in self.wrapped.items()},
+            "ema": self.ema.state_dict() if self.ema is not None and keep else None,
             "optimizers": {
                 name: distributed.optimizer_state_dict(self.wrapped[name], opt) for name, opt in self.optimizers.items()
             },
@@ -422,7 +431,7 @@ class Trainer(abc.ABC):
                 self.ema.load_state_dict(state["ema"])
         if state["scaler"]:  # empty when the run so far had no fp16 (precision may change at a resume): start afresh
             self.scaler.load_state_dict(state["scaler"])
-        self.sampler.load_state_dict(state["sampler"])
+        self.sampler.load_state_dict(self._resumed_position(state, path))
         self.step = self._saved_step = int(state["step"])
         self.load_extra_state(state.get("extra", {}))
         self.held_out_watch.load_state_dict(state.get("held_out_watch", {}))  # older checkpoints: none
@@ -439,6 +448,71 @@ class Trainer(abc.ABC):
             )
         self.metrics_log.truncate_after(self.step)
         log.info("resumed from %s at step %d", path, self.step)
+
+    def _resumed_position(self, state: dict[str, Any], path: Path) -> dict[str, Any]:
+        """The checkpoint's data position, for this run's sampler.
+
+        The sampler cuts the data into micro-steps of ``batch_size / grad_accum`` samples over all processes, and
+        an optimizer step takes ``grad_accum`` of them. Another --grad-accum at the same batch size (to go on with
+        fewer or more processes) cuts each step's samples differently, but step s still trains on samples
+        ``s * batch_size`` to ``(s + 1) * batch_size`` of the data stream, as long as every epoch holds the same
+        samples (it drops the ``len % micro-step`` samples of its end): then the position carries over. The
+        gradient is the same mean over the same samples (up to float summation order).
+
+        Raises:
+            ValueError: the cut cannot change (the stream would differ, or the trainer's steps depend on the
+                cut), naming the --grad-accum (or the process count) that resumes this run.
+        """
+        saved = state["sampler"]
+        group, saved_group = self.sampler.global_batch_size, int(saved.get("global_batch_size", 0))
+        size = self.sampler.dataset_len
+        if saved_group == group or saved_group < 1 or saved.get("dataset_len") != size:
+            return saved  # the same cut, or another data set: the sampler's own check says what differs
+        batch, world_size = self.config.batch_size, self.dist.world_size
+        saved_accum, saved_world = batch // saved_group, int(state["world_size"])
+
+        def epoch_samples(micro_step: int) -> int:  # an epoch's samples: the end that fills no micro-step is dropped
+            return size // micro_step * micro_step
+
+        def fits(accum: int) -> bool:  # whether --grad-accum accum on world_size processes resumes the same stream
+            if batch % (world_size * accum):
+                return False
+            if batch // accum == saved_group:
+                return True
+            return self.regroups_micro_batches and epoch_samples(batch // accum) == epoch_samples(saved_group)
+
+        if not fits(self.config.grad_accum):
+            if not self.regroups_micro_batches:
+                why = f"{type(self).__name__} updates statistics per micro-step, so their size must stay"
+            else:
+                why = (
+                    f"an epoch would train on {epoch_samples(group)} of the {size} samples instead of "
+                    f"{epoch_samples(saved_group)}, so later steps would see other samples"
+                )
+            working = [accum for accum in range(1, batch // world_size + 1) if fits(accum)]
+            if working:
+                fix = f"resume with --grad-accum {' or '.join(map(str, working))} on {world_size} process(es)"
+            else:
+                fix = (
+                    f"resume on {saved_world} process(es) (torchrun --nproc_per_node={saved_world} on one node) "
+                    f"with --grad-accum {saved_accum}"
+                )
+            raise ValueError(
+                f"checkpoint {path} was trained with --grad-accum {saved_accum} on {saved_world} process(es) "
+                f"(micro-steps of {saved_group} samples over all processes); --grad-accum {self.config.grad_accum} "
+                f"on {world_size} makes micro-steps of {group}, and {why}: {fix}"
+            )
+        step = int(state["step"])
+        position = self.sampler.state_for_step(step * self.config.grad_accum)
+        log.info(
+            "resuming %s with --grad-accum %d (micro-steps of %d samples over all processes, %d before): every step "
+            "trains on the same samples as before",
+            path,
+            self.config.grad_accum,
+            group,
+            saved_group,
+        )
+        return {**saved, "global_batch_size": group, "epoch": position["epoch"], "step": position["step"]}
 
     def _load_agreed_checkpoint(self) -> tuple[dict[str, Any], Path] | None:
         """The checkpoint to resume from, the same on every rank: rank 0 picks its newest good one, the others load

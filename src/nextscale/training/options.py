@@ -469,13 +469,29 @@ def train_config_from_args(args: argparse.Namespace, samples_per_epoch: int, **o
     return TrainConfig(**values)
 
 
+# The exit status of an interrupted command (128 + SIGINT, as the CLI returns for a KeyboardInterrupt).
+INTERRUPTED_STATUS = 130
+
+
 def fit_and_report(trainer, max_steps: int | None, datasets, kind: str) -> dict:
     """Run ``trainer.fit``, report skipped image files (also when training stops early) and print the run's
-    summary line on the main process: ``{kind} run DIR at step S/T: loss=…``."""
+    summary line on the main process: ``{kind} run DIR at step S/T: loss=…``.
+
+    Raises:
+        TrainingInterrupted: on the main process, when a signal stopped training (after its checkpoint).
+        SystemExit: with status 130 on the other processes of that run, which print nothing.
+    """
     from nextscale.training.data_specs import report_skipped_images
+    from nextscale.training.interrupt import TrainingInterrupted
 
     try:
         metrics = trainer.fit(max_steps)
+    except TrainingInterrupted:
+        if trainer.dist.is_main:
+            raise  # the CLI prints where it saved and how to resume
+        # Every rank stops at the signal: the others exit with the CLI's status for an interrupt (130) without
+        # printing the same line once per process.
+        raise SystemExit(INTERRUPTED_STATUS) from None
     finally:
         report_skipped_images(datasets)
     if trainer.dist.is_main:

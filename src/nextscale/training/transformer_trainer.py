@@ -96,6 +96,10 @@ class TransformerTrainer(Trainer):
         text_encoder: the frozen text encoder (text models only; wrapped in a caption cache).
     """
 
+    # The loss is a mean over samples, each a mean over its tokens: any cut of a step into micro-batches of equal
+    # size gives the same gradient, so a resume may change --grad-accum (``Trainer._resumed_position``).
+    regroups_micro_batches = True
+
     def __init__(
         self,
         transformer: ScaleTransformer | TextScaleTransformer,
