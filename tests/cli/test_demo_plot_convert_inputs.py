@@ -119,19 +119,31 @@ def test_demo_of_a_raster_baseline_samples_and_skips_the_edit(tmp_path, capsys):
     assert (tmp_path / "d" / "samples.png").is_file()
 
 
-def test_demo_samples_a_training_run_as_sample_does(tmp_path, capsys, monkeypatch):
-    # `sample --model RUN` samples a run's newest checkpoint; demo refused the same folder ("not a pipeline
-    # folder"), so trying a fresh run in the demo needed an export first.
+@pytest.fixture(scope="module")
+def class_runs(tmp_path_factory):
+    """A tokenizer run and a one-step transformer run on the test-asset Fashion-MNIST (from the repository root)."""
+    import os
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[2]
-    monkeypatch.chdir(repo)
+    repo, here = Path(__file__).resolve().parents[2], os.getcwd()
+    root = tmp_path_factory.mktemp("runs")
+    tokenizer, run = root / "tok", root / "var"
     data = "fashion-mnist:tests/assets/fashion_mnist"
-    tokenizer, run = tmp_path / "tok", tmp_path / "var"
-    tiny_tokenizer = f"--config configs/tiny_tokenizer.json --data {data} --steps 2 --disc-start 100 --no-progress"
-    assert main(["train-tokenizer", *tiny_tokenizer.split(), "--run-dir", str(tokenizer)]) == 0
-    tiny_transformer = f"--config configs/tiny_transformer.json --data {data} --steps 1 --no-progress"
-    assert main(["train", *tiny_transformer.split(), "--tokenizer", str(tokenizer), "--run-dir", str(run)]) == 0
+    try:
+        os.chdir(repo)
+        tiny = f"--config configs/tiny_tokenizer.json --data {data} --steps 2 --disc-start 100 --no-progress"
+        assert main(["train-tokenizer", *tiny.split(), "--run-dir", str(tokenizer)]) == 0
+        tiny = f"--config configs/tiny_transformer.json --data {data} --steps 1 --no-progress"
+        assert main(["train", *tiny.split(), "--tokenizer", str(tokenizer), "--run-dir", str(run)]) == 0
+    finally:
+        os.chdir(here)
+    return tokenizer, run
+
+
+def test_demo_samples_a_training_run_as_sample_does(class_runs, tmp_path, capsys):
+    # `sample --model RUN` samples a run's newest checkpoint; demo refused the same folder ("not a pipeline
+    # folder"), so trying a fresh run in the demo needed an export first.
+    run = class_runs[1]
     capsys.readouterr()
     out = tmp_path / "demo"
     assert main(["demo", "--model", str(run), "--no-text", "--seeds", "1", "--class", "0", "--out-dir", str(out)]) == 0
@@ -139,3 +151,25 @@ def test_demo_samples_a_training_run_as_sample_does(tmp_path, capsys, monkeypatc
     assert (out / "samples.png").is_file()
     wrong = one_line_error(["demo", "--text-model", str(run), "--out-dir", str(out)], capsys)
     assert "is a class-conditional model, but --text-model takes a text-to-image one" in wrong
+
+
+def test_export_records_the_recommended_sampling_settings(class_runs, tmp_path, capsys):
+    # A run exported by hand had no way to record the settings its model is meant to be sampled with (the text
+    # demo patched them into pipeline.json after its own export).
+    from nextscale.sampling.pipeline import Pipeline
+
+    tokenizer, run = class_runs
+    out = tmp_path / "model"
+    assert main(["export", "--run", str(run), "--out", str(out), "--recommend", "cfg=3", "top_k=10", "top_p=none"]) == 0
+    assert Pipeline.from_pretrained(out).recommended_sampling == {"cfg": 3.0, "top_k": 10, "top_p": None}
+    for flags, expected in [
+        (["--recommend", "guidance=3"], "--recommend takes KEY=VALUE with KEY one of cfg, top_k"),
+        (["--recommend", "cfg=high"], "--recommend cfg=high: not a number"),
+        (["--recommend", "top_p=2"], "--recommend top_p=2: "),
+    ]:
+        assert expected in one_line_error(["export", "--run", str(run), "--out", str(tmp_path / "x"), *flags], capsys)
+    refused = one_line_error(
+        ["export", "--run", str(tokenizer), "--out", str(tmp_path / "t"), "--recommend", "cfg=2"], capsys
+    )
+    assert "--recommend is for pipelines" in refused
+    assert not (tmp_path / "x").exists() and not (tmp_path / "t").exists()

@@ -157,23 +157,18 @@ def retrain_text(run_dir: Path, data: Path | None, tokenizer: Path) -> Path:
             str(run_dir / "transformer"),
             *as_flags(TEXT_TRANSFORMER_ARGS),
         ],
-        ["export", "--run", str(run_dir / "transformer"), "--out", str(run_dir / "pipeline")],
+        [
+            "export",
+            "--run",
+            str(run_dir / "transformer"),
+            "--out",
+            str(run_dir / "pipeline"),
+            "--recommend",
+            *(f"{key}={value}" for key, value in TEXT_RECOMMENDED_SAMPLING.items()),
+        ],
     ]
     _run_stages(stages)
-    _recommend(run_dir / "pipeline", TEXT_RECOMMENDED_SAMPLING)
     return run_dir / "pipeline"
-
-
-def _recommend(folder: Path, settings: dict[str, object]) -> None:
-    """Record ``settings`` in the pipeline.json of ``folder``, as ``Pipeline.recommend`` + ``save_pretrained`` would,
-    without loading the weights and the text encoder again."""
-    import json
-
-    from nextscale.pretrained import atomic_write_text
-
-    index = json.loads((folder / "pipeline.json").read_text())
-    index["recommended_sampling"] = {**index.get("recommended_sampling", {}), **settings}
-    atomic_write_text(folder / "pipeline.json", json.dumps(index, indent=2) + "\n")
 
 
 def _run_stages(stages: list[list[str]]) -> None:

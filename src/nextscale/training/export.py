@@ -204,11 +204,15 @@ def check_export_out(run_dir: str | os.PathLike, out: str | os.PathLike) -> None
                 )
 
 
-def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = False) -> Path:
+def export_run(
+    run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = False, recommended: dict | None = None
+) -> Path:
     """Write a run's EMA (or raw) weights as a component folder (tokenizer run) or pipeline folder (transformer run).
 
     Written in place, file by file; ``nextscale export`` writes a pipeline into a staging folder and swaps it in, so
-    that an export over an older pipeline leaves none of its components (an old ``text_encoder/``) behind."""
+    that an export over an older pipeline leaves none of its components (an old ``text_encoder/``) behind.
+    ``recommended``: sampling settings the pipeline records for the flags a user leaves out (``Pipeline.recommend``;
+    over those a masked-sampler-head run recommends itself)."""
     check_export_out(run_dir, out)
     run_config = read_run_config(run_dir)
     out = Path(out)
@@ -240,8 +244,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = F
                 shutil.copy2(entry, out / TEXT_ENCODER_DIR / entry.name)
         atomic_write_text(out / TEXT_ENCODER_DIR / REFERENCE_NAME, reference.read_text())
         index = {**index, "_class_name": "TextPipeline", "text_encoder": TEXT_ENCODER_DIR}
-    if trained_sampler_head(run_config):
-        index["recommended_sampling"] = sampler_head_sampling(run_config)
+    settings = sampler_head_sampling(run_config) if trained_sampler_head(run_config) else {}
+    settings = {**settings, **(recommended or {})}
+    if settings:
+        index["recommended_sampling"] = settings
     atomic_write_text(out / PIPELINE_FILE, json.dumps(index, indent=2) + "\n")
     return out
 
