@@ -242,3 +242,38 @@ def test_one_image_without_class_names_is_written_as_itself(tmp_path, capsys):
     )
     assert "wrote 1 image to" in capsys.readouterr().out
     assert Image.open(tmp_path / "one.png").size == (32, 32)  # no frame around it
+
+
+def test_save_tokens_alone_writes_only_the_tokens(tiny_pipeline_dir, tmp_path, capsys, monkeypatch):
+    from safetensors.torch import load_file
+
+    monkeypatch.chdir(tmp_path)  # where the default grid samples.png would land
+    tokens = tmp_path / "t.safetensors"
+    code, printed, _ = run(
+        ["sample", "--model", tiny_pipeline_dir, "--class", 1, 2, "--seed", 0, "--save-tokens", tokens], capsys
+    )
+    assert code == 0 and "wrote tokens (2, " in printed and "samples.png" not in printed
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["t.safetensors"]  # no grid nobody asked for
+    assert load_file(tokens)["tokens"].shape[0] == 2
+    # with --out the grid is written beside them, as before
+    code, printed, _ = run(
+        ["sample", "--model", tiny_pipeline_dir, "--class", 1, "--save-tokens", tokens, "--out", "g.png"], capsys
+    )
+    assert code == 0 and (tmp_path / "g.png").is_file()
+
+
+def test_a_prompt_with_a_line_break_is_refused_before_prompts_txt_is_written(tmp_path, capsys):
+    from nextscale.evaluation.generate import PromptSampleWriter
+
+    out_dir = tmp_path / "each"
+    code, _, err = run(["sample", "--prompt", "a bag", "a red\nsneaker", "--out-dir", out_dir], capsys)
+    assert "--prompt 2 ('a red\\nsneaker') holds a line break" in one_line_error(code, err)
+    assert not out_dir.exists()
+    for breaking in ("a\r\nb", "a\rb", "a\u2028b", "a\x85b"):  # every break str.splitlines (and so a reader) knows
+        with pytest.raises(ValueError, match="prompt 2 .* holds a line break"):
+            PromptSampleWriter(tmp_path / "evaluated", ["one", breaking])
+    assert not (tmp_path / "evaluated").exists()
+    # one-line prompts (and the empty prompt of an edit towards nothing) keep one line each: line i is image i's
+    prompts = ["a bag", "", "un sac à dos \\n littéral"]
+    PromptSampleWriter(tmp_path / "evaluated", prompts)
+    assert (tmp_path / "evaluated" / "prompts.txt").read_text(encoding="utf-8").split("\n")[:-1] == prompts

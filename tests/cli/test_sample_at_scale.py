@@ -49,7 +49,7 @@ def test_batch_zero_is_the_single_call_and_later_batches_have_their_own_seed(tin
     tokens = tmp_path / "tokens.safetensors"
     assert sample(tiny_pipeline_dir, "--class", 2, 4, "--num", 2, "--seed", 3, "--save-tokens", tokens) == 0
     assert torch.equal(load_file(tokens)["tokens"], expected)  # one batch: the official single call
-    assert (tmp_path / "samples.png").is_file()
+    assert not (tmp_path / "samples.png").exists()  # only tokens were asked for
     batched = tmp_path / "batched.safetensors"
     assert (
         sample(tiny_pipeline_dir, "--class", 2, 4, "--num", 2, "--seed", 3, "--batch-size", 3, "--save-tokens", batched)
@@ -142,8 +142,8 @@ def test_two_outputs_naming_one_file_are_refused_before_sampling(tiny_pipeline_d
     # the scale view used to replace the grid silently, both reported as written
     assert sample(tiny_pipeline_dir, "--class", 1, "--out", "same.png", "--show-scales", tmp_path / "same.png") == 2
     assert "--out and --show-scales name the same file" in capsys.readouterr().err
-    assert sample(tiny_pipeline_dir, "--save-tokens", "samples.png") == 2  # the default grid is samples.png
-    assert "the default --out and --save-tokens name the same file" in capsys.readouterr().err
+    assert sample(tiny_pipeline_dir, "--out", "samples.png", "--save-tokens", "samples.png") == 2
+    assert "--out and --save-tokens name the same file" in capsys.readouterr().err
     assert not (tmp_path / "same.png").exists() and not (tmp_path / "samples.png").exists()
 
 

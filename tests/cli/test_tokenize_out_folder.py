@@ -18,3 +18,22 @@ def test_a_killed_runs_partly_written_shard_counts_as_an_unfinished_tokenization
     (out / ".manifest.json.x9.tmp").write_text("{")
     remove_token_files(out)
     assert sorted(path.name for path in out.iterdir()) == ["notes.md"]
+
+
+def test_tokens_written_inside_the_image_folder_are_refused_before_they_become_a_class(tmp_path, capsys):
+    """`--out photos/tokens` used to work once, and then every later read of photos/ (a re-run with --overwrite,
+    train-tokenizer, train --data) listed tokens/ as an extra, empty class."""
+    from nextscale.cli import main
+    from nextscale.cli.tokenize import check_out_outside_images
+
+    images = tmp_path / "photos"
+    (images / "cats").mkdir(parents=True)
+    for out in (images / "tokens", images, images / "cats" / "tokens"):
+        with pytest.raises(ValueError, match="lies inside the image folder --data .*; put the tokens outside it"):
+            check_out_outside_images(out, str(images))
+    check_out_outside_images(tmp_path / "tokens", str(images))  # beside it
+    check_out_outside_images(images / "tokens", f"captions:{images}")  # caption folders list no class folders
+    code = main(["tokenize", "--tokenizer", str(tmp_path / "none"), "--data", str(images), "--out", str(images / "t")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "lies inside the image folder" in err, err
+    assert sorted(path.name for path in images.iterdir()) == ["cats"]  # nothing created

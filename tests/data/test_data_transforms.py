@@ -82,3 +82,29 @@ def test_a_transparent_colour_of_an_rgb_or_gray_png_goes_on_white_as_palette_one
             assert (pixels[1:, 1:] == 255).all()  # the transparent colour, as viewers show it
             assert pixels.reshape(-1, channels)[0].tolist() != [255] * channels  # the opaque pixel is kept
     assert file_sizes(ImageFolderDataset(tmp_path, 8)).transparent == 1
+
+
+def test_32_bit_integer_images_are_scaled_from_the_range_their_values_or_file_hold(tmp_path):
+    from nextscale.data.images import load_image, open_image, read_training_image
+
+    ramp = np.arange(16 * 16).reshape(16, 16) % 256  # 8-bit values 0..255
+    # made in memory: convert("I") of an 8-bit picture holds 0..255, and must not be divided as if 16-bit
+    eight_bit = Image.fromarray(ramp.astype(np.int32))
+    assert eight_bit.mode == "I"
+    assert np.array_equal(np.asarray(convert_mode(eight_bit, 1)), ramp)
+    assert np.array_equal(np.asarray(convert_mode(eight_bit, 3))[..., 0], ramp)
+    # 16-bit values in an "I" image are scaled by 257, as I;16 ones are
+    sixteen_bit = Image.fromarray((ramp * 257).astype(np.int32))
+    assert np.array_equal(np.asarray(convert_mode(sixteen_bit, 1)), ramp)
+    # a 32-bit TIFF of 8-bit values (its file says 32 bits: its values tell the range), read as training reads it
+    Image.fromarray(ramp.astype(np.int32)).save(tmp_path / "eight.tif")
+    assert np.array_equal(np.asarray(read_training_image(tmp_path / "eight.tif", 16, 1)), ramp)
+    expected = torch.from_numpy(ramp).float().div(127.5).sub(1.0)
+    assert torch.allclose(load_image(tmp_path / "eight.tif", 16, channels=1)[0], expected)
+    # a dark 16-bit file (a PGM of maxval 65535 opens as "I") stays dark: its file's depth wins over its values
+    dark = np.full((16, 16), 200, dtype=">u2")
+    (tmp_path / "dark.pgm").write_bytes(b"P5\n16 16\n65535\n" + dark.tobytes())
+    opened = open_image(tmp_path / "dark.pgm")
+    assert opened.mode == "I" and opened.getextrema() == (200, 200)
+    assert np.asarray(convert_mode(opened, 1)).max() == 1  # round(200 / 257)
+    assert np.asarray(read_training_image(tmp_path / "dark.pgm", 16, 1)).max() == 1

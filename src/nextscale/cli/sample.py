@@ -115,8 +115,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help=f"image grid (.png, .jpg, .jpeg or .webp), labelled with class names when the model has them "
-        f"(default: {DEFAULT_GRID} unless --out-dir, --npz or --show-scales is given; at most {MAX_GRID_IMAGES} "
-        "images)",
+        f"(default: {DEFAULT_GRID} unless --out-dir, --npz, --show-scales or --save-tokens is given; at most "
+        f"{MAX_GRID_IMAGES} images)",
     )
     parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: --num or 8)")
     parser.add_argument(
@@ -217,6 +217,7 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
     from nextscale import distributed
     from nextscale.data.images import make_grid, to_pil
     from nextscale.data.sample_sets import NpzImageWriter
+    from nextscale.evaluation.generate import check_one_line_prompts
     from nextscale.pretrained import atomic_write, atomic_write_text
 
     if args.num < 1:
@@ -227,9 +228,12 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
         raise ValueError(f"--nrow must be >= 1, got {args.nrow}")
     if args.prompt is not None and any(not text.strip() for text in args.prompt):
         raise ValueError("--prompt got an empty prompt; give some text for every prompt")
+    if args.prompt is not None:  # --out-dir's prompts.txt holds one per line; refused for every output alike
+        check_one_line_prompts(args.prompt, what="--prompt")
     text = args.prompt is not None or args.text_features is not None
-    # a run written as files (or shown scale by scale) needs no default grid
-    files = args.out_dir is not None or args.npz is not None or args.show_scales is not None
+    # a run written as files (or shown scale by scale, or kept as tokens) needs no default grid
+    outputs_asked = (args.out_dir, args.npz, args.show_scales, args.save_tokens)
+    files = any(path is not None for path in outputs_asked)
     grid_path = args.out if args.out is not None else (None if files else DEFAULT_GRID)
     if args.text_features is None and not names_every_class(
         args.classes

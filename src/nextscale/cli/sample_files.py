@@ -175,8 +175,8 @@ def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
                 "new ones could not be told apart; choose another --out-dir, or delete those images"
             )
         try:
-            recorded = json.loads(record.read_text())
-        except json.JSONDecodeError as err:
+            recorded = json.loads(record.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{record} is not valid JSON ({err}); delete it, or choose another --out-dir") from err
         if not isinstance(recorded, dict):  # else an AttributeError traceback below
             raise ValueError(f"{record} is damaged (not a JSON object); delete it, or choose another --out-dir")

@@ -122,6 +122,22 @@ def check_out_folder(out: Path, overwrite: bool) -> None:
     )
 
 
+def check_out_outside_images(out: Path, data: str) -> None:
+    """--out must not lie inside an image folder --data: there the token folder is listed as a class folder the
+    next time the images are read (by a re-run, `train-tokenizer` or `train --data`), an empty class that shifts
+    the labels of the classes sorted after it. Caption data and Fashion-MNIST list no folders as classes."""
+    from nextscale.training.data_specs import CAPTIONS_PREFIX, FASHION_PREFIX
+
+    if data.startswith(CAPTIONS_PREFIX) or data == FASHION_PREFIX or data.startswith(FASHION_PREFIX + ":"):
+        return
+    images = Path(data).resolve()
+    if images.is_dir() and out.resolve().is_relative_to(images):
+        raise ValueError(
+            f"--out {out} lies inside the image folder --data {data}, where it would be read as a class folder; "
+            "put the tokens outside it (e.g. next to it)"
+        )
+
+
 def remove_token_files(out: Path) -> None:
     """Delete an old run's manifest (first: the folder stops being a token folder), then its shards and the partly
     written files of a killed run; nothing else."""
@@ -145,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     check_views(args)
     captioned = args.data.startswith(CAPTIONS_PREFIX)
     out = Path(args.out)
+    check_out_outside_images(out, args.data)
     check_out_folder(out, args.overwrite)  # every rank, before any of them writes
     with distributed.process_group(device=args.device) as dist_info:
         tokenizer = load_tokenizer(args.tokenizer, args.scale_sides)
@@ -200,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
             log_left_out(manifest["left_out"], distributed.get_logger("nextscale.data"))
             count = manifest["count"]
             views = "" if args.views == 1 else f" ({args.views} views each)"
-            print(f"wrote {count} token sequences{views} of {config.schedule.total_tokens} tokens to {args.out}")
+            sequences = "sequence" if count == 1 else "sequences"
+            print(f"wrote {count} token {sequences}{views} of {config.schedule.total_tokens} tokens to {args.out}")
     return 0
 
 

@@ -177,7 +177,8 @@ def open_image_folder(
                 "hold any out (a class needs 2 or more); add DIR/train and DIR/val folders"
             )
         return _noted(select(evaluation, held_indices, carved_from), note), None
-    held = f" (without the {len(held_indices)} held-out images)" if held_indices else ""  # none: the folder itself
+    images = "image" if len(held_indices) == 1 else "images"
+    held = f" (without the {len(held_indices)} held-out {images})" if held_indices else ""  # none: the folder itself
     without = f"{layout.train_dir}{held}"
     training = _noted(select(train, kept, without), note)
     if split is not None or not held_indices:

@@ -12,7 +12,7 @@ Bad files never stop a long run late. Each file is checked when it is read: unre
 corrupt header), truncated (fails to decode), tiny (shorter side under ``max(TINY_PIXELS, TINY_FRACTION`` x the
 training side); larger images smaller than the training side are upscaled), huge (more pixels than Pillow's
 decompression-bomb limit ``Image.MAX_IMAGE_PIXELS``) or of a mode Pillow cannot convert. Every mode is
-converted to the training channels (see ``transforms.convert_mode``: alpha on white, 16-bit scaled).
+converted to the training channels (see ``transforms.convert_mode``: alpha on white, 16- and 32-bit scaled).
 With ``bad_images="skip"`` a bad file is counted, logged once and replaced by the next good file in the
 folder order (deterministic: the same on every rank, worker and resume); with ``"fail"`` it raises a
 ValueError naming the file. ``ImageFolderDataset.scan`` checks every header up front (fast: nothing is
@@ -40,7 +40,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from torch.utils.data import Dataset
 
-from nextscale.data.transforms import MID_RESO, ImageTransform, convert_mode
+from nextscale.data.transforms import BIT_DEPTH_KEY, MID_RESO, ImageTransform, convert_mode, file_bit_depth
 from nextscale.pretrained import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -126,8 +126,14 @@ def _open_header(source: Path | BinaryIO, shown: Path | None = None) -> Image.Im
 
 def upright(image: Image.Image) -> Image.Image:
     """A decoded copy of ``image`` turned as its EXIF orientation tag says (phone photos store their pixels
-    sideways and record the turn): what every viewer shows, so that boxes and masks mean what the user sees."""
-    return ImageOps.exif_transpose(image) or image.copy()
+    sideways and record the turn): what every viewer shows, so that boxes and masks mean what the user sees.
+
+    A 32-bit integer ("I") image keeps the bit depth its file declares in ``info`` (the copy has lost the file's
+    tags), so that ``transforms.convert_mode`` scales a 16-bit file's pixels as 16-bit however dark they are."""
+    turned = ImageOps.exif_transpose(image) or image.copy()
+    if image.mode == "I" and (bits := file_bit_depth(image)) is not None:
+        turned.info[BIT_DEPTH_KEY] = bits
+    return turned
 
 
 def read_training_image(path: str | os.PathLike, size: int, channels: int) -> Image.Image:

@@ -60,7 +60,8 @@ class FileSizes:
         modes = ", ".join(mode for mode, _ in self.modes.most_common())
         alpha = f", transparent pixels composited on {BACKGROUND}" if self.transparent else ""
         read = f"all {self.total}" if self.checked == self.total else f"{self.checked} of {self.total}"
-        return f"{self.span()} {modes}{alpha} (sizes read from {read} files)"
+        read = "the one" if self.total == 1 else read
+        return f"{self.span()} {modes}{alpha} (sizes read from {read} file{'s' * (self.total != 1)})"
 
     def span(self) -> str:
         """The size, or the smallest to the largest: ``32x32`` or ``28x28 to 640x480``."""
@@ -117,7 +118,7 @@ def _classes(names: Sequence[str] | None) -> str:
         return ""
     shown = ", ".join(f"{index}: {name}" for index, name in enumerate(names[:SHOWN_CLASSES]))
     more = f", ... ({len(names) - SHOWN_CLASSES} more)" if len(names) > SHOWN_CLASSES else ""
-    return f", {len(names)} classes ({shown}{more})"
+    return f", {len(names)} {'class' if len(names) == 1 else 'classes'} ({shown}{more})"
 
 
 def _origin(dataset) -> str:
@@ -158,7 +159,8 @@ def describe_data(
             has none).
     """
     names = getattr(train_set, "classes", None)
-    lines = [f"data: {len(train_set)} {role} {_kind(train_set)} from {_origin(train_set)}{_classes(names)}"]
+    kind = _kind(train_set) if len(train_set) != 1 else _kind(train_set).removesuffix("s")
+    lines = [f"data: {len(train_set)} {role} {kind} from {_origin(train_set)}{_classes(names)}"]
     if isinstance(train_set, FashionMNIST):
         lines.append(f"files: 28x28 grayscale IDX arrays, shown to the model at {train_set.size}x{train_set.size}")
     sizes = file_sizes(train_set)

@@ -6,8 +6,10 @@ and finally ``ToTensor`` followed by ``x * 2 - 1`` so pixels lie in [-1, 1].
 
 Any Pillow mode becomes the training channels (``convert_mode``): RGB for 3 channels, L for 1. Transparent
 images (RGBA, LA, PA, and palette, RGB or grayscale PNGs with a transparent colour) are composited on white, as
-image viewers and web pages show them; 16-bit grayscale (I;16, I) is scaled to 8 bits (x / 257), not clipped at 255;
-CMYK, YCbCr, bilevel and palette images are converted by Pillow.
+image viewers and web pages show them; 16-bit grayscale (I;16) is scaled to 8 bits (x / 257), not clipped at 255;
+32-bit integer grayscale (I) is scaled from its white level (``integer_white_level``: the file's bit depth where it
+says one, else the range its values fit: 8 bits, 16 bits or the image's own maximum); CMYK, YCbCr, bilevel and
+palette images are converted by Pillow.
 
 Randomness comes from an explicit generator (``numpy.random.Generator`` or ``torch.Generator``) so a crop can
 be replayed exactly; without one, torch's global generator is used (which DataLoader seeds per worker).
@@ -24,6 +26,8 @@ from PIL import Image
 MID_RESO = 1.125  # VAR's --mid_reso default: 288 px before a 256 px crop
 ALPHA_BACKGROUND = 255  # transparent pixels are composited on white (0 would be black)
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit PNGs open as I;16 or I (32-bit ints)
+# Where ``images.upright`` keeps the bit depth an "I" image's file declares: the turned copy has lost the file's tags.
+BIT_DEPTH_KEY = "nextscale_bit_depth"
 ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "F", *SIXTEEN_BIT_MODES})  # one channel of intensity (no colour)
 TRANSPARENT_COLOUR_MODES = ("P", "L", "RGB")  # a PNG tRNS chunk (info["transparency"]) makes one colour transparent
@@ -85,11 +89,42 @@ def has_transparency(image: Image.Image) -> bool:
     return image.mode in ALPHA_MODES or (image.mode in TRANSPARENT_COLOUR_MODES and "transparency" in image.info)
 
 
+def file_bit_depth(image: Image.Image) -> int | None:
+    """The bits per sample a 32-bit integer ("I") image's file declares, or None (an image made in memory, or a
+    file that does not say). Pillow opens 16-bit PNGs (before Pillow 10) and PGMs of any maxval above 255 (scaled
+    to 16 bits) as "I"; a TIFF says its depth in its BitsPerSample tag (8, 16 or 32)."""
+    if BIT_DEPTH_KEY in image.info:
+        return image.info[BIT_DEPTH_KEY]
+    if image.format in ("PNG", "PPM"):
+        return 16
+    tags = getattr(image, "tag_v2", None)  # TIFF
+    bits = tags.get(258) if tags is not None else None  # 258: BitsPerSample
+    bits = bits[0] if isinstance(bits, tuple) and bits else bits
+    return bits if isinstance(bits, int) else None
+
+
+def integer_white_level(image: Image.Image) -> int:
+    """The value that is white in a 32-bit integer ("I") image: 255 or 65535 when its file declares 8 or 16 bits
+    (a dark 16-bit photo stays dark), else the smallest of 255 and 65535 that holds its largest value (an image
+    made in memory with ``convert("I")`` from 8 bits holds 0..255), else that largest value itself (a 32-bit
+    scientific image of arbitrary range is stretched to fit).
+
+    Worked example: pixels 0..200 of an in-memory image give 255 (200 stays 200); the same pixels in a 16-bit
+    file give 65535 (200 becomes 1); pixels up to 40000 give 65535, and up to 1,000,000 give 1,000,000.
+    """
+    bits = file_bit_depth(image)
+    if bits in (8, 16):
+        return 2**bits - 1
+    largest = image.getextrema()[1]
+    return next((level for level in (255, 65535) if largest <= level), largest)
+
+
 def convert_mode(image: Image.Image, channels: int) -> Image.Image:
     """Any Pillow image as RGB (``channels`` = 3) or L (1), as the module docstring describes.
 
     Worked example: a 16-bit grayscale pixel 32896 becomes round(32896 / 257) = 128 (Pillow's own
-    ``convert("L")`` would clip it to 255); an RGBA pixel (200, 0, 0, 128) becomes about (227, 127, 127).
+    ``convert("L")`` would clip it to 255); an RGBA pixel (200, 0, 0, 128) becomes about (227, 127, 127); a pixel
+    128 of a 32-bit integer image of 8-bit values stays 128 (see ``integer_white_level``).
 
     Raises:
         ValueError: for a mode Pillow cannot convert to RGB.
@@ -104,7 +139,8 @@ def convert_mode(image: Image.Image, channels: int) -> Image.Image:
     elif image.mode == target:
         return image
     elif image.mode in SIXTEEN_BIT_MODES:
-        values = np.asarray(image, dtype=np.float64) / 257.0  # 0..65535 -> 0..255
+        white = integer_white_level(image) if image.mode == "I" else 65535
+        values = np.asarray(image, dtype=np.float64) / (max(white, 1) / 255.0)  # 0..white -> 0..255
         image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
     elif image.mode == "F":
         values = np.asarray(image, dtype=np.float64)

@@ -125,11 +125,30 @@ class SampleWriter:
             self.count += 1
 
 
+def check_one_line_prompts(prompts: list[str], what: str = "prompt") -> None:
+    """Refuse a prompt that holds a line break: ``prompts.txt`` lists one prompt per line (line i is image i's, as
+    ``--prompts FILE`` reads it), and a break inside one would shift every later line off its image. The tokenizers of
+    CLIP, T5 and BERT-style encoders read a line break as a space, so a space in its place keeps the prompt.
+
+    Raises:
+        ValueError: naming the first such prompt (``what`` and its 1-based number).
+    """
+    for number, prompt in enumerate(prompts, start=1):
+        if prompt.splitlines() not in ([prompt], []):  # every break str.splitlines knows (\r, \u2028, ...)
+            shown = prompt if len(prompt) <= 60 else f"{prompt[:57]}..."
+            raise ValueError(
+                f"{what} {number} ({shown!r}) holds a line break, but prompts.txt lists one prompt per line; write "
+                "it on one line, with a space for the break"
+            )
+
+
 class PromptSampleWriter:
     """Writes each batch of prompt samples as ``{index:06d}.png`` (index = the prompt's position) and the prompts,
-    one per line, to ``prompts.txt`` (an observer of ``features.stream_features``, like ``SampleWriter``)."""
+    one per line, to ``prompts.txt`` (an observer of ``features.stream_features``, like ``SampleWriter``); a prompt
+    with a line break is refused (``check_one_line_prompts``) before anything is written."""
 
     def __init__(self, folder: str | Path, prompts: list[str]) -> None:
+        check_one_line_prompts(prompts)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.folder / "prompts.txt", "".join(f"{prompt}\n" for prompt in prompts))
