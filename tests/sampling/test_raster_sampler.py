@@ -54,7 +54,7 @@ def greedy_by_full_forward(transformer, labels, cfg):
 def test_greedy_sampling_equals_uncached_decoding(cfg):
     tokenizer, transformer = components()
     labels = torch.tensor([0, 2])
-    out = RasterSampler(tokenizer, transformer).sample(labels, SamplingConfig(cfg=cfg, top_k=1))
+    out = RasterSampler(tokenizer, transformer).sample(labels, config=SamplingConfig(cfg=cfg, top_k=1))
     assert out.tokens.shape == (2, SIDE * SIDE) and out.f_hat.shape == (2, 4, SIDE, SIDE)
     assert torch.equal(out.tokens, greedy_by_full_forward(transformer, labels, cfg))
     assert len(out.tokens.unique()) > 1  # the check is not vacuous
@@ -64,8 +64,8 @@ def test_samples_decode_to_images_and_follow_the_seed():
     tokenizer, transformer = components()
     sampler = RasterSampler(tokenizer, transformer)
     config = SamplingConfig(cfg=1.5, top_k=8, top_p=0.9)
-    a = sampler.sample([1, 1], config, torch.Generator().manual_seed(3))
-    b = sampler.sample([1, 1], config, torch.Generator().manual_seed(3))
+    a = sampler.sample([1, 1], config=config, generator=torch.Generator().manual_seed(3))
+    b = sampler.sample([1, 1], config=config, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a.tokens, b.tokens)
     images = sampler.decode(a.f_hat)
     assert images.shape == (2, 1, 4 * SIDE, 4 * SIDE) and 0 <= images.min() and images.max() <= 1
@@ -74,10 +74,10 @@ def test_samples_decode_to_images_and_follow_the_seed():
 def test_the_null_class_draws_unconditional_samples_as_in_the_scale_sampler():
     tokenizer, transformer = components()
     null = transformer.config.null_class_id
-    out = RasterSampler(tokenizer, transformer).sample([null], SamplingConfig(cfg=0.0, top_k=1))
+    out = RasterSampler(tokenizer, transformer).sample([null], config=SamplingConfig(cfg=0.0, top_k=1))
     assert torch.equal(out.tokens, greedy_by_full_forward(transformer, torch.tensor([null]), 0.0))
     with pytest.raises(ValueError, match="class"):
-        RasterSampler(tokenizer, transformer).sample([null + 1], SamplingConfig(cfg=0.0))
+        RasterSampler(tokenizer, transformer).sample([null + 1], config=SamplingConfig(cfg=0.0))
 
 
 def test_a_multi_scale_tokenizer_is_refused_with_the_fix():
@@ -89,7 +89,7 @@ def test_a_multi_scale_tokenizer_is_refused_with_the_fix():
 def test_masked_sampling_is_refused_in_words():
     tokenizer, transformer = components()
     with pytest.raises(ValueError, match="masked sampling is STAR's way of drawing a scale"):
-        RasterSampler(tokenizer, transformer).sample([1], SamplingConfig(masked_sampling=True))
+        RasterSampler(tokenizer, transformer).sample([1], config=SamplingConfig(masked_sampling=True))
 
 
 def test_a_text_condition_is_refused_in_words():
@@ -98,4 +98,24 @@ def test_a_text_condition_is_refused_in_words():
     tokenizer, transformer = components()
     text = TextCondition(torch.zeros(1, 3, 8), torch.ones(1, 3, dtype=torch.bool), torch.zeros(1, 8))
     with pytest.raises(TypeError, match="the raster baseline is class-conditional; pass class labels"):
-        RasterSampler(tokenizer, transformer).sample(text, SamplingConfig(cfg=0.0))
+        RasterSampler(tokenizer, transformer).sample(text, config=SamplingConfig(cfg=0.0))
+
+
+def test_sample_takes_the_scale_samplers_arguments_and_refuses_positional_knobs():
+    """The two loops are called alike (the trainer and the pipelines swap them); knobs after the condition go by
+    keyword, so an old positional call ``sample(labels, config)`` fails instead of meaning something else."""
+    import inspect
+
+    from nextscale.sampling.sampler import ScaleSampler
+
+    scale_names = list(inspect.signature(ScaleSampler.sample).parameters)
+    raster = inspect.signature(RasterSampler.sample).parameters
+    assert list(raster) == scale_names
+    assert raster["condition"].default is None
+    assert all(raster[name].kind is inspect.Parameter.KEYWORD_ONLY for name in scale_names[2:])
+    tokenizer, transformer = components()
+    sampler = RasterSampler(tokenizer, transformer)
+    drawn = sampler.sample(batch_size=3, config=SamplingConfig(cfg=0.0), generator=torch.Generator().manual_seed(1))
+    assert drawn.tokens.shape == (3, SIDE * SIDE) and drawn.class_labels.shape == (3,)
+    with pytest.raises(TypeError, match="positional"):
+        sampler.sample([1], SamplingConfig(cfg=0.0))

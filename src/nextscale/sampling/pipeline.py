@@ -14,6 +14,7 @@ References: diffusers ``DiffusionPipeline`` and ``pipelines/dit/pipeline_dit.py`
 from __future__ import annotations
 
 import copy
+import itertools
 import numbers
 import threading
 from collections.abc import Iterator, Sequence
@@ -67,6 +68,10 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
     def __init__(
         self, tokenizer: MultiScaleVQVAE, transformer: ScaleTransformer, class_names: Sequence[str] | None = None
     ) -> None:
+        if isinstance(transformer, MultiScaleVQVAE) and not isinstance(tokenizer, MultiScaleVQVAE):
+            raise TypeError(f"{type(self).__name__} takes (tokenizer, transformer): the two are swapped")
+        if not isinstance(tokenizer, MultiScaleVQVAE):
+            raise TypeError(f"tokenizer must be a MultiScaleVQVAE, got {type(tokenizer).__name__}")
         self.check_transformer(transformer)
         self.tokenizer = tokenizer.eval()
         self.transformer = transformer.eval()
@@ -145,6 +150,28 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         self.tokenizer.to(device)
         self.transformer.to(device)
         return self
+
+    def check_component_moves(self) -> None:
+        """Refuse components moved by hand to another dtype or device (``pipe.transformer.to(torch.bfloat16)``),
+        which would otherwise fail deep inside a layer: the pipeline chooses the precision (the transformer's linear
+        weights may hold its autocast dtype, everything else stays float32), and :meth:`to` moves both components."""
+        transformer_dtypes = {torch.float32, self.precision.autocast_dtype or torch.float32}
+        for name, component, dtypes in (
+            ("tokenizer", self.tokenizer, {torch.float32}),
+            ("transformer", self.transformer, transformer_dtypes),
+        ):
+            for tensor in itertools.chain(component.parameters(), component.buffers()):
+                if tensor.is_floating_point() and tensor.dtype not in dtypes:
+                    raise TypeError(
+                        f"pipe.{name} holds {tensor.dtype} weights, but this pipeline samples in "
+                        f"{self.precision.name}; do not move a component's dtype: load with "
+                        "Pipeline.from_pretrained(path, dtype='bf16' | 'fp16' | 'int8') or call pipe.use_precision(...)"
+                    )
+                if tensor.device != self.device:
+                    raise ValueError(
+                        f"pipe.{name} is on {tensor.device} but the pipeline samples on {self.device}; move the whole "
+                        "pipeline with pipe.to(device)"
+                    )
 
     @property
     def device(self) -> torch.device:
@@ -265,6 +292,7 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         mask_generator = None if seed is None or not masked_sampling else torch.Generator().manual_seed(int(seed))
         guided = config.uses_guidance(self.transformer.config.schedule.num_scales)
         condition = self.make_condition(class_labels, prompt, int(num_images_per_prompt), guided, text_inputs)
+        self.check_component_moves()
         with self.call_lock:  # one call at a time: the calls share the kept KV cache
             self.keep_memory()
             self.settle_linear_kernel()
@@ -365,6 +393,7 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        self.check_component_moves()
         tokens = torch.as_tensor(tokens)
         if tokens.ndim != 2:
             raise ValueError(f"tokens must be (B, L) (one row per image), got shape {tuple(tokens.shape)}")

@@ -8,7 +8,7 @@ match ignoring case, spaces, '-' and '_' ("ankle_boot" finds "Ankle boot"). ``Cl
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +34,11 @@ class ClassNamesMixin:
         """One distinct, non-empty name per class id (``class_names[i]`` is class ``i``), or None."""
         if class_names is None:
             return None
+        if isinstance(class_names, (str, bytes, set, frozenset, Mapping)):  # a string would give one name per letter
+            raise TypeError(
+                f"class_names must be a list of names in class-id order, got a {type(class_names).__name__}; e.g. "
+                "class_names=['cat', 'dog'] (a file of names: open(path).read().splitlines())"
+            )
         names = tuple(class_names)
         if not all(isinstance(name, str) and name.strip() for name in names):
             raise TypeError(f"class_names must be non-empty strings, got {list(names)[:5]}")

@@ -179,6 +179,7 @@ class EditingMixin:
             raise TypeError(f"num_images must be an int, got {num_images!r}")
         if num_images < 1:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
+        self.check_component_moves()  # before the tokenizer encodes
         keep_mask = checked_keep_mask(keep_mask, self.transformer.config.scale_sides[-1])
         indices = self.tokenizer.encode(prepared.tensor.to(self.device))
         sides = self.transformer.config.scale_sides
@@ -252,6 +253,7 @@ class EditingMixin:
         else:
             null_id = self.transformer.config.null_class_id
             condition = {"class_labels": [null_id if self._is_null(t) else self.class_ids([t])[0] for t in targets]}
+        self.check_component_moves()  # before the tokenizer encodes
         indices = self.tokenizer.encode(images.to(self.device))  # K tensors (B, side_k ** 2)
         masks = scale_keep_masks(keep_mask.to(self.device), self.transformer.config.scale_sides)
         constraint = KeepTokensConstraint(indices, masks, self.tokenizer.quantizer)

@@ -66,17 +66,30 @@ class RasterSampler:
     @torch.no_grad()
     def sample(
         self,
-        condition: ClassCondition | torch.Tensor | Sequence[int] | None,
+        condition: ClassCondition | torch.Tensor | Sequence[int] | None = None,
+        *,
+        batch_size: int | None = None,
         config: SamplingConfig | None = None,
         generator: torch.Generator | None = None,
-        batch_size: int | None = None,
         constraint: object | None = None,
         mask_generator: torch.Generator | None = None,
     ) -> SampleOutput:
-        """Sample B token maps (B, side^2) in raster order and their latent f-hat (B, code_dim, side, side).
+        """Sample B token maps in raster order and their final latent.
 
-        ``condition`` None draws ``batch_size`` labels from ``generator``; ``constraint`` (editing) and masked
-        sampling (``mask_generator`` is its argument) are refused.
+        Takes what :meth:`ScaleSampler.sample` takes, the arguments after ``condition`` by keyword (as every caller
+        passes them), so the two loops are called alike; a raster model refuses what it cannot do.
+
+        Args:
+            condition: a :class:`ClassCondition`, class labels (B,), or None to draw ``batch_size`` labels from
+                ``generator``.
+            batch_size: number of samples when ``condition`` is None.
+            config: sampling knobs (default: CFG ramp with cfg 1.5 over positions, no filters); smoothing and masked
+                sampling are refused.
+            generator: source of every random draw (None: torch's global generator).
+            constraint: editing's per-scale hook; refused (anything but None).
+            mask_generator: the order noise of masked sampling, which is refused; unused.
+        Returns:
+            SampleOutput with tokens (B, side^2), f_hat (B, code_dim, side, side) and the labels used.
         """
         config = config or SamplingConfig()
         if config.smooth:

@@ -233,10 +233,19 @@ def load_official_vqvae(
             mapped[ours] = tensor
     missing = [ours_to_official(k, config.num_phi) for k in own if k not in mapped and k not in _OURS_ONLY]
     if missing or unexpected:
+        # Only the problems there are, and the inferred layout in a few words (the whole config is a screenful).
+        problems = [
+            f"{name} {len(keys)} key(s) {keys[:5]}"
+            for name, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        ]
+        layout = (
+            f"vocab {config.vocab_size}, code width {config.code_dim}, base channels {config.base_channels} x "
+            f"{list(config.channel_multipliers)}, {config.num_res_blocks} res blocks, {config.num_phi} Phi"
+        )
         raise ValueError(
-            f"{label} does not fit the VQVAE layout inferred from it ({config}): "
-            f"missing {len(missing)} key(s) {missing[:5]}, unexpected {len(unexpected)} key(s) "
-            f"{unexpected[:5]}"
+            f"{label} does not fit the VQVAE layout inferred from it ({layout}): {'; '.join(problems)}; "
+            "give the official VQVAE file (vae_ch160v4096z32.pth) as saved"
         )
     usage = mapped["quantizer.code_usage_ema"]
     if usage.dim() == 2 and usage.shape[0] != own["quantizer.code_usage_ema"].shape[0]:

@@ -187,18 +187,21 @@ def load_official_var(source: str | os.PathLike | Mapping | OfficialState) -> Sc
     """
     checkpoint = read_official_var(source)
     state = checkpoint.state
-    model = ScaleTransformer(infer_official_config(state, checkpoint.patch_nums))
-    params = {}
-    for key, value in state.items():
-        if key == LEVEL_IDS_KEY:
-            _check_buffer(key, value, model.level_ids.cpu())
-        elif key == MASK_KEY:
-            _check_buffer(key, value, model.attn_bias.cpu())
-        elif ZERO_K_BIAS.fullmatch(key):
-            _check_buffer(key, value, torch.zeros(model.config.embed_dim))
-        else:
-            params[key] = value
-    return _KEYS.load_into(model, params)
+    try:  # the messages below name keys; the file they come from is said once, here (--vae or --var?)
+        model = ScaleTransformer(infer_official_config(state, checkpoint.patch_nums))
+        params = {}
+        for key, value in state.items():
+            if key == LEVEL_IDS_KEY:
+                _check_buffer(key, value, model.level_ids.cpu())
+            elif key == MASK_KEY:
+                _check_buffer(key, value, model.attn_bias.cpu())
+            elif ZERO_K_BIAS.fullmatch(key):
+                _check_buffer(key, value, torch.zeros(model.config.embed_dim))
+            else:
+                params[key] = value
+        return _KEYS.load_into(model, params)
+    except ValueError as err:
+        raise ValueError(f"{checkpoint.source}: {err}") from err
 
 
 def to_official_state_dict(model: ScaleTransformer) -> dict[str, torch.Tensor]:

@@ -267,10 +267,13 @@ def load_official_star(
     )
     model = TextScaleTransformer(config)
     params = {}
-    for key, value in checkpoint.state.items():
-        if ZERO_K_BIAS.fullmatch(key):
-            if value.shape != (config.embed_dim,) or value.abs().max() != 0:
-                raise ValueError(f"official buffer {key} must be a zero vector of width {config.embed_dim}")
-        elif key != UNUSED_KEY:  # the official model creates a class table it never uses
-            params[key] = value
-    return _KEYS.load_into(model, params)
+    try:  # the messages below name keys; the file they come from is said once, here (--vae or --star?)
+        for key, value in checkpoint.state.items():
+            if ZERO_K_BIAS.fullmatch(key):
+                if value.shape != (config.embed_dim,) or value.abs().max() != 0:
+                    raise ValueError(f"official buffer {key} must be a zero vector of width {config.embed_dim}")
+            elif key != UNUSED_KEY:  # the official model creates a class table it never uses
+                params[key] = value
+        return _KEYS.load_into(model, params)
+    except ValueError as err:
+        raise ValueError(f"{checkpoint.source}: {err}") from err
