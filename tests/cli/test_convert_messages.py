@@ -55,3 +55,17 @@ def test_a_transformer_file_that_does_not_fit_is_named_with_its_key(tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert f"{given}: official" in err and f"missing entries ['{key}']" in err  # which of the two files
+
+
+def test_a_misshapen_transformer_entry_is_named_once(tmp_path, capsys):
+    # It was reported with its shape and again under "missing entries", as if the file lacked it.
+    given = official_file(
+        tmp_path,
+        VAR_PARITY / "var_d2.pth",
+        "model.pth",
+        lambda state: state.update({"head.bias": state["head.bias"][:-1]}),
+    )
+    vae = str(require(VAR_PARITY / "vqvae.pth"))
+    assert main(["convert", "--vae", vae, "--var", given, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "head.bias: shape" in err and "missing entries" not in err, err

@@ -72,16 +72,17 @@ class KeyTable:
         otherwise one ValueError lists the problems. Returns the model in eval mode.
         """
         own = model.state_dict()
-        converted, problems = {}, []
+        converted, given, problems = {}, set(), []
         for key, value in params.items():
             ours = self.to_ours(key)
+            given.add(ours)
             if ours not in own:
                 problems.append(f"{key} has no counterpart in the inferred model")
             elif value.shape != own[ours].shape:
                 problems.append(f"{key}: shape {tuple(value.shape)}, expected {tuple(own[ours].shape)}")
             else:
                 converted[ours] = value.to(own[ours].dtype)
-        missing = sorted(self.to_official(key) for key in set(own) - set(converted))
+        missing = sorted(self.to_official(key) for key in set(own) - given)  # a misshapen entry is named once
         if missing:
             problems.append(f"missing entries {missing[:8]}")
         if problems:
