@@ -10,6 +10,7 @@ from nextscale.cli import main
 from nextscale.sampling.editing import (
     KeepTokensConstraint,
     box_mask,
+    extend_canvas,
     keep_mask_for,
     mask_from_array,
     scale_keep_masks,
@@ -100,6 +101,19 @@ def test_inpaint_outpaint_and_extend_through_the_pipeline(pipe, tmp_path):
     # pasted back: the framed picture at the input's resolution (the 40x40 centre square, extended to 80x80), not
     # the shrunk canvas squeezed into the centre square between the input's own uncropped sides
     assert extended.pasted()[0].size == (80, 80)
+
+
+def test_an_extended_image_covers_whole_token_cells():
+    # 0.6 of a 16 px canvas placed 10 px at 3 px: the 4 px cells 1 and 2 held 1 px of blank fill each, and the kept
+    # cells carried the fill's grey into the result. Snapped to the grid, the image lies on whole cells.
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    canvas, placed = extend_canvas(image, 0.6, fill=0.0, grid_side=4)
+    cells = placed.reshape(4, 4, 4, 4).permute(0, 2, 1, 3).flatten(2)  # (cell row, cell column, its 16 pixels)
+    assert torch.equal(cells.all(dim=2), cells.any(dim=2))  # every cell wholly placed or wholly blank
+    assert torch.equal(mask_from_array(placed, 4), cells.all(dim=2)) and cells.all(dim=2).sum() == 4  # 2 x 2 cells
+    assert torch.equal(canvas[..., ~placed], torch.zeros_like(canvas[..., ~placed]))
+    assert extend_canvas(image, 0.6)[1].sum() == 10 * 10  # without a grid: the fraction as given
+    assert not extend_canvas(image, 0.1, grid_side=4)[1].any()  # under half a cell: nothing placed
 
 
 def test_degenerate_masks_and_bad_inputs_raise(pipe, image, tmp_path):

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--extend",
         type=float,
         metavar="FRACTION",
-        help="outpaint beyond the borders: shrink the image to this fraction and generate a frame",
+        help="outpaint beyond the borders: shrink the image to this fraction (rounded to whole token cells) and "
+        "generate a frame",
     )
     parser.add_argument("--pixels", action="store_true", help="--box is in pixels of the model-size image")
     parser.add_argument(

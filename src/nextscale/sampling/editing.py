@@ -297,26 +297,42 @@ def paste_back(result: Image.Image, prepared: PreparedImage) -> Image.Image:
     return out
 
 
-def extend_canvas(image: torch.Tensor, inner_fraction: float, fill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def extend_canvas(
+    image: torch.Tensor, inner_fraction: float, fill: float = 0.0, grid_side: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Shrink an image into the centre of a same-size canvas, for outpainting beyond its borders.
+
+    With ``grid_side`` (the last scale's token grid) the placed square covers whole token cells: its side is
+    ``inner_fraction`` of the grid rounded to the nearest cell. Otherwise a cell the image covers only partly is kept
+    when the image covers most of it, and keeps the fill in the rest of it.
+
+    Worked example: a 256 px canvas on a 16x16 grid (16 px cells) with ``inner_fraction`` 0.6 places the image
+    on 10 x 10 cells (160 px, 0.625 of the side) at cell 3 (48 px), rather than on 154 px at 51 px.
 
     Args:
         image: (1, C, S, S) in [-1, 1].
         inner_fraction: side of the placed image relative to the canvas, in (0, 1).
         fill: canvas value outside the image (it is regenerated anyway).
+        grid_side: the token grid the canvas is encoded to (S divisible by it), or None.
     Returns:
         (canvas (1, C, S, S), placed (S, S) bool: True where the original image lies).
     """
     if not 0.0 < inner_fraction < 1.0:
         raise ValueError(f"inner_fraction must be in (0, 1), got {inner_fraction}")
     size = image.shape[-1]
-    inner = max(1, round(size * inner_fraction))
-    offset = (size - inner) // 2
     canvas = torch.full_like(image, fill)
+    placed = torch.zeros(size, size, dtype=torch.bool)
+    if grid_side is not None and size % grid_side == 0:
+        cell, cells = size // grid_side, math.floor(grid_side * inner_fraction + 0.5)
+        inner, offset = cells * cell, (grid_side - cells) // 2 * cell
+    else:
+        inner = max(1, round(size * inner_fraction))
+        offset = (size - inner) // 2
+    if inner == 0:  # under half a cell: nothing placed (the caller says the fraction is too small)
+        return canvas, placed
     canvas[..., offset : offset + inner, offset : offset + inner] = F.interpolate(
         image, size=(inner, inner), mode="bicubic", align_corners=False
     ).clamp(-1, 1)
-    placed = torch.zeros(size, size, dtype=torch.bool)
     placed[offset : offset + inner, offset : offset + inner] = True
     return canvas, placed
 

@@ -131,7 +131,9 @@ class EditingMixin:
     ) -> EditOutput:
         """Keep the region and regenerate the rest; or, with ``inner_fraction`` (in (0, 1)), shrink the whole
         image into the centre of the canvas and generate a frame around it (extending the picture; ``.pasted()``
-        gives it at the input's resolution, the input's centre square ``1 / inner_fraction`` times larger).
+        gives it at the input's resolution, the input's centre square ``1 / inner_fraction`` times larger). The
+        placed image covers whole token cells: ``inner_fraction`` is rounded to the nearest cell of the last scale's
+        grid (0.6 on a 16x16 grid places it on 10 x 10 cells), so no cell mixes the image with blank canvas.
 
         ``kwargs``: class_label or prompt, num_images, box_in_pixels and the sampling knobs, as for :meth:`edit`.
         """
@@ -140,8 +142,8 @@ class EditingMixin:
         if box is not None or mask is not None:
             raise ValueError("inner_fraction places the whole image; do not also give box or mask")
         prepared = prepare_image(image, self.image_size, self.tokenizer.config.in_channels)
-        canvas, placed_pixels = extend_canvas(prepared.tensor, inner_fraction)
         side = self.transformer.config.scale_sides[-1]
+        canvas, placed_pixels = extend_canvas(prepared.tensor, inner_fraction, grid_side=side)
         placed = mask_from_array(placed_pixels, side)
         if placed.all():
             raise ValueError(
