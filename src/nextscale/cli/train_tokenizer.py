@@ -17,7 +17,8 @@ Examples:
 
 Losses: L1 + perceptual (multi-scale SSIM by default; LPIPS from local files with --perceptual lpips)
 + the quantizer loss + a PatchGAN hinge loss from --disc-start on (off by default), with VQGAN's
-adaptive weight. Logs per-scale code usage; the held-out evaluation reports MSE/PSNR per scale.
+adaptive weight. Logs per-scale code usage (and warns when the finest scale uses under 10 % of the
+codebook); the held-out evaluation reports MSE/PSNR per scale.
 At start it logs the data (images, classes, file sizes, where the held-out images come from; a folder
 without val/ gives up 5 % of each class, at least one image, seed 0) and the image size and scale
 schedule trained (--resolution PX picks sides doubling from 1 to PX / downsampling, e.g. 32 -> 1,2,4,8).
@@ -103,8 +104,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_resolution_argument(group, "preset")
     group.add_argument("--lookup", choices=("l2", "cosine"), help="codebook lookup")
     group = parser.add_argument_group("losses")
-    group.add_argument("--l1-weight", type=float, default=LOSSES.l1_weight, help="L1 pixel loss weight")
-    group.add_argument("--l2-weight", type=float, default=LOSSES.l2_weight, help="L2 pixel loss weight")
+    group.add_argument(
+        "--l1-weight", type=float, default=LOSSES.l1_weight, help="L1 pixel loss weight (default: %(default)s)"
+    )
+    group.add_argument(
+        "--l2-weight", type=float, default=LOSSES.l2_weight, help="L2 pixel loss weight (default: %(default)s)"
+    )
     group.add_argument(
         "--perceptual",
         choices=("ssim", "lpips", "none"),
@@ -115,22 +120,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--perceptual-weight",
         type=float,
         default=LOSSES.perceptual_weight,
-        help="its weight (not with --perceptual none)",
+        help="its weight (default: %(default)s; not with --perceptual none)",
     )
     group.add_argument("--lpips-backbone", help="local VGG-16 .safetensors or TorchScript feature extractor")
     group.add_argument("--lpips-heads", help="local LPIPS heads .safetensors (lin0..lin4)")
-    group.add_argument("--quant-weight", type=float, default=LOSSES.quant_weight, help="quantizer loss weight")
+    group.add_argument(
+        "--quant-weight", type=float, default=LOSSES.quant_weight, help="quantizer loss weight (default: %(default)s)"
+    )
     group.add_argument(
         "--disc-start",
         type=optional_int,
         default=LOSSES.disc_start,
         help="step at which the PatchGAN loss starts ('none': no discriminator, the default)",
     )
-    group.add_argument("--disc-weight", type=float, default=LOSSES.disc_weight, help="adversarial weight factor")
+    group.add_argument(
+        "--disc-weight",
+        type=float,
+        default=LOSSES.disc_weight,
+        help="factor on the adaptive adversarial weight (default: %(default)s)",
+    )
     group.add_argument("--disc-lr", type=float, default=None, help="discriminator lr (default: the tokenizer's)")
-    group.add_argument("--disc-channels", type=int, default=LOSSES.disc_channels, help="PatchGAN base width")
-    group.add_argument("--disc-layers", type=int, default=LOSSES.disc_layers, help="PatchGAN stride-2 layers")
-    group.add_argument("--disc-norm", choices=("group", "none"), default=LOSSES.disc_norm, help="PatchGAN norm")
+    group.add_argument(
+        "--disc-channels", type=int, default=LOSSES.disc_channels, help="PatchGAN base width (default: %(default)s)"
+    )
+    group.add_argument(
+        "--disc-layers", type=int, default=LOSSES.disc_layers, help="PatchGAN stride-2 layers (default: %(default)s)"
+    )
+    group.add_argument(
+        "--disc-norm", choices=("group", "none"), default=LOSSES.disc_norm, help="PatchGAN norm (default: %(default)s)"
+    )
     group.add_argument(
         "--dead-code-every",
         type=optional_int,
@@ -141,7 +159,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dead-code-min-hits",
         type=float,
         default=LOSSES.dead_code_min_hits,
-        help="usage EMA (summed over scales) below which a code is dead",
+        help="usage EMA (summed over scales) below which a code is dead (default: %(default)s)",
     )
     add_run_arguments(parser, DEFAULTS)
 
@@ -183,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.run_dir or not args.data:
         raise ValueError("--run-dir and --data are required (or give them in the --config file)")
     check_perceptual_weight(args)
+    check_switched_off_options(args)
     if args.in_channels is None and not args.init_from:
         args.in_channels = data_channels(args.data)
     from nextscale.training.loop import check_parallelism
@@ -205,6 +224,29 @@ def check_perceptual_weight(args: argparse.Namespace) -> None:
             "--perceptual-weight weighs the perceptual term, which --perceptual none turns off: drop "
             "--perceptual-weight, or choose --perceptual ssim or lpips"
         )
+
+
+# Options that matter only while their feature is on: (switch dest, how to turn it on, the feature's option dests).
+SWITCHED_OPTIONS = (
+    ("disc_start", "--disc-start STEP", ("disc_weight", "disc_lr", "disc_channels", "disc_layers", "disc_norm")),
+    ("dead_code_every", "--dead-code-every N", ("dead_code_min_hits",)),
+)
+
+
+def check_switched_off_options(args: argparse.Namespace) -> None:
+    """Refuse discriminator and dead-code options that their switched-off feature would ignore (``--disc-weight 0.8``
+    without ``--disc-start`` trains no GAN at all). As for --perceptual-weight, a typed 'none' overrides the run file's
+    options of the feature it turns off."""
+    given, chosen = given_options(args), chosen_options(args)
+    for switch, turn_on, options in SWITCHED_OPTIONS:
+        if getattr(args, switch) is not None:
+            continue
+        overridden = switch in given
+        ignored = [name for name in options if name in given or (name in chosen and not overridden)]
+        if ignored:
+            flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
+            off = "--" + switch.replace("_", "-") + " none"
+            raise ValueError(f"{flags} would be ignored with {off} (the default): add {turn_on} or drop them")
 
 
 def _train(args: argparse.Namespace, dist_info) -> None:

@@ -10,7 +10,8 @@ Loss per micro-batch, with x the images and x' the reconstruction:
 The two adversarial terms are summed into one backward: the generator term is computed with the
 discriminator's weights frozen and the discriminator term with the reconstruction detached, so each
 optimizer sees exactly its own gradient. Code-hit counts are all-reduced over ranks before they update
-the usage EMA, so every rank holds the same statistics; usage per scale is logged.
+the usage EMA, so every rank holds the same statistics; usage per scale is logged, and a collapsed codebook is
+warned about.
 
 References: Esser et al., "Taming Transformers" (VQGAN), CVPR 2021; VAR ``models/quant.py`` (usage EMA).
 """
@@ -40,6 +41,9 @@ from nextscale.training.loop import Trainer
 from nextscale.training.optim import build_adamw
 
 log = distributed.get_logger(__name__)
+
+# Finest-scale code usage (the official "used code" share) below which a run is told its codebook collapsed.
+COLLAPSE_PERCENT = 10.0
 
 
 def freeze_unused_phis(tokenizer: MultiScaleVQVAE) -> list[int]:
@@ -74,12 +78,22 @@ def check_losses(losses: TokenizerLossConfig) -> None:
     for flag, value in weights.items():
         if not value >= 0:  # also NaN
             raise ValueError(f"{flag} must be >= 0, got {value}")
+    if not losses.quant_weight > 0:
+        # the straight-through reconstruction carries no gradient to the codes: the quantizer loss is their only one
+        raise ValueError(
+            f"--quant-weight must be > 0, got {losses.quant_weight}: the quantizer loss is the only gradient of the "
+            "codebook and the Phi convs (the reconstruction reaches the encoder straight through, past them)"
+        )
     perceptual_weight = losses.perceptual_weight if losses.perceptual != "none" else 0.0
     if not (losses.l1_weight or losses.l2_weight or perceptual_weight):
         # the decoder would learn nothing (and the adaptive weight divides the gradient of a constant)
         raise ValueError("no reconstruction term: give --l1-weight, --l2-weight or --perceptual-weight a value > 0")
     if losses.disc_start is not None and losses.disc_start < 0:
         raise ValueError(f"--disc-start must be a step >= 0 ('none': no discriminator), got {losses.disc_start}")
+    if losses.disc_start is not None and (losses.disc_channels < 1 or losses.disc_layers < 1):
+        raise ValueError(
+            f"--disc-channels and --disc-layers must be >= 1, got {losses.disc_channels} and {losses.disc_layers}"
+        )
     if losses.disc_lr is not None and not losses.disc_lr > 0:
         raise ValueError(f"--disc-lr must be > 0 (default: the tokenizer's lr), got {losses.disc_lr}")
     if not losses.max_adaptive_weight > 0:
@@ -135,6 +149,14 @@ class TokenizerTrainer(Trainer):
                 "the tokenizer trains with --strategy ddp (it fits on every GPU); fsdp is for the transformer"
             )
         check_losses(losses)
+        if losses.disc_start is not None and losses.disc_start >= config.total_steps:
+            # e.g. VQGAN's usual 20k-50k start in a shorter run: no adversarial step at all, only a larger checkpoint
+            log.warning(
+                "--disc-start %d is not before the run's last step %d: the discriminator never trains in this run "
+                "(lower --disc-start, or 'none' to train without it)",
+                losses.disc_start,
+                config.total_steps,
+            )
         freeze_unused_phis(tokenizer)
         self.losses = losses
         self.perceptual = build_perceptual_loss(losses.perceptual, losses.lpips_backbone, losses.lpips_heads)
@@ -154,6 +176,7 @@ class TokenizerTrainer(Trainer):
             **(run_config or {}),
         }
         self._last_images: torch.Tensor | None = None
+        self._collapse_warned = False
         super().__init__(modules, config, run_dir, train_dataset, eval_dataset, run_config, dist_info)
         if self.perceptual is not None:
             self.perceptual.to(self.device)
@@ -191,6 +214,7 @@ class TokenizerTrainer(Trainer):
             nll = nll + losses.perceptual_weight * perceptual
             metrics["perceptual_loss"] = perceptual.detach()
         loss = nll + losses.quant_weight * out.quant_loss
+        metrics["tokenizer_loss"] = loss.detach()
         if self.adversarial_active():
             disc_plain, disc = self.modules["discriminator"], self.wrapped["discriminator"]
             disc_plain.requires_grad_(False)  # the generator term must not train the discriminator
@@ -208,7 +232,11 @@ class TokenizerTrainer(Trainer):
             logits = disc(torch.cat((images, recon.detach())))  # one call: real and fake share the DDP hooks
             logits_real, logits_fake = logits.chunk(2)
             disc_loss = hinge_discriminator_loss(logits_real, logits_fake)
-            loss = loss + losses.disc_weight * weight * generator_loss + disc_loss
+            loss = loss + losses.disc_weight * weight * generator_loss
+            # "loss" also carries the discriminator's hinge term (one backward trains both), so it jumps by about 1 when
+            # the GAN starts; "tokenizer_loss" is the tokenizer's own objective, comparable across the start.
+            metrics["tokenizer_loss"] = loss.detach()
+            loss = loss + disc_loss
             metrics.update(
                 generator_loss=generator_loss.detach(),
                 disc_loss=disc_loss.detach(),
@@ -219,6 +247,35 @@ class TokenizerTrainer(Trainer):
         metrics["code_usage"] = torch.tensor(quantizer.usage_percent(self._usage_threshold(images.shape[0])))
         metrics["loss"] = loss
         return metrics
+
+    def log_metrics(self, metrics: dict[str, float], split: str) -> None:
+        super().log_metrics(metrics, split)
+        if split == "train":
+            self._warn_if_collapsed(metrics)
+
+    def _warn_if_collapsed(self, metrics: dict[str, float]) -> None:
+        """Warn once per start when the finest scale uses under COLLAPSE_PERCENT of the codebook, once the usage EMA
+        has settled (100 updates per scale: it has then forgotten the all-zero start); the per-scale numbers alone are
+        easy to miss in a long log."""
+        quantizer = self.raw_model.quantizer
+        finest = len(quantizer.sides) - 1
+        usage = metrics.get(f"code_usage/scale{finest}")
+        settled = int(quantizer.usage_updates) >= 100 * len(quantizer.sides)
+        if self._collapse_warned or usage is None or not settled or usage >= COLLAPSE_PERCENT:
+            return
+        self._collapse_warned = True
+        advice = (
+            "restart dead codes with --dead-code-every 100 --dead-code-min-hits 0.5, or lower --vocab-size"
+            if self.losses.dead_code_every is None
+            else "lower --vocab-size or --dead-code-every, or raise --dead-code-min-hits"
+        )
+        log.warning(
+            "codebook collapse: at step %d only %.1f%% of the %d codes are in use at the finest scale; %s",
+            self.step,
+            usage,
+            quantizer.vocab_size,
+            advice,
+        )
 
     def after_optimizer_step(self) -> None:
         """Every ``dead_code_every`` steps, rank 0 re-seeds dead codes from the encoder features of the last global
@@ -261,14 +318,21 @@ class TokenizerTrainer(Trainer):
         return {"mse": mse, "psnr": psnr}
 
     def preview(self, step: int) -> None:
-        """Originals (top row) and EMA reconstructions (bottom row) of the first 8 held-out images."""
+        """Originals (top row) and EMA reconstructions (bottom row) of 8 held-out images spread over the set (a
+        folder's images come sorted by class: the first 8 would often show one class only)."""
         source = self.eval_dataset if self.eval_dataset is not None else self.train_dataset
         count = min(8, len(source))
-        items = [source[i] for i in range(count)]
+        items = [source[i * len(source) // count] for i in range(count)]
         images = torch.stack([item[0] if isinstance(item, (list, tuple)) else item for item in items]).to(self.device)
         model = self.ema.module if self.ema is not None else self.raw_model
-        with torch.no_grad():
-            recon = model.reconstruct(images)
-        save_grid(
+        was_training = model.training
+        model.eval()  # the raw weights (no EMA) are in train mode here: no dropout in what a person looks at
+        try:
+            with torch.no_grad():
+                recon = model.reconstruct(images)
+        finally:
+            model.train(was_training)
+        path = save_grid(
             torch.cat((images, recon)).float().cpu(), self.run_dir / "previews" / f"step-{step:08d}.png", nrow=count
         )
+        log.info("step %d: originals (top) and reconstructions (bottom) in %s", step, path)
