@@ -131,10 +131,12 @@ def test_a_quantizer_loss_of_weight_zero_is_refused(tmp_path, data):
         TokenizerTrainer(MultiScaleVQVAE(tiny_configs()[0]), losses, train_config(total_steps=2), tmp_path, *data)
 
 
-def test_tokenizer_loss_leaves_out_the_discriminator_term(tmp_path, data):
+def test_tokenizer_loss_leaves_out_the_discriminator_term(tmp_path, data, capsys):
     seed_everything(0)
     losses = TokenizerLossConfig(disc_start=1, disc_channels=32, disc_layers=2)
-    TokenizerTrainer(MultiScaleVQVAE(tiny_configs()[0]), losses, train_config(total_steps=3), tmp_path, *data).fit()
+    config = train_config(total_steps=3, progress=True)
+    TokenizerTrainer(MultiScaleVQVAE(tiny_configs()[0]), losses, config, tmp_path, *data).fit()
+    assert "tokenizer_loss=" in capsys.readouterr().err  # the progress bar follows it, not the jumping "loss"
     first, *adversarial = read_metrics(tmp_path)
     assert first["tokenizer_loss"] == first["loss"] and "disc_loss" not in first  # before the GAN: the same sum
     for record in adversarial:  # "loss" adds the discriminator's hinge loss, which trains only the discriminator

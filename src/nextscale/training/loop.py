@@ -88,6 +88,8 @@ class Trainer(abc.ABC):
     # micro-batches (per-micro-batch statistics, such as a tokenizer's codebook usage, make it depend): then a
     # resume may change --grad-accum at the same batch size, e.g. to go on with fewer processes.
     regroups_micro_batches: bool = False
+    # The metric the progress bar shows: the objective a user follows (a tokenizer's leaves out its discriminator's).
+    progress_metric: str = "loss"
 
     def __init__(
         self,
@@ -228,7 +230,8 @@ class Trainer(abc.ABC):
                 last["samples_per_second"] = samples / max(time.perf_counter() - started, 1e-9)
                 self.log_metrics(last, "train")
                 if bar is not None:
-                    bar.set_postfix(loss=f"{last.get('loss', float('nan')):.4f}")
+                    shown = self.progress_metric if self.progress_metric in last else "loss"
+                    bar.set_postfix({shown: f"{last.get(shown, float('nan')):.4f}"})
                 window = self.metrics_window = {}
                 started, samples = time.perf_counter(), 0
             if cfg.eval_every and (self.step % cfg.eval_every == 0 or done):

@@ -131,6 +131,8 @@ class TokenizerTrainer(Trainer):
         config, run_dir, train_dataset, eval_dataset, run_config, dist_info: see ``Trainer``.
     """
 
+    progress_metric = "tokenizer_loss"  # "loss" jumps by the discriminator's hinge loss when the GAN starts
+
     def __init__(
         self,
         tokenizer: MultiScaleVQVAE,
