@@ -168,3 +168,21 @@ def test_loss_flags_show_their_defaults_in_help():
     text = " ".join(parser.format_help().split())
     assert "adaptive adversarial weight (default: 0.5)" in text and "quantizer loss weight (default: 1.0)" in text
     assert "PatchGAN stride-2 layers (default: 3)" in text and "below which a code is dead (default: 0.01)" in text
+
+
+def test_a_perceptual_term_of_weight_zero_is_logged_without_a_backward_pass(tmp_path, data, monkeypatch):
+    # Weight 0 still sent every step's gradient back through the perceptual network (LPIPS: a whole VGG-16).
+    seed_everything(0)
+    losses = TokenizerLossConfig(perceptual_weight=0.0)
+    trainer = TokenizerTrainer(MultiScaleVQVAE(tiny_configs()[0]), losses, train_config(total_steps=2), tmp_path, *data)
+    scored = []
+
+    def watched(recon, images):
+        scored.append(recon.requires_grad)
+        return perceptual(recon, images)
+
+    perceptual = trainer.perceptual
+    monkeypatch.setattr(trainer, "perceptual", watched)
+    trainer.fit()
+    assert scored == [False, False]  # computed each step, outside the graph
+    assert all("perceptual_loss" in record for record in read_metrics(tmp_path))

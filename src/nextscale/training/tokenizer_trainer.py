@@ -211,10 +211,13 @@ class TokenizerTrainer(Trainer):
         rec = reconstruction_loss(recon, images, losses.l1_weight, losses.l2_weight)
         nll = rec
         metrics: dict[str, Any] = {"recon_loss": rec.detach(), "quant_loss": out.quant_loss.detach()}
-        if self.perceptual is not None:
+        if self.perceptual is not None and losses.perceptual_weight:
             perceptual = self.perceptual(recon, images)
             nll = nll + losses.perceptual_weight * perceptual
             metrics["perceptual_loss"] = perceptual.detach()
+        elif self.perceptual is not None:  # weight 0: logged only, without a backward pass through the network
+            with torch.no_grad():
+                metrics["perceptual_loss"] = self.perceptual(recon.detach(), images)
         loss = nll + losses.quant_weight * out.quant_loss
         metrics["tokenizer_loss"] = loss.detach()
         if self.adversarial_active():
