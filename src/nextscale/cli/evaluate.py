@@ -282,7 +282,11 @@ def check_flags(args: argparse.Namespace) -> None:
         raise ValueError(f"--cfg {' '.join(f'{cfg:g}' for cfg in args.cfg)} repeats a value; give each value once")
     if args.out is not None:
         check_output_file(args.out, "--out", example="report.json")
-    if args.reference_cache is not None and not args.reference_cache.is_file():  # an existing cache is only read
+    if args.reference_cache is not None and args.reference_cache.is_file():  # an existing cache is only read
+        from nextscale.evaluation.features import read_feature_cache
+
+        read_feature_cache(args.reference_cache, features=False)  # a broken file: one line now, before any loading
+    elif args.reference_cache is not None:
         check_output_file(args.reference_cache, "--reference-cache", example="reference.npz")
     if args.save_samples is not None:
         check_output_dir(args.save_samples, "--save-samples")

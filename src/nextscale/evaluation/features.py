@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -37,6 +38,10 @@ def _images_of(batch: torch.Tensor | tuple | list) -> torch.Tensor:
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"expected image batches (B, 1|3, H, W) in [-1, 1], got {shape}")
+    if images.dtype == torch.uint8:  # 8-bit pixels: every extractor takes [-1, 1] (0 -> -1, 255 -> 1)
+        images = images.float().div(127.5).sub(1.0)
+    elif not images.is_floating_point():
+        raise ValueError(f"expected float images in [-1, 1] (or uint8 pixels), got {images.dtype}")
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)  # extractors take RGB; gray -> three equal channels
     return images
@@ -49,20 +54,26 @@ def iter_features(
 
     Args:
         extractor: images (B, 3, H, W) in [-1, 1] -> features (B, D).
-        image_batches: iterable of (B, C, H, W) tensors in [-1, 1], C = 1 or 3, or of (images, labels) pairs.
+        image_batches: iterable of (B, C, H, W) tensors in [-1, 1] (or uint8 pixels 0-255), C = 1 or 3, or of
+            (images, labels) pairs.
         progress: show a tqdm bar (counts images).
         max_images: stop after this many images (the last batch is cut); None = all.
     """
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1 (or None for all), got {max_images}")
     seen = 0
     total = max_images
     if total is None and isinstance(image_batches, torch.utils.data.DataLoader):
         total = len(image_batches.dataset)  # a bar with a total shows the time left
-    with torch.inference_mode(), tqdm(total=total, unit="img", disable=not progress, desc="features") as bar:
+    with tqdm(total=total, unit="img", disable=not progress, desc="features") as bar:
         for batch in image_batches:
             images = _images_of(batch)
             if max_images is not None:
                 images = images[: max_images - seen]
-            features = extractor(images)
+            # Inference mode around the call only: held across the `yield`, it would stay on in the caller's code
+            # between batches (tensors made there could never join an autograd graph).
+            with torch.inference_mode():
+                features = extractor(images)
             if features.ndim != 2 or features.shape[0] != images.shape[0]:
                 raise ValueError(
                     f"the extractor returned {tuple(features.shape)} for {images.shape[0]} images; "
@@ -146,6 +157,30 @@ def compute_stats(
     return accumulator.finalize()
 
 
+def read_feature_cache(path: str | os.PathLike, features: bool = True) -> tuple[str, np.ndarray | None]:
+    """The key and features (N, D) of a ``cached_features`` file; ``features=False`` reads only the key (cheap).
+
+    Raises:
+        ValueError: the file is not such a cache (truncated, another kind of file such as a plain ``.npy``, or
+            missing an array): one line that says to delete it, never a zipfile traceback.
+    """
+    path = Path(path)
+    try:
+        stored = np.load(path, allow_pickle=False)
+        if not isinstance(stored, np.lib.npyio.NpzFile):  # an .npy file loads as a bare array
+            raise ValueError("it holds one array, not the arrays 'key' and 'features'")
+        with stored:
+            if "features" not in stored.files:
+                raise KeyError("features is not a file in the archive")
+            stored_key = str(stored["key"])
+            array = stored["features"] if features else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a feature cache ({err}); delete it to recompute") from err
+    if array is not None and array.ndim != 2:
+        raise ValueError(f"{path} holds features of shape {array.shape}, not (N, D); delete it to recompute")
+    return stored_key, array
+
+
 def cached_features(
     extractor: FeatureExtractor,
     image_batches: Callable[[], Iterable],
@@ -178,11 +213,7 @@ def cached_features(
     path = Path(cache)
     wanted = json.dumps(key, sort_keys=True)
     if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                stored_key, features = str(stored["key"]), stored["features"]
-        except (OSError, ValueError, KeyError) as err:
-            raise ValueError(f"{path} is not a feature cache ({err}); delete it to recompute") from err
+        stored_key, features = read_feature_cache(path)
         if stored_key != wanted:
             raise ValueError(
                 f"{path} holds features of {stored_key}, not of {wanted}; pass another cache file or delete it"

@@ -63,7 +63,10 @@ class FeatureStats:
         if not path.is_file():
             raise FileNotFoundError(f"statistics file {path} does not exist")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):  # an .npy file loads as one bare array
+                raise ValueError("it holds one array, not named ones")
+            with data:
                 arrays = {key: data[key] for key in data.files}
         except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
             raise ValueError(f"{path} is not a readable .npz statistics file ({err})") from err
@@ -73,8 +76,12 @@ class FeatureStats:
             mean, cov = arrays["mu"], arrays["sigma"]
         else:
             raise ValueError(f"{path} holds {sorted(arrays)}; expected 'mean' and 'cov' (or 'mu' and 'sigma')")
-        count = int(arrays["count"]) if "count" in arrays else 0
-        return cls(mean.astype(np.float64), cov.astype(np.float64), count)
+        count = arrays.get("count", np.int64(0))
+        if count.size != 1 or not np.issubdtype(count.dtype, np.integer) or int(count) < 0:
+            raise ValueError(f"{path}: 'count' must be one non-negative integer, got {count!r}")
+        if not all(np.issubdtype(array.dtype, np.number) for array in (mean, cov)):
+            raise ValueError(f"{path}: mean and covariance must be numbers, got {mean.dtype} and {cov.dtype}")
+        return cls(mean.astype(np.float64), cov.astype(np.float64), int(count.item()))
 
 
 class StatsAccumulator:

@@ -61,6 +61,8 @@ def resize_bilinear_legacy(images: torch.Tensor, size: int) -> torch.Tensor:
 class InceptionExtractor(nn.Module):
     """Callable ``images (B, 3, H, W) in [-1, 1] -> pool features (B, 2048)`` around the FID TorchScript.
 
+    uint8 images are read as 0-255 pixels (a batch of PNG or OpenAI .npz pixels gives the same features either way).
+
     Args:
         network: the TorchScript Inception (input (B, 3, 299, 299) in [-1, 0.9921875]).
         quantize: round to 8-bit pixel values first, as when generated images are saved to PNG (the usual
@@ -73,10 +75,16 @@ class InceptionExtractor(nn.Module):
         self.quantize = quantize
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] images (B, 3, H, W) -> the network's input (B, 3, 299, 299) in [-1, 0.9921875]."""
-        pixels = images.float().add(1.0).mul(127.5).clamp(0.0, 255.0)
-        if self.quantize:
-            pixels = pixels.round()
+        """[-1, 1] float (or 0-255 uint8) images (B, 3, H, W) -> the network's input (B, 3, 299, 299) in
+        [-1, 0.9921875]."""
+        if images.dtype == torch.uint8:  # 8-bit pixels, as the reference graph reads them (not (x + 1) * 127.5)
+            pixels = images.float()
+        elif images.is_floating_point():
+            pixels = images.float().add(1.0).mul(127.5).clamp(0.0, 255.0)
+            if self.quantize:
+                pixels = pixels.round()
+        else:
+            raise TypeError(f"Inception takes float images in [-1, 1] or uint8 pixels, got {images.dtype}")
         if pixels.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             pixels = resize_bilinear_legacy(pixels, INPUT_SIZE)
         return (pixels - 128.0) / 128.0

@@ -71,6 +71,8 @@ def kernel_inception_distance(
     fake = np.asarray(fake_features, dtype=np.float64)
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
         raise ValueError(f"KID needs (N, D) features of one extractor, got {real.shape} and {fake.shape}")
+    if not (np.isfinite(real).all() and np.isfinite(fake).all()):  # else the score would be NaN
+        raise ValueError("KID features hold NaN or infinite values: the features (or the images) are not finite")
     size = min(subset_size, real.shape[0], fake.shape[0])
     if size < 2:
         raise ValueError(f"KID needs at least 2 points in each set, got {real.shape[0]} and {fake.shape[0]}")

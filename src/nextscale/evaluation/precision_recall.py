@@ -29,6 +29,8 @@ def _as_tensor(features: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
     tensor = torch.as_tensor(features).detach().to(torch.float64).cpu()
     if tensor.ndim != 2 or tensor.shape[0] < 2:
         raise ValueError(f"{name} must be (N >= 2, D), got {tuple(tensor.shape)}")
+    if not tensor.isfinite().all():  # a NaN distance is never <= a radius: a plausible, wrong score
+        raise ValueError(f"{name} hold NaN or infinite values: the features (or the images) are not finite")
     return tensor
 
 
