@@ -169,9 +169,9 @@ def test_fit_irreducible_finds_the_floor_of_a_table(tmp_path, capsys):
     ("content", "flags", "message"),
     [
         ("params,loss\n1e6,2.0\n", [], "at least 2 points"),
-        ("params,loss\n1e6,2.0\n1e7,0\n", [], "positive"),
+        ("params,loss\n1e6,2.0\n1e7,0\n", [], "row 2 (params 1e7): column 'loss' holds '0'; a power law takes logs"),
         ("params,loss\n1e6,2.0\n1e7,1.5\n", ["--y", "error"], "no column 'error'"),
-        ("params,loss\n1e6,2.0\n1e7,abc\n", [], "row 2: column 'loss' holds 'abc'"),
+        ("params,loss\n1e6,2.0\n1e7,abc\n", [], "row 2 (params 1e7): column 'loss' holds 'abc'"),
         ("params,loss\n", [], "no data rows"),
     ],
 )

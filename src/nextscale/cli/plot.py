@@ -25,14 +25,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--run",
         type=Path,
         nargs="+",
+        action="extend",  # --run A --run B compares both, as --run A B does (a plain store kept only B)
         required=True,
-        help="training run directory (holds metrics.jsonl); several compare",
+        help="training run directory (holds metrics.jsonl); several (--run A B, or --run A --run B) compare",
     )
     parser.add_argument(
-        "--labels", nargs="+", default=None, help="legend names of several runs (default: folder names)"
+        "--labels",
+        nargs="+",
+        action="extend",
+        default=None,
+        help="legend names of several runs, in the order of --run (default: folder names)",
     )
     parser.add_argument("--out", type=Path, default=None, help="PNG to write (default: RUN/curves.png)")
-    parser.add_argument("--title", default=None, help="figure title (default: the run directory)")
+    parser.add_argument(
+        "--title", default=None, help="figure title (default: the labels, or the run directory of one run)"
+    )
     parser.add_argument(
         "--x",
         choices=("step", "samples", "tokens"),
@@ -45,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nextscale.training.curves import plot_comparison, plot_run
 
+    repeated = sorted({str(folder) for folder in args.run if args.run.count(folder) > 1})
+    if repeated:  # its curves would be drawn twice, under one name
+        raise ValueError(f"--run {' '.join(repeated)} is given twice; name each run once")
+    if args.labels is not None and len(args.labels) != len(args.run):
+        raise ValueError(
+            f"got {len(args.labels)} --labels for {len(args.run)} run{'s' * (len(args.run) > 1)}; "
+            "give one per --run folder"
+        )
     out = args.out or (Path("comparison.png") if len(args.run) > 1 else args.run[0] / "curves.png")
     if args.out is not None:  # before any reading or drawing; the default lies in a run folder that exists
         if args.out.suffix.lower() != ".png" and not args.out.is_dir():  # PNG bytes under a .jpg or .pdf name
@@ -56,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         if len(args.run) > 1:
             path = plot_comparison(args.run, out, labels=args.labels, title=args.title, x=args.x)
         else:
-            path = plot_run(args.run[0], out, title=args.title, x=args.x)
+            path = plot_run(args.run[0], out, title=args.title or (args.labels or [None])[0], x=args.x)
     except ImportError as err:
         raise ValueError(str(err)) from err
     print(f"curves: {path}")

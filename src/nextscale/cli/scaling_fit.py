@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 DESCRIPTION = __doc__.split("\n\n", 1)[1]
+# Columns `plot` draws (the rest of a table is not read): see ``scaling.plot.plot_scaling``.
+PLOTTED_COLUMNS = ("params", "compute", "loss", "loss_last", "error", "error_last", "depth")
 # `fit --json` keys of the plain power law (and of --frontier), in order.
 FIT_JSON_KEYS = ("alpha", "beta", "pearson_r", "alpha_stderr", "alpha_ci95", "num_points", "num_seeds", "per_depth")
 
@@ -149,7 +151,7 @@ def run_fit(args: argparse.Namespace) -> int:
         rows = [run.row() for run in runs]
     else:
         rows, source = _rows(args)
-        x, y = column(rows, x_name, source), column(rows, args.y, source)
+        x, y = column(rows, x_name, source, positive=True), column(rows, args.y, source, positive=True)
         if args.irreducible:
             return report_saturating_fit(args, x_name, x, y, source)
         fit = fit_pareto_frontier(x, y) if args.frontier else fit_power_law(x, y)
@@ -220,21 +222,21 @@ def run_plot(args: argparse.Namespace) -> int:
         if args.out is None:
             raise ValueError("--out is required with --csv")
         check_png_output(args.out)
-        table = _table_rows(args.csv)
-        names = [name for name in table[0] if name != "run"]
-        numeric = {}
-        for name in names:
-            try:
-                numeric[name] = column(table, name, str(args.csv))
-            except ValueError:
-                continue  # text columns are not drawn
-        rows = [{name: values[index] for name, values in numeric.items()} for index in range(len(table))]
+        table, source = _table_rows(args.csv), str(args.csv)
         curves, out = None, args.out
     else:
         out = args.out or args.sweep / "scaling.png"
         check_png_output(out)
         runs = _finished_runs(args.sweep)
-        rows, curves = [run.row() for run in runs], loss_curves(runs)
+        table, source, curves = [run.row() for run in runs], str(args.sweep), loss_curves(runs)
+    # The drawn columns: a NaN or empty value is refused naming its row (a diverged run), not drawn as a gap or
+    # skipped as a text column; sizes, compute and losses must be positive too (log axes, fitted laws).
+    numeric = {
+        name: column(table, name, source, positive=name in ("params", "compute", "loss"))
+        for name in PLOTTED_COLUMNS
+        if name in table[0]
+    }
+    rows = [{name: values[index] for name, values in numeric.items()} for index in range(len(table))]
     try:
         path = plot_scaling(rows, out, curves=curves, title=args.title, irreducible=args.irreducible)
     except ImportError as err:

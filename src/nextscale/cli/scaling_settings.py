@@ -2,8 +2,9 @@
 
 The runs of a sweep must share every setting but their depth and seed: a re-run whose settings differ from the
 record (width base, batch, budget, --eval-every, data, the flags after `--`, which give the base seed) is refused,
-naming each difference as the flags that give it. Depths and seeds are the sweep's two axes, not settings: a
-re-run may add either, and sweep.json lists every depth and seed that has a run.
+naming each difference as the flags that give it. The flags after `--` are compared by what `nextscale train`
+parses them to: `--lr 3e-3`, `--lr=3e-3` and `--lr 0.003`, in any order, are one setting. Depths and seeds are the
+sweep's two axes, not settings: a re-run may add either, and sweep.json lists every depth and seed that has a run.
 """
 
 from __future__ import annotations
@@ -48,12 +49,16 @@ def sweep_settings(args: argparse.Namespace, extra: list[str]) -> dict[str, obje
 
 def setting_differences(recorded: dict, settings: dict) -> list[str]:
     """'FLAG NOW (recorded: THEN)' for every setting that differs from the sweep's record; keys an older
-    sweep.json lacks are not compared."""
-    return [
-        f"{_setting_text(key, settings[key])} (recorded: {_setting_text(key, recorded[key])})"
-        for key in SWEEP_SETTINGS
-        if key in recorded and not _same_setting(key, recorded[key], settings[key])
-    ]
+    sweep.json lacks are not compared. Flags after `--` also name the flags that differ, which a long list hides."""
+    differences = []
+    for key in SWEEP_SETTINGS:
+        if key not in recorded or _same_setting(key, recorded[key], settings[key]):
+            continue
+        text = f"{_setting_text(key, settings[key])} (recorded: {_setting_text(key, recorded[key])})"
+        if key == "train_args" and (names := _differing_train_flags(recorded[key], settings[key])):
+            text += f" [they differ in {', '.join(names)}]"
+        differences.append(text)
+    return differences
 
 
 def _same_setting(key: str, recorded: object, now: object) -> bool:
@@ -61,7 +66,47 @@ def _same_setting(key: str, recorded: object, now: object) -> bool:
         return True
     if key in ("tokens", "eval_tokens", "tokenizer"):  # one folder named two ways (relative, absolute)
         return Path(str(recorded)).resolve() == Path(str(now)).resolve()
+    if key == "train_args" and isinstance(recorded, list):
+        return _same_train_flags(recorded, now)
     return False
+
+
+def _same_train_flags(recorded: list, now: list) -> bool:
+    """Whether two spellings of the flags after `--` give `nextscale train` the same settings: `--lr 3e-3`,
+    `--lr=3e-3` and `--lr 0.003` do. Both are parsed by train's own parser and compared value by value, with the
+    set of flags typed: a flag typed at its default is still a difference, as it overrides a --config file's
+    value where leaving it out does not. Flags that do not parse (a record of an older version) differ."""
+    parsed = _parsed_train_flags(recorded, now)
+    return parsed is not None and parsed[0] == parsed[1]
+
+
+def _differing_train_flags(recorded: object, now: list) -> list[str]:
+    """The `nextscale train` flags whose values (or whose being typed) differ, e.g. ['--lr']; [] if unknown."""
+    parsed = _parsed_train_flags(recorded, now) if isinstance(recorded, list) else None
+    if parsed is None:
+        return []
+    from nextscale.training.options import GIVEN
+
+    then, later = parsed
+    names = sorted(dest for dest in then.keys() | later.keys() if dest != GIVEN and then.get(dest) != later.get(dest))
+    if not names:  # equal values, typed on one side only (e.g. --seed 0, the default)
+        names = sorted(then.get(GIVEN, frozenset()) ^ later.get(GIVEN, frozenset()))
+    return [f"--{name.replace('_', '-')}" for name in names]
+
+
+def _parsed_train_flags(recorded: list, now: list) -> tuple[dict, dict] | None:
+    """Both flag lists as `nextscale train` parses them ({dest: value}, with the set of typed dests), or None when
+    one does not parse."""
+    from nextscale.cli.scaling import _train_parser
+
+    parser = _train_parser()
+    try:
+        parsed = [vars(parser.parse_args([str(flag) for flag in flags])) for flags in (recorded, now)]
+    except ValueError:
+        return None
+    for values in parsed:
+        values.pop("_parser", None)  # the parser object itself, set as a default by record_given_options
+    return parsed[0], parsed[1]
 
 
 def _setting_text(key: str, value) -> str:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -334,14 +335,36 @@ def read_table(path: str | os.PathLike) -> list[dict[str, str]]:
     return rows
 
 
-def column(rows: list[dict[str, str]], name: str, source: str = "the table") -> list[float]:
-    """A numeric column of ``read_table`` rows; a clear error when it is missing or not numeric."""
+def column(rows: list[dict[str, str]], name: str, source: str = "the table", positive: bool = False) -> list[float]:
+    """A numeric column of ``read_table`` rows; a clear error naming the row when it is missing, not a number, not
+    finite or, with ``positive`` (a power law takes logs), not above 0."""
     if name not in rows[0]:
         raise ValueError(f"{source} has no column {name!r}; its columns are {list(rows[0])}")
     values = []
     for index, row in enumerate(rows):
+        where = f"{source}, row {index + 1}" + _row_name(row, name)
         try:
-            values.append(float(row[name]))
+            value = float(row[name])
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{source}, row {index + 1}: column {name!r} holds {row[name]!r}, not a number") from err
+            raise ValueError(f"{where}: column {name!r} holds {row[name]!r}, not a number") from err
+        if not math.isfinite(value):  # a diverged run's NaN loss would otherwise surface unnamed in a fit
+            raise ValueError(
+                f"{where}: column {name!r} holds {row[name]!r}, not a finite number (a diverged or broken run); "
+                "fix or remove that row"
+            )
+        if positive and value <= 0:
+            raise ValueError(
+                f"{where}: column {name!r} holds {row[name]!r}; a power law takes logs, so it must be positive: "
+                "fix or remove that row"
+            )
+        values.append(value)
     return values
+
+
+def _row_name(row: dict, name: str) -> str:
+    """How a person finds a row: " (run d4)", else its first column's value (" (params 1234)"); the row number
+    alone can mislead, as unfinished rows are left out before columns are read."""
+    if row.get("run"):
+        return f" (run {row['run']})"
+    first = next(iter(row), None)
+    return f" ({first} {row[first]})" if first not in (None, name) and row[first] not in (None, "") else ""

@@ -172,7 +172,10 @@ def plot_comparison(
         import matplotlib.pyplot as plt
     except ImportError as err:
         raise ImportError("plotting needs matplotlib: pip install 'nextscale[eval]'") from err
-    labels = labels or [Path(run).name for run in run_dirs]
+    if labels is None:
+        labels = [Path(run).name for run in run_dirs]
+        if len(set(labels)) < len(labels):  # runs/a/fm and runs/b/fm: folder names alone would not tell them apart
+            labels = [str(run) for run in run_dirs]
     if len(labels) != len(run_dirs):
         raise ValueError(f"got {len(labels)} labels for {len(run_dirs)} runs")
     series = [read_metrics(run) for run in run_dirs]
