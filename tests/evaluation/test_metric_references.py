@@ -114,6 +114,13 @@ def test_reconstructions_spread_over_a_reference_listed_class_by_class():
     assert torch.equal(every, labels)
 
 
+def test_reconstruct_batches_leaves_inference_mode_off_between_batches():
+    # Held across the yield, inference mode stayed on in the caller's loop body.
+    dataset = torch.utils.data.TensorDataset(torch.zeros(8, 1, 4, 4), torch.zeros(8, dtype=torch.long))
+    for reconstructions, _ in reconstruct_batches(_IdentityTokenizer(), dataset, 8, batch_size=4, progress=False):
+        assert not torch.is_inference_mode_enabled() and reconstructions.shape == (4, 1, 4, 4)
+
+
 # ------------------------------------------------------------------------------------------------ the report
 def _real_folder(root: Path, shade: int) -> Path:
     """Three class sub-folders of two 32 px gray images each."""

@@ -262,7 +262,9 @@ def reconstruct_batches(
     """
     device = next(tokenizer.parameters()).device
     tokenizer.eval()
-    with torch.inference_mode(), tqdm(total=num_images, unit="img", desc="reconstructing", disable=not progress) as bar:
+    with tqdm(total=num_images, unit="img", desc="reconstructing", disable=not progress) as bar:
         for images, labels in real_batches(dataset, num_images, batch_size):
             bar.update(len(labels))
-            yield tokenizer.reconstruct(images.to(device)).float().cpu(), labels
+            with torch.inference_mode():  # around the call only: across the yield it stays on in the caller's code
+                reconstructions = tokenizer.reconstruct(images.to(device)).float().cpu()
+            yield reconstructions, labels
