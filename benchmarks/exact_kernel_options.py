@@ -1,0 +1,169 @@
+"""Two bit-exact ways to run the exact fp32 path's kernels faster, measured: are they worth building?
+
+Usage:
+    .venv/bin/python benchmarks/exact_kernel_options.py [--depth 16] [--repeats 3]
+
+The exact path must give the official sampler's images bit for bit, so it may only change how the same
+kernels are scheduled, never their summation order. Two such changes exist on a CPU:
+
+1. **Linear products split by output columns over the two cores.** At the few rows of the early scales the
+   BLAS library (MKL) gains little from its second thread. Each output element is one dot product over the
+   input width, so the two column halves of ``x @ W.T`` can run as two single-threaded BLAS calls on two
+   threads (MKL's thread-local thread count) and be concatenated. Measured for every product of a d16 B = 1
+   guided call (the shapes of ``linear_kernels.call_products``, over ``depth`` weight copies so weights stream
+   from memory): whether the halves equal the whole product bit for bit, and both times.
+2. **Decoder convolutions on oneDNN's blocked layout.** PyTorch runs a float32 NCHW convolution in oneDNN by
+   reordering its input to a blocked layout and its output back. On tensors kept in the blocked layout
+   (``to_mkldnn``) the same primitive runs without the reorders. Measured for the 256 px tokenizer's convolution
+   shapes: bit-identity and both times. (The decoder's group norms and activations have no blocked kernels, so
+   the reorders would come back at every norm; this bounds what the layout could give.)
+
+Printed per shape and in total over one call, with the machine and the fp32 matmul peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from linear_kernels import call_products
+from machine import machine_name, matmul_peak_flops
+from torch.utils import mkldnn as mkldnn_utils
+
+from nextscale.presets import var
+from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+
+
+def mkl_thread_setter():
+    """MKL's thread-local thread count (None where PyTorch is not built with MKL)."""
+    library = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+    setter = getattr(library, "mkl_set_num_threads_local", None)
+    return None if setter is None else (lambda count: setter(ctypes.byref(ctypes.c_int(count))))
+
+
+def best_seconds(repeats: int, function, *args) -> float:
+    function(*args)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function(*args)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def each_weight(linear, x, weights, bias) -> None:
+    for weight in weights:
+        linear(x, weight, bias)
+
+
+def column_split_linear(pool: ThreadPoolExecutor, x, weight, bias):
+    """``F.linear`` as two single-threaded column halves on two threads (the caller's MKL count set to 1)."""
+    half = weight.shape[0] // 2
+    first = pool.submit(F.linear, x, weight[:half], bias[:half])
+    second = F.linear(x, weight[half:], bias[half:])
+    return torch.cat([first.result(), second], dim=1)
+
+
+def linear_products(depth: int, repeats: int, set_mkl_threads) -> tuple[float, float, float, bool]:
+    config = var(depth)[1]
+    pool = ThreadPoolExecutor(1, initializer=set_mkl_threads, initargs=(1,))
+    total_blas = total_split = total_best = 0.0
+    all_equal = True
+    print("| product | rows | in -> out | MKL 2 threads ms | column halves ms | ratio | bit-identical |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, rows, n_in, n_out, times in call_products(config, batch=1):
+        weights = [torch.randn(n_out, n_in) * 0.02 for _ in range(depth)]
+        bias, x = torch.randn(n_out) * 0.02, torch.randn(rows, n_in)
+        equal = all(torch.equal(F.linear(x, w, bias), column_split_linear(pool, x, w, bias)) for w in weights[:2])
+        blas = best_seconds(repeats, each_weight, F.linear, x, weights, bias) / depth
+        set_mkl_threads(1)
+        split = best_seconds(repeats, each_weight, partial(column_split_linear, pool), x, weights, bias) / depth
+        set_mkl_threads(0)  # back to the process-wide count
+        total_blas, total_split = total_blas + blas * times, total_split + split * times
+        total_best += min(blas, split) * times
+        all_equal &= equal
+        print(
+            f"| {name} | {rows} | {n_in} -> {n_out} | {blas * 1e3:.2f} | {split * 1e3:.2f} | {blas / split:.2f}x | "
+            f"{equal} |"
+        )
+    pool.shutdown()
+    return total_blas, total_split, total_best, all_equal
+
+
+def decoder_convolution_shapes(depth: int) -> dict[tuple[int, int, int, int], int]:
+    """(channels in, out, side, kernel) -> count of the convolutions of one decode of the d``depth`` tokenizer."""
+    tokenizer = MultiScaleVQVAE(var(depth)[0]).eval()
+    counts: dict[tuple[int, int, int, int], int] = {}
+
+    def count(module, inputs, output):
+        key = (module.in_channels, module.out_channels, inputs[0].shape[-1], module.kernel_size[0])
+        counts[key] = counts.get(key, 0) + 1
+
+    hooks = [m.register_forward_hook(count) for m in tokenizer.modules() if isinstance(m, torch.nn.Conv2d)]
+    side = tokenizer.config.scale_sides[-1]
+    with torch.no_grad():
+        tokenizer.decode_fhat(torch.zeros(1, tokenizer.config.code_dim, side, side))
+    for hook in hooks:
+        hook.remove()
+    return counts
+
+
+def decoder_convolutions(depth: int, repeats: int) -> tuple[float, float, bool]:
+    total_plain = total_blocked = 0.0
+    all_equal = True
+    print("\n| convolution | side | NCHW ms | blocked ms | ratio | bit-identical | per decode |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    with torch.no_grad():
+        for (channels_in, channels_out, side, kernel), count in decoder_convolution_shapes(depth).items():
+            conv = torch.nn.Conv2d(channels_in, channels_out, kernel, padding=kernel // 2)
+            blocked_conv = mkldnn_utils.to_mkldnn(torch.nn.Sequential(conv))[0]
+            x = torch.randn(1, channels_in, side, side)
+            x_blocked = x.to_mkldnn()
+            equal = torch.equal(conv(x), blocked_conv(x_blocked).to_dense())
+            plain = best_seconds(repeats, conv, x)
+            blocked = best_seconds(repeats, blocked_conv, x_blocked)
+            total_plain, total_blocked = total_plain + plain * count, total_blocked + blocked * count
+            all_equal &= equal
+            print(
+                f"| {channels_in} -> {channels_out}, {kernel}x{kernel} | {side} | {plain * 1e3:.1f} | "
+                f"{blocked * 1e3:.1f} | {plain / blocked:.2f}x | {equal} | {count} |"
+            )
+    return total_plain, total_blocked, all_equal
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--depth", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(2)  # the issue's setting; the column halves use exactly two threads
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    set_mkl_threads = mkl_thread_setter()
+    print(f"machine: {machine_name(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"float32 matmul peak {matmul_peak_flops(device, torch.float32) / 1e9:.1f} GFLOP/s (measured in this run)\n")
+    if set_mkl_threads is None or torch.get_num_threads() != 2:
+        print("column halves: skipped (needs PyTorch's MKL and 2 threads)")
+    else:
+        blas, split, best, equal = linear_products(args.depth, args.repeats, set_mkl_threads)
+        print(
+            f"\nall linear products of a d{args.depth} B = 1 call: MKL {blas:.2f} s, column halves {split:.2f} s "
+            f"({blas / split:.2f}x; bit-identical: {equal}); the faster of the two per shape: {best:.2f} s "
+            f"(saving {blas - best:.2f} s)"
+        )
+    plain, blocked, equal = decoder_convolutions(args.depth, args.repeats)
+    print(
+        f"\nthe decoder's convolutions (one 256 px decode): NCHW {plain:.2f} s, blocked {blocked:.2f} s "
+        f"({plain / blocked:.2f}x, at most {plain - blocked:+.2f} s before the norms' reorders; bit-identical: {equal})"
+    )
+
+
+if __name__ == "__main__":
+    main()
