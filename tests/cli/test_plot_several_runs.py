@@ -82,3 +82,14 @@ def test_the_label_of_one_run_titles_its_figure(tmp_path, monkeypatch):
     )
     assert main(["plot", "--run", str(tmp_path / "a"), "--labels", "baseline"]) == 0
     assert titles == ["baseline"]
+
+
+def test_the_default_comparison_file_is_checked_before_drawing(tmp_path, capsys, monkeypatch):
+    # Only --out was checked; the default comparison.png in the current folder failed deep inside matplotlib.
+    write_run(tmp_path / "a", 0.0)
+    write_run(tmp_path / "b", 1.0)
+    (tmp_path / "comparison.png").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", "--run", "a", "b"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--out comparison.png is a folder" in err, err

@@ -72,9 +72,11 @@ def test_tensorflow_layout_and_matrix_only_files_give_the_same_layer(tmp_path):
     weight = random_layer()
     np.savez(tmp_path / "softmax_logits.npz", w=weight.T.numpy())  # TensorFlow's (in, out) layout
     save_file({"weight": weight.contiguous()}, str(tmp_path / "layer.safetensors"))
+    np.savez(tmp_path / "upper.npz", w=weight.T.numpy())
+    (tmp_path / "upper.npz").rename(tmp_path / "SOFTMAX.NPZ")  # a name from a case-insensitive file system
     from_npz = load_inception_classifier(tmp_path / "softmax_logits.npz")
     from_safetensors = load_inception_classifier(tmp_path / "layer.safetensors")
-    for layer in (from_npz, from_safetensors):
+    for layer in (from_npz, from_safetensors, load_inception_classifier(tmp_path / "SOFTMAX.NPZ")):
         torch.testing.assert_close(layer.weight, weight.double())
         assert layer.stem is None  # nothing to check the network with
 

@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--out {args.out}: the figure is a PNG; end the name with .png (e.g. {args.out.with_suffix('.png')})"
             )
-        check_output_file(args.out, "--out", example="curves.png")
+    if args.out is not None or len(args.run) > 1:  # the comparison's default lies in the current folder
+        check_output_file(out, "--out", example="curves.png")
     try:
         if len(args.run) > 1:
             path = plot_comparison(args.run, out, labels=args.labels, title=args.title, x=args.x)

@@ -156,7 +156,7 @@ def _load(path: Path) -> InceptionClassifier:
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """name -> tensor of a state dict, a TorchScript archive, a safetensors file or an .npz."""
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         try:
             with np.load(path, allow_pickle=False) as archive:
                 return {name: torch.from_numpy(np.array(archive[name])) for name in archive.files}
