@@ -11,8 +11,9 @@ Classes are the sub-folder names in sorted order, so label ``i`` is ``classes[i]
 Bad files never stop a long run late. Each file is checked when it is read: unreadable (not an image, a
 corrupt header), truncated (fails to decode), tiny (shorter side under ``max(TINY_PIXELS, TINY_FRACTION`` x the
 training side); larger images smaller than the training side are upscaled), huge (more pixels than Pillow's
-decompression-bomb limit ``Image.MAX_IMAGE_PIXELS``) or of a mode Pillow cannot convert. Every mode is
-converted to the training channels (see ``transforms.convert_mode``: alpha on white, 16- and 32-bit scaled).
+decompression-bomb limit ``Image.MAX_IMAGE_PIXELS``; a JPEG is instead decoded shrunk by 2, 4 or 8 to fit it,
+``jpeg_reduction``) or of a mode Pillow cannot convert. Every mode is converted to the training channels (see
+``transforms.convert_mode``: alpha on white, 16- and 32-bit scaled, colour profiles applied).
 With ``bad_images="skip"`` a bad file is counted, logged once and replaced by the next good file in the
 folder order (deterministic: the same on every rank, worker and resume); with ``"fail"`` it raises a
 ValueError naming the file. ``ImageFolderDataset.scan`` checks every header up front (fast: nothing is
@@ -37,7 +38,7 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps, JpegImagePlugin
 from torch.utils.data import Dataset
 
 from nextscale.data.transforms import BIT_DEPTH_KEY, MID_RESO, ImageTransform, convert_mode, file_bit_depth
@@ -57,6 +58,7 @@ BAD_IMAGE_REASONS = ("unreadable", "truncated", "tiny", "huge", "unsupported mod
 # trains on blur, and a map a few pixels wide holds no image. (48x40 photos still train at 256 px, upscaled.)
 TINY_FRACTION = 0.125
 TINY_PIXELS = 4
+JPEG_REDUCTIONS = (2, 4, 8)  # the scales a JPEG decoder can shrink an image by while decoding (Image.draft)
 SCAN_LIMIT = 50_000  # folders with more files are not scanned up front (about 1 ms a file); checked as read
 # Folders no user put images in: macOS's zip tool stores resource forks in __MACOSX/, which unzips beside the
 # class folders and would otherwise become class 0 (shifting every label) with no usable image.
@@ -91,9 +93,8 @@ class BadImageError(ValueError):
     """An image file training cannot use; ``reason`` is one of ``BAD_IMAGE_REASONS``."""
 
     def __init__(self, path: Path, reason: str, detail: str) -> None:
-        super().__init__(
-            f"cannot use image {path} ({reason}: {detail}); replace or delete it, or pass --bad-images skip"
-        )
+        fix = "replace or delete it" if reason != "huge" else "save a smaller copy (a few thousand pixels a side)"
+        super().__init__(f"cannot use image {path} ({reason}: {detail}); {fix}, or pass --bad-images skip")
         self.path, self.reason, self.detail = path, reason, detail
 
 
@@ -102,24 +103,51 @@ def smallest_side(size: int) -> float:
     return max(TINY_PIXELS, TINY_FRACTION * size)
 
 
-def _check_size(path: Path, image: Image.Image, size: int) -> None:
+def jpeg_reduction(image: Image.Image) -> int:
+    """1 for an image within Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``); for a JPEG over it,
+    the least factor (2, 4 or 8) its decoder can shrink it by while decoding (``Image.draft``) that brings it
+    within the limit; 0 when nothing does (not a JPEG). A shrunk decode never holds more pixels than the limit, so
+    a 108- or 200-megapixel phone photo trains (at 1/2 or 1/4 size, still far above any training side) while a
+    forged header claiming billions of pixels gets no bigger buffer than Pillow allows any image."""
     width, height = image.size
     limit = Image.MAX_IMAGE_PIXELS  # None: the user turned Pillow's check off (as its documentation says to)
-    if limit is not None and width * height > limit:
+    if limit is None or width * height <= limit:
+        return 1
+    if image.format != "JPEG":
+        return 0
+    return next((factor for factor in JPEG_REDUCTIONS if -(-width // factor) * -(-height // factor) <= limit), 0)
+
+
+def _check_size(path: Path, image: Image.Image, size: int, shrink_jpeg: bool) -> None:
+    width, height = image.size
+    reduction = jpeg_reduction(image)
+    if reduction == 0 or (reduction > 1 and not shrink_jpeg):  # a reader that decodes at full size cannot use it
+        limit = Image.MAX_IMAGE_PIXELS
         raise BadImageError(path, "huge", f"{width}x{height} pixels, over the {limit} limit")
     smallest = smallest_side(size)
     if min(width, height) < smallest:
         raise BadImageError(path, "tiny", f"{width}x{height}, shorter side under {smallest:g} px ({size} px training)")
 
 
-def _open_header(source: Path | BinaryIO, shown: Path | None = None) -> Image.Image:
+def open_header(source: Path | BinaryIO, shown: Path | None = None) -> Image.Image:
+    """An image file opened, its header read but nothing decoded; a JPEG over twice Pillow's pixel limit (which
+    ``Image.open`` refuses) opens too, to be decoded shrunk (``jpeg_reduction``).
+
+    Raises:
+        BadImageError: "unreadable", or "huge" for another kind of file over twice the limit (named ``shown``).
+    """
     shown = shown or source
     try:
         with warnings.catch_warnings():  # DecompressionBombWarning: huge images are judged by _check_size
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(source)
     except Image.DecompressionBombError as err:  # Pillow refuses images over twice its limit when opening them
-        raise BadImageError(shown, "huge", str(err)) from err
+        try:  # a JPEG can still be decoded shrunk (``jpeg_reduction``): read its header without Pillow's check
+            if hasattr(source, "seek"):  # a stream Image.open has read from
+                source.seek(0)
+            return JpegImagePlugin.JpegImageFile(source)
+        except _READ_ERRORS:
+            raise BadImageError(shown, "huge", str(err)) from err
     except _READ_ERRORS as err:
         raise BadImageError(shown, "unreadable", str(err) or type(err).__name__) from err
 
@@ -136,6 +164,23 @@ def upright(image: Image.Image) -> Image.Image:
     return turned
 
 
+QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that turn the stored pixels by 90 degrees (transposed or not)
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened, undecoded image as ``upright`` turns it: a phone photo stored sideways reports
+    its upright size. Only the header's EXIF is read: a PNG whose eXIf chunk follows the pixels (Pillow would
+    decode the image to find it) is taken as stored."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return image.size
+    try:
+        orientation = image.getexif().get(0x0112)  # 0x0112: Orientation
+    except _READ_ERRORS:  # a garbled EXIF block: viewers show the stored pixels, and so does ``upright``
+        return image.size
+    width, height = image.size
+    return (height, width) if orientation in QUARTER_TURNS else (width, height)
+
+
 def read_training_image(path: str | os.PathLike, size: int, channels: int) -> Image.Image:
     """Open, check and fully decode one training image, converted to RGB (3 channels) or L (1).
 
@@ -143,9 +188,11 @@ def read_training_image(path: str | os.PathLike, size: int, channels: int) -> Im
         BadImageError: the file is unreadable, truncated, tiny, huge or of an unconvertible mode.
     """
     path = Path(path)
-    image = _open_header(path)
+    image = open_header(path)
     with image:
-        _check_size(path, image, size)
+        _check_size(path, image, size, shrink_jpeg=True)
+        if (factor := jpeg_reduction(image)) > 1:  # decoded shrunk: the full-size pixels are never held
+            image.draft(image.mode, (image.width // factor, image.height // factor))
         try:
             image.load()  # decode now: a truncated file fails here, not in the middle of a batch
         except _READ_ERRORS as err:
@@ -156,20 +203,24 @@ def read_training_image(path: str | os.PathLike, size: int, channels: int) -> Im
             raise BadImageError(path, "unsupported mode", f"{image.mode}: {err}") from err
 
 
-def check_image_header(path: str | os.PathLike, size: int, stream: BinaryIO | None = None) -> tuple[int, int]:
+def check_image_header(
+    path: str | os.PathLike, size: int, stream: BinaryIO | None = None, shrink_jpeg: bool = False
+) -> tuple[int, int]:
     """(width, height) from a file's header, without decoding it.
 
     Args:
         path: the file, or the name shown in messages when ``stream`` holds the bytes (an image inside a shard).
         size: the training side the image is judged against (tiny below 1/8 of it).
         stream: the image's bytes, when they do not lie in a file of their own.
+        shrink_jpeg: the reader decodes a JPEG over Pillow's pixel limit shrunk (as ``read_training_image`` does,
+            see ``jpeg_reduction``), so such a JPEG is not "huge".
 
     Raises:
         BadImageError: unreadable, tiny or huge.
     """
     path = Path(path)
-    with _open_header(path if stream is None else stream, shown=path) as image:
-        _check_size(path, image, size)
+    with open_header(path if stream is None else stream, shown=path) as image:
+        _check_size(path, image, size, shrink_jpeg)
         return image.size
 
 
@@ -335,7 +386,7 @@ class ImageFolderDataset(Dataset):
                 continue
             if path not in self.headers:
                 try:
-                    self.headers[path] = check_image_header(path, self.transform.size)
+                    self.headers[path] = check_image_header(path, self.transform.size, shrink_jpeg=True)
                 except BadImageError as err:
                     self.skipped[path] = err.reason
                     continue

@@ -9,7 +9,8 @@ A new user's first question is "is it using my images the way I think?"; these l
     held-out: 6 of the 60 images of data/shapes (5 %, at least 1 per class, seed 0), carved out as it has no ...
     images 32x32 RGB -> tokens: scales 1,2,4,8 (85 tokens), from --resolution 32
 
-File sizes and modes are read from image headers only (no decoding), from at most ``SIZE_SAMPLE`` files spread
+File sizes (upright: a photo stored sideways with an EXIF orientation counts as it is shown) and modes are read
+from image headers only (no decoding), from at most ``SIZE_SAMPLE`` files spread
 evenly over the sorted list, so the summary costs well under a second even for ImageNet. (Whether every file is
 usable is a separate check, logged before the summary: ``training.data_specs.check_bad_images``.) Files with
 transparent pixels (``data.transforms.has_transparency``: RGBA, LA, PA, and palette, RGB or gray PNGs with a
@@ -18,7 +19,6 @@ transparent colour) add "transparent pixels composited on white", as ``data.tran
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +27,7 @@ from PIL import Image
 
 from nextscale.data.caption_base import CaptionDataset, _image_stream
 from nextscale.data.fashion_mnist import FashionMNIST
-from nextscale.data.images import ImageFolderDataset
+from nextscale.data.images import ImageFolderDataset, open_header, upright_size
 from nextscale.data.token_dataset import TokenShardDataset
 from nextscale.data.transforms import ALPHA_BACKGROUND, GRAY_MODES, has_transparency
 from nextscale.scales import ScaleSchedule
@@ -100,11 +100,9 @@ def file_sizes(dataset, limit: int = SIZE_SAMPLE) -> FileSizes | None:
     checked = transparent = 0
     for source in files[::step][:limit]:
         try:
-            with warnings.catch_warnings():  # a huge file is reported once, as "huge", by the dataset's check
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(_image_stream(source))  # reads the header only (a PNG's tRNS chunk too)
-            with image:
-                sizes[image.size] += 1
+            # Reads the header only (a PNG's tRNS chunk too); a huge file is reported once, by the dataset's check.
+            with open_header(_image_stream(source)) as image:
+                sizes[upright_size(image)] += 1  # as the model sees it: phone photos stored sideways turned
                 modes[image.mode] += 1
                 transparent += has_transparency(image)
                 checked += 1

@@ -9,7 +9,9 @@ images (RGBA, LA, PA, and palette, RGB or grayscale PNGs with a transparent colo
 image viewers and web pages show them; 16-bit grayscale (I;16) is scaled to 8 bits (x / 257), not clipped at 255;
 32-bit integer grayscale (I) is scaled from its white level (``integer_white_level``: the file's bit depth where it
 says one, else the range its values fit: 8 bits, 16 bits or the image's own maximum); CMYK, YCbCr, bilevel and
-palette images are converted by Pillow.
+palette images are converted by Pillow. An embedded ICC colour profile (``info["icc_profile"]``: Display P3 phone
+photos, Adobe RGB exports, CMYK print files, gray scans) is applied with littleCMS, so pixels become the sRGB numbers
+a colour-managed viewer shows (``to_srgb``); without it a P3 photo's numbers read as sRGB look dull.
 
 Randomness comes from an explicit generator (``numpy.random.Generator`` or ``torch.Generator``) so a crop can
 be replayed exactly; without one, torch's global generator is used (which DataLoader seeds per worker).
@@ -19,9 +21,16 @@ References: VAR ``utils/data.py`` (``build_dataset``, ``normalize_01_into_pm1``)
 
 from __future__ import annotations
 
+import functools
+import io
+import logging
+from typing import Any
+
 import numpy as np
 import torch
 from PIL import Image
+
+logger = logging.getLogger(__name__)
 
 MID_RESO = 1.125  # VAR's --mid_reso default: 288 px before a 256 px crop
 ALPHA_BACKGROUND = 255  # transparent pixels are composited on white (0 would be black)
@@ -33,6 +42,8 @@ GRAY_MODES = frozenset({"1", "L", "LA", "La", "F", *SIXTEEN_BIT_MODES})  # one c
 TRANSPARENT_COLOUR_MODES = ("P", "L", "RGB")  # a PNG tRNS chunk (info["transparency"]) makes one colour transparent
 
 Generator = np.random.Generator | torch.Generator
+# The mode littleCMS reads for each ICC colour space (``xcolor_space``); other spaces (Lab, n-colour) are left alone.
+PROFILE_MODES = {"RGB": "RGB", "GRAY": "L", "CMYK": "CMYK"}
 
 
 def _randint(high: int, generator: Generator | None) -> int:
@@ -119,6 +130,79 @@ def integer_white_level(image: Image.Image) -> int:
     return next((level for level in (255, 65535) if largest <= level), largest)
 
 
+@functools.cache
+def _warn_once(message: str) -> None:
+    """Log ``message`` once per process: a folder of photos from one camera shares one profile and one problem."""
+    logger.warning(message)
+
+
+@functools.cache
+def _srgb_profile() -> Any:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+@functools.lru_cache(maxsize=16)
+def _usable_profile(icc: bytes) -> Any:
+    """The parsed ICC profile ``icc`` (an ``ImageCms.ImageCmsProfile``) when applying it changes colours, else None:
+    an sRGB profile (already what the model reads; skipping it also keeps those photos' pixels bit-exact), an
+    unreadable one, a colour space other than RGB, gray or CMYK, or a Pillow without littleCMS (each logged once)."""
+    try:
+        from PIL import ImageCms  # fails where Pillow was built without littleCMS (its wheels include it)
+    except ImportError:
+        _warn_once(
+            "this Pillow has no littleCMS (PIL.features.check('littlecms2') is False), so images' colour profiles "
+            "are ignored and wide-gamut photos read dull; install a Pillow wheel, which includes it"
+        )
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        description = ImageCms.getProfileDescription(profile).strip()
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as err:  # a truncated or garbled profile
+        _warn_once(f"ignoring an image's unreadable colour profile ({err}); its pixels are read as sRGB")
+        return None
+    if description.startswith("sRGB"):
+        return None
+    if profile.profile.xcolor_space.strip() not in PROFILE_MODES:
+        _warn_once(f"ignoring colour profile {description!r} of colour space {profile.profile.xcolor_space.strip()}")
+        return None
+    return profile
+
+
+@functools.lru_cache(maxsize=16)
+def _srgb_transform(profile: Any, mode: str) -> Any:
+    """A littleCMS transform from ``profile`` to sRGB (RGB out) for images of ``mode``, built once per profile.
+
+    Perceptual intent, as viewers and browsers show photos: matrix profiles (Display P3, Adobe RGB) have no
+    perceptual table, so littleCMS maps them colorimetrically (colours inside sRGB kept exactly, the rest clipped),
+    while a CMYK print profile's perceptual table maps its whole gamut smoothly instead of clipping it."""
+    from PIL import ImageCms
+
+    return ImageCms.buildTransform(profile, _srgb_profile(), mode, "RGB", ImageCms.Intent.PERCEPTUAL)
+
+
+def to_srgb(image: Image.Image, profile: Any, gray: bool) -> Image.Image:
+    """``image`` (8-bit, no alpha) with ``profile`` (from ``_usable_profile``) applied: an RGB image of sRGB pixels.
+
+    ``gray``: the file was grayscale, so a gray profile applies (an RGB image then holds equal channels). An image
+    whose mode does not fit its profile (an RGB profile on a CMYK image) is returned unchanged (logged once), as is
+    one littleCMS fails on: a long run never stops over a profile.
+    """
+    from PIL import ImageCms
+
+    mode = PROFILE_MODES[profile.profile.xcolor_space.strip()]
+    description = ImageCms.getProfileDescription(profile).strip()
+    if (mode == "CMYK") != (image.mode == "CMYK") or (mode == "L" and not gray):
+        _warn_once(f"ignoring colour profile {description!r}: it does not fit {image.mode} images")
+        return image
+    try:
+        return _srgb_transform(profile, mode).apply(image.convert(mode))
+    except (ImageCms.PyCMSError, OSError, ValueError) as err:
+        _warn_once(f"ignoring colour profile {description!r}, which littleCMS cannot apply ({err})")
+        return image
+
+
 def convert_mode(image: Image.Image, channels: int) -> Image.Image:
     """Any Pillow image as RGB (``channels`` = 3) or L (1), as the module docstring describes.
 
@@ -132,11 +216,14 @@ def convert_mode(image: Image.Image, channels: int) -> Image.Image:
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
     target = "RGB" if channels == 3 else "L"
+    icc = image.info.get("icc_profile")
+    profile = _usable_profile(icc) if icc else None  # applied last, to the 8-bit, alpha-free pixels
+    gray = image.mode in GRAY_MODES
     if has_transparency(image):  # before the same-mode shortcut: an RGB or L PNG can have a transparent colour
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (ALPHA_BACKGROUND,) * 3 + (255,))
         image = Image.alpha_composite(background, rgba).convert("RGB")
-    elif image.mode == target:
+    elif image.mode == target and profile is None:
         return image
     elif image.mode in SIXTEEN_BIT_MODES:
         white = integer_white_level(image) if image.mode == "I" else 65535
@@ -149,6 +236,8 @@ def convert_mode(image: Image.Image, channels: int) -> Image.Image:
         image = Image.fromarray(np.clip(np.rint(np.nan_to_num(values)), 0, 255).astype(np.uint8), mode="L")
     elif image.mode not in ("RGB", "L", "1", "P", "CMYK", "YCbCr", "RGBX", "HSV"):
         image = image.convert("RGB")  # e.g. LAB: Pillow converts it to RGB only, not to L
+    if profile is not None:
+        image = to_srgb(image, profile, gray)  # no profile in its info: a second convert_mode leaves it alone
     return image.convert(target)
 
 

@@ -57,7 +57,8 @@ def check_bad_images(datasets, policy: str) -> None:
     for splits in folders.values():
         scans = [dataset.scan() for dataset in splits]
         origin = str(splits[0].root) if len(splits) > 1 else getattr(splits[0], "origin", splits[0].root)
-        where = f"{sum(len(dataset) for dataset in splits)} image files of {origin}"
+        count = sum(len(dataset) for dataset in splits)
+        where = f"{count} image {'file' if count == 1 else 'files'} of {origin}"
         if any(counts is None for counts in scans):
             logger.info("%s: too many to check before training; bad files are %s as they are read", where, policy)
             continue
@@ -96,19 +97,22 @@ def report_skipped_images(datasets) -> None:
         if isinstance(dataset, CaptionDataset) and dataset.decode_failures:
             failures = dataset.decode_failures
             logger.warning(
-                "skipped %d of %d captioned images of %s that could not be decoded (truncated?): %s",
+                "skipped %d of %d captioned %s of %s that could not be decoded (truncated?): %s",
                 len(failures),
                 len(dataset),
+                "image" if len(dataset) == 1 else "images",
                 dataset.origin,
                 ", ".join(failures[:SHOWN_BAD_FILES])
                 + (f" and {len(failures) - SHOWN_BAD_FILES} more" if len(failures) > SHOWN_BAD_FILES else ""),
             )
         if isinstance(dataset, ImageFolderDataset) and (counts := dataset.skip_counts()):
             found = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
+            total = len(dataset) + len(dataset.left_out)
             logger.warning(
-                "skipped %d of %d image files of %s: %s",
+                "skipped %d of %d image %s of %s: %s",
                 sum(counts.values()),
-                len(dataset) + len(dataset.left_out),
+                total,
+                "file" if total == 1 else "files",
                 getattr(dataset, "origin", dataset.root),
                 found,
             )
@@ -169,13 +173,16 @@ def refuse_all_bad(dataset, spec: str) -> None:
     if not isinstance(dataset, ImageFolderDataset) or len(dataset) or not (counts := dataset.skip_counts()):
         return
     found = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
-    problem = f"none of the {sum(counts.values())} image files of --data {spec} can be used ({found})"
+    total = sum(counts.values())
+    files = "the one image file" if total == 1 else f"none of the {total} image files"
+    problem = f"{files} of --data {spec} {'cannot' if total == 1 else 'can'} be used ({found})"
     if "tiny" not in counts:
-        raise ValueError(f"{problem}: fix or replace the files named above")
+        raise ValueError(f"{problem}: fix or replace the {'file' if total == 1 else 'files'} named above")
     size = dataset.transform.size
     smallest = smallest_side(size)
+    which = "it has" if total == 1 else "each has" if len(counts) == 1 else "the tiny ones have"
     raise ValueError(
-        f"{problem}: {'each has' if len(counts) == 1 else 'the tiny ones have'} a shorter side under {smallest:g} "
+        f"{problem}: {which} a shorter side under {smallest:g} "
         f"px, too small for {size} px training; lower --resolution (or the preset's image size) toward the images' "
         "size, or use larger images"
     )
