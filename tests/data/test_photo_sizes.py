@@ -83,3 +83,17 @@ def test_one_image_is_counted_in_the_singular(tmp_path, caplog):
     assert f"checked 1 image file of {tmp_path}: skipping 1 bad file (1 tiny)" in caplog.text
     with pytest.raises(ValueError, match=r"the one image file of --data .* cannot be used \(1 tiny\): it has a"):
         refuse_all_bad(tiny, str(tmp_path))
+
+
+@pytest.mark.parametrize("limit", [3600, 1000])
+def test_a_captioned_jpeg_over_the_pixel_limit_trains_decoded_shrunk(tmp_path, monkeypatch, limit):
+    # Captioned folders (and manifests, shards) skipped such photos as "huge" while class folders trained on them.
+    from nextscale.data.caption_folders import CaptionFolderDataset
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    _photo(tmp_path / "big.jpg", (100, 60))
+    (tmp_path / "big.txt").write_text("an orange photo\n")
+    dataset = CaptionFolderDataset(tmp_path, SIZE)
+    image, caption = dataset[0]
+    assert image.shape == (3, SIZE, SIZE) and caption == "an orange photo"
+    assert not any(dataset.skipped.values())

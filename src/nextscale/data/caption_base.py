@@ -22,7 +22,14 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from nextscale.data.images import BAD_IMAGE_POLICIES, BadImageError, check_image_header, upright
+from nextscale.data.images import (
+    BAD_IMAGE_POLICIES,
+    BadImageError,
+    check_image_header,
+    jpeg_reduction,
+    open_header,
+    upright,
+)
 from nextscale.data.transforms import ImageTransform
 
 # Named after the front door, so one name (nextscale.data.captions) filters every caption source's warnings.
@@ -193,9 +200,10 @@ class CaptionDataset(Dataset):
             return "missing_image"
         try:
             if isinstance(source, Path):
-                check_image_header(source, self.transform.size)
+                check_image_header(source, self.transform.size, shrink_jpeg=True)
             else:
-                check_image_header(candidate.name, self.transform.size, stream=_image_stream(source))
+                stream = _image_stream(source)
+                check_image_header(candidate.name, self.transform.size, stream=stream, shrink_jpeg=True)
         except BadImageError as err:
             return IMAGE_PROBLEMS.get(err.reason, "corrupt_image")
         return None
@@ -209,10 +217,12 @@ class CaptionDataset(Dataset):
 
     def _decode(self, sample: CaptionedImage) -> Image.Image:
         try:
-            with Image.open(_image_stream(sample.source)) as image:
+            with open_header(_image_stream(sample.source), Path(sample.name)) as image:
+                if (factor := jpeg_reduction(image)) > 1:  # a photo over Pillow's pixel limit, decoded shrunk
+                    image.draft(image.mode, (image.width // factor, image.height // factor))
                 image.load()  # decode now: a truncated file fails here, not later in the transform
                 return upright(image)
-        except _READ_ERRORS as err:
+        except (*_READ_ERRORS, BadImageError) as err:
             raise ValueError(f"cannot read image {sample.name}: {err}") from err
 
     def _count_corrupt(self, name: str) -> bool:
