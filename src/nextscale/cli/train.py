@@ -243,9 +243,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nextscale import distributed
-    from nextscale.training.options import apply_run_file
-    from nextscale.training.run_lock import hold_run_dir
+    from nextscale.training.options import apply_run_file, train_in_run_dir
 
     apply_run_file(args, RUN_FILE_SOURCES)
     if not args.run_dir or not args.tokenizer:
@@ -261,12 +259,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--sampler-from-scale goes with --train-sampler-head")
     if args.sampler_head_init != "warm" and not args.train_sampler_head:
         raise ValueError("--sampler-head-init goes with --train-sampler-head")
-    from nextscale.training.loop import check_parallelism
-
-    check_parallelism(args, distributed.launched_processes())  # before any data is read
-    with distributed.process_group(device=args.device, timeout_s=args.dist_timeout) as dist_info:
-        with hold_run_dir(args.run_dir, dist_info):
-            _train(args, dist_info)
+    train_in_run_dir(args, _train)
     return 0
 
 

@@ -192,10 +192,8 @@ def build_tokenizer(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from nextscale import distributed
     from nextscale.training.data_specs import data_channels
-    from nextscale.training.options import apply_run_file
-    from nextscale.training.run_lock import hold_run_dir
+    from nextscale.training.options import apply_run_file, train_in_run_dir
 
     apply_run_file(args, RUN_FILE_SOURCES)
     if not args.run_dir or not args.data:
@@ -204,12 +202,7 @@ def run(args: argparse.Namespace) -> int:
     check_switched_off_options(args)
     if args.in_channels is None and not args.init_from:
         args.in_channels = data_channels(args.data)
-    from nextscale.training.loop import check_parallelism
-
-    check_parallelism(args, distributed.launched_processes())  # before any data is read
-    with distributed.process_group(device=args.device, timeout_s=args.dist_timeout) as dist_info:
-        with hold_run_dir(args.run_dir, dist_info):
-            _train(args, dist_info)
+    train_in_run_dir(args, _train)
     return 0
 
 

@@ -67,6 +67,12 @@ def require_class_model(models: ServedModels) -> Pipeline:
     return models.class_pipeline
 
 
+def require_text_model(models: ServedModels) -> TextPipeline:
+    if models.text_pipeline is None:
+        raise UserError("this server has no text model: start it with --text-model DIR")
+    return models.text_pipeline
+
+
 def class_choices(pipe: Pipeline) -> list[str]:
     """The names the class dropdowns offer: the model's class names, else the ids as text."""
     return list(pipe.class_names) if pipe.class_names else [str(index) for index in range(pipe.num_classes)]
@@ -179,9 +185,7 @@ def sample_prompts(
     An empty ``negative_prompt`` means the empty prompt (the model's unconditional input).
     """
 
-    pipe = models.text_pipeline
-    if pipe is None:
-        raise UserError("this server has no text model: start it with --text-model DIR")
+    pipe = require_text_model(models)
     lines = [line.strip() for line in (prompts or "").splitlines() if line.strip()]
     if not lines:
         raise UserError("the prompt is empty: write at least one prompt, one per line")
@@ -253,9 +257,7 @@ def edit_image_with_text(
 ) -> tuple[Image.Image, str]:
     """Text edit tab: as :func:`edit_image` with the text model, towards ``prompt`` (the whole picture's
     caption, as the model was trained on; empty: the empty prompt)."""
-    pipe = models.text_pipeline
-    if pipe is None:
-        raise UserError("this server has no text model: start it with --text-model DIR")
+    pipe = require_text_model(models)
     text = " ".join((prompt or "").split()) or None
     return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, knobs, "Text → image", prompt=text)
 

@@ -112,12 +112,6 @@ class ResumableDistributedSampler:
         if self.epoch == epoch:  # finished the epoch (not interrupted by load_state_dict)
             self.epoch, self.step = epoch + 1, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Start ``epoch`` from its first batch."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch, self.step = epoch, 0
-
     def state_dict(self) -> dict[str, Any]:
         """Position of the next batch to yield, plus what must match on resume."""
         return {

@@ -61,19 +61,18 @@ def build_adamw(
     lr: float,
     betas: tuple[float, float] = (0.9, 0.95),
     eps: float = 1e-8,
-    fused: bool | None = None,
 ) -> torch.optim.AdamW:
     """AdamW over the trainable parameters of ``model`` in two groups, decayed and not.
 
     The groups start with weight decay 0 and carry ``peak_lr`` and ``decay`` keys; :func:`apply_schedule`
-    writes the step's lr and weight decay into them (as the official trainer does every step).
+    writes the step's lr and weight decay into them (as the official trainer does every step). The fused CUDA kernel
+    runs when every parameter is on CUDA.
 
     Args:
         model: the plain (unwrapped) module; parameter identity is shared with its DDP/FSDP wrapper.
         lr: the peak learning rate.
         betas: Adam betas (VAR: (0.9, 0.95)).
         eps: Adam epsilon.
-        fused: use the fused CUDA kernel; None = when every parameter is on CUDA.
     """
     decay_names, _ = split_decay(model)
     decay_set = set(decay_names)
@@ -83,9 +82,7 @@ def build_adamw(
             (decayed if name in decay_set else not_decayed).append(param)
     if not decayed and not not_decayed:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
-    params = [p for group in (decayed, not_decayed) for p in group]
-    if fused is None:
-        fused = all(p.is_cuda for p in params)
+    fused = all(p.is_cuda for group in (decayed, not_decayed) for p in group)
     groups = [
         {"params": decayed, "weight_decay": 0.0, "peak_lr": lr, "decay": True},
         {"params": not_decayed, "weight_decay": 0.0, "peak_lr": lr, "decay": False},

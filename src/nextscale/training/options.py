@@ -19,10 +19,14 @@ import difflib
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nextscale.training.config import PRECISIONS, TrainConfig
+
+if TYPE_CHECKING:
+    from nextscale.distributed import DistInfo
 
 log = logging.getLogger(__name__)
 
@@ -467,6 +471,19 @@ def train_config_from_args(args: argparse.Namespace, samples_per_epoch: int, **o
     )
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def train_in_run_dir(args: argparse.Namespace, train: Callable[[argparse.Namespace, DistInfo], None]) -> None:
+    """Run ``train(args, dist_info)`` as every training command does: the parallelism checked before any data is
+    read, inside the torchrun process group (``--device``, ``--dist-timeout``), holding ``--run-dir``'s lock."""
+    from nextscale import distributed
+    from nextscale.training.loop import check_parallelism
+    from nextscale.training.run_lock import hold_run_dir
+
+    check_parallelism(args, distributed.launched_processes())  # before any data is read
+    with distributed.process_group(device=args.device, timeout_s=args.dist_timeout) as dist_info:
+        with hold_run_dir(args.run_dir, dist_info):
+            train(args, dist_info)
 
 
 # The exit status of an interrupted command (128 + SIGINT, as the CLI returns for a KeyboardInterrupt).
