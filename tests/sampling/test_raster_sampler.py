@@ -86,10 +86,36 @@ def test_a_multi_scale_tokenizer_is_refused_with_the_fix():
         RasterSampler(tokenizer, transformer)
 
 
-def test_masked_sampling_is_refused_in_words():
+def test_a_next_scale_transformer_is_refused_by_type():
+    # it failed with "AttributeError: 'TransformerConfig' object has no attribute 'side'"
+    from nextscale.transformer.config import TransformerConfig
+    from nextscale.transformer.model import ScaleTransformer
+
+    tokenizer, _ = components()
+    var = ScaleTransformer(TransformerConfig.from_depth(1, embed_dim=32, num_heads=2, num_classes=3, vocab_size=VOCAB))
+    with pytest.raises(TypeError, match="the raster sampler needs a RasterTransformer, got ScaleTransformer"):
+        RasterSampler(tokenizer, var)
+
+
+def test_masked_sampling_and_smoothing_are_refused_with_the_fix():
     tokenizer, transformer = components()
-    with pytest.raises(ValueError, match="masked sampling is STAR's way of drawing a scale"):
-        RasterSampler(tokenizer, transformer).sample([1], config=SamplingConfig(masked_sampling=True))
+    sampler = RasterSampler(tokenizer, transformer)
+    with pytest.raises(ValueError, match=r"STAR's way of drawing a scale; .*: sample without masked_sampling"):
+        sampler.sample([1], config=SamplingConfig(masked_sampling=True))
+    with pytest.raises(ValueError, match=r"mixes code vectors per scale; .*: sample without smooth \(--smooth\)"):
+        sampler.sample([1], config=SamplingConfig(smooth=True))
+
+
+def test_fractional_labels_are_refused_not_truncated():
+    # torch.as_tensor(..., dtype=long) turned 0.7 into class 0 and sampled it
+    tokenizer, transformer = components()
+    sampler = RasterSampler(tokenizer, transformer)
+    for labels in (torch.tensor([0.7]), [1.5]):
+        with pytest.raises(TypeError, match="class labels must be integer ids"):
+            sampler.sample(labels, config=SamplingConfig(cfg=0.0))
+    assert sampler.sample(
+        torch.tensor([2], dtype=torch.int32), config=SamplingConfig(cfg=0.0)
+    ).class_labels.tolist() == [2]
 
 
 def test_a_text_condition_is_refused_in_words():

@@ -90,3 +90,24 @@ def test_a_text_condition_is_refused_by_its_type_name():
     with pytest.raises(TypeError) as error:
         tiny_model().condition_context(text)
     assert str(error.value).endswith("pass a ClassCondition, not TextCondition")  # not the tensors' repr
+
+
+def test_a_context_of_other_rows_than_the_cache_is_refused():
+    # it broadcast into the AdaLN modulations: two cached rows both conditioned on the one label given
+    model = tiny_model()
+    one_row = model.condition_context(ClassCondition(torch.tensor([1]), 3))
+    two_rows = model.condition_context(ClassCondition(torch.tensor([1, 2]), 3))
+    with pytest.raises(ValueError, match="the context holds 1 condition rows but the KV cache 2"):
+        model.forward_cached(model.input_at(0, two_rows, None), one_row, model.new_kv_cache(2))
+
+
+def test_tokens_given_as_a_list_are_refused_by_type():
+    with pytest.raises(TypeError, match=r"tokens must be a \(B, 9\) tensor of token ids, got a list"):
+        tiny_model()(torch.tensor([0]), [[0] * 9])
+
+
+@pytest.mark.parametrize("field", ["side", "vocab_size", "num_classes"])
+def test_config_counts_must_be_integers(field):
+    # a float side passed the range check and failed later inside torch.empty with a size-unpacking error
+    with pytest.raises(TypeError, match=f"{field} must be an integer, got 3.5"):
+        RasterConfig.from_depth(2, embed_dim=32, num_heads=2, **{field: 3.5})

@@ -21,10 +21,16 @@ from nextscale.sampling.logits import classifier_free_guidance, filter_logits, s
 from nextscale.sampling.sampler import SampleOutput
 from nextscale.sampling.steps import TransformerSteps
 from nextscale.transformer.conditioning import ClassCondition, TextCondition
+from nextscale.transformer.raster_model import RasterTransformer
 
 
 def check_raster_fit(tokenizer: nn.Module, transformer: nn.Module) -> None:
     """Raise unless the tokenizer quantizes exactly the one token map the raster transformer predicts."""
+    if not isinstance(transformer, RasterTransformer):  # a VAR or STAR model has no one map to read a side from
+        raise TypeError(
+            f"the raster sampler needs a RasterTransformer, got {type(transformer).__name__}; sample next-scale "
+            "models with ScaleSampler (or Pipeline.from_pretrained)"
+        )
     tok, tra = tokenizer.config, transformer.config
     problems = []
     if tuple(tok.scale_sides) != (tra.side,):
@@ -60,8 +66,11 @@ class RasterSampler:
 
     def class_condition(self, class_labels: torch.Tensor | Sequence[int]) -> ClassCondition:
         # ClassCondition checks the range: 0..num_classes, the last being the null class (unconditional samples)
-        labels = torch.as_tensor(class_labels, dtype=torch.long, device=self.device).reshape(-1)
-        return ClassCondition(labels, self.transformer.config.null_class_id)
+        labels = torch.as_tensor(class_labels, device=self.device).reshape(-1)
+        # Converting to int64 first would truncate a label 0.7 to class 0 without a word.
+        if labels.numel() and (labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool):
+            raise TypeError(f"class labels must be integer ids (e.g. [3, 7]), got {labels.dtype} values")
+        return ClassCondition(labels.long(), self.transformer.config.null_class_id)
 
     @torch.no_grad()
     def sample(
@@ -93,9 +102,15 @@ class RasterSampler:
         """
         config = config or SamplingConfig()
         if config.smooth:
-            raise ValueError("smooth sampling mixes code vectors per scale; the raster baseline has no such mode")
+            raise ValueError(
+                "smooth sampling mixes code vectors per scale; the raster baseline has no such mode: sample without "
+                "smooth (--smooth)"
+            )
         if config.masked_sampling:
-            raise ValueError("masked sampling is STAR's way of drawing a scale; the raster baseline has no scales")
+            raise ValueError(
+                "masked sampling is STAR's way of drawing a scale; the raster baseline has no scales: sample without "
+                "masked_sampling (--masked-sampling)"
+            )
         if constraint is not None:
             raise ValueError("editing teacher-forces known tokens scale by scale; the raster baseline does not edit")
         if condition is None:

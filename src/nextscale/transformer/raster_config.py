@@ -39,6 +39,10 @@ class RasterConfig(DepthRuleConfig):
 
     def __post_init__(self) -> None:
         check_shape(self)
+        counts = {"num_classes": self.num_classes, "vocab_size": self.vocab_size, "side": self.side}
+        for name, value in counts.items():  # a float (a hand-edited config.json) fails deep inside torch.empty
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
         if self.num_classes < 1 or self.vocab_size < 2 or self.side < 1:
             raise ValueError("num_classes >= 1, vocab_size >= 2 and side >= 1 are required")
         if self.shared_adaln:

@@ -114,6 +114,8 @@ class RasterTransformer(VARBlocksModel, BlockCausalTraining, RecomputedBlocks, F
         """One clear line for a token map the embedding would reject deep inside (or, on a GPU, with a device
         assert that ends the process): the shape, an integer dtype and ids in 0..V-1."""
         length, vocab = self.config.sequence_length, self.config.vocab_size
+        if not isinstance(tokens, torch.Tensor):
+            raise TypeError(f"tokens must be a (B, {length}) tensor of token ids, got a {type(tokens).__name__}")
         if tokens.ndim != 2 or tuple(tokens.shape) != (batch_size, length):
             raise ValueError(
                 f"tokens must be (B, {length}) for a {self.config.side}x{self.config.side} map with B = "
@@ -159,8 +161,14 @@ class RasterTransformer(VARBlocksModel, BlockCausalTraining, RecomputedBlocks, F
         Returns:
             (B, l, V) float32 logits; the cache advances by l.
         """
-        if x.shape[0] != kv_cache.batch_size or x.shape[2] != self.config.embed_dim:
+        if x.ndim != 3 or x.shape[0] != kv_cache.batch_size or x.shape[2] != self.config.embed_dim:
             raise ValueError(f"x must be ({kv_cache.batch_size}, l, {self.config.embed_dim}), got {tuple(x.shape)}")
+        # A context of other rows would broadcast into the AdaLN modulations without a word (one row's labels).
+        if len(context) != kv_cache.batch_size:
+            raise ValueError(
+                f"the context holds {len(context)} condition rows but the KV cache {kv_cache.batch_size}; build both "
+                "for the same rows (with CFG, the doubled batch)"
+            )
         count = x.shape[1]
         # One new position sees everything cached; several new ones (prefilling) need the causal mask.
         bias = None if count == 1 else causal_bias(count, kv_cache.length + count, x.device).to(x.dtype)
