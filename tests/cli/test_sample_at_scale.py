@@ -158,3 +158,26 @@ def test_a_seedless_resume_refuses_outputs_that_would_not_show_the_folders_image
     assert sample(tiny_pipeline_dir, "--class", 1, "--seed", 0, "--out-dir", seeded) == 0
     assert sample(tiny_pipeline_dir, "--class", 1, "--seed", 0, "--out-dir", seeded, "--out", grid) == 0
     assert grid.is_file()  # with a seed the resume redraws the very images of the folder
+
+
+def test_cfg_schedule_constant_guides_every_step_and_is_recorded_only_when_chosen(tiny_pipeline_dir, tmp_path, capsys):
+    # There was no way to choose a constant guidance weight from the CLI: the linear ramp guides a raster model's
+    # tokens at half the weight on average, so comparisons at one --cfg favoured the next-scale model.
+    pipe = Pipeline.from_pretrained(tiny_pipeline_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():  # the fixture's zero-initialised AdaLN ignores the class, so guidance would change nothing
+        for weight in pipe.transformer.parameters():
+            weight.add_(torch.randn_like(weight) * 0.1)
+    model = tmp_path / "model"
+    pipe.save_pretrained(model)
+    expected = pipe(class_labels=[3, 5], seed=2, cfg=4.0, cfg_schedule="constant").tokens
+    assert not torch.equal(expected, pipe(class_labels=[3, 5], seed=2, cfg=4.0).tokens)  # the schedule matters
+    tokens = tmp_path / "tokens.safetensors"
+    flags = ["--class", 3, 5, "--seed", 2, "--cfg", 4, "--save-tokens", tokens]
+    assert sample(model, *flags, "--cfg-schedule", "constant") == 0
+    assert torch.equal(load_file(tokens)["tokens"], expected)
+    folder = tmp_path / "each"
+    assert sample(model, "--class", 3, "--seed", 2, "--out-dir", folder) == 0
+    assert "--cfg-schedule" not in (folder / "sample-settings.json").read_text()  # older folders still resume
+    assert sample(model, "--class", 3, "--seed", 2, "--out-dir", folder, "--cfg-schedule", "constant") == 2
+    assert "--cfg-schedule linear, now constant" in capsys.readouterr().err

@@ -205,9 +205,17 @@ def add_sampling_arguments(
         type=float,
         nargs="+" if cfg_sweep else None,
         default=Default([cfg] if cfg_sweep else cfg),
-        help=f"classifier-free guidance; ramps linearly from 0 at the first scale to this value at "
-        f"the last (official); 0 turns it off (default: {cfg})"
+        help=f"classifier-free guidance; ramps linearly from 0 at the first step (scale; token for the raster "
+        f"baseline) to this value at the last (official; see --cfg-schedule); 0 turns it off (default: {cfg})"
         + ("; several values sweep it (one result row per value, the same seeds)" if cfg_sweep else ""),
+    )
+    group.add_argument(
+        "--cfg-schedule",
+        choices=("linear", "constant"),  # sampling.guidance.CFG_SCHEDULES (not imported: the CLI starts without torch)
+        default="linear",
+        help="how the guidance weight grows over the steps: linear (official VAR/STAR: 0 at the first step, --cfg at "
+        "the last) or constant (--cfg at every step, as raster AR models usually guide; over a raster model's "
+        "tokens the linear ramp averages only half of --cfg) (default: linear)",
     )
     group.add_argument(
         "--top-k",
@@ -299,6 +307,7 @@ def sampling_kwargs(args: argparse.Namespace) -> dict:
         smooth=args.smooth,
         masked_sampling=args.masked_sampling,
         masked_plan=args.masked_plan,
+        cfg_schedule=args.cfg_schedule,
         seed=args.seed,
     )
 

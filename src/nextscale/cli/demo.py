@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     )
     classes = pipe.class_ids(args.classes) if args.classes is not None else list(range(pipe.num_classes))
     sampling = dict(cfg=args.cfg, top_k=args.top_k, top_p=args.top_p, temperature=args.temperature, smooth=args.smooth)
+    sampling["cfg_schedule"] = args.cfg_schedule
     seed = 0 if args.seed is None else args.seed
     # one call per seed with every class in the batch: column j of the grid is seed + j
     columns = [

@@ -261,7 +261,7 @@ RASTER_CLASS = "RasterTransformer"  # the class name a raster pipeline's transfo
 
 def sampling_settings(args: argparse.Namespace) -> dict:
     """The pipeline-call settings every evaluated sample shares (cfg and seed vary per row and batch)."""
-    names = ("top_k", "top_p", "temperature", "smooth", "masked_sampling", "masked_plan")
+    names = ("top_k", "top_p", "temperature", "smooth", "masked_sampling", "masked_plan", "cfg_schedule")
     return {name: getattr(args, name) for name in names}
 
 

@@ -16,7 +16,7 @@ SETTINGS_FILE = "sample-settings.json"  # in --out-dir: what made its images, so
 # Settings recorded since a later version: a record written before lacks them, and its folder still resumes.
 ADDED_LATER = ("--checkpoint", "--model-weights")
 # Settings recorded only when on (so that folders written before they existed still resume): their value when absent.
-RECORDED_WHEN_ON = {"--masked-sampling": False}  # and --masked-plan, which matters only when it is on
+RECORDED_WHEN_ON = {"--masked-sampling": False, "--cfg-schedule": "linear"}  # and --masked-plan, with masked sampling
 SAMPLE_IMAGE = re.compile(r"\d{4,}(_class\d+)?\.png")  # the names image_name gives
 LABELLED_IMAGE = re.compile(r"(\d{4,})_class\d+\.png")
 
@@ -97,11 +97,13 @@ def image_settings(args: argparse.Namespace, pipe, sampling: dict, seed: int | N
         "--num": args.num,
         "--batch-size": args.batch_size,  # batch b's seed is derived from (seed, b)
         "--seed": seed,
-        # masked sampling recorded only when on, so that folders written before it existed still resume
+        # masked sampling and a constant cfg schedule recorded only when on, so that folders written before they
+        # existed still resume
         **{
             f"--{name.replace('_', '-')}": value
             for name, value in sampling.items()
-            if sampling.get("masked_sampling") or name not in ("masked_sampling", "masked_plan")
+            if (sampling.get("masked_sampling") or name not in ("masked_sampling", "masked_plan"))
+            and (name != "cfg_schedule" or value != "linear")
         },
         "--dtype": precision,
         "--device": torch.device(args.device).type,  # CPU and CUDA generators draw different numbers
