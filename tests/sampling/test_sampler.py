@@ -127,3 +127,21 @@ def test_bad_arguments_raise_value_error(pipe, kwargs):
 def test_null_class_is_accepted_for_unconditional_samples(pipe):
     out = pipe(class_labels=[10], seed=0, output_type="pt")
     assert out.class_labels.tolist() == [10]
+
+
+def test_fractional_labels_are_refused_not_truncated(pipe):
+    # torch.as_tensor(..., dtype=long) turned 0.7 into class 0 without a word.
+    for labels in ([0.7], torch.tensor([2.0]), [True]):
+        with pytest.raises(TypeError, match="class labels must be integer ids"):
+            pipe.sampler.sample(labels)
+    assert pipe.sampler.check_labels(torch.tensor([[3], [4]], dtype=torch.int32)).tolist() == [3, 4]
+
+
+def test_a_raster_transformer_is_refused_by_the_scale_sampler_by_type(pipe):
+    from nextscale.sampling.sampler import ScaleSampler
+    from nextscale.transformer.raster_config import RasterConfig
+    from nextscale.transformer.raster_model import RasterTransformer
+
+    config = RasterConfig.from_depth(1, embed_dim=32, num_heads=2, vocab_size=64, side=4, num_classes=10)
+    with pytest.raises(TypeError, match="ScaleSampler samples next-scale transformers, not a RasterTransformer"):
+        ScaleSampler(pipe.tokenizer, RasterTransformer(config))

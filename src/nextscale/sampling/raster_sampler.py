@@ -66,11 +66,7 @@ class RasterSampler:
 
     def class_condition(self, class_labels: torch.Tensor | Sequence[int]) -> ClassCondition:
         # ClassCondition checks the range: 0..num_classes, the last being the null class (unconditional samples)
-        labels = torch.as_tensor(class_labels, device=self.device).reshape(-1)
-        # Converting to int64 first would truncate a label 0.7 to class 0 without a word.
-        if labels.numel() and (labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool):
-            raise TypeError(f"class labels must be integer ids (e.g. [3, 7]), got {labels.dtype} values")
-        return ClassCondition(labels.long(), self.transformer.config.null_class_id)
+        return ClassCondition.of(class_labels, self.transformer.config.null_class_id, self.device)
 
     @torch.no_grad()
     def sample(

@@ -29,6 +29,7 @@ from nextscale.sampling.logits import classifier_free_guidance, filter_logits, g
 from nextscale.sampling.masked_sampling import sample_masked_scale
 from nextscale.sampling.steps import TransformerSteps
 from nextscale.transformer.conditioning import ClassCondition, Condition, TextCondition
+from nextscale.transformer.raster_model import RasterTransformer
 from nextscale.transformer.text_model import TextScaleTransformer
 
 
@@ -78,6 +79,11 @@ class ScaleSampler:
     """
 
     def __init__(self, tokenizer: nn.Module, transformer: nn.Module, *, cuda_graphs: bool = False) -> None:
+        if isinstance(transformer, RasterTransformer):  # one map, sampled token by token
+            raise TypeError(
+                f"ScaleSampler samples next-scale transformers, not a {type(transformer).__name__}; use its own "
+                "sampler (RasterSampler for the raster baseline), or Pipeline.from_pretrained, which picks it"
+            )
         check_components_fit(tokenizer, transformer)
         self.tokenizer = tokenizer
         self.transformer = transformer
@@ -104,8 +110,7 @@ class ScaleSampler:
         """Class labels as a (B,) int64 tensor on the model's device; a clear error when out of range."""
         if self.is_text_conditional:
             raise ValueError("this model is text-conditional; pass prompts (or text features), not class labels")
-        labels = torch.as_tensor(class_labels, dtype=torch.long, device=self.device).reshape(-1)
-        return ClassCondition(labels, self.transformer.config.null_class_id).labels
+        return ClassCondition.of(class_labels, self.transformer.config.null_class_id, self.device).labels
 
     def class_condition(self, class_labels: torch.Tensor | Sequence[int]) -> ClassCondition:
         return ClassCondition(self.check_labels(class_labels), self.transformer.config.null_class_id)

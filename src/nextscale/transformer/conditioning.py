@@ -12,6 +12,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -113,6 +114,16 @@ class ClassCondition:
                 f"class label {bad} is out of range: this model has classes 0..{self.null_id - 1} "
                 f"(and {self.null_id} for unconditional samples)"
             )
+
+    @classmethod
+    def of(cls, class_labels: torch.Tensor | Sequence[int], null_id: int, device: torch.device) -> ClassCondition:
+        """Labels as given by a user (a list, a NumPy array, a tensor of any integer dtype, any shape) as a
+        condition on ``device``; fractional or boolean values are refused rather than truncated (0.7 is no class).
+        """
+        labels = torch.as_tensor(class_labels, device=device).reshape(-1)
+        if labels.numel() and (labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool):
+            raise TypeError(f"class labels must be integer ids (e.g. [3, 7]), got {labels.dtype} values")
+        return cls(labels.long(), null_id)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
