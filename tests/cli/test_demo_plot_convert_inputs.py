@@ -78,8 +78,8 @@ def test_convert_names_a_folder_given_for_a_file(tmp_path, capsys):
         load_weights_only(tmp_path)
 
 
-def test_demo_of_a_raster_baseline_samples_and_skips_the_edit(tmp_path, capsys):
-    """The raster-scan baseline cannot edit: the demo used to write the grid, then exit 1 at the editing example."""
+def _raster_model(tmp_path):
+    """A tiny random raster-scan baseline pipeline folder."""
     from nextscale.presets import tiny
     from nextscale.sampling.raster_pipeline import RasterPipeline
     from nextscale.tokenizer.vqvae import MultiScaleVQVAE
@@ -102,6 +102,21 @@ def test_demo_of_a_raster_baseline_samples_and_skips_the_edit(tmp_path, capsys):
     RasterPipeline(
         with_scale_sides(MultiScaleVQVAE(tokenizer_config), (side,)), RasterTransformer(config)
     ).save_pretrained(model)
+    return model
+
+
+def test_a_raster_baseline_has_no_scales_to_show_and_info_says_what_it_is(tmp_path, capsys):
+    # --show-scales wrote a one-column "coarse-to-fine" grid of the finished images; info listed "scales 1 (4)".
+    model = _raster_model(tmp_path)
+    argv = ["sample", "--model", str(model), "--class", "0", "--show-scales", str(tmp_path / "s.png")]
+    assert "this model has one scale" in one_line_error(argv, capsys)
+    assert main(["info", str(model)]) == 0
+    assert "raster-scan baseline, one 4x4 map whose 16 tokens are drawn one at a time" in capsys.readouterr().out
+
+
+def test_demo_of_a_raster_baseline_samples_and_skips_the_edit(tmp_path, capsys):
+    """The raster-scan baseline cannot edit: the demo used to write the grid, then exit 1 at the editing example."""
+    model = _raster_model(tmp_path)
     argv = [
         "demo",
         "--model",

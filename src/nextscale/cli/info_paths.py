@@ -112,6 +112,11 @@ def describe_pipeline(folder: Path) -> dict[str, Any]:
         side = sides[-1] * factor
         report["images"] = f"{side}x{side} px, {tokenizer_config.get('in_channels', 3)} channel(s)"
         report["scales"] = f"{len(sides)} ({', '.join(map(str, sides))}), {sum(s * s for s in sides)} tokens"
+        if kind == "RasterPipeline":
+            report["scales"] = (
+                f"none: the raster-scan baseline, one {sides[-1]}x{sides[-1]} map whose {sides[-1] ** 2} tokens are "
+                "drawn one at a time (no editing)"
+            )
     report["transformer"] = _component_line(transformer)
     report["tokenizer"] = _component_line(tokenizer)
     names = spec.get("class_names")

@@ -268,6 +268,11 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
         )
     if args.negative_prompt is not None and args.prompt is None:
         raise ValueError("--negative-prompt goes with --prompt")
+    if args.show_scales is not None and len(pipe.tokenizer.config.scale_sides) == 1:
+        raise ValueError(
+            "--show-scales draws the image after each scale, but this model has one scale (the raster baseline draws "
+            "one token map, token by token): leave out --show-scales"
+        )
     plan = Plan(args, pipe, features)
     check_grid_size(plan.count, grid_path)
     scales = len(pipe.tokenizer.config.scale_sides)
