@@ -208,3 +208,21 @@ def test_staging_folders_of_a_killed_convert_are_removed_by_the_next_and_do_not_
     check_out(empty, overwrite=False)  # still an empty folder: no --overwrite needed
     write_pipeline(empty, save)
     assert sorted(path.name for path in empty.iterdir()) == ["pipeline.json", "tokenizer", "transformer"]
+
+
+def test_the_text_encoders_length_and_pooling_can_be_set_as_the_checkpoint_was_trained(tmp_path, capsys):
+    # STAR's T5 ablation encoded 120 tokens and averaged every position; a converted folder could only take the
+    # encoder folder's own limit and its kind's default pooling.
+    from nextscale.text.loading import default_text_encoder_path
+
+    encoder, out = str(default_text_encoder_path()), tmp_path / "star"
+    flags = ["--text-encoder", encoder, "--text-max-length", "64", "--text-pooling", "cls"]
+    assert main([*star_args(), *flags, "--out", str(out)]) == 0
+    reference = json.loads((out / "text_encoder" / "text_encoder.json").read_text())
+    assert (reference["max_length"], reference["pooling"]) == (64, "cls")
+    assert Pipeline.from_pretrained(out).text_encoder.max_length == 64
+    capsys.readouterr()
+    err = one_line_error([*star_args(), "--text-pooling", "mean_all", "--out", str(tmp_path / "o")], capsys)
+    assert "--text-pooling sets how --text-encoder DIR encodes prompts" in err
+    err = one_line_error([*var_args(), "--text-max-length", "120", "--out", str(tmp_path / "v")], capsys)
+    assert "--text-max-length go with --star" in err

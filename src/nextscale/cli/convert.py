@@ -74,6 +74,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="copy the text encoder's files into the pipeline folder instead of recording their path",
     )
+    star.add_argument(
+        "--text-max-length",
+        type=int,
+        default=None,
+        metavar="N",
+        help="tokens per prompt (default: the encoder folder's limit, 77 for CLIP); STAR's T5 ablation used 120",
+    )
+    star.add_argument(
+        "--text-pooling",
+        default=None,
+        metavar="NAME",
+        help="the encoder's pooled vector (default: its kind's: CLIP eos, T5 mean); STAR's T5 ablation averaged every "
+        "position, padding included: mean_all",
+    )
     star.add_argument("--rope-theta", type=float, default=None, help="RoPE base (default: 10000)")
     star.add_argument("--rope-norm", type=float, default=None, help="RoPE coordinate range N (default: 64)")
     star.add_argument(
@@ -91,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if args.star is None:
         star_only = {
             "--text-encoder": args.text_encoder is not None,
+            "--text-max-length": args.text_max_length is not None,
+            "--text-pooling": args.text_pooling is not None,
             "--rope-theta": args.rope_theta is not None,
             "--rope-norm": args.rope_norm is not None,
             "--per-sample-cross-attention": args.per_sample_cross_attention,
@@ -100,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{' and '.join(given)} go with --star (VAR models are class-conditional, without RoPE)")
     if args.copy_text_encoder and args.text_encoder is None:
         raise ValueError("--copy-text-encoder needs --text-encoder DIR (the encoder whose files to copy)")
+    for flag, value in (("--text-max-length", args.text_max_length), ("--text-pooling", args.text_pooling)):
+        if value is not None and args.text_encoder is None:
+            raise ValueError(f"{flag} sets how --text-encoder DIR encodes prompts; give the encoder too")
     check_out(args.out, args.overwrite)
     dtype = torch.float16 if args.half else None
     pipe, summary = convert_var(args) if args.star is None else convert_star(args)
@@ -154,7 +173,9 @@ def convert_star(args: argparse.Namespace):
     )
     vae = read_official_vqvae(args.vae)
     tokenizer = load_official_vqvae(vae, scale_sides=transformer.config.scale_sides)
-    text_encoder = None if args.text_encoder is None else load_text_encoder_option(args.text_encoder)
+    text_encoder = None
+    if args.text_encoder is not None:
+        text_encoder = load_text_encoder_option(args.text_encoder, args.text_pooling, args.text_max_length)
     sampler = transformer.config.sampler_head
     settings = OFFICIAL_SAMPLER_SAMPLING if sampler else OFFICIAL_SAMPLING
     pipe = TextPipeline(tokenizer, transformer, text_encoder).recommend(**settings)
@@ -182,11 +203,16 @@ def convert_star(args: argparse.Namespace):
     return pipe, summary + source_notes({"--star": checkpoint, "--vae": vae})
 
 
-def load_text_encoder_option(value: str):
-    """--text-encoder: 'default' (the bundled MiniLM, as for `nextscale train`) or a local folder."""
+def load_text_encoder_option(value: str, pooling: str | None = None, max_length: int | None = None):
+    """--text-encoder: 'default' (the bundled MiniLM, as for `nextscale train`) or a local folder, with
+    --text-pooling and --text-max-length where given."""
     from nextscale.text import load_default_text_encoder, load_text_encoder
 
-    return load_default_text_encoder() if value == "default" else load_text_encoder(value)
+    if value == "default":
+        if pooling is not None or max_length is not None:
+            raise ValueError("--text-pooling and --text-max-length are for --text-encoder DIR; 'default' is fixed")
+        return load_default_text_encoder()
+    return load_text_encoder(value, pooling=pooling, max_length=max_length)
 
 
 def save(pipe, folder: Path, dtype, copy_text_encoder: bool) -> None:
