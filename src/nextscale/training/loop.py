@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +359,19 @@ class Trainer(abc.ABC):
     def log_metrics(self, metrics: dict[str, float], split: str) -> None:
         self.metrics_log.write(self.step, split, metrics)
         log.info("step %d [%s] %s", self.step, split, format_metrics(metrics))
+
+    @contextlib.contextmanager
+    def preview_model(self) -> Iterator[nn.Module]:
+        """The weights previews show (the EMA's, else the raw model's) in eval mode for the block, without
+        gradients: the raw weights are in train mode during training, and a person should not look at dropout."""
+        model = self.ema.module if self.ema is not None else self.raw_model
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                yield model
+        finally:
+            model.train(was_training)
 
     # ------------------------------------------------------------------------------- checkpoints
     def checkpoint_state(self) -> dict[str, Any]:

@@ -329,14 +329,8 @@ class TokenizerTrainer(Trainer):
         count = min(8, len(source))
         items = [source[i * len(source) // count] for i in range(count)]
         images = torch.stack([item[0] if isinstance(item, (list, tuple)) else item for item in items]).to(self.device)
-        model = self.ema.module if self.ema is not None else self.raw_model
-        was_training = model.training
-        model.eval()  # the raw weights (no EMA) are in train mode here: no dropout in what a person looks at
-        try:
-            with torch.no_grad():
-                recon = model.reconstruct(images)
-        finally:
-            model.train(was_training)
+        with self.preview_model() as model:
+            recon = model.reconstruct(images)
         path = save_grid(
             torch.cat((images, recon)).float().cpu(), self.run_dir / "previews" / f"step-{step:08d}.png", nrow=count
         )

@@ -396,25 +396,21 @@ class TransformerTrainer(Trainer):
     def preview(self, step: int) -> None:
         """Samples of the EMA (or raw) weights with a fixed seed: one per class (up to 16), or one per preview
         prompt (the grid is labelled with the prompts)."""
-        transformer = self.ema.module if self.ema is not None else self.raw_model
         generator = torch.Generator(self.device).manual_seed(self.objective.preview_seed)
-        sampler = (RasterSampler if self.is_raster else ScaleSampler)(self.tokenizer, transformer)
         if self.is_text:
             prompts = self.preview_prompts()
             text = self.text_condition(prompts)
             condition = TextCondition(text.hidden, text.mask, text.pooled, negative=self.null_text)
             labels = prompts
         else:
-            num = min(16, transformer.config.num_classes)
-            condition = ClassCondition(torch.arange(num, device=self.device), transformer.config.null_class_id)
+            config = self.raw_model.config
+            num = min(16, config.num_classes)
+            condition = ClassCondition(torch.arange(num, device=self.device), config.null_class_id)
             labels = condition.labels.tolist()
         config = SamplingConfig(cfg=self.objective.preview_cfg, masked_sampling=self.objective.train_sampler_head)
-        was_training = transformer.training
-        transformer.eval()  # the raw weights (no EMA) are in train mode here: no drop-path while sampling
-        try:
+        with self.preview_model() as transformer:  # no drop-path while sampling
+            sampler = (RasterSampler if self.is_raster else ScaleSampler)(self.tokenizer, transformer)
             out = sampler.sample(condition, config=config, generator=generator)
-        finally:
-            transformer.train(was_training)
         images = sampler.decode(out.f_hat).mul(2).sub(1)  # [0, 1] -> [-1, 1]
         save_grid(
             images.float().cpu(),
