@@ -5,7 +5,7 @@ import json
 import shlex
 
 import pytest
-from training_helpers import tiny_data
+from training_helpers import tiny_data, train_tokenizer_error
 
 from nextscale.cli import build_parser
 from nextscale.cli.train import fit_num_classes
@@ -108,14 +108,6 @@ def test_image_folder_channels_are_inferred_from_the_files(tmp_path):
     ],
 )
 def test_a_perceptual_weight_that_perceptual_none_would_ignore_is_refused(tmp_path, capsys, file_args, typed, refused):
-    from nextscale.cli import main
-
-    run_file = tmp_path / "run.json"
-    run_file.write_text(json.dumps({"args": {"data": "fashion-mnist:missing", **file_args}}))
-    run_dir = tmp_path / "run"
-    argv = ["train-tokenizer", "--config", str(run_file), "--run-dir", str(run_dir), *shlex.split(typed)]
-    assert main(argv) == 2  # refused before any data is read; otherwise the missing data is the error
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
+    err, run_dir = train_tokenizer_error(tmp_path, capsys, file_args, typed)
     assert ("--perceptual-weight" in err and "--perceptual none" in err) is refused, err
     assert run_dir.exists() is not refused  # a refused command creates no run directory

@@ -1,13 +1,11 @@
 """Tokenizer training settings that would do nothing, and what the run tells its user (collapse, previews)."""
 
 import dataclasses
-import json
 import logging
-import shlex
 
 import pytest
 import torch
-from training_helpers import read_metrics, tiny_configs, train_config
+from training_helpers import read_metrics, tiny_configs, train_config, train_tokenizer_error
 
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training import tokenizer_trainer
@@ -28,15 +26,7 @@ from nextscale.training.tokenizer_trainer import TokenizerTrainer
     ],
 )
 def test_options_of_a_switched_off_feature_are_refused(tmp_path, capsys, file_args, typed, refused):
-    from nextscale.cli import main
-
-    run_file = tmp_path / "run.json"
-    run_file.write_text(json.dumps({"args": {"data": "fashion-mnist:missing", **file_args}}))
-    run_dir = tmp_path / "run"
-    argv = ["train-tokenizer", "--config", str(run_file), "--run-dir", str(run_dir), *shlex.split(typed)]
-    assert main(argv) == 2  # refused before any data is read; otherwise the missing data is the error
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
+    err, run_dir = train_tokenizer_error(tmp_path, capsys, file_args, typed)
     if refused:
         assert f"{refused} would be ignored" in err and "(the default): add --" in err, err
         assert not run_dir.exists()

@@ -85,3 +85,20 @@ def state_differences(a, b, atol: float = 0.0, rtol: float = 0.0, prefix: str = 
             line for i, (x, y) in enumerate(zip(a, b)) for line in state_differences(x, y, atol, rtol, f"{prefix}[{i}]")
         ]
     return [] if a == b else [f"{prefix}: {a!r} vs {b!r}"]
+
+
+def train_tokenizer_error(tmp_path, capsys, file_args: dict, typed: str) -> tuple[str, Path]:
+    """Run `train-tokenizer` with a run file holding ``file_args`` (its data missing) and the flags ``typed``; the
+    command must fail in one line (a refused option, or else the missing data). Returns (that line, the run dir)."""
+    import shlex
+
+    from nextscale.cli import main
+
+    run_file = tmp_path / "run.json"
+    run_file.write_text(json.dumps({"args": {"data": "fashion-mnist:missing", **file_args}}))
+    run_dir = tmp_path / "run"
+    argv = ["train-tokenizer", "--config", str(run_file), "--run-dir", str(run_dir), *shlex.split(typed)]
+    assert main(argv) == 2  # refused before any data is read; otherwise the missing data is the error
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err, run_dir
