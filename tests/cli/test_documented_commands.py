@@ -2,17 +2,15 @@
 docs, the run files and the commands' --help examples parses with today's flags, and a default --help states is the
 one the command uses (the demo's seed)."""
 
-import contextlib
 import functools
 import importlib
-import io
 import json
 import re
-import shlex
 from pathlib import Path
 
 import pytest
 
+from command_lines import assert_command_parses
 from nextscale.cli import COMMANDS, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,13 +54,7 @@ def test_the_documentation_has_commands_to_check():
 
 @pytest.mark.parametrize(("where", "command"), COMMAND_LINES, ids=[f"{w}: {c[:60]}" for w, c in COMMAND_LINES])
 def test_documented_command_parses(where, command):
-    parser, errors = parser_once(), io.StringIO()
-    with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            _, unknown = parser.parse_known_args(shlex.split(command))
-        except SystemExit:
-            pytest.fail(f"{where}: `nextscale {command}` does not parse: {errors.getvalue().strip()}")
-    assert not unknown, f"{where}: `nextscale {command}` has flags no command takes: {unknown}"
+    assert_command_parses(where, command)
 
 
 def test_demo_without_seed_is_seed_0_as_its_help_says(tiny_pipeline_dir, tmp_path, capsys):
