@@ -156,3 +156,34 @@ def test_a_class_folder_warns_about_loose_images_and_captions_it_does_not_use(tm
     assert len(train.classes) == 1
     assert any("1 images lie directly in" in line and "loose.png" in line for line in warnings)
     assert any(f"--data captions:{tmp_path}" in line for line in warnings)
+
+
+def test_a_caption_folder_with_val_but_no_train_is_refused_not_trained_on(tmp_path):
+    # Read recursively, DIR/val/d.png would be a training sample and nothing would be held out.
+    write_captioned(tmp_path, ["a", "b", "c"])
+    write_captioned(tmp_path / "val", ["d"])
+    for split in (None, "train", "val"):
+        with pytest.raises(ValueError, match=r"val/ sub-folder but no train/ one.*move the other image"):
+            open_caption_splits(tmp_path, SIZE, split=split)
+    with pytest.raises(ValueError, match="held-out pairs would be trained on"):
+        build_datasets(f"captions:{tmp_path}", SIZE, channels=3)
+    # A manifest lists its own images: a val/ folder beside it is not read through it.
+    (tmp_path / "captions.jsonl").write_text(json.dumps({"image": "a.png", "caption": "a"}) + "\n")
+    train, held_out = open_caption_splits(tmp_path, SIZE)
+    assert [sample.name for sample in train.samples] == [str(tmp_path / "a.png")] and held_out is None
+
+
+def test_a_repeated_caption_counts_once_in_every_source(tmp_path):
+    (tmp_path / "a.png").write_bytes(png())
+    (tmp_path / "a.txt").write_text("a cat\n a cat \na dog\na cat\n")
+    assert CaptionFolderDataset(tmp_path, SIZE).samples[0].captions == ("a cat", "a dog")
+    manifest = tmp_path / "captions.jsonl"
+    manifest.write_text(json.dumps({"image": "a.png", "caption": ["a cat", "a cat", "a dog"]}) + "\n")
+    assert CaptionManifestDataset(manifest, SIZE).samples[0].captions == ("a cat", "a dog")
+    # so the draw is even: "a cat" and "a dog" each about half the time over many epochs
+    dataset = CaptionFolderDataset(tmp_path, SIZE)
+    draws = []
+    for epoch in range(200):
+        dataset.set_epoch(epoch)
+        draws.append(dataset[0][1])
+    assert 70 < draws.count("a cat") < 130

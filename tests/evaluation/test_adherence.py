@@ -123,6 +123,17 @@ def test_empty_threshold_and_what_counts_as_right():
     assert 4 / 255 < EMPTY_THRESHOLD < 6 / 255
 
 
+def test_images_on_another_scale_are_refused_not_clamped_into_a_score():
+    layout = (7, None, None, None)
+    scene = canvas([0.5, 0, 0, 0])  # (1, 1, 64, 64) in [0, 1]
+    assert score_adherence(scene, [layout], constant_judge(7)).overall.scene_accuracy == 1.0
+    with pytest.raises(ValueError, match=r"float images in \[0, 1\], got torch.uint8; divide 8-bit pixels by 255"):
+        score_adherence(scene.mul(255).to(torch.uint8), [layout], constant_judge(7))  # clamped: every item white
+    with pytest.raises(ValueError, match=r"values in \[-1, 0\]; a tensor x in \[-1, 1\] is \(x \+ 1\) / 2"):
+        score_adherence(scene.mul(2).sub(1), [layout], constant_judge(7))  # clamped: the item's darker half lost
+    assert judge_quadrants(scene.add(5e-4), [layout], constant_judge(7)).correct[0, 0]  # float error is no scale
+
+
 def test_seen_and_unseen_scenes_are_scored_apart():
     seen, unseen = (7, None, None, 8), (7, None, None, 3)  # sneaker top left + dress bottom right is held out
     assert not held_out_pairings(seen) and held_out_pairings(unseen) == [((7, 0), (3, 3))]
@@ -283,6 +294,10 @@ def test_cli_reads_a_prompt_file_with_several_images_per_prompt(text_model_dir, 
     assert report["prompt_split"] == {"seen": 2, "unseen": 0} and "reference_adherence" not in report
     assert len(report["results"]) == 1 and "fid" not in report["results"][0]
     assert report["results"][0]["adherence"]["unseen"]["item_accuracy"] is None
+    # the report says what its scores measure: every accuracy it holds is defined beside it
+    accuracies = {name for name in report["results"][0]["adherence"]["overall"] if name.endswith("_accuracy")}
+    assert accuracies == {"item_accuracy", "empty_accuracy", "scene_accuracy"}
+    assert accuracies <= set(report["adherence_definitions"]) and all(report["adherence_definitions"].values())
 
 
 def test_cli_refusals_are_one_line(text_model_dir, tmp_path, capsys):

@@ -17,7 +17,8 @@ The report (``--out``) holds the settings and one result per cfg value::
      "results": [{"cfg": 3.0, "fid": ..., "kid": ..., "kid_std": ..., "precision": ..., "recall": ...}]}
 
 Where the judge applies (64x64 scenes, prompts it can parse) each result also holds ``adherence`` ({"overall",
-"seen", "unseen"}), the report the ``prompt_split`` and, with scene references, ``reference_adherence`` (the judge's
+"seen", "unseen"}), the report the ``prompt_split``, what each score measures (``adherence_definitions``,
+``adherence.SCORE_DEFINITIONS``) and, with scene references, ``reference_adherence`` (the judge's
 scores on the real scenes: the ceiling a model can reach by this measure); elsewhere ``adherence_skipped`` says why.
 """
 
@@ -53,6 +54,7 @@ from nextscale.cli.evaluate_text_edit import TextEdit, text_edit
 from nextscale.data.scenes import held_out_pairings
 from nextscale.evaluation.adherence import (
     EMPTY_THRESHOLD,
+    SCORE_DEFINITIONS,
     AdherenceReport,
     AdherenceTally,
     adherence_problem,
@@ -70,7 +72,7 @@ class TextPlan:
     """What a text evaluation samples and compares, settled before the model loads.
 
     Attributes:
-        prompts: the distinct prompts, in order.
+        prompts: the prompts, in order (repeats kept: each is sampled ``per_prompt`` times per occurrence).
         source: where they come from (for the report).
         per_prompt: samples of each prompt.
         layouts: each prompt's scene layout when the adherence judge applies, else None.
@@ -201,8 +203,10 @@ def _prompts(args: argparse.Namespace) -> tuple[list[str], str]:
 
 def open_reference(spec: str, size: int, channels: int, bad_images: str):
     """``--reference [captions:]PATH`` as a caption dataset of ``size`` px images (the model's): the shorter side
-    resized (LANCZOS) to ``size``, then center-cropped with no margin, as ``tokenize`` prepares captioned data."""
+    resized (LANCZOS) to ``size``, then center-cropped with no margin, as ``tokenize`` prepares captioned data.
+    A PATH with ``train/`` and ``val/`` splits is refused: it names which images to compare with."""
     from nextscale.data.captions import open_caption_dataset
+    from nextscale.data.folders import HELD_OUT_NAMES
 
     if spec.startswith("fashion-mnist"):
         raise ValueError(
@@ -210,6 +214,13 @@ def open_reference(spec: str, size: int, channels: int, bad_images: str):
             "--reference captions:PATH"
         )
     path = Path(spec.removeprefix(CAPTIONS_PREFIX))
+    held_out = next((path / name for name in HELD_OUT_NAMES if (path / name).is_dir()), None)
+    if (path / "train").is_dir() and held_out is not None:
+        # Read whole, a split folder mixes the training images in (first, in sorted order) with the held-out ones.
+        raise ValueError(
+            f"--reference {spec} holds a train/ and a {held_out.name}/ split; pass the images to compare with: "
+            f"--reference {CAPTIONS_PREFIX}{held_out} (held out) or {CAPTIONS_PREFIX}{path / 'train'}"
+        )
     dataset = open_caption_dataset(path, size, channels=channels, train=False)
     skipped = {reason: count for reason, count in dataset.skipped.items() if count}
     if bad_images == "fail" and skipped:
@@ -256,6 +267,7 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         unseen = sum(bool(held_out_pairings(layout)) for layout in plan.layouts)
         report["prompt_split"] = {"seen": len(plan.prompts) - unseen, "unseen": unseen}
         report.update(judge="bundled Fashion-MNIST classifier on each 32x32 quadrant", empty_threshold=EMPTY_THRESHOLD)
+        report["adherence_definitions"] = SCORE_DEFINITIONS
         judge = load_bundled_classifier(args.device)
     else:
         report["adherence_skipped"] = plan.skipped
@@ -443,6 +455,7 @@ def _print_summary(plan: TextPlan, report: dict, results: list[dict], reference_
         if reference_adherence is not None:
             rows.append(("real", reference_adherence, None))
         print(format_table(rows))
+        print("item: named items recognised in their quadrant; empty: unnamed quadrants empty; scene: all four right")
         if reference_adherence is not None:
             print("real: the judge on the reference scenes (the best a model can score here)")
     else:

@@ -85,7 +85,9 @@ class _Candidate:
 
 
 def _clean(captions: Iterable[str]) -> tuple[str, ...]:
-    return tuple(text.strip() for text in captions if text.strip())
+    """The non-blank captions, stripped, each once (in first-seen order): a repeated line must not double a
+    caption's chance of being drawn, as repeated manifest rows do not."""
+    return tuple(dict.fromkeys(text.strip() for text in captions if text.strip()))
 
 
 def _image_stream(source: Path | TarMember) -> Path | BinaryIO:

@@ -10,9 +10,10 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
                                       "caption": ["a dog", "a puppy"]}
 
 - **Folder**: every image under ``root`` (recursive; hidden files skipped) with a ``.txt`` file of the same
-  stem next to it. Each non-blank line of the ``.txt`` is one caption. A folder holding ``train/`` and ``val/``
-  (or ``validation/``, ``test/``) sub-folders is two datasets, training and held-out (``open_caption_splits``),
-  whatever their format.
+  stem next to it. Each non-blank line of the ``.txt`` is one caption (a repeated caption counts once, in every
+  source). A folder holding ``train/`` and ``val/`` (or ``validation/``, ``test/``) sub-folders is two datasets,
+  training and held-out (``open_caption_splits``), whatever their format; a caption folder with ``val/`` but no
+  ``train/`` is refused there, as reading it recursively would train on the held-out pairs.
 - **Manifest**: JSONL (one object per line) or CSV (header with ``image`` and ``caption`` columns, one caption
   per row; repeat the image on several rows for several captions). ``image`` is relative to the manifest's
   folder (or absolute); in JSONL ``caption`` may be a string or a list of strings. An image listed on several
@@ -88,6 +89,11 @@ def open_caption_dataset(path: str | os.PathLike, size: int, **options: Any) -> 
     return CaptionFolderDataset(path, size, **options)
 
 
+def _is_caption_folder(path: Path) -> bool:
+    """Whether ``open_caption_dataset`` reads the folder ``path`` as images with ``.txt`` captions (recursively)."""
+    return not any((path / name).is_file() for name in MANIFEST_NAMES) and not any(path.glob("*.tar"))
+
+
 def open_caption_splits(
     path: str | os.PathLike, size: int, split: str | None = None, **options: Any
 ) -> tuple[CaptionDataset, CaptionDataset | None]:
@@ -95,7 +101,8 @@ def open_caption_splits(
 
     A folder with a ``train/`` sub-folder and a ``val/`` (or ``validation/``, ``test/``) one holds both splits,
     each in any format ``open_caption_dataset`` reads (given as ``DIR/train`` too); any other path is training data
-    alone (held-out None).
+    alone (held-out None). A caption folder with a ``val/`` (or ``validation/``, ``test/``) sub-folder but no
+    ``train/`` one is refused: it is read recursively, so its held-out pairs would be trained on.
 
     Args:
         path: the caption data.
@@ -112,6 +119,12 @@ def open_caption_splits(
     if split is not None and split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
     if not train_dir.is_dir():
+        if held_out_dir is not None and _is_caption_folder(root):
+            # Read recursively, the folder would train on its own held-out pairs (and hold nothing out).
+            raise ValueError(
+                f"caption folder {root} has a {held_out_dir.name}/ sub-folder but no train/ one, so its held-out "
+                f"pairs would be trained on; move the other image + caption pairs into {root / 'train'}"
+            )
         if split in ("val", "test"):
             raise ValueError(
                 f"caption data {root} has no held-out split (a train/ and a val/ sub-folder); tokenize the "

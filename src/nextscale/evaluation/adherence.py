@@ -62,9 +62,22 @@ if TYPE_CHECKING:  # the metrics need no model code; only ``sweep_cfg`` samples
 
 # Mean pixel value (images in [0, 1]) under which a quadrant counts as empty; see the module docstring.
 EMPTY_THRESHOLD = 5 / 255
+RANGE_SLACK = 1e-3  # how far outside [0, 1] an image may stray (float error) before it is refused as mis-scaled
 PROMPT_SEED = 0  # the evaluation prompts are one fixed list, the same for every model and sampling seed
 
 QuadrantClassifier = Callable[[torch.Tensor], torch.Tensor]  # (B, 1|3, 32, 32) in [-1, 1] -> logits (B, 10)
+
+# What each score of a report measures, written beside the scores (a report read alone must say what they are).
+SCORE_DEFINITIONS = {
+    "item_accuracy": "share of the items a prompt names that the judge recognises in their quadrant (the quadrant is "
+    "not empty and the classifier's argmax is the named class)",
+    "empty_accuracy": "share of the quadrants a prompt leaves unnamed that are empty (mean pixel value below "
+    "empty_threshold)",
+    "scene_accuracy": "share of scenes with all four quadrants right (every named item recognised, every other "
+    "quadrant empty)",
+    "seen, unseen": "the scenes whose layout holds no held-out pairing (item a at place p with item b at place q), "
+    "and those that hold one; overall is both",
+}
 
 
 # ------------------------------------------------------------------------------------------------- judging
@@ -122,7 +135,8 @@ def judge_quadrants(
     on a model's tensors equal those on its saved files. Example: 0.5 -> pixel round(127.5) = 128 -> 0.50196.
 
     Args:
-        images: (B, 1|3, 64, 64) in [0, 1] (the pipeline's ``output_type="pt"``).
+        images: (B, 1|3, 64, 64) float in [0, 1] (the pipeline's ``output_type="pt"``); integer pixels or values
+            outside [0, 1] (a [-1, 1] tensor) raise ValueError rather than being clamped into a wrong score.
         layouts: B layouts (``parse_caption`` of each prompt): class id or None per place.
         classifier: quadrants (b, 1|3, 32, 32) in [-1, 1] -> logits (b, 10); None loads the bundled one.
         empty_threshold: mean pixel value in [0, 1] below which a quadrant is empty.
@@ -130,9 +144,22 @@ def judge_quadrants(
     Returns:
         ``QuadrantVerdicts`` on the CPU.
     """
-    # (B, 4, C, 32, 32). quantize_8bit's rounding on the [0, 1] scale: for x in [-1, 1], (x + 1) / 2 * 255 is the
-    # (x + 1) * 127.5 that ``data.images.to_pil`` rounds, bit for bit (halving is exact; a trip back to [-1, 1] is not)
-    quadrants = split_quadrants(images).detach().float().cpu().clamp(0.0, 1.0).mul(255).round().div(255)
+    quadrants = split_quadrants(images).detach()  # (B, 4, C, 32, 32)
+    # Clamping would hide a wrong scale: uint8 pixels would all saturate to 1 and a [-1, 1] tensor would lose the
+    # darker half of every item, and either would be scored without a word.
+    if not quadrants.is_floating_point():
+        raise ValueError(
+            f"prompt adherence reads float images in [0, 1], got {images.dtype}; divide 8-bit pixels by 255"
+        )
+    low, high = quadrants.min().item(), quadrants.max().item()
+    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+        raise ValueError(
+            f"prompt adherence reads images in [0, 1], got values in [{low:.3g}, {high:.3g}]; a tensor x in [-1, 1] "
+            "is (x + 1) / 2"
+        )
+    # quantize_8bit's rounding on the [0, 1] scale: for x in [-1, 1], (x + 1) / 2 * 255 is the (x + 1) * 127.5 that
+    # ``data.images.to_pil`` rounds, bit for bit (halving is exact; a trip back to [-1, 1] is not)
+    quadrants = quadrants.float().cpu().clamp(0.0, 1.0).mul(255).round().div(255)
     if len(layouts) != quadrants.shape[0]:
         raise ValueError(f"need one layout per image: {quadrants.shape[0]} images, {len(layouts)} layouts")
     if not 0 < empty_threshold < 1:
