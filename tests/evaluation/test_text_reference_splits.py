@@ -32,3 +32,16 @@ def test_a_reference_with_train_and_val_splits_is_refused_naming_both(tmp_path):
     assert len(open_reference(f"captions:{tmp_path / 'train'}", SIZE, 3, "skip")) == 3
     (tmp_path / "val").rename(tmp_path / "other")  # train/ alone is no split: all of it, as before
     assert len(open_reference(str(tmp_path), SIZE, 3, "skip")) == 5
+
+
+def test_a_class_reference_with_train_and_val_splits_is_refused_naming_both(tmp_path):
+    # As class folders, train/ and val/ became two classes of mixed images.
+    from nextscale.cli.evaluate_class import open_class_reference
+
+    for split in ("train", "val"):
+        for label in ("cat", "dog"):
+            write_captioned(tmp_path / split / label, [f"{label}{i}" for i in range(3)])
+    with pytest.raises(ValueError, match="holds a train/ and a val/ split") as error:
+        open_class_reference(str(tmp_path), SIZE, 3, "test", "skip")
+    assert f"--reference {tmp_path / 'val'} (held out) or {tmp_path / 'train'}" in str(error.value)
+    assert open_class_reference(str(tmp_path / "val"), SIZE, 3, "test", "skip").classes == ["cat", "dog"]

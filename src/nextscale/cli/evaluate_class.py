@@ -7,6 +7,7 @@ evaluations are in ``cli/evaluate.py``.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from nextscale.cli import evaluate, evaluate_reference, evaluate_scores
 from nextscale.cli.evaluate import MIN_SET_SIZE
@@ -24,6 +25,7 @@ def open_class_reference(spec: str, size: int, channels: int, split: str, bad_im
         return FashionMNIST(root=root, split=split, size=size, channels=channels)
     if spec.lower().endswith(".npz"):
         return evaluate_reference.open_npz_reference(spec, size, features)
+    evaluate_reference.refuse_split_folder(spec, Path(spec))  # its splits would be read as two classes
     folder = ImageFolderDataset(spec, size=size, train=False, channels=channels, bad_images=bad_images)
     check_bad_images([folder], bad_images)  # bad files named in the log and left out (or a one-line error)
     if len(folder) < MIN_SET_SIZE:  # precision/recall needs 3 neighbours per image (FID a covariance)

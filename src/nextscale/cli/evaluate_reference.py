@@ -9,6 +9,20 @@ from pathlib import Path
 from nextscale.cli.evaluate import CAPTIONS_PREFIX, FEATURE_BATCH, MIN_SET_SIZE
 
 
+def refuse_split_folder(spec: str, path: Path, prefix: str = "") -> None:
+    """Refuse a ``--reference`` folder laid out as ``train/`` plus a held-out split (``val/``, ``test/``): read whole,
+    it mixes the training images (sorted first) into the reference, or, as class folders, makes each split a class.
+    The message names both folders, prefixed as given (``captions:``)."""
+    from nextscale.data.folders import HELD_OUT_NAMES
+
+    held_out = next((path / name for name in HELD_OUT_NAMES if (path / name).is_dir()), None)
+    if (path / "train").is_dir() and held_out is not None:
+        raise ValueError(
+            f"--reference {spec} holds a train/ and a {held_out.name}/ split; pass the images to compare with: "
+            f"--reference {prefix}{held_out} (held out) or {prefix}{path / 'train'}"
+        )
+
+
 def reference_location(spec: str) -> str:
     """``--reference`` as the absolute place it reads, for the reference cache's key.
 

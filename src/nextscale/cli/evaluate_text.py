@@ -206,7 +206,6 @@ def open_reference(spec: str, size: int, channels: int, bad_images: str):
     resized (LANCZOS) to ``size``, then center-cropped with no margin, as ``tokenize`` prepares captioned data.
     A PATH with ``train/`` and ``val/`` splits is refused: it names which images to compare with."""
     from nextscale.data.captions import open_caption_dataset
-    from nextscale.data.folders import HELD_OUT_NAMES
 
     if spec.startswith("fashion-mnist"):
         raise ValueError(
@@ -214,13 +213,7 @@ def open_reference(spec: str, size: int, channels: int, bad_images: str):
             "--reference captions:PATH"
         )
     path = Path(spec.removeprefix(CAPTIONS_PREFIX))
-    held_out = next((path / name for name in HELD_OUT_NAMES if (path / name).is_dir()), None)
-    if (path / "train").is_dir() and held_out is not None:
-        # Read whole, a split folder mixes the training images in (first, in sorted order) with the held-out ones.
-        raise ValueError(
-            f"--reference {spec} holds a train/ and a {held_out.name}/ split; pass the images to compare with: "
-            f"--reference {CAPTIONS_PREFIX}{held_out} (held out) or {CAPTIONS_PREFIX}{path / 'train'}"
-        )
+    evaluate_reference.refuse_split_folder(spec, path, CAPTIONS_PREFIX)
     dataset = open_caption_dataset(path, size, channels=channels, train=False)
     skipped = {reason: count for reason, count in dataset.skipped.items() if count}
     if bad_images == "fail" and skipped:
