@@ -2,6 +2,7 @@
 copied buffers, and (on a GPU) the eager steps' tokens for the same seed."""
 
 import dataclasses
+import threading
 
 import pytest
 import torch
@@ -121,6 +122,18 @@ def test_a_context_rebuilt_from_copied_buffers_reads_them_and_gives_the_eager_lo
         assert torch.equal(static, eager)
 
 
+def test_the_kept_cache_is_found_by_a_device_name_too():
+    # A device given by name ("cpu"; on a GPU "cuda" for "cuda:0") finds the kept cache instead of failing or
+    # allocating a new one at every call.
+    transformer = var_models()[1]
+    steps = TransformerSteps(transformer)
+    rows = ClassCondition(torch.tensor([1, 2]), transformer.config.null_class_id)
+    with torch.no_grad():
+        _, kv_cache = steps.begin(rows, "cpu")
+    assert kv_cache.keys.device == torch.device("cpu")
+    assert steps.kv_cache(2, torch.device("cpu")) is kv_cache and steps.kv_cache(2, "cpu") is kv_cache
+
+
 # ---------------------------------------------------------------------------------------------------- GPU
 
 
@@ -194,3 +207,95 @@ def test_text_model_graphed_tokens_equal_eager_tokens_and_a_new_text_length_capt
     assert graphed.steps.num_captures == 1
     longer = sample_both(tokenizer, transformer, prompts(2, length=7, seed=3), config=config, graphed=graphed)
     assert torch.equal(*longer) and graphed.steps.num_captures == 2
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_and_its_indexed_name_share_the_kept_cache_and_the_graphs():
+    transformer = var_models()[1].cuda()
+    indexed = torch.device("cuda", torch.cuda.current_device())
+    steps = TransformerSteps(transformer)
+    kv_cache = steps.kv_cache(2, "cuda")
+    assert steps.kv_cache(2, indexed) is kv_cache
+    graphed = CudaGraphSteps(transformer)
+    rows = ClassCondition(torch.tensor([1, 2], device=indexed), transformer.config.null_class_id)
+    context, kv_cache = graphed.begin(rows, "cuda")
+    again_context, again_kv_cache = graphed.begin(rows, indexed)
+    assert again_context is context and again_kv_cache is kv_cache and graphed.num_captures == 1
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_another_thread_may_allocate_on_the_gpu_while_the_graphs_capture():
+    # A server samples its class and text pipelines from two threads: one pipeline capturing must not make the
+    # other's allocations fail (nor have them invalidate the capture).
+    tokenizer, transformer = (m.cuda() for m in var_models())
+    allocated, errors = [], []
+
+    def allocate():
+        try:
+            allocated.append(torch.ones(8 << 20, device="cuda"))  # 32 MiB: a fresh cudaMalloc after the capture's
+        except RuntimeError as error:  # empty_cache
+            errors.append(error)
+
+    def during_capture(module, args):
+        if torch.cuda.is_current_stream_capturing() and not allocated and not errors:
+            other = threading.Thread(target=allocate)
+            other.start()
+            other.join()
+
+    hook = transformer.blocks[0].register_forward_pre_hook(during_capture)
+    try:
+        eager_tokens, graphed_tokens = sample_both(tokenizer, transformer, [1, 2])
+    finally:
+        hook.remove()
+    assert not errors and len(allocated) == 1 and allocated[0].sum().item() == 8 << 20
+    assert torch.equal(eager_tokens, graphed_tokens)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_pipelines_sampled_from_two_threads_take_turns_to_capture():
+    # PyTorch supports one capture at a time in a process: a second graphed model's first call, made while the first
+    # one captures, waits for that capture to end before its own.
+    tokenizer, first = (m.cuda() for m in var_models())
+    second = var_models(shared_adaln=True)[1].cuda()
+    samplers = [ScaleSampler(tokenizer, model, cuda_graphs=True) for model in (first, second)]
+    underway, overlapped, results, threads = threading.Event(), [], {}, []
+    first_capture, second_capture = samplers[0].steps._capture, samplers[1].steps._capture
+
+    def tracked_capture(*args):
+        underway.set()
+        try:
+            return first_capture(*args)
+        finally:
+            underway.clear()
+
+    def recorded_capture(*args):
+        overlapped.append(underway.is_set())
+        return second_capture(*args)
+
+    samplers[0].steps._capture, samplers[1].steps._capture = tracked_capture, recorded_capture
+
+    def sample(index):
+        generator = torch.Generator("cuda").manual_seed(0)
+        results[index] = samplers[index].sample([1, 2], config=CONFIG, generator=generator).tokens
+
+    def start_second_call(module, args):
+        if torch.cuda.is_current_stream_capturing() and not threads:
+            threads.append(threading.Thread(target=sample, args=(1,)))
+            threads[0].start()
+            threads[0].join(timeout=2)  # the second call runs up to its capture meanwhile
+
+    hook = first.blocks[0].register_forward_pre_hook(start_second_call)
+    try:
+        sample(0)
+    finally:
+        hook.remove()
+    threads[0].join(timeout=60)
+    assert overlapped == [False]
+    for index, model in enumerate((first, second)):
+        eager = ScaleSampler(tokenizer, model).sample(
+            [1, 2], config=CONFIG, generator=torch.Generator("cuda").manual_seed(0)
+        )
+        assert torch.equal(results[index], eager.tokens)

@@ -21,6 +21,8 @@ addresses, so :class:`CudaGraphSteps` keeps:
   graph replays again (the next call); the sampler consumes it before then.
 
 The graphs share one memory pool, which is safe because they always replay in capture order, one at a time.
+Captures take turns across threads (PyTorch supports one at a time in a process), and forbid the unsafe CUDA calls
+(allocation, synchronisation) to the capturing thread only, so that other threads may go on using the GPU meanwhile.
 A capture is keyed by everything it baked in: the condition tensors' shapes, strides and dtypes (rows, and the
 text length T), the autocast state, train/eval mode, the fused-kernel switch (``use_fused_kernels``: its
 compiled regions compile during the warm-up passes, before any capture), inference mode (the static memory of a
@@ -42,6 +44,7 @@ References:
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from itertools import chain
 
@@ -49,7 +52,7 @@ import torch
 from torch import nn
 
 from nextscale.layers.cross_attention import ContextKeyValues
-from nextscale.sampling.steps import TransformerSteps, cache_dtype
+from nextscale.sampling.steps import TransformerSteps, cache_dtype, resolve_device
 from nextscale.transformer.conditioning import Condition
 from nextscale.transformer.kv_cache import KVCache
 from nextscale.transformer.model import ClassContext, ScaleTransformer
@@ -59,6 +62,9 @@ from nextscale.transformer.text_model import TextContext, TextScaleTransformer
 # Eager passes over all scales before the capture: the first runs pick kernels and allocate workspaces (cuBLAS,
 # attention), which must not happen while capturing.
 WARMUP_CALLS = 2
+# PyTorch supports one capture at a time in a process: pipelines sampled from several threads (a server's class and
+# text models) take turns to capture; replays need no lock.
+_CAPTURE_LOCK = threading.Lock()
 
 
 def context_tensors(context: ClassContext | TextContext) -> list[torch.Tensor]:
@@ -124,21 +130,23 @@ class CudaGraphSteps(TransformerSteps):
         self.num_captures = 0
 
     @torch.no_grad()
-    def begin(self, rows: Condition, device: torch.device) -> tuple[ClassContext | TextContext, KVCache]:
+    def begin(self, rows: Condition, device: torch.device | str) -> tuple[ClassContext | TextContext, KVCache]:
         """Load this call's condition rows (CFG rows included) into the static context (capturing first when
         nothing fits them) and return it with the kept, reset KV cache."""
-        device = torch.device(device)
+        device = resolve_device(device)  # "cuda" and "cuda:0" replay the same graphs
         if device.type != "cuda":
             raise ValueError(
                 f"CUDA graphs need a CUDA device; the transformer is on {device}. Move it to a GPU "
-                "(.to('cuda')), or sample without cuda_graphs"
+                "(.to('cuda')), or sample without them (pipe.use_cuda_graphs(False), or ScaleSampler without "
+                "cuda_graphs=True)"
             )
         context = self.transformer.condition_context(rows)
         tensors = context_tensors(context)
         key = self._capture_key(tensors, device)
         if self._captured is None or self._captured.key != key:
             self._captured = None  # free the old graphs, their pool and their cache before capturing anew
-            self._captured = self._capture(key, context, device)
+            with _CAPTURE_LOCK:
+                self._captured = self._capture(key, context, device)
             self.num_captures += 1
         captured = self._captured
         for buffer, tensor in zip(captured.buffers, tensors):
@@ -239,7 +247,11 @@ class CudaGraphSteps(TransformerSteps):
             static_context = None
             for x in inputs:
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=pool):
+                # On the model's device (torch's default capture stream belongs to the GPU current at the process's
+                # first capture), forbidding unsafe CUDA calls to this thread only: another thread (a server's other
+                # pipeline) may allocate and synchronise meanwhile, which the "global" default turns into a failed
+                # capture here and an error there.
+                with torch.cuda.graph(graph, pool=pool, stream=side, capture_error_mode="thread_local"):
                     if static_context is None:  # scale 0: the shared modulation and the memo become part of graph 0
                         static_context = context_from_tensors(model, context, buffers)
                     logits.append(model.forward_cached(x, static_context, kv_cache))

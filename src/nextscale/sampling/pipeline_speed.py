@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from nextscale.sampling.cuda_graphs import CudaGraphSteps
 from nextscale.sampling.linear_kernels import choose_linear_kernel
 from nextscale.sampling.precision import Precision, cast_linear_weights, choose_precision, quantize_dynamic_int8
 from nextscale.sampling.sampler import ScaleSampler
@@ -34,14 +35,21 @@ class SpeedSwitchesMixin:
             self.memory_hold.acquire()
 
     def release_memory(self) -> None:
-        """Give back what the pipeline keeps between calls: the kept freed CPU memory and the KV cache."""
-        self.sampler.steps.release()
-        self.memory_hold.release()
+        """Give back what the pipeline keeps between calls: the kept freed CPU memory, the KV cache and the CUDA
+        graphs. Waits for a call running in another thread: dropping the graphs under it would fail its next step."""
+        with self.call_lock:
+            self.sampler.steps.release()
+            self.memory_hold.release()
 
-    def use_cuda_graphs(self) -> Pipeline:
+    def use_cuda_graphs(self, enabled: bool = True) -> Pipeline:
         """Replay each scale's transformer step as a captured CUDA graph from now on (next-scale pipelines on a
         CUDA device; see ``nextscale.sampling.cuda_graphs``): the first call per batch size captures, later calls
-        replay. Tokens equal the eager loop's in float32."""
+        replay. Tokens equal the eager loop's in float32. ``enabled=False`` goes back to the eager steps (a
+        pipeline moved off the GPU samples again)."""
+        if not enabled:
+            if isinstance(self.sampler.steps, CudaGraphSteps):
+                self.sampler = ScaleSampler(self.tokenizer, self.transformer)
+            return self
         if self.device.type != "cuda":
             raise ValueError(
                 f"CUDA graphs need a CUDA device; this pipeline is on {self.device.type} (load it with device='cuda')"

@@ -25,6 +25,15 @@ from nextscale.transformer.kv_cache import KVCache
 from nextscale.transformer.sequence import compute_dtype
 
 
+def resolve_device(device: torch.device | str) -> torch.device:
+    """``device`` as a torch.device with the index its tensors get: a bare "cuda" is the current GPU (where torch
+    allocates), so that "cuda" and "cuda:0" find the same kept KV cache (and CUDA graphs) instead of new ones."""
+    device = torch.device(device)
+    if device.index is None and device.type != "cpu":
+        return torch.empty(0, device=device).device  # an empty tensor allocates no memory
+    return device
+
+
 def cache_dtype(transformer: nn.Module, device: torch.device) -> torch.dtype:
     """The dtype keys and values come out in: the autocast dtype when autocast is on, else the model's."""
     return compute_dtype(device, next(p for p in transformer.parameters() if p.is_floating_point()).dtype)
@@ -42,14 +51,15 @@ class TransformerSteps:
         self.transformer = transformer
         self._kv_cache: KVCache | None = None
 
-    def begin(self, rows: Condition, device: torch.device) -> tuple[object, KVCache]:
+    def begin(self, rows: Condition, device: torch.device | str) -> tuple[object, KVCache]:
         """The context of this call's condition rows (CFG rows included) and an empty KV cache for them."""
         context = self.transformer.condition_context(rows)
         return context, self.kv_cache(len(rows), device)
 
-    def kv_cache(self, batch_size: int, device: torch.device) -> KVCache:
+    def kv_cache(self, batch_size: int, device: torch.device | str) -> KVCache:
         """The kept cache, reset, when it fits ``batch_size`` rows in this call's compute dtype; else a new one
         (which is then kept instead)."""
+        device = resolve_device(device)
         dtype = cache_dtype(self.transformer, device)
         cache = self._kv_cache
         # A cache made under torch.inference_mode cannot be written outside it (and one made outside would hand
