@@ -276,7 +276,7 @@ def test_edit_bad_inputs_are_one_line_errors(tiny_pipe, tmp_path):
         ((None, *BOX), {}, "no image: upload one"),
         ((str(not_an_image), *BOX), {}, "cannot read the uploaded image .*notes.png.*it is corrupt or not an image"),
         ((str(truncated), *BOX), {}, "cannot read the uploaded image .*truncated.*it is corrupt or not an image"),
-        ((str(tmp_path / "gone.png"), *BOX), {}, "does not exist"),
+        ((str(tmp_path / "gone.png"), *BOX), {}, "the uploaded image gone.png is no longer on this server"),
         ((example, 0.6, 0.2, 0.4, 0.8), {}, "move the sliders so that y0 < y1 and x0 < x1"),
         ((example, *BOX), {"num_results": 3}, "3 images asked for, but this server makes at most 2"),
         ((example, *BOX), {"target": "Spaceship"}, "unknown class 'Spaceship'"),
@@ -455,7 +455,8 @@ def test_launched_app_serves_the_page_and_the_class_endpoint(tiny_pipe, tmp_path
                 client.predict(["Trouser"], 1, *knobs, False, api_name="/sample_classes")  # last: coarse to fine
         # NaN and inf, which gradio_client refuses to send but the HTTP API takes
         for values, message in [
-            ((float("nan"), 5, 1.5, None, None), "images per class must be a whole number, got nan"),
+            ((float("nan"), 5, 1.5, None, None), "images per class must be a number from 1 to 8, got nan"),
+            ((None, 5, 1.5, None, None), "images per class must be a number from 1 to 8, got None"),  # was blank
             ((1, float("nan"), 1.5, None, None), "seed must be a whole number, got nan"),
             ((1, 5, 1.5, float("inf"), None), "top-k must be a whole number, got inf"),
         ]:
@@ -529,6 +530,7 @@ def test_serve_launches_the_app_with_the_flags(monkeypatch, capsys, tiny_pipelin
         (["--text-model", "{tiny}"], "--text-model .* is not a text-to-image model"),
         (["--no-text", "--max-images", "0"], "--max-images must be at least 1"),
         (["--no-text", "--port", "70000"], "--port must be between 1 and 65535"),
+        (["--no-text", "--host", " "], "--host is empty: give an address"),  # served on 127.0.0.1 as "http://:7860"
     ],
 )
 def test_serve_refuses_bad_flags_in_one_line(monkeypatch, capsys, tiny_pipeline_dir, extra, message):

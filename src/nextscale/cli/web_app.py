@@ -22,10 +22,18 @@ from nextscale.cli.web_handlers import (
     class_choices,
     edit_image,
     edit_image_with_text,
+    has_scales,
     sample_classes,
     sample_prompts,
 )
-from nextscale.cli.web_inputs import DEFAULT_SAMPLING, KNOB_COUNT, Knobs, UserError
+from nextscale.cli.web_inputs import (
+    DEFAULT_SAMPLING,
+    KNOB_COUNT,
+    Knobs,
+    UserError,
+    expired_upload,
+    unreadable_upload,
+)
 
 if TYPE_CHECKING:
     from gradio.data_classes import ImageData
@@ -56,14 +64,34 @@ def image_upload(value: str | None) -> gr.Image:
             return decode(payload)
         except gr.Error:
             raise
+        except FileNotFoundError as err:  # deleted by the cache clean-up (CACHE_CLEANUP) while the page stayed open
+            raise expired_upload(payload.orig_name or "") from err
         except IMAGE_READ_ERRORS as err:
             name, reason = payload.orig_name or "", one_line(err)
             if payload.path and name:  # the upload's name, not gradio's cache path
                 reason = reason.replace(str(payload.path), name)
-            raise UserError(f"cannot read the uploaded image {name} ({reason}); it is corrupt or not an image") from err
+            raise unreadable_upload(name, reason) from err
 
     image.preprocess = preprocess
     return image
+
+
+def slider(minimum: float, maximum: float, **options) -> gr.Slider:
+    """A ``gr.Slider`` whose values outside it are one line naming the slider. The page always sends a number in
+    range, but the HTTP API takes anything: gradio's own check compares None or "2" with the bounds (a bare
+    "Error" and a logged traceback), lets NaN through, and says "Value 0 is less than minimum value 0.1" without
+    saying which slider. Wrapped on the instance, as :func:`image_upload` is."""
+    widget = gr.Slider(minimum, maximum, **options)
+    check = widget.preprocess
+
+    def preprocess(payload: float) -> float:
+        number = isinstance(payload, (int, float)) and not isinstance(payload, bool)
+        if not number or not minimum <= payload <= maximum:  # NaN fails the comparison too
+            raise UserError(f"{widget.label} must be a number from {minimum:g} to {maximum:g}, got {payload!r}")
+        return check(payload)
+
+    widget.preprocess = preprocess
+    return widget
 
 
 # --------------------------------------------------------------------------------------------------- app
@@ -81,8 +109,8 @@ def sampling_widgets(pipe: Pipeline, cfg_info: str | None = None) -> list:
             # no precision=0 on the whole-number boxes: gradio would round 2.5 to 2 without a word and fail on
             # NaN with a bare "Error"; Knobs.settings refuses both in one line
             seed = gr.Number(value=0, label="seed (empty: random)")
-            cfg = gr.Slider(0.0, 10.0, value=start["cfg"], step=0.1, label="cfg (0: off)", info=cfg_info)
-            temperature = gr.Slider(0.1, 3.0, value=start["temperature"], step=0.05, label="temperature")
+            cfg = slider(0.0, 10.0, value=start["cfg"], step=0.1, label="cfg (0: off)", info=cfg_info)
+            temperature = slider(0.1, 3.0, value=start["temperature"], step=0.05, label="temperature")
         with gr.Row():
             # the page shows an empty box as 0 and sends 0: both mean off (Knobs.settings)
             top_k = gr.Number(value=start["top_k"], label="top-k (0 or empty: off)")
@@ -103,7 +131,7 @@ def slider_up_to(maximum: int, value: int, max_images: int, label: str) -> gr.Sl
     top = min(maximum, max_images)
     if top == 1:
         return gr.Number(value=1, interactive=False, label=label)
-    return gr.Slider(1, top, value=min(value, top), step=1, label=label)
+    return slider(1, top, value=min(value, top), step=1, label=label)
 
 
 def bind(handler, models: ServedModels, after_knobs: int = 0):
@@ -133,7 +161,7 @@ def class_tab(models: ServedModels) -> None:
         classes = gr.Dropdown(choices, value=choices[:rows], multiselect=True, label="classes")
         per_class = slider_up_to(16, columns, models.max_images, "images per class")
         knobs = sampling_widgets(pipe)
-        view = coarse_to_fine_widget()
+        view = coarse_to_fine_widget(visible=has_scales(pipe))  # still an input of the HTTP API
         button = gr.Button("Generate", variant="primary")
         outputs = result_widgets()
     inputs = [classes, per_class, *knobs, view]
@@ -155,8 +183,9 @@ def text_tab(models: ServedModels) -> None:
     button.click(bind(sample_prompts, models, after_knobs=1), inputs, outputs, api_name="sample_prompts")
 
 
-def coarse_to_fine_widget() -> gr.Checkbox:
-    return gr.Checkbox(value=False, label="coarse to fine: each image after every scale (one row per image)")
+def coarse_to_fine_widget(visible: bool = True) -> gr.Checkbox:
+    label = "coarse to fine: each image after every scale (one row per image)"
+    return gr.Checkbox(value=False, label=label, visible=visible)
 
 
 def example_prompts(count: int) -> str:
@@ -177,7 +206,7 @@ def example_image(pipe: Pipeline) -> str | None:
 def region_widgets(box: tuple[float, float, float, float]) -> list:
     """The y0 x0 y1 x1 sliders (fractions, as ``nextscale edit --box``) and the inpaint / outpaint choice."""
     sliders = [
-        gr.Slider(0.0, 1.0, value=value, step=0.05, label=f"{name} (fraction)")
+        slider(0.0, 1.0, value=value, step=0.05, label=f"{name} (fraction)")
         for name, value in zip(("y0", "x0", "y1", "x1"), box)
     ]
     mode = gr.Radio(
@@ -231,7 +260,7 @@ def build_app(
     class_pipeline: Pipeline | None, text_pipeline: TextPipeline | None = None, max_images: int = 64
 ) -> gr.Blocks:
     """The web demo: tabs "Class → image", "Text → image", "Edit" and "Edit with text" (the class tabs only with a
-    class pipeline, the text tabs only with a text pipeline).
+    class pipeline, the text tabs only with a text pipeline; no "Edit" tab for the raster baseline, which cannot edit).
 
     Args:
         class_pipeline: a class-conditional ``Pipeline``, or None for no class tabs.
@@ -252,7 +281,7 @@ def build_app(
                 class_tab(models)
             if text_pipeline is not None:
                 text_tab(models)
-            if class_pipeline is not None:
+            if class_pipeline is not None and has_scales(class_pipeline):  # a raster model cannot edit
                 edit_tab(models)
             if text_pipeline is not None:
                 text_edit_tab(models)

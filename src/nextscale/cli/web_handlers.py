@@ -17,10 +17,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from nextscale.cli import one_line
 from nextscale.cli.common import prompt_label
 from nextscale.cli.demo import enlarge
 from nextscale.cli.sample_plan import batch_seed
@@ -30,8 +32,10 @@ from nextscale.cli.web_inputs import (
     Knobs,
     UserError,
     check_image_count,
+    expired_upload,
     image_count,
     shown_in_the_page,
+    unreadable_upload,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +48,8 @@ UNCONDITIONAL = "(none: unconditional)"
 WAIT_WORTH_SAYING = 0.5  # seconds queued behind other requests from which the status line mentions the wait
 # The editing library's error when the box and mode keep no token: plain sampling, which another tab does.
 KEEPS_NOTHING = "keeps nothing of the image"
+# ... and when they keep every token (an outpainted box over the whole image): its "non-empty region" misleads here.
+GENERATES_NOTHING = "leaves nothing to generate"
 
 
 @dataclass
@@ -85,6 +91,12 @@ def class_id(pipe: Pipeline, choice: str) -> int:
     return choices.index(choice)
 
 
+def has_scales(pipe: Pipeline) -> bool:
+    """Whether the model draws its tokens scale by scale (not the raster baseline's one map): what the
+    coarse-to-fine view shows and what editing teacher-forces."""
+    return len(pipe.tokenizer.config.scale_sides) > 1
+
+
 def display_zoom(pipe: Pipeline) -> int:
     return max(1, DISPLAY_SIDE // pipe.image_size)
 
@@ -106,6 +118,12 @@ def turn(models: ServedModels) -> Iterator[Timing]:
         timing = Timing(started=time.perf_counter())
         timing.waited = timing.started - queued
         yield timing
+
+
+def recommends_masked_sampling(pipe: Pipeline) -> bool:
+    """A model with the masked-sampler head recommends masked sampling (the official demo's setting), for sampling
+    and editing alike, as ``nextscale sample`` and ``nextscale edit`` take it."""
+    return bool((pipe.recommended_sampling or {}).get("masked_sampling", False))
 
 
 def status_line(count: int, timing: Timing, pipe: Pipeline, seed: int) -> str:
@@ -138,6 +156,11 @@ def sample_classes(
     per_class = image_count(images_per_class, "images per class")
     check_image_count(len(classes) * per_class, models.max_images, "choose fewer classes or images per class")
     labels = [class_id(pipe, choice) for choice in classes]
+    if coarse_to_fine and not has_scales(pipe):
+        raise UserError(
+            "this model has one scale (the raster baseline draws one token map, token by token), so there is no "
+            "coarse-to-fine view: untick it"
+        )
     settings = knobs.settings()
     names = [choice for choice in classes for _ in range(per_class)]  # class-major, as the pipeline repeats them
     with shown_in_the_page(), turn(models) as timing:
@@ -207,8 +230,7 @@ def sample_prompts(
                 negative_prompt=[negative] if negative else None,
                 num_images_per_prompt=per_prompt,
                 output_type="pt",
-                # a model with the masked-sampler head recommends masked sampling (the official demo's setting)
-                masked_sampling=bool((pipe.recommended_sampling or {}).get("masked_sampling", False)),
+                masked_sampling=recommends_masked_sampling(pipe),
                 seed=batch_seed(seed, index),
                 **settings,
             )
@@ -259,7 +281,11 @@ def edit_image_with_text(
     caption, as the model was trained on; empty: the empty prompt)."""
     pipe = require_text_model(models)
     text = " ".join((prompt or "").split()) or None
-    return run_edit(models, pipe, image_path, (y0, x0, y1, x1), mode, num_results, knobs, "Text → image", prompt=text)
+    box = (y0, x0, y1, x1)
+    masked = recommends_masked_sampling(pipe)
+    return run_edit(
+        models, pipe, image_path, box, mode, num_results, knobs, "Text → image", prompt=text, masked_sampling=masked
+    )
 
 
 def run_edit(
@@ -274,7 +300,8 @@ def run_edit(
     **target,
 ) -> tuple[Image.Image, str]:
     """Check the request, edit under the lock and lay out input | region | results (both edit tabs).
-    ``sampling_tab`` names the tab that samples with the same model, for a box that keeps nothing."""
+    ``sampling_tab`` names the tab that samples with the same model, for a box that keeps nothing; ``target`` (the
+    class label or prompt, and the text model's masked sampling) goes to ``pipe.edit``."""
     from nextscale.data.images import make_grid, open_image
 
     y0, x0, y1, x1 = box
@@ -287,23 +314,31 @@ def run_edit(
     count = image_count(num_results, "number of results")
     check_image_count(count, models.max_images, "ask for fewer results")
     settings = knobs.settings()
+    # the upload's own name: its path in gradio's cache says nothing to the visitor, and shows the server's folders
+    name = Path(image_path).name
     with shown_in_the_page():
         try:  # a truncated file passes the widget's check (it reads the header) and fails here, on decoding
             image = open_image(image_path)
+        except FileNotFoundError as err:  # deleted by the cache clean-up while the page stayed open
+            raise expired_upload(name) from err
         except ValueError as err:
-            reason = str(err.__cause__ or err)
-            raise UserError(f"cannot read the uploaded image ({reason}); it is corrupt or not an image") from err
+            raise unreadable_upload(name, one_line(err.__cause__ or err).replace(str(image_path), name)) from err
         with turn(models) as timing:
             try:
                 out = pipe.edit(image, mode=mode, box=box, num_images=count, output_type="pt", **target, **settings)
-            except ValueError as err:  # the library's wording points to the `sample` command, not to a tab
-                if KEEPS_NOTHING not in str(err):
-                    raise
-                resize = "shrink" if mode == "inpaint" else "enlarge"
-                raise UserError(
-                    f"this box and mode keep nothing of the image, which is plain sampling: use the {sampling_tab} "
-                    f"tab, or {resize} the box"
-                ) from err
+            except ValueError as err:  # the library's wording speaks of masks and the `sample` command
+                if KEEPS_NOTHING in str(err):
+                    resize = "shrink" if mode == "inpaint" else "enlarge"
+                    raise UserError(
+                        f"this box and mode keep nothing of the image, which is plain sampling: use the {sampling_tab} "
+                        f"tab, or {resize} the box"
+                    ) from err
+                if GENERATES_NOTHING in str(err):  # outpainting a box over the whole image
+                    raise UserError(
+                        "this box and mode keep all of the image, leaving nothing to generate: shrink the box, or "
+                        "choose inpaint"
+                    ) from err
+                raise
     pictures, labels = out.side_by_side()
     grid = make_grid(enlarge(pictures, display_zoom(pipe)), nrow=len(labels), labels=labels)
     return grid, status_line(count, timing, pipe, settings["seed"])

@@ -50,6 +50,23 @@ def shown_in_the_page() -> Iterator[None]:
         raise UserError("out of memory: ask for fewer images per request") from err
 
 
+def unreadable_upload(name: str, reason: str) -> UserError:
+    """An upload Pillow cannot decode, named as the visitor named it (never by its path in the server's cache)."""
+    return UserError(f"cannot read the uploaded image{named(name)} ({reason}); it is corrupt or not an image")
+
+
+def expired_upload(name: str) -> UserError:
+    """An upload gone from the server's cache: the page still shows it, but the daily clean-up deleted the file."""
+    return UserError(
+        f"the uploaded image{named(name)} is no longer on this server (uploads are deleted a day after they were "
+        "made): upload it again"
+    )
+
+
+def named(name: str) -> str:
+    return f" {name}" if name else ""
+
+
 def check_image_count(count: int, max_images: int, fix: str) -> None:
     if count > max_images:
         raise UserError(f"{count} images asked for, but this server makes at most {max_images} per request: {fix}")
