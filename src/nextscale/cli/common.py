@@ -363,3 +363,15 @@ def load_pipeline(args: argparse.Namespace):
     if hasattr(args, "cfg"):
         resolve_sampling(args, pipe)
     return pipe
+
+
+def load_text_encoder_option(value: str, pooling: str | None = None, max_length: int | None = None):
+    """--text-encoder of `train`, `convert` and `scaling`: 'default' (the bundled MiniLM) or a local folder, with
+    `convert`'s --text-pooling and --text-max-length where given."""
+    from nextscale.text import load_default_text_encoder, load_text_encoder
+
+    if value == "default":
+        if pooling is not None or max_length is not None:
+            raise ValueError("--text-pooling and --text-max-length are for --text-encoder DIR; 'default' is fixed")
+        return load_default_text_encoder()
+    return load_text_encoder(value, pooling=pooling, max_length=max_length)

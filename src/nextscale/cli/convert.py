@@ -175,6 +175,8 @@ def convert_star(args: argparse.Namespace):
     tokenizer = load_official_vqvae(vae, scale_sides=transformer.config.scale_sides)
     text_encoder = None
     if args.text_encoder is not None:
+        from nextscale.cli.common import load_text_encoder_option
+
         text_encoder = load_text_encoder_option(args.text_encoder, args.text_pooling, args.text_max_length)
     sampler = transformer.config.sampler_head
     settings = OFFICIAL_SAMPLER_SAMPLING if sampler else OFFICIAL_SAMPLING
@@ -201,18 +203,6 @@ def convert_star(args: argparse.Namespace):
         f"{head}, {encoder}, {recommended(pipe, origin)}"
     )
     return pipe, summary + source_notes({"--star": checkpoint, "--vae": vae})
-
-
-def load_text_encoder_option(value: str, pooling: str | None = None, max_length: int | None = None):
-    """--text-encoder: 'default' (the bundled MiniLM, as for `nextscale train`) or a local folder, with
-    --text-pooling and --text-max-length where given."""
-    from nextscale.text import load_default_text_encoder, load_text_encoder
-
-    if value == "default":
-        if pooling is not None or max_length is not None:
-            raise ValueError("--text-pooling and --text-max-length are for --text-encoder DIR; 'default' is fixed")
-        return load_default_text_encoder()
-    return load_text_encoder(value, pooling=pooling, max_length=max_length)
 
 
 def save(pipe, folder: Path, dtype, copy_text_encoder: bool) -> None:

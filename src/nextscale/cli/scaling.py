@@ -250,8 +250,9 @@ def model_inputs(planned: argparse.Namespace) -> ModelInputs:
     its encoder's width. A plan from the preset's class count would count the wrong N (1000 classes of var-d16
     instead of the data's 10: 990 x width parameters too many) and give the runs unequal compute.
     """
+    from nextscale.cli.common import load_text_encoder_option
     from nextscale.cli.data_report import scale_sides_for
-    from nextscale.cli.train import fit_num_classes, load_text_encoder_option
+    from nextscale.cli.train import fit_num_classes
     from nextscale.data.token_dataset import TokenShardDataset
     from nextscale.training.export import load_tokenizer, with_scale_sides
 

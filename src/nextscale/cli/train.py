@@ -334,6 +334,8 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     if sides is not None and sides != tuple(tokenizer.config.scale_sides):
         tokenizer = with_scale_sides(tokenizer, sides)
     config = tokenizer.config
+    from nextscale.cli.common import load_text_encoder_option
+
     text_encoder = load_text_encoder_option(args.text_encoder) if args.text_encoder else None
     train_set = eval_set = None
     if args.data:
@@ -469,10 +471,3 @@ def fit_num_classes(given: int | None, train_set, source: str) -> int | None:
             "drop --num-classes to infer it from the data, or train on the data it belongs to"
         )
     return given
-
-
-def load_text_encoder_option(value: str):
-    """--text-encoder: 'default' (the bundled MiniLM) or a local folder."""
-    from nextscale.text import load_default_text_encoder, load_text_encoder
-
-    return load_default_text_encoder() if value == "default" else load_text_encoder(value)
