@@ -303,3 +303,24 @@ def test_flex_inside_a_compiled_model_equals_dense_on_cuda():
         dense = model.use_attention_mask("dense")(*inputs)
         flex = torch.compile(model.use_attention_mask("flex"))(*inputs)
     torch.testing.assert_close(flex, dense, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_compiled_flex_stays_compiled_past_torchs_recompile_limit():
+    # Past torch's default of 8 variants, a plainly compiled flex silently ran eagerly (the full score matrix:
+    # gigabytes at 1024 px). Ten schedules with automatic dynamic shapes off are ten variants, all compiled.
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    device = torch.device("cuda")
+    generator = torch.Generator().manual_seed(0)
+    graphs_before = counters["stats"]["unique_graphs"]
+    with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+        for last_side in range(3, 13):
+            levels = ScaleSchedule((1, 2, last_side)).level_ids().to(device)
+            q, k, v = (torch.randn(1, 2, levels.numel(), 16, generator=generator).to(device) for _ in range(3))
+            flex = attend(q, k, v, block_causal_mask(levels), dropout_p=0.0, scale=0.25)
+            dense = attend(q, k, v, dense_bias(levels), dropout_p=0.0, scale=0.25)
+            torch.testing.assert_close(flex, dense, atol=1e-5, rtol=1e-5)
+    assert counters["stats"]["unique_graphs"] - graphs_before >= 10

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
+from nextscale.layers.compiling import compile_with_room
 from nextscale.layers.rope import apply_rope
 
 if TYPE_CHECKING:
@@ -67,9 +68,12 @@ def region_dtype(x: torch.Tensor) -> torch.dtype | None:
 
 @functools.cache
 def _compiled_flex_attention():
-    """``torch.compile(flex_attention)``, created on the first CUDA call (never at import). Compiled, flex
-    generates one fused kernel that skips blocked tiles; eager, it materialises the full score matrix."""
-    return torch.compile(flex_attention)
+    """``flex_attention`` compiled, created on the first CUDA call (never at import). Compiled, flex generates one
+    fused kernel that skips blocked tiles; eager, it materialises the full score matrix. Each sequence length,
+    batch size, dtype and grad mode is a variant of its own (training at two resolutions and sampling the previews
+    already meets more than torch's default of 8), so it is compiled with room for more and never falls back to
+    eager (``nextscale.layers.compiling``)."""
+    return compile_with_room(flex_attention)
 
 
 def attend(

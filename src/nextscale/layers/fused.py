@@ -20,9 +20,10 @@ Compiled kernels reduce in another order than the eager ones, so their float32 o
 path in the last bits (about 1e-6 relative); they are an opt-in fast path for inference (``use_fused_kernels``
 of the transformers), never used in training, where drop-path sits inside the residuals. Compiling takes a few
 seconds per region and shape class on the first call (dynamic shapes: one compile serves every block and every
-scale after the first; the first scale's single token, batch 1 and each dtype are classes of their own, see
-``RECOMPILE_LIMIT``). Inside a CUDA graph the compiled kernels are captured like any other, which is where they
-pay: eager, each compiled call adds its Python guard checks to the launch overhead that the graphs remove.
+scale after the first; the first scale's single token, batch 1 and each dtype are classes of their own, each a
+compiled variant: ``nextscale.layers.compiling``). Inside a CUDA graph the compiled kernels are captured like any
+other, which is where they pay: eager, each compiled call adds its Python guard checks to the launch overhead
+that the graphs remove.
 
 References:
     Ansel et al., "PyTorch 2: Faster Machine Learning Through Dynamic Python Bytecode Transformation and
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 from nextscale.layers.adaln import modulate
 from nextscale.layers.attention import normalize_qk as exact_normalize_qk
 from nextscale.layers.attention import region_dtype as region_dtype  # re-exported for the blocks
+from nextscale.layers.compiling import compile_with_room
 
 
 def _cast(x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
@@ -106,32 +108,23 @@ class FusedRegions:
     add_norm: Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
-# How many compiled variants each region may hold. Dynamic shapes still compile one variant per combination of
-# batch 1 or more, tokens 1 or more (the first scale), a modulation view at offset 0 or not (the head's or a
-# block's), the output dtype (None, bf16, fp16), grad mode and device: sampling one image without guidance and then
-# with it already needs 9 of ``norm_modulate`` (with the one of ``require_fused_regions``' check). At torch's default
-# limit of 8 per function the next call fails (``fullgraph``), so a region that reaches it compiles on under this
-# limit instead.
-RECOMPILE_LIMIT = 64
+# Each region meets many compiled variants (``nextscale.layers.compiling``): dynamic shapes still compile one per
+# combination of batch 1 or more, tokens 1 or more (the first scale), a modulation view at offset 0 or not (the
+# head's or a block's), the output dtype (None, bf16, fp16), grad mode and device. Sampling one image without
+# guidance and then with it already needs 9 of ``norm_modulate`` (with the one of ``require_fused_regions``' check).
 
 
 def _compiled(function: Callable) -> Callable:
-    """``function`` compiled with dynamic shapes, allowed :data:`RECOMPILE_LIMIT` variants; a variant that fails to
-    compile (after :func:`require_fused_regions` found the compiler working) raises a one-line ValueError."""
+    """``function`` compiled with dynamic shapes and room for many variants; a variant that fails to compile
+    (after :func:`require_fused_regions` found the compiler working) raises a one-line ValueError."""
     import torch._dynamo
 
-    region = torch.compile(function, dynamic=True, fullgraph=True)
-    # What a fullgraph function raises at the limit, before compiling (older torch runs it eagerly instead).
-    limit_hit = getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", ())
+    region = compile_with_room(function, dynamic=True)
 
     @functools.wraps(function)
     def call(*args):
         try:
-            try:
-                return region(*args)
-            except limit_hit:
-                with torch._dynamo.config.patch(cache_size_limit=RECOMPILE_LIMIT):
-                    return region(*args)
+            return region(*args)
         except torch._dynamo.exc.BackendCompilerFailed as error:  # e.g. a dtype this GPU's triton lacks
             names = dict.fromkeys(str(arg.dtype).removeprefix("torch.") for arg in args if torch.is_tensor(arg))
             dtypes = "/".join(names)  # "float32", "float32/bfloat16"
