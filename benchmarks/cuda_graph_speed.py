@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/cuda_graph_speed.py [--batch 1 8 64] [--bf16 | --fast] [--decode] [--repeats 5] [--no-fused]
+        [--threads 2]
 
 A d16-shaped VAR with random weights (``presets.var(16)``), cfg 1.5, top-k 900, top-p 0.96. Per batch size the
 paths run in the same process, alternating call by call: (a) ``eager``, ``TransformerSteps`` (the reference),
@@ -33,7 +34,7 @@ import copy
 import time
 
 import torch
-from machine import machine_name, synchronize
+from machine import add_threads_argument, machine_name, set_threads, synchronize
 
 from nextscale.presets import var
 from nextscale.sampling.guidance import SamplingConfig
@@ -54,7 +55,9 @@ def main() -> None:
     parser.add_argument("--decode", action="store_true", help="include the tokenizer's decode in every call")
     parser.add_argument("--no-fused", action="store_true", help="with --fast, leave out the fused-kernel paths")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per path and batch size")
+    add_threads_argument(parser)  # the CPU threads that launch the kernels and run the sampler's host code
     args = parser.parse_args()
+    threads = set_threads(args)
     if not torch.cuda.is_available():
         raise SystemExit("cuda_graph_speed.py needs a CUDA GPU, and this machine has none")
     device = torch.device("cuda")
@@ -83,8 +86,8 @@ def main() -> None:
     config = SamplingConfig(cfg=1.5, top_k=900, top_p=0.96)
     precision = "bf16 autocast" if args.bf16 else "fp32, and bf16 weights + autocast" if args.fast else "fp32"
     print(
-        f"machine: {machine_name(device)}, torch {torch.__version__}; VAR d16, {precision}, cfg 1.5, top-k 900, "
-        f"top-p 0.96, {'decode included' if args.decode else 'tokens only'}"
+        f"machine: {machine_name(device)}, {threads} CPU threads, torch {torch.__version__}; VAR d16, {precision}, "
+        f"cfg 1.5, top-k 900, top-p 0.96, {'decode included' if args.decode else 'tokens only'}"
     )
 
     def sample(name: str, labels: list[int]) -> tuple[float, torch.Tensor]:

@@ -1,7 +1,7 @@
 """Two bit-exact ways to run the exact fp32 path's kernels faster, measured: are they worth building?
 
 Usage:
-    .venv/bin/python benchmarks/exact_kernel_options.py [--depth 16] [--repeats 3]
+    .venv/bin/python benchmarks/exact_kernel_options.py [--depth 16 | --tiny] [--repeats 3] [--threads 2]
 
 The exact path must give the official sampler's images bit for bit, so it may only change how the same
 kernels are scheduled, never their summation order. Two such changes exist on a CPU:
@@ -18,7 +18,9 @@ kernels are scheduled, never their summation order. Two such changes exist on a 
    shapes: bit-identity and both times. (The decoder's group norms and activations have no blocked kernels, so
    the reorders would come back at every norm; this bounds what the layout could give.)
 
-Printed per shape and in total over one call, with the machine and the fp32 matmul peak.
+Printed per shape and in total over one call, with the machine, the threads and the fp32 matmul peak. The column
+halves need exactly two threads (the default); with another ``--threads`` they are skipped, with a line saying so.
+``--tiny`` measures the shapes of ``presets.tiny`` instead, in seconds: to check that the script runs.
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from linear_kernels import call_products
-from machine import machine_name, matmul_peak_flops
+from machine import TINY_PEAK_SIZE, add_threads_argument, machine_name, matmul_peak_flops, set_threads
 from torch.utils import mkldnn as mkldnn_utils
 
-from nextscale.presets import var
+from nextscale.presets import tiny, var
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 
 
@@ -71,8 +73,10 @@ def column_split_linear(pool: ThreadPoolExecutor, x, weight, bias):
     return torch.cat([first.result(), second], dim=1)
 
 
-def linear_products(depth: int, repeats: int, set_mkl_threads) -> tuple[float, float, float, bool]:
-    config = var(depth)[1]
+def linear_products(config, repeats: int, set_mkl_threads) -> tuple[float, float, float, bool]:
+    """Both kernels on every linear product of a B = 1 call of the transformer ``config``: the totals in seconds
+    (MKL, column halves, the faster per shape) and whether every product's halves were bit-identical."""
+    depth = config.depth
     pool = ThreadPoolExecutor(1, initializer=set_mkl_threads, initargs=(1,))
     total_blas = total_split = total_best = 0.0
     all_equal = True
@@ -97,9 +101,9 @@ def linear_products(depth: int, repeats: int, set_mkl_threads) -> tuple[float, f
     return total_blas, total_split, total_best, all_equal
 
 
-def decoder_convolution_shapes(depth: int) -> dict[tuple[int, int, int, int], int]:
-    """(channels in, out, side, kernel) -> count of the convolutions of one decode of the d``depth`` tokenizer."""
-    tokenizer = MultiScaleVQVAE(var(depth)[0]).eval()
+def decoder_convolution_shapes(tokenizer_config) -> dict[tuple[int, int, int, int], int]:
+    """(channels in, out, side, kernel) -> count of the convolutions of one decode of the tokenizer."""
+    tokenizer = MultiScaleVQVAE(tokenizer_config).eval()
     counts: dict[tuple[int, int, int, int], int] = {}
 
     def count(module, inputs, output):
@@ -115,13 +119,13 @@ def decoder_convolution_shapes(depth: int) -> dict[tuple[int, int, int, int], in
     return counts
 
 
-def decoder_convolutions(depth: int, repeats: int) -> tuple[float, float, bool]:
+def decoder_convolutions(tokenizer_config, repeats: int) -> tuple[float, float, bool]:
     total_plain = total_blocked = 0.0
     all_equal = True
     print("\n| convolution | side | NCHW ms | blocked ms | ratio | bit-identical | per decode |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with torch.no_grad():
-        for (channels_in, channels_out, side, kernel), count in decoder_convolution_shapes(depth).items():
+        for (channels_in, channels_out, side, kernel), count in decoder_convolution_shapes(tokenizer_config).items():
             conv = torch.nn.Conv2d(channels_in, channels_out, kernel, padding=kernel // 2)
             blocked_conv = mkldnn_utils.to_mkldnn(torch.nn.Sequential(conv))[0]
             x = torch.randn(1, channels_in, side, side)
@@ -141,26 +145,37 @@ def decoder_convolutions(depth: int, repeats: int) -> tuple[float, float, bool]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depth", type=int, default=16, choices=(16, 20, 24, 30), help="a VAR d* shape at 256 px")
+    parser.add_argument(
+        "--tiny", action="store_true", help="presets.tiny's shapes instead: seconds, to check the script runs"
+    )
     parser.add_argument("--repeats", type=int, default=3)
+    add_threads_argument(parser)  # 2 by default: the issue's setting, and the column halves use exactly two
     args = parser.parse_args()
-    torch.set_num_threads(2)  # the issue's setting; the column halves use exactly two threads
+    threads = set_threads(args)
     device = torch.device("cpu")
     torch.manual_seed(0)
+    tokenizer_config, transformer_config = tiny() if args.tiny else var(args.depth)
+    model = "tiny preset" if args.tiny else f"d{args.depth}"
     set_mkl_threads = mkl_thread_setter()
-    print(f"machine: {machine_name(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"float32 matmul peak {matmul_peak_flops(device, torch.float32) / 1e9:.1f} GFLOP/s (measured in this run)\n")
-    if set_mkl_threads is None or torch.get_num_threads() != 2:
-        print("column halves: skipped (needs PyTorch's MKL and 2 threads)")
+    peak = matmul_peak_flops(device, torch.float32, size=TINY_PEAK_SIZE if args.tiny else None) / 1e9
+    print(f"machine: {machine_name(device)}, {threads} threads, torch {torch.__version__}")
+    print(
+        f"float32 matmul peak {peak:.1f} GFLOP/s (measured in this run"
+        + (f"; tiny run: a {TINY_PEAK_SIZE}-sided product, not the machine's peak)\n" if args.tiny else ")\n")
+    )
+    if set_mkl_threads is None or threads != 2:
+        print(f"column halves: skipped (needs PyTorch's MKL and exactly 2 threads; this run has {threads})")
     else:
-        blas, split, best, equal = linear_products(args.depth, args.repeats, set_mkl_threads)
+        blas, split, best, equal = linear_products(transformer_config, args.repeats, set_mkl_threads)
         print(
-            f"\nall linear products of a d{args.depth} B = 1 call: MKL {blas:.2f} s, column halves {split:.2f} s "
+            f"\nall linear products of a {model} B = 1 call: MKL {blas:.2f} s, column halves {split:.2f} s "
             f"({blas / split:.2f}x; bit-identical: {equal}); the faster of the two per shape: {best:.2f} s "
             f"(saving {blas - best:.2f} s)"
         )
-    plain, blocked, equal = decoder_convolutions(args.depth, args.repeats)
+    plain, blocked, equal = decoder_convolutions(tokenizer_config, args.repeats)
     print(
-        f"\nthe decoder's convolutions (one 256 px decode): NCHW {plain:.2f} s, blocked {blocked:.2f} s "
+        f"\nthe decoder's convolutions (one {tokenizer_config.image_size} px decode): NCHW {plain:.2f} s, "
+        f"blocked {blocked:.2f} s "
         f"({plain / blocked:.2f}x, at most {plain - blocked:+.2f} s before the norms' reorders; bit-identical: {equal})"
     )
 

