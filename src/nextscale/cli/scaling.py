@@ -284,9 +284,25 @@ def plan_run(
     params, _ = transformer_parameters(config)
     per_sample = tokens_per_sample(config.schedule.total_tokens, planned.keep_tokens)
     steps = steps_for_budget(args, params, planned.batch_size * per_sample)
-    eval_every = args.eval_every or max(1, math.ceil(steps / EVALS_PER_RUN))
+    eval_every = args.eval_every or derived_eval_every(steps)
     run_length = ["--steps", str(steps), "--eval-every", str(eval_every)]
     return [*common, *run_length, *extra, "--seed", str(planned.seed)], steps, params
+
+
+def derived_eval_every(steps: int) -> int:
+    """The --eval-every of a run of ``steps`` steps when none is typed: about EVALS_PER_RUN evaluations."""
+    return max(1, math.ceil(steps / EVALS_PER_RUN))
+
+
+def derived_eval_every_of_sweep(
+    args: argparse.Namespace, extra: list[str], inputs: ModelInputs, plans: dict, trained_depths: list[int]
+) -> frozenset[int]:
+    """The --eval-every each run of the sweep (planned, or trained before at ``trained_depths``) gets when none is
+    typed: one value, unless a --compute-budget gives the depths different step counts. Seeds do not change steps."""
+    steps = {depth: planned_steps for (depth, _), (_, planned_steps, _) in plans.items()}
+    for depth in set(trained_depths) - steps.keys():
+        steps[depth] = plan_run(args, depth, extra, inputs)[1]
+    return frozenset(derived_eval_every(planned_steps) for planned_steps in steps.values())
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -317,15 +333,6 @@ def run_sweep(args: argparse.Namespace) -> int:
     inputs = model_inputs(parse_train_flags(args, depths[0], extra)[1])
     # Seed by seed, every depth: the first seed's sweep is complete before the next seed starts.
     plans = {(depth, seed): plan_run(args, depth, extra, inputs, seed) for seed in seeds for depth in depths}
-    settings = sweep_settings(args, extra)
-    differences = setting_differences(recorded, settings)
-    if differences:
-        raise ValueError(
-            f"{args.out} is a sweep made with other settings, and its runs must share them: "
-            + "; ".join(differences)
-            + f". Re-run with the recorded settings (see {settings_path}) to resume or extend it, or use a new --out"
-        )
-    args.out.mkdir(parents=True, exist_ok=True)
     # The depths and seeds that have a run (an older sweep.json may list refused ones) and those about to train.
     trained = [
         (depth, seed)
@@ -333,6 +340,16 @@ def run_sweep(args: argparse.Namespace) -> int:
         for seed in recorded_seeds
         if (args.out / RUNS_DIR / run_name(depth, seed, base)).is_dir()
     ]
+    settings = sweep_settings(args, extra)
+    derived = derived_eval_every_of_sweep(args, extra, inputs, plans, [depth for depth, _ in trained])
+    differences = setting_differences(recorded, settings, derived)
+    if differences:
+        raise ValueError(
+            f"{args.out} is a sweep made with other settings, and its runs must share them: "
+            + "; ".join(differences)
+            + f". Re-run with the recorded settings (see {settings_path}) to resume or extend it, or use a new --out"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
     all_depths = sorted({depth for depth, _ in trained} | set(depths))
     all_seeds = sorted({seed for _, seed in trained} | set(seeds))
     record = {"depths": all_depths, "seeds": all_seeds, **settings}

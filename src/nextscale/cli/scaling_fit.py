@@ -4,7 +4,7 @@ uncertainty of its exponent, and the VAR paper's Fig. 5/6 at small scale.
 Both count finished runs only (from --sweep, or the rows of a table whose "finished" column says so) and name each
 run they leave out on stderr. `fit` reports alpha with its standard error and 95 % confidence interval: ordinary
 least squares in log-log space, Student's t with n - 2 degrees of freedom (none from 2 points; none for
---irreducible, whose L_inf is searched for first; for --frontier conditional on which points are on it). With
+--irreducible, a nonlinear fit of three parameters; for --frontier conditional on which points are on it). With
 several seeds per depth every seed's run is one point of the fit, and the output also gives the mean ± std of the
 metric across the seeds of each depth (grouped by a table's "depth" column, else by equal X). Tables without a
 "seed" column (points.csv of sweeps made before seeds) are read as before.
@@ -46,7 +46,8 @@ def add_fit_and_plot_parsers(sub) -> None:
         action="store_true",
         help="fit L = L_inf + (beta X)^alpha instead: a law that levels off (at the data's entropy, or where too "
         "little training leaves the largest models); reports L_inf and how far the points lie from both laws "
-        "(no standard error: L_inf is searched for first, and the line's OLS error would ignore that)",
+        "(least squares in log L over all three parameters; no standard error: a linearised one would be "
+        "unreliable for three parameters from a few points)",
     )
     fit.add_argument(
         "--json",

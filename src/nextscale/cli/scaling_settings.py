@@ -3,7 +3,8 @@
 The runs of a sweep must share every setting but their depth and seed: a re-run whose settings differ from the
 record (width base, batch, budget, --eval-every, data, the flags after `--`, which give the base seed) is refused,
 naming each difference as the flags that give it. The flags after `--` are compared by what `nextscale train`
-parses them to: `--lr 3e-3`, `--lr=3e-3` and `--lr 0.003`, in any order, are one setting. Depths and seeds are the
+parses them to: `--lr 3e-3`, `--lr=3e-3` and `--lr 0.003`, in any order, are one setting; --eval-every typed at
+the value it defaults to (steps / 10, rounded up) is the setting of leaving it out. Depths and seeds are the
 sweep's two axes, not settings: a re-run may add either, and sweep.json lists every depth and seed that has a run.
 """
 
@@ -47,12 +48,14 @@ def sweep_settings(args: argparse.Namespace, extra: list[str]) -> dict[str, obje
     }
 
 
-def setting_differences(recorded: dict, settings: dict) -> list[str]:
+def setting_differences(recorded: dict, settings: dict, derived_eval_every: frozenset[int] = frozenset()) -> list[str]:
     """'FLAG NOW (recorded: THEN)' for every setting that differs from the sweep's record; keys an older
-    sweep.json lacks are not compared. Flags after `--` also name the flags that differ, which a long list hides."""
+    sweep.json lacks are not compared. Flags after `--` also name the flags that differ, which a long list hides.
+    ``derived_eval_every``: the --eval-every each run of the sweep gets when none is typed (under the budget
+    typed now; a different budget is itself a difference)."""
     differences = []
     for key in SWEEP_SETTINGS:
-        if key not in recorded or _same_setting(key, recorded[key], settings[key]):
+        if key not in recorded or _same_setting(key, recorded[key], settings[key], derived_eval_every):
             continue
         text = f"{_setting_text(key, settings[key])} (recorded: {_setting_text(key, recorded[key])})"
         if key == "train_args" and (names := _differing_train_flags(recorded[key], settings[key])):
@@ -61,14 +64,25 @@ def setting_differences(recorded: dict, settings: dict) -> list[str]:
     return differences
 
 
-def _same_setting(key: str, recorded: object, now: object) -> bool:
+def _same_setting(key: str, recorded: object, now: object, derived_eval_every: frozenset[int]) -> bool:
     if recorded == now:
         return True
+    if key == "eval_every":
+        # Compared by the value every run gets. Unlike a flag after `--` typed at its default (which overrides a
+        # --config file where leaving it out does not, so differs), --eval-every left out is derived from the
+        # run's steps and the sweep always types it for `nextscale train`, which no --config file may set: typed
+        # at the derived value or left out, every run trains with the same argv.
+        return _effective_eval_every(recorded, derived_eval_every) == _effective_eval_every(now, derived_eval_every)
     if key in ("tokens", "eval_tokens", "tokenizer"):  # one folder named two ways (relative, absolute)
         return Path(str(recorded)).resolve() == Path(str(now)).resolve()
     if key == "train_args" and isinstance(recorded, list):
         return _same_train_flags(recorded, now)
     return False
+
+
+def _effective_eval_every(value: object, derived_eval_every: frozenset[int]) -> frozenset:
+    """The --eval-every values the runs get: the typed one, or (None) the derived one of each run."""
+    return derived_eval_every if value is None else frozenset([value])
 
 
 def _same_train_flags(recorded: list, now: list) -> bool:

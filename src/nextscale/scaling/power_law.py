@@ -11,12 +11,13 @@ Worked example: L = (2·X)^-0.5 at X = 1, 8 gives L = 0.707, 0.25; the log-log s
 The fit also gives the standard error of α and its 95 % confidence interval (Student's t with n - 2 degrees of
 freedom; see ``uncertainty``, with a worked example and what the interval assumes). Two points give none: the line
 passes through both. The frontier fit is the same OLS on the frontier points (its interval is conditional on
-which points are on the frontier); the law with an irreducible term has no interval (its L_inf is searched for).
+which points are on the frontier); the law with an irreducible term has no interval (see its fit).
 
 The irreducible term: a model family trained on finite data levels off at the entropy of the data (and below
 convergence, at what that much training allows), so log L against log X bends; Henighan et al. 2020 fit
-L = L_inf + (β·X)^α. Given L_inf the rest is again a line in logs (of L - L_inf), so the fit searches L_inf in
-[0, min L) and keeps the value whose law best matches log L.
+L = L_inf + (β·X)^α. It is fitted by least squares in log L, like the plain law, over L_inf in [0, min L) and
+the line's two parameters together: given L_inf the rest is nearly a line in logs (of L - L_inf), which gives
+starting points, and Levenberg-Marquardt takes them to the joint optimum.
 
 References: Henighan et al. 2020, "Scaling Laws for Autoregressive Generative Modeling" (arXiv:2010.14701);
 Kaplan et al. 2020, "Scaling Laws for Neural Language Models" (arXiv:2001.08361); Tian et al. 2024,
@@ -148,19 +149,25 @@ def rms_log_residual(fit, x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def fit_saturating_power_law(x: Sequence[float], y: Sequence[float], grid: int = 4000) -> SaturatingFit:
-    """Fit y = L_inf + (β·x)^α: for each L_inf on a grid over [0, min y) the log-log line through (x, y - L_inf),
-    then the L_inf whose law has the least squared error in log y, refined on a finer grid around it.
+    """Fit y = L_inf + (β·x)^α by least squares in log y: the L_inf in [0, min y), intercept a = α log β and α
+    that minimise sum_i (log y_i - log(L_inf + exp(a + α log x_i)))^2.
 
-    No standard error is given: L_inf is chosen by the search before the line is fitted, and the OLS error of
-    that line, which takes L_inf as known, would understate how uncertain alpha is.
+    Method: a profile over a grid of L_inf in [0, min y) (for each, the log-log line through (x, y - L_inf))
+    gives starting points, its best few and L_inf = 0; from each, Levenberg-Marquardt refines all three
+    parameters jointly (L_inf held in its bounds), and the lowest objective is kept. The profile alone is not
+    the optimum: its line is fitted to log(y - L_inf), not to log y.
+
+    No standard error is given: with three parameters from a handful of points the objective is far from
+    quadratic in L_inf, so the linearised (Jacobian) error of alpha would be unreliable.
 
     Args:
         x: the scaled quantity, positive, at least three distinct values (three parameters).
         y: the measured quantity, positive, falling with x (a rising y has no floor to level off at).
-        grid: candidate values of L_inf per search pass.
+        grid: candidate values of L_inf in the profile that starts the joint fit, at least 2.
 
     Raises:
-        ValueError: fewer than 3 points, bad values (as ``fit_power_law``), or y not falling with x.
+        ValueError: fewer than 3 points, bad values (as ``fit_power_law``), y not falling with x, ``grid`` < 2,
+            or a law so flat that β = exp(a / α) is out of floating-point range.
     """
     x, y = _positive(x, "x"), _positive(y, "y")
     if x.shape != y.shape:
@@ -170,30 +177,115 @@ def fit_saturating_power_law(x: Sequence[float], y: Sequence[float], grid: int =
             "a fit with an irreducible term has 3 parameters and needs 3 distinct x values, got "
             f"{np.unique(x).shape[0]} (of {x.shape[0]} points)"
         )
+    if grid < 2:
+        raise ValueError(f"grid must be at least 2 candidate values of L_inf, got {grid}")
     log_x, log_y = np.log(x), np.log(y)
     if np.polyfit(log_x, log_y, 1)[0] >= 0:
         raise ValueError(
             "y does not fall with x, so there is no floor for it to level off at; fit without --irreducible"
         )
+    # Internally L_inf = fraction · min y (one scale for every data set) and log x is centred (a well-conditioned
+    # intercept); the upper bound keeps L_inf strictly below min y, as the law requires.
+    y_min, mean_log_x = float(y.min()), float(log_x.mean())
+    problem = _LogResiduals(log_x - mean_log_x, log_y, y_min)
+    best = min((_levenberg_marquardt(problem, start) for start in _profile_starts(problem, grid)), key=problem.cost)
+    fraction, centred_intercept, alpha = (float(value) for value in best)
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        beta = float(np.exp((centred_intercept - alpha * mean_log_x) / alpha)) if alpha != 0 else math.nan
+    if not (math.isfinite(beta) and beta > 0):
+        raise ValueError(
+            f"the fit is degenerate: the part above L_inf hardly changes with x (α = {alpha:.3g}), so β of "
+            "L = L_inf + (β·X)^α is out of floating-point range; fit without --irreducible, or more distinct sizes"
+        )
+    fit = SaturatingFit(alpha, beta, fraction * y_min, 0.0, int(x.shape[0]))
+    return SaturatingFit(alpha, beta, fraction * y_min, rms_log_residual(fit, x, y), int(x.shape[0]))
 
-    def error(floor: float) -> tuple[float, float, float]:
-        alpha, intercept = np.polyfit(log_x, np.log(y - floor), 1)
-        with np.errstate(over="ignore", under="ignore"):
-            predicted = floor + np.exp(intercept + alpha * log_x)
-        return float(np.sum((log_y - np.log(predicted)) ** 2)), float(alpha), float(intercept)
 
-    low, high = 0.0, float(y.min())
-    for _ in range(2):  # a coarse pass over [0, min y), then a fine one around its best value
-        candidates = np.linspace(low, high, grid, endpoint=False)
-        errors = [error(floor)[0] for floor in candidates]
-        best = int(np.argmin(errors))
-        step = candidates[1] - candidates[0]
-        low, high = max(0.0, candidates[best] - step), min(float(y.min()) * (1 - 1e-9), candidates[best] + step)
-    floor = float(candidates[best])
-    _, alpha, intercept = error(floor)
-    beta = float(np.exp(intercept / alpha))
-    fit = SaturatingFit(alpha, beta, floor, 0.0, int(x.shape[0]))
-    return SaturatingFit(alpha, beta, floor, rms_log_residual(fit, x, y), int(x.shape[0]))
+# Largest L_inf / min y: the floor stays strictly below the lowest point.
+_MAX_FLOOR_FRACTION = 1 - 1e-12
+
+
+@dataclass(frozen=True)
+class _LogResiduals:
+    """r_i = log y_i - log(f · y_min + exp(c + α · centred_log_x_i)) at parameters (f, c, α), and its Jacobian."""
+
+    centred_log_x: np.ndarray
+    log_y: np.ndarray
+    y_min: float
+
+    def residuals(self, parameters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) residuals and (n, 3) Jacobian d r / d (f, c, α); inf or NaN where a trial step overflows."""
+        fraction, intercept, alpha = parameters
+        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            reducible = np.exp(intercept + alpha * self.centred_log_x)
+            predicted = fraction * self.y_min + reducible
+            residuals = self.log_y - np.log(predicted)
+            share = reducible / predicted  # d log(predicted) / d c
+            jacobian = -np.stack([self.y_min / predicted, share, share * self.centred_log_x], axis=1)
+        return residuals, jacobian
+
+    def cost(self, parameters: np.ndarray) -> float:
+        """Sum of squared residuals; inf where the law cannot be evaluated."""
+        residuals, _ = self.residuals(parameters)
+        cost = float(residuals @ residuals)
+        return cost if math.isfinite(cost) else math.inf
+
+
+def _profile_starts(problem: _LogResiduals, grid: int, count: int = 3) -> list[np.ndarray]:
+    """Starting points (f, c, α): L_inf = 0 and the ``count`` best local minima of the profile, where each floor
+    f on a grid over [0, 1) gets the OLS line of log(y - f · y_min) on centred log x."""
+    fractions = np.linspace(0.0, 1.0, grid, endpoint=False)
+    centred = problem.centred_log_x
+    log_reducible = np.log(np.exp(problem.log_y)[None, :] - fractions[:, None] * problem.y_min)  # (grid, n)
+    intercepts = log_reducible.mean(axis=1)
+    slopes = (log_reducible - intercepts[:, None]) @ centred / (centred @ centred)
+    with np.errstate(over="ignore", under="ignore"):
+        predicted = fractions[:, None] * problem.y_min + np.exp(intercepts[:, None] + slopes[:, None] * centred)
+        errors = np.sum((problem.log_y[None, :] - np.log(predicted)) ** 2, axis=1)
+    padded = np.concatenate([[np.inf], errors, [np.inf]])
+    local_minima = np.flatnonzero((errors <= padded[:-2]) & (errors <= padded[2:]))
+    chosen = [0, *local_minima[np.argsort(errors[local_minima])][:count].tolist()]
+    return [np.array([fractions[index], intercepts[index], slopes[index]]) for index in dict.fromkeys(chosen)]
+
+
+def _levenberg_marquardt(problem: _LogResiduals, start: np.ndarray, max_steps: int = 200) -> np.ndarray:
+    """Minimise ``problem.cost`` from ``start`` with f held in [0, _MAX_FLOOR_FRACTION].
+
+    Each step solves (JᵀJ + λ·diag(JᵀJ)) δ = -Jᵀr (Marquardt's scaling), is clipped into the bounds and is kept only
+    if the cost falls; λ shrinks after a kept step and grows after a refused one. When f sits on a bound and the
+    gradient pushes it outwards, f is held and only (c, α) move (the step of the problem with f fixed). Stops when
+    no damping gives a lower cost (the optimum to rounding) or after ``max_steps`` kept steps.
+    """
+    parameters = start.astype(np.float64)
+    residuals, jacobian = problem.residuals(parameters)
+    cost, damping = float(residuals @ residuals), 1e-3
+    for _ in range(max_steps):
+        gradient = jacobian.T @ residuals  # half the gradient of the cost
+        free = np.ones(3, dtype=bool)
+        at_lower = parameters[0] <= 0.0 and gradient[0] > 0
+        at_upper = parameters[0] >= _MAX_FLOOR_FRACTION and gradient[0] < 0
+        free[0] = not (at_lower or at_upper)
+        normal = jacobian[:, free].T @ jacobian[:, free]
+        scale = np.diag(normal) + 1e-30 * max(float(np.max(np.diag(normal))), 1e-300)
+        while damping < 1e12:
+            try:
+                step = np.linalg.solve(normal + damping * np.diag(scale), -gradient[free])
+            except np.linalg.LinAlgError:
+                damping *= 10
+                continue
+            trial = parameters.copy()
+            trial[free] += step
+            trial[0] = min(max(trial[0], 0.0), _MAX_FLOOR_FRACTION)
+            trial_residuals, trial_jacobian = problem.residuals(trial)
+            trial_cost = float(trial_residuals @ trial_residuals)
+            if trial_cost < cost:  # NaN and inf compare False: an overflowing step is refused
+                break
+            damping *= 10
+        else:  # no damping lowers the cost: converged
+            return parameters
+        parameters, residuals, jacobian, cost = trial, trial_residuals, trial_jacobian, trial_cost
+        damping = max(damping / 10, 1e-15)
+    return parameters
 
 
 def fit_pareto_frontier(compute: Sequence[float], loss: Sequence[float]) -> PowerLawFit:

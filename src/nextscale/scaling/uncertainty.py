@@ -22,8 +22,9 @@ What the interval assumes, and where it says too little:
     * The compute Pareto frontier: the frontier points are selected as the lowest losses and several come from
       one run's curve, so they are neither independent nor unselected; its interval is the OLS one, conditional
       on the selection, and best read as a lower bound on the uncertainty.
-    * The law with an irreducible term (``fit_saturating_power_law``) gets no interval: L_inf is chosen by a
-      search before the line is fitted, and an OLS standard error that ignores that choice would be too small.
+    * The law with an irreducible term (``fit_saturating_power_law``) gets no interval: it is a nonlinear fit of
+      three parameters to a handful of points, far from quadratic in L_inf, so a linearised standard error of
+      alpha would be unreliable.
 
 The t quantile is computed here, without scipy (an optional extra): for integer degrees of freedom ν the
 two-sided probability P(|T| <= t) has a closed form (Abramowitz & Stegun 26.7.3 and 26.7.4), which is inverted by
