@@ -9,6 +9,7 @@ the ``nextscale.data.captions`` docstring.
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
 import os
@@ -88,6 +89,22 @@ def _clean(captions: Iterable[str]) -> tuple[str, ...]:
     """The non-blank captions, stripped, each once (in first-seen order): a repeated line must not double a
     caption's chance of being drawn, as repeated manifest rows do not."""
     return tuple(dict.fromkeys(text.strip() for text in captions if text.strip()))
+
+
+def decode_caption_text(data: bytes) -> str:
+    """A caption file's bytes as text: UTF-8, or UTF-16 or UTF-32 when a byte-order mark says so (Windows editors
+    save "Unicode" text as UTF-16 with a mark); the mark is dropped. Without a mark only UTF-8 is read: other
+    encodings cannot be told apart reliably.
+
+    Raises:
+        UnicodeDecodeError: the bytes are not valid in the encoding they claim.
+    """
+    # UTF-32 first: its little-endian mark (FF FE 00 00) starts with UTF-16's (FF FE).
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return data.decode("utf-32")  # the codec reads the mark, takes its byte order and drops it
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    return data.decode("utf-8-sig")
 
 
 def _image_stream(source: Path | TarMember) -> Path | BinaryIO:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nextscale.data.caption_base import CAPTION_SUFFIX, CaptionDataset, _Candidate, _clean
+from nextscale.data.caption_base import CAPTION_SUFFIX, CaptionDataset, _Candidate, _clean, decode_caption_text
 from nextscale.data.images import IMAGE_EXTENSIONS, visible_files
 
 
@@ -42,7 +42,7 @@ class CaptionFolderDataset(CaptionDataset):
         if caption_path is None:
             return _Candidate(str(path), problem="missing_caption")
         try:
-            text = caption_path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not caption text
+            text = decode_caption_text(caption_path.read_bytes())
         except UnicodeDecodeError:
             return _Candidate(str(caption_path), problem="caption_not_utf8")
         return _Candidate(str(path), _clean(text.splitlines()), path)

@@ -9,7 +9,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from nextscale.data.caption_base import CaptionDataset, _Candidate, _clean
+from nextscale.data.caption_base import SHOWN_EXAMPLES, CaptionDataset, _Candidate, _clean, logger
+
+# One manifest line: where it is ("captions.jsonl:4", for messages) and what it says.
+_Line = tuple[str, _Candidate]
 
 
 class CaptionManifestDataset(CaptionDataset):
@@ -33,30 +36,42 @@ class CaptionManifestDataset(CaptionDataset):
         if suffix not in (".jsonl", ".csv"):
             raise ValueError(f"caption manifest {self.manifest} must end with .jsonl or .csv")
         records = self._jsonl_records() if suffix == ".jsonl" else self._csv_records()
-        self._accept(_merge_repeated_images(records), self.manifest)
+        candidates, self.uncaptioned_lines = _merge_repeated_images(records)
+        self._accept(candidates, self.manifest)
+        if self.uncaptioned_lines:  # not a skipped sample: the image trains, but the user may have lost a caption
+            shown = ", ".join(self.uncaptioned_lines[:SHOWN_EXAMPLES])
+            more = len(self.uncaptioned_lines) - SHOWN_EXAMPLES
+            logger.warning(
+                "%s: %d line(s) list an image without a caption; each such image trains with the captions of its "
+                "other lines: %s%s",
+                self.manifest,
+                len(self.uncaptioned_lines),
+                shown,
+                f" and {more} more" if more > 0 else "",
+            )
 
-    def _jsonl_records(self) -> Iterable[_Candidate]:
+    def _jsonl_records(self) -> Iterable[_Line]:
         with open(self.manifest, "rb") as handle:  # decoded line by line: one bad line is one skipped record
             for number, raw in enumerate(handle, start=1):
                 where = f"{self.manifest}:{number}"
                 try:
                     line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
                 except UnicodeDecodeError:
-                    yield _Candidate(where, problem="caption_not_utf8")
+                    yield where, _Candidate(where, problem="caption_not_utf8")
                     continue
                 if not line.strip():
                     continue
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
-                    yield _Candidate(where, problem="bad_record")
+                    yield where, _Candidate(where, problem="bad_record")
                     continue
                 if not isinstance(record, dict) or not isinstance(record.get("image"), str):
-                    yield _Candidate(where, problem="bad_record")
+                    yield where, _Candidate(where, problem="bad_record")
                     continue
-                yield self._candidate(record["image"], record.get("caption"))
+                yield where, self._candidate(record["image"], record.get("caption"))
 
-    def _csv_records(self) -> Iterable[_Candidate]:
+    def _csv_records(self) -> Iterable[_Line]:
         # Bytes that are not UTF-8 become lone surrogates, so one bad row is one skipped record.
         with open(self.manifest, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
             reader = csv.DictReader(handle)
@@ -67,18 +82,18 @@ class CaptionManifestDataset(CaptionDataset):
             for number, row in enumerate(reader, start=2):
                 where = f"{self.manifest}:{number}"
                 if any(_has_surrogates(value) for value in row.values() if isinstance(value, str)):
-                    yield _Candidate(where, problem="caption_not_utf8")
+                    yield where, _Candidate(where, problem="caption_not_utf8")
                 elif not row["image"]:
-                    yield _Candidate(where, problem="bad_record")
+                    yield where, _Candidate(where, problem="bad_record")
                 else:
-                    yield self._candidate(row["image"], row["caption"])
+                    yield where, self._candidate(row["image"], row["caption"])
 
     def _candidate(self, image: str, caption: object) -> _Candidate:
         path = self.manifest.parent / image  # an absolute ``image`` replaces the parent
         if not path.is_file():
             return _Candidate(str(path), problem="missing_image")
-        if caption is None:
-            return _Candidate(str(path), problem="missing_caption")
+        if caption is None:  # the source lets another line of the same image supply its captions
+            return _Candidate(str(path), source=path, problem="missing_caption")
         captions = [caption] if isinstance(caption, str) else caption
         if not isinstance(captions, list) or not all(isinstance(text, str) for text in captions):
             return _Candidate(str(path), problem="bad_record")
@@ -89,17 +104,35 @@ def _has_surrogates(text: str) -> bool:
     return any("\udc80" <= char <= "\udcff" for char in text)
 
 
-def _merge_repeated_images(candidates: Iterable[_Candidate]) -> list[_Candidate]:
-    """One candidate per image, with the captions of every line that lists it (in order); problems stay apart."""
+def _merge_repeated_images(lines: Iterable[_Line]) -> tuple[list[_Candidate], list[str]]:
+    """(one candidate per image file, with the captions of every line that lists it (in order); the lines that list
+    an image without a caption while other lines caption it).
+
+    An image is one file however its path is spelled: ``a.png``, ``./a.png``, ``x/../a.png`` and ``/data/a.png``
+    (from ``/data/captions.jsonl``) are merged. Paths are normalised as text (``os.path.abspath``), not resolved
+    through symbolic links: resolving checks every folder of every path (0.1 ms a line on a 2-core machine, minutes
+    for a manifest of millions of images).
+
+    A captionless line of an image that other lines caption is no skipped sample (the image trains), so it is
+    returned apart, to be named; an image that no line captions is one skipped sample, however many lines list it.
+    Lines without a usable image stay apart.
+    """
     merged: dict[str, _Candidate] = {}
+    captionless: dict[str, list[_Line]] = {}
     problems = []
-    for candidate in candidates:
-        if candidate.problem is not None:
+    for where, candidate in lines:
+        if candidate.source is None:  # not a record, not UTF-8, or no such image file
             problems.append(candidate)
-        elif candidate.name in merged:
-            first = merged[candidate.name]
+            continue
+        file = os.path.normcase(os.path.abspath(candidate.source))  # normcase: Windows names ignore case
+        if candidate.problem is not None or not candidate.captions:  # no caption key, or only blank captions
+            captionless.setdefault(file, []).append((where, candidate))
+        elif file in merged:
+            first = merged[file]
             captions = first.captions + tuple(text for text in candidate.captions if text not in first.captions)
-            merged[candidate.name] = _Candidate(first.name, captions, first.source)
+            merged[file] = _Candidate(first.name, captions, first.source)
         else:
-            merged[candidate.name] = candidate
-    return [*merged.values(), *problems]
+            merged[file] = candidate
+    uncaptioned = [where for file, found in captionless.items() if file in merged for where, _ in found]
+    problems += [found[0][1] for file, found in captionless.items() if file not in merged]
+    return [*merged.values(), *problems], uncaptioned

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nextscale.data.caption_base import CAPTION_SUFFIX, CaptionDataset, TarMember, _Candidate, _clean
+from nextscale.data.caption_base import (
+    CAPTION_SUFFIX,
+    CaptionDataset,
+    TarMember,
+    _Candidate,
+    _clean,
+    decode_caption_text,
+)
 from nextscale.data.images import IMAGE_EXTENSIONS
 
 _COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZ": "bzip2", b"\xfd7": "xz"}
@@ -63,6 +70,7 @@ class CaptionShardDataset(CaptionDataset):
         images: dict[str, TarMember] = {}
         captions: dict[str, str | None] = {}
         dotted: dict[str, str] = {}  # key -> a member name with a dot before its extension
+        owners: dict[tuple[str, str], str] = {}  # (key, "image" | "caption") -> the member that gave it
         try:
             with tarfile.open(shard, mode="r:") as tar:
                 for member in tar:  # reads headers only, seeking past the data
@@ -78,11 +86,13 @@ class CaptionShardDataset(CaptionDataset):
                     if "." in extension and (last in IMAGE_EXTENSIONS or last == CAPTION_SUFFIX):
                         dotted.setdefault(key, member.name)  # "a.1.png": key "a", extension "1.png"
                     elif "." + extension in IMAGE_EXTENSIONS:
-                        images.setdefault(key, TarMember(shard, member.offset_data, member.size))
+                        _claim(owners, shard, key, "image", member.name)
+                        images[key] = TarMember(shard, member.offset_data, member.size)
                     elif extension == "txt":
+                        _claim(owners, shard, key, "caption", member.name)
                         raw = tar.extractfile(member).read()
                         try:
-                            captions[key] = raw.decode("utf-8-sig")
+                            captions[key] = decode_caption_text(raw)
                         except UnicodeDecodeError:
                             captions[key] = None
                     # other members (.json, .cls, ...) belong to other tasks
@@ -103,3 +113,20 @@ class CaptionShardDataset(CaptionDataset):
         # the sample has no image or no caption of its own, i.e. where a dotted file name would otherwise vanish.
         unpaired = [name for key, name in dotted.items() if not (key in images and key in captions)]
         return candidates + [_Candidate(f"{shard}:{name}", problem="dotted_name") for name in unpaired]
+
+
+def _claim(owners: dict[tuple[str, str], str], shard: Path, key: str, part: str, member: str) -> None:
+    """Record ``member`` as sample ``key``'s image or caption; a second one for the same part is refused.
+
+    Refused rather than paired: a tar keeps every copy of a name (``tar -r`` appends), and which copy is meant (the
+    first, which a reader meets first, or the last, which ``tar -x`` leaves on disk) cannot be told; taking either
+    silently drops a picture, and taking the image and the caption from different copies mislabels it (webdataset
+    stops on a repeated part of one sample too). ``a.png`` beside ``a.jpg`` is the same conflict: two images, one key.
+    """
+    first = owners.get((key, part))
+    if first is not None:
+        raise ValueError(
+            f"shard {shard} holds two {part}s for sample {key!r} ({first} and {member}); a key names one sample: "
+            "rename or remove one of them and write the shard again"
+        )
+    owners[(key, part)] = member

@@ -17,16 +17,20 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
 - **Manifest**: JSONL (one object per line) or CSV (header with ``image`` and ``caption`` columns, one caption
   per row; repeat the image on several rows for several captions). ``image`` is relative to the manifest's
   folder (or absolute); in JSONL ``caption`` may be a string or a list of strings. An image listed on several
-  lines or rows is one sample with all their captions.
+  lines or rows (by any path to the same file) is one sample with all their captions; a line that lists it
+  without a caption is named in a warning (``dataset.uncaptioned_lines``), not counted as a skipped sample.
 - **Shards**: uncompressed webdataset ``.tar`` files, read with Python's ``tarfile``, so the ``data`` extra
   (webdataset) is not needed. A member's key is its path up to the first dot of the file name
   (``a/0001.png`` and ``a/0001.txt`` share key ``a/0001``), as in webdataset. The shards are indexed once at
   construction (member offsets; captions are read then), so the dataset is map-style and works with
   ``ResumableDistributedSampler`` like every other dataset here; each access reads one member by offset.
-  Compressed shards (``.tar.gz``) are refused with a message: random access would re-read the stream.
+  Compressed shards (``.tar.gz``) are refused with a message: random access would re-read the stream, and so is
+  a shard with two images or two captions for one key (a member added twice, or ``a.png`` beside ``a.jpg``).
 
-All text is UTF-8 (a byte-order mark is dropped). Bad samples are skipped and counted: a missing or empty
-caption, a caption file or manifest line that is not UTF-8, a manifest line that is not a record, a shard
+Manifests are UTF-8; caption files (``.txt``, in folders and shards) are UTF-8, or UTF-16/UTF-32 with a
+byte-order mark (as Windows editors save "Unicode" text); a mark is dropped. Bad samples are skipped and
+counted: a missing or empty caption, a caption file or manifest line that cannot be decoded so (counted as
+``caption_not_utf8``), a manifest line that is not a record, a shard
 member whose name has a dot before its extension (its webdataset key would end at that dot), an image file
 that does not exist, or whose header Pillow cannot read, or that is tiny or huge by the image folders' rules
 (``nextscale.data.images``; ``check_images``, on by default, opens every image header at construction). One

@@ -170,6 +170,13 @@ class TextEncoder(ABC):
             raise  # a missing optional package names itself
         except Exception as err:  # damaged files raise whatever their parser meets: JSONDecodeError, KeyError, ...
             reason = " ".join(f"{type(err).__name__}: {err}".split())  # one line; keeps a hint like "install X"
+            config_path = Path(tokenizer_path) / "tokenizer_config.json"
+            if not config_path.is_file():  # vocab.json + merges.txt alone do not say which tokenizer they are
+                raise ValueError(
+                    f"tokenizer_config.json is missing from {tokenizer_path}, so its tokenizer class and special "
+                    f"tokens are unknown ({reason}); copy it from where the other tokenizer files came from (the "
+                    "model's tokenizer/ folder, e.g. Stable Diffusion 2.1's tokenizer/tokenizer_config.json)"
+                ) from err
             raise ValueError(
                 f"the tokenizer in {tokenizer_path} could not be loaded ({reason}); check that its files are complete "
                 "and undamaged, or copy them again"

@@ -192,6 +192,36 @@ def detect_kind(path: str | os.PathLike) -> str:
     return MODEL_TYPE_KINDS[model_type]
 
 
+def decoder_only_model_types() -> set[str]:
+    """The model types transformers builds only as left-to-right language models (gpt2, llama, mistral, ...): those
+    with a causal-LM class but no masked-LM or sequence-to-sequence one. Read from transformers' auto mappings, so
+    new model types need no list here; BERT-style encoders have masked-LM classes, T5 has a seq2seq one.
+    """
+    from transformers.models.auto import modeling_auto
+
+    causal = set(modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    return (
+        causal
+        - set(modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+        - set(modeling_auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
+    )
+
+
+def refuse_decoder_only(model_folder: Path, model_type: object) -> None:
+    """Refuse a decoder-only language model given with an explicit ``kind``: ``AutoModel`` would load it as a
+    "sentence" encoder without complaint, and its causal states would condition the model in silence."""
+    if not isinstance(model_type, str) or model_type not in decoder_only_model_types():
+        return
+    fitting = "; ".join(
+        f"kind={kind!r} for {', '.join(sorted(name for name, fits in MODEL_TYPE_KINDS.items() if fits == kind))}"
+        for kind in sorted(ENCODERS)
+    )
+    raise ValueError(
+        f"{model_folder / 'config.json'} has model_type {model_type!r}, a decoder-only language model, which no text "
+        f"encoder kind loads ({fitting}); point at a CLIP text tower, a T5 encoder or a BERT-style sentence encoder"
+    )
+
+
 def load_text_encoder(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
@@ -206,7 +236,8 @@ def load_text_encoder(
     Args:
         path: model folder (see the module docstring for the accepted layouts).
         device: where the encoder runs and returns encodings.
-        kind: ``"clip"``, ``"t5"`` or ``"sentence"``; ``None`` detects it from ``config.json`` ``model_type``.
+        kind: ``"clip"``, ``"t5"`` or ``"sentence"``; ``None`` detects it from ``config.json`` ``model_type``. A
+            decoder-only language model (gpt2, llama, ...) is refused either way.
         pooling: the kind's pooling (``None``: its default, or the sentence-transformers Pooling config).
         max_length: token limit per prompt (``None``: from the folder).
         tokenizer_path: tokenizer folder, when not in ``path`` or a sibling ``tokenizer/``.
@@ -224,6 +255,7 @@ def load_text_encoder(
         model_type = read_json_file(model_folder / "config.json", "expected a Hugging Face model config").get(
             "model_type"
         )
+        refuse_decoder_only(model_folder, model_type)
         if MODEL_TYPE_KINDS.get(model_type, kind) != kind:  # an unknown model type is the caller's to name
             raise ValueError(
                 f"{model_folder} holds a {MODEL_TYPE_KINDS[model_type]} text encoder (model_type {model_type!r}), "
