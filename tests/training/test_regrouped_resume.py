@@ -88,14 +88,25 @@ def _two_process_start(rank: int, port: int, root: str) -> None:
     )
     torch.set_num_threads(1)
     with distributed.process_group() as dist_info:
-        _trainer(f"{root}/regrouped", tiny_data(), dist_info=dist_info, strategy="ddp").fit(max_steps=2)
+        trainer = _trainer(f"{root}/regrouped", tiny_data(), dist_info=dist_info, strategy="ddp", **WINDOWED)
+        trainer.fit(max_steps=3)
+
+
+# One metrics line at step 4 and a checkpoint at step 2: the checkpoint holds a window of 2 steps not yet logged.
+WINDOWED = dict(log_every=4, checkpoint_every=2)
 
 
 @pytest.mark.slow  # about 10 s alone: a 2-process DDP start on gloo
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_two_processes_resumed_on_one_with_twice_the_micro_steps_match_one_process(tmp_path):
     data = tiny_data()
-    _trainer(tmp_path / "straight", data, grad_accum=2).fit()
+    _trainer(tmp_path / "straight", data, grad_accum=2, **WINDOWED).fit()
     mp.spawn(_two_process_start, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)  # micro-steps of 8
-    _trainer(tmp_path / "regrouped", data, grad_accum=2).fit()  # one process, micro-steps of 4
+    ckpt.checkpoint_path(tmp_path / "regrouped", 3).unlink()  # the 2 processes died after step 2's checkpoint
+    _trainer(tmp_path / "regrouped", data, grad_accum=2, **WINDOWED).fit()  # one process, micro-steps of 4
     assert _final_differences(tmp_path / "straight", tmp_path / "regrouped") == []
+    # the line of step 4 averages steps 1-4 as in the uninterrupted run: the 2 processes' window of steps 1-2 is kept
+    (straight,), (regrouped,) = (read_metrics(tmp_path / run) for run in ("straight", "regrouped"))
+    assert straight["step"] == regrouped["step"] == 4 and set(straight) == set(regrouped)
+    differing = {name for name in set(straight) - {"split"} if abs(straight[name] - regrouped[name]) > 1e-5}
+    assert differing == {"samples_per_second"}

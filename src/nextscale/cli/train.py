@@ -33,7 +33,8 @@ captioned data (--data captions:PATH, or captioned token shards) trains a text m
 (star-tiny, fashion-scenes, star-d16, ...; chosen automatically with --text-encoder);
 the tokenizer comes from --tokenizer (component or pipeline folder, tokenizer run, or official .pth).
 Loss: per-token cross-entropy averaged over tokens and the batch; per-scale loss and accuracy logged,
-per-scale held-out loss and token error evaluated. Export with `nextscale export --run RUN --out DIR`.
+per-scale held-out loss and token error evaluated, of the raw weights ('eval' in metrics.jsonl) and of the
+EMA weights that export writes ('eval_ema'). Export with `nextscale export --run RUN --out DIR`.
 STAR's training options for text models: --keep-tokens 8800 drops tokens of the last scale as its 1024 px
 stage does (training steps only), and --caption-drop-min-chars 21 lets condition dropout replace only
 captions longer than 20 characters, as its data loader. --init-from MODEL --train-sampler-head trains STAR's

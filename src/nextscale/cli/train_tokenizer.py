@@ -18,7 +18,8 @@ Examples:
 Losses: L1 + perceptual (multi-scale SSIM by default; LPIPS from local files with --perceptual lpips)
 + the quantizer loss + a PatchGAN hinge loss from --disc-start on (off by default), with VQGAN's
 adaptive weight. Logs per-scale code usage (and warns when the finest scale uses under 10 % of the
-codebook); the held-out evaluation reports MSE/PSNR per scale.
+codebook); the held-out evaluation reports MSE/PSNR per scale, of the raw weights ('eval' in
+metrics.jsonl) and of the EMA weights that export writes ('eval_ema').
 At start it logs the data (images, classes, file sizes, where the held-out images come from; a folder
 without val/ gives up 5 % of each class, at least one image, seed 0) and the image size and scale
 schedule trained (--resolution PX picks sides doubling from 1 to PX / downsampling, e.g. 32 -> 1,2,4,8).

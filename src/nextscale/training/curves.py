@@ -2,7 +2,9 @@
 
 The plot has one panel per metric family that a person looks at first: the training loss, the held-out
 loss (or reconstruction PSNR for a tokenizer) and one line per scale for the per-scale metrics, so
-that "the coarse scales learn first" or "scale 5 stopped improving" is visible at a glance.
+that "the coarse scales learn first" or "scale 5 stopped improving" is visible at a glance. A run that kept an
+EMA also logged the held-out metrics of the EMA weights (split "eval_ema", the weights ``export`` writes): the
+held-out loss panel draws them beside the raw weights' line, and a tokenizer's EMA PSNR gets a panel of its own.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ PANELS = (
     ("eval", "token_error"),
     ("train", "recon_loss"),
     ("eval", "psnr"),
+    ("eval_ema", "psnr"),
     ("train", "code_usage"),
 )
+EMA_SPLIT = "eval_ema"  # held-out metrics of the EMA weights, logged beside the raw weights' "eval"
 
 
 X_AXES = ("step", "samples", "tokens")  # what the x axis counts: optimizer steps, or what they have seen
@@ -98,6 +102,16 @@ def family(metrics: dict[str, list[tuple[int, float]]], name: str) -> dict[str, 
     return dict(sorted(per_scale.items(), key=lambda item: int(item[0].removeprefix("scale"))))
 
 
+def panel_curves(series: dict[str, dict[str, list[tuple[int, float]]]], split: str, name: str) -> dict:
+    """The labelled curves of one panel: ``family`` of the split, and for a held-out scalar (the loss) of a run
+    that kept an EMA, ``{"raw weights": ..., "EMA weights": ...}``, so the line users sample from is in view."""
+    curves = family(series.get(split, {}), name)
+    ema = series.get(EMA_SPLIT, {}).get(name) if split == "eval" else None
+    if ema and list(curves) == [name]:
+        return {"raw weights": curves[name], "EMA weights": ema}
+    return curves
+
+
 def run_kind(metrics: dict[str, dict[str, list[tuple[int, float]]]]) -> str | None:
     """ "tokenizer" or "transformer" by the metrics a run logged (None when it logged neither kind's)."""
     names = {name.split("/")[0] for split in metrics.values() for name in split}
@@ -124,7 +138,7 @@ def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike, title: str | No
         raise ImportError("plotting needs matplotlib: pip install 'nextscale[eval]'") from err
     series = read_metrics(run_dir)
     factor, x_label = steps_to_x(run_dir, x)
-    panels = [(split, name, curves) for split, name in PANELS if (curves := family(series.get(split, {}), name))]
+    panels = [(split, name, curves) for split, name in PANELS if (curves := panel_curves(series, split, name))]
     if not panels:
         raise ValueError(f"{run_dir} logged none of {sorted({name for _, name in PANELS})}; nothing to plot")
     columns = min(3, len(panels))
@@ -194,7 +208,9 @@ def plot_comparison(
                 seen = [step * factor for step in steps]
                 axis.plot(seen, values, label=label, marker="o" if len(points) < 12 else None, markersize=3)
                 drawn = True
-        axis.set_title(f"{'training' if split == 'train' else 'held-out'} loss")
+        # the raw weights' held-out loss: every run logs it, with or without an EMA
+        raw = split == "eval" and any(EMA_SPLIT in metrics for metrics in series)
+        axis.set_title(f"{'training' if split == 'train' else 'held-out'} loss{' (raw weights)' if raw else ''}")
         axis.set_xlabel(axes_x[0][1])
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)

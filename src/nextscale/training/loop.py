@@ -17,8 +17,8 @@ state and the data position exactly: the next steps equal those of an uninterrup
 finishes the current step, checkpoints it and raises ``TrainingInterrupted``, so re-running resumes there.
 
 Subclasses implement ``train_step(batch) -> {"loss": scalar tensor, other metrics...}`` and optionally
-``eval_step(batch)`` (per-sample metrics, averaged over the held-out set and all ranks) and
-``preview(step)``. Metric tensors of shape (K,) are logged per scale as ``name/scale{k}``; a NaN entry means the
+``eval_step(batch, model)`` (per-sample metrics of the given weights, averaged over the held-out set and all ranks)
+and ``preview(step)``. Metric tensors of shape (K,) are logged per scale as ``name/scale{k}``; a NaN entry means the
 step has no value for that scale (``metrics.metric_mean``).
 
 The pieces around the loop live beside it: ``batches`` (the data streams), ``precision`` (autocast, GradScaler,
@@ -58,7 +58,13 @@ from nextscale.training.failures import (
 )
 from nextscale.training.held_out_watch import HeldOutWatch
 from nextscale.training.interrupt import StopRequest, TrainingInterrupted
-from nextscale.training.metrics import MetricsLog, format_metrics, metric_mean, reduce_over_ranks
+from nextscale.training.metrics import (
+    MetricsLog,
+    format_metrics,
+    merge_rank_windows,
+    metric_mean,
+    reduce_over_ranks,
+)
 from nextscale.training.optim import apply_schedule, build_adamw
 from nextscale.training.precision import autocast_context, grad_scaler, non_finite, resolve_precision
 from nextscale.training.run_dir import check_run_dir, refuse_another_config, write_run_config
@@ -72,6 +78,15 @@ class Trainer(abc.ABC):
     Construction seeds every RNG of the process with ``seed * world_size + rank`` (dropout and label
     dropout differ per rank) and resumes from the run directory's newest readable checkpoint (rank 0 picks it,
     every rank loads that file).
+
+    Held-out metrics (every ``eval_every`` steps) score two sets of weights when the run keeps an EMA: the raw
+    weights being trained, logged as split "eval" (what every run logs, with or without an EMA, so that runs and
+    scaling sweeps compare on it), and the EMA weights that ``export`` writes and users sample from, logged as
+    split "eval_ema" with the same metric names. The EMA lags the raw weights (it averages about the last ninth of
+    the steps while its warm-up lasts, then the last ``1 / (1 - decay)``), so the two differ most while the loss
+    falls fast. Scoring both doubles the held-out forwards, a small cost next to the training steps between two
+    evaluations. The held-out watch (the one warning that the model memorises) follows the exported weights: the
+    EMA's loss, else the raw one's.
 
     Args:
         modules: the trainable modules by name, "model" first (the one EMA'd and exported); plain,
@@ -130,9 +145,9 @@ class Trainer(abc.ABC):
         )
         self.step = 0
         # this rank's step metrics since the last metrics line; checkpointed, so that the first line after a resume
-        # averages the same steps as in an uninterrupted run
+        # averages the same steps as in an uninterrupted run (also on another number of processes: _resume)
         self.metrics_window: dict[str, list[torch.Tensor]] = {}
-        self.held_out_watch = HeldOutWatch()
+        self.held_out_watch = HeldOutWatch(of_ema=self.ema is not None)  # the weights export writes
         self._saved_step: int | None = None  # step of the newest checkpoint this run holds
         seed_everything(config.seed * max(self.dist.world_size, 1) + self.dist.rank)
         self.metrics_log = MetricsLog(self.run_dir, self.dist.is_main)
@@ -143,8 +158,11 @@ class Trainer(abc.ABC):
     def train_step(self, batch: Any) -> dict[str, Any]:
         """One micro-batch forward: return {"loss": scalar tensor to backpropagate, other metrics...}."""
 
-    def eval_step(self, batch: Any) -> dict[str, torch.Tensor] | None:
-        """Held-out metrics per sample: tensors (B,) or (B, K); None (default) means no evaluation."""
+    def eval_step(self, batch: Any, model: nn.Module) -> dict[str, torch.Tensor] | None:
+        """Held-out metrics per sample of ``model``: tensors (B,) or (B, K); None (default) means no evaluation.
+
+        ``model`` is the weights to score, in eval mode: the wrapped raw model (``self.model``) or the EMA's plain
+        copy (``self.ema.module``); the step must run it, never ``self.model``."""
         return None
 
     def preview(self, step: int) -> None:
@@ -318,18 +336,40 @@ class Trainer(abc.ABC):
 
     @torch.no_grad()
     def run_evaluation(self) -> dict[str, float]:
-        """Average ``eval_step`` over the held-out samples and ranks; logged as split "eval"."""
+        """Average ``eval_step`` over the held-out samples and ranks: the raw weights' metrics, logged as split
+        "eval", and with an EMA the EMA weights' (the ones ``export`` writes), logged as split "eval_ema" with the
+        same names. The held-out watch follows the exported weights' loss.
+
+        Returns:
+            The raw weights' metrics (empty without held-out data or an ``eval_step``).
+        """
         if self.eval_dataset is None:
             return {}
         for module in self.wrapped.values():
             module.eval()
+        metrics = self._held_out_metrics(self.model)
+        if not metrics:
+            return {}
+        self.log_metrics(metrics, "eval")
+        exported = metrics
+        if self.ema is not None:
+            exported = self._held_out_metrics(self.ema.module)
+            self.log_metrics(exported, "eval_ema")
+        if isinstance(exported.get("loss"), float) and (
+            warning := self.held_out_watch.update(self.step, exported["loss"])
+        ):
+            log.warning(warning)
+        return metrics
+
+    def _held_out_metrics(self, model: nn.Module) -> dict[str, float]:
+        """``eval_step`` of ``model`` averaged over the held-out samples and ranks (empty without an ``eval_step``)."""
         sums: dict[str, torch.Tensor] = {}
         count = torch.zeros((), device=self.device)
         with self._isolated_rng():
             batches = eval_batches(self.eval_dataset, self.config.eval_samples, self.micro_batch, self.dist)
             for batch, counted in batches:
                 with self.autocast():
-                    out = self.eval_step(batch)
+                    out = self.eval_step(batch, model)
                 if out is None:
                     return {}
                 if not counted:  # a repeat that keeps this rank's forwards (FSDP collectives) in step with the others
@@ -340,13 +380,7 @@ class Trainer(abc.ABC):
                 count += next(iter(out.values())).shape[0]
         if not sums:
             return {}
-        metrics = reduce_over_ranks(sums, mean_over=count)
-        self.log_metrics(metrics, "eval")
-        if isinstance(metrics.get("loss"), float) and (
-            warning := self.held_out_watch.update(self.step, metrics["loss"])
-        ):
-            log.warning(warning)
-        return metrics
+        return reduce_over_ranks(sums, mean_over=count)
 
     @contextlib.contextmanager
     def _isolated_rng(self):
@@ -452,10 +486,10 @@ class Trainer(abc.ABC):
         self.step = self._saved_step = int(state["step"])
         self.load_extra_state(state.get("extra", {}))
         self.held_out_watch.load_state_dict(state.get("held_out_watch", {}))  # older checkpoints: none
+        windows = state.get("metrics_window") or [{}] * int(state["world_size"])  # older checkpoints: none
         if int(state["world_size"]) == self.dist.world_size:
             ckpt.restore_rng_state(state["rng"][self.dist.rank])
-            window = state.get("metrics_window", [{}] * self.dist.world_size)[self.dist.rank]  # older checkpoints: none
-            self.metrics_window = {name: list(values.to(self.device).unbind(0)) for name, values in window.items()}
+            window = windows[self.dist.rank]
         else:
             log.warning(
                 "checkpoint %s was written by %d processes, now %d: RNG streams restart from the seed",
@@ -463,6 +497,16 @@ class Trainer(abc.ABC):
                 state["world_size"],
                 self.dist.world_size,
             )
+            # every rank starts from the saved ranks' per-step means: the next line averages the same steps
+            window, left_out = merge_rank_windows(windows)
+            if left_out:
+                log.warning(
+                    "the first metrics line after this resume averages %s over the steps from %d on only (the saved "
+                    "processes kept them for different steps)",
+                    ", ".join(left_out),
+                    self.step + 1,
+                )
+        self.metrics_window = {name: list(values.to(self.device).unbind(0)) for name, values in window.items()}
         self.metrics_log.truncate_after(self.step)
         log.info("resumed from %s at step %d", path, self.step)
 

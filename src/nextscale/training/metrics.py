@@ -73,6 +73,34 @@ def metric_mean(values: list[torch.Tensor]) -> torch.Tensor:
     return stacked.mean(0) if stacked.dim() == 1 else stacked.nanmean(0)
 
 
+def merge_rank_windows(windows: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The metrics windows that the ranks of a checkpointed run kept, merged into one that any number of ranks can
+    each start from (a resume on another number of processes).
+
+    The logged line is the mean over ranks of each rank's mean over the window's steps, that is the mean over
+    steps of each step's cross-rank mean: with every new rank starting from those per-step means, the line after
+    the resume averages the same values as an uninterrupted run. Exact for scalars and for per-scale values every
+    rank has at every step; a per-scale value only some ranks have (token dropping) is weighted a little
+    differently, as its cross-rank mean already is.
+
+    Args:
+        windows: per rank ``{name: (T,) or (T, K) tensor}``, the values of the T steps since the last line.
+
+    Returns:
+        ``({name: (T,) or (T, K) per-step cross-rank means}, names left out)``: a metric the ranks kept for
+        different steps (or shapes) cannot be merged.
+    """
+    merged, left_out = {}, []
+    for name in sorted({name for window in windows for name in window}):
+        values = [window.get(name) for window in windows]
+        if any(value is None or value.shape != values[0].shape for value in values):
+            left_out.append(name)
+            continue
+        stacked = torch.stack(values).float()  # (R, T) or (R, T, K)
+        merged[name] = stacked.mean(0) if stacked.dim() == 2 else stacked.nanmean(0)
+    return merged, left_out
+
+
 def reduce_over_ranks(values: dict[str, torch.Tensor], mean_over: torch.Tensor | None = None) -> dict[str, float]:
     """One all-reduce for every metric, then flatten (K,) vectors into ``name/scale{k}`` entries.
 

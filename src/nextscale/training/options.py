@@ -197,7 +197,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
     group = parser.add_argument_group("bookkeeping")
     group.add_argument("--log-every", type=positive_int, default=d.log_every, help="steps between metric lines")
     group.add_argument(
-        "--eval-every", type=optional_positive_int, default=d.eval_every, help="steps between held-out evals"
+        "--eval-every",
+        type=optional_positive_int,
+        default=d.eval_every,
+        help="steps between held-out evals, of the raw weights (split 'eval' in metrics.jsonl) and, with an EMA, of "
+        "the EMA weights that export writes ('eval_ema')",
     )
     group.add_argument(
         "--eval-samples", type=positive_int, default=d.eval_samples, help="held-out samples per evaluation"

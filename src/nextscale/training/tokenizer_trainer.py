@@ -309,10 +309,11 @@ class TokenizerTrainer(Trainer):
             if key in state:
                 state[key][changed] = 0.0
 
-    def eval_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Per image and scale: MSE and PSNR of the reconstruction from the first k scales (B, K)."""
+    def eval_step(self, batch: Any, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Per image and scale of ``model`` (the raw or the EMA weights): MSE and PSNR of the reconstruction from the
+        first k scales (B, K)."""
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
-        model = self.raw_model
+        model = distributed.unwrap(model)
         features = model.encode_features(images).float()
         with torch.autocast(self.device.type, enabled=False):  # the code search runs in float32, as in training
             f_hats = model.quantizer.features_to_fhats(features)

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import Dataset
 
 from nextscale import distributed
@@ -307,7 +308,7 @@ class TransformerTrainer(Trainer):
     def train_step(self, batch: Any) -> dict[str, Any]:
         tokens, condition, teacher = self.prepare(batch)
         if self.objective.train_sampler_head:
-            return self.sampler_head_step(tokens, condition, teacher)
+            return self.sampler_head_step(tokens, condition, teacher, self.model)
         if self.drop_start is not None:
             return self.train_step_dropping_tokens(tokens, condition, teacher)
         stage = self.stage(self.step)
@@ -353,18 +354,18 @@ class TransformerTrainer(Trainer):
         return metrics
 
     def sampler_head_step(
-        self, tokens: torch.Tensor, condition: TextCondition, teacher: torch.Tensor, generator=None
+        self, tokens: torch.Tensor, condition: TextCondition, teacher: torch.Tensor, model: nn.Module, generator=None
     ) -> dict[str, Any]:
-        """A step of the masked-sampler head (``sampler_head.py``): the frozen model's blocks run as at sampling
-        (no drop-path; condition dropout stays, as the head also guides with the empty prompt), known positions
-        drawn per sample, the loss the mean cross-entropy over the positions that are not known."""
-        self.raw_model.blocks.eval()
+        """A step of ``model``'s masked-sampler head (``sampler_head.py``): the frozen model's blocks run as at
+        sampling (no drop-path; condition dropout stays, as the head also guides with the empty prompt), known
+        positions drawn per sample, the loss the mean cross-entropy over the positions that are not known."""
+        distributed.unwrap(model).blocks.eval()
         start = self.schedule.offsets[self.model_config.sampler_from_scale]
         targets = tokens[:, start:]  # (B, n)
         # The draw comes from the process's CPU RNG (checkpointed) unless a generator is given (evaluation).
         known = draw_known(*targets.shape, generator=generator).to(targets.device)
         codes = self.tokenizer.quantizer.lookup(targets) * known[..., None]
-        logits = self.model(condition, teacher, sampler_codes=codes)  # (B, n, V)
+        logits = model(condition, teacher, sampler_codes=codes)  # (B, n, V)
         ce = self.per_token_loss(logits, targets, self.objective.label_smoothing)
         with torch.no_grad():
             correct = (logits.argmax(-1) == targets).float()
@@ -374,17 +375,17 @@ class TransformerTrainer(Trainer):
             "known": known.float().mean(),
         }
 
-    def eval_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Per sample: mean test loss (B,), and per scale the test loss and token error (B, K)
-        (``evaluation.held_out``, shared with ``nextscale evaluate --loss``); always on full sequences, also
-        when training drops tokens. Training the masked-sampler head: its loss and accuracy on the positions not
-        known, with the known ones drawn alike at every evaluation."""
+    def eval_step(self, batch: Any, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Per sample of ``model`` (the raw or the EMA weights): mean test loss (B,), and per scale the test loss
+        and token error (B, K) (``evaluation.held_out``, shared with ``nextscale evaluate --loss``); always on full
+        sequences, also when training drops tokens. Training the masked-sampler head: its loss and accuracy on the
+        positions not known, with the known ones drawn alike at every evaluation."""
         tokens, condition, teacher = self.prepare(batch)
         if self.objective.train_sampler_head:
-            metrics = self.sampler_head_step(tokens, condition, teacher, torch.Generator().manual_seed(0))
+            metrics = self.sampler_head_step(tokens, condition, teacher, model, torch.Generator().manual_seed(0))
             batch_size = tokens.shape[0]
             return {name: value.detach().expand(batch_size) for name, value in metrics.items()}
-        return held_out_metrics(self.model(condition, teacher), tokens, self.schedule)
+        return held_out_metrics(model(condition, teacher), tokens, self.schedule)
 
     def preview_prompts(self) -> list[str]:
         """Prompts of text previews: the objective's, or the first training captions."""
