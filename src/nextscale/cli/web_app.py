@@ -12,11 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import gradio as gr
+import pydantic
 from PIL import Image
 
 from nextscale.cli import one_line
 from nextscale.cli.demo import EXAMPLES, INPAINT_BOX
 from nextscale.cli.web_handlers import (
+    DEFAULT_EXTEND,
+    EDIT_MODES,
     UNCONDITIONAL,
     ServedModels,
     class_choices,
@@ -92,6 +95,36 @@ def slider(minimum: float, maximum: float, **options) -> gr.Slider:
 
     widget.preprocess = preprocess
     return widget
+
+
+def readable_api_errors(app: gr.Blocks) -> None:
+    """Make the two malformed HTTP API calls that gradio refuses before any widget or handler runs one line each,
+    instead of a bare "Error" and a logged traceback: a call with too few inputs (gradio's message, a ValueError,
+    is hidden from the caller), and an image input that is not a file object (a bare path or a number fails
+    gradio's pydantic check of the upload). Wrapped on the instance, as :func:`image_upload` is."""
+    check_inputs, preprocess = app.validate_inputs, app.preprocess_data
+
+    def validate_inputs(block_fn, inputs: list) -> None:
+        if len(inputs) < len(block_fn.inputs):
+            labels = ", ".join(str(getattr(block, "label", None) or type(block).__name__) for block in block_fn.inputs)
+            raise UserError(
+                f"/{block_fn.api_name} takes {len(block_fn.inputs)} inputs, got {len(inputs)}: send one value for "
+                f"each, in order ({labels})"
+            )
+        check_inputs(block_fn, inputs)
+
+    async def preprocess_data(*args, **kwargs) -> list:
+        try:
+            return await preprocess(*args, **kwargs)
+        except pydantic.ValidationError as err:  # the image widget is the only input with a data model
+            value = err.errors()[0].get("input") if err.errors() else None
+            what = "an image input" if err.title == "ImageData" else f"an input ({err.title})"
+            raise UserError(
+                f"{what} must be an uploaded file ({{'path': ..., 'meta': {{'_type': 'gradio.FileData'}}}}: "
+                f"gradio_client's handle_file(path), or a path from /gradio_api/upload), got {value!r}"
+            ) from err
+
+    app.validate_inputs, app.preprocess_data = validate_inputs, preprocess_data
 
 
 # --------------------------------------------------------------------------------------------------- app
@@ -203,19 +236,25 @@ def example_image(pipe: Pipeline) -> str | None:
     return str(path) if pipe.num_classes == len(CLASS_NAMES) and path.is_file() else None
 
 
-def region_widgets(box: tuple[float, float, float, float]) -> list:
-    """The y0 x0 y1 x1 sliders (fractions, as ``nextscale edit --box``) and the inpaint / outpaint choice."""
+def region_widgets(box: tuple[float, float, float, float]) -> tuple[list, gr.Slider]:
+    """The y0 x0 y1 x1 sliders (fractions, as ``nextscale edit --box``) and the inpaint / outpaint / extend choice;
+    and the extend slider (``nextscale edit --extend``), an input after the sampling knobs (see :func:`bind`)."""
     sliders = [
         slider(0.0, 1.0, value=value, step=0.05, label=f"{name} (fraction)")
         for name, value in zip(("y0", "x0", "y1", "x1"), box)
     ]
     mode = gr.Radio(
-        ["inpaint", "outpaint"],
+        list(EDIT_MODES),
         value="inpaint",
         label="mode",
-        info="inpaint regenerates the box; outpaint keeps it and regenerates the rest",
+        info="inpaint regenerates the box; outpaint keeps it and regenerates the rest; extend shrinks the whole image "
+        "into the middle and generates a frame around it (the box is not used)",
     )
-    return [*sliders, mode]
+    # The library rounds the size to whole token cells and says when it rounds to all or none of the grid.
+    extend = slider(
+        0.05, 0.95, value=DEFAULT_EXTEND, step=0.05, label="extend: the image's size on the canvas (fraction)"
+    )
+    return [*sliders, mode], extend
 
 
 def edit_tab(models: ServedModels) -> None:
@@ -224,14 +263,14 @@ def edit_tab(models: ServedModels) -> None:
         with gr.Row():
             image = image_upload(example_image(pipe))
             with gr.Column():
-                region = region_widgets(INPAINT_BOX)
+                region, extend = region_widgets(INPAINT_BOX)
                 target = gr.Dropdown([UNCONDITIONAL, *class_choices(pipe)], value=UNCONDITIONAL, label="target class")
                 num_results = slider_up_to(8, 3, models.max_images, "results")
         knobs = sampling_widgets(pipe, cfg_info=f"no effect when the target class is {UNCONDITIONAL}")
         button = gr.Button("Edit", variant="primary")
         outputs = result_widgets()
-    inputs = [image, *region, target, num_results, *knobs]
-    button.click(bind(edit_image, models), inputs, outputs, api_name="edit_image")
+    inputs = [image, *region, target, num_results, *knobs, extend]
+    button.click(bind(edit_image, models, after_knobs=1), inputs, outputs, api_name="edit_image")
 
 
 def text_edit_tab(models: ServedModels) -> None:
@@ -243,7 +282,7 @@ def text_edit_tab(models: ServedModels) -> None:
         with gr.Row():
             image = image_upload(example)
             with gr.Column():
-                region = region_widgets(QUADRANT_BOXES[EDIT_PLACE])
+                region, extend = region_widgets(QUADRANT_BOXES[EDIT_PLACE])
                 prompt = gr.Textbox(
                     value=edit_example_prompt() if example else "",
                     label="prompt: the whole edited picture's caption (empty: the empty prompt)",
@@ -252,8 +291,8 @@ def text_edit_tab(models: ServedModels) -> None:
         knobs = sampling_widgets(pipe)
         button = gr.Button("Edit", variant="primary")
         outputs = result_widgets()
-    inputs = [image, *region, prompt, num_results, *knobs]
-    button.click(bind(edit_image_with_text, models), inputs, outputs, api_name="edit_image_with_text")
+    inputs = [image, *region, prompt, num_results, *knobs, extend]
+    button.click(bind(edit_image_with_text, models, after_knobs=1), inputs, outputs, api_name="edit_image_with_text")
 
 
 def build_app(
@@ -285,4 +324,5 @@ def build_app(
                 edit_tab(models)
             if text_pipeline is not None:
                 text_edit_tab(models)
+    readable_api_errors(app)
     return app

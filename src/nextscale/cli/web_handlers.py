@@ -2,10 +2,11 @@
 
 Each handler (``sample_classes``, ``sample_prompts``, ``edit_image``, ``edit_image_with_text``) takes the
 served models first and the widget values after, so tests call them directly. All model calls go through the
-public ``Pipeline`` API (``pipe(...)`` and ``pipe.edit(...)``), grids come from ``data.images.make_grid``, and
-every user error (no class chosen, an empty prompt, too many images, an unreadable image, a bad box, a
-``ValueError`` from the pipeline) becomes a one-line ``UserError`` (see ``web_inputs``). Requests take turns on
-the models under one lock.
+public ``Pipeline`` API (``pipe(...)``, ``pipe.edit(...)`` and, for the edit tabs' "extend" mode,
+``pipe.outpaint(..., inner_fraction=...)`` as ``nextscale edit --extend``), grids come from
+``data.images.make_grid``, and every user error (no class chosen, an empty prompt, too many images, an unreadable
+image, a bad box, a ``ValueError`` from the pipeline) becomes a one-line ``UserError`` (see ``web_inputs``).
+Requests take turns on the models under one lock.
 
 This module imports gradio (through ``web_inputs``): only ``nextscale serve`` imports it, through ``web_app``.
 """
@@ -39,7 +40,7 @@ from nextscale.cli.web_inputs import (
 )
 
 if TYPE_CHECKING:
-    from nextscale.sampling.outputs import PipelineOutput
+    from nextscale.sampling.outputs import EditOutput, PipelineOutput
     from nextscale.sampling.pipeline import Pipeline
     from nextscale.sampling.text_pipeline import TextPipeline
 
@@ -50,6 +51,13 @@ WAIT_WORTH_SAYING = 0.5  # seconds queued behind other requests from which the s
 KEEPS_NOTHING = "keeps nothing of the image"
 # ... and when they keep every token (an outpainted box over the whole image): its "non-empty region" misleads here.
 GENERATES_NOTHING = "leaves nothing to generate"
+# The edit tabs' modes: the library's two, and "extend", which is `nextscale edit --extend` (``pipe.outpaint`` with
+# ``inner_fraction``: the image shrunk into the middle of the canvas, a frame generated around it).
+EDIT_MODES = ("inpaint", "outpaint", "extend")
+DEFAULT_EXTEND = 0.6  # the image's side on the extended canvas (as `nextscale edit --extend 0.6`)
+# The library's errors for an extend size that rounds to the whole token grid, or to none of it.
+NO_FRAME = "leaving no frame to generate"
+UNDER_ONE_CELL = "smaller than one cell"
 
 
 @dataclass
@@ -252,17 +260,20 @@ def edit_image(
     target: str = UNCONDITIONAL,
     num_results: int = 1,
     knobs: Knobs = DEFAULT_KNOBS,
+    extend: float = DEFAULT_EXTEND,
 ) -> tuple[Image.Image, str]:
     """Edit tab: inpaint or outpaint the box (y0 x0 y1 x1 fractions, as ``nextscale edit --box``) of an image
-    with the class model, towards ``target`` (a class name, or unconditional).
+    with the class model, towards ``target`` (a class name, or unconditional); or, in mode "extend", shrink the
+    whole image to ``extend`` of the canvas side and generate a frame around it (``nextscale edit --extend``; the
+    box is not used).
 
     Returns:
         (input | input with the regenerated region tinted red | results, side by side; a status line).
     """
     pipe = require_class_model(models)
     class_label = None if target in (None, UNCONDITIONAL) else class_id(pipe, target)
-    box = (y0, x0, y1, x1)
-    return run_edit(models, pipe, image_path, box, mode, num_results, knobs, "Class → image", class_label=class_label)
+    region = Region(box=(y0, x0, y1, x1), mode=mode, extend=extend)
+    return run_edit(models, pipe, image_path, region, num_results, knobs, "Class → image", class_label=class_label)
 
 
 def edit_image_with_text(
@@ -276,24 +287,80 @@ def edit_image_with_text(
     prompt: str = "",
     num_results: int = 1,
     knobs: Knobs = DEFAULT_KNOBS,
+    extend: float = DEFAULT_EXTEND,
 ) -> tuple[Image.Image, str]:
     """Text edit tab: as :func:`edit_image` with the text model, towards ``prompt`` (the whole picture's
     caption, as the model was trained on; empty: the empty prompt)."""
     pipe = require_text_model(models)
     text = " ".join((prompt or "").split()) or None
-    box = (y0, x0, y1, x1)
+    region = Region(box=(y0, x0, y1, x1), mode=mode, extend=extend)
     masked = recommends_masked_sampling(pipe)
     return run_edit(
-        models, pipe, image_path, box, mode, num_results, knobs, "Text → image", prompt=text, masked_sampling=masked
+        models, pipe, image_path, region, num_results, knobs, "Text → image", prompt=text, masked_sampling=masked
     )
+
+
+@dataclass(frozen=True)
+class Region:
+    """What an edit tab regenerates: the box (y0 x0 y1 x1 fractions) in modes "inpaint" and "outpaint", or a frame
+    around the image shrunk to ``extend`` of the canvas side in mode "extend"."""
+
+    box: tuple[float, float, float, float]
+    mode: str
+    extend: float = DEFAULT_EXTEND
+
+    def check(self) -> None:
+        """One line for a mode the page does not offer, or a box that holds nothing (the extend slider's range is
+        checked by its widget, and the token grid's rounding by the library)."""
+        if self.mode not in EDIT_MODES:
+            raise UserError(f"unknown mode {self.mode!r}: choose one of {', '.join(EDIT_MODES)}")
+        y0, x0, y1, x1 = self.box
+        if self.mode != "extend" and (not y0 < y1 or not x0 < x1):
+            raise UserError(
+                f"empty box (y0 {y0:g}, x0 {x0:g}, y1 {y1:g}, x1 {x1:g}): move the sliders so that y0 < y1 and x0 < x1"
+            )
+
+    def edit(self, pipe: Pipeline, image: Image.Image, **options) -> EditOutput:
+        """The library's edit of this region: ``pipe.edit`` for a box, ``pipe.outpaint(inner_fraction=...)`` (what
+        ``nextscale edit --extend`` calls) for the frame."""
+        if self.mode == "extend":
+            return pipe.outpaint(image, inner_fraction=self.extend, **options)
+        return pipe.edit(image, mode=self.mode, box=self.box, **options)
+
+    def page_error(self, err: ValueError, sampling_tab: str, grid_side: int) -> UserError | None:
+        """The library's error for a region that keeps nothing or generates nothing, in the page's words (it speaks
+        of masks, the `sample` command and ``inner_fraction``); None for other errors."""
+        message = str(err)
+        if KEEPS_NOTHING in message:
+            resize = "shrink" if self.mode == "inpaint" else "enlarge"
+            return UserError(
+                f"this box and mode keep nothing of the image, which is plain sampling: use the {sampling_tab} tab, or "
+                f"{resize} the box"
+            )
+        if GENERATES_NOTHING in message:  # outpainting a box over the whole image
+            return UserError(
+                "this box and mode keep all of the image, leaving nothing to generate: shrink the box, or choose "
+                "inpaint"
+            )
+        side = f"{grid_side}x{grid_side}"
+        if NO_FRAME in message:
+            return UserError(
+                f"extend {self.extend:g} rounds to the whole {side} token grid of this model, leaving no frame to "
+                "generate: choose a smaller extend"
+            )
+        if UNDER_ONE_CELL in message:
+            return UserError(
+                f"extend {self.extend:g} shrinks the image below one cell of this model's {side} token grid: choose a "
+                "larger extend"
+            )
+        return None
 
 
 def run_edit(
     models: ServedModels,
     pipe: Pipeline,
     image_path: str | None,
-    box: tuple[float, float, float, float],
-    mode: str,
+    region: Region,
     num_results: int,
     knobs: Knobs,
     sampling_tab: str,
@@ -301,16 +368,12 @@ def run_edit(
 ) -> tuple[Image.Image, str]:
     """Check the request, edit under the lock and lay out input | region | results (both edit tabs).
     ``sampling_tab`` names the tab that samples with the same model, for a box that keeps nothing; ``target`` (the
-    class label or prompt, and the text model's masked sampling) goes to ``pipe.edit``."""
+    class label or prompt, and the text model's masked sampling) goes to the library's edit."""
     from nextscale.data.images import make_grid, open_image
 
-    y0, x0, y1, x1 = box
     if not image_path:
         raise UserError("no image: upload one (PNG, JPEG or WebP)")
-    if not y0 < y1 or not x0 < x1:
-        raise UserError(
-            f"empty box (y0 {y0:g}, x0 {x0:g}, y1 {y1:g}, x1 {x1:g}): move the sliders so that y0 < y1 and x0 < x1"
-        )
+    region.check()
     count = image_count(num_results, "number of results")
     check_image_count(count, models.max_images, "ask for fewer results")
     settings = knobs.settings()
@@ -325,20 +388,12 @@ def run_edit(
             raise unreadable_upload(name, one_line(err.__cause__ or err).replace(str(image_path), name)) from err
         with turn(models) as timing:
             try:
-                out = pipe.edit(image, mode=mode, box=box, num_images=count, output_type="pt", **target, **settings)
-            except ValueError as err:  # the library's wording speaks of masks and the `sample` command
-                if KEEPS_NOTHING in str(err):
-                    resize = "shrink" if mode == "inpaint" else "enlarge"
-                    raise UserError(
-                        f"this box and mode keep nothing of the image, which is plain sampling: use the {sampling_tab} "
-                        f"tab, or {resize} the box"
-                    ) from err
-                if GENERATES_NOTHING in str(err):  # outpainting a box over the whole image
-                    raise UserError(
-                        "this box and mode keep all of the image, leaving nothing to generate: shrink the box, or "
-                        "choose inpaint"
-                    ) from err
-                raise
+                out = region.edit(pipe, image, num_images=count, output_type="pt", **target, **settings)
+            except ValueError as err:
+                page_error = region.page_error(err, sampling_tab, pipe.transformer.config.scale_sides[-1])
+                if page_error is None:
+                    raise
+                raise page_error from err
     pictures, labels = out.side_by_side()
     grid = make_grid(enlarge(pictures, display_zoom(pipe)), nrow=len(labels), labels=labels)
     return grid, status_line(count, timing, pipe, settings["seed"])

@@ -18,6 +18,7 @@ import itertools
 import numbers
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -79,7 +80,8 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         self.recommended_sampling: dict = {}
         self.class_names = self.check_class_names(class_names)
         self.memory_hold = MemoryHold(owner=self)
-        self.call_lock = threading.Lock()  # calls from several threads take turns (they share the KV cache)
+        self.call_lock = threading.Lock()  # calls and switches from several threads take turns (see `turn`)
+        self.turn_holder: int | None = None  # the thread whose call or switch holds the lock (see `turn`)
 
     def __deepcopy__(self, memo: dict) -> Pipeline:
         """``copy.deepcopy(pipe)``: an independent pipeline, as if just loaded: its own components and locks, and
@@ -88,11 +90,35 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         memo[id(self)] = twin
         steps = self.sampler.steps  # replaced by new steps of the same kind, which keep nothing yet
         memo[id(steps)] = type(steps)(copy.deepcopy(steps.transformer, memo))
-        unshared = ("call_lock", "memory_hold")
+        unshared = ("call_lock", "turn_holder", "memory_hold")
         twin.__dict__.update(copy.deepcopy({k: v for k, v in vars(self).items() if k not in unshared}, memo))
         twin.memory_hold = MemoryHold(owner=twin)
         twin.call_lock = threading.Lock()
+        twin.turn_holder = None
         return twin
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the pipeline for one call or one switch (``to``, ``use_precision``, ``release_memory``, ...): a server
+        calls one pipeline from several threads, and the calls share the kept KV cache and CUDA graphs, which a call
+        or a switch in another thread would replace under a running call. Other threads wait for their turn.
+
+        A plain lock, not an RLock: the one thread that could re-enter is a call's own (a ``constraint`` hook that
+        calls ``pipe.to`` or ``pipe(...)``), and letting it in would swap the weights under that call; with a plain
+        lock it would wait for itself forever. It is refused in one line instead.
+        """
+        if self.turn_holder == threading.get_ident():
+            raise RuntimeError(
+                f"{type(self).__name__} is already sampling in this thread: calling it, moving it or switching its "
+                "precision, kernels or CUDA graphs from inside a call (a constraint hook) is not supported; do it "
+                "before or after the call"
+            )
+        with self.call_lock:
+            self.turn_holder = threading.get_ident()
+            try:
+                yield
+            finally:
+                self.turn_holder = None
 
     @staticmethod
     def make_sampler(tokenizer: MultiScaleVQVAE, transformer: torch.nn.Module) -> ScaleSampler:
@@ -138,7 +164,8 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
 
         Only devices: the sampling precision is chosen with ``Pipeline.from_pretrained(path, dtype=...)`` or
         :meth:`use_precision` (a dtype here would leave the components disagreeing about their dtypes). Moving
-        drops what the pipeline keeps between calls (see :meth:`release_memory`).
+        waits for a call running in another thread (see :meth:`turn`) and drops what the pipeline keeps between calls
+        (see :meth:`release_memory`).
         """
         if isinstance(device, torch.dtype):
             raise TypeError(
@@ -146,10 +173,16 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
                 "Pipeline.from_pretrained(path, dtype='bf16' | 'fp16' | 'int8') or pipe.use_precision(...)"
             )
         device = usable_device(device)
-        self.release_memory()
+        with self.turn():  # not under a call running in another thread
+            self.drop_kept_state()
+            self.move_components(device)
+        return self
+
+    def move_components(self, device: torch.device) -> None:
+        """Move the components to ``device`` (called by :meth:`to` in the pipeline's turn; a pipeline with more
+        components moves them here too)."""
         self.tokenizer.to(device)
         self.transformer.to(device)
-        return self
 
     def check_component_moves(self) -> None:
         """Refuse components moved by hand to another dtype or device (``pipe.transformer.to(torch.bfloat16)``),
@@ -288,12 +321,14 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
             masked_sampling=bool(masked_sampling),
             masked_plan=masked_plan,
         )
-        generator = self.make_generator(seed, generator)
-        mask_generator = None if seed is None or not masked_sampling else torch.Generator().manual_seed(int(seed))
         guided = config.uses_guidance(self.transformer.config.schedule.num_scales)
-        condition = self.make_condition(class_labels, prompt, int(num_images_per_prompt), guided, text_inputs)
-        self.check_component_moves()
-        with self.call_lock:  # one call at a time: the calls share the kept KV cache
+        # One call at a time (the calls share the kept KV cache), and the generator and the condition are made in
+        # the call's turn: made before it, they could be on the device a `pipe.to` in another thread moved away from.
+        with self.turn():
+            generator = self.make_generator(seed, generator)
+            mask_generator = None if seed is None or not masked_sampling else torch.Generator().manual_seed(int(seed))
+            condition = self.make_condition(class_labels, prompt, int(num_images_per_prompt), guided, text_inputs)
+            self.check_component_moves()
             self.keep_memory()
             self.settle_linear_kernel()
             with self.precision.autocast(self.device), self.precision.linear_products():
@@ -393,10 +428,11 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-        self.check_component_moves()
         tokens = torch.as_tensor(tokens)
         if tokens.ndim != 2:
             raise ValueError(f"tokens must be (B, L) (one row per image), got shape {tuple(tokens.shape)}")
-        indices = self.tokenizer.indices_from_tokens(tokens.to(self.device))
-        images = self.tokenizer.decode(indices).add(1).div(2)
+        with self.turn():  # not while a `pipe.to` in another thread moves the tokenizer
+            self.check_component_moves()
+            indices = self.tokenizer.indices_from_tokens(tokens.to(self.device))
+            images = self.tokenizer.decode(indices).add(1).div(2)
         return to_output_type(images, output_type)

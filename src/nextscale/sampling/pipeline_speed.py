@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 class SpeedSwitchesMixin:
     """``keep_memory``, ``release_memory``, ``use_cuda_graphs``, ``use_fused_kernels``, ``use_precision`` and
     ``settle_linear_kernel`` of ``Pipeline`` (which provides ``tokenizer``, ``transformer``, ``sampler``,
-    ``device`` and ``memory_hold``)."""
+    ``device``, ``memory_hold`` and ``turn``).
+
+    Every switch takes the pipeline's turn (``Pipeline.turn``), so it waits for a call running in another thread
+    instead of replacing the weights, the sampler or the kept caches under it."""
 
     # How the sampling loop computes (``use_precision``); float32 unless asked otherwise.
     precision: Precision = Precision("fp32", "default")
@@ -37,27 +40,35 @@ class SpeedSwitchesMixin:
     def release_memory(self) -> None:
         """Give back what the pipeline keeps between calls: the kept freed CPU memory, the KV cache and the CUDA
         graphs. Waits for a call running in another thread: dropping the graphs under it would fail its next step."""
-        with self.call_lock:
-            self.sampler.steps.release()
-            self.memory_hold.release()
+        with self.turn():
+            self.drop_kept_state()
+
+    def drop_kept_state(self) -> None:
+        """The work of :meth:`release_memory`, for a caller that already holds the pipeline's turn."""
+        self.sampler.steps.release()
+        self.memory_hold.release()
 
     def use_cuda_graphs(self, enabled: bool = True) -> Pipeline:
         """Replay each scale's transformer step as a captured CUDA graph from now on (next-scale pipelines on a
         CUDA device; see ``nextscale.sampling.cuda_graphs``): the first call per batch size captures, later calls
         replay. Tokens equal the eager loop's in float32. ``enabled=False`` goes back to the eager steps (a
         pipeline moved off the GPU samples again)."""
+        with self.turn():  # not under a call running in another thread
+            self.sampler = self.sampler_with_cuda_graphs(enabled)
+        return self
+
+    def sampler_with_cuda_graphs(self, enabled: bool) -> ScaleSampler:
+        """The sampler that ``use_cuda_graphs(enabled)`` switches to (the current one when nothing changes)."""
         if not enabled:
-            if isinstance(self.sampler.steps, CudaGraphSteps):
-                self.sampler = ScaleSampler(self.tokenizer, self.transformer)
-            return self
+            graphed = isinstance(self.sampler.steps, CudaGraphSteps)
+            return ScaleSampler(self.tokenizer, self.transformer) if graphed else self.sampler
         if self.device.type != "cuda":
             raise ValueError(
                 f"CUDA graphs need a CUDA device; this pipeline is on {self.device.type} (load it with device='cuda')"
             )
         if not isinstance(self.sampler, ScaleSampler):
             raise ValueError(f"CUDA graphs are built for next-scale sampling, not {type(self.sampler).__name__}")
-        self.sampler = ScaleSampler(self.tokenizer, self.transformer, cuda_graphs=True)
-        return self
+        return ScaleSampler(self.tokenizer, self.transformer, cuda_graphs=True)
 
     def use_fused_kernels(self, enabled: bool = True) -> Pipeline:
         """Run the transformer blocks' norms, AdaLN modulations, gated residuals and q/k normalisation as fused
@@ -66,7 +77,8 @@ class SpeedSwitchesMixin:
         several or the other way round, and with another dtype), and pay most inside CUDA graphs at small batches.
         Not bit-identical to the exact path in float32 (about 1e-6 relative; a token whose top candidates tie that
         closely may differ)."""
-        self.transformer.use_fused_kernels(enabled)
+        with self.turn():  # not under a call running in another thread
+            self.transformer.use_fused_kernels(enabled)
         return self
 
     def use_precision(self, dtype: str, linear_kernel: str | None = None) -> Pipeline:
@@ -76,6 +88,12 @@ class SpeedSwitchesMixin:
         (PyTorch's own, the exact path's), "onednn" (faster for wide models, not bit-exact), or "auto" (the faster
         of the two at this model's width, timed at the first call); see ``nextscale.sampling.linear_kernels``.
         """
+        with self.turn():  # not under a call running in another thread
+            self.switch_precision(self.requested_precision(dtype, linear_kernel))
+        return self
+
+    def requested_precision(self, dtype: str, linear_kernel: str | None) -> Precision:
+        """The checked ``Precision`` that ``use_precision(dtype, linear_kernel)`` asks for on this pipeline."""
         precision = choose_precision(dtype, self.device)
         if linear_kernel is not None:
             if precision.name != "fp32":
@@ -89,6 +107,10 @@ class SpeedSwitchesMixin:
                 f"this pipeline's transformer already holds {self.precision.name} weights; load the folder again "
                 f"with Pipeline.from_pretrained(path, dtype={precision.name!r})"
             )
+        return precision
+
+    def switch_precision(self, precision: Precision) -> None:
+        """Cast or quantise the transformer for ``precision`` and sample in it (in the pipeline's turn)."""
         if precision.name != self.precision.name:
             if precision.name == "int8":
                 quantized = quantize_dynamic_int8(self.transformer)
@@ -102,7 +124,6 @@ class SpeedSwitchesMixin:
             # Faster here but not bit-identical images (within 3e-5), so only on the fast paths.
             self.tokenizer.use_channels_last_decoder()
         self.precision = precision
-        return self
 
     def settle_linear_kernel(self) -> None:
         """At the first float32 call, time the two linear kernels at this model's width and keep the faster."""

@@ -106,12 +106,12 @@ class TextPipeline(Pipeline):
             save_text_encoder_reference(folder / TEXT_ENCODER_DIR, self.text_encoder, copy_files=copy_text_encoder)
         self.write_entries(folder, dtype)
 
-    def to(self, device: str | torch.device) -> TextPipeline:
-        """Move the pipeline, its text encoder included, to ``device``; returns ``self`` (see ``Pipeline.to``)."""
-        super().to(device)
+    def move_components(self, device: torch.device) -> None:
+        """Move the components, the text encoder included (``Pipeline.to`` calls this in the pipeline's turn, so a
+        call in another thread never encodes its prompts on a device the encoder just left)."""
+        super().move_components(device)
         if self.text_encoder is not None:
             self.text_encoder.to(device)
-        return self
 
     @property
     def num_classes(self) -> int:

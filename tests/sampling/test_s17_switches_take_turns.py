@@ -1,0 +1,90 @@
+"""A pipeline's speed switches and ``to`` wait for a call running in another thread (a server calls one pipeline from
+several threads), and a switch from inside a call is refused in one line instead of waiting for itself forever."""
+
+import threading
+
+import pytest
+import torch
+from tiny_pipelines import tiny_class_pipeline
+
+SWITCHES = {
+    "use_precision": lambda pipe: pipe.use_precision("bf16"),
+    "use_fused_kernels": lambda pipe: pipe.use_fused_kernels(False),
+    "use_cuda_graphs": lambda pipe: pipe.use_cuda_graphs(False),
+    "to": lambda pipe: pipe.to("cpu"),
+}
+
+
+class WatchedLock:
+    """The pipeline's call lock, telling when the thread named "switch" reaches it (without timing anything)."""
+
+    def __init__(self, lock: threading.Lock, reached: threading.Event) -> None:
+        self.lock, self.reached = lock, reached
+
+    def __enter__(self) -> bool:
+        if threading.current_thread().name == "switch":
+            self.reached.set()
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc_info) -> None:
+        self.lock.__exit__(*exc_info)
+
+
+@pytest.mark.parametrize("switch", SWITCHES)
+def test_a_switch_waits_for_a_call_running_in_another_thread(switch):
+    # Before, a switch ran at once: use_precision("bf16") cast the weights between two scales of a running call, `to`
+    # dropped its KV cache. The order of the events shows it: the switch ended before the paused call resumed.
+    pipe = tiny_class_pipeline()
+    expected = pipe(class_labels=[1, 2], seed=0, output_type="pt").tokens
+    steps, events = pipe.sampler.steps, []
+    paused, resume, reached = threading.Event(), threading.Event(), threading.Event()
+    eager_logits = steps.logits
+
+    def pausing_logits(x, context, kv_cache):
+        if kv_cache.length > 0 and not paused.is_set():  # between the first and the second scale
+            paused.set()
+            assert resume.wait(timeout=60)
+            events.append("call resumed")
+        return eager_logits(x, context, kv_cache)
+
+    def switching():
+        try:
+            SWITCHES[switch](pipe)
+            events.append("switched")
+        finally:
+            reached.set()  # also when it never reached the lock
+
+    steps.logits = pausing_logits
+    pipe.call_lock = WatchedLock(pipe.call_lock, reached)
+    results = {}
+    call = threading.Thread(target=lambda: results.update(tokens=pipe(class_labels=[1, 2], seed=0).tokens))
+    call.start()
+    assert paused.wait(timeout=60)
+    other = threading.Thread(target=switching, name="switch")
+    other.start()
+    assert reached.wait(timeout=60)  # the switch is at the lock (or, without it, done)
+    resume.set()
+    call.join(timeout=60)
+    other.join(timeout=60)
+    assert events == ["call resumed", "switched"]
+    assert torch.equal(results["tokens"], expected)  # the whole call sampled as it began
+
+
+def test_a_switch_from_inside_a_call_is_refused_in_one_line():
+    # A constraint hook that moves the pipeline would wait for its own call's lock forever.
+    pipe = tiny_class_pipeline()
+    caught = []
+
+    def moving_constraint(scale_idx, tokens, codes):
+        try:
+            pipe.to("cpu")
+        except RuntimeError as err:
+            caught.append(str(err))
+        return tokens, codes
+
+    call = threading.Thread(target=lambda: pipe(class_labels=[1], seed=0, constraint=moving_constraint), daemon=True)
+    call.start()
+    call.join(timeout=60)
+    assert not call.is_alive()
+    assert caught and "already sampling in this thread" in caught[0] and "\n" not in caught[0]
+    assert len(pipe(class_labels=[1], seed=0).tokens) == 1  # the refused switch left the turn free
