@@ -116,6 +116,7 @@ from nextscale.training.data_specs import add_bad_images_argument
 MIN_SET_SIZE = 4
 
 if TYPE_CHECKING:
+    from nextscale.evaluation.classifier import FashionClassifier
     from nextscale.tokenizer.config import TokenizerConfig
 
 # Images per feature-network call. The CPU Inception-v3 is fastest at small batches (this 2-core machine:
@@ -379,11 +380,14 @@ def check_features(features: str, image_size: int, inception: Path | None, chann
         )
 
 
-def load_feature_extractor(features: str, image_size: int, inception: Path | None, device: str):
+def load_feature_extractor(
+    features: str, image_size: int, inception: Path | None, device: str, classifier: FashionClassifier | None = None
+):
     """The feature network of --features for images of ``image_size``: (extractor, name for the report).
 
     An extractor maps (B, 3, H, W) in [-1, 1] on the CPU to (B, D) features (``evaluation.features``); tests
-    replace this function to inject a tiny one.
+    replace this function to inject a tiny one. ``classifier``: the bundled Fashion-MNIST classifier a command has
+    already loaded (on ``device``), for --features classifier; None loads it.
     """
     if features == "inception":
         from nextscale.evaluation.inception import find_inception, load_inception
@@ -394,7 +398,8 @@ def load_feature_extractor(features: str, image_size: int, inception: Path | Non
     from nextscale.evaluation.classifier import bundled_classifier_dir, load_bundled_classifier
     from nextscale.evaluation.features import quantize_8bit
 
-    classifier = load_bundled_classifier(device)
+    if classifier is None:
+        classifier = load_bundled_classifier(device)
     weights = bundled_classifier_dir() / "model.safetensors"
 
     def embed(images):  # the batches arrive on the CPU; 8-bit values, as the Inception reads them (PNG pixels)

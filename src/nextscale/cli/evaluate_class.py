@@ -82,24 +82,30 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
             f"--reference {spec} has {len(classes)} classes and the model {pipe.num_classes}: an edit towards an "
             "image's class needs the model's classes; give --edit-target none, or a reference of the model's classes"
         )
-    extractor, network = evaluate.load_feature_extractor(args.features, size, args.inception, args.device)
+    judged = spec.startswith("fashion-mnist") and pipe.num_classes == 10
+    judge = load_judge(args.features, judged, args.device)  # once: the feature network and every stream's tally
+    extractor, network = evaluate.load_feature_extractor(
+        args.features, size, args.inception, args.device, classifier=judge
+    )
     inception_head = evaluate_scores.inception_head(args, extractor)
     location = evaluate_reference.reference_location(spec)
+    read = evaluate_reference.ReadableReference(reference, leave_out=args.bad_images == "skip")
     real = cached_features(
         extractor,
-        lambda: evaluate_reference.reference_batches(reference),
+        lambda: evaluate_reference.reference_batches(read),
         args.reference_cache,
         key=evaluate_reference.reference_key(spec, reference, size, channels, network),
     )
+    left_out = evaluate_reference.left_out_warnings(spec, reference, read, len(real), args.reference_cache)
+    inputs = real_inputs(reference, read, num, spec) if args.reconstructions or args.edit else None
     sampling = evaluate.sampling_settings(args)
     # batch b is drawn with seed + b, so the batch size and dtype belong with the seed in the report
     drawn = dict(seed=args.seed or 0, batch_size=args.batch_size, dtype=args.dtype)
-    judged = spec.startswith("fashion-mnist") and pipe.num_classes == 10
     sweep = len(args.cfg) > 1 and not args.reconstructions
 
     def measure(batches, writer_folder=None, edited: bool = False) -> dict:
         """Distances (and the classifier's judgement) of one stream of images, keeping only their features."""
-        tally = ClassifierTally.for_images(size) if judged else None
+        tally = ClassifierTally.for_images(size, judge) if judged else None
         observers: list = [tally] if tally is not None else []
         if writer_folder is not None:
             observers.append(SampleWriter(writer_folder))
@@ -115,10 +121,10 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     rows = []
     for cfg in [None] if args.reconstructions else args.cfg:
         if cfg is None:
-            batches = reconstruct_batches(pipe.tokenizer, reference, num, args.batch_size)
+            batches = reconstruct_batches(pipe.tokenizer, inputs, num, args.batch_size)
         elif edit is not None:
             batches = edit_batches(
-                pipe, reference, num, edit.keep_mask, edit.target, args.batch_size, args.seed or 0, cfg=cfg, **sampling
+                pipe, inputs, num, edit.keep_mask, edit.target, args.batch_size, args.seed or 0, cfg=cfg, **sampling
             )
         else:
             batches = generate_batches(pipe, num, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling)
@@ -140,6 +146,8 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         "features": args.features,
         "feature_network": network,
     }
+    if read.left_out:
+        report["reference_left_out"] = [name for name, _ in read.left_out]
     if sweep:
         report.update(sampling={**sampling, **drawn}, results=rows)
         print(format_class_sweep(rows))
@@ -151,10 +159,12 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     if edit is not None:  # what an edit that changed nothing would score: the inputs, and their reconstructions
         report["edit"] = edit.describe()
         report["edit_baselines"] = {
-            "inputs": measure(real_batches(reference, num, args.batch_size)),
-            "reconstructions": measure(reconstruct_batches(pipe.tokenizer, reference, num, args.batch_size)),
+            "inputs": measure(real_batches(inputs, num, args.batch_size)),
+            "reconstructions": measure(reconstruct_batches(pipe.tokenizer, inputs, num, args.batch_size)),
         }
-    warnings = evaluate_scores.sample_size_warnings(num, len(real), real.shape[1], inception_head is not None)
+    warnings = left_out + evaluate_scores.sample_size_warnings(
+        num, len(real), real.shape[1], inception_head is not None
+    )
     if args.baseline:
         held_out = open_class_reference(spec, size, channels, "train", args.bad_images)
         subset = torch.utils.data.Subset(held_out, range(min(num, len(held_out))))
@@ -167,6 +177,31 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
             warnings.append(f"the baseline holds {len(held)} real images, the samples {num}: their FIDs differ in bias")
     report["warnings"] = warnings
     return evaluate.finish(args, report, started)
+
+
+def load_judge(features: str, judged: bool, device: str):
+    """The bundled Fashion-MNIST classifier, loaded once for the whole command when ``--features classifier`` or
+    class consistency (``judged``) needs it; else None."""
+    if features != "classifier" and not judged:
+        return None
+    from nextscale.evaluation.classifier import load_bundled_classifier
+
+    return load_bundled_classifier(device)
+
+
+def real_inputs(reference, read, num: int, spec: str):
+    """The real images --reconstructions and --edit take, each as it is: the reference without the images its
+    feature pass left out (``read.left_out``); a file found unreadable only now (its features came from the cache)
+    stops the run, named, as no other image may stand in for it."""
+    if read.left_out:
+        reference.leave_out_bad()  # the files found unreadable: spread_indices spreads over the others
+        if num > len(reference):
+            raise ValueError(
+                f"--num {num}: --reference {spec} holds {len(reference)} images that can be decoded; give --num "
+                f"{len(reference)} or less"
+            )
+    fix = "as --reconstructions and --edit take each reference image as it is"
+    return evaluate_reference.ReadableReference(reference, leave_out=False, fix=fix)
 
 
 def format_class_sweep(rows: list[dict]) -> str:
@@ -199,11 +234,15 @@ class ClassifierTally:
         self.labels: list = []
 
     @classmethod
-    def for_images(cls, size: int) -> ClassifierTally | None:
-        """A tally when the bundled classifier can read images of this size (32x32 Fashion-MNIST), else None."""
-        from nextscale.evaluation.classifier import load_bundled_classifier
+    def for_images(cls, size: int, judge=None) -> ClassifierTally | None:
+        """A tally when the bundled classifier can read images of this size (32x32 Fashion-MNIST), else None.
 
-        judge = load_bundled_classifier()
+        ``judge`` is the bundled classifier already loaded (a command loads it once for all its streams); None
+        loads it here."""
+        if judge is None:
+            from nextscale.evaluation.classifier import load_bundled_classifier
+
+            judge = load_bundled_classifier()
         return cls(judge) if judge.config.image_size == size else None
 
     def __call__(self, images, labels) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import torch
+
 from nextscale.cli.evaluate import CAPTIONS_PREFIX, FEATURE_BATCH, MIN_SET_SIZE
 
 
@@ -71,8 +73,6 @@ def reference_key(spec: str, reference, size: int, channels: int, network: str) 
 def reference_files(reference) -> list[Path]:
     """The files a reference's images are read from, in order: an .npz (or a sample folder's images), a folder's
     images, a caption source's images (each ``.tar`` shard once); none for Fashion-MNIST, whose files are fixed."""
-    import torch
-
     from nextscale.data.caption_base import CaptionDataset
     from nextscale.data.images import ImageFolderDataset
     from nextscale.data.sample_sets import SampleSet
@@ -116,11 +116,116 @@ def open_npz_reference(spec: str, size: int, features: str):
 
 
 def reference_batches(reference):
-    """The (images, labels) batches of a reference: an .npz (``SampleSet``) streams its own, a dataset loads."""
-    import torch
-
+    """The (images, labels) batches of a reference: an .npz (``SampleSet``) streams its own, a dataset loads; the
+    images of a folder go through ``ReadableReference`` (each its own, unreadable ones left out or refused)."""
     from nextscale.data.sample_sets import SampleSet
 
-    if isinstance(reference, SampleSet):
-        return reference.batches(FEATURE_BATCH)
+    dataset = reference.dataset if isinstance(reference, ReadableReference) else reference
+    if isinstance(dataset, SampleSet):
+        return dataset.batches(FEATURE_BATCH)
+    if isinstance(reference, ReadableReference):
+        return ReadableBatches(reference, batch_size=FEATURE_BATCH, shuffle=False, collate_fn=collate_readable)
     return torch.utils.data.DataLoader(reference, batch_size=FEATURE_BATCH, shuffle=False)
+
+
+class ReadableReference(torch.utils.data.Dataset):
+    """The images of an image folder or captioned images, each read as it is: item i is (image (C, H, W) float32 in
+    [-1, 1], its label; a caption dataset's: its index), or None for a file that cannot be decoded when
+    ``leave_out`` (recorded in ``left_out``); without ``leave_out`` such a file is a ValueError naming it.
+
+    The datasets' ``__getitem__`` returns the next readable image in place of a truncated one (which keeps a training
+    run going); for FID that image would be counted twice and the bad one never reported. A folder's header check
+    (``check_bad_images``) finds most bad files before this; a truncated file passes it and is found only here.
+
+    Args:
+        dataset: an ``ImageFolderDataset`` or ``CaptionDataset`` (anything with ``read(index)``); other datasets
+            (Fashion-MNIST's arrays, nothing to decode) are read through their ``__getitem__``, and an .npz
+            (``SampleSet``) streams its own batches (``reference_batches``).
+        leave_out: True for ``--bad-images skip``: leave such files out (``collate_readable`` drops them).
+        fix: what the error says besides replacing or deleting the file, when not ``leave_out``.
+    """
+
+    def __init__(self, dataset, leave_out: bool, fix: str = "or pass --bad-images skip to leave it out") -> None:
+        self.dataset, self.leave_out, self.fix = dataset, leave_out, fix
+        self.left_out: list[tuple[str, str]] = []  # (file, why), in the order read
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        from nextscale.data.images import ImageFolderDataset
+
+        read = getattr(self.dataset, "read", None)
+        if read is None:
+            return self.dataset[index]
+        try:
+            image, target = read(index)  # ``read`` never substitutes another image
+        except ValueError as err:
+            name, why = _unreadable(self.dataset, index, err)
+            if not self.leave_out:
+                raise ValueError(
+                    f"reference image {name} cannot be decoded ({why}); replace or delete it, {self.fix} (no other "
+                    "image may stand in for it)"
+                ) from err
+            self.left_out.append((name, why))
+            return None
+        return image, target if isinstance(self.dataset, ImageFolderDataset) else index
+
+
+def _unreadable(dataset, index: int, err: ValueError) -> tuple[str, str]:
+    """(the file, why it cannot be used) of an image ``read`` refused: a folder's ``BadImageError`` says both, a
+    caption dataset's error is about its sample's ``name``."""
+    from nextscale.data.images import BadImageError
+
+    if isinstance(err, BadImageError):
+        return str(err.path), f"{err.reason}: {err.detail}"
+    return str(dataset.samples[index].name), str(err.__cause__ or err)
+
+
+def collate_readable(items: list) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A batch of the readable items (None: the images ``ReadableReference`` left out), or None when none is."""
+    kept = [item for item in items if item is not None]
+    return torch.utils.data.default_collate(kept) if kept else None
+
+
+class ReadableBatches(torch.utils.data.DataLoader):
+    """A loader of a ``ReadableReference`` that skips a batch whose images were all left out (a DataLoader still,
+    so the feature bar knows the total)."""
+
+    def __iter__(self):
+        return (batch for batch in super().__iter__() if batch is not None)
+
+
+SHOWN_LEFT_OUT = 3  # files named in the warning; the rest are counted
+
+
+def left_out_warnings(spec: str, reference, read: ReadableReference, real_count: int, cache: Path | None) -> list[str]:
+    """The report's lines about reference images that were not measured: those ``read`` left out in this run
+    (named), or, with features from ``cache``, those the run that wrote it left out (counted: which ones it did not
+    record).
+
+    Raises:
+        ValueError: fewer than ``MIN_SET_SIZE`` images are left (precision/recall needs 3 neighbours per image).
+    """
+    if real_count < MIN_SET_SIZE:
+        raise ValueError(
+            f"--reference {spec} holds {real_count} image(s) that can be decoded; give at least {MIN_SET_SIZE}"
+        )
+    total, missing = len(reference), len(reference) - real_count
+    if read.left_out:
+        named = ", ".join(f"{name} ({why})" for name, why in read.left_out[:SHOWN_LEFT_OUT])
+        more = len(read.left_out) - SHOWN_LEFT_OUT
+        them = "it" if len(read.left_out) == 1 else "them"
+        named += f" and {more} more" if more > 0 else ""
+        return [
+            f"left out {len(read.left_out)} of the {total} reference images of {spec}, which cannot be decoded: "
+            f"{named}; FID, KID and precision/recall compare with the other {real_count} (replace or delete {them}, "
+            "or pass --bad-images fail to stop at such a file)"
+        ]
+    if missing > 0 and cache is not None:
+        return [
+            f"the reference cache {cache} holds the features of {real_count} of the {total} images of {spec}: the "
+            f"run that wrote it left out {missing} that could not be decoded (its warning named them; delete the "
+            "cache to read the folder again)"
+        ]
+    return []

@@ -15,7 +15,7 @@ import argparse
 from nextscale.cli import evaluate, evaluate_reference, evaluate_scores
 from nextscale.cli.common import SAMPLING_FLAGS, Default
 from nextscale.cli.evaluate import MIN_SET_SIZE
-from nextscale.cli.evaluate_class import ClassifierTally, open_class_reference
+from nextscale.cli.evaluate_class import ClassifierTally, load_judge, open_class_reference
 
 # What --samples cannot take: it samples nothing, so model and sampling flags would be silently ignored.
 NOT_FOR_SAMPLES = (
@@ -122,20 +122,25 @@ def run_samples(args: argparse.Namespace, samples, chosen: list[int], reference,
     from nextscale.evaluation.features import cached_features, stream_features
 
     side = samples.side
-    extractor, network = evaluate.load_feature_extractor(args.features, side, args.inception, args.device)
-    inception_head = evaluate_scores.inception_head(args, extractor)
-    location = evaluate_reference.reference_location(args.reference)
-    real = cached_features(
-        extractor,
-        lambda: evaluate_reference.reference_batches(reference),
-        args.reference_cache,
-        key=evaluate_reference.reference_key(args.reference, reference, side, 3, network),
-    )
     num = len(chosen)
     labels = None if samples.labels is None else [samples.labels[index] for index in chosen]
     labelled = labels is not None and 0 <= min(labels) <= max(labels) < 10
     judged = labelled and args.reference.startswith("fashion-mnist")
-    tally = ClassifierTally.for_images(side) if judged else None
+    judge = load_judge(args.features, judged, args.device)  # once: the feature network and the tally
+    extractor, network = evaluate.load_feature_extractor(
+        args.features, side, args.inception, args.device, classifier=judge
+    )
+    inception_head = evaluate_scores.inception_head(args, extractor)
+    location = evaluate_reference.reference_location(args.reference)
+    read = evaluate_reference.ReadableReference(reference, leave_out=args.bad_images == "skip")
+    real = cached_features(
+        extractor,
+        lambda: evaluate_reference.reference_batches(read),
+        args.reference_cache,
+        key=evaluate_reference.reference_key(args.reference, reference, side, 3, network),
+    )
+    left_out = evaluate_reference.left_out_warnings(args.reference, reference, read, len(real), args.reference_cache)
+    tally = ClassifierTally.for_images(side, judge) if judged else None
     observers = [tally] if tally is not None else []
     batches = spread_batches(samples, chosen, args.batch_size)
     fake = stream_features(extractor, batches, evaluate.FEATURE_BATCH, observers, total=num)
@@ -149,8 +154,11 @@ def run_samples(args: argparse.Namespace, samples, chosen: list[int], reference,
         "features": args.features,
         "feature_network": network,
         **evaluate_scores.distances(real, fake, inception_head),
-        "warnings": evaluate_scores.sample_size_warnings(num, len(real), real.shape[1], inception_head is not None),
+        "warnings": left_out
+        + evaluate_scores.sample_size_warnings(num, len(real), real.shape[1], inception_head is not None),
     }
+    if read.left_out:
+        report["reference_left_out"] = [name for name, _ in read.left_out]
     if tally is not None:
         report.update(tally.metrics(num_classes=10, shuffle=True))  # files are often in class order
     return evaluate.finish(args, report, started)

@@ -300,7 +300,7 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
     real = extractor = reference_adherence = inception_head = None
     if plan.reference is not None:
         extractor, network = evaluate.load_feature_extractor(
-            args.features, pipe.image_size, args.inception, args.device
+            args.features, pipe.image_size, args.inception, args.device, classifier=judge
         )
         inception_head = evaluate_scores.inception_head(args, extractor)
         channels = pipe.tokenizer.config.in_channels

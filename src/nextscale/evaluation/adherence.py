@@ -138,7 +138,8 @@ def judge_quadrants(
         images: (B, 1|3, 64, 64) float in [0, 1] (the pipeline's ``output_type="pt"``); integer pixels or values
             outside [0, 1] (a [-1, 1] tensor) raise ValueError rather than being clamped into a wrong score.
         layouts: B layouts (``parse_caption`` of each prompt): class id or None per place.
-        classifier: quadrants (b, 1|3, 32, 32) in [-1, 1] -> logits (b, 10); None loads the bundled one.
+        classifier: quadrants (b, 1|3, 32, 32) in [-1, 1] -> logits (b, 10); None loads the bundled one (at
+            every call: a caller scoring batch after batch passes one in, as ``AdherenceTally`` does).
         empty_threshold: mean pixel value in [0, 1] below which a quadrant is empty.
 
     Returns:
@@ -275,7 +276,8 @@ def score_adherence(
     Args:
         images: (B, 1|3, 64, 64) in [0, 1].
         layouts: B layouts, one per image.
-        classifier: quadrants (b, 1|3, 32, 32) in [-1, 1] -> logits (b, 10); None loads the bundled one.
+        classifier: quadrants (b, 1|3, 32, 32) in [-1, 1] -> logits (b, 10); None loads the bundled one (at
+            every call: a caller scoring batch after batch passes one in, as ``AdherenceTally`` does).
         empty_threshold: mean pixel value in [0, 1] below which a quadrant is empty.
 
     Example:
@@ -400,7 +402,8 @@ class AdherenceTally:
 
     Args:
         layouts: the layout of every prompt; a batch names its prompts by index.
-        classifier, empty_threshold: see ``score_adherence``.
+        classifier, empty_threshold: see ``score_adherence``; a None classifier is loaded once, at the first batch
+            (not by ``score_adherence`` at every batch).
     """
 
     def __init__(
@@ -416,6 +419,10 @@ class AdherenceTally:
 
     def __call__(self, images: torch.Tensor, indices: torch.Tensor) -> None:
         """images (B, C, 64, 64) in [-1, 1], indices (B,) of their prompts."""
+        if self.classifier is None:
+            from nextscale.evaluation.classifier import load_bundled_classifier
+
+            self.classifier = load_bundled_classifier().logits
         layouts = [self.layouts[index] for index in indices.tolist()]
         scores = score_adherence(images.add(1).div(2), layouts, self.classifier, self.empty_threshold)
         self.report = scores if self.report is None else self.report + scores
