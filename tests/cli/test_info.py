@@ -257,3 +257,25 @@ def test_a_sample_folder_and_the_files_that_mark_folders(tiny_pipeline_dir, tmp_
     # the file that makes a folder what it is stands for the folder (was "not a PyTorch checkpoint")
     marked = facts(capsys, str(tiny_pipeline_dir / "pipeline.json"), str(folder / "sample-settings.json"))
     assert marked[0]["what"] == f"{tiny_pipeline_dir}: a Pipeline folder" and marked[1]["images"] == "3 of 4"
+
+
+def test_a_run_shows_the_last_held_out_metrics_of_the_raw_and_the_ema_weights(tmp_path):
+    from nextscale.cli.info_paths import _last_metrics
+
+    records = [
+        {"split": "train", "step": 4, "loss": 3.0},
+        {"split": "eval", "step": 4, "loss": 3.25, "scale_loss/scale0": 1.0, "scale_loss/scale1": 2.0},
+        {"split": "eval_ema", "step": 4, "loss": 3.5, "scale_loss/scale0": 1.5, "scale_loss/scale1": 2.5},
+        {"split": "eval", "step": 8, "loss": 2.75, "scale_loss/scale0": 0.5, "scale_loss/scale1": 1.5},
+        {"split": "eval_ema", "step": 8, "loss": 3.125, "scale_loss/scale0": 0.75, "scale_loss/scale1": 1.75},
+    ]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    train, raw, ema = _last_metrics(path)
+    assert train["step"] == "4"
+    assert raw["loss"] == "2.75" and raw["step"] == "8"
+    assert ema["loss"] == "3.125" and ema["step"] == "8"  # the EMA's own record, not the raw weights'
+    assert ema["scale_loss"] == "[0.75 1.75]"
+    # A run from before EMA scoring (or without an EMA) has no such record.
+    path.write_text("".join(json.dumps(record) + "\n" for record in records[:2]), encoding="utf-8")
+    assert _last_metrics(path)[2] == {}

@@ -207,11 +207,13 @@ def describe_run(folder: Path) -> dict[str, Any]:
         report["model"] = shape
     report["batch"] = f"{train.get('batch_size')} per step, precision {train.get('precision')}"
     report["checkpoints"] = [path.name for path in checkpoints] or "none yet"
-    train_line, eval_line = _last_metrics(folder / "metrics.jsonl")
+    train_line, eval_line, eval_ema_line = _last_metrics(folder / "metrics.jsonl")
     if train_line:
         report["last_train"] = train_line
     if eval_line:
         report["last_eval"] = eval_line
+    if eval_ema_line:  # the held-out metrics of the EMA weights, the ones export writes
+        report["last_eval_ema"] = eval_ema_line
     speed = float(train_line.get("samples_per_second", 0) or 0)
     if isinstance(total, int) and step < total and speed > 0 and train.get("batch_size"):
         seconds = (total - step) * train["batch_size"] / speed
@@ -227,8 +229,13 @@ def describe_run(folder: Path) -> dict[str, Any]:
     return report
 
 
-def _last_metrics(path: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """The last train and eval records of a metrics log, summarised by :func:`_metrics_summary`."""
+# The metrics log's splits that info shows: training steps, held-out metrics of the raw and of the EMA weights.
+SHOWN_SPLITS = ("train", "eval", "eval_ema")
+
+
+def _last_metrics(path: Path) -> tuple[dict[str, str], ...]:
+    """The last record of each of :data:`SHOWN_SPLITS` in a metrics log (empty when none), summarised by
+    :func:`_metrics_summary`."""
     last: dict[str, dict[str, Any]] = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -236,12 +243,12 @@ def _last_metrics(path: Path) -> tuple[dict[str, str], dict[str, str]]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by a kill: the records before it still count
-            if isinstance(record, dict) and record.get("split") in ("train", "eval"):
+            if isinstance(record, dict) and record.get("split") in SHOWN_SPLITS:
                 last[record["split"]] = record
     # eval records carry every scale: their count also pads a train record whose last scales had no value
     scales = [key.partition("/scale")[2] for record in last.values() for key in record]
     num_scales = 1 + max((int(scale) for scale in scales if scale.isdigit()), default=-1)
-    return tuple(_metrics_summary(last.get(split, {}), num_scales) for split in ("train", "eval"))
+    return tuple(_metrics_summary(last.get(split, {}), num_scales) for split in SHOWN_SPLITS)
 
 
 def _metrics_summary(record: dict[str, Any], num_scales: int = 0) -> dict[str, str]:
