@@ -13,7 +13,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_smoke_script_runs_the_whole_chain(tmp_path):
-    pytest.importorskip("scipy")
     try:
         from nextscale.evaluation.inception import find_inception
 

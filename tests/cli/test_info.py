@@ -43,7 +43,7 @@ def test_environment_names_versions_the_auto_dtype_and_optional_parts(capsys):
     assert report["torch"].startswith(torch.__version__)
     assert report["dtype_auto_on_cpu"].split()[0] in ("int8", "bf16", "fp32")
     assert report["bundled_models"] == ["bundled:fashion-mnist", "bundled:scenes"]
-    assert report["scipy"].startswith("installed")
+    assert report["matplotlib"].startswith("installed")
     assert ("cuda:0" in report) == torch.cuda.is_available()
 
 

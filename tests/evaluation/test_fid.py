@@ -86,7 +86,7 @@ def test_fid_separates_shifted_images():
 
 
 def test_non_finite_features_are_one_clear_error():
-    """NaN features (images that overflowed) made SciPy's sqrtm fail with "Internal error ... -102"."""
+    """NaN features (images that overflowed) once made SciPy's sqrtm fail with "Internal error ... -102"."""
     from nextscale.cli.evaluate_scores import distances
 
     rng = np.random.default_rng(0)
@@ -96,3 +96,25 @@ def test_non_finite_features_are_one_clear_error():
         fid_from_features(real, fake)
     with pytest.raises(ValueError, match="1 of the 10 sample images have NaN or infinite features"):
         distances(real, fake)
+
+
+def test_a_covariance_that_is_not_positive_semidefinite_is_one_clear_error():
+    # A damaged or hand-made statistics file: the square root of its product would be complex.
+    broken = np.diag([1.0, -0.5, 0.2])
+    with pytest.raises(ValueError, match="first covariance is not positive semi-definite"):
+        frechet_distance(np.zeros(3), broken, np.zeros(3), np.eye(3))
+    with pytest.raises(ValueError, match="second covariance is not positive semi-definite"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), broken)
+
+
+def test_matches_scipys_matrix_square_root_at_full_rank_and_when_singular():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    rng = np.random.default_rng(3)
+    for count in (400, 24):  # more samples than the 32 dimensions, and fewer (singular covariances)
+        mix = rng.normal(size=(32, 32))
+        a = FeatureStats.from_features(np.maximum(rng.normal(size=(count, 32)) @ mix, 0))
+        b = FeatureStats.from_features(np.maximum(rng.normal(size=(count, 32)) @ mix * 1.1 + 0.3, 0))
+        covmean = scipy_linalg.sqrtm(a.cov @ b.cov).real
+        diff = a.mean - b.mean
+        expected = diff @ diff + np.trace(a.cov) + np.trace(b.cov) - 2 * np.trace(covmean)
+        assert fid_from_stats(a, b) == pytest.approx(expected, rel=1e-6), count

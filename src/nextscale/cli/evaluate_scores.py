@@ -35,7 +35,7 @@ def distances(real: np.ndarray, fake: np.ndarray, inception_head: InceptionClass
     from nextscale.evaluation.precision_recall import precision_recall
 
     for side, features in (("reference", real), ("sample", fake)):
-        if not np.isfinite(features).all():  # scipy's sqrtm would fail with "Internal error ... -102"
+        if not np.isfinite(features).all():  # named here: FID would only say that its statistics are not finite
             bad = int((~np.isfinite(features)).any(axis=1).sum())
             raise ValueError(
                 f"{bad} of the {len(features)} {side} images have NaN or infinite features: the images hold NaN "

@@ -37,7 +37,6 @@ from nextscale.cli.info_paths import describe
 # Optional parts a user may wonder about: import name -> (what it gives, the install that brings it).
 OPTIONAL_PARTS = {
     "transformers": ("text encoders (STAR)", "pip install 'nextscale[text]'"),
-    "scipy": ("FID's matrix square root", "pip install 'nextscale[eval]'"),
     "matplotlib": ("plots (plot, scaling plot)", "pip install 'nextscale[eval]'"),
     "tensorboard": ("TensorBoard logs of training runs", "pip install tensorboard"),
     "gradio": ("the web demo (serve)", "pip install 'nextscale[demo]'"),
