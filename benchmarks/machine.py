@@ -86,9 +86,30 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype, repeats: int = 5
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
+# The instruction sets that decide which CPU kernels are fast (bf16 and int8 paths; see RESULTS.md).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16")
+
+
 def machine_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's architecture string."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    """The GPU's name, or the CPU's model and the instruction sets of :data:`CPU_FLAGS` it has (CPUs of one
+    machine type differ: bf16 is fast on some and hundreds of times slower on others)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux
+        pass
+    arch = platform.machine() or platform.processor()
+    if not model:
+        return platform.processor() or arch
+    present = [flag for flag in CPU_FLAGS if flag in flags]
+    return f"{model} ({arch}; {', '.join(present) or 'none of ' + '/'.join(CPU_FLAGS)})"
 
 
 def reset_cpu_peak() -> bool:

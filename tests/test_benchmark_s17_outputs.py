@@ -71,3 +71,19 @@ def test_attention_mask_speed_labels_cpu_flex_as_the_eager_fallback(run_benchmar
     assert re.search(r"^flex \(eager on CPU: not the compiled kernel\): .+ s/step best", out, re.MULTILINE)
     assert not re.search(r"^flex:", out, re.MULTILINE)  # never an unlabelled CPU flex figure
     assert "flex (eager on CPU: not the compiled kernel) speed-up over dense: " in out
+
+
+def test_the_cpu_is_named_with_the_instruction_sets_that_decide_its_fast_paths(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from machine import CPU_FLAGS, machine_name
+
+    name = machine_name(torch.device("cpu"))
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("names the CPU from /proc/cpuinfo (Linux)")
+    text = cpuinfo.read_text(errors="replace")
+    model = next(line.partition(":")[2].strip() for line in text.splitlines() if line.startswith("model name"))
+    flags = next(line.partition(":")[2].split() for line in text.splitlines() if line.startswith("flags"))
+    assert name.startswith(model)
+    for flag in CPU_FLAGS:  # each flag this CPU has is named, no other
+        assert (re.search(rf"[(; ,]{flag}[,)]", name) is not None) == (flag in flags), flag
