@@ -15,9 +15,10 @@ pipeline folder replaces that pipeline whole (written beside it, then swapped in
 and an interrupted export leaves the old pipeline loadable); other files in the folder stay. An --out that is a
 training run, lies in a run's checkpoints/ or tokenizer/ folder, or whose tokenizer/ or transformer/ is a training
 run (runs/demo of `demo --train`) is refused.
-The held-out evaluations a run logs (metrics.jsonl, and the points of `nextscale scaling`) measure its raw
-weights; export --raw to measure those same weights with `nextscale evaluate --loss` (the EMA weights score
-differently, usually better once training is long).
+The held-out evaluations a run logs measure its raw weights (split "eval" in metrics.jsonl, and the points of
+`nextscale scaling`) and, with an EMA, the EMA weights that export writes ("eval_ema"); export --raw to measure the
+raw weights with `nextscale evaluate --loss` (the EMA weights score differently, usually better once training is
+long).
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ Examples:
         --out transfer.png                                 # several runs: training and held-out loss together
     nextscale plot --run runs/var-d4 runs/raster-d4 --x tokens --out var_vs_raster.png   # at equal data seen
 
-Panels: training loss, held-out loss, per-scale held-out loss and token error (transformer runs);
-reconstruction loss, held-out PSNR per scale and code usage per scale (tokenizer runs). Works while a
+Panels: training loss, held-out loss (of the raw weights, and of the EMA weights that export writes where the run
+logged them), per-scale held-out loss and token error (transformer runs); reconstruction loss, held-out PSNR per
+scale (and the EMA weights' PSNR) and code usage per scale (tokenizer runs). Works while a
 run is still training; needs matplotlib (the eval extra). Takes about a second.
 """
 

@@ -33,13 +33,15 @@ def compile_with_room(function: Callable, **options: Any) -> Callable:
     compiled = torch.compile(function, fullgraph=True, **options)
     # What a fullgraph function raises at the limit, before compiling (older torch runs it eagerly instead).
     limit_hit = getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", ())
+    # The limit's name: "recompile_limit" in newer torch, "cache_size_limit" in older releases (an alias now).
+    limit_key = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
 
     @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return compiled(*args, **kwargs)
         except limit_hit:
-            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            with torch._dynamo.config.patch(**{limit_key: RECOMPILE_LIMIT}):
                 return compiled(*args, **kwargs)
 
     return call
