@@ -190,10 +190,26 @@ def collate_readable(items: list) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 class ReadableBatches(torch.utils.data.DataLoader):
     """A loader of a ``ReadableReference`` that skips a batch whose images were all left out (a DataLoader still,
-    so the feature bar knows the total)."""
+    so the feature bar knows the total).
+
+    Raises:
+        ValueError: every image was left out (else the feature pass would only say it was given no images).
+    """
 
     def __iter__(self):
-        return (batch for batch in super().__iter__() if batch is not None)
+        kept = 0
+        for batch in super().__iter__():
+            if batch is not None:
+                kept += 1
+                yield batch
+        if kept == 0 and self.dataset.left_out:
+            named = ", ".join(f"{name} ({why})" for name, why in self.dataset.left_out[:SHOWN_LEFT_OUT])
+            more = len(self.dataset.left_out) - SHOWN_LEFT_OUT
+            raise ValueError(
+                f"none of the {len(self.dataset)} reference images can be decoded: {named}"
+                + (f" and {more} more" if more > 0 else "")
+                + "; replace them, or give another --reference"
+            )
 
 
 SHOWN_LEFT_OUT = 3  # files named in the warning; the rest are counted

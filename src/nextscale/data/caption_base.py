@@ -94,17 +94,22 @@ def _clean(captions: Iterable[str]) -> tuple[str, ...]:
 def decode_caption_text(data: bytes) -> str:
     """A caption file's bytes as text: UTF-8, or UTF-16 or UTF-32 when a byte-order mark says so (Windows editors
     save "Unicode" text as UTF-16 with a mark); the mark is dropped. Without a mark only UTF-8 is read: other
-    encodings cannot be told apart reliably.
+    encodings cannot be told apart reliably, but UTF-16/32 without a mark holds NUL characters, which no UTF-8
+    caption does, and is refused.
 
     Raises:
-        UnicodeDecodeError: the bytes are not valid in the encoding they claim.
+        UnicodeDecodeError: the bytes are not valid in the encoding they claim, or hold a NUL character.
     """
     # UTF-32 first: its little-endian mark (FF FE 00 00) starts with UTF-16's (FF FE).
     if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
         return data.decode("utf-32")  # the codec reads the mark, takes its byte order and drops it
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16")
-    return data.decode("utf-8-sig")
+    text = data.decode("utf-8-sig")
+    if "\x00" in text:  # valid UTF-8, but no caption holds NUL: UTF-16/32 without a mark ("a\x00 \x00c\x00...")
+        position = data.index(b"\x00")
+        raise UnicodeDecodeError("utf-8", data, position, position + 1, "NUL: UTF-16 or UTF-32 without a mark")
+    return text
 
 
 def _image_stream(source: Path | TarMember) -> Path | BinaryIO:

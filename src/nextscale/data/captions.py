@@ -28,7 +28,8 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
   a shard with two images or two captions for one key (a member added twice, or ``a.png`` beside ``a.jpg``).
 
 Manifests are UTF-8; caption files (``.txt``, in folders and shards) are UTF-8, or UTF-16/UTF-32 with a
-byte-order mark (as Windows editors save "Unicode" text); a mark is dropped. Bad samples are skipped and
+byte-order mark (as Windows editors save "Unicode" text); a mark is dropped (without one, UTF-16/32 text reads
+as UTF-8 full of NUL characters, and is refused as not UTF-8). Bad samples are skipped and
 counted: a missing or empty caption, a caption file or manifest line that cannot be decoded so (counted as
 ``caption_not_utf8``), a manifest line that is not a record, a shard
 member whose name has a dot before its extension (its webdataset key would end at that dot), an image file

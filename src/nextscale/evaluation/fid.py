@@ -158,7 +158,11 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     _check_positive_semidefinite(values, "the first")
     root1 = (vectors * np.sqrt(values.clip(min=0))) @ vectors.T  # sigma1^(1/2)
     product_values = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
-    _check_positive_semidefinite(product_values, "the second")
+    # The product's rounding scales with |sigma1| |sigma2|, not with its own largest eigenvalue, which is ~0 when
+    # the two sets vary in different directions (a collapsed generator): judged against it, rounding would read
+    # as a broken covariance.
+    bound = float(values.max(initial=0.0)) * float(np.linalg.norm(sigma2))
+    _check_positive_semidefinite(product_values, "the second", bound)
     trace_covmean = float(np.sqrt(product_values.clip(min=0)).sum())  # rounding leaves tiny negative eigenvalues
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean)
@@ -168,9 +172,11 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 NEGATIVE_TOLERANCE = 1e-6
 
 
-def _check_positive_semidefinite(values: np.ndarray, which: str) -> None:
+def _check_positive_semidefinite(values: np.ndarray, which: str, scale: float = 0.0) -> None:
+    """Raise when ``values`` (eigenvalues) go below rounding: -NEGATIVE_TOLERANCE times the largest of them, or
+    times ``scale`` when that is larger (a bound on the matrix's size where its eigenvalues may all be ~0)."""
     largest = float(np.abs(values).max(initial=0.0))
-    if values.size and values.min() < -NEGATIVE_TOLERANCE * max(largest, np.finfo(np.float64).tiny):
+    if values.size and values.min() < -NEGATIVE_TOLERANCE * max(largest, scale, np.finfo(np.float64).tiny):
         raise ValueError(
             f"{which} covariance is not positive semi-definite (an eigenvalue of {values.min():.3g} against a largest "
             f"of {largest:.3g}): the statistics are not those of a feature set (a damaged or hand-made stats file)"

@@ -31,7 +31,9 @@ def add_bad_images_argument(parser: argparse.ArgumentParser) -> None:
         choices=("skip", "fail"),
         default="skip",
         help="image folders: skip corrupt, truncated, tiny (< 1/8 of the side) or huge files, named and counted "
-        "in the log (default), or stop at the first one, before any work when its header shows it",
+        "in the log (default), or stop at the first one, before any work when its header shows it (evaluate: a "
+        "reference image left out is named in the report; a text model's evaluation stops at one, as each is "
+        "scored against its own caption)",
     )
 
 
