@@ -64,6 +64,8 @@ def test_exact_kernel_options_takes_threads_and_says_why_it_skips_the_column_hal
     assert "the decoder's convolutions (one 16 px decode): NCHW" in out
 
 
+# The eager CPU flex is what this test checks is labelled (PyTorch warns that it is unfused).
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_attention_mask_speed_labels_cpu_flex_as_the_eager_fallback(run_benchmark):
     out = run_benchmark("attention_mask_speed.py", "--tiny", "--batch", "1", "--steps", "1", "--threads", "1")
     assert re.search(r"^machine: .+, 1 CPU threads", out, re.MULTILINE)

@@ -21,7 +21,7 @@ def per_scale_phi_tokenizer() -> MultiScaleVQVAE:
 
 
 def phi_fill(tokenizer: MultiScaleVQVAE, scale_idx: int) -> float:
-    return float(tokenizer.quantizer.phi(scale_idx).conv.weight.flatten()[0])
+    return float(tokenizer.quantizer.phi(scale_idx).conv.weight.detach().flatten()[0])
 
 
 def test_one_phi_per_scale_tokenizer_on_one_map_takes_the_finest_phi():
