@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nextscale.cli.evaluate_text import ReferenceImages, _reference_loader, open_reference
+from nextscale.cli.evaluate_text import _reference_loader, open_reference, reference_images
 
 SIZE = 16
 
@@ -26,7 +26,7 @@ def test_reference_images_are_read_in_order_each_its_own(tmp_path):
     write_captioned(tmp_path, 3)
     reference = torch.utils.data.Subset(open_reference(f"captions:{tmp_path}", SIZE, 3, "skip"), [2, 0])
     images, indices = next(iter(_reference_loader(reference)))
-    assert indices.tolist() == [2, 0] and len(ReferenceImages(reference)) == 2
+    assert indices.tolist() == [2, 0] and len(reference_images(reference)) == 2
     assert images[:, 0, 0, 0].add(1).mul(127.5).round().tolist() == [80.0, 0.0]  # the pixels of 2.png, 0.png
 
 
@@ -36,7 +36,8 @@ def test_a_truncated_reference_image_is_an_error_naming_it_not_replaced_by_the_n
     (tmp_path / "1.png").write_bytes(data[: len(data) // 2])  # the header reads; the pixels are cut off
     reference = open_reference(f"captions:{tmp_path}", SIZE, 3, "skip")
     assert len(reference) == 3  # the header check passes: only decoding finds it
-    with pytest.raises(ValueError, match=rf"reference image {tmp_path / '1.png'} cannot be read .*replace or delete"):
+    named = rf"reference image {tmp_path / '1.png'} cannot be decoded .*replace or delete"
+    with pytest.raises(ValueError, match=named):
         list(_reference_loader(reference))
 
 

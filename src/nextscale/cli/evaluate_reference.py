@@ -138,23 +138,28 @@ class ReadableReference(torch.utils.data.Dataset):
     (``check_bad_images``) finds most bad files before this; a truncated file passes it and is found only here.
 
     Args:
-        dataset: an ``ImageFolderDataset`` or ``CaptionDataset`` (anything with ``read(index)``); other datasets
-            (Fashion-MNIST's arrays, nothing to decode) are read through their ``__getitem__``, and an .npz
-            (``SampleSet``) streams its own batches (``reference_batches``).
+        dataset: an ``ImageFolderDataset`` or ``CaptionDataset`` (anything with ``read(index)``), or a ``Subset`` of
+            one (its images in the subset's order; the index given for a caption image is the caption dataset's);
+            other datasets (Fashion-MNIST's arrays, nothing to decode) are read through their ``__getitem__``, and
+            an .npz (``SampleSet``) streams its own batches (``reference_batches``).
         leave_out: True for ``--bad-images skip``: leave such files out (``collate_readable`` drops them).
         fix: what the error says besides replacing or deleting the file, when not ``leave_out``.
     """
 
     def __init__(self, dataset, leave_out: bool, fix: str = "or pass --bad-images skip to leave it out") -> None:
+        self.indices = range(len(dataset))
+        if isinstance(dataset, torch.utils.data.Subset):
+            dataset, self.indices = dataset.dataset, dataset.indices
         self.dataset, self.leave_out, self.fix = dataset, leave_out, fix
         self.left_out: list[tuple[str, str]] = []  # (file, why), in the order read
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.indices)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int] | None:
         from nextscale.data.images import ImageFolderDataset
 
+        index = self.indices[position]
         read = getattr(self.dataset, "read", None)
         if read is None:
             return self.dataset[index]

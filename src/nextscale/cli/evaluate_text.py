@@ -178,7 +178,7 @@ def _edit_plan(args: argparse.Namespace, facts: ModelFacts, reference) -> TextPl
     edit = text_edit(
         args, facts.tokenizer_config.scale_sides[-1], captions[:count], None if layouts is None else layouts[:count]
     )
-    edit = dataclasses.replace(edit, inputs=ReferenceImages(torch.utils.data.Subset(reference, range(count))))
+    edit = dataclasses.replace(edit, inputs=reference_images(torch.utils.data.Subset(reference, range(count))))
     source = f"edits of the first {count} reference images towards {edit.settings.target} prompts"
     plan = TextPlan(edit.prompts, source, reference=reference, reference_layouts=layouts, edit=edit)
     plan.layouts = edit.layouts
@@ -229,42 +229,19 @@ def reference_captions(reference) -> list[str]:
 
     ``reference`` is a caption dataset or a ``Subset`` of one (its first N images).
     """
-    dataset, indices = _dataset_indices(reference)
+    dataset, indices = reference, range(len(reference))
+    if isinstance(reference, torch.utils.data.Subset):
+        dataset, indices = reference.dataset, reference.indices
     return [dataset.samples[index].captions[0] for index in indices]
 
 
-def _dataset_indices(reference) -> tuple:
-    """(the caption dataset, the indices of its images in order) of a caption dataset or a ``Subset`` of one."""
-    if isinstance(reference, torch.utils.data.Subset):
-        return reference.dataset, reference.indices
-    return reference, range(len(reference))
-
-
-class ReferenceImages(torch.utils.data.Dataset):
+def reference_images(reference) -> torch.utils.data.Dataset:
     """The images of a caption dataset (or a ``Subset`` of one), each read as it is: item i is (image (C, H, W)
-    float32 in [-1, 1], its index in the caption dataset).
-
-    A caption dataset's ``__getitem__`` returns the next readable image in place of one that fails to decode (a
-    truncated file), which keeps a training run going. Here the stand-in would be scored against the missing
-    image's caption and layout, and counted twice by FID, so such a file stops the evaluation, named.
-    """
-
-    def __init__(self, reference) -> None:
-        self.dataset, self.indices = _dataset_indices(reference)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
-        index = self.indices[position]
-        try:
-            image, _ = self.dataset.read(index)  # ``read`` never substitutes another sample
-        except ValueError as err:
-            raise ValueError(
-                f"reference image {self.dataset.samples[index].name} cannot be read ({err.__cause__ or err}); replace "
-                "or delete it: no other image may stand in, as each is scored against its own caption"
-            ) from err
-        return image, index
+    float32 in [-1, 1], its index in the caption dataset). A file that fails to decode stops the evaluation,
+    named: another image standing in for it (what a training run's dataset does) would be scored against the
+    missing image's caption and layout, and counted twice by FID."""
+    fix = "as each image of a text model's reference is scored against its own caption"
+    return evaluate_reference.ReadableReference(reference, leave_out=False, fix=fix)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -417,8 +394,8 @@ def _edit_baselines(args: argparse.Namespace, plan: TextPlan, pipe, real, extrac
 
 
 def _reference_loader(reference) -> torch.utils.data.DataLoader:
-    """(images, indices) batches of the reference, in order, each image its own (``ReferenceImages``)."""
-    return torch.utils.data.DataLoader(ReferenceImages(reference), batch_size=FEATURE_BATCH, shuffle=False)
+    """(images, indices) batches of the reference, in order, each image its own (:func:`reference_images`)."""
+    return torch.utils.data.DataLoader(reference_images(reference), batch_size=FEATURE_BATCH, shuffle=False)
 
 
 def _reference_adherence(reference, layouts: list, judge) -> AdherenceReport:
