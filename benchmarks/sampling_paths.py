@@ -38,7 +38,7 @@ import multiprocessing
 import time
 
 import torch
-from machine import benchmark_device, cpu_peak_gib, machine_name, matmul_peak_flops, reset_cpu_peak, synchronize
+from machine import benchmark_device, machine_name, matmul_peak_flops, peak_memory, reset_peak_memory, synchronize
 from reference_sampler import reference_sample
 from sampling_speed import sampling_flops
 
@@ -89,7 +89,7 @@ def reference_worker(connection, depth: int, threads: int, device: str) -> None:
     config = SamplingConfig(**KNOBS)
     while (request := connection.recv()) is not None:
         labels, seed = request
-        was_reset = reset_cpu_peak() if device.type == "cpu" else torch.cuda.reset_peak_memory_stats(device)
+        was_reset = reset_peak_memory(device)
         synchronize(device)
         start = time.perf_counter()
         tokens, images = reference_sample(
@@ -97,11 +97,7 @@ def reference_worker(connection, depth: int, threads: int, device: str) -> None:
         )
         synchronize(device)
         seconds = time.perf_counter() - start
-        memory = (
-            cpu_peak_gib(was_reset)
-            if device.type == "cpu"
-            else f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
-        )
+        memory = peak_memory(device, was_reset)
         connection.send((seconds, tokens.cpu(), images.cpu(), memory))
 
 
@@ -216,17 +212,13 @@ def main() -> None:
                     outputs[name] = (tokens.to(device), images.to(device))
                     times[name].append(seconds)
                     continue
-                was_reset = reset_cpu_peak() if device.type == "cpu" else torch.cuda.reset_peak_memory_stats(device)
+                was_reset = reset_peak_memory(device)
                 synchronize(device)
                 start = time.perf_counter()
                 outputs[name] = paths[name][0](labels, 0)
                 synchronize(device)
                 times[name].append(time.perf_counter() - start)
-                memory[name] = (
-                    cpu_peak_gib(was_reset)
-                    if device.type == "cpu"
-                    else f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
-                )
+                memory[name] = peak_memory(device, was_reset)
         ref_best = min(times["reference"])
         ref_tokens, ref_images = outputs["reference"]
         print(f"\nB={batch}: {gflop:.0f} GFLOP per call (transformer matmuls + decoder convolutions)")
