@@ -88,3 +88,27 @@ def test_a_switch_from_inside_a_call_is_refused_in_one_line():
     assert not call.is_alive()
     assert caught and "already sampling in this thread" in caught[0] and "\n" not in caught[0]
     assert len(pipe(class_labels=[1], seed=0).tokens) == 1  # the refused switch left the turn free
+
+
+@pytest.mark.parametrize("method", ["edit_images", "inpaint"])
+def test_an_edit_encodes_its_image_in_the_calls_turn(method):
+    # Before, the edit encoded its image before taking the call's turn: a `pipe.to` from another thread in between
+    # moved the tokenizer under the encode, or left the image's tokens on the device the call no longer ran on.
+    pipe = tiny_class_pipeline()
+    size, side = pipe.image_size, pipe.transformer.config.scale_sides[-1]
+    image = torch.zeros(1, pipe.tokenizer.config.in_channels, size, size)
+    keep = torch.zeros(side, side, dtype=torch.bool)
+    keep[: side // 2] = True
+    encode, encoded_in_turn = pipe.tokenizer.encode, []
+
+    def watched_encode(images):
+        encoded_in_turn.append(pipe.turn_holder == threading.get_ident())
+        return encode(images)
+
+    pipe.tokenizer.encode = watched_encode
+    if method == "edit_images":
+        out = pipe.edit_images(image, keep, class_labels=[1], seed=0, output_type="pt")
+    else:
+        out = pipe.inpaint(image, box=(0.5, 0.0, 1.0, 1.0), class_label=1, seed=0, output_type="pt")
+    assert encoded_in_turn == [True]
+    assert out.tokens.shape == (1, pipe.transformer.config.schedule.total_tokens)

@@ -197,6 +197,22 @@ class KeepTokensConstraint:
         return tokens, codes
 
 
+@dataclass
+class ImageEdit:
+    """An edit's constraint before its images are encoded: the pipeline's call encodes them in its turn
+    (``Pipeline.turn``), on the device it samples on. Encoded before the turn, a ``pipe.to`` from another thread
+    could move the tokenizer between the encode and the sampling, or under the encode."""
+
+    images: torch.Tensor  # (B, C, S, S) in [-1, 1], at the model's size
+    keep_mask: torch.Tensor  # (side_K, side_K) or (B, side_K, side_K) bool, True where the image is kept
+
+    @torch.no_grad()
+    def encoded(self, tokenizer, sides: tuple[int, ...], device: torch.device) -> KeepTokensConstraint:
+        """The sampler hook: the images' K token maps and the per-scale keep masks, on ``device``."""
+        indices = tokenizer.encode(self.images.to(device))  # K tensors (B, side_k ** 2)
+        return KeepTokensConstraint(indices, scale_keep_masks(self.keep_mask.to(device), sides), tokenizer.quantizer)
+
+
 # ---------------------------------------------------------------------------------------------- images
 @dataclass
 class PreparedImage:

@@ -26,6 +26,7 @@ from PIL import Image
 
 from nextscale.pretrained import usable_device
 from nextscale.sampling.cpu_memory import MemoryHold
+from nextscale.sampling.editing import ImageEdit
 from nextscale.sampling.guidance import SamplingConfig, ScaleOverride
 from nextscale.sampling.outputs import OUTPUT_TYPES, PipelineOutput, to_output_type
 from nextscale.sampling.pipeline_class_names import ClassNamesMixin
@@ -267,7 +268,7 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         output_type: str = "pil",
         cfg_schedule: str = "linear",
         overrides: ScaleOverride | Sequence[ScaleOverride] = (),
-        constraint: TokenConstraint | None = None,
+        constraint: TokenConstraint | ImageEdit | None = None,
         masked_sampling: bool = False,
         masked_plan: str = "1024",
         **text_inputs,
@@ -286,7 +287,7 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
                 advance) torch's global generator.
             output_type: "pil" (a list of B images, mode "L" or "RGB"), "pt" ((B, C, H, W) float32 in [0, 1], on
                 the pipeline's device) or "np" ((B, H, W, C) uint8); C is 1 for grayscale models, else 3.
-            constraint: per-scale token hook (editing).
+            constraint: per-scale token hook, or an ``ImageEdit`` (editing), which the call encodes in its turn.
             masked_sampling, masked_plan: STAR's masked sampling of the finest scales (models with the
                 masked-sampler head; see ``SamplingConfig``). With a seed its order noise comes from a CPU generator
                 seeded alike, as the official code takes it from torch's (seeded) global generator.
@@ -329,6 +330,8 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
             mask_generator = None if seed is None or not masked_sampling else torch.Generator().manual_seed(int(seed))
             condition = self.make_condition(class_labels, prompt, int(num_images_per_prompt), guided, text_inputs)
             self.check_component_moves()
+            if isinstance(constraint, ImageEdit):  # an edit's images, encoded here on the device the call runs on
+                constraint = constraint.encoded(self.tokenizer, self.transformer.config.scale_sides, self.device)
             self.keep_memory()
             self.settle_linear_kernel()
             with self.precision.autocast(self.device), self.precision.linear_products():

@@ -1,7 +1,8 @@
 """A pipeline's editing methods: ``edit``, ``inpaint`` and ``outpaint`` of a real image.
 
-Each one prepares the image, builds the keep mask and samples through the pipeline's own call with a
-``KeepTokensConstraint`` (see ``editing.py`` for the recipe); no sampling loop is copied here.
+Each one prepares the image, builds the keep mask and samples through the pipeline's own call with an
+``ImageEdit``, which the call encodes into a ``KeepTokensConstraint`` in its turn (see ``editing.py`` for the
+recipe); no sampling loop is copied here.
 ``EditingMixin`` gives ``Pipeline`` these methods; a text pipeline overrides only ``edit_condition`` (the prompt
 instead of the class), and a raster pipeline refuses ``edit``.
 """
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 
 from nextscale.sampling.editing import (
-    KeepTokensConstraint,
+    ImageEdit,
     PreparedImage,
     box_mask,
     extend_canvas,
@@ -25,7 +26,6 @@ from nextscale.sampling.editing import (
     mask_for_image,
     mask_from_array,
     prepare_image,
-    scale_keep_masks,
 )
 from nextscale.sampling.outputs import EditOutput, PipelineOutput
 from nextscale.sampling.pipeline_class_names import is_integer_scalar_array
@@ -181,17 +181,11 @@ class EditingMixin:
             raise TypeError(f"num_images must be an int, got {num_images!r}")
         if num_images < 1:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
-        self.check_component_moves()  # before the tokenizer encodes
         keep_mask = checked_keep_mask(keep_mask, self.transformer.config.scale_sides[-1])
-        indices = self.tokenizer.encode(prepared.tensor.to(self.device))
-        sides = self.transformer.config.scale_sides
-        constraint = KeepTokensConstraint(
-            indices, scale_keep_masks(keep_mask.to(self.device), sides), self.tokenizer.quantizer
-        )
         out = self(
             **self.edit_condition(class_label, prompt),
             num_images_per_prompt=num_images,
-            constraint=constraint,
+            constraint=ImageEdit(prepared.tensor, keep_mask),  # encoded in the call's turn
             **sampling,
         )
         return EditOutput(
@@ -255,11 +249,7 @@ class EditingMixin:
         else:
             null_id = self.transformer.config.null_class_id
             condition = {"class_labels": [null_id if self._is_null(t) else self.class_ids([t])[0] for t in targets]}
-        self.check_component_moves()  # before the tokenizer encodes
-        indices = self.tokenizer.encode(images.to(self.device))  # K tensors (B, side_k ** 2)
-        masks = scale_keep_masks(keep_mask.to(self.device), self.transformer.config.scale_sides)
-        constraint = KeepTokensConstraint(indices, masks, self.tokenizer.quantizer)
-        return self(**condition, constraint=constraint, **sampling)
+        return self(**condition, constraint=ImageEdit(images, keep_mask), **sampling)  # encoded in the call's turn
 
     def _is_null(self, class_label) -> bool:
         """None or the null class id: the unconditional edit (the official edit demo passes the null id)."""
