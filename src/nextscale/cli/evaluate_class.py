@@ -89,6 +89,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     )
     inception_head = evaluate_scores.inception_head(args, extractor)
     location = evaluate_reference.reference_location(spec)
+    header, usable = evaluate_reference.header_left_out(reference), len(reference)  # before any image is read
     read = evaluate_reference.ReadableReference(reference, leave_out=args.bad_images == "skip")
     real = cached_features(
         extractor,
@@ -96,8 +97,8 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         args.reference_cache,
         key=evaluate_reference.reference_key(spec, reference, size, channels, network),
     )
-    left_out = evaluate_reference.left_out_warnings(spec, reference, read, len(real), args.reference_cache)
     inputs = real_inputs(reference, read, num, spec) if args.reconstructions or args.edit else None
+    left_out = evaluate_reference.left_out_warnings(spec, usable, read, len(real), args.reference_cache, header)
     sampling = evaluate.sampling_settings(args)
     # batch b is drawn with seed + b, so the batch size and dtype belong with the seed in the report
     drawn = dict(seed=args.seed or 0, batch_size=args.batch_size, dtype=args.dtype)
@@ -146,8 +147,8 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         "features": args.features,
         "feature_network": network,
     }
-    if read.left_out:
-        report["reference_left_out"] = [name for name, _ in read.left_out]
+    if header or read.left_out:
+        report["reference_left_out"] = evaluate_reference.left_out_entries(header, read)
     if sweep:
         report.update(sampling={**sampling, **drawn}, results=rows)
         print(format_class_sweep(rows))
@@ -190,9 +191,15 @@ def load_judge(features: str, judged: bool, device: str):
 
 
 def real_inputs(reference, read, num: int, spec: str):
-    """The real images --reconstructions and --edit take, each as it is: the reference without the images its
-    feature pass left out (``read.left_out``); a file found unreadable only now (its features came from the cache)
-    stops the run, named, as no other image may stand in for it."""
+    """The real images --reconstructions and --edit take, each as it is: ``num`` spread through the reference without
+    the images that cannot be decoded (``read.left_out``, where they are named for the report).
+
+    The feature pass decodes every image and so finds them all; with features from the cache nothing was decoded,
+    so the images to take are decoded first (``decode_inputs``): a bad one is left out under ``--bad-images skip`` or
+    stops the run, named, under ``fail``, before any image is edited, and every stream takes the same images.
+    """
+    if not read.read_through:
+        decode_inputs(reference, read, num)
     if read.left_out:
         reference.leave_out_bad()  # the files found unreadable: spread_indices spreads over the others
         if num > len(reference):
@@ -202,6 +209,26 @@ def real_inputs(reference, read, num: int, spec: str):
             )
     fix = "as --reconstructions and --edit take each reference image as it is"
     return evaluate_reference.ReadableReference(reference, leave_out=False, fix=fix)
+
+
+def decode_inputs(reference, read, num: int) -> None:
+    """Decode the ``num`` images spread through ``reference`` that ``real_inputs`` takes, each file once, through
+    ``read`` (which records a bad one in ``read.left_out``, or raises naming it); after leaving bad ones out the
+    spread moves, so the newly chosen images are decoded too, until all of them decode (or too few are left)."""
+    from nextscale.evaluation.generate import spread_indices
+
+    if not hasattr(reference, "read"):  # Fashion-MNIST's arrays: nothing to decode
+        return
+    decoded: set = set()
+    while num <= len(reference):
+        chosen = [index for index in spread_indices(len(reference), num) if reference.samples[index][0] not in decoded]
+        found = len(read.left_out)
+        for index in chosen:
+            decoded.add(reference.samples[index][0])
+            read[index]  # the image itself is not kept: the streams read it again, a batch at a time
+        if len(read.left_out) == found:
+            return
+        reference.leave_out_bad()
 
 
 def format_class_sweep(rows: list[dict]) -> str:

@@ -4,6 +4,7 @@ under, and its batches (an .npz in OpenAI's evaluation format streams its own)."
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -152,6 +153,7 @@ class ReadableReference(torch.utils.data.Dataset):
             dataset, self.indices = dataset.dataset, dataset.indices
         self.dataset, self.leave_out, self.fix = dataset, leave_out, fix
         self.left_out: list[tuple[str, str]] = []  # (file, why), in the order read
+        self.read_through = False  # set once ``ReadableBatches`` has read every image (no cache stood in for it)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -207,46 +209,106 @@ class ReadableBatches(torch.utils.data.DataLoader):
             if batch is not None:
                 kept += 1
                 yield batch
+        self.dataset.read_through = True
         if kept == 0 and self.dataset.left_out:
-            named = ", ".join(f"{name} ({why})" for name, why in self.dataset.left_out[:SHOWN_LEFT_OUT])
-            more = len(self.dataset.left_out) - SHOWN_LEFT_OUT
             raise ValueError(
-                f"none of the {len(self.dataset)} reference images can be decoded: {named}"
-                + (f" and {more} more" if more > 0 else "")
-                + "; replace them, or give another --reference"
+                f"none of the {len(self.dataset)} reference images can be decoded: {_named(self.dataset.left_out)}; "
+                "replace them, or give another --reference"
             )
 
 
 SHOWN_LEFT_OUT = 3  # files named in the warning; the rest are counted
 
 
-def left_out_warnings(spec: str, reference, read: ReadableReference, real_count: int, cache: Path | None) -> list[str]:
-    """The report's lines about reference images that were not measured: those ``read`` left out in this run
-    (named), or, with features from ``cache``, those the run that wrote it left out (counted: which ones it did not
-    record).
+def header_left_out(reference) -> list[tuple[str, str]]:
+    """(file, reason) of the reference images the header check took out before any decoding (unreadable, tiny or
+    huge: a folder's ``check_bad_images`` under ``--bad-images skip``, a caption source's index), in folder order.
+
+    Call it before the images are read: a folder's ``left_out`` later also takes the files that failed to decode.
+    ``reference`` may be a ``Subset`` (a text model's first N captioned images): the files are its source's.
+    """
+    from nextscale.data.caption_base import CaptionDataset
+    from nextscale.data.images import ImageFolderDataset
+
+    dataset = reference.dataset if isinstance(reference, torch.utils.data.Subset) else reference
+    if isinstance(dataset, ImageFolderDataset):
+        return [(str(path), dataset.skipped[path]) for path in dataset.left_out]
+    if isinstance(dataset, CaptionDataset):
+        return list(dataset.bad_files)
+    return []
+
+
+def left_out_entries(header: Sequence[tuple[str, str]], read: ReadableReference | None) -> list[dict[str, str]]:
+    """The report's ``reference_left_out``: every reference image not measured, each once with why, those the
+    header check refused first (``header_left_out``), then those that failed to decode (``read.left_out``)."""
+    decoded = [] if read is None else read.left_out
+    return [{"file": name, "reason": why} for name, why in [*header, *decoded]]
+
+
+def _named(files: list[tuple[str, str]]) -> str:
+    """``a (why), b (why), c (why) and 2 more``: the first ``SHOWN_LEFT_OUT`` files, the rest counted."""
+    named = ", ".join(f"{name} ({why})" for name, why in files[:SHOWN_LEFT_OUT])
+    more = len(files) - SHOWN_LEFT_OUT
+    return named + (f" and {more} more" if more > 0 else "")
+
+
+def left_out_warnings(
+    spec: str,
+    usable: int,
+    read: ReadableReference,
+    real_count: int,
+    cache: Path | None,
+    header: Sequence[tuple[str, str]] = (),
+) -> list[str]:
+    """The report's lines about reference images that were not measured: those the header check refused
+    (``header``, named), those ``read`` found undecodable in this run (named), and, with features from ``cache``,
+    any more that the run which wrote it left out (counted: which ones it did not record).
+
+    Args:
+        usable: the reference images that passed the header check (before any were left out for failing to decode).
+        real_count: the reference features measured (or read from the cache).
 
     Raises:
-        ValueError: fewer than ``MIN_SET_SIZE`` images are left (precision/recall needs 3 neighbours per image).
+        ValueError: fewer than ``MIN_SET_SIZE`` images are left (precision/recall needs 3 neighbours per image), or
+            the cache left out images under ``--bad-images fail`` (``read`` does not leave out).
     """
     if real_count < MIN_SET_SIZE:
         raise ValueError(
             f"--reference {spec} holds {real_count} image(s) that can be decoded; give at least {MIN_SET_SIZE}"
         )
-    total, missing = len(reference), len(reference) - real_count
+    lines = header_warnings(spec, usable, header)
     if read.left_out:
-        named = ", ".join(f"{name} ({why})" for name, why in read.left_out[:SHOWN_LEFT_OUT])
-        more = len(read.left_out) - SHOWN_LEFT_OUT
         them = "it" if len(read.left_out) == 1 else "them"
-        named += f" and {more} more" if more > 0 else ""
-        return [
-            f"left out {len(read.left_out)} of the {total} reference images of {spec}, which cannot be decoded: "
-            f"{named}; FID, KID and precision/recall compare with the other {real_count} (replace or delete {them}, "
-            "or pass --bad-images fail to stop at such a file)"
-        ]
-    if missing > 0 and cache is not None:
-        return [
-            f"the reference cache {cache} holds the features of {real_count} of the {total} images of {spec}: the "
-            f"run that wrote it left out {missing} that could not be decoded (its warning named them; delete the "
-            "cache to read the folder again)"
-        ]
-    return []
+        lines.append(
+            f"left out {len(read.left_out)} of the {usable} reference images of {spec}, which cannot be decoded: "
+            f"{_named(read.left_out)}; FID, KID and precision/recall compare with the other {real_count} (replace or "
+            f"delete {them}, or pass --bad-images fail to stop at such a file)"
+        )
+    unnamed = usable - real_count - len(read.left_out)
+    if unnamed > 0 and cache is not None and not read.leave_out:  # --bad-images fail: no image left out unasked
+        raise ValueError(
+            f"the reference cache {cache} holds the features of {real_count} of the {usable} images of {spec}: the "
+            f"run that wrote it left out {unnamed} that could not be decoded, and --bad-images fail stops at such a "
+            "file; delete the cache to read the folder again (naming them), or pass --bad-images skip"
+        )
+    if unnamed > 0 and cache is not None:
+        more = "more " if read.left_out else ""
+        lines.append(
+            f"the reference cache {cache} holds the features of {real_count} of the {usable} images of {spec}: the "
+            f"run that wrote it left out {unnamed} {more}that could not be decoded (its warning named them; delete "
+            "the cache to read the folder again)"
+        )
+    return lines
+
+
+def header_warnings(spec: str, usable: int, header: Sequence[tuple[str, str]]) -> list[str]:
+    """The report's line naming the reference files the header check refused (``header_left_out``) beside the
+    ``usable`` ones, or none."""
+    if not header:
+        return []
+    them = "it" if len(header) == 1 else "them"
+    return [
+        f"left out {len(header)} of the {usable + len(header)} reference files of {spec}, which the header check "
+        f"refused before decoding: {_named(header)}; replace or delete {them}, or pass --bad-images fail to stop at "
+        "such a file"
+    ]

@@ -132,6 +132,7 @@ def run_samples(args: argparse.Namespace, samples, chosen: list[int], reference,
     )
     inception_head = evaluate_scores.inception_head(args, extractor)
     location = evaluate_reference.reference_location(args.reference)
+    header = evaluate_reference.header_left_out(reference)  # before any image is read
     read = evaluate_reference.ReadableReference(reference, leave_out=args.bad_images == "skip")
     real = cached_features(
         extractor,
@@ -139,7 +140,9 @@ def run_samples(args: argparse.Namespace, samples, chosen: list[int], reference,
         args.reference_cache,
         key=evaluate_reference.reference_key(args.reference, reference, side, 3, network),
     )
-    left_out = evaluate_reference.left_out_warnings(args.reference, reference, read, len(real), args.reference_cache)
+    left_out = evaluate_reference.left_out_warnings(
+        args.reference, len(reference), read, len(real), args.reference_cache, header
+    )
     tally = ClassifierTally.for_images(side, judge) if judged else None
     observers = [tally] if tally is not None else []
     batches = spread_batches(samples, chosen, args.batch_size)
@@ -157,8 +160,8 @@ def run_samples(args: argparse.Namespace, samples, chosen: list[int], reference,
         "warnings": left_out
         + evaluate_scores.sample_size_warnings(num, len(real), real.shape[1], inception_head is not None),
     }
-    if read.left_out:
-        report["reference_left_out"] = [name for name, _ in read.left_out]
+    if header or read.left_out:
+        report["reference_left_out"] = evaluate_reference.left_out_entries(header, read)
     if tally is not None:
         report.update(tally.metrics(num_classes=10, shuffle=True))  # files are often in class order
     return evaluate.finish(args, report, started)

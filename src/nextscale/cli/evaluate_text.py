@@ -292,7 +292,12 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         report.update(
             reference_location=location, reference_count=len(real), features=args.features, feature_network=network
         )
-        report["warnings"] = evaluate_scores.sample_size_warnings(
+        header = evaluate_reference.header_left_out(plan.reference)  # a caption source's bad files, found indexing
+        if header:
+            report["reference_left_out"] = evaluate_reference.left_out_entries(header, None)
+        source = plan.reference.dataset if isinstance(plan.reference, torch.utils.data.Subset) else plan.reference
+        report["warnings"] = evaluate_reference.header_warnings(spec, len(source), header)
+        report["warnings"] += evaluate_scores.sample_size_warnings(
             len(samples), len(real), real.shape[1], inception_head is not None
         )
         if args.num is not None and args.num > len(samples):  # --num is capped at the reference's size
