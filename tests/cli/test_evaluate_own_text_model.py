@@ -172,6 +172,31 @@ def test_reference_cache_of_captioned_images_that_changed_is_refused(model_dir, 
 
 
 @pytest.mark.filterwarnings("ignore:Matrix is singular")
+def test_captioned_reference_images_the_header_check_refused_are_named_in_the_report(
+    model_dir, reference, extractor, tmp_path
+):
+    """A tiny and an unreadable captioned image are left out when the caption folder is indexed; the report named
+    neither (only the log did)."""
+    import shutil
+
+    folder = tmp_path / "captions"
+    shutil.copytree(reference, folder)
+    Image.new("RGB", (1, 1)).save(folder / "tiny.png")
+    (folder / "junk.png").write_bytes(b"not an image")
+    for name in ("tiny", "junk"):
+        (folder / f"{name}.txt").write_text("a picture\n")
+    report_path = tmp_path / "report.json"
+    argv = ["evaluate", "--model", str(model_dir), "--reference", f"captions:{folder}", "--num", "4"]
+    assert main([*argv, "--batch-size", "4", "--out", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["reference_left_out"] == [
+        {"file": str(folder / "junk.png"), "reason": "corrupt"},
+        {"file": str(folder / "tiny.png"), "reason": "tiny"},
+    ]
+    assert report["warnings"][0].startswith(f"left out 2 of the 10 reference files of captions:{folder}")
+
+
+@pytest.mark.filterwarnings("ignore:Matrix is singular")
 def test_a_64px_model_with_other_captions_skips_adherence_instead_of_failing(encoder, reference, extractor, tmp_path):
     torch.manual_seed(1)
     config = TokenizerConfig(
@@ -201,7 +226,8 @@ def test_a_64px_model_with_other_captions_skips_adherence_instead_of_failing(enc
 def test_held_out_loss_of_a_text_model_equals_the_trainers_eval_line(model_dir, tmp_path):
     tokens, run, exported, report_path = (tmp_path / name for name in ("tokens", "run", "exported", "loss.json"))
     data = f"captions:{SCENES_TEST}"  # 32 captioned scenes, resized to the tiny tokenizer's 16 px
-    assert main(["tokenize", "--tokenizer", str(model_dir), "--data", data, "--out", str(tokens), "--no-progress"]) == 0
+    tokenize = ["tokenize", "--tokenizer", str(model_dir), "--data", data, "--split", "all", "--out", str(tokens)]
+    assert main([*tokenize, "--no-progress"]) == 0  # all of it: a held-out folder of its own
     train = ["train", "--tokenizer", str(model_dir), "--tokens", str(tokens), "--eval-tokens", str(tokens)]
     train += ["--text-encoder", "default", "--preset", "star-tiny", "--run-dir", str(run), "--steps", "2"]
     train += ["--batch-size", "8", "--lr", "3e-3", "--warmup", "1", "--eval-every", "2", "--eval-samples", "100"]

@@ -220,9 +220,10 @@ def test_training_data_gets_the_summary_train_tokenizer_logs(tmp_path, capsys):
         (captions / f"{index}.txt").write_text(f"a {colour} square")
     (report,) = facts(capsys, f"captions:{captions}")
     assert report["what"].endswith("training data, captioned images")
-    assert report["data"] == f"2 training captioned images from {captions}"
-    assert report["files"] == "40x40 RGBA, transparent pixels composited on white (sizes read from all 2 files)"
-    assert report["held-out"].startswith("none, so no held-out evaluation")
+    # a flat captioned folder gives up a held-out split, as a class folder without val/ does
+    assert report["data"] == f"1 training captioned image from {captions} (without the 1 held-out image-caption pair)"
+    assert report["files"] == "40x40 RGBA, transparent pixels composited on white (sizes read from the one file)"
+    assert report["held-out"].startswith(f"1 of the 2 image-caption pairs of {captions} (about 5 %")
     assert main(["info", str(captions)]) == 2  # a flat folder is no class data: the error names the captions: form
     assert f"`nextscale info captions:{captions}`" in capsys.readouterr().err
 

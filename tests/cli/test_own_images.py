@@ -91,9 +91,10 @@ def test_tokenize_refuses_a_val_split_that_does_not_exist(tmp_path, tokenizer_ru
     argv = f"tokenize --tokenizer {run_dir} --data {root} --split val --out {tmp_path / 'v'} --no-progress"
     assert main(argv.split()) == 2
     assert "too few usable images per class to hold any out" in capsys.readouterr().err
+    (root / "a" / "x.txt").write_text("a bag")  # one image-caption pair: nothing to hold out
     argv = f"tokenize --tokenizer {run_dir} --data captions:{root} --split val --out {tmp_path / 'c'}"
     assert main(argv.split()) == 2
-    assert "has no held-out split (a train/ and a val/ sub-folder)" in capsys.readouterr().err
+    assert "too few usable image-caption pairs to hold any out (2 or more are needed)" in capsys.readouterr().err
     assert not (tmp_path / "v").exists() and not (tmp_path / "c").exists()
 
 

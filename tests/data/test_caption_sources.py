@@ -138,10 +138,13 @@ def test_a_caption_folder_with_train_and_val_holds_both_splits(tmp_path):
     assert (len(train), len(held_out)) == (3, 1)
     assert len(open_caption_splits(tmp_path / "train", SIZE, split="val")[0]) == 1
     shutil.move(tmp_path / "val", tmp_path / "elsewhere")
-    plain, none = open_caption_splits(tmp_path / "train", SIZE)
+    # Without val/ a split is carved from train/ itself (test_s18h4_caption_held_out); carve=False reads it whole.
+    carved, held = open_caption_splits(tmp_path / "train", SIZE)
+    assert (len(carved), len(held)) == (2, 1)
+    plain, none = open_caption_splits(tmp_path / "train", SIZE, carve=False)
     assert len(plain) == 3 and none is None
     with pytest.raises(ValueError, match="no held-out split"):
-        open_caption_splits(tmp_path / "train", SIZE, split="val")
+        open_caption_splits(tmp_path / "train", SIZE, split="val", carve=False)
     hint = describe_data(plain)[-1]
     assert "DIR/train and DIR/val" in hint and "--eval-data" in hint
     assert "--eval" not in describe_data(plain, held_out_flags="")[-1]

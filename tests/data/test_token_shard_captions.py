@@ -112,7 +112,7 @@ def test_tokenize_leaves_a_truncated_image_out_and_names_it(tokenizer, tmp_path,
     save_component(tokenizer, tmp_path / "tokenizer")
     out = tmp_path / "tokens"
     argv = ["tokenize", "--tokenizer", str(tmp_path / "tokenizer"), "--data", f"captions:{manifest}"]
-    argv += ["--out", str(out), "--shard-size", "2", "--batch-size", "3", "--no-progress"]
+    argv += ["--split", "all", "--out", str(out), "--shard-size", "2", "--batch-size", "3", "--no-progress"]
     with caplog.at_level(logging.INFO, logger="nextscale"):
         assert main(argv) == 0
     truncated = str(tmp_path / "data" / "images" / "2.png")

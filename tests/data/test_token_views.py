@@ -75,7 +75,7 @@ def test_views_are_the_training_crops_of_their_epochs(setup, tmp_path):
     ("flags", "message"),
     [
         (["--data", "fashion-mnist", "--views", "2"], "Fashion-MNIST images are resized whole"),
-        (["--split", "val", "--views", "2"], "held-out tokens (val) are center crops"),
+        (["--split", "val", "--views", "2"], "--split val tokens are center crops"),
         (["--views", "0"], "--views must be >= 1"),
     ],
 )

@@ -112,12 +112,10 @@ def data_lines(
     train_set, held_out_set=None, role: str = "training", held_out_flags: str = "--eval-data or --eval-tokens"
 ) -> list[str]:
     """The ``data:``, ``files:`` and ``held-out:`` lines of the report (``nextscale.data.summary.describe_data``),
-    with the held-out split an image folder carved (its ``split_note``)."""
-    from nextscale.data.images import ImageFolderDataset
+    with the held-out split an image folder or caption source carved (its ``split_note``)."""
     from nextscale.data.summary import describe_data
 
-    images = next((d for d in (train_set, held_out_set) if isinstance(d, ImageFolderDataset)), None)
-    note = images.split_note if images is not None else None
+    note = next((d.split_note for d in (train_set, held_out_set) if getattr(d, "split_note", None)), None)
     return describe_data(train_set, held_out_set, note, role=role, held_out_flags=held_out_flags)
 
 

@@ -142,7 +142,9 @@ def retrain_text(run_dir: Path, data: Path | None, tokenizer: Path) -> Path:
                 "--out",
                 str(scenes),
             ],
-            ["tokenize", "--tokenizer", str(tokenizer), "--data", f"captions:{scenes}", "--out", str(tokens)],
+            # every scene of each folder: the test folder is the held-out set, so nothing is carved from either
+            ["tokenize", "--tokenizer", str(tokenizer), "--data", f"captions:{scenes}", "--split", "all"]
+            + ["--out", str(tokens)],
         ]
     stages += [
         [

@@ -61,7 +61,7 @@ Text-to-image models (STAR) you trained yourself are measured against your own c
 of each of the first --num reference images (default: all, up to 2000) is sampled once, and FID, KID and
 precision/recall compare those samples with the reference images (resized and center-cropped to the model's size,
 as tokenize did; any source `train --data captions:PATH` reads). Held-out loss works as for class models, on
-captioned token shards (`nextscale tokenize --data captions:HELD_OUT --tokenizer MODEL`):
+captioned token shards (`nextscale tokenize --data captions:HELD_OUT --split all --tokenizer MODEL`):
     nextscale evaluate --model runs/my-star-pipeline --reference captions:data/my-captions-test --num 500 --cfg 3
     nextscale evaluate --model runs/my-star-pipeline --loss --tokens tokens/my-captions-test --out loss.json
 Measured on this shared 2-core CPU: a tiny 16 px text model against 16 captioned images, --cfg 1 3, took 83 s, nearly

@@ -13,9 +13,10 @@ Examples:
     torchrun --nproc_per_node=8 -m nextscale tokenize --tokenizer vae_ch160v4096z32.pth \\
         --data /data/imagenet --views 10 --seed 0 --out tokens/imagenet-train-10views
 
-    # captioned 64 px scenes with the 32 px demo tokenizer on a 64 px schedule (captions stored as text)
+    # captioned 64 px scenes with the 32 px demo tokenizer on a 64 px schedule (captions stored as text); all of
+    # them, as the held-out scenes are a folder of their own (tokenized with --split all too)
     nextscale tokenize --tokenizer src/nextscale/assets/demo --scale-sides 1,2,4,8,16 \\
-        --data captions:data/scenes-train --out tokens/scenes-train
+        --data captions:data/scenes-train --split all --out tokens/scenes-train
 
 Writes shard-XXXXX.safetensors files (tokens (N, L) int16/int32, and labels (N,) or every caption of each
 image; training draws one per epoch) and manifest.json with the count, the scale schedule and hashes of the
@@ -52,11 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--split",
-        choices=("train", "test", "val"),
+        choices=("train", "test", "val", "all"),
         default="train",
-        help="which split (default train); for a folder without val/ the training side or the held-out split "
-        "carved from it, the same images `train-tokenizer` and `train` use (see nextscale.data.folders); "
-        "captions:DIR splits only as DIR/train + DIR/val",
+        help="which split (default train); for an image folder or captions:PATH without val/, the training side "
+        "or the held-out split carved from it (about 5 %%), the same images `train-tokenizer` and `train` use (see "
+        "nextscale.data.folders and nextscale.data.captions); all: every image of such data, nothing held out "
+        "(a folder that is itself a held-out set, or training data with --eval-tokens made elsewhere)",
     )
     parser.add_argument("--out", required=True, help="output token folder (new or empty, unless --overwrite)")
     parser.add_argument(
@@ -230,8 +232,8 @@ def check_views(args: argparse.Namespace) -> None:
         return
     if args.split != "train":
         raise ValueError(
-            f"--views {args.views} keeps the training crops; held-out tokens ({args.split}) are center crops: leave "
-            "out --views"
+            f"--views {args.views} keeps the training crops of --split train; --split {args.split} tokens are center "
+            "crops: leave out --views"
         )
     if args.data == FASHION_PREFIX or args.data.startswith(FASHION_PREFIX + ":"):
         raise ValueError(

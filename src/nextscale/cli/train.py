@@ -15,7 +15,8 @@ Examples:
     # STAR text-to-image on captioned Fashion-MNIST scenes (configs/fashion_scenes_*.json, docs/runs/fashion_scenes.md;
     # models/scenes-tokenizer is the demo tokenizer fine-tuned on scenes, exported)
     nextscale make-scenes --split train --count 40000 --seed 0 --out data/scenes-train
-    nextscale tokenize --tokenizer models/scenes-tokenizer --data captions:data/scenes-train --out tokens/scenes-train
+    nextscale tokenize --tokenizer models/scenes-tokenizer --data captions:data/scenes-train --split all \\
+        --out tokens/scenes-train
     nextscale train --config configs/fashion_scenes_transformer.json --tokenizer models/scenes-tokenizer \\
         --run-dir runs/scenes
 
@@ -306,7 +307,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
     from nextscale.data.token_dataset import TokenShardDataset
     from nextscale.training.config import seed_everything
-    from nextscale.training.data_specs import build_datasets
+    from nextscale.training.data_specs import build_datasets, caption_split_record, carves_caption_held_out
     from nextscale.training.export import load_tokenizer, with_scale_sides
     from nextscale.training.options import fit_and_report, train_config_from_args
     from nextscale.training.transformer_trainer import TransformerTrainer
@@ -339,9 +340,15 @@ def _train(args: argparse.Namespace, dist_info) -> None:
 
     text_encoder = load_text_encoder_option(args.text_encoder) if args.text_encoder else None
     train_set = eval_set = None
+    carve = carves_caption_held_out(args.run_dir)  # False: a run started before captioned data was split
     if args.data:
         train_set, eval_set = build_datasets(
-            args.data, config.image_size, config.in_channels, seed=args.seed, bad_images=args.bad_images
+            args.data,
+            config.image_size,
+            config.in_channels,
+            seed=args.seed,
+            bad_images=args.bad_images,
+            carve_captions=carve,
         )
     if args.eval_data:
         eval_set = eval_dataset(args.eval_data, config.image_size, config.in_channels, args.bad_images)
@@ -384,6 +391,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         "init_from": args.init_from,
         "text_encoder": args.text_encoder,
         "held_out": held_out_source(args, eval_set),
+        **caption_split_record(carve),
         **(
             {"sampler_head_init": args.sampler_head_init, "init_sampling": starting_sampling(args)}
             if args.train_sampler_head
@@ -435,19 +443,14 @@ def eval_dataset(spec: str, image_size: int, channels: int, bad_images: str = "s
     held-out split."""
     from pathlib import Path
 
-    from nextscale.data.captions import open_caption_dataset
     from nextscale.data.folders import folder_layout
-    from nextscale.data.images import ImageFolderDataset
-    from nextscale.training.data_specs import CAPTIONS_PREFIX, build_datasets, check_bad_images
+    from nextscale.training.data_specs import CAPTIONS_PREFIX, build_datasets
 
-    if Path(spec).is_dir() and folder_layout(spec).carved:
-        dataset = ImageFolderDataset(spec, image_size, train=False, channels=channels, bad_images=bad_images)
-        check_bad_images((dataset,), bad_images)
-        return dataset
     captions = spec.removeprefix(CAPTIONS_PREFIX)
-    if spec.startswith(CAPTIONS_PREFIX) and not (Path(captions) / "train").is_dir():  # all of it is held out
-        options = {"channels": channels, "train": False, "bad_images": bad_images}
-        return open_caption_dataset(captions, image_size, **options)
+    if (Path(spec).is_dir() and folder_layout(spec).carved) or (
+        spec.startswith(CAPTIONS_PREFIX) and not (Path(captions) / "train").is_dir()
+    ):
+        return build_datasets(spec, image_size, channels, split="all", bad_images=bad_images)[0]
     return build_datasets(spec, image_size, channels, split="test", bad_images=bad_images)[0]
 
 

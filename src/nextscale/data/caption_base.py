@@ -10,6 +10,7 @@ the ``nextscale.data.captions`` docstring.
 from __future__ import annotations
 
 import codecs
+import copy
 import io
 import logging
 import os
@@ -157,6 +158,7 @@ class CaptionDataset(Dataset):
         self.transform = ImageTransform(size, train=train, mid_reso=mid_reso, hflip=hflip, channels=channels)
         self.bad_images = bad_images
         self.origin = ""  # where the samples come from, for logs (set by each source)
+        self.split_note: str | None = None  # how a held-out split was carved from this source (data.captions)
         self.seed = seed
         self.epoch = 0
         self.check_images = check_images
@@ -204,6 +206,33 @@ class CaptionDataset(Dataset):
                 summary,
                 example,
             )
+
+    def split_key(self, sample: CaptionedImage) -> str:
+        """The name that decides whether ``sample`` is held out (``folders.carve_held_out_by_name``): one that stays
+        the same on every machine and when the data moves or grows. Each source overrides it; this is the
+        display name."""
+        return sample.name
+
+    def select(self, indices: Iterable[int], origin: str) -> CaptionDataset:
+        """A copy holding only ``samples[i]`` for ``i`` in ``indices`` (in that order), named ``origin`` in logs.
+
+        The construction counts (``skipped``, ``bad_files``) are the source's and stay shared; images that fail to
+        decode later are counted per copy, as each copy reads only its own samples.
+        """
+        subset = copy.copy(self)
+        subset.samples = [self.samples[index] for index in indices]
+        subset.origin = origin
+        subset._reported_corrupt = set()
+        return subset
+
+    def center_cropped(self) -> CaptionDataset:
+        """The same samples read as held-out data is (center crops, no flips), without indexing the source again
+        (which would repeat its warnings)."""
+        view = copy.copy(self)
+        t = self.transform
+        view.transform = ImageTransform(t.size, train=False, mid_reso=t.mid_reso, hflip=False, channels=t.channels)
+        view._reported_corrupt = set()
+        return view
 
     @property
     def decode_failures(self) -> list[str]:

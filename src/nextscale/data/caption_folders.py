@@ -6,7 +6,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nextscale.data.caption_base import CAPTION_SUFFIX, CaptionDataset, _Candidate, _clean, decode_caption_text
+from nextscale.data.caption_base import (
+    CAPTION_SUFFIX,
+    CaptionDataset,
+    CaptionedImage,
+    _Candidate,
+    _clean,
+    decode_caption_text,
+)
 from nextscale.data.images import IMAGE_EXTENSIONS, visible_files
 
 
@@ -36,6 +43,11 @@ class CaptionFolderDataset(CaptionDataset):
         candidates = [self._candidate(path, captions.get(path.with_suffix(""))) for path in images]
         candidates += [_Candidate(str(path), problem="missing_image") for path in orphans]
         self._accept(candidates, self.root)
+
+    def split_key(self, sample: CaptionedImage) -> str:
+        """The image's path relative to ``root`` without its extension, with ``/`` (``sub/dog``): the same wherever
+        the folder lies, and the webdataset key the image gets in shards made from the folder (same split)."""
+        return Path(sample.name).relative_to(self.root).with_suffix("").as_posix()
 
     @staticmethod
     def _candidate(path: Path, caption_path: Path | None) -> _Candidate:

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from nextscale.data.caption_base import SHOWN_EXAMPLES, CaptionDataset, _Candidate, _clean, logger
+from nextscale.data.caption_base import SHOWN_EXAMPLES, CaptionDataset, CaptionedImage, _Candidate, _clean, logger
 
 # One manifest line: where it is ("captions.jsonl:4", for messages) and what it says.
 _Line = tuple[str, _Candidate]
@@ -49,6 +49,17 @@ class CaptionManifestDataset(CaptionDataset):
                 shown,
                 f" and {more} more" if more > 0 else "",
             )
+
+    def split_key(self, sample: CaptionedImage) -> str:
+        """The image path as the manifest gives it, normalised (``./a.png`` and ``x/../a.png`` are ``a.png``), with
+        ``/`` and without its extension (``a``): the same wherever the manifest and its images lie, and the key a
+        caption folder or shards of the same images give it (same split). An absolute path stays absolute."""
+        path = Path(sample.name)
+        try:
+            path = path.relative_to(self.manifest.parent)  # the line's relative path (``name`` is parent / image)
+        except ValueError:
+            pass  # an absolute image path outside the manifest's folder
+        return Path(os.path.normpath(path)).with_suffix("").as_posix()
 
     def _jsonl_records(self) -> Iterable[_Line]:
         with open(self.manifest, "rb") as handle:  # decoded line by line: one bad line is one skipped record

@@ -11,6 +11,7 @@ from typing import Any
 from nextscale.data.caption_base import (
     CAPTION_SUFFIX,
     CaptionDataset,
+    CaptionedImage,
     TarMember,
     _Candidate,
     _clean,
@@ -38,6 +39,10 @@ class CaptionShardDataset(CaptionDataset):
         self.shards = self._shard_files(shards)
         candidates = [candidate for shard in self.shards for candidate in self._index_shard(shard)]
         self._accept(candidates, self.shards[0].parent if len(self.shards) > 1 else self.shards[0])
+
+    def split_key(self, sample: CaptionedImage) -> str:
+        """The sample's webdataset key (``a/0001``), without its shard's name: re-sharding the data keeps its split."""
+        return sample.name[len(str(sample.source.shard)) + 1 :]  # name is "{shard}:{key}"
 
     @staticmethod
     def _shard_files(shards: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:

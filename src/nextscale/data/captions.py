@@ -11,9 +11,7 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
 
 - **Folder**: every image under ``root`` (recursive; hidden files skipped) with a ``.txt`` file of the same
   stem next to it. Each non-blank line of the ``.txt`` is one caption (a repeated caption counts once, in every
-  source). A folder holding ``train/`` and ``val/`` (or ``validation/``, ``test/``) sub-folders is two datasets,
-  training and held-out (``open_caption_splits``), whatever their format; a caption folder with ``val/`` but no
-  ``train/`` is refused there, as reading it recursively would train on the held-out pairs.
+  source).
 - **Manifest**: JSONL (one object per line) or CSV (header with ``image`` and ``caption`` columns, one caption
   per row; repeat the image on several rows for several captions). ``image`` is relative to the manifest's
   folder (or absolute); in JSONL ``caption`` may be a string or a list of strings. An image listed on several
@@ -49,6 +47,25 @@ every worker, machine and resume (the training loop calls ``set_epoch``).
 The default ``mid_reso`` is 1.0 (no crop margin) and flips are off: captions may name positions ("in the
 top left") that a crop margin shifts and a flip contradicts.
 
+Held-out data (``open_caption_splits``): a folder holding ``train/`` and ``val/`` (or ``validation/``,
+``test/``) sub-folders is two datasets, training and held-out, whatever their format; a caption folder with
+``val/`` but no ``train/`` is refused, as reading it recursively would train on the held-out pairs. Any other
+caption data gives up a small held-out split, as a class folder without ``val/`` does (``nextscale.data.folders``;
+the data summary's ``held-out:`` line says how many): a sample is held out when a hash of its name and the seed 0
+falls under 5 % (``folders.carve_held_out_by_name``), so about 5 % are, at least 1 of 2 or more and never all; a
+single pair holds nothing out. The name is the image's path relative to the folder (or as the manifest gives it,
+normalised) without its extension, or a shard sample's key without the shard's name: ``sub/dog`` in all three, so
+the same images converted from one source to another keep their split. So the split is the same on every machine,
+DDP rank and run, whatever order the files are listed in, the images already there stay on their side when images
+are added or shards regrouped (all but the one a small folder holds out when no draw is under 5 %), and ``train``,
+``train-tokenizer`` and ``tokenize --split train|val`` agree on it.
+Held-out samples use center crops. ``carve=False`` reads the whole source as training data, as versions before
+this split did (a training run started then resumes so, see ``nextscale.training.data_specs``).
+
+Worked example: 60 captioned images -> about 3 held out (each image's hash draw is uniform, so it varies with the
+names: 1 to 7 for most folders), the rest trained on; 10 images -> usually none under 5 %, so the 1 whose draw
+is lowest; 1 image -> trained on, no held-out metrics.
+
 Where things live: the shared base (``CaptionDataset``, skip counting, caption choice) in ``caption_base``, one
 module per source (``caption_folders``, ``caption_manifests``, ``caption_shards``), and here the functions that
 pick the source for a path (``open_caption_dataset``, ``open_caption_splits``).
@@ -64,7 +81,7 @@ from nextscale.data.caption_base import CaptionDataset
 from nextscale.data.caption_folders import CaptionFolderDataset
 from nextscale.data.caption_manifests import CaptionManifestDataset
 from nextscale.data.caption_shards import CaptionShardDataset
-from nextscale.data.folders import HELD_OUT_NAMES
+from nextscale.data.folders import HELD_OUT_NAMES, carve_held_out_by_name, held_out_note
 
 MANIFEST_NAMES = ("captions.jsonl", "captions.csv")
 
@@ -100,20 +117,27 @@ def _is_caption_folder(path: Path) -> bool:
 
 
 def open_caption_splits(
-    path: str | os.PathLike, size: int, split: str | None = None, **options: Any
+    path: str | os.PathLike, size: int, split: str | None = None, carve: bool = True, **options: Any
 ) -> tuple[CaptionDataset, CaptionDataset | None]:
     """(training, held-out) caption datasets of ``path``; the held-out one uses center crops.
 
     A folder with a ``train/`` sub-folder and a ``val/`` (or ``validation/``, ``test/``) one holds both splits,
-    each in any format ``open_caption_dataset`` reads (given as ``DIR/train`` too); any other path is training data
-    alone (held-out None). A caption folder with a ``val/`` (or ``validation/``, ``test/``) sub-folder but no
-    ``train/`` one is refused: it is read recursively, so its held-out pairs would be trained on.
+    each in any format ``open_caption_dataset`` reads (given as ``DIR/train`` too). Any other path gives up a small
+    held-out split carved from it (see the module docstring), named in each dataset's ``split_note``. A caption
+    folder with a ``val/`` (or ``validation/``, ``test/``) sub-folder but no ``train/`` one is refused: it is read
+    recursively, so its held-out pairs would be trained on.
 
     Args:
         path: the caption data.
         size: output side in pixels.
         split: None for both; "train" or "val"/"test" for that split alone, as the first element.
-        options: passed on to ``CaptionDataset`` (``seed``, ``channels``, ``bad_images``, ...).
+        carve: hold out a split from data without ``train/`` + ``val/``; False reads all of it as training data
+            (held-out None), as runs started before the split did.
+        options: passed on to ``CaptionDataset`` (``seed``, ``channels``, ``bad_images``, ``train``, ...).
+
+    Returns:
+        (train, held_out); ``held_out`` is None when nothing is held out (one usable pair, ``carve`` False, or
+        ``split`` given).
     """
     root = Path(path)
     parent = root.resolve().parent
@@ -130,12 +154,13 @@ def open_caption_splits(
                 f"caption folder {root} has a {held_out_dir.name}/ sub-folder but no train/ one, so its held-out "
                 f"pairs would be trained on; move the other image + caption pairs into {root / 'train'}"
             )
-        if split in ("val", "test"):
+        if split in ("val", "test") and not carve:
             raise ValueError(
                 f"caption data {root} has no held-out split (a train/ and a val/ sub-folder); tokenize the "
                 "held-out captions as their own set, e.g. --data captions:DIR/val"
             )
-        return open_caption_dataset(root, size, **options), None
+        dataset = open_caption_dataset(root, size, **options)
+        return carve_caption_held_out(dataset, split) if carve else (dataset, None)
     if split in ("val", "test"):
         if held_out_dir is None:
             raise ValueError(f"{root} has train/ but no val/ (or validation/, test/) sub-folder to read")
@@ -144,3 +169,40 @@ def open_caption_splits(
     if split is not None or held_out_dir is None:
         return train, None
     return train, open_caption_dataset(held_out_dir, size, **{**options, "train": False})
+
+
+def carve_caption_held_out(
+    dataset: CaptionDataset, split: str | None = None
+) -> tuple[CaptionDataset, CaptionDataset | None]:
+    """Split ``dataset`` into (training, held-out) by ``folders.carve_held_out_by_name`` of each sample's
+    ``split_key``; both keep the source's order and carry the data summary's line as ``split_note``.
+
+    Args:
+        dataset: the whole caption source (its transform is the training side's).
+        split: None for both; "train" for the training side alone, "val"/"test" for the held-out one alone (center
+            crops), each as the first element.
+
+    Raises:
+        ValueError: ``split`` asks for the held-out side of data too small to hold any out.
+    """
+    where = dataset.origin
+    held_indices = carve_held_out_by_name([dataset.split_key(sample) for sample in dataset.samples])
+    note = held_out_note(where, len(held_indices), len(dataset), sum(dataset.skipped.values()), captioned=True)
+    dataset.split_note = note
+    held_set = set(held_indices)
+    kept = [index for index in range(len(dataset)) if index not in held_set]
+    carved_from = f"{where} (carved out, as there is no {HELD_OUT_NAMES[0]}/ folder)"
+    if split in ("val", "test"):
+        if not held_indices:
+            raise ValueError(
+                f"caption data {where} has no {HELD_OUT_NAMES[0]}/ folder and too few usable image-caption pairs to "
+                "hold any out (2 or more are needed); add DIR/train and DIR/val sub-folders"
+            )
+        return dataset.center_cropped().select(held_indices, carved_from), None
+    if not held_indices:
+        return dataset, None  # nothing to hold out: the source itself, named as it is
+    pairs = "image-caption pair" if len(held_indices) == 1 else "image-caption pairs"
+    training = dataset.select(kept, f"{where} (without the {len(held_indices)} held-out {pairs})")
+    if split is not None:
+        return training, None
+    return training, dataset.center_cropped().select(held_indices, carved_from)

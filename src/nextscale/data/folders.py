@@ -19,11 +19,17 @@ images to one class leaves the other classes' splits alone.
 
 Worked example: 60 images in 3 classes of 20 -> round(0.05 * 20) = 1 per class, so 3 held out and 57 trained
 on; 6 classes of 10 -> round(0.5) = 0, raised to 1 per class, so 6 held out.
+
+Captioned data (no classes) is carved by ``carve_held_out_by_name`` instead: each sample is held out when a hash
+of its name (its path relative to the folder or manifest, or its shard key) and ``HELD_OUT_SEED`` falls below
+``HELD_OUT_FRACTION``, so the split does not depend on listing order, and adding images never moves the
+images already there from one split to the other (see ``nextscale.data.captions``).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,6 +114,46 @@ def carve_held_out(labels: Sequence[int], fraction: float = HELD_OUT_FRACTION, s
         order = np.random.default_rng([seed, label]).permutation(len(indices))
         held_out.extend(indices[int(i)] for i in order[:count])
     return sorted(held_out)
+
+
+def carve_held_out_by_name(
+    names: Sequence[str], fraction: float = HELD_OUT_FRACTION, seed: int = HELD_OUT_SEED
+) -> list[int]:
+    """Indices of the held-out samples of unlabelled (captioned) data, in ascending order.
+
+    Sample ``i`` is held out when ``name_draw(names[i], seed) < fraction``: whether a sample is held out depends on
+    its own name alone, not on the listing order or on the other samples, so adding images moves none of the
+    others (a threshold, not the lowest ``round(fraction * n)`` draws, which would push one out per image added).
+    The count is therefore about ``fraction`` of the samples, not exactly. Two rules bound it, as for classes: 2 or
+    more samples hold out at least 1 (the lowest draw, when none is under ``fraction``) and keep at least 1 for
+    training; fewer than 2 hold nothing out.
+
+    Worked example: 100 images -> about 5 held out (each one's draw is uniform, so 5 on average, e.g. 3 to 8);
+    10 images -> often none under 0.05, then the one with the lowest draw.
+
+    Args:
+        names: one stable name per sample (a relative path, a shard key), samples in any order.
+        fraction: share of the samples to hold out, in [0, 1).
+        seed: picks which samples; the same seed and name give the same answer on every machine and process.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the held-out fraction must be in [0, 1), got {fraction}")
+    if len(names) < 2:
+        return []
+    draws = [name_draw(name, seed) for name in names]
+    held_out = [index for index, draw in enumerate(draws) if draw < fraction]
+    if not held_out:  # a small folder: its lowest draw, so that evaluation sees something
+        held_out = [min(range(len(names)), key=draws.__getitem__)]
+    elif len(held_out) == len(names):  # every draw fell under ``fraction``: the highest one stays in training
+        held_out.remove(max(held_out, key=draws.__getitem__))
+    return held_out
+
+
+def name_draw(name: str, seed: int = HELD_OUT_SEED) -> float:
+    """A number in [0, 1) fixed by ``name`` and ``seed`` alone: the first 8 bytes of their BLAKE2b hash (Python's
+    ``hash`` of a string changes from process to process, so DDP ranks would disagree)."""
+    text = f"{seed}\0{name}".encode("utf-8", "surrogateescape")  # undecodable file names still hash
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") / 2.0**64
 
 
 def select(dataset: ImageFolderDataset, indices: Sequence[int], origin: str) -> ImageFolderDataset:
@@ -211,19 +257,33 @@ def _noted(dataset: ImageFolderDataset, note: str) -> ImageFolderDataset:
     return dataset
 
 
-def held_out_note(train_dir: Path, held_out: int, usable: int, bad: int) -> str:
+def held_out_note(train_dir: Path | str, held_out: int, usable: int, bad: int, captioned: bool = False) -> str:
     """The data summary's held-out line for a split carved from a folder without ``val/``, e.g. ``held-out: 3 of
     the 60 images of DIR (5 %, at least 1 per class, seed 0), carved out as it has no val/ folder``. Datasets from
-    ``open_image_folder`` carry it as ``split_note``."""
+    ``open_image_folder`` carry it as ``split_note``, and so do caption datasets from ``open_caption_splits``
+    (``captioned``: ``held-out: 3 of the 60 image-caption pairs of DIR (about 5 %, by a hash of each image's
+    path, at least 1, seed 0), ...``; ``bad`` then counts the skipped samples)."""
     where = f"{train_dir} has no {HELD_OUT_NAMES[0]}/ folder"
     if held_out == 0:
-        return (
-            f"held-out: none, so no held-out evaluation: {where} and no class with 2 or more usable images to hold "
-            f"one out (add DIR/train and DIR/{HELD_OUT_NAMES[0]} sub-folders)"
+        too_few = (
+            "fewer than 2 usable image-caption pairs"
+            if captioned
+            else "no class with 2 or more usable images to hold one out"
         )
-    usable_images = f"{usable} usable images" if bad else f"{usable} images"
-    not_counted = f"; {bad} bad {'file' if bad == 1 else 'files'} not counted" if bad else ""
+        return (
+            f"held-out: none, so no held-out evaluation: {where} and {too_few} (add DIR/train and "
+            f"DIR/{HELD_OUT_NAMES[0]} sub-folders)"
+        )
+    unit = "image-caption pairs" if captioned else "images"
+    usable_images = f"{usable} usable {unit}" if bad else f"{usable} {unit}"
+    skipped = ("skipped sample", "skipped samples") if captioned else ("bad file", "bad files")
+    not_counted = f"; {bad} {skipped[bad != 1]} not counted" if bad else ""
+    rule = (
+        f"about {HELD_OUT_FRACTION * 100:g} %, by a hash of each image's path, at least 1"
+        if captioned
+        else f"{HELD_OUT_FRACTION * 100:g} %, at least 1 per class"
+    )
     return (
-        f"held-out: {held_out} of the {usable_images} of {train_dir} ({HELD_OUT_FRACTION * 100:g} %, at least 1 per "
-        f"class, seed {HELD_OUT_SEED}{not_counted}), carved out as it has no {HELD_OUT_NAMES[0]}/ folder"
+        f"held-out: {held_out} of the {usable_images} of {train_dir} ({rule}, seed {HELD_OUT_SEED}{not_counted}), "
+        f"carved out as it has no {HELD_OUT_NAMES[0]}/ folder"
     )

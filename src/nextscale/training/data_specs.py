@@ -5,7 +5,13 @@ folder: ``DIR/train`` + ``DIR/val`` when both exist (ImageNet layout), else ``DI
 held-out split carved from it (5 %, at least one image per class, seed 0; see ``nextscale.data.folders``);
 or captioned images ``captions:PATH`` (a folder of images with same-name .txt captions, a
 folder with captions.jsonl/.csv, a .jsonl/.csv manifest, or .tar shards, each also as ``PATH/train`` +
-``PATH/val``; see ``nextscale.data.captions``), which yields (image, caption) pairs for text models.
+``PATH/val``; see ``nextscale.data.captions``), which yields (image, caption) pairs for text models. Captioned
+data without ``PATH/val`` gives up a small held-out split too: about 5 %, each pair held out or not by a hash of
+its image's path (seed 0), at least 1 of 2 or more, so ``train`` reports held-out loss and token error on it.
+
+A training run started before captioned data was split trained on all of it: ``carves_caption_held_out`` tells
+such a run from its run directory, so that resuming it keeps its training set (``build_datasets(...,
+carve_captions=False)``), and ``caption_split_record`` is what a run records so that its resumes carve again.
 
 Bad image files (``--bad-images skip|fail``, default skip; see ``nextscale.data.images``): at start every
 header is checked and one line counts the unusable files by reason (``fail`` refuses to start if there are
@@ -16,12 +22,48 @@ everything skipped.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 FASHION_PREFIX = "fashion-mnist"
 CAPTIONS_PREFIX = "captions:"
+# The run-config field a training run that carves captioned data records, and its value (the rule; another rule
+# would get another value). Runs made before the carve lack the field: they resume on the whole data.
+CAPTION_SPLIT_FIELD = "caption_held_out"
+CAPTION_SPLIT_RULE = "hash of each image's path, 5 %, seed 0"
+
+
+def carves_caption_held_out(run_dir: str | os.PathLike | None) -> bool:
+    """Whether a training run in ``run_dir`` holds out a split of captioned data that has no ``val/``.
+
+    True for a new run (no checkpoint yet) and for a run that recorded ``CAPTION_SPLIT_FIELD``; False for a run
+    with checkpoints whose config.json lacks it: it started before captioned data was split and trained on all of
+    it, and resuming it on 5 % less would change its training set (its data position would not fit). Every rank
+    reads the same config.json before training starts (rank 0 rewrites it only after a barrier), so all agree.
+    """
+    from nextscale.training import checkpoint as ckpt
+
+    if run_dir is None:
+        return True
+    path = Path(run_dir) / "config.json"
+    if not path.is_file() or not ckpt.list_checkpoints(run_dir):
+        return True  # a new run, or a failed start's config.json, which binds nothing
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return True  # the run-directory check refuses it, with its own message
+    return not isinstance(saved, dict) or CAPTION_SPLIT_FIELD in saved
+
+
+def caption_split_record(carve_captions: bool) -> dict[str, Any]:
+    """The run-config entries that record whether the run carves captioned data: ``{CAPTION_SPLIT_FIELD:
+    CAPTION_SPLIT_RULE}`` when it does, nothing for an older run resumed without the carve (its config.json stays
+    as it was, so the config check sees no difference)."""
+    return {CAPTION_SPLIT_FIELD: CAPTION_SPLIT_RULE} if carve_captions else {}
 
 
 def add_bad_images_argument(parser: argparse.ArgumentParser) -> None:
@@ -128,26 +170,31 @@ def build_datasets(
     split: str | None = None,
     bad_images: str = "skip",
     random_crops: bool = False,
+    carve_captions: bool = True,
 ):
-    """(train, held-out or None) datasets of (image in [-1, 1], label) for a data spec (see module docstring).
+    """(train, held-out or None) datasets of (image in [-1, 1], label or caption) for a data spec (see module
+    docstring).
 
     With ``split`` ("train" or "test"/"val") only that split is returned, as the first element, center-cropped;
     with ``random_crops`` too, a "train" split keeps the training transform (the crops training from the images
     makes in each epoch, drawn from ``seed``). Image folders are checked for bad files first
-    (``check_bad_images``) under the ``bad_images`` policy.
+    (``check_bad_images``) under the ``bad_images`` policy. ``carve_captions`` False reads captioned data without
+    ``val/`` whole, with no held-out split (a run made before the split, ``carves_caption_held_out``).
     """
     from nextscale.data.fashion_mnist import FashionMNIST
 
+    if split == "all":
+        return whole_source(spec, image_size, channels, bad_images), None
     if spec.startswith(CAPTIONS_PREFIX):
         from nextscale.data.captions import open_caption_splits
 
         # No flips, no crop margin: captions name positions ("on the left"). DIR/train + DIR/val hold both
-        # splits; other caption data is training data, with held-out data as a second spec (--eval-data).
+        # splits; other caption data gives up a held-out split carved by a hash of each image's path.
         path = spec[len(CAPTIONS_PREFIX) :]
         options = {"channels": channels, "seed": seed, "bad_images": bad_images}
         if split is not None and not (random_crops and split == "train"):
             options["train"] = False  # a pass over one split (tokenizing): center crops, as for image folders
-        return open_caption_splits(path, image_size, split=split, **options)
+        return open_caption_splits(path, image_size, split=split, carve=carve_captions, **options)
     if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
         root = spec.partition(":")[2] or None
         if root is not None and not Path(root).is_dir():
@@ -165,6 +212,30 @@ def build_datasets(
     check_bad_images(datasets, bad_images)
     refuse_all_bad(datasets[0], spec)
     return datasets
+
+
+def whole_source(spec: str, image_size: int, channels: int, bad_images: str = "skip"):
+    """Every image of a folder or caption source without ``val/`` (``--split all``, ``--eval-data``), center-cropped,
+    nothing held out: a folder that is itself a held-out set, or training data whose held-out set lies elsewhere.
+    Data with its own splits (``train/`` + ``val/``, Fashion-MNIST) is refused: name the split."""
+    from nextscale.data.captions import open_caption_dataset
+    from nextscale.data.folders import HELD_OUT_NAMES, folder_layout
+    from nextscale.data.images import ImageFolderDataset
+
+    if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
+        raise ValueError(f"{spec} has its own train and test splits: name one (--split train or --split test)")
+    path = Path(spec.removeprefix(CAPTIONS_PREFIX))
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (from --data {spec})")
+    splits = (path / "train").is_dir() and any((path / name).is_dir() for name in HELD_OUT_NAMES)
+    if spec.startswith(CAPTIONS_PREFIX) and not splits:
+        return open_caption_dataset(path, image_size, channels=channels, train=False, bad_images=bad_images)
+    if not spec.startswith(CAPTIONS_PREFIX) and folder_layout(spec).carved:
+        dataset = ImageFolderDataset(spec, image_size, train=False, channels=channels, bad_images=bad_images)
+        check_bad_images((dataset,), bad_images)
+        refuse_all_bad(dataset, spec)
+        return dataset
+    raise ValueError(f"{spec} holds train/ and val/ sub-folders: name one split (--split train or --split val)")
 
 
 def refuse_all_bad(dataset, spec: str) -> None:
