@@ -205,3 +205,25 @@ def test_prompts_of_the_wrong_type_are_refused(text_pipe):
         text_pipe(prompt=3)
     with pytest.raises(TypeError, match="one prompt"):
         text_pipe.inpaint(torch.zeros(1, 3, 16, 16), box=BOX, prompt=["a bag", "a coat"])
+
+
+def test_pasted_keeps_the_original_pixels_outside_the_regenerated_cells(pipe):
+    """Before, the whole centre square came back as the model's low-resolution redraw enlarged: the kept part blurred
+    and a seam at the square's edges. Now only the regenerated cells (feathered inside the kept ones) are pasted."""
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)  # a 64x64 centre square, 16 px per cell of 4x4
+    out = pipe.inpaint(photo, box=(0.5, 0.0, 1.0, 1.0), seed=0)  # regenerates the bottom half of the square
+    pasted = np.asarray(out.pasted()[0])
+    assert pasted.shape == photo.shape
+    assert np.array_equal(pasted[:24], photo[:24])  # kept cells, up to the outer half of the last kept row
+    assert np.array_equal(pasted[:, :16], photo[:, :16]) and np.array_equal(pasted[:, -16:], photo[:, -16:])
+    generated = np.asarray(out.images[0].resize((64, 64), Image.Resampling.LANCZOS))
+    assert np.array_equal(pasted[32:, 16:80], generated[32:])  # regenerated cells: the model's, unblended
+
+
+def test_extending_pastes_the_original_in_the_middle_at_its_own_resolution(pipe):
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    pasted = np.asarray(pipe.outpaint(photo, inner_fraction=0.5, seed=0).pasted()[0])
+    assert pasted.shape == (64, 64, 3)  # 2 of the 4 cells: the picture twice as large
+    assert np.array_equal(pasted[24:40, 24:40], photo[8:24, 8:24])  # inside the feathered edge: the original's pixels

@@ -9,7 +9,7 @@ Examples:
     nextscale edit --model star/ --image scene.png --box 0 0 0.5 0.5 --prompt "a bag in the top left"
 
 The image is center-cropped to a square and resized to the model's resolution; --paste-back writes the
-result at the input's original size. The region is a box (y0 x0 y1 x1 as fractions, or pixels of the
+result at the input's original size, with the input's own pixels outside the regenerated region. The region is a box (y0 x0 y1 x1 as fractions, or pixels of the
 model-size image with --pixels; note the order: rows first, unlike PIL's (x0, y0, x1, y1)) or a mask image
 (white = region). Inpainting regenerates the region;
 outpainting keeps it and regenerates the rest.
@@ -76,8 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--paste-back",
         action="store_true",
-        help="write the result at the input's original size (with --extend: the extended picture at the input's "
-        "resolution, its centre square 1 / FRACTION times larger)",
+        help="write the result at the input's original size: the regenerated region enlarged into the input, the "
+        "kept region the input's own pixels (with --extend: the extended picture at the input's resolution, its "
+        "centre square 1 / FRACTION times larger)",
     )
     parser.add_argument(
         "--side-by-side", type=Path, default=None, help="also write input | mask overlay | result(s) as one image"

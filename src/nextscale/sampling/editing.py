@@ -304,12 +304,25 @@ def prepare_image(
     return PreparedImage(pil_to_tensor(resized, channels)[None], original, (left, top, left + side, top + side))
 
 
-def paste_back(result: Image.Image, prepared: PreparedImage) -> Image.Image:
+def paste_back(result: Image.Image, prepared: PreparedImage, keep_mask: torch.Tensor | None = None) -> Image.Image:
     """Resize the model-resolution result to the crop and paste it into (a copy of) the original image, seen as
-    the model saw it (``convert_mode``: transparency on white, 16-bit scaled to 8 bits, not clipped)."""
+    the model saw it (``convert_mode``: transparency on white, 16-bit scaled to 8 bits, not clipped).
+
+    With ``keep_mask`` ((side, side) bool, True where the edit kept the image) only the regenerated cells are
+    pasted: the kept ones stay the original's own pixels, not the model's low-resolution redraw of them enlarged.
+    The seam is feathered over the outer half of each kept cell that borders a regenerated one, so the blend never
+    reaches into the regenerated region (which, when extending a picture, is blank in the original).
+    """
     left, top, right, bottom = prepared.crop_box
     out = convert_mode(prepared.original, 1 if result.mode == "L" else 3).copy()
-    out.paste(result.resize((right - left, bottom - top), Image.Resampling.LANCZOS), (left, top))
+    generated = result.resize((right - left, bottom - top), Image.Resampling.LANCZOS)
+    if keep_mask is not None:
+        keep = keep_mask.detach().to("cpu", torch.float32)[None, None]
+        ramp = F.interpolate(keep, size=(bottom - top, right - left), mode="bilinear", align_corners=False)[0, 0]
+        weight = ramp.sub(0.5).mul(2).clamp(0, 1)  # 0 from the boundary outwards, 1 from a kept cell's centre in
+        weight_image = Image.fromarray(weight.mul(255).round().to(torch.uint8).numpy(), "L")
+        generated = Image.composite(out.crop((left, top, right, bottom)), generated, weight_image)
+    out.paste(generated, (left, top))
     return out
 
 

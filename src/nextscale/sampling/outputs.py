@@ -40,8 +40,9 @@ class EditOutput(PipelineOutput):
     prepared: PreparedImage | None = None
 
     def pasted(self) -> list[Image.Image]:
-        """Each result resized back into the input picture at its original size (whatever the output_type)."""
-        return [paste_back(image, self.prepared) for image in as_pil(self.images)]
+        """Each result's regenerated region resized back into the input picture at its original size (whatever the
+        output_type); the kept region stays the input's own pixels (``paste_back``)."""
+        return [paste_back(image, self.prepared, self.keep_mask) for image in as_pil(self.images)]
 
     def side_by_side(self) -> tuple[torch.Tensor, list[str]]:
         """The input, the input with the regenerated region tinted red, and each result: one (2 + N, 3, S, S)
