@@ -8,6 +8,7 @@ match ignoring case, spaces, '-' and '_' ("ankle_boot" finds "Ankle boot"). ``Cl
 from __future__ import annotations
 
 import numbers
+import unicodedata
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -15,8 +16,11 @@ import torch
 
 
 def normalise_name(name: str) -> str:
-    """Class names match ignoring case and the difference between spaces, '-' and '_' ("ankle_boot")."""
-    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+    """Class names match ignoring case, the difference between spaces, '-' and '_' ("ankle_boot"), and how the
+    characters are spelled in Unicode: folders copied from a Mac spell "é" as "e" + a combining accent (NFD), which
+    looks the same as the typed "é" (NFKC folds both into one form)."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return " ".join(folded.replace("_", " ").replace("-", " ").split())
 
 
 def is_integer_scalar_array(value: object) -> bool:
