@@ -5,12 +5,15 @@ Examples:
     nextscale export --run runs/fm-tokenizer --out models/fm-tokenizer  # component folder (tokenizer run)
     nextscale sample --model models/fashion-mnist --class 0 1 2 --out grid.png
     nextscale export --run runs/scenes --out models/scenes --recommend cfg=3 top_k=10   # settings to sample with
+    nextscale export --run runs/mine-var --step 500 --out models/mine-500   # an earlier checkpoint the run kept
 
 A transformer run becomes a pipeline folder (pipeline.json + tokenizer/ + transformer/, each with
 config.json and model.safetensors), loadable with Pipeline.from_pretrained; a tokenizer run becomes
 one component folder. --recommend records the sampling settings the model is meant to be used with in
 pipeline.json (as ``Pipeline.recommend``); `sample`, `demo` and `evaluate` use them for the flags left out.
-Reads the newest readable checkpoint; takes seconds on a CPU. An export over an existing
+Reads the newest readable checkpoint, or with --step N that step's (the step a held-out warning names, when the
+run still keeps it: `nextscale info RUN` lists them; --run RUN/checkpoints/step-N.pt works too); takes seconds on a
+CPU. An export over an existing
 pipeline folder replaces that pipeline whole (written beside it, then swapped in: none of its old components stay,
 and an interrupted export leaves the old pipeline loadable); other files in the folder stay. An --out that is a
 training run, lies in a run's checkpoints/ or tokenizer/ folder, or whose tokenizer/ or transformer/ is a training
@@ -33,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="training run directory")
     parser.add_argument("--out", required=True, help="output folder (pipeline or component folder)")
     parser.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
+    parser.add_argument(
+        "--step",
+        type=int,
+        default=None,
+        help="export the checkpoint of this step instead of the newest (one the run keeps: the newest "
+        "--keep-checkpoints of them, 3 by default)",
+    )
     parser.add_argument(
         "--recommend",
         nargs="+",
@@ -78,19 +88,45 @@ def _setting_value(key: str, text: str) -> object:
 
 def run(args: argparse.Namespace) -> int:
     from nextscale.cli.convert_output import write_pipeline
+    from nextscale.training.checkpoint import checkpoint_step
     from nextscale.training.export import check_export_out, export_run, read_run_config, run_kind
 
     out = Path(args.out)
+    run_dir, checkpoint = chosen_checkpoint(Path(args.run), args.step)
     check_output_dir(out, "--out")
-    check_export_out(args.run, out)
+    check_export_out(run_dir, out)
     recommended = recommended_settings(args.recommend)
-    if run_kind(args.run) == "transformer":
-        write_pipeline(out, lambda staging: export_run(args.run, staging, raw=args.raw, recommended=recommended))
+    options = {"raw": args.raw, "checkpoint": checkpoint}
+    if run_kind(run_dir) == "transformer":
+        write_pipeline(out, lambda staging: export_run(run_dir, staging, recommended=recommended, **options))
     elif recommended is not None:
-        raise ValueError(f"--recommend is for pipelines; {args.run} is a tokenizer run, which exports one component")
+        raise ValueError(f"--recommend is for pipelines; {run_dir} is a tokenizer run, which exports one component")
     else:
-        export_run(args.run, out, raw=args.raw)
-    kept_ema = read_run_config(args.run).get("train", {}).get("ema_decay") is not None
+        export_run(run_dir, out, **options)
+    kept_ema = read_run_config(run_dir).get("train", {}).get("ema_decay") is not None
     which = "raw" if args.raw else "EMA" if kept_ema else "raw (the run keeps no EMA: --ema-decay none)"
-    print(f"exported {which} weights of {args.run} to {out}")
+    step = "" if checkpoint is None else f" (step {checkpoint_step(checkpoint)})"
+    print(f"exported {which} weights of {run_dir}{step} to {out}")
     return 0
+
+
+def chosen_checkpoint(run: Path, step: int | None) -> tuple[Path, Path | None]:
+    """(run directory, checkpoint file or None for the newest) from ``--run`` (a run, or one of its checkpoint
+    files) and ``--step``."""
+    from nextscale.training.checkpoint import CHECKPOINT_DIR, checkpoint_path, checkpoint_step, list_checkpoints
+
+    if run.is_file() and run.parent.name == CHECKPOINT_DIR:  # --run RUN/checkpoints/step-N.pt
+        named = checkpoint_step(run)
+        if step is not None and step != named:
+            raise ValueError(f"--run {run} is the checkpoint of step {named}, not --step {step}: give one of them")
+        return run.parent.parent, run
+    if step is None:
+        return run, None
+    path = checkpoint_path(run, step)
+    if not path.is_file():
+        kept = ", ".join(str(checkpoint_step(found)) for found in list_checkpoints(run)) or "none"
+        raise FileNotFoundError(
+            f"{run} keeps no checkpoint of step {step} (steps kept: {kept}; a run keeps the newest --keep-checkpoints "
+            "of them, 3 by default): pass one of those to --step, or leave --step out for the newest"
+        )
+    return run, path

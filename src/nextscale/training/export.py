@@ -205,18 +205,23 @@ def check_export_out(run_dir: str | os.PathLike, out: str | os.PathLike) -> None
 
 
 def export_run(
-    run_dir: str | os.PathLike, out: str | os.PathLike, raw: bool = False, recommended: dict | None = None
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    raw: bool = False,
+    recommended: dict | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> Path:
     """Write a run's EMA (or raw) weights as a component folder (tokenizer run) or pipeline folder (transformer run).
 
     Written in place, file by file; ``nextscale export`` writes a pipeline into a staging folder and swaps it in, so
     that an export over an older pipeline leaves none of its components (an old ``text_encoder/``) behind.
     ``recommended``: sampling settings the pipeline records for the flags a user leaves out (``Pipeline.recommend``;
-    over those a masked-sampler-head run recommends itself)."""
+    over those a masked-sampler-head run recommends itself). ``checkpoint``: one of the run's checkpoint files
+    (an earlier step's), instead of the newest readable one."""
     check_export_out(run_dir, out)
     run_config = read_run_config(run_dir)
     out = Path(out)
-    model = load_run_model(run_dir, raw)
+    model = load_run_model(run_dir, raw, checkpoint)
     if run_config["kind"] == "tokenizer":
         save_component(model, out)
         return out

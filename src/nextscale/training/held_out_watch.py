@@ -38,7 +38,8 @@ class HeldOutWatch:
         return (
             f"held-out loss {loss:.3f}{weights} at step {step} is {100 * (loss / lowest - 1):.0f} % above its lowest, "
             f"{lowest:.3f} at step {lowest_step}: the model is memorising its training data rather than learning "
-            "what generalises (more images, fewer --steps or more regularisation help)"
+            "what generalises (more images, fewer --steps or more regularisation help; `nextscale export --step N` "
+            "exports a kept checkpoint from before the rise)"
         )
 
     def state_dict(self) -> dict:
