@@ -97,3 +97,15 @@ def test_a_captioned_jpeg_over_the_pixel_limit_trains_decoded_shrunk(tmp_path, m
     image, caption = dataset[0]
     assert image.shape == (3, SIZE, SIZE) and caption == "an orange photo"
     assert not any(dataset.skipped.values())
+
+
+def test_the_summary_reads_headers_from_every_part_of_the_sorted_list(tmp_path):
+    # With 65-127 files the stride was 1, so the summary read the first 64: the first classes only, and a 1000x300
+    # panorama in the last class was never mentioned.
+    for name, count, size in (("a", 60, (16, 16)), ("b", 60, (16, 16)), ("c", 7, (100, 30))):
+        (tmp_path / name).mkdir()
+        for index in range(count):
+            Image.new("RGB", size).save(tmp_path / name / f"{index:03d}.png")
+    sizes = file_sizes(ImageFolderDataset(tmp_path, SIZE), limit=64)
+    assert sizes.checked == 64 and sizes.total == 127
+    assert (100, 30) in sizes.sizes

@@ -95,10 +95,13 @@ def file_sizes(dataset, limit: int = SIZE_SAMPLE) -> FileSizes | None:
     files = _files(dataset)
     if not files:
         return None
-    step = max(1, len(files) // limit)
+    # Spread over the whole sorted list: a stride of len // limit read the first ``limit`` files of a folder with
+    # fewer than twice as many, often all of them from the first classes.
+    count = min(limit, len(files))
+    spread = [files[index * len(files) // count] for index in range(count)]
     sizes, modes = Counter(), Counter()
     checked = transparent = 0
-    for source in files[::step][:limit]:
+    for source in spread:
         try:
             # Reads the header only (a PNG's tRNS chunk too); a huge file is reported once, by the dataset's check.
             with open_header(_image_stream(source)) as image:
