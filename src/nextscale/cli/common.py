@@ -65,15 +65,6 @@ def add_classes_argument(parser: argparse.ArgumentParser, help: str) -> None:
 WRITE_PROBE_PREFIX = ".nextscale-write-check."
 
 
-LABEL_CHARACTERS = 24  # prompt labels under grid tiles are cut to this length so that cells stay narrow
-
-
-def prompt_label(text: str) -> str:
-    """A prompt as the label under its grid cell: one line, cut to ``LABEL_CHARACTERS`` ("a red apple on a ...")."""
-    text = " ".join(text.split())
-    return text if len(text) <= LABEL_CHARACTERS else text[: LABEL_CHARACTERS - 3] + "..."
-
-
 def check_output_dir(folder: Path, flag: str) -> None:
     """``folder`` can take a command's output: a writable folder, or a path where one can be created.
 

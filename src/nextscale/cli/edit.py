@@ -9,10 +9,10 @@ Examples:
     nextscale edit --model star/ --image scene.png --box 0 0 0.5 0.5 --prompt "a bag in the top left"
 
 The image is center-cropped to a square and resized to the model's resolution; --paste-back writes the
-result at the input's original size, with the input's own pixels outside the regenerated region. The region is a box (y0 x0 y1 x1 as fractions, or pixels of the
-model-size image with --pixels; note the order: rows first, unlike PIL's (x0, y0, x1, y1)) or a mask image
-(white = region). Inpainting regenerates the region;
-outpainting keeps it and regenerates the rest.
+result at the input's original size, with the input's own pixels outside the regenerated region. The region is a
+box (y0 x0 y1 x1 as fractions, or pixels of the model-size image with --pixels; note the order: rows first, unlike
+PIL's (x0, y0, x1, y1)) or a mask image (white = region). Inpainting regenerates the region; outpainting keeps it
+and regenerates the rest.
 """
 
 from __future__ import annotations

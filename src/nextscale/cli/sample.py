@@ -53,7 +53,6 @@ from nextscale.cli.common import (
     check_output_file,
     check_sampling_flags,
     load_pipeline,
-    prompt_label,
     sampling_kwargs,
     save_image,
 )
@@ -69,6 +68,7 @@ from nextscale.cli.sample_files import (
 )
 from nextscale.cli.sample_plan import Plan, batch_seed, names_every_class, read_text_features
 from nextscale.cli.sample_scales import scale_grid
+from nextscale.data.images import prompt_label
 
 if TYPE_CHECKING:
     from nextscale.distributed import DistInfo

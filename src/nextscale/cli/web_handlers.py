@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from nextscale.cli import one_line
-from nextscale.cli.common import prompt_label
 from nextscale.cli.demo import enlarge
 from nextscale.cli.sample_plan import batch_seed
 from nextscale.cli.sample_scales import scale_grid
@@ -38,6 +37,7 @@ from nextscale.cli.web_inputs import (
     shown_in_the_page,
     unreadable_upload,
 )
+from nextscale.data.images import prompt_label
 
 if TYPE_CHECKING:
     from nextscale.sampling.outputs import EditOutput, PipelineOutput

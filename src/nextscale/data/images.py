@@ -549,6 +549,15 @@ def make_grid(
     return grid
 
 
+LABEL_CHARACTERS = 24  # prompt labels under grid tiles are cut to this length so that cells stay narrow
+
+
+def prompt_label(text: str) -> str:
+    """A prompt as the label under its grid cell: one line, cut to ``LABEL_CHARACTERS`` ("a red apple on a ...")."""
+    text = " ".join(text.split())
+    return text if len(text) <= LABEL_CHARACTERS else text[: LABEL_CHARACTERS - 3] + "..."
+
+
 def save_grid(
     images: torch.Tensor,
     path: str | os.PathLike,

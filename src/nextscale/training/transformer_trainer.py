@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from nextscale import distributed
-from nextscale.data.images import save_grid
+from nextscale.data.images import prompt_label, save_grid
 from nextscale.data.token_manifest import weights_hash
 from nextscale.evaluation.held_out import held_out_metrics, per_scale_mean
 from nextscale.pretrained import load_component, save_component
@@ -402,7 +402,7 @@ class TransformerTrainer(Trainer):
             prompts = self.preview_prompts()
             text = self.text_condition(prompts)
             condition = TextCondition(text.hidden, text.mask, text.pooled, negative=self.null_text)
-            labels = prompts
+            labels = [prompt_label(prompt) for prompt in prompts]  # a long caption would widen every cell
         else:
             config = self.raw_model.config
             num = min(16, config.num_classes)
