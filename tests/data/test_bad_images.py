@@ -140,3 +140,17 @@ def test_a_pass_over_every_image_leaves_bad_files_out_and_names_them(tmp_path, c
     assert train.skip_counts() == {"unreadable": 1, "tiny": 1, "huge": 1}  # still counted for the end report
     line = next(r.getMessage() for r in caplog.records if "skipping 3 bad files" in r.getMessage())
     assert "01-corrupt.png (unreadable)" in line and "08-tiny.png (tiny)" in line and "10-huge.png (huge)" in line
+
+
+def test_files_found_bad_in_dataloader_workers_are_counted_and_passed_over_later(tmp_path):
+    # With --num-workers > 0 a truncated file was found in a worker's copy of the dataset: the end-of-run count left
+    # it out (2 instead of 3 skipped), and each epoch's fresh workers tried it and warned about it again.
+    dataset = ImageFolderDataset(_bad_folder(tmp_path), 16, bad_images="skip", seed=0)
+    truncated = tmp_path / "a" / "02-truncated.png"
+    dataset.scan()  # the header check at start: corrupt and tiny; the truncated file passes it
+    assert "truncated" not in dataset.skip_counts() and not dataset.known_bad(truncated)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2)
+    assert sum(len(images) for images, _ in loader) == len(dataset)
+    assert dataset.known_bad(truncated)  # the next epoch's workers, forked from here, pass over it
+    assert dataset.skip_counts()["truncated"] == 1
+    assert (truncated, "truncated") in dataset.bad_files()

@@ -306,6 +306,11 @@ class ImageFolderDataset(Dataset):
         # file -> reason, for files found bad (by ``scan`` or when read in this process); shared by ``select``
         # copies, so keyed by file, not by index.
         self.skipped: dict[Path, str] = {}
+        # Files found bad while read in DataLoader worker processes, which hold copies of this dataset: one byte per
+        # listed file in shared memory (0, or 1 + the index of its reason in BAD_IMAGE_REASONS), so that the main
+        # process counts them too and later epochs' workers pass over them without warning again.
+        self.found_in_workers = torch.zeros(len(self.samples), dtype=torch.uint8).share_memory_()
+        self.positions = {path: position for position, (path, _) in enumerate(self.samples)}
         self.headers: dict[Path, tuple[int, int]] = {}  # file -> (width, height) of usable headers, shared likewise
         self.left_out: list[Path] = []  # bad files taken out of ``samples`` by ``leave_out_bad`` (still counted)
         self.split_note: str | None = None  # how a held-out split was carved from this folder (data.folders)
@@ -388,7 +393,7 @@ class ImageFolderDataset(Dataset):
                 try:
                     self.headers[path] = check_image_header(path, self.transform.size, shrink_jpeg=True)
                 except BadImageError as err:
-                    self.skipped[path] = err.reason
+                    self.record_bad(path, err.reason)
                     continue
             upscaled += min(self.headers[path]) < self.transform.size
         counts = self.skip_counts()
@@ -410,13 +415,37 @@ class ImageFolderDataset(Dataset):
         self.left_out = self.left_out + [path for path, _ in self.samples if path in self.skipped]
         self.samples = [(path, label) for path, label in self.samples if path not in self.skipped]
 
+    def known_bad(self, path: Path) -> bool:
+        """Found bad here, or in any DataLoader worker of this dataset."""
+        position = self.positions.get(path)
+        return path in self.skipped or (position is not None and bool(self.found_in_workers[position]))
+
+    def record_bad(self, path: Path, reason: str) -> None:
+        """Note ``path`` as bad here and in the shared record that the main process and other workers read."""
+        self.skipped[path] = reason
+        position = self.positions.get(path)
+        if position is not None and reason in BAD_IMAGE_REASONS:
+            self.found_in_workers[position] = 1 + BAD_IMAGE_REASONS.index(reason)
+
+    def gather_worker_findings(self) -> None:
+        """Take the files DataLoader workers found bad into ``skipped`` (counted and named like this process's)."""
+        found = self.found_in_workers.nonzero().flatten().tolist()
+        if not found:
+            return
+        paths = list(self.positions)
+        for position in found:
+            self.skipped.setdefault(paths[position], BAD_IMAGE_REASONS[int(self.found_in_workers[position]) - 1])
+
     def bad_files(self) -> list[tuple[Path, str]]:
         """(file, reason) of this dataset's bad files found so far, in folder order."""
+        self.gather_worker_findings()
         mine = [path for path, _ in self.samples] + self.left_out
         return sorted((path, self.skipped[path]) for path in set(mine) if path in self.skipped)
 
     def skip_counts(self) -> dict[str, int]:
-        """Bad files of this dataset found so far (by ``scan``, or when read in this process), per reason."""
+        """Bad files of this dataset found so far (by ``scan``, or when read here or in DataLoader workers), per
+        reason."""
+        self.gather_worker_findings()
         mine = {path for path, _ in self.samples} | set(self.left_out)
         counts: dict[str, int] = {}
         for path, reason in self.skipped.items():
@@ -443,21 +472,21 @@ class ImageFolderDataset(Dataset):
         try:
             return self._load(path, index), label
         except BadImageError as err:
-            self.skipped[path] = err.reason
+            self.record_bad(path, err.reason)
             raise
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """Returns (image (C, size, size) float32 in [-1, 1], class index)."""
         for offset in range(len(self.samples)):
             path, label = self.samples[(index + offset) % len(self.samples)]
-            if path in self.skipped and self.bad_images == "skip":
+            if self.bad_images == "skip" and self.known_bad(path):
                 continue
             try:
                 return self._load(path, index), label
             except BadImageError as err:
                 if self.bad_images == "fail":
                     raise
-                self.skipped[path] = err.reason
+                self.record_bad(path, err.reason)
                 logger.warning("skipping image %s (%s: %s)", path, err.reason, err.detail)
         raise ValueError(f"no image under {self.root} can be used; every file is bad (see the warnings)")
 
