@@ -67,6 +67,7 @@ def test_minilm_truncates_long_prompts_with_a_warning(minilm, caplog):
     assert encoding.length == 256
     message = " ".join(record.getMessage() for record in caplog.records)
     assert "1 of 2 prompts" in message and "256 tokens" in message
+    assert '(402 tokens): "cat cat cat' in message and '..." (said once' in message  # which one, cut short
 
 
 def test_encode_refuses_a_bare_string_and_an_empty_list(minilm):

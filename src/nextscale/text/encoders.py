@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 # Tokenizers without a configured limit report model_max_length = int(1e30); anything this big means "unset".
 UNSET_MODEL_MAX_LENGTH = 1_000_000
+SHOWN_PROMPT_CHARACTERS = 60  # of the longest over-long prompt, named in the truncation warning
 
 
 @contextlib.contextmanager
@@ -304,18 +305,23 @@ class TextEncoder(ABC):
         # 8 at every step, and a data set of long captions (CLIP's 77 tokens) would log a line per chunk.
         distinct = list(dict.fromkeys(prompts))
         lengths = [len(ids) for ids in self.tokenizer(distinct, truncation=False, verbose=False)["input_ids"]]
-        too_long = [length for length in lengths if length > self.max_length]
+        too_long = [(length, prompt) for length, prompt in zip(lengths, distinct) if length > self.max_length]
         if too_long:
             log = logger.debug if self.warned_truncation else logger.warning
             self.warned_truncation = True
+            longest, prompt = max(too_long, key=lambda pair: pair[0])
+            shown = " ".join(prompt.split())
+            shown = shown if len(shown) <= SHOWN_PROMPT_CHARACTERS else shown[: SHOWN_PROMPT_CHARACTERS - 3] + "..."
             log(
-                "%d of %d prompts exceed the %s text encoder's limit of %d tokens (longest: %d) and are truncated "
-                "(said once per encoder; later truncations are logged at debug level)",
+                "%d of %d prompts exceed the %s text encoder's limit of %d tokens and are truncated; the longest (%d "
+                'tokens): "%s" (said once per encoder; later truncations are logged at debug level; shorten such '
+                "captions, or encode with a longer --text-max-length where the model allows it)",
                 len(too_long),
                 len(distinct),
                 self.name,
                 self.max_length,
-                max(too_long),
+                longest,
+                shown,
             )
 
 
