@@ -50,11 +50,12 @@ top left") that a crop margin shifts and a flip contradicts.
 Held-out data (``open_caption_splits``): a folder holding ``train/`` and ``val/`` (or ``validation/``,
 ``test/``) sub-folders is two datasets, training and held-out, whatever their format; a caption folder with
 ``val/`` but no ``train/`` is refused, as reading it recursively would train on the held-out pairs. Any other
-caption data gives up a small held-out split, as a class folder without ``val/`` does (``nextscale.data.folders``;
-the data summary's ``held-out:`` line says how many): a sample is held out when a hash of its name and the seed 0
-falls under 5 % (``folders.carve_held_out_by_name``), so about 5 % are, at least 1 of 2 or more and never all; a
-single pair holds nothing out. The name is the image's path relative to the folder (or as the manifest gives it,
-normalised) without its extension, or a shard sample's key without the shard's name: ``sub/dog`` in all three, so
+caption data (a folder with ``train/`` alone: that ``train/``) gives up a small held-out split, as a class folder
+without ``val/`` does (``nextscale.data.folders``; the data summary's ``held-out:`` line says how many): a sample
+is held out when a hash of its name and the seed 0 falls under 5 % (``folders.carve_held_out_by_name``), so about
+5 % are, at least 1 of 2 or more and never all; a single pair holds nothing out. The name is the image's path
+relative to the folder (or to the manifest's folder, however the manifest and its lines spell it) without its
+extension, or a shard sample's key without the shard's name: ``sub/dog`` in all three, so
 the same images converted from one source to another keep their split. So the split is the same on every machine,
 DDP rank and run, whatever order the files are listed in, the images already there stay on their side when images
 are added or shards regrouped (all but the one a small folder holds out when no draw is under 5 %), and ``train``,
@@ -122,8 +123,9 @@ def open_caption_splits(
     """(training, held-out) caption datasets of ``path``; the held-out one uses center crops.
 
     A folder with a ``train/`` sub-folder and a ``val/`` (or ``validation/``, ``test/``) one holds both splits,
-    each in any format ``open_caption_dataset`` reads (given as ``DIR/train`` too). Any other path gives up a small
-    held-out split carved from it (see the module docstring), named in each dataset's ``split_note``. A caption
+    each in any format ``open_caption_dataset`` reads (given as ``DIR/train`` too). Any other path, and a folder with
+    ``train/`` alone (carved from ``train/``, as ``captions:DIR/train`` is), gives up a small held-out split carved
+    from it (see the module docstring), named in each dataset's ``split_note``. A caption
     folder with a ``val/`` (or ``validation/``, ``test/``) sub-folder but no ``train/`` one is refused: it is read
     recursively, so its held-out pairs would be trained on.
 
@@ -161,12 +163,15 @@ def open_caption_splits(
             )
         dataset = open_caption_dataset(root, size, **options)
         return carve_caption_held_out(dataset, split) if carve else (dataset, None)
-    if split in ("val", "test"):
-        if held_out_dir is None:
+    if held_out_dir is None:  # DIR/train alone: its split is carved from it, as from an image folder's train/
+        if split in ("val", "test") and not carve:
             raise ValueError(f"{root} has train/ but no val/ (or validation/, test/) sub-folder to read")
+        train = open_caption_dataset(train_dir, size, **options)
+        return carve_caption_held_out(train, split) if carve else (train, None)
+    if split in ("val", "test"):
         return open_caption_dataset(held_out_dir, size, **{**options, "train": False}), None
     train = open_caption_dataset(train_dir, size, **options)
-    if split is not None or held_out_dir is None:
+    if split is not None:
         return train, None
     return train, open_caption_dataset(held_out_dir, size, **{**options, "train": False})
 

@@ -41,17 +41,22 @@ def carves_caption_held_out(run_dir: str | os.PathLike | None) -> bool:
     """Whether a training run in ``run_dir`` holds out a split of captioned data that has no ``val/``.
 
     True for a new run (no checkpoint yet) and for a run that recorded ``CAPTION_SPLIT_FIELD``; False for a run
-    with checkpoints whose config.json lacks it: it started before captioned data was split and trained on all of
-    it, and resuming it on 5 % less would change its training set (its data position would not fit). Every rank
-    reads the same config.json before training starts (rank 0 rewrites it only after a barrier), so all agree.
+    with checkpoints whose config.json (or, for checkpoints copied without it, the newest checkpoint's recorded
+    config) lacks it: it started before captioned data was split and trained on all of it, and resuming it on 5 %
+    less would change its training set (its data position would not fit). Every rank reads the same config.json
+    before training starts (rank 0 rewrites it only after a barrier), so all agree.
     """
     from nextscale.training import checkpoint as ckpt
 
     if run_dir is None:
         return True
     path = Path(run_dir) / "config.json"
-    if not path.is_file() or not ckpt.list_checkpoints(run_dir):
+    checkpoints = ckpt.list_checkpoints(run_dir)
+    if not checkpoints:
         return True  # a new run, or a failed start's config.json, which binds nothing
+    if not path.is_file():  # checkpoints copied without their config.json (a forked run): theirs tells
+        saved = checkpoint_run_config(checkpoints)
+        return saved is None or CAPTION_SPLIT_FIELD in saved
     try:
         saved = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -59,11 +64,69 @@ def carves_caption_held_out(run_dir: str | os.PathLike | None) -> bool:
     return not isinstance(saved, dict) or CAPTION_SPLIT_FIELD in saved
 
 
+def checkpoint_run_config(checkpoints: list[Path]) -> dict[str, Any] | None:
+    """The run config recorded in the newest of ``checkpoints`` that can be read (its ``configs`` entry), or None.
+
+    The file is memory-mapped, so only the config is read from disk, not the weights; an unreadable file is passed
+    over here (the trainer's resume names it)."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    for checkpoint in reversed(checkpoints):
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError):
+            continue  # truncated, corrupt or not a checkpoint: the resume names it
+        configs = state.get("configs") if isinstance(state, dict) else None
+        if isinstance(configs, dict):
+            return configs
+    return None
+
+
 def caption_split_record(carve_captions: bool) -> dict[str, Any]:
     """The run-config entries that record whether the run carves captioned data: ``{CAPTION_SPLIT_FIELD:
     CAPTION_SPLIT_RULE}`` when it does, nothing for an older run resumed without the carve (its config.json stays
     as it was, so the config check sees no difference)."""
     return {CAPTION_SPLIT_FIELD: CAPTION_SPLIT_RULE} if carve_captions else {}
+
+
+def check_tokens_beside_carve(tokens: str | os.PathLike, data: str, train_side: int, held_out) -> None:
+    """Refuse ``--tokens T --data SPEC`` when the held-out split is carved from ``SPEC`` (no ``val/``) but ``T`` was
+    tokenized from all of ``SPEC`` (``--split all``, or captioned data tokenized before it gave up a split): the
+    held-out images would be trained on, and the held-out loss would measure memorisation.
+
+    Args:
+        tokens: the ``--tokens`` folder (its manifest.json records the source and split it was made from).
+        data: the ``--data`` spec.
+        train_side: how many images ``SPEC``'s training side holds (``build_datasets(data)[0]``).
+        held_out: ``build_datasets(data)[1]``; only a carved split (one with a ``split_note``) is checked.
+
+    Raises:
+        ValueError: one line naming the overlap and the fix.
+    """
+    from nextscale.data.token_manifest import read_manifest
+    from nextscale.training.config import same_place
+
+    if held_out is None or not getattr(held_out, "split_note", None):
+        return
+    manifest = read_manifest(tokens)
+    source = str(manifest.get("source", ""))
+    base, _, split = source.rpartition(":")
+    if split not in ("train", "val", "test", "all"):  # captioned training tokens record the spec alone
+        base, split = source, "train"
+    if split not in ("train", "all") or not (base == data or same_place(base, data)):
+        return  # held-out tokens, or tokens of other data: nothing to compare
+    images = int(manifest.get("count", 0)) // max(1, int(manifest.get("views", 1))) + len(manifest.get("left_out", []))
+    if split == "train" and images <= train_side:
+        return  # the training side: disjoint from the carved split
+    why = "tokenized with --split all" if split == "all" else "tokenized before captioned data gave up a split"
+    raise ValueError(
+        f"--tokens {tokens} holds every image of {data} ({why}), so the {len(held_out)} images held out from "
+        f"--data {data} would be trained on: tokenize it again with --split train (and --split val for "
+        "--eval-tokens), or name held-out data with --eval-data or --eval-tokens"
+    )
 
 
 def add_bad_images_argument(parser: argparse.ArgumentParser) -> None:
@@ -229,9 +292,13 @@ def whole_source(spec: str, image_size: int, channels: int, bad_images: str = "s
         raise FileNotFoundError(f"{path} does not exist (from --data {spec})")
     splits = (path / "train").is_dir() and any((path / name).is_dir() for name in HELD_OUT_NAMES)
     if spec.startswith(CAPTIONS_PREFIX) and not splits:
+        # DIR/train alone: that folder (a manifest or shards in it are read as such), as open_caption_splits does
+        path = path / "train" if (path / "train").is_dir() else path
         return open_caption_dataset(path, image_size, channels=channels, train=False, bad_images=bad_images)
-    if not spec.startswith(CAPTIONS_PREFIX) and folder_layout(spec).carved:
-        dataset = ImageFolderDataset(spec, image_size, train=False, channels=channels, bad_images=bad_images)
+    layout = None if spec.startswith(CAPTIONS_PREFIX) else folder_layout(spec)
+    if layout is not None and layout.carved:  # its class folders: DIR/train when DIR holds train/ alone
+        options = {"train": False, "channels": channels, "bad_images": bad_images}
+        dataset = ImageFolderDataset(layout.train_dir, image_size, **options)
         check_bad_images((dataset,), bad_images)
         refuse_all_bad(dataset, spec)
         return dataset
