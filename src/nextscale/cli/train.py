@@ -43,6 +43,8 @@ sampler stage: a masked-sampler head on the frozen model, for `sample --masked-s
 --init-from keeps the starting model's shape (--depth and the width flags are refused) and adapts the rest to the
 run, saying so: another class list, --drop-path-rate / --cond-drop-rate, and per-sample cross-attention for a
 converted STAR model (the official batch-0 behaviour would train only the first caption of every batch).
+Ctrl-C (or SIGTERM) finishes the current step, saves a checkpoint and says so; a second Ctrl-C quits at once without
+saving; re-running the same command resumes from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -307,7 +309,12 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
     from nextscale.data.token_dataset import TokenShardDataset
     from nextscale.training.config import seed_everything
-    from nextscale.training.data_specs import build_datasets, caption_split_record, carves_caption_held_out
+    from nextscale.training.data_specs import (
+        build_datasets,
+        caption_split_record,
+        carves_caption_held_out,
+        check_tokens_beside_carve,
+    )
     from nextscale.training.export import load_tokenizer, with_scale_sides
     from nextscale.training.options import fit_and_report, train_config_from_args
     from nextscale.training.transformer_trainer import TransformerTrainer
@@ -350,6 +357,8 @@ def _train(args: argparse.Namespace, dist_info) -> None:
             bad_images=args.bad_images,
             carve_captions=carve,
         )
+        if args.tokens and not (args.eval_data or args.eval_tokens):  # held out from --data, trained from --tokens
+            check_tokens_beside_carve(args.tokens, args.data, len(train_set), eval_set)
     if args.eval_data:
         eval_set = eval_dataset(args.eval_data, config.image_size, config.in_channels, args.bad_images)
     if args.tokens:
@@ -441,17 +450,10 @@ def held_out_source(args: argparse.Namespace, eval_set) -> str:
 def eval_dataset(spec: str, image_size: int, channels: int, bad_images: str = "skip"):
     """--eval-data: all of a plain image folder or caption source (it is the held-out set), else the spec's
     held-out split."""
-    from pathlib import Path
+    from nextscale.training.data_specs import build_datasets, has_own_splits
 
-    from nextscale.data.folders import folder_layout
-    from nextscale.training.data_specs import CAPTIONS_PREFIX, build_datasets
-
-    captions = spec.removeprefix(CAPTIONS_PREFIX)
-    if (Path(spec).is_dir() and folder_layout(spec).carved) or (
-        spec.startswith(CAPTIONS_PREFIX) and not (Path(captions) / "train").is_dir()
-    ):
-        return build_datasets(spec, image_size, channels, split="all", bad_images=bad_images)[0]
-    return build_datasets(spec, image_size, channels, split="test", bad_images=bad_images)[0]
+    split = "test" if has_own_splits(spec) else "all"  # a folder without val/ is the held-out set, all of it
+    return build_datasets(spec, image_size, channels, split=split, bad_images=bad_images)[0]
 
 
 def has_class_list(train_set) -> bool:

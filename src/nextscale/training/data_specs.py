@@ -123,7 +123,8 @@ def check_tokens_beside_carve(tokens: str | os.PathLike, data: str, train_side: 
         return  # the training side: disjoint from the carved split
     why = "tokenized with --split all" if split == "all" else "tokenized before captioned data gave up a split"
     raise ValueError(
-        f"--tokens {tokens} holds every image of {data} ({why}), so the {len(held_out)} images held out from "
+        f"--tokens {tokens} holds every image of {data} ({why}), so the {len(held_out)} "
+        f"{'image' if len(held_out) == 1 else 'images'} held out from "
         f"--data {data} would be trained on: tokenize it again with --split train (and --split val for "
         "--eval-tokens), or name held-out data with --eval-data or --eval-tokens"
     )
@@ -193,8 +194,8 @@ def check_bad_images(datasets, policy: str) -> None:
 
 
 def report_skipped_images(datasets) -> None:
-    """One line per image-folder dataset with skipped files, counting them by reason (rank 0; files that failed
-    in DataLoader worker processes are in those workers' own warnings)."""
+    """One line per image-folder dataset with skipped files, counting them by reason (rank 0; files found bad in
+    this rank's DataLoader workers included, see ``ImageFolderDataset.gather_worker_findings``)."""
     from nextscale import distributed
     from nextscale.data.caption_base import CaptionDataset
     from nextscale.data.images import ImageFolderDataset
@@ -277,12 +278,25 @@ def build_datasets(
     return datasets
 
 
+def has_own_splits(spec: str) -> bool:
+    """Whether the data holds its own held-out split: Fashion-MNIST's test split, ``train/`` + ``val/`` (or
+    ``validation/``, ``test/``) sub-folders, or an image folder ``DIR/train`` beside its ``val/``."""
+    from nextscale.data.folders import HELD_OUT_NAMES, folder_layout
+
+    if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
+        return True
+    path = Path(spec.removeprefix(CAPTIONS_PREFIX))
+    if spec.startswith(CAPTIONS_PREFIX):
+        return (path / "train").is_dir() and any((path / name).is_dir() for name in HELD_OUT_NAMES)
+    return path.is_dir() and not folder_layout(path).carved
+
+
 def whole_source(spec: str, image_size: int, channels: int, bad_images: str = "skip"):
     """Every image of a folder or caption source without ``val/`` (``--split all``, ``--eval-data``), center-cropped,
     nothing held out: a folder that is itself a held-out set, or training data whose held-out set lies elsewhere.
     Data with its own splits (``train/`` + ``val/``, Fashion-MNIST) is refused: name the split."""
     from nextscale.data.captions import open_caption_dataset
-    from nextscale.data.folders import HELD_OUT_NAMES, folder_layout
+    from nextscale.data.folders import folder_layout
     from nextscale.data.images import ImageFolderDataset
 
     if spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
@@ -290,19 +304,17 @@ def whole_source(spec: str, image_size: int, channels: int, bad_images: str = "s
     path = Path(spec.removeprefix(CAPTIONS_PREFIX))
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (from --data {spec})")
-    splits = (path / "train").is_dir() and any((path / name).is_dir() for name in HELD_OUT_NAMES)
-    if spec.startswith(CAPTIONS_PREFIX) and not splits:
+    if has_own_splits(spec):
+        raise ValueError(f"{spec} holds train/ and val/ sub-folders: name one split (--split train or --split val)")
+    if spec.startswith(CAPTIONS_PREFIX):
         # DIR/train alone: that folder (a manifest or shards in it are read as such), as open_caption_splits does
         path = path / "train" if (path / "train").is_dir() else path
         return open_caption_dataset(path, image_size, channels=channels, train=False, bad_images=bad_images)
-    layout = None if spec.startswith(CAPTIONS_PREFIX) else folder_layout(spec)
-    if layout is not None and layout.carved:  # its class folders: DIR/train when DIR holds train/ alone
-        options = {"train": False, "channels": channels, "bad_images": bad_images}
-        dataset = ImageFolderDataset(layout.train_dir, image_size, **options)
-        check_bad_images((dataset,), bad_images)
-        refuse_all_bad(dataset, spec)
-        return dataset
-    raise ValueError(f"{spec} holds train/ and val/ sub-folders: name one split (--split train or --split val)")
+    options = {"train": False, "channels": channels, "bad_images": bad_images}
+    dataset = ImageFolderDataset(folder_layout(spec).train_dir, image_size, **options)  # DIR/train if only that
+    check_bad_images((dataset,), bad_images)
+    refuse_all_bad(dataset, spec)
+    return dataset
 
 
 def refuse_all_bad(dataset, spec: str) -> None:
