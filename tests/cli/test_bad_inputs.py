@@ -108,7 +108,7 @@ CLI_CASES = [
     ("cuda-graphs-on-cpu", f"sample {M} --cuda-graphs", "CUDA graphs need a CUDA device"),
     ("demo-cuda-graphs-on-cpu", "demo --cuda-graphs", "CUDA graphs need a CUDA device"),
     ("prompt-on-class-model", f"sample {M} --prompt 'a bag'", "this model is class-conditional"),
-    ("prompt-empty", "sample --model bundled:scenes --prompt ''", "--prompt got an empty prompt"),
+    ("prompt-blank", "sample --model bundled:scenes --prompt '  '", "--prompt 1 holds only blanks"),
     ("negative-without-prompt", f"sample {M} --negative-prompt blurry", "--negative-prompt goes with --prompt"),
     ("text-features-missing", f"sample {M} --text-features {{tmp}}/none.safetensors", "none.safetensors not found"),
     ("out-under-a-file", f"sample {M} --out {{tmp}}/notes.txt/g.png", "notes.txt is a file, not a folder; choose"),

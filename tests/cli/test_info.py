@@ -106,7 +106,7 @@ def test_a_run_its_checkpoint_and_a_token_folder(tmp_path, capsys):
     write_token_shards(tokenizer, dataset, tokens, batch_size=50)
     write_manifest(tokenizer, len(dataset), tokens, 50_000, source="tiny test images")
     (report,) = facts(capsys, str(tokens))
-    assert report["sequences"].startswith(f"{len(dataset)} in 1 shards")
+    assert report["sequences"].startswith(f"{len(dataset)} in 1 shard (")
     assert report["scales"].endswith(f"{tokenizer_config.schedule.total_tokens} tokens")
     assert report["condition"] == "class" and report["source"] == "tiny test images"
 

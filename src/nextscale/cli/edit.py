@@ -12,7 +12,8 @@ The image is center-cropped to a square and resized to the model's resolution; -
 result at the input's original size, with the input's own pixels outside the regenerated region. The region is a
 box (y0 x0 y1 x1 as fractions, or pixels of the model-size image with --pixels; note the order: rows first, unlike
 PIL's (x0, y0, x1, y1)) or a mask image (white = region). Inpainting regenerates the region; outpainting keeps it
-and regenerates the rest.
+and regenerates the rest. Sampling flags left out take the model's recommended settings (pipeline.json; `export`
+records the cfg of the run's previews), else the same defaults as `sample` (--cfg 1.5).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prompt", default=None, help="what the generated part should show (text models; default: the empty prompt)"
     )
     parser.add_argument("--num", "--num-images", type=int, default=1, help="number of results (default: 1)")
-    add_sampling_arguments(parser, cfg=3.0)
+    add_sampling_arguments(parser)  # sample's default cfg: one model edits at the strength it samples at
     parser.add_argument(
         "--out",
         type=Path,
@@ -90,6 +91,20 @@ def pasted_paths(out: Path, count: int) -> list[Path]:
     return [out] if count == 1 else [out.with_name(f"{out.stem}_{index}{out.suffix}") for index in range(count)]
 
 
+def check_fraction_box(box: list[float], pixels_flag: str | None) -> None:
+    """Refuse a ``--box`` of fractions that does not lie inside the image, in the CLI's words and before any loading
+    (the Python API says the same with its argument names); ``pixels_flag``: the flag that takes pixels, if any."""
+    y0, x0, y1, x1 = box
+    if 0 <= y0 < y1 <= 1 and 0 <= x0 < x1 <= 1:
+        return
+    hint = ""
+    if min(box) >= 0 and max(box) > 1:
+        fix = "give fractions" + (f", or pixels of the model-size image with {pixels_flag}" if pixels_flag else "")
+        hint = f" (these look like pixels: {fix})"
+    shown = " ".join(f"{value:g}" for value in box)
+    raise ValueError(f"--box {shown} must lie inside the image as fractions in [0, 1] with y0 < y1 and x0 < x1{hint}")
+
+
 def run(args: argparse.Namespace) -> int:
     from nextscale.data.images import make_grid
 
@@ -104,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--extend always keeps the image and generates a frame around it; leave out --mode")
     if args.pixels and args.box is None:
         raise ValueError("--pixels says how --box is given; it needs --box (a mask or --extend has no pixel values)")
+    if args.box is not None and not args.pixels:
+        check_fraction_box(args.box, pixels_flag="--pixels")
     if args.prompt is not None and not args.prompt.strip():
         raise ValueError("--prompt is empty; give some text, or omit --prompt for the empty prompt")
     for path, flag in ((args.image, "--image"), (args.mask, "--mask")):

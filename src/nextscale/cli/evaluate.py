@@ -231,6 +231,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     text.add_argument("--images-per-prompt", type=int, default=None, help="samples of each prompt (default: 1)")
     add_edit_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and scripts)")
     add_sampling_arguments(parser, cfg=1.5, cfg_sweep=True, unseeded="0: evaluations are repeatable")
 
 
@@ -544,7 +545,12 @@ def run_loss(args: argparse.Namespace, dataset, pipe, started: float) -> int:
             yield
 
     held_out = evaluate_held_out(
-        pipe.transformer, pipe.tokenizer, loader, text_encoder=text_encoder, transformer_context=precision
+        pipe.transformer,
+        pipe.tokenizer,
+        loader,
+        text_encoder=text_encoder,
+        transformer_context=precision,
+        progress=not args.no_progress,
     )
     report = {
         "model": str(args.model or "bundled"),

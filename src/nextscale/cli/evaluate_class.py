@@ -67,6 +67,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     )
 
     num, spec = evaluate.DEFAULT_NUM if args.num is None else args.num, args.reference or _default_reference(pipe)
+    progress = not args.no_progress
     size, channels = pipe.image_size, pipe.tokenizer.config.in_channels
     reference = open_class_reference(spec, size, channels, "test", args.bad_images, args.features)
     for flag, given in (("--reconstructions", args.reconstructions), ("--edit", args.edit)):
@@ -96,6 +97,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         lambda: evaluate_reference.reference_batches(read),
         args.reference_cache,
         key=evaluate_reference.reference_key(spec, reference, size, channels, network),
+        progress=progress,
     )
     inputs = real_inputs(reference, read, num, spec) if args.reconstructions or args.edit else None
     left_out = evaluate_reference.left_out_warnings(spec, usable, read, len(real), args.reference_cache, header)
@@ -110,7 +112,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         observers: list = [tally] if tally is not None else []
         if writer_folder is not None:
             observers.append(SampleWriter(writer_folder))
-        fake = stream_features(extractor, batches, evaluate.FEATURE_BATCH, observers, total=num)
+        fake = stream_features(extractor, batches, evaluate.FEATURE_BATCH, observers, total=num, progress=progress)
         row = evaluate_scores.distances(real, fake, inception_head)
         if tally is not None:
             row.update(tally.metrics(pipe.num_classes))
@@ -122,13 +124,24 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     rows = []
     for cfg in [None] if args.reconstructions else args.cfg:
         if cfg is None:
-            batches = reconstruct_batches(pipe.tokenizer, inputs, num, args.batch_size)
+            batches = reconstruct_batches(pipe.tokenizer, inputs, num, args.batch_size, progress=progress)
         elif edit is not None:
             batches = edit_batches(
-                pipe, inputs, num, edit.keep_mask, edit.target, args.batch_size, args.seed or 0, cfg=cfg, **sampling
+                pipe,
+                inputs,
+                num,
+                edit.keep_mask,
+                edit.target,
+                args.batch_size,
+                args.seed or 0,
+                progress=progress,
+                cfg=cfg,
+                **sampling,
             )
         else:
-            batches = generate_batches(pipe, num, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling)
+            batches = generate_batches(
+                pipe, num, args.batch_size, seed=args.seed or 0, progress=progress, cfg=cfg, **sampling
+            )
         # Every batch goes to the observers and the feature network, then is dropped: only features are kept.
         folder = args.save_samples
         if folder is not None and sweep:
@@ -161,7 +174,9 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         report["edit"] = edit.describe()
         report["edit_baselines"] = {
             "inputs": measure(real_batches(inputs, num, args.batch_size)),
-            "reconstructions": measure(reconstruct_batches(pipe.tokenizer, inputs, num, args.batch_size)),
+            "reconstructions": measure(
+                reconstruct_batches(pipe.tokenizer, inputs, num, args.batch_size, progress=progress)
+            ),
         }
     warnings = left_out + evaluate_scores.sample_size_warnings(
         num, len(real), real.shape[1], inception_head is not None
@@ -169,7 +184,8 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     if args.baseline:
         held_out = open_class_reference(spec, size, channels, "train", args.bad_images)
         subset = torch.utils.data.Subset(held_out, range(min(num, len(held_out))))
-        held = compute_features(extractor, torch.utils.data.DataLoader(subset, batch_size=evaluate.FEATURE_BATCH))
+        loader = torch.utils.data.DataLoader(subset, batch_size=evaluate.FEATURE_BATCH)
+        held = compute_features(extractor, loader, progress=progress)
         baseline = evaluate_scores.distances(real, held, inception_head)
         names = ("fid", "kid", "precision", "recall", "inception_score")
         report.update({f"{name}_real_baseline": baseline[name] for name in names if name in baseline})

@@ -93,8 +93,10 @@ class EditSettings:
 def edit_settings(args: argparse.Namespace, side: int) -> EditSettings:
     """The keep mask of --edit and --box on the model's last-scale grid of ``side`` x ``side`` tokens (the same
     rounding as ``nextscale edit``); a box outside the image, or one that keeps all or nothing, is refused."""
+    from nextscale.cli.edit import check_fraction_box
     from nextscale.sampling.editing import box_mask, keep_mask_for
 
     box = DEFAULT_BOX if args.box is None else tuple(args.box)
+    check_fraction_box(list(box), pixels_flag=None)  # the CLI's words: evaluate takes fractions only
     region = box_mask(side, box)
     return EditSettings(args.edit, box, args.edit_target or "own", keep_mask_for(args.edit, region))

@@ -139,6 +139,7 @@ def run_samples(args: argparse.Namespace, samples, chosen: list[int], reference,
         lambda: evaluate_reference.reference_batches(read),
         args.reference_cache,
         key=evaluate_reference.reference_key(args.reference, reference, side, 3, network),
+        progress=not args.no_progress,
     )
     left_out = evaluate_reference.left_out_warnings(
         args.reference, len(reference), read, len(real), args.reference_cache, header
@@ -146,7 +147,9 @@ def run_samples(args: argparse.Namespace, samples, chosen: list[int], reference,
     tally = ClassifierTally.for_images(side, judge) if judged else None
     observers = [tally] if tally is not None else []
     batches = spread_batches(samples, chosen, args.batch_size)
-    fake = stream_features(extractor, batches, evaluate.FEATURE_BATCH, observers, total=num)
+    fake = stream_features(
+        extractor, batches, evaluate.FEATURE_BATCH, observers, total=num, progress=not args.no_progress
+    )
     report = {
         "measured": "sample files",
         "samples": str(args.samples),

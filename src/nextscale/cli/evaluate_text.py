@@ -275,6 +275,7 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         report["adherence_skipped"] = plan.skipped
 
     real = extractor = reference_adherence = inception_head = None
+    progress = not args.no_progress
     if plan.reference is not None:
         extractor, network = evaluate.load_feature_extractor(
             args.features, pipe.image_size, args.inception, args.device, classifier=judge
@@ -288,6 +289,7 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
             lambda: _reference_loader(plan.reference),
             args.reference_cache,
             key=evaluate_reference.reference_key(spec, plan.reference, pipe.image_size, channels, network),
+            progress=progress,
         )
         report.update(
             reference_location=location, reference_count=len(real), features=args.features, feature_network=network
@@ -318,11 +320,21 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
             folder = args.save_samples if len(args.cfg) == 1 else args.save_samples / f"cfg-{cfg:g}"
             observers.append(PromptSampleWriter(folder, samples))
         if plan.edit is None:
-            batches = generate_prompt_batches(pipe, samples, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling)
+            batches = generate_prompt_batches(
+                pipe, samples, args.batch_size, seed=args.seed or 0, progress=progress, cfg=cfg, **sampling
+            )
         else:
             keep = plan.edit.settings.keep_mask
             batches = edit_prompt_batches(
-                pipe, plan.edit.inputs, samples, keep, args.batch_size, seed=args.seed or 0, cfg=cfg, **sampling
+                pipe,
+                plan.edit.inputs,
+                samples,
+                keep,
+                args.batch_size,
+                seed=args.seed or 0,
+                progress=progress,
+                cfg=cfg,
+                **sampling,
             )
             if judge is not None and plan.edit.original_layouts is not None:  # how often the old item survives
                 original = AdherenceTally(plan.edit.original_layouts, judge.logits)
@@ -332,7 +344,9 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
             row.update(
                 evaluate_scores.distances(
                     real,
-                    stream_features(extractor, batches, FEATURE_BATCH, observers, total=len(samples)),
+                    stream_features(
+                        extractor, batches, FEATURE_BATCH, observers, total=len(samples), progress=progress
+                    ),
                     inception_head,
                 )
             )
@@ -390,7 +404,9 @@ def _edit_baselines(args: argparse.Namespace, plan: TextPlan, pipe, real, extrac
         observers = [tally] if tally is not None else []
         row: dict = {}
         if real is not None:
-            fake = stream_features(extractor, batches, FEATURE_BATCH, observers, total=len(edited))
+            fake = stream_features(
+                extractor, batches, FEATURE_BATCH, observers, total=len(edited), progress=not args.no_progress
+            )
             row.update(evaluate_scores.distances(real, fake))
         if tally is not None:
             row["adherence"] = tally.report.as_dict()

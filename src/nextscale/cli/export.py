@@ -10,7 +10,9 @@ Examples:
 A transformer run becomes a pipeline folder (pipeline.json + tokenizer/ + transformer/, each with
 config.json and model.safetensors), loadable with Pipeline.from_pretrained; a tokenizer run becomes
 one component folder. --recommend records the sampling settings the model is meant to be used with in
-pipeline.json (as ``Pipeline.recommend``); `sample`, `demo` and `evaluate` use them for the flags left out.
+pipeline.json (as ``Pipeline.recommend``); `sample`, `edit`, `demo` and `evaluate` use them for the flags left out.
+Without cfg among them, the cfg of the run's training previews (`train --preview-cfg`) is recorded, so that every
+command samples the model as its previews did (a masked-sampler-head run keeps its starting model's settings).
 Reads the newest readable checkpoint, or with --step N that step's (the step a held-out warning names, when the
 run still keeps it: `nextscale info RUN` lists them; --run RUN/checkpoints/step-N.pt works too); takes seconds on a
 CPU. An export over an existing
@@ -89,7 +91,13 @@ def _setting_value(key: str, text: str) -> object:
 def run(args: argparse.Namespace) -> int:
     from nextscale.cli.convert_output import write_pipeline
     from nextscale.training.checkpoint import checkpoint_step
-    from nextscale.training.export import check_export_out, export_run, read_run_config, run_kind
+    from nextscale.training.export import (
+        check_export_out,
+        export_run,
+        read_run_config,
+        run_kind,
+        with_preview_cfg,
+    )
 
     out = Path(args.out)
     run_dir, checkpoint = chosen_checkpoint(Path(args.run), args.step)
@@ -97,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     check_export_out(run_dir, out)
     recommended = recommended_settings(args.recommend)
     options = {"raw": args.raw, "checkpoint": checkpoint}
+    note = ""
     if run_kind(run_dir) == "transformer":
+        recommended, note = with_preview_cfg(read_run_config(run_dir), recommended)
         write_pipeline(out, lambda staging: export_run(run_dir, staging, recommended=recommended, **options))
     elif recommended is not None:
         raise ValueError(f"--recommend is for pipelines; {run_dir} is a tokenizer run, which exports one component")
@@ -106,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     kept_ema = read_run_config(run_dir).get("train", {}).get("ema_decay") is not None
     which = "raw" if args.raw else "EMA" if kept_ema else "raw (the run keeps no EMA: --ema-decay none)"
     step = "" if checkpoint is None else f" (step {checkpoint_step(checkpoint)})"
-    print(f"exported {which} weights of {run_dir}{step} to {out}")
+    print(f"exported {which} weights of {run_dir}{step} to {out}{note}")
     return 0
 
 

@@ -309,7 +309,7 @@ def describe_tokens(folder: Path) -> dict[str, Any]:
     sides = manifest["scale_sides"]
     report: dict[str, Any] = {
         "what": f"{folder}: a token folder",
-        "sequences": f"{manifest['count']} in {len(manifest['shards'])} shards ({manifest['dtype']})"
+        "sequences": f"{manifest['count']} in {_count(len(manifest['shards']), 'shard')} ({manifest['dtype']})"
         + (f", {manifest['views']} views (random crops) each" if manifest.get("views", 1) > 1 else ""),
         "scales": f"{len(sides)} ({', '.join(map(str, sides))}), {manifest['total_tokens']} tokens",
         "vocabulary": manifest["vocab_size"],
@@ -319,8 +319,24 @@ def describe_tokens(folder: Path) -> dict[str, Any]:
     if manifest.get("class_names"):
         report["classes"] = len(manifest["class_names"])
     if manifest.get("left_out"):
-        report["left_out"] = f"{len(manifest['left_out'])} undecodable images"
+        report["left_out"] = _left_out_line(manifest["left_out"])
     return report
+
+
+LEFT_OUT_NAMED = 3  # the undecodable files `info` names; manifest.json lists them all
+
+
+def _left_out_line(left_out: list[str]) -> str:
+    """ "2 undecodable images: a.jpg, b.png" (the first ``LEFT_OUT_NAMED`` of them named, then "..." and where the
+    rest are listed)."""
+    named = ", ".join(str(name) for name in left_out[:LEFT_OUT_NAMED])
+    more = f", ... (all {len(left_out)} in manifest.json)" if len(left_out) > LEFT_OUT_NAMED else ""
+    return f"{_count(len(left_out), 'undecodable image')}: {named}{more}"
+
+
+def _count(number: int, noun: str) -> str:
+    """ "1 shard", "2 shards"."""
+    return f"{number} {noun}{'s' * (number != 1)}"
 
 
 def describe_data(spec: str) -> dict[str, Any]:

@@ -31,7 +31,9 @@ every image. Under torchrun each process makes every WORLD_SIZE-th batch (with -
 cuda:LOCAL_RANK) into the shared --out-dir; with --seed the images are the same as one process makes, since batch
 b's seed depends only on (seed, b) (bit for bit at the same CPU thread count: torchrun sets OMP_NUM_THREADS=1).
 With --prompt, --num is the number of images per prompt and --out-dir writes {index:04d}.png plus
-prompts.txt (one prompt per image, in order; with --text-features, the features row of each). --text-features
+prompts.txt (one prompt per image, in order; with --text-features, the features row of each). --prompt ""
+(the empty prompt, the unconditional input guidance trains for) samples unconditionally: "(empty prompt)" in the
+grid, an empty line in prompts.txt. --text-features
 reads precomputed text-encoder outputs (tensors prompt_embeds (B, T, D), pooled_prompt_embeds (B, D), optional
 prompt_attention_mask (B, T) and the same three negative_*), for folders converted without a text encoder.
 """
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
 DEFAULT_GRID = Path("samples.png")
 MAX_GRID_IMAGES = 1024  # one PNG of more tiles is unreadable and holds every image in memory at once
 GRID_FORMAT_LIMITS = {"JPEG": 65535, "WEBP": 16383}  # the most pixels a side these formats hold (PNG: no limit)
+EMPTY_PROMPT_LABEL = "(empty prompt)"  # the grid label of --prompt "" (prompts.txt keeps the exact, empty line)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_classes_argument(
         condition, help="class ids or names to sample, or 'all' (class models; default: drawn at random)"
     )
-    condition.add_argument("--prompt", nargs="+", default=None, metavar="TEXT", help="prompts (text models)")
+    condition.add_argument(
+        "--prompt",
+        nargs="+",
+        default=None,
+        metavar="TEXT",
+        help='prompts (text models; "" is the empty prompt: an unconditional sample)',
+    )
     condition.add_argument(
         "--text-features", type=Path, default=None, metavar="FILE", help="precomputed text features (safetensors)"
     )
@@ -150,6 +159,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "arr_1 the labels (class models)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def check_blank_prompts(prompts: list[str]) -> None:
+    """Refuse a prompt of blanks only (a quoting slip, most likely); the empty prompt "" itself is the model's
+    unconditional input (what classifier-free guidance trains for), so it samples unconditionally, as in ``edit``
+    and ``pipe(prompt=[""])``."""
+    for number, text in enumerate(prompts, start=1):
+        if text and not text.strip():
+            raise ValueError(
+                f'--prompt {number} holds only blanks ({text!r}); give some text, or "" (the empty prompt) for '
+                "an unconditional sample"
+            )
+
+
+def grid_label(prompt: str) -> str:
+    """A prompt as its grid label: cut to one short line; the empty prompt is named, as a blank label would not."""
+    return prompt_label(prompt) if prompt else EMPTY_PROMPT_LABEL
 
 
 def check_grid_size(count: int, grid: Path | None) -> None:
@@ -226,9 +252,8 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.nrow is not None and args.nrow < 1:
         raise ValueError(f"--nrow must be >= 1, got {args.nrow}")
-    if args.prompt is not None and any(not text.strip() for text in args.prompt):
-        raise ValueError("--prompt got an empty prompt; give some text for every prompt")
     if args.prompt is not None:  # --out-dir's prompts.txt holds one per line; refused for every output alike
+        check_blank_prompts(args.prompt)
         check_one_line_prompts(args.prompt, what="--prompt")
     text = args.prompt is not None or args.text_features is not None
     # a run written as files (or shown scale by scale, or kept as tokens) needs no default grid
@@ -358,7 +383,7 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
 
     if grid_path is not None:
         if text:  # prompts under their images (none for rows of --text-features)
-            names = None if plan.prompts is None else [prompt_label(prompt) for prompt in plan.prompts]
+            names = None if plan.prompts is None else [grid_label(prompt) for prompt in plan.prompts]
         else:
             names = None if pipe.class_names is None else [pipe.class_names[label] for label in labels]
         pictures = torch.cat(images) * 2 - 1
@@ -376,8 +401,9 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
     if args.out_dir is not None:
         note = f"; skipped {skipped} already there" if skipped else ""
         by = f" by {dist_info.world_size} processes" if dist_info.is_distributed else ""
-        print(f"wrote {written} PNGs (one per image) to {args.out_dir}/{by}{note}")
-    packed = f"wrote {plan.count} images ({pipe.image_size}x{pipe.image_size} RGB uint8) to {args.npz}"
+        print(f"wrote {written} PNG{'s' * (written != 1)} (one per image) to {args.out_dir}/{by}{note}")
+    size = f"{pipe.image_size}x{pipe.image_size} RGB uint8"
+    packed = f"wrote {plan.count} image{'s' * (plan.count != 1)} ({size}) to {args.npz}"
     if args.npz is not None and args.out_dir is None:
         print(packed)
     if args.show_scales is not None:

@@ -156,6 +156,28 @@ def _shown(value) -> str:
     return text if len(text) <= 100 else f"{text[:48]}...{text[-48:]}"  # a path's end tells most
 
 
+def _change(flag: str, before, now) -> str:
+    """One changed setting, as "--cfg 1.5, now 3". Prompts are quoted, so that where one ends and the next begins
+    shows, and two lists of as many prompts name the first that differs: "--prompt 2 'a red box', now 'a red fox'"."""
+    texts = all(isinstance(value, list) and all(isinstance(item, str) for item in value) for value in (before, now))
+    if not texts:
+        return f"{flag} {_shown(before)}, now {_shown(now)}"
+    if len(before) == len(now):
+        number, old, new = next((i, a, b) for i, (a, b) in enumerate(zip(before, now), start=1) if a != b)
+        return f"{flag} {number} {_quoted(old)}, now {_quoted(new)}"
+    return f"{flag} {_quoted_list(before)}, now {_quoted_list(now)}"
+
+
+def _quoted(text: str) -> str:
+    """A prompt in quotes, shortened to about 60 characters."""
+    return repr(text if len(text) <= 60 else f"{text[:57]}...")
+
+
+def _quoted_list(texts: list[str]) -> str:
+    shown = " ".join(_quoted(text) for text in texts[:4])
+    return shown + (f" ... ({len(texts)} prompts)" if len(texts) > 4 else "")
+
+
 def holds_sample_images(out_dir: Path) -> bool:
     return out_dir.is_dir() and any(SAMPLE_IMAGE.fullmatch(path.name) for path in out_dir.iterdir())
 
@@ -189,7 +211,7 @@ def check_out_dir_settings(out_dir: Path, settings: dict) -> None:
             before = recorded.get(flag, RECORDED_WHEN_ON.get(flag))
             now = settings.get(flag, RECORDED_WHEN_ON.get(flag))
             if before != now and (flag in recorded or flag not in ADDED_LATER):
-                changed[flag] = f"{flag} {_shown(before)}, now {_shown(now)}"
+                changed[flag] = _change(flag, before, now)
         if changed:
             fix = "re-run with those settings to resume, or choose another --out-dir"
             if "--model-weights" in changed and "--model" not in changed:  # the same folder, written again

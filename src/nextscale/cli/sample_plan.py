@@ -97,4 +97,13 @@ def resolve_classes(pipe: Pipeline, classes: list) -> list[int]:
         if len(classes) > 1:
             raise ValueError("--class all already names every class; give it alone")
         return list(range(pipe.num_classes))
-    return pipe.class_ids(classes)
+    ids = []
+    for index, label in enumerate(classes):
+        try:
+            ids.extend(pipe.class_ids([label]))
+        except ValueError as err:
+            joined = pipe.name_of_words(classes[index:])  # `--class red apples` unquoted: two names made of one
+            if joined is None:
+                raise
+            raise ValueError(f'{err} (quote a name with spaces: --class "{joined}")') from None
+    return ids

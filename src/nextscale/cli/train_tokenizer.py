@@ -24,6 +24,8 @@ At start it logs the data (images, classes, file sizes, where the held-out image
 without val/ gives up 5 % of each class, at least one image, seed 0) and the image size and scale
 schedule trained (--resolution PX picks sides doubling from 1 to PX / downsampling, e.g. 32 -> 1,2,4,8).
 Export the EMA weights with `nextscale export --run RUN --out DIR`.
+Ctrl-C (or SIGTERM) finishes the current step, saves a checkpoint and says so; a second Ctrl-C quits at once without
+saving; re-running the same command resumes from the last checkpoint.
 """
 
 from __future__ import annotations

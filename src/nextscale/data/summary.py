@@ -161,7 +161,9 @@ def describe_data(
     """
     names = getattr(train_set, "classes", None)
     kind = _kind(train_set) if len(train_set) != 1 else _kind(train_set).removesuffix("s")
-    lines = [f"data: {len(train_set)} {role} {kind} from {_origin(train_set)}{_classes(names)}"]
+    # tokenize --split all tokenizes every image: "8 captioned images (all: none held out)", not "8 all captioned"
+    counted = f"{len(train_set)} {kind} (all: none held out)" if role == "all" else f"{len(train_set)} {role} {kind}"
+    lines = [f"data: {counted} from {_origin(train_set)}{_classes(names)}"]
     if isinstance(train_set, FashionMNIST):
         lines.append(f"files: 28x28 grayscale IDX arrays, shown to the model at {train_set.size}x{train_set.size}")
     sizes = file_sizes(train_set)

@@ -61,10 +61,7 @@ def box_mask(side: int, box: tuple[float, float, float, float], image_size: int 
     if not (0 <= y0 < y1 <= limit and 0 <= x0 < x1 <= limit):
         hint = ""
         if image_size is None and all(0 <= v < math.inf for v in values) and max(values) > 1:
-            hint = (
-                " (these look like pixels: give fractions, or pixels of the model-size image with `nextscale edit "
-                "--pixels` / box_in_pixels=True)"
-            )
+            hint = " (these look like pixels: give fractions, or pixels of the model-size image: box_in_pixels=True)"
         raise ValueError(
             f"box (y0, x0, y1, x1) = {box} must lie inside the image as {unit} with y0 < y1 and x0 < x1{hint}"
         )

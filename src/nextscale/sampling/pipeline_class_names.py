@@ -97,6 +97,19 @@ class ClassNamesMixin:
             )
         raise ValueError(f"unknown class name {name!r}; valid names: {self.describe_classes()}")
 
+    def name_of_words(self, labels: Sequence[int | str]) -> str | None:
+        """The class name that the first two or more labels form when joined by spaces, or None: a shell splits
+        ``--class red apples`` typed without quotes into the labels "red" and "apples" (of the name "red apples")."""
+        known = {normalise_name(name) for name in self.class_names or ()}
+        words: list[str] = []
+        for label in labels:
+            if not isinstance(label, str):
+                return None
+            words.append(label)
+            if len(words) > 1 and normalise_name(" ".join(words)) in known:
+                return " ".join(words)
+        return None
+
     def describe_classes(self) -> str:
         """ "0 T-shirt/top, 1 Trouser, ..." (or "0..C-1" without names)."""
         if not self.class_names:

@@ -267,6 +267,20 @@ def sampler_head_sampling(run_config: dict) -> dict:
     return {**run_config.get("init_sampling", {}), "masked_sampling": True}
 
 
+def with_preview_cfg(run_config: dict, recommended: dict | None) -> tuple[dict | None, str]:
+    """``--recommend`` plus, when it leaves cfg out, the cfg the run drew its previews with: the strength the user
+    watched during training becomes the model's cfg for `sample`, `edit` and `evaluate` alike (without one, each
+    command would fall back to its own default). Returns (settings, a note for the export line).
+
+    A masked-sampler-head run is left as it is: its export keeps its starting model's recommendation."""
+    objective = run_config.get("objective") or {}
+    preview_cfg = objective.get("preview_cfg")
+    if preview_cfg is None or objective.get("train_sampler_head") or "cfg" in (recommended or {}):
+        return recommended, ""
+    note = f"; it recommends cfg {preview_cfg:g}, its previews' (--recommend cfg=VALUE for another)"
+    return {"cfg": float(preview_cfg), **(recommended or {})}, note
+
+
 def load_run_pipeline(
     run_dir: str | os.PathLike,
     raw: bool = False,
@@ -284,9 +298,14 @@ def load_run_pipeline(
     if isinstance(model, TextScaleTransformer):
         text_encoder = load_text_encoder_folder(Path(run_dir) / TEXT_ENCODER_DIR, device=device)
         pipe = TextPipeline(tokenizer, model, text_encoder).to(device)
-        return pipe.recommend(**sampler_head_sampling(run_config)) if trained_sampler_head(run_config) else pipe
+        if trained_sampler_head(run_config):
+            return pipe.recommend(**sampler_head_sampling(run_config))
+        recommended, _ = with_preview_cfg(run_config, None)  # as its export would: the cfg its previews used
+        return pipe if recommended is None else pipe.recommend(**recommended)
     pipeline_cls = RasterPipeline if isinstance(model, RasterTransformer) else Pipeline
-    return pipeline_cls(tokenizer, model, run_config.get("class_names") or None).to(device)
+    pipe = pipeline_cls(tokenizer, model, run_config.get("class_names") or None).to(device)
+    recommended, _ = with_preview_cfg(run_config, None)  # as its export would: the cfg its previews used
+    return pipe if recommended is None else pipe.recommend(**recommended)
 
 
 def load_transformer_weights(source: str | os.PathLike) -> nn.Module:

@@ -223,7 +223,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
     )
     group = parser.add_argument_group("hardware")
     group.add_argument("--device", default=None, help="cpu or cuda (default: cuda:LOCAL_RANK when available)")
-    group.add_argument("--num-workers", type=int, default=d.num_workers, help="data-loading worker processes")
+    group.add_argument(
+        "--num-workers",
+        type=int,
+        default=d.num_workers,
+        help=f"data-loading worker processes (default: {d.num_workers}; 0 loads in the main process)",
+    )
     group.add_argument(
         "--strategy",
         choices=("ddp", "fsdp", "none"),
