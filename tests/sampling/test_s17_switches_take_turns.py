@@ -112,3 +112,17 @@ def test_an_edit_encodes_its_image_in_the_calls_turn(method):
         out = pipe.inpaint(image, box=(0.5, 0.0, 1.0, 1.0), class_label=1, seed=0, output_type="pt")
     assert encoded_in_turn == [True]
     assert out.tokens.shape == (1, pipe.transformer.config.schedule.total_tokens)
+
+
+def test_an_image_edit_given_straight_to_the_sampler_is_refused_in_one_line():
+    from nextscale.sampling.editing import ImageEdit
+
+    pipe = tiny_class_pipeline()
+    size, side = pipe.image_size, pipe.transformer.config.scale_sides[-1]
+    edit = ImageEdit(torch.zeros(1, 3, size, size), torch.ones(side, side, dtype=torch.bool))
+    with pytest.raises(TypeError, match=r"an ImageEdit becomes one with \.encoded\(tokenizer, sides, device\)"):
+        pipe.sampler.sample([1], constraint=edit)
+    hook = edit.encoded(pipe.tokenizer, pipe.transformer.config.scale_sides, pipe.device)
+    assert torch.equal(
+        pipe.sampler.sample([1], constraint=hook).tokens, pipe.tokenizer.tokens_from_indices(hook.image_indices)
+    )

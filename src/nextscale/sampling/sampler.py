@@ -143,6 +143,11 @@ class ScaleSampler:
             SampleOutput with tokens (B, L), f_hat (B, code_dim, h, w) and, for class models, the labels.
         """
         config = config or SamplingConfig()
+        if constraint is not None and not callable(constraint):  # e.g. an ``ImageEdit``, which a pipeline encodes
+            raise TypeError(
+                f"constraint must be a per-scale hook (scale_idx, tokens, codes) -> (tokens, codes), got "
+                f"{type(constraint).__name__}; an ImageEdit becomes one with .encoded(tokenizer, sides, device)"
+            )
         if condition is None:
             if self.is_text_conditional:
                 raise ValueError("this model is text-conditional; give a prompt (there are no labels to draw)")
