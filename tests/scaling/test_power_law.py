@@ -91,10 +91,11 @@ def test_a_straight_power_law_has_no_floor():
 @pytest.mark.parametrize(
     ("x", "y", "message"),
     [
-        ([1, 2], [3, 2], "needs 3 distinct x values"),
-        ([1, 1, 2], [3, 2, 1], "needs 3 distinct x values"),
-        ([1, 1, 2, 2], [3, 2.9, 2, 1.9], r"needs 3 distinct x values, got 2 \(of 4 points\)"),
-        ([1, 2, 4], [1, 2, 3], "y does not fall with x"),
+        ([1, 2], [3, 2], "needs 4 distinct x values"),
+        ([1, 1, 2], [3, 2, 1], "needs 4 distinct x values"),
+        ([1, 1, 2, 2], [3, 2.9, 2, 1.9], r"needs 4 distinct x values .*, got 2 \(of 4 points\)"),
+        ([1, 2, 4], [3, 2, 1.5], r"3 parameters and needs 4 distinct x values \(through 3 it passes exactly"),
+        ([1, 2, 4, 8], [1, 2, 3, 4], "y does not fall with x"),
         ([1, 2, 4], [3, 0, 1], "positive, finite y values"),
     ],
 )

@@ -45,7 +45,6 @@ DATA_SETS = {
     "noisy": (X8, noisy(X8, 1.5, 2e-3, -0.3, 0.02, seed=0)),
     "floor near 0": (X8, noisy(X8, 0.002, 2e-3, -0.3, 0.01, seed=1)),
     "floor near min y": (X8, noisy(X8, 10.0, 5e-3, -0.8, 1e-3, seed=2)),
-    "three points": (X8[[0, 3, 7]], noisy(X8[[0, 3, 7]], 0.2, 1e-2, -0.5, 0.03, seed=3)),
     "four points": (X8[[0, 2, 5, 7]], noisy(X8[[0, 2, 5, 7]], 0.2, 1e-2, -0.5, 0.03, seed=4)),
     # FID of the 1,200-step sweep (docs/reproduction/fid_fm1200_points.csv): the profile alone was 12 % above
     "sweep FID": (X_SWEEP, np.array([86.8652632, 29.1048614, 16.5861281, 11.3628525, 8.07, 7.97])),
@@ -71,7 +70,7 @@ def test_the_fit_reaches_scipys_optimum_of_its_objective(name):
     ("x", "floor", "beta", "alpha"),
     [
         (np.geomspace(1e4, 3e7, 8), 1.5, 2e-3, -0.3),
-        (np.geomspace(1e2, 1e6, 3), 0.7, 1e-1, -0.9),  # three points, three parameters
+        (np.geomspace(1e2, 1e6, 4), 0.7, 1e-1, -0.9),  # four points, three parameters: the fewest allowed
         (np.geomspace(1e3, 1e8, 6), 4.0, 1e-4, -0.5),  # the floor is 99.8 % of the lowest point
     ],
 )
@@ -94,4 +93,4 @@ def test_a_floor_at_zero_is_the_plain_least_squares_line():
 
 def test_a_grid_below_two_values_is_refused():
     with pytest.raises(ValueError, match="grid must be at least 2"):
-        fit_saturating_power_law([1, 2, 4], [3, 2, 1.5], grid=1)
+        fit_saturating_power_law([1, 2, 4, 8], [3, 2, 1.5, 1.3], grid=1)

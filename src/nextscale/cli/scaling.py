@@ -17,8 +17,10 @@ Examples (Fashion-MNIST tokens of the demo tokenizer; `nextscale tokenize ... --
 resumes unfinished runs and leaves finished ones alone; Ctrl-C stops it, and the same command resumes) with the
 shape rule of TransformerConfig.from_depth: width = WIDTH_BASE x d (64 d in VAR), d heads, drop-path 0.1 d / 24.
 The length of every run is --steps, or follows from a budget: --token-budget T gives T / (batch x L) steps (L
-tokens per image, or the --keep-tokens of token dropping), --compute-budget C gives C / (6 N batch L) steps
-(iso-FLOP: smaller models see more tokens; N is that of the model training builds, with the data's class count).
+tokens per image, or the --keep-tokens of token dropping), --compute-budget C gives
+C / (6 (N_token batch L + N_image batch)) steps (iso-FLOP: smaller models see more tokens; N_token are the
+parameters every token passes through, N_image the AdaLN ones that act once per image on the condition, of the
+model training builds, with the data's class count; see "compute" below).
 Flags after `--` go to `nextscale train` unchanged (optimiser, preset, --config run file, ...); the sweep sets
 --run-dir, --depth, --embed-dim, --num-heads, --drop-path-rate, the run length, --batch-size, --eval-every and the
 data itself, and refuses them after `--`. OUT/sweep.json records the settings; re-running or extending the sweep
@@ -33,9 +35,16 @@ adds depths (finished runs are kept), sweep.json lists both, and without --seeds
 sweep records (so `--depths 7` alone extends every seed).
 
 After every run OUT/points.csv and points.json are rewritten, one row per run: depth, seed, width, parameters N
-(all of them, as VAR counts; also without embeddings), tokens seen D = steps x batch x L, compute C = 6 N D FLOPs,
-the last held-out evaluation: loss (L_avg), loss_last (L_last), error (Err_avg), error_last (Err_last), and
-whether the run finished (reached its planned steps and checkpointed them).
+(all of them, as VAR counts; also without embeddings, and the per-token and per-image parts below), tokens seen
+D = steps x batch x L, compute C = 6 (N_token D + N_image I) FLOPs with I = steps x batch images (the AdaLN
+layers, 20-33 % of N at small sizes, run once per image, not per token; lookup tables, norms and attention scores
+are not counted; points.csv files written before this column used C = 6 N D, 1.4-1.5x more), the last held-out
+evaluation: loss (L_avg), loss_last (L_last), error (Err_avg), error_last (Err_last), whose weights they measure
+(weights: raw, the trained weights, as official VAR, which keeps no EMA; `fit`/`plot --weights ema` read the EMA
+weights' losses where the runs logged them) and on how many held-out sequences (eval_samples: the first ones of
+--eval-tokens), and whether the run finished (reached its planned steps and checkpointed them). To check a point:
+`nextscale export --raw --run RUN_DIR --out F` then `nextscale evaluate --loss --model F --tokens EVAL_TOKENS
+--num EVAL_SAMPLES` (`evaluate --model RUN_DIR` itself measures the EMA weights).
 
 `fit` and `plot` count finished runs only (from --sweep, or the rows of a table whose "finished" column says so)
 and name each run they leave out on stderr. `fit` takes logs (log L = α log β + α log X), fits a line by least
@@ -113,7 +122,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     budget = run.add_mutually_exclusive_group(required=True)
     budget.add_argument("--steps", type=int, help="optimizer steps of every run")
     budget.add_argument("--token-budget", type=float, help="tokens seen by every run: steps = T / (batch x L)")
-    budget.add_argument("--compute-budget", type=float, help="FLOPs of every run: steps = C / (6 N batch L)")
+    budget.add_argument(
+        "--compute-budget",
+        type=float,
+        help="FLOPs of every run: steps = C / (6 (N_token batch L + N_image batch)), N_image the per-image AdaLN",
+    )
     run.add_argument(
         "--eval-every", type=int, default=None, help=f"steps between held-out evals (default: steps / {EVALS_PER_RUN})"
     )
@@ -141,9 +154,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ run
-def steps_for_budget(args: argparse.Namespace, params: int, tokens_per_step: int) -> int:
-    """Optimizer steps of one run from --steps, --token-budget or --compute-budget (at least 1)."""
-    from nextscale.scaling.sweep import FLOPS_PER_PARAMETER_TOKEN
+def steps_for_budget(
+    args: argparse.Namespace, use, batch_size: int, tokens_per_step: int, params: int | None = None
+) -> int:
+    """Optimizer steps of one run from --steps, --token-budget or --compute-budget (at least 1); ``use`` is the
+    run's ``ComputeParameters`` (a step costs 6 (N_token x tokens_per_step + N_image x batch_size) FLOPs). A sweep
+    recorded before that count (``args.old_compute_count``) keeps its own, 6 x ``params`` x tokens_per_step: its
+    finished runs were planned with it."""
+    from nextscale.scaling.sweep import FLOPS_PER_PARAMETER_TOKEN, training_compute
 
     if args.steps is not None:
         if args.steps < 1:
@@ -152,7 +170,9 @@ def steps_for_budget(args: argparse.Namespace, params: int, tokens_per_step: int
     if args.token_budget is not None:
         budget, per_step = args.token_budget, tokens_per_step
     else:
-        budget, per_step = args.compute_budget, FLOPS_PER_PARAMETER_TOKEN * params * tokens_per_step
+        budget, per_step = args.compute_budget, training_compute(use, tokens_per_step, batch_size)
+        if getattr(args, "old_compute_count", False) and params is not None:
+            per_step = float(FLOPS_PER_PARAMETER_TOKEN) * params * tokens_per_step
     if not budget > 0:
         raise ValueError("the budget must be positive")
     return max(1, round(budget / per_step))
@@ -273,7 +293,7 @@ def plan_run(
     count (of the model that training will build: same flags, class count and schedule; the seed changes
     neither)."""
     from nextscale.cli.train_model import build_transformer_config
-    from nextscale.scaling.sweep import tokens_per_sample, transformer_parameters
+    from nextscale.scaling.sweep import tokens_per_sample, transformer_compute_parameters, transformer_parameters
 
     if depth < 1:
         raise ValueError(f"depths must be >= 1, got {depth}")
@@ -283,7 +303,8 @@ def plan_run(
     config = build_transformer_config(planned, inputs.tokenizer_config, inputs.text_dim)
     params, _ = transformer_parameters(config)
     per_sample = tokens_per_sample(config.schedule.total_tokens, planned.keep_tokens)
-    steps = steps_for_budget(args, params, planned.batch_size * per_sample)
+    use = transformer_compute_parameters(config)
+    steps = steps_for_budget(args, use, planned.batch_size, planned.batch_size * per_sample, params)
     eval_every = args.eval_every or derived_eval_every(steps)
     run_length = ["--steps", str(steps), "--eval-every", str(eval_every)]
     return [*common, *run_length, *extra, "--seed", str(planned.seed)], steps, params
@@ -307,7 +328,12 @@ def derived_eval_every_of_sweep(
 
 def run_sweep(args: argparse.Namespace) -> int:
     from nextscale.cli import CommandError, main
-    from nextscale.cli.scaling_settings import recorded_settings, setting_differences, sweep_settings
+    from nextscale.cli.scaling_settings import (
+        recorded_settings,
+        setting_differences,
+        sweep_settings,
+        uses_old_compute_count,
+    )
     from nextscale.pretrained import atomic_write_text
     from nextscale.scaling.sweep import RUNS_DIR, SWEEP_FILE, collect_sweep, read_run, run_name, write_points
 
@@ -327,6 +353,9 @@ def run_sweep(args: argparse.Namespace) -> int:
         raise ValueError(f"depths must be >= 1, got {depths[0]}")
     settings_path = args.out / SWEEP_FILE
     recorded = recorded_settings(settings_path)
+    # A --compute-budget sweep recorded before compute told per-token from per-image parameters planned its steps
+    # with 6 x all parameters x tokens: its re-runs keep that count, or finished runs would get new step counts.
+    args.old_compute_count = uses_old_compute_count(recorded)
     base = base_seed(extra)
     recorded_seeds = recorded.get("seeds", [base])  # a sweep.json from before --seeds: its runs used the base seed
     seeds = sorted(set(args.seeds if args.seeds is not None else recorded_seeds))

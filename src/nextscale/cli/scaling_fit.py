@@ -4,7 +4,8 @@ uncertainty of its exponent, and the VAR paper's Fig. 5/6 at small scale.
 Both count finished runs only (from --sweep, or the rows of a table whose "finished" column says so) and name each
 run they leave out on stderr. `fit` reports alpha with its standard error and 95 % confidence interval: ordinary
 least squares in log-log space, Student's t with n - 2 degrees of freedom (none from 2 points; none for
---irreducible, a nonlinear fit of three parameters; for --frontier conditional on which points are on it). With
+--irreducible, a nonlinear fit of three parameters from at least 4 sizes, which is judged against the plain law
+by an F-test with n - 3 degrees of freedom and AIC instead; for --frontier conditional on which points are on it). With
 several seeds per depth every seed's run is one point of the fit, and the output also gives the mean ± std of the
 metric across the seeds of each depth (grouped by a table's "depth" column, else by equal X). Tables without a
 "seed" column (points.csv of sweeps made before seeds) are read as before.
@@ -45,9 +46,11 @@ def add_fit_and_plot_parsers(sub) -> None:
         "--irreducible",
         action="store_true",
         help="fit L = L_inf + (beta X)^alpha instead: a law that levels off (at the data's entropy, or where too "
-        "little training leaves the largest models); reports L_inf and how far the points lie from both laws "
-        "(least squares in log L over all three parameters; no standard error: a linearised one would be "
-        "unreliable for three parameters from a few points)",
+        "little training leaves the largest models); reports L_inf, how far the points lie from both laws "
+        "and whether the floor is supported: an F-test of the two nested least-squares fits, F(1, n - 3), and "
+        "AIC (the floored law's raw residual is never the larger). Needs 4 distinct sizes: three parameters pass "
+        "through any three points. Least squares in log L over all three parameters; no standard error: a "
+        "linearised one would be unreliable for three parameters from a few points",
     )
     fit.add_argument(
         "--json",
@@ -55,7 +58,8 @@ def add_fit_and_plot_parsers(sub) -> None:
         help="print only one JSON object: alpha, beta, pearson_r, alpha_stderr and alpha_ci95 ([low, high]; null "
         "for 2 points), num_points, num_seeds (null without a seed column) and per_depth ([{depth, x, "
         "num_points, mean, std}] of the Y metric across seeds); with --irreducible: alpha, beta, irreducible, "
-        "rms_log_residual",
+        "rms_log_residual (and _plain), num_points, degrees_of_freedom (n - 3), f_statistic, p_value, aic, "
+        "aic_plain and floor_supported (p < 0.05)",
     )
 
     plot = sub.add_parser(
@@ -78,13 +82,27 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--sweep", type=Path, help="a sweep folder of `nextscale scaling run` (reads its runs)")
     source.add_argument("--csv", type=Path, help="any CSV table with a header line (e.g. a sweep's points.csv)")
+    parser.add_argument(
+        "--weights",
+        choices=("raw", "ema"),
+        default="raw",
+        help="with --sweep, whose held-out losses: raw (default: the trained weights, metrics split 'eval', as "
+        "points.csv and official VAR, which keeps no EMA) or ema (split 'eval_ema': the weights export, `scaling "
+        "samples` and `evaluate --model RUN_DIR` use; logged only by runs that keep an EMA)",
+    )
 
 
-def _finished_runs(sweep: Path) -> list:
-    """The runs of a sweep that reached their planned steps; a line on stderr for each run left out."""
+def _finished_runs(sweep: Path, weights: str = "raw") -> list:
+    """The runs of a sweep that reached their planned steps (their ``weights``' evaluations); a line on stderr for
+    each run left out."""
     from nextscale.scaling.sweep import collect_sweep, finished_runs
 
-    runs, notes = finished_runs(collect_sweep(sweep))
+    runs = collect_sweep(sweep, weights)
+    if weights == "ema" and runs and not any(run.evals for run in runs):
+        raise ValueError(
+            f"no run of {sweep} logged EMA held-out losses (split 'eval_ema'; its runs kept no EMA): drop --weights ema"
+        )
+    runs, notes = finished_runs(runs)
     for note in notes:
         print(note, file=sys.stderr)
     if not runs:
@@ -108,6 +126,8 @@ def _rows(args: argparse.Namespace) -> tuple[list[dict], str]:
     """Rows of the table (--csv) or of the sweep's finished runs (--sweep), and a name for messages."""
     if args.csv is not None:
         return _table_rows(args.csv), str(args.csv)
+    if args.weights != "raw":
+        return [run.row() for run in _finished_runs(args.sweep, args.weights)], f"{args.sweep} ({args.weights} weights)"
     return [run.row() for run in _finished_runs(args.sweep)], str(args.sweep)
 
 
@@ -143,8 +163,10 @@ def run_fit(args: argparse.Namespace) -> int:
         raise ValueError("--irreducible fits the final points of the runs; leave out --frontier")
     if args.frontier and x_name != "compute":
         raise ValueError(f"--frontier fits loss vs training compute; drop --x {args.x} (or give --x compute)")
+    if args.csv is not None and args.weights != "raw":
+        raise ValueError("--weights chooses the runs' evaluations of a --sweep; a --csv table has its own losses")
     if args.frontier and args.sweep is not None:  # every evaluation, as the figure's loss-vs-compute panel
-        runs = _finished_runs(args.sweep)
+        runs = _finished_runs(args.sweep, args.weights)
         curves = loss_curves(runs, args.y)
         points = [point for curve in curves.values() for point in curve]
         source = f"{len(points)} evaluations of {len(curves)} runs of {args.sweep}"
@@ -200,18 +222,40 @@ def print_seed_spread(rows: list[dict], seeds: dict, y_name: str) -> None:
 
 
 def report_saturating_fit(args: argparse.Namespace, x_name: str, x: list, y: list, source: str) -> int:
-    """``fit --irreducible``: L = L_inf + (beta X)^alpha, beside the plain power law's residual."""
-    from nextscale.scaling.power_law import fit_power_law, fit_saturating_power_law, rms_log_residual
+    """``fit --irreducible``: L = L_inf + (beta X)^alpha, and whether its floor is supported against the plain
+    power law (F-test for nested least-squares fits and AIC; the raw residuals always favour the floor)."""
+    from nextscale.scaling.power_law import compare_nested_fits, fit_power_law, fit_saturating_power_law
 
     fit = fit_saturating_power_law(x, y)
-    values = {"alpha": fit.alpha, "beta": fit.beta, "irreducible": fit.irreducible}
+    plain = fit_power_law(x, y)
+    test = compare_nested_fits(x, y, plain, fit)
     if args.json:
-        print(json.dumps({**values, "rms_log_residual": fit.rms_log_residual}, allow_nan=False))
+        rms_plain = (test.rss_plain / test.num_points) ** 0.5
+        result = {
+            "alpha": fit.alpha,
+            "beta": fit.beta,
+            "irreducible": fit.irreducible,
+            "rms_log_residual": fit.rms_log_residual,
+            "rms_log_residual_plain": rms_plain,
+            "num_points": test.num_points,
+            "degrees_of_freedom": test.degrees_of_freedom,
+            # an exact fit of 4 or more points has F = inf, which JSON cannot hold: null, with p = 0
+            "f_statistic": test.f_statistic if test.f_statistic != float("inf") else None,
+            "p_value": test.p_value,
+            "aic": test.aic_floor,
+            "aic_plain": test.aic_plain,
+            "floor_supported": test.floor_supported,
+        }
+        print(json.dumps(result, allow_nan=False))
         return 0
-    plain = rms_log_residual(fit_power_law(x, y), x, y)
     print(f"{fit.formula(x_name, args.y)}  (alpha = {fit.alpha:.6g}, beta = {fit.beta:.6g}, ", end="")
     print(f"L_inf = {fit.irreducible:.6g}, {fit.num_points} points from {source})")
-    print(f"rms residual of log {args.y}: {fit.rms_log_residual:.4g} with L_inf, {plain:.4g} as a plain power law")
+    rms_plain = (test.rss_plain / test.num_points) ** 0.5
+    print(
+        f"rms residual of log {args.y}: {fit.rms_log_residual:.4g} with L_inf (3 parameters, {test.degrees_of_freedom} "
+        f"degrees of freedom), {rms_plain:.4g} as a plain power law (2 parameters, {test.num_points - 2})"
+    )
+    print(f"the floor against the plain law: {test.text()}")
     return 0
 
 
@@ -219,6 +263,8 @@ def run_plot(args: argparse.Namespace) -> int:
     from nextscale.scaling.plot import plot_scaling
     from nextscale.scaling.sweep import column, loss_curves
 
+    if args.csv is not None and args.weights != "raw":
+        raise ValueError("--weights chooses the runs' evaluations of a --sweep; a --csv table has its own losses")
     if args.csv is not None:
         if args.out is None:
             raise ValueError("--out is required with --csv")
@@ -228,7 +274,7 @@ def run_plot(args: argparse.Namespace) -> int:
     else:
         out = args.out or args.sweep / "scaling.png"
         check_png_output(out)
-        runs = _finished_runs(args.sweep)
+        runs = _finished_runs(args.sweep, args.weights)
         table, source, curves = [run.row() for run in runs], str(args.sweep), loss_curves(runs)
     # The drawn columns: a NaN or empty value is refused naming its row (a diverged run), not drawn as a gap or
     # skipped as a text column; sizes, compute and losses must be positive too (log axes, fitted laws).

@@ -26,6 +26,15 @@ SWEEP_SETTINGS = {
     "train_args": None,  # the flags after --
 }
 BUDGET_FLAGS = {"steps": "--steps", "tokens": "--token-budget", "flops": "--compute-budget"}
+# How a --compute-budget turns into steps, recorded beside it: 6 x (per-token parameters x tokens + per-image
+# parameters x images). A sweep.json without it planned with 6 x all parameters x tokens (``uses_old_compute_count``).
+COMPUTE_COUNT = "6 x (params_per_token x tokens + params_per_image x images)"
+
+
+def uses_old_compute_count(recorded: dict) -> bool:
+    """Whether a recorded --compute-budget sweep planned its steps before ``COMPUTE_COUNT``."""
+    budget = recorded.get("budget")
+    return isinstance(budget, dict) and "flops" in budget and "count" not in budget
 
 
 def sweep_settings(args: argparse.Namespace, extra: list[str]) -> dict[str, object]:
@@ -34,8 +43,10 @@ def sweep_settings(args: argparse.Namespace, extra: list[str]) -> dict[str, obje
         budget = {"steps": args.steps}
     elif args.token_budget is not None:
         budget = {"tokens": args.token_budget}
+    elif getattr(args, "old_compute_count", False):
+        budget = {"flops": args.compute_budget}  # as recorded: the sweep keeps its own count
     else:
-        budget = {"flops": args.compute_budget}
+        budget = {"flops": args.compute_budget, "count": COMPUTE_COUNT}
     return {
         "tokens": str(args.tokens),
         "eval_tokens": str(args.eval_tokens),

@@ -9,26 +9,31 @@ and C, and ``uncertainty`` for what the interval assumes.
 
 from nextscale.scaling.power_law import PowerLawFit, fit_pareto_frontier, fit_power_law, pareto_frontier
 from nextscale.scaling.sweep import (
+    ComputeParameters,
     EvalPoint,
     RunSummary,
     collect_sweep,
+    compute_parameters,
     count_parameters,
     finished_runs,
     loss_curves,
     one_run_per_depth,
     read_run,
     training_compute,
+    transformer_compute_parameters,
     transformer_parameters,
     write_points,
 )
 from nextscale.scaling.uncertainty import GroupSpread, spread_by_group, student_t_quantile
 
 __all__ = [
+    "ComputeParameters",
     "EvalPoint",
     "GroupSpread",
     "PowerLawFit",
     "RunSummary",
     "collect_sweep",
+    "compute_parameters",
     "count_parameters",
     "finished_runs",
     "fit_pareto_frontier",
@@ -40,6 +45,7 @@ __all__ = [
     "spread_by_group",
     "student_t_quantile",
     "training_compute",
+    "transformer_compute_parameters",
     "transformer_parameters",
     "write_points",
 ]

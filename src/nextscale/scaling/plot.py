@@ -10,8 +10,8 @@ Panels (as the VAR paper's Fig. 5 and 6):
        all of them (the least loss reached with at most that compute) and the power law fitted to the frontier.
        From a bare table (no curves) the panel shows the final points and their frontier.
 
-A log axis spanning less than a decade labels only 1, 2 and 5 x 10^k (matplotlib's default labels 2, 3, 4 and 6
-x 10^k there, which run into each other on a narrow panel).
+A log axis spanning less than two decades labels only 1, 2 and 5 x 10^k (matplotlib's default labels 2, 3, 4 and
+6 x 10^k there, and "3×10⁵4×10⁵" run into each other on a narrow panel); wider axes label the decades.
 
 Matplotlib is the optional ``eval`` extra; it is imported when a figure is drawn, through its object API (no
 pyplot state and no backend switch in the calling process).
@@ -29,7 +29,10 @@ import numpy as np
 
 from nextscale.pretrained import atomic_write
 from nextscale.scaling.power_law import (
+    MIN_SATURATING_SIZES,
     PowerLawFit,
+    SaturatingFit,
+    compare_nested_fits,
     fit_pareto_frontier,
     fit_power_law,
     fit_saturating_power_law,
@@ -41,6 +44,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MIN_POINTS = 2  # a figure of one run has no law to show
+# Log axes narrower than this ratio get labels at 1, 2, 5 x 10^k only (matplotlib labels 2, 3, 4, 6 x 10^k up to
+# about two decades, which overlap); wider ones keep matplotlib's labels at the decades.
+_LABEL_DECADES_BELOW = 100.0
 SEED_POINT_ALPHA = 0.3  # each seed's own point, drawn faintly under its depth's mean
 
 
@@ -100,10 +106,24 @@ def _fit_and_draw(
     if irreducible:
         try:
             floor = fit_saturating_power_law(x, y)
-        except ValueError:  # fewer than 3 sizes, or a loss that does not fall: the straight law stands alone
+        except ValueError:  # fewer than 4 sizes, or a loss that does not fall: the straight law stands alone
+            why = f"needs {MIN_SATURATING_SIZES} sizes" if np.unique(x).shape[0] < MIN_SATURATING_SIZES else "no fit"
+            axis.plot([], [], color=color, linestyle=":", label=f"{label}: no law with a floor ({why})")
             return
-        text = f"{floor.formula(x_name, label)}, rms log residual {floor.rms_log_residual:.3g}"
-        axis.plot(grid, floor(grid), color=color, linestyle=":", label=text)
+        axis.plot(grid, floor(grid), color=color, linestyle=":", label=floor_label(floor, fit, x, y, x_name, label))
+
+
+def floor_label(
+    floor: SaturatingFit, plain: PowerLawFit, x: np.ndarray, y: np.ndarray, x_name: str, y_name: str
+) -> str:
+    """The legend of a law above a floor with the F-test against the plain law, e.g.
+    ``L_avg = 2.16 + (1.5e-05·N)^-0.329; floor supported: F(1, 3) = 75, p = 0.0032``."""
+    test = compare_nested_fits(x, y, plain, floor)
+    verdict = "floor supported" if test.floor_supported else "floor not supported"
+    return (
+        f"{floor.formula(x_name, y_name)}; {verdict}: F(1, {test.degrees_of_freedom}) = {test.f_statistic:.3g}, "
+        f"p = {test.p_value:.2g}"
+    )
 
 
 def fit_label(fit: PowerLawFit, x_name: str, y_name: str) -> str:
@@ -112,13 +132,14 @@ def fit_label(fit: PowerLawFit, x_name: str, y_name: str) -> str:
 
 
 def _label_few_ticks(axis) -> None:
-    """On log axes spanning less than a decade, label only the ticks at 1, 2 and 5 x 10^k (every integer
-    multiple when that leaves fewer than two); wider axes keep matplotlib's labels at the decades."""
+    """On log axes spanning less than two decades, label only the ticks at 1, 2 and 5 x 10^k (every integer
+    multiple when that leaves fewer than two), at least log10(2) = 0.3 decades apart; wider axes keep matplotlib's
+    labels at the decades."""
     from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
     for scale_axis, limits in ((axis.xaxis, axis.get_xlim()), (axis.yaxis, axis.get_ylim())):
         low, high = sorted(limits)
-        if scale_axis.get_scale() != "log" or low <= 0 or high / low >= 10:
+        if scale_axis.get_scale() != "log" or low <= 0 or high / low >= _LABEL_DECADES_BELOW:
             continue
         for mantissas in ((1, 2, 5), tuple(range(1, 10))):
             decades = range(math.floor(math.log10(low)), math.floor(math.log10(high)) + 1)
@@ -232,7 +253,7 @@ def draw_scaling(
     compute_axis.set(
         xscale="log",
         yscale="log",
-        xlabel="training compute C = 6 N D (FLOPs)",
+        xlabel="training compute C = 6 (N_token D + N_image I) (FLOPs)",
         ylabel="held-out loss L_avg",
         title="loss vs compute",
     )

@@ -17,7 +17,10 @@ The irreducible term: a model family trained on finite data levels off at the en
 convergence, at what that much training allows), so log L against log X bends; Henighan et al. 2020 fit
 L = L_inf + (β·X)^α. It is fitted by least squares in log L, like the plain law, over L_inf in [0, min L) and
 the line's two parameters together: given L_inf the rest is nearly a line in logs (of L - L_inf), which gives
-starting points, and Levenberg-Marquardt takes them to the joint optimum.
+starting points, and Levenberg-Marquardt takes them to the joint optimum. It needs 4 distinct sizes: through 3
+it passes exactly, whatever the data. The plain law is the floored law with L_inf = 0, so the floored law's
+residual is never larger; ``compare_nested_fits`` judges the extra parameter by its degrees of freedom (an F-test
+for nested least-squares models, and AIC), not by the raw residuals.
 
 References: Henighan et al. 2020, "Scaling Laws for Autoregressive Generative Modeling" (arXiv:2010.14701);
 Kaplan et al. 2020, "Scaling Laws for Neural Language Models" (arXiv:2001.08361); Tian et al. 2024,
@@ -32,7 +35,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nextscale.scaling.uncertainty import CONFIDENCE, confidence_interval, slope_standard_error
+from nextscale.scaling.uncertainty import (
+    CONFIDENCE,
+    confidence_interval,
+    slope_standard_error,
+    student_t_two_sided,
+)
+
+# Fewest distinct sizes for L = L_inf + (β·X)^α: three parameters pass through any three points (no degrees of
+# freedom left to judge the fit by), so a fourth is the least that can say anything.
+MIN_SATURATING_SIZES = 4
+SIGNIFICANCE = 0.05  # the floor counts as supported when the F-test's p-value is below this
 
 
 @dataclass(frozen=True)
@@ -161,21 +174,24 @@ def fit_saturating_power_law(x: Sequence[float], y: Sequence[float], grid: int =
     quadratic in L_inf, so the linearised (Jacobian) error of alpha would be unreliable.
 
     Args:
-        x: the scaled quantity, positive, at least three distinct values (three parameters).
+        x: the scaled quantity, positive, at least ``MIN_SATURATING_SIZES`` (4) distinct values (three parameters
+            and at least one degree of freedom).
         y: the measured quantity, positive, falling with x (a rising y has no floor to level off at).
         grid: candidate values of L_inf in the profile that starts the joint fit, at least 2.
 
     Raises:
-        ValueError: fewer than 3 points, bad values (as ``fit_power_law``), y not falling with x, ``grid`` < 2,
-            or a law so flat that β = exp(a / α) is out of floating-point range.
+        ValueError: fewer than 4 distinct x values, bad values (as ``fit_power_law``), y not falling with x,
+            ``grid`` < 2, or a law so flat that β = exp(a / α) is out of floating-point range.
     """
     x, y = _positive(x, "x"), _positive(y, "y")
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
-    if np.unique(x).shape[0] < 3:
+    if np.unique(x).shape[0] < MIN_SATURATING_SIZES:
         raise ValueError(
-            "a fit with an irreducible term has 3 parameters and needs 3 distinct x values, got "
-            f"{np.unique(x).shape[0]} (of {x.shape[0]} points)"
+            f"a fit with an irreducible term has 3 parameters and needs {MIN_SATURATING_SIZES} distinct x values "
+            f"(through 3 it passes exactly, leaving nothing to judge it by), got {np.unique(x).shape[0]} (of "
+            f"{x.shape[0]} points): train more sizes (`nextscale scaling run --depths ...`) or fit without "
+            "--irreducible"
         )
     if grid < 2:
         raise ValueError(f"grid must be at least 2 candidate values of L_inf, got {grid}")
@@ -199,6 +215,73 @@ def fit_saturating_power_law(x: Sequence[float], y: Sequence[float], grid: int =
         )
     fit = SaturatingFit(alpha, beta, fraction * y_min, 0.0, int(x.shape[0]))
     return SaturatingFit(alpha, beta, fraction * y_min, rms_log_residual(fit, x, y), int(x.shape[0]))
+
+
+@dataclass(frozen=True)
+class NestedComparison:
+    """The plain law (2 parameters) against the law above a floor (3) on the same ``num_points`` points.
+
+    ``f_statistic`` = ((RSS_plain - RSS_floor) / 1) / (RSS_floor / (n - 3)) with the residual sums of squares of
+    log L, and ``p_value`` its upper tail under F(1, n - 3) = t_{n-3}²: the chance of so large a drop in the
+    residual from one extra parameter if the plain law were true (log-normal independent residuals). L_inf = 0
+    lies on the edge of the allowed floors, so the reference distribution is approximate there (it then errs on
+    the side of a larger p). ``aic_*`` = n log(RSS / n) + 2 k with k = 2 and 3 parameters: lower is better.
+    """
+
+    num_points: int
+    rss_plain: float
+    rss_floor: float
+    f_statistic: float
+    p_value: float
+    aic_plain: float
+    aic_floor: float
+
+    @property
+    def degrees_of_freedom(self) -> int:
+        """n - 3: the points less the floored law's three parameters (the F-test's denominator)."""
+        return self.num_points - 3
+
+    @property
+    def floor_supported(self) -> bool:
+        """The floor lowers the residual more than an extra parameter would by chance (p < ``SIGNIFICANCE``)."""
+        return self.p_value < SIGNIFICANCE
+
+    def text(self) -> str:
+        """One line, e.g. ``F(1, 3) = 75.1, p = 0.0032: the floor is supported (AIC -58.2 vs -40.9)``."""
+        verdict = "supported" if self.floor_supported else f"not supported (p >= {SIGNIFICANCE})"
+        return (
+            f"F(1, {self.degrees_of_freedom}) = {self.f_statistic:.3g}, p = {self.p_value:.2g}: the floor is "
+            f"{verdict} (AIC {self.aic_floor:.1f} with L_inf vs {self.aic_plain:.1f} without; lower is better)"
+        )
+
+
+def compare_nested_fits(
+    x: Sequence[float], y: Sequence[float], plain: PowerLawFit, floor: SaturatingFit
+) -> NestedComparison:
+    """F-test and AIC of ``floor`` (L_inf + (β·x)^α, 3 parameters) against ``plain`` ((β·x)^α, 2) on (x, y).
+
+    Args:
+        x, y: the points both laws were fitted to, at least 4 (one degree of freedom for the floored law).
+        plain: ``fit_power_law(x, y)``.
+        floor: ``fit_saturating_power_law(x, y)``.
+    """
+    x, y = _positive(x, "x"), _positive(y, "y")
+    count = int(x.shape[0])
+    if count < MIN_SATURATING_SIZES:
+        raise ValueError(f"comparing the laws needs at least {MIN_SATURATING_SIZES} points, got {count}")
+    rss_plain = count * rms_log_residual(plain, x, y) ** 2
+    rss_floor = count * rms_log_residual(floor, x, y) ** 2
+    dof = count - 3
+    drop = max(rss_plain - rss_floor, 0.0)  # the floored law contains the plain one; rounding may not
+    if rss_floor > 0:
+        f_statistic = drop / (rss_floor / dof)
+        p_value = 1.0 - student_t_two_sided(math.sqrt(f_statistic), dof)  # F(1, k) = t_k^2
+    else:  # an exact fit of four or more points: no residual left
+        f_statistic, p_value = math.inf, 0.0
+    tiny = np.finfo(np.float64).tiny  # log(0) of an exact fit
+    aic_plain = count * math.log(max(rss_plain / count, tiny)) + 2 * 2
+    aic_floor = count * math.log(max(rss_floor / count, tiny)) + 2 * 3
+    return NestedComparison(count, rss_plain, rss_floor, f_statistic, p_value, aic_plain, aic_floor)
 
 
 # Largest L_inf / min y: the floor stays strictly below the lowest point.

@@ -20,12 +20,27 @@ Accounting (stated once, used everywhere):
     D  tokens seen after s optimizer steps: s x batch_size x L, with L the tokens of one image (all scales), or
        the --keep-tokens a text run with token dropping trains on; progressive training (VAR pg) would see fewer,
        and is not accounted for.
-    C  training compute: C = 6 N D FLOPs (2 for the forward and 4 for the backward multiply-add of every
-       parameter on every token; attention scores and the frozen tokenizer are left out).
+    C  training compute: C = 6 (N_token D + N_image I) FLOPs, 2 for the forward and 4 for the backward
+       multiply-add of a parameter on each input it multiplies (Kaplan et al.'s 6 N D, with N split by what a
+       parameter acts on in the forward pass). N_token (``params_per_token``): the Linear layers every image token
+       passes through (attention, MLP, word embedding, logits head; a text model's text projection and
+       cross-attention keys/values act on the caption tokens and are counted per image token too, an overcount
+       when captions are shorter than L). N_image (``params_per_image``): the AdaLN modulation Linears, which act
+       once per image on the (B, C) condition vector, not per token; I = s x batch_size images. Tables that are
+       looked up or added (class, position and level embeddings, start token, AdaLN offsets), norms and attention
+       biases do no multiply-adds and are not counted; nor are attention scores or the frozen tokenizer. Points
+       written before this count (C = 6 N D, every parameter per token) overstate C by N / N_token: 1.4-1.5x at
+       the sweep sizes of docs/REPRODUCTION.md, where AdaLN is 20-33 % of N. The VAR paper plots loss against
+       "training compute" without stating its count; N on the loss law's x axis stays every parameter, as the
+       paper counts its model sizes.
 
 Held-out metrics come from the run's metrics.jsonl "eval" lines (written by the trainer's ``eval_step``):
 ``loss`` is L_avg (mean cross-entropy over all tokens), ``loss_last`` L_last, ``error`` Err_avg and
-``error_last`` Err_last (``evaluation.held_out.summarize``).
+``error_last`` Err_last (``evaluation.held_out.summarize``). They measure the raw (trained) weights, over the first
+``--eval-samples`` sequences of the held-out tokens (train's default 512), as official VAR (no EMA) does; a run
+that keeps an EMA also logs its EMA weights' metrics (split "eval_ema", the weights ``export``, ``scaling samples``
+and ``evaluate --model RUN_DIR`` use), which ``read_run(..., weights="ema")`` and ``scaling fit/plot --weights ema``
+read instead. points.csv says which (``weights``, ``eval_samples``).
 """
 
 from __future__ import annotations
@@ -59,6 +74,7 @@ POINTS_JSON = "points.json"
 SWEEP_FILE = "sweep.json"
 FRONTIER_METRICS = ("loss", "loss_last", "error", "error_last")  # EvalPoint fields measured on held-out data
 FLOPS_PER_PARAMETER_TOKEN = 6  # forward 2 + backward 4 (Kaplan et al. 2020, section 2.1)
+WEIGHT_SPLITS = {"raw": "eval", "ema": "eval_ema"}  # whose held-out losses a point is: metrics.jsonl split
 # Columns of points.csv, in order.
 COLUMNS = (
     "run",
@@ -68,6 +84,8 @@ COLUMNS = (
     "num_heads",
     "params",
     "params_non_embedding",
+    "params_per_token",
+    "params_per_image",
     "tokens_per_sample",
     "batch_size",
     "step",
@@ -78,6 +96,8 @@ COLUMNS = (
     "loss_last",
     "error",
     "error_last",
+    "weights",
+    "eval_samples",
     "finished",
 )
 _MODELS = {
@@ -106,12 +126,45 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return total, total - embedding
 
 
-def transformer_parameters(config: TransformerConfig | TextTransformerConfig) -> tuple[int, int]:
-    """``count_parameters`` of the model a config builds, built on the meta device (no memory, no init cost)."""
+@dataclass(frozen=True)
+class ComputeParameters:
+    """The parameters that do multiply-adds in the forward pass: per image token, and once per image."""
+
+    per_token: int
+    per_image: int
+
+
+def compute_parameters(model: nn.Module) -> ComputeParameters:
+    """Split the Linear layers' parameters by what they multiply: the AdaLN modulations (any module with
+    "adaln" in its name) take the (B, C) condition once per image; every other Linear takes every token.
+    Lookup tables, added parameters and norms do no multiply-adds and are in neither count."""
+    per_token = per_image = 0
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        count = sum(parameter.numel() for parameter in module.parameters(recurse=False))
+        if "adaln" in name:
+            per_image += count
+        else:
+            per_token += count
+    return ComputeParameters(per_token, per_image)
+
+
+def _meta_model(config: TransformerConfig | TextTransformerConfig) -> nn.Module:
+    """The model a config builds, on the meta device (no memory, no init cost)."""
     model_cls = TextScaleTransformer if isinstance(config, TextTransformerConfig) else ScaleTransformer
     with torch.device("meta"):
-        model = model_cls(config)
-    return count_parameters(model)
+        return model_cls(config)
+
+
+def transformer_parameters(config: TransformerConfig | TextTransformerConfig) -> tuple[int, int]:
+    """``count_parameters`` of the model a config builds."""
+    return count_parameters(_meta_model(config))
+
+
+def transformer_compute_parameters(config: TransformerConfig | TextTransformerConfig) -> ComputeParameters:
+    """``compute_parameters`` of the model a config builds."""
+    return compute_parameters(_meta_model(config))
 
 
 def tokens_per_sample(total_tokens: int, keep_tokens: int | None) -> int:
@@ -120,9 +173,9 @@ def tokens_per_sample(total_tokens: int, keep_tokens: int | None) -> int:
     return total_tokens if keep_tokens is None else min(total_tokens, int(keep_tokens))
 
 
-def training_compute(params: int, tokens: int) -> float:
-    """C = 6 N D FLOPs."""
-    return float(FLOPS_PER_PARAMETER_TOKEN) * params * tokens
+def training_compute(use: ComputeParameters, tokens: int, images: int) -> float:
+    """C = 6 (N_token D + N_image I) FLOPs: ``tokens`` D and ``images`` I seen in training (see the module)."""
+    return float(FLOPS_PER_PARAMETER_TOKEN) * (use.per_token * tokens + use.per_image * images)
 
 
 @dataclass(frozen=True)
@@ -149,11 +202,15 @@ class RunSummary:
     num_heads: int
     params: int
     params_non_embedding: int
+    params_per_token: int
+    params_per_image: int
     tokens_per_sample: int
     batch_size: int
     total_steps: int
     saved_step: int
     evals: tuple[EvalPoint, ...]
+    weights: str = "raw"
+    eval_samples: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -228,8 +285,16 @@ def loss_curves(runs: list[RunSummary], metric: str = "loss") -> dict[str, list[
     return curves
 
 
-def read_run(run_dir: str | os.PathLike) -> RunSummary:
-    """Summarise a transformer training run from its config.json and metrics.jsonl."""
+def read_run(run_dir: str | os.PathLike, weights: str = "raw") -> RunSummary:
+    """Summarise a transformer training run from its config.json and metrics.jsonl.
+
+    Args:
+        run_dir: the run folder.
+        weights: whose held-out metrics: "raw" (split "eval", the trained weights) or "ema" (split "eval_ema",
+            logged only when the run keeps an EMA; a run without any has no evaluations then).
+    """
+    if weights not in WEIGHT_SPLITS:
+        raise ValueError(f"weights must be one of {sorted(WEIGHT_SPLITS)}, got {weights!r}")
     run_dir = Path(run_dir)
     run_config = read_run_config(run_dir)
     if run_config["kind"] != "transformer":
@@ -239,7 +304,8 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
         raise ValueError(f"{run_dir} trains a {model_class}; a scaling sweep measures VAR or STAR transformers")
     _, config_cls = _MODELS[model_class]
     config = config_from_dict(config_cls, run_config["transformer"])
-    params, non_embedding = transformer_parameters(config)
+    model = _meta_model(config)
+    (params, non_embedding), use = count_parameters(model), compute_parameters(model)
     batch_size, total_steps = int(run_config["train"]["batch_size"]), int(run_config["train"]["total_steps"])
     schedule = config.schedule
     per_sample = tokens_per_sample(schedule.total_tokens, (run_config.get("objective") or {}).get("keep_tokens"))
@@ -249,7 +315,7 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
     records = read_metrics_records(metrics_path) if metrics_path.is_file() else []  # a run may still be writing
     newest = latest_checkpoint(run_dir)
     for _, record in records:
-        if record.get("split") != "eval" or "loss" not in record:
+        if record.get("split") != WEIGHT_SPLITS[weights] or "loss" not in record:
             continue
         scale_loss = [record[f"scale_loss/scale{k}"] for k in range(schedule.num_scales)]
         token_error = [record[f"token_error/scale{k}"] for k in range(schedule.num_scales)]
@@ -259,7 +325,7 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
             EvalPoint(
                 step=step,
                 tokens_seen=step * per_step,
-                compute=training_compute(params, step * per_step),
+                compute=training_compute(use, step * per_step, step * batch_size),
                 loss=float(record["loss"]),
                 loss_last=paper["L_last"],
                 error=paper["Err_avg"],
@@ -274,20 +340,31 @@ def read_run(run_dir: str | os.PathLike) -> RunSummary:
         num_heads=config.num_heads,
         params=params,
         params_non_embedding=non_embedding,
+        params_per_token=use.per_token,
+        params_per_image=use.per_image,
         tokens_per_sample=per_sample,
         batch_size=batch_size,
         total_steps=total_steps,
         saved_step=0 if newest is None else checkpoint_step(newest),
         evals=tuple(sorted(evals, key=lambda point: point.step)),
+        weights=weights,
+        eval_samples=_eval_samples(run_config),
     )
 
 
-def collect_sweep(sweep_dir: str | os.PathLike) -> list[RunSummary]:
-    """Every run under ``sweep_dir/runs`` (folders holding a config.json), smallest model first."""
+def _eval_samples(run_config: dict) -> int | None:
+    """The held-out sequences each evaluation of a run measured: its --eval-samples (None when not recorded)."""
+    value = (run_config.get("train") or {}).get("eval_samples")
+    return None if value is None else int(value)
+
+
+def collect_sweep(sweep_dir: str | os.PathLike, weights: str = "raw") -> list[RunSummary]:
+    """Every run under ``sweep_dir/runs`` (folders holding a config.json), smallest model first; ``weights`` as
+    ``read_run``."""
     runs_dir = Path(sweep_dir) / RUNS_DIR
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"{runs_dir} does not exist: {sweep_dir} is not a sweep (run `nextscale scaling run`)")
-    runs = [read_run(path) for path in sorted(runs_dir.iterdir()) if (path / "config.json").is_file()]
+    runs = [read_run(path, weights) for path in sorted(runs_dir.iterdir()) if (path / "config.json").is_file()]
     return sorted(runs, key=lambda run: (run.params, run.run))
 
 
@@ -307,8 +384,18 @@ def write_points(sweep_dir: str | os.PathLike, runs: list[RunSummary]) -> tuple[
     document = {
         "accounting": {
             "params": "all transformer parameters (VAR counts); params_non_embedding without the embeddings",
+            "params_per_token": "the Linear layers every token passes through (attention, MLP, word embedding, "
+            "head; a text model's text-side projections counted per image token too)",
+            "params_per_image": "the AdaLN modulation Linears, run once per image on the condition vector",
             "tokens_seen": "steps x batch_size x tokens_per_sample",
-            "compute": "6 x params x tokens_seen FLOPs",
+            "compute": "6 x (params_per_token x tokens_seen + params_per_image x steps x batch_size) FLOPs; "
+            "lookup tables, norms, attention scores and the tokenizer are not counted (points.csv files without "
+            "params_per_token used 6 x params x tokens_seen, 1.4-1.5x more at small sizes)",
+            "weights": "whose held-out losses: raw (the trained weights, metrics split 'eval') or ema (split "
+            "'eval_ema', the weights export, `scaling samples` and `evaluate --model RUN_DIR` use)",
+            "eval_samples": "held-out sequences per evaluation: the first ones of --eval-tokens (train's "
+            "--eval-samples); `nextscale evaluate --loss --model RUN_DIR --tokens EVAL_TOKENS --num EVAL_SAMPLES` "
+            "measures the EMA weights, or the raw ones of a folder from `nextscale export --raw`",
             "loss": "L_avg, held-out cross-entropy over all tokens; loss_last: L_last (last scale)",
             "error": "Err_avg, held-out token error over all tokens; error_last: Err_last (last scale)",
         },
@@ -320,6 +407,8 @@ def write_points(sweep_dir: str | os.PathLike, runs: list[RunSummary]) -> tuple[
 
 
 def _csv_value(value: object) -> str:
+    if value is None:  # e.g. eval_samples of a run config that does not record it
+        return ""
     return repr(value) if isinstance(value, float) else str(value)
 
 
