@@ -41,7 +41,7 @@ def test_text_files_drop_a_byte_order_mark_and_name_a_caption_that_is_not_utf8(t
     with caplog.at_level(logging.WARNING, logger="nextscale.data.captions"):
         dataset = CaptionFolderDataset(tmp_path, SIZE)
     assert [sample.captions for sample in dataset.samples] == [("a red circle",)]
-    assert dataset.skipped["caption_not_utf8"] == 1 and "b.txt" in caplog.text and "caption not utf8" in caplog.text
+    assert dataset.skipped["caption_not_utf8"] == 1 and "b.txt" in caplog.text and "caption not UTF-8" in caplog.text
 
 
 def test_a_manifest_line_or_row_that_is_not_utf8_is_one_skipped_record(tmp_path):
@@ -107,7 +107,9 @@ def test_tiny_and_broken_images_are_skipped_and_named_or_stop_the_run(tmp_path):
     dataset = CaptionFolderDataset(tmp_path, 64)
     assert len(dataset) == 2 and (dataset.skipped["tiny_image"], dataset.skipped["corrupt_image"]) == (1, 1)
     assert {reason for _, reason in dataset.bad_files} == {"tiny", "corrupt"}
-    with pytest.raises(ValueError, match=r"2 images of .* cannot be used: .*broken.png \(corrupt\).*--bad-images skip"):
+    with pytest.raises(
+        ValueError, match=r"2 of 4 samples cannot be used: 1 corrupt image \(.*broken.png\).*--bad-images skip"
+    ):
         CaptionFolderDataset(tmp_path, 64, bad_images="fail")
 
 
@@ -157,7 +159,7 @@ def test_a_class_folder_warns_about_loose_images_and_captions_it_does_not_use(tm
         train, _ = build_datasets(str(tmp_path), SIZE, channels=3)
     warnings = [record.getMessage() for record in caplog.records if record.name == "nextscale.data"]
     assert len(train.classes) == 1
-    assert any("1 images lie directly in" in line and "loose.png" in line for line in warnings)
+    assert any("1 image lies directly in" in line and "loose.png" in line for line in warnings)
     assert any(f"--data captions:{tmp_path}" in line for line in warnings)
 
 

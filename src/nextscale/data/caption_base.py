@@ -92,6 +92,50 @@ def _clean(captions: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(text.strip() for text in captions if text.strip()))
 
 
+# How each skip reason reads in a log line (one, several) and, where it is not obvious, how to fix it.
+_REASON_WORDS = {
+    "missing_image": ("missing image", "missing images"),
+    "corrupt_image": ("corrupt image", "corrupt images"),
+    "tiny_image": ("tiny image", "tiny images"),
+    "huge_image": ("huge image", "huge images"),
+    "missing_caption": ("missing caption", "missing captions"),
+    "empty_caption": ("empty caption", "empty captions"),
+    "caption_not_utf8": ("caption not UTF-8", "captions not UTF-8"),
+    "dotted_name": ("dotted name", "dotted names"),
+    "bad_record": ("bad record", "bad records"),
+}
+REASON_FIXES = {
+    "caption_not_utf8": "re-save as UTF-8, e.g. `iconv -f cp1252 -t utf-8 OLD > NEW` for Windows-1252 (ANSI) text",
+    "tiny_image": "under 1/8 of the side: use larger images or a lower --resolution",
+    "dotted_name": "a dot before the extension ends the webdataset key: rename without it",
+    "bad_record": 'each line needs {"image": PATH, "caption": TEXT or [TEXTS]}',
+}
+
+
+def _plural(count: int, noun: str) -> str:
+    """ "1 sample", "2 samples"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def skip_details(skipped: list[tuple[str, str]]) -> str:
+    """The skipped samples of one source by reason, each with its first example and its fix, for one log line:
+    ``1 caption not UTF-8 (a.txt; re-save as UTF-8, ...), 2 empty captions (b.png, ...; write a caption ...)``.
+
+    Args:
+        skipped: (name, reason) pairs, reasons from ``SKIP_REASONS``, in the order found.
+    """
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in skipped:
+        by_reason.setdefault(reason, []).append(name)
+    parts = []
+    for reason, names in by_reason.items():
+        one, several = _REASON_WORDS[reason]
+        shown = names[0] + (", ..." if len(names) > 1 else "")
+        fix = f"; {REASON_FIXES[reason]}" if reason in REASON_FIXES else ""
+        parts.append(f"{len(names)} {one if len(names) == 1 else several} ({shown}{fix})")
+    return ", ".join(parts)
+
+
 def decode_caption_text(data: bytes) -> str:
     """A caption file's bytes as text: UTF-8, or UTF-16 or UTF-32 when a byte-order mark says so (Windows editors
     save "Unicode" text as UTF-16 with a mark); the mark is dropped. Without a mark only UTF-8 is read: other
@@ -137,7 +181,8 @@ class CaptionDataset(Dataset):
             index])``.
         check_images: open every image header at construction, so unreadable, tiny or huge files are skipped
             and counted up front (a few seconds per 100k local files; shards are read once).
-        bad_images: "skip" (count and name bad images) or "fail" (raise ValueError naming them).
+        bad_images: "skip" (count and name the samples left out: bad images, missing, empty or undecodable
+            captions, ...) or "fail" (raise ValueError naming them, with the fix).
     """
 
     def __init__(
@@ -168,9 +213,9 @@ class CaptionDataset(Dataset):
         self._reported_corrupt: set[str] = set()
 
     def _accept(self, candidates: Iterable[_Candidate], where: str | os.PathLike) -> None:
-        """Keep the good candidates, count the rest, and log one summary line."""
+        """Keep the good candidates, count the rest, and log one summary line (``bad_images="fail"``: raise it)."""
         self.origin = str(where)
-        examples: dict[str, str] = {}
+        skipped: list[tuple[str, str]] = []  # (name, reason) of every candidate left out, in order found
         for candidate in candidates:
             problem = candidate.problem
             if problem is None and not candidate.captions:
@@ -181,31 +226,23 @@ class CaptionDataset(Dataset):
                 self.samples.append(CaptionedImage(candidate.name, candidate.captions, candidate.source))
                 continue
             self.skipped[problem] += 1
-            examples.setdefault(problem, candidate.name)
+            skipped.append((candidate.name, problem))
             if problem in IMAGE_PROBLEMS.values():
                 self.bad_files.append((candidate.name, problem.removesuffix("_image")))
-        if self.bad_files and self.bad_images == "fail":
+        total = len(skipped) + len(self.samples)
+        details = skip_details(skipped)
+        if skipped and self.bad_images == "fail":  # a careful run loses no sample, whatever is wrong with it
             raise ValueError(
-                f"{len(self.bad_files)} images of {where} cannot be used: {self.named_bad_files()}; fix or delete "
+                f"{where}: {len(skipped)} of {_plural(total, 'sample')} cannot be used: {details}; fix or remove "
                 "them, or pass --bad-images skip to go on without them"
             )
-        total_skipped = sum(self.skipped.values())
-        summary = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in self.skipped.items() if count)
         if not self.samples:
             raise ValueError(
-                f"{where} holds no usable image-caption pairs ({summary or 'nothing found'}); see the "
+                f"{where} holds no usable image-caption pairs ({details or 'nothing found'}); see the "
                 "nextscale.data.captions docstring for the expected layout"
             )
-        if total_skipped:
-            example = "; ".join(f"{reason.replace('_', ' ')}: {name}" for reason, name in examples.items())
-            logger.warning(
-                "%s: skipped %d of %d samples (%s), e.g. %s",
-                where,
-                total_skipped,
-                total_skipped + len(self.samples),
-                summary,
-                example,
-            )
+        if skipped:
+            logger.warning("%s: skipped %d of %s: %s", where, len(skipped), _plural(total, "sample"), details)
 
     def split_key(self, sample: CaptionedImage) -> str:
         """The name that decides whether ``sample`` is held out (``folders.carve_held_out_by_name``): one that stays

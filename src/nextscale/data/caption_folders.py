@@ -57,4 +57,7 @@ class CaptionFolderDataset(CaptionDataset):
             text = decode_caption_text(caption_path.read_bytes())
         except UnicodeDecodeError:
             return _Candidate(str(caption_path), problem="caption_not_utf8")
-        return _Candidate(str(path), _clean(text.splitlines()), path)
+        captions = _clean(text.splitlines())
+        if not captions:  # named by the file to fix
+            return _Candidate(str(caption_path), problem="empty_caption")
+        return _Candidate(str(path), captions, path)

@@ -9,7 +9,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from nextscale.data.caption_base import SHOWN_EXAMPLES, CaptionDataset, CaptionedImage, _Candidate, _clean, logger
+from nextscale.data.caption_base import (
+    REASON_FIXES,
+    SHOWN_EXAMPLES,
+    CaptionDataset,
+    CaptionedImage,
+    _Candidate,
+    _clean,
+    logger,
+)
 
 # One manifest line: where it is ("captions.jsonl:4", for messages) and what it says.
 _Line = tuple[str, _Candidate]
@@ -38,18 +46,31 @@ class CaptionManifestDataset(CaptionDataset):
         if suffix not in (".jsonl", ".csv"):
             raise ValueError(f"caption manifest {self.manifest} must end with .jsonl or .csv")
         records = self._jsonl_records() if suffix == ".jsonl" else self._csv_records()
-        candidates, self.uncaptioned_lines = _merge_repeated_images(records)
+        candidates, self.uncaptioned_lines, self.undecodable_lines = _merge_repeated_images(records)
+        if self.undecodable_lines and self.bad_images == "fail":  # a caption is lost, though no sample is
+            their = "its caption" if len(self.undecodable_lines) == 1 else "their captions"
+            raise ValueError(
+                f"{self.manifest}: {_lines(self.undecodable_lines)} not UTF-8; {REASON_FIXES['caption_not_utf8']}, "
+                f"or pass --bad-images skip to go on without {their}"
+            )
         self._accept(candidates, self.manifest)
-        if self.uncaptioned_lines:  # not a skipped sample: the image trains, but the user may have lost a caption
-            shown = ", ".join(self.uncaptioned_lines[:SHOWN_EXAMPLES])
-            more = len(self.uncaptioned_lines) - SHOWN_EXAMPLES
+        # Neither is a skipped sample (each such image trains on its other lines' captions), but a caption is lost.
+        if self.undecodable_lines:
+            one = len(self.undecodable_lines) == 1
             logger.warning(
-                "%s: %d line(s) list an image without a caption; each such image trains with the captions of its "
-                "other lines: %s%s",
+                "%s: %s not UTF-8, so %s left out (%s the captions of %s other lines); %s",
                 self.manifest,
-                len(self.uncaptioned_lines),
-                shown,
-                f" and {more} more" if more > 0 else "",
+                _lines(self.undecodable_lines),
+                "its caption is" if one else "their captions are",
+                "its image keeps" if one else "their images keep",
+                "its" if one else "their",
+                REASON_FIXES["caption_not_utf8"],
+            )
+        if self.uncaptioned_lines:
+            logger.warning(
+                "%s: %s an image without a caption; each such image trains with the captions of its other lines",
+                self.manifest,
+                _lines(self.uncaptioned_lines, verb=("lists", "list")),
             )
 
     def split_key(self, sample: CaptionedImage) -> str:
@@ -84,14 +105,11 @@ class CaptionManifestDataset(CaptionDataset):
         return self._prefixes
 
     def _jsonl_records(self) -> Iterable[_Line]:
-        with open(self.manifest, "rb") as handle:  # decoded line by line: one bad line is one skipped record
+        with open(self.manifest, "rb") as handle:  # decoded line by line: one bad line is one bad record
             for number, raw in enumerate(handle, start=1):
                 where = f"{self.manifest}:{number}"
-                try:
-                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-                except UnicodeDecodeError:
-                    yield where, _Candidate(where, problem="caption_not_utf8")
-                    continue
+                # Bytes that are not UTF-8 become lone surrogates: the line's image can still be read (``_decoded``).
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="surrogateescape")
                 if not line.strip():
                     continue
                 try:
@@ -102,10 +120,10 @@ class CaptionManifestDataset(CaptionDataset):
                 if not isinstance(record, dict) or not isinstance(record.get("image"), str):
                     yield where, _Candidate(where, problem="bad_record")
                     continue
-                yield where, self._candidate(record["image"], record.get("caption"))
+                yield where, self._decoded(where, record["image"], record.get("caption"))
 
     def _csv_records(self) -> Iterable[_Line]:
-        # Bytes that are not UTF-8 become lone surrogates, so one bad row is one skipped record.
+        # Bytes that are not UTF-8 become lone surrogates, so one bad row is one bad record (``_decoded``).
         with open(self.manifest, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or not {"image", "caption"} <= set(reader.fieldnames):
@@ -114,12 +132,24 @@ class CaptionManifestDataset(CaptionDataset):
                 )
             for number, row in enumerate(reader, start=2):
                 where = f"{self.manifest}:{number}"
-                if any(_has_surrogates(value) for value in row.values() if isinstance(value, str)):
-                    yield where, _Candidate(where, problem="caption_not_utf8")
-                elif not row["image"]:
+                if not row["image"]:
                     yield where, _Candidate(where, problem="bad_record")
                 else:
-                    yield where, self._candidate(row["image"], row["caption"])
+                    yield where, self._decoded(where, row["image"], row["caption"])  # other columns: not ours
+
+    def _decoded(self, where: str, image: str, caption: object) -> _Candidate:
+        """The candidate of line ``where``; a line whose image or caption holds bytes that are not UTF-8 (lone
+        surrogates) is a ``caption_not_utf8`` one named ``where``, tied to its image when that can be read, so that
+        an image that other lines caption is not lost (``_merge_repeated_images``)."""
+        if _has_surrogates(image):
+            return _Candidate(where, problem="caption_not_utf8")
+        texts = caption if isinstance(caption, list) else [caption]
+        if not any(isinstance(text, str) and _has_surrogates(text) for text in texts):
+            return self._candidate(image, caption)
+        path = self.manifest.parent / image
+        if not path.is_file():
+            return _Candidate(str(path), problem="missing_image")
+        return _Candidate(where, source=path, problem="caption_not_utf8")
 
     def _candidate(self, image: str, caption: object) -> _Candidate:
         path = self.manifest.parent / image  # an absolute ``image`` replaces the parent
@@ -137,18 +167,28 @@ def _has_surrogates(text: str) -> bool:
     return any("\udc80" <= char <= "\udcff" for char in text)
 
 
-def _merge_repeated_images(lines: Iterable[_Line]) -> tuple[list[_Candidate], list[str]]:
+def _lines(wheres: list[str], verb: tuple[str, str] = ("is", "are")) -> str:
+    """ "line captions.csv:4 is", "3 lines (captions.csv:4, captions.csv:9, ...) are" for ``wheres``
+    (``DIR/captions.csv:4``, ...: the messages start with the manifest's path); the first ``SHOWN_EXAMPLES`` named."""
+    numbers = [os.path.basename(where) for where in wheres]
+    if len(numbers) == 1:
+        return f"line {numbers[0]} {verb[0]}"
+    shown = ", ".join(numbers[:SHOWN_EXAMPLES]) + (", ..." if len(numbers) > SHOWN_EXAMPLES else "")
+    return f"{len(numbers)} lines ({shown}) {verb[1]}"
+
+
+def _merge_repeated_images(lines: Iterable[_Line]) -> tuple[list[_Candidate], list[str], list[str]]:
     """(one candidate per image file, with the captions of every line that lists it (in order); the lines that list
-    an image without a caption while other lines caption it).
+    an image without a caption while other lines caption it; the lines of such images that are not UTF-8).
 
     An image is one file however its path is spelled: ``a.png``, ``./a.png``, ``x/../a.png`` and ``/data/a.png``
     (from ``/data/captions.jsonl``) are merged. Paths are normalised as text (as ``os.path.abspath`` does), not resolved
     through symbolic links: resolving checks every folder of every path (0.1 ms a line on a 2-core machine, minutes
     for a manifest of millions of images).
 
-    A captionless line of an image that other lines caption is no skipped sample (the image trains), so it is
-    returned apart, to be named; an image that no line captions is one skipped sample, however many lines list it.
-    Lines without a usable image stay apart.
+    A captionless or undecodable line of an image that other lines caption is no skipped sample (the image
+    trains), so it is returned apart, to be named; an image that no line captions is one skipped sample, however
+    many lines list it (counted as not UTF-8 when one of them is). Lines without a usable image stay apart.
     """
     merged: dict[str, _Candidate] = {}
     captionless: dict[str, list[_Line]] = {}
@@ -168,6 +208,15 @@ def _merge_repeated_images(lines: Iterable[_Line]) -> tuple[list[_Candidate], li
             merged[file] = _Candidate(first.name, captions, first.source)
         else:
             merged[file] = candidate
-    uncaptioned = [where for file, found in captionless.items() if file in merged for where, _ in found]
-    problems += [found[0][1] for file, found in captionless.items() if file not in merged]
-    return [*merged.values(), *problems], uncaptioned
+    kept = [
+        (where, candidate.problem)
+        for file, found in captionless.items()
+        if file in merged
+        for where, candidate in found
+    ]
+    uncaptioned = [where for where, problem in kept if problem != "caption_not_utf8"]
+    undecodable = [where for where, problem in kept if problem == "caption_not_utf8"]
+    for file, found in captionless.items():
+        if file not in merged:  # the image is lost: say why, an undecodable line first (its fix keeps the image)
+            problems.append(next((c for _, c in found if c.problem == "caption_not_utf8"), found[0][1]))
+    return [*merged.values(), *problems], uncaptioned, undecodable

@@ -112,8 +112,10 @@ class CaptionShardDataset(CaptionDataset):
                 candidates.append(_Candidate(name, problem="missing_caption"))
             elif captions[key] is None:
                 candidates.append(_Candidate(name + ".txt", problem="caption_not_utf8"))
+            elif not (texts := _clean(captions[key].splitlines())):
+                candidates.append(_Candidate(name + ".txt", problem="empty_caption"))  # the member to fix
             else:
-                candidates.append(_Candidate(name, _clean(captions[key].splitlines()), images[key]))
+                candidates.append(_Candidate(name, texts, images[key]))
         # Multi-part extensions ("x.seg.png") are a webdataset sample's other parts; they are counted only where
         # the sample has no image or no caption of its own, i.e. where a dotted file name would otherwise vanish.
         unpaired = [name for key, name in dotted.items() if not (key in images and key in captions)]

@@ -16,7 +16,8 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
   per row; repeat the image on several rows for several captions). ``image`` is relative to the manifest's
   folder (or absolute); in JSONL ``caption`` may be a string or a list of strings. An image listed on several
   lines or rows (by any path to the same file) is one sample with all their captions; a line that lists it
-  without a caption is named in a warning (``dataset.uncaptioned_lines``), not counted as a skipped sample.
+  without a caption, or whose caption is not UTF-8, is named in a warning (``dataset.uncaptioned_lines``,
+  ``dataset.undecodable_lines``), not counted as a skipped sample (an image no line captions is one).
 - **Shards**: uncompressed webdataset ``.tar`` files, read with Python's ``tarfile``, so the ``data`` extra
   (webdataset) is not needed. A member's key is its path up to the first dot of the file name
   (``a/0001.png`` and ``a/0001.txt`` share key ``a/0001``), as in webdataset. The shards are indexed once at
@@ -28,17 +29,19 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
 Manifests are UTF-8; caption files (``.txt``, in folders and shards) are UTF-8, or UTF-16/UTF-32 with a
 byte-order mark (as Windows editors save "Unicode" text); a mark is dropped (without one, UTF-16/32 text reads
 as UTF-8 full of NUL characters, and is refused as not UTF-8). Bad samples are skipped and
-counted: a missing or empty caption, a caption file or manifest line that cannot be decoded so (counted as
-``caption_not_utf8``), a manifest line that is not a record, a shard
+counted: a missing or empty caption, a caption file that cannot be decoded so or an image whose manifest lines
+all cannot (counted as ``caption_not_utf8``), a manifest line that is not a record, a shard
 member whose name has a dot before its extension (its webdataset key would end at that dot), an image file
 that does not exist, or whose header Pillow cannot read, or that is tiny or huge by the image folders' rules
 (``nextscale.data.images``; ``check_images``, on by default, opens every image header at construction). One
-``logging`` warning summarises the counts with examples; ``dataset.skipped`` holds them and
-``dataset.bad_files`` names the bad images. With ``bad_images="fail"`` a bad image stops construction instead,
-named. An image that passes the header check but fails to decode (a truncated file) is found at access time:
-the next readable sample is returned in its place and ``skipped["corrupt_image"]`` grows (in that process;
-DataLoader workers keep their own counts); ``read`` (for passes that must see every sample once) raises
-instead.
+``logging`` line summarises the counts by reason, each with an example and, where not obvious, the fix (a
+caption that is not UTF-8: re-save it so); ``dataset.skipped`` holds them and ``dataset.bad_files`` names the bad
+images. With ``bad_images="fail"`` any of them stops construction instead, named with the fix (a careful run
+loses no sample), as does a manifest line that is not UTF-8 although its image keeps other lines' captions
+(without ``fail`` it is named in a warning, ``dataset.undecodable_lines``). An image that passes the header check
+but fails to decode (a truncated file) is found at access time: the next readable sample is returned in its place
+and ``skipped["corrupt_image"]`` grows (in that process; DataLoader workers keep their own counts); ``read`` (for
+passes that must see every sample once) raises instead.
 
 When an image has several captions one is drawn per access from ``numpy.random.default_rng([seed, epoch,
 index])``, the same generator that then draws the crop, so sample ``index`` of epoch ``e`` is identical on

@@ -16,7 +16,11 @@ carve_captions=False)``), and ``caption_split_record`` is what a run records so 
 Bad image files (``--bad-images skip|fail``, default skip; see ``nextscale.data.images``): at start every
 header is checked and one line counts the unusable files by reason (``fail`` refuses to start if there are
 any); a file that fails later to decode is skipped then (or stops the run), and a line at the end counts
-everything skipped.
+everything skipped. Captioned data counts the samples it cannot use the same way, captions that are missing, empty
+or not UTF-8 included, and ``fail`` stops at any of them (``nextscale.data.captions``).
+
+A folder passed without ``captions:`` that holds captioned data is refused with the fix, or named in a warning
+where it may be meant as class folders (``note_unused_files``).
 """
 
 from __future__ import annotations
@@ -136,10 +140,11 @@ def add_bad_images_argument(parser: argparse.ArgumentParser) -> None:
         "--bad-images",
         choices=("skip", "fail"),
         default="skip",
-        help="image folders: skip corrupt, truncated, tiny (< 1/8 of the side) or huge files, named and counted "
-        "in the log (default), or stop at the first one, before any work when its header shows it (evaluate: a "
-        "reference image left out is named in the report; a text model's evaluation stops at one, as each is "
-        "scored against its own caption)",
+        help="skip corrupt, truncated, tiny (< 1/8 of the side) or huge image files, named and counted in the log "
+        "(default), or stop at the first one, before any work when its header shows it; captioned data (captions:) "
+        "also counts images whose caption is missing, empty or not UTF-8 (and manifest lines that are not UTF-8), "
+        "and fail stops at those too, naming them (evaluate: a reference image left out is named in the report; a "
+        "text model's evaluation stops at one, as each is scored against its own caption)",
     )
 
 
@@ -311,6 +316,7 @@ def whole_source(spec: str, image_size: int, channels: int, bad_images: str = "s
         path = path / "train" if (path / "train").is_dir() else path
         return open_caption_dataset(path, image_size, channels=channels, train=False, bad_images=bad_images)
     options = {"train": False, "channels": channels, "bad_images": bad_images}
+    note_unused_files(folder_layout(spec).train_dir, spec)
     dataset = ImageFolderDataset(folder_layout(spec).train_dir, image_size, **options)  # DIR/train if only that
     check_bad_images((dataset,), bad_images)
     refuse_all_bad(dataset, spec)
@@ -343,34 +349,78 @@ def refuse_all_bad(dataset, spec: str) -> None:
 LOOKED_AT_FILES = 5_000  # files looked at for captions beside the images (a hint, not a scan)
 
 
-def note_unused_files(class_root: Path, spec: str) -> None:
-    """Warn (rank 0) about files a class-folder dataset leaves unused that suggest the user meant something else:
-    images lying directly in the folder (class images go in its sub-folders), and ``.txt`` captions beside the
-    images (a text model reads those through ``captions:DIR``)."""
+def captioned_data_in(folder: Path) -> str | None:
+    """What in ``folder`` says it holds captioned images, read only through ``captions:`` (None when nothing does):
+    ``"captions.jsonl"`` (or ``"captions.csv"``), ``"3 .tar shards"``, or ``".txt captions beside its images"`` (the
+    first ``LOOKED_AT_FILES`` files under it looked at). ``nextscale.data.captions.open_caption_dataset`` reads the
+    first two in this order."""
     from itertools import islice
 
-    from nextscale import distributed
+    from nextscale.data.captions import MANIFEST_NAMES
     from nextscale.data.images import IMAGE_EXTENSIONS
 
+    if not folder.is_dir():
+        return None
+    manifest = next((name for name in MANIFEST_NAMES if (folder / name).is_file()), None)
+    if manifest is not None:
+        return manifest
+    shards = sum(1 for _ in folder.glob("*.tar"))
+    if shards:
+        return f"{shards} .tar {'shard' if shards == 1 else 'shards'}"
+    files = list(islice(folder.rglob("*"), LOOKED_AT_FILES))
+    stems = {path.with_suffix("") for path in files if path.suffix.lower() in IMAGE_EXTENSIONS}
+    if any(path.suffix.lower() == ".txt" and path.with_suffix("") in stems for path in files):
+        return ".txt captions beside its images"
+    return None
+
+
+def note_unused_files(class_root: Path, spec: str) -> None:
+    """Refuse, or warn about (rank 0), files a class-folder dataset leaves unused that say the user meant something
+    else: captioned images (``captioned_data_in``) and images lying directly in the folder (class images go in its
+    sub-folders).
+
+    Captioned data is refused when the folder cannot be meant as class folders: it has no class sub-folder (it
+    would fail anyway, with no word of ``captions:``), or a manifest or shards lie beside a single one (the images/
+    folder of a ``captions.jsonl``: a one-class model, its captions ignored). ``.txt`` captions in class folders,
+    or a manifest or shards beside two or more classes, are only named: a labelled dataset may ship captions too.
+
+    Raises:
+        ValueError: one line naming what was found and ``--data captions:SPEC`` (on every rank alike).
+    """
+    from nextscale import distributed
+    from nextscale.data.images import IMAGE_EXTENSIONS, is_hidden
+
+    found = captioned_data_in(class_root)
+    classes = [path.name for path in class_root.iterdir() if path.is_dir() and not is_hidden(path.name)]
+    beside = found is not None and not found.startswith(".txt")  # a manifest or shards, not captions in classes
+    if found is not None and (not classes or (beside and len(classes) == 1)):
+        read_as = f"its one sub-folder {classes[0]}/ would be a single class" if classes else "it has none"
+        keep = f", or move {found} out to train a one-class model on {classes[0]}/" if classes else ""
+        raise ValueError(
+            f"{class_root} holds {found}, ignored without the captions: prefix (a folder is read as class "
+            f"sub-folders, and {read_as}); pass --data captions:{spec} for a text model{keep}"
+        )
     if not distributed.is_main():
         return
     logger = distributed.get_logger("nextscale.data")
     loose = [path for path in class_root.iterdir() if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS]
     if loose:
         logger.warning(
-            "%d images lie directly in %s and are not used: a class model reads DIR/CLASS_NAME/ sub-folders, one "
-            "per class (e.g. %s)",
+            "%d %s directly in %s and %s not used: a class model reads DIR/CLASS_NAME/ sub-folders, one per class "
+            "(e.g. %s)",
             len(loose),
+            "image lies" if len(loose) == 1 else "images lie",
             class_root,
+            "is" if len(loose) == 1 else "are",
             loose[0].name,
         )
-    files = list(islice(class_root.rglob("*"), LOOKED_AT_FILES))
-    names = {path.with_suffix("") for path in files if path.suffix.lower() in IMAGE_EXTENSIONS}
-    if any(path.suffix == ".txt" and path.with_suffix("") in names for path in files):
+    if found is not None:
         logger.warning(
-            "%s holds .txt captions beside its images, which are ignored here (class sub-folders are read); to use "
-            "them, pass --data captions:%s (and train a text model with --text-encoder)",
+            "%s holds %s, which %s ignored here (class sub-folders are read); to use the captions, pass --data "
+            "captions:%s (and train a text model with --text-encoder)",
             class_root,
+            found,
+            "are" if found.endswith("s") else "is",
             spec,
         )
 
