@@ -226,6 +226,11 @@ def test_training_data_gets_the_summary_train_tokenizer_logs(tmp_path, capsys):
     assert report["held-out"].startswith(f"1 of the 2 image-caption pairs of {captions} (about 5 %")
     assert main(["info", str(captions)]) == 2  # a flat folder is no class data: the error names the captions: form
     assert f"`nextscale info captions:{captions}`" in capsys.readouterr().err
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "0000.tar").write_bytes(b"")  # shards alone (no loose images): captioned data all the same
+    assert main(["info", str(shards)]) == 2
+    assert f"`nextscale info captions:{shards}`" in capsys.readouterr().err
 
 
 def test_a_tokenizer_run_names_its_next_command(tmp_path, capsys):

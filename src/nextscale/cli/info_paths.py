@@ -43,8 +43,12 @@ def describe(text: str) -> dict[str, Any]:
         if _holds_class_folders(path):
             return describe_data(text)
         from nextscale.data.images import IMAGE_EXTENSIONS
+        from nextscale.training.data_specs import captioned_data_in
 
-        loose = any(child.suffix.lower() in IMAGE_EXTENSIONS for child in path.iterdir() if child.is_file())
+        # loose images, or a manifest or shards (with images in a sub-folder): captioned data, read as captions:
+        loose = captioned_data_in(path) is not None or any(
+            child.suffix.lower() in IMAGE_EXTENSIONS for child in path.iterdir() if child.is_file()
+        )
         raise ValueError(
             f"{path} is not a nextscale folder: a pipeline holds pipeline.json, a training run config.json with "
             "its kind, a token folder manifest.json, a scaling sweep sweep.json, a `sample --out-dir` folder "
