@@ -247,7 +247,12 @@ def test_held_out_loss_of_a_text_model_equals_the_trainers_eval_line(model_dir, 
 
     run_report = tmp_path / "run_loss.json"  # the run directory itself (no sampling flag typed: none refused)
     assert main(["evaluate", "--model", str(run), *argv[3:], "--out", str(run_report)]) == 0
-    assert json.loads(run_report.read_text())["L_avg"] == report["L_avg"]
+    run_loss = json.loads(run_report.read_text())
+    assert run_loss["L_avg"] == report["L_avg"]
+    # which weights were measured is in the report, not only in a stderr line (--ema-decay none: the raw ones)
+    assert (run_loss["model_source"], run_loss["checkpoint_step"], run_loss["weights"]) == ("training run", 2, "raw")
+    assert run_loss["checkpoint"] == "checkpoints/step-00000002.pt"
+    assert report["model_source"] == "exported pipeline folder" and "checkpoint_step" not in report
 
     assert main([*argv, "--num", "5", "--out", str(report_path)]) == 0  # --num caps the sequences
     assert json.loads(report_path.read_text())["num_samples"] == 5

@@ -150,8 +150,12 @@ def test_report_records_how_the_samples_were_drawn_and_warns_on_small_n(model_di
     assert report["sampling"]["dtype"] == "fp32"
     assert report["feature_network"].startswith("bundled-fashion-classifier sha256:")
     assert report["reference_location"] == f"fashion-mnist:{ASSETS}"
-    # 10 samples of 64-d features: singular covariance; the 100 reference images are enough
-    assert len(report["warnings"]) == 1 and report["warnings"][0].startswith("10 sample images < 64 feature")
+    # 10 samples of 64-d features: singular covariance (the 100 reference images have enough), then the small-N
+    # bias of every score and precision/recall's sets of unequal size
+    assert len(report["warnings"]) == 3 and report["warnings"][0].startswith("10 sample images < 64 feature")
+    assert "10 samples against 100 reference images: below 10,000" in report["warnings"][1]
+    assert report["warnings"][2].startswith("precision/recall compare 10 samples with 100 reference images")
+    assert (report["precision_recall_k"], report["kid_subsets"], report["kid_subset_size"]) == (3, 100, 10)
     assert "warning: 10 sample images" in capsys.readouterr().err
 
 

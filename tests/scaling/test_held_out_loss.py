@@ -22,6 +22,8 @@ def test_evaluate_loss_equals_the_trainers_eval_line(token_data, tmp_path):
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     logged = [line for line in logged if line["split"] == "eval"][-1]
     assert report["num_samples"] == 100 and report["scale_sides"] == [1, 2, 4]
+    assert report["model_kind"] == "next-scale" and report["token_schedule"].startswith("scales 1, 2, 4: 21 tokens")
+    assert report["warnings"] == []  # only a raster model's loss carries the not-comparable line
     assert report["L_avg"] == pytest.approx(logged["loss"], rel=1e-5)
     assert report["scale_loss"] == pytest.approx([logged[f"scale_loss/scale{k}"] for k in range(3)], rel=1e-5)
     assert report["token_error"] == pytest.approx([logged[f"token_error/scale{k}"] for k in range(3)], rel=1e-5)

@@ -16,8 +16,11 @@ reference's train split; Fashion-MNIST only, as a folder has no held-out part) a
 model's: the floor that N images can reach. --reconstructions measures the tokenizer: N reference images,
 spread evenly through it (a folder lists its classes in turn), through all scales (rFID).
 The report records N on both sides, the feature network (with a hash of its weights), the seed, batch size
-and dtype (batch b is drawn with seed + b, so the batch size changes the samples), and warns when a side has
-fewer images than the features have dimensions.
+and dtype (batch b is drawn with seed + b, so the batch size changes the samples), and which weights it measured
+(a run directory's checkpoint step and EMA or raw weights; a pipeline folder's as exported). It warns when a side
+has fewer images than the features have dimensions, when either side has fewer than 10,000 images (FID is then
+largely sample-size bias and seed noise: compare at equal N beside --baseline) and when precision/recall compare
+sets of unequal size (nextscale.cli.evaluate_scores); the --cfg table prints KID with its std over subsets.
 Class consistency (overall and per class) and an Inception Score over the classifier's classes use the
 bundled Fashion-MNIST classifier when the model has 10 classes and --reference is fashion-mnist. The FID
 Inception graph stops at its pool features; --inception-classifier FILE adds its 1008-class output layer from a
@@ -47,6 +50,9 @@ each batch goes straight to the feature network (and to --save-samples): only fe
 Held-out test loss and token error per scale (the VAR paper's L_last, L_avg, Err_last, Err_avg, §5.2), from
 token shards of held-out images (`nextscale tokenize --split test`) made with the model's tokenizer:
     nextscale evaluate --loss --model runs/fm-pipeline --tokens tokens/fm-test --out loss.json
+A raster-scan model's loss is reported under the same names but is over its one-map tokens, other codes than a
+next-scale model's last scale (the report's model_kind and token_schedule say which, and it warns): compare the two
+kinds by their samples' FID, not by loss (nextscale.cli.evaluate_source).
 Teacher-forced, with the trainer's own evaluation code (nextscale.evaluation.held_out); --num caps the number
 of sequences (default: all); --dtype runs the transformer as it samples in that precision (sampling flags, which
 would change nothing, are refused). The bundled model on the 100 test-asset sequences (tokenize --data
@@ -109,6 +115,7 @@ from nextscale.cli.common import (
 )
 from nextscale.cli.evaluate_edit import EDIT_FLAGS, check_edit_flags
 from nextscale.cli.evaluate_edit import add_arguments as add_edit_arguments
+from nextscale.cli.evaluate_source import loss_kind_entries, model_source
 from nextscale.training.data_specs import add_bad_images_argument
 
 # The smallest sample or reference set measured: precision/recall's k = 3 nearest neighbours besides the image
@@ -206,7 +213,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--loss",
         action="store_true",
         help="measure held-out test loss and token error per scale (L_last, L_avg, Err_last, Err_avg) on --tokens "
-        "instead of sampling (class and text models)",
+        "instead of sampling (class and text models); a raster model's is over its one-map tokens, not comparable "
+        "with a next-scale model's",
     )
     parser.add_argument(
         "--tokens",
@@ -444,15 +452,16 @@ def run(args: argparse.Namespace) -> int:
     facts = model_facts(args.model)
     evaluation = None if facts is None else prepare(args, facts)  # every check that needs no weights
     typed = copy.copy(args)  # load_pipeline fills in the sampling flags' defaults: --loss checks what was typed
+    source = model_source(args.model)  # just before loading: the checkpoint a run still training has now
     pipe = load_pipeline(args)
     if evaluation is None:  # e.g. a training run directory
         evaluation = prepare(typed if args.loss or args.tokens is not None else args, ModelFacts.of(pipe))
-    return evaluation(pipe, started)
+    return evaluation(pipe, started, source)
 
 
-def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, float], int]:
+def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, float, dict], int]:
     """Check the flags against the model (its JSON files only) and open the data; returns the evaluation to run,
-    called with the loaded pipeline and the start time."""
+    called with the loaded pipeline, the start time and the report's entries on the weights (``model_source``)."""
     if facts.text:
         from nextscale.cli.evaluate_text import prepare_text
 
@@ -527,8 +536,9 @@ def open_tokens(args: argparse.Namespace, facts: ModelFacts):
     return dataset
 
 
-def run_loss(args: argparse.Namespace, dataset, pipe, started: float) -> int:
-    """``--loss``: held-out test loss and token error per scale on a token folder (class or captioned tokens)."""
+def run_loss(args: argparse.Namespace, dataset, pipe, started: float, source: dict) -> int:
+    """``--loss``: held-out test loss and token error per scale on a token folder (class or captioned tokens), with
+    the model's kind and token schedule (a raster model's loss is over other tokens than a next-scale model's)."""
     import torch
 
     from nextscale.evaluation.held_out import collate_held_out, evaluate_held_out
@@ -552,13 +562,18 @@ def run_loss(args: argparse.Namespace, dataset, pipe, started: float) -> int:
         transformer_context=precision,
         progress=not args.no_progress,
     )
+    kind = loss_kind_entries(pipe.transformer)
     report = {
         "model": str(args.model or "bundled"),
+        **source,
         "measured": "held-out test loss",
+        "model_kind": held_out.model_kind,
+        "token_schedule": kind["token_schedule"],
         "conditioning": "text" if pipe.is_text_conditional else "class",
         "tokens": str(args.tokens),
         "dtype": pipe.precision.name,
         **dataclasses.asdict(held_out),
+        "warnings": kind["warnings"],
     }
     return finish(args, report, started)
 

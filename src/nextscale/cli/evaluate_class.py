@@ -51,7 +51,7 @@ def _default_reference(pipe) -> str:
     )
 
 
-def run_class(args: argparse.Namespace, pipe, started: float) -> int:
+def run_class(args: argparse.Namespace, pipe, started: float, source: dict) -> int:
     """FID, KID, precision/recall (and class consistency on Fashion-MNIST) of a class model's samples, at one cfg
     or at each of several (the same labels and seeds at every value: the FID-vs-cfg curve)."""
     import torch
@@ -152,6 +152,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
     measured = "tokenizer reconstructions" if args.reconstructions else "samples"
     report = {
         "model": str(args.model or "bundled"),
+        **source,
         "measured": measured if edit is None else f"{edit.mode} edits of real images",
         "num_samples": num,
         "reference": spec,
@@ -159,6 +160,7 @@ def run_class(args: argparse.Namespace, pipe, started: float) -> int:
         "reference_count": len(real),
         "features": args.features,
         "feature_network": network,
+        **evaluate_scores.metric_settings(num, len(real)),
     }
     if header or read.left_out:
         report["reference_left_out"] = evaluate_reference.left_out_entries(header, read)
@@ -248,14 +250,15 @@ def decode_inputs(reference, read, num: int) -> None:
 
 
 def format_class_sweep(rows: list[dict]) -> str:
-    """One line per cfg: FID, KID, precision, recall, the Inception Score when measured, and the classifier's
-    consistency and IS where judged."""
+    """One line per cfg: FID, KID ± its std over subsets, precision, recall, the Inception Score when measured,
+    and the classifier's consistency and IS where judged."""
     judged, scored = "class_consistency" in rows[0], "inception_score" in rows[0]
     extra = f"  {'Inception IS':>12}" if scored else ""
     extra += f"  {'consistency':>11}  {'IS':>6}" if judged else ""
-    lines = [f"{'cfg':>6}  {'FID':>8}  {'KID':>10}  {'precision':>9}  {'recall':>7}{extra}"]
+    lines = [f"{'cfg':>6}  {'FID':>8}  {'KID ± std':>20}  {'precision':>9}  {'recall':>7}{extra}"]
     for row in rows:
-        line = f"{row['cfg']:>6g}  {row['fid']:>8.2f}  {row['kid']:>10.4g}  "
+        kid = evaluate_scores.format_kid(row["kid"], row["kid_std"])
+        line = f"{row['cfg']:>6g}  {row['fid']:>8.2f}  {kid:>20}  "
         line += f"{row['precision']:>9.3f}  {row['recall']:>7.3f}"
         if scored:
             line += f"  {row['inception_score']:>12.2f}"

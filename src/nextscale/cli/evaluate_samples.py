@@ -159,6 +159,7 @@ def run_samples(args: argparse.Namespace, samples, chosen: list[int], reference,
         "reference_count": len(real),
         "features": args.features,
         "feature_network": network,
+        **evaluate_scores.metric_settings(num, len(real)),
         **evaluate_scores.distances(real, fake, inception_head),
         "warnings": left_out
         + evaluate_scores.sample_size_warnings(num, len(real), real.shape[1], inception_head is not None),

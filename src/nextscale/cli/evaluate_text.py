@@ -98,7 +98,7 @@ class TextPlan:
 
 
 # ------------------------------------------------------------------------------------------------ checks
-def prepare_text(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, float], int]:
+def prepare_text(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, float, dict], int]:
     """Every check of a text evaluation that needs no weights, in one place; returns the evaluation to run."""
     refuse_flags(
         args, CLASS_ONLY, "is for class-conditional models; this model is text-conditional (see --reference, --loss)"
@@ -245,7 +245,7 @@ def reference_images(reference) -> torch.utils.data.Dataset:
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> int:
+def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float, source: dict) -> int:
     """Sample the plan's prompts at every --cfg; FID and friends against the reference, adherence where it applies."""
     from nextscale.evaluation.classifier import load_bundled_classifier
     from nextscale.evaluation.features import cached_features, stream_features
@@ -255,6 +255,7 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
     sampling = evaluate.sampling_settings(args)
     report: dict = {
         "model": str(args.model or "bundled"),
+        **source,
         "measured": "samples" if plan.edit is None else f"{plan.edit.settings.mode} edits of reference images",
         "conditioning": "text",
         "prompts": plan.source,
@@ -294,11 +295,12 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float) -> 
         report.update(
             reference_location=location, reference_count=len(real), features=args.features, feature_network=network
         )
+        report.update(evaluate_scores.metric_settings(len(samples), len(real)))
         header = evaluate_reference.header_left_out(plan.reference)  # a caption source's bad files, found indexing
         if header:
             report["reference_left_out"] = evaluate_reference.left_out_entries(header, None)
-        source = plan.reference.dataset if isinstance(plan.reference, torch.utils.data.Subset) else plan.reference
-        report["warnings"] = evaluate_reference.header_warnings(spec, len(source), header)
+        whole = plan.reference.dataset if isinstance(plan.reference, torch.utils.data.Subset) else plan.reference
+        report["warnings"] = evaluate_reference.header_warnings(spec, len(whole), header)
         report["warnings"] += evaluate_scores.sample_size_warnings(
             len(samples), len(real), real.shape[1], inception_head is not None
         )
@@ -453,13 +455,15 @@ def format_table(rows: list[tuple[str, AdherenceReport, float | None]]) -> str:
 
 
 def format_distance_table(results: list[dict]) -> str:
-    """One line per cfg: FID, KID (its scale follows the features: about 1e-2 for Inception's), precision, recall,
-    and the Inception Score when measured."""
+    """One line per cfg: FID, KID ± its std over subsets (its scale follows the features: about 1e-2 for
+    Inception's), precision, recall, and the Inception Score when measured."""
     scored = "inception_score" in results[0]
-    lines = [f"{'cfg':>6}  {'FID':>8}  {'KID':>10}  {'precision':>9}  {'recall':>7}" + ("      IS" if scored else "")]
+    header = f"{'cfg':>6}  {'FID':>8}  {'KID ± std':>20}  {'precision':>9}  {'recall':>7}"
+    lines = [header + ("      IS" if scored else "")]
     for row in results:
+        kid = evaluate_scores.format_kid(row["kid"], row["kid_std"])
         lines.append(
-            f"{row['cfg']:>6g}  {_cell(row['fid'], 2):>8}  {row['kid']:>10.4g}  "
+            f"{row['cfg']:>6g}  {_cell(row['fid'], 2):>8}  {kid:>20}  "
             f"{_cell(row['precision']):>9}  {_cell(row['recall']):>7}"
             + (f"  {row['inception_score']:>6.2f}" if scored else "")
         )

@@ -80,9 +80,14 @@ def summarize(scale_loss: list[float], token_error: list[float], schedule: Scale
 
 @dataclass(frozen=True)
 class HeldOutReport:
-    """Mean test loss and token error per scale over a held-out set, with the paper's summaries."""
+    """Mean test loss and token error per scale over a held-out set, with the paper's summaries.
+
+    ``model_kind`` is "next-scale" or "raster next-token": a raster model's one "scale" is a map that quantises the
+    whole latent, other codes than a next-scale model's last scale (the residual its coarser scales left), so the
+    two kinds' L_last and L_avg are not comparable."""
 
     num_samples: int
+    model_kind: str
     scale_sides: tuple[int, ...]
     scale_loss: list[float]
     token_error: list[float]
@@ -180,4 +185,5 @@ def evaluate_held_out(
     scale_loss = (sums["scale_loss"] / count).tolist()
     token_error = (sums["token_error"] / count).tolist()
     summary = summarize(scale_loss, token_error, schedule)
-    return HeldOutReport(count, tuple(schedule.sides), scale_loss, token_error, **summary)
+    kind = "raster next-token" if isinstance(transformer, RasterTransformer) else "next-scale"
+    return HeldOutReport(count, kind, tuple(schedule.sides), scale_loss, token_error, **summary)

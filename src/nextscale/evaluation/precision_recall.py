@@ -19,6 +19,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+NEIGHBOURS = 3  # k of the k-th nearest-neighbour radii (the paper's)
+
 
 class PrecisionRecall(NamedTuple):
     precision: float
@@ -34,7 +36,7 @@ def _as_tensor(features: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
     return tensor
 
 
-def knn_radii(features: torch.Tensor, k: int = 3, chunk_size: int = 1024) -> torch.Tensor:
+def knn_radii(features: torch.Tensor, k: int = NEIGHBOURS, chunk_size: int = 1024) -> torch.Tensor:
     """Distance from each point to its k-th nearest other point of the same set, float64 (N,)."""
     if not 1 <= k < features.shape[0]:
         raise ValueError(f"k must be in [1, {features.shape[0] - 1}] for {features.shape[0]} points, got {k}")
@@ -58,7 +60,7 @@ def _share_inside(queries: torch.Tensor, points: torch.Tensor, radii: torch.Tens
 def precision_recall(
     real_features: np.ndarray | torch.Tensor,
     fake_features: np.ndarray | torch.Tensor,
-    k: int = 3,
+    k: int = NEIGHBOURS,
     chunk_size: int = 1024,
 ) -> PrecisionRecall:
     """Improved precision and recall (Kynkäänniemi et al. 2019).
