@@ -140,7 +140,7 @@ def test_a_caption_folder_with_train_and_val_holds_both_splits(tmp_path):
     assert (len(train), len(held_out)) == (3, 1)
     assert len(open_caption_splits(tmp_path / "train", SIZE, split="val")[0]) == 1
     shutil.move(tmp_path / "val", tmp_path / "elsewhere")
-    # Without val/ a split is carved from train/ itself (test_s18h4_caption_held_out); carve=False reads it whole.
+    # Without val/ a split is carved from train/ itself (test_caption_held_out); carve=False reads it whole.
     carved, held = open_caption_splits(tmp_path / "train", SIZE)
     assert (len(carved), len(held)) == (2, 1)
     plain, none = open_caption_splits(tmp_path / "train", SIZE, carve=False)

@@ -125,11 +125,14 @@ def chosen_checkpoint(run: Path, step: int | None) -> tuple[Path, Path | None]:
     files) and ``--step``."""
     from nextscale.training.checkpoint import CHECKPOINT_DIR, checkpoint_path, checkpoint_step, list_checkpoints
 
-    if run.is_file() and run.parent.name == CHECKPOINT_DIR:  # --run RUN/checkpoints/step-N.pt
+    # --run RUN/checkpoints/step-N.pt, kept or not (a step pruned since is named with the steps the run keeps)
+    if run.parent.name == CHECKPOINT_DIR and run.suffix == ".pt" and not run.is_dir():
         named = checkpoint_step(run)
         if step is not None and step != named:
             raise ValueError(f"--run {run} is the checkpoint of step {named}, not --step {step}: give one of them")
-        return run.parent.parent, run
+        if run.is_file():
+            return run.parent.parent, run
+        run, step = run.parent.parent, named
     if step is None:
         return run, None
     path = checkpoint_path(run, step)

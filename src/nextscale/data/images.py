@@ -263,6 +263,18 @@ def load_image(path: str | os.PathLike, size: int, channels: int = 3, mid_reso: 
     return transform(open_image(path))
 
 
+def shared_bytes(count: int) -> torch.Tensor:
+    """(count,) uint8 zeros in shared memory, which DataLoader workers write into and the main process reads; where
+    shared memory cannot be had (a full or missing /dev/shm, as in small containers) a private tensor, so the
+    dataset still works, its workers' findings then staying in the workers (as before they were shared)."""
+    found = torch.zeros(count, dtype=torch.uint8)
+    try:
+        return found.share_memory_()
+    except RuntimeError as err:
+        logger.warning("no shared memory for the bad-file record (%s): files found bad in workers are not counted", err)
+        return found
+
+
 class ImageFolderDataset(Dataset):
     """``root/class_name/*.png|jpg|jpeg|webp`` as (image tensor in [-1, 1], label) pairs.
 
@@ -309,7 +321,7 @@ class ImageFolderDataset(Dataset):
         # Files found bad while read in DataLoader worker processes, which hold copies of this dataset: one byte per
         # listed file in shared memory (0, or 1 + the index of its reason in BAD_IMAGE_REASONS), so that the main
         # process counts them too and later epochs' workers pass over them without warning again.
-        self.found_in_workers = torch.zeros(len(self.samples), dtype=torch.uint8).share_memory_()
+        self.found_in_workers = shared_bytes(len(self.samples))
         self.positions = {path: position for position, (path, _) in enumerate(self.samples)}
         self.headers: dict[Path, tuple[int, int]] = {}  # file -> (width, height) of usable headers, shared likewise
         self.left_out: list[Path] = []  # bad files taken out of ``samples`` by ``leave_out_bad`` (still counted)

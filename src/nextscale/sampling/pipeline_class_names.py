@@ -19,8 +19,14 @@ def normalise_name(name: str) -> str:
     """Class names match ignoring case, the difference between spaces, '-' and '_' ("ankle_boot"), and how the
     characters are spelled in Unicode: folders copied from a Mac spell "é" as "e" + a combining accent (NFD), which
     looks the same as the typed "é" (NFKC folds both into one form)."""
-    folded = unicodedata.normalize("NFKC", name).casefold()
-    return " ".join(folded.replace("_", " ").replace("-", " ").split())
+    return spelled_name(unicodedata.normalize("NFKC", name).casefold())
+
+
+def spelled_name(name: str) -> str:
+    """A class name as the user spelled it, only case and '-' / '_' / spaces set aside: two names this tells apart are
+    two classes, even where Unicode folding (``normalise_name``) would make them one ("Straße" and "Strasse", or a
+    folder's NFC and NFD copies), as models trained before that folding may hold."""
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
 
 
 def is_integer_scalar_array(value: object) -> bool:
@@ -48,7 +54,8 @@ class ClassNamesMixin:
             raise TypeError(f"class_names must be non-empty strings, got {list(names)[:5]}")
         if len(names) != self.num_classes:
             raise ValueError(f"got {len(names)} class names for a model with {self.num_classes} classes")
-        if len({normalise_name(name) for name in names}) != len(names):
+        # Distinct as spelled: names that only Unicode folding makes alike still load (see class_id_of_name).
+        if len({spelled_name(name) for name in names}) != len(names):
             raise ValueError(f"class names must be distinct (ignoring case), got {list(names)}")
         return names
 
@@ -80,9 +87,17 @@ class ClassNamesMixin:
         names share is refused rather than read as the first of them."""
         wanted = normalise_name(name)
         names = self.class_names or ()
-        for index, known in enumerate(names):
-            if wanted == normalise_name(known):
-                return index
+        spelled = [index for index, known in enumerate(names) if spelled_name(name) == spelled_name(known)]
+        if spelled:  # distinct (check_class_names): the name as spelled wins over names that only fold alike
+            return spelled[0]
+        folded = [index for index, known in enumerate(names) if wanted == normalise_name(known)]
+        if len(folded) > 1:  # "é" typed, folders "é" and "e" + accent: Unicode cannot tell which is meant
+            raise ValueError(
+                f"class {name!r} matches several names that differ only in how Unicode spells them "
+                f"({', '.join(f'{i} {names[i]!r}' for i in folded)}); give the id"
+            )
+        if folded:
+            return folded[0]
         by_part = [index for index, known in enumerate(names) if wanted in map(normalise_name, known.split("/"))]
         if len(by_part) > 1:
             raise ValueError(

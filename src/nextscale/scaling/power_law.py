@@ -46,6 +46,7 @@ from nextscale.scaling.uncertainty import (
 # freedom left to judge the fit by), so a fourth is the least that can say anything.
 MIN_SATURATING_SIZES = 4
 SIGNIFICANCE = 0.05  # the floor counts as supported when the F-test's p-value is below this
+EXACT_LOG_RESIDUAL = 1e-9  # a log-loss residual below this is rounding (losses are measured to far fewer digits)
 
 
 @dataclass(frozen=True)
@@ -269,18 +270,20 @@ def compare_nested_fits(
     count = int(x.shape[0])
     if count < MIN_SATURATING_SIZES:
         raise ValueError(f"comparing the laws needs at least {MIN_SATURATING_SIZES} points, got {count}")
-    rss_plain = count * rms_log_residual(plain, x, y) ** 2
-    rss_floor = count * rms_log_residual(floor, x, y) ** 2
+    # Residuals below rounding noise are no residual: an exact power law leaves both sums at ~1e-30, whose ratio
+    # is noise, and read raw it "supported" a floor the data do not have.
+    noise = count * EXACT_LOG_RESIDUAL**2
+    rss_plain = max(count * rms_log_residual(plain, x, y) ** 2, noise)
+    rss_floor = max(count * rms_log_residual(floor, x, y) ** 2, noise)
     dof = count - 3
     drop = max(rss_plain - rss_floor, 0.0)  # the floored law contains the plain one; rounding may not
-    if rss_floor > 0:
+    if rss_floor > noise or drop == 0:
         f_statistic = drop / (rss_floor / dof)
         p_value = 1.0 - student_t_two_sided(math.sqrt(f_statistic), dof)  # F(1, k) = t_k^2
-    else:  # an exact fit of four or more points: no residual left
+    else:  # an exact fit of four or more points where the plain law misses: no residual left
         f_statistic, p_value = math.inf, 0.0
-    tiny = np.finfo(np.float64).tiny  # log(0) of an exact fit
-    aic_plain = count * math.log(max(rss_plain / count, tiny)) + 2 * 2
-    aic_floor = count * math.log(max(rss_floor / count, tiny)) + 2 * 3
+    aic_plain = count * math.log(rss_plain / count) + 2 * 2
+    aic_floor = count * math.log(rss_floor / count) + 2 * 3
     return NestedComparison(count, rss_plain, rss_floor, f_statistic, p_value, aic_plain, aic_floor)
 
 

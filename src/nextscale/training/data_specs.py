@@ -122,7 +122,8 @@ def check_tokens_beside_carve(tokens: str | os.PathLike, data: str, train_side: 
         base, split = source, "train"
     if split not in ("train", "all") or not (base == data or same_place(base, data)):
         return  # held-out tokens, or tokens of other data: nothing to compare
-    images = int(manifest.get("count", 0)) // max(1, int(manifest.get("views", 1))) + len(manifest.get("left_out", []))
+    # "count" is images, not rows of views: a --views N folder's shards are (n, N, L), n the images it tokenized.
+    images = int(manifest.get("count", 0)) + len(manifest.get("left_out", []))
     if split == "train" and images <= train_side:
         return  # the training side: disjoint from the carved split
     why = "tokenized with --split all" if split == "all" else "tokenized before captioned data gave up a split"
@@ -273,6 +274,7 @@ def build_datasets(
         return (FashionMNIST(root, "train", image_size, channels), FashionMNIST(root, "test", image_size, channels))
     from nextscale.data.folders import folder_layout, open_image_folder
 
+    refuse_caption_file(spec)
     note_unused_files(folder_layout(spec).train_dir, spec)
     # DIR/train + DIR/val, or a plain DIR with a fixed held-out split carved from it (see nextscale.data.folders).
     datasets = open_image_folder(
@@ -316,6 +318,7 @@ def whole_source(spec: str, image_size: int, channels: int, bad_images: str = "s
         path = path / "train" if (path / "train").is_dir() else path
         return open_caption_dataset(path, image_size, channels=channels, train=False, bad_images=bad_images)
     options = {"train": False, "channels": channels, "bad_images": bad_images}
+    refuse_caption_file(spec)
     note_unused_files(folder_layout(spec).train_dir, spec)
     dataset = ImageFolderDataset(folder_layout(spec).train_dir, image_size, **options)  # DIR/train if only that
     check_bad_images((dataset,), bad_images)
@@ -372,6 +375,17 @@ def captioned_data_in(folder: Path) -> str | None:
     if any(path.suffix.lower() == ".txt" and path.with_suffix("") in stems for path in files):
         return ".txt captions beside its images"
     return None
+
+
+def refuse_caption_file(spec: str) -> None:
+    """Refuse a manifest or shard file passed without ``captions:`` in one line naming the prefix (the folder reader
+    would call the file a folder that "does not exist")."""
+    path = Path(spec)
+    if path.is_file() and path.suffix.lower() in (".jsonl", ".csv", ".tar"):
+        raise ValueError(
+            f"{spec} is a file of captioned images ({path.suffix.lower()}), read only through the captions: prefix; "
+            f"pass --data captions:{spec} for a text model (class data is a folder of class sub-folders)"
+        )
 
 
 def note_unused_files(class_root: Path, spec: str) -> None:
