@@ -109,13 +109,14 @@ def test_export_recommends_the_preview_cfg_so_sample_and_edit_agree():
         argv = {"sample": ["sample"], "edit": ["edit", "--image", "x.png", "--box", "0", "0", "1", "1"]}[command]
         return build_parser().parse_args(argv).cfg.value
 
-    assert default_cfg("sample") == default_cfg("edit")  # 1.5 and 3.0 before, for a model that recommends nothing
+    assert (default_cfg("sample"), default_cfg("edit")) == (1.5, 3.0)  # a model that recommends nothing
     run = {"objective": {"preview_cfg": 3.0}}
     assert with_preview_cfg(run, None)[0] == {"cfg": 3.0}
     assert with_preview_cfg(run, {"top_k": 10})[0] == {"cfg": 3.0, "top_k": 10}
     assert with_preview_cfg(run, {"cfg": 2.0})[0] == {"cfg": 2.0}  # --recommend cfg=2 wins
-    head = {"objective": {"preview_cfg": 1.5, "train_sampler_head": True}}  # keeps its starting model's settings
+    head = {"objective": {"preview_cfg": 3.0, "train_sampler_head": True}}  # keeps its starting model's settings
     assert with_preview_cfg(head, None)[0] is None
+    assert with_preview_cfg({"objective": {"preview_cfg": 1.5}}, None)[0] is None  # the default: no choice made
 
 
 def test_an_unquoted_class_name_with_a_space_gets_a_hint(tiny_pipeline_dir, tmp_path, capsys):

@@ -13,7 +13,8 @@ result at the input's original size, with the input's own pixels outside the reg
 box (y0 x0 y1 x1 as fractions, or pixels of the model-size image with --pixels; note the order: rows first, unlike
 PIL's (x0, y0, x1, y1)) or a mask image (white = region). Inpainting regenerates the region; outpainting keeps it
 and regenerates the rest. Sampling flags left out take the model's recommended settings (pipeline.json; `export`
-records the cfg of the run's previews), else the same defaults as `sample` (--cfg 1.5).
+records the cfg of the run's previews, so a model edits at the strength it samples at), else --cfg 3: a region
+regenerated towards another class needs stronger guidance than a free sample (`sample`'s default is VAR's 1.5).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prompt", default=None, help="what the generated part should show (text models; default: the empty prompt)"
     )
     parser.add_argument("--num", "--num-images", type=int, default=1, help="number of results (default: 1)")
-    add_sampling_arguments(parser)  # sample's default cfg: one model edits at the strength it samples at
+    add_sampling_arguments(parser, cfg=3.0)  # without a recommendation: class edits need strong guidance
     parser.add_argument(
         "--out",
         type=Path,

@@ -11,8 +11,8 @@ A transformer run becomes a pipeline folder (pipeline.json + tokenizer/ + transf
 config.json and model.safetensors), loadable with Pipeline.from_pretrained; a tokenizer run becomes
 one component folder. --recommend records the sampling settings the model is meant to be used with in
 pipeline.json (as ``Pipeline.recommend``); `sample`, `edit`, `demo` and `evaluate` use them for the flags left out.
-Without cfg among them, the cfg of the run's training previews (`train --preview-cfg`) is recorded, so that every
-command samples the model as its previews did (a masked-sampler-head run keeps its starting model's settings).
+Without cfg among them, a run trained with its own `--preview-cfg` (not the default 1.5) records that cfg, so that
+every command samples the model as its previews did (a masked-sampler-head run keeps its starting model's settings).
 Reads the newest readable checkpoint, or with --step N that step's (the step a held-out warning names, when the
 run still keeps it: `nextscale info RUN` lists them; --run RUN/checkpoints/step-N.pt works too); takes seconds on a
 CPU. An export over an existing

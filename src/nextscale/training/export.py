@@ -268,14 +268,18 @@ def sampler_head_sampling(run_config: dict) -> dict:
 
 
 def with_preview_cfg(run_config: dict, recommended: dict | None) -> tuple[dict | None, str]:
-    """``--recommend`` plus, when it leaves cfg out, the cfg the run drew its previews with: the strength the user
-    watched during training becomes the model's cfg for `sample`, `edit` and `evaluate` alike (without one, each
-    command would fall back to its own default). Returns (settings, a note for the export line).
+    """``--recommend`` plus, when it leaves cfg out, the cfg the run drew its previews with when it chose one (a
+    --preview-cfg other than the default): the strength the user watched during training becomes the model's cfg
+    for `sample`, `edit` and `evaluate` alike. At the default the commands keep their own defaults (`sample` 1.5,
+    `edit` 3). Returns (settings, a note for the export line).
 
     A masked-sampler-head run is left as it is: its export keeps its starting model's recommendation."""
+    from nextscale.training.config import TransformerObjective
+
     objective = run_config.get("objective") or {}
     preview_cfg = objective.get("preview_cfg")
-    if preview_cfg is None or objective.get("train_sampler_head") or "cfg" in (recommended or {}):
+    chosen = preview_cfg is not None and preview_cfg != TransformerObjective.preview_cfg
+    if not chosen or objective.get("train_sampler_head") or "cfg" in (recommended or {}):
         return recommended, ""
     note = f"; it recommends cfg {preview_cfg:g}, its previews' (--recommend cfg=VALUE for another)"
     return {"cfg": float(preview_cfg), **(recommended or {})}, note
