@@ -148,9 +148,10 @@ def test_files_found_bad_in_dataloader_workers_are_counted_and_passed_over_later
     dataset = ImageFolderDataset(_bad_folder(tmp_path), 16, bad_images="skip", seed=0)
     truncated = tmp_path / "a" / "02-truncated.png"
     dataset.scan()  # the header check at start: corrupt and tiny; the truncated file passes it
-    assert "truncated" not in dataset.skip_counts() and not dataset.known_bad(truncated)
+    assert "truncated" not in dataset.skip_counts() and truncated not in dataset.skipped
     loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2)
     assert sum(len(images) for images, _ in loader) == len(dataset)
-    assert dataset.known_bad(truncated)  # the next epoch's workers, forked from here, pass over it
+    dataset.set_epoch(1)
+    assert truncated in dataset.skipped  # the next epoch's workers, forked after set_epoch, pass over it
     assert dataset.skip_counts()["truncated"] == 1
     assert (truncated, "truncated") in dataset.bad_files()

@@ -320,9 +320,12 @@ class ImageFolderDataset(Dataset):
         self.skipped: dict[Path, str] = {}
         # Files found bad while read in DataLoader worker processes, which hold copies of this dataset: one byte per
         # listed file in shared memory (0, or 1 + the index of its reason in BAD_IMAGE_REASONS), so that the main
-        # process counts them too and later epochs' workers pass over them without warning again.
+        # process counts them too and later epochs' workers (forked after ``set_epoch`` gathers them) pass over them
+        # without warning again. Positions are in ``listing`` (the files as listed; references, not copies); the
+        # file -> position map is built only when a bad file is recorded (rare), not in every worker.
         self.found_in_workers = shared_bytes(len(self.samples))
-        self.positions = {path: position for position, (path, _) in enumerate(self.samples)}
+        self.listing = [path for path, _ in self.samples]
+        self.positions: dict[Path, int] | None = None
         self.headers: dict[Path, tuple[int, int]] = {}  # file -> (width, height) of usable headers, shared likewise
         self.left_out: list[Path] = []  # bad files taken out of ``samples`` by ``leave_out_bad`` (still counted)
         self.split_note: str | None = None  # how a held-out split was carved from this folder (data.folders)
@@ -382,8 +385,10 @@ class ImageFolderDataset(Dataset):
         return classes, samples
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose crops ``seed`` reproduces."""
+        """Select the epoch whose crops ``seed`` reproduces; the files the last epoch's workers found bad become
+        known here, so that this epoch's workers pass over them without trying them again."""
         self.epoch = epoch
+        self.gather_worker_findings()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -427,26 +432,20 @@ class ImageFolderDataset(Dataset):
         self.left_out = self.left_out + [path for path, _ in self.samples if path in self.skipped]
         self.samples = [(path, label) for path, label in self.samples if path not in self.skipped]
 
-    def known_bad(self, path: Path) -> bool:
-        """Found bad here, or in any DataLoader worker of this dataset."""
-        position = self.positions.get(path)
-        return path in self.skipped or (position is not None and bool(self.found_in_workers[position]))
-
     def record_bad(self, path: Path, reason: str) -> None:
         """Note ``path`` as bad here and in the shared record that the main process and other workers read."""
         self.skipped[path] = reason
+        if self.positions is None:
+            self.positions = {listed: position for position, listed in enumerate(self.listing)}
         position = self.positions.get(path)
         if position is not None and reason in BAD_IMAGE_REASONS:
             self.found_in_workers[position] = 1 + BAD_IMAGE_REASONS.index(reason)
 
     def gather_worker_findings(self) -> None:
         """Take the files DataLoader workers found bad into ``skipped`` (counted and named like this process's)."""
-        found = self.found_in_workers.nonzero().flatten().tolist()
-        if not found:
-            return
-        paths = list(self.positions)
-        for position in found:
-            self.skipped.setdefault(paths[position], BAD_IMAGE_REASONS[int(self.found_in_workers[position]) - 1])
+        for position in self.found_in_workers.nonzero().flatten().tolist():
+            reason = BAD_IMAGE_REASONS[int(self.found_in_workers[position]) - 1]
+            self.skipped.setdefault(self.listing[position], reason)
 
     def bad_files(self) -> list[tuple[Path, str]]:
         """(file, reason) of this dataset's bad files found so far, in folder order."""
@@ -491,7 +490,7 @@ class ImageFolderDataset(Dataset):
         """Returns (image (C, size, size) float32 in [-1, 1], class index)."""
         for offset in range(len(self.samples)):
             path, label = self.samples[(index + offset) % len(self.samples)]
-            if self.bad_images == "skip" and self.known_bad(path):
+            if path in self.skipped and self.bad_images == "skip":
                 continue
             try:
                 return self._load(path, index), label
