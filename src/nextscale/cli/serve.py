@@ -22,7 +22,7 @@ Every tab has the sampling knobs of `nextscale sample` (seed, cfg, top-k, top-p,
 at the model's recommended settings; the status line says how long it took and in which precision. Requests
 run one at a time and ask for at most --max-images images; uploads may be up to 100 MB, and uploads and results
 are deleted from gradio's cache a day after they were made. The server runs offline (no analytics, no share
-link); Ctrl-C stops it.
+link); Ctrl-C (or SIGTERM) stops it.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ import argparse
 import errno
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 from nextscale.cli.common import add_dtype_argument, load_pipeline
@@ -172,6 +174,12 @@ def without_text_tabs(reason: Exception) -> None:
     print(f"note: no text tabs ({reason}); --no-text leaves them out without this note", file=sys.stderr)
 
 
+def stop_on_terminate(signum: int, frame) -> None:
+    """SIGTERM (``kill``, systemd, ``docker stop``) as Ctrl-C: gradio's wait then closes the server and says so, where
+    the default ended the process mid-request, without "web demo stopped" and with no clean-up."""
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     if args.max_images < 1:
         raise ValueError(f"--max-images must be at least 1, got {args.max_images}")
@@ -197,13 +205,18 @@ def run(args: argparse.Namespace) -> int:
     # an IPv6 literal goes in brackets, as in a URL: gradio builds its own URL from it and fails on a bare "::1"
     host = f"[{args.host}]" if ":" in args.host and not args.host.startswith("[") else args.host
     print(f"starting the web demo at http://{host}:{args.port} (Ctrl-C stops it)", flush=True)
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
+    previous = signal.signal(signal.SIGTERM, stop_on_terminate) if main_thread else None
     try:
-        # blocks until Ctrl-C
+        # blocks until Ctrl-C (or SIGTERM)
         app.launch(server_name=host, server_port=args.port, share=False, quiet=True, max_file_size=MAX_UPLOAD)
     except KeyboardInterrupt:  # Ctrl-C before gradio's own wait (which handles it) began
         app.close()
     except OSError as err:  # taken since check_address; gradio's message names its launch() arguments, not flags
         reason = str(err).split(". ")[0]
         raise OSError(f"cannot serve at {args.host}:{args.port} ({reason}); choose another --port or --host") from err
+    finally:
+        if main_thread:  # None: a handler set outside Python, which cannot be put back; the default then
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     print("web demo stopped", flush=True)
     return 0

@@ -9,6 +9,8 @@ installed (it is the optional ``demo`` extra).
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import fields
 from typing import TYPE_CHECKING
 
 import gradio as gr
@@ -101,7 +103,8 @@ def readable_api_errors(app: gr.Blocks) -> None:
     """Make the two malformed HTTP API calls that gradio refuses before any widget or handler runs one line each,
     instead of a bare "Error" and a logged traceback: a call with too few inputs (gradio's message, a ValueError,
     is hidden from the caller), and an image input that is not a file object (a bare path or a number fails
-    gradio's pydantic check of the upload). Wrapped on the instance, as :func:`image_upload` is."""
+    gradio's pydantic check of the upload). A widget's own one-line refusal (a radio or dropdown value not among
+    its choices) is no longer logged with a traceback either. Wrapped on the instance, as :func:`image_upload` is."""
     check_inputs, preprocess = app.validate_inputs, app.preprocess_data
 
     def validate_inputs(block_fn, inputs: list) -> None:
@@ -116,6 +119,9 @@ def readable_api_errors(app: gr.Blocks) -> None:
     async def preprocess_data(*args, **kwargs) -> list:
         try:
             return await preprocess(*args, **kwargs)
+        except gr.Error as err:  # a widget's refusal (a mode or class not in its choices): the caller's, not a bug
+            err.print_exception = False  # gradio's own errors log a traceback each by default
+            raise
         except pydantic.ValidationError as err:  # the image widget is the only input with a data model
             value = err.errors()[0].get("input") if err.errors() else None
             what = "an image input" if err.title == "ImageData" else f"an input ({err.title})"
@@ -177,7 +183,23 @@ def bind(handler, models: ServedModels, after_knobs: int = 0):
 
     bound.__name__ = bound.__qualname__ = handler.__name__
     bound.__doc__ = handler.__doc__
+    bound.__signature__ = api_signature(handler)
     return bound
+
+
+def api_signature(handler) -> inspect.Signature:
+    """The bound handler's inputs as the HTTP API names them: the handler's own parameters after ``models``, with
+    ``knobs`` spelled out as the fields of :class:`Knobs`. gradio names an endpoint's inputs after its function's
+    parameters, and ``*values`` alone gave param_0, param_1, ... (no keyword calls: ``predict(seed=3, ...)``);
+    a parameter defaulting to None (top-k, top-p) is also optional to the client."""
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = []
+    for parameter in list(inspect.signature(handler).parameters.values())[1:]:
+        if parameter.name == "knobs":
+            parameters += [inspect.Parameter(knob.name, keyword, default=knob.default) for knob in fields(Knobs)]
+        else:
+            parameters.append(parameter.replace(kind=keyword, annotation=inspect.Parameter.empty))
+    return inspect.Signature(parameters)
 
 
 def starting_grid(rows: int, columns: int, max_images: int) -> tuple[int, int]:

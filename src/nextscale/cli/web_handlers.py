@@ -142,6 +142,21 @@ def status_line(count: int, timing: Timing, pipe: Pipeline, seed: int) -> str:
     return f"{line} ({pipe.precision.name}, seed {seed})"
 
 
+def truncation_note(pipe: TextPipeline, texts: list[str]) -> str:
+    """A clause for the status line when a prompt is longer than the text encoder takes: the encoder cuts it and
+    says so only in the server's log, unseen in the page, so a long prompt's end was ignored without a word.
+    Empty when every text fits (or the pipeline has no encoder, which then fails on its own)."""
+    encoder = pipe.text_encoder
+    if encoder is None or not texts:
+        return ""
+    token_ids = encoder.tokenizer(texts, truncation=False, verbose=False)["input_ids"]
+    too_long = sum(len(ids) > encoder.max_length for ids in token_ids)
+    if not too_long:
+        return ""
+    which = "the prompt is" if len(texts) == 1 else f"{too_long} of {len(texts)} prompts are"
+    return f"; {which} longer than the text encoder's {encoder.max_length} tokens: the rest was ignored, shorten it"
+
+
 # ---------------------------------------------------------------------------------------------- handlers
 def sample_classes(
     models: ServedModels,
@@ -246,7 +261,8 @@ def sample_prompts(
         ]
         out = joined(outs)
         grid = result_grid(pipe, out, labels, per_prompt, coarse_to_fine)
-    return grid, status_line(len(labels), timing, pipe, seed)
+    note = truncation_note(pipe, list(dict.fromkeys(lines + ([negative] if negative else []))))
+    return grid, status_line(len(labels), timing, pipe, seed) + note
 
 
 def edit_image(
@@ -295,9 +311,10 @@ def edit_image_with_text(
     text = " ".join((prompt or "").split()) or None
     region = Region(box=(y0, x0, y1, x1), mode=mode, extend=extend)
     masked = recommends_masked_sampling(pipe)
-    return run_edit(
+    grid, status = run_edit(
         models, pipe, image_path, region, num_results, knobs, "Text → image", prompt=text, masked_sampling=masked
     )
+    return grid, status + truncation_note(pipe, [text] if text else [])
 
 
 @dataclass(frozen=True)
