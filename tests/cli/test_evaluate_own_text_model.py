@@ -19,8 +19,8 @@ from nextscale.sampling.text_pipeline import TextPipeline
 from nextscale.text import load_default_text_encoder
 from nextscale.tokenizer.config import TokenizerConfig
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
-from nextscale.transformer.text_config import TextTransformerConfig
 from nextscale.transformer.text_model import TextScaleTransformer
+from tiny_models import tiny_text_config
 
 REPO = Path(__file__).resolve().parents[2]
 SCENES_TEST = REPO / "tests" / "assets" / "scenes" / "test"
@@ -45,15 +45,7 @@ def encoder():
 
 
 def text_pipeline(tokenizer_config: TokenizerConfig, encoder) -> TextPipeline:
-    config = TextTransformerConfig.from_depth(
-        1,
-        embed_dim=64,
-        num_heads=1,
-        vocab_size=tokenizer_config.vocab_size,
-        code_dim=tokenizer_config.code_dim,
-        scale_sides=tokenizer_config.scale_sides,
-        text_dim=encoder.width,
-    )
+    config = tiny_text_config(encoder.width, tokenizer_config, embed_dim=64)
     transformer = TextScaleTransformer(config)
     transformer.init_weights(init_head=1.0)  # non-trivial logits
     return TextPipeline(MultiScaleVQVAE(tokenizer_config), transformer, encoder)

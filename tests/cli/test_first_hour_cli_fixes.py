@@ -1,17 +1,13 @@
 """Small CLI fixes from two first-hour user walkthroughs (s18): flags, defaults and the wording of messages."""
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 from nextscale.cli import main
-from nextscale.sampling.pipeline import Pipeline
-from nextscale.tokenizer.config import TokenizerConfig
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
-from nextscale.transformer.config import TransformerConfig
-from nextscale.transformer.model import ScaleTransformer
+from tiny_models import gray_32px_pipeline, tiny_text_config
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "fashion_mnist"
 
@@ -19,20 +15,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "fashion_mnist"
 @pytest.fixture(scope="module")
 def gray_32px_model(tmp_path_factory):
     """A random 32 px, 10-class gray pipeline (scales 1, 2, 4, 8): the size the bundled classifier features read."""
-    torch.manual_seed(0)
-    sides = (1, 2, 4, 8)
-    config = TokenizerConfig(
-        vocab_size=32, code_dim=4, base_channels=32, channel_multipliers=(1, 1, 1), num_res_blocks=1, num_phi=2
-    )
-    tokenizer = MultiScaleVQVAE(dataclasses.replace(config, in_channels=1, scale_sides=sides))
-    transformer = ScaleTransformer(
-        TransformerConfig.from_depth(
-            1, embed_dim=32, num_heads=1, num_classes=10, vocab_size=32, code_dim=4, scale_sides=sides
-        )
-    )
-    path = tmp_path_factory.mktemp("gray") / "pipe"
-    Pipeline(tokenizer, transformer).save_pretrained(path)
-    return path
+    return gray_32px_pipeline(tmp_path_factory.mktemp("gray") / "pipe")
 
 
 def record_bars(monkeypatch) -> list:
@@ -66,21 +49,12 @@ def text_model(tmp_path_factory):
     from nextscale.presets import tiny
     from nextscale.sampling.text_pipeline import TextPipeline
     from nextscale.text import load_default_text_encoder
-    from nextscale.transformer.text_config import TextTransformerConfig
     from nextscale.transformer.text_model import TextScaleTransformer
 
     torch.manual_seed(0)
     encoder = load_default_text_encoder()
     tokenizer_config = tiny()[0]
-    config = TextTransformerConfig.from_depth(
-        1,
-        embed_dim=64,
-        num_heads=1,
-        vocab_size=tokenizer_config.vocab_size,
-        code_dim=tokenizer_config.code_dim,
-        scale_sides=tokenizer_config.scale_sides,
-        text_dim=encoder.width,
-    )
+    config = tiny_text_config(encoder.width, tokenizer_config, embed_dim=64)
     path = tmp_path_factory.mktemp("text") / "pipe"
     TextPipeline(MultiScaleVQVAE(tokenizer_config), TextScaleTransformer(config), encoder).save_pretrained(path)
     return path

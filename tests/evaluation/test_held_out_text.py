@@ -9,8 +9,8 @@ from nextscale.text.encoding import TextEncoding
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.conditioning import TextCondition
 from nextscale.transformer.model import ScaleTransformer
-from nextscale.transformer.text_config import TextTransformerConfig
 from nextscale.transformer.text_model import TextScaleTransformer
+from tiny_models import tiny_text_config
 
 WIDTH = 8
 
@@ -38,15 +38,7 @@ class StandInEncoder:
 def models():
     torch.manual_seed(0)
     tokenizer_config, class_config = tiny()
-    config = TextTransformerConfig.from_depth(
-        1,
-        embed_dim=32,
-        num_heads=1,
-        vocab_size=class_config.vocab_size,
-        code_dim=class_config.code_dim,
-        scale_sides=class_config.scale_sides,
-        text_dim=WIDTH,
-    )
+    config = tiny_text_config(WIDTH)
     transformer = TextScaleTransformer(config)
     transformer.init_weights(init_head=1.0)  # logits that depend on the input
     return MultiScaleVQVAE(tokenizer_config).eval(), transformer.eval(), ScaleTransformer(class_config).eval()

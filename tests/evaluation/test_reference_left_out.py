@@ -25,8 +25,10 @@ def mean_and_spread(images: torch.Tensor) -> torch.Tensor:
 @pytest.fixture
 def tiny_features(monkeypatch):
     monkeypatch.setattr(evaluate, "load_feature_extractor", lambda *args, **kwargs: (mean_and_spread, "mean-spread"))
-    monkeypatch.setattr("nextscale.cli.evaluate_class.load_judge", lambda *args: None)
-    monkeypatch.setattr("nextscale.cli.evaluate_samples.load_judge", lambda *args: None)
+    from nextscale.cli import evaluate_class, evaluate_samples
+
+    monkeypatch.setattr(evaluate_class, "load_judge", lambda *args: None)
+    monkeypatch.setattr(evaluate_samples, "load_judge", lambda *args: None)
 
 
 def reference_folder(root):

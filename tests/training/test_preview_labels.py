@@ -15,8 +15,8 @@ from nextscale.presets import tiny
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training.transformer_trainer import TransformerTrainer
 from nextscale.transformer.conditioning import TextCondition
-from nextscale.transformer.text_config import TextTransformerConfig
 from nextscale.transformer.text_model import TextScaleTransformer
+from tiny_models import tiny_text_config
 
 WIDTH = 8  # text feature width of the stand-in encoder
 
@@ -24,16 +24,8 @@ WIDTH = 8  # text feature width of the stand-in encoder
 def stub_trainer(tmp_path, prompts):
     """The attributes ``TransformerTrainer.preview`` reads, around a tiny tokenizer and text transformer."""
     torch.manual_seed(0)
-    tokenizer_config, class_config = tiny()
-    config = TextTransformerConfig.from_depth(
-        1,
-        embed_dim=32,
-        num_heads=1,
-        vocab_size=class_config.vocab_size,
-        code_dim=class_config.code_dim,
-        scale_sides=class_config.scale_sides,
-        text_dim=WIDTH,
-    )
+    tokenizer_config = tiny()[0]
+    config = tiny_text_config(WIDTH)
     transformer = TextScaleTransformer(config).eval()
 
     def text_condition(texts):
