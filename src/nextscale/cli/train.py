@@ -309,12 +309,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
     from nextscale.data.token_dataset import TokenShardDataset
     from nextscale.training.config import seed_everything
-    from nextscale.training.data_specs import (
-        build_datasets,
-        caption_split_record,
-        carves_caption_held_out,
-        check_tokens_beside_carve,
-    )
+    from nextscale.training.data_specs import check_tokens_beside_carve, run_datasets
     from nextscale.training.export import load_tokenizer, with_scale_sides
     from nextscale.training.options import fit_and_report, train_config_from_args
     from nextscale.training.transformer_trainer import TransformerTrainer
@@ -346,19 +341,9 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.common import load_text_encoder_option
 
     text_encoder = load_text_encoder_option(args.text_encoder) if args.text_encoder else None
-    train_set = eval_set = None
-    carve = carves_caption_held_out(args.run_dir)  # False: a run started before captioned data was split
-    if args.data:
-        train_set, eval_set = build_datasets(
-            args.data,
-            config.image_size,
-            config.in_channels,
-            seed=args.seed,
-            bad_images=args.bad_images,
-            carve_captions=carve,
-        )
-        if args.tokens and not (args.eval_data or args.eval_tokens):  # held out from --data, trained from --tokens
-            check_tokens_beside_carve(args.tokens, args.data, len(train_set), eval_set)
+    train_set, eval_set, split_record = run_datasets(args, config.image_size, config.in_channels)
+    if args.data and args.tokens and not (args.eval_data or args.eval_tokens):  # held out from --data, trained on T
+        check_tokens_beside_carve(args.tokens, args.data, len(train_set), eval_set)
     if args.eval_data:
         eval_set = eval_dataset(args.eval_data, config.image_size, config.in_channels, args.bad_images)
     if args.tokens:
@@ -400,7 +385,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         "init_from": args.init_from,
         "text_encoder": args.text_encoder,
         "held_out": held_out_source(args, eval_set),
-        **caption_split_record(carve),
+        **split_record,
         **(
             {"sampler_head_init": args.sampler_head_init, "init_sampling": starting_sampling(args)}
             if args.train_sampler_head

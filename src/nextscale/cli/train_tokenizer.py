@@ -248,22 +248,14 @@ def check_switched_off_options(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.data_report import log_data_report, schedule_source
     from nextscale.training.config import seed_everything
-    from nextscale.training.data_specs import build_datasets, caption_split_record, carves_caption_held_out
+    from nextscale.training.data_specs import run_datasets
     from nextscale.training.options import fit_and_report, train_config_from_args
     from nextscale.training.tokenizer_trainer import TokenizerTrainer
 
     seed_everything(args.seed)  # identical initial weights on every rank
     tokenizer = build_tokenizer(args)
     config = tokenizer.config
-    carve = carves_caption_held_out(args.run_dir)  # False: a run started before captioned data was split
-    train_set, eval_set = build_datasets(
-        args.data,
-        config.image_size,
-        config.in_channels,
-        seed=args.seed,
-        bad_images=args.bad_images,
-        carve_captions=carve,
-    )
+    train_set, eval_set, split_record = run_datasets(args, config.image_size, config.in_channels)
     default_source = f"the tokenizer {args.init_from}" if args.init_from else f"preset {args.preset}"
     log_data_report(config, schedule_source(args, default_source), train_set, eval_set, args.data, held_out_flags="")
     losses = TokenizerLossConfig(
@@ -291,7 +283,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         args.run_dir,
         train_set,
         eval_set,
-        run_config={"data": args.data, "init_from": args.init_from, **caption_split_record(carve)},
+        run_config={"data": args.data, "init_from": args.init_from, **split_record},
         dist_info=dist_info,
     )
     fit_and_report(trainer, args.max_steps, (train_set, eval_set), "tokenizer")

@@ -89,6 +89,17 @@ def checkpoint_run_config(checkpoints: list[Path]) -> dict[str, Any] | None:
     return None
 
 
+def run_datasets(args: argparse.Namespace, image_size: int, channels: int) -> tuple[Any, Any, dict[str, Any]]:
+    """(train, held-out, record) of ``--data`` as the training run in ``--run-dir`` reads it (``build_datasets``; a
+    run started before captioned data was split reads all of it, ``carves_caption_held_out``), and the run-config
+    entries that record its caption split (``caption_split_record``). (None, None, record) without ``--data``."""
+    carve = carves_caption_held_out(args.run_dir)
+    if not args.data:
+        return None, None, caption_split_record(carve)
+    options = {"seed": args.seed, "bad_images": args.bad_images, "carve_captions": carve}
+    return (*build_datasets(args.data, image_size, channels, **options), caption_split_record(carve))
+
+
 def caption_split_record(carve_captions: bool) -> dict[str, Any]:
     """The run-config entries that record whether the run carves captioned data: ``{CAPTION_SPLIT_FIELD:
     CAPTION_SPLIT_RULE}`` when it does, nothing for an older run resumed without the carve (its config.json stays
