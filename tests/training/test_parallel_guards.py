@@ -20,8 +20,8 @@ from nextscale import distributed
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training import checkpoint as ckpt
 from nextscale.training.config import TokenizerLossConfig, TrainConfig, TransformerObjective, seed_everything
-from nextscale.training.loop import check_parallelism
 from nextscale.training.options import add_run_arguments
+from nextscale.training.parallel_guards import check_parallelism
 from nextscale.training.tokenizer_trainer import TokenizerTrainer
 from nextscale.training.transformer_trainer import TransformerTrainer, build_transformer
 

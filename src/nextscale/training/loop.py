@@ -22,7 +22,9 @@ and ``preview(step)``. Metric tensors of shape (K,) are logged per scale as ``na
 step has no value for that scale (``metrics.metric_mean``).
 
 The pieces around the loop live beside it: ``batches`` (the data streams), ``precision`` (autocast, GradScaler,
-the non-finite check), ``run_dir`` (config.json), ``held_out_watch``, ``checkpoint`` and ``metrics``.
+the non-finite check), ``run_dir`` (config.json), ``held_out_watch``, ``metrics``, ``parallel_guards`` (set-ups
+refused before any work), ``resume`` (what a checkpoint holds, its write, the resume from it) and ``checkpoint``
+(the file format).
 
 References: minGPT ``mingpt/trainer.py``, torchtitan ``trainer.py``, DiT ``train.py``.
 """
@@ -30,7 +32,6 @@ References: minGPT ``mingpt/trainer.py``, torchtitan ``trainer.py``, DiT ``train
 from __future__ import annotations
 
 import abc
-import argparse
 import contextlib
 import dataclasses
 import os
@@ -45,7 +46,7 @@ from torch.utils.data import Dataset
 
 from nextscale import distributed
 from nextscale.data.samplers import ResumableDistributedSampler
-from nextscale.training import checkpoint as ckpt
+from nextscale.training import resume
 from nextscale.training.batches import eval_batches, micro_batch_size, train_batches
 from nextscale.training.config import TrainConfig, normalise_config, seed_everything
 from nextscale.training.ema import EMA
@@ -58,16 +59,11 @@ from nextscale.training.failures import (
 )
 from nextscale.training.held_out_watch import HeldOutWatch
 from nextscale.training.interrupt import StopRequest, TrainingInterrupted
-from nextscale.training.metrics import (
-    MetricsLog,
-    format_metrics,
-    merge_rank_windows,
-    metric_mean,
-    reduce_over_ranks,
-)
+from nextscale.training.metrics import MetricsLog, format_metrics, metric_mean, reduce_over_ranks
 from nextscale.training.optim import apply_schedule, build_adamw
+from nextscale.training.parallel_guards import check_parallelism
 from nextscale.training.precision import autocast_context, grad_scaler, non_finite, resolve_precision
-from nextscale.training.run_dir import check_run_dir, refuse_another_config, write_run_config
+from nextscale.training.run_dir import check_run_dir, write_run_config
 
 log = distributed.get_logger(__name__)
 
@@ -77,7 +73,7 @@ class Trainer(abc.ABC):
 
     Construction seeds every RNG of the process with ``seed * world_size + rank`` (dropout and label
     dropout differ per rank) and resumes from the run directory's newest readable checkpoint (rank 0 picks it,
-    every rank loads that file).
+    every rank loads that file: ``resume.resume_latest``).
 
     Held-out metrics (every ``eval_every`` steps) score two sets of weights when the run keeps an EMA: the raw
     weights being trained, logged as split "eval" (what every run logs, with or without an EMA, so that runs and
@@ -145,13 +141,13 @@ class Trainer(abc.ABC):
         )
         self.step = 0
         # this rank's step metrics since the last metrics line; checkpointed, so that the first line after a resume
-        # averages the same steps as in an uninterrupted run (also on another number of processes: _resume)
+        # averages the same steps as in an uninterrupted run (also on another number of processes, see ``resume``)
         self.metrics_window: dict[str, list[torch.Tensor]] = {}
         self.held_out_watch = HeldOutWatch(of_ema=self.ema is not None)  # the weights export writes
-        self._saved_step: int | None = None  # step of the newest checkpoint this run holds
+        self.saved_step: int | None = None  # step of the newest checkpoint this run holds (named by errors)
         seed_everything(config.seed * max(self.dist.world_size, 1) + self.dist.rank)
         self.metrics_log = MetricsLog(self.run_dir, self.dist.is_main)
-        self._resume()
+        resume.resume_latest(self)
 
     # ------------------------------------------------------------------------------ subclass hooks
     @abc.abstractmethod
@@ -217,10 +213,10 @@ class Trainer(abc.ABC):
         except CheckpointWriteError:
             raise
         except OSError as err:  # metrics or previews on a full disk, a vanished file: say what is safe to resume
-            raise RunWriteError(err, self.step + 1, self.run_dir, self._saved_step) from err
+            raise RunWriteError(err, self.step + 1, self.run_dir, self.saved_step) from err
         except RuntimeError as err:
             if self.dist.is_distributed and is_collective_failure(err):
-                raise PeerLost(err, self.step + 1, self.run_dir, self._saved_step) from err
+                raise PeerLost(err, self.step + 1, self.run_dir, self.saved_step) from err
             raise
         finally:
             if bar is not None:
@@ -233,7 +229,7 @@ class Trainer(abc.ABC):
         started, samples = time.perf_counter(), 0
         while self.step < stop:
             if self._stop_requested(stop_request):
-                path = None if self._saved_step == self.step else self.save_checkpoint()
+                path = None if self.saved_step == self.step else self.save_checkpoint()
                 raise TrainingInterrupted(self.step, path)
             step_metrics = self._optimizer_step(batches)
             self.step += 1
@@ -317,7 +313,7 @@ class Trainer(abc.ABC):
                 sums[f"grad_norm/{name}" if name != "model" else "grad_norm"] = norm.detach().float()
         # Checked before any optimizer step (on every rank alike): a NaN never reaches the weights.
         if (what := non_finite(sums, self.precision, self.dist.is_distributed)) is not None:
-            raise NonFiniteLoss(what, self.step + 1, self.run_dir, self._saved_step)
+            raise NonFiniteLoss(what, self.step + 1, self.run_dir, self.saved_step)
         for optimizer in stepping:
             self.scaler.step(optimizer)
         self.scaler.update()
@@ -409,30 +405,8 @@ class Trainer(abc.ABC):
 
     # ------------------------------------------------------------------------------- checkpoints
     def checkpoint_state(self) -> dict[str, Any]:
-        """Everything resuming needs, as plain data (call on every rank: FSDP and RNG gathering are collective).
-
-        Only rank 0's state is written, and only rank 0's holds the weights: the other ranks take part in the
-        collectives but copy no weights to the CPU (their "models" entries are empty, their "ema" is None)."""
-        keep = self.dist.is_main
-        return {
-            "format": 1,
-            "step": self.step,
-            "configs": self.run_config,
-            "models": {name: distributed.full_state_dict(m, keep=keep) for name, m in self.wrapped.items()},
-            "ema": self.ema.state_dict() if self.ema is not None and keep else None,
-            "optimizers": {
-                name: distributed.optimizer_state_dict(self.wrapped[name], opt) for name, opt in self.optimizers.items()
-            },
-            "scaler": self.scaler.state_dict(),
-            "sampler": self.sampler.state_for_step(self.step * self.config.grad_accum),
-            "rng": distributed.all_gather_objects(ckpt.capture_rng_state()),
-            "metrics_window": distributed.all_gather_objects(
-                {name: torch.stack(values).cpu() for name, values in self.metrics_window.items()}
-            ),
-            "world_size": self.dist.world_size,
-            "held_out_watch": self.held_out_watch.state_dict(),
-            "extra": self.extra_state(),
-        }
+        """Everything resuming needs, as plain data; every rank calls it (``resume.checkpoint_state``)."""
+        return resume.checkpoint_state(self)
 
     def save_checkpoint(self) -> Path:
         """Write this step's checkpoint (rank 0) and prune old ones; every rank returns its path.
@@ -442,203 +416,8 @@ class Trainer(abc.ABC):
                 previous checkpoint stays intact and no temporary file is left.
         """
         state = self.checkpoint_state()
-        path = ckpt.checkpoint_path(self.run_dir, self.step)
-        error: OSError | None = None
-        if self.dist.is_main:
-            try:
-                self.metrics_log.flush()
-                ckpt.save_checkpoint(path, state)
-                ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints, saved_step=self.step)
-            except OSError as err:
-                error = err
-        if self.dist.is_distributed:  # also the barrier: no rank runs ahead of a checkpoint being written
-            failed = distributed.all_reduce_sum(torch.tensor(float(error is not None), device=self.device))
-            if failed.item() and error is None:
-                error = OSError(None, "rank 0 could not write it")
-        if error is not None:
-            raise CheckpointWriteError(path, error, self.run_dir, self._saved_step) from error
-        self._saved_step = self.step
+        path = resume.write_checkpoint(
+            state, self.run_dir, self.step, self.config.keep_checkpoints, self.dist, self.metrics_log, self.saved_step
+        )
+        self.saved_step = self.step
         return path
-
-    def _resume(self) -> None:
-        found = self._load_agreed_checkpoint()
-        if found is None:
-            self.metrics_log.truncate_after(0)  # lines of a start that crashed before its first checkpoint
-            return
-        state, path = found
-        if not (self.run_dir / "config.json").is_file() and state.get("configs"):
-            # checkpoints without their config.json (copied to fork a run): they still say what made them
-            refuse_another_config(self.run_dir, state["configs"], self.run_config, self.config.total_steps)
-        for name, module in self.wrapped.items():
-            if name not in state["models"]:
-                raise ValueError(f"checkpoint {path} has no weights for {name!r}; it belongs to another trainer")
-            distributed.load_full_state_dict(module, state["models"][name])
-        for name, optimizer in self.optimizers.items():
-            distributed.load_optimizer_state_dict(self.wrapped[name], optimizer, state["optimizers"][name])
-        if self.ema is not None:
-            if state["ema"] is None:
-                self.ema = EMA(self.raw_model, self.config.ema_decay)
-            else:
-                self.ema.load_state_dict(state["ema"])
-        if state["scaler"]:  # empty when the run so far had no fp16 (precision may change at a resume): start afresh
-            self.scaler.load_state_dict(state["scaler"])
-        self.sampler.load_state_dict(self._resumed_position(state, path))
-        self.step = self._saved_step = int(state["step"])
-        self.load_extra_state(state.get("extra", {}))
-        self.held_out_watch.load_state_dict(state.get("held_out_watch", {}))  # older checkpoints: none
-        windows = state.get("metrics_window") or [{}] * int(state["world_size"])  # older checkpoints: none
-        if int(state["world_size"]) == self.dist.world_size:
-            ckpt.restore_rng_state(state["rng"][self.dist.rank])
-            window = windows[self.dist.rank]
-        else:
-            log.warning(
-                "checkpoint %s was written by %d processes, now %d: RNG streams restart from the seed",
-                path,
-                state["world_size"],
-                self.dist.world_size,
-            )
-            # every rank starts from the saved ranks' per-step means: the next line averages the same steps
-            window, left_out = merge_rank_windows(windows)
-            if left_out:
-                log.warning(
-                    "the first metrics line after this resume averages %s over the steps from %d on only (the saved "
-                    "processes kept them for different steps)",
-                    ", ".join(left_out),
-                    self.step + 1,
-                )
-        self.metrics_window = {name: list(values.to(self.device).unbind(0)) for name, values in window.items()}
-        self.metrics_log.truncate_after(self.step)
-        log.info("resumed from %s at step %d", path, self.step)
-
-    def _resumed_position(self, state: dict[str, Any], path: Path) -> dict[str, Any]:
-        """The checkpoint's data position, for this run's sampler.
-
-        The sampler cuts the data into micro-steps of ``batch_size / grad_accum`` samples over all processes, and
-        an optimizer step takes ``grad_accum`` of them. Another --grad-accum at the same batch size (to go on with
-        fewer or more processes) cuts each step's samples differently, but step s still trains on samples
-        ``s * batch_size`` to ``(s + 1) * batch_size`` of the data stream, as long as every epoch holds the same
-        samples (it drops the ``len % micro-step`` samples of its end): then the position carries over. The
-        gradient is the same mean over the same samples (up to float summation order).
-
-        Raises:
-            ValueError: the cut cannot change (the stream would differ, or the trainer's steps depend on the
-                cut), naming the --grad-accum (or the process count) that resumes this run.
-        """
-        saved = state["sampler"]
-        group, saved_group = self.sampler.global_batch_size, int(saved.get("global_batch_size", 0))
-        size = self.sampler.dataset_len
-        if saved_group == group or saved_group < 1 or saved.get("dataset_len") != size:
-            return saved  # the same cut, or another data set: the sampler's own check says what differs
-        batch, world_size = self.config.batch_size, self.dist.world_size
-        saved_accum, saved_world = batch // saved_group, int(state["world_size"])
-
-        def epoch_samples(micro_step: int) -> int:  # an epoch's samples: the end that fills no micro-step is dropped
-            return size // micro_step * micro_step
-
-        def fits(accum: int) -> bool:  # whether --grad-accum accum on world_size processes resumes the same stream
-            if batch % (world_size * accum):
-                return False
-            if batch // accum == saved_group:
-                return True
-            return self.regroups_micro_batches and epoch_samples(batch // accum) == epoch_samples(saved_group)
-
-        if not fits(self.config.grad_accum):
-            if not self.regroups_micro_batches:
-                why = f"{type(self).__name__} updates statistics per micro-step, so their size must stay"
-            else:
-                why = (
-                    f"an epoch would train on {epoch_samples(group)} of the {size} samples instead of "
-                    f"{epoch_samples(saved_group)}, so later steps would see other samples"
-                )
-            working = [accum for accum in range(1, batch // world_size + 1) if fits(accum)]
-            if working:
-                fix = f"resume with --grad-accum {' or '.join(map(str, working))} on {world_size} process(es)"
-            else:
-                fix = (
-                    f"resume on {saved_world} process(es) (torchrun --nproc_per_node={saved_world} on one node) "
-                    f"with --grad-accum {saved_accum}"
-                )
-            raise ValueError(
-                f"checkpoint {path} was trained with --grad-accum {saved_accum} on {saved_world} process(es) "
-                f"(micro-steps of {saved_group} samples over all processes); --grad-accum {self.config.grad_accum} "
-                f"on {world_size} makes micro-steps of {group}, and {why}: {fix}"
-            )
-        step = int(state["step"])
-        position = self.sampler.state_for_step(step * self.config.grad_accum)
-        log.info(
-            "resuming %s with --grad-accum %d (micro-steps of %d samples over all processes, %d before): every step "
-            "trains on the same samples as before",
-            path,
-            self.config.grad_accum,
-            group,
-            saved_group,
-        )
-        return {**saved, "global_batch_size": group, "epoch": position["epoch"], "step": position["step"]}
-
-    def _load_agreed_checkpoint(self) -> tuple[dict[str, Any], Path] | None:
-        """The checkpoint to resume from, the same on every rank: rank 0 picks its newest good one, the others load
-        that file. Ranks that picked on their own could see different files (a node-local --run-dir, a network file
-        system that lags after a crash) and resume at different steps, after DDP already broadcast the weights.
-
-        Rank 0 alone reads the whole file for its SHA-256 (the others wait less long than while it writes a
-        checkpoint, which hashes the file too); the others compare the checksum recorded beside their copy with
-        rank 0's. Any rank's failure is raised on every rank with the same message.
-        """
-        if not self.dist.is_distributed:
-            return ckpt.load_latest(self.run_dir)
-        found, failure = None, None
-        if self.dist.is_main:
-            try:
-                found = ckpt.load_latest(self.run_dir)
-            except (ckpt.CheckpointError, OSError) as err:  # told to the others, who would wait for a choice
-                failure = err
-        # (file name, step, recorded SHA-256) of rank 0's choice, None without one; only rank 0's entry is used
-        choice = None if found is None else (found[1].name, int(found[0]["step"]), ckpt.recorded_sha256(found[1]))
-        error, choice = distributed.all_gather_objects((None if failure is None else str(failure), choice))[0]
-        if failure is not None:
-            raise failure
-        if error is not None:
-            raise ckpt.CheckpointError(error)
-        problem = None
-        if choice is not None and not self.dist.is_main:
-            name, step, sha256 = choice
-            path = self.run_dir / ckpt.CHECKPOINT_DIR / name
-            try:
-                if not path.is_file():
-                    raise ckpt.CheckpointError(f"{path} does not exist here")
-                if ckpt.recorded_sha256(path) != sha256:
-                    raise ckpt.CheckpointError(f"{path} here is another file: its recorded SHA-256 differs")
-                state = ckpt.load_checkpoint(path, verify=False)  # the file rank 0 verified
-                if int(state["step"]) != step:
-                    raise ckpt.CheckpointError(f"{path} here holds step {state['step']}, rank 0's step {step}")
-                found = state, path
-            except (ckpt.CheckpointError, OSError) as err:
-                problem = f"rank {self.dist.rank} cannot resume from {name}, rank 0's newest checkpoint: {err}"
-        problems = [problem for problem in distributed.all_gather_objects(problem) if problem is not None]
-        if problems:
-            raise ValueError(
-                f"{problems[0]}: every process must see the same --run-dir {self.run_dir}; put it on a file "
-                "system that all nodes share (a folder local to each node gives each its own checkpoints)"
-            )
-        return found
-
-
-def check_parallelism(config: TrainConfig | argparse.Namespace, world_size: int) -> None:
-    """Refuse, before any work, the strategies that would go wrong with ``world_size`` processes.
-
-    ``config`` is a ``TrainConfig`` or the command's parsed flags (the CLI checks before it reads any data): only
-    ``strategy``, ``ema_decay`` and ``preview_every`` are read."""
-    if world_size > 1 and config.strategy == "none":
-        # Nothing would sync the gradients: W unrelated models, each trained on its 1/W of the data, and rank 0
-        # saves its own one, while the logged loss (averaged over ranks) looks normal.
-        raise ValueError(
-            f"--strategy none is for one process, and this run has {world_size}: use --strategy ddp (or fsdp) "
-            "under torchrun, or start a single process"
-        )
-    if world_size > 1 and config.strategy == "fsdp" and config.ema_decay is None and config.preview_every:
-        # Rank 0 samples previews alone, from the EMA's copy (never sharded) or else from the raw weights, which
-        # FSDP shards in place: sampling would fail at the first preview, mixing its shards with whole tensors.
-        raise ValueError(
-            "--strategy fsdp keeps the raw weights sharded, so rank 0 cannot sample previews from them: keep an "
-            "EMA (--ema-decay, e.g. 0.9999) or turn previews off with --preview-every none"
-        )

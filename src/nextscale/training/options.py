@@ -486,7 +486,7 @@ def train_in_run_dir(args: argparse.Namespace, train: Callable[[argparse.Namespa
     """Run ``train(args, dist_info)`` as every training command does: the parallelism checked before any data is
     read, inside the torchrun process group (``--device``, ``--dist-timeout``), holding ``--run-dir``'s lock."""
     from nextscale import distributed
-    from nextscale.training.loop import check_parallelism
+    from nextscale.training.parallel_guards import check_parallelism
     from nextscale.training.run_lock import hold_run_dir
 
     check_parallelism(args, distributed.launched_processes())  # before any data is read

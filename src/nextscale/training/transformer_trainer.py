@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from nextscale import distributed
-from nextscale.data.images import prompt_label, save_grid
+from nextscale.data.grids import prompt_label, save_grid
 from nextscale.data.token_manifest import weights_hash
 from nextscale.evaluation.held_out import held_out_metrics, per_scale_mean
 from nextscale.pretrained import load_component, save_component
@@ -98,7 +98,7 @@ class TransformerTrainer(Trainer):
     """
 
     # The loss is a mean over samples, each a mean over its tokens: any cut of a step into micro-batches of equal
-    # size gives the same gradient, so a resume may change --grad-accum (``Trainer._resumed_position``).
+    # size gives the same gradient, so a resume may change --grad-accum (``resume.resumed_position``).
     regroups_micro_batches = True
 
     def __init__(
