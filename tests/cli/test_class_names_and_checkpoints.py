@@ -43,15 +43,15 @@ def test_folder_names_survive_training_export_and_label_the_sampled_grid(tmp_pat
     pipe = Pipeline.from_pretrained(tmp_path / "pipe")
     assert pipe.class_names == ("bag", "sneaker") and pipe.class_ids(["Sneaker", 0]) == [1, 0]
 
-    import nextscale.data.images as images
+    import nextscale.data.grids as grids
 
-    drawn, real_make_grid = {}, images.make_grid
+    drawn, real_make_grid = {}, grids.make_grid
 
     def spy(batch, nrow=8, padding=2, labels=None):
         drawn["l"] = labels
         return real_make_grid(batch, nrow=nrow, padding=padding, labels=labels)
 
-    monkeypatch.setattr(images, "make_grid", spy)
+    monkeypatch.setattr(grids, "make_grid", spy)
     grid = tmp_path / "grid.png"
     assert main(["sample", "--model", str(tmp_path / "pipe"), "--class", "sneaker", "bag", "--out", str(grid)]) == 0
     assert drawn["l"] == ["sneaker", "bag"] and grid.is_file()

@@ -62,16 +62,16 @@ def test_batch_zero_is_the_single_call_and_later_batches_have_their_own_seed(tin
 
 
 def test_grid_tiles_are_labelled_with_class_names(tiny_pipeline_dir, tmp_path, monkeypatch):
-    import nextscale.data.images as images
+    import nextscale.data.grids as grids
 
     drawn = {}
-    real_make_grid = images.make_grid
+    real_make_grid = grids.make_grid
 
     def spy(batch, nrow=8, padding=2, labels=None):
         drawn["labels"], drawn["nrow"] = labels, nrow
         return real_make_grid(batch, nrow=nrow, padding=padding, labels=labels)
 
-    monkeypatch.setattr(images, "make_grid", spy)
+    monkeypatch.setattr(grids, "make_grid", spy)
     assert (
         sample(tiny_pipeline_dir, "--class", "ankle boot", 0, "--num", 2, "--seed", 0, "--out", tmp_path / "g.png") == 0
     )

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from nextscale.cli import main as cli_main
-from nextscale.data.images import BadImageError, ImageFolderDataset
+from nextscale.data.image_reading import BadImageError
+from nextscale.data.images import ImageFolderDataset
 from nextscale.training.data_specs import build_datasets
 
 SIZE = 16

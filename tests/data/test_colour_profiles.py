@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageCms
 
 from nextscale.data import transforms
-from nextscale.data.images import load_image, open_image, read_training_image
+from nextscale.data.image_reading import load_image, open_image, read_training_image
 from nextscale.data.transforms import convert_mode, pil_to_tensor
 
 D50 = (0.9642, 1.0, 0.8249)

@@ -7,7 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nextscale.data.images import ImageFolderDataset, load_image, make_grid, open_image, save_grid, to_pil
+from nextscale.data.grids import make_grid, save_grid, to_pil
+from nextscale.data.image_reading import load_image, open_image
+from nextscale.data.images import ImageFolderDataset
 
 FOLDER = Path(__file__).resolve().parents[1] / "assets" / "image_folder"
 
@@ -110,7 +112,7 @@ def test_grid_with_labels_is_taller_and_draws_text():
 def test_grid_labels_draw_accented_letters_where_the_system_has_dejavu():
     from PIL import ImageFont
 
-    from nextscale.data.images import LABEL_FONT, _label_font
+    from nextscale.data.grids import LABEL_FONT, _label_font
 
     try:
         ImageFont.truetype(*LABEL_FONT)
@@ -126,7 +128,7 @@ def test_grid_labels_draw_accented_letters_where_the_system_has_dejavu():
 def test_images_are_turned_as_their_exif_orientation_says(tmp_path):
     """A phone photo stores its pixels sideways with an Orientation tag (6: turn 90 degrees clockwise); editing
     boxes, training crops and captions must see it as every viewer shows it."""
-    from nextscale.data.images import open_image, read_training_image
+    from nextscale.data.image_reading import open_image, read_training_image
 
     stored = np.zeros((32, 64, 3), np.uint8)  # 64 wide, 32 high as stored
     stored[:, :8] = 255  # a white band at the stored left edge: the top edge once turned clockwise

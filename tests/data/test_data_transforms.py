@@ -85,7 +85,7 @@ def test_a_transparent_colour_of_an_rgb_or_gray_png_goes_on_white_as_palette_one
 
 
 def test_32_bit_integer_images_are_scaled_from_the_range_their_values_or_file_hold(tmp_path):
-    from nextscale.data.images import load_image, open_image, read_training_image
+    from nextscale.data.image_reading import load_image, open_image, read_training_image
 
     ramp = np.arange(16 * 16).reshape(16, 16) % 256  # 8-bit values 0..255
     # made in memory: convert("I") of an 8-bit picture holds 0..255, and must not be divided as if 16-bit

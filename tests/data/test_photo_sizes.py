@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from nextscale.data.images import BadImageError, ImageFolderDataset, read_training_image
+from nextscale.data.image_reading import BadImageError, read_training_image
+from nextscale.data.images import ImageFolderDataset
 from nextscale.data.summary import file_sizes
 from nextscale.training.data_specs import check_bad_images, refuse_all_bad
 

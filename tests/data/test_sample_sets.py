@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nextscale.data.images import to_pil
+from nextscale.data.grids import to_pil
 from nextscale.data.sample_sets import NpzImageWriter, SampleSet
 
 

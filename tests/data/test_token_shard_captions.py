@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 
 from nextscale.cli import main
 from nextscale.data.caption_manifests import CaptionManifestDataset
-from nextscale.data.images import BadImageError, ImageFolderDataset
+from nextscale.data.image_reading import BadImageError
+from nextscale.data.images import ImageFolderDataset
 from nextscale.data.token_dataset import TokenShardDataset
 from nextscale.data.token_manifest import MANIFEST_NAME, shard_name, write_manifest
 from nextscale.data.token_shards import write_token_shards

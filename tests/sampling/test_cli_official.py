@@ -106,7 +106,7 @@ def test_missing_model_folder_is_one_line(tmp_path, capsys):
 
 def test_cli_edit_on_converted_official_weights_keeps_the_image_tokens(converted, parity, tmp_path):
     """Inpainting with the converted official model: outside the box the tokens are the image's own."""
-    from nextscale.data.images import to_pil
+    from nextscale.data.grids import to_pil
     from nextscale.sampling.editing import box_mask, scale_keep_masks
     from nextscale.sampling.pipeline import Pipeline
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from nextscale.cli import main
 from nextscale.cli.scaling_samples import format_count
-from nextscale.data.images import make_grid
+from nextscale.data.grids import make_grid
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.scaling.sweep import collect_sweep
 from nextscale.training.checkpoint import checkpoint_path

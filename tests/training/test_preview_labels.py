@@ -2,7 +2,7 @@
 
 The preview labels every cell with its full prompt, so one 600-word caption among the first training captions
 (the default preview prompts) widens every cell to the caption's width: a 69242 x 96 px PNG for 8 prompts at 32 px.
-`nextscale sample` cuts its grid labels to ``data.images.prompt_label``'s 24 characters; previews should too.
+`nextscale sample` cuts its grid labels to ``data.grids.prompt_label``'s 24 characters; previews should too.
 """
 
 import contextlib

@@ -106,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from nextscale.data.fashion_mnist import CLASS_NAMES
-    from nextscale.data.images import open_image, save_grid
+    from nextscale.data.grids import save_grid
+    from nextscale.data.image_reading import open_image
     from nextscale.sampling.raster_pipeline import RasterPipeline
 
     if args.seeds < 1:
@@ -254,7 +255,7 @@ def edit_example(pipe, source, names, seed: int, sampling: dict, zoom: int, path
     """Two rows: region overlay + three inpaintings of the centre; region overlay + three class-conditional edits."""
     import torch
 
-    from nextscale.data.images import save_grid
+    from nextscale.data.grids import save_grid
     from nextscale.sampling.editing import mask_overlay
 
     inpainted = pipe.inpaint(source, box=INPAINT_BOX, num_images=3, seed=seed, output_type="pt", **sampling)

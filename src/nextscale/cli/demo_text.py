@@ -47,7 +47,7 @@ def text_demo(pipe, args: argparse.Namespace, seed: int) -> None:
     import torch
 
     from nextscale.cli.demo import enlarge
-    from nextscale.data.images import save_grid
+    from nextscale.data.grids import save_grid
     from nextscale.pretrained import atomic_write_text
 
     resolve_sampling(args, pipe)
@@ -81,7 +81,8 @@ def text_edit(pipe, seed: int, sampling: dict, zoom: int, path: Path) -> tuple[P
     import torch
 
     from nextscale.cli.demo import enlarge
-    from nextscale.data.images import open_image, save_grid
+    from nextscale.data.grids import save_grid
+    from nextscale.data.image_reading import open_image
     from nextscale.sampling.editing import mask_overlay
 
     prompt = edit_example_prompt()

@@ -182,7 +182,7 @@ class ReadableReference(torch.utils.data.Dataset):
 def _unreadable(dataset, index: int, err: ValueError) -> tuple[str, str]:
     """(the file, why it cannot be used) of an image ``read`` refused: a folder's ``BadImageError`` says both, a
     caption dataset's error is about its sample's ``name``."""
-    from nextscale.data.images import BadImageError
+    from nextscale.data.image_reading import BadImageError
 
     if isinstance(err, BadImageError):
         return str(err.path), f"{err.reason}: {err.detail}"

@@ -42,7 +42,7 @@ def describe(text: str) -> dict[str, Any]:
             return describe_samples(path)
         if _holds_class_folders(path):
             return describe_data(text)
-        from nextscale.data.images import IMAGE_EXTENSIONS
+        from nextscale.data.image_listing import IMAGE_EXTENSIONS
         from nextscale.training.data_specs import captioned_data_in
 
         # loose images, or a manifest or shards (with images in a sub-folder): captioned data, read as captions:
@@ -386,7 +386,7 @@ def _holds_class_folders(folder: Path, looked_at: int = 1000) -> bool:
     from itertools import islice
 
     from nextscale.data.folders import folder_layout
-    from nextscale.data.images import IMAGE_EXTENSIONS
+    from nextscale.data.image_listing import IMAGE_EXTENSIONS
 
     subfolders = [sub for sub in folder_layout(folder).train_dir.iterdir() if sub.is_dir()]
     subfolders = [sub for sub in subfolders if not sub.name.startswith(".")]

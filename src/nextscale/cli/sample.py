@@ -70,7 +70,7 @@ from nextscale.cli.sample_files import (
 )
 from nextscale.cli.sample_plan import Plan, batch_seed, names_every_class, read_text_features
 from nextscale.cli.sample_scales import scale_grid
-from nextscale.data.images import prompt_label
+from nextscale.data.grids import prompt_label
 
 if TYPE_CHECKING:
     from nextscale.distributed import DistInfo
@@ -241,7 +241,7 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
     from tqdm.auto import tqdm
 
     from nextscale import distributed
-    from nextscale.data.images import make_grid, to_pil
+    from nextscale.data.grids import make_grid, to_pil
     from nextscale.data.sample_sets import NpzImageWriter
     from nextscale.evaluation.generate import check_one_line_prompts
     from nextscale.pretrained import atomic_write, atomic_write_text

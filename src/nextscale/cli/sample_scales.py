@@ -31,7 +31,7 @@ def scale_grid(pipe: Pipeline, tokens: torch.Tensor, names: list[str] | None = N
     """One row per image, one column per scale (see :func:`scale_views`), each tile labelled with its scale, or
     the first of a row with the image's name when ``names`` are given; tiles enlarged ``zoom`` times."""
     from nextscale.cli.demo import enlarge
-    from nextscale.data.images import make_grid
+    from nextscale.data.grids import make_grid
 
     sides = pipe.tokenizer.config.scale_sides
     rows = names if names is not None else [None] * len(tokens)

@@ -114,7 +114,7 @@ def run_samples(args: argparse.Namespace) -> int:
     import torch
 
     from nextscale.cli.demo import enlarge
-    from nextscale.data.images import make_grid
+    from nextscale.data.grids import make_grid
     from nextscale.training.export import load_run_pipeline
 
     check_device(args.device)

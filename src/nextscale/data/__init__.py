@@ -6,7 +6,9 @@ from nextscale.data.caption_manifests import CaptionManifestDataset
 from nextscale.data.caption_shards import CaptionShardDataset
 from nextscale.data.captions import open_caption_dataset
 from nextscale.data.fashion_mnist import CLASS_NAMES, FashionMNIST, load_fashion_mnist, read_idx, write_idx
-from nextscale.data.images import ImageFolderDataset, load_image, make_grid, open_image, save_grid, to_pil
+from nextscale.data.grids import make_grid, save_grid, to_pil
+from nextscale.data.image_reading import load_image, open_image
+from nextscale.data.images import ImageFolderDataset
 from nextscale.data.samplers import ResumableDistributedSampler
 from nextscale.data.scenes import SceneConfig, SceneDataset, build_scenes, caption_for, parse_caption
 from nextscale.data.transforms import ImageTransform

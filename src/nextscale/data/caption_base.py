@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from nextscale.data.images import (
+from nextscale.data.image_reading import (
     BAD_IMAGE_POLICIES,
     BadImageError,
     check_image_header,

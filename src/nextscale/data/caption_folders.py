@@ -14,7 +14,7 @@ from nextscale.data.caption_base import (
     _clean,
     decode_caption_text,
 )
-from nextscale.data.images import IMAGE_EXTENSIONS, visible_files
+from nextscale.data.image_listing import IMAGE_EXTENSIONS, visible_files
 
 
 class CaptionFolderDataset(CaptionDataset):

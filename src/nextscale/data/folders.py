@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nextscale.data.images import ImageFolderDataset, is_hidden
+from nextscale.data.image_listing import is_hidden
+from nextscale.data.images import ImageFolderDataset
 
 HELD_OUT_FRACTION = 0.05
 HELD_OUT_SEED = 0

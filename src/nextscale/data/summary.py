@@ -27,7 +27,8 @@ from PIL import Image
 
 from nextscale.data.caption_base import CaptionDataset, _image_stream
 from nextscale.data.fashion_mnist import FashionMNIST
-from nextscale.data.images import ImageFolderDataset, open_header, upright_size
+from nextscale.data.image_reading import open_header, upright_size
+from nextscale.data.images import ImageFolderDataset
 from nextscale.data.token_dataset import TokenShardDataset
 from nextscale.data.transforms import ALPHA_BACKGROUND, GRAY_MODES, has_transparency
 from nextscale.scales import ScaleSchedule

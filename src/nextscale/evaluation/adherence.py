@@ -159,7 +159,7 @@ def judge_quadrants(
             "is (x + 1) / 2"
         )
     # quantize_8bit's rounding on the [0, 1] scale: for x in [-1, 1], (x + 1) / 2 * 255 is the (x + 1) * 127.5 that
-    # ``data.images.to_pil`` rounds, bit for bit (halving is exact; a trip back to [-1, 1] is not)
+    # ``data.grids.to_pil`` rounds, bit for bit (halving is exact; a trip back to [-1, 1] is not)
     quadrants = quadrants.float().cpu().clamp(0.0, 1.0).mul(255).round().div(255)
     if len(layouts) != quadrants.shape[0]:
         raise ValueError(f"need one layout per image: {quadrants.shape[0]} images, {len(layouts)} layouts")

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from nextscale.data.images import to_pil
+from nextscale.data.grids import to_pil
 from nextscale.pretrained import atomic_write_text
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from nextscale import distributed
-from nextscale.data.images import save_grid
+from nextscale.data.grids import save_grid
 from nextscale.tokenizer.discriminator import DiscriminatorConfig, PatchDiscriminator, logits_side
 from nextscale.tokenizer.losses import (
     adaptive_adversarial_weight,
