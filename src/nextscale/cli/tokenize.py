@@ -24,9 +24,10 @@ tokenizer's config and weights (checked when training). Images are center-croppe
 tokenizing once fixes the crops. --views N keeps the augmentation instead: view v of each image is the random
 crop that training from the images (`train --data`, same --seed) makes in epoch v, and training from the tokens
 reads view epoch % N, so its first N epochs see exactly those crops (shards hold (n, N, L) tokens; N times the
-encoding time and disk). Each image is decoded once per view: one that fails to decode (a truncated file) is
-left out, never replaced by another image, and named at the end and in manifest.json's "left_out" (an image
-folder under --bad-images fail stops at it instead).
+encoding time and disk); with --split all they are the crops a run training on all of the data makes (held-out
+splits are center crops, and refuse --views). Each image is decoded once per view: one that fails to decode (a
+truncated file) is left out, never replaced by another image, and named at the end and in manifest.json's
+"left_out" (an image folder under --bad-images fail stops at it instead).
 --out must be a new or empty folder; --overwrite replaces the token files of an existing one (its shards and
 manifest.json, and the partly written files of a killed run, are removed first, once the tokenizer and data have
 loaded, so no stale shard stays behind).
@@ -76,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="encodings per training image (default 1: the center crop); N > 1: the random crops training from "
-        "the images makes in epochs 0..N-1, read back as view epoch %% N (image folders and captioned data)",
+        "the images makes in epochs 0..N-1, read back as view epoch %% N (image folders and captioned data; "
+        "--split train or all)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="with --views: seed of the crops (the `train --seed` they match)"
@@ -214,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
                 condition=condition,
                 class_names=names,
                 views=args.views,
+                split=args.split,
             )
             manifest = read_manifest(args.out)  # every rank's shards: the true count and left-out images
             log_left_out(manifest["left_out"], distributed.get_logger("nextscale.data"))
@@ -225,15 +228,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_views(args: argparse.Namespace) -> None:
-    """--views N > 1 needs training crops to differ: refused for held-out splits and for Fashion-MNIST."""
+    """--views N > 1 needs training crops to differ: refused for held-out splits and for Fashion-MNIST. --split all
+    (every image, as training data whose held-out set lies elsewhere) keeps training crops like --split train."""
     from nextscale.training.data_specs import FASHION_PREFIX
 
     if args.views == 1:
         return
-    if args.split != "train":
+    if args.split not in ("train", "all"):
         raise ValueError(
-            f"--views {args.views} keeps the training crops of --split train; --split {args.split} tokens are center "
-            "crops: leave out --views"
+            f"--views {args.views} keeps the training crops of --split train or all; --split {args.split} tokens are "
+            "center crops (held-out data is evaluated so): leave out --views"
         )
     if args.data == FASHION_PREFIX or args.data.startswith(FASHION_PREFIX + ":"):
         raise ValueError(

@@ -47,12 +47,8 @@ class CaptionManifestDataset(CaptionDataset):
             raise ValueError(f"caption manifest {self.manifest} must end with .jsonl or .csv")
         records = self._jsonl_records() if suffix == ".jsonl" else self._csv_records()
         candidates, self.uncaptioned_lines, self.undecodable_lines = _merge_repeated_images(records)
-        if self.undecodable_lines and self.bad_images == "fail":  # a caption is lost, though no sample is
-            their = "its caption" if len(self.undecodable_lines) == 1 else "their captions"
-            raise ValueError(
-                f"{self.manifest}: {_lines(self.undecodable_lines)} not UTF-8; {REASON_FIXES['caption_not_utf8']}, "
-                f"or pass --bad-images skip to go on without {their}"
-            )
+        if self.bad_images == "fail":
+            self._refuse_lost_captions()
         self._accept(candidates, self.manifest)
         # Neither is a skipped sample (each such image trains on its other lines' captions), but a caption is lost.
         if self.undecodable_lines:
@@ -71,6 +67,24 @@ class CaptionManifestDataset(CaptionDataset):
                 "%s: %s an image without a caption; each such image trains with the captions of its other lines",
                 self.manifest,
                 _lines(self.uncaptioned_lines, verb=("lists", "list")),
+            )
+
+    def _refuse_lost_captions(self) -> None:
+        """Under ``bad_images="fail"``, stop at a line whose caption is lost though its image trains on other lines'
+        captions (no sample is skipped, but a careful run means every line): one not UTF-8, or one with no caption
+        (no ``caption`` key, an empty CSV cell, or only blank text)."""
+        if self.undecodable_lines:
+            their = "its caption" if len(self.undecodable_lines) == 1 else "their captions"
+            raise ValueError(
+                f"{self.manifest}: {_lines(self.undecodable_lines)} not UTF-8; {REASON_FIXES['caption_not_utf8']}, "
+                f"or pass --bad-images skip to go on without {their}"
+            )
+        if self.uncaptioned_lines:
+            one = len(self.uncaptioned_lines) == 1
+            raise ValueError(
+                f"{self.manifest}: {_lines(self.uncaptioned_lines, verb=('lists', 'list'))} an image without a caption "
+                f"(other lines caption it); write the caption on {'that line' if one else 'those lines'} or delete "
+                f"{'it' if one else 'them'}, or pass --bad-images skip to go on (the image trains on its other lines)"
             )
 
     def split_key(self, sample: CaptionedImage) -> str:

@@ -17,7 +17,7 @@ from nextscale.data.caption_base import (
     _clean,
     decode_caption_text,
 )
-from nextscale.data.images import IMAGE_EXTENSIONS
+from nextscale.data.image_listing import IMAGE_EXTENSIONS
 
 _COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZ": "bzip2", b"\xfd7": "xz"}
 
@@ -75,6 +75,7 @@ class CaptionShardDataset(CaptionDataset):
         images: dict[str, TarMember] = {}
         captions: dict[str, str | None] = {}
         dotted: dict[str, str] = {}  # key -> a member name with a dot before its extension
+        dotted_parts: dict[tuple[str, str], list[str]] = {}  # (key, "image" | "caption") -> those members
         owners: dict[tuple[str, str], str] = {}  # (key, "image" | "caption") -> the member that gave it
         try:
             with tarfile.open(shard, mode="r:") as tar:
@@ -90,6 +91,8 @@ class CaptionShardDataset(CaptionDataset):
                     last = "." + extension.rpartition(".")[2]
                     if "." in extension and (last in IMAGE_EXTENSIONS or last == CAPTION_SUFFIX):
                         dotted.setdefault(key, member.name)  # "a.1.png": key "a", extension "1.png"
+                        part = "caption" if last == CAPTION_SUFFIX else "image"
+                        dotted_parts.setdefault((key, part), []).append(member.name)
                     elif "." + extension in IMAGE_EXTENSIONS:
                         _claim(owners, shard, key, "image", member.name)
                         images[key] = TarMember(shard, member.offset_data, member.size)
@@ -103,6 +106,7 @@ class CaptionShardDataset(CaptionDataset):
                     # other members (.json, .cls, ...) belong to other tasks
         except tarfile.TarError as err:
             raise ValueError(f"cannot read shard {shard}: {err}; the file is truncated or not a tar") from err
+        _refuse_dotted_collisions(shard, dotted_parts, images, captions)
         candidates = []
         for key in dict.fromkeys([*images, *captions]):  # first appearance order, no duplicates
             name = f"{shard}:{key}"
@@ -137,3 +141,27 @@ def _claim(owners: dict[tuple[str, str], str], shard: Path, key: str, part: str,
             "rename or remove one of them and write the shard again"
         )
     owners[(key, part)] = member
+
+
+def _refuse_dotted_collisions(
+    shard: Path, dotted_parts: dict[tuple[str, str], list[str]], images: dict[str, Any], captions: dict[str, Any]
+) -> None:
+    """Refuse two dotted members of one kind that share a key which has no plain member of that kind:
+    ``photo.2024.png`` and ``photo.2025.png`` are two samples in a folder, but both key ``photo`` in a shard (the key
+    ends at the first dot), so neither could be read as the other's image and the pictures would be lost.
+
+    A sample with its own ``photo.png`` (or ``photo.txt``) keeps its dotted members as its other webdataset parts
+    (``photo.seg.png``); a single dotted member is counted as a dotted name, as before.
+    """
+    for (key, part), members in dotted_parts.items():
+        own = images if part == "image" else captions
+        if len(members) < 2 or key in own:
+            continue
+        shown = " and ".join(members[:2]) + (f" (and {len(members) - 2} more)" if len(members) > 2 else "")
+        folder, slash, file_name = members[0].rpartition("/")
+        renamed = folder + slash + file_name.replace(".", "_", file_name.count(".") - 1)  # a.1.png -> a_1.png
+        raise ValueError(
+            f"shard {shard}: {shown} share the webdataset key {key!r} (a key ends at the first dot of the file name), "
+            f"so they cannot be told apart; rename each without its inner dots (e.g. {renamed}, with its caption "
+            "renamed alike) and write the shard again"
+        )

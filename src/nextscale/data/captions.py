@@ -20,9 +20,15 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
   ``dataset.undecodable_lines``), not counted as a skipped sample (an image no line captions is one).
 - **Shards**: uncompressed webdataset ``.tar`` files, read with Python's ``tarfile``, so the ``data`` extra
   (webdataset) is not needed. A member's key is its path up to the first dot of the file name
-  (``a/0001.png`` and ``a/0001.txt`` share key ``a/0001``), as in webdataset. The shards are indexed once at
-  construction (member offsets; captions are read then), so the dataset is map-style and works with
-  ``ResumableDistributedSampler`` like every other dataset here; each access reads one member by offset.
+  (``a/0001.png`` and ``a/0001.txt`` share key ``a/0001``), as in webdataset. A dotted file name keys
+  differently here than in a folder: ``photo.2024.png`` is sample ``photo.2024`` in a caption folder or manifest
+  (the path without its last extension) but a part ``2024.png`` of sample ``photo`` in a shard, so it is no
+  sample's image there (counted as a dotted name; a ``photo.png`` + ``photo.txt`` sample ignores it as one of its
+  other parts), and two such members of one key (``photo.2024.png`` beside ``photo.2025.png``, or their ``.txt``
+  files) are refused: rename them without the inner dot (``photo_2024.png``) before writing the shards. The
+  shards are indexed once at construction (member offsets; captions are read then), so the dataset is map-style
+  and works with ``ResumableDistributedSampler`` like every other dataset here; each access reads one member by
+  offset.
   Compressed shards (``.tar.gz``) are refused with a message: random access would re-read the stream, and so is
   a shard with two images or two captions for one key (a member added twice, or ``a.png`` beside ``a.jpg``).
 
@@ -37,8 +43,9 @@ that does not exist, or whose header Pillow cannot read, or that is tiny or huge
 ``logging`` line summarises the counts by reason, each with an example and, where not obvious, the fix (a
 caption that is not UTF-8: re-save it so); ``dataset.skipped`` holds them and ``dataset.bad_files`` names the bad
 images. With ``bad_images="fail"`` any of them stops construction instead, named with the fix (a careful run
-loses no sample), as does a manifest line that is not UTF-8 although its image keeps other lines' captions
-(without ``fail`` it is named in a warning, ``dataset.undecodable_lines``). An image that passes the header check
+loses no sample), as does a manifest line that is not UTF-8, or that has no caption, although its image keeps
+other lines' captions (without ``fail`` it is named in a warning, ``dataset.undecodable_lines`` or
+``dataset.uncaptioned_lines``). An image that passes the header check
 but fails to decode (a truncated file) is found at access time: the next readable sample is returned in its place
 and ``skipped["corrupt_image"]`` grows (in that process; DataLoader workers keep their own counts); ``read`` (for
 passes that must see every sample once) raises instead.

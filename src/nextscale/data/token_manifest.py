@@ -71,6 +71,7 @@ def write_manifest(
     condition: str = "class",
     class_names: list[str] | None = None,
     views: int = 1,
+    split: str | None = None,
 ) -> Path:
     """Write manifest.json after every shard exists (checked), counting the rows the shards really hold.
 
@@ -84,6 +85,8 @@ def write_manifest(
         class_names: ``class_names[i]`` names label i (an image folder's sub-folders, Fashion-MNIST's classes),
             when known.
         views: token rows per image (``write_token_shards``' views); recorded when more than one.
+        split: the ``tokenize --split`` the data was read with (train, val, test or all), recorded when given
+            (captioned training tokens record their ``source`` without it, as tokens made before the split did).
     Returns:
         The manifest's path. Its "count" leaves out the images that could not be decoded ("left_out").
     """
@@ -131,6 +134,8 @@ def write_manifest(
         manifest["class_names"] = list(class_names)
     if views > 1:
         manifest["views"] = views
+    if split is not None:
+        manifest["split"] = split
     path = out_dir / MANIFEST_NAME
     atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
     return path

@@ -8,7 +8,7 @@ Layout of a token folder::
     manifest.json            {"format", "count", "total_tokens", "scale_sides", "vocab_size", "dtype",
                               "shards": [{"file", "count"}], "tokenizer": {"config", "config_hash",
                               "weights_hash"}, "source", "condition", "left_out", "class_names" (class data,
-                              when known)}
+                              when known), "views" (when more than 1), "split" (the tokenize --split)}
     shard-00000.safetensors  "tokens" (n, L) int16 (int32 when V > 32767), or (n, views, L) for a folder of
                              several views per image (manifest "views"), and either "labels" (n,) int64
                              (class data) or, for captioned data, every caption of each row in the file's
