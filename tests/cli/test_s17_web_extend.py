@@ -11,7 +11,7 @@ from nextscale.cli.demo import enlarge
 from nextscale.cli.web_app import build_app, example_image
 from nextscale.cli.web_handlers import UNCONDITIONAL, ServedModels, edit_image
 from nextscale.cli.web_inputs import Knobs
-from nextscale.data.images import make_grid
+from nextscale.data.grids import make_grid
 from nextscale.sampling.pipeline import Pipeline
 
 BOX = (0.25, 0.25, 0.75, 0.75)  # y0 x0 y1 x1: not used by "extend"
@@ -33,11 +33,13 @@ def test_extend_is_the_library_outpaint_with_inner_fraction_as_the_cli_calls_it(
     # empty here, is not used by extend
     (endpoint,) = [fn for fn in app.fns.values() if fn.api_name == "edit_image"]
     knobs = (3, 3.0, None, None, 1.0, False)  # seed, cfg, top-k, top-p, temperature, smooth
-    grid, status = endpoint.fn(image, 0.6, 0.2, 0.4, 0.8, "extend", UNCONDITIONAL, 1, *knobs, 0.6)
+    grid, status, pasted = endpoint.fn(image, 0.6, 0.2, 0.4, 0.8, "extend", UNCONDITIONAL, 1, *knobs, 0.6)
     out = tiny_pipe.outpaint(image, inner_fraction=0.6, output_type="pt", **Knobs(*knobs).settings())
     pictures, labels = out.side_by_side()
     expected = make_grid(enlarge(pictures, 128 // tiny_pipe.image_size), nrow=len(labels), labels=labels)
     assert np.array_equal(np.asarray(grid), np.asarray(expected)) and status.startswith("1 image in ")
+    ((extended, caption),) = pasted  # the extended picture at the input's resolution, as `edit --paste-back`
+    assert caption == "result 1" and np.array_equal(np.asarray(extended), np.asarray(out.pasted()[0]))
     # the region panel tints the generated frame: 0.6 of a 4x4 grid rounds to the 2x2 cells in the middle
     pixels = np.asarray(grid.convert("RGB"), dtype=np.float64)
     source, region = (pixels[2:130, 2 + i * 130 : 130 + i * 130] for i in range(2))

@@ -29,7 +29,7 @@ from nextscale.cli.web_handlers import (
     sample_prompts,
 )
 from nextscale.cli.web_inputs import Knobs
-from nextscale.data.images import make_grid
+from nextscale.data.grids import make_grid
 from nextscale.sampling.pipeline import Pipeline
 
 SCENE_PROMPTS = "a bag in the top left\n\n  a dress in the bottom right  \n"  # blank lines and spaces are dropped
@@ -244,7 +244,7 @@ def test_text_tab_without_a_text_model_says_how_to_get_one(tiny_pipe):
 # ------------------------------------------------------------------------------------------------- edit tab
 def test_inpainting_keeps_the_outside_and_regenerates_the_box(fashion_pipe):
     served = ServedModels(fashion_pipe, max_images=8)
-    grid, status = edit_image(served, example_image(fashion_pipe), *BOX, "inpaint", "Ankle boot", 2, Knobs(seed=0))
+    grid, status, _ = edit_image(served, example_image(fashion_pipe), *BOX, "inpaint", "Ankle boot", 2, Knobs(seed=0))
     source, region, *results = tiles_of(grid, 4, 128)  # 32 px enlarged 4x: input | overlay | 2 results
     inside = np.zeros((128, 128), dtype=bool)
     inside[32:96, 32:96] = True
@@ -257,7 +257,7 @@ def test_inpainting_keeps_the_outside_and_regenerates_the_box(fashion_pipe):
 
 
 def test_outpainting_tints_the_outside_of_the_box(tiny_pipe):
-    grid, _ = edit_image(ServedModels(tiny_pipe), example_image(tiny_pipe), *BOX, "outpaint", UNCONDITIONAL, 1)
+    grid, _, _ = edit_image(ServedModels(tiny_pipe), example_image(tiny_pipe), *BOX, "outpaint", UNCONDITIONAL, 1)
     source, region, _ = tiles_of(grid, 3, 128)
     inside = np.zeros((128, 128), dtype=bool)
     inside[32:96, 32:96] = True
@@ -297,7 +297,7 @@ def test_text_edit_regenerates_a_quadrant_towards_the_prompt_and_keeps_the_rest(
 
     served = ServedModels(tiny_pipe, text_pipe, max_images=4)
     top_left = (0.0, 0.0, 0.5, 0.5)
-    grid, status = edit_image_with_text(
+    grid, status, _ = edit_image_with_text(
         served, str(EXAMPLE_SCENE), *top_left, "inpaint", edit_example_prompt(), 2, Knobs(seed=0)
     )
     source, region, *results = tiles_of(grid, 4, 128)  # 64 px enlarged 2x: input | overlay | 2 results
@@ -349,7 +349,7 @@ def test_a_16_bit_upload_reaches_the_pipeline_as_the_file_itself(tiny_pipe, tmp_
     upload = next(image for image in images if image.label != "result")
     handed = upload.preprocess(gr.FileData(path=str(gray), orig_name="gray16.png"))
     assert handed == str(gray)  # not gradio's 8-bit RGB copy, which clipped 16-bit levels to white
-    grid, _ = edit_image(ServedModels(tiny_pipe), handed, *BOX, "inpaint", UNCONDITIONAL, 1)
+    grid, _, _ = edit_image(ServedModels(tiny_pipe), handed, *BOX, "inpaint", UNCONDITIONAL, 1)
     source = tiles_of(grid, 3, 128)[0]  # the input as the pipeline read it
     assert abs(source.mean() - 128 / 255) < 0.02
 

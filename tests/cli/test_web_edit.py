@@ -12,7 +12,7 @@ from nextscale.cli.demo import enlarge
 from nextscale.cli.web_app import image_upload
 from nextscale.cli.web_handlers import UNCONDITIONAL, ServedModels, edit_image, edit_image_with_text, sample_classes
 from nextscale.cli.web_inputs import Knobs
-from nextscale.data.images import make_grid
+from nextscale.data.grids import make_grid
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.sampling.text_pipeline import TextPipeline
 from nextscale.transformer.text_model import TextScaleTransformer
@@ -69,7 +69,7 @@ def test_text_edit_uses_the_recommended_masked_sampling_as_nextscale_edit_does(t
     pipe = with_sampler_head(Pipeline.from_pretrained("bundled:scenes"))
     served = ServedModels(tiny_pipe, pipe, max_images=4)
     top_left, knobs = (0.0, 0.0, 0.5, 0.5), Knobs(seed=0)
-    grid, _ = edit_image_with_text(served, str(EXAMPLE_SCENE), *top_left, "inpaint", edit_example_prompt(), 1, knobs)
+    grid, _, _ = edit_image_with_text(served, str(EXAMPLE_SCENE), *top_left, "inpaint", edit_example_prompt(), 1, knobs)
 
     def edited(masked_sampling: bool) -> np.ndarray:
         out = pipe.edit(

@@ -9,7 +9,8 @@ Examples:
     nextscale edit --model star/ --image scene.png --box 0 0 0.5 0.5 --prompt "a bag in the top left"
 
 The image is center-cropped to a square and resized to the model's resolution; --paste-back writes the
-result at the input's original size, with the input's own pixels outside the regenerated region. The region is a
+result at the input's original size and in its mode (a transparent PNG keeps its alpha, in the regenerated region
+too; a grayscale one stays grayscale), with the input's own pixels outside the regenerated region. The region is a
 box (y0 x0 y1 x1 as fractions, or pixels of the model-size image with --pixels; note the order: rows first, unlike
 PIL's (x0, y0, x1, y1)) or a mask image (white = region). Inpainting regenerates the region; outpainting keeps it
 and regenerates the rest. Sampling flags left out take the model's recommended settings (pipeline.json; `export`
@@ -21,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nextscale.cli.common import (
+    IMAGE_FORMATS,
     add_model_argument,
     add_sampling_arguments,
     check_image_output,
@@ -32,6 +35,9 @@ from nextscale.cli.common import (
     sampling_kwargs,
     save_image,
 )
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,9 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--paste-back",
         action="store_true",
-        help="write the result at the input's original size: the regenerated region enlarged into the input, the "
-        "kept region the input's own pixels (with --extend: the extended picture at the input's resolution, its "
-        "centre square 1 / FRACTION times larger)",
+        help="write the result at the input's original size and mode: the regenerated region enlarged into the "
+        "input, the kept region the input's own pixels, a transparent input's alpha kept (a .jpg is flattened on "
+        "white; write .png to keep it) (with --extend: the extended picture at the input's resolution, its centre "
+        "square 1 / FRACTION times larger, the frame opaque)",
     )
     parser.add_argument(
         "--side-by-side", type=Path, default=None, help="also write input | mask overlay | result(s) as one image"
@@ -90,6 +97,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def pasted_paths(out: Path, count: int) -> list[Path]:
     """Where --paste-back writes ``count`` results: OUT itself for one, OUT_0, OUT_1, ... for several."""
     return [out] if count == 1 else [out.with_name(f"{out.stem}_{index}{out.suffix}") for index in range(count)]
+
+
+def flattened_for(picture: Image.Image, path: Path) -> Image.Image:
+    """``picture`` as ``path``'s format can store it: a JPEG has no alpha channel, so an "LA" or "RGBA" result is
+    composited on white there (as the model saw the input's transparent pixels); other pictures are unchanged."""
+    from PIL import Image
+
+    from nextscale.data.transforms import ALPHA_BACKGROUND
+
+    if picture.mode not in ("LA", "RGBA") or IMAGE_FORMATS[path.suffix.lower()] != "JPEG":
+        return picture
+    background = Image.new("RGBA", picture.size, (ALPHA_BACKGROUND,) * 3 + (255,))
+    return Image.alpha_composite(background, picture.convert("RGBA")).convert(picture.mode.removesuffix("A"))
 
 
 def check_fraction_box(box: list[float], pixels_flag: str | None) -> None:
@@ -107,7 +127,7 @@ def check_fraction_box(box: list[float], pixels_flag: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nextscale.data.images import make_grid
+    from nextscale.data.grids import make_grid
 
     check_sampling_flags(args)
     if args.num < 1:
@@ -146,15 +166,21 @@ def run(args: argparse.Namespace) -> int:
     elif args.box is not None:
         out = pipe.edit(image, mode=args.mode or "inpaint", box=tuple(args.box), box_in_pixels=args.pixels, **kwargs)
     else:
-        from nextscale.data.images import open_image
+        from nextscale.data.image_reading import open_image
 
         out = pipe.edit(image, mode=args.mode or "inpaint", mask=open_image(args.mask), **kwargs)
     results = out.images * 2 - 1  # (N, C, S, S) in [-1, 1]
     if args.paste_back:
         pasted = out.pasted()
         written = pasted_paths(args.out, len(pasted))
-        for picture, path in zip(pasted, written):
+        stored = [flattened_for(picture, path) for picture, path in zip(pasted, written)]
+        for picture, path in zip(stored, written):
             save_image(picture, path)
+        if stored[0].mode != pasted[0].mode:
+            print(
+                f"note: {args.out.suffix} has no alpha channel: the transparent input's result is on white (write "
+                ".png or .webp to keep its transparency)"
+            )
     else:
         save_image(make_grid(results, nrow=len(results), padding=0 if len(results) == 1 else 2), args.out)
         written = [args.out]

@@ -158,10 +158,21 @@ def sampling_widgets(pipe: Pipeline, cfg_info: str | None = None) -> list:
     return [seed, cfg, top_k, top_p, temperature, smooth]
 
 
-def result_widgets() -> list:
+def result_widgets(pasted: bool = False) -> list:
+    """The result image and the status line; with ``pasted`` (the edit tabs), also a gallery of the results pasted
+    back into the upload at its size and mode (PNG: a transparent upload keeps its alpha), after the status line
+    among the outputs so that API clients find the first two where they were."""
     image = gr.Image(label="result", type="pil", format="png", interactive=False)
-    status = gr.Textbox(label="status", interactive=False)
-    return [image, status]
+    if not pasted:
+        return [image, gr.Textbox(label="status", interactive=False)]
+    gallery = gr.Gallery(
+        label="pasted back into the image, at its size (as nextscale edit --paste-back)",
+        type="pil",
+        format="png",
+        interactive=False,
+        columns=3,
+    )
+    return [image, gr.Textbox(label="status", interactive=False), gallery]
 
 
 def slider_up_to(maximum: int, value: int, max_images: int, label: str) -> gr.Slider | gr.Number:
@@ -290,7 +301,7 @@ def edit_tab(models: ServedModels) -> None:
                 num_results = slider_up_to(8, 3, models.max_images, "results")
         knobs = sampling_widgets(pipe, cfg_info=f"no effect when the target class is {UNCONDITIONAL}")
         button = gr.Button("Edit", variant="primary")
-        outputs = result_widgets()
+        outputs = result_widgets(pasted=True)
     inputs = [image, *region, target, num_results, *knobs, extend]
     button.click(bind(edit_image, models, after_knobs=1), inputs, outputs, api_name="edit_image")
 
@@ -312,7 +323,7 @@ def text_edit_tab(models: ServedModels) -> None:
                 num_results = slider_up_to(8, 3, models.max_images, "results")
         knobs = sampling_widgets(pipe)
         button = gr.Button("Edit", variant="primary")
-        outputs = result_widgets()
+        outputs = result_widgets(pasted=True)
     inputs = [image, *region, prompt, num_results, *knobs, extend]
     button.click(bind(edit_image_with_text, models, after_knobs=1), inputs, outputs, api_name="edit_image_with_text")
 

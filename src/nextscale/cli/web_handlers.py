@@ -4,8 +4,10 @@ Each handler (``sample_classes``, ``sample_prompts``, ``edit_image``, ``edit_ima
 served models first and the widget values after, so tests call them directly. All model calls go through the
 public ``Pipeline`` API (``pipe(...)``, ``pipe.edit(...)`` and, for the edit tabs' "extend" mode,
 ``pipe.outpaint(..., inner_fraction=...)`` as ``nextscale edit --extend``), grids come from
-``data.images.make_grid``, and every user error (no class chosen, an empty prompt, too many images, an unreadable
-image, a bad box, a ``ValueError`` from the pipeline) becomes a one-line ``UserError`` (see ``web_inputs``).
+``data.grids.make_grid``, the edit tabs' results pasted back into the upload from ``EditOutput.pasted`` (what
+``nextscale edit --paste-back`` writes), and every user error (no class chosen, an empty prompt, too many images,
+an unreadable image, a bad box, a ``ValueError`` from the pipeline) becomes a one-line ``UserError`` (see
+``web_inputs``).
 Requests take turns on the models under one lock.
 
 This module imports gradio (through ``web_inputs``): only ``nextscale serve`` imports it, through ``web_app``.
@@ -37,7 +39,7 @@ from nextscale.cli.web_inputs import (
     shown_in_the_page,
     unreadable_upload,
 )
-from nextscale.data.images import prompt_label
+from nextscale.data.grids import prompt_label
 
 if TYPE_CHECKING:
     from nextscale.sampling.outputs import EditOutput, PipelineOutput
@@ -195,7 +197,7 @@ def sample_classes(
 def result_grid(pipe, out, labels: list[str], per_row: int, coarse_to_fine: bool) -> Image.Image:
     """The images of a sampling call, ``per_row`` to a row, or (``coarse_to_fine``) one row per image and one column
     per scale. Called under the model lock: the coarse-to-fine decoder passes are model work too."""
-    from nextscale.data.images import make_grid
+    from nextscale.data.grids import make_grid
 
     if coarse_to_fine:
         return scale_grid(pipe, out.tokens, labels, display_zoom(pipe))
@@ -277,14 +279,16 @@ def edit_image(
     num_results: int = 1,
     knobs: Knobs = DEFAULT_KNOBS,
     extend: float = DEFAULT_EXTEND,
-) -> tuple[Image.Image, str]:
+) -> tuple[Image.Image, str, list[tuple[Image.Image, str]]]:
     """Edit tab: inpaint or outpaint the box (y0 x0 y1 x1 fractions, as ``nextscale edit --box``) of an image
     with the class model, towards ``target`` (a class name, or unconditional); or, in mode "extend", shrink the
     whole image to ``extend`` of the canvas side and generate a frame around it (``nextscale edit --extend``; the
     box is not used).
 
     Returns:
-        (input | input with the regenerated region tinted red | results, side by side; a status line).
+        (input | input with the regenerated region tinted red | results, side by side, at the model's size; a status
+        line; each result pasted back into the upload at its own size and mode, with a caption: what
+        ``nextscale edit --paste-back`` writes).
     """
     pipe = require_class_model(models)
     class_label = None if target in (None, UNCONDITIONAL) else class_id(pipe, target)
@@ -304,17 +308,17 @@ def edit_image_with_text(
     num_results: int = 1,
     knobs: Knobs = DEFAULT_KNOBS,
     extend: float = DEFAULT_EXTEND,
-) -> tuple[Image.Image, str]:
+) -> tuple[Image.Image, str, list[tuple[Image.Image, str]]]:
     """Text edit tab: as :func:`edit_image` with the text model, towards ``prompt`` (the whole picture's
     caption, as the model was trained on; empty: the empty prompt)."""
     pipe = require_text_model(models)
     text = " ".join((prompt or "").split()) or None
     region = Region(box=(y0, x0, y1, x1), mode=mode, extend=extend)
     masked = recommends_masked_sampling(pipe)
-    grid, status = run_edit(
+    grid, status, pasted = run_edit(
         models, pipe, image_path, region, num_results, knobs, "Text → image", prompt=text, masked_sampling=masked
     )
-    return grid, status + truncation_note(pipe, [text] if text else [])
+    return grid, status + truncation_note(pipe, [text] if text else []), pasted
 
 
 @dataclass(frozen=True)
@@ -382,11 +386,13 @@ def run_edit(
     knobs: Knobs,
     sampling_tab: str,
     **target,
-) -> tuple[Image.Image, str]:
-    """Check the request, edit under the lock and lay out input | region | results (both edit tabs).
+) -> tuple[Image.Image, str, list[tuple[Image.Image, str]]]:
+    """Check the request, edit under the lock, lay out input | region | results and paste each result back into the
+    upload (both edit tabs; the pasting is outside the lock: it does not touch the models).
     ``sampling_tab`` names the tab that samples with the same model, for a box that keeps nothing; ``target`` (the
     class label or prompt, and the text model's masked sampling) goes to the library's edit."""
-    from nextscale.data.images import make_grid, open_image
+    from nextscale.data.grids import make_grid
+    from nextscale.data.image_reading import open_image
 
     if not image_path:
         raise UserError("no image: upload one (PNG, JPEG or WebP)")
@@ -413,4 +419,5 @@ def run_edit(
                 raise page_error from err
     pictures, labels = out.side_by_side()
     grid = make_grid(enlarge(pictures, display_zoom(pipe)), nrow=len(labels), labels=labels)
-    return grid, status_line(count, timing, pipe, settings["seed"])
+    pasted = [(picture, f"result {index + 1}") for index, picture in enumerate(out.pasted())]
+    return grid, status_line(count, timing, pipe, settings["seed"]), pasted

@@ -7,7 +7,8 @@ resized to each scale as the official demo does (bilinear, ``align_corners=False
 a scale with at most 3 tokens, i.e. the 1x1 first scale, is always taken from the image).
 
 Images of any size are brought to the model's resolution by a center square crop and a resize
-(LANCZOS); ``paste_back`` resizes the result to the crop and pastes it into the original picture.
+(LANCZOS); ``paste_back`` resizes the result to the crop and pastes it into the original picture, in the
+original's mode (``pasted_mode``: a transparent picture keeps its alpha, a grayscale one stays grayscale).
 
 References: Tian et al. 2024, Sec. 6 and Fig. 8; VAR ``demo_zero_shot_edit.ipynb`` (the recipe only).
 """
@@ -23,12 +24,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nextscale.data.images import open_image, upright
+from nextscale.data.image_reading import open_image, upright
 from nextscale.data.transforms import (
     ALPHA_MODES,
+    GRAY_MODES,
     SIXTEEN_BIT_MODES,
     center_crop,
     convert_mode,
+    has_transparency,
     pil_to_tensor,
     resize_shorter_side,
 )
@@ -301,18 +304,49 @@ def prepare_image(
     return PreparedImage(pil_to_tensor(resized, channels)[None], original, (left, top, left + side, top + side))
 
 
+def pasted_mode(image: Image.Image) -> str:
+    """The mode a pasted result keeps from its input, whatever the model's channels: "L" for a grayscale picture
+    (8-bit, as the model saw it: 16-bit, float and bilevel ones too), "RGB" for any other, with an alpha channel
+    ("LA", "RGBA") when the picture has transparency (an alpha channel, or a transparent palette entry or colour)."""
+    colours = "L" if image.mode in GRAY_MODES else "RGB"
+    return colours + "A" if has_transparency(image) else colours
+
+
+def input_in_mode(image: Image.Image, mode: str) -> Image.Image:
+    """The input as a pasted result shows it, in ``mode`` (``pasted_mode``): its colours as the model saw them
+    (``convert_mode``: 16-bit scaled to 8 bits, colour profile applied) and, with "LA" or "RGBA", its own alpha
+    and the colours under it as stored (not composited on white: the kept region stays the input's pixels)."""
+    if mode in ("L", "RGB"):
+        return convert_mode(image, len(mode))
+    with_alpha = image.convert(mode)  # a transparent palette entry or colour becomes alpha 0
+    colours = convert_mode(with_alpha.convert(mode[:-1]), len(mode) - 1)  # no alpha left: nothing composited
+    colours.putalpha(with_alpha.getchannel("A"))
+    return colours
+
+
 def paste_back(result: Image.Image, prepared: PreparedImage, keep_mask: torch.Tensor | None = None) -> Image.Image:
-    """Resize the model-resolution result to the crop and paste it into (a copy of) the original image, seen as
-    the model saw it (``convert_mode``: transparency on white, 16-bit scaled to 8 bits, not clipped).
+    """Resize the model-resolution result to the crop and paste it into (a copy of) the original image, in the
+    original's mode (``pasted_mode``; a grayscale result is turned to RGB for a colour input, a colour result to
+    L for a grayscale one).
 
     With ``keep_mask`` ((side, side) bool, True where the edit kept the image) only the regenerated cells are
     pasted: the kept ones stay the original's own pixels, not the model's low-resolution redraw of them enlarged.
     The seam is feathered over the outer half of each kept cell that borders a regenerated one, so the blend never
     reaches into the regenerated region (which, when extending a picture, is blank in the original).
+
+    A transparent input keeps its alpha everywhere, in the regenerated region too: the model draws colours only
+    (it saw transparent pixels on white), so a regenerated pixel is as opaque as the input's pixel there, and an
+    edit of a cut-out keeps its outline. To fill a transparent hole, composite the input on a background first;
+    ``result.convert("RGB")`` shows the drawn colours without the alpha. A frame generated around an extended
+    picture (``extended_image``) is opaque.
     """
     left, top, right, bottom = prepared.crop_box
-    out = convert_mode(prepared.original, 1 if result.mode == "L" else 3).copy()
-    generated = result.resize((right - left, bottom - top), Image.Resampling.LANCZOS)
+    mode = pasted_mode(prepared.original)
+    out = input_in_mode(prepared.original, mode).copy()
+    colours = mode.removesuffix("A")
+    generated = result.convert(colours).resize((right - left, bottom - top), Image.Resampling.LANCZOS)
+    if colours != mode:  # the input's alpha over the crop, regenerated region included
+        generated.putalpha(out.crop((left, top, right, bottom)).getchannel("A"))
     if keep_mask is not None:
         keep = keep_mask.detach().to("cpu", torch.float32)[None, None]
         ramp = F.interpolate(keep, size=(bottom - top, right - left), mode="bilinear", align_corners=False)[0, 0]
@@ -378,8 +412,9 @@ def extended_image(prepared: PreparedImage, canvas: torch.Tensor, placed: torch.
     offset, inner, size = int(rows[0]), len(rows), canvas.shape[-1]
     scale = (right - left) / inner  # input pixels per canvas pixel
     side = max(right - left, round(size * scale))
-    square = convert_mode(prepared.original, canvas.shape[1]).crop(prepared.crop_box)
-    extended = Image.new(square.mode, (side, side))  # the blank frame (the pasted result covers it)
+    mode = pasted_mode(prepared.original)
+    square = input_in_mode(prepared.original, mode).crop(prepared.crop_box)
+    extended = Image.new(mode, (side, side), "black")  # the blank frame, opaque (the pasted result covers it)
     extended.paste(square, (round(offset * scale),) * 2)
     return PreparedImage(canvas, extended, (0, 0, side, side))
 

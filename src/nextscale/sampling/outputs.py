@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nextscale.data.images import to_pil
+from nextscale.data.grids import to_pil
 from nextscale.sampling.editing import PreparedImage, mask_overlay, paste_back
 
 OUTPUT_TYPES = ("pil", "pt", "np")
@@ -40,8 +40,9 @@ class EditOutput(PipelineOutput):
     prepared: PreparedImage | None = None
 
     def pasted(self) -> list[Image.Image]:
-        """Each result's regenerated region resized back into the input picture at its original size (whatever the
-        output_type); the kept region stays the input's own pixels (``paste_back``)."""
+        """Each result's regenerated region resized back into the input picture at its original size and in its mode
+        (whatever the output_type): "RGBA" or "LA" for a transparent input, which keeps its alpha everywhere, "L" for
+        a grayscale one, else "RGB"; the kept region stays the input's own pixels (``paste_back``)."""
         return [paste_back(image, self.prepared, self.keep_mask) for image in as_pil(self.images)]
 
     def side_by_side(self) -> tuple[torch.Tensor, list[str]]:

@@ -99,7 +99,8 @@ class EditingMixin:
             **sampling: cfg, top_k, top_p, temperature, smooth, seed, generator, output_type, and for text
                 pipelines negative_prompt (see ``__call__``).
         Returns:
-            EditOutput; ``.pasted()`` gives the results at the input's original size.
+            EditOutput; ``.pasted()`` gives the results at the input's original size and mode (a transparent
+                input keeps its alpha).
         """
         if (box is None) == (mask is None):
             raise ValueError("give exactly one of box=(y0, x0, y1, x1) or mask=<array or image>")
