@@ -244,7 +244,9 @@ def test_held_out_loss_of_a_text_model_equals_the_trainers_eval_line(model_dir, 
     # which weights were measured is in the report, not only in a stderr line (--ema-decay none: the raw ones)
     assert (run_loss["model_source"], run_loss["checkpoint_step"], run_loss["weights"]) == ("training run", 2, "raw")
     assert run_loss["checkpoint"] == "checkpoints/step-00000002.pt"
-    assert report["model_source"] == "exported pipeline folder" and "checkpoint_step" not in report
+    # the exported folder records the same checkpoint, step and weights (transformer/export.json)
+    assert report["model_source"] == "exported pipeline folder"
+    assert (report["checkpoint"], report["checkpoint_step"], report["weights"]) == (run_loss["checkpoint"], 2, "raw")
 
     assert main([*argv, "--num", "5", "--out", str(report_path)]) == 0  # --num caps the sequences
     assert json.loads(report_path.read_text())["num_samples"] == 5

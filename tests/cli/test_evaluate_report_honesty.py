@@ -1,6 +1,6 @@
 """What `nextscale evaluate` reports say about what they measured: the model's kind and token schedule for --loss
-(a raster model's loss is over other codes than a next-scale model's), the checkpoint step and weights of a run
-directory, and the sample-size warnings of small-N FID, precision/recall and KID."""
+(a raster model's loss is over other codes than a next-scale model's) and the sample-size warnings of small-N FID,
+precision/recall and KID (a run directory's checkpoint step and weights: test_evaluate_source_step.py)."""
 
 import dataclasses
 import json
@@ -67,19 +67,3 @@ def test_the_cfg_table_prints_kid_with_its_spread():
     row = {"cfg": 1.0, "fid": 10.7, "kid": -2.215, "kid_std": 4.39, "precision": 0.935, "recall": 0.658}
     table = format_class_sweep([row, {**row, "cfg": 3.0}])
     assert "KID ± std" in table.splitlines()[0] and "-2.215 ± 4.4" in table.splitlines()[1]
-
-
-def test_a_runs_newest_readable_checkpoint_gives_the_reports_step_and_weights(tmp_path):
-    from nextscale.cli.evaluate_source import newest_checkpoint_entries
-
-    folder = tmp_path / "run" / "checkpoints"
-    folder.mkdir(parents=True)
-    torch.save({"step": 5, "models": {}, "ema": {"module": {}}}, folder / "step-00000005.pt")
-    (folder / "step-00000007.pt").write_bytes(b"truncated")  # skipped, as loading skips it
-    assert newest_checkpoint_entries(tmp_path / "run") == {
-        "checkpoint": "checkpoints/step-00000005.pt",
-        "checkpoint_step": 5,
-        "weights": "ema",
-    }
-    torch.save({"step": 9, "models": {}, "ema": None}, folder / "step-00000009.pt")
-    assert newest_checkpoint_entries(tmp_path / "run")["weights"] == "raw"

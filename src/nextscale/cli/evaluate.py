@@ -17,10 +17,11 @@ model's: the floor that N images can reach. --reconstructions measures the token
 spread evenly through it (a folder lists its classes in turn), through all scales (rFID).
 The report records N on both sides, the feature network (with a hash of its weights), the seed, batch size
 and dtype (batch b is drawn with seed + b, so the batch size changes the samples), and which weights it measured
-(a run directory's checkpoint step and EMA or raw weights; a pipeline folder's as exported). It warns when a side
-has fewer images than the features have dimensions, when either side has fewer than 10,000 images (FID is then
-largely sample-size bias and seed noise: compare at equal N beside --baseline) and when precision/recall compare
-sets of unequal size (nextscale.cli.evaluate_scores); the --cfg table prints KID with its std over subsets.
+(the checkpoint step and EMA or raw weights loaded from a run directory, or recorded by `export` in a pipeline
+folder). It warns when a side has fewer images than the features have dimensions, when either side has fewer
+than 10,000 images (FID is then largely sample-size bias and seed noise: compare at equal N beside --baseline) and
+when precision/recall compare sets of unequal size (nextscale.cli.evaluate_scores); the --cfg table prints KID with
+its std over subsets.
 Class consistency (overall and per class) and an Inception Score over the classifier's classes use the
 bundled Fashion-MNIST classifier when the model has 10 classes and --reference is fashion-mnist. The FID
 Inception graph stops at its pool features; --inception-classifier FILE adds its 1008-class output layer from a
@@ -52,7 +53,7 @@ token shards of held-out images (`nextscale tokenize --split test`) made with th
     nextscale evaluate --loss --model runs/fm-pipeline --tokens tokens/fm-test --out loss.json
 A raster-scan model's loss is reported under the same names but is over its one-map tokens, other codes than a
 next-scale model's last scale (the report's model_kind and token_schedule say which, and it warns): compare the two
-kinds by their samples' FID, not by loss (nextscale.cli.evaluate_source).
+kinds by their samples' FID, not by loss (nextscale.cli.evaluate_loss).
 Teacher-forced, with the trainer's own evaluation code (nextscale.evaluation.held_out); --num caps the number
 of sequences (default: all); --dtype runs the transformer as it samples in that precision (sampling flags, which
 would change nothing, are refused). The bundled model on the 100 test-asset sequences (tokenize --data
@@ -91,9 +92,7 @@ model's scores as "real" when --reference holds scenes).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import dataclasses
 import functools
 import hashlib
 import json
@@ -104,19 +103,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nextscale.cli.common import (
-    SAMPLING_FLAGS,
-    Default,
-    add_model_argument,
-    add_sampling_arguments,
-    check_output_dir,
-    check_output_file,
-    check_sampling_flags,
-)
-from nextscale.cli.evaluate_edit import EDIT_FLAGS, check_edit_flags
-from nextscale.cli.evaluate_edit import add_arguments as add_edit_arguments
-from nextscale.cli.evaluate_source import loss_kind_entries, model_source
-from nextscale.training.data_specs import add_bad_images_argument
+from nextscale.cli.common import Default, check_output_dir, check_output_file, check_sampling_flags
+
+# The command's flags (every command module offers add_arguments and run to the command table).
+from nextscale.cli.evaluate_arguments import add_arguments  # noqa: F401
+from nextscale.cli.evaluate_edit import check_edit_flags
+from nextscale.cli.evaluate_source import ModelFacts, model_facts, model_source
 
 # The smallest sample or reference set measured: precision/recall's k = 3 nearest neighbours besides the image
 # itself (FID alone would need 2, for a covariance). Smaller sets are refused before any sampling.
@@ -124,124 +116,10 @@ MIN_SET_SIZE = 4
 
 if TYPE_CHECKING:
     from nextscale.evaluation.classifier import FashionClassifier
-    from nextscale.tokenizer.config import TokenizerConfig
 
 # Images per feature-network call. The CPU Inception-v3 is fastest at small batches (this 2-core machine:
 # 10.3 img/s at 25, 9.1 at 100, 7.5 at 200), and 50 keeps memory flat for any --num.
 FEATURE_BATCH = 50
-DEFAULT_NUM = 2000
-DEFAULT_NUM_PROMPTS = 200
-DEFAULT_MAX_ITEMS = 2
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_argument(parser)
-    parser.add_argument(
-        "--samples",
-        type=Path,
-        default=None,
-        help="measure images already made instead of a model: a folder (`sample --out-dir`, or any square images "
-        "of one size) or an .npz with arr_0 uint8 (N, H, W, 3) (`sample --npz`, OpenAI's evaluation format); "
-        "needs --reference",
-    )
-    parser.add_argument(
-        "--num",
-        "--num-images",
-        type=int,
-        default=None,
-        help=f"generated images (class models; default: {DEFAULT_NUM}); text models with --reference: the first N "
-        f"reference images, one sample of each one's caption (default: all, up to {DEFAULT_NUM}); --samples: N of "
-        "the images, spread evenly through them (default: all); --loss: the first N sequences (default: all)",
-    )
-    parser.add_argument(
-        "--reference",
-        default=None,
-        help="real images. Class models: 'fashion-mnist[:DIR]' (its test split; the default for Fashion-MNIST "
-        "models), a folder of class sub-folders (every image in it: pass DIR/val for a held-out split) or an "
-        ".npz of real images in OpenAI's format (arr_0 uint8 N x H x W x 3 at the samples' size, e.g. "
-        "VIRTUAL_imagenet256_labeled.npz; Inception features). "
-        "Text models: 'captions:PATH' (or PATH), captioned images as `train --data captions:PATH` reads them "
-        "(a folder with .txt captions, captions.jsonl/.csv, .tar shards): each image's first caption is sampled "
-        "and FID compares the samples with the images (default: none, prompt adherence only)",
-    )
-    add_bad_images_argument(parser)
-    parser.add_argument(
-        "--features",
-        choices=("inception", "classifier"),
-        default="inception",
-        help="feature network for FID and precision/recall (default: inception); classifier: the bundled "
-        "Fashion-MNIST classifier's embedding, for 32x32 models (of each quadrant, concatenated, for 64x64 ones)",
-    )
-    parser.add_argument("--inception", type=Path, default=None, help="FID Inception TorchScript file")
-    parser.add_argument(
-        "--inception-classifier",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="also report the Inception Score (IS) as papers do, from the Inception's 1008-class output layer in "
-        "a local file: pytorch-fid's pt_inception-2015-12-05-6726825d.pth, torch-fidelity's weights file, "
-        "NVIDIA's inception-2015-12-05.pt, or an .npz/.safetensors of the (1008, 2048) matrix",
-    )
-    parser.add_argument(
-        "--baseline",
-        action="store_true",
-        help="also report FID of N held-out real images (Fashion-MNIST's train split against its test split)",
-    )
-    parser.add_argument(
-        "--reconstructions",
-        action="store_true",
-        help="measure the tokenizer instead of the transformer: N reference images spread evenly through it, "
-        "encoded to tokens and decoded, against the reference (rFID); sampling flags are ignored",
-    )
-    parser.add_argument(
-        "--reference-cache",
-        type=Path,
-        default=None,
-        help="a .npz file for the reference features: written on the first run, read on later ones "
-        "(it records the reference, network and size it belongs to)",
-    )
-    parser.add_argument("--batch-size", type=int, default=100, help="images per sampling call (default: 100)")
-    parser.add_argument(
-        "--save-samples",
-        type=Path,
-        default=None,
-        help="also write the samples as PNGs into this new or empty folder ({index:06d}_class{label}.png; text "
-        "models: {index:06d}.png + prompts.txt), in a cfg-VALUE/ folder per value when --cfg sweeps",
-    )
-    parser.add_argument("--out", type=Path, default=None, help="write the report as JSON")
-    parser.add_argument(
-        "--loss",
-        action="store_true",
-        help="measure held-out test loss and token error per scale (L_last, L_avg, Err_last, Err_avg) on --tokens "
-        "instead of sampling (class and text models); a raster model's is over its one-map tokens, not comparable "
-        "with a next-scale model's",
-    )
-    parser.add_argument(
-        "--tokens",
-        type=Path,
-        default=None,
-        help="with --loss: a held-out token folder from `nextscale tokenize` made with the model's tokenizer "
-        "(labelled for a class model, captioned for a text model)",
-    )
-    text = parser.add_argument_group("text models: prompt adherence (64x64 Fashion-MNIST scenes only)")
-    text.add_argument("--prompts", type=Path, default=None, help="a file of scene captions, one prompt per line")
-    text.add_argument(
-        "--num-prompts",
-        type=int,
-        default=None,
-        help=f"without --prompts: the first N of the fixed evaluation prompts (default: {DEFAULT_NUM_PROMPTS})",
-    )
-    text.add_argument(
-        "--max-items",
-        type=int,
-        default=None,
-        help=f"without --prompts: most items per evaluation prompt, 1-4 (default: {DEFAULT_MAX_ITEMS})",
-    )
-    text.add_argument("--images-per-prompt", type=int, default=None, help="samples of each prompt (default: 1)")
-    add_edit_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and scripts)")
-    add_sampling_arguments(parser, cfg=1.5, cfg_sweep=True, unseeded="0: evaluations are repeatable")
-
 
 # Flags only one kind of model takes, as (attribute, flag); each defaults to None or False when not given.
 TEXT_ONLY = (
@@ -251,22 +129,8 @@ TEXT_ONLY = (
     ("images_per_prompt", "--images-per-prompt"),
 )
 CLASS_ONLY = (("baseline", "--baseline"), ("reconstructions", "--reconstructions"))
-# Flags of sample evaluation that --loss (which samples nothing) refuses.
-NOT_FOR_LOSS = (
-    *CLASS_ONLY,
-    *EDIT_FLAGS,
-    ("save_samples", "--save-samples"),
-    ("reference", "--reference"),
-    ("reference_cache", "--reference-cache"),
-    ("inception", "--inception"),
-    ("seed", "--seed"),
-    ("smooth", "--smooth"),
-    ("cuda_graphs", "--cuda-graphs"),
-    ("fused_kernels", "--fused-kernels"),
-)
 CAPTIONS_PREFIX = "captions:"
 SAVED_SAMPLE = re.compile(r"\d+(_class\d+)?\.png")  # the names --save-samples gives (text models: no class)
-RASTER_CLASS = "RasterTransformer"  # the class name a raster pipeline's transformer/config.json records
 
 
 def sampling_settings(args: argparse.Namespace) -> dict:
@@ -321,47 +185,6 @@ def check_no_saved_samples(folder: Path) -> None:
                 f"--save-samples {folder} already holds samples ({entry.name}); this run would mix its images with "
                 "them: give a new or empty folder"
             )
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelFacts:
-    """What a pipeline folder's JSON files say about the model, read without loading weights or a text encoder,
-    so that every refusal that needs no model comes before the seconds that loading takes."""
-
-    text: bool
-    image_size: int
-    channels: int
-    tokenizer_config: TokenizerConfig  # its hash identifies the tokens it made
-    has_text_encoder: bool
-    raster: bool = False  # the raster-scan baseline (it samples, but cannot edit)
-
-    @classmethod
-    def of(cls, pipe) -> ModelFacts:
-        """The same facts of a loaded pipeline."""
-        text = pipe.is_text_conditional
-        config = pipe.tokenizer.config
-        encoder = getattr(pipe, "text_encoder", None) is not None
-        raster = type(pipe.transformer).__name__ == RASTER_CLASS
-        return cls(text, pipe.image_size, config.in_channels, config, encoder, raster)
-
-
-def model_facts(model: Path | None) -> ModelFacts | None:
-    """The facts of ``--model`` (default: the bundled class model), or None when its files cannot be read this
-    way; loading the pipeline then says what is wrong with it."""
-    from nextscale.pretrained import read_config, read_json_file, resolve_model_path
-    from nextscale.sampling.pipeline_folder import PIPELINE_FILE
-    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
-
-    try:
-        path = resolve_model_path(model if model is not None else "bundled:fashion-mnist")
-        index = read_json_file(path / PIPELINE_FILE, "")
-        config = read_config(MultiScaleVQVAE, path / index.get("tokenizer", "tokenizer"))
-        transformer = read_json_file(path / index.get("transformer", "transformer") / "config.json", "")
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return None
-    text, raster = transformer.get("class") == "TextScaleTransformer", transformer.get("class") == RASTER_CLASS
-    encoder = index.get("text_encoder") is not None
-    return ModelFacts(text, config.image_size, config.in_channels, config, encoder, raster)
 
 
 def check_features(features: str, image_size: int, inception: Path | None, channels: int = 1) -> None:
@@ -452,8 +275,8 @@ def run(args: argparse.Namespace) -> int:
     facts = model_facts(args.model)
     evaluation = None if facts is None else prepare(args, facts)  # every check that needs no weights
     typed = copy.copy(args)  # load_pipeline fills in the sampling flags' defaults: --loss checks what was typed
-    source = model_source(args.model)  # just before loading: the checkpoint a run still training has now
     pipe = load_pipeline(args)
+    source = model_source(args.model, pipe)  # what was loaded: a run's newest checkpoint that passed verification
     if evaluation is None:  # e.g. a training run directory
         evaluation = prepare(typed if args.loss or args.tokens is not None else args, ModelFacts.of(pipe))
     return evaluation(pipe, started, source)
@@ -468,6 +291,8 @@ def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, fl
         return prepare_text(args, facts)
     refuse_flags(args, TEXT_ONLY, "is for text-conditional models; this model is class-conditional")
     if args.loss or args.tokens is not None:
+        from nextscale.cli.evaluate_loss import open_tokens, run_loss
+
         return functools.partial(run_loss, args, open_tokens(args, facts))
     if args.num is not None and args.num < MIN_SET_SIZE:
         raise ValueError(f"--num must be at least {MIN_SET_SIZE} (precision/recall needs 3 neighbours per image)")
@@ -499,83 +324,6 @@ def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, fl
     from nextscale.cli.evaluate_class import run_class
 
     return functools.partial(run_class, args)
-
-
-def open_tokens(args: argparse.Namespace, facts: ModelFacts):
-    """``--loss``: the held-out token folder, checked against the model's kind and tokenizer config (no weights)."""
-    from nextscale.data.token_dataset import TokenShardDataset
-    from nextscale.data.token_manifest import config_hash
-
-    if not (args.loss and args.tokens is not None):
-        raise ValueError("--loss measures held-out tokens: give both --loss and --tokens DIR")
-    refuse_flags(args, NOT_FOR_LOSS, "is for sample evaluation, not for --loss")
-    given = [name for name in SAMPLING_FLAGS if not isinstance(getattr(args, name), Default)]
-    if given:  # teacher forcing draws nothing: a sampling setting would be silently ignored
-        flag = f"--{given[0].replace('_', '-')}"
-        raise ValueError(f"{flag} is a sampling setting; --loss teacher-forces held-out tokens and samples nothing")
-    if args.num is not None and args.num < 1:
-        raise ValueError("--num must be at least 1")
-    dataset = TokenShardDataset(args.tokens)  # the manifest and every shard it lists exist
-    if dataset.is_captioned != facts.text:
-        made, model = ("captioned", "class") if dataset.is_captioned else ("labelled", "text")
-        raise ValueError(
-            f"--tokens {args.tokens} holds {made} tokens but the model is {model}-conditional; tokenize held-out "
-            f"{'labelled images' if model == 'class' else 'captioned images (--data captions:PATH)'} instead"
-        )
-    dataset.check_schedule(facts.tokenizer_config, "this model")
-    if dataset.manifest["tokenizer"]["config_hash"] != config_hash(facts.tokenizer_config):
-        raise ValueError(
-            f"the tokens in {args.tokens} were made by a different tokenizer (its config differs from this model's); "
-            "re-run `nextscale tokenize --tokenizer MODEL_DIR` with this model's folder"
-        )
-    if facts.text and not facts.has_text_encoder:
-        raise ValueError(
-            "this text pipeline has no text encoder, and the held-out loss encodes each caption: convert it again "
-            "with --text-encoder DIR"
-        )
-    return dataset
-
-
-def run_loss(args: argparse.Namespace, dataset, pipe, started: float, source: dict) -> int:
-    """``--loss``: held-out test loss and token error per scale on a token folder (class or captioned tokens), with
-    the model's kind and token schedule (a raster model's loss is over other tokens than a next-scale model's)."""
-    import torch
-
-    from nextscale.evaluation.held_out import collate_held_out, evaluate_held_out
-
-    dataset.check_tokenizer(pipe.tokenizer)  # the weights, now that they are loaded
-    count = len(dataset) if args.num is None else min(args.num, len(dataset))
-    subset = torch.utils.data.Subset(dataset, range(count))
-    loader = torch.utils.data.DataLoader(subset, batch_size=args.batch_size, collate_fn=collate_held_out)
-    text_encoder = pipe.text_encoder if pipe.is_text_conditional else None
-
-    @contextlib.contextmanager
-    def precision():  # the transformer runs as it samples: --dtype bf16 casts its linear weights
-        with pipe.precision.autocast(pipe.device), pipe.precision.linear_products():
-            yield
-
-    held_out = evaluate_held_out(
-        pipe.transformer,
-        pipe.tokenizer,
-        loader,
-        text_encoder=text_encoder,
-        transformer_context=precision,
-        progress=not args.no_progress,
-    )
-    kind = loss_kind_entries(pipe.transformer)
-    report = {
-        "model": str(args.model or "bundled"),
-        **source,
-        "measured": "held-out test loss",
-        "model_kind": held_out.model_kind,
-        "token_schedule": kind["token_schedule"],
-        "conditioning": "text" if pipe.is_text_conditional else "class",
-        "tokens": str(args.tokens),
-        "dtype": pipe.precision.name,
-        **dataclasses.asdict(held_out),
-        "warnings": kind["warnings"],
-    }
-    return finish(args, report, started)
 
 
 def finish(args: argparse.Namespace, report: dict, started: float) -> int:

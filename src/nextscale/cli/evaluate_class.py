@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nextscale.cli import evaluate, evaluate_reference, evaluate_scores
 from nextscale.cli.evaluate import MIN_SET_SIZE
+from nextscale.cli.evaluate_arguments import DEFAULT_NUM
 
 
 def open_class_reference(spec: str, size: int, channels: int, split: str, bad_images: str, features: str = "inception"):
@@ -66,7 +67,7 @@ def run_class(args: argparse.Namespace, pipe, started: float, source: dict) -> i
         reconstruct_batches,
     )
 
-    num, spec = evaluate.DEFAULT_NUM if args.num is None else args.num, args.reference or _default_reference(pipe)
+    num, spec = DEFAULT_NUM if args.num is None else args.num, args.reference or _default_reference(pipe)
     progress = not args.no_progress
     size, channels = pipe.image_size, pipe.tokenizer.config.in_channels
     reference = open_class_reference(spec, size, channels, "test", args.bad_images, args.features)

@@ -16,6 +16,7 @@ from nextscale.cli import evaluate, evaluate_reference, evaluate_scores
 from nextscale.cli.common import SAMPLING_FLAGS, Default
 from nextscale.cli.evaluate import MIN_SET_SIZE
 from nextscale.cli.evaluate_class import ClassifierTally, load_judge, open_class_reference
+from nextscale.cli.evaluate_edit import EDIT_FLAGS
 
 # What --samples cannot take: it samples nothing, so model and sampling flags would be silently ignored.
 NOT_FOR_SAMPLES = (
@@ -30,7 +31,7 @@ NOT_FOR_SAMPLES = (
     ("seed", "--seed"),
     ("smooth", "--smooth"),
     *evaluate.TEXT_ONLY,
-    *evaluate.EDIT_FLAGS,
+    *EDIT_FLAGS,
 )
 
 

@@ -1,78 +1,86 @@
-"""What a ``nextscale evaluate`` report says about the model it measured: where its weights came from (a pipeline
-folder, or a training run's checkpoint: its step and EMA or raw weights), and for ``--loss`` which kind of model
-it is and which tokens its loss is over.
-
-A raster-scan model's loss is next-token cross-entropy over the tokens of one map that quantises the whole latent
-at once; a next-scale model's last scale codes what its coarser scales left over. Both are reported under the
-VAR paper's names (L_last, L_avg, ...), but they are losses over different codes of the same grid (on Fashion-MNIST's
-test images 3.9 % of the raster tokens equal the next-scale last-scale token at the same position), so the report
-names the kind and says so.
+"""What ``nextscale evaluate`` knows about the model it measures: before loading, what the pipeline folder's JSON
+files say (``ModelFacts``, for the refusals that need no weights); after loading, where the weights came from, for
+the report (``model_source``: a pipeline folder, with the training step and EMA or raw weights its export recorded,
+or a training run's checkpoint as loaded).
 """
 
 from __future__ import annotations
 
-import pickle
-import zipfile
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-PIPELINE_WEIGHTS = "as exported: EMA unless `nextscale export --raw`; a pipeline folder records no step"
+if TYPE_CHECKING:
+    from nextscale.tokenizer.config import TokenizerConfig
+
+PIPELINE_WEIGHTS = "as exported: EMA unless `nextscale export --raw`; this pipeline folder records no step"
+RASTER_CLASS = "RasterTransformer"  # the class name a raster pipeline's transformer/config.json records
 
 
-def model_source(model: Path | str | None) -> dict:
-    """The report's entries on where ``--model``'s weights come from (None: the bundled model).
+@dataclasses.dataclass(frozen=True)
+class ModelFacts:
+    """What a pipeline folder's JSON files say about the model, read without loading weights or a text encoder,
+    so that every refusal that needs no model comes before the seconds that loading takes."""
 
-    Read before the pipeline loads, from the checkpoint the loading takes (the newest readable one): its file,
-    step, and ``weights`` "ema" (the run keeps an EMA, which loading prefers) or "raw".
+    text: bool
+    image_size: int
+    channels: int
+    tokenizer_config: TokenizerConfig  # its hash identifies the tokens it made
+    has_text_encoder: bool
+    raster: bool = False  # the raster-scan baseline (it samples, but cannot edit)
+
+    @classmethod
+    def of(cls, pipe) -> ModelFacts:
+        """The same facts of a loaded pipeline."""
+        text = pipe.is_text_conditional
+        config = pipe.tokenizer.config
+        encoder = getattr(pipe, "text_encoder", None) is not None
+        raster = type(pipe.transformer).__name__ == RASTER_CLASS
+        return cls(text, pipe.image_size, config.in_channels, config, encoder, raster)
+
+
+def model_facts(model: Path | None) -> ModelFacts | None:
+    """The facts of ``--model`` (default: the bundled class model), or None when its files cannot be read this
+    way; loading the pipeline then says what is wrong with it."""
+    from nextscale.pretrained import read_config, read_json_file, resolve_model_path
+    from nextscale.sampling.pipeline_folder import PIPELINE_FILE
+    from nextscale.tokenizer.vqvae import MultiScaleVQVAE
+
+    try:
+        path = resolve_model_path(model if model is not None else "bundled:fashion-mnist")
+        index = read_json_file(path / PIPELINE_FILE, "")
+        config = read_config(MultiScaleVQVAE, path / index.get("tokenizer", "tokenizer"))
+        transformer = read_json_file(path / index.get("transformer", "transformer") / "config.json", "")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    text, raster = transformer.get("class") == "TextScaleTransformer", transformer.get("class") == RASTER_CLASS
+    encoder = index.get("text_encoder") is not None
+    return ModelFacts(text, config.image_size, config.in_channels, config, encoder, raster)
+
+
+def model_source(model: Path | str | None, pipe) -> dict:
+    """The report's entries on where the loaded ``pipe``'s weights come from (``model`` None: the bundled model).
+
+    A training run's are the checkpoint loading took (``load_run_pipeline`` records it on the pipeline: the newest
+    one that passed verification, not merely the newest file): its file, step, and ``weights`` "ema" or "raw". A
+    pipeline folder's are what its export recorded in ``transformer/export.json``; folders without one (exported
+    before it existed, saved from Python, converted, bundled) say only how export chooses the weights.
     """
-    from nextscale.cli.common import is_transformer_run
-
-    if model is None or str(model).startswith("bundled:"):
-        return {"model_source": "bundled pipeline folder", "weights": PIPELINE_WEIGHTS}
-    if not is_transformer_run(model):
-        return {"model_source": "exported pipeline folder", "weights": PIPELINE_WEIGHTS}
-    return {"model_source": "training run", **newest_checkpoint_entries(Path(model))}
-
-
-def newest_checkpoint_entries(run_dir: Path) -> dict:
-    """``checkpoint``, ``checkpoint_step`` and ``weights`` of the newest checkpoint of ``run_dir`` that opens
-    (memory-mapped: the tensors are not read); empty when none does, and loading then says why."""
-    import torch
-
-    from nextscale.training.checkpoint import CHECKPOINT_DIR, list_checkpoints
-
-    for path in reversed(list_checkpoints(run_dir)):
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile):
-            continue  # loading skips a bad newest file the same way
-        if isinstance(state, dict) and "step" in state:
-            return {
-                "checkpoint": f"{CHECKPOINT_DIR}/{path.name}",
-                "checkpoint_step": int(state["step"]),
-                "weights": "raw" if state.get("ema") is None else "ema",
-            }
-    return {}
+    trained = getattr(pipe, "trained_weights", None)
+    if trained is not None:
+        return {"model_source": "training run", **trained.entries()}
+    bundled = model is None or str(model).startswith("bundled:")
+    recorded = exported_weights(model if model is not None else "bundled:fashion-mnist")
+    entries = {"weights": PIPELINE_WEIGHTS} if recorded is None else recorded.entries()
+    return {"model_source": "bundled pipeline folder" if bundled else "exported pipeline folder", **entries}
 
 
-def loss_kind_entries(transformer) -> dict:
-    """``--loss`` report entries beside ``HeldOutReport.model_kind``: ``token_schedule`` and ``warnings`` (for a
-    raster model, that its loss is not comparable with a next-scale model's)."""
-    from nextscale.transformer.raster_model import RasterTransformer
+def exported_weights(model: Path | str):
+    """The ``export.json`` of a pipeline folder's transformer (``TrainedWeights``), or None when it has none."""
+    from nextscale.pretrained import read_json_file, resolve_model_path
+    from nextscale.sampling.pipeline_folder import PIPELINE_FILE
+    from nextscale.training.export import read_export_record
 
-    schedule = transformer.config.schedule
-    if isinstance(transformer, RasterTransformer):
-        side = schedule.sides[-1]
-        return {
-            "token_schedule": f"one {side}x{side} map, {schedule.total_tokens} tokens in raster order",
-            "warnings": [
-                f"a raster model's L_last/L_avg is next-token loss over the tokens of one {side}x{side} map that "
-                "quantises the whole latent; a next-scale model's last scale codes what its coarser scales left, "
-                "other codes on the same grid: the two losses are not comparable (compare the models by "
-                "FID/precision/recall of their samples)"
-            ],
-        }
-    sides = ", ".join(str(side) for side in schedule.sides)
-    return {
-        "token_schedule": f"scales {sides}: {schedule.total_tokens} tokens, each scale after the coarser ones",
-        "warnings": [],
-    }
+    path = resolve_model_path(model)
+    index = read_json_file(path / PIPELINE_FILE, "")  # read already by loading the pipeline
+    return read_export_record(path / index.get("transformer", "transformer"))

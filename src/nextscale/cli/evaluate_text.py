@@ -38,18 +38,15 @@ from nextscale.cli import evaluate, evaluate_reference, evaluate_scores
 from nextscale.cli.evaluate import (
     CAPTIONS_PREFIX,
     CLASS_ONLY,
-    DEFAULT_MAX_ITEMS,
-    DEFAULT_NUM,
-    DEFAULT_NUM_PROMPTS,
     FEATURE_BATCH,
     MIN_SET_SIZE,
     TEXT_ONLY,
-    ModelFacts,
     check_features,
-    open_tokens,
     refuse_flags,
-    run_loss,
 )
+from nextscale.cli.evaluate_arguments import DEFAULT_MAX_ITEMS, DEFAULT_NUM, DEFAULT_NUM_PROMPTS
+from nextscale.cli.evaluate_loss import open_tokens, run_loss
+from nextscale.cli.evaluate_source import ModelFacts
 from nextscale.cli.evaluate_text_edit import TextEdit, text_edit
 from nextscale.data.scenes import held_out_pairings
 from nextscale.evaluation.adherence import (

@@ -8,6 +8,11 @@
     out/transformer/    the trained transformer
     out/text_encoder/   text runs: the reference to the frozen text encoder the run used
 
+Beside the exported weights (``out/transformer/`` of a pipeline, ``out/`` of a tokenizer) ``export.json`` records
+which weights they are: the checkpoint file, its training step and "ema" or "raw" (:class:`TrainedWeights`). It
+lives in the component folder so that it travels with the weights it describes (a later ``save_pretrained`` replaces
+that folder whole); folders exported before it existed have none and load as before.
+
 References: DiT ``download.py`` (``find_model``: EMA weights from a training checkpoint), diffusers folder layout.
 """
 
@@ -50,6 +55,7 @@ from nextscale.transformer.text_config import TextTransformerConfig
 from nextscale.transformer.text_model import TextScaleTransformer
 
 PIPELINE_FILE = "pipeline.json"
+EXPORT_RECORD = "export.json"  # beside exported weights: the checkpoint, step and EMA/raw choice they come from
 _RUN_MODELS = {"tokenizer": (MultiScaleVQVAE, TokenizerConfig), "transformer": (ScaleTransformer, TransformerConfig)}
 _TRANSFORMERS = {
     ScaleTransformer.__name__: (ScaleTransformer, TransformerConfig),
@@ -75,25 +81,73 @@ def run_kind(folder: str | os.PathLike) -> str | None:
         return None
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainedWeights:
+    """Which weights of a training run a model holds, as loaded: what evaluation reports and export records.
+
+    ``checkpoint`` is the file's name under the run ("checkpoints/step-00001234.pt"), ``step`` the step its state
+    records, ``weights`` "ema" or "raw" (a run without an EMA gives its raw weights even when EMA was asked for).
+    """
+
+    checkpoint: str
+    step: int
+    weights: str
+
+    def entries(self) -> dict[str, Any]:
+        """The report and ``export.json`` entries: checkpoint, checkpoint_step, weights."""
+        return {"checkpoint": self.checkpoint, "checkpoint_step": self.step, "weights": self.weights}
+
+
 def load_run_model(
     run_dir: str | os.PathLike, raw: bool = False, checkpoint: str | os.PathLike | None = None
 ) -> nn.Module:
     """The trained model of a run: EMA weights, or raw with ``raw=True``, from ``checkpoint`` (one of the run's
     checkpoint files) or else the newest readable one."""
+    return load_run_weights(run_dir, raw, checkpoint)[0]
+
+
+def load_run_weights(
+    run_dir: str | os.PathLike, raw: bool = False, checkpoint: str | os.PathLike | None = None
+) -> tuple[nn.Module, TrainedWeights]:
+    """:func:`load_run_model` and which weights it loaded. Named from the loaded state itself, never from a look at
+    the run before loading: a newest checkpoint that fails verification is skipped for an older one, and a run
+    still training may save a newer one meanwhile."""
     model = build_run_model(read_run_config(run_dir))
     if checkpoint is not None:
-        state = ckpt.load_checkpoint(checkpoint)
+        state, path = ckpt.load_checkpoint(checkpoint), Path(checkpoint)
     else:
         found = ckpt.load_latest(run_dir)
         if found is None:
             raise FileNotFoundError(f"{run_dir} has no checkpoint yet; train first")
-        state, _ = found
-    if raw or state.get("ema") is None:
-        weights = state["models"]["model"]
-    else:
-        weights = state["ema"]["module"]
-    model.load_state_dict(weights, strict=True)
-    return model.eval()
+        state, path = found
+    use_raw = raw or state.get("ema") is None
+    model.load_state_dict(state["models"]["model"] if use_raw else state["ema"]["module"], strict=True)
+    loaded = TrainedWeights(f"{ckpt.CHECKPOINT_DIR}/{path.name}", int(state["step"]), "raw" if use_raw else "ema")
+    return model.eval(), loaded
+
+
+def write_export_record(folder: Path, loaded: TrainedWeights) -> None:
+    """``folder/export.json``: which checkpoint, step and weights the component folder's weights are."""
+    atomic_write_text(folder / EXPORT_RECORD, json.dumps(loaded.entries(), indent=2) + "\n")
+
+
+def read_export_record(folder: str | os.PathLike) -> TrainedWeights | None:
+    """The ``export.json`` of an exported component folder; None when it has none (exported before it existed,
+    saved by ``save_pretrained`` or converted). Raises a one-line ValueError for an unreadable one."""
+    path = Path(folder) / EXPORT_RECORD
+    if not path.is_file():
+        return None
+    record = read_json_file(path, f"{path} is not an export record")
+    try:
+        loaded = TrainedWeights(str(record["checkpoint"]), int(record["checkpoint_step"]), str(record["weights"]))
+    except (KeyError, TypeError, ValueError):
+        loaded = None
+    if loaded is None or loaded.weights not in ("ema", "raw"):
+        raise ValueError(
+            f'{path} is not an export record (it needs checkpoint, checkpoint_step and weights "ema" or "raw"); '
+            "delete it or export the run again"
+        )
+    return loaded
 
 
 def build_run_model(run_config: dict[str, Any]) -> nn.Module:
@@ -221,13 +275,16 @@ def export_run(
     check_export_out(run_dir, out)
     run_config = read_run_config(run_dir)
     out = Path(out)
-    model = load_run_model(run_dir, raw, checkpoint)
+    model, loaded = load_run_weights(run_dir, raw, checkpoint)
     if run_config["kind"] == "tokenizer":
+        (out / EXPORT_RECORD).unlink(missing_ok=True)  # written in place: never an old record beside new weights
         save_component(model, out)
+        write_export_record(out, loaded)
         return out
     tokenizer = load_component(MultiScaleVQVAE, Path(run_dir) / TOKENIZER_DIR)
     save_component(tokenizer, out / "tokenizer")
     save_component(model, out / "transformer")
+    write_export_record(out / "transformer", loaded)
     pipeline_class = "RasterPipeline" if isinstance(model, RasterTransformer) else "Pipeline"
     index = {"_class_name": pipeline_class, "tokenizer": "tokenizer", "transformer": "transformer"}
     if run_config.get("class_names") and not isinstance(model, TextScaleTransformer):
@@ -293,21 +350,23 @@ def load_run_pipeline(
 ):
     """A transformer run as a pipeline, without exporting it: the run's tokenizer copy and its trained weights (EMA,
     or raw with ``raw=True``; from ``checkpoint`` or the newest readable one), of the kind :func:`export_run` writes
-    (``Pipeline``, ``RasterPipeline`` or ``TextPipeline``)."""
+    (``Pipeline``, ``RasterPipeline`` or ``TextPipeline``). Its ``trained_weights`` attribute says which checkpoint,
+    step and weights were loaded (:class:`TrainedWeights`), for reports."""
     run_config = read_run_config(run_dir)
     if run_config["kind"] != "transformer":
         raise ValueError(f"{run_dir} is a tokenizer run; images come from a transformer run (`nextscale train`)")
-    model = load_run_model(run_dir, raw, checkpoint)
+    model, loaded = load_run_weights(run_dir, raw, checkpoint)
     tokenizer = load_component(MultiScaleVQVAE, Path(run_dir) / TOKENIZER_DIR)
-    if isinstance(model, TextScaleTransformer):
+    text = isinstance(model, TextScaleTransformer)
+    if text:
         text_encoder = load_text_encoder_folder(Path(run_dir) / TEXT_ENCODER_DIR, device=device)
         pipe = TextPipeline(tokenizer, model, text_encoder).to(device)
-        if trained_sampler_head(run_config):
-            return pipe.recommend(**sampler_head_sampling(run_config))
-        recommended, _ = with_preview_cfg(run_config, None)  # as its export would: the cfg its previews used
-        return pipe if recommended is None else pipe.recommend(**recommended)
-    pipeline_cls = RasterPipeline if isinstance(model, RasterTransformer) else Pipeline
-    pipe = pipeline_cls(tokenizer, model, run_config.get("class_names") or None).to(device)
+    else:
+        pipeline_cls = RasterPipeline if isinstance(model, RasterTransformer) else Pipeline
+        pipe = pipeline_cls(tokenizer, model, run_config.get("class_names") or None).to(device)
+    pipe.trained_weights = loaded
+    if text and trained_sampler_head(run_config):
+        return pipe.recommend(**sampler_head_sampling(run_config))
     recommended, _ = with_preview_cfg(run_config, None)  # as its export would: the cfg its previews used
     return pipe if recommended is None else pipe.recommend(**recommended)
 

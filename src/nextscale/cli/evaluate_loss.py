@@ -1,0 +1,135 @@
+"""``nextscale evaluate --loss``: held-out test loss and token error per scale (the VAR paper's L_last, L_avg,
+Err_last, Err_avg, §5.2) of a class or text model, teacher-forced on a token folder made with its tokenizer.
+
+A raster-scan model's loss is next-token cross-entropy over the tokens of one map that quantises the whole latent
+at once; a next-scale model's last scale codes what its coarser scales left over. Both are reported under the
+VAR paper's names (L_last, L_avg, ...), but they are losses over different codes of the same grid (on Fashion-MNIST's
+test images 3.9 % of the raster tokens equal the next-scale last-scale token at the same position), so the report
+names the kind and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+
+from nextscale.cli import evaluate
+from nextscale.cli.common import SAMPLING_FLAGS, Default
+from nextscale.cli.evaluate_edit import EDIT_FLAGS
+from nextscale.cli.evaluate_source import ModelFacts
+
+# Flags of sample evaluation that --loss (which samples nothing) refuses.
+NOT_FOR_LOSS = (
+    *evaluate.CLASS_ONLY,
+    *EDIT_FLAGS,
+    ("save_samples", "--save-samples"),
+    ("reference", "--reference"),
+    ("reference_cache", "--reference-cache"),
+    ("inception", "--inception"),
+    ("seed", "--seed"),
+    ("smooth", "--smooth"),
+    ("cuda_graphs", "--cuda-graphs"),
+    ("fused_kernels", "--fused-kernels"),
+)
+
+
+def open_tokens(args: argparse.Namespace, facts: ModelFacts):
+    """``--loss``: the held-out token folder, checked against the model's kind and tokenizer config (no weights)."""
+    from nextscale.data.token_dataset import TokenShardDataset
+    from nextscale.data.token_manifest import config_hash
+
+    if not (args.loss and args.tokens is not None):
+        raise ValueError("--loss measures held-out tokens: give both --loss and --tokens DIR")
+    evaluate.refuse_flags(args, NOT_FOR_LOSS, "is for sample evaluation, not for --loss")
+    given = [name for name in SAMPLING_FLAGS if not isinstance(getattr(args, name), Default)]
+    if given:  # teacher forcing draws nothing: a sampling setting would be silently ignored
+        flag = f"--{given[0].replace('_', '-')}"
+        raise ValueError(f"{flag} is a sampling setting; --loss teacher-forces held-out tokens and samples nothing")
+    if args.num is not None and args.num < 1:
+        raise ValueError("--num must be at least 1")
+    dataset = TokenShardDataset(args.tokens)  # the manifest and every shard it lists exist
+    if dataset.is_captioned != facts.text:
+        made, model = ("captioned", "class") if dataset.is_captioned else ("labelled", "text")
+        raise ValueError(
+            f"--tokens {args.tokens} holds {made} tokens but the model is {model}-conditional; tokenize held-out "
+            f"{'labelled images' if model == 'class' else 'captioned images (--data captions:PATH)'} instead"
+        )
+    dataset.check_schedule(facts.tokenizer_config, "this model")
+    if dataset.manifest["tokenizer"]["config_hash"] != config_hash(facts.tokenizer_config):
+        raise ValueError(
+            f"the tokens in {args.tokens} were made by a different tokenizer (its config differs from this model's); "
+            "re-run `nextscale tokenize --tokenizer MODEL_DIR` with this model's folder"
+        )
+    if facts.text and not facts.has_text_encoder:
+        raise ValueError(
+            "this text pipeline has no text encoder, and the held-out loss encodes each caption: convert it again "
+            "with --text-encoder DIR"
+        )
+    return dataset
+
+
+def run_loss(args: argparse.Namespace, dataset, pipe, started: float, source: dict) -> int:
+    """``--loss``: held-out test loss and token error per scale on a token folder (class or captioned tokens), with
+    the model's kind and token schedule (a raster model's loss is over other tokens than a next-scale model's)."""
+    import torch
+
+    from nextscale.evaluation.held_out import collate_held_out, evaluate_held_out
+
+    dataset.check_tokenizer(pipe.tokenizer)  # the weights, now that they are loaded
+    count = len(dataset) if args.num is None else min(args.num, len(dataset))
+    subset = torch.utils.data.Subset(dataset, range(count))
+    loader = torch.utils.data.DataLoader(subset, batch_size=args.batch_size, collate_fn=collate_held_out)
+    text_encoder = pipe.text_encoder if pipe.is_text_conditional else None
+
+    @contextlib.contextmanager
+    def precision():  # the transformer runs as it samples: --dtype bf16 casts its linear weights
+        with pipe.precision.autocast(pipe.device), pipe.precision.linear_products():
+            yield
+
+    held_out = evaluate_held_out(
+        pipe.transformer,
+        pipe.tokenizer,
+        loader,
+        text_encoder=text_encoder,
+        transformer_context=precision,
+        progress=not args.no_progress,
+    )
+    kind = loss_kind_entries(pipe.transformer)
+    report = {
+        "model": str(args.model or "bundled"),
+        **source,
+        "measured": "held-out test loss",
+        "model_kind": held_out.model_kind,
+        "token_schedule": kind["token_schedule"],
+        "conditioning": "text" if pipe.is_text_conditional else "class",
+        "tokens": str(args.tokens),
+        "dtype": pipe.precision.name,
+        **dataclasses.asdict(held_out),
+        "warnings": kind["warnings"],
+    }
+    return evaluate.finish(args, report, started)
+
+
+def loss_kind_entries(transformer) -> dict:
+    """``--loss`` report entries beside ``HeldOutReport.model_kind``: ``token_schedule`` and ``warnings`` (for a
+    raster model, that its loss is not comparable with a next-scale model's)."""
+    from nextscale.transformer.raster_model import RasterTransformer
+
+    schedule = transformer.config.schedule
+    if isinstance(transformer, RasterTransformer):
+        side = schedule.sides[-1]
+        return {
+            "token_schedule": f"one {side}x{side} map, {schedule.total_tokens} tokens in raster order",
+            "warnings": [
+                f"a raster model's L_last/L_avg is next-token loss over the tokens of one {side}x{side} map that "
+                "quantises the whole latent; a next-scale model's last scale codes what its coarser scales left, "
+                "other codes on the same grid: the two losses are not comparable (compare the models by "
+                "FID/precision/recall of their samples)"
+            ],
+        }
+    sides = ", ".join(str(side) for side in schedule.sides)
+    return {
+        "token_schedule": f"scales {sides}: {schedule.total_tokens} tokens, each scale after the coarser ones",
+        "warnings": [],
+    }
