@@ -23,7 +23,8 @@ run (runs/demo of `demo --train`) is refused.
 The held-out evaluations a run logs measure its raw weights (split "eval" in metrics.jsonl, and the points of
 `nextscale scaling`) and, with an EMA, the EMA weights that export writes ("eval_ema"); export --raw to measure the
 raw weights with `nextscale evaluate --loss` (the EMA weights score differently, usually better once training is
-long).
+long). The exported weights' checkpoint, step and EMA/raw choice are recorded beside them in export.json
+(transformer/export.json of a pipeline), and `nextscale evaluate` reports them.
 """
 
 from __future__ import annotations
@@ -90,10 +91,10 @@ def _setting_value(key: str, text: str) -> object:
 
 def run(args: argparse.Namespace) -> int:
     from nextscale.cli.convert_output import write_pipeline
-    from nextscale.training.checkpoint import checkpoint_step
     from nextscale.training.export import (
         check_export_out,
         export_run,
+        read_export_record,
         read_run_config,
         run_kind,
         with_preview_cfg,
@@ -105,18 +106,18 @@ def run(args: argparse.Namespace) -> int:
     check_export_out(run_dir, out)
     recommended = recommended_settings(args.recommend)
     options = {"raw": args.raw, "checkpoint": checkpoint}
-    note = ""
+    note, weights_folder = "", out
     if run_kind(run_dir) == "transformer":
         recommended, note = with_preview_cfg(read_run_config(run_dir), recommended)
         write_pipeline(out, lambda staging: export_run(run_dir, staging, recommended=recommended, **options))
+        weights_folder = out / "transformer"
     elif recommended is not None:
         raise ValueError(f"--recommend is for pipelines; {run_dir} is a tokenizer run, which exports one component")
     else:
         export_run(run_dir, out, **options)
-    kept_ema = read_run_config(run_dir).get("train", {}).get("ema_decay") is not None
-    which = "raw" if args.raw else "EMA" if kept_ema else "raw (the run keeps no EMA: --ema-decay none)"
-    step = "" if checkpoint is None else f" (step {checkpoint_step(checkpoint)})"
-    print(f"exported {which} weights of {run_dir}{step} to {out}{note}")
+    loaded = read_export_record(weights_folder)  # what was exported: the newest checkpoint may have been skipped
+    which = "EMA" if loaded.weights == "ema" else "raw" if args.raw else "raw (the run keeps no EMA: --ema-decay none)"
+    print(f"exported {which} weights of {run_dir} (step {loaded.step}) to {out}{note}")
     return 0
 
 
@@ -125,7 +126,10 @@ def chosen_checkpoint(run: Path, step: int | None) -> tuple[Path, Path | None]:
     files) and ``--step``."""
     from nextscale.training.checkpoint import CHECKPOINT_DIR, checkpoint_path, checkpoint_step, list_checkpoints
 
-    # --run RUN/checkpoints/step-N.pt, kept or not (a step pruned since is named with the steps the run keeps)
+    # --run RUN/checkpoints/step-N.pt, kept or not (a step pruned since is named with the steps the run keeps);
+    # absolute, so that a bare step-N.pt given from inside checkpoints/ is seen as one too
+    if run.suffix == ".pt" and not run.is_dir():
+        run = run.absolute()
     if run.parent.name == CHECKPOINT_DIR and run.suffix == ".pt" and not run.is_dir():
         named = checkpoint_step(run)
         if step is not None and step != named:
