@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import math
 import os
 import pickle
 import time
@@ -29,6 +30,8 @@ STRATEGIES = ("ddp", "fsdp", "none")
 # How long a collective waits for the other processes before failing (PyTorch's own default is 30 minutes).
 # It must outlast the longest stretch in which one rank works alone: rank 0 writing a checkpoint or previews.
 DEFAULT_TIMEOUT_S = 600.0
+# The longest timeout torch can represent (timedelta's range; gloo and NCCL hold it in milliseconds): about 31 years.
+MAX_TIMEOUT_S = 1e9
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,17 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from err
 
 
+def collective_timeout(timeout_s: float) -> datetime.timedelta:
+    """``timeout_s`` (the --dist-timeout flag) as a timedelta; ValueError naming the flag for 0, a negative, NaN,
+    infinite or out-of-range number of seconds (which would otherwise fail deep inside torch, or mean no timeout)."""
+    if math.isfinite(timeout_s) and 0 < timeout_s <= MAX_TIMEOUT_S:
+        return datetime.timedelta(seconds=timeout_s)
+    raise ValueError(
+        f"--dist-timeout must be a positive, finite number of seconds (default {DEFAULT_TIMEOUT_S:.0f}), "
+        f"got {timeout_s}"
+    )
+
+
 def init_distributed(
     backend: str | None = None, device: str | torch.device | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> DistInfo:
@@ -74,6 +88,8 @@ def init_distributed(
     Returns:
         DistInfo of this process. Calling it again after initialisation returns the same information.
     """
+    # checked in one process too: a flag that works alone must not fail only under torchrun
+    timeout = collective_timeout(timeout_s)
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", rank)
@@ -91,9 +107,6 @@ def init_distributed(
         for name in ("MASTER_ADDR", "MASTER_PORT"):
             if name not in os.environ:
                 raise ValueError(f"WORLD_SIZE={world_size} but {name} is not set; launch with torchrun")
-        if timeout_s <= 0:
-            raise ValueError(f"the collective timeout must be positive, got {timeout_s} s")
-        timeout = datetime.timedelta(seconds=timeout_s)
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size, timeout=timeout)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
@@ -143,8 +156,13 @@ def get_world_size() -> int:
 
 
 def is_main() -> bool:
-    """True on rank 0 (and in a single process)."""
-    return get_rank() == 0
+    """True on rank 0 (and in a single process). Before the process group exists (a command parsing its flags and
+    reading its data under torchrun) the launcher's RANK decides, so that those lines, too, are printed once."""
+    if get_rank() != 0:
+        return False
+    if dist.is_available() and dist.is_initialized():
+        return True
+    return os.environ.get("RANK", "0").strip() in ("", "0")  # an unreadable RANK fails in init_distributed, not here
 
 
 def barrier() -> None:
