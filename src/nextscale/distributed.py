@@ -18,6 +18,7 @@ import math
 import os
 import pickle
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -302,9 +303,20 @@ def wrap_model(
                         register_fsdp_forward_method(part, method)
                 fully_shard(block)
             fully_shard(model)
+            quiet_fsdp_view_warning()
     if compile:
         model = torch.compile(model)
     return model
+
+
+def quiet_fsdp_view_warning() -> None:
+    """Silence FSDP2's warning that a wrapped module returned a view tensor, printed on every rank at the first
+    backward (the logits are a view of the head's output). It warns that an in-place op on such an output would skip
+    the all-gather; the trainers only ever read the logits (cross-entropy, argmax), so the gradients are right and
+    the warning would only alarm. Every other warning stays."""
+    warnings.filterwarnings(
+        "ignore", message=r"FSDP2-wrapped module \(.*\) returned a view tensor", category=UserWarning
+    )
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -4,6 +4,7 @@ in two gloo processes."""
 import logging
 import os
 import socket
+import warnings
 
 import pytest
 import torch
@@ -87,3 +88,16 @@ def test_collective_helpers_return_after_gloo_has_released_their_tensors():
     for _, counts, total, gathered in results:
         assert total == 1.0 and len(counts) == 400 and set(counts) == {1}
         assert gathered == expected  # objects of different sizes, in rank order
+
+
+def test_only_fsdp2s_view_warning_is_silenced():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        distributed.quiet_fsdp_view_warning()
+        warnings.warn(
+            "FSDP2-wrapped module (FSDPScaleTransformer) returned a view tensor. An in-place op ...",
+            UserWarning,
+            stacklevel=1,
+        )
+        warnings.warn("FSDP2 something else", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["FSDP2 something else"]

@@ -30,8 +30,14 @@ def micro_batch_size(config: TrainConfig, world_size: int, train_size: int, eval
     """
     ranks_and_steps = world_size * config.grad_accum
     if config.batch_size % ranks_and_steps:
+        # The batch splits evenly over processes and micro-steps; the nearest batch sizes that do are the fix (a
+        # run resumed on another number of processes meets this with its recorded --batch-size).
+        lower = config.batch_size - config.batch_size % ranks_and_steps
+        sizes = " or ".join(str(size) for size in (lower, lower + ranks_and_steps) if size > 0)
         raise ValueError(
-            f"batch_size {config.batch_size} must be divisible by world_size x grad_accum = {ranks_and_steps}"
+            f"--batch-size {config.batch_size} does not split evenly over {world_size} process(es) x --grad-accum "
+            f"{config.grad_accum} = {ranks_and_steps} micro-batches: use a --batch-size that is a multiple of "
+            f"{ranks_and_steps} ({sizes}), another --grad-accum, or another number of processes"
         )
     micro_batch = config.batch_size // ranks_and_steps
     if train_size < micro_batch * world_size:
