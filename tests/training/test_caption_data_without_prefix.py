@@ -49,7 +49,7 @@ def test_shards_or_txt_captions_without_class_folders_name_the_prefix(tmp_path):
 
 
 def test_a_manifest_beside_several_classes_is_named_not_refused(tmp_path, caplog):
-    from nextscale.training.data_specs import captioned_data_in
+    from nextscale.training.caption_prefix_checks import captioned_data_in
 
     for name in ("cats", "dogs"):
         image(tmp_path / name / "a.png")

@@ -43,7 +43,7 @@ def describe(text: str) -> dict[str, Any]:
         if _holds_class_folders(path):
             return describe_data(text)
         from nextscale.data.image_listing import IMAGE_EXTENSIONS
-        from nextscale.training.data_specs import captioned_data_in
+        from nextscale.training.caption_prefix_checks import captioned_data_in
 
         # loose images, or a manifest or shards (with images in a sub-folder): captioned data, read as captions:
         loose = captioned_data_in(path) is not None or any(
@@ -418,11 +418,12 @@ def describe_checkpoint(path: Path, step: int) -> dict[str, Any]:
     from nextscale.training.checkpoint import verify_checkpoint
 
     intact = verify_checkpoint(path)
+    run = path.absolute().parent.parent  # a bare step-N.pt named from inside checkpoints/ has "." as its parent
     return {
         "what": f"{path}: a nextscale training checkpoint (step {step})",
-        "run": str(path.parent.parent),
+        "run": str(run),
         "intact": "yes (checksum or zip CRCs verified)" if intact else "NO: damaged; resuming skips it",
-        "next": f"nextscale info {path.parent.parent}",
+        "next": f"nextscale info {run}",
     }
 
 

@@ -28,6 +28,9 @@ encoding time and disk); with --split all they are the crops a run training on a
 splits are center crops, and refuse --views). Each image is decoded once per view: one that fails to decode (a
 truncated file) is left out, never replaced by another image, and named at the end and in manifest.json's
 "left_out" (an image folder under --bad-images fail stops at it instead).
+--crop-margin R resizes each image's shorter side to R times the side before the crop (default: 1.125 for an image
+folder, VAR's, 1.0 for captioned data; 1.0 keeps the whole shorter side); manifest.json records it as "crop_margin",
+and `train --tokens` crops its held-out --data images the same way (nextscale.training.crop_margin).
 --out must be a new or empty folder; --overwrite replaces the token files of an existing one (its shards and
 manifest.json, and the partly written files of a killed run, are removed first, once the tokenizer and data have
 loaded, so no stale shard stays behind).
@@ -41,6 +44,7 @@ from pathlib import Path
 
 from nextscale.cli.common import WRITE_PROBE_PREFIX, check_output_dir
 from nextscale.cli.data_report import add_resolution_argument
+from nextscale.training.crop_margin import add_crop_margin_argument
 from nextscale.training.data_specs import add_bad_images_argument
 from nextscale.training.options import int_tuple
 
@@ -80,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the images makes in epochs 0..N-1, read back as view epoch %% N (image folders and captioned data; "
         "--split train or all)",
     )
+    add_crop_margin_argument(parser, resumes=False)
     parser.add_argument(
         "--seed", type=int, default=0, help="with --views: seed of the crops (the `train --seed` they match)"
     )
@@ -157,12 +162,14 @@ def run(args: argparse.Namespace) -> int:
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
     from nextscale.data.token_manifest import read_manifest, write_manifest
     from nextscale.data.token_shards import write_token_shards
+    from nextscale.training.crop_margin import data_crop_margin
     from nextscale.training.data_specs import CAPTIONS_PREFIX, build_datasets
     from nextscale.training.export import load_tokenizer, with_scale_sides
 
     if args.batch_size < 1 or args.shard_size < 1 or args.views < 1:
         raise ValueError("--batch-size, --shard-size and --views must be >= 1")
     check_views(args)
+    crop_margin = data_crop_margin(args.data, getattr(args, "crop_margin", None))  # None: Fashion-MNIST, no crop
     captioned = args.data.startswith(CAPTIONS_PREFIX)
     out = Path(args.out)
     check_out_outside_images(out, args.data)
@@ -183,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
             split=args.split,
             bad_images=args.bad_images,
             random_crops=args.views > 1,
+            crop_margin=crop_margin,
         )
         source = schedule_source(args, f"the tokenizer {args.tokenizer}")
         log_data_report(config, source, dataset, data_spec=args.data, role=args.split, trained_side=trained_side)
@@ -217,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
                 class_names=names,
                 views=args.views,
                 split=args.split,
+                crop_margin=crop_margin,
             )
             manifest = read_manifest(args.out)  # every rank's shards: the true count and left-out images
             log_left_out(manifest["left_out"], distributed.get_logger("nextscale.data"))

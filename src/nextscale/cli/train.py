@@ -36,6 +36,10 @@ the tokenizer comes from --tokenizer (component or pipeline folder, tokenizer ru
 Loss: per-token cross-entropy averaged over tokens and the batch; per-scale loss and accuracy logged,
 per-scale held-out loss and token error evaluated, of the raw weights ('eval' in metrics.jsonl) and of the
 EMA weights that export writes ('eval_ema'). Export with `nextscale export --run RUN --out DIR`.
+--crop-margin R sets how much of each image the crops keep (the shorter side is resized to R times the image size
+before the crop; default 1.125 for image folders, VAR's, 1.0 for captioned data); config.json records it and a resume
+keeps it. With --tokens the token folder's margin (its manifest.json) is the run's: held-out --data images are cropped
+as the tokens were, and another --crop-margin is refused.
 STAR's training options for text models: --keep-tokens 8800 drops tokens of the last scale as its 1024 px
 stage does (training steps only), and --caption-drop-min-chars 21 lets condition dropout replace only
 captions longer than 20 characters, as its data loader. --init-from MODEL --train-sampler-head trains STAR's
@@ -55,6 +59,7 @@ from pathlib import Path
 from nextscale.cli.data_report import add_resolution_argument
 from nextscale.cli.train_model import initial_transformer, starting_sampling
 from nextscale.training.config import ATTENTION_MASKS, TrainConfig, TransformerObjective
+from nextscale.training.crop_margin import add_crop_margin_argument
 from nextscale.training.data_specs import add_bad_images_argument
 from nextscale.training.options import (
     PRECEDENCE_HELP,
@@ -104,6 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-tokens", help="held-out token folder (default: the --data held-out split, if any)")
     parser.add_argument("--eval-data", help="held-out data spec (e.g. captions:DIR), when --data has no split")
     add_bad_images_argument(parser)
+    add_crop_margin_argument(parser)
     parser.add_argument(
         "--scale-sides", type=int_tuple, help="scale sides, e.g. 1,2,4,8,16 (default: the tokenizer's own)"
     )
@@ -309,6 +315,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
     from nextscale.data.token_dataset import TokenShardDataset
     from nextscale.training.config import seed_everything
+    from nextscale.training.crop_margin import run_crop_margin
     from nextscale.training.data_specs import check_tokens_beside_carve, run_datasets
     from nextscale.training.export import load_tokenizer, with_scale_sides
     from nextscale.training.options import fit_and_report, train_config_from_args
@@ -341,11 +348,13 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.common import load_text_encoder_option
 
     text_encoder = load_text_encoder_option(args.text_encoder) if args.text_encoder else None
+    margin_record = run_crop_margin(args)  # a resume keeps the run's margin; --tokens brings the folder's
     train_set, eval_set, split_record = run_datasets(args, config.image_size, config.in_channels)
     if args.data and args.tokens and not (args.eval_data or args.eval_tokens):  # held out from --data, trained on T
         check_tokens_beside_carve(args.tokens, args.data, len(train_set), eval_set)
     if args.eval_data:
-        eval_set = eval_dataset(args.eval_data, config.image_size, config.in_channels, args.bad_images)
+        margin = args.crop_margin
+        eval_set = eval_dataset(args.eval_data, config.image_size, config.in_channels, args.bad_images, margin)
     if args.tokens:
         train_set = TokenShardDataset(args.tokens, tokenizer, seed=args.seed)  # the seed of the caption draws
     if args.eval_tokens:
@@ -386,6 +395,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         "text_encoder": args.text_encoder,
         "held_out": held_out_source(args, eval_set),
         **split_record,
+        **margin_record,
         **(
             {"sampler_head_init": args.sampler_head_init, "init_sampling": starting_sampling(args)}
             if args.train_sampler_head
@@ -432,13 +442,14 @@ def held_out_source(args: argparse.Namespace, eval_set) -> str:
     return f"held out from --data {args.data}"
 
 
-def eval_dataset(spec: str, image_size: int, channels: int, bad_images: str = "skip"):
+def eval_dataset(spec: str, image_size: int, channels: int, bad_images: str = "skip", crop_margin: float | None = None):
     """--eval-data: all of a plain image folder or caption source (it is the held-out set), else the spec's
-    held-out split."""
+    held-out split, center-cropped with the run's ``crop_margin`` (None: the data's default)."""
     from nextscale.training.data_specs import build_datasets, has_own_splits
 
     split = "test" if has_own_splits(spec) else "all"  # a folder without val/ is the held-out set, all of it
-    return build_datasets(spec, image_size, channels, split=split, bad_images=bad_images)[0]
+    options = {"split": split, "bad_images": bad_images, "crop_margin": crop_margin}
+    return build_datasets(spec, image_size, channels, **options)[0]
 
 
 def has_class_list(train_set) -> bool:

@@ -23,6 +23,8 @@ metrics.jsonl) and of the EMA weights that export writes ('eval_ema').
 At start it logs the data (images, classes, file sizes, where the held-out images come from; a folder
 without val/ gives up 5 % of each class, at least one image, seed 0) and the image size and scale
 schedule trained (--resolution PX picks sides doubling from 1 to PX / downsampling, e.g. 32 -> 1,2,4,8).
+--crop-margin R sets how much of each image the crops keep (the shorter side is resized to R times the image size
+before the crop; default 1.125, VAR's; 1.0 keeps the whole shorter side); config.json records it, and a resume keeps it.
 Export the EMA weights with `nextscale export --run RUN --out DIR`.
 Ctrl-C (or SIGTERM) finishes the current step, saves a checkpoint and says so; a second Ctrl-C quits at once without
 saving; re-running the same command resumes from the last checkpoint.
@@ -34,6 +36,7 @@ import argparse
 
 from nextscale.cli.data_report import add_resolution_argument
 from nextscale.training.config import TokenizerLossConfig, TrainConfig
+from nextscale.training.crop_margin import add_crop_margin_argument
 from nextscale.training.data_specs import add_bad_images_argument
 from nextscale.training.options import (
     PRECEDENCE_HELP,
@@ -91,6 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="fashion-mnist[:DIR] or an image folder (DIR/train + DIR/val, or DIR)")
     parser.add_argument("--init-from", help="start from a tokenizer folder, pipeline folder, run, or official .pth")
     add_bad_images_argument(parser)
+    add_crop_margin_argument(parser)
     group = parser.add_argument_group("tokenizer shape (default: the preset's)")
     group.add_argument("--preset", default="var-d16", help="named preset: tiny, var-d16, ... (default: var-d16)")
     group.add_argument("--vocab-size", type=int, help="codebook size V")
@@ -248,6 +252,7 @@ def check_switched_off_options(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.data_report import log_data_report, schedule_source
     from nextscale.training.config import seed_everything
+    from nextscale.training.crop_margin import run_crop_margin
     from nextscale.training.data_specs import run_datasets
     from nextscale.training.options import fit_and_report, train_config_from_args
     from nextscale.training.tokenizer_trainer import TokenizerTrainer
@@ -255,6 +260,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     seed_everything(args.seed)  # identical initial weights on every rank
     tokenizer = build_tokenizer(args)
     config = tokenizer.config
+    margin_record = run_crop_margin(args)  # a resume keeps the run's margin
     train_set, eval_set, split_record = run_datasets(args, config.image_size, config.in_channels)
     default_source = f"the tokenizer {args.init_from}" if args.init_from else f"preset {args.preset}"
     log_data_report(config, schedule_source(args, default_source), train_set, eval_set, args.data, held_out_flags="")
@@ -283,7 +289,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         args.run_dir,
         train_set,
         eval_set,
-        run_config={"data": args.data, "init_from": args.init_from, **split_record},
+        run_config={"data": args.data, "init_from": args.init_from, **split_record, **margin_record},
         dist_info=dist_info,
     )
     fit_and_report(trainer, args.max_steps, (train_set, eval_set), "tokenizer")

@@ -32,7 +32,7 @@ from nextscale.data.image_reading import (
     open_header,
     upright,
 )
-from nextscale.data.transforms import ImageTransform
+from nextscale.data.transforms import CAPTION_MID_RESO, ImageTransform
 
 # Named after the front door, so one name (nextscale.data.captions) filters every caption source's warnings.
 logger = logging.getLogger("nextscale.data.captions")
@@ -174,7 +174,8 @@ class CaptionDataset(Dataset):
     Args:
         size: output side in pixels.
         train: random crop (True) or center crop (False) after resizing the shorter side.
-        mid_reso: shorter side resized to ``round(mid_reso * size)`` before the crop (1.0 = no margin).
+        mid_reso: shorter side resized to ``round(mid_reso * size)`` before the crop (default 1.0: no margin;
+            ``--crop-margin``).
         hflip: random horizontal flips; off by default because captions may say "left" or "right".
         channels: 3 (RGB) or 1 (grayscale).
         seed: caption choice and crop of sample ``index`` in epoch ``e`` come from ``default_rng([seed, e,
@@ -189,7 +190,7 @@ class CaptionDataset(Dataset):
         self,
         size: int,
         train: bool = True,
-        mid_reso: float = 1.0,
+        mid_reso: float = CAPTION_MID_RESO,
         hflip: bool = False,
         channels: int = 3,
         seed: int = 0,

@@ -39,6 +39,7 @@ import numpy as np
 
 from nextscale.data.image_listing import is_hidden
 from nextscale.data.images import ImageFolderDataset
+from nextscale.data.transforms import MID_RESO
 
 HELD_OUT_FRACTION = 0.05
 HELD_OUT_SEED = 0
@@ -173,6 +174,7 @@ def open_image_folder(
     split: str | None = None,
     bad_images: str = "fail",
     random_crops: bool = False,
+    mid_reso: float = MID_RESO,
 ) -> tuple[ImageFolderDataset, ImageFolderDataset | None]:
     """(train, held-out) datasets of an image folder in either layout; the held-out set uses center crops.
 
@@ -185,13 +187,15 @@ def open_image_folder(
         bad_images: "skip" or "fail", see ``ImageFolderDataset``.
         random_crops: with ``split`` "train": the training transform (random crops drawn from ``seed`` and the
             epoch, as training makes them) instead of center crops; tokenizing several views uses it.
+        mid_reso: the crop margin (``--crop-margin``) of every split: the shorter side is resized to
+            ``round(mid_reso * size)`` before the crop (VAR's 1.125 by default; 1.0 keeps the whole shorter side).
 
     Returns:
         (train, held_out); ``held_out`` is None only for a folder too small to hold anything out. Each dataset's
         ``origin`` says where its images come from.
     """
     layout = folder_layout(root)
-    options = {"size": size, "channels": channels, "bad_images": bad_images}
+    options = {"size": size, "channels": channels, "bad_images": bad_images, "mid_reso": mid_reso}
     if split is not None and split not in TRAIN_SPLITS + HELD_OUT_SPLITS:
         raise ValueError(f"split must be one of {TRAIN_SPLITS + HELD_OUT_SPLITS}, got {split!r}")
     if not layout.carved:

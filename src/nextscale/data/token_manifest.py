@@ -72,6 +72,7 @@ def write_manifest(
     class_names: list[str] | None = None,
     views: int = 1,
     split: str | None = None,
+    crop_margin: float | None = None,
 ) -> Path:
     """Write manifest.json after every shard exists (checked), counting the rows the shards really hold.
 
@@ -87,6 +88,9 @@ def write_manifest(
         views: token rows per image (``write_token_shards``' views); recorded when more than one.
         split: the ``tokenize --split`` the data was read with (train, val, test or all), recorded when given
             (captioned training tokens record their ``source`` without it, as tokens made before the split did).
+        crop_margin: the ratio of the resized shorter side to the crop the images were cropped with
+            (``tokenize --crop-margin``), recorded as "crop_margin" when given (None: no crop, Fashion-MNIST; a
+            folder without the field was cropped with its data's default, see ``nextscale.training.crop_margin``).
     Returns:
         The manifest's path. Its "count" leaves out the images that could not be decoded ("left_out").
     """
@@ -136,6 +140,8 @@ def write_manifest(
         manifest["views"] = views
     if split is not None:
         manifest["split"] = split
+    if crop_margin is not None:
+        manifest["crop_margin"] = crop_margin
     path = out_dir / MANIFEST_NAME
     atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
     return path

@@ -32,7 +32,8 @@ from PIL import Image
 
 logger = logging.getLogger(__name__)
 
-MID_RESO = 1.125  # VAR's --mid_reso default: 288 px before a 256 px crop
+MID_RESO = 1.125  # VAR's --mid_reso default: 288 px before a 256 px crop (the class folders' --crop-margin)
+CAPTION_MID_RESO = 1.0  # captioned images: no margin, as captions name positions ("top left") a margin would shift
 ALPHA_BACKGROUND = 255  # transparent pixels are composited on white (0 would be black)
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit PNGs open as I;16 or I (32-bit ints)
 # Where ``images.upright`` keeps the bit depth an "I" image's file declares: the turned copy has lost the file's tags.

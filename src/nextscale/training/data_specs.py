@@ -20,7 +20,7 @@ everything skipped. Captioned data counts the samples it cannot use the same way
 or not UTF-8 included, and ``fail`` stops at any of them (``nextscale.data.captions``).
 
 A folder passed without ``captions:`` that holds captioned data is refused with the fix, or named in a warning
-where it may be meant as class folders (``note_unused_files``).
+where it may be meant as class folders (``nextscale.training.caption_prefix_checks``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from nextscale.training.caption_prefix_checks import note_unused_files, refuse_caption_file
 
 FASHION_PREFIX = "fashion-mnist"
 CAPTIONS_PREFIX = "captions:"
@@ -45,27 +47,36 @@ def carves_caption_held_out(run_dir: str | os.PathLike | None) -> bool:
     """Whether a training run in ``run_dir`` holds out a split of captioned data that has no ``val/``.
 
     True for a new run (no checkpoint yet) and for a run that recorded ``CAPTION_SPLIT_FIELD``; False for a run
-    with checkpoints whose config.json (or, for checkpoints copied without it, the newest checkpoint's recorded
-    config) lacks it: it started before captioned data was split and trained on all of it, and resuming it on 5 %
-    less would change its training set (its data position would not fit). Every rank reads the same config.json
-    before training starts (rank 0 rewrites it only after a barrier), so all agree.
+    whose recorded config (``recorded_run_config``) lacks it: it started before captioned data was split and trained
+    on all of it, and resuming it on 5 % less would change its training set (its data position would not fit).
+    """
+    saved = recorded_run_config(run_dir)
+    return saved is None or CAPTION_SPLIT_FIELD in saved
+
+
+def recorded_run_config(run_dir: str | os.PathLike | None) -> dict[str, Any] | None:
+    """The config a training run in ``run_dir`` is bound to, or None for a run that starts now.
+
+    That is its config.json once it has checkpoints (or, for checkpoints copied without it, the newest checkpoint's
+    recorded config); None without checkpoints (a new run, or a failed start's config.json, which binds nothing)
+    and for a config.json that is no JSON object (the run-directory check refuses it, with its own message). Every
+    rank reads the same config.json before training starts (rank 0 rewrites it only after a barrier), so all agree.
     """
     from nextscale.training import checkpoint as ckpt
 
     if run_dir is None:
-        return True
+        return None
     path = Path(run_dir) / "config.json"
     checkpoints = ckpt.list_checkpoints(run_dir)
     if not checkpoints:
-        return True  # a new run, or a failed start's config.json, which binds nothing
+        return None
     if not path.is_file():  # checkpoints copied without their config.json (a forked run): theirs tells
-        saved = checkpoint_run_config(checkpoints)
-        return saved is None or CAPTION_SPLIT_FIELD in saved
+        return checkpoint_run_config(checkpoints)
     try:
         saved = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return True  # the run-directory check refuses it, with its own message
-    return not isinstance(saved, dict) or CAPTION_SPLIT_FIELD in saved
+        return None
+    return saved if isinstance(saved, dict) else None
 
 
 def checkpoint_run_config(checkpoints: list[Path]) -> dict[str, Any] | None:
@@ -92,11 +103,13 @@ def checkpoint_run_config(checkpoints: list[Path]) -> dict[str, Any] | None:
 def run_datasets(args: argparse.Namespace, image_size: int, channels: int) -> tuple[Any, Any, dict[str, Any]]:
     """(train, held-out, record) of ``--data`` as the training run in ``--run-dir`` reads it (``build_datasets``; a
     run started before captioned data was split reads all of it, ``carves_caption_held_out``), and the run-config
-    entries that record its caption split (``caption_split_record``). (None, None, record) without ``--data``."""
+    entries that record its caption split (``caption_split_record``). (None, None, record) without ``--data``.
+    Images are cropped with ``args.crop_margin`` (None: the data's default, ``training.crop_margin``)."""
     carve = carves_caption_held_out(args.run_dir)
     if not args.data:
         return None, None, caption_split_record(carve)
     options = {"seed": args.seed, "bad_images": args.bad_images, "carve_captions": carve}
+    options["crop_margin"] = getattr(args, "crop_margin", None)
     return (*build_datasets(args.data, image_size, channels, **options), caption_split_record(carve))
 
 
@@ -129,7 +142,10 @@ def check_tokens_beside_carve(tokens: str | os.PathLike, data: str, train_side: 
     manifest = read_manifest(tokens)
     source = str(manifest.get("source", ""))
     base, _, split = source.rpartition(":")
-    if split not in ("train", "val", "test", "all"):  # captioned training tokens record the spec alone
+    # The tokens' side is known when recorded (the manifest's "split", written since, or a ":train" source); captioned
+    # training tokens record the spec alone, as captioned tokens of all the data did before it gave up a split.
+    known_train = manifest.get("split") == "train" or split == "train"
+    if split not in ("train", "val", "test", "all"):
         base, split = source, "train"
     if split not in ("train", "all") or not (base == data or same_place(base, data)):
         return  # held-out tokens, or tokens of other data: nothing to compare
@@ -137,6 +153,17 @@ def check_tokens_beside_carve(tokens: str | os.PathLike, data: str, train_side: 
     images = int(manifest.get("count", 0)) + len(manifest.get("left_out", []))
     if split == "train" and images <= train_side:
         return  # the training side: disjoint from the carved split
+    whole = train_side + len(held_out)
+    if split == "train" and (known_train or images > whole):
+        # More images than the side (or the whole data) holds now: images were removed since, whatever the tokens
+        # were made of, and which of them the carve now holds out cannot be told from the tokens.
+        side = "its training side" if known_train else "all of it"
+        now = train_side if known_train else whole
+        raise ValueError(
+            f"--tokens {tokens} holds {images} images of {side}, but --data {data} now has {now} there: images were "
+            "removed from it (or became unusable) since it was tokenized, so the tokens no longer match its held-out "
+            "split; tokenize it again with --split train (and --split val for --eval-tokens)"
+        )
     why = "tokenized with --split all" if split == "all" else "tokenized before captioned data gave up a split"
     raise ValueError(
         f"--tokens {tokens} holds every image of {data} ({why}), so the {len(held_out)} "
@@ -252,6 +279,7 @@ def build_datasets(
     bad_images: str = "skip",
     random_crops: bool = False,
     carve_captions: bool = True,
+    crop_margin: float | None = None,
 ):
     """(train, held-out or None) datasets of (image in [-1, 1], label or caption) for a data spec (see module
     docstring).
@@ -261,18 +289,21 @@ def build_datasets(
     makes in each epoch, drawn from ``seed``). Image folders are checked for bad files first
     (``check_bad_images``) under the ``bad_images`` policy. ``carve_captions`` False reads captioned data without
     ``val/`` whole, with no held-out split (a run made before the split, ``carves_caption_held_out``).
+    ``crop_margin`` is the ratio of the resized shorter side to the crop (``--crop-margin``); None keeps the data's
+    default (1.125 for image folders, 1.0 for captioned data; Fashion-MNIST is resized whole, without a crop).
     """
     from nextscale.data.fashion_mnist import FashionMNIST
 
     if split == "all":
-        return whole_source(spec, image_size, channels, bad_images), None
+        options = {"seed": seed, "random_crops": random_crops, "crop_margin": crop_margin}
+        return whole_source(spec, image_size, channels, bad_images, **options), None
     if spec.startswith(CAPTIONS_PREFIX):
         from nextscale.data.captions import open_caption_splits
 
-        # No flips, no crop margin: captions name positions ("on the left"). DIR/train + DIR/val hold both
-        # splits; other caption data gives up a held-out split carved by a hash of each image's path.
+        # No flips, and no crop margin unless chosen: captions name positions ("on the left"). DIR/train + DIR/val
+        # hold both splits; other caption data gives up a held-out split carved by a hash of each image's path.
         path = spec[len(CAPTIONS_PREFIX) :]
-        options = {"channels": channels, "seed": seed, "bad_images": bad_images}
+        options = {"channels": channels, "seed": seed, "bad_images": bad_images, **_mid_reso(crop_margin)}
         if split is not None and not (random_crops and split == "train"):
             options["train"] = False  # a pass over one split (tokenizing): center crops, as for image folders
         return open_caption_splits(path, image_size, split=split, carve=carve_captions, **options)
@@ -288,12 +319,16 @@ def build_datasets(
     refuse_caption_file(spec)
     note_unused_files(folder_layout(spec).train_dir, spec)
     # DIR/train + DIR/val, or a plain DIR with a fixed held-out split carved from it (see nextscale.data.folders).
-    datasets = open_image_folder(
-        spec, image_size, channels, seed=seed, split=split, bad_images=bad_images, random_crops=random_crops
-    )
+    options = {"seed": seed, "split": split, "bad_images": bad_images, "random_crops": random_crops}
+    datasets = open_image_folder(spec, image_size, channels, **options, **_mid_reso(crop_margin))
     check_bad_images(datasets, bad_images)
     refuse_all_bad(datasets[0], spec)
     return datasets
+
+
+def _mid_reso(crop_margin: float | None) -> dict[str, float]:
+    """The datasets' ``mid_reso`` option for ``crop_margin``: none for None, which keeps the data's default."""
+    return {} if crop_margin is None else {"mid_reso": crop_margin}
 
 
 def has_own_splits(spec: str) -> bool:
@@ -309,10 +344,22 @@ def has_own_splits(spec: str) -> bool:
     return path.is_dir() and not folder_layout(path).carved
 
 
-def whole_source(spec: str, image_size: int, channels: int, bad_images: str = "skip"):
+def whole_source(
+    spec: str,
+    image_size: int,
+    channels: int,
+    bad_images: str = "skip",
+    seed: int = 0,
+    random_crops: bool = False,
+    crop_margin: float | None = None,
+):
     """Every image of a folder or caption source without ``val/`` (``--split all``, ``--eval-data``), center-cropped,
     nothing held out: a folder that is itself a held-out set, or training data whose held-out set lies elsewhere.
-    Data with its own splits (``train/`` + ``val/``, Fashion-MNIST) is refused: name the split."""
+    Data with its own splits (``train/`` + ``val/``, Fashion-MNIST) is refused: name the split.
+
+    ``random_crops`` keeps the training transform instead (``tokenize --split all --views N``): sample ``i``'s crop
+    in epoch ``e`` is drawn from ``seed``, ``e`` and ``i``, the crops a run training on all of the source makes.
+    ``crop_margin``: as for ``build_datasets``."""
     from nextscale.data.captions import open_caption_dataset
     from nextscale.data.folders import folder_layout
     from nextscale.data.images import ImageFolderDataset
@@ -327,8 +374,10 @@ def whole_source(spec: str, image_size: int, channels: int, bad_images: str = "s
     if spec.startswith(CAPTIONS_PREFIX):
         # DIR/train alone: that folder (a manifest or shards in it are read as such), as open_caption_splits does
         path = path / "train" if (path / "train").is_dir() else path
-        return open_caption_dataset(path, image_size, channels=channels, train=False, bad_images=bad_images)
-    options = {"train": False, "channels": channels, "bad_images": bad_images}
+        options = {"channels": channels, "train": random_crops, "seed": seed, "bad_images": bad_images}
+        return open_caption_dataset(path, image_size, **options, **_mid_reso(crop_margin))
+    options = {"train": random_crops, "seed": seed if random_crops else None, "channels": channels}
+    options.update(bad_images=bad_images, **_mid_reso(crop_margin))
     refuse_caption_file(spec)
     note_unused_files(folder_layout(spec).train_dir, spec)
     dataset = ImageFolderDataset(folder_layout(spec).train_dir, image_size, **options)  # DIR/train if only that
@@ -340,7 +389,8 @@ def whole_source(spec: str, image_size: int, channels: int, bad_images: str = "s
 def refuse_all_bad(dataset, spec: str) -> None:
     """Raise ValueError when ``check_bad_images`` left none of an image folder's files, saying why (before the
     trainer's batch check reports 0 samples); when every file was too small, name the training side."""
-    from nextscale.data.images import ImageFolderDataset, smallest_side
+    from nextscale.data.image_reading import smallest_side
+    from nextscale.data.images import ImageFolderDataset
 
     if not isinstance(dataset, ImageFolderDataset) or len(dataset) or not (counts := dataset.skip_counts()):
         return
@@ -360,96 +410,6 @@ def refuse_all_bad(dataset, spec: str) -> None:
     )
 
 
-LOOKED_AT_FILES = 5_000  # files looked at for captions beside the images (a hint, not a scan)
-
-
-def captioned_data_in(folder: Path) -> str | None:
-    """What in ``folder`` says it holds captioned images, read only through ``captions:`` (None when nothing does):
-    ``"captions.jsonl"`` (or ``"captions.csv"``), ``"3 .tar shards"``, or ``".txt captions beside its images"`` (the
-    first ``LOOKED_AT_FILES`` files under it looked at). ``nextscale.data.captions.open_caption_dataset`` reads the
-    first two in this order."""
-    from itertools import islice
-
-    from nextscale.data.captions import MANIFEST_NAMES
-    from nextscale.data.images import IMAGE_EXTENSIONS
-
-    if not folder.is_dir():
-        return None
-    manifest = next((name for name in MANIFEST_NAMES if (folder / name).is_file()), None)
-    if manifest is not None:
-        return manifest
-    shards = sum(1 for _ in folder.glob("*.tar"))
-    if shards:
-        return f"{shards} .tar {'shard' if shards == 1 else 'shards'}"
-    files = list(islice(folder.rglob("*"), LOOKED_AT_FILES))
-    stems = {path.with_suffix("") for path in files if path.suffix.lower() in IMAGE_EXTENSIONS}
-    if any(path.suffix.lower() == ".txt" and path.with_suffix("") in stems for path in files):
-        return ".txt captions beside its images"
-    return None
-
-
-def refuse_caption_file(spec: str) -> None:
-    """Refuse a manifest or shard file passed without ``captions:`` in one line naming the prefix (the folder reader
-    would call the file a folder that "does not exist")."""
-    path = Path(spec)
-    if path.is_file() and path.suffix.lower() in (".jsonl", ".csv", ".tar"):
-        raise ValueError(
-            f"{spec} is a file of captioned images ({path.suffix.lower()}), read only through the captions: prefix; "
-            f"pass --data captions:{spec} for a text model (class data is a folder of class sub-folders)"
-        )
-
-
-def note_unused_files(class_root: Path, spec: str) -> None:
-    """Refuse, or warn about (rank 0), files a class-folder dataset leaves unused that say the user meant something
-    else: captioned images (``captioned_data_in``) and images lying directly in the folder (class images go in its
-    sub-folders).
-
-    Captioned data is refused when the folder cannot be meant as class folders: it has no class sub-folder (it
-    would fail anyway, with no word of ``captions:``), or a manifest or shards lie beside a single one (the images/
-    folder of a ``captions.jsonl``: a one-class model, its captions ignored). ``.txt`` captions in class folders,
-    or a manifest or shards beside two or more classes, are only named: a labelled dataset may ship captions too.
-
-    Raises:
-        ValueError: one line naming what was found and ``--data captions:SPEC`` (on every rank alike).
-    """
-    from nextscale import distributed
-    from nextscale.data.images import IMAGE_EXTENSIONS, is_hidden
-
-    found = captioned_data_in(class_root)
-    classes = [path.name for path in class_root.iterdir() if path.is_dir() and not is_hidden(path.name)]
-    beside = found is not None and not found.startswith(".txt")  # a manifest or shards, not captions in classes
-    if found is not None and (not classes or (beside and len(classes) == 1)):
-        read_as = f"its one sub-folder {classes[0]}/ would be a single class" if classes else "it has none"
-        keep = f", or move {found} out to train a one-class model on {classes[0]}/" if classes else ""
-        raise ValueError(
-            f"{class_root} holds {found}, ignored without the captions: prefix (a folder is read as class "
-            f"sub-folders, and {read_as}); pass --data captions:{spec} for a text model{keep}"
-        )
-    if not distributed.is_main():
-        return
-    logger = distributed.get_logger("nextscale.data")
-    loose = [path for path in class_root.iterdir() if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS]
-    if loose:
-        logger.warning(
-            "%d %s directly in %s and %s not used: a class model reads DIR/CLASS_NAME/ sub-folders, one per class "
-            "(e.g. %s)",
-            len(loose),
-            "image lies" if len(loose) == 1 else "images lie",
-            class_root,
-            "is" if len(loose) == 1 else "are",
-            loose[0].name,
-        )
-    if found is not None:
-        logger.warning(
-            "%s holds %s, which %s ignored here (class sub-folders are read); to use the captions, pass --data "
-            "captions:%s (and train a text model with --text-encoder)",
-            class_root,
-            found,
-            "are" if found.endswith("s") else "is",
-            spec,
-        )
-
-
 def data_channels(spec: str, sample: int = 64) -> int | None:
     """Image channels a data spec implies: 1 for Fashion-MNIST; for an image folder 1 when ``sample`` files spread
     evenly over the sorted list (as the data summary reads them) are all grayscale, else 3 (the first files alone
@@ -461,7 +421,7 @@ def data_channels(spec: str, sample: int = 64) -> int | None:
         return None
     from PIL import Image
 
-    from nextscale.data.images import IMAGE_EXTENSIONS, visible_files
+    from nextscale.data.image_listing import IMAGE_EXTENSIONS, visible_files
     from nextscale.data.transforms import GRAY_MODES
 
     files = [path for path in visible_files(folder) if path.suffix.lower() in IMAGE_EXTENSIONS]

@@ -133,6 +133,24 @@ def int_tuple(text: str) -> tuple[int, ...]:
     return values
 
 
+MAX_CROP_MARGIN = 2.0  # a resized side twice the crop keeps only the middle half of each image: surely a typo
+
+
+def crop_margin_ratio(text: str) -> float:
+    """argparse type: a crop margin R from 1 (no margin) to ``MAX_CROP_MARGIN``, the ratio of the resized shorter
+    side to the crop (see ``nextscale.training.crop_margin``); refused while parsing, before any work."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number like 1.0 or 1.125, got {text!r}") from err
+    if not 1.0 <= value <= MAX_CROP_MARGIN:  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"must be from 1 (no margin: the crop keeps the whole shorter side) to {MAX_CROP_MARGIN:g} (VAR: 1.125), "
+            f"got {text}"
+        )
+    return value
+
+
 # What a flag's type accepts, in words, for run-file errors; COMMA_TYPES also take a JSON list.
 TYPE_WORDS = {
     int: "an integer",
@@ -142,6 +160,7 @@ TYPE_WORDS = {
     optional_positive_int: 'a whole number >= 1 or "none"',
     optional_float: 'a number or "none"',
     int_tuple: 'whole numbers >= 1 like [1, 2, 4] or "1,2,4"',
+    crop_margin_ratio: f"a number from 1 to {MAX_CROP_MARGIN:g}",
     lr_schedule_name: 'one of "lin0", "cos", "constant" or "lin<T>" with 0 < T < 1 (e.g. "lin0.8")',
 }
 COMMA_TYPES = (int_tuple,)

@@ -1,0 +1,150 @@
+"""Captioned data passed without ``captions:``: a class-folder data spec that holds captioned images is refused with
+the fix, or named in a warning where it may be meant as class folders (``note_unused_files``); a manifest or shard
+file is refused (``refuse_caption_file``). ``nextscale.training.data_specs`` runs these checks before it reads an
+image folder, and ``nextscale info`` uses ``captioned_data_in`` to describe a folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LOOKED_AT_FILES = 5_000  # files looked at for captions beside the images (a hint, not a scan)
+
+
+def captioned_data_in(folder: Path) -> str | None:
+    """What in ``folder`` says it holds captioned images, read only through ``captions:`` (None when nothing does):
+    ``"captions.jsonl"`` (or ``"captions.csv"``), ``"3 .tar shards"``, or ``".txt captions beside its images"`` (the
+    first ``LOOKED_AT_FILES`` files under it looked at). ``nextscale.data.captions.open_caption_dataset`` reads the
+    first two in this order."""
+    from itertools import islice
+
+    from nextscale.data.captions import MANIFEST_NAMES
+    from nextscale.data.image_listing import IMAGE_EXTENSIONS
+
+    if not folder.is_dir():
+        return None
+    manifest = next((name for name in MANIFEST_NAMES if (folder / name).is_file()), None)
+    if manifest is not None:
+        return manifest
+    shards = sum(1 for _ in folder.glob("*.tar"))
+    if shards:
+        return f"{shards} .tar {'shard' if shards == 1 else 'shards'}"
+    files = list(islice(folder.rglob("*"), LOOKED_AT_FILES))
+    stems = {path.with_suffix("") for path in files if path.suffix.lower() in IMAGE_EXTENSIONS}
+    if any(path.suffix.lower() == ".txt" and path.with_suffix("") in stems for path in files):
+        return ".txt captions beside its images"
+    return None
+
+
+LOOKED_AT_MEMBERS = 1_000  # members of a .tar looked at for a caption (a hint, not a scan)
+
+
+def _root_files(folder: Path) -> str:
+    """The manifest or ``.tar`` files at ``folder``'s root that ``captioned_data_in`` found, named for a message:
+    ``captions.csv``, ``backup.tar``, ``a.tar and 2 more``."""
+    from nextscale.data.captions import MANIFEST_NAMES
+
+    manifest = next((name for name in MANIFEST_NAMES if (folder / name).is_file()), None)
+    if manifest is not None:
+        return manifest
+    shards = sorted(path.name for path in folder.glob("*.tar"))
+    return shards[0] + (f" and {len(shards) - 1} more" if len(shards) > 1 else "")
+
+
+def holds_captions(folder: Path) -> bool:
+    """Whether the manifest or first ``.tar`` shard at ``folder``'s root reads as captioned images (what ``captions:``
+    would read), from its first line or its first ``LOOKED_AT_MEMBERS`` members: a ``captions.jsonl`` whose first
+    record names an ``image``, a ``captions.csv`` with ``image`` and ``caption`` columns, or a ``.tar`` holding a
+    ``.txt`` member. A stray file (a backup ``.tar`` of a class folder, a table of other columns) does not."""
+    import csv
+    import tarfile
+    from itertools import islice
+
+    if (folder / "captions.jsonl").is_file():
+        with open(folder / "captions.jsonl", "rb") as handle:
+            line = next((raw for raw in islice(handle, 100) if raw.strip()), b"")
+        try:
+            record = json.loads(line.decode("utf-8-sig", errors="replace"))
+        except json.JSONDecodeError:
+            return False
+        return isinstance(record, dict) and "image" in record
+    if (folder / "captions.csv").is_file():
+        with open(folder / "captions.csv", encoding="utf-8-sig", errors="replace", newline="") as handle:
+            header = next(csv.reader(handle), [])
+        return {"image", "caption"} <= set(header)
+    shard = min(folder.glob("*.tar"))
+    try:
+        with tarfile.open(shard, mode="r:") as tar:
+            return any(member.name.lower().endswith(".txt") for member in islice(tar, LOOKED_AT_MEMBERS))
+    except (tarfile.TarError, OSError):
+        return False  # compressed or not a tar: captions: could not read it either
+
+
+def refuse_caption_file(spec: str) -> None:
+    """Refuse a manifest or shard file passed without ``captions:`` in one line naming the prefix (the folder reader
+    would call the file a folder that "does not exist")."""
+    path = Path(spec)
+    if path.is_file() and path.suffix.lower() in (".jsonl", ".csv", ".tar"):
+        raise ValueError(
+            f"{spec} is a file of captioned images ({path.suffix.lower()}), read only through the captions: prefix; "
+            f"pass --data captions:{spec} for a text model (class data is a folder of class sub-folders)"
+        )
+
+
+def note_unused_files(class_root: Path, spec: str) -> None:
+    """Refuse, or warn about (rank 0), files a class-folder dataset leaves unused that say the user meant something
+    else: captioned images (``captioned_data_in``) and images lying directly in the folder (class images go in its
+    sub-folders).
+
+    Captioned data is refused when the folder cannot be meant as class folders: it has no class sub-folder (it
+    would fail anyway, with no word of ``captions:``), or a manifest or shards lie beside a single one (the images/
+    folder of a ``captions.jsonl``: a one-class model, its captions ignored). ``.txt`` captions in class folders,
+    or a manifest or shards beside two or more classes, are only named: a labelled dataset may ship captions too.
+
+    Raises:
+        ValueError: one line naming what was found and ``--data captions:SPEC`` (on every rank alike).
+    """
+    from nextscale import distributed
+    from nextscale.data.image_listing import IMAGE_EXTENSIONS, is_hidden
+
+    found = captioned_data_in(class_root)
+    classes = [path.name for path in class_root.iterdir() if path.is_dir() and not is_hidden(path.name)]
+    beside = found is not None and not found.startswith(".txt")  # a manifest or shards, not captions in classes
+    stray = _root_files(class_root) if beside else ""
+    if beside and classes and not holds_captions(class_root):
+        found = None  # a stray file beside class folders (a backup .tar, some other table): only named below
+    if found is not None and (not classes or (beside and len(classes) == 1)):
+        read_as = f"its one sub-folder {classes[0]}/ would be a single class" if classes else "it has none"
+        keep = f", or move {stray} out to train a one-class model on {classes[0]}/" if classes else ""
+        raise ValueError(
+            f"{class_root} holds {found}, ignored without the captions: prefix (a folder is read as class "
+            f"sub-folders, and {read_as}); pass --data captions:{spec} for a text model{keep}"
+        )
+    if not distributed.is_main():
+        return
+    logger = distributed.get_logger("nextscale.data")
+    if beside and found is None:
+        logger.warning(
+            "%s: %s at its root holds no image captions and is not read (class sub-folders are)", class_root, stray
+        )
+    loose = [path for path in class_root.iterdir() if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS]
+    if loose:
+        logger.warning(
+            "%d %s directly in %s and %s not used: a class model reads DIR/CLASS_NAME/ sub-folders, one per class "
+            "(e.g. %s)",
+            len(loose),
+            "image lies" if len(loose) == 1 else "images lie",
+            class_root,
+            "is" if len(loose) == 1 else "are",
+            loose[0].name,
+        )
+    if found is not None:
+        logger.warning(
+            "%s holds %s, which %s ignored here (class sub-folders are read); to use the captions, pass --data "
+            "captions:%s (and train a text model with --text-encoder)",
+            class_root,
+            found,
+            "are" if found.endswith("s") else "is",
+            spec,
+        )
