@@ -15,7 +15,9 @@ a text model, the class ones unless --no-class; no Edit tab for the raster basel
   Edit             upload an image (the bundled model starts with a real test sneaker), set a box with the
                    y0 x0 y1 x1 sliders (fractions, as `nextscale edit --box`), inpaint or outpaint it towards
                    a class, or extend it (shrink the image into the middle and generate a frame around it, as
-                   `nextscale edit --extend`); shows the input, the region and the results side by side.
+                   `nextscale edit --extend`); shows the input, the region and the results side by side, and
+                   below them each result pasted back into the upload at its own size and mode (a transparent
+                   PNG keeps its alpha), as `nextscale edit --paste-back` writes it.
   Edit with text   the same with the text model, towards a prompt (the whole edited picture's caption; the
                    bundled scene model starts with a real held-out scene and a bag asked for in its top left).
 Every tab has the sampling knobs of `nextscale sample` (seed, cfg, top-k, top-p, temperature, smooth), starting
