@@ -3,17 +3,8 @@
 
 import json
 
-from PIL import Image
-
 from nextscale.cli import main
-
-
-def class_folder(root, per_class: int = 3):
-    for label in ("a", "b"):
-        (root / label).mkdir(parents=True)
-        for index in range(per_class):
-            Image.new("RGB", (20, 16), (index * 40, 0, 0)).save(root / label / f"{index}.png")
-    return root
+from tiny_folders import class_folder
 
 
 def tokenize(pipeline, data, out, *extra: str) -> int:

@@ -11,14 +11,7 @@ from nextscale.cli import main
 from nextscale.training.checkpoint import checkpoint_path
 from nextscale.training.crop_margin import CROP_MARGIN_FIELD, manifest_crop_margin, run_crop_margin
 from nextscale.training.data_specs import build_datasets
-
-
-def class_folder(root, per_class: int = 3):
-    for label in ("a", "b"):
-        (root / label).mkdir(parents=True)
-        for index in range(per_class):
-            Image.new("RGB", (20, 16), (index * 40, 0, 0)).save(root / label / f"{index}.png")
-    return root
+from tiny_folders import class_folder
 
 
 def caption_folder(root, count: int = 4):
