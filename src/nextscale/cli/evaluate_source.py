@@ -66,7 +66,7 @@ def model_source(model: Path | str | None, pipe) -> dict:
     pipeline folder's are what its export recorded in ``transformer/export.json``; folders without one (exported
     before it existed, saved from Python, converted, bundled) say only how export chooses the weights.
     """
-    trained = getattr(pipe, "trained_weights", None)
+    trained = pipe.trained_weights
     if trained is not None:
         return {"model_source": "training run", **trained.entries()}
     bundled = model is None or str(model).startswith("bundled:")

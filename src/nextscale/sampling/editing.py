@@ -16,6 +16,7 @@ References: Tian et al. 2024, Sec. 6 and Fig. 8; VAR ``demo_zero_shot_edit.ipynb
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -377,6 +378,8 @@ def extend_canvas(
     Returns:
         (canvas (1, C, S, S), placed (S, S) bool: True where the original image lies).
     """
+    if not isinstance(inner_fraction, numbers.Real) or isinstance(inner_fraction, bool):  # "0.6" from a form field
+        raise TypeError(f"inner_fraction must be a number in (0, 1) such as 0.6, got {inner_fraction!r}")
     if not 0.0 < inner_fraction < 1.0:
         raise ValueError(f"inner_fraction must be in (0, 1), got {inner_fraction}")
     size = image.shape[-1]

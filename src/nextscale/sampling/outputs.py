@@ -5,13 +5,14 @@ References: diffusers ``ImagePipelineOutput`` and its ``output_type`` ("pil", "p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from nextscale.data.grids import to_pil
+from nextscale.data.grids import make_grid, to_pil
 from nextscale.sampling.editing import PreparedImage, mask_overlay, paste_back
 
 OUTPUT_TYPES = ("pil", "pt", "np")
@@ -29,6 +30,12 @@ class PipelineOutput:
     tokens: torch.Tensor
     class_labels: torch.Tensor | None
     prompts: list[str] | None = None
+
+    def grid(self, nrow: int = 8, labels: Sequence[str | int] | None = None) -> Image.Image:
+        """The images tiled into one RGB picture, ``nrow`` per row (whatever the output_type), as
+        ``nextscale sample --out`` draws it; ``labels``: optional text under each image. ``.save("grid.png")``
+        writes it."""
+        return make_grid(as_batch(self.images), nrow=nrow, labels=labels)
 
 
 @dataclass
@@ -64,6 +71,17 @@ def as_pil(images: list[Image.Image] | torch.Tensor | np.ndarray) -> list[Image.
     if isinstance(images, np.ndarray):
         return [Image.fromarray(array[:, :, 0] if array.shape[-1] == 1 else array) for array in images]
     return to_output_type(images, "pil")
+
+
+def as_batch(images: list[Image.Image] | torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A call's images in any output form as one (B, C, H, W) float32 CPU tensor in [-1, 1] (C = 1 or 3)."""
+    if isinstance(images, torch.Tensor):  # "pt": [0, 1]
+        return images.detach().float().cpu() * 2 - 1
+    if isinstance(images, list):  # "pil": mode L or RGB
+        images = np.stack(
+            [np.asarray(image)[..., None] if image.mode == "L" else np.asarray(image) for image in images]
+        )
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1  # "np": uint8
 
 
 def to_output_type(images_01: torch.Tensor, output_type: str) -> list[Image.Image] | torch.Tensor | np.ndarray:

@@ -17,7 +17,7 @@ import copy
 import itertools
 import numbers
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -39,6 +39,8 @@ from nextscale.transformer.conditioning import Condition
 from nextscale.transformer.model import ScaleTransformer
 
 SEED_RANGE = (-(2**63), 2**64)
+# What a copy or an unpickled pipeline makes anew: its own lock and turn, and no CPU memory held by this one.
+UNSHARED = ("call_lock", "turn_holder", "memory_hold")
 # Keyword arguments of a text pipeline call (a class pipeline refuses them).
 TEXT_INPUTS = (
     "prompt",
@@ -79,10 +81,10 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         self.transformer = transformer.eval()
         self.sampler = self.make_sampler(self.tokenizer, self.transformer)
         self.recommended_sampling: dict = {}
+        # Which run checkpoint, step and weights this pipeline holds, when `load_run_pipeline` loaded it (for reports).
+        self.trained_weights = None
         self.class_names = self.check_class_names(class_names)
-        self.memory_hold = MemoryHold(owner=self)
-        self.call_lock = threading.Lock()  # calls and switches from several threads take turns (see `turn`)
-        self.turn_holder: int | None = None  # the thread whose call or switch holds the lock (see `turn`)
+        self.start_unshared_state()  # the lock that calls and switches from several threads take turns at (`turn`)
 
     def __deepcopy__(self, memo: dict) -> Pipeline:
         """``copy.deepcopy(pipe)``: an independent pipeline, as if just loaded: its own components and locks, and
@@ -91,12 +93,29 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         memo[id(self)] = twin
         steps = self.sampler.steps  # replaced by new steps of the same kind, which keep nothing yet
         memo[id(steps)] = type(steps)(copy.deepcopy(steps.transformer, memo))
-        unshared = ("call_lock", "turn_holder", "memory_hold")
-        twin.__dict__.update(copy.deepcopy({k: v for k, v in vars(self).items() if k not in unshared}, memo))
-        twin.memory_hold = MemoryHold(owner=twin)
-        twin.call_lock = threading.Lock()
-        twin.turn_holder = None
+        twin.__dict__.update(copy.deepcopy({k: v for k, v in vars(self).items() if k not in UNSHARED}, memo))
+        twin.start_unshared_state()
         return twin
+
+    def __getstate__(self) -> dict:
+        """``pickle.dumps(pipe)`` (a multiprocessing worker, joblib): the components and settings, as for
+        :meth:`__deepcopy__`; the locks, the held CPU memory and what calls kept (KV cache, CUDA graphs) stay here."""
+        state = {key: value for key, value in vars(self).items() if key not in UNSHARED}
+        sampler = copy.copy(self.sampler)  # the same components, with new steps that keep nothing yet
+        sampler.steps = type(self.sampler.steps)(self.sampler.steps.transformer)
+        state["sampler"] = sampler
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """The other half of :meth:`__getstate__`: a pipeline as if just loaded, with its own lock."""
+        self.__dict__.update(state)
+        self.start_unshared_state()
+
+    def start_unshared_state(self) -> None:
+        """The parts a copy or an unpickled pipeline makes anew rather than sharing (see ``UNSHARED``)."""
+        self.memory_hold = MemoryHold(owner=self)
+        self.call_lock = threading.Lock()
+        self.turn_holder: int | None = None  # the thread whose call or switch holds the lock (see `turn`)
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -280,11 +299,15 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
                 ``num_images_per_prompt`` labels from the generator (the official sampler's first draw).
             prompt: prompts, for text pipelines (a class pipeline refuses them).
             num_images_per_prompt: images per label or prompt.
-            cfg, top_k, top_p, temperature, smooth, cfg_schedule, overrides: see ``SamplingConfig``.
+            cfg, top_k, top_p, temperature, smooth, cfg_schedule, overrides: see ``SamplingConfig``. A folder's
+                recommended settings (``pipe.recommended_sampling``, which the CLI uses) are not applied here: pass
+                them, ``pipe(..., **pipe.recommended_sampling)``.
             seed / generator: source of randomness. A seed makes a new generator on the pipeline's device (the
-                same seed gives the same images at every call); a generator (on the pipeline's device) is advanced
-                by the call; either leaves torch's global generator alone. With neither, the draws come from (and
-                advance) torch's global generator.
+                same seed gives the same images at every call with the same labels or prompts, images per prompt,
+                settings and precision; all rows draw from one generator, so an image depends on the whole batch:
+                ``[3]`` and ``[3, 5]`` with seed 0 do not start with the same image); a generator (on the pipeline's
+                device) is advanced by the call; either leaves torch's global generator alone. With neither, the
+                draws come from (and advance) torch's global generator.
             output_type: "pil" (a list of B images, mode "L" or "RGB"), "pt" ((B, C, H, W) float32 in [0, 1], on
                 the pipeline's device) or "np" ((B, H, W, C) uint8); C is 1 for grayscale models, else 3.
             constraint: per-scale token hook, or an ``ImageEdit`` (editing), which the call encodes in its turn.
@@ -400,6 +423,11 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
             raise TypeError("class_labels must be ordered (a list, tuple or tensor): images come out in label order")
         if isinstance(class_labels, (numbers.Integral, str)):
             class_labels = [class_labels]
+        if isinstance(class_labels, (bytes, bytearray)) or not isinstance(class_labels, (torch.Tensor, Iterable)):
+            raise TypeError(  # a float such as 3.0 would otherwise fail as "'float' object is not iterable"
+                f"class_labels must be an int id, a class name, or a list / tensor of them, got {class_labels!r} "
+                f"({type(class_labels).__name__}); e.g. class_labels=[3] or class_labels=['Sneaker']"
+            )
         if not isinstance(class_labels, torch.Tensor):
             class_labels = list(class_labels)
             if not class_labels:
@@ -429,13 +457,52 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         Returns:
             the images in the requested form.
         """
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-        tokens = torch.as_tensor(tokens)
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must be (B, L) (one row per image), got shape {tuple(tokens.shape)}")
+        tokens = self.checked_tokens(tokens, output_type)
         with self.turn():  # not while a `pipe.to` in another thread moves the tokenizer
             self.check_component_moves()
             indices = self.tokenizer.indices_from_tokens(tokens.to(self.device))
             images = self.tokenizer.decode(indices).add(1).div(2)
         return to_output_type(images, output_type)
+
+    @torch.no_grad()
+    def decode_scales(
+        self, tokens: torch.Tensor | np.ndarray | Sequence[Sequence[int]], output_type: str = "pt"
+    ) -> list[list[Image.Image] | torch.Tensor | np.ndarray]:
+        """The coarse-to-fine view of tokens (``nextscale sample --show-scales``): what the first k scales decode
+        to, for k = 1 .. K; the last equals :meth:`decode_tokens`. Costs K decoder passes over the batch.
+
+        Args:
+            tokens: (B, L) integer token ids, as for :meth:`decode_tokens` (e.g. ``out.tokens``).
+            output_type: "pt", "np" or "pil", as for :meth:`decode_tokens`.
+        Returns:
+            a list of K batches (one per scale, coarse to fine), each in the requested form.
+        """
+        tokens = self.checked_tokens(tokens, output_type)
+        with self.turn():  # not while a `pipe.to` in another thread moves the tokenizer
+            self.check_component_moves()
+            views = self.tokenizer.decode_scales(self.tokenizer.indices_from_tokens(tokens.to(self.device)))
+        return [to_output_type(view.float().add(1).div(2), output_type) for view in views]
+
+    def checked_tokens(
+        self, tokens: torch.Tensor | np.ndarray | Sequence[Sequence[int]], output_type: str
+    ) -> torch.Tensor:
+        """The tokens of :meth:`decode_tokens` / :meth:`decode_scales` as a (B, L) tensor of this vocabulary's ids."""
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        tokens = torch.as_tensor(tokens)
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be (B, L) (one row per image), got shape {tuple(tokens.shape)}")
+        check_token_ids(tokens, self.tokenizer.config.vocab_size)
+        return tokens
+
+
+def check_token_ids(tokens: torch.Tensor, vocab_size: int) -> None:
+    """Refuse (B, L) tokens that are not integer ids of the vocabulary, naming ``tokens`` (the tokenizer would name
+    "indices of scale 0" instead)."""
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must be integer token ids, got {tokens.dtype}; e.g. out.tokens, or tokens.long()")
+    if tokens.numel() and not (0 <= int(tokens.min()) and int(tokens.max()) < vocab_size):
+        raise ValueError(
+            f"tokens must be ids in [0, {vocab_size}) (this tokenizer's vocabulary), got values in "
+            f"[{int(tokens.min())}, {int(tokens.max())}]: tokens of another model?"
+        )

@@ -36,6 +36,15 @@ def is_integer_scalar_array(value: object) -> bool:
     return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu"
 
 
+def wrong_label_fix(label: object) -> str:
+    """What to do about a label that is neither an id nor a name (the end of ``class_ids``' error)."""
+    if isinstance(label, numbers.Real) and not isinstance(label, bool) and float(label).is_integer():
+        return f"pass int({label!r}) = {int(label)}"  # a label read from a float array or a JSON number
+    if label is None:
+        return "for unconditional samples give the null id pipe.num_classes (class_labels=None draws random labels)"
+    return "e.g. 3 or 'Sneaker' (see pipe.class_names)"
+
+
 class ClassNamesMixin:
     """``check_class_names``, ``class_ids``, ``class_id_of_name`` and ``describe_classes`` of ``Pipeline``
     (which provides ``class_names`` and ``num_classes``)."""
@@ -79,7 +88,10 @@ class ClassNamesMixin:
                     )
                 ids.append(int(label))
             else:
-                raise TypeError(f"a class label is an int id or a class name, got {label!r}")
+                raise TypeError(
+                    f"a class label is an int id or a class name, got {label!r} ({type(label).__name__}); "
+                    + wrong_label_fix(label)
+                )
         return ids
 
     def class_id_of_name(self, name: str) -> int:

@@ -241,6 +241,11 @@ class EditingMixin:
         if {"constraint", "class_labels", "prompt", "num_images_per_prompt"} & set(sampling):
             raise TypeError("edit_images makes its own constraint and takes one class label or prompt per image")
         given = prompts if self.is_text_conditional else class_labels
+        if isinstance(given, (str, bytes)):  # list("Bag") would be three labels
+            what = "prompts" if self.is_text_conditional else "class_labels"
+            raise TypeError(
+                f"{what} must be a list with one entry per image; the same for all: [{given!r}] * {len(images)}"
+            )
         targets = [None] * len(images) if given is None else list(given)
         if len(targets) != len(images):
             what = "prompt" if self.is_text_conditional else "class label"

@@ -40,7 +40,7 @@ from nextscale.pretrained import (
     usable_device,
 )
 from nextscale.sampling.guidance import SamplingConfig
-from nextscale.sampling.precision import PRECISIONS
+from nextscale.sampling.pipeline_speed import check_precision_name
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.model import ScaleTransformer
 from nextscale.transformer.raster_model import RasterTransformer
@@ -131,8 +131,7 @@ class PipelineFolderMixin:
         ``cuda_graphs`` replays each scale's transformer step as a CUDA graph (see :meth:`use_cuda_graphs`);
         ``fused_kernels`` runs the blocks' elementwise regions as fused compiled kernels (:meth:`use_fused_kernels`).
         """
-        if dtype not in PRECISIONS:  # before loading anything
-            raise ValueError(f"dtype must be one of {PRECISIONS}, got {dtype!r}")
+        check_precision_name(dtype)  # before loading anything
         device = usable_device(device)
         path = resolve_model_path(path)
         if path.is_file():  # an official .pth, or a file of weights, given where a folder goes

@@ -11,13 +11,48 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+import torch
+
 from nextscale.sampling.cuda_graphs import CudaGraphSteps
 from nextscale.sampling.linear_kernels import choose_linear_kernel
-from nextscale.sampling.precision import Precision, cast_linear_weights, choose_precision, quantize_dynamic_int8
+from nextscale.sampling.precision import (
+    PRECISIONS,
+    Precision,
+    cast_linear_weights,
+    choose_precision,
+    quantize_dynamic_int8,
+)
 from nextscale.sampling.sampler import ScaleSampler
 
 if TYPE_CHECKING:
     from nextscale.sampling.pipeline import Pipeline
+
+
+# Spellings of a precision that researchers bring from other libraries (diffusers' torch_dtype, ...) -> its name.
+PRECISION_SPELLINGS = {
+    torch.float32: "fp32",
+    torch.bfloat16: "bf16",
+    torch.float16: "fp16",
+    torch.qint8: "int8",
+    "float32": "fp32",
+    "float": "fp32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "half": "fp16",
+    "qint8": "int8",
+}
+
+
+def check_precision_name(dtype: object) -> None:
+    """Refuse a ``dtype`` that is not a precision name, saying which name was meant (``torch.bfloat16``: "bf16")."""
+    if isinstance(dtype, str) and dtype in PRECISIONS:
+        return
+    key = dtype.lower() if isinstance(dtype, str) else dtype
+    meant = PRECISION_SPELLINGS.get(key) if isinstance(key, (str, torch.dtype)) else None
+    if meant is None and key in PRECISIONS:
+        meant = key  # "BF16"
+    hint = f"; for {dtype!r} pass dtype={meant!r}" if meant else ""
+    raise ValueError(f"dtype must be one of {PRECISIONS} (a name, not a torch.dtype), got {dtype!r}{hint}")
 
 
 class SpeedSwitchesMixin:
@@ -88,6 +123,7 @@ class SpeedSwitchesMixin:
         (PyTorch's own, the exact path's), "onednn" (faster for wide models, not bit-exact), or "auto" (the faster
         of the two at this model's width, timed at the first call); see ``nextscale.sampling.linear_kernels``.
         """
+        check_precision_name(dtype)
         with self.turn():  # not under a call running in another thread
             self.switch_precision(self.requested_precision(dtype, linear_kernel))
         return self

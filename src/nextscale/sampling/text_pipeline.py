@@ -15,6 +15,7 @@ Ma et al., STAR (arXiv 2406.10797); STAR_REFERENCE.md section 7.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,6 +32,31 @@ from nextscale.transformer.text_model import TextScaleTransformer
 logger = logging.getLogger(__name__)
 
 TEXT_ENCODER_DIR = "text_encoder"
+
+
+def check_text_encoder(text_encoder: object) -> None:
+    """Refuse what is not an encoder (a path to one, most likely) before its missing ``width`` fails obscurely."""
+    if isinstance(text_encoder, (str, os.PathLike)):
+        raise TypeError(
+            f"text_encoder must be a loaded encoder, not the path {str(text_encoder)!r}: pass "
+            "nextscale.text.load_text_encoder(path) (or load_default_text_encoder())"
+        )
+    if text_encoder is not None and not (hasattr(text_encoder, "encode") and hasattr(text_encoder, "width")):
+        raise TypeError(
+            f"text_encoder must be a text encoder with .encode(prompts) and .width (nextscale.text.load_text_encoder"
+            f"(path)), got {type(text_encoder).__name__}"
+        )
+
+
+def feature_tensor(value: object, name: str, shape: str) -> torch.Tensor:
+    """A precomputed text feature as a float32 tensor; anything that is not numbers (a string, a list of strings)
+    is refused naming the argument, rather than with torch's "new(): invalid data type 'str'"."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a {shape} tensor of numbers, got a string; text goes in prompt=...")
+    try:
+        return torch.as_tensor(value, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a {shape} tensor or array of numbers, got {type(value).__name__}") from err
 
 
 class TextPipeline(Pipeline):
@@ -50,6 +76,7 @@ class TextPipeline(Pipeline):
         text_encoder: TextEncoder | None = None,
     ) -> None:
         super().__init__(tokenizer, transformer)  # checks the transformer and that the components fit
+        check_text_encoder(text_encoder)
         if text_encoder is not None and text_encoder.width != transformer.config.text_dim:
             raise ValueError(
                 f"the text encoder {text_encoder.name!r} has width {text_encoder.width}, but the transformer expects "
@@ -163,22 +190,22 @@ class TextPipeline(Pipeline):
             return None
         if pooled is None:
             raise ValueError(f"{name}_embeds needs {pooled_name} (B, D): the first token map is built from it")
-        embeds = torch.as_tensor(embeds, dtype=torch.float32)
+        embeds = feature_tensor(embeds, f"{name}_embeds", "(B, T, D)")
         if embeds.ndim != 3:
             raise ValueError(f"{name}_embeds must be (B, T, D), got {tuple(embeds.shape)}")
         width = self.transformer.config.text_dim
-        pooled_width = torch.as_tensor(pooled).shape[-1:]
+        pooled = feature_tensor(pooled, pooled_name, "(B, D)")
+        pooled_width = pooled.shape[-1:]
         if embeds.shape[-1] != width or tuple(pooled_width) != (width,):
             raise ValueError(
                 f"{name}_embeds and {pooled_name} must have width D = {width} (the transformer's text_dim), "
                 f"got {embeds.shape[-1]} and {tuple(pooled_width)[0] if pooled_width else None}; encode with the "
                 "encoder the model was trained with"
             )
-        pooled = torch.as_tensor(pooled, dtype=torch.float32)
         if not (torch.isfinite(embeds).all() and torch.isfinite(pooled).all()):
             raise ValueError(f"{name}_embeds or {pooled_name} hold NaN or infinite values; encode the prompts again")
         if mask is not None:
-            mask = torch.as_tensor(mask)
+            mask = feature_tensor(mask, f"{name}_attention_mask", "(B, T) of 1 and 0")
             if not ((mask == 0) | (mask == 1)).all():  # the cross-attention keeps exactly the 1s (STAR's convention)
                 raise ValueError(f"{name}_attention_mask must hold 1 (real token) and 0 (padding) only")
         mask = torch.ones(embeds.shape[:2], dtype=torch.long) if mask is None else mask.long()
