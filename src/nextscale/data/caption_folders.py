@@ -17,6 +17,16 @@ from nextscale.data.caption_base import (
 from nextscale.data.image_listing import IMAGE_EXTENSIONS, visible_files
 
 
+def caption_folder_files(root: Path) -> tuple[list[Path], dict[Path, Path]]:
+    """(the image files under ``root``, sorted; each caption file by its path without the suffix), hidden files left
+    out. An image is captioned when ``image.with_suffix("")`` is a key of the second."""
+    visible = visible_files(root)
+    images = [path for path in visible if path.suffix.lower() in IMAGE_EXTENSIONS]
+    # name.txt or name.TXT (cameras and Windows tools write upper-case suffixes); name.txt wins if both exist.
+    captions = {path.with_suffix(""): path for path in visible if path.suffix.lower() == CAPTION_SUFFIX}
+    return images, captions
+
+
 class CaptionFolderDataset(CaptionDataset):
     """Images under ``root`` (recursive) with same-stem ``.txt`` captions, one caption per line.
 
@@ -33,11 +43,8 @@ class CaptionFolderDataset(CaptionDataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"caption folder {self.root} does not exist (expected root/name.png + name.txt)")
-        visible = visible_files(self.root)
-        images = [path for path in visible if path.suffix.lower() in IMAGE_EXTENSIONS]
+        images, captions = caption_folder_files(self.root)
         stems = {path.with_suffix("") for path in images}
-        # name.txt or name.TXT (cameras and Windows tools write upper-case suffixes); name.txt wins if both exist.
-        captions = {path.with_suffix(""): path for path in visible if path.suffix.lower() == CAPTION_SUFFIX}
         # A caption whose image is missing is counted too: a renamed or deleted image should not vanish unseen.
         orphans = [path for stem, path in sorted(captions.items()) if stem not in stems]
         candidates = [self._candidate(path, captions.get(path.with_suffix(""))) for path in images]

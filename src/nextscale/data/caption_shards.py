@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import tarfile
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from nextscale.data.caption_base import (
 )
 from nextscale.data.image_listing import IMAGE_EXTENSIONS
 
+PROBED_MEMBERS = 1_000  # members looked at to tell a shard from another .tar (``first_captioned_key``)
 _COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZ": "bzip2", b"\xfd7": "xz"}
 
 
@@ -80,14 +82,9 @@ class CaptionShardDataset(CaptionDataset):
         try:
             with tarfile.open(shard, mode="r:") as tar:
                 for member in tar:  # reads headers only, seeking past the data
-                    if not member.isfile():
+                    if not member.isfile() or (parts := _key_and_extension(member.name)) is None:
                         continue
-                    folder, _, file_name = member.name.rpartition("/")
-                    stem, dot, extension = file_name.partition(".")
-                    if not dot or stem == "":
-                        continue
-                    key = f"{folder}/{stem}" if folder else stem
-                    extension = extension.lower()
+                    key, extension = parts
                     last = "." + extension.rpartition(".")[2]
                     if "." in extension and (last in IMAGE_EXTENSIONS or last == CAPTION_SUFFIX):
                         dotted.setdefault(key, member.name)  # "a.1.png": key "a", extension "1.png"
@@ -124,6 +121,41 @@ class CaptionShardDataset(CaptionDataset):
         # the sample has no image or no caption of its own, i.e. where a dotted file name would otherwise vanish.
         unpaired = [name for key, name in dotted.items() if not (key in images and key in captions)]
         return candidates + [_Candidate(f"{shard}:{name}", problem="dotted_name") for name in unpaired]
+
+
+def _key_and_extension(member_name: str) -> tuple[str, str] | None:
+    """A member's webdataset key and its lower-case extension, split at the file name's first dot: ``a/0001.PNG`` ->
+    (``a/0001``, ``png``), ``a/0001.seg.png`` -> (``a/0001``, ``seg.png``); None without a stem or an extension."""
+    folder, _, file_name = member_name.rpartition("/")
+    stem, dot, extension = file_name.partition(".")
+    if not dot or stem == "":
+        return None
+    return (f"{folder}/{stem}" if folder else stem), extension.lower()
+
+
+def first_captioned_key(shard: Path) -> str | None:
+    """The first key among ``shard``'s first ``PROBED_MEMBERS`` members with both an image and a ``.txt`` member, or
+    None: a webdataset shard of captioned images has such a pair at its start (a sample's parts are written
+    together), while a stray ``.tar`` (a backup, another task's archive) or a file that is no plain tar has none."""
+    images: set[str] = set()
+    captions: set[str] = set()
+    try:
+        with tarfile.open(shard, mode="r:") as tar:
+            for member in itertools.islice(tar, PROBED_MEMBERS):  # headers only
+                if not member.isfile() or (parts := _key_and_extension(member.name)) is None:
+                    continue
+                key, extension = parts
+                if "." + extension in IMAGE_EXTENSIONS:
+                    images.add(key)
+                elif "." + extension == CAPTION_SUFFIX:
+                    captions.add(key)
+                else:
+                    continue
+                if key in images and key in captions:
+                    return key
+    except (tarfile.TarError, OSError):
+        return None
+    return None
 
 
 def _claim(owners: dict[tuple[str, str], str], shard: Path, key: str, part: str, member: str) -> None:

@@ -31,6 +31,10 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
   offset.
   Compressed shards (``.tar.gz``) are refused with a message: random access would re-read the stream, and so is
   a shard with two images or two captions for one key (a member added twice, or ``a.png`` beside ``a.jpg``).
+- **Which one a folder is**: a manifest wins; otherwise the folder is shards when its ``.tar`` files are all that
+  holds data, and images with ``.txt`` captions when no ``.tar`` beside them holds an image + caption pair (a stray
+  backup ``.tar`` is named in a warning and ignored). A ``.tar`` shard beside captioned images is refused with the
+  fix (move one or the other into a folder of its own): which was meant cannot be told.
 
 Manifests are UTF-8; caption files (``.txt``, in folders and shards) are UTF-8, or UTF-16/UTF-32 with a
 byte-order mark (as Windows editors save "Unicode" text); a mark is dropped (without one, UTF-16/32 text reads
@@ -84,15 +88,18 @@ pick the source for a path (``open_caption_dataset``, ``open_caption_splits``).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from nextscale.data.caption_base import CaptionDataset
-from nextscale.data.caption_folders import CaptionFolderDataset
+from nextscale.data.caption_base import SHOWN_EXAMPLES, CaptionDataset
+from nextscale.data.caption_folders import CaptionFolderDataset, caption_folder_files
 from nextscale.data.caption_manifests import CaptionManifestDataset
-from nextscale.data.caption_shards import CaptionShardDataset
+from nextscale.data.caption_shards import CaptionShardDataset, first_captioned_key
 from nextscale.data.folders import HELD_OUT_NAMES, carve_held_out_by_name, held_out_note
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_NAMES = ("captions.jsonl", "captions.csv")
 
@@ -102,7 +109,8 @@ def open_caption_dataset(path: str | os.PathLike, size: int, **options: Any) -> 
 
     A ``.jsonl``/``.csv`` file is a manifest and a ``.tar`` file a shard; a folder holding
     ``captions.jsonl`` or ``captions.csv`` is read through that manifest, a folder of ``.tar`` files as
-    shards, and any other folder as images with ``.txt`` captions. ``options`` go to ``CaptionDataset``.
+    shards, and any other folder as images with ``.txt`` captions; a ``.tar`` file beside captioned images is
+    decided by what it holds (``holds_shards``). ``options`` go to ``CaptionDataset``.
     """
     path = Path(path)
     if path.is_file():
@@ -117,14 +125,49 @@ def open_caption_dataset(path: str | os.PathLike, size: int, **options: Any) -> 
     for name in MANIFEST_NAMES:
         if (path / name).is_file():
             return CaptionManifestDataset(path / name, size, **options)
-    if any(path.glob("*.tar")):
+    if holds_shards(path):
         return CaptionShardDataset(path, size, **options)
     return CaptionFolderDataset(path, size, **options)
 
 
+def holds_shards(folder: Path) -> bool:
+    """Whether a folder without a manifest is read as webdataset shards rather than as images with ``.txt`` captions,
+    by what it holds: its ``.tar`` files when nothing beside them is an image with a caption; the images when no
+    ``.tar`` holds an image + ``.txt`` pair near its start (``first_captioned_key``: a stray backup or archive, named
+    in a warning and ignored).
+
+    Raises:
+        ValueError: the folder holds both shards and captioned images, so which one is meant cannot be told.
+    """
+    tars = sorted(folder.glob("*.tar"))
+    if not tars:
+        return False
+    images, captions = caption_folder_files(folder)
+    captioned = [image for image in images if image.with_suffix("") in captions]
+    if not captioned:
+        return True  # only the .tar files can hold the data: the shard reader says what is wrong with them
+    shards = [tar for tar in tars if first_captioned_key(tar) is not None]
+    if shards:
+        others = f" (and {len(shards) - 1} more .tar shards)" if len(shards) > 1 else ""
+        raise ValueError(
+            f"caption folder {folder} holds both a webdataset shard, {shards[0].name}{others}, and {len(captioned)} "
+            f"images with .txt captions (e.g. {captioned[0].relative_to(folder)}); move the shards or the images into "
+            "a folder of their own and pass that one"
+        )
+    stray = ", ".join(tar.name for tar in tars[:SHOWN_EXAMPLES]) + (" ..." if len(tars) > SHOWN_EXAMPLES else "")
+    logger.warning(
+        "caption folder %s: ignoring %s, which holds no image + .txt caption pair (not a webdataset shard); "
+        "reading its %d captioned images",
+        folder,
+        stray,
+        len(captioned),
+    )
+    return False
+
+
 def _is_caption_folder(path: Path) -> bool:
     """Whether ``open_caption_dataset`` reads the folder ``path`` as images with ``.txt`` captions (recursively)."""
-    return not any((path / name).is_file() for name in MANIFEST_NAMES) and not any(path.glob("*.tar"))
+    return not any((path / name).is_file() for name in MANIFEST_NAMES) and not holds_shards(path)
 
 
 def open_caption_splits(

@@ -1,4 +1,5 @@
-"""One image file in: header checks, decoding (a huge JPEG shrunk while decoded), EXIF turn, mode conversion.
+"""One image file in: header checks, decoding (a huge JPEG shrunk while decoded), EXIF turn, mode conversion
+(a 16-bit gray PNG's transparent value made an alpha channel, ``gray_transparency_as_alpha``).
 
 Each file is judged when it is opened or read. A bad file raises ``BadImageError`` with one of
 ``BAD_IMAGE_REASONS``: unreadable (not an image, a corrupt header), truncated (fails to decode), tiny (shorter side
@@ -14,10 +15,18 @@ import warnings
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps, JpegImagePlugin
 
-from nextscale.data.transforms import BIT_DEPTH_KEY, ImageTransform, convert_mode, file_bit_depth
+from nextscale.data.transforms import (
+    BIT_DEPTH_KEY,
+    GRAY_MODES,
+    SIXTEEN_BIT_MODES,
+    ImageTransform,
+    convert_mode,
+    file_bit_depth,
+)
 
 # PIL signals unreadable or truncated files with OSError (incl. UnidentifiedImageError), ValueError or SyntaxError.
 _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -98,11 +107,31 @@ def upright(image: Image.Image) -> Image.Image:
     sideways and record the turn): what every viewer shows, so that boxes and masks mean what the user sees.
 
     A 32-bit integer ("I") image keeps the bit depth its file declares in ``info`` (the copy has lost the file's
-    tags), so that ``transforms.convert_mode`` scales a 16-bit file's pixels as 16-bit however dark they are."""
+    tags), so that ``transforms.convert_mode`` scales a 16-bit file's pixels as 16-bit however dark they are, and a
+    16-bit gray image with a transparent value comes back as "LA" (``gray_transparency_as_alpha``)."""
     turned = ImageOps.exif_transpose(image) or image.copy()
     if image.mode == "I" and (bits := file_bit_depth(image)) is not None:
         turned.info[BIT_DEPTH_KEY] = bits
-    return turned
+    return gray_transparency_as_alpha(turned)
+
+
+def gray_transparency_as_alpha(image: Image.Image) -> Image.Image:
+    """A 16- or 32-bit gray image whose file names one value transparent (a 16-bit gray PNG's tRNS chunk, which
+    Pillow opens as "I;16" with ``info["transparency"]``) as "LA": gray scaled to 8 bits by ``convert_mode`` (not
+    clipped), alpha 0 at the transparent value and 255 elsewhere, so it is composited on white as RGBA images are.
+    Any other image is returned as it is.
+
+    Worked example: 16-bit pixels (32896, 1000) with value 1000 transparent become LA (128, 255) and (4, 0), which
+    ``convert_mode`` makes gray 128 and white 255 (without this, 1000 would read as dark gray 4).
+    """
+    transparent = image.info.get("transparency")
+    if image.mode not in SIXTEEN_BIT_MODES or not isinstance(transparent, int):
+        return image
+    opaque = image.copy()
+    del opaque.info["transparency"]
+    gray = convert_mode(opaque, 1)  # the 16-bit scaling and a gray colour profile, applied as to any gray image
+    alpha = Image.fromarray(np.where(np.asarray(image) == transparent, 0, 255).astype(np.uint8))
+    return Image.merge("LA", (gray, alpha))
 
 
 QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that turn the stored pixels by 90 degrees (transposed or not)
@@ -120,6 +149,30 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
         return image.size
     width, height = image.size
     return (height, width) if orientation in QUARTER_TURNS else (width, height)
+
+
+GRAY_TOLERANCE = 2  # lossy WebP stores gray pixels with colour channels up to a level apart
+
+
+def holds_gray(image: Image.Image) -> bool:
+    """Whether an opened, not yet decoded image is grayscale: a gray mode (``transforms.GRAY_MODES``), or RGB(A)
+    from a file with no gray mode of its own whose visible pixels' channels agree (the pixels are decoded): a WebP
+    (Pillow saves "L" and "LA" images as RGB and RGBA WebPs) or a 16-bit gray + alpha PNG (Pillow opens it as RGBA).
+    Other RGB files are colour, as their headers say; they are not decoded.
+
+    For telling a grayscale folder from a colour one: an "LA" WebP reads back as RGBA, yet its one channel is what
+    a grayscale model (``channels`` 1) reads from it.
+    """
+    if image.mode in GRAY_MODES:
+        return True
+    gray_stored_as_colour = image.format == "WEBP" or (
+        image.format == "PNG" and any(tile[3] == "LA;16B" for tile in image.tile)  # tile: (codec, box, offset, rawmode)
+    )
+    if image.mode not in ("RGB", "RGBA") or not gray_stored_as_colour:
+        return False
+    pixels = np.asarray(image.convert("RGBA"), dtype=np.int16)  # (H, W, 4)
+    visible = pixels[pixels[..., 3] > 0, :3]  # the colour under a fully transparent pixel is never shown
+    return int(np.ptp(visible, axis=1).max(initial=0)) <= GRAY_TOLERANCE
 
 
 def read_training_image(path: str | os.PathLike, size: int, channels: int) -> Image.Image:
