@@ -138,6 +138,7 @@ def adapted_for_fine_tuning(model, args: argparse.Namespace):
     per-sample cross-attention; a line for each change. Shape flags are refused (the weights fix the shape)."""
     import dataclasses
 
+    from nextscale import distributed
     from nextscale.transformer.text_model import TextScaleTransformer
 
     given = [flag for name, flag in SHAPE_FLAGS.items() if getattr(args, name, None) not in (None, False)]
@@ -179,7 +180,8 @@ def adapted_for_fine_tuning(model, args: argparse.Namespace):
         )
     if not changes:
         return model
-    print(f"--init-from {args.init_from}: " + "; ".join(notes), flush=True)
+    if distributed.is_main():  # every rank adapts its copy; one line says how
+        print(f"--init-from {args.init_from}: " + "; ".join(notes), flush=True)
     adapted = type(model)(dataclasses.replace(model.config, **changes))
     state = model.state_dict()
     if table is not None:

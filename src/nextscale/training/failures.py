@@ -1,12 +1,13 @@
 """How a run stops when something goes wrong: one sentence naming what failed and the checkpoint to resume from.
 
-Three failures end a run without writing anything that a resume could pick up:
+These failures end a run without writing anything that a resume could pick up:
 
 - ``NonFiniteLoss``: the loss (or, outside fp16, the gradient norm) became NaN or infinite. The check runs
   before any optimizer step, so the weights, EMA and optimizer states in memory are still those of the
   previous step, and nothing is saved: re-running resumes from the last checkpoint, which is finite.
 - ``CheckpointWriteError``: writing a checkpoint failed (disk full, folder made read-only). The temporary
   file is removed and the previous checkpoint is untouched (see ``checkpoint.save_checkpoint``).
+  The other ranks of a torchrun job raise ``RankZeroWriteFailed`` instead, a line that points to rank 0's.
 - ``RunWriteError``: any other file operation of the run failed (metrics, previews, a data file): the
   checkpoints are untouched.
 - ``PeerLost``: another process of a ``torchrun`` job died or stopped answering (a collective failed or
@@ -72,6 +73,23 @@ class CheckpointWriteError(OSError):
             f"{last_good_checkpoint(run_dir, saved_step)} once you {hint}",
         )
         self.path, self.saved_step = path, saved_step
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class RankZeroWriteFailed(OSError):
+    """What the other ranks of a torchrun job report when rank 0 could not write a checkpoint: one line pointing to
+    rank 0's, which alone knows the cause and names the checkpoint to resume from (repeating it once per rank
+    would bury it, and these ranks only learn that the write failed)."""
+
+    def __init__(self, path: Path, rank: int) -> None:
+        super().__init__(
+            None,
+            f"training stopped on rank {rank} because rank 0 could not write checkpoint {path}; "
+            "rank 0's message says why and which checkpoint the same command resumes from",
+        )
+        self.path = path
 
     def __str__(self) -> str:
         return str(self.strerror)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -25,10 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from nextscale.training.config import PRECISIONS, TrainConfig
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the flag parsing stays free of torch, so `nextscale train --help` answers at once
     from nextscale.distributed import DistInfo
-
-log = logging.getLogger(__name__)
 
 
 GIVEN = "_given_on_command_line"  # namespace attribute: the dests typed on the command line
@@ -303,7 +300,12 @@ def apply_run_file(args: argparse.Namespace, sources: tuple[Source, ...] = ()) -
         setattr(args, dest, value)
         setattr(args, FROM_FILE, frozenset(getattr(args, FROM_FILE, frozenset())) | {dest})
     if dropped:
-        log.info("ignoring %s from %s: the command line names another source for them", ", ".join(dropped), path)
+        from nextscale import distributed
+
+        # Once, not once per rank: these lines come before the process group, when is_main reads RANK.
+        distributed.get_logger(__name__).info(
+            "ignoring %s from %s: the command line names another source for them", ", ".join(dropped), path
+        )
     return args
 
 
@@ -525,8 +527,11 @@ def fit_and_report(trainer, max_steps: int | None, datasets, kind: str) -> dict:
     Raises:
         TrainingInterrupted: on the main process, when a signal stopped training (after its checkpoint).
         SystemExit: with status 130 on the other processes of that run, which print nothing.
+        CheckpointWriteError: on the main process, when it could not write a checkpoint.
+        RankZeroWriteFailed: on the other processes of that run: a short line pointing to the main process's.
     """
     from nextscale.training.data_specs import report_skipped_images
+    from nextscale.training.failures import CheckpointWriteError, RankZeroWriteFailed
     from nextscale.training.interrupt import TrainingInterrupted
 
     try:
@@ -537,6 +542,10 @@ def fit_and_report(trainer, max_steps: int | None, datasets, kind: str) -> dict:
         # Every rank stops at the signal: the others exit with the CLI's status for an interrupt (130) without
         # printing the same line once per process.
         raise SystemExit(INTERRUPTED_STATUS) from None
+    except CheckpointWriteError as err:
+        if trainer.dist.is_main:
+            raise  # names the cause (full disk, permissions) and the checkpoint to resume from
+        raise RankZeroWriteFailed(err.path, trainer.dist.rank) from err
     finally:
         report_skipped_images(datasets)
     if trainer.dist.is_main:
