@@ -3,6 +3,8 @@
 
 import json
 
+import pytest
+
 from nextscale.cli import main
 from tiny_folders import class_folder
 
@@ -95,3 +97,15 @@ def test_train_on_tokens_crops_held_out_images_as_the_tokens_were(tiny_pipeline_
     assert main([*argv.split(), "--crop-margin", "1.125"]) == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "was made with crop margin 1 (its manifest.json)" in error
+
+
+@pytest.mark.parametrize("command", ["train-tokenizer", "train"])
+def test_a_refused_margin_leaves_no_run_folder(tiny_pipeline_dir, tmp_path, capsys, command):
+    run_dir = tmp_path / "run"
+    argv = [command, "--data", "fashion-mnist", "--crop-margin", "1.2", "--run-dir", str(run_dir), "--device", "cpu"]
+    if command == "train":
+        argv += ["--tokenizer", str(tiny_pipeline_dir)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "Fashion-MNIST images are resized whole" in error
+    assert not run_dir.exists()

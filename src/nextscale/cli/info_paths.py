@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from nextscale.training.crop_margin import CROP_MARGIN_FIELD
+
 # Files that say what their folder is (`info FOLDER/pipeline.json` describes FOLDER).
 FOLDER_MARKERS = ("pipeline.json", "config.json", "manifest.json", "sweep.json", "sample-settings.json")
 
@@ -18,7 +20,7 @@ FOLDER_MARKERS = ("pipeline.json", "config.json", "manifest.json", "sweep.json",
 def describe(text: str) -> dict[str, Any]:
     """The facts about one path (a pipeline folder, training run, token folder, sample folder, component folder or
     checkpoint file); a ValueError naming what each kind would hold when it is none of them."""
-    from nextscale.pretrained import resolve_model_path
+    from nextscale.pretrained import BUNDLED_PREFIX, resolve_model_path
     from nextscale.training.data_specs import CAPTIONS_PREFIX, FASHION_PREFIX
     from nextscale.training.export import run_kind
 
@@ -29,7 +31,7 @@ def describe(text: str) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_dir():
         if (path / "pipeline.json").is_file():
-            return describe_pipeline(path)
+            return describe_pipeline(path, shown=text if text.startswith(BUNDLED_PREFIX) else None)
         if run_kind(path) is not None:
             return describe_run(path)
         if (path / "manifest.json").is_file():
@@ -76,14 +78,15 @@ def component_facts(folder: Path) -> dict[str, Any]:
 
     saved = read_json_file(folder / "config.json", f"{folder} is not a component folder")
     config = saved.get("config", {}) if isinstance(saved.get("config"), dict) else {}
-    count, dtypes = 0, set()
+    count, dtypes = 0, set()  # the weights' formats: integer buffers (a step counter) are no weights
     try:
         with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
             for key in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 piece = weights.get_slice(key)
                 shape = piece.get_shape()
                 count += math.prod(shape)
-                dtypes.add(piece.get_dtype())
+                if piece.get_dtype().startswith(("F", "BF")):
+                    dtypes.add(piece.get_dtype())
     except SafetensorError as err:  # not an OSError or ValueError: it would end `info` in a traceback
         raise ValueError(
             f"{folder / 'model.safetensors'} could not be read ({err}); the file is corrupt or truncated"
@@ -98,7 +101,9 @@ def component_facts(folder: Path) -> dict[str, Any]:
     return facts | {key: config[key] for key in shape if key in config}
 
 
-def describe_pipeline(folder: Path) -> dict[str, Any]:
+def describe_pipeline(folder: Path, shown: str | None = None) -> dict[str, Any]:
+    """A pipeline folder from its files; ``shown``: the ``bundled:NAME`` it was named by, which the headline and the
+    suggested command use (the folder's place inside the installed package is no name to type)."""
     from nextscale.pretrained import read_json_file
     from nextscale.sampling.pipeline_folder import check_index
     from nextscale.tokenizer.config import TokenizerConfig
@@ -106,7 +111,9 @@ def describe_pipeline(folder: Path) -> dict[str, Any]:
     spec = read_json_file(folder / "pipeline.json", f"{folder} is not a pipeline folder")
     check_index(spec, folder / "pipeline.json")  # what loading refuses: e.g. a component named by a number
     kind = spec.get("_class_name", "?")
-    report: dict[str, Any] = {"what": f"{folder}: a {kind} folder"}
+    name = shown or str(folder)
+    bundled = f" ({shown}, shipped inside the nextscale package)" if shown else ""
+    report: dict[str, Any] = {"what": f"{folder}: a {kind} folder{bundled}"}
     transformer = component_facts(folder / spec.get("transformer", "transformer"))
     tokenizer = component_facts(folder / spec.get("tokenizer", "tokenizer"))
     tokenizer_config = read_json_file(folder / spec.get("tokenizer", "tokenizer") / "config.json", "").get("config", {})
@@ -114,7 +121,8 @@ def describe_pipeline(folder: Path) -> dict[str, Any]:
     sides = transformer.get("scale_sides") or tokenizer.get("scale_sides") or []
     if sides:
         side = sides[-1] * factor
-        report["images"] = f"{side}x{side} px, {tokenizer_config.get('in_channels', 3)} channel(s)"
+        channels = tokenizer_config.get("in_channels", 3)
+        report["images"] = f"{side}x{side} px, " + {1: "grayscale", 3: "RGB"}.get(channels, f"{channels} channels")
         report["scales"] = f"{len(sides)} ({', '.join(map(str, sides))}), {sum(s * s for s in sides)} tokens"
         if kind == "RasterPipeline":
             report["scales"] = (
@@ -123,6 +131,8 @@ def describe_pipeline(folder: Path) -> dict[str, Any]:
             )
     report["transformer"] = _component_line(transformer)
     report["tokenizer"] = _component_line(tokenizer)
+    if trained := _exported_from(folder / spec.get("transformer", "transformer")):
+        report["trained_weights"] = trained
     names = spec.get("class_names")
     if names:
         shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
@@ -134,9 +144,9 @@ def describe_pipeline(folder: Path) -> dict[str, Any]:
     if spec.get("recommended_sampling"):
         report["recommended_sampling"] = spec["recommended_sampling"]
     report["try"] = (
-        f"nextscale sample --model {folder} --prompt 'a photo' --out grid.png"
+        f"nextscale sample --model {name} --prompt 'a photo' --out grid.png"
         if spec.get("text_encoder") or "text_dim" in transformer
-        else f"nextscale sample --model {folder} --class all --out grid.png"
+        else f"nextscale sample --model {name} --class all --out grid.png"
     )
     return report
 
@@ -157,6 +167,18 @@ def _component_line(facts: dict[str, Any]) -> str:
         + (f"; {shape}" if shape else "")
         + head
     )
+
+
+def _exported_from(component: Path) -> str | None:
+    """ "EMA weights of step 2 (checkpoints/step-00000002.pt)" from an exported component's export.json; None for a
+    folder without one (saved by save_pretrained, converted, or exported before the record existed)."""
+    from nextscale.training.export import read_export_record
+
+    record = read_export_record(component)
+    if record is None:
+        return None
+    weights = "EMA weights" if record.weights == "ema" else "raw (non-EMA) weights"
+    return f"{weights} of training step {record.step} ({record.checkpoint} of the run it was exported from)"
 
 
 def _text_encoder_line(folder: Path) -> str:
@@ -205,10 +227,12 @@ def describe_run(folder: Path) -> dict[str, Any]:
     report["progress"] = f"step {step} of {total}" + (
         " (finished)" if step == total else " (re-run its command to continue)"
     )
-    report["data"] = config.get("data") or config.get("tokens") or "?"
+    report["data"] = _run_data(config)
     shape = {key: model[key] for key in ("depth", "embed_dim", "vocab_size", "scale_sides") if key in model}
     if shape:
         report["model"] = shape
+    if CROP_MARGIN_FIELD in config:
+        report["crop_margin"] = _margin_line(config[CROP_MARGIN_FIELD])
     report["batch"] = f"{train.get('batch_size')} per step, precision {train.get('precision')}"
     report["checkpoints"] = [path.name for path in checkpoints] or "none yet"
     train_line, eval_line, eval_ema_line = _last_metrics(folder / "metrics.jsonl")
@@ -231,6 +255,21 @@ def describe_run(folder: Path) -> dict[str, Any]:
             "--tokens DIR)"
         )
     return report
+
+
+def _run_data(config: dict[str, Any]) -> str:
+    """What a run trains on: its --tokens folder (and the --data its held-out images come from) or its --data."""
+    tokens, data = config.get("tokens"), config.get("data")
+    if tokens:
+        return f"token folder {tokens}" + (f"; held-out images from {data}" if data else "")
+    return data or "? (not recorded)"
+
+
+def _margin_line(margin: Any) -> str:
+    """How a recorded crop margin crops (see ``nextscale.training.crop_margin``)."""
+    if margin == 1:
+        return "1 (the crops keep the whole shorter side)"
+    return f"{margin:g} (shorter side resized to {margin:g}x the crop, then cropped)"
 
 
 # The metrics log's splits that info shows: training steps, held-out metrics of the raw and of the EMA weights.
@@ -295,7 +334,14 @@ def describe_samples(folder: Path) -> dict[str, Any]:
         expected = None  # rows of the features file times --num: the file is not read here
     report: dict[str, Any] = {"what": f"{folder}: images of `nextscale sample --out-dir`"}
     report["images"] = f"{count}" + (f" of {expected}" if isinstance(expected, int) else "")
-    report["settings"] = {flag: value for flag, value in settings.items() if value is not None}
+    recorded = {flag: value for flag, value in settings.items() if value is not None}
+    # Two entries are no flags: what tells the model's weights apart, so a re-run resumes only on the same ones.
+    if "--checkpoint" in recorded:
+        report["checkpoint"] = f"{recorded.pop('--checkpoint')} (the run's newest when sampled)"
+    if "--model-weights" in recorded:
+        fingerprint = recorded.pop("--model-weights")
+        report["weights"] = f"fingerprint {fingerprint} of the model's weight files (a re-run resumes only on them)"
+    report["settings"] = recorded
     evaluate = f"nextscale evaluate --samples {folder} --reference DIR"
     if not isinstance(expected, int):
         report["next"] = f"{evaluate} (once the sampling command has finished: re-running it resumes)"
@@ -320,6 +366,8 @@ def describe_tokens(folder: Path) -> dict[str, Any]:
         "condition": manifest.get("condition", "class"),
         "source": manifest.get("source") or "?",
     }
+    if CROP_MARGIN_FIELD in manifest:
+        report["crop_margin"] = _margin_line(manifest[CROP_MARGIN_FIELD])
     if manifest.get("class_names"):
         report["classes"] = len(manifest["class_names"])
     if manifest.get("left_out"):

@@ -28,8 +28,9 @@ encoding time and disk); with --split all they are the crops a run training on a
 splits are center crops, and refuse --views). Each image is decoded once per view: one that fails to decode (a
 truncated file) is left out, never replaced by another image, and named at the end and in manifest.json's
 "left_out" (an image folder under --bad-images fail stops at it instead).
---crop-margin R resizes each image's shorter side to R times the side before the crop (default: 1.125 for an image
-folder, VAR's, 1.0 for captioned data; 1.0 keeps the whole shorter side); manifest.json records it as "crop_margin",
+--crop-margin R resizes each image's shorter side to R times the side before the crop (default: a tokenizer run's
+own, for data of the kind it trained on, else 1.125 for an image folder, VAR's, 1.0 for captioned data; 1.0 keeps
+the whole shorter side; a typed R other than the run's is warned about); manifest.json records it as "crop_margin",
 and `train --tokens` crops its held-out --data images the same way (nextscale.training.crop_margin).
 --out must be a new or empty folder; --overwrite replaces the token files of an existing one (its shards and
 manifest.json, and the partly written files of a killed run, are removed first, once the tokenizer and data have
@@ -162,14 +163,18 @@ def run(args: argparse.Namespace) -> int:
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
     from nextscale.data.token_manifest import read_manifest, write_manifest
     from nextscale.data.token_shards import write_token_shards
-    from nextscale.training.crop_margin import data_crop_margin
+    from nextscale.training.crop_margin import tokenize_crop_margin
     from nextscale.training.data_specs import CAPTIONS_PREFIX, build_datasets
     from nextscale.training.export import load_tokenizer, with_scale_sides
 
     if args.batch_size < 1 or args.shard_size < 1 or args.views < 1:
         raise ValueError("--batch-size, --shard-size and --views must be >= 1")
     check_views(args)
-    crop_margin = data_crop_margin(args.data, getattr(args, "crop_margin", None))  # None: Fashion-MNIST, no crop
+    chosen = getattr(args, "crop_margin", None)
+    crop_margin, note = tokenize_crop_margin(args.data, chosen, args.tokenizer)  # None: Fashion-MNIST, no crop
+    if note:  # a margin taken from the tokenizer run, or a typed one that differs from it
+        log = distributed.get_logger("nextscale.data")
+        (log.info if chosen is None else log.warning)(note)
     captioned = args.data.startswith(CAPTIONS_PREFIX)
     out = Path(args.out)
     check_out_outside_images(out, args.data)

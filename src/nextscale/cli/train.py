@@ -253,6 +253,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nextscale.training.crop_margin import check_crop_margin
     from nextscale.training.options import apply_run_file, train_in_run_dir
 
     apply_run_file(args, RUN_FILE_SOURCES)
@@ -269,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--sampler-from-scale goes with --train-sampler-head")
     if args.sampler_head_init != "warm" and not args.train_sampler_head:
         raise ValueError("--sampler-head-init goes with --train-sampler-head")
+    check_crop_margin(args)  # a margin the data or the resumed run cannot take leaves no run folder behind
     train_in_run_dir(args, _train)
     return 0
 

@@ -199,6 +199,7 @@ def build_tokenizer(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from nextscale.training.crop_margin import check_crop_margin
     from nextscale.training.data_specs import data_channels
     from nextscale.training.options import apply_run_file, train_in_run_dir
 
@@ -209,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     check_switched_off_options(args)
     if args.in_channels is None and not args.init_from:
         args.in_channels = data_channels(args.data)
+    check_crop_margin(args)  # a margin the data or the resumed run cannot take leaves no run folder behind
     train_in_run_dir(args, _train)
     return 0
 

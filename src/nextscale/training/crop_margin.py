@@ -22,6 +22,10 @@ Recorded as ``"crop_margin"`` in a training run's config.json and in a token fol
 - ``train --tokens T`` takes ``T``'s margin (its manifest's; a folder made before the field, its data's default):
   the held-out images of ``--data`` / ``--eval-data`` are then cropped as the tokens were. Another typed value is
   refused, naming both; so is a token folder remade with another margin than the resumed run's.
+- ``tokenize --tokenizer RUN`` takes a tokenizer run's margin (its config.json's) for data of the kind the run
+  trained on (an image folder, or captioned images): the tokens are then cropped as the tokenizer's training images
+  were. Another kind of data keeps its own default (a tokenizer trained on a folder's crops says nothing about the
+  positions captions name). A typed value that differs from the run's is used, with a one-line warning.
 - ``evaluate --reference`` does not follow it: reference images keep the data's default (1.125 for a folder of
   class sub-folders, 1.0 for captions:), whatever margin the model was trained with.
 """
@@ -39,8 +43,13 @@ CROP_MARGIN_FIELD = "crop_margin"  # in a run's config.json and a token folder's
 
 
 def add_crop_margin_argument(parser: argparse.ArgumentParser, resumes: bool = True) -> None:
-    """--crop-margin R (default: the data's; a resumed run's or a --tokens folder's recorded value)."""
-    recorded = "; a resumed run keeps its own, and train --tokens takes the token folder's" if resumes else ""
+    """--crop-margin R (default: the data's; a resumed run's or a --tokens folder's recorded value; for ``tokenize``,
+    ``resumes=False``, a tokenizer run's)."""
+    recorded = (
+        "; a resumed run keeps its own, and train --tokens takes the token folder's"
+        if resumes
+        else "; a --tokenizer training run's own, for data of the kind it trained on"
+    )
     parser.add_argument(
         "--crop-margin",
         type=crop_margin_ratio,
@@ -88,6 +97,56 @@ def manifest_crop_margin(manifest: dict[str, Any]) -> float | None:
     return default_crop_margin(CAPTIONS_PREFIX if captioned else str(manifest.get("source", "")))
 
 
+def _data_kind(spec: str) -> str:
+    return "fashion" if is_fashion(spec) else "captions" if spec.startswith(CAPTIONS_PREFIX) else "images"
+
+
+def tokenizer_run_margin(tokenizer: str | os.PathLike, spec: str) -> float | None:
+    """The crop margin a tokenizer training run recorded (its config.json), when ``spec`` is data of the kind it
+    trained on; None for anything else (a pipeline or component folder, an official file, a transformer run, a run
+    made before the margin was recorded, or data of another kind).
+
+    Args:
+        tokenizer: ``tokenize --tokenizer``'s value.
+        spec: ``tokenize --data``'s value.
+    """
+    from pathlib import Path
+
+    folder = Path(tokenizer)
+    if not folder.is_dir():
+        return None
+    saved = recorded_run_config(folder)
+    if not saved or saved.get("kind") != "tokenizer" or CROP_MARGIN_FIELD not in saved:
+        return None
+    if _data_kind(str(saved.get("data") or "")) != _data_kind(spec):
+        return None
+    return saved[CROP_MARGIN_FIELD]
+
+
+def tokenize_crop_margin(spec: str, chosen: float | None, tokenizer: str | os.PathLike) -> tuple[float | None, str]:
+    """The margin ``tokenize`` crops ``spec`` with, and the line that says where it comes from ("" for the data's
+    default, unremarkable): ``chosen``, else the tokenizer run's (``tokenizer_run_margin``), else the data's.
+
+    Raises:
+        ValueError: a margin chosen for Fashion-MNIST, which is resized whole.
+    """
+    margin = data_crop_margin(spec, chosen)
+    trained = tokenizer_run_margin(tokenizer, spec)
+    if trained is None or trained == margin:
+        return margin, ""
+    if chosen is None:
+        note = (
+            f"crop margin {trained:g}, which the tokenizer run {tokenizer} trained with (its config.json); "
+            "--crop-margin R chooses another"
+        )
+        return trained, note
+    note = (
+        f"--crop-margin {chosen:g}, but the tokenizer run {tokenizer} was trained with crop margin {trained:g} (its "
+        "config.json): these tokens are cropped otherwise than its training images"
+    )
+    return chosen, note
+
+
 def run_crop_margin(args: argparse.Namespace) -> dict[str, Any]:
     """Settle the margin of a training run (``train-tokenizer``, ``train``) and set ``args.crop_margin`` to it (None:
     Fashion-MNIST, no crop). See the module docstring for the rules.
@@ -102,6 +161,24 @@ def run_crop_margin(args: argparse.Namespace) -> dict[str, Any]:
 
     Raises:
         ValueError: one line, for a value the resumed run or the token folder was not made with.
+    """
+    margin, record = settled_crop_margin(args)
+    args.crop_margin = margin
+    return record
+
+
+def check_crop_margin(args: argparse.Namespace) -> None:
+    """Refuse a --crop-margin the run cannot take (Fashion-MNIST, another than a resumed run's or its token folder's)
+    before the run directory is made: ``run_crop_margin``'s refusals, reading files only and changing nothing, so a
+    command that fails leaves no run folder behind. Call it once --data, --tokens and --run-dir are known."""
+    settled_crop_margin(args)
+
+
+def settled_crop_margin(args: argparse.Namespace) -> tuple[float | None, dict[str, Any]]:
+    """The margin ``run_crop_margin`` settles and the run-config entries that record it; ``args`` is left as it is.
+
+    Raises:
+        ValueError: as ``run_crop_margin``.
     """
     from nextscale.data.token_manifest import read_manifest
 
@@ -123,13 +200,12 @@ def run_crop_margin(args: argparse.Namespace) -> dict[str, Any]:
         made = data_crop_margin(args.data, chosen)
     saved = recorded_run_config(args.run_dir)
     if saved is None:  # a new run: records what it crops with
-        args.crop_margin = chosen if chosen is not None else made
-        return {} if args.crop_margin is None else {CROP_MARGIN_FIELD: args.crop_margin}
+        margin = chosen if chosen is not None else made
+        return margin, {} if margin is None else {CROP_MARGIN_FIELD: margin}
     # A run made before the field cropped with its data's default: its token folder's, or its --data's.
     trained = saved.get(CROP_MARGIN_FIELD, made if tokens else default_crop_margin(args.data))
     _refuse_other_margin(args.run_dir, CROP_MARGIN_FIELD in saved, trained, chosen, tokens, made)
-    args.crop_margin = trained
-    return {CROP_MARGIN_FIELD: trained} if CROP_MARGIN_FIELD in saved else {}
+    return trained, {CROP_MARGIN_FIELD: trained} if CROP_MARGIN_FIELD in saved else {}
 
 
 def _refuse_other_margin(
