@@ -38,9 +38,8 @@ def test_a_float_class_label_names_class_labels_and_the_int_to_give(pipe):
         pipe(class_labels=[np.float64(3.5)], seed=0)
 
 
-def test_none_among_class_labels_points_to_the_null_id(pipe):
-    with pytest.raises(TypeError, match=r"got None \(NoneType\); for unconditional samples give the null id"):
-        pipe(class_labels=[1, None], seed=0)
+def test_none_among_class_labels_is_an_unconditional_row(pipe):
+    assert pipe(class_labels=[1, None], seed=0).class_labels.tolist() == [1, pipe.num_classes]
 
 
 def test_an_inner_fraction_given_as_text_is_named(pipe):

@@ -124,9 +124,11 @@ def test_bad_arguments_raise_value_error(pipe, kwargs):
         pipe(**kwargs)
 
 
-def test_null_class_is_accepted_for_unconditional_samples(pipe):
-    out = pipe(class_labels=[10], seed=0, output_type="pt")
+def test_none_asks_for_the_null_class_and_the_null_id_itself_is_refused(pipe):
+    out = pipe(class_labels=[None], seed=0, output_type="pt")
     assert out.class_labels.tolist() == [10]
+    with pytest.raises(ValueError, match="class 10 is out of range"):
+        pipe(class_labels=[10], seed=0)  # an off-by-one id is not silently unconditional
 
 
 def test_fractional_labels_are_refused_not_truncated(pipe):

@@ -46,8 +46,9 @@ class SamplingConfig:
     Attributes:
         cfg: classifier-free guidance strength (0 = off); the weight at scale k follows ``cfg_schedule``.
         cfg_schedule: "linear" (official: cfg * k / (K - 1)) or "constant" (cfg at every scale).
-        top_k: keep the k most likely tokens (ties kept), or None. A top_k at or above the vocabulary keeps every
-            token, as in the official code (``top_k=900`` on a smaller vocabulary filters nothing).
+        top_k: keep the k most likely tokens (ties kept), or None. Any integer >= 1 is accepted: a top_k at or
+            above the vocabulary size is clamped to it and keeps every token, as in the official sampler
+            (``top_k=900`` on a 512-token vocabulary filters nothing; no error, no warning).
         top_p: nucleus mass in (0, 1], or None.
         temperature: logits are divided by it (1.0: unchanged, the official behaviour).
         smooth: the official "more smooth" mode, a Gumbel-softmax mixture of code vectors instead of

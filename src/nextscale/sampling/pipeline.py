@@ -29,7 +29,7 @@ from nextscale.sampling.cpu_memory import MemoryHold
 from nextscale.sampling.editing import ImageEdit
 from nextscale.sampling.guidance import SamplingConfig, ScaleOverride
 from nextscale.sampling.outputs import OUTPUT_TYPES, PipelineOutput, to_output_type
-from nextscale.sampling.pipeline_class_names import ClassNamesMixin
+from nextscale.sampling.pipeline_class_names import CALL_UNCONDITIONAL, ClassNamesMixin
 from nextscale.sampling.pipeline_editing import EditingMixin
 from nextscale.sampling.pipeline_folder import PipelineFolderMixin
 from nextscale.sampling.pipeline_speed import SpeedSwitchesMixin
@@ -60,6 +60,8 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
     ``Pipeline.from_pretrained(folder)`` returns the folder's kind (this class, ``TextPipeline`` or
     ``RasterPipeline``); ``save_pretrained(folder)`` writes one. Editing: :meth:`inpaint`, :meth:`outpaint`,
     :meth:`edit`; re-rendering tokens: :meth:`decode_tokens`; speed: :meth:`use_precision`, :meth:`release_memory`.
+    Unconditional rows: ``None`` among the labels (``pipe(class_labels=[3, None])``). A folder's recommended settings
+    (the CLI's defaults) are passed, not applied: ``pipe(class_labels=[3], **pipe.recommended_sampling)``.
 
     Args:
         tokenizer: the multi-scale VQ-VAE.
@@ -233,7 +235,8 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
 
     @property
     def num_classes(self) -> int:
-        """The number of classes (labels 0..num_classes-1; ``num_classes`` itself is the null class)."""
+        """The number of classes (labels 0..num_classes-1). ``num_classes`` itself is the internal null class: ask
+        for unconditional rows with ``None`` (``pipe(class_labels=[3, None])``)."""
         return self.transformer.config.num_classes
 
     @property
@@ -274,7 +277,7 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
 
     def __call__(
         self,
-        class_labels: Sequence[int] | torch.Tensor | int | None = None,
+        class_labels: Sequence[int | str | None] | torch.Tensor | int | str | None = None,
         prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
         cfg: float = 1.5,
@@ -295,8 +298,10 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         """Sample images.
 
         Args:
-            class_labels: labels (each repeated ``num_images_per_prompt`` times), or None to draw
-                ``num_images_per_prompt`` labels from the generator (the official sampler's first draw).
+            class_labels: labels (each repeated ``num_images_per_prompt`` times): ids in [0, num_classes) or class
+                names, and ``None`` for an unconditional row (``[3, None]``; ``out.class_labels`` holds the null id
+                ``num_classes`` there); or None to draw ``num_images_per_prompt`` labels from the generator (the
+                official sampler's first draw). Any other id, ``num_classes`` included, is refused.
             prompt: prompts, for text pipelines (a class pipeline refuses them).
             num_images_per_prompt: images per label or prompt.
             cfg, top_k, top_p, temperature, smooth, cfg_schedule, overrides: see ``SamplingConfig``. A folder's
@@ -400,13 +405,13 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
 
     def make_condition(
         self,
-        class_labels: Sequence[int] | torch.Tensor | int | None,
+        class_labels: Sequence[int | str | None] | torch.Tensor | int | str | None,
         prompt: str | list[str] | None,
         num_images_per_prompt: int,
         guided: bool,
         text_inputs: dict,
     ) -> Condition | None:
-        """Class labels -> a ClassCondition (None: the sampler draws labels)."""
+        """Class labels -> a ClassCondition (None: the sampler draws labels; a None label: the null class)."""
         if prompt is not None or any(value is not None for value in text_inputs.values()):
             raise ValueError("this pipeline is class-conditional; pass class_labels (prompts need a text pipeline)")
         if class_labels is None:
@@ -428,13 +433,19 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
                 f"class_labels must be an int id, a class name, or a list / tensor of them, got {class_labels!r} "
                 f"({type(class_labels).__name__}); e.g. class_labels=[3] or class_labels=['Sneaker']"
             )
-        if not isinstance(class_labels, torch.Tensor):
+        null_id = self.transformer.config.null_class_id
+        if isinstance(class_labels, torch.Tensor):
+            outside = class_labels[(class_labels < 0) | (class_labels >= self.num_classes)]
+            if outside.numel():
+                raise self.class_out_of_range(int(outside[0]), CALL_UNCONDITIONAL)
+        else:
             class_labels = list(class_labels)
             if not class_labels:
                 raise ValueError("class_labels is empty; give at least one label, or None to draw labels")
-            # names become ids; the null id (num_classes: unconditional) stays allowed here, as for tensors
-            null_id = self.transformer.config.null_class_id
-            class_labels = [label if label == null_id else self.class_ids([label])[0] for label in class_labels]
+            # names become ids; None asks for an unconditional row (the null class), as in edit_images
+            class_labels = [
+                null_id if label is None else self.class_ids([label], CALL_UNCONDITIONAL)[0] for label in class_labels
+            ]
         return self.sampler.class_condition(class_labels).repeat_interleave(num_images_per_prompt)
 
     @staticmethod

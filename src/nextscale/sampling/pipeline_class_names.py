@@ -36,12 +36,20 @@ def is_integer_scalar_array(value: object) -> bool:
     return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu"
 
 
+# How a pipeline call asks for unconditional samples (the null id num_classes is internal: an id given by a user must
+# name a class, so that an off-by-one id such as 10 of a 10-class model is not silently unconditional).
+CALL_UNCONDITIONAL = (
+    "for unconditional samples put None in the list, e.g. pipe(class_labels=[3, None]) "
+    "(class_labels=None draws random labels)"
+)
+
+
 def wrong_label_fix(label: object) -> str:
     """What to do about a label that is neither an id nor a name (the end of ``class_ids``' error)."""
     if isinstance(label, numbers.Real) and not isinstance(label, bool) and float(label).is_integer():
         return f"pass int({label!r}) = {int(label)}"  # a label read from a float array or a JSON number
     if label is None:
-        return "for unconditional samples give the null id pipe.num_classes (class_labels=None draws random labels)"
+        return "None is no class id (in pipe(class_labels=[3, None]) it asks for an unconditional row)"
     return "e.g. 3 or 'Sneaker' (see pipe.class_names)"
 
 
@@ -68,9 +76,13 @@ class ClassNamesMixin:
             raise ValueError(f"class names must be distinct (ignoring case), got {list(names)}")
         return names
 
-    def class_ids(self, labels: Sequence[int | str] | int | str) -> list[int]:
+    def class_ids(self, labels: Sequence[int | str] | int | str, unconditional: str = "") -> list[int]:
         """Class ids or names (``"Sneaker"``, case-insensitive; a name with "/" also answers to each part, so
-        ``"t-shirt"`` finds ``"T-shirt/top"``) -> ids in [0, num_classes); a clear error for anything else."""
+        ``"t-shirt"`` finds ``"T-shirt/top"``) -> ids in [0, num_classes); a clear error for anything else.
+
+        ``unconditional``: how the caller asks for unconditional samples, added to the error for an id out of range
+        (the null id num_classes and negative ids included).
+        """
         labels = [labels] if isinstance(labels, (int, str)) else list(labels)
         ids = []
         for label in labels:
@@ -82,10 +94,7 @@ class ClassNamesMixin:
                 ids.append(self.class_id_of_name(label))
             elif isinstance(label, numbers.Integral) and not isinstance(label, bool):
                 if not 0 <= int(label) < self.num_classes:
-                    raise ValueError(
-                        f"class {int(label)} is out of range: this model has classes 0..{self.num_classes - 1}"
-                        + (f" ({self.describe_classes()})" if self.class_names else "")
-                    )
+                    raise self.class_out_of_range(int(label), unconditional)
                 ids.append(int(label))
             else:
                 raise TypeError(
@@ -93,6 +102,15 @@ class ClassNamesMixin:
                     + wrong_label_fix(label)
                 )
         return ids
+
+    def class_out_of_range(self, label: int, unconditional: str = "") -> ValueError:
+        """The error for an id outside [0, num_classes): the valid ids (and names), and ``unconditional``."""
+        names = f" ({self.describe_classes()})" if self.class_names else ""
+        null = " (it is the internal null class)" if label == self.num_classes else ""
+        fix = f"; {unconditional}" if unconditional else ""
+        return ValueError(
+            f"class {label} is out of range{null}: this model has classes 0..{self.num_classes - 1}{names}{fix}"
+        )
 
     def class_id_of_name(self, name: str) -> int:
         """A whole name wins over a part of another ("cat" is class "cat", not "dog/cat"); a part that several

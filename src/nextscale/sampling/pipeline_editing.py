@@ -253,8 +253,7 @@ class EditingMixin:
         if self.is_text_conditional:
             condition = {"prompt": ["" if prompt is None else prompt for prompt in targets]}
         else:
-            null_id = self.transformer.config.null_class_id
-            condition = {"class_labels": [null_id if self._is_null(t) else self.class_ids([t])[0] for t in targets]}
+            condition = {"class_labels": [None if self._is_null(t) else self.class_ids([t])[0] for t in targets]}
         return self(**condition, constraint=ImageEdit(images, keep_mask), **sampling)  # encoded in the call's turn
 
     def _is_null(self, class_label) -> bool:
@@ -271,5 +270,5 @@ class EditingMixin:
         if prompt is not None:
             raise ValueError("this pipeline is class-conditional; edit with class_label (prompts need a text pipeline)")
         if self._is_null(class_label):
-            return {"class_labels": [self.transformer.config.null_class_id]}
+            return {"class_labels": [None]}  # the call's way of asking for the null class
         return {"class_labels": self.class_ids([class_label])}

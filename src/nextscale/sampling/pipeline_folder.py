@@ -126,7 +126,11 @@ class PipelineFolderMixin:
         """Load a pipeline folder (local paths only; nothing is downloaded); returns the kind it records.
 
         ``path`` may also name a model shipped with the package: ``"bundled:fashion-mnist"`` (class-conditional)
-        or ``"bundled:scenes"`` (text-to-image). ``dtype`` is the sampling precision: "fp32" (exact), "bf16",
+        or ``"bundled:scenes"`` (text-to-image). A folder's recommended sampling settings (pipeline.json
+        "recommended_sampling"; the bundled scene model's are cfg 3 and top_k 10) become ``pipe.recommended_sampling``:
+        the CLI samples with them, a Python call only when given them, ``pipe(..., **pipe.recommended_sampling)``
+        (the call's own defaults, cfg 1.5 and no top-k, are the official VAR sampler's, not the settings the scene
+        model's card measures). ``dtype`` is the sampling precision: "fp32" (exact), "bf16",
         "fp16", "int8" or "auto" (the fastest this device supports; see ``nextscale.sampling.precision``).
         ``cuda_graphs`` replays each scale's transformer step as a CUDA graph (see :meth:`use_cuda_graphs`);
         ``fused_kernels`` runs the blocks' elementwise regions as fused compiled kernels (:meth:`use_fused_kernels`).

@@ -62,6 +62,10 @@ def feature_tensor(value: object, name: str, shape: str) -> torch.Tensor:
 class TextPipeline(Pipeline):
     """``pipe(prompt=["a red apple"], cfg=4.0, seed=0).images``.
 
+    A folder's recommended settings are not applied by the call; pass them as the CLI does:
+    ``pipe = Pipeline.from_pretrained("bundled:scenes")`` then
+    ``pipe(prompt=["a bag in the top left"], seed=0, **pipe.recommended_sampling)`` (cfg 3, top_k 10).
+
     Args:
         tokenizer: the multi-scale VQ-VAE.
         transformer: a :class:`TextScaleTransformer`.
@@ -193,6 +197,13 @@ class TextPipeline(Pipeline):
         embeds = feature_tensor(embeds, f"{name}_embeds", "(B, T, D)")
         if embeds.ndim != 3:
             raise ValueError(f"{name}_embeds must be (B, T, D), got {tuple(embeds.shape)}")
+        if embeds.shape[0] == 0:
+            raise ValueError(f"{name}_embeds holds no rows (B = 0); give the features of at least one prompt")
+        if embeds.shape[1] == 0:  # the cross-attention would have no token to attend to
+            raise ValueError(
+                f"{name}_embeds has no tokens (T = 0, shape {tuple(embeds.shape)}); give the text encoder's per-token "
+                "features, at least one real token per row (even the empty prompt '' encodes to its special tokens)"
+            )
         width = self.transformer.config.text_dim
         pooled = feature_tensor(pooled, pooled_name, "(B, D)")
         pooled_width = pooled.shape[-1:]
@@ -202,12 +213,28 @@ class TextPipeline(Pipeline):
                 f"got {embeds.shape[-1]} and {tuple(pooled_width)[0] if pooled_width else None}; encode with the "
                 "encoder the model was trained with"
             )
+        if pooled.ndim != 2 or pooled.shape[0] != embeds.shape[0]:
+            raise ValueError(
+                f"{pooled_name} must be (B, D) with one row per row of {name}_embeds: B = {embeds.shape[0]}, got "
+                f"{tuple(pooled.shape)}"
+            )
         if not (torch.isfinite(embeds).all() and torch.isfinite(pooled).all()):
             raise ValueError(f"{name}_embeds or {pooled_name} hold NaN or infinite values; encode the prompts again")
         if mask is not None:
             mask = feature_tensor(mask, f"{name}_attention_mask", "(B, T) of 1 and 0")
             if not ((mask == 0) | (mask == 1)).all():  # the cross-attention keeps exactly the 1s (STAR's convention)
                 raise ValueError(f"{name}_attention_mask must hold 1 (real token) and 0 (padding) only")
+            if mask.shape != embeds.shape[:2]:
+                raise ValueError(
+                    f"{name}_attention_mask must be (B, T) = {tuple(embeds.shape[:2])}, one entry per token of "
+                    f"{name}_embeds, got {tuple(mask.shape)}"
+                )
+            empty = (mask.sum(dim=1) == 0).nonzero().flatten().tolist()
+            if empty:  # such a row's cross-attention would attend to nothing
+                raise ValueError(
+                    f"{name}_attention_mask has no real token (all 0) in row(s) {empty}; mark each row's real tokens "
+                    "with 1, at least one per row (the encoder's mask of the prompt, even of the empty prompt '')"
+                )
         mask = torch.ones(embeds.shape[:2], dtype=torch.long) if mask is None else mask.long()
         return TextCondition(embeds, mask, pooled).to(self.device)
 
