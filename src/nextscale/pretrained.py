@@ -228,6 +228,30 @@ def looks_like_torch_save(path: str | os.PathLike) -> bool:
     return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
+def written_by_pickle_dump(path: str | os.PathLike) -> bool:
+    """Whether a file that starts like a pickle is a plain ``pickle.dump`` rather than legacy ``torch.save`` output.
+
+    Legacy ``torch.save`` writes a first small pickle holding only torch's magic number; a plain pickle starts with
+    its object instead. The opcodes are only parsed (``pickletools.genops`` runs nothing), and only the first few;
+    bytes that are not opcodes at all are damaged data, not a pickle (False, left to the caller's other checks).
+    """
+    with open(path, "rb") as handle:
+        if handle.read(1) != b"\x80":  # a zip archive (torch.save's format since 1.6), or no pickle of protocol 2+
+            return False
+        handle.seek(0)
+        try:
+            for count, (opcode, argument, _) in enumerate(pickletools.genops(handle)):
+                if opcode.name in ("PROTO", "FRAME"):
+                    continue
+                if opcode.name == "LONG1" and argument == torch.serialization.MAGIC_NUMBER:
+                    return False
+                if opcode.name == "STOP" or count >= 16:
+                    return True
+        except ValueError:
+            return False
+    return False
+
+
 def looks_like_safetensors(path: str | os.PathLike) -> bool:
     """Whether a file starts like a safetensors file: an 8-byte little-endian header length, then a JSON object."""
     path = Path(path)
@@ -245,7 +269,8 @@ def load_weights_only(path: str | os.PathLike) -> Any:
     A ``.safetensors`` file (told by its header, whatever its name) is read with safetensors instead and gives
     its name -> tensor dict. A file that the weights-only unpickler refuses (pickled classes or functions:
     possibly code that would run on load) is not loaded at all; the error says how to get a plain state dict
-    instead. A file that is neither (text, an image, an empty file) is named as such, not blamed on pickling.
+    instead. A plain ``pickle.dump`` file (which torch.load cannot read either) is named as such, and a file that
+    is none of these (text, an image, an empty file) too, not blamed on pickling.
     """
     path = Path(path)
     if path.is_dir():
@@ -266,6 +291,11 @@ def load_weights_only(path: str | os.PathLike) -> Any:
     )
     if not looks_like_torch_save(path):
         raise ValueError(not_a_checkpoint)
+    if written_by_pickle_dump(path):  # torch.load refuses it anyway; the pickle is not to blame for running code
+        raise ValueError(
+            f"{path} was written with pickle.dump: it is not a PyTorch or safetensors checkpoint; where it was made, "
+            "re-save the weights with torch.save(state_dict, path) or safetensors.torch.save_file(state_dict, path)"
+        )
     try:
         with warnings.catch_warnings():  # "Detected pickle protocol N" warnings would clutter the one-line error
             warnings.simplefilter("ignore")

@@ -10,8 +10,10 @@ Depth, width, heads, shared AdaLN, the scale schedule, the text width and the to
 from the state dicts (loaded with torch.load(weights_only=True), or safetensors: no code in the files is
 run). Each flag takes a plain state dict, an official trainer state (the transformer at
 ["trainer"]["var_wo_ddp"], the VQVAE at ["trainer"]["vae_local"], so one trainer file may serve --vae and
---var/--star), a {"model" | "state_dict" | "ema": state dict} wrapper, or a .safetensors file; "module." and
-"_orig_mod." key prefixes (DDP, torch.compile) are stripped. The summary line says what was undone.
+--var/--star), a {"model" | "state_dict" | "ema": state dict} wrapper (a PyTorch Lightning checkpoint too), or a
+.safetensors file; "module.", "_orig_mod." and "model." key prefixes (DDP, torch.compile, Lightning) are stripped,
+and an ema-pytorch EMA state gives its averaged "ema_model." weights. The summary line says what was undone. A VQVAE
+whose codebook the transformer was not trained on is refused, naming both files.
 
 What STAR weights cannot tell comes from the trainer state's recorded schedule (trainer.config.patch_nums)
 or flags: --image-size (10 scales are 256 px unless 512 is given, and a line says so; 14 scales are
@@ -137,6 +139,7 @@ def convert_var(args: argparse.Namespace):
     transformer = load_official_var(checkpoint)
     vae = read_official_vqvae(args.vae)
     tokenizer = load_official_vqvae(vae, scale_sides=transformer.config.scale_sides)
+    check_trained_together(tokenizer, transformer, args)
     pipe = Pipeline(tokenizer, transformer).recommend(**OFFICIAL_SAMPLING)
     config = transformer.config
     if args.image_size is not None and args.image_size != pipe.image_size:
@@ -173,6 +176,7 @@ def convert_star(args: argparse.Namespace):
     )
     vae = read_official_vqvae(args.vae)
     tokenizer = load_official_vqvae(vae, scale_sides=transformer.config.scale_sides)
+    check_trained_together(tokenizer, transformer, args)
     text_encoder = None
     if args.text_encoder is not None:
         from nextscale.cli.common import load_text_encoder_option
@@ -224,6 +228,22 @@ def source_notes(checkpoints: dict) -> str:
         f"{flag}: {', '.join(checkpoint.notes())}" for flag, checkpoint in checkpoints.items() if checkpoint.notes()
     ]
     return "".join(f"; {note}" for note in notes)
+
+
+def check_trained_together(tokenizer, transformer, args: argparse.Namespace) -> None:
+    """Refuse a VQVAE whose codebook the transformer does not predict, naming both files and their sizes (the
+    pipeline's own check cannot say which flag to change)."""
+    flag, model = ("--var", args.var) if args.star is None else ("--star", args.star)
+    for what, tokenizer_size, transformer_size in (
+        ("codebook size", tokenizer.config.vocab_size, transformer.config.vocab_size),
+        ("code width", tokenizer.config.code_dim, transformer.config.code_dim),
+    ):
+        if tokenizer_size != transformer_size:
+            raise ValueError(
+                f"--vae {args.vae} has {what} {tokenizer_size} but {flag} {model} was trained with {what} "
+                f"{transformer_size}: the two files are not from one model; give --vae the VQVAE the transformer was "
+                "trained with (vae_ch160v4096z32.pth for the released models), or the matching transformer"
+            )
 
 
 def check_finite(pipe, args: argparse.Namespace) -> None:

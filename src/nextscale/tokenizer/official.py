@@ -18,11 +18,10 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 
-from nextscale.official_files import OfficialState, check_kind, unwrap_official
+from nextscale.official_files import OfficialState, read_official
 from nextscale.pretrained import load_weights_only
 from nextscale.scales import SIDES_256
 from nextscale.tokenizer.config import TokenizerConfig
@@ -103,22 +102,7 @@ def ours_to_official(key: str, num_phi: int) -> str | None:
 def read_official_vqvae(source: str | os.PathLike | Mapping | OfficialState) -> OfficialState:
     """The VQVAE state dict of an official file (plain, trainer state, wrapped or prefixed; .pth or .safetensors),
     loaded safely. A transformer file is refused with the flag it belongs to."""
-    if isinstance(source, OfficialState):
-        return source
-    if isinstance(source, Mapping):
-        checkpoint = unwrap_official(source, "the given state dict", "vqvae")
-    else:
-        path = Path(source)
-        if not path.is_file() and not path.is_dir():
-            raise FileNotFoundError(
-                f"{path} not found; pass the official VQVAE checkpoint (e.g. vae_ch160v4096z32.pth)"
-            )
-        checkpoint = unwrap_official(load_weights_only(path), str(path), "vqvae")
-    check_kind(checkpoint, "VQVAE", "VAR VQVAE checkpoint")
-    bad = [k for k, v in checkpoint.state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ValueError(f"{checkpoint.source} is not a plain state dict: entries {bad[:3]} are not name -> tensor")
-    return checkpoint
+    return read_official(source, "VQVAE", load_weights_only)
 
 
 def _indices(state: Mapping[str, torch.Tensor], pattern: str) -> list[int]:

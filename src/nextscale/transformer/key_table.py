@@ -59,12 +59,6 @@ class KeyTable:
     def to_official(self, key: str) -> str:
         return self._translate(key, self._to_official, "nextscale")
 
-    def require_tensors(self, state: Mapping) -> None:
-        """Refuse a state dict with entries that are not tensors."""
-        bad = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
-        if bad:
-            raise ValueError(f"expected a {self.model} state dict of tensors; entries {bad[:5]} are not tensors")
-
     def load_into(self, model: nn.Module, params: Mapping[str, torch.Tensor]) -> nn.Module:
         """Load official parameters (buffers already checked and removed) into ``model`` strictly.
 

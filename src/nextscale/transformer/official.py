@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import torch
 
-from nextscale.official_files import OfficialState, check_kind, unwrap_official
+from nextscale.official_files import OfficialState, read_official
 from nextscale.pretrained import load_weights_only
 from nextscale.scales import SIDES_256, SIDES_512, ScaleSchedule
 from nextscale.transformer.config import TransformerConfig
@@ -151,15 +151,7 @@ def infer_official_config(
 def read_official_var(source: str | os.PathLike | Mapping | OfficialState) -> OfficialState:
     """The VAR state dict of an official file (plain, trainer state, wrapped or prefixed; .pth or .safetensors),
     loaded safely, with what the file records beside it. Another model's file is refused by name."""
-    if isinstance(source, OfficialState):
-        return source
-    if isinstance(source, Mapping):
-        checkpoint = unwrap_official(source, "the given state dict", "transformer")
-    else:
-        checkpoint = unwrap_official(load_weights_only(source), str(source), "transformer")
-    check_kind(checkpoint, "VAR", "VAR transformer checkpoint")
-    _KEYS.require_tensors(checkpoint.state)
-    return checkpoint
+    return read_official(source, "VAR", load_weights_only)
 
 
 def _check_buffer(key: str, value: torch.Tensor, expected: torch.Tensor) -> None:

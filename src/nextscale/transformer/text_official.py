@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 import torch
 
-from nextscale.official_files import OfficialState, check_kind, unwrap_official
+from nextscale.official_files import OfficialState, read_official
 from nextscale.pretrained import load_weights_only
 from nextscale.scales import SIDES_256, SIDES_512, SIDES_1024
 from nextscale.transformer.key_table import KeyTable, attention_heads, count_blocks
@@ -121,13 +121,8 @@ def read_official_star(source: str | os.PathLike | Mapping | OfficialState) -> O
     .safetensors), loaded safely, with what the file records beside it. Another model's file is refused by name."""
     if isinstance(source, OfficialState):
         return source
-    if isinstance(source, Mapping):
-        checkpoint = unwrap_official(source, "the given state dict", "transformer")
-    else:
-        checkpoint = unwrap_official(load_weights_only(source), str(source), "transformer")
-    check_kind(checkpoint, "STAR", "STAR transformer checkpoint")
+    checkpoint = read_official(source, "STAR", load_weights_only)
     _check_required(checkpoint.state, checkpoint.source)
-    _KEYS.require_tensors(checkpoint.state)
     return checkpoint
 
 
