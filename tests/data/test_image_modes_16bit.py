@@ -147,3 +147,23 @@ def test_convert_mode_of_the_la_image_matches_the_reader(tmp_path):
     assert np.array_equal(
         np.asarray(convert_mode(opened, 1)), np.asarray(read_training_image(tmp_path / "g.png", SIDE, 1))
     )
+
+
+def test_a_folder_of_la_webps_is_judged_grayscale_by_training_and_the_data_summary(tmp_path):
+    from nextscale.data.images import ImageFolderDataset
+    from nextscale.data.summary import file_sizes, resolution_line
+    from nextscale.training.data_specs import data_channels
+
+    for name in ("a", "b"):
+        (tmp_path / "gray" / name).mkdir(parents=True)
+        Image.fromarray(gray_alpha(), "LA").save(tmp_path / "gray" / name / "0.webp", lossless=True)
+    colour = np.zeros((SIDE, SIDE, 3), np.uint8)
+    colour[..., 0] = 200
+    (tmp_path / "colour" / "a").mkdir(parents=True)
+    Image.fromarray(colour).save(tmp_path / "colour" / "a" / "0.webp", lossless=True)
+    assert Image.open(tmp_path / "gray" / "a" / "0.webp").mode == "RGBA"  # the header alone says colour
+    assert data_channels(str(tmp_path / "gray")) == 1
+    assert data_channels(str(tmp_path / "colour")) == 3
+    sizes = file_sizes(ImageFolderDataset(tmp_path / "gray", SIDE))
+    assert sizes.gray == sizes.checked == 2
+    assert "your images are grayscale; the model is RGB" in resolution_line(SIDE, 3, (1, 2), "preset tiny", sizes)

@@ -27,10 +27,10 @@ from PIL import Image
 
 from nextscale.data.caption_base import CaptionDataset, _image_stream
 from nextscale.data.fashion_mnist import FashionMNIST
-from nextscale.data.image_reading import open_header, upright_size
+from nextscale.data.image_reading import holds_gray, open_header, upright_size
 from nextscale.data.images import ImageFolderDataset
 from nextscale.data.token_dataset import TokenShardDataset
-from nextscale.data.transforms import ALPHA_BACKGROUND, GRAY_MODES, has_transparency
+from nextscale.data.transforms import ALPHA_BACKGROUND, has_transparency
 from nextscale.scales import ScaleSchedule
 
 SIZE_SAMPLE = 64  # image headers read for the size summary
@@ -47,6 +47,7 @@ class FileSizes:
         checked: files whose header was read.
         total: files in the dataset.
         transparent: files among the checked ones with transparent pixels (composited on white when read).
+        gray: files among the checked ones that hold gray pixels (``holds_gray``: an "LA" WebP reads back RGBA).
     """
 
     sizes: Counter
@@ -54,6 +55,7 @@ class FileSizes:
     checked: int
     total: int
     transparent: int = 0
+    gray: int = 0
 
     def describe(self) -> str:
         """E.g. ``32x32 RGB (sizes read from all 60 files)``, or ``28x28 to 640x480 RGBA, L, transparent pixels
@@ -101,7 +103,7 @@ def file_sizes(dataset, limit: int = SIZE_SAMPLE) -> FileSizes | None:
     count = min(limit, len(files))
     spread = [files[index * len(files) // count] for index in range(count)]
     sizes, modes = Counter(), Counter()
-    checked = transparent = 0
+    checked = transparent = gray = 0
     for source in spread:
         try:
             # Reads the header only (a PNG's tRNS chunk too); a huge file is reported once, by the dataset's check.
@@ -109,10 +111,11 @@ def file_sizes(dataset, limit: int = SIZE_SAMPLE) -> FileSizes | None:
                 sizes[upright_size(image)] += 1  # as the model sees it: phone photos stored sideways turned
                 modes[image.mode] += 1
                 transparent += has_transparency(image)
+                gray += holds_gray(image)
                 checked += 1
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             continue  # unreadable (or huge) files are reported by the dataset itself when read
-    return FileSizes(sizes, modes, checked, len(files), transparent) if checked else None
+    return FileSizes(sizes, modes, checked, len(files), transparent, gray) if checked else None
 
 
 def _classes(names: Sequence[str] | None) -> str:
@@ -243,7 +246,7 @@ def resolution_line(
             f"your images vary in size ({sizes.span()}); each is resized (shorter side) and {crop} to "
             f"{image_size}x{image_size}"
         )
-    gray = set(sizes.modes) <= GRAY_MODES
+    gray = sizes.gray == sizes.checked
     if channels == 3 and gray:
         notes.append("your images are grayscale; the model is RGB (pass --in-channels 1 to train on one channel)")
     if channels == 1 and not gray:

@@ -422,22 +422,22 @@ def data_channels(spec: str, sample: int = 64) -> int | None:
     from PIL import Image
 
     from nextscale.data.image_listing import IMAGE_EXTENSIONS, visible_files
-    from nextscale.data.transforms import GRAY_MODES
+    from nextscale.data.image_reading import holds_gray
 
     files = [path for path in visible_files(folder) if path.suffix.lower() in IMAGE_EXTENSIONS]
     files = files[:: max(1, len(files) // sample)][:sample]
-    modes = set()
+    gray = set()
     for path in files:
         try:
             with warnings.catch_warnings():  # a huge file is reported once, as "huge", by the dataset's check
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(path) as image:  # reads the header only
-                    modes.add(image.mode)
+                with Image.open(path) as image:  # the header only, but for WebPs whose header cannot say gray
+                    gray.add(holds_gray(image))
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             continue  # bad files are counted and reported by the dataset
-    if not modes:
+    if not gray:
         return None
-    return 1 if modes <= GRAY_MODES else 3
+    return 1 if all(gray) else 3
 
 
 def class_count(dataset) -> int | None:
