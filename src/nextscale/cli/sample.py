@@ -410,7 +410,9 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
         save_image(scale_grid(pipe, torch.cat(tokens)), args.show_scales)
         # --smooth's images mix codes; its tokens are the multinomial draws, which is what these tiles decode
         drawn = " (of the drawn tokens: the smoothed samples differ)" if args.smooth else ""
-        print(f"wrote the coarse-to-fine view of {plan.count} images to {args.show_scales}{drawn}")
+        print(
+            f"wrote the coarse-to-fine view of {plan.count} image{'s' * (plan.count != 1)} to {args.show_scales}{drawn}"
+        )
     if args.save_tokens is not None:
         all_tokens = torch.cat(tokens).contiguous()
         atomic_write(args.save_tokens, lambda tmp: save_file({"tokens": all_tokens}, tmp))

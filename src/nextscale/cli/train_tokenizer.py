@@ -103,7 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--channel-multipliers", type=int_tuple, help="per-level width factors, e.g. 1,2,2")
     group.add_argument("--num-res-blocks", type=int, help="ResNet blocks per encoder level")
     group.add_argument(
-        "--in-channels", type=int, help="image channels (default: 1 for Fashion-MNIST, else the preset's)"
+        "--in-channels",
+        type=int,
+        help="image channels (default: read from the files: 1 when all are grayscale, else 3; captioned data: the "
+        "preset's)",
     )
     group.add_argument("--beta", type=float, help="commitment weight")
     group.add_argument("--num-phi", type=int, help="shared Phi convs (0: one per scale)")
