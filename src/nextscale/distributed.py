@@ -1,4 +1,4 @@
-"""Process-group set-up, rank-0 logging and model wrapping: the only module that reads RANK/WORLD_SIZE.
+"""Process-group set-up, rank-0 logging and error lines, model wrapping: the only module that reads RANK/WORLD_SIZE.
 
 One process per device. ``torchrun`` (or any launcher) sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR`` and ``MASTER_PORT``; without them the process runs alone and nothing is initialised.
@@ -146,6 +146,61 @@ def process_group(device: str | torch.device | None = None, timeout_s: float = D
 def launched_processes() -> int:
     """How many processes the launcher started (WORLD_SIZE; 1 without torchrun), before any group exists."""
     return _env_int("WORLD_SIZE", 1)
+
+
+def launch_rank() -> int:
+    """This process's rank as the launcher numbered it (RANK; 0 alone), also before the process group exists and
+    after it is gone. An unreadable RANK counts as 0 here: it is the error being reported (init_distributed's)."""
+    try:
+        return _env_int("RANK", 0)
+    except ValueError:
+        return 0
+
+
+# The error line rank 0 printed, in torchrun's own key-value store: its agent's, at MASTER_ADDR:MASTER_PORT, which
+# exists before the process group and outlives it. Under another launcher that store belongs to the group (rank 0
+# hosts it), so there is none to share, and every rank reports on its own.
+_ERROR_KEY = "line"
+
+
+def _launcher_store(connect_timeout_s: float) -> dist.Store | None:
+    if not dist.is_available() or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    try:
+        host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+        store = dist.TCPStore(host, port, is_master=False, timeout=datetime.timedelta(seconds=connect_timeout_s))
+    except (KeyError, ValueError, RuntimeError):  # no address, or the agent is gone: the job is ending
+        return None
+    # a job that torchrun restarts (--max-restarts) must not read the line of an earlier attempt
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"nextscale/error/attempt_{attempt}", store)
+
+
+def announce_error(line: str) -> None:
+    """On rank 0 of a torchrun job: tell the other ranks which error line it printed (see :func:`rank_zero_error`).
+    Does nothing outside torchrun; never raises."""
+    store = _launcher_store(connect_timeout_s=5.0)
+    if store is not None:
+        with contextlib.suppress(RuntimeError):  # the others then print their own line
+            store.set(_ERROR_KEY, line)
+
+
+def rank_zero_error(timeout_s: float) -> str | None:
+    """On another rank of a torchrun job: the error line rank 0 printed (:func:`announce_error`), waiting for it up to
+    ``timeout_s``; None when rank 0 announced none by then, or outside torchrun. Never raises."""
+    store = _launcher_store(connect_timeout_s=min(timeout_s, 5.0))
+    if store is None:
+        return None
+    deadline = time.monotonic() + timeout_s
+    try:
+        # Polled: a store.wait that times out writes socket warnings to stderr, beside the line this rank then prints.
+        while not store.check([_ERROR_KEY]):
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+        return store.get(_ERROR_KEY).decode(errors="replace")
+    except RuntimeError:
+        return None
 
 
 def get_rank() -> int:

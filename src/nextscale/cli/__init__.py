@@ -3,7 +3,8 @@
 Every command module defines ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported
 only when their command runs, so ``nextscale --help`` is instant. User errors (bad flags, unreadable
 files, components that do not fit, an optional extra not installed, running out of memory) end the process with
-one readable line on stderr and exit status 2; ``-v`` shows the traceback instead.
+one readable line on stderr and exit status 2; ``-v`` shows the traceback instead. Under torchrun that line is
+printed once, by rank 0 (see ``print_error``).
 """
 
 from __future__ import annotations
@@ -47,8 +48,36 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage block): ``nextscale sample: error: ... (see --help)``."""
 
     def error(self, message: str):
-        print(f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)", file=sys.stderr)
+        print_error(f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)")
         sys.exit(2)
+
+
+# How long a rank > 0 of a torchrun job waits for rank 0's error line before printing its own (see print_error).
+# An error every rank meets (a bad flag, a missing folder) reaches rank 0 within about a second of the others.
+RANK_ZERO_WAIT_S = 10.0
+
+
+def print_error(line: str) -> None:
+    """Print a command's one-line error on stderr, once per torchrun job rather than once per process.
+
+    The ranks of a job parse the same flags and read the same data, so most errors reach every one of them. Rank 0
+    prints its line and announces it; another rank prints nothing for the same line, and its own line prefixed with
+    its rank (``rank 1: ...``), so that an error only it met stays visible. Rather than exit at once, it waits for
+    rank 0's line: torchrun stops every process when one fails, and rank 0 might not have printed yet.
+    """
+    if "RANK" not in os.environ:  # one process: no launcher, nothing to share (and no torch import for a typo)
+        print(line, file=sys.stderr, flush=True)
+        return
+    from nextscale import distributed
+
+    rank = distributed.launch_rank()
+    if rank == 0:
+        print(line, file=sys.stderr, flush=True)
+        distributed.announce_error(line)
+    elif re.search(rf"\brank {rank}\b", line):  # a line naming its rank is its own (RankZeroWriteFailed's)
+        print(line, file=sys.stderr, flush=True)
+    elif distributed.rank_zero_error(RANK_ZERO_WAIT_S) != line:
+        print(f"rank {rank}: {line}", file=sys.stderr, flush=True)
 
 
 def one_line(message: object) -> str:
@@ -134,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse would send these to the top-level parser, whose --help does not list them
         command = f"nextscale {args.command}" if args.command else "nextscale"
-        print(
-            f"{command}: error: unrecognized arguments: {' '.join(unknown)} (see `{command} --help`)", file=sys.stderr
-        )
+        print_error(f"{command}: error: unrecognized arguments: {' '.join(unknown)} (see `{command} --help`)")
         return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     # Pillow logs every PNG chunk it reads at DEBUG ("STREAM b'IHDR' 16 13"); -v is for nextscale's messages.
@@ -158,13 +185,13 @@ def main(argv: list[str] | None = None) -> int:
             return 141  # the reader stopped early (`nextscale info ... | head`): as a shell reports SIGPIPE
         if args.verbose:
             raise
-        print(f"nextscale {args.command}: error: {error_text(err)}", file=sys.stderr)
+        print_error(f"nextscale {args.command}: error: {error_text(err)}")
         return 2
     except (RuntimeError, MemoryError) as err:
         if args.verbose or not is_out_of_memory(err):
             raise
         hint = "lower --batch-size" if hasattr(args, "batch_size") else "use a smaller model or input"
-        print(f"nextscale {args.command}: error: out of memory ({one_line(err)[:200]}); {hint}", file=sys.stderr)
+        print_error(f"nextscale {args.command}: error: out of memory ({one_line(err)[:200]}); {hint}")
         return 2
     except KeyboardInterrupt as err:  # training's TrainingInterrupted says where it saved and how to resume
         print(f"nextscale {args.command}: {str(err) or 'interrupted'}", file=sys.stderr)
