@@ -239,9 +239,9 @@ def add_sampling_arguments(
         "--masked-plan",
         choices=("1024", "head-only"),  # sampling.guidance.MASKED_PLANS (not imported: the CLI starts without torch)
         default="1024",
-        help="with --masked-sampling: '1024' (official: the first 5 of a scale's 8 steps, 15 at scales above 12, "
-        "draw from the model itself in a random order, the head decides the rest) or 'head-only' (8 steps, all "
-        "from the head) (default: 1024)",
+        help="with --masked-sampling: '1024' (official: a scale's 8 steps, the first 5 drawn from the model itself "
+        "in a random order and the rest decided by the head; from scale index 13 on, 15 steps, all from the "
+        "head) or 'head-only' (8 steps, all from the head) (default: 1024)",
     )
 
 

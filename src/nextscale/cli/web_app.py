@@ -37,6 +37,8 @@ from nextscale.cli.web_inputs import (
     Knobs,
     UserError,
     expired_upload,
+    failed_request,
+    too_large_upload,
     unreadable_upload,
 )
 
@@ -71,6 +73,8 @@ def image_upload(value: str | None) -> gr.Image:
             raise
         except FileNotFoundError as err:  # deleted by the cache clean-up (CACHE_CLEANUP) while the page stayed open
             raise expired_upload(payload.orig_name or "") from err
+        except Image.DecompressionBombError as err:  # over twice Pillow's pixel limit: a huge photo, not a bad file
+            raise too_large_upload(payload.orig_name or "", err) from err
         except IMAGE_READ_ERRORS as err:
             name, reason = payload.orig_name or "", one_line(err)
             if payload.path and name:  # the upload's name, not gradio's cache path
@@ -190,7 +194,12 @@ def bind(handler, models: ServedModels, after_knobs: int = 0):
 
     def bound(*values):
         end = len(values) - after_knobs
-        return handler(models, *values[: end - KNOB_COUNT], Knobs(*values[end - KNOB_COUNT : end]), *values[end:])
+        try:
+            return handler(models, *values[: end - KNOB_COUNT], Knobs(*values[end - KNOB_COUNT : end]), *values[end:])
+        except gr.Error:
+            raise
+        except Exception as err:  # a bug, not the user's: still one line in the page, and the server keeps serving
+            raise failed_request(err) from err
 
     bound.__name__ = bound.__qualname__ = handler.__name__
     bound.__doc__ = handler.__doc__

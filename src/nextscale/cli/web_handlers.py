@@ -35,8 +35,11 @@ from nextscale.cli.web_inputs import (
     UserError,
     check_image_count,
     expired_upload,
+    finite_number,
     image_count,
     shown_in_the_page,
+    switch,
+    too_large_upload,
     unreadable_upload,
 )
 from nextscale.data.grids import prompt_label
@@ -144,19 +147,25 @@ def status_line(count: int, timing: Timing, pipe: Pipeline, seed: int) -> str:
     return f"{line} ({pipe.precision.name}, seed {seed})"
 
 
-def truncation_note(pipe: TextPipeline, texts: list[str]) -> str:
-    """A clause for the status line when a prompt is longer than the text encoder takes: the encoder cuts it and
-    says so only in the server's log, unseen in the page, so a long prompt's end was ignored without a word.
-    Empty when every text fits (or the pipeline has no encoder, which then fails on its own)."""
+def truncation_note(pipe: TextPipeline, texts: list[str], negative: str = "") -> str:
+    """A clause for the status line when a prompt (or the ``negative`` prompt) is longer than the text encoder
+    takes: the encoder cuts it and says so only in the server's log, unseen in the page, so a long prompt's end was
+    ignored without a word. Empty when every text fits (or the pipeline has no encoder, which then fails on its own).
+    Call it under the model lock: it runs the pipeline's tokenizer, which another request may be using."""
     encoder = pipe.text_encoder
-    if encoder is None or not texts:
+    if encoder is None:
         return ""
-    token_ids = encoder.tokenizer(texts, truncation=False, verbose=False)["input_ids"]
-    too_long = sum(len(ids) > encoder.max_length for ids in token_ids)
-    if not too_long:
-        return ""
-    which = "the prompt is" if len(texts) == 1 else f"{too_long} of {len(texts)} prompts are"
-    return f"; {which} longer than the text encoder's {encoder.max_length} tokens: the rest was ignored, shorten it"
+
+    def too_long(batch: list[str]) -> int:
+        token_ids = encoder.tokenizer(batch, truncation=False, verbose=False)["input_ids"] if batch else []
+        return sum(len(ids) > encoder.max_length for ids in token_ids)
+
+    count = too_long(texts)
+    which = [] if not count else ["the prompt is" if len(texts) == 1 else f"{count} of {len(texts)} prompts are"]
+    if negative and too_long([negative]):
+        which.append("the negative prompt is")
+    limit = f"longer than the text encoder's {encoder.max_length} tokens: the rest was ignored, shorten it"
+    return "".join(f"; {subject} {limit}" for subject in which)
 
 
 # ---------------------------------------------------------------------------------------------- handlers
@@ -174,6 +183,7 @@ def sample_classes(
         (the grid as a PIL image, a status line: count, seconds, precision and seed).
     """
     pipe = require_class_model(models)
+    coarse_to_fine = switch(coarse_to_fine, "coarse to fine")
     if isinstance(classes, str):  # one name through the HTTP API, not a list: one class, not one per character
         classes = [classes]
     if not classes:
@@ -234,6 +244,7 @@ def sample_prompts(
     """
 
     pipe = require_text_model(models)
+    coarse_to_fine = switch(coarse_to_fine, "coarse to fine")
     lines = [line.strip() for line in (prompts or "").splitlines() if line.strip()]
     if not lines:
         raise UserError("the prompt is empty: write at least one prompt, one per line")
@@ -263,7 +274,7 @@ def sample_prompts(
         ]
         out = joined(outs)
         grid = result_grid(pipe, out, labels, per_prompt, coarse_to_fine)
-    note = truncation_note(pipe, list(dict.fromkeys(lines + ([negative] if negative else []))))
+        note = truncation_note(pipe, list(dict.fromkeys(lines)), negative)
     return grid, status_line(len(labels), timing, pipe, seed) + note
 
 
@@ -315,10 +326,9 @@ def edit_image_with_text(
     text = " ".join((prompt or "").split()) or None
     region = Region(box=(y0, x0, y1, x1), mode=mode, extend=extend)
     masked = recommends_masked_sampling(pipe)
-    grid, status, pasted = run_edit(
+    return run_edit(
         models, pipe, image_path, region, num_results, knobs, "Text → image", prompt=text, masked_sampling=masked
     )
-    return grid, status + truncation_note(pipe, [text] if text else []), pasted
 
 
 @dataclass(frozen=True)
@@ -331,12 +341,18 @@ class Region:
     extend: float = DEFAULT_EXTEND
 
     def check(self) -> None:
-        """One line for a mode the page does not offer, or a box that holds nothing (the extend slider's range is
-        checked by its widget, and the token grid's rounding by the library)."""
+        """One line for a mode the page does not offer, a box (or extend size) that is not a number or holds nothing
+        (the page's sliders send numbers in range; the HTTP API and scripts may not), before the image is read; the
+        token grid's rounding is checked by the library."""
         if self.mode not in EDIT_MODES:
             raise UserError(f"unknown mode {self.mode!r}: choose one of {', '.join(EDIT_MODES)}")
-        y0, x0, y1, x1 = self.box
-        if self.mode != "extend" and (not y0 < y1 or not x0 < x1):
+        if self.mode == "extend":  # the library names it inner_fraction, and reads a missing one as a missing box
+            extend = finite_number(self.extend, "extend")
+            if not 0 < extend < 1:
+                raise UserError(f"extend must be between 0 and 1 (the image's size on the canvas), got {extend:g}")
+            return
+        y0, x0, y1, x1 = (finite_number(value, name) for value, name in zip(self.box, ("y0", "x0", "y1", "x1")))
+        if not y0 < y1 or not x0 < x1:
             raise UserError(
                 f"empty box (y0 {y0:g}, x0 {x0:g}, y1 {y1:g}, x1 {x1:g}): move the sliders so that y0 < y1 and x0 < x1"
             )
@@ -408,6 +424,8 @@ def run_edit(
         except FileNotFoundError as err:  # deleted by the cache clean-up while the page stayed open
             raise expired_upload(name) from err
         except ValueError as err:
+            if isinstance(err.__cause__, Image.DecompressionBombError):
+                raise too_large_upload(name, err.__cause__) from err
             raise unreadable_upload(name, one_line(err.__cause__ or err).replace(str(image_path), name)) from err
         with turn(models) as timing:
             try:
@@ -417,7 +435,9 @@ def run_edit(
                 if page_error is None:
                     raise
                 raise page_error from err
+            # the text edit tab's prompt, checked with the tokenizer while this request holds it
+            note = truncation_note(pipe, [target["prompt"]]) if target.get("prompt") else ""
     pictures, labels = out.side_by_side()
     grid = make_grid(enlarge(pictures, display_zoom(pipe)), nrow=len(labels), labels=labels)
     pasted = [(picture, f"result {index + 1}") for index, picture in enumerate(out.pasted())]
-    return grid, status_line(count, timing, pipe, settings["seed"]), pasted
+    return grid, status_line(count, timing, pipe, settings["seed"]) + note, pasted

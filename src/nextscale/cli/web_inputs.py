@@ -13,6 +13,7 @@ that gradio is installed (it is the optional ``demo`` extra).
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,26 @@ def unreadable_upload(name: str, reason: str) -> UserError:
     return UserError(f"cannot read the uploaded image{named(name)} ({reason}); it is corrupt or not an image")
 
 
+def too_large_upload(name: str, err: BaseException) -> UserError:
+    """An upload over twice Pillow's decompression-bomb limit (``err``): a huge photo, not a corrupt file, so the
+    page says so and how to fix it, where Pillow's message speaks of a DOS attack."""
+    found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+) pixels", str(err))
+    size = f"{int(found[1]):,} pixels, over the {int(found[2]):,} this server opens" if found else one_line(err)
+    return UserError(
+        f"the uploaded image{named(name)} is too large to open ({size}): upload a smaller copy (a few thousand "
+        "pixels a side is plenty; the model sees it at its own size)"
+    )
+
+
+def failed_request(err: Exception) -> gr.Error:
+    """A request that failed inside the server for a reason the checks did not foresee: one line in the page (gradio
+    shows a bare "Error" otherwise) that still names the error; gradio logs its traceback (print_exception)."""
+    return gr.Error(
+        f"this request failed inside the server ({type(err).__name__}: {one_line(err)}); its log has the traceback: "
+        "try other settings, or report it"
+    )
+
+
 def expired_upload(name: str) -> UserError:
     """An upload gone from the server's cache: the page still shows it, but the daily clean-up deleted the file."""
     return UserError(
@@ -86,6 +107,14 @@ def image_count(value: float | None, name: str) -> int:
     if count < 1:
         raise UserError(f"{name} must be at least 1, got {count}")
     return count
+
+
+def switch(value: bool | None, name: str) -> bool:
+    """A checkbox's value: the page sends true or false, but the HTTP API passes anything, and the string "false"
+    would count as ticked."""
+    if value is None or (isinstance(value, (bool, int)) and value in (0, 1)):
+        return bool(value)
+    raise UserError(f"{name} must be true or false, got {value!r}")
 
 
 def finite_number(value: float | None, name: str) -> float:
@@ -127,7 +156,7 @@ class Knobs:
             top_k=top_k,
             top_p=top_p,
             temperature=finite_number(self.temperature, "temperature"),
-            smooth=bool(self.smooth),
+            smooth=switch(self.smooth, "smooth"),
         )
 
 
