@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from nextscale.data.image_reading import upright
 from nextscale.data.transforms import convert_mode
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -182,12 +183,13 @@ def _index_order(path: Path) -> tuple[int, str]:
 
 
 def open_sample_image(path: Path, side: int | None = None) -> Image.Image:
-    """One sample image as RGB (``convert_mode``); it must be square (and ``side`` px, the first image's size, when
-    given)."""
+    """One sample image as RGB, read as training images are (``image_reading.upright``: the EXIF turn, a 16-bit gray
+    PNG's transparent value as alpha; then ``convert_mode``); it must be square (and ``side`` px, the first image's
+    size, when given)."""
     try:
         with Image.open(path) as image:
             image.load()
-            picture = convert_mode(image, 3)  # as references are read: 16-bit scaled, transparency on white
+            picture = convert_mode(upright(image), 3)  # as references are read: 16-bit scaled, transparency on white
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ValueError(f"sample image {path} cannot be read ({err}); remove or replace it") from err
     width, height = picture.size

@@ -84,6 +84,27 @@ def load_named_component(directory: Path, device: str | torch.device) -> torch.n
     return load_component(COMPONENT_CLASSES[name], directory, device)
 
 
+def check_folder_vocab(
+    tokenizer_dir: Path, tokenizer: torch.nn.Module, transformer_dir: Path, transformer: torch.nn.Module
+) -> None:
+    """Refuse component folders whose codebook sizes differ, naming both folders' ``config.json`` and the fix.
+
+    The constructor's fit check (``sampler.check_components_fit``) names only "the tokenizer" and "the transformer",
+    and inside ``pipeline_json_errors`` it would be reported as pipeline.json's fault; a folder's user needs to know
+    which folder to replace. Swapped folders are left to the constructor, which says so.
+    """
+    if not isinstance(tokenizer, MultiScaleVQVAE) or isinstance(transformer, MultiScaleVQVAE):
+        return
+    codes, predicted = tokenizer.config.vocab_size, transformer.config.vocab_size
+    if codes != predicted:
+        raise ValueError(
+            f"{tokenizer_dir / 'config.json'} has vocab_size {codes} (the tokenizer's codebook size) but "
+            f"{transformer_dir / 'config.json'} has vocab_size {predicted}: the transformer predicts the codes of the "
+            f"tokenizer it was trained with; put that tokenizer's folder in {tokenizer_dir} (`nextscale export` "
+            "writes both from one run; `nextscale convert` needs the --vae that matches --var)"
+        )
+
+
 def check_index(index: dict, path: Path) -> None:
     """Refuse a pipeline.json with unknown entries or entries of the wrong JSON type (one clear line)."""
     unknown = sorted(set(index) - set(PIPELINE_KEYS))
@@ -164,8 +185,11 @@ class PipelineFolderMixin:
     @classmethod
     def from_components(cls, path: Path, index: dict, device: str | torch.device) -> Pipeline:
         """Build the pipeline from the component folders that ``index`` (pipeline.json) names."""
-        tokenizer = load_named_component(path / index.get("tokenizer", "tokenizer"), device)
-        transformer = load_named_component(path / index.get("transformer", "transformer"), device)
+        tokenizer_dir = path / index.get("tokenizer", "tokenizer")
+        transformer_dir = path / index.get("transformer", "transformer")
+        tokenizer = load_named_component(tokenizer_dir, device)
+        transformer = load_named_component(transformer_dir, device)
+        check_folder_vocab(tokenizer_dir, tokenizer, transformer_dir, transformer)
         with pipeline_json_errors(path):
             pipe = cls(tokenizer, transformer, class_names=index.get("class_names"))
             return pipe.recommend(**index.get("recommended_sampling", {}))

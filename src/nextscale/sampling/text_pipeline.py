@@ -23,7 +23,12 @@ import torch
 
 from nextscale.pretrained import load_component
 from nextscale.sampling.pipeline import Pipeline
-from nextscale.sampling.pipeline_folder import SAVED_ENTRIES, load_named_component, pipeline_json_errors
+from nextscale.sampling.pipeline_folder import (
+    SAVED_ENTRIES,
+    check_folder_vocab,
+    load_named_component,
+    pipeline_json_errors,
+)
 from nextscale.text import TextEncoder, load_text_encoder_folder, save_text_encoder_reference
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.conditioning import TextCondition
@@ -101,8 +106,11 @@ class TextPipeline(Pipeline):
     # ----------------------------------------------------------------------------------------- folders
     @classmethod
     def from_components(cls, path: Path, index: dict, device: str | torch.device) -> TextPipeline:
-        tokenizer = load_named_component(path / index.get("tokenizer", "tokenizer"), device)
-        transformer = load_component(TextScaleTransformer, path / index.get("transformer", "transformer"), device)
+        tokenizer_dir = path / index.get("tokenizer", "tokenizer")
+        transformer_dir = path / index.get("transformer", "transformer")
+        tokenizer = load_named_component(tokenizer_dir, device)
+        transformer = load_component(TextScaleTransformer, transformer_dir, device)
+        check_folder_vocab(tokenizer_dir, tokenizer, transformer_dir, transformer)
         encoder_dir = index.get("text_encoder")
         text_encoder = None if encoder_dir is None else load_text_encoder_folder(path / encoder_dir, device=device)
         with pipeline_json_errors(path):

@@ -16,7 +16,7 @@ def captioned_data_in(folder: Path) -> str | None:
     """What in ``folder`` says it holds captioned images, read only through ``captions:`` (None when nothing does):
     ``"captions.jsonl"`` (or ``"captions.csv"``), ``"3 .tar shards"``, or ``".txt captions beside its images"`` (the
     first ``LOOKED_AT_FILES`` files under it looked at). ``nextscale.data.captions.open_caption_dataset`` reads the
-    first two in this order."""
+    first two in this order, and tells shards from stray ``.tar`` files as ``_shards_at`` does."""
     from itertools import islice
 
     from nextscale.data.captions import MANIFEST_NAMES
@@ -27,17 +27,27 @@ def captioned_data_in(folder: Path) -> str | None:
     manifest = next((name for name in MANIFEST_NAMES if (folder / name).is_file()), None)
     if manifest is not None:
         return manifest
-    shards = sum(1 for _ in folder.glob("*.tar"))
-    if shards:
-        return f"{shards} .tar {'shard' if shards == 1 else 'shards'}"
     files = list(islice(folder.rglob("*"), LOOKED_AT_FILES))
     stems = {path.with_suffix("") for path in files if path.suffix.lower() in IMAGE_EXTENSIONS}
-    if any(path.suffix.lower() == ".txt" and path.with_suffix("") in stems for path in files):
-        return ".txt captions beside its images"
-    return None
+    captioned_images = any(path.suffix.lower() == ".txt" and path.with_suffix("") in stems for path in files)
+    shards = len(_shards_at(folder, captioned_images))
+    if shards:
+        return f"{shards} .tar {'shard' if shards == 1 else 'shards'}"
+    return ".txt captions beside its images" if captioned_images else None
 
 
-LOOKED_AT_MEMBERS = 1_000  # members of a .tar looked at for a caption (a hint, not a scan)
+def _shards_at(folder: Path, captioned_images: bool) -> list[Path]:
+    """The ``.tar`` files at ``folder``'s root that ``captions:`` reads as webdataset shards, by the rule of
+    ``nextscale.data.captions.holds_shards``: all of them when no image beside them has a caption (the shard reader
+    then says what is wrong with them); else those holding an image + ``.txt`` pair near their start
+    (``first_captioned_key``), a stray backup ``.tar`` beside captioned images being none. Unlike ``holds_shards``
+    this neither warns nor refuses: the folder was passed as class data."""
+    from nextscale.data.caption_shards import first_captioned_key
+
+    tars = sorted(folder.glob("*.tar"))
+    if not captioned_images:
+        return tars
+    return [tar for tar in tars if first_captioned_key(tar) is not None]
 
 
 def _root_files(folder: Path) -> str:
@@ -53,13 +63,15 @@ def _root_files(folder: Path) -> str:
 
 
 def holds_captions(folder: Path) -> bool:
-    """Whether the manifest or first ``.tar`` shard at ``folder``'s root reads as captioned images (what ``captions:``
-    would read), from its first line or its first ``LOOKED_AT_MEMBERS`` members: a ``captions.jsonl`` whose first
-    record names an ``image``, a ``captions.csv`` with ``image`` and ``caption`` columns, or a ``.tar`` holding a
-    ``.txt`` member. A stray file (a backup ``.tar`` of a class folder, a table of other columns) does not."""
+    """Whether the manifest or a ``.tar`` shard at ``folder``'s root reads as captioned images (what ``captions:``
+    would read), from its first line or its first members: a ``captions.jsonl`` whose first record names an
+    ``image``, a ``captions.csv`` with ``image`` and ``caption`` columns, or a ``.tar`` holding an image + ``.txt``
+    pair near its start (``first_captioned_key``, as ``captions.holds_shards`` tells a shard). A stray file (a backup
+    ``.tar`` of a class folder, a table of other columns) does not."""
     import csv
-    import tarfile
     from itertools import islice
+
+    from nextscale.data.caption_shards import first_captioned_key
 
     if (folder / "captions.jsonl").is_file():
         with open(folder / "captions.jsonl", "rb") as handle:
@@ -73,12 +85,8 @@ def holds_captions(folder: Path) -> bool:
         with open(folder / "captions.csv", encoding="utf-8-sig", errors="replace", newline="") as handle:
             header = next(csv.reader(handle), [])
         return {"image", "caption"} <= set(header)
-    shard = min(folder.glob("*.tar"))
-    try:
-        with tarfile.open(shard, mode="r:") as tar:
-            return any(member.name.lower().endswith(".txt") for member in islice(tar, LOOKED_AT_MEMBERS))
-    except (tarfile.TarError, OSError):
-        return False  # compressed or not a tar: captions: could not read it either
+    # compressed or not a tar: no captioned key (captions: could not read it either)
+    return any(first_captioned_key(tar) is not None for tar in sorted(folder.glob("*.tar")))
 
 
 def refuse_caption_file(spec: str) -> None:
