@@ -14,6 +14,7 @@ import pytest
 import torch.distributed as dist
 
 import nextscale.cli
+import nextscale.cli.train_tokenizer
 from nextscale.cli import main, print_error
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,15 +81,25 @@ def test_without_torchrun_s_store_every_rank_prints_its_line(monkeypatch, capsys
     assert status == 2 and err.startswith("nextscale train-tokenizer: error: unrecognized arguments: --bogus"), err
 
 
-def test_a_line_that_names_its_rank_is_printed_as_it_is(agent_store, monkeypatch, capsys):
-    line = "nextscale train: error: training stopped on rank 1 because rank 0 could not write checkpoint x.pt"
+def test_an_error_that_names_its_rank_is_printed_as_it_is(agent_store, monkeypatch, capsys):
+    from nextscale.training.failures import RankZeroWriteFailed
+
+    def run(args):
+        raise RankZeroWriteFailed(Path("x.pt"), rank=1)
+
+    monkeypatch.setattr(nextscale.cli.train_tokenizer, "run", run)
+    status, err = _as_rank(monkeypatch, "1", ["train-tokenizer"], capsys)
+    expected = "nextscale train-tokenizer: error: training stopped on rank 1 because rank 0 could not write checkpoint"
+    assert status == 2 and err.startswith(expected) and err.count("\n") == 1, err
+
+
+def test_a_line_is_not_taken_for_its_rank_s_own_by_its_text(agent_store, monkeypatch, capsys):
+    # the error's class says whether its line names its rank; a message that merely mentions "rank 1" gets the prefix
+    line = "nextscale train: error: the shard list of rank 1 is empty; use more shards than ranks"
     monkeypatch.setenv("RANK", "1")
-    print_error(line)
-    assert capsys.readouterr().err == line + "\n"
-    monkeypatch.setenv("RANK", "11")  # "rank 1" inside "rank 11" is not this rank's name
     monkeypatch.setattr(nextscale.cli, "RANK_ZERO_WAIT_S", 0.0)
-    print_error(line)
-    assert capsys.readouterr().err == f"rank 11: {line}\n"
+    print_error(line, ValueError(line))
+    assert capsys.readouterr().err == f"rank 1: {line}\n"
 
 
 def test_an_unreadable_rank_still_prints_the_error(monkeypatch, capsys):
@@ -100,6 +111,7 @@ def test_an_unreadable_rank_still_prints_the_error(monkeypatch, capsys):
 ONLY_RANK_ONE_FAILS = """\
 import os, sys
 import nextscale.cli
+import nextscale.cli.train_tokenizer
 from nextscale.cli import main, train_tokenizer
 
 nextscale.cli.RANK_ZERO_WAIT_S = 2.0  # rank 0 is waiting for rank 1 to join its process group: no line comes

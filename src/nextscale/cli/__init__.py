@@ -57,13 +57,14 @@ class OneLineParser(argparse.ArgumentParser):
 RANK_ZERO_WAIT_S = 10.0
 
 
-def print_error(line: str) -> None:
+def print_error(line: str, err: BaseException | None = None) -> None:
     """Print a command's one-line error on stderr, once per torchrun job rather than once per process.
 
     The ranks of a job parse the same flags and read the same data, so most errors reach every one of them. Rank 0
     prints its line and announces it; another rank prints nothing for the same line, and its own line prefixed with
     its rank (``rank 1: ...``), so that an error only it met stays visible. Rather than exit at once, it waits for
-    rank 0's line: torchrun stops every process when one fails, and rank 0 might not have printed yet.
+    rank 0's line: torchrun stops every process when one fails, and rank 0 might not have printed yet. An error whose
+    class sets ``names_its_rank = True`` (``RankZeroWriteFailed``) is its rank's own line, printed as it is.
     """
     if "RANK" not in os.environ:  # one process: no launcher, nothing to share (and no torch import for a typo)
         print(line, file=sys.stderr, flush=True)
@@ -74,7 +75,7 @@ def print_error(line: str) -> None:
     if rank == 0:
         print(line, file=sys.stderr, flush=True)
         distributed.announce_error(line)
-    elif re.search(rf"\brank {rank}\b", line):  # a line naming its rank is its own (RankZeroWriteFailed's)
+    elif getattr(err, "names_its_rank", False):  # its own line already (RankZeroWriteFailed); no torch import
         print(line, file=sys.stderr, flush=True)
     elif distributed.rank_zero_error(RANK_ZERO_WAIT_S) != line:
         print(f"rank {rank}: {line}", file=sys.stderr, flush=True)
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             return 141  # the reader stopped early (`nextscale info ... | head`): as a shell reports SIGPIPE
         if args.verbose:
             raise
-        print_error(f"nextscale {args.command}: error: {error_text(err)}")
+        print_error(f"nextscale {args.command}: error: {error_text(err)}", err)
         return 2
     except (RuntimeError, MemoryError) as err:
         if args.verbose or not is_out_of_memory(err):

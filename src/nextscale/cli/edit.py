@@ -126,6 +126,26 @@ def check_fraction_box(box: list[float], pixels_flag: str | None) -> None:
     raise ValueError(f"--box {shown} must lie inside the image as fractions in [0, 1] with y0 < y1 and x0 < x1{hint}")
 
 
+def check_pastable(image: Path) -> None:
+    """Refuse --paste-back before sampling for a picture too large to decode at full size (a JPEG over twice Pillow's
+    pixel limit is edited from a shrunk copy, and pasting back needs the full-size pixels); reads the header only."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.open(image).close()
+    except Image.DecompressionBombError as err:
+        raise ValueError(
+            f"--paste-back needs {image} at full size, which is too large to decode ({err}); edit a smaller copy "
+            "(a few thousand pixels a side), or leave out --paste-back to keep the model-size result"
+        ) from err
+    except (OSError, ValueError, SyntaxError):
+        return  # unreadable: the edit itself names the file and the problem
+
+
 def run(args: argparse.Namespace) -> int:
     from nextscale.data.grids import make_grid
 
@@ -152,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
     for path, flag in ((args.out, "--out"), (args.side_by_side, "--side-by-side")):
         if path is not None:
             check_image_output(path, flag)
+    if args.paste_back:
+        check_pastable(args.image)
     pipe = load_pipeline(args)
     if pipe.is_text_conditional and args.class_label is not None:
         raise ValueError("this model is text-conditional: edit with --prompt TEXT (--class needs a class model)")

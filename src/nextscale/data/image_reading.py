@@ -37,6 +37,8 @@ BAD_IMAGE_REASONS = ("unreadable", "truncated", "tiny", "huge", "unsupported mod
 TINY_FRACTION = 0.125
 TINY_PIXELS = 4
 JPEG_REDUCTIONS = (2, 4, 8)  # the scales a JPEG decoder can shrink an image by while decoding (Image.draft)
+# ``Image.info`` key of an image ``open_image`` decoded shrunk: by what factor (2, 4 or 8), for what needs full size.
+SHRUNK_BY_KEY = "nextscale_shrunk_by"
 
 
 class BadImageError(ValueError):
@@ -218,26 +220,59 @@ def check_image_header(
         return image.size
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode one image file, raising a ValueError that names the file if it is unreadable."""
+def open_image(path: str | os.PathLike, shrink_huge_jpeg: bool = False) -> Image.Image:
+    """Open and fully decode one image file, raising a ValueError that names the file if it is unreadable.
+
+    Up to twice Pillow's pixel limit an image is decoded at full size. A larger one (over what ``Image.open`` opens)
+    is refused as too large, except, with ``shrink_huge_jpeg``, a JPEG: it is decoded at 1/2, 1/4 or 1/8 size, the
+    least that fits the limit (``jpeg_reduction``, as training reads it), and ``info[SHRUNK_BY_KEY]`` records the
+    factor. An edit sees a model-size copy anyway; what needs the full-size pixels (pasting the result back) checks
+    the key.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist")
+    shrunk_by = 1
     try:
         with warnings.catch_warnings():  # one photo the user chose: up to twice Pillow's limit is decoded quietly
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
-        with image:
-            image.load()  # decode now: a truncated file fails here, not later in a worker
-            return upright(image)
     except Image.DecompressionBombError as err:  # over twice the limit (a 200-megapixel phone photo): not corrupt
-        raise ValueError(
-            f"image {path} is too large to open ({err}); save a smaller copy (a few thousand pixels a side is plenty)"
-        ) from err
+        image = _huge_jpeg_header(path) if shrink_huge_jpeg else None
+        shrunk_by = 0 if image is None else jpeg_reduction(image)
+        if shrunk_by == 0:
+            if image is not None:  # a JPEG too large even at 1/8 size
+                image.close()
+            raise ValueError(
+                f"image {path} is too large to open ({err}); save a smaller copy (a few thousand pixels a side is "
+                "plenty)"
+            ) from err
     except _READ_ERRORS as err:
-        raise ValueError(
-            f"cannot read image {path}: {err}. The file is corrupt or not an image; replace or delete it"
-        ) from err
+        raise _unreadable(path, err) from err
+    try:
+        with image:
+            if shrunk_by > 1:  # decoded shrunk: the full-size pixels are never held
+                image.draft(image.mode, (image.width // shrunk_by, image.height // shrunk_by))
+            image.load()  # decode now: a truncated file fails here, not later in a worker
+            decoded = upright(image)
+    except _READ_ERRORS as err:
+        raise _unreadable(path, err) from err
+    if shrunk_by > 1:
+        decoded.info[SHRUNK_BY_KEY] = shrunk_by
+    return decoded
+
+
+def _huge_jpeg_header(path: Path) -> Image.Image | None:
+    """A file over twice Pillow's limit opened as a JPEG without Pillow's check (nothing decoded), or None if it is
+    not a JPEG."""
+    try:
+        return JpegImagePlugin.JpegImageFile(path)
+    except _READ_ERRORS:
+        return None
+
+
+def _unreadable(path: Path, err: BaseException) -> ValueError:
+    return ValueError(f"cannot read image {path}: {err}. The file is corrupt or not an image; replace or delete it")
 
 
 def load_image(path: str | os.PathLike, size: int, channels: int = 3, mid_reso: float = 1.0) -> torch.Tensor:

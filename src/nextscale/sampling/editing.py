@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nextscale.data.image_reading import open_image, upright
+from nextscale.data.image_reading import SHRUNK_BY_KEY, open_image, upright
 from nextscale.data.transforms import (
     ALPHA_MODES,
     GRAY_MODES,
@@ -222,6 +222,8 @@ class PreparedImage:
     tensor: torch.Tensor  # (1, C, S, S) in [-1, 1]
     original: Image.Image
     crop_box: tuple[int, int, int, int]  # (left, top, right, bottom) of the square crop in the original
+    # 2, 4 or 8 for a JPEG too large to decode at full size, read shrunk (``open_image``): no pasting back
+    shrunk_by: int = 1
 
 
 def prepare_image(
@@ -234,6 +236,8 @@ def prepare_image(
     with an EXIF orientation tag is turned upright first (``ImageOps.exif_transpose``), as image viewers show it;
     ``PreparedImage.original`` is that upright picture. To edit the stored pixels as they are, pass an array
     (Pillow's ``transpose`` keeps the tag: turn an image by hand with ``ImageOps.exif_transpose``, which drops it).
+    A JPEG file over twice Pillow's pixel limit is decoded at 1/2, 1/4 or 1/8 size (the edit sees a model-size copy
+    anyway); its result cannot be pasted back at the original size (``paste_back`` says so).
     """
     if isinstance(image, np.ndarray):
         if image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3):
@@ -282,7 +286,7 @@ def prepare_image(
         )
         return PreparedImage(image.float(), pil, (0, 0, size, size))
     if isinstance(image, (str, os.PathLike)):
-        original = open_image(image)  # decoded and turned upright
+        original = open_image(image, shrink_huge_jpeg=True)  # decoded and turned upright
     elif isinstance(image, Image.Image):
         # A PIL image is taken like its file: turned as its EXIF orientation says, as viewers show it, so that a
         # photo opened with Image.open gives the same edit, box, mask and pasted result as its path does.
@@ -302,7 +306,10 @@ def prepare_image(
     picture = convert_mode(original, channels)
     square = center_crop(picture, side) if width != height else picture
     resized = resize_shorter_side(square, size)
-    return PreparedImage(pil_to_tensor(resized, channels)[None], original, (left, top, left + side, top + side))
+    shrunk_by = original.info.get(SHRUNK_BY_KEY, 1)
+    return PreparedImage(
+        pil_to_tensor(resized, channels)[None], original, (left, top, left + side, top + side), shrunk_by
+    )
 
 
 def pasted_mode(image: Image.Image) -> str:
@@ -341,6 +348,12 @@ def paste_back(result: Image.Image, prepared: PreparedImage, keep_mask: torch.Te
     ``result.convert("RGB")`` shows the drawn colours without the alpha. A frame generated around an extended
     picture (``extended_image``) is opaque.
     """
+    if prepared.shrunk_by > 1:  # the original size needs the full-size pixels, which Pillow refuses to decode
+        raise ValueError(
+            f"the input, a JPEG over twice Pillow's pixel limit ({Image.MAX_IMAGE_PIXELS}), was read at "
+            f"1/{prepared.shrunk_by} size, so its result cannot be pasted back at the original size; edit a smaller "
+            "copy of it (a few thousand pixels a side) to paste back, or keep the model-size result"
+        )
     left, top, right, bottom = prepared.crop_box
     mode = pasted_mode(prepared.original)
     out = input_in_mode(prepared.original, mode).copy()
@@ -419,7 +432,7 @@ def extended_image(prepared: PreparedImage, canvas: torch.Tensor, placed: torch.
     square = input_in_mode(prepared.original, mode).crop(prepared.crop_box)
     extended = Image.new(mode, (side, side), "black")  # the blank frame, opaque (the pasted result covers it)
     extended.paste(square, (round(offset * scale),) * 2)
-    return PreparedImage(canvas, extended, (0, 0, side, side))
+    return PreparedImage(canvas, extended, (0, 0, side, side), prepared.shrunk_by)
 
 
 def keep_mask_for(mode: str, region: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,7 @@ from nextscale.sampling.guidance import SamplingConfig
 from nextscale.sampling.pipeline_speed import check_precision_name
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.transformer.model import ScaleTransformer
+from nextscale.transformer.raster_config import RasterConfig
 from nextscale.transformer.raster_model import RasterTransformer
 from nextscale.transformer.text_model import TextScaleTransformer
 
@@ -84,10 +85,27 @@ def load_named_component(directory: Path, device: str | torch.device) -> torch.n
     return load_component(COMPONENT_CLASSES[name], directory, device)
 
 
-def check_folder_vocab(
+# What a tokenizer and the transformer trained on its tokens must share, and what each value is to a user.
+FOLDER_FIT = {
+    "vocab_size": "the tokenizer's codebook size",
+    "code_dim": "the width of the tokenizer's codes",
+    "scale_sides": "the tokenizer's scale schedule",
+}
+
+
+def config_json_entry(config: object, name: str) -> str:
+    """How ``name`` reads in the component's config.json (a raster model stores one map's ``side``, not sides)."""
+    if isinstance(config, RasterConfig) and name == "scale_sides":
+        return f"side {config.side} (one {config.side}x{config.side} map: scale_sides [{config.side}])"
+    value = getattr(config, name)
+    return f"{name} {json.dumps(list(value) if isinstance(value, tuple) else value)}"
+
+
+def check_folder_fit(
     tokenizer_dir: Path, tokenizer: torch.nn.Module, transformer_dir: Path, transformer: torch.nn.Module
 ) -> None:
-    """Refuse component folders whose codebook sizes differ, naming both folders' ``config.json`` and the fix.
+    """Refuse component folders whose codebook size, code width or scale schedule differ, naming both folders'
+    ``config.json``, their values and the fix.
 
     The constructor's fit check (``sampler.check_components_fit``) names only "the tokenizer" and "the transformer",
     and inside ``pipeline_json_errors`` it would be reported as pipeline.json's fault; a folder's user needs to know
@@ -95,14 +113,31 @@ def check_folder_vocab(
     """
     if not isinstance(tokenizer, MultiScaleVQVAE) or isinstance(transformer, MultiScaleVQVAE):
         return
-    codes, predicted = tokenizer.config.vocab_size, transformer.config.vocab_size
-    if codes != predicted:
-        raise ValueError(
-            f"{tokenizer_dir / 'config.json'} has vocab_size {codes} (the tokenizer's codebook size) but "
-            f"{transformer_dir / 'config.json'} has vocab_size {predicted}: the transformer predicts the codes of the "
-            f"tokenizer it was trained with; put that tokenizer's folder in {tokenizer_dir} (`nextscale export` "
-            "writes both from one run; `nextscale convert` needs the --vae that matches --var)"
+    tok, tra = tokenizer.config, transformer.config
+    differ = [  # a raster model has no code_dim: it embeds token ids, not codes
+        name for name in FOLDER_FIT if hasattr(tra, name) and getattr(tok, name) != getattr(tra, name)
+    ]
+    if not differ:
+        return
+    if differ == ["scale_sides"]:  # the tokenizer's weights do not depend on its schedule
+        sides = tuple(tra.scale_sides)
+        fix = (
+            f"put the tokenizer the transformer was trained with in {tokenizer_dir}, or, if this is it on another "
+            f"schedule, re-save it on the transformer's: save_component(load_tokenizer('{tokenizer_dir}', {sides}), "
+            f"'{tokenizer_dir}') (nextscale.training.load_tokenizer, nextscale.pretrained.save_component)"
         )
+    else:
+        fix = (
+            f"the transformer predicts the codes of the tokenizer it was trained with; put that tokenizer's folder in "
+            f"{tokenizer_dir} (`nextscale export` writes both from one run; `nextscale convert` needs the --vae that "
+            "matches --var)"
+        )
+    tokenizer_has = " and ".join(f"{config_json_entry(tok, name)} ({FOLDER_FIT[name]})" for name in differ)
+    transformer_has = " and ".join(config_json_entry(tra, name) for name in differ)
+    raise ValueError(
+        f"{tokenizer_dir / 'config.json'} has {tokenizer_has} but {transformer_dir / 'config.json'} has "
+        f"{transformer_has}: {fix}"
+    )
 
 
 def check_index(index: dict, path: Path) -> None:
@@ -189,7 +224,7 @@ class PipelineFolderMixin:
         transformer_dir = path / index.get("transformer", "transformer")
         tokenizer = load_named_component(tokenizer_dir, device)
         transformer = load_named_component(transformer_dir, device)
-        check_folder_vocab(tokenizer_dir, tokenizer, transformer_dir, transformer)
+        check_folder_fit(tokenizer_dir, tokenizer, transformer_dir, transformer)
         with pipeline_json_errors(path):
             pipe = cls(tokenizer, transformer, class_names=index.get("class_names"))
             return pipe.recommend(**index.get("recommended_sampling", {}))

@@ -32,18 +32,20 @@ def check_raster_fit(tokenizer: nn.Module, transformer: nn.Module) -> None:
             "models with ScaleSampler (or Pipeline.from_pretrained)"
         )
     tok, tra = tokenizer.config, transformer.config
-    problems = []
+    problems = []  # each with its own fix: a schedule is chosen at load time, a codebook size is trained in
     if tuple(tok.scale_sides) != (tra.side,):
         sides = tuple(tok.scale_sides)
-        problems.append(f"the tokenizer's scale sides are {sides}, the raster model needs ({tra.side},)")
-    if tok.vocab_size != tra.vocab_size:
-        problems.append(f"vocab sizes differ (tokenizer {tok.vocab_size}, transformer {tra.vocab_size})")
-    if problems:
-        raise ValueError(
-            "the tokenizer and the raster transformer do not fit together: "
-            + "; ".join(problems)
-            + f". Load the tokenizer with scale_sides=({tra.side},) (load_tokenizer(path, ({tra.side},)))."
+        problems.append(
+            f"the tokenizer's scale sides are {sides}, the raster model needs ({tra.side},): load the tokenizer "
+            f"with scale_sides=({tra.side},) (load_tokenizer(path, ({tra.side},)))"
         )
+    if tok.vocab_size != tra.vocab_size:
+        problems.append(
+            f"vocab sizes differ (tokenizer {tok.vocab_size}, transformer {tra.vocab_size}): use the tokenizer the "
+            "transformer was trained with"
+        )
+    if problems:
+        raise ValueError("the tokenizer and the raster transformer do not fit together: " + "; ".join(problems))
 
 
 class RasterSampler:

@@ -25,7 +25,7 @@ from nextscale.pretrained import load_component
 from nextscale.sampling.pipeline import Pipeline
 from nextscale.sampling.pipeline_folder import (
     SAVED_ENTRIES,
-    check_folder_vocab,
+    check_folder_fit,
     load_named_component,
     pipeline_json_errors,
 )
@@ -110,7 +110,7 @@ class TextPipeline(Pipeline):
         transformer_dir = path / index.get("transformer", "transformer")
         tokenizer = load_named_component(tokenizer_dir, device)
         transformer = load_component(TextScaleTransformer, transformer_dir, device)
-        check_folder_vocab(tokenizer_dir, tokenizer, transformer_dir, transformer)
+        check_folder_fit(tokenizer_dir, tokenizer, transformer_dir, transformer)
         encoder_dir = index.get("text_encoder")
         text_encoder = None if encoder_dir is None else load_text_encoder_folder(path / encoder_dir, device=device)
         with pipeline_json_errors(path):

@@ -83,6 +83,9 @@ class RankZeroWriteFailed(OSError):
     rank 0's, which alone knows the cause and names the checkpoint to resume from (repeating it once per rank
     would bury it, and these ranks only learn that the write failed)."""
 
+    # Its message names its rank already: the CLI prints it without another "rank N:" prefix (see cli.print_error).
+    names_its_rank = True
+
     def __init__(self, path: Path, rank: int) -> None:
         super().__init__(
             None,
