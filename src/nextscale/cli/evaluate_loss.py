@@ -13,11 +13,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+from pathlib import Path
 
 from nextscale.cli import evaluate
 from nextscale.cli.common import SAMPLING_FLAGS, Default
 from nextscale.cli.evaluate_edit import EDIT_FLAGS
 from nextscale.cli.evaluate_source import ModelFacts
+from nextscale.cli.train import check_same_classes
+
+HELD_OUT = "held-out test loss"
+TRAINING_LOSS = "training-split loss"  # --tokens that training read (a warning says so and how to fix it)
 
 # Flags of sample evaluation that --loss (which samples nothing) refuses.
 NOT_FOR_LOSS = (
@@ -77,6 +82,8 @@ def run_loss(args: argparse.Namespace, dataset, pipe, started: float, source: di
     from nextscale.evaluation.held_out import collate_held_out, evaluate_held_out
 
     dataset.check_tokenizer(pipe.tokenizer)  # the weights, now that they are loaded
+    check_same_classes(ModelClasses(getattr(pipe, "class_names", None)), dataset)  # as train checks --eval-tokens
+    measured, split_warnings = what_is_measured(args, dataset, pipe)
     count = len(dataset) if args.num is None else min(args.num, len(dataset))
     subset = torch.utils.data.Subset(dataset, range(count))
     loader = torch.utils.data.DataLoader(subset, batch_size=args.batch_size, collate_fn=collate_held_out)
@@ -99,16 +106,50 @@ def run_loss(args: argparse.Namespace, dataset, pipe, started: float, source: di
     report = {
         "model": str(args.model or "bundled"),
         **source,
-        "measured": "held-out test loss",
+        "measured": measured,
         "model_kind": held_out.model_kind,
         "token_schedule": kind["token_schedule"],
         "conditioning": "text" if pipe.is_text_conditional else "class",
         "tokens": str(args.tokens),
         "dtype": pipe.precision.name,
         **dataclasses.asdict(held_out),
-        "warnings": kind["warnings"],
+        "warnings": split_warnings + kind["warnings"],
     }
     return evaluate.finish(args, report, started)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelClasses:
+    """The class names a model was trained with, in the shape ``check_same_classes`` reads (``classes``)."""
+
+    classes: tuple[str, ...] | None
+
+
+def what_is_measured(args: argparse.Namespace, dataset, pipe) -> tuple[str, list[str]]:
+    """The report's ``measured`` entry and its warning: held-out test loss, unless ``--tokens`` is a training split
+    (its manifest records split "train") or the very token folder the run trained on (its config.json "tokens")."""
+    from nextscale.data.token_manifest import is_training_split
+
+    trained_on = trained_tokens(args.model) if pipe.trained_weights is not None else None
+    same = trained_on is not None and trained_on == Path(args.tokens).resolve()
+    if not (same or is_training_split(dataset.manifest)):
+        return HELD_OUT, []
+    split = dataset.manifest.get("split")
+    what = f'its manifest.json records "split": "{split}"' if split else "it is the --tokens this run trained on"
+    if same and split:
+        what += ", the tokens this run trained on"
+    return TRAINING_LOSS, [
+        f"{args.tokens} is not held-out data ({what}): this is training loss, not held-out test loss; tokenize "
+        "held-out images (`nextscale tokenize --split test`, or --split val) and pass that folder to --tokens"
+    ]
+
+
+def trained_tokens(run_dir) -> Path | None:
+    """The token folder a training run trained on (config.json "tokens", resolved from here), or None."""
+    from nextscale.training.export import read_run_config
+
+    tokens = read_run_config(run_dir).get("tokens")
+    return Path(tokens).resolve() if isinstance(tokens, str) and tokens else None
 
 
 def loss_kind_entries(transformer) -> dict:

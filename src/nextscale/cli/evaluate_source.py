@@ -64,15 +64,30 @@ def model_source(model: Path | str | None, pipe) -> dict:
     A training run's are the checkpoint loading took (``load_run_pipeline`` records it on the pipeline: the newest
     one that passed verification, not merely the newest file): its file, step, and ``weights`` "ema" or "raw". A
     pipeline folder's are what its export recorded in ``transformer/export.json``; folders without one (exported
-    before it existed, saved from Python, converted, bundled) say only how export chooses the weights.
+    before it existed, saved from Python, converted, bundled) say only how export chooses the weights. A run still
+    training says so (``still_training``), and a line on stderr says so before the evaluation starts.
     """
     trained = pipe.trained_weights
     if trained is not None:
-        return {"model_source": "training run", **trained.entries()}
+        return {"model_source": "training run", **trained.entries(), **live_run_entries(model, trained.step)}
     bundled = model is None or str(model).startswith("bundled:")
     recorded = exported_weights(model if model is not None else "bundled:fashion-mnist")
     entries = {"weights": PIPELINE_WEIGHTS} if recorded is None else recorded.entries()
     return {"model_source": "bundled pipeline folder" if bundled else "exported pipeline folder", **entries}
+
+
+def live_run_entries(run_dir: Path | str, step: int) -> dict:
+    """``still_training``: the line that says a run is training now, so that its checkpoint is an intermediate one
+    (printed on stderr too); nothing for a run that is not training."""
+    import sys
+
+    from nextscale.training.run_lock import still_training_note
+
+    note = still_training_note(run_dir, step)
+    if note is None:
+        return {}
+    print(f"note: {note}", file=sys.stderr)
+    return {"still_training": note}
 
 
 def exported_weights(model: Path | str):

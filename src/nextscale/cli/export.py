@@ -30,6 +30,7 @@ long). The exported weights' checkpoint, step and EMA/raw choice are recorded be
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from nextscale.cli.common import check_output_dir
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         run_kind,
         with_preview_cfg,
     )
+    from nextscale.training.run_lock import still_training_note
 
     out = Path(args.out)
     run_dir, checkpoint = chosen_checkpoint(Path(args.run), args.step)
@@ -118,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
     loaded = read_export_record(weights_folder)  # what was exported: the newest checkpoint may have been skipped
     which = "EMA" if loaded.weights == "ema" else "raw" if args.raw else "raw (the run keeps no EMA: --ema-decay none)"
     print(f"exported {which} weights of {run_dir} (step {loaded.step}) to {out}{note}")
+    live = still_training_note(run_dir, loaded.step)
+    if live is not None:
+        print(f"note: {live}", file=sys.stderr)
     return 0
 
 

@@ -224,9 +224,7 @@ def describe_run(folder: Path) -> dict[str, Any]:
     step = checkpoint_step(checkpoints[-1]) if checkpoints else 0
     model_class = f" ({config['model_class']})" if "model_class" in config else ""
     report: dict[str, Any] = {"what": f"{folder}: a {config['kind']} training run{model_class}"}
-    report["progress"] = f"step {step} of {total}" + (
-        " (finished)" if step == total else " (re-run its command to continue)"
-    )
+    report["progress"] = f"step {step} of {total}" + _progress_state(folder, step == total)
     report["data"] = _run_data(config)
     shape = {key: model[key] for key in ("depth", "embed_dim", "vocab_size", "scale_sides") if key in model}
     if shape:
@@ -255,6 +253,18 @@ def describe_run(folder: Path) -> dict[str, Any]:
             "--tokens DIR)"
         )
     return report
+
+
+def _progress_state(folder: Path, finished: bool) -> str:
+    """After "step S of T": finished, training now (a re-run would be refused as in use), or stopped."""
+    from nextscale.training.run_lock import training_process
+
+    if finished:
+        return " (finished)"
+    pid = training_process(folder)
+    if pid is not None:
+        return f" (training now, process {pid}: newer checkpoints will follow)"
+    return " (re-run its command to continue)"
 
 
 def _run_data(config: dict[str, Any]) -> str:

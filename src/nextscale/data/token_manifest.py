@@ -147,6 +147,12 @@ def write_manifest(
     return path
 
 
+def is_training_split(manifest: dict[str, Any]) -> bool:
+    """Whether the folder was tokenized from its data's training split (``tokenize --split train``): a loss measured
+    on it is training loss, not held-out loss (``--split all`` may be a held-out folder of its own, so it is not)."""
+    return manifest.get("split") == "train"
+
+
 def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
     path = Path(root) / MANIFEST_NAME
     if not path.is_file():

@@ -74,6 +74,44 @@ def _recorded_pid(handle) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def training_process(run_dir: str | os.PathLike) -> int | None:
+    """The PID of the live process training into ``run_dir`` now (it holds the lock), or None; takes nothing.
+
+    A shared lock that cannot be had means an exclusive holder; the lock is let go at once (a command starting to
+    train in that instant is refused as busy and can be re-run). A PID left by a killed process is not a holder.
+    """
+    try:
+        handle = open(Path(run_dir) / LOCK_NAME)  # noqa: SIM115 (closed below; read-only suffices for flock)
+    except OSError:  # no lock file: never trained into, or not a run directory
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _recorded_pid(handle)
+            return pid if pid is not None and _alive(pid) else None
+        except OSError:  # a file system without locks: the recorded PID is all there is to go by
+            pid = _recorded_pid(handle)
+            return pid if pid is not None and pid != os.getpid() and _alive(pid) else None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def still_training_note(run_dir: str | os.PathLike, used_step: int) -> str | None:
+    """One line for a command that reads a run still training (evaluate, export), or None when it is not: the
+    weights it uses are an intermediate checkpoint, and the run will save newer ones."""
+    from nextscale.training.checkpoint import checkpoint_step, list_checkpoints
+
+    pid = training_process(run_dir)
+    if pid is None:
+        return None
+    checkpoints = list_checkpoints(run_dir)
+    newest = checkpoint_step(checkpoints[-1]) if checkpoints else used_step
+    return (
+        f"run {run_dir} is still training (process {pid}, step {newest} so far): this uses checkpoint step {used_step}"
+    )
+
+
 def acquire(run_dir: str | os.PathLike):
     """Lock ``run_dir`` for this process; returns the open lock file (closing it releases the lock).
 
