@@ -63,6 +63,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,7 +273,7 @@ def model_inputs(planned: argparse.Namespace) -> ModelInputs:
     """
     from nextscale.cli.common import load_text_encoder_option
     from nextscale.cli.data_report import scale_sides_for
-    from nextscale.cli.train import fit_num_classes
+    from nextscale.cli.train import check_same_classes, fit_num_classes
     from nextscale.data.token_dataset import TokenShardDataset
     from nextscale.training.export import load_tokenizer, with_scale_sides
 
@@ -280,9 +281,12 @@ def model_inputs(planned: argparse.Namespace) -> ModelInputs:
     sides = scale_sides_for(planned.resolution, planned.scale_sides, tokenizer.config.downsample_factor)
     if sides is not None and sides != tuple(tokenizer.config.scale_sides):
         tokenizer = with_scale_sides(tokenizer, sides)
+    # The held-out tokens are opened here too, as `nextscale train` will: a schedule or class list that does not
+    # fit is refused before sweep.json is written, not by the first run after it (which would lock the sweep to them).
+    train_set = TokenShardDataset(planned.tokens, tokenizer, seed=planned.seed)
+    check_same_classes(train_set, TokenShardDataset(planned.eval_tokens, tokenizer))
     if planned.text_encoder:
         return ModelInputs(tokenizer.config, None, load_text_encoder_option(planned.text_encoder).width)
-    train_set = TokenShardDataset(planned.tokens, tokenizer, seed=planned.seed)
     return ModelInputs(tokenizer.config, fit_num_classes(planned.num_classes, train_set, planned.tokens), None)
 
 
@@ -334,7 +338,9 @@ def run_sweep(args: argparse.Namespace) -> int:
         sweep_settings,
         uses_old_compute_count,
     )
+    from nextscale.cli.train import check_token_folders, held_out_split_warning, same_token_folders
     from nextscale.pretrained import atomic_write_text
+    from nextscale.scaling.chance import chance_notes
     from nextscale.scaling.sweep import RUNS_DIR, SWEEP_FILE, collect_sweep, read_run, run_name, write_points
 
     extra = list(args.train_args)
@@ -359,7 +365,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     base = base_seed(extra)
     recorded_seeds = recorded.get("seeds", [base])  # a sweep.json from before --seeds: its runs used the base seed
     seeds = sorted(set(args.seeds if args.seeds is not None else recorded_seeds))
-    inputs = model_inputs(parse_train_flags(args, depths[0], extra)[1])
+    first_run = parse_train_flags(args, depths[0], extra)[1]
+    check_token_folders(first_run)  # a typo leaves nothing behind
+    same_folder = same_token_folders(args.tokens, args.eval_tokens)
+    if same_folder:  # points.csv would publish training loss as the sweep's held-out loss
+        raise ValueError(same_folder)
+    inputs = model_inputs(first_run)
     # Seed by seed, every depth: the first seed's sweep is complete before the next seed starts.
     plans = {(depth, seed): plan_run(args, depth, extra, inputs, seed) for seed in seeds for depth in depths}
     # The depths and seeds that have a run (an older sweep.json may list refused ones) and those about to train.
@@ -378,6 +389,9 @@ def run_sweep(args: argparse.Namespace) -> int:
             + "; ".join(differences)
             + f". Re-run with the recorded settings (see {settings_path}) to resume or extend it, or use a new --out"
         )
+    split_warning = held_out_split_warning(args.eval_tokens)
+    if split_warning:
+        print(f"warning: {split_warning}", file=sys.stderr, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     all_depths = sorted({depth for depth, _ in trained} | set(depths))
     all_seeds = sorted({seed for _, seed in trained} | set(seeds))
@@ -408,6 +422,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     csv_path, _ = write_points(args.out, runs)
     _print_table(runs)
     print(f"points: {csv_path}")
+    for note in chance_notes(runs):
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -23,6 +23,9 @@ DESCRIPTION = __doc__.split("\n\n", 1)[1]
 PLOTTED_COLUMNS = ("params", "compute", "loss", "loss_last", "error", "error_last", "depth")
 # `fit --json` keys of the plain power law (and of --frontier), in order.
 FIT_JSON_KEYS = ("alpha", "beta", "pearson_r", "alpha_stderr", "alpha_ci95", "num_points", "num_seeds", "per_depth")
+# What was fitted, in every `fit --json` object: the columns, whose weights, held-out sequences per point, the source.
+FITTED_KEYS = ("x", "y", "weights", "eval_samples", "source")
+FIT_JSON_KEYS += FITTED_KEYS
 
 
 def add_fit_and_plot_parsers(sub) -> None:
@@ -57,9 +60,11 @@ def add_fit_and_plot_parsers(sub) -> None:
         action="store_true",
         help="print only one JSON object: alpha, beta, pearson_r, alpha_stderr and alpha_ci95 ([low, high]; null "
         "for 2 points), num_points, num_seeds (null without a seed column) and per_depth ([{depth, x, "
-        "num_points, mean, std}] of the Y metric across seeds); with --irreducible: alpha, beta, irreducible, "
+        "num_points, mean, std}] of the Y metric across seeds), and what was fitted: x, y (the columns), weights "
+        "(raw or ema), eval_samples (held-out sequences per point; null when not recorded) and source (the sweep or "
+        "table); with --irreducible: alpha, beta, irreducible, "
         "rms_log_residual (and _plain), num_points, degrees_of_freedom (n - 3), f_statistic, p_value, aic, "
-        "aic_plain and floor_supported (p < 0.05)",
+        "aic_plain, floor_supported (p < 0.05) and the same x, y, weights, eval_samples and source",
     )
 
     plot = sub.add_parser(
@@ -95,6 +100,7 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
 def _finished_runs(sweep: Path, weights: str = "raw") -> list:
     """The runs of a sweep that reached their planned steps (their ``weights``' evaluations); a line on stderr for
     each run left out."""
+    from nextscale.scaling.chance import chance_notes
     from nextscale.scaling.sweep import collect_sweep, finished_runs
 
     runs = collect_sweep(sweep, weights)
@@ -109,16 +115,20 @@ def _finished_runs(sweep: Path, weights: str = "raw") -> list:
         raise ValueError(
             f"no run of {sweep} has finished yet; re-run `nextscale scaling run` with the sweep's settings to finish"
         )
+    for note in chance_notes(runs):
+        print(note, file=sys.stderr)
     return runs
 
 
 def _table_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a CSV table, less those a sweep's points.csv marks unfinished (a line on stderr each)."""
+    from nextscale.scaling.budgets import check_one_budget
     from nextscale.scaling.sweep import finished_rows, read_table
 
     rows, notes = finished_rows(read_table(path), str(path))
     for note in notes:
         print(note, file=sys.stderr)
+    check_one_budget(rows, str(path))
     return rows
 
 
@@ -129,6 +139,30 @@ def _rows(args: argparse.Namespace) -> tuple[list[dict], str]:
     if args.weights != "raw":
         return [run.row() for run in _finished_runs(args.sweep, args.weights)], f"{args.sweep} ({args.weights} weights)"
     return [run.row() for run in _finished_runs(args.sweep)], str(args.sweep)
+
+
+def fitted(args: argparse.Namespace, rows: list[dict], x_name: str) -> dict[str, object]:
+    """What a fit was made of (FITTED_KEYS): the columns, whose weights, the held-out sequences per point (one
+    number; None when the rows do not record it) and the sweep or table it read."""
+
+    def shared(name: str, default: object) -> object:
+        values = {str(row[name]) for row in rows if row.get(name) not in (None, "")}
+        return values.pop() if len(values) == 1 else default
+
+    samples = shared("eval_samples", None)
+    return {
+        "x": x_name,
+        "y": args.y,
+        "weights": shared("weights", args.weights),
+        "eval_samples": None if samples is None else int(float(samples)),
+        "source": str(args.csv if args.csv is not None else args.sweep),
+    }
+
+
+def fitted_text(what: dict[str, object]) -> str:
+    """The fit line's account of the points: "raw weights, 200 held-out sequences each"."""
+    samples = what["eval_samples"]
+    return f"{what['weights']} weights" + ("" if samples is None else f", {samples} held-out sequences each")
 
 
 def seed_report(rows: list[dict], x_name: str, y_name: str, source: str) -> dict[str, object]:
@@ -176,7 +210,7 @@ def run_fit(args: argparse.Namespace) -> int:
         rows, source = _rows(args)
         x, y = column(rows, x_name, source, positive=True), column(rows, args.y, source, positive=True)
         if args.irreducible:
-            return report_saturating_fit(args, x_name, x, y, source)
+            return report_saturating_fit(args, x_name, x, y, source, fitted(args, rows, x_name))
         fit = fit_pareto_frontier(x, y) if args.frontier else fit_power_law(x, y)
     seeds = seed_report(rows, x_name, args.y, source)
     interval = fit.alpha_interval()
@@ -188,6 +222,7 @@ def run_fit(args: argparse.Namespace) -> int:
         "alpha_ci95": None if interval is None else list(interval),
         "num_points": fit.num_points,
         **seeds,
+        **fitted(args, rows, x_name),
     }
     if args.json:
         # allow_nan=False: Infinity / NaN are not JSON; fit_power_law refuses such fits, this keeps it so.
@@ -195,7 +230,7 @@ def run_fit(args: argparse.Namespace) -> int:
         return 0
     where = "on the compute Pareto frontier of" if args.frontier else "from"
     print(f"{fit.formula(x_name, args.y)}  (alpha = {fit.alpha:.6g}, beta = {fit.beta:.6g}, ", end="")
-    print(f"Pearson r of logs = {fit.pearson_r:.4f}, {fit.num_points} points {where} {source})")
+    print(f"Pearson r of logs = {fit.pearson_r:.4f}, {fit.num_points} points {where} {source}; {fitted_text(result)})")
     if interval is None:
         print(f"alpha has no standard error: {fit.num_points} points leave no degrees of freedom (fit 3 or more)")
     else:
@@ -221,7 +256,9 @@ def print_seed_spread(rows: list[dict], seeds: dict, y_name: str) -> None:
         print(f"  {name}: {group['mean']:.4g}{spread} ({group['num_points']} runs)")
 
 
-def report_saturating_fit(args: argparse.Namespace, x_name: str, x: list, y: list, source: str) -> int:
+def report_saturating_fit(
+    args: argparse.Namespace, x_name: str, x: list, y: list, source: str, what: dict[str, object]
+) -> int:
     """``fit --irreducible``: L = L_inf + (beta X)^alpha, and whether its floor is supported against the plain
     power law (F-test for nested least-squares fits and AIC; the raw residuals always favour the floor)."""
     from nextscale.scaling.power_law import compare_nested_fits, fit_power_law, fit_saturating_power_law
@@ -245,11 +282,12 @@ def report_saturating_fit(args: argparse.Namespace, x_name: str, x: list, y: lis
             "aic": test.aic_floor,
             "aic_plain": test.aic_plain,
             "floor_supported": test.floor_supported,
+            **what,
         }
         print(json.dumps(result, allow_nan=False))
         return 0
     print(f"{fit.formula(x_name, args.y)}  (alpha = {fit.alpha:.6g}, beta = {fit.beta:.6g}, ", end="")
-    print(f"L_inf = {fit.irreducible:.6g}, {fit.num_points} points from {source})")
+    print(f"L_inf = {fit.irreducible:.6g}, {fit.num_points} points from {source}; {fitted_text(what)})")
     rms_plain = (test.rss_plain / test.num_points) ** 0.5
     print(
         f"rms residual of log {args.y}: {fit.rms_log_residual:.4g} with L_inf (3 parameters, {test.degrees_of_freedom} "

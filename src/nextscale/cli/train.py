@@ -313,6 +313,29 @@ def check_token_folders(args: argparse.Namespace) -> None:
         )
 
 
+def same_token_folders(tokens: str | None, eval_tokens: str | None) -> str | None:
+    """The line for --eval-tokens naming the --tokens folder itself (every held-out loss is training loss), or None.
+    `scaling run` refuses it; `train` warns (a run may measure its fit to its own data on purpose)."""
+    if not (tokens and eval_tokens and Path(tokens).resolve() == Path(eval_tokens).resolve()):
+        return None
+    return (
+        f"--tokens and --eval-tokens both name {tokens}: the held-out loss is training loss; pass the held-out "
+        "split as --eval-tokens (made with `nextscale tokenize --split test`)"
+    )
+
+
+def held_out_split_warning(eval_tokens: str | None) -> str | None:
+    """A warning when the --eval-tokens folder's manifest says it is a train split (its loss is not held-out)."""
+    from nextscale.data.token_manifest import is_training_split, read_manifest
+
+    if not eval_tokens or not is_training_split(read_manifest(eval_tokens)):
+        return None
+    return (
+        f"--eval-tokens {eval_tokens} was tokenized from a train split (its manifest says split train): its "
+        "loss is not held-out loss unless the run trains on other data; tokenize the held-out split with --split test"
+    )
+
+
 def _train(args: argparse.Namespace, dist_info) -> None:
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
     from nextscale.data.token_dataset import TokenShardDataset
@@ -361,6 +384,11 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         train_set = TokenShardDataset(args.tokens, tokenizer, seed=args.seed)  # the seed of the caption draws
     if args.eval_tokens:
         eval_set = TokenShardDataset(args.eval_tokens, tokenizer)
+        from nextscale import distributed
+
+        for warning in (same_token_folders(args.tokens, args.eval_tokens), held_out_split_warning(args.eval_tokens)):
+            if warning:
+                distributed.get_logger("nextscale.train").warning(warning)
     check_same_classes(train_set, eval_set)
     source = schedule_source(args, default_source)
     log_data_report(config, source, train_set, eval_set, args.data, trained_side=trained_side)

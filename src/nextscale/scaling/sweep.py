@@ -211,6 +211,7 @@ class RunSummary:
     evals: tuple[EvalPoint, ...]
     weights: str = "raw"
     eval_samples: int | None = None
+    vocab_size: int | None = None  # the codebook size: ln(vocab_size) is the loss of the uniform guess
 
     @property
     def finished(self) -> bool:
@@ -349,6 +350,7 @@ def read_run(run_dir: str | os.PathLike, weights: str = "raw") -> RunSummary:
         evals=tuple(sorted(evals, key=lambda point: point.step)),
         weights=weights,
         eval_samples=_eval_samples(run_config),
+        vocab_size=config.vocab_size,
     )
 
 
