@@ -8,7 +8,8 @@ import shutil
 from types import SimpleNamespace
 
 from nextscale.cli import main
-from nextscale.scaling.chance import at_chance, chance_notes
+from nextscale.scaling.chance import chance_notes
+from nextscale.training.chance import at_chance
 
 
 def _with_eval_tokens(argv: list[str], eval_tokens) -> list[str]:

@@ -36,6 +36,8 @@ the tokenizer comes from --tokenizer (component or pipeline folder, tokenizer ru
 Loss: per-token cross-entropy averaged over tokens and the batch; per-scale loss and accuracy logged,
 per-scale held-out loss and token error evaluated, of the raw weights ('eval' in metrics.jsonl) and of the
 EMA weights that export writes ('eval_ema'). Export with `nextscale export --run RUN --out DIR`.
+The first lines say the peak lr and how it was derived (VAR's rule, --base-lr x batch / 256, unless --lr sets it);
+a loss still at chance, ln(vocab), gets a note at an eval past the warm-up and at the end (a higher --lr, more steps).
 --crop-margin R sets how much of each image the crops keep (the shorter side is resized to R times the image size
 before the crop; default 1.125 for image folders, VAR's, 1.0 for captioned data); config.json records it and a resume
 keeps it. With --tokens the token folder's margin (its manifest.json) is the run's: held-out --data images are cropped
@@ -337,12 +339,14 @@ def held_out_split_warning(eval_tokens: str | None) -> str | None:
 
 
 def _train(args: argparse.Namespace, dist_info) -> None:
+    from nextscale import distributed
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
     from nextscale.data.token_dataset import TokenShardDataset
     from nextscale.training.config import seed_everything
     from nextscale.training.crop_margin import run_crop_margin
     from nextscale.training.data_specs import check_tokens_beside_carve, run_datasets
     from nextscale.training.export import load_tokenizer, with_scale_sides
+    from nextscale.training.learning_rate_notes import chance_note, peak_lr_line
     from nextscale.training.options import fit_and_report, train_config_from_args
     from nextscale.training.transformer_trainer import TransformerTrainer
 
@@ -384,8 +388,6 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         train_set = TokenShardDataset(args.tokens, tokenizer, seed=args.seed)  # the seed of the caption draws
     if args.eval_tokens:
         eval_set = TokenShardDataset(args.eval_tokens, tokenizer)
-        from nextscale import distributed
-
         for warning in (same_token_folders(args.tokens, args.eval_tokens), held_out_split_warning(args.eval_tokens)):
             if warning:
                 distributed.get_logger("nextscale.train").warning(warning)
@@ -417,6 +419,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
     train_config = train_config_from_args(
         args, len(train_set), attention=args.attention, activation_checkpointing=args.activation_checkpointing
     )
+    distributed.get_logger("nextscale.train").info("%s", peak_lr_line(train_config, "transformer"))
     run_config = {
         "data": args.data,
         "tokens": args.tokens,
@@ -444,7 +447,11 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         dist_info=dist_info,
         text_encoder=text_encoder,
     )
-    fit_and_report(trainer, args.max_steps, (train_set, eval_set), "transformer")
+    metrics = fit_and_report(trainer, args.max_steps, (train_set, eval_set), "transformer")
+    losses = {"training": metrics.get("loss"), "held-out": trainer.last_held_out_loss}
+    note = chance_note(trainer.step, transformer.config.vocab_size, train_config.peak_lr, losses)
+    if note and dist_info.is_main:
+        print(note)
 
 
 def check_same_classes(train_set, eval_set) -> None:

@@ -255,10 +255,12 @@ def check_switched_off_options(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace, dist_info) -> None:
+    from nextscale import distributed
     from nextscale.cli.data_report import log_data_report, schedule_source
     from nextscale.training.config import seed_everything
     from nextscale.training.crop_margin import run_crop_margin
     from nextscale.training.data_specs import run_datasets
+    from nextscale.training.learning_rate_notes import peak_lr_line
     from nextscale.training.options import fit_and_report, train_config_from_args
     from nextscale.training.tokenizer_trainer import TokenizerTrainer
 
@@ -287,6 +289,7 @@ def _train(args: argparse.Namespace, dist_info) -> None:
         dead_code_min_hits=args.dead_code_min_hits,
     )
     train_config = train_config_from_args(args, len(train_set))
+    distributed.get_logger("nextscale.train_tokenizer").info("%s", peak_lr_line(train_config, "tokenizer"))
     trainer = TokenizerTrainer(
         tokenizer,
         losses,

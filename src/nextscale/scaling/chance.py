@@ -5,14 +5,7 @@ from __future__ import annotations
 
 import math
 
-# A loss above ln(V) x (1 - CHANCE_FRACTION) counts as chance: 1 % is 0.06 nats at V = 512, where trained tiny
-# models sit 1-2 nats lower.
-CHANCE_FRACTION = 0.01
-
-
-def at_chance(loss: float, vocab_size: int) -> bool:
-    """Whether a held-out cross-entropy (nats per token) is no better than guessing every token uniformly."""
-    return loss >= math.log(vocab_size) * (1 - CHANCE_FRACTION)
+from nextscale.training.chance import at_chance  # training notes a run at chance too
 
 
 def chance_notes(runs) -> list[str]:

@@ -41,10 +41,12 @@ def micro_batch_size(config: TrainConfig, world_size: int, train_size: int, eval
         )
     micro_batch = config.batch_size // ranks_and_steps
     if train_size < micro_batch * world_size:
+        # Under VAR's rule the peak lr falls with the batch (1e-4 x 8 / 256 = 3.1e-06, too low to learn): say so.
+        follows = "" if config.lr is not None else " (the peak lr falls with it, --base-lr x batch / 256; --lr sets it)"
         raise ValueError(
             f"the training data has {train_size} samples, fewer than one batch of "
             f"{micro_batch * world_size} (batch size {config.batch_size} over {config.grad_accum} "
-            f"accumulation step(s)); lower --batch-size to at most {train_size}, or raise --grad-accum"
+            f"accumulation step(s)); lower --batch-size to at most {train_size}{follows}, or raise --grad-accum"
         )
     if eval_size is not None and min(eval_size, config.eval_samples) < world_size:
         raise ValueError(

@@ -183,8 +183,24 @@ def add_run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) ->
         help="micro-batches per optimizer step (the same samples in the same order as without it, except at epoch "
         "ends: an epoch drops its last partial micro-batch, so a step may span two epochs)",
     )
-    group.add_argument("--base-lr", type=float, default=d.base_lr, help="lr per 256 samples; peak = base * batch / 256")
-    group.add_argument("--lr", type=optional_float, default=d.lr, help="explicit peak lr (overrides --base-lr)")
+    group.add_argument(
+        "--base-lr",
+        type=float,
+        default=d.base_lr,
+        help=f"lr per 256 samples (default {d.base_lr:g}): peak lr = base-lr x batch-size / 256, VAR's rule "
+        "(1e-4 gives 3e-4 at batch 768 but 3.1e-06 at batch 8, too low for a small run); --lr replaces it",
+    )
+    group.add_argument(
+        "--lr",
+        type=optional_float,
+        default=d.lr,
+        help=(
+            "peak lr, set directly instead of the --base-lr rule (default none: the rule); small runs here learn "
+            "with 1e-3 to 3e-3"
+            if d.lr is None
+            else f"peak lr, set directly (default {d.lr:g}); 'none' applies the --base-lr rule"
+        ),
+    )
     group.add_argument(
         "--lr-schedule",
         type=lr_schedule_name,

@@ -49,6 +49,7 @@ from nextscale.text import TextEncoder, save_text_encoder_reference
 from nextscale.text.cache import CachedTextEncoder
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training.config import TrainConfig, TransformerObjective
+from nextscale.training.learning_rate_notes import chance_note
 from nextscale.training.loop import Trainer
 from nextscale.training.sampler_head import draw_known, hidden_position_mean
 from nextscale.training.schedules import progressive_newest_weight, progressive_stage
@@ -178,6 +179,8 @@ class TransformerTrainer(Trainer):
             run_config["class_names"] = list(class_names)
         # The mask's form and recomputation are set before the trainer copies (EMA) and wraps (DDP, compile) it.
         transformer.use_attention_mask(config.attention).use_activation_checkpointing(config.activation_checkpointing)
+        self.last_held_out_loss: float | None = None  # the raw weights' newest held-out loss (for the end note)
+        self.chance_noted = False  # the note for a held-out loss at chance is given once per invocation
         super().__init__({"model": transformer}, config, run_dir, train_dataset, eval_dataset, run_config, dist_info)
         if config.attention == "flex" and self.device.type in ("cpu", "mps"):
             # PyTorch's FlexAttention has a forward but no backward pass on these devices (compiled or not).
@@ -386,6 +389,23 @@ class TransformerTrainer(Trainer):
             batch_size = tokens.shape[0]
             return {name: value.detach().expand(batch_size) for name, value in metrics.items()}
         return held_out_metrics(model(condition, teacher), tokens, self.schedule)
+
+    def run_evaluation(self) -> dict[str, float]:
+        """The base evaluation; past the warm-up, a raw held-out loss still at chance (ln vocab) gets one note saying
+        the lr may be too low (the raw weights': the EMA's lag behind and sit at chance longer). The last step is
+        left to the end-of-run note (``learning_rate_notes.chance_note``)."""
+        metrics = super().run_evaluation()
+        loss = metrics.get("loss")
+        if not isinstance(loss, float):
+            return metrics
+        self.last_held_out_loss = loss
+        config = self.config
+        if not self.chance_noted and config.warmup_steps <= self.step < config.total_steps:
+            note = chance_note(self.step, self.model_config.vocab_size, config.peak_lr, {"held-out": loss})
+            if note:
+                distributed.get_logger(__name__).warning(note)
+                self.chance_noted = True
+        return metrics
 
     def preview_prompts(self) -> list[str]:
         """Prompts of text previews: the objective's, or the first training captions."""
