@@ -326,16 +326,22 @@ def prepare(args: argparse.Namespace, facts: ModelFacts) -> Callable[[object, fl
     return functools.partial(run_class, args)
 
 
-def finish(args: argparse.Namespace, report: dict, started: float) -> int:
-    """Add the wall time, print the report (and its warnings, on stderr), write it to --out."""
+def finish(args: argparse.Namespace, report: dict, started: float, summary=None) -> int:
+    """Add the wall time, print the report (and its warnings, on stderr), write it to --out.
+
+    ``summary(report)``, where given, is printed in place of the JSON (a short table; --out keeps the JSON)."""
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     print_warnings(report)
     text = json.dumps(report, indent=2)
-    print(text)
+    print(text if summary is None else summary(report))
     if args.out is not None:
         from nextscale.pretrained import atomic_write_text
 
         atomic_write_text(args.out, text + "\n")
+        if summary is not None:
+            print(f"wrote the full report to {args.out}")
+    elif summary is not None:
+        print("(--out FILE.json writes the full report as JSON)")
     return 0
 
 

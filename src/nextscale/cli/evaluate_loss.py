@@ -115,7 +115,37 @@ def run_loss(args: argparse.Namespace, dataset, pipe, started: float, source: di
         **dataclasses.asdict(held_out),
         "warnings": split_warnings + kind["warnings"],
     }
-    return evaluate.finish(args, report, started)
+    return evaluate.finish(args, report, started, summary=loss_summary)
+
+
+def loss_summary(report: dict) -> str:
+    """The --loss report as a few lines: what was measured on which weights, one row per scale, the summaries.
+
+    held-out test loss of models/star2 (checkpoint step 150, ema weights) on 20 sequences of tokens/test
+    next-scale model, text-conditioned, fp32
+     scale  side    loss  token error
+         1     1   2.975        0.500
+       ...
+    L_avg 4.760, L_last 4.977 (nats per token); Err_avg 0.916, Err_last 0.923
+    """
+    step, weights = report.get("checkpoint_step"), report.get("weights")  # absent for a converted official model
+    which = [f"checkpoint step {step}"] if step is not None else []
+    which += [f"{weights} weights"] if weights else []
+    which = f" ({', '.join(which)})" if which else ""
+    lines = [
+        f"{report['measured']} of {report['model']}{which} on {report['num_samples']} sequences of {report['tokens']}",
+        f"{report['model_kind']} model, {report['conditioning']}-conditioned, {report['dtype']}",
+        f"{'scale':>6}  {'side':>4}  {'loss':>6}  {'token error':>11}",
+    ]
+    rows = zip(report["scale_sides"], report["scale_loss"], report["token_error"], strict=True)
+    lines += [
+        f"{number:>6}  {side:>4}  {loss:>6.3f}  {error:>11.3f}" for number, (side, loss, error) in enumerate(rows, 1)
+    ]
+    lines.append(
+        f"L_avg {report['L_avg']:.3f}, L_last {report['L_last']:.3f} (nats per token); "
+        f"Err_avg {report['Err_avg']:.3f}, Err_last {report['Err_last']:.3f}"
+    )
+    return "\n".join(lines)
 
 
 @dataclasses.dataclass(frozen=True)

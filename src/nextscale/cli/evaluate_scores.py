@@ -66,8 +66,11 @@ def metric_settings(num_samples: int, reference_count: int) -> dict:
 
 
 def format_kid(mean: float, std: float) -> str:
-    """KID as mean ± std over its subsets (a mean within about a std of 0 cannot tell a model from real images)."""
-    return f"{mean:.4g} ± {std:.2g}"
+    """KID as mean ± std over its subsets (a mean within about a std of 0 cannot tell a model from real images).
+
+    A std below a billionth of the mean is rounding, not spread (subsets that hold the whole sets all give the
+    same value: "25.82 ± 1.5e-14"), and is shown as 0."""
+    return f"{mean:.4g} ± {0 if std <= 1e-9 * abs(mean) else std:.2g}"
 
 
 # FID is biased upward at any finite N (its expectation falls roughly like 1/N: Chong & Forsyth 2020, "Effectively

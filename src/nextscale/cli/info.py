@@ -102,11 +102,18 @@ def as_text(report: dict[str, Any]) -> str:
 def _entry(name: str, value: Any) -> str:
     """One entry of a dict-valued line: a recorded flag as it is typed ("--class 1 7", "--smooth"), anything else as
     words ("scale sides 1, 2, 4" for ``scale_sides: [1, 2, 4]``)."""
-    if name.startswith("--"):
-        typed = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    if name.startswith("--"):  # quoted as a shell takes them, so that two prompts do not read as one
+        typed = " ".join(map(_typed, value)) if isinstance(value, (list, tuple)) else _typed(value)
         return name if value is True else f"{name} {typed}"
     shown = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
     return f"{name.replace('_', ' ')} {shown}"
+
+
+def _typed(value: Any) -> str:
+    """``"a bag"`` -> ``'a bag'``, ``3`` -> ``3``: one flag value as it would be typed in a shell."""
+    import shlex
+
+    return shlex.quote(value) if isinstance(value, str) else str(value)
 
 
 # ---------------------------------------------------------------------------------------------- the machine

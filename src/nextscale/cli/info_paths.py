@@ -44,6 +44,8 @@ def describe(text: str) -> dict[str, Any]:
             return describe_samples(path)
         if _holds_class_folders(path):
             return describe_data(text)
+        if _only_run_lock(path):
+            return describe_unstarted_run(path)
         from nextscale.data.image_listing import IMAGE_EXTENSIONS
         from nextscale.training.caption_prefix_checks import captioned_data_in
 
@@ -61,8 +63,15 @@ def describe(text: str) -> dict[str, Any]:
         return describe(str(path.parent))
     if path.name in FOLDER_MARKERS:  # the file that makes its folder a pipeline, run, ...: the folder is meant
         return describe(str(path.parent))
+    from nextscale.data.image_listing import IMAGE_EXTENSIONS
     from nextscale.training.checkpoint import checkpoint_step
 
+    if path.suffix.lower() in IMAGE_EXTENSIONS:  # a grid or sample nextscale wrote, most likely: not a checkpoint
+        raise ValueError(
+            f"{path} is an image; `nextscale info` reads pipeline and component folders, training runs and their "
+            "checkpoints, token folders, `sample --out-dir` folders, scaling sweeps, official VAR/STAR .pth files "
+            "and training data (class sub-folders of images, captions:DIR, fashion-mnist[:DIR]); give one of those"
+        )
     try:
         step = checkpoint_step(path)
     except ValueError:
@@ -403,30 +412,45 @@ def _count(number: int, noun: str) -> str:
 
 def describe_data(spec: str) -> dict[str, Any]:
     """Training data (``--data SPEC``): the ``data``, ``files`` and ``held-out`` lines train-tokenizer logs at
-    start-up (``cli.data_report.data_summary``), read at the image size and channels it picks by default."""
+    start-up (``cli.data_report.data_summary``), read at the image size and channels it picks by default (captioned
+    images: at the bundled text tokenizer's, which the text recipe tokenizes them with)."""
     from nextscale.cli.data_report import data_summary
     from nextscale.presets import get_preset
     from nextscale.training.data_specs import CAPTIONS_PREFIX, FASHION_PREFIX, data_channels
 
     preset = _train_tokenizer_default("preset")
     config, _ = get_preset(preset)
-    channels = data_channels(spec) or config.in_channels  # as train-tokenizer picks them
+    side, channels = config.image_size, data_channels(spec) or config.in_channels  # as train-tokenizer picks them
+    reader = f"train-tokenizer's default (preset {preset})"
     if spec.startswith(CAPTIONS_PREFIX):
         kind = "captioned images"
+        # the text path tokenizes with a trained tokenizer (the README's bundled:scenes), never var-d16's 256 px RGB
+        side, channels = _bundled_text_tokenizer_shape()
+        reader = "as `tokenize --tokenizer bundled:scenes` reads them; another tokenizer reads at its own"
     elif spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
         kind = "Fashion-MNIST"
     else:
         kind = "an image folder (class sub-folders)"
     report: dict[str, Any] = {"what": f"{spec}: training data, {kind}"}
-    for line in data_summary(spec, config.image_size, channels):
+    for line in data_summary(spec, side, channels):
         key, _, value = line.partition(": ")
         report[key] = f"{report[key]}; {value}" if key in report else value
-    side = config.image_size
     report["read_at"] = (
-        f"{side}x{side} px, {'grayscale' if channels == 1 else 'RGB'}: train-tokenizer's default (preset {preset}); "
+        f"{side}x{side} px, {'grayscale' if channels == 1 else 'RGB'}: {reader}; "
         "--resolution changes which files are too small to use"
     )
     return report
+
+
+def _bundled_text_tokenizer_shape() -> tuple[int, int]:
+    """Image side and channels of bundled:scenes's tokenizer, from its config.json (no weights loaded)."""
+    from nextscale.pretrained import bundled_model_path, config_from_dict, read_json_file
+    from nextscale.tokenizer.config import TokenizerConfig
+
+    folder = bundled_model_path("scenes") / "tokenizer"
+    saved = read_json_file(folder / "config.json", f"the bundled scenes tokenizer is missing at {folder}")
+    config = config_from_dict(TokenizerConfig, saved["config"])
+    return config.image_size, config.in_channels
 
 
 def _train_tokenizer_default(option: str) -> Any:
@@ -470,6 +494,29 @@ def describe_sweep(folder: Path) -> dict[str, Any]:
         report[run.run] = f"N = {_millions(run.params)}, {status}; {held_out}"
     report["next"] = f"nextscale scaling fit --sweep {folder}  (and plot, samples)"
     return report
+
+
+def _only_run_lock(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but a training lock file: `train` takes the lock before it writes
+    config.json, so a run stopped (Ctrl-C, a refused flag) before that leaves only the lock."""
+    from nextscale.training.run_lock import LOCK_NAME
+
+    return [child.name for child in folder.iterdir()] == [LOCK_NAME]
+
+
+def describe_unstarted_run(folder: Path) -> dict[str, Any]:
+    from nextscale.training.run_lock import training_process
+
+    pid = training_process(folder)
+    if pid is not None:
+        return {
+            "what": f"{folder}: a training run starting now (process {pid}): no config or checkpoint yet",
+            "next": f"nextscale info {folder}  (again in a moment)",
+        }
+    return {
+        "what": f"{folder}: a training run that stopped before it saved anything (only its lock file is here)",
+        "next": f"re-run the `nextscale train ... --run-dir {folder}` command to start it (nothing to resume)",
+    }
 
 
 def describe_checkpoint(path: Path, step: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import argparse
 from pathlib import Path
 
 from nextscale.cli.common import check_output_dir
+from nextscale.training.data_specs import FASHION_PREFIX
 
 
 def _weights(text: str) -> tuple[float, ...]:
@@ -41,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         default=None,
-        help="folder with the Fashion-MNIST IDX files (default: $NEXTSCALE_FASHION_MNIST or "
-        "/usr/share/datasets/fashion-mnist)",
+        help="folder with the Fashion-MNIST IDX files, as DIR or fashion-mnist:DIR like the other commands' --data "
+        "(default: $NEXTSCALE_FASHION_MNIST or /usr/share/datasets/fashion-mnist; Debian: apt-get install "
+        "dataset-fashion-mnist)",
     )
     parser.add_argument(
         "--split",
@@ -74,6 +76,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def fashion_mnist_folder(data: str | None) -> str | None:
+    """The folder of ``--data``: ``DIR``, or ``fashion-mnist:DIR`` / ``fashion-mnist`` as the training commands take
+    it (the form the missing-data message names); None, or a bare ``fashion-mnist`` that is no folder here, is the
+    default folder."""
+    if data is None or (data == FASHION_PREFIX and not Path(data).is_dir()):
+        return None
+    return data.removeprefix(FASHION_PREFIX + ":")
+
+
 def run(args: argparse.Namespace) -> int:
     from nextscale.data.scenes import SceneConfig, build_scenes, read_scene_index
 
@@ -85,9 +96,8 @@ def run(args: argparse.Namespace) -> int:
         canonical_probability=args.canonical_probability,
         unseen_fraction=args.unseen_fraction,
     )
-    out = build_scenes(
-        args.data, args.out, args.split, args.count, args.seed, config=config, progress=not args.no_progress
-    )
+    data = fashion_mnist_folder(args.data)
+    out = build_scenes(data, args.out, args.split, args.count, args.seed, config=config, progress=not args.no_progress)
     unseen = sum(record["unseen"] for record in read_scene_index(out)["scenes"])
     print(f"wrote {args.count} {args.split} scenes ({unseen} with an unseen pairing) to {out}")
     return 0

@@ -66,11 +66,12 @@ from nextscale.cli.sample_files import (
     holds_sample_images,
     image_name,
     image_settings,
+    interrupted_note,
     pack_npz,
 )
 from nextscale.cli.sample_plan import Plan, batch_seed, names_every_class, read_text_features
 from nextscale.cli.sample_scales import scale_grid
-from nextscale.data.grids import prompt_label
+from nextscale.data.grids import LABEL_CHARACTERS, prompt_label
 
 if TYPE_CHECKING:
     from nextscale.distributed import DistInfo
@@ -176,6 +177,27 @@ def check_blank_prompts(prompts: list[str]) -> None:
 def grid_label(prompt: str) -> str:
     """A prompt as its grid label: cut to one short line; the empty prompt is named, as a blank label would not."""
     return prompt_label(prompt) if prompt else EMPTY_PROMPT_LABEL
+
+
+def grid_labels(prompts: list[str]) -> list[str]:
+    """One label per image: ``grid_label``, except that prompts whose cut labels would read the same are shown from
+    the word where they start to differ ("...bottom right" / "...top right" for two scenes that share their first
+    item), so that each row of the grid can be told from the others."""
+    import os
+
+    labels = {prompt: grid_label(prompt) for prompt in prompts}
+    for label in set(labels.values()):
+        alike = [prompt for prompt in labels if labels[prompt] == label]
+        if len(alike) < 2:
+            continue
+        words = [" ".join(prompt.split()) for prompt in alike]
+        shared = os.path.commonprefix(words)
+        start = shared.rfind(" ") + 1 if " " in shared else 0  # from the start of the first differing word
+        for prompt, text in zip(alike, words, strict=True):
+            tail = text[start:]  # as long as the cut labels: the cells keep their width
+            tail = tail if len(tail) <= LABEL_CHARACTERS - 3 else tail[: LABEL_CHARACTERS - 6] + "..."
+            labels[prompt] = "..." + tail if start else labels[prompt]
+    return [labels[prompt] for prompt in prompts]
 
 
 def check_grid_size(count: int, grid: Path | None) -> None:
@@ -347,34 +369,39 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
     # drawn labels name an image only once it is made: list the folder once, not once per image
     drawn = args.out_dir is not None and not text and plan.labels is None
     listing = drawn_label_images(args.out_dir) if drawn else None
-    with archive, tqdm(total=my_count, desc="sample", unit="img", disable=None if progress else True) as bar:
-        for batch_idx, start in mine:
-            end = min(start + args.batch_size, plan.count)
-            done = args.out_dir is not None and all(
-                already_written(args.out_dir, i, plan, text, listing) for i in range(start, end)
-            )
-            if done and not keep_all:
-                skipped += end - start
+    try:
+        with archive, tqdm(total=my_count, desc="sample", unit="img", disable=None if progress else True) as bar:
+            for batch_idx, start in mine:
+                end = min(start + args.batch_size, plan.count)
+                done = args.out_dir is not None and all(
+                    already_written(args.out_dir, i, plan, text, listing) for i in range(start, end)
+                )
+                if done and not keep_all:
+                    skipped += end - start
+                    bar.update(end - start)
+                    continue
+                out = pipe(**plan.inputs(start, end), output_type="pt", seed=batch_seed(seed, batch_idx), **sampling)
+                batch_labels = out.class_labels.tolist() if out.class_labels is not None else [None] * (end - start)
+                if args.out_dir is not None:
+                    for offset, picture in enumerate(to_pil(out.images * 2 - 1)):
+                        index = start + offset
+                        if already_written(args.out_dir, index, plan, text, listing):
+                            skipped += 1
+                            continue
+                        path = args.out_dir / image_name(index, batch_labels[offset])
+                        atomic_write(path, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
+                        written += 1
+                if stream_npz:
+                    archive.add(out.images * 2 - 1, None if text else batch_labels)
+                if keep_all:
+                    images.append(out.images.cpu())
+                    tokens.append(out.tokens.cpu())
+                    labels.extend(batch_labels)
                 bar.update(end - start)
-                continue
-            out = pipe(**plan.inputs(start, end), output_type="pt", seed=batch_seed(seed, batch_idx), **sampling)
-            batch_labels = out.class_labels.tolist() if out.class_labels is not None else [None] * (end - start)
-            if args.out_dir is not None:
-                for offset, picture in enumerate(to_pil(out.images * 2 - 1)):
-                    index = start + offset
-                    if already_written(args.out_dir, index, plan, text, listing):
-                        skipped += 1
-                        continue
-                    path = args.out_dir / image_name(index, batch_labels[offset])
-                    atomic_write(path, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
-                    written += 1
-            if stream_npz:
-                archive.add(out.images * 2 - 1, None if text else batch_labels)
-            if keep_all:
-                images.append(out.images.cpu())
-                tokens.append(out.tokens.cpu())
-                labels.extend(batch_labels)
-            bar.update(end - start)
+    except KeyboardInterrupt:  # the PNGs written so far are whole and kept: say so, and whether a re-run resumes
+        resumable = not (seed is None and keep_all)
+        note = interrupted_note(args.out_dir, written, skipped, plan.count, resumable)
+        raise KeyboardInterrupt(note) from None
     distributed.barrier()  # every process's images are on disk
     counts = torch.tensor([written, skipped], device=dist_info.device)  # NCCL reduces only GPU tensors
     written, skipped = (int(n) for n in distributed.all_reduce_sum(counts))
@@ -383,7 +410,7 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
 
     if grid_path is not None:
         if text:  # prompts under their images (none for rows of --text-features)
-            names = None if plan.prompts is None else [grid_label(prompt) for prompt in plan.prompts]
+            names = None if plan.prompts is None else grid_labels(plan.prompts)
         else:
             names = None if pipe.class_names is None else [pipe.class_names[label] for label in labels]
         pictures = torch.cat(images) * 2 - 1

@@ -178,6 +178,23 @@ def _quoted_list(texts: list[str]) -> str:
     return shown + (f" ... ({len(texts)} prompts)" if len(texts) > 4 else "")
 
 
+def interrupted_note(out_dir: Path | None, written: int, skipped: int, count: int, resumable: bool) -> str:
+    """What a Ctrl-C of ``sample`` leaves: the PNGs --out-dir holds (written atomically, so each is whole) and
+    whether the same command resumes; the grid, --npz, --save-tokens and --show-scales are written only once every
+    image is made (a streamed --npz removes its partial file), so without --out-dir nothing is kept."""
+    if out_dir is None:
+        return (
+            f"interrupted before all {count} images were made; nothing was written (the outputs are written at the "
+            "end): re-run the command to start again, or write --out-dir DIR to keep images as they are made"
+        )
+    there = f"{written} new PNG{'s' * (written != 1)} written to {out_dir}/" + (
+        f" ({skipped} were there before)" if skipped else ""
+    )
+    if not resumable:  # no --seed with --out/--save-tokens/--show-scales: `sample` refuses that re-run
+        return f"interrupted: {there}; to make the rest, re-run without --out, --save-tokens and --show-scales"
+    return f"interrupted: {there}; re-run the same command to resume (the images already there are kept)"
+
+
 def holds_sample_images(out_dir: Path) -> bool:
     return out_dir.is_dir() and any(SAMPLE_IMAGE.fullmatch(path.name) for path in out_dir.iterdir())
 

@@ -48,11 +48,14 @@ SKIP_REASONS = (
     "caption_not_utf8",
     "dotted_name",
     "bad_record",
+    "unlisted_image",
 )
 # The reasons that are about an image file (``bad_images="fail"`` stops on these), by the image check's reason.
 IMAGE_PROBLEMS = {"unreadable": "corrupt_image", "tiny": "tiny_image", "huge": "huge_image"}
 SHOWN_EXAMPLES = 3
 CAPTION_SUFFIX = ".txt"
+# The names that make a folder a manifest's (``captions.open_caption_dataset``).
+MANIFEST_NAMES = ("captions.jsonl", "captions.csv")
 
 # Pillow signals unreadable files with OSError (incl. UnidentifiedImageError), ValueError or SyntaxError.
 _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -103,12 +106,14 @@ _REASON_WORDS = {
     "caption_not_utf8": ("caption not UTF-8", "captions not UTF-8"),
     "dotted_name": ("dotted name", "dotted names"),
     "bad_record": ("bad record", "bad records"),
+    "unlisted_image": ("image without a manifest line", "images without a manifest line"),
 }
 REASON_FIXES = {
     "caption_not_utf8": "re-save as UTF-8, e.g. `iconv -f cp1252 -t utf-8 OLD > NEW` for Windows-1252 (ANSI) text",
     "tiny_image": "under 1/8 of the side: use larger images or a lower --resolution",
     "dotted_name": "a dot before the extension ends the webdataset key: rename without it",
     "bad_record": 'each line needs {"image": PATH, "caption": TEXT or [TEXTS]}',
+    "unlisted_image": "add a line for each to the manifest, or move them out of its folder",
 }
 
 
@@ -118,8 +123,8 @@ def _plural(count: int, noun: str) -> str:
 
 
 def skip_details(skipped: list[tuple[str, str]]) -> str:
-    """The skipped samples of one source by reason, each with its first example and its fix, for one log line:
-    ``1 caption not UTF-8 (a.txt; re-save as UTF-8, ...), 2 empty captions (b.png, ...; write a caption ...)``.
+    """The skipped samples of one source by reason, each with its first ``SHOWN_EXAMPLES`` examples and its fix, for
+    one log line: ``1 caption not UTF-8 (a.txt; re-save as UTF-8, ...), 5 empty captions (b.png, c.png, d.png, ...)``.
 
     Args:
         skipped: (name, reason) pairs, reasons from ``SKIP_REASONS``, in the order found.
@@ -130,10 +135,19 @@ def skip_details(skipped: list[tuple[str, str]]) -> str:
     parts = []
     for reason, names in by_reason.items():
         one, several = _REASON_WORDS[reason]
-        shown = names[0] + (", ..." if len(names) > 1 else "")
+        shown = ", ".join(names[:SHOWN_EXAMPLES]) + (", ..." if len(names) > SHOWN_EXAMPLES else "")
         fix = f"; {REASON_FIXES[reason]}" if reason in REASON_FIXES else ""
         parts.append(f"{len(names)} {one if len(names) == 1 else several} ({shown}{fix})")
     return ", ".join(parts)
+
+
+def _manifest_one_folder_up(where: str | os.PathLike) -> Path | None:
+    """The manifest beside the folder ``where`` (``DIR/captions.jsonl`` for ``DIR/images``, as make-scenes writes
+    them), or None: a folder of images passed in place of the folder holding their manifest."""
+    folder = Path(where)
+    if not folder.is_dir():
+        return None
+    return next((folder.parent / name for name in MANIFEST_NAMES if (folder.parent / name).is_file()), None)
 
 
 def decode_caption_text(data: bytes) -> str:
@@ -232,16 +246,22 @@ class CaptionDataset(Dataset):
                 self.bad_files.append((candidate.name, problem.removesuffix("_image")))
         total = len(skipped) + len(self.samples)
         details = skip_details(skipped)
-        if skipped and self.bad_images == "fail":  # a careful run loses no sample, whatever is wrong with it
+        captions_above = _manifest_one_folder_up(where)
+        if skipped and self.bad_images == "fail" and not (captions_above and not self.samples):
+            # a careful run loses no sample, whatever is wrong with it
             raise ValueError(
                 f"{where}: {len(skipped)} of {_plural(total, 'sample')} cannot be used: {details}; fix or remove "
                 "them, or pass --bad-images skip to go on without them"
             )
         if not self.samples:
-            raise ValueError(
-                f"{where} holds no usable image-caption pairs ({details or 'nothing found'}); see the "
-                "nextscale.data.captions docstring for the expected layout"
-            )
+            if captions_above is not None:
+                fix = f"its captions are one folder up, in {captions_above}: pass captions:{captions_above.parent}"
+            else:
+                fix = (
+                    "expected images with same-name .txt captions, a captions.jsonl or captions.csv manifest, or "
+                    "webdataset .tar shards"
+                )
+            raise ValueError(f"{where} holds no usable image-caption pairs ({details or 'nothing found'}); {fix}")
         if skipped:
             logger.warning("%s: skipped %d of %s: %s", where, len(skipped), _plural(total, "sample"), details)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nextscale.data.caption_base import (
+    MANIFEST_NAMES,
     REASON_FIXES,
     SHOWN_EXAMPLES,
     CaptionDataset,
@@ -18,6 +19,7 @@ from nextscale.data.caption_base import (
     _clean,
     logger,
 )
+from nextscale.data.image_listing import IMAGE_EXTENSIONS, visible_files
 
 # One manifest line: where it is ("captions.jsonl:4", for messages) and what it says.
 _Line = tuple[str, _Candidate]
@@ -49,7 +51,7 @@ class CaptionManifestDataset(CaptionDataset):
         candidates, self.uncaptioned_lines, self.undecodable_lines = _merge_repeated_images(records)
         if self.bad_images == "fail":
             self._refuse_lost_captions()
-        self._accept(candidates, self.manifest)
+        self._accept([*candidates, *self._unlisted_images(candidates)], self.manifest)
         # Neither is a skipped sample (each such image trains on its other lines' captions), but a caption is lost.
         if self.undecodable_lines:
             one = len(self.undecodable_lines) == 1
@@ -86,6 +88,30 @@ class CaptionManifestDataset(CaptionDataset):
                 f"(other lines caption it); write the caption on {'that line' if one else 'those lines'} or delete "
                 f"{'it' if one else 'them'}, or pass --bad-images skip to go on (the image trains on its other lines)"
             )
+
+    def _unlisted_images(self, candidates: list[_Candidate]) -> list[_Candidate]:
+        """An ``unlisted_image`` candidate for each image file under the manifest's folder that no line names, as a
+        caption folder counts an image without its ``.txt``: a forgotten row should not drop images unseen. A
+        sub-folder holding a manifest of its own (``val/captions.jsonl``) is another data set, not looked into."""
+        working_folder = os.getcwd()
+
+        def file_key(path: str | os.PathLike) -> str:  # as ``_merge_repeated_images`` spells an image
+            return os.path.normcase(os.path.normpath(os.path.join(working_folder, path)))
+
+        listed = {file_key(candidate.source) for candidate in candidates if isinstance(candidate.source, Path)}
+        as_written, real = self._folder_prefixes  # lines may name the images through the folder's real path
+        root = self.manifest.parent
+        files = visible_files(root)
+        others = {path.parent for path in files if path.name in MANIFEST_NAMES and path.parent != root}
+        unlisted = []
+        for path in files:
+            if path.suffix.lower() not in IMAGE_EXTENSIONS or any(folder in path.parents for folder in others):
+                continue
+            absolute = self._absolute(path)
+            if file_key(absolute) in listed or file_key(real + absolute[len(as_written) :]) in listed:
+                continue
+            unlisted.append(_Candidate(str(path), problem="unlisted_image"))
+        return unlisted
 
     def split_key(self, sample: CaptionedImage) -> str:
         """The image's path relative to the manifest's folder, normalised, with ``/`` and without its extension:

@@ -17,7 +17,9 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
   folder (or absolute); in JSONL ``caption`` may be a string or a list of strings. An image listed on several
   lines or rows (by any path to the same file) is one sample with all their captions; a line that lists it
   without a caption, or whose caption is not UTF-8, is named in a warning (``dataset.uncaptioned_lines``,
-  ``dataset.undecodable_lines``), not counted as a skipped sample (an image no line captions is one).
+  ``dataset.undecodable_lines``), not counted as a skipped sample (an image no line captions is one). An image
+  file under the manifest's folder that no line names is a skipped sample too (``unlisted_image``), as an image
+  without its ``.txt`` is in a folder; a sub-folder holding a manifest of its own is not looked into.
 - **Shards**: uncompressed webdataset ``.tar`` files, read with Python's ``tarfile``, so the ``data`` extra
   (webdataset) is not needed. A member's key is its path up to the first dot of the file name
   (``a/0001.png`` and ``a/0001.txt`` share key ``a/0001``), as in webdataset. A dotted file name keys
@@ -93,15 +95,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nextscale.data.caption_base import SHOWN_EXAMPLES, CaptionDataset
+from nextscale.data.caption_base import MANIFEST_NAMES, SHOWN_EXAMPLES, CaptionDataset
 from nextscale.data.caption_folders import CaptionFolderDataset, caption_folder_files
 from nextscale.data.caption_manifests import CaptionManifestDataset
 from nextscale.data.caption_shards import CaptionShardDataset, first_captioned_key
 from nextscale.data.folders import HELD_OUT_NAMES, carve_held_out_by_name, held_out_note
 
 logger = logging.getLogger(__name__)
-
-MANIFEST_NAMES = ("captions.jsonl", "captions.csv")
 
 
 def open_caption_dataset(path: str | os.PathLike, size: int, **options: Any) -> CaptionDataset:

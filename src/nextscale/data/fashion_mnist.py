@@ -111,6 +111,11 @@ def default_root() -> Path:
 
 
 def _find(root: Path, stem: str) -> Path:
+    if root.is_file():
+        raise FileNotFoundError(
+            f"Fashion-MNIST is read from the folder holding its four IDX files, not from one file ({root}): pass its "
+            f"folder, {root.parent}"
+        )
     for name in (stem + ".gz", stem):
         if (root / name).is_file():
             return root / name

@@ -213,7 +213,7 @@ def resolution_line(
         downsample: the tokenizer's downsampling factor (a suggested --resolution is a multiple of it).
         training: the images are trained on (random crops) rather than tokenized (center crops).
         trained_side: the side a trained tokenizer was trained at (``tokenize``, ``train``); None while training
-            the tokenizer itself.
+            the tokenizer itself (``train-tokenizer``, the one command whose ``--in-channels`` a colour hint names).
     """
     schedule = ScaleSchedule(tuple(scale_sides))
     colour = CHANNEL_NAMES.get(channels, f"{channels}-channel")
@@ -247,8 +247,14 @@ def resolution_line(
             f"{image_size}x{image_size}"
         )
     gray = sizes.gray == sizes.checked
+    # Only train-tokenizer has --in-channels (trained_side None); tokenize and train take the tokenizer's channels.
+    if trained_side is None:
+        gray_fix, colour_fix = "pass --in-channels 1 to train on one channel", "pass --in-channels 3 to keep them"
+    else:
+        gray_fix = "a one-channel tokenizer, from `train-tokenizer --in-channels 1`, fits them"
+        colour_fix = "a colour tokenizer, from `train-tokenizer --in-channels 3`, keeps them"
     if channels == 3 and gray:
-        notes.append("your images are grayscale; the model is RGB (pass --in-channels 1 to train on one channel)")
+        notes.append(f"your images are grayscale; the model is RGB ({gray_fix})")
     if channels == 1 and not gray:
-        notes.append("your images are in colour; the model is grayscale, so colours are lost (--in-channels 3)")
+        notes.append(f"your images are in colour; the model is grayscale, so colours are lost ({colour_fix})")
     return "; ".join([line, *notes])

@@ -140,7 +140,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         sigma1, sigma2: covariances (D, D), symmetric positive semi-definite.
 
     Returns:
-        the distance (>= 0 up to rounding).
+        the distance (>= 0; a negative left by rounding is returned as 0).
 
     Raises:
         ValueError: mismatched shapes, non-finite values, or a covariance that is not positive semi-definite.
@@ -165,7 +165,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     _check_positive_semidefinite(product_values, "the second", bound)
     trace_covmean = float(np.sqrt(product_values.clip(min=0)).sum())  # rounding leaves tiny negative eigenvalues
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean)
+    distance = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean)
+    # A distance is >= 0; two (nearly) equal sets leave a difference of large traces that rounds to about -1e-4,
+    # which would read as a bug (or a better-than-real model): shown as the 0 it is.
+    return max(distance, 0.0)
 
 
 # Eigenvalues below -NEGATIVE_TOLERANCE times the largest are not rounding: the matrix is not a covariance.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -151,6 +152,36 @@ def check_index(index: dict, path: Path) -> None:
             raise TypeError(f"{path}: {key!r} must be a JSON {expected}, got {index[key]!r}")
 
 
+def file_given_for_folder(path: Path) -> str:
+    """The error for a file named where a pipeline folder goes: a `nextscale train` checkpoint
+    (RUN/checkpoints/step-N.pt beside RUN/config.json, recognised by its place, not loaded) is sampled through its
+    run or exported; anything else is taken for an official VAR/STAR checkpoint, which `convert` turns into a folder."""
+    run = path.absolute().parent.parent
+    step = re.fullmatch(r"step-(\d+)\.pt", path.name)  # training.checkpoint names them so (not imported: layering)
+    if step and path.absolute().parent.name == "checkpoints" and (run / "config.json").is_file():
+        shown = path.parent.parent if path.parent.name == "checkpoints" else run  # as the user wrote it, when possible
+        export = f"`nextscale export --run {shown} --step {int(step.group(1))} --out DIR`"
+        if _run_kind(run) == "tokenizer":
+            return f"{path} is a tokenizer training checkpoint, not a pipeline folder; export it with {export}"
+        return (
+            f"{path} is a training checkpoint, not a pipeline folder: sample its run with `--model {shown}` (the "
+            f"newest checkpoint), or export this step first with {export}"
+        )
+    return (
+        f"{path} is a file, not a pipeline folder: convert official VAR/STAR checkpoints first (`nextscale "
+        f"convert --vae VAE.pth --var {path.name} --out DIR`; a STAR text model: `--star {path.name} "
+        "--text-encoder DIR`), or export a training run (`nextscale export --run RUN --out DIR`)"
+    )
+
+
+def _run_kind(run: Path) -> str | None:
+    """The "kind" a run's config.json records ("tokenizer" / "transformer"); None when unreadable."""
+    try:
+        return json.loads((run / "config.json").read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 @contextlib.contextmanager
 def pipeline_json_errors(path: Path):
     """Name the pipeline.json whose class names or recommended settings are refused."""
@@ -194,11 +225,8 @@ class PipelineFolderMixin:
         check_precision_name(dtype)  # before loading anything
         device = usable_device(device)
         path = resolve_model_path(path)
-        if path.is_file():  # an official .pth, or a file of weights, given where a folder goes
-            raise ValueError(
-                f"{path} is a file, not a pipeline folder: convert official VAR/STAR checkpoints first (`nextscale "
-                f"convert --vae VAE.pth --var {path.name} --out DIR`), or export a training run (`nextscale export`)"
-            )
+        if path.is_file():  # a training checkpoint, an official .pth, or a file of weights, given where a folder goes
+            raise ValueError(file_given_for_folder(path))
         index = read_json_file(
             path / PIPELINE_FILE,
             f"{path} is not a pipeline folder (expected {PIPELINE_FILE}, tokenizer/ and transformer/; "

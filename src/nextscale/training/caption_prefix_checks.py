@@ -1,7 +1,8 @@
 """Captioned data passed without ``captions:``: a class-folder data spec that holds captioned images is refused with
 the fix, or named in a warning where it may be meant as class folders (``note_unused_files``); a manifest or shard
 file is refused (``refuse_caption_file``). ``nextscale.training.data_specs`` runs these checks before it reads an
-image folder, and ``nextscale info`` uses ``captioned_data_in`` to describe a folder.
+image folder, and ``nextscale info`` uses ``captioned_data_in`` to describe a folder. Labelled data passed to a text
+model is refused with both fixes (``refuse_labelled_data_for_text``).
 """
 
 from __future__ import annotations
@@ -87,6 +88,30 @@ def holds_captions(folder: Path) -> bool:
         return {"image", "caption"} <= set(header)
     # compressed or not a tar: no captioned key (captions: could not read it either)
     return any(first_captioned_key(tar) is not None for tar in sorted(folder.glob("*.tar")))
+
+
+def refuse_labelled_data_for_text(spec: str) -> None:
+    """Refuse ``--data SPEC`` read as labelled data (Fashion-MNIST or class folders) for a text model
+    (``--text-encoder``) in one line naming both fixes, before any data is read: the trainer would only find the
+    labels at its first batch, with no fix."""
+    if spec.startswith("captions:"):
+        return
+    fashion_mnist = spec == "fashion-mnist" or spec.startswith("fashion-mnist:")
+    if not fashion_mnist and not Path(spec).exists():
+        return  # the data reader says that it does not exist
+    if not fashion_mnist:
+        refuse_caption_file(spec)  # a manifest or shard file: its own message
+        found = captioned_data_in(Path(spec))
+        if found is not None:
+            raise ValueError(
+                f"--data {spec} holds {found}, read only through the captions: prefix (without it a folder is read as "
+                f"class sub-folders), and --text-encoder trains a text model: pass --data captions:{spec}"
+            )
+    kind = "Fashion-MNIST's class labels" if fashion_mnist else "class labels (a folder is read as class sub-folders)"
+    raise ValueError(
+        f"--data {spec} gives {kind}, but a text model needs captioned data (--text-encoder): pass --data "
+        "captions:PATH (images with captions), or leave out --text-encoder to train a class model"
+    )
 
 
 def refuse_caption_file(spec: str) -> None:

@@ -33,7 +33,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nextscale.training.caption_prefix_checks import note_unused_files, refuse_caption_file
+from nextscale.training.caption_prefix_checks import (
+    note_unused_files,
+    refuse_caption_file,
+    refuse_labelled_data_for_text,
+)
 
 FASHION_PREFIX = "fashion-mnist"
 CAPTIONS_PREFIX = "captions:"
@@ -108,6 +112,8 @@ def run_datasets(args: argparse.Namespace, image_size: int, channels: int) -> tu
     carve = carves_caption_held_out(args.run_dir)
     if not args.data:
         return None, None, caption_split_record(carve)
+    if getattr(args, "text_encoder", None):  # train's text models: labels only fail at the first batch
+        refuse_labelled_data_for_text(args.data)
     options = {"seed": args.seed, "bad_images": args.bad_images, "carve_captions": carve}
     options["crop_margin"] = getattr(args, "crop_margin", None)
     return (*build_datasets(args.data, image_size, channels, **options), caption_split_record(carve))
