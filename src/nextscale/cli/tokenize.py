@@ -52,7 +52,10 @@ from nextscale.training.options import int_tuple
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--tokenizer", required=True, help="tokenizer: component/pipeline folder, tokenizer run dir, or official .pth"
+        "--tokenizer",
+        required=True,
+        help="tokenizer: component/pipeline folder, tokenizer run dir, official .pth, or a bundled model's "
+        "(bundled:fashion-mnist, bundled:scenes)",
     )
     parser.add_argument(
         "--data", required=True, help="fashion-mnist[:DIR], an image folder, or captions:PATH (captioned images)"

@@ -13,15 +13,15 @@ Examples:
     nextscale train --config configs/fashion_mnist_transformer.json --tokenizer runs/fm-tokenizer --run-dir runs/fm-var
 
     # STAR text-to-image on captioned Fashion-MNIST scenes (configs/fashion_scenes_*.json, docs/runs/fashion_scenes.md;
-    # models/scenes-tokenizer is the demo tokenizer fine-tuned on scenes, exported)
+    # bundled:scenes is the bundled scene model's tokenizer; or your own, exported)
     nextscale make-scenes --split train --count 40000 --seed 0 --out data/scenes-train
-    nextscale tokenize --tokenizer models/scenes-tokenizer --data captions:data/scenes-train --split all \\
+    nextscale tokenize --tokenizer bundled:scenes --data captions:data/scenes-train --split all \\
         --out tokens/scenes-train
-    nextscale train --config configs/fashion_scenes_transformer.json --tokenizer models/scenes-tokenizer \\
+    nextscale train --config configs/fashion_scenes_transformer.json --tokenizer bundled:scenes \\
         --run-dir runs/scenes
 
     # STAR resolution transfer: continue a 64 px text model on a longer (128 px) schedule
-    nextscale train --init-from runs/scenes --tokenizer models/scenes-tokenizer --scale-sides 1,2,4,8,16,32 \\
+    nextscale train --init-from runs/scenes --tokenizer bundled:scenes --scale-sides 1,2,4,8,16,32 \\
         --text-encoder default --tokens tokens/scenes128-train --run-dir runs/scenes128 --steps 150
 
     # fine-tune a converted official VAR on your own class folders (the class table becomes your classes,
@@ -100,13 +100,40 @@ RUN_FILE_SOURCES = (
 )
 
 
+# nextscale.presets' names, listed here because importing it imports torch (`train --help` stays quick); a test
+# keeps the two lists equal.
+TRANSFORMER_PRESETS = (
+    "tiny",
+    "star-tiny",
+    "fashion-mnist",
+    "fashion-scenes",
+    "star-d16",
+    "star-d30",
+    "star-d30-512",
+    "star-d30-1024",
+    "var-d16",
+    "var-d20",
+    "var-d24",
+    "var-d30",
+    "var-d36",
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     record_given_options(parser)
     parser.epilog = PRECEDENCE_HELP.format(
         data_flags="--data --tokens --eval-data --eval-tokens", data_dependent="--num-classes"
     )
-    parser.add_argument("--tokenizer", help="tokenizer: component/pipeline folder, tokenizer run dir, or official .pth")
-    parser.add_argument("--data", help="fashion-mnist[:DIR] or an image folder (used for held-out eval with --tokens)")
+    parser.add_argument(
+        "--tokenizer",
+        help="tokenizer: component/pipeline folder, tokenizer run dir, official .pth, or a bundled model's "
+        "(bundled:fashion-mnist, bundled:scenes)",
+    )
+    parser.add_argument(
+        "--data",
+        help="fashion-mnist[:DIR], an image folder, or captions:PATH (captioned images, for a text model); with "
+        "--tokens only its held-out images are used",
+    )
     parser.add_argument("--tokens", help="token folder from `nextscale tokenize` (training reads it, not --data)")
     parser.add_argument("--eval-tokens", help="held-out token folder (default: the --data held-out split, if any)")
     parser.add_argument("--eval-data", help="held-out data spec (e.g. captions:DIR), when --data has no split")
@@ -129,7 +156,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group = parser.add_argument_group("transformer shape (depth is the single dial)")
     group.add_argument(
-        "--preset", default=None, help="named preset for the shape (default: var-d16, or fashion-scenes for text)"
+        "--preset",
+        default=None,
+        help=f"named preset for the shape: {', '.join(TRANSFORMER_PRESETS)} (default: var-d16, or fashion-scenes "
+        "for text)",
     )
     group.add_argument("--depth", type=int, help="blocks; width 64 d, d heads, drop-path 0.1 d / 24")
     group.add_argument("--num-classes", type=int, help="class count (default: the training data's)")

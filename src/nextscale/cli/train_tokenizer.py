@@ -91,7 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = PRECEDENCE_HELP.format(data_flags="--data", data_dependent="--in-channels") + (
         "\nA typed --init-from likewise drops the run file's --preset and shape options: its weights fix the shape."
     )
-    parser.add_argument("--data", help="fashion-mnist[:DIR] or an image folder (DIR/train + DIR/val, or DIR)")
+    parser.add_argument(
+        "--data", help="fashion-mnist[:DIR], an image folder (DIR/train + DIR/val, or DIR), or captions:PATH"
+    )
     parser.add_argument("--init-from", help="start from a tokenizer folder, pipeline folder, run, or official .pth")
     add_bad_images_argument(parser)
     add_crop_margin_argument(parser)
