@@ -76,6 +76,7 @@ class RecordingTransformerTrainer:
     """Stands in for ``TransformerTrainer``: keeps what the command built, trains nothing."""
 
     built: list = []
+    step, last_held_out_loss = 0, None  # what the command reads after training, for its chance-loss note
 
     def __init__(self, transformer, tokenizer, objective, config, run_dir, train_set, eval_set, **options) -> None:
         RecordingTransformerTrainer.built.append((eval_set, options["run_config"]))
