@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 from PIL import Image
 
 
@@ -12,3 +15,12 @@ def class_folder(root, per_class: int = 3):
         for index in range(per_class):
             Image.new("RGB", (20, 16), (index * 40, 0, 0)).save(root / label / f"{index}.png")
     return root
+
+
+def write_tar(path, members: dict[str, bytes]) -> None:
+    """A plain (uncompressed) tar of ``members``: {member name: bytes}, e.g. a webdataset shard."""
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))

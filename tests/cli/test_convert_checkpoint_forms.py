@@ -4,6 +4,7 @@ file records wins over a guess, and --image-size never contradicts the weights s
 
 import pytest
 import torch
+from convert_helpers import one_line_error, same_weights
 from safetensors.torch import save_file
 
 from nextscale.cli import main
@@ -36,18 +37,6 @@ def reference_models(official):
 
 READERS = {"var": read_official_var, "vae": read_official_vqvae, "star": read_official_star}
 LOADERS = {"var": load_official_var, "vae": load_official_vqvae, "star": load_official_star}
-
-
-def same_weights(model: torch.nn.Module, reference: torch.nn.Module) -> bool:
-    theirs = reference.state_dict()
-    return all(torch.equal(value, theirs[key]) for key, value in model.state_dict().items())
-
-
-def one_line_error(argv: list[str], capsys) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def trainer_state(official, config=None) -> dict:

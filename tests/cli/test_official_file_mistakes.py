@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 import torch
+from convert_helpers import one_line_error, same_weights
 
 from nextscale.cli import main
 from nextscale.official_files import read_official
@@ -28,18 +29,6 @@ def official():
         "vae": load(VAR_PARITY / "vqvae.pth"),
         "star": load(STAR_PARITY / "star_d2.pth")["trainer"]["var_wo_ddp"],
     }
-
-
-def same_weights(model: torch.nn.Module, reference: torch.nn.Module) -> bool:
-    theirs = reference.state_dict()
-    return all(torch.equal(value, theirs[key]) for key, value in model.state_dict().items())
-
-
-def one_line_error(argv: list[str], capsys) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def convert_argv(tmp_path, flag: str, model, vae=None) -> list[str]:

@@ -31,6 +31,7 @@ from nextscale.cli.web_handlers import (
 from nextscale.cli.web_inputs import Knobs
 from nextscale.data.grids import make_grid
 from nextscale.sampling.pipeline import Pipeline
+from web_api import gradio_api_call
 
 SCENE_PROMPTS = "a bag in the top left\n\n  a dress in the bottom right  \n"  # blank lines and spaces are dropped
 BOX = (0.25, 0.25, 0.75, 0.75)  # y0 x0 y1 x1: the centre
@@ -408,23 +409,6 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def raw_call(url: str, api_name: str, data: list) -> tuple[str, str | None]:
-    """One call through gradio's HTTP API, as curl would send it (json.dumps writes NaN and Infinity): the last
-    event and, for an error, its message."""
-    request = urllib.request.Request(
-        f"{url.rstrip('/')}/gradio_api/call/{api_name}",
-        data=json.dumps({"data": data}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        event_id = json.load(response)["event_id"]
-    with urllib.request.urlopen(f"{url.rstrip('/')}/gradio_api/call/{api_name}/{event_id}", timeout=60) as response:
-        lines = response.read().decode().split("\n")
-    event = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")][-1]
-    payload = json.loads([line.removeprefix("data: ") for line in lines if line.startswith("data: ")][-1])
-    return event, payload.get("error") if isinstance(payload, dict) else None
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing")  # gradio's own pandas calls
 def test_launched_app_serves_the_page_and_the_class_endpoint(tiny_pipe, tmp_path):
     app = build_app(tiny_pipe, None, max_images=8)
@@ -464,7 +448,10 @@ def test_launched_app_serves_the_page_and_the_class_endpoint(tiny_pipe, tmp_path
             ((1, float("nan"), 1.5, None, None), "seed must be a whole number, got nan"),
             ((1, 5, 1.5, float("inf"), None), "top-k must be a whole number, got inf"),
         ]:
-            assert raw_call(url, "sample_classes", [["Trouser"], *values, 1.0, False, False]) == ("error", message)
+            assert gradio_api_call(url, "sample_classes", [["Trouser"], *values, 1.0, False, False]) == (
+                "error",
+                message,
+            )
         upload = handle_file(str(bad_uploads(tmp_path)["fake.png"]))
         with pytest.raises(
             Exception, match="cannot read the uploaded image .*fake.png.*; it is corrupt or not an image"

@@ -2,11 +2,9 @@
 page never does, the text tab's negative prompt, two requests at once, and a request that fails inside the server.
 Each mistake is one line in the page, and the server goes on serving."""
 
-import json
 import re
 import socket
 import threading
-import urllib.request
 
 import gradio as gr
 import numpy as np
@@ -25,6 +23,7 @@ from nextscale.cli.web_handlers import (
 )
 from nextscale.cli.web_inputs import Knobs
 from nextscale.sampling.pipeline import Pipeline
+from web_api import gradio_api_call
 
 BOX = (0.25, 0.25, 0.75, 0.75)  # y0 x0 y1 x1: the centre
 
@@ -195,22 +194,6 @@ def test_a_failure_inside_the_server_is_one_line_in_the_page(tiny_pipe, monkeypa
         sample_classes(ServedModels(tiny_pipe), ["Bag"], 1)
 
 
-def call(url: str, api_name: str, data: list) -> tuple[str, object]:
-    """One call of the HTTP API as a browser's page makes it: the last event's name and its data."""
-    request = urllib.request.Request(
-        f"{url}gradio_api/call/{api_name}",
-        data=json.dumps({"data": data}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        event_id = json.load(response)["event_id"]
-    with urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event_id}", timeout=60) as response:
-        lines = response.read().decode().split("\n")
-    event = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")][-1]
-    payload = json.loads([line.removeprefix("data: ") for line in lines if line.startswith("data: ")][-1])
-    return event, payload.get("error") if isinstance(payload, dict) else payload
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing")
 def test_the_launched_server_shows_a_failure_and_serves_the_next_request(tiny_pipe, monkeypatch):
     failures = iter([RuntimeError("the decoder broke")])
@@ -230,9 +213,9 @@ def test_the_launched_server_shows_a_failure_and_serves_the_next_request(tiny_pi
     _, url, _ = app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         request = [["Bag"], 1, 0, 3.0, None, None, 1.0, False, False]
-        event, error = call(url, "sample_classes", request)
+        event, error = gradio_api_call(url, "sample_classes", request)
         assert event == "error" and error.startswith("this request failed inside the server (RuntimeError: the deco")
-        event, (image, status) = call(url, "sample_classes", request)
+        event, (image, status) = gradio_api_call(url, "sample_classes", request)
         assert event == "complete" and status.startswith("1 image in ") and image["path"].endswith(".png")
     finally:
         app.close()

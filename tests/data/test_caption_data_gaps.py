@@ -12,7 +12,6 @@ import argparse
 import io
 import json
 import logging
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from nextscale.data.token_shards import write_token_shards
 from nextscale.presets import tiny
 from nextscale.tokenizer.vqvae import MultiScaleVQVAE
 from nextscale.training.data_specs import build_datasets, check_tokens_beside_carve
+from tiny_folders import write_tar
 
 SIZE = 16
 
@@ -35,14 +35,6 @@ def png(side: int = SIZE) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (side, side), (200, 0, 0)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def write_tar(path, members: dict[str, bytes]) -> None:
-    with tarfile.open(path, "w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
 
 
 def test_views_of_all_the_captions_are_the_crops_of_a_run_on_all_of_them(tmp_path):

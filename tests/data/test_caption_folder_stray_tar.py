@@ -5,7 +5,6 @@ is refused in one line naming the shard and the fix."""
 import gzip
 import io
 import logging
-import tarfile
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from nextscale.data.caption_folders import CaptionFolderDataset
 from nextscale.data.caption_manifests import CaptionManifestDataset
 from nextscale.data.caption_shards import CaptionShardDataset, first_captioned_key
 from nextscale.data.captions import open_caption_dataset, open_caption_splits
+from tiny_folders import write_tar
 
 SIZE = 16
 
@@ -23,14 +23,6 @@ def png(colour: int = 100) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.full((SIZE, SIZE, 3), colour, dtype=np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def write_tar(path, members: dict[str, bytes]) -> None:
-    with tarfile.open(path, "w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
 
 
 def captioned_folder(root, count: int = 3) -> None:
