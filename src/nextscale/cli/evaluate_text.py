@@ -47,7 +47,7 @@ from nextscale.cli.evaluate import (
 from nextscale.cli.evaluate_arguments import DEFAULT_MAX_ITEMS, DEFAULT_NUM, DEFAULT_NUM_PROMPTS
 from nextscale.cli.evaluate_loss import open_tokens, run_loss
 from nextscale.cli.evaluate_source import ModelFacts
-from nextscale.cli.evaluate_text_edit import TextEdit, text_edit
+from nextscale.cli.evaluate_text_edit import TextEdit, format_edit_baselines, text_edit
 from nextscale.data.scenes import held_out_pairings
 from nextscale.evaluation.adherence import (
     EMPTY_THRESHOLD,
@@ -366,6 +366,8 @@ def run_text(args: argparse.Namespace, plan: TextPlan, pipe, started: float, sou
         report["edit_baselines"] = _edit_baselines(args, plan, pipe, real, extractor, judge)
     report["wall_time_s"] = round(time.perf_counter() - started, 1)
     _print_summary(plan, report, results, reference_adherence)
+    if plan.edit is not None:  # the README's promise: edits beside the inputs and their reconstructions
+        print(format_edit_baselines(report["edit_baselines"]))
     evaluate.print_warnings(report)
     if args.out is not None:
         from nextscale.pretrained import atomic_write_text

@@ -98,3 +98,40 @@ def text_edit(args: argparse.Namespace, side: int, captions: list[str], layouts:
             moved[place] = next_item(moved[place])
         targets.append(check_layout(moved))
     return TextEdit(settings, [caption_for(layout) for layout in targets], targets, list(layouts))
+
+
+def format_edit_baselines(baselines: dict[str, dict]) -> str:
+    """The report's ``edit_baselines`` as the lines printed under the edits' own rows: what an edit that changed
+    nothing scores (the inputs, and their tokenizer reconstructions: an edit decodes its kept tokens too, so they
+    are its floor), with the distances (when measured) and the adherence judged by the inputs' own captions.
+
+    Example (``--features classifier`` on scenes)::
+
+        baselines, an edit that changed nothing (reconstructions: the floor, as an edit decodes its kept tokens):
+                     FID           KID ± std  precision   recall   item  empty  scene
+          inputs    0.00               0 ± 0          1.000    1.000  0.950  0.990  0.880
+           recon    1.23     0.0123 ± 0.0021        0.900    0.910  0.900  0.980  0.800
+    """
+    from nextscale.cli.evaluate_scores import format_kid
+
+    def cell(value: float | None, digits: int = 3) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    header = f"{'':>8}  {'FID':>6}  {'KID ± std':>18}  {'precision':>9}  {'recall':>7}  {'item':>5}  {'empty':>5}  "
+    lines = [
+        "baselines, an edit that changed nothing (reconstructions: the floor, as an edit decodes its kept tokens):",
+        header + f"{'scene':>5}",
+    ]
+    for name, label in (("inputs", "inputs"), ("reconstructions", "recon")):
+        row = baselines.get(name, {})
+        kid = format_kid(row["kid"], row["kid_std"]) if "kid" in row else "-"
+        fid = None if row.get("fid") is None else max(row["fid"], 0.0)  # the inputs' -0.0002 is rounding: a distance
+        adherence = (row.get("adherence") or {}).get("overall") or {}
+        lines.append(
+            f"{label:>8}  {cell(fid, 2):>6}  {kid:>18}  {cell(row.get('precision')):>9}  "
+            f"{cell(row.get('recall')):>7}  {cell(adherence.get('item_accuracy')):>5}  "
+            f"{cell(adherence.get('empty_accuracy')):>5}  {cell(adherence.get('scene_accuracy')):>5}"
+        )
+    if not any("adherence" in row for row in baselines.values()):
+        lines.append("(item / empty / scene: not judged: the reference captions are not Fashion-MNIST scenes)")
+    return "\n".join(lines)

@@ -13,9 +13,10 @@ Examples:
 
 Writes images/00000.png ..., captions.jsonl ({"image", "caption"} per line, readable as a caption manifest)
 and scenes.json (settings, rules, and per scene its layout, source images and seen/unseen flag). Scene i
-depends only on the seed, split, settings and the data, so re-running the same command resumes an
-interrupted build. The rules (quadrants, caption form, held-out pairings) are in the docstring of
-nextscale.data.scenes.
+depends only on the seed, split, settings and the data (not on --count), so re-running the same command resumes an
+interrupted build, and the same command with a larger --count grows a finished one (its scenes stay as they are).
+A folder built with other settings is refused, naming each differing flag with its value and the folder's. The
+rules (quadrants, caption form, held-out pairings) are in the docstring of nextscale.data.scenes.
 """
 
 from __future__ import annotations

@@ -10,12 +10,15 @@ Examples:
 Panels: training loss, held-out loss (of the raw weights, and of the EMA weights that export writes where the run
 logged them), per-scale held-out loss and token error (transformer runs); reconstruction loss, held-out PSNR per
 scale (and the EMA weights' PSNR) and code usage per scale (tokenizer runs). Works while a
-run is still training; needs matplotlib (the eval extra). Takes about a second.
+run is still training, and then says so on stderr (its curves stop where the run has got to); needs matplotlib (the
+eval extra). Takes about a second.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 from nextscale.cli.common import check_output_file
@@ -76,5 +79,28 @@ def run(args: argparse.Namespace) -> int:
             path = plot_run(args.run[0], out, title=args.title or (args.labels or [None])[0], x=args.x)
     except ImportError as err:
         raise ValueError(str(err)) from err
+    for run_dir in args.run:
+        note = live_run_note(run_dir)
+        if note is not None:
+            print(f"note: {note}", file=sys.stderr)
     print(f"curves: {path}")
     return 0
+
+
+def live_run_note(run_dir: Path) -> str | None:
+    """One line for a run that is training now (its lock is held), or None: its curves are partial."""
+    from nextscale.training.curves import read_metrics
+    from nextscale.training.run_lock import training_process
+
+    pid = training_process(run_dir)
+    if pid is None:
+        return None
+    series = read_metrics(run_dir)
+    logged = max((step for metrics in series.values() for points in metrics.values() for step, _ in points), default=0)
+    config = run_dir / "config.json"
+    total = (json.loads(config.read_text()).get("train") or {}).get("total_steps") if config.is_file() else None
+    planned = "" if total is None else f" of {total}"
+    return (
+        f"run {run_dir} is still training (process {pid}): its curves stop at step {logged}{planned}, where it has "
+        "got to; plot again later for the rest"
+    )

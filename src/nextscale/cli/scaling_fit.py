@@ -97,27 +97,46 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _finished_runs(sweep: Path, weights: str = "raw") -> list:
+def _finished_runs(sweep: Path, weights: str = "raw", verb: str = "fit") -> list:
     """The runs of a sweep that reached their planned steps (their ``weights``' evaluations); a line on stderr for
-    each run left out."""
+    each run left out, which for a run training now says so (re-running the sweep then would be refused as busy)."""
     from nextscale.scaling.chance import chance_notes
-    from nextscale.scaling.sweep import collect_sweep, finished_runs
+    from nextscale.scaling.sweep import RUNS_DIR, collect_sweep
+    from nextscale.training.run_lock import training_process
 
     runs = collect_sweep(sweep, weights)
     if weights == "ema" and runs and not any(run.evals for run in runs):
         raise ValueError(
             f"no run of {sweep} logged EMA held-out losses (split 'eval_ema'; its runs kept no EMA): drop --weights ema"
         )
-    runs, notes = finished_runs(runs)
-    for note in notes:
-        print(note, file=sys.stderr)
+    live = {}  # run name -> the process training it now
+    for run in runs:
+        if run.finished:
+            continue
+        pid = training_process(sweep / RUNS_DIR / run.run)
+        if pid is not None:
+            live[run.run] = pid
+        print(run.left_out_note() if pid is None else live_run_note(run, pid), file=sys.stderr)
+    runs = [run for run in runs if run.finished]
     if not runs:
-        raise ValueError(
-            f"no run of {sweep} has finished yet; re-run `nextscale scaling run` with the sweep's settings to finish"
+        fix = (
+            f"{len(live)} of its runs {'is training now: ' if len(live) == 1 else 'are training now: '}{verb} again "
+            f"when {'it finishes' if len(live) == 1 else 'they finish'}"
+            if live
+            else "re-run `nextscale scaling run` with the sweep's settings to finish"
         )
+        raise ValueError(f"no run of {sweep} has finished yet; {fix}")
     for note in chance_notes(runs):
         print(note, file=sys.stderr)
     return runs
+
+
+def live_run_note(run, pid: int) -> str:
+    """Why a run of the sweep that is training now is not a point yet: the fit or figure is partial."""
+    return (
+        f"left out {run.run}: still training (process {pid}, step {run.saved_step} of {run.total_steps} saved); this "
+        "is a partial sweep: its point joins when the run finishes, so fit or plot again then"
+    )
 
 
 def _table_rows(path: Path) -> list[dict[str, str]]:
@@ -312,7 +331,7 @@ def run_plot(args: argparse.Namespace) -> int:
     else:
         out = args.out or args.sweep / "scaling.png"
         check_png_output(out)
-        runs = _finished_runs(args.sweep, args.weights)
+        runs = _finished_runs(args.sweep, args.weights, verb="plot")
         table, source, curves = [run.row() for run in runs], str(args.sweep), loss_curves(runs)
     # The drawn columns: a NaN or empty value is refused naming its row (a diverged run), not drawn as a gap or
     # skipped as a text column; sizes, compute and losses must be positive too (log axes, fitted laws).

@@ -418,6 +418,74 @@ def scene_rules() -> dict[str, Any]:
     }
 
 
+# The settings that decide every scene, each with the make-scenes flag that sets it (the CLI's words in messages).
+_SETTING_FLAGS = {
+    ("split",): "--split",
+    ("seed",): "--seed",
+    ("config", "item_count_weights"): "--item-count-weights",
+    ("config", "canonical_probability"): "--canonical-probability",
+    ("config", "unseen_fraction"): "--unseen-fraction",
+}
+
+
+def _setting(settings: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        settings = settings.get(key) if isinstance(settings, dict) else None
+    return settings
+
+
+def _flag_value(value: Any) -> str:
+    return ",".join(f"{item:g}" for item in value) if isinstance(value, list) else str(value)
+
+
+def check_same_scenes(out_dir: Path, recorded: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Refuse to resume or grow the build in ``out_dir`` when a setting other than the count differs, naming each
+    difference as the flag with its new value and the folder's value, and the two ways out."""
+    if (recorded.get("format"), recorded.get("version")) != (settings["format"], settings["version"]):
+        raise ValueError(
+            f"{out_dir} holds scenes built with other settings (a scene format other than version "
+            f"{settings['version']}); choose another output folder or delete this one"
+        )
+    differences = []
+    for path, flag in _SETTING_FLAGS.items():
+        new, old = _setting(settings, path), _setting(recorded, path)
+        if new != old:
+            differences.append(f"{flag} {_flag_value(new)} (this folder: {_flag_value(old)})")
+    if recorded.get("source") != settings["source"] and recorded.get("split") == settings["split"]:
+        # (another --split reads the other split's images: named above already)
+        old_source = recorded.get("source") or {}
+        differences.append(
+            f"--data: other Fashion-MNIST images ({settings['source']['images']} {settings['source']['split']} "
+            f"images; this folder's: {old_source.get('images', '?')}, another copy or version of the data)"
+        )
+    if differences:
+        raise ValueError(
+            f"{out_dir} holds scenes built with other settings: {'; '.join(differences)}. Re-run with the folder's "
+            "settings to resume or grow it, or choose another --out (or delete this one)"
+        )
+
+
+def image_name_width(count: int) -> int:
+    """Digits of the image names of a build of ``count`` scenes: images/00000.png ... (at least 5)."""
+    return max(5, len(str(count - 1)))
+
+
+def check_can_grow(out_dir: Path, recorded_count: int, count: int) -> None:
+    """A build of ``recorded_count`` scenes may go on to ``count`` only when none of its scenes would be dropped
+    and its image names keep their width (images/00000.png: a wider name would orphan every existing PNG)."""
+    if count < recorded_count:
+        raise ValueError(
+            f"{out_dir} holds a build of {recorded_count} scenes, and --count {count} would drop some: give "
+            f"--count {recorded_count} or more, or choose another --out"
+        )
+    if image_name_width(count) != image_name_width(recorded_count):
+        raise ValueError(
+            f"{out_dir} holds {recorded_count} scenes named with {image_name_width(recorded_count)} digits, and "
+            f"{count} scenes need {image_name_width(count)}: a build cannot grow past "
+            f"{10 ** image_name_width(recorded_count)} scenes in place; build the larger set in another --out"
+        )
+
+
 def _write_png(path: Path, canvas: np.ndarray) -> None:
     # Rename into place so an interrupted build never leaves a half-written PNG that a resume would trust.
     # No fsync per file: 60000 of them would dominate the build; a power cut may cost a rebuild.
@@ -438,8 +506,10 @@ def build_scenes(
     """Write ``count`` scenes as PNGs, ``captions.jsonl`` and ``scenes.json`` into ``out_dir``.
 
     Re-running the same call resumes an interrupted build (existing PNGs are kept) or, once
-    ``scenes.json`` exists, does nothing. A folder built with other settings, or a non-empty folder that
-    is not a scene build, is refused with a ValueError.
+    ``scenes.json`` exists, does nothing. A larger ``count`` with the same other settings grows the build:
+    scene ``i`` does not depend on ``count``, so the first scenes stay as they are and only the new ones are
+    drawn. A folder built with other settings (the message names each, recorded and new), a smaller ``count``,
+    or a non-empty folder that is not a scene build, is refused with a ValueError.
 
     Args:
         fashion_mnist_dir: folder with the IDX files; None uses ``fashion_mnist.default_root()``.
@@ -454,28 +524,26 @@ def build_scenes(
         ``out_dir`` as a Path.
     """
     dataset = SceneDataset.from_fashion_mnist(fashion_mnist_dir, split, count, seed, config)
-    settings = dataset.settings()
+    settings = json.loads(json.dumps(dataset.settings()))  # as read back from JSON: lists, not tuples
     out_dir = Path(out_dir)
     index_path, pending_path = out_dir / "scenes.json", out_dir / ".scenes-build.json"
-    for path in (index_path, pending_path):
-        if path.is_file():
-            existing = json.loads(path.read_text())
-            if {key: existing.get(key) for key in settings} != json.loads(json.dumps(settings)):
-                raise ValueError(
-                    f"{out_dir} holds scenes built with other settings ({path.name}); choose another output "
-                    "folder or delete this one"
-                )
-            if path == index_path:
-                logger.info("%s already holds these %d scenes; nothing to do", out_dir, count)
-                return out_dir
-            break
-    else:
+    # The build in progress (its settings are the newest) or else the finished one decides what this call may do.
+    recorded_path = next((path for path in (pending_path, index_path) if path.is_file()), None)
+    if recorded_path is None:
         if out_dir.is_dir() and any(out_dir.iterdir()):
             raise ValueError(f"{out_dir} is not empty and holds no scene build; choose an empty or new folder")
+    else:
+        recorded = json.loads(recorded_path.read_text())
+        check_same_scenes(out_dir, recorded, settings)
+        if recorded["count"] == count and recorded_path == index_path:
+            logger.info("%s already holds these %d scenes; nothing to do", out_dir, count)
+            return out_dir
+        check_can_grow(out_dir, recorded["count"], count)
+    if recorded_path != pending_path or json.loads(pending_path.read_text()) != settings:
         atomic_write_text(pending_path, json.dumps(settings, indent=1))
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
-    width = max(5, len(str(count - 1)))
+    width = image_name_width(count)
     scenes, names = [], []
     for index in tqdm(range(count), desc=f"scenes ({split})", unit="scene", disable=not progress):
         scene = dataset.scene(index)
