@@ -115,8 +115,9 @@ def test_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_path,
     common = f"{TINY} --run-dir {run_dir} --steps 2 --log-every 1"
     with pytest.raises(ValueError, match="200 samples, fewer than one batch of 500.*lower --batch-size to at most 200"):
         run_command("train_tokenizer", f"{common} --batch-size 500")
-    assert not (run_dir / "config.json").exists()
+    assert not run_dir.exists()  # the folder it had created is removed
     # A config.json left without any checkpoint (e.g. by an older version) binds nothing either.
+    run_dir.mkdir()
     (run_dir / "config.json").write_text(json.dumps({"train": {"batch_size": 500}}))
     assert run_command("train_tokenizer", common) == 0
     assert json.loads((run_dir / "config.json").read_text())["train"]["batch_size"] == 16

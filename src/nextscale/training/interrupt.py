@@ -3,7 +3,8 @@
 The first signal only sets a flag that the loop reads between optimizer steps. A KeyboardInterrupt raised
 in the middle of a step could land between two optimizers' updates or before the EMA update, and a
 checkpoint of that state would not resume exactly. A second Ctrl-C raises KeyboardInterrupt at once and
-saves nothing (for a step that hangs).
+saves nothing (for a step that hangs); so does a Ctrl-C before training starts (while data and models load),
+and ``unsaved_interrupt_message`` then says what there is to resume.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from pathlib import Path
 
 from nextscale import distributed
+from nextscale.training.checkpoint import checkpoint_step, latest_checkpoint
 
 log = distributed.get_logger(__name__)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -29,6 +31,24 @@ class TrainingInterrupted(KeyboardInterrupt):
         where = f"saved {path}" if path is not None else "nothing new to save"
         super().__init__(f"interrupted at step {step} ({where}); re-run the same command to resume from step {step}")
         self.step, self.path = step, path
+
+
+def unsaved_interrupt_message(run_dir: Path) -> str:
+    """The line for a Ctrl-C that saved nothing (before the first step, or a second Ctrl-C): the checkpoint the same
+    command resumes from, or that there is none and the same command starts the run (``run_dir`` already gone:
+    the failed start removed the folder it had created)."""
+    saved = latest_checkpoint(run_dir)
+    if saved is not None:
+        step = checkpoint_step(saved)
+        return (
+            f"interrupted before saving a checkpoint (the newest is {saved}); re-run the same command to resume "
+            f"from step {step}"
+        )
+    where = f"removed {run_dir}, which it had created" if not run_dir.exists() else f"{run_dir} holds no checkpoint"
+    return (
+        f"interrupted before the first checkpoint, nothing was saved ({where}); re-run the same command to start "
+        "the run"
+    )
 
 
 class StopRequest:

@@ -521,15 +521,31 @@ def train_config_from_args(args: argparse.Namespace, samples_per_epoch: int, **o
 
 def train_in_run_dir(args: argparse.Namespace, train: Callable[[argparse.Namespace, DistInfo], None]) -> None:
     """Run ``train(args, dist_info)`` as every training command does: the parallelism checked before any data is
-    read, inside the torchrun process group (``--device``, ``--dist-timeout``), holding ``--run-dir``'s lock."""
+    read, inside the torchrun process group (``--device``, ``--dist-timeout``), holding ``--run-dir``'s lock.
+
+    A start that fails before its first checkpoint removes the run directory it created (see ``hold_run_dir``).
+
+    Raises:
+        KeyboardInterrupt: on the main process, a Ctrl-C that saved nothing (while loading, or a second one), with
+            the line that says what there is to resume; ``TrainingInterrupted`` (it saved) passes as it is.
+        SystemExit: with status 130 on the other processes of that run, which print nothing.
+    """
     from nextscale import distributed
+    from nextscale.training.interrupt import TrainingInterrupted, unsaved_interrupt_message
     from nextscale.training.parallel_guards import check_parallelism
     from nextscale.training.run_lock import hold_run_dir
 
     check_parallelism(args, distributed.launched_processes())  # before any data is read
     with distributed.process_group(device=args.device, timeout_s=args.dist_timeout) as dist_info:
-        with hold_run_dir(args.run_dir, dist_info):
-            train(args, dist_info)
+        try:
+            with hold_run_dir(args.run_dir, dist_info):
+                train(args, dist_info)
+        except TrainingInterrupted:
+            raise
+        except KeyboardInterrupt:
+            if not dist_info.is_main:  # a Ctrl-C reaches every rank: one line, from the main process
+                raise SystemExit(INTERRUPTED_STATUS) from None
+            raise KeyboardInterrupt(unsaved_interrupt_message(Path(args.run_dir))) from None
 
 
 # The exit status of an interrupted command (128 + SIGINT, as the CLI returns for a KeyboardInterrupt).

@@ -2,12 +2,14 @@
 made with) and written when training starts.
 
 A refusal says what to do instead: the original settings, a new run directory, or (for another number of
-steps, which changes the learning-rate schedule) a new run that starts from this one's weights.
+steps, which changes the learning-rate schedule) a new run that starts from this one's weights. A run directory
+that a failed start created and left without a checkpoint is removed again (``remove_unstarted_run``).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,30 @@ def write_run_config(run_dir: Path, run_config: dict[str, Any], is_main: bool) -
     distributed.barrier()
     if is_main:
         atomic_write_text(run_dir / "config.json", json.dumps(run_config, indent=2) + "\n")
+
+
+def remove_unstarted_run(run_dir: Path, created: Path) -> bool:
+    """Remove ``run_dir`` and its empty parents up to ``created``, the outermost folder the failed command made,
+    unless its checkpoints/ holds anything (a checkpoint, or the remains of one): a start that failed before its
+    first checkpoint leaves only its lock file, config.json and logs, which resume nothing. Call it holding the
+    run's lock, so that no other command can have started in the folder. Returns whether it was removed.
+
+    Example: ``--run-dir runs/a/b`` where runs/ existed: ``created`` is runs/a, and runs/a goes too when empty.
+    """
+    if created != run_dir and created not in run_dir.parents:
+        return False
+    checkpoints = run_dir / ckpt.CHECKPOINT_DIR
+    log = distributed.get_logger("nextscale.training")
+    try:
+        if checkpoints.is_dir() and any(checkpoints.iterdir()):
+            return False
+        shutil.rmtree(run_dir)
+        for parent in run_dir.parents:
+            if parent == created.parent:
+                break
+            parent.rmdir()  # OSError when not empty: something else is there, it stays
+    except OSError as err:  # never hides the error that stopped the run
+        log.debug("could not remove the unstarted run directory %s: %s", run_dir, err)
+        return not run_dir.exists()
+    log.debug("removed run directory %s: this command created it and saved no checkpoint", run_dir)
+    return True

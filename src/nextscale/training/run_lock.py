@@ -7,7 +7,9 @@ it records is only reported); forked children (DataLoader workers) hold it with 
 exit. With torchrun only rank 0 takes the lock; the other ranks learn its result through one all-reduce, so
 every rank fails alike. A run directory that cannot be created or written to is refused here too, with one
 sentence, before any data or model is loaded. On a file system that has no locks (Lustre without ``-o flock``,
-NFS without a lock daemon) the run goes on unguarded, with a warning that says so.
+NFS without a lock daemon) the run goes on unguarded, with a warning that says so. A single-process run whose
+command created the folder and failed or was interrupted before its first checkpoint removes the folder again,
+still holding the lock (under torchrun it stays: the other ranks may still be writing to it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 
 from nextscale import distributed
+from nextscale.training.run_dir import remove_unstarted_run
 
 LOCK_NAME = ".lock"
 # flock's errors on file systems that do not lock (Lustre mounted without -o flock: ENOSYS; NFS without a lock
@@ -40,6 +43,17 @@ class RunDirUnwritableError(OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+def outermost_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist (what ``mkdir(parents=True)`` creates), or None
+    when ``folder`` exists."""
+    missing = None
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing = path
+    return missing
 
 
 def check_writable(run_dir: Path) -> None:
@@ -166,8 +180,13 @@ def acquire(run_dir: str | os.PathLike):
 
 @contextlib.contextmanager
 def hold_run_dir(run_dir: str | os.PathLike, dist_info: distributed.DistInfo) -> Iterator[None]:
-    """Hold the lock of ``run_dir`` (rank 0 only) for the body; released on exit, also on errors."""
+    """Hold the lock of ``run_dir`` (rank 0 only) for the body; released on exit, also on errors.
+
+    When the body fails (an error, a Ctrl-C) in a single process that created ``run_dir`` and no checkpoint was
+    written, the folder is removed before the lock is let go: the same command starts the run afresh.
+    """
     handle, error = None, None
+    created = outermost_missing(Path(run_dir))
     if dist_info.is_main:
         try:
             handle = acquire(run_dir)
@@ -181,6 +200,10 @@ def hold_run_dir(run_dir: str | os.PathLike, dist_info: distributed.DistInfo) ->
         raise error
     try:
         yield
+    except BaseException:
+        if handle is not None and created is not None and not dist_info.is_distributed:
+            remove_unstarted_run(Path(run_dir), created)
+        raise
     finally:
         if handle is not None:
             handle.seek(0)

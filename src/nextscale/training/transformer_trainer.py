@@ -261,7 +261,11 @@ class TransformerTrainer(Trainer):
         data, conditions = batch
         if self.is_text:
             if not isinstance(conditions, (list, tuple)):
-                raise ValueError("a text model needs captioned data (images or tokens with captions), got labels")
+                raise ValueError(
+                    "a text model needs captioned data (--text-encoder), but the data holds class labels: tokenize "
+                    "captioned images with `nextscale tokenize --data captions:PATH ...` and pass that folder to "
+                    "--tokens, or leave out --text-encoder to train a class model"
+                )
             text = self.text_condition(conditions)
             droppable = None
             if self.objective.caption_drop_min_chars:  # the official loader: only captions over 20 characters
