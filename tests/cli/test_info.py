@@ -165,7 +165,7 @@ def _save(path: Path, obj) -> Path:
 
 
 def test_per_scale_metrics_keep_their_places_when_a_scale_has_no_value():
-    from nextscale.cli.info_paths import _metrics_summary
+    from nextscale.cli.info_runs import _metrics_summary
 
     record = {"split": "train", "loss": 3.25, "scale_loss/scale0": 1.0, "scale_loss/scale2": 3.0}
     record.update({f"scale_loss/scale{k}": float(k) for k in (10, 3)})  # written in name order: 10 before 3
@@ -266,7 +266,7 @@ def test_a_sample_folder_and_the_files_that_mark_folders(tiny_pipeline_dir, tmp_
 
 
 def test_a_run_shows_the_last_held_out_metrics_of_the_raw_and_the_ema_weights(tmp_path):
-    from nextscale.cli.info_paths import _last_metrics
+    from nextscale.cli.info_runs import _last_metrics
 
     records = [
         {"split": "train", "step": 4, "loss": 3.0},

@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         hint = "lower --batch-size" if hasattr(args, "batch_size") else "use a smaller model or input"
         print_error(f"nextscale {args.command}: error: out of memory ({one_line(err)[:200]}); {hint}")
         return 2
-    except KeyboardInterrupt as err:  # training's TrainingInterrupted says where it saved and how to resume
+    # A training command's interrupt says what it saved (TrainingInterrupted) or that nothing was, and what re-running
+    # the same command does (options.train_in_run_dir); elsewhere nothing is half done.
+    except KeyboardInterrupt as err:
         print(f"nextscale {args.command}: {str(err) or 'interrupted'}", file=sys.stderr)
         return 130
