@@ -110,4 +110,6 @@ def test_image_folder_channels_are_inferred_from_the_files(tmp_path):
 def test_a_perceptual_weight_that_perceptual_none_would_ignore_is_refused(tmp_path, capsys, file_args, typed, refused):
     err, run_dir = train_tokenizer_error(tmp_path, capsys, file_args, typed)
     assert ("--perceptual-weight" in err and "--perceptual none" in err) is refused, err
-    assert run_dir.exists() is not refused  # a refused command creates no run directory
+    # an accepted one got as far as reading the (missing) data, and removed the run directory it had made
+    assert ("missing" in err) is not refused, err
+    assert not run_dir.exists()
