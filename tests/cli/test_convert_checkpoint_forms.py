@@ -4,7 +4,7 @@ file records wins over a guess, and --image-size never contradicts the weights s
 
 import pytest
 import torch
-from convert_helpers import one_line_error, same_weights
+from convert_helpers import official_state_dicts, one_line_error, same_weights
 from safetensors.torch import save_file
 
 from nextscale.cli import main
@@ -18,12 +18,7 @@ from reference_fixtures import STAR_PARITY, VAR_PARITY, require
 @pytest.fixture(scope="module")
 def official():
     """The three fixture state dicts, plain (STAR's file nests its model in a trainer state)."""
-    load = lambda path: torch.load(require(path), map_location="cpu", weights_only=True)  # noqa: E731
-    return {
-        "var": load(VAR_PARITY / "var_d2.pth"),
-        "vae": load(VAR_PARITY / "vqvae.pth"),
-        "star": load(STAR_PARITY / "star_d2.pth")["trainer"]["var_wo_ddp"],
-    }
+    return official_state_dicts()
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """`nextscale info`: the machine, and what a pipeline folder, training run, token folder, checkpoint, official
 file or training data holds, checked against the objects themselves; bad paths are one line each."""
 
-import argparse
 import dataclasses
 import json
 import shutil
@@ -9,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from info_reports import facts
 from PIL import Image
 
 from nextscale import Pipeline
-from nextscale.cli import info, main
+from nextscale.cli import main
 from nextscale.data.fashion_mnist import FashionMNIST
 from nextscale.data.token_manifest import write_manifest
 from nextscale.data.token_shards import write_token_shards
@@ -23,19 +23,6 @@ from nextscale.training.transformer_trainer import TransformerTrainer, build_tra
 from reference_fixtures import STAR_PARITY, VAR_PARITY, require
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "fashion_mnist"
-
-
-def facts(capsys, *paths: str) -> list[dict]:
-    parser = argparse.ArgumentParser()
-    info.add_arguments(parser)
-    assert info.run(parser.parse_args(["--json", *paths])) == 0
-    decoder, text, out = json.JSONDecoder(), capsys.readouterr().out, []
-    position = 0
-    while position < len(text.rstrip()):
-        report, position = decoder.raw_decode(text, position)
-        out.append(report)
-        position += 1
-    return out
 
 
 def test_environment_names_versions_the_auto_dtype_and_optional_parts(capsys):

@@ -1,24 +1,12 @@
 """`nextscale info` reads well and says what things are: a bundled model by the name commands take (and where its
 files are), sample settings as typed flags with the weights fingerprint apart, a run's data and crop margin."""
 
-import argparse
 import json
 
-from nextscale.cli import info, main
+from info_reports import facts
+
+from nextscale.cli import main
 from nextscale.pretrained import bundled_model_path
-
-
-def facts(capsys, *paths: str) -> list[dict]:
-    """`info --json PATH...`'s reports (one JSON object a path)."""
-    parser = argparse.ArgumentParser()
-    info.add_arguments(parser)
-    assert info.run(parser.parse_args(["--json", *paths])) == 0
-    decoder, text, out, position = json.JSONDecoder(), capsys.readouterr().out, [], 0
-    while position < len(text.rstrip()):
-        report, position = decoder.raw_decode(text, position)
-        out.append(report)
-        position += 1
-    return out
 
 
 def test_a_bundled_model_is_named_as_commands_take_it(capsys):

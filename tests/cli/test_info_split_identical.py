@@ -1,29 +1,16 @@
 """`nextscale info` after its split into one module per kind of path: the dispatcher still hands each kind to its
 describer, every module stays small, and a text model's suggested command uses a prompt the model knows."""
 
-import argparse
-import json
 import shlex
 import shutil
 from pathlib import Path
+
+from info_reports import facts
 
 from nextscale.cli import info, info_data, info_paths
 from nextscale.pretrained import bundled_model_path
 
 INFO_MODULES = sorted(Path(info.__file__).parent.glob("info*.py"))
-
-
-def facts(capsys, *paths: str) -> list[dict]:
-    """`info --json PATH...`'s reports (one JSON object a path)."""
-    parser = argparse.ArgumentParser()
-    info.add_arguments(parser)
-    assert info.run(parser.parse_args(["--json", *paths])) == 0
-    decoder, text, out, position = json.JSONDecoder(), capsys.readouterr().out, [], 0
-    while position < len(text.rstrip()):
-        report, position = decoder.raw_decode(text, position)
-        out.append(report)
-        position += 1
-    return out
 
 
 def test_each_info_module_stays_under_the_style_limit():

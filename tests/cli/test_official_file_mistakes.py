@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 import torch
-from convert_helpers import one_line_error, same_weights
+from convert_helpers import official_state_dicts, one_line_error, same_weights
 
 from nextscale.cli import main
 from nextscale.official_files import read_official
@@ -15,7 +15,7 @@ from nextscale.pretrained import load_weights_only
 from nextscale.tokenizer.official import load_official_vqvae, read_official_vqvae
 from nextscale.transformer.official import load_official_var, read_official_var
 from nextscale.transformer.text_official import load_official_star, read_official_star
-from reference_fixtures import STAR_PARITY, VAR_PARITY, require
+from reference_fixtures import VAR_PARITY, require
 
 READERS = {"var": read_official_var, "vae": read_official_vqvae, "star": read_official_star}
 LOADERS = {"var": load_official_var, "vae": load_official_vqvae, "star": load_official_star}
@@ -23,12 +23,7 @@ LOADERS = {"var": load_official_var, "vae": load_official_vqvae, "star": load_of
 
 @pytest.fixture(scope="module")
 def official():
-    load = lambda path: torch.load(require(path), map_location="cpu", weights_only=True)  # noqa: E731
-    return {
-        "var": load(VAR_PARITY / "var_d2.pth"),
-        "vae": load(VAR_PARITY / "vqvae.pth"),
-        "star": load(STAR_PARITY / "star_d2.pth")["trainer"]["var_wo_ddp"],
-    }
+    return official_state_dicts()
 
 
 def convert_argv(tmp_path, flag: str, model, vae=None) -> list[str]:
