@@ -57,11 +57,24 @@ def test_a_thread_count_below_one_is_a_usage_error(run_benchmark, capsys):
     assert "--threads: needs a positive whole number of CPU threads, got '0'" in capsys.readouterr().err
 
 
-def test_exact_kernel_options_takes_threads_and_says_why_it_skips_the_column_halves(run_benchmark):
+def test_exact_kernel_options_says_why_it_skips_the_column_halves_and_times_whole_calls(run_benchmark):
     out = run_benchmark("exact_kernel_options.py", "--tiny", "--repeats", "1", "--threads", "1")
     assert re.search(r"^machine: .+, 1 threads, torch ", out, re.MULTILINE)
     assert "column halves: skipped (needs PyTorch's MKL and exactly 2 threads; this run has 1)" in out
+    assert re.search(
+        r"^all linear products of a tiny preset B = 1 call: MKL .+ s, packed weights .+ s \(.+x, saving "
+        r".+ s\); bit-identical from 8 rows on: (True|False), at 2 rows: (True|False)$",
+        out,
+        re.MULTILINE,
+    )
     assert "the decoder's convolutions (one 16 px decode): NCHW" in out
+    out = run_benchmark("exact_kernel_options.py", "--tiny", "--repeats", "1", "--threads", "1", "--end-to-end")
+    assert re.search(
+        r"^end to end, exact path, B = 1 .+, 1 calls each: plain weights best .+ s, mean .+ s; packed weights best "
+        r".+ s, mean .+ s \(.+x best, .+x mean\); images bit-identical: (True|False)$",
+        out,
+        re.MULTILINE,
+    )
 
 
 # The eager CPU flex is what this test checks is labelled (PyTorch warns that it is unfused).
