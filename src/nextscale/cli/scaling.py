@@ -42,7 +42,11 @@ are not counted; points.csv files written before this column used C = 6 N D, 1.4
 evaluation: loss (L_avg), loss_last (L_last), error (Err_avg), error_last (Err_last), whose weights they measure
 (weights: raw, the trained weights, as official VAR, which keeps no EMA; `fit`/`plot --weights ema` read the EMA
 weights' losses where the runs logged them) and on how many held-out sequences (eval_samples: the first ones of
---eval-tokens), and whether the run finished (reached its planned steps and checkpointed them). To check a point:
+--eval-tokens), whether the run finished (reached its planned steps and checkpointed them), the data it trained
+and was evaluated on (train_data, eval_data: the --tokens and --eval-tokens folders, absolute) and the codebook
+size (vocab_size); `fit --csv` refuses a table joining rows of other data and notes rows at the uniform guess's
+loss ln(vocab_size), as it does for a --sweep's runs (points.csv files without these last columns are read as
+before). To check a point:
 `nextscale export --raw --run RUN_DIR --out F` then `nextscale evaluate --loss --model F --tokens EVAL_TOKENS
 --num EVAL_SAMPLES` (`evaluate --model RUN_DIR` itself measures the EMA weights).
 

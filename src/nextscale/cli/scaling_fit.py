@@ -8,7 +8,10 @@ least squares in log-log space, Student's t with n - 2 degrees of freedom (none 
 by an F-test with n - 3 degrees of freedom and AIC instead; for --frontier conditional on which points are on it). With
 several seeds per depth every seed's run is one point of the fit, and the output also gives the mean ± std of the
 metric across the seeds of each depth (grouped by a table's "depth" column, else by equal X). Tables without a
-"seed" column (points.csv of sweeps made before seeds) are read as before.
+"seed" column (points.csv of sweeps made before seeds) are read as before. A --csv table joined from several
+sweeps is refused when its rows differ in data (train_data, eval_data, vocab_size), budget, held-out sequences or
+weights (columns a table lacks, as points.csv written before them, are not compared); with a vocab_size column,
+rows whose loss is the uniform guess ln(vocab_size) get a note, as runs of a --sweep do.
 """
 
 from __future__ import annotations
@@ -140,14 +143,18 @@ def live_run_note(run, pid: int) -> str:
 
 
 def _table_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a CSV table, less those a sweep's points.csv marks unfinished (a line on stderr each)."""
+    """The rows of a CSV table, less those a sweep's points.csv marks unfinished (a line on stderr each), after
+    checking they come from one sweep; a note on stderr for each row at chance loss (a table with vocab_size)."""
     from nextscale.scaling.budgets import check_one_budget
+    from nextscale.scaling.chance import table_chance_notes
     from nextscale.scaling.sweep import finished_rows, read_table
 
     rows, notes = finished_rows(read_table(path), str(path))
     for note in notes:
         print(note, file=sys.stderr)
     check_one_budget(rows, str(path))
+    for note in table_chance_notes(rows):
+        print(note, file=sys.stderr)
     return rows
 
 

@@ -1,14 +1,17 @@
-"""Refuse a table whose rows come from different sweeps: the points of one fit must share the training budget,
-the held-out set and whose weights were measured, or the law (and the "seeds" of a depth) mixes unlike runs.
+"""Refuse a table whose rows come from different sweeps: the points of one fit must share the data (trained on and
+evaluated on, and its vocabulary), the training budget, the held-out set and whose weights were measured, or the
+law (and the "seeds" of a depth) mixes unlike runs.
 
 A sweep keeps these equal by its settings (sweep.json); a CSV table made by joining two points.csv files does not.
 """
 
 from __future__ import annotations
 
-# Columns every row of one sweep shares (points.csv): the batch, the tokens per image (data schedule and token
-# dropping), the held-out sequences per evaluation and whose weights were evaluated.
-SHARED_COLUMNS = ("batch_size", "tokens_per_sample", "eval_samples", "weights")
+# Columns every row of one sweep shares (points.csv): the training and held-out data and its vocabulary size (two
+# sweeps of one schedule on other datasets differ only there), the batch, the tokens per image (data schedule and
+# token dropping), the held-out sequences per evaluation and whose weights were evaluated. points.csv files written
+# before the data columns lack them, and a table joined from old and new files has them empty: not compared.
+SHARED_COLUMNS = ("train_data", "eval_data", "vocab_size", "batch_size", "tokens_per_sample", "eval_samples", "weights")
 # A --compute-budget sweep gives each depth its own step count; its runs' compute agrees to the rounding of steps
 # (and to within a few % for sweeps planned before compute told per-token from per-image parameters).
 COMPUTE_TOLERANCE = 0.1

@@ -9,8 +9,8 @@ A sweep is one folder::
                                  flags give (0 unless they set --seed), as in sweeps made before seeds
     sweeps/NAME/sweep.json       the settings of `nextscale scaling run` (provenance), its depths and seeds
     sweeps/NAME/points.csv       one row per run: its depth and seed, its size, its compute, its last held-out
-                                 metrics and whether it finished (reached its planned steps); fits and plots
-                                 count finished runs only
+                                 metrics, whether it finished (reached its planned steps), the data it trained and
+                                 was evaluated on and its vocabulary size; fits and plots count finished runs only
     sweeps/NAME/points.json      the same rows, plus every held-out evaluation of every run (the curves)
 
 Accounting (stated once, used everywhere):
@@ -41,11 +41,18 @@ Held-out metrics come from the run's metrics.jsonl "eval" lines (written by the 
 that keeps an EMA also logs its EMA weights' metrics (split "eval_ema", the weights ``export``, ``scaling samples``
 and ``evaluate --model RUN_DIR`` use), which ``read_run(..., weights="ema")`` and ``scaling fit/plot --weights ema``
 read instead. points.csv says which (``weights``, ``eval_samples``).
+
+Which data (``train_data``, ``eval_data``): the token folders the run trained and was evaluated on, absolute, as its
+config.json records them (``--tokens`` resolved against the sweep's working directory, as sweep.json's paths are
+compared; ``--eval-tokens`` resolved by training). With ``vocab_size`` (the codebook size) they let a table joined
+from several sweeps' points.csv be refused when the data differ, and runs at chance loss ln(vocab_size) be noted.
+Files written before these columns lack them and are read as before.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -75,6 +82,7 @@ SWEEP_FILE = "sweep.json"
 FRONTIER_METRICS = ("loss", "loss_last", "error", "error_last")  # EvalPoint fields measured on held-out data
 FLOPS_PER_PARAMETER_TOKEN = 6  # forward 2 + backward 4 (Kaplan et al. 2020, section 2.1)
 WEIGHT_SPLITS = {"raw": "eval", "ema": "eval_ema"}  # whose held-out losses a point is: metrics.jsonl split
+EVAL_TOKENS_RECORD = "--eval-tokens "  # how a run's config.json "held_out" names a held-out token folder
 # Columns of points.csv, in order.
 COLUMNS = (
     "run",
@@ -99,6 +107,10 @@ COLUMNS = (
     "weights",
     "eval_samples",
     "finished",
+    # Added later, so at the end: readers of older files (and of the columns by position) keep working.
+    "train_data",
+    "eval_data",
+    "vocab_size",
 )
 _MODELS = {
     ScaleTransformer.__name__: (ScaleTransformer, TransformerConfig),
@@ -212,6 +224,8 @@ class RunSummary:
     weights: str = "raw"
     eval_samples: int | None = None
     vocab_size: int | None = None  # the codebook size: ln(vocab_size) is the loss of the uniform guess
+    train_data: str | None = None  # the token folder (or data spec) it trained on, absolute; None if not recorded
+    eval_data: str | None = None  # the held-out token folder (or what `train` recorded instead); None if not recorded
 
     @property
     def finished(self) -> bool:
@@ -351,7 +365,26 @@ def read_run(run_dir: str | os.PathLike, weights: str = "raw") -> RunSummary:
         weights=weights,
         eval_samples=_eval_samples(run_config),
         vocab_size=config.vocab_size,
+        train_data=_train_data(run_config),
+        eval_data=_eval_data(run_config),
     )
+
+
+def _train_data(run_config: dict) -> str | None:
+    """The data a run trained on: its --tokens folder, resolved (the run config keeps it as typed; the sweep
+    compares such paths resolved against its working directory), else its --data spec as recorded."""
+    if run_config.get("tokens"):
+        return str(Path(run_config["tokens"]).resolve())
+    return run_config.get("data")
+
+
+def _eval_data(run_config: dict) -> str | None:
+    """The data a run's held-out metrics measure: the run config's "held_out" record, which training writes as
+    "--eval-tokens FOLDER" (resolved) for a token folder (``cli.train.held_out_source``): the folder alone then."""
+    held_out = run_config.get("held_out")
+    if not held_out:
+        return None
+    return str(held_out).removeprefix(EVAL_TOKENS_RECORD)
 
 
 def _eval_samples(run_config: dict) -> int | None:
@@ -379,10 +412,12 @@ def write_points(sweep_dir: str | os.PathLike, runs: list[RunSummary]) -> tuple[
             rows.append(run.row())
         else:
             log.warning("run %s has no held-out evaluation yet; it is left out of %s", run.run, POINTS_CSV)
-    lines = [",".join(COLUMNS)]
-    lines += [",".join(_csv_value(row[column]) for column in COLUMNS) for row in rows]
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")  # quotes a value holding a comma (a data path may)
+    writer.writerow(COLUMNS)
+    writer.writerows([_csv_value(row[column]) for column in COLUMNS] for row in rows)
     csv_path, json_path = sweep_dir / POINTS_CSV, sweep_dir / POINTS_JSON
-    atomic_write_text(csv_path, "\n".join(lines) + "\n")
+    atomic_write_text(csv_path, table.getvalue())
     document = {
         "accounting": {
             "params": "all transformer parameters (VAR counts); params_non_embedding without the embeddings",
@@ -400,6 +435,9 @@ def write_points(sweep_dir: str | os.PathLike, runs: list[RunSummary]) -> tuple[
             "measures the EMA weights, or the raw ones of a folder from `nextscale export --raw`",
             "loss": "L_avg, held-out cross-entropy over all tokens; loss_last: L_last (last scale)",
             "error": "Err_avg, held-out token error over all tokens; error_last: Err_last (last scale)",
+            "train_data": "the token folder the run trained on (--tokens), absolute; eval_data: the held-out one "
+            "(--eval-tokens); rows of one fit must share both",
+            "vocab_size": "the tokenizer's codebook size: a held-out loss of ln(vocab_size) is the uniform guess",
         },
         "points": rows,
         "runs": [{**asdict(run), "finished": run.finished} for run in runs],
