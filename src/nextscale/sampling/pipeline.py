@@ -302,7 +302,8 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
                 names, and ``None`` for an unconditional row (``[3, None]``; ``out.class_labels`` holds the null id
                 ``num_classes`` there); or None to draw ``num_images_per_prompt`` labels from the generator (the
                 official sampler's first draw). Any other id, ``num_classes`` included, is refused.
-            prompt: prompts, for text pipelines (a class pipeline refuses them).
+            prompt: a string or a list of strings, for text pipelines (a class pipeline refuses them); the empty
+                prompt ``""`` is an unconditional row.
             num_images_per_prompt: images per label or prompt.
             cfg, top_k, top_p, temperature, smooth, cfg_schedule, overrides: see ``SamplingConfig``. A folder's
                 recommended settings (``pipe.recommended_sampling``, which the CLI uses) are not applied here: pass
@@ -319,7 +320,8 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
             masked_sampling, masked_plan: STAR's masked sampling of the finest scales (models with the
                 masked-sampler head; see ``SamplingConfig``). With a seed its order noise comes from a CPU generator
                 seeded alike, as the official code takes it from torch's (seeded) global generator.
-            **text_inputs: ``negative_prompt``, ``prompt_embeds``, ``prompt_attention_mask``,
+            **text_inputs: ``negative_prompt`` (a string, or one per prompt: guidance's unconditional input in
+                place of the empty prompt; no effect at cfg 0), ``prompt_embeds``, ``prompt_attention_mask``,
                 ``pooled_prompt_embeds`` and the three ``negative_*`` (text pipelines; see ``TextPipeline``).
         Returns:
             PipelineOutput with ``images``, ``tokens`` (B, L) and ``class_labels`` or ``prompts``.
@@ -453,7 +455,7 @@ class Pipeline(PipelineFolderMixin, ClassNamesMixin, SpeedSwitchesMixin, Editing
         if prompt is None:
             return None
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        return [text for text in prompts for _ in range(num_images_per_prompt)]
+        return [str(text) for text in prompts for _ in range(num_images_per_prompt)]  # numpy's str_ as plain str
 
     @torch.no_grad()
     def decode_tokens(

@@ -9,6 +9,7 @@ instead of the class), and a raster pipeline refuses ``edit``.
 
 from __future__ import annotations
 
+import logging
 import numbers
 import os
 
@@ -30,10 +31,23 @@ from nextscale.sampling.editing import (
 from nextscale.sampling.outputs import EditOutput, PipelineOutput
 from nextscale.sampling.pipeline_class_names import is_integer_scalar_array
 
+logger = logging.getLogger(__name__)
+
 # What an edit takes as the image, the box and the mask (see ``EditingMixin.edit``).
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 Box = tuple[float, float, float, float]
 MaskInput = np.ndarray | torch.Tensor | Image.Image | str | os.PathLike
+
+
+def warn_if_unit_range(images: object) -> None:
+    """Warn about a float image tensor with nothing below 0: edits read tensors in [-1, 1], where 0 is mid-gray, so
+    a [0, 1] image (a call's ``output_type="pt"``, torchvision's ``ToTensor``) would be edited as a washed-out copy
+    of itself without a word. A real [-1, 1] picture with no pixel darker than mid-gray is rare, hence a warning."""
+    if isinstance(images, torch.Tensor) and images.is_floating_point() and images.numel() and images.min() >= 0:
+        logger.warning(
+            "the image tensor holds no value below 0, but edits read tensors in [-1, 1] (0 is mid-gray); if it is "
+            "in [0, 1] (as output_type='pt' gives), pass images * 2 - 1"
+        )
 
 
 def checked_keep_mask(keep_mask: torch.Tensor | np.ndarray, side: int, rows: int | None = None) -> torch.Tensor:
@@ -104,6 +118,7 @@ class EditingMixin:
         """
         if (box is None) == (mask is None):
             raise ValueError("give exactly one of box=(y0, x0, y1, x1) or mask=<array or image>")
+        warn_if_unit_range(image)
         prepared = prepare_image(image, self.image_size, self.tokenizer.config.in_channels)
         side = self.transformer.config.scale_sides[-1]
         region = (
@@ -142,6 +157,7 @@ class EditingMixin:
             return self.edit(image, mode="outpaint", box=box, mask=mask, **kwargs)
         if box is not None or mask is not None:
             raise ValueError("inner_fraction places the whole image; do not also give box or mask")
+        warn_if_unit_range(image)
         prepared = prepare_image(image, self.image_size, self.tokenizer.config.in_channels)
         side = self.transformer.config.scale_sides[-1]
         canvas, placed_pixels = extend_canvas(prepared.tensor, inner_fraction, grid_side=side)
@@ -237,6 +253,7 @@ class EditingMixin:
             raise ValueError(
                 f"images must lie in [-1, 1], got values in [{float(images.min()):.3g}, {float(images.max()):.3g}]"
             )
+        warn_if_unit_range(images)
         keep_mask = checked_keep_mask(keep_mask, self.transformer.config.scale_sides[-1], len(images))
         if {"constraint", "class_labels", "prompt", "num_images_per_prompt"} & set(sampling):
             raise TypeError("edit_images makes its own constraint and takes one class label or prompt per image")

@@ -70,6 +70,8 @@ class TextPipeline(Pipeline):
     A folder's recommended settings are not applied by the call; pass them as the CLI does:
     ``pipe = Pipeline.from_pretrained("bundled:scenes")`` then
     ``pipe(prompt=["a bag in the top left"], seed=0, **pipe.recommended_sampling)`` (cfg 3, top_k 10).
+    Text editing regenerates a region towards one prompt: ``pipe.inpaint(image, box=(0, 0, 0.5, 0.5),
+    prompt="a bag in the top left", seed=0)`` (see :meth:`edit`).
 
     Args:
         tokenizer: the multi-scale VQ-VAE.
@@ -170,14 +172,21 @@ class TextPipeline(Pipeline):
     # ---------------------------------------------------------------------------------------- sampling
     def encode_prompt(self, prompts: str | list[str]) -> TextCondition:
         """Prompts -> text features with the pipeline's encoder."""
-        if not isinstance(prompts, Iterable) or isinstance(prompts, (bytes, dict)):
+        if isinstance(prompts, (bytes, bytearray)):
+            raise TypeError(f"prompt must be a string, got bytes {prompts!r}; decode it first: prompt.decode()")
+        if isinstance(prompts, (set, frozenset)):  # images come out in prompt order, which a set does not keep
+            raise TypeError("prompt must be a string or an ordered list of strings, got a set; pass a list")
+        if not isinstance(prompts, Iterable) or isinstance(prompts, dict):
             raise TypeError(f"prompt must be a string or a list of strings, got {type(prompts).__name__}")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ValueError("the prompt list is empty; give at least one prompt")
         bad = [text for text in prompts if not isinstance(text, str)]
         if bad:
-            raise TypeError(f"prompts must be strings, got {bad[0]!r}")
+            # None is a class pipeline's unconditional row; a text pipeline's is the empty prompt
+            hint = "; for an unconditional row use the empty prompt ''" if bad[0] is None else ""
+            raise TypeError(f"prompts must be strings, got {bad[0]!r}{hint}")
+        prompts = [str(text) for text in prompts]  # numpy's str_ as plain str
         if self.text_encoder is None:
             raise ValueError(
                 "this pipeline has no text encoder (it was converted without --text-encoder): give precomputed "
@@ -196,6 +205,11 @@ class TextPipeline(Pipeline):
         ``pooled_prompt_embeds`` / ``negative_pooled_prompt_embeds``.
         """
         pooled_name = name.replace("prompt", "pooled_prompt") + "_embeds"  # negative_pooled_prompt_embeds
+        if isinstance(embeds, TextCondition):  # what encode_prompt returns, passed whole
+            raise TypeError(
+                f"{name}_embeds takes the (B, T, D) hidden states, not the TextCondition encode_prompt returns: pass "
+                f"its parts, {name}_embeds=c.hidden, {name}_attention_mask=c.mask, {pooled_name}=c.pooled"
+            )
         if embeds is None:
             if mask is not None or pooled is not None:
                 raise ValueError(f"{name}_attention_mask / {pooled_name} need {name}_embeds too")
@@ -268,6 +282,10 @@ class TextPipeline(Pipeline):
             "negative_prompt",
         )
         negative_prompt = text_inputs.get("negative_prompt")
+        if not guided and (negative is not None or negative_prompt is not None):
+            logger.warning(  # sampled as if it were not given: say so rather than ignore it silently
+                "the negative prompt has no effect: guidance is off (cfg 0); give cfg > 0 for it to steer the images"
+            )
         if negative_prompt is not None:
             if negative is not None:
                 raise ValueError("give negative_prompt or negative_prompt_embeds, not both")

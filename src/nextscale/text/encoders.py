@@ -30,7 +30,7 @@ import json
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -86,6 +86,9 @@ def check_prompts(prompts: Sequence[str]) -> list[str]:
     """A non-empty list of strings; a bare string is refused (it would be read character by character)."""
     if isinstance(prompts, str):
         raise TypeError(f"encode takes a list of prompts; wrap a single prompt as [{prompts!r}]")
+    if isinstance(prompts, (bytes, bytearray, set, frozenset, dict)) or not isinstance(prompts, Iterable):
+        # bytes would be read as numbers, a set in no fixed order
+        raise TypeError(f"encode takes a list of prompts (strings), got {type(prompts).__name__}")
     prompts = list(prompts)
     if not prompts:
         raise ValueError("encode needs at least one prompt (the null prompt is the empty string '')")
