@@ -159,12 +159,26 @@ def stdout_closed() -> bool:
     return closed
 
 
+def unquoted_value_hint(argv: list[str], unknown: list[str]) -> str:
+    """ "; quote ..." when the first unrecognized word directly follows the one value of --class or --prompt: the
+    shell split a name typed without quotes (`edit --class red apples` for the class "red apples"), else ""."""
+    for flag in ("--class", "--prompt"):
+        if flag not in argv:
+            continue
+        words = argv[argv.index(flag) + 1 :]
+        words = words[: next((i for i, word in enumerate(words) if word.startswith("-")), len(words))]
+        if len(words) > 1 and words[1] == unknown[0]:
+            return f'; quote a value with spaces: {flag} "{" ".join(words)}"'
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse would send these to the top-level parser, whose --help does not list them
         command = f"nextscale {args.command}" if args.command else "nextscale"
-        print_error(f"{command}: error: unrecognized arguments: {' '.join(unknown)} (see `{command} --help`)")
+        hint = unquoted_value_hint(sys.argv[1:] if argv is None else argv, unknown)
+        print_error(f"{command}: error: unrecognized arguments: {' '.join(unknown)}{hint} (see `{command} --help`)")
         return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     # Pillow logs every PNG chunk it reads at DEBUG ("STREAM b'IHDR' 16 13"); -v is for nextscale's messages.

@@ -93,6 +93,7 @@ def _setting_value(key: str, text: str) -> object:
 def run(args: argparse.Namespace) -> int:
     from nextscale.cli.convert_output import write_pipeline
     from nextscale.training.export import (
+        PIPELINE_FILE,
         check_export_out,
         export_run,
         read_export_record,
@@ -103,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
     from nextscale.training.run_lock import still_training_note
 
     out = Path(args.out)
+    if (Path(args.run) / PIPELINE_FILE).is_file():  # a second export of an export
+        raise ValueError(
+            f"--run {args.run} is a pipeline folder, exported already: sample, edit or evaluate it with --model "
+            f"{args.run}; --run takes a training run directory (the --run-dir of `train` or `train-tokenizer`)"
+        )
     run_dir, checkpoint = chosen_checkpoint(Path(args.run), args.step)
     check_output_dir(out, "--out")
     check_export_out(run_dir, out)

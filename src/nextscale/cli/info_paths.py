@@ -55,15 +55,19 @@ def describe(text: str) -> dict[str, Any]:
         from nextscale.data.image_listing import IMAGE_EXTENSIONS
         from nextscale.training.caption_prefix_checks import captioned_data_in
 
-        # loose images, or a manifest or shards (with images in a sub-folder): captioned data, read as captions:
-        loose = captioned_data_in(path) is not None or any(
-            child.suffix.lower() in IMAGE_EXTENSIONS for child in path.iterdir() if child.is_file()
-        )
+        captioned = captioned_data_in(path) is not None  # a manifest, shards or .txt captions: read as captions:
+        loose = sum(child.is_file() and child.suffix.lower() in IMAGE_EXTENSIONS for child in path.iterdir())
+        if loose and not captioned:  # a folder of pictures without classes: what train-tokenizer would refuse
+            raise ValueError(
+                f"{path} holds {loose} {'image' if loose == 1 else 'images'} but no class sub-folders: training "
+                f"reads {text}/CLASS_NAME/*.png, one sub-folder per class; move them into sub-folders (pictures "
+                f"without classes all into one, e.g. {text}/all/), or give them .txt captions for a text model"
+            )
         raise ValueError(
             f"{path} is not a nextscale folder: a pipeline holds pipeline.json, a training run config.json with "
             "its kind, a token folder manifest.json, a scaling sweep sweep.json, a `sample --out-dir` folder "
             "sample-settings.json, image data class sub-folders"
-            + (f"; for its captioned images: `nextscale info captions:{text}`" if loose else "")
+            + (f"; for its captioned images: `nextscale info captions:{text}`" if captioned else "")
         )
     if path.name == "model.safetensors" and (path.parent / "config.json").is_file():
         return describe(str(path.parent))

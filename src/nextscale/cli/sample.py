@@ -293,6 +293,11 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
     for flag, path in outputs.items():  # else the later write replaces the earlier one, and both are reported
         if path is not None and first_flag.setdefault(path.resolve(), flag) != flag:
             raise ValueError(f"{first_flag[path.resolve()]} and {flag} name the same file {path}; give each its own")
+    if args.out is not None and not args.out.suffix and not args.out.exists():  # `--out samples/`: a folder meant
+        raise ValueError(
+            f"--out {args.out} has no image extension: --out is the grid's image file (e.g. {args.out}.png); "
+            f"--out-dir {args.out} writes one PNG per image"
+        )
     if grid_path is not None:
         check_image_output(grid_path, "--out")
     if args.save_tokens is not None:

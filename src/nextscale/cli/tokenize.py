@@ -164,6 +164,7 @@ def remove_token_files(out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from nextscale import distributed
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
+    from nextscale.cli.run_path_checks import check_not_run_checkpoint
     from nextscale.data.token_manifest import read_manifest, write_manifest
     from nextscale.data.token_shards import write_token_shards
     from nextscale.training.crop_margin import tokenize_crop_margin
@@ -173,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.shard_size < 1 or args.views < 1:
         raise ValueError("--batch-size, --shard-size and --views must be >= 1")
     check_views(args)
+    check_not_run_checkpoint("--tokenizer", args.tokenizer)
     chosen = getattr(args, "crop_margin", None)
     crop_margin, note = tokenize_crop_margin(args.data, chosen, args.tokenizer)  # None: Fashion-MNIST, no crop
     if note:  # a margin taken from the tokenizer run, or a typed one that differs from it

@@ -285,6 +285,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nextscale.cli.run_path_checks import check_not_run_checkpoint, check_run_dir_kind
     from nextscale.training.crop_margin import check_crop_margin
     from nextscale.training.options import apply_run_file, train_in_run_dir
 
@@ -293,6 +294,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--run-dir and --tokenizer are required (or give them in the --config file)")
     if not args.tokens and not args.data:
         raise ValueError("give the training data: --tokens DIR (from `nextscale tokenize`) or --data SPEC")
+    check_run_dir_kind(args.run_dir, "transformer")
+    check_not_run_checkpoint("--tokenizer", args.tokenizer)
+    check_not_run_checkpoint("--init-from", args.init_from)
     check_token_folders(args)  # before the run directory is made: a typo leaves nothing behind
     if args.train_sampler_head and not args.init_from:
         raise ValueError(

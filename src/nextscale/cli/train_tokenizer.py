@@ -33,6 +33,7 @@ saving; re-running the same command resumes from the last checkpoint.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from nextscale.cli.data_report import add_resolution_argument
 from nextscale.training.config import TokenizerLossConfig, TrainConfig
@@ -204,6 +205,7 @@ def build_tokenizer(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from nextscale.cli.run_path_checks import check_not_run_checkpoint, check_run_dir_kind
     from nextscale.training.crop_margin import check_crop_margin
     from nextscale.training.data_specs import data_channels
     from nextscale.training.options import apply_run_file, train_in_run_dir
@@ -211,6 +213,9 @@ def run(args: argparse.Namespace) -> int:
     apply_run_file(args, RUN_FILE_SOURCES)
     if not args.run_dir or not args.data:
         raise ValueError("--run-dir and --data are required (or give them in the --config file)")
+    check_data_from_config(args)
+    check_run_dir_kind(args.run_dir, "tokenizer")
+    check_not_run_checkpoint("--init-from", args.init_from)
     check_perceptual_weight(args)
     check_switched_off_options(args)
     if args.in_channels is None and not args.init_from:
@@ -218,6 +223,22 @@ def run(args: argparse.Namespace) -> int:
     check_crop_margin(args)  # a margin the data or the resumed run cannot take leaves no run folder behind
     train_in_run_dir(args, _train)
     return 0
+
+
+def check_data_from_config(args: argparse.Namespace) -> None:
+    """Refuse a --data folder that the --config file named and that does not exist here, saying where it came from:
+    a user who ran the README's own-images recipe without --data meets the shapes example's folder otherwise."""
+    from nextscale.training.data_specs import CAPTIONS_PREFIX, FASHION_PREFIX
+    from nextscale.training.options import given_options
+
+    spec = args.data
+    if "data" in given_options(args) or spec == FASHION_PREFIX or spec.startswith(FASHION_PREFIX + ":"):
+        return
+    if not Path(spec.removeprefix(CAPTIONS_PREFIX)).exists():
+        raise FileNotFoundError(
+            f"data folder {spec} (from {args.config}) does not exist; pass --data DIR naming your folder of class "
+            "sub-folders (or make the config's example data first)"
+        )
 
 
 def check_perceptual_weight(args: argparse.Namespace) -> None:

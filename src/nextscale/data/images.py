@@ -112,7 +112,10 @@ class ImageFolderDataset(Dataset):
             raise FileNotFoundError(f"image folder {root} does not exist (expected root/class_name/*.png)")
         classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
         if not classes:
-            raise ValueError(f"{root} has no class sub-folders; expected root/class_name/image.png")
+            raise ValueError(
+                f"{root} has no class sub-folders; expected {root}/CLASS_NAME/image.png, one sub-folder per class "
+                f"(pictures without classes: all in one sub-folder, e.g. {root}/all/)"
+            )
         return classes
 
     @staticmethod
