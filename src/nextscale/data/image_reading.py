@@ -230,6 +230,10 @@ def open_image(path: str | os.PathLike, shrink_huge_jpeg: bool = False) -> Image
     the key.
     """
     path = Path(path)
+    if path.is_dir():  # an edit takes one picture (a batch of them: Pipeline.edit_images with tensors)
+        raise IsADirectoryError(
+            f"{path} is a folder, not an image file; give one image file (e.g. {path / 'photo.png'})"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist")
     shrunk_by = 1

@@ -8,7 +8,8 @@ a scale with at most 3 tokens, i.e. the 1x1 first scale, is always taken from th
 
 Images of any size are brought to the model's resolution by a center square crop and a resize
 (LANCZOS); ``paste_back`` resizes the result to the crop and pastes it into the original picture, in the
-original's mode (``pasted_mode``: a transparent picture keeps its alpha, a grayscale one stays grayscale).
+original's mode (``pasted_mode``: a transparent picture keeps its alpha, a grayscale one stays grayscale; 8-bit,
+a 16-bit input too).
 
 References: Tian et al. 2024, Sec. 6 and Fig. 8; VAR ``demo_zero_shot_edit.ipynb`` (the recipe only).
 """

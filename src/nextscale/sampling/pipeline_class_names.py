@@ -7,6 +7,7 @@ match ignoring case, spaces, '-' and '_' ("ankle_boot" finds "Ankle boot"). ``Cl
 
 from __future__ import annotations
 
+import difflib
 import numbers
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,25 @@ def spelled_name(name: str) -> str:
     two classes, even where Unicode folding (``normalise_name``) would make them one ("Straße" and "Strasse", or a
     folder's NFC and NFD copies), as models trained before that folding may hold."""
     return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
+def close_names(name: str, names: Sequence[str], most: int = 2) -> list[str]:
+    """The class names ``name`` is likely a typo of, best first ("cat" -> "cats"), compared as names match
+    (``normalise_name``) and also without spaces ("redapples" -> "red apples"); each part of a name with "/" and each
+    word counts too ("tshirt" -> "T-shirt/top", "boots" -> "Ankle boot")."""
+    spellings: dict[str, str] = {}  # a spelling -> the name it stands for; whole names first, so "shirt" is "Shirt"
+    whole = [(known, known) for known in names]
+    parts = [(part, known) for known in names for part in (*known.split("/"), *known.replace("/", " ").split())]
+    for form, known in whole + parts:
+        folded = normalise_name(form)
+        spellings.setdefault(folded, known)
+        spellings.setdefault(folded.replace(" ", ""), known)
+    found: list[str] = []
+    for wanted in (normalise_name(name), normalise_name(name).replace(" ", "")):
+        for match in difflib.get_close_matches(wanted, list(spellings), n=len(spellings), cutoff=0.75):
+            if spellings[match] not in found:
+                found.append(spellings[match])
+    return found[:most]
 
 
 def is_integer_scalar_array(value: object) -> bool:
@@ -140,7 +160,9 @@ class ClassNamesMixin:
             raise ValueError(
                 f"class {name!r}: this model records no class names; give an id in 0..{self.num_classes - 1}"
             )
-        raise ValueError(f"unknown class name {name!r}; valid names: {self.describe_classes()}")
+        guess = close_names(name, names)
+        hint = f"; did you mean {' or '.join(map(repr, guess))}?" if guess else ""
+        raise ValueError(f"unknown class name {name!r}; valid names: {self.describe_classes()}{hint}")
 
     def name_of_words(self, labels: Sequence[int | str]) -> str | None:
         """The class name that the first two or more labels form when joined by spaces, or None: a shell splits

@@ -50,6 +50,24 @@ def warn_if_unit_range(images: object) -> None:
         )
 
 
+# An edit warns when its input is enlarged more than this many times to the model's size: it still runs, on a
+# blurred copy (training refuses images under 1/8 of its size as "tiny").
+TINY_EDIT_FACTOR = 4
+
+
+def warn_if_tiny(prepared: PreparedImage, size: int) -> None:
+    """Warn when the picture an edit crops is enlarged more than ``TINY_EDIT_FACTOR`` times to the model's size."""
+    left, top, right, bottom = prepared.crop_box
+    side = min(right - left, bottom - top)
+    if 0 < side * TINY_EDIT_FACTOR < size:
+        width, height = prepared.original.size
+        centre = "" if width == height else f" (its {side}x{side} centre)"
+        logger.warning(
+            f"the image is only {width}x{height} pixels{centre}, enlarged {size / side:.3g}x to the model's "
+            f"{size}x{size}: the edit sees a blurred copy; give a picture of at least {size}x{size} pixels"
+        )
+
+
 def checked_keep_mask(keep_mask: torch.Tensor | np.ndarray, side: int, rows: int | None = None) -> torch.Tensor:
     """A keep mask as a bool tensor: (side, side) on the last-scale grid, or, when ``rows`` is given, also
     (rows, side, side) with one per image. Bool or 0/1 values (a tensor, an array or nested lists); anything else
@@ -113,13 +131,15 @@ class EditingMixin:
             **sampling: cfg, top_k, top_p, temperature, smooth, seed, generator, output_type, and for text
                 pipelines negative_prompt (see ``__call__``).
         Returns:
-            EditOutput; ``.pasted()`` gives the results at the input's original size and mode (a transparent
-                input keeps its alpha).
+            EditOutput; ``.pasted()`` gives the results at the input's original size, grayscale ("L") for a
+                grayscale input and "RGB" for any other, 8-bit (a 16-bit input too); a transparent input keeps its
+                alpha.
         """
         if (box is None) == (mask is None):
             raise ValueError("give exactly one of box=(y0, x0, y1, x1) or mask=<array or image>")
         warn_if_unit_range(image)
         prepared = prepare_image(image, self.image_size, self.tokenizer.config.in_channels)
+        warn_if_tiny(prepared, self.image_size)
         side = self.transformer.config.scale_sides[-1]
         region = (
             box_mask(side, box, self.image_size if box_in_pixels else None)
@@ -159,6 +179,7 @@ class EditingMixin:
             raise ValueError("inner_fraction places the whole image; do not also give box or mask")
         warn_if_unit_range(image)
         prepared = prepare_image(image, self.image_size, self.tokenizer.config.in_channels)
+        warn_if_tiny(prepared, self.image_size)
         side = self.transformer.config.scale_sides[-1]
         canvas, placed_pixels = extend_canvas(prepared.tensor, inner_fraction, grid_side=side)
         placed = mask_from_array(placed_pixels, side)

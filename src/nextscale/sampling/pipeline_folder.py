@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -224,6 +225,7 @@ class PipelineFolderMixin:
         """
         check_precision_name(dtype)  # before loading anything
         device = usable_device(device)
+        shown = os.fspath(path)  # as the user wrote it: "bundled:scenes", not the package folder it stands for
         path = resolve_model_path(path)
         if path.is_file():  # a training checkpoint, an official .pth, or a file of weights, given where a folder goes
             raise ValueError(file_given_for_folder(path))
@@ -240,7 +242,7 @@ class PipelineFolderMixin:
             raise ValueError(f"{path / PIPELINE_FILE} names an unknown pipeline class {name!r}")
         pipeline_cls = PIPELINE_CLASSES[name]
         if not issubclass(pipeline_cls, cls):
-            raise ValueError(f"{path} holds a {name}, not a {cls.__name__}; load it with Pipeline.from_pretrained")
+            raise ValueError(f"{shown} holds a {name}, not a {cls.__name__}; load it with Pipeline.from_pretrained")
         pipeline = pipeline_cls.from_components(path, index, device).use_precision(dtype)
         pipeline = pipeline.use_cuda_graphs() if cuda_graphs else pipeline
         return pipeline.use_fused_kernels(fused_kernels)
