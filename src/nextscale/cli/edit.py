@@ -84,7 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--paste-back",
         action="store_true",
-        help="write the result at the input's original size and mode: the regenerated region enlarged into the "
+        help="write the result at the input's original size, gray or colour as it was (8 bits per channel: a 16-bit "
+        "input comes back 8-bit): the regenerated region enlarged into the "
         "input, the kept region the input's own pixels, a transparent input's alpha kept (a .jpg is flattened on "
         "white; write .png to keep it) (with --extend: the extended picture at the input's resolution, its centre "
         "square 1 / FRACTION times larger, the frame opaque)",
