@@ -1,34 +1,8 @@
-"""Checks of the run paths a training command is given, made before any model or data is loaded: a checkpoint file
-named where a run or model folder goes, and a --run-dir that is a run of the other stage. Both mistakes otherwise
-end in a message about state dicts or a changed config, which says nothing of the path."""
+"""A --run-dir that is a training run of the other stage, refused before any model or data is loaded: resuming it
+would otherwise end in a message about a changed config, which says nothing of the path. (A checkpoint file given
+where a run folder goes is refused by ``training.export.check_not_run_checkpoint``, for every loader's caller.)"""
 
 from __future__ import annotations
-
-from pathlib import Path
-
-
-def check_not_run_checkpoint(flag: str, value: str | None) -> None:
-    """Refuse ``value`` when it is a checkpoint of a `nextscale train`/`train-tokenizer` run
-    (RUN/checkpoints/step-N.pt beside RUN/config.json), naming the run folder to pass instead.
-
-    Without this check the file is read as an official VAR checkpoint and refused for its extra keys."""
-    from nextscale.training.checkpoint import CHECKPOINT_DIR, checkpoint_step
-
-    if not value:
-        return
-    path = Path(value)
-    run = path.parent.parent
-    if not path.is_file() or path.parent.name != CHECKPOINT_DIR or not (run / "config.json").is_file():
-        return
-    try:
-        step = checkpoint_step(path)
-    except ValueError:  # another file in checkpoints/: not a checkpoint this check knows
-        return
-    raise ValueError(
-        f"{flag} {value} is a checkpoint of the training run {run}: pass the run folder ({flag} {run}, its newest "
-        f"checkpoint), or export this step first (`nextscale export --run {run} --step {step} --out DIR`) and pass "
-        f"{flag} DIR"
-    )
 
 
 def check_run_dir_kind(run_dir: str | None, kind: str) -> None:

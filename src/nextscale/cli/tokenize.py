@@ -164,12 +164,11 @@ def remove_token_files(out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from nextscale import distributed
     from nextscale.cli.data_report import log_data_report, scale_sides_for, schedule_source
-    from nextscale.cli.run_path_checks import check_not_run_checkpoint
     from nextscale.data.token_manifest import read_manifest, write_manifest
     from nextscale.data.token_shards import write_token_shards
     from nextscale.training.crop_margin import tokenize_crop_margin
     from nextscale.training.data_specs import CAPTIONS_PREFIX, build_datasets
-    from nextscale.training.export import load_tokenizer, with_scale_sides
+    from nextscale.training.export import check_not_run_checkpoint, load_tokenizer, with_scale_sides
 
     if args.batch_size < 1 or args.shard_size < 1 or args.views < 1:
         raise ValueError("--batch-size, --shard-size and --views must be >= 1")

@@ -205,9 +205,10 @@ def build_tokenizer(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from nextscale.cli.run_path_checks import check_not_run_checkpoint, check_run_dir_kind
+    from nextscale.cli.run_path_checks import check_run_dir_kind
     from nextscale.training.crop_margin import check_crop_margin
     from nextscale.training.data_specs import data_channels
+    from nextscale.training.export import check_not_run_checkpoint
     from nextscale.training.options import apply_run_file, train_in_run_dir
 
     apply_run_file(args, RUN_FILE_SOURCES)

@@ -81,6 +81,30 @@ def run_kind(folder: str | os.PathLike) -> str | None:
         return None
 
 
+def check_not_run_checkpoint(flag: str, value: str | os.PathLike | None) -> None:
+    """Refuse ``value`` when it is a checkpoint file of a training run (RUN/checkpoints/step-N.pt) given where a
+    model is read, naming the run folder to pass instead. ``flag`` is the command-line flag ``value`` came with
+    ("--tokenizer"), named in the message; "" for a path given in Python.
+
+    Without this check the file is read as an official VAR checkpoint and refused for its extra keys."""
+    if not value:
+        return
+    path = Path(value)
+    run = path.parent.parent
+    if not path.is_file() or path.parent.name != ckpt.CHECKPOINT_DIR or run_kind(run) is None:
+        return
+    try:
+        step = ckpt.checkpoint_step(path)
+    except ValueError:  # another file in checkpoints/: not a checkpoint this check knows
+        return
+    given = f"{flag} " if flag else ""
+    raise ValueError(
+        f"{given}{value} is a checkpoint of the training run {run}: pass the run folder ({given}{run}, its newest "
+        f"checkpoint), or export this step first (`nextscale export --run {run} --step {step} --out DIR`) and pass "
+        f"{given}DIR"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainedWeights:
     """Which weights of a training run a model holds, as loaded: what evaluation reports and export records.
@@ -169,6 +193,7 @@ def load_tokenizer(source: str | os.PathLike, scale_sides: tuple[int, ...] | Non
             their own). The weights do not depend on the schedule, so a tokenizer trained at one resolution
             serves any multiple of its stride (e.g. the 32 px Fashion-MNIST tokenizer on 64 px scenes).
     """
+    check_not_run_checkpoint("", source)
     path = resolve_model_path(source)
     if path.is_file():
         return load_official_vqvae(path, scale_sides or SIDES_256)
@@ -374,6 +399,7 @@ def load_run_pipeline(
 def load_transformer_weights(source: str | os.PathLike) -> nn.Module:
     """A trained transformer to start from (``--init-from``): a transformer run (EMA weights), a pipeline folder
     or a transformer component folder (or a bundled model: ``bundled:fashion-mnist``)."""
+    check_not_run_checkpoint("", source)
     path = resolve_model_path(source)
     if (path / PIPELINE_FILE).is_file():
         index = json.loads((path / PIPELINE_FILE).read_text())

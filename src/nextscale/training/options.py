@@ -553,8 +553,8 @@ INTERRUPTED_STATUS = 130
 
 
 def fit_and_report(trainer, max_steps: int | None, datasets, kind: str) -> dict:
-    """Run ``trainer.fit``, report skipped image files (also when training stops early) and print the run's
-    summary line on the main process: ``{kind} run DIR at step S/T: loss=…``.
+    """Run ``trainer.fit``, report skipped image files (also when training stops early; not when it trained
+    nothing) and print the run's summary line on the main process: ``{kind} run DIR at step S/T: loss=…``.
 
     Raises:
         TrainingInterrupted: on the main process, when a signal stopped training (after its checkpoint).
@@ -566,8 +566,10 @@ def fit_and_report(trainer, max_steps: int | None, datasets, kind: str) -> dict:
     from nextscale.training.failures import CheckpointWriteError, RankZeroWriteFailed
     from nextscale.training.interrupt import TrainingInterrupted
 
+    trained = True  # an error or interrupt reports what the steps it began found
     try:
         metrics = trainer.fit(max_steps)
+        trained = bool(metrics)  # fit logs the last step it trains: none, nothing trained (as the line below says)
     except TrainingInterrupted:
         if trainer.dist.is_main:
             raise  # the CLI prints where it saved and how to resume
@@ -579,7 +581,10 @@ def fit_and_report(trainer, max_steps: int | None, datasets, kind: str) -> dict:
             raise  # names the cause (full disk, permissions) and the checkpoint to resume from
         raise RankZeroWriteFailed(err.path, trainer.dist.rank) from err
     finally:
-        report_skipped_images(datasets)
+        # A re-run that trains nothing (finished, or --max-steps not past the step) read no images: the files its
+        # data check skipped were named when it loaded the data, and a summary after "nothing to train" is noise.
+        if trained:
+            report_skipped_images(datasets)
     if trainer.dist.is_main:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/scale" not in k)
         where = f"{kind} run {trainer.run_dir} at step {trainer.step}/{trainer.config.total_steps}"

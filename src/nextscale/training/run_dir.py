@@ -65,29 +65,72 @@ def resumable_changes(saved: dict[str, Any], current: dict[str, Any], prefix: st
     return out
 
 
+# The step total is compared apart: another total alone has advice of its own (see ``refuse_another_config``).
+TOTAL_STEPS = "train.total_steps"
+# How much a difference changes the run, most first, by the setting's name (or its first part): what the run is,
+# then the model (and the tokenizer a transformer reads), then the data; every other setting after these.
+_FIRST_DIFFERENCES = (
+    ("kind", "model_class"),
+    ("tokenizer", "transformer", "tokenizer_weights_hash", "tokenizer_source", "text_encoder"),
+    ("data", "tokens", "class_names", "crop_margin", "caption_held_out", "init_from"),
+)
+_MODEL_RANK = 1  # differences ranked up to here change the model: another run's weights do not fit it
+_SHOWN_DIFFERENCES = 6
+_SHOWN_CHARS = 120  # a whole section absent on one side ("losses: {...}") would fill the screen
+
+
+def difference_rank(difference: str) -> int:
+    """Where a ``config_differences`` line ("train.lr: 0.002 in the run, 0.001 now") goes in a refusal: by
+    ``_FIRST_DIFFERENCES``, the step total last."""
+    name = difference.split(":", 1)[0]
+    if name == TOTAL_STEPS:
+        return len(_FIRST_DIFFERENCES) + 1
+    first = name.split(".", 1)[0]
+    return next((rank for rank, names in enumerate(_FIRST_DIFFERENCES) if first in names), len(_FIRST_DIFFERENCES))
+
+
 def refuse_another_config(run_dir: Path, saved: dict[str, Any], run_config: dict[str, Any], total_steps: int) -> None:
     """Raise when ``run_config`` differs from ``saved`` (config.json, or the config a checkpoint recorded) in a way
-    that makes it another run; the message says how to resume or where to start instead."""
-    checkpoints = ckpt.list_checkpoints(run_dir)
-    differences = config_differences(saved, run_config)
+    that makes it another run; the message lists the differences that matter most first (``difference_rank``) and
+    says how to resume or where to start instead."""
+    differences = sorted(config_differences(saved, run_config), key=difference_rank)
     if not differences:
         return
-    message = f"run directory {run_dir} was made by a different config (" + "; ".join(differences[:6]) + ")"
-    saved_total, total = saved.get("train", {}).get("total_steps"), total_steps
-    if saved_total is None or saved_total == total:
+    shown = [text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..." for text in differences]
+    more = len(shown) - _SHOWN_DIFFERENCES
+    listed = "; ".join(shown[:_SHOWN_DIFFERENCES]) + (f"; and {more} more" if more > 0 else "")
+    message = f"run directory {run_dir} was made by a different config ({listed})"
+    saved_total = saved.get("train", {}).get("total_steps")
+    if saved_total is None or saved_total == total_steps:
         raise ValueError(message + "; use a new run directory, or the original settings to resume")
-    # The LR schedule (warm-up length, decay) is a function of the total, so another total is another run.
-    reached = ckpt.checkpoint_step(checkpoints[-1])
-    if reached >= saved_total:
-        raise ValueError(
-            f"{message}: the run finished its {saved_total}-step schedule, and its learning-rate schedule was "
-            f"built for that total, so it cannot run on to {total} steps here. To train further, start a new "
-            f"run from its weights (fresh optimizer and schedule): add --init-from {run_dir} and give a new "
-            "--run-dir"
+    raise ValueError(f"{message}: {another_total_advice(run_dir, differences, saved_total, total_steps)}")
+
+
+def another_total_advice(run_dir: Path, differences: list[str], saved_total: int, total: int) -> str:
+    """What to do instead of resuming with another step total (``differences`` sorted by ``difference_rank``).
+
+    The LR schedule (warm-up length, decay) is a function of the total, so another total is another run."""
+    finished = ckpt.checkpoint_step(ckpt.list_checkpoints(run_dir)[-1]) >= saved_total
+    if difference_rank(differences[0]) < difference_rank(TOTAL_STEPS):
+        # The total is not all that changed (another --data also changes an --epochs run's total): advice about
+        # the schedule alone would not fit the other settings.
+        if not finished:
+            return (
+                f"to resume it, give its own settings, --steps {saved_total} (or the original --epochs) among them; "
+                "else train in a new --run-dir"
+            )
+        weights_fit = difference_rank(differences[0]) > _MODEL_RANK
+        start_from = f" (add --init-from {run_dir} to start from its weights)" if weights_fit else ""
+        return f"the run finished its {saved_total}-step schedule; train in a new --run-dir{start_from}"
+    if finished:
+        return (
+            f"the run finished its {saved_total}-step schedule, and its learning-rate schedule was built for that "
+            f"total, so it cannot run on to {total} steps here. To train further, start a new run from its weights "
+            f"(fresh optimizer and schedule): add --init-from {run_dir} and give a new --run-dir"
         )
-    raise ValueError(
-        f"{message}: the learning-rate schedule is built for the run's total, so resume it with --steps "
-        f"{saved_total} (or the original --epochs), or train {total} steps in a new --run-dir"
+    return (
+        f"the learning-rate schedule is built for the run's total, so resume it with --steps {saved_total} (or the "
+        f"original --epochs), or train {total} steps in a new --run-dir"
     )
 
 
