@@ -121,3 +121,21 @@ def test_a_data_path_with_a_comma_survives_points_csv(tmp_path):
     recorded = {name: row[name] for name in (*NEW_COLUMNS, "finished")}
     assert recorded == {"train_data": "/data/fm, v2/train", "eval_data": "", "vocab_size": "64", "finished": "True"}
     assert row["loss"] == "4.1" and list(row) == list(COLUMNS)
+
+
+def test_sweep_names_its_tokenizer_flag_for_a_run_checkpoint(token_data, tmp_path, capsys):
+    """A tokenizer run's checkpoint file given as --tokenizer is refused before the sweep writes anything, naming the
+    flag and the run folder (the loader's own check names no flag)."""
+    _, tokens, eval_tokens = token_data
+    run = tmp_path / "runs" / "tok"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"kind": "tokenizer"}))
+    checkpoint = run / "checkpoints" / "step-00000030.pt"
+    checkpoint.write_bytes(b"never read")
+    out = tmp_path / "sweep"
+    argv = ["scaling", "run", "--out", str(out), "--depths", "1", "--tokens", str(tokens), "--eval-tokens"]
+    argv += [str(eval_tokens), "--tokenizer", str(checkpoint), "--steps", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--tokenizer {checkpoint} is a checkpoint of the training run {run}: pass the run folder" in err
+    assert not out.exists()

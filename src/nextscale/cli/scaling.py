@@ -346,12 +346,14 @@ def run_sweep(args: argparse.Namespace) -> int:
     from nextscale.pretrained import atomic_write_text
     from nextscale.scaling.chance import chance_notes
     from nextscale.scaling.sweep import RUNS_DIR, SWEEP_FILE, collect_sweep, read_run, run_name, write_points
+    from nextscale.training.export import check_not_run_checkpoint
 
     extra = list(args.train_args)
     if extra and extra[0] == "--":
         extra = extra[1:]
     # Everything is checked before the first file is written: a refused call leaves the sweep as it was.
     check_train_flags(extra)
+    check_not_run_checkpoint("--tokenizer", args.tokenizer)
     if args.width_base < 1 or args.batch_size < 1:
         raise ValueError("--width-base and --batch-size must be >= 1")
     if args.eval_every is not None and args.eval_every < 1:
