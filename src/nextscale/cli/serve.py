@@ -44,6 +44,8 @@ from nextscale.cli.common import add_dtype_argument, load_pipeline
 # The largest upload the server takes (gradio's default is none: anyone who reaches the port could fill the disk,
 # since gradio keeps every upload in its cache). Far above a photo, or a 16-bit PNG at Pillow's pixel limit.
 MAX_UPLOAD = "100mb"
+# The --host values (IPv6 in brackets, as printed) that listen on every address of the machine.
+EVERY_ADDRESS = ("0.0.0.0", "[::]")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +209,12 @@ def run(args: argparse.Namespace) -> int:
     # an IPv6 literal goes in brackets, as in a URL: gradio builds its own URL from it and fails on a bare "::1"
     host = f"[{args.host}]" if ":" in args.host and not args.host.startswith("[") else args.host
     print(f"starting the web demo at http://{host}:{args.port} (Ctrl-C stops it)", flush=True)
+    if host in EVERY_ADDRESS:  # not an address a browser should be given (some refuse it)
+        print(
+            f"that is every address of this machine: open http://127.0.0.1:{args.port} here, or this machine's own "
+            "address from others; there is no login, so anyone who can reach the port can use it",
+            flush=True,
+        )
     main_thread = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
     previous = signal.signal(signal.SIGTERM, stop_on_terminate) if main_thread else None
     try:

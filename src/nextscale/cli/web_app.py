@@ -10,11 +10,13 @@ installed (it is the optional ``demo`` extra).
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
 import gradio as gr
 import pydantic
+from gradio.exceptions import InvalidPathError
 from PIL import Image
 
 from nextscale.cli import one_line
@@ -104,10 +106,12 @@ def slider(minimum: float, maximum: float, **options) -> gr.Slider:
 
 
 def readable_api_errors(app: gr.Blocks) -> None:
-    """Make the two malformed HTTP API calls that gradio refuses before any widget or handler runs one line each,
-    instead of a bare "Error" and a logged traceback: a call with too few inputs (gradio's message, a ValueError,
-    is hidden from the caller), and an image input that is not a file object (a bare path or a number fails
-    gradio's pydantic check of the upload). A widget's own one-line refusal (a radio or dropdown value not among
+    """Make the malformed HTTP API calls that gradio refuses before any widget or handler runs one line each,
+    instead of a bare "Error" (or none at all) and a logged traceback: a call with too few inputs (gradio's
+    message, a ValueError, is hidden from the caller), an image input that is not a file object (a bare path or a
+    number fails gradio's pydantic check of the upload), one whose path was not uploaded to this server (a path on
+    the caller's machine), and one that is a web address (gradio would download it: a request to any host, and a
+    bare "Error" offline). A widget's own one-line refusal (a radio or dropdown value not among
     its choices) is no longer logged with a traceback either. Wrapped on the instance, as :func:`image_upload` is."""
     check_inputs, preprocess = app.validate_inputs, app.preprocess_data
 
@@ -120,9 +124,23 @@ def readable_api_errors(app: gr.Blocks) -> None:
             )
         check_inputs(block_fn, inputs)
 
-    async def preprocess_data(*args, **kwargs) -> list:
+    async def preprocess_data(block_fn, inputs: list, *args, **kwargs) -> list:
+        url = image_url(block_fn, inputs)
+        if url is not None:  # gradio would fetch it, and fail with a bare "Error" when offline
+            raise UserError(
+                f"this server does not download images, and an image input is the URL {url}: download it and upload "
+                "the file (gradio_client's handle_file(local path), or POST it to /gradio_api/upload)"
+            )
         try:
-            return await preprocess(*args, **kwargs)
+            return await preprocess(block_fn, inputs, *args, **kwargs)
+        except InvalidPathError as err:  # a path on the caller's machine, or anywhere but gradio's upload folder
+            found = re.search(r"Cannot move (.+) to the gradio cache dir because it was not uploaded", str(err))
+            if found is None:
+                raise UserError(one_line(err)) from err
+            raise UserError(
+                f"an image input must be a file uploaded to this server first, got the path {found[1]}: send "
+                "gradio_client's handle_file(path), or the path that POST /gradio_api/upload returns"
+            ) from err
         except gr.Error as err:  # a widget's refusal (a mode or class not in its choices): the caller's, not a bug
             err.print_exception = False  # gradio's own errors log a traceback each by default
             raise
@@ -135,6 +153,17 @@ def readable_api_errors(app: gr.Blocks) -> None:
             ) from err
 
     app.validate_inputs, app.preprocess_data = validate_inputs, preprocess_data
+
+
+def image_url(block_fn, inputs: list) -> str | None:
+    """The first image input sent as a web address (``handle_file("https://...")``, which gradio_client's
+    view_api offers as the edit tabs' example) instead of an uploaded file; None when there is none. The page
+    always uploads."""
+    for block, value in zip(block_fn.inputs, inputs):
+        path = value.get("path") if isinstance(value, dict) else None
+        if isinstance(block, gr.Image) and isinstance(path, str) and path.startswith(("http://", "https://")):
+            return path
+    return None
 
 
 # --------------------------------------------------------------------------------------------------- app
@@ -248,7 +277,8 @@ def text_tab(models: ServedModels) -> None:
     with gr.Tab("Text → image", id="text"):
         rows, columns = starting_grid(2, 2, models.max_images)
         prompts = gr.Textbox(lines=4, label="prompts (one per line)", value=example_prompts(rows))
-        negative = gr.Textbox(label="negative prompt (empty: the empty prompt)")
+        # value "": an API client may leave it out (gradio makes an input without a starting value required)
+        negative = gr.Textbox(value="", label="negative prompt (empty: the empty prompt)")
         per_prompt = slider_up_to(16, columns, models.max_images, "images per prompt")
         knobs = sampling_widgets(pipe)
         view = coarse_to_fine_widget()

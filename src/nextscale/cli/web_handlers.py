@@ -168,6 +168,22 @@ def truncation_note(pipe: TextPipeline, texts: list[str], negative: str = "") ->
     return "".join(f"; {subject} {limit}" for subject in which)
 
 
+def tiny_image_note(image: Image.Image, size: int) -> str:
+    """A clause for the status line when the edited picture (its centre square) is enlarged more than the library's
+    ``TINY_EDIT_FACTOR`` to the model's ``size``: the library warns only in the server's log, and the page showed a
+    blurred edit without a word. Empty otherwise."""
+    from nextscale.sampling.pipeline_editing import TINY_EDIT_FACTOR
+
+    width, height = image.size
+    side = min(width, height)
+    if not 0 < side * TINY_EDIT_FACTOR < size:
+        return ""
+    return (
+        f"; the image is only {width}x{height} pixels, enlarged {size / side:.3g}x to the model's {size}x{size}: the "
+        f"edit saw a blurred copy, upload one of at least {size}x{size} pixels"
+    )
+
+
 # ---------------------------------------------------------------------------------------------- handlers
 def sample_classes(
     models: ServedModels,
@@ -437,6 +453,7 @@ def run_edit(
                 raise page_error from err
             # the text edit tab's prompt, checked with the tokenizer while this request holds it
             note = truncation_note(pipe, [target["prompt"]]) if target.get("prompt") else ""
+    note += tiny_image_note(image, pipe.image_size)
     pictures, labels = out.side_by_side()
     grid = make_grid(enlarge(pictures, display_zoom(pipe)), nrow=len(labels), labels=labels)
     pasted = [(picture, f"result {index + 1}") for index, picture in enumerate(out.pasted())]
