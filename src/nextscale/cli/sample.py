@@ -314,7 +314,7 @@ def sample(args: argparse.Namespace, dist_info: DistInfo) -> Callable[[], None] 
     pipe = load_pipeline(args)
     if text != pipe.is_text_conditional:
         raise ValueError(
-            "this model is text-conditional: give --prompt"
+            'this model is text-conditional: give --prompt TEXT (--prompt "" draws unconditional samples)'
             if pipe.is_text_conditional
             else "this model is class-conditional: give --class (or nothing), not --prompt / --text-features"
         )

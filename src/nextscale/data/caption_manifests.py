@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import os
 from collections.abc import Iterable
@@ -165,10 +166,14 @@ class CaptionManifestDataset(CaptionDataset):
     def _csv_records(self) -> Iterable[_Line]:
         # Bytes that are not UTF-8 become lone surrogates, so one bad row is one bad record (``_decoded``).
         with open(self.manifest, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-            reader = csv.DictReader(handle)
+            # "Image, Caption" (a spreadsheet's capitals, a space after each comma) means image,caption too.
+            reader = csv.DictReader(handle, skipinitialspace=True)
+            if reader.fieldnames is not None:
+                reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
             if reader.fieldnames is None or not {"image", "caption"} <= set(reader.fieldnames):
                 raise ValueError(
-                    f"{self.manifest} needs a header row with 'image' and 'caption' columns, found {reader.fieldnames}"
+                    f"{self.manifest} needs a header row with 'image' and 'caption' columns, found "
+                    f"{reader.fieldnames}; {_header_fix(reader.fieldnames)}"
                 )
             for number, row in enumerate(reader, start=2):
                 where = f"{self.manifest}:{number}"
@@ -201,6 +206,23 @@ class CaptionManifestDataset(CaptionDataset):
         if not isinstance(captions, list) or not all(isinstance(text, str) for text in captions):
             return _Candidate(str(path), problem="bad_record")
         return _Candidate(str(path), _clean(captions), path)
+
+
+def _header_fix(fieldnames: list[str] | None) -> str:
+    """How to repair a CSV header without ``image`` and ``caption``: the separator Excel uses in many locales, or
+    the misspelt column names (``captoin`` -> ``caption``)."""
+    names = fieldnames or []
+    separator = next((mark for mark in (";", "\t", "|") if len(names) == 1 and mark in names[0]), None)
+    if separator is not None:
+        return f"the file is separated by {separator!r}; save it with commas (CSV UTF-8 in Excel)"
+    renames = []
+    for wanted in ("image", "caption"):
+        close = difflib.get_close_matches(wanted, names, n=1, cutoff=0.6)
+        if wanted not in names and close:
+            renames.append(f"{close[0]!r} to {wanted!r}")
+    if renames:
+        return f"rename {' and '.join(renames)} in the first row"
+    return "make its first row `image,caption` (other columns are ignored)"
 
 
 def _has_surrogates(text: str) -> bool:

@@ -73,6 +73,10 @@ class FileSizes:
         by_area = sorted(self.sizes, key=lambda wh: (wh[0] * wh[1], wh))
         return f"{_size(by_area[0])} to {_size(by_area[-1])}"
 
+    def most_elongated(self) -> tuple[int, int]:
+        """The (width, height) whose shorter side is the smallest fraction of its longer one."""
+        return min(self.sizes, key=lambda wh: (min(wh) / max(wh), wh))
+
     @property
     def single_size(self) -> tuple[int, int] | None:
         return next(iter(self.sizes)) if len(self.sizes) == 1 else None
@@ -183,7 +187,8 @@ def describe_data(
         )
         lines.append(f"held-out: none, so no held-out evaluation ({where})")
     elif role == "training":
-        lines.append(f"held-out: {len(held_out_set)} {_kind(held_out_set)} from {_origin(held_out_set)}")
+        kind = _kind(held_out_set) if len(held_out_set) != 1 else _kind(held_out_set).removesuffix("s")
+        lines.append(f"held-out: {len(held_out_set)} {kind} from {_origin(held_out_set)}")
     return lines
 
 
@@ -245,6 +250,15 @@ def resolution_line(
         notes.append(
             f"your images vary in size ({sizes.span()}); each is resized (shorter side) and {crop} to "
             f"{image_size}x{image_size}"
+        )
+    # The square crop keeps about shorter / longer of a picture's long side: a 100x30 one loses 70 % of its width,
+    # with whatever its caption places at the left or right.
+    elongated = sizes.most_elongated()
+    if min(elongated) / max(elongated) < 0.5:
+        kept = round(100 * min(elongated) / max(elongated))
+        notes.append(
+            f"the most elongated, {_size(elongated)}, keeps only about its middle {kept} % (the square crop cuts "
+            "its ends; crop or pad such pictures yourself to keep them)"
         )
     gray = sizes.gray == sizes.checked
     # Only train-tokenizer has --in-channels (trained_side None); tokenize and train take the tokenizer's channels.
