@@ -54,8 +54,9 @@ SKIP_REASONS = (
 IMAGE_PROBLEMS = {"unreadable": "corrupt_image", "tiny": "tiny_image", "huge": "huge_image"}
 SHOWN_EXAMPLES = 3
 CAPTION_SUFFIX = ".txt"
-# The names that make a folder a manifest's (``captions.open_caption_dataset``).
-MANIFEST_NAMES = ("captions.jsonl", "captions.csv")
+# The names that make a folder a manifest's (``captions.open_caption_dataset``), first found wins: ours, then
+# Hugging Face imagefolder's (whose records name their image ``file_name`` and their caption ``text``).
+MANIFEST_NAMES = ("captions.jsonl", "captions.csv", "metadata.jsonl", "metadata.csv")
 
 # Pillow signals unreadable files with OSError (incl. UnidentifiedImageError), ValueError or SyntaxError.
 _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -112,7 +113,7 @@ REASON_FIXES = {
     "caption_not_utf8": "re-save as UTF-8, e.g. `iconv -f cp1252 -t utf-8 OLD > NEW` for Windows-1252 (ANSI) text",
     "tiny_image": "under 1/8 of the side: use larger images or a lower --resolution",
     "dotted_name": "a dot before the extension ends the webdataset key: rename without it",
-    "bad_record": 'each line needs {"image": PATH, "caption": TEXT or [TEXTS]}',
+    "bad_record": 'each line needs {"image": PATH, "caption": TEXT or [TEXTS]} (or "file_name" and "text")',
     "unlisted_image": "add a line for each to the manifest, or move them out of its folder",
 }
 

@@ -24,10 +24,14 @@ from nextscale.data.image_listing import IMAGE_EXTENSIONS, visible_files
 
 # One manifest line: where it is ("captions.jsonl:4", for messages) and what it says.
 _Line = tuple[str, _Candidate]
+# The keys (JSONL) or columns (CSV) of a record's image and caption, preferred first: ours, then Hugging Face's.
+IMAGE_KEYS = ("image", "file_name")
+CAPTION_KEYS = ("caption", "text")
 
 
 class CaptionManifestDataset(CaptionDataset):
-    """Images listed in a JSONL or CSV manifest of ``{"image": path, "caption": text or [texts]}``.
+    """Images listed in a JSONL or CSV manifest of ``{"image": path, "caption": text or [texts]}``, or of Hugging Face
+    imagefolder's ``{"file_name": path, "text": text}`` (``metadata.jsonl``/``.csv``).
 
     Args:
         manifest: a ``.jsonl`` or ``.csv`` file; image paths are relative to its folder. Other arguments: see
@@ -93,7 +97,8 @@ class CaptionManifestDataset(CaptionDataset):
     def _unlisted_images(self, candidates: list[_Candidate]) -> list[_Candidate]:
         """An ``unlisted_image`` candidate for each image file under the manifest's folder that no line names, as a
         caption folder counts an image without its ``.txt``: a forgotten row should not drop images unseen. A
-        sub-folder holding a manifest of its own (``val/captions.jsonl``) is another data set, not looked into."""
+        sub-folder holding a manifest of its own (``val/captions.jsonl``, ``val/metadata.jsonl``) is another data set,
+        not looked into."""
         working_folder = os.getcwd()
 
         def file_key(path: str | os.PathLike) -> str:  # as ``_merge_repeated_images`` spells an image
@@ -158,10 +163,17 @@ class CaptionManifestDataset(CaptionDataset):
                 except json.JSONDecodeError:
                     yield where, _Candidate(where, problem="bad_record")
                     continue
-                if not isinstance(record, dict) or not isinstance(record.get("image"), str):
+                if isinstance(record, dict) and not any(key in record for key in IMAGE_KEYS):
+                    # Every line is likely so (keys named another way): one line naming them, not N bad records.
+                    raise ValueError(
+                        f"{where}: a record needs an image key, {_either(IMAGE_KEYS)}, and a caption key, "
+                        f"{_either(CAPTION_KEYS)}; found {', '.join(map(repr, record)) or 'no keys'}"
+                    )
+                image = _first_present(record, IMAGE_KEYS) if isinstance(record, dict) else None
+                if not isinstance(image, str):
                     yield where, _Candidate(where, problem="bad_record")
                     continue
-                yield where, self._decoded(where, record["image"], record.get("caption"))
+                yield where, self._decoded(where, image, _first_present(record, CAPTION_KEYS))
 
     def _csv_records(self) -> Iterable[_Line]:
         # Bytes that are not UTF-8 become lone surrogates, so one bad row is one bad record (``_decoded``).
@@ -170,17 +182,20 @@ class CaptionManifestDataset(CaptionDataset):
             reader = csv.DictReader(handle, skipinitialspace=True)
             if reader.fieldnames is not None:
                 reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
-            if reader.fieldnames is None or not {"image", "caption"} <= set(reader.fieldnames):
+            names = reader.fieldnames or []
+            image_column = next((name for name in IMAGE_KEYS if name in names), None)
+            caption_column = next((name for name in CAPTION_KEYS if name in names), None)
+            if image_column is None or caption_column is None:
                 raise ValueError(
-                    f"{self.manifest} needs a header row with 'image' and 'caption' columns, found "
-                    f"{reader.fieldnames}; {_header_fix(reader.fieldnames)}"
+                    f"{self.manifest} needs a header row with 'image' and 'caption' columns (or Hugging Face's "
+                    f"'file_name' and 'text'), found {reader.fieldnames}; {_header_fix(reader.fieldnames)}"
                 )
             for number, row in enumerate(reader, start=2):
                 where = f"{self.manifest}:{number}"
-                if not row["image"]:
+                if not row[image_column]:
                     yield where, _Candidate(where, problem="bad_record")
-                else:
-                    yield where, self._decoded(where, row["image"], row["caption"])  # other columns: not ours
+                else:  # other columns: not ours
+                    yield where, self._decoded(where, row[image_column], row[caption_column])
 
     def _decoded(self, where: str, image: str, caption: object) -> _Candidate:
         """The candidate of line ``where``; a line whose image or caption holds bytes that are not UTF-8 (lone
@@ -223,6 +238,16 @@ def _header_fix(fieldnames: list[str] | None) -> str:
     if renames:
         return f"rename {' and '.join(renames)} in the first row"
     return "make its first row `image,caption` (other columns are ignored)"
+
+
+def _either(keys: tuple[str, ...]) -> str:
+    """ "'image' or 'file_name'" for ``IMAGE_KEYS``."""
+    return " or ".join(map(repr, keys))
+
+
+def _first_present(record: dict, keys: tuple[str, ...]) -> object:
+    """The value of the first of ``keys`` that ``record`` holds (``image`` before ``file_name``), or None."""
+    return next((record[key] for key in keys if key in record), None)
 
 
 def _has_surrogates(text: str) -> bool:

@@ -12,14 +12,16 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
 - **Folder**: every image under ``root`` (recursive; hidden files skipped) with a ``.txt`` file of the same
   stem next to it. Each non-blank line of the ``.txt`` is one caption (a repeated caption counts once, in every
   source).
-- **Manifest**: JSONL (one object per line) or CSV (header with ``image`` and ``caption`` columns, one caption
-  per row; repeat the image on several rows for several captions). ``image`` is relative to the manifest's
-  folder (or absolute); in JSONL ``caption`` may be a string or a list of strings. An image listed on several
-  lines or rows (by any path to the same file) is one sample with all their captions; a line that lists it
-  without a caption, or whose caption is not UTF-8, is named in a warning (``dataset.uncaptioned_lines``,
-  ``dataset.undecodable_lines``), not counted as a skipped sample (an image no line captions is one). An image
-  file under the manifest's folder that no line names is a skipped sample too (``unlisted_image``), as an image
-  without its ``.txt`` is in a folder; a sub-folder holding a manifest of its own is not looked into.
+- **Manifest**: JSONL (one object per line) or CSV (header with ``image`` and ``caption`` columns, one caption per row;
+  repeat the image on several rows for several captions). ``image`` is relative to the manifest's folder (or absolute);
+  in JSONL ``caption`` may be a string or a list of strings. Hugging Face imagefolder's ``metadata.jsonl``/``.csv`` is
+  read too, its ``file_name`` as ``image`` and ``text`` as ``caption`` (in any manifest); a JSONL record with neither
+  image key stops construction, naming the keys it has. An image listed on several lines or rows (by any path to the
+  same file) is one sample with all their captions; a line that lists it without a caption, or whose caption is not
+  UTF-8, is named in a warning (``dataset.uncaptioned_lines``, ``dataset.undecodable_lines``), not counted as a skipped
+  sample (an image no line captions is one). An image file under the manifest's folder that no line names is a skipped
+  sample too (``unlisted_image``), as an image without its ``.txt`` is in a folder; a sub-folder holding a manifest of
+  its own is not looked into.
 - **Shards**: uncompressed webdataset ``.tar`` files, read with Python's ``tarfile``, so the ``data`` extra
   (webdataset) is not needed. A member's key is its path up to the first dot of the file name
   (``a/0001.png`` and ``a/0001.txt`` share key ``a/0001``), as in webdataset. A dotted file name keys
@@ -33,10 +35,11 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
   offset.
   Compressed shards (``.tar.gz``) are refused with a message: random access would re-read the stream, and so is
   a shard with two images or two captions for one key (a member added twice, or ``a.png`` beside ``a.jpg``).
-- **Which one a folder is**: a manifest wins; otherwise the folder is shards when its ``.tar`` files are all that
-  holds data, and images with ``.txt`` captions when no ``.tar`` beside them holds an image + caption pair (a stray
-  backup ``.tar`` is named in a warning and ignored). A ``.tar`` shard beside captioned images is refused with the
-  fix (move one or the other into a folder of its own): which was meant cannot be told.
+- **Which one a folder is**: a manifest wins (the first of ``captions.jsonl``, ``captions.csv``, ``metadata.jsonl``,
+  ``metadata.csv``; the others are not read); otherwise the folder is shards when its ``.tar`` files are all that holds
+  data, and images with ``.txt`` captions when no ``.tar`` beside them holds an image + caption pair (a stray backup
+  ``.tar`` is named in a warning and ignored). A ``.tar`` shard beside captioned images is refused with the fix (move
+  one or the other into a folder of its own): which was meant cannot be told.
 
 Manifests are UTF-8; caption files (``.txt``, in folders and shards) are UTF-8, or UTF-16/UTF-32 with a
 byte-order mark (as Windows editors save "Unicode" text); a mark is dropped (without one, UTF-16/32 text reads
@@ -108,7 +111,8 @@ def open_caption_dataset(path: str | os.PathLike, size: int, **options: Any) -> 
     """Pick the caption source for ``path``.
 
     A ``.jsonl``/``.csv`` file is a manifest and a ``.tar`` file a shard; a folder holding
-    ``captions.jsonl`` or ``captions.csv`` is read through that manifest, a folder of ``.tar`` files as
+    ``captions.jsonl`` or ``captions.csv`` (or Hugging Face's ``metadata.jsonl``/``.csv``) is read through that
+    manifest (the first of them in that order), a folder of ``.tar`` files as
     shards, and any other folder as images with ``.txt`` captions; a ``.tar`` file beside captioned images is
     decided by what it holds (``holds_shards``). ``options`` go to ``CaptionDataset``.
     """

@@ -20,7 +20,7 @@ def captioned_data_in(folder: Path) -> str | None:
     first two in this order, and tells shards from stray ``.tar`` files as ``_shards_at`` does."""
     from itertools import islice
 
-    from nextscale.data.captions import MANIFEST_NAMES
+    from nextscale.data.caption_base import MANIFEST_NAMES
     from nextscale.data.image_listing import IMAGE_EXTENSIONS
 
     if not folder.is_dir():
@@ -54,7 +54,7 @@ def _shards_at(folder: Path, captioned_images: bool) -> list[Path]:
 def _root_files(folder: Path) -> str:
     """The manifest or ``.tar`` files at ``folder``'s root that ``captioned_data_in`` found, named for a message:
     ``captions.csv``, ``backup.tar``, ``a.tar and 2 more``."""
-    from nextscale.data.captions import MANIFEST_NAMES
+    from nextscale.data.caption_base import MANIFEST_NAMES
 
     manifest = next((name for name in MANIFEST_NAMES if (folder / name).is_file()), None)
     if manifest is not None:
