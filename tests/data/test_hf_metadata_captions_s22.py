@@ -59,6 +59,17 @@ def test_a_record_without_an_image_key_is_one_line_naming_the_keys(tmp_path):
     assert all(f"'{key}'" in message for key in ("image", "file_name", "caption", "text"))  # the keys accepted
 
 
+def test_after_a_keyed_record_one_without_an_image_key_is_one_bad_record(tmp_path):
+    """Only records that start the file without an image key stop it (the keys are named another way); a stray
+    line among good ones is skipped and counted, as a malformed line is."""
+    _images(tmp_path, "a.png", "b.png")
+    lines = [{"file_name": "a.png", "text": "a red dot"}, {"path": "b.png"}, {"file_name": "b.png", "text": "dark"}]
+    (tmp_path / "metadata.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    dataset = open_caption_dataset(tmp_path, SIZE, check_images=False)
+    assert _pairs(dataset) == {"a.png": ("a red dot",), "b.png": ("dark",)}
+    assert dataset.skipped["bad_record"] == 1
+
+
 def test_a_csv_without_the_columns_names_both_spellings(tmp_path):
     _images(tmp_path, "a.png")
     (tmp_path / "metadata.csv").write_text("path,prompt\na.png,a red dot\n")

@@ -151,6 +151,7 @@ class CaptionManifestDataset(CaptionDataset):
         return self._prefixes
 
     def _jsonl_records(self) -> Iterable[_Line]:
+        keys_seen = False  # whether a record so far had an image key: after one, a record without is one bad record
         with open(self.manifest, "rb") as handle:  # decoded line by line: one bad line is one bad record
             for number, raw in enumerate(handle, start=1):
                 where = f"{self.manifest}:{number}"
@@ -163,8 +164,11 @@ class CaptionManifestDataset(CaptionDataset):
                 except json.JSONDecodeError:
                     yield where, _Candidate(where, problem="bad_record")
                     continue
-                if isinstance(record, dict) and not any(key in record for key in IMAGE_KEYS):
-                    # Every line is likely so (keys named another way): one line naming them, not N bad records.
+                has_image_key = isinstance(record, dict) and any(key in record for key in IMAGE_KEYS)
+                keys_seen |= has_image_key
+                if isinstance(record, dict) and not has_image_key and not keys_seen:
+                    # The first records name their keys another way, so every line likely does: one line naming
+                    # them, not N bad records.
                     raise ValueError(
                         f"{where}: a record needs an image key, {_either(IMAGE_KEYS)}, and a caption key, "
                         f"{_either(CAPTION_KEYS)}; found {', '.join(map(repr, record)) or 'no keys'}"

@@ -15,8 +15,8 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
 - **Manifest**: JSONL (one object per line) or CSV (header with ``image`` and ``caption`` columns, one caption per row;
   repeat the image on several rows for several captions). ``image`` is relative to the manifest's folder (or absolute);
   in JSONL ``caption`` may be a string or a list of strings. Hugging Face imagefolder's ``metadata.jsonl``/``.csv`` is
-  read too, its ``file_name`` as ``image`` and ``text`` as ``caption`` (in any manifest); a JSONL record with neither
-  image key stops construction, naming the keys it has. An image listed on several lines or rows (by any path to the
+  read too, its ``file_name`` as ``image`` and ``text`` as ``caption`` (in any manifest); JSONL records with neither
+  image key before any with one stop construction, naming the keys they have (later, one is a bad record). An image listed on several lines or rows (by any path to the
   same file) is one sample with all their captions; a line that lists it without a caption, or whose caption is not
   UTF-8, is named in a warning (``dataset.uncaptioned_lines``, ``dataset.undecodable_lines``), not counted as a skipped
   sample (an image no line captions is one). An image file under the manifest's folder that no line names is a skipped
