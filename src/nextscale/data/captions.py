@@ -16,12 +16,12 @@ Three sources, one behaviour (``open_caption_dataset`` picks the right one for a
   repeat the image on several rows for several captions). ``image`` is relative to the manifest's folder (or absolute);
   in JSONL ``caption`` may be a string or a list of strings. Hugging Face imagefolder's ``metadata.jsonl``/``.csv`` is
   read too, its ``file_name`` as ``image`` and ``text`` as ``caption`` (in any manifest); JSONL records with neither
-  image key before any with one stop construction, naming the keys they have (later, one is a bad record).
-  An image listed on several lines or rows (by any path to the same file) is one sample with all their captions; a
-  line that lists it without a caption, or whose caption is not UTF-8, is named in a warning (``dataset.uncaptioned_lines``, ``dataset.undecodable_lines``), not counted as a skipped
-  sample (an image no line captions is one). An image file under the manifest's folder that no line names is a skipped
-  sample too (``unlisted_image``), as an image without its ``.txt`` is in a folder; a sub-folder holding a manifest of
-  its own is not looked into.
+  image key before any with one stop construction, naming the keys they have (later, one is a bad record). An image
+  listed on several lines or rows (by any path to the same file) is one sample with all their captions; a line that
+  lists it without a caption, or whose caption is not UTF-8, is named in a warning (``dataset.uncaptioned_lines``,
+  ``dataset.undecodable_lines``), not counted as a skipped sample (an image no line captions is one). An image file
+  under the manifest's folder that no line names is a skipped sample too (``unlisted_image``), as an image without its
+  ``.txt`` is in a folder; a sub-folder holding a manifest of its own is not looked into.
 - **Shards**: uncompressed webdataset ``.tar`` files, read with Python's ``tarfile``, so the ``data`` extra
   (webdataset) is not needed. A member's key is its path up to the first dot of the file name
   (``a/0001.png`` and ``a/0001.txt`` share key ``a/0001``), as in webdataset. A dotted file name keys
