@@ -253,7 +253,7 @@ def resolution_line(
         )
     # The square crop keeps about shorter / longer of a picture's long side: a 100x30 one loses 70 % of its width,
     # with whatever its caption places at the left or right.
-    elongated = sizes.most_elongated()
+    elongated = sizes.most_elongated() if sizes.sizes else (1, 1)
     if min(elongated) / max(elongated) < 0.5:
         kept = round(100 * min(elongated) / max(elongated))
         notes.append(
