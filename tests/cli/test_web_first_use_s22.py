@@ -84,13 +84,14 @@ def test_an_image_path_that_was_not_uploaded_is_one_line_naming_it(app, tmp_path
 def test_a_tiny_upload_is_said_in_the_status_line(tiny_pipe, tmp_path):
     # the library warned only in the server's log: the page showed a blurred edit without a word
     assert tiny_image_note(Image.new("RGB", (8, 8)), 32) == ""  # 4x: the library's limit, no warning
-    assert tiny_image_note(Image.new("RGB", (7, 100)), 32).startswith("; the image is only 7x100 pixels, enlarged")
+    note = tiny_image_note(Image.new("RGB", (7, 100)), 32)
+    assert note.startswith("; the image is only 7x100 pixels (its 7x7 centre), enlarged")
     tiny = tmp_path / "tiny.png"
     Image.new("RGB", (2, 2), (200, 30, 30)).save(tiny)
     _, status, pasted = edit_image(ServedModels(tiny_pipe), str(tiny), 0.25, 0.25, 0.75, 0.75)
     assert status.endswith(
-        "; the image is only 2x2 pixels, enlarged 8x to the model's 16x16: the edit saw a blurred copy, upload one "
-        "of at least 16x16 pixels"
+        "; the image is only 2x2 pixels, enlarged 8x to the model's 16x16: the edit sees a blurred copy; give a "
+        "picture of at least 16x16 pixels"
     )
     assert pasted[0][0].size == (2, 2)  # the edit still ran
 

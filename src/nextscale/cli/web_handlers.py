@@ -169,19 +169,12 @@ def truncation_note(pipe: TextPipeline, texts: list[str], negative: str = "") ->
 
 
 def tiny_image_note(image: Image.Image, size: int) -> str:
-    """A clause for the status line when the edited picture (its centre square) is enlarged more than the library's
-    ``TINY_EDIT_FACTOR`` to the model's ``size``: the library warns only in the server's log, and the page showed a
-    blurred edit without a word. Empty otherwise."""
-    from nextscale.sampling.pipeline_editing import TINY_EDIT_FACTOR
+    """The library's note on a tiny edited picture (``tiny_picture_note``) as a clause for the status line: the
+    library warns only in the server's log, and the page showed a blurred edit without a word. Empty otherwise."""
+    from nextscale.sampling.pipeline_editing import tiny_picture_note
 
-    width, height = image.size
-    side = min(width, height)
-    if not 0 < side * TINY_EDIT_FACTOR < size:
-        return ""
-    return (
-        f"; the image is only {width}x{height} pixels, enlarged {size / side:.3g}x to the model's {size}x{size}: the "
-        f"edit saw a blurred copy, upload one of at least {size}x{size} pixels"
-    )
+    note = tiny_picture_note(*image.size, min(image.size), size)
+    return f"; {note}" if note else ""
 
 
 # ---------------------------------------------------------------------------------------------- handlers

@@ -55,17 +55,23 @@ def warn_if_unit_range(images: object) -> None:
 TINY_EDIT_FACTOR = 4
 
 
+def tiny_picture_note(width: int, height: int, side: int, size: int) -> str:
+    """What to say of a ``width`` x ``height`` picture whose cropped ``side`` x ``side`` square an edit enlarges to
+    the model's ``size``: a sentence when that is more than ``TINY_EDIT_FACTOR`` times, else ""."""
+    if not 0 < side * TINY_EDIT_FACTOR < size:
+        return ""
+    centre = "" if width == height else f" (its {side}x{side} centre)"
+    return (
+        f"the image is only {width}x{height} pixels{centre}, enlarged {size / side:.3g}x to the model's "
+        f"{size}x{size}: the edit sees a blurred copy; give a picture of at least {size}x{size} pixels"
+    )
+
+
 def warn_if_tiny(prepared: PreparedImage, size: int) -> None:
     """Warn when the picture an edit crops is enlarged more than ``TINY_EDIT_FACTOR`` times to the model's size."""
     left, top, right, bottom = prepared.crop_box
-    side = min(right - left, bottom - top)
-    if 0 < side * TINY_EDIT_FACTOR < size:
-        width, height = prepared.original.size
-        centre = "" if width == height else f" (its {side}x{side} centre)"
-        logger.warning(
-            f"the image is only {width}x{height} pixels{centre}, enlarged {size / side:.3g}x to the model's "
-            f"{size}x{size}: the edit sees a blurred copy; give a picture of at least {size}x{size} pixels"
-        )
+    if note := tiny_picture_note(*prepared.original.size, min(right - left, bottom - top), size):
+        logger.warning(note)
 
 
 def checked_keep_mask(keep_mask: torch.Tensor | np.ndarray, side: int, rows: int | None = None) -> torch.Tensor:
